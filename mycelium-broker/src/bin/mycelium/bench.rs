@@ -1,0 +1,706 @@
+//! `mycelium bench`: throughput and latency against a running broker, every party its own process.
+//!
+//! - The orchestrator spawns each publisher and subscriber as `mycelium bench-worker` (hidden),
+//!   talks to them over their stdin/stdout (one line per event), and merges their results.
+//! - Each payload carries `seq: u64` (publisher index in the top 16 bits) and the send time
+//!   (`CLOCK_MONOTONIC` ns, comparable across processes) in its first 16 bytes, so subscribers
+//!   measure one-way latency and check order and loss per publisher.
+//! - Throughput per subscriber = messages / (last receipt − first receipt). `--json` prints one
+//!   JSON object on the last line of stdout.
+//! - `--pingpong N`: an echo process answers a pinger, one message in flight; one-way = RTT / 2.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use mycelium_broker::Client;
+use mycelium_transport::RoutingKind;
+use serde::{Deserialize, Serialize};
+
+use crate::histogram::Histogram;
+use crate::socket::client_runtime;
+use crate::SocketArgs;
+
+/// Bytes of bench header at the start of every payload.
+const STAMP_LEN: usize = 16;
+/// How long workers get to connect and subscribe.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Round trips before the measured ones in ping-pong.
+const PINGPONG_WARMUP: u64 = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// Through the broker over Unix domain sockets
+    Uds,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingArg {
+    /// Every subscriber gets every message
+    Fanout,
+    /// Each message goes to one subscriber
+    Queue,
+}
+
+/// Arguments of `mycelium bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    socket: SocketArgs,
+    /// The data path to measure (only `uds` until the shared-memory path lands)
+    #[arg(long, value_enum, default_value = "uds")]
+    transport: Transport,
+    /// Publisher processes
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    publishers: u32,
+    /// Subscriber processes
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    subscribers: u32,
+    /// The kind of topic to measure
+    #[arg(long, value_enum, default_value = "fanout")]
+    routing: RoutingArg,
+    /// Payload size in bytes (at least 16: sequence number and timestamp)
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(STAMP_LEN as i64..))]
+    size: u32,
+    /// Messages per publisher
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    count: u64,
+    /// Measure latency instead: N round trips between two processes, one message in flight
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pingpong: Option<u64>,
+    /// The topic to use [default: bench.fanout or bench.queue; bench.ping for --pingpong]
+    #[arg(long)]
+    topic: Option<String>,
+    /// The topic ping-pong answers on
+    #[arg(long, default_value = "bench.pong")]
+    reply_topic: String,
+    /// Give up when no message arrives for this many seconds after the publishers finish
+    #[arg(long, default_value_t = 5)]
+    idle_timeout: u64,
+    /// Print one JSON object with the results on the last line of stdout
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Publisher,
+    Subscriber,
+    Echo,
+    Pinger,
+}
+
+/// Arguments of the hidden `mycelium bench-worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    #[arg(long, value_enum)]
+    role: Role,
+    #[arg(long)]
+    socket: PathBuf,
+    #[arg(long)]
+    topic: String,
+    #[arg(long, default_value = "")]
+    reply_topic: String,
+    #[arg(long, default_value_t = 0)]
+    index: u64,
+    #[arg(long, default_value_t = 0)]
+    count: u64,
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Subscriber: stop by itself after this many messages (0 = only when told)
+    #[arg(long, default_value_t = 0)]
+    expected: u64,
+}
+
+/// What a worker reports on its last stdout line, after `result `.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WorkerResult {
+    sent: u64,
+    received: u64,
+    /// Seconds from first to last message (sent or received).
+    seconds: f64,
+    /// Messages that arrived with a lower sequence number than an earlier one of the same publisher.
+    reordered: u64,
+    /// Sequence numbers skipped (fanout: lost messages).
+    gaps: u64,
+    latency: Vec<[u64; 2]>,
+}
+
+fn now_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(ts) => (ts.tv_sec() as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec() as u64),
+        Err(_) => 0,
+    }
+}
+
+fn stamp(buf: &mut [u8], seq: u64) {
+    buf[..8].copy_from_slice(&seq.to_le_bytes());
+    buf[8..16].copy_from_slice(&now_ns().to_le_bytes());
+}
+
+fn read_stamp(payload: &[u8]) -> Option<(u64, u64)> {
+    let seq = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
+    let ts = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);
+    Some((seq, ts))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workers
+
+pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let stop = stop_signal_from_stdin();
+    let result = client_runtime()?.block_on(async {
+        let client = Client::connect(&args.socket).await?;
+        let result = match args.role {
+            Role::Publisher => run_publisher(&client, &args).await?,
+            Role::Subscriber => run_subscriber(&client, &args, stop).await?,
+            Role::Echo => run_echo(&client, &args, stop).await?,
+            Role::Pinger => run_pinger(&client, &args).await?,
+        };
+        client.close().await?;
+        anyhow::Ok(result)
+    })?;
+    println!("result {}", serde_json::to_string(&result)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves when stdin reaches EOF or a line arrives: how the orchestrator says "stop".
+fn stop_signal_from_stdin() -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        let _ = tx.send(());
+    });
+    rx
+}
+
+async fn run_publisher(client: &Client, args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
+    let publisher = client.publisher(&args.topic).await?;
+    let mut payload = vec![0u8; args.size];
+    let base = args.index << 48;
+    let start = Instant::now();
+    for seq in 0..args.count {
+        stamp(&mut payload, base | seq);
+        publisher.publish(&payload).await?;
+    }
+    client.flush().await?;
+    Ok(WorkerResult {
+        sent: args.count,
+        seconds: start.elapsed().as_secs_f64(),
+        ..WorkerResult::default()
+    })
+}
+
+async fn run_subscriber(
+    client: &Client,
+    args: &WorkerArgs,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<WorkerResult> {
+    let mut subscription = client.subscribe(&args.topic).await?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    let mut latency = Histogram::default();
+    let mut next_seq: Vec<u64> = Vec::new();
+    let (mut received, mut reordered, mut gaps) = (0u64, 0u64, 0u64);
+    let (mut first, mut last) = (None::<Instant>, Instant::now());
+    let mut last_report = Instant::now();
+    let mut check = |payload: &[u8], received: &mut u64| {
+        let now = now_ns();
+        if let Some((seq, ts)) = read_stamp(payload) {
+            latency.record(now.saturating_sub(ts));
+            let publisher = (seq >> 48) as usize;
+            let seq = seq & ((1 << 48) - 1);
+            if next_seq.len() <= publisher {
+                next_seq.resize(publisher + 1, 0);
+            }
+            if seq < next_seq[publisher] {
+                reordered += 1;
+            } else {
+                gaps += seq - next_seq[publisher];
+                next_seq[publisher] = seq + 1;
+            }
+        }
+        *received += 1;
+    };
+    loop {
+        if args.expected > 0 && received >= args.expected {
+            break;
+        }
+        // Take everything that is ready without awaiting, then report progress, then wait.
+        let mut took = false;
+        while let Some(message) = subscription.try_recv() {
+            check(&message, &mut received);
+            took = true;
+            if args.expected > 0 && received >= args.expected {
+                break;
+            }
+        }
+        if took {
+            last = Instant::now();
+            first.get_or_insert(last);
+        }
+        if last_report.elapsed() >= Duration::from_millis(100) {
+            println!("progress {received}");
+            std::io::stdout().flush()?;
+            last_report = Instant::now();
+        }
+        if took {
+            continue;
+        }
+        tokio::select! {
+            message = subscription.recv() => match message {
+                Some(Ok(message)) => {
+                    check(&message, &mut received);
+                    last = Instant::now();
+                    first.get_or_insert(last);
+                }
+                Some(Err(error)) => return Err(error.into()),
+                None => break,
+            },
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    let seconds = first
+        .map(|f| last.duration_since(f).as_secs_f64())
+        .unwrap_or(0.0);
+    Ok(WorkerResult {
+        received,
+        seconds,
+        reordered,
+        gaps,
+        latency: latency.to_sparse(),
+        ..WorkerResult::default()
+    })
+}
+
+async fn run_echo(
+    client: &Client,
+    args: &WorkerArgs,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<WorkerResult> {
+    let mut subscription = client.subscribe(&args.topic).await?;
+    let reply = client.publisher(&args.reply_topic).await?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    let mut echoed = 0;
+    loop {
+        tokio::select! {
+            message = subscription.recv() => match message {
+                Some(Ok(message)) => {
+                    reply.publish(&message).await?;
+                    echoed += 1;
+                }
+                Some(Err(error)) => return Err(error.into()),
+                None => break,
+            },
+            _ = &mut stop => break,
+        }
+    }
+    Ok(WorkerResult {
+        sent: echoed,
+        received: echoed,
+        ..WorkerResult::default()
+    })
+}
+
+async fn run_pinger(client: &Client, args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
+    let mut replies = client.subscribe(&args.reply_topic).await?;
+    let ping = client.publisher(&args.topic).await?;
+    let mut payload = vec![0u8; args.size];
+    let mut latency = Histogram::default();
+    let start = Instant::now();
+    for round in 0..PINGPONG_WARMUP + args.count {
+        stamp(&mut payload, round);
+        let sent_at = now_ns();
+        ping.publish(&payload).await?;
+        match tokio::time::timeout(Duration::from_secs(10), replies.recv()).await {
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(error))) => return Err(error.into()),
+            Ok(None) => bail!("the reply subscription ended"),
+            Err(_) => bail!(
+                "no reply within 10 s (round {round}); is an echo process subscribed to {}?",
+                args.topic
+            ),
+        }
+        if round >= PINGPONG_WARMUP {
+            latency.record(now_ns().saturating_sub(sent_at) / 2);
+        }
+    }
+    Ok(WorkerResult {
+        sent: args.count,
+        received: args.count,
+        seconds: start.elapsed().as_secs_f64(),
+        latency: latency.to_sparse(),
+        ..WorkerResult::default()
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orchestrator
+
+/// One spawned worker and the lines it prints.
+struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    progress: u64,
+    result: Option<WorkerResult>,
+}
+
+impl Worker {
+    fn spawn(args: &[String]) -> anyhow::Result<Worker> {
+        let exe = std::env::current_exe().context("finding the mycelium executable")?;
+        let mut child = Command::new(exe)
+            .arg("bench-worker")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning a bench worker")?;
+        let stdout = child.stdout.take().context("worker stdout")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Ok(Worker {
+            child,
+            stdin,
+            lines,
+            progress: 0,
+            result: None,
+        })
+    }
+
+    /// Handles every line printed so far; true once the worker's stdout closed.
+    fn poll(&mut self) -> anyhow::Result<bool> {
+        loop {
+            match self.lines.try_recv() {
+                Ok(line) => self.handle(&line)?,
+                Err(mpsc::TryRecvError::Empty) => return Ok(false),
+                Err(mpsc::TryRecvError::Disconnected) => return Ok(true),
+            }
+        }
+    }
+
+    fn handle(&mut self, line: &str) -> anyhow::Result<()> {
+        if let Some(n) = line.strip_prefix("progress ") {
+            self.progress = n.trim().parse().unwrap_or(self.progress);
+        } else if let Some(json) = line.strip_prefix("result ") {
+            let result: WorkerResult =
+                serde_json::from_str(json).context("reading a worker's result")?;
+            self.progress = result.received;
+            self.result = Some(result);
+        }
+        Ok(())
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line == "ready" => return Ok(()),
+                Ok(line) => self.handle(&line)?,
+                Err(_) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    bail!("a bench worker did not get ready (exit status: {status:?}); see its error above");
+                }
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Waits for the worker to exit and returns its result.
+    fn finish(mut self) -> anyhow::Result<WorkerResult> {
+        self.stop();
+        let status = self.child.wait().context("waiting for a bench worker")?;
+        while let Ok(line) = self.lines.recv() {
+            self.handle(&line)?;
+        }
+        match self.result.take() {
+            Some(result) if status.success() => Ok(result),
+            _ => bail!("a bench worker failed ({status}); see its error above"),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Checks the topic exists with the expected routing and accepts `size` bytes.
+fn preflight(
+    socket: &PathBuf,
+    topic: &str,
+    routing: Option<RoutingKind>,
+    size: u32,
+) -> anyhow::Result<()> {
+    client_runtime()?.block_on(async {
+        let client = Client::connect(socket).await?;
+        let publisher = client.publisher(topic).await.with_context(|| {
+            format!("the bench needs topic '{topic}' (declare it in broker.toml, or pass --topic)")
+        })?;
+        if publisher.max_message_size() < size as usize {
+            bail!(
+                "topic '{topic}' accepts at most {} bytes; --size is {size}",
+                publisher.max_message_size()
+            );
+        }
+        let stats = client.stats().await?;
+        if let (Some(want), Some(t)) = (routing, stats.topics.iter().find(|t| t.name == topic)) {
+            if t.routing != want {
+                bail!(
+                    "topic '{topic}' is a {:?} topic, but --routing asks for {:?}",
+                    t.routing,
+                    want
+                );
+            }
+        }
+        client.close().await?;
+        anyhow::Ok(())
+    })
+}
+
+fn quantiles_us(h: &Histogram) -> (f64, f64, f64) {
+    let us = |q| h.quantile(q) as f64 / 1000.0;
+    (us(0.5), us(0.99), us(0.999))
+}
+
+pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let socket = args.socket.resolve()?;
+    match args.transport {
+        Transport::Uds => {}
+    }
+    if let Some(rounds) = args.pingpong {
+        return pingpong(&args, &socket, rounds);
+    }
+    let topic = args.topic.clone().unwrap_or_else(|| match args.routing {
+        RoutingArg::Fanout => "bench.fanout".to_owned(),
+        RoutingArg::Queue => "bench.queue".to_owned(),
+    });
+    let routing = match args.routing {
+        RoutingArg::Fanout => RoutingKind::Fanout,
+        RoutingArg::Queue => RoutingKind::Queue,
+    };
+    preflight(&socket, &topic, Some(routing), args.size)?;
+    let common = |role: &str| {
+        vec![
+            "--role".to_owned(),
+            role.to_owned(),
+            "--socket".to_owned(),
+            socket.display().to_string(),
+            "--topic".to_owned(),
+            topic.clone(),
+            "--size".to_owned(),
+            args.size.to_string(),
+        ]
+    };
+    let sent_total = u64::from(args.publishers) * args.count;
+    let per_subscriber = match args.routing {
+        RoutingArg::Fanout => sent_total,
+        RoutingArg::Queue => 0,
+    };
+    let expected_total = match args.routing {
+        RoutingArg::Fanout => sent_total * u64::from(args.subscribers),
+        RoutingArg::Queue => sent_total,
+    };
+
+    let mut subscribers = Vec::new();
+    for _ in 0..args.subscribers {
+        let mut a = common("subscriber");
+        a.extend(["--expected".to_owned(), per_subscriber.to_string()]);
+        subscribers.push(Worker::spawn(&a)?);
+    }
+    for s in &mut subscribers {
+        s.wait_ready()?;
+    }
+    let mut publishers = Vec::new();
+    for index in 0..args.publishers {
+        let mut a = common("publisher");
+        a.extend([
+            "--index".to_owned(),
+            index.to_string(),
+            "--count".to_owned(),
+            args.count.to_string(),
+        ]);
+        publishers.push(Worker::spawn(&a)?);
+    }
+
+    let show_progress = std::io::stderr().is_terminal();
+    let (mut publishers_done_at, mut last_change, mut last_total) =
+        (None::<Instant>, Instant::now(), 0u64);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut publishers_done = true;
+        for p in &mut publishers {
+            let closed = p.poll()?;
+            if !closed {
+                publishers_done = false;
+            }
+        }
+        let mut total = 0;
+        for s in &mut subscribers {
+            s.poll()?;
+            total += s.progress;
+        }
+        if total != last_total {
+            last_total = total;
+            last_change = Instant::now();
+        }
+        if show_progress {
+            eprint!(
+                "\rreceived {total}/{expected_total} ({:.0}%)   ",
+                100.0 * total as f64 / expected_total.max(1) as f64
+            );
+        }
+        if publishers_done && publishers_done_at.is_none() {
+            publishers_done_at = Some(Instant::now());
+        }
+        if total >= expected_total {
+            break;
+        }
+        if publishers_done && last_change.elapsed() > Duration::from_secs(args.idle_timeout) {
+            eprintln!(
+                "\nno message for {} s after the publishers finished; stopping",
+                args.idle_timeout
+            );
+            break;
+        }
+    }
+    if show_progress {
+        eprintln!();
+    }
+    let pub_results = publishers
+        .into_iter()
+        .map(Worker::finish)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let sub_results = subscribers
+        .into_iter()
+        .map(Worker::finish)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let sent: u64 = pub_results.iter().map(|r| r.sent).sum();
+    let received: u64 = sub_results.iter().map(|r| r.received).sum();
+    let expected = match args.routing {
+        RoutingArg::Fanout => sent * u64::from(args.subscribers),
+        RoutingArg::Queue => sent,
+    };
+    let lost = expected.saturating_sub(received);
+    let reordered: u64 = sub_results.iter().map(|r| r.reordered).sum();
+    let mut rates: Vec<f64> = sub_results
+        .iter()
+        .filter(|r| r.seconds > 0.0)
+        .map(|r| r.received as f64 / r.seconds)
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
+    let total_rate: f64 = rates.iter().sum();
+    let mut latency = Histogram::default();
+    for r in &sub_results {
+        latency.merge(&Histogram::from_sparse(&r.latency));
+    }
+    let (p50, p99, p999) = quantiles_us(&latency);
+    let mb = median * f64::from(args.size) / 1e6;
+
+    println!(
+        "mycelium bench: {} publisher(s) -> {} {} subscriber(s), {} B x {} per publisher, transport uds",
+        args.publishers,
+        args.subscribers,
+        match args.routing {
+            RoutingArg::Fanout => "fanout",
+            RoutingArg::Queue => "queue",
+        },
+        args.size,
+        args.count
+    );
+    println!("  delivered: {median:.0} msg/s per subscriber (median), {mb:.1} MB/s; {total_rate:.0} msg/s in total");
+    println!(
+        "  latency under load (one-way): p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us"
+    );
+    println!("  sent {sent}, received {received}, lost {lost}, reordered {reordered}");
+    if args.json {
+        let doc = serde_json::json!({
+            "mode": "throughput", "transport": "uds", "routing": args.routing, "publishers": args.publishers,
+            "subscribers": args.subscribers, "size": args.size, "count": args.count,
+            "msgs_per_sec": median, "total_msgs_per_sec": total_rate, "mb_per_sec": mb,
+            "p50_us": p50, "p99_us": p99, "p999_us": p999,
+            "sent": sent, "received": received, "lost": lost, "reordered": reordered,
+        });
+        println!("{doc}");
+    }
+    Ok(if lost == 0 && reordered == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<ExitCode> {
+    let topic = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| "bench.ping".to_owned());
+    preflight(socket, &topic, None, args.size)?;
+    preflight(socket, &args.reply_topic, None, args.size)?;
+    let common = |role: &str| {
+        vec![
+            "--role".to_owned(),
+            role.to_owned(),
+            "--socket".to_owned(),
+            socket.display().to_string(),
+            "--topic".to_owned(),
+            topic.clone(),
+            "--reply-topic".to_owned(),
+            args.reply_topic.clone(),
+            "--size".to_owned(),
+            args.size.to_string(),
+            "--count".to_owned(),
+            rounds.to_string(),
+        ]
+    };
+    let mut echo = Worker::spawn(&common("echo"))?;
+    echo.wait_ready()?;
+    let pinger = Worker::spawn(&common("pinger"))?;
+    let result = pinger.finish()?;
+    echo.finish()?;
+    let latency = Histogram::from_sparse(&result.latency);
+    let (p50, p99, p999) = quantiles_us(&latency);
+    println!(
+        "mycelium bench --pingpong: {rounds} round trips, {} B, transport uds, one-way = RTT/2",
+        args.size
+    );
+    println!("  one-way latency: p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us");
+    if args.json {
+        let doc = serde_json::json!({
+            "mode": "pingpong", "transport": "uds", "size": args.size, "count": rounds,
+            "msgs_per_sec": rounds as f64 / result.seconds.max(f64::MIN_POSITIVE), "mb_per_sec": 0.0,
+            "p50_us": p50, "p99_us": p99, "p999_us": p999,
+            "sent": result.sent, "received": result.received, "lost": result.sent.saturating_sub(result.received),
+        });
+        println!("{doc}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

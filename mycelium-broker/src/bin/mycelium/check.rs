@@ -1,0 +1,41 @@
+//! `mycelium check`: validate a config file without a running broker.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use mycelium_config::BrokerConfig;
+
+/// Arguments of `mycelium check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The config file to validate (environment overrides are applied, as `run` would)
+    #[arg(long, default_value = "broker.toml")]
+    config: PathBuf,
+}
+
+pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    match BrokerConfig::from_file(&args.config) {
+        Ok(config) => {
+            let topics: Vec<String> = config
+                .topics
+                .iter()
+                .map(|t| format!("{} ({})", t.name, t.routing))
+                .collect();
+            println!(
+                "{}: ok: socket {}, {} topic(s){}{}",
+                args.config.display(),
+                config.server.socket_path.display(),
+                topics.len(),
+                if topics.is_empty() { "" } else { ": " },
+                topics.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            for line in error.diagnostics() {
+                println!("{line}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

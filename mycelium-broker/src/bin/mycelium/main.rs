@@ -1,0 +1,86 @@
+//! `mycelium`: run the broker, publish, subscribe, check a config, read stats, benchmark.
+//!
+//! The binary only parses arguments and reports errors; each subcommand lives in its own file
+//! over the library's public API.
+
+mod bench;
+mod check;
+mod histogram;
+mod pubsub;
+mod run;
+mod socket;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A local IPC message broker over Unix domain sockets.
+#[derive(Debug, Parser)]
+#[command(name = "mycelium", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the broker (stops gracefully on SIGINT/SIGTERM, flushing accepted messages).
+    Run(run::RunArgs),
+    /// Publish MESSAGE on TOPIC, or each line of stdin as one message.
+    Pub(pubsub::PubArgs),
+    /// Print each message received on TOPIC as one line on stdout.
+    Sub(pubsub::SubArgs),
+    /// Validate a config file: print every problem, exit 1 on any.
+    Check(check::CheckArgs),
+    /// Show per-topic counters of a running broker.
+    Stats(stats::StatsArgs),
+    /// Measure throughput or latency against a running broker with separate processes.
+    Bench(bench::BenchArgs),
+    /// One process of a benchmark (spawned by `mycelium bench`).
+    #[command(hide = true)]
+    BenchWorker(bench::WorkerArgs),
+}
+
+/// Where the socket-using subcommands find the broker; shared by pub, sub, stats and bench.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SocketArgs {
+    /// Broker socket path [default: $MYCELIUM_SOCKET, else socket_path from --config]
+    #[arg(long, env = "MYCELIUM_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Config file to take socket_path from when --socket and MYCELIUM_SOCKET are not set
+    #[arg(long, default_value = "broker.toml")]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Run(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MYCELIUM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => check::check(args),
+        Command::Pub(args) => pubsub::publish(args),
+        Command::Sub(args) => pubsub::subscribe(args),
+        Command::Stats(args) => stats::stats(args),
+        Command::Bench(args) => bench::bench(args),
+        Command::BenchWorker(args) => bench::worker(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `mycelium stats`: per-topic counters of a running broker.
+
+use std::process::ExitCode;
+
+use mycelium_broker::Client;
+use mycelium_transport::RoutingKind;
+
+use crate::socket::client_runtime;
+use crate::SocketArgs;
+
+/// Arguments of `mycelium stats`.
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    socket: SocketArgs,
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    let path = args.socket.resolve()?;
+    let stats = client_runtime()?.block_on(async {
+        let client = Client::connect(&path).await?;
+        let stats = client.stats().await?;
+        client.close().await?;
+        anyhow::Ok(stats)
+    })?;
+    let routing = |r: RoutingKind| match r {
+        RoutingKind::Fanout => "fanout",
+        RoutingKind::Queue => "queue",
+    };
+    if args.json {
+        let topics: Vec<serde_json::Value> = stats
+            .topics
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name, "routing": routing(t.routing), "subscribers": t.subscribers,
+                    "published": t.published, "delivered": t.delivered, "dropped": t.dropped, "queued": t.queued,
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({ "connections": stats.connections, "uptime_ms": stats.uptime_ms, "topics": topics });
+        println!("{doc}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "connections: {}  uptime: {:.1} s",
+        stats.connections,
+        stats.uptime_ms as f64 / 1000.0
+    );
+    let width = stats
+        .topics
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "{:<width$}  {:<7}  {:>11}  {:>12}  {:>12}  {:>10}  {:>8}",
+        "TOPIC", "ROUTING", "SUBSCRIBERS", "PUBLISHED", "DELIVERED", "DROPPED", "QUEUED"
+    );
+    for t in &stats.topics {
+        println!(
+            "{:<width$}  {:<7}  {:>11}  {:>12}  {:>12}  {:>10}  {:>8}",
+            t.name,
+            routing(t.routing),
+            t.subscribers,
+            t.published,
+            t.delivered,
+            t.dropped,
+            t.queued
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

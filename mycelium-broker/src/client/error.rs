@@ -1,0 +1,76 @@
+//! The client library's error type.
+
+use std::path::PathBuf;
+
+use mycelium_transport::{DecodeError, ErrorCode};
+
+/// What went wrong talking to the broker.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The socket could not be reached (no broker there, or no permission).
+    #[error("cannot connect to the broker at {path}: {reason}")]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error, as text (io::Error is not Clone).
+        reason: String,
+        /// The OS error kind, to tell "not found" from "refused".
+        kind: std::io::ErrorKind,
+    },
+    /// The broker refused a request or dropped this connection, and said why.
+    #[error("broker refused: {message} ({code:?})")]
+    Refused {
+        /// The broker's error code.
+        code: ErrorCode,
+        /// The broker's explanation, naming the topic or limit concerned.
+        message: String,
+    },
+    /// The connection to the broker is gone (it stopped, crashed, or closed this connection).
+    #[error("the broker connection is gone{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    BrokerGone {
+        /// What is known about why.
+        detail: Option<String>,
+    },
+    /// The payload exceeds the topic's `max_message_size`; nothing was sent.
+    #[error("message of {size} bytes exceeds the limit of {max} bytes on topic '{topic}'")]
+    MessageTooLarge {
+        /// The topic.
+        topic: String,
+        /// The payload's size.
+        size: usize,
+        /// The topic's limit.
+        max: usize,
+    },
+    /// The broker sent bytes that are not valid protocol; the connection was closed.
+    #[error("protocol error from the broker: {0}")]
+    Protocol(String),
+    /// The broker did not answer in time.
+    #[error("timed out waiting for the broker: {0}")]
+    Timeout(&'static str),
+}
+
+impl ClientError {
+    /// The broker's error code, for refusals.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn gone(detail: impl Into<String>) -> ClientError {
+        ClientError::BrokerGone {
+            detail: Some(detail.into()),
+        }
+    }
+}
+
+impl From<DecodeError> for ClientError {
+    fn from(error: DecodeError) -> ClientError {
+        match error {
+            DecodeError::Io(io) => ClientError::gone(io.to_string()),
+            other => ClientError::Protocol(other.to_string()),
+        }
+    }
+}

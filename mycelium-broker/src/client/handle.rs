@@ -1,0 +1,764 @@
+//! The async client: a cheap `Clone` handle over one broker connection.
+//!
+//! - [`Client::connect`] performs the handshake (Hello → Welcome) before returning, so a client
+//!   in hand is a client the broker accepted.
+//! - Publishing appends the frame to a shared outgoing queue under a short lock; one writer
+//!   task flushes everything queued per wake-up, so a burst of publishes leaves in a few large
+//!   writes. A full queue makes `publish` wait: backpressure, not unbounded memory.
+//! - Requests (advertise, subscribe, unsubscribe, stats, flush) carry a request id; one reader
+//!   task matches answers to the waiting callers and dispatches deliveries to subscriptions.
+//! - When the connection ends, every waiting call and every subscription gets
+//!   [`ClientError::BrokerGone`] (or the broker's fatal error): nothing hangs.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mycelium_broker::ClientError> {
+//! use mycelium_broker::Client;
+//! let client = Client::connect("/tmp/mycelium.sock").await?;
+//! let mut sub = client.subscribe("market_data").await?;
+//! client.publish("market_data", b"tick").await?;
+//! let message = sub.recv().await;
+//! client.close().await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use mycelium_transport::frame::kind;
+use mycelium_transport::{
+    codec, peek_frame, ErrorCode, Frame, TopicStats, HANDSHAKE_MAX_FRAME_LEN,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::client::error::ClientError;
+use crate::client::subscription::{Subscription, SubscriptionQueue};
+use crate::outbox::{Appended, Outbox};
+
+/// Messages the outgoing queue holds before `publish` waits for the writer.
+pub const PUBLISH_QUEUE_MESSAGES: usize = 64 * 1024;
+
+/// Bytes asked of the kernel per read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The largest frame accepted from the broker, whatever its Welcome says: a `Stats` answer for
+/// many topics can exceed the message limit.
+const MIN_INBOUND_FRAME_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Options for [`Client::connect_with`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Shown in the broker's logs.
+    pub name: String,
+    /// Identifies this client to the broker; random by default.
+    pub client_id: Uuid,
+    /// How long connecting and the handshake may take.
+    pub connect_timeout: Duration,
+    /// How long a request (subscribe, advertise, stats, flush) may wait for its answer.
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions {
+            name: String::new(),
+            client_id: Uuid::new_v4(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the broker said in its `Welcome`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    /// Random per broker run.
+    pub broker_id: Uuid,
+    /// This connection's id in the broker's logs.
+    pub connection_id: u64,
+    /// The largest payload any topic accepts.
+    pub max_message_size: u32,
+    /// The largest frame the broker accepts.
+    pub max_frame_len: u32,
+    /// The broker's name and version.
+    pub server: String,
+}
+
+/// A snapshot of the broker's counters, from [`Client::stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerStats {
+    /// Open client connections.
+    pub connections: u32,
+    /// Milliseconds since the broker started.
+    pub uptime_ms: u64,
+    /// Per topic, in declaration order.
+    pub topics: Vec<TopicStats>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TopicInfo {
+    id: u32,
+    max_message_size: usize,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    /// Callers waiting for the answer to a request, by request id (ping tokens too).
+    pending: HashMap<u32, oneshot::Sender<Result<Frame, ClientError>>>,
+    /// Live subscriptions by topic id.
+    subscriptions: HashMap<u32, Arc<SubscriptionQueue>>,
+    /// Topic ids resolved for publishing, by name.
+    publish_topics: HashMap<String, TopicInfo>,
+    /// Refusals of publishes (request id 0) since the last flush.
+    publish_errors: Vec<ClientError>,
+    /// Set once the connection is gone; every later call fails with it.
+    gone: Option<ClientError>,
+}
+
+/// State shared by the handles, the subscriptions and the connection's two tasks.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Frames toward the broker; drained by the writer task, which owns the socket's write half.
+    outbox: Outbox,
+    registry: Mutex<Registry>,
+    next_request: AtomicU32,
+    info: BrokerInfo,
+    options: ClientOptions,
+    /// The reader task; `close` waits for it so that the socket is released on return.
+    reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// A handle on one broker connection; clones share it. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+/// Publishes on one topic without looking the topic up again; see [`Client::publisher`].
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    shared: Arc<Shared>,
+    topic: Arc<str>,
+    info: TopicInfo,
+}
+
+impl Client {
+    /// Connects to the broker's socket at `path` and completes the handshake.
+    pub async fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
+        Client::connect_with(path, ClientOptions::default()).await
+    }
+
+    /// Connects with explicit options.
+    pub async fn connect_with(
+        path: impl AsRef<Path>,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let path = path.as_ref().to_owned();
+        let timeout = options.connect_timeout;
+        match tokio::time::timeout(timeout, handshake(&path, &options)).await {
+            Err(_) => Err(ClientError::Timeout("connecting to the broker")),
+            Ok(Err(error)) => Err(error),
+            Ok(Ok((stream, info, leftover))) => Ok(Client::start(stream, info, leftover, options)),
+        }
+    }
+
+    fn start(
+        stream: UnixStream,
+        info: BrokerInfo,
+        leftover: BytesMut,
+        options: ClientOptions,
+    ) -> Client {
+        let (reader, writer) = stream.into_split();
+        let shared = Arc::new(Shared {
+            outbox: Outbox::for_publishing(),
+            registry: Mutex::default(),
+            next_request: AtomicU32::new(1),
+            info,
+            options,
+            reader: Mutex::new(None),
+        });
+        tokio::spawn(write_loop(writer, shared.clone()));
+        let handle = tokio::spawn(read_loop(reader, leftover, shared.clone()));
+        *shared.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Client { shared }
+    }
+
+    /// What the broker announced at the handshake.
+    pub fn broker_info(&self) -> &BrokerInfo {
+        &self.shared.info
+    }
+
+    /// A publisher for `topic`: asks the broker for the topic once (an unknown topic is refused
+    /// here, with the broker's message naming it).
+    pub async fn publisher(&self, topic: &str) -> Result<Publisher, ClientError> {
+        let info = self.shared.resolve(topic).await?;
+        Ok(Publisher {
+            shared: self.shared.clone(),
+            topic: Arc::from(topic),
+            info,
+        })
+    }
+
+    /// Publishes one message on `topic`. Returns once the message is queued for sending;
+    /// [`Client::flush`] confirms the broker processed it.
+    pub async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), ClientError> {
+        let info = self.shared.resolve(topic).await?;
+        self.shared.publish(topic, info, &[payload]).await
+    }
+
+    /// Subscribes to `topic`. For a queue topic the broker grants the topic's prefetch.
+    pub async fn subscribe(&self, topic: &str) -> Result<Subscription, ClientError> {
+        self.subscribe_with_prefetch(topic, 0).await
+    }
+
+    /// Subscribes, asking for `prefetch` credit on a queue topic (0 = the topic's default).
+    pub async fn subscribe_with_prefetch(
+        &self,
+        topic: &str,
+        prefetch: u32,
+    ) -> Result<Subscription, ClientError> {
+        let queue = Arc::new(SubscriptionQueue::default());
+        let request_id = self.shared.next_request_id();
+        let frame = Frame::Subscribe {
+            request_id,
+            prefetch,
+            topic: topic.to_owned(),
+        };
+        // The queue must be registered before the ack is processed, since Deliver frames follow
+        // the ack immediately: the reader registers it on seeing the ack (see `read_loop`).
+        let answer = self
+            .shared
+            .request_with(request_id, &frame, Some(queue.clone()))
+            .await?;
+        match answer {
+            Frame::TopicAck {
+                topic_id,
+                routing,
+                prefetch,
+                ..
+            } => Ok(Subscription::new(
+                self.shared.clone(),
+                queue,
+                topic.to_owned(),
+                topic_id,
+                routing,
+                prefetch,
+            )),
+            other => Err(ClientError::Protocol(format!(
+                "unexpected answer to Subscribe: {other:?}"
+            ))),
+        }
+    }
+
+    /// Waits until the broker has processed everything this client sent before the call.
+    /// Returns the first publish the broker refused since the last flush, if any.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let token = self.shared.next_request_id();
+        self.shared
+            .request(
+                token,
+                &Frame::Ping {
+                    token: u64::from(token),
+                },
+            )
+            .await?;
+        let mut registry = self.shared.lock();
+        if registry.publish_errors.is_empty() {
+            Ok(())
+        } else {
+            Err(registry.publish_errors.remove(0))
+        }
+    }
+
+    /// The broker's counters.
+    pub async fn stats(&self) -> Result<BrokerStats, ClientError> {
+        let request_id = self.shared.next_request_id();
+        match self
+            .shared
+            .request(request_id, &Frame::StatsRequest { request_id })
+            .await?
+        {
+            Frame::Stats {
+                connections,
+                uptime_ms,
+                topics,
+                ..
+            } => Ok(BrokerStats {
+                connections,
+                uptime_ms,
+                topics,
+            }),
+            other => Err(ClientError::Protocol(format!(
+                "unexpected answer to StatsRequest: {other:?}"
+            ))),
+        }
+    }
+
+    /// Flushes, then closes the connection and waits until it is released. Subscriptions end.
+    pub async fn close(self) -> Result<(), ClientError> {
+        let flushed = self.flush().await;
+        self.shared.outbox.close();
+        let reader = self
+            .shared
+            .reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(reader) = reader {
+            let _ = tokio::time::timeout(self.shared.options.request_timeout, reader).await;
+        }
+        flushed
+    }
+}
+
+impl Publisher {
+    /// Publishes one message; see [`Client::publish`].
+    pub async fn publish(&self, payload: &[u8]) -> Result<(), ClientError> {
+        self.shared
+            .publish(&self.topic, self.info, &[payload])
+            .await
+    }
+
+    /// Publishes several messages in order with one lock.
+    pub async fn publish_batch(&self, payloads: &[&[u8]]) -> Result<(), ClientError> {
+        self.shared.publish(&self.topic, self.info, payloads).await
+    }
+
+    /// The topic's payload limit.
+    pub fn max_message_size(&self) -> usize {
+        self.info.max_message_size
+    }
+
+    /// The topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn next_request_id(&self) -> u32 {
+        // Request id 0 means "no request" on the wire; skip it when the counter wraps.
+        loop {
+            let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+
+    fn gone_error(&self) -> ClientError {
+        self.lock()
+            .gone
+            .clone()
+            .unwrap_or(ClientError::BrokerGone { detail: None })
+    }
+
+    /// Queues a control frame; false if the connection is closed.
+    pub(crate) fn send_control(&self, frame: &Frame) -> bool {
+        self.outbox.append_control(frame)
+    }
+
+    async fn request(&self, request_id: u32, frame: &Frame) -> Result<Frame, ClientError> {
+        self.request_with(request_id, frame, None).await
+    }
+
+    /// Sends `frame` and waits for the answer carrying `request_id`. A subscription queue, if
+    /// given, is registered by the reader as it sees a `TopicAck`, before any later frame.
+    async fn request_with(
+        &self,
+        request_id: u32,
+        frame: &Frame,
+        queue: Option<Arc<SubscriptionQueue>>,
+    ) -> Result<Frame, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut registry = self.lock();
+            if let Some(gone) = &registry.gone {
+                return Err(gone.clone());
+            }
+            registry.pending.insert(request_id, tx);
+            if let Some(queue) = queue {
+                // Parked under the request id; moved to `subscriptions` on the ack.
+                registry
+                    .subscriptions
+                    .insert(pending_key(request_id), queue);
+            }
+        }
+        if !self.send_control(frame) {
+            self.lock().pending.remove(&request_id);
+            return Err(self.gone_error());
+        }
+        match tokio::time::timeout(self.options.request_timeout, rx).await {
+            Err(_) => {
+                let mut registry = self.lock();
+                registry.pending.remove(&request_id);
+                registry.subscriptions.remove(&pending_key(request_id));
+                Err(ClientError::Timeout("waiting for an answer"))
+            }
+            Ok(Err(_)) => Err(self.gone_error()),
+            Ok(Ok(answer)) => answer,
+        }
+    }
+
+    async fn resolve(&self, topic: &str) -> Result<TopicInfo, ClientError> {
+        if let Some(info) = self.lock().publish_topics.get(topic) {
+            return Ok(*info);
+        }
+        let request_id = self.next_request_id();
+        match self
+            .request(
+                request_id,
+                &Frame::Advertise {
+                    request_id,
+                    topic: topic.to_owned(),
+                },
+            )
+            .await?
+        {
+            Frame::TopicAck {
+                topic_id,
+                max_message_size,
+                ..
+            } => {
+                let info = TopicInfo {
+                    id: topic_id,
+                    max_message_size: max_message_size as usize,
+                };
+                self.lock().publish_topics.insert(topic.to_owned(), info);
+                Ok(info)
+            }
+            other => Err(ClientError::Protocol(format!(
+                "unexpected answer to Advertise: {other:?}"
+            ))),
+        }
+    }
+
+    async fn publish(
+        &self,
+        topic: &str,
+        info: TopicInfo,
+        payloads: &[&[u8]],
+    ) -> Result<(), ClientError> {
+        if let Some(big) = payloads.iter().find(|p| p.len() > info.max_message_size) {
+            return Err(ClientError::MessageTooLarge {
+                topic: topic.to_owned(),
+                size: big.len(),
+                max: info.max_message_size,
+            });
+        }
+        let mut rest = payloads;
+        while !rest.is_empty() {
+            match self
+                .outbox
+                .append_messages(info.id, rest, PUBLISH_QUEUE_MESSAGES)
+            {
+                Appended::Closed => return Err(self.gone_error()),
+                Appended::Queued(n) => rest = &rest[n..],
+            }
+            if !rest.is_empty() {
+                self.outbox.wait_for_room(PUBLISH_QUEUE_MESSAGES).await;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn unsubscribe(&self, topic_id: u32) -> Result<(), ClientError> {
+        self.lock().subscriptions.remove(&topic_id);
+        let request_id = self.next_request_id();
+        match self
+            .request(
+                request_id,
+                &Frame::Unsubscribe {
+                    request_id,
+                    topic_id,
+                },
+            )
+            .await?
+        {
+            Frame::Ack { .. } => Ok(()),
+            other => Err(ClientError::Protocol(format!(
+                "unexpected answer to Unsubscribe: {other:?}"
+            ))),
+        }
+    }
+
+    /// A dropped subscription: stop dispatching to it and tell the broker, without waiting.
+    pub(crate) fn forget_subscription(&self, topic_id: u32) {
+        if self.lock().subscriptions.remove(&topic_id).is_some() {
+            let request_id = self.next_request_id();
+            self.send_control(&Frame::Unsubscribe {
+                request_id,
+                topic_id,
+            });
+        }
+    }
+
+    /// The connection ended: fail every waiter and end every subscription with `error`.
+    fn fail_all(&self, error: ClientError) {
+        let (pending, subscriptions) = {
+            let mut registry = self.lock();
+            if registry.gone.is_none() {
+                registry.gone = Some(error.clone());
+            }
+            (
+                std::mem::take(&mut registry.pending),
+                std::mem::take(&mut registry.subscriptions),
+            )
+        };
+        for (_, waiter) in pending {
+            let _ = waiter.send(Err(error.clone()));
+        }
+        for (_, queue) in subscriptions {
+            queue.end(Some(error.clone()));
+        }
+        self.outbox.abort();
+    }
+
+    /// Handles one non-Deliver frame from the broker.
+    fn dispatch_control(&self, frame: Frame) {
+        let mut registry = self.lock();
+        let request_id = match &frame {
+            Frame::TopicAck {
+                request_id,
+                topic_id,
+                ..
+            } => {
+                if let Some(queue) = registry.subscriptions.remove(&pending_key(*request_id)) {
+                    registry.subscriptions.insert(*topic_id, queue);
+                }
+                *request_id
+            }
+            Frame::Ack { request_id } | Frame::Stats { request_id, .. } => *request_id,
+            Frame::Pong { token } => u32::try_from(*token).unwrap_or(0),
+            Frame::Ping { token } => {
+                drop(registry);
+                self.send_control(&Frame::Pong { token: *token });
+                return;
+            }
+            Frame::Error {
+                request_id,
+                code,
+                message,
+                topic_id,
+                fatal,
+            } => {
+                let error = ClientError::Refused {
+                    code: *code,
+                    message: message.clone(),
+                };
+                if *fatal {
+                    drop(registry);
+                    self.fail_all(error);
+                    return;
+                }
+                if *request_id == 0 {
+                    // A refused publish, or an event about a subscription.
+                    if let Some(queue) = registry.subscriptions.get(topic_id) {
+                        if matches!(code, ErrorCode::SlowConsumer) {
+                            queue.end(Some(error.clone()));
+                        }
+                    }
+                    tracing::debug!(?code, %message, "the broker refused a publish");
+                    registry.publish_errors.push(error);
+                    return;
+                }
+                registry.subscriptions.remove(&pending_key(*request_id));
+                if let Some(waiter) = registry.pending.remove(request_id) {
+                    let _ = waiter.send(Err(error));
+                }
+                return;
+            }
+            other => {
+                drop(registry);
+                self.fail_all(ClientError::Protocol(format!(
+                    "unexpected frame from the broker: {other:?}"
+                )));
+                return;
+            }
+        };
+        if let Some(waiter) = registry.pending.remove(&request_id) {
+            let _ = waiter.send(Ok(frame));
+        }
+    }
+}
+
+/// Subscription queues waiting for their ack are parked in the same map as live ones, under a
+/// key no topic id uses in practice: the high bit set on the request id. Topic ids are dense
+/// from 0, so a broker would need 2^31 topics to collide.
+fn pending_key(request_id: u32) -> u32 {
+    request_id | 0x8000_0000
+}
+
+async fn handshake(
+    path: &PathBuf,
+    options: &ClientOptions,
+) -> Result<(UnixStream, BrokerInfo, BytesMut), ClientError> {
+    let mut stream = UnixStream::connect(path)
+        .await
+        .map_err(|e| ClientError::Connect {
+            path: path.clone(),
+            reason: e.to_string(),
+            kind: e.kind(),
+        })?;
+    let mut out = BytesMut::new();
+    let hello = Frame::Hello {
+        client_id: options.client_id,
+        name: options.name.clone(),
+    };
+    codec::encode_frame(&hello, &mut out).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| ClientError::gone(e.to_string()))?;
+    let mut buf = BytesMut::with_capacity(HANDSHAKE_MAX_FRAME_LEN);
+    loop {
+        if let Some((view, used)) = peek_frame(&buf, MIN_INBOUND_FRAME_LIMIT)? {
+            let frame = view.to_frame()?;
+            let _ = buf.split_to(used);
+            return match frame {
+                Frame::Welcome {
+                    broker_id,
+                    connection_id,
+                    max_message_size,
+                    max_frame_len,
+                    server,
+                } => Ok((
+                    stream,
+                    BrokerInfo {
+                        broker_id,
+                        connection_id,
+                        max_message_size,
+                        max_frame_len,
+                        server,
+                    },
+                    buf,
+                )),
+                Frame::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
+                other => Err(ClientError::Protocol(format!(
+                    "expected Welcome, got {other:?}"
+                ))),
+            };
+        }
+        buf.reserve(HANDSHAKE_MAX_FRAME_LEN);
+        match stream.read_buf(&mut buf).await {
+            Ok(0) => {
+                return Err(ClientError::gone(
+                    "the broker closed the connection during the handshake",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(ClientError::gone(e.to_string())),
+        }
+    }
+}
+
+async fn write_loop(mut writer: OwnedWriteHalf, shared: Arc<Shared>) {
+    let mut buf = BytesMut::new();
+    loop {
+        shared.outbox.readable().await;
+        if shared.outbox.take(&mut buf) {
+            if let Err(error) = writer.write_all(&buf).await {
+                shared.fail_all(ClientError::gone(error.to_string()));
+                return;
+            }
+        } else if shared.outbox.is_finished() {
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn read_loop(mut reader: OwnedReadHalf, mut buf: BytesMut, shared: Arc<Shared>) {
+    let limit = (shared.info.max_frame_len as usize).max(MIN_INBOUND_FRAME_LIMIT);
+    let end = loop {
+        // Find the end of the complete frames, then freeze them so payloads are zero-copy slices.
+        let mut complete = 0;
+        let scan = loop {
+            match peek_frame(&buf[complete..], limit) {
+                Ok(Some((_, used))) => complete += used,
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(ClientError::from(error)),
+            }
+        };
+        if complete > 0 {
+            let chunk = buf.split_to(complete).freeze();
+            dispatch_chunk(&shared, chunk).await;
+        }
+        if let Err(error) = scan {
+            break error;
+        }
+        let mut want = READ_CHUNK;
+        if buf.len() >= 4 {
+            let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            want = want.max((len + 4).saturating_sub(buf.len()));
+        }
+        buf.reserve(want);
+        match reader.read_buf(&mut buf).await {
+            Ok(0) => {
+                break ClientError::BrokerGone {
+                    detail: Some("the broker closed the connection".into()),
+                }
+            }
+            Ok(_) => {}
+            Err(error) => break ClientError::gone(error.to_string()),
+        }
+    };
+    shared.fail_all(end);
+}
+
+/// Dispatches every frame of `chunk` (whole frames only), batching deliveries per subscription.
+async fn dispatch_chunk(shared: &Shared, chunk: Bytes) {
+    let mut offset = 0;
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch_topic = u32::MAX;
+    while let Ok(Some((view, used))) = peek_frame(&chunk[offset..], usize::MAX) {
+        if view.kind == kind::DELIVER {
+            if let Some((topic_id, payload)) = view.message() {
+                if topic_id != batch_topic {
+                    deliver(shared, batch_topic, &mut batch).await;
+                    batch_topic = topic_id;
+                }
+                let start = offset + used - payload.len();
+                batch.push(chunk.slice(start..offset + used));
+            }
+        } else {
+            deliver(shared, batch_topic, &mut batch).await;
+            match view.to_frame() {
+                Ok(frame) => shared.dispatch_control(frame),
+                Err(error) => {
+                    shared.fail_all(ClientError::from(error));
+                    return;
+                }
+            }
+        }
+        offset += used;
+    }
+    deliver(shared, batch_topic, &mut batch).await;
+}
+
+async fn deliver(shared: &Shared, topic_id: u32, batch: &mut Vec<Bytes>) {
+    if batch.is_empty() {
+        return;
+    }
+    let queue = shared.lock().subscriptions.get(&topic_id).cloned();
+    match queue {
+        // Deliveries for a subscription dropped a moment ago: the broker has not seen the
+        // Unsubscribe yet. Nothing is waiting for them.
+        None => batch.clear(),
+        Some(queue) => {
+            queue.wait_for_room().await;
+            queue.push(batch.drain(..));
+        }
+    }
+}

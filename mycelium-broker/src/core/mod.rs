@@ -1,0 +1,5 @@
+//! The routing core: topics, the registry, and the in-process [`Broker`](local::Broker).
+
+pub mod local;
+pub mod registry;
+pub mod topic;

@@ -1,0 +1,643 @@
+//! One topic: its settings, its counters and how it hands messages to subscribers.
+//!
+//! - [`Topic::publish`] routes a *batch* of payloads, taking each subscriber's lock once per
+//!   batch rather than once per message.
+//! - Fanout: every subscriber gets every message, in publish order. Queue: each message goes to
+//!   exactly one consumer with credit, dealt round-robin; while no consumer has credit, messages
+//!   wait in the topic's backlog (at most `buffer_size`).
+//! - When a subscriber's outbox (fanout) or the backlog (queue) is full, the topic's
+//!   [`Backpressure`] policy decides: `block` returns [`Progress::Blocked`] with a
+//!   [`PublishCursor`] to resume from once [`Blocker::wait`] resolves, so nothing is delivered
+//!   twice or skipped; `drop_newest` drops and counts; `disconnect` closes the slow
+//!   subscriber with a `SlowConsumer` error (fanout; on a queue topic it drops like `drop_newest`,
+//!   since no single consumer is at fault).
+//! - Per publisher order holds because one publisher's batches are routed one after another and
+//!   each subscriber's frames are appended in order.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use mycelium_config::{Backpressure, Routing, TopicConfig};
+use mycelium_transport::{ErrorCode, Frame};
+use tokio::sync::Notify;
+
+use crate::outbox::{Appended, Outbox};
+
+/// A topic's id: assigned by the broker, carried on the wire, never reused within a broker run.
+pub type TopicId = u32;
+
+/// Identifies one subscription (one subscriber on one topic); increasing within a broker run.
+pub type SubscriberId = u64;
+
+/// Counters reported by `mycelium stats`; relaxed atomics, since they order nothing.
+#[derive(Debug, Default)]
+pub struct TopicCounters {
+    /// Messages accepted from publishers.
+    pub published: AtomicU64,
+    /// Copies handed to subscribers' outboxes.
+    pub delivered: AtomicU64,
+    /// Copies discarded by the backpressure policy.
+    pub dropped: AtomicU64,
+}
+
+/// Where a blocked publish resumes. Start each new batch from `PublishCursor::default()`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PublishCursor {
+    /// Fanout: subscribers with a smaller id have the whole batch. Queue: unused.
+    subscriber: SubscriberId,
+    /// Fanout: messages of the batch that `subscriber` already has. Queue: messages placed.
+    offset: usize,
+    /// Whether the batch was counted as published yet.
+    counted: bool,
+}
+
+/// What a publish call achieved.
+#[derive(Debug)]
+pub enum Progress {
+    /// The whole batch was routed (or dropped by policy).
+    Done,
+    /// A `block` policy stopped the batch; wait on the blocker, then call `publish` again with
+    /// the same cursor.
+    Blocked(Blocker),
+}
+
+/// What a blocked publisher waits for.
+#[derive(Debug)]
+pub enum Blocker {
+    /// A fanout subscriber's outbox to drain below `limit` messages.
+    Outbox {
+        /// The full outbox.
+        outbox: Arc<Outbox>,
+        /// The message limit it must drop below.
+        limit: usize,
+    },
+    /// A queue topic's backlog to shrink.
+    Backlog(Arc<Topic>),
+}
+
+impl Blocker {
+    /// Resolves when publishing may make progress again (or the subscriber went away).
+    pub async fn wait(&self) {
+        match self {
+            Blocker::Outbox { outbox, limit } => outbox.wait_for_room(*limit).await,
+            Blocker::Backlog(topic) => {
+                if let Routing::Queue = topic.config.routing {
+                    topic.queue.wait_for_space(topic.config.buffer_size).await
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FanoutSubscriber {
+    id: SubscriberId,
+    outbox: Arc<Outbox>,
+    /// Messages this subscriber's outbox may hold: the topic's `buffer_size`, capped by the
+    /// connection's `channel_capacity`.
+    limit: usize,
+}
+
+#[derive(Debug)]
+struct Consumer {
+    id: SubscriberId,
+    outbox: Arc<Outbox>,
+    credit: u32,
+    /// The most credit this consumer may hold: what it was granted at subscribe.
+    prefetch: u32,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    consumers: Vec<Consumer>,
+    /// Index into `consumers` where the next deal starts (round-robin).
+    next: usize,
+    /// Messages published while no consumer had credit, oldest first.
+    backlog: VecDeque<Bytes>,
+    /// A publisher waits for the backlog to shrink.
+    space_wanted: bool,
+}
+
+#[derive(Debug, Default)]
+struct QueueRouting {
+    state: Mutex<QueueState>,
+    /// Wakes publishers blocked on a full backlog.
+    space: Notify,
+}
+
+impl QueueRouting {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Every mutation below leaves the state consistent between statements that can panic.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn wait_for_space(&self, capacity: usize) {
+        loop {
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.backlog.len() < capacity {
+                    return;
+                }
+                state.space_wanted = true;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One topic; see the module docs.
+#[derive(Debug)]
+pub struct Topic {
+    id: TopicId,
+    config: TopicConfig,
+    counters: TopicCounters,
+    /// Fanout subscribers, sorted by id; copied on write so publishers read a snapshot without
+    /// holding the lock while they append.
+    fanout: RwLock<Arc<[FanoutSubscriber]>>,
+    queue: QueueRouting,
+}
+
+impl Topic {
+    /// A topic with no subscribers.
+    pub fn new(id: TopicId, config: TopicConfig) -> Topic {
+        Topic {
+            id,
+            config,
+            counters: TopicCounters::default(),
+            fanout: RwLock::new(Arc::from(Vec::new())),
+            queue: QueueRouting::default(),
+        }
+    }
+
+    /// The topic's id.
+    pub fn id(&self) -> TopicId {
+        self.id
+    }
+
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The topic's settings.
+    pub fn config(&self) -> &TopicConfig {
+        &self.config
+    }
+
+    /// The topic's counters.
+    pub fn counters(&self) -> &TopicCounters {
+        &self.counters
+    }
+
+    /// Current subscribers (fanout) or consumers (queue).
+    pub fn subscriber_count(&self) -> usize {
+        match self.config.routing {
+            Routing::Fanout => self.fanout_snapshot().len(),
+            Routing::Queue => self.queue.lock().consumers.len(),
+        }
+    }
+
+    /// Messages waiting in the backlog for a consumer (always 0 for fanout).
+    pub fn backlog_len(&self) -> usize {
+        match self.config.routing {
+            Routing::Fanout => 0,
+            Routing::Queue => self.queue.lock().backlog.len(),
+        }
+    }
+
+    fn fanout_snapshot(&self) -> Arc<[FanoutSubscriber]> {
+        self.fanout
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Adds a subscriber whose frames go to `outbox`. `channel_capacity` caps how many messages
+    /// its outbox may hold; `prefetch` is the credit a queue consumer asks for (0 = the topic's).
+    ///
+    /// Returns the subscription's id and the credit granted (0 for fanout).
+    pub fn subscribe(
+        &self,
+        id: SubscriberId,
+        outbox: Arc<Outbox>,
+        channel_capacity: usize,
+        prefetch: u32,
+    ) -> u32 {
+        match self.config.routing {
+            Routing::Fanout => {
+                let mut guard = self.fanout.write().unwrap_or_else(|p| p.into_inner());
+                let mut list: Vec<FanoutSubscriber> = guard.iter().cloned().collect();
+                let limit = self.config.buffer_size.min(channel_capacity).max(1);
+                list.push(FanoutSubscriber { id, outbox, limit });
+                list.sort_by_key(|s| s.id);
+                *guard = Arc::from(list);
+                0
+            }
+            Routing::Queue => {
+                let granted = self.granted_prefetch(prefetch);
+                let mut state = self.queue.lock();
+                state.consumers.push(Consumer {
+                    id,
+                    outbox,
+                    credit: granted,
+                    prefetch: granted,
+                });
+                self.drain_backlog(&mut state);
+                granted
+            }
+        }
+    }
+
+    /// The credit a queue consumer asking for `requested` gets: the topic's `prefetch` when it
+    /// asks for 0 or more, never less than 1.
+    pub fn granted_prefetch(&self, requested: u32) -> u32 {
+        let granted = if requested == 0 {
+            self.config.prefetch
+        } else {
+            requested.min(self.config.prefetch)
+        };
+        granted.max(1)
+    }
+
+    /// Removes a subscription. Returns false if it was not subscribed.
+    pub fn unsubscribe(&self, id: SubscriberId) -> bool {
+        match self.config.routing {
+            Routing::Fanout => {
+                let mut guard = self.fanout.write().unwrap_or_else(|p| p.into_inner());
+                if !guard.iter().any(|s| s.id == id) {
+                    return false;
+                }
+                let list: Vec<FanoutSubscriber> =
+                    guard.iter().filter(|s| s.id != id).cloned().collect();
+                *guard = Arc::from(list);
+                true
+            }
+            Routing::Queue => {
+                let mut state = self.queue.lock();
+                let before = state.consumers.len();
+                state.consumers.retain(|c| c.id != id);
+                if state.next >= state.consumers.len() {
+                    state.next = 0;
+                }
+                state.consumers.len() != before
+            }
+        }
+    }
+
+    /// A queue consumer returns `credit` after processing messages; the backlog drains into it.
+    /// Returns false if `id` is not a consumer of this topic. Credit never exceeds what was
+    /// granted at subscribe, so a peer cannot make the broker queue unboundedly toward it.
+    pub fn add_credit(&self, id: SubscriberId, credit: u32) -> bool {
+        if self.config.routing != Routing::Queue {
+            return false;
+        }
+        let mut state = self.queue.lock();
+        let Some(consumer) = state.consumers.iter_mut().find(|c| c.id == id) else {
+            return false;
+        };
+        consumer.credit = consumer
+            .credit
+            .saturating_add(credit)
+            .min(consumer.prefetch);
+        self.drain_backlog(&mut state);
+        true
+    }
+
+    /// Routes `payloads` (already checked against `max_message_size`) from `cursor` on.
+    pub fn publish(self: &Arc<Self>, payloads: &[&[u8]], cursor: &mut PublishCursor) -> Progress {
+        if !cursor.counted {
+            cursor.counted = true;
+            self.counters
+                .published
+                .fetch_add(payloads.len() as u64, Ordering::Relaxed);
+        }
+        match self.config.routing {
+            Routing::Fanout => self.publish_fanout(payloads, cursor),
+            Routing::Queue => self.publish_queue(payloads, cursor),
+        }
+    }
+
+    fn publish_fanout(&self, payloads: &[&[u8]], cursor: &mut PublishCursor) -> Progress {
+        let subscribers = self.fanout_snapshot();
+        let (mut delivered, mut dropped) = (0u64, 0u64);
+        let mut progress = Progress::Done;
+        for sub in subscribers.iter().filter(|s| s.id >= cursor.subscriber) {
+            let start = if sub.id == cursor.subscriber {
+                cursor.offset.min(payloads.len())
+            } else {
+                0
+            };
+            let rest = &payloads[start..];
+            let queued = match sub.outbox.append_messages(self.id, rest, sub.limit) {
+                Appended::Closed => continue,
+                Appended::Queued(n) => n,
+            };
+            delivered += queued as u64;
+            if queued == rest.len() {
+                continue;
+            }
+            match self.config.backpressure {
+                Backpressure::Block => {
+                    cursor.subscriber = sub.id;
+                    cursor.offset = start + queued;
+                    progress = Progress::Blocked(Blocker::Outbox {
+                        outbox: sub.outbox.clone(),
+                        limit: sub.limit,
+                    });
+                    break;
+                }
+                Backpressure::DropNewest => dropped += (rest.len() - queued) as u64,
+                Backpressure::Disconnect => {
+                    dropped += (rest.len() - queued) as u64;
+                    tracing::warn!(topic = %self.config.name, subscriber = sub.id, "disconnecting a slow subscriber");
+                    sub.outbox.close_with(&Frame::Error {
+                        request_id: 0,
+                        code: ErrorCode::SlowConsumer,
+                        fatal: true,
+                        topic_id: self.id,
+                        message: format!(
+                            "subscriber fell {} messages behind on topic '{}' (backpressure = disconnect)",
+                            sub.limit, self.config.name
+                        ),
+                    });
+                }
+            }
+        }
+        self.counters
+            .delivered
+            .fetch_add(delivered, Ordering::Relaxed);
+        self.counters.dropped.fetch_add(dropped, Ordering::Relaxed);
+        progress
+    }
+
+    fn publish_queue(self: &Arc<Self>, payloads: &[&[u8]], cursor: &mut PublishCursor) -> Progress {
+        let mut state = self.queue.lock();
+        let (mut delivered, mut dropped) = (0u64, 0u64);
+        let mut i = cursor.offset.min(payloads.len());
+        let mut progress = Progress::Done;
+        while i < payloads.len() {
+            if state.backlog.is_empty() {
+                if let Some(dealt) = Self::deal(&mut state, self.id, &payloads[i..]) {
+                    delivered += dealt as u64;
+                    i += dealt;
+                    continue;
+                }
+            }
+            if state.backlog.len() < self.config.buffer_size {
+                state.backlog.push_back(Bytes::copy_from_slice(payloads[i]));
+                i += 1;
+                continue;
+            }
+            match self.config.backpressure {
+                Backpressure::Block => {
+                    cursor.offset = i;
+                    progress = Progress::Blocked(Blocker::Backlog(self.clone()));
+                    break;
+                }
+                Backpressure::DropNewest | Backpressure::Disconnect => {
+                    dropped += 1;
+                    i += 1;
+                }
+            }
+        }
+        drop(state);
+        self.counters
+            .delivered
+            .fetch_add(delivered, Ordering::Relaxed);
+        self.counters.dropped.fetch_add(dropped, Ordering::Relaxed);
+        progress
+    }
+
+    /// Hands a leading run of `payloads` to the next consumer with credit, round-robin, at most
+    /// an even share of the run so that one batch is spread over every ready consumer.
+    /// Returns how many were placed, or None when no consumer has credit.
+    fn deal(state: &mut QueueState, topic_id: TopicId, payloads: &[&[u8]]) -> Option<usize> {
+        loop {
+            let ready = state.consumers.iter().filter(|c| c.credit > 0).count();
+            if ready == 0 {
+                return None;
+            }
+            let share = payloads.len().div_ceil(ready);
+            let n = state.consumers.len();
+            let start = state.next % n;
+            let index = (0..n)
+                .map(|k| (start + k) % n)
+                .find(|&k| state.consumers[k].credit > 0)?;
+            state.next = (index + 1) % n;
+            let consumer = &mut state.consumers[index];
+            let take = share.min(consumer.credit as usize).min(payloads.len());
+            match consumer
+                .outbox
+                .append_messages(topic_id, &payloads[..take], usize::MAX)
+            {
+                Appended::Queued(placed) => {
+                    // `placed` ≤ `take` ≤ credit, so this cannot underflow.
+                    consumer.credit -= placed as u32;
+                    return Some(placed);
+                }
+                Appended::Closed => {
+                    // The consumer's connection is gone; its cleanup will unsubscribe it, but it
+                    // must not take messages meanwhile.
+                    consumer.credit = 0;
+                }
+            }
+        }
+    }
+
+    /// Moves backlog messages to consumers with credit, oldest first.
+    fn drain_backlog(&self, state: &mut QueueState) {
+        let before = state.backlog.len();
+        let mut delivered = 0u64;
+        while let Some(front) = state.backlog.front().cloned() {
+            match Self::deal(state, self.id, &[&front]) {
+                Some(_) => {
+                    state.backlog.pop_front();
+                    delivered += 1;
+                }
+                None => break,
+            }
+        }
+        self.counters
+            .delivered
+            .fetch_add(delivered, Ordering::Relaxed);
+        if state.backlog.len() < before && std::mem::take(&mut state.space_wanted) {
+            self.queue.space.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use mycelium_transport::peek_frame;
+
+    fn topic(
+        routing: Routing,
+        buffer_size: usize,
+        backpressure: Backpressure,
+        prefetch: u32,
+    ) -> Arc<Topic> {
+        let mut config = mycelium_config::TopicDefaults::default().topic("t");
+        config.routing = routing;
+        config.buffer_size = buffer_size;
+        config.backpressure = backpressure;
+        config.prefetch = prefetch;
+        Arc::new(Topic::new(7, config))
+    }
+
+    fn drain(outbox: &Outbox) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = BytesMut::new();
+        if outbox.take(&mut buf) {
+            let mut rest: &[u8] = &buf;
+            while let Some((view, used)) = peek_frame(rest, usize::MAX).expect("valid frames") {
+                out.push(view.message().expect("a deliver frame").1.to_vec());
+                rest = &rest[used..];
+            }
+        }
+        out
+    }
+
+    fn msgs(n: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|i| format!("m{i}").into_bytes()).collect()
+    }
+
+    fn publish_all(topic: &Arc<Topic>, payloads: &[Vec<u8>]) -> Progress {
+        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+        topic.publish(&refs, &mut PublishCursor::default())
+    }
+
+    #[test]
+    fn fanout_gives_every_subscriber_every_message_in_order() {
+        let t = topic(Routing::Fanout, 100, Backpressure::Block, 1);
+        let (a, b) = (Arc::new(Outbox::new()), Arc::new(Outbox::new()));
+        t.subscribe(1, a.clone(), 1000, 0);
+        t.subscribe(2, b.clone(), 1000, 0);
+        let m = msgs(10);
+        assert!(matches!(publish_all(&t, &m), Progress::Done));
+        assert_eq!(drain(&a), m);
+        assert_eq!(drain(&b), m);
+        assert_eq!(t.counters().published.load(Ordering::Relaxed), 10);
+        assert_eq!(t.counters().delivered.load(Ordering::Relaxed), 20);
+    }
+
+    #[test]
+    fn a_blocked_fanout_publish_resumes_without_duplicates_or_gaps() {
+        let t = topic(Routing::Fanout, 3, Backpressure::Block, 1);
+        let (a, b) = (Arc::new(Outbox::new()), Arc::new(Outbox::new()));
+        t.subscribe(1, a.clone(), 1000, 0);
+        t.subscribe(2, b.clone(), 1000, 0);
+        let m = msgs(8);
+        let refs: Vec<&[u8]> = m.iter().map(|p| p.as_slice()).collect();
+        let mut cursor = PublishCursor::default();
+        let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+        let mut rounds = 0;
+        while let Progress::Blocked(_) = t.publish(&refs, &mut cursor) {
+            got_a.extend(drain(&a));
+            got_b.extend(drain(&b));
+            rounds += 1;
+            assert!(rounds < 20, "publish never completed");
+        }
+        got_a.extend(drain(&a));
+        got_b.extend(drain(&b));
+        assert_eq!(got_a, m);
+        assert_eq!(got_b, m);
+        assert_eq!(
+            t.counters().published.load(Ordering::Relaxed),
+            8,
+            "counted once"
+        );
+    }
+
+    #[test]
+    fn drop_newest_drops_only_for_the_full_subscriber() {
+        let t = topic(Routing::Fanout, 2, Backpressure::DropNewest, 1);
+        let (slow, fast) = (Arc::new(Outbox::new()), Arc::new(Outbox::new()));
+        t.subscribe(1, slow.clone(), 1000, 0);
+        t.subscribe(2, fast.clone(), 1000, 0);
+        let m = msgs(5);
+        assert!(matches!(publish_all(&t, &m), Progress::Done));
+        assert_eq!(drain(&slow), m[..2].to_vec());
+        assert_eq!(
+            drain(&fast),
+            m[..2].to_vec(),
+            "the fast one also has limit 2 within one batch"
+        );
+        assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
+    fn disconnect_closes_the_slow_subscriber_with_an_error() {
+        let t = topic(Routing::Fanout, 1, Backpressure::Disconnect, 1);
+        let slow = Arc::new(Outbox::new());
+        t.subscribe(1, slow.clone(), 1000, 0);
+        publish_all(&t, &msgs(3));
+        assert!(slow.is_closed());
+        let mut buf = BytesMut::new();
+        assert!(slow.take(&mut buf), "message and error queued");
+        let (first, used) = peek_frame(&buf, usize::MAX).expect("valid").expect("whole");
+        assert!(first.message().is_some());
+        let (second, _) = peek_frame(&buf[used..], usize::MAX)
+            .expect("valid")
+            .expect("whole");
+        assert!(matches!(
+            second.to_frame(),
+            Ok(Frame::Error {
+                code: ErrorCode::SlowConsumer,
+                fatal: true,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn queue_gives_each_message_to_exactly_one_consumer_within_credit() {
+        let t = topic(Routing::Queue, 100, Backpressure::Block, 4);
+        let (a, b) = (Arc::new(Outbox::new()), Arc::new(Outbox::new()));
+        assert_eq!(t.subscribe(1, a.clone(), 1000, 0), 4);
+        assert_eq!(t.subscribe(2, b.clone(), 1000, 0), 4);
+        let m = msgs(20);
+        assert!(matches!(publish_all(&t, &m), Progress::Done));
+        let (got_a, got_b) = (drain(&a), drain(&b));
+        assert_eq!(got_a.len(), 4);
+        assert_eq!(got_b.len(), 4);
+        assert_eq!(t.backlog_len(), 12);
+        assert!(t.add_credit(1, 4));
+        assert!(t.add_credit(2, 1000), "credit is capped at the prefetch");
+        let (more_a, more_b) = (drain(&a), drain(&b));
+        assert_eq!(more_a.len() + more_b.len(), 8);
+        let mut all: Vec<Vec<u8>> = got_a
+            .into_iter()
+            .chain(got_b)
+            .chain(more_a)
+            .chain(more_b)
+            .collect();
+        all.sort();
+        let mut expected = m[..16].to_vec();
+        expected.sort();
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn queue_backlog_waits_for_the_first_consumer_and_blocks_when_full() {
+        let t = topic(Routing::Queue, 3, Backpressure::Block, 10);
+        let m = msgs(5);
+        let refs: Vec<&[u8]> = m.iter().map(|p| p.as_slice()).collect();
+        let mut cursor = PublishCursor::default();
+        assert!(matches!(
+            t.publish(&refs, &mut cursor),
+            Progress::Blocked(Blocker::Backlog(_))
+        ));
+        assert_eq!(t.backlog_len(), 3);
+        let c = Arc::new(Outbox::new());
+        t.subscribe(1, c.clone(), 1000, 0);
+        assert!(matches!(t.publish(&refs, &mut cursor), Progress::Done));
+        assert_eq!(drain(&c), m, "backlog first, in publish order");
+    }
+}

@@ -1,0 +1,370 @@
+//! A bounded, coalescing queue of encoded frames travelling toward one peer.
+//!
+//! - Producers (publishers' connection tasks, the topic logic, control replies) append whole
+//!   frames under one short lock; the single drainer (a connection's writer task, or an in-process
+//!   subscription) takes *everything* queued in one swap, so one `write` carries every frame
+//!   that arrived since the last one: writes are coalesced per wake-up, never per message.
+//! - Message frames count against a limit chosen by the caller (the topic's `buffer_size`, capped
+//!   by the connection's `channel_capacity`) and against [`OUTBOX_MAX_BYTES`]; control frames do
+//!   not, so a reply can always be queued.
+//! - Closing is one-way. [`Outbox::close`] lets the drainer flush what is queued and then stop;
+//!   [`Outbox::abort`] discards it. Appends after either are refused, so a dead peer costs
+//!   publishers nothing.
+//! - The drainer is woken only on the empty → non-empty transition, and blocked producers only
+//!   when they have asked for space: no wake-up per message.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use bytes::BytesMut;
+use mycelium_transport::{codec, frame::kind, Frame};
+use tokio::sync::Notify;
+
+/// Bytes an outbox may hold before message appends count as full, whatever the message limit.
+/// Bounds the memory one slow peer can pin to 64 MiB (a full outbox of 1 MiB messages holds 64).
+/// An empty outbox always accepts one message, so a message larger than this still moves.
+pub const OUTBOX_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Capacity a drained buffer keeps for reuse; a buffer that grew past it in a burst is dropped
+/// instead of pinning the memory forever.
+const REUSE_CAPACITY: usize = 1024 * 1024;
+
+/// What an append of messages achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// This many leading messages were queued (possibly all of them); the rest did not fit.
+    Queued(usize),
+    /// The outbox is closed: nothing was queued and nothing ever will be.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    buf: BytesMut,
+    /// Message frames in `buf` (control frames are not counted).
+    messages: usize,
+    /// Set by `close`/`abort`; appends are refused from then on.
+    closed: bool,
+    /// A producer is waiting for space; the drainer must wake it after taking.
+    space_wanted: bool,
+}
+
+/// A queue of encoded frames toward one peer; see the module docs.
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<State>,
+    /// Wakes the drainer on the empty → non-empty transition and on close.
+    readable: Notify,
+    /// Wakes producers that found the outbox full, when the drainer takes or on close.
+    writable: Notify,
+    /// Mirrors `State::closed` so tasks can poll it without the lock.
+    closed_flag: AtomicBool,
+    /// Woken once when the outbox closes, for tasks that must stop with it (the connection reader).
+    closed_notify: Notify,
+    /// The frame kind messages are queued as: `Deliver` toward clients, `Publish` toward the broker.
+    message_kind: u8,
+}
+
+impl Default for Outbox {
+    fn default() -> Outbox {
+        Outbox::new()
+    }
+}
+
+impl Outbox {
+    /// A new, empty, open outbox whose messages are `Deliver` frames (broker → client).
+    pub fn new() -> Outbox {
+        Outbox::with_message_kind(kind::DELIVER)
+    }
+
+    /// A new outbox whose messages are `Publish` frames (client → broker).
+    pub fn for_publishing() -> Outbox {
+        Outbox::with_message_kind(kind::PUBLISH)
+    }
+
+    fn with_message_kind(message_kind: u8) -> Outbox {
+        Outbox {
+            state: Mutex::default(),
+            readable: Notify::new(),
+            writable: Notify::new(),
+            closed_flag: AtomicBool::new(false),
+            closed_notify: Notify::new(),
+            message_kind,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock leaves only whole frames behind (each append is one
+        // `extend`), so the state is still consistent: recover it instead of poisoning every peer.
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Queues as many of `payloads` as fit, as message frames on `topic_id`, in order.
+    ///
+    /// `max_messages` is the caller's message limit; the byte limit is [`OUTBOX_MAX_BYTES`].
+    pub fn append_messages(
+        &self,
+        topic_id: u32,
+        payloads: &[&[u8]],
+        max_messages: usize,
+    ) -> Appended {
+        let mut state = self.lock();
+        if state.closed {
+            return Appended::Closed;
+        }
+        let was_empty = state.buf.is_empty();
+        let mut queued = 0;
+        for payload in payloads {
+            let frame_len = payload.len() + mycelium_transport::frame::MESSAGE_OVERHEAD;
+            let has_room = state.messages == 0
+                || (state.messages < max_messages
+                    && state.buf.len() + frame_len <= OUTBOX_MAX_BYTES);
+            if !has_room {
+                break;
+            }
+            codec::encode_message(&mut state.buf, self.message_kind, topic_id, payload);
+            state.messages += 1;
+            queued += 1;
+        }
+        drop(state);
+        if was_empty && queued > 0 {
+            self.readable.notify_one();
+        }
+        Appended::Queued(queued)
+    }
+
+    /// Queues one control frame regardless of the limits. Returns false if the outbox is closed.
+    pub fn append_control(&self, frame: &Frame) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        let was_empty = state.buf.is_empty();
+        if let Err(error) = codec::encode_frame(frame, &mut state.buf) {
+            // Control frames are built by the broker from bounded data; failing here is a bug.
+            tracing::error!(%error, ?frame, "could not encode a control frame");
+            return true;
+        }
+        drop(state);
+        if was_empty {
+            self.readable.notify_one();
+        }
+        true
+    }
+
+    /// True if `max_messages` more would not be refused right now (for waiting producers).
+    pub fn has_room(&self, max_messages: usize) -> bool {
+        let state = self.lock();
+        state.closed || state.messages < max_messages.max(1) && state.buf.len() < OUTBOX_MAX_BYTES
+    }
+
+    /// Waits until the outbox has room for a message under `max_messages`, or is closed.
+    pub async fn wait_for_room(&self, max_messages: usize) {
+        loop {
+            let notified = self.writable.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a drain between the check and the await is not missed.
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.closed
+                    || state.messages < max_messages.max(1) && state.buf.len() < OUTBOX_MAX_BYTES
+                {
+                    return;
+                }
+                state.space_wanted = true;
+            }
+            notified.await;
+        }
+    }
+
+    /// Swaps everything queued into `into`, which must be empty (its capacity is reused).
+    ///
+    /// Returns false when nothing is queued. What `into` receives is whole frames only.
+    pub fn take(&self, into: &mut BytesMut) -> bool {
+        into.clear();
+        if into.capacity() > REUSE_CAPACITY {
+            *into = BytesMut::new();
+        }
+        let mut state = self.lock();
+        if state.buf.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut state.buf, into);
+        state.messages = 0;
+        let wake = std::mem::take(&mut state.space_wanted);
+        drop(state);
+        if wake {
+            self.writable.notify_waiters();
+        }
+        true
+    }
+
+    /// Waits until something is queued or the outbox is closed.
+    pub async fn readable(&self) {
+        loop {
+            let notified = self.readable.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.lock();
+                if !state.buf.is_empty() || state.closed {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// True when nothing is queued and the outbox is closed: the drainer may stop.
+    pub fn is_finished(&self) -> bool {
+        let state = self.lock();
+        state.closed && state.buf.is_empty()
+    }
+
+    /// True once `close` or `abort` was called.
+    pub fn is_closed(&self) -> bool {
+        // SYNC POINT: pairs with the Release store in `shut`; a task that sees `true` also sees
+        // that appends are refused.
+        self.closed_flag.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the outbox is closed.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.closed_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Refuses further appends; what is queued stays for the drainer to flush.
+    pub fn close(&self) {
+        self.shut(false);
+    }
+
+    /// Queues `frame` (typically a fatal `Error`) and then closes: the drainer flushes it last.
+    pub fn close_with(&self, frame: &Frame) {
+        self.append_control(frame);
+        self.shut(false);
+    }
+
+    /// Refuses further appends and discards what is queued (the peer is gone).
+    pub fn abort(&self) {
+        self.shut(true);
+    }
+
+    fn shut(&self, discard: bool) {
+        {
+            let mut state = self.lock();
+            state.closed = true;
+            if discard {
+                state.buf = BytesMut::new();
+                state.messages = 0;
+            }
+        }
+        // SYNC POINT: pairs with the Acquire load in `is_closed`.
+        self.closed_flag.store(true, Ordering::Release);
+        self.readable.notify_one();
+        self.writable.notify_waiters();
+        self.closed_notify.notify_waiters();
+    }
+
+    /// Message frames queued right now (for stats and tests).
+    pub fn queued_messages(&self) -> usize {
+        self.lock().messages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mycelium_transport::peek_frame;
+
+    fn payloads_in(buf: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut rest = buf;
+        while let Some((view, used)) =
+            peek_frame(rest, usize::MAX).expect("outbox holds valid frames")
+        {
+            if let Some((_, payload)) = view.message() {
+                out.push(payload.to_vec());
+            }
+            rest = &rest[used..];
+        }
+        out
+    }
+
+    #[test]
+    fn appends_stop_at_the_message_limit_and_resume_after_a_take() {
+        let outbox = Outbox::new();
+        let msgs: Vec<&[u8]> = vec![b"a", b"b", b"c"];
+        assert_eq!(outbox.append_messages(1, &msgs, 2), Appended::Queued(2));
+        assert!(!outbox.has_room(2));
+        let mut taken = BytesMut::new();
+        assert!(outbox.take(&mut taken));
+        assert_eq!(payloads_in(&taken), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert!(outbox.has_room(2));
+        assert_eq!(
+            outbox.append_messages(1, &msgs[2..], 2),
+            Appended::Queued(1)
+        );
+    }
+
+    #[test]
+    fn an_empty_outbox_accepts_one_message_larger_than_the_byte_limit() {
+        let outbox = Outbox::new();
+        let big = vec![7u8; OUTBOX_MAX_BYTES + 1];
+        let msgs: Vec<&[u8]> = vec![&big, b"x"];
+        assert_eq!(outbox.append_messages(1, &msgs, 10), Appended::Queued(1));
+    }
+
+    #[test]
+    fn control_frames_ignore_the_limit_but_not_closing() {
+        let outbox = Outbox::new();
+        assert_eq!(outbox.append_messages(1, &[b"a"], 1), Appended::Queued(1));
+        assert!(outbox.append_control(&Frame::Pong { token: 9 }));
+        outbox.abort();
+        assert!(!outbox.append_control(&Frame::Pong { token: 9 }));
+        assert_eq!(outbox.append_messages(1, &[b"a"], 1), Appended::Closed);
+        assert!(
+            !outbox.take(&mut BytesMut::new()),
+            "abort discards what was queued"
+        );
+    }
+
+    #[test]
+    fn close_keeps_queued_frames_for_the_drainer() {
+        let outbox = Outbox::new();
+        outbox.append_messages(4, &[b"last"], 10);
+        outbox.close();
+        assert!(!outbox.is_finished());
+        let mut taken = BytesMut::new();
+        assert!(outbox.take(&mut taken), "queued before close");
+        assert_eq!(payloads_in(&taken), vec![b"last".to_vec()]);
+        assert!(outbox.is_finished());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_producer_is_woken_by_a_take() {
+        let outbox = std::sync::Arc::new(Outbox::new());
+        outbox.append_messages(1, &[b"a"], 1);
+        let waiter = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.wait_for_room(1).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        outbox.take(&mut BytesMut::new());
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("no panic");
+    }
+}

@@ -1,0 +1,26 @@
+//! Errors of starting and running the socket server.
+
+use std::path::PathBuf;
+
+/// Why the broker could not start or keep serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another broker answers on the socket path; refusing to steal it.
+    #[error("another broker is already listening on {path}")]
+    SocketInUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The socket could not be created, replaced or given its permissions.
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config's topics could not be declared.
+    #[error("invalid topic in config: {0}")]
+    Topics(#[from] crate::error::CreateTopicError),
+}

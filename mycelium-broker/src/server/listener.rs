@@ -1,0 +1,172 @@
+//! The accept loop and graceful shutdown of the socket server.
+//!
+//! - [`bind_socket`] claims the socket path: a stale socket file left by a dead broker is
+//!   replaced, a live broker's is never stolen, and a path that is not a socket is never deleted.
+//! - [`Server::run`] accepts until `shutdown` resolves, refusing sockets beyond
+//!   `max_connections` with a fatal `TooManyConnections` error frame.
+//! - Shutdown: stop accepting and remove the socket file; stop every reader after the batch it
+//!   holds; then close every outbox so the writers flush everything already routed; wait for the
+//!   writers up to [`SHUTDOWN_FLUSH_DEADLINE`].
+
+use std::future::Future;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mycelium_config::BrokerConfig;
+use mycelium_transport::frame::NO_TOPIC;
+use mycelium_transport::{codec, ErrorCode, Frame};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::server::connection;
+use crate::server::error::ServeError;
+use crate::server::state::BrokerState;
+
+/// How long shutdown waits for writers to flush to slow clients before giving up on them.
+pub const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long a refused socket gets to receive its `TooManyConnections` frame.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// After an accept error (out of file descriptors, typically) wait this long before retrying,
+/// so the loop does not spin while the condition lasts.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Creates the listening socket at `path` with permissions `mode`.
+///
+/// Must not be called inside an async context that forbids blocking: it probes the path with a
+/// blocking connect (instant on a Unix socket).
+pub fn bind_socket(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener, ServeError> {
+    let bind_error = |source| ServeError::Bind {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(bind_error(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the path exists and is not a socket; refusing to replace it",
+            )));
+        }
+        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(ServeError::SocketInUse {
+                    path: path.to_owned(),
+                })
+            }
+            Err(_) => {
+                tracing::info!(path = %path.display(), "replacing a stale socket file left by a broker that is gone");
+                std::fs::remove_file(path).map_err(bind_error)?;
+            }
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(bind_error(error)),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(bind_error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    Ok(listener)
+}
+
+/// A broker serving one config over one listening socket.
+#[derive(Debug)]
+pub struct Server {
+    state: Arc<BrokerState>,
+}
+
+impl Server {
+    /// Declares the config's topics.
+    pub fn new(config: BrokerConfig) -> Result<Server, ServeError> {
+        Ok(Server {
+            state: Arc::new(BrokerState::new(config)?),
+        })
+    }
+
+    /// The state shared with connections (topics, counters).
+    pub fn state(&self) -> &Arc<BrokerState> {
+        &self.state
+    }
+
+    /// Serves `listener` until `shutdown` resolves, then shuts down gracefully.
+    /// `socket_path`, if given, is removed on the way out.
+    pub async fn run(
+        self,
+        listener: std::os::unix::net::UnixListener,
+        socket_path: Option<PathBuf>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let path_for_errors = socket_path.clone().unwrap_or_default();
+        let listener = UnixListener::from_std(listener).map_err(|source| ServeError::Bind {
+            path: path_for_errors,
+            source,
+        })?;
+        let stop_reading = CancellationToken::new();
+        let readers = TaskTracker::new();
+        let writers = TaskTracker::new();
+        tokio::pin!(shutdown);
+        tracing::info!(
+            topics = self.state.registry.all().len(),
+            "broker accepting connections"
+        );
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        if self.state.try_open_socket() {
+                            readers.spawn(connection::serve(stream, self.state.clone(), stop_reading.clone(), writers.clone()));
+                        } else {
+                            tracing::warn!(max = self.state.config.server.max_connections, "refusing a connection: at max_connections");
+                            readers.spawn(refuse_connection(stream, self.state.config.server.max_connections));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed; retrying shortly");
+                        tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    }
+                },
+            }
+        }
+        tracing::info!("shutting down: no new connections; flushing what was accepted");
+        drop(listener);
+        if let Some(path) = &socket_path {
+            let _ = std::fs::remove_file(path);
+        }
+        stop_reading.cancel();
+        readers.close();
+        readers.wait().await;
+        for outbox in self.state.outboxes() {
+            outbox.close();
+        }
+        writers.close();
+        if tokio::time::timeout(SHUTDOWN_FLUSH_DEADLINE, writers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(deadline = ?SHUTDOWN_FLUSH_DEADLINE, "some clients did not take their messages before the deadline");
+        }
+        tracing::info!("broker stopped");
+        Ok(())
+    }
+}
+
+/// Tells a socket beyond `max_connections` why it is refused, then closes it.
+async fn refuse_connection(mut stream: UnixStream, max: usize) {
+    let mut buf = BytesMut::new();
+    let frame = Frame::Error {
+        request_id: 0,
+        code: ErrorCode::TooManyConnections,
+        fatal: true,
+        topic_id: NO_TOPIC,
+        message: format!("the broker is at max_connections = {max}"),
+    };
+    if codec::encode_frame(&frame, &mut buf).is_ok() {
+        let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, stream.write_all(&buf)).await;
+    }
+    let _ = stream.shutdown().await;
+}

@@ -1,0 +1,10 @@
+//! The tokio socket server: accepts clients on a Unix socket and routes their frames.
+
+mod connection;
+pub mod error;
+pub mod listener;
+pub mod state;
+
+pub use error::ServeError;
+pub use listener::{bind_socket, Server};
+pub use state::BrokerState;

@@ -1,0 +1,140 @@
+//! What every connection of one broker run shares: topics, limits, live connections.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use mycelium_config::BrokerConfig;
+use mycelium_transport::frame::MESSAGE_OVERHEAD;
+use mycelium_transport::{Frame, RoutingKind, TopicStats, HANDSHAKE_MAX_FRAME_LEN};
+use uuid::Uuid;
+
+use crate::core::registry::TopicRegistry;
+use crate::outbox::Outbox;
+use crate::server::error::ServeError;
+
+/// Shared by the listener and every connection of one broker run.
+#[derive(Debug)]
+pub struct BrokerState {
+    /// The topics.
+    pub registry: Arc<TopicRegistry>,
+    /// The config the broker started with.
+    pub config: BrokerConfig,
+    /// Random per run, sent in `Welcome` so clients can tell a restart.
+    pub broker_id: Uuid,
+    started: Instant,
+    next_connection: AtomicU64,
+    /// Connections that completed their handshake, by id; graceful shutdown closes these outboxes
+    /// after every reader has stopped, so everything already routed is flushed.
+    connections: Mutex<HashMap<u64, Arc<Outbox>>>,
+    /// Accepted sockets, handshake or not: what `max_connections` counts.
+    open_sockets: AtomicUsize,
+}
+
+impl BrokerState {
+    /// State for a broker run with `config` (assumed validated).
+    pub fn new(config: BrokerConfig) -> Result<BrokerState, ServeError> {
+        let registry = Arc::new(TopicRegistry::from_config(&config)?);
+        Ok(BrokerState {
+            registry,
+            config,
+            broker_id: Uuid::new_v4(),
+            started: Instant::now(),
+            next_connection: AtomicU64::new(1),
+            connections: Mutex::default(),
+            open_sockets: AtomicUsize::new(0),
+        })
+    }
+
+    /// The largest payload any topic accepts.
+    pub fn max_message_size(&self) -> usize {
+        self.registry.max_message_size()
+    }
+
+    /// The largest frame `len` accepted after the handshake: a publish of the largest payload.
+    pub fn max_frame_len(&self) -> usize {
+        (self.max_message_size() + MESSAGE_OVERHEAD - 4).max(HANDSHAKE_MAX_FRAME_LEN)
+    }
+
+    /// A new connection id.
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts an accepted socket; returns false (and counts nothing) when at `max_connections`.
+    pub fn try_open_socket(&self) -> bool {
+        let max = self.config.server.max_connections;
+        self.open_sockets
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Uncounts a socket counted by `try_open_socket`.
+    pub fn close_socket(&self) {
+        self.open_sockets.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Registers a connection's outbox for shutdown and stats.
+    pub fn register(&self, id: u64, outbox: Arc<Outbox>) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, outbox);
+    }
+
+    /// Forgets a connection.
+    pub fn unregister(&self, id: u64) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// Every registered connection's outbox.
+    pub fn outboxes(&self) -> Vec<Arc<Outbox>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The answer to a `StatsRequest`.
+    pub fn stats_frame(&self, request_id: u32) -> Frame {
+        let topics = self
+            .registry
+            .all()
+            .iter()
+            .map(|topic| {
+                let c = topic.counters();
+                TopicStats {
+                    name: topic.name().to_owned(),
+                    routing: match topic.config().routing {
+                        mycelium_config::Routing::Fanout => RoutingKind::Fanout,
+                        mycelium_config::Routing::Queue => RoutingKind::Queue,
+                    },
+                    subscribers: u32::try_from(topic.subscriber_count()).unwrap_or(u32::MAX),
+                    published: c.published.load(Ordering::Relaxed),
+                    delivered: c.delivered.load(Ordering::Relaxed),
+                    dropped: c.dropped.load(Ordering::Relaxed),
+                    queued: topic.backlog_len() as u64,
+                }
+            })
+            .collect();
+        let connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        Frame::Stats {
+            request_id,
+            connections: u32::try_from(connections).unwrap_or(u32::MAX),
+            uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            topics,
+        }
+    }
+}

@@ -1,0 +1,596 @@
+//! Environment overrides: `MYCELIUM_<SECTION>__<FIELD>=value` replaces one setting of the file.
+//!
+//! - Only variables that start with `MYCELIUM_` and contain `__` are overrides; others (such as
+//!   `MYCELIUM_SOCKET` or `MYCELIUM_LOG`, read by the CLI) are ignored.
+//! - Sections are `SERVER`, `TOPIC_DEFAULTS`, `PERFORMANCE`, and `TOPICS__<TOPIC>` where `<TOPIC>`
+//!   is a declared topic's name upper-cased with `.` and `-` turned into `_`. Section, field and
+//!   topic are matched case-insensitively.
+//! - An override that names no section, field or topic, or whose value does not parse as the field's
+//!   type, is an error naming the variable: a typo must never be ignored silently. Overrides cannot
+//!   declare or rename topics.
+//! - Values: integers in decimal; booleans `true`/`false`/`1`/`0`; `routing` and `backpressure` as in
+//!   TOML; `socket_mode` in octal (`0660`); `socket_path` taken verbatim.
+//! - Overrides are applied in variable-name order, so the outcome never depends on the order the
+//!   environment lists them.
+//!
+//! ```
+//! use std::path::Path;
+//! use mycelium_config::BrokerConfig;
+//!
+//! let env = [("MYCELIUM_SERVER__SOCKET_PATH".to_owned(), "/run/m.sock".to_owned())];
+//! let config = BrokerConfig::from_toml_str_with_env("", Path::new("broker.toml"), env)?;
+//! assert_eq!(config.server.socket_path, Path::new("/run/m.sock"));
+//! # Ok::<(), mycelium_config::ConfigError>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::schema::parse_octal_mode;
+use crate::{
+    Backpressure, BrokerConfig, ConfigError, PerformanceConfig, Routing, ServerConfig, TopicConfig,
+    TopicDefaults,
+};
+
+const PREFIX: &str = "MYCELIUM_";
+const SEPARATOR: &str = "__";
+
+/// Which fields the environment set: dotted field path to variable name.
+#[derive(Debug, Default)]
+pub(crate) struct Overrides {
+    by_field: BTreeMap<String, String>,
+}
+
+impl Overrides {
+    /// The variable that set `field`, if one did.
+    pub(crate) fn var_for(&self, field: &str) -> Option<&str> {
+        self.by_field.get(field).map(String::as_str)
+    }
+}
+
+/// Whether a variable is meant as an override.
+fn is_override(name: &str) -> bool {
+    name.starts_with(PREFIX) && name.contains(SEPARATOR)
+}
+
+/// The override variables of this process.
+///
+/// `std::env::vars` panics on a name or value that is not UTF-8; this reads the raw environment
+/// instead and turns such an override into an error naming it.
+pub(crate) fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut vars = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let lossy_name = name.to_string_lossy();
+        if !is_override(&lossy_name) {
+            continue;
+        }
+        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
+            return Err(ConfigError::Env {
+                var: lossy_name.into_owned(),
+                message: "name or value is not valid UTF-8".to_owned(),
+            });
+        };
+        vars.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(vars)
+}
+
+/// Applies every override in `env` to `config`; variables that are not overrides are skipped.
+pub(crate) fn apply(
+    config: &mut BrokerConfig,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Overrides, ConfigError> {
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(name, _)| is_override(name))
+        .collect();
+    // Stable sort: if a caller passes one name twice, the later value still wins.
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut overrides = Overrides::default();
+    for (var, value) in vars {
+        match apply_one(config, &var, &value) {
+            Ok(field) => {
+                overrides.by_field.insert(field, var);
+            }
+            Err(message) => return Err(ConfigError::Env { var, message }),
+        }
+    }
+    Ok(overrides)
+}
+
+/// Applies one override and returns the dotted path of the field it set.
+fn apply_one(config: &mut BrokerConfig, var: &str, value: &str) -> Result<String, String> {
+    let key = var[PREFIX.len()..].to_ascii_uppercase();
+    let Some((section, rest)) = key.split_once(SEPARATOR) else {
+        return Err(format!(
+            "expected {PREFIX}<SECTION>{SEPARATOR}<FIELD>, such as MYCELIUM_SERVER__SOCKET_PATH"
+        ));
+    };
+    match section {
+        "SERVER" => set_server(&mut config.server, rest, value).map(|f| format!("server.{f}")),
+        "PERFORMANCE" => set_performance(&mut config.performance, rest, value)
+            .map(|f| format!("performance.{f}")),
+        "TOPIC_DEFAULTS" => set_topic_defaults(&mut config.topic_defaults, rest, value)
+            .map(|f| format!("topic_defaults.{f}")),
+        "TOPICS" => {
+            // Field names never contain `__`, so the last separator splits the topic from the field
+            // even when the topic's own name contains one.
+            let Some((topic, field)) = rest.rsplit_once(SEPARATOR) else {
+                return Err(format!(
+                    "expected {PREFIX}TOPICS{SEPARATOR}<TOPIC>{SEPARATOR}<FIELD>, such as \
+                     MYCELIUM_TOPICS__MARKET_DATA__BUFFER_SIZE"
+                ));
+            };
+            let index = find_topic(&config.topics, topic)?;
+            if field == "NAME" {
+                return Err(
+                    "topic names cannot be overridden; rename the topic in the file".into(),
+                );
+            }
+            TopicFields::of_topic(&mut config.topics[index])
+                .set(field, value)
+                .map(|f| format!("topics[{index}].{f}"))
+        }
+        other => Err(format!(
+            "unknown section `{other}`, expected SERVER, TOPICS, TOPIC_DEFAULTS or PERFORMANCE"
+        )),
+    }
+}
+
+/// The key a topic answers to in an override: its name upper-cased, `.` and `-` made `_`.
+fn topic_key(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '.' | '-' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect()
+}
+
+fn find_topic(topics: &[TopicConfig], key: &str) -> Result<usize, String> {
+    let mut matches = topics
+        .iter()
+        .enumerate()
+        .filter(|(_, topic)| topic_key(&topic.name) == key);
+    match (matches.next(), matches.next()) {
+        (Some((index, _)), None) => Ok(index),
+        (Some((_, first)), Some((_, second))) => Err(format!(
+            "`{key}` matches both topic `{}` and topic `{}`; rename one to override it",
+            first.name, second.name
+        )),
+        (None, _) => {
+            let known: Vec<String> = topics.iter().map(|t| topic_key(&t.name)).collect();
+            Err(if known.is_empty() {
+                format!("no topic `{key}`: the file declares no topics")
+            } else {
+                format!("no topic `{key}`, declared: {}", known.join(", "))
+            })
+        }
+    }
+}
+
+fn set_server(server: &mut ServerConfig, field: &str, value: &str) -> Result<&'static str, String> {
+    match field {
+        "SOCKET_PATH" => {
+            server.socket_path = PathBuf::from(value);
+            Ok("socket_path")
+        }
+        "MAX_CONNECTIONS" => set(
+            &mut server.max_connections,
+            parse_number(value)?,
+            "max_connections",
+        ),
+        "CONNECTION_TIMEOUT_MS" => set(
+            &mut server.connection_timeout_ms,
+            parse_number(value)?,
+            "connection_timeout_ms",
+        ),
+        "SOCKET_MODE" => set(
+            &mut server.socket_mode,
+            parse_octal_mode(value.trim())?,
+            "socket_mode",
+        ),
+        other => Err(unknown_field(
+            other,
+            "server",
+            "SOCKET_PATH, MAX_CONNECTIONS, CONNECTION_TIMEOUT_MS, SOCKET_MODE",
+        )),
+    }
+}
+
+fn set_performance(
+    performance: &mut PerformanceConfig,
+    field: &str,
+    value: &str,
+) -> Result<&'static str, String> {
+    match field {
+        "WORKER_THREADS" => set(
+            &mut performance.worker_threads,
+            parse_number(value)?,
+            "worker_threads",
+        ),
+        "CHANNEL_CAPACITY" => set(
+            &mut performance.channel_capacity,
+            parse_number(value)?,
+            "channel_capacity",
+        ),
+        "BATCH_SIZE" => set(
+            &mut performance.batch_size,
+            parse_number(value)?,
+            "batch_size",
+        ),
+        "FLUSH_INTERVAL_MS" => set(
+            &mut performance.flush_interval_ms,
+            parse_number(value)?,
+            "flush_interval_ms",
+        ),
+        other => Err(unknown_field(
+            other,
+            "performance",
+            "WORKER_THREADS, CHANNEL_CAPACITY, BATCH_SIZE, FLUSH_INTERVAL_MS",
+        )),
+    }
+}
+
+fn set_topic_defaults(
+    defaults: &mut TopicDefaults,
+    field: &str,
+    value: &str,
+) -> Result<&'static str, String> {
+    if field == "AUTO_CREATE" {
+        return set(&mut defaults.auto_create, parse_bool(value)?, "auto_create");
+    }
+    TopicFields::of_defaults(defaults).set(field, value)
+}
+
+/// The settings `[[topics]]` entries and `[topic_defaults]` share, borrowed from either, so one
+/// parser serves both.
+struct TopicFields<'a> {
+    routing: &'a mut Routing,
+    buffer_size: &'a mut usize,
+    max_message_size: &'a mut usize,
+    backpressure: &'a mut Backpressure,
+    prefetch: &'a mut u32,
+}
+
+impl<'a> TopicFields<'a> {
+    fn of_topic(topic: &'a mut TopicConfig) -> Self {
+        TopicFields {
+            routing: &mut topic.routing,
+            buffer_size: &mut topic.buffer_size,
+            max_message_size: &mut topic.max_message_size,
+            backpressure: &mut topic.backpressure,
+            prefetch: &mut topic.prefetch,
+        }
+    }
+
+    fn of_defaults(defaults: &'a mut TopicDefaults) -> Self {
+        TopicFields {
+            routing: &mut defaults.routing,
+            buffer_size: &mut defaults.buffer_size,
+            max_message_size: &mut defaults.max_message_size,
+            backpressure: &mut defaults.backpressure,
+            prefetch: &mut defaults.prefetch,
+        }
+    }
+
+    fn set(self, field: &str, value: &str) -> Result<&'static str, String> {
+        match field {
+            "ROUTING" => set(self.routing, parse_display(value)?, "routing"),
+            "BUFFER_SIZE" => set(self.buffer_size, parse_number(value)?, "buffer_size"),
+            "MAX_MESSAGE_SIZE" => set(
+                self.max_message_size,
+                parse_number(value)?,
+                "max_message_size",
+            ),
+            "BACKPRESSURE" => set(self.backpressure, parse_display(value)?, "backpressure"),
+            "PREFETCH" => set(self.prefetch, parse_number(value)?, "prefetch"),
+            other => Err(unknown_field(
+                other,
+                "topic",
+                "ROUTING, BUFFER_SIZE, MAX_MESSAGE_SIZE, BACKPRESSURE, PREFETCH",
+            )),
+        }
+    }
+}
+
+fn set<T>(slot: &mut T, value: T, field: &'static str) -> Result<&'static str, String> {
+    *slot = value;
+    Ok(field)
+}
+
+fn unknown_field(field: &str, section: &str, expected: &str) -> String {
+    format!("unknown {section} field `{field}`, expected one of {expected}")
+}
+
+fn parse_number<T: FromStr>(value: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e| format!("expected a non-negative integer, got `{value}`: {e}"))
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("expected true, false, 1 or 0, got `{value}`")),
+    }
+}
+
+fn parse_display<T: FromStr>(value: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|e: T::Err| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn with_topics(names: &[&str]) -> BrokerConfig {
+        let mut config = BrokerConfig::default();
+        for name in names {
+            config.topics.push(config.topic_defaults.topic(name));
+        }
+        config
+    }
+
+    fn apply_err(config: &mut BrokerConfig, pairs: &[(&str, &str)]) -> (String, String) {
+        match apply(config, env(pairs)) {
+            Err(ConfigError::Env { var, message }) => (var, message),
+            other => panic!("expected an Env error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_scalar_outside_topics_can_be_overridden() {
+        let mut config = BrokerConfig::default();
+        let overrides = apply(
+            &mut config,
+            env(&[
+                ("MYCELIUM_SERVER__SOCKET_PATH", "/run/m.sock"),
+                ("MYCELIUM_SERVER__MAX_CONNECTIONS", "5"),
+                ("MYCELIUM_SERVER__CONNECTION_TIMEOUT_MS", "7"),
+                ("MYCELIUM_SERVER__SOCKET_MODE", "0600"),
+                ("MYCELIUM_TOPIC_DEFAULTS__AUTO_CREATE", "true"),
+                ("MYCELIUM_TOPIC_DEFAULTS__ROUTING", "Queue"),
+                ("MYCELIUM_TOPIC_DEFAULTS__BUFFER_SIZE", "11"),
+                ("MYCELIUM_TOPIC_DEFAULTS__MAX_MESSAGE_SIZE", "12"),
+                ("MYCELIUM_TOPIC_DEFAULTS__BACKPRESSURE", "drop_newest"),
+                ("MYCELIUM_TOPIC_DEFAULTS__PREFETCH", "13"),
+                ("MYCELIUM_PERFORMANCE__WORKER_THREADS", "4"),
+                ("MYCELIUM_PERFORMANCE__CHANNEL_CAPACITY", "14"),
+                ("MYCELIUM_PERFORMANCE__BATCH_SIZE", "15"),
+                ("MYCELIUM_PERFORMANCE__FLUSH_INTERVAL_MS", "0"),
+            ]),
+        )
+        .unwrap();
+        let server = &config.server;
+        assert_eq!(server.socket_path, PathBuf::from("/run/m.sock"));
+        assert_eq!(
+            (
+                server.max_connections,
+                server.connection_timeout_ms,
+                server.socket_mode
+            ),
+            (5, 7, 0o600)
+        );
+        assert_eq!(
+            config.topic_defaults,
+            TopicDefaults {
+                auto_create: true,
+                routing: Routing::Queue,
+                buffer_size: 11,
+                max_message_size: 12,
+                backpressure: Backpressure::DropNewest,
+                prefetch: 13,
+            }
+        );
+        assert_eq!(
+            config.performance,
+            PerformanceConfig {
+                worker_threads: 4,
+                channel_capacity: 14,
+                batch_size: 15,
+                flush_interval_ms: 0,
+            }
+        );
+        assert_eq!(
+            overrides.var_for("performance.batch_size"),
+            Some("MYCELIUM_PERFORMANCE__BATCH_SIZE")
+        );
+    }
+
+    #[test]
+    fn a_topic_is_addressed_by_its_upper_cased_name_with_dots_and_dashes_as_underscores() {
+        let mut config = with_topics(&["market-data.eu", "orders"]);
+        let overrides = apply(
+            &mut config,
+            env(&[
+                ("MYCELIUM_TOPICS__MARKET_DATA_EU__BUFFER_SIZE", "5000"),
+                ("MYCELIUM_TOPICS__ORDERS__ROUTING", "queue"),
+                ("MYCELIUM_TOPICS__ORDERS__PREFETCH", "8"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.topics[0].buffer_size, 5000);
+        assert_eq!(config.topics[1].routing, Routing::Queue);
+        assert_eq!(config.topics[1].prefetch, 8);
+        assert_eq!(
+            overrides.var_for("topics[0].buffer_size"),
+            Some("MYCELIUM_TOPICS__MARKET_DATA_EU__BUFFER_SIZE")
+        );
+    }
+
+    #[test]
+    fn a_topic_name_containing_a_double_underscore_can_still_be_addressed() {
+        let mut config = with_topics(&["a__b"]);
+        apply(
+            &mut config,
+            env(&[("MYCELIUM_TOPICS__A__B__PREFETCH", "3")]),
+        )
+        .unwrap();
+        assert_eq!(config.topics[0].prefetch, 3);
+    }
+
+    #[test]
+    fn sections_and_fields_match_case_insensitively() {
+        let mut config = BrokerConfig::default();
+        apply(
+            &mut config,
+            env(&[("MYCELIUM_performance__Batch_Size", "9")]),
+        )
+        .unwrap();
+        assert_eq!(config.performance.batch_size, 9);
+    }
+
+    #[test]
+    fn variables_that_are_not_overrides_are_ignored() {
+        let mut config = BrokerConfig::default();
+        let overrides = apply(
+            &mut config,
+            env(&[
+                ("MYCELIUM_SOCKET", "/x"),
+                ("MYCELIUM_LOG", "debug"),
+                ("OTHER__SERVER__SOCKET_PATH", "/y"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config, BrokerConfig::default());
+        assert!(overrides.by_field.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_section_field_or_topic_is_an_error_naming_the_variable() {
+        let cases = [
+            ("MYCELIUM_SERVR__SOCKET_PATH", "unknown section `SERVR`"),
+            (
+                "MYCELIUM_SERVER__SOCKETPATH",
+                "unknown server field `SOCKETPATH`",
+            ),
+            (
+                "MYCELIUM_PERFORMANCE__AUTO_CREATE",
+                "unknown performance field",
+            ),
+            (
+                "MYCELIUM_TOPICS__NOPE__BUFFER_SIZE",
+                "no topic `NOPE`, declared: T",
+            ),
+            (
+                "MYCELIUM_TOPICS__T__BUFFERSIZE",
+                "unknown topic field `BUFFERSIZE`",
+            ),
+            (
+                "MYCELIUM_TOPICS__BUFFER_SIZE",
+                "expected MYCELIUM_TOPICS__<TOPIC>__<FIELD>",
+            ),
+            ("MYCELIUM__SERVER", "expected MYCELIUM_<SECTION>__<FIELD>"),
+            ("MYCELIUM_SERVER__", "unknown server field ``"),
+        ];
+        for (var, expected) in cases {
+            let (got_var, message) = apply_err(&mut with_topics(&["t"]), &[(var, "1")]);
+            assert_eq!(got_var, var);
+            assert!(message.contains(expected), "{var}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_an_error_naming_the_variable() {
+        let cases = [
+            (
+                "MYCELIUM_PERFORMANCE__WORKER_THREADS",
+                "four",
+                "non-negative integer",
+            ),
+            (
+                "MYCELIUM_PERFORMANCE__WORKER_THREADS",
+                "-1",
+                "non-negative integer",
+            ),
+            (
+                "MYCELIUM_TOPIC_DEFAULTS__PREFETCH",
+                "4294967296",
+                "non-negative integer",
+            ),
+            (
+                "MYCELIUM_TOPIC_DEFAULTS__AUTO_CREATE",
+                "yes",
+                "true, false, 1 or 0",
+            ),
+            (
+                "MYCELIUM_TOPIC_DEFAULTS__ROUTING",
+                "broadcast",
+                "unknown routing",
+            ),
+            (
+                "MYCELIUM_TOPIC_DEFAULTS__BACKPRESSURE",
+                "drop",
+                "unknown backpressure",
+            ),
+            (
+                "MYCELIUM_SERVER__SOCKET_MODE",
+                "rw-rw----",
+                "invalid socket mode",
+            ),
+        ];
+        for (var, value, expected) in cases {
+            let (got_var, message) = apply_err(&mut BrokerConfig::default(), &[(var, value)]);
+            assert_eq!(got_var, var);
+            assert!(message.contains(expected), "{var}={value}: {message}");
+        }
+    }
+
+    #[test]
+    fn topic_names_cannot_be_overridden() {
+        let (_, message) = apply_err(
+            &mut with_topics(&["t"]),
+            &[("MYCELIUM_TOPICS__T__NAME", "u")],
+        );
+        assert!(message.contains("cannot be overridden"), "{message}");
+    }
+
+    #[test]
+    fn a_key_matching_two_topics_is_an_error() {
+        let (_, message) = apply_err(
+            &mut with_topics(&["a.b", "a-b"]),
+            &[("MYCELIUM_TOPICS__A_B__PREFETCH", "1")],
+        );
+        assert!(
+            message.contains("matches both topic `a.b` and topic `a-b`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn booleans_accept_true_false_one_and_zero() {
+        for (value, expected) in [("true", true), ("1", true), ("FALSE", false), ("0", false)] {
+            assert_eq!(parse_bool(value), Ok(expected), "{value}");
+        }
+    }
+
+    #[test]
+    fn the_outcome_does_not_depend_on_environment_order() {
+        let pairs = [
+            ("MYCELIUM_PERFORMANCE__BATCH_SIZE", "oops"),
+            ("MYCELIUM_PERFORMANCE__ALPHA", "1"),
+        ];
+        let forward = apply_err(&mut BrokerConfig::default(), &pairs);
+        let backward = apply_err(&mut BrokerConfig::default(), &[pairs[1], pairs[0]]);
+        assert_eq!(forward, backward);
+        assert_eq!(forward.0, "MYCELIUM_PERFORMANCE__ALPHA");
+    }
+}

@@ -1,0 +1,61 @@
+//! Mycelium's config layer: the `broker.toml` schema, environment overrides, and validation that
+//! reports every problem with its file, line and field.
+//!
+//! - [`BrokerConfig::default()`] is a valid configuration; a file only changes what it names, and
+//!   every section is optional.
+//! - Loading goes file → `MYCELIUM_<SECTION>__<FIELD>` environment overrides → validation; see
+//!   [`BrokerConfig::from_file`].
+//! - Errors are typed by stage ([`ConfigError`]); each problem is a [`Diagnostic`] rendered as
+//!   `file:line:col: field: message`.
+//! - This crate knows nothing of the broker or the transport.
+//!
+//! ```
+//! use std::path::Path;
+//! use mycelium_config::{BrokerConfig, Routing};
+//!
+//! let text = r#"
+//! [[topics]]
+//! name = "orders"
+//! routing = "queue"
+//! "#;
+//! let env = [("MYCELIUM_PERFORMANCE__WORKER_THREADS".to_owned(), "4".to_owned())];
+//! let config = BrokerConfig::from_toml_str_with_env(text, Path::new("broker.toml"), env)?;
+//! assert_eq!(config.topic("orders").map(|t| t.routing), Some(Routing::Queue));
+//! assert_eq!(config.performance.worker_threads, 4);
+//! # Ok::<(), mycelium_config::ConfigError>(())
+//! ```
+//!
+//! # Layout
+//!
+//! - `schema/`: the types, one file per section (`server`, `topic`, `performance`, `broker`) and
+//!   per enum (`routing`, `backpressure`), with their defaults.
+//! - `limits`: the hard bounds validation enforces.
+//! - `load`: `from_file` / `from_toml_str*`, the pipeline from text to a validated config.
+//! - `env`: environment overrides.
+//! - `validate`: the rules, all checked at once.
+//! - `locate`: maps field paths to lines and columns, and back.
+//! - `diagnostic`: one located problem.
+//! - `error`: [`ConfigError`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod diagnostic;
+mod env;
+mod error;
+mod limits;
+mod load;
+mod locate;
+mod schema;
+mod validate;
+
+pub use diagnostic::Diagnostic;
+pub use error::ConfigError;
+pub use limits::{
+    MAX_MESSAGE_SIZE_LIMIT, MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS,
+    SOCKET_PATH_MAX,
+};
+pub use schema::{
+    Backpressure, BrokerConfig, ParseBackpressureError, ParseRoutingError, PerformanceConfig,
+    Routing, ServerConfig, TopicConfig, TopicDefaults,
+};

@@ -1,0 +1,38 @@
+//! Hard limits the validator enforces on a configuration.
+//!
+//! - Each limit is a bound no configuration may cross, whatever the file or the environment says.
+//! - A limit protects a resource the broker cannot recover from exhausting (memory per frame, kernel
+//!   structures), or a bound the operating system itself imposes.
+//!
+//! ```
+//! use mycelium_config::{BrokerConfig, MAX_MESSAGE_SIZE_LIMIT};
+//!
+//! assert!(BrokerConfig::default().max_message_size() <= MAX_MESSAGE_SIZE_LIMIT);
+//! ```
+
+/// Largest `max_message_size` a topic may declare: 16 MiB.
+///
+/// The broker allocates a frame buffer of up to this size per connection before it can route a
+/// message, so the bound caps the memory one misbehaving publisher can pin.
+pub const MAX_MESSAGE_SIZE_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Largest `performance.worker_threads`: 1024.
+///
+/// More runtime threads than this only adds scheduling overhead on any machine the broker targets;
+/// a larger value is far more likely a typo than a plan.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
+/// Longest topic name in bytes: 255.
+///
+/// Names travel in every subscribe and publish frame; the bound keeps them to one length byte.
+pub const MAX_TOPIC_NAME_LEN: usize = 255;
+
+/// Size of `sun_path` in `sockaddr_un` on Linux: 108 bytes, including the trailing NUL.
+///
+/// A socket path must therefore be strictly shorter than this, or `bind` fails at start-up.
+pub const SOCKET_PATH_MAX: usize = 108;
+
+/// Largest `server.socket_mode`: `0o777`, the permission bits.
+///
+/// Higher bits (setuid, setgid, sticky) mean nothing on a socket file, so setting them is a mistake.
+pub const MAX_SOCKET_MODE: u32 = 0o777;

@@ -1,0 +1,16 @@
+//! The typed shape of `broker.toml`: one file per section, plus the two enums topics use.
+
+mod backpressure;
+mod broker;
+mod performance;
+mod routing;
+mod server;
+mod topic;
+
+pub use backpressure::{Backpressure, ParseBackpressureError};
+pub use broker::BrokerConfig;
+pub use performance::PerformanceConfig;
+pub use routing::{ParseRoutingError, Routing};
+pub(crate) use server::parse_octal_mode;
+pub use server::ServerConfig;
+pub use topic::{TopicConfig, TopicDefaults};

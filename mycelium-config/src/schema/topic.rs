@@ -1,0 +1,147 @@
+//! Topics: `[[topics]]` entries declared by name, and `[topic_defaults]` for topics created on demand.
+//!
+//! - A declared topic must give `name` and `routing`; every other field has a default.
+//! - `[topic_defaults]` uses the same defaults, and [`TopicDefaults::topic`] turns it into the
+//!   [`TopicConfig`] of an auto-created topic, so both kinds of topic obey the same rules.
+//!
+//! ```
+//! use mycelium_config::{Routing, TopicDefaults};
+//!
+//! let defaults = TopicDefaults { routing: Routing::Queue, ..TopicDefaults::default() };
+//! let topic = defaults.topic("jobs");
+//! assert_eq!(topic.name, "jobs");
+//! assert_eq!(topic.routing, Routing::Queue);
+//! ```
+
+use serde::Deserialize;
+
+use super::{Backpressure, Routing};
+
+const DEFAULT_BUFFER_SIZE: usize = 10_000;
+const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
+const DEFAULT_PREFETCH: u32 = 256;
+
+fn default_buffer_size() -> usize {
+    DEFAULT_BUFFER_SIZE
+}
+
+fn default_max_message_size() -> usize {
+    DEFAULT_MAX_MESSAGE_SIZE
+}
+
+fn default_prefetch() -> u32 {
+    DEFAULT_PREFETCH
+}
+
+/// One `[[topics]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    /// Topic name, required: 1 to 255 bytes of `[A-Za-z0-9._-]`, unique across topics.
+    pub name: String,
+    /// How messages are delivered, required.
+    pub routing: Routing,
+    /// Messages the topic may hold for one subscriber before `backpressure` applies. Default 10000,
+    /// > 0.
+    #[serde(default = "default_buffer_size")]
+    pub buffer_size: usize,
+    /// Largest message payload in bytes a publisher may send. Default 65536, in
+    /// 1..=[`MAX_MESSAGE_SIZE_LIMIT`](crate::MAX_MESSAGE_SIZE_LIMIT).
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: usize,
+    /// What happens when a subscriber's buffer is full. Default `block`.
+    #[serde(default)]
+    pub backpressure: Backpressure,
+    /// Queue topics only: most unacknowledged messages in flight per consumer (its credit).
+    /// Default 256, > 0.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u32,
+}
+
+/// Section `[topic_defaults]`: settings for topics that are not declared in `[[topics]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicDefaults {
+    /// Whether publishing or subscribing to an undeclared topic creates it. Default `false`: such
+    /// requests are refused, so a misspelt topic name fails loudly.
+    pub auto_create: bool,
+    /// Routing of auto-created topics. Default `fanout`.
+    pub routing: Routing,
+    /// As [`TopicConfig::buffer_size`].
+    pub buffer_size: usize,
+    /// As [`TopicConfig::max_message_size`].
+    pub max_message_size: usize,
+    /// As [`TopicConfig::backpressure`].
+    pub backpressure: Backpressure,
+    /// As [`TopicConfig::prefetch`].
+    pub prefetch: u32,
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        TopicDefaults {
+            auto_create: false,
+            routing: Routing::Fanout,
+            buffer_size: DEFAULT_BUFFER_SIZE,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            backpressure: Backpressure::default(),
+            prefetch: DEFAULT_PREFETCH,
+        }
+    }
+}
+
+impl TopicDefaults {
+    /// The configuration of an auto-created topic called `name`.
+    ///
+    /// The name is taken as given; the broker checks it before creating the topic.
+    pub fn topic(&self, name: &str) -> TopicConfig {
+        TopicConfig {
+            name: name.to_owned(),
+            routing: self.routing,
+            buffer_size: self.buffer_size,
+            max_message_size: self.max_message_size,
+            backpressure: self.backpressure,
+            prefetch: self.prefetch,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_with_only_name_and_routing_gets_the_same_defaults_as_topic_defaults() {
+        let declared: TopicConfig = toml::from_str("name = \"t\"\nrouting = \"fanout\"").unwrap();
+        assert_eq!(declared, TopicDefaults::default().topic("t"));
+    }
+
+    #[test]
+    fn topic_defaults_topic_copies_every_setting() {
+        let defaults = TopicDefaults {
+            auto_create: true,
+            routing: Routing::Queue,
+            buffer_size: 7,
+            max_message_size: 9,
+            backpressure: Backpressure::Disconnect,
+            prefetch: 3,
+        };
+        assert_eq!(
+            defaults.topic("orders.eu"),
+            TopicConfig {
+                name: "orders.eu".to_owned(),
+                routing: Routing::Queue,
+                buffer_size: 7,
+                max_message_size: 9,
+                backpressure: Backpressure::Disconnect,
+                prefetch: 3,
+            }
+        );
+    }
+
+    #[test]
+    fn a_topic_without_routing_does_not_parse() {
+        let err = toml::from_str::<TopicConfig>("name = \"t\"").unwrap_err();
+        assert!(err.message().contains("missing field `routing`"));
+    }
+}

@@ -1,0 +1,360 @@
+//! The rules a configuration must satisfy beyond its types, checked all at once.
+//!
+//! - [`BrokerConfig::validate`] returns every problem, in field order, never just the first: an
+//!   operator fixes a file in one pass.
+//! - The diagnostics it returns carry the field path and message only (`file` empty, `line` and
+//!   `column` `None`); the loader fills in where each field was set.
+//! - A config that passes may still fail at run time for reasons outside the file (the socket
+//!   directory does not exist, permissions), which the broker reports when it starts.
+//!
+//! ```
+//! use mycelium_config::BrokerConfig;
+//!
+//! let mut config = BrokerConfig::default();
+//! config.server.max_connections = 0;
+//! config.performance.worker_threads = 0;
+//! let fields: Vec<String> = config.validate().into_iter().map(|d| d.field).collect();
+//! assert_eq!(fields, ["server.max_connections", "performance.worker_threads"]);
+//! ```
+
+use std::collections::HashMap;
+
+use crate::{
+    BrokerConfig, Diagnostic, PerformanceConfig, ServerConfig, TopicConfig, MAX_MESSAGE_SIZE_LIMIT,
+    MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS, SOCKET_PATH_MAX,
+};
+
+impl BrokerConfig {
+    /// Every problem in this configuration; empty when it is valid.
+    pub fn validate(&self) -> Vec<Diagnostic> {
+        let mut problems = Problems::default();
+        check_server(&self.server, &mut problems);
+        check_topics(&self.topics, &mut problems);
+        let defaults = &self.topic_defaults;
+        check_topic_limits(
+            "topic_defaults",
+            defaults.buffer_size,
+            defaults.max_message_size,
+            defaults.prefetch,
+            &mut problems,
+        );
+        check_performance(&self.performance, &mut problems);
+        problems.0
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Diagnostic>);
+
+impl Problems {
+    fn report(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Diagnostic::new(field, message));
+    }
+
+    fn require_positive(&mut self, field: impl Into<String>, is_zero: bool) {
+        if is_zero {
+            self.report(field, "must be greater than 0");
+        }
+    }
+}
+
+fn check_server(server: &ServerConfig, problems: &mut Problems) {
+    if let Some(message) = socket_path_problem(server) {
+        problems.report("server.socket_path", message);
+    }
+    problems.require_positive("server.max_connections", server.max_connections == 0);
+    problems.require_positive(
+        "server.connection_timeout_ms",
+        server.connection_timeout_ms == 0,
+    );
+    if server.socket_mode > MAX_SOCKET_MODE {
+        let mut message = format!(
+            "must be at most {MAX_SOCKET_MODE:#o} (permission bits only), got {:#o}",
+            server.socket_mode
+        );
+        if let Some(meant) = octal_meant_as_decimal(server.socket_mode) {
+            message.push_str(&format!(
+                " (decimal {}); to mean octal {}, write \"{meant}\"",
+                server.socket_mode, server.socket_mode
+            ));
+        }
+        problems.report("server.socket_mode", message);
+    }
+}
+
+/// `socket_mode = 660` is the classic slip: decimal 660 is `0o1224`. When the decimal digits read
+/// as octal give a valid mode, that is almost surely what was meant.
+fn octal_meant_as_decimal(mode: u32) -> Option<String> {
+    let digits = mode.to_string();
+    let as_octal = u32::from_str_radix(&digits, 8).ok()?;
+    (as_octal <= MAX_SOCKET_MODE).then(|| format!("0{digits}"))
+}
+
+fn socket_path_problem(server: &ServerConfig) -> Option<String> {
+    let bytes = server.socket_path.as_os_str().as_encoded_bytes();
+    if bytes.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    if bytes.contains(&0) {
+        return Some("must not contain a NUL byte".to_owned());
+    }
+    if bytes.ends_with(b"/") {
+        return Some("must name a socket file, not a directory".to_owned());
+    }
+    if bytes.len() >= SOCKET_PATH_MAX {
+        return Some(format!(
+            "is {} bytes long; a Unix socket path must be shorter than {SOCKET_PATH_MAX} bytes",
+            bytes.len()
+        ));
+    }
+    None
+}
+
+fn check_topics(topics: &[TopicConfig], problems: &mut Problems) {
+    let mut first_index: HashMap<&str, usize> = HashMap::new();
+    for (index, topic) in topics.iter().enumerate() {
+        let prefix = format!("topics[{index}]");
+        if let Some(message) = topic_name_problem(&topic.name) {
+            problems.report(format!("{prefix}.name"), message);
+        }
+        if let Some(first) = first_index.get(topic.name.as_str()) {
+            problems.report(
+                format!("{prefix}.name"),
+                format!(
+                    "duplicate topic name `{}`, already used by topics[{first}]",
+                    topic.name
+                ),
+            );
+        } else {
+            first_index.insert(&topic.name, index);
+        }
+        check_topic_limits(
+            &prefix,
+            topic.buffer_size,
+            topic.max_message_size,
+            topic.prefetch,
+            problems,
+        );
+    }
+}
+
+fn topic_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Some(format!(
+            "is {} bytes long, at most {MAX_TOPIC_NAME_LEN} allowed",
+            name.len()
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    name.chars().find(|&c| !allowed(c)).map(|bad| {
+        format!(
+            "contains '{}'; only ASCII letters, digits, '.', '_' and '-' are allowed",
+            bad.escape_debug()
+        )
+    })
+}
+
+fn check_topic_limits(
+    prefix: &str,
+    buffer_size: usize,
+    max_message_size: usize,
+    prefetch: u32,
+    problems: &mut Problems,
+) {
+    problems.require_positive(format!("{prefix}.buffer_size"), buffer_size == 0);
+    if !(1..=MAX_MESSAGE_SIZE_LIMIT).contains(&max_message_size) {
+        problems.report(
+            format!("{prefix}.max_message_size"),
+            format!(
+                "must be between 1 and {MAX_MESSAGE_SIZE_LIMIT} (16 MiB), got {max_message_size}"
+            ),
+        );
+    }
+    problems.require_positive(format!("{prefix}.prefetch"), prefetch == 0);
+}
+
+fn check_performance(performance: &PerformanceConfig, problems: &mut Problems) {
+    if !(1..=MAX_WORKER_THREADS).contains(&performance.worker_threads) {
+        problems.report(
+            "performance.worker_threads",
+            format!(
+                "must be between 1 and {MAX_WORKER_THREADS}, got {}",
+                performance.worker_threads
+            ),
+        );
+    }
+    problems.require_positive(
+        "performance.channel_capacity",
+        performance.channel_capacity == 0,
+    );
+    problems.require_positive("performance.batch_size", performance.batch_size == 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::Routing;
+
+    fn with_topics(names: &[&str]) -> BrokerConfig {
+        let mut config = BrokerConfig::default();
+        for name in names {
+            config.topics.push(config.topic_defaults.topic(name));
+        }
+        config
+    }
+
+    fn fields(config: &BrokerConfig) -> Vec<String> {
+        config.validate().into_iter().map(|d| d.field).collect()
+    }
+
+    #[test]
+    fn the_default_config_is_valid() {
+        assert_eq!(BrokerConfig::default().validate(), []);
+    }
+
+    #[test]
+    fn every_zero_that_must_be_positive_is_reported() {
+        let mut config = with_topics(&["t"]);
+        config.server.max_connections = 0;
+        config.server.connection_timeout_ms = 0;
+        config.topics[0].buffer_size = 0;
+        config.topics[0].max_message_size = 0;
+        config.topics[0].prefetch = 0;
+        config.topic_defaults.buffer_size = 0;
+        config.topic_defaults.max_message_size = 0;
+        config.topic_defaults.prefetch = 0;
+        config.performance.worker_threads = 0;
+        config.performance.channel_capacity = 0;
+        config.performance.batch_size = 0;
+        assert_eq!(
+            fields(&config),
+            [
+                "server.max_connections",
+                "server.connection_timeout_ms",
+                "topics[0].buffer_size",
+                "topics[0].max_message_size",
+                "topics[0].prefetch",
+                "topic_defaults.buffer_size",
+                "topic_defaults.max_message_size",
+                "topic_defaults.prefetch",
+                "performance.worker_threads",
+                "performance.channel_capacity",
+                "performance.batch_size",
+            ]
+        );
+    }
+
+    #[test]
+    fn flush_interval_zero_is_allowed() {
+        let mut config = BrokerConfig::default();
+        config.performance.flush_interval_ms = 0;
+        assert_eq!(config.validate(), []);
+    }
+
+    #[test]
+    fn upper_limits_are_inclusive() {
+        let mut config = with_topics(&["t"]);
+        config.performance.worker_threads = MAX_WORKER_THREADS;
+        config.topics[0].max_message_size = MAX_MESSAGE_SIZE_LIMIT;
+        config.server.socket_mode = MAX_SOCKET_MODE;
+        assert_eq!(config.validate(), []);
+        config.performance.worker_threads += 1;
+        config.topics[0].max_message_size += 1;
+        config.server.socket_mode += 1;
+        assert_eq!(
+            fields(&config),
+            [
+                "server.socket_mode",
+                "topics[0].max_message_size",
+                "performance.worker_threads"
+            ]
+        );
+    }
+
+    #[test]
+    fn socket_mode_message_shows_octal() {
+        let mut config = BrokerConfig::default();
+        config.server.socket_mode = 0o1777;
+        assert_eq!(
+            config.validate()[0].message,
+            "must be at most 0o777 (permission bits only), got 0o1777"
+        );
+    }
+
+    #[test]
+    fn a_mode_written_as_decimal_digits_gets_an_octal_hint() {
+        let mut config = BrokerConfig::default();
+        config.server.socket_mode = 660;
+        assert_eq!(
+            config.validate()[0].message,
+            "must be at most 0o777 (permission bits only), got 0o1224 (decimal 660); to mean \
+             octal 660, write \"0660\""
+        );
+    }
+
+    #[test]
+    fn socket_path_must_fit_in_sun_path() {
+        let mut config = BrokerConfig::default();
+        config.server.socket_path = PathBuf::from(format!("/{}", "s".repeat(SOCKET_PATH_MAX - 2)));
+        assert_eq!(config.validate(), []);
+        config.server.socket_path = PathBuf::from(format!("/{}", "s".repeat(SOCKET_PATH_MAX - 1)));
+        assert_eq!(fields(&config), ["server.socket_path"]);
+    }
+
+    #[test]
+    fn socket_path_must_be_a_nonempty_file_path() {
+        for bad in ["", "/run/mycelium/", "/tmp/a\0b"] {
+            let mut config = BrokerConfig::default();
+            config.server.socket_path = PathBuf::from(bad);
+            assert_eq!(fields(&config), ["server.socket_path"], "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn topic_names_allow_only_the_documented_characters() {
+        let good = ["a", "market_data", "orders.eu-west.v2", &"n".repeat(255)];
+        assert_eq!(with_topics(&good).validate(), []);
+        for bad in ["", "a b", "a/b", "é", "a*", &"n".repeat(256)] {
+            assert_eq!(fields(&with_topics(&[bad])), ["topics[0].name"], "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_character_is_named_in_the_message() {
+        let problems = with_topics(&["a\nb"]).validate();
+        assert!(
+            problems[0].message.contains("'\\n'"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn a_duplicate_topic_name_is_reported_at_the_second_use() {
+        let problems = with_topics(&["a", "b", "a"]).validate();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, "topics[2].name");
+        assert_eq!(
+            problems[0].message,
+            "duplicate topic name `a`, already used by topics[0]"
+        );
+    }
+
+    #[test]
+    fn names_differing_only_in_case_are_distinct_topics() {
+        assert_eq!(with_topics(&["jobs", "Jobs"]).validate(), []);
+    }
+
+    #[test]
+    fn prefetch_is_checked_on_fanout_topics_too() {
+        let mut config = with_topics(&["t"]);
+        config.topics[0].routing = Routing::Fanout;
+        config.topics[0].prefetch = 0;
+        assert_eq!(fields(&config), ["topics[0].prefetch"]);
+    }
+}

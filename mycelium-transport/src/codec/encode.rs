@@ -1,0 +1,247 @@
+//! Writing frames into a buffer.
+//!
+//! - [`encode_frame`] checks every string against its length prefix (and topic names against
+//!   emptiness) and the whole frame against `u32`, then reserves once and writes; on error `dst`
+//!   is untouched. Anything it writes, the decoder accepts.
+//! - [`encode_message`] is the hot path for `Publish` and `Deliver`: no checks beyond the `u32`
+//!   bound, and no allocation when `dst` has room.
+
+use bytes::{BufMut, BytesMut};
+
+use super::parse::STATS_ENTRY_FIXED_LEN;
+use crate::error::EncodeError;
+use crate::frame::{kind, Frame, MAX_NAME_LEN, PROTOCOL_VERSION};
+
+/// Bytes of the frame after the `len` field and before the body: `version` and `kind`.
+const VERSION_AND_KIND_LEN: usize = 2;
+
+/// Writes `frame` at the end of `dst`.
+///
+/// Fails, leaving `dst` as it was, when a string does not fit its length prefix, a topic name is
+/// empty, or the frame's `len` would exceed `u32::MAX`. No other limit is applied: a
+/// [`FrameCodec`](super::FrameCodec) also checks its `max_frame_len`.
+pub fn encode_frame(frame: &Frame, dst: &mut BytesMut) -> Result<(), EncodeError> {
+    let len = frame_len(frame)?;
+    write_frame(frame, len, dst);
+    Ok(())
+}
+
+/// The hot path: writes one Publish or Deliver frame (`kind` = [`kind::PUBLISH`] or
+/// [`kind::DELIVER`]) without allocating when `dst` has capacity.
+///
+/// The bytes are exactly those [`encode_frame`] writes for `Frame::Publish` / `Frame::Deliver`.
+///
+/// # Panics
+///
+/// If `payload.len() > u32::MAX - 6`, which the caller must rule out (a payload that came out of a
+/// decoded frame always fits). A `len` silently truncated to 32 bits would desynchronise the
+/// stream for every later frame, so this is checked in release builds too; it costs one compare.
+/// Debug builds also assert that `kind` is a message kind.
+pub fn encode_message(dst: &mut BytesMut, kind: u8, topic_id: u32, payload: &[u8]) {
+    debug_assert!(
+        kind == kind::PUBLISH || kind == kind::DELIVER,
+        "encode_message writes only Publish and Deliver frames, not kind 0x{kind:02x}"
+    );
+    let len = payload
+        .len()
+        .checked_add(VERSION_AND_KIND_LEN + 4)
+        .and_then(|len| u32::try_from(len).ok());
+    let Some(len) = len else {
+        panic!(
+            "a payload of {} bytes does not fit a frame (max u32::MAX - 6)",
+            payload.len()
+        );
+    };
+    dst.reserve(4 + VERSION_AND_KIND_LEN + 4 + payload.len());
+    dst.put_u32_le(len);
+    dst.put_u8(PROTOCOL_VERSION);
+    dst.put_u8(kind);
+    dst.put_u32_le(topic_id);
+    dst.put_slice(payload);
+}
+
+/// The `len` field `frame` needs, after checking every string against its length prefix and the
+/// total against `u32`.
+pub(crate) fn frame_len(frame: &Frame) -> Result<u32, EncodeError> {
+    // Saturating sums: a saturated length fails the u32 check below, which is the right answer.
+    let body = match frame {
+        Frame::Hello { name, .. } => 16 + 1 + name8("name", name)?,
+        Frame::Welcome { server, .. } => 16 + 8 + 4 + 4 + 1 + name8("server", server)?,
+        Frame::Subscribe { topic, .. } => 4 + 4 + 1 + topic_len(topic)?,
+        Frame::Unsubscribe { .. } => 4 + 4,
+        Frame::Advertise { topic, .. } => 4 + 1 + topic_len(topic)?,
+        Frame::TopicAck { .. } => 4 + 4 + 1 + 4 + 4,
+        Frame::Ack { .. } => 4,
+        Frame::Publish { payload, .. } | Frame::Deliver { payload, .. } => {
+            payload.len().saturating_add(4)
+        }
+        Frame::Credit { .. } => 4 + 4,
+        Frame::Ping { .. } | Frame::Pong { .. } => 8,
+        Frame::Error { message, .. } => {
+            let len = message.len();
+            let max = usize::from(u16::MAX);
+            if len > max {
+                return Err(EncodeError::NameTooLong {
+                    field: "message",
+                    len,
+                    max,
+                });
+            }
+            4 + 2 + 1 + 4 + 2 + len
+        }
+        Frame::StatsRequest { .. } => 4,
+        Frame::Stats { topics, .. } => {
+            let mut body: usize = 4 + 4 + 8 + 4;
+            for topic in topics {
+                body = body.saturating_add(STATS_ENTRY_FIXED_LEN + topic_len(&topic.name)?);
+            }
+            body
+        }
+    };
+    let len = body.saturating_add(VERSION_AND_KIND_LEN);
+    u32::try_from(len).map_err(|_| EncodeError::FrameTooLarge {
+        len,
+        max: u32::MAX as usize,
+    })
+}
+
+/// Writes `frame`, whose `len` field [`frame_len`] has computed (and so checked every length the
+/// narrowing casts below rely on).
+pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
+    let start = dst.len();
+    dst.reserve((len as usize).saturating_add(4));
+    dst.put_u32_le(len);
+    dst.put_u8(PROTOCOL_VERSION);
+    dst.put_u8(frame.kind());
+    match frame {
+        Frame::Hello { client_id, name } => {
+            dst.put_slice(client_id.as_bytes());
+            put_str8(dst, name);
+        }
+        Frame::Welcome {
+            broker_id,
+            connection_id,
+            max_message_size,
+            max_frame_len,
+            server,
+        } => {
+            dst.put_slice(broker_id.as_bytes());
+            dst.put_u64_le(*connection_id);
+            dst.put_u32_le(*max_message_size);
+            dst.put_u32_le(*max_frame_len);
+            put_str8(dst, server);
+        }
+        Frame::Subscribe {
+            request_id,
+            prefetch,
+            topic,
+        } => {
+            dst.put_u32_le(*request_id);
+            dst.put_u32_le(*prefetch);
+            put_str8(dst, topic);
+        }
+        Frame::Unsubscribe {
+            request_id,
+            topic_id,
+        } => {
+            dst.put_u32_le(*request_id);
+            dst.put_u32_le(*topic_id);
+        }
+        Frame::Advertise { request_id, topic } => {
+            dst.put_u32_le(*request_id);
+            put_str8(dst, topic);
+        }
+        Frame::TopicAck {
+            request_id,
+            topic_id,
+            routing,
+            max_message_size,
+            prefetch,
+        } => {
+            dst.put_u32_le(*request_id);
+            dst.put_u32_le(*topic_id);
+            dst.put_u8(routing.to_u8());
+            dst.put_u32_le(*max_message_size);
+            dst.put_u32_le(*prefetch);
+        }
+        Frame::Ack { request_id } | Frame::StatsRequest { request_id } => {
+            dst.put_u32_le(*request_id);
+        }
+        Frame::Publish { topic_id, payload } | Frame::Deliver { topic_id, payload } => {
+            dst.put_u32_le(*topic_id);
+            dst.put_slice(payload);
+        }
+        Frame::Credit { topic_id, credit } => {
+            dst.put_u32_le(*topic_id);
+            dst.put_u32_le(*credit);
+        }
+        Frame::Ping { token } | Frame::Pong { token } => dst.put_u64_le(*token),
+        Frame::Error {
+            request_id,
+            code,
+            fatal,
+            topic_id,
+            message,
+        } => {
+            dst.put_u32_le(*request_id);
+            dst.put_u16_le(code.to_u16());
+            dst.put_u8(u8::from(*fatal));
+            dst.put_u32_le(*topic_id);
+            dst.put_u16_le(message.len() as u16);
+            dst.put_slice(message.as_bytes());
+        }
+        Frame::Stats {
+            request_id,
+            connections,
+            uptime_ms,
+            topics,
+        } => {
+            dst.put_u32_le(*request_id);
+            dst.put_u32_le(*connections);
+            dst.put_u64_le(*uptime_ms);
+            // Each entry takes at least 39 bytes and `len` fits a u32, so the count does too.
+            dst.put_u32_le(topics.len() as u32);
+            for t in topics {
+                put_str8(dst, &t.name);
+                dst.put_u8(t.routing.to_u8());
+                dst.put_u32_le(t.subscribers);
+                dst.put_u64_le(t.published);
+                dst.put_u64_le(t.delivered);
+                dst.put_u64_le(t.dropped);
+                dst.put_u64_le(t.queued);
+            }
+        }
+    }
+    debug_assert_eq!(
+        dst.len() - start,
+        (len as usize).saturating_add(4),
+        "frame_len and write_frame disagree on the layout of {frame:?}"
+    );
+}
+
+/// Length of a `str8` string that may be empty.
+fn name8(field: &'static str, s: &str) -> Result<usize, EncodeError> {
+    let len = s.len();
+    if len > MAX_NAME_LEN {
+        return Err(EncodeError::NameTooLong {
+            field,
+            len,
+            max: MAX_NAME_LEN,
+        });
+    }
+    Ok(len)
+}
+
+/// Length of a topic name: a `str8` that must not be empty.
+fn topic_len(topic: &str) -> Result<usize, EncodeError> {
+    if topic.is_empty() {
+        return Err(EncodeError::EmptyName { field: "topic" });
+    }
+    name8("topic", topic)
+}
+
+/// Writes a string whose length [`name8`] has checked.
+fn put_str8(dst: &mut BytesMut, s: &str) {
+    dst.put_u8(s.len() as u8);
+    dst.put_slice(s.as_bytes());
+}

@@ -1,0 +1,18 @@
+//! The codec: frames to bytes and back, as a `tokio_util` codec and as free functions.
+//!
+//! - [`FrameCodec`] decodes a stream into owned [`Frame`](crate::frame::Frame)s and encodes them;
+//!   a partial frame is `Ok(None)`, never an error.
+//! - [`peek_frame`] and [`FrameView`] give the broker's hot path a borrowed view of the next
+//!   frame; [`encode_message`] writes a `Publish`/`Deliver` without allocating.
+//! - Both decoding paths share one header check and one body parser, so they accept exactly the
+//!   same bytes.
+
+mod encode;
+mod frame_codec;
+mod parse;
+mod peek;
+mod reader;
+
+pub use encode::{encode_frame, encode_message};
+pub use frame_codec::FrameCodec;
+pub use peek::{peek_frame, FrameView};

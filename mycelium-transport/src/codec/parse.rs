@@ -1,0 +1,135 @@
+//! The one body parser: a complete frame's kind and body bytes to a [`Frame`].
+//!
+//! - Used by both the [`Decoder`](tokio_util::codec::Decoder) and
+//!   [`FrameView::to_frame`](super::FrameView::to_frame); they differ only in how a message payload
+//!   becomes [`Bytes`] (a zero-copy slice of the read buffer, or a copy).
+//! - Fixed layouts must be read exactly: bytes left over are `Malformed("trailing bytes")`. Only
+//!   `Publish` and `Deliver` end in a payload that takes "the rest".
+//! - Counts from the wire are bounded by the bytes present before anything is reserved for them.
+
+use bytes::Bytes;
+
+use super::reader::{Reader, Reason};
+use crate::error::DecodeError;
+use crate::frame::{kind, ErrorCode, Frame, TopicStats};
+
+/// Bytes of one `Stats` topic entry besides the name itself: `name_len` (1), `routing` (1),
+/// `subscribers` (4) and four `u64` counters.
+pub(crate) const STATS_ENTRY_FIXED_LEN: usize = 1 + 1 + 4 + 4 * 8;
+
+/// The smallest `Stats` topic entry: topic names have at least one byte.
+const STATS_ENTRY_MIN_LEN: usize = STATS_ENTRY_FIXED_LEN + 1;
+
+/// Parses the body of a frame of `kind`. `payload` turns the payload of a `Publish` or `Deliver`,
+/// a sub-slice of `body`, into `Bytes`.
+pub(crate) fn parse_body(
+    kind: u8,
+    body: &[u8],
+    payload: impl FnOnce(&[u8]) -> Bytes,
+) -> Result<Frame, DecodeError> {
+    let kind_name = kind::name(kind).ok_or(DecodeError::UnknownKind(kind))?;
+    parse(kind, Reader::new(body), payload)
+        .map_err(|reason| DecodeError::Malformed { kind_name, reason })
+}
+
+// Struct literal fields are evaluated in the order they are written, so each literal below reads
+// its fields in wire order; keep the field order of each literal equal to the layout.
+fn parse(
+    frame_kind: u8,
+    mut r: Reader<'_>,
+    payload: impl FnOnce(&[u8]) -> Bytes,
+) -> Result<Frame, Reason> {
+    let frame = match frame_kind {
+        kind::HELLO => Frame::Hello {
+            client_id: r.uuid()?,
+            name: r.str8()?,
+        },
+        kind::WELCOME => Frame::Welcome {
+            broker_id: r.uuid()?,
+            connection_id: r.u64()?,
+            max_message_size: r.u32()?,
+            max_frame_len: r.u32()?,
+            server: r.str8()?,
+        },
+        kind::SUBSCRIBE => Frame::Subscribe {
+            request_id: r.u32()?,
+            prefetch: r.u32()?,
+            topic: r.topic()?,
+        },
+        kind::UNSUBSCRIBE => Frame::Unsubscribe {
+            request_id: r.u32()?,
+            topic_id: r.u32()?,
+        },
+        kind::ADVERTISE => Frame::Advertise {
+            request_id: r.u32()?,
+            topic: r.topic()?,
+        },
+        kind::TOPIC_ACK => Frame::TopicAck {
+            request_id: r.u32()?,
+            topic_id: r.u32()?,
+            routing: r.routing()?,
+            max_message_size: r.u32()?,
+            prefetch: r.u32()?,
+        },
+        kind::ACK => Frame::Ack {
+            request_id: r.u32()?,
+        },
+        kind::PUBLISH => Frame::Publish {
+            topic_id: r.u32()?,
+            payload: payload(r.rest()),
+        },
+        kind::DELIVER => Frame::Deliver {
+            topic_id: r.u32()?,
+            payload: payload(r.rest()),
+        },
+        kind::CREDIT => Frame::Credit {
+            topic_id: r.u32()?,
+            credit: r.u32()?,
+        },
+        kind::PING => Frame::Ping { token: r.u64()? },
+        kind::PONG => Frame::Pong { token: r.u64()? },
+        kind::ERROR => Frame::Error {
+            request_id: r.u32()?,
+            code: ErrorCode::from_u16(r.u16()?),
+            // Only bit 0 is defined; the rest are reserved for later versions and ignored.
+            fatal: r.u8()? & 1 == 1,
+            topic_id: r.u32()?,
+            message: r.str16()?,
+        },
+        kind::STATS_REQUEST => Frame::StatsRequest {
+            request_id: r.u32()?,
+        },
+        kind::STATS => Frame::Stats {
+            request_id: r.u32()?,
+            connections: r.u32()?,
+            uptime_ms: r.u64()?,
+            topics: topic_stats(&mut r)?,
+        },
+        // `parse_body` has already refused unknown kinds.
+        _ => return Err("unknown kind"),
+    };
+    r.finish()?;
+    Ok(frame)
+}
+
+fn topic_stats(r: &mut Reader<'_>) -> Result<Vec<TopicStats>, Reason> {
+    let count = r.u32()?;
+    // A forged count must not reserve memory: accept only what the remaining bytes can hold.
+    let count = usize::try_from(count)
+        .ok()
+        .filter(|&n| n <= r.remaining() / STATS_ENTRY_MIN_LEN)
+        .ok_or("topic_count larger than the body")?;
+    let mut topics = Vec::with_capacity(count);
+    for _ in 0..count {
+        topics.push(TopicStats {
+            name: r.topic()?,
+            routing: r.routing()?,
+            subscribers: r.u32()?,
+            published: r.u64()?,
+            delivered: r.u64()?,
+            dropped: r.u64()?,
+            queued: r.u64()?,
+        });
+    }
+    Ok(topics)
+}

@@ -1,0 +1,436 @@
+//! The frames of the Mycelium wire protocol, as Rust values.
+//!
+//! - Every frame on the wire is `len: u32 LE | version: u8 | kind: u8 | body`, where `len` counts
+//!   the bytes after itself (so it is at least 2). All integers are little-endian.
+//! - [`Frame`] is the owned form, used by the client, by tests and for control frames in the broker.
+//!   The broker's hot path reads publishes through [`crate::codec::FrameView`] instead, without
+//!   allocating.
+//! - Strings are UTF-8 behind a `u8` (names) or `u16` (error message) byte count. Topic names are
+//!   1 to [`MAX_NAME_LEN`] bytes; the client and server names may be empty.
+//! - The byte-by-byte layout of every body is in `docs/protocol.md`; the comment on each variant
+//!   repeats it in short.
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+/// The protocol version this crate speaks; carried in byte 4 of every frame.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Bytes before the body: `len` (4), `version` (1), `kind` (1).
+pub const HEADER_LEN: usize = 6;
+
+/// Bytes of a `Publish` or `Deliver` frame that are not payload: header plus `topic_id`.
+pub const MESSAGE_OVERHEAD: usize = HEADER_LEN + 4;
+
+/// The largest `len` field a peer may send before the handshake has told it the broker's limits.
+/// A `Hello` is at most 16 + 1 + 255 body bytes, so this leaves ample room while keeping an
+/// unauthenticated peer from making the broker reserve memory.
+pub const HANDSHAKE_MAX_FRAME_LEN: usize = 4096;
+
+/// The longest topic or client name, in bytes (it is length-prefixed by one byte).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// The one-byte frame kinds. Values are part of the protocol and never reused.
+pub mod kind {
+    /// [`Frame::Hello`](super::Frame::Hello), client → broker.
+    pub const HELLO: u8 = 0x01;
+    /// [`Frame::Welcome`](super::Frame::Welcome), broker → client.
+    pub const WELCOME: u8 = 0x02;
+    /// [`Frame::Subscribe`](super::Frame::Subscribe), client → broker.
+    pub const SUBSCRIBE: u8 = 0x03;
+    /// [`Frame::Unsubscribe`](super::Frame::Unsubscribe), client → broker.
+    pub const UNSUBSCRIBE: u8 = 0x04;
+    /// [`Frame::Advertise`](super::Frame::Advertise), client → broker.
+    pub const ADVERTISE: u8 = 0x05;
+    /// [`Frame::TopicAck`](super::Frame::TopicAck), broker → client.
+    pub const TOPIC_ACK: u8 = 0x06;
+    /// [`Frame::Ack`](super::Frame::Ack), broker → client.
+    pub const ACK: u8 = 0x07;
+    /// [`Frame::Publish`](super::Frame::Publish), client → broker.
+    pub const PUBLISH: u8 = 0x10;
+    /// [`Frame::Deliver`](super::Frame::Deliver), broker → client.
+    pub const DELIVER: u8 = 0x11;
+    /// [`Frame::Credit`](super::Frame::Credit), client → broker.
+    pub const CREDIT: u8 = 0x12;
+    /// [`Frame::Ping`](super::Frame::Ping), either way.
+    pub const PING: u8 = 0x20;
+    /// [`Frame::Pong`](super::Frame::Pong), either way.
+    pub const PONG: u8 = 0x21;
+    /// [`Frame::Error`](super::Frame::Error), broker → client.
+    pub const ERROR: u8 = 0x30;
+    /// [`Frame::StatsRequest`](super::Frame::StatsRequest), client → broker.
+    pub const STATS_REQUEST: u8 = 0x40;
+    /// [`Frame::Stats`](super::Frame::Stats), broker → client.
+    pub const STATS: u8 = 0x41;
+
+    /// The name of a known kind (as in logs and `Malformed` errors), or `None` for a byte this
+    /// version of the protocol does not define. This is the one list of valid kinds.
+    pub fn name(kind: u8) -> Option<&'static str> {
+        Some(match kind {
+            HELLO => "Hello",
+            WELCOME => "Welcome",
+            SUBSCRIBE => "Subscribe",
+            UNSUBSCRIBE => "Unsubscribe",
+            ADVERTISE => "Advertise",
+            TOPIC_ACK => "TopicAck",
+            ACK => "Ack",
+            PUBLISH => "Publish",
+            DELIVER => "Deliver",
+            CREDIT => "Credit",
+            PING => "Ping",
+            PONG => "Pong",
+            ERROR => "Error",
+            STATS_REQUEST => "StatsRequest",
+            STATS => "Stats",
+            _ => return None,
+        })
+    }
+}
+
+/// How a topic hands out messages, as carried in `TopicAck` and `Stats` (one byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoutingKind {
+    /// `0`: every subscriber receives every message.
+    Fanout,
+    /// `1`: each message goes to exactly one subscriber.
+    Queue,
+}
+
+impl RoutingKind {
+    /// The routing's wire value.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            RoutingKind::Fanout => 0,
+            RoutingKind::Queue => 1,
+        }
+    }
+
+    /// The routing for a wire value, or `None` for a value the protocol does not define (unlike
+    /// error codes, an unknown routing cannot be acted on, so it is not kept).
+    pub fn from_u8(v: u8) -> Option<RoutingKind> {
+        match v {
+            0 => Some(RoutingKind::Fanout),
+            1 => Some(RoutingKind::Queue),
+            _ => None,
+        }
+    }
+}
+
+/// Why the broker refused something, carried in an `Error` frame (two bytes).
+///
+/// Unknown codes from a newer broker decode as [`ErrorCode::Other`] so old clients keep working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// `1`: a frame could not be decoded (bad length, truncated body, invalid UTF-8 …).
+    Malformed,
+    /// `2`: the frame's version byte is not one the broker speaks.
+    UnsupportedVersion,
+    /// `3`: the frame's length exceeds the limit the broker announced.
+    FrameTooLarge,
+    /// `4`: the frame's kind byte is not known.
+    UnknownFrameKind,
+    /// `5`: a frame came before `Hello`, or `Hello` came twice, or a broker-only frame was sent.
+    HandshakeRequired,
+    /// `6`: the broker is at `max_connections`.
+    TooManyConnections,
+    /// `7`: the handshake did not complete within the connection timeout.
+    HandshakeTimeout,
+    /// `16`: the topic (named, or by id) does not exist and is not auto-created.
+    UnknownTopic,
+    /// `17`: a payload is larger than the topic's `max_message_size`; the message was not routed.
+    MessageTooLarge,
+    /// `18`: unsubscribe or credit for a topic this connection is not subscribed to.
+    NotSubscribed,
+    /// `19`: subscribe to a topic this connection is already subscribed to.
+    AlreadySubscribed,
+    /// `20`: a topic name is empty, too long, or has characters outside `[A-Za-z0-9._-]`.
+    InvalidTopicName,
+    /// `32`: the broker is shutting down; no new work is accepted.
+    ShuttingDown,
+    /// `33`: this subscriber fell too far behind and its topic's policy is to disconnect it.
+    SlowConsumer,
+    /// `255`: a broker-side failure that is not the client's fault.
+    Internal,
+    /// Any other value, kept as received.
+    Other(u16),
+}
+
+impl ErrorCode {
+    /// The code's wire value.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            ErrorCode::Malformed => 1,
+            ErrorCode::UnsupportedVersion => 2,
+            ErrorCode::FrameTooLarge => 3,
+            ErrorCode::UnknownFrameKind => 4,
+            ErrorCode::HandshakeRequired => 5,
+            ErrorCode::TooManyConnections => 6,
+            ErrorCode::HandshakeTimeout => 7,
+            ErrorCode::UnknownTopic => 16,
+            ErrorCode::MessageTooLarge => 17,
+            ErrorCode::NotSubscribed => 18,
+            ErrorCode::AlreadySubscribed => 19,
+            ErrorCode::InvalidTopicName => 20,
+            ErrorCode::ShuttingDown => 32,
+            ErrorCode::SlowConsumer => 33,
+            ErrorCode::Internal => 255,
+            ErrorCode::Other(v) => v,
+        }
+    }
+
+    /// The code for a wire value; never fails.
+    pub fn from_u16(v: u16) -> ErrorCode {
+        match v {
+            1 => ErrorCode::Malformed,
+            2 => ErrorCode::UnsupportedVersion,
+            3 => ErrorCode::FrameTooLarge,
+            4 => ErrorCode::UnknownFrameKind,
+            5 => ErrorCode::HandshakeRequired,
+            6 => ErrorCode::TooManyConnections,
+            7 => ErrorCode::HandshakeTimeout,
+            16 => ErrorCode::UnknownTopic,
+            17 => ErrorCode::MessageTooLarge,
+            18 => ErrorCode::NotSubscribed,
+            19 => ErrorCode::AlreadySubscribed,
+            20 => ErrorCode::InvalidTopicName,
+            32 => ErrorCode::ShuttingDown,
+            33 => ErrorCode::SlowConsumer,
+            255 => ErrorCode::Internal,
+            other => ErrorCode::Other(other),
+        }
+    }
+}
+
+/// Per-topic counters as reported in a `Stats` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicStats {
+    /// The topic's name.
+    pub name: String,
+    /// Fanout or queue.
+    pub routing: RoutingKind,
+    /// Current subscribers.
+    pub subscribers: u32,
+    /// Messages accepted from publishers since the broker started.
+    pub published: u64,
+    /// Message copies handed to subscribers (a fanout message to 3 subscribers counts 3).
+    pub delivered: u64,
+    /// Messages or copies discarded by the topic's backpressure policy.
+    pub dropped: u64,
+    /// Messages waiting in the topic's buffer (queue topics with no ready consumer).
+    pub queued: u64,
+}
+
+/// One protocol frame, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Client → broker, first frame. Body: `client_id [16] | name_len u8 | name [name_len] (UTF-8)`.
+    Hello {
+        /// Chosen by the client, random per connection unless it wants a stable identity.
+        client_id: Uuid,
+        /// Free-form label shown in logs; may be empty.
+        name: String,
+    },
+    /// Broker → client, answer to `Hello`, before any other frame. Body:
+    /// `broker_id [16] | connection_id u64 | max_message_size u32 | max_frame_len u32 | server_len u8 | server [server_len]`.
+    Welcome {
+        /// Random per broker run: a client that sees it change knows the broker restarted.
+        broker_id: Uuid,
+        /// Unique within this broker run; names the connection in the broker's logs.
+        connection_id: u64,
+        /// The largest payload any topic accepts.
+        max_message_size: u32,
+        /// The largest `len` field the broker accepts from now on.
+        max_frame_len: u32,
+        /// The broker's name and version, e.g. `mycelium 0.1.0`.
+        server: String,
+    },
+    /// Client → broker. Body: `request_id u32 | prefetch u32 | topic_len u8 | topic [topic_len]`.
+    /// `prefetch` is the credit a queue consumer asks for (0 = the topic's default); fanout ignores it.
+    Subscribe {
+        /// Echoed in the `TopicAck` or `Error` that answers it.
+        request_id: u32,
+        /// Requested credit for queue topics; 0 asks for the topic's configured prefetch.
+        prefetch: u32,
+        /// The topic name.
+        topic: String,
+    },
+    /// Client → broker. Body: `request_id u32 | topic_id u32`. Answered by `Ack` or `Error`.
+    Unsubscribe {
+        /// Echoed in the answer.
+        request_id: u32,
+        /// The id from the `TopicAck` of the subscription.
+        topic_id: u32,
+    },
+    /// Client → broker: "I will publish on this topic; what is its id?" Body:
+    /// `request_id u32 | topic_len u8 | topic [topic_len]`. Answered by `TopicAck` or `Error`.
+    Advertise {
+        /// Echoed in the answer.
+        request_id: u32,
+        /// The topic name.
+        topic: String,
+    },
+    /// Broker → client, answer to `Subscribe` or `Advertise`. Body:
+    /// `request_id u32 | topic_id u32 | routing u8 | max_message_size u32 | prefetch u32`.
+    TopicAck {
+        /// The request this answers.
+        request_id: u32,
+        /// The id to use in `Publish`, `Unsubscribe` and `Credit`, and seen in `Deliver`.
+        topic_id: u32,
+        /// Fanout or queue.
+        routing: RoutingKind,
+        /// The topic's payload limit.
+        max_message_size: u32,
+        /// Credit granted to this consumer (queue subscriptions), else 0.
+        prefetch: u32,
+    },
+    /// Broker → client: the request succeeded and has nothing else to say. Body: `request_id u32`.
+    Ack {
+        /// The request this answers.
+        request_id: u32,
+    },
+    /// Client → broker. Body: `topic_id u32 | payload [len - 6]`. Not answered unless refused.
+    Publish {
+        /// From the topic's `TopicAck`.
+        topic_id: u32,
+        /// The message; may be empty.
+        payload: Bytes,
+    },
+    /// Broker → client. Body: `topic_id u32 | payload [len - 6]`.
+    Deliver {
+        /// The subscription's topic id.
+        topic_id: u32,
+        /// The message as published.
+        payload: Bytes,
+    },
+    /// Client → broker: a queue consumer has processed `credit` more messages. Body: `topic_id u32 | credit u32`.
+    Credit {
+        /// The queue subscription.
+        topic_id: u32,
+        /// Messages processed since the last credit.
+        credit: u32,
+    },
+    /// Either way: answer with `Pong` carrying the same token. Body: `token u64`.
+    /// The broker handles frames of a connection in order, so a `Pong` also tells the client that
+    /// every frame it sent before the `Ping` has been processed (a flush barrier).
+    Ping {
+        /// Opaque to the receiver.
+        token: u64,
+    },
+    /// Either way: the answer to `Ping`. Body: `token u64`.
+    Pong {
+        /// The `Ping`'s token.
+        token: u64,
+    },
+    /// Broker → client. Body: `request_id u32 | code u16 | flags u8 | topic_id u32 | msg_len u16 | message [msg_len]`.
+    /// `flags` bit 0 = fatal: the broker closes the connection after this frame. The other bits are
+    /// reserved: sent as 0 and ignored on receipt, so a later version can use them.
+    Error {
+        /// The request this answers, or 0 when it answers a `Publish` or no request at all.
+        request_id: u32,
+        /// What went wrong.
+        code: ErrorCode,
+        /// True when the broker closes the connection after sending it.
+        fatal: bool,
+        /// The topic concerned, or [`NO_TOPIC`] when none.
+        topic_id: u32,
+        /// Human-readable, names the topic or limit concerned.
+        message: String,
+    },
+    /// Client → broker. Body: `request_id u32`.
+    StatsRequest {
+        /// Echoed in the `Stats` answer.
+        request_id: u32,
+    },
+    /// Broker → client. Body: `request_id u32 | connections u32 | uptime_ms u64 | topic_count u32 |`
+    /// then per topic `name_len u8 | name | routing u8 | subscribers u32 | published u64 | delivered u64 | dropped u64 | queued u64`.
+    Stats {
+        /// The request this answers.
+        request_id: u32,
+        /// Open client connections.
+        connections: u32,
+        /// Milliseconds since the broker started.
+        uptime_ms: u64,
+        /// One entry per topic, in declaration order.
+        topics: Vec<TopicStats>,
+    },
+}
+
+/// `topic_id` in an `Error` frame that concerns no topic.
+pub const NO_TOPIC: u32 = u32::MAX;
+
+impl Frame {
+    /// The frame's kind byte (one of the [`kind`] constants).
+    pub fn kind(&self) -> u8 {
+        match self {
+            Frame::Hello { .. } => kind::HELLO,
+            Frame::Welcome { .. } => kind::WELCOME,
+            Frame::Subscribe { .. } => kind::SUBSCRIBE,
+            Frame::Unsubscribe { .. } => kind::UNSUBSCRIBE,
+            Frame::Advertise { .. } => kind::ADVERTISE,
+            Frame::TopicAck { .. } => kind::TOPIC_ACK,
+            Frame::Ack { .. } => kind::ACK,
+            Frame::Publish { .. } => kind::PUBLISH,
+            Frame::Deliver { .. } => kind::DELIVER,
+            Frame::Credit { .. } => kind::CREDIT,
+            Frame::Ping { .. } => kind::PING,
+            Frame::Pong { .. } => kind::PONG,
+            Frame::Error { .. } => kind::ERROR,
+            Frame::StatsRequest { .. } => kind::STATS_REQUEST,
+            Frame::Stats { .. } => kind::STATS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod wire_values {
+    use super::*;
+
+    #[test]
+    fn every_error_code_survives_its_wire_value() {
+        for v in 0..=u16::MAX {
+            assert_eq!(ErrorCode::from_u16(v).to_u16(), v);
+        }
+        assert_eq!(ErrorCode::from_u16(17), ErrorCode::MessageTooLarge);
+        assert_eq!(ErrorCode::from_u16(1000), ErrorCode::Other(1000));
+    }
+
+    #[test]
+    fn routing_has_exactly_two_wire_values() {
+        for v in 0..=u8::MAX {
+            let expected = match v {
+                0 => Some(RoutingKind::Fanout),
+                1 => Some(RoutingKind::Queue),
+                _ => None,
+            };
+            assert_eq!(RoutingKind::from_u8(v), expected);
+            if let Some(r) = expected {
+                assert_eq!(r.to_u8(), v);
+            }
+        }
+    }
+
+    #[test]
+    fn exactly_the_fifteen_kind_constants_have_names() {
+        let named: Vec<u8> = (0..=u8::MAX).filter(|&k| kind::name(k).is_some()).collect();
+        assert_eq!(
+            named,
+            [
+                kind::HELLO,
+                kind::WELCOME,
+                kind::SUBSCRIBE,
+                kind::UNSUBSCRIBE,
+                kind::ADVERTISE,
+                kind::TOPIC_ACK,
+                kind::ACK,
+                kind::PUBLISH,
+                kind::DELIVER,
+                kind::CREDIT,
+                kind::PING,
+                kind::PONG,
+                kind::ERROR,
+                kind::STATS_REQUEST,
+                kind::STATS,
+            ]
+        );
+    }
+}

@@ -1,0 +1,45 @@
+//! The Mycelium wire protocol: length-prefixed binary frames over a Unix stream socket.
+//!
+//! - Every frame is `len: u32 LE | version: u8 | kind: u8 | body`; `len` counts the bytes after
+//!   itself. All integers are little-endian; strings are UTF-8 behind a byte count.
+//! - Decoding never panics on a peer's bytes, never treats a partial frame as an error, and checks
+//!   every length from the wire before reserving memory for it.
+//! - Anything the encoder writes, the decoder accepts and decodes to an equal [`Frame`].
+//! - This crate knows nothing of topics' semantics or the broker; `docs/protocol.md` is the
+//!   specification a client in another language can be written from.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use mycelium_transport::{Frame, FrameCodec};
+//! use tokio_util::codec::{Decoder, Encoder};
+//!
+//! let mut codec = FrameCodec::default();
+//! let mut buf = BytesMut::new();
+//! let ping = Frame::Ping { token: 42 };
+//! codec.encode(&ping, &mut buf)?;
+//! assert_eq!(&buf[..], &[10, 0, 0, 0, 1, 0x20, 42, 0, 0, 0, 0, 0, 0, 0]);
+//! assert_eq!(codec.decode(&mut buf)?, Some(ping));
+//! assert!(buf.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layout
+//!
+//! - [`frame`]: the frames as Rust values, the kind bytes, error codes and protocol limits.
+//! - [`codec`]: [`FrameCodec`] (the `tokio_util` codec), [`peek_frame`]/[`FrameView`] for reading
+//!   without allocating, [`encode_frame`] and [`encode_message`] for writing.
+//! - [`error`]: [`DecodeError`] and [`EncodeError`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod error;
+pub mod frame;
+
+pub use codec::{encode_frame, encode_message, peek_frame, FrameCodec, FrameView};
+pub use error::{DecodeError, EncodeError};
+pub use frame::{
+    kind, ErrorCode, Frame, RoutingKind, TopicStats, HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN,
+    MAX_NAME_LEN, MESSAGE_OVERHEAD, NO_TOPIC, PROTOCOL_VERSION,
+};

@@ -1,0 +1,1182 @@
+//! The codec against its contract, through the public API only: round trips, every split point,
+//! every decode error, `peek_frame` against the `Decoder`, and properties over generated input.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use mycelium_transport::{
+    encode_frame, encode_message, kind, peek_frame, DecodeError, EncodeError, ErrorCode, Frame,
+    FrameCodec, RoutingKind, TopicStats, HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, NO_TOPIC,
+    PROTOCOL_VERSION,
+};
+use tokio_util::codec::{Decoder, Encoder};
+use uuid::Uuid;
+
+fn encoded(frame: &Frame) -> BytesMut {
+    let mut buf = BytesMut::new();
+    encode_frame(frame, &mut buf).expect("test frames are encodable");
+    buf
+}
+
+/// A frame with a valid header around `body`, whatever the body holds.
+fn raw(kind: u8, body: &[u8]) -> BytesMut {
+    let mut buf = BytesMut::new();
+    buf.put_u32_le(u32::try_from(body.len() + 2).expect("small test body"));
+    buf.put_u8(PROTOCOL_VERSION);
+    buf.put_u8(kind);
+    buf.put_slice(body);
+    buf
+}
+
+fn codec() -> FrameCodec {
+    FrameCodec::new(1 << 20)
+}
+
+fn topic_stats(name: &str, routing: RoutingKind) -> TopicStats {
+    TopicStats {
+        name: name.to_owned(),
+        routing,
+        subscribers: 3,
+        published: u64::MAX,
+        delivered: 1 << 40,
+        dropped: 7,
+        queued: 0,
+    }
+}
+
+/// One of every variant, with distinct values in every field so a swapped field shows.
+fn every_variant() -> Vec<Frame> {
+    vec![
+        Frame::Hello {
+            client_id: Uuid::from_u128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff),
+            name: "sensor-7".into(),
+        },
+        Frame::Welcome {
+            broker_id: Uuid::from_u128(42),
+            connection_id: 0x0102_0304_0506_0708,
+            max_message_size: 1 << 20,
+            max_frame_len: (1 << 20) + 6,
+            server: "mycelium 0.1.0".into(),
+        },
+        Frame::Subscribe {
+            request_id: 1,
+            prefetch: 64,
+            topic: "metrics.cpu".into(),
+        },
+        Frame::Unsubscribe {
+            request_id: 2,
+            topic_id: 9,
+        },
+        Frame::Advertise {
+            request_id: 3,
+            topic: "jobs".into(),
+        },
+        Frame::TopicAck {
+            request_id: 4,
+            topic_id: 5,
+            routing: RoutingKind::Queue,
+            max_message_size: 65_536,
+            prefetch: 32,
+        },
+        Frame::Ack { request_id: 6 },
+        Frame::Publish {
+            topic_id: 3,
+            payload: Bytes::from_static(b"hi"),
+        },
+        Frame::Deliver {
+            topic_id: 3,
+            payload: Bytes::from_static(b"\x00\xffbinary"),
+        },
+        Frame::Credit {
+            topic_id: 5,
+            credit: 16,
+        },
+        Frame::Ping { token: 77 },
+        Frame::Pong { token: u64::MAX },
+        Frame::Error {
+            request_id: 8,
+            code: ErrorCode::UnknownTopic,
+            fatal: false,
+            topic_id: NO_TOPIC,
+            message: "no topic named \"jobs\"".into(),
+        },
+        Frame::StatsRequest { request_id: 9 },
+        Frame::Stats {
+            request_id: 10,
+            connections: 2,
+            uptime_ms: 123_456,
+            topics: vec![
+                topic_stats("a", RoutingKind::Fanout),
+                topic_stats("jobs", RoutingKind::Queue),
+            ],
+        },
+    ]
+}
+
+fn malformed_reason(result: Result<Option<Frame>, DecodeError>) -> (&'static str, &'static str) {
+    match result {
+        Err(DecodeError::Malformed { kind_name, reason }) => (kind_name, reason),
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+}
+
+mod round_trip {
+    use super::*;
+
+    fn assert_round_trips(frame: Frame) {
+        let mut buf = encoded(&frame);
+        let len = buf.len();
+        assert_eq!(codec().decode(&mut buf).unwrap(), Some(frame.clone()));
+        assert!(
+            buf.is_empty(),
+            "{frame:?} left {} of {len} bytes",
+            buf.len()
+        );
+    }
+
+    #[test]
+    fn every_variant_decodes_to_an_equal_frame() {
+        let frames = every_variant();
+        let kinds: std::collections::HashSet<u8> = frames.iter().map(Frame::kind).collect();
+        assert_eq!(kinds.len(), 15, "every_variant covers every kind");
+        for frame in frames {
+            assert_round_trips(frame);
+        }
+    }
+
+    #[test]
+    fn messages_with_an_empty_payload_round_trip() {
+        for frame in [
+            Frame::Publish {
+                topic_id: 0,
+                payload: Bytes::new(),
+            },
+            Frame::Deliver {
+                topic_id: u32::MAX,
+                payload: Bytes::new(),
+            },
+        ] {
+            assert_eq!(encoded(&frame).len(), mycelium_transport::MESSAGE_OVERHEAD);
+            assert_round_trips(frame);
+        }
+    }
+
+    #[test]
+    fn names_of_the_maximum_length_round_trip() {
+        let long = "n".repeat(MAX_NAME_LEN);
+        // Multi-byte characters: the limit is in bytes, 85 × 3 = 255.
+        let wide = "€".repeat(85);
+        assert_eq!(wide.len(), MAX_NAME_LEN);
+        for name in [long, wide] {
+            assert_round_trips(Frame::Hello {
+                client_id: Uuid::nil(),
+                name: name.clone(),
+            });
+            assert_round_trips(Frame::Welcome {
+                broker_id: Uuid::nil(),
+                connection_id: 0,
+                max_message_size: 0,
+                max_frame_len: 0,
+                server: name.clone(),
+            });
+            assert_round_trips(Frame::Subscribe {
+                request_id: 0,
+                prefetch: 0,
+                topic: name.clone(),
+            });
+            assert_round_trips(Frame::Advertise {
+                request_id: 0,
+                topic: name.clone(),
+            });
+            assert_round_trips(Frame::Stats {
+                request_id: 0,
+                connections: 0,
+                uptime_ms: 0,
+                topics: vec![topic_stats(&name, RoutingKind::Fanout)],
+            });
+        }
+    }
+
+    #[test]
+    fn empty_client_and_server_names_round_trip() {
+        assert_round_trips(Frame::Hello {
+            client_id: Uuid::from_u128(1),
+            name: String::new(),
+        });
+        assert_round_trips(Frame::Welcome {
+            broker_id: Uuid::from_u128(1),
+            connection_id: 1,
+            max_message_size: 1,
+            max_frame_len: 1,
+            server: String::new(),
+        });
+    }
+
+    #[test]
+    fn stats_with_no_topics_and_with_several_round_trip() {
+        for count in [0, 1, 5] {
+            let topics = (0..count)
+                .map(|i| topic_stats(&format!("topic.{i}"), RoutingKind::Fanout))
+                .collect();
+            assert_round_trips(Frame::Stats {
+                request_id: count,
+                connections: 1,
+                uptime_ms: 1,
+                topics,
+            });
+        }
+    }
+
+    #[test]
+    fn error_frames_keep_codes_this_version_does_not_know() {
+        for (code, fatal) in [
+            (ErrorCode::Other(1000), true),
+            (ErrorCode::Other(0), false),
+            (ErrorCode::TooManyConnections, true),
+        ] {
+            assert_round_trips(Frame::Error {
+                request_id: 0,
+                code,
+                fatal,
+                topic_id: 12,
+                message: "x".repeat(usize::from(u16::MAX)),
+            });
+        }
+    }
+
+    #[test]
+    fn error_flags_other_than_fatal_are_ignored_on_receipt() {
+        let mut buf = encoded(&Frame::Error {
+            request_id: 1,
+            code: ErrorCode::Internal,
+            fatal: false,
+            topic_id: NO_TOPIC,
+            message: String::new(),
+        });
+        // flags is at offset 6 (header) + 4 (request_id) + 2 (code).
+        buf[12] = 0b1111_1110;
+        let Some(Frame::Error { fatal, .. }) = codec().decode(&mut buf).unwrap() else {
+            panic!("expected an Error frame");
+        };
+        assert!(!fatal);
+    }
+
+    #[test]
+    fn the_codec_encoder_writes_what_encode_frame_writes() {
+        for frame in every_variant() {
+            let mut by_ref = BytesMut::new();
+            codec().encode(&frame, &mut by_ref).unwrap();
+            let mut by_value = BytesMut::new();
+            codec().encode(frame.clone(), &mut by_value).unwrap();
+            assert_eq!(by_ref, encoded(&frame));
+            assert_eq!(by_value, by_ref);
+        }
+    }
+
+    #[test]
+    fn decoded_payloads_share_the_read_buffer() {
+        let mut buf = encoded(&Frame::Publish {
+            topic_id: 1,
+            payload: Bytes::from_static(b"zero-copy"),
+        });
+        let payload_at = buf.as_ptr() as usize + mycelium_transport::MESSAGE_OVERHEAD;
+        let Some(Frame::Publish { payload, .. }) = codec().decode(&mut buf).unwrap() else {
+            panic!("expected a Publish");
+        };
+        assert_eq!(payload.as_ptr() as usize, payload_at);
+    }
+}
+
+mod split_points {
+    use super::*;
+
+    fn ping() -> Frame {
+        Frame::Ping { token: 0xdead_beef }
+    }
+
+    #[test]
+    fn a_header_split_inside_the_length_waits_without_consuming() {
+        let whole = encoded(&ping());
+        let mut buf = BytesMut::from(&whole[..3]);
+        assert_eq!(codec().decode(&mut buf).unwrap(), None);
+        assert_eq!(&buf[..], &whole[..3]);
+        buf.extend_from_slice(&whole[3..]);
+        assert_eq!(codec().decode(&mut buf).unwrap(), Some(ping()));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_header_split_after_the_version_waits_without_consuming() {
+        let whole = encoded(&ping());
+        let mut buf = BytesMut::from(&whole[..5]);
+        assert_eq!(codec().decode(&mut buf).unwrap(), None);
+        assert_eq!(buf.len(), 5);
+        buf.extend_from_slice(&whole[5..]);
+        assert_eq!(codec().decode(&mut buf).unwrap(), Some(ping()));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_body_split_waits_and_reserves_exactly_the_rest_of_the_frame() {
+        let frame = Frame::Publish {
+            topic_id: 7,
+            payload: Bytes::from(vec![0xab; 1000]),
+        };
+        let whole = encoded(&frame);
+        let mut buf = BytesMut::with_capacity(16);
+        buf.extend_from_slice(&whole[..16]);
+        assert_eq!(codec().decode(&mut buf).unwrap(), None);
+        assert_eq!(buf.len(), 16);
+        assert!(buf.capacity() >= whole.len(), "{}", buf.capacity());
+        let reserved = buf.capacity();
+        buf.extend_from_slice(&whole[16..]);
+        assert_eq!(buf.capacity(), reserved, "the rest fit without growing");
+        assert_eq!(codec().decode(&mut buf).unwrap(), Some(frame));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn several_frames_in_one_buffer_decode_in_order_and_leave_the_partial_one() {
+        let frames = every_variant();
+        let mut buf = BytesMut::new();
+        for frame in &frames {
+            encode_frame(frame, &mut buf).unwrap();
+        }
+        let partial = encoded(&ping());
+        buf.extend_from_slice(&partial[..7]);
+        let mut codec = codec();
+        for frame in &frames {
+            assert_eq!(codec.decode(&mut buf).unwrap().as_ref(), Some(frame));
+        }
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert_eq!(&buf[..], &partial[..7]);
+    }
+
+    #[test]
+    fn a_frame_delivered_byte_by_byte_decodes_only_at_its_last_byte() {
+        for frame in every_variant() {
+            let whole = encoded(&frame);
+            let mut codec = codec();
+            let mut buf = BytesMut::new();
+            for (i, byte) in whole.iter().enumerate() {
+                buf.put_u8(*byte);
+                let decoded = codec.decode(&mut buf).unwrap();
+                if i + 1 < whole.len() {
+                    assert_eq!(decoded, None, "{frame:?} at byte {i}");
+                    assert_eq!(buf.len(), i + 1);
+                } else {
+                    assert_eq!(decoded.as_ref(), Some(&frame));
+                    assert!(buf.is_empty());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn end_of_stream_is_clean_only_on_a_frame_boundary() {
+        let mut codec = codec();
+        let mut empty = BytesMut::new();
+        assert_eq!(codec.decode_eof(&mut empty).unwrap(), None);
+
+        let mut last = encoded(&ping());
+        assert_eq!(codec.decode_eof(&mut last).unwrap(), Some(ping()));
+        assert_eq!(codec.decode_eof(&mut last).unwrap(), None);
+
+        let mut cut = encoded(&ping());
+        cut.truncate(9);
+        assert!(matches!(
+            codec.decode_eof(&mut cut),
+            Err(DecodeError::TruncatedAtEof)
+        ));
+    }
+}
+
+mod decode_errors {
+    use super::*;
+
+    #[test]
+    fn a_length_over_the_limit_fails_from_the_four_length_bytes_alone_without_reserving() {
+        let mut codec = FrameCodec::new(100);
+        for len in [101u32, u32::MAX] {
+            let mut buf = BytesMut::with_capacity(8);
+            buf.put_u32_le(len);
+            let capacity = buf.capacity();
+            match codec.decode(&mut buf) {
+                Err(DecodeError::FrameTooLarge { len: got, max: 100 }) => {
+                    assert_eq!(got, len as usize)
+                }
+                other => panic!("expected FrameTooLarge, got {other:?}"),
+            }
+            assert_eq!(buf.capacity(), capacity, "nothing reserved for len {len}");
+            assert_eq!(buf.len(), 4, "nothing consumed");
+        }
+    }
+
+    #[test]
+    fn a_length_equal_to_the_limit_is_accepted() {
+        let frame = Frame::Publish {
+            topic_id: 1,
+            payload: Bytes::from(vec![1; 94]),
+        };
+        let mut buf = encoded(&frame);
+        assert_eq!(FrameCodec::new(100).decode(&mut buf).unwrap(), Some(frame));
+    }
+
+    #[test]
+    fn the_default_limit_is_the_handshake_limit() {
+        assert_eq!(
+            FrameCodec::default().max_frame_len(),
+            HANDSHAKE_MAX_FRAME_LEN
+        );
+        let mut buf = BytesMut::new();
+        buf.put_u32_le(HANDSHAKE_MAX_FRAME_LEN as u32 + 1);
+        assert!(matches!(
+            FrameCodec::default().decode(&mut buf),
+            Err(DecodeError::FrameTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn raising_the_limit_applies_from_the_next_frame() {
+        let frame = Frame::Publish {
+            topic_id: 1,
+            payload: Bytes::from(vec![0; HANDSHAKE_MAX_FRAME_LEN]),
+        };
+        let mut codec = FrameCodec::default();
+        let mut buf = encoded(&frame);
+        assert!(codec.decode(&mut buf).is_err());
+        codec.set_max_frame_len(2 * HANDSHAKE_MAX_FRAME_LEN);
+        assert_eq!(codec.max_frame_len(), 2 * HANDSHAKE_MAX_FRAME_LEN);
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(frame));
+    }
+
+    #[test]
+    fn a_length_below_two_is_malformed() {
+        for len in [0u32, 1] {
+            let mut buf = BytesMut::new();
+            buf.put_u32_le(len);
+            assert_eq!(
+                malformed_reason(codec().decode(&mut buf)),
+                ("unknown", "len field below 2, no room for version and kind")
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_version_fails_as_soon_as_its_byte_arrives() {
+        let mut buf = BytesMut::new();
+        buf.put_u32_le(1000);
+        buf.put_u8(PROTOCOL_VERSION + 1);
+        assert!(matches!(
+            codec().decode(&mut buf),
+            Err(DecodeError::UnsupportedVersion(v)) if v == PROTOCOL_VERSION + 1
+        ));
+    }
+
+    #[test]
+    fn an_unknown_kind_fails_as_soon_as_its_byte_arrives() {
+        for unknown in [0x00, 0x08, 0x13, 0x31, 0xff] {
+            let mut buf = BytesMut::new();
+            buf.put_u32_le(1000);
+            buf.put_u8(PROTOCOL_VERSION);
+            buf.put_u8(unknown);
+            assert!(matches!(
+                codec().decode(&mut buf),
+                Err(DecodeError::UnknownKind(k)) if k == unknown
+            ));
+        }
+    }
+
+    #[test]
+    fn a_truncated_fixed_body_is_malformed() {
+        let cases: [(u8, &[u8]); 4] = [
+            (kind::ACK, &[1, 0, 0]),
+            (kind::PING, &[1, 2, 3, 4, 5, 6, 7]),
+            (kind::TOPIC_ACK, &[0; 16]),
+            (kind::HELLO, &[0; 15]),
+        ];
+        for (k, body) in cases {
+            assert_eq!(
+                malformed_reason(codec().decode(&mut raw(k, body))).1,
+                "truncated body",
+                "kind 0x{k:02x}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_message_without_a_whole_topic_id_is_malformed() {
+        for k in [kind::PUBLISH, kind::DELIVER] {
+            assert_eq!(
+                malformed_reason(codec().decode(&mut raw(k, &[1, 2, 3]))).1,
+                "truncated body"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_after_a_fixed_body_are_malformed() {
+        let cases: [(u8, &[u8]); 3] = [
+            (kind::ACK, &[1, 0, 0, 0, 0]),
+            (kind::PONG, &[0; 9]),
+            // A Hello whose name is followed by a stray byte.
+            (
+                kind::HELLO,
+                &[
+                    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, b'a', b'b',
+                ],
+            ),
+        ];
+        for (k, body) in cases {
+            assert_eq!(
+                malformed_reason(codec().decode(&mut raw(k, body))).1,
+                "trailing bytes",
+                "kind 0x{k:02x}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_body_is_consumed_so_the_next_frame_decodes() {
+        let mut buf = raw(kind::ACK, &[1, 0, 0, 0, 0]);
+        buf.extend_from_slice(&encoded(&Frame::Ack { request_id: 2 }));
+        let mut codec = codec();
+        assert_eq!(
+            malformed_reason(codec.decode(&mut buf)),
+            ("Ack", "trailing bytes")
+        );
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::Ack { request_id: 2 })
+        );
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_malformed() {
+        let mut body = vec![0; 16];
+        body.extend_from_slice(&[2, 0xc3, 0x28]);
+        assert_eq!(
+            malformed_reason(codec().decode(&mut raw(kind::HELLO, &body))),
+            ("Hello", "string is not valid UTF-8")
+        );
+        let mut body = vec![9, 0, 0, 0, 0, 0, 0, 0];
+        body.extend_from_slice(&[1, 0xff]);
+        assert_eq!(
+            malformed_reason(codec().decode(&mut raw(kind::SUBSCRIBE, &body))).1,
+            "string is not valid UTF-8"
+        );
+    }
+
+    #[test]
+    fn a_routing_byte_other_than_fanout_or_queue_is_malformed() {
+        let mut body = vec![1, 0, 0, 0, 2, 0, 0, 0, 2];
+        body.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            malformed_reason(codec().decode(&mut raw(kind::TOPIC_ACK, &body))),
+            ("TopicAck", "unknown routing kind")
+        );
+    }
+
+    #[test]
+    fn an_empty_topic_name_is_malformed() {
+        assert_eq!(
+            malformed_reason(codec().decode(&mut raw(kind::ADVERTISE, &[1, 0, 0, 0, 0]))),
+            ("Advertise", "empty topic name")
+        );
+        assert_eq!(
+            malformed_reason(
+                codec().decode(&mut raw(kind::SUBSCRIBE, &[1, 0, 0, 0, 0, 0, 0, 0, 0]))
+            ),
+            ("Subscribe", "empty topic name")
+        );
+    }
+
+    #[test]
+    fn a_missing_or_cut_topic_name_is_malformed() {
+        assert_eq!(
+            malformed_reason(codec().decode(&mut raw(kind::ADVERTISE, &[1, 0, 0, 0]))).1,
+            "truncated body"
+        );
+        assert_eq!(
+            malformed_reason(
+                codec().decode(&mut raw(kind::ADVERTISE, &[1, 0, 0, 0, 5, b'a', b'b']))
+            )
+            .1,
+            "truncated body"
+        );
+    }
+
+    fn stats_body(count: u32, entries: &[u8]) -> Vec<u8> {
+        let mut body = vec![1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0];
+        body.extend_from_slice(&count.to_le_bytes());
+        body.extend_from_slice(entries);
+        body
+    }
+
+    #[test]
+    fn a_stats_count_larger_than_the_body_is_malformed() {
+        let one_entry = {
+            let mut e = vec![1, b'a', 0];
+            e.extend_from_slice(&[0; 36]);
+            e
+        };
+        for count in [2, 1_000_000, u32::MAX] {
+            assert_eq!(
+                malformed_reason(
+                    codec().decode(&mut raw(kind::STATS, &stats_body(count, &one_entry)))
+                ),
+                ("Stats", "topic_count larger than the body")
+            );
+        }
+        let Some(Frame::Stats { topics, .. }) = codec()
+            .decode(&mut raw(kind::STATS, &stats_body(1, &one_entry)))
+            .unwrap()
+        else {
+            panic!("one entry with count 1 is a valid Stats");
+        };
+        assert_eq!(topics.len(), 1);
+    }
+
+    #[test]
+    fn a_stats_count_smaller_than_the_entries_leaves_trailing_bytes() {
+        let mut two = vec![1, b'a', 0];
+        two.extend_from_slice(&[0; 36]);
+        two.extend_from_within(..);
+        assert_eq!(
+            malformed_reason(codec().decode(&mut raw(kind::STATS, &stats_body(1, &two)))).1,
+            "trailing bytes"
+        );
+    }
+}
+
+mod encode_errors {
+    use super::*;
+
+    #[test]
+    fn a_name_longer_than_its_prefix_is_refused_and_nothing_is_written() {
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        let cases = [
+            (
+                Frame::Hello {
+                    client_id: Uuid::nil(),
+                    name: long.clone(),
+                },
+                "name",
+            ),
+            (
+                Frame::Advertise {
+                    request_id: 1,
+                    topic: long.clone(),
+                },
+                "topic",
+            ),
+            (
+                Frame::Stats {
+                    request_id: 1,
+                    connections: 0,
+                    uptime_ms: 0,
+                    topics: vec![topic_stats(&long, RoutingKind::Fanout)],
+                },
+                "topic",
+            ),
+        ];
+        for (frame, expected) in cases {
+            let mut buf = BytesMut::from(&b"kept"[..]);
+            match encode_frame(&frame, &mut buf) {
+                Err(EncodeError::NameTooLong { field, len, max }) => {
+                    assert_eq!(
+                        (field, len, max),
+                        (expected, MAX_NAME_LEN + 1, MAX_NAME_LEN)
+                    );
+                }
+                other => panic!("expected NameTooLong, got {other:?}"),
+            }
+            assert_eq!(&buf[..], b"kept");
+        }
+    }
+
+    #[test]
+    fn an_error_message_longer_than_u16_is_refused() {
+        let frame = Frame::Error {
+            request_id: 0,
+            code: ErrorCode::Internal,
+            fatal: true,
+            topic_id: NO_TOPIC,
+            message: "m".repeat(usize::from(u16::MAX) + 1),
+        };
+        assert!(matches!(
+            encode_frame(&frame, &mut BytesMut::new()),
+            Err(EncodeError::NameTooLong {
+                field: "message",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_empty_topic_name_is_refused() {
+        let frame = Frame::Subscribe {
+            request_id: 1,
+            prefetch: 0,
+            topic: String::new(),
+        };
+        assert!(matches!(
+            encode_frame(&frame, &mut BytesMut::new()),
+            Err(EncodeError::EmptyName { field: "topic" })
+        ));
+    }
+
+    #[test]
+    fn the_codec_refuses_to_encode_a_frame_over_its_limit() {
+        let frame = Frame::Publish {
+            topic_id: 1,
+            payload: Bytes::from(vec![0; 95]),
+        };
+        let mut buf = BytesMut::new();
+        match FrameCodec::new(100).encode(&frame, &mut buf) {
+            Err(EncodeError::FrameTooLarge { len: 101, max: 100 }) => {}
+            other => panic!("expected FrameTooLarge, got {other:?}"),
+        }
+        assert!(buf.is_empty());
+    }
+}
+
+mod hot_path {
+    use super::*;
+
+    #[test]
+    fn encode_message_writes_exactly_what_encode_frame_writes() {
+        for payload in [&b""[..], b"hi", &[0xff; 300]] {
+            let mut fast = BytesMut::new();
+            encode_message(&mut fast, kind::PUBLISH, 3, payload);
+            let publish = Frame::Publish {
+                topic_id: 3,
+                payload: Bytes::copy_from_slice(payload),
+            };
+            assert_eq!(fast, encoded(&publish));
+
+            let mut fast = BytesMut::new();
+            encode_message(&mut fast, kind::DELIVER, u32::MAX, payload);
+            let deliver = Frame::Deliver {
+                topic_id: u32::MAX,
+                payload: Bytes::copy_from_slice(payload),
+            };
+            assert_eq!(fast, encoded(&deliver));
+        }
+    }
+
+    #[test]
+    fn encode_message_does_not_reallocate_a_buffer_with_room() {
+        let mut buf = BytesMut::with_capacity(64);
+        let start = buf.as_ptr();
+        encode_message(&mut buf, kind::DELIVER, 1, &[7; 54]);
+        assert_eq!(buf.len(), 64);
+        assert_eq!(buf.as_ptr(), start);
+    }
+
+    /// Bytes written as in `docs/protocol.md`: hex pairs, `|` separators ignored.
+    fn hex(text: &str) -> Vec<u8> {
+        text.split_whitespace()
+            .filter(|t| *t != "|")
+            .map(|t| u8::from_str_radix(t, 16).expect("hex byte"))
+            .collect()
+    }
+
+    #[test]
+    fn the_worked_example_of_the_protocol_document_is_exact() {
+        let examples = [
+            (
+                Frame::Hello {
+                    client_id: Uuid::from_u128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff),
+                    name: "cli".into(),
+                },
+                "16 00 00 00 | 01 | 01 | 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff | 03 | 63 6c 69",
+            ),
+            (
+                Frame::Welcome {
+                    broker_id: Uuid::from_u128(0xffee_ddcc_bbaa_9988_7766_5544_3322_1100),
+                    connection_id: 1,
+                    max_message_size: 1 << 20,
+                    max_frame_len: (1 << 20) + 6,
+                    server: "m".into(),
+                },
+                "24 00 00 00 | 01 | 02 | ff ee dd cc bb aa 99 88 77 66 55 44 33 22 11 00 \
+                 | 01 00 00 00 00 00 00 00 | 00 00 10 00 | 06 00 10 00 | 01 6d",
+            ),
+            (
+                Frame::Advertise {
+                    request_id: 1,
+                    topic: "t".into(),
+                },
+                "08 00 00 00 | 01 | 05 | 01 00 00 00 | 01 74",
+            ),
+            (
+                Frame::TopicAck {
+                    request_id: 1,
+                    topic_id: 3,
+                    routing: RoutingKind::Fanout,
+                    max_message_size: 1 << 20,
+                    prefetch: 0,
+                },
+                "13 00 00 00 | 01 | 06 | 01 00 00 00 | 03 00 00 00 | 00 | 00 00 10 00 | 00 00 00 00",
+            ),
+            (
+                Frame::Publish {
+                    topic_id: 3,
+                    payload: Bytes::from_static(b"hi"),
+                },
+                "08 00 00 00 | 01 | 10 | 03 00 00 00 | 68 69",
+            ),
+            (
+                Frame::Deliver {
+                    topic_id: 3,
+                    payload: Bytes::from_static(b"hi"),
+                },
+                "08 00 00 00 | 01 | 11 | 03 00 00 00 | 68 69",
+            ),
+            (
+                Frame::Ping { token: 7 },
+                "0a 00 00 00 | 01 | 20 | 07 00 00 00 00 00 00 00",
+            ),
+            (
+                Frame::Error {
+                    request_id: 0,
+                    code: ErrorCode::MessageTooLarge,
+                    fatal: false,
+                    topic_id: 3,
+                    message: "too large".into(),
+                },
+                "18 00 00 00 | 01 | 30 | 00 00 00 00 | 11 00 | 00 | 03 00 00 00 | 09 00 \
+                 | 74 6f 6f 20 6c 61 72 67 65",
+            ),
+        ];
+        for (frame, text) in examples {
+            let bytes = hex(text);
+            assert_eq!(&encoded(&frame)[..], &bytes[..], "{frame:?}");
+            assert_eq!(
+                codec().decode(&mut BytesMut::from(&bytes[..])).unwrap(),
+                Some(frame)
+            );
+        }
+        let mut publish = BytesMut::new();
+        encode_message(&mut publish, kind::PUBLISH, 3, b"hi");
+        assert_eq!(
+            &publish[..],
+            &hex("08 00 00 00 01 10 03 00 00 00 68 69")[..]
+        );
+    }
+
+    #[test]
+    fn a_view_reads_the_topic_id_and_payload_of_messages_only() {
+        let mut buf = BytesMut::new();
+        encode_message(&mut buf, kind::PUBLISH, 9, b"payload");
+        let (view, total) = peek_frame(&buf, 100).unwrap().unwrap();
+        assert_eq!((view.kind, total), (kind::PUBLISH, buf.len()));
+        assert_eq!(view.message(), Some((9, &b"payload"[..])));
+
+        let ack = encoded(&Frame::Ack { request_id: 9 });
+        let (view, _) = peek_frame(&ack, 100).unwrap().unwrap();
+        assert_eq!(view.message(), None);
+
+        let short = raw(kind::DELIVER, &[1, 2]);
+        let (view, _) = peek_frame(&short, 100).unwrap().unwrap();
+        assert_eq!(view.message(), None);
+    }
+
+    #[test]
+    fn peek_frame_agrees_with_the_decoder_on_every_variant() {
+        let mut stream = BytesMut::new();
+        for frame in every_variant() {
+            encode_frame(&frame, &mut stream).unwrap();
+        }
+        let mut decoder_buf = stream.clone();
+        let mut offset = 0;
+        let mut codec = codec();
+        while let Some((view, total)) = peek_frame(&stream[offset..], 1 << 20).unwrap() {
+            let before = decoder_buf.len();
+            let decoded = codec.decode(&mut decoder_buf).unwrap();
+            assert_eq!(before - decoder_buf.len(), total);
+            assert_eq!(Some(view.to_frame().unwrap()), decoded);
+            offset += total;
+        }
+        assert_eq!(offset, stream.len());
+    }
+
+    #[test]
+    fn peek_frame_waits_on_partial_frames_and_fails_early_on_bad_headers() {
+        let whole = encoded(&Frame::Ping { token: 1 });
+        for cut in 0..whole.len() {
+            assert_eq!(
+                peek_frame(&whole[..cut], 100).unwrap(),
+                None,
+                "cut at {cut}"
+            );
+        }
+        assert!(matches!(
+            peek_frame(&[0xff, 0xff, 0, 0], 100),
+            Err(DecodeError::FrameTooLarge {
+                len: 0xffff,
+                max: 100
+            })
+        ));
+        assert!(matches!(
+            peek_frame(&[1, 0, 0, 0], 100),
+            Err(DecodeError::Malformed { .. })
+        ));
+        assert!(matches!(
+            peek_frame(&[10, 0, 0, 0, 9], 100),
+            Err(DecodeError::UnsupportedVersion(9))
+        ));
+        assert!(matches!(
+            peek_frame(&[10, 0, 0, 0, 1, 0x99], 100),
+            Err(DecodeError::UnknownKind(0x99))
+        ));
+    }
+
+    #[test]
+    fn a_view_decodes_a_malformed_body_to_the_same_error_as_the_decoder() {
+        let bad = raw(kind::TOPIC_ACK, &[0; 18]);
+        let (view, _) = peek_frame(&bad, 100).unwrap().unwrap();
+        assert_eq!(
+            malformed_reason(view.to_frame().map(Some)),
+            malformed_reason(codec().decode(&mut bad.clone()))
+        );
+    }
+}
+
+mod properties {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    // `.` never yields '\n' but does yield multi-byte characters: 60 of them fit 255 bytes.
+    fn name() -> impl Strategy<Value = String> {
+        "[^\n]{0,60}"
+    }
+
+    fn topic() -> impl Strategy<Value = String> {
+        "[^\n]{1,60}"
+    }
+
+    fn uuid() -> impl Strategy<Value = Uuid> {
+        any::<u128>().prop_map(Uuid::from_u128)
+    }
+
+    fn routing() -> impl Strategy<Value = RoutingKind> {
+        prop_oneof![Just(RoutingKind::Fanout), Just(RoutingKind::Queue)]
+    }
+
+    fn payload() -> impl Strategy<Value = Bytes> {
+        vec(any::<u8>(), 0..300).prop_map(Bytes::from)
+    }
+
+    fn topic_stats() -> impl Strategy<Value = TopicStats> {
+        (topic(), routing(), any::<u32>(), any::<[u64; 4]>()).prop_map(
+            |(name, routing, subscribers, [published, delivered, dropped, queued])| TopicStats {
+                name,
+                routing,
+                subscribers,
+                published,
+                delivered,
+                dropped,
+                queued,
+            },
+        )
+    }
+
+    fn frame() -> impl Strategy<Value = Frame> {
+        prop_oneof![
+            (uuid(), name()).prop_map(|(client_id, name)| Frame::Hello { client_id, name }),
+            (uuid(), any::<u64>(), any::<u32>(), any::<u32>(), name()).prop_map(
+                |(broker_id, connection_id, max_message_size, max_frame_len, server)| {
+                    Frame::Welcome {
+                        broker_id,
+                        connection_id,
+                        max_message_size,
+                        max_frame_len,
+                        server,
+                    }
+                }
+            ),
+            (any::<u32>(), any::<u32>(), topic()).prop_map(|(request_id, prefetch, topic)| {
+                Frame::Subscribe {
+                    request_id,
+                    prefetch,
+                    topic,
+                }
+            }),
+            (any::<u32>(), any::<u32>()).prop_map(|(request_id, topic_id)| Frame::Unsubscribe {
+                request_id,
+                topic_id
+            }),
+            (any::<u32>(), topic())
+                .prop_map(|(request_id, topic)| Frame::Advertise { request_id, topic }),
+            (any::<[u32; 4]>(), routing()).prop_map(
+                |([request_id, topic_id, max_message_size, prefetch], routing)| Frame::TopicAck {
+                    request_id,
+                    topic_id,
+                    routing,
+                    max_message_size,
+                    prefetch,
+                }
+            ),
+            any::<u32>().prop_map(|request_id| Frame::Ack { request_id }),
+            (any::<u32>(), payload())
+                .prop_map(|(topic_id, payload)| Frame::Publish { topic_id, payload }),
+            (any::<u32>(), payload())
+                .prop_map(|(topic_id, payload)| Frame::Deliver { topic_id, payload }),
+            (any::<u32>(), any::<u32>())
+                .prop_map(|(topic_id, credit)| Frame::Credit { topic_id, credit }),
+            any::<u64>().prop_map(|token| Frame::Ping { token }),
+            any::<u64>().prop_map(|token| Frame::Pong { token }),
+            (
+                any::<u32>(),
+                any::<u16>(),
+                any::<bool>(),
+                any::<u32>(),
+                "[^\n]{0,300}"
+            )
+                .prop_map(|(request_id, code, fatal, topic_id, message)| {
+                    Frame::Error {
+                        request_id,
+                        code: ErrorCode::from_u16(code),
+                        fatal,
+                        topic_id,
+                        message,
+                    }
+                }),
+            any::<u32>().prop_map(|request_id| Frame::StatsRequest { request_id }),
+            (
+                any::<u32>(),
+                any::<u32>(),
+                any::<u64>(),
+                vec(topic_stats(), 0..6)
+            )
+                .prop_map(|(request_id, connections, uptime_ms, topics)| {
+                    Frame::Stats {
+                        request_id,
+                        connections,
+                        uptime_ms,
+                        topics,
+                    }
+                }),
+        ]
+    }
+
+    /// Decodes everything the codec yields from `buf`, carrying on past errors that consumed a
+    /// frame and stopping at the first that did not (the stream is lost then).
+    fn drain_decoder(codec: &mut FrameCodec, buf: &mut BytesMut) -> Vec<Result<Frame, String>> {
+        let mut out = Vec::new();
+        loop {
+            let before = buf.len();
+            match codec.decode(buf) {
+                Ok(Some(frame)) => out.push(Ok(frame)),
+                Ok(None) => return out,
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    if buf.len() == before {
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The same walk as [`drain_decoder`], through `peek_frame` and `FrameView::to_frame`.
+    fn drain_peek(bytes: &[u8], max: usize) -> Vec<Result<Frame, String>> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let Some(rest) = bytes.get(offset..) else {
+                panic!("peek_frame reported more bytes than there were");
+            };
+            match peek_frame(rest, max) {
+                Ok(Some((view, total))) => {
+                    let _ = view.message();
+                    out.push(view.to_frame().map_err(|e| e.to_string()));
+                    offset += total;
+                }
+                Ok(None) => return out,
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    return out;
+                }
+            }
+        }
+    }
+
+    fn check_arbitrary_input(bytes: &[u8], max: usize) -> Result<(), TestCaseError> {
+        let mut buf = BytesMut::from(bytes);
+        let decoded = drain_decoder(&mut FrameCodec::new(max), &mut buf);
+        let frames = decoded.iter().filter(|r| r.is_ok()).count();
+        prop_assert!(frames <= bytes.len() / 6);
+        prop_assert_eq!(drain_peek(bytes, max), decoded);
+        Ok(())
+    }
+
+    fn kind_byte() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            9 => prop::sample::select(vec![
+                kind::HELLO, kind::WELCOME, kind::SUBSCRIBE, kind::UNSUBSCRIBE, kind::ADVERTISE,
+                kind::TOPIC_ACK, kind::ACK, kind::PUBLISH, kind::DELIVER, kind::CREDIT, kind::PING,
+                kind::PONG, kind::ERROR, kind::STATS_REQUEST, kind::STATS,
+            ]),
+            1 => any::<u8>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_frame_round_trips(frame in frame()) {
+            let mut buf = encoded(&frame);
+            prop_assert_eq!(codec().decode(&mut buf).unwrap(), Some(frame));
+            prop_assert!(buf.is_empty());
+        }
+
+        #[test]
+        fn a_stream_of_frames_round_trips_in_any_chunking(
+            frames in vec(frame(), 1..8),
+            chunks in vec(1usize..64, 1..20),
+        ) {
+            let mut stream = BytesMut::new();
+            for frame in &frames {
+                encode_frame(frame, &mut stream).unwrap();
+            }
+            let mut codec = codec();
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            let mut sizes = chunks.iter().cycle();
+            let mut rest = &stream[..];
+            while !rest.is_empty() {
+                let n = (*sizes.next().unwrap()).min(rest.len());
+                let (chunk, tail) = rest.split_at(n);
+                buf.extend_from_slice(chunk);
+                rest = tail;
+                while let Some(frame) = codec.decode(&mut buf).unwrap() {
+                    out.push(frame);
+                }
+            }
+            prop_assert_eq!(codec.decode_eof(&mut buf).unwrap(), None);
+            prop_assert_eq!(out, frames);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_peek_agrees_with_the_decoder(
+            bytes in vec(any::<u8>(), 0..4096),
+            max in 0usize..8192,
+        ) {
+            check_arbitrary_input(&bytes, max)?;
+        }
+
+        #[test]
+        fn valid_headers_around_arbitrary_bodies_never_panic(
+            frames in vec((kind_byte(), vec(any::<u8>(), 0..96)), 0..40),
+            tail in vec(any::<u8>(), 0..8),
+        ) {
+            let mut bytes = Vec::new();
+            for (k, body) in &frames {
+                bytes.extend_from_slice(&raw(*k, body));
+            }
+            bytes.extend_from_slice(&tail);
+            check_arbitrary_input(&bytes, 1 << 20)?;
+        }
+    }
+}
