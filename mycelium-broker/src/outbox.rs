@@ -22,12 +22,14 @@ use tokio::sync::Notify;
 
 /// Bytes an outbox may hold before message appends count as full, whatever the message limit.
 /// Bounds the memory one slow peer can pin to 64 MiB (a full outbox of 1 MiB messages holds 64).
-/// An empty outbox always accepts one message, so a message larger than this still moves.
+/// An outbox may exceed it by one message, and an empty outbox always accepts one, so a message
+/// larger than this still moves.
 pub const OUTBOX_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Capacity a drained buffer keeps for reuse; a buffer that grew past it in a burst is dropped
-/// instead of pinning the memory forever.
-const REUSE_CAPACITY: usize = 1024 * 1024;
+/// instead of pinning the memory forever. Large enough that a flat-out stream (a few MiB per
+/// drain) reuses its buffers instead of faulting in fresh pages on every drain.
+const REUSE_CAPACITY: usize = 8 * 1024 * 1024;
 
 /// What an append of messages achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,17 @@ struct State {
     closed: bool,
     /// A producer is waiting for space; the drainer must wake it after taking.
     space_wanted: bool,
+}
+
+impl State {
+    /// Whether one more message may be queued. `append_messages` and `wait_for_room` must agree
+    /// on this exactly, or a producer would spin between "no room" and "room".
+    ///
+    /// The byte limit is checked before the message, so an outbox may exceed it by one
+    /// message; an empty outbox always takes one, so a message larger than the limit moves.
+    fn has_room(&self, max_messages: usize) -> bool {
+        self.messages == 0 || (self.messages < max_messages && self.buf.len() < OUTBOX_MAX_BYTES)
+    }
 }
 
 /// A queue of encoded frames toward one peer; see the module docs.
@@ -117,11 +130,7 @@ impl Outbox {
         let was_empty = state.buf.is_empty();
         let mut queued = 0;
         for payload in payloads {
-            let frame_len = payload.len() + mycelium_transport::frame::MESSAGE_OVERHEAD;
-            let has_room = state.messages == 0
-                || (state.messages < max_messages
-                    && state.buf.len() + frame_len <= OUTBOX_MAX_BYTES);
-            if !has_room {
+            if !state.has_room(max_messages) {
                 break;
             }
             codec::encode_message(&mut state.buf, self.message_kind, topic_id, payload);
@@ -157,7 +166,7 @@ impl Outbox {
     /// True if `max_messages` more would not be refused right now (for waiting producers).
     pub fn has_room(&self, max_messages: usize) -> bool {
         let state = self.lock();
-        state.closed || state.messages < max_messages.max(1) && state.buf.len() < OUTBOX_MAX_BYTES
+        state.closed || state.has_room(max_messages)
     }
 
     /// Waits until the outbox has room for a message under `max_messages`, or is closed.
@@ -169,9 +178,7 @@ impl Outbox {
             notified.as_mut().enable();
             {
                 let mut state = self.lock();
-                if state.closed
-                    || state.messages < max_messages.max(1) && state.buf.len() < OUTBOX_MAX_BYTES
-                {
+                if state.closed || state.has_room(max_messages) {
                     return;
                 }
                 state.space_wanted = true;
@@ -323,6 +330,25 @@ mod tests {
         let big = vec![7u8; OUTBOX_MAX_BYTES + 1];
         let msgs: Vec<&[u8]> = vec![&big, b"x"];
         assert_eq!(outbox.append_messages(1, &msgs, 10), Appended::Queued(1));
+    }
+
+    #[test]
+    fn a_producer_told_there_is_room_can_always_queue_one_message() {
+        // Regression: the append and the wait once disagreed near the byte limit, and a
+        // publisher spun between "room" and "no room" without yielding to the drainer.
+        let outbox = Outbox::new();
+        let nearly_full = vec![0u8; OUTBOX_MAX_BYTES - 100];
+        assert_eq!(
+            outbox.append_messages(1, &[&nearly_full], 10),
+            Appended::Queued(1)
+        );
+        assert!(outbox.has_room(10));
+        assert_eq!(
+            outbox.append_messages(1, &[&[1u8; 1024][..]], 10),
+            Appended::Queued(1)
+        );
+        assert!(!outbox.has_room(10));
+        assert_eq!(outbox.append_messages(1, &[b"x"], 10), Appended::Queued(0));
     }
 
     #[test]

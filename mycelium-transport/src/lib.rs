@@ -29,6 +29,7 @@
 //! - [`codec`]: [`FrameCodec`] (the `tokio_util` codec), [`peek_frame`]/[`FrameView`] for reading
 //!   without allocating, [`encode_frame`] and [`encode_message`] for writing.
 //! - [`error`]: [`DecodeError`] and [`EncodeError`].
+//! - [`uds`]: socket settings shared by both ends of a Unix-socket connection.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -36,6 +37,7 @@
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod uds;
 
 pub use codec::{encode_frame, encode_message, peek_frame, FrameCodec, FrameView};
 pub use error::{DecodeError, EncodeError};

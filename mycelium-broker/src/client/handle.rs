@@ -46,7 +46,7 @@ use crate::outbox::{Appended, Outbox};
 pub const PUBLISH_QUEUE_MESSAGES: usize = 64 * 1024;
 
 /// Bytes asked of the kernel per read.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 
 /// The largest frame accepted from the broker, whatever its Welcome says: a `Stats` answer for
 /// many topics can exceed the message limit.
@@ -611,6 +611,9 @@ async fn handshake(
             reason: e.to_string(),
             kind: e.kind(),
         })?;
+    if let Err(error) = mycelium_transport::uds::tune_stream(&stream) {
+        tracing::debug!(%error, "could not enlarge the socket buffers");
+    }
     let mut out = BytesMut::new();
     let hello = Frame::Hello {
         client_id: options.client_id,

@@ -243,7 +243,10 @@ mod tests {
         let mut b = broker.subscribe("t").expect("b");
         // 64 fit in each subscriber's buffer (buffer_size), so no receiver needs to run meanwhile.
         for i in 0..64u32 {
-            broker.publish("t", &i.to_le_bytes()).await.expect("published");
+            broker
+                .publish("t", &i.to_le_bytes())
+                .await
+                .expect("published");
         }
         for sub in [&mut a, &mut b] {
             for i in 0..64u32 {

@@ -35,8 +35,8 @@ use crate::outbox::Outbox;
 use crate::server::state::BrokerState;
 
 /// Bytes the reader asks the kernel for per `read`: large enough that a flat-out publisher's
-/// frames arrive hundreds per syscall.
-const READ_CHUNK: usize = 64 * 1024;
+/// frames arrive thousands per syscall.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// Why the reader stopped.
 enum Stop {
@@ -92,6 +92,9 @@ pub(crate) async fn serve(
     stop: CancellationToken,
     writers: TaskTracker,
 ) {
+    if let Err(error) = mycelium_transport::uds::tune_stream(&stream) {
+        tracing::debug!(%error, "could not enlarge the socket buffers");
+    }
     let (mut reader, writer) = stream.into_split();
     let outbox = Arc::new(Outbox::new());
     writers.spawn(write_loop(writer, outbox.clone()));
