@@ -49,6 +49,8 @@ struct State {
     closed: bool,
     /// A producer is waiting for space; the drainer must wake it after taking.
     space_wanted: bool,
+    /// While non-zero the drainer may not take: see [`Outbox::append_control_held`].
+    holds: usize,
 }
 
 impl State {
@@ -76,6 +78,24 @@ pub struct Outbox {
     closed_notify: Notify,
     /// The frame kind messages are queued as: `Deliver` toward clients, `Publish` toward the broker.
     message_kind: u8,
+}
+
+/// Keeps an outbox's drainer waiting; see [`Outbox::append_control_held`].
+#[derive(Debug)]
+pub struct HoldGuard<'a> {
+    outbox: &'a Outbox,
+}
+
+impl Drop for HoldGuard<'_> {
+    fn drop(&mut self) {
+        let mut state = self.outbox.lock();
+        state.holds -= 1;
+        let wake = state.holds == 0 && !state.buf.is_empty();
+        drop(state);
+        if wake {
+            self.outbox.readable.notify_one();
+        }
+    }
 }
 
 impl Default for Outbox {
@@ -163,6 +183,18 @@ impl Outbox {
         true
     }
 
+    /// Queues a control frame and keeps the drainer from taking anything until the returned
+    /// guard drops.
+    ///
+    /// For a reply that must not reach the peer before the broker has acted on it: a
+    /// `TopicAck` is queued (so it precedes every `Deliver` of the new subscription), the
+    /// subscription is registered, and only then may the ack leave.
+    pub fn append_control_held(&self, frame: &Frame) -> HoldGuard<'_> {
+        self.lock().holds += 1;
+        self.append_control(frame);
+        HoldGuard { outbox: self }
+    }
+
     /// True if `max_messages` more would not be refused right now (for waiting producers).
     pub fn has_room(&self, max_messages: usize) -> bool {
         let state = self.lock();
@@ -196,7 +228,7 @@ impl Outbox {
             *into = BytesMut::new();
         }
         let mut state = self.lock();
-        if state.buf.is_empty() {
+        if state.buf.is_empty() || state.holds > 0 {
             return false;
         }
         std::mem::swap(&mut state.buf, into);
@@ -217,7 +249,7 @@ impl Outbox {
             notified.as_mut().enable();
             {
                 let state = self.lock();
-                if !state.buf.is_empty() || state.closed {
+                if (!state.buf.is_empty() && state.holds == 0) || state.closed {
                     return;
                 }
             }
@@ -349,6 +381,22 @@ mod tests {
         );
         assert!(!outbox.has_room(10));
         assert_eq!(outbox.append_messages(1, &[b"x"], 10), Appended::Queued(0));
+    }
+
+    #[test]
+    fn a_held_reply_is_not_taken_until_the_hold_is_released() {
+        let outbox = Outbox::new();
+        let guard = outbox.append_control_held(&Frame::Ack { request_id: 1 });
+        outbox.append_messages(1, &[b"after the ack"], 10);
+        let mut taken = BytesMut::new();
+        assert!(!outbox.take(&mut taken), "held");
+        drop(guard);
+        assert!(outbox.take(&mut taken));
+        let (first, _) = peek_frame(&taken, usize::MAX)
+            .expect("valid")
+            .expect("whole");
+        assert_eq!(first.to_frame().expect("ack"), Frame::Ack { request_id: 1 });
+        assert_eq!(payloads_in(&taken), vec![b"after the ack".to_vec()]);
     }
 
     #[test]

@@ -133,6 +133,9 @@ pub(crate) struct Shared {
     options: ClientOptions,
     /// The reader task; `close` waits for it so that the socket is released on return.
     reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set by `close`: the end of the connection is then expected, and subscriptions end
+    /// cleanly instead of with `BrokerGone`.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// A handle on one broker connection; clones share it. See the module docs.
@@ -183,6 +186,7 @@ impl Client {
             info,
             options,
             reader: Mutex::new(None),
+            closing: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(write_loop(writer, shared.clone()));
         let handle = tokio::spawn(read_loop(reader, leftover, shared.clone()));
@@ -304,6 +308,7 @@ impl Client {
     /// Flushes, then closes the connection and waits until it is released. Subscriptions end.
     pub async fn close(self) -> Result<(), ClientError> {
         let flushed = self.flush().await;
+        self.shared.closing.store(true, Ordering::Relaxed);
         self.shared.outbox.close();
         let reader = self
             .shared
@@ -519,8 +524,9 @@ impl Shared {
         for (_, waiter) in pending {
             let _ = waiter.send(Err(error.clone()));
         }
+        let clean = self.closing.load(Ordering::Relaxed);
         for (_, queue) in subscriptions {
-            queue.end(Some(error.clone()));
+            queue.end((!clean).then(|| error.clone()));
         }
         self.outbox.abort();
     }
@@ -559,7 +565,10 @@ impl Shared {
                 };
                 if *fatal {
                     drop(registry);
-                    self.fail_all(error);
+                    self.fail_all(match code {
+                        ErrorCode::ShuttingDown => ClientError::gone("the broker shut down"),
+                        _ => error,
+                    });
                     return;
                 }
                 if *request_id == 0 {
@@ -620,10 +629,10 @@ async fn handshake(
         name: options.name.clone(),
     };
     codec::encode_frame(&hello, &mut out).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    stream
-        .write_all(&out)
-        .await
-        .map_err(|e| ClientError::gone(e.to_string()))?;
+    // A broker that refuses the connection (max_connections) may have written its error and
+    // closed before our Hello arrives, making the write fail: the refusal is still there to
+    // read, and it is the better error to report.
+    let write_error = stream.write_all(&out).await.err();
     let mut buf = BytesMut::with_capacity(HANDSHAKE_MAX_FRAME_LEN);
     loop {
         if let Some((view, used)) = peek_frame(&buf, MIN_INBOUND_FRAME_LIMIT)? {
@@ -656,12 +665,13 @@ async fn handshake(
         buf.reserve(HANDSHAKE_MAX_FRAME_LEN);
         match stream.read_buf(&mut buf).await {
             Ok(0) => {
-                return Err(ClientError::gone(
-                    "the broker closed the connection during the handshake",
-                ))
+                return Err(ClientError::gone(match &write_error {
+                    Some(e) => e.to_string(),
+                    None => "the broker closed the connection during the handshake".to_owned(),
+                }))
             }
             Ok(_) => {}
-            Err(e) => return Err(ClientError::gone(e.to_string())),
+            Err(e) => return Err(ClientError::gone(write_error.unwrap_or(e).to_string())),
         }
     }
 }

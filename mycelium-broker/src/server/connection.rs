@@ -369,13 +369,16 @@ impl Connection {
                 }
                 let id = self.state.registry.next_subscriber_id();
                 let capacity = self.state.config.performance.channel_capacity;
-                // The ack is queued before the subscription exists, so it precedes every Deliver.
                 let granted = match topic.config().routing {
                     Routing::Fanout => 0,
                     Routing::Queue => topic.granted_prefetch(prefetch),
                 };
-                self.outbox.append_control(&topic_ack(request_id, &topic, granted));
+                // The ack is queued first, so it precedes every Deliver of the subscription, and
+                // held until the subscription exists, so a client that saw the ack (and told
+                // a publisher to go) cannot miss a message routed in between.
+                let hold = self.outbox.append_control_held(&topic_ack(request_id, &topic, granted));
                 topic.subscribe(id, self.outbox.clone(), capacity, granted);
+                drop(hold);
                 tracing::debug!(connection = self.id, topic = topic.name(), "subscribed");
                 self.subscriptions.insert(topic.id(), Subscription { id, topic });
             }

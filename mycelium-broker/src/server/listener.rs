@@ -17,8 +17,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use mycelium_config::BrokerConfig;
 use mycelium_transport::frame::NO_TOPIC;
-use mycelium_transport::{codec, ErrorCode, Frame};
-use tokio::io::AsyncWriteExt;
+use mycelium_transport::{codec, ErrorCode, Frame, HANDSHAKE_MAX_FRAME_LEN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -140,8 +140,16 @@ impl Server {
         stop_reading.cancel();
         readers.close();
         readers.wait().await;
+        let goodbye = Frame::Error {
+            request_id: 0,
+            code: ErrorCode::ShuttingDown,
+            fatal: true,
+            topic_id: NO_TOPIC,
+            message: "the broker is shutting down".to_owned(),
+        };
         for outbox in self.state.outboxes() {
-            outbox.close();
+            // After everything already routed to it, so the client learns why the stream ends.
+            outbox.close_with(&goodbye);
         }
         writers.close();
         if tokio::time::timeout(SHUTDOWN_FLUSH_DEADLINE, writers.wait())
@@ -156,7 +164,12 @@ impl Server {
 }
 
 /// Tells a socket beyond `max_connections` why it is refused, then closes it.
+///
+/// The client's `Hello` is read first (briefly), so that the refusal answers it and the client
+/// does not meet a closed socket while still writing.
 async fn refuse_connection(mut stream: UnixStream, max: usize) {
+    let mut hello = [0u8; HANDSHAKE_MAX_FRAME_LEN];
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, stream.read(&mut hello)).await;
     let mut buf = BytesMut::new();
     let frame = Frame::Error {
         request_id: 0,

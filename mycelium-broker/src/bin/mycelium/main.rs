@@ -18,7 +18,12 @@ use clap::{Parser, Subcommand};
 
 /// A local IPC message broker over Unix domain sockets.
 #[derive(Debug, Parser)]
-#[command(name = "mycelium", version, about, long_about = None)]
+#[command(
+    name = "mycelium",
+    version,
+    about = "A local IPC message broker over Unix domain sockets",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
