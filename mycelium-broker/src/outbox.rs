@@ -21,15 +21,17 @@ use mycelium_transport::{codec, frame::kind, Frame};
 use tokio::sync::Notify;
 
 /// Bytes an outbox may hold before message appends count as full, whatever the message limit.
-/// Bounds the memory one slow peer can pin to 64 MiB (a full outbox of 1 MiB messages holds 64).
-/// An outbox may exceed it by one message, and an empty outbox always accepts one, so a message
-/// larger than this still moves.
-pub const OUTBOX_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Bounds the memory one slow peer can pin, and keeps every drained buffer small enough to be
+/// reused (see [`REUSE_CAPACITY`]): at 2 GB/s, 8 MiB is 4 ms of smoothing, on top of the
+/// socket's own 4 MiB. An outbox may exceed it by one message, and an empty outbox always
+/// accepts one, so a message larger than this still moves.
+pub const OUTBOX_MAX_BYTES: usize = 8 * 1024 * 1024;
 
-/// Capacity a drained buffer keeps for reuse; a buffer that grew past it in a burst is dropped
-/// instead of pinning the memory forever. Large enough that a flat-out stream (a few MiB per
-/// drain) reuses its buffers instead of faulting in fresh pages on every drain.
-const REUSE_CAPACITY: usize = 8 * 1024 * 1024;
+/// Capacity a drained buffer keeps for reuse. A full outbox (the steady state behind a slow
+/// reader) is at most [`OUTBOX_MAX_BYTES`] plus one message, so its buffers are reused instead
+/// of being freed and faulted in afresh on every drain, which cost more than the copying at
+/// 1 KiB messages. Only a message larger than this makes a buffer that is dropped after use.
+const REUSE_CAPACITY: usize = 2 * OUTBOX_MAX_BYTES;
 
 /// What an append of messages achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

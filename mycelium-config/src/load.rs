@@ -247,7 +247,12 @@ flush_interval_ms = 1
     fn the_shipped_example_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../broker.toml");
         let text = std::fs::read_to_string(&path).unwrap();
-        let config = BrokerConfig::from_toml_str_with_env(&text, &path, []).unwrap();
+        let mut config = BrokerConfig::from_toml_str_with_env(&text, &path, []).unwrap();
+        // The shipped file adds the topics `mycelium bench` uses to the seed example.
+        let bench: Vec<TopicConfig> = config.topics.split_off(2);
+        let names: Vec<&str> = bench.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["bench.fanout", "bench.queue", "bench.ping", "bench.pong"]);
+        assert_eq!(bench[1].routing, Routing::Queue);
         assert_eq!(config, expected_example());
     }
 

@@ -711,12 +711,7 @@ async fn read_loop(mut reader: OwnedReadHalf, mut buf: BytesMut, shared: Arc<Sha
         if let Err(error) = scan {
             break error;
         }
-        let mut want = READ_CHUNK;
-        if buf.len() >= 4 {
-            let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            want = want.max((len + 4).saturating_sub(buf.len()));
-        }
-        buf.reserve(want);
+        codec::reserve_for_read(&mut buf, READ_CHUNK, limit);
         match reader.read_buf(&mut buf).await {
             Ok(0) => {
                 break ClientError::BrokerGone {

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use mycelium_config::Routing;
+use mycelium_transport::codec;
 use mycelium_transport::frame::{kind, NO_TOPIC};
 use mycelium_transport::{
     peek_frame, DecodeError, ErrorCode, Frame, RoutingKind, HANDSHAKE_MAX_FRAME_LEN,
@@ -194,7 +195,7 @@ impl Connection {
             if let Err(stop) = self.process(buf, stop).await {
                 return stop;
             }
-            reserve_for_next_frame(buf);
+            codec::reserve_for_read(buf, READ_CHUNK, self.max_frame_len);
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Stop::Shutdown,
@@ -254,6 +255,10 @@ impl Connection {
                             format!("no topic with id {topic_id}"),
                         ),
                         Some(topic) if payload.len() > topic.config().max_message_size => {
+                            // Earlier publishes of the run go first, so the refusal reaches the
+                            // client in the order of the frames it answers.
+                            self.route(topic, &run, stop).await?;
+                            run.clear();
                             let message = format!(
                                 "message of {} bytes exceeds the limit of {} bytes on topic '{}'",
                                 payload.len(),
@@ -440,19 +445,6 @@ fn topic_ack(request_id: u32, topic: &Topic, prefetch: u32) -> Frame {
         },
         max_message_size: u32::try_from(topic.config().max_message_size).unwrap_or(u32::MAX),
         prefetch,
-    }
-}
-
-/// Makes room for the next read: a whole chunk normally, or the rest of a large partial frame
-/// (its length was already checked against the limit by `peek_frame`).
-fn reserve_for_next_frame(buf: &mut BytesMut) {
-    let mut want = READ_CHUNK;
-    if buf.len() >= 4 {
-        let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-        want = want.max((len + 4).saturating_sub(buf.len()));
-    }
-    if buf.capacity() - buf.len() < want / 2 {
-        buf.reserve(want);
     }
 }
 

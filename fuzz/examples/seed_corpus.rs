@@ -1,0 +1,23 @@
+//! Writes the seed corpus: `cargo run --example seed_corpus -- DIR` creates
+//! `DIR/decode_frames/` and `DIR/decode_split/` with one file per seed input.
+
+use std::path::PathBuf;
+
+fn main() -> std::io::Result<()> {
+    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "corpus".into()));
+    for (target, inputs) in [
+        (
+            "decode_frames",
+            mycelium_fuzz::seeds::decode_frames_inputs(),
+        ),
+        ("decode_split", mycelium_fuzz::seeds::decode_split_inputs()),
+    ] {
+        let target_dir = dir.join(target);
+        std::fs::create_dir_all(&target_dir)?;
+        for (name, bytes) in &inputs {
+            std::fs::write(target_dir.join(format!("seed-{name}")), bytes)?;
+        }
+        println!("{}: {} seeds", target_dir.display(), inputs.len());
+    }
+    Ok(())
+}

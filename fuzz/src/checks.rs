@@ -1,0 +1,358 @@
+//! The properties the fuzz targets check on arbitrary bytes, as plain functions that panic on a
+//! violation.
+//!
+//! - [`check_decode_frames`]: the `FrameCodec` decoder and `peek_frame` + `FrameView::to_frame`
+//!   agree frame by frame; neither panics; a partial frame and a bad header consume nothing; a
+//!   malformed body consumes exactly its frame; every decoded frame re-encodes to the bytes it came
+//!   from (reserved `Error` flag bits aside) and decodes again to an equal frame; the handshake
+//!   limit yields a prefix of what the post-handshake limit yields.
+//! - [`check_decode_split`]: the same bytes fed in two chunks (split point from the first two input
+//!   bytes), and byte by byte, decode to the same frames and errors as in one piece.
+//!
+//! This file is compiled twice: by the fuzz crate (`fuzz/src/lib.rs`) and, through `#[path]`, by
+//! `mycelium-transport/tests/fuzz_corpus.rs`, which replays the committed corpus on stable so that
+//! CI re-checks every past finding with exactly these checks.
+
+use bytes::BytesMut;
+use mycelium_transport::{
+    encode_frame, encode_message, kind, peek_frame, DecodeError, ErrorCode, Frame, FrameCodec,
+    HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN,
+};
+use tokio_util::codec::{Decoder, Encoder};
+
+/// The post-handshake limit the targets decode with: `max_frame_len` of a broker whose largest
+/// topic takes the default 64 KiB payload (`max_message_size + 6`).
+pub const FUZZ_MAX_FRAME_LEN: usize = 65_536 + 6;
+
+/// Inputs longer than this are not also fed byte by byte in [`check_decode_split`], to keep the
+/// fuzzer fast; the two-chunk split still covers them.
+const BYTE_BY_BYTE_MAX: usize = 4096;
+
+/// Offset of the `flags` byte in an `Error` frame: header, `request_id` (4), `code` (2).
+const ERROR_FLAGS_OFFSET: usize = HEADER_LEN + 4 + 2;
+
+/// One result of decoding at one position of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// A whole, valid frame.
+    Frame(Frame),
+    /// A decode error: its code and its `Debug` text (`DecodeError` has no `PartialEq`).
+    Error { code: ErrorCode, debug: String },
+}
+
+impl Step {
+    fn error(error: &DecodeError) -> Step {
+        Step::Error {
+            code: error.error_code(),
+            debug: format!("{error:?}"),
+        }
+    }
+}
+
+/// Everything a decoder made of a byte string.
+#[derive(Debug, PartialEq, Eq)]
+struct Decoded {
+    steps: Vec<Step>,
+    /// True when decoding stopped at a header error (the stream cannot be resynchronised).
+    stopped: bool,
+    /// Bytes not consumed when decoding stopped.
+    leftover: usize,
+}
+
+/// Checks every property of the decoders on `data` as one stream of frames; panics on a violation.
+pub fn check_decode_frames(data: &[u8]) {
+    let big = decode_with_codec(data, FUZZ_MAX_FRAME_LEN);
+    let viewed = decode_with_peek(data, FUZZ_MAX_FRAME_LEN);
+    assert_eq!(
+        big, viewed,
+        "the Decoder and peek_frame + to_frame disagree on {data:02x?}"
+    );
+    check_end_of_stream(data, &big, FUZZ_MAX_FRAME_LEN);
+
+    let small = decode_with_codec(data, HANDSHAKE_MAX_FRAME_LEN);
+    assert_eq!(small, decode_with_peek(data, HANDSHAKE_MAX_FRAME_LEN));
+    check_smaller_limit_is_a_prefix(&small, &big);
+}
+
+/// Checks that `data[2..]` fed in two chunks, split at the point the first two bytes of `data`
+/// choose, and (for short inputs) byte by byte, decodes exactly as in one piece.
+pub fn check_decode_split(data: &[u8]) {
+    let (split_bytes, stream) = data.split_at(data.len().min(2));
+    let mut split = [0u8; 2];
+    split[..split_bytes.len()].copy_from_slice(split_bytes);
+    let split = usize::from(u16::from_le_bytes(split)) % (stream.len() + 1);
+
+    let whole = decode_with_codec(stream, FUZZ_MAX_FRAME_LEN);
+    let (first, second) = stream.split_at(split);
+    let in_two = decode_in_chunks(&[first, second], FUZZ_MAX_FRAME_LEN);
+    assert_eq!(
+        whole,
+        in_two,
+        "split at {split} of {} bytes decodes differently: {stream:02x?}",
+        stream.len()
+    );
+    check_prefix_peek(stream, split, FUZZ_MAX_FRAME_LEN);
+
+    if stream.len() <= BYTE_BY_BYTE_MAX {
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        let by_byte = decode_in_chunks(&bytes, FUZZ_MAX_FRAME_LEN);
+        assert_eq!(
+            whole, by_byte,
+            "byte-by-byte feeding decodes differently: {stream:02x?}"
+        );
+    }
+}
+
+/// Decodes `data` with a `FrameCodec` until it needs more bytes or hits a header error, checking
+/// the decoder contract on every call and the round trip of every frame.
+fn decode_with_codec(data: &[u8], limit: usize) -> Decoded {
+    decode_in_chunks(&[data], limit)
+}
+
+/// Feeds `chunks` one after the other into one buffer, decoding as far as possible after each.
+fn decode_in_chunks(chunks: &[&[u8]], limit: usize) -> Decoded {
+    let whole: Vec<u8> = chunks.concat();
+    let mut codec = FrameCodec::new(limit);
+    let mut buf = BytesMut::new();
+    let mut steps = Vec::new();
+    let mut consumed = 0;
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        loop {
+            let before = buf.len();
+            let result = codec.decode(&mut buf);
+            let used = before - buf.len();
+            match result {
+                Ok(Some(frame)) => {
+                    assert!(used >= HEADER_LEN, "a frame consumed only {used} bytes");
+                    check_round_trip(&frame, &whole[consumed..consumed + used], limit);
+                    steps.push(Step::Frame(frame));
+                }
+                Ok(None) => {
+                    assert_eq!(used, 0, "a partial frame consumed bytes");
+                    break;
+                }
+                Err(error) if used == 0 => {
+                    assert!(
+                        is_header_error(&error),
+                        "{error:?} consumed nothing but is not a header error"
+                    );
+                    steps.push(Step::error(&error));
+                    // Counting the chunks not fed yet too.
+                    return Decoded {
+                        steps,
+                        stopped: true,
+                        leftover: whole.len() - consumed,
+                    };
+                }
+                Err(error) => {
+                    assert!(
+                        matches!(error, DecodeError::Malformed { .. }),
+                        "only a malformed body may consume its frame, not {error:?}"
+                    );
+                    check_whole_frame_len(&whole[consumed..consumed + used], limit);
+                    steps.push(Step::error(&error));
+                }
+            }
+            consumed += used;
+        }
+    }
+    Decoded {
+        steps,
+        stopped: false,
+        leftover: buf.len(),
+    }
+}
+
+/// Decodes `data` with `peek_frame` and `FrameView::to_frame`, the broker's hot path.
+fn decode_with_peek(data: &[u8], limit: usize) -> Decoded {
+    let mut steps = Vec::new();
+    let mut offset = 0;
+    loop {
+        let rest = &data[offset..];
+        match peek_frame(rest, limit) {
+            Ok(Some((view, total))) => {
+                check_whole_frame_len(&rest[..total], limit);
+                assert_eq!(view.body, &rest[HEADER_LEN..total]);
+                assert_eq!(view.kind, rest[5]);
+                let decoded = view.to_frame();
+                match (&decoded, view.message()) {
+                    (Ok(Frame::Publish { topic_id, payload }), Some((id, bytes)))
+                    | (Ok(Frame::Deliver { topic_id, payload }), Some((id, bytes))) => {
+                        assert_eq!((*topic_id, &payload[..]), (id, bytes));
+                    }
+                    (Ok(frame), None) => assert!(
+                        !matches!(frame, Frame::Publish { .. } | Frame::Deliver { .. }),
+                        "FrameView::message missed the topic id of {frame:?}"
+                    ),
+                    (Err(_), Some(_)) => {
+                        panic!("FrameView::message read a message that to_frame refused")
+                    }
+                    (Err(_), None) => {}
+                    (Ok(frame), Some(_)) => {
+                        panic!("FrameView::message read a message out of {frame:?}")
+                    }
+                }
+                steps.push(match decoded {
+                    Ok(frame) => Step::Frame(frame),
+                    Err(error) => {
+                        assert!(matches!(error, DecodeError::Malformed { .. }));
+                        Step::error(&error)
+                    }
+                });
+                offset += total;
+            }
+            Ok(None) => {
+                return Decoded {
+                    steps,
+                    stopped: false,
+                    leftover: rest.len(),
+                }
+            }
+            Err(error) => {
+                assert!(is_header_error(&error), "peek_frame failed with {error:?}");
+                steps.push(Step::error(&error));
+                return Decoded {
+                    steps,
+                    stopped: true,
+                    leftover: rest.len(),
+                };
+            }
+        }
+    }
+}
+
+/// `decode_eof` is clean exactly when decoding stopped on a frame boundary.
+fn check_end_of_stream(data: &[u8], decoded: &Decoded, limit: usize) {
+    if decoded.stopped {
+        return;
+    }
+    let mut buf = BytesMut::from(&data[data.len() - decoded.leftover..]);
+    match FrameCodec::new(limit).decode_eof(&mut buf) {
+        Ok(None) => assert_eq!(decoded.leftover, 0, "decode_eof ignored leftover bytes"),
+        Err(DecodeError::TruncatedAtEof) => {
+            assert_ne!(decoded.leftover, 0, "decode_eof failed on a frame boundary")
+        }
+        other => panic!("decode_eof on a partial frame gave {other:?}"),
+    }
+}
+
+/// Under the handshake limit the decoder yields the same steps as under the larger limit, up to
+/// the first frame the smaller limit refuses as too large.
+fn check_smaller_limit_is_a_prefix(small: &Decoded, big: &Decoded) {
+    let same = small
+        .steps
+        .iter()
+        .zip(&big.steps)
+        .take_while(|(a, b)| a == b)
+        .count();
+    if same == small.steps.len() && same == big.steps.len() {
+        assert_eq!(small, big);
+        return;
+    }
+    assert_eq!(
+        same + 1,
+        small.steps.len(),
+        "the limits disagree before the end: {small:?} vs {big:?}"
+    );
+    assert!(
+        small.stopped
+            && matches!(
+                small.steps[same],
+                Step::Error {
+                    code: ErrorCode::FrameTooLarge,
+                    ..
+                }
+            ),
+        "the smaller limit stopped on something other than FrameTooLarge: {small:?} vs {big:?}"
+    );
+}
+
+/// A peek at the first `split` bytes either waits for more or gives exactly what a peek at all of
+/// `stream` gives: header errors surface as early as the bytes allow, never differently.
+fn check_prefix_peek(stream: &[u8], split: usize, limit: usize) {
+    let full = peek_frame(stream, limit);
+    match peek_frame(&stream[..split], limit) {
+        Ok(None) => {}
+        Ok(Some((view, total))) => match &full {
+            Ok(Some((full_view, full_total))) => {
+                assert_eq!((view, total), (*full_view, *full_total));
+            }
+            other => panic!("a prefix holds a whole frame but the whole stream gives {other:?}"),
+        },
+        Err(error) => match &full {
+            Err(full_error) => assert_eq!(format!("{error:?}"), format!("{full_error:?}")),
+            other => panic!("a prefix fails with {error:?} but the whole stream gives {other:?}"),
+        },
+    }
+}
+
+/// The errors that leave the stream unsynchronised, and consume nothing.
+fn is_header_error(error: &DecodeError) -> bool {
+    match error {
+        DecodeError::FrameTooLarge { .. }
+        | DecodeError::UnsupportedVersion(_)
+        | DecodeError::UnknownKind(_) => true,
+        DecodeError::Malformed { kind_name, .. } => *kind_name == "unknown",
+        _ => false,
+    }
+}
+
+/// `wire` is one whole frame whose `len` field matches its size and respects `limit`.
+fn check_whole_frame_len(wire: &[u8], limit: usize) {
+    let len = u32::from_le_bytes([wire[0], wire[1], wire[2], wire[3]]) as usize;
+    assert_eq!(wire.len(), len + 4, "the frame's size is not 4 + len");
+    assert!((2..=limit).contains(&len), "len {len} outside 2..={limit}");
+}
+
+/// A decoded frame re-encodes to the bytes it was decoded from (with the reserved bits of an
+/// `Error`'s flags cleared, as the encoder sends them), through every encoder, and decodes again
+/// to an equal frame through both decoding paths.
+fn check_round_trip(frame: &Frame, wire: &[u8], limit: usize) {
+    check_whole_frame_len(wire, limit);
+    let mut expected = wire.to_vec();
+    if frame.kind() == kind::ERROR {
+        expected[ERROR_FLAGS_OFFSET] &= 1;
+    }
+
+    let mut encoded = BytesMut::new();
+    if let Err(error) = encode_frame(frame, &mut encoded) {
+        panic!("decoded {frame:?} but cannot encode it: {error}");
+    }
+    assert_eq!(
+        &encoded[..],
+        &expected[..],
+        "{frame:?} re-encodes to other bytes"
+    );
+
+    let mut through_codec = BytesMut::new();
+    if let Err(error) = FrameCodec::new(limit).encode(frame, &mut through_codec) {
+        panic!("the codec cannot encode {frame:?} within {limit}: {error}");
+    }
+    assert_eq!(
+        through_codec, encoded,
+        "the codec encodes {frame:?} differently"
+    );
+
+    if let Frame::Publish { topic_id, payload } | Frame::Deliver { topic_id, payload } = frame {
+        let mut message = BytesMut::new();
+        encode_message(&mut message, frame.kind(), *topic_id, payload);
+        assert_eq!(
+            message, encoded,
+            "encode_message writes {frame:?} differently"
+        );
+    }
+
+    match peek_frame(&encoded, limit) {
+        Ok(Some((view, total))) if total == encoded.len() => match view.to_frame() {
+            Ok(again) => assert_eq!(&again, frame, "to_frame after a round trip"),
+            Err(error) => panic!("re-encoded {frame:?} does not parse: {error}"),
+        },
+        other => panic!("peek_frame on re-encoded {frame:?} gives {other:?}"),
+    }
+    match FrameCodec::new(limit).decode(&mut encoded) {
+        Ok(Some(again)) => assert_eq!(&again, frame, "decode after a round trip"),
+        other => panic!("re-encoded {frame:?} decodes to {other:?}"),
+    }
+    assert!(encoded.is_empty(), "a re-encoded frame left bytes behind");
+}
