@@ -145,6 +145,11 @@ impl Outbox {
         payloads: &[&[u8]],
         max_messages: usize,
     ) -> Appended {
+        self.append(topic_id, payloads, Some(max_messages))
+    }
+
+    /// Appends messages, within `max_messages` and the byte limit when a limit is given.
+    fn append(&self, topic_id: u32, payloads: &[&[u8]], max_messages: Option<usize>) -> Appended {
         let mut state = self.lock();
         if state.closed {
             return Appended::Closed;
@@ -152,7 +157,7 @@ impl Outbox {
         let was_empty = state.buf.is_empty();
         let mut queued = 0;
         for payload in payloads {
-            if !state.has_room(max_messages) {
+            if max_messages.is_some_and(|max| !state.has_room(max)) {
                 break;
             }
             codec::encode_message(&mut state.buf, self.message_kind, topic_id, payload);
@@ -164,6 +169,12 @@ impl Outbox {
             self.readable.notify_one();
         }
         Appended::Queued(queued)
+    }
+
+    /// Queues all of `payloads` regardless of the limits: for queue deliveries, which the
+    /// consumer's credit already bounds.
+    pub fn append_credited(&self, topic_id: u32, payloads: &[&[u8]]) -> Appended {
+        self.append(topic_id, payloads, None)
     }
 
     /// Queues one control frame regardless of the limits. Returns false if the outbox is closed.

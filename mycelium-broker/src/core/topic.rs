@@ -388,9 +388,11 @@ impl Topic {
                     continue;
                 }
             }
-            if state.backlog.len() < self.config.buffer_size {
-                state.backlog.push_back(Bytes::copy_from_slice(payloads[i]));
-                i += 1;
+            let room = self.config.buffer_size.saturating_sub(state.backlog.len());
+            if room > 0 {
+                let end = payloads.len().min(i + room);
+                push_copies(&mut state.backlog, &payloads[i..end]);
+                i = end;
                 continue;
             }
             match self.config.backpressure {
@@ -417,26 +419,36 @@ impl Topic {
     /// an even share of the run so that one batch is spread over every ready consumer.
     /// Returns how many were placed, or None when no consumer has credit.
     fn deal(state: &mut QueueState, topic_id: TopicId, payloads: &[&[u8]]) -> Option<usize> {
+        Self::deal_to(&mut state.consumers, &mut state.next, topic_id, payloads)
+    }
+
+    /// [`Self::deal`] over the parts of the state it needs, so that the payloads may borrow
+    /// the backlog.
+    fn deal_to(
+        consumers: &mut [Consumer],
+        next: &mut usize,
+        topic_id: TopicId,
+        payloads: &[&[u8]],
+    ) -> Option<usize> {
         loop {
-            let ready = state.consumers.iter().filter(|c| c.credit > 0).count();
-            if ready == 0 {
+            let ready = consumers.iter().filter(|c| c.credit > 0).count();
+            if ready == 0 || payloads.is_empty() {
                 return None;
             }
             let share = payloads.len().div_ceil(ready);
-            let n = state.consumers.len();
-            let start = state.next % n;
+            let n = consumers.len();
+            let start = *next % n;
             let index = (0..n)
                 .map(|k| (start + k) % n)
-                .find(|&k| state.consumers[k].credit > 0)?;
-            state.next = (index + 1) % n;
-            let consumer = &mut state.consumers[index];
+                .find(|&k| consumers[k].credit > 0)?;
+            *next = (index + 1) % n;
+            let consumer = &mut consumers[index];
             let take = share.min(consumer.credit as usize).min(payloads.len());
-            match consumer
-                .outbox
-                .append_messages(topic_id, &payloads[..take], usize::MAX)
-            {
+            // Credit, not the outbox limit, bounds what a consumer may hold: it was granted
+            // for exactly this, and refusing here would strand the backlog.
+            match consumer.outbox.append_credited(topic_id, &payloads[..take]) {
                 Appended::Queued(placed) => {
-                    // `placed` ≤ `take` ≤ credit, so this cannot underflow.
+                    // `placed` == `take` ≤ credit, so this cannot underflow.
                     consumer.credit -= placed as u32;
                     return Some(placed);
                 }
@@ -449,18 +461,27 @@ impl Topic {
         }
     }
 
-    /// Moves backlog messages to consumers with credit, oldest first.
+    /// Moves backlog messages to consumers with credit, oldest first, a run per consumer.
     fn drain_backlog(&self, state: &mut QueueState) {
         let before = state.backlog.len();
         let mut delivered = 0u64;
-        while let Some(front) = state.backlog.front().cloned() {
-            match Self::deal(state, self.id, &[&front]) {
-                Some(_) => {
-                    state.backlog.pop_front();
-                    delivered += 1;
-                }
-                None => break,
-            }
+        let QueueState {
+            consumers,
+            next,
+            backlog,
+            ..
+        } = state;
+        loop {
+            let credit: usize = consumers.iter().map(|c| c.credit as usize).sum();
+            let placed = {
+                let run: Vec<&[u8]> = backlog.iter().take(credit).map(|b| b.as_ref()).collect();
+                Self::deal_to(consumers, next, self.id, &run)
+            };
+            let Some(placed) = placed else {
+                break;
+            };
+            backlog.drain(..placed);
+            delivered += placed as u64;
         }
         self.counters
             .delivered
@@ -468,6 +489,22 @@ impl Topic {
         if state.backlog.len() < before && std::mem::take(&mut state.space_wanted) {
             self.queue.space.notify_waiters();
         }
+    }
+}
+
+/// Copies `payloads` into one allocation and queues a zero-copy slice of it per message, so a
+/// burst that lands in the backlog costs one allocation, not one per message.
+fn push_copies(backlog: &mut VecDeque<Bytes>, payloads: &[&[u8]]) {
+    let total = payloads.iter().map(|p| p.len()).sum();
+    let mut block = bytes::BytesMut::with_capacity(total);
+    for payload in payloads {
+        block.extend_from_slice(payload);
+    }
+    let block = block.freeze();
+    let mut at = 0;
+    for payload in payloads {
+        backlog.push_back(block.slice(at..at + payload.len()));
+        at += payload.len();
     }
 }
 
@@ -622,6 +659,50 @@ mod tests {
         let mut expected = m[..16].to_vec();
         expected.sort();
         assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn a_queue_consumer_whose_outbox_is_byte_full_still_gets_what_its_credit_allows() {
+        // Regression: the byte limit once refused credited deliveries, and the publish looped
+        // forever placing zero messages while holding the topic's lock.
+        let t = topic(Routing::Queue, 100, Backpressure::Block, 4);
+        let c = Arc::new(Outbox::new());
+        let other_topic = vec![0u8; crate::outbox::OUTBOX_MAX_BYTES];
+        c.append_messages(99, &[&other_topic], 10);
+        t.subscribe(1, c.clone(), 1000, 0);
+        assert!(matches!(publish_all(&t, &msgs(3)), Progress::Done));
+        assert_eq!(t.backlog_len(), 0);
+        assert_eq!(c.queued_messages(), 4);
+    }
+
+    #[test]
+    fn the_backlog_drains_in_order_across_consumers_as_credit_returns() {
+        let t = topic(Routing::Queue, 1000, Backpressure::Block, 10);
+        let m = msgs(100);
+        assert!(matches!(publish_all(&t, &m), Progress::Done));
+        assert_eq!(t.backlog_len(), 100);
+        let (a, b) = (Arc::new(Outbox::new()), Arc::new(Outbox::new()));
+        t.subscribe(1, a.clone(), 1000, 0);
+        t.subscribe(2, b.clone(), 1000, 0);
+        let mut got = Vec::new();
+        while got.len() < 100 {
+            let (from_a, from_b) = (drain(&a), drain(&b));
+            assert!(from_a.len() <= 10 && from_b.len() <= 10, "credit exceeded");
+            assert!(
+                !from_a.is_empty() || !from_b.is_empty(),
+                "stalled at {}",
+                got.len()
+            );
+            t.add_credit(1, from_a.len() as u32);
+            t.add_credit(2, from_b.len() as u32);
+            got.extend(from_a);
+            got.extend(from_b);
+        }
+        got.sort();
+        let mut expected = m.clone();
+        expected.sort();
+        assert_eq!(got, expected);
+        assert_eq!(t.backlog_len(), 0);
     }
 
     #[test]
