@@ -251,8 +251,14 @@ flush_interval_ms = 1
         // The shipped file adds the topics `mycelium bench` uses to the seed example.
         let bench: Vec<TopicConfig> = config.topics.split_off(2);
         let names: Vec<&str> = bench.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["bench.fanout", "bench.queue", "bench.ping", "bench.pong"]);
+        assert_eq!(
+            names,
+            ["bench.fanout", "bench.queue", "bench.ping", "bench.pong"]
+        );
         assert_eq!(bench[1].routing, Routing::Queue);
+        // ... and runs the broker on one worker thread, as measured best on 2 cores.
+        assert_eq!(config.performance.worker_threads, 1);
+        config.performance.worker_threads = 2;
         assert_eq!(config, expected_example());
     }
 

@@ -192,7 +192,9 @@ impl LocalSubscription {
             _ => return None,
         };
         let message = self.pending.slice(payload_range);
-        let _ = self.pending.split_to(topic_len);
+        // `advance` moves the view without touching the refcount (`split_to` would clone and
+        // drop a handle: two atomics per message).
+        bytes::Buf::advance(&mut self.pending, topic_len);
         if self.topic.config().routing == Routing::Queue {
             self.unreturned += 1;
             if self.unreturned >= self.credit_batch {
