@@ -12,12 +12,22 @@
 //!   publishers nothing.
 //! - The drainer is woken only on the empty → non-empty transition, and blocked producers only
 //!   when they have asked for space: no wake-up per message.
+//! - A publisher's batch read off its socket ([`FrameRun`]) is queued by reference, not copied,
+//!   when it is large: every subscriber's outbox holds a slice of the same buffer, and the
+//!   writer hands the slices to one vectored `write`. Small runs are copied (cheaper than a
+//!   refcount and an iovec), and an outbox holds at most [`MAX_SHARED_SEGMENTS`] shared slices,
+//!   which bounds the read buffers a slow subscriber can keep alive.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
+use mycelium_transport::frame::MESSAGE_OVERHEAD;
 use mycelium_transport::{codec, frame::kind, Frame};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 /// Bytes an outbox may hold before message appends count as full, whatever the message limit.
@@ -33,6 +43,137 @@ pub const OUTBOX_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// 1 KiB messages. Only a message larger than this makes a buffer that is dropped after use.
 const REUSE_CAPACITY: usize = 2 * OUTBOX_MAX_BYTES;
 
+/// A run of frames at least this long is queued by reference; a shorter one is copied.
+pub const SHARE_MIN_BYTES: usize = 16 * 1024;
+
+/// Shared slices an outbox may hold before further runs are copied. Each slice may keep a whole
+/// read buffer (a few hundred KiB) alive, so this bounds what a slow subscriber pins.
+pub const MAX_SHARED_SEGMENTS: usize = 64;
+
+/// Slices handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// Whole `Deliver` frames back to back, and where each ends: a publisher's batch as read off its
+/// socket, relabelled from `Publish`, ready to be queued toward subscribers without copying.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameRun<'a> {
+    frames: &'a Bytes,
+    /// `ends[i]` is the offset just past frame `i`; increasing, the last is `frames.len()`.
+    ends: &'a [usize],
+}
+
+impl<'a> FrameRun<'a> {
+    /// A run over `frames` whose frames end at `ends` (see the field docs). The broker builds
+    /// these from frames `peek_frame` accepted, so each holds at least a topic id.
+    pub fn new(frames: &'a Bytes, ends: &'a [usize]) -> FrameRun<'a> {
+        FrameRun { frames, ends }
+    }
+
+    /// Frames in the run.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when the run holds no frame.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn start_of(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1]
+        }
+    }
+
+    /// The payload of frame `i`.
+    pub fn payload(&self, i: usize) -> &'a [u8] {
+        let frames: &'a [u8] = self.frames;
+        &frames[self.start_of(i) + MESSAGE_OVERHEAD..self.ends[i]]
+    }
+
+    fn bytes(&self, range: Range<usize>) -> Range<usize> {
+        self.start_of(range.start)..self.start_of(range.end)
+    }
+}
+
+/// What a drainer took out of an outbox: shared slices, then copied frames, in queue order.
+#[derive(Debug, Default)]
+pub struct Drained {
+    segments: VecDeque<Bytes>,
+    tail: BytesMut,
+}
+
+impl Drained {
+    /// True when nothing is left to write.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.tail.is_empty()
+    }
+
+    /// Writes everything with vectored writes, then empties itself (keeping the tail's capacity
+    /// for reuse).
+    pub async fn write_all<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        let mut tail_written = 0;
+        loop {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for segment in self.segments.iter().take(MAX_IOVECS - 1) {
+                slices[count] = IoSlice::new(segment);
+                count += 1;
+            }
+            if count < MAX_IOVECS - 1 && tail_written < self.tail.len() {
+                slices[count] = IoSlice::new(&self.tail[tail_written..]);
+                count += 1;
+            }
+            if count == 0 {
+                break;
+            }
+            let mut written = writer.write_vectored(&slices[..count]).await?;
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            while written > 0 {
+                match self.segments.front_mut() {
+                    Some(front) if front.len() <= written => {
+                        written -= front.len();
+                        self.segments.pop_front();
+                    }
+                    Some(front) => {
+                        front.advance(written);
+                        written = 0;
+                    }
+                    None => {
+                        tail_written += written;
+                        written = 0;
+                    }
+                }
+            }
+        }
+        self.tail.clear();
+        Ok(())
+    }
+
+    /// Everything drained, as one byte string (tests).
+    #[cfg(test)]
+    pub(crate) fn flatten(&mut self) -> Vec<u8> {
+        let mut chunks = VecDeque::new();
+        self.drain_chunks(&mut chunks);
+        chunks.iter().flat_map(|c| c.iter().copied()).collect()
+    }
+
+    /// Moves every frame out as `Bytes` chunks, in order (for in-process drainers).
+    pub fn drain_chunks(&mut self, out: &mut VecDeque<Bytes>) {
+        out.extend(self.segments.drain(..));
+        if !self.tail.is_empty() {
+            out.push_back(self.tail.split().freeze());
+        }
+    }
+}
+
 /// What an append of messages achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
@@ -44,8 +185,13 @@ pub enum Appended {
 
 #[derive(Debug, Default)]
 struct State {
-    buf: BytesMut,
-    /// Message frames in `buf` (control frames are not counted).
+    /// Shared slices queued before `tail`, in order.
+    segments: VecDeque<Bytes>,
+    /// Frames copied in after every segment.
+    tail: BytesMut,
+    /// Bytes in `segments` and `tail`.
+    bytes: usize,
+    /// Message frames queued (control frames are not counted).
     messages: usize,
     /// Set by `close`/`abort`; appends are refused from then on.
     closed: bool,
@@ -62,7 +208,25 @@ impl State {
     /// The byte limit is checked before the message, so an outbox may exceed it by one
     /// message; an empty outbox always takes one, so a message larger than the limit moves.
     fn has_room(&self, max_messages: usize) -> bool {
-        self.messages == 0 || (self.messages < max_messages && self.buf.len() < OUTBOX_MAX_BYTES)
+        self.messages == 0 || (self.messages < max_messages && self.bytes < OUTBOX_MAX_BYTES)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// Queues `frames` (whole frames) by reference, after whatever is in the tail.
+    fn push_shared(&mut self, frames: Bytes) {
+        if !self.tail.is_empty() {
+            let copied = self.tail.split().freeze();
+            self.segments.push_back(copied);
+        }
+        self.bytes += frames.len();
+        self.segments.push_back(frames);
+    }
+
+    fn shared_segments(&self) -> usize {
+        self.segments.len()
     }
 }
 
@@ -92,7 +256,7 @@ impl Drop for HoldGuard<'_> {
     fn drop(&mut self) {
         let mut state = self.outbox.lock();
         state.holds -= 1;
-        let wake = state.holds == 0 && !state.buf.is_empty();
+        let wake = state.holds == 0 && !state.is_empty();
         drop(state);
         if wake {
             self.outbox.readable.notify_one();
@@ -154,15 +318,64 @@ impl Outbox {
         if state.closed {
             return Appended::Closed;
         }
-        let was_empty = state.buf.is_empty();
+        let was_empty = state.is_empty();
         let mut queued = 0;
         for payload in payloads {
             if max_messages.is_some_and(|max| !state.has_room(max)) {
                 break;
             }
-            codec::encode_message(&mut state.buf, self.message_kind, topic_id, payload);
+            codec::encode_message(&mut state.tail, self.message_kind, topic_id, payload);
+            state.bytes += payload.len() + MESSAGE_OVERHEAD;
             state.messages += 1;
             queued += 1;
+        }
+        drop(state);
+        if was_empty && queued > 0 {
+            self.readable.notify_one();
+        }
+        Appended::Queued(queued)
+    }
+
+    /// Queues as many frames of `run[range]` as fit under `max_messages` (no limit when `None`):
+    /// by reference when they are many, else by copy. The frames are queued as they are, so
+    /// they must already be `Deliver` frames of this outbox's topic.
+    pub fn append_run(
+        &self,
+        run: &FrameRun<'_>,
+        range: Range<usize>,
+        max_messages: Option<usize>,
+    ) -> Appended {
+        let mut state = self.lock();
+        if state.closed {
+            return Appended::Closed;
+        }
+        let was_empty = state.is_empty();
+        let mut end = range.start;
+        let (start_messages, start_bytes) = (state.messages, state.bytes);
+        while end < range.end {
+            if max_messages.is_some_and(|max| !state.has_room(max)) {
+                break;
+            }
+            let frame_len = run.ends[end] - run.start_of(end);
+            state.messages += 1;
+            state.bytes += frame_len;
+            end += 1;
+        }
+        let queued = end - range.start;
+        if queued > 0 {
+            let bytes = run.bytes(range.start..end);
+            let len = bytes.len();
+            // `has_room` above counted the frames in; undo the byte count, since the push
+            // below counts it again.
+            state.bytes = start_bytes;
+            if len >= SHARE_MIN_BYTES && state.shared_segments() < MAX_SHARED_SEGMENTS {
+                state.push_shared(run.frames.slice(bytes));
+            } else {
+                let frames: &[u8] = run.frames;
+                state.tail.extend_from_slice(&frames[bytes]);
+                state.bytes += len;
+            }
+            debug_assert_eq!(state.messages, start_messages + queued);
         }
         drop(state);
         if was_empty && queued > 0 {
@@ -183,12 +396,14 @@ impl Outbox {
         if state.closed {
             return false;
         }
-        let was_empty = state.buf.is_empty();
-        if let Err(error) = codec::encode_frame(frame, &mut state.buf) {
+        let was_empty = state.is_empty();
+        let before = state.tail.len();
+        if let Err(error) = codec::encode_frame(frame, &mut state.tail) {
             // Control frames are built by the broker from bounded data; failing here is a bug.
             tracing::error!(%error, ?frame, "could not encode a control frame");
             return true;
         }
+        state.bytes += state.tail.len() - before;
         drop(state);
         if was_empty {
             self.readable.notify_one();
@@ -235,16 +450,19 @@ impl Outbox {
     /// Swaps everything queued into `into`, which must be empty (its capacity is reused).
     ///
     /// Returns false when nothing is queued. What `into` receives is whole frames only.
-    pub fn take(&self, into: &mut BytesMut) -> bool {
-        into.clear();
-        if into.capacity() > REUSE_CAPACITY {
-            *into = BytesMut::new();
+    pub fn take(&self, into: &mut Drained) -> bool {
+        into.segments.clear();
+        into.tail.clear();
+        if into.tail.capacity() > REUSE_CAPACITY {
+            into.tail = BytesMut::new();
         }
         let mut state = self.lock();
-        if state.buf.is_empty() || state.holds > 0 {
+        if state.is_empty() || state.holds > 0 {
             return false;
         }
-        std::mem::swap(&mut state.buf, into);
+        std::mem::swap(&mut state.segments, &mut into.segments);
+        std::mem::swap(&mut state.tail, &mut into.tail);
+        state.bytes = 0;
         state.messages = 0;
         let wake = std::mem::take(&mut state.space_wanted);
         drop(state);
@@ -252,6 +470,23 @@ impl Outbox {
             self.writable.notify_waiters();
         }
         true
+    }
+
+    /// The drainer's loop toward a socket: writes everything queued, a wake-up at a time, until
+    /// the outbox is closed and empty. Returns the write error that ended it early, if any.
+    pub async fn flush_until_closed<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        let mut drained = Drained::default();
+        loop {
+            self.readable().await;
+            if self.take(&mut drained) {
+                drained.write_all(writer).await?;
+            } else if self.is_finished() {
+                return Ok(());
+            }
+        }
     }
 
     /// Waits until something is queued or the outbox is closed.
@@ -262,7 +497,7 @@ impl Outbox {
             notified.as_mut().enable();
             {
                 let state = self.lock();
-                if (!state.buf.is_empty() && state.holds == 0) || state.closed {
+                if (!state.is_empty() && state.holds == 0) || state.closed {
                     return;
                 }
             }
@@ -273,7 +508,7 @@ impl Outbox {
     /// True when nothing is queued and the outbox is closed: the drainer may stop.
     pub fn is_finished(&self) -> bool {
         let state = self.lock();
-        state.closed && state.buf.is_empty()
+        state.closed && state.is_empty()
     }
 
     /// True once `close` or `abort` was called.
@@ -317,7 +552,9 @@ impl Outbox {
             let mut state = self.lock();
             state.closed = true;
             if discard {
-                state.buf = BytesMut::new();
+                state.segments = VecDeque::new();
+                state.tail = BytesMut::new();
+                state.bytes = 0;
                 state.messages = 0;
             }
         }
@@ -339,6 +576,10 @@ mod tests {
     use super::*;
     use mycelium_transport::peek_frame;
 
+    fn flat(taken: &mut Drained) -> Vec<u8> {
+        taken.flatten()
+    }
+
     fn payloads_in(buf: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut rest = buf;
@@ -359,9 +600,12 @@ mod tests {
         let msgs: Vec<&[u8]> = vec![b"a", b"b", b"c"];
         assert_eq!(outbox.append_messages(1, &msgs, 2), Appended::Queued(2));
         assert!(!outbox.has_room(2));
-        let mut taken = BytesMut::new();
+        let mut taken = Drained::default();
         assert!(outbox.take(&mut taken));
-        assert_eq!(payloads_in(&taken), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            payloads_in(&flat(&mut taken)),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
         assert!(outbox.has_room(2));
         assert_eq!(
             outbox.append_messages(1, &msgs[2..], 2),
@@ -401,15 +645,104 @@ mod tests {
         let outbox = Outbox::new();
         let guard = outbox.append_control_held(&Frame::Ack { request_id: 1 });
         outbox.append_messages(1, &[b"after the ack"], 10);
-        let mut taken = BytesMut::new();
+        let mut taken = Drained::default();
         assert!(!outbox.take(&mut taken), "held");
         drop(guard);
         assert!(outbox.take(&mut taken));
-        let (first, _) = peek_frame(&taken, usize::MAX)
+        let bytes = flat(&mut taken);
+        let (first, _) = peek_frame(&bytes, usize::MAX)
             .expect("valid")
             .expect("whole");
         assert_eq!(first.to_frame().expect("ack"), Frame::Ack { request_id: 1 });
-        assert_eq!(payloads_in(&taken), vec![b"after the ack".to_vec()]);
+        assert_eq!(payloads_in(&bytes), vec![b"after the ack".to_vec()]);
+    }
+
+    /// `n` Deliver frames of `size`-byte payloads on topic 1, back to back, and their ends.
+    fn run_of(n: usize, size: usize) -> (Bytes, Vec<usize>) {
+        let mut buf = BytesMut::new();
+        let mut ends = Vec::new();
+        for i in 0..n {
+            let payload = vec![i as u8; size];
+            codec::encode_message(&mut buf, kind::DELIVER, 1, &payload);
+            ends.push(buf.len());
+        }
+        (buf.freeze(), ends)
+    }
+
+    #[test]
+    fn a_large_run_is_queued_by_reference_and_a_small_one_by_copy() {
+        let outbox = Outbox::new();
+        let (big, big_ends) = run_of(64, 1024);
+        let (small, small_ends) = run_of(3, 8);
+        let big_run = FrameRun::new(&big, &big_ends);
+        let small_run = FrameRun::new(&small, &small_ends);
+        assert_eq!(
+            outbox.append_run(&small_run, 0..3, Some(1000)),
+            Appended::Queued(3)
+        );
+        assert_eq!(
+            outbox.append_run(&big_run, 0..64, Some(1000)),
+            Appended::Queued(64)
+        );
+        assert_eq!(
+            outbox.append_run(&small_run, 0..2, Some(1000)),
+            Appended::Queued(2)
+        );
+        assert_eq!(outbox.queued_messages(), 69);
+        let mut taken = Drained::default();
+        assert!(outbox.take(&mut taken));
+        let shared = taken.segments.iter().any(|s| s.as_ptr() == big.as_ptr());
+        assert!(shared, "the large run was not queued by reference");
+        let payloads = payloads_in(&flat(&mut taken));
+        assert_eq!(payloads.len(), 69);
+        assert_eq!(payloads[0], vec![0u8; 8]);
+        assert_eq!(payloads[3], vec![0u8; 1024]);
+        assert_eq!(payloads[66], vec![63u8; 1024]);
+        assert_eq!(payloads[68], vec![1u8; 8]);
+    }
+
+    #[test]
+    fn a_run_stops_at_the_message_limit_on_a_frame_boundary() {
+        let outbox = Outbox::new();
+        let (frames, ends) = run_of(10, 100);
+        let run = FrameRun::new(&frames, &ends);
+        assert_eq!(outbox.append_run(&run, 2..10, Some(5)), Appended::Queued(5));
+        let mut taken = Drained::default();
+        assert!(outbox.take(&mut taken));
+        let payloads = payloads_in(&flat(&mut taken));
+        let expected: Vec<Vec<u8>> = (2..7).map(|i| vec![i as u8; 100]).collect();
+        assert_eq!(payloads, expected);
+        assert_eq!(run.payload(9), &[9u8; 100][..]);
+    }
+
+    #[tokio::test]
+    async fn a_vectored_write_delivers_every_byte_in_order_through_partial_writes() {
+        let outbox = Outbox::new();
+        let (frames, ends) = run_of(200, 1024);
+        let run = FrameRun::new(&frames, &ends);
+        for chunk in 0..10 {
+            outbox.append_messages(1, &[b"copied"], usize::MAX);
+            outbox.append_run(&run, chunk * 20..chunk * 20 + 20, None);
+        }
+        let mut taken = Drained::default();
+        assert!(outbox.take(&mut taken));
+        // A small duplex buffer forces many partial writes.
+        let (mut tx, mut rx) = tokio::io::duplex(1000);
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut rx, &mut all)
+                .await
+                .map(|_| all)
+        });
+        taken.write_all(&mut tx).await.expect("written");
+        assert!(taken.is_empty());
+        drop(tx);
+        let all = reader.await.expect("joined").expect("read");
+        let payloads = payloads_in(&all);
+        assert_eq!(payloads.len(), 210);
+        assert_eq!(payloads[0], b"copied".to_vec());
+        assert_eq!(payloads[1], vec![0u8; 1024]);
+        assert_eq!(payloads[209], vec![199u8; 1024]);
     }
 
     #[test]
@@ -421,7 +754,7 @@ mod tests {
         assert!(!outbox.append_control(&Frame::Pong { token: 9 }));
         assert_eq!(outbox.append_messages(1, &[b"a"], 1), Appended::Closed);
         assert!(
-            !outbox.take(&mut BytesMut::new()),
+            !outbox.take(&mut Drained::default()),
             "abort discards what was queued"
         );
     }
@@ -432,9 +765,9 @@ mod tests {
         outbox.append_messages(4, &[b"last"], 10);
         outbox.close();
         assert!(!outbox.is_finished());
-        let mut taken = BytesMut::new();
+        let mut taken = Drained::default();
         assert!(outbox.take(&mut taken), "queued before close");
-        assert_eq!(payloads_in(&taken), vec![b"last".to_vec()]);
+        assert_eq!(payloads_in(&flat(&mut taken)), vec![b"last".to_vec()]);
         assert!(outbox.is_finished());
     }
 
@@ -448,7 +781,7 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
-        outbox.take(&mut BytesMut::new());
+        outbox.take(&mut Drained::default());
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await
             .expect("woken")

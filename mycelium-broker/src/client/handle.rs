@@ -677,17 +677,9 @@ async fn handshake(
 }
 
 async fn write_loop(mut writer: OwnedWriteHalf, shared: Arc<Shared>) {
-    let mut buf = BytesMut::new();
-    loop {
-        shared.outbox.readable().await;
-        if shared.outbox.take(&mut buf) {
-            if let Err(error) = writer.write_all(&buf).await {
-                shared.fail_all(ClientError::gone(error.to_string()));
-                return;
-            }
-        } else if shared.outbox.is_finished() {
-            break;
-        }
+    if let Err(error) = shared.outbox.flush_until_closed(&mut writer).await {
+        shared.fail_all(ClientError::gone(error.to_string()));
+        return;
     }
     let _ = writer.shutdown().await;
 }

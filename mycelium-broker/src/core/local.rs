@@ -20,14 +20,16 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+
+use bytes::Bytes;
 use mycelium_config::{Routing, TopicConfig, TopicDefaults};
 use mycelium_transport::peek_frame;
 
 use crate::core::registry::TopicRegistry;
 use crate::core::topic::{Progress, PublishCursor, SubscriberId, Topic, TopicId};
 use crate::error::{CreateTopicError, PublishError, SubscribeError};
-use crate::outbox::Outbox;
+use crate::outbox::{Drained, Outbox};
 
 /// What any Mycelium broker offers, whatever carries the messages.
 pub trait Broker {
@@ -134,8 +136,8 @@ impl Broker for LocalBroker {
             topic,
             id,
             outbox,
-            pending: Bytes::new(),
-            spare: BytesMut::new(),
+            pending: VecDeque::new(),
+            drained: Drained::default(),
             unreturned: 0,
             credit_batch: (credit / 2).max(1),
         })
@@ -153,9 +155,9 @@ pub struct LocalSubscription {
     id: SubscriberId,
     outbox: Arc<Outbox>,
     /// Frames drained from the outbox and not yet handed out.
-    pending: Bytes,
-    /// Receives the next drain; handed to `pending` once filled.
-    spare: BytesMut,
+    pending: VecDeque<Bytes>,
+    /// Receives each drain of the outbox before its chunks move to `pending`.
+    drained: Drained,
     /// Queue: messages taken since credit was last returned.
     unreturned: u32,
     /// Queue: return credit once this many are taken (half the prefetch), so the broker can
@@ -182,19 +184,23 @@ impl LocalSubscription {
         if self.pending.is_empty() {
             self.refill();
         }
+        let chunk = self.pending.front_mut()?;
         // Frames in the outbox were encoded by this crate, so a decode failure is a bug; the
         // subscription then ends rather than handing out garbage.
-        let (topic_len, payload_range) = match peek_frame(&self.pending, usize::MAX) {
+        let (frame_len, payload_range) = match peek_frame(chunk, usize::MAX) {
             Ok(Some((view, used))) => {
                 let (_, payload) = view.message()?;
                 (used, (used - payload.len())..used)
             }
             _ => return None,
         };
-        let message = self.pending.slice(payload_range);
+        let message = chunk.slice(payload_range);
         // `advance` moves the view without touching the refcount (`split_to` would clone and
         // drop a handle: two atomics per message).
-        bytes::Buf::advance(&mut self.pending, topic_len);
+        bytes::Buf::advance(chunk, frame_len);
+        if chunk.is_empty() {
+            self.pending.pop_front();
+        }
         if self.topic.config().routing == Routing::Queue {
             self.unreturned += 1;
             if self.unreturned >= self.credit_batch {
@@ -206,8 +212,8 @@ impl LocalSubscription {
     }
 
     fn refill(&mut self) {
-        if self.outbox.take(&mut self.spare) {
-            self.pending = std::mem::take(&mut self.spare).freeze();
+        if self.outbox.take(&mut self.drained) {
+            self.drained.drain_chunks(&mut self.pending);
         }
     }
 

@@ -15,6 +15,7 @@
 //!   each subscriber's frames are appended in order.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -23,7 +24,7 @@ use mycelium_config::{Backpressure, Routing, TopicConfig};
 use mycelium_transport::{ErrorCode, Frame};
 use tokio::sync::Notify;
 
-use crate::outbox::{Appended, Outbox};
+use crate::outbox::{Appended, FrameRun, Outbox};
 
 /// A topic's id: assigned by the broker, carried on the wire, never reused within a broker run.
 pub type TopicId = u32;
@@ -322,7 +323,11 @@ impl Topic {
     }
 
     /// Routes `payloads` (already checked against `max_message_size`) from `cursor` on.
-    pub fn publish(self: &Arc<Self>, payloads: &[&[u8]], cursor: &mut PublishCursor) -> Progress {
+    pub fn publish<B: Batch + ?Sized>(
+        self: &Arc<Self>,
+        payloads: &B,
+        cursor: &mut PublishCursor,
+    ) -> Progress {
         if !cursor.counted {
             cursor.counted = true;
             self.counters
@@ -335,7 +340,11 @@ impl Topic {
         }
     }
 
-    fn publish_fanout(&self, payloads: &[&[u8]], cursor: &mut PublishCursor) -> Progress {
+    fn publish_fanout<B: Batch + ?Sized>(
+        &self,
+        payloads: &B,
+        cursor: &mut PublishCursor,
+    ) -> Progress {
         // The read guard is held while appending (no await happens here): cheaper than cloning
         // the snapshot's Arc, and it only delays a concurrent subscribe by one batch.
         let subscribers = self.fanout.read().unwrap_or_else(|p| p.into_inner());
@@ -347,13 +356,15 @@ impl Topic {
             } else {
                 0
             };
-            let rest = &payloads[start..];
-            let queued = match sub.outbox.append_messages(self.id, rest, sub.limit) {
-                Appended::Closed => continue,
-                Appended::Queued(n) => n,
-            };
+            let rest = payloads.len() - start;
+            let queued =
+                match payloads.append(&sub.outbox, self.id, start..payloads.len(), Some(sub.limit))
+                {
+                    Appended::Closed => continue,
+                    Appended::Queued(n) => n,
+                };
             delivered += queued as u64;
-            if queued == rest.len() {
+            if queued == rest {
                 continue;
             }
             match self.config.backpressure {
@@ -366,9 +377,9 @@ impl Topic {
                     });
                     break;
                 }
-                Backpressure::DropNewest => dropped += (rest.len() - queued) as u64,
+                Backpressure::DropNewest => dropped += (rest - queued) as u64,
                 Backpressure::Disconnect => {
-                    dropped += (rest.len() - queued) as u64;
+                    dropped += (rest - queued) as u64;
                     tracing::warn!(topic = %self.config.name, subscriber = sub.id, "disconnecting a slow subscriber");
                     sub.outbox.close_with(&Frame::Error {
                         request_id: 0,
@@ -387,14 +398,18 @@ impl Topic {
         progress
     }
 
-    fn publish_queue(self: &Arc<Self>, payloads: &[&[u8]], cursor: &mut PublishCursor) -> Progress {
+    fn publish_queue<B: Batch + ?Sized>(
+        self: &Arc<Self>,
+        payloads: &B,
+        cursor: &mut PublishCursor,
+    ) -> Progress {
         let mut state = self.queue.lock();
         let (mut delivered, mut dropped) = (0u64, 0u64);
         let mut i = cursor.offset.min(payloads.len());
         let mut progress = Progress::Done;
         while i < payloads.len() {
             if state.backlog.is_empty() {
-                if let Some(dealt) = Self::deal(&mut state, self.id, &payloads[i..]) {
+                if let Some(dealt) = Self::deal(&mut state, self.id, payloads, i) {
                     delivered += dealt as u64;
                     i += dealt;
                     continue;
@@ -403,7 +418,7 @@ impl Topic {
             let room = self.config.buffer_size.saturating_sub(state.backlog.len());
             if room > 0 {
                 let end = payloads.len().min(i + room);
-                push_copies(&mut state.backlog, &payloads[i..end]);
+                push_copies(&mut state.backlog, payloads, i..end);
                 i = end;
                 continue;
             }
@@ -424,27 +439,40 @@ impl Topic {
         progress
     }
 
-    /// Hands a leading run of `payloads` to the next consumer with credit, round-robin, at most
-    /// an even share of the run so that one batch is spread over every ready consumer.
-    /// Returns how many were placed, or None when no consumer has credit.
-    fn deal(state: &mut QueueState, topic_id: TopicId, payloads: &[&[u8]]) -> Option<usize> {
-        Self::deal_to(&mut state.consumers, &mut state.next, topic_id, payloads)
+    /// Hands a leading run of `payloads[from..]` to the next consumer with credit,
+    /// round-robin, at most an even share of the run so that one batch is spread over every
+    /// ready consumer. Returns how many were placed, or None when no consumer has credit.
+    fn deal<B: Batch + ?Sized>(
+        state: &mut QueueState,
+        topic_id: TopicId,
+        payloads: &B,
+        from: usize,
+    ) -> Option<usize> {
+        Self::deal_to(
+            &mut state.consumers,
+            &mut state.next,
+            topic_id,
+            payloads,
+            from,
+        )
     }
 
     /// [`Self::deal`] over the parts of the state it needs, so that the payloads may borrow
     /// the backlog.
-    fn deal_to(
+    fn deal_to<B: Batch + ?Sized>(
         consumers: &mut [Consumer],
         next: &mut usize,
         topic_id: TopicId,
-        payloads: &[&[u8]],
+        payloads: &B,
+        from: usize,
     ) -> Option<usize> {
+        let left = payloads.len().saturating_sub(from);
         loop {
             let ready = consumers.iter().filter(|c| c.credit > 0).count();
-            if ready == 0 || payloads.is_empty() {
+            if ready == 0 || left == 0 {
                 return None;
             }
-            let share = payloads.len().div_ceil(ready);
+            let share = left.div_ceil(ready);
             let n = consumers.len();
             let start = *next % n;
             let index = (0..n)
@@ -452,10 +480,10 @@ impl Topic {
                 .find(|&k| consumers[k].credit > 0)?;
             *next = (index + 1) % n;
             let consumer = &mut consumers[index];
-            let take = share.min(consumer.credit as usize).min(payloads.len());
+            let take = share.min(consumer.credit as usize).min(left);
             // Credit, not the outbox limit, bounds what a consumer may hold: it was granted
             // for exactly this, and refusing here would strand the backlog.
-            match consumer.outbox.append_credited(topic_id, &payloads[..take]) {
+            match payloads.append(&consumer.outbox, topic_id, from..from + take, None) {
                 Appended::Queued(placed) => {
                     // `placed` == `take` ≤ credit, so this cannot underflow.
                     consumer.credit -= placed as u32;
@@ -484,7 +512,7 @@ impl Topic {
             let credit: usize = consumers.iter().map(|c| c.credit as usize).sum();
             let placed = {
                 let run: Vec<&[u8]> = backlog.iter().take(credit).map(|b| b.as_ref()).collect();
-                Self::deal_to(consumers, next, self.id, &run)
+                Self::deal_to(consumers, next, self.id, run.as_slice(), 0)
             };
             let Some(placed) = placed else {
                 break;
@@ -499,26 +527,97 @@ impl Topic {
     }
 }
 
-/// Copies `payloads` into one allocation and queues a zero-copy slice of it per message, so a
-/// burst that lands in the backlog costs one allocation, not one per message.
-fn push_copies(backlog: &mut VecDeque<Bytes>, payloads: &[&[u8]]) {
-    let total = payloads.iter().map(|p| p.len()).sum();
+/// Copies `payloads[range]` into one allocation and queues a zero-copy slice of it per
+/// message, so a burst that lands in the backlog costs one allocation, not one per message.
+/// (The backlog copies even a shared run: it may wait long, and must not pin read buffers.)
+fn push_copies<B: Batch + ?Sized>(
+    backlog: &mut VecDeque<Bytes>,
+    payloads: &B,
+    range: Range<usize>,
+) {
+    let total = range.clone().map(|i| payloads.payload(i).len()).sum();
     let mut block = bytes::BytesMut::with_capacity(total);
-    for payload in payloads {
-        block.extend_from_slice(payload);
+    for i in range.clone() {
+        block.extend_from_slice(payloads.payload(i));
     }
     let block = block.freeze();
     let mut at = 0;
-    for payload in payloads {
-        backlog.push_back(block.slice(at..at + payload.len()));
-        at += payload.len();
+    for i in range {
+        let len = payloads.payload(i).len();
+        backlog.push_back(block.slice(at..at + len));
+        at += len;
+    }
+}
+
+/// A batch of messages a topic can route: payload slices (in-process publishers) or a
+/// [`FrameRun`] read off a publisher's socket (queued toward subscribers without copying).
+pub trait Batch {
+    /// Messages in the batch.
+    fn len(&self) -> usize;
+    /// True when the batch is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The payload of message `i`.
+    fn payload(&self, i: usize) -> &[u8];
+    /// Queues messages `range` as `Deliver` frames on `topic_id`, as many as `max_messages`
+    /// allows (all when `None`).
+    fn append(
+        &self,
+        outbox: &Outbox,
+        topic_id: TopicId,
+        range: Range<usize>,
+        max_messages: Option<usize>,
+    ) -> Appended;
+}
+
+impl Batch for [&[u8]] {
+    fn len(&self) -> usize {
+        <[&[u8]]>::len(self)
+    }
+
+    fn payload(&self, i: usize) -> &[u8] {
+        self[i]
+    }
+
+    fn append(
+        &self,
+        outbox: &Outbox,
+        topic_id: TopicId,
+        range: Range<usize>,
+        max_messages: Option<usize>,
+    ) -> Appended {
+        match max_messages {
+            Some(max) => outbox.append_messages(topic_id, &self[range], max),
+            None => outbox.append_credited(topic_id, &self[range]),
+        }
+    }
+}
+
+impl Batch for FrameRun<'_> {
+    fn len(&self) -> usize {
+        FrameRun::len(self)
+    }
+
+    fn payload(&self, i: usize) -> &[u8] {
+        FrameRun::payload(self, i)
+    }
+
+    fn append(
+        &self,
+        outbox: &Outbox,
+        _topic_id: TopicId,
+        range: Range<usize>,
+        max_messages: Option<usize>,
+    ) -> Appended {
+        // The frames already carry this topic's id: the broker routes a run to its own topic.
+        outbox.append_run(self, range, max_messages)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
     use mycelium_transport::peek_frame;
 
     fn topic(
@@ -537,8 +636,9 @@ mod tests {
 
     fn drain(outbox: &Outbox) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        let mut buf = BytesMut::new();
-        if outbox.take(&mut buf) {
+        let mut drained = crate::outbox::Drained::default();
+        if outbox.take(&mut drained) {
+            let buf = drained.flatten();
             let mut rest: &[u8] = &buf;
             while let Some((view, used)) = peek_frame(rest, usize::MAX).expect("valid frames") {
                 out.push(view.message().expect("a deliver frame").1.to_vec());
@@ -554,7 +654,7 @@ mod tests {
 
     fn publish_all(topic: &Arc<Topic>, payloads: &[Vec<u8>]) -> Progress {
         let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-        topic.publish(&refs, &mut PublishCursor::default())
+        topic.publish(refs.as_slice(), &mut PublishCursor::default())
     }
 
     #[test]
@@ -582,7 +682,7 @@ mod tests {
         let mut cursor = PublishCursor::default();
         let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
         let mut rounds = 0;
-        while let Progress::Blocked(_) = t.publish(&refs, &mut cursor) {
+        while let Progress::Blocked(_) = t.publish(refs.as_slice(), &mut cursor) {
             got_a.extend(drain(&a));
             got_b.extend(drain(&b));
             rounds += 1;
@@ -623,8 +723,9 @@ mod tests {
         t.subscribe(1, slow.clone(), 1000, 0);
         publish_all(&t, &msgs(3));
         assert!(slow.is_closed());
-        let mut buf = BytesMut::new();
-        assert!(slow.take(&mut buf), "message and error queued");
+        let mut drained = crate::outbox::Drained::default();
+        assert!(slow.take(&mut drained), "message and error queued");
+        let buf = drained.flatten();
         let (first, used) = peek_frame(&buf, usize::MAX).expect("valid").expect("whole");
         assert!(first.message().is_some());
         let (second, _) = peek_frame(&buf[used..], usize::MAX)
@@ -719,13 +820,16 @@ mod tests {
         let refs: Vec<&[u8]> = m.iter().map(|p| p.as_slice()).collect();
         let mut cursor = PublishCursor::default();
         assert!(matches!(
-            t.publish(&refs, &mut cursor),
+            t.publish(refs.as_slice(), &mut cursor),
             Progress::Blocked(Blocker::Backlog(_))
         ));
         assert_eq!(t.backlog_len(), 3);
         let c = Arc::new(Outbox::new());
         t.subscribe(1, c.clone(), 1000, 0);
-        assert!(matches!(t.publish(&refs, &mut cursor), Progress::Done));
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Done
+        ));
         assert_eq!(drain(&c), m, "backlog first, in publish order");
     }
 }

@@ -14,10 +14,11 @@
 //!   the listener closes every outbox once all readers have stopped, so nothing accepted is lost.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use mycelium_config::Routing;
 use mycelium_transport::codec;
 use mycelium_transport::frame::{kind, NO_TOPIC};
@@ -30,9 +31,9 @@ use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::core::topic::{Progress, PublishCursor, SubscriberId, Topic, TopicId};
+use crate::core::topic::{Batch, Progress, PublishCursor, SubscriberId, Topic, TopicId};
 use crate::error::LookupError;
-use crate::outbox::Outbox;
+use crate::outbox::{FrameRun, Outbox};
 use crate::server::state::BrokerState;
 
 /// Bytes the reader asks the kernel for per `read`: large enough that a flat-out publisher's
@@ -66,6 +67,44 @@ fn decode_stop(error: DecodeError) -> Stop {
     }
 }
 
+/// Why a scan stopped.
+enum ScanEnd {
+    /// `batch_size` frames were walked; more may be in the buffer.
+    BatchFull,
+    /// The buffer holds no further complete frame.
+    NeedData,
+    /// The peer broke the protocol at the frame where the scan stopped.
+    Stop(Stop),
+}
+
+/// One thing to do for the frames of a scan, in frame order.
+enum Step {
+    /// Consecutive accepted publishes to one topic, relabelled as `Deliver`: `bytes` in the
+    /// scanned chunk, with frame ends (relative to the run's start) in `Connection::ends[ends]`.
+    Run {
+        topic: Arc<Topic>,
+        bytes: Range<usize>,
+        ends: Range<usize>,
+    },
+    /// A control frame to handle.
+    Control(Frame),
+    /// A publish to refuse with a non-fatal error.
+    Refuse {
+        code: ErrorCode,
+        topic_id: u32,
+        message: String,
+    },
+}
+
+/// A run being gathered by a scan.
+struct OpenRun {
+    topic: Arc<Topic>,
+    /// Where its first frame starts in the scanned bytes.
+    start: usize,
+    /// Its first entry in `Connection::ends`.
+    first_end: usize,
+}
+
 struct Subscription {
     id: SubscriberId,
     topic: Arc<Topic>,
@@ -82,6 +121,8 @@ struct Connection {
     /// Grows only to ids the registry knows, so a peer cannot make it allocate.
     topics: Vec<Option<Arc<Topic>>>,
     max_frame_len: usize,
+    /// Frame ends of the runs of the current scan; reused across reads.
+    ends: Vec<usize>,
 }
 
 /// Serves one accepted socket until the peer leaves, breaks the protocol, or `stop` fires.
@@ -106,6 +147,7 @@ pub(crate) async fn serve(
         subscriptions: HashMap::new(),
         topics: Vec::new(),
         max_frame_len: HANDSHAKE_MAX_FRAME_LEN,
+        ends: Vec::new(),
     };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let outcome = match conn.handshake(&mut reader, &mut buf, &stop).await {
@@ -131,18 +173,10 @@ pub(crate) async fn serve(
 
 /// Flushes the outbox to the socket until it is closed and empty, or the peer is gone.
 async fn write_loop(mut writer: OwnedWriteHalf, outbox: Arc<Outbox>) {
-    let mut buf = BytesMut::new();
-    loop {
-        outbox.readable().await;
-        if outbox.take(&mut buf) {
-            if let Err(error) = writer.write_all(&buf).await {
-                tracing::debug!(%error, "write to client failed; discarding its queue");
-                outbox.abort();
-                return;
-            }
-        } else if outbox.is_finished() {
-            break;
-        }
+    if let Err(error) = outbox.flush_until_closed(&mut writer).await {
+        tracing::debug!(%error, "write to client failed; discarding its queue");
+        outbox.abort();
+        return;
     }
     let _ = writer.shutdown().await;
 }
@@ -214,100 +248,160 @@ impl Connection {
     }
 
     /// Handles every complete frame in `buf` and consumes them.
+    ///
+    /// In rounds of at most `batch_size` frames: [`Self::scan`] walks the frames and relabels
+    /// accepted publishes as `Deliver` in place; the scanned bytes are frozen, so each run of
+    /// publishes to one topic is handed to subscribers as a slice of the read buffer; then the
+    /// steps run in frame order.
     async fn process(&mut self, buf: &mut BytesMut, stop: &CancellationToken) -> Result<(), Stop> {
         let batch_size = self.state.config.performance.batch_size.max(1);
-        let mut consumed = 0;
-        let result = 'frames: loop {
-            let data = &buf[consumed..];
-            let mut offset = 0;
-            let mut run: Vec<&[u8]> = Vec::new();
-            let mut run_topic: Option<Arc<Topic>> = None;
-            let mut frames = 0;
-            let outcome = loop {
-                if frames == batch_size {
-                    break Ok(true);
-                }
-                let (view, used) = match peek_frame(&data[offset..], self.max_frame_len) {
-                    Ok(Some(found)) => found,
-                    Ok(None) => break Ok(false),
-                    Err(error) => break Err(decode_stop(error)),
-                };
-                frames += 1;
-                if view.kind == kind::PUBLISH {
-                    let Some((topic_id, payload)) = view.message() else {
-                        break Err(fatal(
-                            ErrorCode::Malformed,
-                            "malformed Publish frame: body shorter than 4 bytes",
-                        ));
-                    };
-                    if run_topic.as_ref().map(|t| t.id()) != Some(topic_id) {
-                        if let Some(topic) = run_topic.take() {
-                            self.route(&topic, &run, stop).await?;
-                            run.clear();
-                        }
-                        run_topic = self.topic(topic_id);
-                    }
-                    match &run_topic {
-                        None => self.refuse(
-                            0,
-                            ErrorCode::UnknownTopic,
-                            topic_id,
-                            format!("no topic with id {topic_id}"),
-                        ),
-                        Some(topic) if payload.len() > topic.config().max_message_size => {
-                            // Earlier publishes of the run go first, so the refusal reaches the
-                            // client in the order of the frames it answers.
-                            self.route(topic, &run, stop).await?;
-                            run.clear();
-                            let message = format!(
-                                "message of {} bytes exceeds the limit of {} bytes on topic '{}'",
-                                payload.len(),
-                                topic.config().max_message_size,
-                                topic.name()
-                            );
-                            self.refuse(0, ErrorCode::MessageTooLarge, topic_id, message)
-                        }
-                        Some(_) => run.push(payload),
-                    }
-                } else {
-                    if let Some(topic) = run_topic.take() {
-                        self.route(&topic, &run, stop).await?;
-                        run.clear();
-                    }
-                    match view.to_frame() {
-                        Ok(frame) => {
-                            if let Err(stop) = self.control(frame) {
-                                break Err(stop);
-                            }
-                        }
-                        Err(error) => break Err(decode_stop(error)),
-                    }
-                }
-                offset += used;
-            };
-            if let Some(topic) = run_topic.take() {
-                self.route(&topic, &run, stop).await?;
+        loop {
+            let mut steps = Vec::new();
+            let (consumed, end) = self.scan(buf, batch_size, &mut steps);
+            let chunk = buf.split_to(consumed).freeze();
+            for step in steps {
+                self.execute(step, &chunk, stop).await?;
             }
-            consumed += offset;
-            match outcome {
-                Ok(true) => {
+            match end {
+                ScanEnd::BatchFull => {
                     // Let other connections' tasks run between batches of `batch_size` frames.
                     tokio::task::yield_now().await;
-                    continue 'frames;
                 }
-                Ok(false) => break 'frames Ok(()),
-                Err(stop) => break 'frames Err(stop),
+                ScanEnd::NeedData => return Ok(()),
+                ScanEnd::Stop(stop) => return Err(stop),
             }
+        }
+    }
+
+    /// Walks up to `batch_size` complete frames at the front of `buf` without awaiting, turning
+    /// them into `steps`. Returns the bytes walked and why the walk ended.
+    fn scan(
+        &mut self,
+        buf: &mut BytesMut,
+        batch_size: usize,
+        steps: &mut Vec<Step>,
+    ) -> (usize, ScanEnd) {
+        self.ends.clear();
+        let mut offset = 0;
+        let mut frames = 0;
+        let mut open: Option<OpenRun> = None;
+        let end = loop {
+            if frames == batch_size {
+                break ScanEnd::BatchFull;
+            }
+            let (view, used) = match peek_frame(&buf[offset..], self.max_frame_len) {
+                Ok(Some(found)) => found,
+                Ok(None) => break ScanEnd::NeedData,
+                Err(error) => break ScanEnd::Stop(decode_stop(error)),
+            };
+            frames += 1;
+            if view.kind != kind::PUBLISH {
+                self.close_run(&mut open, offset, steps);
+                match view.to_frame() {
+                    Ok(frame) => steps.push(Step::Control(frame)),
+                    Err(error) => break ScanEnd::Stop(decode_stop(error)),
+                }
+                offset += used;
+                continue;
+            }
+            let Some((topic_id, payload)) = view.message() else {
+                break ScanEnd::Stop(fatal(
+                    ErrorCode::Malformed,
+                    "malformed Publish frame: body shorter than 4 bytes",
+                ));
+            };
+            let payload_len = payload.len();
+            if open.as_ref().map(|run| run.topic.id()) != Some(topic_id) {
+                self.close_run(&mut open, offset, steps);
+            }
+            let run = match open {
+                Some(ref run) => run,
+                None => {
+                    let Some(topic) = self.topic(topic_id) else {
+                        steps.push(Step::Refuse {
+                            code: ErrorCode::UnknownTopic,
+                            topic_id,
+                            message: format!("no topic with id {topic_id}"),
+                        });
+                        offset += used;
+                        continue;
+                    };
+                    open.insert(OpenRun {
+                        topic,
+                        start: offset,
+                        first_end: self.ends.len(),
+                    })
+                }
+            };
+            let max = run.topic.config().max_message_size;
+            if payload_len > max {
+                let message = format!(
+                    "message of {payload_len} bytes exceeds the limit of {max} bytes on topic '{}'",
+                    run.topic.name()
+                );
+                // Earlier publishes of the run go first, so the refusal reaches the client in
+                // the order of the frames it answers.
+                self.close_run(&mut open, offset, steps);
+                steps.push(Step::Refuse {
+                    code: ErrorCode::MessageTooLarge,
+                    topic_id,
+                    message,
+                });
+                offset += used;
+                continue;
+            }
+            let run_start = run.start;
+            // Relabel in place: the frame goes out to subscribers byte for byte as it came in.
+            buf[offset + 5] = kind::DELIVER;
+            self.ends.push(offset + used - run_start);
+            offset += used;
         };
-        buf.advance(consumed);
-        result
+        self.close_run(&mut open, offset, steps);
+        (offset, end)
+    }
+
+    /// Turns the open run, if any, into a step; `offset` is where the run's frames end.
+    fn close_run(&self, open: &mut Option<OpenRun>, offset: usize, steps: &mut Vec<Step>) {
+        if let Some(run) = open.take() {
+            if self.ends.len() > run.first_end {
+                steps.push(Step::Run {
+                    topic: run.topic,
+                    bytes: run.start..offset,
+                    ends: run.first_end..self.ends.len(),
+                });
+            }
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        step: Step,
+        chunk: &Bytes,
+        stop: &CancellationToken,
+    ) -> Result<(), Stop> {
+        match step {
+            Step::Run { topic, bytes, ends } => {
+                let frames = chunk.slice(bytes);
+                let run = FrameRun::new(&frames, &self.ends[ends]);
+                self.route(&topic, &run, stop).await
+            }
+            Step::Control(frame) => self.control(frame),
+            Step::Refuse {
+                code,
+                topic_id,
+                message,
+            } => {
+                self.refuse(0, code, topic_id, message);
+                Ok(())
+            }
+        }
     }
 
     /// Routes a batch, waiting while a `block` policy holds it back.
-    async fn route(
+    async fn route<B: Batch + ?Sized>(
         &self,
         topic: &Arc<Topic>,
-        payloads: &[&[u8]],
+        payloads: &B,
         stop: &CancellationToken,
     ) -> Result<(), Stop> {
         if payloads.is_empty() {
