@@ -169,7 +169,10 @@ impl Drained {
     pub fn drain_chunks(&mut self, out: &mut VecDeque<Bytes>) {
         out.extend(self.segments.drain(..));
         if !self.tail.is_empty() {
-            out.push_back(self.tail.split().freeze());
+            // Hand the whole buffer over rather than `split` it: a split would give the rest of
+            // its capacity back to the outbox, shared, and the next append that outgrows it
+            // allocates anyway; measured 1.6 M -> 3.6 M msg/s for in-process 1 KiB publishes.
+            out.push_back(std::mem::take(&mut self.tail).freeze());
         }
     }
 }
