@@ -9,7 +9,7 @@ use mycelium_transport::{DecodeError, ErrorCode};
 #[non_exhaustive]
 pub enum ClientError {
     /// The socket could not be reached (no broker there, or no permission).
-    #[error("cannot connect to the broker at {path}: {reason}")]
+    #[error("cannot connect to the broker at {path}: {reason}{}", connect_hint(*kind))]
     Connect {
         /// The socket path.
         path: PathBuf,
@@ -48,6 +48,18 @@ pub enum ClientError {
     /// The broker did not answer in time.
     #[error("timed out waiting for the broker: {0}")]
     Timeout(&'static str),
+}
+
+/// What a user most likely needs to know after a failed connect.
+fn connect_hint(kind: std::io::ErrorKind) -> &'static str {
+    match kind {
+        std::io::ErrorKind::NotFound => " (is the broker running? start one with `mycelium run`)",
+        std::io::ErrorKind::ConnectionRefused => {
+            " (nothing listens on this socket: a broker that is gone left it; start one with `mycelium run`)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (the socket's permissions do not admit this user: see server.socket_mode)",
+        _ => "",
+    }
 }
 
 impl ClientError {

@@ -12,7 +12,7 @@ pub enum ServeError {
         path: PathBuf,
     },
     /// The socket could not be created, replaced or given its permissions.
-    #[error("cannot listen on {path}: {source}")]
+    #[error("cannot listen on {path}")]
     Bind {
         /// The socket path.
         path: PathBuf,

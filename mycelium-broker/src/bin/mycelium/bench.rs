@@ -11,7 +11,8 @@
 //!   JSON object on the last line of stdout.
 //! - `--pingpong N`: an echo process answers a pinger, one message in flight; one-way = RTT / 2.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use crate::output::outln;
+use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::mpsc;
@@ -58,10 +59,10 @@ pub struct BenchArgs {
     /// The data path to measure (only `uds` until the shared-memory path lands)
     #[arg(long, value_enum, default_value = "uds")]
     transport: Transport,
-    /// Publisher processes
+    /// Publisher processes (1-64)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     publishers: u32,
-    /// Subscriber processes
+    /// Subscriber processes (1-64)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     subscribers: u32,
     /// The kind of topic to measure
@@ -73,7 +74,8 @@ pub struct BenchArgs {
     /// Messages per publisher
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     count: u64,
-    /// Measure latency instead: N round trips between two processes, one message in flight
+    /// Measure latency instead: N round trips between two processes, one message in flight.
+    /// With --json, msgs_per_sec is round trips per second and mb_per_sec is 0
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pingpong: Option<u64>,
     /// The topic to use [default: bench.fanout or bench.queue; bench.ping for --pingpong]
@@ -127,6 +129,9 @@ struct WorkerResult {
     received: u64,
     /// Seconds from first to last message (sent or received).
     seconds: f64,
+    /// `CLOCK_MONOTONIC` ns: a publisher's first send; a subscriber's last receipt.
+    #[serde(default)]
+    clock_ns: u64,
     /// Messages that arrived with a lower sequence number than an earlier one of the same publisher.
     reordered: u64,
     /// Sequence numbers skipped (fanout: lost messages).
@@ -171,7 +176,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         client.close().await?;
         anyhow::Ok(result)
     })?;
-    println!("result {}", serde_json::to_string(&result)?);
+    outln!("result {}", serde_json::to_string(&result)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -191,6 +196,7 @@ async fn run_publisher(client: &Client, args: &WorkerArgs) -> anyhow::Result<Wor
     let mut payload = vec![0u8; args.size];
     let base = args.index << 48;
     let start = Instant::now();
+    let start_ns = now_ns();
     for seq in 0..args.count {
         stamp(&mut payload, base | seq, seq % LATENCY_SAMPLE_EVERY == 0);
         publisher.publish(&payload).await?;
@@ -199,6 +205,7 @@ async fn run_publisher(client: &Client, args: &WorkerArgs) -> anyhow::Result<Wor
     Ok(WorkerResult {
         sent: args.count,
         seconds: start.elapsed().as_secs_f64(),
+        clock_ns: start_ns,
         ..WorkerResult::default()
     })
 }
@@ -209,12 +216,12 @@ async fn run_subscriber(
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<WorkerResult> {
     let mut subscription = client.subscribe(&args.topic).await?;
-    println!("ready");
-    std::io::stdout().flush()?;
+    outln!("ready");
     let mut latency = Histogram::default();
     let mut next_seq: Vec<u64> = Vec::new();
     let (mut received, mut reordered, mut gaps) = (0u64, 0u64, 0u64);
     let (mut first, mut last) = (None::<Instant>, Instant::now());
+    let mut last_ns = 0u64;
     let mut last_report = Instant::now();
     let mut check = |payload: &[u8], received: &mut u64| {
         if let Some((seq, ts)) = read_stamp(payload) {
@@ -250,11 +257,11 @@ async fn run_subscriber(
         }
         if took {
             last = Instant::now();
+            last_ns = now_ns();
             first.get_or_insert(last);
         }
         if last_report.elapsed() >= Duration::from_millis(100) {
-            println!("progress {received}");
-            std::io::stdout().flush()?;
+            outln!("progress {received}");
             last_report = Instant::now();
         }
         if took {
@@ -265,6 +272,7 @@ async fn run_subscriber(
                 Some(Ok(message)) => {
                     check(&message, &mut received);
                     last = Instant::now();
+                    last_ns = now_ns();
                     first.get_or_insert(last);
                 }
                 Some(Err(error)) => return Err(error.into()),
@@ -280,6 +288,7 @@ async fn run_subscriber(
     Ok(WorkerResult {
         received,
         seconds,
+        clock_ns: last_ns,
         reordered,
         gaps,
         latency: latency.to_sparse(),
@@ -294,8 +303,7 @@ async fn run_echo(
 ) -> anyhow::Result<WorkerResult> {
     let mut subscription = client.subscribe(&args.topic).await?;
     let reply = client.publisher(&args.reply_topic).await?;
-    println!("ready");
-    std::io::stdout().flush()?;
+    outln!("ready");
     let mut echoed = 0;
     loop {
         tokio::select! {
@@ -466,9 +474,10 @@ fn preflight(
 ) -> anyhow::Result<()> {
     client_runtime()?.block_on(async {
         let client = Client::connect(socket).await?;
-        let publisher = client.publisher(topic).await.with_context(|| {
-            format!("the bench needs topic '{topic}' (declare it in broker.toml, or pass --topic)")
-        })?;
+        let publisher = client
+            .publisher(topic)
+            .await
+            .with_context(|| format!("the bench cannot use topic '{topic}'"))?;
         if publisher.max_message_size() < size as usize {
             bail!(
                 "topic '{topic}' accepts at most {} bytes; --size is {size}",
@@ -478,10 +487,14 @@ fn preflight(
         let stats = client.stats().await?;
         if let (Some(want), Some(t)) = (routing, stats.topics.iter().find(|t| t.name == topic)) {
             if t.routing != want {
+                let name = |r: RoutingKind| match r {
+                    RoutingKind::Fanout => "fanout",
+                    RoutingKind::Queue => "queue",
+                };
                 bail!(
-                    "topic '{topic}' is a {:?} topic, but --routing asks for {:?}",
-                    t.routing,
-                    want
+                    "topic '{topic}' is a {} topic, but --routing asks for {}",
+                    name(t.routing),
+                    name(want)
                 );
             }
         }
@@ -616,10 +629,13 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let lost = expected.saturating_sub(received);
     let reordered: u64 = sub_results.iter().map(|r| r.reordered).sum();
+    // Each subscriber's rate runs from the publishers' first send to its own last receipt: a
+    // subscriber that got a backlog in one burst would otherwise report an impossible rate.
+    let first_send = pub_results.iter().map(|r| r.clock_ns).min().unwrap_or(0);
     let mut rates: Vec<f64> = sub_results
         .iter()
-        .filter(|r| r.seconds > 0.0)
-        .map(|r| r.received as f64 / r.seconds)
+        .filter(|r| r.received > 0 && r.clock_ns > first_send)
+        .map(|r| r.received as f64 / ((r.clock_ns - first_send) as f64 / 1e9))
         .collect();
     rates.sort_by(f64::total_cmp);
     let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
@@ -631,7 +647,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (p50, p99, p999) = quantiles_us(&latency);
     let mb = median * f64::from(args.size) / 1e6;
 
-    println!(
+    outln!(
         "mycelium bench: {} publisher(s) -> {} {} subscriber(s), {} B x {} per publisher, transport uds",
         args.publishers,
         args.subscribers,
@@ -642,20 +658,21 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         args.size,
         args.count
     );
-    println!("  delivered: {median:.0} msg/s per subscriber (median), {mb:.1} MB/s; {total_rate:.0} msg/s in total");
-    println!(
-        "  latency under load (one-way): p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us"
+    outln!("  delivered: {median:.0} msg/s per subscriber (median), {mb:.1} MB/s; {total_rate:.0} msg/s in total");
+    outln!(
+        "  latency under load (one-way, {} samples: 1 message in {LATENCY_SAMPLE_EVERY}): p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us",
+        latency.total()
     );
-    println!("  sent {sent}, received {received}, lost {lost}, reordered {reordered}");
+    outln!("  sent {sent}, received {received}, lost {lost}, reordered {reordered}");
     if args.json {
         let doc = serde_json::json!({
             "mode": "throughput", "transport": "uds", "routing": args.routing, "publishers": args.publishers,
             "subscribers": args.subscribers, "size": args.size, "count": args.count,
             "msgs_per_sec": median, "total_msgs_per_sec": total_rate, "mb_per_sec": mb,
-            "p50_us": p50, "p99_us": p99, "p999_us": p999,
+            "p50_us": p50, "p99_us": p99, "p999_us": p999, "latency_samples": latency.total(),
             "sent": sent, "received": received, "lost": lost, "reordered": reordered,
         });
-        println!("{doc}");
+        outln!("{doc}");
     }
     Ok(if lost == 0 && reordered == 0 {
         ExitCode::SUCCESS
@@ -694,11 +711,11 @@ fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<E
     echo.finish()?;
     let latency = Histogram::from_sparse(&result.latency);
     let (p50, p99, p999) = quantiles_us(&latency);
-    println!(
+    outln!(
         "mycelium bench --pingpong: {rounds} round trips, {} B, transport uds, one-way = RTT/2",
         args.size
     );
-    println!("  one-way latency: p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us");
+    outln!("  one-way latency: p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us");
     if args.json {
         let doc = serde_json::json!({
             "mode": "pingpong", "transport": "uds", "size": args.size, "count": rounds,
@@ -706,7 +723,7 @@ fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<E
             "p50_us": p50, "p99_us": p99, "p999_us": p999,
             "sent": result.sent, "received": result.received, "lost": result.sent.saturating_sub(result.received),
         });
-        println!("{doc}");
+        outln!("{doc}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! `mycelium check`: validate a config file without a running broker.
 
+use crate::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,7 +22,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|t| format!("{} ({})", t.name, t.routing))
                 .collect();
-            println!(
+            outln!(
                 "{}: ok: socket {}, {} topic(s){}{}",
                 args.config.display(),
                 config.server.socket_path.display(),
@@ -33,7 +34,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error) => {
             for line in error.diagnostics() {
-                println!("{line}");
+                outln!("{line}");
             }
             Ok(ExitCode::FAILURE)
         }

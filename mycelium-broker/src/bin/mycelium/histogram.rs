@@ -50,6 +50,11 @@ impl Histogram {
         self.total += 1;
     }
 
+    /// Values recorded.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
     pub fn merge(&mut self, other: &Histogram) {
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
@@ -119,7 +124,7 @@ mod tests {
         let b = Histogram::from_sparse(&a.to_sparse());
         let mut m = a.clone();
         m.merge(&b);
-        assert_eq!(m.total, 4);
+        assert_eq!(m.total(), 4);
         assert_eq!(m.quantile(1.0), a.quantile(1.0));
     }
 

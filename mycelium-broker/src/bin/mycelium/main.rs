@@ -6,6 +6,7 @@
 mod bench;
 mod check;
 mod histogram;
+mod output;
 mod pubsub;
 mod run;
 mod socket;
@@ -43,7 +44,8 @@ enum Command {
     Run(run::RunArgs),
     /// Publish MESSAGE on TOPIC, or each line of stdin as one message.
     Pub(pubsub::PubArgs),
-    /// Print each message received on TOPIC as one line on stdout.
+    /// Print each message received on TOPIC as one line on stdout (a message that contains
+    /// newlines spans several lines).
     Sub(pubsub::SubArgs),
     /// Validate a config file: print every problem, exit 1 on any.
     Check(check::CheckArgs),
@@ -59,12 +61,14 @@ enum Command {
 /// Where the socket-using subcommands find the broker; shared by pub, sub, stats and bench.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SocketArgs {
-    /// Broker socket path [default: $MYCELIUM_SOCKET, else socket_path from --config]
+    /// Broker socket path [default: $MYCELIUM_SOCKET, else socket_path from the config, else
+    /// /tmp/mycelium.sock]
     #[arg(long, env = "MYCELIUM_SOCKET")]
     socket: Option<PathBuf>,
     /// Config file to take socket_path from when --socket and MYCELIUM_SOCKET are not set
-    #[arg(long, default_value = "broker.toml")]
-    config: PathBuf,
+    /// [default: ./broker.toml if it exists]
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {

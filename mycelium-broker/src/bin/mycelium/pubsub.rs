@@ -4,7 +4,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use mycelium_broker::Client;
+use std::os::unix::ffi::OsStrExt;
+
+use mycelium_broker::{Client, ClientError};
 use tokio::io::AsyncBufReadExt;
 
 use crate::socket::client_runtime;
@@ -17,8 +19,9 @@ pub struct PubArgs {
     socket: SocketArgs,
     /// The topic to publish on
     topic: String,
-    /// The message; without it, each line of stdin is published as one message
-    message: Option<String>,
+    /// The message (any bytes); without it, each line of stdin is published as one message:
+    /// lines end at '\n' (a '\r' before it is dropped), and may hold any other bytes
+    message: Option<std::ffi::OsString>,
 }
 
 /// Arguments of `mycelium sub`.
@@ -28,8 +31,8 @@ pub struct SubArgs {
     socket: SocketArgs,
     /// The topic to subscribe to
     topic: String,
-    /// Exit after this many messages
-    #[arg(long)]
+    /// Exit after this many messages (at least 1)
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
 }
 
@@ -38,23 +41,56 @@ pub fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
     client_runtime()?.block_on(async move {
         let client = Client::connect(&path).await?;
         let publisher = client.publisher(&args.topic).await?;
-        let mut sent = 0u64;
+        let (mut sent, mut refused) = (0u64, 0u64);
         match &args.message {
             Some(message) => {
                 publisher.publish(message.as_bytes()).await?;
                 sent += 1;
             }
             None => {
-                let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-                while let Some(line) = lines.next_line().await.context("reading stdin")? {
-                    publisher.publish(line.as_bytes()).await?;
-                    sent += 1;
+                // Bytes, not text: a line may hold anything but '\n'. A line the client refuses
+                // (too large) is reported and skipped; the rest still go out.
+                let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+                let mut line = Vec::new();
+                let mut number = 0u64;
+                loop {
+                    line.clear();
+                    if stdin
+                        .read_until(b'\n', &mut line)
+                        .await
+                        .context("reading stdin")?
+                        == 0
+                    {
+                        break;
+                    }
+                    number += 1;
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                        if line.last() == Some(&b'\r') {
+                            line.pop();
+                        }
+                    }
+                    match publisher.publish(&line).await {
+                        Ok(()) => sent += 1,
+                        Err(error @ ClientError::MessageTooLarge { .. }) => {
+                            eprintln!("line {number}: {error}; skipped");
+                            refused += 1;
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
                 }
             }
         }
         // The flush proves the broker processed every message, and reports any it refused.
-        client.close().await?;
+        let closed = client.close().await;
         eprintln!("published {sent} message(s) to {}", args.topic);
+        closed?;
+        if refused > 0 {
+            anyhow::bail!(
+                "{refused} line(s) were too large for topic {} and were not published",
+                args.topic
+            );
+        }
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
@@ -65,9 +101,6 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
         let client = Client::connect(&path).await?;
         let mut subscription = client.subscribe(&args.topic).await?;
         eprintln!("subscribed to {}", args.topic);
-        if args.count == Some(0) {
-            return anyhow::Ok(ExitCode::SUCCESS);
-        }
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut received = 0u64;

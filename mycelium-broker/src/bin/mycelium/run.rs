@@ -3,32 +3,27 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::socket::{load_config, DEFAULT_CONFIG};
 use anyhow::Context;
 use mycelium_broker::{bind_socket, Server};
-use mycelium_config::BrokerConfig;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Arguments of `mycelium run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// The config file (environment overrides MYCELIUM_<SECTION>__<FIELD> apply on top)
-    #[arg(long, default_value = "broker.toml")]
-    config: PathBuf,
+    /// The config file; environment overrides MYCELIUM_<SECTION>__<FIELD> apply on top
+    /// [default: ./broker.toml if it exists, else the built-in defaults]
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = match BrokerConfig::from_file(&args.config) {
-        Ok(config) => config,
-        Err(error) => {
-            for line in error.diagnostics() {
-                eprintln!("{line}");
-            }
-            anyhow::bail!(
-                "{} is not a valid config; the broker did not start",
-                args.config.display()
-            );
-        }
-    };
+    let config = load_config(args.config.as_deref()).context("the broker did not start")?;
+    if args.config.is_none() && !std::path::Path::new(DEFAULT_CONFIG).exists() {
+        tracing::info!(
+            "no {DEFAULT_CONFIG} here: running on the built-in defaults (docs/configuration.md)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.performance.worker_threads)
         .thread_name("mycelium-worker")

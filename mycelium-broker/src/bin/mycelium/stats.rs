@@ -1,5 +1,6 @@
 //! `mycelium stats`: per-topic counters of a running broker.
 
+use crate::output::outln;
 use std::process::ExitCode;
 
 use mycelium_broker::Client;
@@ -42,10 +43,10 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
             })
             .collect();
         let doc = serde_json::json!({ "connections": stats.connections, "uptime_ms": stats.uptime_ms, "topics": topics });
-        println!("{doc}");
+        outln!("{doc}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "connections: {}  uptime: {:.1} s",
         stats.connections,
         stats.uptime_ms as f64 / 1000.0
@@ -57,12 +58,18 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         .max()
         .unwrap_or(5)
         .max(5);
-    println!(
+    outln!(
         "{:<width$}  {:<7}  {:>11}  {:>12}  {:>12}  {:>10}  {:>8}",
-        "TOPIC", "ROUTING", "SUBSCRIBERS", "PUBLISHED", "DELIVERED", "DROPPED", "QUEUED"
+        "TOPIC",
+        "ROUTING",
+        "SUBSCRIBERS",
+        "PUBLISHED",
+        "DELIVERED",
+        "DROPPED",
+        "QUEUED"
     );
     for t in &stats.topics {
-        println!(
+        outln!(
             "{:<width$}  {:<7}  {:>11}  {:>12}  {:>12}  {:>10}  {:>8}",
             t.name,
             routing(t.routing),
