@@ -159,6 +159,11 @@ impl Subscription {
         }
     }
 
+    /// Messages received from the broker and not yet taken by the application.
+    pub fn pending(&self) -> usize {
+        self.local.len() + self.queue.lock().items.len()
+    }
+
     /// The topic's name.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -187,9 +192,10 @@ impl Subscription {
     /// Stops the subscription and waits for the broker to confirm it.
     pub async fn unsubscribe(mut self) -> Result<(), ClientError> {
         self.finished = true;
-        let result = self.shared.unsubscribe(self.topic_id).await;
+        // End the queue first: the connection's reader may be waiting for room in it, and it
+        // must be free to read the broker's answer.
         self.queue.end(None);
-        result
+        self.shared.unsubscribe(self.topic_id).await
     }
 
     /// Moves the shared queue into `local`; registers `waker` if there is nothing.
@@ -254,6 +260,8 @@ impl Stream for Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         if !self.finished {
+            // Ending the queue wakes a reader waiting for room in it (see `unsubscribe`).
+            self.queue.end(None);
             self.shared.forget_subscription(self.topic_id);
         }
     }
