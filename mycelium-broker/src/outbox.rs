@@ -450,6 +450,30 @@ impl Outbox {
         }
     }
 
+    /// Waits until fewer than [`OUTBOX_MAX_BYTES`] are queued (replies included), or the outbox
+    /// is closed. A connection's reader calls it before producing more replies, so a peer that
+    /// sends requests but never reads cannot make the broker buffer their answers without end.
+    pub async fn wait_for_bytes_below_limit(&self) {
+        loop {
+            let notified = self.writable.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.closed || state.bytes < OUTBOX_MAX_BYTES {
+                    return;
+                }
+                state.space_wanted = true;
+            }
+            notified.await;
+        }
+    }
+
+    /// True when [`OUTBOX_MAX_BYTES`] or more are queued.
+    pub fn is_over_byte_limit(&self) -> bool {
+        self.lock().bytes >= OUTBOX_MAX_BYTES
+    }
+
     /// Swaps everything queued into `into`, which must be empty (its capacity is reused).
     ///
     /// Returns false when nothing is queued. What `into` receives is whole frames only.

@@ -229,6 +229,9 @@ impl Connection {
             if let Err(stop) = self.process(buf, stop).await {
                 return stop;
             }
+            if let Err(stop) = self.wait_for_outbox(stop).await {
+                return stop;
+            }
             codec::reserve_for_read(buf, READ_CHUNK, self.max_frame_len);
             tokio::select! {
                 biased;
@@ -385,15 +388,32 @@ impl Connection {
                 let run = FrameRun::new(&frames, &self.ends[ends]);
                 self.route(&topic, &run, stop).await
             }
-            Step::Control(frame) => self.control(frame),
+            Step::Control(frame) => {
+                self.wait_for_outbox(stop).await?;
+                self.control(frame)
+            }
             Step::Refuse {
                 code,
                 topic_id,
                 message,
             } => {
+                self.wait_for_outbox(stop).await?;
                 self.refuse(0, code, topic_id, message);
                 Ok(())
             }
+        }
+    }
+
+    /// Waits while this connection's own outbox is over its byte limit: replies (`Pong`,
+    /// `Stats`, errors) bypass the message limits, so a peer that sends requests and never
+    /// reads must be made to wait here, or their answers would pile up without bound.
+    async fn wait_for_outbox(&self, stop: &CancellationToken) -> Result<(), Stop> {
+        if !self.outbox.is_over_byte_limit() {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = self.outbox.wait_for_bytes_below_limit() => Ok(()),
+            _ = stop.cancelled() => Err(Stop::Shutdown),
         }
     }
 
