@@ -196,6 +196,9 @@ struct State {
     bytes: usize,
     /// Message frames queued (control frames are not counted).
     messages: usize,
+    /// Message frames queued per topic id, for the per-subscription limit; few entries (one
+    /// per topic this connection subscribes to), so a vector beats a map.
+    per_topic: Vec<(u32, usize)>,
     /// Set by `close`/`abort`; appends are refused from then on.
     closed: bool,
     /// A producer is waiting for space; the drainer must wake it after taking.
@@ -205,13 +208,32 @@ struct State {
 }
 
 impl State {
-    /// Whether one more message may be queued. `append_messages` and `wait_for_room` must agree
-    /// on this exactly, or a producer would spin between "no room" and "room".
+    /// Whether one more message of `topic_id` may be queued under `max_messages` for that
+    /// topic. `append_messages` and `wait_for_room` must agree on this exactly, or a producer
+    /// would spin between "no room" and "room".
     ///
-    /// The byte limit is checked before the message, so an outbox may exceed it by one
-    /// message; an empty outbox always takes one, so a message larger than the limit moves.
-    fn has_room(&self, max_messages: usize) -> bool {
-        self.messages == 0 || (self.messages < max_messages && self.bytes < OUTBOX_MAX_BYTES)
+    /// The limit counts only this topic's messages, so a busy topic cannot use up a quiet
+    /// one's room on the same connection; the byte limit covers the whole outbox. The byte
+    /// limit is checked before the message, so an outbox may exceed it by one message; an
+    /// empty outbox always takes one, so a message larger than the limit moves.
+    fn has_room(&self, topic_id: u32, max_messages: usize) -> bool {
+        self.bytes == 0
+            || (self.queued_for(topic_id) < max_messages && self.bytes < OUTBOX_MAX_BYTES)
+    }
+
+    fn queued_for(&self, topic_id: u32) -> usize {
+        self.per_topic
+            .iter()
+            .find(|(t, _)| *t == topic_id)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    fn count(&mut self, topic_id: u32, added: usize) {
+        self.messages += added;
+        match self.per_topic.iter_mut().find(|(t, _)| *t == topic_id) {
+            Some((_, n)) => *n += added,
+            None => self.per_topic.push((topic_id, added)),
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -324,12 +346,12 @@ impl Outbox {
         let was_empty = state.is_empty();
         let mut queued = 0;
         for payload in payloads {
-            if max_messages.is_some_and(|max| !state.has_room(max)) {
+            if max_messages.is_some_and(|max| !state.has_room(topic_id, max)) {
                 break;
             }
             codec::encode_message(&mut state.tail, self.message_kind, topic_id, payload);
             state.bytes += payload.len() + MESSAGE_OVERHEAD;
-            state.messages += 1;
+            state.count(topic_id, 1);
             queued += 1;
         }
         drop(state);
@@ -344,6 +366,7 @@ impl Outbox {
     /// they must already be `Deliver` frames of this outbox's topic.
     pub fn append_run(
         &self,
+        topic_id: u32,
         run: &FrameRun<'_>,
         range: Range<usize>,
         max_messages: Option<usize>,
@@ -356,11 +379,11 @@ impl Outbox {
         let mut end = range.start;
         let (start_messages, start_bytes) = (state.messages, state.bytes);
         while end < range.end {
-            if max_messages.is_some_and(|max| !state.has_room(max)) {
+            if max_messages.is_some_and(|max| !state.has_room(topic_id, max)) {
                 break;
             }
             let frame_len = run.ends[end] - run.start_of(end);
-            state.messages += 1;
+            state.count(topic_id, 1);
             state.bytes += frame_len;
             end += 1;
         }
@@ -427,13 +450,13 @@ impl Outbox {
     }
 
     /// True if `max_messages` more would not be refused right now (for waiting producers).
-    pub fn has_room(&self, max_messages: usize) -> bool {
+    pub fn has_room(&self, topic_id: u32, max_messages: usize) -> bool {
         let state = self.lock();
-        state.closed || state.has_room(max_messages)
+        state.closed || state.has_room(topic_id, max_messages)
     }
 
     /// Waits until the outbox has room for a message under `max_messages`, or is closed.
-    pub async fn wait_for_room(&self, max_messages: usize) {
+    pub async fn wait_for_room(&self, topic_id: u32, max_messages: usize) {
         loop {
             let notified = self.writable.notified();
             tokio::pin!(notified);
@@ -441,7 +464,7 @@ impl Outbox {
             notified.as_mut().enable();
             {
                 let mut state = self.lock();
-                if state.closed || state.has_room(max_messages) {
+                if state.closed || state.has_room(topic_id, max_messages) {
                     return;
                 }
                 state.space_wanted = true;
@@ -491,6 +514,7 @@ impl Outbox {
         std::mem::swap(&mut state.tail, &mut into.tail);
         state.bytes = 0;
         state.messages = 0;
+        state.per_topic.clear();
         let wake = std::mem::take(&mut state.space_wanted);
         drop(state);
         if wake {
@@ -583,6 +607,7 @@ impl Outbox {
                 state.tail = BytesMut::new();
                 state.bytes = 0;
                 state.messages = 0;
+                state.per_topic.clear();
             }
         }
         // SYNC POINT: pairs with the Acquire load in `is_closed`.
@@ -626,14 +651,14 @@ mod tests {
         let outbox = Outbox::new();
         let msgs: Vec<&[u8]> = vec![b"a", b"b", b"c"];
         assert_eq!(outbox.append_messages(1, &msgs, 2), Appended::Queued(2));
-        assert!(!outbox.has_room(2));
+        assert!(!outbox.has_room(1, 2));
         let mut taken = Drained::default();
         assert!(outbox.take(&mut taken));
         assert_eq!(
             payloads_in(&flat(&mut taken)),
             vec![b"a".to_vec(), b"b".to_vec()]
         );
-        assert!(outbox.has_room(2));
+        assert!(outbox.has_room(1, 2));
         assert_eq!(
             outbox.append_messages(1, &msgs[2..], 2),
             Appended::Queued(1)
@@ -658,12 +683,12 @@ mod tests {
             outbox.append_messages(1, &[&nearly_full], 10),
             Appended::Queued(1)
         );
-        assert!(outbox.has_room(10));
+        assert!(outbox.has_room(1, 10));
         assert_eq!(
             outbox.append_messages(1, &[&[1u8; 1024][..]], 10),
             Appended::Queued(1)
         );
-        assert!(!outbox.has_room(10));
+        assert!(!outbox.has_room(1, 10));
         assert_eq!(outbox.append_messages(1, &[b"x"], 10), Appended::Queued(0));
     }
 
@@ -704,15 +729,15 @@ mod tests {
         let big_run = FrameRun::new(&big, &big_ends);
         let small_run = FrameRun::new(&small, &small_ends);
         assert_eq!(
-            outbox.append_run(&small_run, 0..3, Some(1000)),
+            outbox.append_run(1, &small_run, 0..3, Some(1000)),
             Appended::Queued(3)
         );
         assert_eq!(
-            outbox.append_run(&big_run, 0..64, Some(1000)),
+            outbox.append_run(1, &big_run, 0..64, Some(1000)),
             Appended::Queued(64)
         );
         assert_eq!(
-            outbox.append_run(&small_run, 0..2, Some(1000)),
+            outbox.append_run(1, &small_run, 0..2, Some(1000)),
             Appended::Queued(2)
         );
         assert_eq!(outbox.queued_messages(), 69);
@@ -733,7 +758,10 @@ mod tests {
         let outbox = Outbox::new();
         let (frames, ends) = run_of(10, 100);
         let run = FrameRun::new(&frames, &ends);
-        assert_eq!(outbox.append_run(&run, 2..10, Some(5)), Appended::Queued(5));
+        assert_eq!(
+            outbox.append_run(1, &run, 2..10, Some(5)),
+            Appended::Queued(5)
+        );
         let mut taken = Drained::default();
         assert!(outbox.take(&mut taken));
         let payloads = payloads_in(&flat(&mut taken));
@@ -749,7 +777,7 @@ mod tests {
         let run = FrameRun::new(&frames, &ends);
         for chunk in 0..10 {
             outbox.append_messages(1, &[b"copied"], usize::MAX);
-            outbox.append_run(&run, chunk * 20..chunk * 20 + 20, None);
+            outbox.append_run(1, &run, chunk * 20..chunk * 20 + 20, None);
         }
         let mut taken = Drained::default();
         assert!(outbox.take(&mut taken));
@@ -804,7 +832,7 @@ mod tests {
         outbox.append_messages(1, &[b"a"], 1);
         let waiter = {
             let outbox = outbox.clone();
-            tokio::spawn(async move { outbox.wait_for_room(1).await })
+            tokio::spawn(async move { outbox.wait_for_room(1, 1).await })
         };
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());

@@ -472,7 +472,9 @@ impl Shared {
                 Appended::Queued(n) => rest = &rest[n..],
             }
             if !rest.is_empty() {
-                self.outbox.wait_for_room(PUBLISH_QUEUE_MESSAGES).await;
+                self.outbox
+                    .wait_for_room(info.id, PUBLISH_QUEUE_MESSAGES)
+                    .await;
             }
         }
         Ok(())

@@ -84,6 +84,8 @@ pub enum Blocker {
     Outbox {
         /// The full outbox.
         outbox: Arc<Outbox>,
+        /// The topic whose messages fill it.
+        topic_id: TopicId,
         /// The message limit it must drop below.
         limit: usize,
     },
@@ -95,7 +97,11 @@ impl Blocker {
     /// Resolves when publishing may make progress again (or the subscriber went away).
     pub async fn wait(&self) {
         match self {
-            Blocker::Outbox { outbox, limit } => outbox.wait_for_room(*limit).await,
+            Blocker::Outbox {
+                outbox,
+                topic_id,
+                limit,
+            } => outbox.wait_for_room(*topic_id, *limit).await,
             Blocker::Backlog(topic) => {
                 if let Routing::Queue = topic.config.routing {
                     topic.queue.wait_for_space(topic.config.buffer_size).await
@@ -373,6 +379,7 @@ impl Topic {
                     cursor.offset = start + queued;
                     progress = Progress::Blocked(Blocker::Outbox {
                         outbox: sub.outbox.clone(),
+                        topic_id: self.id,
                         limit: sub.limit,
                     });
                     break;
@@ -606,12 +613,12 @@ impl Batch for FrameRun<'_> {
     fn append(
         &self,
         outbox: &Outbox,
-        _topic_id: TopicId,
+        topic_id: TopicId,
         range: Range<usize>,
         max_messages: Option<usize>,
     ) -> Appended {
         // The frames already carry this topic's id: the broker routes a run to its own topic.
-        outbox.append_run(self, range, max_messages)
+        outbox.append_run(topic_id, self, range, max_messages)
     }
 }
 
@@ -714,6 +721,31 @@ mod tests {
             "the fast one also has limit 2 within one batch"
         );
         assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
+    fn a_busy_topic_does_not_use_up_a_quiet_topics_room_on_the_same_connection() {
+        // Regression: the limit once counted every message in the connection's outbox.
+        let connection = Arc::new(Outbox::new());
+        let busy = topic(Routing::Fanout, 1000, Backpressure::Block, 1);
+        let quiet = Arc::new(Topic::new(8, {
+            let mut c = mycelium_config::TopicDefaults::default().topic("quiet");
+            c.buffer_size = 10;
+            c.backpressure = Backpressure::DropNewest;
+            c
+        }));
+        busy.subscribe(1, connection.clone(), 1000, 0);
+        quiet.subscribe(2, connection.clone(), 1000, 0);
+        assert!(matches!(publish_all(&busy, &msgs(20)), Progress::Done));
+        assert!(matches!(publish_all(&quiet, &msgs(1)), Progress::Done));
+        assert_eq!(quiet.counters().dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(quiet.counters().delivered.load(Ordering::Relaxed), 1);
+        assert!(matches!(publish_all(&quiet, &msgs(12)), Progress::Done));
+        assert_eq!(
+            quiet.counters().dropped.load(Ordering::Relaxed),
+            3,
+            "its own limit still holds"
+        );
     }
 
     #[test]

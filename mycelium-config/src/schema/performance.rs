@@ -18,7 +18,8 @@ pub struct PerformanceConfig {
     /// Threads of the broker's async runtime. Default 2, in
     /// 1..=[`MAX_WORKER_THREADS`](crate::MAX_WORKER_THREADS).
     pub worker_threads: usize,
-    /// Most messages queued toward one connection before backpressure applies. Default 100000, > 0.
+    /// Caps every fanout subscription's `buffer_size`: no subscription queues more than this many
+    /// messages toward its connection. Default 100000, > 0.
     pub channel_capacity: usize,
     /// Most frames the broker routes from one connection per wake-up before it yields to other
     /// connections. Default 1000, > 0.
