@@ -25,6 +25,14 @@ pub enum CreateTopicError {
 /// Why a topic name could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
+    /// Auto-creating it would exceed the broker's topic limit.
+    #[error("cannot auto-create topic '{name}': the broker already auto-created {max} topics")]
+    TooManyTopics {
+        /// The name asked for.
+        name: String,
+        /// The limit.
+        max: usize,
+    },
     /// Not declared in the config, and `[topic_defaults] auto_create` is off.
     #[error("unknown topic '{name}' (declare it in broker.toml or set [topic_defaults] auto_create = true)")]
     UnknownTopic {

@@ -49,8 +49,8 @@ pub const PUBLISH_QUEUE_MESSAGES: usize = 64 * 1024;
 const READ_CHUNK: usize = 256 * 1024;
 
 /// The largest frame accepted from the broker, whatever its Welcome says: a `Stats` answer for
-/// many topics can exceed the message limit.
-const MIN_INBOUND_FRAME_LIMIT: usize = 16 * 1024 * 1024;
+/// many topics can exceed the message limit (~300 bytes a topic: 64 MiB is 200 000 topics).
+const MIN_INBOUND_FRAME_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Options for [`Client::connect_with`].
 #[derive(Debug, Clone)]
@@ -116,8 +116,11 @@ struct Registry {
     subscriptions: HashMap<u32, Arc<SubscriptionQueue>>,
     /// Topic ids resolved for publishing, by name.
     publish_topics: HashMap<String, TopicInfo>,
-    /// Refusals of publishes (request id 0) since the last flush.
-    publish_errors: Vec<ClientError>,
+    /// The first refusal of a publish (request id 0) since the last flush, and how many came.
+    publish_errors: Option<(ClientError, u64)>,
+    /// Subscribe requests that timed out: if their ack still comes, the broker holds a
+    /// subscription nobody reads, and it must be told to drop it.
+    abandoned_subscribes: std::collections::HashSet<u32>,
     /// Set once the connection is gone; every later call fails with it.
     gone: Option<ClientError>,
 }
@@ -273,11 +276,18 @@ impl Client {
                 },
             )
             .await?;
-        let mut registry = self.shared.lock();
-        if registry.publish_errors.is_empty() {
-            Ok(())
-        } else {
-            Err(registry.publish_errors.remove(0))
+        let refused = self.shared.lock().publish_errors.take();
+        match refused {
+            None => Ok(()),
+            Some((first, 1)) => Err(first),
+            Some((ClientError::Refused { code, message }, count)) => Err(ClientError::Refused {
+                code,
+                message: format!(
+                    "{message} (and {} more refused publishes since the last flush)",
+                    count - 1
+                ),
+            }),
+            Some((first, _)) => Err(first),
         }
     }
 
@@ -408,7 +418,13 @@ impl Shared {
             Err(_) => {
                 let mut registry = self.lock();
                 registry.pending.remove(&request_id);
-                registry.subscriptions.remove(&pending_key(request_id));
+                if registry
+                    .subscriptions
+                    .remove(&pending_key(request_id))
+                    .is_some()
+                {
+                    registry.abandoned_subscribes.insert(request_id);
+                }
                 Err(ClientError::Timeout("waiting for an answer"))
             }
             Ok(Err(_)) => Err(self.gone_error()),
@@ -544,6 +560,16 @@ impl Shared {
             } => {
                 if let Some(queue) = registry.subscriptions.remove(&pending_key(*request_id)) {
                     registry.subscriptions.insert(*topic_id, queue);
+                } else if registry.abandoned_subscribes.remove(request_id) {
+                    // The caller gave up waiting; the broker subscribed anyway.
+                    let topic_id = *topic_id;
+                    drop(registry);
+                    let request_id = self.next_request_id();
+                    self.send_control(&Frame::Unsubscribe {
+                        request_id,
+                        topic_id,
+                    });
+                    return;
                 }
                 *request_id
             }
@@ -581,10 +607,14 @@ impl Shared {
                         }
                     }
                     tracing::debug!(?code, %message, "the broker refused a publish");
-                    registry.publish_errors.push(error);
+                    match &mut registry.publish_errors {
+                        Some((_, count)) => *count += 1,
+                        None => registry.publish_errors = Some((error, 1)),
+                    }
                     return;
                 }
                 registry.subscriptions.remove(&pending_key(*request_id));
+                registry.abandoned_subscribes.remove(request_id);
                 if let Some(waiter) = registry.pending.remove(request_id) {
                     let _ = waiter.send(Err(error));
                 }
@@ -637,7 +667,7 @@ async fn handshake(
     let write_error = stream.write_all(&out).await.err();
     let mut buf = BytesMut::with_capacity(HANDSHAKE_MAX_FRAME_LEN);
     loop {
-        if let Some((view, used)) = peek_frame(&buf, MIN_INBOUND_FRAME_LIMIT)? {
+        if let Some((view, used)) = peek_frame(&buf, HANDSHAKE_MAX_FRAME_LEN)? {
             let frame = view.to_frame()?;
             let _ = buf.split_to(used);
             return match frame {

@@ -22,12 +22,19 @@ struct Topics {
     by_name: HashMap<String, TopicId>,
 }
 
+/// Topics `[topic_defaults] auto_create` may create in one broker run. Past it, unknown names
+/// are refused like undeclared ones: otherwise any peer could grow the topic table (and every
+/// `Stats` answer) without bound.
+pub const MAX_AUTO_CREATED_TOPICS: usize = 10_000;
+
 /// All topics of one broker; see the module docs.
 #[derive(Debug)]
 pub struct TopicRegistry {
     topics: RwLock<Topics>,
     defaults: TopicDefaults,
     next_subscriber: AtomicU64,
+    /// Topics created by `auto_create` so far; capped at [`MAX_AUTO_CREATED_TOPICS`].
+    auto_created: std::sync::atomic::AtomicUsize,
 }
 
 /// Why a name is not a valid topic name, if it is not: 1 to 255 bytes of `[A-Za-z0-9._-]`.
@@ -64,6 +71,7 @@ impl TopicRegistry {
             topics: RwLock::default(),
             defaults,
             next_subscriber: AtomicU64::new(1),
+            auto_created: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -108,8 +116,15 @@ impl TopicRegistry {
                 name: name.to_owned(),
             });
         }
+        if self.auto_created.load(Ordering::Relaxed) >= MAX_AUTO_CREATED_TOPICS {
+            return Err(LookupError::TooManyTopics {
+                name: name.to_owned(),
+                max: MAX_AUTO_CREATED_TOPICS,
+            });
+        }
         match self.create_topic(self.defaults.topic(name)) {
             Ok(topic) => {
+                self.auto_created.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(topic = name, "auto-created topic from [topic_defaults]");
                 Ok(topic)
             }
@@ -124,8 +139,9 @@ impl TopicRegistry {
                 name: name.to_owned(),
                 problem,
             }),
-            Err(CreateTopicError::TooManyTopics) => Err(LookupError::UnknownTopic {
+            Err(CreateTopicError::TooManyTopics) => Err(LookupError::TooManyTopics {
                 name: name.to_owned(),
+                max: u32::MAX as usize,
             }),
         }
     }
@@ -179,6 +195,25 @@ mod tests {
         let created = registry.resolve("fresh").expect("auto-created");
         assert_eq!(created.name(), "fresh");
         assert_eq!(registry.resolve("fresh").expect("same").id(), created.id());
+    }
+
+    #[test]
+    fn auto_creation_stops_at_the_topic_limit() {
+        let registry = TopicRegistry::new(TopicDefaults {
+            auto_create: true,
+            ..TopicDefaults::default()
+        });
+        for i in 0..MAX_AUTO_CREATED_TOPICS {
+            registry.resolve(&format!("t{i}")).expect("under the limit");
+        }
+        assert!(matches!(
+            registry.resolve("one-too-many"),
+            Err(LookupError::TooManyTopics { .. })
+        ));
+        assert!(
+            registry.resolve("t7").is_ok(),
+            "existing topics still resolve"
+        );
     }
 
     #[test]

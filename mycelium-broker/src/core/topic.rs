@@ -84,8 +84,10 @@ pub enum Blocker {
     Outbox {
         /// The full outbox.
         outbox: Arc<Outbox>,
-        /// The topic whose messages fill it.
-        topic_id: TopicId,
+        /// The topic whose messages fill it; the wait also ends when its subscribers change.
+        topic: Arc<Topic>,
+        /// The topic's membership generation when the publish blocked.
+        generation: u64,
         /// The message limit it must drop below.
         limit: usize,
     },
@@ -99,9 +101,29 @@ impl Blocker {
         match self {
             Blocker::Outbox {
                 outbox,
-                topic_id,
+                topic,
+                generation,
                 limit,
-            } => outbox.wait_for_room(*topic_id, *limit).await,
+            } => {
+                // The blocking subscriber may leave rather than drain: then the publish must
+                // resume (and skip it) instead of waiting on an outbox nobody reads for it.
+                let left = async {
+                    loop {
+                        let changed = topic.membership_changed.notified();
+                        tokio::pin!(changed);
+                        changed.as_mut().enable();
+                        // SYNC POINT: pairs with the Release increment in `unsubscribe`.
+                        if topic.membership.load(Ordering::Acquire) != *generation {
+                            return;
+                        }
+                        changed.await;
+                    }
+                };
+                tokio::select! {
+                    _ = outbox.wait_for_room(topic.id, *limit) => {}
+                    _ = left => {}
+                }
+            }
             Blocker::Backlog(topic) => {
                 if let Routing::Queue = topic.config.routing {
                     topic.queue.wait_for_space(topic.config.buffer_size).await
@@ -180,6 +202,10 @@ pub struct Topic {
     /// holding the lock while they append.
     fanout: RwLock<Arc<[FanoutSubscriber]>>,
     queue: QueueRouting,
+    /// Bumped whenever a subscriber leaves; a publisher blocked on that subscriber watches it.
+    membership: AtomicU64,
+    /// Wakes publishers blocked on a subscriber when any subscriber leaves.
+    membership_changed: Notify,
 }
 
 impl Topic {
@@ -191,6 +217,8 @@ impl Topic {
             counters: TopicCounters::default(),
             fanout: RwLock::new(Arc::from(Vec::new())),
             queue: QueueRouting::default(),
+            membership: AtomicU64::new(0),
+            membership_changed: Notify::new(),
         }
     }
 
@@ -295,6 +323,10 @@ impl Topic {
                 let list: Vec<FanoutSubscriber> =
                     guard.iter().filter(|s| s.id != id).cloned().collect();
                 *guard = Arc::from(list);
+                drop(guard);
+                // SYNC POINT: pairs with the Acquire load in `Blocker::wait`.
+                self.membership.fetch_add(1, Ordering::Release);
+                self.membership_changed.notify_waiters();
                 true
             }
             Routing::Queue => {
@@ -341,13 +373,13 @@ impl Topic {
                 .fetch_add(payloads.len() as u64, Ordering::Relaxed);
         }
         match self.config.routing {
-            Routing::Fanout => self.publish_fanout(payloads, cursor),
+            Routing::Fanout => Self::publish_fanout(self, payloads, cursor),
             Routing::Queue => self.publish_queue(payloads, cursor),
         }
     }
 
     fn publish_fanout<B: Batch + ?Sized>(
-        &self,
+        self: &Arc<Self>,
         payloads: &B,
         cursor: &mut PublishCursor,
     ) -> Progress {
@@ -379,7 +411,8 @@ impl Topic {
                     cursor.offset = start + queued;
                     progress = Progress::Blocked(Blocker::Outbox {
                         outbox: sub.outbox.clone(),
-                        topic_id: self.id,
+                        topic: self.clone(),
+                        generation: self.membership.load(Ordering::Acquire),
                         limit: sub.limit,
                     });
                     break;
@@ -704,6 +737,38 @@ mod tests {
             8,
             "counted once"
         );
+    }
+
+    #[tokio::test]
+    async fn a_publisher_blocked_on_a_subscriber_resumes_when_that_subscriber_leaves() {
+        let t = topic(Routing::Fanout, 2, Backpressure::Block, 1);
+        let stuck = Arc::new(Outbox::new());
+        let live = Arc::new(Outbox::new());
+        t.subscribe(1, stuck.clone(), 1000, 0);
+        t.subscribe(2, live.clone(), 1000, 0);
+        let m = msgs(5);
+        let refs: Vec<&[u8]> = m.iter().map(|p| p.as_slice()).collect();
+        let mut cursor = PublishCursor::default();
+        let Progress::Blocked(blocker) = t.publish(refs.as_slice(), &mut cursor) else {
+            panic!("the stuck subscriber's outbox is full: the publish must block");
+        };
+        let waiter = tokio::spawn(async move { blocker.wait().await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "nothing changed yet");
+        assert!(t.unsubscribe(1));
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("the wait ends when the blocking subscriber leaves")
+            .expect("no panic");
+        let mut got = Vec::new();
+        loop {
+            let progress = t.publish(refs.as_slice(), &mut cursor);
+            got.extend(drain(&live));
+            if matches!(progress, Progress::Done) {
+                break;
+            }
+        }
+        assert_eq!(got, m, "the remaining subscriber gets every message once");
     }
 
     #[test]

@@ -9,9 +9,11 @@
 //! - The writer swaps out the whole outbox per wake-up and writes it in one call.
 //! - A protocol violation gets a fatal `Error` frame and closes only this connection. A peer
 //!   that vanishes (SIGKILL) is seen as EOF or a write error; its subscriptions are removed and its
-//!   outbox aborted, so publishers skip it from then on.
-//! - On broker shutdown the reader stops after the batch in hand and leaves the outbox open;
-//!   the listener closes every outbox once all readers have stopped, so nothing accepted is lost.
+//!   outbox closed (aborted on a write error), so publishers skip it from then on.
+//! - On broker shutdown the reader stops after the batch in hand (still routing it, behind a
+//!   slow subscriber, for up to the flush deadline) and leaves the outbox open; the listener
+//!   closes every outbox once all readers have stopped, so nothing accepted is lost unless a
+//!   subscriber takes nothing for that long.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -34,6 +36,7 @@ use tokio_util::task::TaskTracker;
 use crate::core::topic::{Batch, Progress, PublishCursor, SubscriberId, Topic, TopicId};
 use crate::error::LookupError;
 use crate::outbox::{FrameRun, Outbox};
+use crate::server::listener::SHUTDOWN_FLUSH_DEADLINE;
 use crate::server::state::BrokerState;
 
 /// Bytes the reader asks the kernel for per `read`: large enough that a flat-out publisher's
@@ -428,10 +431,21 @@ impl Connection {
             return Ok(());
         }
         let mut cursor = PublishCursor::default();
+        // A batch already read was accepted: on shutdown it is still routed, while the
+        // writers drain, for up to the flush deadline; only a subscriber that takes nothing
+        // for that long loses the rest of it.
+        let give_up = async {
+            stop.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_FLUSH_DEADLINE).await;
+        };
+        tokio::pin!(give_up);
         while let Progress::Blocked(blocker) = topic.publish(payloads, &mut cursor) {
             tokio::select! {
                 _ = blocker.wait() => {}
-                _ = stop.cancelled() => return Err(Stop::Shutdown),
+                _ = &mut give_up => {
+                    tracing::warn!(topic = topic.name(), "shutdown deadline passed with a batch still blocked on a slow subscriber");
+                    return Err(Stop::Shutdown);
+                }
                 _ = self.outbox.closed() => return Err(Stop::Gone),
             }
         }
@@ -464,7 +478,9 @@ impl Connection {
 
     fn refuse_lookup(&self, request_id: u32, error: LookupError) {
         let code = match error {
-            LookupError::UnknownTopic { .. } => ErrorCode::UnknownTopic,
+            LookupError::UnknownTopic { .. } | LookupError::TooManyTopics { .. } => {
+                ErrorCode::UnknownTopic
+            }
             LookupError::InvalidName { .. } => ErrorCode::InvalidTopicName,
         };
         self.refuse(request_id, code, NO_TOPIC, error.to_string());

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,10 @@ use crate::server::state::BrokerState;
 
 /// How long shutdown waits for writers to flush to slow clients before giving up on them.
 pub const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Refusals (each holding a socket for up to two [`REFUSAL_WRITE_TIMEOUT`]s) in progress at
+/// once; sockets refused beyond this are closed without an answer.
+const MAX_PENDING_REFUSALS: usize = 64;
 
 /// How long a refused socket gets to receive its `TooManyConnections` frame.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -109,6 +114,7 @@ impl Server {
         let readers = TaskTracker::new();
         let writers = TaskTracker::new();
         tokio::pin!(shutdown);
+        let refusing = Arc::new(AtomicUsize::new(0));
         tracing::info!(
             topics = self.state.registry.all().len(),
             "broker accepting connections"
@@ -122,7 +128,17 @@ impl Server {
                             readers.spawn(connection::serve(stream, self.state.clone(), stop_reading.clone(), writers.clone()));
                         } else {
                             tracing::warn!(max = self.state.config.server.max_connections, "refusing a connection: at max_connections");
-                            readers.spawn(refuse_connection(stream, self.state.config.server.max_connections));
+                            if refusing.load(Ordering::Relaxed) < MAX_PENDING_REFUSALS {
+                                refusing.fetch_add(1, Ordering::Relaxed);
+                                let refusing = refusing.clone();
+                                let max = self.state.config.server.max_connections;
+                                readers.spawn(async move {
+                                    refuse_connection(stream, max).await;
+                                    refusing.fetch_sub(1, Ordering::Relaxed);
+                                });
+                            }
+                            // Past the cap the socket is simply closed (dropped): a flood of
+                            // connections must not hold file descriptors for the refusals.
                         }
                     }
                     Err(error) => {
