@@ -207,6 +207,13 @@ struct State {
     holds: usize,
 }
 
+/// The room rule, over a topic's queued messages and the outbox's bytes: see
+/// [`State::has_room`]. Appends evaluate it with running totals instead of re-reading the state
+/// per message.
+fn fits(queued_for_topic: usize, bytes: usize, max_messages: usize) -> bool {
+    bytes == 0 || (queued_for_topic < max_messages && bytes < OUTBOX_MAX_BYTES)
+}
+
 impl State {
     /// Whether one more message of `topic_id` may be queued under `max_messages` for that
     /// topic. `append_messages` and `wait_for_room` must agree on this exactly, or a producer
@@ -217,8 +224,7 @@ impl State {
     /// limit is checked before the message, so an outbox may exceed it by one message; an
     /// empty outbox always takes one, so a message larger than the limit moves.
     fn has_room(&self, topic_id: u32, max_messages: usize) -> bool {
-        self.bytes == 0
-            || (self.queued_for(topic_id) < max_messages && self.bytes < OUTBOX_MAX_BYTES)
+        fits(self.queued_for(topic_id), self.bytes, max_messages)
     }
 
     fn queued_for(&self, topic_id: u32) -> usize {
@@ -344,16 +350,17 @@ impl Outbox {
             return Appended::Closed;
         }
         let was_empty = state.is_empty();
+        let already = state.queued_for(topic_id);
         let mut queued = 0;
         for payload in payloads {
-            if max_messages.is_some_and(|max| !state.has_room(topic_id, max)) {
+            if max_messages.is_some_and(|max| !fits(already + queued, state.bytes, max)) {
                 break;
             }
             codec::encode_message(&mut state.tail, self.message_kind, topic_id, payload);
             state.bytes += payload.len() + MESSAGE_OVERHEAD;
-            state.count(topic_id, 1);
             queued += 1;
         }
+        state.count(topic_id, queued);
         drop(state);
         if was_empty && queued > 0 {
             self.readable.notify_one();
@@ -376,24 +383,24 @@ impl Outbox {
             return Appended::Closed;
         }
         let was_empty = state.is_empty();
-        let mut end = range.start;
-        let (start_messages, start_bytes) = (state.messages, state.bytes);
-        while end < range.end {
-            if max_messages.is_some_and(|max| !state.has_room(topic_id, max)) {
-                break;
+        let end = match max_messages {
+            None => range.end,
+            Some(max) => {
+                let already = state.queued_for(topic_id);
+                let mut bytes = state.bytes;
+                let mut end = range.start;
+                while end < range.end && fits(already + (end - range.start), bytes, max) {
+                    bytes += run.ends[end] - run.start_of(end);
+                    end += 1;
+                }
+                end
             }
-            let frame_len = run.ends[end] - run.start_of(end);
-            state.count(topic_id, 1);
-            state.bytes += frame_len;
-            end += 1;
-        }
+        };
         let queued = end - range.start;
         if queued > 0 {
             let bytes = run.bytes(range.start..end);
             let len = bytes.len();
-            // `has_room` above counted the frames in; undo the byte count, since the push
-            // below counts it again.
-            state.bytes = start_bytes;
+            state.count(topic_id, queued);
             if len >= SHARE_MIN_BYTES && state.shared_segments() < MAX_SHARED_SEGMENTS {
                 state.push_shared(run.frames.slice(bytes));
             } else {
@@ -401,7 +408,6 @@ impl Outbox {
                 state.tail.extend_from_slice(&frames[bytes]);
                 state.bytes += len;
             }
-            debug_assert_eq!(state.messages, start_messages + queued);
         }
         drop(state);
         if was_empty && queued > 0 {
