@@ -30,13 +30,16 @@
 //!   without allocating, [`encode_frame`] and [`encode_message`] for writing.
 //! - [`error`]: [`DecodeError`] and [`EncodeError`].
 //! - [`uds`]: socket settings shared by both ends of a Unix-socket connection.
+//! - [`shm`]: the shared-memory broadcast ring (its `region` and `ring` modules hold the
+//!   crate's only `unsafe`).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod shm;
 pub mod uds;
 
 pub use codec::{encode_frame, encode_message, peek_frame, FrameCodec, FrameView};

@@ -1,0 +1,263 @@
+//! [`RingConsumer`]: one reader of a broadcast ring, holding one consumer slot.
+
+use super::error::{ReadError, RingError};
+use super::layout::{
+    frame_size, max_payload, ConsumerSlot, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PADDING,
+    SLOT_ACTIVE, SLOT_FREE,
+};
+use super::region::RingRegion;
+use super::ring::{attach, RingGeometry};
+use super::sync::{fence, Arc, Ordering};
+
+/// A reader of every frame published after it joined, in order.
+///
+/// Holds a consumer slot from [`join`](Self::join) until drop; the producer never overwrites
+/// a frame this consumer has not read (lossless mode).
+pub struct RingConsumer {
+    /// Keeps the memory alive; shared with the producer and other consumers.
+    region: Arc<RingRegion>,
+    /// Geometry validated at join; never re-read from the header.
+    geometry: RingGeometry,
+    /// Index of the slot this consumer claimed; freed on drop.
+    slot: usize,
+    /// Position of the next frame to read; the authoritative copy (the slot's `read_pos` is
+    /// only what the producer is told).
+    pos: u64,
+    /// Payload copies for [`try_recv_batch`](Self::try_recv_batch).
+    scratch: Vec<u8>,
+}
+
+/// Where a frame's payload lies, found by [`RingConsumer::locate`].
+struct Located {
+    /// Data-region offset of the payload.
+    offset: usize,
+    /// Payload bytes.
+    len: usize,
+    /// Position after the frame.
+    next: u64,
+}
+
+impl RingConsumer {
+    /// Attaches to the ring in `region`, claims a free slot and starts at the current
+    /// `write_pos`: the consumer sees frames published from now on.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`attach`]; [`RingError::NoFreeSlot`] when every slot is taken;
+    /// [`RingError::Corrupt`] if `write_pos` is not frame-aligned.
+    pub fn join(region: &Arc<RingRegion>) -> Result<Self, RingError> {
+        let geometry = attach(region)?;
+        for index in 0..geometry.max_consumers as usize {
+            let Some(slot) = region.slot(index) else {
+                break;
+            };
+            // SYNC POINT: AcqRel CAS. Acquire pairs with the Release store of SLOT_FREE in the
+            // previous holder's drop (its `read_pos` stores precede ours); Release publishes the
+            // claim to the producer's Acquire load of `state` in its scan.
+            let claimed = slot
+                .state
+                .compare_exchange(SLOT_FREE, SLOT_ACTIVE, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
+            if !claimed {
+                continue;
+            }
+            // SYNC POINT: SeqCst fence pairs with the fence in the producer's scan: either the
+            // producer sees our claim, or our load below sees its last publish, so it never
+            // writes more than a capacity beyond where we start.
+            fence(Ordering::SeqCst);
+            // SYNC POINT: Acquire pairs with the producer's Release store in `publish`.
+            let start = region.header().producer.write_pos.load(Ordering::Acquire);
+            if start % FRAME_ALIGN as u64 != 0 {
+                // SYNC POINT: Release pairs with the producer's and joiners' Acquire of `state`.
+                slot.state.store(SLOT_FREE, Ordering::Release);
+                return Err(RingError::Corrupt("write position not frame-aligned"));
+            }
+            // SYNC POINT: Release pairs with the producer's Acquire load of `read_pos`.
+            slot.read_pos.store(start, Ordering::Release);
+            return Ok(Self {
+                region: Arc::clone(region),
+                geometry,
+                slot: index,
+                pos: start,
+                scratch: Vec::new(),
+            });
+        }
+        Err(RingError::NoFreeSlot)
+    }
+
+    /// Position of the next frame to read (bytes since the ring was created).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Index of the slot this consumer holds.
+    pub fn slot_index(&self) -> usize {
+        self.slot
+    }
+
+    /// Copies the next frame's payload into `out` (replacing its contents).
+    ///
+    /// Returns `Ok(false)` when no frame is published beyond this consumer's position.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadError::Corrupt`] if the ring's shared memory is inconsistent; the position stays
+    /// where it was.
+    pub fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, ReadError> {
+        let write_pos = self.load_write_pos()?;
+        let Some(frame) = self.locate(write_pos, self.pos)? else {
+            return Ok(false);
+        };
+        out.clear();
+        out.resize(frame.len, 0);
+        self.region
+            .read_data(self.geometry.data_start(), frame.offset, out);
+        self.advance(frame.next);
+        Ok(true)
+    }
+
+    /// Hands up to `max` published frames to `each`, in order, and tells the producer once.
+    ///
+    /// Returns how many frames were handed over.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadError::Corrupt`] if the ring's shared memory is inconsistent. Frames handed to
+    /// `each` before the corruption was found stay consumed.
+    pub fn try_recv_batch(
+        &mut self,
+        max: usize,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<usize, ReadError> {
+        let write_pos = self.load_write_pos()?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut pos = self.pos;
+        let mut count = 0;
+        let mut result = Ok(());
+        while count < max {
+            match self.locate(write_pos, pos) {
+                Ok(Some(frame)) => {
+                    scratch.clear();
+                    scratch.resize(frame.len, 0);
+                    self.region
+                        .read_data(self.geometry.data_start(), frame.offset, &mut scratch);
+                    each(&scratch);
+                    pos = frame.next;
+                    count += 1;
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    result = Err(error);
+                    break;
+                }
+            }
+        }
+        self.scratch = scratch;
+        if count > 0 {
+            self.advance(pos);
+        }
+        result.map(|()| count)
+    }
+
+    /// The slot this consumer holds.
+    fn slot(&self) -> &ConsumerSlot {
+        // `join` found slot `self.slot` inside the region, and a region's length never changes.
+        self.region.slot(self.slot).expect("slot checked at join")
+    }
+
+    /// Loads the published `write_pos` and checks it against this consumer's position.
+    fn load_write_pos(&self) -> Result<u64, ReadError> {
+        // SYNC POINT: Acquire pairs with the Release store in `RingProducer::publish`: the
+        // bytes of every frame below `write_pos` are visible before we read them.
+        let write_pos = self
+            .region
+            .header()
+            .producer
+            .write_pos
+            .load(Ordering::Acquire);
+        if write_pos % FRAME_ALIGN as u64 != 0 {
+            return Err(ReadError::Corrupt("write position not frame-aligned"));
+        }
+        if write_pos.wrapping_sub(self.pos) > self.geometry.capacity {
+            return Err(ReadError::Corrupt(
+                "write position behind or a capacity ahead",
+            ));
+        }
+        Ok(write_pos)
+    }
+
+    /// Finds the frame at `pos` (skipping a padding frame), checking everything read from the
+    /// ring. On entry `write_pos - pos` (wrapping) is at most a capacity and `pos` is 8-aligned.
+    fn locate(&self, write_pos: u64, mut pos: u64) -> Result<Option<Located>, ReadError> {
+        let capacity = self.geometry.capacity_usize();
+        // At most two rounds: a padding frame moves to offset 0, where padding is rejected.
+        for _ in 0..2 {
+            let available = write_pos.wrapping_sub(pos);
+            if available == 0 {
+                return Ok(None);
+            }
+            // `write_pos` and `pos` are both 8-aligned, so a non-zero `available` covers at
+            // least a whole frame header.
+            let offset = self.geometry.offset_of(pos);
+            let tail = capacity - offset;
+            let mut header = [0u8; FRAME_HEADER_LEN];
+            self.region
+                .read_data(self.geometry.data_start(), offset, &mut header);
+            let [l0, l1, l2, l3, f0, f1, f2, f3] = header;
+            let len = u32::from_ne_bytes([l0, l1, l2, l3]) as usize;
+            let flags = u32::from_ne_bytes([f0, f1, f2, f3]);
+            if flags == FRAME_PADDING {
+                if offset == 0 {
+                    return Err(ReadError::Corrupt("padding frame at the start of the ring"));
+                }
+                if len != tail - FRAME_HEADER_LEN {
+                    return Err(ReadError::Corrupt(
+                        "padding frame does not reach the ring's end",
+                    ));
+                }
+                if tail as u64 > available {
+                    return Err(ReadError::Corrupt(
+                        "padding frame beyond the write position",
+                    ));
+                }
+                pos = pos.wrapping_add(tail as u64);
+                continue;
+            }
+            if flags != 0 {
+                return Err(ReadError::Corrupt("unknown frame flags"));
+            }
+            if len > max_payload(self.geometry.capacity) {
+                return Err(ReadError::Corrupt("frame longer than the ring allows"));
+            }
+            let size = frame_size(len);
+            if size > tail {
+                return Err(ReadError::Corrupt("frame crosses the end of the ring"));
+            }
+            if size as u64 > available {
+                return Err(ReadError::Corrupt("frame beyond the write position"));
+            }
+            return Ok(Some(Located {
+                offset: offset + FRAME_HEADER_LEN,
+                len,
+                next: pos.wrapping_add(size as u64),
+            }));
+        }
+        Err(ReadError::Corrupt("padding frame after padding frame"))
+    }
+
+    /// Moves to `pos` and tells the producer.
+    fn advance(&mut self, pos: u64) {
+        self.pos = pos;
+        // SYNC POINT: Release pairs with the producer's Acquire load of `read_pos` in its scan:
+        // our copies out of the frames below `pos` happen-before it overwrites them.
+        self.slot().read_pos.store(pos, Ordering::Release);
+    }
+}
+
+impl Drop for RingConsumer {
+    fn drop(&mut self) {
+        // SYNC POINT: Release pairs with the producer's Acquire load of `state` in its scan and
+        // with the next joiner's CAS: our reads happen-before the producer reuses the bytes.
+        self.slot().state.store(SLOT_FREE, Ordering::Release);
+    }
+}

@@ -1,0 +1,59 @@
+//! The errors of ring setup, pushing and reading.
+
+/// Why a ring could not be created, attached or joined.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingError {
+    /// The magic word is still zero: the creator has not finished initialising the ring.
+    #[error("ring not initialised yet")]
+    NotInitialised,
+    /// The region does not start with [`RING_MAGIC`](super::RING_MAGIC): not a ring.
+    #[error("bad ring magic {found:#018x}")]
+    BadMagic {
+        /// The first eight bytes of the region, as read.
+        found: u64,
+    },
+    /// The ring was written by another layout version.
+    #[error("ring layout version {found}, expected {expected}")]
+    VersionMismatch {
+        /// The version in the header.
+        found: u32,
+        /// [`RING_VERSION`](super::RING_VERSION).
+        expected: u32,
+    },
+    /// Capacity or consumer count out of range, or larger than the region.
+    #[error("bad ring geometry: {0}")]
+    BadGeometry(&'static str),
+    /// Every consumer slot is taken.
+    #[error("no free consumer slot")]
+    NoFreeSlot,
+    /// The header contradicts itself (shared memory was overwritten).
+    #[error("corrupt ring: {0}")]
+    Corrupt(&'static str),
+}
+
+/// Why [`RingProducer::try_push`](super::RingProducer::try_push) refused a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// Writing the frame would overrun the slowest active consumer; retry after it reads.
+    #[error("ring full")]
+    Full,
+    /// The payload can never fit: a frame may take at most half the ring.
+    #[error("payload of {len} bytes exceeds the ring's maximum of {max}")]
+    TooLarge {
+        /// Payload bytes offered.
+        len: usize,
+        /// [`max_payload`](super::max_payload) of this ring.
+        max: usize,
+    },
+}
+
+/// Why a consumer could not read: the ring's shared memory is corrupt.
+///
+/// The consumer's position is left where it was, so every later read returns the same error;
+/// the owner of the ring should drop the consumer (and, later, disconnect the culprit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// A position or frame header read from shared memory is impossible.
+    #[error("corrupt ring: {0}")]
+    Corrupt(&'static str),
+}

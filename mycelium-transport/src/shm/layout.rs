@@ -1,0 +1,205 @@
+//! The byte layout of a broadcast ring, as `#[repr(C)]` structs and named offsets.
+//!
+//! A ring is one contiguous region, 64-byte aligned, all integers native-endian (both ends run
+//! on the same machine):
+//!
+//! ```text
+//! offset        size  field            type       written by   meaning
+//! ------------  ----  ---------------  ---------  -----------  --------------------------------
+//! header line 0 (read-only after init)
+//!    0             8  magic            AtomicU64  creator      b"MYCRING1"; stored LAST (Release)
+//!    8             4  version          AtomicU32  creator      RING_VERSION
+//!   12             4  reserved         AtomicU32  creator      0
+//!   16             8  capacity         AtomicU64  creator      data bytes, power of two
+//!   24             4  max_consumers    AtomicU32  creator      number of consumer slots
+//!   28            36  (padding)
+//! header line 1 (producer-owned)
+//!   64             8  write_pos        AtomicU64  producer     bytes ever published
+//!   72            56  (padding)
+//! consumer slot i, i in 0..max_consumers, one line each, at 128 + 64 * i
+//!   +0             8  read_pos         AtomicU64  consumer i   bytes consumer i has consumed
+//!   +8             4  state            AtomicU32  consumer i   SLOT_FREE / SLOT_ACTIVE
+//!  +12            52  (padding)
+//! data region, at 128 + 64 * max_consumers (64-byte aligned)
+//!   +0      capacity  frames
+//! ```
+//!
+//! A frame in the data region starts at an 8-byte-aligned offset and never straddles the end:
+//!
+//! ```text
+//! +0  len    u32  payload bytes (for a padding frame: capacity - offset - 8)
+//! +4  flags  u32  bit 0 = FRAME_PADDING; other bits must be 0
+//! +8  payload, then 0..7 unspecified bytes up to the next multiple of 8
+//! ```
+//!
+//! Positions (`write_pos`, `read_pos`) count bytes since the ring was created and never wrap;
+//! the offset of position `p` in the data region is `p & (capacity - 1)`.
+
+use super::sync::{AtomicU32, AtomicU64};
+
+/// The first eight bytes of an initialised ring (`b"MYCRING1"` in memory order).
+pub const RING_MAGIC: u64 = u64::from_ne_bytes(*b"MYCRING1");
+
+/// The layout version this code reads and writes; bumped on any layout change.
+pub const RING_VERSION: u32 = 1;
+
+/// Cache-line size the layout pads to, so producer- and consumer-owned words never share a line.
+pub const CACHE_LINE: usize = 64;
+
+/// Alignment of every frame start and of every frame's total size.
+pub const FRAME_ALIGN: usize = 8;
+
+/// Bytes of frame header (`len` + `flags`) before each payload.
+pub const FRAME_HEADER_LEN: usize = 8;
+
+/// `flags` bit marking a padding frame, which fills the end of the ring before a wrap.
+pub const FRAME_PADDING: u32 = 1;
+
+/// Smallest data capacity a ring may have (one page). Loom models use tiny rings instead,
+/// because the model checker's cost grows with every byte it tracks.
+#[cfg(not(loom))]
+pub const MIN_CAPACITY: u64 = 4096;
+/// Smallest data capacity a ring may have (lowered under loom so models stay tiny).
+#[cfg(loom)]
+pub const MIN_CAPACITY: u64 = 64;
+
+/// Largest data capacity a ring may have (1 TiB): keeps every offset computation far from
+/// overflow on a 64-bit machine, and rejects absurd capacities read from a corrupt header.
+pub const MAX_CAPACITY: u64 = 1 << 40;
+
+/// Most consumer slots a ring may have; bounds the producer's scan and the header size.
+pub const MAX_CONSUMERS: u32 = 1024;
+
+/// `state` of a consumer slot nobody holds.
+pub const SLOT_FREE: u32 = 0;
+
+/// `state` of a consumer slot held by a live consumer.
+pub const SLOT_ACTIVE: u32 = 1;
+
+/// Offset of `magic` in the region.
+pub const MAGIC_OFFSET: usize = 0;
+/// Offset of `version` in the region.
+pub const VERSION_OFFSET: usize = 8;
+/// Offset of `capacity` in the region.
+pub const CAPACITY_OFFSET: usize = 16;
+/// Offset of `max_consumers` in the region.
+pub const MAX_CONSUMERS_OFFSET: usize = 24;
+/// Offset of the producer's `write_pos` (its own cache line).
+pub const WRITE_POS_OFFSET: usize = 64;
+/// Offset of consumer slot 0; slot `i` is at `SLOTS_OFFSET + i * SLOT_SIZE`.
+pub const SLOTS_OFFSET: usize = 128;
+/// Size of one consumer slot (one cache line).
+pub const SLOT_SIZE: usize = 64;
+/// Offset of `read_pos` within a slot.
+pub const SLOT_READ_POS_OFFSET: usize = 0;
+/// Offset of `state` within a slot.
+pub const SLOT_STATE_OFFSET: usize = 8;
+
+/// Header line 0 plus the producer's line: bytes `0..128` of a ring.
+#[repr(C, align(64))]
+pub(crate) struct RingHeader {
+    /// [`RING_MAGIC`] once the ring is initialised; written last, with Release.
+    pub(crate) magic: AtomicU64,
+    /// [`RING_VERSION`].
+    pub(crate) version: AtomicU32,
+    /// Zero; keeps `capacity` 8-aligned without implicit padding.
+    pub(crate) reserved: AtomicU32,
+    /// Bytes in the data region.
+    pub(crate) capacity: AtomicU64,
+    /// Number of consumer slots after the header.
+    pub(crate) max_consumers: AtomicU32,
+    /// The producer-owned line.
+    pub(crate) producer: ProducerLine,
+}
+
+/// The producer's cache line.
+#[repr(C, align(64))]
+pub(crate) struct ProducerLine {
+    /// Bytes ever published; consumers read it with Acquire.
+    pub(crate) write_pos: AtomicU64,
+}
+
+/// One consumer's cache line.
+#[repr(C, align(64))]
+pub(crate) struct ConsumerSlot {
+    /// Bytes this consumer has consumed; the producer reads it with Acquire.
+    pub(crate) read_pos: AtomicU64,
+    /// [`SLOT_FREE`] or [`SLOT_ACTIVE`].
+    pub(crate) state: AtomicU32,
+}
+
+#[cfg(loom)]
+impl RingHeader {
+    /// An all-zero header (loom atomics must be constructed, not cast from bytes).
+    pub(crate) fn zeroed() -> Self {
+        Self {
+            magic: AtomicU64::new(0),
+            version: AtomicU32::new(0),
+            reserved: AtomicU32::new(0),
+            capacity: AtomicU64::new(0),
+            max_consumers: AtomicU32::new(0),
+            producer: ProducerLine {
+                write_pos: AtomicU64::new(0),
+            },
+        }
+    }
+}
+
+#[cfg(loom)]
+impl ConsumerSlot {
+    /// A free slot at position 0.
+    pub(crate) fn zeroed() -> Self {
+        Self {
+            read_pos: AtomicU64::new(0),
+            state: AtomicU32::new(SLOT_FREE),
+        }
+    }
+}
+
+/// Offset of the data region for a ring with `max_consumers` slots (a multiple of 64).
+pub const fn data_offset(max_consumers: u32) -> usize {
+    SLOTS_OFFSET + max_consumers as usize * SLOT_SIZE
+}
+
+/// Bytes a region needs for a ring of `capacity` data bytes and `max_consumers` slots;
+/// saturates at `usize::MAX` for geometries no machine could map.
+pub fn required_size(capacity: u64, max_consumers: u32) -> usize {
+    let slots = (max_consumers as usize).saturating_mul(SLOT_SIZE);
+    let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+    SLOTS_OFFSET.saturating_add(slots).saturating_add(capacity)
+}
+
+/// Largest payload a ring of `capacity` bytes accepts: a whole frame may take at most half the
+/// ring, so it always fits after a wrap once consumers have caught up.
+pub const fn max_payload(capacity: u64) -> usize {
+    (capacity / 2) as usize - FRAME_HEADER_LEN
+}
+
+/// Total bytes a frame with `len` payload bytes takes: header plus payload rounded up to 8.
+pub(crate) const fn frame_size(len: usize) -> usize {
+    FRAME_HEADER_LEN + len.next_multiple_of(FRAME_ALIGN)
+}
+
+// The layout above, checked at compile time. Loom's atomics are larger than std's, so these
+// hold only for the real build (loom rings live in ordinary Rust structs, not in raw bytes).
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<RingHeader>() == SLOTS_OFFSET);
+    assert!(align_of::<RingHeader>() == CACHE_LINE);
+    assert!(offset_of!(RingHeader, magic) == MAGIC_OFFSET);
+    assert!(offset_of!(RingHeader, version) == VERSION_OFFSET);
+    assert!(offset_of!(RingHeader, reserved) == 12);
+    assert!(offset_of!(RingHeader, capacity) == CAPACITY_OFFSET);
+    assert!(offset_of!(RingHeader, max_consumers) == MAX_CONSUMERS_OFFSET);
+    assert!(offset_of!(RingHeader, producer) == WRITE_POS_OFFSET);
+    assert!(offset_of!(ProducerLine, write_pos) == 0);
+    assert!(size_of::<ConsumerSlot>() == SLOT_SIZE);
+    assert!(align_of::<ConsumerSlot>() == CACHE_LINE);
+    assert!(offset_of!(ConsumerSlot, read_pos) == SLOT_READ_POS_OFFSET);
+    assert!(offset_of!(ConsumerSlot, state) == SLOT_STATE_OFFSET);
+    assert!(SLOTS_OFFSET % CACHE_LINE == 0 && SLOT_SIZE % CACHE_LINE == 0);
+    assert!(FRAME_HEADER_LEN % FRAME_ALIGN == 0);
+    assert!(MIN_CAPACITY.is_power_of_two() && MIN_CAPACITY % CACHE_LINE as u64 == 0);
+    assert!(data_offset(MAX_CONSUMERS) % CACHE_LINE == 0);
+};

@@ -1,0 +1,62 @@
+//! A shared-memory broadcast ring: one producer, many consumers, variable-length frames.
+//!
+//! - The ring lives in a [`RingRegion`]: a header, one cache line per consumer slot, and a
+//!   power-of-two data region of frames (`docs/shm-layout.md`, [`layout`] for the bytes).
+//! - Exactly one [`RingProducer`] per ring, by construction: only [`init`] (or
+//!   [`RingRegion::new_in_memory`]) makes one. It writes frames with
+//!   [`try_push`](RingProducer::try_push) and makes them visible with one Release store in
+//!   [`publish`](RingProducer::publish).
+//! - Each [`RingConsumer`] holds a slot, starts at the position published when it joined,
+//!   and sees every frame from there on, in order (lossless: the producer refuses with
+//!   [`PushError::Full`] rather than overwrite a frame an active consumer has not read).
+//! - Everything read from the region is untrusted: another process may scribble over it. A
+//!   corrupt ring makes a consumer return [`ReadError::Corrupt`]; it never makes it panic, read
+//!   out of bounds or loop forever.
+//! - Not yet: waiting and wake-up, lossy modes, memfd segments, the queue ring.
+//!
+//! ```
+//! use mycelium_transport::shm::{RingConsumer, RingRegion};
+//!
+//! let (region, mut producer) = RingRegion::new_in_memory(4096, 4)?;
+//! let mut consumer = RingConsumer::join(&region)?;
+//! producer.try_push(b"hello")?;
+//! producer.try_push(b"world")?;
+//! producer.publish();
+//! let mut buf = Vec::new();
+//! assert!(consumer.try_recv_into(&mut buf)?);
+//! assert_eq!(buf, b"hello");
+//! assert!(consumer.try_recv_into(&mut buf)?);
+//! assert_eq!(buf, b"world");
+//! assert!(!consumer.try_recv_into(&mut buf)?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layout
+//!
+//! - [`layout`]: the byte layout, as `#[repr(C)]` structs and offset constants.
+//! - `region`: [`RingRegion`], the memory and the only byte-level `unsafe`.
+//! - `ring`: [`init`], [`attach`], [`RingGeometry`].
+//! - `producer`, `consumer`: [`RingProducer`], [`RingConsumer`].
+//! - `error`: [`RingError`], [`PushError`], [`ReadError`].
+//! - `sync`: std or loom atomics.
+
+mod consumer;
+mod error;
+pub mod layout;
+mod producer;
+#[allow(unsafe_code)]
+mod region;
+#[allow(unsafe_code)]
+mod ring;
+mod sync;
+
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod tests;
+
+pub use consumer::RingConsumer;
+pub use error::{PushError, ReadError, RingError};
+pub use layout::{max_payload, required_size, RING_MAGIC, RING_VERSION};
+pub use producer::RingProducer;
+pub use region::RingRegion;
+pub use ring::{attach, init, RingGeometry};

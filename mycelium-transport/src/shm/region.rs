@@ -1,0 +1,277 @@
+//! [`RingRegion`]: the bytes a ring lives in, and the only code that touches them.
+//!
+//! - In the real build a region is a 64-byte-aligned span of memory: a heap allocation it owns
+//!   ([`RingRegion::new_in_memory`]) or memory someone else maps ([`RingRegion::from_raw`]).
+//!   The header and slots are read through `&`-references to `#[repr(C)]` structs of atomics;
+//!   the data region is only ever touched through [`RingRegion::write_data`] and
+//!   [`RingRegion::read_data`], which copy bytes at offsets the caller has bounds-checked (and
+//!   which check them again).
+//! - Under `--cfg loom` the same accessors are backed by ordinary Rust values: the header and
+//!   slots are structs of loom atomics, and the data region is a slice of
+//!   `loom::cell::UnsafeCell<u64>` words. Every data copy goes through `with`/`with_mut` on the
+//!   words it covers, so loom reports any payload read or write that is not ordered by the
+//!   ring's Release/Acquire pairs as a data race, not just as a wrong value. Frames start at
+//!   8-byte boundaries and take whole 8-byte words, so a word is never shared by two frames.
+
+#[cfg(not(loom))]
+use super::error::RingError;
+use super::layout::{ConsumerSlot, RingHeader};
+#[cfg(not(loom))]
+use super::layout::{CACHE_LINE, SLOTS_OFFSET, SLOT_SIZE};
+
+/// The memory a ring lives in. Knows nothing of the ring protocol: it hands out the header,
+/// the slots and byte copies, and the ring modules decide who may touch what, and when.
+pub struct RingRegion {
+    #[cfg(not(loom))]
+    /// Start of the region; 64-byte aligned, valid for reads and writes of `len` bytes for as
+    /// long as this value lives.
+    ptr: std::ptr::NonNull<u8>,
+    #[cfg(not(loom))]
+    /// `Some` when this value allocated the memory and frees it on drop.
+    owned: Option<std::alloc::Layout>,
+    #[cfg(loom)]
+    /// The header (loom atomics cannot be cast from bytes).
+    header: Box<RingHeader>,
+    #[cfg(loom)]
+    /// The consumer slots.
+    slots: Box<[ConsumerSlot]>,
+    #[cfg(loom)]
+    /// The data region as 8-byte words that loom tracks for races.
+    words: Box<[loom::cell::UnsafeCell<u64>]>,
+    /// Size of the region in bytes.
+    len: usize,
+}
+
+// SAFETY: a region is plain memory. Header and slot fields are atomics; the data region is
+// only accessed through `write_data`/`read_data`, whose callers (the producer and consumers)
+// order their accesses with the ring's Release/Acquire protocol. Nothing in it is tied to a
+// thread.
+unsafe impl Send for RingRegion {}
+// SAFETY: as for `Send`: every shared access goes through atomics or through copies that the
+// ring protocol keeps from racing.
+unsafe impl Sync for RingRegion {}
+
+impl RingRegion {
+    /// Size of the region in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the region has no bytes (never true for a region that holds a ring).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes `offset .. offset + len` lie inside the data region of a ring with `data_start`.
+    fn data_span_ok(&self, data_start: usize, offset: usize, len: usize) -> bool {
+        data_start
+            .checked_add(offset)
+            .and_then(|start| start.checked_add(len))
+            .is_some_and(|end| end <= self.len)
+    }
+}
+
+#[cfg(not(loom))]
+impl RingRegion {
+    /// Allocates a zeroed, 64-byte-aligned region of `len` bytes on the heap.
+    pub(crate) fn allocate(len: usize) -> Result<Self, RingError> {
+        if len < SLOTS_OFFSET {
+            return Err(RingError::BadGeometry(
+                "region smaller than the ring header",
+            ));
+        }
+        let layout = std::alloc::Layout::from_size_align(len, CACHE_LINE)
+            .map_err(|_| RingError::BadGeometry("region too large to allocate"))?;
+        // SAFETY: `layout` has a non-zero size (len >= SLOTS_OFFSET > 0).
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = std::ptr::NonNull::new(raw)
+            .ok_or(RingError::BadGeometry("cannot allocate the region"))?;
+        Ok(Self {
+            ptr,
+            owned: Some(layout),
+            len,
+        })
+    }
+
+    /// Wraps `len` bytes at `ptr` that someone else owns (for example a shared mapping).
+    ///
+    /// # Safety
+    ///
+    /// - `ptr` is valid for reads and writes of `len` bytes for as long as the returned value
+    ///   (and every `Arc` of it) lives;
+    /// - no Rust reference to those bytes exists meanwhile; other processes may write to them
+    ///   (the ring treats every byte as untrusted).
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::BadGeometry`] if `ptr` is not 64-byte aligned or `len` is smaller than the
+    /// ring header.
+    pub unsafe fn from_raw(ptr: std::ptr::NonNull<u8>, len: usize) -> Result<Self, RingError> {
+        if ptr.as_ptr().align_offset(CACHE_LINE) != 0 {
+            return Err(RingError::BadGeometry("region is not 64-byte aligned"));
+        }
+        if len < SLOTS_OFFSET {
+            return Err(RingError::BadGeometry(
+                "region smaller than the ring header",
+            ));
+        }
+        Ok(Self {
+            ptr,
+            owned: None,
+            len,
+        })
+    }
+
+    /// The header at offset 0.
+    pub(crate) fn header(&self) -> &RingHeader {
+        // SAFETY: the region is 64-byte aligned and at least SLOTS_OFFSET (= size_of RingHeader)
+        // bytes long (checked by both constructors), valid while `self` lives. RingHeader holds
+        // only atomics, for which every bit pattern is valid, and interior mutability lets other
+        // threads and processes write them while we hold `&`.
+        unsafe { &*self.ptr.as_ptr().cast::<RingHeader>() }
+    }
+
+    /// Consumer slot `index`, or `None` if it lies outside the region.
+    pub(crate) fn slot(&self, index: usize) -> Option<&ConsumerSlot> {
+        let start = index.checked_mul(SLOT_SIZE)?.checked_add(SLOTS_OFFSET)?;
+        if start.checked_add(SLOT_SIZE)? > self.len {
+            return None;
+        }
+        // SAFETY: `start .. start + SLOT_SIZE` lies inside the region (checked above), `start`
+        // is a multiple of 64 from a 64-aligned base, and ConsumerSlot holds only atomics (any
+        // bit pattern valid, shared mutation allowed).
+        Some(unsafe { &*self.ptr.as_ptr().add(start).cast::<ConsumerSlot>() })
+    }
+
+    /// Copies `src` into the data region at `offset` (relative to `data_start`).
+    ///
+    /// The caller must be the only writer of these bytes and ensure no reader can be reading
+    /// them (the producer's lossless rule); that is a protocol obligation, not a memory-safety
+    /// one for this call, which bounds-checks the span.
+    ///
+    /// # Panics
+    ///
+    /// If the span leaves the region: offsets come from validated geometry, so that is a bug
+    /// in this crate, never a consequence of corrupt shared memory.
+    pub(crate) fn write_data(&self, data_start: usize, offset: usize, src: &[u8]) {
+        assert!(
+            self.data_span_ok(data_start, offset, src.len()),
+            "ring write out of bounds"
+        );
+        // SAFETY: the destination span lies inside the region (asserted above) and `src` is a
+        // Rust slice, which cannot overlap memory that no Rust reference points to.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.ptr.as_ptr().add(data_start + offset),
+                src.len(),
+            );
+        }
+    }
+
+    /// Copies `dst.len()` bytes from the data region at `offset` (relative to `data_start`).
+    ///
+    /// # Panics
+    ///
+    /// If the span leaves the region (a bug in this crate, as for [`Self::write_data`]).
+    pub(crate) fn read_data(&self, data_start: usize, offset: usize, dst: &mut [u8]) {
+        assert!(
+            self.data_span_ok(data_start, offset, dst.len()),
+            "ring read out of bounds"
+        );
+        // SAFETY: the source span lies inside the region (asserted above); `dst` is an exclusive
+        // Rust slice, so it cannot overlap the region. Another process may write these bytes
+        // concurrently; we only copy them, and the caller validates the copy before using it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(data_start + offset),
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
+        }
+    }
+
+    /// Overwrites raw region bytes, header included: the hostile peer of the tests.
+    #[cfg(test)]
+    pub(crate) fn scribble(&self, offset: usize, bytes: &[u8]) {
+        assert!(offset
+            .checked_add(bytes.len())
+            .is_some_and(|end| end <= self.len));
+        // SAFETY: the span lies inside the region (asserted above); tests call this between
+        // ring operations on one thread, so nothing else accesses these bytes meanwhile.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.ptr.as_ptr().add(offset),
+                bytes.len(),
+            );
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for RingRegion {
+    fn drop(&mut self) {
+        if let Some(layout) = self.owned {
+            // SAFETY: `ptr` came from `alloc_zeroed(layout)` in `allocate` and is freed only here.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) };
+        }
+    }
+}
+
+#[cfg(loom)]
+impl RingRegion {
+    /// A zeroed region for a ring of `capacity` bytes and `max_consumers` slots.
+    pub(crate) fn allocate_loom(capacity: u64, max_consumers: u32) -> Self {
+        let words = (capacity as usize).div_ceil(8);
+        Self {
+            header: Box::new(RingHeader::zeroed()),
+            slots: (0..max_consumers).map(|_| ConsumerSlot::zeroed()).collect(),
+            words: (0..words).map(|_| loom::cell::UnsafeCell::new(0)).collect(),
+            len: super::layout::required_size(capacity, max_consumers),
+        }
+    }
+
+    /// The header.
+    pub(crate) fn header(&self) -> &RingHeader {
+        &self.header
+    }
+
+    /// Consumer slot `index`, or `None` if there is no such slot.
+    pub(crate) fn slot(&self, index: usize) -> Option<&ConsumerSlot> {
+        self.slots.get(index)
+    }
+
+    /// Word-wise copy into the data region (see the module doc).
+    pub(crate) fn write_data(&self, data_start: usize, offset: usize, src: &[u8]) {
+        assert!(
+            self.data_span_ok(data_start, offset, src.len()),
+            "ring write out of bounds"
+        );
+        for (i, byte) in src.iter().enumerate() {
+            let at = offset + i;
+            self.words[at / 8].with_mut(|word| {
+                // SAFETY: loom checks that this write is not concurrent with any other access
+                // to the word (that is the point of the model); the pointer is valid.
+                let word = unsafe { &mut *word };
+                let mut bytes = word.to_ne_bytes();
+                bytes[at % 8] = *byte;
+                *word = u64::from_ne_bytes(bytes);
+            });
+        }
+    }
+
+    /// Word-wise copy out of the data region (see the module doc).
+    pub(crate) fn read_data(&self, data_start: usize, offset: usize, dst: &mut [u8]) {
+        assert!(
+            self.data_span_ok(data_start, offset, dst.len()),
+            "ring read out of bounds"
+        );
+        for (i, byte) in dst.iter_mut().enumerate() {
+            let at = offset + i;
+            // SAFETY: loom checks that this read is not concurrent with a write to the word;
+            // the pointer is valid.
+            *byte = self.words[at / 8].with(|word| unsafe { *word }.to_ne_bytes()[at % 8]);
+        }
+    }
+}

@@ -1,0 +1,770 @@
+//! Tests of the ring: behaviour, hostile memory, and (under `--cfg loom`) the memory orderings.
+
+#[cfg(not(loom))]
+mod unit {
+    use crate::shm::layout::{
+        data_offset, frame_size, CAPACITY_OFFSET, MAGIC_OFFSET, MAX_CONSUMERS_OFFSET, SLOTS_OFFSET,
+        SLOT_STATE_OFFSET, VERSION_OFFSET,
+    };
+    use crate::shm::{
+        attach, max_payload, required_size, PushError, RingConsumer, RingError, RingRegion,
+        RING_VERSION,
+    };
+
+    /// Payload `i` of a test stream: `len` bytes derived from `i`, so order and contents show.
+    fn payload(i: usize, len: usize) -> Vec<u8> {
+        (0..len).map(|j| (i * 31 + j * 7) as u8).collect()
+    }
+
+    fn recv(consumer: &mut RingConsumer) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        consumer
+            .try_recv_into(&mut out)
+            .expect("ring is not corrupt")
+            .then_some(out)
+    }
+
+    #[test]
+    fn frames_of_varied_sizes_round_trip_across_several_wraps() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let mut total = 0u64;
+        for i in 0..2000 {
+            let len = (i * 37) % 700;
+            let sent = payload(i, len);
+            producer.push_and_publish(&sent).unwrap();
+            total += frame_size(len) as u64;
+            assert_eq!(recv(&mut consumer).as_deref(), Some(&sent[..]), "frame {i}");
+        }
+        assert_eq!(recv(&mut consumer), None);
+        assert!(total > 20 * 4096, "the stream wrapped the ring many times");
+        assert!(
+            consumer.position() >= total,
+            "padding frames are counted too"
+        );
+    }
+
+    #[test]
+    fn batched_pushes_are_invisible_until_published() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        producer.try_push(b"a").unwrap();
+        producer.try_push(b"bc").unwrap();
+        assert_eq!(producer.pending(), 2);
+        assert_eq!(recv(&mut consumer), None);
+        producer.publish();
+        assert_eq!(producer.pending(), 0);
+        let mut seen = Vec::new();
+        let count = consumer
+            .try_recv_batch(10, |p| seen.push(p.to_vec()))
+            .unwrap();
+        assert_eq!(count, 2);
+        assert_eq!(seen, vec![b"a".to_vec(), b"bc".to_vec()]);
+        assert_eq!(
+            consumer
+                .try_recv_batch(10, |_| panic!("no more frames"))
+                .unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn two_consumers_each_see_every_frame_in_order() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        let mut a = RingConsumer::join(&region).unwrap();
+        let mut b = RingConsumer::join(&region).unwrap();
+        let (mut seen_a, mut seen_b) = (Vec::new(), Vec::new());
+        for i in 0..500 {
+            producer.push_and_publish(&payload(i, i % 100)).unwrap();
+            if i % 3 == 0 {
+                a.try_recv_batch(usize::MAX, |p| seen_a.push(p.to_vec()))
+                    .unwrap();
+            }
+            if i % 5 == 0 {
+                b.try_recv_batch(usize::MAX, |p| seen_b.push(p.to_vec()))
+                    .unwrap();
+            }
+        }
+        a.try_recv_batch(usize::MAX, |p| seen_a.push(p.to_vec()))
+            .unwrap();
+        b.try_recv_batch(usize::MAX, |p| seen_b.push(p.to_vec()))
+            .unwrap();
+        let expected: Vec<_> = (0..500).map(|i| payload(i, i % 100)).collect();
+        assert_eq!(seen_a, expected);
+        assert_eq!(seen_b, expected);
+    }
+
+    #[test]
+    fn a_late_consumer_starts_at_the_current_position() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        producer.push_and_publish(b"before").unwrap();
+        let mut late = RingConsumer::join(&region).unwrap();
+        assert_eq!(late.position(), frame_size(6) as u64);
+        assert_eq!(recv(&mut late), None);
+        producer.push_and_publish(b"after").unwrap();
+        assert_eq!(recv(&mut late).as_deref(), Some(&b"after"[..]));
+    }
+
+    #[test]
+    fn the_producer_is_full_when_the_slowest_consumer_is_a_capacity_behind() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        let mut fast = RingConsumer::join(&region).unwrap();
+        let mut slow = RingConsumer::join(&region).unwrap();
+        let frame = vec![7u8; 1024 - 8]; // exactly a quarter of the ring per frame
+        for _ in 0..4 {
+            producer.push_and_publish(&frame).unwrap();
+        }
+        while recv(&mut fast).is_some() {}
+        assert_eq!(producer.push_and_publish(&frame), Err(PushError::Full));
+        assert_eq!(recv(&mut slow).as_deref(), Some(&frame[..]));
+        producer.push_and_publish(&frame).unwrap();
+        assert_eq!(producer.push_and_publish(&frame), Err(PushError::Full));
+    }
+
+    #[test]
+    fn without_consumers_the_producer_never_blocks() {
+        let (_region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        for i in 0..100 {
+            producer.push_and_publish(&payload(i, 1000)).unwrap();
+        }
+    }
+
+    #[test]
+    fn unpublished_frames_are_published_when_the_ring_needs_room() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let frame = vec![1u8; 1024 - 8];
+        for _ in 0..4 {
+            producer.try_push(&frame).unwrap();
+        }
+        assert_eq!(producer.try_push(&frame), Err(PushError::Full));
+        assert_eq!(producer.pending(), 0, "the full check published the batch");
+        assert_eq!(recv(&mut consumer).as_deref(), Some(&frame[..]));
+        producer.try_push(&frame).unwrap();
+    }
+
+    #[test]
+    fn a_payload_over_half_the_ring_is_too_large() {
+        let (_region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let max = max_payload(4096);
+        assert_eq!(max, 2048 - 8);
+        assert_eq!(producer.max_payload(), max);
+        producer.push_and_publish(&vec![0; max]).unwrap();
+        assert_eq!(
+            producer.push_and_publish(&vec![0; max + 1]),
+            Err(PushError::TooLarge { len: max + 1, max })
+        );
+    }
+
+    #[test]
+    fn a_dropped_consumer_frees_its_slot_for_reuse() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let first = RingConsumer::join(&region).unwrap();
+        assert_eq!(first.slot_index(), 0);
+        assert!(matches!(
+            RingConsumer::join(&region),
+            Err(RingError::NoFreeSlot)
+        ));
+        let frame = vec![0u8; 1024 - 8];
+        for _ in 0..4 {
+            producer.push_and_publish(&frame).unwrap();
+        }
+        assert_eq!(producer.push_and_publish(&frame), Err(PushError::Full));
+        drop(first);
+        producer.push_and_publish(&frame).unwrap();
+        let mut second = RingConsumer::join(&region).unwrap();
+        assert_eq!(second.slot_index(), 0);
+        producer.push_and_publish(b"next").unwrap();
+        assert_eq!(recv(&mut second).as_deref(), Some(&b"next"[..]));
+    }
+
+    #[test]
+    fn the_layout_matches_the_documented_offsets() {
+        assert_eq!(required_size(4096, 3), 128 + 3 * 64 + 4096);
+        assert_eq!(data_offset(3), 320);
+        let (region, _producer) = RingRegion::new_in_memory(8192, 3).unwrap();
+        assert_eq!(region.len(), required_size(8192, 3));
+        let geometry = attach(&region).unwrap();
+        assert_eq!((geometry.capacity, geometry.max_consumers), (8192, 3));
+    }
+
+    #[test]
+    fn attach_rejects_bad_magic_version_and_geometry() {
+        let fresh = || RingRegion::new_in_memory(4096, 2).unwrap().0;
+
+        let region = fresh();
+        region.scribble(MAGIC_OFFSET, &0u64.to_ne_bytes());
+        assert_eq!(attach(&region), Err(RingError::NotInitialised));
+
+        let region = fresh();
+        region.scribble(MAGIC_OFFSET, b"NOTARING");
+        assert!(matches!(attach(&region), Err(RingError::BadMagic { .. })));
+        assert!(matches!(
+            RingConsumer::join(&region),
+            Err(RingError::BadMagic { .. })
+        ));
+
+        let region = fresh();
+        region.scribble(VERSION_OFFSET, &(RING_VERSION + 1).to_ne_bytes());
+        assert_eq!(
+            attach(&region),
+            Err(RingError::VersionMismatch {
+                found: RING_VERSION + 1,
+                expected: RING_VERSION
+            })
+        );
+
+        for capacity in [0u64, 4095, 4097, 2048, 8192, u64::MAX] {
+            let region = fresh();
+            region.scribble(CAPACITY_OFFSET, &capacity.to_ne_bytes());
+            assert!(
+                matches!(attach(&region), Err(RingError::BadGeometry(_))),
+                "capacity {capacity}"
+            );
+        }
+        for consumers in [0u32, 3, 1025, u32::MAX] {
+            let region = fresh();
+            region.scribble(MAX_CONSUMERS_OFFSET, &consumers.to_ne_bytes());
+            assert!(
+                matches!(attach(&region), Err(RingError::BadGeometry(_))),
+                "consumers {consumers}"
+            );
+        }
+    }
+
+    #[test]
+    fn creation_rejects_bad_geometry() {
+        for (capacity, consumers) in [(4095, 1), (2048, 1), (4096, 0), (4096, 1025), (1 << 41, 1)] {
+            assert!(matches!(
+                RingRegion::new_in_memory(capacity, consumers),
+                Err(RingError::BadGeometry(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_raw_region_must_be_aligned_and_hold_the_ring() {
+        #[repr(C, align(64))]
+        struct Aligned([u8; 4096 + 192]);
+        let mut memory = Box::new(Aligned([0; 4096 + 192]));
+        let base = std::ptr::NonNull::new(memory.0.as_mut_ptr()).unwrap();
+        // SAFETY: `memory` outlives the region and is not otherwise touched while it lives.
+        let region = unsafe { RingRegion::from_raw(base, 4096 + 192) }.unwrap();
+        let region = std::sync::Arc::new(region);
+        assert_eq!(attach(&region), Err(RingError::NotInitialised));
+        // SAFETY: nothing else uses this region.
+        let mut producer = unsafe { crate::shm::init(&region, 4096, 1) }.unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        producer.push_and_publish(b"raw").unwrap();
+        assert_eq!(recv(&mut consumer).as_deref(), Some(&b"raw"[..]));
+        // SAFETY: as above; the span is inside `memory`.
+        let too_small = unsafe { crate::shm::init(&region, 8192, 1) };
+        assert!(matches!(too_small, Err(RingError::BadGeometry(_))));
+        drop((consumer, producer, region));
+        let unaligned = base.map_addr(|a| a.checked_add(8).unwrap());
+        // SAFETY: the span is inside `memory`; the call fails on alignment before any use.
+        let err = unsafe { RingRegion::from_raw(unaligned, 4096) };
+        assert!(matches!(err, Err(RingError::BadGeometry(_))));
+    }
+
+    #[test]
+    fn a_state_scribbled_free_does_not_let_the_consumer_read_out_of_bounds() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        region.scribble(SLOTS_OFFSET + SLOT_STATE_OFFSET, &0u32.to_ne_bytes());
+        // The producer no longer sees the consumer and may lap it.
+        for i in 0..10 {
+            producer.push_and_publish(&payload(i, 1000)).unwrap();
+        }
+        let mut out = Vec::new();
+        assert!(
+            consumer.try_recv_into(&mut out).is_err(),
+            "lapped consumer notices"
+        );
+    }
+}
+
+#[cfg(not(loom))]
+mod corrupt {
+    //! One test per check a consumer makes on a frame header read from the ring.
+
+    use crate::shm::layout::{data_offset, WRITE_POS_OFFSET};
+    use crate::shm::{ReadError, RingConsumer, RingProducer, RingRegion};
+    use std::sync::Arc;
+
+    /// A ring whose consumer sits at data offset 4032 with three frames published after it:
+    /// a 48-byte payload at 4032 (56 bytes, leaving 8 before the end), a padding frame at
+    /// 4088, and a 500-byte payload at 0.
+    fn ring_near_the_end() -> (Arc<RingRegion>, RingProducer, RingConsumer) {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        producer.push_and_publish(&[1; 2040]).unwrap();
+        producer.push_and_publish(&[2; 1976]).unwrap();
+        let mut out = Vec::new();
+        while consumer.try_recv_into(&mut out).unwrap() {}
+        assert_eq!(consumer.position(), 4032);
+        producer.try_push(&[3; 48]).unwrap();
+        producer.try_push(&[4; 500]).unwrap();
+        producer.publish();
+        (region, producer, consumer)
+    }
+
+    /// Overwrites the frame header at data offset `offset`.
+    fn write_header(region: &RingRegion, offset: usize, len: u32, flags: u32) {
+        let mut header = [0u8; 8];
+        header[..4].copy_from_slice(&len.to_ne_bytes());
+        header[4..].copy_from_slice(&flags.to_ne_bytes());
+        region.scribble(data_offset(1) + offset, &header);
+    }
+
+    fn recv_error(consumer: &mut RingConsumer) -> ReadError {
+        let mut out = Vec::new();
+        let error = consumer
+            .try_recv_into(&mut out)
+            .expect_err("corruption is reported");
+        let position = consumer.position();
+        assert_eq!(
+            consumer.try_recv_into(&mut out),
+            Err(error),
+            "the error is sticky"
+        );
+        assert_eq!(consumer.position(), position, "the position did not move");
+        error
+    }
+
+    #[test]
+    fn the_untouched_ring_reads_back_with_a_padding_frame_skipped() {
+        let (_region, _producer, mut consumer) = ring_near_the_end();
+        let mut out = Vec::new();
+        assert!(consumer.try_recv_into(&mut out).unwrap());
+        assert_eq!(out, [3; 48]);
+        assert!(consumer.try_recv_into(&mut out).unwrap());
+        assert_eq!(out, [4; 500]);
+        assert_eq!(consumer.position(), 4096 + 512);
+    }
+
+    #[test]
+    fn a_frame_crossing_the_end_of_the_ring_is_corrupt() {
+        let (region, _producer, mut consumer) = ring_near_the_end();
+        write_header(&region, 4032, 100, 0);
+        assert_eq!(
+            recv_error(&mut consumer),
+            ReadError::Corrupt("frame crosses the end of the ring")
+        );
+    }
+
+    #[test]
+    fn a_frame_beyond_the_write_position_is_corrupt() {
+        let (region, _producer, mut consumer) = ring_near_the_end();
+        write_header(&region, 0, 600, 0);
+        let mut out = Vec::new();
+        assert!(
+            consumer.try_recv_into(&mut out).unwrap(),
+            "the frame before is intact"
+        );
+        assert_eq!(
+            recv_error(&mut consumer),
+            ReadError::Corrupt("frame beyond the write position")
+        );
+    }
+
+    #[test]
+    fn a_frame_longer_than_half_the_ring_is_corrupt() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        producer.push_and_publish(&[1; 2040]).unwrap();
+        producer.push_and_publish(&[2; 2040]).unwrap();
+        write_header(&region, 0, 3000, 0);
+        assert_eq!(
+            recv_error(&mut consumer),
+            ReadError::Corrupt("frame longer than the ring allows")
+        );
+    }
+
+    #[test]
+    fn padding_in_the_wrong_place_or_of_the_wrong_length_is_corrupt() {
+        let (region, _producer, mut consumer) = ring_near_the_end();
+        write_header(&region, 4032, 48, 1);
+        assert_eq!(
+            recv_error(&mut consumer),
+            ReadError::Corrupt("padding frame does not reach the ring's end")
+        );
+
+        let (region, _producer, mut consumer) = ring_near_the_end();
+        region.scribble(WRITE_POS_OFFSET, &(4032u64 + 56).to_ne_bytes());
+        write_header(&region, 4032, 56, 1);
+        assert_eq!(
+            recv_error(&mut consumer),
+            ReadError::Corrupt("padding frame beyond the write position")
+        );
+
+        let (region, _producer, mut consumer) = ring_near_the_end();
+        let mut out = Vec::new();
+        assert!(consumer.try_recv_into(&mut out).unwrap());
+        write_header(&region, 0, 4088, 1);
+        assert_eq!(
+            recv_error(&mut consumer),
+            ReadError::Corrupt("padding frame at the start of the ring")
+        );
+    }
+
+    #[test]
+    fn unknown_flags_are_corrupt() {
+        let (region, _producer, mut consumer) = ring_near_the_end();
+        write_header(&region, 4032, 48, 2);
+        assert_eq!(
+            recv_error(&mut consumer),
+            ReadError::Corrupt("unknown frame flags")
+        );
+    }
+
+    #[test]
+    fn a_write_position_inside_a_frame_header_or_out_of_range_is_corrupt() {
+        for (write_pos, reason) in [
+            (4032 + 4, "write position not frame-aligned"),
+            (4032 - 8, "write position behind or a capacity ahead"),
+            (4032 + 4096 + 8, "write position behind or a capacity ahead"),
+        ] {
+            let (region, _producer, mut consumer) = ring_near_the_end();
+            region.scribble(WRITE_POS_OFFSET, &(write_pos as u64).to_ne_bytes());
+            assert_eq!(
+                recv_error(&mut consumer),
+                ReadError::Corrupt(reason),
+                "{write_pos}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_keeps_the_frames_before_the_corruption() {
+        let (region, _producer, mut consumer) = ring_near_the_end();
+        write_header(&region, 0, 4000, 0);
+        let mut seen = Vec::new();
+        let result = consumer.try_recv_batch(usize::MAX, |p| seen.push(p.to_vec()));
+        assert_eq!(
+            result,
+            Err(ReadError::Corrupt("frame longer than the ring allows"))
+        );
+        assert_eq!(seen, vec![vec![3; 48]]);
+        assert_eq!(consumer.position(), 4032 + 56);
+    }
+}
+
+#[cfg(not(loom))]
+mod hostile {
+    //! A peer scribbles random bytes over positions, slots and frames between operations.
+
+    use crate::shm::layout::{data_offset, SLOTS_OFFSET, SLOT_SIZE, WRITE_POS_OFFSET};
+    use crate::shm::{RingConsumer, RingRegion};
+    use proptest::prelude::*;
+    use std::sync::atomic::Ordering;
+
+    const CAPACITY: u64 = 4096;
+    const CONSUMERS: u32 = 2;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(usize),
+        Publish,
+        Recv(usize),
+        Batch(usize),
+        Rejoin(usize),
+        /// Where (a selector for header positions, slots or data), offset, bytes.
+        Scribble(u8, usize, Vec<u8>),
+        /// A plausible frame header (offset, len, flags) at an 8-aligned data offset: random
+        /// bytes rarely make a length small enough to get past the first checks.
+        FakeHeader(usize, u32, u32),
+        /// A plausible `write_pos`: the current one moved by a few words either way.
+        NudgeWritePos(i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0usize..1200).prop_map(Op::Push),
+            2 => Just(Op::Publish),
+            3 => (0usize..2).prop_map(Op::Recv),
+            2 => (0usize..2).prop_map(Op::Batch),
+            1 => (0usize..2).prop_map(Op::Rejoin),
+            1 => (0u8..3, any::<usize>(), proptest::collection::vec(any::<u8>(), 1..16))
+                .prop_map(|(w, o, b)| Op::Scribble(w, o, b)),
+            1 => (0usize..512, 0u32..5000, 0u32..3).prop_map(|(o, l, f)| Op::FakeHeader(o, l, f)),
+            1 => (-64i64..64).prop_map(Op::NudgeWritePos),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Before any scribble every consumer sees exactly what was published; after one,
+        /// consumers and the producer only ever return values or errors, never panic or hang.
+        #[test]
+        fn consumers_survive_random_bytes_in_the_ring(ops in proptest::collection::vec(op(), 1..120)) {
+            let (region, mut producer) = RingRegion::new_in_memory(CAPACITY, CONSUMERS).unwrap();
+            let mut consumers: Vec<Option<RingConsumer>> =
+                (0..CONSUMERS).map(|_| RingConsumer::join(&region).ok()).collect();
+            let mut expected: Vec<std::collections::VecDeque<Vec<u8>>> =
+                vec![Default::default(); CONSUMERS as usize];
+            let mut unpublished = Vec::new();
+            let mut scribbled = false;
+            let data = data_offset(CONSUMERS);
+            let mut out = Vec::new();
+            for (n, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Push(len) => {
+                        let frame: Vec<u8> = (0..len).map(|j| (n + j) as u8).collect();
+                        let before = producer.pending();
+                        if producer.try_push(&frame).is_ok() {
+                            if producer.pending() != before + 1 {
+                                // The push published the batch first to make room.
+                                publish_to(&mut expected, &consumers, &mut unpublished);
+                            }
+                            unpublished.push(frame);
+                        } else if producer.pending() == 0 {
+                            publish_to(&mut expected, &consumers, &mut unpublished);
+                        }
+                    }
+                    Op::Publish => {
+                        producer.publish();
+                        publish_to(&mut expected, &consumers, &mut unpublished);
+                    }
+                    Op::Recv(i) => {
+                        if let Some(consumer) = consumers[i].as_mut() {
+                            match consumer.try_recv_into(&mut out) {
+                                Ok(true) if !scribbled => {
+                                    let want = expected[i].pop_front();
+                                    prop_assert_eq!(Some(&out), want.as_ref());
+                                }
+                                Ok(false) if !scribbled => prop_assert!(expected[i].is_empty()),
+                                Err(e) if !scribbled => prop_assert!(false, "error {e} on a sound ring"),
+                                _ => {}
+                            }
+                        }
+                    }
+                    Op::Batch(i) => {
+                        if let Some(consumer) = consumers[i].as_mut() {
+                            let mut seen = Vec::new();
+                            let result = consumer.try_recv_batch(usize::MAX, |p| seen.push(p.to_vec()));
+                            if !scribbled {
+                                prop_assert!(result.is_ok());
+                                let want: Vec<_> = expected[i].drain(..).collect();
+                                prop_assert_eq!(seen, want);
+                            }
+                        }
+                    }
+                    Op::Rejoin(i) => {
+                        consumers[i] = None;
+                        expected[i].clear();
+                        consumers[i] = RingConsumer::join(&region).ok();
+                        if !scribbled {
+                            prop_assert!(consumers[i].is_some());
+                        }
+                    }
+                    Op::Scribble(which, offset, bytes) => {
+                        let (start, span) = match which {
+                            0 => (WRITE_POS_OFFSET, 8),
+                            1 => (SLOTS_OFFSET, CONSUMERS as usize * SLOT_SIZE),
+                            _ => (data, CAPACITY as usize),
+                        };
+                        let len = bytes.len().min(span);
+                        let at = start + offset % (span - len + 1);
+                        region.scribble(at, &bytes[..len]);
+                        scribbled = true;
+                    }
+                    Op::FakeHeader(word, len, flags) => {
+                        let mut header = [0u8; 8];
+                        header[..4].copy_from_slice(&len.to_ne_bytes());
+                        header[4..].copy_from_slice(&flags.to_ne_bytes());
+                        region.scribble(data + word * 8, &header);
+                        scribbled = true;
+                    }
+                    Op::NudgeWritePos(words) => {
+                        let current = region.header().producer.write_pos.load(Ordering::Relaxed);
+                        let moved = current.wrapping_add_signed(words * 8);
+                        region.scribble(WRITE_POS_OFFSET, &moved.to_ne_bytes());
+                        scribbled = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records the frames just published as expected by every live consumer.
+    fn publish_to(
+        expected: &mut [std::collections::VecDeque<Vec<u8>>],
+        consumers: &[Option<RingConsumer>],
+        unpublished: &mut Vec<Vec<u8>>,
+    ) {
+        for (queue, consumer) in expected.iter_mut().zip(consumers) {
+            if consumer.is_some() {
+                queue.extend(unpublished.iter().cloned());
+            }
+        }
+        unpublished.clear();
+    }
+
+    #[test]
+    fn a_seeded_scribbler_never_makes_a_consumer_panic() {
+        // xorshift64*: deterministic, so a failure reproduces.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        let (region, mut producer) = RingRegion::new_in_memory(CAPACITY, CONSUMERS).unwrap();
+        let mut consumer = Some(RingConsumer::join(&region).unwrap());
+        let data = data_offset(CONSUMERS);
+        let (mut ok, mut errors) = (0usize, 0usize);
+        let mut out = Vec::new();
+        for round in 0..20_000u64 {
+            let _ = producer.push_and_publish(&vec![round as u8; (next() % 600) as usize]);
+            let at = match next() % 4 {
+                0 => WRITE_POS_OFFSET + (next() % 8) as usize,
+                1 => SLOTS_OFFSET + (next() % 16) as usize,
+                _ => data + (next() % CAPACITY) as usize,
+            };
+            region.scribble(at, &[next() as u8]);
+            let reader = consumer.as_mut().expect("always rejoined");
+            match reader.try_recv_into(&mut out) {
+                Ok(_) => ok += 1,
+                Err(_) => {
+                    errors += 1;
+                    // Start over on a fresh ring in the same memory, as an owner would.
+                    drop(consumer.take());
+                    producer = reinit(&region);
+                    consumer =
+                        Some(RingConsumer::join(&region).expect("fresh ring has free slots"));
+                }
+            }
+        }
+        assert!(
+            ok > 0 && errors > 0,
+            "both outcomes exercised: {ok} ok, {errors} errors"
+        );
+    }
+
+    /// Re-creates the ring in `region`, as its owner would after disconnecting everyone.
+    fn reinit(region: &std::sync::Arc<RingRegion>) -> crate::shm::RingProducer {
+        // SAFETY: the caller dropped its producer and consumer first, so the returned producer
+        // is the only one and no consumer is attached.
+        unsafe { crate::shm::init(region, CAPACITY, CONSUMERS) }.unwrap()
+    }
+}
+
+#[cfg(loom)]
+mod loom_tests {
+    //! Loom explores every interleaving (up to its preemption bound) of these tiny models;
+    //! payload bytes live in `loom::cell::UnsafeCell` words (see `region.rs`), so a missing
+    //! Release/Acquire pair shows as a reported data race.
+
+    use crate::shm::{PushError, RingConsumer, RingRegion};
+    use loom::thread;
+
+    fn frame(i: u8, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|j| i.wrapping_mul(17).wrapping_add(j as u8))
+            .collect()
+    }
+
+    #[test]
+    fn published_frames_arrive_whole_and_in_order() {
+        loom::model(|| {
+            let (region, mut producer) = RingRegion::new_in_memory(64, 1).unwrap();
+            let mut consumer = RingConsumer::join(&region).unwrap();
+            let writer = thread::spawn(move || {
+                for i in 0..3u8 {
+                    producer
+                        .push_and_publish(&frame(i, 4 + i as usize))
+                        .unwrap();
+                }
+            });
+            let mut out = Vec::new();
+            let mut got = 0u8;
+            while got < 3 {
+                if consumer.try_recv_into(&mut out).unwrap() {
+                    assert_eq!(out, frame(got, 4 + got as usize));
+                    got += 1;
+                } else {
+                    thread::yield_now();
+                }
+            }
+            writer.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_consumer_joining_while_the_producer_writes_sees_a_whole_suffix() {
+        // Unbounded, this model takes ~10 minutes; two preemptions cover the join/scan race
+        // (the failure without the fences needs one) in a few seconds.
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
+            // The join/scan SeqCst fences decide whether the producer counts the newcomer;
+            // without them it could wrap onto frames the newcomer is about to read.
+            let (region, mut producer) = RingRegion::new_in_memory(64, 1).unwrap();
+            let done = loom::sync::Arc::new(loom::sync::atomic::AtomicBool::new(false));
+            let writer_done = done.clone();
+            let writer = thread::spawn(move || {
+                for i in 0..3u8 {
+                    loop {
+                        match producer.push_and_publish(&frame(i, 24)) {
+                            Ok(()) => break,
+                            Err(PushError::Full) => thread::yield_now(),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+                writer_done.store(true, loom::sync::atomic::Ordering::Release);
+            });
+            let mut consumer = RingConsumer::join(&region).unwrap();
+            let mut seen = Vec::new();
+            let mut out = Vec::new();
+            loop {
+                let finished = done.load(loom::sync::atomic::Ordering::Acquire);
+                if consumer.try_recv_into(&mut out).unwrap() {
+                    seen.push(out.clone());
+                } else if finished {
+                    break;
+                } else {
+                    thread::yield_now();
+                }
+            }
+            let first = 3 - seen.len() as u8;
+            let expected: Vec<_> = (first..3).map(|i| frame(i, 24)).collect();
+            assert_eq!(seen, expected);
+            writer.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_consumer_release_lets_the_producer_reuse_space_without_tearing() {
+        loom::model(|| {
+            // Two 32-byte frames fill the 64-byte ring; the third must reuse the first's bytes.
+            let (region, mut producer) = RingRegion::new_in_memory(64, 1).unwrap();
+            let mut consumer = RingConsumer::join(&region).unwrap();
+            let writer = thread::spawn(move || {
+                for i in 0..3u8 {
+                    loop {
+                        match producer.push_and_publish(&frame(i, 24)) {
+                            Ok(()) => break,
+                            Err(PushError::Full) => thread::yield_now(),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            });
+            let mut out = Vec::new();
+            let mut got = 0u8;
+            while got < 3 {
+                if consumer.try_recv_into(&mut out).unwrap() {
+                    assert_eq!(out, frame(got, 24));
+                    got += 1;
+                } else {
+                    thread::yield_now();
+                }
+            }
+            writer.join().unwrap();
+        });
+    }
+}
