@@ -30,8 +30,8 @@
 //!   without allocating, [`encode_frame`] and [`encode_message`] for writing.
 //! - [`error`]: [`DecodeError`] and [`EncodeError`].
 //! - [`uds`]: socket settings shared by both ends of a Unix-socket connection.
-//! - [`shm`]: the shared-memory broadcast ring (its `region` and `ring` modules hold the
-//!   crate's only `unsafe`).
+//! - [`shm`]: the shared-memory broadcast ring, memfd segments and fd passing (its `region`,
+//!   `ring`, `segment` and `fd_passing` modules hold the crate's only `unsafe`).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -12,7 +12,9 @@
 //! - Everything read from the region is untrusted: another process may scribble over it. A
 //!   corrupt ring makes a consumer return [`ReadError::Corrupt`]; it never makes it panic, read
 //!   out of bounds or loop forever.
-//! - Not yet: waiting and wake-up, lossy modes, memfd segments, the queue ring.
+//! - Between processes the region is a [`Segment`]: a sealed memfd, mapped shared, whose fd
+//!   travels over a Unix socket with [`send_fds`]/[`recv_fds`] (`SCM_RIGHTS`).
+//! - Not yet: waiting and wake-up, lossy modes, the queue ring.
 //!
 //! ```
 //! use mycelium_transport::shm::{RingConsumer, RingRegion};
@@ -38,16 +40,24 @@
 //! - `ring`: [`init`], [`attach`], [`RingGeometry`].
 //! - `producer`, `consumer`: [`RingProducer`], [`RingConsumer`].
 //! - `error`: [`RingError`], [`PushError`], [`ReadError`].
+//! - `segment`: [`Segment`], memfd segments (the mapping's `unsafe`).
+//! - `fd_passing`: [`send_fds`], [`recv_fds`] (taking ownership of received fds is `unsafe`).
 //! - `sync`: std or loom atomics.
 
 mod consumer;
 mod error;
+#[cfg(not(loom))]
+#[allow(unsafe_code)]
+mod fd_passing;
 pub mod layout;
 mod producer;
 #[allow(unsafe_code)]
 mod region;
 #[allow(unsafe_code)]
 mod ring;
+#[cfg(not(loom))]
+#[allow(unsafe_code)]
+mod segment;
 mod sync;
 
 #[cfg(test)]
@@ -56,7 +66,11 @@ mod tests;
 
 pub use consumer::RingConsumer;
 pub use error::{PushError, ReadError, RingError};
+#[cfg(not(loom))]
+pub use fd_passing::{recv_fds, send_fds, MAX_FDS_PER_MESSAGE};
 pub use layout::{max_payload, required_size, RING_MAGIC, RING_VERSION};
 pub use producer::RingProducer;
 pub use region::RingRegion;
 pub use ring::{attach, init, RingGeometry};
+#[cfg(not(loom))]
+pub use segment::{Segment, SegmentError, REQUIRED_SEALS};

@@ -29,6 +29,9 @@ pub struct RingRegion {
     #[cfg(not(loom))]
     /// `Some` when this value allocated the memory and frees it on drop.
     owned: Option<std::alloc::Layout>,
+    #[cfg(not(loom))]
+    /// Whatever keeps foreign memory valid (a segment's mapping), dropped with the region.
+    _keep_alive: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
     #[cfg(loom)]
     /// The header (loom atomics cannot be cast from bytes).
     header: Box<RingHeader>,
@@ -89,6 +92,7 @@ impl RingRegion {
         Ok(Self {
             ptr,
             owned: Some(layout),
+            _keep_alive: None,
             len,
         })
     }
@@ -107,6 +111,21 @@ impl RingRegion {
     /// [`RingError::BadGeometry`] if `ptr` is not 64-byte aligned or `len` is smaller than the
     /// ring header.
     pub unsafe fn from_raw(ptr: std::ptr::NonNull<u8>, len: usize) -> Result<Self, RingError> {
+        // SAFETY: the caller upholds this function's contract, which is `from_raw_owned`'s.
+        unsafe { Self::from_raw_owned(ptr, len, None) }
+    }
+
+    /// As [`Self::from_raw`], but the region holds `owner` until it is dropped: a region over
+    /// a mapping keeps the mapping alive for as long as any producer or consumer holds it.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::from_raw`]; "as long as the returned value lives" may rely on `owner`.
+    pub(crate) unsafe fn from_raw_owned(
+        ptr: std::ptr::NonNull<u8>,
+        len: usize,
+        owner: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    ) -> Result<Self, RingError> {
         if ptr.as_ptr().align_offset(CACHE_LINE) != 0 {
             return Err(RingError::BadGeometry("region is not 64-byte aligned"));
         }
@@ -118,6 +137,7 @@ impl RingRegion {
         Ok(Self {
             ptr,
             owned: None,
+            _keep_alive: owner,
             len,
         })
     }

@@ -22,7 +22,11 @@ pub struct RingGeometry {
 
 impl RingGeometry {
     /// Checks the ranges and that the ring fits in `region_len` bytes.
-    fn validate(capacity: u64, max_consumers: u32, region_len: usize) -> Result<Self, RingError> {
+    pub(super) fn validate(
+        capacity: u64,
+        max_consumers: u32,
+        region_len: usize,
+    ) -> Result<Self, RingError> {
         if !capacity.is_power_of_two() {
             return Err(RingError::BadGeometry("capacity is not a power of two"));
         }
