@@ -1,13 +1,16 @@
 //! [`RingConsumer`]: one reader of a broadcast ring, holding one consumer slot.
 
-use super::error::{ReadError, RingError};
+use std::time::{Duration, Instant};
+
+use super::error::{ReadError, RecvError, RingError};
 use super::layout::{
-    frame_size, max_payload, ConsumerSlot, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PADDING,
-    SLOT_ACTIVE, SLOT_FREE,
+    frame_size, max_payload, ConsumerSlot, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PADDING, PARKED,
+    PARKED_RUNNING, SLOT_ACTIVE, SLOT_FREE,
 };
 use super::region::RingRegion;
 use super::ring::{attach, RingGeometry};
 use super::sync::{fence, Arc, Ordering};
+use super::wake::Parker;
 
 /// A reader of every frame published after it joined, in order.
 ///
@@ -74,6 +77,9 @@ impl RingConsumer {
             }
             // SYNC POINT: Release pairs with the producer's Acquire load of `read_pos`.
             slot.read_pos.store(start, Ordering::Release);
+            // SYNC POINT: Relaxed; clears a flag a previous holder (or a scribbler) left. At
+            // worst the producer saw it first and sends us one spurious wake.
+            slot.parked.store(PARKED_RUNNING, Ordering::Relaxed);
             return Ok(Self {
                 region: Arc::clone(region),
                 geometry,
@@ -157,6 +163,110 @@ impl RingConsumer {
             self.advance(pos);
         }
         result.map(|()| count)
+    }
+
+    /// Receives the next frame into `out`, waiting for one if none is published: first
+    /// spinning for up to `spin` (zero: not at all), then parking on `parker` until the
+    /// producer's [`publish_and_wake`](super::RingProducer::publish_and_wake) signals it.
+    ///
+    /// `parker` must be the one whose [`Unparker`](super::Unparker) the producer has in its
+    /// [`WakeTable`](super::WakeTable) under this consumer's
+    /// [`slot_index`](Self::slot_index); with any other, this only returns on timeout.
+    ///
+    /// Returns `Ok(true)` with a frame, or `Ok(false)` once `timeout` (`None`: none) has
+    /// passed without one. With untrusted peers, pass a timeout: a peer that clears this
+    /// slot's `parked` word can make the producer skip the wake, and only the timeout's
+    /// re-check then finds the frames.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Read`] for a corrupt ring (as [`try_recv_into`](Self::try_recv_into));
+    /// [`RecvError::Park`] if waiting on the eventfd fails.
+    pub fn recv_blocking(
+        &mut self,
+        out: &mut Vec<u8>,
+        parker: &Parker,
+        spin: Duration,
+        timeout: Option<Duration>,
+    ) -> Result<bool, RecvError> {
+        let deadline = timeout.map(|timeout| Instant::now().checked_add(timeout));
+        loop {
+            if self.try_recv_into(out)? {
+                return Ok(true);
+            }
+            if !spin.is_zero() && self.spin_for_publish(spin) {
+                continue;
+            }
+            let remaining = match deadline {
+                None | Some(None) => None,
+                Some(Some(deadline)) => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    if remaining.is_zero() {
+                        return Ok(false);
+                    }
+                    Some(remaining)
+                }
+            };
+            let slot = self.slot();
+            // SYNC POINT: Relaxed, ordered before the load below by the fence; announces that we
+            // are about to sleep to the producer's wake scan. A swap rather than a store: the
+            // C++ fence rule already forbids the producer's post-fence load from reading a value
+            // older than this write, but loom keeps modification order as a partial order and
+            // would let that load return the 0 written by the producer's own earlier swap (a
+            // lost wake-up the memory model rules out). As an RMW our write is ordered after
+            // every write we read over, in loom too. It costs one locked instruction, on the
+            // park path only.
+            slot.parked.swap(PARKED, Ordering::Relaxed);
+            // SYNC POINT: SeqCst fence pairs with the SeqCst fence in
+            // `RingProducer::publish_and_wake` (Dekker: store `parked`, fence, load `write_pos`
+            // here; store `write_pos`, fence, load `parked` there). Either the producer's scan
+            // sees `parked` and signals the eventfd, or the load below sees its `write_pos`
+            // and we do not sleep. Without the fence the store could be ordered after the load,
+            // and a publish falling between them would wake nobody.
+            fence(Ordering::SeqCst);
+            // SYNC POINT: Relaxed suffices: we only decide whether to sleep; the frame is read
+            // by `try_recv_into` above, with its own Acquire load.
+            let write_pos = self
+                .region
+                .header()
+                .producer
+                .write_pos
+                .load(Ordering::Relaxed);
+            let parked = if write_pos == self.pos {
+                parker.park(remaining)
+            } else {
+                Ok(false)
+            };
+            // SYNC POINT: Relaxed; we are running again. If the producer cleared the flag
+            // first, this is a no-op; if it scans after this store it skips us (we re-check
+            // the ring right away).
+            slot.parked.store(PARKED_RUNNING, Ordering::Relaxed);
+            parked.map_err(RecvError::Park)?;
+        }
+    }
+
+    /// Spins for up to `spin` while `write_pos` equals our position; `true` if it moved.
+    fn spin_for_publish(&self, spin: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            for _ in 0..64 {
+                // SYNC POINT: Relaxed; only a hint that a frame may be there, which
+                // `try_recv_into` then reads with its own Acquire load.
+                let write_pos = self
+                    .region
+                    .header()
+                    .producer
+                    .write_pos
+                    .load(Ordering::Relaxed);
+                if write_pos != self.pos {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= spin {
+                return false;
+            }
+        }
     }
 
     /// The slot this consumer holds.
@@ -256,6 +366,9 @@ impl RingConsumer {
 
 impl Drop for RingConsumer {
     fn drop(&mut self) {
+        // SYNC POINT: Relaxed; ordered before the Release store below, so the next holder
+        // (whose CAS acquires it) starts with a clear flag. `join` clears it again anyway.
+        self.slot().parked.store(PARKED_RUNNING, Ordering::Relaxed);
         // SYNC POINT: Release pairs with the producer's Acquire load of `state` in its scan and
         // with the next joiner's CAS: our reads happen-before the producer reuses the bytes.
         self.slot().state.store(SLOT_FREE, Ordering::Release);

@@ -57,3 +57,15 @@ pub enum ReadError {
     #[error("corrupt ring: {0}")]
     Corrupt(&'static str),
 }
+
+/// Why [`RingConsumer::recv_blocking`](super::RingConsumer::recv_blocking) returned without a
+/// frame (other than its timeout, which is `Ok(false)`).
+#[derive(Debug, thiserror::Error)]
+pub enum RecvError {
+    /// The ring's shared memory is corrupt (as for [`ReadError`]).
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Waiting on the wake channel failed (an I/O error from `poll` or `read` of the eventfd).
+    #[error("waiting for a wake-up failed: {0}")]
+    Park(#[source] std::io::Error),
+}

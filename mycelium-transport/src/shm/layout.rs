@@ -19,7 +19,9 @@
 //! consumer slot i, i in 0..max_consumers, one line each, at 128 + 64 * i
 //!   +0             8  read_pos         AtomicU64  consumer i   bytes consumer i has consumed
 //!   +8             4  state            AtomicU32  consumer i   SLOT_FREE / SLOT_ACTIVE
-//!  +12            52  (padding)
+//!  +12             4  parked           AtomicU32  consumer i,  PARKED_RUNNING / PARKED
+//!                                                 producer     (producer only clears it)
+//!  +16            48  (padding)
 //! data region, at 128 + 64 * max_consumers (64-byte aligned)
 //!   +0      capacity  frames
 //! ```
@@ -41,7 +43,7 @@ use super::sync::{AtomicU32, AtomicU64};
 pub const RING_MAGIC: u64 = u64::from_ne_bytes(*b"MYCRING1");
 
 /// The layout version this code reads and writes; bumped on any layout change.
-pub const RING_VERSION: u32 = 1;
+pub const RING_VERSION: u32 = 2;
 
 /// Cache-line size the layout pads to, so producer- and consumer-owned words never share a line.
 pub const CACHE_LINE: usize = 64;
@@ -76,6 +78,13 @@ pub const SLOT_FREE: u32 = 0;
 /// `state` of a consumer slot held by a live consumer.
 pub const SLOT_ACTIVE: u32 = 1;
 
+/// `parked` of a consumer that is running (or has been woken).
+pub const PARKED_RUNNING: u32 = 0;
+
+/// `parked` of a consumer that sleeps on its wake channel, or is about to; any non-zero value
+/// counts as parked (a scribbled value costs one spurious wake, never a lost one).
+pub const PARKED: u32 = 1;
+
 /// Offset of `magic` in the region.
 pub const MAGIC_OFFSET: usize = 0;
 /// Offset of `version` in the region.
@@ -94,6 +103,8 @@ pub const SLOT_SIZE: usize = 64;
 pub const SLOT_READ_POS_OFFSET: usize = 0;
 /// Offset of `state` within a slot.
 pub const SLOT_STATE_OFFSET: usize = 8;
+/// Offset of `parked` within a slot.
+pub const SLOT_PARKED_OFFSET: usize = 12;
 
 /// Header line 0 plus the producer's line: bytes `0..128` of a ring.
 #[repr(C, align(64))]
@@ -126,6 +137,9 @@ pub(crate) struct ConsumerSlot {
     pub(crate) read_pos: AtomicU64,
     /// [`SLOT_FREE`] or [`SLOT_ACTIVE`].
     pub(crate) state: AtomicU32,
+    /// [`PARKED`] while the consumer sleeps (or is about to); the producer's wake scan clears
+    /// it and signals the consumer's wake channel (the wake protocol, `docs/shm-layout.md`).
+    pub(crate) parked: AtomicU32,
 }
 
 #[cfg(loom)]
@@ -152,6 +166,7 @@ impl ConsumerSlot {
         Self {
             read_pos: AtomicU64::new(0),
             state: AtomicU32::new(SLOT_FREE),
+            parked: AtomicU32::new(PARKED_RUNNING),
         }
     }
 }
@@ -198,6 +213,7 @@ const _: () = {
     assert!(align_of::<ConsumerSlot>() == CACHE_LINE);
     assert!(offset_of!(ConsumerSlot, read_pos) == SLOT_READ_POS_OFFSET);
     assert!(offset_of!(ConsumerSlot, state) == SLOT_STATE_OFFSET);
+    assert!(offset_of!(ConsumerSlot, parked) == SLOT_PARKED_OFFSET);
     assert!(SLOTS_OFFSET % CACHE_LINE == 0 && SLOT_SIZE % CACHE_LINE == 0);
     assert!(FRAME_HEADER_LEN % FRAME_ALIGN == 0);
     assert!(MIN_CAPACITY.is_power_of_two() && MIN_CAPACITY % CACHE_LINE as u64 == 0);

@@ -14,7 +14,11 @@
 //!   out of bounds or loop forever.
 //! - Between processes the region is a [`Segment`]: a sealed memfd, mapped shared, whose fd
 //!   travels over a Unix socket with [`send_fds`]/[`recv_fds`] (`SCM_RIGHTS`).
-//! - Not yet: waiting and wake-up, lossy modes, the queue ring.
+//! - A consumer that finds nothing can wait: [`RingConsumer::recv_blocking`] spins briefly, then
+//!   raises its slot's `parked` flag and sleeps on a [`Parker`] (an eventfd). The producer's
+//!   [`publish_and_wake`](RingProducer::publish_and_wake) signals the [`Unparker`]s of parked
+//!   consumers in its [`WakeTable`], and makes no syscall when nobody is parked.
+//! - Not yet: lossy modes, the queue ring, a producer waiting for room.
 //!
 //! ```
 //! use mycelium_transport::shm::{RingConsumer, RingRegion};
@@ -42,6 +46,7 @@
 //! - `error`: [`RingError`], [`PushError`], [`ReadError`].
 //! - `segment`: [`Segment`], memfd segments (the mapping's `unsafe`).
 //! - `fd_passing`: [`send_fds`], [`recv_fds`] (taking ownership of received fds is `unsafe`).
+//! - `wake`: [`Parker`], [`Unparker`], [`WakeTable`] (the eventfd wake channel).
 //! - `sync`: std or loom atomics.
 
 mod consumer;
@@ -59,13 +64,14 @@ mod ring;
 #[allow(unsafe_code)]
 mod segment;
 mod sync;
+mod wake;
 
 #[cfg(test)]
 #[allow(unsafe_code)]
 mod tests;
 
 pub use consumer::RingConsumer;
-pub use error::{PushError, ReadError, RingError};
+pub use error::{PushError, ReadError, RecvError, RingError};
 #[cfg(not(loom))]
 pub use fd_passing::{recv_fds, send_fds, MAX_FDS_PER_MESSAGE};
 pub use layout::{max_payload, required_size, RING_MAGIC, RING_VERSION};
@@ -74,3 +80,4 @@ pub use region::RingRegion;
 pub use ring::{attach, init, RingGeometry};
 #[cfg(not(loom))]
 pub use segment::{Segment, SegmentError, REQUIRED_SEALS};
+pub use wake::{Parker, Unparker, WakeTable};

@@ -1,10 +1,13 @@
 //! [`RingProducer`]: the single writer of a broadcast ring.
 
 use super::error::PushError;
-use super::layout::{frame_size, max_payload, FRAME_HEADER_LEN, FRAME_PADDING, SLOT_ACTIVE};
+use super::layout::{
+    frame_size, max_payload, FRAME_HEADER_LEN, FRAME_PADDING, PARKED_RUNNING, SLOT_ACTIVE,
+};
 use super::region::RingRegion;
 use super::ring::RingGeometry;
 use super::sync::{fence, Arc, Ordering};
+use super::wake::WakeTable;
 
 /// The one writer of a ring, obtained only from [`init`](super::init) or
 /// [`RingRegion::new_in_memory`].
@@ -24,6 +27,8 @@ pub struct RingProducer {
     limit: u64,
     /// Frames pushed since the last publish.
     pending: usize,
+    /// `published` as of the last wake scan: positions up to here were covered by one.
+    woken: u64,
 }
 
 impl RingProducer {
@@ -36,6 +41,7 @@ impl RingProducer {
             published: 0,
             limit: 0,
             pending: 0,
+            woken: 0,
         }
     }
 
@@ -118,6 +124,56 @@ impl RingProducer {
             self.published = self.local;
         }
         self.pending = 0;
+    }
+
+    /// [`publish`](Self::publish), then wakes every consumer in `wakers` whose slot is parked.
+    ///
+    /// Returns how many consumers were signalled. When nothing was published since the last
+    /// wake scan, or no registered consumer is parked, it makes no syscall. Call it (rather
+    /// than `publish`) whenever consumers may park, and also after
+    /// [`try_push`](Self::try_push) returns [`PushError::Full`]: `try_push` may have published
+    /// pending frames on its own, without waking anyone.
+    ///
+    /// # Errors
+    ///
+    /// The first error of an [`Unparker::unpark`](super::Unparker::unpark); the other
+    /// consumers are still signalled, and the frames are published regardless.
+    pub fn publish_and_wake(&mut self, wakers: &WakeTable) -> std::io::Result<usize> {
+        self.publish();
+        if self.published == self.woken {
+            return Ok(0);
+        }
+        self.woken = self.published;
+        // SYNC POINT: SeqCst fence pairs with the SeqCst fence in `RingConsumer::recv_blocking`
+        // (Dekker: store `write_pos`, fence, load `parked` here; store `parked`, fence, load
+        // `write_pos` there). In the single total order of the two fences, if ours comes
+        // first the consumer's re-check sees our `write_pos` and does not sleep; if its comes
+        // first our loads below see `parked`. Without the fences both loads could read the old
+        // values (store-load reordering): it sleeps, we skip it, and the wake-up is lost.
+        fence(Ordering::SeqCst);
+        let mut woken = 0;
+        let mut result = Ok(());
+        for (index, unparker) in wakers.iter() {
+            let Some(slot) = self.region.slot(index) else {
+                continue;
+            };
+            // SYNC POINT: Relaxed; ordered after our `write_pos` store by the fence above. The
+            // plain load first keeps a running consumer's line clean (no write per publish).
+            if slot.parked.load(Ordering::Relaxed) == PARKED_RUNNING {
+                continue;
+            }
+            // SYNC POINT: Relaxed swap; clears the flag so this consumer is signalled once per
+            // park, however many publishes follow. Any non-zero value counts as parked.
+            if slot.parked.swap(PARKED_RUNNING, Ordering::Relaxed) != PARKED_RUNNING {
+                woken += 1;
+                if let Err(error) = unparker.unpark() {
+                    if result.is_ok() {
+                        result = Err(error);
+                    }
+                }
+            }
+        }
+        result.map(|()| woken)
     }
 
     /// [`try_push`](Self::try_push) then [`publish`](Self::publish).

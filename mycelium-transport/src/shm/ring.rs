@@ -3,8 +3,8 @@
 
 use super::error::RingError;
 use super::layout::{
-    data_offset, required_size, MAX_CAPACITY, MAX_CONSUMERS, MIN_CAPACITY, RING_MAGIC,
-    RING_VERSION, SLOT_FREE,
+    data_offset, required_size, MAX_CAPACITY, MAX_CONSUMERS, MIN_CAPACITY, PARKED_RUNNING,
+    RING_MAGIC, RING_VERSION, SLOT_FREE,
 };
 use super::producer::RingProducer;
 use super::region::RingRegion;
@@ -136,6 +136,8 @@ pub unsafe fn init(
         slot.read_pos.store(0, Ordering::Relaxed);
         // SYNC POINT: Relaxed, published by the Release store of `magic` below.
         slot.state.store(SLOT_FREE, Ordering::Relaxed);
+        // SYNC POINT: Relaxed, published by the Release store of `magic` below.
+        slot.parked.store(PARKED_RUNNING, Ordering::Relaxed);
     }
     // SYNC POINT: Relaxed, published by the Release store of `magic` below.
     header.version.store(RING_VERSION, Ordering::Relaxed);

@@ -652,14 +652,266 @@ mod hostile {
     }
 }
 
+#[cfg(not(loom))]
+mod wake {
+    //! The wake protocol with real threads and real eventfds. Every wait that a lost wake-up
+    //! would hang is bounded by a channel timeout, so a failure fails instead of hanging.
+
+    use crate::shm::layout::{PARKED, PARKED_RUNNING, SLOTS_OFFSET, SLOT_PARKED_OFFSET};
+    use crate::shm::{Parker, RecvError};
+    use crate::shm::{PushError, RingConsumer, RingRegion, WakeTable};
+    use std::sync::atomic::Ordering;
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    /// Long enough that only a lost wake-up (or a hung thread) reaches it.
+    const HANG: Duration = Duration::from_secs(30);
+
+    fn payload(i: usize) -> Vec<u8> {
+        let len = 1 + i % 61;
+        (0..len).map(|j| (i.wrapping_mul(31) + j) as u8).collect()
+    }
+
+    /// Waits until consumer slot `index` of `region` is parked (bounded by `HANG`).
+    fn wait_until_parked(region: &RingRegion, index: usize) {
+        let start = Instant::now();
+        let slot = region.slot(index).unwrap();
+        while slot.parked.load(Ordering::SeqCst) != PARKED {
+            assert!(start.elapsed() < HANG, "consumer never parked");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_parked_consumer_is_woken_by_a_publish() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let parker = Parker::new().unwrap();
+        let mut wakers = WakeTable::new();
+        wakers.insert(consumer.slot_index(), parker.unparker());
+        let index = consumer.slot_index();
+        let (done, received) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            let mut out = Vec::new();
+            // No timeout: only the wake (or a bug) ends this wait.
+            let got = consumer.recv_blocking(&mut out, &parker, Duration::ZERO, None);
+            done.send((got.unwrap(), out)).unwrap();
+        });
+        wait_until_parked(&region, index);
+        producer.try_push(b"wake up").unwrap();
+        assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 1);
+        let (got, out) = received
+            .recv_timeout(HANG)
+            .expect("the parked consumer was not woken");
+        assert!(got);
+        assert_eq!(out, b"wake up");
+        reader.join().unwrap();
+        assert_eq!(
+            region.slot(index).unwrap().parked.load(Ordering::SeqCst),
+            PARKED_RUNNING
+        );
+    }
+
+    #[test]
+    fn a_publish_with_nobody_parked_makes_no_wake_syscall() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let parker = Parker::new().unwrap();
+        let mut wakers = WakeTable::new();
+        wakers.insert(consumer.slot_index(), parker.unparker());
+        let mut out = Vec::new();
+        for i in 0..100 {
+            producer.try_push(&payload(i)).unwrap();
+            assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 0);
+            assert!(consumer.try_recv_into(&mut out).unwrap());
+        }
+        // A publish of nothing new scans nobody either.
+        assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 0);
+        // The eventfd counter is still 0: nothing was written to it.
+        assert!(!parker.park(Some(Duration::ZERO)).unwrap());
+    }
+
+    #[test]
+    fn one_park_is_signalled_once_however_many_publishes_follow() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let consumer = RingConsumer::join(&region).unwrap();
+        let parker = Parker::new().unwrap();
+        let mut wakers = WakeTable::new();
+        wakers.insert(consumer.slot_index(), parker.unparker());
+        // Raise the flag as a consumer about to sleep would.
+        region
+            .slot(0)
+            .unwrap()
+            .parked
+            .store(PARKED, Ordering::SeqCst);
+        producer.try_push(b"a").unwrap();
+        assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 1);
+        producer.try_push(b"b").unwrap();
+        assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 0);
+        assert!(parker.park(Some(Duration::ZERO)).unwrap());
+        assert!(!parker.park(Some(Duration::ZERO)).unwrap());
+    }
+
+    #[test]
+    fn frames_published_by_a_full_push_still_wake_the_consumer() {
+        // `try_push` publishes pending frames on its own before reporting Full; the next
+        // `publish_and_wake` must scan even though it publishes nothing new itself.
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let consumer = RingConsumer::join(&region).unwrap();
+        let parker = Parker::new().unwrap();
+        let mut wakers = WakeTable::new();
+        wakers.insert(consumer.slot_index(), parker.unparker());
+        let max = producer.max_payload();
+        producer.try_push(&vec![1; max]).unwrap();
+        region
+            .slot(0)
+            .unwrap()
+            .parked
+            .store(PARKED, Ordering::SeqCst);
+        assert_eq!(producer.try_push(&vec![2; max]), Ok(()));
+        assert_eq!(producer.try_push(&vec![3; max]), Err(PushError::Full));
+        assert_eq!(producer.pending(), 0);
+        assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 1);
+        drop(consumer);
+    }
+
+    #[test]
+    fn a_timed_wait_with_nothing_published_returns_false() {
+        let (region, _producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let parker = Parker::new().unwrap();
+        let mut out = Vec::new();
+        let got = consumer
+            .recv_blocking(
+                &mut out,
+                &parker,
+                Duration::from_micros(50),
+                Some(Duration::from_millis(5)),
+            )
+            .unwrap();
+        assert!(!got);
+        assert_eq!(
+            region.slot(0).unwrap().parked.load(Ordering::SeqCst),
+            PARKED_RUNNING
+        );
+    }
+
+    #[test]
+    fn spurious_wakes_and_a_stuck_parked_flag_cost_only_extra_wakes() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let parker = Parker::new().unwrap();
+        let unparker = parker.unparker();
+        let mut wakers = WakeTable::new();
+        wakers.insert(consumer.slot_index(), parker.unparker());
+        // A hostile peer writes the eventfd with nothing published: the consumer wakes, finds
+        // nothing, and waits out its timeout.
+        for _ in 0..3 {
+            unparker.unpark().unwrap();
+        }
+        let mut out = Vec::new();
+        let got = consumer
+            .recv_blocking(
+                &mut out,
+                &parker,
+                Duration::ZERO,
+                Some(Duration::from_millis(5)),
+            )
+            .unwrap();
+        assert!(!got);
+        // A hostile peer pins the flag to a junk value: every publish signals once, no more.
+        let flag = SLOTS_OFFSET + SLOT_PARKED_OFFSET;
+        for i in 0..5 {
+            region.scribble(flag, &0xdead_beef_u32.to_ne_bytes());
+            producer.try_push(&payload(i)).unwrap();
+            assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 1);
+            assert!(consumer
+                .recv_blocking(&mut out, &parker, Duration::ZERO, Some(HANG))
+                .unwrap());
+            assert_eq!(out, payload(i));
+        }
+    }
+
+    #[test]
+    fn a_wait_error_is_reported_not_hidden() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let parker = Parker::new().unwrap();
+        producer.push_and_publish(b"x").unwrap();
+        region.scribble(crate::shm::layout::WRITE_POS_OFFSET, &3u64.to_ne_bytes());
+        let mut out = Vec::new();
+        let error = consumer
+            .recv_blocking(&mut out, &parker, Duration::ZERO, None)
+            .unwrap_err();
+        assert!(matches!(error, RecvError::Read(_)), "{error}");
+    }
+
+    #[test]
+    fn many_frames_through_a_small_ring_with_a_consumer_that_always_parks() {
+        const FRAMES: usize = 100_000;
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let parker = Parker::new().unwrap();
+        let mut wakers = WakeTable::new();
+        wakers.insert(consumer.slot_index(), parker.unparker());
+        let (done, finished) = mpsc::channel();
+        let reader_done = done.clone();
+        let reader = thread::spawn(move || {
+            let mut out = Vec::new();
+            for i in 0..FRAMES {
+                let got = consumer.recv_blocking(&mut out, &parker, Duration::ZERO, None);
+                assert!(got.unwrap());
+                assert_eq!(out, payload(i), "frame {i}");
+            }
+            reader_done.send("reader").unwrap();
+        });
+        let writer = thread::spawn(move || {
+            let mut wakes = 0;
+            for i in 0..FRAMES {
+                loop {
+                    match producer.try_push(&payload(i)) {
+                        Ok(()) => break,
+                        Err(PushError::Full) => {
+                            wakes += producer.publish_and_wake(&wakers).unwrap();
+                            thread::yield_now();
+                        }
+                        Err(error) => panic!("{error}"),
+                    }
+                }
+                // Publish every frame and pause now and then, so the consumer keeps running
+                // dry and parking (the wake path) rather than only reading a full ring.
+                wakes += producer.publish_and_wake(&wakers).unwrap();
+                if i % 16 == 0 {
+                    thread::yield_now();
+                }
+                if i % 500 == 0 {
+                    thread::sleep(Duration::from_micros(50));
+                }
+            }
+            wakes += producer.publish_and_wake(&wakers).unwrap();
+            assert!(wakes <= FRAMES);
+            done.send("writer").unwrap();
+        });
+        for _ in 0..2 {
+            finished
+                .recv_timeout(HANG)
+                .expect("a thread hung (a lost wake-up?)");
+        }
+        reader.join().unwrap();
+        writer.join().unwrap();
+    }
+}
+
 #[cfg(loom)]
 mod loom_tests {
     //! Loom explores every interleaving (up to its preemption bound) of these tiny models;
     //! payload bytes live in `loom::cell::UnsafeCell` words (see `region.rs`), so a missing
     //! Release/Acquire pair shows as a reported data race.
 
-    use crate::shm::{PushError, RingConsumer, RingRegion};
+    use crate::shm::{Parker, PushError, RingConsumer, RingRegion, WakeTable};
     use loom::thread;
+    use std::time::Duration;
 
     fn frame(i: u8, len: usize) -> Vec<u8> {
         (0..len)
@@ -763,6 +1015,34 @@ mod loom_tests {
                 } else {
                     thread::yield_now();
                 }
+            }
+            writer.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_parked_consumer_never_misses_a_wake_up() {
+        // A lost wake-up leaves the consumer waiting on the condvar after the producer has
+        // finished, which loom reports as a deadlock.
+        loom::model(|| {
+            let (region, mut producer) = RingRegion::new_in_memory(64, 1).unwrap();
+            let mut consumer = RingConsumer::join(&region).unwrap();
+            let parker = Parker::new().unwrap();
+            let mut wakers = WakeTable::new();
+            wakers.insert(consumer.slot_index(), parker.unparker());
+            let writer = thread::spawn(move || {
+                for i in 0..2u8 {
+                    producer.try_push(&frame(i, 4)).unwrap();
+                    producer.publish_and_wake(&wakers).unwrap();
+                }
+            });
+            let mut out = Vec::new();
+            for i in 0..2u8 {
+                let got = consumer
+                    .recv_blocking(&mut out, &parker, Duration::ZERO, None)
+                    .unwrap();
+                assert!(got);
+                assert_eq!(out, frame(i, 4));
             }
             writer.join().unwrap();
         });
