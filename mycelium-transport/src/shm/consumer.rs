@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use super::error::{ReadError, RecvError, RingError};
 use super::layout::{
-    frame_size, max_payload, ConsumerSlot, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PADDING, PARKED,
-    PARKED_RUNNING, SLOT_ACTIVE, SLOT_FREE,
+    frame_size, max_payload, ConsumerSlot, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PADDING,
+    FRAME_SEQ_MODULUS, FRAME_SEQ_SHIFT, PARKED, PARKED_RUNNING, SLOT_ACTIVE, SLOT_FREE,
 };
 use super::region::RingRegion;
 use super::ring::{attach, RingGeometry};
@@ -14,8 +14,9 @@ use super::wake::Parker;
 
 /// A reader of every frame published after it joined, in order.
 ///
-/// Holds a consumer slot from [`join`](Self::join) until drop; the producer never overwrites
-/// a frame this consumer has not read (lossless mode).
+/// Holds a consumer slot from [`join`](Self::join) until drop. In a lossless ring the producer
+/// never overwrites a frame this consumer has not read; in a lossy ring it may, and the
+/// consumer then reports [`ReadError::Lagged`] once and carries on with intact frames.
 pub struct RingConsumer {
     /// Keeps the memory alive; shared with the producer and other consumers.
     region: Arc<RingRegion>,
@@ -28,6 +29,15 @@ pub struct RingConsumer {
     pos: u64,
     /// Payload copies for [`try_recv_batch`](Self::try_recv_batch).
     scratch: Vec<u8>,
+    /// Lossy mode: sequence number (mod 2^31) of the next data frame, once known (it is
+    /// learnt from the first frame read).
+    expected: Option<u64>,
+    /// Lossy mode: lapped before the first frame read, so the count of lost messages is
+    /// unknown; reported as a lag of 1 with the next frame.
+    lost_unknown: bool,
+    /// Lossy mode: a lag found by a batch that had already delivered frames, reported by the
+    /// next read.
+    pending_lag: Option<u64>,
 }
 
 /// Where a frame's payload lies, found by [`RingConsumer::locate`].
@@ -38,6 +48,9 @@ struct Located {
     len: usize,
     /// Position after the frame.
     next: u64,
+    /// The frame's sequence number modulo 2^31, from its `tag` (trusted only in lossy mode,
+    /// and only for counting lost messages).
+    seq: u64,
 }
 
 impl RingConsumer {
@@ -86,6 +99,9 @@ impl RingConsumer {
                 slot: index,
                 pos: start,
                 scratch: Vec::new(),
+                expected: None,
+                lost_unknown: false,
+                pending_lag: None,
             });
         }
         Err(RingError::NoFreeSlot)
@@ -108,8 +124,15 @@ impl RingConsumer {
     /// # Errors
     ///
     /// [`ReadError::Corrupt`] if the ring's shared memory is inconsistent; the position stays
-    /// where it was.
+    /// where it was. [`ReadError::Lagged`] (lossy rings) once after the producer overwrote
+    /// frames this consumer had not read; the next call returns the oldest intact frame. After
+    /// an error the contents of `out` are unspecified.
     pub fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, ReadError> {
+        if self.geometry.lossy {
+            let received = self.recv_lossy(out);
+            self.publish_position();
+            return received;
+        }
         let write_pos = self.load_write_pos()?;
         let Some(frame) = self.locate(write_pos, self.pos)? else {
             return Ok(false);
@@ -129,12 +152,39 @@ impl RingConsumer {
     /// # Errors
     ///
     /// [`ReadError::Corrupt`] if the ring's shared memory is inconsistent. Frames handed to
-    /// `each` before the corruption was found stay consumed.
+    /// `each` before the corruption was found stay consumed. [`ReadError::Lagged`] as for
+    /// [`try_recv_into`](Self::try_recv_into); a batch that finds the lag after delivering
+    /// frames returns their count, and the next read reports the lag.
     pub fn try_recv_batch(
         &mut self,
         max: usize,
         mut each: impl FnMut(&[u8]),
     ) -> Result<usize, ReadError> {
+        if self.geometry.lossy {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let mut count = 0;
+            let mut result = Ok(());
+            while count < max {
+                match self.recv_lossy(&mut scratch) {
+                    Ok(true) => {
+                        each(&scratch);
+                        count += 1;
+                    }
+                    Ok(false) => break,
+                    Err(ReadError::Lagged { skipped }) if count > 0 => {
+                        self.pending_lag = Some(skipped);
+                        break;
+                    }
+                    Err(error) => {
+                        result = Err(error);
+                        break;
+                    }
+                }
+            }
+            self.scratch = scratch;
+            self.publish_position();
+            return result.map(|()| count);
+        }
         let write_pos = self.load_write_pos()?;
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut pos = self.pos;
@@ -296,6 +346,113 @@ impl RingConsumer {
         Ok(write_pos)
     }
 
+    /// Lossy mode: reads the next intact frame into `out`, or finds the lap. Moves `self.pos`
+    /// but does not store `read_pos` (the caller does, once).
+    fn recv_lossy(&mut self, out: &mut Vec<u8>) -> Result<bool, ReadError> {
+        if let Some(skipped) = self.pending_lag.take() {
+            return Err(ReadError::Lagged { skipped });
+        }
+        // SYNC POINT: Acquire pairs with the Release store in `RingProducer::publish`: the
+        // bytes of every frame below `write_pos` are visible before we read them.
+        let write_pos = self
+            .region
+            .header()
+            .producer
+            .write_pos
+            .load(Ordering::Acquire);
+        if write_pos % FRAME_ALIGN as u64 != 0 {
+            return Err(ReadError::Corrupt("write position not frame-aligned"));
+        }
+        if write_pos < self.pos {
+            return Err(ReadError::Corrupt("write position behind"));
+        }
+        if write_pos - self.pos > self.geometry.capacity {
+            // Lapped before we even look: the frame at `pos` is gone.
+            self.skip_to(write_pos);
+            return Ok(false);
+        }
+        let frame = match self.locate(write_pos, self.pos) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(false),
+            Err(error) => {
+                // A header torn by an overwrite looks corrupt; a lap explains it.
+                if self.lapped(self.pos)? {
+                    self.skip_to(write_pos);
+                    return Ok(false);
+                }
+                return Err(error);
+            }
+        };
+        out.clear();
+        out.resize(frame.len, 0);
+        self.region
+            .read_data(self.geometry.data_start(), frame.offset, out);
+        if self.lapped(self.pos)? {
+            // The producer may have overwritten bytes while we copied: discard the copy.
+            out.clear();
+            self.skip_to(write_pos);
+            return Ok(false);
+        }
+        if self.lost_unknown {
+            self.lost_unknown = false;
+            self.expected = Some(frame.seq);
+            return Err(ReadError::Lagged { skipped: 1 });
+        }
+        if let Some(expected) = self.expected {
+            if frame.seq != expected {
+                // Frames were overwritten before we read them. Report the gap now; the next
+                // call reads this frame again (checking it again).
+                self.expected = Some(frame.seq);
+                let skipped = frame.seq.wrapping_sub(expected) % FRAME_SEQ_MODULUS;
+                return Err(ReadError::Lagged { skipped });
+            }
+        }
+        self.expected = Some((frame.seq + 1) % FRAME_SEQ_MODULUS);
+        self.pos = frame.next;
+        Ok(true)
+    }
+
+    /// Lossy mode: whether the producer may have overwritten bytes at or after `pos` since we
+    /// loaded `write_pos` (the reader half of a seqlock: call it after copying).
+    fn lapped(&self, pos: u64) -> Result<bool, ReadError> {
+        // SYNC POINT: Acquire fence pairs with the Release fence the lossy producer issues after
+        // storing `reserve_pos` and before writing over old bytes (`RingProducer::try_push`).
+        // If any byte we copied above was written after that fence, the load below sees that
+        // `reserve_pos` or a later one. Without the fence the load could be satisfied before
+        // the copy, and a torn copy would pass.
+        fence(Ordering::Acquire);
+        // SYNC POINT: Relaxed; ordered after our copies by the fence above.
+        let reserve = self
+            .region
+            .header()
+            .producer
+            .reserve_pos
+            .load(Ordering::Relaxed);
+        if reserve < pos {
+            return Err(ReadError::Corrupt(
+                "reserve position behind a read position",
+            ));
+        }
+        // A byte at position q is overwritten only once the producer has announced a
+        // reservation beyond q + capacity.
+        Ok(reserve - pos > self.geometry.capacity)
+    }
+
+    /// Lossy mode: jumps over lost frames to `write_pos`, a frame boundary; the count of lost
+    /// messages is reported with the next frame (from its sequence number).
+    fn skip_to(&mut self, write_pos: u64) {
+        if self.expected.is_none() {
+            self.lost_unknown = true;
+        }
+        self.pos = write_pos;
+    }
+
+    /// Stores our position to the slot's `read_pos` (lossy mode: for observers only).
+    fn publish_position(&self) {
+        // SYNC POINT: Release, as in `advance`; the lossy producer does not read it.
+        self.slot().read_pos.store(self.pos, Ordering::Release);
+    }
+
     /// Finds the frame at `pos` (skipping a padding frame), checking everything read from the
     /// ring. On entry `write_pos - pos` (wrapping) is at most a capacity and `pos` is 8-aligned.
     fn locate(&self, write_pos: u64, mut pos: u64) -> Result<Option<Located>, ReadError> {
@@ -315,8 +472,8 @@ impl RingConsumer {
                 .read_data(self.geometry.data_start(), offset, &mut header);
             let [l0, l1, l2, l3, f0, f1, f2, f3] = header;
             let len = u32::from_ne_bytes([l0, l1, l2, l3]) as usize;
-            let flags = u32::from_ne_bytes([f0, f1, f2, f3]);
-            if flags == FRAME_PADDING {
+            let tag = u32::from_ne_bytes([f0, f1, f2, f3]);
+            if tag & FRAME_PADDING != 0 {
                 if offset == 0 {
                     return Err(ReadError::Corrupt("padding frame at the start of the ring"));
                 }
@@ -333,9 +490,6 @@ impl RingConsumer {
                 pos = pos.wrapping_add(tail as u64);
                 continue;
             }
-            if flags != 0 {
-                return Err(ReadError::Corrupt("unknown frame flags"));
-            }
             if len > max_payload(self.geometry.capacity) {
                 return Err(ReadError::Corrupt("frame longer than the ring allows"));
             }
@@ -350,6 +504,7 @@ impl RingConsumer {
                 offset: offset + FRAME_HEADER_LEN,
                 len,
                 next: pos.wrapping_add(size as u64),
+                seq: u64::from(tag >> FRAME_SEQ_SHIFT),
             }));
         }
         Err(ReadError::Corrupt("padding frame after padding frame"))

@@ -47,15 +47,29 @@ pub enum PushError {
     },
 }
 
-/// Why a consumer could not read: the ring's shared memory is corrupt.
-///
-/// The consumer's position is left where it was, so every later read returns the same error;
-/// the owner of the ring should drop the consumer (and, later, disconnect the culprit).
+/// Why a consumer could not read: the ring's shared memory is corrupt, or (lossy rings only)
+/// the producer overwrote frames this consumer had not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
     /// A position or frame header read from shared memory is impossible.
+    ///
+    /// The consumer's position is left where it was, so every later read returns the same
+    /// error; the owner of the ring should drop the consumer (and, later, disconnect the
+    /// culprit).
     #[error("corrupt ring: {0}")]
     Corrupt(&'static str),
+    /// Lossy ring: the producer lapped this consumer and `skipped` messages were lost (as
+    /// tokio's `broadcast::error::RecvError::Lagged`). The consumer has moved on; the next
+    /// read returns the oldest frame still intact.
+    ///
+    /// `skipped` counts messages (data frames) exactly, modulo 2^31, the range of a frame's
+    /// sequence number. One case is a lower bound: a consumer lapped before it read its first
+    /// frame does not know where its count started and reports 1.
+    #[error("lagged behind the producer: {skipped} messages skipped")]
+    Lagged {
+        /// Messages overwritten before this consumer read them.
+        skipped: u64,
+    },
 }
 
 /// Why [`RingConsumer::recv_blocking`](super::RingConsumer::recv_blocking) returned without a

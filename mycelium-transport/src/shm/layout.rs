@@ -9,13 +9,15 @@
 //! header line 0 (read-only after init)
 //!    0             8  magic            AtomicU64  creator      b"MYCRING1"; stored LAST (Release)
 //!    8             4  version          AtomicU32  creator      RING_VERSION
-//!   12             4  reserved         AtomicU32  creator      0
+//!   12             4  mode             AtomicU32  creator      MODE_LOSSLESS / MODE_LOSSY
 //!   16             8  capacity         AtomicU64  creator      data bytes, power of two
 //!   24             4  max_consumers    AtomicU32  creator      number of consumer slots
 //!   28            36  (padding)
 //! header line 1 (producer-owned)
 //!   64             8  write_pos        AtomicU64  producer     bytes ever published
-//!   72            56  (padding)
+//!   72             8  reserve_pos      AtomicU64  producer     lossy: bytes the producer may be
+//!                                                              writing (announced BEFORE it writes)
+//!   80            48  (padding)
 //! consumer slot i, i in 0..max_consumers, one line each, at 128 + 64 * i
 //!   +0             8  read_pos         AtomicU64  consumer i   bytes consumer i has consumed
 //!   +8             4  state            AtomicU32  consumer i   SLOT_FREE / SLOT_ACTIVE
@@ -30,7 +32,8 @@
 //!
 //! ```text
 //! +0  len    u32  payload bytes (for a padding frame: capacity - offset - 8)
-//! +4  flags  u32  bit 0 = FRAME_PADDING; other bits must be 0
+//! +4  tag    u32  bit 0 = FRAME_PADDING; bits 1..32 = the frame's sequence number mod 2^31
+//!                 (data frames since the ring was created; a padding frame carries the next one)
 //! +8  payload, then 0..7 unspecified bytes up to the next multiple of 8
 //! ```
 //!
@@ -43,7 +46,7 @@ use super::sync::{AtomicU32, AtomicU64};
 pub const RING_MAGIC: u64 = u64::from_ne_bytes(*b"MYCRING1");
 
 /// The layout version this code reads and writes; bumped on any layout change.
-pub const RING_VERSION: u32 = 2;
+pub const RING_VERSION: u32 = 3;
 
 /// Cache-line size the layout pads to, so producer- and consumer-owned words never share a line.
 pub const CACHE_LINE: usize = 64;
@@ -51,11 +54,24 @@ pub const CACHE_LINE: usize = 64;
 /// Alignment of every frame start and of every frame's total size.
 pub const FRAME_ALIGN: usize = 8;
 
-/// Bytes of frame header (`len` + `flags`) before each payload.
+/// Bytes of frame header (`len` + `tag`) before each payload.
 pub const FRAME_HEADER_LEN: usize = 8;
 
-/// `flags` bit marking a padding frame, which fills the end of the ring before a wrap.
+/// `tag` bit marking a padding frame, which fills the end of the ring before a wrap.
 pub const FRAME_PADDING: u32 = 1;
+
+/// Shift of the sequence number in a frame's `tag` (above the padding bit).
+pub const FRAME_SEQ_SHIFT: u32 = 1;
+
+/// Sequence numbers in a frame's `tag` count modulo this (2^31).
+pub const FRAME_SEQ_MODULUS: u64 = 1 << 31;
+
+/// `mode` of a lossless ring: the producer returns `Full` rather than overwrite unread frames.
+pub const MODE_LOSSLESS: u32 = 0;
+
+/// `mode` of a lossy ring: the producer overwrites the oldest frames; lapped consumers report
+/// `ReadError::Lagged`.
+pub const MODE_LOSSY: u32 = 1;
 
 /// Smallest data capacity a ring may have (one page). Loom models use tiny rings instead,
 /// because the model checker's cost grows with every byte it tracks.
@@ -95,6 +111,10 @@ pub const CAPACITY_OFFSET: usize = 16;
 pub const MAX_CONSUMERS_OFFSET: usize = 24;
 /// Offset of the producer's `write_pos` (its own cache line).
 pub const WRITE_POS_OFFSET: usize = 64;
+/// Offset of `mode` in the region.
+pub const MODE_OFFSET: usize = 12;
+/// Offset of the producer's `reserve_pos` (lossy mode), beside `write_pos`.
+pub const RESERVE_POS_OFFSET: usize = 72;
 /// Offset of consumer slot 0; slot `i` is at `SLOTS_OFFSET + i * SLOT_SIZE`.
 pub const SLOTS_OFFSET: usize = 128;
 /// Size of one consumer slot (one cache line).
@@ -113,8 +133,8 @@ pub(crate) struct RingHeader {
     pub(crate) magic: AtomicU64,
     /// [`RING_VERSION`].
     pub(crate) version: AtomicU32,
-    /// Zero; keeps `capacity` 8-aligned without implicit padding.
-    pub(crate) reserved: AtomicU32,
+    /// [`MODE_LOSSLESS`] or [`MODE_LOSSY`].
+    pub(crate) mode: AtomicU32,
     /// Bytes in the data region.
     pub(crate) capacity: AtomicU64,
     /// Number of consumer slots after the header.
@@ -128,6 +148,9 @@ pub(crate) struct RingHeader {
 pub(crate) struct ProducerLine {
     /// Bytes ever published; consumers read it with Acquire.
     pub(crate) write_pos: AtomicU64,
+    /// Lossy mode: every byte the producer may be writing lies below this position; it is
+    /// advanced before the bytes are written, so a reader can tell a copy that may be torn.
+    pub(crate) reserve_pos: AtomicU64,
 }
 
 /// One consumer's cache line.
@@ -149,11 +172,12 @@ impl RingHeader {
         Self {
             magic: AtomicU64::new(0),
             version: AtomicU32::new(0),
-            reserved: AtomicU32::new(0),
+            mode: AtomicU32::new(MODE_LOSSLESS),
             capacity: AtomicU64::new(0),
             max_consumers: AtomicU32::new(0),
             producer: ProducerLine {
                 write_pos: AtomicU64::new(0),
+                reserve_pos: AtomicU64::new(0),
             },
         }
     }
@@ -204,11 +228,12 @@ const _: () = {
     assert!(align_of::<RingHeader>() == CACHE_LINE);
     assert!(offset_of!(RingHeader, magic) == MAGIC_OFFSET);
     assert!(offset_of!(RingHeader, version) == VERSION_OFFSET);
-    assert!(offset_of!(RingHeader, reserved) == 12);
+    assert!(offset_of!(RingHeader, mode) == MODE_OFFSET);
     assert!(offset_of!(RingHeader, capacity) == CAPACITY_OFFSET);
     assert!(offset_of!(RingHeader, max_consumers) == MAX_CONSUMERS_OFFSET);
     assert!(offset_of!(RingHeader, producer) == WRITE_POS_OFFSET);
     assert!(offset_of!(ProducerLine, write_pos) == 0);
+    assert!(WRITE_POS_OFFSET + offset_of!(ProducerLine, reserve_pos) == RESERVE_POS_OFFSET);
     assert!(size_of::<ConsumerSlot>() == SLOT_SIZE);
     assert!(align_of::<ConsumerSlot>() == CACHE_LINE);
     assert!(offset_of!(ConsumerSlot, read_pos) == SLOT_READ_POS_OFFSET);

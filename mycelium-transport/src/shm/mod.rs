@@ -7,7 +7,7 @@
 //!   [`try_push`](RingProducer::try_push) and makes them visible with one Release store in
 //!   [`publish`](RingProducer::publish).
 //! - Each [`RingConsumer`] holds a slot, starts at the position published when it joined,
-//!   and sees every frame from there on, in order (lossless: the producer refuses with
+//!   and sees every frame from there on, in order (in a lossless ring the producer refuses with
 //!   [`PushError::Full`] rather than overwrite a frame an active consumer has not read).
 //! - Everything read from the region is untrusted: another process may scribble over it. A
 //!   corrupt ring makes a consumer return [`ReadError::Corrupt`]; it never makes it panic, read
@@ -18,7 +18,11 @@
 //!   raises its slot's `parked` flag and sleeps on a [`Parker`] (an eventfd). The producer's
 //!   [`publish_and_wake`](RingProducer::publish_and_wake) signals the [`Unparker`]s of parked
 //!   consumers in its [`WakeTable`], and makes no syscall when nobody is parked.
-//! - Not yet: lossy modes, the queue ring, a producer waiting for room.
+//! - A lossy ring ([`RingRegion::new_in_memory_lossy`], [`init_with_mode`]) never refuses a
+//!   frame: it overwrites the oldest. A consumer it laps returns [`ReadError::Lagged`] with the
+//!   number of messages lost, then only whole, current frames (a seqlock-style check after each
+//!   copy, against the producer's `reserve_pos`).
+//! - Not yet: `drop_newest`/`disconnect`, the queue ring, a producer waiting for room.
 //!
 //! ```
 //! use mycelium_transport::shm::{RingConsumer, RingRegion};
@@ -77,7 +81,7 @@ pub use fd_passing::{recv_fds, send_fds, MAX_FDS_PER_MESSAGE};
 pub use layout::{max_payload, required_size, RING_MAGIC, RING_VERSION};
 pub use producer::RingProducer;
 pub use region::RingRegion;
-pub use ring::{attach, init, RingGeometry};
+pub use ring::{attach, init, init_with_mode, RingGeometry};
 #[cfg(not(loom))]
 pub use segment::{Segment, SegmentError, REQUIRED_SEALS};
 pub use wake::{Parker, Unparker, WakeTable};

@@ -2,7 +2,8 @@
 
 use super::error::PushError;
 use super::layout::{
-    frame_size, max_payload, FRAME_HEADER_LEN, FRAME_PADDING, PARKED_RUNNING, SLOT_ACTIVE,
+    frame_size, max_payload, FRAME_HEADER_LEN, FRAME_PADDING, FRAME_SEQ_MODULUS, FRAME_SEQ_SHIFT,
+    PARKED_RUNNING, SLOT_ACTIVE,
 };
 use super::region::RingRegion;
 use super::ring::RingGeometry;
@@ -29,6 +30,10 @@ pub struct RingProducer {
     pending: usize,
     /// `published` as of the last wake scan: positions up to here were covered by one.
     woken: u64,
+    /// Data frames pushed so far: the sequence number of the next one.
+    seq: u64,
+    /// Lossy mode: the last value stored to `reserve_pos`.
+    reserved: u64,
 }
 
 impl RingProducer {
@@ -42,6 +47,8 @@ impl RingProducer {
             limit: 0,
             pending: 0,
             woken: 0,
+            seq: 0,
+            reserved: 0,
         }
     }
 
@@ -73,7 +80,8 @@ impl RingProducer {
     /// # Errors
     ///
     /// [`PushError::TooLarge`] if the payload exceeds [`max_payload`](Self::max_payload);
-    /// [`PushError::Full`] if writing would overrun the slowest active consumer.
+    /// [`PushError::Full`] if writing would overrun the slowest active consumer (never in a
+    /// lossy ring: there the frame overwrites the oldest bytes, whoever has not read them).
     pub fn try_push(&mut self, payload: &[u8]) -> Result<(), PushError> {
         let max = self.max_payload();
         if payload.len() > max {
@@ -87,7 +95,24 @@ impl RingProducer {
         let tail = self.geometry.capacity_usize() - offset;
         let needed = if size <= tail { size } else { tail + size };
         let end = self.local + needed as u64;
-        if end > self.limit {
+        if self.geometry.lossy {
+            if end > self.reserved {
+                self.reserved = end;
+                // SYNC POINT: Relaxed store, then a Release fence before the frame bytes below
+                // (the writer half of a seqlock). It pairs with the Acquire fence a lossy
+                // consumer issues after copying a frame and before it re-loads `reserve_pos`
+                // (`RingConsumer::lapped`): if its copy saw any byte we write after this fence,
+                // its re-load sees this value or a later one, and it discards the copy. Without
+                // the fence the byte stores could become visible before the announcement, and
+                // a torn copy would pass the check.
+                self.region
+                    .header()
+                    .producer
+                    .reserve_pos
+                    .store(end, Ordering::Relaxed);
+                fence(Ordering::Release);
+            }
+        } else if end > self.limit {
             self.publish();
             self.limit = self.scan_limit();
             if end > self.limit {
@@ -96,18 +121,19 @@ impl RingProducer {
         }
         if size > tail {
             let padding = u32::try_from(tail - FRAME_HEADER_LEN).unwrap_or(u32::MAX);
-            self.write_header(offset, padding, FRAME_PADDING);
+            self.write_header(offset, padding, self.tag() | FRAME_PADDING);
             self.local += tail as u64;
             offset = 0;
         }
         // `payload.len()` <= max_payload < capacity / 2 <= 2^39, checked above: fits u32.
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        self.write_header(offset, len, 0);
+        self.write_header(offset, len, self.tag());
         let data_start = self.geometry.data_start();
         self.region
             .write_data(data_start, offset + FRAME_HEADER_LEN, payload);
         self.local += size as u64;
         self.pending += 1;
+        self.seq += 1;
         Ok(())
     }
 
@@ -187,11 +213,18 @@ impl RingProducer {
         Ok(())
     }
 
-    /// Writes a frame header (`len`, `flags`) at data offset `offset`.
-    fn write_header(&self, offset: usize, len: u32, flags: u32) {
+    /// The `tag` of the next data frame (and of a padding frame before it), without the
+    /// padding bit: its sequence number modulo 2^31.
+    fn tag(&self) -> u32 {
+        // The modulus is 2^31, so the shifted value fits a u32.
+        ((self.seq % FRAME_SEQ_MODULUS) as u32) << FRAME_SEQ_SHIFT
+    }
+
+    /// Writes a frame header (`len`, `tag`) at data offset `offset`.
+    fn write_header(&self, offset: usize, len: u32, tag: u32) {
         let mut header = [0u8; FRAME_HEADER_LEN];
         header[..4].copy_from_slice(&len.to_ne_bytes());
-        header[4..].copy_from_slice(&flags.to_ne_bytes());
+        header[4..].copy_from_slice(&tag.to_ne_bytes());
         self.region
             .write_data(self.geometry.data_start(), offset, &header);
     }

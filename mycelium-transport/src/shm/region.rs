@@ -18,6 +18,8 @@ use super::error::RingError;
 use super::layout::{ConsumerSlot, RingHeader};
 #[cfg(not(loom))]
 use super::layout::{CACHE_LINE, SLOTS_OFFSET, SLOT_SIZE};
+#[cfg(loom)]
+use super::sync::Ordering;
 
 /// The memory a ring lives in. Knows nothing of the ring protocol: it hands out the header,
 /// the slots and byte copies, and the ring modules decide who may touch what, and when.
@@ -39,8 +41,13 @@ pub struct RingRegion {
     /// The consumer slots.
     slots: Box<[ConsumerSlot]>,
     #[cfg(loom)]
-    /// The data region as 8-byte words that loom tracks for races.
+    /// The data region as 8-byte words that loom tracks for races (lossless rings).
     words: Box<[loom::cell::UnsafeCell<u64>]>,
+    #[cfg(loom)]
+    /// The data region of a lossy ring, as Relaxed atomic words: there a reader may copy
+    /// bytes the producer overwrites at the same time (and then discards the copy), which the
+    /// seqlock fences order only for atomic accesses; a race on them would stop loom.
+    atomic_words: Option<Box<[loom::sync::atomic::AtomicU64]>>,
     /// Size of the region in bytes.
     len: usize,
 }
@@ -242,12 +249,17 @@ impl Drop for RingRegion {
 #[cfg(loom)]
 impl RingRegion {
     /// A zeroed region for a ring of `capacity` bytes and `max_consumers` slots.
-    pub(crate) fn allocate_loom(capacity: u64, max_consumers: u32) -> Self {
+    pub(crate) fn allocate_loom(capacity: u64, max_consumers: u32, lossy: bool) -> Self {
         let words = (capacity as usize).div_ceil(8);
         Self {
             header: Box::new(RingHeader::zeroed()),
             slots: (0..max_consumers).map(|_| ConsumerSlot::zeroed()).collect(),
             words: (0..words).map(|_| loom::cell::UnsafeCell::new(0)).collect(),
+            atomic_words: lossy.then(|| {
+                (0..words)
+                    .map(|_| loom::sync::atomic::AtomicU64::new(0))
+                    .collect()
+            }),
             len: super::layout::required_size(capacity, max_consumers),
         }
     }
@@ -268,6 +280,32 @@ impl RingRegion {
             self.data_span_ok(data_start, offset, src.len()),
             "ring write out of bounds"
         );
+        if let Some(words) = &self.atomic_words {
+            // One store per word (a load first only for a partly written word): fewer atomic
+            // operations keep the loom models small.
+            let mut at = offset;
+            for chunk in src.chunks(8) {
+                let (word, lane) = (at / 8, at % 8);
+                let take = chunk.len().min(8 - lane);
+                let mut bytes = if take == 8 {
+                    [0; 8]
+                } else {
+                    // SYNC POINT: Relaxed; only the producer writes data words.
+                    words[word].load(Ordering::Relaxed).to_ne_bytes()
+                };
+                bytes[lane..lane + take].copy_from_slice(&chunk[..take]);
+                // SYNC POINT: Relaxed; the lossy producer's Release fence after its
+                // `reserve_pos` store orders these stores (see `RingProducer::try_push`).
+                words[word].store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+                at += take;
+                if take < chunk.len() {
+                    // Unaligned spans are not used by the ring; handle them bytewise.
+                    self.write_data(data_start, at, &chunk[take..]);
+                    at += chunk.len() - take;
+                }
+            }
+            return;
+        }
         for (i, byte) in src.iter().enumerate() {
             let at = offset + i;
             self.words[at / 8].with_mut(|word| {
@@ -287,6 +325,24 @@ impl RingRegion {
             self.data_span_ok(data_start, offset, dst.len()),
             "ring read out of bounds"
         );
+        if let Some(words) = &self.atomic_words {
+            let mut loaded: Option<(usize, [u8; 8])> = None;
+            for (i, byte) in dst.iter_mut().enumerate() {
+                let at = offset + i;
+                let bytes = match loaded {
+                    Some((word, bytes)) if word == at / 8 => bytes,
+                    _ => {
+                        // SYNC POINT: Relaxed; the consumer's Acquire fence before its re-check
+                        // of `reserve_pos` orders these loads (see `RingConsumer::lapped`).
+                        let bytes = words[at / 8].load(Ordering::Relaxed).to_ne_bytes();
+                        loaded = Some((at / 8, bytes));
+                        bytes
+                    }
+                };
+                *byte = bytes[at % 8];
+            }
+            return;
+        }
         for (i, byte) in dst.iter_mut().enumerate() {
             let at = offset + i;
             // SAFETY: loom checks that this read is not concurrent with a write to the word;

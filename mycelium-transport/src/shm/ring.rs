@@ -3,8 +3,8 @@
 
 use super::error::RingError;
 use super::layout::{
-    data_offset, required_size, MAX_CAPACITY, MAX_CONSUMERS, MIN_CAPACITY, PARKED_RUNNING,
-    RING_MAGIC, RING_VERSION, SLOT_FREE,
+    data_offset, required_size, MAX_CAPACITY, MAX_CONSUMERS, MIN_CAPACITY, MODE_LOSSLESS,
+    MODE_LOSSY, PARKED_RUNNING, RING_MAGIC, RING_VERSION, SLOT_FREE,
 };
 use super::producer::RingProducer;
 use super::region::RingRegion;
@@ -18,6 +18,9 @@ pub struct RingGeometry {
     pub capacity: u64,
     /// Number of consumer slots: `1..=MAX_CONSUMERS`.
     pub max_consumers: u32,
+    /// Lossy (overwrite) mode: the producer never reports `Full` and overwrites the oldest
+    /// frames; a lapped consumer reports [`ReadError::Lagged`](super::ReadError::Lagged).
+    pub lossy: bool,
 }
 
 impl RingGeometry {
@@ -25,6 +28,7 @@ impl RingGeometry {
     pub(super) fn validate(
         capacity: u64,
         max_consumers: u32,
+        lossy: bool,
         region_len: usize,
     ) -> Result<Self, RingError> {
         if !capacity.is_power_of_two() {
@@ -42,6 +46,7 @@ impl RingGeometry {
         Ok(Self {
             capacity,
             max_consumers,
+            lossy,
         })
     }
 
@@ -92,7 +97,13 @@ pub fn attach(region: &RingRegion) -> Result<RingGeometry, RingError> {
     let capacity = header.capacity.load(Ordering::Relaxed);
     // SYNC POINT: Relaxed; ordered by the Acquire load of `magic` above.
     let max_consumers = header.max_consumers.load(Ordering::Relaxed);
-    RingGeometry::validate(capacity, max_consumers, region.len())
+    // SYNC POINT: Relaxed; ordered by the Acquire load of `magic` above.
+    let lossy = match header.mode.load(Ordering::Relaxed) {
+        MODE_LOSSLESS => false,
+        MODE_LOSSY => true,
+        _ => return Err(RingError::BadGeometry("unknown ring mode")),
+    };
+    RingGeometry::validate(capacity, max_consumers, lossy, region.len())
 }
 
 /// Writes a fresh ring header into `region` and returns the ring's only producer.
@@ -116,7 +127,26 @@ pub unsafe fn init(
     capacity: u64,
     max_consumers: u32,
 ) -> Result<RingProducer, RingError> {
-    let geometry = RingGeometry::validate(capacity, max_consumers, region.len())?;
+    // SAFETY: the caller upholds `init`'s contract, which is `init_with_mode`'s.
+    unsafe { init_with_mode(region, capacity, max_consumers, false) }
+}
+
+/// [`init`] for a lossless (`lossy = false`) or lossy (overwrite) ring.
+///
+/// # Safety
+///
+/// As for [`init`].
+///
+/// # Errors
+///
+/// As for [`init`].
+pub unsafe fn init_with_mode(
+    region: &Arc<RingRegion>,
+    capacity: u64,
+    max_consumers: u32,
+    lossy: bool,
+) -> Result<RingProducer, RingError> {
+    let geometry = RingGeometry::validate(capacity, max_consumers, lossy, region.len())?;
     let header = region.header();
     // SYNC POINT: Relaxed; hides a previous ring from new attachers until the Release below.
     header.magic.store(0, Ordering::Relaxed);
@@ -125,9 +155,12 @@ pub unsafe fn init(
     // SYNC POINT: Relaxed, published by the Release store of `magic` below.
     header.max_consumers.store(max_consumers, Ordering::Relaxed);
     // SYNC POINT: Relaxed, published by the Release store of `magic` below.
-    header.reserved.store(0, Ordering::Relaxed);
+    let mode = if lossy { MODE_LOSSY } else { MODE_LOSSLESS };
+    header.mode.store(mode, Ordering::Relaxed);
     // SYNC POINT: Relaxed, published by the Release store of `magic` below.
     header.producer.write_pos.store(0, Ordering::Relaxed);
+    // SYNC POINT: Relaxed, published by the Release store of `magic` below.
+    header.producer.reserve_pos.store(0, Ordering::Relaxed);
     for index in 0..max_consumers as usize {
         let slot = region
             .slot(index)
@@ -159,17 +192,38 @@ impl RingRegion {
         capacity: u64,
         max_consumers: u32,
     ) -> Result<(Arc<RingRegion>, RingProducer), RingError> {
-        RingGeometry::validate(capacity, max_consumers, usize::MAX)?;
+        Self::new_in_memory_with_mode(capacity, max_consumers, false)
+    }
+
+    /// [`new_in_memory`](Self::new_in_memory) for a lossy (overwrite) ring: the producer never
+    /// reports `Full`, and a consumer it laps reports [`ReadError::Lagged`](super::ReadError).
+    ///
+    /// # Errors
+    ///
+    /// As for [`new_in_memory`](Self::new_in_memory).
+    pub fn new_in_memory_lossy(
+        capacity: u64,
+        max_consumers: u32,
+    ) -> Result<(Arc<RingRegion>, RingProducer), RingError> {
+        Self::new_in_memory_with_mode(capacity, max_consumers, true)
+    }
+
+    fn new_in_memory_with_mode(
+        capacity: u64,
+        max_consumers: u32,
+        lossy: bool,
+    ) -> Result<(Arc<RingRegion>, RingProducer), RingError> {
+        RingGeometry::validate(capacity, max_consumers, lossy, usize::MAX)?;
         #[cfg(not(loom))]
         let region = Arc::new(RingRegion::allocate(required_size(
             capacity,
             max_consumers,
         ))?);
         #[cfg(loom)]
-        let region = Arc::new(RingRegion::allocate_loom(capacity, max_consumers));
+        let region = Arc::new(RingRegion::allocate_loom(capacity, max_consumers, lossy));
         // SAFETY: the region was allocated just above and nobody else holds it yet, so the
         // producer returned is the only one and no consumer is attached.
-        let producer = unsafe { init(&region, capacity, max_consumers)? };
+        let producer = unsafe { init_with_mode(&region, capacity, max_consumers, lossy)? };
         Ok((region, producer))
     }
 }

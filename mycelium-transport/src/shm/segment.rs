@@ -25,7 +25,7 @@ use super::error::RingError;
 use super::layout::required_size;
 use super::producer::RingProducer;
 use super::region::RingRegion;
-use super::ring::{init, RingGeometry};
+use super::ring::{init_with_mode, RingGeometry};
 
 /// The seals every segment carries: its size can never change, and no one can add or remove
 /// seals (in particular not `F_SEAL_WRITE`, which would make our writes fail).
@@ -119,13 +119,28 @@ impl Segment {
         capacity: u64,
         max_consumers: u32,
     ) -> Result<(Self, RingProducer), SegmentError> {
-        RingGeometry::validate(capacity, max_consumers, usize::MAX)?;
+        Self::create_ring_with_mode(name, capacity, max_consumers, false)
+    }
+
+    /// [`create_ring`](Self::create_ring) for a lossless (`lossy = false`) or lossy
+    /// (overwrite) ring.
+    ///
+    /// # Errors
+    ///
+    /// As for [`create_ring`](Self::create_ring).
+    pub fn create_ring_with_mode(
+        name: &str,
+        capacity: u64,
+        max_consumers: u32,
+        lossy: bool,
+    ) -> Result<(Self, RingProducer), SegmentError> {
+        RingGeometry::validate(capacity, max_consumers, lossy, usize::MAX)?;
         let segment = Self::create(name, required_size(capacity, max_consumers))?;
         let region = segment.ring_region()?;
         // SAFETY: the memfd was created just above and its fd has not left this function, so
         // no other process or thread can reach the memory: the producer returned is the only
         // one, and no consumer is attached.
-        let producer = unsafe { init(&region, capacity, max_consumers)? };
+        let producer = unsafe { init_with_mode(&region, capacity, max_consumers, lossy)? };
         Ok((segment, producer))
     }
 

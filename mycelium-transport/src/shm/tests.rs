@@ -409,13 +409,14 @@ mod corrupt {
     }
 
     #[test]
-    fn unknown_flags_are_corrupt() {
+    fn a_lossless_consumer_ignores_the_sequence_bits_of_a_tag() {
+        // Every tag is valid: bit 0 marks padding, the other 31 bits are a sequence number
+        // that only a lossy consumer uses (to count lost messages).
         let (region, _producer, mut consumer) = ring_near_the_end();
-        write_header(&region, 4032, 48, 2);
-        assert_eq!(
-            recv_error(&mut consumer),
-            ReadError::Corrupt("unknown frame flags")
-        );
+        write_header(&region, 4032, 48, 1234 << 1);
+        let mut out = Vec::new();
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
+        assert_eq!(out, [3; 48]);
     }
 
     #[test]
@@ -455,7 +456,7 @@ mod hostile {
     //! A peer scribbles random bytes over positions, slots and frames between operations.
 
     use crate::shm::layout::{data_offset, SLOTS_OFFSET, SLOT_SIZE, WRITE_POS_OFFSET};
-    use crate::shm::{RingConsumer, RingRegion};
+    use crate::shm::{ReadError, RingConsumer, RingRegion};
     use proptest::prelude::*;
     use std::sync::atomic::Ordering;
 
@@ -604,6 +605,15 @@ mod hostile {
 
     #[test]
     fn a_seeded_scribbler_never_makes_a_consumer_panic() {
+        seeded_scribbler(false);
+    }
+
+    #[test]
+    fn a_seeded_scribbler_never_makes_a_lossy_consumer_panic() {
+        seeded_scribbler(true);
+    }
+
+    fn seeded_scribbler(lossy: bool) {
         // xorshift64*: deterministic, so a failure reproduces.
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {
@@ -612,7 +622,11 @@ mod hostile {
             state ^= state >> 27;
             state.wrapping_mul(0x2545_F491_4F6C_DD1D)
         };
-        let (region, mut producer) = RingRegion::new_in_memory(CAPACITY, CONSUMERS).unwrap();
+        let (region, mut producer) = if lossy {
+            RingRegion::new_in_memory_lossy(CAPACITY, CONSUMERS).unwrap()
+        } else {
+            RingRegion::new_in_memory(CAPACITY, CONSUMERS).unwrap()
+        };
         let mut consumer = Some(RingConsumer::join(&region).unwrap());
         let data = data_offset(CONSUMERS);
         let (mut ok, mut errors) = (0usize, 0usize);
@@ -627,12 +641,12 @@ mod hostile {
             region.scribble(at, &[next() as u8]);
             let reader = consumer.as_mut().expect("always rejoined");
             match reader.try_recv_into(&mut out) {
-                Ok(_) => ok += 1,
-                Err(_) => {
+                Ok(_) | Err(ReadError::Lagged { .. }) => ok += 1,
+                Err(ReadError::Corrupt(_)) => {
                     errors += 1;
                     // Start over on a fresh ring in the same memory, as an owner would.
                     drop(consumer.take());
-                    producer = reinit(&region);
+                    producer = reinit(&region, lossy);
                     consumer =
                         Some(RingConsumer::join(&region).expect("fresh ring has free slots"));
                 }
@@ -645,10 +659,271 @@ mod hostile {
     }
 
     /// Re-creates the ring in `region`, as its owner would after disconnecting everyone.
-    fn reinit(region: &std::sync::Arc<RingRegion>) -> crate::shm::RingProducer {
+    fn reinit(region: &std::sync::Arc<RingRegion>, lossy: bool) -> crate::shm::RingProducer {
         // SAFETY: the caller dropped its producer and consumer first, so the returned producer
         // is the only one and no consumer is attached.
-        unsafe { crate::shm::init(region, CAPACITY, CONSUMERS) }.unwrap()
+        unsafe { crate::shm::init_with_mode(region, CAPACITY, CONSUMERS, lossy) }.unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// A lossy ring under the same random ops: until the first scribble every frame a
+        /// consumer returns is whole and current (its bytes follow from its first byte, and
+        /// frames come in push order); after one, consumers only return values or errors.
+        #[test]
+        fn lossy_consumers_survive_random_bytes_in_the_ring(ops in proptest::collection::vec(op(), 1..120)) {
+            let (region, mut producer) = RingRegion::new_in_memory_lossy(CAPACITY, CONSUMERS).unwrap();
+            let mut consumers: Vec<Option<RingConsumer>> =
+                (0..CONSUMERS).map(|_| RingConsumer::join(&region).ok()).collect();
+            let mut last: Vec<Option<u8>> = vec![None; CONSUMERS as usize];
+            let mut scribbled = false;
+            let data = data_offset(CONSUMERS);
+            let mut out = Vec::new();
+            let check = |out: &[u8], last: &mut Option<u8>, scribbled: bool| -> Result<(), TestCaseError> {
+                if scribbled || out.is_empty() {
+                    return Ok(());
+                }
+                for (j, byte) in out.iter().enumerate() {
+                    prop_assert_eq!(*byte, out[0].wrapping_add((2 * j) as u8), "a torn frame");
+                }
+                if let Some(previous) = *last {
+                    // Push numbers stay below 120, so the first byte is the push number.
+                    prop_assert!(out[0] > previous, "frames out of order");
+                }
+                *last = Some(out[0]);
+                Ok(())
+            };
+            for (n, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Push(len) => {
+                        // Byte j of push n is n + 2j: a mix of two frames shows.
+                        let frame: Vec<u8> = (0..len).map(|j| (n + 2 * j) as u8).collect();
+                        prop_assert!(producer.try_push(&frame).is_ok(), "a lossy ring is never full");
+                    }
+                    Op::Publish => producer.publish(),
+                    Op::Recv(i) => {
+                        if let Some(consumer) = consumers[i].as_mut() {
+                            match consumer.try_recv_into(&mut out) {
+                                Ok(true) => check(&out, &mut last[i], scribbled)?,
+                                Ok(false) | Err(ReadError::Lagged { .. }) => {}
+                                Err(e) => prop_assert!(scribbled, "error {e} on a sound ring"),
+                            }
+                        }
+                    }
+                    Op::Batch(i) => {
+                        if let Some(consumer) = consumers[i].as_mut() {
+                            let mut seen = Vec::new();
+                            let result = consumer.try_recv_batch(usize::MAX, |p| seen.push(p.to_vec()));
+                            for frame in &seen {
+                                check(frame, &mut last[i], scribbled)?;
+                            }
+                            if let Err(ReadError::Corrupt(e)) = result {
+                                prop_assert!(scribbled, "error {e} on a sound ring");
+                            }
+                        }
+                    }
+                    Op::Rejoin(i) => {
+                        consumers[i] = None;
+                        last[i] = None;
+                        consumers[i] = RingConsumer::join(&region).ok();
+                    }
+                    Op::Scribble(which, offset, bytes) => {
+                        let (start, span) = match which {
+                            0 => (WRITE_POS_OFFSET, 16),
+                            1 => (SLOTS_OFFSET, CONSUMERS as usize * SLOT_SIZE),
+                            _ => (data, CAPACITY as usize),
+                        };
+                        let len = bytes.len().min(span);
+                        let at = start + offset % (span - len + 1);
+                        region.scribble(at, &bytes[..len]);
+                        scribbled = true;
+                    }
+                    Op::FakeHeader(word, len, flags) => {
+                        let mut header = [0u8; 8];
+                        header[..4].copy_from_slice(&len.to_ne_bytes());
+                        header[4..].copy_from_slice(&flags.to_ne_bytes());
+                        region.scribble(data + word * 8, &header);
+                        scribbled = true;
+                    }
+                    Op::NudgeWritePos(words) => {
+                        let current = region.header().producer.write_pos.load(Ordering::Relaxed);
+                        let moved = current.wrapping_add_signed(words * 8);
+                        region.scribble(WRITE_POS_OFFSET, &moved.to_ne_bytes());
+                        scribbled = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(loom))]
+mod lossy {
+    //! The lossy (overwrite) mode: the producer never blocks, a lapped consumer reports
+    //! `Lagged` with the number of messages it lost, then reads only whole, current frames.
+
+    use crate::shm::{PushError, ReadError, RingConsumer, RingRegion};
+
+    /// Frame `seq`: its sequence number, then bytes derived from it, so a frame mixed from
+    /// two writes (or a stale one) shows.
+    fn frame(seq: u64, len: usize) -> Vec<u8> {
+        let mut bytes = seq.to_ne_bytes().to_vec();
+        bytes.extend((0..len).map(|j| (seq as usize * 7 + j) as u8));
+        bytes
+    }
+
+    /// The sequence number of a received frame, after checking every byte of it.
+    fn check(out: &[u8]) -> u64 {
+        let seq = u64::from_ne_bytes(out[..8].try_into().expect("frames carry a sequence"));
+        assert_eq!(out, frame(seq, out.len() - 8), "frame {seq} is torn");
+        seq
+    }
+
+    #[test]
+    fn a_lossy_producer_never_reports_full() {
+        let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+        let _idle = RingConsumer::join(&region).unwrap();
+        for seq in 0..1000 {
+            assert_eq!(producer.push_and_publish(&frame(seq, 300)), Ok(()));
+        }
+        assert!(matches!(
+            producer.try_push(&[0; 4096]),
+            Err(PushError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_lapped_consumer_gets_lagged_with_the_count_then_whole_current_frames() {
+        let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let mut out = Vec::new();
+        producer.push_and_publish(&frame(0, 100)).unwrap();
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
+        assert_eq!(check(&out), 0);
+        // 200 frames of 112 bytes: the ring holds 36, so the consumer is lapped several times.
+        for seq in 1..=200 {
+            producer.push_and_publish(&frame(seq, 100)).unwrap();
+        }
+        // Lapped: it jumps to the write position, and reports the loss with the next frame.
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
+        for seq in 201..=203 {
+            producer.push_and_publish(&frame(seq, 100)).unwrap();
+        }
+        assert_eq!(
+            consumer.try_recv_into(&mut out),
+            Err(ReadError::Lagged { skipped: 200 })
+        );
+        for seq in 201..=203 {
+            assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
+            assert_eq!(check(&out), seq);
+        }
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
+    }
+
+    #[test]
+    fn a_consumer_lapped_inside_a_batch_gets_the_frames_first_and_the_lag_next() {
+        let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let mut out = Vec::new();
+        producer.push_and_publish(&frame(0, 100)).unwrap();
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
+        for seq in 1..=100 {
+            producer.push_and_publish(&frame(seq, 100)).unwrap();
+        }
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
+        producer.push_and_publish(&frame(101, 100)).unwrap();
+        producer.push_and_publish(&frame(102, 100)).unwrap();
+        let mut seen = Vec::new();
+        assert_eq!(
+            consumer.try_recv_batch(10, |p| seen.push(check(p))),
+            Err(ReadError::Lagged { skipped: 100 })
+        );
+        assert!(seen.is_empty());
+        assert_eq!(consumer.try_recv_batch(10, |p| seen.push(check(p))), Ok(2));
+        assert_eq!(seen, [101, 102]);
+    }
+
+    #[test]
+    fn a_consumer_lapped_before_its_first_frame_reports_a_lag_of_at_least_one() {
+        let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let mut out = Vec::new();
+        for seq in 0..100 {
+            producer.push_and_publish(&frame(seq, 100)).unwrap();
+        }
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
+        producer.push_and_publish(&frame(100, 100)).unwrap();
+        assert_eq!(
+            consumer.try_recv_into(&mut out),
+            Err(ReadError::Lagged { skipped: 1 })
+        );
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
+        assert_eq!(check(&out), 100);
+    }
+
+    #[test]
+    fn a_slow_consumer_on_another_thread_sees_only_whole_frames_and_counts_every_loss() {
+        const FRAMES: u64 = 200_000;
+        let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let mut out = Vec::new();
+        // Frame 0 is read before the race starts, so every later loss has an exact count.
+        producer.push_and_publish(&frame(0, 40)).unwrap();
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer_done = std::sync::Arc::clone(&done);
+        let writer = std::thread::spawn(move || {
+            for seq in 1..FRAMES {
+                let len = (seq as usize * 13) % 300;
+                producer.push_and_publish(&frame(seq, len)).unwrap();
+            }
+            writer_done.store(true, std::sync::atomic::Ordering::Release);
+            producer
+        });
+        let (mut delivered, mut skipped, mut lags) = (1u64, 0u64, 0u64);
+        let mut last = 0u64;
+        let mut account = |result: Result<bool, ReadError>, out: &[u8]| match result {
+            Ok(true) => {
+                let seq = check(out);
+                assert_eq!(seq, last + 1, "in order, no silent gap");
+                last = seq;
+                delivered += 1;
+                true
+            }
+            Ok(false) => false,
+            Err(ReadError::Lagged { skipped: n }) => {
+                assert!(n > 0);
+                last += n;
+                skipped += n;
+                lags += 1;
+                true
+            }
+            Err(error) => panic!("{error}"),
+        };
+        for round in 0u64.. {
+            let finished = done.load(std::sync::atomic::Ordering::Acquire);
+            let result = consumer.try_recv_into(&mut out);
+            if !account(result, &out) && finished {
+                break;
+            }
+            if round % 64 == 0 {
+                // Be slow now and then, so the producer laps us.
+                std::thread::yield_now();
+            }
+        }
+        let mut producer = writer.join().unwrap();
+        // A lap at the very end is reported with the next frame: push one more.
+        producer.push_and_publish(&frame(FRAMES, 8)).unwrap();
+        while account(consumer.try_recv_into(&mut out), &out) {}
+        assert_eq!(last, FRAMES);
+        assert_eq!(
+            delivered + skipped,
+            FRAMES + 1,
+            "every message is delivered or counted"
+        );
+        assert!(delivered > 1, "some frames got through");
+        eprintln!("{delivered} delivered, {skipped} skipped in {lags} lags");
     }
 }
 
@@ -909,7 +1184,7 @@ mod loom_tests {
     //! payload bytes live in `loom::cell::UnsafeCell` words (see `region.rs`), so a missing
     //! Release/Acquire pair shows as a reported data race.
 
-    use crate::shm::{Parker, PushError, RingConsumer, RingRegion, WakeTable};
+    use crate::shm::{Parker, PushError, ReadError, RingConsumer, RingRegion, WakeTable};
     use loom::thread;
     use std::time::Duration;
 
@@ -1043,6 +1318,41 @@ mod loom_tests {
                     .unwrap();
                 assert!(got);
                 assert_eq!(out, frame(i, 4));
+            }
+            writer.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_lapped_lossy_consumer_never_returns_a_torn_or_stale_payload() {
+        // Six 16-byte frames through a 64-byte lossy ring: the producer laps a consumer that
+        // reads slowly. Every byte of payload i is i, so a copy mixed from two frames (the
+        // producer overwriting while the consumer copies) shows; sequence numbers must rise.
+        // The data words are Relaxed atomics here (`region.rs`): the seqlock fences, not loom's
+        // race detector, must catch the overlap.
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
+            let (region, mut producer) = RingRegion::new_in_memory_lossy(64, 1).unwrap();
+            let mut consumer = RingConsumer::join(&region).unwrap();
+            let writer = thread::spawn(move || {
+                for i in 0..6u8 {
+                    producer.push_and_publish(&[i; 8]).unwrap();
+                }
+            });
+            let mut out = Vec::new();
+            let mut last: Option<u8> = None;
+            for _ in 0..3 {
+                match consumer.try_recv_into(&mut out) {
+                    Ok(true) => {
+                        assert_eq!(out.len(), 8);
+                        assert!(out.iter().all(|&b| b == out[0]), "torn payload {out:?}");
+                        assert!(last.is_none_or(|last| out[0] > last), "stale payload");
+                        last = Some(out[0]);
+                    }
+                    Ok(false) | Err(ReadError::Lagged { .. }) => thread::yield_now(),
+                    Err(error) => panic!("{error}"),
+                }
             }
             writer.join().unwrap();
         });
