@@ -139,8 +139,7 @@ impl RingConsumer {
         };
         out.clear();
         out.resize(frame.len, 0);
-        self.region
-            .read_data(self.geometry.data_start(), frame.offset, out);
+        self.read_bytes(self.geometry.data_start(), frame.offset, out);
         self.advance(frame.next);
         Ok(true)
     }
@@ -195,8 +194,7 @@ impl RingConsumer {
                 Ok(Some(frame)) => {
                     scratch.clear();
                     scratch.resize(frame.len, 0);
-                    self.region
-                        .read_data(self.geometry.data_start(), frame.offset, &mut scratch);
+                    self.read_bytes(self.geometry.data_start(), frame.offset, &mut scratch);
                     each(&scratch);
                     pos = frame.next;
                     count += 1;
@@ -385,8 +383,7 @@ impl RingConsumer {
         };
         out.clear();
         out.resize(frame.len, 0);
-        self.region
-            .read_data(self.geometry.data_start(), frame.offset, out);
+        self.read_bytes(self.geometry.data_start(), frame.offset, out);
         if self.lapped(self.pos)? {
             // The producer may have overwritten bytes while we copied: discard the copy.
             out.clear();
@@ -453,6 +450,16 @@ impl RingConsumer {
         self.slot().read_pos.store(self.pos, Ordering::Release);
     }
 
+    /// Reads frame bytes: with atomic words in a lossy ring (the producer may be overwriting
+    /// them; the copy is validated afterwards), with a plain copy in a lossless one.
+    fn read_bytes(&self, data_start: usize, offset: usize, dst: &mut [u8]) {
+        if self.geometry.lossy {
+            self.region.read_data_racy(data_start, offset, dst);
+        } else {
+            self.region.read_data(data_start, offset, dst);
+        }
+    }
+
     /// Finds the frame at `pos` (skipping a padding frame), checking everything read from the
     /// ring. On entry `write_pos - pos` (wrapping) is at most a capacity and `pos` is 8-aligned.
     fn locate(&self, write_pos: u64, mut pos: u64) -> Result<Option<Located>, ReadError> {
@@ -468,8 +475,7 @@ impl RingConsumer {
             let offset = self.geometry.offset_of(pos);
             let tail = capacity - offset;
             let mut header = [0u8; FRAME_HEADER_LEN];
-            self.region
-                .read_data(self.geometry.data_start(), offset, &mut header);
+            self.read_bytes(self.geometry.data_start(), offset, &mut header);
             let [l0, l1, l2, l3, f0, f1, f2, f3] = header;
             let len = u32::from_ne_bytes([l0, l1, l2, l3]) as usize;
             let tag = u32::from_ne_bytes([f0, f1, f2, f3]);

@@ -129,8 +129,7 @@ impl RingProducer {
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         self.write_header(offset, len, self.tag());
         let data_start = self.geometry.data_start();
-        self.region
-            .write_data(data_start, offset + FRAME_HEADER_LEN, payload);
+        self.write_bytes(data_start, offset + FRAME_HEADER_LEN, payload);
         self.local += size as u64;
         self.pending += 1;
         self.seq += 1;
@@ -225,8 +224,17 @@ impl RingProducer {
         let mut header = [0u8; FRAME_HEADER_LEN];
         header[..4].copy_from_slice(&len.to_ne_bytes());
         header[4..].copy_from_slice(&tag.to_ne_bytes());
-        self.region
-            .write_data(self.geometry.data_start(), offset, &header);
+        self.write_bytes(self.geometry.data_start(), offset, &header);
+    }
+
+    /// Writes frame bytes: with atomic words in a lossy ring, where consumers may be copying
+    /// the bytes being overwritten; with a plain copy in a lossless one, where they cannot be.
+    fn write_bytes(&self, data_start: usize, offset: usize, bytes: &[u8]) {
+        if self.geometry.lossy {
+            self.region.write_data_racy(data_start, offset, bytes);
+        } else {
+            self.region.write_data(data_start, offset, bytes);
+        }
     }
 
     /// The position no write may pass: one capacity beyond the slowest active consumer, and

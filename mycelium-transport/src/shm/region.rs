@@ -5,7 +5,9 @@
 //!   The header and slots are read through `&`-references to `#[repr(C)]` structs of atomics;
 //!   the data region is only ever touched through [`RingRegion::write_data`] and
 //!   [`RingRegion::read_data`], which copy bytes at offsets the caller has bounds-checked (and
-//!   which check them again).
+//!   which check them again), or, for lossy rings, through `write_data_racy`/`read_data_racy`,
+//!   which copy through relaxed 8-byte atomic words because a reader may copy what the writer
+//!   is overwriting.
 //! - Under `--cfg loom` the same accessors are backed by ordinary Rust values: the header and
 //!   slots are structs of loom atomics, and the data region is a slice of
 //!   `loom::cell::UnsafeCell<u64>` words. Every data copy goes through `with`/`with_mut` on the
@@ -218,6 +220,65 @@ impl RingRegion {
         }
     }
 
+    /// Copies `src` into the data region at `offset` with relaxed 8-byte atomic stores,
+    /// zero-filling the rest of the last word: for lossy rings, where a consumer may copy these
+    /// bytes while they are overwritten (it discards such a copy, but the accesses must still
+    /// not be a data race). `offset` is 8-aligned and frames are padded to 8 bytes, so the
+    /// rounded-up span stays inside the frame.
+    ///
+    /// # Panics
+    ///
+    /// If `offset` is not 8-aligned or the rounded-up span leaves the region (a bug in this
+    /// crate, as for [`Self::write_data`]).
+    pub(crate) fn write_data_racy(&self, data_start: usize, offset: usize, src: &[u8]) {
+        let words = src.len().div_ceil(8);
+        assert!(
+            offset % 8 == 0 && self.data_span_ok(data_start, offset, words * 8),
+            "ring write out of bounds"
+        );
+        for (i, chunk) in src.chunks(8).enumerate() {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.atomic_word(data_start + offset + i * 8).store(
+                u64::from_ne_bytes(word),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Copies `dst.len()` bytes out of the data region at `offset` with relaxed 8-byte atomic
+    /// loads: the counterpart of [`Self::write_data_racy`]. The caller validates the copy
+    /// afterwards (the lossy rule's post-copy check).
+    ///
+    /// # Panics
+    ///
+    /// As for [`Self::write_data_racy`].
+    pub(crate) fn read_data_racy(&self, data_start: usize, offset: usize, dst: &mut [u8]) {
+        let words = dst.len().div_ceil(8);
+        assert!(
+            offset % 8 == 0 && self.data_span_ok(data_start, offset, words * 8),
+            "ring read out of bounds"
+        );
+        for (i, chunk) in dst.chunks_mut(8).enumerate() {
+            let word = self
+                .atomic_word(data_start + offset + i * 8)
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .to_ne_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+    }
+
+    /// The 8 bytes at region offset `at` as an atomic word.
+    fn atomic_word(&self, at: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(at % 8 == 0 && at.checked_add(8).is_some_and(|end| end <= self.len));
+        // SAFETY: `at .. at + 8` lies inside the region (asserted), which is valid while `self`
+        // lives; the base is 64-aligned and `at` a multiple of 8, so the pointer is aligned for
+        // u64. In this process, lossy data bytes are only accessed through these atomic words
+        // (both `*_racy` copies), so no non-atomic access races with them; other processes
+        // are outside Rust's memory model, and every copy is validated before use.
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(self.ptr.as_ptr().add(at).cast::<u64>()) }
+    }
+
     /// Overwrites raw region bytes, header included: the hostile peer of the tests.
     #[cfg(test)]
     pub(crate) fn scribble(&self, offset: usize, bytes: &[u8]) {
@@ -272,6 +333,16 @@ impl RingRegion {
     /// Consumer slot `index`, or `None` if there is no such slot.
     pub(crate) fn slot(&self, index: usize) -> Option<&ConsumerSlot> {
         self.slots.get(index)
+    }
+
+    /// Under loom a lossy region's data is already atomic words: see [`Self::write_data`].
+    pub(crate) fn write_data_racy(&self, data_start: usize, offset: usize, src: &[u8]) {
+        self.write_data(data_start, offset, src);
+    }
+
+    /// Under loom a lossy region's data is already atomic words: see [`Self::read_data`].
+    pub(crate) fn read_data_racy(&self, data_start: usize, offset: usize, dst: &mut [u8]) {
+        self.read_data(data_start, offset, dst);
     }
 
     /// Word-wise copy into the data region (see the module doc).
