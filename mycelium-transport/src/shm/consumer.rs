@@ -323,8 +323,8 @@ impl RingConsumer {
         self.region.slot(self.slot).expect("slot checked at join")
     }
 
-    /// Loads the published `write_pos` and checks it against this consumer's position.
-    fn load_write_pos(&self) -> Result<u64, ReadError> {
+    /// Loads the published `write_pos` and checks that it is frame-aligned.
+    fn published_write_pos(&self) -> Result<u64, ReadError> {
         // SYNC POINT: Acquire pairs with the Release store in `RingProducer::publish`: the
         // bytes of every frame below `write_pos` are visible before we read them.
         let write_pos = self
@@ -336,6 +336,12 @@ impl RingConsumer {
         if write_pos % FRAME_ALIGN as u64 != 0 {
             return Err(ReadError::Corrupt("write position not frame-aligned"));
         }
+        Ok(write_pos)
+    }
+
+    /// Loads the published `write_pos` and checks it against this consumer's position.
+    fn load_write_pos(&self) -> Result<u64, ReadError> {
+        let write_pos = self.published_write_pos()?;
         if write_pos.wrapping_sub(self.pos) > self.geometry.capacity {
             return Err(ReadError::Corrupt(
                 "write position behind or a capacity ahead",
@@ -350,17 +356,7 @@ impl RingConsumer {
         if let Some(skipped) = self.pending_lag.take() {
             return Err(ReadError::Lagged { skipped });
         }
-        // SYNC POINT: Acquire pairs with the Release store in `RingProducer::publish`: the
-        // bytes of every frame below `write_pos` are visible before we read them.
-        let write_pos = self
-            .region
-            .header()
-            .producer
-            .write_pos
-            .load(Ordering::Acquire);
-        if write_pos % FRAME_ALIGN as u64 != 0 {
-            return Err(ReadError::Corrupt("write position not frame-aligned"));
-        }
+        let write_pos = self.published_write_pos()?;
         if write_pos < self.pos {
             return Err(ReadError::Corrupt("write position behind"));
         }
