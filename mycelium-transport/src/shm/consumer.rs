@@ -9,8 +9,8 @@ use super::layout::{
 };
 use super::region::RingRegion;
 use super::ring::{attach, RingGeometry};
-use super::sync::{fence, Arc, Ordering};
-use super::wake::Parker;
+use super::sync::{fence, Arc, AtomicU32, Ordering};
+use super::wake;
 
 /// A reader of every frame published after it joined, in order.
 ///
@@ -63,48 +63,71 @@ impl RingConsumer {
     /// [`RingError::Corrupt`] if `write_pos` is not frame-aligned.
     pub fn join(region: &Arc<RingRegion>) -> Result<Self, RingError> {
         let geometry = attach(region)?;
-        for index in 0..geometry.max_consumers as usize {
-            let Some(slot) = region.slot(index) else {
-                break;
-            };
-            // SYNC POINT: AcqRel CAS. Acquire pairs with the Release store of SLOT_FREE in the
-            // previous holder's drop (its `read_pos` stores precede ours); Release publishes the
-            // claim to the producer's Acquire load of `state` in its scan.
-            let claimed = slot
-                .state
-                .compare_exchange(SLOT_FREE, SLOT_ACTIVE, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok();
-            if !claimed {
-                continue;
-            }
-            // SYNC POINT: SeqCst fence pairs with the fence in the producer's scan: either the
-            // producer sees our claim, or our load below sees its last publish, so it never
-            // writes more than a capacity beyond where we start.
-            fence(Ordering::SeqCst);
-            // SYNC POINT: Acquire pairs with the producer's Release store in `publish`.
-            let start = region.header().producer.write_pos.load(Ordering::Acquire);
-            if start % FRAME_ALIGN as u64 != 0 {
-                // SYNC POINT: Release pairs with the producer's and joiners' Acquire of `state`.
-                slot.state.store(SLOT_FREE, Ordering::Release);
-                return Err(RingError::Corrupt("write position not frame-aligned"));
-            }
-            // SYNC POINT: Release pairs with the producer's Acquire load of `read_pos`.
-            slot.read_pos.store(start, Ordering::Release);
-            // SYNC POINT: Relaxed; clears a flag a previous holder (or a scribbler) left. At
-            // worst the producer saw it first and sends us one spurious wake.
-            slot.parked.store(PARKED_RUNNING, Ordering::Relaxed);
-            return Ok(Self {
-                region: Arc::clone(region),
-                geometry,
-                slot: index,
-                pos: start,
-                scratch: Vec::new(),
-                expected: None,
-                lost_unknown: false,
-                pending_lag: None,
-            });
+        let (slot, start) = claim_slot(region, &geometry)?;
+        Ok(Self::new(region, geometry, slot, start))
+    }
+
+    /// Takes over consumer slot `slot`, which someone else reserved for us with
+    /// [`reserve_slot`] (the broker, which creates rings and hands slots to subscribers):
+    /// starts at the slot's `read_pos`, so it sees every frame published since the
+    /// reservation. Like a joined consumer, it frees the slot when dropped.
+    ///
+    /// Everything about the slot is read from shared memory and checked: the index must be in
+    /// range, the slot ACTIVE, and `read_pos` frame-aligned and within one capacity below the
+    /// published `write_pos` (in a lossy ring it may be further behind: the producer has
+    /// lapped it, and the first read reports the lag).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`attach`]; [`RingError::BadSlot`] for an index out of range, a slot that is
+    /// not active, or a `read_pos` that is misaligned or outside the window;
+    /// [`RingError::Corrupt`] if `write_pos` is not frame-aligned.
+    pub fn adopt(region: &Arc<RingRegion>, slot: usize) -> Result<Self, RingError> {
+        let geometry = attach(region)?;
+        let bad = |reason| RingError::BadSlot {
+            index: slot,
+            reason,
+        };
+        let slot_ref = slot_in(region, &geometry, slot).ok_or(bad("index out of range"))?;
+        // SYNC POINT: Acquire pairs with the Release (AcqRel CAS) of the claim in
+        // `reserve_slot`: the `read_pos` it stored before is visible to the load below.
+        if slot_ref.state.load(Ordering::Acquire) != SLOT_ACTIVE {
+            return Err(bad("slot not active"));
         }
-        Err(RingError::NoFreeSlot)
+        // SYNC POINT: Acquire pairs with the Release store of `read_pos` by the reserver (or a
+        // previous holder); only a starting point, checked below.
+        let start = slot_ref.read_pos.load(Ordering::Acquire);
+        if start % FRAME_ALIGN as u64 != 0 {
+            return Err(bad("read position not frame-aligned"));
+        }
+        // SYNC POINT: Acquire pairs with the producer's Release store in `publish`.
+        let write_pos = region.header().producer.write_pos.load(Ordering::Acquire);
+        if write_pos % FRAME_ALIGN as u64 != 0 {
+            return Err(RingError::Corrupt("write position not frame-aligned"));
+        }
+        let in_window =
+            start <= write_pos && (geometry.lossy || write_pos - start <= geometry.capacity);
+        if !in_window {
+            return Err(bad("read position outside the ring's window"));
+        }
+        // SYNC POINT: Relaxed; clears a flag the reserver (or a scribbler) left, as in
+        // `claim_slot`. At worst the producer saw it first and sends us one spurious wake.
+        slot_ref.parked.store(PARKED_RUNNING, Ordering::Relaxed);
+        Ok(Self::new(region, geometry, slot, start))
+    }
+
+    /// A consumer holding slot `slot` (already claimed) at position `start`.
+    fn new(region: &Arc<RingRegion>, geometry: RingGeometry, slot: usize, start: u64) -> Self {
+        Self {
+            region: Arc::clone(region),
+            geometry,
+            slot,
+            pos: start,
+            scratch: Vec::new(),
+            expected: None,
+            lost_unknown: false,
+            pending_lag: None,
+        }
     }
 
     /// Position of the next frame to read (bytes since the ring was created).
@@ -214,26 +237,23 @@ impl RingConsumer {
     }
 
     /// Receives the next frame into `out`, waiting for one if none is published: first
-    /// spinning for up to `spin` (zero: not at all), then parking on `parker` until the
-    /// producer's [`publish_and_wake`](super::RingProducer::publish_and_wake) signals it.
-    ///
-    /// `parker` must be the one whose [`Unparker`](super::Unparker) the producer has in its
-    /// [`WakeTable`](super::WakeTable) under this consumer's
-    /// [`slot_index`](Self::slot_index); with any other, this only returns on timeout.
+    /// spinning for up to `spin` (zero: not at all), then parking on the futex word of its
+    /// slot (`parked`) until the producer's
+    /// [`publish_and_wake`](super::RingProducer::publish_and_wake) wakes it. The producer may
+    /// be in another process that only shares the ring's memory.
     ///
     /// Returns `Ok(true)` with a frame, or `Ok(false)` once `timeout` (`None`: none) has
     /// passed without one. With untrusted peers, pass a timeout: a peer that clears this
-    /// slot's `parked` word can make the producer skip the wake, and only the timeout's
-    /// re-check then finds the frames.
+    /// slot's `parked` word or the header's `parked_consumers` can make the producer skip the
+    /// wake, and only the timeout's re-check then finds the frames.
     ///
     /// # Errors
     ///
     /// [`RecvError::Read`] for a corrupt ring (as [`try_recv_into`](Self::try_recv_into));
-    /// [`RecvError::Park`] if waiting on the eventfd fails.
+    /// [`RecvError::Park`] if the futex wait fails unexpectedly.
     pub fn recv_blocking(
         &mut self,
         out: &mut Vec<u8>,
-        parker: &Parker,
         spin: Duration,
         timeout: Option<Duration>,
     ) -> Result<bool, RecvError> {
@@ -255,42 +275,73 @@ impl RingConsumer {
                     Some(remaining)
                 }
             };
-            let slot = self.slot();
-            // SYNC POINT: Relaxed, ordered before the load below by the fence; announces that we
-            // are about to sleep to the producer's wake scan. A swap rather than a store: the
-            // C++ fence rule already forbids the producer's post-fence load from reading a value
-            // older than this write, but loom keeps modification order as a partial order and
-            // would let that load return the 0 written by the producer's own earlier swap (a
-            // lost wake-up the memory model rules out). As an RMW our write is ordered after
-            // every write we read over, in loom too. It costs one locked instruction, on the
-            // park path only.
-            slot.parked.swap(PARKED, Ordering::Relaxed);
-            // SYNC POINT: SeqCst fence pairs with the SeqCst fence in
-            // `RingProducer::publish_and_wake` (Dekker: store `parked`, fence, load `write_pos`
-            // here; store `write_pos`, fence, load `parked` there). Either the producer's scan
-            // sees `parked` and signals the eventfd, or the load below sees its `write_pos`
-            // and we do not sleep. Without the fence the store could be ordered after the load,
-            // and a publish falling between them would wake nobody.
-            fence(Ordering::SeqCst);
-            // SYNC POINT: Relaxed suffices: we only decide whether to sleep; the frame is read
-            // by `try_recv_into` above, with its own Acquire load.
-            let write_pos = self
-                .region
-                .header()
-                .producer
-                .write_pos
-                .load(Ordering::Relaxed);
-            let parked = if write_pos == self.pos {
-                parker.park(remaining)
+            self.park_begin();
+            let waited = if self.has_data() {
+                Ok(())
             } else {
-                Ok(false)
+                wake::wait(&self.region, &self.slot().parked, PARKED, remaining)
             };
-            // SYNC POINT: Relaxed; we are running again. If the producer cleared the flag
-            // first, this is a no-op; if it scans after this store it skips us (we re-check
-            // the ring right away).
-            slot.parked.store(PARKED_RUNNING, Ordering::Relaxed);
-            parked.map_err(RecvError::Park)?;
+            self.park_end();
+            waited.map_err(RecvError::Park)?;
         }
+    }
+
+    /// Whether a frame (or, in a lossy ring, a lap) may be waiting: the published `write_pos`
+    /// differs from this consumer's position. One Relaxed load: cheap enough for a spin loop
+    /// over several rings; [`try_recv_into`](Self::try_recv_into) then reads with its own
+    /// Acquire load and checks.
+    pub fn has_data(&self) -> bool {
+        // SYNC POINT: Relaxed; only a hint (see above). After `park_begin`'s SeqCst fence it is
+        // the consumer half of the Dekker check (see there).
+        self.region
+            .header()
+            .producer
+            .write_pos
+            .load(Ordering::Relaxed)
+            != self.pos
+    }
+
+    /// Announces that this consumer is about to sleep: raises the header's `parked_consumers`
+    /// and the slot's `parked`, then fences. The caller then checks [`has_data`](Self::has_data)
+    /// and sleeps on `parked` only if it is false, and calls [`park_end`](Self::park_end)
+    /// either way.
+    fn park_begin(&self) {
+        // SYNC POINT: Relaxed RMW, ordered before the `write_pos` load after the fence below;
+        // tells the producer's wake scan that someone may be parked (its fast path skips the
+        // scan while this reads 0). An RMW, so concurrent consumers never lose a count.
+        self.region
+            .header()
+            .parked_consumers
+            .fetch_add(1, Ordering::Relaxed);
+        // SYNC POINT: Relaxed, ordered before the `write_pos` load by the fence below;
+        // announces that we are about to sleep to the producer's wake scan. A swap rather than
+        // a store: the C++ fence rule already forbids the producer's post-fence load from
+        // reading a value older than this write, but loom keeps modification order as a
+        // partial order and would let that load return the 0 written by the producer's own
+        // earlier swap (a lost wake-up the memory model rules out). As an RMW our write is
+        // ordered after every write we read over, in loom too. It costs one locked
+        // instruction, on the park path only.
+        self.slot().parked.swap(PARKED, Ordering::Relaxed);
+        // SYNC POINT: SeqCst fence pairs with the SeqCst fence in
+        // `RingProducer::publish_and_wake` (Dekker: raise `parked_consumers` and `parked`,
+        // fence, load `write_pos` here; store `write_pos`, fence, load `parked_consumers` and
+        // `parked` there). Either the producer's scan sees our flag (and the counter) and
+        // wakes the futex, or our `has_data` load sees its `write_pos` and we do not sleep.
+        // Without the fence the stores could be ordered after the load, and a publish falling
+        // between them would wake nobody. The futex itself closes the remaining window: the
+        // producer clears `parked` before its FUTEX_WAKE, and FUTEX_WAIT sleeps only while
+        // the word still holds PARKED.
+        fence(Ordering::SeqCst);
+    }
+
+    /// Ends a [`park_begin`](Self::park_begin): clears the slot's `parked` and lowers the
+    /// header's `parked_consumers` (never below zero).
+    fn park_end(&self) {
+        // SYNC POINT: Relaxed; we are running again. If the producer cleared the flag first,
+        // this is a no-op; if it scans after this store it skips us (the caller re-checks the
+        // ring right away).
+        self.slot().parked.store(PARKED_RUNNING, Ordering::Relaxed);
+        decrement_parked_consumers(&self.region);
     }
 
     /// Spins for up to `spin` while `write_pos` equals our position; `true` if it moved.
@@ -518,6 +569,7 @@ impl RingConsumer {
         // SYNC POINT: Release pairs with the producer's Acquire load of `read_pos` in its scan:
         // our copies out of the frames below `pos` happen-before it overwrites them.
         self.slot().read_pos.store(pos, Ordering::Release);
+        wake_parked_producer(&self.region);
     }
 }
 
@@ -529,5 +581,184 @@ impl Drop for RingConsumer {
         // SYNC POINT: Release pairs with the producer's Acquire load of `state` in its scan and
         // with the next joiner's CAS: our reads happen-before the producer reuses the bytes.
         self.slot().state.store(SLOT_FREE, Ordering::Release);
+        // Our slot no longer holds the producer back: wake it if it waits for room.
+        wake_parked_producer(&self.region);
     }
+}
+
+/// Consumer slot `index` of a ring with `geometry`, or `None` if it is out of range.
+fn slot_in<'a>(
+    region: &'a RingRegion,
+    geometry: &RingGeometry,
+    index: usize,
+) -> Option<&'a ConsumerSlot> {
+    if index >= geometry.max_consumers as usize {
+        return None;
+    }
+    region.slot(index)
+}
+
+/// Claims a free slot of the ring in `region` and sets its `read_pos` to the published
+/// `write_pos`; returns the slot index and that start position. Shared by
+/// [`RingConsumer::join`] and [`reserve_slot`].
+fn claim_slot(region: &RingRegion, geometry: &RingGeometry) -> Result<(usize, u64), RingError> {
+    for index in 0..geometry.max_consumers as usize {
+        let Some(slot) = region.slot(index) else {
+            break;
+        };
+        // SYNC POINT: AcqRel CAS. Acquire pairs with the Release store of SLOT_FREE in the
+        // previous holder's drop (or `release_slot`): its `read_pos` stores precede ours;
+        // Release publishes the claim to the producer's Acquire load of `state` in its scan.
+        let claimed = slot
+            .state
+            .compare_exchange(SLOT_FREE, SLOT_ACTIVE, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if !claimed {
+            continue;
+        }
+        // SYNC POINT: SeqCst fence pairs with the fence in the producer's scan: either the
+        // producer sees our claim, or our load below sees its last publish, so it never writes
+        // more than a capacity beyond where we start.
+        fence(Ordering::SeqCst);
+        // SYNC POINT: Acquire pairs with the producer's Release store in `publish`.
+        let start = region.header().producer.write_pos.load(Ordering::Acquire);
+        if start % FRAME_ALIGN as u64 != 0 {
+            // SYNC POINT: Release pairs with the producer's and joiners' Acquire of `state`.
+            slot.state.store(SLOT_FREE, Ordering::Release);
+            return Err(RingError::Corrupt("write position not frame-aligned"));
+        }
+        // SYNC POINT: Release pairs with the producer's Acquire load of `read_pos` (and with
+        // the Acquire load in `RingConsumer::adopt`).
+        slot.read_pos.store(start, Ordering::Release);
+        // SYNC POINT: Relaxed; clears a flag a previous holder (or a scribbler) left. At worst
+        // the producer saw it first and sends us one spurious wake.
+        slot.parked.store(PARKED_RUNNING, Ordering::Relaxed);
+        return Ok((index, start));
+    }
+    Err(RingError::NoFreeSlot)
+}
+
+/// Claims a free consumer slot of the ring in `region` for someone else, starting at the
+/// current published `write_pos`, and returns its index: the broker reserves a slot, hands
+/// its index (with the ring's segment) to a subscriber process, and that process takes it
+/// over with [`RingConsumer::adopt`]. From now on the producer keeps every frame from that
+/// position for the slot (in a lossless ring), exactly as for a joined consumer.
+///
+/// Nothing frees the slot on drop: the adopter's [`RingConsumer`] does when it is dropped,
+/// and if the holder dies first, whoever reserved it calls [`release_slot`].
+///
+/// # Errors
+///
+/// As for [`RingConsumer::join`].
+pub fn reserve_slot(region: &RingRegion) -> Result<usize, RingError> {
+    let geometry = attach(region)?;
+    claim_slot(region, &geometry).map(|(index, _)| index)
+}
+
+/// Frees consumer slot `slot` on behalf of a holder that died (or never adopted it): clears
+/// its `parked` flag (and its count in `parked_consumers`, if it died parked), marks it free,
+/// and wakes the producer if it waits for room, since the slot may have been the slowest.
+///
+/// Only for a slot whose holder is gone: releasing a live consumer's slot lets the producer
+/// overwrite frames it is reading (it then reads garbage and reports
+/// [`ReadError::Corrupt`], never more). Releasing a free slot changes nothing.
+///
+/// # Errors
+///
+/// Those of [`attach`]; [`RingError::BadSlot`] for an index out of range.
+pub fn release_slot(region: &RingRegion, slot: usize) -> Result<(), RingError> {
+    let geometry = attach(region)?;
+    let slot_ref = slot_in(region, &geometry, slot).ok_or(RingError::BadSlot {
+        index: slot,
+        reason: "index out of range",
+    })?;
+    // SYNC POINT: Relaxed swap, so that only one of us and a racing producer wake scan sees
+    // the flag set. If the dead holder was parked, it had raised `parked_consumers`, and
+    // nobody else will lower it. (If the producer's scan cleared the flag first, the count
+    // stays one too high: every later publish scans the slots, a cost, never a lost wake.)
+    if slot_ref.parked.swap(PARKED_RUNNING, Ordering::Relaxed) != PARKED_RUNNING {
+        decrement_parked_consumers(region);
+    }
+    // SYNC POINT: Release pairs with the producer's Acquire load of `state` in its scan and
+    // with the next joiner's CAS, as a consumer's drop does.
+    slot_ref.state.store(SLOT_FREE, Ordering::Release);
+    wake_parked_producer(region);
+    Ok(())
+}
+
+/// Lowers the header's `parked_consumers` by one, but never below zero (a scribbler may have
+/// zeroed it; wrapping would make every publish scan forever).
+fn decrement_parked_consumers(region: &RingRegion) {
+    // SYNC POINT: Relaxed CAS loop; the counter is only a hint for the producer's wake scan,
+    // ordered by the SeqCst fences of the park protocol, not by this operation. Failure (the
+    // counter is 0) is the floor, not an error.
+    let _ = region.header().parked_consumers.fetch_update(
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+        |count| count.checked_sub(1),
+    );
+}
+
+/// After this consumer made room (a Release store of `read_pos` or of `state`): wakes the
+/// producer if it is parked in [`RingProducer::push_blocking`](super::RingProducer). One
+/// SeqCst fence and one Relaxed load when it is not: the per-frame cost of a lossless read.
+fn wake_parked_producer(region: &RingRegion) {
+    let parked: &AtomicU32 = &region.header().producer_parked;
+    // SYNC POINT: SeqCst fence pairs with the SeqCst fence at the start of the producer's
+    // rescan in `push_blocking` (Dekker: store `read_pos`/`state`, fence, load
+    // `producer_parked` here; raise `producer_parked`, fence, load `read_pos`/`state` there).
+    // Either its rescan sees the room we made, or our load below sees its flag and we wake
+    // it. Without the fence our load could be satisfied before our store is visible, and the
+    // producer could sleep on a ring that has room.
+    fence(Ordering::SeqCst);
+    // SYNC POINT: Relaxed; ordered after our store by the fence above. The plain load keeps
+    // the header line clean while the producer runs.
+    if parked.load(Ordering::Relaxed) == PARKED_RUNNING {
+        return;
+    }
+    // SYNC POINT: Relaxed swap: of all the consumers that see the flag, exactly one clears it
+    // and makes the wake syscall. Cleared before the wake, so a producer not yet asleep finds
+    // the word changed. Any non-zero (scribbled) value counts as parked: a spurious wake.
+    if parked.swap(PARKED_RUNNING, Ordering::Relaxed) != PARKED_RUNNING {
+        // A failed wake (an unexpected system-call error) leaves the producer to its timeout;
+        // a read cannot report it, and must not fail because of it.
+        let _ = wake::wake(region, parked);
+    }
+}
+
+/// Waits until any of `consumers` may have a frame: for a subscriber that reads several rings
+/// (one per publisher) from one thread. Parks on every consumer's slot (as
+/// [`RingConsumer::recv_blocking`] does), returns at once if any already has data, and
+/// otherwise sleeps in one `futex_waitv` on all their `parked` words until a producer wakes
+/// one, `timeout` passes (`None`: none), or a spurious wake-up.
+///
+/// Returns `Ok(())` in every one of those cases: the caller then reads every consumer with
+/// [`try_recv_into`](RingConsumer::try_recv_into) (or checks
+/// [`has_data`](RingConsumer::has_data)) and calls this again when all are empty. An empty
+/// `consumers` returns at once. Above 128 consumers (the kernel's limit for one
+/// `futex_waitv`), or on a kernel without `futex_waitv` (before Linux 5.16), it sleeps on the
+/// first consumer's word for at most 1 ms at a time, so the others are polled at least that
+/// often.
+///
+/// # Errors
+///
+/// [`RecvError::Park`] if the futex wait fails unexpectedly.
+#[cfg(not(loom))]
+pub fn wait_any(consumers: &[&RingConsumer], timeout: Option<Duration>) -> Result<(), RecvError> {
+    for consumer in consumers {
+        consumer.park_begin();
+    }
+    let waited = if consumers.iter().any(|consumer| consumer.has_data()) {
+        Ok(())
+    } else {
+        let words: Vec<&AtomicU32> = consumers
+            .iter()
+            .map(|consumer| &consumer.slot().parked)
+            .collect();
+        wake::wait_any(&words, PARKED, timeout)
+    };
+    for consumer in consumers {
+        consumer.park_end();
+    }
+    waited.map_err(RecvError::Park)
 }

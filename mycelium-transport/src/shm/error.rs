@@ -29,6 +29,16 @@ pub enum RingError {
     /// The header contradicts itself (shared memory was overwritten).
     #[error("corrupt ring: {0}")]
     Corrupt(&'static str),
+    /// A slot index given to [`release_slot`](super::release_slot) or
+    /// [`RingConsumer::adopt`](super::RingConsumer::adopt) is out of range, or (adopt) the
+    /// slot is not active or its `read_pos` is not a position a consumer could start at.
+    #[error("bad consumer slot {index}: {reason}")]
+    BadSlot {
+        /// The slot index given.
+        index: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// Why [`RingProducer::try_push`](super::RingProducer::try_push) refused a frame.
@@ -79,7 +89,8 @@ pub enum RecvError {
     /// The ring's shared memory is corrupt (as for [`ReadError`]).
     #[error(transparent)]
     Read(#[from] ReadError),
-    /// Waiting on the wake channel failed (an I/O error from `poll` or `read` of the eventfd).
+    /// Waiting for a wake-up failed: an unexpected error of the futex system call (timeouts,
+    /// signals and spurious wake-ups are not errors).
     #[error("waiting for a wake-up failed: {0}")]
     Park(#[source] std::io::Error),
 }

@@ -6,13 +6,18 @@
 //! ```text
 //! offset        size  field            type       written by   meaning
 //! ------------  ----  ---------------  ---------  -----------  --------------------------------
-//! header line 0 (read-only after init)
+//! header line 0 (read-mostly: the geometry is read-only after init)
 //!    0             8  magic            AtomicU64  creator      b"MYCRING1"; stored LAST (Release)
 //!    8             4  version          AtomicU32  creator      RING_VERSION
 //!   12             4  mode             AtomicU32  creator      MODE_LOSSLESS / MODE_LOSSY
 //!   16             8  capacity         AtomicU64  creator      data bytes, power of two
 //!   24             4  max_consumers    AtomicU32  creator      number of consumer slots
-//!   28            36  (padding)
+//!   28             4  parked_consumers AtomicU32  consumers    consumers parked or about to park;
+//!                                                              0 lets the producer skip its scan
+//!   32             4  producer_parked  AtomicU32  producer,    PARKED_RUNNING / PARKED; the futex
+//!                                                 consumers    word the producer sleeps on when
+//!                                                              full (consumers only clear it)
+//!   36            28  (padding)
 //! header line 1 (producer-owned)
 //!   64             8  write_pos        AtomicU64  producer     bytes ever published
 //!   72             8  reserve_pos      AtomicU64  producer     lossy: bytes the producer may be
@@ -20,9 +25,12 @@
 //!   80            48  (padding)
 //! consumer slot i, i in 0..max_consumers, one line each, at 128 + 64 * i
 //!   +0             8  read_pos         AtomicU64  consumer i   bytes consumer i has consumed
-//!   +8             4  state            AtomicU32  consumer i   SLOT_FREE / SLOT_ACTIVE
-//!  +12             4  parked           AtomicU32  consumer i,  PARKED_RUNNING / PARKED
-//!                                                 producer     (producer only clears it)
+//!   +8             4  state            AtomicU32  consumer i   SLOT_FREE / SLOT_ACTIVE (also a
+//!                                                 or broker    third party: reserve_slot,
+//!                                                              release_slot)
+//!  +12             4  parked           AtomicU32  consumer i,  PARKED_RUNNING / PARKED; the
+//!                                                 producer     futex word consumer i sleeps on
+//!                                                              (producer only clears it)
 //!  +16            48  (padding)
 //! data region, at 128 + 64 * max_consumers (64-byte aligned)
 //!   +0      capacity  frames
@@ -46,7 +54,7 @@ use super::sync::{AtomicU32, AtomicU64};
 pub const RING_MAGIC: u64 = u64::from_ne_bytes(*b"MYCRING1");
 
 /// The layout version this code reads and writes; bumped on any layout change.
-pub const RING_VERSION: u32 = 3;
+pub const RING_VERSION: u32 = 4;
 
 /// Cache-line size the layout pads to, so producer- and consumer-owned words never share a line.
 pub const CACHE_LINE: usize = 64;
@@ -94,11 +102,13 @@ pub const SLOT_FREE: u32 = 0;
 /// `state` of a consumer slot held by a live consumer.
 pub const SLOT_ACTIVE: u32 = 1;
 
-/// `parked` of a consumer that is running (or has been woken).
+/// `parked` of a consumer (or `producer_parked` of the producer) that is running (or has been
+/// woken).
 pub const PARKED_RUNNING: u32 = 0;
 
-/// `parked` of a consumer that sleeps on its wake channel, or is about to; any non-zero value
-/// counts as parked (a scribbled value costs one spurious wake, never a lost one).
+/// `parked` of a consumer (or `producer_parked` of a producer) that sleeps on that futex word,
+/// or is about to; any non-zero value counts as parked (a scribbled value costs one spurious
+/// wake, never a lost one).
 pub const PARKED: u32 = 1;
 
 /// Offset of `magic` in the region.
@@ -109,6 +119,10 @@ pub const VERSION_OFFSET: usize = 8;
 pub const CAPACITY_OFFSET: usize = 16;
 /// Offset of `max_consumers` in the region.
 pub const MAX_CONSUMERS_OFFSET: usize = 24;
+/// Offset of `parked_consumers` in the region (header line 0).
+pub const PARKED_CONSUMERS_OFFSET: usize = 28;
+/// Offset of `producer_parked` in the region (header line 0).
+pub const PRODUCER_PARKED_OFFSET: usize = 32;
 /// Offset of the producer's `write_pos` (its own cache line).
 pub const WRITE_POS_OFFSET: usize = 64;
 /// Offset of `mode` in the region.
@@ -139,6 +153,14 @@ pub(crate) struct RingHeader {
     pub(crate) capacity: AtomicU64,
     /// Number of consumer slots after the header.
     pub(crate) max_consumers: AtomicU32,
+    /// How many consumers are parked or about to park: raised before a consumer's `parked`
+    /// flag and lowered after it wakes. The producer's wake scan is skipped while it reads 0.
+    /// Untrusted: a scribbled value costs scans (too high) or delays a wake to the consumer's
+    /// timeout (too low), never more.
+    pub(crate) parked_consumers: AtomicU32,
+    /// [`PARKED`] while the producer sleeps on this futex word waiting for room (or is about
+    /// to); a consumer that frees room clears it and wakes the producer.
+    pub(crate) producer_parked: AtomicU32,
     /// The producer-owned line.
     pub(crate) producer: ProducerLine,
 }
@@ -160,8 +182,8 @@ pub(crate) struct ConsumerSlot {
     pub(crate) read_pos: AtomicU64,
     /// [`SLOT_FREE`] or [`SLOT_ACTIVE`].
     pub(crate) state: AtomicU32,
-    /// [`PARKED`] while the consumer sleeps (or is about to); the producer's wake scan clears
-    /// it and signals the consumer's wake channel (the wake protocol, `docs/shm-layout.md`).
+    /// [`PARKED`] while the consumer sleeps on this futex word (or is about to); the producer's
+    /// wake scan clears it and wakes the word (the wake protocol, `docs/shm-layout.md`).
     pub(crate) parked: AtomicU32,
 }
 
@@ -175,6 +197,8 @@ impl RingHeader {
             mode: AtomicU32::new(MODE_LOSSLESS),
             capacity: AtomicU64::new(0),
             max_consumers: AtomicU32::new(0),
+            parked_consumers: AtomicU32::new(0),
+            producer_parked: AtomicU32::new(PARKED_RUNNING),
             producer: ProducerLine {
                 write_pos: AtomicU64::new(0),
                 reserve_pos: AtomicU64::new(0),
@@ -231,6 +255,9 @@ const _: () = {
     assert!(offset_of!(RingHeader, mode) == MODE_OFFSET);
     assert!(offset_of!(RingHeader, capacity) == CAPACITY_OFFSET);
     assert!(offset_of!(RingHeader, max_consumers) == MAX_CONSUMERS_OFFSET);
+    assert!(offset_of!(RingHeader, parked_consumers) == PARKED_CONSUMERS_OFFSET);
+    assert!(offset_of!(RingHeader, producer_parked) == PRODUCER_PARKED_OFFSET);
+    assert!(PRODUCER_PARKED_OFFSET + 4 <= CACHE_LINE);
     assert!(offset_of!(RingHeader, producer) == WRITE_POS_OFFSET);
     assert!(offset_of!(ProducerLine, write_pos) == 0);
     assert!(WRITE_POS_OFFSET + offset_of!(ProducerLine, reserve_pos) == RESERVE_POS_OFFSET);

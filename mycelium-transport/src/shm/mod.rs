@@ -15,14 +15,22 @@
 //! - Between processes the region is a [`Segment`]: a sealed memfd, mapped shared, whose fd
 //!   travels over a Unix socket with [`send_fds`]/[`recv_fds`] (`SCM_RIGHTS`).
 //! - A consumer that finds nothing can wait: [`RingConsumer::recv_blocking`] spins briefly, then
-//!   raises its slot's `parked` flag and sleeps on a [`Parker`] (an eventfd). The producer's
-//!   [`publish_and_wake`](RingProducer::publish_and_wake) signals the [`Unparker`]s of parked
-//!   consumers in its [`WakeTable`], and makes no syscall when nobody is parked.
+//!   raises its slot's `parked` word and sleeps on it as a futex. The producer's
+//!   [`publish_and_wake`](RingProducer::publish_and_wake) wakes the parked consumers' words,
+//!   and when the header's `parked_consumers` count is 0 it costs one fence and one load. The
+//!   futexes are shared (not `_PRIVATE`), so processes that only share the segment's mapping
+//!   wake each other. [`wait_any`] sleeps on the words of several rings at once
+//!   (`futex_waitv`).
+//! - A lossless producer can wait for room: [`RingProducer::push_blocking`] sleeps on the
+//!   header's `producer_parked` futex, and a consumer that reads (or leaves) wakes it.
+//! - A third party (the broker) can [`reserve_slot`] a consumer slot for a subscriber process,
+//!   which takes it over with [`RingConsumer::adopt`]; [`release_slot`] frees the slot of a
+//!   holder that died.
 //! - A lossy ring ([`RingRegion::new_in_memory_lossy`], [`init_with_mode`]) never refuses a
 //!   frame: it overwrites the oldest. A consumer it laps returns [`ReadError::Lagged`] with the
 //!   number of messages lost, then only whole, current frames (a seqlock-style check after each
 //!   copy, against the producer's `reserve_pos`).
-//! - Not yet: `drop_newest`/`disconnect`, the queue ring, a producer waiting for room.
+//! - Not yet: `drop_newest`/`disconnect`, the queue ring, the broker handshake.
 //!
 //! ```
 //! use mycelium_transport::shm::{RingConsumer, RingRegion};
@@ -50,7 +58,7 @@
 //! - `error`: [`RingError`], [`PushError`], [`ReadError`].
 //! - `segment`: [`Segment`], memfd segments (the mapping's `unsafe`).
 //! - `fd_passing`: [`send_fds`], [`recv_fds`] (taking ownership of received fds is `unsafe`).
-//! - `wake`: [`Parker`], [`Unparker`], [`WakeTable`] (the eventfd wake channel).
+//! - `wake`: the futex wait and wake calls (the only `unsafe` of the wake protocol).
 //! - `sync`: std or loom atomics.
 
 mod consumer;
@@ -68,13 +76,16 @@ mod ring;
 #[allow(unsafe_code)]
 mod segment;
 mod sync;
+#[allow(unsafe_code)]
 mod wake;
 
 #[cfg(test)]
 #[allow(unsafe_code)]
 mod tests;
 
-pub use consumer::RingConsumer;
+#[cfg(not(loom))]
+pub use consumer::wait_any;
+pub use consumer::{release_slot, reserve_slot, RingConsumer};
 pub use error::{PushError, ReadError, RecvError, RingError};
 #[cfg(not(loom))]
 pub use fd_passing::{recv_fds, send_fds, MAX_FDS_PER_MESSAGE};
@@ -84,4 +95,3 @@ pub use region::RingRegion;
 pub use ring::{attach, init, init_with_mode, RingGeometry};
 #[cfg(not(loom))]
 pub use segment::{Segment, SegmentError, REQUIRED_SEALS};
-pub use wake::{Parker, Unparker, WakeTable};

@@ -1,14 +1,16 @@
 //! [`RingProducer`]: the single writer of a broadcast ring.
 
+use std::time::{Duration, Instant};
+
 use super::error::PushError;
 use super::layout::{
     frame_size, max_payload, FRAME_HEADER_LEN, FRAME_PADDING, FRAME_SEQ_MODULUS, FRAME_SEQ_SHIFT,
-    PARKED_RUNNING, SLOT_ACTIVE,
+    PARKED, PARKED_RUNNING, SLOT_ACTIVE,
 };
 use super::region::RingRegion;
 use super::ring::RingGeometry;
 use super::sync::{fence, Arc, Ordering};
-use super::wake::WakeTable;
+use super::wake;
 
 /// The one writer of a ring, obtained only from [`init`](super::init) or
 /// [`RingRegion::new_in_memory`].
@@ -72,6 +74,16 @@ impl RingProducer {
         self.pending
     }
 
+    /// The header's count of consumers parked (or about to park) on this ring, as read from
+    /// shared memory: a hint for diagnostics and tests, which any peer may have scribbled.
+    pub fn parked_consumers(&self) -> u32 {
+        // SYNC POINT: Relaxed; a diagnostic snapshot, nothing is ordered by it.
+        self.region
+            .header()
+            .parked_consumers
+            .load(Ordering::Relaxed)
+    }
+
     /// Writes one frame; consumers see it after the next [`publish`](Self::publish).
     ///
     /// When the frame does not fit in the space known to be free, this first publishes the
@@ -93,8 +105,7 @@ impl RingProducer {
         let size = frame_size(payload.len());
         let mut offset = self.geometry.offset_of(self.local);
         let tail = self.geometry.capacity_usize() - offset;
-        let needed = if size <= tail { size } else { tail + size };
-        let end = self.local + needed as u64;
+        let end = self.frame_end(payload.len());
         if self.geometry.lossy {
             if end > self.reserved {
                 self.reserved = end;
@@ -151,47 +162,72 @@ impl RingProducer {
         self.pending = 0;
     }
 
-    /// [`publish`](Self::publish), then wakes every consumer in `wakers` whose slot is parked.
+    /// [`publish`](Self::publish), then wakes every parked consumer.
     ///
-    /// Returns how many consumers were signalled. When nothing was published since the last
-    /// wake scan, or no registered consumer is parked, it makes no syscall. Call it (rather
-    /// than `publish`) whenever consumers may park, and also after
-    /// [`try_push`](Self::try_push) returns [`PushError::Full`]: `try_push` may have published
-    /// pending frames on its own, without waking anyone.
+    /// Returns how many consumers were woken. When nothing was published since the last wake
+    /// scan, it returns at once (no fence); otherwise one SeqCst fence and one load of the
+    /// header's `parked_consumers`, and only when that is non-zero a scan of the active slots
+    /// and a `FUTEX_WAKE` per parked one. Call it (rather than `publish`) whenever consumers
+    /// may park, and also after [`try_push`](Self::try_push) returns [`PushError::Full`]:
+    /// `try_push` may have published pending frames on its own, without waking anyone.
     ///
     /// # Errors
     ///
-    /// The first error of an [`Unparker::unpark`](super::Unparker::unpark); the other
-    /// consumers are still signalled, and the frames are published regardless.
-    pub fn publish_and_wake(&mut self, wakers: &WakeTable) -> std::io::Result<usize> {
+    /// The first error of a futex wake (an unexpected system-call failure); the other
+    /// consumers are still woken, and the frames are published regardless.
+    pub fn publish_and_wake(&mut self) -> std::io::Result<usize> {
         self.publish();
         if self.published == self.woken {
             return Ok(0);
         }
         self.woken = self.published;
-        // SYNC POINT: SeqCst fence pairs with the SeqCst fence in `RingConsumer::recv_blocking`
-        // (Dekker: store `write_pos`, fence, load `parked` here; store `parked`, fence, load
-        // `write_pos` there). In the single total order of the two fences, if ours comes
+        // SYNC POINT: SeqCst fence pairs with the SeqCst fence a consumer issues when it parks
+        // (`RingConsumer::park_begin`). Dekker: store `write_pos`, fence, load
+        // `parked_consumers` and `parked` here; raise `parked_consumers` and `parked`, fence,
+        // load `write_pos` there. In the single total order of the two fences, if ours comes
         // first the consumer's re-check sees our `write_pos` and does not sleep; if its comes
-        // first our loads below see `parked`. Without the fences both loads could read the old
-        // values (store-load reordering): it sleeps, we skip it, and the wake-up is lost.
+        // first our loads below see its counter and its flag. Without the fences both sides
+        // could read the old values (store-load reordering): it sleeps, we skip it, and the
+        // wake-up is lost.
         fence(Ordering::SeqCst);
+        // SYNC POINT: Relaxed; ordered after our `write_pos` store by the fence above. The fast
+        // path: one load of a read-mostly line when nobody is parked. A scribbled 0 makes us
+        // skip a parked consumer until its timeout (as a scribbled `parked` would); a scribbled
+        // non-zero value only costs scans.
+        if self
+            .region
+            .header()
+            .parked_consumers
+            .load(Ordering::Relaxed)
+            == 0
+        {
+            return Ok(0);
+        }
         let mut woken = 0;
         let mut result = Ok(());
-        for (index, unparker) in wakers.iter() {
+        for index in 0..self.geometry.max_consumers as usize {
             let Some(slot) = self.region.slot(index) else {
-                continue;
+                break;
             };
+            // SYNC POINT: Relaxed; ordered after our `write_pos` store by the fence above. A
+            // consumer claims its slot (sets ACTIVE) before it ever parks, so a consumer whose
+            // `parked` we must see is seen ACTIVE too. Free slots are skipped: a released slot
+            // of a dead consumer is never woken.
+            if slot.state.load(Ordering::Relaxed) != SLOT_ACTIVE {
+                continue;
+            }
             // SYNC POINT: Relaxed; ordered after our `write_pos` store by the fence above. The
             // plain load first keeps a running consumer's line clean (no write per publish).
             if slot.parked.load(Ordering::Relaxed) == PARKED_RUNNING {
                 continue;
             }
-            // SYNC POINT: Relaxed swap; clears the flag so this consumer is signalled once per
-            // park, however many publishes follow. Any non-zero value counts as parked.
+            // SYNC POINT: Relaxed swap; clears the flag before the futex wake, so a consumer
+            // not yet asleep finds the word changed (`EAGAIN`) and one that is asleep is woken;
+            // and it is woken once per park, however many publishes follow. Any non-zero
+            // value counts as parked.
             if slot.parked.swap(PARKED_RUNNING, Ordering::Relaxed) != PARKED_RUNNING {
                 woken += 1;
-                if let Err(error) = unparker.unpark() {
+                if let Err(error) = wake::wake(&self.region, &slot.parked) {
                     if result.is_ok() {
                         result = Err(error);
                     }
@@ -199,6 +235,101 @@ impl RingProducer {
             }
         }
         result.map(|()| woken)
+    }
+
+    /// [`try_push`](Self::try_push), waiting for room while the ring is full: the frame is
+    /// written but, as with `try_push`, published only by a later [`publish`](Self::publish)
+    /// or [`publish_and_wake`](Self::publish_and_wake).
+    ///
+    /// On [`PushError::Full`] it calls `publish_and_wake` (so parked consumers drain the
+    /// ring), spins for up to `spin` rescanning the consumers, then parks: raises the header's
+    /// `producer_parked`, fences, rescans, and if there is still no room sleeps on the
+    /// `producer_parked` futex until a consumer that reads (or leaves, or a
+    /// [`release_slot`](super::release_slot)) wakes it, or `timeout` passes (`None`: none).
+    ///
+    /// A consumer that never reads blocks a lossless producer: with consumers you do not
+    /// trust (or that may die without their slot being released), pass a timeout. A lossy
+    /// ring never reports `Full`, so there this is `try_push`.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::TooLarge`] as for `try_push`; [`PushError::Full`] only once `timeout` has
+    /// passed with the ring still full.
+    pub fn push_blocking(
+        &mut self,
+        payload: &[u8],
+        spin: Duration,
+        timeout: Option<Duration>,
+    ) -> Result<(), PushError> {
+        let deadline = timeout.map(|timeout| Instant::now().checked_add(timeout));
+        loop {
+            match self.try_push(payload) {
+                Err(PushError::Full) => {}
+                result => return result,
+            }
+            // A failed futex wake is an unexpected system-call error that leaves parked
+            // consumers to their timeouts; nothing a full producer could do about it.
+            let _ = self.publish_and_wake();
+            let end = self.frame_end(payload.len());
+            if !spin.is_zero() && self.spin_for_room(end, spin) {
+                continue;
+            }
+            let remaining = match deadline {
+                None | Some(None) => None,
+                Some(Some(deadline)) => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    if remaining.is_zero() {
+                        return Err(PushError::Full);
+                    }
+                    Some(remaining)
+                }
+            };
+            let parked = &self.region.header().producer_parked;
+            // SYNC POINT: Relaxed swap, ordered before the rescan's loads by the SeqCst fence
+            // at the start of `scan_limit`; pairs with the SeqCst fence a consumer issues after
+            // its Release store of `read_pos` (or of `state`, on leaving) in
+            // `wake_parked_producer`. Dekker: either our rescan sees that store, or its load of
+            // `producer_parked` sees this flag and it wakes us. A swap rather than a store for
+            // the reason given in `RingConsumer::park_begin` (loom's modification order).
+            parked.swap(PARKED, Ordering::Relaxed);
+            self.limit = self.scan_limit();
+            if end > self.limit {
+                // An unexpected futex error counts as a spurious return: the loop re-checks the
+                // ring and the deadline.
+                let _ = wake::wait(&self.region, parked, PARKED, remaining);
+            }
+            // SYNC POINT: Relaxed; we are running again. If a consumer cleared the flag first
+            // this is a no-op; a consumer that loads it after this store skips the wake, and we
+            // rescan right away.
+            parked.store(PARKED_RUNNING, Ordering::Relaxed);
+        }
+    }
+
+    /// Spins for up to `spin`, rescanning the consumers, until a frame ending at `end` fits;
+    /// `true` if it does.
+    fn spin_for_room(&mut self, end: u64, spin: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            self.limit = self.scan_limit();
+            if end <= self.limit {
+                return true;
+            }
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= spin {
+                return false;
+            }
+        }
+    }
+
+    /// Where a frame of `len` payload bytes written next would end, counting the padding frame
+    /// before it if it does not fit before the end of the ring.
+    fn frame_end(&self, len: usize) -> u64 {
+        let size = frame_size(len);
+        let tail = self.geometry.capacity_usize() - self.geometry.offset_of(self.local);
+        let needed = if size <= tail { size } else { tail + size };
+        self.local + needed as u64
     }
 
     /// [`try_push`](Self::try_push) then [`publish`](Self::publish).
@@ -241,9 +372,11 @@ impl RingProducer {
     /// never more than one capacity beyond what is published (a consumer that joins now
     /// starts at the published position).
     fn scan_limit(&self) -> u64 {
-        // SYNC POINT: SeqCst fence pairs with the SeqCst fence in `RingConsumer::join`: either
-        // that consumer's load of `write_pos` sees our last publish, or the `state` loads below
-        // see its claim. Without it a joining consumer could start below bytes we overwrite.
+        // SYNC POINT: SeqCst fence pairs with the SeqCst fence in `claim_slot` (join,
+        // reserve_slot): either that consumer's load of `write_pos` sees our last publish, or
+        // the `state` loads below see its claim. Without it a joining consumer could start
+        // below bytes we overwrite. In `push_blocking` it is also the fence after the
+        // `producer_parked` swap, pairing with the fence in `wake_parked_producer`.
         fence(Ordering::SeqCst);
         let mut slowest = self.published;
         for index in 0..self.geometry.max_consumers as usize {

@@ -14,6 +14,7 @@
 //!   words it covers, so loom reports any payload read or write that is not ordered by the
 //!   ring's Release/Acquire pairs as a data race, not just as a wrong value. Frames start at
 //!   8-byte boundaries and take whole 8-byte words, so a word is never shared by two frames.
+//!   A loom region also holds the model of the futex its words are waited on (`wake.rs`).
 
 #[cfg(not(loom))]
 use super::error::RingError;
@@ -50,6 +51,10 @@ pub struct RingRegion {
     /// bytes the producer overwrites at the same time (and then discards the copy), which the
     /// seqlock fences order only for atomic accesses; a race on them would stop loom.
     atomic_words: Option<Box<[loom::sync::atomic::AtomicU64]>>,
+    #[cfg(loom)]
+    /// The model of the kernel's futex for every word of this region (`wake.rs`): a mutex for
+    /// the atomic check-and-sleep, and a condvar to sleep on.
+    futex: (super::sync::Mutex<()>, super::sync::Condvar),
     /// Size of the region in bytes.
     len: usize,
 }
@@ -321,8 +326,14 @@ impl RingRegion {
                     .map(|_| loom::sync::atomic::AtomicU64::new(0))
                     .collect()
             }),
+            futex: (super::sync::Mutex::new(()), super::sync::Condvar::new()),
             len: super::layout::required_size(capacity, max_consumers),
         }
+    }
+
+    /// The model futex of this region: its mutex and condvar (see `wake.rs`).
+    pub(crate) fn futex(&self) -> (&super::sync::Mutex<()>, &super::sync::Condvar) {
+        (&self.futex.0, &self.futex.1)
     }
 
     /// The header.

@@ -158,6 +158,12 @@ pub unsafe fn init_with_mode(
     let mode = if lossy { MODE_LOSSY } else { MODE_LOSSLESS };
     header.mode.store(mode, Ordering::Relaxed);
     // SYNC POINT: Relaxed, published by the Release store of `magic` below.
+    header.parked_consumers.store(0, Ordering::Relaxed);
+    // SYNC POINT: Relaxed, published by the Release store of `magic` below.
+    header
+        .producer_parked
+        .store(PARKED_RUNNING, Ordering::Relaxed);
+    // SYNC POINT: Relaxed, published by the Release store of `magic` below.
     header.producer.write_pos.store(0, Ordering::Relaxed);
     // SYNC POINT: Relaxed, published by the Release store of `magic` below.
     header.producer.reserve_pos.store(0, Ordering::Relaxed);

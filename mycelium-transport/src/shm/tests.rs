@@ -929,12 +929,17 @@ mod lossy {
 
 #[cfg(not(loom))]
 mod wake {
-    //! The wake protocol with real threads and real eventfds. Every wait that a lost wake-up
+    //! The wake protocol with real threads and real futexes. Every wait that a lost wake-up
     //! would hang is bounded by a channel timeout, so a failure fails instead of hanging.
 
-    use crate::shm::layout::{PARKED, PARKED_RUNNING, SLOTS_OFFSET, SLOT_PARKED_OFFSET};
-    use crate::shm::{Parker, RecvError};
-    use crate::shm::{PushError, RingConsumer, RingRegion, WakeTable};
+    use crate::shm::layout::{
+        PARKED, PARKED_CONSUMERS_OFFSET, PARKED_RUNNING, PRODUCER_PARKED_OFFSET, SLOTS_OFFSET,
+        SLOT_PARKED_OFFSET, SLOT_READ_POS_OFFSET, SLOT_SIZE, WRITE_POS_OFFSET,
+    };
+    use crate::shm::{
+        release_slot, reserve_slot, wait_any, PushError, RecvError, RingConsumer, RingError,
+        RingRegion,
+    };
     use std::sync::atomic::Ordering;
     use std::sync::mpsc;
     use std::thread;
@@ -958,24 +963,50 @@ mod wake {
         }
     }
 
+    /// Waits until the producer of `region` is parked waiting for room (bounded by `HANG`).
+    fn wait_until_producer_parked(region: &RingRegion) {
+        let start = Instant::now();
+        while region.header().producer_parked.load(Ordering::SeqCst) != PARKED {
+            assert!(start.elapsed() < HANG, "producer never parked");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn parked_consumers(region: &RingRegion) -> u32 {
+        region.header().parked_consumers.load(Ordering::SeqCst)
+    }
+
+    /// Raises slot `index`'s flag and the counter, as a consumer about to sleep (or one that
+    /// died asleep) leaves them.
+    fn mark_parked(region: &RingRegion, index: usize) {
+        region
+            .header()
+            .parked_consumers
+            .fetch_add(1, Ordering::SeqCst);
+        region
+            .slot(index)
+            .unwrap()
+            .parked
+            .store(PARKED, Ordering::SeqCst);
+    }
+
     #[test]
     fn a_parked_consumer_is_woken_by_a_publish() {
         let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
         let mut consumer = RingConsumer::join(&region).unwrap();
-        let parker = Parker::new().unwrap();
-        let mut wakers = WakeTable::new();
-        wakers.insert(consumer.slot_index(), parker.unparker());
         let index = consumer.slot_index();
         let (done, received) = mpsc::channel();
         let reader = thread::spawn(move || {
             let mut out = Vec::new();
             // No timeout: only the wake (or a bug) ends this wait.
-            let got = consumer.recv_blocking(&mut out, &parker, Duration::ZERO, None);
+            let got = consumer.recv_blocking(&mut out, Duration::ZERO, None);
             done.send((got.unwrap(), out)).unwrap();
         });
         wait_until_parked(&region, index);
+        assert_eq!(parked_consumers(&region), 1);
+        assert_eq!(producer.parked_consumers(), 1);
         producer.try_push(b"wake up").unwrap();
-        assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 1);
+        assert_eq!(producer.publish_and_wake().unwrap(), 1);
         let (got, out) = received
             .recv_timeout(HANG)
             .expect("the parked consumer was not woken");
@@ -986,46 +1017,49 @@ mod wake {
             region.slot(index).unwrap().parked.load(Ordering::SeqCst),
             PARKED_RUNNING
         );
+        assert_eq!(parked_consumers(&region), 0);
     }
 
     #[test]
-    fn a_publish_with_nobody_parked_makes_no_wake_syscall() {
+    fn with_nobody_parked_the_wake_scan_is_skipped() {
         let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
         let mut consumer = RingConsumer::join(&region).unwrap();
-        let parker = Parker::new().unwrap();
-        let mut wakers = WakeTable::new();
-        wakers.insert(consumer.slot_index(), parker.unparker());
         let mut out = Vec::new();
         for i in 0..100 {
             producer.try_push(&payload(i)).unwrap();
-            assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 0);
+            assert_eq!(producer.publish_and_wake().unwrap(), 0);
             assert!(consumer.try_recv_into(&mut out).unwrap());
         }
         // A publish of nothing new scans nobody either.
-        assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 0);
-        // The eventfd counter is still 0: nothing was written to it.
-        assert!(!parker.park(Some(Duration::ZERO)).unwrap());
-    }
-
-    #[test]
-    fn one_park_is_signalled_once_however_many_publishes_follow() {
-        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
-        let consumer = RingConsumer::join(&region).unwrap();
-        let parker = Parker::new().unwrap();
-        let mut wakers = WakeTable::new();
-        wakers.insert(consumer.slot_index(), parker.unparker());
-        // Raise the flag as a consumer about to sleep would.
+        assert_eq!(producer.publish_and_wake().unwrap(), 0);
+        // The fast path reads only the counter: a raised flag with a zero counter is not even
+        // looked at (so it is left as it is).
         region
             .slot(0)
             .unwrap()
             .parked
             .store(PARKED, Ordering::SeqCst);
+        producer.try_push(b"x").unwrap();
+        assert_eq!(producer.publish_and_wake().unwrap(), 0);
+        assert_eq!(
+            region.slot(0).unwrap().parked.load(Ordering::SeqCst),
+            PARKED
+        );
+    }
+
+    #[test]
+    fn one_park_is_woken_once_however_many_publishes_follow() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let _consumer = RingConsumer::join(&region).unwrap();
+        mark_parked(&region, 0);
         producer.try_push(b"a").unwrap();
-        assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 1);
+        assert_eq!(producer.publish_and_wake().unwrap(), 1);
         producer.try_push(b"b").unwrap();
-        assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 0);
-        assert!(parker.park(Some(Duration::ZERO)).unwrap());
-        assert!(!parker.park(Some(Duration::ZERO)).unwrap());
+        assert_eq!(producer.publish_and_wake().unwrap(), 0);
+        assert_eq!(
+            region.slot(0).unwrap().parked.load(Ordering::SeqCst),
+            PARKED_RUNNING
+        );
     }
 
     #[test]
@@ -1034,20 +1068,13 @@ mod wake {
         // `publish_and_wake` must scan even though it publishes nothing new itself.
         let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
         let consumer = RingConsumer::join(&region).unwrap();
-        let parker = Parker::new().unwrap();
-        let mut wakers = WakeTable::new();
-        wakers.insert(consumer.slot_index(), parker.unparker());
         let max = producer.max_payload();
         producer.try_push(&vec![1; max]).unwrap();
-        region
-            .slot(0)
-            .unwrap()
-            .parked
-            .store(PARKED, Ordering::SeqCst);
+        mark_parked(&region, 0);
         assert_eq!(producer.try_push(&vec![2; max]), Ok(()));
         assert_eq!(producer.try_push(&vec![3; max]), Err(PushError::Full));
         assert_eq!(producer.pending(), 0);
-        assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 1);
+        assert_eq!(producer.publish_and_wake().unwrap(), 1);
         drop(consumer);
     }
 
@@ -1055,71 +1082,478 @@ mod wake {
     fn a_timed_wait_with_nothing_published_returns_false() {
         let (region, _producer) = RingRegion::new_in_memory(4096, 1).unwrap();
         let mut consumer = RingConsumer::join(&region).unwrap();
-        let parker = Parker::new().unwrap();
         let mut out = Vec::new();
+        let start = Instant::now();
         let got = consumer
             .recv_blocking(
                 &mut out,
-                &parker,
                 Duration::from_micros(50),
-                Some(Duration::from_millis(5)),
+                Some(Duration::from_millis(20)),
             )
             .unwrap();
         assert!(!got);
+        assert!(start.elapsed() >= Duration::from_millis(20));
         assert_eq!(
             region.slot(0).unwrap().parked.load(Ordering::SeqCst),
             PARKED_RUNNING
         );
+        assert_eq!(parked_consumers(&region), 0);
     }
 
     #[test]
     fn spurious_wakes_and_a_stuck_parked_flag_cost_only_extra_wakes() {
         let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
         let mut consumer = RingConsumer::join(&region).unwrap();
-        let parker = Parker::new().unwrap();
-        let unparker = parker.unparker();
-        let mut wakers = WakeTable::new();
-        wakers.insert(consumer.slot_index(), parker.unparker());
-        // A hostile peer writes the eventfd with nothing published: the consumer wakes, finds
-        // nothing, and waits out its timeout.
-        for _ in 0..3 {
-            unparker.unpark().unwrap();
-        }
+        // A hostile peer wakes the futex word over and over with nothing published: the
+        // consumer wakes, finds nothing, and waits out its timeout.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waker = {
+            let (region, stop) = (region.clone(), stop.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let word = &region.slot(0).unwrap().parked;
+                    crate::shm::wake::wake(&region, word).unwrap();
+                    thread::sleep(Duration::from_micros(100));
+                }
+            })
+        };
         let mut out = Vec::new();
+        let start = Instant::now();
         let got = consumer
-            .recv_blocking(
-                &mut out,
-                &parker,
-                Duration::ZERO,
-                Some(Duration::from_millis(5)),
-            )
+            .recv_blocking(&mut out, Duration::ZERO, Some(Duration::from_millis(20)))
             .unwrap();
         assert!(!got);
-        // A hostile peer pins the flag to a junk value: every publish signals once, no more.
+        assert!(start.elapsed() < HANG);
+        stop.store(true, Ordering::SeqCst);
+        waker.join().unwrap();
+        // A hostile peer pins the flag to a junk value (with the counter raised): every
+        // publish wakes once, no more.
         let flag = SLOTS_OFFSET + SLOT_PARKED_OFFSET;
+        region.scribble(PARKED_CONSUMERS_OFFSET, &1u32.to_ne_bytes());
         for i in 0..5 {
             region.scribble(flag, &0xdead_beef_u32.to_ne_bytes());
             producer.try_push(&payload(i)).unwrap();
-            assert_eq!(producer.publish_and_wake(&wakers).unwrap(), 1);
+            assert_eq!(producer.publish_and_wake().unwrap(), 1);
             assert!(consumer
-                .recv_blocking(&mut out, &parker, Duration::ZERO, Some(HANG))
+                .recv_blocking(&mut out, Duration::ZERO, Some(HANG))
                 .unwrap());
             assert_eq!(out, payload(i));
         }
+        // A junk flag while the consumer is about to wait: the futex sees a value other than
+        // PARKED and returns at once; the consumer re-parks and times out as usual.
+        region.scribble(flag, &7u32.to_ne_bytes());
+        assert!(!consumer
+            .recv_blocking(&mut out, Duration::ZERO, Some(Duration::from_millis(5)))
+            .unwrap());
+    }
+
+    #[test]
+    fn scribbled_counters_cost_scans_or_timeouts_never_a_hang_or_a_wrap() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let mut out = Vec::new();
+        // A huge counter: every publish scans, and finds nobody parked.
+        region.scribble(PARKED_CONSUMERS_OFFSET, &u32::MAX.to_ne_bytes());
+        producer.push_and_publish(b"a").unwrap();
+        assert_eq!(producer.publish_and_wake().unwrap(), 0);
+        assert!(consumer.try_recv_into(&mut out).unwrap());
+        // A park cycle on a huge counter: the increment wraps to 0 (the fast path then skips
+        // one scan: the timeout covers it) and the decrement does not underflow either way.
+        assert!(!consumer
+            .recv_blocking(&mut out, Duration::ZERO, Some(Duration::from_millis(2)))
+            .unwrap());
+        // A zeroed counter while the consumer sleeps: the producer skips its wake, and the
+        // consumer finds the frame when its timeout re-checks, not never.
+        region.scribble(PARKED_CONSUMERS_OFFSET, &0u32.to_ne_bytes());
+        let index = consumer.slot_index();
+        let (done, received) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            let mut out = Vec::new();
+            let got =
+                consumer.recv_blocking(&mut out, Duration::ZERO, Some(Duration::from_millis(200)));
+            done.send((got.unwrap(), out)).unwrap();
+            consumer
+        });
+        wait_until_parked(&region, index);
+        region.scribble(PARKED_CONSUMERS_OFFSET, &0u32.to_ne_bytes());
+        producer.try_push(b"late").unwrap();
+        assert_eq!(
+            producer.publish_and_wake().unwrap(),
+            0,
+            "the zero hides the sleeper"
+        );
+        let (got, late) = received
+            .recv_timeout(HANG)
+            .expect("the timeout bounds the wait");
+        assert!(got);
+        assert_eq!(late, b"late");
+        let mut consumer = reader.join().unwrap();
+        assert_eq!(parked_consumers(&region), 0, "the decrement stops at zero");
+        // A junk `producer_parked`: every read makes one spurious wake, and the flag is
+        // cleared by the first.
+        region.scribble(PRODUCER_PARKED_OFFSET, &0x55u32.to_ne_bytes());
+        producer.push_and_publish(b"b").unwrap();
+        assert!(consumer.try_recv_into(&mut out).unwrap());
+        assert_eq!(
+            region.header().producer_parked.load(Ordering::SeqCst),
+            PARKED_RUNNING
+        );
+        // A junk `producer_parked` does not stop a full producer from timing out either.
+        let frame = vec![0u8; 1024 - 8];
+        while producer.push_and_publish(&frame).is_ok() {}
+        region.scribble(PRODUCER_PARKED_OFFSET, &9u32.to_ne_bytes());
+        let start = Instant::now();
+        assert_eq!(
+            producer.push_blocking(&frame, Duration::ZERO, Some(Duration::from_millis(20))),
+            Err(PushError::Full)
+        );
+        assert!(start.elapsed() >= Duration::from_millis(20) && start.elapsed() < HANG);
     }
 
     #[test]
     fn a_wait_error_is_reported_not_hidden() {
         let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
         let mut consumer = RingConsumer::join(&region).unwrap();
-        let parker = Parker::new().unwrap();
         producer.push_and_publish(b"x").unwrap();
-        region.scribble(crate::shm::layout::WRITE_POS_OFFSET, &3u64.to_ne_bytes());
+        region.scribble(WRITE_POS_OFFSET, &3u64.to_ne_bytes());
         let mut out = Vec::new();
         let error = consumer
-            .recv_blocking(&mut out, &parker, Duration::ZERO, None)
+            .recv_blocking(&mut out, Duration::ZERO, None)
             .unwrap_err();
         assert!(matches!(error, RecvError::Read(_)), "{error}");
+    }
+
+    #[test]
+    fn a_producer_blocked_on_a_full_ring_is_released_when_a_consumer_reads() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let frame = vec![5u8; 1024 - 8];
+        for _ in 0..4 {
+            producer.push_and_publish(&frame).unwrap();
+        }
+        let (done, finished) = mpsc::channel();
+        let writer = thread::spawn(move || {
+            // No timeout: only the consumer's wake (or a bug) ends this wait.
+            let result = producer.push_blocking(b"fifth", Duration::ZERO, None);
+            producer.publish();
+            done.send(result).unwrap();
+            producer
+        });
+        wait_until_producer_parked(&region);
+        assert!(finished.try_recv().is_err(), "the ring is full");
+        let mut out = Vec::new();
+        assert!(consumer.try_recv_into(&mut out).unwrap());
+        assert_eq!(out, frame);
+        assert_eq!(
+            finished
+                .recv_timeout(HANG)
+                .expect("the producer was not woken"),
+            Ok(())
+        );
+        let _producer = writer.join().unwrap();
+        for _ in 0..3 {
+            assert!(consumer.try_recv_into(&mut out).unwrap());
+        }
+        assert!(consumer.try_recv_into(&mut out).unwrap());
+        assert_eq!(out, b"fifth");
+        assert_eq!(
+            region.header().producer_parked.load(Ordering::SeqCst),
+            PARKED_RUNNING
+        );
+    }
+
+    #[test]
+    fn a_producer_blocked_on_a_full_ring_is_released_when_the_consumer_leaves() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let consumer = RingConsumer::join(&region).unwrap();
+        let frame = vec![5u8; 1024 - 8];
+        for _ in 0..4 {
+            producer.push_and_publish(&frame).unwrap();
+        }
+        let (done, finished) = mpsc::channel();
+        let writer = thread::spawn(move || {
+            done.send(producer.push_blocking(&[1; 1016], Duration::from_micros(20), None))
+                .unwrap();
+        });
+        wait_until_producer_parked(&region);
+        drop(consumer);
+        assert_eq!(finished.recv_timeout(HANG).expect("not woken"), Ok(()));
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn push_blocking_times_out_with_full_and_refuses_too_large_at_once() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let _consumer = RingConsumer::join(&region).unwrap();
+        let frame = vec![5u8; 1024 - 8];
+        for _ in 0..4 {
+            producer
+                .push_blocking(&frame, Duration::ZERO, Some(Duration::ZERO))
+                .unwrap();
+        }
+        producer.publish();
+        let start = Instant::now();
+        assert_eq!(
+            producer.push_blocking(
+                &frame,
+                Duration::from_micros(100),
+                Some(Duration::from_millis(20))
+            ),
+            Err(PushError::Full)
+        );
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        assert_eq!(
+            region.header().producer_parked.load(Ordering::SeqCst),
+            PARKED_RUNNING
+        );
+        assert!(matches!(
+            producer.push_blocking(&vec![0; 4096], Duration::ZERO, None),
+            Err(PushError::TooLarge { .. })
+        ));
+        // Lossy rings are never full: push_blocking is try_push.
+        let (region, mut lossy) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+        let _idle = RingConsumer::join(&region).unwrap();
+        for _ in 0..20 {
+            lossy.push_blocking(&frame, Duration::ZERO, None).unwrap();
+            lossy.publish();
+        }
+    }
+
+    #[test]
+    fn releasing_a_dead_parked_slot_skips_its_wake_and_unblocks_the_producer() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        // The broker reserved slot 0 for a subscriber that adopted it, read nothing, parked
+        // after the producer's last wake scan, and died there.
+        let slot = reserve_slot(&region).unwrap();
+        assert_eq!(slot, 0);
+        let frame = vec![5u8; 1024 - 8];
+        for _ in 0..4 {
+            producer.try_push(&frame).unwrap();
+        }
+        assert_eq!(producer.publish_and_wake().unwrap(), 0);
+        mark_parked(&region, slot);
+        // Before the release the dead slot holds the ring full.
+        assert_eq!(
+            producer.push_blocking(&frame, Duration::ZERO, Some(Duration::from_millis(5))),
+            Err(PushError::Full)
+        );
+        let (done, finished) = mpsc::channel();
+        let writer = thread::spawn(move || {
+            let result = producer.push_blocking(&frame, Duration::ZERO, None);
+            done.send(result).unwrap();
+            producer
+        });
+        wait_until_producer_parked(&region);
+        release_slot(&region, slot).unwrap();
+        assert_eq!(finished.recv_timeout(HANG).expect("not woken"), Ok(()));
+        let mut producer = writer.join().unwrap();
+        let slot_ref = region.slot(slot).unwrap();
+        assert_eq!(slot_ref.parked.load(Ordering::SeqCst), PARKED_RUNNING);
+        assert_eq!(parked_consumers(&region), 0);
+        // The wake scan no longer counts the dead slot, even with its flag scribbled back.
+        slot_ref.parked.store(PARKED, Ordering::SeqCst);
+        region.scribble(PARKED_CONSUMERS_OFFSET, &1u32.to_ne_bytes());
+        assert_eq!(producer.publish_and_wake().unwrap(), 0);
+        // Releasing again, or a free slot, changes nothing; out of range is an error.
+        release_slot(&region, slot).unwrap();
+        for index in [2, 1024, usize::MAX] {
+            assert!(matches!(
+                release_slot(&region, index),
+                Err(RingError::BadSlot { .. })
+            ));
+        }
+        // The counter never goes below zero.
+        region.scribble(PARKED_CONSUMERS_OFFSET, &0u32.to_ne_bytes());
+        region
+            .slot(1)
+            .unwrap()
+            .parked
+            .store(PARKED, Ordering::SeqCst);
+        release_slot(&region, 1).unwrap();
+        assert_eq!(parked_consumers(&region), 0);
+    }
+
+    #[test]
+    fn a_reserved_slot_holds_frames_for_its_adopter() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        producer.push_and_publish(b"before").unwrap();
+        let slot = reserve_slot(&region).unwrap();
+        let frame = vec![5u8; 1024 - 8];
+        // The reservation holds the producer a capacity beyond it: three frames fit after
+        // "before" (the fourth would need a padding frame first).
+        for _ in 0..3 {
+            producer.push_and_publish(&frame).unwrap();
+        }
+        assert_eq!(producer.push_and_publish(&frame), Err(PushError::Full));
+        let mut adopted = RingConsumer::adopt(&region, slot).unwrap();
+        assert_eq!(adopted.slot_index(), slot);
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            assert!(adopted.try_recv_into(&mut out).unwrap());
+            assert_eq!(out, frame);
+        }
+        assert!(!adopted.try_recv_into(&mut out).unwrap());
+        drop(adopted);
+        assert_eq!(
+            region.slot(slot).unwrap().state.load(Ordering::SeqCst),
+            crate::shm::layout::SLOT_FREE
+        );
+        assert_eq!(reserve_slot(&region).unwrap(), slot, "the slot was freed");
+    }
+
+    #[test]
+    fn adopt_validates_the_slot() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        for _ in 0..2 {
+            producer.push_and_publish(&[1; 1000]).unwrap();
+        }
+        let bad = |result: Result<RingConsumer, RingError>| match result {
+            Err(RingError::BadSlot { reason, .. }) => reason,
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("adopted a bad slot"),
+        };
+        assert_eq!(bad(RingConsumer::adopt(&region, 2)), "index out of range");
+        assert_eq!(
+            bad(RingConsumer::adopt(&region, usize::MAX)),
+            "index out of range"
+        );
+        assert_eq!(bad(RingConsumer::adopt(&region, 1)), "slot not active");
+        let slot = reserve_slot(&region).unwrap();
+        let read_pos = SLOTS_OFFSET + slot * SLOT_SIZE + SLOT_READ_POS_OFFSET;
+        let write_pos = region.header().producer.write_pos.load(Ordering::SeqCst);
+        for (pos, reason) in [
+            (write_pos + 4, "read position not frame-aligned"),
+            (write_pos + 8, "read position outside the ring's window"),
+            (u64::MAX - 7, "read position outside the ring's window"),
+        ] {
+            region.scribble(read_pos, &pos.to_ne_bytes());
+            assert_eq!(bad(RingConsumer::adopt(&region, slot)), reason, "{pos}");
+        }
+        // More than a capacity behind `write_pos`: its frames may be overwritten already.
+        for _ in 0..4 {
+            producer.push_and_publish(&[2; 1000]).unwrap();
+        }
+        region.scribble(read_pos, &0u64.to_ne_bytes());
+        assert_eq!(
+            bad(RingConsumer::adopt(&region, slot)),
+            "read position outside the ring's window"
+        );
+        // Back at a frame boundary in the window: adopted, and it reads from there.
+        let write_pos = region.header().producer.write_pos.load(Ordering::SeqCst);
+        region.scribble(read_pos, &write_pos.to_ne_bytes());
+        let mut consumer = RingConsumer::adopt(&region, slot).unwrap();
+        producer.push_and_publish(b"adopted").unwrap();
+        let mut out = Vec::new();
+        assert!(consumer.try_recv_into(&mut out).unwrap());
+        assert_eq!(out, b"adopted");
+        // A corrupt `write_pos` is reported as such.
+        drop(consumer);
+        let slot = reserve_slot(&region).unwrap();
+        region.scribble(WRITE_POS_OFFSET, &(write_pos + 3).to_ne_bytes());
+        assert!(matches!(
+            RingConsumer::adopt(&region, slot),
+            Err(RingError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn a_lossy_ring_adopts_a_lapped_slot_and_reports_the_lag() {
+        let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+        let slot = reserve_slot(&region).unwrap();
+        for i in 0..20 {
+            producer.push_and_publish(&[i; 1000]).unwrap();
+        }
+        let mut consumer = RingConsumer::adopt(&region, slot).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
+        producer.push_and_publish(&[99; 10]).unwrap();
+        assert_eq!(
+            consumer.try_recv_into(&mut out),
+            Err(crate::shm::ReadError::Lagged { skipped: 1 })
+        );
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
+        assert_eq!(out, [99; 10]);
+    }
+
+    #[test]
+    fn wait_any_returns_when_any_of_three_rings_gets_a_frame() {
+        let rings: Vec<_> = (0..3)
+            .map(|_| RingRegion::new_in_memory(4096, 1).unwrap())
+            .collect();
+        let regions: Vec<_> = rings.iter().map(|(region, _)| region.clone()).collect();
+        let mut producers: Vec<_> = rings.into_iter().map(|(_, producer)| producer).collect();
+        let mut consumers: Vec<_> = regions
+            .iter()
+            .map(|region| RingConsumer::join(region).unwrap())
+            .collect();
+        // Nothing published: a timed wait times out, and leaves every flag and count clear.
+        let refs: Vec<&RingConsumer> = consumers.iter().collect();
+        let start = Instant::now();
+        wait_any(&refs, Some(Duration::from_millis(20))).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        for region in &regions {
+            assert_eq!(parked_consumers(region), 0);
+            assert_eq!(
+                region.slot(0).unwrap().parked.load(Ordering::SeqCst),
+                PARKED_RUNNING
+            );
+        }
+        // Data already waiting: it returns at once.
+        producers[1].push_and_publish(b"ready").unwrap();
+        wait_any(&refs, None).unwrap();
+        assert!(refs[1].has_data() && !refs[0].has_data() && !refs[2].has_data());
+        let mut out = Vec::new();
+        assert!(consumers[1].try_recv_into(&mut out).unwrap());
+        for target in [2usize, 0, 1] {
+            let (done, woke) = mpsc::channel();
+            let reader = thread::spawn(move || {
+                let refs: Vec<&RingConsumer> = consumers.iter().collect();
+                // No timeout: only the wake (or a bug) ends this wait.
+                wait_any(&refs, None).unwrap();
+                let ready: Vec<usize> = (0..3).filter(|&i| refs[i].has_data()).collect();
+                done.send(ready).unwrap();
+                consumers
+            });
+            for region in &regions {
+                wait_until_parked(region, 0);
+            }
+            producers[target].try_push(&payload(target)).unwrap();
+            assert_eq!(producers[target].publish_and_wake().unwrap(), 1);
+            let ready = woke.recv_timeout(HANG).expect("wait_any was not woken");
+            assert_eq!(ready, vec![target]);
+            consumers = reader.join().unwrap();
+            assert!(consumers[target].try_recv_into(&mut out).unwrap());
+            assert_eq!(out, payload(target));
+        }
+        assert!(wait_any(&[], None).is_ok(), "nothing to wait for");
+    }
+
+    #[test]
+    fn wait_any_over_more_consumers_than_futex_waitv_takes_still_wakes() {
+        // 130 slots of one ring: above futex_waitv's 128, so the fallback polls in 1 ms slices.
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 130).unwrap();
+        let consumers: Vec<_> = (0..130)
+            .map(|_| RingConsumer::join(&region).unwrap())
+            .collect();
+        let refs: Vec<&RingConsumer> = consumers.iter().collect();
+        let start = Instant::now();
+        wait_any(&refs, Some(Duration::from_millis(5))).unwrap();
+        assert!(start.elapsed() < HANG);
+        assert_eq!(parked_consumers(&region), 0);
+        let (done, woke) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            let refs: Vec<&RingConsumer> = consumers.iter().collect();
+            while !refs[129].has_data() {
+                wait_any(&refs, None).unwrap();
+            }
+            done.send(()).unwrap();
+        });
+        wait_until_parked(&region, 0);
+        producer.push_and_publish(b"x").unwrap();
+        producer.publish_and_wake().unwrap();
+        woke.recv_timeout(HANG)
+            .expect("the fallback never re-checked");
+        reader.join().unwrap();
     }
 
     #[test]
@@ -1127,15 +1561,12 @@ mod wake {
         const FRAMES: usize = 100_000;
         let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
         let mut consumer = RingConsumer::join(&region).unwrap();
-        let parker = Parker::new().unwrap();
-        let mut wakers = WakeTable::new();
-        wakers.insert(consumer.slot_index(), parker.unparker());
         let (done, finished) = mpsc::channel();
         let reader_done = done.clone();
         let reader = thread::spawn(move || {
             let mut out = Vec::new();
             for i in 0..FRAMES {
-                let got = consumer.recv_blocking(&mut out, &parker, Duration::ZERO, None);
+                let got = consumer.recv_blocking(&mut out, Duration::ZERO, None);
                 assert!(got.unwrap());
                 assert_eq!(out, payload(i), "frame {i}");
             }
@@ -1148,7 +1579,7 @@ mod wake {
                     match producer.try_push(&payload(i)) {
                         Ok(()) => break,
                         Err(PushError::Full) => {
-                            wakes += producer.publish_and_wake(&wakers).unwrap();
+                            wakes += producer.publish_and_wake().unwrap();
                             thread::yield_now();
                         }
                         Err(error) => panic!("{error}"),
@@ -1156,7 +1587,7 @@ mod wake {
                 }
                 // Publish every frame and pause now and then, so the consumer keeps running
                 // dry and parking (the wake path) rather than only reading a full ring.
-                wakes += producer.publish_and_wake(&wakers).unwrap();
+                wakes += producer.publish_and_wake().unwrap();
                 if i % 16 == 0 {
                     thread::yield_now();
                 }
@@ -1164,8 +1595,51 @@ mod wake {
                     thread::sleep(Duration::from_micros(50));
                 }
             }
-            wakes += producer.publish_and_wake(&wakers).unwrap();
+            wakes += producer.publish_and_wake().unwrap();
             assert!(wakes <= FRAMES);
+            done.send("writer").unwrap();
+        });
+        for _ in 0..2 {
+            finished
+                .recv_timeout(HANG)
+                .expect("a thread hung (a lost wake-up?)");
+        }
+        reader.join().unwrap();
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn many_frames_with_both_sides_blocking() {
+        // The producer sleeps when the ring is full and the consumer when it is empty: both
+        // wake paths, many times over, with no spin.
+        const FRAMES: usize = 100_000;
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let (done, finished) = mpsc::channel();
+        let reader_done = done.clone();
+        let reader = thread::spawn(move || {
+            let mut out = Vec::new();
+            for i in 0..FRAMES {
+                let got = consumer.recv_blocking(&mut out, Duration::ZERO, None);
+                assert!(got.unwrap());
+                assert_eq!(out, payload(i * 7), "frame {i}");
+                if i % 1000 == 0 {
+                    // Fall behind now and then, so the producer fills the ring and parks.
+                    thread::sleep(Duration::from_micros(200));
+                }
+            }
+            reader_done.send("reader").unwrap();
+        });
+        let writer = thread::spawn(move || {
+            for i in 0..FRAMES {
+                producer
+                    .push_blocking(&payload(i * 7), Duration::ZERO, None)
+                    .unwrap();
+                if i % 4 == 0 {
+                    producer.publish_and_wake().unwrap();
+                }
+            }
+            producer.publish_and_wake().unwrap();
             done.send("writer").unwrap();
         });
         for _ in 0..2 {
@@ -1184,7 +1658,7 @@ mod loom_tests {
     //! payload bytes live in `loom::cell::UnsafeCell` words (see `region.rs`), so a missing
     //! Release/Acquire pair shows as a reported data race.
 
-    use crate::shm::{Parker, PushError, ReadError, RingConsumer, RingRegion, WakeTable};
+    use crate::shm::{release_slot, reserve_slot, PushError, ReadError, RingConsumer, RingRegion};
     use loom::thread;
     use std::time::Duration;
 
@@ -1297,28 +1771,77 @@ mod loom_tests {
 
     #[test]
     fn a_parked_consumer_never_misses_a_wake_up() {
-        // A lost wake-up leaves the consumer waiting on the condvar after the producer has
-        // finished, which loom reports as a deadlock.
+        // A lost wake-up leaves the consumer waiting on the model futex's condvar after the
+        // producer has finished, which loom reports as a deadlock. The producer's fast path
+        // (`parked_consumers` read as 0: no scan) is part of the model.
         loom::model(|| {
             let (region, mut producer) = RingRegion::new_in_memory(64, 1).unwrap();
             let mut consumer = RingConsumer::join(&region).unwrap();
-            let parker = Parker::new().unwrap();
-            let mut wakers = WakeTable::new();
-            wakers.insert(consumer.slot_index(), parker.unparker());
             let writer = thread::spawn(move || {
                 for i in 0..2u8 {
                     producer.try_push(&frame(i, 4)).unwrap();
-                    producer.publish_and_wake(&wakers).unwrap();
+                    producer.publish_and_wake().unwrap();
                 }
             });
             let mut out = Vec::new();
             for i in 0..2u8 {
                 let got = consumer
-                    .recv_blocking(&mut out, &parker, Duration::ZERO, None)
+                    .recv_blocking(&mut out, Duration::ZERO, None)
                     .unwrap();
                 assert!(got);
                 assert_eq!(out, frame(i, 4));
             }
+            writer.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_producer_parked_on_a_full_ring_never_misses_a_wake_up() {
+        // Two 32-byte frames fill the 64-byte ring; the third makes the producer park until the
+        // consumer's read (the `read_pos` store, fence, `producer_parked` check) wakes it. A
+        // lost wake-up is a loom deadlock. The consumer polls, so only the producer parks.
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
+            let (region, mut producer) = RingRegion::new_in_memory(64, 1).unwrap();
+            let mut consumer = RingConsumer::join(&region).unwrap();
+            producer.push_and_publish(&frame(0, 24)).unwrap();
+            producer.push_and_publish(&frame(1, 24)).unwrap();
+            let writer = thread::spawn(move || {
+                producer
+                    .push_blocking(&frame(2, 24), Duration::ZERO, None)
+                    .unwrap();
+                producer.publish();
+            });
+            let mut out = Vec::new();
+            assert!(consumer.try_recv_into(&mut out).unwrap());
+            assert_eq!(out, frame(0, 24));
+            writer.join().unwrap();
+            assert!(consumer.try_recv_into(&mut out).unwrap());
+            assert_eq!(out, frame(1, 24));
+            assert!(consumer.try_recv_into(&mut out).unwrap());
+            assert_eq!(out, frame(2, 24));
+        });
+    }
+
+    #[test]
+    fn release_slot_wakes_a_producer_parked_on_a_dead_slot() {
+        // A reserved slot whose holder never read fills the ring; the producer parks until a
+        // third party's `release_slot` (the `state` store, fence, `producer_parked` check)
+        // wakes it.
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
+            let (region, mut producer) = RingRegion::new_in_memory(64, 1).unwrap();
+            let slot = reserve_slot(&region).unwrap();
+            producer.push_and_publish(&frame(0, 24)).unwrap();
+            producer.push_and_publish(&frame(1, 24)).unwrap();
+            let writer = thread::spawn(move || {
+                producer
+                    .push_blocking(&frame(2, 24), Duration::ZERO, None)
+                    .unwrap();
+            });
+            release_slot(&region, slot).unwrap();
             writer.join().unwrap();
         });
     }
