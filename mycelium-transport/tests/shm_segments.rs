@@ -304,48 +304,8 @@ fn a_child_process_publishes_frames_the_parent_reads() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    let path = std::env::temp_dir().join(format!(
-        "mycelium-shm-test-{}-{}.sock",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_publisher_mode",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, &path)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-
-    listener.set_nonblocking(true).unwrap();
+    let (mut child, mut stream) = spawn_child("child_publisher_mode", CHILD_ENV);
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut stream = loop {
-        match listener.accept() {
-            Ok((stream, _)) => break stream,
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                if let Some(status) = child.try_wait().unwrap() {
-                    panic!("child exited before connecting: {status}");
-                }
-                assert!(Instant::now() < deadline, "child never connected");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(err) => panic!("{err}"),
-        }
-    };
-    std::fs::remove_file(&path).unwrap();
-    stream.set_nonblocking(false).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
 
     let mut buf = [0u8; 16];
     let (n, mut fds) = recv_fds(&stream, &mut buf, 1).unwrap();
@@ -368,4 +328,122 @@ fn a_child_process_publishes_frames_the_parent_reads() {
     // The child is gone; its ring lives on in our mapping and holds nothing more.
     let mut rest = Vec::new();
     assert!(!consumer.try_recv_into(&mut rest).unwrap());
+}
+
+/// Environment variable that turns [`child_parked_consumer_mode`] on and names the parent's
+/// socket.
+const PARK_CHILD_ENV: &str = "MYCELIUM_SHM_TEST_PARK_CHILD_SOCKET";
+/// Frames the parent publishes to the parked child, one per round.
+const PARK_ROUNDS: u8 = 3;
+
+/// Spawns this test binary in a child mode (`test` names it; `env` tells it the socket
+/// path), and returns the child with the connected stream.
+fn spawn_child(test: &str, env: &str) -> (std::process::Child, UnixStream) {
+    let path = std::env::temp_dir().join(format!(
+        "mycelium-shm-test-{}-{}.sock",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env, &path)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("child exited before connecting: {status}");
+                }
+                assert!(Instant::now() < deadline, "child never connected");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(err) => panic!("{err}"),
+        }
+    };
+    std::fs::remove_file(&path).unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    (child, stream)
+}
+
+/// Child mode of [`a_consumer_parked_in_another_process_is_woken_through_the_shared_futex`];
+/// a no-op in a normal test run. Receives the ring's fd, joins, then parks in
+/// `recv_blocking` for each frame and acknowledges it.
+#[test]
+fn child_parked_consumer_mode() {
+    let Ok(path) = std::env::var(PARK_CHILD_ENV) else {
+        return;
+    };
+    let mut stream = UnixStream::connect(path).unwrap();
+    let mut buf = [0u8; 16];
+    let (n, mut fds) = recv_fds(&stream, &mut buf, 1).unwrap();
+    assert_eq!(&buf[..n], b"ring");
+    let segment = Segment::from_fd(fds.pop().unwrap(), MAX_SEGMENT).unwrap();
+    let region = segment.ring_region().unwrap();
+    let mut consumer = RingConsumer::join(&region).unwrap();
+    stream.write_all(b"joined").unwrap();
+    let mut out = Vec::new();
+    for round in 0..PARK_ROUNDS {
+        let start = Instant::now();
+        // The timeout only bounds a failure: a lost cross-process wake-up would run it out.
+        let got = consumer
+            .recv_blocking(&mut out, Duration::ZERO, Some(Duration::from_secs(20)))
+            .unwrap();
+        assert!(got, "round {round}: no frame before the timeout");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "round {round}: woken only by the timeout"
+        );
+        assert_eq!(out, [round; 40]);
+        stream.write_all(&[round]).unwrap();
+    }
+}
+
+#[test]
+fn a_consumer_parked_in_another_process_is_woken_through_the_shared_futex() {
+    if std::env::var_os(PARK_CHILD_ENV).is_some() {
+        return;
+    }
+    let name = format!("mycelium-test-futex-{}", std::process::id());
+    let (segment, mut producer) = Segment::create_ring(&name, 4096, 2).unwrap();
+    let (mut child, mut stream) = spawn_child("child_parked_consumer_mode", PARK_CHILD_ENV);
+    send_fds(&stream, b"ring", &[segment.fd()]).unwrap();
+    let mut joined = [0u8; 6];
+    stream.read_exact(&mut joined).unwrap();
+    assert_eq!(&joined, b"joined");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for round in 0..PARK_ROUNDS {
+        // Wait until the child has parked, and give it time to be asleep in the kernel.
+        while producer.parked_consumers() == 0 {
+            assert!(Instant::now() < deadline, "the child never parked");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        producer.try_push(&[round; 40]).unwrap();
+        assert_eq!(
+            producer.publish_and_wake().unwrap(),
+            1,
+            "round {round}: the parked child"
+        );
+        let mut ack = [0u8; 1];
+        stream.read_exact(&mut ack).unwrap();
+        assert_eq!(ack, [round]);
+        // The child has decremented the count before it acknowledged (it parks again only
+        // after this read).
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "child failed: {status}");
+    assert_eq!(producer.parked_consumers(), 0);
 }

@@ -1773,8 +1773,12 @@ mod loom_tests {
     fn a_parked_consumer_never_misses_a_wake_up() {
         // A lost wake-up leaves the consumer waiting on the model futex's condvar after the
         // producer has finished, which loom reports as a deadlock. The producer's fast path
-        // (`parked_consumers` read as 0: no scan) is part of the model.
-        loom::model(|| {
+        // (`parked_consumers` read as 0: no scan) is part of the model. Unbounded this takes
+        // about five minutes; six preemptions take a few seconds, and a lost wake-up (either
+        // Dekker fence removed) shows with one.
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(6);
+        builder.check(|| {
             let (region, mut producer) = RingRegion::new_in_memory(64, 1).unwrap();
             let mut consumer = RingConsumer::join(&region).unwrap();
             let writer = thread::spawn(move || {
@@ -1801,7 +1805,7 @@ mod loom_tests {
         // consumer's read (the `read_pos` store, fence, `producer_parked` check) wakes it. A
         // lost wake-up is a loom deadlock. The consumer polls, so only the producer parks.
         let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(2);
+        builder.preemption_bound = Some(4);
         builder.check(|| {
             let (region, mut producer) = RingRegion::new_in_memory(64, 1).unwrap();
             let mut consumer = RingConsumer::join(&region).unwrap();
@@ -1830,7 +1834,7 @@ mod loom_tests {
         // third party's `release_slot` (the `state` store, fence, `producer_parked` check)
         // wakes it.
         let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(2);
+        builder.preemption_bound = Some(4);
         builder.check(|| {
             let (region, mut producer) = RingRegion::new_in_memory(64, 1).unwrap();
             let slot = reserve_slot(&region).unwrap();
