@@ -237,6 +237,8 @@ pub(crate) fn wait_any(
 
 /// The CLOCK_MONOTONIC time `timeout` from now (saturating), for `futex_waitv`.
 #[cfg(not(loom))]
+// `time_t` and `c_long` are `i64` on 64-bit Linux but `i32` on some 32-bit targets.
+#[allow(clippy::useless_conversion)]
 fn monotonic_deadline(timeout: Duration) -> io::Result<KernelTimespec> {
     let mut now = libc::timespec {
         tv_sec: 0,
