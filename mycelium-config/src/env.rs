@@ -2,7 +2,7 @@
 //!
 //! - Only variables that start with `MYCELIUM_` and contain `__` are overrides; others (such as
 //!   `MYCELIUM_SOCKET` or `MYCELIUM_LOG`, read by the CLI) are ignored.
-//! - Sections are `SERVER`, `TOPIC_DEFAULTS`, `PERFORMANCE`, and `TOPICS__<TOPIC>` where `<TOPIC>`
+//! - Sections are `SERVER`, `TOPIC_DEFAULTS`, `PERFORMANCE`, `SHM`, and `TOPICS__<TOPIC>` where `<TOPIC>`
 //!   is a declared topic's name upper-cased with `.` and `-` turned into `_`. Section, field and
 //!   topic are matched case-insensitively.
 //! - An override that names no section, field or topic, or whose value does not parse as the field's
@@ -29,8 +29,8 @@ use std::str::FromStr;
 
 use crate::schema::parse_octal_mode;
 use crate::{
-    Backpressure, BrokerConfig, ConfigError, PerformanceConfig, Routing, ServerConfig, TopicConfig,
-    TopicDefaults,
+    Backpressure, BrokerConfig, ConfigError, PerformanceConfig, Routing, ServerConfig, ShmConfig,
+    TopicConfig, TopicDefaults,
 };
 
 const PREFIX: &str = "MYCELIUM_";
@@ -111,6 +111,7 @@ fn apply_one(config: &mut BrokerConfig, var: &str, value: &str) -> Result<String
         "SERVER" => set_server(&mut config.server, rest, value).map(|f| format!("server.{f}")),
         "PERFORMANCE" => set_performance(&mut config.performance, rest, value)
             .map(|f| format!("performance.{f}")),
+        "SHM" => set_shm(&mut config.shm, rest, value).map(|f| format!("shm.{f}")),
         "TOPIC_DEFAULTS" => set_topic_defaults(&mut config.topic_defaults, rest, value)
             .map(|f| format!("topic_defaults.{f}")),
         "TOPICS" => {
@@ -133,7 +134,7 @@ fn apply_one(config: &mut BrokerConfig, var: &str, value: &str) -> Result<String
                 .map(|f| format!("topics[{index}].{f}"))
         }
         other => Err(format!(
-            "unknown section `{other}`, expected SERVER, TOPICS, TOPIC_DEFAULTS or PERFORMANCE"
+            "unknown section `{other}`, expected SERVER, TOPICS, TOPIC_DEFAULTS, PERFORMANCE or SHM"
         )),
     }
 }
@@ -229,6 +230,28 @@ fn set_performance(
             other,
             "performance",
             "WORKER_THREADS, CHANNEL_CAPACITY, BATCH_SIZE, FLUSH_INTERVAL_MS",
+        )),
+    }
+}
+
+fn set_shm(shm: &mut ShmConfig, field: &str, value: &str) -> Result<&'static str, String> {
+    match field {
+        "ENABLED" => set(&mut shm.enabled, parse_bool(value)?, "enabled"),
+        "RING_BYTES" => set(&mut shm.ring_bytes, parse_number(value)?, "ring_bytes"),
+        "MAX_SUBSCRIBERS" => set(
+            &mut shm.max_subscribers,
+            parse_number(value)?,
+            "max_subscribers",
+        ),
+        "MAX_PUBLISHERS_PER_TOPIC" => set(
+            &mut shm.max_publishers_per_topic,
+            parse_number(value)?,
+            "max_publishers_per_topic",
+        ),
+        other => Err(unknown_field(
+            other,
+            "shm",
+            "ENABLED, RING_BYTES, MAX_SUBSCRIBERS, MAX_PUBLISHERS_PER_TOPIC",
         )),
     }
 }
@@ -455,6 +478,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.performance.batch_size, 9);
+    }
+
+    #[test]
+    fn every_shm_field_can_be_overridden() {
+        let mut config = BrokerConfig::default();
+        apply(
+            &mut config,
+            env(&[
+                ("MYCELIUM_SHM__ENABLED", "false"),
+                ("MYCELIUM_SHM__RING_BYTES", "65536"),
+                ("MYCELIUM_SHM__MAX_SUBSCRIBERS", "8"),
+                ("MYCELIUM_SHM__MAX_PUBLISHERS_PER_TOPIC", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.shm,
+            ShmConfig {
+                enabled: false,
+                ring_bytes: 65536,
+                max_subscribers: 8,
+                max_publishers_per_topic: 2,
+            }
+        );
     }
 
     #[test]

@@ -57,5 +57,6 @@ pub use limits::{
 };
 pub use schema::{
     Backpressure, BrokerConfig, ParseBackpressureError, ParseRoutingError, PerformanceConfig,
-    Routing, ServerConfig, TopicConfig, TopicDefaults,
+    Routing, ServerConfig, ShmConfig, TopicConfig, TopicDefaults, MAX_RING_BYTES,
+    MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS, MIN_RING_BYTES,
 };

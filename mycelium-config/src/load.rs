@@ -145,7 +145,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        Backpressure, PerformanceConfig, Routing, ServerConfig, TopicConfig, TopicDefaults,
+        Backpressure, PerformanceConfig, Routing, ServerConfig, ShmConfig, TopicConfig,
+        TopicDefaults,
     };
 
     const ORIGIN: &str = "broker.toml";
@@ -235,6 +236,7 @@ flush_interval_ms = 1
                 batch_size: 1000,
                 flush_interval_ms: 1,
             },
+            shm: ShmConfig::default(),
         }
     }
 

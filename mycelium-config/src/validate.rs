@@ -20,8 +20,9 @@
 use std::collections::HashMap;
 
 use crate::{
-    BrokerConfig, Diagnostic, PerformanceConfig, ServerConfig, TopicConfig, MAX_MESSAGE_SIZE_LIMIT,
-    MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS, SOCKET_PATH_MAX,
+    BrokerConfig, Diagnostic, PerformanceConfig, ServerConfig, ShmConfig, TopicConfig,
+    MAX_MESSAGE_SIZE_LIMIT, MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS,
+    MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS, MIN_RING_BYTES, SOCKET_PATH_MAX,
 };
 
 impl BrokerConfig {
@@ -39,6 +40,7 @@ impl BrokerConfig {
             &mut problems,
         );
         check_performance(&self.performance, &mut problems);
+        check_shm(&self.shm, &mut problems);
         problems.0
     }
 }
@@ -193,6 +195,38 @@ fn check_performance(performance: &PerformanceConfig, problems: &mut Problems) {
     problems.require_positive("performance.batch_size", performance.batch_size == 0);
 }
 
+fn check_shm(shm: &ShmConfig, problems: &mut Problems) {
+    if !shm.ring_bytes.is_power_of_two()
+        || !(MIN_RING_BYTES..=MAX_RING_BYTES).contains(&shm.ring_bytes)
+    {
+        problems.report(
+            "shm.ring_bytes",
+            format!(
+                "must be a power of two between {MIN_RING_BYTES} and {MAX_RING_BYTES}, got {}",
+                shm.ring_bytes
+            ),
+        );
+    }
+    if !(1..=MAX_SHM_SUBSCRIBERS).contains(&shm.max_subscribers) {
+        problems.report(
+            "shm.max_subscribers",
+            format!(
+                "must be between 1 and {MAX_SHM_SUBSCRIBERS}, got {}",
+                shm.max_subscribers
+            ),
+        );
+    }
+    if !(1..=MAX_SHM_PUBLISHERS_PER_TOPIC).contains(&shm.max_publishers_per_topic) {
+        problems.report(
+            "shm.max_publishers_per_topic",
+            format!(
+                "must be between 1 and {MAX_SHM_PUBLISHERS_PER_TOPIC}, got {}",
+                shm.max_publishers_per_topic
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -215,6 +249,30 @@ mod tests {
     #[test]
     fn the_default_config_is_valid() {
         assert_eq!(BrokerConfig::default().validate(), []);
+    }
+
+    #[test]
+    fn shm_ring_bytes_must_be_a_power_of_two_in_range_and_counts_positive() {
+        for (ring_bytes, ok) in [
+            (4096, true),
+            (1 << 30, true),
+            (2048, false),
+            (5000, false),
+            (2 << 30, false),
+            (0, false),
+        ] {
+            let mut config = BrokerConfig::default();
+            config.shm.ring_bytes = ring_bytes;
+            let expected: &[&str] = if ok { &[] } else { &["shm.ring_bytes"] };
+            assert_eq!(fields(&config), expected, "{ring_bytes}");
+        }
+        let mut config = BrokerConfig::default();
+        config.shm.max_subscribers = 0;
+        config.shm.max_publishers_per_topic = 64;
+        assert_eq!(
+            fields(&config),
+            ["shm.max_subscribers", "shm.max_publishers_per_topic"]
+        );
     }
 
     #[test]

@@ -90,6 +90,14 @@ pub enum EncodeError {
         /// The limit it exceeds.
         max: usize,
     },
+    /// A `ShmGrant` lists more rings than one control message may carry fds for.
+    #[error("{count} rings in one grant exceed the limit of {max}")]
+    TooManyRings {
+        /// Rings listed.
+        count: usize,
+        /// [`MAX_RINGS_PER_GRANT`](crate::frame::MAX_RINGS_PER_GRANT).
+        max: usize,
+    },
     /// Writing to the transport failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -46,6 +46,9 @@ pub mod kind {
     pub const TOPIC_ACK: u8 = 0x06;
     /// [`Frame::Ack`](super::Frame::Ack), broker → client.
     pub const ACK: u8 = 0x07;
+    /// [`Frame::ShmHello`](super::Frame::ShmHello), client → broker: opens a shared-memory
+    /// control session instead of a message connection.
+    pub const SHM_HELLO: u8 = 0x08;
     /// [`Frame::Publish`](super::Frame::Publish), client → broker.
     pub const PUBLISH: u8 = 0x10;
     /// [`Frame::Deliver`](super::Frame::Deliver), broker → client.
@@ -62,6 +65,16 @@ pub mod kind {
     pub const STATS_REQUEST: u8 = 0x40;
     /// [`Frame::Stats`](super::Frame::Stats), broker → client.
     pub const STATS: u8 = 0x41;
+    /// [`Frame::ShmAttach`](super::Frame::ShmAttach), client → broker (shm sessions only).
+    pub const SHM_ATTACH: u8 = 0x50;
+    /// [`Frame::ShmGrant`](super::Frame::ShmGrant), broker → client, with one fd per ring.
+    pub const SHM_GRANT: u8 = 0x51;
+    /// [`Frame::ShmRingAdded`](super::Frame::ShmRingAdded), broker → client, with one fd.
+    pub const SHM_RING_ADDED: u8 = 0x52;
+    /// [`Frame::ShmRingRemoved`](super::Frame::ShmRingRemoved), broker → client.
+    pub const SHM_RING_REMOVED: u8 = 0x53;
+    /// [`Frame::ShmDetach`](super::Frame::ShmDetach), client → broker.
+    pub const SHM_DETACH: u8 = 0x54;
 
     /// The name of a known kind (as in logs and `Malformed` errors), or `None` for a byte this
     /// version of the protocol does not define. This is the one list of valid kinds.
@@ -74,6 +87,7 @@ pub mod kind {
             ADVERTISE => "Advertise",
             TOPIC_ACK => "TopicAck",
             ACK => "Ack",
+            SHM_HELLO => "ShmHello",
             PUBLISH => "Publish",
             DELIVER => "Deliver",
             CREDIT => "Credit",
@@ -82,6 +96,11 @@ pub mod kind {
             ERROR => "Error",
             STATS_REQUEST => "StatsRequest",
             STATS => "Stats",
+            SHM_ATTACH => "ShmAttach",
+            SHM_GRANT => "ShmGrant",
+            SHM_RING_ADDED => "ShmRingAdded",
+            SHM_RING_REMOVED => "ShmRingRemoved",
+            SHM_DETACH => "ShmDetach",
             _ => return None,
         })
     }
@@ -145,6 +164,9 @@ pub enum ErrorCode {
     AlreadySubscribed,
     /// `20`: a topic name is empty, too long, or has characters outside `[A-Za-z0-9._-]`.
     InvalidTopicName,
+    /// `21`: a shared-memory request was refused (wrong kind of connection, a limit reached,
+    /// segments could not be created); the message says which.
+    ShmRefused,
     /// `32`: the broker is shutting down; no new work is accepted.
     ShuttingDown,
     /// `33`: this subscriber fell too far behind and its topic's policy is to disconnect it.
@@ -171,6 +193,7 @@ impl ErrorCode {
             ErrorCode::NotSubscribed => 18,
             ErrorCode::AlreadySubscribed => 19,
             ErrorCode::InvalidTopicName => 20,
+            ErrorCode::ShmRefused => 21,
             ErrorCode::ShuttingDown => 32,
             ErrorCode::SlowConsumer => 33,
             ErrorCode::Internal => 255,
@@ -193,6 +216,7 @@ impl ErrorCode {
             18 => ErrorCode::NotSubscribed,
             19 => ErrorCode::AlreadySubscribed,
             20 => ErrorCode::InvalidTopicName,
+            21 => ErrorCode::ShmRefused,
             32 => ErrorCode::ShuttingDown,
             33 => ErrorCode::SlowConsumer,
             255 => ErrorCode::Internal,
@@ -200,6 +224,51 @@ impl ErrorCode {
         }
     }
 }
+
+/// What a shared-memory attachment does with its topic, as carried in `ShmAttach` and
+/// `ShmGrant` (one byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ShmRole {
+    /// `0`: writes messages into a ring of its own.
+    Publish,
+    /// `1`: reads the rings of the topic's publishers (and the broker's relay ring).
+    Subscribe,
+}
+
+impl ShmRole {
+    /// The role's wire value.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            ShmRole::Publish => 0,
+            ShmRole::Subscribe => 1,
+        }
+    }
+
+    /// The role for a wire value, or `None` for a value the protocol does not define.
+    pub fn from_u8(v: u8) -> Option<ShmRole> {
+        match v {
+            0 => Some(ShmRole::Publish),
+            1 => Some(ShmRole::Subscribe),
+            _ => None,
+        }
+    }
+}
+
+/// One ring handed over by a `ShmGrant`: its fd travels in the same `sendmsg`, in ring order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShmRing {
+    /// Names the ring in later `ShmRingRemoved` frames; unique within a broker run.
+    pub ring_id: u32,
+    /// For a subscriber: the consumer slot the broker reserved for it in this ring. For a
+    /// publisher: [`NO_SLOT`].
+    pub slot: u32,
+}
+
+/// `slot` of a ring granted to a publisher, which holds no consumer slot.
+pub const NO_SLOT: u32 = u32::MAX;
+
+/// Most rings one `ShmGrant` carries (their fds travel in one control message).
+pub const MAX_RINGS_PER_GRANT: usize = 64;
 
 /// Per-topic counters as reported in a `Stats` frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,6 +312,70 @@ pub enum Frame {
         max_frame_len: u32,
         /// The broker's name and version, e.g. `mycelium 0.1.0`.
         server: String,
+    },
+    /// Client → broker, first frame of a shared-memory control session (instead of `Hello`).
+    /// Body as `Hello`: `client_id [16] | name_len u8 | name [name_len]`. Answered by `Welcome`;
+    /// the session then carries only `ShmAttach`, `ShmDetach`, `Ping` and `StatsRequest` from
+    /// the client, and its broker frames may carry file descriptors (`SCM_RIGHTS`).
+    ShmHello {
+        /// As in `Hello`.
+        client_id: Uuid,
+        /// As in `Hello`.
+        name: String,
+    },
+    /// Client → broker (shm sessions). Body: `request_id u32 | role u8 | topic_len u8 | topic`.
+    /// Answered by `ShmGrant` or `Error`.
+    ShmAttach {
+        /// Echoed in the answer.
+        request_id: u32,
+        /// Publish or subscribe.
+        role: ShmRole,
+        /// The topic name.
+        topic: String,
+    },
+    /// Broker → client, answer to `ShmAttach`, sent with one fd per ring (a sealed memfd
+    /// holding the ring, `docs/shm-layout.md`). Body: `request_id u32 | attachment u32 |
+    /// topic_id u32 | role u8 | routing u8 | max_message_size u32 | ring_count u8 |`
+    /// then per ring `ring_id u32 | slot u32`.
+    ShmGrant {
+        /// The request this answers.
+        request_id: u32,
+        /// Names this attachment in `ShmRingAdded`, `ShmRingRemoved` and `ShmDetach`.
+        attachment: u32,
+        /// The topic's id.
+        topic_id: u32,
+        /// As requested.
+        role: ShmRole,
+        /// Fanout or queue.
+        routing: RoutingKind,
+        /// The topic's payload limit.
+        max_message_size: u32,
+        /// The rings, in the order of the fds (at most [`MAX_RINGS_PER_GRANT`]).
+        rings: Vec<ShmRing>,
+    },
+    /// Broker → subscriber: a publisher joined; read this ring too, from the reserved slot.
+    /// Sent with the ring's fd. Body: `attachment u32 | ring_id u32 | slot u32`.
+    ShmRingAdded {
+        /// The subscriber's attachment.
+        attachment: u32,
+        /// The new ring.
+        ring: ShmRing,
+    },
+    /// Broker → subscriber: the ring's publisher left. Read what it published, then drop the
+    /// ring. Body: `attachment u32 | ring_id u32`.
+    ShmRingRemoved {
+        /// The subscriber's attachment.
+        attachment: u32,
+        /// The ring to drop.
+        ring_id: u32,
+    },
+    /// Client → broker: the attachment is done (its rings are dropped). Body:
+    /// `request_id u32 | attachment u32`. Answered by `Ack` or `Error`.
+    ShmDetach {
+        /// Echoed in the answer.
+        request_id: u32,
+        /// From the `ShmGrant`.
+        attachment: u32,
     },
     /// Client → broker. Body: `request_id u32 | prefetch u32 | topic_len u8 | topic [topic_len]`.
     /// `prefetch` is the credit a queue consumer asks for (0 = the topic's default); fanout ignores it.
@@ -377,6 +510,12 @@ impl Frame {
             Frame::Error { .. } => kind::ERROR,
             Frame::StatsRequest { .. } => kind::STATS_REQUEST,
             Frame::Stats { .. } => kind::STATS,
+            Frame::ShmHello { .. } => kind::SHM_HELLO,
+            Frame::ShmAttach { .. } => kind::SHM_ATTACH,
+            Frame::ShmGrant { .. } => kind::SHM_GRANT,
+            Frame::ShmRingAdded { .. } => kind::SHM_RING_ADDED,
+            Frame::ShmRingRemoved { .. } => kind::SHM_RING_REMOVED,
+            Frame::ShmDetach { .. } => kind::SHM_DETACH,
         }
     }
 }
@@ -410,7 +549,7 @@ mod wire_values {
     }
 
     #[test]
-    fn exactly_the_fifteen_kind_constants_have_names() {
+    fn exactly_the_kind_constants_have_names() {
         let named: Vec<u8> = (0..=u8::MAX).filter(|&k| kind::name(k).is_some()).collect();
         assert_eq!(
             named,
@@ -422,6 +561,7 @@ mod wire_values {
                 kind::ADVERTISE,
                 kind::TOPIC_ACK,
                 kind::ACK,
+                kind::SHM_HELLO,
                 kind::PUBLISH,
                 kind::DELIVER,
                 kind::CREDIT,
@@ -430,6 +570,11 @@ mod wire_values {
                 kind::ERROR,
                 kind::STATS_REQUEST,
                 kind::STATS,
+                kind::SHM_ATTACH,
+                kind::SHM_GRANT,
+                kind::SHM_RING_ADDED,
+                kind::SHM_RING_REMOVED,
+                kind::SHM_DETACH,
             ]
         );
     }

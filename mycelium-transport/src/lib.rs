@@ -45,6 +45,7 @@ pub mod uds;
 pub use codec::{encode_frame, encode_message, peek_frame, FrameCodec, FrameView};
 pub use error::{DecodeError, EncodeError};
 pub use frame::{
-    kind, ErrorCode, Frame, RoutingKind, TopicStats, HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN,
-    MAX_NAME_LEN, MESSAGE_OVERHEAD, NO_TOPIC, PROTOCOL_VERSION,
+    kind, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN,
+    HEADER_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, MESSAGE_OVERHEAD, NO_SLOT, NO_TOPIC,
+    PROTOCOL_VERSION,
 };

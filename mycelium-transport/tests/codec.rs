@@ -4,8 +4,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use mycelium_transport::{
     encode_frame, encode_message, kind, peek_frame, DecodeError, EncodeError, ErrorCode, Frame,
-    FrameCodec, RoutingKind, TopicStats, HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, NO_TOPIC,
-    PROTOCOL_VERSION,
+    FrameCodec, RoutingKind, ShmRing, ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN,
+    MAX_RINGS_PER_GRANT, NO_TOPIC, PROTOCOL_VERSION,
 };
 use tokio_util::codec::{Decoder, Encoder};
 use uuid::Uuid;
@@ -473,7 +473,7 @@ mod decode_errors {
 
     #[test]
     fn an_unknown_kind_fails_as_soon_as_its_byte_arrives() {
-        for unknown in [0x00, 0x08, 0x13, 0x31, 0xff] {
+        for unknown in [0x00, 0x09, 0x13, 0x55, 0x31, 0xff] {
             let mut buf = BytesMut::new();
             buf.put_u32_le(1000);
             buf.put_u8(PROTOCOL_VERSION);
@@ -964,6 +964,14 @@ mod properties {
         prop_oneof![Just(RoutingKind::Fanout), Just(RoutingKind::Queue)]
     }
 
+    fn shm_role() -> impl Strategy<Value = ShmRole> {
+        prop_oneof![Just(ShmRole::Publish), Just(ShmRole::Subscribe)]
+    }
+
+    fn shm_ring() -> impl Strategy<Value = ShmRing> {
+        (any::<u32>(), any::<u32>()).prop_map(|(ring_id, slot)| ShmRing { ring_id, slot })
+    }
+
     fn payload() -> impl Strategy<Value = Bytes> {
         vec(any::<u8>(), 0..300).prop_map(Bytes::from)
     }
@@ -1058,6 +1066,50 @@ mod properties {
                         topics,
                     }
                 }),
+            (uuid(), name()).prop_map(|(client_id, name)| Frame::ShmHello { client_id, name }),
+            (any::<u32>(), shm_role(), topic()).prop_map(|(request_id, role, topic)| {
+                Frame::ShmAttach {
+                    request_id,
+                    role,
+                    topic,
+                }
+            }),
+            (
+                any::<[u32; 4]>(),
+                shm_role(),
+                routing(),
+                vec(shm_ring(), 0..=MAX_RINGS_PER_GRANT)
+            )
+                .prop_map(
+                    |(
+                        [request_id, attachment, topic_id, max_message_size],
+                        role,
+                        routing,
+                        rings,
+                    )| {
+                        Frame::ShmGrant {
+                            request_id,
+                            attachment,
+                            topic_id,
+                            role,
+                            routing,
+                            max_message_size,
+                            rings,
+                        }
+                    }
+                ),
+            (any::<u32>(), shm_ring())
+                .prop_map(|(attachment, ring)| Frame::ShmRingAdded { attachment, ring }),
+            (any::<u32>(), any::<u32>()).prop_map(|(attachment, ring_id)| {
+                Frame::ShmRingRemoved {
+                    attachment,
+                    ring_id,
+                }
+            }),
+            (any::<u32>(), any::<u32>()).prop_map(|(request_id, attachment)| Frame::ShmDetach {
+                request_id,
+                attachment
+            }),
         ]
     }
 

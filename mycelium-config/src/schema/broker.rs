@@ -14,7 +14,7 @@
 
 use serde::Deserialize;
 
-use super::{PerformanceConfig, ServerConfig, TopicConfig, TopicDefaults};
+use super::{PerformanceConfig, ServerConfig, ShmConfig, TopicConfig, TopicDefaults};
 
 /// A broker's configuration: the contents of `broker.toml` after environment overrides.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -28,6 +28,8 @@ pub struct BrokerConfig {
     pub topic_defaults: TopicDefaults,
     /// Section `[performance]`.
     pub performance: PerformanceConfig,
+    /// Section `[shm]`.
+    pub shm: ShmConfig,
 }
 
 impl BrokerConfig {

@@ -5,6 +5,7 @@ mod broker;
 mod performance;
 mod routing;
 mod server;
+mod shm;
 mod topic;
 
 pub use backpressure::{Backpressure, ParseBackpressureError};
@@ -13,4 +14,7 @@ pub use performance::PerformanceConfig;
 pub use routing::{ParseRoutingError, Routing};
 pub(crate) use server::parse_octal_mode;
 pub use server::ServerConfig;
+pub use shm::{
+    ShmConfig, MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS, MIN_RING_BYTES,
+};
 pub use topic::{TopicConfig, TopicDefaults};

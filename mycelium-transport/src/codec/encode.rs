@@ -10,7 +10,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::parse::STATS_ENTRY_FIXED_LEN;
 use crate::error::EncodeError;
-use crate::frame::{kind, Frame, MAX_NAME_LEN, PROTOCOL_VERSION};
+use crate::frame::{kind, Frame, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, PROTOCOL_VERSION};
 
 /// Bytes of the frame after the `len` field and before the body: `version` and `kind`.
 const VERSION_AND_KIND_LEN: usize = 2;
@@ -65,7 +65,19 @@ pub fn encode_message(dst: &mut BytesMut, kind: u8, topic_id: u32, payload: &[u8
 pub(crate) fn frame_len(frame: &Frame) -> Result<u32, EncodeError> {
     // Saturating sums: a saturated length fails the u32 check below, which is the right answer.
     let body = match frame {
-        Frame::Hello { name, .. } => 16 + 1 + name8("name", name)?,
+        Frame::Hello { name, .. } | Frame::ShmHello { name, .. } => 16 + 1 + name8("name", name)?,
+        Frame::ShmAttach { topic, .. } => 4 + 1 + 1 + topic_len(topic)?,
+        Frame::ShmGrant { rings, .. } => {
+            if rings.len() > MAX_RINGS_PER_GRANT {
+                return Err(EncodeError::TooManyRings {
+                    count: rings.len(),
+                    max: MAX_RINGS_PER_GRANT,
+                });
+            }
+            4 + 4 + 4 + 1 + 1 + 4 + 1 + 8 * rings.len()
+        }
+        Frame::ShmRingAdded { .. } => 4 + 4 + 4,
+        Frame::ShmRingRemoved { .. } | Frame::ShmDetach { .. } => 4 + 4,
         Frame::Welcome { server, .. } => 16 + 8 + 4 + 4 + 1 + name8("server", server)?,
         Frame::Subscribe { topic, .. } => 4 + 4 + 1 + topic_len(topic)?,
         Frame::Unsubscribe { .. } => 4 + 4,
@@ -114,9 +126,59 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
     dst.put_u8(PROTOCOL_VERSION);
     dst.put_u8(frame.kind());
     match frame {
-        Frame::Hello { client_id, name } => {
+        Frame::Hello { client_id, name } | Frame::ShmHello { client_id, name } => {
             dst.put_slice(client_id.as_bytes());
             put_str8(dst, name);
+        }
+        Frame::ShmAttach {
+            request_id,
+            role,
+            topic,
+        } => {
+            dst.put_u32_le(*request_id);
+            dst.put_u8(role.to_u8());
+            put_str8(dst, topic);
+        }
+        Frame::ShmGrant {
+            request_id,
+            attachment,
+            topic_id,
+            role,
+            routing,
+            max_message_size,
+            rings,
+        } => {
+            dst.put_u32_le(*request_id);
+            dst.put_u32_le(*attachment);
+            dst.put_u32_le(*topic_id);
+            dst.put_u8(role.to_u8());
+            dst.put_u8(routing.to_u8());
+            dst.put_u32_le(*max_message_size);
+            // `frame_len` checked the count against MAX_RINGS_PER_GRANT (64).
+            dst.put_u8(rings.len() as u8);
+            for ring in rings {
+                dst.put_u32_le(ring.ring_id);
+                dst.put_u32_le(ring.slot);
+            }
+        }
+        Frame::ShmRingAdded { attachment, ring } => {
+            dst.put_u32_le(*attachment);
+            dst.put_u32_le(ring.ring_id);
+            dst.put_u32_le(ring.slot);
+        }
+        Frame::ShmRingRemoved {
+            attachment,
+            ring_id,
+        } => {
+            dst.put_u32_le(*attachment);
+            dst.put_u32_le(*ring_id);
+        }
+        Frame::ShmDetach {
+            request_id,
+            attachment,
+        } => {
+            dst.put_u32_le(*request_id);
+            dst.put_u32_le(*attachment);
         }
         Frame::Welcome {
             broker_id,

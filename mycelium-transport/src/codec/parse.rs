@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::reader::{Reader, Reason};
 use crate::error::DecodeError;
-use crate::frame::{kind, ErrorCode, Frame, TopicStats};
+use crate::frame::{kind, ErrorCode, Frame, ShmRing, TopicStats, MAX_RINGS_PER_GRANT};
 
 /// Bytes of one `Stats` topic entry besides the name itself: `name_len` (1), `routing` (1),
 /// `subscribers` (4) and four `u64` counters.
@@ -99,6 +99,39 @@ fn parse(
         kind::STATS_REQUEST => Frame::StatsRequest {
             request_id: r.u32()?,
         },
+        kind::SHM_HELLO => Frame::ShmHello {
+            client_id: r.uuid()?,
+            name: r.str8()?,
+        },
+        kind::SHM_ATTACH => Frame::ShmAttach {
+            request_id: r.u32()?,
+            role: r.shm_role()?,
+            topic: r.topic()?,
+        },
+        kind::SHM_GRANT => Frame::ShmGrant {
+            request_id: r.u32()?,
+            attachment: r.u32()?,
+            topic_id: r.u32()?,
+            role: r.shm_role()?,
+            routing: r.routing()?,
+            max_message_size: r.u32()?,
+            rings: shm_rings(&mut r)?,
+        },
+        kind::SHM_RING_ADDED => Frame::ShmRingAdded {
+            attachment: r.u32()?,
+            ring: ShmRing {
+                ring_id: r.u32()?,
+                slot: r.u32()?,
+            },
+        },
+        kind::SHM_RING_REMOVED => Frame::ShmRingRemoved {
+            attachment: r.u32()?,
+            ring_id: r.u32()?,
+        },
+        kind::SHM_DETACH => Frame::ShmDetach {
+            request_id: r.u32()?,
+            attachment: r.u32()?,
+        },
         kind::STATS => Frame::Stats {
             request_id: r.u32()?,
             connections: r.u32()?,
@@ -110,6 +143,25 @@ fn parse(
     };
     r.finish()?;
     Ok(frame)
+}
+
+fn shm_rings(r: &mut Reader<'_>) -> Result<Vec<ShmRing>, Reason> {
+    let count = usize::from(r.u8()?);
+    if count > MAX_RINGS_PER_GRANT {
+        return Err("ring_count above MAX_RINGS_PER_GRANT");
+    }
+    // A forged count must not reserve memory: accept only what the remaining bytes can hold.
+    if count > r.remaining() / 8 {
+        return Err("ring_count larger than the body");
+    }
+    let mut rings = Vec::with_capacity(count);
+    for _ in 0..count {
+        rings.push(ShmRing {
+            ring_id: r.u32()?,
+            slot: r.u32()?,
+        });
+    }
+    Ok(rings)
 }
 
 fn topic_stats(r: &mut Reader<'_>) -> Result<Vec<TopicStats>, Reason> {

@@ -7,7 +7,7 @@
 
 use uuid::Uuid;
 
-use crate::frame::{RoutingKind, MAX_NAME_LEN};
+use crate::frame::{RoutingKind, ShmRole, MAX_NAME_LEN};
 
 /// Why a body does not fit its kind's layout.
 pub(crate) type Reason = &'static str;
@@ -88,6 +88,10 @@ impl<'a> Reader<'a> {
     }
 
     /// Everything not read yet (a message payload).
+    pub(crate) fn shm_role(&mut self) -> Result<ShmRole, Reason> {
+        ShmRole::from_u8(self.u8()?).ok_or("unknown shm role")
+    }
+
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.buf)
     }

@@ -38,6 +38,10 @@ pub struct RingConsumer {
     /// Lossy mode: a lag found by a batch that had already delivered frames, reported by the
     /// next read.
     pending_lag: Option<u64>,
+    /// Whether dropping this consumer frees its slot: yes for a joined consumer; no for an
+    /// adopted one, whose slot belongs to whoever reserved it (and frees it with
+    /// [`release_slot`]), so a slot is never freed twice, even across a reuse.
+    frees_slot: bool,
 }
 
 /// Where a frame's payload lies, found by [`RingConsumer::locate`].
@@ -64,13 +68,15 @@ impl RingConsumer {
     pub fn join(region: &Arc<RingRegion>) -> Result<Self, RingError> {
         let geometry = attach(region)?;
         let (slot, start) = claim_slot(region, &geometry)?;
-        Ok(Self::new(region, geometry, slot, start))
+        Ok(Self::new(region, geometry, slot, start, true))
     }
 
     /// Takes over consumer slot `slot`, which someone else reserved for us with
     /// [`reserve_slot`] (the broker, which creates rings and hands slots to subscribers):
     /// starts at the slot's `read_pos`, so it sees every frame published since the
-    /// reservation. Like a joined consumer, it frees the slot when dropped.
+    /// reservation. Unlike a joined consumer, it leaves the slot held when dropped: the
+    /// reserver frees it with [`release_slot`] once the holder has detached or died (the
+    /// producer keeps frames for it until then).
     ///
     /// Everything about the slot is read from shared memory and checked: the index must be in
     /// range, the slot ACTIVE, and `read_pos` frame-aligned and within one capacity below the
@@ -113,11 +119,17 @@ impl RingConsumer {
         // SYNC POINT: Relaxed; clears a flag the reserver (or a scribbler) left, as in
         // `claim_slot`. At worst the producer saw it first and sends us one spurious wake.
         slot_ref.parked.store(PARKED_RUNNING, Ordering::Relaxed);
-        Ok(Self::new(region, geometry, slot, start))
+        Ok(Self::new(region, geometry, slot, start, false))
     }
 
     /// A consumer holding slot `slot` (already claimed) at position `start`.
-    fn new(region: &Arc<RingRegion>, geometry: RingGeometry, slot: usize, start: u64) -> Self {
+    fn new(
+        region: &Arc<RingRegion>,
+        geometry: RingGeometry,
+        slot: usize,
+        start: u64,
+        frees_slot: bool,
+    ) -> Self {
         Self {
             region: Arc::clone(region),
             geometry,
@@ -127,6 +139,7 @@ impl RingConsumer {
             expected: None,
             lost_unknown: false,
             pending_lag: None,
+            frees_slot,
         }
     }
 
@@ -337,11 +350,13 @@ impl RingConsumer {
     /// Ends a [`park_begin`](Self::park_begin): clears the slot's `parked` and lowers the
     /// header's `parked_consumers` (never below zero).
     fn park_end(&self) {
-        // SYNC POINT: Relaxed; we are running again. If the producer cleared the flag first,
-        // this is a no-op; if it scans after this store it skips us (the caller re-checks the
-        // ring right away).
-        self.slot().parked.store(PARKED_RUNNING, Ordering::Relaxed);
-        decrement_parked_consumers(&self.region);
+        // SYNC POINT: Relaxed swap; we are running again. Whoever clears a raised flag lowers
+        // `parked_consumers` for it: we, if the flag is still ours to clear; else the
+        // producer's wake scan (or `wake_consumer`) already did. So the counter never stays
+        // raised for a consumer that is not parked, which would make every publish scan.
+        if self.slot().parked.swap(PARKED_RUNNING, Ordering::Relaxed) != PARKED_RUNNING {
+            decrement_parked_consumers(&self.region);
+        }
     }
 
     /// Spins for up to `spin` while `write_pos` equals our position; `true` if it moved.
@@ -578,6 +593,9 @@ impl Drop for RingConsumer {
         // SYNC POINT: Relaxed; ordered before the Release store below, so the next holder
         // (whose CAS acquires it) starts with a clear flag. `join` clears it again anyway.
         self.slot().parked.store(PARKED_RUNNING, Ordering::Relaxed);
+        if !self.frees_slot {
+            return;
+        }
         // SYNC POINT: Release pairs with the producer's Acquire load of `state` in its scan and
         // with the next joiner's CAS: our reads happen-before the producer reuses the bytes.
         self.slot().state.store(SLOT_FREE, Ordering::Release);
@@ -673,9 +691,7 @@ pub fn release_slot(region: &RingRegion, slot: usize) -> Result<(), RingError> {
         reason: "index out of range",
     })?;
     // SYNC POINT: Relaxed swap, so that only one of us and a racing producer wake scan sees
-    // the flag set. If the dead holder was parked, it had raised `parked_consumers`, and
-    // nobody else will lower it. (If the producer's scan cleared the flag first, the count
-    // stays one too high: every later publish scans the slots, a cost, never a lost wake.)
+    // the flag set, and that one lowers `parked_consumers` for the dead holder.
     if slot_ref.parked.swap(PARKED_RUNNING, Ordering::Relaxed) != PARKED_RUNNING {
         decrement_parked_consumers(region);
     }
@@ -686,9 +702,30 @@ pub fn release_slot(region: &RingRegion, slot: usize) -> Result<(), RingError> {
     Ok(())
 }
 
+/// Wakes the consumer holding slot `slot` if it sleeps on this ring, without publishing
+/// anything: the broker uses it to make a subscriber look at its control socket. A consumer
+/// that is running is not disturbed (no syscall). Out-of-range slots are ignored.
+pub fn wake_consumer(region: &RingRegion, slot: usize) {
+    let Ok(geometry) = attach(region) else {
+        return;
+    };
+    let Some(slot) = slot_in(region, &geometry, slot) else {
+        return;
+    };
+    // SYNC POINT: Relaxed, then a Relaxed swap, as in the producer's wake scan: clearing the
+    // flag before the futex wake makes a consumer not yet asleep find the word changed; the
+    // one who clears it lowers `parked_consumers`.
+    if slot.parked.load(Ordering::Relaxed) != PARKED_RUNNING
+        && slot.parked.swap(PARKED_RUNNING, Ordering::Relaxed) != PARKED_RUNNING
+    {
+        decrement_parked_consumers(region);
+        let _ = wake::wake(region, &slot.parked);
+    }
+}
+
 /// Lowers the header's `parked_consumers` by one, but never below zero (a scribbler may have
 /// zeroed it; wrapping would make every publish scan forever).
-fn decrement_parked_consumers(region: &RingRegion) {
+pub(crate) fn decrement_parked_consumers(region: &RingRegion) {
     // SYNC POINT: Relaxed CAS loop; the counter is only a hint for the producer's wake scan,
     // ordered by the SeqCst fences of the park protocol, not by this operation. Failure (the
     // counter is 0) is the floor, not an error.

@@ -29,6 +29,48 @@ const fn cmsg_space(fds: usize) -> usize {
     cmsg_align(size_of::<libc::cmsghdr>()) + cmsg_align(fds * size_of::<RawFd>())
 }
 
+/// One `sendmsg` of `payload` with `fds` attached, for non-blocking sockets: returns how many
+/// bytes the socket took (the fds went with them); the caller writes the rest as plain bytes.
+///
+/// # Errors
+///
+/// As for [`send_fds`]; `WouldBlock` means nothing was sent (and no fd passed).
+pub fn send_fds_partial(
+    socket: &impl AsFd,
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    if payload.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "fds need at least one payload byte to travel with",
+        ));
+    }
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many fds for one message",
+        ));
+    }
+    let socket = socket.as_fd().as_raw_fd();
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+    loop {
+        match sendmsg::<()>(
+            socket,
+            &[IoSlice::new(payload)],
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            None,
+        ) {
+            Err(Errno::EINTR) => continue,
+            Ok(sent) => return Ok(sent),
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+}
+
 /// Sends `payload` with `fds` attached, as one `sendmsg` (plus plain sends if the socket took
 /// only part of the payload; the fds go with the first part).
 ///

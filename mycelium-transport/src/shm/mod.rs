@@ -85,10 +85,10 @@ mod tests;
 
 #[cfg(not(loom))]
 pub use consumer::wait_any;
-pub use consumer::{release_slot, reserve_slot, RingConsumer};
+pub use consumer::{release_slot, reserve_slot, wake_consumer, RingConsumer};
 pub use error::{PushError, ReadError, RecvError, RingError};
 #[cfg(not(loom))]
-pub use fd_passing::{recv_fds, send_fds, MAX_FDS_PER_MESSAGE};
+pub use fd_passing::{recv_fds, send_fds, send_fds_partial, MAX_FDS_PER_MESSAGE};
 pub use layout::{max_payload, required_size, RING_MAGIC, RING_VERSION};
 pub use producer::RingProducer;
 pub use region::RingRegion;

@@ -2,12 +2,15 @@
 
 use std::time::{Duration, Instant};
 
+use super::consumer::decrement_parked_consumers;
 use super::error::PushError;
+use super::error::RingError;
 use super::layout::{
     frame_size, max_payload, FRAME_HEADER_LEN, FRAME_PADDING, FRAME_SEQ_MODULUS, FRAME_SEQ_SHIFT,
     PARKED, PARKED_RUNNING, SLOT_ACTIVE,
 };
 use super::region::RingRegion;
+use super::ring::attach;
 use super::ring::RingGeometry;
 use super::sync::{fence, Arc, Ordering};
 use super::wake;
@@ -52,6 +55,33 @@ impl RingProducer {
             seq: 0,
             reserved: 0,
         }
+    }
+
+    /// Becomes the producer of a fresh ring someone else initialised (the broker creates a
+    /// publisher's ring and hands over its segment): checks the header as consumers do and
+    /// that nothing was ever written to it.
+    ///
+    /// The caller must be the only producer of this ring: the ring has one writer by
+    /// protocol, and two would corrupt each other's frames (never memory safety: every access
+    /// is bounds-checked and the bytes are shared memory either way).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`attach`]; [`RingError::BadGeometry`] if the ring was written to already
+    /// (`write_pos` or `reserve_pos` not 0).
+    pub fn adopt(region: &Arc<RingRegion>) -> Result<Self, RingError> {
+        let geometry = attach(region)?;
+        let producer = &region.header().producer;
+        // SYNC POINT: Relaxed; a fresh ring's positions were written by its creator before
+        // it handed the segment over (a syscall later), and a non-zero value only refuses.
+        let written = producer.write_pos.load(Ordering::Relaxed) != 0
+            || producer.reserve_pos.load(Ordering::Relaxed) != 0;
+        if written {
+            return Err(RingError::BadGeometry(
+                "the ring was written to already; a producer adopts only a fresh ring",
+            ));
+        }
+        Ok(Self::new(Arc::clone(region), geometry))
     }
 
     /// The region, for [`RingConsumer::join`](super::RingConsumer::join).
@@ -226,6 +256,8 @@ impl RingProducer {
             // and it is woken once per park, however many publishes follow. Any non-zero
             // value counts as parked.
             if slot.parked.swap(PARKED_RUNNING, Ordering::Relaxed) != PARKED_RUNNING {
+                // Whoever clears a raised flag lowers the count for it (see `park_end`).
+                decrement_parked_consumers(&self.region);
                 woken += 1;
                 if let Err(error) = wake::wake(&self.region, &slot.parked) {
                     if result.is_ok() {

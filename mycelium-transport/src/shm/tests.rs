@@ -953,6 +953,77 @@ mod wake {
         (0..len).map(|j| (i.wrapping_mul(31) + j) as u8).collect()
     }
 
+    #[test]
+    fn the_wake_scan_lowers_the_count_of_a_consumer_that_died_parked() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        let slot = reserve_slot(&region).unwrap();
+        // The holder raised its flag and the count, then died without a word.
+        region.scribble(PARKED_CONSUMERS_OFFSET, &1u32.to_ne_bytes());
+        region.scribble(
+            SLOTS_OFFSET + slot * SLOT_SIZE + SLOT_PARKED_OFFSET,
+            &PARKED.to_ne_bytes(),
+        );
+        producer.try_push(b"one").unwrap();
+        assert_eq!(producer.publish_and_wake().unwrap(), 1);
+        assert_eq!(
+            producer.parked_consumers(),
+            0,
+            "whoever clears the flag lowers the count"
+        );
+        producer.try_push(b"two").unwrap();
+        assert_eq!(producer.publish_and_wake().unwrap(), 0);
+    }
+
+    #[test]
+    fn wake_consumer_wakes_only_a_parked_consumer_and_lowers_its_count() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        let slot = reserve_slot(&region).unwrap();
+        let mut consumer = RingConsumer::adopt(&region, slot).unwrap();
+        // Running: nothing happens.
+        crate::shm::wake_consumer(&region, slot);
+        assert_eq!(producer.parked_consumers(), 0);
+        let (tx, rx) = mpsc::channel();
+        let sleeper = thread::spawn(move || {
+            let mut out = Vec::new();
+            let started = Instant::now();
+            let got = consumer
+                .recv_blocking(&mut out, Duration::ZERO, Some(HANG))
+                .unwrap();
+            tx.send((got, started.elapsed())).unwrap();
+            consumer
+        });
+        let deadline = Instant::now() + HANG;
+        while producer.parked_consumers() == 0 {
+            assert!(Instant::now() < deadline, "the consumer never parked");
+            thread::yield_now();
+        }
+        // Woken with nothing published, it goes back to sleep; a publish then ends its wait.
+        crate::shm::wake_consumer(&region, slot);
+        crate::shm::wake_consumer(&region, 99);
+        producer.try_push(b"after the wake").unwrap();
+        producer.publish_and_wake().unwrap();
+        let (got, _) = rx.recv_timeout(HANG).unwrap();
+        assert!(got);
+        drop(sleeper.join().unwrap());
+        assert_eq!(producer.parked_consumers(), 0);
+    }
+
+    #[test]
+    fn a_producer_adopts_only_a_fresh_ring() {
+        let (region, producer) = RingRegion::new_in_memory(4096, 2).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        drop(producer);
+        let mut adopted = crate::shm::RingProducer::adopt(&region).unwrap();
+        adopted.push_and_publish(b"from the adopter").unwrap();
+        let mut out = Vec::new();
+        assert!(consumer.try_recv_into(&mut out).unwrap());
+        assert_eq!(out, b"from the adopter");
+        assert!(matches!(
+            crate::shm::RingProducer::adopt(&region),
+            Err(RingError::BadGeometry(_))
+        ));
+    }
+
     /// Waits until consumer slot `index` of `region` is parked (bounded by `HANG`).
     fn wait_until_parked(region: &RingRegion, index: usize) {
         let start = Instant::now();
@@ -1127,10 +1198,10 @@ mod wake {
         stop.store(true, Ordering::SeqCst);
         waker.join().unwrap();
         // A hostile peer pins the flag to a junk value (with the counter raised): every
-        // publish wakes once, no more.
+        // publish wakes once, no more (and lowers the counter it finds raised).
         let flag = SLOTS_OFFSET + SLOT_PARKED_OFFSET;
-        region.scribble(PARKED_CONSUMERS_OFFSET, &1u32.to_ne_bytes());
         for i in 0..5 {
+            region.scribble(PARKED_CONSUMERS_OFFSET, &1u32.to_ne_bytes());
             region.scribble(flag, &0xdead_beef_u32.to_ne_bytes());
             producer.try_push(&payload(i)).unwrap();
             assert_eq!(producer.publish_and_wake().unwrap(), 1);
@@ -1394,6 +1465,13 @@ mod wake {
         }
         assert!(!adopted.try_recv_into(&mut out).unwrap());
         drop(adopted);
+        // The reserver owns the slot: dropping the adopter leaves it held...
+        assert_eq!(
+            region.slot(slot).unwrap().state.load(Ordering::SeqCst),
+            crate::shm::layout::SLOT_ACTIVE
+        );
+        // ...until the reserver releases it.
+        release_slot(&region, slot).unwrap();
         assert_eq!(
             region.slot(slot).unwrap().state.load(Ordering::SeqCst),
             crate::shm::layout::SLOT_FREE
