@@ -23,7 +23,10 @@ pub mod error;
 pub mod outbox;
 pub mod server;
 
-pub use client::{Client, ClientError, ClientOptions, Message, Publisher, Subscription};
+pub use client::{
+    Client, ClientError, ClientOptions, Message, Publisher, ShmClient, ShmOptions, ShmPublisher,
+    ShmSubscription, Subscription,
+};
 pub use core::local::{Broker, LocalBroker, LocalPublisher, LocalSubscription};
 pub use core::topic::{Topic, TopicId};
 pub use server::{bind_socket, Server};

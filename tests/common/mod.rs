@@ -330,10 +330,24 @@ pub mod pubsub_support {
     where
         I: IntoIterator<Item = String> + Send + 'static,
     {
+        spawn_pub_with(broker, topic, &[], lines)
+    }
+
+    /// [`spawn_pub`] with extra arguments for `mycelium pub` (such as `--transport shm`).
+    pub fn spawn_pub_with<I>(
+        broker: &TestBroker,
+        topic: &str,
+        args: &[&str],
+        lines: I,
+    ) -> PubProcess
+    where
+        I: IntoIterator<Item = String> + Send + 'static,
+    {
         let mut child = broker
             .cmd()
             .arg("pub")
             .arg(topic)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -358,6 +372,11 @@ pub mod pubsub_support {
     }
 
     impl PubProcess {
+        /// The process id.
+        pub fn pid(&self) -> i32 {
+            self.child.id() as i32
+        }
+
         /// Waits for the publisher to exit; returns its status and stderr.
         pub fn finish(mut self) -> (ExitStatus, String) {
             let status = wait_child(&mut self.child, "mycelium pub to exit");

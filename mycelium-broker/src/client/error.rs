@@ -48,6 +48,17 @@ pub enum ClientError {
     /// The broker did not answer in time.
     #[error("timed out waiting for the broker: {0}")]
     Timeout(&'static str),
+    /// A lossy subscription fell behind: `skipped` messages were overwritten before it read
+    /// them. The next receive returns the oldest message still intact.
+    #[error("fell behind: {skipped} messages were overwritten before they were read")]
+    Lagged {
+        /// Messages lost.
+        skipped: u64,
+    },
+    /// A shared-memory ring could not be used (mapping failed, or its memory is corrupt); the
+    /// ring was dropped.
+    #[error("shared memory: {0}")]
+    Shm(String),
 }
 
 /// What a user most likely needs to know after a failed connect.

@@ -1,9 +1,12 @@
-//! The async client library: connect, publish, subscribe, flush, stats, close.
+//! The client libraries: the async socket client ([`Client`]) and the synchronous
+//! shared-memory client ([`ShmClient`]).
 
 pub mod error;
 pub mod handle;
+pub mod shm;
 pub mod subscription;
 
 pub use error::ClientError;
 pub use handle::{BrokerInfo, BrokerStats, Client, ClientOptions, Publisher};
+pub use shm::{ShmClient, ShmOptions, ShmPublisher, ShmSubscription};
 pub use subscription::{Message, Subscription};

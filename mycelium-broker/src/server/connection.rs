@@ -36,7 +36,8 @@ use tokio_util::task::TaskTracker;
 use crate::core::topic::{Batch, Progress, PublishCursor, SubscriberId, Topic, TopicId};
 use crate::error::LookupError;
 use crate::outbox::{FrameRun, Outbox};
-use crate::server::listener::SHUTDOWN_FLUSH_DEADLINE;
+use crate::server::listener::{REFUSAL_WRITE_TIMEOUT, SHUTDOWN_FLUSH_DEADLINE};
+use crate::server::shm_session;
 use crate::server::state::BrokerState;
 
 /// Bytes the reader asks the kernel for per `read`: large enough that a flat-out publisher's
@@ -130,12 +131,95 @@ struct Connection {
 
 /// Serves one accepted socket until the peer leaves, breaks the protocol, or `stop` fires.
 ///
-/// The writer task is spawned on `writers` so that shutdown can wait for it to flush.
+/// The first frame decides what the connection is: `Hello` opens a message connection,
+/// `ShmHello` a shared-memory control session (`shm_session`). The writer task of a message
+/// connection is spawned on `writers` so that shutdown can wait for it to flush.
 pub(crate) async fn serve(
-    stream: UnixStream,
+    mut stream: UnixStream,
     state: Arc<BrokerState>,
     stop: CancellationToken,
     writers: TaskTracker,
+) {
+    let id = state.next_connection_id();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    match first_frame(&mut stream, &mut buf, &state, &stop).await {
+        Ok(Frame::Hello { client_id, name }) => {
+            tracing::debug!(connection = id, %client_id, name = %name, "client connected");
+            serve_messages(stream, buf, Arc::clone(&state), stop, writers, id).await;
+        }
+        Ok(Frame::ShmHello { client_id, name }) if state.shm.enabled() => {
+            tracing::debug!(session = id, %client_id, name = %name, "shared-memory client connected");
+            shm_session::serve(stream, buf, Arc::clone(&state), stop, id).await;
+        }
+        Ok(Frame::ShmHello { .. }) => {
+            let refusal = fatal(
+                ErrorCode::ShmRefused,
+                "shared memory is disabled on this broker (shm.enabled = false); use the socket transport",
+            );
+            refuse(stream, refusal).await;
+        }
+        Ok(_) => {
+            refuse(
+                stream,
+                fatal(
+                    ErrorCode::HandshakeRequired,
+                    "the first frame must be Hello",
+                ),
+            )
+            .await;
+        }
+        Err(stop @ Stop::Fatal(_)) => refuse(stream, stop).await,
+        Err(Stop::Gone | Stop::Shutdown) => {}
+    }
+    state.close_socket();
+}
+
+/// Reads the first frame (within the connection timeout).
+async fn first_frame(
+    stream: &mut UnixStream,
+    buf: &mut BytesMut,
+    state: &BrokerState,
+    stop: &CancellationToken,
+) -> Result<Frame, Stop> {
+    let timeout = Duration::from_millis(state.config.server.connection_timeout_ms);
+    tokio::select! {
+        _ = stop.cancelled() => Err(fatal(ErrorCode::ShuttingDown, "the broker is shutting down")),
+        read = tokio::time::timeout(timeout, read_one_frame(stream, buf)) => match read {
+            Err(_) => Err(fatal(
+                ErrorCode::HandshakeTimeout,
+                format!("no Hello within connection_timeout_ms = {}", timeout.as_millis()),
+            )),
+            Ok(result) => result,
+        },
+    }
+}
+
+/// Sends the fatal error of `stop` to a peer that never completed its handshake, then closes.
+async fn refuse(mut stream: UnixStream, stop: Stop) {
+    let Stop::Fatal(frame) = stop else {
+        return;
+    };
+    if let Frame::Error { code, message, .. } = &frame {
+        tracing::warn!(?code, %message, "refusing client");
+    }
+    let mut bytes = BytesMut::new();
+    if codec::encode_frame(&frame, &mut bytes).is_ok() {
+        let write = async {
+            stream.write_all(&bytes).await?;
+            stream.shutdown().await
+        };
+        let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, write).await;
+    }
+}
+
+/// Serves a message connection whose `Hello` was read.
+async fn serve_messages(
+    stream: UnixStream,
+    mut buf: BytesMut,
+    state: Arc<BrokerState>,
+    stop: CancellationToken,
+    writers: TaskTracker,
+    id: u64,
 ) {
     if let Err(error) = mycelium_transport::uds::tune_stream(&stream) {
         tracing::debug!(%error, "could not enlarge the socket buffers");
@@ -144,7 +228,7 @@ pub(crate) async fn serve(
     let outbox = Arc::new(Outbox::new());
     writers.spawn(write_loop(writer, outbox.clone()));
     let mut conn = Connection {
-        id: state.next_connection_id(),
+        id,
         state,
         outbox,
         subscriptions: HashMap::new(),
@@ -152,11 +236,8 @@ pub(crate) async fn serve(
         max_frame_len: HANDSHAKE_MAX_FRAME_LEN,
         ends: Vec::new(),
     };
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let outcome = match conn.handshake(&mut reader, &mut buf, &stop).await {
-        Ok(()) => conn.read_loop(&mut reader, &mut buf, &stop).await,
-        Err(stop) => stop,
-    };
+    conn.welcome();
+    let outcome = conn.read_loop(&mut reader, &mut buf, &stop).await;
     match outcome {
         Stop::Shutdown => {}
         Stop::Gone => {
@@ -171,7 +252,6 @@ pub(crate) async fn serve(
             conn.leave();
         }
     }
-    conn.state.close_socket();
 }
 
 /// Flushes the outbox to the socket until it is closed and empty, or the peer is gone.
@@ -185,41 +265,11 @@ async fn write_loop(mut writer: OwnedWriteHalf, outbox: Arc<Outbox>) {
 }
 
 impl Connection {
-    /// Reads `Hello` (within the connection timeout) and answers `Welcome`.
-    async fn handshake(
-        &mut self,
-        reader: &mut OwnedReadHalf,
-        buf: &mut BytesMut,
-        stop: &CancellationToken,
-    ) -> Result<(), Stop> {
-        let timeout = Duration::from_millis(self.state.config.server.connection_timeout_ms);
-        let first = tokio::select! {
-            _ = stop.cancelled() => return Err(fatal(ErrorCode::ShuttingDown, "the broker is shutting down")),
-            read = tokio::time::timeout(timeout, read_one_frame(reader, buf)) => match read {
-                Err(_) => return Err(fatal(
-                    ErrorCode::HandshakeTimeout,
-                    format!("no Hello within connection_timeout_ms = {}", timeout.as_millis()),
-                )),
-                Ok(result) => result?,
-            },
-        };
-        let Frame::Hello { client_id, name } = first else {
-            return Err(fatal(
-                ErrorCode::HandshakeRequired,
-                "the first frame must be Hello",
-            ));
-        };
+    /// Answers the `Hello` with `Welcome` and registers the connection.
+    fn welcome(&mut self) {
         self.max_frame_len = self.state.max_frame_len();
-        self.outbox.append_control(&Frame::Welcome {
-            broker_id: self.state.broker_id,
-            connection_id: self.id,
-            max_message_size: u32::try_from(self.state.max_message_size()).unwrap_or(u32::MAX),
-            max_frame_len: u32::try_from(self.max_frame_len).unwrap_or(u32::MAX),
-            server: format!("mycelium {}", env!("CARGO_PKG_VERSION")),
-        });
+        self.outbox.append_control(&self.state.welcome(self.id));
         self.state.register(self.id, self.outbox.clone());
-        tracing::debug!(connection = self.id, %client_id, name = %name, "client connected");
-        Ok(())
     }
 
     async fn read_loop(
@@ -541,9 +591,12 @@ impl Connection {
             Frame::StatsRequest { request_id } => {
                 self.outbox.append_control(&self.state.stats_frame(request_id));
             }
-            Frame::Hello { .. } => return Err(fatal(ErrorCode::HandshakeRequired, "Hello sent twice")),
+            Frame::Hello { .. } | Frame::ShmHello { .. } => return Err(fatal(ErrorCode::HandshakeRequired, "Hello sent twice")),
+            Frame::ShmAttach { .. } | Frame::ShmDetach { .. } => {
+                return Err(fatal(ErrorCode::ShmRefused, "shared-memory requests need a session of their own: open a connection that starts with ShmHello"));
+            }
             Frame::Publish { .. } => unreachable_publish(),
-            Frame::Welcome { .. } | Frame::TopicAck { .. } | Frame::Ack { .. } | Frame::Deliver { .. } | Frame::Error { .. } | Frame::Stats { .. } => {
+            Frame::Welcome { .. } | Frame::TopicAck { .. } | Frame::Ack { .. } | Frame::Deliver { .. } | Frame::Error { .. } | Frame::Stats { .. } | Frame::ShmGrant { .. } | Frame::ShmRingAdded { .. } | Frame::ShmRingRemoved { .. } => {
                 return Err(fatal(ErrorCode::HandshakeRequired, "a client sent a frame only the broker may send"));
             }
         }
@@ -579,7 +632,7 @@ fn topic_ack(request_id: u32, topic: &Topic, prefetch: u32) -> Frame {
 }
 
 /// Reads until one whole frame (at most `HANDSHAKE_MAX_FRAME_LEN`) is in `buf`, and decodes it.
-async fn read_one_frame(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<Frame, Stop> {
+async fn read_one_frame(reader: &mut UnixStream, buf: &mut BytesMut) -> Result<Frame, Stop> {
     loop {
         match peek_frame(buf, HANDSHAKE_MAX_FRAME_LEN) {
             Ok(Some((view, used))) => {

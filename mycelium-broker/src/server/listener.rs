@@ -36,7 +36,7 @@ pub const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 const MAX_PENDING_REFUSALS: usize = 64;
 
 /// How long a refused socket gets to receive its `TooManyConnections` frame.
-const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// After an accept error (out of file descriptors, typically) wait this long before retrying,
 /// so the loop does not spin while the condition lasts.

@@ -3,6 +3,8 @@
 mod connection;
 pub mod error;
 pub mod listener;
+pub mod shm_rings;
+mod shm_session;
 pub mod state;
 
 pub use error::ServeError;

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::core::registry::TopicRegistry;
 use crate::outbox::Outbox;
 use crate::server::error::ServeError;
+use crate::server::shm_rings::ShmRings;
 
 /// Shared by the listener and every connection of one broker run.
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub struct BrokerState {
     connections: Mutex<HashMap<u64, Arc<Outbox>>>,
     /// Accepted sockets, handshake or not: what `max_connections` counts.
     open_sockets: AtomicUsize,
+    /// Every topic's shared-memory rings and who holds them.
+    pub shm: ShmRings,
 }
 
 impl BrokerState {
@@ -38,6 +41,7 @@ impl BrokerState {
         let registry = Arc::new(TopicRegistry::from_config(&config)?);
         Ok(BrokerState {
             registry,
+            shm: ShmRings::new(config.shm.clone()),
             config,
             broker_id: Uuid::new_v4(),
             started: Instant::now(),
@@ -55,6 +59,17 @@ impl BrokerState {
     /// The largest frame `len` accepted after the handshake: a publish of the largest payload.
     pub fn max_frame_len(&self) -> usize {
         (self.max_message_size() + MESSAGE_OVERHEAD - 4).max(HANDSHAKE_MAX_FRAME_LEN)
+    }
+
+    /// The `Welcome` that answers the `Hello` (or `ShmHello`) of connection `id`.
+    pub fn welcome(&self, id: u64) -> Frame {
+        Frame::Welcome {
+            broker_id: self.broker_id,
+            connection_id: id,
+            max_message_size: u32::try_from(self.max_message_size()).unwrap_or(u32::MAX),
+            max_frame_len: u32::try_from(self.max_frame_len()).unwrap_or(u32::MAX),
+            server: format!("mycelium {}", env!("CARGO_PKG_VERSION")),
+        }
     }
 
     /// A new connection id.

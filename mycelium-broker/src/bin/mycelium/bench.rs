@@ -23,23 +23,35 @@ use mycelium_broker::Client;
 use mycelium_transport::RoutingKind;
 use serde::{Deserialize, Serialize};
 
+use crate::bench_shm;
 use crate::histogram::Histogram;
 use crate::socket::client_runtime;
 use crate::SocketArgs;
 
 /// Throughput runs timestamp one message in this many.
-const LATENCY_SAMPLE_EVERY: u64 = 16;
+pub(crate) const LATENCY_SAMPLE_EVERY: u64 = 16;
 /// Bytes of bench header at the start of every payload.
 const STAMP_LEN: usize = 16;
 /// How long workers get to connect and subscribe.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Round trips before the measured ones in ping-pong.
-const PINGPONG_WARMUP: u64 = 1000;
+pub(crate) const PINGPONG_WARMUP: u64 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Transport {
+    /// Shared-memory rings, one hop from publisher to subscriber (fanout topics)
+    Shm,
     /// Through the broker over Unix domain sockets
     Uds,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Shm => "shm",
+            Transport::Uds => "uds",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -56,9 +68,12 @@ pub enum RoutingArg {
 pub struct BenchArgs {
     #[command(flatten)]
     socket: SocketArgs,
-    /// The data path to measure (only `uds` until the shared-memory path lands)
-    #[arg(long, value_enum, default_value = "uds")]
-    transport: Transport,
+    /// The data path to measure [default: shm when the broker offers it for the topic, else uds]
+    #[arg(long, value_enum)]
+    transport: Option<Transport>,
+    /// Shared memory: spin instead of sleeping while waiting (for cores of one's own)
+    #[arg(long)]
+    busy_poll: bool,
     /// Publisher processes (1-64)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     publishers: u32,
@@ -104,42 +119,46 @@ pub enum Role {
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
     #[arg(long, value_enum)]
-    role: Role,
+    pub(crate) role: Role,
     #[arg(long)]
-    socket: PathBuf,
+    pub(crate) socket: PathBuf,
     #[arg(long)]
-    topic: String,
+    pub(crate) topic: String,
     #[arg(long, default_value = "")]
-    reply_topic: String,
+    pub(crate) reply_topic: String,
     #[arg(long, default_value_t = 0)]
-    index: u64,
+    pub(crate) index: u64,
     #[arg(long, default_value_t = 0)]
-    count: u64,
+    pub(crate) count: u64,
     #[arg(long, default_value_t = 64)]
-    size: usize,
+    pub(crate) size: usize,
     /// Subscriber: stop by itself after this many messages (0 = only when told)
     #[arg(long, default_value_t = 0)]
-    expected: u64,
+    pub(crate) expected: u64,
+    #[arg(long, value_enum, default_value = "uds")]
+    pub(crate) transport: Transport,
+    #[arg(long)]
+    pub(crate) busy_poll: bool,
 }
 
 /// What a worker reports on its last stdout line, after `result `.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct WorkerResult {
-    sent: u64,
-    received: u64,
+pub(crate) struct WorkerResult {
+    pub(crate) sent: u64,
+    pub(crate) received: u64,
     /// Seconds from first to last message (sent or received).
-    seconds: f64,
+    pub(crate) seconds: f64,
     /// `CLOCK_MONOTONIC` ns: a publisher's first send; a subscriber's last receipt.
     #[serde(default)]
-    clock_ns: u64,
+    pub(crate) clock_ns: u64,
     /// Messages that arrived with a lower sequence number than an earlier one of the same publisher.
-    reordered: u64,
+    pub(crate) reordered: u64,
     /// Sequence numbers skipped (fanout: lost messages).
-    gaps: u64,
-    latency: Vec<[u64; 2]>,
+    pub(crate) gaps: u64,
+    pub(crate) latency: Vec<[u64; 2]>,
 }
 
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
         Ok(ts) => (ts.tv_sec() as u64)
             .wrapping_mul(1_000_000_000)
@@ -148,7 +167,7 @@ fn now_ns() -> u64 {
     }
 }
 
-fn stamp(buf: &mut [u8], seq: u64, timestamped: bool) {
+pub(crate) fn stamp(buf: &mut [u8], seq: u64, timestamped: bool) {
     buf[..8].copy_from_slice(&seq.to_le_bytes());
     let ts = if timestamped { now_ns() } else { 0 };
     buf[8..16].copy_from_slice(&ts.to_le_bytes());
@@ -164,6 +183,11 @@ fn read_stamp(payload: &[u8]) -> Option<(u64, u64)> {
 // Workers
 
 pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    if args.transport == Transport::Shm {
+        let result = bench_shm::worker(&args)?;
+        outln!("result {}", serde_json::to_string(&result)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let stop = stop_signal_from_stdin();
     let result = client_runtime()?.block_on(async {
         let client = Client::connect(&args.socket).await?;
@@ -217,29 +241,13 @@ async fn run_subscriber(
 ) -> anyhow::Result<WorkerResult> {
     let mut subscription = client.subscribe(&args.topic).await?;
     outln!("ready");
-    let mut latency = Histogram::default();
-    let mut next_seq: Vec<u64> = Vec::new();
-    let (mut received, mut reordered, mut gaps) = (0u64, 0u64, 0u64);
+    let mut tally = Tally::default();
+    let mut received = 0u64;
     let (mut first, mut last) = (None::<Instant>, Instant::now());
     let mut last_ns = 0u64;
     let mut last_report = Instant::now();
     let mut check = |payload: &[u8], received: &mut u64| {
-        if let Some((seq, ts)) = read_stamp(payload) {
-            if ts != 0 {
-                latency.record(now_ns().saturating_sub(ts));
-            }
-            let publisher = (seq >> 48) as usize;
-            let seq = seq & ((1 << 48) - 1);
-            if next_seq.len() <= publisher {
-                next_seq.resize(publisher + 1, 0);
-            }
-            if seq < next_seq[publisher] {
-                reordered += 1;
-            } else {
-                gaps += seq - next_seq[publisher];
-                next_seq[publisher] = seq + 1;
-            }
-        }
+        tally.check(payload);
         *received += 1;
     };
     loop {
@@ -285,15 +293,50 @@ async fn run_subscriber(
     let seconds = first
         .map(|f| last.duration_since(f).as_secs_f64())
         .unwrap_or(0.0);
-    Ok(WorkerResult {
-        received,
-        seconds,
-        clock_ns: last_ns,
-        reordered,
-        gaps,
-        latency: latency.to_sparse(),
-        ..WorkerResult::default()
-    })
+    Ok(tally.result(received, seconds, last_ns))
+}
+
+/// What a subscriber learns from the stamps of the messages it receives.
+#[derive(Default)]
+pub(crate) struct Tally {
+    latency: Histogram,
+    next_seq: Vec<u64>,
+    pub(crate) reordered: u64,
+    pub(crate) gaps: u64,
+}
+
+impl Tally {
+    pub(crate) fn check(&mut self, payload: &[u8]) {
+        let Some((seq, ts)) = read_stamp(payload) else {
+            return;
+        };
+        if ts != 0 {
+            self.latency.record(now_ns().saturating_sub(ts));
+        }
+        let publisher = (seq >> 48) as usize;
+        let seq = seq & ((1 << 48) - 1);
+        if self.next_seq.len() <= publisher {
+            self.next_seq.resize(publisher + 1, 0);
+        }
+        if seq < self.next_seq[publisher] {
+            self.reordered += 1;
+        } else {
+            self.gaps += seq - self.next_seq[publisher];
+            self.next_seq[publisher] = seq + 1;
+        }
+    }
+
+    pub(crate) fn result(self, received: u64, seconds: f64, last_ns: u64) -> WorkerResult {
+        WorkerResult {
+            received,
+            seconds,
+            clock_ns: last_ns,
+            reordered: self.reordered,
+            gaps: self.gaps,
+            latency: self.latency.to_sparse(),
+            ..WorkerResult::default()
+        }
+    }
 }
 
 async fn run_echo(
@@ -508,10 +551,46 @@ fn quantiles_us(h: &Histogram) -> (f64, f64, f64) {
     (us(0.5), us(0.99), us(0.999))
 }
 
+/// The transport asked for, or (none asked) shm when the broker offers it on every topic the
+/// run uses, else uds.
+fn choose_transport(
+    args: &BenchArgs,
+    socket: &PathBuf,
+    topics: &[&str],
+) -> anyhow::Result<Transport> {
+    match args.transport {
+        Some(Transport::Shm) => {
+            for topic in topics {
+                bench_shm::preflight(socket, topic, args.size)?;
+            }
+            Ok(Transport::Shm)
+        }
+        Some(Transport::Uds) => Ok(Transport::Uds),
+        None => {
+            for topic in topics {
+                if let Err(error) = bench_shm::preflight(socket, topic, args.size) {
+                    eprintln!("shared memory unavailable ({error:#}); measuring uds");
+                    return Ok(Transport::Uds);
+                }
+            }
+            Ok(Transport::Shm)
+        }
+    }
+}
+
+/// Worker arguments that select the data path.
+fn transport_args(transport: Transport, busy_poll: bool) -> Vec<String> {
+    let mut args = vec!["--transport".to_owned(), transport.name().to_owned()];
+    if busy_poll {
+        args.push("--busy-poll".to_owned());
+    }
+    args
+}
+
 pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let socket = args.socket.resolve()?;
-    match args.transport {
-        Transport::Uds => {}
+    if args.busy_poll && args.transport == Some(Transport::Uds) {
+        bail!("--busy-poll applies to --transport shm only");
     }
     if let Some(rounds) = args.pingpong {
         return pingpong(&args, &socket, rounds);
@@ -525,8 +604,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         RoutingArg::Queue => RoutingKind::Queue,
     };
     preflight(&socket, &topic, Some(routing), args.size)?;
+    let transport = choose_transport(&args, &socket, &[&topic])?;
     let common = |role: &str| {
-        vec![
+        let mut common = vec![
             "--role".to_owned(),
             role.to_owned(),
             "--socket".to_owned(),
@@ -535,7 +615,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             topic.clone(),
             "--size".to_owned(),
             args.size.to_string(),
-        ]
+        ];
+        common.extend(transport_args(transport, args.busy_poll));
+        common
     };
     let sent_total = u64::from(args.publishers) * args.count;
     let per_subscriber = match args.routing {
@@ -648,7 +730,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mb = median * f64::from(args.size) / 1e6;
 
     outln!(
-        "mycelium bench: {} publisher(s) -> {} {} subscriber(s), {} B x {} per publisher, transport uds",
+        "mycelium bench: {} publisher(s) -> {} {} subscriber(s), {} B x {} per publisher, transport {}{}",
         args.publishers,
         args.subscribers,
         match args.routing {
@@ -656,7 +738,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             RoutingArg::Queue => "queue",
         },
         args.size,
-        args.count
+        args.count,
+        transport.name(),
+        if args.busy_poll { " (busy-poll)" } else { "" },
     );
     outln!("  delivered: {median:.0} msg/s per subscriber (median), {mb:.1} MB/s; {total_rate:.0} msg/s in total");
     outln!(
@@ -666,7 +750,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     outln!("  sent {sent}, received {received}, lost {lost}, reordered {reordered}");
     if args.json {
         let doc = serde_json::json!({
-            "mode": "throughput", "transport": "uds", "routing": args.routing, "publishers": args.publishers,
+            "mode": "throughput", "transport": transport.name(), "busy_poll": args.busy_poll, "routing": args.routing, "publishers": args.publishers,
             "subscribers": args.subscribers, "size": args.size, "count": args.count,
             "msgs_per_sec": median, "total_msgs_per_sec": total_rate, "mb_per_sec": mb,
             "p50_us": p50, "p99_us": p99, "p999_us": p999, "latency_samples": latency.total(),
@@ -688,8 +772,9 @@ fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<E
         .unwrap_or_else(|| "bench.ping".to_owned());
     preflight(socket, &topic, None, args.size)?;
     preflight(socket, &args.reply_topic, None, args.size)?;
+    let transport = choose_transport(args, socket, &[&topic, &args.reply_topic])?;
     let common = |role: &str| {
-        vec![
+        let mut common = vec![
             "--role".to_owned(),
             role.to_owned(),
             "--socket".to_owned(),
@@ -702,7 +787,9 @@ fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<E
             args.size.to_string(),
             "--count".to_owned(),
             rounds.to_string(),
-        ]
+        ];
+        common.extend(transport_args(transport, args.busy_poll));
+        common
     };
     let mut echo = Worker::spawn(&common("echo"))?;
     echo.wait_ready()?;
@@ -712,13 +799,15 @@ fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<E
     let latency = Histogram::from_sparse(&result.latency);
     let (p50, p99, p999) = quantiles_us(&latency);
     outln!(
-        "mycelium bench --pingpong: {rounds} round trips, {} B, transport uds, one-way = RTT/2",
-        args.size
+        "mycelium bench --pingpong: {rounds} round trips, {} B, transport {}{}, one-way = RTT/2",
+        args.size,
+        transport.name(),
+        if args.busy_poll { " (busy-poll)" } else { "" },
     );
     outln!("  one-way latency: p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us");
     if args.json {
         let doc = serde_json::json!({
-            "mode": "pingpong", "transport": "uds", "size": args.size, "count": rounds,
+            "mode": "pingpong", "transport": transport.name(), "busy_poll": args.busy_poll, "size": args.size, "count": rounds,
             "msgs_per_sec": rounds as f64 / result.seconds.max(f64::MIN_POSITIVE), "mb_per_sec": 0.0,
             "p50_us": p50, "p99_us": p99, "p999_us": p999,
             "sent": result.sent, "received": result.received, "lost": result.sent.saturating_sub(result.received),

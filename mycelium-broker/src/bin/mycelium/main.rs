@@ -4,6 +4,7 @@
 //! over the library's public API.
 
 mod bench;
+mod bench_shm;
 mod check;
 mod histogram;
 mod output;

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use std::os::unix::ffi::OsStrExt;
 
-use mycelium_broker::{Client, ClientError};
+use mycelium_broker::{Client, ClientError, ShmClient};
 use tokio::io::AsyncBufReadExt;
 
+use crate::bench::Transport;
 use crate::socket::client_runtime;
 use crate::SocketArgs;
 
@@ -22,6 +23,11 @@ pub struct PubArgs {
     /// The message (any bytes); without it, each line of stdin is published as one message:
     /// lines end at '\n' (a '\r' before it is dropped), and may hold any other bytes
     message: Option<std::ffi::OsString>,
+    /// The data path: through the broker's socket, or a shared-memory ring read directly by
+    /// shared-memory subscribers (fanout topics; socket and shared-memory clients do not see
+    /// each other's messages yet)
+    #[arg(long, value_enum, default_value = "uds")]
+    transport: Transport,
 }
 
 /// Arguments of `mycelium sub`.
@@ -34,10 +40,108 @@ pub struct SubArgs {
     /// Exit after this many messages (at least 1)
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
+    /// The data path: through the broker's socket, or reading the publishers' shared-memory
+    /// rings directly (fanout topics; sees shared-memory publishers only, for now)
+    #[arg(long, value_enum, default_value = "uds")]
+    transport: Transport,
+}
+
+/// Each line of `input` as one message (the '\n', and a '\r' before it, removed), with its
+/// 1-based line number.
+fn for_each_line(
+    mut input: impl std::io::BufRead,
+    mut each: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        if input
+            .read_until(b'\n', &mut line)
+            .context("reading stdin")?
+            == 0
+        {
+            return Ok(());
+        }
+        number += 1;
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        each(number, &line)?;
+    }
+}
+
+fn publish_shm(args: PubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let client = ShmClient::connect(path)?;
+    let mut publisher = client.publisher(&args.topic)?;
+    let (mut sent, mut refused) = (0u64, 0u64);
+    match &args.message {
+        Some(message) => {
+            publisher.publish(message.as_bytes())?;
+            sent += 1;
+        }
+        None => for_each_line(std::io::stdin().lock(), |number, line| {
+            match publisher.publish(line) {
+                Ok(()) => sent += 1,
+                Err(error @ ClientError::MessageTooLarge { .. }) => {
+                    eprintln!("line {number}: {error}; skipped");
+                    refused += 1;
+                }
+                Err(error) => return Err(error.into()),
+            }
+            Ok(())
+        })?,
+    }
+    eprintln!("published {sent} message(s) to {}", args.topic);
+    if refused > 0 {
+        anyhow::bail!(
+            "{refused} line(s) were too large for topic {} and were not published",
+            args.topic
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn subscribe_shm(args: SubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let client = ShmClient::connect(path)?;
+    let mut subscription = client.subscribe(&args.topic)?;
+    eprintln!("subscribed to {}", args.topic);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut received = 0u64;
+    let mut message = Vec::new();
+    loop {
+        if !subscription.try_recv_into(&mut message)? {
+            // Nothing more is ready: show what we have before waiting.
+            if flush_or_gone(&mut out)? {
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !subscription
+                .recv_timeout_into(&mut message, None)
+                .with_context(|| format!("subscription to {} ended", args.topic))?
+            {
+                continue;
+            }
+        }
+        if write_line(&mut out, &message)? {
+            return Ok(ExitCode::SUCCESS);
+        }
+        received += 1;
+        if Some(received) == args.count {
+            flush_or_gone(&mut out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
 }
 
 pub fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
     let path = args.socket.resolve()?;
+    if args.transport == Transport::Shm {
+        return publish_shm(args, &path);
+    }
     client_runtime()?.block_on(async move {
         let client = Client::connect(&path).await?;
         let publisher = client.publisher(&args.topic).await?;
@@ -97,6 +201,9 @@ pub fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
 
 pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
     let path = args.socket.resolve()?;
+    if args.transport == Transport::Shm {
+        return subscribe_shm(args, &path);
+    }
     client_runtime()?.block_on(async move {
         let client = Client::connect(&path).await?;
         let mut subscription = client.subscribe(&args.topic).await?;

@@ -30,6 +30,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // The handlers go in before the socket exists: a client that can connect can also stop
+    // the broker with SIGTERM and get a graceful shutdown, never the default (abrupt) action.
+    let (mut sigterm, mut sigint) = {
+        let _runtime = runtime.enter();
+        (
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        )
+    };
     let socket_path = config.server.socket_path.clone();
     let listener = bind_socket(&socket_path, config.server.socket_mode)?;
     let topics: Vec<String> = config
@@ -40,10 +49,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let server = Server::new(config)?;
     tracing::info!(socket = %socket_path.display(), topics = %topics.join(", "), "mycelium {} listening", env!("CARGO_PKG_VERSION"));
     runtime.block_on(async move {
-        let mut sigterm =
-            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut sigint =
-            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let shutdown = async move {
             tokio::select! {
                 _ = sigterm.recv() => tracing::info!("SIGTERM received"),

@@ -1,0 +1,190 @@
+//! The shared-memory side of `mycelium bench`: workers on the synchronous [`ShmClient`].
+//!
+//! Same roles, stamps and results as the socket workers in `bench.rs`, so the orchestrator
+//! and its figures are shared: a publisher writes into its own ring, subscribers read it
+//! directly, and the broker only hands out the rings.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use mycelium_broker::{ShmClient, ShmOptions};
+
+use crate::bench::{
+    now_ns, stamp, Role, Tally, WorkerArgs, WorkerResult, LATENCY_SAMPLE_EVERY, PINGPONG_WARMUP,
+};
+use crate::output::outln;
+
+/// How long a ping waits for its pong.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Messages taken per batch by a throughput subscriber.
+const RECV_BATCH: usize = 4096;
+
+/// Checks that the broker gives out shared memory for `topic` and that `size` fits it.
+pub(crate) fn preflight(socket: &PathBuf, topic: &str, size: u32) -> anyhow::Result<()> {
+    let client = ShmClient::connect(socket)?;
+    let publisher = client
+        .publisher(topic)
+        .with_context(|| format!("no shared memory for topic '{topic}'"))?;
+    if publisher.max_message_size() < size as usize {
+        bail!(
+            "topic '{topic}' accepts at most {} bytes over shared memory; --size is {size}",
+            publisher.max_message_size()
+        );
+    }
+    Ok(())
+}
+
+/// Set when stdin reaches EOF or a line arrives: how the orchestrator says "stop".
+fn stop_flag_from_stdin() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        flag.store(true, Ordering::Relaxed);
+    });
+    stop
+}
+
+pub(crate) fn worker(args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
+    let stop = stop_flag_from_stdin();
+    let options = ShmOptions {
+        name: format!("bench-{:?}", args.role).to_lowercase(),
+        busy_poll: args.busy_poll,
+        ..ShmOptions::default()
+    };
+    let client = ShmClient::connect_with(&args.socket, options)?;
+    match args.role {
+        Role::Publisher => run_publisher(&client, args),
+        Role::Subscriber => run_subscriber(&client, args, &stop),
+        Role::Echo => run_echo(&client, args, &stop),
+        Role::Pinger => run_pinger(&client, args),
+    }
+}
+
+fn run_publisher(client: &ShmClient, args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
+    let mut publisher = client.publisher(&args.topic)?;
+    let mut payload = vec![0u8; args.size];
+    let base = args.index << 48;
+    let start = Instant::now();
+    let start_ns = now_ns();
+    for seq in 0..args.count {
+        stamp(&mut payload, base | seq, seq % LATENCY_SAMPLE_EVERY == 0);
+        publisher.publish(&payload)?;
+    }
+    Ok(WorkerResult {
+        sent: args.count,
+        seconds: start.elapsed().as_secs_f64(),
+        clock_ns: start_ns,
+        ..WorkerResult::default()
+    })
+}
+
+fn run_subscriber(
+    client: &ShmClient,
+    args: &WorkerArgs,
+    stop: &AtomicBool,
+) -> anyhow::Result<WorkerResult> {
+    let mut subscription = client.subscribe(&args.topic)?;
+    outln!("ready");
+    let mut tally = Tally::default();
+    let mut received = 0u64;
+    let (mut first, mut last) = (None::<Instant>, Instant::now());
+    let mut last_ns = 0u64;
+    let mut last_report = Instant::now();
+    let mut buf = Vec::new();
+    loop {
+        if args.expected > 0 && received >= args.expected {
+            break;
+        }
+        let took = subscription.try_recv_batch(RECV_BATCH, |payload| {
+            tally.check(payload);
+            received += 1;
+        })?;
+        if took > 0 {
+            last = Instant::now();
+            last_ns = now_ns();
+            first.get_or_insert(last);
+        }
+        if last_report.elapsed() >= Duration::from_millis(100) {
+            outln!("progress {received}");
+            last_report = Instant::now();
+        }
+        if took > 0 {
+            continue;
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if subscription.recv_timeout_into(&mut buf, Some(Duration::from_millis(100)))? {
+            tally.check(&buf);
+            received += 1;
+            last = Instant::now();
+            last_ns = now_ns();
+            first.get_or_insert(last);
+        }
+    }
+    let seconds = first
+        .map(|f| last.duration_since(f).as_secs_f64())
+        .unwrap_or(0.0);
+    Ok(tally.result(received, seconds, last_ns))
+}
+
+fn run_echo(
+    client: &ShmClient,
+    args: &WorkerArgs,
+    stop: &AtomicBool,
+) -> anyhow::Result<WorkerResult> {
+    let mut subscription = client.subscribe(&args.topic)?;
+    let mut reply = client.publisher(&args.reply_topic)?;
+    outln!("ready");
+    let mut echoed = 0;
+    let mut buf = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        if subscription.recv_timeout_into(&mut buf, Some(Duration::from_millis(100)))? {
+            reply.publish(&buf)?;
+            echoed += 1;
+        }
+    }
+    Ok(WorkerResult {
+        sent: echoed,
+        received: echoed,
+        ..WorkerResult::default()
+    })
+}
+
+fn run_pinger(client: &ShmClient, args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
+    let mut replies = client.subscribe(&args.reply_topic)?;
+    let mut ping = client.publisher(&args.topic)?;
+    let mut payload = vec![0u8; args.size];
+    let mut latency = crate::histogram::Histogram::default();
+    let mut buf = Vec::new();
+    let start = Instant::now();
+    for round in 0..PINGPONG_WARMUP + args.count {
+        stamp(&mut payload, round, true);
+        let sent_at = now_ns();
+        ping.publish(&payload)?;
+        if !replies.recv_timeout_into(&mut buf, Some(REPLY_TIMEOUT))? {
+            bail!(
+                "no reply within {} s (round {round}); is an echo process subscribed to {}?",
+                REPLY_TIMEOUT.as_secs(),
+                args.topic
+            );
+        }
+        if round >= PINGPONG_WARMUP {
+            latency.record(now_ns().saturating_sub(sent_at) / 2);
+        }
+    }
+    Ok(WorkerResult {
+        sent: args.count,
+        received: args.count,
+        seconds: start.elapsed().as_secs_f64(),
+        latency: latency.to_sparse(),
+        ..WorkerResult::default()
+    })
+}

@@ -1,0 +1,38 @@
+//! The synchronous shared-memory client: for latency-critical threads that do not run tokio.
+//!
+//! - [`ShmClient::connect`] opens a control session with the broker (`ShmHello` over its Unix
+//!   socket). Messages never travel over that socket: each [`ShmPublisher`] writes into a ring
+//!   of its own, and each [`ShmSubscription`] reads the rings of its topic's publishers
+//!   directly, one hop from publisher to subscriber (`docs/shm-layout.md`).
+//! - The broker creates every ring, hands its memfd over the socket (`SCM_RIGHTS`), and
+//!   reserves a subscriber's slots before the fds leave it, so a subscriber sees every message
+//!   published after its `subscribe` returned, from every publisher, in each publisher's order.
+//! - Waiting: a subscription spins briefly, then sleeps on a futex in the ring (no syscall on
+//!   the publisher's side unless someone sleeps); `busy_poll` spins without sleeping, for
+//!   threads with a core of their own. A publisher whose ring is full (a slow subscriber on a
+//!   `block` topic) waits the same way.
+//! - Everything read from a ring is checked: a corrupt ring is dropped with
+//!   [`ClientError::Shm`], never read out of bounds.
+//! - This version serves fanout topics; queue topics are refused with a clear error (use the
+//!   socket client), and messages do not yet cross between shared-memory and socket clients.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use mycelium_broker::client::shm::ShmClient;
+//!
+//! let client = ShmClient::connect("/tmp/mycelium.sock")?;
+//! let mut subscription = client.subscribe("market_data")?;
+//! let mut publisher = client.publisher("market_data")?;
+//! publisher.publish(b"tick")?;
+//! let message = subscription.recv_timeout(Duration::from_secs(1))?;
+//! assert_eq!(message.as_deref(), Some(&b"tick"[..]));
+//! # Ok::<(), mycelium_broker::ClientError>(())
+//! ```
+
+mod publisher;
+mod session;
+mod subscription;
+
+pub use publisher::ShmPublisher;
+pub use session::{ShmClient, ShmOptions};
+pub use subscription::ShmSubscription;

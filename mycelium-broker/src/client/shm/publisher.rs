@@ -1,0 +1,185 @@
+//! [`ShmPublisher`]: writes messages into a ring of its own, read directly by subscribers.
+//!
+//! - [`publish`](ShmPublisher::publish) makes each message visible at once (one Release store)
+//!   and wakes subscribers only if one sleeps; [`publish_batch`](ShmPublisher::publish_batch)
+//!   makes a whole batch visible with one store.
+//! - The ring is lossless: when the slowest subscriber is a whole ring behind, publishing waits
+//!   (spin, then a futex sleep until a subscriber reads), as `backpressure = "block"` asks.
+//!   [`try_publish`](ShmPublisher::try_publish) never waits.
+//! - Dropping the publisher ends its attachment: subscribers read what it published, then drop
+//!   its ring.
+
+use std::sync::Arc;
+
+use mycelium_transport::shm::{PushError, RingProducer, Segment};
+
+use crate::client::error::ClientError;
+use crate::client::shm::session::Session;
+
+/// How long "spin, never sleep" spins before it re-checks: long enough to never sleep in
+/// practice, short enough that deadline arithmetic cannot overflow.
+pub(crate) const BUSY_POLL_SPIN: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// A shared-memory publisher on one topic; see the module docs.
+pub struct ShmPublisher {
+    session: Arc<Session>,
+    topic: String,
+    topic_id: u32,
+    attachment: u32,
+    max_message_size: usize,
+    producer: RingProducer,
+    /// Keeps the memfd open for as long as the producer writes to its mapping.
+    _segment: Segment,
+}
+
+impl std::fmt::Debug for ShmPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmPublisher")
+            .field("topic", &self.topic)
+            .field("attachment", &self.attachment)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShmPublisher {
+    pub(crate) fn new(
+        session: Arc<Session>,
+        topic: &str,
+        topic_id: u32,
+        attachment: u32,
+        max_message_size: usize,
+        segment: Segment,
+    ) -> Result<ShmPublisher, ClientError> {
+        let fail = |error: String| {
+            session.detach(attachment);
+            ClientError::Shm(error)
+        };
+        let region = segment.ring_region().map_err(|e| fail(e.to_string()))?;
+        let producer = RingProducer::adopt(&region).map_err(|e| fail(e.to_string()))?;
+        // Messages up to the topic's limit must fit the ring; the broker sizes rings so.
+        let max_message_size = max_message_size.min(producer.max_payload());
+        Ok(ShmPublisher {
+            session,
+            topic: topic.to_owned(),
+            topic_id,
+            attachment,
+            max_message_size,
+            producer,
+            _segment: segment,
+        })
+    }
+
+    /// The topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The topic's id in this broker run.
+    pub fn topic_id(&self) -> u32 {
+        self.topic_id
+    }
+
+    /// The largest payload this publisher accepts.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    fn check_size(&self, payload: &[u8]) -> Result<(), ClientError> {
+        if payload.len() > self.max_message_size {
+            return Err(ClientError::MessageTooLarge {
+                topic: self.topic.clone(),
+                size: payload.len(),
+                max: self.max_message_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes one message into the ring, waiting while the ring is full.
+    fn push(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        let options = self.session.options();
+        let spin = if options.busy_poll {
+            BUSY_POLL_SPIN
+        } else {
+            options.spin
+        };
+        self.producer
+            .push_blocking(payload, spin, None)
+            .map_err(|error| match error {
+                PushError::TooLarge { len, max } => ClientError::MessageTooLarge {
+                    topic: self.topic.clone(),
+                    size: len,
+                    max,
+                },
+                other => ClientError::Shm(other.to_string()),
+            })
+    }
+
+    /// Publishes one message: visible to subscribers when this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::MessageTooLarge`]; nothing else fails on the data path (a full ring
+    /// makes this wait).
+    pub fn publish(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        self.check_size(payload)?;
+        self.push(payload)?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Publishes several messages, made visible together (one store for the batch, unless
+    /// the ring fills on the way).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::MessageTooLarge`] before anything is written, if any payload is too
+    /// large.
+    pub fn publish_batch(&mut self, payloads: &[&[u8]]) -> Result<(), ClientError> {
+        for payload in payloads {
+            self.check_size(payload)?;
+        }
+        for payload in payloads {
+            self.push(payload)?;
+        }
+        self.wake();
+        Ok(())
+    }
+
+    /// Publishes one message if the ring has room now; `Ok(false)` (nothing written) when the
+    /// slowest subscriber is a whole ring behind.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::MessageTooLarge`].
+    pub fn try_publish(&mut self, payload: &[u8]) -> Result<bool, ClientError> {
+        self.check_size(payload)?;
+        match self.producer.try_push(payload) {
+            Ok(()) => {
+                self.wake();
+                Ok(true)
+            }
+            Err(PushError::Full) => {
+                // try_push may have published earlier frames while looking for room.
+                self.wake();
+                Ok(false)
+            }
+            Err(other) => Err(ClientError::Shm(other.to_string())),
+        }
+    }
+
+    /// Publishes what is pushed and wakes sleeping subscribers; a failed wake syscall only
+    /// delays them until their own timeout, so it is logged, not returned.
+    fn wake(&mut self) {
+        if let Err(error) = self.producer.publish_and_wake() {
+            tracing::warn!(%error, topic = %self.topic, "waking shared-memory subscribers failed");
+        }
+    }
+}
+
+impl Drop for ShmPublisher {
+    fn drop(&mut self) {
+        self.wake();
+        self.session.detach(self.attachment);
+    }
+}

@@ -1,0 +1,619 @@
+//! [`ShmClient`]: the control session with the broker, shared by a client's publishers and
+//! subscriptions.
+//!
+//! - One blocking, non-`tokio` Unix socket, kept non-blocking and waited on with `poll`, so a
+//!   subscription can look for news without ever blocking on it.
+//! - The broker's frames may carry fds (`SCM_RIGHTS`): every read is a `recvmsg`, fds are
+//!   queued in arrival order, and each frame that announces rings takes its fds from the front
+//!   of the queue (the kernel delivers a message's fds with its first byte, so order matches).
+//! - Answers are matched to requests by `request_id`; `ShmRingAdded`/`ShmRingRemoved` are queued
+//!   per attachment until its subscription picks them up.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use mycelium_transport::shm::{recv_fds, Segment};
+use mycelium_transport::{
+    codec, peek_frame, ErrorCode, Frame, ShmRing, ShmRole, HANDSHAKE_MAX_FRAME_LEN,
+    MAX_RINGS_PER_GRANT,
+};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use uuid::Uuid;
+
+use crate::client::error::ClientError;
+use crate::client::handle::BrokerInfo;
+use crate::client::shm::publisher::ShmPublisher;
+use crate::client::shm::subscription::ShmSubscription;
+
+/// Largest segment accepted from the broker: a 1 GiB ring (`shm.ring_bytes` at most) grown
+/// for a 16 MiB message limit stays far below, plus its header and slots.
+const MAX_SEGMENT_LEN: usize = 4 << 30;
+
+/// Options for [`ShmClient::connect_with`].
+#[derive(Debug, Clone)]
+pub struct ShmOptions {
+    /// Shown in the broker's logs.
+    pub name: String,
+    /// How long connecting, the handshake and each request may take.
+    pub request_timeout: Duration,
+    /// How long a waiting subscription (or a publisher facing a full ring) spins before it
+    /// sleeps. Zero: sleep at once.
+    pub spin: Duration,
+    /// Never sleep: spin until a message (or room) comes. For threads pinned to a core of
+    /// their own; on a shared core it steals time from the very publisher it waits for.
+    pub busy_poll: bool,
+}
+
+impl Default for ShmOptions {
+    fn default() -> ShmOptions {
+        ShmOptions {
+            name: String::new(),
+            request_timeout: Duration::from_secs(10),
+            spin: Duration::from_micros(20),
+            busy_poll: false,
+        }
+    }
+}
+
+/// A ring handed over by the broker: its id, the slot reserved in it (subscribers), its fd.
+pub(crate) struct GrantedRing {
+    pub(crate) ring: ShmRing,
+    pub(crate) segment: Segment,
+}
+
+/// What the broker said about a subscription's rings since it last looked.
+pub(crate) enum RingNews {
+    Added(GrantedRing),
+    Removed(u32),
+}
+
+/// An answer to a request, kept until its caller collects it.
+enum Reply {
+    Frame(Frame),
+    Grant(Frame, Vec<OwnedFd>),
+}
+
+struct Control {
+    stream: UnixStream,
+    buf: BytesMut,
+    fds: VecDeque<OwnedFd>,
+    replies: HashMap<u32, Reply>,
+    news: HashMap<u32, VecDeque<RingNews>>,
+    /// Detaches sent from `Drop`, whose answer nobody waits for: request id to attachment.
+    unanswered: HashMap<u32, u32>,
+    /// Attachments being ended: news for them still on its way is dropped (its fds closed)
+    /// rather than kept for nobody. The broker sends all of it before the detach's answer,
+    /// which ends the entry.
+    detached: std::collections::HashSet<u32>,
+    /// Set once the session is over; every later call fails with it.
+    gone: Option<ClientError>,
+    /// False until the handshake's answer was taken: frames wait in `buf` until then.
+    welcomed: bool,
+}
+
+pub(crate) struct Session {
+    control: Mutex<Control>,
+    info: BrokerInfo,
+    options: ShmOptions,
+    next_request: AtomicU32,
+}
+
+/// A shared-memory client: a cheap `Clone` handle over one control session. See the module
+/// docs.
+#[derive(Clone)]
+pub struct ShmClient {
+    session: Arc<Session>,
+}
+
+impl std::fmt::Debug for ShmClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmClient")
+            .field("info", &self.session.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShmClient {
+    /// Connects to the broker's socket at `path` and opens a shared-memory session.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Connect`] when no broker answers; [`ClientError::Refused`] when the
+    /// broker refuses (shared memory disabled, too many connections); [`ClientError::Timeout`].
+    pub fn connect(path: impl AsRef<Path>) -> Result<ShmClient, ClientError> {
+        ShmClient::connect_with(path, ShmOptions::default())
+    }
+
+    /// [`connect`](Self::connect) with options.
+    ///
+    /// # Errors
+    ///
+    /// As for [`connect`](Self::connect).
+    pub fn connect_with(
+        path: impl AsRef<Path>,
+        options: ShmOptions,
+    ) -> Result<ShmClient, ClientError> {
+        let path: PathBuf = path.as_ref().to_owned();
+        let stream = UnixStream::connect(&path).map_err(|e| ClientError::Connect {
+            path: path.clone(),
+            reason: e.to_string(),
+            kind: e.kind(),
+        })?;
+        stream
+            .set_nonblocking(true)
+            .map_err(|e| ClientError::gone(e.to_string()))?;
+        let mut control = Control {
+            stream,
+            buf: BytesMut::with_capacity(HANDSHAKE_MAX_FRAME_LEN),
+            fds: VecDeque::new(),
+            replies: HashMap::new(),
+            news: HashMap::new(),
+            unanswered: HashMap::new(),
+            detached: std::collections::HashSet::new(),
+            gone: None,
+            welcomed: false,
+        };
+        let hello = Frame::ShmHello {
+            client_id: Uuid::new_v4(),
+            name: options.name.clone(),
+        };
+        // A refusing broker may close before our hello is written: its error is still there
+        // to read, and it is the better report.
+        let write_error = control.write(&hello, options.request_timeout).err();
+        let deadline = Instant::now() + options.request_timeout;
+        let info = loop {
+            if let Some(frame) = control.take_handshake_answer()? {
+                match frame {
+                    Frame::Welcome {
+                        broker_id,
+                        connection_id,
+                        max_message_size,
+                        max_frame_len,
+                        server,
+                    } => {
+                        break BrokerInfo {
+                            broker_id,
+                            connection_id,
+                            max_message_size,
+                            max_frame_len,
+                            server,
+                        }
+                    }
+                    Frame::Error { code, message, .. } => {
+                        return Err(ClientError::Refused { code, message })
+                    }
+                    other => {
+                        return Err(ClientError::Protocol(format!(
+                            "expected Welcome, got {other:?}"
+                        )))
+                    }
+                }
+            }
+            if let Some(gone) = &control.gone {
+                return Err(match write_error {
+                    Some(error) => ClientError::gone(error.to_string()),
+                    None => gone.clone(),
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout("the shared-memory handshake"));
+            }
+            control.read_some(Some(left))?;
+        };
+        Ok(ShmClient {
+            session: Arc::new(Session {
+                control: Mutex::new(control),
+                info,
+                options,
+                next_request: AtomicU32::new(1),
+            }),
+        })
+    }
+
+    /// What the broker said in its `Welcome`.
+    pub fn broker_info(&self) -> &BrokerInfo {
+        &self.session.info
+    }
+
+    /// A publisher on `topic`, writing into a ring of its own.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Refused`] for an unknown or queue topic, or a limit reached;
+    /// [`ClientError::Shm`] if the ring handed over cannot be mapped.
+    pub fn publisher(&self, topic: &str) -> Result<ShmPublisher, ClientError> {
+        let (grant, mut rings) = self.session.attach(topic, ShmRole::Publish)?;
+        let GrantedAttachment {
+            attachment,
+            topic_id,
+            max_message_size,
+        } = grant;
+        if rings.len() != 1 {
+            return Err(ClientError::Protocol(format!(
+                "a publisher grant must carry one ring, got {}",
+                rings.len()
+            )));
+        }
+        let ring = rings.remove(0);
+        ShmPublisher::new(
+            Arc::clone(&self.session),
+            topic,
+            topic_id,
+            attachment,
+            max_message_size,
+            ring.segment,
+        )
+    }
+
+    /// Subscribes to `topic`: the subscription sees every message published from now on, by
+    /// every shared-memory publisher of the topic.
+    ///
+    /// # Errors
+    ///
+    /// As for [`publisher`](Self::publisher).
+    pub fn subscribe(&self, topic: &str) -> Result<ShmSubscription, ClientError> {
+        let (grant, rings) = self.session.attach(topic, ShmRole::Subscribe)?;
+        ShmSubscription::new(
+            Arc::clone(&self.session),
+            topic,
+            grant.topic_id,
+            grant.attachment,
+            rings,
+        )
+    }
+}
+
+/// The scalar part of a `ShmGrant`.
+pub(crate) struct GrantedAttachment {
+    pub(crate) attachment: u32,
+    pub(crate) topic_id: u32,
+    pub(crate) max_message_size: usize,
+}
+
+impl Session {
+    fn lock(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn options(&self) -> &ShmOptions {
+        &self.options
+    }
+
+    fn next_request_id(&self) -> u32 {
+        // Request id 0 is reserved for errors that answer no request.
+        loop {
+            let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+
+    fn attach(
+        &self,
+        topic: &str,
+        role: ShmRole,
+    ) -> Result<(GrantedAttachment, Vec<GrantedRing>), ClientError> {
+        let request_id = self.next_request_id();
+        let frame = Frame::ShmAttach {
+            request_id,
+            role,
+            topic: topic.to_owned(),
+        };
+        match self.request(request_id, &frame)? {
+            Reply::Grant(
+                Frame::ShmGrant {
+                    attachment,
+                    topic_id,
+                    max_message_size,
+                    rings,
+                    ..
+                },
+                fds,
+            ) => {
+                let granted = rings
+                    .into_iter()
+                    .zip(fds)
+                    .map(|(ring, fd)| {
+                        let segment = Segment::from_fd(fd, MAX_SEGMENT_LEN)
+                            .map_err(|e| ClientError::Shm(e.to_string()))?;
+                        Ok(GrantedRing { ring, segment })
+                    })
+                    .collect::<Result<Vec<_>, ClientError>>();
+                let granted = match granted {
+                    Ok(granted) => granted,
+                    Err(error) => {
+                        self.detach(attachment);
+                        return Err(error);
+                    }
+                };
+                Ok((
+                    GrantedAttachment {
+                        attachment,
+                        topic_id,
+                        max_message_size: max_message_size as usize,
+                    },
+                    granted,
+                ))
+            }
+            Reply::Frame(Frame::Error { code, message, .. }) => {
+                Err(ClientError::Refused { code, message })
+            }
+            Reply::Frame(other) | Reply::Grant(other, _) => Err(ClientError::Protocol(format!(
+                "unexpected answer to ShmAttach: {other:?}"
+            ))),
+        }
+    }
+
+    /// Tells the broker the attachment is over, without waiting for its answer (called from
+    /// `Drop`; the broker ends it anyway when the session closes).
+    pub(crate) fn detach(&self, attachment: u32) {
+        let request_id = self.next_request_id();
+        let mut control = self.lock();
+        control.news.remove(&attachment);
+        control.detached.insert(attachment);
+        if control.gone.is_none() {
+            let frame = Frame::ShmDetach {
+                request_id,
+                attachment,
+            };
+            if control.write(&frame, self.options.request_timeout).is_ok() {
+                control.unanswered.insert(request_id, attachment);
+            } else {
+                control.detached.remove(&attachment);
+            }
+        }
+    }
+
+    fn request(&self, request_id: u32, frame: &Frame) -> Result<Reply, ClientError> {
+        let timeout = self.options.request_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut control = self.lock();
+        if let Some(gone) = &control.gone {
+            return Err(gone.clone());
+        }
+        control.write(frame, timeout)?;
+        loop {
+            if let Some(reply) = control.replies.remove(&request_id) {
+                return Ok(reply);
+            }
+            if let Some(gone) = &control.gone {
+                return Err(gone.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout("a shared-memory request"));
+            }
+            control.read_some(Some(left))?;
+        }
+    }
+
+    /// Reads whatever the broker sent, without waiting, and returns the news for
+    /// `attachment`.
+    pub(crate) fn poll_news(&self, attachment: u32) -> Result<Vec<RingNews>, ClientError> {
+        let mut control = self.lock();
+        if control.gone.is_none() {
+            control.read_some(Some(Duration::ZERO))?;
+        }
+        let news = control
+            .news
+            .remove(&attachment)
+            .map(Vec::from)
+            .unwrap_or_default();
+        if news.is_empty() {
+            if let Some(gone) = &control.gone {
+                return Err(gone.clone());
+            }
+        }
+        Ok(news)
+    }
+}
+
+impl Control {
+    /// Writes one frame, waiting for room up to `timeout`.
+    fn write(&mut self, frame: &Frame, timeout: Duration) -> Result<(), ClientError> {
+        let mut bytes = BytesMut::new();
+        codec::encode_frame(frame, &mut bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let deadline = Instant::now() + timeout;
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            match self.stream.write(rest) {
+                Ok(0) => return Err(self.fail(ClientError::gone("the broker closed the session"))),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(ClientError::Timeout("writing to the broker"));
+                    }
+                    wait_for(&self.stream, PollFlags::POLLOUT, Some(left));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.fail(ClientError::gone(e.to_string()))),
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, error: ClientError) -> ClientError {
+        self.gone.get_or_insert(error).clone()
+    }
+
+    /// Waits up to `timeout` for bytes, reads what is there and files every complete frame.
+    fn read_some(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        if !wait_for(&self.stream, PollFlags::POLLIN, timeout) {
+            return Ok(());
+        }
+        let mut chunk = [0u8; 4096];
+        match recv_fds(&self.stream.as_fd(), &mut chunk, MAX_RINGS_PER_GRANT) {
+            Ok((0, _)) => {
+                self.fail(ClientError::gone("the broker closed the session"));
+            }
+            Ok((n, fds)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                self.fds.extend(fds);
+                self.file_frames()?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                self.fail(ClientError::gone(e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// During the handshake: the first frame, if one has arrived.
+    fn take_handshake_answer(&mut self) -> Result<Option<Frame>, ClientError> {
+        match peek_frame(&self.buf, HANDSHAKE_MAX_FRAME_LEN)? {
+            Some((view, used)) => {
+                let frame = view.to_frame()?;
+                self.buf.advance(used);
+                self.welcomed = true;
+                self.file_frames()?;
+                Ok(Some(frame))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Files every complete frame in the buffer as a reply or as news.
+    fn file_frames(&mut self) -> Result<(), ClientError> {
+        while self.welcomed {
+            let frame = match peek_frame(&self.buf, HANDSHAKE_MAX_FRAME_LEN) {
+                Ok(Some((view, used))) => {
+                    let frame = view.to_frame();
+                    self.buf.advance(used);
+                    frame
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => Err(e),
+            };
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => return Err(self.fail(ClientError::Protocol(e.to_string()))),
+            };
+            self.file(frame)?;
+        }
+        Ok(())
+    }
+
+    /// If `request_id` is a detach sent from `Drop`, forgets it and its attachment.
+    fn answered_detach(&mut self, request_id: u32) -> bool {
+        match self.unanswered.remove(&request_id) {
+            Some(attachment) => {
+                self.detached.remove(&attachment);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn take_fds(&mut self, count: usize) -> Result<Vec<OwnedFd>, ClientError> {
+        if self.fds.len() < count {
+            return Err(self.fail(ClientError::Protocol(format!(
+                "a frame announced {count} rings but {} fds arrived",
+                self.fds.len()
+            ))));
+        }
+        Ok(self.fds.drain(..count).collect())
+    }
+
+    fn file(&mut self, frame: Frame) -> Result<(), ClientError> {
+        match frame {
+            Frame::ShmGrant {
+                request_id,
+                ref rings,
+                ..
+            } => {
+                let fds = self.take_fds(rings.len())?;
+                self.replies.insert(request_id, Reply::Grant(frame, fds));
+            }
+            Frame::ShmRingAdded { attachment, ring } => {
+                let fd = self.take_fds(1)?.into_iter().next();
+                if self.detached.contains(&attachment) {
+                    return Ok(());
+                }
+                let segment = fd.map(|fd| Segment::from_fd(fd, MAX_SEGMENT_LEN));
+                match segment {
+                    Some(Ok(segment)) => self
+                        .news
+                        .entry(attachment)
+                        .or_default()
+                        .push_back(RingNews::Added(GrantedRing { ring, segment })),
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, ring = ring.ring_id, "unusable ring from the broker; skipped");
+                    }
+                    None => {}
+                }
+            }
+            Frame::ShmRingRemoved {
+                attachment,
+                ring_id,
+            } if !self.detached.contains(&attachment) => self
+                .news
+                .entry(attachment)
+                .or_default()
+                .push_back(RingNews::Removed(ring_id)),
+            Frame::Error {
+                request_id,
+                code,
+                fatal,
+                ref message,
+                ..
+            } => {
+                if fatal {
+                    let refused = ClientError::Refused {
+                        code,
+                        message: message.clone(),
+                    };
+                    self.fail(if code == ErrorCode::ShuttingDown {
+                        ClientError::gone(message.clone())
+                    } else {
+                        refused
+                    });
+                }
+                if request_id != 0 && !self.answered_detach(request_id) {
+                    self.replies.insert(request_id, Reply::Frame(frame));
+                }
+            }
+            Frame::Ack { request_id } | Frame::Stats { request_id, .. } => {
+                if !self.answered_detach(request_id) {
+                    self.replies.insert(request_id, Reply::Frame(frame));
+                }
+            }
+            Frame::Ping { token } => {
+                let timeout = Duration::from_secs(1);
+                let _ = self.write(&Frame::Pong { token }, timeout);
+            }
+            Frame::Pong { .. } | Frame::ShmRingRemoved { .. } => {}
+            other => {
+                return Err(self.fail(ClientError::Protocol(format!(
+                    "unexpected frame on a shared-memory session: {other:?}"
+                ))))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Waits until `stream` is ready for `flags` or `timeout` passes (`None`: no limit); `true`
+/// when ready (or in error: the next call reports it).
+fn wait_for(stream: &UnixStream, flags: PollFlags, timeout: Option<Duration>) -> bool {
+    let timeout = match timeout {
+        None => PollTimeout::NONE,
+        Some(duration) => {
+            let millis = duration.as_micros().div_ceil(1000);
+            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
+        }
+    };
+    let mut fds = [PollFd::new(stream.as_fd(), flags)];
+    matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
+}

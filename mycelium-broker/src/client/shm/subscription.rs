@@ -1,0 +1,336 @@
+//! [`ShmSubscription`]: reads every ring of its topic, one hop from each publisher.
+//!
+//! - Rings: the topic's relay ring (written by the broker) and one per shared-memory
+//!   publisher; the broker reserved a slot in each before handing it over. Messages of one
+//!   publisher come in its order; rings are taken in turns (up to [`TURN`] messages each), so
+//!   a busy publisher cannot starve a quiet one.
+//! - News (a publisher joined or left) arrives on the control socket. It is looked for before
+//!   sleeping, after every wake-up (the broker wakes a sleeping subscriber through its relay
+//!   slot when it adds a ring) and every [`NEWS_EVERY`] receive calls, so a subscriber that
+//!   never runs dry still picks up new publishers. A removed ring is read to its end first.
+//! - A ring whose memory turns out corrupt is dropped (its publisher's messages are lost from
+//!   then on) and reported once as [`ClientError::Shm`]; the other rings carry on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mycelium_transport::shm::{wait_any, ReadError, RingConsumer, Segment};
+
+use crate::client::error::ClientError;
+use crate::client::shm::publisher::BUSY_POLL_SPIN;
+use crate::client::shm::session::{GrantedRing, RingNews, Session};
+
+/// Most messages taken from one ring before the next ring gets its turn.
+pub const TURN: usize = 64;
+
+/// Receive calls between two looks at the control socket while messages keep coming.
+pub const NEWS_EVERY: u32 = 1024;
+
+/// Longest single sleep: how soon a sleeping subscription notices that the broker is gone.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+struct SubRing {
+    id: u32,
+    consumer: RingConsumer,
+    /// Its publisher left: read to the end, then drop.
+    removed: bool,
+    /// Keeps the memfd open while the consumer reads its mapping.
+    _segment: Segment,
+}
+
+/// A shared-memory subscription; see the module docs.
+pub struct ShmSubscription {
+    session: Arc<Session>,
+    topic: String,
+    topic_id: u32,
+    attachment: u32,
+    rings: Vec<SubRing>,
+    /// The ring whose turn it is.
+    current: usize,
+    /// Messages taken from `current` in this turn.
+    taken: usize,
+    /// Receive calls since the last look at the control socket.
+    calls: u32,
+}
+
+impl std::fmt::Debug for ShmSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmSubscription")
+            .field("topic", &self.topic)
+            .field("attachment", &self.attachment)
+            .field("rings", &self.rings.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn adopt(granted: GrantedRing) -> Result<SubRing, ClientError> {
+    let region = granted
+        .segment
+        .ring_region()
+        .map_err(|e| ClientError::Shm(e.to_string()))?;
+    let consumer = RingConsumer::adopt(&region, granted.ring.slot as usize)
+        .map_err(|e| ClientError::Shm(e.to_string()))?;
+    Ok(SubRing {
+        id: granted.ring.ring_id,
+        consumer,
+        removed: false,
+        _segment: granted.segment,
+    })
+}
+
+impl ShmSubscription {
+    pub(crate) fn new(
+        session: Arc<Session>,
+        topic: &str,
+        topic_id: u32,
+        attachment: u32,
+        granted: Vec<GrantedRing>,
+    ) -> Result<ShmSubscription, ClientError> {
+        let rings = granted
+            .into_iter()
+            .map(adopt)
+            .collect::<Result<Vec<_>, _>>();
+        let rings = match rings {
+            Ok(rings) => rings,
+            Err(error) => {
+                session.detach(attachment);
+                return Err(error);
+            }
+        };
+        Ok(ShmSubscription {
+            session,
+            topic: topic.to_owned(),
+            topic_id,
+            attachment,
+            rings,
+            current: 0,
+            taken: 0,
+            calls: 0,
+        })
+    }
+
+    /// The topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The topic's id in this broker run.
+    pub fn topic_id(&self) -> u32 {
+        self.topic_id
+    }
+
+    /// Rings read now: the relay ring plus one per shared-memory publisher.
+    pub fn ring_count(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// Applies what the broker said about this subscription's rings.
+    fn apply_news(&mut self) -> Result<(), ClientError> {
+        self.calls = 0;
+        let mut first_error = None;
+        for news in self.session.poll_news(self.attachment)? {
+            match news {
+                RingNews::Added(granted) => match adopt(granted) {
+                    Ok(ring) => self.rings.push(ring),
+                    Err(error) => {
+                        tracing::warn!(%error, topic = %self.topic, "could not read a new publisher's ring");
+                        first_error.get_or_insert(error);
+                    }
+                },
+                RingNews::Removed(id) => {
+                    if let Some(ring) = self.rings.iter_mut().find(|r| r.id == id) {
+                        ring.removed = true;
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Drops ring `index` and keeps the turn order sane.
+    fn drop_ring(&mut self, index: usize) {
+        self.rings.swap_remove(index);
+        if self.current >= self.rings.len() {
+            self.current = 0;
+        }
+        self.taken = 0;
+    }
+
+    /// Takes one message into `out`; `Ok(false)` when no ring has one now.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Lagged`] (lossy topics) when messages were overwritten before this
+    /// subscription read them; [`ClientError::Shm`] once for a ring found corrupt (it is
+    /// dropped); [`ClientError::BrokerGone`] when the session is over and every ring is read
+    /// to its end.
+    pub fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, ClientError> {
+        self.calls += 1;
+        if self.calls >= NEWS_EVERY {
+            self.apply_news()?;
+        }
+        let mut checked = 0;
+        while checked < self.rings.len() {
+            let index = self.current;
+            let result = self.rings[index].consumer.try_recv_into(out);
+            match result {
+                Ok(true) => {
+                    self.taken += 1;
+                    if self.taken >= TURN {
+                        self.next_turn();
+                    }
+                    return Ok(true);
+                }
+                Ok(false) => {
+                    if self.rings[index].removed {
+                        self.drop_ring(index);
+                        continue;
+                    }
+                    self.next_turn();
+                    checked += 1;
+                }
+                Err(ReadError::Lagged { skipped }) => return Err(ClientError::Lagged { skipped }),
+                Err(error) => {
+                    let id = self.rings[index].id;
+                    self.drop_ring(index);
+                    return Err(ClientError::Shm(format!("ring {id} dropped: {error}")));
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn next_turn(&mut self) {
+        self.taken = 0;
+        self.current = (self.current + 1) % self.rings.len().max(1);
+    }
+
+    /// Takes up to `max` messages, handing each to `each`; returns how many. Zero when none
+    /// is there now. The batch comes from one ring (the one whose turn it is).
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_recv_into`](Self::try_recv_into).
+    pub fn try_recv_batch(
+        &mut self,
+        max: usize,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<usize, ClientError> {
+        self.calls += 1;
+        if self.calls >= NEWS_EVERY {
+            self.apply_news()?;
+        }
+        let mut checked = 0;
+        while checked < self.rings.len() {
+            let index = self.current;
+            match self.rings[index].consumer.try_recv_batch(max, &mut each) {
+                Ok(0) => {
+                    if self.rings[index].removed {
+                        self.drop_ring(index);
+                        continue;
+                    }
+                    self.next_turn();
+                    checked += 1;
+                }
+                Ok(count) => {
+                    self.next_turn();
+                    return Ok(count);
+                }
+                Err(ReadError::Lagged { skipped }) => return Err(ClientError::Lagged { skipped }),
+                Err(error) => {
+                    let id = self.rings[index].id;
+                    self.drop_ring(index);
+                    return Err(ClientError::Shm(format!("ring {id} dropped: {error}")));
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    /// Waits up to `timeout` for a message and returns it; `Ok(None)` on timeout.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_recv_into`](Self::try_recv_into).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, ClientError> {
+        let mut out = Vec::new();
+        Ok(self
+            .recv_timeout_into(&mut out, Some(timeout))?
+            .then_some(out))
+    }
+
+    /// Waits for a message (up to `timeout`; `None`: for ever) and copies it into `out`;
+    /// `Ok(false)` on timeout.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_recv_into`](Self::try_recv_into).
+    pub fn recv_timeout_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<bool, ClientError> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            if self.try_recv_into(out)? {
+                return Ok(true);
+            }
+            if !self.wait(deadline)? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Waits until some ring may have a message, or `deadline`; `false` once it has passed.
+    /// Picks up news first, so a message on a ring added meanwhile is not slept through.
+    pub(crate) fn wait(&mut self, deadline: Option<Instant>) -> Result<bool, ClientError> {
+        self.apply_news()?;
+        let busy_poll = self.session.options().busy_poll;
+        let spin = if busy_poll {
+            BUSY_POLL_SPIN
+        } else {
+            self.session.options().spin
+        };
+        let spin_until = Instant::now() + spin;
+        loop {
+            if self
+                .rings
+                .iter()
+                .any(|r| r.consumer.has_data() || r.removed)
+            {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(false);
+            }
+            if now >= spin_until {
+                break;
+            }
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            if busy_poll {
+                // Busy polling still looks for new publishers now and then.
+                self.calls += 1;
+                if self.calls >= NEWS_EVERY {
+                    self.apply_news()?;
+                }
+            }
+        }
+        // Sleep in slices: a broker that died cannot wake us to say so, and a peer may clear
+        // our parked flag; each slice ends with a look at the control socket.
+        let left = deadline
+            .map_or(MAX_SLEEP, |d| d.saturating_duration_since(Instant::now()))
+            .min(MAX_SLEEP);
+        let consumers: Vec<&RingConsumer> = self.rings.iter().map(|r| &r.consumer).collect();
+        wait_any(&consumers, Some(left)).map_err(|e| ClientError::Shm(e.to_string()))?;
+        Ok(true)
+    }
+}
+
+impl Drop for ShmSubscription {
+    fn drop(&mut self) {
+        self.session.detach(self.attachment);
+    }
+}

@@ -1,0 +1,372 @@
+//! [`ShmRings`]: which shared-memory rings each topic has, and who holds which slot in them.
+//!
+//! - The broker creates every ring (a sealed memfd, `docs/shm-layout.md`) and stays on the
+//!   control path only: it never reads or writes a frame of a publisher's ring.
+//! - A shared-memory publisher gets a fresh ring of its own per topic: one writer per ring, so
+//!   a publisher killed mid-write leaves at most an unpublished frame nobody will read.
+//! - A shared-memory subscriber gets a consumer slot in every publisher ring of its topic, plus
+//!   one in the topic's relay ring (written by the broker; it carries the wake-up that tells a
+//!   sleeping subscriber a new ring was added). Slots are reserved by the broker *before* a
+//!   ring's fd leaves it, so a subscriber never misses a frame published after it attached,
+//!   even one published before it has mapped the ring.
+//! - When a publisher leaves, its subscribers are told to drain its ring and drop it; when a
+//!   subscriber leaves (or its process dies), the broker frees its slots, so a lossless ring
+//!   never waits on a dead reader.
+//! - One lock over the whole directory: attach and detach are rare control operations, and a
+//!   single lock makes "reserve slots for every subscriber, then hand out the ring" atomic
+//!   against a subscriber attaching at the same moment.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use mycelium_config::ShmConfig;
+use mycelium_transport::shm::{
+    max_payload, release_slot, reserve_slot, wake_consumer, RingError, RingRegion, Segment,
+    SegmentError,
+};
+use mycelium_transport::{ShmRing, NO_SLOT};
+use tokio::sync::mpsc;
+
+use crate::core::topic::{Topic, TopicId};
+
+/// Identifies one session (one shared-memory control connection) within a broker run.
+pub type SessionId = u64;
+
+/// One ring the broker created.
+#[derive(Clone)]
+pub struct Ring {
+    /// Unique within the broker run.
+    pub id: u32,
+    /// The memfd, whose fd is handed to peers.
+    pub segment: Arc<Segment>,
+    /// The broker's own view of the ring, for reserving and releasing slots.
+    region: Arc<RingRegion>,
+}
+
+impl Ring {
+    /// Wakes the consumer in `slot` if it sleeps on this ring.
+    pub fn wake_consumer(&self, slot: u32) {
+        wake_consumer(&self.region, slot as usize);
+    }
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring").field("id", &self.id).finish()
+    }
+}
+
+/// Something a session must tell its client, sent by another session's attach or detach.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// A publisher joined the topic of `attachment`: hand over its ring, with the slot reserved.
+    RingAdded {
+        /// The subscriber's attachment.
+        attachment: u32,
+        /// The ring and the slot reserved in it.
+        ring: Ring,
+        /// The reserved slot.
+        slot: u32,
+        /// The subscriber's relay ring and slot: woken once the frame is sent, so that a
+        /// subscriber asleep on its rings looks at its control socket and finds the frame.
+        wake: Option<(Ring, u32)>,
+    },
+    /// The publisher of `ring_id` left.
+    RingRemoved {
+        /// The subscriber's attachment.
+        attachment: u32,
+        /// The ring to drain and drop.
+        ring_id: u32,
+    },
+}
+
+/// Why an attach was refused; the message goes to the client in an `Error` frame.
+#[derive(Debug, thiserror::Error)]
+pub enum ShmRefusal {
+    /// A configured limit is reached.
+    #[error("{0}")]
+    Limit(String),
+    /// Creating or initialising a segment failed.
+    #[error("cannot create a shared-memory ring: {0}")]
+    Segment(#[from] SegmentError),
+    /// A ring the broker created is inconsistent (a peer scribbled over it).
+    #[error("shared-memory ring unusable: {0}")]
+    Ring(#[from] RingError),
+}
+
+/// What a granted attachment holds.
+#[derive(Debug)]
+pub struct Grant {
+    /// The attachment id.
+    pub attachment: u32,
+    /// The rings with, for a subscriber, the slot reserved in each (for a publisher: one ring,
+    /// slot [`NO_SLOT`]).
+    pub rings: Vec<(Ring, u32)>,
+}
+
+impl Grant {
+    /// The rings as carried in a `ShmGrant` frame.
+    pub fn wire_rings(&self) -> Vec<ShmRing> {
+        self.rings
+            .iter()
+            .map(|(ring, slot)| ShmRing {
+                ring_id: ring.id,
+                slot: *slot,
+            })
+            .collect()
+    }
+}
+
+struct Subscriber {
+    session: SessionId,
+    attachment: u32,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    /// Slot held in the topic's relay ring.
+    relay_slot: u32,
+    /// Slot held in each publisher ring, by ring id.
+    slots: HashMap<u32, u32>,
+}
+
+struct Publisher {
+    session: SessionId,
+    attachment: u32,
+    ring: Ring,
+}
+
+#[derive(Default)]
+struct TopicRings {
+    /// Written by the broker; created with the topic's first shared-memory subscriber.
+    relay: Option<Ring>,
+    publishers: Vec<Publisher>,
+    subscribers: Vec<Subscriber>,
+}
+
+/// Every topic's rings and attachments.
+pub struct ShmRings {
+    config: ShmConfig,
+    topics: Mutex<HashMap<TopicId, TopicRings>>,
+    next_ring: AtomicU32,
+    next_attachment: AtomicU32,
+}
+
+impl std::fmt::Debug for ShmRings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmRings")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShmRings {
+    /// An empty directory for rings shaped by `config`.
+    pub fn new(config: ShmConfig) -> ShmRings {
+        ShmRings {
+            config,
+            topics: Mutex::default(),
+            next_ring: AtomicU32::new(1),
+            next_attachment: AtomicU32::new(1),
+        }
+    }
+
+    /// Whether clients may ask for shared memory at all.
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<TopicId, TopicRings>> {
+        self.topics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Data bytes of a ring for `topic`: the configured size, or the next power of two whose
+    /// half holds the topic's largest message.
+    pub fn ring_capacity(&self, topic: &Topic) -> u64 {
+        let mut capacity = self.config.ring_bytes;
+        while max_payload(capacity) < topic.config().max_message_size {
+            capacity *= 2;
+        }
+        capacity
+    }
+
+    fn create_ring(&self, topic: &Topic, role: &str) -> Result<Ring, ShmRefusal> {
+        let id = self.next_ring.fetch_add(1, Ordering::Relaxed);
+        let name = format!("mycelium:{}:{role}:{id}", topic.name());
+        let (segment, producer) = Segment::create_ring(
+            &name,
+            self.ring_capacity(topic),
+            self.config.max_subscribers,
+        )?;
+        let region = Arc::clone(producer.region());
+        Ok(Ring {
+            id,
+            segment: Arc::new(segment),
+            region,
+        })
+    }
+
+    /// Gives session `session` a ring of its own to publish on `topic`, and reserves a slot in
+    /// it for every shared-memory subscriber of the topic (telling each through its session).
+    pub fn attach_publisher(&self, topic: &Topic, session: SessionId) -> Result<Grant, ShmRefusal> {
+        let mut topics = self.lock();
+        let rings = topics.entry(topic.id()).or_default();
+        let max = self.config.max_publishers_per_topic as usize;
+        if rings.publishers.len() >= max {
+            return Err(ShmRefusal::Limit(format!(
+                "topic '{}' already has {max} shared-memory publishers (shm.max_publishers_per_topic)",
+                topic.name()
+            )));
+        }
+        let ring = self.create_ring(topic, "pub")?;
+        for subscriber in &mut rings.subscribers {
+            // A fresh ring has a free slot for every subscriber: there are at most
+            // `max_subscribers` of them, and that is the ring's slot count.
+            let slot = reserve_slot(&ring.region)?;
+            let slot = u32::try_from(slot).unwrap_or(NO_SLOT);
+            subscriber.slots.insert(ring.id, slot);
+            let added = SessionEvent::RingAdded {
+                attachment: subscriber.attachment,
+                ring: ring.clone(),
+                slot,
+                wake: rings
+                    .relay
+                    .clone()
+                    .map(|relay| (relay, subscriber.relay_slot)),
+            };
+            // A session that is gone has its attachments ended by its own task.
+            let _ = subscriber.events.send(added);
+        }
+        let attachment = self.next_attachment.fetch_add(1, Ordering::Relaxed);
+        rings.publishers.push(Publisher {
+            session,
+            attachment,
+            ring: ring.clone(),
+        });
+        Ok(Grant {
+            attachment,
+            rings: vec![(ring, NO_SLOT)],
+        })
+    }
+
+    /// Subscribes session `session` to `topic` over shared memory: a slot in the relay ring
+    /// and in every publisher ring, each starting at what is published now.
+    pub fn attach_subscriber(
+        &self,
+        topic: &Topic,
+        session: SessionId,
+        events: mpsc::UnboundedSender<SessionEvent>,
+    ) -> Result<Grant, ShmRefusal> {
+        let mut topics = self.lock();
+        let rings = topics.entry(topic.id()).or_default();
+        let max = self.config.max_subscribers as usize;
+        if rings.subscribers.len() >= max {
+            return Err(ShmRefusal::Limit(format!(
+                "topic '{}' already has {max} shared-memory subscribers (shm.max_subscribers)",
+                topic.name()
+            )));
+        }
+        let relay = match &rings.relay {
+            Some(relay) => relay.clone(),
+            None => rings
+                .relay
+                .insert(self.create_ring(topic, "relay")?)
+                .clone(),
+        };
+        let all: Vec<Ring> = std::iter::once(relay)
+            .chain(rings.publishers.iter().map(|p| p.ring.clone()))
+            .collect();
+        let mut granted = Vec::with_capacity(all.len());
+        for ring in all {
+            match reserve_slot(&ring.region) {
+                Ok(slot) => granted.push((ring, u32::try_from(slot).unwrap_or(NO_SLOT))),
+                Err(error) => {
+                    // All or nothing: give back what this attach took.
+                    for (ring, slot) in &granted {
+                        let _ = release_slot(&ring.region, *slot as usize);
+                    }
+                    return Err(error.into());
+                }
+            }
+        }
+        let attachment = self.next_attachment.fetch_add(1, Ordering::Relaxed);
+        // `granted[0]` is the relay ring.
+        rings.subscribers.push(Subscriber {
+            session,
+            attachment,
+            events,
+            relay_slot: granted[0].1,
+            slots: granted[1..]
+                .iter()
+                .map(|(ring, slot)| (ring.id, *slot))
+                .collect(),
+        });
+        Ok(Grant {
+            attachment,
+            rings: granted,
+        })
+    }
+
+    /// Ends attachment `attachment` of `session`; returns whether it existed.
+    pub fn detach(&self, session: SessionId, attachment: u32) -> bool {
+        let mut topics = self.lock();
+        topics
+            .values_mut()
+            .any(|rings| detach_from(rings, |s, a| s == session && a == attachment))
+    }
+
+    /// Ends every attachment of `session` (its connection closed, or its process died).
+    pub fn detach_session(&self, session: SessionId) {
+        let mut topics = self.lock();
+        for rings in topics.values_mut() {
+            while detach_from(rings, |s, _| s == session) {}
+        }
+    }
+
+    /// Shared-memory publishers and subscribers of `topic`.
+    pub fn attachment_counts(&self, topic: TopicId) -> (usize, usize) {
+        self.lock()
+            .get(&topic)
+            .map_or((0, 0), |r| (r.publishers.len(), r.subscribers.len()))
+    }
+}
+
+/// Removes the first attachment of `rings` that `matches`; returns whether one was removed.
+fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool) -> bool {
+    if let Some(at) = rings
+        .publishers
+        .iter()
+        .position(|p| matches(p.session, p.attachment))
+    {
+        let publisher = rings.publishers.swap_remove(at);
+        let ring_id = publisher.ring.id;
+        for subscriber in &mut rings.subscribers {
+            if subscriber.slots.remove(&ring_id).is_some() {
+                // The subscriber drains and drops the ring; its slot dies with the segment.
+                let _ = subscriber.events.send(SessionEvent::RingRemoved {
+                    attachment: subscriber.attachment,
+                    ring_id,
+                });
+            }
+        }
+        return true;
+    }
+    if let Some(at) = rings
+        .subscribers
+        .iter()
+        .position(|s| matches(s.session, s.attachment))
+    {
+        let subscriber = rings.subscribers.swap_remove(at);
+        // The broker reserved these slots and only the broker frees them (a subscriber's
+        // consumers leave their slots held), so a slot is never freed twice, even when the
+        // subscriber died and another has attached since.
+        if let Some(relay) = &rings.relay {
+            let _ = release_slot(&relay.region, subscriber.relay_slot as usize);
+        }
+        for publisher in &rings.publishers {
+            if let Some(&slot) = subscriber.slots.get(&publisher.ring.id) {
+                let _ = release_slot(&publisher.ring.region, slot as usize);
+            }
+        }
+        return true;
+    }
+    false
+}

@@ -1,0 +1,311 @@
+//! One shared-memory control session: a connection that began with `ShmHello`.
+//!
+//! - The session carries requests and their answers only (`ShmAttach` → `ShmGrant` with one
+//!   fd per ring, `ShmDetach` → `Ack`, `Ping`, `StatsRequest`), plus `ShmRingAdded` /
+//!   `ShmRingRemoved` when publishers of a subscribed topic come and go. Messages never pass
+//!   here: they travel through the rings.
+//! - Every frame is written whole with one `sendmsg`, its fds attached, so the client can
+//!   match fds to frames in order.
+//! - When the session ends, for whatever reason (detach, EOF, SIGKILL of the client, a protocol
+//!   violation, broker shutdown), every attachment it held is ended: the broker frees its
+//!   subscriber slots and tells subscribers of its publisher rings.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use mycelium_config::Routing;
+use mycelium_transport::frame::NO_TOPIC;
+use mycelium_transport::shm::send_fds_partial;
+use mycelium_transport::{
+    codec, peek_frame, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, HANDSHAKE_MAX_FRAME_LEN,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::LookupError;
+use crate::server::shm_rings::{Grant, SessionEvent, ShmRefusal};
+use crate::server::state::BrokerState;
+
+/// Serves a session whose `ShmHello` was read (and whose `Welcome` is still to send) until the
+/// client leaves, breaks the protocol, or `stop` fires.
+pub(crate) async fn serve(
+    stream: UnixStream,
+    buf: BytesMut,
+    state: Arc<BrokerState>,
+    stop: CancellationToken,
+    id: u64,
+) {
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let mut session = Session {
+        stream,
+        buf,
+        state,
+        id,
+        events_tx,
+        events,
+    };
+    let outcome = session.run(&stop).await;
+    if let Err(End::Fatal(frame)) = outcome {
+        if let Frame::Error { code, message, .. } = &frame {
+            tracing::warn!(session = id, ?code, %message, "dropping shared-memory client");
+        }
+        let _ = session.send(&frame, &[]).await;
+    }
+    session.state.shm.detach_session(id);
+    tracing::debug!(session = id, "shared-memory session ended");
+}
+
+struct Session {
+    stream: UnixStream,
+    buf: BytesMut,
+    state: Arc<BrokerState>,
+    id: u64,
+    /// Cloned into every subscriber attachment, so other sessions can reach this client.
+    events_tx: mpsc::UnboundedSender<SessionEvent>,
+    events: mpsc::UnboundedReceiver<SessionEvent>,
+}
+
+fn error_frame(request_id: u32, code: ErrorCode, fatal: bool, message: String) -> Frame {
+    Frame::Error {
+        request_id,
+        code,
+        fatal,
+        topic_id: NO_TOPIC,
+        message,
+    }
+}
+
+impl Session {
+    /// Runs the session until the client leaves (`Ok`) or it must be dropped.
+    async fn run(&mut self, stop: &CancellationToken) -> Result<(), End> {
+        let welcome = self.state.welcome(self.id);
+        self.send(&welcome, &[]).await.map_err(|_| End::Gone)?;
+        loop {
+            while let Some(frame) = self.next_frame()? {
+                self.handle(frame).await?;
+            }
+            codec::reserve_for_read(
+                &mut self.buf,
+                HANDSHAKE_MAX_FRAME_LEN,
+                HANDSHAKE_MAX_FRAME_LEN,
+            );
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    return Err(End::Fatal(error_frame(0, ErrorCode::ShuttingDown, true, "the broker is shutting down".into())));
+                }
+                Some(event) = self.events.recv() => self.forward(event).await?,
+                read = self.stream.read_buf(&mut self.buf) => match read {
+                    Ok(0) | Err(_) => return Ok(()),
+                    Ok(_) => {}
+                },
+            }
+        }
+    }
+
+    /// The next complete frame in the buffer, if any.
+    fn next_frame(&mut self) -> Result<Option<Frame>, End> {
+        let malformed = |e: mycelium_transport::DecodeError| {
+            End::Fatal(error_frame(0, e.error_code(), true, e.to_string()))
+        };
+        match peek_frame(&self.buf, HANDSHAKE_MAX_FRAME_LEN) {
+            Ok(Some((view, used))) => {
+                let frame = view.to_frame().map_err(malformed)?;
+                self.buf.advance(used);
+                Ok(Some(frame))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(malformed(e)),
+        }
+    }
+
+    async fn handle(&mut self, frame: Frame) -> Result<(), End> {
+        match frame {
+            Frame::ShmAttach {
+                request_id,
+                role,
+                topic,
+            } => self.attach(request_id, role, &topic).await,
+            Frame::ShmDetach {
+                request_id,
+                attachment,
+            } => {
+                let detached = self.state.shm.detach(self.id, attachment);
+                // News for the attachment queued before the detach goes out before its answer,
+                // and none is made after it: the client may forget the attachment on the answer.
+                while let Ok(event) = self.events.try_recv() {
+                    self.forward(event).await?;
+                }
+                let answer = if detached {
+                    Frame::Ack { request_id }
+                } else {
+                    error_frame(
+                        request_id,
+                        ErrorCode::NotSubscribed,
+                        false,
+                        format!("no attachment {attachment} on this session"),
+                    )
+                };
+                self.send(&answer, &[]).await.map_err(|_| End::Gone)
+            }
+            Frame::Ping { token } => self
+                .send(&Frame::Pong { token }, &[])
+                .await
+                .map_err(|_| End::Gone),
+            Frame::Pong { .. } => Ok(()),
+            Frame::StatsRequest { request_id } => {
+                let stats = self.state.stats_frame(request_id);
+                self.send(&stats, &[]).await.map_err(|_| End::Gone)
+            }
+            other => Err(End::Fatal(error_frame(
+                0,
+                ErrorCode::HandshakeRequired,
+                true,
+                format!(
+                    "{} is not allowed on a shared-memory session (only ShmAttach, ShmDetach, \
+                     Ping and StatsRequest)",
+                    mycelium_transport::kind::name(other.kind()).unwrap_or("this frame")
+                ),
+            ))),
+        }
+    }
+
+    async fn attach(&mut self, request_id: u32, role: ShmRole, name: &str) -> Result<(), End> {
+        let topic = match self.state.registry.resolve(name) {
+            Ok(topic) => topic,
+            Err(error) => {
+                let code = match error {
+                    LookupError::InvalidName { .. } => ErrorCode::InvalidTopicName,
+                    _ => ErrorCode::UnknownTopic,
+                };
+                let refusal = error_frame(request_id, code, false, error.to_string());
+                return self.send(&refusal, &[]).await.map_err(|_| End::Gone);
+            }
+        };
+        let routing = topic.config().routing;
+        let granted = if routing == Routing::Queue {
+            Err(ShmRefusal::Limit(format!(
+                "topic '{}' is a queue topic; queue topics are served over the socket only in \
+                 this version (use --transport uds)",
+                topic.name()
+            )))
+        } else {
+            match role {
+                ShmRole::Publish => self.state.shm.attach_publisher(&topic, self.id),
+                ShmRole::Subscribe => {
+                    self.state
+                        .shm
+                        .attach_subscriber(&topic, self.id, self.events_tx.clone())
+                }
+            }
+        };
+        let grant: Grant = match granted {
+            Ok(grant) => grant,
+            Err(refusal) => {
+                tracing::info!(session = self.id, topic = topic.name(), %refusal, "shared-memory attach refused");
+                let frame = error_frame(
+                    request_id,
+                    ErrorCode::ShmRefused,
+                    false,
+                    refusal.to_string(),
+                );
+                return self.send(&frame, &[]).await.map_err(|_| End::Gone);
+            }
+        };
+        tracing::debug!(
+            session = self.id,
+            topic = topic.name(),
+            ?role,
+            attachment = grant.attachment,
+            "shared-memory attach"
+        );
+        let frame = Frame::ShmGrant {
+            request_id,
+            attachment: grant.attachment,
+            topic_id: topic.id(),
+            role,
+            routing: match routing {
+                Routing::Fanout => RoutingKind::Fanout,
+                Routing::Queue => RoutingKind::Queue,
+            },
+            max_message_size: u32::try_from(topic.config().max_message_size).unwrap_or(u32::MAX),
+            rings: grant.wire_rings(),
+        };
+        let fds: Vec<BorrowedFd<'_>> = grant
+            .rings
+            .iter()
+            .map(|(ring, _)| ring.segment.fd())
+            .collect();
+        if self.send(&frame, &fds).await.is_err() {
+            return Err(End::Gone);
+        }
+        Ok(())
+    }
+
+    async fn forward(&mut self, event: SessionEvent) -> Result<(), End> {
+        match event {
+            SessionEvent::RingAdded {
+                attachment,
+                ring,
+                slot,
+                wake,
+            } => {
+                let frame = Frame::ShmRingAdded {
+                    attachment,
+                    ring: ShmRing {
+                        ring_id: ring.id,
+                        slot,
+                    },
+                };
+                let sent = self.send(&frame, &[ring.segment.fd()]).await;
+                if let Some((relay, relay_slot)) = wake {
+                    relay.wake_consumer(relay_slot);
+                }
+                sent
+            }
+            SessionEvent::RingRemoved {
+                attachment,
+                ring_id,
+            } => {
+                self.send(
+                    &Frame::ShmRingRemoved {
+                        attachment,
+                        ring_id,
+                    },
+                    &[],
+                )
+                .await
+            }
+        }
+        .map_err(|_| End::Gone)
+    }
+
+    /// Writes `frame` whole, with `fds` attached to its first byte.
+    async fn send(&mut self, frame: &Frame, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
+        let mut bytes = BytesMut::new();
+        codec::encode_frame(frame, &mut bytes).map_err(std::io::Error::other)?;
+        let sent = loop {
+            self.stream.writable().await?;
+            let stream = &self.stream;
+            match stream.try_io(Interest::WRITABLE, || {
+                send_fds_partial(&stream.as_fd(), &bytes, fds)
+            }) {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                other => break other?,
+            }
+        };
+        // The fds went with the first byte; the rest of the frame is plain bytes.
+        self.stream.write_all(&bytes[sent..]).await
+    }
+}
+
+/// Why a session ended early.
+enum End {
+    /// The client can no longer be written to: nothing to send, just close.
+    Gone,
+    /// The client broke the protocol, or the broker is stopping: send this, then close.
+    Fatal(Frame),
+}

@@ -1,0 +1,447 @@
+//! The shared-memory data path end to end: a real broker process hands out rings; publishers
+//! and subscribers in separate processes (the `mycelium` CLI) or in this test process (the
+//! synchronous `ShmClient`) exchange messages through them, one hop.
+//!
+//! Crashes are real: publishers are SIGKILLed in the middle of a stream, subscribers are
+//! SIGKILLed while a publisher waits on them, and a hostile client scribbles random bytes
+//! over a ring the broker gave it. Every wait is on a condition with a deadline.
+
+mod common;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use common::pubsub_support::{spawn_pub_with, stats_json};
+use common::{spawn_sub, TestBroker, DEADLINE};
+use mycelium::broker::{ClientError, ShmClient, ShmOptions};
+use mycelium::transport::shm::recv_fds;
+use mycelium::transport::{
+    encode_frame, peek_frame, ErrorCode, Frame, ShmRole, HANDSHAKE_MAX_FRAME_LEN,
+};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn fanout(name: &str) -> String {
+    format!("[[topics]]\nname = \"{name}\"\nrouting = \"fanout\"\n")
+}
+
+fn shm_client(broker: &TestBroker) -> ShmClient {
+    ShmClient::connect(&broker.socket).expect("shm session")
+}
+
+/// A message whose integrity the reader can check: `seq:` then a body derived from `seq`, of
+/// a length that varies with `seq` (so frames wrap the ring at every alignment).
+fn checked_message(seq: u64) -> String {
+    let len = 8 + (seq as usize * 7) % 300;
+    let body: String = (0..len)
+        .map(|i| char::from(b'a' + ((seq as usize + i) % 26) as u8))
+        .collect();
+    format!("{seq}:{body}")
+}
+
+/// The sequence number of a message that passes the check, or a description of the damage.
+fn check_message(message: &[u8]) -> Result<u64, String> {
+    let text = std::str::from_utf8(message).map_err(|_| "not UTF-8".to_owned())?;
+    let (seq, _) = text.split_once(':').ok_or("no ':'")?;
+    let seq: u64 = seq.parse().map_err(|_| format!("bad seq in {text:?}"))?;
+    if text != checked_message(seq) {
+        return Err(format!("torn or corrupt message {text:?}"));
+    }
+    Ok(seq)
+}
+
+fn recv(sub: &mut mycelium::broker::ShmSubscription) -> Vec<u8> {
+    match sub.recv_timeout(DEADLINE) {
+        Ok(Some(message)) => message,
+        Ok(None) => panic!("no message within {DEADLINE:?}"),
+        Err(error) => panic!("receive failed: {error}"),
+    }
+}
+
+#[test]
+fn shm_cli_publishers_reach_every_shm_cli_subscriber_in_per_publisher_order() {
+    const PER_PUBLISHER: usize = 5000;
+    const TOTAL: usize = 2 * PER_PUBLISHER;
+    // A small ring: the publishers wait on the subscribers many times over.
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\n\n[shm]\nring_bytes = 16384\n",
+        fanout("ticks")
+    ));
+    let subs: Vec<_> = (0..3)
+        .map(|_| {
+            spawn_sub(
+                &broker,
+                "ticks",
+                &["--transport", "shm", "--count", &TOTAL.to_string()],
+            )
+        })
+        .collect();
+    let publishers: Vec<_> = (0..2)
+        .map(|p| {
+            let lines = (0..PER_PUBLISHER).map(move |i| format!("p{p}-{i}"));
+            spawn_pub_with(&broker, "ticks", &["--transport", "shm"], lines)
+        })
+        .collect();
+    for publisher in publishers {
+        let (status, stderr) = publisher.finish();
+        assert!(status.success(), "publisher failed: {stderr}");
+        assert!(
+            stderr.contains(&format!("published {PER_PUBLISHER} message(s)")),
+            "{stderr}"
+        );
+    }
+    for mut sub in subs {
+        let lines = sub.take_lines(TOTAL);
+        for p in 0..2 {
+            let mine: Vec<&String> = lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("p{p}-")))
+                .collect();
+            let expected: Vec<String> = (0..PER_PUBLISHER).map(|i| format!("p{p}-{i}")).collect();
+            assert_eq!(mine.len(), PER_PUBLISHER, "publisher {p}: wrong count");
+            assert!(
+                mine.iter().zip(&expected).all(|(a, b)| *a == b),
+                "publisher {p}: out of order"
+            );
+        }
+        assert!(sub.wait().success());
+    }
+}
+
+#[test]
+fn a_subscriber_sees_every_message_of_a_publisher_that_attached_after_it() {
+    let broker = TestBroker::start(&fanout("late"));
+    let client = shm_client(&broker);
+    let mut sub = client.subscribe("late").expect("subscribe");
+    assert_eq!(
+        sub.ring_count(),
+        1,
+        "only the relay ring before any publisher"
+    );
+    // A second session, as a separate process would have: the broker must tell the first.
+    let other = shm_client(&broker);
+    let mut publisher = other.publisher("late").expect("publisher");
+    for seq in 0..1000 {
+        publisher
+            .publish(checked_message(seq).as_bytes())
+            .expect("publish");
+    }
+    for seq in 0..1000 {
+        assert_eq!(check_message(&recv(&mut sub)), Ok(seq));
+    }
+    assert_eq!(sub.ring_count(), 2);
+    drop(publisher);
+    // The ring is drained, then dropped when the broker says its publisher left.
+    let deadline = Instant::now() + DEADLINE;
+    while sub.ring_count() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the departed publisher's ring was never dropped"
+        );
+        assert_eq!(
+            sub.recv_timeout(Duration::from_millis(20)).expect("recv"),
+            None
+        );
+    }
+}
+
+#[test]
+fn a_publisher_killed_mid_stream_leaves_only_whole_messages_and_others_carry_on() {
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\n\n[shm]\nring_bytes = 8192\n",
+        fanout("crash")
+    ));
+    let client = shm_client(&broker);
+    let mut sub = client.subscribe("crash").expect("subscribe");
+    // An endless publisher process, killed while it writes flat out.
+    let lines = (0u64..).map(checked_message);
+    let victim = spawn_pub_with(&broker, "crash", &["--transport", "shm"], lines);
+    let mut next = 0u64;
+    while next < 20_000 {
+        let message = recv(&mut sub);
+        assert_eq!(check_message(&message), Ok(next));
+        next += 1;
+    }
+    kill(Pid::from_raw(victim.pid()), Signal::SIGKILL).expect("SIGKILL");
+    let (status, _) = victim.finish();
+    assert!(!status.success());
+    // Whatever it published before dying is whole and in order; then its ring runs dry.
+    while let Some(message) = sub.recv_timeout(Duration::from_millis(300)).expect("recv") {
+        assert_eq!(check_message(&message), Ok(next));
+        next += 1;
+    }
+    // A new publisher is heard by the same subscription.
+    let mut survivor = shm_client(&broker).publisher("crash").expect("publisher");
+    survivor
+        .publish(checked_message(7).as_bytes())
+        .expect("publish");
+    assert_eq!(check_message(&recv(&mut sub)), Ok(7));
+}
+
+#[test]
+fn a_subscriber_killed_while_the_publisher_waits_on_it_releases_the_publisher() {
+    // A ring holds frames of up to half its size: 1000-byte messages keep it at 4 KiB.
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\n\n[shm]\nring_bytes = 4096\n",
+        fanout("stall")
+    ));
+    let mut frozen = spawn_sub(&broker, "stall", &["--transport", "shm"]);
+    let pid = Pid::from_raw(frozen.child.id() as i32);
+    let mut publisher = shm_client(&broker).publisher("stall").expect("publisher");
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+    // 4 KiB ring, 100-byte messages: the publisher fills it and must wait for the frozen
+    // subscriber...
+    let payload = [b'x'; 100];
+    let mut published = 0;
+    while publisher.try_publish(&payload).expect("try_publish") {
+        published += 1;
+        assert!(
+            published < 1000,
+            "a 4 KiB ring took 1000 messages of 100 bytes"
+        );
+    }
+    // ...until it dies: the broker frees its slot and the publisher goes on.
+    kill(pid, Signal::SIGKILL).expect("SIGKILL");
+    frozen.wait();
+    let start = Instant::now();
+    for _ in 0..1000 {
+        publisher.publish(&payload).expect("publish");
+    }
+    assert!(start.elapsed() < DEADLINE);
+}
+
+#[test]
+fn queue_topics_unknown_topics_and_oversized_messages_get_clear_errors() {
+    let broker = TestBroker::start(&format!(
+        "{}[[topics]]\nname = \"jobs\"\nrouting = \"queue\"\n\n[[topics]]\nname = \"small\"\nrouting = \"fanout\"\nmax_message_size = 100\n",
+        fanout("f")
+    ));
+    let client = shm_client(&broker);
+    let refused = client.subscribe("jobs").expect_err("queue over shm");
+    assert_eq!(refused.code(), Some(ErrorCode::ShmRefused), "{refused}");
+    assert!(refused.to_string().contains("queue"), "{refused}");
+    let unknown = client.publisher("nope").expect_err("unknown topic");
+    assert_eq!(unknown.code(), Some(ErrorCode::UnknownTopic), "{unknown}");
+    let mut small = client.publisher("small").expect("publisher");
+    let too_large = small
+        .publish(&[0u8; 101])
+        .expect_err("101 bytes on a 100-byte topic");
+    assert!(
+        matches!(
+            too_large,
+            ClientError::MessageTooLarge {
+                size: 101,
+                max: 100,
+                ..
+            }
+        ),
+        "{too_large}"
+    );
+    small.publish(&[0u8; 100]).expect("100 bytes fit");
+    // The session is still usable after the refusals.
+    let mut sub = client.subscribe("f").expect("subscribe");
+    let mut publisher = client.publisher("f").expect("publisher");
+    publisher.publish(b"still here").expect("publish");
+    assert_eq!(recv(&mut sub), b"still here");
+}
+
+#[test]
+fn a_broker_with_shm_disabled_refuses_sessions_and_the_cli_says_why() {
+    let broker = TestBroker::start(&format!("{}\n[shm]\nenabled = false\n", fanout("f")));
+    let error = ShmClient::connect(&broker.socket).expect_err("shm disabled");
+    assert_eq!(error.code(), Some(ErrorCode::ShmRefused), "{error}");
+    let out = broker
+        .cmd()
+        .args(["pub", "f", "x", "--transport", "shm"])
+        .output()
+        .expect("pub ran");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("shm.enabled = false"), "{stderr}");
+}
+
+#[test]
+fn publishers_per_topic_are_limited_by_config() {
+    let broker = TestBroker::start(&format!(
+        "{}\n[shm]\nmax_publishers_per_topic = 2\n",
+        fanout("f")
+    ));
+    let client = shm_client(&broker);
+    let first = client.publisher("f").expect("first");
+    let _second = client.publisher("f").expect("second");
+    let third = client.publisher("f").expect_err("third");
+    assert_eq!(third.code(), Some(ErrorCode::ShmRefused), "{third}");
+    assert!(
+        third.to_string().contains("max_publishers_per_topic"),
+        "{third}"
+    );
+    drop(first);
+    // The detach frees the place; the broker handles it before the next request.
+    client.publisher("f").expect("a place was freed");
+}
+
+/// A raw shm session: the hostile client's side.
+fn raw_session(broker: &TestBroker) -> std::os::unix::net::UnixStream {
+    let mut stream = std::os::unix::net::UnixStream::connect(&broker.socket).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let hello = Frame::ShmHello {
+        client_id: uuid::Uuid::new_v4(),
+        name: "scribbler".into(),
+    };
+    write_frame(&mut stream, &hello);
+    let (welcome, _) = read_frame(&stream);
+    assert!(matches!(welcome, Frame::Welcome { .. }), "{welcome:?}");
+    stream
+}
+
+fn write_frame(stream: &mut std::os::unix::net::UnixStream, frame: &Frame) {
+    use std::io::Write;
+    let mut bytes = BytesMut::new();
+    encode_frame(frame, &mut bytes).expect("encode");
+    stream.write_all(&bytes).expect("write");
+}
+
+/// Reads one frame (and the fds that came with it) from a stream that carries one frame per
+/// message.
+fn read_frame(stream: &std::os::unix::net::UnixStream) -> (Frame, Vec<OwnedFd>) {
+    let mut buf = BytesMut::new();
+    let mut fds = Vec::new();
+    loop {
+        if let Some((view, used)) = peek_frame(&buf, HANDSHAKE_MAX_FRAME_LEN).expect("frame") {
+            let frame = view.to_frame().expect("decode");
+            buf.advance(used);
+            return (frame, fds);
+        }
+        let mut chunk = [0u8; 4096];
+        let (n, more) = recv_fds(&stream.as_fd(), &mut chunk, 64).expect("recvmsg");
+        assert!(n > 0, "the broker closed the session");
+        buf.extend_from_slice(&chunk[..n]);
+        fds.extend(more);
+    }
+}
+
+#[test]
+fn a_client_scribbling_over_its_ring_hurts_only_its_own_messages() {
+    let broker = TestBroker::start(&format!("{}{}", fanout("victim"), fanout("bystander")));
+    let client = shm_client(&broker);
+    let mut sub = client.subscribe("victim").expect("subscribe");
+    let mut bystander_sub = client.subscribe("bystander").expect("subscribe");
+    let mut bystander_pub = shm_client(&broker)
+        .publisher("bystander")
+        .expect("publisher");
+
+    let mut hostile = raw_session(&broker);
+    write_frame(
+        &mut hostile,
+        &Frame::ShmAttach {
+            request_id: 1,
+            role: ShmRole::Publish,
+            topic: "victim".into(),
+        },
+    );
+    let (grant, fds) = read_frame(&hostile);
+    assert!(matches!(grant, Frame::ShmGrant { .. }), "{grant:?}");
+    assert_eq!(fds.len(), 1);
+    let file = std::fs::File::from(fds.into_iter().next().expect("fd"));
+    // SAFETY: the mapping is only written through this slice, in this scope; other processes
+    // writing the same memory at the same time is exactly what the test is about.
+    let mut map = unsafe { memmap2::MmapMut::map_mut(&file) }.expect("map the ring");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..50 {
+        for byte in map.iter_mut() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            *byte = seed as u8;
+        }
+        // The subscriber reads whatever it makes of that: never a panic or a hang.
+        match sub.recv_timeout(Duration::from_millis(5)) {
+            Ok(_) | Err(ClientError::Shm(_)) | Err(ClientError::Lagged { .. }) => {}
+            Err(other) => panic!("round {round}: unexpected error {other}"),
+        }
+    }
+    // Everyone else is untouched.
+    for seq in 0..100 {
+        bystander_pub
+            .publish(checked_message(seq).as_bytes())
+            .expect("publish");
+    }
+    for seq in 0..100 {
+        assert_eq!(check_message(&recv(&mut bystander_sub)), Ok(seq));
+    }
+    let stats = stats_json(&broker);
+    assert!(
+        stats["topics"].is_array(),
+        "the broker still answers: {stats}"
+    );
+}
+
+#[test]
+fn a_session_ending_frees_every_slot_it_held() {
+    let broker = TestBroker::start(&format!("{}\n[shm]\nmax_subscribers = 2\n", fanout("f")));
+    for _ in 0..5 {
+        // Two subscribers fill the relay ring's slots; the session's end must free them.
+        let client = shm_client(&broker);
+        let _a = client.subscribe("f").expect("first");
+        let _b = client.subscribe("f").expect("second");
+        let refused = client
+            .subscribe("f")
+            .expect_err("a third is over the limit");
+        assert_eq!(refused.code(), Some(ErrorCode::ShmRefused), "{refused}");
+        drop(client);
+    }
+    let client = ShmClient::connect_with(&broker.socket, ShmOptions::default()).expect("session");
+    let _a = client.subscribe("f").expect("slots were freed");
+}
+
+#[test]
+fn bench_measures_the_shm_path_and_reports_it() {
+    let broker = TestBroker::start(&format!(
+        "{}{}{}",
+        fanout("bench.fanout"),
+        fanout("bench.ping"),
+        fanout("bench.pong")
+    ));
+    let out = broker
+        .cmd()
+        .args([
+            "bench",
+            "--transport",
+            "shm",
+            "--count",
+            "200000",
+            "--subscribers",
+            "2",
+            "--json",
+        ])
+        .output()
+        .expect("bench ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("json line")).expect("json");
+    assert_eq!(json["transport"], "shm");
+    assert_eq!(json["received"], 400_000);
+    assert_eq!(json["lost"], 0);
+    assert_eq!(json["reordered"], 0);
+    let out = broker
+        .cmd()
+        .args(["bench", "--pingpong", "2000", "--json"])
+        .output()
+        .expect("pingpong ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("transport shm"),
+        "shm is the default when available: {stdout}"
+    );
+}
