@@ -378,6 +378,30 @@ fn a_client_scribbling_over_its_ring_hurts_only_its_own_messages() {
 }
 
 #[test]
+fn recv_timeout_returns_at_its_deadline_whether_it_spins_or_not() {
+    let broker = TestBroker::start(&fanout("quiet"));
+    for spin in [Duration::ZERO, Duration::from_micros(20)] {
+        for busy_poll in [false, true] {
+            let options = ShmOptions {
+                spin,
+                busy_poll,
+                ..ShmOptions::default()
+            };
+            let client = ShmClient::connect_with(&broker.socket, options).expect("session");
+            let mut sub = client.subscribe("quiet").expect("subscribe");
+            let start = Instant::now();
+            let got = sub.recv_timeout(Duration::from_millis(50)).expect("recv");
+            let waited = start.elapsed();
+            assert_eq!(got, None);
+            assert!(
+                waited >= Duration::from_millis(50) && waited < Duration::from_secs(5),
+                "spin {spin:?}, busy_poll {busy_poll}: waited {waited:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_session_ending_frees_every_slot_it_held() {
     let broker = TestBroker::start(&format!("{}\n[shm]\nmax_subscribers = 2\n", fanout("f")));
     for _ in 0..5 {

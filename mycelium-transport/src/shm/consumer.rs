@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use super::error::{ReadError, RecvError, RingError};
 use super::layout::{
     frame_size, max_payload, ConsumerSlot, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PADDING,
-    FRAME_SEQ_MODULUS, FRAME_SEQ_SHIFT, PARKED, PARKED_RUNNING, SLOT_ACTIVE, SLOT_FREE,
+    FRAME_SEQ_MODULUS, FRAME_SEQ_SHIFT, NOTICE_NONE, NOTICE_PENDING, PARKED, PARKED_RUNNING,
+    SLOT_ACTIVE, SLOT_FREE,
 };
 use super::region::RingRegion;
 use super::ring::{attach, RingGeometry};
@@ -141,6 +142,25 @@ impl RingConsumer {
             pending_lag: None,
             frees_slot,
         }
+    }
+
+    /// Whether whoever reserved this consumer's slot raised its notice since the last call
+    /// (and clears it): the broker's way to say "look at your control channel". One Relaxed
+    /// load of the consumer's own slot line when there is none.
+    pub fn take_notice(&self) -> bool {
+        let notice = &self.slot().notice;
+        // SYNC POINT: Relaxed load, then an Acquire swap pairing with the Release store in
+        // `wake_consumer`: the news sent before the notice is there to read.
+        notice.load(Ordering::Relaxed) != NOTICE_NONE
+            && notice.swap(NOTICE_NONE, Ordering::Acquire) != NOTICE_NONE
+    }
+
+    /// Whether this consumer's notice is raised, without clearing it (see
+    /// [`take_notice`](Self::take_notice)).
+    pub fn has_notice(&self) -> bool {
+        // SYNC POINT: Relaxed; a hint, like `has_data`. After `park_begin`'s SeqCst fence it
+        // pairs with the fence in `wake_consumer` (Dekker, as for `write_pos`).
+        self.slot().notice.load(Ordering::Relaxed) != NOTICE_NONE
     }
 
     /// Position of the next frame to read (bytes since the ring was created).
@@ -651,6 +671,8 @@ fn claim_slot(region: &RingRegion, geometry: &RingGeometry) -> Result<(usize, u6
         // SYNC POINT: Relaxed; clears a flag a previous holder (or a scribbler) left. At worst
         // the producer saw it first and sends us one spurious wake.
         slot.parked.store(PARKED_RUNNING, Ordering::Relaxed);
+        // SYNC POINT: Relaxed; a previous holder's notice is not for us.
+        slot.notice.store(NOTICE_NONE, Ordering::Relaxed);
         return Ok((index, start));
     }
     Err(RingError::NoFreeSlot)
@@ -702,9 +724,11 @@ pub fn release_slot(region: &RingRegion, slot: usize) -> Result<(), RingError> {
     Ok(())
 }
 
-/// Wakes the consumer holding slot `slot` if it sleeps on this ring, without publishing
-/// anything: the broker uses it to make a subscriber look at its control socket. A consumer
-/// that is running is not disturbed (no syscall). Out-of-range slots are ignored.
+/// Raises the `notice` of slot `slot` and wakes its holder if it sleeps on this ring, without
+/// publishing anything: the broker uses it to tell a subscriber to look at its control
+/// socket. A running holder sees the notice with [`RingConsumer::take_notice`] (one load of
+/// its own slot line), and is not disturbed otherwise (no syscall). Out-of-range slots are
+/// ignored.
 pub fn wake_consumer(region: &RingRegion, slot: usize) {
     let Ok(geometry) = attach(region) else {
         return;
@@ -712,6 +736,12 @@ pub fn wake_consumer(region: &RingRegion, slot: usize) {
     let Some(slot) = slot_in(region, &geometry, slot) else {
         return;
     };
+    // SYNC POINT: Release pairs with the Acquire swap in `take_notice`: what the caller did
+    // before (sent the news on its control channel) is done when the holder sees the notice.
+    // Ordered before the `parked` load below by the fence, so either the holder's park
+    // re-check sees the notice or we see its flag.
+    slot.notice.store(NOTICE_PENDING, Ordering::Release);
+    fence(Ordering::SeqCst);
     // SYNC POINT: Relaxed, then a Relaxed swap, as in the producer's wake scan: clearing the
     // flag before the futex wake makes a consumer not yet asleep find the word changed; the
     // one who clears it lowers `parked_consumers`.
@@ -785,7 +815,10 @@ pub fn wait_any(consumers: &[&RingConsumer], timeout: Option<Duration>) -> Resul
     for consumer in consumers {
         consumer.park_begin();
     }
-    let waited = if consumers.iter().any(|consumer| consumer.has_data()) {
+    let waited = if consumers
+        .iter()
+        .any(|consumer| consumer.has_data() || consumer.has_notice())
+    {
         Ok(())
     } else {
         let words: Vec<&AtomicU32> = consumers

@@ -31,7 +31,10 @@
 //!  +12             4  parked           AtomicU32  consumer i,  PARKED_RUNNING / PARKED; the
 //!                                                 producer     futex word consumer i sleeps on
 //!                                                              (producer only clears it)
-//!  +16            48  (padding)
+//!  +16             4  notice           AtomicU32  reserver     NOTICE_NONE / NOTICE_PENDING:
+//!                                                 sets, i      "look at your control channel"
+//!                                                 clears       (wake_consumer_with_notice)
+//!  +20            44  (padding)
 //! data region, at 128 + 64 * max_consumers (64-byte aligned)
 //!   +0      capacity  frames
 //! ```
@@ -54,7 +57,7 @@ use super::sync::{AtomicU32, AtomicU64};
 pub const RING_MAGIC: u64 = u64::from_ne_bytes(*b"MYCRING1");
 
 /// The layout version this code reads and writes; bumped on any layout change.
-pub const RING_VERSION: u32 = 4;
+pub const RING_VERSION: u32 = 5;
 
 /// Cache-line size the layout pads to, so producer- and consumer-owned words never share a line.
 pub const CACHE_LINE: usize = 64;
@@ -139,6 +142,15 @@ pub const SLOT_READ_POS_OFFSET: usize = 0;
 pub const SLOT_STATE_OFFSET: usize = 8;
 /// Offset of `parked` within a slot.
 pub const SLOT_PARKED_OFFSET: usize = 12;
+/// Offset of `notice` within a slot.
+pub const SLOT_NOTICE_OFFSET: usize = 16;
+
+/// `notice` of a slot whose holder has nothing to look at.
+pub const NOTICE_NONE: u32 = 0;
+
+/// `notice` of a slot whose reserver has news for the holder on their control channel (any
+/// non-zero value counts: a scribbled one costs the holder one needless look).
+pub const NOTICE_PENDING: u32 = 1;
 
 /// Header line 0 plus the producer's line: bytes `0..128` of a ring.
 #[repr(C, align(64))]
@@ -185,6 +197,9 @@ pub(crate) struct ConsumerSlot {
     /// [`PARKED`] while the consumer sleeps on this futex word (or is about to); the producer's
     /// wake scan clears it and wakes the word (the wake protocol, `docs/shm-layout.md`).
     pub(crate) parked: AtomicU32,
+    /// [`NOTICE_PENDING`] when whoever reserved the slot has news for its holder on their
+    /// control channel (the broker: a ring added or removed); the holder clears it.
+    pub(crate) notice: AtomicU32,
 }
 
 #[cfg(loom)]
@@ -215,6 +230,7 @@ impl ConsumerSlot {
             read_pos: AtomicU64::new(0),
             state: AtomicU32::new(SLOT_FREE),
             parked: AtomicU32::new(PARKED_RUNNING),
+            notice: AtomicU32::new(NOTICE_NONE),
         }
     }
 }
@@ -266,6 +282,7 @@ const _: () = {
     assert!(offset_of!(ConsumerSlot, read_pos) == SLOT_READ_POS_OFFSET);
     assert!(offset_of!(ConsumerSlot, state) == SLOT_STATE_OFFSET);
     assert!(offset_of!(ConsumerSlot, parked) == SLOT_PARKED_OFFSET);
+    assert!(offset_of!(ConsumerSlot, notice) == SLOT_NOTICE_OFFSET);
     assert!(SLOTS_OFFSET % CACHE_LINE == 0 && SLOT_SIZE % CACHE_LINE == 0);
     assert!(FRAME_HEADER_LEN % FRAME_ALIGN == 0);
     assert!(MIN_CAPACITY.is_power_of_two() && MIN_CAPACITY % CACHE_LINE as u64 == 0);

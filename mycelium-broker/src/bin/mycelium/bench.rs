@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// Shared memory: spin instead of sleeping while waiting (for cores of one's own)
     #[arg(long)]
     busy_poll: bool,
+    /// Shared memory: microseconds a waiting subscriber spins before it sleeps (0: sleep at
+    /// once, to measure the wake-up path itself)
+    #[arg(long, value_name = "US", default_value_t = 20)]
+    spin_us: u64,
     /// Publisher processes (1-64)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     publishers: u32,
@@ -139,6 +143,8 @@ pub struct WorkerArgs {
     pub(crate) transport: Transport,
     #[arg(long)]
     pub(crate) busy_poll: bool,
+    #[arg(long, default_value_t = 20)]
+    pub(crate) spin_us: u64,
 }
 
 /// What a worker reports on its last stdout line, after `result `.
@@ -579,12 +585,17 @@ fn choose_transport(
 }
 
 /// Worker arguments that select the data path.
-fn transport_args(transport: Transport, busy_poll: bool) -> Vec<String> {
-    let mut args = vec!["--transport".to_owned(), transport.name().to_owned()];
-    if busy_poll {
-        args.push("--busy-poll".to_owned());
+fn transport_args(transport: Transport, args: &BenchArgs) -> Vec<String> {
+    let mut worker = vec![
+        "--transport".to_owned(),
+        transport.name().to_owned(),
+        "--spin-us".to_owned(),
+        args.spin_us.to_string(),
+    ];
+    if args.busy_poll {
+        worker.push("--busy-poll".to_owned());
     }
-    args
+    worker
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -616,7 +627,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "--size".to_owned(),
             args.size.to_string(),
         ];
-        common.extend(transport_args(transport, args.busy_poll));
+        common.extend(transport_args(transport, &args));
         common
     };
     let sent_total = u64::from(args.publishers) * args.count;
@@ -788,7 +799,7 @@ fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<E
             "--count".to_owned(),
             rounds.to_string(),
         ];
-        common.extend(transport_args(transport, args.busy_poll));
+        common.extend(transport_args(transport, args));
         common
     };
     let mut echo = Worker::spawn(&common("echo"))?;

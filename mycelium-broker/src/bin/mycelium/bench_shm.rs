@@ -56,6 +56,7 @@ pub(crate) fn worker(args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
     let options = ShmOptions {
         name: format!("bench-{:?}", args.role).to_lowercase(),
         busy_poll: args.busy_poll,
+        spin: Duration::from_micros(args.spin_us),
         ..ShmOptions::default()
     };
     let client = ShmClient::connect_with(&args.socket, options)?;

@@ -4,10 +4,12 @@
 //!   publisher; the broker reserved a slot in each before handing it over. Messages of one
 //!   publisher come in its order; rings are taken in turns (up to [`TURN`] messages each), so
 //!   a busy publisher cannot starve a quiet one.
-//! - News (a publisher joined or left) arrives on the control socket. It is looked for before
-//!   sleeping, after every wake-up (the broker wakes a sleeping subscriber through its relay
-//!   slot when it adds a ring) and every [`NEWS_EVERY`] receive calls, so a subscriber that
-//!   never runs dry still picks up new publishers. A removed ring is read to its end first.
+//! - News (a publisher joined or left) arrives on the control socket. The broker raises the
+//!   `notice` word of the subscriber's relay-ring slot when it sends some (and wakes it if it
+//!   sleeps), so a subscriber looks at the socket only when there is something to read: one
+//!   load of its own cache line per receive call, no syscall. It also looks before every
+//!   sleep and every [`NEWS_EVERY`] calls, in case a peer cleared the word. A removed ring is
+//!   read to its end first.
 //! - A ring whose memory turns out corrupt is dropped (its publisher's messages are lost from
 //!   then on) and reported once as [`ClientError::Shm`]; the other rings carry on.
 
@@ -23,8 +25,16 @@ use crate::client::shm::session::{GrantedRing, RingNews, Session};
 /// Most messages taken from one ring before the next ring gets its turn.
 pub const TURN: usize = 64;
 
-/// Receive calls between two looks at the control socket while messages keep coming.
-pub const NEWS_EVERY: u32 = 1024;
+/// Receive calls between two looks at the control socket, notice or not, while messages keep
+/// coming.
+pub const NEWS_EVERY: u32 = 64 * 1024;
+
+/// Spin iterations between two reads of the clock while waiting.
+const CLOCK_EVERY: u32 = 64;
+
+/// Busy polling offers the core to other threads once in this many spins (a multiple of
+/// [`CLOCK_EVERY`]).
+const YIELD_EVERY: u32 = 1024;
 
 /// Longest single sleep: how soon a sleeping subscription notices that the broker is gone.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
@@ -124,6 +134,20 @@ impl ShmSubscription {
         self.rings.len()
     }
 
+    /// Applies news if the broker raised the relay slot's notice, or every [`NEWS_EVERY`]
+    /// calls.
+    fn look_for_news(&mut self) -> Result<(), ClientError> {
+        self.calls += 1;
+        let noticed = self
+            .rings
+            .first()
+            .is_some_and(|relay| relay.consumer.take_notice());
+        if noticed || self.calls >= NEWS_EVERY {
+            self.apply_news()?;
+        }
+        Ok(())
+    }
+
     /// Applies what the broker said about this subscription's rings.
     fn apply_news(&mut self) -> Result<(), ClientError> {
         self.calls = 0;
@@ -147,9 +171,10 @@ impl ShmSubscription {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Drops ring `index` and keeps the turn order sane.
+    /// Drops ring `index` and keeps the turn order sane. Order is kept, so the relay ring
+    /// (whose slot carries the broker's notices) stays first.
     fn drop_ring(&mut self, index: usize) {
-        self.rings.swap_remove(index);
+        self.rings.remove(index);
         if self.current >= self.rings.len() {
             self.current = 0;
         }
@@ -165,10 +190,7 @@ impl ShmSubscription {
     /// dropped); [`ClientError::BrokerGone`] when the session is over and every ring is read
     /// to its end.
     pub fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, ClientError> {
-        self.calls += 1;
-        if self.calls >= NEWS_EVERY {
-            self.apply_news()?;
-        }
+        self.look_for_news()?;
         let mut checked = 0;
         while checked < self.rings.len() {
             let index = self.current;
@@ -216,10 +238,7 @@ impl ShmSubscription {
         max: usize,
         mut each: impl FnMut(&[u8]),
     ) -> Result<usize, ClientError> {
-        self.calls += 1;
-        if self.calls >= NEWS_EVERY {
-            self.apply_news()?;
-        }
+        self.look_for_news()?;
         let mut checked = 0;
         while checked < self.rings.len() {
             let index = self.current;
@@ -284,48 +303,73 @@ impl ShmSubscription {
     /// Waits until some ring may have a message, or `deadline`; `false` once it has passed.
     /// Picks up news first, so a message on a ring added meanwhile is not slept through.
     pub(crate) fn wait(&mut self, deadline: Option<Instant>) -> Result<bool, ClientError> {
-        self.apply_news()?;
         let busy_poll = self.session.options().busy_poll;
         let spin = if busy_poll {
             BUSY_POLL_SPIN
         } else {
             self.session.options().spin
         };
-        let spin_until = Instant::now() + spin;
-        loop {
-            if self
-                .rings
-                .iter()
-                .any(|r| r.consumer.has_data() || r.removed)
-            {
+        // The spin is the latency path: one check of every ring per iteration, the clock
+        // read and the control socket looked at only every so often (a syscall costs more
+        // than a whole one-way hop).
+        let mut last_look = Instant::now();
+        let spin_until = last_look + spin;
+        let mut spins: u32 = 0;
+        while !spin.is_zero() {
+            if self.ready() {
                 return Ok(true);
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Ok(false);
-            }
-            if now >= spin_until {
-                break;
-            }
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
-            if busy_poll {
-                // Busy polling still looks for new publishers now and then.
-                self.calls += 1;
-                if self.calls >= NEWS_EVERY {
+            spins = spins.wrapping_add(1);
+            if spins % CLOCK_EVERY == 0 {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Ok(false);
+                }
+                if now >= spin_until {
+                    break;
+                }
+                if busy_poll && spins % YIELD_EVERY == 0 {
+                    // On a machine with fewer cores than spinners, a spinner that never
+                    // yields is preempted at the scheduler's choosing, for a whole slice;
+                    // offering the core between polls keeps those stalls short.
+                    std::thread::yield_now();
+                }
+                if busy_poll && now.duration_since(last_look) >= MAX_SLEEP {
+                    // Busy polling looks at the control socket as often as a sleeper would:
+                    // a broker that died cannot raise a notice.
                     self.apply_news()?;
+                    last_look = now;
                 }
             }
+            std::hint::spin_loop();
+        }
+        // About to sleep: pick up news first, so a message on a ring added meanwhile is not
+        // slept through.
+        self.apply_news()?;
+        if self.ready() {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Ok(false);
         }
         // Sleep in slices: a broker that died cannot wake us to say so, and a peer may clear
         // our parked flag; each slice ends with a look at the control socket.
         let left = deadline
-            .map_or(MAX_SLEEP, |d| d.saturating_duration_since(Instant::now()))
+            .map_or(MAX_SLEEP, |d| d.saturating_duration_since(now))
             .min(MAX_SLEEP);
         let consumers: Vec<&RingConsumer> = self.rings.iter().map(|r| &r.consumer).collect();
         wait_any(&consumers, Some(left)).map_err(|e| ClientError::Shm(e.to_string()))?;
         Ok(true)
+    }
+}
+
+impl ShmSubscription {
+    /// Whether some ring has a message, or a removed ring is to be dropped.
+    fn ready(&self) -> bool {
+        self.rings
+            .iter()
+            .any(|r| r.consumer.has_data() || r.removed || r.consumer.has_notice())
     }
 }
 
