@@ -400,6 +400,8 @@ impl RingConsumer {
             if start.elapsed() >= spin {
                 return false;
             }
+            // The producer we wait for may be queued on this very core: offer it the core.
+            std::thread::yield_now();
         }
     }
 

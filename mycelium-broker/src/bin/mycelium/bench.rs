@@ -103,6 +103,10 @@ pub struct BenchArgs {
     /// The topic ping-pong answers on
     #[arg(long, default_value = "bench.pong")]
     reply_topic: String,
+    /// Ping-pong: pause this many microseconds between round trips, so that both sides go
+    /// to sleep between messages (measures the wake-up path, as a quiet service sees it)
+    #[arg(long, value_name = "US", default_value_t = 0)]
+    interval_us: u64,
     /// Give up when no message arrives for this many seconds after the publishers finish
     #[arg(long, default_value_t = 5)]
     idle_timeout: u64,
@@ -145,6 +149,8 @@ pub struct WorkerArgs {
     pub(crate) busy_poll: bool,
     #[arg(long, default_value_t = 20)]
     pub(crate) spin_us: u64,
+    #[arg(long, default_value_t = 0)]
+    pub(crate) interval_us: u64,
 }
 
 /// What a worker reports on its last stdout line, after `result `.
@@ -395,6 +401,9 @@ async fn run_pinger(client: &Client, args: &WorkerArgs) -> anyhow::Result<Worker
         }
         if round >= PINGPONG_WARMUP {
             latency.record(now_ns().saturating_sub(sent_at) / 2);
+        }
+        if args.interval_us > 0 {
+            tokio::time::sleep(Duration::from_micros(args.interval_us)).await;
         }
     }
     Ok(WorkerResult {
@@ -798,6 +807,8 @@ fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<E
             args.size.to_string(),
             "--count".to_owned(),
             rounds.to_string(),
+            "--interval-us".to_owned(),
+            args.interval_us.to_string(),
         ];
         common.extend(transport_args(transport, args));
         common
@@ -810,15 +821,20 @@ fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<E
     let latency = Histogram::from_sparse(&result.latency);
     let (p50, p99, p999) = quantiles_us(&latency);
     outln!(
-        "mycelium bench --pingpong: {rounds} round trips, {} B, transport {}{}, one-way = RTT/2",
+        "mycelium bench --pingpong: {rounds} round trips, {} B, transport {}{}{}, one-way = RTT/2",
         args.size,
         transport.name(),
         if args.busy_poll { " (busy-poll)" } else { "" },
+        if args.interval_us > 0 {
+            format!(", {} us between round trips", args.interval_us)
+        } else {
+            String::new()
+        },
     );
     outln!("  one-way latency: p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us");
     if args.json {
         let doc = serde_json::json!({
-            "mode": "pingpong", "transport": transport.name(), "busy_poll": args.busy_poll, "size": args.size, "count": rounds,
+            "mode": "pingpong", "transport": transport.name(), "busy_poll": args.busy_poll, "interval_us": args.interval_us, "size": args.size, "count": rounds,
             "msgs_per_sec": rounds as f64 / result.seconds.max(f64::MIN_POSITIVE), "mb_per_sec": 0.0,
             "p50_us": p50, "p99_us": p99, "p999_us": p999,
             "sent": result.sent, "received": result.received, "lost": result.sent.saturating_sub(result.received),

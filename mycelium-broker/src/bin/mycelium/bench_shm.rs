@@ -180,6 +180,9 @@ fn run_pinger(client: &ShmClient, args: &WorkerArgs) -> anyhow::Result<WorkerRes
         if round >= PINGPONG_WARMUP {
             latency.record(now_ns().saturating_sub(sent_at) / 2);
         }
+        if args.interval_us > 0 {
+            std::thread::sleep(Duration::from_micros(args.interval_us));
+        }
     }
     Ok(WorkerResult {
         sent: args.count,

@@ -32,9 +32,9 @@ pub const NEWS_EVERY: u32 = 64 * 1024;
 /// Spin iterations between two reads of the clock while waiting.
 const CLOCK_EVERY: u32 = 64;
 
-/// Busy polling offers the core to other threads once in this many spins (a multiple of
-/// [`CLOCK_EVERY`]).
-const YIELD_EVERY: u32 = 1024;
+/// A spinning subscription offers its core to other threads once in this many spins (a
+/// multiple of [`CLOCK_EVERY`]).
+const YIELD_EVERY: u32 = 128;
 
 /// Longest single sleep: how soon a sleeping subscription notices that the broker is gone.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
@@ -328,10 +328,11 @@ impl ShmSubscription {
                 if now >= spin_until {
                     break;
                 }
-                if busy_poll && spins % YIELD_EVERY == 0 {
-                    // On a machine with fewer cores than spinners, a spinner that never
-                    // yields is preempted at the scheduler's choosing, for a whole slice;
-                    // offering the core between polls keeps those stalls short.
+                if spins % YIELD_EVERY == 0 {
+                    // On a machine with fewer cores than runnable threads, a spinner that never
+                    // yields keeps the very thread it waits for off its core: the scheduler
+                    // often queues a woken peer (who will answer us) on the waker's core, here.
+                    // Offering the core between polls lets it run at once.
                     std::thread::yield_now();
                 }
                 if busy_poll && now.duration_since(last_look) >= MAX_SLEEP {
