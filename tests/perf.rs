@@ -307,30 +307,7 @@ fn run_bench(broker: &TestBroker, args: &[&str]) -> Result<serde_json::Value, St
 #[ignore = "performance: run with --release -- --ignored --nocapture"]
 fn uds_throughput_separate_processes() {
     let _serial = one_at_a_time();
-    let broker = TestBroker::start(
-        r#"
-[[topics]]
-name = "bench.fanout"
-routing = "fanout"
-buffer_size = 100000
-max_message_size = 65536
-
-[[topics]]
-name = "bench.queue"
-routing = "queue"
-buffer_size = 100000
-max_message_size = 65536
-prefetch = 8192
-
-[[topics]]
-name = "bench.ping"
-routing = "fanout"
-
-[[topics]]
-name = "bench.pong"
-routing = "fanout"
-"#,
-    );
+    let broker = TestBroker::start(BENCH_TOPICS);
     // Counts size each workload at roughly 2-3 s on the project's 2-vCPU machine (W1 ~11 M msg/s,
     // W2 ~2 M, W3 ~4 M per subscriber, W5 ~7 M in total when these were written).
     let workloads = [
@@ -365,7 +342,53 @@ routing = "fanout"
         },
     ];
 
-    println!("mycelium bench over UDS, every party its own process");
+    run_workloads(&broker, "uds", &workloads);
+}
+
+#[test]
+#[ignore = "performance: run with --release -- --ignored --nocapture"]
+fn shm_throughput_separate_processes() {
+    let _serial = one_at_a_time();
+    let broker = TestBroker::start(BENCH_TOPICS);
+    // Issue 3's targets: W1 >= 20 M msg/s, W2 >= 8 GB/s, W3 >= 5 M per subscriber, W4
+    // p50 <= 0.3 us / p99 <= 1 us busy-polling and p50 <= 25 us when the subscriber sleeps
+    // (here: 1 ms between round trips, so both sides sleep every time).
+    let workloads = [
+        Workload {
+            name: "W1 1->1 64 B",
+            args: &["--size", "64", "--count", "60000000"],
+        },
+        Workload {
+            name: "W2 1->1 1 KiB",
+            args: &["--size", "1024", "--count", "20000000"],
+        },
+        Workload {
+            name: "W3 1->4 fanout 64 B",
+            args: &["--size", "64", "--subscribers", "4", "--count", "20000000"],
+        },
+        Workload {
+            name: "W4 busy-poll 64 B",
+            args: &["--size", "64", "--busy-poll", "--pingpong", "200000"],
+        },
+        Workload {
+            name: "W4 parked 64 B",
+            args: &[
+                "--size",
+                "64",
+                "--pingpong",
+                "2000",
+                "--interval-us",
+                "1000",
+            ],
+        },
+    ];
+    run_workloads(&broker, "shm", &workloads);
+}
+
+/// Runs each workload over `transport` and prints one table row per workload; fails at the
+/// end if any failed, lost or reordered a message.
+fn run_workloads(broker: &TestBroker, transport: &str, workloads: &[Workload]) {
+    println!("mycelium bench over {transport}, every party its own process");
     println!(
         "{:<22} | {:>12} | {:>9} | {:>9} | {:>9} | {:>9} | note",
         "workload", "msg/s", "MB/s", "p50 us", "p99 us", "p99.9 us"
@@ -373,7 +396,9 @@ routing = "fanout"
     // Every workload runs even if one fails, so one run shows every figure it can.
     let mut failures = Vec::new();
     for w in workloads {
-        let doc = match run_bench(&broker, w.args) {
+        let mut args = vec!["--transport", transport];
+        args.extend_from_slice(w.args);
+        let doc = match run_bench(broker, &args) {
             Ok(doc) => doc,
             Err(why) => {
                 println!(
@@ -434,3 +459,27 @@ routing = "fanout"
         failures.join("\n")
     );
 }
+
+/// The topics every bench workload uses.
+const BENCH_TOPICS: &str = r#"
+[[topics]]
+name = "bench.fanout"
+routing = "fanout"
+buffer_size = 100000
+max_message_size = 65536
+
+[[topics]]
+name = "bench.queue"
+routing = "queue"
+buffer_size = 100000
+max_message_size = 65536
+prefetch = 8192
+
+[[topics]]
+name = "bench.ping"
+routing = "fanout"
+
+[[topics]]
+name = "bench.pong"
+routing = "fanout"
+"#;

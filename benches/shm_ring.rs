@@ -1,0 +1,88 @@
+//! The shared-memory ring's own cost, in one thread: no second core, no broker, no syscall.
+//!
+//! - Each iteration pushes [`BATCH`] frames into a 4 MiB in-memory ring (the `[shm]` default
+//!   size) and reads them back, so the figures are the producer's plus the consumer's work per
+//!   message, with every cache line local. Across processes (`mycelium bench --transport
+//!   shm`) the cache-line transfers between cores come on top.
+//! - `publish_each` makes every frame visible on its own (one Release store and the wake
+//!   check per message, as `ShmPublisher::publish` does); `publish_batch` makes the batch
+//!   visible with one store (`ShmPublisher::publish_batch`). The consumer takes the batch with
+//!   one `try_recv_batch` (one Acquire load, one Release store, a copy per frame).
+//! - Figures are messages per second (`Throughput::Elements`) and bytes per second.
+//!
+//! Run with `cargo bench --bench shm_ring`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput};
+use mycelium::transport::shm::{RingConsumer, RingProducer, RingRegion};
+
+/// Frames per measured iteration.
+const BATCH: usize = 1024;
+
+/// Data bytes of the ring: the `[shm] ring_bytes` default.
+const RING_BYTES: u64 = 4 << 20;
+
+fn ring() -> (RingProducer, RingConsumer) {
+    let (region, producer) = RingRegion::new_in_memory(RING_BYTES, 4).expect("ring");
+    let consumer = RingConsumer::join(&region).expect("consumer");
+    (producer, consumer)
+}
+
+fn drain(consumer: &mut RingConsumer) -> usize {
+    let mut bytes = 0;
+    let taken = consumer
+        .try_recv_batch(BATCH, |payload| bytes += black_box(payload).len())
+        .expect("an intact ring");
+    assert_eq!(taken, BATCH);
+    bytes
+}
+
+fn bench_size(c: &mut Criterion, size: usize) {
+    let payload = vec![0x5A; size];
+    let mut group = c.benchmark_group(format!("shm_ring/{size}B"));
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let (mut producer, mut consumer) = ring();
+    group.bench_function("publish_each", |b| {
+        b.iter(|| {
+            for _ in 0..BATCH {
+                producer.try_push(&payload).expect("room");
+                producer.publish_and_wake().expect("wake check");
+            }
+            drain(&mut consumer)
+        })
+    });
+    let (mut producer, mut consumer) = ring();
+    group.bench_function("publish_batch", |b| {
+        b.iter(|| {
+            for _ in 0..BATCH {
+                producer.try_push(&payload).expect("room");
+            }
+            producer.publish_and_wake().expect("wake check");
+            drain(&mut consumer)
+        })
+    });
+    group.finish();
+    let mut group = c.benchmark_group(format!("shm_ring/{size}B/bytes"));
+    group.throughput(Throughput::Bytes((BATCH * size) as u64));
+    let (mut producer, mut consumer) = ring();
+    group.bench_function("publish_batch", |b| {
+        b.iter(|| {
+            for _ in 0..BATCH {
+                producer.try_push(&payload).expect("room");
+            }
+            producer.publish_and_wake().expect("wake check");
+            drain(&mut consumer)
+        })
+    });
+    group.finish();
+}
+
+// `criterion_group!` would generate an undocumented `pub fn`, which the workspace lints flag.
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    for size in [64, 1024] {
+        bench_size(&mut c, size);
+    }
+    c.final_summary();
+}
