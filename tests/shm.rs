@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use common::pubsub_support::{spawn_pub_with, stats_json};
+use common::pubsub_support::{spawn_pub, spawn_pub_with, stats_json, topic_counter};
 use common::{spawn_sub, TestBroker, DEADLINE};
 use mycelium::broker::{ClientError, ShmClient, ShmOptions};
 use mycelium::transport::shm::recv_fds;
@@ -107,6 +107,174 @@ fn shm_cli_publishers_reach_every_shm_cli_subscriber_in_per_publisher_order() {
         }
         assert!(sub.wait().success());
     }
+}
+
+#[test]
+fn socket_publishers_reach_shm_subscribers_through_the_relay_ring() {
+    const N: usize = 20_000;
+    let broker = TestBroker::start(&fanout("mixed"));
+    let client = shm_client(&broker);
+    let mut shm_sub = client.subscribe("mixed").expect("subscribe");
+    let mut uds_sub = spawn_sub(&broker, "mixed", &["--count", &N.to_string()]);
+    let publisher = spawn_pub(&broker, "mixed", (0..N).map(|i| format!("m{i}")));
+    for i in 0..N {
+        assert_eq!(
+            recv(&mut shm_sub),
+            format!("m{i}").as_bytes(),
+            "message {i}"
+        );
+    }
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    // The socket subscriber got every message too.
+    let lines = uds_sub.take_lines(N);
+    assert_eq!(lines.first().map(String::as_str), Some("m0"));
+    assert_eq!(lines.last(), Some(&format!("m{}", N - 1)));
+    assert!(uds_sub.wait().success());
+}
+
+#[test]
+fn shm_publishers_reach_socket_subscribers_whenever_they_subscribed() {
+    const N: usize = 20_000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\n\n[shm]\nring_bytes = 16384\n",
+        fanout("out")
+    ));
+    // One socket subscriber before the shared-memory publisher exists...
+    let mut early = spawn_sub(&broker, "out", &["--count", &(2 * N).to_string()]);
+    let client = shm_client(&broker);
+    let mut publisher = client.publisher("out").expect("publisher");
+    for i in 0..N {
+        publisher
+            .publish(format!("a{i}").as_bytes())
+            .expect("publish");
+    }
+    // ...and one after: it sees everything published once its subscription was acknowledged
+    // (and perhaps the last "a" messages too, if the broker had not read them yet).
+    let late = spawn_sub(&broker, "out", &[]);
+    for i in 0..N {
+        publisher
+            .publish(format!("b{i}").as_bytes())
+            .expect("publish");
+    }
+    let expected_early: Vec<String> = (0..N)
+        .map(|i| format!("a{i}"))
+        .chain((0..N).map(|i| format!("b{i}")))
+        .collect();
+    assert_eq!(early.take_lines(2 * N), expected_early);
+    let mut late_lines = Vec::new();
+    let last = format!("b{}", N - 1);
+    while late_lines.last() != Some(&last) {
+        late_lines.extend(late.take_lines(1));
+    }
+    let first_b = late_lines.iter().position(|l| l.starts_with('b'));
+    let (a_tail, bs) = late_lines.split_at(first_b.expect("b messages"));
+    let expected_b: Vec<String> = (0..N).map(|i| format!("b{i}")).collect();
+    assert_eq!(bs, expected_b);
+    let expected_a_tail: Vec<String> = (N - a_tail.len()..N).map(|i| format!("a{i}")).collect();
+    assert_eq!(
+        a_tail, expected_a_tail,
+        "earlier messages, if any, are the latest ones in order"
+    );
+    assert!(early.wait().success());
+}
+
+#[test]
+fn socket_and_shm_clients_on_one_topic_all_see_each_other_once() {
+    const N: usize = 5_000;
+    let broker = TestBroker::start(&fanout("both"));
+    let client = shm_client(&broker);
+    let mut shm_sub = client.subscribe("both").expect("subscribe");
+    let mut uds_sub = spawn_sub(&broker, "both", &["--count", &(2 * N).to_string()]);
+    let uds_pub = spawn_pub(&broker, "both", (0..N).map(|i| format!("u{i}")));
+    let mut shm_pub = shm_client(&broker).publisher("both").expect("publisher");
+    for i in 0..N {
+        shm_pub
+            .publish(format!("s{i}").as_bytes())
+            .expect("publish");
+    }
+    let (status, stderr) = uds_pub.finish();
+    assert!(status.success(), "{stderr}");
+    let check = |lines: Vec<String>, who: &str| {
+        for prefix in ["u", "s"] {
+            let mine: Vec<&String> = lines.iter().filter(|l| l.starts_with(prefix)).collect();
+            let expected: Vec<String> = (0..N).map(|i| format!("{prefix}{i}")).collect();
+            assert_eq!(mine.len(), N, "{who}: {prefix} messages");
+            assert!(
+                mine.iter().zip(&expected).all(|(a, b)| *a == b),
+                "{who}: {prefix} order"
+            );
+        }
+    };
+    let shm_lines: Vec<String> = (0..2 * N)
+        .map(|_| String::from_utf8(recv(&mut shm_sub)).expect("utf-8"))
+        .collect();
+    check(shm_lines, "shm subscriber");
+    // Exactly once: nothing more arrives (a relayed copy of a shm message would).
+    assert_eq!(
+        shm_sub
+            .recv_timeout(Duration::from_millis(200))
+            .expect("recv"),
+        None
+    );
+    check(uds_sub.take_lines(2 * N), "socket subscriber");
+    assert!(uds_sub.wait().success());
+}
+
+#[test]
+fn when_the_last_socket_subscriber_leaves_the_broker_stops_holding_shm_publishers_back() {
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\n\n[shm]\nring_bytes = 4096\n",
+        fanout("left")
+    ));
+    let mut publisher = shm_client(&broker).publisher("left").expect("publisher");
+    let mut sub = spawn_sub(&broker, "left", &["--count", "1"]);
+    publisher.publish(b"one").expect("publish");
+    assert_eq!(sub.take_lines(1), ["one"]);
+    assert!(sub.wait().success());
+    // The broker's slot in the 4 KiB ring is released once it sees the subscriber go; then
+    // the ring has no reader and takes any amount without waiting.
+    let payload = [b'x'; 500];
+    let deadline = Instant::now() + DEADLINE;
+    let mut published = 0;
+    while published < 1000 {
+        if publisher.try_publish(&payload).expect("try_publish") {
+            published += 1;
+        } else {
+            assert!(
+                Instant::now() < deadline,
+                "the broker still holds the ring after its subscriber left"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn a_shm_subscriber_that_stops_reading_loses_relayed_messages_but_never_stalls_the_socket_path() {
+    const N: usize = 5_000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\n\n[shm]\nring_bytes = 4096\n",
+        fanout("slow")
+    ));
+    let client = shm_client(&broker);
+    let mut idle = client.subscribe("slow").expect("subscribe");
+    let mut uds_sub = spawn_sub(&broker, "slow", &["--count", &N.to_string()]);
+    let lines = (0..N).map(|i| format!("{i:0>100}"));
+    let (status, stderr) = spawn_pub(&broker, "slow", lines).finish();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(uds_sub.take_lines(N).len(), N);
+    assert!(uds_sub.wait().success());
+    // A 4 KiB relay ring holds a few dozen 100-byte messages: the rest were dropped and
+    // counted, the socket path never waited. What the idle subscriber gets is a prefix, in
+    // order, without gaps.
+    assert!(topic_counter(&broker, "slow", "dropped") > 0);
+    let mut next = 0;
+    while let Some(message) = idle.recv_timeout(Duration::from_millis(200)).expect("recv") {
+        assert_eq!(message, format!("{next:0>100}").as_bytes());
+        next += 1;
+    }
+    assert!(next > 0 && next < N, "got {next} of {N}");
 }
 
 #[test]
@@ -410,9 +578,12 @@ fn a_session_ending_frees_every_slot_it_held() {
         // SIGKILL), so the first subscribe may come too early: retry until the deadline.
         let client = shm_client(&broker);
         let deadline = Instant::now() + DEADLINE;
-        let _a = loop {
-            match client.subscribe("f") {
-                Ok(sub) => break sub,
+        let (_a, _b) = loop {
+            let both = client
+                .subscribe("f")
+                .and_then(|a| client.subscribe("f").map(|b| (a, b)));
+            match both {
+                Ok(both) => break both,
                 Err(error) if error.code() == Some(ErrorCode::ShmRefused) => {
                     assert!(
                         Instant::now() < deadline,
@@ -423,7 +594,6 @@ fn a_session_ending_frees_every_slot_it_held() {
                 Err(error) => panic!("round {round}: {error}"),
             }
         };
-        let _b = client.subscribe("f").expect("second");
         let refused = client
             .subscribe("f")
             .expect_err("a third is over the limit");

@@ -13,6 +13,9 @@
 //!   since no single consumer is at fault).
 //! - Per publisher order holds because one publisher's batches are routed one after another and
 //!   each subscriber's frames are appended in order.
+//! - A fanout topic may also have a [`Relay`]: it receives every batch once, when the batch is
+//!   first routed, for subscribers on another path (the shared-memory relay ring). It never
+//!   blocks the publisher; what it cannot take it reports as dropped.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -65,6 +68,20 @@ pub struct PublishCursor {
     offset: usize,
     /// Whether the batch was counted as published yet.
     counted: bool,
+    /// The batch came from the topic's relay's own path (shared-memory publishers): it is not
+    /// handed back to the relay.
+    skip_relay: bool,
+}
+
+impl PublishCursor {
+    /// A cursor for a batch that came from the relay's own path: routed to the topic's
+    /// subscribers, but not handed to the relay again.
+    pub fn from_relay_path() -> PublishCursor {
+        PublishCursor {
+            skip_relay: true,
+            ..PublishCursor::default()
+        }
+    }
 }
 
 /// What a publish call achieved.
@@ -192,6 +209,15 @@ impl QueueRouting {
     }
 }
 
+/// Takes a copy of every message routed on a topic, for subscribers that are not reached
+/// through outboxes (the shared-memory relay ring).
+pub trait Relay: std::fmt::Debug + Send + Sync {
+    /// Takes one batch, in order, without waiting. Returns (messages taken times the readers
+    /// they reach, messages dropped for lack of room); a message is dropped only after every
+    /// earlier one of the batch was taken, so what arrives keeps its order.
+    fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> (u64, u64);
+}
+
 /// One topic; see the module docs.
 #[derive(Debug)]
 pub struct Topic {
@@ -206,6 +232,8 @@ pub struct Topic {
     membership: AtomicU64,
     /// Wakes publishers blocked on a subscriber when any subscriber leaves.
     membership_changed: Notify,
+    /// Fanout only: subscribers on another path, if any.
+    relay: RwLock<Option<Arc<dyn Relay>>>,
 }
 
 impl Topic {
@@ -219,6 +247,14 @@ impl Topic {
             queue: QueueRouting::default(),
             membership: AtomicU64::new(0),
             membership_changed: Notify::new(),
+            relay: RwLock::new(None),
+        }
+    }
+
+    /// Sets (or, with `None`, removes) the topic's [`Relay`]. Ignored on queue topics.
+    pub fn set_relay(&self, relay: Option<Arc<dyn Relay>>) {
+        if self.config.routing == Routing::Fanout {
+            *self.relay.write().unwrap_or_else(|p| p.into_inner()) = relay;
         }
     }
 
@@ -371,6 +407,17 @@ impl Topic {
             self.counters
                 .published
                 .fetch_add(payloads.len() as u64, Ordering::Relaxed);
+            // Once per batch, before any subscriber can block it: the relay never waits.
+            let relay = if cursor.skip_relay {
+                None
+            } else {
+                self.relay.read().unwrap_or_else(|p| p.into_inner()).clone()
+            };
+            if let Some(relay) = relay {
+                let mut each = (0..payloads.len()).map(|i| payloads.payload(i));
+                let (delivered, dropped) = relay.relay(&mut each);
+                self.counters.add(delivered, dropped);
+            }
         }
         match self.config.routing {
             Routing::Fanout => Self::publish_fanout(self, payloads, cursor),
@@ -737,6 +784,66 @@ mod tests {
             8,
             "counted once"
         );
+    }
+
+    #[derive(Debug, Default)]
+    struct RecordingRelay {
+        got: Mutex<Vec<Vec<u8>>>,
+        /// Takes this many messages per call, drops the rest.
+        room: usize,
+    }
+
+    impl Relay for RecordingRelay {
+        fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> (u64, u64) {
+            let mut got = self.got.lock().unwrap();
+            let (mut taken, mut dropped) = (0, 0);
+            for payload in payloads {
+                if (taken as usize) < self.room {
+                    got.push(payload.to_vec());
+                    taken += 1;
+                } else {
+                    dropped += 1;
+                }
+            }
+            (taken, dropped)
+        }
+    }
+
+    #[test]
+    fn the_relay_gets_each_batch_once_even_when_a_subscriber_blocks_it() {
+        let t = topic(Routing::Fanout, 3, Backpressure::Block, 1);
+        let a = Arc::new(Outbox::new());
+        t.subscribe(1, a.clone(), 1000, 0);
+        let relay = Arc::new(RecordingRelay {
+            room: 5,
+            ..RecordingRelay::default()
+        });
+        t.set_relay(Some(relay.clone()));
+        let m = msgs(8);
+        let refs: Vec<&[u8]> = m.iter().map(|p| p.as_slice()).collect();
+        let mut cursor = PublishCursor::default();
+        while let Progress::Blocked(_) = t.publish(refs.as_slice(), &mut cursor) {
+            drain(&a);
+        }
+        assert_eq!(
+            *relay.got.lock().unwrap(),
+            m[..5].to_vec(),
+            "once, in order"
+        );
+        assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 3);
+        // A batch from the relay's own path is not handed back to it.
+        let mut cursor = PublishCursor::from_relay_path();
+        while let Progress::Blocked(_) = t.publish(refs.as_slice(), &mut cursor) {
+            drain(&a);
+        }
+        assert_eq!(relay.got.lock().unwrap().len(), 5);
+        // Removed: nothing more reaches it.
+        t.set_relay(None);
+        let mut cursor = PublishCursor::default();
+        while let Progress::Blocked(_) = t.publish(refs.as_slice(), &mut cursor) {
+            drain(&a);
+        }
+        assert_eq!(relay.got.lock().unwrap().len(), 5);
     }
 
     #[tokio::test]

@@ -563,6 +563,9 @@ impl Connection {
                 // a publisher to go) cannot miss a message routed in between.
                 let hold = self.outbox.append_control_held(&topic_ack(request_id, &topic, granted));
                 topic.subscribe(id, self.outbox.clone(), capacity, granted);
+                // Shared-memory publishers' rings are read for this subscriber from now on,
+                // before it sees the ack.
+                self.state.shm.socket_subscribers_changed(&topic);
                 drop(hold);
                 tracing::debug!(connection = self.id, topic = topic.name(), "subscribed");
                 self.subscriptions.insert(topic.id(), Subscription { id, topic });
@@ -570,6 +573,7 @@ impl Connection {
             Frame::Unsubscribe { request_id, topic_id } => match self.subscriptions.remove(&topic_id) {
                 Some(sub) => {
                     sub.topic.unsubscribe(sub.id);
+                    self.state.shm.socket_subscribers_changed(&sub.topic);
                     self.outbox.append_control(&Frame::Ack { request_id });
                 }
                 None => self.refuse(request_id, ErrorCode::NotSubscribed, topic_id, format!("not subscribed to topic id {topic_id}")),
@@ -607,6 +611,7 @@ impl Connection {
     fn leave(&mut self) {
         for (_, sub) in self.subscriptions.drain() {
             sub.topic.unsubscribe(sub.id);
+            self.state.shm.socket_subscribers_changed(&sub.topic);
         }
         self.outbox.close();
         self.state.unregister(self.id);

@@ -3,6 +3,7 @@
 mod connection;
 pub mod error;
 pub mod listener;
+mod shm_reader;
 pub mod shm_rings;
 mod shm_session;
 pub mod state;

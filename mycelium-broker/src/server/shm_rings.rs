@@ -5,8 +5,10 @@
 //! - A shared-memory publisher gets a fresh ring of its own per topic: one writer per ring, so
 //!   a publisher killed mid-write leaves at most an unpublished frame nobody will read.
 //! - A shared-memory subscriber gets a consumer slot in every publisher ring of its topic, plus
-//!   one in the topic's relay ring (written by the broker; it carries the wake-up that tells a
-//!   sleeping subscriber a new ring was added). Slots are reserved by the broker *before* a
+//!   one in the topic's relay ring. The broker writes into the relay ring every message that
+//!   socket publishers publish on the topic (the topic's [`Relay`]), so shared-memory
+//!   subscribers hear them too; and it raises the notice in a subscriber's relay slot when it
+//!   has news for it. Slots are reserved by the broker *before* a
 //!   ring's fd leaves it, so a subscriber never misses a frame published after it attached,
 //!   even one published before it has mapped the ring.
 //! - When a publisher leaves, its subscribers are told to drain its ring and drop it; when a
@@ -22,13 +24,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mycelium_config::ShmConfig;
 use mycelium_transport::shm::{
-    max_payload, release_slot, reserve_slot, wake_consumer, RingError, RingRegion, Segment,
-    SegmentError,
+    max_payload, release_slot, reserve_slot, wake_consumer, PushError, RingError, RingProducer,
+    RingRegion, Segment, SegmentError,
 };
 use mycelium_transport::{ShmRing, NO_SLOT};
 use tokio::sync::mpsc;
 
-use crate::core::topic::{Topic, TopicId};
+use crate::core::topic::{Relay, Topic, TopicId};
+use crate::server::shm_reader::{ReaderCommand, ShmRingReader};
 
 /// Identifies one session (one shared-memory control connection) within a broker run.
 pub type SessionId = u64;
@@ -45,6 +48,11 @@ pub struct Ring {
 }
 
 impl Ring {
+    /// The broker's view of the ring.
+    pub(crate) fn region(&self) -> &Arc<RingRegion> {
+        &self.region
+    }
+
     /// Wakes the consumer in `slot` if it sleeps on this ring.
     pub fn wake_consumer(&self, slot: u32) {
         wake_consumer(&self.region, slot as usize);
@@ -134,10 +142,58 @@ struct Publisher {
     ring: Ring,
 }
 
+/// The broker's side of a topic's relay ring: the topic's [`Relay`] while the topic has
+/// shared-memory subscribers.
+struct RelayRing {
+    producer: Mutex<RingProducer>,
+    /// Shared-memory subscribers reading the ring, for the topic's `delivered` counter.
+    readers: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for RelayRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayRing")
+            .field("readers", &self.readers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay for RelayRing {
+    fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> (u64, u64) {
+        let mut producer = self.producer.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut taken, mut dropped) = (0u64, 0u64);
+        for payload in &mut *payloads {
+            match producer.try_push(payload) {
+                Ok(()) => taken += 1,
+                Err(PushError::Full) | Err(PushError::TooLarge { .. }) => {
+                    // The slowest shared-memory subscriber is a whole ring behind: drop this
+                    // message and the rest of the batch (never a later one before an earlier).
+                    dropped += 1;
+                    break;
+                }
+            }
+        }
+        dropped += payloads.count() as u64;
+        if let Err(error) = producer.publish_and_wake() {
+            tracing::warn!(%error, "waking shared-memory subscribers of the relay ring failed");
+        }
+        let readers = self.readers.load(Ordering::Relaxed);
+        (taken * readers, dropped * readers)
+    }
+}
+
 #[derive(Default)]
 struct TopicRings {
     /// Written by the broker; created with the topic's first shared-memory subscriber.
     relay: Option<Ring>,
+    /// The broker's producer of `relay`, installed as the topic's relay while there are
+    /// shared-memory subscribers.
+    relay_sink: Option<Arc<RelayRing>>,
+    /// The topic, to remove its relay when the last shared-memory subscriber leaves.
+    topic: Option<Arc<Topic>>,
+    /// While the topic has socket subscribers: the slot the broker's reader holds in each
+    /// publisher ring, by ring id.
+    reader_slots: HashMap<u32, u32>,
     publishers: Vec<Publisher>,
     subscribers: Vec<Subscriber>,
 }
@@ -145,6 +201,8 @@ struct TopicRings {
 /// Every topic's rings and attachments.
 pub struct ShmRings {
     config: ShmConfig,
+    /// Started with the first ring it must read.
+    reader: std::sync::OnceLock<Option<ShmRingReader>>,
     topics: Mutex<HashMap<TopicId, TopicRings>>,
     next_ring: AtomicU32,
     next_attachment: AtomicU32,
@@ -163,6 +221,7 @@ impl ShmRings {
     pub fn new(config: ShmConfig) -> ShmRings {
         ShmRings {
             config,
+            reader: std::sync::OnceLock::new(),
             topics: Mutex::default(),
             next_ring: AtomicU32::new(1),
             next_attachment: AtomicU32::new(1),
@@ -188,7 +247,9 @@ impl ShmRings {
         capacity
     }
 
-    fn create_ring(&self, topic: &Topic, role: &str) -> Result<Ring, ShmRefusal> {
+    /// A new ring for `topic`, and its producer (dropped for a publisher's ring: the
+    /// publisher process adopts the ring instead).
+    fn create_ring(&self, topic: &Topic, role: &str) -> Result<(Ring, RingProducer), ShmRefusal> {
         let id = self.next_ring.fetch_add(1, Ordering::Relaxed);
         let name = format!("mycelium:{}:{role}:{id}", topic.name());
         let (segment, producer) = Segment::create_ring(
@@ -197,16 +258,21 @@ impl ShmRings {
             self.config.max_subscribers,
         )?;
         let region = Arc::clone(producer.region());
-        Ok(Ring {
+        let ring = Ring {
             id,
             segment: Arc::new(segment),
             region,
-        })
+        };
+        Ok((ring, producer))
     }
 
     /// Gives session `session` a ring of its own to publish on `topic`, and reserves a slot in
     /// it for every shared-memory subscriber of the topic (telling each through its session).
-    pub fn attach_publisher(&self, topic: &Topic, session: SessionId) -> Result<Grant, ShmRefusal> {
+    pub fn attach_publisher(
+        &self,
+        topic: &Arc<Topic>,
+        session: SessionId,
+    ) -> Result<Grant, ShmRefusal> {
         let mut topics = self.lock();
         let rings = topics.entry(topic.id()).or_default();
         let max = self.config.max_publishers_per_topic as usize;
@@ -216,7 +282,7 @@ impl ShmRings {
                 topic.name()
             )));
         }
-        let ring = self.create_ring(topic, "pub")?;
+        let (ring, _) = self.create_ring(topic, "pub")?;
         for subscriber in &mut rings.subscribers {
             // A fresh ring has a free slot for every subscriber: there are at most
             // `max_subscribers` of them, and that is the ring's slot count.
@@ -235,6 +301,11 @@ impl ShmRings {
             // A session that is gone has its attachments ended by its own task.
             let _ = subscriber.events.send(added);
         }
+        rings.topic.get_or_insert_with(|| Arc::clone(topic));
+        if !rings.reader_slots.is_empty() || topic.subscriber_count() > 0 {
+            // Socket subscribers are there: the broker reads this ring for them too.
+            self.start_reading(topic, &ring, &mut rings.reader_slots);
+        }
         let attachment = self.next_attachment.fetch_add(1, Ordering::Relaxed);
         rings.publishers.push(Publisher {
             session,
@@ -251,7 +322,7 @@ impl ShmRings {
     /// and in every publisher ring, each starting at what is published now.
     pub fn attach_subscriber(
         &self,
-        topic: &Topic,
+        topic: &Arc<Topic>,
         session: SessionId,
         events: mpsc::UnboundedSender<SessionEvent>,
     ) -> Result<Grant, ShmRefusal> {
@@ -264,12 +335,17 @@ impl ShmRings {
                 topic.name()
             )));
         }
+        rings.topic.get_or_insert_with(|| Arc::clone(topic));
         let relay = match &rings.relay {
             Some(relay) => relay.clone(),
-            None => rings
-                .relay
-                .insert(self.create_ring(topic, "relay")?)
-                .clone(),
+            None => {
+                let (ring, producer) = self.create_ring(topic, "relay")?;
+                rings.relay_sink = Some(Arc::new(RelayRing {
+                    producer: Mutex::new(producer),
+                    readers: std::sync::atomic::AtomicU64::new(0),
+                }));
+                rings.relay.insert(ring).clone()
+            }
         };
         let all: Vec<Ring> = std::iter::once(relay)
             .chain(rings.publishers.iter().map(|p| p.ring.clone()))
@@ -285,6 +361,14 @@ impl ShmRings {
                     }
                     return Err(error.into());
                 }
+            }
+        }
+        if let Some(sink) = &rings.relay_sink {
+            // From the first shared-memory subscriber on, socket publishers' messages are
+            // copied into the relay ring too; the slot reserved above starts at what the
+            // relay ring has published, so the subscriber sees every later one.
+            if sink.readers.fetch_add(1, Ordering::Relaxed) == 0 {
+                topic.set_relay(Some(Arc::clone(sink) as Arc<dyn Relay>));
             }
         }
         let attachment = self.next_attachment.fetch_add(1, Ordering::Relaxed);
@@ -305,19 +389,87 @@ impl ShmRings {
         })
     }
 
+    /// The reader thread, started on first use (inside the broker's runtime).
+    fn reader(&self) -> Option<&ShmRingReader> {
+        self.reader
+            .get_or_init(|| {
+                let runtime = tokio::runtime::Handle::try_current().ok()?;
+                match ShmRingReader::start(runtime) {
+                    Ok(reader) => Some(reader),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot start the shared-memory reader thread: shared-memory messages will not reach socket subscribers");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    /// Reserves a slot for the broker's reader in `ring` and tells the reader to read it.
+    fn start_reading(&self, topic: &Arc<Topic>, ring: &Ring, slots: &mut HashMap<u32, u32>) {
+        let Some(reader) = self.reader() else {
+            return;
+        };
+        match reserve_slot(&ring.region) {
+            Ok(slot) => {
+                let slot = u32::try_from(slot).unwrap_or(NO_SLOT);
+                slots.insert(ring.id, slot);
+                reader.send(ReaderCommand::Read {
+                    topic: Arc::clone(topic),
+                    ring: ring.clone(),
+                    slot,
+                });
+            }
+            Err(error) => {
+                tracing::warn!(topic = topic.name(), ring = ring.id, %error, "no slot for the broker's reader: this publisher's messages will not reach socket subscribers");
+            }
+        }
+    }
+
+    /// Called when `topic` gains or loses socket subscribers: the broker reads the topic's
+    /// publisher rings exactly while it has some. Reading starts (slots reserved) before this
+    /// returns, so a socket subscriber whose subscription is acknowledged after it sees every
+    /// message published from then on.
+    pub fn socket_subscribers_changed(&self, topic: &Arc<Topic>) {
+        let mut topics = self.lock();
+        let Some(rings) = topics.get_mut(&topic.id()) else {
+            return;
+        };
+        let wanted = topic.subscriber_count() > 0;
+        if wanted && rings.reader_slots.is_empty() {
+            let publisher_rings: Vec<Ring> =
+                rings.publishers.iter().map(|p| p.ring.clone()).collect();
+            for ring in &publisher_rings {
+                self.start_reading(topic, ring, &mut rings.reader_slots);
+            }
+        } else if !wanted && !rings.reader_slots.is_empty() {
+            if let Some(reader) = self.reader() {
+                for (ring_id, _) in rings.reader_slots.drain() {
+                    reader.send(ReaderCommand::Stop {
+                        ring_id,
+                        drain: false,
+                        release: true,
+                    });
+                }
+            }
+        }
+    }
+
     /// Ends attachment `attachment` of `session`; returns whether it existed.
     pub fn detach(&self, session: SessionId, attachment: u32) -> bool {
         let mut topics = self.lock();
+        let reader = self.reader.get().and_then(Option::as_ref);
         topics
             .values_mut()
-            .any(|rings| detach_from(rings, |s, a| s == session && a == attachment))
+            .any(|rings| detach_from(rings, reader, |s, a| s == session && a == attachment))
     }
 
     /// Ends every attachment of `session` (its connection closed, or its process died).
     pub fn detach_session(&self, session: SessionId) {
         let mut topics = self.lock();
+        let reader = self.reader.get().and_then(Option::as_ref);
         for rings in topics.values_mut() {
-            while detach_from(rings, |s, _| s == session) {}
+            while detach_from(rings, reader, |s, _| s == session) {}
         }
     }
 
@@ -330,7 +482,11 @@ impl ShmRings {
 }
 
 /// Removes the first attachment of `rings` that `matches`; returns whether one was removed.
-fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool) -> bool {
+fn detach_from(
+    rings: &mut TopicRings,
+    reader: Option<&ShmRingReader>,
+    matches: impl Fn(SessionId, u32) -> bool,
+) -> bool {
     if let Some(at) = rings
         .publishers
         .iter()
@@ -338,6 +494,17 @@ fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool)
     {
         let publisher = rings.publishers.swap_remove(at);
         let ring_id = publisher.ring.id;
+        if rings.reader_slots.remove(&ring_id).is_some() {
+            if let Some(reader) = reader {
+                // What the publisher published before it left still goes to socket
+                // subscribers.
+                reader.send(ReaderCommand::Stop {
+                    ring_id,
+                    drain: true,
+                    release: false,
+                });
+            }
+        }
         for subscriber in &mut rings.subscribers {
             if subscriber.slots.remove(&ring_id).is_some() {
                 // The subscriber drains and drops the ring; its slot dies with the segment.
@@ -360,6 +527,12 @@ fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool)
         // subscriber died and another has attached since.
         if let Some(relay) = &rings.relay {
             let _ = release_slot(&relay.region, subscriber.relay_slot as usize);
+        }
+        if let (Some(sink), Some(topic)) = (&rings.relay_sink, &rings.topic) {
+            if sink.readers.fetch_sub(1, Ordering::Relaxed) == 1 {
+                // Nobody reads the relay ring now: stop copying socket messages into it.
+                topic.set_relay(None);
+            }
         }
         for publisher in &rings.publishers {
             if let Some(&slot) = subscriber.slots.get(&publisher.ring.id) {

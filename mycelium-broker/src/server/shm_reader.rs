@@ -1,0 +1,242 @@
+//! [`ShmRingReader`]: the broker's reader of shared-memory publisher rings, for the socket
+//! subscribers of their topics.
+//!
+//! - One OS thread (not a tokio task: it sleeps on futexes in the rings). It reads a
+//!   publisher's ring only while the ring's topic has socket subscribers, from a consumer slot
+//!   that [`ShmRings`](super::shm_rings::ShmRings) reserved for it at the moment the first
+//!   socket subscriber arrived (or the ring was created), so nothing published after that is
+//!   missed.
+//! - Each batch read from a ring is routed with [`Topic::publish`], marked as coming from the
+//!   relay's own path so it is not copied back into the relay ring. Under `backpressure =
+//!   "block"` a slow socket subscriber stops this thread, which stops reading the ring, which
+//!   makes the shared-memory publisher wait: the policy holds end to end.
+//! - Everything read from a ring is checked by the ring code; a corrupt ring is logged and
+//!   dropped (its publisher's messages no longer reach socket subscribers), never a panic.
+//! - When idle the thread sleeps on its slots (`futex_waitv`) for at most [`IDLE_SLEEP`], and
+//!   then looks at its commands: a command waits at most that long, and loses nothing, since
+//!   the slot it names is reserved before it is sent.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mycelium_transport::shm::{release_slot, wait_any, ReadError, RingConsumer};
+
+use crate::core::topic::{Progress, PublishCursor, Topic};
+use crate::server::shm_rings::Ring;
+
+/// Longest sleep before the thread looks at its commands again.
+pub const IDLE_SLEEP: Duration = Duration::from_millis(50);
+
+/// Most messages read from one ring per batch.
+const READ_BATCH: usize = 4096;
+
+/// What the reader is told to do.
+#[derive(Debug)]
+pub(crate) enum ReaderCommand {
+    /// Read `ring` (of `topic`) from consumer slot `slot`, reserved for the reader.
+    Read {
+        topic: Arc<Topic>,
+        ring: Ring,
+        slot: u32,
+    },
+    /// Stop reading `ring_id`: after reading what is published (`drain`, the publisher left),
+    /// or at once; `release` frees the reader's slot (the ring lives on without socket
+    /// subscribers).
+    Stop {
+        ring_id: u32,
+        drain: bool,
+        release: bool,
+    },
+}
+
+/// Handle on the reader thread; dropping it stops the thread.
+#[derive(Debug)]
+pub(crate) struct ShmRingReader {
+    commands: mpsc::Sender<ReaderCommand>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ShmRingReader {
+    /// Starts the thread; `runtime` drives the waits of a blocked publish.
+    pub(crate) fn start(runtime: tokio::runtime::Handle) -> std::io::Result<ShmRingReader> {
+        let (commands, receiver) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("mycelium-shm-reader".into())
+            .spawn(move || run(receiver, runtime, flag))?;
+        Ok(ShmRingReader { commands, stop })
+    }
+
+    pub(crate) fn send(&self, command: ReaderCommand) {
+        // The thread lives as long as this handle; a send can only fail after a panic there,
+        // which the thread has logged.
+        let _ = self.commands.send(command);
+    }
+}
+
+impl Drop for ShmRingReader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Reading {
+    topic: Arc<Topic>,
+    ring: Ring,
+    slot: u32,
+    consumer: RingConsumer,
+    /// Read what is published, then stop (the publisher left).
+    draining: bool,
+}
+
+fn run(
+    commands: mpsc::Receiver<ReaderCommand>,
+    runtime: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+) {
+    let mut reading: Vec<Reading> = Vec::new();
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        loop {
+            match commands.try_recv() {
+                Ok(command) => apply(&mut reading, command),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        let mut moved = false;
+        let mut index = 0;
+        while index < reading.len() {
+            let r = &mut reading[index];
+            bytes.clear();
+            ends.clear();
+            let read = r.consumer.try_recv_batch(READ_BATCH, |payload| {
+                bytes.extend_from_slice(payload);
+                ends.push(bytes.len());
+            });
+            match read {
+                Ok(0) if r.draining => {
+                    reading.swap_remove(index);
+                    continue;
+                }
+                Ok(0) => {}
+                Ok(_) => {
+                    moved = true;
+                    route(&r.topic, &bytes, &ends, &runtime);
+                }
+                Err(ReadError::Lagged { skipped }) => {
+                    tracing::warn!(
+                        topic = r.topic.name(),
+                        ring = r.ring.id,
+                        skipped,
+                        "the broker fell behind a lossy ring"
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(topic = r.topic.name(), ring = r.ring.id, %error, "corrupt shared-memory ring: no longer relayed to socket subscribers");
+                    let gone = reading.swap_remove(index);
+                    let _ = release_slot(gone.ring.region(), gone.slot as usize);
+                    continue;
+                }
+            }
+            index += 1;
+        }
+        if moved {
+            continue;
+        }
+        if reading.is_empty() {
+            match commands.recv_timeout(IDLE_SLEEP) {
+                Ok(command) => apply(&mut reading, command),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            let consumers: Vec<&RingConsumer> = reading.iter().map(|r| &r.consumer).collect();
+            if let Err(error) = wait_any(&consumers, Some(IDLE_SLEEP)) {
+                tracing::warn!(%error, "waiting on shared-memory rings failed");
+                std::thread::sleep(IDLE_SLEEP);
+            }
+        }
+    }
+}
+
+fn apply(reading: &mut Vec<Reading>, command: ReaderCommand) {
+    match command {
+        ReaderCommand::Read { topic, ring, slot } => {
+            match RingConsumer::adopt(ring.region(), slot as usize) {
+                Ok(consumer) => reading.push(Reading {
+                    topic,
+                    ring,
+                    slot,
+                    consumer,
+                    draining: false,
+                }),
+                Err(error) => {
+                    tracing::warn!(topic = topic.name(), ring = ring.id, %error, "cannot read a shared-memory ring for socket subscribers");
+                    let _ = release_slot(ring.region(), slot as usize);
+                }
+            }
+        }
+        ReaderCommand::Stop {
+            ring_id,
+            drain,
+            release,
+        } => {
+            let Some(at) = reading
+                .iter()
+                .position(|r| r.ring.id == ring_id && !r.draining)
+            else {
+                return;
+            };
+            if drain {
+                reading[at].draining = true;
+                return;
+            }
+            let gone = reading.swap_remove(at);
+            if release {
+                let _ = release_slot(gone.ring.region(), gone.slot as usize);
+            }
+        }
+    }
+}
+
+/// Routes one batch (`ends` are the message ends in `bytes`) to the topic's subscribers,
+/// waiting while a `block` policy holds it.
+fn route(topic: &Arc<Topic>, bytes: &[u8], ends: &[usize], runtime: &tokio::runtime::Handle) {
+    let max = topic.config().max_message_size;
+    let mut start = 0;
+    let mut oversized = 0u64;
+    let payloads: Vec<&[u8]> = ends
+        .iter()
+        .filter_map(|&end| {
+            let payload = &bytes[start..end];
+            start = end;
+            // Only a publisher that bypassed its client writes more than the topic allows;
+            // socket subscribers were promised frames within the limit.
+            if payload.len() > max {
+                oversized += 1;
+                return None;
+            }
+            Some(payload)
+        })
+        .collect();
+    if oversized > 0 {
+        tracing::warn!(
+            topic = topic.name(),
+            oversized,
+            "dropped shared-memory messages above max_message_size"
+        );
+        topic
+            .counters()
+            .dropped
+            .fetch_add(oversized, Ordering::Relaxed);
+    }
+    let mut cursor = PublishCursor::from_relay_path();
+    while let Progress::Blocked(blocker) = topic.publish(&payloads[..], &mut cursor) {
+        runtime.block_on(blocker.wait());
+    }
+}
