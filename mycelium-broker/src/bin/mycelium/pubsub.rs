@@ -23,9 +23,9 @@ pub struct PubArgs {
     /// The message (any bytes); without it, each line of stdin is published as one message:
     /// lines end at '\n' (a '\r' before it is dropped), and may hold any other bytes
     message: Option<std::ffi::OsString>,
-    /// The data path: through the broker's socket, or a shared-memory ring read directly by
-    /// shared-memory subscribers (fanout topics; socket and shared-memory clients do not see
-    /// each other's messages yet)
+    /// The data path: through the broker's socket, or a shared-memory ring of its own that
+    /// subscribers read directly (fanout topics; socket subscribers get the messages through
+    /// the broker)
     #[arg(long, value_enum, default_value = "uds")]
     transport: Transport,
 }
@@ -41,7 +41,8 @@ pub struct SubArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
     /// The data path: through the broker's socket, or reading the publishers' shared-memory
-    /// rings directly (fanout topics; sees shared-memory publishers only, for now)
+    /// rings directly (fanout topics; socket publishers' messages come through the broker's
+    /// relay ring)
     #[arg(long, value_enum, default_value = "uds")]
     transport: Transport,
 }

@@ -13,8 +13,12 @@
 //!   `block` topic) waits the same way.
 //! - Everything read from a ring is checked: a corrupt ring is dropped with
 //!   [`ClientError::Shm`], never read out of bounds.
+//! - Socket publishers are heard too: the broker copies their messages into the topic's relay
+//!   ring (when a subscription falls a whole relay ring behind, those are dropped and counted,
+//!   never waited for). And socket subscribers hear shared-memory publishers: the broker
+//!   reads their rings for them.
 //! - This version serves fanout topics; queue topics are refused with a clear error (use the
-//!   socket client), and messages do not yet cross between shared-memory and socket clients.
+//!   socket client).
 //!
 //! ```no_run
 //! use std::time::Duration;
