@@ -25,6 +25,8 @@ use mycelium_transport::shm::{release_slot, wait_any, ReadError, RingConsumer};
 
 use crate::core::topic::{Progress, PublishCursor, Topic};
 use crate::server::shm_rings::Ring;
+use mycelium_config::Routing;
+use mycelium_transport::shm::queue;
 
 /// Longest sleep before the thread looks at its commands again.
 pub const IDLE_SLEEP: Duration = Duration::from_millis(50);
@@ -114,9 +116,20 @@ fn run(
             let r = &mut reading[index];
             bytes.clear();
             ends.clear();
-            let read = r.consumer.try_recv_batch(READ_BATCH, |payload| {
-                bytes.extend_from_slice(payload);
-                ends.push(bytes.len());
+            let queue = r.topic.config().routing == Routing::Queue;
+            let slot = r.consumer.slot_index();
+            let read = r.consumer.try_recv_batch(READ_BATCH, |frame| {
+                // On a queue topic only the messages dealt to the broker's slot are its to
+                // hand on; the rest belong to the shared-memory consumers.
+                let message = if queue {
+                    queue::addressed_to(frame, slot)
+                } else {
+                    Some(frame)
+                };
+                if let Some(message) = message {
+                    bytes.extend_from_slice(message);
+                    ends.push(bytes.len());
+                }
             });
             match read {
                 Ok(0) if r.draining => {
@@ -126,7 +139,9 @@ fn run(
                 Ok(0) => {}
                 Ok(_) => {
                     moved = true;
-                    route(&r.topic, &bytes, &ends, &runtime);
+                    if !ends.is_empty() {
+                        route(&r.topic, &bytes, &ends, &runtime);
+                    }
                 }
                 Err(ReadError::Lagged { skipped }) => {
                     tracing::warn!(

@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 
 use crate::core::topic::{Relay, Topic, TopicId};
 use crate::server::shm_reader::{ReaderCommand, ShmRingReader};
+use mycelium_transport::shm::queue::QUEUE_PREFIX;
 
 /// Identifies one session (one shared-memory control connection) within a broker run.
 pub type SessionId = u64;
@@ -238,10 +239,11 @@ impl ShmRings {
     }
 
     /// Data bytes of a ring for `topic`: the configured size, or the next power of two whose
-    /// half holds the topic's largest message.
+    /// half holds the topic's largest message (with a queue frame's address).
     pub fn ring_capacity(&self, topic: &Topic) -> u64 {
         let mut capacity = self.config.ring_bytes;
-        while max_payload(capacity) < topic.config().max_message_size {
+        let largest = topic.config().max_message_size + QUEUE_PREFIX;
+        while max_payload(capacity) < largest {
             capacity *= 2;
         }
         capacity

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::LookupError;
-use crate::server::shm_rings::{Grant, SessionEvent, ShmRefusal};
+use crate::server::shm_rings::{Grant, SessionEvent};
 use crate::server::state::BrokerState;
 
 /// Serves a session whose `ShmHello` was read (and whose `Welcome` is still to send) until the
@@ -186,20 +186,12 @@ impl Session {
             }
         };
         let routing = topic.config().routing;
-        let granted = if routing == Routing::Queue {
-            Err(ShmRefusal::Limit(format!(
-                "topic '{}' is a queue topic; queue topics are served over the socket only in \
-                 this version (use --transport uds)",
-                topic.name()
-            )))
-        } else {
-            match role {
-                ShmRole::Publish => self.state.shm.attach_publisher(&topic, self.id),
-                ShmRole::Subscribe => {
-                    self.state
-                        .shm
-                        .attach_subscriber(&topic, self.id, self.events_tx.clone())
-                }
+        let granted = match role {
+            ShmRole::Publish => self.state.shm.attach_publisher(&topic, self.id),
+            ShmRole::Subscribe => {
+                self.state
+                    .shm
+                    .attach_subscriber(&topic, self.id, self.events_tx.clone())
             }
         };
         let grant: Grant = match granted {

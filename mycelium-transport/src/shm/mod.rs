@@ -68,6 +68,7 @@ mod error;
 mod fd_passing;
 pub mod layout;
 mod producer;
+pub mod queue;
 #[allow(unsafe_code)]
 mod region;
 #[allow(unsafe_code)]

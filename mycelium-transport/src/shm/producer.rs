@@ -403,6 +403,20 @@ impl RingProducer {
         }
     }
 
+    /// The consumer slots active now, with each one's `read_pos` (how far it has read), for a
+    /// producer that addresses frames to one consumer (a queue). A snapshot: a consumer may
+    /// join or leave right after. Values come from shared memory: use them to choose, never
+    /// to index or size anything.
+    pub fn active_consumers(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        (0..self.geometry.max_consumers as usize).filter_map(|index| {
+            let slot = self.region.slot(index)?;
+            // SYNC POINT: Relaxed loads: a hint for choosing a consumer, ordering nothing (the
+            // space rules use `scan_limit`'s Acquire loads).
+            (slot.state.load(Ordering::Relaxed) == SLOT_ACTIVE)
+                .then(|| (index, slot.read_pos.load(Ordering::Relaxed)))
+        })
+    }
+
     /// The position no write may pass: one capacity beyond the slowest active consumer, and
     /// never more than one capacity beyond what is published (a consumer that joins now
     /// starts at the published position).

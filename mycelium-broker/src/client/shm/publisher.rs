@@ -15,6 +15,10 @@ use mycelium_transport::shm::{PushError, RingProducer, Segment};
 
 use crate::client::error::ClientError;
 use crate::client::shm::session::Session;
+use mycelium_transport::shm::queue::{address, Dealer, QUEUE_PREFIX};
+
+/// How often a queue publisher with no consumer looks for one.
+const NO_CONSUMER_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// How long "spin, never sleep" spins before it re-checks: long enough to never sleep in
 /// practice, short enough that deadline arithmetic cannot overflow.
@@ -28,6 +32,8 @@ pub struct ShmPublisher {
     attachment: u32,
     max_message_size: usize,
     producer: RingProducer,
+    /// Queue topics: who gets the next message, and the addressed frame being built.
+    queue: Option<(Dealer, Vec<u8>)>,
     /// Keeps the memfd open for as long as the producer writes to its mapping.
     _segment: Segment,
 }
@@ -48,6 +54,7 @@ impl ShmPublisher {
         topic_id: u32,
         attachment: u32,
         max_message_size: usize,
+        queue: bool,
         segment: Segment,
     ) -> Result<ShmPublisher, ClientError> {
         let fail = |error: String| {
@@ -57,7 +64,8 @@ impl ShmPublisher {
         let region = segment.ring_region().map_err(|e| fail(e.to_string()))?;
         let producer = RingProducer::adopt(&region).map_err(|e| fail(e.to_string()))?;
         // Messages up to the topic's limit must fit the ring; the broker sizes rings so.
-        let max_message_size = max_message_size.min(producer.max_payload());
+        let prefix = if queue { QUEUE_PREFIX } else { 0 };
+        let max_message_size = max_message_size.min(producer.max_payload().saturating_sub(prefix));
         Ok(ShmPublisher {
             session,
             topic: topic.to_owned(),
@@ -65,6 +73,7 @@ impl ShmPublisher {
             attachment,
             max_message_size,
             producer,
+            queue: queue.then(|| (Dealer::default(), Vec::new())),
             _segment: segment,
         })
     }
@@ -95,7 +104,8 @@ impl ShmPublisher {
         Ok(())
     }
 
-    /// Writes one message into the ring, waiting while the ring is full.
+    /// Writes one message into the ring, waiting while the ring is full (and, on a queue
+    /// topic, while no consumer is there to take it).
     fn push(&mut self, payload: &[u8]) -> Result<(), ClientError> {
         let options = self.session.options();
         let spin = if options.busy_poll {
@@ -103,8 +113,24 @@ impl ShmPublisher {
         } else {
             options.spin
         };
+        let frame = match &mut self.queue {
+            None => payload,
+            Some((dealer, frame)) => {
+                let slot = loop {
+                    if let Some(slot) = dealer.next(&self.producer) {
+                        break slot;
+                    }
+                    // No consumer yet: the message waits with the publisher, as a full
+                    // backlog would make it wait on the socket path.
+                    self.producer.publish_and_wake().ok();
+                    std::thread::sleep(NO_CONSUMER_POLL);
+                };
+                address(frame, slot, payload);
+                frame.as_slice()
+            }
+        };
         self.producer
-            .push_blocking(payload, spin, None)
+            .push_blocking(frame, spin, None)
             .map_err(|error| match error {
                 PushError::TooLarge { len, max } => ClientError::MessageTooLarge {
                     topic: self.topic.clone(),
@@ -154,7 +180,17 @@ impl ShmPublisher {
     /// [`ClientError::MessageTooLarge`].
     pub fn try_publish(&mut self, payload: &[u8]) -> Result<bool, ClientError> {
         self.check_size(payload)?;
-        match self.producer.try_push(payload) {
+        let frame = match &mut self.queue {
+            None => payload,
+            Some((dealer, frame)) => {
+                let Some(slot) = dealer.next(&self.producer) else {
+                    return Ok(false);
+                };
+                address(frame, slot, payload);
+                frame.as_slice()
+            }
+        };
+        match self.producer.try_push(frame) {
             Ok(()) => {
                 self.wake();
                 Ok(true)
@@ -162,6 +198,10 @@ impl ShmPublisher {
             Err(PushError::Full) => {
                 // try_push may have published earlier frames while looking for room.
                 self.wake();
+                if let Some((dealer, _)) = &mut self.queue {
+                    // The slot dealt to may be the slow (or dead) one: choose afresh.
+                    dealer.reset();
+                }
                 Ok(false)
             }
             Err(other) => Err(ClientError::Shm(other.to_string())),

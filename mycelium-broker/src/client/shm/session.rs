@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use mycelium_transport::shm::{recv_fds, Segment};
 use mycelium_transport::{
-    codec, peek_frame, ErrorCode, Frame, ShmRing, ShmRole, HANDSHAKE_MAX_FRAME_LEN,
+    codec, peek_frame, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, HANDSHAKE_MAX_FRAME_LEN,
     MAX_RINGS_PER_GRANT,
 };
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -227,7 +227,7 @@ impl ShmClient {
     ///
     /// # Errors
     ///
-    /// [`ClientError::Refused`] for an unknown or queue topic, or a limit reached;
+    /// [`ClientError::Refused`] for an unknown topic, or a limit reached;
     /// [`ClientError::Shm`] if the ring handed over cannot be mapped.
     pub fn publisher(&self, topic: &str) -> Result<ShmPublisher, ClientError> {
         let (grant, mut rings) = self.session.attach(topic, ShmRole::Publish)?;
@@ -235,6 +235,7 @@ impl ShmClient {
             attachment,
             topic_id,
             max_message_size,
+            queue,
         } = grant;
         if rings.len() != 1 {
             return Err(ClientError::Protocol(format!(
@@ -249,12 +250,14 @@ impl ShmClient {
             topic_id,
             attachment,
             max_message_size,
+            queue,
             ring.segment,
         )
     }
 
-    /// Subscribes to `topic`: the subscription sees every message published from now on, by
-    /// every shared-memory publisher of the topic.
+    /// Subscribes to `topic`: on a fanout topic the subscription sees every message
+    /// published from now on, by every publisher of the topic; on a queue topic it is one of
+    /// the topic's consumers, and takes the messages dealt to it (`client::shm::queue`).
     ///
     /// # Errors
     ///
@@ -266,6 +269,7 @@ impl ShmClient {
             topic,
             grant.topic_id,
             grant.attachment,
+            grant.queue,
             rings,
         )
     }
@@ -276,6 +280,7 @@ pub(crate) struct GrantedAttachment {
     pub(crate) attachment: u32,
     pub(crate) topic_id: u32,
     pub(crate) max_message_size: usize,
+    pub(crate) queue: bool,
 }
 
 impl Session {
@@ -315,6 +320,7 @@ impl Session {
                     topic_id,
                     max_message_size,
                     rings,
+                    routing,
                     ..
                 },
                 fds,
@@ -340,6 +346,7 @@ impl Session {
                         attachment,
                         topic_id,
                         max_message_size: max_message_size as usize,
+                        queue: routing == RoutingKind::Queue,
                     },
                     granted,
                 ))

@@ -21,6 +21,7 @@ use mycelium_transport::shm::{wait_any, ReadError, RingConsumer, Segment};
 use crate::client::error::ClientError;
 use crate::client::shm::publisher::BUSY_POLL_SPIN;
 use crate::client::shm::session::{GrantedRing, RingNews, Session};
+use mycelium_transport::shm::queue;
 
 /// Most messages taken from one ring before the next ring gets its turn.
 pub const TURN: usize = 64;
@@ -54,6 +55,8 @@ pub struct ShmSubscription {
     topic: String,
     topic_id: u32,
     attachment: u32,
+    /// A queue topic: keep only the frames addressed to this subscription's slots.
+    queue: bool,
     rings: Vec<SubRing>,
     /// The ring whose turn it is.
     current: usize,
@@ -94,6 +97,7 @@ impl ShmSubscription {
         topic: &str,
         topic_id: u32,
         attachment: u32,
+        queue: bool,
         granted: Vec<GrantedRing>,
     ) -> Result<ShmSubscription, ClientError> {
         let rings = granted
@@ -112,6 +116,7 @@ impl ShmSubscription {
             topic: topic.to_owned(),
             topic_id,
             attachment,
+            queue,
             rings,
             current: 0,
             taken: 0,
@@ -196,6 +201,17 @@ impl ShmSubscription {
             let index = self.current;
             let result = self.rings[index].consumer.try_recv_into(out);
             match result {
+                Ok(true) if self.queue => {
+                    let slot = self.rings[index].consumer.slot_index();
+                    match queue::addressed_to(out, slot) {
+                        // Another consumer's message: read past it.
+                        None => continue,
+                        Some(_) => {
+                            out.drain(..queue::QUEUE_PREFIX);
+                            return Ok(true);
+                        }
+                    }
+                }
                 Ok(true) => {
                     self.taken += 1;
                     if self.taken >= TURN {
@@ -242,18 +258,34 @@ impl ShmSubscription {
         let mut checked = 0;
         while checked < self.rings.len() {
             let index = self.current;
-            match self.rings[index].consumer.try_recv_batch(max, &mut each) {
-                Ok(0) => {
+            let queue = self.queue;
+            let slot = self.rings[index].consumer.slot_index();
+            let mut mine = 0;
+            let read = self.rings[index].consumer.try_recv_batch(max, |frame| {
+                if !queue {
+                    each(frame);
+                } else if let Some(message) = queue::addressed_to(frame, slot) {
+                    mine += 1;
+                    each(message);
+                }
+            });
+            match read {
+                Ok(count) => {
+                    let delivered = if queue { mine } else { count };
+                    if delivered > 0 {
+                        self.next_turn();
+                        return Ok(delivered);
+                    }
+                    if count > 0 {
+                        // Only other consumers' messages: ours may be right behind them.
+                        continue;
+                    }
                     if self.rings[index].removed {
                         self.drop_ring(index);
                         continue;
                     }
                     self.next_turn();
                     checked += 1;
-                }
-                Ok(count) => {
-                    self.next_turn();
-                    return Ok(count);
                 }
                 Err(ReadError::Lagged { skipped }) => return Err(ClientError::Lagged { skipped }),
                 Err(error) => {
