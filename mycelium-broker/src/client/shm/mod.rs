@@ -17,8 +17,10 @@
 //!   ring (when a subscription falls a whole relay ring behind, those are dropped and counted,
 //!   never waited for). And socket subscribers hear shared-memory publishers: the broker
 //!   reads their rings for them.
-//! - This version serves fanout topics; queue topics are refused with a clear error (use the
-//!   socket client).
+//! - Queue topics: the publisher addresses each message to one consumer (the one that has
+//!   read furthest), and every consumer takes only its own, so each message is taken once
+//!   (`mycelium_transport::shm::queue`). Socket publishers of a queue topic feed socket
+//!   consumers only, for now.
 //!
 //! ```no_run
 //! use std::time::Duration;
