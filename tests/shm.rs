@@ -655,6 +655,52 @@ fn a_client_scribbling_over_its_ring_hurts_only_its_own_messages() {
 }
 
 #[test]
+fn a_loaned_message_is_written_in_place_and_published_on_commit() {
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\n\n{}max_message_size = 1000\n",
+        fanout("loans"),
+        queue("loaned_jobs")
+    ));
+    let client = shm_client(&broker);
+    let mut sub = client.subscribe("loans").expect("subscribe");
+    let mut socket_sub = spawn_sub(&broker, "loans", &["--count", "2"]);
+    let mut publisher = client.publisher("loans").expect("publisher");
+    let mut loan = publisher.loan(11).expect("loan");
+    loan.as_mut_slice().copy_from_slice(b"in place 1!");
+    loan.commit();
+    // Dropped without commit: nothing is published.
+    {
+        let mut dropped = publisher.loan(7).expect("loan");
+        dropped.as_mut_slice().copy_from_slice(b"dropped");
+    }
+    // Serialised in place, size known afterwards.
+    let mut loan = publisher.loan(1000).expect("loan");
+    let text = b"short";
+    loan.as_mut_slice()[..text.len()].copy_from_slice(text);
+    loan.commit_len(text.len());
+    assert_eq!(recv(&mut sub), b"in place 1!");
+    assert_eq!(recv(&mut sub), b"short");
+    assert_eq!(
+        sub.recv_timeout(Duration::from_millis(100)).expect("recv"),
+        None
+    );
+    assert_eq!(socket_sub.take_lines(2), ["in place 1!", "short"]);
+    assert!(socket_sub.wait().success());
+    let too_large = publisher.loan(1001).expect_err("above the topic's limit");
+    assert!(
+        matches!(too_large, ClientError::MessageTooLarge { .. }),
+        "{too_large}"
+    );
+    // On a queue topic the address is written for the caller.
+    let mut consumer = client.subscribe("loaned_jobs").expect("consumer");
+    let mut jobs = client.publisher("loaned_jobs").expect("publisher");
+    let mut loan = jobs.loan(3).expect("loan");
+    loan.as_mut_slice().copy_from_slice(b"job");
+    loan.commit();
+    assert_eq!(recv(&mut consumer), b"job");
+}
+
+#[test]
 fn recv_timeout_returns_at_its_deadline_whether_it_spins_or_not() {
     let broker = TestBroker::start(&fanout("quiet"));
     for spin in [Duration::ZERO, Duration::from_micros(20)] {

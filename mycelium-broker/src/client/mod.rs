@@ -8,5 +8,5 @@ pub mod subscription;
 
 pub use error::ClientError;
 pub use handle::{BrokerInfo, BrokerStats, Client, ClientOptions, Publisher};
-pub use shm::{ShmClient, ShmOptions, ShmPublisher, ShmSubscription};
+pub use shm::{ShmClient, ShmLoan, ShmOptions, ShmPublisher, ShmSubscription};
 pub use subscription::{Message, Subscription};

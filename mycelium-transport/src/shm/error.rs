@@ -47,6 +47,10 @@ pub enum PushError {
     /// Writing the frame would overrun the slowest active consumer; retry after it reads.
     #[error("ring full")]
     Full,
+    /// A loan was asked of a lossy ring, where readers may copy bytes while they are being
+    /// overwritten: its frames are written through atomic words only, never lent out.
+    #[error("frames of a lossy ring cannot be lent out")]
+    LossyLoan,
     /// The payload can never fit: a frame may take at most half the ring.
     #[error("payload of {len} bytes exceeds the ring's maximum of {max}")]
     TooLarge {

@@ -67,6 +67,9 @@ mod error;
 #[allow(unsafe_code)]
 mod fd_passing;
 pub mod layout;
+#[cfg(not(loom))]
+#[allow(unsafe_code)]
+mod loan;
 mod producer;
 pub mod queue;
 #[allow(unsafe_code)]
@@ -91,6 +94,8 @@ pub use error::{PushError, ReadError, RecvError, RingError};
 #[cfg(not(loom))]
 pub use fd_passing::{recv_fds, send_fds, send_fds_partial, MAX_FDS_PER_MESSAGE};
 pub use layout::{max_payload, required_size, RING_MAGIC, RING_VERSION};
+#[cfg(not(loom))]
+pub use loan::FrameLoan;
 pub use producer::RingProducer;
 pub use region::RingRegion;
 pub use ring::{attach, init, init_with_mode, RingGeometry};

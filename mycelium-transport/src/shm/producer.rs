@@ -9,6 +9,8 @@ use super::layout::{
     frame_size, max_payload, FRAME_HEADER_LEN, FRAME_PADDING, FRAME_SEQ_MODULUS, FRAME_SEQ_SHIFT,
     PARKED, PARKED_RUNNING, SLOT_ACTIVE,
 };
+#[cfg(not(loom))]
+use super::loan::FrameLoan;
 use super::region::RingRegion;
 use super::ring::attach;
 use super::ring::RingGeometry;
@@ -125,17 +127,68 @@ impl RingProducer {
     /// [`PushError::Full`] if writing would overrun the slowest active consumer (never in a
     /// lossy ring: there the frame overwrites the oldest bytes, whoever has not read them).
     pub fn try_push(&mut self, payload: &[u8]) -> Result<(), PushError> {
-        let max = self.max_payload();
-        if payload.len() > max {
-            return Err(PushError::TooLarge {
-                len: payload.len(),
-                max,
-            });
+        let offset = self.reserve(payload.len())?;
+        let data_start = self.geometry.data_start();
+        self.write_bytes(data_start, offset + FRAME_HEADER_LEN, payload);
+        self.finish_frame(offset, payload.len());
+        Ok(())
+    }
+
+    #[cfg(not(loom))]
+    /// Lends the payload bytes of the next frame, `len` bytes, to be written in place (zero
+    /// copy); the frame exists once [`FrameLoan::commit`] writes its header. Dropping the loan
+    /// without committing writes nothing (the space is reused by the next frame).
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_push`](Self::try_push), and [`PushError::LossyLoan`] on a lossy ring.
+    pub fn try_loan(&mut self, len: usize) -> Result<FrameLoan<'_>, PushError> {
+        if self.geometry.lossy {
+            return Err(PushError::LossyLoan);
         }
-        let size = frame_size(payload.len());
-        let mut offset = self.geometry.offset_of(self.local);
+        let offset = self.reserve(len)?;
+        Ok(FrameLoan::new(self, offset, len))
+    }
+
+    #[cfg(not(loom))]
+    /// [`try_loan`](Self::try_loan), waiting for room as [`push_blocking`](Self::push_blocking)
+    /// does.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_loan`](Self::try_loan); [`PushError::Full`] only once `timeout` passed.
+    pub fn loan_blocking(
+        &mut self,
+        len: usize,
+        spin: Duration,
+        timeout: Option<Duration>,
+    ) -> Result<FrameLoan<'_>, PushError> {
+        if self.geometry.lossy {
+            return Err(PushError::LossyLoan);
+        }
+        let deadline = timeout.map(|timeout| Instant::now().checked_add(timeout));
+        let offset = loop {
+            match self.reserve(len) {
+                Ok(offset) => break offset,
+                Err(PushError::Full) => self.wait_for_room(len, spin, deadline)?,
+                Err(error) => return Err(error),
+            }
+        };
+        Ok(FrameLoan::new(self, offset, len))
+    }
+
+    /// Finds room for a frame of `len` payload bytes at the write position (writing a padding
+    /// frame first if it would cross the end of the ring) and returns the data offset of its
+    /// header. Nothing of the frame itself is written yet.
+    fn reserve(&mut self, len: usize) -> Result<usize, PushError> {
+        let max = self.max_payload();
+        if len > max {
+            return Err(PushError::TooLarge { len, max });
+        }
+        let size = frame_size(len);
+        let offset = self.geometry.offset_of(self.local);
         let tail = self.geometry.capacity_usize() - offset;
-        let end = self.frame_end(payload.len());
+        let end = self.frame_end(len);
         if self.geometry.lossy {
             if end > self.reserved {
                 self.reserved = end;
@@ -164,17 +217,20 @@ impl RingProducer {
             let padding = u32::try_from(tail - FRAME_HEADER_LEN).unwrap_or(u32::MAX);
             self.write_header(offset, padding, self.tag() | FRAME_PADDING);
             self.local += tail as u64;
-            offset = 0;
+            return Ok(0);
         }
-        // `payload.len()` <= max_payload < capacity / 2 <= 2^39, checked above: fits u32.
-        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        self.write_header(offset, len, self.tag());
-        let data_start = self.geometry.data_start();
-        self.write_bytes(data_start, offset + FRAME_HEADER_LEN, payload);
-        self.local += size as u64;
+        Ok(offset)
+    }
+
+    /// Writes the header of the frame at data offset `offset` whose `len` payload bytes are in
+    /// place, and counts it as pushed.
+    pub(crate) fn finish_frame(&mut self, offset: usize, len: usize) {
+        // `len` <= max_payload < capacity / 2 <= 2^39, checked by `reserve`: fits u32.
+        let len32 = u32::try_from(len).unwrap_or(u32::MAX);
+        self.write_header(offset, len32, self.tag());
+        self.local += frame_size(len) as u64;
         self.pending += 1;
         self.seq += 1;
-        Ok(())
     }
 
     /// Makes every frame pushed so far visible to consumers.
@@ -296,45 +352,58 @@ impl RingProducer {
         let deadline = timeout.map(|timeout| Instant::now().checked_add(timeout));
         loop {
             match self.try_push(payload) {
-                Err(PushError::Full) => {}
+                Err(PushError::Full) => self.wait_for_room(payload.len(), spin, deadline)?,
                 result => return result,
             }
-            // A failed futex wake is an unexpected system-call error that leaves parked
-            // consumers to their timeouts; nothing a full producer could do about it.
-            let _ = self.publish_and_wake();
-            let end = self.frame_end(payload.len());
-            if !spin.is_zero() && self.spin_for_room(end, spin) {
-                continue;
-            }
-            let remaining = match deadline {
-                None | Some(None) => None,
-                Some(Some(deadline)) => {
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    if remaining.is_zero() {
-                        return Err(PushError::Full);
-                    }
-                    Some(remaining)
-                }
-            };
-            let parked = &self.region.header().producer_parked;
-            // SYNC POINT: Relaxed swap, ordered before the rescan's loads by the SeqCst fence
-            // at the start of `scan_limit`; pairs with the SeqCst fence a consumer issues after
-            // its Release store of `read_pos` (or of `state`, on leaving) in
-            // `wake_parked_producer`. Dekker: either our rescan sees that store, or its load of
-            // `producer_parked` sees this flag and it wakes us. A swap rather than a store for
-            // the reason given in `RingConsumer::park_begin` (loom's modification order).
-            parked.swap(PARKED, Ordering::Relaxed);
-            self.limit = self.scan_limit();
-            if end > self.limit {
-                // An unexpected futex error counts as a spurious return: the loop re-checks the
-                // ring and the deadline.
-                let _ = wake::wait(&self.region, parked, PARKED, remaining);
-            }
-            // SYNC POINT: Relaxed; we are running again. If a consumer cleared the flag first
-            // this is a no-op; a consumer that loads it after this store skips the wake, and we
-            // rescan right away.
-            parked.store(PARKED_RUNNING, Ordering::Relaxed);
         }
+    }
+
+    /// After a `Full`: publishes and wakes consumers (so they can make room), spins for up to
+    /// `spin` rescanning, then parks on `producer_parked` until a consumer makes room or the
+    /// deadline (`None`: none) passes. `Ok` means "try again"; `Err(Full)` that the deadline
+    /// has passed.
+    fn wait_for_room(
+        &mut self,
+        len: usize,
+        spin: Duration,
+        deadline: Option<Option<Instant>>,
+    ) -> Result<(), PushError> {
+        // A failed futex wake is an unexpected system-call error that leaves parked
+        // consumers to their timeouts; nothing a full producer could do about it.
+        let _ = self.publish_and_wake();
+        let end = self.frame_end(len);
+        if !spin.is_zero() && self.spin_for_room(end, spin) {
+            return Ok(());
+        }
+        let remaining = match deadline {
+            None | Some(None) => None,
+            Some(Some(deadline)) => {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    return Err(PushError::Full);
+                }
+                Some(remaining)
+            }
+        };
+        let parked = &self.region.header().producer_parked;
+        // SYNC POINT: Relaxed swap, ordered before the rescan's loads by the SeqCst fence
+        // at the start of `scan_limit`; pairs with the SeqCst fence a consumer issues after
+        // its Release store of `read_pos` (or of `state`, on leaving) in
+        // `wake_parked_producer`. Dekker: either our rescan sees that store, or its load of
+        // `producer_parked` sees this flag and it wakes us. A swap rather than a store for
+        // the reason given in `RingConsumer::park_begin` (loom's modification order).
+        parked.swap(PARKED, Ordering::Relaxed);
+        self.limit = self.scan_limit();
+        if end > self.limit {
+            // An unexpected futex error counts as a spurious return: the caller re-checks the
+            // ring and the deadline.
+            let _ = wake::wait(&self.region, parked, PARKED, remaining);
+        }
+        // SYNC POINT: Relaxed; we are running again. If a consumer cleared the flag first
+        // this is a no-op; a consumer that loads it after this store skips the wake, and we
+        // rescan right away.
+        parked.store(PARKED_RUNNING, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Spins for up to `spin`, rescanning the consumers, until a frame ending at `end` fits;

@@ -34,10 +34,21 @@ pub fn addressed_to(frame: &[u8], slot: usize) -> Option<&[u8]> {
 /// Writes the queue frame of `message` for `slot` into `frame` (replacing its contents).
 pub fn address(frame: &mut Vec<u8>, slot: usize, message: &[u8]) {
     frame.clear();
-    // Slots are below the ring's slot count (at most 1024): they fit a u32.
-    frame.extend_from_slice(&(slot as u32).to_le_bytes());
-    frame.extend_from_slice(&[0; 4]);
+    frame.resize(QUEUE_PREFIX, 0);
+    address_in_place(frame, slot);
     frame.extend_from_slice(message);
+}
+
+/// Writes the address of `slot` into the first [`QUEUE_PREFIX`] bytes of `prefix` (a frame
+/// being written in place).
+///
+/// # Panics
+///
+/// If `prefix` is shorter than [`QUEUE_PREFIX`].
+pub fn address_in_place(prefix: &mut [u8], slot: usize) {
+    // Slots are below the ring's slot count (at most 1024): they fit a u32.
+    prefix[..4].copy_from_slice(&(slot as u32).to_le_bytes());
+    prefix[4..QUEUE_PREFIX].fill(0);
 }
 
 /// The publisher's choice of consumer.

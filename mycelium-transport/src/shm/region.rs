@@ -203,6 +203,28 @@ impl RingRegion {
         }
     }
 
+    /// The address of the data-region span `offset .. offset + len` (relative to
+    /// `data_start`), for a producer lending the span out ([`FrameLoan`](super::FrameLoan)).
+    ///
+    /// # Panics
+    ///
+    /// If the span leaves the region (a bug in this crate, as for [`Self::write_data`]).
+    pub(crate) fn data_ptr(
+        &self,
+        data_start: usize,
+        offset: usize,
+        len: usize,
+    ) -> std::ptr::NonNull<u8> {
+        assert!(
+            self.data_span_ok(data_start, offset, len),
+            "ring loan out of bounds"
+        );
+        // SAFETY: the span lies inside the region (asserted above), so the offset stays within
+        // the allocation or mapping `ptr` points into; the result is not null because `ptr`
+        // is not and the addition does not wrap.
+        unsafe { self.ptr.add(data_start + offset) }
+    }
+
     /// Copies `dst.len()` bytes from the data region at `offset` (relative to `data_start`).
     ///
     /// # Panics

@@ -1963,3 +1963,71 @@ mod loom_tests {
         });
     }
 }
+
+#[cfg(not(loom))]
+mod loans {
+    //! Frames written in place through a loan.
+
+    use crate::shm::{PushError, RingConsumer, RingRegion};
+
+    #[test]
+    fn a_committed_loan_is_a_frame_and_a_dropped_one_is_nothing() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let mut loan = producer.try_loan(5).unwrap();
+        loan.as_mut_slice().copy_from_slice(b"hello");
+        loan.commit();
+        {
+            // Written, then abandoned without a commit.
+            let mut dropped = producer.try_loan(7).unwrap();
+            dropped.as_mut_slice().copy_from_slice(b"dropped");
+        }
+        let mut short = producer.try_loan(100).unwrap();
+        short.as_mut_slice()[..3].copy_from_slice(b"abc");
+        short.commit_len(3);
+        producer.push_and_publish(b"after").unwrap();
+        let mut out = Vec::new();
+        for expected in [&b"hello"[..], b"abc", b"after"] {
+            assert!(consumer.try_recv_into(&mut out).unwrap());
+            assert_eq!(out, expected);
+        }
+        assert!(!consumer.try_recv_into(&mut out).unwrap());
+    }
+
+    #[test]
+    fn loans_wrap_the_ring_and_respect_its_limits() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let mut out = Vec::new();
+        for i in 0..2000u32 {
+            let len = 1 + (i as usize * 37) % 900;
+            let mut loan = producer.try_loan(len).unwrap();
+            loan.as_mut_slice().fill(i as u8);
+            loan.commit();
+            producer.publish();
+            assert!(consumer.try_recv_into(&mut out).unwrap());
+            assert_eq!(out, vec![i as u8; len]);
+        }
+        assert!(matches!(
+            producer.try_loan(4096),
+            Err(PushError::TooLarge { .. })
+        ));
+        // Full: the consumer has not read the frames below.
+        while producer.try_push(&[0; 500]).is_ok() {}
+        assert!(matches!(producer.try_loan(500), Err(PushError::Full)));
+        assert!(matches!(
+            producer.loan_blocking(
+                500,
+                std::time::Duration::ZERO,
+                Some(std::time::Duration::from_millis(10))
+            ),
+            Err(PushError::Full)
+        ));
+    }
+
+    #[test]
+    fn a_lossy_ring_lends_nothing() {
+        let (_region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+        assert!(matches!(producer.try_loan(8), Err(PushError::LossyLoan)));
+    }
+}

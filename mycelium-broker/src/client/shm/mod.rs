@@ -39,6 +39,6 @@ mod publisher;
 mod session;
 mod subscription;
 
-pub use publisher::ShmPublisher;
+pub use publisher::{ShmLoan, ShmPublisher};
 pub use session::{ShmClient, ShmOptions};
 pub use subscription::ShmSubscription;

@@ -15,7 +15,8 @@ use mycelium_transport::shm::{PushError, RingProducer, Segment};
 
 use crate::client::error::ClientError;
 use crate::client::shm::session::Session;
-use mycelium_transport::shm::queue::{address, Dealer, QUEUE_PREFIX};
+use mycelium_transport::shm::queue::{address, address_in_place, Dealer, QUEUE_PREFIX};
+use mycelium_transport::shm::FrameLoan;
 
 /// How often a queue publisher with no consumer looks for one.
 const NO_CONSUMER_POLL: std::time::Duration = std::time::Duration::from_millis(1);
@@ -208,10 +209,97 @@ impl ShmPublisher {
         }
     }
 
+    /// Lends `len` bytes of the ring to write the next message in place (zero copy), waiting
+    /// while the ring is full (and, on a queue topic, for a consumer). The message is published
+    /// by [`ShmLoan::commit`]; dropping the loan publishes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::MessageTooLarge`] for a `len` above the topic's limit.
+    pub fn loan(&mut self, len: usize) -> Result<ShmLoan<'_>, ClientError> {
+        if len > self.max_message_size {
+            return Err(ClientError::MessageTooLarge {
+                topic: self.topic.clone(),
+                size: len,
+                max: self.max_message_size,
+            });
+        }
+        let options = self.session.options();
+        let spin = if options.busy_poll {
+            BUSY_POLL_SPIN
+        } else {
+            options.spin
+        };
+        let recipient = match &mut self.queue {
+            None => None,
+            Some((dealer, _)) => Some(loop {
+                if let Some(slot) = dealer.next(&self.producer) {
+                    break slot;
+                }
+                self.producer.publish_and_wake().ok();
+                std::thread::sleep(NO_CONSUMER_POLL);
+            }),
+        };
+        let prefix = if recipient.is_some() { QUEUE_PREFIX } else { 0 };
+        let mut loan = self
+            .producer
+            .loan_blocking(prefix + len, spin, None)
+            .map_err(|error| ClientError::Shm(error.to_string()))?;
+        if let Some(slot) = recipient {
+            address_in_place(&mut loan.as_mut_slice()[..QUEUE_PREFIX], slot);
+        }
+        Ok(ShmLoan {
+            loan,
+            prefix,
+            topic: &self.topic,
+        })
+    }
+
     /// Publishes what is pushed and wakes sleeping subscribers; a failed wake syscall only
     /// delays them until their own timeout, so it is logged, not returned.
     fn wake(&mut self) {
         if let Err(error) = self.producer.publish_and_wake() {
+            tracing::warn!(%error, topic = %self.topic, "waking shared-memory subscribers failed");
+        }
+    }
+}
+
+/// Bytes of the ring lent by [`ShmPublisher::loan`]: write the message into
+/// [`as_mut_slice`](Self::as_mut_slice), then [`commit`](Self::commit).
+pub struct ShmLoan<'a> {
+    loan: FrameLoan<'a>,
+    /// Bytes of queue address before the message.
+    prefix: usize,
+    topic: &'a str,
+}
+
+impl std::fmt::Debug for ShmLoan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmLoan")
+            .field("topic", &self.topic)
+            .field("len", &(self.loan.len() - self.prefix))
+            .finish()
+    }
+}
+
+impl ShmLoan<'_> {
+    /// The lent bytes. Their contents before writing are unspecified.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        let prefix = self.prefix;
+        &mut self.loan.as_mut_slice()[prefix..]
+    }
+
+    /// Publishes the message (all the lent bytes): visible to subscribers when this returns.
+    pub fn commit(self) {
+        let len = self.loan.len() - self.prefix;
+        self.commit_len(len);
+    }
+
+    /// Publishes the first `len` lent bytes as the message (for a message serialised in place
+    /// whose size was known only afterwards); a `len` above the loan is clamped to it.
+    pub fn commit_len(self, len: usize) {
+        let producer = self.loan.commit_len(self.prefix + len);
+        if let Err(error) = producer.publish_and_wake() {
             tracing::warn!(%error, topic = %self.topic, "waking shared-memory subscribers failed");
         }
     }
