@@ -38,42 +38,39 @@ fn drain(consumer: &mut RingConsumer) -> usize {
     bytes
 }
 
+/// Pushes a batch, publishing every frame (`each`) or the batch once, then reads it back.
+fn round(
+    producer: &mut RingProducer,
+    consumer: &mut RingConsumer,
+    payload: &[u8],
+    each: bool,
+) -> usize {
+    for _ in 0..BATCH {
+        producer.try_push(payload).expect("room");
+        if each {
+            producer.publish_and_wake().expect("wake check");
+        }
+    }
+    producer.publish_and_wake().expect("wake check");
+    drain(consumer)
+}
+
 fn bench_size(c: &mut Criterion, size: usize) {
     let payload = vec![0x5A; size];
     let mut group = c.benchmark_group(format!("shm_ring/{size}B"));
     group.throughput(Throughput::Elements(BATCH as u64));
-    let (mut producer, mut consumer) = ring();
-    group.bench_function("publish_each", |b| {
-        b.iter(|| {
-            for _ in 0..BATCH {
-                producer.try_push(&payload).expect("room");
-                producer.publish_and_wake().expect("wake check");
-            }
-            drain(&mut consumer)
-        })
-    });
-    let (mut producer, mut consumer) = ring();
-    group.bench_function("publish_batch", |b| {
-        b.iter(|| {
-            for _ in 0..BATCH {
-                producer.try_push(&payload).expect("room");
-            }
-            producer.publish_and_wake().expect("wake check");
-            drain(&mut consumer)
-        })
-    });
+    for (name, each) in [("publish_each", true), ("publish_batch", false)] {
+        let (mut producer, mut consumer) = ring();
+        group.bench_function(name, |b| {
+            b.iter(|| round(&mut producer, &mut consumer, &payload, each))
+        });
+    }
     group.finish();
     let mut group = c.benchmark_group(format!("shm_ring/{size}B/bytes"));
     group.throughput(Throughput::Bytes((BATCH * size) as u64));
     let (mut producer, mut consumer) = ring();
     group.bench_function("publish_batch", |b| {
-        b.iter(|| {
-            for _ in 0..BATCH {
-                producer.try_push(&payload).expect("room");
-            }
-            producer.publish_and_wake().expect("wake check");
-            drain(&mut consumer)
-        })
+        b.iter(|| round(&mut producer, &mut consumer, &payload, false))
     });
     group.finish();
 }

@@ -40,6 +40,45 @@ pub fn send_fds_partial(
     payload: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<usize> {
+    send_with_fds(socket, payload, fds, MsgFlags::MSG_DONTWAIT)
+}
+
+/// Sends `payload` with `fds` attached, as one `sendmsg` (plus plain sends if the socket took
+/// only part of the payload; the fds go with the first part).
+///
+/// # Errors
+///
+/// `InvalidInput` for an empty payload or more than [`MAX_FDS_PER_MESSAGE`] fds; otherwise the
+/// OS error (`EPIPE` when the peer is gone: `MSG_NOSIGNAL` keeps SIGPIPE away).
+pub fn send_fds(socket: &impl AsFd, payload: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let sent = send_with_fds(socket, payload, fds, MsgFlags::empty())?;
+    let socket = socket.as_fd().as_raw_fd();
+    let mut rest = &payload[sent..];
+    while !rest.is_empty() {
+        match sendmsg::<()>(
+            socket,
+            &[IoSlice::new(rest)],
+            &[],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Err(Errno::EINTR) => continue,
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The first `sendmsg` of `payload`, carrying `fds`, with `flags` besides `MSG_NOSIGNAL`;
+/// returns the bytes the socket took.
+fn send_with_fds(
+    socket: &impl AsFd,
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+    flags: MsgFlags,
+) -> io::Result<usize> {
     if payload.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -61,7 +100,7 @@ pub fn send_fds_partial(
             socket,
             &[IoSlice::new(payload)],
             cmsgs,
-            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            MsgFlags::MSG_NOSIGNAL | flags,
             None,
         ) {
             Err(Errno::EINTR) => continue,
@@ -69,60 +108,6 @@ pub fn send_fds_partial(
             Err(errno) => return Err(errno.into()),
         }
     }
-}
-
-/// Sends `payload` with `fds` attached, as one `sendmsg` (plus plain sends if the socket took
-/// only part of the payload; the fds go with the first part).
-///
-/// # Errors
-///
-/// `InvalidInput` for an empty payload or more than [`MAX_FDS_PER_MESSAGE`] fds; otherwise the
-/// OS error (`EPIPE` when the peer is gone: `MSG_NOSIGNAL` keeps SIGPIPE away).
-pub fn send_fds(socket: &impl AsFd, payload: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-    if payload.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "fds need at least one payload byte to travel with",
-        ));
-    }
-    if fds.len() > MAX_FDS_PER_MESSAGE {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "too many fds for one message",
-        ));
-    }
-    let socket = socket.as_fd().as_raw_fd();
-    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let rights = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
-    let sent = loop {
-        match sendmsg::<()>(
-            socket,
-            &[IoSlice::new(payload)],
-            cmsgs,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        ) {
-            Err(Errno::EINTR) => continue,
-            other => break other?,
-        }
-    };
-    let mut rest = &payload[sent..];
-    while !rest.is_empty() {
-        match sendmsg::<()>(
-            socket,
-            &[IoSlice::new(rest)],
-            &[],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        ) {
-            Err(Errno::EINTR) => continue,
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => rest = &rest[n..],
-            Err(errno) => return Err(errno.into()),
-        }
-    }
-    Ok(())
 }
 
 /// Receives up to `buf.len()` bytes and the fds that came with them (close-on-exec).

@@ -176,6 +176,16 @@ impl ShmSubscription {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// The error to report for ring `index`'s read error; a corrupt ring is dropped.
+    fn ring_failed(&mut self, index: usize, error: ReadError) -> ClientError {
+        if let ReadError::Lagged { skipped } = error {
+            return ClientError::Lagged { skipped };
+        }
+        let id = self.rings[index].id;
+        self.drop_ring(index);
+        ClientError::Shm(format!("ring {id} dropped: {error}"))
+    }
+
     /// Drops ring `index` and keeps the turn order sane. Order is kept, so the relay ring
     /// (whose slot carries the broker's notices) stays first.
     fn drop_ring(&mut self, index: usize) {
@@ -227,12 +237,7 @@ impl ShmSubscription {
                     self.next_turn();
                     checked += 1;
                 }
-                Err(ReadError::Lagged { skipped }) => return Err(ClientError::Lagged { skipped }),
-                Err(error) => {
-                    let id = self.rings[index].id;
-                    self.drop_ring(index);
-                    return Err(ClientError::Shm(format!("ring {id} dropped: {error}")));
-                }
+                Err(error) => return Err(self.ring_failed(index, error)),
             }
         }
         Ok(false)
@@ -287,12 +292,7 @@ impl ShmSubscription {
                     self.next_turn();
                     checked += 1;
                 }
-                Err(ReadError::Lagged { skipped }) => return Err(ClientError::Lagged { skipped }),
-                Err(error) => {
-                    let id = self.rings[index].id;
-                    self.drop_ring(index);
-                    return Err(ClientError::Shm(format!("ring {id} dropped: {error}")));
-                }
+                Err(error) => return Err(self.ring_failed(index, error)),
             }
         }
         Ok(0)
