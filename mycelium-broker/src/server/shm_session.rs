@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::LookupError;
-use crate::server::shm_rings::{Grant, SessionEvent};
+use crate::server::shm_rings::{Grant, SessionEvent, ShmRefusal};
 use crate::server::state::BrokerState;
 
 /// Serves a session whose `ShmHello` was read (and whose `Welcome` is still to send) until the
@@ -186,14 +186,20 @@ impl Session {
             }
         };
         let routing = topic.config().routing;
-        let granted = match role {
-            ShmRole::Publish => self.state.shm.attach_publisher(&topic, self.id),
-            ShmRole::Subscribe => {
-                self.state
-                    .shm
-                    .attach_subscriber(&topic, self.id, self.events_tx.clone())
-            }
-        };
+        // Creating a ring maps and pre-faults its memory (a few milliseconds for 4 MiB): off
+        // the event loop, which may be the broker's only worker thread.
+        let (state, session, events) = (Arc::clone(&self.state), self.id, self.events_tx.clone());
+        let for_attach = Arc::clone(&topic);
+        let granted = tokio::task::spawn_blocking(move || match role {
+            ShmRole::Publish => state.shm.attach_publisher(&for_attach, session),
+            ShmRole::Subscribe => state.shm.attach_subscriber(&for_attach, session, events),
+        })
+        .await
+        .unwrap_or_else(|error| {
+            Err(ShmRefusal::Limit(format!(
+                "attaching failed inside the broker: {error}"
+            )))
+        });
         let grant: Grant = match granted {
             Ok(grant) => grant,
             Err(refusal) => {
