@@ -222,6 +222,45 @@ fn socket_and_shm_clients_on_one_topic_all_see_each_other_once() {
 }
 
 #[test]
+fn a_stalled_socket_subscriber_on_one_topic_does_not_hold_up_another_topic() {
+    let broker = TestBroker::start(&format!(
+        "{}buffer_size = 10\nmax_message_size = 1000\n\n{}max_message_size = 1000\n\n[shm]\nring_bytes = 4096\n",
+        fanout("stalled"),
+        fanout("flowing")
+    ));
+    let frozen = spawn_sub(&broker, "stalled", &[]);
+    let frozen_pid = Pid::from_raw(frozen.child.id() as i32);
+    kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let mut stalled = shm_client(&broker).publisher("stalled").expect("publisher");
+    // Fill everything between the stalled publisher and its frozen subscriber: its ring, the
+    // broker's reader (blocked under `block`), the outbox, the socket.
+    let payload = [b's'; 500];
+    let deadline = Instant::now() + DEADLINE;
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_millis(500) {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled topic never filled up"
+        );
+        if stalled.try_publish(&payload).expect("try_publish") {
+            quiet_since = Instant::now();
+        }
+    }
+    // The other topic flows, through the broker, to its socket subscriber.
+    let mut flowing_sub = spawn_sub(&broker, "flowing", &["--count", "1000"]);
+    let mut flowing = shm_client(&broker).publisher("flowing").expect("publisher");
+    for i in 0..1000 {
+        flowing
+            .publish(format!("f{i}").as_bytes())
+            .expect("publish");
+    }
+    let lines = flowing_sub.take_lines(1000);
+    assert_eq!(lines.last().map(String::as_str), Some("f999"));
+    assert!(flowing_sub.wait().success());
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+}
+
+#[test]
 fn when_the_last_socket_subscriber_leaves_the_broker_stops_holding_shm_publishers_back() {
     let broker = TestBroker::start(&format!(
         "{}max_message_size = 1000\n\n[shm]\nring_bytes = 4096\n",

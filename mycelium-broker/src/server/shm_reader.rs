@@ -1,7 +1,8 @@
 //! [`ShmRingReader`]: the broker's reader of shared-memory publisher rings, for the socket
 //! subscribers of their topics.
 //!
-//! - One OS thread (not a tokio task: it sleeps on futexes in the rings). It reads a
+//! - One OS thread per topic (not a tokio task: it sleeps on futexes in the rings), so a
+//!   topic whose socket subscriber is slow under `block` never holds up another. It reads a
 //!   publisher's ring only while the ring's topic has socket subscribers, from a consumer slot
 //!   that [`ShmRings`](super::shm_rings::ShmRings) reserved for it at the moment the first
 //!   socket subscriber arrived (or the ring was created), so nothing published after that is
@@ -62,12 +63,15 @@ pub(crate) struct ShmRingReader {
 
 impl ShmRingReader {
     /// Starts the thread; `runtime` drives the waits of a blocked publish.
-    pub(crate) fn start(runtime: tokio::runtime::Handle) -> std::io::Result<ShmRingReader> {
+    pub(crate) fn start(
+        runtime: tokio::runtime::Handle,
+        topic: &str,
+    ) -> std::io::Result<ShmRingReader> {
         let (commands, receiver) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         std::thread::Builder::new()
-            .name("mycelium-shm-reader".into())
+            .name(format!("shm-reader:{topic}"))
             .spawn(move || run(receiver, runtime, flag))?;
         Ok(ShmRingReader { commands, stop })
     }

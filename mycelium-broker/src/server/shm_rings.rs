@@ -195,6 +195,10 @@ struct TopicRings {
     /// While the topic has socket subscribers: the slot the broker's reader holds in each
     /// publisher ring, by ring id.
     reader_slots: HashMap<u32, u32>,
+    /// This topic's reader thread, started the first time the topic needs one: one per topic,
+    /// so that a slow socket subscriber (which stops its topic's reader under `block`) never
+    /// holds up another topic.
+    reader: Option<ShmRingReader>,
     publishers: Vec<Publisher>,
     subscribers: Vec<Subscriber>,
 }
@@ -202,8 +206,6 @@ struct TopicRings {
 /// Every topic's rings and attachments.
 pub struct ShmRings {
     config: ShmConfig,
-    /// Started with the first ring it must read.
-    reader: std::sync::OnceLock<Option<ShmRingReader>>,
     topics: Mutex<HashMap<TopicId, TopicRings>>,
     next_ring: AtomicU32,
     next_attachment: AtomicU32,
@@ -222,7 +224,6 @@ impl ShmRings {
     pub fn new(config: ShmConfig) -> ShmRings {
         ShmRings {
             config,
-            reader: std::sync::OnceLock::new(),
             topics: Mutex::default(),
             next_ring: AtomicU32::new(1),
             next_attachment: AtomicU32::new(1),
@@ -306,7 +307,7 @@ impl ShmRings {
         rings.topic.get_or_insert_with(|| Arc::clone(topic));
         if !rings.reader_slots.is_empty() || topic.subscriber_count() > 0 {
             // Socket subscribers are there: the broker reads this ring for them too.
-            self.start_reading(topic, &ring, &mut rings.reader_slots);
+            start_reading(topic, &ring, rings);
         }
         let attachment = self.next_attachment.fetch_add(1, Ordering::Relaxed);
         rings.publishers.push(Publisher {
@@ -391,43 +392,6 @@ impl ShmRings {
         })
     }
 
-    /// The reader thread, started on first use (inside the broker's runtime).
-    fn reader(&self) -> Option<&ShmRingReader> {
-        self.reader
-            .get_or_init(|| {
-                let runtime = tokio::runtime::Handle::try_current().ok()?;
-                match ShmRingReader::start(runtime) {
-                    Ok(reader) => Some(reader),
-                    Err(error) => {
-                        tracing::error!(%error, "cannot start the shared-memory reader thread: shared-memory messages will not reach socket subscribers");
-                        None
-                    }
-                }
-            })
-            .as_ref()
-    }
-
-    /// Reserves a slot for the broker's reader in `ring` and tells the reader to read it.
-    fn start_reading(&self, topic: &Arc<Topic>, ring: &Ring, slots: &mut HashMap<u32, u32>) {
-        let Some(reader) = self.reader() else {
-            return;
-        };
-        match reserve_slot(&ring.region) {
-            Ok(slot) => {
-                let slot = u32::try_from(slot).unwrap_or(NO_SLOT);
-                slots.insert(ring.id, slot);
-                reader.send(ReaderCommand::Read {
-                    topic: Arc::clone(topic),
-                    ring: ring.clone(),
-                    slot,
-                });
-            }
-            Err(error) => {
-                tracing::warn!(topic = topic.name(), ring = ring.id, %error, "no slot for the broker's reader: this publisher's messages will not reach socket subscribers");
-            }
-        }
-    }
-
     /// Called when `topic` gains or loses socket subscribers: the broker reads the topic's
     /// publisher rings exactly while it has some. Reading starts (slots reserved) before this
     /// returns, so a socket subscriber whose subscription is acknowledged after it sees every
@@ -442,10 +406,10 @@ impl ShmRings {
             let publisher_rings: Vec<Ring> =
                 rings.publishers.iter().map(|p| p.ring.clone()).collect();
             for ring in &publisher_rings {
-                self.start_reading(topic, ring, &mut rings.reader_slots);
+                start_reading(topic, ring, rings);
             }
         } else if !wanted && !rings.reader_slots.is_empty() {
-            if let Some(reader) = self.reader() {
+            if let Some(reader) = &rings.reader {
                 for (ring_id, _) in rings.reader_slots.drain() {
                     reader.send(ReaderCommand::Stop {
                         ring_id,
@@ -460,18 +424,16 @@ impl ShmRings {
     /// Ends attachment `attachment` of `session`; returns whether it existed.
     pub fn detach(&self, session: SessionId, attachment: u32) -> bool {
         let mut topics = self.lock();
-        let reader = self.reader.get().and_then(Option::as_ref);
         topics
             .values_mut()
-            .any(|rings| detach_from(rings, reader, |s, a| s == session && a == attachment))
+            .any(|rings| detach_from(rings, |s, a| s == session && a == attachment))
     }
 
     /// Ends every attachment of `session` (its connection closed, or its process died).
     pub fn detach_session(&self, session: SessionId) {
         let mut topics = self.lock();
-        let reader = self.reader.get().and_then(Option::as_ref);
         for rings in topics.values_mut() {
-            while detach_from(rings, reader, |s, _| s == session) {}
+            while detach_from(rings, |s, _| s == session) {}
         }
     }
 
@@ -483,12 +445,42 @@ impl ShmRings {
     }
 }
 
+/// Reserves a slot for the topic's reader in `ring` (starting the reader thread, inside the
+/// broker's runtime, if the topic has none yet) and tells the reader to read it.
+fn start_reading(topic: &Arc<Topic>, ring: &Ring, rings: &mut TopicRings) {
+    if rings.reader.is_none() {
+        let started = tokio::runtime::Handle::try_current()
+            .map_err(std::io::Error::other)
+            .and_then(|runtime| ShmRingReader::start(runtime, topic.name()));
+        match started {
+            Ok(reader) => rings.reader = Some(reader),
+            Err(error) => {
+                tracing::error!(topic = topic.name(), %error, "cannot start a shared-memory reader thread: shared-memory messages will not reach socket subscribers");
+                return;
+            }
+        }
+    }
+    let Some(reader) = &rings.reader else {
+        return;
+    };
+    match reserve_slot(&ring.region) {
+        Ok(slot) => {
+            let slot = u32::try_from(slot).unwrap_or(NO_SLOT);
+            rings.reader_slots.insert(ring.id, slot);
+            reader.send(ReaderCommand::Read {
+                topic: Arc::clone(topic),
+                ring: ring.clone(),
+                slot,
+            });
+        }
+        Err(error) => {
+            tracing::warn!(topic = topic.name(), ring = ring.id, %error, "no slot for the broker's reader: this publisher's messages will not reach socket subscribers");
+        }
+    }
+}
+
 /// Removes the first attachment of `rings` that `matches`; returns whether one was removed.
-fn detach_from(
-    rings: &mut TopicRings,
-    reader: Option<&ShmRingReader>,
-    matches: impl Fn(SessionId, u32) -> bool,
-) -> bool {
+fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool) -> bool {
     if let Some(at) = rings
         .publishers
         .iter()
@@ -497,7 +489,7 @@ fn detach_from(
         let publisher = rings.publishers.swap_remove(at);
         let ring_id = publisher.ring.id;
         if rings.reader_slots.remove(&ring_id).is_some() {
-            if let Some(reader) = reader {
+            if let Some(reader) = &rings.reader {
                 // What the publisher published before it left still goes to socket
                 // subscribers.
                 reader.send(ReaderCommand::Stop {
