@@ -578,6 +578,26 @@ fn a_broker_with_shm_disabled_refuses_sessions_and_the_cli_says_why() {
 }
 
 #[test]
+fn a_session_holds_at_most_64_attachments() {
+    let topics: String = (0..3).map(|i| fanout(&format!("t{i}"))).collect();
+    let broker = TestBroker::start(&topics);
+    let client = shm_client(&broker);
+    let mut held = Vec::new();
+    for i in 0..64 {
+        held.push(
+            client
+                .subscribe(&format!("t{}", i % 3))
+                .expect("within the limit"),
+        );
+    }
+    let refused = client.publisher("t0").expect_err("the 65th");
+    assert_eq!(refused.code(), Some(ErrorCode::ShmRefused), "{refused}");
+    assert!(refused.to_string().contains("at most 64"), "{refused}");
+    held.pop();
+    client.publisher("t0").expect("a place was freed");
+}
+
+#[test]
 fn publishers_per_topic_are_limited_by_config() {
     let broker = TestBroker::start(&format!(
         "{}\n[shm]\nmax_publishers_per_topic = 2\n",

@@ -437,6 +437,25 @@ impl ShmRings {
         }
     }
 
+    /// Attachments `session` holds now, over every topic.
+    pub fn attachments_of(&self, session: SessionId) -> usize {
+        self.lock()
+            .values()
+            .map(|rings| {
+                rings
+                    .publishers
+                    .iter()
+                    .filter(|p| p.session == session)
+                    .count()
+                    + rings
+                        .subscribers
+                        .iter()
+                        .filter(|s| s.session == session)
+                        .count()
+            })
+            .sum()
+    }
+
     /// Shared-memory publishers and subscribers of `topic`.
     pub fn attachment_counts(&self, topic: TopicId) -> (usize, usize) {
         self.lock()

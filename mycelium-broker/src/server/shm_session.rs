@@ -29,6 +29,11 @@ use crate::error::LookupError;
 use crate::server::shm_rings::{Grant, SessionEvent, ShmRefusal};
 use crate::server::state::BrokerState;
 
+/// Most attachments one session may hold at once: each publisher attachment is a ring of
+/// `shm.ring_bytes` the broker creates, so a session must not be able to ask for unbounded
+/// memory.
+pub const MAX_ATTACHMENTS_PER_SESSION: usize = 64;
+
 /// Serves a session whose `ShmHello` was read (and whose `Welcome` is still to send) until the
 /// client leaves, breaks the protocol, or `stop` fires.
 pub(crate) async fn serve(
@@ -186,6 +191,15 @@ impl Session {
             }
         };
         let routing = topic.config().routing;
+        let held = self.state.shm.attachments_of(self.id);
+        if held >= MAX_ATTACHMENTS_PER_SESSION {
+            let message = format!(
+                "this session already holds {held} shared-memory attachments (at most \
+                 {MAX_ATTACHMENTS_PER_SESSION}); detach some or open another session"
+            );
+            let refusal = error_frame(request_id, ErrorCode::ShmRefused, false, message);
+            return self.send(&refusal, &[]).await.map_err(|_| End::Gone);
+        }
         // Creating a ring maps and pre-faults its memory (a few milliseconds for 4 MiB): off
         // the event loop, which may be the broker's only worker thread.
         let (state, session, events) = (Arc::clone(&self.state), self.id, self.events_tx.clone());
