@@ -3,8 +3,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mycelium_transport::{
-    encode_frame, kind, ErrorCode, Frame, RoutingKind, TopicStats, MAX_NAME_LEN, NO_TOPIC,
-    PROTOCOL_VERSION,
+    encode_frame, kind, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, TopicStats, MAX_NAME_LEN,
+    NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
 };
 use uuid::Uuid;
 
@@ -167,6 +167,81 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                 ],
             },
         ),
+        (
+            "shm-hello",
+            Frame::ShmHello {
+                client_id: Uuid::from_u128(2),
+                name: "shm".into(),
+            },
+        ),
+        (
+            "shm-attach",
+            Frame::ShmAttach {
+                request_id: 11,
+                role: ShmRole::Subscribe,
+                topic: "market_data".into(),
+            },
+        ),
+        (
+            "shm-grant",
+            Frame::ShmGrant {
+                request_id: 11,
+                attachment: 4,
+                topic_id: 2,
+                role: ShmRole::Subscribe,
+                routing: RoutingKind::Fanout,
+                max_message_size: 65536,
+                rings: vec![
+                    ShmRing {
+                        ring_id: 1,
+                        slot: 0,
+                    },
+                    ShmRing {
+                        ring_id: 9,
+                        slot: 3,
+                    },
+                ],
+            },
+        ),
+        (
+            "shm-grant-publisher",
+            Frame::ShmGrant {
+                request_id: 12,
+                attachment: 5,
+                topic_id: 3,
+                role: ShmRole::Publish,
+                routing: RoutingKind::Queue,
+                max_message_size: 16384,
+                rings: vec![ShmRing {
+                    ring_id: 10,
+                    slot: NO_SLOT,
+                }],
+            },
+        ),
+        (
+            "shm-ring-added",
+            Frame::ShmRingAdded {
+                attachment: 4,
+                ring: ShmRing {
+                    ring_id: 11,
+                    slot: 1,
+                },
+            },
+        ),
+        (
+            "shm-ring-removed",
+            Frame::ShmRingRemoved {
+                attachment: 4,
+                ring_id: 9,
+            },
+        ),
+        (
+            "shm-detach",
+            Frame::ShmDetach {
+                request_id: 13,
+                attachment: 4,
+            },
+        ),
     ]
 }
 
@@ -254,6 +329,22 @@ pub fn decode_frames_inputs() -> Vec<(String, Vec<u8>)> {
                 &[
                     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
                 ],
+            ),
+        ),
+        (
+            "bad-shm-grant-ring-count",
+            raw(
+                PROTOCOL_VERSION,
+                kind::SHM_GRANT,
+                &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 200],
+            ),
+        ),
+        (
+            "bad-shm-attach-role",
+            raw(
+                PROTOCOL_VERSION,
+                kind::SHM_ATTACH,
+                &[1, 0, 0, 0, 9, 1, b't'],
             ),
         ),
         ("http-get", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
