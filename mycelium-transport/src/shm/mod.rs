@@ -30,7 +30,9 @@
 //!   frame: it overwrites the oldest. A consumer it laps returns [`ReadError::Lagged`] with the
 //!   number of messages lost, then only whole, current frames (a seqlock-style check after each
 //!   copy, against the producer's `reserve_pos`).
-//! - Not yet: `drop_newest`/`disconnect`, the queue ring, the broker handshake.
+//! - A producer can lend the next frame's bytes ([`RingProducer::try_loan`], [`FrameLoan`])
+//!   to write a message in place; [`queue`] addresses frames to one consumer (queue topics).
+//! - Not yet: `drop_newest`/`disconnect` for slow consumers of a lossless ring.
 //!
 //! ```
 //! use mycelium_transport::shm::{RingConsumer, RingRegion};
