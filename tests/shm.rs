@@ -578,6 +578,55 @@ fn a_broker_with_shm_disabled_refuses_sessions_and_the_cli_says_why() {
 }
 
 #[test]
+fn on_a_disconnect_topic_a_stalled_shm_subscriber_is_dropped_and_the_publisher_goes_on() {
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\nbackpressure = \"disconnect\"\n\n[shm]\nring_bytes = 4096\n",
+        fanout("strict")
+    ));
+    let mut frozen = spawn_sub(&broker, "strict", &["--transport", "shm"]);
+    let frozen_pid = Pid::from_raw(frozen.child.id() as i32);
+    let client = shm_client(&broker);
+    let healthy = client.subscribe("strict").expect("subscribe");
+    let mut publisher = shm_client(&broker).publisher("strict").expect("publisher");
+    kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    // 2000 messages of up to 300 bytes through a 4 KiB ring: without the disconnect the
+    // publisher would wait on the frozen subscriber for ever.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let got = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| take_all(healthy, &done));
+        let deadline = Instant::now() + DEADLINE;
+        for seq in 0..2000 {
+            // try_publish, so that a publisher held back for good fails the test, not hangs it.
+            while !publisher
+                .try_publish(checked_message(seq).as_bytes())
+                .expect("try_publish")
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the publisher is still held back at {seq}"
+                );
+                std::thread::yield_now();
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        reader.join().expect("reader")
+    });
+    assert_eq!(
+        got,
+        (0..2000).collect::<Vec<u64>>(),
+        "the healthy subscriber got everything"
+    );
+    assert!(
+        topic_counter(&broker, "strict", "dropped") >= 1,
+        "the disconnect is counted"
+    );
+    // Woken up, the frozen subscriber learns it was dropped, and exits with the reason.
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+    let status = frozen.wait();
+    assert!(!status.success(), "the dropped subscriber must fail");
+}
+
+#[test]
 fn a_session_holds_at_most_64_attachments() {
     let topics: String = (0..3).map(|i| fanout(&format!("t{i}"))).collect();
     let broker = TestBroker::start(&topics);

@@ -75,6 +75,8 @@ pub mod kind {
     pub const SHM_RING_REMOVED: u8 = 0x53;
     /// [`Frame::ShmDetach`](super::Frame::ShmDetach), client → broker.
     pub const SHM_DETACH: u8 = 0x54;
+    /// [`Frame::ShmDetached`](super::Frame::ShmDetached), broker → client.
+    pub const SHM_DETACHED: u8 = 0x55;
 
     /// The name of a known kind (as in logs and `Malformed` errors), or `None` for a byte this
     /// version of the protocol does not define. This is the one list of valid kinds.
@@ -101,6 +103,7 @@ pub mod kind {
             SHM_RING_ADDED => "ShmRingAdded",
             SHM_RING_REMOVED => "ShmRingRemoved",
             SHM_DETACH => "ShmDetach",
+            SHM_DETACHED => "ShmDetached",
             _ => return None,
         })
     }
@@ -377,6 +380,17 @@ pub enum Frame {
         /// From the `ShmGrant`.
         attachment: u32,
     },
+    /// Broker → client: the broker ended this attachment (a subscriber that fell a whole ring
+    /// behind on a `backpressure = "disconnect"` topic). Its slots are freed; the client
+    /// drops its rings. Body: `attachment u32 | code u16 | msg_len u16 | message [msg_len]`.
+    ShmDetached {
+        /// The attachment ended.
+        attachment: u32,
+        /// Why (`SlowConsumer`).
+        code: ErrorCode,
+        /// Human-readable, names the topic and the policy.
+        message: String,
+    },
     /// Client → broker. Body: `request_id u32 | prefetch u32 | topic_len u8 | topic [topic_len]`.
     /// `prefetch` is the credit a queue consumer asks for (0 = the topic's default); fanout ignores it.
     Subscribe {
@@ -516,6 +530,7 @@ impl Frame {
             Frame::ShmRingAdded { .. } => kind::SHM_RING_ADDED,
             Frame::ShmRingRemoved { .. } => kind::SHM_RING_REMOVED,
             Frame::ShmDetach { .. } => kind::SHM_DETACH,
+            Frame::ShmDetached { .. } => kind::SHM_DETACHED,
         }
     }
 }
@@ -575,6 +590,7 @@ mod wire_values {
                 kind::SHM_RING_ADDED,
                 kind::SHM_RING_REMOVED,
                 kind::SHM_DETACH,
+                kind::SHM_DETACHED,
             ]
         );
     }

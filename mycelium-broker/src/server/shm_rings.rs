@@ -22,10 +22,17 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use mycelium_config::ShmConfig;
+use mycelium_config::{Backpressure, ShmConfig};
+
+/// How often the watchdog of `disconnect` topics looks at the rings.
+const WATCHDOG_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Watchdog rounds in a row a subscriber must hold a waiting publisher back before it is
+/// disconnected (a subscriber that is merely slow for a moment catches up in between).
+const STRIKES: u8 = 5;
 use mycelium_transport::shm::{
-    max_payload, release_slot, reserve_slot, wake_consumer, RingError, RingProducer, RingRegion,
-    Segment, SegmentError,
+    max_payload, producer_waiting, release_slot, reserve_slot, slot_backlog, wake_consumer,
+    RingError, RingProducer, RingRegion, Segment, SegmentError,
 };
 use mycelium_transport::{ShmRing, NO_SLOT};
 use tokio::sync::mpsc;
@@ -81,6 +88,13 @@ pub enum SessionEvent {
         /// subscriber asleep on its rings looks at its control socket and finds the frame.
         wake: Option<(Ring, u32)>,
     },
+    /// The broker ended `attachment` (a slow subscriber on a `disconnect` topic).
+    Detached {
+        /// The subscriber's attachment.
+        attachment: u32,
+        /// Why, for the client.
+        message: String,
+    },
     /// The publisher of `ring_id` left.
     RingRemoved {
         /// The subscriber's attachment.
@@ -135,6 +149,9 @@ struct Subscriber {
     relay_slot: u32,
     /// Slot held in each publisher ring, by ring id.
     slots: HashMap<u32, u32>,
+    /// Consecutive watchdog rounds that found this subscriber holding a waiting publisher back
+    /// (`disconnect` topics).
+    strikes: u8,
 }
 
 struct Publisher {
@@ -206,6 +223,8 @@ struct TopicRings {
 /// Every topic's rings and attachments.
 pub struct ShmRings {
     config: ShmConfig,
+    /// Set once the watchdog of `disconnect` topics runs.
+    watchdog: std::sync::OnceLock<()>,
     topics: Mutex<HashMap<TopicId, TopicRings>>,
     next_ring: AtomicU32,
     next_attachment: AtomicU32,
@@ -224,6 +243,7 @@ impl ShmRings {
     pub fn new(config: ShmConfig) -> ShmRings {
         ShmRings {
             config,
+            watchdog: std::sync::OnceLock::new(),
             topics: Mutex::default(),
             next_ring: AtomicU32::new(1),
             next_attachment: AtomicU32::new(1),
@@ -324,11 +344,14 @@ impl ShmRings {
     /// Subscribes session `session` to `topic` over shared memory: a slot in the relay ring
     /// and in every publisher ring, each starting at what is published now.
     pub fn attach_subscriber(
-        &self,
+        self: &Arc<Self>,
         topic: &Arc<Topic>,
         session: SessionId,
         events: mpsc::UnboundedSender<SessionEvent>,
     ) -> Result<Grant, ShmRefusal> {
+        if topic.config().backpressure == Backpressure::Disconnect {
+            self.start_watchdog();
+        }
         let mut topics = self.lock();
         let rings = topics.entry(topic.id()).or_default();
         let max = self.config.max_subscribers as usize;
@@ -381,6 +404,7 @@ impl ShmRings {
             attachment,
             events,
             relay_slot: granted[0].1,
+            strikes: 0,
             slots: granted[1..]
                 .iter()
                 .map(|(ring, slot)| (ring.id, *slot))
@@ -434,6 +458,86 @@ impl ShmRings {
         let mut topics = self.lock();
         for rings in topics.values_mut() {
             while detach_from(rings, |s, _| s == session) {}
+        }
+    }
+
+    /// Starts (once) the thread that disconnects shared-memory subscribers of `disconnect`
+    /// topics that hold a waiting publisher back; it ends with the last `Arc` of `self`.
+    fn start_watchdog(self: &Arc<Self>) {
+        self.watchdog.get_or_init(|| {
+            let rings = Arc::downgrade(self);
+            let started = std::thread::Builder::new()
+                .name("shm-watchdog".into())
+                .spawn(move || {
+                    while let Some(rings) = rings.upgrade() {
+                        rings.disconnect_slow_subscribers();
+                        drop(rings);
+                        std::thread::sleep(WATCHDOG_PERIOD);
+                    }
+                });
+            if let Err(error) = started {
+                tracing::error!(%error, "cannot start the shared-memory watchdog: slow subscribers of disconnect topics will hold publishers back");
+            }
+        });
+    }
+
+    /// One watchdog round: a subscriber of a `disconnect` topic that holds a publisher back
+    /// (three quarters of a ring behind, or half a ring while the publisher waits for room) in
+    /// [`STRIKES`] rounds in a row is detached (its slots freed, the publisher released) and
+    /// told why.
+    fn disconnect_slow_subscribers(&self) {
+        let mut topics = self.lock();
+        for rings in topics.values_mut() {
+            let Some(topic) = rings.topic.clone() else {
+                continue;
+            };
+            if topic.config().backpressure != Backpressure::Disconnect {
+                continue;
+            }
+            // A subscriber is behind when it holds its publisher back: more than half a ring
+            // behind while the publisher waits for room, or three quarters of a ring behind
+            // whatever the publisher does (one that only tries to publish never waits).
+            let capacity = self.ring_capacity(&topic);
+            let publishers: Vec<(Ring, bool)> = rings
+                .publishers
+                .iter()
+                .map(|p| (p.ring.clone(), producer_waiting(&p.ring.region)))
+                .collect();
+            let mut slow = Vec::new();
+            for subscriber in &mut rings.subscribers {
+                let behind = publishers.iter().any(|(ring, waiting)| {
+                    subscriber.slots.get(&ring.id).is_some_and(|&slot| {
+                        slot_backlog(&ring.region, slot as usize).is_some_and(|backlog| {
+                            backlog > capacity / 4 * 3 || (*waiting && backlog > capacity / 2)
+                        })
+                    })
+                });
+                subscriber.strikes = if behind { subscriber.strikes + 1 } else { 0 };
+                if subscriber.strikes >= STRIKES {
+                    slow.push((
+                        subscriber.session,
+                        subscriber.attachment,
+                        subscriber.events.clone(),
+                    ));
+                }
+            }
+            for (session, attachment, events) in slow {
+                detach_from(rings, |s, a| s == session && a == attachment);
+                topic.counters().dropped.fetch_add(1, Ordering::Relaxed);
+                let message = format!(
+                    "shared-memory subscriber fell a ring behind on topic '{}' (backpressure = disconnect)",
+                    topic.name()
+                );
+                tracing::warn!(
+                    topic = topic.name(),
+                    attachment,
+                    "disconnecting a slow shared-memory subscriber"
+                );
+                let _ = events.send(SessionEvent::Detached {
+                    attachment,
+                    message,
+                });
+            }
         }
     }
 

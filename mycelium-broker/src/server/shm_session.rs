@@ -278,6 +278,20 @@ impl Session {
                 }
                 sent
             }
+            SessionEvent::Detached {
+                attachment,
+                message,
+            } => {
+                self.send(
+                    &Frame::ShmDetached {
+                        attachment,
+                        code: ErrorCode::SlowConsumer,
+                        message,
+                    },
+                    &[],
+                )
+                .await
+            }
             SessionEvent::RingRemoved {
                 attachment,
                 ring_id,

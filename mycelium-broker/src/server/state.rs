@@ -32,7 +32,7 @@ pub struct BrokerState {
     /// Accepted sockets, handshake or not: what `max_connections` counts.
     open_sockets: AtomicUsize,
     /// Every topic's shared-memory rings and who holds them.
-    pub shm: ShmRings,
+    pub shm: Arc<ShmRings>,
 }
 
 impl BrokerState {
@@ -41,7 +41,7 @@ impl BrokerState {
         let registry = Arc::new(TopicRegistry::from_config(&config)?);
         Ok(BrokerState {
             registry,
-            shm: ShmRings::new(config.shm.clone()),
+            shm: Arc::new(ShmRings::new(config.shm.clone())),
             config,
             broker_id: Uuid::new_v4(),
             started: Instant::now(),

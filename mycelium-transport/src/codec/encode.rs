@@ -89,7 +89,7 @@ pub(crate) fn frame_len(frame: &Frame) -> Result<u32, EncodeError> {
         }
         Frame::Credit { .. } => 4 + 4,
         Frame::Ping { .. } | Frame::Pong { .. } => 8,
-        Frame::Error { message, .. } => {
+        Frame::Error { message, .. } | Frame::ShmDetached { message, .. } => {
             let len = message.len();
             let max = usize::from(u16::MAX);
             if len > max {
@@ -99,7 +99,11 @@ pub(crate) fn frame_len(frame: &Frame) -> Result<u32, EncodeError> {
                     max,
                 });
             }
-            4 + 2 + 1 + 4 + 2 + len
+            if matches!(frame, Frame::ShmDetached { .. }) {
+                4 + 2 + 2 + len
+            } else {
+                4 + 2 + 1 + 4 + 2 + len
+            }
         }
         Frame::StatsRequest { .. } => 4,
         Frame::Stats { topics, .. } => {
@@ -179,6 +183,17 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
         } => {
             dst.put_u32_le(*request_id);
             dst.put_u32_le(*attachment);
+        }
+        Frame::ShmDetached {
+            attachment,
+            code,
+            message,
+        } => {
+            dst.put_u32_le(*attachment);
+            dst.put_u16_le(code.to_u16());
+            // `frame_len` checked the message against u16.
+            dst.put_u16_le(message.len() as u16);
+            dst.put_slice(message.as_bytes());
         }
         Frame::Welcome {
             broker_id,

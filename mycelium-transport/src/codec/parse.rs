@@ -132,6 +132,11 @@ fn parse(
             request_id: r.u32()?,
             attachment: r.u32()?,
         },
+        kind::SHM_DETACHED => Frame::ShmDetached {
+            attachment: r.u32()?,
+            code: ErrorCode::from_u16(r.u16()?),
+            message: r.str16()?,
+        },
         kind::STATS => Frame::Stats {
             request_id: r.u32()?,
             connections: r.u32()?,

@@ -91,7 +91,9 @@ mod tests;
 
 #[cfg(not(loom))]
 pub use consumer::wait_any;
-pub use consumer::{release_slot, reserve_slot, wake_consumer, RingConsumer};
+pub use consumer::{
+    producer_waiting, release_slot, reserve_slot, slot_backlog, wake_consumer, RingConsumer,
+};
 pub use error::{PushError, ReadError, RecvError, RingError};
 #[cfg(not(loom))]
 pub use fd_passing::{recv_fds, send_fds, send_fds_partial, MAX_FDS_PER_MESSAGE};

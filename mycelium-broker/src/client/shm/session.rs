@@ -72,6 +72,8 @@ pub(crate) struct GrantedRing {
 pub(crate) enum RingNews {
     Added(GrantedRing),
     Removed(u32),
+    /// The broker ended the attachment (a slow subscriber on a `disconnect` topic).
+    Detached(ErrorCode, String),
 }
 
 /// An answer to a request, kept until its caller collects it.
@@ -600,7 +602,16 @@ impl Control {
                 let timeout = Duration::from_secs(1);
                 let _ = self.write(&Frame::Pong { token }, timeout);
             }
-            Frame::Pong { .. } | Frame::ShmRingRemoved { .. } => {}
+            Frame::ShmDetached {
+                attachment,
+                code,
+                message,
+            } if !self.detached.contains(&attachment) => self
+                .news
+                .entry(attachment)
+                .or_default()
+                .push_back(RingNews::Detached(code, message)),
+            Frame::Pong { .. } | Frame::ShmRingRemoved { .. } | Frame::ShmDetached { .. } => {}
             other => {
                 return Err(self.fail(ClientError::Protocol(format!(
                     "unexpected frame on a shared-memory session: {other:?}"

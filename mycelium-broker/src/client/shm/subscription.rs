@@ -64,6 +64,8 @@ pub struct ShmSubscription {
     taken: usize,
     /// Receive calls since the last look at the control socket.
     calls: u32,
+    /// Set when the broker ended the subscription; every later call returns it.
+    ended: Option<ClientError>,
 }
 
 impl std::fmt::Debug for ShmSubscription {
@@ -121,6 +123,7 @@ impl ShmSubscription {
             current: 0,
             taken: 0,
             calls: 0,
+            ended: None,
         })
     }
 
@@ -142,6 +145,9 @@ impl ShmSubscription {
     /// Applies news if the broker raised the relay slot's notice, or every [`NEWS_EVERY`]
     /// calls.
     fn look_for_news(&mut self) -> Result<(), ClientError> {
+        if let Some(ended) = &self.ended {
+            return Err(ended.clone());
+        }
         self.calls += 1;
         let noticed = self
             .rings
@@ -156,6 +162,9 @@ impl ShmSubscription {
     /// Applies what the broker said about this subscription's rings.
     fn apply_news(&mut self) -> Result<(), ClientError> {
         self.calls = 0;
+        if let Some(ended) = &self.ended {
+            return Err(ended.clone());
+        }
         let mut first_error = None;
         for news in self.session.poll_news(self.attachment)? {
             match news {
@@ -170,6 +179,14 @@ impl ShmSubscription {
                     if let Some(ring) = self.rings.iter_mut().find(|r| r.id == id) {
                         ring.removed = true;
                     }
+                }
+                RingNews::Detached(code, message) => {
+                    // The broker freed our slots: what the rings hold now may be overwritten.
+                    self.rings.clear();
+                    self.current = 0;
+                    let ended = ClientError::Refused { code, message };
+                    self.ended = Some(ended.clone());
+                    return Err(ended);
                 }
             }
         }
