@@ -242,6 +242,14 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                 attachment: 4,
             },
         ),
+        (
+            "shm-detached",
+            Frame::ShmDetached {
+                attachment: 4,
+                code: ErrorCode::SlowConsumer,
+                message: "fell a ring behind".into(),
+            },
+        ),
     ]
 }
 
