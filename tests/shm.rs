@@ -385,6 +385,29 @@ fn a_shm_queue_gives_each_message_to_exactly_one_of_its_consumers() {
 }
 
 #[test]
+fn a_shm_queue_publisher_with_no_consumer_gives_up_after_its_timeout() {
+    let broker = TestBroker::start(&queue("lonely"));
+    let options = ShmOptions {
+        request_timeout: Duration::from_millis(200),
+        ..ShmOptions::default()
+    };
+    let client = ShmClient::connect_with(&broker.socket, options).expect("session");
+    let mut publisher = client.publisher("lonely").expect("publisher");
+    assert!(
+        !publisher.try_publish(b"x").expect("try_publish"),
+        "no consumer yet"
+    );
+    let start = Instant::now();
+    let error = publisher.publish(b"job").expect_err("nobody to take it");
+    assert!(matches!(error, ClientError::NoConsumer { .. }), "{error}");
+    assert!(start.elapsed() >= Duration::from_millis(200) && start.elapsed() < DEADLINE);
+    // Once a consumer is there, the same publisher delivers.
+    let mut consumer = shm_client(&broker).subscribe("lonely").expect("consumer");
+    publisher.publish(b"job").expect("publish");
+    assert_eq!(recv(&mut consumer), b"job");
+}
+
+#[test]
 fn a_shm_queue_publisher_feeds_socket_consumers_too_each_message_once() {
     const N: u64 = 20_000;
     let broker = TestBroker::start(&queue("mixed_jobs"));

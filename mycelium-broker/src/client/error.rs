@@ -55,6 +55,16 @@ pub enum ClientError {
         /// Messages lost.
         skipped: u64,
     },
+    /// A shared-memory publisher on a queue topic found no consumer to hand the message to
+    /// within the request timeout; nothing was published. (Over the socket the broker would
+    /// keep it in the topic's backlog.)
+    #[error("no consumer on queue topic '{topic}' within {waited:?}: start one, or publish over the socket, where the broker keeps a backlog")]
+    NoConsumer {
+        /// The topic.
+        topic: String,
+        /// How long the publisher waited.
+        waited: std::time::Duration,
+    },
     /// A shared-memory ring could not be used (mapping failed, or its memory is corrupt); the
     /// ring was dropped.
     #[error("shared memory: {0}")]

@@ -10,6 +10,7 @@
 //!   its ring.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use mycelium_transport::shm::{PushError, RingProducer, Segment};
 
@@ -114,21 +115,13 @@ impl ShmPublisher {
         } else {
             options.spin
         };
-        let frame = match &mut self.queue {
-            None => payload,
-            Some((dealer, frame)) => {
-                let slot = loop {
-                    if let Some(slot) = dealer.next(&self.producer) {
-                        break slot;
-                    }
-                    // No consumer yet: the message waits with the publisher, as a full
-                    // backlog would make it wait on the socket path.
-                    self.producer.publish_and_wake().ok();
-                    std::thread::sleep(NO_CONSUMER_POLL);
-                };
+        let slot = self.next_consumer()?;
+        let frame = match (&mut self.queue, slot) {
+            (Some((_, frame)), Some(slot)) => {
                 address(frame, slot, payload);
                 frame.as_slice()
             }
+            _ => payload,
         };
         self.producer
             .push_blocking(frame, spin, None)
@@ -140,6 +133,29 @@ impl ShmPublisher {
                 },
                 other => ClientError::Shm(other.to_string()),
             })
+    }
+
+    /// Queue topics: the consumer slot the next message goes to, waiting up to the request
+    /// timeout for a consumer to appear (the message waits with the publisher: no broker
+    /// holds a backlog on this path). `None` on a fanout topic.
+    fn next_consumer(&mut self) -> Result<Option<usize>, ClientError> {
+        let Some((dealer, _)) = &mut self.queue else {
+            return Ok(None);
+        };
+        let deadline = Instant::now() + self.session.options().request_timeout;
+        loop {
+            if let Some(slot) = dealer.next(&self.producer) {
+                return Ok(Some(slot));
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::NoConsumer {
+                    topic: self.topic.clone(),
+                    waited: self.session.options().request_timeout,
+                });
+            }
+            self.producer.publish_and_wake().ok();
+            std::thread::sleep(NO_CONSUMER_POLL);
+        }
     }
 
     /// Publishes one message: visible to subscribers when this returns.
@@ -230,16 +246,7 @@ impl ShmPublisher {
         } else {
             options.spin
         };
-        let recipient = match &mut self.queue {
-            None => None,
-            Some((dealer, _)) => Some(loop {
-                if let Some(slot) = dealer.next(&self.producer) {
-                    break slot;
-                }
-                self.producer.publish_and_wake().ok();
-                std::thread::sleep(NO_CONSUMER_POLL);
-            }),
-        };
+        let recipient = self.next_consumer()?;
         let prefix = if recipient.is_some() { QUEUE_PREFIX } else { 0 };
         let mut loan = self
             .producer
