@@ -726,27 +726,6 @@ pub fn release_slot(region: &RingRegion, slot: usize) -> Result<(), RingError> {
     Ok(())
 }
 
-/// How far the holder of slot `slot` is behind the published `write_pos`, in bytes, or `None`
-/// for a free or out-of-range slot: for a third party (the broker) watching for subscribers
-/// that hold a lossless ring back. Read from shared memory: a hint, never trusted further.
-pub fn slot_backlog(region: &RingRegion, slot: usize) -> Option<u64> {
-    let geometry = attach(region).ok()?;
-    let slot = slot_in(region, &geometry, slot)?;
-    // SYNC POINT: Relaxed loads: an observation, ordering nothing.
-    if slot.state.load(Ordering::Relaxed) != SLOT_ACTIVE {
-        return None;
-    }
-    let write_pos = region.header().producer.write_pos.load(Ordering::Relaxed);
-    Some(write_pos.saturating_sub(slot.read_pos.load(Ordering::Relaxed)))
-}
-
-/// Whether the ring's producer is waiting for room (parked on `producer_parked`), as seen by
-/// a third party. A hint: the flag is shared memory.
-pub fn producer_waiting(region: &RingRegion) -> bool {
-    // SYNC POINT: Relaxed: an observation, ordering nothing.
-    region.header().producer_parked.load(Ordering::Relaxed) != PARKED_RUNNING
-}
-
 /// Raises the `notice` of slot `slot` and wakes its holder if it sleeps on this ring, without
 /// publishing anything: the broker uses it to tell a subscriber to look at its control
 /// socket. A running holder sees the notice with [`RingConsumer::take_notice`] (one load of

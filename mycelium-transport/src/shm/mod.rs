@@ -72,6 +72,7 @@ pub mod layout;
 #[cfg(not(loom))]
 #[allow(unsafe_code)]
 mod loan;
+mod observe;
 mod producer;
 pub mod queue;
 #[allow(unsafe_code)]
@@ -91,15 +92,14 @@ mod tests;
 
 #[cfg(not(loom))]
 pub use consumer::wait_any;
-pub use consumer::{
-    producer_waiting, release_slot, reserve_slot, slot_backlog, wake_consumer, RingConsumer,
-};
+pub use consumer::{release_slot, reserve_slot, wake_consumer, RingConsumer};
 pub use error::{PushError, ReadError, RecvError, RingError};
 #[cfg(not(loom))]
 pub use fd_passing::{recv_fds, send_fds, send_fds_partial, MAX_FDS_PER_MESSAGE};
 pub use layout::{max_payload, required_size, RING_MAGIC, RING_VERSION};
 #[cfg(not(loom))]
 pub use loan::FrameLoan;
+pub use observe::{producer_waiting, slot_backlog};
 pub use producer::RingProducer;
 pub use region::RingRegion;
 pub use ring::{attach, init, init_with_mode, RingGeometry};

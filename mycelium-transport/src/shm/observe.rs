@@ -1,0 +1,32 @@
+//! Read-only observations of a ring by a third party (the broker's watchdog): how far a slot's
+//! holder is behind, whether the producer waits for room. Everything here is a hint read from
+//! shared memory, never trusted beyond choosing what to do.
+
+use super::layout::{PARKED_RUNNING, SLOT_ACTIVE};
+use super::region::RingRegion;
+use super::ring::attach;
+use super::sync::Ordering;
+
+/// How far the holder of slot `slot` is behind the published `write_pos`, in bytes, or `None`
+/// for a free or out-of-range slot: for a third party (the broker) watching for subscribers
+/// that hold a lossless ring back.
+pub fn slot_backlog(region: &RingRegion, slot: usize) -> Option<u64> {
+    let geometry = attach(region).ok()?;
+    if slot >= geometry.max_consumers as usize {
+        return None;
+    }
+    let slot = region.slot(slot)?;
+    // SYNC POINT: Relaxed loads: an observation, ordering nothing.
+    if slot.state.load(Ordering::Relaxed) != SLOT_ACTIVE {
+        return None;
+    }
+    let write_pos = region.header().producer.write_pos.load(Ordering::Relaxed);
+    Some(write_pos.saturating_sub(slot.read_pos.load(Ordering::Relaxed)))
+}
+
+/// Whether the ring's producer is waiting for room (parked on `producer_parked`), as seen by
+/// a third party.
+pub fn producer_waiting(region: &RingRegion) -> bool {
+    // SYNC POINT: Relaxed: an observation, ordering nothing.
+    region.header().producer_parked.load(Ordering::Relaxed) != PARKED_RUNNING
+}
