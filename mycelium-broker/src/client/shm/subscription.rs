@@ -37,6 +37,17 @@ const CLOCK_EVERY: u32 = 64;
 /// multiple of [`CLOCK_EVERY`]).
 const YIELD_EVERY: u32 = 128;
 
+/// Most pause instructions between two polls of the rings while spinning (not busy-polling).
+///
+/// A subscriber that keeps up finds the ring empty after nearly every message; polling
+/// `write_pos` back to back then pulls its cache line away from the publisher before each of
+/// its stores, and both settle into a convoy at half speed (W1 fell from 40 to 21 M msg/s
+/// with no change to the data path, only to code layout). Doubling the pause between polls
+/// up to this bound lets the publisher run ahead and the subscriber take whole batches: W1
+/// 33-37 M in the same runs. It costs at most this many pauses (well under a microsecond)
+/// of reaction time; busy polling keeps polling back to back for latency.
+const MAX_BACKOFF_PAUSES: u32 = 32;
+
 /// Longest single sleep: how soon a sleeping subscription notices that the broker is gone.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 
@@ -364,6 +375,7 @@ impl ShmSubscription {
         let mut last_look = Instant::now();
         let spin_until = last_look + spin;
         let mut spins: u32 = 0;
+        let mut backoff: u32 = 1;
         while !spin.is_zero() {
             if self.ready() {
                 return Ok(true);
@@ -391,7 +403,11 @@ impl ShmSubscription {
                     last_look = now;
                 }
             }
-            std::hint::spin_loop();
+            let pauses = if busy_poll { 1 } else { backoff };
+            for _ in 0..pauses {
+                std::hint::spin_loop();
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF_PAUSES);
         }
         // About to sleep: pick up news first, so a message on a ring added meanwhile is not
         // slept through.
