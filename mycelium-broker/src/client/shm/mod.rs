@@ -19,8 +19,9 @@
 //!   reads their rings for them.
 //! - Queue topics: the publisher addresses each message to one consumer (the one that has
 //!   read furthest), and every consumer takes only its own, so each message is taken once
-//!   (`mycelium_transport::shm::queue`). Socket publishers of a queue topic feed socket
-//!   consumers only, for now.
+//!   (`mycelium_transport::shm::queue`). Socket publishers' messages on a queue topic are
+//!   dealt by the broker to socket and shared-memory consumers alike: a shared-memory
+//!   consumer's share arrives in the relay ring, addressed to it.
 //!
 //! ```no_run
 //! use std::time::Duration;
