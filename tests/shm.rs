@@ -939,3 +939,413 @@ fn bench_measures_the_shm_path_and_reports_it() {
         "shm is the default when available: {stdout}"
     );
 }
+
+/// Collects what several consumers took, by consumer, until they hold `n` messages between
+/// them (failing after [`DEADLINE`]), then a little longer to catch any message taken twice.
+struct Tally {
+    shm: Vec<std::sync::Arc<std::sync::Mutex<Vec<u64>>>>,
+    socket: Vec<(common::SubProcess, Vec<u64>)>,
+}
+
+impl Tally {
+    fn total(&self) -> usize {
+        self.shm
+            .iter()
+            .map(|got| got.lock().expect("tally").len())
+            .sum::<usize>()
+            + self.socket.iter().map(|(_, got)| got.len()).sum::<usize>()
+    }
+
+    fn poll_sockets(&mut self) {
+        for (process, got) in &mut self.socket {
+            got.extend(
+                process
+                    .lines_so_far()
+                    .iter()
+                    .map(|line| check_message(line.as_bytes()).expect("intact")),
+            );
+        }
+    }
+
+    /// Waits for `n` messages in all, then 300 ms more; returns each consumer's list (shm
+    /// consumers first).
+    fn wait_for(mut self, n: usize) -> Vec<Vec<u64>> {
+        let start = Instant::now();
+        loop {
+            self.poll_sockets();
+            let total = self.total();
+            if total >= n {
+                break;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "only {total} of {n} messages arrived"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        self.poll_sockets();
+        self.shm
+            .iter()
+            .map(|got| got.lock().expect("tally").clone())
+            .chain(self.socket.into_iter().map(|(_, got)| got))
+            .collect()
+    }
+}
+
+/// A thread that takes every message of `sub` into a shared list until `done` is set.
+fn spawn_taker(
+    mut sub: mycelium::broker::ShmSubscription,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    std::thread::JoinHandle<()>,
+) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = std::sync::Arc::clone(&got);
+    let thread = std::thread::spawn(move || {
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(message) = sub.recv_timeout(Duration::from_millis(50)).expect("recv") {
+                into.lock()
+                    .expect("tally")
+                    .push(check_message(&message).expect("intact"));
+            }
+        }
+    });
+    (got, thread)
+}
+
+fn assert_exactly_once(got: &[Vec<u64>], n: u64) {
+    let mut all: Vec<u64> = got.iter().flatten().copied().collect();
+    all.sort_unstable();
+    let duplicates = all.windows(2).filter(|w| w[0] == w[1]).count();
+    assert_eq!(duplicates, 0, "{duplicates} messages taken twice");
+    assert_eq!(
+        all,
+        (0..n).collect::<Vec<_>>(),
+        "every message exactly once"
+    );
+}
+
+#[test]
+fn socket_publishers_on_a_queue_reach_shm_and_socket_consumers_each_message_once() {
+    const N: u64 = 50_000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\n\n[shm]\nring_bytes = 65536\n",
+        queue("relay_jobs")
+    ));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (clients, takers): (Vec<_>, Vec<_>) = (0..2)
+        .map(|_| {
+            let client = shm_client(&broker);
+            let sub = client.subscribe("relay_jobs").expect("shm consumer");
+            (client, spawn_taker(sub, std::sync::Arc::clone(&done)))
+        })
+        .unzip();
+    let socket_consumer = spawn_sub(&broker, "relay_jobs", &[]);
+    let publisher = spawn_pub(&broker, "relay_jobs", (0..N).map(checked_message));
+    let (shm, threads): (Vec<_>, Vec<_>) = takers.into_iter().unzip();
+    let got = Tally {
+        shm,
+        socket: vec![(socket_consumer, Vec::new())],
+    }
+    .wait_for(N as usize);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    for thread in threads {
+        thread.join().expect("consumer thread");
+    }
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    assert_exactly_once(&got, N);
+    for (i, mine) in got.iter().enumerate() {
+        assert!(
+            mine.len() as u64 >= N / 100,
+            "consumer {i} got only {} of {N}: {:?}",
+            mine.len(),
+            got.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        assert!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "consumer {i}: out of publish order"
+        );
+    }
+    drop(clients);
+}
+
+#[test]
+fn socket_publishers_on_a_queue_with_only_shm_consumers_lose_nothing_through_a_small_ring() {
+    const N: u64 = 50_000;
+    // A small prefetch and a small relay ring: the backlog forms and drains into the relay
+    // ring as the consumers read, and the ring fills many times over.
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\nprefetch = 16\nbuffer_size = 1000\n\n[shm]\nring_bytes = 16384\n",
+        queue("shm_only_jobs")
+    ));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = shm_client(&broker);
+    let sub = client.subscribe("shm_only_jobs").expect("shm consumer");
+    let (in_test, taker) = spawn_taker(sub, std::sync::Arc::clone(&done));
+    // The second consumer is another process: the `mycelium` CLI over shared memory.
+    let cli_consumer = spawn_sub(&broker, "shm_only_jobs", &["--transport", "shm"]);
+    let publisher = spawn_pub(&broker, "shm_only_jobs", (0..N).map(checked_message));
+    let got = Tally {
+        shm: vec![in_test],
+        socket: vec![(cli_consumer, Vec::new())],
+    }
+    .wait_for(N as usize);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    taker.join().expect("consumer thread");
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    assert_exactly_once(&got, N);
+    assert!(
+        got.iter().all(|mine| !mine.is_empty()),
+        "both consumers got work: {:?}",
+        got.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert_eq!(topic_counter(&broker, "shm_only_jobs", "dropped"), 0);
+}
+
+#[test]
+fn shm_and_socket_publishers_on_a_queue_feed_shm_and_socket_consumers_each_message_once() {
+    const N: u64 = 40_000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\n\n[shm]\nring_bytes = 65536\n",
+        queue("both_ways")
+    ));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = shm_client(&broker);
+    let sub = client.subscribe("both_ways").expect("shm consumer");
+    let (in_test, taker) = spawn_taker(sub, std::sync::Arc::clone(&done));
+    let socket_consumer = spawn_sub(&broker, "both_ways", &[]);
+    // Half the messages from a socket publisher process, half from a shm publisher here.
+    let socket_publisher = spawn_pub(&broker, "both_ways", (N / 2..N).map(checked_message));
+    let mut shm_publisher = shm_client(&broker).publisher("both_ways").expect("pub");
+    for seq in 0..N / 2 {
+        shm_publisher
+            .publish(checked_message(seq).as_bytes())
+            .expect("publish");
+    }
+    let got = Tally {
+        shm: vec![in_test],
+        socket: vec![(socket_consumer, Vec::new())],
+    }
+    .wait_for(N as usize);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    taker.join().expect("consumer thread");
+    let (status, stderr) = socket_publisher.finish();
+    assert!(status.success(), "{stderr}");
+    assert_exactly_once(&got, N);
+    for (i, mine) in got.iter().enumerate() {
+        for (from, range) in [("shm", 0..N / 2), ("socket", N / 2..N)] {
+            assert!(
+                mine.iter().any(|seq| range.contains(seq)),
+                "consumer {i} got nothing from the {from} publisher"
+            );
+        }
+    }
+}
+
+#[test]
+fn what_a_killed_shm_consumer_left_unread_is_dealt_again_to_the_others() {
+    const N: u64 = 2_000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\nprefetch = 100\n",
+        queue("orphans")
+    ));
+    // A consumer process that stops reading (SIGSTOP), then dies (SIGKILL) holding what was
+    // dealt to it; a socket consumer that keeps reading.
+    let mut doomed = spawn_sub(&broker, "orphans", &["--transport", "shm"]);
+    let socket_consumer = spawn_sub(&broker, "orphans", &[]);
+    let doomed_pid = Pid::from_raw(doomed.child.id() as i32);
+    kill(doomed_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let publisher = spawn_pub(&broker, "orphans", (0..N).map(checked_message));
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    // The stopped consumer holds up to its prefetch; everything else reaches the other one.
+    let mut from_socket: Vec<u64> = Vec::new();
+    common::wait_until(
+        "the socket consumer to take all but the stopped one's share",
+        || {
+            from_socket.extend(
+                socket_consumer
+                    .lines_so_far()
+                    .iter()
+                    .map(|line| check_message(line.as_bytes()).expect("intact")),
+            );
+            from_socket.len() as u64 >= N - 100
+        },
+    );
+    kill(doomed_pid, Signal::SIGKILL).expect("SIGKILL");
+    doomed.wait();
+    let printed: Vec<u64> = doomed
+        .lines_until_exit()
+        .iter()
+        .map(|line| check_message(line.as_bytes()).expect("intact"))
+        .collect();
+    let mut all = std::collections::BTreeMap::<u64, u32>::new();
+    let taken = |seq: &u64, all: &mut std::collections::BTreeMap<u64, u32>| {
+        *all.entry(*seq).or_default() += 1
+    };
+    common::wait_until("every message to be taken at least once", || {
+        from_socket.extend(
+            socket_consumer
+                .lines_so_far()
+                .iter()
+                .map(|line| check_message(line.as_bytes()).expect("intact")),
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        seen.extend(from_socket.iter().chain(&printed).copied());
+        seen.len() as u64 == N
+    });
+    for seq in from_socket.iter().chain(&printed) {
+        taken(seq, &mut all);
+    }
+    assert_eq!(all.len() as u64, N, "every message at least once");
+    // At least once: a message is taken twice only if the dead consumer had it in hand
+    // (printed) without having marked it read.
+    for (seq, times) in &all {
+        assert!(
+            *times == 1 || (*times == 2 && printed.contains(seq)),
+            "message {seq} taken {times} times"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The async layer: AsyncShmSubscription and AsyncShmPublisher on a tokio runtime.
+// ---------------------------------------------------------------------------------------------
+
+/// One worker thread: a publish or receive that blocked it would stop the other side too. The
+/// runtime runs on a thread of its own, so such a deadlock (where no tokio timer can fire)
+/// fails the test after [`DEADLINE`] instead of hanging it.
+#[test]
+fn async_shm_clients_round_trip_without_blocking_the_runtime_through_a_small_ring() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async_round_trip());
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(DEADLINE * 2)
+        .expect("the round trip finished (a blocked runtime deadlocks it)");
+}
+
+async fn async_round_trip() {
+    const N: u64 = 20_000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\n\n[shm]\nring_bytes = 16384\n",
+        fanout("async_ticks")
+    ));
+    let client = ShmClient::connect_async(&broker.socket)
+        .await
+        .expect("session");
+    let mut subscription = client.subscribe_async("async_ticks").await.expect("sub");
+    let publisher = client.publisher_async("async_ticks").await.expect("pub");
+    // 20 000 messages of up to 300 bytes through a 16 KiB ring and a 1024-message channel:
+    // the publisher waits for room many times, and only this task's receives make room.
+    let publishing = tokio::spawn(async move {
+        for seq in 0..N {
+            publisher
+                .publish(checked_message(seq).as_bytes())
+                .await
+                .expect("publish");
+        }
+    });
+    let receiving = async {
+        for expected in 0..N {
+            let message = subscription.recv().await.expect("recv");
+            assert_eq!(check_message(&message), Ok(expected), "in publish order");
+        }
+    };
+    tokio::time::timeout(DEADLINE, receiving)
+        .await
+        .expect("every message within the deadline");
+    tokio::time::timeout(DEADLINE, publishing)
+        .await
+        .expect("the publisher finished")
+        .expect("no panic");
+}
+
+#[tokio::test]
+async fn dropping_a_recv_future_loses_no_message() {
+    const N: u64 = 5_000;
+    let broker = TestBroker::start(&fanout("async_cancel"));
+    let client = ShmClient::connect_async(&broker.socket)
+        .await
+        .expect("session");
+    let mut subscription = client.subscribe_async("async_cancel").await.expect("sub");
+    // The publisher is another process: the CLI over shared memory.
+    let publisher = spawn_pub_with(
+        &broker,
+        "async_cancel",
+        &["--transport", "shm"],
+        (0..N).map(checked_message),
+    );
+    let (mut got, mut cancelled) = (Vec::new(), 0u64);
+    let start = Instant::now();
+    while (got.len() as u64) < N {
+        assert!(start.elapsed() < DEADLINE, "got {} of {N}", got.len());
+        // A deadline that often fires first: the recv future is dropped half-way, many times.
+        tokio::select! {
+            message = subscription.recv() => {
+                got.push(check_message(&message.expect("recv")).expect("intact"));
+            }
+            _ = tokio::time::sleep(Duration::from_micros(20)) => cancelled += 1,
+        }
+    }
+    assert_eq!(
+        got,
+        (0..N).collect::<Vec<_>>(),
+        "every message, once, in order"
+    );
+    assert!(
+        cancelled > 0,
+        "no recv was ever cancelled: the test proved nothing"
+    );
+    let (status, stderr) = tokio::task::spawn_blocking(move || publisher.finish())
+        .await
+        .expect("join");
+    assert!(status.success(), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_async_queue_consumer_shares_socket_publishers_messages() {
+    const N: u64 = 10_000;
+    let broker = TestBroker::start(&queue("async_jobs"));
+    let client = ShmClient::connect_async(&broker.socket)
+        .await
+        .expect("session");
+    let mut consumer = client.subscribe_async("async_jobs").await.expect("sub");
+    let socket_consumer = spawn_sub(&broker, "async_jobs", &[]);
+    let publisher = spawn_pub(&broker, "async_jobs", (0..N).map(checked_message));
+    let mut from_shm = Vec::new();
+    let mut from_socket = Vec::new();
+    let start = Instant::now();
+    while ((from_shm.len() + from_socket.len()) as u64) < N {
+        assert!(start.elapsed() < DEADLINE, "stalled");
+        if let Ok(message) = tokio::time::timeout(Duration::from_millis(10), consumer.recv()).await
+        {
+            from_shm.push(check_message(&message.expect("recv")).expect("intact"));
+        }
+        from_socket.extend(
+            socket_consumer
+                .lines_so_far()
+                .iter()
+                .map(|line| check_message(line.as_bytes()).expect("intact")),
+        );
+    }
+    let (status, stderr) = tokio::task::spawn_blocking(move || publisher.finish())
+        .await
+        .expect("join");
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !from_shm.is_empty() && !from_socket.is_empty(),
+        "both got work"
+    );
+    assert_exactly_once(&[from_shm, from_socket], N);
+}

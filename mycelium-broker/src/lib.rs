@@ -24,8 +24,8 @@ pub mod outbox;
 pub mod server;
 
 pub use client::{
-    Client, ClientError, ClientOptions, Message, Publisher, ShmClient, ShmOptions, ShmPublisher,
-    ShmSubscription, Subscription,
+    AsyncShmPublisher, AsyncShmSubscription, Client, ClientError, ClientOptions, Message,
+    Publisher, ShmClient, ShmOptions, ShmPublisher, ShmSubscription, Subscription,
 };
 pub use core::local::{Broker, LocalBroker, LocalPublisher, LocalSubscription};
 pub use core::topic::{Topic, TopicId};

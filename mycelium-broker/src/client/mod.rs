@@ -1,5 +1,6 @@
-//! The client libraries: the async socket client ([`Client`]) and the synchronous
-//! shared-memory client ([`ShmClient`]).
+//! The client libraries: the async socket client ([`Client`]) and the shared-memory client
+//! ([`ShmClient`]: synchronous, with [`AsyncShmSubscription`] and [`AsyncShmPublisher`] for
+//! tokio).
 
 pub mod error;
 pub mod handle;
@@ -8,5 +9,8 @@ pub mod subscription;
 
 pub use error::ClientError;
 pub use handle::{BrokerInfo, BrokerStats, Client, ClientOptions, Publisher};
-pub use shm::{ShmClient, ShmLoan, ShmOptions, ShmPublisher, ShmSubscription};
+pub use shm::{
+    AsyncShmPublisher, AsyncShmSubscription, ShmClient, ShmLoan, ShmOptions, ShmPublisher,
+    ShmSubscription,
+};
 pub use subscription::{Message, Subscription};

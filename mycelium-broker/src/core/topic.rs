@@ -16,6 +16,13 @@
 //! - A fanout topic may also have a [`Relay`]: it receives every batch once, when the batch is
 //!   first routed, for subscribers on another path (the shared-memory relay ring). It never
 //!   blocks the publisher; what it cannot take it reports as dropped.
+//! - A queue topic may also have a [`QueueRelay`]: its shared-memory consumers
+//!   ([`Topic::subscribe_relayed`]) take part in the deal beside the socket consumers, each
+//!   with credit = `prefetch` minus what was dealt to it and not yet read. A message the relay
+//!   cannot take (its ring is full) goes to another consumer or to the backlog, under the
+//!   topic's policy; it is never dropped for that alone. Nothing tells the topic when a
+//!   shared-memory consumer reads, so whoever installs the relay drains the backlog into it
+//!   ([`Topic::drain_backlog_now`], [`Topic::wait_backlogged`]).
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -159,10 +166,20 @@ struct FanoutSubscriber {
     limit: usize,
 }
 
+/// Where a queue consumer's messages go.
+#[derive(Debug)]
+enum Sink {
+    /// A socket (or in-process) consumer: its subscription and its outbox.
+    Outbox(SubscriberId, Arc<Outbox>),
+    /// A shared-memory consumer reached through the topic's [`QueueRelay`]: its slot there.
+    Relayed(u32),
+}
+
 #[derive(Debug)]
 struct Consumer {
-    id: SubscriberId,
-    outbox: Arc<Outbox>,
+    sink: Sink,
+    /// Outbox consumers: granted minus taken, returned by the consumer. Relayed consumers:
+    /// recomputed from the relay before each routing call (`refresh_relayed`).
     credit: u32,
     /// The most credit this consumer may hold: what it was granted at subscribe.
     prefetch: u32,
@@ -171,6 +188,8 @@ struct Consumer {
 #[derive(Debug, Default)]
 struct QueueState {
     consumers: Vec<Consumer>,
+    /// Reaches the [`Sink::Relayed`] consumers; `None` while the topic has none.
+    relay: Option<Arc<dyn QueueRelay>>,
     /// Index into `consumers` where the next deal starts (round-robin).
     next: usize,
     /// Messages published while no consumer had credit, oldest first.
@@ -184,6 +203,9 @@ struct QueueRouting {
     state: Mutex<QueueState>,
     /// Wakes publishers blocked on a full backlog.
     space: Notify,
+    /// Signalled (one stored permit) whenever messages enter the backlog, for the task that
+    /// drains it into the [`QueueRelay`] (`Topic::wait_backlogged`).
+    backlogged: Notify,
 }
 
 impl QueueRouting {
@@ -216,6 +238,18 @@ pub trait Relay: std::fmt::Debug + Send + Sync {
     /// they reach, messages dropped for lack of room); a message is dropped only after every
     /// earlier one of the batch was taken, so what arrives keeps its order.
     fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> (u64, u64);
+}
+
+/// Deals queue messages to shared-memory consumers (the broker's relay ring), each message
+/// addressed to one consumer.
+pub trait QueueRelay: std::fmt::Debug + Send + Sync {
+    /// Messages dealt to the consumer in `slot` that it has not read yet, or `None` when no
+    /// consumer holds the slot.
+    fn unread(&self, slot: u32) -> Option<usize>;
+    /// Writes `payloads` addressed to the consumer in `slot`, in order, without waiting;
+    /// stops at the first that does not fit. Returns how many were written: exactly those
+    /// are the consumer's now.
+    fn deal(&self, slot: u32, payloads: &mut dyn Iterator<Item = &[u8]>) -> usize;
 }
 
 /// One topic; see the module docs.
@@ -278,11 +312,19 @@ impl Topic {
         &self.counters
     }
 
-    /// Current subscribers (fanout) or consumers (queue).
+    /// Current subscribers (fanout) or consumers (queue) reached through outboxes: the
+    /// socket path (shared-memory consumers of a queue, [`Self::subscribe_relayed`], are not
+    /// counted here).
     pub fn subscriber_count(&self) -> usize {
         match self.config.routing {
             Routing::Fanout => self.fanout_snapshot().len(),
-            Routing::Queue => self.queue.lock().consumers.len(),
+            Routing::Queue => self
+                .queue
+                .lock()
+                .consumers
+                .iter()
+                .filter(|c| matches!(c.sink, Sink::Outbox(..)))
+                .count(),
         }
     }
 
@@ -326,8 +368,7 @@ impl Topic {
                 let granted = self.granted_prefetch(prefetch);
                 let mut state = self.queue.lock();
                 state.consumers.push(Consumer {
-                    id,
-                    outbox,
+                    sink: Sink::Outbox(id, outbox),
                     credit: granted,
                     prefetch: granted,
                 });
@@ -335,6 +376,86 @@ impl Topic {
                 granted
             }
         }
+    }
+
+    /// Sets (or, with `None`, removes) the [`QueueRelay`] that reaches this queue topic's
+    /// shared-memory consumers. Ignored on fanout topics.
+    pub fn set_queue_relay(&self, relay: Option<Arc<dyn QueueRelay>>) {
+        if self.config.routing == Routing::Queue {
+            self.queue.lock().relay = relay;
+        }
+    }
+
+    /// Adds the shared-memory consumer holding `slot` of the [`QueueRelay`] to this queue
+    /// topic (ignored on fanout topics); the backlog drains into it at once if it can.
+    pub fn subscribe_relayed(&self, slot: u32) {
+        if self.config.routing != Routing::Queue {
+            return;
+        }
+        let prefetch = self.granted_prefetch(0);
+        let mut state = self.queue.lock();
+        state.consumers.push(Consumer {
+            sink: Sink::Relayed(slot),
+            credit: 0,
+            prefetch,
+        });
+        self.drain_backlog(&mut state);
+    }
+
+    /// Removes the shared-memory consumer holding `slot`; returns whether it was there. Once
+    /// this returns, nothing more is dealt to it.
+    pub fn unsubscribe_relayed(&self, slot: u32) -> bool {
+        if self.config.routing != Routing::Queue {
+            return false;
+        }
+        let mut state = self.queue.lock();
+        let before = state.consumers.len();
+        state
+            .consumers
+            .retain(|c| !matches!(c.sink, Sink::Relayed(s) if s == slot));
+        if state.next >= state.consumers.len() {
+            state.next = 0;
+        }
+        state.consumers.len() != before
+    }
+
+    /// Puts `messages` (dealt to a consumer that left before reading them, oldest first) back
+    /// at the head of the backlog, ahead of everything queued (which is younger: messages are
+    /// dealt only while the backlog is empty, or from its head), and deals them again. They
+    /// may take the backlog beyond `buffer_size` for a moment: they were accepted already.
+    pub fn requeue_front(&self, messages: Vec<Bytes>) {
+        if self.config.routing != Routing::Queue || messages.is_empty() {
+            return;
+        }
+        let mut state = self.queue.lock();
+        for message in messages.into_iter().rev() {
+            state.backlog.push_front(message);
+        }
+        self.queue.backlogged.notify_one();
+        self.drain_backlog(&mut state);
+    }
+
+    /// Deals what the backlog holds to consumers with credit now: for shared-memory
+    /// consumers, whose reads the topic does not hear about.
+    pub fn drain_backlog_now(&self) {
+        if self.config.routing == Routing::Queue {
+            let mut state = self.queue.lock();
+            if !state.backlog.is_empty() {
+                self.drain_backlog(&mut state);
+            }
+        }
+    }
+
+    /// Resolves once messages have entered the backlog since the last call (or right away if
+    /// some are waiting there). For the single task that drains it into the relay.
+    pub async fn wait_backlogged(&self) {
+        let notified = self.queue.backlogged.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.backlog_len() > 0 {
+            return;
+        }
+        notified.await;
     }
 
     /// The credit a queue consumer asking for `requested` gets: the topic's `prefetch` when it
@@ -368,7 +489,9 @@ impl Topic {
             Routing::Queue => {
                 let mut state = self.queue.lock();
                 let before = state.consumers.len();
-                state.consumers.retain(|c| c.id != id);
+                state
+                    .consumers
+                    .retain(|c| !matches!(c.sink, Sink::Outbox(own, _) if own == id));
                 if state.next >= state.consumers.len() {
                     state.next = 0;
                 }
@@ -385,7 +508,11 @@ impl Topic {
             return false;
         }
         let mut state = self.queue.lock();
-        let Some(consumer) = state.consumers.iter_mut().find(|c| c.id == id) else {
+        let Some(consumer) = state
+            .consumers
+            .iter_mut()
+            .find(|c| matches!(c.sink, Sink::Outbox(own, _) if own == id))
+        else {
             return false;
         };
         consumer.credit = consumer
@@ -491,6 +618,9 @@ impl Topic {
         cursor: &mut PublishCursor,
     ) -> Progress {
         let mut state = self.queue.lock();
+        // Messages the broker's reader took from a shared-memory publisher's ring were dealt
+        // to the broker for its socket consumers: they go to those, not back to shared memory.
+        refresh_relayed(&mut state, cursor.skip_relay);
         let (mut delivered, mut dropped) = (0u64, 0u64);
         let mut i = cursor.offset.min(payloads.len());
         let mut progress = Progress::Done;
@@ -506,6 +636,7 @@ impl Topic {
             if room > 0 {
                 let end = payloads.len().min(i + room);
                 push_copies(&mut state.backlog, payloads, i..end);
+                self.queue.backlogged.notify_one();
                 i = end;
                 continue;
             }
@@ -538,6 +669,7 @@ impl Topic {
         Self::deal_to(
             &mut state.consumers,
             &mut state.next,
+            state.relay.as_deref(),
             topic_id,
             payloads,
             from,
@@ -549,6 +681,7 @@ impl Topic {
     fn deal_to<B: Batch + ?Sized>(
         consumers: &mut [Consumer],
         next: &mut usize,
+        relay: Option<&dyn QueueRelay>,
         topic_id: TopicId,
         payloads: &B,
         from: usize,
@@ -568,9 +701,30 @@ impl Topic {
             *next = (index + 1) % n;
             let consumer = &mut consumers[index];
             let take = share.min(consumer.credit as usize).min(left);
+            let outbox = match &consumer.sink {
+                Sink::Outbox(_, outbox) => outbox,
+                Sink::Relayed(slot) => {
+                    let placed = relay.map_or(0, |relay| {
+                        let mut each = (from..from + take).map(|i| payloads.payload(i));
+                        relay.deal(*slot, &mut each)
+                    });
+                    // Fewer than asked: its ring is full (a slower shared-memory consumer
+                    // holds it). No more for it in this call; the rest goes elsewhere.
+                    consumer.credit = if placed < take {
+                        0
+                    } else {
+                        // `placed` == `take` ≤ credit.
+                        consumer.credit - placed as u32
+                    };
+                    if placed > 0 {
+                        return Some(placed);
+                    }
+                    continue;
+                }
+            };
             // Credit, not the outbox limit, bounds what a consumer may hold: it was granted
             // for exactly this, and refusing here would strand the backlog.
-            match payloads.append(&consumer.outbox, topic_id, from..from + take, None) {
+            match payloads.append(outbox, topic_id, from..from + take, None) {
                 Appended::Queued(placed) => {
                     // `placed` == `take` ≤ credit, so this cannot underflow.
                     consumer.credit -= placed as u32;
@@ -587,19 +741,28 @@ impl Topic {
 
     /// Moves backlog messages to consumers with credit, oldest first, a run per consumer.
     fn drain_backlog(&self, state: &mut QueueState) {
+        refresh_relayed(state, false);
         let before = state.backlog.len();
         let mut delivered = 0u64;
         let QueueState {
             consumers,
             next,
             backlog,
+            relay,
             ..
         } = state;
         loop {
             let credit: usize = consumers.iter().map(|c| c.credit as usize).sum();
             let placed = {
                 let run: Vec<&[u8]> = backlog.iter().take(credit).map(|b| b.as_ref()).collect();
-                Self::deal_to(consumers, next, self.id, run.as_slice(), 0)
+                Self::deal_to(
+                    consumers,
+                    next,
+                    relay.as_deref(),
+                    self.id,
+                    run.as_slice(),
+                    0,
+                )
             };
             let Some(placed) = placed else {
                 break;
@@ -610,6 +773,27 @@ impl Topic {
         self.counters.add(delivered, 0);
         if state.backlog.len() < before && std::mem::take(&mut state.space_wanted) {
             self.queue.space.notify_waiters();
+        }
+    }
+}
+
+/// Sets each shared-memory consumer's credit from what it has still to read (0 with `skip`,
+/// or without a relay, or when its slot is no longer held).
+fn refresh_relayed(state: &mut QueueState, skip: bool) {
+    let QueueState {
+        consumers, relay, ..
+    } = state;
+    for consumer in consumers.iter_mut() {
+        if let Sink::Relayed(slot) = consumer.sink {
+            let unread = match relay {
+                Some(relay) if !skip => relay.unread(slot),
+                _ => None,
+            };
+            consumer.credit = unread.map_or(0, |unread| {
+                consumer
+                    .prefetch
+                    .saturating_sub(u32::try_from(unread).unwrap_or(u32::MAX))
+            });
         }
     }
 }
@@ -1015,6 +1199,104 @@ mod tests {
         expected.sort();
         assert_eq!(got, expected);
         assert_eq!(t.backlog_len(), 0);
+    }
+
+    /// A relay whose consumers read nothing: `room` messages fit in all, then it is full.
+    #[derive(Debug, Default)]
+    struct FakeQueueRelay {
+        got: Mutex<Vec<(u32, Vec<u8>)>>,
+        room: usize,
+    }
+
+    impl QueueRelay for FakeQueueRelay {
+        fn unread(&self, slot: u32) -> Option<usize> {
+            Some(
+                self.got
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(s, _)| *s == slot)
+                    .count(),
+            )
+        }
+
+        fn deal(&self, slot: u32, payloads: &mut dyn Iterator<Item = &[u8]>) -> usize {
+            let mut got = self.got.lock().unwrap();
+            let mut taken = 0;
+            for payload in payloads {
+                if got.len() >= self.room {
+                    break;
+                }
+                got.push((slot, payload.to_vec()));
+                taken += 1;
+            }
+            taken
+        }
+    }
+
+    #[test]
+    fn relayed_consumers_share_the_queue_and_a_full_relay_sends_the_rest_elsewhere() {
+        let t = topic(Routing::Queue, 1000, Backpressure::Block, 4);
+        let relay = Arc::new(FakeQueueRelay {
+            room: 6,
+            ..FakeQueueRelay::default()
+        });
+        t.set_queue_relay(Some(relay.clone()));
+        t.subscribe_relayed(0);
+        t.subscribe_relayed(1);
+        let socket = Arc::new(Outbox::new());
+        t.subscribe(9, socket.clone(), 1000, 0);
+        assert_eq!(
+            t.subscriber_count(),
+            1,
+            "only the socket consumer counts there"
+        );
+        let m = msgs(20);
+        assert!(matches!(publish_all(&t, &m), Progress::Done));
+        let relayed = relay.got.lock().unwrap().clone();
+        assert_eq!(relayed.len(), 6, "the relay took what fit");
+        for slot in [0, 1] {
+            let mine = relayed.iter().filter(|(s, _)| *s == slot).count();
+            assert!(
+                (1..=4).contains(&mine),
+                "slot {slot}: {mine}, within its credit"
+            );
+        }
+        let from_socket = drain(&socket);
+        assert_eq!(from_socket.len(), 4, "the socket consumer's credit");
+        assert_eq!(t.backlog_len(), 10, "the rest waits");
+        let requeued: Vec<Bytes> = relay
+            .got
+            .lock()
+            .unwrap()
+            .drain(..)
+            .filter(|(slot, _)| *slot == 1)
+            .map(|(_, p)| Bytes::from(p))
+            .collect();
+        // Consumer 1 leaves with what it had: dealt again, first, to whoever has credit.
+        assert!(t.unsubscribe_relayed(1));
+        t.requeue_front(requeued.clone());
+        let again: Vec<Vec<u8>> = relay
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect();
+        assert!(relay.got.lock().unwrap().iter().all(|(slot, _)| *slot == 0));
+        assert_eq!(
+            again[..requeued.len().min(again.len())],
+            requeued[..requeued.len().min(again.len())]
+                .iter()
+                .map(|b| b.to_vec())
+                .collect::<Vec<_>>(),
+            "requeued messages go first"
+        );
+        assert_eq!(
+            t.counters().dropped.load(Ordering::Relaxed),
+            0,
+            "nothing dropped for a full relay"
+        );
     }
 
     #[test]

@@ -8,7 +8,11 @@
 //!   one in the topic's relay ring. The broker writes into the relay ring every message that
 //!   socket publishers publish on the topic (the topic's [`Relay`]), so shared-memory
 //!   subscribers hear them too; and it raises the notice in a subscriber's relay slot when it
-//!   has news for it. Slots are reserved by the broker *before* a
+//!   has news for it. On a queue topic the relay ring carries queue frames instead: the topic
+//!   deals each socket publisher's message to one consumer, and a shared-memory consumer's
+//!   share is written into the relay ring addressed to its slot (the topic's [`QueueRelay`]);
+//!   see [`RelayRing`] for who gets what and what survives a consumer's death. Slots are
+//!   reserved by the broker *before* a
 //!   ring's fd leaves it, so a subscriber never misses a frame published after it attached,
 //!   even one published before it has mapped the ring.
 //! - When a publisher leaves, its subscribers are told to drain its ring and drop it; when a
@@ -18,11 +22,13 @@
 //!   single lock makes "reserve slots for every subscriber, then hand out the ring" atomic
 //!   against a subscriber attaching at the same moment.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use mycelium_config::{Backpressure, ShmConfig};
+use bytes::Bytes;
+
+use mycelium_config::{Backpressure, Routing, ShmConfig};
 
 /// How often the watchdog of `disconnect` topics looks at the rings.
 const WATCHDOG_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
@@ -30,6 +36,15 @@ const WATCHDOG_PERIOD: std::time::Duration = std::time::Duration::from_millis(10
 /// Watchdog rounds in a row a subscriber must hold a waiting publisher back before it is
 /// disconnected (a subscriber that is merely slow for a moment catches up in between).
 const STRIKES: u8 = 5;
+
+/// How often a queue topic's backlog is offered to its shared-memory consumers while it is
+/// not empty: they read without telling the broker, so it looks. Only while messages wait in
+/// the backlog (every consumer was out of credit); an empty backlog costs nothing.
+const RELAY_DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Longest wait of a queue topic's drain task for the backlog to fill, before it checks that
+/// its relay ring still exists.
+const RELAY_DRAIN_IDLE: std::time::Duration = std::time::Duration::from_millis(200);
 use mycelium_transport::shm::{
     max_payload, producer_waiting, release_slot, reserve_slot, slot_backlog, wake_consumer,
     RingError, RingProducer, RingRegion, Segment, SegmentError,
@@ -37,9 +52,10 @@ use mycelium_transport::shm::{
 use mycelium_transport::{ShmRing, NO_SLOT};
 use tokio::sync::mpsc;
 
-use crate::core::topic::{Relay, Topic, TopicId};
+use crate::core::topic::{QueueRelay, Relay, Topic, TopicId};
 use crate::server::shm_reader::{ReaderCommand, ShmRingReader};
-use mycelium_transport::shm::queue::QUEUE_PREFIX;
+use mycelium_transport::shm::queue::{self, QUEUE_PREFIX};
+use mycelium_transport::shm::RingConsumer;
 
 /// Identifies one session (one shared-memory control connection) within a broker run.
 pub type SessionId = u64;
@@ -160,12 +176,92 @@ struct Publisher {
     ring: Ring,
 }
 
-/// The broker's side of a topic's relay ring: the topic's [`Relay`] while the topic has
-/// shared-memory subscribers.
+/// The broker's side of a topic's relay ring: the topic's [`Relay`] (fanout) or
+/// [`QueueRelay`] (queue) while the topic has shared-memory subscribers.
+///
+/// On a queue topic every frame is addressed to one consumer's relay slot
+/// (`mycelium_transport::shm::queue`), and the ring remembers, per slot, where each frame
+/// addressed to it ends: a consumer whose `read_pos` has passed an end has read that frame, so
+/// what it has still to read is exact, and the topic gives it credit (`prefetch` minus that),
+/// as socket consumers get. When a consumer leaves or dies, the broker reads what was
+/// addressed to its slot and not read (from the slot itself, before freeing it) and puts it
+/// back at the head of the topic's backlog: such messages are dealt again, to someone else.
+/// A consumer that had copied a message out but died before its `read_pos` said so (a batch
+/// receive stores it once, after the batch) gets it dealt again too: at least once, for
+/// messages the dead consumer had not marked read; what it had marked read and not yet
+/// processed is lost with it (at most once, as on the socket path).
 struct RelayRing {
     producer: Mutex<RingProducer>,
-    /// Shared-memory subscribers reading the ring, for the topic's `delivered` counter.
+    /// Queue topics: per relay slot, the end positions of the frames addressed to it that its
+    /// consumer has not passed yet, oldest first. Locked after `producer`.
+    addressed: Mutex<HashMap<u32, VecDeque<u64>>>,
+    /// Shared-memory subscribers reading the ring, for the topic's `delivered` counter (and,
+    /// on a queue topic, whether the drain task has anyone to feed).
     readers: std::sync::atomic::AtomicU64,
+    /// Queue topics: set once the task that drains the backlog into this ring runs.
+    drainer: AtomicBool,
+}
+
+impl RelayRing {
+    fn new(producer: RingProducer) -> RelayRing {
+        RelayRing {
+            producer: Mutex::new(producer),
+            addressed: Mutex::default(),
+            readers: std::sync::atomic::AtomicU64::new(0),
+            drainer: AtomicBool::new(false),
+        }
+    }
+
+    fn addressed(&self) -> MutexGuard<'_, HashMap<u32, VecDeque<u64>>> {
+        self.addressed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets what was addressed to `slot` (its consumer is gone; the broker has taken back
+    /// what it had not read).
+    fn forget(&self, slot: u32) {
+        self.addressed().remove(&slot);
+    }
+}
+
+impl QueueRelay for RelayRing {
+    fn unread(&self, slot: u32) -> Option<usize> {
+        let producer = self.producer.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, read_pos) = producer
+            .active_consumers()
+            .find(|&(index, _)| index == slot as usize)?;
+        let mut addressed = self.addressed();
+        let ends = addressed.entry(slot).or_default();
+        // `read_pos` comes from shared memory: a consumer that fakes it only gets more of its
+        // own work sooner; it cannot make the broker index or size anything with it.
+        while ends.front().is_some_and(|&end| end <= read_pos) {
+            ends.pop_front();
+        }
+        Some(ends.len())
+    }
+
+    fn deal(&self, slot: u32, payloads: &mut dyn Iterator<Item = &[u8]>) -> usize {
+        let mut producer = self.producer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut addressed = self.addressed();
+        let ends = addressed.entry(slot).or_default();
+        let mut frame = Vec::new();
+        let mut taken = 0;
+        for payload in payloads {
+            queue::address(&mut frame, slot as usize, payload);
+            // Full: a consumer (maybe another one: all read every frame) is a ring behind.
+            // TooLarge cannot happen (rings hold `max_message_size` plus the address), and
+            // would only leave the message to the socket consumers or the backlog.
+            if producer.try_push(&frame).is_err() {
+                break;
+            }
+            ends.push_back(producer.position());
+            taken += 1;
+        }
+        drop(addressed);
+        if let Err(error) = producer.publish_and_wake() {
+            tracing::warn!(%error, "waking shared-memory consumers of the relay ring failed");
+        }
+        taken
+    }
 }
 
 impl std::fmt::Debug for RelayRing {
@@ -366,10 +462,7 @@ impl ShmRings {
             Some(relay) => relay.clone(),
             None => {
                 let (ring, producer) = self.create_ring(topic, "relay")?;
-                rings.relay_sink = Some(Arc::new(RelayRing {
-                    producer: Mutex::new(producer),
-                    readers: std::sync::atomic::AtomicU64::new(0),
-                }));
+                rings.relay_sink = Some(Arc::new(RelayRing::new(producer)));
                 rings.relay.insert(ring).clone()
             }
         };
@@ -392,9 +485,16 @@ impl ShmRings {
         if let Some(sink) = &rings.relay_sink {
             // From the first shared-memory subscriber on, socket publishers' messages are
             // copied into the relay ring too; the slot reserved above starts at what the
-            // relay ring has published, so the subscriber sees every later one.
+            // relay ring has published, so the subscriber sees every later one. On a queue
+            // topic the subscriber becomes one of the topic's consumers instead, dealt its
+            // share through the relay ring.
             if sink.readers.fetch_add(1, Ordering::Relaxed) == 0 {
                 topic.set_relay(Some(Arc::clone(sink) as Arc<dyn Relay>));
+                topic.set_queue_relay(Some(Arc::clone(sink) as Arc<dyn QueueRelay>));
+            }
+            if topic.config().routing == Routing::Queue {
+                start_draining(topic, sink);
+                topic.subscribe_relayed(granted[0].1);
             }
         }
         let attachment = self.next_attachment.fetch_add(1, Ordering::Relaxed);
@@ -602,6 +702,82 @@ fn start_reading(topic: &Arc<Topic>, ring: &Ring, rings: &mut TopicRings) {
     }
 }
 
+/// Starts (once per relay ring, inside the broker's runtime) the task that offers a queue
+/// topic's backlog to its shared-memory consumers: they read without telling the broker, so
+/// while messages wait the task looks every [`RELAY_DRAIN_POLL`]. It ends with the topic or
+/// the relay ring.
+fn start_draining(topic: &Arc<Topic>, sink: &Arc<RelayRing>) {
+    if sink.drainer.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let runtime = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            sink.drainer.store(false, Ordering::Relaxed);
+            tracing::error!(topic = topic.name(), %error, "no runtime for the relay drain task: a backlog reaches shared-memory consumers only as socket publishers publish");
+            return;
+        }
+    };
+    let (topic, sink) = (Arc::downgrade(topic), Arc::downgrade(sink));
+    runtime.spawn(drain_into_relay(topic, sink));
+}
+
+async fn drain_into_relay(topic: Weak<Topic>, sink: Weak<RelayRing>) {
+    loop {
+        let (Some(topic), Some(sink)) = (topic.upgrade(), sink.upgrade()) else {
+            return;
+        };
+        let feeding = sink.readers.load(Ordering::Relaxed) > 0;
+        drop(sink);
+        if feeding && topic.backlog_len() > 0 {
+            topic.drain_backlog_now();
+            drop(topic);
+            tokio::time::sleep(RELAY_DRAIN_POLL).await;
+        } else {
+            let _ = tokio::time::timeout(RELAY_DRAIN_IDLE, topic.wait_backlogged()).await;
+        }
+    }
+}
+
+/// Reads, from `slot` of the relay ring itself, the messages addressed to it that its
+/// consumer (gone now) did not read, and puts them back at the head of the topic's backlog.
+/// What cannot be read back (a ring a peer corrupted) is counted as dropped.
+fn take_back(topic: &Arc<Topic>, relay: &Ring, sink: &RelayRing, slot: u32) {
+    let unread = sink.unread(slot).unwrap_or(0);
+    let mut messages = Vec::new();
+    let read = match RingConsumer::adopt(&relay.region, slot as usize) {
+        // Dropping an adopted consumer leaves the slot held: the caller frees it.
+        Ok(mut consumer) => loop {
+            let count = consumer.try_recv_batch(4096, |frame| {
+                if let Some(message) = queue::addressed_to(frame, slot as usize) {
+                    messages.push(Bytes::copy_from_slice(message));
+                }
+            });
+            match count {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(error) => break Err(error.to_string()),
+            }
+        },
+        Err(error) => Err(error.to_string()),
+    };
+    sink.forget(slot);
+    if let Err(error) = read {
+        let lost = unread.saturating_sub(messages.len()) as u64;
+        tracing::warn!(topic = topic.name(), slot, lost, %error, "cannot take back what a departed shared-memory consumer left unread");
+        topic.counters().dropped.fetch_add(lost, Ordering::Relaxed);
+    }
+    if !messages.is_empty() {
+        tracing::debug!(
+            topic = topic.name(),
+            slot,
+            count = messages.len(),
+            "dealing again what a departed shared-memory consumer left unread"
+        );
+        topic.requeue_front(messages);
+    }
+}
+
 /// Removes the first attachment of `rings` that `matches`; returns whether one was removed.
 fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool) -> bool {
     if let Some(at) = rings
@@ -639,6 +815,14 @@ fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool)
         .position(|s| matches(s.session, s.attachment))
     {
         let subscriber = rings.subscribers.swap_remove(at);
+        if let (Some(relay), Some(sink), Some(topic)) =
+            (&rings.relay, &rings.relay_sink, &rings.topic)
+        {
+            if topic.unsubscribe_relayed(subscriber.relay_slot) {
+                // Nothing more is dealt to the slot: take back what it has not read.
+                take_back(topic, relay, sink, subscriber.relay_slot);
+            }
+        }
         // The broker reserved these slots and only the broker frees them (a subscriber's
         // consumers leave their slots held), so a slot is never freed twice, even when the
         // subscriber died and another has attached since.
@@ -649,6 +833,7 @@ fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool)
             if sink.readers.fetch_sub(1, Ordering::Relaxed) == 1 {
                 // Nobody reads the relay ring now: stop copying socket messages into it.
                 topic.set_relay(None);
+                topic.set_queue_relay(None);
             }
         }
         for publisher in &rings.publishers {

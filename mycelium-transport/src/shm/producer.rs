@@ -101,6 +101,13 @@ impl RingProducer {
         max_payload(self.geometry.capacity)
     }
 
+    /// Where the next frame will be written: the end of the last frame pushed (published or
+    /// not). A consumer whose `read_pos` has reached a frame's end has read it, which lets a
+    /// producer that addresses frames (a queue) count what each consumer has still to read.
+    pub fn position(&self) -> u64 {
+        self.local
+    }
+
     /// Frames pushed but not yet published.
     pub fn pending(&self) -> usize {
         self.pending

@@ -1,4 +1,5 @@
-//! The synchronous shared-memory client: for latency-critical threads that do not run tokio.
+//! The shared-memory client: synchronous, for latency-critical threads that do not run tokio,
+//! with an async layer for tokio tasks.
 //!
 //! - [`ShmClient::connect`] opens a control session with the broker (`ShmHello` over its Unix
 //!   socket). Messages never travel over that socket: each [`ShmPublisher`] writes into a ring
@@ -11,6 +12,11 @@
 //!   the publisher's side unless someone sleeps); `busy_poll` spins without sleeping, for
 //!   threads with a core of their own. A publisher whose ring is full (a slow subscriber on a
 //!   `block` topic) waits the same way.
+//! - Async: [`ShmClient::subscribe_async`] gives an [`AsyncShmSubscription`] (a thread of its
+//!   own sleeps on the rings and forwards into a channel, so `recv().await` never blocks a
+//!   runtime worker and is cancel-safe) and [`ShmClient::publisher_async`] an
+//!   [`AsyncShmPublisher`] (writes at once when the ring has room, waits on the blocking pool
+//!   when it has not).
 //! - Everything read from a ring is checked: a corrupt ring is dropped with
 //!   [`ClientError::Shm`], never read out of bounds.
 //! - Socket publishers are heard too: the broker copies their messages into the topic's relay
@@ -19,8 +25,9 @@
 //!   reads their rings for them.
 //! - Queue topics: the publisher addresses each message to one consumer (the one that has
 //!   read furthest), and every consumer takes only its own, so each message is taken once
-//!   (`mycelium_transport::shm::queue`). Socket publishers of a queue topic feed socket
-//!   consumers only, for now.
+//!   (`mycelium_transport::shm::queue`). Socket publishers' messages on a queue topic are
+//!   dealt by the broker to socket and shared-memory consumers alike: a shared-memory
+//!   consumer's share arrives in the relay ring, addressed to it.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -35,10 +42,15 @@
 //! # Ok::<(), mycelium_broker::ClientError>(())
 //! ```
 
+mod async_client;
+mod async_publisher;
+mod async_subscription;
 mod publisher;
 mod session;
 mod subscription;
 
+pub use async_publisher::AsyncShmPublisher;
+pub use async_subscription::{AsyncShmSubscription, FORWARD_CAPACITY};
 pub use publisher::{ShmLoan, ShmPublisher};
 pub use session::{ShmClient, ShmOptions};
 pub use subscription::ShmSubscription;

@@ -1,0 +1,86 @@
+//! [`AsyncShmPublisher`]: a shared-memory publisher for tokio tasks.
+//!
+//! - [`publish`](AsyncShmPublisher::publish) first tries to write the message at once (the
+//!   common case: no syscall, no thread hop). Only when the ring is full (a slow subscriber on
+//!   a `block` topic), or a queue topic has no consumer yet, does it hand the wait to tokio's
+//!   blocking pool (`spawn_blocking`), so a runtime worker never spins or sleeps on a futex.
+//! - Messages keep their order: the publisher sits behind an async mutex, held from the
+//!   attempt to the end of the wait.
+//! - Cancellation: dropping a `publish` future that is waiting for room does not withdraw the
+//!   message. The blocking task keeps the publisher until the message is written (or the wait
+//!   fails), and the next `publish` waits its turn behind it. A future dropped before its first
+//!   poll publishes nothing.
+//! - Dropping the publisher (and any publish still waiting) ends its attachment, as
+//!   [`ShmPublisher`] does.
+
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use crate::client::error::ClientError;
+use crate::client::shm::publisher::ShmPublisher;
+
+/// A shared-memory publisher for async code; cheap to clone (the clones share one ring and
+/// publish in turn). See the module docs.
+#[derive(Debug, Clone)]
+pub struct AsyncShmPublisher {
+    /// Held across a publish, into the blocking task when it must wait, so the order of
+    /// messages is the order of the `publish` calls that took it.
+    inner: Arc<Mutex<ShmPublisher>>,
+    topic: Arc<str>,
+    max_message_size: usize,
+}
+
+impl AsyncShmPublisher {
+    /// Wraps `publisher` for async use.
+    pub fn new(publisher: ShmPublisher) -> AsyncShmPublisher {
+        AsyncShmPublisher {
+            topic: Arc::from(publisher.topic()),
+            max_message_size: publisher.max_message_size(),
+            inner: Arc::new(Mutex::new(publisher)),
+        }
+    }
+
+    /// The topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The largest payload this publisher accepts.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// Publishes one message: visible to subscribers when this resolves. Waits (off the
+    /// runtime's workers) while the ring is full, and on a queue topic while no consumer is
+    /// there, up to the client's request timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmPublisher::publish`]: [`ClientError::MessageTooLarge`],
+    /// [`ClientError::NoConsumer`]; [`ClientError::Shm`] if the blocking pool refused the
+    /// wait (the runtime is shutting down).
+    pub async fn publish(&self, payload: &[u8]) -> Result<(), ClientError> {
+        let mut publisher = Arc::clone(&self.inner).lock_owned().await;
+        if publisher.try_publish(payload)? {
+            return Ok(());
+        }
+        let payload = payload.to_vec();
+        tokio::task::spawn_blocking(move || publisher.publish(&payload))
+            .await
+            .map_err(|e| ClientError::Shm(format!("the publish wait failed: {e}")))?
+    }
+
+    /// Publishes one message if the ring has room now; `Ok(false)` (nothing written) when it
+    /// has not, or when another publish of this publisher is under way.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::MessageTooLarge`].
+    pub fn try_publish(&self, payload: &[u8]) -> Result<bool, ClientError> {
+        match self.inner.try_lock() {
+            Ok(mut publisher) => publisher.try_publish(payload),
+            Err(_) => Ok(false),
+        }
+    }
+}
