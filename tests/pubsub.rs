@@ -477,6 +477,56 @@ fn a_subscriber_killed_mid_stream_does_not_disturb_the_other_or_the_broker() {
 }
 
 #[test]
+fn a_stopped_subscriber_of_a_drop_oldest_topic_resumes_with_the_newest_messages() {
+    // Far more than the socket buffers and the 8 MiB outbox hold, so the broker must drop.
+    const TOTAL: usize = 200_000;
+    const BUFFER: usize = 1000;
+    let broker = TestBroker::start(&format!(
+        "{}buffer_size = {BUFFER}\nbackpressure = \"drop_oldest\"\n",
+        fanout("latest")
+    ));
+    let mut sub = spawn_sub(&broker, "latest", &[]);
+    signal(&sub.child, Signal::SIGSTOP);
+    let padding = "x".repeat(100);
+    let lines = (0..TOTAL).map(move |i| format!("{i} {padding}"));
+    let (status, stderr) = spawn_pub(&broker, "latest", lines).finish();
+    assert!(status.success(), "the publisher never waits: {stderr}");
+    wait_until("the broker to route every message", || {
+        topic_counter(&broker, "latest", "delivered") + topic_counter(&broker, "latest", "dropped")
+            == TOTAL as u64
+    });
+    let dropped = topic_counter(&broker, "latest", "dropped");
+    assert!(dropped > 0, "the stopped subscriber must have lost some");
+    signal(&sub.child, Signal::SIGCONT);
+    let got: Vec<usize> = sub
+        .take_lines(TOTAL - dropped as usize)
+        .iter()
+        .map(|line| {
+            line.split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("a foreign line {line:?}"))
+        })
+        .collect();
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "in publish order, no duplicates"
+    );
+    // What it holds at the end is the newest: the outbox kept the last BUFFER messages.
+    assert_eq!(
+        got[got.len() - BUFFER..],
+        (TOTAL - BUFFER..TOTAL).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(got.len() as u64 + dropped, TOTAL as u64);
+    assert_eq!(
+        topic_counter(&broker, "latest", "delivered"),
+        got.len() as u64
+    );
+    signal(&sub.child, Signal::SIGTERM);
+    let _ = sub.wait();
+}
+
+#[test]
 fn graceful_shutdown_delivers_every_accepted_message_then_removes_the_socket() {
     const TOTAL: usize = 20_000;
     let mut broker = TestBroker::start(

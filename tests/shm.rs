@@ -1349,3 +1349,255 @@ async fn an_async_queue_consumer_shares_socket_publishers_messages() {
     );
     assert_exactly_once(&[from_shm, from_socket], N);
 }
+
+/// Waits until `counter` reaches `at_least`, failing after [`DEADLINE`].
+fn wait_for_progress(counter: &std::sync::atomic::AtomicU64, at_least: u64, what: &str) {
+    let start = Instant::now();
+    while counter.load(std::sync::atomic::Ordering::SeqCst) < at_least {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what} stuck at {} (waiting for {at_least})",
+            counter.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[test]
+fn on_a_drop_oldest_topic_a_lapped_shm_subscriber_learns_how_many_it_missed_and_reads_on_intact() {
+    // Up to 316-byte messages through a 4 KiB lossy ring, from a publisher in another process.
+    const TOTAL: u64 = 3000;
+    const RESUME_AT: u64 = 2000;
+    // Messages in flight ahead of a reader the publisher is paced by: twice this many (at
+    // most 324 bytes each, with the frame header) is well under a ring.
+    const WINDOW: u64 = 4;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\nbackpressure = \"drop_oldest\"\n\n[shm]\nring_bytes = 4096\n",
+        fanout("latest")
+    ));
+    let client = shm_client(&broker);
+    let mut fast = client.subscribe("latest").expect("subscribe");
+    let mut slow = client.subscribe("latest").expect("subscribe");
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    use std::sync::Arc;
+    // Messages each subscriber has taken, and whether the slow one reads again.
+    let fast_seen = Arc::new(AtomicU64::new(0));
+    let slow_seen = Arc::new(AtomicU64::new(0));
+    let slow_reading = Arc::new(AtomicBool::new(false));
+    let lines = {
+        let (fast_seen, slow_seen, slow_reading) = (
+            Arc::clone(&fast_seen),
+            Arc::clone(&slow_seen),
+            Arc::clone(&slow_reading),
+        );
+        (0..TOTAL).map(move |seq| {
+            // The fast subscriber is never lapped: the publisher waits for it. The slow one
+            // reads message 0 (so its loss count is exact), then nothing until it has found
+            // itself lapped (and jumped to the end of the ring); messages from RESUME_AT on
+            // come after that, so it learns of the gap from them, and from RESUME_AT +
+            // WINDOW on the publisher waits for it too.
+            wait_for_progress(&fast_seen, (seq + 1).saturating_sub(WINDOW), "fast");
+            if seq == 1 {
+                wait_for_progress(&slow_seen, 1, "slow's first message");
+            }
+            if seq >= RESUME_AT {
+                let start = Instant::now();
+                while !slow_reading.load(SeqCst) {
+                    assert!(start.elapsed() < DEADLINE, "slow never resumed");
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            if seq >= RESUME_AT + WINDOW {
+                wait_for_progress(&slow_seen, seq + 1 - WINDOW, "slow");
+            }
+            checked_message(seq)
+        })
+    };
+    // `mycelium pub` in its own process, fed one flushed line at a time (the pacing above
+    // must reach it line by line, so not through `spawn_pub_with`'s buffered feeder).
+    let mut publisher = broker
+        .cmd()
+        .args(["pub", "latest", "--transport", "shm"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawning mycelium pub");
+    let mut stdin = publisher.stdin.take().expect("stdin");
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        for line in lines {
+            if writeln!(stdin, "{line}")
+                .and_then(|()| stdin.flush())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let (got_fast, (got_slow, skipped)) = std::thread::scope(|scope| {
+        let fast_reader = scope.spawn(|| {
+            let mut got = Vec::new();
+            while (got.len() as u64) < TOTAL {
+                match fast.recv_timeout(DEADLINE) {
+                    Ok(Some(message)) => got.push(check_message(&message).expect("intact")),
+                    Ok(None) => panic!("fast: nothing within {DEADLINE:?}"),
+                    Err(error) => panic!("fast: {error}"),
+                }
+                fast_seen.fetch_add(1, SeqCst);
+            }
+            got
+        });
+        let slow_reader = scope.spawn(|| {
+            let mut got = vec![check_message(&recv(&mut slow)).expect("intact")];
+            slow_seen.fetch_add(1, SeqCst);
+            // Slow: away while the publisher laps it many times over.
+            wait_for_progress(&fast_seen, RESUME_AT - 1, "fast");
+            let mut skipped = 0;
+            // The first look finds the lap: nothing to return yet (the count comes with the
+            // next message published), but from here on it follows the publisher.
+            let mut message = Vec::new();
+            match slow.try_recv_into(&mut message) {
+                Ok(false) => {}
+                Ok(true) => got.push(check_message(&message).expect("intact")),
+                Err(ClientError::Lagged { skipped: n }) => {
+                    skipped = n;
+                    slow_seen.fetch_add(n, SeqCst);
+                }
+                Err(error) => panic!("slow: {error}"),
+            }
+            slow_reading.store(true, SeqCst);
+            while got.len() as u64 + skipped < TOTAL {
+                match slow.recv_timeout(DEADLINE) {
+                    Ok(Some(message)) => {
+                        got.push(check_message(&message).expect("never a torn message"));
+                        slow_seen.fetch_add(1, SeqCst);
+                    }
+                    Ok(None) => panic!("slow: nothing within {DEADLINE:?}, {} read", got.len()),
+                    Err(ClientError::Lagged { skipped: n }) => {
+                        assert_eq!(skipped, 0, "one lap, reported once");
+                        skipped = n;
+                        // What it lost counts as progress for the pacing.
+                        slow_seen.fetch_add(n, SeqCst);
+                    }
+                    Err(error) => panic!("slow: {error}"),
+                }
+            }
+            (got, skipped)
+        });
+        (
+            fast_reader.join().expect("fast reader"),
+            slow_reader.join().expect("slow reader"),
+        )
+    });
+    feeder.join().expect("feeder");
+    let status = common::wait_child(&mut publisher, "mycelium pub to exit");
+    assert!(status.success(), "mycelium pub failed");
+    assert_eq!(
+        got_fast,
+        (0..TOTAL).collect::<Vec<_>>(),
+        "fast loses nothing"
+    );
+    assert!(skipped > 0, "the slow subscriber was lapped");
+    assert_eq!(got_slow.len() as u64 + skipped, TOTAL);
+    assert_eq!(
+        got_slow,
+        std::iter::once(0)
+            .chain(1 + skipped..TOTAL)
+            .collect::<Vec<_>>(),
+        "message 0, the gap it was told of, then every later message in order"
+    );
+}
+
+#[test]
+fn on_a_drop_newest_topic_a_stopped_shm_subscriber_never_holds_the_publisher() {
+    const TOTAL: u64 = 2000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\nbackpressure = \"drop_newest\"\n\n[shm]\nring_bytes = 4096\n",
+        fanout("newest")
+    ));
+    let mut frozen = spawn_sub(&broker, "newest", &["--transport", "shm"]);
+    let frozen_pid = Pid::from_raw(frozen.child.id() as i32);
+    let mut publisher = shm_client(&broker).publisher("newest").expect("publisher");
+    kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    // In a thread, so that a publisher that waits on the frozen subscriber fails the test at
+    // the deadline instead of hanging it.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let publishing = std::thread::spawn(move || {
+        for seq in 0..TOTAL {
+            publisher
+                .publish(checked_message(seq).as_bytes())
+                .expect("publish");
+        }
+        let _ = done_tx.send(());
+        publisher
+    });
+    done_rx
+        .recv_timeout(DEADLINE)
+        .expect("the publisher waited on a stopped subscriber");
+    let publisher = publishing.join().expect("publisher thread");
+    let dropped = publisher.dropped();
+    assert!(dropped > 0, "a 4 KiB ring cannot hold {TOTAL} messages");
+    assert_eq!(
+        topic_counter(&broker, "newest", "dropped"),
+        dropped,
+        "the broker reads the count from the ring"
+    );
+    // Resumed, the subscriber gets exactly what was kept, whole and in order: the messages
+    // that found room (the first ones, then smaller ones that fitted where a larger one did
+    // not).
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+    let delivered = TOTAL - dropped;
+    let lines = frozen.take_lines(delivered as usize);
+    let seqs: Vec<u64> = lines
+        .iter()
+        .map(|line| check_message(line.as_bytes()).expect("intact"))
+        .collect();
+    assert_eq!(seqs[0], 0);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    assert_eq!(seqs.len() as u64 + dropped, TOTAL);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(frozen.lines_so_far(), Vec::<String>::new(), "nothing more");
+    // The count outlives the publisher (it moves from its ring to the broker's sum under
+    // one lock, so no moment of the detach shows less).
+    drop(publisher);
+    assert_eq!(topic_counter(&broker, "newest", "dropped"), dropped);
+    kill(frozen_pid, Signal::SIGKILL).expect("SIGKILL");
+    frozen.wait();
+}
+
+#[test]
+fn a_queue_topic_with_drop_oldest_is_refused_shared_memory_with_the_reason() {
+    let broker = TestBroker::start(&format!(
+        "{}backpressure = \"drop_oldest\"\n",
+        queue("jobs")
+    ));
+    let client = shm_client(&broker);
+    for error in [
+        client.publisher("jobs").map(|_| ()).expect_err("refused"),
+        client.subscribe("jobs").map(|_| ()).expect_err("refused"),
+    ] {
+        assert!(
+            error.to_string().contains("drop_oldest"),
+            "the reason names the policy: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_loan_on_a_lossy_or_dropping_topic_is_copied_in_at_commit() {
+    let broker = TestBroker::start(&format!(
+        "{}backpressure = \"drop_oldest\"\n{}backpressure = \"drop_newest\"\n",
+        fanout("lossy"),
+        fanout("dropping")
+    ));
+    let client = shm_client(&broker);
+    for topic in ["lossy", "dropping"] {
+        let mut sub = client.subscribe(topic).expect("subscribe");
+        let mut publisher = client.publisher(topic).expect("publisher");
+        let mut loan = publisher.loan(11).expect("loan");
+        loan.as_mut_slice().copy_from_slice(b"hello world");
+        loan.commit_len(5);
+        assert_eq!(recv(&mut sub), b"hello", "{topic}");
+    }
+}

@@ -7,6 +7,9 @@
 //! - Message frames count against a limit chosen by the caller (the topic's `buffer_size`, capped
 //!   by the connection's `channel_capacity`) and against [`OUTBOX_MAX_BYTES`]; control frames do
 //!   not, so a reply can always be queued.
+//! - Under `backpressure = "drop_oldest"` the topic makes room with [`Outbox::evict_oldest`]:
+//!   the oldest message frames of one topic that the drainer has not taken yet are cut out
+//!   (control frames and other topics' frames stay, in order).
 //! - Closing is one-way. [`Outbox::close`] lets the drainer flush what is queued and then stop;
 //!   [`Outbox::abort`] discards it. Appends after either are refused, so a dead peer costs
 //!   publishers nothing.
@@ -259,6 +262,90 @@ impl State {
     fn shared_segments(&self) -> usize {
         self.segments.len()
     }
+
+    /// Cuts up to `max` of the oldest message frames (`kind`) of `topic_id` out of the queue;
+    /// returns how many it cut. Segments stay zero-copy (a cut segment becomes the slices
+    /// around the cut); the tail is advanced past the cut frames, and the frames of other
+    /// topics (or control frames) that sat among them are moved into a small copied segment
+    /// ahead of it, so queue order never changes.
+    fn evict_oldest(&mut self, topic_id: u32, kind: u8, max: usize) -> usize {
+        let wanted = max.min(self.queued_for(topic_id));
+        let mut left = wanted;
+        if left == 0 {
+            return 0;
+        }
+        let mut cut_bytes = 0;
+        let mut segments = VecDeque::with_capacity(self.segments.len() + 1);
+        for segment in std::mem::take(&mut self.segments) {
+            if left == 0 {
+                segments.push_back(segment);
+                continue;
+            }
+            let cuts = frames_to_cut(&segment, topic_id, kind, &mut left);
+            let mut at = 0;
+            for cut in cuts {
+                if cut.start > at {
+                    segments.push_back(segment.slice(at..cut.start));
+                }
+                cut_bytes += cut.len();
+                at = cut.end;
+            }
+            if at < segment.len() {
+                segments.push_back(segment.slice(at..));
+            }
+        }
+        if left > 0 {
+            let cuts = frames_to_cut(&self.tail, topic_id, kind, &mut left);
+            if let Some(last) = cuts.last() {
+                let end = last.end;
+                let mut kept = BytesMut::new();
+                let mut at = 0;
+                for cut in &cuts {
+                    kept.extend_from_slice(&self.tail[at..cut.start]);
+                    cut_bytes += cut.len();
+                    at = cut.end;
+                }
+                if !kept.is_empty() {
+                    segments.push_back(kept.freeze());
+                }
+                self.tail.advance(end);
+            }
+        }
+        self.segments = segments;
+        let cut = wanted - left;
+        self.bytes -= cut_bytes;
+        self.messages -= cut;
+        if let Some((_, n)) = self.per_topic.iter_mut().find(|(t, _)| *t == topic_id) {
+            *n -= cut;
+        }
+        cut
+    }
+}
+
+/// The byte ranges of the first message frames (`kind`, on `topic_id`) in `frames`, at most
+/// `*left` of them (lowered by as many); adjacent frames make one range. `frames` holds whole
+/// frames that this outbox encoded or that the broker's reader validated, so a length that
+/// runs past the end only ends the walk.
+fn frames_to_cut(frames: &[u8], topic_id: u32, kind: u8, left: &mut usize) -> Vec<Range<usize>> {
+    let mut cuts: Vec<Range<usize>> = Vec::new();
+    let mut at = 0;
+    while *left > 0 && frames.len() - at >= MESSAGE_OVERHEAD {
+        let header = &frames[at..at + MESSAGE_OVERHEAD];
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let Some(end) = at.checked_add(4 + len).filter(|&end| end <= frames.len()) else {
+            break;
+        };
+        let topic = u32::from_le_bytes([header[6], header[7], header[8], header[9]]);
+        if header[5] == kind && topic == topic_id {
+            *left -= 1;
+            match cuts.last_mut() {
+                Some(last) if last.end == at => last.end = end,
+                _ => cuts.push(at..end),
+            }
+        }
+        at = end;
+    }
+    cuts
 }
 
 /// A queue of encoded frames toward one peer; see the module docs.
@@ -420,6 +507,18 @@ impl Outbox {
     /// consumer's credit already bounds.
     pub fn append_credited(&self, topic_id: u32, payloads: &[&[u8]]) -> Appended {
         self.append(topic_id, payloads, None)
+    }
+
+    /// Drops up to `max` of the oldest messages of `topic_id` still queued (not yet taken by
+    /// the drainer), for `backpressure = "drop_oldest"`; returns how many were dropped. Control
+    /// frames and other topics' messages keep their places. Nothing is dropped from a closed
+    /// outbox.
+    pub fn evict_oldest(&self, topic_id: u32, max: usize) -> usize {
+        let mut state = self.lock();
+        if state.closed {
+            return 0;
+        }
+        state.evict_oldest(topic_id, self.message_kind, max)
     }
 
     /// Queues one control frame regardless of the limits. Returns false if the outbox is closed.
@@ -847,5 +946,62 @@ mod tests {
             .await
             .expect("woken")
             .expect("no panic");
+    }
+
+    /// Every frame in `buf`: (topic id, payload) for messages, `None` for control frames.
+    fn frames_in(buf: &[u8]) -> Vec<Option<(u32, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mut rest = buf;
+        while let Some((view, used)) = peek_frame(rest, usize::MAX).expect("valid frames") {
+            out.push(view.message().map(|(t, p)| (t, p.to_vec())));
+            rest = &rest[used..];
+        }
+        out
+    }
+
+    #[test]
+    fn evicting_cuts_only_the_oldest_messages_of_one_topic_and_keeps_the_rest_in_order() {
+        let outbox = Outbox::new();
+        let ping = Frame::Pong { token: 9 };
+        outbox.append_messages(1, &[b"a1", b"a2"], 100);
+        outbox.append_control(&ping);
+        outbox.append_messages(2, &[b"b1"], 100);
+        outbox.append_messages(1, &[b"a3", b"a4"], 100);
+        assert_eq!(outbox.evict_oldest(1, 3), 3);
+        assert_eq!(outbox.queued_messages(), 2);
+        assert!(outbox.has_room(1, 2), "the topic's count went down");
+        assert_eq!(outbox.evict_oldest(3, 5), 0, "no message of that topic");
+        let mut taken = Drained::default();
+        assert!(outbox.take(&mut taken));
+        assert_eq!(
+            frames_in(&flat(&mut taken)),
+            vec![None, Some((2, b"b1".to_vec())), Some((1, b"a4".to_vec()))]
+        );
+    }
+
+    #[test]
+    fn evicting_from_a_shared_run_keeps_the_rest_of_it_by_reference() {
+        let outbox = Outbox::new();
+        let (frames, ends) = run_of(100, 400);
+        let run = FrameRun::new(&frames, &ends);
+        assert_eq!(
+            outbox.append_run(1, &run, 0..100, None),
+            Appended::Queued(100)
+        );
+        outbox.append_messages(1, &[b"last"], 1000);
+        assert_eq!(outbox.evict_oldest(1, 30), 30);
+        assert_eq!(outbox.queued_messages(), 71);
+        let mut taken = Drained::default();
+        assert!(outbox.take(&mut taken));
+        let got = payloads_in(&flat(&mut taken));
+        assert_eq!(got.len(), 71);
+        assert_eq!(got[0], run.payload(30));
+        assert_eq!(got[70], b"last");
+        // Evicting more than is queued takes what there is, from a closed outbox nothing.
+        outbox.append_messages(1, &[b"x"], 10);
+        assert_eq!(outbox.evict_oldest(1, 10), 1);
+        outbox.append_messages(1, &[b"y"], 10);
+        outbox.close();
+        assert_eq!(outbox.evict_oldest(1, 10), 0);
     }
 }

@@ -459,6 +459,24 @@ mod tests {
     }
 
     #[test]
+    fn backpressure_drop_oldest_can_be_set_per_topic_and_as_the_default() {
+        let mut config = with_topics(&["market-data.eu"]);
+        apply(
+            &mut config,
+            env(&[
+                (
+                    "MYCELIUM_TOPICS__MARKET_DATA_EU__BACKPRESSURE",
+                    "drop_oldest",
+                ),
+                ("MYCELIUM_TOPIC_DEFAULTS__BACKPRESSURE", "drop_oldest"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.topics[0].backpressure, Backpressure::DropOldest);
+        assert_eq!(config.topic_defaults.backpressure, Backpressure::DropOldest);
+    }
+
+    #[test]
     fn a_topic_name_containing_a_double_underscore_can_still_be_addressed() {
         let mut config = with_topics(&["a__b"]);
         apply(

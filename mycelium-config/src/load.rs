@@ -493,6 +493,21 @@ flush_interval_ms = 1
     }
 
     #[test]
+    fn backpressure_drop_oldest_is_read_from_a_file() {
+        let text = "[[topics]]\nname = \"t\"\nrouting = \"fanout\"\nbackpressure = \"drop_oldest\"\n\n[topic_defaults]\nbackpressure = \"drop_oldest\"\n";
+        let config = load_with(text, &[]).unwrap();
+        assert_eq!(config.topics[0].backpressure, Backpressure::DropOldest);
+        assert_eq!(config.topic_defaults.backpressure, Backpressure::DropOldest);
+        let problem = parse_error(
+            "[[topics]]\nname = \"t\"\nrouting = \"fanout\"\nbackpressure = \"oldest\"\n",
+        );
+        assert!(
+            problem.to_string().contains("`drop_oldest`"),
+            "the choices are listed: {problem}"
+        );
+    }
+
+    #[test]
     fn from_file_reads_and_validates_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("broker.toml");

@@ -8,9 +8,11 @@
 //! - When a subscriber's outbox (fanout) or the backlog (queue) is full, the topic's
 //!   [`Backpressure`] policy decides: `block` returns [`Progress::Blocked`] with a
 //!   [`PublishCursor`] to resume from once [`Blocker::wait`] resolves, so nothing is delivered
-//!   twice or skipped; `drop_newest` drops and counts; `disconnect` closes the slow
-//!   subscriber with a `SlowConsumer` error (fanout; on a queue topic it drops like `drop_newest`,
-//!   since no single consumer is at fault).
+//!   twice or skipped; `drop_newest` drops the new messages and counts them; `drop_oldest`
+//!   drops the subscriber's oldest queued messages of the topic to make room (fanout), or the
+//!   oldest of the backlog (queue), and counts them, so what is kept is always the newest;
+//!   `disconnect` closes the slow subscriber with a `SlowConsumer` error (fanout; on a queue
+//!   topic it drops like `drop_newest`, since no single consumer is at fault).
 //! - Per publisher order holds because one publisher's batches are routed one after another and
 //!   each subscriber's frames are appended in order.
 //! - A fanout topic may also have a [`Relay`]: it receives every batch once, when the batch is
@@ -561,6 +563,8 @@ impl Topic {
         // the snapshot's Arc, and it only delays a concurrent subscribe by one batch.
         let subscribers = self.fanout.read().unwrap_or_else(|p| p.into_inner());
         let (mut delivered, mut dropped) = (0u64, 0u64);
+        // drop_oldest: messages taken back out of outboxes after they were counted delivered.
+        let mut evicted = 0u64;
         let mut progress = Progress::Done;
         for sub in subscribers.iter().filter(|s| s.id >= cursor.subscriber) {
             let start = if sub.id == cursor.subscriber {
@@ -592,6 +596,29 @@ impl Topic {
                     break;
                 }
                 Backpressure::DropNewest => dropped += (rest - queued) as u64,
+                Backpressure::DropOldest => {
+                    let from = start + queued;
+                    let missing = payloads.len() - from;
+                    // Room for the rest of the batch, taken from the oldest messages of this
+                    // topic in the outbox (which may include the head of this very batch).
+                    let cut = sub.outbox.evict_oldest(self.id, missing);
+                    // Only the newest `cut` of the rest can use the room; older ones of the
+                    // batch would only be evicted again.
+                    let first = payloads.len() - cut.min(missing);
+                    let more = match payloads.append(
+                        &sub.outbox,
+                        self.id,
+                        first..payloads.len(),
+                        Some(sub.limit),
+                    ) {
+                        Appended::Closed => 0,
+                        Appended::Queued(n) => n,
+                    };
+                    delivered += more as u64;
+                    evicted += cut as u64;
+                    // Evicted, skipped, and (the byte limit held by other topics) not queued.
+                    dropped += (cut + (first - from) + (payloads.len() - first - more)) as u64;
+                }
                 Backpressure::Disconnect => {
                     dropped += (rest - queued) as u64;
                     tracing::warn!(topic = %self.config.name, subscriber = sub.id, "disconnecting a slow subscriber");
@@ -609,6 +636,17 @@ impl Topic {
             }
         }
         self.counters.add(delivered, dropped);
+        if evicted > 0 {
+            // Counted as delivered when queued (by this call, above, or an earlier one), so
+            // the counter does not go below 0; saturating in case a concurrent publisher's
+            // add has not landed yet.
+            let _ =
+                self.counters
+                    .delivered
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        Some(n.saturating_sub(evicted))
+                    });
+        }
         progress
     }
 
@@ -645,6 +683,17 @@ impl Topic {
                     cursor.offset = i;
                     progress = Progress::Blocked(Blocker::Backlog(self.clone()));
                     break;
+                }
+                Backpressure::DropOldest => {
+                    // The oldest waiting message makes room for this one: the backlog holds
+                    // the newest `buffer_size`. Each message still goes to at most one
+                    // consumer; a dropped one goes to none, and is counted.
+                    if state.backlog.pop_front().is_some() {
+                        dropped += 1;
+                    }
+                    let end = i + 1;
+                    push_copies(&mut state.backlog, payloads, i..end);
+                    i = end;
                 }
                 Backpressure::DropNewest | Backpressure::Disconnect => {
                     dropped += 1;
@@ -1077,6 +1126,62 @@ mod tests {
             "the fast one also has limit 2 within one batch"
         );
         assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest_messages_for_a_full_subscriber() {
+        let t = topic(Routing::Fanout, 3, Backpressure::DropOldest, 1);
+        let (slow, fast) = (Arc::new(Outbox::new()), Arc::new(Outbox::new()));
+        t.subscribe(1, slow.clone(), 1000, 0);
+        t.subscribe(2, fast.clone(), 1000, 0);
+        let m = msgs(20);
+        let mut got_fast = Vec::new();
+        // In batches of different sizes, the fast subscriber draining after each, the slow one
+        // never.
+        let cuts = [0, 2, 5, 6, 9, 12, 15, 18, 20];
+        for batch in cuts.windows(2).map(|w| &m[w[0]..w[1]]) {
+            let refs: Vec<&[u8]> = batch.iter().map(|p| p.as_slice()).collect();
+            assert!(matches!(
+                t.publish(refs.as_slice(), &mut PublishCursor::default()),
+                Progress::Done
+            ));
+            got_fast.extend(drain(&fast));
+        }
+        assert_eq!(got_fast, m, "the subscriber that keeps up loses nothing");
+        assert_eq!(drain(&slow), m[17..].to_vec(), "the newest three");
+        let c = t.counters();
+        let (delivered, dropped) = (
+            c.delivered.load(Ordering::Relaxed),
+            c.dropped.load(Ordering::Relaxed),
+        );
+        assert_eq!(dropped, 17, "every message the slow subscriber lost");
+        assert_eq!(
+            delivered,
+            20 + 3,
+            "what reached the outboxes and stayed there"
+        );
+        assert_eq!(delivered + dropped, 2 * 20);
+        // A batch larger than the limit: its own newest messages are kept.
+        let t = topic(Routing::Fanout, 3, Backpressure::DropOldest, 1);
+        let one = Arc::new(Outbox::new());
+        t.subscribe(1, one.clone(), 1000, 0);
+        assert!(matches!(publish_all(&t, &m[..2]), Progress::Done));
+        assert!(matches!(publish_all(&t, &m[2..12]), Progress::Done));
+        assert_eq!(drain(&one), m[9..12].to_vec());
+        assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 9);
+        assert_eq!(t.counters().delivered.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn drop_oldest_on_a_queue_topic_keeps_the_newest_in_the_backlog() {
+        let t = topic(Routing::Queue, 3, Backpressure::DropOldest, 10);
+        let m = msgs(8);
+        assert!(matches!(publish_all(&t, &m), Progress::Done));
+        assert_eq!(t.backlog_len(), 3);
+        assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 5);
+        let c = Arc::new(Outbox::new());
+        t.subscribe(1, c.clone(), 1000, 0);
+        assert_eq!(drain(&c), m[5..].to_vec(), "each once, oldest first");
     }
 
     #[test]

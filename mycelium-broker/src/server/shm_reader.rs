@@ -148,7 +148,16 @@ fn run(
                     }
                 }
                 Err(ReadError::Lagged { skipped }) => {
-                    tracing::warn!(
+                    // A lossy ring (`drop_oldest`) lapped the broker: the socket subscribers
+                    // miss those messages, each of them. `skipped` comes from shared memory:
+                    // saturate.
+                    let copies = skipped.saturating_mul(r.topic.subscriber_count() as u64);
+                    let _ = r.topic.counters().dropped.fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |n| Some(n.saturating_add(copies)),
+                    );
+                    tracing::debug!(
                         topic = r.topic.name(),
                         ring = r.ring.id,
                         skipped,

@@ -18,6 +18,13 @@
 //! - When a publisher leaves, its subscribers are told to drain its ring and drop it; when a
 //!   subscriber leaves (or its process dies), the broker frees its slots, so a lossless ring
 //!   never waits on a dead reader.
+//! - The topic's `backpressure` decides each ring's mode when it is created: `drop_oldest`
+//!   makes the publisher rings and the relay ring lossy (the oldest frames are overwritten
+//!   and a lapped subscriber is told how many it missed); `drop_newest` marks publisher rings
+//!   so that their publisher drops a message that does not fit (counted in the ring, read
+//!   here for the stats); `block` and `disconnect` rings are lossless and wait. A queue topic
+//!   with `drop_oldest` is refused shared memory: an overwritten frame would be a message no
+//!   consumer gets, with no one to count it.
 //! - One lock over the whole directory: attach and detach are rare control operations, and a
 //!   single lock makes "reserve slots for every subscriber, then hand out the ring" atomic
 //!   against a subscriber attaching at the same moment.
@@ -46,8 +53,9 @@ const RELAY_DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(1
 /// its relay ring still exists.
 const RELAY_DRAIN_IDLE: std::time::Duration = std::time::Duration::from_millis(200);
 use mycelium_transport::shm::{
-    max_payload, producer_waiting, release_slot, reserve_slot, slot_backlog, wake_consumer,
-    RingError, RingProducer, RingRegion, Segment, SegmentError,
+    max_payload, producer_dropped, producer_waiting, release_slot, reserve_slot,
+    set_drop_when_full, slot_backlog, wake_consumer, RingError, RingProducer, RingRegion, Segment,
+    SegmentError,
 };
 use mycelium_transport::{ShmRing, NO_SLOT};
 use tokio::sync::mpsc;
@@ -126,6 +134,9 @@ pub enum ShmRefusal {
     /// A configured limit is reached.
     #[error("{0}")]
     Limit(String),
+    /// The topic's settings cannot be kept over shared memory.
+    #[error("{0}")]
+    Policy(String),
     /// Creating or initialising a segment failed.
     #[error("cannot create a shared-memory ring: {0}")]
     Segment(#[from] SegmentError),
@@ -314,6 +325,9 @@ struct TopicRings {
     reader: Option<ShmRingReader>,
     publishers: Vec<Publisher>,
     subscribers: Vec<Subscriber>,
+    /// Messages dropped (`drop_newest`) by publishers that have left, as their rings last
+    /// said; the live publishers' counts are read from their rings when asked.
+    retired_dropped: u64,
 }
 
 /// Every topic's rings and attachments.
@@ -368,13 +382,18 @@ impl ShmRings {
 
     /// A new ring for `topic`, and its producer (dropped for a publisher's ring: the
     /// publisher process adopts the ring instead).
+    ///
+    /// The ring is lossy under `drop_oldest`. The mode is fixed for the ring's life: the
+    /// topic's settings do not change while the broker runs (there is no config reload).
     fn create_ring(&self, topic: &Topic, role: &str) -> Result<(Ring, RingProducer), ShmRefusal> {
         let id = self.next_ring.fetch_add(1, Ordering::Relaxed);
         let name = format!("mycelium:{}:{role}:{id}", topic.name());
-        let (segment, producer) = Segment::create_ring(
+        let lossy = topic.config().backpressure == Backpressure::DropOldest;
+        let (segment, producer) = Segment::create_ring_with_mode(
             &name,
             self.ring_capacity(topic),
             self.config.max_subscribers,
+            lossy,
         )?;
         let region = Arc::clone(producer.region());
         let ring = Ring {
@@ -385,6 +404,22 @@ impl ShmRings {
         Ok((ring, producer))
     }
 
+    /// Refuses shared memory to a queue topic with `drop_oldest`: its rings would be lossy,
+    /// and a frame overwritten before its one addressee read it would be a message nobody
+    /// gets, uncounted. Such a topic works over the socket (where the backlog drops its
+    /// oldest, counted).
+    fn check_policy(topic: &Topic) -> Result<(), ShmRefusal> {
+        let config = topic.config();
+        if config.routing == Routing::Queue && config.backpressure == Backpressure::DropOldest {
+            return Err(ShmRefusal::Policy(format!(
+                "queue topic '{}' has backpressure = drop_oldest, which shared memory cannot \
+                 keep without losing messages uncounted; use the socket",
+                topic.name()
+            )));
+        }
+        Ok(())
+    }
+
     /// Gives session `session` a ring of its own to publish on `topic`, and reserves a slot in
     /// it for every shared-memory subscriber of the topic (telling each through its session).
     pub fn attach_publisher(
@@ -392,6 +427,7 @@ impl ShmRings {
         topic: &Arc<Topic>,
         session: SessionId,
     ) -> Result<Grant, ShmRefusal> {
+        Self::check_policy(topic)?;
         let mut topics = self.lock();
         let rings = topics.entry(topic.id()).or_default();
         let max = self.config.max_publishers_per_topic as usize;
@@ -402,6 +438,10 @@ impl ShmRings {
             )));
         }
         let (ring, _) = self.create_ring(topic, "pub")?;
+        if topic.config().backpressure == Backpressure::DropNewest {
+            // Before the fd leaves: the publisher reads the policy when it adopts the ring.
+            set_drop_when_full(&ring.region);
+        }
         for subscriber in &mut rings.subscribers {
             // A fresh ring has a free slot for every subscriber: there are at most
             // `max_subscribers` of them, and that is the ring's slot count.
@@ -445,6 +485,7 @@ impl ShmRings {
         session: SessionId,
         events: mpsc::UnboundedSender<SessionEvent>,
     ) -> Result<Grant, ShmRefusal> {
+        Self::check_policy(topic)?;
         if topic.config().backpressure == Backpressure::Disconnect {
             self.start_watchdog();
         }
@@ -660,6 +701,20 @@ impl ShmRings {
             .sum()
     }
 
+    /// Messages the shared-memory publishers of `topic` dropped for lack of room
+    /// (`drop_newest`): those that left, plus what the live ones' rings say now. Read from
+    /// shared memory, so a scribbled counter may mislead the sum (it saturates), never more.
+    pub fn dropped_in_rings(&self, topic: TopicId) -> u64 {
+        self.lock().get(&topic).map_or(0, |rings| {
+            rings
+                .publishers
+                .iter()
+                .fold(rings.retired_dropped, |sum, p| {
+                    sum.saturating_add(producer_dropped(&p.ring.region))
+                })
+        })
+    }
+
     /// Shared-memory publishers and subscribers of `topic`.
     pub fn attachment_counts(&self, topic: TopicId) -> (usize, usize) {
         self.lock()
@@ -787,6 +842,9 @@ fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool)
     {
         let publisher = rings.publishers.swap_remove(at);
         let ring_id = publisher.ring.id;
+        rings.retired_dropped = rings
+            .retired_dropped
+            .saturating_add(producer_dropped(&publisher.ring.region));
         if rings.reader_slots.remove(&ring_id).is_some() {
             if let Some(reader) = &rings.reader {
                 // What the publisher published before it left still goes to socket

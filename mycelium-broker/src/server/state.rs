@@ -135,7 +135,12 @@ impl BrokerState {
                     subscribers: u32::try_from(topic.subscriber_count()).unwrap_or(u32::MAX),
                     published: c.published.load(Ordering::Relaxed),
                     delivered: c.delivered.load(Ordering::Relaxed),
-                    dropped: c.dropped.load(Ordering::Relaxed),
+                    // Plus what shared-memory publishers dropped (`drop_newest`), counted in
+                    // their rings: the broker is not on that path.
+                    dropped: c
+                        .dropped
+                        .load(Ordering::Relaxed)
+                        .saturating_add(self.shm.dropped_in_rings(topic.id())),
                     queued: topic.backlog_len() as u64,
                 }
             })

@@ -1,6 +1,7 @@
 //! What a topic does when a subscriber's buffer is full.
 //!
-//! - TOML and environment overrides accept `"block"`, `"drop_newest"` and `"disconnect"`.
+//! - TOML and environment overrides accept `"block"`, `"drop_oldest"`, `"drop_newest"` and
+//!   `"disconnect"`.
 //! - The default is [`Backpressure::Block`]: nothing is lost unless the operator asks for it.
 //! - `Display` prints the same lowercase snake-case spelling, so a printed value reads back unchanged.
 //!
@@ -23,6 +24,11 @@ pub enum Backpressure {
     /// its publishers.
     #[default]
     Block,
+    /// The subscriber's oldest waiting messages are dropped to make room for the new one, so a
+    /// slow subscriber always holds the newest messages; publishers and other subscribers go
+    /// on. Over shared memory the topic's rings overwrite their oldest frames, and a lapped
+    /// subscriber is told how many messages it missed.
+    DropOldest,
     /// The new message is dropped for that subscriber only; publishers and other subscribers go on.
     DropNewest,
     /// The subscriber that cannot keep up is disconnected; publishers and other subscribers go on.
@@ -34,6 +40,7 @@ impl Backpressure {
     pub const fn as_str(self) -> &'static str {
         match self {
             Backpressure::Block => "block",
+            Backpressure::DropOldest => "drop_oldest",
             Backpressure::DropNewest => "drop_newest",
             Backpressure::Disconnect => "disconnect",
         }
@@ -56,7 +63,7 @@ impl fmt::Display for ParseBackpressureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown backpressure `{}`, expected `block`, `drop_newest` or `disconnect`",
+            "unknown backpressure `{}`, expected `block`, `drop_oldest`, `drop_newest` or `disconnect`",
             self.input
         )
     }
@@ -70,6 +77,7 @@ impl FromStr for Backpressure {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "block" => Ok(Backpressure::Block),
+            "drop_oldest" => Ok(Backpressure::DropOldest),
             "drop_newest" => Ok(Backpressure::DropNewest),
             "disconnect" => Ok(Backpressure::Disconnect),
             _ => Err(ParseBackpressureError {
@@ -96,6 +104,7 @@ mod tests {
     fn every_policy_round_trips_through_display() {
         for policy in [
             Backpressure::Block,
+            Backpressure::DropOldest,
             Backpressure::DropNewest,
             Backpressure::Disconnect,
         ] {
@@ -108,6 +117,13 @@ mod tests {
         let err = "DropNewest".parse::<Backpressure>().unwrap_err();
         assert!(err
             .to_string()
-            .contains("`block`, `drop_newest` or `disconnect`"));
+            .contains("`block`, `drop_oldest`, `drop_newest` or `disconnect`"));
+    }
+
+    #[test]
+    fn drop_oldest_parses_and_prints_in_snake_case() {
+        assert_eq!("drop_oldest".parse(), Ok(Backpressure::DropOldest));
+        assert_eq!(Backpressure::DropOldest.to_string(), "drop_oldest");
+        assert!("DropOldest".parse::<Backpressure>().is_err());
     }
 }

@@ -17,12 +17,18 @@
 //!   32             4  producer_parked  AtomicU32  producer,    PARKED_RUNNING / PARKED; the futex
 //!                                                 consumers    word the producer sleeps on when
 //!                                                              full (consumers only clear it)
-//!   36            28  (padding)
+//!   36             4  full_policy      AtomicU32  creator      FULL_WAIT / FULL_DROP: what an
+//!                                                              adopting producer does when a
+//!                                                              lossless ring is full
+//!   40            24  (padding)
 //! header line 1 (producer-owned)
 //!   64             8  write_pos        AtomicU64  producer     bytes ever published
 //!   72             8  reserve_pos      AtomicU64  producer     lossy: bytes the producer may be
 //!                                                              writing (announced BEFORE it writes)
-//!   80            48  (padding)
+//!   80             8  dropped          AtomicU64  producer     frames refused for lack of room
+//!                                                              and dropped (FULL_DROP); a counter
+//!                                                              for observers, never read back
+//!   88            40  (padding)
 //! consumer slot i, i in 0..max_consumers, one line each, at 128 + 64 * i
 //!   +0             8  read_pos         AtomicU64  consumer i   bytes consumer i has consumed
 //!   +8             4  state            AtomicU32  consumer i   SLOT_FREE / SLOT_ACTIVE (also a
@@ -57,7 +63,7 @@ use super::sync::{AtomicU32, AtomicU64};
 pub const RING_MAGIC: u64 = u64::from_ne_bytes(*b"MYCRING1");
 
 /// The layout version this code reads and writes; bumped on any layout change.
-pub const RING_VERSION: u32 = 5;
+pub const RING_VERSION: u32 = 6;
 
 /// Cache-line size the layout pads to, so producer- and consumer-owned words never share a line.
 pub const CACHE_LINE: usize = 64;
@@ -83,6 +89,13 @@ pub const MODE_LOSSLESS: u32 = 0;
 /// `mode` of a lossy ring: the producer overwrites the oldest frames; lapped consumers report
 /// `ReadError::Lagged`.
 pub const MODE_LOSSY: u32 = 1;
+
+/// `full_policy` of a ring whose producer waits for room when the ring is full (`block`).
+pub const FULL_WAIT: u32 = 0;
+
+/// `full_policy` of a ring whose producer drops a frame that does not fit, counting it in
+/// `dropped` (`drop_newest`). Any value other than [`FULL_WAIT`] counts as this one.
+pub const FULL_DROP: u32 = 1;
 
 /// Smallest data capacity a ring may have (one page). Loom models use tiny rings instead,
 /// because the model checker's cost grows with every byte it tracks.
@@ -126,12 +139,16 @@ pub const MAX_CONSUMERS_OFFSET: usize = 24;
 pub const PARKED_CONSUMERS_OFFSET: usize = 28;
 /// Offset of `producer_parked` in the region (header line 0).
 pub const PRODUCER_PARKED_OFFSET: usize = 32;
+/// Offset of `full_policy` in the region (header line 0).
+pub const FULL_POLICY_OFFSET: usize = 36;
 /// Offset of the producer's `write_pos` (its own cache line).
 pub const WRITE_POS_OFFSET: usize = 64;
 /// Offset of `mode` in the region.
 pub const MODE_OFFSET: usize = 12;
 /// Offset of the producer's `reserve_pos` (lossy mode), beside `write_pos`.
 pub const RESERVE_POS_OFFSET: usize = 72;
+/// Offset of the producer's `dropped` counter, beside `reserve_pos`.
+pub const DROPPED_OFFSET: usize = 80;
 /// Offset of consumer slot 0; slot `i` is at `SLOTS_OFFSET + i * SLOT_SIZE`.
 pub const SLOTS_OFFSET: usize = 128;
 /// Size of one consumer slot (one cache line).
@@ -173,6 +190,9 @@ pub(crate) struct RingHeader {
     /// [`PARKED`] while the producer sleeps on this futex word waiting for room (or is about
     /// to); a consumer that frees room clears it and wakes the producer.
     pub(crate) producer_parked: AtomicU32,
+    /// [`FULL_WAIT`] or [`FULL_DROP`], stored by the creator before the ring is handed over and
+    /// read once by [`RingProducer::adopt`](super::RingProducer::adopt).
+    pub(crate) full_policy: AtomicU32,
     /// The producer-owned line.
     pub(crate) producer: ProducerLine,
 }
@@ -185,6 +205,9 @@ pub(crate) struct ProducerLine {
     /// Lossy mode: every byte the producer may be writing lies below this position; it is
     /// advanced before the bytes are written, so a reader can tell a copy that may be torn.
     pub(crate) reserve_pos: AtomicU64,
+    /// Frames the producer dropped because they did not fit (`FULL_DROP`), stored by the
+    /// producer from its own count; read by third parties (the broker's stats) as a hint.
+    pub(crate) dropped: AtomicU64,
 }
 
 /// One consumer's cache line.
@@ -214,9 +237,11 @@ impl RingHeader {
             max_consumers: AtomicU32::new(0),
             parked_consumers: AtomicU32::new(0),
             producer_parked: AtomicU32::new(PARKED_RUNNING),
+            full_policy: AtomicU32::new(FULL_WAIT),
             producer: ProducerLine {
                 write_pos: AtomicU64::new(0),
                 reserve_pos: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
             },
         }
     }
@@ -274,9 +299,13 @@ const _: () = {
     assert!(offset_of!(RingHeader, parked_consumers) == PARKED_CONSUMERS_OFFSET);
     assert!(offset_of!(RingHeader, producer_parked) == PRODUCER_PARKED_OFFSET);
     assert!(PRODUCER_PARKED_OFFSET + 4 <= CACHE_LINE);
+    assert!(offset_of!(RingHeader, full_policy) == FULL_POLICY_OFFSET);
+    assert!(FULL_POLICY_OFFSET + 4 <= CACHE_LINE);
     assert!(offset_of!(RingHeader, producer) == WRITE_POS_OFFSET);
     assert!(offset_of!(ProducerLine, write_pos) == 0);
     assert!(WRITE_POS_OFFSET + offset_of!(ProducerLine, reserve_pos) == RESERVE_POS_OFFSET);
+    assert!(WRITE_POS_OFFSET + offset_of!(ProducerLine, dropped) == DROPPED_OFFSET);
+    assert!(DROPPED_OFFSET + 8 <= SLOTS_OFFSET);
     assert!(size_of::<ConsumerSlot>() == SLOT_SIZE);
     assert!(align_of::<ConsumerSlot>() == CACHE_LINE);
     assert!(offset_of!(ConsumerSlot, read_pos) == SLOT_READ_POS_OFFSET);

@@ -32,7 +32,9 @@
 //!   copy, against the producer's `reserve_pos`).
 //! - A producer can lend the next frame's bytes ([`RingProducer::try_loan`], [`FrameLoan`])
 //!   to write a message in place; [`queue`] addresses frames to one consumer (queue topics).
-//! - Not yet: `drop_newest`/`disconnect` for slow consumers of a lossless ring.
+//! - A lossless ring's creator may ask its producer to drop rather than wait
+//!   ([`set_drop_when_full`]): [`RingProducer::try_push_or_drop`] drops a frame that does not
+//!   fit and counts it in the header, where a third party reads it ([`producer_dropped`]).
 //!
 //! ```
 //! use mycelium_transport::shm::{RingConsumer, RingRegion};
@@ -99,9 +101,9 @@ pub use fd_passing::{recv_fds, send_fds, send_fds_partial, MAX_FDS_PER_MESSAGE};
 pub use layout::{max_payload, required_size, RING_MAGIC, RING_VERSION};
 #[cfg(not(loom))]
 pub use loan::FrameLoan;
-pub use observe::{producer_waiting, slot_backlog};
+pub use observe::{producer_dropped, producer_waiting, slot_backlog};
 pub use producer::RingProducer;
 pub use region::RingRegion;
-pub use ring::{attach, init, init_with_mode, RingGeometry};
+pub use ring::{attach, init, init_with_mode, set_drop_when_full, RingGeometry};
 #[cfg(not(loom))]
 pub use segment::{Segment, SegmentError, REQUIRED_SEALS};

@@ -1,5 +1,6 @@
-//! Read-only observations of a ring by a third party (the broker's watchdog): how far a slot's
-//! holder is behind, whether the producer waits for room. Everything here is a hint read from
+//! Read-only observations of a ring by a third party (the broker's watchdog and stats): how
+//! far a slot's holder is behind, whether the producer waits for room, how many frames it
+//! dropped. Everything here is a hint read from
 //! shared memory, never trusted beyond choosing what to do.
 
 use super::layout::{PARKED_RUNNING, SLOT_ACTIVE};
@@ -29,4 +30,12 @@ pub fn slot_backlog(region: &RingRegion, slot: usize) -> Option<u64> {
 pub fn producer_waiting(region: &RingRegion) -> bool {
     // SYNC POINT: Relaxed: an observation, ordering nothing.
     region.header().producer_parked.load(Ordering::Relaxed) != PARKED_RUNNING
+}
+
+/// Frames the ring's producer dropped for lack of room (`drop_newest`), as stored in the
+/// header's `dropped` word: for a third party's statistics. Any peer may have scribbled it,
+/// so use it for display and sums with saturating arithmetic only.
+pub fn producer_dropped(region: &RingRegion) -> u64 {
+    // SYNC POINT: Relaxed: an observation, ordering nothing.
+    region.header().producer.dropped.load(Ordering::Relaxed)
 }

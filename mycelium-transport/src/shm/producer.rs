@@ -7,7 +7,7 @@ use super::error::PushError;
 use super::error::RingError;
 use super::layout::{
     frame_size, max_payload, FRAME_HEADER_LEN, FRAME_PADDING, FRAME_SEQ_MODULUS, FRAME_SEQ_SHIFT,
-    PARKED, PARKED_RUNNING, SLOT_ACTIVE,
+    FULL_WAIT, PARKED, PARKED_RUNNING, SLOT_ACTIVE,
 };
 #[cfg(not(loom))]
 use super::loan::FrameLoan;
@@ -41,6 +41,12 @@ pub struct RingProducer {
     seq: u64,
     /// Lossy mode: the last value stored to `reserve_pos`.
     reserved: u64,
+    /// The ring's `full_policy` as read at adopt: [`try_push_or_drop`](Self::try_push_or_drop)
+    /// is what its owner should call.
+    drop_when_full: bool,
+    /// Frames dropped by `try_push_or_drop`; the producer's own count, stored to the header's
+    /// `dropped` (never read back from it, so a scribbled counter cannot skew it).
+    dropped: u64,
 }
 
 impl RingProducer {
@@ -56,6 +62,8 @@ impl RingProducer {
             woken: 0,
             seq: 0,
             reserved: 0,
+            drop_when_full: false,
+            dropped: 0,
         }
     }
 
@@ -83,7 +91,55 @@ impl RingProducer {
                 "the ring was written to already; a producer adopts only a fresh ring",
             ));
         }
-        Ok(Self::new(Arc::clone(region), geometry))
+        // SYNC POINT: Relaxed; stored by the creator before it handed the segment over.
+        let policy = region.header().full_policy.load(Ordering::Relaxed);
+        let mut producer = Self::new(Arc::clone(region), geometry);
+        producer.drop_when_full = policy != FULL_WAIT && !geometry.lossy;
+        Ok(producer)
+    }
+
+    /// Whether the ring's creator asked that a frame that does not fit be dropped rather than
+    /// waited for ([`set_drop_when_full`](super::set_drop_when_full), read at
+    /// [`adopt`](Self::adopt)): then publish with [`try_push_or_drop`](Self::try_push_or_drop).
+    pub fn drops_when_full(&self) -> bool {
+        self.drop_when_full
+    }
+
+    /// Frames [`try_push_or_drop`](Self::try_push_or_drop) dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// [`try_push`](Self::try_push), except that a frame that does not fit now is dropped
+    /// (`Ok(false)`) and counted, in [`dropped`](Self::dropped) and in the header's `dropped`
+    /// word for observers ([`producer_dropped`](super::producer_dropped)). Nothing waits: the
+    /// `drop_newest` policy. The ring is shared, so every consumer misses a dropped frame.
+    /// As after a `Full`, call [`publish_and_wake`](Self::publish_and_wake) afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::TooLarge`] as for `try_push` (not counted as dropped).
+    pub fn try_push_or_drop(&mut self, payload: &[u8]) -> Result<bool, PushError> {
+        match self.try_push(payload) {
+            Ok(()) => Ok(true),
+            Err(PushError::Full) => {
+                self.count_dropped();
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Counts one dropped frame and stores the count for observers.
+    pub(crate) fn count_dropped(&mut self) {
+        self.dropped = self.dropped.saturating_add(1);
+        // SYNC POINT: Relaxed; a counter for observers, ordering nothing. The producer's own
+        // line, so the store costs no cache-line transfer on the publishing path.
+        self.region
+            .header()
+            .producer
+            .dropped
+            .store(self.dropped, Ordering::Relaxed);
     }
 
     /// The region, for [`RingConsumer::join`](super::RingConsumer::join).

@@ -3,8 +3,8 @@
 
 use super::error::RingError;
 use super::layout::{
-    data_offset, required_size, MAX_CAPACITY, MAX_CONSUMERS, MIN_CAPACITY, MODE_LOSSLESS,
-    MODE_LOSSY, PARKED_RUNNING, RING_MAGIC, RING_VERSION, SLOT_FREE,
+    data_offset, required_size, FULL_DROP, FULL_WAIT, MAX_CAPACITY, MAX_CONSUMERS, MIN_CAPACITY,
+    MODE_LOSSLESS, MODE_LOSSY, PARKED_RUNNING, RING_MAGIC, RING_VERSION, SLOT_FREE,
 };
 use super::producer::RingProducer;
 use super::region::RingRegion;
@@ -167,6 +167,11 @@ pub unsafe fn init_with_mode(
     header.producer.write_pos.store(0, Ordering::Relaxed);
     // SYNC POINT: Relaxed, published by the Release store of `magic` below.
     header.producer.reserve_pos.store(0, Ordering::Relaxed);
+    // SYNC POINT: Relaxed, published by the Release store of `magic` below.
+    header.producer.dropped.store(0, Ordering::Relaxed);
+    // SYNC POINT: Relaxed, published by the Release store of `magic` below. A creator that
+    // wants drops calls `set_drop_when_full` afterwards, before handing the ring over.
+    header.full_policy.store(FULL_WAIT, Ordering::Relaxed);
     for index in 0..max_consumers as usize {
         let slot = region
             .slot(index)
@@ -184,6 +189,21 @@ pub unsafe fn init_with_mode(
     // above is visible to whoever sees the magic.
     header.magic.store(RING_MAGIC, Ordering::Release);
     Ok(RingProducer::new(Arc::clone(region), geometry))
+}
+
+/// Marks a lossless ring so that the producer that adopts it ([`RingProducer::adopt`])
+/// drops a frame that does not fit, counting it in the header's `dropped`, instead of waiting
+/// for room (`backpressure = "drop_newest"`; see `docs/shm-layout.md`).
+///
+/// Call it after creating the ring and before handing it to the producer: `adopt` reads the
+/// policy once. A lossy ring never lacks room, so there it changes nothing.
+pub fn set_drop_when_full(region: &RingRegion) {
+    // SYNC POINT: Relaxed; the ring reaches its adopter through a syscall (fd passing) or a
+    // thread hand-over after this store, which orders it.
+    region
+        .header()
+        .full_policy
+        .store(FULL_DROP, Ordering::Relaxed);
 }
 
 impl RingRegion {

@@ -2031,3 +2031,77 @@ mod loans {
         assert!(matches!(producer.try_loan(8), Err(PushError::LossyLoan)));
     }
 }
+
+#[cfg(not(loom))]
+mod drop_when_full {
+    //! A lossless ring whose producer drops what does not fit (`drop_newest`).
+
+    use crate::shm::layout::DROPPED_OFFSET;
+    use crate::shm::{
+        producer_dropped, set_drop_when_full, PushError, RingConsumer, RingProducer, RingRegion,
+    };
+
+    #[test]
+    fn a_producer_that_drops_never_reports_full_and_counts_every_drop_in_the_header() {
+        let (region, creator) = RingRegion::new_in_memory(4096, 2).unwrap();
+        drop(creator);
+        set_drop_when_full(&region);
+        let mut stuck = RingConsumer::join(&region).unwrap();
+        let mut producer = RingProducer::adopt(&region).unwrap();
+        assert!(producer.drops_when_full());
+        let payload = [7u8; 100];
+        let (mut kept, mut dropped) = (0u64, 0u64);
+        for _ in 0..200 {
+            if producer.try_push_or_drop(&payload).unwrap() {
+                kept += 1;
+            } else {
+                dropped += 1;
+            }
+            producer.publish_and_wake().unwrap();
+        }
+        assert!(dropped > 0 && kept > 0);
+        assert_eq!(producer.dropped(), dropped);
+        assert_eq!(producer_dropped(&region), dropped);
+        // The consumer that did not read gets exactly the frames that were kept, whole.
+        let mut out = Vec::new();
+        let mut read = 0;
+        while stuck.try_recv_into(&mut out).unwrap() {
+            assert_eq!(out, payload);
+            read += 1;
+        }
+        assert_eq!(read, kept);
+        assert_eq!(read + producer_dropped(&region), 200);
+        // Room again: nothing more is dropped.
+        assert!(producer.try_push_or_drop(&payload).unwrap());
+        assert!(matches!(
+            producer.try_push_or_drop(&[0u8; 4096]),
+            Err(PushError::TooLarge { .. })
+        ));
+        assert_eq!(
+            producer.dropped(),
+            dropped,
+            "too large is an error, not a drop"
+        );
+    }
+
+    #[test]
+    fn a_ring_adopted_without_the_policy_waits_and_a_scribbled_counter_is_only_reported() {
+        let (region, creator) = RingRegion::new_in_memory(4096, 1).unwrap();
+        drop(creator);
+        let mut producer = RingProducer::adopt(&region).unwrap();
+        assert!(!producer.drops_when_full());
+        region.scribble(DROPPED_OFFSET, &u64::MAX.to_ne_bytes());
+        assert_eq!(producer_dropped(&region), u64::MAX);
+        assert_eq!(producer.dropped(), 0, "the producer counts on its own");
+        producer.push_and_publish(b"x").unwrap();
+    }
+
+    #[test]
+    fn the_policy_means_nothing_to_a_lossy_ring() {
+        let (region, creator) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+        drop(creator);
+        set_drop_when_full(&region);
+        let producer = RingProducer::adopt(&region).unwrap();
+        assert!(!producer.drops_when_full());
+    }
+}

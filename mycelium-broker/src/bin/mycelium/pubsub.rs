@@ -97,6 +97,13 @@ fn publish_shm(args: PubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode
         })?,
     }
     eprintln!("published {sent} message(s) to {}", args.topic);
+    if publisher.dropped() > 0 {
+        // drop_newest: "published" counts what was handed over, as over the socket.
+        eprintln!(
+            "{} of them dropped: the ring was full (backpressure = drop_newest)",
+            publisher.dropped()
+        );
+    }
     if refused > 0 {
         anyhow::bail!(
             "{refused} line(s) were too large for topic {} and were not published",
@@ -115,16 +122,32 @@ fn subscribe_shm(args: SubArgs, path: &std::path::Path) -> anyhow::Result<ExitCo
     let mut received = 0u64;
     let mut message = Vec::new();
     loop {
-        if !subscription.try_recv_into(&mut message)? {
+        let ready = match subscription.try_recv_into(&mut message) {
+            Err(ClientError::Lagged { skipped }) => {
+                // drop_oldest: news, not a failure; the next message is intact.
+                eprintln!("lagged: {skipped} message(s) were overwritten before they were read");
+                continue;
+            }
+            other => other?,
+        };
+        if !ready {
             // Nothing more is ready: show what we have before waiting.
             if flush_or_gone(&mut out)? {
                 return Ok(ExitCode::SUCCESS);
             }
-            if !subscription
-                .recv_timeout_into(&mut message, None)
-                .with_context(|| format!("subscription to {} ended", args.topic))?
-            {
-                continue;
+            match subscription.recv_timeout_into(&mut message, None) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(ClientError::Lagged { skipped }) => {
+                    eprintln!(
+                        "lagged: {skipped} message(s) were overwritten before they were read"
+                    );
+                    continue;
+                }
+                Err(error) => {
+                    return Err(anyhow::Error::new(error)
+                        .context(format!("subscription to {} ended", args.topic)))
+                }
             }
         }
         if write_line(&mut out, &message)? {

@@ -3,9 +3,17 @@
 //! - [`publish`](ShmPublisher::publish) makes each message visible at once (one Release store)
 //!   and wakes subscribers only if one sleeps; [`publish_batch`](ShmPublisher::publish_batch)
 //!   makes a whole batch visible with one store.
-//! - The ring is lossless: when the slowest subscriber is a whole ring behind, publishing waits
-//!   (spin, then a futex sleep until a subscriber reads), as `backpressure = "block"` asks.
-//!   [`try_publish`](ShmPublisher::try_publish) never waits.
+//! - What a full ring does follows the topic's `backpressure`, which the broker wrote into the
+//!   ring when it created it:
+//!   - `block` / `disconnect` (lossless ring): when the slowest subscriber is a whole ring
+//!     behind, publishing waits (spin, then a futex sleep until a subscriber reads);
+//!   - `drop_newest` (lossless ring, "drop when full"): the message that does not fit is
+//!     dropped and counted ([`dropped`](ShmPublisher::dropped), and in the ring, where the
+//!     broker's stats read it); every subscriber of the ring misses it, since they share it;
+//!   - `drop_oldest` (lossy ring): nothing waits, the oldest frames are overwritten, and a
+//!     subscriber that was lapped gets [`ClientError::Lagged`] once.
+//!
+//!   [`try_publish`](ShmPublisher::try_publish) never waits (and counts nothing as dropped).
 //! - Dropping the publisher ends its attachment: subscribers read what it published, then drop
 //!   its ring.
 
@@ -123,16 +131,21 @@ impl ShmPublisher {
             }
             _ => payload,
         };
-        self.producer
-            .push_blocking(frame, spin, None)
-            .map_err(|error| match error {
-                PushError::TooLarge { len, max } => ClientError::MessageTooLarge {
-                    topic: self.topic.clone(),
-                    size: len,
-                    max,
-                },
-                other => ClientError::Shm(other.to_string()),
-            })
+        let pushed = if self.producer.drops_when_full() {
+            // drop_newest: never wait; a message that does not fit is counted by the ring.
+            self.producer.try_push_or_drop(frame).map(|_| ())
+        } else {
+            // A lossy ring never reports Full, so this waits only on a lossless one (block).
+            self.producer.push_blocking(frame, spin, None)
+        };
+        pushed.map_err(|error| match error {
+            PushError::TooLarge { len, max } => ClientError::MessageTooLarge {
+                topic: self.topic.clone(),
+                size: len,
+                max,
+            },
+            other => ClientError::Shm(other.to_string()),
+        })
     }
 
     /// Queue topics: the consumer slot the next message goes to, waiting up to the request
@@ -158,12 +171,20 @@ impl ShmPublisher {
         }
     }
 
-    /// Publishes one message: visible to subscribers when this returns.
+    /// Messages this publisher dropped because its ring was full (`drop_newest` topics; always
+    /// 0 on others). The same count is in the ring, where the broker's `dropped` stat reads it.
+    pub fn dropped(&self) -> u64 {
+        self.producer.dropped()
+    }
+
+    /// Publishes one message: visible to subscribers when this returns (unless the topic is
+    /// `drop_newest` and the ring is full: then it is dropped and counted, see
+    /// [`dropped`](Self::dropped)).
     ///
     /// # Errors
     ///
     /// [`ClientError::MessageTooLarge`]; nothing else fails on the data path (a full ring
-    /// makes this wait).
+    /// makes this wait, on a `block` topic).
     pub fn publish(&mut self, payload: &[u8]) -> Result<(), ClientError> {
         self.check_size(payload)?;
         self.push(payload)?;
@@ -229,6 +250,11 @@ impl ShmPublisher {
     /// while the ring is full (and, on a queue topic, for a consumer). The message is published
     /// by [`ShmLoan::commit`]; dropping the loan publishes nothing.
     ///
+    /// On a `drop_oldest` topic (a lossy ring, whose bytes readers may be copying while they
+    /// are overwritten, so the transport lends none: `PushError::LossyLoan`) and on a
+    /// `drop_newest` topic (which must not wait for room to lend) the loan is a buffer of the
+    /// publisher's instead, copied into the ring at commit: it works the same, with one copy.
+    ///
     /// # Errors
     ///
     /// [`ClientError::MessageTooLarge`] for a `len` above the topic's limit.
@@ -248,6 +274,21 @@ impl ShmPublisher {
         };
         let recipient = self.next_consumer()?;
         let prefix = if recipient.is_some() { QUEUE_PREFIX } else { 0 };
+        if self.producer.geometry().lossy || self.producer.drops_when_full() {
+            // The copying fallback (see above), kept apart from the zero-copy path.
+            let mut buf = vec![0; prefix + len];
+            if let Some(slot) = recipient {
+                address_in_place(&mut buf[..QUEUE_PREFIX], slot);
+            }
+            return Ok(ShmLoan {
+                inner: LoanInner::Copy {
+                    producer: &mut self.producer,
+                    buf,
+                },
+                prefix,
+                topic: &self.topic,
+            });
+        }
         let mut loan = self
             .producer
             .loan_blocking(prefix + len, spin, None)
@@ -256,7 +297,7 @@ impl ShmPublisher {
             address_in_place(&mut loan.as_mut_slice()[..QUEUE_PREFIX], slot);
         }
         Ok(ShmLoan {
-            loan,
+            inner: LoanInner::Ring(loan),
             prefix,
             topic: &self.topic,
         })
@@ -274,17 +315,33 @@ impl ShmPublisher {
 /// Bytes of the ring lent by [`ShmPublisher::loan`]: write the message into
 /// [`as_mut_slice`](Self::as_mut_slice), then [`commit`](Self::commit).
 pub struct ShmLoan<'a> {
-    loan: FrameLoan<'a>,
+    inner: LoanInner<'a>,
     /// Bytes of queue address before the message.
     prefix: usize,
     topic: &'a str,
 }
 
+/// Where a loan's bytes are.
+enum LoanInner<'a> {
+    /// In the ring itself (zero copy).
+    Ring(FrameLoan<'a>),
+    /// In a buffer copied into the ring at commit: a lossy ring lends no bytes, and a
+    /// `drop_newest` ring must not wait for room to lend (see [`ShmPublisher::loan`]).
+    Copy {
+        producer: &'a mut RingProducer,
+        buf: Vec<u8>,
+    },
+}
+
 impl std::fmt::Debug for ShmLoan<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = match &self.inner {
+            LoanInner::Ring(loan) => loan.len(),
+            LoanInner::Copy { buf, .. } => buf.len(),
+        };
         f.debug_struct("ShmLoan")
             .field("topic", &self.topic)
-            .field("len", &(self.loan.len() - self.prefix))
+            .field("len", &(len - self.prefix))
             .finish()
     }
 }
@@ -293,19 +350,41 @@ impl ShmLoan<'_> {
     /// The lent bytes. Their contents before writing are unspecified.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let prefix = self.prefix;
-        &mut self.loan.as_mut_slice()[prefix..]
+        match &mut self.inner {
+            LoanInner::Ring(loan) => &mut loan.as_mut_slice()[prefix..],
+            LoanInner::Copy { buf, .. } => &mut buf[prefix..],
+        }
     }
 
     /// Publishes the message (all the lent bytes): visible to subscribers when this returns.
     pub fn commit(self) {
-        let len = self.loan.len() - self.prefix;
+        let len = match &self.inner {
+            LoanInner::Ring(loan) => loan.len(),
+            LoanInner::Copy { buf, .. } => buf.len(),
+        } - self.prefix;
         self.commit_len(len);
     }
 
     /// Publishes the first `len` lent bytes as the message (for a message serialised in place
     /// whose size was known only afterwards); a `len` above the loan is clamped to it.
     pub fn commit_len(self, len: usize) {
-        let producer = self.loan.commit_len(self.prefix + len);
+        let producer = match self.inner {
+            LoanInner::Ring(loan) => loan.commit_len(self.prefix + len),
+            LoanInner::Copy { producer, buf } => {
+                let end = buf.len().min(self.prefix + len);
+                // The loan's length was checked against the ring's limit, so only a full
+                // `drop_newest` ring refuses it: dropped and counted there.
+                let pushed = if producer.drops_when_full() {
+                    producer.try_push_or_drop(&buf[..end]).map(|_| ())
+                } else {
+                    producer.try_push(&buf[..end])
+                };
+                if let Err(error) = pushed {
+                    tracing::warn!(%error, topic = %self.topic, "a loaned message could not be copied into the ring");
+                }
+                producer
+            }
+        };
         if let Err(error) = producer.publish_and_wake() {
             tracing::warn!(%error, topic = %self.topic, "waking shared-memory subscribers failed");
         }

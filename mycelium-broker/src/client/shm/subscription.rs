@@ -10,6 +10,14 @@
 //!   load of its own cache line per receive call, no syscall. It also looks before every
 //!   sleep and every [`NEWS_EVERY`] calls, in case a peer cleared the word. A removed ring is
 //!   read to its end first.
+//! - On a `drop_oldest` topic the rings are lossy: a publisher never waits for this
+//!   subscription, and when it overwrites frames not yet read, the next receive that reaches
+//!   that ring returns [`ClientError::Lagged`] with the number of messages lost from it, once
+//!   (as tokio's `broadcast::error::RecvError::Lagged`); the call after that returns the next
+//!   intact message of that ring, and then every later one in order. Frames that were
+//!   overwritten while being read are never returned. Other rings (other publishers) are not
+//!   affected. `skipped` counts one ring's losses: with several lapped rings, one `Lagged` per
+//!   ring.
 //! - A ring whose memory turns out corrupt is dropped (its publisher's messages are lost from
 //!   then on) and reported once as [`ClientError::Shm`]; the other rings carry on.
 
@@ -281,7 +289,9 @@ impl ShmSubscription {
     ///
     /// # Errors
     ///
-    /// As for [`try_recv_into`](Self::try_recv_into).
+    /// As for [`try_recv_into`](Self::try_recv_into). A batch that meets a lap after it has
+    /// handed out messages returns their count; the next call returns the
+    /// [`ClientError::Lagged`], and the one after continues with the intact messages.
     pub fn try_recv_batch(
         &mut self,
         max: usize,
@@ -330,7 +340,8 @@ impl ShmSubscription {
     ///
     /// # Errors
     ///
-    /// As for [`try_recv_into`](Self::try_recv_into).
+    /// As for [`try_recv_into`](Self::try_recv_into): a [`ClientError::Lagged`] ends the wait
+    /// at once (it is news, not a failure); call again for the messages after the gap.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, ClientError> {
         let mut out = Vec::new();
         Ok(self
