@@ -798,7 +798,7 @@ fn a_loaned_message_is_written_in_place_and_published_on_commit() {
     let mut publisher = client.publisher("loans").expect("publisher");
     let mut loan = publisher.loan(11).expect("loan");
     loan.as_mut_slice().copy_from_slice(b"in place 1!");
-    loan.commit();
+    loan.commit().expect("commit");
     // Dropped without commit: nothing is published.
     {
         let mut dropped = publisher.loan(7).expect("loan");
@@ -808,7 +808,7 @@ fn a_loaned_message_is_written_in_place_and_published_on_commit() {
     let mut loan = publisher.loan(1000).expect("loan");
     let text = b"short";
     loan.as_mut_slice()[..text.len()].copy_from_slice(text);
-    loan.commit_len(text.len());
+    loan.commit_len(text.len()).expect("commit");
     assert_eq!(recv(&mut sub), b"in place 1!");
     assert_eq!(recv(&mut sub), b"short");
     assert_eq!(
@@ -827,7 +827,7 @@ fn a_loaned_message_is_written_in_place_and_published_on_commit() {
     let mut jobs = client.publisher("loaned_jobs").expect("publisher");
     let mut loan = jobs.loan(3).expect("loan");
     loan.as_mut_slice().copy_from_slice(b"job");
-    loan.commit();
+    loan.commit().expect("commit");
     assert_eq!(recv(&mut consumer), b"job");
 }
 
@@ -938,4 +938,172 @@ fn bench_measures_the_shm_path_and_reports_it() {
         stdout.contains("transport shm"),
         "shm is the default when available: {stdout}"
     );
+}
+
+// Messages larger than a ring: payload segments.
+
+/// Ring size of the large-message tests.
+const SMALL_RING: usize = 16384;
+
+/// A message of `len` bytes whose every byte depends on `seq` and its offset, so a torn,
+/// shifted or swapped message fails the check.
+fn large_message(seq: u64, len: usize) -> Vec<u8> {
+    let mut message: Vec<u8> = (0..len)
+        .map(|i| (i as u64).wrapping_mul(31).wrapping_add(seq * 7) as u8)
+        .collect();
+    message[..8].copy_from_slice(&seq.to_le_bytes());
+    message
+}
+
+/// The lengths of the interleaved stream: 1x, 3x and 10x the ring, with small ones between.
+fn large_lengths() -> Vec<usize> {
+    let mut lengths = Vec::new();
+    for round in 0..4 {
+        for len in [SMALL_RING, 3 * SMALL_RING, 10 * SMALL_RING] {
+            lengths.push(len + round);
+            lengths.push(10 + round);
+        }
+    }
+    lengths
+}
+
+/// Memfds held by process `pid` now (`memfd:` links in `/proc/<pid>/fd`), by name.
+fn memfds(pid: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| {
+            target.starts_with("/memfd:mycelium:")
+                && (target.contains(":msg:") || target.starts_with("/memfd:mycelium:relay:"))
+        })
+        .collect()
+}
+
+/// Waits until no payload-segment memfd is held by `pid`.
+fn assert_no_payload_memfds(pid: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let left = memfds(pid);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "payload memfds left in {pid}: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A socket subscriber (the async client, on a thread of its own) of `topic`, subscribed when
+/// this returns, that collects `count` messages.
+fn socket_subscriber(
+    broker: &TestBroker,
+    topic: &str,
+    count: usize,
+) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    let socket = broker.socket.clone();
+    let topic = topic.to_owned();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let client = mycelium::broker::Client::connect(&socket)
+                .await
+                .expect("connect");
+            let mut sub = client.subscribe(&topic).await.expect("subscribe");
+            ready_tx.send(()).expect("ready");
+            let mut got = Vec::new();
+            for _ in 0..count {
+                let message = tokio::time::timeout(DEADLINE, sub.recv())
+                    .await
+                    .expect("a message in time")
+                    .expect("subscription open")
+                    .expect("message");
+                got.push(message.payload().to_vec());
+            }
+            got
+        })
+    });
+    ready
+        .recv_timeout(DEADLINE)
+        .expect("socket subscriber ready");
+    handle
+}
+
+fn large_topics() -> String {
+    format!(
+        "{}max_message_size = 1048576
+
+{}max_message_size = 1048576
+
+[shm]
+ring_bytes = {SMALL_RING}
+",
+        fanout("big"),
+        queue("bigjobs")
+    )
+}
+
+#[test]
+fn messages_larger_than_the_ring_reach_shm_and_socket_subscribers_whole_and_in_order() {
+    let broker = TestBroker::start(&large_topics());
+    let lengths = large_lengths();
+    let client = shm_client(&broker);
+    let mut subs: Vec<_> = (0..2)
+        .map(|_| shm_client(&broker).subscribe("big").expect("subscribe"))
+        .collect();
+    let socket_sub = socket_subscriber(&broker, "big", lengths.len());
+    let mut publisher = client.publisher("big").expect("publisher");
+    let publishing = std::thread::spawn(move || {
+        for (seq, &len) in large_lengths().iter().enumerate() {
+            publisher
+                .publish(&large_message(seq as u64, len))
+                .expect("publish");
+        }
+        publisher
+    });
+    for (i, sub) in subs.iter_mut().enumerate() {
+        for (seq, &len) in lengths.iter().enumerate() {
+            let got = recv(sub);
+            assert_eq!(got.len(), len, "subscriber {i}, message {seq}: length");
+            assert!(
+                got == large_message(seq as u64, len),
+                "subscriber {i}, message {seq}: content"
+            );
+        }
+    }
+    // try_recv_batch hands the mapped segment over in place.
+    let mut publisher = publishing.join().expect("publisher thread");
+    let mut batch_sub = shm_client(&broker).subscribe("big").expect("subscribe");
+    publisher
+        .publish(&large_message(99, 5 * SMALL_RING))
+        .expect("publish");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while seen.is_empty() {
+        assert!(Instant::now() < deadline, "batch never came");
+        batch_sub
+            .try_recv_batch(16, |m| seen.push(m.to_vec()))
+            .expect("batch");
+    }
+    assert!(seen == [large_message(99, 5 * SMALL_RING)]);
+    let got = socket_sub.join().expect("socket subscriber");
+    assert_eq!(got.len(), lengths.len());
+    for (seq, (message, &len)) in got.iter().zip(&lengths).enumerate() {
+        assert!(
+            *message == large_message(seq as u64, len),
+            "socket subscriber, message {seq}: {} bytes, expected {len}",
+            message.len()
+        );
+    }
+    drop((publisher, subs, batch_sub, client));
+    assert_no_payload_memfds("self");
+    assert_no_payload_memfds(&broker.pid().to_string());
 }

@@ -1106,6 +1106,24 @@ mod properties {
                     ring_id,
                 }
             }),
+            (any::<[u32; 4]>(), any::<u64>()).prop_map(
+                |([request_id, attachment, len, recipient], segment)| Frame::ShmSegment {
+                    request_id,
+                    attachment,
+                    segment,
+                    len,
+                    recipient,
+                }
+            ),
+            (any::<[u32; 3]>(), any::<u64>(), any::<bool>()).prop_map(
+                |([attachment, ring_id, len], segment, dropped)| Frame::ShmSegmentAdded {
+                    attachment,
+                    ring_id,
+                    segment,
+                    len,
+                    dropped,
+                }
+            ),
             (any::<u32>(), any::<u32>()).prop_map(|(request_id, attachment)| Frame::ShmDetach {
                 request_id,
                 attachment
