@@ -798,7 +798,7 @@ fn a_loaned_message_is_written_in_place_and_published_on_commit() {
     let mut publisher = client.publisher("loans").expect("publisher");
     let mut loan = publisher.loan(11).expect("loan");
     loan.as_mut_slice().copy_from_slice(b"in place 1!");
-    loan.commit();
+    loan.commit().expect("commit");
     // Dropped without commit: nothing is published.
     {
         let mut dropped = publisher.loan(7).expect("loan");
@@ -808,7 +808,7 @@ fn a_loaned_message_is_written_in_place_and_published_on_commit() {
     let mut loan = publisher.loan(1000).expect("loan");
     let text = b"short";
     loan.as_mut_slice()[..text.len()].copy_from_slice(text);
-    loan.commit_len(text.len());
+    loan.commit_len(text.len()).expect("commit");
     assert_eq!(recv(&mut sub), b"in place 1!");
     assert_eq!(recv(&mut sub), b"short");
     assert_eq!(
@@ -827,7 +827,7 @@ fn a_loaned_message_is_written_in_place_and_published_on_commit() {
     let mut jobs = client.publisher("loaned_jobs").expect("publisher");
     let mut loan = jobs.loan(3).expect("loan");
     loan.as_mut_slice().copy_from_slice(b"job");
-    loan.commit();
+    loan.commit().expect("commit");
     assert_eq!(recv(&mut consumer), b"job");
 }
 
@@ -1597,7 +1597,421 @@ fn a_loan_on_a_lossy_or_dropping_topic_is_copied_in_at_commit() {
         let mut publisher = client.publisher(topic).expect("publisher");
         let mut loan = publisher.loan(11).expect("loan");
         loan.as_mut_slice().copy_from_slice(b"hello world");
-        loan.commit_len(5);
+        loan.commit_len(5).expect("commit");
         assert_eq!(recv(&mut sub), b"hello", "{topic}");
     }
+}
+
+// Messages larger than a ring: payload segments.
+
+/// Ring size of the large-message tests.
+const SMALL_RING: usize = 16384;
+
+/// A message of `len` bytes whose every byte depends on `seq` and its offset, so a torn,
+/// shifted or swapped message fails the check.
+fn large_message(seq: u64, len: usize) -> Vec<u8> {
+    let mut message: Vec<u8> = (0..len)
+        .map(|i| (i as u64).wrapping_mul(31).wrapping_add(seq * 7) as u8)
+        .collect();
+    message[..8].copy_from_slice(&seq.to_le_bytes());
+    message
+}
+
+/// The lengths of the interleaved stream: 1x, 3x and 10x the ring, with small ones between.
+fn large_lengths() -> Vec<usize> {
+    let mut lengths = Vec::new();
+    for round in 0..4 {
+        for len in [SMALL_RING, 3 * SMALL_RING, 10 * SMALL_RING] {
+            lengths.push(len + round);
+            lengths.push(10 + round);
+        }
+    }
+    lengths
+}
+
+/// Memfds held by process `pid` now (`memfd:` links in `/proc/<pid>/fd`), by name.
+fn memfds(pid: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| {
+            target.starts_with("/memfd:mycelium:")
+                && (target.contains(":msg:") || target.starts_with("/memfd:mycelium:relay:"))
+        })
+        .collect()
+}
+
+/// Waits until no payload-segment memfd is held by `pid`.
+fn assert_no_payload_memfds(pid: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let left = memfds(pid);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "payload memfds left in {pid}: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A socket subscriber (the async client, on a thread of its own) of `topic`, subscribed when
+/// this returns, that collects `count` messages.
+fn socket_subscriber(
+    broker: &TestBroker,
+    topic: &str,
+    count: usize,
+) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    let socket = broker.socket.clone();
+    let topic = topic.to_owned();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let client = mycelium::broker::Client::connect(&socket)
+                .await
+                .expect("connect");
+            let mut sub = client.subscribe(&topic).await.expect("subscribe");
+            ready_tx.send(()).expect("ready");
+            let mut got = Vec::new();
+            for _ in 0..count {
+                let message = tokio::time::timeout(DEADLINE, sub.recv())
+                    .await
+                    .expect("a message in time")
+                    .expect("subscription open")
+                    .expect("message");
+                got.push(message.payload().to_vec());
+            }
+            got
+        })
+    });
+    ready
+        .recv_timeout(DEADLINE)
+        .expect("socket subscriber ready");
+    handle
+}
+
+fn large_topics() -> String {
+    format!(
+        "{}max_message_size = 1048576
+
+{}max_message_size = 1048576
+
+[shm]
+ring_bytes = {SMALL_RING}
+",
+        fanout("big"),
+        queue("bigjobs")
+    )
+}
+
+#[test]
+fn messages_larger_than_the_ring_reach_shm_and_socket_subscribers_whole_and_in_order() {
+    let broker = TestBroker::start(&large_topics());
+    let lengths = large_lengths();
+    let client = shm_client(&broker);
+    let mut subs: Vec<_> = (0..2)
+        .map(|_| shm_client(&broker).subscribe("big").expect("subscribe"))
+        .collect();
+    let socket_sub = socket_subscriber(&broker, "big", lengths.len());
+    let mut publisher = client.publisher("big").expect("publisher");
+    let publishing = std::thread::spawn(move || {
+        for (seq, &len) in large_lengths().iter().enumerate() {
+            publisher
+                .publish(&large_message(seq as u64, len))
+                .expect("publish");
+        }
+        publisher
+    });
+    for (i, sub) in subs.iter_mut().enumerate() {
+        for (seq, &len) in lengths.iter().enumerate() {
+            let got = recv(sub);
+            assert_eq!(got.len(), len, "subscriber {i}, message {seq}: length");
+            assert!(
+                got == large_message(seq as u64, len),
+                "subscriber {i}, message {seq}: content"
+            );
+        }
+    }
+    // try_recv_batch hands the mapped segment over in place.
+    let mut publisher = publishing.join().expect("publisher thread");
+    let mut batch_sub = shm_client(&broker).subscribe("big").expect("subscribe");
+    publisher
+        .publish(&large_message(99, 5 * SMALL_RING))
+        .expect("publish");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while seen.is_empty() {
+        assert!(Instant::now() < deadline, "batch never came");
+        batch_sub
+            .try_recv_batch(16, |m| seen.push(m.to_vec()))
+            .expect("batch");
+    }
+    assert!(seen == [large_message(99, 5 * SMALL_RING)]);
+    let got = socket_sub.join().expect("socket subscriber");
+    assert_eq!(got.len(), lengths.len());
+    for (seq, (message, &len)) in got.iter().zip(&lengths).enumerate() {
+        assert!(
+            *message == large_message(seq as u64, len),
+            "socket subscriber, message {seq}: {} bytes, expected {len}",
+            message.len()
+        );
+    }
+    drop((publisher, subs, batch_sub, client));
+    assert_no_payload_memfds("self");
+    assert_no_payload_memfds(&broker.pid().to_string());
+}
+
+#[test]
+fn a_large_loan_is_written_in_place_in_a_segment_and_published_on_commit() {
+    let broker = TestBroker::start(&large_topics());
+    let client = shm_client(&broker);
+    let mut sub = client.subscribe("big").expect("subscribe");
+    let mut publisher = client.publisher("big").expect("publisher");
+    let len = 10 * SMALL_RING;
+    let mut loan = publisher.loan(len).expect("a loan larger than the ring");
+    assert_eq!(loan.len(), len);
+    loan.as_mut_slice().copy_from_slice(&large_message(7, len));
+    loan.commit().expect("commit");
+    assert!(recv(&mut sub) == large_message(7, len));
+    // Serialised in place, shorter than lent: still whole.
+    let mut loan = publisher.loan(len).expect("loan");
+    loan.as_mut_slice()[..3 * SMALL_RING].copy_from_slice(&large_message(8, 3 * SMALL_RING));
+    loan.commit_len(3 * SMALL_RING).expect("commit");
+    assert!(recv(&mut sub) == large_message(8, 3 * SMALL_RING));
+    // Dropped without commit: nothing is published, and the segment is gone.
+    drop(publisher.loan(len).expect("loan"));
+    assert_eq!(
+        sub.recv_timeout(Duration::from_millis(100)).expect("recv"),
+        None
+    );
+    assert_no_payload_memfds("self");
+}
+
+#[test]
+fn a_socket_publishers_large_message_reaches_shm_subscribers_through_a_segment() {
+    let broker = TestBroker::start(&large_topics());
+    let mut sub = shm_client(&broker).subscribe("big").expect("subscribe");
+    let lengths = large_lengths();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = mycelium::broker::Client::connect(&broker.socket)
+            .await
+            .expect("connect");
+        for (seq, &len) in lengths.iter().enumerate() {
+            client
+                .publish("big", &large_message(seq as u64, len))
+                .await
+                .expect("publish");
+        }
+        client.flush().await.expect("flush");
+    });
+    for (seq, &len) in lengths.iter().enumerate() {
+        let got = recv(&mut sub);
+        assert!(
+            got == large_message(seq as u64, len),
+            "message {seq}: {} bytes, expected {len}",
+            got.len()
+        );
+    }
+    drop(sub);
+    assert_no_payload_memfds("self");
+    assert_no_payload_memfds(&broker.pid().to_string());
+}
+
+#[test]
+fn a_large_message_on_a_shm_queue_goes_to_exactly_one_consumer() {
+    const N: u64 = 12;
+    let broker = TestBroker::start(&large_topics());
+    let consumers: Vec<_> = (0..3)
+        .map(|_| shm_client(&broker).subscribe("bigjobs").expect("consumer"))
+        .collect();
+    let mut publisher = shm_client(&broker).publisher("bigjobs").expect("publisher");
+    for seq in 0..N {
+        let len = [SMALL_RING, 3 * SMALL_RING, 20][seq as usize % 3];
+        publisher
+            .publish(&large_message(seq, len))
+            .expect("publish");
+    }
+    let mut seen = Vec::new();
+    for mut consumer in consumers {
+        while let Some(message) = consumer
+            .recv_timeout(Duration::from_millis(300))
+            .expect("recv")
+        {
+            let seq = u64::from_le_bytes(message[..8].try_into().expect("8 bytes"));
+            let len = [SMALL_RING, 3 * SMALL_RING, 20][seq as usize % 3];
+            assert!(message == large_message(seq, len), "message {seq} whole");
+            seen.push(seq);
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..N).collect::<Vec<_>>(),
+        "each message exactly once"
+    );
+    drop(publisher);
+    assert_no_payload_memfds("self");
+    assert_no_payload_memfds(&broker.pid().to_string());
+}
+
+#[test]
+fn a_socket_publishers_large_queue_messages_reach_shm_consumers_exactly_once() {
+    const N: u64 = 24;
+    let length = |seq: u64| [SMALL_RING, 3 * SMALL_RING, 20][seq as usize % 3];
+    let broker = TestBroker::start(&large_topics());
+    // Shared-memory consumers only: every message, large or small, must go through the relay
+    // ring (a large one in a payload segment handed to its one consumer).
+    let consumers: Vec<_> = (0..2)
+        .map(|_| shm_client(&broker).subscribe("bigjobs").expect("consumer"))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = mycelium::broker::Client::connect(&broker.socket)
+            .await
+            .expect("connect");
+        for seq in 0..N {
+            client
+                .publish("bigjobs", &large_message(seq, length(seq)))
+                .await
+                .expect("publish");
+        }
+        client.flush().await.expect("flush");
+    });
+    let mut seen = Vec::new();
+    for (i, mut consumer) in consumers.into_iter().enumerate() {
+        let mut last = None;
+        while let Some(message) = consumer
+            .recv_timeout(Duration::from_millis(500))
+            .expect("recv")
+        {
+            let seq = u64::from_le_bytes(message[..8].try_into().expect("8 bytes"));
+            assert!(
+                message == large_message(seq, length(seq)),
+                "consumer {i}: message {seq} whole"
+            );
+            assert!(last < Some(seq), "consumer {i}: {seq} after {last:?}");
+            last = Some(seq);
+            seen.push(seq);
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..N).collect::<Vec<_>>(),
+        "each message exactly once"
+    );
+    assert_no_payload_memfds("self");
+    assert_no_payload_memfds(&broker.pid().to_string());
+}
+
+#[test]
+fn hostile_segments_and_reference_frames_are_refused_without_harm() {
+    let broker = TestBroker::start(&large_topics());
+    // A short request timeout bounds the wait for a segment that never comes.
+    let options = ShmOptions {
+        request_timeout: Duration::from_millis(300),
+        ..ShmOptions::default()
+    };
+    let client = ShmClient::connect_with(&broker.socket, options).expect("session");
+    let mut sub = client.subscribe("big").expect("subscribe");
+    let mut hostile = raw_session(&broker);
+    write_frame(
+        &mut hostile,
+        &Frame::ShmAttach {
+            request_id: 1,
+            role: ShmRole::Publish,
+            topic: "big".into(),
+        },
+    );
+    let (grant, fds) = read_frame(&hostile);
+    let Frame::ShmGrant { attachment, .. } = grant else {
+        panic!("{grant:?}")
+    };
+    let ring_fd = fds.into_iter().next().expect("ring fd");
+    let send_segment = |stream: &std::os::unix::net::UnixStream, segment: u64, len: u32, fd| {
+        let mut bytes = BytesMut::new();
+        let frame = Frame::ShmSegment {
+            request_id: 10 + segment as u32,
+            attachment,
+            segment,
+            len,
+            recipient: mycelium::transport::NO_SLOT,
+        };
+        encode_frame(&frame, &mut bytes).expect("encode");
+        mycelium::transport::shm::send_fds(stream, &bytes, &[fd]).expect("send");
+        read_frame(stream).0
+    };
+    let refused = |answer: Frame| {
+        matches!(
+            answer,
+            Frame::Error {
+                code: ErrorCode::ShmRefused,
+                fatal: false,
+                ..
+            }
+        )
+    };
+    // An unsealed memfd: refused.
+    let unsealed = nix::sys::memfd::memfd_create("hostile", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .expect("memfd");
+    nix::unistd::ftruncate(&unsealed, 1 << 20).expect("size");
+    let answer = send_segment(&hostile, 1, 1 << 20, unsealed.as_fd());
+    assert!(refused(answer.clone()), "unsealed: {answer:?}");
+    // A sealed segment smaller than it claims: refused.
+    let mut tiny = mycelium::transport::shm::PayloadWriter::create("tiny", 4096).expect("seg");
+    tiny.as_mut_slice().fill(1);
+    let tiny = tiny.seal().expect("seal");
+    let answer = send_segment(&hostile, 2, 1 << 20, tiny.fd());
+    assert!(refused(answer.clone()), "too small: {answer:?}");
+    // Not a memfd at all (the ring's own fd has no write seal): refused.
+    let answer = send_segment(&hostile, 3, 1 << 20, ring_fd.as_fd());
+    assert!(refused(answer.clone()), "ring fd: {answer:?}");
+    // Bogus reference frames in the ring: junk bytes, a reference to a segment never sent,
+    // and a length the segment does not have. The subscriber reports errors, never reads out
+    // of bounds or hangs beyond its request timeout, and the session goes on.
+    let segment = mycelium::transport::shm::Segment::from_fd(ring_fd, 1 << 30).expect("map");
+    let region = segment.ring_region().expect("region");
+    let mut producer = mycelium::transport::shm::RingProducer::adopt(&region).expect("adopt");
+    producer.try_push_marked(b"junk", true).expect("push");
+    let missing = mycelium::transport::shm::reference::SegmentRef {
+        segment: 77,
+        len: 1 << 20,
+    };
+    producer
+        .try_push_marked(&missing.encode(), true)
+        .expect("push");
+    producer.try_push(b"after").expect("push");
+    producer.publish_and_wake().expect("publish");
+    let mut errors = 0;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        assert!(Instant::now() < deadline, "the good message never came");
+        match sub.recv_timeout(Duration::from_millis(50)) {
+            Ok(Some(message)) => {
+                assert_eq!(message, b"after");
+                break;
+            }
+            Ok(None) => {}
+            Err(ClientError::Shm(_)) => errors += 1,
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert_eq!(errors, 2, "one error per bogus reference frame");
+    assert_no_payload_memfds("self");
 }

@@ -236,6 +236,36 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
             },
         ),
         (
+            "shm-segment",
+            Frame::ShmSegment {
+                request_id: 14,
+                attachment: 5,
+                segment: 3,
+                len: 16 << 20,
+                recipient: NO_SLOT,
+            },
+        ),
+        (
+            "shm-segment-added",
+            Frame::ShmSegmentAdded {
+                attachment: 4,
+                ring_id: 10,
+                segment: 3,
+                len: 16 << 20,
+                dropped: false,
+            },
+        ),
+        (
+            "shm-segment-dropped",
+            Frame::ShmSegmentAdded {
+                attachment: 4,
+                ring_id: 10,
+                segment: 4,
+                len: 1 << 20,
+                dropped: true,
+            },
+        ),
+        (
             "shm-detach",
             Frame::ShmDetach {
                 request_id: 13,

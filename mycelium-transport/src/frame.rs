@@ -77,6 +77,11 @@ pub mod kind {
     pub const SHM_DETACH: u8 = 0x54;
     /// [`Frame::ShmDetached`](super::Frame::ShmDetached), broker → client.
     pub const SHM_DETACHED: u8 = 0x55;
+    /// [`Frame::ShmSegment`](super::Frame::ShmSegment), client → broker, with one fd.
+    pub const SHM_SEGMENT: u8 = 0x56;
+    /// [`Frame::ShmSegmentAdded`](super::Frame::ShmSegmentAdded), broker → client, with one fd
+    /// unless `dropped`.
+    pub const SHM_SEGMENT_ADDED: u8 = 0x57;
 
     /// The name of a known kind (as in logs and `Malformed` errors), or `None` for a byte this
     /// version of the protocol does not define. This is the one list of valid kinds.
@@ -104,6 +109,8 @@ pub mod kind {
             SHM_RING_REMOVED => "ShmRingRemoved",
             SHM_DETACH => "ShmDetach",
             SHM_DETACHED => "ShmDetached",
+            SHM_SEGMENT => "ShmSegment",
+            SHM_SEGMENT_ADDED => "ShmSegmentAdded",
             _ => return None,
         })
     }
@@ -391,6 +398,39 @@ pub enum Frame {
         /// Human-readable, names the topic and the policy.
         message: String,
     },
+    /// Client (a shared-memory publisher) → broker, with one fd: a sealed payload segment
+    /// holding a message too large for the publisher's ring. The broker hands the fd to the
+    /// ring's readers, then answers `Ack` (or `Error`); only then does the publisher write the
+    /// reference frame. Body: `request_id u32 | attachment u32 | segment u64 | len u32 |
+    /// recipient u32`.
+    ShmSegment {
+        /// Echoed in the answer.
+        request_id: u32,
+        /// The publisher's attachment, from its `ShmGrant`.
+        attachment: u32,
+        /// The segment's id: increasing within the attachment.
+        segment: u64,
+        /// The message's length in bytes.
+        len: u32,
+        /// Queue topics: the consumer slot the message is addressed to; fanout: [`NO_SLOT`].
+        recipient: u32,
+    },
+    /// Broker → subscriber: a payload segment of one of the subscription's rings, carrying
+    /// its fd unless `dropped` (the broker dropped the message for this subscriber). Body:
+    /// `attachment u32 | ring_id u32 | segment u64 | len u32 | dropped u8`.
+    ShmSegmentAdded {
+        /// The subscriber's attachment.
+        attachment: u32,
+        /// The ring whose reference frame names the segment.
+        ring_id: u32,
+        /// The segment's id, as in the reference frame.
+        segment: u64,
+        /// The message's length in bytes.
+        len: u32,
+        /// `true`: no fd; the subscriber holds too many segments not yet read, and the
+        /// message is lost for it (counted).
+        dropped: bool,
+    },
     /// Client → broker. Body: `request_id u32 | prefetch u32 | topic_len u8 | topic [topic_len]`.
     /// `prefetch` is the credit a queue consumer asks for (0 = the topic's default); fanout ignores it.
     Subscribe {
@@ -531,6 +571,8 @@ impl Frame {
             Frame::ShmRingRemoved { .. } => kind::SHM_RING_REMOVED,
             Frame::ShmDetach { .. } => kind::SHM_DETACH,
             Frame::ShmDetached { .. } => kind::SHM_DETACHED,
+            Frame::ShmSegment { .. } => kind::SHM_SEGMENT,
+            Frame::ShmSegmentAdded { .. } => kind::SHM_SEGMENT_ADDED,
         }
     }
 }
@@ -591,6 +633,8 @@ mod wire_values {
                 kind::SHM_RING_REMOVED,
                 kind::SHM_DETACH,
                 kind::SHM_DETACHED,
+                kind::SHM_SEGMENT,
+                kind::SHM_SEGMENT_ADDED,
             ]
         );
     }

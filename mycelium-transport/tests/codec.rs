@@ -473,7 +473,7 @@ mod decode_errors {
 
     #[test]
     fn an_unknown_kind_fails_as_soon_as_its_byte_arrives() {
-        for unknown in [0x00, 0x09, 0x13, 0x56, 0x31, 0xff] {
+        for unknown in [0x00, 0x09, 0x13, 0x58, 0x31, 0xff] {
             let mut buf = BytesMut::new();
             buf.put_u32_le(1000);
             buf.put_u8(PROTOCOL_VERSION);
@@ -1106,6 +1106,24 @@ mod properties {
                     ring_id,
                 }
             }),
+            (any::<[u32; 4]>(), any::<u64>()).prop_map(
+                |([request_id, attachment, len, recipient], segment)| Frame::ShmSegment {
+                    request_id,
+                    attachment,
+                    segment,
+                    len,
+                    recipient,
+                }
+            ),
+            (any::<[u32; 3]>(), any::<u64>(), any::<bool>()).prop_map(
+                |([attachment, ring_id, len], segment, dropped)| Frame::ShmSegmentAdded {
+                    attachment,
+                    ring_id,
+                    segment,
+                    len,
+                    dropped,
+                }
+            ),
             (any::<u32>(), any::<u32>()).prop_map(|(request_id, attachment)| Frame::ShmDetach {
                 request_id,
                 attachment

@@ -596,11 +596,11 @@ impl Connection {
                 self.outbox.append_control(&self.state.stats_frame(request_id));
             }
             Frame::Hello { .. } | Frame::ShmHello { .. } => return Err(fatal(ErrorCode::HandshakeRequired, "Hello sent twice")),
-            Frame::ShmAttach { .. } | Frame::ShmDetach { .. } => {
+            Frame::ShmAttach { .. } | Frame::ShmDetach { .. } | Frame::ShmSegment { .. } => {
                 return Err(fatal(ErrorCode::ShmRefused, "shared-memory requests need a session of their own: open a connection that starts with ShmHello"));
             }
             Frame::Publish { .. } => unreachable_publish(),
-            Frame::Welcome { .. } | Frame::TopicAck { .. } | Frame::Ack { .. } | Frame::Deliver { .. } | Frame::Error { .. } | Frame::Stats { .. } | Frame::ShmGrant { .. } | Frame::ShmRingAdded { .. } | Frame::ShmRingRemoved { .. } | Frame::ShmDetached { .. } => {
+            Frame::Welcome { .. } | Frame::TopicAck { .. } | Frame::Ack { .. } | Frame::Deliver { .. } | Frame::Error { .. } | Frame::Stats { .. } | Frame::ShmGrant { .. } | Frame::ShmRingAdded { .. } | Frame::ShmRingRemoved { .. } | Frame::ShmDetached { .. } | Frame::ShmSegmentAdded { .. } => {
                 return Err(fatal(ErrorCode::HandshakeRequired, "a client sent a frame only the broker may send"));
             }
         }

@@ -22,7 +22,12 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mycelium_transport::shm::{release_slot, wait_any, ReadError, RingConsumer};
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
+
+use mycelium_transport::shm::reference::SegmentRef;
+use mycelium_transport::shm::{release_slot, wait_any, PayloadView, ReadError, RingConsumer};
 
 use crate::core::topic::{Progress, PublishCursor, Topic};
 use crate::server::shm_rings::Ring;
@@ -34,6 +39,11 @@ pub const IDLE_SLEEP: Duration = Duration::from_millis(50);
 
 /// Most messages read from one ring per batch.
 const READ_BATCH: usize = 4096;
+
+/// Longest wait for the payload segment of a reference frame: the broker hands it over
+/// before the publisher may write the frame, so it is normally there already; past this the
+/// message is dropped (counted).
+const SEGMENT_WAIT: Duration = Duration::from_secs(2);
 
 /// What the reader is told to do.
 #[derive(Debug)]
@@ -52,6 +62,117 @@ pub(crate) enum ReaderCommand {
         drain: bool,
         release: bool,
     },
+    /// A payload segment of ring `ring_id`, named by a reference frame to come; `None`: it
+    /// was dropped for the reader (too many in flight).
+    Segment {
+        ring_id: u32,
+        reference: SegmentRef,
+        fd: Option<Arc<OwnedFd>>,
+    },
+}
+
+/// Payload segments received and not yet used, per ring, by segment id.
+type Segments = HashMap<u32, BTreeMap<u64, (SegmentRef, Option<Arc<OwnedFd>>)>>;
+
+/// Applies a command: segments are filed in `segments`, the rest changes `reading`.
+fn apply_any(reading: &mut Vec<Reading>, segments: &mut Segments, command: ReaderCommand) {
+    match command {
+        ReaderCommand::Segment {
+            ring_id,
+            reference,
+            fd,
+        } => {
+            segments
+                .entry(ring_id)
+                .or_default()
+                .insert(reference.segment, (reference, fd));
+        }
+        ReaderCommand::Stop {
+            ring_id,
+            drain: false,
+            ..
+        } => {
+            segments.remove(&ring_id);
+            apply(reading, command);
+        }
+        other => apply(reading, other),
+    }
+}
+
+/// The message a reference frame of ring `ring_id` names, appended to `bytes`; `false` when
+/// it cannot be had (dropped for the reader, never handed over within [`SEGMENT_WAIT`], or a
+/// bad segment), after logging why. Commands that arrive meanwhile and are not segments are
+/// kept in `deferred`.
+#[allow(clippy::too_many_arguments)]
+fn resolve(
+    frame: &[u8],
+    ring_id: u32,
+    max_message_size: usize,
+    segments: &mut Segments,
+    commands: &mpsc::Receiver<ReaderCommand>,
+    deferred: &mut Vec<ReaderCommand>,
+    bytes: &mut Vec<u8>,
+) -> bool {
+    let Some(reference) = SegmentRef::decode(frame) else {
+        tracing::warn!(ring = ring_id, "malformed reference frame: skipped");
+        return false;
+    };
+    let deadline = Instant::now() + SEGMENT_WAIT;
+    let entry = loop {
+        if let Some(entry) = segments
+            .get_mut(&ring_id)
+            .and_then(|ring| ring.remove(&reference.segment))
+        {
+            break entry;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match commands.recv_timeout(left) {
+            Ok(ReaderCommand::Segment {
+                ring_id: r,
+                reference,
+                fd,
+            }) => {
+                segments
+                    .entry(r)
+                    .or_default()
+                    .insert(reference.segment, (reference, fd));
+            }
+            Ok(other) => deferred.push(other),
+            Err(_) => {
+                tracing::warn!(
+                    ring = ring_id,
+                    segment = reference.segment,
+                    "no payload segment for a reference frame: skipped"
+                );
+                return false;
+            }
+        }
+    };
+    if let Some(ring) = segments.get_mut(&ring_id) {
+        // Segments sent before this one and never referenced are not coming: close them.
+        ring.retain(|&id, _| id > reference.segment);
+    }
+    let (announced, fd) = entry;
+    let Some(fd) = fd else {
+        return false;
+    };
+    if announced.len != reference.len {
+        tracing::warn!(
+            ring = ring_id,
+            "reference frame and segment disagree on the length: skipped"
+        );
+        return false;
+    }
+    match PayloadView::open(fd.as_fd(), reference.len as usize, max_message_size) {
+        Ok(view) => {
+            bytes.extend_from_slice(view.as_slice());
+            true
+        }
+        Err(error) => {
+            tracing::warn!(ring = ring_id, %error, "unusable payload segment: skipped");
+            false
+        }
+    }
 }
 
 /// Handle on the reader thread; dropping it stops the thread.
@@ -104,12 +225,17 @@ fn run(
     stop: Arc<AtomicBool>,
 ) {
     let mut reading: Vec<Reading> = Vec::new();
+    let mut segments = Segments::new();
+    let mut deferred: Vec<ReaderCommand> = Vec::new();
     let mut bytes: Vec<u8> = Vec::new();
     let mut ends: Vec<usize> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
+        for command in std::mem::take(&mut deferred) {
+            apply_any(&mut reading, &mut segments, command);
+        }
         loop {
             match commands.try_recv() {
-                Ok(command) => apply(&mut reading, command),
+                Ok(command) => apply_any(&mut reading, &mut segments, command),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => return,
             }
@@ -122,21 +248,45 @@ fn run(
             ends.clear();
             let queue = r.topic.config().routing == Routing::Queue;
             let slot = r.consumer.slot_index();
-            let read = r.consumer.try_recv_batch(READ_BATCH, |frame| {
-                // On a queue topic only the messages dealt to the broker's slot are its to
-                // hand on; the rest belong to the shared-memory consumers.
-                let message = if queue {
-                    queue::addressed_to(frame, slot)
-                } else {
-                    Some(frame)
-                };
-                if let Some(message) = message {
-                    bytes.extend_from_slice(message);
+            let ring_id = r.ring.id;
+            let max = r.topic.config().max_message_size;
+            let mut lost = 0u64;
+            let read = r
+                .consumer
+                .try_recv_batch_marked(READ_BATCH, |frame, reference| {
+                    // On a queue topic only the messages dealt to the broker's slot are its to
+                    // hand on; the rest belong to the shared-memory consumers.
+                    let message = if queue {
+                        queue::addressed_to(frame, slot)
+                    } else {
+                        Some(frame)
+                    };
+                    let Some(message) = message else { return };
+                    if !reference {
+                        bytes.extend_from_slice(message);
+                    } else if !resolve(
+                        message,
+                        ring_id,
+                        max,
+                        &mut segments,
+                        &commands,
+                        &mut deferred,
+                        &mut bytes,
+                    ) {
+                        lost += 1;
+                        return;
+                    }
                     ends.push(bytes.len());
-                }
-            });
+                });
+            if lost > 0 {
+                r.topic
+                    .counters()
+                    .dropped
+                    .fetch_add(lost, Ordering::Relaxed);
+            }
             match read {
                 Ok(0) if r.draining => {
+                    segments.remove(&ring_id);
                     reading.swap_remove(index);
                     continue;
                 }
@@ -176,9 +326,12 @@ fn run(
         if moved {
             continue;
         }
+        if !deferred.is_empty() {
+            continue;
+        }
         if reading.is_empty() {
             match commands.recv_timeout(IDLE_SLEEP) {
-                Ok(command) => apply(&mut reading, command),
+                Ok(command) => apply_any(&mut reading, &mut segments, command),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
@@ -209,6 +362,7 @@ fn apply(reading: &mut Vec<Reading>, command: ReaderCommand) {
                 }
             }
         }
+        ReaderCommand::Segment { .. } => {}
         ReaderCommand::Stop {
             ring_id,
             drain,

@@ -52,13 +52,22 @@ const RELAY_DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(1
 /// Longest wait of a queue topic's drain task for the backlog to fill, before it checks that
 /// its relay ring still exists.
 const RELAY_DRAIN_IDLE: std::time::Duration = std::time::Duration::from_millis(200);
+use mycelium_transport::shm::reference::SegmentRef;
 use mycelium_transport::shm::{
-    max_payload, producer_dropped, producer_waiting, release_slot, reserve_slot,
-    set_drop_when_full, slot_backlog, wake_consumer, RingError, RingProducer, RingRegion, Segment,
-    SegmentError,
+    check_payload_fd, producer_dropped, producer_waiting, release_slot, reserve_slot,
+    set_drop_when_full, slot_backlog, slot_positions, wake_consumer, PayloadWriter, RingError,
+    RingProducer, RingRegion, Segment, SegmentError,
 };
 use mycelium_transport::{ShmRing, NO_SLOT};
-use tokio::sync::mpsc;
+use std::os::fd::{AsFd, OwnedFd};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most payload segments one reader (a subscriber, or the broker's own reader) may hold per
+/// ring before it has read their reference frames. Beyond it, the broker drops the message
+/// for that reader (counted in the topic's `dropped`) and sends no fd: a reader that falls
+/// behind can pin at most this many segments per ring, and the broker never runs out of fds
+/// on its account.
+pub const MAX_SEGMENTS_IN_FLIGHT: usize = 16;
 
 use crate::core::topic::{QueueRelay, Relay, Topic, TopicId};
 use crate::server::shm_reader::{ReaderCommand, ShmRingReader};
@@ -119,6 +128,22 @@ pub enum SessionEvent {
         /// Why, for the client.
         message: String,
     },
+    /// A payload segment for one of the subscriber's rings: send `ShmSegmentAdded`, with the
+    /// fd unless it is `None` (dropped for this subscriber).
+    SegmentAdded {
+        /// The subscriber's attachment.
+        attachment: u32,
+        /// The ring whose reference frame names the segment.
+        ring_id: u32,
+        /// The segment's id and the message's length.
+        reference: SegmentRef,
+        /// The segment's memfd, shared by every recipient; `None`: dropped.
+        fd: Option<Arc<OwnedFd>>,
+        /// Told once the frame is written to the subscriber's socket: the publisher's `Ack`
+        /// waits for it, so the fd is in the subscriber's socket before the reference frame
+        /// is in the ring. Dropped unsent if the session is gone.
+        sent: Option<oneshot::Sender<()>>,
+    },
     /// The publisher of `ring_id` left.
     RingRemoved {
         /// The subscriber's attachment.
@@ -143,6 +168,17 @@ pub enum ShmRefusal {
     /// A ring the broker created is inconsistent (a peer scribbled over it).
     #[error("shared-memory ring unusable: {0}")]
     Ring(#[from] RingError),
+}
+
+/// Why a payload segment was refused; the message goes to the publisher in an `Error` frame.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentRefusal {
+    /// The session holds no such publisher attachment.
+    #[error("no publisher attachment {0} on this session")]
+    NoAttachment(u32),
+    /// The segment or its description is unacceptable.
+    #[error("payload segment refused: {0}")]
+    Bad(String),
 }
 
 /// What a granted attachment holds.
@@ -171,7 +207,11 @@ impl Grant {
 struct Subscriber {
     session: SessionId,
     attachment: u32,
+    /// To this subscriber's session task; an event may hold a payload segment's fd, bounded
+    /// by [`MAX_SEGMENTS_IN_FLIGHT`] per ring.
     events: mpsc::UnboundedSender<SessionEvent>,
+    /// Per ring id: payload segments sent and not yet known read ([`InFlight`]).
+    in_flight: HashMap<u32, InFlight>,
     /// Slot held in the topic's relay ring.
     relay_slot: u32,
     /// Slot held in each publisher ring, by ring id.
@@ -185,6 +225,123 @@ struct Publisher {
     session: SessionId,
     attachment: u32,
     ring: Ring,
+    /// The id of the last payload segment it sent: ids must increase.
+    last_segment: Option<u64>,
+}
+
+/// Payload segments handed to one reader of one ring whose reference frames it may not have
+/// read yet: for each, the ring's `write_pos` when it was handed over. Its reference frame
+/// comes after that position (the sender writes it after the hand-over) and before the
+/// `write_pos` at the next hand-over (the sender publishes it before it sends the next), so
+/// a segment is surely read once the reader's `read_pos` has passed the next one's position.
+#[derive(Debug, Default)]
+struct InFlight(VecDeque<u64>);
+
+impl InFlight {
+    /// Whether one more segment may go to a reader at `read_pos` of a ring published up to
+    /// `write_pos` (then counted), or must be dropped for it.
+    fn admit(&mut self, write_pos: u64, read_pos: u64) -> bool {
+        while !self.0.is_empty() {
+            let next = self.0.get(1).copied().unwrap_or(write_pos);
+            if read_pos >= next {
+                self.0.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.0.len() >= MAX_SEGMENTS_IN_FLIGHT {
+            return false;
+        }
+        self.0.push_back(write_pos);
+        true
+    }
+}
+
+/// One segment to hand to a ring's readers.
+struct Handover<'a> {
+    ring: &'a Ring,
+    reference: SegmentRef,
+    fd: Arc<OwnedFd>,
+    /// Queue topics: the one slot the message is addressed to.
+    recipient: Option<u32>,
+}
+
+/// Hands `handover` to every reader of its ring (the addressed one only, on a queue topic):
+/// shared-memory subscribers through their sessions, the broker's own reader through its
+/// commands. Returns the `sent` receivers of the subscribers' events and how many readers
+/// the message was dropped for.
+fn hand_over(
+    rings: &mut TopicRings,
+    handover: &Handover<'_>,
+    confirm: bool,
+) -> (Vec<oneshot::Receiver<()>>, u64) {
+    let ring = handover.ring;
+    let mut waits = Vec::new();
+    let mut dropped = 0;
+    let wake = rings.relay.clone();
+    for subscriber in &mut rings.subscribers {
+        let slot = if rings.relay.as_ref().is_some_and(|r| r.id == ring.id) {
+            Some(subscriber.relay_slot)
+        } else {
+            subscriber.slots.get(&ring.id).copied()
+        };
+        let Some(slot) = slot else { continue };
+        if handover.recipient.is_some_and(|r| r != slot) {
+            continue;
+        }
+        let admitted =
+            slot_positions(&ring.region, slot as usize).is_some_and(|(write_pos, read_pos)| {
+                subscriber
+                    .in_flight
+                    .entry(ring.id)
+                    .or_default()
+                    .admit(write_pos, read_pos)
+            });
+        if !admitted {
+            dropped += 1;
+        }
+        let (sent, wait) = if confirm {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let event = SessionEvent::SegmentAdded {
+            attachment: subscriber.attachment,
+            ring_id: ring.id,
+            reference: handover.reference,
+            fd: admitted.then(|| Arc::clone(&handover.fd)),
+            sent,
+        };
+        if subscriber.events.send(event).is_ok() {
+            waits.extend(wait);
+            if let Some(relay) = &wake {
+                // A subscriber asleep on its rings looks at its socket when woken.
+                relay.wake_consumer(subscriber.relay_slot);
+            }
+        }
+    }
+    if let (Some(&slot), Some(reader)) = (rings.reader_slots.get(&ring.id), &rings.reader) {
+        if handover.recipient.is_none_or(|r| r == slot) {
+            let admitted =
+                slot_positions(&ring.region, slot as usize).is_some_and(|(write_pos, read_pos)| {
+                    rings
+                        .reader_in_flight
+                        .entry(ring.id)
+                        .or_default()
+                        .admit(write_pos, read_pos)
+                });
+            if !admitted {
+                dropped += 1;
+            }
+            reader.send(ReaderCommand::Segment {
+                ring_id: ring.id,
+                reference: handover.reference,
+                fd: admitted.then(|| Arc::clone(&handover.fd)),
+            });
+        }
+    }
+    (waits, dropped)
 }
 
 /// The broker's side of a topic's relay ring: the topic's [`Relay`] (fanout) or
@@ -202,7 +359,8 @@ struct Publisher {
 /// messages the dead consumer had not marked read; what it had marked read and not yet
 /// processed is lost with it (at most once, as on the socket path).
 struct RelayRing {
-    producer: Mutex<RingProducer>,
+    /// The producer, and the id of the next payload segment.
+    producer: Mutex<(RingProducer, u64)>,
     /// Queue topics: per relay slot, the end positions of the frames addressed to it that its
     /// consumer has not passed yet, oldest first. Locked after `producer`.
     addressed: Mutex<HashMap<u32, VecDeque<u64>>>,
@@ -211,15 +369,29 @@ struct RelayRing {
     readers: std::sync::atomic::AtomicU64,
     /// Queue topics: set once the task that drains the backlog into this ring runs.
     drainer: AtomicBool,
+    /// The directory, to hand payload segments of messages too large for the ring to the
+    /// subscribers (weak: the directory owns this relay).
+    directory: std::sync::Weak<ShmRings>,
+    /// The topic and the relay ring.
+    topic: TopicId,
+    ring: Ring,
 }
 
 impl RelayRing {
-    fn new(producer: RingProducer) -> RelayRing {
+    fn new(
+        producer: RingProducer,
+        directory: std::sync::Weak<ShmRings>,
+        topic: TopicId,
+        ring: Ring,
+    ) -> RelayRing {
         RelayRing {
-            producer: Mutex::new(producer),
+            producer: Mutex::new((producer, 0)),
             addressed: Mutex::default(),
             readers: std::sync::atomic::AtomicU64::new(0),
             drainer: AtomicBool::new(false),
+            directory,
+            topic,
+            ring,
         }
     }
 
@@ -232,12 +404,90 @@ impl RelayRing {
     fn forget(&self, slot: u32) {
         self.addressed().remove(&slot);
     }
+
+    /// Relays a message too large for the ring: copies it into a payload segment of its own,
+    /// hands that to the subscribers (on a queue topic, to the consumer of `recipient` only),
+    /// then pushes the reference frame (addressed to `recipient`). `false` when it is dropped
+    /// (no room for the reference, or the segment could not be made).
+    fn relay_large(
+        &self,
+        producer: &mut RingProducer,
+        next: &mut u64,
+        payload: &[u8],
+        recipient: Option<u32>,
+    ) -> bool {
+        let Some(directory) = self.directory.upgrade() else {
+            return false;
+        };
+        let Ok(len) = u32::try_from(payload.len()) else {
+            return false;
+        };
+        // A queue topic deals from under its backlog's lock, which the directory's holder may
+        // be waiting for (taking back a leaving consumer's messages): never wait for the
+        // directory there. Not dealt now, the message stays in the backlog, and the drain
+        // task, which holds no lock, offers it again within `RELAY_DRAIN_POLL`.
+        let mut held = None;
+        if recipient.is_some() {
+            let Some(topics) = directory.try_lock() else {
+                return false;
+            };
+            held = Some(topics);
+        }
+        let segment = *next;
+        *next += 1;
+        let name = format!("mycelium:relay:{}:{segment}", self.ring.id);
+        let sealed = PayloadWriter::create(&name, payload.len()).and_then(|mut writer| {
+            writer.as_mut_slice().copy_from_slice(payload);
+            writer.seal()
+        });
+        let sealed = match sealed {
+            Ok(sealed) => sealed,
+            Err(error) => {
+                tracing::warn!(%error, "cannot make a payload segment for a relayed message: dropped");
+                return false;
+            }
+        };
+        let reference = SegmentRef { segment, len };
+        // Earlier reference frames are published before the hand-over, so the readers'
+        // in-flight counts see them (`InFlight`).
+        producer.publish();
+        {
+            let mut topics = held.unwrap_or_else(|| directory.lock());
+            let Some(rings) = topics.get_mut(&self.topic) else {
+                return false;
+            };
+            let handover = Handover {
+                ring: &self.ring,
+                reference,
+                fd: Arc::new(sealed.into_fd()),
+                recipient,
+            };
+            let (_, dropped) = hand_over(rings, &handover, false);
+            if dropped > 0 {
+                if let Some(topic) = &rings.topic {
+                    topic
+                        .counters()
+                        .dropped
+                        .fetch_add(dropped, Ordering::Relaxed);
+                }
+            }
+        }
+        match recipient {
+            None => producer.try_push_marked(&reference.encode(), true).is_ok(),
+            Some(slot) => {
+                let mut frame = Vec::new();
+                queue::address(&mut frame, slot as usize, &reference.encode());
+                producer.try_push_marked(&frame, true).is_ok()
+            }
+        }
+    }
 }
 
 impl QueueRelay for RelayRing {
     fn unread(&self, slot: u32) -> Option<usize> {
-        let producer = self.producer.lock().unwrap_or_else(|p| p.into_inner());
-        let (_, read_pos) = producer
+        let guard = self.producer.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, read_pos) = guard
+            .0
             .active_consumers()
             .find(|&(index, _)| index == slot as usize)?;
         let mut addressed = self.addressed();
@@ -251,23 +501,31 @@ impl QueueRelay for RelayRing {
     }
 
     fn deal(&self, slot: u32, payloads: &mut dyn Iterator<Item = &[u8]>) -> usize {
-        let mut producer = self.producer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut addressed = self.addressed();
-        let ends = addressed.entry(slot).or_default();
+        let mut guard = self.producer.lock().unwrap_or_else(|p| p.into_inner());
+        let (producer, next) = &mut *guard;
+        let max = producer.max_payload().saturating_sub(QUEUE_PREFIX);
         let mut frame = Vec::new();
         let mut taken = 0;
         for payload in payloads {
-            queue::address(&mut frame, slot as usize, payload);
-            // Full: a consumer (maybe another one: all read every frame) is a ring behind.
-            // TooLarge cannot happen (rings hold `max_message_size` plus the address), and
-            // would only leave the message to the socket consumers or the backlog.
-            if producer.try_push(&frame).is_err() {
+            // Full: a consumer (maybe another one: all read every frame) is a ring behind;
+            // the message is left to the socket consumers or the backlog.
+            let pushed = if payload.len() > max {
+                // Too large for the ring: a payload segment for this consumer. It takes the
+                // directory's lock, so not while `addressed` is held.
+                self.relay_large(producer, next, payload, Some(slot))
+            } else {
+                queue::address(&mut frame, slot as usize, payload);
+                producer.try_push(&frame).is_ok()
+            };
+            if !pushed {
                 break;
             }
-            ends.push_back(producer.position());
+            self.addressed()
+                .entry(slot)
+                .or_default()
+                .push_back(producer.position());
             taken += 1;
         }
-        drop(addressed);
         if let Err(error) = producer.publish_and_wake() {
             tracing::warn!(%error, "waking shared-memory consumers of the relay ring failed");
         }
@@ -285,12 +543,21 @@ impl std::fmt::Debug for RelayRing {
 
 impl Relay for RelayRing {
     fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> (u64, u64) {
-        let mut producer = self.producer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.producer.lock().unwrap_or_else(|p| p.into_inner());
+        let (producer, next) = &mut *guard;
         let (mut taken, mut dropped) = (0u64, 0u64);
+        let max = producer.max_payload();
         for payload in &mut *payloads {
-            match producer.try_push(payload) {
+            let pushed = if payload.len() > max {
+                self.relay_large(producer, next, payload, None)
+                    .then_some(())
+                    .ok_or(())
+            } else {
+                producer.try_push(payload).map_err(|_| ())
+            };
+            match pushed {
                 Ok(()) => taken += 1,
-                Err(_) => {
+                Err(()) => {
                     // The slowest shared-memory subscriber is a whole ring behind: drop this
                     // message and the rest of the batch (never a later one before an earlier).
                     dropped += 1;
@@ -319,6 +586,8 @@ struct TopicRings {
     /// While the topic has socket subscribers: the slot the broker's reader holds in each
     /// publisher ring, by ring id.
     reader_slots: HashMap<u32, u32>,
+    /// Payload segments handed to the broker's reader and not yet known read, per ring.
+    reader_in_flight: HashMap<u32, InFlight>,
     /// This topic's reader thread, started the first time the topic needs one: one per topic,
     /// so that a slow socket subscriber (which stops its topic's reader under `block`) never
     /// holds up another topic.
@@ -369,15 +638,20 @@ impl ShmRings {
         self.topics.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Data bytes of a ring for `topic`: the configured size, or the next power of two whose
-    /// half holds the topic's largest message (with a queue frame's address).
-    pub fn ring_capacity(&self, topic: &Topic) -> u64 {
-        let mut capacity = self.config.ring_bytes;
-        let largest = topic.config().max_message_size + QUEUE_PREFIX;
-        while max_payload(capacity) < largest {
-            capacity *= 2;
+    /// The directory if no one holds it now (poison ignored, as by [`lock`](Self::lock)).
+    fn try_lock(&self) -> Option<MutexGuard<'_, HashMap<TopicId, TopicRings>>> {
+        match self.topics.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
         }
-        capacity
+    }
+
+    /// Data bytes of a ring: exactly `shm.ring_bytes`, whatever the topic's
+    /// `max_message_size` (a message too large for a ring travels in a payload segment of its
+    /// own).
+    pub fn ring_capacity(&self) -> u64 {
+        self.config.ring_bytes
     }
 
     /// A new ring for `topic`, and its producer (dropped for a publisher's ring: the
@@ -391,7 +665,7 @@ impl ShmRings {
         let lossy = topic.config().backpressure == Backpressure::DropOldest;
         let (segment, producer) = Segment::create_ring_with_mode(
             &name,
-            self.ring_capacity(topic),
+            self.ring_capacity(),
             self.config.max_subscribers,
             lossy,
         )?;
@@ -470,6 +744,7 @@ impl ShmRings {
             session,
             attachment,
             ring: ring.clone(),
+            last_segment: None,
         });
         Ok(Grant {
             attachment,
@@ -503,7 +778,12 @@ impl ShmRings {
             Some(relay) => relay.clone(),
             None => {
                 let (ring, producer) = self.create_ring(topic, "relay")?;
-                rings.relay_sink = Some(Arc::new(RelayRing::new(producer)));
+                rings.relay_sink = Some(Arc::new(RelayRing::new(
+                    producer,
+                    Arc::downgrade(self),
+                    topic.id(),
+                    ring.clone(),
+                )));
                 rings.relay.insert(ring).clone()
             }
         };
@@ -545,6 +825,7 @@ impl ShmRings {
             attachment,
             events,
             relay_slot: granted[0].1,
+            in_flight: HashMap::new(),
             strikes: 0,
             slots: granted[1..]
                 .iter()
@@ -575,6 +856,7 @@ impl ShmRings {
             }
         } else if !wanted && !rings.reader_slots.is_empty() {
             if let Some(reader) = &rings.reader {
+                rings.reader_in_flight.clear();
                 for (ring_id, _) in rings.reader_slots.drain() {
                     reader.send(ReaderCommand::Stop {
                         ring_id,
@@ -638,7 +920,7 @@ impl ShmRings {
             // A subscriber is behind when it holds its publisher back: more than half a ring
             // behind while the publisher waits for room, or three quarters of a ring behind
             // whatever the publisher does (one that only tries to publish never waits).
-            let capacity = self.ring_capacity(&topic);
+            let capacity = self.ring_capacity();
             let publishers: Vec<(Ring, bool)> = rings
                 .publishers
                 .iter()
@@ -680,6 +962,80 @@ impl ShmRings {
                 });
             }
         }
+    }
+
+    /// Hands the payload segment `fd` that publisher attachment `attachment` of `session`
+    /// sent (`ShmSegment`) to the readers of its ring, after checking it (sealed against
+    /// writes and resizing, `len` within the topic's limit and the file at least that long,
+    /// ids increasing). Returns the receivers to wait on before answering, so that the fd is
+    /// in every subscriber's socket before the publisher writes the reference frame.
+    pub fn forward_segment(
+        &self,
+        session: SessionId,
+        attachment: u32,
+        reference: SegmentRef,
+        recipient: u32,
+        fd: OwnedFd,
+    ) -> Result<Vec<oneshot::Receiver<()>>, SegmentRefusal> {
+        let mut topics = self.lock();
+        let Some(rings) = topics.values_mut().find(|rings| {
+            rings
+                .publishers
+                .iter()
+                .any(|p| p.session == session && p.attachment == attachment)
+        }) else {
+            return Err(SegmentRefusal::NoAttachment(attachment));
+        };
+        let Some(topic) = rings.topic.clone() else {
+            return Err(SegmentRefusal::NoAttachment(attachment));
+        };
+        let max = topic.config().max_message_size;
+        check_payload_fd(
+            fd.as_fd(),
+            reference.len as usize,
+            max.next_multiple_of(4096),
+        )
+        .map_err(|e| SegmentRefusal::Bad(e.to_string()))?;
+        if reference.len as usize > max {
+            return Err(SegmentRefusal::Bad(format!(
+                "a message of {} bytes is above the topic's max_message_size ({max})",
+                reference.len
+            )));
+        }
+        let Some(publisher) = rings
+            .publishers
+            .iter_mut()
+            .find(|p| p.session == session && p.attachment == attachment)
+        else {
+            return Err(SegmentRefusal::NoAttachment(attachment));
+        };
+        if publisher
+            .last_segment
+            .is_some_and(|last| reference.segment <= last)
+        {
+            return Err(SegmentRefusal::Bad(format!(
+                "segment id {} does not follow {}",
+                reference.segment,
+                publisher.last_segment.unwrap_or_default()
+            )));
+        }
+        publisher.last_segment = Some(reference.segment);
+        let ring = publisher.ring.clone();
+        let queue = topic.config().routing == mycelium_config::Routing::Queue;
+        let handover = Handover {
+            ring: &ring,
+            reference,
+            fd: Arc::new(fd),
+            recipient: queue.then_some(recipient),
+        };
+        let (waits, dropped) = hand_over(rings, &handover, true);
+        if dropped > 0 {
+            topic
+                .counters()
+                .dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
+        Ok(waits)
     }
 
     /// Attachments `session` holds now, over every topic.
@@ -856,7 +1212,9 @@ fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool)
                 });
             }
         }
+        rings.reader_in_flight.remove(&ring_id);
         for subscriber in &mut rings.subscribers {
+            subscriber.in_flight.remove(&ring_id);
             if subscriber.slots.remove(&ring_id).is_some() {
                 // The subscriber drains and drops the ring; its slot dies with the segment.
                 let _ = subscriber.events.send(SessionEvent::RingRemoved {

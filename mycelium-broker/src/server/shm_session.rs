@@ -10,29 +10,42 @@
 //!   violation, broker shutdown), every attachment it held is ended: the broker frees its
 //!   subscriber slots and tells subscribers of its publisher rings.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use mycelium_config::Routing;
 use mycelium_transport::frame::NO_TOPIC;
-use mycelium_transport::shm::send_fds_partial;
+use mycelium_transport::shm::reference::SegmentRef;
+use mycelium_transport::shm::{recv_fds, send_fds_partial};
 use mycelium_transport::{
     codec, peek_frame, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, HANDSHAKE_MAX_FRAME_LEN,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::LookupError;
-use crate::server::shm_rings::{Grant, SessionEvent, ShmRefusal};
+use crate::server::shm_rings::{Grant, SegmentRefusal, SessionEvent, ShmRefusal};
 use crate::server::state::BrokerState;
 
 /// Most attachments one session may hold at once: each publisher attachment is a ring of
 /// `shm.ring_bytes` the broker creates, so a session must not be able to ask for unbounded
 /// memory.
 pub const MAX_ATTACHMENTS_PER_SESSION: usize = 64;
+
+/// Most fds a client may have sent that no frame has taken yet: only `ShmSegment` carries
+/// one, so more than this is a protocol violation (fatal), and a client cannot make the
+/// broker hold fds for nothing.
+pub const MAX_PENDING_FDS: usize = 4;
+
+/// Longest wait, before answering a `ShmSegment`, for the subscribers' sessions to have
+/// written the segment's fd to their sockets. A subscriber whose socket is full delays its
+/// publisher's large messages by at most this; it then finds the fd later (it waits for it).
+const SEGMENT_SENT_WAIT: Duration = Duration::from_secs(1);
 
 /// Serves a session whose `ShmHello` was read (and whose `Welcome` is still to send) until the
 /// client leaves, breaks the protocol, or `stop` fires.
@@ -51,6 +64,7 @@ pub(crate) async fn serve(
         id,
         events_tx,
         events,
+        fds: VecDeque::new(),
     };
     let outcome = session.run(&stop).await;
     if let Err(End::Fatal(frame)) = outcome {
@@ -71,6 +85,9 @@ struct Session {
     /// Cloned into every subscriber attachment, so other sessions can reach this client.
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     events: mpsc::UnboundedReceiver<SessionEvent>,
+    /// Fds received and not yet taken by a `ShmSegment` (at most [`MAX_PENDING_FDS`]); closed
+    /// when the session ends.
+    fds: VecDeque<OwnedFd>,
 }
 
 fn error_frame(request_id: u32, code: ErrorCode, fatal: bool, message: String) -> Frame {
@@ -103,11 +120,43 @@ impl Session {
                     return Err(End::Fatal(error_frame(0, ErrorCode::ShuttingDown, true, "the broker is shutting down".into())));
                 }
                 Some(event) = self.events.recv() => self.forward(event).await?,
-                read = self.stream.read_buf(&mut self.buf) => match read {
-                    Ok(0) | Err(_) => return Ok(()),
-                    Ok(_) => {}
-                },
+                ready = self.stream.readable() => {
+                    if ready.is_err() || !self.read_some()? {
+                        return Ok(());
+                    }
+                }
             }
+        }
+    }
+
+    /// One `recvmsg` (fds included: a plain read would drop them); `false` at end of stream
+    /// or on a read error.
+    fn read_some(&mut self) -> Result<bool, End> {
+        let mut chunk = [0u8; HANDSHAKE_MAX_FRAME_LEN];
+        let stream = &self.stream;
+        let received = stream.try_io(Interest::READABLE, || {
+            recv_fds(&stream.as_fd(), &mut chunk, MAX_PENDING_FDS)
+        });
+        match received {
+            Ok((0, _)) => Ok(false),
+            Ok((n, fds)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                self.fds.extend(fds);
+                if self.fds.len() > MAX_PENDING_FDS {
+                    return Err(End::Fatal(error_frame(
+                        0,
+                        ErrorCode::Malformed,
+                        true,
+                        format!("more than {MAX_PENDING_FDS} fds sent that no ShmSegment took"),
+                    )));
+                }
+                Ok(true)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => Err(End::Fatal(
+                error_frame(0, ErrorCode::Malformed, true, error.to_string()),
+            )),
+            Err(_) => Ok(false),
         }
     }
 
@@ -156,6 +205,30 @@ impl Session {
                 };
                 self.send(&answer, &[]).await.map_err(|_| End::Gone)
             }
+            Frame::ShmSegment {
+                request_id,
+                attachment,
+                segment,
+                len,
+                recipient,
+            } => {
+                let Some(fd) = self.fds.pop_front() else {
+                    return Err(End::Fatal(error_frame(
+                        0,
+                        ErrorCode::Malformed,
+                        true,
+                        "ShmSegment without an fd".into(),
+                    )));
+                };
+                self.segment(
+                    request_id,
+                    attachment,
+                    SegmentRef { segment, len },
+                    recipient,
+                    fd,
+                )
+                .await
+            }
             Frame::Ping { token } => self
                 .send(&Frame::Pong { token }, &[])
                 .await
@@ -171,7 +244,7 @@ impl Session {
                 true,
                 format!(
                     "{} is not allowed on a shared-memory session (only ShmAttach, ShmDetach, \
-                     Ping and StatsRequest)",
+                     ShmSegment, Ping and StatsRequest)",
                     mycelium_transport::kind::name(other.kind()).unwrap_or("this frame")
                 ),
             ))),
@@ -257,8 +330,67 @@ impl Session {
         Ok(())
     }
 
+    /// Hands a publisher's payload segment to the readers of its ring, waits (bounded) until
+    /// the subscribers' sessions have written it to their sockets, then answers.
+    async fn segment(
+        &mut self,
+        request_id: u32,
+        attachment: u32,
+        reference: SegmentRef,
+        recipient: u32,
+        fd: OwnedFd,
+    ) -> Result<(), End> {
+        let answer = match self
+            .state
+            .shm
+            .forward_segment(self.id, attachment, reference, recipient, fd)
+        {
+            Ok(waits) => {
+                // Our own subscriptions' news is written by this task: before the answer.
+                while let Ok(event) = self.events.try_recv() {
+                    self.forward(event).await?;
+                }
+                let deadline = tokio::time::Instant::now() + SEGMENT_SENT_WAIT;
+                for wait in waits {
+                    let _ = tokio::time::timeout_at(deadline, wait).await;
+                }
+                Frame::Ack { request_id }
+            }
+            Err(refusal) => {
+                let code = match refusal {
+                    SegmentRefusal::NoAttachment(_) => ErrorCode::NotSubscribed,
+                    SegmentRefusal::Bad(_) => ErrorCode::ShmRefused,
+                };
+                tracing::info!(session = self.id, %refusal, "payload segment refused");
+                error_frame(request_id, code, false, refusal.to_string())
+            }
+        };
+        self.send(&answer, &[]).await.map_err(|_| End::Gone)
+    }
+
     async fn forward(&mut self, event: SessionEvent) -> Result<(), End> {
         match event {
+            SessionEvent::SegmentAdded {
+                attachment,
+                ring_id,
+                reference,
+                fd,
+                sent,
+            } => {
+                let frame = Frame::ShmSegmentAdded {
+                    attachment,
+                    ring_id,
+                    segment: reference.segment,
+                    len: reference.len,
+                    dropped: fd.is_none(),
+                };
+                let fds: Vec<BorrowedFd<'_>> = fd.iter().map(|fd| fd.as_fd()).collect();
+                let result = self.send(&frame, &fds).await;
+                if let Some(sent) = sent {
+                    let _ = sent.send(());
+                }
+                result
+            }
             SessionEvent::RingAdded {
                 attachment,
                 ring,

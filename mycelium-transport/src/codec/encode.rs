@@ -77,6 +77,8 @@ pub(crate) fn frame_len(frame: &Frame) -> Result<u32, EncodeError> {
             4 + 4 + 4 + 1 + 1 + 4 + 1 + 8 * rings.len()
         }
         Frame::ShmRingAdded { .. } => 4 + 4 + 4,
+        Frame::ShmSegment { .. } => 4 + 4 + 8 + 4 + 4,
+        Frame::ShmSegmentAdded { .. } => 4 + 4 + 8 + 4 + 1,
         Frame::ShmRingRemoved { .. } | Frame::ShmDetach { .. } => 4 + 4,
         Frame::Welcome { server, .. } => 16 + 8 + 4 + 4 + 1 + name8("server", server)?,
         Frame::Subscribe { topic, .. } => 4 + 4 + 1 + topic_len(topic)?,
@@ -176,6 +178,32 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
         } => {
             dst.put_u32_le(*attachment);
             dst.put_u32_le(*ring_id);
+        }
+        Frame::ShmSegment {
+            request_id,
+            attachment,
+            segment,
+            len,
+            recipient,
+        } => {
+            dst.put_u32_le(*request_id);
+            dst.put_u32_le(*attachment);
+            dst.put_u64_le(*segment);
+            dst.put_u32_le(*len);
+            dst.put_u32_le(*recipient);
+        }
+        Frame::ShmSegmentAdded {
+            attachment,
+            ring_id,
+            segment,
+            len,
+            dropped,
+        } => {
+            dst.put_u32_le(*attachment);
+            dst.put_u32_le(*ring_id);
+            dst.put_u64_le(*segment);
+            dst.put_u32_le(*len);
+            dst.put_u8(u8::from(*dropped));
         }
         Frame::ShmDetach {
             request_id,

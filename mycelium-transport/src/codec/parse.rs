@@ -128,6 +128,24 @@ fn parse(
             attachment: r.u32()?,
             ring_id: r.u32()?,
         },
+        kind::SHM_SEGMENT => Frame::ShmSegment {
+            request_id: r.u32()?,
+            attachment: r.u32()?,
+            segment: r.u64()?,
+            len: r.u32()?,
+            recipient: r.u32()?,
+        },
+        kind::SHM_SEGMENT_ADDED => Frame::ShmSegmentAdded {
+            attachment: r.u32()?,
+            ring_id: r.u32()?,
+            segment: r.u64()?,
+            len: r.u32()?,
+            dropped: match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err("dropped is neither 0 nor 1"),
+            },
+        },
         kind::SHM_DETACH => Frame::ShmDetach {
             request_id: r.u32()?,
             attachment: r.u32()?,

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use super::error::{ReadError, RecvError, RingError};
 use super::layout::{
     frame_size, max_payload, ConsumerSlot, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PADDING,
-    FRAME_SEQ_MODULUS, FRAME_SEQ_SHIFT, NOTICE_NONE, NOTICE_PENDING, PARKED, PARKED_RUNNING,
-    SLOT_ACTIVE, SLOT_FREE,
+    FRAME_REFERENCE, FRAME_SEQ_MODULUS, FRAME_SEQ_SHIFT, NOTICE_NONE, NOTICE_PENDING, PARKED,
+    PARKED_RUNNING, SLOT_ACTIVE, SLOT_FREE,
 };
 use super::region::RingRegion;
 use super::ring::{attach, RingGeometry};
@@ -56,6 +56,8 @@ struct Located {
     /// The frame's sequence number modulo 2^31, from its `tag` (trusted only in lossy mode,
     /// and only for counting lost messages).
     seq: u64,
+    /// A reference frame (`FRAME_REFERENCE` in its `len` word).
+    reference: bool,
 }
 
 impl RingConsumer {
@@ -184,6 +186,19 @@ impl RingConsumer {
     /// frames this consumer had not read; the next call returns the oldest intact frame. After
     /// an error the contents of `out` are unspecified.
     pub fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, ReadError> {
+        Ok(self.try_recv_marked(out)?.is_some())
+    }
+
+    /// [`try_recv_into`](Self::try_recv_into) that also tells a reference frame (written by
+    /// [`RingProducer::try_push_marked`](super::RingProducer::try_push_marked)) from a data
+    /// frame: `Some(true)` for a reference (`out` holds the reference bytes), `Some(false)` for
+    /// a message, `None` when nothing is published. (The unmarked calls deliver a reference
+    /// frame's bytes as if they were a message: use these on rings that may carry references.)
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_recv_into`](Self::try_recv_into).
+    pub fn try_recv_marked(&mut self, out: &mut Vec<u8>) -> Result<Option<bool>, ReadError> {
         if self.geometry.lossy {
             let received = self.recv_lossy(out);
             self.publish_position();
@@ -191,13 +206,13 @@ impl RingConsumer {
         }
         let write_pos = self.load_write_pos()?;
         let Some(frame) = self.locate(write_pos, self.pos)? else {
-            return Ok(false);
+            return Ok(None);
         };
         out.clear();
         out.resize(frame.len, 0);
         self.read_bytes(self.geometry.data_start(), frame.offset, out);
         self.advance(frame.next);
-        Ok(true)
+        Ok(Some(frame.reference))
     }
 
     /// Hands up to `max` published frames to `each`, in order, and tells the producer once.
@@ -215,17 +230,31 @@ impl RingConsumer {
         max: usize,
         mut each: impl FnMut(&[u8]),
     ) -> Result<usize, ReadError> {
+        self.try_recv_batch_marked(max, |frame, _| each(frame))
+    }
+
+    /// [`try_recv_batch`](Self::try_recv_batch) that tells `each` whether a frame is a
+    /// reference frame (`true`, see [`try_recv_marked`](Self::try_recv_marked)).
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_recv_batch`](Self::try_recv_batch).
+    pub fn try_recv_batch_marked(
+        &mut self,
+        max: usize,
+        mut each: impl FnMut(&[u8], bool),
+    ) -> Result<usize, ReadError> {
         if self.geometry.lossy {
             let mut scratch = std::mem::take(&mut self.scratch);
             let mut count = 0;
             let mut result = Ok(());
             while count < max {
                 match self.recv_lossy(&mut scratch) {
-                    Ok(true) => {
-                        each(&scratch);
+                    Ok(Some(reference)) => {
+                        each(&scratch, reference);
                         count += 1;
                     }
-                    Ok(false) => break,
+                    Ok(None) => break,
                     Err(ReadError::Lagged { skipped }) if count > 0 => {
                         self.pending_lag = Some(skipped);
                         break;
@@ -251,7 +280,7 @@ impl RingConsumer {
                     scratch.clear();
                     scratch.resize(frame.len, 0);
                     self.read_bytes(self.geometry.data_start(), frame.offset, &mut scratch);
-                    each(&scratch);
+                    each(&scratch, frame.reference);
                     pos = frame.next;
                     count += 1;
                 }
@@ -440,7 +469,7 @@ impl RingConsumer {
 
     /// Lossy mode: reads the next intact frame into `out`, or finds the lap. Moves `self.pos`
     /// but does not store `read_pos` (the caller does, once).
-    fn recv_lossy(&mut self, out: &mut Vec<u8>) -> Result<bool, ReadError> {
+    fn recv_lossy(&mut self, out: &mut Vec<u8>) -> Result<Option<bool>, ReadError> {
         if let Some(skipped) = self.pending_lag.take() {
             return Err(ReadError::Lagged { skipped });
         }
@@ -451,16 +480,16 @@ impl RingConsumer {
         if write_pos - self.pos > self.geometry.capacity {
             // Lapped before we even look: the frame at `pos` is gone.
             self.skip_to(write_pos);
-            return Ok(false);
+            return Ok(None);
         }
         let frame = match self.locate(write_pos, self.pos) {
             Ok(Some(frame)) => frame,
-            Ok(None) => return Ok(false),
+            Ok(None) => return Ok(None),
             Err(error) => {
                 // A header torn by an overwrite looks corrupt; a lap explains it.
                 if self.lapped(self.pos)? {
                     self.skip_to(write_pos);
-                    return Ok(false);
+                    return Ok(None);
                 }
                 return Err(error);
             }
@@ -472,7 +501,7 @@ impl RingConsumer {
             // The producer may have overwritten bytes while we copied: discard the copy.
             out.clear();
             self.skip_to(write_pos);
-            return Ok(false);
+            return Ok(None);
         }
         if self.lost_unknown {
             self.lost_unknown = false;
@@ -490,7 +519,7 @@ impl RingConsumer {
         }
         self.expected = Some((frame.seq + 1) % FRAME_SEQ_MODULUS);
         self.pos = frame.next;
-        Ok(true)
+        Ok(Some(frame.reference))
     }
 
     /// Lossy mode: whether the producer may have overwritten bytes at or after `pos` since we
@@ -561,8 +590,14 @@ impl RingConsumer {
             let mut header = [0u8; FRAME_HEADER_LEN];
             self.read_bytes(self.geometry.data_start(), offset, &mut header);
             let [l0, l1, l2, l3, f0, f1, f2, f3] = header;
-            let len = u32::from_ne_bytes([l0, l1, l2, l3]) as usize;
+            let len_word = u32::from_ne_bytes([l0, l1, l2, l3]);
             let tag = u32::from_ne_bytes([f0, f1, f2, f3]);
+            let reference = tag & FRAME_PADDING == 0 && len_word & FRAME_REFERENCE != 0;
+            let len = if reference {
+                (len_word & !FRAME_REFERENCE) as usize
+            } else {
+                len_word as usize
+            };
             if tag & FRAME_PADDING != 0 {
                 if offset == 0 {
                     return Err(ReadError::Corrupt("padding frame at the start of the ring"));
@@ -595,6 +630,7 @@ impl RingConsumer {
                 len,
                 next: pos.wrapping_add(size as u64),
                 seq: u64::from(tag >> FRAME_SEQ_SHIFT),
+                reference,
             }));
         }
         Err(ReadError::Corrupt("padding frame after padding frame"))

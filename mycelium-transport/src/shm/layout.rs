@@ -48,7 +48,8 @@
 //! A frame in the data region starts at an 8-byte-aligned offset and never straddles the end:
 //!
 //! ```text
-//! +0  len    u32  payload bytes (for a padding frame: capacity - offset - 8)
+//! +0  len    u32  bits 0..31: payload bytes (for a padding frame: capacity - offset - 8);
+//!                 bit 31 = FRAME_REFERENCE: the payload is a reference to a payload segment
 //! +4  tag    u32  bit 0 = FRAME_PADDING; bits 1..32 = the frame's sequence number mod 2^31
 //!                 (data frames since the ring was created; a padding frame carries the next one)
 //! +8  payload, then 0..7 unspecified bytes up to the next multiple of 8
@@ -63,7 +64,7 @@ use super::sync::{AtomicU32, AtomicU64};
 pub const RING_MAGIC: u64 = u64::from_ne_bytes(*b"MYCRING1");
 
 /// The layout version this code reads and writes; bumped on any layout change.
-pub const RING_VERSION: u32 = 6;
+pub const RING_VERSION: u32 = 7;
 
 /// Cache-line size the layout pads to, so producer- and consumer-owned words never share a line.
 pub const CACHE_LINE: usize = 64;
@@ -76,6 +77,12 @@ pub const FRAME_HEADER_LEN: usize = 8;
 
 /// `tag` bit marking a padding frame, which fills the end of the ring before a wrap.
 pub const FRAME_PADDING: u32 = 1;
+
+/// Bit of a frame's `len` word marking a **reference frame**: its payload (bits 0..31 of `len`
+/// bytes) names a payload segment that holds the message (`docs/shm-layout.md`, Payload
+/// segments). A bit of `len` rather than of `tag`, so the sequence number keeps its 31 bits;
+/// data frames never reach it, since [`MAX_CAPACITY`] keeps `max_payload` below 2^31.
+pub const FRAME_REFERENCE: u32 = 1 << 31;
 
 /// Shift of the sequence number in a frame's `tag` (above the padding bit).
 pub const FRAME_SEQ_SHIFT: u32 = 1;
@@ -105,9 +112,10 @@ pub const MIN_CAPACITY: u64 = 4096;
 #[cfg(loom)]
 pub const MIN_CAPACITY: u64 = 64;
 
-/// Largest data capacity a ring may have (1 TiB): keeps every offset computation far from
-/// overflow on a 64-bit machine, and rejects absurd capacities read from a corrupt header.
-pub const MAX_CAPACITY: u64 = 1 << 40;
+/// Largest data capacity a ring may have (4 GiB): keeps every offset computation far from
+/// overflow, rejects absurd capacities read from a corrupt header, and keeps every payload
+/// length (at most half a ring) below bit 31 of the `len` word, which is [`FRAME_REFERENCE`].
+pub const MAX_CAPACITY: u64 = 1 << 32;
 
 /// Most consumer slots a ring may have; bounds the producer's scan and the header size.
 pub const MAX_CONSUMERS: u32 = 1024;

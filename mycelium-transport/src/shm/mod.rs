@@ -35,6 +35,10 @@
 //! - A lossless ring's creator may ask its producer to drop rather than wait
 //!   ([`set_drop_when_full`]): [`RingProducer::try_push_or_drop`] drops a frame that does not
 //!   fit and counts it in the header, where a third party reads it ([`producer_dropped`]).
+//! - A message larger than a ring's frames travels in a payload segment of its own
+//!   ([`PayloadWriter`], sealed against writes, [`PayloadView`] on the receiving side), and
+//!   the ring carries a reference frame naming it ([`RingProducer::try_push_marked`],
+//!   [`reference`]).
 //!
 //! ```
 //! use mycelium_transport::shm::{RingConsumer, RingRegion};
@@ -60,7 +64,8 @@
 //! - `ring`: [`init`], [`attach`], [`RingGeometry`].
 //! - `producer`, `consumer`: [`RingProducer`], [`RingConsumer`].
 //! - `error`: [`RingError`], [`PushError`], [`ReadError`].
-//! - `segment`: [`Segment`], memfd segments (the mapping's `unsafe`).
+//! - `segment`: [`Segment`], memfd segments, and payload segments (the mappings' `unsafe`).
+//! - [`reference`]: the body of a reference frame.
 //! - `fd_passing`: [`send_fds`], [`recv_fds`] (taking ownership of received fds is `unsafe`).
 //! - `wake`: the futex wait and wake calls (the only `unsafe` of the wake protocol).
 //! - `sync`: std or loom atomics.
@@ -77,6 +82,7 @@ mod loan;
 mod observe;
 mod producer;
 pub mod queue;
+pub mod reference;
 #[allow(unsafe_code)]
 mod region;
 #[allow(unsafe_code)]
@@ -101,9 +107,12 @@ pub use fd_passing::{recv_fds, send_fds, send_fds_partial, MAX_FDS_PER_MESSAGE};
 pub use layout::{max_payload, required_size, RING_MAGIC, RING_VERSION};
 #[cfg(not(loom))]
 pub use loan::FrameLoan;
-pub use observe::{producer_dropped, producer_waiting, slot_backlog};
+pub use observe::{producer_dropped, producer_waiting, slot_backlog, slot_positions};
 pub use producer::RingProducer;
 pub use region::RingRegion;
 pub use ring::{attach, init, init_with_mode, set_drop_when_full, RingGeometry};
 #[cfg(not(loom))]
-pub use segment::{Segment, SegmentError, REQUIRED_SEALS};
+pub use segment::{
+    check_payload_fd, PayloadView, PayloadWriter, SealedPayload, Segment, SegmentError,
+    PAYLOAD_SEALS, REQUIRED_SEALS,
+};

@@ -39,3 +39,20 @@ pub fn producer_dropped(region: &RingRegion) -> u64 {
     // SYNC POINT: Relaxed: an observation, ordering nothing.
     region.header().producer.dropped.load(Ordering::Relaxed)
 }
+
+/// The published `write_pos` of a ring and the `read_pos` of slot `slot` (`None` for a free
+/// or out-of-range slot), as seen by a third party: the broker uses them to tell which
+/// reference frames a subscriber has read. Hints from shared memory: a peer may fake them.
+pub fn slot_positions(region: &RingRegion, slot: usize) -> Option<(u64, u64)> {
+    let geometry = attach(region).ok()?;
+    if slot >= geometry.max_consumers as usize {
+        return None;
+    }
+    let slot = region.slot(slot)?;
+    // SYNC POINT: Relaxed loads: an observation, ordering nothing.
+    if slot.state.load(Ordering::Relaxed) != SLOT_ACTIVE {
+        return None;
+    }
+    let write_pos = region.header().producer.write_pos.load(Ordering::Relaxed);
+    Some((write_pos, slot.read_pos.load(Ordering::Relaxed)))
+}

@@ -6,8 +6,8 @@ use super::consumer::decrement_parked_consumers;
 use super::error::PushError;
 use super::error::RingError;
 use super::layout::{
-    frame_size, max_payload, FRAME_HEADER_LEN, FRAME_PADDING, FRAME_SEQ_MODULUS, FRAME_SEQ_SHIFT,
-    FULL_WAIT, PARKED, PARKED_RUNNING, SLOT_ACTIVE,
+    frame_size, max_payload, FRAME_HEADER_LEN, FRAME_PADDING, FRAME_REFERENCE, FRAME_SEQ_MODULUS,
+    FRAME_SEQ_SHIFT, FULL_WAIT, PARKED, PARKED_RUNNING, SLOT_ACTIVE,
 };
 #[cfg(not(loom))]
 use super::loan::FrameLoan;
@@ -190,11 +190,49 @@ impl RingProducer {
     /// [`PushError::Full`] if writing would overrun the slowest active consumer (never in a
     /// lossy ring: there the frame overwrites the oldest bytes, whoever has not read them).
     pub fn try_push(&mut self, payload: &[u8]) -> Result<(), PushError> {
+        self.try_push_marked(payload, false)
+    }
+
+    /// [`try_push`](Self::try_push) of a **reference frame** (`reference = true`): `payload`
+    /// is the reference (a few bytes naming a payload segment that holds the message, see
+    /// `docs/shm-layout.md`), and the frame's `len` word carries
+    /// [`FRAME_REFERENCE`](super::layout::FRAME_REFERENCE). Consumers tell it from a data
+    /// frame with [`RingConsumer::try_recv_marked`](super::RingConsumer::try_recv_marked) and
+    /// [`try_recv_batch_marked`](super::RingConsumer::try_recv_batch_marked). It takes a
+    /// sequence number like any data frame.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_push`](Self::try_push).
+    pub fn try_push_marked(&mut self, payload: &[u8], reference: bool) -> Result<(), PushError> {
         let offset = self.reserve(payload.len())?;
         let data_start = self.geometry.data_start();
         self.write_bytes(data_start, offset + FRAME_HEADER_LEN, payload);
-        self.finish_frame(offset, payload.len());
+        let flags = if reference { FRAME_REFERENCE } else { 0 };
+        self.finish_frame_flagged(offset, payload.len(), flags);
         Ok(())
+    }
+
+    /// [`try_push_marked`](Self::try_push_marked), waiting for room as
+    /// [`push_blocking`](Self::push_blocking) does.
+    ///
+    /// # Errors
+    ///
+    /// As for [`push_blocking`](Self::push_blocking).
+    pub fn push_marked_blocking(
+        &mut self,
+        payload: &[u8],
+        reference: bool,
+        spin: Duration,
+        timeout: Option<Duration>,
+    ) -> Result<(), PushError> {
+        let deadline = timeout.map(|timeout| Instant::now().checked_add(timeout));
+        loop {
+            match self.try_push_marked(payload, reference) {
+                Err(PushError::Full) => self.wait_for_room(payload.len(), spin, deadline)?,
+                result => return result,
+            }
+        }
     }
 
     #[cfg(not(loom))]
@@ -288,9 +326,16 @@ impl RingProducer {
     /// Writes the header of the frame at data offset `offset` whose `len` payload bytes are in
     /// place, and counts it as pushed.
     pub(crate) fn finish_frame(&mut self, offset: usize, len: usize) {
-        // `len` <= max_payload < capacity / 2 <= 2^39, checked by `reserve`: fits u32.
-        let len32 = u32::try_from(len).unwrap_or(u32::MAX);
-        self.write_header(offset, len32, self.tag());
+        self.finish_frame_flagged(offset, len, 0);
+    }
+
+    /// [`finish_frame`](Self::finish_frame) with `flags` (0 or `FRAME_REFERENCE`) in the
+    /// `len` word.
+    fn finish_frame_flagged(&mut self, offset: usize, len: usize, flags: u32) {
+        // `len` <= max_payload < capacity / 2 <= 2^31, checked by `reserve`: fits below the
+        // flag bit.
+        let len32 = u32::try_from(len).unwrap_or(u32::MAX) & !FRAME_REFERENCE;
+        self.write_header(offset, len32 | flags, self.tag());
         self.local += frame_size(len) as u64;
         self.pending += 1;
         self.seq += 1;

@@ -249,3 +249,203 @@ impl std::fmt::Debug for Segment {
             .finish_non_exhaustive()
     }
 }
+
+/// The seals of a **payload segment** once written (`docs/shm-layout.md`, Payload segments):
+/// [`REQUIRED_SEALS`] plus `F_SEAL_WRITE`. With `F_SEAL_WRITE` nobody (its creator included)
+/// can write the memory any more, by `write(2)` or through any mapping, so a receiver may
+/// read it as a plain `&[u8]`.
+pub const PAYLOAD_SEALS: SealFlag = REQUIRED_SEALS.union(SealFlag::F_SEAL_WRITE);
+
+/// A payload segment being written: a memfd of exactly the message's length, mapped
+/// read-write in this process only (its fd has not left the process). Written in place with
+/// [`as_mut_slice`](Self::as_mut_slice), then [`seal`](Self::seal)ed before its fd is sent.
+pub struct PayloadWriter {
+    file: File,
+    /// The only mapping of the memfd, and the only writable one ever.
+    map: MmapRaw,
+    len: usize,
+}
+
+impl PayloadWriter {
+    /// Creates a memfd of `len` bytes named `name`, seals its size (but not yet its
+    /// contents) and maps it read-write.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::BadSize`] for `len` 0; [`SegmentError::Sys`] if a system call fails.
+    pub fn create(name: &str, len: usize) -> Result<Self, SegmentError> {
+        if len == 0 {
+            return Err(SegmentError::BadSize { len: 0, max: 0 });
+        }
+        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+            .map_err(sys("memfd_create"))?;
+        let size = i64::try_from(len).map_err(|_| SegmentError::BadSize {
+            len: len as u64,
+            max: i64::MAX as usize,
+        })?;
+        nix::unistd::ftruncate(&fd, size).map_err(sys("ftruncate"))?;
+        fcntl(
+            &fd,
+            FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW),
+        )
+        .map_err(sys("fcntl(F_ADD_SEALS)"))?;
+        let file = File::from(fd);
+        let map = MmapOptions::new()
+            .len(len)
+            .populate()
+            .map_raw(&file)
+            .map_err(|source| SegmentError::Sys { op: "mmap", source })?;
+        Ok(Self { file, map, len })
+    }
+
+    /// The segment's bytes, to write the message into (zero-filled at creation).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping covers `len` bytes of a memfd whose size is sealed (it cannot
+        // shrink under us, so no access faults), and it lives as long as `self`. The fd has
+        // not left this process and this is the memfd's only mapping, so no one else writes
+        // the bytes; the slice borrows `self` mutably, so it is the only reference to them.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr(), self.len) }
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the segment has no bytes (never: `create` refuses 0).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Unmaps the segment and adds `F_SEAL_WRITE | F_SEAL_SEAL` ([`PAYLOAD_SEALS`]): from now
+    /// on its contents are fixed for everyone. Returns the memfd, ready to send.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::Sys`] if the seals cannot be added.
+    pub fn seal(self) -> Result<SealedPayload, SegmentError> {
+        let PayloadWriter { file, map, len } = self;
+        // F_SEAL_WRITE is refused while a writable shared mapping exists: unmap first.
+        drop(map);
+        fcntl(
+            &file,
+            FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL),
+        )
+        .map_err(sys("fcntl(F_ADD_SEALS)"))?;
+        Ok(SealedPayload { file, len })
+    }
+}
+
+impl std::fmt::Debug for PayloadWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadWriter")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A written and sealed payload segment ([`PAYLOAD_SEALS`]): its fd, to send to peers. The
+/// memory is freed when the last process holding the fd or a mapping of it lets go.
+#[derive(Debug)]
+pub struct SealedPayload {
+    file: File,
+    len: usize,
+}
+
+impl SealedPayload {
+    /// The memfd, to send.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the segment has no bytes (never).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The memfd, owned.
+    pub fn into_fd(self) -> OwnedFd {
+        OwnedFd::from(self.file)
+    }
+}
+
+/// Checks a payload segment fd received from a peer without mapping it: it carries
+/// [`PAYLOAD_SEALS`] and its size is at least `len` (the message's length, 1 or more) and at
+/// most `max_len`. Returns the size.
+///
+/// # Errors
+///
+/// [`SegmentError::NotSealed`], [`SegmentError::BadSize`] (also for `len` 0 or above
+/// `max_len`), [`SegmentError::Sys`].
+pub fn check_payload_fd(
+    fd: BorrowedFd<'_>,
+    len: usize,
+    max_len: usize,
+) -> Result<u64, SegmentError> {
+    let found = match fcntl(fd, FcntlArg::F_GET_SEALS) {
+        Ok(bits) => bits,
+        Err(nix::errno::Errno::EINVAL) => 0,
+        Err(errno) => return Err(sys("fcntl(F_GET_SEALS)")(errno)),
+    };
+    if !SealFlag::from_bits_truncate(found).contains(PAYLOAD_SEALS) {
+        return Err(SegmentError::NotSealed {
+            found,
+            required: PAYLOAD_SEALS.bits(),
+        });
+    }
+    let stat = nix::sys::stat::fstat(fd).map_err(sys("fstat"))?;
+    let size = u64::try_from(stat.st_size).unwrap_or(0);
+    if len == 0 || len > max_len || size < len as u64 || size > max_len as u64 {
+        return Err(SegmentError::BadSize {
+            len: size,
+            max: max_len,
+        });
+    }
+    Ok(size)
+}
+
+/// A received payload segment, checked and mapped read-only: the message is
+/// [`as_slice`](Self::as_slice), zero copy. Unmapped (and its fd closed) on drop.
+pub struct PayloadView {
+    map: memmap2::Mmap,
+    len: usize,
+}
+
+impl PayloadView {
+    /// Checks `fd` as [`check_payload_fd`] does (sealed against writes and resizing, size
+    /// between `len` and `max_len`), then maps its first `len` bytes read-only. The fd may be
+    /// closed afterwards: the mapping keeps the memory.
+    ///
+    /// # Errors
+    ///
+    /// As for [`check_payload_fd`]; [`SegmentError::Sys`] if the mapping fails.
+    pub fn open(fd: BorrowedFd<'_>, len: usize, max_len: usize) -> Result<Self, SegmentError> {
+        check_payload_fd(fd, len, max_len)?;
+        // SAFETY: `check_payload_fd` found F_SEAL_WRITE, F_SEAL_SHRINK and F_SEAL_GROW, which
+        // can never be removed: no process can write these bytes (no writable mapping can
+        // exist, `write(2)` fails) and the file cannot shrink, so the `len <= size` bytes
+        // mapped here stay valid and unchanged for as long as the mapping lives, which is
+        // what `Mmap`'s `&[u8]` needs.
+        let map = unsafe { MmapOptions::new().len(len).populate().map(&fd) }
+            .map_err(|source| SegmentError::Sys { op: "mmap", source })?;
+        Ok(Self { map, len })
+    }
+
+    /// The message.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.map[..self.len]
+    }
+}
+
+impl std::fmt::Debug for PayloadView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadView")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}

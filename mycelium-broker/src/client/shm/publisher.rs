@@ -14,13 +14,21 @@
 //!     subscriber that was lapped gets [`ClientError::Lagged`] once.
 //!
 //!   [`try_publish`](ShmPublisher::try_publish) never waits (and counts nothing as dropped).
+//! - A message too large for the ring (above its frames' largest payload, less the queue
+//!   address on a queue topic) travels in a payload segment of its own: a sealed memfd of
+//!   exactly its size, handed to the subscribers by the broker (`ShmSegment`), after which a
+//!   small reference frame in the ring names it (`docs/shm-layout.md`, Payload segments).
+//!   [`loan`](ShmPublisher::loan) of such a size lends the segment's bytes, so the message is
+//!   still written in place. Each costs a round trip to the broker.
 //! - Dropping the publisher ends its attachment: subscribers read what it published, then drop
 //!   its ring.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use mycelium_transport::shm::{PushError, RingProducer, Segment};
+use mycelium_transport::shm::reference::{SegmentRef, REFERENCE_LEN};
+use mycelium_transport::shm::{PayloadWriter, PushError, RingProducer, Segment};
+use mycelium_transport::NO_SLOT;
 
 use crate::client::error::ClientError;
 use crate::client::shm::session::Session;
@@ -44,6 +52,8 @@ pub struct ShmPublisher {
     producer: RingProducer,
     /// Queue topics: who gets the next message, and the addressed frame being built.
     queue: Option<(Dealer, Vec<u8>)>,
+    /// The id of the next payload segment (increasing, as the broker requires).
+    next_segment: u64,
     /// Keeps the memfd open for as long as the producer writes to its mapping.
     _segment: Segment,
 }
@@ -73,9 +83,12 @@ impl ShmPublisher {
         };
         let region = segment.ring_region().map_err(|e| fail(e.to_string()))?;
         let producer = RingProducer::adopt(&region).map_err(|e| fail(e.to_string()))?;
-        // Messages up to the topic's limit must fit the ring; the broker sizes rings so.
-        let prefix = if queue { QUEUE_PREFIX } else { 0 };
-        let max_message_size = max_message_size.min(producer.max_payload().saturating_sub(prefix));
+        if producer.max_payload() < QUEUE_PREFIX + REFERENCE_LEN {
+            return Err(fail("the ring is too small for a reference frame".into()));
+        }
+        // Larger messages than the ring's frames take travel in payload segments; the limit
+        // is the topic's, and a reference frame's length field is a u32.
+        let max_message_size = max_message_size.min(u32::MAX as usize);
         Ok(ShmPublisher {
             session,
             topic: topic.to_owned(),
@@ -84,6 +97,7 @@ impl ShmPublisher {
             max_message_size,
             producer,
             queue: queue.then(|| (Dealer::default(), Vec::new())),
+            next_segment: 0,
             _segment: segment,
         })
     }
@@ -124,6 +138,11 @@ impl ShmPublisher {
             options.spin
         };
         let slot = self.next_consumer()?;
+        if self.needs_segment(payload.len()) {
+            let mut writer = self.new_segment(payload.len())?;
+            writer.as_mut_slice().copy_from_slice(payload);
+            return self.publish_segment(writer, payload.len(), slot);
+        }
         let frame = match (&mut self.queue, slot) {
             (Some((_, frame)), Some(slot)) => {
                 address(frame, slot, payload);
@@ -146,6 +165,73 @@ impl ShmPublisher {
             },
             other => ClientError::Shm(other.to_string()),
         })
+    }
+
+    /// Whether a message of `len` bytes is too large for a frame of the ring.
+    fn needs_segment(&self, len: usize) -> bool {
+        let prefix = if self.queue.is_some() {
+            QUEUE_PREFIX
+        } else {
+            0
+        };
+        len.saturating_add(prefix) > self.producer.max_payload()
+    }
+
+    /// A payload segment of `len` bytes to write a message into.
+    fn new_segment(&mut self, len: usize) -> Result<PayloadWriter, ClientError> {
+        let name = format!("mycelium:{}:msg:{}", self.topic, self.next_segment);
+        PayloadWriter::create(&name, len).map_err(|e| ClientError::Shm(e.to_string()))
+    }
+
+    /// Seals `writer`, whose first `len` bytes are the message, hands it to the broker (which
+    /// passes it to the readers of the ring and answers once they have it), then writes the
+    /// reference frame (addressed to `slot` on a queue topic) and publishes it.
+    fn publish_segment(
+        &mut self,
+        writer: PayloadWriter,
+        len: usize,
+        slot: Option<usize>,
+    ) -> Result<(), ClientError> {
+        let len32 = u32::try_from(len).map_err(|_| ClientError::MessageTooLarge {
+            topic: self.topic.clone(),
+            size: len,
+            max: self.max_message_size,
+        })?;
+        let sealed = writer.seal().map_err(|e| ClientError::Shm(e.to_string()))?;
+        let reference = SegmentRef {
+            segment: self.next_segment,
+            len: len32,
+        };
+        self.next_segment += 1;
+        // The broker counts a reader's segments in flight by ring positions: every earlier
+        // reference frame must be published before the next segment is handed over.
+        self.wake();
+        let recipient = slot.map_or(NO_SLOT, |slot| slot as u32);
+        self.session
+            .send_segment(self.attachment, reference, recipient, sealed.fd())?;
+        // Our fd is closed here; the readers hold theirs.
+        drop(sealed);
+        let mut frame = Vec::with_capacity(QUEUE_PREFIX + REFERENCE_LEN);
+        if let Some(slot) = slot {
+            frame.resize(QUEUE_PREFIX, 0);
+            address_in_place(&mut frame, slot);
+        }
+        frame.extend_from_slice(&reference.encode());
+        let spin = self.spin();
+        self.producer
+            .push_marked_blocking(&frame, true, spin, None)
+            .map_err(|error| ClientError::Shm(error.to_string()))?;
+        self.wake();
+        Ok(())
+    }
+
+    fn spin(&self) -> std::time::Duration {
+        let options = self.session.options();
+        if options.busy_poll {
+            BUSY_POLL_SPIN
+        } else {
+            options.spin
+        }
     }
 
     /// Queue topics: the consumer slot the next message goes to, waiting up to the request
@@ -218,6 +304,21 @@ impl ShmPublisher {
     /// [`ClientError::MessageTooLarge`].
     pub fn try_publish(&mut self, payload: &[u8]) -> Result<bool, ClientError> {
         self.check_size(payload)?;
+        if self.needs_segment(payload.len()) {
+            // A payload segment never waits for ring room before its round trip to the
+            // broker; only the reference frame may (briefly) wait.
+            let slot = match &mut self.queue {
+                None => None,
+                Some((dealer, _)) => match dealer.next(&self.producer) {
+                    Some(slot) => Some(slot),
+                    None => return Ok(false),
+                },
+            };
+            let mut writer = self.new_segment(payload.len())?;
+            writer.as_mut_slice().copy_from_slice(payload);
+            self.publish_segment(writer, payload.len(), slot)?;
+            return Ok(true);
+        }
         let frame = match &mut self.queue {
             None => payload,
             Some((dealer, frame)) => {
@@ -266,13 +367,18 @@ impl ShmPublisher {
                 max: self.max_message_size,
             });
         }
-        let options = self.session.options();
-        let spin = if options.busy_poll {
-            BUSY_POLL_SPIN
-        } else {
-            options.spin
-        };
+        let spin = self.spin();
         let recipient = self.next_consumer()?;
+        if self.needs_segment(len) {
+            let writer = self.new_segment(len)?;
+            return Ok(ShmLoan {
+                inner: LoanInner::Segment {
+                    publisher: self,
+                    writer,
+                    recipient,
+                },
+            });
+        }
         let prefix = if recipient.is_some() { QUEUE_PREFIX } else { 0 };
         if self.producer.geometry().lossy || self.producer.drops_when_full() {
             // The copying fallback (see above), kept apart from the zero-copy path.
@@ -284,9 +390,9 @@ impl ShmPublisher {
                 inner: LoanInner::Copy {
                     producer: &mut self.producer,
                     buf,
+                    prefix,
+                    topic: &self.topic,
                 },
-                prefix,
-                topic: &self.topic,
             });
         }
         let mut loan = self
@@ -297,9 +403,11 @@ impl ShmPublisher {
             address_in_place(&mut loan.as_mut_slice()[..QUEUE_PREFIX], slot);
         }
         Ok(ShmLoan {
-            inner: LoanInner::Ring(loan),
-            prefix,
-            topic: &self.topic,
+            inner: LoanInner::Ring {
+                loan,
+                prefix,
+                topic: &self.topic,
+            },
         })
     }
 
@@ -312,36 +420,60 @@ impl ShmPublisher {
     }
 }
 
-/// Bytes of the ring lent by [`ShmPublisher::loan`]: write the message into
-/// [`as_mut_slice`](Self::as_mut_slice), then [`commit`](Self::commit).
+/// Bytes lent by [`ShmPublisher::loan`]: write the message into
+/// [`as_mut_slice`](Self::as_mut_slice), then [`commit`](Self::commit). For a message that fits
+/// the ring they are the ring's own bytes; for a larger one, a payload segment made for it.
+/// Either way the message is written once, in place.
 pub struct ShmLoan<'a> {
     inner: LoanInner<'a>,
-    /// Bytes of queue address before the message.
-    prefix: usize,
-    topic: &'a str,
 }
 
 /// Where a loan's bytes are.
 enum LoanInner<'a> {
-    /// In the ring itself (zero copy).
-    Ring(FrameLoan<'a>),
-    /// In a buffer copied into the ring at commit: a lossy ring lends no bytes, and a
+    /// The next frame's bytes in the ring (zero copy).
+    Ring {
+        loan: FrameLoan<'a>,
+        /// Bytes of queue address before the message.
+        prefix: usize,
+        topic: &'a str,
+    },
+    /// A buffer copied into the ring at commit: a lossy ring lends no bytes, and a
     /// `drop_newest` ring must not wait for room to lend (see [`ShmPublisher::loan`]).
     Copy {
         producer: &'a mut RingProducer,
         buf: Vec<u8>,
+        /// Bytes of queue address before the message.
+        prefix: usize,
+        topic: &'a str,
+    },
+    /// A payload segment, handed over on commit.
+    Segment {
+        publisher: &'a mut ShmPublisher,
+        writer: PayloadWriter,
+        /// Queue topics: the consumer slot dealt to.
+        recipient: Option<usize>,
     },
 }
 
 impl std::fmt::Debug for ShmLoan<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let len = match &self.inner {
-            LoanInner::Ring(loan) => loan.len(),
-            LoanInner::Copy { buf, .. } => buf.len(),
+        let (topic, len, segment) = match &self.inner {
+            LoanInner::Ring {
+                loan,
+                prefix,
+                topic,
+            } => (*topic, loan.len() - prefix, false),
+            LoanInner::Copy {
+                buf, prefix, topic, ..
+            } => (*topic, buf.len() - prefix, false),
+            LoanInner::Segment {
+                publisher, writer, ..
+            } => (publisher.topic.as_str(), writer.len(), true),
         };
         f.debug_struct("ShmLoan")
-            .field("topic", &self.topic)
-            .field("len", &(len - self.prefix))
+            .field("topic", &topic)
+            .field("len", &len)
+            .field("segment", &segment)
             .finish()
     }
 }
@@ -349,29 +481,64 @@ impl std::fmt::Debug for ShmLoan<'_> {
 impl ShmLoan<'_> {
     /// The lent bytes. Their contents before writing are unspecified.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        let prefix = self.prefix;
         match &mut self.inner {
-            LoanInner::Ring(loan) => &mut loan.as_mut_slice()[prefix..],
-            LoanInner::Copy { buf, .. } => &mut buf[prefix..],
+            LoanInner::Ring { loan, prefix, .. } => &mut loan.as_mut_slice()[*prefix..],
+            LoanInner::Copy { buf, prefix, .. } => &mut buf[*prefix..],
+            LoanInner::Segment { writer, .. } => writer.as_mut_slice(),
         }
     }
 
+    /// Bytes lent.
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            LoanInner::Ring { loan, prefix, .. } => loan.len() - prefix,
+            LoanInner::Copy { buf, prefix, .. } => buf.len() - prefix,
+            LoanInner::Segment { writer, .. } => writer.len(),
+        }
+    }
+
+    /// Whether zero bytes were lent.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Publishes the message (all the lent bytes): visible to subscribers when this returns.
-    pub fn commit(self) {
-        let len = match &self.inner {
-            LoanInner::Ring(loan) => loan.len(),
-            LoanInner::Copy { buf, .. } => buf.len(),
-        } - self.prefix;
-        self.commit_len(len);
+    ///
+    /// # Errors
+    ///
+    /// For a payload segment only: the broker refused it ([`ClientError::Refused`]), or the
+    /// session is gone; the message is then not published.
+    pub fn commit(self) -> Result<(), ClientError> {
+        let len = self.len();
+        self.commit_len(len)
     }
 
     /// Publishes the first `len` lent bytes as the message (for a message serialised in place
     /// whose size was known only afterwards); a `len` above the loan is clamped to it.
-    pub fn commit_len(self, len: usize) {
-        let producer = match self.inner {
-            LoanInner::Ring(loan) => loan.commit_len(self.prefix + len),
-            LoanInner::Copy { producer, buf } => {
-                let end = buf.len().min(self.prefix + len);
+    ///
+    /// # Errors
+    ///
+    /// As for [`commit`](Self::commit).
+    pub fn commit_len(self, len: usize) -> Result<(), ClientError> {
+        match self.inner {
+            LoanInner::Ring {
+                loan,
+                prefix,
+                topic,
+            } => {
+                let producer = loan.commit_len(prefix + len);
+                if let Err(error) = producer.publish_and_wake() {
+                    tracing::warn!(%error, topic = %topic, "waking shared-memory subscribers failed");
+                }
+                Ok(())
+            }
+            LoanInner::Copy {
+                producer,
+                buf,
+                prefix,
+                topic,
+            } => {
+                let end = buf.len().min(prefix + len);
                 // The loan's length was checked against the ring's limit, so only a full
                 // `drop_newest` ring refuses it: dropped and counted there.
                 let pushed = if producer.drops_when_full() {
@@ -380,13 +547,27 @@ impl ShmLoan<'_> {
                     producer.try_push(&buf[..end])
                 };
                 if let Err(error) = pushed {
-                    tracing::warn!(%error, topic = %self.topic, "a loaned message could not be copied into the ring");
+                    tracing::warn!(%error, topic = %topic, "a loaned message could not be copied into the ring");
                 }
-                producer
+                if let Err(error) = producer.publish_and_wake() {
+                    tracing::warn!(%error, topic = %topic, "waking shared-memory subscribers failed");
+                }
+                Ok(())
             }
-        };
-        if let Err(error) = producer.publish_and_wake() {
-            tracing::warn!(%error, topic = %self.topic, "waking shared-memory subscribers failed");
+            LoanInner::Segment {
+                publisher,
+                mut writer,
+                recipient,
+            } => {
+                let len = len.min(writer.len());
+                if !publisher.needs_segment(len) {
+                    // Shorter than it was lent for: it fits a frame of the ring after all.
+                    let message = writer.as_mut_slice()[..len].to_vec();
+                    publisher.publish(&message)?;
+                    return Ok(());
+                }
+                publisher.publish_segment(writer, len, recipient)
+            }
         }
     }
 }

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use mycelium_transport::shm::{recv_fds, Segment};
+use mycelium_transport::shm::reference::SegmentRef;
+use mycelium_transport::shm::{recv_fds, send_fds_partial, Segment};
 use mycelium_transport::{
     codec, peek_frame, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, HANDSHAKE_MAX_FRAME_LEN,
     MAX_RINGS_PER_GRANT,
@@ -32,8 +33,8 @@ use crate::client::handle::BrokerInfo;
 use crate::client::shm::publisher::ShmPublisher;
 use crate::client::shm::subscription::ShmSubscription;
 
-/// Largest segment accepted from the broker: a 1 GiB ring (`shm.ring_bytes` at most) grown
-/// for a 16 MiB message limit stays far below, plus its header and slots.
+/// Largest ring segment accepted from the broker: a 1 GiB ring (`shm.ring_bytes` at most)
+/// plus its header and slots stays far below.
 const MAX_SEGMENT_LEN: usize = 4 << 30;
 
 /// Options for [`ShmClient::connect_with`].
@@ -74,6 +75,13 @@ pub(crate) enum RingNews {
     Removed(u32),
     /// The broker ended the attachment (a slow subscriber on a `disconnect` topic).
     Detached(ErrorCode, String),
+    /// A payload segment for ring `ring_id`, named by a reference frame to come; no fd when
+    /// the broker dropped the message for this subscriber.
+    Segment {
+        ring_id: u32,
+        reference: SegmentRef,
+        fd: Option<OwnedFd>,
+    },
 }
 
 /// An answer to a request, kept until its caller collects it.
@@ -272,6 +280,7 @@ impl ShmClient {
             grant.topic_id,
             grant.attachment,
             grant.queue,
+            grant.max_message_size,
             rings,
         )
     }
@@ -405,6 +414,79 @@ impl Session {
         }
     }
 
+    /// Sends a sealed payload segment of publisher attachment `attachment` to the broker
+    /// (`ShmSegment`, the fd attached) and waits for its answer: once it is `Ok`, the fd is
+    /// with every reader of the ring, and the reference frame may be written.
+    pub(crate) fn send_segment(
+        &self,
+        attachment: u32,
+        reference: SegmentRef,
+        recipient: u32,
+        fd: BorrowedFd<'_>,
+    ) -> Result<(), ClientError> {
+        let request_id = self.next_request_id();
+        let frame = Frame::ShmSegment {
+            request_id,
+            attachment,
+            segment: reference.segment,
+            len: reference.len,
+            recipient,
+        };
+        let timeout = self.options.request_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut control = self.lock();
+        if let Some(gone) = &control.gone {
+            return Err(gone.clone());
+        }
+        control.write_with_fd(&frame, fd, timeout)?;
+        let reply = loop {
+            if let Some(reply) = control.replies.remove(&request_id) {
+                break reply;
+            }
+            if let Some(gone) = &control.gone {
+                return Err(gone.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout("a shared-memory request"));
+            }
+            control.read_some(Some(left))?;
+        };
+        match reply {
+            Reply::Frame(Frame::Ack { .. }) => Ok(()),
+            Reply::Frame(Frame::Error { code, message, .. }) => {
+                Err(ClientError::Refused { code, message })
+            }
+            Reply::Frame(other) | Reply::Grant(other, _) => Err(ClientError::Protocol(format!(
+                "unexpected answer to ShmSegment: {other:?}"
+            ))),
+        }
+    }
+
+    /// Waits up to `timeout` for news of `attachment` (reading the control socket), and
+    /// returns what there is.
+    pub(crate) fn wait_news(
+        &self,
+        attachment: u32,
+        timeout: Duration,
+    ) -> Result<Vec<RingNews>, ClientError> {
+        let mut control = self.lock();
+        if control.gone.is_none() && !control.news.contains_key(&attachment) {
+            control.read_some(Some(timeout))?;
+        }
+        let news = control
+            .news
+            .remove(&attachment)
+            .map(Vec::from)
+            .unwrap_or_default();
+        if news.is_empty() {
+            if let Some(gone) = &control.gone {
+                return Err(gone.clone());
+            }
+        }
+        Ok(news)
+    }
+
     /// Reads whatever the broker sent, without waiting, and returns the news for
     /// `attachment`.
     pub(crate) fn poll_news(&self, attachment: u32) -> Result<Vec<RingNews>, ClientError> {
@@ -441,6 +523,50 @@ impl Control {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(ClientError::Timeout("writing to the broker"));
+                    }
+                    wait_for(&self.stream, PollFlags::POLLOUT, Some(left));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.fail(ClientError::gone(e.to_string()))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one frame with `fd` attached to its first byte, waiting for room up to
+    /// `timeout`.
+    fn write_with_fd(
+        &mut self,
+        frame: &Frame,
+        fd: BorrowedFd<'_>,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let mut bytes = BytesMut::new();
+        codec::encode_frame(frame, &mut bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let deadline = Instant::now() + timeout;
+        let sent = loop {
+            match send_fds_partial(&self.stream.as_fd(), &bytes, &[fd]) {
+                Ok(sent) => break sent,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(ClientError::Timeout("writing to the broker"));
+                    }
+                    wait_for(&self.stream, PollFlags::POLLOUT, Some(left));
+                }
+                Err(e) => return Err(self.fail(ClientError::gone(e.to_string()))),
+            }
+        };
+        let mut rest = &bytes[sent..];
+        while !rest.is_empty() {
+            match self.stream.write(rest) {
+                Ok(0) => return Err(self.fail(ClientError::gone("the broker closed the session"))),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        // Half a frame is on the wire: the session cannot go on.
+                        return Err(self.fail(ClientError::Timeout("writing to the broker")));
                     }
                     wait_for(&self.stream, PollFlags::POLLOUT, Some(left));
                 }
@@ -561,6 +687,29 @@ impl Control {
                         tracing::warn!(%error, ring = ring.ring_id, "unusable ring from the broker; skipped");
                     }
                     None => {}
+                }
+            }
+            Frame::ShmSegmentAdded {
+                attachment,
+                ring_id,
+                segment,
+                len,
+                dropped,
+            } => {
+                let fd = if dropped {
+                    None
+                } else {
+                    self.take_fds(1)?.into_iter().next()
+                };
+                if !self.detached.contains(&attachment) {
+                    self.news
+                        .entry(attachment)
+                        .or_default()
+                        .push_back(RingNews::Segment {
+                            ring_id,
+                            reference: SegmentRef { segment, len },
+                            fd,
+                        });
                 }
             }
             Frame::ShmRingRemoved {

@@ -18,13 +18,24 @@
 //!   overwritten while being read are never returned. Other rings (other publishers) are not
 //!   affected. `skipped` counts one ring's losses: with several lapped rings, one `Lagged` per
 //!   ring.
+//! - A reference frame names a payload segment (a message too large for its ring): its fd
+//!   came on the control socket before the frame was written (the broker answers the
+//!   publisher only once it is sent), so the subscription takes it from there, checks it
+//!   (sealed against writes and resizing, long enough, within the topic's limit), maps it
+//!   read-only and hands the bytes over without a copy in
+//!   [`try_recv_batch`](ShmSubscription::try_recv_batch), then unmaps it and closes the fd. A
+//!   segment the broker dropped for this subscriber (it held too many unread) is counted in
+//!   [`segments_dropped`](ShmSubscription::segments_dropped).
 //! - A ring whose memory turns out corrupt is dropped (its publisher's messages are lost from
 //!   then on) and reported once as [`ClientError::Shm`]; the other rings carry on.
 
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mycelium_transport::shm::{wait_any, ReadError, RingConsumer, Segment};
+use mycelium_transport::shm::reference::SegmentRef;
+use mycelium_transport::shm::{wait_any, PayloadView, ReadError, RingConsumer, Segment};
 
 use crate::client::error::ClientError;
 use crate::client::shm::publisher::BUSY_POLL_SPIN;
@@ -85,6 +96,90 @@ pub struct ShmSubscription {
     calls: u32,
     /// Set when the broker ended the subscription; every later call returns it.
     ended: Option<ClientError>,
+    /// The topic's payload limit: the largest payload segment accepted.
+    max_message_size: usize,
+    /// Payload segments received and not yet read, per ring.
+    segments: Segments,
+    /// News that came while waiting for a payload segment, applied at the next look.
+    deferred: Vec<RingNews>,
+    /// Messages lost because the broker dropped their payload segment for us.
+    segments_dropped: u64,
+    /// An error found in the middle of a batch, returned by the next call.
+    pending_error: Option<ClientError>,
+}
+
+/// Payload segments by ring id, then by segment id (no fd: dropped by the broker).
+type Segments = HashMap<u32, BTreeMap<u64, (SegmentRef, Option<OwnedFd>)>>;
+
+/// The message a reference frame (`body`) of ring `ring_id` names, mapped read-only; `None`
+/// when the broker dropped it for us. Waits for the segment's fd on the control socket up to
+/// the request timeout (it is normally there already); news of other kinds that comes
+/// meanwhile is kept in `deferred`.
+fn resolve(
+    session: &Session,
+    attachment: u32,
+    max_message_size: usize,
+    segments: &mut Segments,
+    deferred: &mut Vec<RingNews>,
+    ring_id: u32,
+    body: &[u8],
+) -> Result<Option<PayloadView>, ClientError> {
+    let reference = SegmentRef::decode(body)
+        .ok_or_else(|| ClientError::Shm(format!("malformed reference frame in ring {ring_id}")))?;
+    let deadline = Instant::now() + session.options().request_timeout;
+    let (announced, fd) = loop {
+        if let Some(found) = segments
+            .get_mut(&ring_id)
+            .and_then(|ring| ring.remove(&reference.segment))
+        {
+            break found;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ClientError::Shm(format!(
+                "the payload segment {} of ring {ring_id} never came (waited {:?})",
+                reference.segment,
+                session.options().request_timeout
+            )));
+        }
+        // Short waits: the control lock is held while waiting, and other threads share it.
+        for news in session.wait_news(attachment, left.min(Duration::from_millis(1)))? {
+            file_news(segments, deferred, news);
+        }
+    };
+    if let Some(ring) = segments.get_mut(&ring_id) {
+        // Segments sent before this one and never referenced are not coming: close them.
+        ring.retain(|&id, _| id > reference.segment);
+    }
+    let Some(fd) = fd else {
+        return Ok(None);
+    };
+    if announced.len != reference.len {
+        return Err(ClientError::Shm(format!(
+            "ring {ring_id}: reference frame says {} bytes, its segment {}",
+            reference.len, announced.len
+        )));
+    }
+    PayloadView::open(fd.as_fd(), reference.len as usize, max_message_size)
+        .map(Some)
+        .map_err(|e| ClientError::Shm(format!("payload segment of ring {ring_id}: {e}")))
+}
+
+/// Files a payload segment in `segments`, and any other news in `deferred`.
+fn file_news(segments: &mut Segments, deferred: &mut Vec<RingNews>, news: RingNews) {
+    match news {
+        RingNews::Segment {
+            ring_id,
+            reference,
+            fd,
+        } => {
+            segments
+                .entry(ring_id)
+                .or_default()
+                .insert(reference.segment, (reference, fd));
+        }
+        other => deferred.push(other),
+    }
 }
 
 impl std::fmt::Debug for ShmSubscription {
@@ -119,6 +214,7 @@ impl ShmSubscription {
         topic_id: u32,
         attachment: u32,
         queue: bool,
+        max_message_size: usize,
         granted: Vec<GrantedRing>,
     ) -> Result<ShmSubscription, ClientError> {
         let rings = granted
@@ -143,6 +239,11 @@ impl ShmSubscription {
             taken: 0,
             calls: 0,
             ended: None,
+            max_message_size,
+            segments: Segments::new(),
+            deferred: Vec::new(),
+            segments_dropped: 0,
+            pending_error: None,
         })
     }
 
@@ -154,6 +255,13 @@ impl ShmSubscription {
     /// The topic's id in this broker run.
     pub fn topic_id(&self) -> u32 {
         self.topic_id
+    }
+
+    /// Messages lost because the broker dropped their payload segment for this subscription:
+    /// it held [`MAX_SEGMENTS_IN_FLIGHT`](crate::server::shm_rings::MAX_SEGMENTS_IN_FLIGHT) large
+    /// messages of one ring it had not read yet.
+    pub fn segments_dropped(&self) -> u64 {
+        self.segments_dropped
     }
 
     /// Rings read now: the relay ring plus one per shared-memory publisher.
@@ -185,8 +293,20 @@ impl ShmSubscription {
             return Err(ended.clone());
         }
         let mut first_error = None;
-        for news in self.session.poll_news(self.attachment)? {
+        let mut all = std::mem::take(&mut self.deferred);
+        all.extend(self.session.poll_news(self.attachment)?);
+        for news in all {
             match news {
+                RingNews::Segment {
+                    ring_id,
+                    reference,
+                    fd,
+                } => {
+                    self.segments
+                        .entry(ring_id)
+                        .or_default()
+                        .insert(reference.segment, (reference, fd));
+                }
                 RingNews::Added(granted) => match adopt(granted) {
                     Ok(ring) => self.rings.push(ring),
                     Err(error) => {
@@ -225,7 +345,8 @@ impl ShmSubscription {
     /// Drops ring `index` and keeps the turn order sane. Order is kept, so the relay ring
     /// (whose slot carries the broker's notices) stays first.
     fn drop_ring(&mut self, index: usize) {
-        self.rings.remove(index);
+        let ring = self.rings.remove(index);
+        self.segments.remove(&ring.id);
         if self.current >= self.rings.len() {
             self.current = 0;
         }
@@ -241,31 +362,35 @@ impl ShmSubscription {
     /// dropped); [`ClientError::BrokerGone`] when the session is over and every ring is read
     /// to its end.
     pub fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, ClientError> {
+        if let Some(error) = self.pending_error.take() {
+            return Err(error);
+        }
         self.look_for_news()?;
         let mut checked = 0;
         while checked < self.rings.len() {
             let index = self.current;
-            let result = self.rings[index].consumer.try_recv_into(out);
+            let result = self.rings[index].consumer.try_recv_marked(out);
             match result {
-                Ok(true) if self.queue => {
-                    let slot = self.rings[index].consumer.slot_index();
-                    match queue::addressed_to(out, slot) {
-                        // Another consumer's message: read past it.
-                        None => continue,
-                        Some(_) => {
-                            out.drain(..queue::QUEUE_PREFIX);
-                            return Ok(true);
+                Ok(Some(reference)) => {
+                    if self.queue {
+                        let slot = self.rings[index].consumer.slot_index();
+                        if queue::addressed_to(out, slot).is_none() {
+                            // Another consumer's message: read past it.
+                            continue;
+                        }
+                        out.drain(..queue::QUEUE_PREFIX);
+                    } else {
+                        self.taken += 1;
+                        if self.taken >= TURN {
+                            self.next_turn();
                         }
                     }
-                }
-                Ok(true) => {
-                    self.taken += 1;
-                    if self.taken >= TURN {
-                        self.next_turn();
+                    if reference && !self.resolve_into(index, out)? {
+                        continue;
                     }
                     return Ok(true);
                 }
-                Ok(false) => {
+                Ok(None) => {
                     if self.rings[index].removed {
                         self.drop_ring(index);
                         continue;
@@ -277,6 +402,32 @@ impl ShmSubscription {
             }
         }
         Ok(false)
+    }
+
+    /// Replaces the reference in `out` (read from ring `index`) by the message it names;
+    /// `false` if the broker dropped that message for us (counted).
+    fn resolve_into(&mut self, index: usize, out: &mut Vec<u8>) -> Result<bool, ClientError> {
+        let ring_id = self.rings.get(index).map_or(0, |r| r.id);
+        let view = resolve(
+            &self.session,
+            self.attachment,
+            self.max_message_size,
+            &mut self.segments,
+            &mut self.deferred,
+            ring_id,
+            out,
+        )?;
+        match view {
+            Some(view) => {
+                out.clear();
+                out.extend_from_slice(view.as_slice());
+                Ok(true)
+            }
+            None => {
+                self.segments_dropped += 1;
+                Ok(false)
+            }
+        }
     }
 
     fn next_turn(&mut self) {
@@ -297,30 +448,70 @@ impl ShmSubscription {
         max: usize,
         mut each: impl FnMut(&[u8]),
     ) -> Result<usize, ClientError> {
+        if let Some(error) = self.pending_error.take() {
+            return Err(error);
+        }
         self.look_for_news()?;
         let mut checked = 0;
         while checked < self.rings.len() {
             let index = self.current;
             let queue = self.queue;
-            let slot = self.rings[index].consumer.slot_index();
-            let mut mine = 0;
-            let read = self.rings[index].consumer.try_recv_batch(max, |frame| {
-                if !queue {
-                    each(frame);
-                } else if let Some(message) = queue::addressed_to(frame, slot) {
-                    mine += 1;
-                    each(message);
-                }
-            });
+            let ring = &mut self.rings[index];
+            let slot = ring.consumer.slot_index();
+            let ring_id = ring.id;
+            let (session, attachment, max_size) =
+                (&self.session, self.attachment, self.max_message_size);
+            let (segments, deferred) = (&mut self.segments, &mut self.deferred);
+            let (mut mine, mut dropped) = (0, 0u64);
+            let mut failed: Option<ClientError> = None;
+            let read = ring
+                .consumer
+                .try_recv_batch_marked(max, |frame, reference| {
+                    let message = if queue {
+                        match queue::addressed_to(frame, slot) {
+                            Some(message) => message,
+                            None => return,
+                        }
+                    } else {
+                        frame
+                    };
+                    if !reference {
+                        mine += 1;
+                        each(message);
+                        return;
+                    }
+                    if failed.is_some() {
+                        // Reported once; later references of the batch are skipped unread.
+                        dropped += 1;
+                        return;
+                    }
+                    match resolve(
+                        session, attachment, max_size, segments, deferred, ring_id, message,
+                    ) {
+                        Ok(Some(view)) => {
+                            mine += 1;
+                            each(view.as_slice());
+                        }
+                        Ok(None) => dropped += 1,
+                        Err(error) => failed = Some(error),
+                    }
+                });
+            self.segments_dropped += dropped;
             match read {
                 Ok(count) => {
-                    let delivered = if queue { mine } else { count };
-                    if delivered > 0 {
+                    if let Some(error) = failed {
+                        if mine == 0 {
+                            return Err(error);
+                        }
+                        self.pending_error = Some(error);
+                    }
+                    if mine > 0 {
                         self.next_turn();
-                        return Ok(delivered);
+                        return Ok(mine);
                     }
                     if count > 0 {
-                        // Only other consumers' messages: ours may be right behind them.
+                        // Only other consumers' (or dropped) messages: ours may be right
+                        // behind them.
                         continue;
                     }
                     if self.rings[index].removed {
