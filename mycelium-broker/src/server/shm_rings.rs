@@ -22,7 +22,11 @@
 //!   makes the publisher rings and the relay ring lossy (the oldest frames are overwritten
 //!   and a lapped subscriber is told how many it missed); `drop_newest` marks publisher rings
 //!   so that their publisher drops a message that does not fit (counted in the ring, read
-//!   here for the stats); `block` and `disconnect` rings are lossless and wait. A queue topic
+//!   here for the stats); `block` and `disconnect` rings are lossless and wait. On a fanout
+//!   relay ring the topic applies the policy ([`Relay`]): a full relay ring holds the socket
+//!   publisher back under `block` and `disconnect`, and drops the rest under `drop_newest`.
+//!   Under `disconnect` the watchdog detaches a subscriber that holds a waiting publisher
+//!   back, in a publisher ring or in the relay ring alike. A queue topic
 //!   with `drop_oldest` is refused shared memory: an overwritten frame would be a message no
 //!   consumer gets, with no one to count it.
 //! - One lock over the whole directory: attach and detach are rare control operations, and a
@@ -54,13 +58,13 @@ const RELAY_DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(1
 const RELAY_DRAIN_IDLE: std::time::Duration = std::time::Duration::from_millis(200);
 use mycelium_transport::shm::{
     max_payload, producer_dropped, producer_waiting, release_slot, reserve_slot,
-    set_drop_when_full, slot_backlog, wake_consumer, RingError, RingProducer, RingRegion, Segment,
-    SegmentError,
+    set_drop_when_full, slot_backlog, wake_consumer, PushError, RingError, RingProducer,
+    RingRegion, Segment, SegmentError,
 };
 use mycelium_transport::{ShmRing, NO_SLOT};
 use tokio::sync::mpsc;
 
-use crate::core::topic::{QueueRelay, Relay, Topic, TopicId};
+use crate::core::topic::{QueueRelay, Relay, Relayed, Topic, TopicId};
 use crate::server::shm_reader::{ReaderCommand, ShmRingReader};
 use mycelium_transport::shm::queue::{self, QUEUE_PREFIX};
 use mycelium_transport::shm::RingConsumer;
@@ -211,6 +215,11 @@ struct RelayRing {
     readers: std::sync::atomic::AtomicU64,
     /// Queue topics: set once the task that drains the backlog into this ring runs.
     drainer: AtomicBool,
+    /// Fanout topics: the last [`Relay::relay`] call stopped at a message that did not fit,
+    /// so (under `block` or `disconnect`) a socket publisher waits for room: the watchdog's
+    /// counterpart of a publisher ring's `producer_parked`. Cleared by the next call that
+    /// takes everything it is offered.
+    waiting: AtomicBool,
 }
 
 impl RelayRing {
@@ -220,6 +229,7 @@ impl RelayRing {
             addressed: Mutex::default(),
             readers: std::sync::atomic::AtomicU64::new(0),
             drainer: AtomicBool::new(false),
+            waiting: AtomicBool::new(false),
         }
     }
 
@@ -284,26 +294,37 @@ impl std::fmt::Debug for RelayRing {
 }
 
 impl Relay for RelayRing {
-    fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> (u64, u64) {
+    fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> Relayed {
         let mut producer = self.producer.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut taken, mut dropped) = (0u64, 0u64);
-        for payload in &mut *payloads {
+        let (mut passed, mut dropped) = (0, 0);
+        let mut full = false;
+        for payload in payloads {
             match producer.try_push(payload) {
-                Ok(()) => taken += 1,
-                Err(_) => {
-                    // The slowest shared-memory subscriber is a whole ring behind: drop this
-                    // message and the rest of the batch (never a later one before an earlier).
-                    dropped += 1;
+                Ok(()) => passed += 1,
+                // The slowest shared-memory subscriber is a whole ring behind: stop here (never
+                // a later message before an earlier); the topic's policy waits or drops.
+                Err(PushError::Full) => {
+                    full = true;
                     break;
+                }
+                Err(error) => {
+                    // Cannot happen: the ring holds `max_message_size`, checked before routing.
+                    // Waiting would not help such a message: drop it alone, counted.
+                    tracing::warn!(%error, "a message does not fit the relay ring at all: dropped for shared-memory subscribers");
+                    passed += 1;
+                    dropped += 1;
                 }
             }
         }
-        dropped += payloads.count() as u64;
+        self.waiting.store(full, Ordering::Relaxed);
         if let Err(error) = producer.publish_and_wake() {
             tracing::warn!(%error, "waking shared-memory subscribers of the relay ring failed");
         }
-        let readers = self.readers.load(Ordering::Relaxed);
-        (taken * readers, dropped * readers)
+        Relayed {
+            passed,
+            dropped,
+            readers: self.readers.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -625,7 +646,8 @@ impl ShmRings {
     /// One watchdog round: a subscriber of a `disconnect` topic that holds a publisher back
     /// (three quarters of a ring behind, or half a ring while the publisher waits for room) in
     /// [`STRIKES`] rounds in a row is detached (its slots freed, the publisher released) and
-    /// told why.
+    /// told why. The relay ring counts as a publisher ring whose publisher is the broker,
+    /// waiting while a socket publisher is held back by it.
     fn disconnect_slow_subscribers(&self) {
         let mut topics = self.lock();
         for rings in topics.values_mut() {
@@ -644,14 +666,30 @@ impl ShmRings {
                 .iter()
                 .map(|p| (p.ring.clone(), producer_waiting(&p.ring.region)))
                 .collect();
+            // Fanout only: on a queue topic a full relay ring sends messages to other
+            // consumers or the backlog, and holds no publisher back.
+            let fanout = topic.config().routing == Routing::Fanout;
+            let relay = rings.relay.clone().filter(|_| fanout).map(|ring| {
+                let waiting = rings
+                    .relay_sink
+                    .as_ref()
+                    .is_some_and(|sink| sink.waiting.load(Ordering::Relaxed));
+                (ring, waiting)
+            });
+            let holds_back = |ring: &Ring, waiting: bool, slot: u32| {
+                slot_backlog(&ring.region, slot as usize).is_some_and(|backlog| {
+                    backlog > capacity / 4 * 3 || (waiting && backlog > capacity / 2)
+                })
+            };
             let mut slow = Vec::new();
             for subscriber in &mut rings.subscribers {
                 let behind = publishers.iter().any(|(ring, waiting)| {
-                    subscriber.slots.get(&ring.id).is_some_and(|&slot| {
-                        slot_backlog(&ring.region, slot as usize).is_some_and(|backlog| {
-                            backlog > capacity / 4 * 3 || (*waiting && backlog > capacity / 2)
-                        })
-                    })
+                    subscriber
+                        .slots
+                        .get(&ring.id)
+                        .is_some_and(|&slot| holds_back(ring, *waiting, slot))
+                }) || relay.as_ref().is_some_and(|(ring, waiting)| {
+                    holds_back(ring, *waiting, subscriber.relay_slot)
                 });
                 subscriber.strikes = if behind { subscriber.strikes + 1 } else { 0 };
                 if subscriber.strikes >= STRIKES {
