@@ -34,7 +34,7 @@
 //!   against a subscriber attaching at the same moment.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
@@ -215,11 +215,13 @@ struct RelayRing {
     readers: std::sync::atomic::AtomicU64,
     /// Queue topics: set once the task that drains the backlog into this ring runs.
     drainer: AtomicBool,
-    /// Fanout topics: the last [`Relay::relay`] call stopped at a message that did not fit,
-    /// so (under `block` or `disconnect`) a socket publisher waits for room: the watchdog's
-    /// counterpart of a publisher ring's `producer_parked`. Cleared by the next call that
-    /// takes everything it is offered.
-    waiting: AtomicBool,
+    /// Fanout topics: [`Relay::relay`] calls that stopped at a message that did not fit. A
+    /// publisher held back by the relay ring (`block`, `disconnect`) offers the rest again
+    /// every `RELAY_ROOM_POLL` (1 ms), so while one waits this grows between two watchdog
+    /// rounds: the watchdog's counterpart of a publisher ring's `producer_parked`. A count
+    /// rather than a flag, so that a publisher that gives up (its connection closes) stops
+    /// counting as waiting.
+    short_calls: AtomicU64,
 }
 
 impl RelayRing {
@@ -229,7 +231,7 @@ impl RelayRing {
             addressed: Mutex::default(),
             readers: std::sync::atomic::AtomicU64::new(0),
             drainer: AtomicBool::new(false),
-            waiting: AtomicBool::new(false),
+            short_calls: AtomicU64::new(0),
         }
     }
 
@@ -316,7 +318,9 @@ impl Relay for RelayRing {
                 }
             }
         }
-        self.waiting.store(full, Ordering::Relaxed);
+        if full {
+            self.short_calls.fetch_add(1, Ordering::Relaxed);
+        }
         if let Err(error) = producer.publish_and_wake() {
             tracing::warn!(%error, "waking shared-memory subscribers of the relay ring failed");
         }
@@ -349,6 +353,8 @@ struct TopicRings {
     /// Messages dropped (`drop_newest`) by publishers that have left, as their rings last
     /// said; the live publishers' counts are read from their rings when asked.
     retired_dropped: u64,
+    /// The relay ring's `short_calls` as the watchdog last read it.
+    relay_short_calls_seen: u64,
 }
 
 /// Every topic's rings and attachments.
@@ -669,13 +675,17 @@ impl ShmRings {
             // Fanout only: on a queue topic a full relay ring sends messages to other
             // consumers or the backlog, and holds no publisher back.
             let fanout = topic.config().routing == Routing::Fanout;
-            let relay = rings.relay.clone().filter(|_| fanout).map(|ring| {
-                let waiting = rings
-                    .relay_sink
-                    .as_ref()
-                    .is_some_and(|sink| sink.waiting.load(Ordering::Relaxed));
-                (ring, waiting)
-            });
+            let short_calls = rings
+                .relay_sink
+                .as_ref()
+                .map_or(0, |sink| sink.short_calls.load(Ordering::Relaxed));
+            let relay_waiting = short_calls != rings.relay_short_calls_seen;
+            rings.relay_short_calls_seen = short_calls;
+            let relay = rings
+                .relay
+                .clone()
+                .filter(|_| fanout)
+                .map(|ring| (ring, relay_waiting));
             let holds_back = |ring: &Ring, waiting: bool, slot: u32| {
                 slot_backlog(&ring.region, slot as usize).is_some_and(|backlog| {
                     backlog > capacity / 4 * 3 || (waiting && backlog > capacity / 2)
