@@ -290,10 +290,11 @@ fn when_the_last_socket_subscriber_leaves_the_broker_stops_holding_shm_publisher
 }
 
 #[test]
-fn a_shm_subscriber_that_stops_reading_loses_relayed_messages_but_never_stalls_the_socket_path() {
+fn on_a_drop_newest_topic_a_shm_subscriber_that_stops_reading_loses_relayed_messages_but_never_stalls_the_socket_path(
+) {
     const N: usize = 5_000;
     let broker = TestBroker::start(&format!(
-        "{}max_message_size = 1000\n\n[shm]\nring_bytes = 4096\n",
+        "{}max_message_size = 1000\nbackpressure = \"drop_newest\"\n\n[shm]\nring_bytes = 4096\n",
         fanout("slow")
     ));
     let client = shm_client(&broker);
@@ -314,6 +315,100 @@ fn a_shm_subscriber_that_stops_reading_loses_relayed_messages_but_never_stalls_t
         next += 1;
     }
     assert!(next > 0 && next < N, "got {next} of {N}");
+}
+
+#[test]
+fn on_a_block_topic_a_stopped_shm_subscriber_holds_socket_publishers_back_and_loses_nothing() {
+    const N: usize = 20_000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\n\n{}max_message_size = 1000\n\n[shm]\nring_bytes = 4096\n",
+        fanout("held"),
+        fanout("other")
+    ));
+    let mut shm_sub = spawn_sub(
+        &broker,
+        "held",
+        &["--transport", "shm", "--count", &N.to_string()],
+    );
+    let shm_pid = Pid::from_raw(shm_sub.child.id() as i32);
+    let mut uds_sub = spawn_sub(&broker, "held", &["--count", &N.to_string()]);
+    kill(shm_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    // Through a 4 KiB relay ring, a few hundred of these fit: the socket publisher is held
+    // back by the stopped subscriber for as long as it stays stopped.
+    let publisher = spawn_pub(&broker, "held", (0..N).map(|i| i.to_string()));
+    // Meanwhile another topic flows, its publisher and subscriber unaffected.
+    let mut other_sub = spawn_sub(&broker, "other", &["--count", "1000"]);
+    let other_pub = spawn_pub(&broker, "other", (0..1000).map(|i| format!("o{i}")));
+    let (status, stderr) = other_pub.finish();
+    assert!(status.success(), "{stderr}");
+    let lines = other_sub.take_lines(1000);
+    assert_eq!(
+        lines,
+        (0..1000).map(|i| format!("o{i}")).collect::<Vec<_>>()
+    );
+    assert!(other_sub.wait().success());
+    std::thread::sleep(Duration::from_millis(500));
+    kill(shm_pid, Signal::SIGCONT).expect("SIGCONT");
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    let expected: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    let got = shm_sub.take_lines(N);
+    assert!(
+        got == expected,
+        "the shm subscriber got {} lines, not every message once in order (first difference at {:?})",
+        got.len(),
+        got.iter().zip(&expected).position(|(a, b)| a != b)
+    );
+    assert!(shm_sub.wait().success());
+    assert!(
+        uds_sub.take_lines(N) == expected,
+        "the socket subscriber got every message once in order"
+    );
+    assert!(uds_sub.wait().success());
+    assert_eq!(topic_counter(&broker, "held", "dropped"), 0);
+    assert_eq!(topic_counter(&broker, "other", "dropped"), 0);
+}
+
+#[test]
+fn on_a_disconnect_topic_a_shm_subscriber_holding_the_relay_ring_full_is_dropped_and_the_socket_publisher_goes_on(
+) {
+    const N: u64 = 2_000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\nbackpressure = \"disconnect\"\n\n[shm]\nring_bytes = 4096\n",
+        fanout("strict_relay")
+    ));
+    let mut frozen = spawn_sub(&broker, "strict_relay", &["--transport", "shm"]);
+    let frozen_pid = Pid::from_raw(frozen.child.id() as i32);
+    let client = shm_client(&broker);
+    let healthy = client.subscribe("strict_relay").expect("subscribe");
+    kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let got = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| take_all(healthy, &done));
+        // Up to 300-byte messages through a 4 KiB relay ring: without the disconnect the
+        // publisher would wait on the frozen subscriber for ever (`finish` has a deadline).
+        let publisher = spawn_pub(&broker, "strict_relay", (0..N).map(checked_message));
+        let (status, stderr) = publisher.finish();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let got = reader.join().expect("reader");
+        assert!(status.success(), "{stderr}");
+        got
+    });
+    let expected: Vec<u64> = (0..N).collect();
+    assert!(
+        got == expected,
+        "the healthy subscriber got {} messages, not everything once in order (first difference at {:?})",
+        got.len(),
+        got.iter().zip(&expected).position(|(a, b)| a != b)
+    );
+    assert!(
+        topic_counter(&broker, "strict_relay", "dropped") >= 1,
+        "the disconnect is counted"
+    );
+    // Woken up, the frozen subscriber learns it was dropped, and exits with the reason.
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+    let status = frozen.wait();
+    assert!(!status.success(), "the dropped subscriber must fail");
 }
 
 fn queue(name: &str) -> String {

@@ -15,9 +15,12 @@
 //!   topic it drops like `drop_newest`, since no single consumer is at fault).
 //! - Per publisher order holds because one publisher's batches are routed one after another and
 //!   each subscriber's frames are appended in order.
-//! - A fanout topic may also have a [`Relay`]: it receives every batch once, when the batch is
-//!   first routed, for subscribers on another path (the shared-memory relay ring). It never
-//!   blocks the publisher; what it cannot take it reports as dropped.
+//! - A fanout topic may also have a [`Relay`]: it receives every batch once, before the
+//!   topic's outbox subscribers, for subscribers on another path (the shared-memory relay
+//!   ring). When it cannot take all of a batch (its ring is full), the policy decides as for
+//!   an outbox: `block` and `disconnect` return [`Progress::Blocked`] ([`Blocker::Relay`]) and
+//!   the relay is handed only the rest on resume; `drop_newest` and `drop_oldest` drop the
+//!   rest for the relay's readers and count it.
 //! - A queue topic may also have a [`QueueRelay`]: its shared-memory consumers
 //!   ([`Topic::subscribe_relayed`]) take part in the deal beside the socket consumers, each
 //!   with credit = `prefetch` minus what was dealt to it and not yet read. A message the relay
@@ -30,6 +33,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use mycelium_config::{Backpressure, Routing, TopicConfig};
@@ -43,6 +47,19 @@ pub type TopicId = u32;
 
 /// Identifies one subscription (one subscriber on one topic); increasing within a broker run.
 pub type SubscriberId = u64;
+
+/// How long a publisher held back by a full [`Relay`] waits before it offers the rest of its
+/// batch again ([`Blocker::Relay`]).
+///
+/// A poll rather than a wake-up: the relay's readers (shared-memory subscribers) read without
+/// telling the broker, and the transport's way to hear of room (a thread asleep on the ring's
+/// `producer_parked` futex, woken by the reader that makes room) would cost a thread per relay
+/// ring plus a hand-over to tokio, and a `FUTEX_WAKE` syscall from readers on every read while
+/// it sleeps. The poll costs nothing while the relay has room (it runs only while a batch is
+/// held back, and only for that publisher), adds at most about a millisecond to a wait that a
+/// reader a whole ring behind has already made long, and mirrors how a queue topic's backlog
+/// is offered to the same ring (`server/shm_rings.rs`).
+pub const RELAY_ROOM_POLL: Duration = Duration::from_millis(1);
 
 /// Counters reported by `mycelium stats`; relaxed atomics, since they order nothing.
 #[derive(Debug, Default)]
@@ -77,6 +94,9 @@ pub struct PublishCursor {
     offset: usize,
     /// Whether the batch was counted as published yet.
     counted: bool,
+    /// Fanout: messages of the batch the relay has dealt with (taken, or dropped by policy);
+    /// the outbox subscribers get the batch once this reaches its length.
+    relayed: usize,
     /// The batch came from the topic's relay's own path (shared-memory publishers): it is not
     /// handed back to the relay.
     skip_relay: bool,
@@ -119,6 +139,9 @@ pub enum Blocker {
     },
     /// A queue topic's backlog to shrink.
     Backlog(Arc<Topic>),
+    /// The topic's [`Relay`] to have room (a shared-memory subscriber to read); waits
+    /// [`RELAY_ROOM_POLL`], then the publish offers the rest of the batch again.
+    Relay,
 }
 
 impl Blocker {
@@ -155,6 +178,7 @@ impl Blocker {
                     topic.queue.wait_for_space(topic.config.buffer_size).await
                 }
             }
+            Blocker::Relay => tokio::time::sleep(RELAY_ROOM_POLL).await,
         }
     }
 }
@@ -236,10 +260,22 @@ impl QueueRouting {
 /// Takes a copy of every message routed on a topic, for subscribers that are not reached
 /// through outboxes (the shared-memory relay ring).
 pub trait Relay: std::fmt::Debug + Send + Sync {
-    /// Takes one batch, in order, without waiting. Returns (messages taken times the readers
-    /// they reach, messages dropped for lack of room); a message is dropped only after every
-    /// earlier one of the batch was taken, so what arrives keeps its order.
-    fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> (u64, u64);
+    /// Takes messages of a batch, in order, without waiting, and stops at the first that
+    /// does not fit now (its readers must make room first). The topic hands over each
+    /// message once: after a short return it offers only the messages after `passed`.
+    fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> Relayed;
+}
+
+/// How far a [`Relay`] got with the messages it was offered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relayed {
+    /// Leading messages dealt with: each taken, or dropped for good (one the relay can never
+    /// take). Fewer than offered means the next one did not fit now.
+    pub passed: usize,
+    /// Of `passed`, those dropped for good.
+    pub dropped: usize,
+    /// Readers each message taken reaches (and each dropped one misses), for the counters.
+    pub readers: u64,
 }
 
 /// Deals queue messages to shared-memory consumers (the broker's relay ring), each message
@@ -536,22 +572,65 @@ impl Topic {
             self.counters
                 .published
                 .fetch_add(payloads.len() as u64, Ordering::Relaxed);
-            // Once per batch, before any subscriber can block it: the relay never waits.
-            let relay = if cursor.skip_relay {
-                None
-            } else {
-                self.relay.read().unwrap_or_else(|p| p.into_inner()).clone()
-            };
-            if let Some(relay) = relay {
-                let mut each = (0..payloads.len()).map(|i| payloads.payload(i));
-                let (delivered, dropped) = relay.relay(&mut each);
-                self.counters.add(delivered, dropped);
+            if cursor.skip_relay {
+                cursor.relayed = payloads.len();
+            }
+        }
+        // The relay first, as if it were the first subscriber: while it holds the batch back
+        // no outbox subscriber has any of it, so on resume each gets it once, from the start.
+        if cursor.relayed < payloads.len() {
+            if let Some(blocker) = self.relay_rest(payloads, cursor) {
+                return Progress::Blocked(blocker);
             }
         }
         match self.config.routing {
             Routing::Fanout => Self::publish_fanout(self, payloads, cursor),
             Routing::Queue => self.publish_queue(payloads, cursor),
         }
+    }
+
+    /// Offers the relay the messages of the batch it has not dealt with yet; `Some` when a
+    /// `block` or `disconnect` policy must wait for it to have room.
+    fn relay_rest<B: Batch + ?Sized>(
+        &self,
+        payloads: &B,
+        cursor: &mut PublishCursor,
+    ) -> Option<Blocker> {
+        let relay = self.relay.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(relay) = relay else {
+            // No relay (any more): nobody on the other path to wait for.
+            cursor.relayed = payloads.len();
+            return None;
+        };
+        let from = cursor.relayed;
+        let mut each = (from..payloads.len()).map(|i| payloads.payload(i));
+        let relayed = relay.relay(&mut each);
+        // A relay that claims more than it was offered is taken at its word for what exists.
+        let passed = relayed.passed.min(payloads.len() - from);
+        let dropped = relayed.dropped.min(passed);
+        cursor.relayed = from + passed;
+        let readers = relayed.readers;
+        let delivered = (passed - dropped) as u64 * readers;
+        let mut lost = dropped as u64 * readers;
+        let rest = payloads.len() - cursor.relayed;
+        let blocker = if rest == 0 {
+            None
+        } else {
+            match self.config.backpressure {
+                // `disconnect`: the shared-memory watchdog detaches the reader that holds the
+                // relay full (`ShmRings`), and the wait ends.
+                Backpressure::Block | Backpressure::Disconnect => Some(Blocker::Relay),
+                // A lossy relay (`drop_oldest`) never stops short; should one, drop as
+                // `drop_newest` does rather than wait under a policy that promises not to.
+                Backpressure::DropNewest | Backpressure::DropOldest => {
+                    lost += rest as u64 * readers;
+                    cursor.relayed = payloads.len();
+                    None
+                }
+            }
+        };
+        self.counters.add(delivered, lost);
+        blocker
     }
 
     fn publish_fanout<B: Batch + ?Sized>(
@@ -1019,27 +1098,86 @@ mod tests {
         );
     }
 
+    /// A relay whose ring holds `room` more messages until a test makes more room.
     #[derive(Debug, Default)]
     struct RecordingRelay {
         got: Mutex<Vec<Vec<u8>>>,
-        /// Takes this many messages per call, drops the rest.
-        room: usize,
+        room: Mutex<usize>,
+    }
+
+    impl RecordingRelay {
+        fn with_room(room: usize) -> Arc<RecordingRelay> {
+            Arc::new(RecordingRelay {
+                room: Mutex::new(room),
+                ..RecordingRelay::default()
+            })
+        }
+
+        fn make_room(&self, more: usize) {
+            *self.room.lock().unwrap() += more;
+        }
     }
 
     impl Relay for RecordingRelay {
-        fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> (u64, u64) {
+        fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> Relayed {
             let mut got = self.got.lock().unwrap();
-            let (mut taken, mut dropped) = (0, 0);
+            let mut room = self.room.lock().unwrap();
+            let mut passed = 0;
             for payload in payloads {
-                if (taken as usize) < self.room {
-                    got.push(payload.to_vec());
-                    taken += 1;
-                } else {
-                    dropped += 1;
+                if *room == 0 {
+                    break;
                 }
+                *room -= 1;
+                got.push(payload.to_vec());
+                passed += 1;
             }
-            (taken, dropped)
+            Relayed {
+                passed,
+                dropped: 0,
+                readers: 1,
+            }
         }
+    }
+
+    #[test]
+    fn a_full_relay_holds_a_block_publish_back_and_resumes_without_duplicates_or_gaps() {
+        let t = topic(Routing::Fanout, 100, Backpressure::Block, 1);
+        let a = Arc::new(Outbox::new());
+        t.subscribe(1, a.clone(), 1000, 0);
+        let relay = RecordingRelay::with_room(5);
+        t.set_relay(Some(relay.clone()));
+        let m = msgs(8);
+        let refs: Vec<&[u8]> = m.iter().map(|p| p.as_slice()).collect();
+        let mut cursor = PublishCursor::default();
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Blocked(Blocker::Relay)
+        ));
+        assert!(
+            drain(&a).is_empty(),
+            "outbox subscribers wait behind the relay, as behind a first subscriber"
+        );
+        // Still full: nothing moves, nothing is handed over twice.
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Blocked(Blocker::Relay)
+        ));
+        relay.make_room(1);
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Blocked(Blocker::Relay)
+        ));
+        relay.make_room(100);
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Done
+        ));
+        assert_eq!(*relay.got.lock().unwrap(), m, "once each, in order");
+        assert_eq!(drain(&a), m);
+        let c = t.counters();
+        assert_eq!(c.dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(c.published.load(Ordering::Relaxed), 8, "counted once");
+        assert_eq!(c.delivered.load(Ordering::Relaxed), 16);
     }
 
     #[test]
@@ -1047,36 +1185,73 @@ mod tests {
         let t = topic(Routing::Fanout, 3, Backpressure::Block, 1);
         let a = Arc::new(Outbox::new());
         t.subscribe(1, a.clone(), 1000, 0);
-        let relay = Arc::new(RecordingRelay {
-            room: 5,
-            ..RecordingRelay::default()
-        });
+        let relay = RecordingRelay::with_room(100);
         t.set_relay(Some(relay.clone()));
         let m = msgs(8);
         let refs: Vec<&[u8]> = m.iter().map(|p| p.as_slice()).collect();
         let mut cursor = PublishCursor::default();
+        let mut got = Vec::new();
         while let Progress::Blocked(_) = t.publish(refs.as_slice(), &mut cursor) {
-            drain(&a);
+            got.extend(drain(&a));
         }
-        assert_eq!(
-            *relay.got.lock().unwrap(),
-            m[..5].to_vec(),
-            "once, in order"
-        );
-        assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 3);
+        got.extend(drain(&a));
+        assert_eq!(got, m);
+        assert_eq!(*relay.got.lock().unwrap(), m, "once, in order");
         // A batch from the relay's own path is not handed back to it.
         let mut cursor = PublishCursor::from_relay_path();
         while let Progress::Blocked(_) = t.publish(refs.as_slice(), &mut cursor) {
             drain(&a);
         }
-        assert_eq!(relay.got.lock().unwrap().len(), 5);
+        assert_eq!(relay.got.lock().unwrap().len(), 8);
         // Removed: nothing more reaches it.
         t.set_relay(None);
         let mut cursor = PublishCursor::default();
         while let Progress::Blocked(_) = t.publish(refs.as_slice(), &mut cursor) {
             drain(&a);
         }
-        assert_eq!(relay.got.lock().unwrap().len(), 5);
+        assert_eq!(relay.got.lock().unwrap().len(), 8);
+    }
+
+    #[test]
+    fn a_publish_blocked_on_the_relay_goes_on_when_the_relay_is_removed() {
+        let t = topic(Routing::Fanout, 100, Backpressure::Block, 1);
+        let a = Arc::new(Outbox::new());
+        t.subscribe(1, a.clone(), 1000, 0);
+        t.set_relay(Some(RecordingRelay::with_room(2)));
+        let m = msgs(5);
+        let refs: Vec<&[u8]> = m.iter().map(|p| p.as_slice()).collect();
+        let mut cursor = PublishCursor::default();
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Blocked(Blocker::Relay)
+        ));
+        t.set_relay(None);
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Done
+        ));
+        assert_eq!(drain(&a), m);
+    }
+
+    #[test]
+    fn drop_newest_drops_what_a_full_relay_cannot_take_and_counts_it() {
+        let t = topic(Routing::Fanout, 100, Backpressure::DropNewest, 1);
+        let a = Arc::new(Outbox::new());
+        t.subscribe(1, a.clone(), 1000, 0);
+        let relay = RecordingRelay::with_room(5);
+        t.set_relay(Some(relay.clone()));
+        let m = msgs(8);
+        assert!(matches!(publish_all(&t, &m), Progress::Done));
+        assert_eq!(*relay.got.lock().unwrap(), m[..5].to_vec());
+        assert_eq!(drain(&a), m, "the outbox subscriber is not held back");
+        assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn a_relay_blocker_resolves_after_the_poll_period() {
+        let started = std::time::Instant::now();
+        Blocker::Relay.wait().await;
+        assert!(started.elapsed() >= RELAY_ROOM_POLL);
     }
 
     #[tokio::test]

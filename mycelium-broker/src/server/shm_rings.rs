@@ -22,7 +22,11 @@
 //!   makes the publisher rings and the relay ring lossy (the oldest frames are overwritten
 //!   and a lapped subscriber is told how many it missed); `drop_newest` marks publisher rings
 //!   so that their publisher drops a message that does not fit (counted in the ring, read
-//!   here for the stats); `block` and `disconnect` rings are lossless and wait. A queue topic
+//!   here for the stats); `block` and `disconnect` rings are lossless and wait. On a fanout
+//!   relay ring the topic applies the policy ([`Relay`]): a full relay ring holds the socket
+//!   publisher back under `block` and `disconnect`, and drops the rest under `drop_newest`.
+//!   Under `disconnect` the watchdog detaches a subscriber that holds a waiting publisher
+//!   back, in a publisher ring or in the relay ring alike. A queue topic
 //!   with `drop_oldest` is refused shared memory: an overwritten frame would be a message no
 //!   consumer gets, with no one to count it.
 //! - One lock over the whole directory: attach and detach are rare control operations, and a
@@ -30,7 +34,7 @@
 //!   against a subscriber attaching at the same moment.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
@@ -55,8 +59,8 @@ const RELAY_DRAIN_IDLE: std::time::Duration = std::time::Duration::from_millis(2
 use mycelium_transport::shm::reference::SegmentRef;
 use mycelium_transport::shm::{
     check_payload_fd, producer_dropped, producer_waiting, release_slot, reserve_slot,
-    set_drop_when_full, slot_backlog, slot_positions, wake_consumer, PayloadWriter, RingError,
-    RingProducer, RingRegion, Segment, SegmentError,
+    set_drop_when_full, slot_backlog, slot_positions, wake_consumer, PayloadWriter, PushError,
+    RingError, RingProducer, RingRegion, Segment, SegmentError,
 };
 use mycelium_transport::{ShmRing, NO_SLOT};
 use std::os::fd::{AsFd, OwnedFd};
@@ -69,7 +73,7 @@ use tokio::sync::{mpsc, oneshot};
 /// on its account.
 pub const MAX_SEGMENTS_IN_FLIGHT: usize = 16;
 
-use crate::core::topic::{QueueRelay, Relay, Topic, TopicId};
+use crate::core::topic::{QueueRelay, Relay, Relayed, Topic, TopicId};
 use crate::server::shm_reader::{ReaderCommand, ShmRingReader};
 use mycelium_transport::shm::queue::{self, QUEUE_PREFIX};
 use mycelium_transport::shm::RingConsumer;
@@ -375,6 +379,13 @@ struct RelayRing {
     /// The topic and the relay ring.
     topic: TopicId,
     ring: Ring,
+    /// Fanout topics: [`Relay::relay`] calls that stopped at a message that did not fit. A
+    /// publisher held back by the relay ring (`block`, `disconnect`) offers the rest again
+    /// every `RELAY_ROOM_POLL` (1 ms), so while one waits this grows between two watchdog
+    /// rounds: the watchdog's counterpart of a publisher ring's `producer_parked`. A count
+    /// rather than a flag, so that a publisher that gives up (its connection closes) stops
+    /// counting as waiting.
+    short_calls: AtomicU64,
 }
 
 impl RelayRing {
@@ -392,6 +403,7 @@ impl RelayRing {
             directory,
             topic,
             ring,
+            short_calls: AtomicU64::new(0),
         }
     }
 
@@ -407,20 +419,26 @@ impl RelayRing {
 
     /// Relays a message too large for the ring: copies it into a payload segment of its own,
     /// hands that to the subscribers (on a queue topic, to the consumer of `recipient` only),
-    /// then pushes the reference frame (addressed to `recipient`). `false` when it is dropped
-    /// (no room for the reference, or the segment could not be made).
+    /// then pushes the reference frame (addressed to `recipient`).
+    /// [`LargeRelayError::Full`] when the ring has no room for the reference frame now (the
+    /// segment handed over is then an orphan its readers close when they meet a later one).
     fn relay_large(
         &self,
         producer: &mut RingProducer,
         next: &mut u64,
         payload: &[u8],
         recipient: Option<u32>,
-    ) -> bool {
+    ) -> Result<(), LargeRelayError> {
         let Some(directory) = self.directory.upgrade() else {
-            return false;
+            return Err(LargeRelayError::Failed(
+                "the broker is shutting down".into(),
+            ));
         };
         let Ok(len) = u32::try_from(payload.len()) else {
-            return false;
+            return Err(LargeRelayError::Failed(format!(
+                "{} bytes do not fit a reference frame",
+                payload.len()
+            )));
         };
         // A queue topic deals from under its backlog's lock, which the directory's holder may
         // be waiting for (taking back a leaving consumer's messages): never wait for the
@@ -429,7 +447,7 @@ impl RelayRing {
         let mut held = None;
         if recipient.is_some() {
             let Some(topics) = directory.try_lock() else {
-                return false;
+                return Err(LargeRelayError::Busy);
             };
             held = Some(topics);
         }
@@ -443,8 +461,9 @@ impl RelayRing {
         let sealed = match sealed {
             Ok(sealed) => sealed,
             Err(error) => {
-                tracing::warn!(%error, "cannot make a payload segment for a relayed message: dropped");
-                return false;
+                return Err(LargeRelayError::Failed(format!(
+                    "cannot make a payload segment: {error}"
+                )));
             }
         };
         let reference = SegmentRef { segment, len };
@@ -454,7 +473,9 @@ impl RelayRing {
         {
             let mut topics = held.unwrap_or_else(|| directory.lock());
             let Some(rings) = topics.get_mut(&self.topic) else {
-                return false;
+                return Err(LargeRelayError::Failed(
+                    "the topic has no rings any more".into(),
+                ));
             };
             let handover = Handover {
                 ring: &self.ring,
@@ -472,13 +493,44 @@ impl RelayRing {
                 }
             }
         }
-        match recipient {
-            None => producer.try_push_marked(&reference.encode(), true).is_ok(),
+        let pushed = match recipient {
+            None => producer.try_push_marked(&reference.encode(), true),
             Some(slot) => {
                 let mut frame = Vec::new();
                 queue::address(&mut frame, slot as usize, &reference.encode());
-                producer.try_push_marked(&frame, true).is_ok()
+                producer.try_push_marked(&frame, true)
             }
+        };
+        pushed.map_err(LargeRelayError::from)
+    }
+}
+
+/// Why [`RelayRing::relay_large`] (or a plain push into the relay ring) did not take a message.
+#[derive(Debug)]
+enum LargeRelayError {
+    /// No room in the ring now: the slowest reader is a whole ring behind.
+    Full,
+    /// The directory is held by someone else (queue dealing never waits for it).
+    Busy,
+    /// The message cannot be relayed at all; waiting would not help.
+    Failed(String),
+}
+
+impl From<PushError> for LargeRelayError {
+    fn from(error: PushError) -> Self {
+        match error {
+            PushError::Full => LargeRelayError::Full,
+            other => LargeRelayError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for LargeRelayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LargeRelayError::Full => f.write_str("the relay ring is full"),
+            LargeRelayError::Busy => f.write_str("the ring directory is busy"),
+            LargeRelayError::Failed(reason) => f.write_str(reason),
         }
     }
 }
@@ -513,6 +565,7 @@ impl QueueRelay for RelayRing {
                 // Too large for the ring: a payload segment for this consumer. It takes the
                 // directory's lock, so not while `addressed` is held.
                 self.relay_large(producer, next, payload, Some(slot))
+                    .is_ok()
             } else {
                 queue::address(&mut frame, slot as usize, payload);
                 producer.try_push(&frame).is_ok()
@@ -542,35 +595,48 @@ impl std::fmt::Debug for RelayRing {
 }
 
 impl Relay for RelayRing {
-    fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> (u64, u64) {
+    fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> Relayed {
         let mut guard = self.producer.lock().unwrap_or_else(|p| p.into_inner());
         let (producer, next) = &mut *guard;
-        let (mut taken, mut dropped) = (0u64, 0u64);
+        let (mut passed, mut dropped) = (0, 0);
+        let mut full = false;
         let max = producer.max_payload();
-        for payload in &mut *payloads {
+        for payload in payloads {
             let pushed = if payload.len() > max {
                 self.relay_large(producer, next, payload, None)
-                    .then_some(())
-                    .ok_or(())
             } else {
-                producer.try_push(payload).map_err(|_| ())
+                producer.try_push(payload).map_err(LargeRelayError::from)
             };
             match pushed {
-                Ok(()) => taken += 1,
-                Err(()) => {
-                    // The slowest shared-memory subscriber is a whole ring behind: drop this
-                    // message and the rest of the batch (never a later one before an earlier).
-                    dropped += 1;
+                Ok(()) => passed += 1,
+                // The slowest shared-memory subscriber is a whole ring behind: stop here (never
+                // a later message before an earlier); the topic's policy waits or drops.
+                // (`Busy` only comes from queue dealing; it too means "later".)
+                Err(LargeRelayError::Full | LargeRelayError::Busy) => {
+                    full = true;
                     break;
+                }
+                Err(LargeRelayError::Failed(error)) => {
+                    // No payload segment could be made for it (logged there), or the ring
+                    // refused the frame for good: waiting would not help this message, so it
+                    // alone is dropped, counted.
+                    tracing::warn!(%error, "a message cannot be relayed to shared-memory subscribers: dropped for them");
+                    passed += 1;
+                    dropped += 1;
                 }
             }
         }
-        dropped += payloads.count() as u64;
+        if full {
+            self.short_calls.fetch_add(1, Ordering::Relaxed);
+        }
         if let Err(error) = producer.publish_and_wake() {
             tracing::warn!(%error, "waking shared-memory subscribers of the relay ring failed");
         }
-        let readers = self.readers.load(Ordering::Relaxed);
-        (taken * readers, dropped * readers)
+        Relayed {
+            passed,
+            dropped,
+            readers: self.readers.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -597,6 +663,8 @@ struct TopicRings {
     /// Messages dropped (`drop_newest`) by publishers that have left, as their rings last
     /// said; the live publishers' counts are read from their rings when asked.
     retired_dropped: u64,
+    /// The relay ring's `short_calls` as the watchdog last read it.
+    relay_short_calls_seen: u64,
 }
 
 /// Every topic's rings and attachments.
@@ -907,7 +975,8 @@ impl ShmRings {
     /// One watchdog round: a subscriber of a `disconnect` topic that holds a publisher back
     /// (three quarters of a ring behind, or half a ring while the publisher waits for room) in
     /// [`STRIKES`] rounds in a row is detached (its slots freed, the publisher released) and
-    /// told why.
+    /// told why. The relay ring counts as a publisher ring whose publisher is the broker,
+    /// waiting while a socket publisher is held back by it.
     fn disconnect_slow_subscribers(&self) {
         let mut topics = self.lock();
         for rings in topics.values_mut() {
@@ -926,14 +995,34 @@ impl ShmRings {
                 .iter()
                 .map(|p| (p.ring.clone(), producer_waiting(&p.ring.region)))
                 .collect();
+            // Fanout only: on a queue topic a full relay ring sends messages to other
+            // consumers or the backlog, and holds no publisher back.
+            let fanout = topic.config().routing == Routing::Fanout;
+            let short_calls = rings
+                .relay_sink
+                .as_ref()
+                .map_or(0, |sink| sink.short_calls.load(Ordering::Relaxed));
+            let relay_waiting = short_calls != rings.relay_short_calls_seen;
+            rings.relay_short_calls_seen = short_calls;
+            let relay = rings
+                .relay
+                .clone()
+                .filter(|_| fanout)
+                .map(|ring| (ring, relay_waiting));
+            let holds_back = |ring: &Ring, waiting: bool, slot: u32| {
+                slot_backlog(&ring.region, slot as usize).is_some_and(|backlog| {
+                    backlog > capacity / 4 * 3 || (waiting && backlog > capacity / 2)
+                })
+            };
             let mut slow = Vec::new();
             for subscriber in &mut rings.subscribers {
                 let behind = publishers.iter().any(|(ring, waiting)| {
-                    subscriber.slots.get(&ring.id).is_some_and(|&slot| {
-                        slot_backlog(&ring.region, slot as usize).is_some_and(|backlog| {
-                            backlog > capacity / 4 * 3 || (*waiting && backlog > capacity / 2)
-                        })
-                    })
+                    subscriber
+                        .slots
+                        .get(&ring.id)
+                        .is_some_and(|&slot| holds_back(ring, *waiting, slot))
+                }) || relay.as_ref().is_some_and(|(ring, waiting)| {
+                    holds_back(ring, *waiting, subscriber.relay_slot)
                 });
                 subscriber.strikes = if behind { subscriber.strikes + 1 } else { 0 };
                 if subscriber.strikes >= STRIKES {
