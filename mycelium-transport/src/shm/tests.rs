@@ -2166,37 +2166,59 @@ mod loom_tests {
     }
 
     #[test]
-    fn a_lapped_lossy_consumer_never_returns_a_torn_or_stale_payload() {
-        // Six 16-byte frames through a 64-byte lossy ring: the producer laps a consumer that
-        // reads slowly. Every byte of payload i is i, so a copy mixed from two frames (the
-        // producer overwriting while the consumer copies) shows; sequence numbers must rise.
-        // The data words are Relaxed atomics here (`region.rs`): the seqlock fences, not loom's
-        // race detector, must catch the overlap.
+    fn a_lapped_lossy_consumer_resumes_at_a_whole_frame_and_counts_exactly() {
+        // Frame 0 is read first (so every loss has an exact count); then frames 1 to 6, 16
+        // bytes each, go through a 64-byte lossy ring (one and a half laps) while the
+        // consumer reads three times, and reads what is left once the producer is done. Every
+        // byte of payload i is i, so a copy mixed from two frames (the producer overwriting
+        // while the consumer copies, at its position or at the `oldest_pos` it resumed at)
+        // shows. Each frame must be the one the count so far predicts, and at the end
+        // delivered + skipped must be every frame, the last ones read without a new publish.
+        // The data words are Relaxed atomics here (`region.rs`): the seqlock fences, not
+        // loom's race detector, must catch the overlap.
+        const FRAMES: u8 = 7;
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(2);
         builder.check(|| {
             let (region, mut producer) = RingRegion::new_in_memory_lossy(64, 1).unwrap();
             let mut consumer = RingConsumer::join(&region).unwrap();
+            let mut out = Vec::new();
+            producer.push_and_publish(&[0; 8]).unwrap();
+            assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
             let writer = thread::spawn(move || {
-                for i in 0..6u8 {
+                for i in 1..FRAMES {
                     producer.push_and_publish(&[i; 8]).unwrap();
                 }
             });
-            let mut out = Vec::new();
-            let mut last: Option<u8> = None;
+            let mut next = 1u64;
+            let mut account = |result: Result<bool, ReadError>, out: &[u8]| match result {
+                Ok(true) => {
+                    assert_eq!(out.len(), 8);
+                    assert!(out.iter().all(|&b| b == out[0]), "torn payload {out:?}");
+                    assert_eq!(u64::from(out[0]), next, "stale payload or a wrong count");
+                    next += 1;
+                    true
+                }
+                Ok(false) => false,
+                Err(ReadError::Lagged { skipped }) => {
+                    assert!(skipped > 0);
+                    next += skipped;
+                    true
+                }
+                Err(error) => panic!("{error}"),
+            };
             for _ in 0..3 {
-                match consumer.try_recv_into(&mut out) {
-                    Ok(true) => {
-                        assert_eq!(out.len(), 8);
-                        assert!(out.iter().all(|&b| b == out[0]), "torn payload {out:?}");
-                        assert!(last.is_none_or(|last| out[0] > last), "stale payload");
-                        last = Some(out[0]);
-                    }
-                    Ok(false) | Err(ReadError::Lagged { .. }) => thread::yield_now(),
-                    Err(error) => panic!("{error}"),
+                if !account(consumer.try_recv_into(&mut out), &out) {
+                    thread::yield_now();
                 }
             }
             writer.join().unwrap();
+            for _ in 0..2 * FRAMES {
+                if !account(consumer.try_recv_into(&mut out), &out) {
+                    break;
+                }
+            }
+            assert_eq!(next, u64::from(FRAMES), "every frame delivered or counted");
         });
     }
 }
