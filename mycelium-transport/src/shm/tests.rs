@@ -634,7 +634,8 @@ mod hostile {
         for round in 0..20_000u64 {
             let _ = producer.push_and_publish(&vec![round as u8; (next() % 600) as usize]);
             let at = match next() % 4 {
-                0 => WRITE_POS_OFFSET + (next() % 8) as usize,
+                // Lossy: `write_pos`, `reserve_pos`, `dropped` and `oldest_pos`.
+                0 => WRITE_POS_OFFSET + (next() % if lossy { 32 } else { 8 }) as usize,
                 1 => SLOTS_OFFSET + (next() % 16) as usize,
                 _ => data + (next() % CAPACITY) as usize,
             };
@@ -730,7 +731,8 @@ mod hostile {
                     }
                     Op::Scribble(which, offset, bytes) => {
                         let (start, span) = match which {
-                            0 => (WRITE_POS_OFFSET, 16),
+                            // `write_pos` to `oldest_pos`.
+                            0 => (WRITE_POS_OFFSET, 32),
                             1 => (SLOTS_OFFSET, CONSUMERS as usize * SLOT_SIZE),
                             _ => (data, CAPACITY as usize),
                         };
