@@ -28,7 +28,10 @@
 //!   80             8  dropped          AtomicU64  producer     frames refused for lack of room
 //!                                                              and dropped (FULL_DROP); a counter
 //!                                                              for observers, never read back
-//!   88            40  (padding)
+//!   88             8  oldest_pos       AtomicU64  producer     lossy: start of the oldest frame
+//!                                                              not yet overwritten (stored with
+//!                                                              reserve_pos, BEFORE the overwrite)
+//!   96            32  (padding)
 //! consumer slot i, i in 0..max_consumers, one line each, at 128 + 64 * i
 //!   +0             8  read_pos         AtomicU64  consumer i   bytes consumer i has consumed
 //!   +8             4  state            AtomicU32  consumer i   SLOT_FREE / SLOT_ACTIVE (also a
@@ -64,7 +67,7 @@ use super::sync::{AtomicU32, AtomicU64};
 pub const RING_MAGIC: u64 = u64::from_ne_bytes(*b"MYCRING1");
 
 /// The layout version this code reads and writes; bumped on any layout change.
-pub const RING_VERSION: u32 = 7;
+pub const RING_VERSION: u32 = 8;
 
 /// Cache-line size the layout pads to, so producer- and consumer-owned words never share a line.
 pub const CACHE_LINE: usize = 64;
@@ -157,6 +160,8 @@ pub const MODE_OFFSET: usize = 12;
 pub const RESERVE_POS_OFFSET: usize = 72;
 /// Offset of the producer's `dropped` counter, beside `reserve_pos`.
 pub const DROPPED_OFFSET: usize = 80;
+/// Offset of the producer's `oldest_pos` (lossy mode), beside `dropped`.
+pub const OLDEST_POS_OFFSET: usize = 88;
 /// Offset of consumer slot 0; slot `i` is at `SLOTS_OFFSET + i * SLOT_SIZE`.
 pub const SLOTS_OFFSET: usize = 128;
 /// Size of one consumer slot (one cache line).
@@ -216,6 +221,10 @@ pub(crate) struct ProducerLine {
     /// Frames the producer dropped because they did not fit (`FULL_DROP`), stored by the
     /// producer from its own count; read by third parties (the broker's stats) as a hint.
     pub(crate) dropped: AtomicU64,
+    /// Lossy mode: the start of the oldest frame (padding frames included) that the producer
+    /// has not begun to overwrite; a lapped consumer resumes there. Stored before the
+    /// `reserve_pos` that announces the overwrite (`docs/shm-layout.md`, lossy rule).
+    pub(crate) oldest_pos: AtomicU64,
 }
 
 /// One consumer's cache line.
@@ -250,6 +259,7 @@ impl RingHeader {
                 write_pos: AtomicU64::new(0),
                 reserve_pos: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
+                oldest_pos: AtomicU64::new(0),
             },
         }
     }
@@ -313,7 +323,8 @@ const _: () = {
     assert!(offset_of!(ProducerLine, write_pos) == 0);
     assert!(WRITE_POS_OFFSET + offset_of!(ProducerLine, reserve_pos) == RESERVE_POS_OFFSET);
     assert!(WRITE_POS_OFFSET + offset_of!(ProducerLine, dropped) == DROPPED_OFFSET);
-    assert!(DROPPED_OFFSET + 8 <= SLOTS_OFFSET);
+    assert!(WRITE_POS_OFFSET + offset_of!(ProducerLine, oldest_pos) == OLDEST_POS_OFFSET);
+    assert!(OLDEST_POS_OFFSET + 8 <= SLOTS_OFFSET);
     assert!(size_of::<ConsumerSlot>() == SLOT_SIZE);
     assert!(align_of::<ConsumerSlot>() == CACHE_LINE);
     assert!(offset_of!(ConsumerSlot, read_pos) == SLOT_READ_POS_OFFSET);

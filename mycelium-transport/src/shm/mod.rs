@@ -28,8 +28,9 @@
 //!   holder that died.
 //! - A lossy ring ([`RingRegion::new_in_memory_lossy`], [`init_with_mode`]) never refuses a
 //!   frame: it overwrites the oldest. A consumer it laps returns [`ReadError::Lagged`] with the
-//!   number of messages lost, then only whole, current frames (a seqlock-style check after each
-//!   copy, against the producer's `reserve_pos`).
+//!   number of messages lost, then the oldest frame still whole (the producer's `oldest_pos`)
+//!   and every later one, never a torn one (a seqlock-style check after each copy, against the
+//!   producer's `reserve_pos`).
 //! - A producer can lend the next frame's bytes ([`RingProducer::try_loan`], [`FrameLoan`])
 //!   to write a message in place; [`queue`] addresses frames to one consumer (queue topics).
 //! - A lossless ring's creator may ask its producer to drop rather than wait

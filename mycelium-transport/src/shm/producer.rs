@@ -41,6 +41,9 @@ pub struct RingProducer {
     seq: u64,
     /// Lossy mode: the last value stored to `reserve_pos`.
     reserved: u64,
+    /// Lossy mode: the start of the oldest frame not yet overwritten, as last stored to
+    /// `oldest_pos` (`<= local`).
+    oldest: u64,
     /// The ring's `full_policy` as read at adopt: [`try_push_or_drop`](Self::try_push_or_drop)
     /// is what its owner should call.
     drop_when_full: bool,
@@ -62,6 +65,7 @@ impl RingProducer {
             woken: 0,
             seq: 0,
             reserved: 0,
+            oldest: 0,
             drop_when_full: false,
             dropped: 0,
         }
@@ -78,14 +82,15 @@ impl RingProducer {
     /// # Errors
     ///
     /// Those of [`attach`]; [`RingError::BadGeometry`] if the ring was written to already
-    /// (`write_pos` or `reserve_pos` not 0).
+    /// (`write_pos`, `reserve_pos` or `oldest_pos` not 0).
     pub fn adopt(region: &Arc<RingRegion>) -> Result<Self, RingError> {
         let geometry = attach(region)?;
         let producer = &region.header().producer;
         // SYNC POINT: Relaxed; a fresh ring's positions were written by its creator before
         // it handed the segment over (a syscall later), and a non-zero value only refuses.
         let written = producer.write_pos.load(Ordering::Relaxed) != 0
-            || producer.reserve_pos.load(Ordering::Relaxed) != 0;
+            || producer.reserve_pos.load(Ordering::Relaxed) != 0
+            || producer.oldest_pos.load(Ordering::Relaxed) != 0;
         if written {
             return Err(RingError::BadGeometry(
                 "the ring was written to already; a producer adopts only a fresh ring",
@@ -293,18 +298,27 @@ impl RingProducer {
         if self.geometry.lossy {
             if end > self.reserved {
                 self.reserved = end;
-                // SYNC POINT: Relaxed store, then a Release fence before the frame bytes below
-                // (the writer half of a seqlock). It pairs with the Acquire fence a lossy
-                // consumer issues after copying a frame and before it re-loads `reserve_pos`
-                // (`RingConsumer::lapped`): if its copy saw any byte we write after this fence,
-                // its re-load sees this value or a later one, and it discards the copy. Without
-                // the fence the byte stores could become visible before the announcement, and
-                // a torn copy would pass the check.
-                self.region
-                    .header()
-                    .producer
-                    .reserve_pos
-                    .store(end, Ordering::Relaxed);
+                let moved = self.advance_oldest(end);
+                let line = &self.region.header().producer;
+                if moved {
+                    // SYNC POINT: Relaxed; published by the Release store of `reserve_pos`
+                    // just below (and by every later Release store of `write_pos`).
+                    line.oldest_pos.store(self.oldest, Ordering::Relaxed);
+                }
+                // SYNC POINT: Release store pairs with the Acquire load of `reserve_pos` in
+                // `RingConsumer::lapped`: a consumer that sees this reservation also sees the
+                // `oldest_pos` stored above (or a later one), so the frame it resumes at is
+                // not one this reservation overwrites. Without it the consumer could load an
+                // older `oldest_pos`, resume inside the bytes being overwritten, be lapped
+                // again, and find `oldest_pos` behind its position (`Corrupt`).
+                line.reserve_pos.store(end, Ordering::Release);
+                // SYNC POINT: Release fence before the frame bytes below (the writer half of a
+                // seqlock). It pairs with the Acquire fence a lossy consumer issues after
+                // copying a frame and before it re-loads `reserve_pos` (`RingConsumer::lapped`):
+                // if its copy saw any byte we write after this fence, its re-load sees this
+                // value or a later one, and it discards the copy. Without the fence the byte
+                // stores could become visible before the announcement, and a torn copy would
+                // pass the check. (The Release store above orders only what precedes it.)
                 fence(Ordering::Release);
             }
         } else if end > self.limit {
@@ -321,6 +335,52 @@ impl RingProducer {
             return Ok(0);
         }
         Ok(offset)
+    }
+
+    /// Lossy mode: moves `oldest` past every frame that a reservation ending at `end`
+    /// overwrites (any frame starting below `end - capacity`), walking the producer's own
+    /// earlier frames by the sizes in their headers; `true` if it moved.
+    ///
+    /// The headers lie in shared memory, where a peer may have scribbled: each is checked as a
+    /// consumer checks it (and must end at or below `local`). On anything inconsistent the
+    /// walk stops at `local`, the start of the frame about to be written, which no reservation
+    /// so far has touched. Each step moves at least 8 bytes and never past `local`, so the
+    /// walk is bounded (by the frames it overwrites, a ring's worth at most).
+    fn advance_oldest(&mut self, end: u64) -> bool {
+        // `end - local` < capacity (a frame takes at most half the ring, and a padding frame
+        // is written only before a frame bigger than it), so `local >= floor`.
+        let floor = end.saturating_sub(self.geometry.capacity);
+        if self.oldest >= floor {
+            return false;
+        }
+        let capacity = self.geometry.capacity_usize();
+        let max = self.max_payload();
+        let data_start = self.geometry.data_start();
+        let mut pos = self.oldest;
+        while pos < floor {
+            let offset = self.geometry.offset_of(pos);
+            let tail = capacity - offset;
+            let mut header = [0u8; FRAME_HEADER_LEN];
+            self.region.read_data_racy(data_start, offset, &mut header);
+            let [l0, l1, l2, l3, t0, t1, t2, t3] = header;
+            // A reference frame's `len` carries FRAME_REFERENCE; its size is that of its body.
+            let len = (u32::from_ne_bytes([l0, l1, l2, l3]) & !FRAME_REFERENCE) as usize;
+            let tag = u32::from_ne_bytes([t0, t1, t2, t3]);
+            let size = if tag & FRAME_PADDING != 0 {
+                (offset != 0 && len == tail - FRAME_HEADER_LEN).then_some(tail)
+            } else {
+                (len <= max && frame_size(len) <= tail).then(|| frame_size(len))
+            };
+            match size {
+                Some(size) if pos + size as u64 <= self.local => pos += size as u64,
+                _ => {
+                    pos = self.local;
+                    break;
+                }
+            }
+        }
+        self.oldest = pos;
+        true
     }
 
     /// Writes the header of the frame at data offset `offset` whose `len` payload bytes are in

@@ -634,7 +634,8 @@ mod hostile {
         for round in 0..20_000u64 {
             let _ = producer.push_and_publish(&vec![round as u8; (next() % 600) as usize]);
             let at = match next() % 4 {
-                0 => WRITE_POS_OFFSET + (next() % 8) as usize,
+                // Lossy: `write_pos`, `reserve_pos`, `dropped` and `oldest_pos`.
+                0 => WRITE_POS_OFFSET + (next() % if lossy { 32 } else { 8 }) as usize,
                 1 => SLOTS_OFFSET + (next() % 16) as usize,
                 _ => data + (next() % CAPACITY) as usize,
             };
@@ -730,7 +731,8 @@ mod hostile {
                     }
                     Op::Scribble(which, offset, bytes) => {
                         let (start, span) = match which {
-                            0 => (WRITE_POS_OFFSET, 16),
+                            // `write_pos` to `oldest_pos`.
+                            0 => (WRITE_POS_OFFSET, 32),
                             1 => (SLOTS_OFFSET, CONSUMERS as usize * SLOT_SIZE),
                             _ => (data, CAPACITY as usize),
                         };
@@ -763,7 +765,9 @@ mod lossy {
     //! The lossy (overwrite) mode: the producer never blocks, a lapped consumer reports
     //! `Lagged` with the number of messages it lost, then reads only whole, current frames.
 
-    use crate::shm::{PushError, ReadError, RingConsumer, RingRegion};
+    use crate::shm::layout::{data_offset, frame_size, OLDEST_POS_OFFSET};
+    use crate::shm::{PushError, ReadError, RingConsumer, RingProducer, RingRegion};
+    use std::sync::Arc;
 
     /// Frame `seq`: its sequence number, then bytes derived from it, so a frame mixed from
     /// two writes (or a stale one) shows.
@@ -793,73 +797,341 @@ mod lossy {
         ));
     }
 
-    #[test]
-    fn a_lapped_consumer_gets_lagged_with_the_count_then_whole_current_frames() {
-        let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
-        let mut consumer = RingConsumer::join(&region).unwrap();
+    /// Payload bytes of frame `seq` in the varied-size tests (plus 8 for the sequence): sizes
+    /// from 8 to 507 bytes, so frames wrap at every offset and padding frames come and go.
+    fn varied(seq: u64) -> usize {
+        (seq as usize * 37) % 500
+    }
+
+    /// Which of the frames pushed into a fresh lossy ring of `capacity` bytes, with these
+    /// payload lengths, are still whole: a model of the layout (frames, padding frames before
+    /// a wrap), independent of the ring code. A frame is whole while it starts at or after
+    /// `end - capacity`, `end` being where the last frame ends.
+    fn intact(capacity: u64, lens: &[usize]) -> std::ops::Range<u64> {
+        let mut pos = 0u64;
+        let mut starts = Vec::new();
+        for &len in lens {
+            let size = frame_size(len) as u64;
+            let tail = capacity - pos % capacity;
+            if size > tail {
+                pos += tail;
+            }
+            starts.push(pos);
+            pos += size;
+        }
+        let floor = pos.saturating_sub(capacity);
+        let first = starts
+            .iter()
+            .position(|&start| start >= floor)
+            .unwrap_or(lens.len());
+        first as u64..lens.len() as u64
+    }
+
+    /// Pushes and publishes frame `seq` of the varied sizes, recording its length.
+    fn push_varied(producer: &mut RingProducer, lens: &mut Vec<usize>, seq: u64) {
+        let payload = frame(seq, varied(seq));
+        lens.push(payload.len());
+        producer.push_and_publish(&payload).unwrap();
+    }
+
+    /// Reads until the ring is empty, expecting exactly frames `range`, in order.
+    fn expect_frames(consumer: &mut RingConsumer, range: std::ops::Range<u64>) {
         let mut out = Vec::new();
-        producer.push_and_publish(&frame(0, 100)).unwrap();
-        assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
-        assert_eq!(check(&out), 0);
-        // 200 frames of 112 bytes: the ring holds 36, so the consumer is lapped several times.
-        for seq in 1..=200 {
-            producer.push_and_publish(&frame(seq, 100)).unwrap();
-        }
-        // Lapped: it jumps to the write position, and reports the loss with the next frame.
-        assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
-        for seq in 201..=203 {
-            producer.push_and_publish(&frame(seq, 100)).unwrap();
-        }
-        assert_eq!(
-            consumer.try_recv_into(&mut out),
-            Err(ReadError::Lagged { skipped: 200 })
-        );
-        for seq in 201..=203 {
-            assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
+        for seq in range {
+            assert_eq!(consumer.try_recv_into(&mut out), Ok(true), "frame {seq}");
             assert_eq!(check(&out), seq);
         }
-        assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(false), "nothing more");
+    }
+
+    #[test]
+    fn a_lapped_consumer_gets_the_exact_lag_then_every_intact_frame_without_a_new_publish() {
+        // Lapped by different amounts (a part of a ring to several rings), with frames of
+        // varied sizes: every wrap point, with and without a padding frame.
+        for last in [30u64, 34, 41, 47, 58, 77, 120, 333] {
+            let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+            let mut consumer = RingConsumer::join(&region).unwrap();
+            let mut lens = Vec::new();
+            let mut out = Vec::new();
+            push_varied(&mut producer, &mut lens, 0);
+            assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
+            assert_eq!(check(&out), 0);
+            for seq in 1..=last {
+                push_varied(&mut producer, &mut lens, seq);
+            }
+            let whole = intact(4096, &lens);
+            assert!(whole.start > 1, "lapped after {last}");
+            // Told at once (no new frame needed) of exactly the frames overwritten unread...
+            assert_eq!(
+                consumer.try_recv_into(&mut out),
+                Err(ReadError::Lagged {
+                    skipped: whole.start - 1
+                }),
+                "after {last}"
+            );
+            // ...then it reads every frame still whole, oldest first.
+            expect_frames(&mut consumer, whole);
+            push_varied(&mut producer, &mut lens, last + 1);
+            expect_frames(&mut consumer, last + 1..last + 2);
+        }
+    }
+
+    #[test]
+    fn reference_frames_count_as_whole_frames_when_a_lapped_consumer_resumes() {
+        // Every third frame is a reference frame (FRAME_REFERENCE in its `len` word): the
+        // producer's walk to the oldest intact frame must step over it by its real size, or
+        // it would give up and resume consumers past frames that are still whole.
+        for last in [30u64, 47, 120] {
+            let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+            let mut consumer = RingConsumer::join(&region).unwrap();
+            let mut lens = Vec::new();
+            let mut out = Vec::new();
+            for seq in 0..=last {
+                let payload = frame(seq, varied(seq));
+                lens.push(payload.len());
+                producer.try_push_marked(&payload, seq % 3 == 1).unwrap();
+                producer.publish();
+                if seq == 0 {
+                    assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
+                }
+            }
+            let whole = intact(4096, &lens);
+            assert!(whole.start > 1, "lapped after {last}");
+            assert_eq!(
+                consumer.try_recv_marked(&mut out),
+                Err(ReadError::Lagged {
+                    skipped: whole.start - 1
+                }),
+                "after {last}"
+            );
+            for seq in whole {
+                assert_eq!(
+                    consumer.try_recv_marked(&mut out),
+                    Ok(Some(seq % 3 == 1)),
+                    "frame {seq} and its mark"
+                );
+                assert_eq!(check(&out), seq);
+            }
+            assert_eq!(consumer.try_recv_marked(&mut out), Ok(None), "nothing more");
+        }
     }
 
     #[test]
     fn a_consumer_lapped_inside_a_batch_gets_the_frames_first_and_the_lag_next() {
         let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
         let mut consumer = RingConsumer::join(&region).unwrap();
-        let mut out = Vec::new();
-        producer.push_and_publish(&frame(0, 100)).unwrap();
-        assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
-        for seq in 1..=100 {
-            producer.push_and_publish(&frame(seq, 100)).unwrap();
+        let mut lens = Vec::new();
+        for seq in 0..5 {
+            push_varied(&mut producer, &mut lens, seq);
         }
-        assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
-        producer.push_and_publish(&frame(101, 100)).unwrap();
-        producer.push_and_publish(&frame(102, 100)).unwrap();
+        // The batch hands over frame 0; then, before it reads on, the producer laps it.
         let mut seen = Vec::new();
+        let delivered = consumer.try_recv_batch(10, |p| {
+            seen.push(check(p));
+            if seen.len() == 1 {
+                for seq in 5..=60 {
+                    push_varied(&mut producer, &mut lens, seq);
+                }
+            }
+        });
+        assert_eq!(delivered, Ok(1));
+        assert_eq!(seen, [0]);
+        let whole = intact(4096, &lens);
+        let mut out = Vec::new();
         assert_eq!(
-            consumer.try_recv_batch(10, |p| seen.push(check(p))),
-            Err(ReadError::Lagged { skipped: 100 })
+            consumer.try_recv_into(&mut out),
+            Err(ReadError::Lagged {
+                skipped: whole.start - 1
+            })
         );
-        assert!(seen.is_empty());
-        assert_eq!(consumer.try_recv_batch(10, |p| seen.push(check(p))), Ok(2));
-        assert_eq!(seen, [101, 102]);
+        seen.clear();
+        assert_eq!(
+            consumer.try_recv_batch(usize::MAX, |p| seen.push(check(p))),
+            Ok(whole.clone().count())
+        );
+        assert_eq!(seen, whole.collect::<Vec<_>>());
     }
 
     #[test]
     fn a_consumer_lapped_before_its_first_frame_reports_a_lag_of_at_least_one() {
         let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
         let mut consumer = RingConsumer::join(&region).unwrap();
+        let mut lens = Vec::new();
         let mut out = Vec::new();
         for seq in 0..100 {
-            producer.push_and_publish(&frame(seq, 100)).unwrap();
+            push_varied(&mut producer, &mut lens, seq);
         }
-        assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
-        producer.push_and_publish(&frame(100, 100)).unwrap();
+        // It never learnt the number it started at: a lower bound, then the intact frames.
         assert_eq!(
             consumer.try_recv_into(&mut out),
             Err(ReadError::Lagged { skipped: 1 })
         );
+        expect_frames(&mut consumer, intact(4096, &lens));
+    }
+
+    #[test]
+    fn a_consumer_whose_published_frames_were_all_overwritten_by_a_pending_batch_waits_for_it() {
+        let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let mut lens = Vec::new();
+        let mut out = Vec::new();
+        for seq in 0..4 {
+            push_varied(&mut producer, &mut lens, seq);
+        }
         assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
-        assert_eq!(check(&out), 100);
+        // Over a ring of frames pushed but not published: nothing published is whole.
+        for seq in 4..=40 {
+            let payload = frame(seq, varied(seq));
+            lens.push(payload.len());
+            producer.try_push(&payload).unwrap();
+        }
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
+        producer.publish();
+        let whole = intact(4096, &lens);
+        assert_eq!(
+            consumer.try_recv_into(&mut out),
+            Err(ReadError::Lagged {
+                skipped: whole.start - 1
+            })
+        );
+        expect_frames(&mut consumer, whole);
+    }
+
+    /// A consumer that read frame 0 of a ring since lapped by frames 1 to 100 (varied sizes).
+    fn lapped_ring() -> (Arc<RingRegion>, RingProducer, RingConsumer, Vec<usize>) {
+        let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        let mut lens = Vec::new();
+        push_varied(&mut producer, &mut lens, 0);
+        assert_eq!(consumer.try_recv_into(&mut Vec::new()), Ok(true));
+        for seq in 1..=100 {
+            push_varied(&mut producer, &mut lens, seq);
+        }
+        (region, producer, consumer, lens)
+    }
+
+    fn oldest_pos(region: &RingRegion) -> u64 {
+        region
+            .header()
+            .producer
+            .oldest_pos
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_scribbled_oldest_position_is_corrupt_or_costs_only_the_intact_frames() {
+        let mut out = Vec::new();
+        // Misaligned, or not beyond the lapped position: corrupt, and it stays so.
+        for junk in [|real: u64| real + 3, |_| 0, |_| 8] {
+            let (region, _producer, mut consumer, _) = lapped_ring();
+            region.scribble(OLDEST_POS_OFFSET, &junk(oldest_pos(&region)).to_ne_bytes());
+            assert!(matches!(
+                consumer.try_recv_into(&mut out),
+                Err(ReadError::Corrupt(_))
+            ));
+            assert!(matches!(
+                consumer.try_recv_into(&mut out),
+                Err(ReadError::Corrupt(_))
+            ));
+        }
+        // Far ahead: the consumer jumps to the write position, and the next frame tells it
+        // the exact count (the producer never reads the word back: it stores a sound one).
+        let (region, mut producer, mut consumer, mut lens) = lapped_ring();
+        region.scribble(OLDEST_POS_OFFSET, &(u64::MAX - 7).to_ne_bytes());
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
+        push_varied(&mut producer, &mut lens, 101);
+        assert_eq!(
+            consumer.try_recv_into(&mut out),
+            Err(ReadError::Lagged { skipped: 100 })
+        );
+        expect_frames(&mut consumer, 101..102);
+        // Inside a frame: whatever the bytes there say, reads return (no panic, no hang).
+        for shift in [8u64, 16, 64, 256] {
+            let (region, _producer, mut consumer, _) = lapped_ring();
+            region.scribble(
+                OLDEST_POS_OFFSET,
+                &(oldest_pos(&region) + shift).to_ne_bytes(),
+            );
+            for _ in 0..50 {
+                let _ = consumer.try_recv_into(&mut out);
+            }
+        }
+    }
+
+    #[test]
+    fn scribbled_frame_headers_stop_the_producers_walk_at_the_frame_it_writes() {
+        let mut out = Vec::new();
+        // Headers the walk must refuse: too long, crossing the end, padding not reaching the
+        // end, padding at offset 0.
+        // (`case` 4: a length that fits, which takes the walk into a payload whose bytes it
+        // then refuses.)
+        let bad = |case: usize, offset: usize| -> (u32, u32) {
+            match case {
+                0 => (5000, 0),
+                1 => ((4096 - offset) as u32, 0),
+                2 => (16, 1),
+                3 => (4088, 1),
+                _ => (2000, 0),
+            }
+        };
+        for case in 0..5 {
+            let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+            let mut consumer = RingConsumer::join(&region).unwrap();
+            let mut lens = Vec::new();
+            push_varied(&mut producer, &mut lens, 0);
+            assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
+            for seq in 1..=10 {
+                push_varied(&mut producer, &mut lens, seq);
+            }
+            // Scribble over the header of a frame the walk has not passed yet (frame 5; case
+            // 3 over frame 0's, at offset 0).
+            let start: u64 = if case == 3 {
+                0
+            } else {
+                lens[..5].iter().map(|&len| frame_size(len) as u64).sum()
+            };
+            let offset = start as usize % 4096;
+            let (len, tag) = bad(case, offset);
+            let mut bytes = len.to_ne_bytes().to_vec();
+            bytes.extend(tag.to_ne_bytes());
+            region.scribble(data_offset(1) + offset, &bytes);
+            // Lap the consumer well past the scribble: the walk stops at the frame being
+            // written, and later walks go on from there, frame by frame.
+            for seq in 11..=120 {
+                push_varied(&mut producer, &mut lens, seq);
+            }
+            let whole = intact(4096, &lens);
+            assert_eq!(
+                consumer.try_recv_into(&mut out),
+                Err(ReadError::Lagged {
+                    skipped: whole.start - 1
+                }),
+                "case {case}"
+            );
+            expect_frames(&mut consumer, whole);
+        }
+        // A plausible but wrong length sends the walk into a payload: it must still end, and
+        // so must every read.
+        for shrink in [8u32, 16, 104] {
+            let (region, mut producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+            let mut consumer = RingConsumer::join(&region).unwrap();
+            let mut lens = Vec::new();
+            push_varied(&mut producer, &mut lens, 0);
+            assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
+            for seq in 1..=10 {
+                push_varied(&mut producer, &mut lens, seq);
+            }
+            let start: usize = lens[..5].iter().map(|&len| frame_size(len)).sum();
+            let len = (lens[5] as u32).saturating_sub(shrink);
+            region.scribble(data_offset(1) + start % 4096, &len.to_ne_bytes());
+            for seq in 11..=120 {
+                push_varied(&mut producer, &mut lens, seq);
+                let _ = consumer.try_recv_into(&mut out);
+            }
+            for _ in 0..200 {
+                let _ = consumer.try_recv_into(&mut out);
+            }
+        }
     }
 
     #[test]
@@ -1543,12 +1815,19 @@ mod wake {
         }
         let mut consumer = RingConsumer::adopt(&region, slot).unwrap();
         let mut out = Vec::new();
-        assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
-        producer.push_and_publish(&[99; 10]).unwrap();
+        // A lag of at least one (the slot never read, so the count is a lower bound), then
+        // the frames still whole: four 1008-byte frames a lap (and 64 bytes of padding), so
+        // frames 16 to 19.
         assert_eq!(
             consumer.try_recv_into(&mut out),
             Err(crate::shm::ReadError::Lagged { skipped: 1 })
         );
+        for i in 16..20 {
+            assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
+            assert_eq!(out, [i; 1000]);
+        }
+        assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
+        producer.push_and_publish(&[99; 10]).unwrap();
         assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
         assert_eq!(out, [99; 10]);
     }
@@ -1929,37 +2208,59 @@ mod loom_tests {
     }
 
     #[test]
-    fn a_lapped_lossy_consumer_never_returns_a_torn_or_stale_payload() {
-        // Six 16-byte frames through a 64-byte lossy ring: the producer laps a consumer that
-        // reads slowly. Every byte of payload i is i, so a copy mixed from two frames (the
-        // producer overwriting while the consumer copies) shows; sequence numbers must rise.
-        // The data words are Relaxed atomics here (`region.rs`): the seqlock fences, not loom's
-        // race detector, must catch the overlap.
+    fn a_lapped_lossy_consumer_resumes_at_a_whole_frame_and_counts_exactly() {
+        // Frame 0 is read first (so every loss has an exact count); then frames 1 to 6, 16
+        // bytes each, go through a 64-byte lossy ring (one and a half laps) while the
+        // consumer reads three times, and reads what is left once the producer is done. Every
+        // byte of payload i is i, so a copy mixed from two frames (the producer overwriting
+        // while the consumer copies, at its position or at the `oldest_pos` it resumed at)
+        // shows. Each frame must be the one the count so far predicts, and at the end
+        // delivered + skipped must be every frame, the last ones read without a new publish.
+        // The data words are Relaxed atomics here (`region.rs`): the seqlock fences, not
+        // loom's race detector, must catch the overlap.
+        const FRAMES: u8 = 7;
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(2);
         builder.check(|| {
             let (region, mut producer) = RingRegion::new_in_memory_lossy(64, 1).unwrap();
             let mut consumer = RingConsumer::join(&region).unwrap();
+            let mut out = Vec::new();
+            producer.push_and_publish(&[0; 8]).unwrap();
+            assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
             let writer = thread::spawn(move || {
-                for i in 0..6u8 {
+                for i in 1..FRAMES {
                     producer.push_and_publish(&[i; 8]).unwrap();
                 }
             });
-            let mut out = Vec::new();
-            let mut last: Option<u8> = None;
+            let mut next = 1u64;
+            let mut account = |result: Result<bool, ReadError>, out: &[u8]| match result {
+                Ok(true) => {
+                    assert_eq!(out.len(), 8);
+                    assert!(out.iter().all(|&b| b == out[0]), "torn payload {out:?}");
+                    assert_eq!(u64::from(out[0]), next, "stale payload or a wrong count");
+                    next += 1;
+                    true
+                }
+                Ok(false) => false,
+                Err(ReadError::Lagged { skipped }) => {
+                    assert!(skipped > 0);
+                    next += skipped;
+                    true
+                }
+                Err(error) => panic!("{error}"),
+            };
             for _ in 0..3 {
-                match consumer.try_recv_into(&mut out) {
-                    Ok(true) => {
-                        assert_eq!(out.len(), 8);
-                        assert!(out.iter().all(|&b| b == out[0]), "torn payload {out:?}");
-                        assert!(last.is_none_or(|last| out[0] > last), "stale payload");
-                        last = Some(out[0]);
-                    }
-                    Ok(false) | Err(ReadError::Lagged { .. }) => thread::yield_now(),
-                    Err(error) => panic!("{error}"),
+                if !account(consumer.try_recv_into(&mut out), &out) {
+                    thread::yield_now();
                 }
             }
             writer.join().unwrap();
+            for _ in 0..2 * FRAMES {
+                if !account(consumer.try_recv_into(&mut out), &out) {
+                    break;
+                }
+            }
+            assert_eq!(next, u64::from(FRAMES), "every frame delivered or counted");
         });
     }
 }
