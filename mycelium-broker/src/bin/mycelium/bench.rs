@@ -39,7 +39,7 @@ pub(crate) const PINGPONG_WARMUP: u64 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Transport {
-    /// Shared-memory rings, one hop from publisher to subscriber (fanout topics)
+    /// Shared-memory rings, one hop from publisher to subscriber (fanout and queue topics)
     Shm,
     /// Through the broker over Unix domain sockets
     Uds,
