@@ -2351,3 +2351,50 @@ fn the_brokers_reader_skips_bogus_reference_frames_and_keeps_serving_socket_subs
         "{log}"
     );
 }
+
+#[test]
+fn a_large_message_dropped_for_the_brokers_reader_is_counted_once() {
+    // The broker's reader (shm publisher -> socket subscribers) held back by a stopped socket
+    // subscriber on a `block` topic falls behind by more than MAX_SEGMENTS_IN_FLIGHT
+    // segments: the broker drops the rest for it. Each such message is lost once, to the one
+    // socket subscriber, and must be counted once in the topic's `dropped`.
+    const SENT: usize = 60;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1048576\nbuffer_size = 2\nbackpressure = \"block\"\n\n[shm]\nring_bytes = {SMALL_RING}\n",
+        fanout("slowbig")
+    ));
+    let message = |seq: usize| format!("{seq}:{}", "x".repeat(2 * SMALL_RING));
+    let sub = spawn_sub(&broker, "slowbig", &[]);
+    let sub_pid = Pid::from_raw(sub.child.id() as i32);
+    kill(sub_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let client = shm_client(&broker);
+    let mut publisher = client.publisher("slowbig").expect("publisher");
+    for seq in 0..SENT {
+        publisher.publish(message(seq).as_bytes()).expect("publish");
+    }
+    kill(sub_pid, Signal::SIGCONT).expect("SIGCONT");
+    let mut lines = Vec::new();
+    let mut dropped = 0;
+    common::wait_until("every message delivered or counted as dropped", || {
+        lines.extend(sub.lines_so_far());
+        dropped = topic_counter(&broker, "slowbig", "dropped");
+        lines.len() as u64 + dropped >= SENT as u64
+    });
+    assert!(dropped > 0, "the reader fell behind the bound");
+    let mut last = None;
+    for line in &lines {
+        let (seq, _) = line.split_once(':').expect("seq:");
+        let seq: usize = seq.parse().expect("seq");
+        assert_eq!(*line, message(seq), "message {seq} whole");
+        assert!(last < Some(seq), "{seq} after {last:?}");
+        last = Some(seq);
+    }
+    assert_eq!(
+        lines.len() as u64 + dropped,
+        SENT as u64,
+        "{} delivered, {dropped} counted as dropped",
+        lines.len()
+    );
+    drop((publisher, client));
+    assert_no_payload_memfds(&broker.pid().to_string());
+}
