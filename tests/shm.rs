@@ -1773,6 +1773,19 @@ fn socket_subscriber(
     topic: &str,
     count: usize,
 ) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    let timed = timed_socket_subscriber(broker, topic, count);
+    std::thread::spawn(move || {
+        let got = timed.join().expect("socket subscriber");
+        got.into_iter().map(|(message, _)| message).collect()
+    })
+}
+
+/// [`socket_subscriber`] that also tells when each message arrived.
+fn timed_socket_subscriber(
+    broker: &TestBroker,
+    topic: &str,
+    count: usize,
+) -> std::thread::JoinHandle<Vec<(Vec<u8>, Instant)>> {
     let socket = broker.socket.clone();
     let topic = topic.to_owned();
     let (ready_tx, ready) = std::sync::mpsc::channel();
@@ -1794,7 +1807,7 @@ fn socket_subscriber(
                     .expect("a message in time")
                     .expect("subscription open")
                     .expect("message");
-                got.push(message.payload().to_vec());
+                got.push((message.payload().to_vec(), Instant::now()));
             }
             got
         })
@@ -2120,4 +2133,277 @@ fn hostile_segments_and_reference_frames_are_refused_without_harm() {
     }
     assert_eq!(errors, 2, "one error per bogus reference frame");
     assert_no_payload_memfds("self");
+}
+
+/// Entries of `/proc/<pid>/fd` now.
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+/// The length of message `seq` in the in-flight tests: always above the ring, varied.
+fn above_ring(seq: u64) -> usize {
+    SMALL_RING + 1 + (seq as usize * 1031) % (2 * SMALL_RING)
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_pins_at_most_the_in_flight_bound_of_segments_and_reads_on() {
+    use mycelium::broker::server::shm_rings::MAX_SEGMENTS_IN_FLIGHT;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    const SENT: u64 = 40;
+    const BOUND: u64 = MAX_SEGMENTS_IN_FLIGHT as u64;
+    const MORE: u64 = 3;
+    let broker = TestBroker::start(&large_topics());
+    let broker_pid = broker.pid();
+    // The one that stops reading, and one that keeps reading on another session.
+    let mut idle = shm_client(&broker).subscribe("big").expect("subscribe");
+    let mut reader = shm_client(&broker).subscribe("big").expect("subscribe");
+    let client = shm_client(&broker);
+    let mut publisher = client.publisher("big").expect("publisher");
+    let read = Arc::new(AtomicU64::new(0));
+    let reading = {
+        let read = Arc::clone(&read);
+        std::thread::spawn(move || {
+            for seq in 0..SENT + MORE {
+                let got = recv(&mut reader);
+                assert!(
+                    got == large_message(seq, above_ring(seq)),
+                    "the reading subscriber, message {seq}: {} bytes",
+                    got.len()
+                );
+                read.store(seq + 1, Ordering::SeqCst);
+            }
+            reader
+        })
+    };
+    // Everything attached: what the broker holds from now on is for the messages.
+    let fds_before = fd_count(broker_pid);
+    for seq in 0..SENT {
+        // Never let the reading subscriber fall near the bound: it must lose nothing.
+        wait_for_progress(
+            &read,
+            seq.saturating_sub(BOUND / 2),
+            "the reading subscriber",
+        );
+        publisher
+            .publish(&large_message(seq, above_ring(seq)))
+            .expect("publish");
+    }
+    wait_for_progress(&read, SENT, "the reading subscriber");
+    // The broker dropped what went beyond the bound, for the idle subscriber alone.
+    assert_eq!(topic_counter(&broker, "big", "dropped"), SENT - BOUND);
+    // The idle subscriber wakes up: the admitted messages whole and in order, then nothing.
+    for seq in 0..BOUND {
+        let got = recv(&mut idle);
+        assert!(
+            got == large_message(seq, above_ring(seq)),
+            "idle subscriber, message {seq}: {} bytes, expected {}",
+            got.len(),
+            above_ring(seq)
+        );
+    }
+    assert_eq!(
+        idle.recv_timeout(Duration::from_millis(200)).expect("recv"),
+        None,
+        "nothing beyond the admitted messages"
+    );
+    assert_eq!(idle.segments_dropped(), SENT - BOUND);
+    // ...and carries on: new messages reach both, nothing else is dropped.
+    for seq in SENT..SENT + MORE {
+        publisher
+            .publish(&large_message(seq, above_ring(seq)))
+            .expect("publish");
+    }
+    for seq in SENT..SENT + MORE {
+        assert!(
+            recv(&mut idle) == large_message(seq, above_ring(seq)),
+            "idle subscriber, message {seq} after the drops"
+        );
+    }
+    let reader = reading.join().expect("the reading subscriber");
+    assert_eq!(reader.segments_dropped(), 0);
+    assert_eq!(idle.segments_dropped(), SENT - BOUND);
+    assert_eq!(topic_counter(&broker, "big", "dropped"), SENT - BOUND);
+    // Every segment is closed once read or dropped: in this process and in the broker, which
+    // holds no more fds than before the messages (the sessions are all still open).
+    assert_no_payload_memfds("self");
+    assert_no_payload_memfds(&broker_pid.to_string());
+    common::wait_until("the broker's fd count back to where it was", || {
+        fd_count(broker_pid) <= fds_before
+    });
+    drop((idle, reader, publisher, client));
+}
+
+#[test]
+fn the_brokers_reader_skips_bogus_reference_frames_and_keeps_serving_socket_subscribers() {
+    let broker = TestBroker::start(&format!("{}{}", large_topics(), fanout("calm")));
+    let big = timed_socket_subscriber(&broker, "big", 3);
+    let calm = timed_socket_subscriber(&broker, "calm", 1);
+    // A hostile shared-memory publisher on "big", writing raw frames into its ring.
+    let mut hostile = raw_session(&broker);
+    write_frame(
+        &mut hostile,
+        &Frame::ShmAttach {
+            request_id: 1,
+            role: ShmRole::Publish,
+            topic: "big".into(),
+        },
+    );
+    let (grant, fds) = read_frame(&hostile);
+    let Frame::ShmGrant { attachment, .. } = grant else {
+        panic!("{grant:?}")
+    };
+    let ring_fd = fds.into_iter().next().expect("ring fd");
+    let segment = mycelium::transport::shm::Segment::from_fd(ring_fd, 1 << 30).expect("map");
+    let region = segment.ring_region().expect("region");
+    let mut producer = mycelium::transport::shm::RingProducer::adopt(&region).expect("adopt");
+    use mycelium::transport::shm::reference::SegmentRef;
+    // A malformed reference body (not 16 bytes), one with a non-zero reserved word, and a
+    // well-formed reference to a segment never handed over; then a good message.
+    producer.try_push_marked(b"junk", true).expect("push");
+    let mut reserved = SegmentRef {
+        segment: 5,
+        len: 100,
+    }
+    .encode();
+    reserved[12] = 1;
+    producer.try_push_marked(&reserved, true).expect("push");
+    let missing = SegmentRef {
+        segment: 77,
+        len: 1 << 20,
+    };
+    producer
+        .try_push_marked(&missing.encode(), true)
+        .expect("push");
+    producer.try_push(b"after").expect("push");
+    producer.publish_and_wake().expect("publish");
+    let published = Instant::now();
+    // Meanwhile another topic goes on as usual.
+    let mut calm_pub = shm_client(&broker).publisher("calm").expect("publisher");
+    calm_pub.publish(b"calm").expect("publish");
+    // A good large message through a real segment, then a small one: both reach "big"'s
+    // socket subscriber after "after", and nothing of the bogus frames does.
+    let len = 3 * SMALL_RING;
+    let mut writer = mycelium::transport::shm::PayloadWriter::create("good", len).expect("seg");
+    writer
+        .as_mut_slice()
+        .copy_from_slice(&large_message(1, len));
+    let sealed = writer.seal().expect("seal");
+    let good = SegmentRef {
+        segment: 100,
+        len: len as u32,
+    };
+    let mut bytes = BytesMut::new();
+    let frame = Frame::ShmSegment {
+        request_id: 2,
+        attachment,
+        segment: good.segment,
+        len: good.len,
+        recipient: mycelium::transport::NO_SLOT,
+    };
+    encode_frame(&frame, &mut bytes).expect("encode");
+    mycelium::transport::shm::send_fds(&hostile, &bytes, &[sealed.fd()]).expect("send");
+    let (answer, _) = read_frame(&hostile);
+    assert!(matches!(answer, Frame::Ack { .. }), "{answer:?}");
+    drop(sealed);
+    producer
+        .try_push_marked(&good.encode(), true)
+        .expect("push");
+    producer.try_push(b"last").expect("push");
+    producer.publish_and_wake().expect("publish");
+    let calm = calm.join().expect("calm subscriber");
+    assert_eq!(calm[0].0, b"calm");
+    let big = big.join().expect("big subscriber");
+    let messages: Vec<&[u8]> = big.iter().map(|(m, _)| &m[..]).collect();
+    assert_eq!(messages[0], b"after");
+    assert!(
+        messages[1] == large_message(1, len),
+        "the good large message"
+    );
+    assert_eq!(messages[2], b"last");
+    // The reader waited for the missing segment (its SEGMENT_WAIT): the other topic's reader
+    // did not wait with it.
+    assert!(
+        calm[0].1 < big[0].1,
+        "'calm' got its message {:?} after the bogus frames, 'big' {:?}",
+        calm[0].1 - published,
+        big[0].1 - published
+    );
+    // Each bogus frame counted as dropped on its topic, nothing on the other.
+    assert_eq!(topic_counter(&broker, "big", "dropped"), 3);
+    assert_eq!(topic_counter(&broker, "calm", "dropped"), 0);
+    drop((producer, region, segment, hostile, calm_pub));
+    assert_no_payload_memfds(&broker.pid().to_string());
+    broker.signal(Signal::SIGTERM);
+    let (status, log) = broker.wait();
+    assert!(status.success(), "the broker exited with {status}: {log}");
+    assert_eq!(
+        log.matches("malformed reference frame: skipped").count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("no payload segment for a reference frame: skipped")
+            .count(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
+fn a_large_message_dropped_for_the_brokers_reader_is_counted_once() {
+    // The broker's reader (shm publisher -> socket subscribers) held back by a stopped socket
+    // subscriber on a `block` topic falls behind by more than MAX_SEGMENTS_IN_FLIGHT
+    // segments: the broker drops the rest for it. Each such message is lost once, to the one
+    // socket subscriber, and must be counted once in the topic's `dropped`.
+    const SENT: usize = 60;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1048576\nbuffer_size = 2\nbackpressure = \"block\"\n\n[shm]\nring_bytes = {SMALL_RING}\n",
+        fanout("slowbig")
+    ));
+    let message = |seq: usize| format!("{seq}:{}", "x".repeat(2 * SMALL_RING));
+    let sub = spawn_sub(&broker, "slowbig", &[]);
+    let sub_pid = Pid::from_raw(sub.child.id() as i32);
+    kill(sub_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let client = shm_client(&broker);
+    let mut publisher = client.publisher("slowbig").expect("publisher");
+    // Publish until the broker reports drops (the reader, blocked behind the stopped
+    // subscriber or simply slower than the publisher, holds the bound), and at least SENT.
+    let mut sent = 0;
+    while sent < SENT || topic_counter(&broker, "slowbig", "dropped") == 0 {
+        assert!(sent < 50 * SENT, "the reader never fell behind the bound");
+        for _ in 0..SENT {
+            publisher
+                .publish(message(sent).as_bytes())
+                .expect("publish");
+            sent += 1;
+        }
+    }
+    kill(sub_pid, Signal::SIGCONT).expect("SIGCONT");
+    let mut lines = Vec::new();
+    let mut dropped = 0;
+    common::wait_until("every message delivered or counted as dropped", || {
+        lines.extend(sub.lines_so_far());
+        dropped = topic_counter(&broker, "slowbig", "dropped");
+        lines.len() as u64 + dropped >= sent as u64
+    });
+    assert!(dropped > 0, "the reader fell behind the bound");
+    let mut last = None;
+    for line in &lines {
+        let (seq, _) = line.split_once(':').expect("seq:");
+        let seq: usize = seq.parse().expect("seq");
+        assert_eq!(*line, message(seq), "message {seq} whole");
+        assert!(last < Some(seq), "{seq} after {last:?}");
+        last = Some(seq);
+    }
+    assert_eq!(
+        lines.len() as u64 + dropped,
+        sent as u64,
+        "{} delivered, {dropped} counted as dropped",
+        lines.len()
+    );
+    drop((publisher, client));
+    assert_no_payload_memfds(&broker.pid().to_string());
 }

@@ -99,10 +99,22 @@ fn apply_any(reading: &mut Vec<Reading>, segments: &mut Segments, command: Reade
     }
 }
 
-/// The message a reference frame of ring `ring_id` names, appended to `bytes`; `false` when
-/// it cannot be had (dropped for the reader, never handed over within [`SEGMENT_WAIT`], or a
-/// bad segment), after logging why. Commands that arrive meanwhile and are not segments are
-/// kept in `deferred`.
+/// What became of a reference frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolved {
+    /// The message is appended to `bytes`.
+    Read,
+    /// The broker dropped the segment for the reader (too many in flight): already counted
+    /// in the topic's `dropped` when it was handed over (`hand_over`), so not again.
+    DroppedForUs,
+    /// The message cannot be had (a malformed frame, a segment never handed over within
+    /// [`SEGMENT_WAIT`], a bad segment): logged, to be counted by the caller.
+    Failed,
+}
+
+/// The message a reference frame of ring `ring_id` names, appended to `bytes`, or why it
+/// cannot be had (see [`Resolved`]), after logging why. Commands that arrive meanwhile and
+/// are not segments are kept in `deferred`.
 #[allow(clippy::too_many_arguments)]
 fn resolve(
     frame: &[u8],
@@ -112,10 +124,10 @@ fn resolve(
     commands: &mpsc::Receiver<ReaderCommand>,
     deferred: &mut Vec<ReaderCommand>,
     bytes: &mut Vec<u8>,
-) -> bool {
+) -> Resolved {
     let Some(reference) = SegmentRef::decode(frame) else {
         tracing::warn!(ring = ring_id, "malformed reference frame: skipped");
-        return false;
+        return Resolved::Failed;
     };
     let deadline = Instant::now() + SEGMENT_WAIT;
     let entry = loop {
@@ -144,7 +156,7 @@ fn resolve(
                     segment = reference.segment,
                     "no payload segment for a reference frame: skipped"
                 );
-                return false;
+                return Resolved::Failed;
             }
         }
     };
@@ -154,23 +166,24 @@ fn resolve(
     }
     let (announced, fd) = entry;
     let Some(fd) = fd else {
-        return false;
+        // Counting it here too made each such message count twice in the topic's `dropped`.
+        return Resolved::DroppedForUs;
     };
     if announced.len != reference.len {
         tracing::warn!(
             ring = ring_id,
             "reference frame and segment disagree on the length: skipped"
         );
-        return false;
+        return Resolved::Failed;
     }
     match PayloadView::open(fd.as_fd(), reference.len as usize, max_message_size) {
         Ok(view) => {
             bytes.extend_from_slice(view.as_slice());
-            true
+            Resolved::Read
         }
         Err(error) => {
             tracing::warn!(ring = ring_id, %error, "unusable payload segment: skipped");
-            false
+            Resolved::Failed
         }
     }
 }
@@ -264,17 +277,23 @@ fn run(
                     let Some(message) = message else { return };
                     if !reference {
                         bytes.extend_from_slice(message);
-                    } else if !resolve(
-                        message,
-                        ring_id,
-                        max,
-                        &mut segments,
-                        &commands,
-                        &mut deferred,
-                        &mut bytes,
-                    ) {
-                        lost += 1;
-                        return;
+                    } else {
+                        match resolve(
+                            message,
+                            ring_id,
+                            max,
+                            &mut segments,
+                            &commands,
+                            &mut deferred,
+                            &mut bytes,
+                        ) {
+                            Resolved::Read => {}
+                            Resolved::DroppedForUs => return,
+                            Resolved::Failed => {
+                                lost += 1;
+                                return;
+                            }
+                        }
                     }
                     ends.push(bytes.len());
                 });

@@ -449,3 +449,165 @@ impl std::fmt::Debug for PayloadView {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Payload segments on their own (`docs/shm-layout.md`, Payload segments): what the
+    //! writer makes, and what a reader's [`PayloadView::open`] accepts and refuses.
+
+    use super::*;
+
+    /// Bytes of test payload `len`: every byte depends on its offset, so a shift or a torn
+    /// copy shows.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 + i / 251) as u8).collect()
+    }
+
+    /// The seals `fd` carries.
+    fn seals(fd: BorrowedFd<'_>) -> SealFlag {
+        SealFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GET_SEALS).expect("F_GET_SEALS"))
+    }
+
+    /// A memfd of `len` bytes (allowing seals), filled with `pattern`, carrying `seals` only.
+    fn memfd_with(len: usize, seals: SealFlag) -> OwnedFd {
+        let fd = memfd_create(
+            "payload-test",
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )
+        .expect("memfd");
+        nix::unistd::ftruncate(&fd, len as i64).expect("ftruncate");
+        let written = nix::unistd::write(&fd, &pattern(len)).expect("write");
+        assert_eq!(written, len);
+        if !seals.is_empty() {
+            fcntl(&fd, FcntlArg::F_ADD_SEALS(seals)).expect("seal");
+        }
+        fd
+    }
+
+    /// A written and sealed payload segment of `len` bytes holding `pattern(len)`.
+    fn sealed(len: usize) -> SealedPayload {
+        let mut writer = PayloadWriter::create("payload-test", len).expect("create");
+        assert_eq!(writer.len(), len);
+        assert!(writer.as_mut_slice().iter().all(|&b| b == 0), "zero-filled");
+        writer.as_mut_slice().copy_from_slice(&pattern(len));
+        writer.seal().expect("seal")
+    }
+
+    fn refused_as_not_sealed(result: Result<PayloadView, SegmentError>, what: &str) {
+        match result {
+            Err(SegmentError::NotSealed { required, .. }) => {
+                assert_eq!(required, PAYLOAD_SEALS.bits(), "{what}");
+            }
+            other => panic!("{what}: expected NotSealed, got {other:?}"),
+        }
+    }
+
+    fn refused_as_bad_size(result: Result<PayloadView, SegmentError>, what: &str) {
+        assert!(
+            matches!(result, Err(SegmentError::BadSize { .. })),
+            "{what}: expected BadSize, got {result:?}"
+        );
+    }
+
+    #[test]
+    fn a_payload_round_trips_through_create_write_seal_and_open() {
+        // Several sizes: below a page, exactly pages, not a multiple of anything.
+        for len in [1, 100, 4096, 3 * 4096, 3 * 4096 + 5, 1 << 20] {
+            let payload = sealed(len);
+            assert_eq!(payload.len(), len);
+            assert_eq!(
+                seals(payload.fd()),
+                PAYLOAD_SEALS,
+                "{len}: every seal, no more"
+            );
+            // Sealed against writes: not even its creator can change it any more.
+            assert_eq!(
+                nix::unistd::write(payload.fd(), b"x"),
+                Err(nix::errno::Errno::EPERM),
+                "{len}: write(2) after the seal"
+            );
+            let fd = payload.into_fd();
+            let view = PayloadView::open(fd.as_fd(), len, 1 << 20).expect("open");
+            // The mapping keeps the memory once the fd is closed.
+            drop(fd);
+            assert_eq!(view.as_slice().len(), len);
+            assert!(view.as_slice() == pattern(len), "{len}: content");
+        }
+    }
+
+    #[test]
+    fn open_refuses_a_segment_without_every_payload_seal() {
+        let len = 8192;
+        // Not sealed at all (the hostile test's "unsealed memfd").
+        let fd = memfd_with(len, SealFlag::empty());
+        refused_as_not_sealed(PayloadView::open(fd.as_fd(), len, len), "unsealed");
+        // Sized for good but still writable: the sender could change the message under us.
+        let fd = memfd_with(len, REQUIRED_SEALS);
+        refused_as_not_sealed(
+            PayloadView::open(fd.as_fd(), len, len),
+            "missing F_SEAL_WRITE",
+        );
+        // Each seal of the four matters: without F_SEAL_SHRINK the file could shrink under
+        // the mapping (SIGBUS), without F_SEAL_GROW or F_SEAL_SEAL seals could still change.
+        for missing in [
+            SealFlag::F_SEAL_SHRINK,
+            SealFlag::F_SEAL_GROW,
+            SealFlag::F_SEAL_SEAL,
+            SealFlag::F_SEAL_WRITE,
+        ] {
+            let fd = memfd_with(len, PAYLOAD_SEALS.difference(missing));
+            refused_as_not_sealed(
+                PayloadView::open(fd.as_fd(), len, len),
+                &format!("missing {missing:?}"),
+            );
+        }
+        // Not a memfd: a pipe has no seals at all (F_GET_SEALS fails with EINVAL).
+        let (read_end, _write_end) = nix::unistd::pipe().expect("pipe");
+        refused_as_not_sealed(PayloadView::open(read_end.as_fd(), 16, len), "a pipe");
+        // The same bytes with every seal: accepted (so the refusals above are the seals').
+        let fd = memfd_with(len, PAYLOAD_SEALS);
+        let view = PayloadView::open(fd.as_fd(), len, len).expect("fully sealed");
+        assert!(view.as_slice() == pattern(len));
+    }
+
+    #[test]
+    fn open_refuses_a_segment_shorter_than_claimed_or_a_length_beyond_the_limit() {
+        let small = sealed(4096);
+        let fd = small.fd();
+        // Shorter than the reference says: reading the claimed length would fault past EOF.
+        refused_as_bad_size(PayloadView::open(fd, 4097, 1 << 20), "one byte short");
+        refused_as_bad_size(PayloadView::open(fd, 1 << 20, 1 << 20), "far too short");
+        // A length above what the reader allows, however the file is sized.
+        refused_as_bad_size(PayloadView::open(fd, 4096, 4095), "length over the limit");
+        let big = sealed(3 * 4096);
+        refused_as_bad_size(
+            PayloadView::open(big.fd(), 100, 2 * 4096),
+            "a file larger than the limit, even for a short length",
+        );
+        // An empty message is never sent in a segment.
+        refused_as_bad_size(PayloadView::open(fd, 0, 1 << 20), "length 0");
+        // At the limit exactly: accepted.
+        let view = PayloadView::open(fd, 4096, 4096).expect("at the limit");
+        assert_eq!(view.as_slice().len(), 4096);
+        // `create` refuses an empty segment.
+        assert!(matches!(
+            PayloadWriter::create("payload-test", 0),
+            Err(SegmentError::BadSize { .. })
+        ));
+    }
+
+    #[test]
+    fn the_view_covers_only_the_checked_length() {
+        // A segment longer than the message it carries (allowed: size >= len). The view
+        // shows the message's bytes only, and maps no more than them (rounded up to a page
+        // by the kernel, never the rest of the file), so nothing past `len` is reachable.
+        let size = 5 * 4096 + 123;
+        let payload = sealed(size);
+        for len in [1, 4095, 4096, 4097, 3 * 4096 + 7, size] {
+            let view = PayloadView::open(payload.fd(), len, 1 << 20).expect("open");
+            assert_eq!(view.as_slice().len(), len, "slice of {len}");
+            assert_eq!(view.map.len(), len, "mapping of {len}");
+            assert!(view.as_slice() == &pattern(size)[..len], "content of {len}");
+        }
+    }
+}

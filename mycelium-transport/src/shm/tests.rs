@@ -45,6 +45,81 @@ mod unit {
     }
 
     #[test]
+    fn marked_frames_keep_their_mark_across_wraps_of_a_lossless_ring() {
+        // Reference frames (16-byte bodies, as the payload segments' references) between
+        // data frames of varied sizes, through a lossless 4 KiB ring many times over. The
+        // producer pushes in bursts until the ring is full, so frames wrap at every offset
+        // and padding frames come before both kinds. One consumer reads frame by frame
+        // (`try_recv_marked`), the other in batches (`try_recv_batch_marked`); each gets every
+        // frame, in order, with its own mark.
+        const CAPACITY: u64 = 4096;
+        let (region, mut producer) = RingRegion::new_in_memory(CAPACITY, 2).unwrap();
+        let mut single = RingConsumer::join(&region).unwrap();
+        let mut batched = RingConsumer::join(&region).unwrap();
+        let marked = |i: usize| i % 3 == 1 || i % 7 == 0;
+        let body = |i: usize| {
+            if marked(i) {
+                payload(i, crate::shm::reference::REFERENCE_LEN)
+            } else {
+                payload(i, [1, 0, 200, 13, max_payload(CAPACITY), 640][i % 6])
+            }
+        };
+        const TOTAL: usize = 3000;
+        let (mut next_single, mut next_batched) = (0, 0);
+        let mut sent = 0;
+        let mut wrapped_before = [0usize; 2];
+        let mut out = Vec::new();
+        while next_single < TOTAL || next_batched < TOTAL {
+            // A burst: push until the ring is full (or the stream ends).
+            while sent < TOTAL {
+                let frame = body(sent);
+                let offset = producer.position() % CAPACITY;
+                let wraps = offset + frame_size(frame.len()) as u64 > CAPACITY;
+                match producer.try_push_marked(&frame, marked(sent)) {
+                    Ok(()) => {
+                        if wraps {
+                            wrapped_before[usize::from(marked(sent))] += 1;
+                        }
+                        sent += 1;
+                    }
+                    Err(PushError::Full) => break,
+                    Err(other) => panic!("frame {sent}: {other}"),
+                }
+            }
+            producer.publish();
+            // Drain both consumers: one frame at a time, and in batches of up to 5.
+            while let Some(reference) = single.try_recv_marked(&mut out).unwrap() {
+                assert_eq!(reference, marked(next_single), "frame {next_single}: mark");
+                assert_eq!(out, body(next_single), "frame {next_single}: bytes");
+                next_single += 1;
+            }
+            while batched
+                .try_recv_batch_marked(5, |frame, reference| {
+                    assert_eq!(
+                        reference,
+                        marked(next_batched),
+                        "batch {next_batched}: mark"
+                    );
+                    assert_eq!(frame, body(next_batched), "batch {next_batched}: bytes");
+                    next_batched += 1;
+                })
+                .unwrap()
+                > 0
+            {}
+            assert_eq!((next_single, next_batched), (sent, sent), "both read all");
+        }
+        assert_eq!(single.try_recv_marked(&mut out), Ok(None));
+        assert!(
+            producer.position() > 100 * CAPACITY,
+            "the stream wrapped the ring many times"
+        );
+        assert!(
+            wrapped_before[0] > 10 && wrapped_before[1] > 10,
+            "padding came before data and reference frames alike: {wrapped_before:?}"
+        );
+    }
+
+    #[test]
     fn batched_pushes_are_invisible_until_published() {
         let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
         let mut consumer = RingConsumer::join(&region).unwrap();
