@@ -49,7 +49,7 @@ mod unit {
         // Reference frames (16-byte bodies, as the payload segments' references) between
         // data frames of varied sizes, through a lossless 4 KiB ring many times over. The
         // producer pushes in bursts until the ring is full, so frames wrap at every offset
-        // and padding frames come before both kinds. One consumer reads frame by frame
+        // and padding frames come before data frames. One consumer reads frame by frame
         // (`try_recv_marked`), the other in batches (`try_recv_batch_marked`); each gets every
         // frame, in order, with its own mark.
         const CAPACITY: u64 = 4096;
@@ -113,9 +113,11 @@ mod unit {
             producer.position() > 100 * CAPACITY,
             "the stream wrapped the ring many times"
         );
+        // A reference frame takes one line, and a ring's end is always at least a line away,
+        // so padding only ever comes before data frames.
         assert!(
-            wrapped_before[0] > 10 && wrapped_before[1] > 10,
-            "padding came before data and reference frames alike: {wrapped_before:?}"
+            wrapped_before[0] > 10 && wrapped_before[1] == 0,
+            "padding came before data frames, never before a one-line reference frame: {wrapped_before:?}"
         );
     }
 
@@ -465,9 +467,17 @@ mod corrupt {
             ReadError::Corrupt("padding frame does not reach the ring's end")
         );
 
-        let (region, _producer, mut consumer) = ring_near_the_end();
-        region.scribble(WRITE_POS_OFFSET, &(4032u64 + 56).to_ne_bytes());
-        write_header(&region, 4032, 56, 1);
+        // Frames are whole lines, so a padding frame can end beyond a (line-aligned) write
+        // position only where the ring's end is more than a line away: from 3968.
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        producer.push_and_publish(&[1; 2040]).unwrap();
+        producer.push_and_publish(&[2; 1912]).unwrap();
+        let mut out = Vec::new();
+        while consumer.try_recv_into(&mut out).unwrap() {}
+        assert_eq!(consumer.position(), 3968);
+        region.scribble(WRITE_POS_OFFSET, &(3968u64 + 64).to_ne_bytes());
+        write_header(&region, 3968, 120, 1);
         assert_eq!(
             recv_error(&mut consumer),
             ReadError::Corrupt("padding frame beyond the write position")
@@ -498,8 +508,11 @@ mod corrupt {
     fn a_write_position_inside_a_frame_header_or_out_of_range_is_corrupt() {
         for (write_pos, reason) in [
             (4032 + 4, "write position not frame-aligned"),
-            (4032 - 8, "write position behind or a capacity ahead"),
-            (4032 + 4096 + 8, "write position behind or a capacity ahead"),
+            (4032 - 64, "write position behind or a capacity ahead"),
+            (
+                4032 + 4096 + 64,
+                "write position behind or a capacity ahead",
+            ),
         ] {
             let (region, _producer, mut consumer) = ring_near_the_end();
             region.scribble(WRITE_POS_OFFSET, &(write_pos as u64).to_ne_bytes());
@@ -522,7 +535,7 @@ mod corrupt {
             Err(ReadError::Corrupt("frame longer than the ring allows"))
         );
         assert_eq!(seen, vec![vec![3; 48]]);
-        assert_eq!(consumer.position(), 4032 + 56);
+        assert_eq!(consumer.position(), 4032 + 64);
     }
 }
 
@@ -1112,7 +1125,7 @@ mod lossy {
         // Far ahead: the consumer jumps to the write position, and the next frame tells it
         // the exact count (the producer never reads the word back: it stores a sound one).
         let (region, mut producer, mut consumer, mut lens) = lapped_ring();
-        region.scribble(OLDEST_POS_OFFSET, &(u64::MAX - 7).to_ne_bytes());
+        region.scribble(OLDEST_POS_OFFSET, &(u64::MAX - 63).to_ne_bytes());
         assert_eq!(consumer.try_recv_into(&mut out), Ok(false));
         push_varied(&mut producer, &mut lens, 101);
         assert_eq!(
@@ -1848,8 +1861,8 @@ mod wake {
         let write_pos = region.header().producer.write_pos.load(Ordering::SeqCst);
         for (pos, reason) in [
             (write_pos + 4, "read position not frame-aligned"),
-            (write_pos + 8, "read position outside the ring's window"),
-            (u64::MAX - 7, "read position outside the ring's window"),
+            (write_pos + 64, "read position outside the ring's window"),
+            (u64::MAX - 63, "read position outside the ring's window"),
         ] {
             region.scribble(read_pos, &pos.to_ne_bytes());
             assert_eq!(bad(RingConsumer::adopt(&region, slot)), reason, "{pos}");
