@@ -31,7 +31,8 @@
 //! - [`error`]: [`DecodeError`] and [`EncodeError`].
 //! - [`uds`]: socket settings shared by both ends of a Unix-socket connection.
 //! - [`shm`]: the shared-memory broadcast ring, memfd segments and fd passing (its `region`,
-//!   `ring`, `segment` and `fd_passing` modules hold the crate's only `unsafe`).
+//!   `ring`, `segment`, `fd_passing`, `wake`, `loan` and `barrier` modules hold the crate's only
+//!   `unsafe`).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::barrier;
 use super::error::{ReadError, RecvError, RingError};
 use super::layout::{
     frame_size, max_payload, ConsumerSlot, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PADDING,
@@ -49,6 +50,9 @@ pub struct RingConsumer {
     /// adopted one, whose slot belongs to whoever reserved it (and frees it with
     /// [`release_slot`]), so a slot is never freed twice, even across a reuse.
     frees_slot: bool,
+    /// This process is registered for the producer's heavy barrier (`barrier.rs`): telling
+    /// the producer about room needs no fence of our own.
+    light_barrier: bool,
 }
 
 /// Where a frame's payload lies, found by [`RingConsumer::locate`].
@@ -149,6 +153,7 @@ impl RingConsumer {
             lost_unknown: false,
             pending_lag: None,
             frees_slot,
+            light_barrier: barrier::register_light_barrier(),
         }
     }
 
@@ -344,6 +349,7 @@ impl RingConsumer {
                 }
             };
             self.park_begin();
+            let remaining = nap_unless_fenced(barrier::heavy_barrier(), remaining);
             let waited = if self.has_data() {
                 Ok(())
             } else {
@@ -399,6 +405,10 @@ impl RingConsumer {
         // between them would wake nobody. The futex itself closes the remaining window: the
         // producer clears `parked` before its FUTEX_WAKE, and FUTEX_WAIT sleeps only while
         // the word still holds PARKED.
+        //
+        // A producer with the light barrier issues no fence: the caller runs
+        // `barrier::heavy_barrier` after this (once for all the rings it parks on), which
+        // runs the producer's half on its CPU (`barrier.rs`).
         fence(Ordering::SeqCst);
     }
 
@@ -702,7 +712,7 @@ impl RingConsumer {
         // SYNC POINT: Release pairs with the producer's Acquire load of `read_pos` in its scan:
         // our copies out of the frames below `pos` happen-before it overwrites them.
         self.slot().read_pos.store(pos, Ordering::Release);
-        wake_parked_producer(&self.region);
+        wake_parked_producer(&self.region, self.light_barrier);
     }
 }
 
@@ -718,7 +728,7 @@ impl Drop for RingConsumer {
         // with the next joiner's CAS: our reads happen-before the producer reuses the bytes.
         self.slot().state.store(SLOT_FREE, Ordering::Release);
         // Our slot no longer holds the producer back: wake it if it waits for room.
-        wake_parked_producer(&self.region);
+        wake_parked_producer(&self.region, false);
     }
 }
 
@@ -818,7 +828,7 @@ pub fn release_slot(region: &RingRegion, slot: usize) -> Result<(), RingError> {
     // SYNC POINT: Release pairs with the producer's Acquire load of `state` in its scan and
     // with the next joiner's CAS, as a consumer's drop does.
     slot_ref.state.store(SLOT_FREE, Ordering::Release);
-    wake_parked_producer(region);
+    wake_parked_producer(region, false);
     Ok(())
 }
 
@@ -866,16 +876,22 @@ pub(crate) fn decrement_parked_consumers(region: &RingRegion) {
 
 /// After this consumer made room (a Release store of `read_pos` or of `state`): wakes the
 /// producer if it is parked in [`RingProducer::push_blocking`](super::RingProducer). One
-/// SeqCst fence and one Relaxed load when it is not: the per-frame cost of a lossless read.
-fn wake_parked_producer(region: &RingRegion) {
+/// fence (a compiler fence only with `light`: this process is registered for the producer's
+/// heavy barrier) and one Relaxed load when it is not: the per-batch cost of a lossless read.
+fn wake_parked_producer(region: &RingRegion, light: bool) {
     let parked: &AtomicU32 = &region.header().producer_parked;
     // SYNC POINT: SeqCst fence pairs with the SeqCst fence at the start of the producer's
     // rescan in `push_blocking` (Dekker: store `read_pos`/`state`, fence, load
     // `producer_parked` here; raise `producer_parked`, fence, load `read_pos`/`state` there).
     // Either its rescan sees the room we made, or our load below sees its flag and we wake
     // it. Without the fence our load could be satisfied before our store is visible, and the
-    // producer could sleep on a ring that has room.
-    fence(Ordering::SeqCst);
+    // producer could sleep on a ring that has room. With `light`, the producer's
+    // `heavy_barrier` before its rescan runs our half on our CPU (`barrier.rs`).
+    if light {
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    } else {
+        fence(Ordering::SeqCst);
+    }
     // SYNC POINT: Relaxed; ordered after our store by the fence above. The plain load keeps
     // the header line clean while the producer runs.
     if parked.load(Ordering::Relaxed) == PARKED_RUNNING {
@@ -913,6 +929,11 @@ pub fn wait_any(consumers: &[&RingConsumer], timeout: Option<Duration>) -> Resul
     for consumer in consumers {
         consumer.park_begin();
     }
+    let timeout = if consumers.is_empty() {
+        timeout
+    } else {
+        nap_unless_fenced(barrier::heavy_barrier(), timeout)
+    };
     let waited = if consumers
         .iter()
         .any(|consumer| consumer.has_data() || consumer.has_notice())
@@ -929,4 +950,14 @@ pub fn wait_any(consumers: &[&RingConsumer], timeout: Option<Duration>) -> Resul
         consumer.park_end();
     }
     waited.map_err(RecvError::Park)
+}
+
+/// The sleep a parking consumer may take: `timeout`, or at most [`barrier::UNFENCED_NAP`] when
+/// its heavy barrier failed (a producer publishing without a fence may then miss its flag).
+fn nap_unless_fenced(fenced: bool, timeout: Option<Duration>) -> Option<Duration> {
+    if fenced {
+        timeout
+    } else {
+        Some(timeout.map_or(barrier::UNFENCED_NAP, |t| t.min(barrier::UNFENCED_NAP)))
+    }
 }

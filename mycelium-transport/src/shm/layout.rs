@@ -68,7 +68,7 @@ use super::sync::{AtomicU32, AtomicU64};
 pub const RING_MAGIC: u64 = u64::from_ne_bytes(*b"MYCRING1");
 
 /// The layout version this code reads and writes; bumped on any layout change.
-pub const RING_VERSION: u32 = 9;
+pub const RING_VERSION: u32 = 10;
 
 /// Cache-line size the layout pads to, so producer- and consumer-owned words never share a line.
 pub const CACHE_LINE: usize = 64;

@@ -71,6 +71,8 @@
 //! - `wake`: the futex wait and wake calls (the only `unsafe` of the wake protocol).
 //! - `sync`: std or loom atomics.
 
+#[allow(unsafe_code)]
+mod barrier;
 mod consumer;
 mod error;
 #[cfg(not(loom))]
