@@ -84,6 +84,23 @@ pub struct Segment {
     len: usize,
 }
 
+/// A zero-filled memfd of `len` bytes named `name` (shown in `/proc/*/fd` as `memfd:name`),
+/// close-on-exec, with `seals` added once it has its size.
+fn sized_memfd(name: &str, len: usize, seals: SealFlag) -> Result<OwnedFd, SegmentError> {
+    if len == 0 {
+        return Err(SegmentError::BadSize { len: 0, max: 0 });
+    }
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+        .map_err(sys("memfd_create"))?;
+    let size = i64::try_from(len).map_err(|_| SegmentError::BadSize {
+        len: len as u64,
+        max: i64::MAX as usize,
+    })?;
+    nix::unistd::ftruncate(&fd, size).map_err(sys("ftruncate"))?;
+    fcntl(&fd, FcntlArg::F_ADD_SEALS(seals)).map_err(sys("fcntl(F_ADD_SEALS)"))?;
+    Ok(fd)
+}
+
 impl Segment {
     /// Creates a zero-filled memfd of `len` bytes named `name` (shown in `/proc/*/fd` as
     /// `memfd:name`), seals its size and maps it.
@@ -93,17 +110,7 @@ impl Segment {
     /// [`SegmentError::BadSize`] for `len` 0, [`SegmentError::Sys`] if a system call fails
     /// (including a `name` with a NUL byte).
     pub fn create(name: &str, len: usize) -> Result<Self, SegmentError> {
-        if len == 0 {
-            return Err(SegmentError::BadSize { len: 0, max: 0 });
-        }
-        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
-            .map_err(sys("memfd_create"))?;
-        let size = i64::try_from(len).map_err(|_| SegmentError::BadSize {
-            len: len as u64,
-            max: i64::MAX as usize,
-        })?;
-        nix::unistd::ftruncate(&fd, size).map_err(sys("ftruncate"))?;
-        fcntl(&fd, FcntlArg::F_ADD_SEALS(REQUIRED_SEALS)).map_err(sys("fcntl(F_ADD_SEALS)"))?;
+        let fd = sized_memfd(name, len, REQUIRED_SEALS)?;
         Self::map(File::from(fd), len)
     }
 
@@ -274,21 +281,7 @@ impl PayloadWriter {
     ///
     /// [`SegmentError::BadSize`] for `len` 0; [`SegmentError::Sys`] if a system call fails.
     pub fn create(name: &str, len: usize) -> Result<Self, SegmentError> {
-        if len == 0 {
-            return Err(SegmentError::BadSize { len: 0, max: 0 });
-        }
-        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
-            .map_err(sys("memfd_create"))?;
-        let size = i64::try_from(len).map_err(|_| SegmentError::BadSize {
-            len: len as u64,
-            max: i64::MAX as usize,
-        })?;
-        nix::unistd::ftruncate(&fd, size).map_err(sys("ftruncate"))?;
-        fcntl(
-            &fd,
-            FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW),
-        )
-        .map_err(sys("fcntl(F_ADD_SEALS)"))?;
+        let fd = sized_memfd(name, len, SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW)?;
         let file = File::from(fd);
         let map = MmapOptions::new()
             .len(len)
