@@ -470,29 +470,27 @@ impl Session {
         attachment: u32,
         timeout: Duration,
     ) -> Result<Vec<RingNews>, ClientError> {
-        let mut control = self.lock();
-        if control.gone.is_none() && !control.news.contains_key(&attachment) {
-            control.read_some(Some(timeout))?;
-        }
-        let news = control
-            .news
-            .remove(&attachment)
-            .map(Vec::from)
-            .unwrap_or_default();
-        if news.is_empty() {
-            if let Some(gone) = &control.gone {
-                return Err(gone.clone());
-            }
-        }
-        Ok(news)
+        self.take_news(attachment, timeout, false)
     }
 
     /// Reads whatever the broker sent, without waiting, and returns the news for
     /// `attachment`.
     pub(crate) fn poll_news(&self, attachment: u32) -> Result<Vec<RingNews>, ClientError> {
+        self.take_news(attachment, Duration::ZERO, true)
+    }
+
+    /// Reads the control socket (for up to `timeout`; only when no news of `attachment` is
+    /// held already, unless `always`), then takes the news of `attachment`. With none, the
+    /// session's end, if it ended.
+    fn take_news(
+        &self,
+        attachment: u32,
+        timeout: Duration,
+        always: bool,
+    ) -> Result<Vec<RingNews>, ClientError> {
         let mut control = self.lock();
-        if control.gone.is_none() {
-            control.read_some(Some(Duration::ZERO))?;
+        if control.gone.is_none() && (always || !control.news.contains_key(&attachment)) {
+            control.read_some(Some(timeout))?;
         }
         let news = control
             .news
