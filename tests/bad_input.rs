@@ -19,8 +19,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::{wait_until, TestBroker};
 use mycelium::broker::{Client, Subscription};
 use mycelium::transport::{
-    encode_frame, kind, peek_frame, ErrorCode, Frame, RoutingKind, TopicStats,
-    HANDSHAKE_MAX_FRAME_LEN, NO_TOPIC, PROTOCOL_VERSION,
+    encode_frame, kind, peek_frame, ConfigStatus, ErrorCode, Frame, ReloadOutcome, RoutingKind,
+    TopicStats, HANDSHAKE_MAX_FRAME_LEN, NO_TOPIC, PROTOCOL_VERSION,
 };
 use uuid::Uuid;
 
@@ -828,6 +828,12 @@ mod handshake {
                 connections: 0,
                 uptime_ms: 0,
                 topics: vec![],
+                config: ConfigStatus::default(),
+            },
+            Frame::ReloadResult {
+                request_id: 1,
+                outcome: ReloadOutcome::Applied,
+                status: ConfigStatus::default(),
             },
         ];
         for frame in &broker_only {

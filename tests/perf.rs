@@ -497,3 +497,85 @@ routing = "fanout"
 name = "bench.pong"
 routing = "fanout"
 "#;
+
+/// Issue 4: a reload must not stall routing. The one-way latency of a ping-pong on topics the
+/// reloads never touch, quiet and then while the config file is rewritten 10 times a second
+/// (each edit resizes one topic's buffer and adds or removes another topic, so every reload
+/// applies a diff), over the socket, where the broker routes every message. Target: p99 under
+/// reloads at most 2x the quiet p99. Also the latency sampled under flat-out load (W1), where
+/// a stall would queue thousands of messages behind it.
+#[test]
+#[ignore = "performance: run with --release -- --ignored --nocapture"]
+fn latency_on_an_untouched_topic_while_the_config_reloads_ten_times_a_second() {
+    let _serial = one_at_a_time();
+    let churn = |i: u64| {
+        let extra = if i % 2 == 0 {
+            "[[topics]]\nname = \"churn.extra\"\nrouting = \"queue\"\n"
+        } else {
+            ""
+        };
+        format!(
+            "{BENCH_TOPICS}\n[[topics]]\nname = \"churn\"\nrouting = \"fanout\"\nbuffer_size = {}\n{extra}",
+            1000 + i
+        )
+    };
+    let broker = TestBroker::start(&churn(0));
+    let workloads: [(&str, &[&str]); 2] = [
+        (
+            "W4 ping-pong 64 B",
+            &["--size", "64", "--pingpong", "40000"],
+        ),
+        (
+            "W1 latency under load",
+            &["--size", "64", "--count", "20000000"],
+        ),
+    ];
+    println!("mycelium bench over uds: quiet, then with 10 config reloads a second");
+    println!(
+        "{:<24} | {:<8} | {:>8} | {:>8} | {:>9} | {:>8}",
+        "workload", "phase", "p50 us", "p99 us", "p99.9 us", "reloads"
+    );
+    for (name, args) in workloads {
+        let mut uds = vec!["--transport", "uds"];
+        uds.extend_from_slice(args);
+        for phase in ["quiet", "reloading", "quiet", "reloading"] {
+            let before = common::pubsub_support::stats_json(&broker)["config"]["generation"]
+                .as_u64()
+                .unwrap_or(0);
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let writer = (phase == "reloading").then(|| {
+                let (stop, config) = (stop.clone(), broker.config.clone());
+                let text = {
+                    let socket = broker.socket.display().to_string();
+                    move |i| format!("[server]\nsocket_path = \"{socket}\"\n{}", churn(i))
+                };
+                std::thread::spawn(move || {
+                    let mut i = before;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        i += 1;
+                        std::fs::write(&config, text(i)).expect("rewriting the config");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                })
+            });
+            let result = run_bench(&broker, &uds);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(writer) = writer {
+                writer.join().expect("config writer");
+            }
+            let after = common::pubsub_support::stats_json(&broker)["config"]["generation"]
+                .as_u64()
+                .unwrap_or(0);
+            match result {
+                Ok(doc) => println!(
+                    "{name:<24} | {phase:<8} | {:>8.1} | {:>8.1} | {:>9.1} | {:>8}",
+                    doc["p50_us"].as_f64().unwrap_or(f64::NAN),
+                    doc["p99_us"].as_f64().unwrap_or(f64::NAN),
+                    doc["p999_us"].as_f64().unwrap_or(f64::NAN),
+                    after - before
+                ),
+                Err(why) => panic!("{name} ({phase}) failed: {why}"),
+            }
+        }
+    }
+}

@@ -7,34 +7,18 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use common::pubsub_support::{run_to_end, spawn_pub, stats_json, topic_counter};
-use common::{mycelium_bin, spawn_sub, wait_until, SubProcess, TestBroker, DEADLINE};
+use common::{
+    block_on, fanout, mycelium_bin, spawn_sub, wait_until, SubProcess, TestBroker, DEADLINE,
+};
 use mycelium::broker::ClientError;
 use mycelium::transport::{encode_frame, peek_frame, ErrorCode, Frame};
 use mycelium::Client;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-fn fanout(name: &str) -> String {
-    format!("[[topics]]\nname = \"{name}\"\nrouting = \"fanout\"\n")
-}
-
-/// Runs `future` on a fresh runtime, failing the test if it takes longer than [`DEADLINE`].
-fn block_on<T>(future: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(async {
-            tokio::time::timeout(DEADLINE, future)
-                .await
-                .expect("the async part of the test timed out")
-        })
-}
 
 fn signal(child: &std::process::Child, signal: Signal) {
     kill(Pid::from_raw(child.id() as i32), signal).expect("signalling a child process");
@@ -721,7 +705,7 @@ fn check_reports_file_line_diagnostics_and_help_lists_every_subcommand() {
         .collect();
     assert_eq!(
         commands,
-        ["run", "pub", "sub", "check", "stats", "bench", "help"],
+        ["run", "pub", "sub", "check", "stats", "reload", "bench", "help"],
         "{}",
         out.stdout
     );

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use common::pubsub_support::{spawn_pub, spawn_pub_with, stats_json, topic_counter};
-use common::{spawn_sub, TestBroker, DEADLINE};
+use common::{fanout, spawn_sub, TestBroker, DEADLINE};
 use mycelium::broker::{ClientError, ShmClient, ShmOptions};
 use mycelium::transport::shm::recv_fds;
 use mycelium::transport::{
@@ -21,10 +21,6 @@ use mycelium::transport::{
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-fn fanout(name: &str) -> String {
-    format!("[[topics]]\nname = \"{name}\"\nrouting = \"fanout\"\n")
-}
 
 fn shm_client(broker: &TestBroker) -> ShmClient {
     ShmClient::connect(&broker.socket).expect("shm session")

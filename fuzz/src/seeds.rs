@@ -3,8 +3,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mycelium_transport::{
-    encode_frame, kind, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, TopicStats, MAX_NAME_LEN,
-    NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
+    encode_frame, kind, ConfigStatus, ErrorCode, Frame, ReloadOutcome, RoutingKind, ShmRing,
+    ShmRole, TopicStats, MAX_NAME_LEN, NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
 };
 use uuid::Uuid;
 
@@ -17,6 +17,17 @@ fn topic_stats(name: &str, routing: RoutingKind) -> TopicStats {
         delivered: 1 << 40,
         dropped: 7,
         queued: 0,
+    }
+}
+
+/// A config status with every text non-empty, one of them not ASCII.
+fn config_status() -> ConfigStatus {
+    ConfigStatus {
+        generation: 4,
+        reloads: 6,
+        last_error: "broker.toml:4:9: topics.t.routing: unknown \"quéue\"".into(),
+        last_change: "+topic signals, ~execution.buffer_size 50000→80000, -topic old".into(),
+        pending: "server.socket_path (needs a restart)".into(),
     }
 }
 
@@ -153,6 +164,7 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                 connections: 0,
                 uptime_ms: 0,
                 topics: vec![],
+                config: ConfigStatus::default(),
             },
         ),
         (
@@ -165,6 +177,50 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                     topic_stats("a", RoutingKind::Fanout),
                     topic_stats("jobs", RoutingKind::Queue),
                 ],
+                config: config_status(),
+            },
+        ),
+        ("reload-request", Frame::ReloadRequest { request_id: 15 }),
+        (
+            "reload-applied",
+            Frame::ReloadResult {
+                request_id: 15,
+                outcome: ReloadOutcome::Applied,
+                status: ConfigStatus {
+                    pending: String::new(),
+                    last_error: String::new(),
+                    ..config_status()
+                },
+            },
+        ),
+        (
+            "reload-unchanged",
+            Frame::ReloadResult {
+                request_id: 16,
+                outcome: ReloadOutcome::Unchanged,
+                status: ConfigStatus {
+                    generation: 1,
+                    reloads: 1,
+                    ..ConfigStatus::default()
+                },
+            },
+        ),
+        (
+            "reload-failed",
+            Frame::ReloadResult {
+                request_id: 17,
+                outcome: ReloadOutcome::Failed,
+                status: config_status(),
+            },
+        ),
+        (
+            "error-topic-removed",
+            Frame::Error {
+                request_id: 0,
+                code: ErrorCode::TopicRemoved,
+                fatal: false,
+                topic_id: 3,
+                message: "topic t removed".into(),
             },
         ),
         (
@@ -292,6 +348,20 @@ fn stream(frames: &[Frame]) -> Vec<u8> {
     buf.to_vec()
 }
 
+/// A config status block (generation 1, reloads 1) around the three texts, as bytes.
+fn config_block(error: &[u8], change: &[u8], pending: &[u8]) -> Vec<u8> {
+    let mut block = [1u64.to_le_bytes(), 1u64.to_le_bytes()].concat();
+    for text in [error, change, pending] {
+        block.extend_from_slice(
+            &u16::try_from(text.len())
+                .expect("short seed text")
+                .to_le_bytes(),
+        );
+        block.extend_from_slice(text);
+    }
+    block
+}
+
 /// A frame with a valid header around `body`, whatever the body holds.
 fn raw(version: u8, frame_kind: u8, body: &[u8]) -> Vec<u8> {
     let mut buf = BytesMut::new();
@@ -367,6 +437,32 @@ pub fn decode_frames_inputs() -> Vec<(String, Vec<u8>)> {
                 &[
                     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
                 ],
+            ),
+        ),
+        (
+            "bad-stats-config-cut",
+            raw(
+                PROTOCOL_VERSION,
+                kind::STATS,
+                // No topics, then a config block without its last byte.
+                &[&[0; 20][..], &config_block(b"", b"", b"p")[..22]].concat(),
+            ),
+        ),
+        (
+            "bad-reload-outcome",
+            raw(
+                PROTOCOL_VERSION,
+                kind::RELOAD_RESULT,
+                &[&[1, 0, 0, 0, 3][..], &config_block(b"", b"", b"")].concat(),
+            ),
+        ),
+        (
+            "bad-reload-text-past-end",
+            raw(
+                PROTOCOL_VERSION,
+                kind::RELOAD_RESULT,
+                // error_len 0xffff with one byte behind it.
+                &[&[1, 0, 0, 0, 2][..], &[1; 16], &[0xff, 0xff, b'x']].concat(),
             ),
         ),
         (

@@ -1,9 +1,10 @@
-//! Why a configuration could not be loaded.
+//! Why a configuration could not be loaded, or its file could not be watched.
 //!
 //! - Each variant is one stage of loading: reading the file, parsing it, applying environment
 //!   overrides, validating the result. A caller matches on the stage; the source error is kept.
 //! - [`ConfigError::diagnostics`] renders every problem as one line, the form `mycelium check`
 //!   prints.
+//! - [`WatchError`] says why a [`ConfigWatcher`](crate::ConfigWatcher) could not start.
 //!
 //! ```
 //! use std::path::Path;
@@ -63,6 +64,43 @@ impl ConfigError {
             }
         }
     }
+}
+
+/// Why a [`ConfigWatcher`](crate::ConfigWatcher) could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The path ends in no file name (`/`, `..`), so there is no file to watch.
+    #[error("cannot watch {}: it names no file", path.display())]
+    NoFileName {
+        /// The path that was given.
+        path: PathBuf,
+    },
+    /// The path is relative and the current directory could not be read to resolve it.
+    #[error("cannot watch {}: cannot read the current directory: {source}", path.display())]
+    CurrentDir {
+        /// The path that was given.
+        path: PathBuf,
+        /// What the operating system reported.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory to watch (the file's, or its symlink target's) could not be watched: it does
+    /// not exist, is not readable, or the inotify watch limit is reached.
+    #[error("cannot watch {}: {source}", path.display())]
+    Watch {
+        /// The directory that could not be watched.
+        path: PathBuf,
+        /// What the watcher reported.
+        #[source]
+        source: notify::Error,
+    },
+    /// The watcher's thread could not be started.
+    #[error("cannot start the config watcher thread: {source}")]
+    Thread {
+        /// What the operating system reported.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn summarize(diagnostics: &[Diagnostic]) -> String {

@@ -7,6 +7,8 @@
 //!   [`BrokerConfig::from_file`].
 //! - Errors are typed by stage ([`ConfigError`]); each problem is a [`Diagnostic`] rendered as
 //!   `file:line:col: field: message`.
+//! - Hot reload: [`ConfigWatcher`] reports when the file may have changed, and [`ConfigDiff`] says
+//!   what a newly loaded config changes and how each change takes effect.
 //! - This crate knows nothing of the broker or the transport.
 //!
 //! ```
@@ -35,12 +37,15 @@
 //! - `validate`: the rules, all checked at once.
 //! - `locate`: maps field paths to lines and columns, and back.
 //! - `diagnostic`: one located problem.
-//! - `error`: [`ConfigError`].
+//! - `diff`: [`ConfigDiff`], what a reload changes, and the classification of every setting.
+//! - `watch`: [`ConfigWatcher`], the debounced file watch behind hot reload.
+//! - `error`: [`ConfigError`], [`WatchError`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod diagnostic;
+mod diff;
 mod env;
 mod error;
 mod limits;
@@ -48,9 +53,11 @@ mod load;
 mod locate;
 mod schema;
 mod validate;
+mod watch;
 
 pub use diagnostic::Diagnostic;
-pub use error::ConfigError;
+pub use diff::{ConfigDiff, SettingChange, Takes};
+pub use error::{ConfigError, WatchError};
 pub use limits::{
     MAX_MESSAGE_SIZE_LIMIT, MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS,
     SOCKET_PATH_MAX,
@@ -60,3 +67,4 @@ pub use schema::{
     Routing, ServerConfig, ShmConfig, TopicConfig, TopicDefaults, MAX_RING_BYTES,
     MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS, MIN_RING_BYTES,
 };
+pub use watch::{ConfigWatcher, RELOAD_DEBOUNCE, RELOAD_MAX_DELAY};

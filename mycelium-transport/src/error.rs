@@ -6,8 +6,9 @@
 //! - After `FrameTooLarge`, `UnsupportedVersion`, `UnknownKind` or a `Malformed` header (`len` < 2)
 //!   nothing was consumed and the stream cannot be resynchronised: close the connection. After a
 //!   `Malformed` body the bad frame has been consumed and the next one can be read.
-//! - [`EncodeError`] is what a local caller can get wrong: a string too long for its length prefix,
-//!   a topic name that is empty, or a frame larger than the limit in force.
+//! - [`EncodeError`] is what a local caller can get wrong: a string too long for its length prefix
+//!   (the broker cuts its config texts first, with `ConfigStatus::truncated`), a topic name that
+//!   is empty, or a frame larger than the limit in force.
 
 use crate::frame::{ErrorCode, PROTOCOL_VERSION};
 
@@ -69,7 +70,8 @@ pub enum EncodeError {
     /// A name, topic or message string is longer than its length prefix allows.
     #[error("{field} of {len} bytes exceeds the limit of {max}")]
     NameTooLong {
-        /// Which string: `"name"`, `"server"`, `"topic"` or `"message"`.
+        /// Which string: `"name"`, `"server"`, `"topic"`, `"message"`, or one of a config
+        /// status's `"last_error"`, `"last_change"`, `"pending"`.
         field: &'static str,
         /// Its length in bytes.
         len: usize,

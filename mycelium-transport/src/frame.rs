@@ -5,8 +5,9 @@
 //! - [`Frame`] is the owned form, used by the client, by tests and for control frames in the broker.
 //!   The broker's hot path reads publishes through [`crate::codec::FrameView`] instead, without
 //!   allocating.
-//! - Strings are UTF-8 behind a `u8` (names) or `u16` (error message) byte count. Topic names are
-//!   1 to [`MAX_NAME_LEN`] bytes; the client and server names may be empty.
+//! - Strings are UTF-8 behind a `u8` (names) or `u16` (error message, the texts of a
+//!   [`ConfigStatus`]) byte count. Topic names are 1 to [`MAX_NAME_LEN`] bytes; the client and
+//!   server names may be empty.
 //! - The byte-by-byte layout of every body is in `docs/protocol.md`; the comment on each variant
 //!   repeats it in short.
 
@@ -65,6 +66,11 @@ pub mod kind {
     pub const STATS_REQUEST: u8 = 0x40;
     /// [`Frame::Stats`](super::Frame::Stats), broker → client.
     pub const STATS: u8 = 0x41;
+    /// [`Frame::ReloadRequest`](super::Frame::ReloadRequest), client → broker (message
+    /// connections only).
+    pub const RELOAD_REQUEST: u8 = 0x42;
+    /// [`Frame::ReloadResult`](super::Frame::ReloadResult), broker → client.
+    pub const RELOAD_RESULT: u8 = 0x43;
     /// [`Frame::ShmAttach`](super::Frame::ShmAttach), client → broker (shm sessions only).
     pub const SHM_ATTACH: u8 = 0x50;
     /// [`Frame::ShmGrant`](super::Frame::ShmGrant), broker → client, with one fd per ring.
@@ -103,6 +109,8 @@ pub mod kind {
             ERROR => "Error",
             STATS_REQUEST => "StatsRequest",
             STATS => "Stats",
+            RELOAD_REQUEST => "ReloadRequest",
+            RELOAD_RESULT => "ReloadResult",
             SHM_ATTACH => "ShmAttach",
             SHM_GRANT => "ShmGrant",
             SHM_RING_ADDED => "ShmRingAdded",
@@ -177,6 +185,9 @@ pub enum ErrorCode {
     /// `21`: a shared-memory request was refused (wrong kind of connection, a limit reached,
     /// segments could not be created); the message says which.
     ShmRefused,
+    /// `22`: the topic was removed from the broker's config by a reload: the subscription is
+    /// ended, and publishes to its id are refused; the name may come back later with a new id.
+    TopicRemoved,
     /// `32`: the broker is shutting down; no new work is accepted.
     ShuttingDown,
     /// `33`: this subscriber fell too far behind and its topic's policy is to disconnect it.
@@ -204,6 +215,7 @@ impl ErrorCode {
             ErrorCode::AlreadySubscribed => 19,
             ErrorCode::InvalidTopicName => 20,
             ErrorCode::ShmRefused => 21,
+            ErrorCode::TopicRemoved => 22,
             ErrorCode::ShuttingDown => 32,
             ErrorCode::SlowConsumer => 33,
             ErrorCode::Internal => 255,
@@ -227,6 +239,7 @@ impl ErrorCode {
             19 => ErrorCode::AlreadySubscribed,
             20 => ErrorCode::InvalidTopicName,
             21 => ErrorCode::ShmRefused,
+            22 => ErrorCode::TopicRemoved,
             32 => ErrorCode::ShuttingDown,
             33 => ErrorCode::SlowConsumer,
             255 => ErrorCode::Internal,
@@ -297,6 +310,101 @@ pub struct TopicStats {
     pub dropped: u64,
     /// Messages waiting in the topic's buffer (queue topics with no ready consumer).
     pub queued: u64,
+}
+
+/// What the last reload attempt did, as carried in `ReloadResult` (one byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReloadOutcome {
+    /// `0`: the file differed and its changes were applied (those that can be: see
+    /// [`ConfigStatus::pending`]).
+    Applied,
+    /// `1`: the file loads and matches the running config; nothing changed.
+    Unchanged,
+    /// `2`: the file could not be read, parsed or validated; nothing changed;
+    /// [`ConfigStatus::last_error`] says why.
+    Failed,
+}
+
+impl ReloadOutcome {
+    /// The outcome's wire value.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            ReloadOutcome::Applied => 0,
+            ReloadOutcome::Unchanged => 1,
+            ReloadOutcome::Failed => 2,
+        }
+    }
+
+    /// The outcome for a wire value, or `None` for a value the protocol does not define (an
+    /// unknown outcome cannot be acted on, so it is not kept).
+    pub fn from_u8(v: u8) -> Option<ReloadOutcome> {
+        match v {
+            0 => Some(ReloadOutcome::Applied),
+            1 => Some(ReloadOutcome::Unchanged),
+            2 => Some(ReloadOutcome::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// The state of the broker's configuration, as carried in `Stats` and `ReloadResult`.
+///
+/// On the wire (the "config status block"): `generation u64 | reloads u64 | error_len u16 |
+/// last_error | change_len u16 | last_change | pending_len u16 | pending`. Each text is UTF-8 of
+/// at most [`ConfigStatus::MAX_TEXT_LEN`] bytes; encoding a longer one fails
+/// ([`EncodeError::NameTooLong`](crate::error::EncodeError::NameTooLong)), so the broker passes
+/// its status through [`ConfigStatus::truncated`] before encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigStatus {
+    /// Bumped by every reload that applied a config; 1 is the config the broker started with.
+    pub generation: u64,
+    /// Reload attempts finished since the broker started: applied, unchanged or failed.
+    pub reloads: u64,
+    /// Why the last reload attempt failed, one diagnostic per line (`file:line:col: field: message`); empty when it did not fail.
+    pub last_error: String,
+    /// What the last applied reload changed, one line (`+topic signals, ~execution.buffer_size 50000→80000, -topic old`); empty before the first.
+    pub last_change: String,
+    /// Settings of the file the running broker does not follow (they need a restart, or were refused), one per line; empty when none.
+    pub pending: String,
+}
+
+impl ConfigStatus {
+    /// The longest `last_error`, `last_change` or `pending`, in bytes: each is behind a `u16`
+    /// byte count.
+    pub const MAX_TEXT_LEN: usize = u16::MAX as usize;
+
+    /// The same status with each text cut to at most [`MAX_TEXT_LEN`](Self::MAX_TEXT_LEN)
+    /// bytes, at a char boundary, so that it always encodes. The broker calls it before
+    /// encoding a `Stats` or `ReloadResult`: diagnostics and change lists come from the
+    /// operator's file and have no bound of their own. Texts that fit are kept as they are.
+    pub fn truncated(mut self) -> ConfigStatus {
+        for text in [
+            &mut self.last_error,
+            &mut self.last_change,
+            &mut self.pending,
+        ] {
+            let len = truncate_utf8(text, Self::MAX_TEXT_LEN).len();
+            text.truncate(len);
+        }
+        self
+    }
+}
+
+/// The longest prefix of `s` that is at most `max` bytes and ends at a char boundary.
+///
+/// Used by [`ConfigStatus::truncated`]; also for any other text the caller must fit a length
+/// prefix (an `Error` message, for one, is limited to `u16::MAX` bytes).
+pub fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    // A char is at most 4 bytes, so a boundary lies within the last 4 positions up to `max`;
+    // index 0 is always one, so the search cannot fail.
+    let end = (0..=max)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    &s[..end]
 }
 
 /// One protocol frame, owned.
@@ -388,12 +496,13 @@ pub enum Frame {
         attachment: u32,
     },
     /// Broker → client: the broker ended this attachment (a subscriber that fell a whole ring
-    /// behind on a `backpressure = "disconnect"` topic). Its slots are freed; the client
-    /// drops its rings. Body: `attachment u32 | code u16 | msg_len u16 | message [msg_len]`.
+    /// behind on a `backpressure = "disconnect"` topic, or any attachment of a topic a reload
+    /// removed). Its slots are freed; the client drops its rings. Body:
+    /// `attachment u32 | code u16 | msg_len u16 | message [msg_len]`.
     ShmDetached {
         /// The attachment ended.
         attachment: u32,
-        /// Why (`SlowConsumer`).
+        /// Why (`SlowConsumer`, `TopicRemoved`).
         code: ErrorCode,
         /// Human-readable, names the topic and the policy.
         message: String,
@@ -529,7 +638,8 @@ pub enum Frame {
         request_id: u32,
     },
     /// Broker → client. Body: `request_id u32 | connections u32 | uptime_ms u64 | topic_count u32 |`
-    /// then per topic `name_len u8 | name | routing u8 | subscribers u32 | published u64 | delivered u64 | dropped u64 | queued u64`.
+    /// then per topic `name_len u8 | name | routing u8 | subscribers u32 | published u64 | delivered u64 | dropped u64 | queued u64`,
+    /// then the config status block (see [`ConfigStatus`]).
     Stats {
         /// The request this answers.
         request_id: u32,
@@ -539,6 +649,25 @@ pub enum Frame {
         uptime_ms: u64,
         /// One entry per topic, in declaration order.
         topics: Vec<TopicStats>,
+        /// The configuration's generation and the last reload's outcome.
+        config: ConfigStatus,
+    },
+    /// Client → broker (message connections only): re-read the config file now. Body:
+    /// `request_id u32`. Answered by `ReloadResult` once a reload that started after the
+    /// request arrived is done.
+    ReloadRequest {
+        /// Echoed in the `ReloadResult`.
+        request_id: u32,
+    },
+    /// Broker → client, answer to `ReloadRequest`. Body: `request_id u32 | outcome u8 |` then
+    /// the config status block (see [`ConfigStatus`]).
+    ReloadResult {
+        /// The request this answers.
+        request_id: u32,
+        /// What the reload did.
+        outcome: ReloadOutcome,
+        /// The configuration's state after the reload.
+        status: ConfigStatus,
     },
 }
 
@@ -564,6 +693,8 @@ impl Frame {
             Frame::Error { .. } => kind::ERROR,
             Frame::StatsRequest { .. } => kind::STATS_REQUEST,
             Frame::Stats { .. } => kind::STATS,
+            Frame::ReloadRequest { .. } => kind::RELOAD_REQUEST,
+            Frame::ReloadResult { .. } => kind::RELOAD_RESULT,
             Frame::ShmHello { .. } => kind::SHM_HELLO,
             Frame::ShmAttach { .. } => kind::SHM_ATTACH,
             Frame::ShmGrant { .. } => kind::SHM_GRANT,
@@ -587,6 +718,7 @@ mod wire_values {
             assert_eq!(ErrorCode::from_u16(v).to_u16(), v);
         }
         assert_eq!(ErrorCode::from_u16(17), ErrorCode::MessageTooLarge);
+        assert_eq!(ErrorCode::from_u16(22), ErrorCode::TopicRemoved);
         assert_eq!(ErrorCode::from_u16(1000), ErrorCode::Other(1000));
     }
 
@@ -601,6 +733,53 @@ mod wire_values {
             assert_eq!(RoutingKind::from_u8(v), expected);
             if let Some(r) = expected {
                 assert_eq!(r.to_u8(), v);
+            }
+        }
+    }
+
+    #[test]
+    fn the_named_error_codes_have_their_documented_wire_values() {
+        let codes = [
+            (ErrorCode::Malformed, 1),
+            (ErrorCode::UnsupportedVersion, 2),
+            (ErrorCode::FrameTooLarge, 3),
+            (ErrorCode::UnknownFrameKind, 4),
+            (ErrorCode::HandshakeRequired, 5),
+            (ErrorCode::TooManyConnections, 6),
+            (ErrorCode::HandshakeTimeout, 7),
+            (ErrorCode::UnknownTopic, 16),
+            (ErrorCode::MessageTooLarge, 17),
+            (ErrorCode::NotSubscribed, 18),
+            (ErrorCode::AlreadySubscribed, 19),
+            (ErrorCode::InvalidTopicName, 20),
+            (ErrorCode::ShmRefused, 21),
+            (ErrorCode::TopicRemoved, 22),
+            (ErrorCode::ShuttingDown, 32),
+            (ErrorCode::SlowConsumer, 33),
+            (ErrorCode::Internal, 255),
+        ];
+        for (code, v) in codes {
+            assert_eq!(code.to_u16(), v, "{code:?}");
+            assert_eq!(ErrorCode::from_u16(v), code);
+        }
+        let named = (0..=u16::MAX)
+            .filter(|&v| !matches!(ErrorCode::from_u16(v), ErrorCode::Other(_)))
+            .count();
+        assert_eq!(named, codes.len(), "every named code is listed above");
+    }
+
+    #[test]
+    fn reload_outcome_has_exactly_three_wire_values() {
+        for v in 0..=u8::MAX {
+            let expected = match v {
+                0 => Some(ReloadOutcome::Applied),
+                1 => Some(ReloadOutcome::Unchanged),
+                2 => Some(ReloadOutcome::Failed),
+                _ => None,
+            };
+            assert_eq!(ReloadOutcome::from_u8(v), expected);
+            if let Some(o) = expected {
+                assert_eq!(o.to_u8(), v);
             }
         }
     }
@@ -627,6 +806,8 @@ mod wire_values {
                 kind::ERROR,
                 kind::STATS_REQUEST,
                 kind::STATS,
+                kind::RELOAD_REQUEST,
+                kind::RELOAD_RESULT,
                 kind::SHM_ATTACH,
                 kind::SHM_GRANT,
                 kind::SHM_RING_ADDED,
@@ -637,5 +818,47 @@ mod wire_values {
                 kind::SHM_SEGMENT_ADDED,
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod truncation {
+    use super::*;
+
+    #[test]
+    fn a_text_that_fits_is_kept_whole() {
+        assert_eq!(truncate_utf8("héllo", 6), "héllo");
+        assert_eq!(truncate_utf8("", 0), "");
+    }
+
+    #[test]
+    fn a_text_is_cut_at_the_last_char_boundary_within_the_limit() {
+        // "é" is 2 bytes, "€" 3, "😀" 4: a cut inside any of them backs off to its start.
+        assert_eq!(truncate_utf8("abé", 3), "ab");
+        assert_eq!(truncate_utf8("a€", 3), "a");
+        assert_eq!(truncate_utf8("a😀", 4), "a");
+        assert_eq!(truncate_utf8("a😀", 5), "a😀");
+        assert_eq!(truncate_utf8("😀", 0), "");
+    }
+
+    #[test]
+    fn a_status_is_truncated_to_what_encodes() {
+        let max = ConfigStatus::MAX_TEXT_LEN;
+        // 21845 × 3 = 65535: "€" fills the limit exactly; one more byte in front pushes the
+        // last char over it.
+        let exact = "€".repeat(max / 3);
+        let status = ConfigStatus {
+            generation: 3,
+            reloads: 9,
+            last_error: format!("x{exact}"),
+            last_change: exact.clone(),
+            pending: "p".repeat(max + 10),
+        }
+        .truncated();
+        assert_eq!(status.last_error.len(), max - 2);
+        assert!(status.last_error.starts_with('x'));
+        assert_eq!(status.last_change, exact);
+        assert_eq!(status.pending.len(), max);
+        assert_eq!((status.generation, status.reloads), (3, 9));
     }
 }

@@ -25,7 +25,8 @@
 //!
 //! # Layout
 //!
-//! - [`frame`]: the frames as Rust values, the kind bytes, error codes and protocol limits.
+//! - [`frame`]: the frames as Rust values, the kind bytes, error codes, the broker's
+//!   [`ConfigStatus`] and protocol limits.
 //! - [`codec`]: [`FrameCodec`] (the `tokio_util` codec), [`peek_frame`]/[`FrameView`] for reading
 //!   without allocating, [`encode_frame`] and [`encode_message`] for writing.
 //! - [`error`]: [`DecodeError`] and [`EncodeError`].
@@ -46,7 +47,7 @@ pub mod uds;
 pub use codec::{encode_frame, encode_message, peek_frame, FrameCodec, FrameView};
 pub use error::{DecodeError, EncodeError};
 pub use frame::{
-    kind, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN,
-    HEADER_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, MESSAGE_OVERHEAD, NO_SLOT, NO_TOPIC,
-    PROTOCOL_VERSION,
+    kind, truncate_utf8, ConfigStatus, ErrorCode, Frame, ReloadOutcome, RoutingKind, ShmRing,
+    ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT,
+    MESSAGE_OVERHEAD, NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
 };

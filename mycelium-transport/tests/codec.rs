@@ -3,9 +3,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mycelium_transport::{
-    encode_frame, encode_message, kind, peek_frame, DecodeError, EncodeError, ErrorCode, Frame,
-    FrameCodec, RoutingKind, ShmRing, ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN,
-    MAX_RINGS_PER_GRANT, NO_TOPIC, PROTOCOL_VERSION,
+    encode_frame, encode_message, kind, peek_frame, ConfigStatus, DecodeError, EncodeError,
+    ErrorCode, Frame, FrameCodec, ReloadOutcome, RoutingKind, ShmRing, ShmRole, TopicStats,
+    HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, NO_TOPIC, PROTOCOL_VERSION,
 };
 use tokio_util::codec::{Decoder, Encoder};
 use uuid::Uuid;
@@ -39,6 +39,19 @@ fn topic_stats(name: &str, routing: RoutingKind) -> TopicStats {
         delivered: 1 << 40,
         dropped: 7,
         queued: 0,
+    }
+}
+
+/// A config status with distinct values in every field, and texts that are not ASCII.
+fn config_status() -> ConfigStatus {
+    ConfigStatus {
+        generation: 3,
+        reloads: 5,
+        last_error: "broker.toml:4:9: topics.t.routing: unknown \"quéue\"\n\
+                     broker.toml:7:1: shm.ring_bytes: below 4096"
+            .into(),
+        last_change: "+topic signals, ~execution.buffer_size 50000→80000, -topic old".into(),
+        pending: "server.socket_path (needs a restart)".into(),
     }
 }
 
@@ -107,6 +120,13 @@ fn every_variant() -> Vec<Frame> {
                 topic_stats("a", RoutingKind::Fanout),
                 topic_stats("jobs", RoutingKind::Queue),
             ],
+            config: config_status(),
+        },
+        Frame::ReloadRequest { request_id: 11 },
+        Frame::ReloadResult {
+            request_id: 12,
+            outcome: ReloadOutcome::Failed,
+            status: config_status(),
         },
     ]
 }
@@ -136,7 +156,11 @@ mod round_trip {
     fn every_variant_decodes_to_an_equal_frame() {
         let frames = every_variant();
         let kinds: std::collections::HashSet<u8> = frames.iter().map(Frame::kind).collect();
-        assert_eq!(kinds.len(), 15, "every_variant covers every kind");
+        assert_eq!(
+            kinds.len(),
+            17,
+            "every_variant covers every message-connection kind"
+        );
         for frame in frames {
             assert_round_trips(frame);
         }
@@ -191,6 +215,7 @@ mod round_trip {
                 connections: 0,
                 uptime_ms: 0,
                 topics: vec![topic_stats(&name, RoutingKind::Fanout)],
+                config: ConfigStatus::default(),
             });
         }
     }
@@ -221,6 +246,50 @@ mod round_trip {
                 connections: 1,
                 uptime_ms: 1,
                 topics,
+                config: config_status(),
+            });
+        }
+    }
+
+    #[test]
+    fn config_texts_empty_and_of_the_maximum_length_round_trip() {
+        // 21845 × 3 = 65535 bytes: the u16 limit exactly, in multi-byte characters.
+        let wide = "€".repeat(ConfigStatus::MAX_TEXT_LEN / 3);
+        assert_eq!(wide.len(), usize::from(u16::MAX));
+        let full = ConfigStatus {
+            generation: u64::MAX,
+            reloads: u64::MAX - 1,
+            last_error: wide.clone(),
+            last_change: "c".repeat(ConfigStatus::MAX_TEXT_LEN),
+            pending: wide,
+        };
+        for status in [ConfigStatus::default(), full] {
+            assert_round_trips(Frame::Stats {
+                request_id: 1,
+                connections: 0,
+                uptime_ms: 0,
+                topics: vec![topic_stats("t", RoutingKind::Queue)],
+                config: status.clone(),
+            });
+            assert_round_trips(Frame::ReloadResult {
+                request_id: 2,
+                outcome: ReloadOutcome::Applied,
+                status,
+            });
+        }
+    }
+
+    #[test]
+    fn every_reload_outcome_round_trips() {
+        for outcome in [
+            ReloadOutcome::Applied,
+            ReloadOutcome::Unchanged,
+            ReloadOutcome::Failed,
+        ] {
+            assert_round_trips(Frame::ReloadResult {
+                request_id: u32::MAX,
+                outcome,
+                status: config_status(),
             });
         }
     }
@@ -604,11 +673,185 @@ mod decode_errors {
         );
     }
 
+    /// A config status block: generation 1, reloads 0, and the three texts.
+    fn config_block(error: &[u8], change: &[u8], pending: &[u8]) -> Vec<u8> {
+        let mut block = vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        for text in [error, change, pending] {
+            block.extend_from_slice(&u16::try_from(text.len()).unwrap().to_le_bytes());
+            block.extend_from_slice(text);
+        }
+        block
+    }
+
     fn stats_body(count: u32, entries: &[u8]) -> Vec<u8> {
         let mut body = vec![1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0];
         body.extend_from_slice(&count.to_le_bytes());
         body.extend_from_slice(entries);
+        body.extend_from_slice(&config_block(b"", b"", b""));
         body
+    }
+
+    fn reload_result_body(outcome: u8, block: &[u8]) -> Vec<u8> {
+        let mut body = vec![7, 0, 0, 0, outcome];
+        body.extend_from_slice(block);
+        body
+    }
+
+    /// Decodes `bad` followed by a `Ping`: `bad` is `Malformed` with `reason`, consumes exactly
+    /// its own bytes, and the `Ping` decodes after it.
+    fn assert_malformed_then_resync(bad: BytesMut, kind_name: &str, reason: &str) {
+        assert_eq!(malformed_then_resync(bad), (kind_name, reason));
+    }
+
+    /// As [`assert_malformed_then_resync`], returning the kind and reason of the malformed frame.
+    fn malformed_then_resync(bad: BytesMut) -> (&'static str, &'static str) {
+        let bad_len = bad.len();
+        let ping = encoded(&Frame::Ping { token: 5 });
+        let mut buf = bad;
+        buf.extend_from_slice(&ping);
+        let mut codec = codec();
+        let malformed = malformed_reason(codec.decode(&mut buf));
+        assert_eq!(
+            buf.len(),
+            ping.len(),
+            "all {bad_len} bytes of the bad frame consumed"
+        );
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::Ping { token: 5 })
+        );
+        malformed
+    }
+
+    #[test]
+    fn a_stats_or_reload_result_with_a_cut_config_block_is_malformed_and_consumes_its_frame() {
+        let topics = vec![topic_stats("a", RoutingKind::Fanout)];
+        for frame in [
+            Frame::Stats {
+                request_id: 1,
+                connections: 2,
+                uptime_ms: 3,
+                topics,
+                config: config_status(),
+            },
+            Frame::Stats {
+                request_id: 1,
+                connections: 2,
+                uptime_ms: 3,
+                topics: Vec::new(),
+                config: ConfigStatus::default(),
+            },
+            Frame::ReloadResult {
+                request_id: 4,
+                outcome: ReloadOutcome::Unchanged,
+                status: config_status(),
+            },
+        ] {
+            let whole = encoded(&frame);
+            let block_len = match &frame {
+                Frame::Stats { config, .. } | Frame::ReloadResult { status: config, .. } => {
+                    22 + config.last_error.len() + config.last_change.len() + config.pending.len()
+                }
+                _ => unreachable!("only Stats and ReloadResult above"),
+            };
+            let body = &whole[6..];
+            let name = kind::name(frame.kind()).unwrap();
+            // Every cut inside the block, the whole block missing included. Once fewer bytes
+            // remain than the entries and an empty block need, the count check refuses first.
+            for cut in 1..=block_len {
+                let (kind_name, reason) =
+                    malformed_then_resync(raw(frame.kind(), &body[..body.len() - cut]));
+                assert_eq!(kind_name, name);
+                assert!(
+                    reason == "truncated body"
+                        || (frame.kind() == kind::STATS
+                            && reason == "topic_count larger than the body"),
+                    "{name} cut by {cut}: {reason}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_config_block_are_malformed() {
+        let mut stats = stats_body(0, &[]);
+        stats.push(0);
+        assert_malformed_then_resync(raw(kind::STATS, &stats), "Stats", "trailing bytes");
+        let mut result = reload_result_body(0, &config_block(b"e", b"", b"p"));
+        result.push(0);
+        assert_malformed_then_resync(
+            raw(kind::RELOAD_RESULT, &result),
+            "ReloadResult",
+            "trailing bytes",
+        );
+        let mut request = vec![1, 0, 0, 0];
+        request.push(0);
+        assert_malformed_then_resync(
+            raw(kind::RELOAD_REQUEST, &request),
+            "ReloadRequest",
+            "trailing bytes",
+        );
+    }
+
+    #[test]
+    fn an_unknown_reload_outcome_is_malformed() {
+        for outcome in [3, 0x80, 0xff] {
+            let body = reload_result_body(outcome, &config_block(b"", b"", b""));
+            assert_malformed_then_resync(
+                raw(kind::RELOAD_RESULT, &body),
+                "ReloadResult",
+                "unknown reload outcome",
+            );
+        }
+        let body = reload_result_body(2, &config_block(b"why", b"", b""));
+        let Some(Frame::ReloadResult {
+            request_id,
+            outcome,
+            status,
+        }) = codec()
+            .decode(&mut raw(kind::RELOAD_RESULT, &body))
+            .unwrap()
+        else {
+            panic!("outcome 2 is a valid ReloadResult");
+        };
+        assert_eq!((request_id, outcome), (7, ReloadOutcome::Failed));
+        assert_eq!(status.last_error, "why");
+    }
+
+    #[test]
+    fn a_config_text_that_is_not_utf8_is_malformed() {
+        for block in [
+            config_block(&[0xc3, 0x28], b"", b""),
+            config_block(b"", &[0xff], b""),
+            config_block(b"", b"", &[b'a', 0xe2, 0x82]),
+        ] {
+            assert_malformed_then_resync(
+                raw(kind::RELOAD_RESULT, &reload_result_body(0, &block)),
+                "ReloadResult",
+                "string is not valid UTF-8",
+            );
+            let mut stats = stats_body(0, &[]);
+            stats.truncate(stats.len() - 22);
+            stats.extend_from_slice(&block);
+            assert_malformed_then_resync(
+                raw(kind::STATS, &stats),
+                "Stats",
+                "string is not valid UTF-8",
+            );
+        }
+    }
+
+    #[test]
+    fn a_config_text_length_past_the_body_is_malformed() {
+        let mut block = config_block(b"", b"", b"");
+        // error_len = 0xffff with nothing behind it.
+        block[16] = 0xff;
+        block[17] = 0xff;
+        assert_malformed_then_resync(
+            raw(kind::RELOAD_RESULT, &reload_result_body(1, &block)),
+            "ReloadResult",
+            "truncated body",
+        );
     }
 
     #[test]
@@ -633,6 +876,22 @@ mod decode_errors {
             panic!("one entry with count 1 is a valid Stats");
         };
         assert_eq!(topics.len(), 1);
+    }
+
+    #[test]
+    fn the_config_block_is_not_counted_as_room_for_topic_entries() {
+        // One 39-byte entry, then a block of 22 + 17 bytes: 78 bytes after the count, room for
+        // two entries if the block were not set aside.
+        let mut body = vec![1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0];
+        body.extend_from_slice(&[1, b'a', 0]);
+        body.extend_from_slice(&[0; 36]);
+        body.extend_from_slice(&config_block(b"0123456789abcdefg", b"", b""));
+        assert_eq!(body.len() - 20, 2 * 39);
+        assert_malformed_then_resync(
+            raw(kind::STATS, &body),
+            "Stats",
+            "topic_count larger than the body",
+        );
     }
 
     #[test]
@@ -674,6 +933,7 @@ mod encode_errors {
                     connections: 0,
                     uptime_ms: 0,
                     topics: vec![topic_stats(&long, RoutingKind::Fanout)],
+                    config: ConfigStatus::default(),
                 },
                 "topic",
             ),
@@ -709,6 +969,78 @@ mod encode_errors {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_config_text_longer_than_u16_is_refused_and_nothing_is_written() {
+        // 65536 bytes; its last char ends 2 bytes past the limit's last boundary.
+        let long = format!("x{}", "€".repeat(ConfigStatus::MAX_TEXT_LEN / 3));
+        let statuses = [
+            (
+                ConfigStatus {
+                    last_error: long.clone(),
+                    ..ConfigStatus::default()
+                },
+                "last_error",
+            ),
+            (
+                ConfigStatus {
+                    last_change: long.clone(),
+                    ..ConfigStatus::default()
+                },
+                "last_change",
+            ),
+            (
+                ConfigStatus {
+                    pending: long.clone(),
+                    ..ConfigStatus::default()
+                },
+                "pending",
+            ),
+        ];
+        for (status, expected) in statuses {
+            for frame in [
+                Frame::Stats {
+                    request_id: 1,
+                    connections: 0,
+                    uptime_ms: 0,
+                    topics: Vec::new(),
+                    config: status.clone(),
+                },
+                Frame::ReloadResult {
+                    request_id: 1,
+                    outcome: ReloadOutcome::Failed,
+                    status: status.clone(),
+                },
+            ] {
+                let mut buf = BytesMut::from(&b"kept"[..]);
+                match encode_frame(&frame, &mut buf) {
+                    Err(EncodeError::NameTooLong { field, len, max }) => {
+                        assert_eq!((field, len, max), (expected, long.len(), 65_535));
+                    }
+                    other => panic!("expected NameTooLong, got {other:?}"),
+                }
+                assert_eq!(&buf[..], b"kept");
+                assert!(codec().encode(&frame, &mut buf).is_err());
+                assert_eq!(&buf[..], b"kept");
+            }
+            // Truncated, the same status encodes, with the text cut at a char boundary.
+            let truncated = status.truncated();
+            let frame = Frame::ReloadResult {
+                request_id: 1,
+                outcome: ReloadOutcome::Failed,
+                status: truncated.clone(),
+            };
+            let mut buf = encoded(&frame);
+            assert_eq!(codec().decode(&mut buf).unwrap(), Some(frame));
+            let cut = [
+                &truncated.last_error,
+                &truncated.last_change,
+                &truncated.pending,
+            ]
+            .map(|t| t.len());
+            assert!(cut.contains(&(ConfigStatus::MAX_TEXT_LEN - 2)), "{cut:?}");
+        }
     }
 
     #[test]
@@ -770,6 +1102,18 @@ mod hot_path {
         encode_message(&mut buf, kind::DELIVER, 1, &[7; 54]);
         assert_eq!(buf.len(), 64);
         assert_eq!(buf.as_ptr(), start);
+    }
+
+    /// Every line of `docs/protocol.md`, whitespace collapsed to single spaces.
+    fn protocol_document_lines() -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol.md");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        text.lines().map(normalised).collect()
+    }
+
+    fn normalised(text: &str) -> String {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
     /// Bytes written as in `docs/protocol.md`: hex pairs, `|` separators ignored.
@@ -847,8 +1191,63 @@ mod hot_path {
                 "18 00 00 00 | 01 | 30 | 00 00 00 00 | 11 00 | 00 | 03 00 00 00 | 09 00 \
                  | 74 6f 6f 20 6c 61 72 67 65",
             ),
+            (
+                Frame::Stats {
+                    request_id: 9,
+                    connections: 1,
+                    uptime_ms: 1000,
+                    topics: Vec::new(),
+                    config: ConfigStatus {
+                        generation: 2,
+                        reloads: 2,
+                        last_error: String::new(),
+                        last_change: "+topic t".into(),
+                        pending: String::new(),
+                    },
+                },
+                "34 00 00 00 | 01 | 41 | 09 00 00 00 | 01 00 00 00 | e8 03 00 00 00 00 00 00 \
+                 | 00 00 00 00 | 02 00 00 00 00 00 00 00 | 02 00 00 00 00 00 00 00 | 00 00 \
+                 | 08 00 | 2b 74 6f 70 69 63 20 74 | 00 00",
+            ),
+            (
+                Frame::ReloadRequest { request_id: 5 },
+                "06 00 00 00 | 01 | 42 | 05 00 00 00",
+            ),
+            (
+                Frame::ReloadResult {
+                    request_id: 5,
+                    outcome: ReloadOutcome::Failed,
+                    status: ConfigStatus {
+                        generation: 2,
+                        reloads: 3,
+                        last_error: "broker.toml:2:9: t: bad".into(),
+                        last_change: "+topic t".into(),
+                        pending: String::new(),
+                    },
+                },
+                "3c 00 00 00 | 01 | 43 | 05 00 00 00 | 02 | 02 00 00 00 00 00 00 00 \
+                 | 03 00 00 00 00 00 00 00 | 17 00 \
+                 | 62 72 6f 6b 65 72 2e 74 6f 6d 6c 3a 32 3a 39 3a 20 74 3a 20 62 61 64 \
+                 | 08 00 | 2b 74 6f 70 69 63 20 74 | 00 00",
+            ),
+            (
+                Frame::Error {
+                    request_id: 0,
+                    code: ErrorCode::TopicRemoved,
+                    fatal: false,
+                    topic_id: 3,
+                    message: "topic t removed".into(),
+                },
+                "1e 00 00 00 | 01 | 30 | 00 00 00 00 | 16 00 | 00 | 03 00 00 00 | 0f 00 \
+                 | 74 6f 70 69 63 20 74 20 72 65 6d 6f 76 65 64",
+            ),
         ];
+        let document = protocol_document_lines();
         for (frame, text) in examples {
+            assert!(
+                document.contains(&normalised(text)),
+                "docs/protocol.md has no line with the bytes of {frame:?}: {text}"
+            );
             let bytes = hex(text);
             assert_eq!(&encoded(&frame)[..], &bytes[..], "{frame:?}");
             assert_eq!(
@@ -990,6 +1389,38 @@ mod properties {
         )
     }
 
+    /// Texts of up to 300 characters (so up to 1200 bytes), non-ASCII and newlines included.
+    fn config_text() -> impl Strategy<Value = String> {
+        prop_oneof![Just(String::new()), "(?s:.){0,300}"]
+    }
+
+    fn config_status() -> impl Strategy<Value = ConfigStatus> {
+        (
+            any::<u64>(),
+            any::<u64>(),
+            config_text(),
+            config_text(),
+            config_text(),
+        )
+            .prop_map(|(generation, reloads, last_error, last_change, pending)| {
+                ConfigStatus {
+                    generation,
+                    reloads,
+                    last_error,
+                    last_change,
+                    pending,
+                }
+            })
+    }
+
+    fn reload_outcome() -> impl Strategy<Value = ReloadOutcome> {
+        prop_oneof![
+            Just(ReloadOutcome::Applied),
+            Just(ReloadOutcome::Unchanged),
+            Just(ReloadOutcome::Failed),
+        ]
+    }
+
     fn frame() -> impl Strategy<Value = Frame> {
         prop_oneof![
             (uuid(), name()).prop_map(|(client_id, name)| Frame::Hello { client_id, name }),
@@ -1056,16 +1487,26 @@ mod properties {
                 any::<u32>(),
                 any::<u32>(),
                 any::<u64>(),
-                vec(topic_stats(), 0..6)
+                vec(topic_stats(), 0..6),
+                config_status(),
             )
-                .prop_map(|(request_id, connections, uptime_ms, topics)| {
+                .prop_map(|(request_id, connections, uptime_ms, topics, config)| {
                     Frame::Stats {
                         request_id,
                         connections,
                         uptime_ms,
                         topics,
+                        config,
                     }
                 }),
+            any::<u32>().prop_map(|request_id| Frame::ReloadRequest { request_id }),
+            (any::<u32>(), reload_outcome(), config_status()).prop_map(
+                |(request_id, outcome, status)| Frame::ReloadResult {
+                    request_id,
+                    outcome,
+                    status,
+                }
+            ),
             (uuid(), name()).prop_map(|(client_id, name)| Frame::ShmHello { client_id, name }),
             (any::<u32>(), shm_role(), topic()).prop_map(|(request_id, role, topic)| {
                 Frame::ShmAttach {
@@ -1194,7 +1635,8 @@ mod properties {
             9 => prop::sample::select(vec![
                 kind::HELLO, kind::WELCOME, kind::SUBSCRIBE, kind::UNSUBSCRIBE, kind::ADVERTISE,
                 kind::TOPIC_ACK, kind::ACK, kind::PUBLISH, kind::DELIVER, kind::CREDIT, kind::PING,
-                kind::PONG, kind::ERROR, kind::STATS_REQUEST, kind::STATS,
+                kind::PONG, kind::ERROR, kind::STATS_REQUEST, kind::STATS, kind::RELOAD_REQUEST,
+                kind::RELOAD_RESULT,
             ]),
             1 => any::<u8>(),
         ]

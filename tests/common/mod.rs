@@ -12,6 +12,24 @@ use std::time::{Duration, Instant};
 /// How long any single wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// A `[[topics]]` entry declaring fanout topic `name` with default settings.
+pub fn fanout(name: &str) -> String {
+    format!("[[topics]]\nname = \"{name}\"\nrouting = \"fanout\"\n")
+}
+
+/// Runs `future` on a fresh runtime, failing the test if it takes longer than [`DEADLINE`].
+pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(async {
+            tokio::time::timeout(DEADLINE, future)
+                .await
+                .expect("the async part of the test timed out")
+        })
+}
+
 /// The `mycelium` binary, built once per test process with the same profile and target dir as
 /// the tests. The binary belongs to `mycelium-broker`, whose build `cargo test` of this package
 /// does not otherwise guarantee.
@@ -76,6 +94,11 @@ impl TestBroker {
     /// Starts a broker whose config is `[server]` (socket in a temp dir, plus `server_extra`
     /// lines) followed by `rest` (topics, defaults, performance).
     pub fn start_with(server_extra: &str, rest: &str) -> TestBroker {
+        TestBroker::start_with_env(server_extra, rest, &[])
+    }
+
+    /// [`TestBroker::start_with`], the broker process getting `env` on top of the test's.
+    pub fn start_with_env(server_extra: &str, rest: &str, env: &[(&str, &str)]) -> TestBroker {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("broker.sock");
         let config = dir.path().join("broker.toml");
@@ -88,6 +111,7 @@ impl TestBroker {
             .args(["run", "--config"])
             .arg(&config)
             .env("MYCELIUM_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -140,6 +164,20 @@ impl TestBroker {
     /// True while the broker process is alive.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Rewrites the broker's config file in place: the `[server]` section it started with
+    /// (its socket), then `rest`.
+    pub fn rewrite_config(&self, rest: &str) {
+        std::fs::write(&self.config, self.config_text(rest)).expect("rewriting the config");
+    }
+
+    /// The text of a config with this broker's socket and `rest`.
+    pub fn config_text(&self, rest: &str) -> String {
+        format!(
+            "[server]\nsocket_path = \"{}\"\n\n{rest}\n",
+            self.socket.display()
+        )
     }
 
     /// Waits for the broker to exit; returns its status and everything it logged.

@@ -30,7 +30,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use mycelium_transport::frame::kind;
 use mycelium_transport::{
-    codec, peek_frame, ErrorCode, Frame, TopicStats, HANDSHAKE_MAX_FRAME_LEN,
+    codec, peek_frame, ConfigStatus, ErrorCode, Frame, ReloadOutcome, TopicStats,
+    HANDSHAKE_MAX_FRAME_LEN,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -100,6 +101,17 @@ pub struct BrokerStats {
     pub uptime_ms: u64,
     /// Per topic, in declaration order.
     pub topics: Vec<TopicStats>,
+    /// The config's generation and the outcome of the last reload.
+    pub config: ConfigStatus,
+}
+
+/// What [`Client::reload`] got back: the reload's outcome and the config's status after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Applied, unchanged, or failed (then `status.last_error` says why).
+    pub outcome: ReloadOutcome,
+    /// The config's generation and what the reload changed or did not apply.
+    pub status: ConfigStatus,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -303,14 +315,35 @@ impl Client {
                 connections,
                 uptime_ms,
                 topics,
+                config,
                 ..
             } => Ok(BrokerStats {
                 connections,
                 uptime_ms,
                 topics,
+                config,
             }),
             other => Err(ClientError::Protocol(format!(
                 "unexpected answer to StatsRequest: {other:?}"
+            ))),
+        }
+    }
+
+    /// Asks the broker to re-read its config file now, and waits for the outcome. A failed
+    /// reload is an `Ok` report with [`ReloadOutcome::Failed`]: the broker answered, and kept
+    /// its running config.
+    pub async fn reload(&self) -> Result<ReloadReport, ClientError> {
+        let request_id = self.shared.next_request_id();
+        match self
+            .shared
+            .request(request_id, &Frame::ReloadRequest { request_id })
+            .await?
+        {
+            Frame::ReloadResult {
+                outcome, status, ..
+            } => Ok(ReloadReport { outcome, status }),
+            other => Err(ClientError::Protocol(format!(
+                "unexpected answer to ReloadRequest: {other:?}"
             ))),
         }
     }
@@ -573,7 +606,9 @@ impl Shared {
                 }
                 *request_id
             }
-            Frame::Ack { request_id } | Frame::Stats { request_id, .. } => *request_id,
+            Frame::Ack { request_id }
+            | Frame::Stats { request_id, .. }
+            | Frame::ReloadResult { request_id, .. } => *request_id,
             Frame::Pong { token } => u32::try_from(*token).unwrap_or(0),
             Frame::Ping { token } => {
                 drop(registry);
@@ -601,6 +636,15 @@ impl Shared {
                 }
                 if *request_id == 0 {
                     // A refused publish, or an event about a subscription.
+                    if matches!(code, ErrorCode::TopicRemoved) {
+                        // The subscription is over: the broker forgot it, and so do we (no
+                        // Unsubscribe or Credit will follow for it).
+                        if let Some(queue) = registry.subscriptions.remove(topic_id) {
+                            queue.end(Some(error.clone()));
+                            tracing::debug!(%message, "a subscription's topic was removed");
+                            return;
+                        }
+                    }
                     if let Some(queue) = registry.subscriptions.get(topic_id) {
                         if matches!(code, ErrorCode::SlowConsumer) {
                             queue.end(Some(error.clone()));

@@ -8,7 +8,7 @@ pub mod shm;
 pub mod subscription;
 
 pub use error::ClientError;
-pub use handle::{BrokerInfo, BrokerStats, Client, ClientOptions, Publisher};
+pub use handle::{BrokerInfo, BrokerStats, Client, ClientOptions, Publisher, ReloadReport};
 pub use shm::{
     AsyncShmPublisher, AsyncShmSubscription, ShmClient, ShmLoan, ShmOptions, ShmPublisher,
     ShmSubscription,

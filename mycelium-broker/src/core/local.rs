@@ -28,7 +28,7 @@ use mycelium_transport::peek_frame;
 
 use crate::core::registry::TopicRegistry;
 use crate::core::topic::{Progress, PublishCursor, SubscriberId, Topic, TopicId};
-use crate::error::{CreateTopicError, PublishError, SubscribeError};
+use crate::error::{CreateTopicError, LookupError, PublishError, SubscribeError};
 use crate::outbox::{Drained, Outbox};
 
 /// What any Mycelium broker offers, whatever carries the messages.
@@ -131,7 +131,12 @@ impl Broker for LocalBroker {
         let topic = self.registry.resolve(topic)?;
         let outbox = Arc::new(Outbox::new());
         let id = self.registry.next_subscriber_id();
-        let credit = topic.subscribe(id, outbox.clone(), usize::MAX, 0);
+        // Removed by a reload between the lookup and now.
+        let credit = topic
+            .subscribe(id, outbox.clone(), usize::MAX, 0)
+            .ok_or_else(|| LookupError::UnknownTopic {
+                name: topic.name().to_owned(),
+            })?;
         Ok(LocalSubscription {
             topic,
             id,
@@ -188,10 +193,16 @@ impl LocalSubscription {
         // Frames in the outbox were encoded by this crate, so a decode failure is a bug; the
         // subscription then ends rather than handing out garbage.
         let (frame_len, payload_range) = match peek_frame(chunk, usize::MAX) {
-            Ok(Some((view, used))) => {
-                let (_, payload) = view.message()?;
-                (used, (used - payload.len())..used)
-            }
+            Ok(Some((view, used))) => match view.message() {
+                Some((_, payload)) => (used, (used - payload.len())..used),
+                None => {
+                    // Not a message: the topic's notice that it was removed (`Topic::remove`).
+                    // The subscription is over.
+                    self.pending.clear();
+                    self.outbox.abort();
+                    return None;
+                }
+            },
             _ => return None,
         };
         let message = chunk.slice(payload_range);
@@ -201,7 +212,7 @@ impl LocalSubscription {
         if chunk.is_empty() {
             self.pending.pop_front();
         }
-        if self.topic.config().routing == Routing::Queue {
+        if self.topic.routing() == Routing::Queue {
             self.unreturned += 1;
             if self.unreturned >= self.credit_batch {
                 self.topic

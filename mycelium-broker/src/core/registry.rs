@@ -6,9 +6,13 @@
 //!   reach another topic.
 //! - Lookups take a read lock; connections cache the `Arc<Topic>` they use, so the hot path
 //!   touches the registry once per topic, not once per message.
+//! - A hot reload ([`TopicRegistry::reconfigure`]) makes all its changes under one write
+//!   lock: new topics, new settings, removed topics and the new `[topic_defaults]` appear to
+//!   lookups together. A removed topic's id resolves to nothing from then on; its name may
+//!   be declared again, and gets a new id.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use mycelium_config::{BrokerConfig, TopicConfig, TopicDefaults};
@@ -18,8 +22,59 @@ use crate::error::{CreateTopicError, LookupError};
 
 #[derive(Debug, Default)]
 struct Topics {
-    by_id: Vec<Arc<Topic>>,
+    /// Indexed by id; `None` once a reload removed the topic (ids are never reused).
+    by_id: Vec<Option<Arc<Topic>>>,
     by_name: HashMap<String, TopicId>,
+    /// Settings of auto-created topics.
+    defaults: TopicDefaults,
+}
+
+impl Topics {
+    fn live(&self) -> impl Iterator<Item = &Arc<Topic>> {
+        self.by_id.iter().flatten()
+    }
+
+    fn insert(&mut self, config: TopicConfig) -> Result<Arc<Topic>, CreateTopicError> {
+        if self.by_name.contains_key(&config.name) {
+            return Err(CreateTopicError::AlreadyExists { name: config.name });
+        }
+        let id =
+            TopicId::try_from(self.by_id.len()).map_err(|_| CreateTopicError::TooManyTopics)?;
+        let name = config.name.clone();
+        let topic = Arc::new(Topic::new(id, config));
+        self.by_id.push(Some(topic.clone()));
+        self.by_name.insert(name, id);
+        Ok(topic)
+    }
+
+    /// Takes the topic out of the lookups and ends it.
+    fn remove(&mut self, name: &str) -> Option<(Arc<Topic>, u64)> {
+        let id = self.by_name.remove(name)?;
+        let topic = self.by_id.get_mut(id as usize)?.take()?;
+        let dropped = topic.remove();
+        Some((topic, dropped))
+    }
+
+    fn max_message_size(&self) -> usize {
+        self.live()
+            .map(|t| t.config().max_message_size)
+            .fold(self.defaults.max_message_size, usize::max)
+    }
+}
+
+/// What [`TopicRegistry::reconfigure`] did.
+#[derive(Debug, Default)]
+pub struct Reconfigured {
+    /// Topics created, in declaration order.
+    pub added: Vec<Arc<Topic>>,
+    /// Topics whose settings changed.
+    pub changed: Vec<Arc<Topic>>,
+    /// Topics ended, with the messages each dropped (a queue topic's backlog). Their
+    /// shared-memory attachments are still to be ended.
+    pub removed: Vec<(Arc<Topic>, u64)>,
+    /// Auto-created topics now declared with another routing: ended (as `removed`) and
+    /// declared anew (as `added`), by name.
+    pub replaced: Vec<String>,
 }
 
 /// Topics `[topic_defaults] auto_create` may create in one broker run. Past it, unknown names
@@ -31,7 +86,9 @@ pub const MAX_AUTO_CREATED_TOPICS: usize = 10_000;
 #[derive(Debug)]
 pub struct TopicRegistry {
     topics: RwLock<Topics>,
-    defaults: TopicDefaults,
+    /// The largest `max_message_size` of any live topic or of the defaults, kept up to date by
+    /// every change, so connections read it without the lock.
+    max_message_size: AtomicUsize,
     next_subscriber: AtomicU64,
     /// Topics created by `auto_create` so far; capped at [`MAX_AUTO_CREATED_TOPICS`].
     auto_created: std::sync::atomic::AtomicUsize,
@@ -68,8 +125,11 @@ impl TopicRegistry {
     /// An empty registry that creates unknown topics from `defaults` when they allow it.
     pub fn new(defaults: TopicDefaults) -> TopicRegistry {
         TopicRegistry {
-            topics: RwLock::default(),
-            defaults,
+            max_message_size: AtomicUsize::new(defaults.max_message_size),
+            topics: RwLock::new(Topics {
+                defaults,
+                ..Topics::default()
+            }),
             next_subscriber: AtomicU64::new(1),
             auto_created: std::sync::atomic::AtomicUsize::new(0),
         }
@@ -77,6 +137,10 @@ impl TopicRegistry {
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
         self.topics.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Topics> {
+        self.topics.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Declares a topic.
@@ -87,17 +151,59 @@ impl TopicRegistry {
                 problem,
             });
         }
-        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        if topics.by_name.contains_key(&config.name) {
-            return Err(CreateTopicError::AlreadyExists { name: config.name });
-        }
-        let id =
-            TopicId::try_from(topics.by_id.len()).map_err(|_| CreateTopicError::TooManyTopics)?;
-        let name = config.name.clone();
-        let topic = Arc::new(Topic::new(id, config));
-        topics.by_id.push(topic.clone());
-        topics.by_name.insert(name, id);
+        let mut topics = self.write();
+        let topic = topics.insert(config)?;
+        self.max_message_size
+            .fetch_max(topic.config().max_message_size, Ordering::Relaxed);
         Ok(topic)
+    }
+
+    /// Makes the registry serve `config`'s topics and defaults (a hot reload), all under one
+    /// write lock: declared topics that are new are created; those that exist take the new
+    /// settings (`routing` must match: the caller refused routing changes already; an
+    /// auto-created topic declared with another routing is replaced); the topics named in
+    /// `removed` are ended and forgotten. Topics created by `auto_create` and not named
+    /// stay as they are.
+    pub fn reconfigure(&self, config: &BrokerConfig, removed: &[String]) -> Reconfigured {
+        let mut done = Reconfigured::default();
+        let mut topics = self.write();
+        for name in removed {
+            if let Some(gone) = topics.remove(name) {
+                done.removed.push(gone);
+            }
+        }
+        for declared in &config.topics {
+            let existing = topics
+                .by_name
+                .get(&declared.name)
+                .and_then(|&id| topics.by_id.get(id as usize).cloned().flatten());
+            match existing {
+                Some(topic) if topic.routing() == declared.routing => {
+                    if *topic.config() != *declared && topic.set_config(declared.clone()).is_ok() {
+                        done.changed.push(topic);
+                    }
+                }
+                Some(_) => {
+                    if let Some(gone) = topics.remove(&declared.name) {
+                        done.removed.push(gone);
+                    }
+                    done.replaced.push(declared.name.clone());
+                    if let Ok(topic) = topics.insert(declared.clone()) {
+                        done.added.push(topic);
+                    }
+                }
+                None => match topics.insert(declared.clone()) {
+                    Ok(topic) => done.added.push(topic),
+                    Err(error) => {
+                        tracing::error!(topic = %declared.name, %error, "cannot declare a topic")
+                    }
+                },
+            }
+        }
+        topics.defaults = config.topic_defaults.clone();
+        self.max_message_size
+            .store(topics.max_message_size(), Ordering::Relaxed);
+        done
     }
 
     /// The topic with this name, created from the defaults if it is unknown and they allow it.
@@ -111,7 +217,8 @@ impl TopicRegistry {
                 problem,
             });
         }
-        if !self.defaults.auto_create {
+        let defaults = self.read().defaults.clone();
+        if !defaults.auto_create {
             return Err(LookupError::UnknownTopic {
                 name: name.to_owned(),
             });
@@ -122,7 +229,7 @@ impl TopicRegistry {
                 max: MAX_AUTO_CREATED_TOPICS,
             });
         }
-        match self.create_topic(self.defaults.topic(name)) {
+        match self.create_topic(defaults.topic(name)) {
             Ok(topic) => {
                 self.auto_created.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(topic = name, "auto-created topic from [topic_defaults]");
@@ -150,26 +257,22 @@ impl TopicRegistry {
     pub fn get_by_name(&self, name: &str) -> Option<Arc<Topic>> {
         let topics = self.read();
         let id = *topics.by_name.get(name)?;
-        topics.by_id.get(id as usize).cloned()
+        topics.by_id.get(id as usize).cloned().flatten()
     }
 
-    /// The topic with this id, if any.
+    /// The topic with this id, if any (none once it was removed).
     pub fn get(&self, id: TopicId) -> Option<Arc<Topic>> {
-        self.read().by_id.get(id as usize).cloned()
+        self.read().by_id.get(id as usize).cloned().flatten()
     }
 
-    /// Every topic, in id order.
+    /// Every live topic, in id order.
     pub fn all(&self) -> Vec<Arc<Topic>> {
-        self.read().by_id.clone()
+        self.read().live().cloned().collect()
     }
 
     /// The largest `max_message_size` of any topic or of the defaults.
     pub fn max_message_size(&self) -> usize {
-        self.read()
-            .by_id
-            .iter()
-            .map(|t| t.config().max_message_size)
-            .fold(self.defaults.max_message_size, usize::max)
+        self.max_message_size.load(Ordering::Relaxed)
     }
 
     /// A fresh subscription id.
@@ -230,6 +333,84 @@ mod tests {
             registry.resolve(""),
             Err(LookupError::InvalidName { .. })
         ));
+    }
+
+    fn config_with(topics: &[(&str, mycelium_config::Routing, usize)]) -> BrokerConfig {
+        BrokerConfig {
+            topics: topics
+                .iter()
+                .map(|&(name, routing, max)| TopicConfig {
+                    routing,
+                    max_message_size: max,
+                    ..TopicDefaults::default().topic(name)
+                })
+                .collect(),
+            ..BrokerConfig::default()
+        }
+    }
+
+    #[test]
+    fn reconfigure_adds_changes_and_removes_topics_and_never_reuses_an_id() {
+        use mycelium_config::Routing::{Fanout, Queue};
+        let start = config_with(&[("a", Fanout, 100), ("b", Queue, 100)]);
+        let registry = TopicRegistry::from_config(&start).expect("registry");
+        let a = registry.get_by_name("a").expect("a");
+        let b = registry.get_by_name("b").expect("b");
+        let next = config_with(&[("a", Fanout, 100_000), ("c", Fanout, 100)]);
+        let done = registry.reconfigure(&next, &["b".to_owned()]);
+        assert_eq!(
+            done.added.iter().map(|t| t.name()).collect::<Vec<_>>(),
+            ["c"]
+        );
+        assert_eq!(done.changed.len(), 1);
+        assert_eq!(done.removed.len(), 1);
+        assert!(b.is_removed());
+        assert!(
+            registry.get(b.id()).is_none(),
+            "a removed id resolves to nothing"
+        );
+        assert!(registry.get_by_name("b").is_none());
+        assert_eq!(
+            a.config().max_message_size,
+            100_000,
+            "same Arc, new settings"
+        );
+        assert_eq!(registry.max_message_size(), 100_000);
+        let names: Vec<String> = registry.all().iter().map(|t| t.name().to_owned()).collect();
+        assert_eq!(names, ["a", "c"]);
+        // Declared again: a new topic with a new id.
+        let again = config_with(&[("a", Fanout, 100), ("b", Queue, 100), ("c", Fanout, 100)]);
+        let done = registry.reconfigure(&again, &[]);
+        let b2 = registry.get_by_name("b").expect("b again");
+        assert_eq!(done.added.len(), 1);
+        assert!(b2.id() > b.id());
+        assert_eq!(registry.max_message_size(), 65536, "the defaults' limit");
+    }
+
+    #[test]
+    fn an_auto_created_topic_declared_with_the_other_routing_is_replaced() {
+        use mycelium_config::Routing::Queue;
+        let registry = TopicRegistry::new(TopicDefaults {
+            auto_create: true,
+            ..TopicDefaults::default()
+        });
+        let auto = registry.resolve("jobs").expect("auto-created fanout");
+        let done = registry.reconfigure(&config_with(&[("jobs", Queue, 100)]), &[]);
+        assert_eq!(done.replaced, ["jobs"]);
+        assert!(auto.is_removed());
+        let declared = registry.get_by_name("jobs").expect("declared");
+        assert_eq!(declared.routing(), Queue);
+        assert_ne!(declared.id(), auto.id());
+    }
+
+    #[test]
+    fn reconfigure_swaps_the_defaults_of_auto_creation() {
+        let registry = TopicRegistry::new(TopicDefaults::default());
+        assert!(registry.resolve("fresh").is_err());
+        let mut config = BrokerConfig::default();
+        config.topic_defaults.auto_create = true;
+        registry.reconfigure(&config, &[]);
+        assert!(registry.resolve("fresh").is_ok());
     }
 
     #[test]

@@ -15,6 +15,12 @@
 //!   topic it drops like `drop_newest`, since no single consumer is at fault).
 //! - Per publisher order holds because one publisher's batches are routed one after another and
 //!   each subscriber's frames are appended in order.
+//! - A hot reload may replace every setting but the name and the routing
+//!   ([`Topic::set_config`]); each routing call reads the settings once, so a batch is routed
+//!   wholly on the old or wholly on the new ones, and messages already queued are never
+//!   dropped for a smaller `buffer_size` (it applies to the next message). A reload may also
+//!   end the topic ([`Topic::remove`]): its subscribers are told (`TopicRemoved`), then
+//!   dropped, and publishes route nothing from then on.
 //! - A fanout topic may also have a [`Relay`]: it receives every batch once, before the
 //!   topic's outbox subscribers, for subscribers on another path (the shared-memory relay
 //!   ring). When it cannot take all of a batch (its ring is full), the policy decides as for
@@ -31,10 +37,11 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use mycelium_config::{Backpressure, Routing, TopicConfig};
 use mycelium_transport::{ErrorCode, Frame};
@@ -174,8 +181,9 @@ impl Blocker {
                 }
             }
             Blocker::Backlog(topic) => {
-                if let Routing::Queue = topic.config.routing {
-                    topic.queue.wait_for_space(topic.config.buffer_size).await
+                if let Routing::Queue = topic.routing {
+                    // The topic's size now: a reload may have changed it meanwhile.
+                    topic.queue.wait_for_space(&topic.settings).await
                 }
             }
             Blocker::Relay => tokio::time::sleep(RELAY_ROOM_POLL).await,
@@ -187,9 +195,16 @@ impl Blocker {
 struct FanoutSubscriber {
     id: SubscriberId,
     outbox: Arc<Outbox>,
-    /// Messages this subscriber's outbox may hold: the topic's `buffer_size`, capped by the
-    /// connection's `channel_capacity`.
-    limit: usize,
+    /// The connection's `channel_capacity` when it subscribed: caps the topic's `buffer_size`
+    /// (read at each publish, so a reload's new size applies to the next message).
+    capacity: usize,
+}
+
+impl FanoutSubscriber {
+    /// Messages this subscriber's outbox may hold of the topic under `settings`.
+    fn limit(&self, settings: &TopicConfig) -> usize {
+        settings.buffer_size.min(self.capacity).max(1)
+    }
 }
 
 /// Where a queue consumer's messages go.
@@ -240,14 +255,16 @@ impl QueueRouting {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn wait_for_space(&self, capacity: usize) {
+    /// Waits until the backlog is below the topic's `buffer_size` (as `settings` says at each
+    /// look), or the topic is removed (which empties it).
+    async fn wait_for_space(&self, settings: &ArcSwap<TopicConfig>) {
         loop {
             let notified = self.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut state = self.lock();
-                if state.backlog.len() < capacity {
+                if state.backlog.len() < settings.load().buffer_size {
                     return;
                 }
                 state.space_wanted = true;
@@ -294,7 +311,15 @@ pub trait QueueRelay: std::fmt::Debug + Send + Sync {
 #[derive(Debug)]
 pub struct Topic {
     id: TopicId,
-    config: TopicConfig,
+    /// Fixed for the topic's life, as is `routing`: a reload may change every other setting.
+    name: String,
+    routing: Routing,
+    /// The settings now; a reload swaps them whole ([`Topic::set_config`]), and each routing
+    /// call reads them once, so a batch is never routed on half of an old and half of a new
+    /// config.
+    settings: ArcSwap<TopicConfig>,
+    /// Set once by [`Topic::remove`]: publishes route nothing, subscribes are refused.
+    removed: AtomicBool,
     counters: TopicCounters,
     /// Fanout subscribers, sorted by id; copied on write so publishers read a snapshot without
     /// holding the lock while they append.
@@ -313,7 +338,10 @@ impl Topic {
     pub fn new(id: TopicId, config: TopicConfig) -> Topic {
         Topic {
             id,
-            config,
+            name: config.name.clone(),
+            routing: config.routing,
+            settings: ArcSwap::from_pointee(config),
+            removed: AtomicBool::new(false),
             counters: TopicCounters::default(),
             fanout: RwLock::new(Arc::from(Vec::new())),
             queue: QueueRouting::default(),
@@ -325,7 +353,7 @@ impl Topic {
 
     /// Sets (or, with `None`, removes) the topic's [`Relay`]. Ignored on queue topics.
     pub fn set_relay(&self, relay: Option<Arc<dyn Relay>>) {
-        if self.config.routing == Routing::Fanout {
+        if self.routing == Routing::Fanout {
             *self.relay.write().unwrap_or_else(|p| p.into_inner()) = relay;
         }
     }
@@ -337,12 +365,94 @@ impl Topic {
 
     /// The topic's name.
     pub fn name(&self) -> &str {
-        &self.config.name
+        &self.name
     }
 
-    /// The topic's settings.
-    pub fn config(&self) -> &TopicConfig {
-        &self.config
+    /// How the topic routes: fixed for its life.
+    pub fn routing(&self) -> Routing {
+        self.routing
+    }
+
+    /// The topic's settings now (a reload may replace them at any moment: read them once per
+    /// decision).
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.settings.load_full()
+    }
+
+    /// Replaces the topic's settings, for every message routed from now on (a hot reload).
+    /// Messages already queued stay queued, whatever the new `buffer_size`. `name` and
+    /// `routing` cannot change: a config naming another routing is refused.
+    pub fn set_config(&self, config: TopicConfig) -> Result<(), TopicConfig> {
+        if config.name != self.name || config.routing != self.routing {
+            return Err(config);
+        }
+        self.settings.store(Arc::new(config));
+        // A publisher waiting for backlog room looks again under the new size.
+        if self.routing == Routing::Queue {
+            self.queue.space.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Whether [`Topic::remove`] was called.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    /// Ends the topic (a reload removed it from the config): every subscriber reached through
+    /// an outbox gets a non-fatal `TopicRemoved` error after what was already routed to it,
+    /// and is dropped; the backlog of a queue topic is dropped (counted); publishers blocked
+    /// on it resume and route nothing. Returns the messages dropped. Shared-memory
+    /// attachments are ended by their owner (`ShmRings::remove_topic`). Idempotent.
+    pub fn remove(&self) -> u64 {
+        if self.removed.swap(true, Ordering::AcqRel) {
+            return 0;
+        }
+        let notice = Frame::Error {
+            request_id: 0,
+            code: ErrorCode::TopicRemoved,
+            fatal: false,
+            topic_id: self.id,
+            message: format!(
+                "topic '{}' was removed from the broker's config; this subscription has ended",
+                self.name
+            ),
+        };
+        let mut dropped = 0;
+        match self.routing {
+            Routing::Fanout => {
+                let mut guard = self.fanout.write().unwrap_or_else(|p| p.into_inner());
+                for sub in guard.iter() {
+                    sub.outbox.append_control(&notice);
+                }
+                *guard = Arc::from(Vec::new());
+            }
+            Routing::Queue => {
+                let mut state = self.queue.lock();
+                for consumer in &state.consumers {
+                    if let Sink::Outbox(_, outbox) = &consumer.sink {
+                        outbox.append_control(&notice);
+                    }
+                }
+                state.consumers.clear();
+                state.next = 0;
+                state.relay = None;
+                dropped = state.backlog.len() as u64;
+                state.backlog.clear();
+                state.space_wanted = false;
+                drop(state);
+                self.queue.space.notify_waiters();
+                // Wakes the backlog's drain task, which sees the topic removed and ends.
+                self.queue.backlogged.notify_one();
+            }
+        }
+        *self.relay.write().unwrap_or_else(|p| p.into_inner()) = None;
+        self.counters.add(0, dropped);
+        // SYNC POINT: pairs with the Acquire load in `Blocker::wait`: a publisher blocked on
+        // one of the subscribers dropped above resumes, and finds the topic removed.
+        self.membership.fetch_add(1, Ordering::Release);
+        self.membership_changed.notify_waiters();
+        dropped
     }
 
     /// The topic's counters.
@@ -354,7 +464,7 @@ impl Topic {
     /// socket path (shared-memory consumers of a queue, [`Self::subscribe_relayed`], are not
     /// counted here).
     pub fn subscriber_count(&self) -> usize {
-        match self.config.routing {
+        match self.routing {
             Routing::Fanout => self.fanout_snapshot().len(),
             Routing::Queue => self
                 .queue
@@ -368,7 +478,7 @@ impl Topic {
 
     /// Messages waiting in the backlog for a consumer (always 0 for fanout).
     pub fn backlog_len(&self) -> usize {
-        match self.config.routing {
+        match self.routing {
             Routing::Fanout => 0,
             Routing::Queue => self.queue.lock().backlog.len(),
         }
@@ -384,34 +494,45 @@ impl Topic {
     /// Adds a subscriber whose frames go to `outbox`. `channel_capacity` caps how many messages
     /// its outbox may hold; `prefetch` is the credit a queue consumer asks for (0 = the topic's).
     ///
-    /// Returns the subscription's id and the credit granted (0 for fanout).
+    /// Returns the credit granted (0 for fanout), or `None` when the topic was removed (the
+    /// check is made under the lock [`Topic::remove`] takes, so a subscriber is either refused
+    /// or told of the removal, never left waiting on a dead topic).
     pub fn subscribe(
         &self,
         id: SubscriberId,
         outbox: Arc<Outbox>,
         channel_capacity: usize,
         prefetch: u32,
-    ) -> u32 {
-        match self.config.routing {
+    ) -> Option<u32> {
+        match self.routing {
             Routing::Fanout => {
                 let mut guard = self.fanout.write().unwrap_or_else(|p| p.into_inner());
+                if self.is_removed() {
+                    return None;
+                }
                 let mut list: Vec<FanoutSubscriber> = guard.iter().cloned().collect();
-                let limit = self.config.buffer_size.min(channel_capacity).max(1);
-                list.push(FanoutSubscriber { id, outbox, limit });
+                list.push(FanoutSubscriber {
+                    id,
+                    outbox,
+                    capacity: channel_capacity,
+                });
                 list.sort_by_key(|s| s.id);
                 *guard = Arc::from(list);
-                0
+                Some(0)
             }
             Routing::Queue => {
                 let granted = self.granted_prefetch(prefetch);
                 let mut state = self.queue.lock();
+                if self.is_removed() {
+                    return None;
+                }
                 state.consumers.push(Consumer {
                     sink: Sink::Outbox(id, outbox),
                     credit: granted,
                     prefetch: granted,
                 });
                 self.drain_backlog(&mut state);
-                granted
+                Some(granted)
             }
         }
     }
@@ -419,7 +540,7 @@ impl Topic {
     /// Sets (or, with `None`, removes) the [`QueueRelay`] that reaches this queue topic's
     /// shared-memory consumers. Ignored on fanout topics.
     pub fn set_queue_relay(&self, relay: Option<Arc<dyn QueueRelay>>) {
-        if self.config.routing == Routing::Queue {
+        if self.routing == Routing::Queue {
             self.queue.lock().relay = relay;
         }
     }
@@ -427,11 +548,14 @@ impl Topic {
     /// Adds the shared-memory consumer holding `slot` of the [`QueueRelay`] to this queue
     /// topic (ignored on fanout topics); the backlog drains into it at once if it can.
     pub fn subscribe_relayed(&self, slot: u32) {
-        if self.config.routing != Routing::Queue {
+        if self.routing != Routing::Queue {
             return;
         }
         let prefetch = self.granted_prefetch(0);
         let mut state = self.queue.lock();
+        if self.is_removed() {
+            return;
+        }
         state.consumers.push(Consumer {
             sink: Sink::Relayed(slot),
             credit: 0,
@@ -443,7 +567,7 @@ impl Topic {
     /// Removes the shared-memory consumer holding `slot`; returns whether it was there. Once
     /// this returns, nothing more is dealt to it.
     pub fn unsubscribe_relayed(&self, slot: u32) -> bool {
-        if self.config.routing != Routing::Queue {
+        if self.routing != Routing::Queue {
             return false;
         }
         let mut state = self.queue.lock();
@@ -462,10 +586,15 @@ impl Topic {
     /// dealt only while the backlog is empty, or from its head), and deals them again. They
     /// may take the backlog beyond `buffer_size` for a moment: they were accepted already.
     pub fn requeue_front(&self, messages: Vec<Bytes>) {
-        if self.config.routing != Routing::Queue || messages.is_empty() {
+        if self.routing != Routing::Queue || messages.is_empty() {
             return;
         }
         let mut state = self.queue.lock();
+        if self.is_removed() {
+            // Nobody is left to deal them to (the removal counted the backlog it dropped).
+            self.counters.add(0, messages.len() as u64);
+            return;
+        }
         for message in messages.into_iter().rev() {
             state.backlog.push_front(message);
         }
@@ -476,7 +605,7 @@ impl Topic {
     /// Deals what the backlog holds to consumers with credit now: for shared-memory
     /// consumers, whose reads the topic does not hear about.
     pub fn drain_backlog_now(&self) {
-        if self.config.routing == Routing::Queue {
+        if self.routing == Routing::Queue {
             let mut state = self.queue.lock();
             if !state.backlog.is_empty() {
                 self.drain_backlog(&mut state);
@@ -499,17 +628,18 @@ impl Topic {
     /// The credit a queue consumer asking for `requested` gets: the topic's `prefetch` when it
     /// asks for 0 or more, never less than 1.
     pub fn granted_prefetch(&self, requested: u32) -> u32 {
+        let prefetch = self.settings.load().prefetch;
         let granted = if requested == 0 {
-            self.config.prefetch
+            prefetch
         } else {
-            requested.min(self.config.prefetch)
+            requested.min(prefetch)
         };
         granted.max(1)
     }
 
     /// Removes a subscription. Returns false if it was not subscribed.
     pub fn unsubscribe(&self, id: SubscriberId) -> bool {
-        match self.config.routing {
+        match self.routing {
             Routing::Fanout => {
                 let mut guard = self.fanout.write().unwrap_or_else(|p| p.into_inner());
                 if !guard.iter().any(|s| s.id == id) {
@@ -542,7 +672,7 @@ impl Topic {
     /// Returns false if `id` is not a consumer of this topic. Credit never exceeds what was
     /// granted at subscribe, so a peer cannot make the broker queue unboundedly toward it.
     pub fn add_credit(&self, id: SubscriberId, credit: u32) -> bool {
-        if self.config.routing != Routing::Queue {
+        if self.routing != Routing::Queue {
             return false;
         }
         let mut state = self.queue.lock();
@@ -567,6 +697,12 @@ impl Topic {
         payloads: &B,
         cursor: &mut PublishCursor,
     ) -> Progress {
+        if self.is_removed() {
+            // Nobody is left to route to; the caller tells its publisher (`TopicRemoved`).
+            return Progress::Done;
+        }
+        // Read once: the whole call routes on one version of the settings.
+        let settings = self.settings.load_full();
         if !cursor.counted {
             cursor.counted = true;
             self.counters
@@ -579,13 +715,13 @@ impl Topic {
         // The relay first, as if it were the first subscriber: while it holds the batch back
         // no outbox subscriber has any of it, so on resume each gets it once, from the start.
         if cursor.relayed < payloads.len() {
-            if let Some(blocker) = self.relay_rest(payloads, cursor) {
+            if let Some(blocker) = self.relay_rest(payloads, cursor, &settings) {
                 return Progress::Blocked(blocker);
             }
         }
-        match self.config.routing {
-            Routing::Fanout => Self::publish_fanout(self, payloads, cursor),
-            Routing::Queue => self.publish_queue(payloads, cursor),
+        match self.routing {
+            Routing::Fanout => Self::publish_fanout(self, payloads, cursor, &settings),
+            Routing::Queue => self.publish_queue(payloads, cursor, &settings),
         }
     }
 
@@ -595,6 +731,7 @@ impl Topic {
         &self,
         payloads: &B,
         cursor: &mut PublishCursor,
+        settings: &TopicConfig,
     ) -> Option<Blocker> {
         let relay = self.relay.read().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(relay) = relay else {
@@ -616,7 +753,7 @@ impl Topic {
         let blocker = if rest == 0 {
             None
         } else {
-            match self.config.backpressure {
+            match settings.backpressure {
                 // `disconnect`: the shared-memory watchdog detaches the reader that holds the
                 // relay full (`ShmRings`), and the wait ends.
                 Backpressure::Block | Backpressure::Disconnect => Some(Blocker::Relay),
@@ -637,6 +774,7 @@ impl Topic {
         self: &Arc<Self>,
         payloads: &B,
         cursor: &mut PublishCursor,
+        settings: &TopicConfig,
     ) -> Progress {
         // The read guard is held while appending (no await happens here): cheaper than cloning
         // the snapshot's Arc, and it only delays a concurrent subscribe by one batch.
@@ -652,9 +790,9 @@ impl Topic {
                 0
             };
             let rest = payloads.len() - start;
+            let limit = sub.limit(settings);
             let queued =
-                match payloads.append(&sub.outbox, self.id, start..payloads.len(), Some(sub.limit))
-                {
+                match payloads.append(&sub.outbox, self.id, start..payloads.len(), Some(limit)) {
                     Appended::Closed => continue,
                     Appended::Queued(n) => n,
                 };
@@ -662,7 +800,7 @@ impl Topic {
             if queued == rest {
                 continue;
             }
-            match self.config.backpressure {
+            match settings.backpressure {
                 Backpressure::Block => {
                     cursor.subscriber = sub.id;
                     cursor.offset = start + queued;
@@ -670,7 +808,7 @@ impl Topic {
                         outbox: sub.outbox.clone(),
                         topic: self.clone(),
                         generation: self.membership.load(Ordering::Acquire),
-                        limit: sub.limit,
+                        limit,
                     });
                     break;
                 }
@@ -688,7 +826,7 @@ impl Topic {
                         &sub.outbox,
                         self.id,
                         first..payloads.len(),
-                        Some(sub.limit),
+                        Some(limit),
                     ) {
                         Appended::Closed => 0,
                         Appended::Queued(n) => n,
@@ -700,7 +838,7 @@ impl Topic {
                 }
                 Backpressure::Disconnect => {
                     dropped += (rest - queued) as u64;
-                    tracing::warn!(topic = %self.config.name, subscriber = sub.id, "disconnecting a slow subscriber");
+                    tracing::warn!(topic = %self.name, subscriber = sub.id, "disconnecting a slow subscriber");
                     sub.outbox.close_with(&Frame::Error {
                         request_id: 0,
                         code: ErrorCode::SlowConsumer,
@@ -708,7 +846,7 @@ impl Topic {
                         topic_id: self.id,
                         message: format!(
                             "subscriber fell {} messages behind on topic '{}' (backpressure = disconnect)",
-                            sub.limit, self.config.name
+                            limit, self.name
                         ),
                     });
                 }
@@ -733,8 +871,13 @@ impl Topic {
         self: &Arc<Self>,
         payloads: &B,
         cursor: &mut PublishCursor,
+        settings: &TopicConfig,
     ) -> Progress {
         let mut state = self.queue.lock();
+        if self.is_removed() {
+            // Removed since `publish` looked: the backlog must stay empty.
+            return Progress::Done;
+        }
         // Messages the broker's reader took from a shared-memory publisher's ring were dealt
         // to the broker for its socket consumers: they go to those, not back to shared memory.
         refresh_relayed(&mut state, cursor.skip_relay);
@@ -749,7 +892,7 @@ impl Topic {
                     continue;
                 }
             }
-            let room = self.config.buffer_size.saturating_sub(state.backlog.len());
+            let room = settings.buffer_size.saturating_sub(state.backlog.len());
             if room > 0 {
                 let end = payloads.len().min(i + room);
                 push_copies(&mut state.backlog, payloads, i..end);
@@ -757,7 +900,7 @@ impl Topic {
                 i = end;
                 continue;
             }
-            match self.config.backpressure {
+            match settings.backpressure {
                 Backpressure::Block => {
                     cursor.offset = i;
                     progress = Progress::Blocked(Blocker::Backlog(self.clone()));
@@ -1034,17 +1177,10 @@ mod tests {
     }
 
     fn drain(outbox: &Outbox) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut drained = crate::outbox::Drained::default();
-        if outbox.take(&mut drained) {
-            let buf = drained.flatten();
-            let mut rest: &[u8] = &buf;
-            while let Some((view, used)) = peek_frame(rest, usize::MAX).expect("valid frames") {
-                out.push(view.message().expect("a deliver frame").1.to_vec());
-                rest = &rest[used..];
-            }
-        }
-        out
+        drain_frames(outbox)
+            .into_iter()
+            .map(|frame| frame.expect("a deliver frame"))
+            .collect()
     }
 
     fn msgs(n: usize) -> Vec<Vec<u8>> {
@@ -1054,6 +1190,131 @@ mod tests {
     fn publish_all(topic: &Arc<Topic>, payloads: &[Vec<u8>]) -> Progress {
         let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
         topic.publish(refs.as_slice(), &mut PublishCursor::default())
+    }
+
+    /// Every frame in the outbox: `Ok(payload)` for a message, `Err(code)` for an error.
+    fn drain_frames(outbox: &Outbox) -> Vec<Result<Vec<u8>, ErrorCode>> {
+        let mut out = Vec::new();
+        let mut drained = crate::outbox::Drained::default();
+        if outbox.take(&mut drained) {
+            let buf = drained.flatten();
+            let mut rest: &[u8] = &buf;
+            while let Some((view, used)) = peek_frame(rest, usize::MAX).expect("valid frames") {
+                out.push(match view.message() {
+                    Some((_, payload)) => Ok(payload.to_vec()),
+                    None => match view.to_frame() {
+                        Ok(Frame::Error { code, .. }) => Err(code),
+                        other => panic!("unexpected frame {other:?}"),
+                    },
+                });
+                rest = &rest[used..];
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_removed_fanout_topic_tells_its_subscribers_after_their_messages_and_routes_nothing() {
+        let t = topic(Routing::Fanout, 100, Backpressure::Block, 1);
+        let a = Arc::new(Outbox::new());
+        t.subscribe(1, a.clone(), 1000, 0);
+        let m = msgs(3);
+        assert!(matches!(publish_all(&t, &m), Progress::Done));
+        assert_eq!(t.remove(), 0);
+        let mut expected: Vec<Result<Vec<u8>, ErrorCode>> = m.into_iter().map(Ok).collect();
+        expected.push(Err(ErrorCode::TopicRemoved));
+        assert_eq!(drain_frames(&a), expected);
+        assert!(t.is_removed());
+        assert_eq!(t.subscriber_count(), 0);
+        assert!(matches!(publish_all(&t, &msgs(2)), Progress::Done));
+        assert!(
+            drain_frames(&a).is_empty(),
+            "nothing routed after the removal"
+        );
+        assert_eq!(t.subscribe(2, Arc::new(Outbox::new()), 1000, 0), None);
+        assert_eq!(t.remove(), 0, "removing twice is harmless");
+    }
+
+    #[test]
+    fn a_removed_queue_topic_drops_its_backlog_counted_and_tells_its_consumers() {
+        let t = topic(Routing::Queue, 100, Backpressure::Block, 2);
+        let c = Arc::new(Outbox::new());
+        assert_eq!(t.subscribe(1, c.clone(), 1000, 2), Some(2));
+        assert!(matches!(publish_all(&t, &msgs(5)), Progress::Done));
+        assert_eq!(t.backlog_len(), 3, "two dealt within credit, three wait");
+        assert_eq!(t.remove(), 3);
+        assert_eq!(t.backlog_len(), 0);
+        assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 3);
+        let frames = drain_frames(&c);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[2], Err(ErrorCode::TopicRemoved));
+        assert!(!t.add_credit(1, 2), "the consumer is gone");
+        t.requeue_front(vec![Bytes::from_static(b"late")]);
+        assert_eq!(
+            t.backlog_len(),
+            0,
+            "nothing re-enters a removed topic's backlog"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_publisher_blocked_on_a_full_subscriber_resumes_when_the_topic_is_removed() {
+        let t = topic(Routing::Fanout, 2, Backpressure::Block, 1);
+        let slow = Arc::new(Outbox::new());
+        t.subscribe(1, slow.clone(), 1000, 0);
+        let m = msgs(5);
+        let refs: Vec<&[u8]> = m.iter().map(|p| p.as_slice()).collect();
+        let mut cursor = PublishCursor::default();
+        let Progress::Blocked(blocker) = t.publish(refs.as_slice(), &mut cursor) else {
+            panic!("a buffer of 2 must hold back 5 messages");
+        };
+        let remover = {
+            let t = t.clone();
+            tokio::spawn(async move { t.remove() })
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), blocker.wait())
+            .await
+            .expect("the removal wakes the blocked publisher");
+        remover.await.expect("remove");
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Done
+        ));
+    }
+
+    #[test]
+    fn new_settings_apply_to_the_next_message_and_keep_what_is_queued() {
+        let t = topic(Routing::Fanout, 5, Backpressure::DropNewest, 1);
+        let a = Arc::new(Outbox::new());
+        t.subscribe(1, a.clone(), 1000, 0);
+        assert!(matches!(publish_all(&t, &msgs(4)), Progress::Done));
+        let mut smaller = (*t.config()).clone();
+        smaller.buffer_size = 2;
+        t.set_config(smaller).expect("same name and routing");
+        // Four queued stay queued; the next one finds the subscriber over its new size.
+        assert!(matches!(
+            publish_all(&t, &[b"new".to_vec()]),
+            Progress::Done
+        ));
+        assert_eq!(drain(&a), msgs(4));
+        assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 1);
+        let mut larger = (*t.config()).clone();
+        larger.buffer_size = 10;
+        t.set_config(larger).expect("same name and routing");
+        assert!(matches!(publish_all(&t, &msgs(8)), Progress::Done));
+        assert_eq!(drain(&a), msgs(8));
+    }
+
+    #[test]
+    fn a_config_with_another_routing_or_name_is_refused() {
+        let t = topic(Routing::Fanout, 5, Backpressure::Block, 1);
+        let mut queue = (*t.config()).clone();
+        queue.routing = Routing::Queue;
+        assert!(t.set_config(queue).is_err());
+        let mut renamed = (*t.config()).clone();
+        renamed.name = "other".into();
+        assert!(t.set_config(renamed).is_err());
+        assert_eq!(t.config().routing, Routing::Fanout);
     }
 
     #[test]
@@ -1413,8 +1674,8 @@ mod tests {
     fn queue_gives_each_message_to_exactly_one_consumer_within_credit() {
         let t = topic(Routing::Queue, 100, Backpressure::Block, 4);
         let (a, b) = (Arc::new(Outbox::new()), Arc::new(Outbox::new()));
-        assert_eq!(t.subscribe(1, a.clone(), 1000, 0), 4);
-        assert_eq!(t.subscribe(2, b.clone(), 1000, 0), 4);
+        assert_eq!(t.subscribe(1, a.clone(), 1000, 0), Some(4));
+        assert_eq!(t.subscribe(2, b.clone(), 1000, 0), Some(4));
         let m = msgs(20);
         assert!(matches!(publish_all(&t, &m), Progress::Done));
         let (got_a, got_b) = (drain(&a), drain(&b));

@@ -51,17 +51,17 @@ enum Stop {
     /// The broker is shutting down: leave the outbox for the listener to flush.
     Shutdown,
     /// The peer broke the protocol; send this fatal error, then close.
-    Fatal(Frame),
+    Fatal(Box<Frame>),
 }
 
 fn fatal(code: ErrorCode, message: impl Into<String>) -> Stop {
-    Stop::Fatal(Frame::Error {
+    Stop::Fatal(Box::new(Frame::Error {
         request_id: 0,
         code,
         fatal: true,
         topic_id: NO_TOPIC,
         message: message.into(),
-    })
+    }))
 }
 
 fn decode_stop(error: DecodeError) -> Stop {
@@ -91,7 +91,7 @@ enum Step {
         ends: Range<usize>,
     },
     /// A control frame to handle.
-    Control(Frame),
+    Control(Box<Frame>),
     /// A publish to refuse with a non-fatal error.
     Refuse {
         code: ErrorCode,
@@ -103,6 +103,8 @@ enum Step {
 /// A run being gathered by a scan.
 struct OpenRun {
     topic: Arc<Topic>,
+    /// The topic's `max_message_size`, read once for the run.
+    max: usize,
     /// Where its first frame starts in the scanned bytes.
     start: usize,
     /// Its first entry in `Connection::ends`.
@@ -181,7 +183,7 @@ async fn first_frame(
     state: &BrokerState,
     stop: &CancellationToken,
 ) -> Result<Frame, Stop> {
-    let timeout = Duration::from_millis(state.config.server.connection_timeout_ms);
+    let timeout = Duration::from_millis(state.config().server.connection_timeout_ms);
     tokio::select! {
         _ = stop.cancelled() => Err(fatal(ErrorCode::ShuttingDown, "the broker is shutting down")),
         read = tokio::time::timeout(timeout, read_one_frame(stream, buf)) => match read {
@@ -199,7 +201,7 @@ async fn refuse(mut stream: UnixStream, stop: Stop) {
     let Stop::Fatal(frame) = stop else {
         return;
     };
-    if let Frame::Error { code, message, .. } = &frame {
+    if let Frame::Error { code, message, .. } = &*frame {
         tracing::warn!(?code, %message, "refusing client");
     }
     let mut bytes = BytesMut::new();
@@ -245,7 +247,7 @@ async fn serve_messages(
             conn.leave();
         }
         Stop::Fatal(frame) => {
-            if let Frame::Error { code, message, .. } = &frame {
+            if let Frame::Error { code, message, .. } = &*frame {
                 tracing::warn!(connection = conn.id, ?code, %message, "dropping client");
             }
             conn.outbox.close_with(&frame);
@@ -285,6 +287,10 @@ impl Connection {
             if let Err(stop) = self.wait_for_outbox(stop).await {
                 return stop;
             }
+            // A reload may have raised a topic's limit: frames up to it are accepted from now
+            // on. A lowered one never shrinks what the peer was told in `Welcome`; the topic's
+            // own check refuses a too-large message without closing the connection.
+            self.max_frame_len = self.max_frame_len.max(self.state.max_frame_len());
             codec::reserve_for_read(buf, READ_CHUNK, self.max_frame_len);
             tokio::select! {
                 biased;
@@ -310,7 +316,7 @@ impl Connection {
     /// publishes to one topic is handed to subscribers as a slice of the read buffer; then the
     /// steps run in frame order.
     async fn process(&mut self, buf: &mut BytesMut, stop: &CancellationToken) -> Result<(), Stop> {
-        let batch_size = self.state.config.performance.batch_size.max(1);
+        let batch_size = self.state.config().performance.batch_size.max(1);
         loop {
             let mut steps = Vec::new();
             let (consumed, end) = self.scan(buf, batch_size, &mut steps);
@@ -354,7 +360,7 @@ impl Connection {
             if view.kind != kind::PUBLISH {
                 self.close_run(&mut open, offset, steps);
                 match view.to_frame() {
-                    Ok(frame) => steps.push(Step::Control(frame)),
+                    Ok(frame) => steps.push(Step::Control(Box::new(frame))),
                     Err(error) => break ScanEnd::Stop(decode_stop(error)),
                 }
                 offset += used;
@@ -373,23 +379,23 @@ impl Connection {
             let run = match open {
                 Some(ref run) => run,
                 None => {
-                    let Some(topic) = self.topic(topic_id) else {
-                        steps.push(Step::Refuse {
-                            code: ErrorCode::UnknownTopic,
-                            topic_id,
-                            message: format!("no topic with id {topic_id}"),
-                        });
-                        offset += used;
-                        continue;
+                    let topic = match self.topic(topic_id) {
+                        Ok(topic) => topic,
+                        Err(refusal) => {
+                            steps.push(refusal);
+                            offset += used;
+                            continue;
+                        }
                     };
                     open.insert(OpenRun {
+                        max: topic.config().max_message_size,
                         topic,
                         start: offset,
                         first_end: self.ends.len(),
                     })
                 }
             };
-            let max = run.topic.config().max_message_size;
+            let max = run.max;
             if payload_len > max {
                 let message = format!(
                     "message of {payload_len} bytes exceeds the limit of {max} bytes on topic '{}'",
@@ -441,9 +447,27 @@ impl Connection {
                 let run = FrameRun::new(&frames, &self.ends[ends]);
                 self.route(&topic, &run, stop).await
             }
+            Step::Control(frame) if matches!(*frame, Frame::ReloadRequest { .. }) => {
+                let Frame::ReloadRequest { request_id } = *frame else {
+                    return Ok(());
+                };
+                self.wait_for_outbox(stop).await?;
+                // Awaited here, so that frames sent after the request are handled after the
+                // reload (a `Pong` after it means the reload is done, as for any request).
+                let answer = tokio::select! {
+                    answer = self.state.reload.request() => answer,
+                    _ = stop.cancelled() => return Err(Stop::Shutdown),
+                };
+                self.outbox.append_control(&Frame::ReloadResult {
+                    request_id,
+                    outcome: answer.outcome,
+                    status: answer.status.truncated(),
+                });
+                Ok(())
+            }
             Step::Control(frame) => {
                 self.wait_for_outbox(stop).await?;
-                self.control(frame)
+                self.control(*frame)
             }
             Step::Refuse {
                 code,
@@ -499,20 +523,46 @@ impl Connection {
                 _ = self.outbox.closed() => return Err(Stop::Gone),
             }
         }
+        if topic.is_removed() {
+            // Removed while the batch was in hand (perhaps held back by a slow subscriber):
+            // what was not routed before is lost; say so once.
+            let Step::Refuse {
+                code,
+                topic_id,
+                message,
+            } = removed_refusal(topic)
+            else {
+                return Ok(());
+            };
+            self.refuse(0, code, topic_id, message);
+        }
         Ok(())
     }
 
-    fn topic(&mut self, id: TopicId) -> Option<Arc<Topic>> {
-        if let Some(Some(topic)) = self.topics.get(id as usize) {
-            return Some(topic.clone());
-        }
-        let topic = self.state.registry.get(id)?;
+    /// The topic a publish names by id, from the connection's cache; a refusal when no topic
+    /// has the id, or a reload removed it (then it leaves the cache too).
+    fn topic(&mut self, id: TopicId) -> Result<Arc<Topic>, Step> {
         let index = id as usize;
+        if let Some(Some(topic)) = self.topics.get(index) {
+            if !topic.is_removed() {
+                return Ok(topic.clone());
+            }
+            let refusal = removed_refusal(topic);
+            self.topics[index] = None;
+            return Err(refusal);
+        }
+        let Some(topic) = self.state.registry.get(id) else {
+            return Err(Step::Refuse {
+                code: ErrorCode::UnknownTopic,
+                topic_id: id,
+                message: format!("no topic with id {id}"),
+            });
+        };
         if self.topics.len() <= index {
             self.topics.resize(index + 1, None);
         }
         self.topics[index] = Some(topic.clone());
-        Some(topic)
+        Ok(topic)
     }
 
     fn refuse(&self, request_id: u32, code: ErrorCode, topic_id: u32, message: String) {
@@ -553,8 +603,8 @@ impl Connection {
                     return Ok(());
                 }
                 let id = self.state.registry.next_subscriber_id();
-                let capacity = self.state.config.performance.channel_capacity;
-                let granted = match topic.config().routing {
+                let capacity = self.state.config().performance.channel_capacity;
+                let granted = match topic.routing() {
                     Routing::Fanout => 0,
                     Routing::Queue => topic.granted_prefetch(prefetch),
                 };
@@ -562,7 +612,16 @@ impl Connection {
                 // held until the subscription exists, so a client that saw the ack (and told
                 // a publisher to go) cannot miss a message routed in between.
                 let hold = self.outbox.append_control_held(&topic_ack(request_id, &topic, granted));
-                topic.subscribe(id, self.outbox.clone(), capacity, granted);
+                if topic.subscribe(id, self.outbox.clone(), capacity, granted).is_none() {
+                    // A reload removed the topic since the lookup: the ack is followed at
+                    // once by the removal notice, as for any subscriber of a removed topic.
+                    let Step::Refuse { code, topic_id, message } = removed_refusal(&topic) else {
+                        return Ok(());
+                    };
+                    self.refuse(0, code, topic_id, message);
+                    drop(hold);
+                    return Ok(());
+                }
                 // Shared-memory publishers' rings are read for this subscriber from now on,
                 // before it sees the ack.
                 self.state.shm.socket_subscribers_changed(&topic);
@@ -571,6 +630,8 @@ impl Connection {
                 self.subscriptions.insert(topic.id(), Subscription { id, topic });
             }
             Frame::Unsubscribe { request_id, topic_id } => match self.subscriptions.remove(&topic_id) {
+                // A removed topic ended the subscription already (and said so).
+                Some(sub) if sub.topic.is_removed() => self.refuse(request_id, ErrorCode::NotSubscribed, topic_id, format!("topic id {topic_id} was removed; the subscription ended then")),
                 Some(sub) => {
                     sub.topic.unsubscribe(sub.id);
                     self.state.shm.socket_subscribers_changed(&sub.topic);
@@ -586,6 +647,8 @@ impl Connection {
             },
             Frame::Credit { topic_id, credit } => match self.subscriptions.get(&topic_id) {
                 Some(sub) if sub.topic.add_credit(sub.id, credit) => {}
+                // Sent before the client saw the removal notice: nothing to refuse.
+                Some(sub) if sub.topic.is_removed() => {}
                 _ => self.refuse(0, ErrorCode::NotSubscribed, topic_id, format!("credit for topic id {topic_id}, which this connection does not consume as a queue")),
             },
             Frame::Ping { token } => {
@@ -595,12 +658,14 @@ impl Connection {
             Frame::StatsRequest { request_id } => {
                 self.outbox.append_control(&self.state.stats_frame(request_id));
             }
+            // Handled in `execute`, which may wait.
+            Frame::ReloadRequest { .. } => {}
             Frame::Hello { .. } | Frame::ShmHello { .. } => return Err(fatal(ErrorCode::HandshakeRequired, "Hello sent twice")),
             Frame::ShmAttach { .. } | Frame::ShmDetach { .. } | Frame::ShmSegment { .. } => {
                 return Err(fatal(ErrorCode::ShmRefused, "shared-memory requests need a session of their own: open a connection that starts with ShmHello"));
             }
             Frame::Publish { .. } => unreachable_publish(),
-            Frame::Welcome { .. } | Frame::TopicAck { .. } | Frame::Ack { .. } | Frame::Deliver { .. } | Frame::Error { .. } | Frame::Stats { .. } | Frame::ShmGrant { .. } | Frame::ShmRingAdded { .. } | Frame::ShmRingRemoved { .. } | Frame::ShmDetached { .. } | Frame::ShmSegmentAdded { .. } => {
+            Frame::Welcome { .. } | Frame::TopicAck { .. } | Frame::Ack { .. } | Frame::Deliver { .. } | Frame::Error { .. } | Frame::Stats { .. } | Frame::ShmGrant { .. } | Frame::ShmRingAdded { .. } | Frame::ShmRingRemoved { .. } | Frame::ShmDetached { .. } | Frame::ShmSegmentAdded { .. } | Frame::ReloadResult { .. } => {
                 return Err(fatal(ErrorCode::HandshakeRequired, "a client sent a frame only the broker may send"));
             }
         }
@@ -610,6 +675,7 @@ impl Connection {
     /// Removes this connection's subscriptions and closes its outbox (flushing what is queued).
     fn leave(&mut self) {
         for (_, sub) in self.subscriptions.drain() {
+            // (A removed topic's `unsubscribe` finds nobody, harmlessly.)
             sub.topic.unsubscribe(sub.id);
             self.state.shm.socket_subscribers_changed(&sub.topic);
         }
@@ -627,12 +693,24 @@ fn topic_ack(request_id: u32, topic: &Topic, prefetch: u32) -> Frame {
     Frame::TopicAck {
         request_id,
         topic_id: topic.id(),
-        routing: match topic.config().routing {
+        routing: match topic.routing() {
             Routing::Fanout => RoutingKind::Fanout,
             Routing::Queue => RoutingKind::Queue,
         },
         max_message_size: u32::try_from(topic.config().max_message_size).unwrap_or(u32::MAX),
         prefetch,
+    }
+}
+
+/// The refusal of a publish (or subscribe) to a topic a reload removed.
+fn removed_refusal(topic: &Topic) -> Step {
+    Step::Refuse {
+        code: ErrorCode::TopicRemoved,
+        topic_id: topic.id(),
+        message: format!(
+            "topic '{}' was removed from the broker's config; nothing was routed",
+            topic.name()
+        ),
     }
 }
 

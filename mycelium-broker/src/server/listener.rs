@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::server::connection;
 use crate::server::error::ServeError;
+use crate::server::reload::{self, ReloadHandle, ReloadSource};
 use crate::server::state::BrokerState;
 
 /// How long shutdown waits for writers to flush to slow clients before giving up on them.
@@ -82,6 +83,8 @@ pub fn bind_socket(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixLis
 #[derive(Debug)]
 pub struct Server {
     state: Arc<BrokerState>,
+    /// The file a reload reads; `None`: the broker runs on a config given in code.
+    config_file: Option<PathBuf>,
 }
 
 impl Server {
@@ -89,7 +92,21 @@ impl Server {
     pub fn new(config: BrokerConfig) -> Result<Server, ServeError> {
         Ok(Server {
             state: Arc::new(BrokerState::new(config)?),
+            config_file: None,
         })
+    }
+
+    /// Names the file `config` was loaded from: while the server runs it watches the file
+    /// and reloads it when it changes, on [`ReloadHandle::signal`] (SIGHUP) and on a
+    /// client's `ReloadRequest` (`server/reload.rs`).
+    pub fn with_config_file(mut self, path: impl Into<PathBuf>) -> Server {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Triggers reloads of the config file (for a SIGHUP handler).
+    pub fn reload_handle(&self) -> ReloadHandle {
+        self.state.reload.clone()
     }
 
     /// The state shared with connections (topics, counters).
@@ -115,6 +132,19 @@ impl Server {
         let writers = TaskTracker::new();
         tokio::pin!(shutdown);
         let refusing = Arc::new(AtomicUsize::new(0));
+        let queue = self
+            .state
+            .reload_queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let reloads = queue.map(|queue| {
+            let source = ReloadSource {
+                config_file: self.config_file.clone(),
+                socket_path: socket_path.clone(),
+            };
+            tokio::spawn(reload::run(self.state.clone(), source, queue))
+        });
         tracing::info!(
             topics = self.state.registry.all().len(),
             "broker accepting connections"
@@ -127,11 +157,11 @@ impl Server {
                         if self.state.try_open_socket() {
                             readers.spawn(connection::serve(stream, self.state.clone(), stop_reading.clone(), writers.clone()));
                         } else {
-                            tracing::warn!(max = self.state.config.server.max_connections, "refusing a connection: at max_connections");
+                            let max = self.state.config().server.max_connections;
+                            tracing::warn!(max, "refusing a connection: at max_connections");
                             if refusing.load(Ordering::Relaxed) < MAX_PENDING_REFUSALS {
                                 refusing.fetch_add(1, Ordering::Relaxed);
                                 let refusing = refusing.clone();
-                                let max = self.state.config.server.max_connections;
                                 readers.spawn(async move {
                                     refuse_connection(stream, max).await;
                                     refusing.fetch_sub(1, Ordering::Relaxed);
@@ -149,6 +179,10 @@ impl Server {
             }
         }
         tracing::info!("shutting down: no new connections; flushing what was accepted");
+        if let Some(reloads) = reloads {
+            // A reload in progress finishes on the blocking pool; none starts after this.
+            reloads.abort();
+        }
         drop(listener);
         if let Some(path) = &socket_path {
             let _ = std::fs::remove_file(path);

@@ -3,6 +3,7 @@
 mod connection;
 pub mod error;
 pub mod listener;
+pub mod reload;
 mod shm_reader;
 pub mod shm_rings;
 mod shm_session;
@@ -10,4 +11,5 @@ pub mod state;
 
 pub use error::ServeError;
 pub use listener::{bind_socket, Server};
+pub use reload::{ReloadAnswer, ReloadHandle};
 pub use state::BrokerState;

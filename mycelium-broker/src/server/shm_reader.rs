@@ -259,7 +259,7 @@ fn run(
             let r = &mut reading[index];
             bytes.clear();
             ends.clear();
-            let queue = r.topic.config().routing == Routing::Queue;
+            let queue = r.topic.routing() == Routing::Queue;
             let slot = r.consumer.slot_index();
             let ring_id = r.ring.id;
             let max = r.topic.config().max_message_size;

@@ -29,6 +29,12 @@
 //!   back, in a publisher ring or in the relay ring alike. A queue topic
 //!   with `drop_oldest` is refused shared memory: an overwritten frame would be a message no
 //!   consumer gets, with no one to count it.
+//! - A hot reload changes the `[shm]` settings for what is created from then on
+//!   ([`ShmRings::set_config`]): a ring keeps the size, slot count and mode it was created
+//!   with, and `max_publishers_per_topic` and `enabled` are checked at each attach or
+//!   session. A topic the reload removed has every attachment ended
+//!   ([`ShmRings::remove_topic`]): its sessions are told (`ShmDetached`, `TopicRemoved`) and
+//!   its rings freed.
 //! - One lock over the whole directory: attach and detach are rare control operations, and a
 //!   single lock makes "reserve slots for every subscriber, then hand out the ring" atomic
 //!   against a subscriber attaching at the same moment.
@@ -39,7 +45,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 
+use arc_swap::ArcSwap;
 use mycelium_config::{Backpressure, Routing, ShmConfig};
+use mycelium_transport::ErrorCode;
 
 /// How often the watchdog of `disconnect` topics looks at the rings.
 const WATCHDOG_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
@@ -90,6 +98,8 @@ pub struct Ring {
     pub segment: Arc<Segment>,
     /// The broker's own view of the ring, for reserving and releasing slots.
     region: Arc<RingRegion>,
+    /// Data bytes, as created: a reload's `ring_bytes` applies to later rings only.
+    capacity: u64,
 }
 
 impl Ring {
@@ -125,10 +135,13 @@ pub enum SessionEvent {
         /// subscriber asleep on its rings looks at its control socket and finds the frame.
         wake: Option<(Ring, u32)>,
     },
-    /// The broker ended `attachment` (a slow subscriber on a `disconnect` topic).
+    /// The broker ended `attachment`: a slow subscriber on a `disconnect` topic
+    /// (`SlowConsumer`), or any attachment of a topic a reload removed (`TopicRemoved`).
     Detached {
-        /// The subscriber's attachment.
+        /// The attachment.
         attachment: u32,
+        /// Why, as an error code.
+        code: ErrorCode,
         /// Why, for the client.
         message: String,
     },
@@ -228,6 +241,8 @@ struct Subscriber {
 struct Publisher {
     session: SessionId,
     attachment: u32,
+    /// To this publisher's session task: told when the broker ends the attachment.
+    events: mpsc::UnboundedSender<SessionEvent>,
     ring: Ring,
     /// The id of the last payload segment it sent: ids must increase.
     last_segment: Option<u64>,
@@ -669,7 +684,8 @@ struct TopicRings {
 
 /// Every topic's rings and attachments.
 pub struct ShmRings {
-    config: ShmConfig,
+    /// The `[shm]` settings in force: a reload swaps them, for what is created from then on.
+    config: ArcSwap<ShmConfig>,
     /// Set once the watchdog of `disconnect` topics runs.
     watchdog: std::sync::OnceLock<()>,
     topics: Mutex<HashMap<TopicId, TopicRings>>,
@@ -689,7 +705,7 @@ impl ShmRings {
     /// An empty directory for rings shaped by `config`.
     pub fn new(config: ShmConfig) -> ShmRings {
         ShmRings {
-            config,
+            config: ArcSwap::from_pointee(config),
             watchdog: std::sync::OnceLock::new(),
             topics: Mutex::default(),
             next_ring: AtomicU32::new(1),
@@ -699,7 +715,74 @@ impl ShmRings {
 
     /// Whether clients may ask for shared memory at all.
     pub fn enabled(&self) -> bool {
-        self.config.enabled
+        self.config.load().enabled
+    }
+
+    /// Puts a reload's `[shm]` settings in force: rings created from now on take the new
+    /// `ring_bytes` (and `max_subscribers`, which the reload keeps until a restart), attaches
+    /// and sessions from now on the new limits. Existing rings keep what they were made with.
+    pub fn set_config(&self, config: ShmConfig) {
+        self.config.store(Arc::new(config));
+    }
+
+    /// After a reload changed the settings of `topics`: starts the watchdog if one of them
+    /// now disconnects slow subscribers and has shared-memory subscribers already (it is
+    /// otherwise started by the first such subscriber's attach).
+    pub fn topics_reconfigured(self: &Arc<Self>, topics: &[Arc<Topic>]) {
+        let needs_watchdog = topics.iter().any(|topic| {
+            topic.config().backpressure == Backpressure::Disconnect
+                && self
+                    .lock()
+                    .get(&topic.id())
+                    .is_some_and(|rings| !rings.subscribers.is_empty())
+        });
+        if needs_watchdog {
+            self.start_watchdog();
+        }
+    }
+
+    /// Ends every shared-memory attachment of `topic`, which a reload removed: subscribers'
+    /// slots are freed, the broker stops reading the topic's rings and drops its relay ring,
+    /// and every session holding an attachment is told (`ShmDetached`, `TopicRemoved`).
+    /// Returns how many attachments were ended.
+    pub fn remove_topic(&self, topic: &Topic) -> usize {
+        let Some(mut rings) = self.lock().remove(&topic.id()) else {
+            return 0;
+        };
+        let mut told: Vec<(mpsc::UnboundedSender<SessionEvent>, u32)> = rings
+            .subscribers
+            .iter()
+            .map(|s| (s.events.clone(), s.attachment))
+            .collect();
+        told.extend(
+            rings
+                .publishers
+                .iter()
+                .map(|p| (p.events.clone(), p.attachment)),
+        );
+        while detach_from(&mut rings, |_, _| true) {}
+        if let Some(reader) = &rings.reader {
+            for (ring_id, _) in rings.reader_slots.drain() {
+                reader.send(ReaderCommand::Stop {
+                    ring_id,
+                    drain: false,
+                    release: true,
+                });
+            }
+        }
+        let message = format!(
+            "topic '{}' was removed from the broker's config; this attachment has ended",
+            topic.name()
+        );
+        for (events, attachment) in &told {
+            let _ = events.send(SessionEvent::Detached {
+                attachment: *attachment,
+                code: ErrorCode::TopicRemoved,
+                message: message.clone(),
+            });
+        }
+        // Dropping `rings` drops the relay ring's producer and stops the reader thread.
+        told.len()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<TopicId, TopicRings>> {
@@ -719,22 +802,23 @@ impl ShmRings {
     /// `max_message_size` (a message too large for a ring travels in a payload segment of its
     /// own).
     pub fn ring_capacity(&self) -> u64 {
-        self.config.ring_bytes
+        self.config.load().ring_bytes
     }
 
     /// A new ring for `topic`, and its producer (dropped for a publisher's ring: the
     /// publisher process adopts the ring instead).
     ///
-    /// The ring is lossy under `drop_oldest`. The mode is fixed for the ring's life: the
-    /// topic's settings do not change while the broker runs (there is no config reload).
+    /// The ring is lossy under `drop_oldest`. The mode is fixed for the ring's life: a
+    /// reload that changes the topic's `backpressure` applies to rings created after it.
     fn create_ring(&self, topic: &Topic, role: &str) -> Result<(Ring, RingProducer), ShmRefusal> {
         let id = self.next_ring.fetch_add(1, Ordering::Relaxed);
         let name = format!("mycelium:{}:{role}:{id}", topic.name());
         let lossy = topic.config().backpressure == Backpressure::DropOldest;
+        let capacity = self.ring_capacity();
         let (segment, producer) = Segment::create_ring_with_mode(
             &name,
-            self.ring_capacity(),
-            self.config.max_subscribers,
+            capacity,
+            self.config.load().max_subscribers,
             lossy,
         )?;
         let region = Arc::clone(producer.region());
@@ -742,8 +826,19 @@ impl ShmRings {
             id,
             segment: Arc::new(segment),
             region,
+            capacity,
         };
         Ok((ring, producer))
+    }
+
+    /// The refusal of an attach to a topic a reload removed after it was looked up. Checked
+    /// under the directory's lock, which [`ShmRings::remove_topic`] takes after the topic is
+    /// marked removed, so an attach either is refused or is ended by the removal.
+    fn removed(topic: &Topic) -> ShmRefusal {
+        ShmRefusal::Policy(format!(
+            "topic '{}' was removed from the broker's config",
+            topic.name()
+        ))
     }
 
     /// Refuses shared memory to a queue topic with `drop_oldest`: its rings would be lossy,
@@ -768,11 +863,15 @@ impl ShmRings {
         &self,
         topic: &Arc<Topic>,
         session: SessionId,
+        events: mpsc::UnboundedSender<SessionEvent>,
     ) -> Result<Grant, ShmRefusal> {
         Self::check_policy(topic)?;
         let mut topics = self.lock();
+        if topic.is_removed() {
+            return Err(Self::removed(topic));
+        }
         let rings = topics.entry(topic.id()).or_default();
-        let max = self.config.max_publishers_per_topic as usize;
+        let max = self.config.load().max_publishers_per_topic as usize;
         if rings.publishers.len() >= max {
             return Err(ShmRefusal::Limit(format!(
                 "topic '{}' already has {max} shared-memory publishers (shm.max_publishers_per_topic)",
@@ -811,6 +910,7 @@ impl ShmRings {
         rings.publishers.push(Publisher {
             session,
             attachment,
+            events,
             ring: ring.clone(),
             last_segment: None,
         });
@@ -833,8 +933,11 @@ impl ShmRings {
             self.start_watchdog();
         }
         let mut topics = self.lock();
+        if topic.is_removed() {
+            return Err(Self::removed(topic));
+        }
         let rings = topics.entry(topic.id()).or_default();
-        let max = self.config.max_subscribers as usize;
+        let max = self.config.load().max_subscribers as usize;
         if rings.subscribers.len() >= max {
             return Err(ShmRefusal::Limit(format!(
                 "topic '{}' already has {max} shared-memory subscribers (shm.max_subscribers)",
@@ -881,7 +984,7 @@ impl ShmRings {
                 topic.set_relay(Some(Arc::clone(sink) as Arc<dyn Relay>));
                 topic.set_queue_relay(Some(Arc::clone(sink) as Arc<dyn QueueRelay>));
             }
-            if topic.config().routing == Routing::Queue {
+            if topic.routing() == Routing::Queue {
                 start_draining(topic, sink);
                 topic.subscribe_relayed(granted[0].1);
             }
@@ -989,7 +1092,6 @@ impl ShmRings {
             // A subscriber is behind when it holds its publisher back: more than half a ring
             // behind while the publisher waits for room, or three quarters of a ring behind
             // whatever the publisher does (one that only tries to publish never waits).
-            let capacity = self.ring_capacity();
             let publishers: Vec<(Ring, bool)> = rings
                 .publishers
                 .iter()
@@ -997,7 +1099,7 @@ impl ShmRings {
                 .collect();
             // Fanout only: on a queue topic a full relay ring sends messages to other
             // consumers or the backlog, and holds no publisher back.
-            let fanout = topic.config().routing == Routing::Fanout;
+            let fanout = topic.routing() == Routing::Fanout;
             let short_calls = rings
                 .relay_sink
                 .as_ref()
@@ -1010,6 +1112,7 @@ impl ShmRings {
                 .filter(|_| fanout)
                 .map(|ring| (ring, relay_waiting));
             let holds_back = |ring: &Ring, waiting: bool, slot: u32| {
+                let capacity = ring.capacity;
                 slot_backlog(&ring.region, slot as usize).is_some_and(|backlog| {
                     backlog > capacity / 4 * 3 || (waiting && backlog > capacity / 2)
                 })
@@ -1047,6 +1150,7 @@ impl ShmRings {
                 );
                 let _ = events.send(SessionEvent::Detached {
                     attachment,
+                    code: ErrorCode::SlowConsumer,
                     message,
                 });
             }
@@ -1110,7 +1214,7 @@ impl ShmRings {
         }
         publisher.last_segment = Some(reference.segment);
         let ring = publisher.ring.clone();
-        let queue = topic.config().routing == mycelium_config::Routing::Queue;
+        let queue = topic.routing() == Routing::Queue;
         let handover = Handover {
             ring: &ring,
             reference,

@@ -68,7 +68,7 @@ pub(crate) async fn serve(
     };
     let outcome = session.run(&stop).await;
     if let Err(End::Fatal(frame)) = outcome {
-        if let Frame::Error { code, message, .. } = &frame {
+        if let Frame::Error { code, message, .. } = &*frame {
             tracing::warn!(session = id, ?code, %message, "dropping shared-memory client");
         }
         let _ = session.send(&frame, &[]).await;
@@ -117,7 +117,7 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => {
-                    return Err(End::Fatal(error_frame(0, ErrorCode::ShuttingDown, true, "the broker is shutting down".into())));
+                    return Err(End::Fatal(Box::new(error_frame(0, ErrorCode::ShuttingDown, true, "the broker is shutting down".into()))));
                 }
                 Some(event) = self.events.recv() => self.forward(event).await?,
                 ready = self.stream.readable() => {
@@ -143,19 +143,24 @@ impl Session {
                 self.buf.extend_from_slice(&chunk[..n]);
                 self.fds.extend(fds);
                 if self.fds.len() > MAX_PENDING_FDS {
-                    return Err(End::Fatal(error_frame(
+                    return Err(End::Fatal(Box::new(error_frame(
                         0,
                         ErrorCode::Malformed,
                         true,
                         format!("more than {MAX_PENDING_FDS} fds sent that no ShmSegment took"),
-                    )));
+                    ))));
                 }
                 Ok(true)
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
-            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => Err(End::Fatal(
-                error_frame(0, ErrorCode::Malformed, true, error.to_string()),
-            )),
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                Err(End::Fatal(Box::new(error_frame(
+                    0,
+                    ErrorCode::Malformed,
+                    true,
+                    error.to_string(),
+                ))))
+            }
             Err(_) => Ok(false),
         }
     }
@@ -163,7 +168,12 @@ impl Session {
     /// The next complete frame in the buffer, if any.
     fn next_frame(&mut self) -> Result<Option<Frame>, End> {
         let malformed = |e: mycelium_transport::DecodeError| {
-            End::Fatal(error_frame(0, e.error_code(), true, e.to_string()))
+            End::Fatal(Box::new(error_frame(
+                0,
+                e.error_code(),
+                true,
+                e.to_string(),
+            )))
         };
         match peek_frame(&self.buf, HANDSHAKE_MAX_FRAME_LEN) {
             Ok(Some((view, used))) => {
@@ -213,12 +223,12 @@ impl Session {
                 recipient,
             } => {
                 let Some(fd) = self.fds.pop_front() else {
-                    return Err(End::Fatal(error_frame(
+                    return Err(End::Fatal(Box::new(error_frame(
                         0,
                         ErrorCode::Malformed,
                         true,
                         "ShmSegment without an fd".into(),
-                    )));
+                    ))));
                 };
                 self.segment(
                     request_id,
@@ -238,7 +248,7 @@ impl Session {
                 let stats = self.state.stats_frame(request_id);
                 self.send(&stats, &[]).await.map_err(|_| End::Gone)
             }
-            other => Err(End::Fatal(error_frame(
+            other => Err(End::Fatal(Box::new(error_frame(
                 0,
                 ErrorCode::HandshakeRequired,
                 true,
@@ -247,7 +257,7 @@ impl Session {
                      ShmSegment, Ping and StatsRequest)",
                     mycelium_transport::kind::name(other.kind()).unwrap_or("this frame")
                 ),
-            ))),
+            )))),
         }
     }
 
@@ -263,7 +273,7 @@ impl Session {
                 return self.send(&refusal, &[]).await.map_err(|_| End::Gone);
             }
         };
-        let routing = topic.config().routing;
+        let routing = topic.routing();
         let held = self.state.shm.attachments_of(self.id);
         if held >= MAX_ATTACHMENTS_PER_SESSION {
             let message = format!(
@@ -278,7 +288,7 @@ impl Session {
         let (state, session, events) = (Arc::clone(&self.state), self.id, self.events_tx.clone());
         let for_attach = Arc::clone(&topic);
         let granted = tokio::task::spawn_blocking(move || match role {
-            ShmRole::Publish => state.shm.attach_publisher(&for_attach, session),
+            ShmRole::Publish => state.shm.attach_publisher(&for_attach, session, events),
             ShmRole::Subscribe => state.shm.attach_subscriber(&for_attach, session, events),
         })
         .await
@@ -412,12 +422,13 @@ impl Session {
             }
             SessionEvent::Detached {
                 attachment,
+                code,
                 message,
             } => {
                 self.send(
                     &Frame::ShmDetached {
                         attachment,
-                        code: ErrorCode::SlowConsumer,
+                        code,
                         message,
                     },
                     &[],
@@ -465,5 +476,5 @@ enum End {
     /// The client can no longer be written to: nothing to send, just close.
     Gone,
     /// The client broke the protocol, or the broker is stopping: send this, then close.
-    Fatal(Frame),
+    Fatal(Box<Frame>),
 }

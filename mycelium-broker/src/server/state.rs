@@ -1,18 +1,24 @@
-//! What every connection of one broker run shares: topics, limits, live connections.
+//! What every connection of one broker run shares: topics, limits, live connections, the
+//! running config and the state of its reloads.
+//!
+//! - The running config is swapped whole by a reload ([`BrokerState::config`] returns the one
+//!   in force now); readers take it once per decision.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use mycelium_config::BrokerConfig;
 use mycelium_transport::frame::MESSAGE_OVERHEAD;
-use mycelium_transport::{Frame, RoutingKind, TopicStats, HANDSHAKE_MAX_FRAME_LEN};
+use mycelium_transport::{ConfigStatus, Frame, RoutingKind, TopicStats, HANDSHAKE_MAX_FRAME_LEN};
 use uuid::Uuid;
 
 use crate::core::registry::TopicRegistry;
 use crate::outbox::Outbox;
 use crate::server::error::ServeError;
+use crate::server::reload::{ReloadHandle, ReloadQueue};
 use crate::server::shm_rings::ShmRings;
 
 /// Shared by the listener and every connection of one broker run.
@@ -20,8 +26,14 @@ use crate::server::shm_rings::ShmRings;
 pub struct BrokerState {
     /// The topics.
     pub registry: Arc<TopicRegistry>,
-    /// The config the broker started with.
-    pub config: BrokerConfig,
+    /// The config in force: the one the broker started with, then each reload's.
+    config: ArcSwap<BrokerConfig>,
+    /// The config's generation, reload count and last outcomes, for `Stats`.
+    config_status: Mutex<ConfigStatus>,
+    /// Asks the reload task for a reload; the task takes the other end when the server runs.
+    pub(crate) reload: ReloadHandle,
+    /// The reload task's end of `reload`, until [`Server::run`](crate::Server::run) takes it.
+    pub(crate) reload_queue: Mutex<Option<ReloadQueue>>,
     /// Random per run, sent in `Welcome` so clients can tell a restart.
     pub broker_id: Uuid,
     started: Instant,
@@ -39,16 +51,46 @@ impl BrokerState {
     /// State for a broker run with `config` (assumed validated).
     pub fn new(config: BrokerConfig) -> Result<BrokerState, ServeError> {
         let registry = Arc::new(TopicRegistry::from_config(&config)?);
+        let (reload, reload_queue) = crate::server::reload::channel();
         Ok(BrokerState {
             registry,
             shm: Arc::new(ShmRings::new(config.shm.clone())),
-            config,
+            config: ArcSwap::from_pointee(config),
+            config_status: Mutex::new(ConfigStatus {
+                generation: 1,
+                ..ConfigStatus::default()
+            }),
+            reload,
+            reload_queue: Mutex::new(Some(reload_queue)),
             broker_id: Uuid::new_v4(),
             started: Instant::now(),
             next_connection: AtomicU64::new(1),
             connections: Mutex::default(),
             open_sockets: AtomicUsize::new(0),
         })
+    }
+
+    /// The config in force now.
+    pub fn config(&self) -> Arc<BrokerConfig> {
+        self.config.load_full()
+    }
+
+    /// Puts a reload's config in force (the registry and the rings were told already).
+    pub(crate) fn set_config(&self, config: BrokerConfig) {
+        self.config.store(Arc::new(config));
+    }
+
+    /// The config's status as `Stats` reports it.
+    pub fn config_status(&self) -> ConfigStatus {
+        self.config_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records a finished reload attempt.
+    pub(crate) fn update_config_status(&self, update: impl FnOnce(&mut ConfigStatus)) {
+        update(&mut self.config_status.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// The largest payload any topic accepts.
@@ -79,7 +121,7 @@ impl BrokerState {
 
     /// Counts an accepted socket; returns false (and counts nothing) when at `max_connections`.
     pub fn try_open_socket(&self) -> bool {
-        let max = self.config.server.max_connections;
+        let max = self.config.load().server.max_connections;
         self.open_sockets
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
@@ -128,7 +170,7 @@ impl BrokerState {
                 let c = topic.counters();
                 TopicStats {
                     name: topic.name().to_owned(),
-                    routing: match topic.config().routing {
+                    routing: match topic.routing() {
                         mycelium_config::Routing::Fanout => RoutingKind::Fanout,
                         mycelium_config::Routing::Queue => RoutingKind::Queue,
                     },
@@ -155,6 +197,7 @@ impl BrokerState {
             connections: u32::try_from(connections).unwrap_or(u32::MAX),
             uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             topics,
+            config: self.config_status().truncated(),
         }
     }
 }

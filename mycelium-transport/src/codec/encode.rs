@@ -8,9 +8,11 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::parse::STATS_ENTRY_FIXED_LEN;
+use super::parse::{CONFIG_STATUS_FIXED_LEN, STATS_ENTRY_FIXED_LEN};
 use crate::error::EncodeError;
-use crate::frame::{kind, Frame, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, PROTOCOL_VERSION};
+use crate::frame::{
+    kind, ConfigStatus, Frame, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, PROTOCOL_VERSION,
+};
 
 /// Bytes of the frame after the `len` field and before the body: `version` and `kind`.
 const VERSION_AND_KIND_LEN: usize = 2;
@@ -92,29 +94,22 @@ pub(crate) fn frame_len(frame: &Frame) -> Result<u32, EncodeError> {
         Frame::Credit { .. } => 4 + 4,
         Frame::Ping { .. } | Frame::Pong { .. } => 8,
         Frame::Error { message, .. } | Frame::ShmDetached { message, .. } => {
-            let len = message.len();
-            let max = usize::from(u16::MAX);
-            if len > max {
-                return Err(EncodeError::NameTooLong {
-                    field: "message",
-                    len,
-                    max,
-                });
-            }
+            let len = text16("message", message)?;
             if matches!(frame, Frame::ShmDetached { .. }) {
                 4 + 2 + 2 + len
             } else {
                 4 + 2 + 1 + 4 + 2 + len
             }
         }
-        Frame::StatsRequest { .. } => 4,
-        Frame::Stats { topics, .. } => {
-            let mut body: usize = 4 + 4 + 8 + 4;
+        Frame::StatsRequest { .. } | Frame::ReloadRequest { .. } => 4,
+        Frame::Stats { topics, config, .. } => {
+            let mut body: usize = 4 + 4 + 8 + 4 + config_status_len(config)?;
             for topic in topics {
                 body = body.saturating_add(STATS_ENTRY_FIXED_LEN + topic_len(&topic.name)?);
             }
             body
         }
+        Frame::ReloadResult { status, .. } => 4 + 1 + config_status_len(status)?,
     };
     let len = body.saturating_add(VERSION_AND_KIND_LEN);
     u32::try_from(len).map_err(|_| EncodeError::FrameTooLarge {
@@ -219,9 +214,7 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
         } => {
             dst.put_u32_le(*attachment);
             dst.put_u16_le(code.to_u16());
-            // `frame_len` checked the message against u16.
-            dst.put_u16_le(message.len() as u16);
-            dst.put_slice(message.as_bytes());
+            put_str16(dst, message);
         }
         Frame::Welcome {
             broker_id,
@@ -269,7 +262,9 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
             dst.put_u32_le(*max_message_size);
             dst.put_u32_le(*prefetch);
         }
-        Frame::Ack { request_id } | Frame::StatsRequest { request_id } => {
+        Frame::Ack { request_id }
+        | Frame::StatsRequest { request_id }
+        | Frame::ReloadRequest { request_id } => {
             dst.put_u32_le(*request_id);
         }
         Frame::Publish { topic_id, payload } | Frame::Deliver { topic_id, payload } => {
@@ -292,14 +287,14 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
             dst.put_u16_le(code.to_u16());
             dst.put_u8(u8::from(*fatal));
             dst.put_u32_le(*topic_id);
-            dst.put_u16_le(message.len() as u16);
-            dst.put_slice(message.as_bytes());
+            put_str16(dst, message);
         }
         Frame::Stats {
             request_id,
             connections,
             uptime_ms,
             topics,
+            config,
         } => {
             dst.put_u32_le(*request_id);
             dst.put_u32_le(*connections);
@@ -315,6 +310,16 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
                 dst.put_u64_le(t.dropped);
                 dst.put_u64_le(t.queued);
             }
+            put_config_status(dst, config);
+        }
+        Frame::ReloadResult {
+            request_id,
+            outcome,
+            status,
+        } => {
+            dst.put_u32_le(*request_id);
+            dst.put_u8(outcome.to_u8());
+            put_config_status(dst, status);
         }
     }
     debug_assert_eq!(
@@ -345,8 +350,42 @@ fn topic_len(topic: &str) -> Result<usize, EncodeError> {
     name8("topic", topic)
 }
 
+/// Length of a `str16` string (may be empty), checked against its `u16` prefix.
+fn text16(field: &'static str, s: &str) -> Result<usize, EncodeError> {
+    let len = s.len();
+    let max = usize::from(u16::MAX);
+    if len > max {
+        return Err(EncodeError::NameTooLong { field, len, max });
+    }
+    Ok(len)
+}
+
+/// Length of a config status block, after checking its three texts against their `u16`
+/// prefixes (no truncation here: [`ConfigStatus::truncated`] is the caller's to apply).
+fn config_status_len(status: &ConfigStatus) -> Result<usize, EncodeError> {
+    Ok(CONFIG_STATUS_FIXED_LEN
+        + text16("last_error", &status.last_error)?
+        + text16("last_change", &status.last_change)?
+        + text16("pending", &status.pending)?)
+}
+
 /// Writes a string whose length [`name8`] has checked.
 fn put_str8(dst: &mut BytesMut, s: &str) {
     dst.put_u8(s.len() as u8);
     dst.put_slice(s.as_bytes());
+}
+
+/// Writes a string whose length [`text16`] has checked.
+fn put_str16(dst: &mut BytesMut, s: &str) {
+    dst.put_u16_le(s.len() as u16);
+    dst.put_slice(s.as_bytes());
+}
+
+/// Writes a config status block whose texts [`config_status_len`] has checked.
+fn put_config_status(dst: &mut BytesMut, status: &ConfigStatus) {
+    dst.put_u64_le(status.generation);
+    dst.put_u64_le(status.reloads);
+    put_str16(dst, &status.last_error);
+    put_str16(dst, &status.last_change);
+    put_str16(dst, &status.pending);
 }

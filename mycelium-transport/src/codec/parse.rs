@@ -11,7 +11,9 @@ use bytes::Bytes;
 
 use super::reader::{Reader, Reason};
 use crate::error::DecodeError;
-use crate::frame::{kind, ErrorCode, Frame, ShmRing, TopicStats, MAX_RINGS_PER_GRANT};
+use crate::frame::{
+    kind, ConfigStatus, ErrorCode, Frame, ShmRing, TopicStats, MAX_RINGS_PER_GRANT,
+};
 
 /// Bytes of one `Stats` topic entry besides the name itself: `name_len` (1), `routing` (1),
 /// `subscribers` (4) and four `u64` counters.
@@ -19,6 +21,10 @@ pub(crate) const STATS_ENTRY_FIXED_LEN: usize = 1 + 1 + 4 + 4 * 8;
 
 /// The smallest `Stats` topic entry: topic names have at least one byte.
 const STATS_ENTRY_MIN_LEN: usize = STATS_ENTRY_FIXED_LEN + 1;
+
+/// Bytes of a config status block besides its three texts: `generation` and `reloads` (8 each)
+/// and three `u16` byte counts. Also the smallest block (all texts empty).
+pub(crate) const CONFIG_STATUS_FIXED_LEN: usize = 8 + 8 + 3 * 2;
 
 /// Parses the body of a frame of `kind`. `payload` turns the payload of a `Publish` or `Deliver`,
 /// a sub-slice of `body`, into `Bytes`.
@@ -160,6 +166,15 @@ fn parse(
             connections: r.u32()?,
             uptime_ms: r.u64()?,
             topics: topic_stats(&mut r)?,
+            config: config_status(&mut r)?,
+        },
+        kind::RELOAD_REQUEST => Frame::ReloadRequest {
+            request_id: r.u32()?,
+        },
+        kind::RELOAD_RESULT => Frame::ReloadResult {
+            request_id: r.u32()?,
+            outcome: r.reload_outcome()?,
+            status: config_status(&mut r)?,
         },
         // `parse_body` has already refused unknown kinds.
         _ => return Err("unknown kind"),
@@ -189,10 +204,12 @@ fn shm_rings(r: &mut Reader<'_>) -> Result<Vec<ShmRing>, Reason> {
 
 fn topic_stats(r: &mut Reader<'_>) -> Result<Vec<TopicStats>, Reason> {
     let count = r.u32()?;
-    // A forged count must not reserve memory: accept only what the remaining bytes can hold.
+    // A forged count must not reserve memory: accept only what the remaining bytes can hold,
+    // less the config status block that follows the entries.
+    let room = r.remaining().saturating_sub(CONFIG_STATUS_FIXED_LEN);
     let count = usize::try_from(count)
         .ok()
-        .filter(|&n| n <= r.remaining() / STATS_ENTRY_MIN_LEN)
+        .filter(|&n| n <= room / STATS_ENTRY_MIN_LEN)
         .ok_or("topic_count larger than the body")?;
     let mut topics = Vec::with_capacity(count);
     for _ in 0..count {
@@ -207,4 +224,14 @@ fn topic_stats(r: &mut Reader<'_>) -> Result<Vec<TopicStats>, Reason> {
         });
     }
     Ok(topics)
+}
+
+fn config_status(r: &mut Reader<'_>) -> Result<ConfigStatus, Reason> {
+    Ok(ConfigStatus {
+        generation: r.u64()?,
+        reloads: r.u64()?,
+        last_error: r.str16()?,
+        last_change: r.str16()?,
+        pending: r.str16()?,
+    })
 }

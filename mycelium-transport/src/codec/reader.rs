@@ -7,7 +7,7 @@
 
 use uuid::Uuid;
 
-use crate::frame::{RoutingKind, ShmRole, MAX_NAME_LEN};
+use crate::frame::{ReloadOutcome, RoutingKind, ShmRole, MAX_NAME_LEN};
 
 /// Why a body does not fit its kind's layout.
 pub(crate) type Reason = &'static str;
@@ -87,11 +87,15 @@ impl<'a> Reader<'a> {
         RoutingKind::from_u8(self.u8()?).ok_or("unknown routing kind")
     }
 
-    /// Everything not read yet (a message payload).
     pub(crate) fn shm_role(&mut self) -> Result<ShmRole, Reason> {
         ShmRole::from_u8(self.u8()?).ok_or("unknown shm role")
     }
 
+    pub(crate) fn reload_outcome(&mut self) -> Result<ReloadOutcome, Reason> {
+        ReloadOutcome::from_u8(self.u8()?).ok_or("unknown reload outcome")
+    }
+
+    /// Everything not read yet (a message payload).
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.buf)
     }
@@ -170,6 +174,26 @@ mod reads {
         assert_eq!(Reader::new(&[0]).routing(), Ok(RoutingKind::Fanout));
         assert_eq!(Reader::new(&[1]).routing(), Ok(RoutingKind::Queue));
         assert_eq!(Reader::new(&[2]).routing(), Err("unknown routing kind"));
+    }
+
+    #[test]
+    fn reload_outcome_accepts_only_the_defined_values() {
+        assert_eq!(
+            Reader::new(&[0]).reload_outcome(),
+            Ok(ReloadOutcome::Applied)
+        );
+        assert_eq!(
+            Reader::new(&[1]).reload_outcome(),
+            Ok(ReloadOutcome::Unchanged)
+        );
+        assert_eq!(
+            Reader::new(&[2]).reload_outcome(),
+            Ok(ReloadOutcome::Failed)
+        );
+        assert_eq!(
+            Reader::new(&[3]).reload_outcome(),
+            Err("unknown reload outcome")
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod check;
 mod histogram;
 mod output;
 mod pubsub;
+mod reload;
 mod run;
 mod socket;
 mod stats;
@@ -41,7 +42,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the broker (stops gracefully on SIGINT/SIGTERM, flushing accepted messages).
+    /// Start the broker (stops gracefully on SIGINT/SIGTERM, flushing accepted messages;
+    /// reloads its config file when it changes and on SIGHUP).
     Run(run::RunArgs),
     /// Publish MESSAGE on TOPIC, or each line of stdin as one message.
     Pub(pubsub::PubArgs),
@@ -50,8 +52,11 @@ enum Command {
     Sub(pubsub::SubArgs),
     /// Validate a config file: print every problem, exit 1 on any.
     Check(check::CheckArgs),
-    /// Show per-topic counters of a running broker.
+    /// Show per-topic counters of a running broker, and the state of its config reloads.
     Stats(stats::StatsArgs),
+    /// Make a running broker re-read its config file now; exit 1 if the file is invalid
+    /// (the broker then keeps its running config).
+    Reload(reload::ReloadArgs),
     /// Measure throughput or latency against a running broker with separate processes.
     Bench(bench::BenchArgs),
     /// One process of a benchmark (spawned by `mycelium bench`).
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
         Command::Pub(args) => pubsub::publish(args),
         Command::Sub(args) => pubsub::subscribe(args),
         Command::Stats(args) => stats::stats(args),
+        Command::Reload(args) => reload::reload(args),
         Command::Bench(args) => bench::bench(args),
         Command::BenchWorker(args) => bench::worker(args),
     };

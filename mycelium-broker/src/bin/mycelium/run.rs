@@ -1,4 +1,5 @@
-//! `mycelium run`: load the config, bind the socket, serve until SIGINT/SIGTERM.
+//! `mycelium run`: load the config, bind the socket, serve until SIGINT/SIGTERM; reload the
+//! config file when it changes, on SIGHUP, or when `mycelium reload` asks.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,11 +20,19 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(args.config.as_deref()).context("the broker did not start")?;
-    if args.config.is_none() && !std::path::Path::new(DEFAULT_CONFIG).exists() {
-        tracing::info!(
-            "no {DEFAULT_CONFIG} here: running on the built-in defaults (docs/configuration.md)"
-        );
-    }
+    // The file a reload reads: the one just loaded, if any.
+    let config_file = match &args.config {
+        Some(path) => Some(path.clone()),
+        None if std::path::Path::new(DEFAULT_CONFIG).exists() => {
+            Some(PathBuf::from(DEFAULT_CONFIG))
+        }
+        None => {
+            tracing::info!(
+                "no {DEFAULT_CONFIG} here: running on the built-in defaults (docs/configuration.md)"
+            );
+            None
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.performance.worker_threads)
         .thread_name("mycelium-worker")
@@ -32,11 +41,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     // The handlers go in before the socket exists: a client that can connect can also stop
     // the broker with SIGTERM and get a graceful shutdown, never the default (abrupt) action.
-    let (mut sigterm, mut sigint) = {
+    // SIGHUP likewise: its default action would kill the broker.
+    let (mut sigterm, mut sigint, mut sighup) = {
         let _runtime = runtime.enter();
         (
             signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
         )
     };
     let socket_path = config.server.socket_path.clone();
@@ -46,9 +57,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|t| format!("{} ({})", t.name, t.routing))
         .collect();
-    let server = Server::new(config)?;
+    let mut server = Server::new(config)?;
+    if let Some(file) = config_file {
+        server = server.with_config_file(file);
+    }
+    let reload = server.reload_handle();
     tracing::info!(socket = %socket_path.display(), topics = %topics.join(", "), "mycelium {} listening", env!("CARGO_PKG_VERSION"));
     runtime.block_on(async move {
+        tokio::spawn(async move {
+            while sighup.recv().await.is_some() {
+                tracing::info!("SIGHUP received: reloading the config");
+                reload.signal();
+            }
+        });
         let shutdown = async move {
             tokio::select! {
                 _ = sigterm.recv() => tracing::info!("SIGTERM received"),

@@ -42,7 +42,14 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        let doc = serde_json::json!({ "connections": stats.connections, "uptime_ms": stats.uptime_ms, "topics": topics });
+        let c = &stats.config;
+        let lines = |text: &str| -> Vec<String> { text.lines().map(str::to_owned).collect() };
+        let config = serde_json::json!({
+            "generation": c.generation, "reloads": c.reloads,
+            "last_reload_failed": !c.last_error.is_empty(), "last_error": lines(&c.last_error),
+            "last_change": c.last_change, "not_applied": lines(&c.pending),
+        });
+        let doc = serde_json::json!({ "connections": stats.connections, "uptime_ms": stats.uptime_ms, "config": config, "topics": topics });
         outln!("{doc}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -51,6 +58,24 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         stats.connections,
         stats.uptime_ms as f64 / 1000.0
     );
+    let c = &stats.config;
+    outln!(
+        "config: generation {}, {} reload(s)",
+        c.generation,
+        c.reloads
+    );
+    if !c.last_change.is_empty() {
+        outln!("last change: {}", c.last_change);
+    }
+    if !c.last_error.is_empty() {
+        outln!("last reload FAILED (the running config is unchanged):");
+        for line in c.last_error.lines() {
+            outln!("  {line}");
+        }
+    }
+    for line in c.pending.lines() {
+        outln!("not applied: {line}");
+    }
     let width = stats
         .topics
         .iter()

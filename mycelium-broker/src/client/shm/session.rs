@@ -63,6 +63,11 @@ impl Default for ShmOptions {
     }
 }
 
+/// The largest frame accepted from the broker after the handshake: a `Stats` answer for many
+/// topics, or with long reload diagnostics, is far larger than the handshake's limit (as in
+/// the socket client).
+const MAX_INBOUND_FRAME_LEN: usize = 64 * 1024 * 1024;
+
 /// A ring handed over by the broker: its id, the slot reserved in it (subscribers), its fd.
 pub(crate) struct GrantedRing {
     pub(crate) ring: ShmRing,
@@ -620,7 +625,7 @@ impl Control {
     /// Files every complete frame in the buffer as a reply or as news.
     fn file_frames(&mut self) -> Result<(), ClientError> {
         while self.welcomed {
-            let frame = match peek_frame(&self.buf, HANDSHAKE_MAX_FRAME_LEN) {
+            let frame = match peek_frame(&self.buf, MAX_INBOUND_FRAME_LEN) {
                 Ok(Some((view, used))) => {
                     let frame = view.to_frame();
                     self.buf.advance(used);
