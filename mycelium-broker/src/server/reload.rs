@@ -189,6 +189,7 @@ fn reload(
     forced: bool,
     seen: Option<String>,
 ) -> (Option<ReloadAnswer>, Option<String>) {
+    let started = std::time::Instant::now();
     let Some(path) = source.config_file.as_deref() else {
         let message = "the broker was started without a config file (no --config and no \
                        ./broker.toml): there is nothing to reload"
@@ -270,7 +271,8 @@ fn reload(
         status.pending = pending.join("\n");
     });
     let generation = state.config_status().generation;
-    tracing::info!(file = %path.display(), generation, "config reloaded: {summary}");
+    let took_us = started.elapsed().as_micros();
+    tracing::info!(file = %path.display(), generation, took_us, "config reloaded: {summary}");
     for line in &pending {
         tracing::warn!(file = %path.display(), "not applied: {line}");
     }
