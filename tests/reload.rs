@@ -321,6 +321,21 @@ fn an_invalid_edit_changes_nothing_and_the_broker_reports_file_line_and_field() 
         .filter_map(|t| t["name"].as_str())
         .collect();
     assert_eq!(names, BTreeSet::from(["a", "b"]));
+    // A client that finds the broker through the (now invalid) file still reaches it.
+    let found = run_to_end(
+        broker
+            .cmd()
+            .env_remove("MYCELIUM_SOCKET")
+            .args(["stats", "--config"])
+            .arg(&broker.config),
+    );
+    assert!(found.status.success(), "{}", found.stderr);
+    assert!(found.stderr.contains("is invalid"), "{}", found.stderr);
+    assert!(
+        found.stdout.contains("last reload FAILED"),
+        "{}",
+        found.stdout
+    );
     // Fixing the file applies it, and clears the failure.
     let before = generation(&broker);
     broker.rewrite_config(&format!("{good}{}", fanout("c")));

@@ -62,6 +62,7 @@ pub use limits::{
     MAX_MESSAGE_SIZE_LIMIT, MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS,
     SOCKET_PATH_MAX,
 };
+pub use load::socket_path_leniently;
 pub use schema::{
     Backpressure, BrokerConfig, ParseBackpressureError, ParseRoutingError, PerformanceConfig,
     Routing, ServerConfig, ShmConfig, TopicConfig, TopicDefaults, MAX_RING_BYTES,

@@ -62,6 +62,44 @@ impl BrokerConfig {
     }
 }
 
+/// The socket path a config names, read leniently from `text`: the environment's
+/// `MYCELIUM_SERVER__SOCKET_PATH` if set, else `[server] socket_path` if the text is TOML and
+/// names one as a string, else the default. `None` only when the text is not TOML at all.
+///
+/// For clients that only need to find a running broker: a file being edited may be invalid
+/// elsewhere (the broker then runs on its last good config, on the same socket), and
+/// `mycelium stats` must still reach the broker to say so.
+///
+/// ```
+/// use std::path::Path;
+/// let text = "[server]\nsocket_path = \"/run/m.sock\"\nmax_connections = 0\n";
+/// assert_eq!(
+///     mycelium_config::socket_path_leniently(text, []),
+///     Some(Path::new("/run/m.sock").to_path_buf())
+/// );
+/// assert_eq!(mycelium_config::socket_path_leniently("[server", []), None);
+/// ```
+pub fn socket_path_leniently(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Option<std::path::PathBuf> {
+    if let Some((_, value)) = env
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("MYCELIUM_SERVER__SOCKET_PATH"))
+    {
+        return Some(value.into());
+    }
+    let table: toml::Table = text.parse().ok()?;
+    let named = table
+        .get("server")
+        .and_then(|server| server.get("socket_path"))
+        .and_then(|path| path.as_str());
+    Some(match named {
+        Some(path) => path.into(),
+        None => crate::ServerConfig::default().socket_path,
+    })
+}
+
 fn load(
     text: &str,
     origin: &Path,

@@ -238,7 +238,11 @@ fn reload(
             .all(|change| matches!(change.takes, Takes::Restart | Takes::Refused));
     if inert {
         let pending = diff.pending();
-        tracing::info!(file = %path.display(), "config reloaded: no change");
+        if pending.is_empty() {
+            tracing::info!(file = %path.display(), "config reloaded: no change");
+        } else {
+            tracing::info!(file = %path.display(), "config reloaded: nothing to apply (what differs needs a restart or is refused)");
+        }
         for line in &pending {
             tracing::warn!(file = %path.display(), "not applied: {line}");
         }

@@ -37,14 +37,31 @@ impl SocketArgs {
         if let Some(socket) = &self.socket {
             return Ok(socket.clone());
         }
-        let config = load_config(self.config.as_deref()).with_context(|| {
-            let file = self.config.as_deref().unwrap_or(Path::new(DEFAULT_CONFIG));
-            format!(
-                "reading socket_path from {} (pass --socket to skip it)",
-                file.display()
-            )
-        })?;
-        Ok(config.server.socket_path)
+        let file = self.config.as_deref().unwrap_or(Path::new(DEFAULT_CONFIG));
+        let error = match load_config(self.config.as_deref()) {
+            Ok(config) => return Ok(config.server.socket_path),
+            Err(error) => error,
+        };
+        // A file being edited may be invalid elsewhere while the broker runs on its last good
+        // config, on the same socket: still find it, and say what is wrong.
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        if let Some(socket) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| mycelium_config::socket_path_leniently(&text, env))
+        {
+            eprintln!(
+                "warning: {} is invalid ({}); using its socket_path {}",
+                file.display(),
+                error.to_string().lines().next().unwrap_or_default(),
+                socket.display()
+            );
+            return Ok(socket);
+        }
+        Err(error.context(format!(
+            "reading socket_path from {} (pass --socket to skip it)",
+            file.display()
+        )))
     }
 }
 
