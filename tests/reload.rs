@@ -532,3 +532,36 @@ fn a_removed_topic_ends_its_shared_memory_subscriber() {
     assert_eq!(kept.take_lines(1), ["on"]);
     assert!(kept.wait().success());
 }
+
+#[test]
+fn a_shared_memory_publisher_held_back_by_a_stopped_subscriber_is_released_when_its_topic_is_removed(
+) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    const N: usize = 50_000;
+    // A 4 KiB ring holds ~60 of these lines: the publisher waits on the stopped subscriber
+    // almost at once.
+    let topics = format!("{}{}", fanout("held"), fanout("other"));
+    let broker = TestBroker::start(&format!("[shm]\nring_bytes = 4096\n\n{topics}"));
+    let frozen = spawn_sub(&broker, "held", &["--transport", "shm"]);
+    let frozen_pid = Pid::from_raw(frozen.child.id() as i32);
+    kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let publisher = common::pubsub_support::spawn_pub_with(
+        &broker,
+        "held",
+        &["--transport", "shm"],
+        (0..N).map(|i| format!("line-{i}")),
+    );
+    let before = generation(&broker);
+    std::fs::write(
+        &broker.config,
+        broker.config_text(&format!("[shm]\nring_bytes = 4096\n\n{}", fanout("other"))),
+    )
+    .expect("write");
+    wait_for_generation_after(&broker, before);
+    // Every slot of its ring was freed with the topic: the publisher no longer waits (its
+    // messages go nowhere; see docs/configuration.md, Hot reload).
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    let _ = kill(frozen_pid, Signal::SIGCONT);
+}

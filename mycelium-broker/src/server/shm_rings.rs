@@ -760,7 +760,11 @@ impl ShmRings {
                 .iter()
                 .map(|p| (p.events.clone(), p.attachment)),
         );
-        while detach_from(&mut rings, |_, _| true) {}
+        // Every consumer slot in every ring is freed before the rings are let go: the broker's
+        // reader's first, then the subscribers' (while the publishers' rings are still known,
+        // so their slots there are released too). A publisher left with a ring nobody reads
+        // then never waits for room: it learns of the end from its `ShmDetached`, not by
+        // hanging on a full ring.
         if let Some(reader) = &rings.reader {
             for (ring_id, _) in rings.reader_slots.drain() {
                 reader.send(ReaderCommand::Stop {
@@ -770,6 +774,12 @@ impl ShmRings {
                 });
             }
         }
+        rings.reader_in_flight.clear();
+        let subscribers: Vec<u32> = rings.subscribers.iter().map(|s| s.attachment).collect();
+        for attachment in subscribers {
+            detach_from(&mut rings, |_, a| a == attachment);
+        }
+        while detach_from(&mut rings, |_, _| true) {}
         let message = format!(
             "topic '{}' was removed from the broker's config; this attachment has ended",
             topic.name()
