@@ -393,11 +393,15 @@ fn a_burst_of_twenty_writes_in_100_ms_ends_in_one_consistent_config() {
     assert_eq!(status["last_reload_failed"], false, "{status}");
     let applied = status["generation"].as_u64().expect("generation") - start_generation;
     let attempts = status["reloads"].as_u64().expect("reloads") - start_reloads;
-    // Debounced: a handful of reloads at most, not one per write.
-    assert!(
-        (1..=5).contains(&applied) && attempts <= 6,
-        "{applied} reloads applied, {attempts} attempted for 20 writes in {written_in:?}"
-    );
+    // Debounced: the burst is reloaded once or twice (a reload may start between two writes
+    // that a loaded machine spaced by more than the 100 ms of quiet), not once per write.
+    assert!(applied >= 1, "the final config was applied");
+    if written_in < std::time::Duration::from_millis(300) {
+        assert!(
+            applied <= 3 && attempts <= 4,
+            "{applied} reloads applied, {attempts} attempted for 20 writes in {written_in:?}"
+        );
+    }
     // The untouched topic kept its subscriber throughout.
     let out = run_to_end(broker.cmd().args(["pub", "base", "after-burst"]));
     assert!(out.status.success(), "{}", out.stderr);
@@ -564,4 +568,29 @@ fn a_shared_memory_publisher_held_back_by_a_stopped_subscriber_is_released_when_
     let (status, stderr) = publisher.finish();
     assert!(status.success(), "{stderr}");
     let _ = kill(frozen_pid, Signal::SIGCONT);
+}
+
+#[test]
+fn a_socket_mode_change_applies_to_the_socket_file_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let broker = TestBroker::start_with("socket_mode = \"0660\"", &fanout("a"));
+    let mode = || {
+        std::fs::metadata(&broker.socket)
+            .expect("socket metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(), 0o660);
+    let before = generation(&broker);
+    let text = format!(
+        "[server]\nsocket_path = \"{}\"\nsocket_mode = \"0600\"\n\n{}",
+        broker.socket.display(),
+        fanout("a")
+    );
+    std::fs::write(&broker.config, text).expect("write");
+    let status = wait_for_generation_after(&broker, before);
+    assert_eq!(status["last_change"], "~server.socket_mode 0660→0600");
+    assert_eq!(lines(&status, "not_applied"), Vec::<String>::new());
+    assert_eq!(mode(), 0o600);
 }
