@@ -590,7 +590,10 @@ fn a_socket_mode_change_applies_to_the_socket_file_at_once() {
     );
     std::fs::write(&broker.config, text).expect("write");
     let status = wait_for_generation_after(&broker, before);
-    assert_eq!(status["last_change"], "~server.socket_mode 0660→0600");
+    assert_eq!(
+        status["last_change"],
+        "~server.socket_mode 0660→0600 (applied to the socket file)"
+    );
     assert_eq!(lines(&status, "not_applied"), Vec::<String>::new());
     assert_eq!(mode(), 0o600);
 }

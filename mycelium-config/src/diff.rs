@@ -16,11 +16,11 @@
 //! | `server.socket_path` | Restart | |
 //! | `server.max_connections` | Live | |
 //! | `server.connection_timeout_ms` | Live | new connections |
-//! | `server.socket_mode` | Live | the broker changes the socket file's mode |
+//! | `server.socket_mode` | Live | applied to the socket file |
 //! | `<topic>.routing` | Refused | a live topic cannot change routing: remove the topic, reload, then declare it again |
 //! | `<topic>.buffer_size` | Live | |
-//! | `<topic>.max_message_size` | Live | clients check the limit they were told when they resolved the topic; a raised limit reaches a publisher when it resolves the topic again |
-//! | `<topic>.backpressure` | Live | shared-memory rings keep the mode they were created with until re-attached |
+//! | `<topic>.max_message_size` | Live | publishers see a raised limit when they resolve the topic again |
+//! | `<topic>.backpressure` | Live | shared-memory rings keep theirs until re-attached |
 //! | `<topic>.prefetch` | Later | consumers that subscribe from now on |
 //! | `topic_defaults.auto_create` | Live | |
 //! | `topic_defaults.*` (the others) | Live | topics auto-created from now on |
@@ -109,8 +109,8 @@ impl Display for SettingChange {
             note,
         } = self;
         match (takes, note) {
-            (Takes::Live, _) | (Takes::Later, None) => write!(f, "~{field} {old}→{new}"),
-            (Takes::Later, Some(note)) => write!(f, "~{field} {old}→{new} ({note})"),
+            (Takes::Live | Takes::Later, None) => write!(f, "~{field} {old}→{new}"),
+            (Takes::Live | Takes::Later, Some(note)) => write!(f, "~{field} {old}→{new} ({note})"),
             (Takes::Restart, _) => write!(f, "~{field} {old}→{new} (needs restart)"),
             (Takes::Refused, None) => write!(f, "!{field} {old}→{new} (refused)"),
             (Takes::Refused, Some(note)) => write!(f, "!{field} {old}→{new} (refused: {note})"),
@@ -213,7 +213,7 @@ impl ConfigDiff {
     ///
     /// A `Later` change ends in its note (`~shm.ring_bytes 4096→8192 (rings created from now
     /// on)`), a `Restart` one in `(needs restart)`, and a `Refused` one starts with `!` and ends
-    /// in `(refused: <note>)`. Notes of `Live` changes are left out, to keep the line short.
+    /// in `(refused: <note>)`; a `Live` change with a note (a caveat) ends in it too.
     pub fn summary(&self) -> String {
         if self.is_empty() {
             return "no change".to_owned();
@@ -279,19 +279,18 @@ const RESTART: Rule = Rule {
     note: None,
 };
 const NEW_CONNECTIONS: Rule = Rule::new(Takes::Live, "new connections");
-const SOCKET_MODE: Rule = Rule::new(Takes::Live, "the broker changes the socket file's mode");
+const SOCKET_MODE: Rule = Rule::new(Takes::Live, "applied to the socket file");
 const TOPIC_ROUTING: Rule = Rule::new(
     Takes::Refused,
     "a live topic cannot change routing: remove the topic, reload, then declare it again",
 );
 const TOPIC_MAX_MESSAGE_SIZE: Rule = Rule::new(
     Takes::Live,
-    "clients check the limit they were told when they resolved the topic; a raised limit \
-     reaches a publisher when it resolves the topic again",
+    "publishers see a raised limit when they resolve the topic again",
 );
 const TOPIC_BACKPRESSURE: Rule = Rule::new(
     Takes::Live,
-    "shared-memory rings keep the mode they were created with until re-attached",
+    "shared-memory rings keep theirs until re-attached",
 );
 const TOPIC_PREFETCH: Rule = Rule::new(Takes::Later, "consumers that subscribe from now on");
 const AUTO_CREATED: Rule = Rule::new(Takes::Live, "topics auto-created from now on");
@@ -822,10 +821,7 @@ mod tests {
             noted,
             [
                 ("server.connection_timeout_ms", "new connections"),
-                (
-                    "server.socket_mode",
-                    "the broker changes the socket file's mode"
-                ),
+                ("server.socket_mode", "applied to the socket file"),
                 (
                     "t.routing",
                     "a live topic cannot change routing: remove the topic, reload, then declare \
@@ -833,12 +829,11 @@ mod tests {
                 ),
                 (
                     "t.max_message_size",
-                    "clients check the limit they were told when they resolved the topic; a \
-                     raised limit reaches a publisher when it resolves the topic again"
+                    "publishers see a raised limit when they resolve the topic again"
                 ),
                 (
                     "t.backpressure",
-                    "shared-memory rings keep the mode they were created with until re-attached"
+                    "shared-memory rings keep theirs until re-attached"
                 ),
                 ("t.prefetch", "consumers that subscribe from now on"),
                 ("topic_defaults.routing", auto),
