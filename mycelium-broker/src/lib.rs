@@ -12,7 +12,8 @@
 //! - [`outbox`]: the bounded, coalescing frame queue toward one peer.
 //! - [`core`]: topics ([`core::topic`]), the registry ([`core::registry`]), the in-process broker
 //!   ([`core::local`]).
-//! - [`server`]: socket binding, the accept loop, connections, graceful shutdown.
+//! - [`server`]: socket binding, the accept loop, connections, graceful shutdown, and hot
+//!   reload of the config file ([`server::reload`]).
 //! - [`client`]: the async client library.
 //! - [`error`]: the routing core's errors.
 #![forbid(unsafe_code)]

@@ -8,8 +8,9 @@
 //!   touches the registry once per topic, not once per message.
 //! - A hot reload ([`TopicRegistry::reconfigure`]) makes all its changes under one write
 //!   lock: new topics, new settings, removed topics and the new `[topic_defaults]` appear to
-//!   lookups together. A removed topic's id resolves to nothing from then on; its name may
-//!   be declared again, and gets a new id.
+//!   lookups together. A removed topic's name resolves to nothing from then on (it may be
+//!   declared again, and gets a new id); its id still names it, marked removed, so that a
+//!   publisher using it is told why.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,8 +23,10 @@ use crate::error::{CreateTopicError, LookupError};
 
 #[derive(Debug, Default)]
 struct Topics {
-    /// Indexed by id; `None` once a reload removed the topic (ids are never reused).
-    by_id: Vec<Option<Arc<Topic>>>,
+    /// Indexed by id (ids are never reused). A topic a reload removed stays here, marked
+    /// removed, so a publish to its id is told so rather than "no such topic"; it holds no
+    /// subscriber or message any more.
+    by_id: Vec<Arc<Topic>>,
     by_name: HashMap<String, TopicId>,
     /// Settings of auto-created topics.
     defaults: TopicDefaults,
@@ -31,7 +34,7 @@ struct Topics {
 
 impl Topics {
     fn live(&self) -> impl Iterator<Item = &Arc<Topic>> {
-        self.by_id.iter().flatten()
+        self.by_id.iter().filter(|t| !t.is_removed())
     }
 
     fn insert(&mut self, config: TopicConfig) -> Result<Arc<Topic>, CreateTopicError> {
@@ -42,7 +45,7 @@ impl Topics {
             TopicId::try_from(self.by_id.len()).map_err(|_| CreateTopicError::TooManyTopics)?;
         let name = config.name.clone();
         let topic = Arc::new(Topic::new(id, config));
-        self.by_id.push(Some(topic.clone()));
+        self.by_id.push(topic.clone());
         self.by_name.insert(name, id);
         Ok(topic)
     }
@@ -50,7 +53,7 @@ impl Topics {
     /// Takes the topic out of the lookups and ends it.
     fn remove(&mut self, name: &str) -> Option<(Arc<Topic>, u64)> {
         let id = self.by_name.remove(name)?;
-        let topic = self.by_id.get_mut(id as usize)?.take()?;
+        let topic = self.by_id.get(id as usize)?.clone();
         let dropped = topic.remove();
         Some((topic, dropped))
     }
@@ -176,7 +179,7 @@ impl TopicRegistry {
             let existing = topics
                 .by_name
                 .get(&declared.name)
-                .and_then(|&id| topics.by_id.get(id as usize).cloned().flatten());
+                .and_then(|&id| topics.by_id.get(id as usize).cloned());
             match existing {
                 Some(topic) if topic.routing() == declared.routing => {
                     if *topic.config() != *declared && topic.set_config(declared.clone()).is_ok() {
@@ -257,12 +260,13 @@ impl TopicRegistry {
     pub fn get_by_name(&self, name: &str) -> Option<Arc<Topic>> {
         let topics = self.read();
         let id = *topics.by_name.get(name)?;
-        topics.by_id.get(id as usize).cloned().flatten()
+        topics.by_id.get(id as usize).cloned()
     }
 
-    /// The topic with this id, if any (none once it was removed).
+    /// The topic with this id, if any: a topic a reload removed too (see
+    /// [`Topic::is_removed`]), so that its publishers can be told why it is gone.
     pub fn get(&self, id: TopicId) -> Option<Arc<Topic>> {
-        self.read().by_id.get(id as usize).cloned().flatten()
+        self.read().by_id.get(id as usize).cloned()
     }
 
     /// Every live topic, in id order.
@@ -366,8 +370,8 @@ mod tests {
         assert_eq!(done.removed.len(), 1);
         assert!(b.is_removed());
         assert!(
-            registry.get(b.id()).is_none(),
-            "a removed id resolves to nothing"
+            registry.get(b.id()).is_some_and(|t| t.is_removed()),
+            "a removed id resolves to the removed topic, marked so"
         );
         assert!(registry.get_by_name("b").is_none());
         assert_eq!(

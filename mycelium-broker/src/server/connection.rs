@@ -540,16 +540,14 @@ impl Connection {
     }
 
     /// The topic a publish names by id, from the connection's cache; a refusal when no topic
-    /// has the id, or a reload removed it (then it leaves the cache too).
+    /// has the id, or a reload removed it.
     fn topic(&mut self, id: TopicId) -> Result<Arc<Topic>, Step> {
         let index = id as usize;
         if let Some(Some(topic)) = self.topics.get(index) {
-            if !topic.is_removed() {
-                return Ok(topic.clone());
+            if topic.is_removed() {
+                return Err(removed_refusal(topic));
             }
-            let refusal = removed_refusal(topic);
-            self.topics[index] = None;
-            return Err(refusal);
+            return Ok(topic.clone());
         }
         let Some(topic) = self.state.registry.get(id) else {
             return Err(Step::Refuse {
@@ -558,6 +556,9 @@ impl Connection {
                 message: format!("no topic with id {id}"),
             });
         };
+        if topic.is_removed() {
+            return Err(removed_refusal(&topic));
+        }
         if self.topics.len() <= index {
             self.topics.resize(index + 1, None);
         }

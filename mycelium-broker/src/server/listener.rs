@@ -4,6 +4,8 @@
 //!   replaced, a live broker's is never stolen, and a path that is not a socket is never deleted.
 //! - [`Server::run`] accepts until `shutdown` resolves, refusing sockets beyond
 //!   `max_connections` with a fatal `TooManyConnections` error frame.
+//! - While it runs, a task reloads the config file named by [`Server::with_config_file`] on
+//!   every change, SIGHUP ([`Server::reload_handle`]) or `ReloadRequest` (`reload.rs`).
 //! - Shutdown: stop accepting and remove the socket file; stop every reader after the batch it
 //!   holds; then close every outbox so the writers flush everything already routed; wait for the
 //!   writers up to [`SHUTDOWN_FLUSH_DEADLINE`].
