@@ -447,27 +447,12 @@ impl Connection {
                 let run = FrameRun::new(&frames, &self.ends[ends]);
                 self.route(&topic, &run, stop).await
             }
-            Step::Control(frame) if matches!(*frame, Frame::ReloadRequest { .. }) => {
-                let Frame::ReloadRequest { request_id } = *frame else {
-                    return Ok(());
-                };
-                self.wait_for_outbox(stop).await?;
-                // Awaited here, so that frames sent after the request are handled after the
-                // reload (a `Pong` after it means the reload is done, as for any request).
-                let answer = tokio::select! {
-                    answer = self.state.reload.request() => answer,
-                    _ = stop.cancelled() => return Err(Stop::Shutdown),
-                };
-                self.outbox.append_control(&Frame::ReloadResult {
-                    request_id,
-                    outcome: answer.outcome,
-                    status: answer.status.truncated(),
-                });
-                Ok(())
-            }
             Step::Control(frame) => {
                 self.wait_for_outbox(stop).await?;
-                self.control(*frame)
+                match *frame {
+                    Frame::ReloadRequest { request_id } => self.reload(request_id, stop).await,
+                    frame => self.control(frame),
+                }
             }
             Step::Refuse {
                 code,
@@ -526,17 +511,35 @@ impl Connection {
         if topic.is_removed() {
             // Removed while the batch was in hand (perhaps held back by a slow subscriber):
             // what was not routed before is lost; say so once.
-            let Step::Refuse {
-                code,
-                topic_id,
-                message,
-            } = removed_refusal(topic)
-            else {
-                return Ok(());
-            };
-            self.refuse(0, code, topic_id, message);
+            self.refuse_removed(topic);
         }
         Ok(())
+    }
+
+    /// Answers a `ReloadRequest` once a reload that started after it is done. Awaited in
+    /// frame order, so the frames sent after the request are handled after the reload (a
+    /// `Pong` after it means the reload is done, as for any request).
+    async fn reload(&self, request_id: u32, stop: &CancellationToken) -> Result<(), Stop> {
+        let answer = tokio::select! {
+            answer = self.state.reload.request() => answer,
+            _ = stop.cancelled() => return Err(Stop::Shutdown),
+        };
+        self.outbox.append_control(&Frame::ReloadResult {
+            request_id,
+            outcome: answer.outcome,
+            status: answer.status.truncated(),
+        });
+        Ok(())
+    }
+
+    /// Tells the client that a reload removed `topic` (a publish or subscribe named it).
+    fn refuse_removed(&self, topic: &Topic) {
+        self.refuse(
+            0,
+            ErrorCode::TopicRemoved,
+            topic.id(),
+            removed_message(topic),
+        );
     }
 
     /// The topic a publish names by id, from the connection's cache; a refusal when no topic
@@ -545,7 +548,7 @@ impl Connection {
         let index = id as usize;
         if let Some(Some(topic)) = self.topics.get(index) {
             if topic.is_removed() {
-                return Err(removed_refusal(topic));
+                return Err(removed_step(topic));
             }
             return Ok(topic.clone());
         }
@@ -557,7 +560,7 @@ impl Connection {
             });
         };
         if topic.is_removed() {
-            return Err(removed_refusal(&topic));
+            return Err(removed_step(&topic));
         }
         if self.topics.len() <= index {
             self.topics.resize(index + 1, None);
@@ -616,10 +619,7 @@ impl Connection {
                 if topic.subscribe(id, self.outbox.clone(), capacity, granted).is_none() {
                     // A reload removed the topic since the lookup: the ack is followed at
                     // once by the removal notice, as for any subscriber of a removed topic.
-                    let Step::Refuse { code, topic_id, message } = removed_refusal(&topic) else {
-                        return Ok(());
-                    };
-                    self.refuse(0, code, topic_id, message);
+                    self.refuse_removed(&topic);
                     drop(hold);
                     return Ok(());
                 }
@@ -659,7 +659,7 @@ impl Connection {
             Frame::StatsRequest { request_id } => {
                 self.outbox.append_control(&self.state.stats_frame(request_id));
             }
-            // Handled in `execute`, which may wait.
+            // Answered by `reload`, which waits; `execute` sends it there.
             Frame::ReloadRequest { .. } => {}
             Frame::Hello { .. } | Frame::ShmHello { .. } => return Err(fatal(ErrorCode::HandshakeRequired, "Hello sent twice")),
             Frame::ShmAttach { .. } | Frame::ShmDetach { .. } | Frame::ShmSegment { .. } => {
@@ -703,15 +703,20 @@ fn topic_ack(request_id: u32, topic: &Topic, prefetch: u32) -> Frame {
     }
 }
 
-/// The refusal of a publish (or subscribe) to a topic a reload removed.
-fn removed_refusal(topic: &Topic) -> Step {
+/// Why a publish (or subscribe) to a topic a reload removed was refused.
+fn removed_message(topic: &Topic) -> String {
+    format!(
+        "topic '{}' was removed from the broker's config; nothing was routed",
+        topic.name()
+    )
+}
+
+/// The refusal, in a scan, of a publish to a topic a reload removed.
+fn removed_step(topic: &Topic) -> Step {
     Step::Refuse {
         code: ErrorCode::TopicRemoved,
         topic_id: topic.id(),
-        message: format!(
-            "topic '{}' was removed from the broker's config; nothing was routed",
-            topic.name()
-        ),
+        message: removed_message(topic),
     }
 }
 

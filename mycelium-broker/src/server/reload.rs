@@ -149,7 +149,7 @@ pub(crate) async fn run(state: Arc<BrokerState>, source: ReloadSource, mut queue
                 answer
             }
             Err(error) => {
-                tracing::error!(%error, "the config reload failed inside the broker; the running config is unchanged");
+                tracing::error!(%error, "the config reload failed inside the broker (a bug): the running config may be partly updated; check `mycelium stats` and the file");
                 Some(failure(
                     &state,
                     format!("the reload failed inside the broker: {error}"),
