@@ -22,6 +22,8 @@
 //! | `<topic>.max_message_size` | Live | publishers see a raised limit when they resolve the topic again |
 //! | `<topic>.backpressure` | Live | shared-memory rings keep theirs until re-attached |
 //! | `<topic>.prefetch` | Later | consumers that subscribe from now on |
+//! | `<topic>.publish` | Live | checked at every publish from now on |
+//! | `<topic>.subscribe` | Live | checked at each subscribe; subscriptions made before keep going |
 //! | `topic_defaults.auto_create` | Live | |
 //! | `topic_defaults.*` (the others) | Live | topics auto-created from now on |
 //! | `performance.worker_threads` | Restart | |
@@ -57,7 +59,10 @@
 use std::fmt::{self, Display};
 use std::path::Path;
 
-use crate::{BrokerConfig, PerformanceConfig, ServerConfig, ShmConfig, TopicConfig, TopicDefaults};
+use crate::{
+    display_access, BrokerConfig, PerformanceConfig, Principal, ServerConfig, ShmConfig,
+    TopicConfig, TopicDefaults,
+};
 
 /// How a changed setting takes effect in a running broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,6 +297,11 @@ const TOPIC_BACKPRESSURE: Rule = Rule::new(
     Takes::Live,
     "shared-memory rings keep theirs until re-attached",
 );
+const PUBLISH_ACL: Rule = Rule::new(Takes::Live, "checked at every publish from now on");
+const SUBSCRIBE_ACL: Rule = Rule::new(
+    Takes::Live,
+    "checked at each subscribe; subscriptions made before keep going",
+);
 const TOPIC_PREFETCH: Rule = Rule::new(Takes::Later, "consumers that subscribe from now on");
 const AUTO_CREATED: Rule = Rule::new(Takes::Live, "topics auto-created from now on");
 const CHANNEL_CAPACITY: Rule = Rule::new(Takes::Later, "subscriptions made from now on");
@@ -423,6 +433,22 @@ impl Changes {
                 TOPIC_PREFETCH,
                 plain,
             ),
+            publish: self.setting(
+                s,
+                "publish",
+                &old.publish,
+                &new.publish,
+                PUBLISH_ACL,
+                access,
+            ),
+            subscribe: self.setting(
+                s,
+                "subscribe",
+                &old.subscribe,
+                &new.subscribe,
+                SUBSCRIBE_ACL,
+                access,
+            ),
         }
     }
 
@@ -476,6 +502,22 @@ impl Changes {
                 &new.prefetch,
                 AUTO_CREATED,
                 plain,
+            ),
+            publish: self.setting(
+                S,
+                "publish",
+                &old.publish,
+                &new.publish,
+                AUTO_CREATED,
+                access,
+            ),
+            subscribe: self.setting(
+                S,
+                "subscribe",
+                &old.subscribe,
+                &new.subscribe,
+                AUTO_CREATED,
+                access,
             ),
         }
     }
@@ -560,6 +602,10 @@ fn plain<T: Display>(value: &T) -> String {
 
 fn path<P: AsRef<Path>>(value: &P) -> String {
     value.as_ref().display().to_string()
+}
+
+fn access(list: &Option<Vec<Principal>>) -> String {
+    display_access(list.as_deref())
 }
 
 fn octal(mode: &u32) -> String {
@@ -734,6 +780,8 @@ mod tests {
             max_message_size: 2,
             backpressure: Backpressure::Block,
             prefetch: 3,
+            publish: None,
+            subscribe: Some(vec![]),
         }]);
         let wanted = BrokerConfig {
             server: ServerConfig {
@@ -749,6 +797,8 @@ mod tests {
                 max_message_size: 12,
                 backpressure: Backpressure::DropNewest,
                 prefetch: 13,
+                publish: Some(vec!["uid:1".parse().expect("principal")]),
+                subscribe: None,
             }],
             topic_defaults: TopicDefaults {
                 auto_create: true,
@@ -757,6 +807,8 @@ mod tests {
                 max_message_size: 22,
                 backpressure: Backpressure::DropOldest,
                 prefetch: 23,
+                publish: Some(vec![]),
+                subscribe: Some(vec!["gid:ops".parse().expect("principal")]),
             },
             performance: PerformanceConfig {
                 worker_threads: 31,
@@ -795,12 +847,21 @@ mod tests {
                 ("t.max_message_size", "2", "12", Live),
                 ("t.backpressure", "block", "drop_newest", Live),
                 ("t.prefetch", "3", "13", Later),
+                ("t.publish", "everyone", "[\"uid:1\"]", Live),
+                ("t.subscribe", "[]", "everyone", Live),
                 ("topic_defaults.auto_create", "false", "true", Live),
                 ("topic_defaults.routing", "fanout", "queue", Live),
                 ("topic_defaults.buffer_size", "10000", "21", Live),
                 ("topic_defaults.max_message_size", "65536", "22", Live),
                 ("topic_defaults.backpressure", "block", "drop_oldest", Live),
                 ("topic_defaults.prefetch", "256", "23", Live),
+                ("topic_defaults.publish", "everyone", "[]", Live),
+                (
+                    "topic_defaults.subscribe",
+                    "everyone",
+                    "[\"gid:ops\"]",
+                    Live
+                ),
                 ("performance.worker_threads", "2", "31", Restart),
                 ("performance.channel_capacity", "100000", "32", Later),
                 ("performance.batch_size", "1000", "33", Live),
@@ -836,11 +897,18 @@ mod tests {
                     "shared-memory rings keep theirs until re-attached"
                 ),
                 ("t.prefetch", "consumers that subscribe from now on"),
+                ("t.publish", "checked at every publish from now on"),
+                (
+                    "t.subscribe",
+                    "checked at each subscribe; subscriptions made before keep going"
+                ),
                 ("topic_defaults.routing", auto),
                 ("topic_defaults.buffer_size", auto),
                 ("topic_defaults.max_message_size", auto),
                 ("topic_defaults.backpressure", auto),
                 ("topic_defaults.prefetch", auto),
+                ("topic_defaults.publish", auto),
+                ("topic_defaults.subscribe", auto),
                 (
                     "performance.channel_capacity",
                     "subscriptions made from now on"

@@ -309,6 +309,11 @@ impl<'a> TopicFields<'a> {
             ),
             "BACKPRESSURE" => set(self.backpressure, parse_display(value)?, "backpressure"),
             "PREFETCH" => set(self.prefetch, parse_number(value)?, "prefetch"),
+            "PUBLISH" | "SUBSCRIBE" => Err(
+                "access lists cannot be set from the environment (they are lists, not scalars): \
+                 set them in the file"
+                    .to_owned(),
+            ),
             other => Err(unknown_field(
                 other,
                 "topic",
@@ -420,6 +425,8 @@ mod tests {
                 max_message_size: 12,
                 backpressure: Backpressure::DropNewest,
                 prefetch: 13,
+                publish: None,
+                subscribe: None,
             }
         );
         assert_eq!(

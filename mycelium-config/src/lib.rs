@@ -64,8 +64,9 @@ pub use limits::{
 };
 pub use load::socket_path_leniently;
 pub use schema::{
-    Backpressure, BrokerConfig, ParseBackpressureError, ParseRoutingError, PerformanceConfig,
-    Routing, ServerConfig, ShmConfig, TopicConfig, TopicDefaults, MAX_RING_BYTES,
-    MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS, MIN_RING_BYTES,
+    display_access, Backpressure, BrokerConfig, ParseBackpressureError, ParsePrincipalError,
+    ParseRoutingError, PerformanceConfig, Principal, PrincipalId, Routing, ServerConfig, ShmConfig,
+    TopicConfig, TopicDefaults, MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS,
+    MIN_RING_BYTES,
 };
 pub use watch::{ConfigWatcher, RELOAD_DEBOUNCE, RELOAD_MAX_DELAY};

@@ -257,6 +257,8 @@ flush_interval_ms = 1
                     max_message_size: 65_536,
                     backpressure: Backpressure::Block,
                     prefetch: 256,
+                    publish: None,
+                    subscribe: None,
                 },
                 TopicConfig {
                     name: "execution".to_owned(),
@@ -265,6 +267,8 @@ flush_interval_ms = 1
                     max_message_size: 16_384,
                     backpressure: Backpressure::Block,
                     prefetch: 256,
+                    publish: None,
+                    subscribe: None,
                 },
             ],
             topic_defaults: TopicDefaults::default(),

@@ -188,6 +188,10 @@ pub enum ErrorCode {
     /// `22`: the topic was removed from the broker's config by a reload: the subscription is
     /// ended, and publishes to its id are refused; the name may come back later with a new id.
     TopicRemoved,
+    /// `23`: the topic's access list does not admit this peer (its uid and groups, as the
+    /// kernel reports them for the socket) for this operation; the message names the topic
+    /// and the list.
+    PermissionDenied,
     /// `32`: the broker is shutting down; no new work is accepted.
     ShuttingDown,
     /// `33`: this subscriber fell too far behind and its topic's policy is to disconnect it.
@@ -216,6 +220,7 @@ impl ErrorCode {
             ErrorCode::InvalidTopicName => 20,
             ErrorCode::ShmRefused => 21,
             ErrorCode::TopicRemoved => 22,
+            ErrorCode::PermissionDenied => 23,
             ErrorCode::ShuttingDown => 32,
             ErrorCode::SlowConsumer => 33,
             ErrorCode::Internal => 255,
@@ -240,6 +245,7 @@ impl ErrorCode {
             20 => ErrorCode::InvalidTopicName,
             21 => ErrorCode::ShmRefused,
             22 => ErrorCode::TopicRemoved,
+            23 => ErrorCode::PermissionDenied,
             32 => ErrorCode::ShuttingDown,
             33 => ErrorCode::SlowConsumer,
             255 => ErrorCode::Internal,
@@ -754,6 +760,7 @@ mod wire_values {
             (ErrorCode::InvalidTopicName, 20),
             (ErrorCode::ShmRefused, 21),
             (ErrorCode::TopicRemoved, 22),
+            (ErrorCode::PermissionDenied, 23),
             (ErrorCode::ShuttingDown, 32),
             (ErrorCode::SlowConsumer, 33),
             (ErrorCode::Internal, 255),

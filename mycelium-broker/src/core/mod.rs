@@ -1,5 +1,6 @@
 //! The routing core: topics, the registry, and the in-process [`Broker`](local::Broker).
 
+pub mod acl;
 pub mod local;
 pub mod registry;
 pub mod topic;

@@ -47,6 +47,7 @@ use mycelium_config::{Backpressure, Routing, TopicConfig};
 use mycelium_transport::{ErrorCode, Frame};
 use tokio::sync::Notify;
 
+use crate::core::acl::{Action, PeerIdentity, TopicAcl};
 use crate::outbox::{Appended, FrameRun, Outbox};
 
 /// A topic's id: assigned by the broker, carried on the wire, never reused within a broker run.
@@ -318,6 +319,8 @@ pub struct Topic {
     /// call reads them once, so a batch is never routed on half of an old and half of a new
     /// config.
     settings: ArcSwap<TopicConfig>,
+    /// The settings' access lists, resolved; replaced with them.
+    acl: ArcSwap<TopicAcl>,
     /// Set once by [`Topic::remove`]: publishes route nothing, subscribes are refused.
     removed: AtomicBool,
     counters: TopicCounters,
@@ -340,6 +343,7 @@ impl Topic {
             id,
             name: config.name.clone(),
             routing: config.routing,
+            acl: ArcSwap::from_pointee(resolve_acl(&config)),
             settings: ArcSwap::from_pointee(config),
             removed: AtomicBool::new(false),
             counters: TopicCounters::default(),
@@ -386,12 +390,23 @@ impl Topic {
         if config.name != self.name || config.routing != self.routing {
             return Err(config);
         }
+        self.acl.store(Arc::new(resolve_acl(&config)));
         self.settings.store(Arc::new(config));
         // A publisher waiting for backlog room looks again under the new size.
         if self.routing == Routing::Queue {
             self.queue.space.notify_waiters();
         }
         Ok(())
+    }
+
+    /// Whether `peer` may do `action` on this topic now; the refusal's text if not.
+    pub fn check_access(&self, action: Action, peer: &PeerIdentity) -> Result<(), String> {
+        let acl = self.acl.load();
+        if acl.allows(action, peer) {
+            Ok(())
+        } else {
+            Err(acl.refusal(action, &self.name, peer))
+        }
     }
 
     /// Whether [`Topic::remove`] was called.
@@ -1046,6 +1061,15 @@ impl Topic {
             self.queue.space.notify_waiters();
         }
     }
+}
+
+/// The topic's access lists; lists that cannot be resolved admit nobody (a config is checked
+/// with [`TopicAcl::check_all`] before it is put in force, so this is a backstop).
+fn resolve_acl(config: &TopicConfig) -> TopicAcl {
+    TopicAcl::resolve(config).unwrap_or_else(|error| {
+        tracing::error!(%error, "access list cannot be resolved: the topic admits nobody");
+        TopicAcl::deny_all()
+    })
 }
 
 /// Sets each shared-memory consumer's credit from what it has still to read (0 with `skip`,

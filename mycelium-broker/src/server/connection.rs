@@ -33,6 +33,7 @@ use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::core::acl::{Action, PeerIdentity};
 use crate::core::topic::{Batch, Progress, PublishCursor, SubscriberId, Topic, TopicId};
 use crate::error::LookupError;
 use crate::outbox::{FrameRun, Outbox};
@@ -119,6 +120,8 @@ struct Subscription {
 /// The reader side's state for one connection.
 struct Connection {
     state: Arc<BrokerState>,
+    /// Who the kernel says the peer is: what the topics' access lists are checked against.
+    peer: PeerIdentity,
     outbox: Arc<Outbox>,
     id: u64,
     /// Subscriptions by topic id; a connection subscribes at most once per topic.
@@ -143,15 +146,16 @@ pub(crate) async fn serve(
     writers: TaskTracker,
 ) {
     let id = state.next_connection_id();
+    let peer = peer_identity(&stream);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     match first_frame(&mut stream, &mut buf, &state, &stop).await {
         Ok(Frame::Hello { client_id, name }) => {
-            tracing::debug!(connection = id, %client_id, name = %name, "client connected");
-            serve_messages(stream, buf, Arc::clone(&state), stop, writers, id).await;
+            tracing::debug!(connection = id, %client_id, name = %name, peer = %peer.describe(), "client connected");
+            serve_messages(stream, buf, Arc::clone(&state), stop, writers, id, peer).await;
         }
         Ok(Frame::ShmHello { client_id, name }) if state.shm.enabled() => {
-            tracing::debug!(session = id, %client_id, name = %name, "shared-memory client connected");
-            shm_session::serve(stream, buf, Arc::clone(&state), stop, id).await;
+            tracing::debug!(session = id, %client_id, name = %name, peer = %peer.describe(), "shared-memory client connected");
+            shm_session::serve(stream, buf, Arc::clone(&state), stop, id, peer).await;
         }
         Ok(Frame::ShmHello { .. }) => {
             let refusal = fatal(
@@ -174,6 +178,19 @@ pub(crate) async fn serve(
         Err(Stop::Gone | Stop::Shutdown) => {}
     }
     state.close_socket();
+}
+
+/// Who the peer is, from `SO_PEERCRED`. Should the kernel not say (it always does for a
+/// connected Unix socket), the peer is nobody: uid and gid `u32::MAX`, which no access list
+/// names, so only topics without lists admit it.
+fn peer_identity(stream: &UnixStream) -> PeerIdentity {
+    match stream.peer_cred() {
+        Ok(cred) => PeerIdentity::new(cred.uid(), cred.gid(), cred.pid().unwrap_or(0)),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the peer's credentials; treating it as nobody");
+            PeerIdentity::new(u32::MAX, u32::MAX, 0)
+        }
+    }
 }
 
 /// Reads the first frame (within the connection timeout).
@@ -222,6 +239,7 @@ async fn serve_messages(
     stop: CancellationToken,
     writers: TaskTracker,
     id: u64,
+    peer: PeerIdentity,
 ) {
     if let Err(error) = mycelium_transport::uds::tune_stream(&stream) {
         tracing::debug!(%error, "could not enlarge the socket buffers");
@@ -232,6 +250,7 @@ async fn serve_messages(
     let mut conn = Connection {
         id,
         state,
+        peer,
         outbox,
         subscriptions: HashMap::new(),
         topics: Vec::new(),
@@ -379,7 +398,10 @@ impl Connection {
             let run = match open {
                 Some(ref run) => run,
                 None => {
-                    let topic = match self.topic(topic_id) {
+                    let topic = match self
+                        .topic(topic_id)
+                        .and_then(|topic| self.may_publish(topic))
+                    {
                         Ok(topic) => topic,
                         Err(refusal) => {
                             steps.push(refusal);
@@ -532,6 +554,31 @@ impl Connection {
         Ok(())
     }
 
+    /// `topic` if this peer may publish to it (checked at each run: a reload may revoke it).
+    fn may_publish(&self, topic: Arc<Topic>) -> Result<Arc<Topic>, Step> {
+        match topic.check_access(Action::Publish, &self.peer) {
+            Ok(()) => Ok(topic),
+            Err(message) => Err(Step::Refuse {
+                code: ErrorCode::PermissionDenied,
+                topic_id: topic.id(),
+                message,
+            }),
+        }
+    }
+
+    /// Refuses request `request_id` if this peer may not do `action` on `topic`; true if
+    /// it was refused.
+    fn refuse_access(&self, request_id: u32, action: Action, topic: &Topic) -> bool {
+        match topic.check_access(action, &self.peer) {
+            Ok(()) => false,
+            Err(message) => {
+                tracing::info!(connection = self.id, topic = topic.name(), peer = %self.peer.describe(), action = action.key(), "access refused");
+                self.refuse(request_id, ErrorCode::PermissionDenied, topic.id(), message);
+                true
+            }
+        }
+    }
+
     /// Tells the client that a reload removed `topic` (a publish or subscribe named it).
     fn refuse_removed(&self, topic: &Topic) {
         self.refuse(
@@ -601,6 +648,9 @@ impl Connection {
                         return Ok(());
                     }
                 };
+                if self.refuse_access(request_id, Action::Subscribe, &topic) {
+                    return Ok(());
+                }
                 if self.subscriptions.contains_key(&topic.id()) {
                     let message = format!("already subscribed to topic '{}'", topic.name());
                     self.refuse(request_id, ErrorCode::AlreadySubscribed, topic.id(), message);
@@ -642,7 +692,9 @@ impl Connection {
             },
             Frame::Advertise { request_id, topic } => match self.state.registry.resolve(&topic) {
                 Ok(topic) => {
-                    self.outbox.append_control(&topic_ack(request_id, &topic, 0));
+                    if !self.refuse_access(request_id, Action::Publish, &topic) {
+                        self.outbox.append_control(&topic_ack(request_id, &topic, 0));
+                    }
                 }
                 Err(error) => self.refuse_lookup(request_id, error),
             },

@@ -20,6 +20,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// An access list names a user or group this machine does not have.
+    #[error("invalid access list in config: {}", .0.join("; "))]
+    AccessLists(Vec<String>),
     /// The config's topics could not be declared.
     #[error("invalid topic in config: {0}")]
     Topics(#[from] crate::error::CreateTopicError),

@@ -31,6 +31,7 @@ use mycelium_config::{BrokerConfig, ConfigDiff, ConfigError, ConfigWatcher, Take
 use mycelium_transport::{ConfigStatus, ReloadOutcome};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::core::acl::TopicAcl;
 use crate::server::state::BrokerState;
 
 /// Why a reload runs.
@@ -226,6 +227,16 @@ fn reload(
         Ok(config) => config,
         Err(error) => return (Some(invalid(state, path, &error)), Some(text)),
     };
+    let unresolved = TopicAcl::check_all(&wanted);
+    if !unresolved.is_empty() {
+        let message = unresolved
+            .iter()
+            .map(|problem| format!("{}: {problem}", path.display()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        tracing::error!(file = %path.display(), "config reload failed, still running the last good config: {}", message.replace('\n', "; "));
+        return (Some(failure(state, message)), Some(text));
+    }
     let running = state.config();
     let diff = ConfigDiff::between(&running, &wanted);
     // Only settings that need a restart (or were refused) differ: nothing to apply, and

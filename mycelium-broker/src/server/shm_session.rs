@@ -28,6 +28,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::core::acl::{Action, PeerIdentity};
 use crate::error::LookupError;
 use crate::server::shm_rings::{Grant, SegmentRefusal, SessionEvent, ShmRefusal};
 use crate::server::state::BrokerState;
@@ -55,6 +56,7 @@ pub(crate) async fn serve(
     state: Arc<BrokerState>,
     stop: CancellationToken,
     id: u64,
+    peer: PeerIdentity,
 ) {
     let (events_tx, events) = mpsc::unbounded_channel();
     let mut session = Session {
@@ -62,6 +64,7 @@ pub(crate) async fn serve(
         buf,
         state,
         id,
+        peer,
         events_tx,
         events,
         fds: VecDeque::new(),
@@ -82,6 +85,8 @@ struct Session {
     buf: BytesMut,
     state: Arc<BrokerState>,
     id: u64,
+    /// Who the kernel says the peer is: what the topics' access lists are checked against.
+    peer: PeerIdentity,
     /// Cloned into every subscriber attachment, so other sessions can reach this client.
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     events: mpsc::UnboundedReceiver<SessionEvent>,
@@ -273,6 +278,15 @@ impl Session {
                 return self.send(&refusal, &[]).await.map_err(|_| End::Gone);
             }
         };
+        let action = match role {
+            ShmRole::Publish => Action::Publish,
+            ShmRole::Subscribe => Action::Subscribe,
+        };
+        if let Err(message) = topic.check_access(action, &self.peer) {
+            tracing::info!(session = self.id, topic = topic.name(), peer = %self.peer.describe(), action = action.key(), "shared-memory attach refused: access");
+            let refusal = error_frame(request_id, ErrorCode::PermissionDenied, false, message);
+            return self.send(&refusal, &[]).await.map_err(|_| End::Gone);
+        }
         let routing = topic.routing();
         let held = self.state.shm.attachments_of(self.id);
         if held >= MAX_ATTACHMENTS_PER_SESSION {

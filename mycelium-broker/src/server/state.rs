@@ -50,6 +50,10 @@ pub struct BrokerState {
 impl BrokerState {
     /// State for a broker run with `config` (assumed validated).
     pub fn new(config: BrokerConfig) -> Result<BrokerState, ServeError> {
+        let problems = crate::core::acl::TopicAcl::check_all(&config);
+        if !problems.is_empty() {
+            return Err(ServeError::AccessLists(problems));
+        }
         let registry = Arc::new(TopicRegistry::from_config(&config)?);
         let (reload, reload_queue) = crate::server::reload::channel();
         Ok(BrokerState {

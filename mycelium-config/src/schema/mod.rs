@@ -1,5 +1,6 @@
 //! The typed shape of `broker.toml`: one file per section, plus the two enums topics use.
 
+mod acl;
 mod backpressure;
 mod broker;
 mod performance;
@@ -8,6 +9,7 @@ mod server;
 mod shm;
 mod topic;
 
+pub use acl::{display_access, ParsePrincipalError, Principal, PrincipalId};
 pub use backpressure::{Backpressure, ParseBackpressureError};
 pub use broker::BrokerConfig;
 pub use performance::PerformanceConfig;

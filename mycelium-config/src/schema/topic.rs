@@ -15,7 +15,7 @@
 
 use serde::Deserialize;
 
-use super::{Backpressure, Routing};
+use super::{Backpressure, Principal, Routing};
 
 const DEFAULT_BUFFER_SIZE: usize = 10_000;
 const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -56,6 +56,13 @@ pub struct TopicConfig {
     /// Default 256, > 0.
     #[serde(default = "default_prefetch")]
     pub prefetch: u32,
+    /// Who may publish (`uid:…`, `gid:…`, see [`Principal`]); absent: every local user who
+    /// can open the socket; empty: nobody.
+    #[serde(default)]
+    pub publish: Option<Vec<Principal>>,
+    /// Who may subscribe (or consume, on a queue topic), as `publish`.
+    #[serde(default)]
+    pub subscribe: Option<Vec<Principal>>,
 }
 
 /// Section `[topic_defaults]`: settings for topics that are not declared in `[[topics]]`.
@@ -75,6 +82,10 @@ pub struct TopicDefaults {
     pub backpressure: Backpressure,
     /// As [`TopicConfig::prefetch`].
     pub prefetch: u32,
+    /// As [`TopicConfig::publish`].
+    pub publish: Option<Vec<Principal>>,
+    /// As [`TopicConfig::subscribe`].
+    pub subscribe: Option<Vec<Principal>>,
 }
 
 impl Default for TopicDefaults {
@@ -86,6 +97,8 @@ impl Default for TopicDefaults {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             backpressure: Backpressure::default(),
             prefetch: DEFAULT_PREFETCH,
+            publish: None,
+            subscribe: None,
         }
     }
 }
@@ -102,6 +115,8 @@ impl TopicDefaults {
             max_message_size: self.max_message_size,
             backpressure: self.backpressure,
             prefetch: self.prefetch,
+            publish: self.publish.clone(),
+            subscribe: self.subscribe.clone(),
         }
     }
 }
@@ -125,6 +140,8 @@ mod tests {
             max_message_size: 9,
             backpressure: Backpressure::Disconnect,
             prefetch: 3,
+            publish: Some(vec!["uid:1".parse().unwrap()]),
+            subscribe: Some(vec![]),
         };
         assert_eq!(
             defaults.topic("orders.eu"),
@@ -135,6 +152,8 @@ mod tests {
                 max_message_size: 9,
                 backpressure: Backpressure::Disconnect,
                 prefetch: 3,
+                publish: Some(vec!["uid:1".parse().unwrap()]),
+                subscribe: Some(vec![]),
             }
         );
     }
