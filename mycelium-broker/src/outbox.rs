@@ -208,6 +208,9 @@ struct State {
     space_wanted: bool,
     /// While non-zero the drainer may not take: see [`Outbox::append_control_held`].
     holds: usize,
+    /// Takes that found something: whether the peer is taking what is sent to it
+    /// ([`Outbox::progress`]).
+    takes: u64,
 }
 
 /// The room rule, over a topic's queued messages and the outbox's bytes: see
@@ -617,6 +620,7 @@ impl Outbox {
         }
         std::mem::swap(&mut state.segments, &mut into.segments);
         std::mem::swap(&mut state.tail, &mut into.tail);
+        state.takes = state.takes.wrapping_add(1);
         state.bytes = 0;
         state.messages = 0;
         state.per_topic.clear();
@@ -659,6 +663,14 @@ impl Outbox {
             }
             notified.await;
         }
+    }
+
+    /// How many times the drainer has taken something so far, and whether something is
+    /// queued now: a peer whose outbox stays non-empty while this count stands still takes
+    /// nothing (the connection's heartbeat reads it).
+    pub fn progress(&self) -> (u64, bool) {
+        let state = self.lock();
+        (state.takes, !state.is_empty())
     }
 
     /// True when nothing is queued and the outbox is closed: the drainer may stop.

@@ -17,6 +17,8 @@
 //! | `server.max_connections` | Live | |
 //! | `server.connection_timeout_ms` | Live | new connections |
 //! | `server.socket_mode` | Live | applied to the socket file |
+//! | `server.max_subscriptions_per_connection`, `server.max_subscriptions` | Live | checked at each subscribe; subscriptions held beyond it keep going |
+//! | `server.heartbeat_interval_ms`, `server.heartbeat_misses` | Live | |
 //! | `<topic>.routing` | Refused | a live topic cannot change routing: remove the topic, reload, then declare it again |
 //! | `<topic>.buffer_size` | Live | |
 //! | `<topic>.max_message_size` | Live | publishers see a raised limit when they resolve the topic again |
@@ -283,6 +285,10 @@ const RESTART: Rule = Rule {
     takes: Takes::Restart,
     note: None,
 };
+const NEW_SUBSCRIPTIONS: Rule = Rule::new(
+    Takes::Live,
+    "checked at each subscribe; subscriptions held beyond it keep going",
+);
 const NEW_CONNECTIONS: Rule = Rule::new(Takes::Live, "new connections");
 const SOCKET_MODE: Rule = Rule::new(Takes::Live, "applied to the socket file");
 const TOPIC_ROUTING: Rule = Rule::new(
@@ -384,6 +390,38 @@ impl Changes {
                 &new.socket_mode,
                 SOCKET_MODE,
                 octal,
+            ),
+            max_subscriptions_per_connection: self.setting(
+                S,
+                "max_subscriptions_per_connection",
+                &old.max_subscriptions_per_connection,
+                &new.max_subscriptions_per_connection,
+                NEW_SUBSCRIPTIONS,
+                plain,
+            ),
+            max_subscriptions: self.setting(
+                S,
+                "max_subscriptions",
+                &old.max_subscriptions,
+                &new.max_subscriptions,
+                NEW_SUBSCRIPTIONS,
+                plain,
+            ),
+            heartbeat_interval_ms: self.setting(
+                S,
+                "heartbeat_interval_ms",
+                &old.heartbeat_interval_ms,
+                &new.heartbeat_interval_ms,
+                LIVE,
+                plain,
+            ),
+            heartbeat_misses: self.setting(
+                S,
+                "heartbeat_misses",
+                &old.heartbeat_misses,
+                &new.heartbeat_misses,
+                LIVE,
+                plain,
             ),
         }
     }
@@ -789,6 +827,10 @@ mod tests {
                 max_connections: 9,
                 connection_timeout_ms: 8,
                 socket_mode: 0o600,
+                max_subscriptions_per_connection: 5,
+                max_subscriptions: 6,
+                heartbeat_interval_ms: 7,
+                heartbeat_misses: 4,
             },
             topics: vec![TopicConfig {
                 name: "t".to_owned(),
@@ -842,6 +884,10 @@ mod tests {
                 ("server.max_connections", "1000", "9", Live),
                 ("server.connection_timeout_ms", "30000", "8", Live),
                 ("server.socket_mode", "0660", "0600", Live),
+                ("server.max_subscriptions_per_connection", "1024", "5", Live),
+                ("server.max_subscriptions", "65536", "6", Live),
+                ("server.heartbeat_interval_ms", "10000", "7", Live),
+                ("server.heartbeat_misses", "3", "4", Live),
                 ("t.routing", "queue", "fanout", Refused),
                 ("t.buffer_size", "1", "11", Live),
                 ("t.max_message_size", "2", "12", Live),
@@ -883,6 +929,14 @@ mod tests {
             [
                 ("server.connection_timeout_ms", "new connections"),
                 ("server.socket_mode", "applied to the socket file"),
+                (
+                    "server.max_subscriptions_per_connection",
+                    "checked at each subscribe; subscriptions held beyond it keep going"
+                ),
+                (
+                    "server.max_subscriptions",
+                    "checked at each subscribe; subscriptions held beyond it keep going"
+                ),
                 (
                     "t.routing",
                     "a live topic cannot change routing: remove the topic, reload, then declare \

@@ -192,10 +192,32 @@ fn set_server(server: &mut ServerConfig, field: &str, value: &str) -> Result<&'s
             parse_octal_mode(value.trim())?,
             "socket_mode",
         ),
+        "MAX_SUBSCRIPTIONS_PER_CONNECTION" => set(
+            &mut server.max_subscriptions_per_connection,
+            parse_number(value)?,
+            "max_subscriptions_per_connection",
+        ),
+        "MAX_SUBSCRIPTIONS" => set(
+            &mut server.max_subscriptions,
+            parse_number(value)?,
+            "max_subscriptions",
+        ),
+        "HEARTBEAT_INTERVAL_MS" => set(
+            &mut server.heartbeat_interval_ms,
+            parse_number(value)?,
+            "heartbeat_interval_ms",
+        ),
+        "HEARTBEAT_MISSES" => set(
+            &mut server.heartbeat_misses,
+            parse_number(value)?,
+            "heartbeat_misses",
+        ),
         other => Err(unknown_field(
             other,
             "server",
-            "SOCKET_PATH, MAX_CONNECTIONS, CONNECTION_TIMEOUT_MS, SOCKET_MODE",
+            "SOCKET_PATH, MAX_CONNECTIONS, CONNECTION_TIMEOUT_MS, SOCKET_MODE, \
+             MAX_SUBSCRIPTIONS_PER_CONNECTION, MAX_SUBSCRIPTIONS, HEARTBEAT_INTERVAL_MS, \
+             HEARTBEAT_MISSES",
         )),
     }
 }

@@ -248,6 +248,7 @@ flush_interval_ms = 1
                 max_connections: 1000,
                 connection_timeout_ms: 30_000,
                 socket_mode: 0o660,
+                ..ServerConfig::default()
             },
             topics: vec![
                 TopicConfig {

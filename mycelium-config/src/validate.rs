@@ -66,6 +66,12 @@ fn check_server(server: &ServerConfig, problems: &mut Problems) {
     }
     problems.require_positive("server.max_connections", server.max_connections == 0);
     problems.require_positive(
+        "server.max_subscriptions_per_connection",
+        server.max_subscriptions_per_connection == 0,
+    );
+    problems.require_positive("server.max_subscriptions", server.max_subscriptions == 0);
+    problems.require_positive("server.heartbeat_misses", server.heartbeat_misses == 0);
+    problems.require_positive(
         "server.connection_timeout_ms",
         server.connection_timeout_ms == 0,
     );

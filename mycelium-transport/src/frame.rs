@@ -172,6 +172,9 @@ pub enum ErrorCode {
     TooManyConnections,
     /// `7`: the handshake did not complete within the connection timeout.
     HandshakeTimeout,
+    /// `8`: the connection sent nothing, and took nothing the broker sent it, through
+    /// `heartbeat_misses` pings in a row: the broker drops it as dead.
+    HeartbeatTimeout,
     /// `16`: the topic (named, or by id) does not exist and is not auto-created.
     UnknownTopic,
     /// `17`: a payload is larger than the topic's `max_message_size`; the message was not routed.
@@ -192,6 +195,9 @@ pub enum ErrorCode {
     /// kernel reports them for the socket) for this operation; the message names the topic
     /// and the list.
     PermissionDenied,
+    /// `24`: a configured limit is reached (subscriptions per connection or in all); the
+    /// message names the limit and its setting. Nothing was done.
+    LimitExceeded,
     /// `32`: the broker is shutting down; no new work is accepted.
     ShuttingDown,
     /// `33`: this subscriber fell too far behind and its topic's policy is to disconnect it.
@@ -213,6 +219,7 @@ impl ErrorCode {
             ErrorCode::HandshakeRequired => 5,
             ErrorCode::TooManyConnections => 6,
             ErrorCode::HandshakeTimeout => 7,
+            ErrorCode::HeartbeatTimeout => 8,
             ErrorCode::UnknownTopic => 16,
             ErrorCode::MessageTooLarge => 17,
             ErrorCode::NotSubscribed => 18,
@@ -221,6 +228,7 @@ impl ErrorCode {
             ErrorCode::ShmRefused => 21,
             ErrorCode::TopicRemoved => 22,
             ErrorCode::PermissionDenied => 23,
+            ErrorCode::LimitExceeded => 24,
             ErrorCode::ShuttingDown => 32,
             ErrorCode::SlowConsumer => 33,
             ErrorCode::Internal => 255,
@@ -238,6 +246,7 @@ impl ErrorCode {
             5 => ErrorCode::HandshakeRequired,
             6 => ErrorCode::TooManyConnections,
             7 => ErrorCode::HandshakeTimeout,
+            8 => ErrorCode::HeartbeatTimeout,
             16 => ErrorCode::UnknownTopic,
             17 => ErrorCode::MessageTooLarge,
             18 => ErrorCode::NotSubscribed,
@@ -246,6 +255,7 @@ impl ErrorCode {
             21 => ErrorCode::ShmRefused,
             22 => ErrorCode::TopicRemoved,
             23 => ErrorCode::PermissionDenied,
+            24 => ErrorCode::LimitExceeded,
             32 => ErrorCode::ShuttingDown,
             33 => ErrorCode::SlowConsumer,
             255 => ErrorCode::Internal,
@@ -753,6 +763,7 @@ mod wire_values {
             (ErrorCode::HandshakeRequired, 5),
             (ErrorCode::TooManyConnections, 6),
             (ErrorCode::HandshakeTimeout, 7),
+            (ErrorCode::HeartbeatTimeout, 8),
             (ErrorCode::UnknownTopic, 16),
             (ErrorCode::MessageTooLarge, 17),
             (ErrorCode::NotSubscribed, 18),
@@ -761,6 +772,7 @@ mod wire_values {
             (ErrorCode::ShmRefused, 21),
             (ErrorCode::TopicRemoved, 22),
             (ErrorCode::PermissionDenied, 23),
+            (ErrorCode::LimitExceeded, 24),
             (ErrorCode::ShuttingDown, 32),
             (ErrorCode::SlowConsumer, 33),
             (ErrorCode::Internal, 255),

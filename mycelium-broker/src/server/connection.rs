@@ -37,6 +37,7 @@ use crate::core::acl::{Action, PeerIdentity};
 use crate::core::topic::{Batch, Progress, PublishCursor, SubscriberId, Topic, TopicId};
 use crate::error::LookupError;
 use crate::outbox::{FrameRun, Outbox};
+use crate::server::heartbeat::{Beat, Heartbeat};
 use crate::server::listener::{REFUSAL_WRITE_TIMEOUT, SHUTDOWN_FLUSH_DEADLINE};
 use crate::server::shm_session;
 use crate::server::state::BrokerState;
@@ -132,7 +133,13 @@ struct Connection {
     max_frame_len: usize,
     /// Frame ends of the runs of the current scan; reused across reads.
     ends: Vec<usize>,
+    /// Whether the peer is still there ([`Heartbeat`]), and when to look next.
+    heartbeat: Heartbeat,
+    heartbeat_due: tokio::time::Instant,
 }
+
+/// How often a connection looks again whether heartbeats were turned on, while they are off.
+const HEARTBEAT_OFF_RECHECK: Duration = Duration::from_secs(1);
 
 /// Serves one accepted socket until the peer leaves, breaks the protocol, or `stop` fires.
 ///
@@ -256,7 +263,10 @@ async fn serve_messages(
         topics: Vec::new(),
         max_frame_len: HANDSHAKE_MAX_FRAME_LEN,
         ends: Vec::new(),
+        heartbeat: Heartbeat::default(),
+        heartbeat_due: tokio::time::Instant::now(),
     };
+    conn.schedule_heartbeat();
     conn.welcome();
     let outcome = conn.read_loop(&mut reader, &mut buf, &stop).await;
     match outcome {
@@ -321,10 +331,48 @@ impl Connection {
                         tracing::debug!(connection = self.id, bytes = buf.len(), "client closed mid-frame");
                         return Stop::Gone;
                     }
-                    Ok(_) => {}
+                    Ok(_) => self.heartbeat.heard(),
                     Err(_) => return Stop::Gone,
                 },
+                _ = tokio::time::sleep_until(self.heartbeat_due) => {
+                    if let Some(stop) = self.beat() {
+                        return stop;
+                    }
+                }
             }
+        }
+    }
+
+    /// When the next heartbeat tick is due, from the interval in force now.
+    fn schedule_heartbeat(&mut self) {
+        let interval = self.state.config().server.heartbeat_interval_ms;
+        let wait = match interval {
+            0 => HEARTBEAT_OFF_RECHECK,
+            ms => Duration::from_millis(ms),
+        };
+        self.heartbeat_due = tokio::time::Instant::now() + wait;
+    }
+
+    /// A heartbeat tick: pings a silent peer, or returns the stop of one silent too long.
+    fn beat(&mut self) -> Option<Stop> {
+        let server = &self.state.config().server;
+        let (interval, misses) = (server.heartbeat_interval_ms, server.heartbeat_misses);
+        self.schedule_heartbeat();
+        if interval == 0 {
+            return None;
+        }
+        match self.heartbeat.tick(self.outbox.progress(), misses) {
+            Beat::Alive => None,
+            Beat::Ping(token) => {
+                self.outbox.append_control(&Frame::Ping { token });
+                None
+            }
+            Beat::Dead(pings) => Some(fatal(
+                ErrorCode::HeartbeatTimeout,
+                format!(
+                    "no sign of life through {pings} pings, {interval} ms apart                      (server.heartbeat_interval_ms, heartbeat_misses = {misses})"
+                ),
+            )),
         }
     }
 
@@ -656,6 +704,17 @@ impl Connection {
                     self.refuse(request_id, ErrorCode::AlreadySubscribed, topic.id(), message);
                     return Ok(());
                 }
+                let per_connection = self.state.config().server.max_subscriptions_per_connection;
+                if self.subscriptions.len() >= per_connection {
+                    let message = format!("this connection already holds {} subscriptions (server.max_subscriptions_per_connection = {per_connection})", self.subscriptions.len());
+                    self.refuse(request_id, ErrorCode::LimitExceeded, topic.id(), message);
+                    return Ok(());
+                }
+                if !self.state.try_add_subscription() {
+                    let message = format!("the broker holds its most subscriptions (server.max_subscriptions = {})", self.state.config().server.max_subscriptions);
+                    self.refuse(request_id, ErrorCode::LimitExceeded, topic.id(), message);
+                    return Ok(());
+                }
                 let id = self.state.registry.next_subscriber_id();
                 let capacity = self.state.config().performance.channel_capacity;
                 let granted = match topic.routing() {
@@ -669,6 +728,7 @@ impl Connection {
                 if topic.subscribe(id, self.outbox.clone(), capacity, granted).is_none() {
                     // A reload removed the topic since the lookup: the ack is followed at
                     // once by the removal notice, as for any subscriber of a removed topic.
+                    self.state.remove_subscriptions(1);
                     self.refuse_removed(&topic);
                     drop(hold);
                     return Ok(());
@@ -680,7 +740,7 @@ impl Connection {
                 tracing::debug!(connection = self.id, topic = topic.name(), "subscribed");
                 self.subscriptions.insert(topic.id(), Subscription { id, topic });
             }
-            Frame::Unsubscribe { request_id, topic_id } => match self.subscriptions.remove(&topic_id) {
+            Frame::Unsubscribe { request_id, topic_id } => match self.subscriptions.remove(&topic_id).inspect(|_| self.state.remove_subscriptions(1)) {
                 // A removed topic ended the subscription already (and said so).
                 Some(sub) if sub.topic.is_removed() => self.refuse(request_id, ErrorCode::NotSubscribed, topic_id, format!("topic id {topic_id} was removed; the subscription ended then")),
                 Some(sub) => {
@@ -727,6 +787,7 @@ impl Connection {
 
     /// Removes this connection's subscriptions and closes its outbox (flushing what is queued).
     fn leave(&mut self) {
+        self.state.remove_subscriptions(self.subscriptions.len());
         for (_, sub) in self.subscriptions.drain() {
             // (A removed topic's `unsubscribe` finds nobody, harmlessly.)
             sub.topic.unsubscribe(sub.id);

@@ -2,6 +2,7 @@
 
 mod connection;
 pub mod error;
+mod heartbeat;
 pub mod listener;
 pub mod reload;
 mod shm_reader;

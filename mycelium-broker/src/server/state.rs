@@ -43,6 +43,8 @@ pub struct BrokerState {
     connections: Mutex<HashMap<u64, Arc<Outbox>>>,
     /// Accepted sockets, handshake or not: what `max_connections` counts.
     open_sockets: AtomicUsize,
+    /// Subscriptions all message connections hold: what `server.max_subscriptions` counts.
+    subscriptions: AtomicUsize,
     /// Every topic's shared-memory rings and who holds them.
     pub shm: Arc<ShmRings>,
 }
@@ -71,6 +73,7 @@ impl BrokerState {
             next_connection: AtomicU64::new(1),
             connections: Mutex::default(),
             open_sockets: AtomicUsize::new(0),
+            subscriptions: AtomicUsize::new(0),
         })
     }
 
@@ -131,6 +134,24 @@ impl BrokerState {
                 (n < max).then_some(n + 1)
             })
             .is_ok()
+    }
+
+    /// Counts one more subscription; false (and counts nothing) when all connections hold
+    /// `server.max_subscriptions` already.
+    pub fn try_add_subscription(&self) -> bool {
+        let max = self.config.load().server.max_subscriptions;
+        self.subscriptions
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Uncounts `n` subscriptions counted by `try_add_subscription`.
+    pub fn remove_subscriptions(&self, n: usize) {
+        if n > 0 {
+            self.subscriptions.fetch_sub(n, Ordering::AcqRel);
+        }
     }
 
     /// Uncounts a socket counted by `try_open_socket`.

@@ -34,6 +34,17 @@ pub struct ServerConfig {
     /// [`MAX_SOCKET_MODE`](crate::MAX_SOCKET_MODE).
     #[serde(deserialize_with = "deserialize_mode")]
     pub socket_mode: u32,
+    /// Most subscriptions one connection may hold at once; a further `Subscribe` is refused
+    /// (`LimitExceeded`). Default 1024, > 0.
+    pub max_subscriptions_per_connection: usize,
+    /// Most subscriptions all connections together may hold at once. Default 65536, > 0.
+    pub max_subscriptions: usize,
+    /// Milliseconds of silence from a message connection after which the broker pings it;
+    /// 0 turns heartbeats off. Default 10000.
+    pub heartbeat_interval_ms: u64,
+    /// Heartbeat intervals in a row with nothing read from a connection and nothing written
+    /// to it before the broker drops it as dead. Default 3, > 0.
+    pub heartbeat_misses: u32,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +54,10 @@ impl Default for ServerConfig {
             max_connections: 1000,
             connection_timeout_ms: 30_000,
             socket_mode: 0o660,
+            max_subscriptions_per_connection: 1024,
+            max_subscriptions: 65_536,
+            heartbeat_interval_ms: 10_000,
+            heartbeat_misses: 3,
         }
     }
 }

@@ -1,0 +1,199 @@
+//! Liveness and per-connection limits: heartbeats drop peers that are gone without closing
+//! their socket, and keep idle or slow ones; subscription limits refuse with a clear error.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use common::pubsub_support::topic_counter;
+use common::{block_on, fanout, spawn_sub, wait_until, TestBroker, DEADLINE};
+use mycelium::transport::{encode_frame, peek_frame, ErrorCode, Frame};
+use mycelium::Client;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Heartbeats every 100 ms, two misses allowed: a dead peer goes within ~300 ms.
+const FAST_HEARTBEAT: &str = "heartbeat_interval_ms = 100\nheartbeat_misses = 2";
+
+/// A raw connection that completes the handshake and then answers nothing.
+struct Silent {
+    stream: UnixStream,
+    buf: BytesMut,
+}
+
+impl Silent {
+    fn connect(socket: &std::path::Path) -> Silent {
+        let mut stream = UnixStream::connect(socket).expect("connect");
+        let mut out = BytesMut::new();
+        encode_frame(
+            &Frame::Hello {
+                client_id: uuid::Uuid::new_v4(),
+                name: "silent".into(),
+            },
+            &mut out,
+        )
+        .expect("encode");
+        stream.write_all(&out).expect("hello");
+        let mut silent = Silent {
+            stream,
+            buf: BytesMut::new(),
+        };
+        assert!(matches!(silent.next(), Some(Frame::Welcome { .. })));
+        silent
+    }
+
+    /// The next frame, or `None` at the end of the stream; fails after [`DEADLINE`].
+    fn next(&mut self) -> Option<Frame> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some((view, used)) = peek_frame(&self.buf, usize::MAX).expect("valid header") {
+                let frame = view.to_frame().expect("valid frame");
+                self.buf.advance(used);
+                return Some(frame);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no frame from the broker in time");
+            self.stream.set_read_timeout(Some(left)).expect("timeout");
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(error) => panic!("reading from the broker: {error}"),
+            }
+        }
+    }
+}
+
+/// Connects, answers nothing, and checks that the broker pings exactly `heartbeat_misses`
+/// (2) times, then drops the connection with `HeartbeatTimeout`.
+fn watch_silent_connection(socket: &std::path::Path) {
+    let mut silent = Silent::connect(socket);
+    let mut pings = 0;
+    let end = loop {
+        match silent.next() {
+            Some(Frame::Ping { .. }) => pings += 1,
+            Some(other) => break other,
+            None => panic!("closed without saying why"),
+        }
+    };
+    match end {
+        Frame::Error {
+            code,
+            fatal,
+            message,
+            ..
+        } => {
+            assert_eq!(code, ErrorCode::HeartbeatTimeout, "{message}");
+            assert!(fatal);
+            assert!(message.contains("2 pings, 100 ms apart"), "{message}");
+        }
+        other => panic!("expected HeartbeatTimeout, got {other:?}"),
+    }
+    assert_eq!(pings, 2, "pinged exactly heartbeat_misses times");
+    assert!(silent.next().is_none(), "then the connection is closed");
+}
+
+#[test]
+fn a_connection_that_answers_no_ping_is_dropped_and_an_idle_client_that_answers_is_kept() {
+    let broker = TestBroker::start_with(FAST_HEARTBEAT, &fanout("t"));
+    block_on(async {
+        let client = Client::connect(&broker.socket).await.expect("connect");
+        // On a thread of its own: its blocking reads must not stop the client's tasks.
+        let socket = broker.socket.clone();
+        tokio::task::spawn_blocking(move || watch_silent_connection(&socket))
+            .await
+            .expect("the silent connection's checks");
+        // The idle library client lived through the same silence: it answered every ping.
+        let publisher = client.publisher("t").await.expect("still connected");
+        publisher.publish(b"alive").await.expect("publish");
+        client.flush().await.expect("still served");
+        client.close().await.expect("close");
+    });
+}
+
+#[test]
+fn a_stopped_subscriber_process_is_dropped_and_its_subscription_released() {
+    let broker = TestBroker::start_with(FAST_HEARTBEAT, &fanout("t"));
+    let frozen = spawn_sub(&broker, "t", &[]);
+    let pid = Pid::from_raw(frozen.child.id() as i32);
+    assert_eq!(topic_counter(&broker, "t", "subscribers"), 1);
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+    wait_until("the stopped subscriber to be dropped", || {
+        topic_counter(&broker, "t", "subscribers") == 0
+    });
+    let _ = kill(pid, Signal::SIGCONT);
+}
+
+#[test]
+fn a_subscriber_receiving_a_stream_is_kept_under_a_short_heartbeat() {
+    // The subscriber sends nothing of its own (fanout needs no credit): its pongs keep it.
+    let broker = TestBroker::start_with(
+        "heartbeat_interval_ms = 50\nheartbeat_misses = 1",
+        &fanout("t"),
+    );
+    block_on(async {
+        let client = Client::connect(&broker.socket).await.expect("connect");
+        let mut sub = client.subscribe("t").await.expect("subscribe");
+        let publisher = Client::connect(&broker.socket).await.expect("connect");
+        let p = publisher.publisher("t").await.expect("publisher");
+        let started = Instant::now();
+        let mut n = 0u32;
+        // Far longer than the 100 ms a dead peer gets, with traffic the whole time.
+        while started.elapsed() < Duration::from_millis(600) {
+            p.publish(&n.to_le_bytes()).await.expect("publish");
+            let got = sub.recv().await.expect("a message").expect("not an error");
+            assert_eq!(got.payload()[..], n.to_le_bytes());
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(n > 10);
+        client.close().await.expect("close");
+        publisher.close().await.expect("close");
+    });
+}
+
+#[test]
+fn subscriptions_beyond_the_per_connection_and_global_limits_are_refused() {
+    let topics: String = (0..4).map(|i| fanout(&format!("t{i}"))).collect();
+    let broker = TestBroker::start_with(
+        "max_subscriptions_per_connection = 2\nmax_subscriptions = 3",
+        &topics,
+    );
+    block_on(async {
+        let a = Client::connect(&broker.socket).await.expect("connect");
+        let _s0 = a.subscribe("t0").await.expect("first");
+        let _s1 = a.subscribe("t1").await.expect("second");
+        match a.subscribe("t2").await {
+            Err(error) => {
+                assert_eq!(error.code(), Some(ErrorCode::LimitExceeded));
+                assert!(
+                    error
+                        .to_string()
+                        .contains("server.max_subscriptions_per_connection = 2"),
+                    "{error}"
+                );
+            }
+            Ok(_) => panic!("a third subscription on one connection must be refused"),
+        }
+        let b = Client::connect(&broker.socket).await.expect("connect");
+        let s2 = b.subscribe("t2").await.expect("the third in all");
+        match b.subscribe("t3").await {
+            Err(error) => {
+                assert_eq!(error.code(), Some(ErrorCode::LimitExceeded));
+                assert!(
+                    error.to_string().contains("server.max_subscriptions = 3"),
+                    "{error}"
+                );
+            }
+            Ok(_) => panic!("a fourth subscription in all must be refused"),
+        }
+        // Giving one back makes room.
+        s2.unsubscribe().await.expect("unsubscribe");
+        let _s3 = b.subscribe("t3").await.expect("room again");
+        a.close().await.expect("close");
+        b.close().await.expect("close");
+    });
+}
