@@ -1,5 +1,6 @@
-//! Liveness and per-connection limits: heartbeats drop peers that are gone without closing
-//! their socket, and keep idle or slow ones; subscription limits refuse with a clear error.
+//! Liveness and limits: heartbeats drop peers that are gone without closing
+//! their socket, and keep idle or slow ones; subscription limits refuse with a clear error;
+//! a graceful shutdown waits for slow subscribers only as long as configured.
 
 mod common;
 
@@ -196,4 +197,28 @@ fn subscriptions_beyond_the_per_connection_and_global_limits_are_refused() {
         a.close().await.expect("close");
         b.close().await.expect("close");
     });
+}
+
+#[test]
+fn a_graceful_shutdown_gives_a_stopped_subscriber_only_the_configured_deadline() {
+    let broker = TestBroker::start_with(
+        "shutdown_deadline_ms = 300\nheartbeat_interval_ms = 0",
+        "[[topics]]\nname = \"t\"\nrouting = \"fanout\"\nbackpressure = \"drop_newest\"\n",
+    );
+    let frozen = spawn_sub(&broker, "t", &[]);
+    let pid = Pid::from_raw(frozen.child.id() as i32);
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+    // Enough to fill the stopped subscriber's socket and queue: the broker cannot flush it.
+    let lines = (0..200_000).map(|i| format!("message-{i:08}-padding-padding-padding"));
+    let (status, stderr) = common::pubsub_support::spawn_pub(&broker, "t", lines).finish();
+    assert!(status.success(), "{stderr}");
+    broker.signal(Signal::SIGTERM);
+    let (status, log) = broker.wait();
+    let _ = kill(pid, Signal::SIGCONT);
+    assert!(status.success(), "a graceful shutdown exits 0: {status}");
+    assert!(
+        log.contains("did not take their messages before the deadline")
+            && log.contains("deadline=300ms"),
+        "{log}"
+    );
 }

@@ -202,6 +202,11 @@ fn set_server(server: &mut ServerConfig, field: &str, value: &str) -> Result<&'s
             parse_number(value)?,
             "max_subscriptions",
         ),
+        "SHUTDOWN_DEADLINE_MS" => set(
+            &mut server.shutdown_deadline_ms,
+            parse_number(value)?,
+            "shutdown_deadline_ms",
+        ),
         "HEARTBEAT_INTERVAL_MS" => set(
             &mut server.heartbeat_interval_ms,
             parse_number(value)?,
@@ -216,7 +221,8 @@ fn set_server(server: &mut ServerConfig, field: &str, value: &str) -> Result<&'s
             other,
             "server",
             "SOCKET_PATH, MAX_CONNECTIONS, CONNECTION_TIMEOUT_MS, SOCKET_MODE, \
-             MAX_SUBSCRIPTIONS_PER_CONNECTION, MAX_SUBSCRIPTIONS, HEARTBEAT_INTERVAL_MS, \
+             MAX_SUBSCRIPTIONS_PER_CONNECTION, MAX_SUBSCRIPTIONS, SHUTDOWN_DEADLINE_MS, \
+             HEARTBEAT_INTERVAL_MS, \
              HEARTBEAT_MISSES",
         )),
     }

@@ -38,7 +38,7 @@ use crate::core::topic::{Batch, Progress, PublishCursor, SubscriberId, Topic, To
 use crate::error::LookupError;
 use crate::outbox::{FrameRun, Outbox};
 use crate::server::heartbeat::{Beat, Heartbeat};
-use crate::server::listener::{REFUSAL_WRITE_TIMEOUT, SHUTDOWN_FLUSH_DEADLINE};
+use crate::server::listener::{shutdown_deadline, REFUSAL_WRITE_TIMEOUT};
 use crate::server::shm_session;
 use crate::server::state::BrokerState;
 
@@ -565,7 +565,7 @@ impl Connection {
         // for that long loses the rest of it.
         let give_up = async {
             stop.cancelled().await;
-            tokio::time::sleep(SHUTDOWN_FLUSH_DEADLINE).await;
+            tokio::time::sleep(shutdown_deadline(&self.state)).await;
         };
         tokio::pin!(give_up);
         while let Progress::Blocked(blocker) = topic.publish(payloads, &mut cursor) {

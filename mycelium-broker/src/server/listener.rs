@@ -8,7 +8,7 @@
 //!   every change, SIGHUP ([`Server::reload_handle`]) or `ReloadRequest` (`reload.rs`).
 //! - Shutdown: stop accepting and remove the socket file; stop every reader after the batch it
 //!   holds; then close every outbox so the writers flush everything already routed; wait for the
-//!   writers up to [`SHUTDOWN_FLUSH_DEADLINE`].
+//!   writers up to `server.shutdown_deadline_ms`.
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -31,8 +31,11 @@ use crate::server::error::ServeError;
 use crate::server::reload::{self, ReloadHandle, ReloadSource};
 use crate::server::state::BrokerState;
 
-/// How long shutdown waits for writers to flush to slow clients before giving up on them.
-pub const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for writers to flush to slow clients before giving up on them:
+/// `server.shutdown_deadline_ms` as the config in force says.
+pub(crate) fn shutdown_deadline(state: &BrokerState) -> Duration {
+    Duration::from_millis(state.config().server.shutdown_deadline_ms)
+}
 
 /// Refusals (each holding a socket for up to two [`REFUSAL_WRITE_TIMEOUT`]s) in progress at
 /// once; sockets refused beyond this are closed without an answer.
@@ -204,11 +207,12 @@ impl Server {
             outbox.close_with(&goodbye);
         }
         writers.close();
-        if tokio::time::timeout(SHUTDOWN_FLUSH_DEADLINE, writers.wait())
+        let deadline = shutdown_deadline(&self.state);
+        if tokio::time::timeout(deadline, writers.wait())
             .await
             .is_err()
         {
-            tracing::warn!(deadline = ?SHUTDOWN_FLUSH_DEADLINE, "some clients did not take their messages before the deadline");
+            tracing::warn!(?deadline, "some clients did not take their messages before the deadline (server.shutdown_deadline_ms)");
         }
         tracing::info!("broker stopped");
         Ok(())

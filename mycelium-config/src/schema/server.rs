@@ -42,6 +42,9 @@ pub struct ServerConfig {
     /// Milliseconds of silence from a message connection after which the broker pings it;
     /// 0 turns heartbeats off. Default 10000.
     pub heartbeat_interval_ms: u64,
+    /// Milliseconds a graceful shutdown (SIGTERM, SIGINT) gives connected subscribers to take
+    /// every message already accepted before the broker exits anyway. Default 10000.
+    pub shutdown_deadline_ms: u64,
     /// Heartbeat intervals in a row with nothing read from a connection and nothing written
     /// to it before the broker drops it as dead. Default 3, > 0.
     pub heartbeat_misses: u32,
@@ -56,6 +59,7 @@ impl Default for ServerConfig {
             socket_mode: 0o660,
             max_subscriptions_per_connection: 1024,
             max_subscriptions: 65_536,
+            shutdown_deadline_ms: 10_000,
             heartbeat_interval_ms: 10_000,
             heartbeat_misses: 3,
         }
