@@ -56,6 +56,8 @@ pub mod kind {
     pub const DELIVER: u8 = 0x11;
     /// [`Frame::Credit`](super::Frame::Credit), client → broker.
     pub const CREDIT: u8 = 0x12;
+    /// [`Frame::Lagged`](super::Frame::Lagged), broker → client.
+    pub const LAGGED: u8 = 0x13;
     /// [`Frame::Ping`](super::Frame::Ping), either way.
     pub const PING: u8 = 0x20;
     /// [`Frame::Pong`](super::Frame::Pong), either way.
@@ -104,6 +106,7 @@ pub mod kind {
             PUBLISH => "Publish",
             DELIVER => "Deliver",
             CREDIT => "Credit",
+            LAGGED => "Lagged",
             PING => "Ping",
             PONG => "Pong",
             ERROR => "Error",
@@ -621,6 +624,16 @@ pub enum Frame {
         /// Messages processed since the last credit.
         credit: u32,
     },
+    /// Broker → client: the topic's `drop_newest` / `drop_oldest` policy dropped `skipped`
+    /// messages of this subscription since the last `Lagged` (its buffer was full). Sent with
+    /// the next message the subscription gets; the subscription goes on. Body:
+    /// `topic_id u32 | skipped u64`.
+    Lagged {
+        /// The subscription's topic id.
+        topic_id: u32,
+        /// Messages dropped for this subscriber, exactly.
+        skipped: u64,
+    },
     /// Either way: answer with `Pong` carrying the same token. Body: `token u64`.
     /// The broker handles frames of a connection in order, so a `Pong` also tells the client that
     /// every frame it sent before the `Ping` has been processed (a flush barrier).
@@ -704,6 +717,7 @@ impl Frame {
             Frame::Publish { .. } => kind::PUBLISH,
             Frame::Deliver { .. } => kind::DELIVER,
             Frame::Credit { .. } => kind::CREDIT,
+            Frame::Lagged { .. } => kind::LAGGED,
             Frame::Ping { .. } => kind::PING,
             Frame::Pong { .. } => kind::PONG,
             Frame::Error { .. } => kind::ERROR,
@@ -820,6 +834,7 @@ mod wire_values {
                 kind::PUBLISH,
                 kind::DELIVER,
                 kind::CREDIT,
+                kind::LAGGED,
                 kind::PING,
                 kind::PONG,
                 kind::ERROR,

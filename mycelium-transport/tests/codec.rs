@@ -98,6 +98,10 @@ fn every_variant() -> Vec<Frame> {
             topic_id: 3,
             payload: Bytes::from_static(b"\x00\xffbinary"),
         },
+        Frame::Lagged {
+            topic_id: 3,
+            skipped: 1_000_000_007,
+        },
         Frame::Credit {
             topic_id: 5,
             credit: 16,
@@ -158,7 +162,7 @@ mod round_trip {
         let kinds: std::collections::HashSet<u8> = frames.iter().map(Frame::kind).collect();
         assert_eq!(
             kinds.len(),
-            17,
+            18,
             "every_variant covers every message-connection kind"
         );
         for frame in frames {
@@ -542,7 +546,7 @@ mod decode_errors {
 
     #[test]
     fn an_unknown_kind_fails_as_soon_as_its_byte_arrives() {
-        for unknown in [0x00, 0x09, 0x13, 0x58, 0x31, 0xff] {
+        for unknown in [0x00, 0x09, 0x14, 0x58, 0x31, 0xff] {
             let mut buf = BytesMut::new();
             buf.put_u32_le(1000);
             buf.put_u8(PROTOCOL_VERSION);
@@ -1241,6 +1245,13 @@ mod hot_path {
                 "1e 00 00 00 | 01 | 30 | 00 00 00 00 | 16 00 | 00 | 03 00 00 00 | 0f 00 \
                  | 74 6f 70 69 63 20 74 20 72 65 6d 6f 76 65 64",
             ),
+            (
+                Frame::Lagged {
+                    topic_id: 3,
+                    skipped: 1000,
+                },
+                "0e 00 00 00 | 01 | 13 | 03 00 00 00 | e8 03 00 00 00 00 00 00",
+            ),
         ];
         let document = protocol_document_lines();
         for (frame, text) in examples {
@@ -1464,6 +1475,8 @@ mod properties {
                 .prop_map(|(topic_id, payload)| Frame::Deliver { topic_id, payload }),
             (any::<u32>(), any::<u32>())
                 .prop_map(|(topic_id, credit)| Frame::Credit { topic_id, credit }),
+            (any::<u32>(), any::<u64>())
+                .prop_map(|(topic_id, skipped)| Frame::Lagged { topic_id, skipped }),
             any::<u64>().prop_map(|token| Frame::Ping { token }),
             any::<u64>().prop_map(|token| Frame::Pong { token }),
             (

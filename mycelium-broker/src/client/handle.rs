@@ -610,6 +610,12 @@ impl Shared {
             | Frame::Stats { request_id, .. }
             | Frame::ReloadResult { request_id, .. } => *request_id,
             Frame::Pong { token } => u32::try_from(*token).unwrap_or(0),
+            Frame::Lagged { topic_id, skipped } => {
+                if let Some(queue) = registry.subscriptions.get(topic_id) {
+                    queue.lagged(*skipped);
+                }
+                return;
+            }
             Frame::Ping { token } => {
                 drop(registry);
                 self.send_control(&Frame::Pong { token: *token });

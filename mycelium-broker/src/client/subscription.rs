@@ -65,6 +65,8 @@ struct QueueState {
 #[derive(Debug, Default)]
 pub(crate) struct SubscriptionQueue {
     state: Mutex<QueueState>,
+    /// Messages the broker dropped for this subscription (its `Lagged` notices), in all.
+    missed: std::sync::atomic::AtomicU64,
     /// Wakes the reader task when the application has taken messages.
     space: Notify,
 }
@@ -86,6 +88,12 @@ impl SubscriptionQueue {
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// Counts messages the broker says it dropped for this subscription.
+    pub(crate) fn lagged(&self, skipped: u64) {
+        self.missed
+            .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Waits until the application has room for more; called by the reader task.
@@ -157,6 +165,13 @@ impl Subscription {
             credit_batch: (prefetch / 2).max(1),
             finished: false,
         }
+    }
+
+    /// Messages the broker dropped for this subscription so far, because its buffer was full
+    /// on a `drop_newest` or `drop_oldest` topic (told by `Lagged` notices, which arrive with
+    /// the messages that follow a gap). Always 0 on other topics.
+    pub fn missed(&self) -> u64 {
+        self.queue.missed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Messages received from the broker and not yet taken by the application.

@@ -196,6 +196,10 @@ impl Blocker {
 struct FanoutSubscriber {
     id: SubscriberId,
     outbox: Arc<Outbox>,
+    /// Messages dropped for this subscriber (`drop_newest`, `drop_oldest`) that it has not
+    /// been told of yet; a `Lagged` notice goes with the next message it gets. Shared by the
+    /// copies of the subscriber list.
+    unreported: Arc<AtomicU64>,
     /// The connection's `channel_capacity` when it subscribed: caps the topic's `buffer_size`
     /// (read at each publish, so a reload's new size applies to the next message).
     capacity: usize,
@@ -529,6 +533,7 @@ impl Topic {
                 list.push(FanoutSubscriber {
                     id,
                     outbox,
+                    unreported: Arc::default(),
                     capacity: channel_capacity,
                 });
                 list.sort_by_key(|s| s.id);
@@ -806,6 +811,14 @@ impl Topic {
             };
             let rest = payloads.len() - start;
             let limit = sub.limit(settings);
+            // A subscriber that lost messages is told how many, with the next ones it gets.
+            if sub.unreported.load(Ordering::Relaxed) > 0 && sub.outbox.has_room(self.id, limit) {
+                let skipped = sub.unreported.swap(0, Ordering::Relaxed);
+                sub.outbox.append_control(&Frame::Lagged {
+                    topic_id: self.id,
+                    skipped,
+                });
+            }
             let queued =
                 match payloads.append(&sub.outbox, self.id, start..payloads.len(), Some(limit)) {
                     Appended::Closed => continue,
@@ -827,7 +840,11 @@ impl Topic {
                     });
                     break;
                 }
-                Backpressure::DropNewest => dropped += (rest - queued) as u64,
+                Backpressure::DropNewest => {
+                    let lost = (rest - queued) as u64;
+                    sub.unreported.fetch_add(lost, Ordering::Relaxed);
+                    dropped += lost;
+                }
                 Backpressure::DropOldest => {
                     let from = start + queued;
                     let missing = payloads.len() - from;
@@ -849,7 +866,9 @@ impl Topic {
                     delivered += more as u64;
                     evicted += cut as u64;
                     // Evicted, skipped, and (the byte limit held by other topics) not queued.
-                    dropped += (cut + (first - from) + (payloads.len() - first - more)) as u64;
+                    let lost = (cut + (first - from) + (payloads.len() - first - more)) as u64;
+                    sub.unreported.fetch_add(lost, Ordering::Relaxed);
+                    dropped += lost;
                 }
                 Backpressure::Disconnect => {
                     dropped += (rest - queued) as u64;

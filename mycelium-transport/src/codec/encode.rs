@@ -92,6 +92,7 @@ pub(crate) fn frame_len(frame: &Frame) -> Result<u32, EncodeError> {
             payload.len().saturating_add(4)
         }
         Frame::Credit { .. } => 4 + 4,
+        Frame::Lagged { .. } => 4 + 8,
         Frame::Ping { .. } | Frame::Pong { .. } => 8,
         Frame::Error { message, .. } | Frame::ShmDetached { message, .. } => {
             let len = text16("message", message)?;
@@ -274,6 +275,10 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
         Frame::Credit { topic_id, credit } => {
             dst.put_u32_le(*topic_id);
             dst.put_u32_le(*credit);
+        }
+        Frame::Lagged { topic_id, skipped } => {
+            dst.put_u32_le(*topic_id);
+            dst.put_u64_le(*skipped);
         }
         Frame::Ping { token } | Frame::Pong { token } => dst.put_u64_le(*token),
         Frame::Error {

@@ -92,6 +92,10 @@ fn parse(
             topic_id: r.u32()?,
             credit: r.u32()?,
         },
+        kind::LAGGED => Frame::Lagged {
+            topic_id: r.u32()?,
+            skipped: r.u64()?,
+        },
         kind::PING => Frame::Ping { token: r.u64()? },
         kind::PONG => Frame::Pong { token: r.u64()? },
         kind::ERROR => Frame::Error {

@@ -235,10 +235,17 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut received = 0u64;
+        let mut missed = 0u64;
         loop {
             let message = match subscription.try_recv() {
                 Some(message) => message,
                 None => {
+                    // A drop_newest / drop_oldest topic dropped messages for us: say how many.
+                    if subscription.missed() > missed {
+                        let skipped = subscription.missed() - missed;
+                        missed = subscription.missed();
+                        eprintln!("lagged: {skipped} message(s) were dropped by the broker (the topic's backpressure)");
+                    }
                     // Nothing more is ready: show what we have before waiting.
                     if flush_or_gone(&mut out)? {
                         return Ok(ExitCode::SUCCESS);
