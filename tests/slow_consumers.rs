@@ -5,7 +5,7 @@
 mod common;
 
 use common::pubsub_support::topic_counter;
-use common::{block_on, TestBroker};
+use common::{block_on, wait_until, TestBroker};
 use mycelium::Client;
 
 const N: u64 = 300_000;
@@ -65,4 +65,89 @@ fn drop_newest_tells_a_stalled_subscriber_exactly_how_many_it_missed() {
 #[test]
 fn drop_oldest_tells_a_stalled_subscriber_exactly_how_many_it_missed() {
     a_stalled_subscriber_is_told_exactly_how_many_it_missed("drop_oldest");
+}
+
+#[test]
+fn under_block_a_stopped_subscriber_holds_the_others_back_only_for_the_publish_deadline() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    const TOTAL: u64 = 300_000;
+    let broker = TestBroker::start(
+        "[[topics]]\nname = \"strict\"\nrouting = \"fanout\"\nbuffer_size = 1000\npublish_deadline_ms = 300\n",
+    );
+    let frozen = common::spawn_sub(&broker, "strict", &[]);
+    let pid = Pid::from_raw(frozen.child.id() as i32);
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+    block_on(async {
+        let healthy = Client::connect(&broker.socket).await.expect("connect");
+        let mut sub = healthy.subscribe("strict").await.expect("subscribe");
+        let publisher = Client::connect(&broker.socket).await.expect("connect");
+        let p = publisher.publisher("strict").await.expect("publisher");
+        let receiving = tokio::spawn(async move {
+            for i in 0..TOTAL {
+                let message = sub.recv().await.expect("a message").expect("not an error");
+                assert_eq!(
+                    message.payload()[..8],
+                    i.to_le_bytes(),
+                    "in order, none lost"
+                );
+            }
+        });
+        // 300 000 x 64 B is far more than the stopped subscriber's socket buffers hold.
+        let mut payload = [0u8; 64];
+        for i in 0..TOTAL {
+            payload[..8].copy_from_slice(&i.to_le_bytes());
+            p.publish(&payload).await.expect("publish");
+        }
+        publisher.flush().await.expect("every publish accepted");
+        receiving
+            .await
+            .expect("the healthy subscriber got everything");
+        healthy.close().await.expect("close");
+        publisher.close().await.expect("close");
+    });
+    // The stopped one was disconnected (counted), not waited on for ever.
+    wait_until("both subscriptions to be gone", || {
+        topic_counter(&broker, "strict", "subscribers") == 0
+    });
+    assert!(topic_counter(&broker, "strict", "dropped") >= 1);
+    let _ = kill(pid, Signal::SIGCONT);
+}
+
+#[test]
+fn under_block_a_full_queue_backlog_drops_the_rest_of_a_batch_after_the_deadline_and_says_so() {
+    let broker = TestBroker::start(
+        "[[topics]]\nname = \"jobs\"\nrouting = \"queue\"\nbuffer_size = 10\npublish_deadline_ms = 200\n",
+    );
+    block_on(async {
+        let publisher = Client::connect(&broker.socket).await.expect("connect");
+        let p = publisher.publisher("jobs").await.expect("publisher");
+        let batch: Vec<Vec<u8>> = (0..100u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        p.publish_batch(&refs).await.expect("queued");
+        match publisher.flush().await {
+            Err(error) => {
+                assert_eq!(
+                    error.code(),
+                    Some(mycelium::transport::ErrorCode::SlowConsumer)
+                );
+                assert!(
+                    error.to_string().contains("publish_deadline_ms = 200"),
+                    "{error}"
+                );
+            }
+            Ok(()) => panic!("no consumer: the publisher must hear that messages were dropped"),
+        }
+        publisher.close().await.ok();
+    });
+    assert_eq!(
+        topic_counter(&broker, "jobs", "queued"),
+        10,
+        "the backlog keeps what fits"
+    );
+    assert_eq!(
+        topic_counter(&broker, "jobs", "dropped"),
+        90,
+        "the rest is counted"
+    );
 }

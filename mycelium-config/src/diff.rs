@@ -24,6 +24,7 @@
 //! | `<topic>.max_message_size` | Live | publishers see a raised limit when they resolve the topic again |
 //! | `<topic>.backpressure` | Live | shared-memory rings keep theirs until re-attached |
 //! | `<topic>.prefetch` | Later | consumers that subscribe from now on |
+//! | `<topic>.publish_deadline_ms` | Live | |
 //! | `<topic>.publish` | Live | checked at every publish from now on |
 //! | `<topic>.subscribe` | Live | checked at each subscribe; subscriptions made before keep going |
 //! | `topic_defaults.auto_create` | Live | |
@@ -479,6 +480,14 @@ impl Changes {
                 TOPIC_PREFETCH,
                 plain,
             ),
+            publish_deadline_ms: self.setting(
+                s,
+                "publish_deadline_ms",
+                &old.publish_deadline_ms,
+                &new.publish_deadline_ms,
+                LIVE,
+                plain,
+            ),
             publish: self.setting(
                 s,
                 "publish",
@@ -546,6 +555,14 @@ impl Changes {
                 "prefetch",
                 &old.prefetch,
                 &new.prefetch,
+                AUTO_CREATED,
+                plain,
+            ),
+            publish_deadline_ms: self.setting(
+                S,
+                "publish_deadline_ms",
+                &old.publish_deadline_ms,
+                &new.publish_deadline_ms,
                 AUTO_CREATED,
                 plain,
             ),
@@ -826,6 +843,7 @@ mod tests {
             max_message_size: 2,
             backpressure: Backpressure::Block,
             prefetch: 3,
+            publish_deadline_ms: 4,
             publish: None,
             subscribe: Some(vec![]),
         }]);
@@ -848,6 +866,7 @@ mod tests {
                 max_message_size: 12,
                 backpressure: Backpressure::DropNewest,
                 prefetch: 13,
+                publish_deadline_ms: 14,
                 publish: Some(vec!["uid:1".parse().expect("principal")]),
                 subscribe: None,
             }],
@@ -858,6 +877,7 @@ mod tests {
                 max_message_size: 22,
                 backpressure: Backpressure::DropOldest,
                 prefetch: 23,
+                publish_deadline_ms: 24,
                 publish: Some(vec![]),
                 subscribe: Some(vec!["gid:ops".parse().expect("principal")]),
             },
@@ -903,6 +923,7 @@ mod tests {
                 ("t.max_message_size", "2", "12", Live),
                 ("t.backpressure", "block", "drop_newest", Live),
                 ("t.prefetch", "3", "13", Later),
+                ("t.publish_deadline_ms", "4", "14", Live),
                 ("t.publish", "everyone", "[\"uid:1\"]", Live),
                 ("t.subscribe", "[]", "everyone", Live),
                 ("topic_defaults.auto_create", "false", "true", Live),
@@ -911,6 +932,7 @@ mod tests {
                 ("topic_defaults.max_message_size", "65536", "22", Live),
                 ("topic_defaults.backpressure", "block", "drop_oldest", Live),
                 ("topic_defaults.prefetch", "256", "23", Live),
+                ("topic_defaults.publish_deadline_ms", "10000", "24", Live),
                 ("topic_defaults.publish", "everyone", "[]", Live),
                 (
                     "topic_defaults.subscribe",
@@ -971,6 +993,7 @@ mod tests {
                 ("topic_defaults.max_message_size", auto),
                 ("topic_defaults.backpressure", auto),
                 ("topic_defaults.prefetch", auto),
+                ("topic_defaults.publish_deadline_ms", auto),
                 ("topic_defaults.publish", auto),
                 ("topic_defaults.subscribe", auto),
                 (

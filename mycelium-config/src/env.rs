@@ -303,6 +303,7 @@ struct TopicFields<'a> {
     max_message_size: &'a mut usize,
     backpressure: &'a mut Backpressure,
     prefetch: &'a mut u32,
+    publish_deadline_ms: &'a mut u64,
 }
 
 impl<'a> TopicFields<'a> {
@@ -313,6 +314,7 @@ impl<'a> TopicFields<'a> {
             max_message_size: &mut topic.max_message_size,
             backpressure: &mut topic.backpressure,
             prefetch: &mut topic.prefetch,
+            publish_deadline_ms: &mut topic.publish_deadline_ms,
         }
     }
 
@@ -323,6 +325,7 @@ impl<'a> TopicFields<'a> {
             max_message_size: &mut defaults.max_message_size,
             backpressure: &mut defaults.backpressure,
             prefetch: &mut defaults.prefetch,
+            publish_deadline_ms: &mut defaults.publish_deadline_ms,
         }
     }
 
@@ -337,6 +340,11 @@ impl<'a> TopicFields<'a> {
             ),
             "BACKPRESSURE" => set(self.backpressure, parse_display(value)?, "backpressure"),
             "PREFETCH" => set(self.prefetch, parse_number(value)?, "prefetch"),
+            "PUBLISH_DEADLINE_MS" => set(
+                self.publish_deadline_ms,
+                parse_number(value)?,
+                "publish_deadline_ms",
+            ),
             "PUBLISH" | "SUBSCRIBE" => Err(
                 "access lists cannot be set from the environment (they are lists, not scalars): \
                  set them in the file"
@@ -345,7 +353,8 @@ impl<'a> TopicFields<'a> {
             other => Err(unknown_field(
                 other,
                 "topic",
-                "ROUTING, BUFFER_SIZE, MAX_MESSAGE_SIZE, BACKPRESSURE, PREFETCH",
+                "ROUTING, BUFFER_SIZE, MAX_MESSAGE_SIZE, BACKPRESSURE, PREFETCH, \
+                 PUBLISH_DEADLINE_MS",
             )),
         }
     }
@@ -453,6 +462,7 @@ mod tests {
                 max_message_size: 12,
                 backpressure: Backpressure::DropNewest,
                 prefetch: 13,
+                publish_deadline_ms: 10_000,
                 publish: None,
                 subscribe: None,
             }

@@ -152,6 +152,18 @@ pub enum Blocker {
     Relay,
 }
 
+/// What [`Topic::give_up`] did when a publish waited past the topic's `publish_deadline_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GaveUp {
+    /// The subscriber that held the publish back was disconnected (`SlowConsumer`); the
+    /// publish goes on to the others.
+    Disconnected,
+    /// The rest of the batch was dropped for the readers it waited on (a full queue backlog,
+    /// or the full relay ring of shared-memory subscribers), counted; the publisher should
+    /// be told. Holds how many.
+    Dropped(usize),
+}
+
 impl Blocker {
     /// Resolves when publishing may make progress again (or the subscriber went away).
     pub async fn wait(&self) {
@@ -401,6 +413,50 @@ impl Topic {
             self.queue.space.notify_waiters();
         }
         Ok(())
+    }
+
+    /// Stops waiting on `blocker`, which held a `block` publish of `payloads` (at `cursor`)
+    /// for longer than the topic's `publish_deadline_ms`: one slow reader may not stall the
+    /// others any longer. A full subscriber is disconnected with a fatal `SlowConsumer`; a
+    /// full queue backlog, or a full relay ring, makes the rest of the batch be dropped for
+    /// it (counted). Call `publish` again with the same cursor afterwards.
+    pub fn give_up<B: Batch + ?Sized>(
+        &self,
+        blocker: &Blocker,
+        payloads: &B,
+        cursor: &mut PublishCursor,
+    ) -> GaveUp {
+        let waited = self.settings.load().publish_deadline_ms;
+        match blocker {
+            Blocker::Outbox { outbox, .. } => {
+                tracing::warn!(topic = %self.name, waited_ms = waited, "disconnecting a subscriber that held a publisher back past publish_deadline_ms");
+                outbox.close_with(&Frame::Error {
+                    request_id: 0,
+                    code: ErrorCode::SlowConsumer,
+                    fatal: true,
+                    topic_id: self.id,
+                    message: format!(
+                        "subscriber held publishers of topic '{}' back for more than {waited} ms \
+                         (backpressure = block, publish_deadline_ms = {waited})",
+                        self.name
+                    ),
+                });
+                self.counters.add(0, 1);
+                GaveUp::Disconnected
+            }
+            Blocker::Backlog(_) => {
+                let rest = payloads.len().saturating_sub(cursor.offset);
+                cursor.offset = payloads.len();
+                self.counters.add(0, rest as u64);
+                GaveUp::Dropped(rest)
+            }
+            Blocker::Relay => {
+                let rest = payloads.len().saturating_sub(cursor.relayed);
+                cursor.relayed = payloads.len();
+                self.counters.add(0, rest as u64);
+                GaveUp::Dropped(rest)
+            }
+        }
     }
 
     /// Whether `peer` may do `action` on this topic now; the refusal's text if not.
@@ -1235,7 +1291,8 @@ mod tests {
         topic.publish(refs.as_slice(), &mut PublishCursor::default())
     }
 
-    /// Every frame in the outbox: `Ok(payload)` for a message, `Err(code)` for an error.
+    /// Every frame in the outbox: `Ok(payload)` for a message, `Err(code)` for an error, and
+    /// `Err(Other(skipped))` for a `Lagged` notice.
     fn drain_frames(outbox: &Outbox) -> Vec<Result<Vec<u8>, ErrorCode>> {
         let mut out = Vec::new();
         let mut drained = crate::outbox::Drained::default();
@@ -1247,6 +1304,9 @@ mod tests {
                     Some((_, payload)) => Ok(payload.to_vec()),
                     None => match view.to_frame() {
                         Ok(Frame::Error { code, .. }) => Err(code),
+                        Ok(Frame::Lagged { skipped, .. }) => {
+                            Err(ErrorCode::Other(u16::try_from(skipped).expect("small")))
+                        }
                         other => panic!("unexpected frame {other:?}"),
                     },
                 });
@@ -1345,7 +1405,10 @@ mod tests {
         larger.buffer_size = 10;
         t.set_config(larger).expect("same name and routing");
         assert!(matches!(publish_all(&t, &msgs(8)), Progress::Done));
-        assert_eq!(drain(&a), msgs(8));
+        // The subscriber hears of the one it lost first, then gets the eight.
+        let mut expected = vec![Err(ErrorCode::Other(1))];
+        expected.extend(msgs(8).into_iter().map(Ok));
+        assert_eq!(drain_frames(&a), expected);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::core::acl::{Action, PeerIdentity};
-use crate::core::topic::{Batch, Progress, PublishCursor, SubscriberId, Topic, TopicId};
+use crate::core::topic::{Batch, GaveUp, Progress, PublishCursor, SubscriberId, Topic, TopicId};
 use crate::error::LookupError;
 use crate::outbox::{FrameRun, Outbox};
 use crate::server::heartbeat::{Beat, Heartbeat};
@@ -569,8 +569,29 @@ impl Connection {
         };
         tokio::pin!(give_up);
         while let Progress::Blocked(blocker) = topic.publish(payloads, &mut cursor) {
+            // `block` waits on one slow reader at most this long (0: for ever).
+            let deadline = match topic.config().publish_deadline_ms {
+                0 => None,
+                ms => Some(tokio::time::Instant::now() + Duration::from_millis(ms)),
+            };
+            let past_deadline = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = blocker.wait() => {}
+                _ = past_deadline => {
+                    if let GaveUp::Dropped(n) = topic.give_up(&blocker, payloads, &mut cursor) {
+                        let waited = topic.config().publish_deadline_ms;
+                        self.refuse(0, ErrorCode::SlowConsumer, topic.id(), format!(
+                            "{n} message(s) dropped: topic '{}' could take no more for {waited} ms \
+                             (backpressure = block, publish_deadline_ms = {waited})",
+                            topic.name()
+                        ));
+                    }
+                }
                 _ = &mut give_up => {
                     tracing::warn!(topic = topic.name(), "shutdown deadline passed with a batch still blocked on a slow subscriber");
                     return Err(Stop::Shutdown);

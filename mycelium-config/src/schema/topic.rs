@@ -20,6 +20,11 @@ use super::{Backpressure, Principal, Routing};
 const DEFAULT_BUFFER_SIZE: usize = 10_000;
 const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
 const DEFAULT_PREFETCH: u32 = 256;
+const DEFAULT_PUBLISH_DEADLINE_MS: u64 = 10_000;
+
+fn default_publish_deadline_ms() -> u64 {
+    DEFAULT_PUBLISH_DEADLINE_MS
+}
 
 fn default_buffer_size() -> usize {
     DEFAULT_BUFFER_SIZE
@@ -56,6 +61,13 @@ pub struct TopicConfig {
     /// Default 256, > 0.
     #[serde(default = "default_prefetch")]
     pub prefetch: u32,
+    /// `block` only: longest a publish waits on one full subscriber (or a full queue backlog,
+    /// or the full relay ring) before the broker stops waiting: that subscriber is
+    /// disconnected (`SlowConsumer`), or the rest of a queue batch is dropped (counted, the
+    /// publisher told), so one slow reader never stalls the others for longer. 0 waits for
+    /// ever. Default 10000.
+    #[serde(default = "default_publish_deadline_ms")]
+    pub publish_deadline_ms: u64,
     /// Who may publish (`uid:…`, `gid:…`, see [`Principal`]); absent: every local user who
     /// can open the socket; empty: nobody.
     #[serde(default)]
@@ -82,6 +94,8 @@ pub struct TopicDefaults {
     pub backpressure: Backpressure,
     /// As [`TopicConfig::prefetch`].
     pub prefetch: u32,
+    /// As [`TopicConfig::publish_deadline_ms`].
+    pub publish_deadline_ms: u64,
     /// As [`TopicConfig::publish`].
     pub publish: Option<Vec<Principal>>,
     /// As [`TopicConfig::subscribe`].
@@ -97,6 +111,7 @@ impl Default for TopicDefaults {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             backpressure: Backpressure::default(),
             prefetch: DEFAULT_PREFETCH,
+            publish_deadline_ms: DEFAULT_PUBLISH_DEADLINE_MS,
             publish: None,
             subscribe: None,
         }
@@ -115,6 +130,7 @@ impl TopicDefaults {
             max_message_size: self.max_message_size,
             backpressure: self.backpressure,
             prefetch: self.prefetch,
+            publish_deadline_ms: self.publish_deadline_ms,
             publish: self.publish.clone(),
             subscribe: self.subscribe.clone(),
         }
@@ -140,6 +156,7 @@ mod tests {
             max_message_size: 9,
             backpressure: Backpressure::Disconnect,
             prefetch: 3,
+            publish_deadline_ms: 4,
             publish: Some(vec!["uid:1".parse().unwrap()]),
             subscribe: Some(vec![]),
         };
@@ -152,6 +169,7 @@ mod tests {
                 max_message_size: 9,
                 backpressure: Backpressure::Disconnect,
                 prefetch: 3,
+                publish_deadline_ms: 4,
                 publish: Some(vec!["uid:1".parse().unwrap()]),
                 subscribe: Some(vec![]),
             }
