@@ -25,8 +25,9 @@ pub mod outbox;
 pub mod server;
 
 pub use client::{
-    AsyncShmPublisher, AsyncShmSubscription, Client, ClientError, ClientOptions, Message,
-    Publisher, ShmClient, ShmOptions, ShmPublisher, ShmSubscription, Subscription,
+    AsyncShmPublisher, AsyncShmSubscription, Backoff, Client, ClientError, ClientOptions, Message,
+    Publisher, ReconnectingPublisher, ReconnectingSubscription, ShmClient, ShmOptions,
+    ShmPublisher, ShmSubscription, Subscription, SubscriptionEvent,
 };
 pub use core::local::{Broker, LocalBroker, LocalPublisher, LocalSubscription};
 pub use core::topic::{Topic, TopicId};

@@ -4,11 +4,13 @@
 
 pub mod error;
 pub mod handle;
+pub mod reconnect;
 pub mod shm;
 pub mod subscription;
 
 pub use error::ClientError;
 pub use handle::{BrokerInfo, BrokerStats, Client, ClientOptions, Publisher, ReloadReport};
+pub use reconnect::{Backoff, ReconnectingPublisher, ReconnectingSubscription, SubscriptionEvent};
 pub use shm::{
     AsyncShmPublisher, AsyncShmSubscription, ShmClient, ShmLoan, ShmOptions, ShmPublisher,
     ShmSubscription,
