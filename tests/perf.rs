@@ -584,3 +584,134 @@ fn latency_on_an_untouched_topic_while_the_config_reloads_ten_times_a_second() {
         }
     }
 }
+
+/// Issue 5's soak: mixed load for `MYCELIUM_SOAK_SECS` seconds (default 600), every party a
+/// separate process: fanout over the socket (1 -> 2), a queue shared by two consumers, fanout
+/// over shared memory (1 -> 2), ping-pong, and a config reload every round, in turn. Prints
+/// one row per workload run (elapsed, throughput, p99, the broker's RSS after it) and fails
+/// if any run lost or reordered a message.
+///
+/// `MYCELIUM_SOAK_SECS=600 cargo test --release --test perf soak -- --ignored --nocapture`
+#[test]
+#[ignore = "soak: run with --release -- --ignored --nocapture (MYCELIUM_SOAK_SECS, default 600)"]
+fn soak_mixed_load_reports_throughput_p99_and_rss_over_time() {
+    let _serial = one_at_a_time();
+    let secs: u64 = std::env::var("MYCELIUM_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let broker = TestBroker::start_with_env("", BENCH_TOPICS, &[("MYCELIUM_LOG", "info")]);
+    let rss = |pid: i32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    // Each sized for a few seconds on this machine.
+    let workloads: [(&str, &[&str]); 4] = [
+        (
+            "uds fanout 1->2",
+            &[
+                "--transport",
+                "uds",
+                "--subscribers",
+                "2",
+                "--count",
+                "10000000",
+            ],
+        ),
+        (
+            "uds queue x2",
+            &[
+                "--transport",
+                "uds",
+                "--routing",
+                "queue",
+                "--subscribers",
+                "2",
+                "--count",
+                "15000000",
+            ],
+        ),
+        (
+            "shm fanout 1->2",
+            &[
+                "--transport",
+                "shm",
+                "--subscribers",
+                "2",
+                "--count",
+                "40000000",
+            ],
+        ),
+        (
+            "uds ping-pong",
+            &["--transport", "uds", "--pingpong", "20000"],
+        ),
+    ];
+    println!(
+        "soak for {secs} s; broker RSS at start {} KiB",
+        rss(broker.pid())
+    );
+    println!(
+        "{:>7} | {:<16} | {:>10} | {:>10} | {:>12}",
+        "t (s)", "workload", "msg/s", "p99 us", "broker RSS"
+    );
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    let mut round = 0u64;
+    let mut samples = Vec::new();
+    while started.elapsed() < Duration::from_secs(secs) {
+        round += 1;
+        // A reload every round: the soak covers the reload path too.
+        let text = format!(
+            "[server]\nsocket_path = \"{}\"\n{BENCH_TOPICS}\n[[topics]]\nname = \"soak.r{}\"\nrouting = \"fanout\"\n",
+            broker.socket.display(),
+            round % 2
+        );
+        let temp = broker.config.with_extension("toml.tmp");
+        std::fs::write(&temp, text).expect("config");
+        std::fs::rename(&temp, &broker.config).expect("config");
+        for (name, args) in workloads {
+            match run_bench(&broker, args) {
+                Ok(doc) => {
+                    if doc["lost"].as_u64().is_some_and(|l| l != 0)
+                        || doc["reordered"].as_u64().is_some_and(|r| r != 0)
+                    {
+                        failures.push(format!("{name}: {doc}"));
+                    }
+                    let rate = if doc["routing"] == "queue" {
+                        doc["total_msgs_per_sec"].as_f64()
+                    } else {
+                        doc["msgs_per_sec"].as_f64()
+                    }
+                    .unwrap_or(f64::NAN);
+                    let kib = rss(broker.pid());
+                    samples.push(kib);
+                    println!(
+                        "{:>7.0} | {name:<16} | {:>8.2} M | {:>10.1} | {:>8} KiB",
+                        started.elapsed().as_secs_f64(),
+                        rate / 1e6,
+                        doc["p99_us"].as_f64().unwrap_or(f64::NAN),
+                        kib
+                    );
+                }
+                Err(why) => failures.push(format!("{name}: {why}")),
+            }
+        }
+    }
+    let status = common::pubsub_support::stats_json(&broker)["config"].clone();
+    println!(
+        "{round} rounds; config generation {}; broker RSS first / max / last: {} / {} / {} KiB",
+        status["generation"],
+        samples.first().copied().unwrap_or(0),
+        samples.iter().copied().max().unwrap_or(0),
+        samples.last().copied().unwrap_or(0)
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
