@@ -1,5 +1,6 @@
-//! Writes the seed corpus: `cargo run --example seed_corpus -- DIR` creates
-//! `DIR/decode_frames/` and `DIR/decode_split/` with one file per seed input.
+//! Writes the seed corpus: `cargo run --example seed_corpus -- DIR` creates `DIR/<target>/` for
+//! every target (`decode_frames`, `decode_split`, `handshake`, `shm_segment`, `config`) with one
+//! file per seed input.
 
 use std::path::PathBuf;
 
@@ -11,6 +12,9 @@ fn main() -> std::io::Result<()> {
             mycelium_fuzz::seeds::decode_frames_inputs(),
         ),
         ("decode_split", mycelium_fuzz::seeds::decode_split_inputs()),
+        ("handshake", mycelium_fuzz::seeds::handshake_inputs()),
+        ("shm_segment", mycelium_fuzz::seeds::shm_segment_inputs()),
+        ("config", mycelium_fuzz::seeds::config_inputs()),
     ] {
         let target_dir = dir.join(target);
         std::fs::create_dir_all(&target_dir)?;

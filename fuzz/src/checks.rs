@@ -8,6 +8,12 @@
 //!   limit yields a prefix of what the post-handshake limit yields.
 //! - [`check_decode_split`]: the same bytes fed in two chunks (split point from the first two input
 //!   bytes), and byte by byte, decode to the same frames and errors as in one piece.
+//! - [`check_handshake`]: the first frame of a fresh connection, read as the broker reads it
+//!   (`peek_frame` under [`HANDSHAKE_MAX_FRAME_LEN`] + `FrameView::to_frame`, fed in chunks as a
+//!   socket delivers them) and as a client reads the broker's answer: a partial frame consumes
+//!   nothing, a header error (an oversized `len` above all) is found from the header alone, so
+//!   neither side ever buffers more than the limit, and the frame is classified exactly as the
+//!   broker ([`classify_first_frame`]) and the client ([`classify_welcome`]) do.
 //!
 //! This file is compiled twice: by the fuzz crate (`fuzz/src/lib.rs`) and, through `#[path]`, by
 //! `mycelium-transport/tests/fuzz_corpus.rs`, which replays the committed corpus on stable so that
@@ -19,6 +25,7 @@ use mycelium_transport::{
     HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN,
 };
 use tokio_util::codec::{Decoder, Encoder};
+use uuid::Uuid;
 
 /// The post-handshake limit the targets decode with: `max_frame_len` of a broker whose largest
 /// topic takes the default 64 KiB payload (`max_message_size + 6`).
@@ -355,4 +362,260 @@ fn check_round_trip(frame: &Frame, wire: &[u8], limit: usize) {
         other => panic!("re-encoded {frame:?} decodes to {other:?}"),
     }
     assert!(encoded.is_empty(), "a re-encoded frame left bytes behind");
+}
+
+/// What the broker makes of a connection's first frame (`mycelium-broker`'s
+/// `server/connection.rs`, `serve`): the arms of its `match`, in its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstFrame {
+    /// `Hello`: a message connection, for the client it names.
+    Messages { client_id: Uuid, name: String },
+    /// `ShmHello` on a broker with `shm.enabled`: a shared-memory control session, for the
+    /// client it names.
+    ShmSession { client_id: Uuid, name: String },
+    /// The broker answers with this fatal error and closes: `ShmRefused` for `ShmHello` with
+    /// shared memory disabled, `HandshakeRequired` for any other frame, the decode error's code
+    /// for a frame that does not decode.
+    Refused(ErrorCode),
+}
+
+/// The broker's classification of the first frame, `first` being what `read_one_frame` returns
+/// (`peek_frame` + `to_frame` under the handshake limit); `shm_enabled` is `shm.enabled`.
+pub fn classify_first_frame(first: Result<Frame, DecodeError>, shm_enabled: bool) -> FirstFrame {
+    match first {
+        Ok(Frame::Hello { client_id, name }) => FirstFrame::Messages { client_id, name },
+        Ok(Frame::ShmHello { client_id, name }) if shm_enabled => {
+            FirstFrame::ShmSession { client_id, name }
+        }
+        Ok(Frame::ShmHello { .. }) => FirstFrame::Refused(ErrorCode::ShmRefused),
+        Ok(_) => FirstFrame::Refused(ErrorCode::HandshakeRequired),
+        Err(error) => FirstFrame::Refused(error.error_code()),
+    }
+}
+
+/// What a client makes of the broker's first frame (`client/handle.rs`, `handshake`, and the
+/// shared-memory client's `take_handshake_answer`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WelcomeAnswer {
+    /// `Welcome`: the broker's limits, which the client adopts.
+    Welcome {
+        max_message_size: u32,
+        max_frame_len: u32,
+    },
+    /// An `Error` frame: the broker refused the connection (`ClientError::Refused`).
+    Refused(ErrorCode),
+    /// Any other frame, or one that does not decode (`ClientError::Protocol`).
+    Protocol,
+}
+
+/// The client's classification of the broker's first frame.
+pub fn classify_welcome(first: Result<Frame, DecodeError>) -> WelcomeAnswer {
+    match first {
+        Ok(Frame::Welcome {
+            max_message_size,
+            max_frame_len,
+            ..
+        }) => WelcomeAnswer::Welcome {
+            max_message_size,
+            max_frame_len,
+        },
+        Ok(Frame::Error { code, .. }) => WelcomeAnswer::Refused(code),
+        Ok(_) | Err(_) => WelcomeAnswer::Protocol,
+    }
+}
+
+/// How reading the first frame ended.
+#[derive(Debug)]
+enum FirstRead {
+    /// A whole frame arrived: what it decoded to, and its size on the wire.
+    Frame(Result<Frame, DecodeError>, usize),
+    /// The header is refused before the frame is whole.
+    HeaderError(DecodeError),
+    /// The stream ended inside the first frame (the broker's timeout or `Gone`).
+    Incomplete,
+}
+
+/// Reads the first frame of `stream` as `read_one_frame` does, the socket delivering `chunk`
+/// bytes per read: peek, and read more only while the frame is partial. Checks that a partial
+/// frame consumes nothing and never needs more than the handshake limit buffered, and that the
+/// bytes behind the frame stay in the buffer for what follows.
+fn read_first_frame(stream: &[u8], chunk: usize) -> FirstRead {
+    let mut buf = BytesMut::new();
+    let mut fed = 0;
+    loop {
+        match peek_frame(&buf, HANDSHAKE_MAX_FRAME_LEN) {
+            Ok(Some((view, used))) => {
+                check_whole_frame_len(&buf[..used], HANDSHAKE_MAX_FRAME_LEN);
+                let frame = view.to_frame();
+                let _ = buf.split_to(used);
+                assert_eq!(
+                    &buf[..],
+                    &stream[used..fed],
+                    "the bytes behind the first frame were not kept"
+                );
+                return FirstRead::Frame(frame, used);
+            }
+            Ok(None) => {
+                assert!(
+                    buf.len() < 4 + HANDSHAKE_MAX_FRAME_LEN,
+                    "{} bytes buffered and still no whole frame under the handshake limit",
+                    buf.len()
+                );
+            }
+            Err(error) => {
+                assert!(is_header_error(&error), "peek_frame failed with {error:?}");
+                return FirstRead::HeaderError(error);
+            }
+        }
+        if fed == stream.len() {
+            return FirstRead::Incomplete;
+        }
+        let next = (fed + chunk).min(stream.len());
+        buf.extend_from_slice(&stream[fed..next]);
+        fed = next;
+    }
+}
+
+/// Checks the handshake on `data`: the first byte chooses how many bytes each socket read
+/// delivers (1 to 256) and whether the broker has shared memory enabled; the rest is the stream.
+///
+/// The broker side and the client side both read the stream's first frame. Either way: fed in
+/// chunks it gives what it gives in one piece; a header error is found from the header alone (so
+/// an oversized `len` is refused before any of the body is buffered); every prefix of a whole
+/// frame is partial or fails with the same header error; the frame is what `FrameCodec` under the
+/// handshake limit decodes; and the classification is the broker's and the client's.
+pub fn check_handshake(data: &[u8]) {
+    let (selector, stream) = match data.split_first() {
+        Some((&selector, stream)) => (selector, stream),
+        None => (0, data),
+    };
+    let chunk = usize::from(selector >> 1) * 2 + 1;
+    let shm_enabled = selector & 1 == 0;
+
+    let whole = read_first_frame(stream, stream.len().max(1));
+    let chunked = read_first_frame(stream, chunk);
+    assert_eq!(
+        format!("{whole:?}"),
+        format!("{chunked:?}"),
+        "reading {chunk} bytes at a time changes the first frame of {stream:02x?}"
+    );
+
+    match &whole {
+        FirstRead::HeaderError(error) => {
+            // Found from the header's bytes alone: the body is never waited for.
+            let header = &stream[..stream.len().min(HEADER_LEN)];
+            match peek_frame(header, HANDSHAKE_MAX_FRAME_LEN) {
+                Err(early) => assert_eq!(format!("{early:?}"), format!("{error:?}")),
+                other => panic!("{error:?} needs more than the header, which gives {other:?}"),
+            }
+        }
+        FirstRead::Frame(_, used) => {
+            for end in 0..*used {
+                match peek_frame(&stream[..end], HANDSHAKE_MAX_FRAME_LEN) {
+                    Ok(None) => {}
+                    other => panic!("a {end}-byte prefix of a {used}-byte frame gives {other:?}"),
+                }
+            }
+        }
+        FirstRead::Incomplete => {}
+    }
+
+    // The codec under the handshake limit agrees on the first frame.
+    let mut buf = BytesMut::from(stream);
+    let mut codec = FrameCodec::new(HANDSHAKE_MAX_FRAME_LEN);
+    let before = buf.len();
+    let by_codec = codec.decode(&mut buf);
+    match (&whole, &by_codec) {
+        (FirstRead::Frame(frame, used), _) => {
+            assert_eq!(before - buf.len(), *used, "the codec consumed other bytes");
+            match (frame, by_codec) {
+                (Ok(a), Ok(Some(b))) => assert_eq!(a, &b),
+                (Err(a), Err(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}")),
+                (a, b) => panic!("peek + to_frame gives {a:?}, the codec {b:?}"),
+            }
+        }
+        (FirstRead::HeaderError(a), Err(b)) => {
+            assert_eq!(before, buf.len(), "a header error consumed bytes");
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+        (FirstRead::Incomplete, Ok(None)) => assert_eq!(before, buf.len()),
+        (a, b) => panic!("peek gives {a:?}, the codec {b:?}"),
+    }
+
+    let first = match whole {
+        FirstRead::Frame(frame, _) => frame,
+        FirstRead::HeaderError(error) => Err(error),
+        FirstRead::Incomplete => return,
+    };
+    check_classification(first, shm_enabled);
+}
+
+/// The classifications agree with the frame: only `Hello` and (enabled) `ShmHello` open a
+/// connection, a refusal carries the code the broker sends, and the client adopts a `Welcome`'s
+/// limits only from a `Welcome`.
+fn check_classification(first: Result<Frame, DecodeError>, shm_enabled: bool) {
+    let kind = first.as_ref().ok().map(Frame::kind);
+    let code = first.as_ref().err().map(DecodeError::error_code);
+    let broker = classify_first_frame(clone_result(&first), shm_enabled);
+    match (&broker, kind) {
+        (FirstFrame::Messages { .. }, Some(kind::HELLO)) => {}
+        (FirstFrame::ShmSession { .. }, Some(kind::SHM_HELLO)) => assert!(shm_enabled),
+        (FirstFrame::Refused(ErrorCode::ShmRefused), Some(kind::SHM_HELLO)) => {
+            assert!(!shm_enabled)
+        }
+        (FirstFrame::Refused(ErrorCode::HandshakeRequired), Some(kind)) => {
+            assert!(kind != kind::HELLO && kind != kind::SHM_HELLO)
+        }
+        (FirstFrame::Refused(refused), None) => assert_eq!(Some(*refused), code),
+        (other, kind) => panic!("the broker classifies kind {kind:?} as {other:?}"),
+    }
+    let client = classify_welcome(clone_result(&first));
+    match (&client, &first) {
+        (WelcomeAnswer::Welcome { .. }, Ok(Frame::Welcome { .. }))
+        | (WelcomeAnswer::Refused(_), Ok(Frame::Error { .. })) => {}
+        (WelcomeAnswer::Protocol, Ok(frame)) => assert!(
+            !matches!(frame, Frame::Welcome { .. } | Frame::Error { .. }),
+            "the client does not recognise {frame:?}"
+        ),
+        (WelcomeAnswer::Protocol, Err(_)) => {}
+        (answer, first) => panic!("the client classifies {first:?} as {answer:?}"),
+    }
+    if let Ok(frame) = &first {
+        // What the broker answers a refusal with fits the handshake limit and decodes.
+        if let FirstFrame::Refused(code) = broker {
+            let refusal = Frame::Error {
+                request_id: 0,
+                code,
+                fatal: true,
+                topic_id: mycelium_transport::NO_TOPIC,
+                message: format!("the first frame must be Hello, not kind {}", frame.kind()),
+            };
+            let mut wire = BytesMut::new();
+            encode_frame(&refusal, &mut wire).expect("an Error frame encodes");
+            match peek_frame(&wire, HANDSHAKE_MAX_FRAME_LEN) {
+                Ok(Some((view, _))) => assert_eq!(
+                    classify_welcome(view.to_frame()),
+                    WelcomeAnswer::Refused(code)
+                ),
+                other => panic!("the refusal does not decode: {other:?}"),
+            }
+        }
+    }
+}
+
+/// `DecodeError` is not `Clone` (it may hold an `io::Error`); the handshake never yields `Io`.
+fn clone_result(result: &Result<Frame, DecodeError>) -> Result<Frame, DecodeError> {
+    match result {
+        Ok(frame) => Ok(frame.clone()),
+        Err(DecodeError::FrameTooLarge { len, max }) => Err(DecodeError::FrameTooLarge {
+            len: *len,
+            max: *max,
+        }),
+        Err(DecodeError::UnsupportedVersion(v)) => Err(DecodeError::UnsupportedVersion(*v)),
+        Err(DecodeError::UnknownKind(k)) => Err(DecodeError::UnknownKind(*k)),
+        Err(DecodeError::Malformed { kind_name, reason }) => {
+            Err(DecodeError::Malformed { kind_name, reason })
+        }
+        Err(other) => panic!("the handshake read failed with {other:?}"),
+    }
 }

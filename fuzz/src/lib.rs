@@ -1,11 +1,22 @@
-//! Fuzzing support for the Mycelium wire codec: the checks the fuzz targets run, and the seed
-//! corpus.
+//! Fuzzing support for Mycelium: the checks the fuzz targets run, and the seed corpus.
 //!
 //! - [`check_decode_frames`] and [`check_decode_split`] panic on any violation of the decoders'
-//!   contract (see `checks.rs`); the targets in `fuzz_targets/` only call them.
-//! - [`seeds`] builds valid encoded frames of every kind for `examples/seed_corpus.rs`.
+//!   contract, [`check_handshake`] on any difference from how the broker and the client read a
+//!   connection's first frame (see `checks.rs`).
+//! - [`check_shm_segment`] reads arbitrary bytes as a shared-memory segment (`shm_checks.rs`).
+//! - [`check_config`] loads arbitrary text as `broker.toml` and diffs what loads
+//!   (`config_checks.rs`).
+//! - The targets in `fuzz_targets/` only call them; [`seeds`] builds the seed corpus for
+//!   `examples/seed_corpus.rs`.
 
 mod checks;
+mod config_checks;
 pub mod seeds;
+mod shm_checks;
 
-pub use checks::{check_decode_frames, check_decode_split, FUZZ_MAX_FRAME_LEN};
+pub use checks::{
+    check_decode_frames, check_decode_split, check_handshake, classify_first_frame,
+    classify_welcome, FirstFrame, WelcomeAnswer, FUZZ_MAX_FRAME_LEN,
+};
+pub use config_checks::check_config;
+pub use shm_checks::{check_shm_segment, SHM_MAX_SEGMENT};

@@ -1,10 +1,12 @@
 //! The seed corpus: valid encoded frames of every kind, a few whole sessions, and a few invalid
-//! headers and bodies, so the fuzzer starts from inputs that reach every body parser.
+//! headers and bodies, so the fuzzer starts from inputs that reach every body parser; first
+//! frames for the handshake; real ring and payload segments; and configs, valid and broken.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mycelium_transport::{
     encode_frame, kind, ConfigStatus, ErrorCode, Frame, ReloadOutcome, RoutingKind, ShmRing,
-    ShmRole, TopicStats, MAX_NAME_LEN, NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
+    ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, NO_SLOT, NO_TOPIC,
+    PROTOCOL_VERSION,
 };
 use uuid::Uuid;
 
@@ -132,6 +134,13 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
             Frame::Credit {
                 topic_id: 5,
                 credit: 16,
+            },
+        ),
+        (
+            "lagged",
+            Frame::Lagged {
+                topic_id: 5,
+                skipped: 1_000,
             },
         ),
         ("ping", Frame::Ping { token: 7 }),
@@ -507,4 +516,354 @@ pub fn decode_split_inputs() -> Vec<(String, Vec<u8>)> {
         }
     }
     inputs
+}
+
+/// Every seed input for the `handshake` target: a selector byte (socket reads of 1 byte or of
+/// 255, shared memory enabled or not) in front of each first frame a connection may start with,
+/// the broker's answers, and broken or oversized headers.
+pub fn handshake_inputs() -> Vec<(String, Vec<u8>)> {
+    let hello = Frame::Hello {
+        client_id: Uuid::from_u128(7),
+        name: "cli".into(),
+    };
+    let shm_hello = Frame::ShmHello {
+        client_id: Uuid::from_u128(8),
+        name: "shm-cli".into(),
+    };
+    let mut streams: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, frame) in frames() {
+        streams.push((format!("first-{name}"), stream(&[frame])));
+    }
+    streams.push((
+        "hello-then-subscribe".into(),
+        stream(&[
+            hello.clone(),
+            Frame::Subscribe {
+                request_id: 1,
+                prefetch: 64,
+                topic: "metrics".into(),
+            },
+        ]),
+    ));
+    streams.push((
+        "shm-hello-then-attach".into(),
+        stream(&[
+            shm_hello.clone(),
+            Frame::ShmAttach {
+                request_id: 1,
+                role: ShmRole::Subscribe,
+                topic: "t".into(),
+            },
+        ]),
+    ));
+    let mut cut = stream(&[hello.clone()]);
+    cut.pop();
+    streams.push(("hello-cut".into(), cut));
+    // `len` one past the handshake limit, at it, and far beyond.
+    for (name, len) in [
+        ("len-over-limit", HANDSHAKE_MAX_FRAME_LEN as u32 + 1),
+        ("len-at-limit", HANDSHAKE_MAX_FRAME_LEN as u32),
+        ("len-huge", u32::MAX),
+    ] {
+        let mut bytes = len.to_le_bytes().to_vec();
+        bytes.extend([PROTOCOL_VERSION, kind::HELLO]);
+        bytes.extend(std::iter::repeat_n(0x41, 64));
+        streams.push((name.into(), bytes));
+    }
+    streams.push(("bad-version".into(), raw(2, kind::HELLO, &[0; 20])));
+    streams.push(("bad-kind".into(), raw(PROTOCOL_VERSION, 0x99, &[])));
+    streams.push((
+        "hello-name-past-end".into(),
+        raw(
+            PROTOCOL_VERSION,
+            kind::HELLO,
+            &[&[0; 16][..], &[9, b'x']].concat(),
+        ),
+    ));
+    streams.push(("http-get".into(), b"GET / HTTP/1.1\r\n\r\n".to_vec()));
+    let mut inputs = Vec::new();
+    for (name, bytes) in streams {
+        for (suffix, selector) in [("", 0xfe_u8), ("-by-byte-shm-off", 0x01)] {
+            let mut input = vec![selector];
+            input.extend_from_slice(&bytes);
+            inputs.push((format!("{name}{suffix}"), input));
+        }
+    }
+    inputs
+}
+
+/// One `shm_segment` op (see `shm_checks.rs`): `code | arg | offset u16 | value u32`.
+fn shm_op(code: u8, arg: u8, offset: u16, value: u32) -> [u8; 8] {
+    let mut op = [code, arg, 0, 0, 0, 0, 0, 0];
+    op[2..4].copy_from_slice(&offset.to_le_bytes());
+    op[4..].copy_from_slice(&value.to_le_bytes());
+    op
+}
+
+/// The bytes of a segment.
+fn segment_bytes(segment: &mycelium_transport::shm::Segment) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::from(segment.fd().try_clone_to_owned().expect("dup"));
+    let mut bytes = vec![0; segment.len()];
+    file.read_exact_at(&mut bytes, 0).expect("read the segment");
+    bytes
+}
+
+/// A `shm_segment` input: `flags`, the ops, then the segment.
+fn shm_input(flags: u8, ops: &[[u8; 8]], segment: &[u8]) -> Vec<u8> {
+    let mut input = vec![flags, ops.len() as u8];
+    for op in ops {
+        input.extend_from_slice(op);
+    }
+    input.extend_from_slice(segment);
+    input
+}
+
+/// Real rings, written by a real producer: a lossless ring whose slot 0 was reserved before
+/// frames (one a reference, one a queue frame) were published, and which wrapped with a padding
+/// frame; a lossy ring that lapped its slot; a fresh ring for a producer to adopt. Each is read
+/// with a mix of ops; and payload segments under fitting and refused lengths.
+pub fn shm_segment_inputs() -> Vec<(String, Vec<u8>)> {
+    use mycelium_transport::shm::{reference::SegmentRef, reserve_slot, RingConsumer, Segment};
+
+    let reads = [shm_op(0, 0, 0, 0), shm_op(1, 8, 0, 0), shm_op(0, 0, 0, 0)];
+    let hostile = [
+        shm_op(0, 0, 0, 0),
+        shm_op(9, 0, 0, 1),
+        shm_op(2, 0, 16, 7),
+        shm_op(1, 4, 0, 0),
+        shm_op(8, 1, 0, 4000),
+        shm_op(0, 0, 0, 0),
+        shm_op(3, 0, 8, 64),
+        shm_op(5, 0, 0, 0),
+        shm_op(7, 1, 0, 0),
+        shm_op(4, 0, 0, 1),
+        shm_op(1, 255, 0, 0),
+    ];
+    let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
+
+    // Lossless, 4 KiB, 2 slots; slot 0 reserved, then frames, read halfway, wrapped.
+    let (segment, mut producer) = Segment::create_ring("mycelium-seed", 4096, 2).expect("ring");
+    let region = segment.ring_region().expect("region");
+    let slot = reserve_slot(&region).expect("slot");
+    producer.try_push(b"hello").expect("push");
+    producer
+        .try_push_marked(
+            &SegmentRef {
+                segment: 1,
+                len: 1 << 20,
+            }
+            .encode(),
+            true,
+        )
+        .expect("push");
+    let mut queued = Vec::new();
+    mycelium_transport::shm::queue::address(&mut queued, slot, b"job");
+    producer.try_push(&queued).expect("push");
+    producer.publish();
+    inputs.push(("ring-lossless-3".into(), segment_bytes(&segment)));
+    {
+        let mut consumer = RingConsumer::adopt(&region, slot).expect("adopt");
+        let mut out = Vec::new();
+        for i in 0..40u8 {
+            let _ = producer.try_push(&vec![i; 90]);
+            producer.publish();
+            let _ = consumer.try_recv_into(&mut out);
+        }
+    }
+    inputs.push(("ring-lossless-wrapped".into(), segment_bytes(&segment)));
+
+    // Lossy, lapped.
+    let (lossy, mut producer) =
+        Segment::create_ring_with_mode("mycelium-seed", 4096, 1, true).expect("ring");
+    let region = lossy.ring_region().expect("region");
+    reserve_slot(&region).expect("slot");
+    for i in 0..100u8 {
+        producer
+            .try_push(&vec![i; 50 + usize::from(i)])
+            .expect("lossy push");
+        producer.publish();
+    }
+    inputs.push(("ring-lossy-lapped".into(), segment_bytes(&lossy)));
+
+    // Fresh, 8 KiB, 4 slots: a producer adopts it.
+    let (fresh, _producer) = Segment::create_ring("mycelium-seed", 8192, 4).expect("ring");
+    let fresh = segment_bytes(&fresh);
+
+    let mut rings = Vec::new();
+    for (name, bytes) in inputs.drain(..) {
+        rings.push((format!("{name}-adopt-reads"), shm_input(2, &reads, &bytes)));
+        rings.push((
+            format!("{name}-adopt-hostile"),
+            shm_input(2, &hostile, &bytes),
+        ));
+        rings.push((
+            format!("{name}-join-hostile"),
+            shm_input(0, &hostile, &bytes),
+        ));
+    }
+    let pushes = [
+        shm_op(6, 1, 0, 100),
+        shm_op(0, 0, 0, 0),
+        shm_op(6, 2, 1, 3000),
+        shm_op(6, 3, 0, 16),
+        shm_op(1, 8, 0, 0),
+        shm_op(2, 0, 33, 0),
+        shm_op(6, 4, 0, 900),
+        shm_op(1, 8, 0, 0),
+    ];
+    rings.push(("ring-fresh-push-read".into(), shm_input(0, &pushes, &fresh)));
+    rings.push(("ring-zeroes".into(), shm_input(0, &reads, &[0; 4352])));
+
+    for (name, claimed, max, contents) in [
+        ("payload-whole", 0u16, 0u16, vec![7u8; 100]),
+        ("payload-prefix", 10, 0, (0..=255).collect()),
+        ("payload-longer-than-segment", 300, 0, vec![1; 200]),
+        ("payload-over-limit", 0, 50, vec![2; 200]),
+        ("payload-one-byte", 1, 1, vec![3]),
+    ] {
+        let mut input = vec![1];
+        input.extend_from_slice(&claimed.to_le_bytes());
+        input.extend_from_slice(&max.to_le_bytes());
+        input.extend_from_slice(&contents);
+        rings.push((name.into(), input));
+    }
+    rings
+}
+
+/// Every seed input for the `config` target: the repository's `broker.toml`, configs from the
+/// config crate's tests and docs, broken variants, and reloads (two configs split by a NUL).
+pub fn config_inputs() -> Vec<(String, Vec<u8>)> {
+    let example = include_str!("../../broker.toml");
+    let configs: Vec<(&str, String)> = vec![
+        ("broker-toml", example.to_owned()),
+        ("empty", String::new()),
+        (
+            "queue-topic",
+            "[[topics]]\nname = \"orders\"\nrouting = \"queue\"\n".into(),
+        ),
+        (
+            "every-section",
+            "[server]\nsocket_path = \"/run/m.sock\"\nmax_connections = 10\n\
+             connection_timeout_ms = 500\nsocket_mode = 0o600\n\n\
+             [[topics]]\nname = \"a.b-c_d\"\nrouting = \"Fanout\"\nbuffer_size = 5\n\
+             max_message_size = 16777216\nbackpressure = \"drop_oldest\"\nprefetch = 1\n\n\
+             [topic_defaults]\nauto_create = true\nrouting = \"queue\"\nbuffer_size = 1\n\
+             max_message_size = 1\nbackpressure = \"disconnect\"\nprefetch = 2\n\n\
+             [performance]\nworker_threads = 1024\nchannel_capacity = 1\nbatch_size = 1\n\
+             flush_interval_ms = 0\n\n\
+             [shm]\nenabled = false\nring_bytes = 4096\nmax_subscribers = 1024\n\
+             max_publishers_per_topic = 63\n"
+                .into(),
+        ),
+        (
+            "socket-mode-string",
+            "[server]\nsocket_mode = \"0660\"\n".into(),
+        ),
+        ("syntax-error", "[server\nsocket_path = \"/tmp/x\"\n".into()),
+        (
+            "unterminated-string",
+            "[server]\nsocket_path = \"/tmp/x\n".into(),
+        ),
+        (
+            "unknown-field",
+            "[server]\nsocket_paht = \"/tmp/x\"\n".into(),
+        ),
+        ("unknown-section", "[serverz]\nx = 1\n".into()),
+        (
+            "wrong-type",
+            "[performance]\nworker_threads = \"two\"\n".into(),
+        ),
+        ("missing-routing", "[[topics]]\nname = \"t\"\n".into()),
+        (
+            "duplicate-topics",
+            "[[topics]]\nname = \"t\"\nrouting = \"fanout\"\n\n\
+             [[topics]]\nname = \"t\"\nrouting = \"queue\"\n"
+                .into(),
+        ),
+        (
+            "zeros",
+            "[server]\nmax_connections = 0\nconnection_timeout_ms = 0\n\
+             [[topics]]\nname = \"t\"\nrouting = \"fanout\"\nbuffer_size = 0\n\
+             max_message_size = 0\nprefetch = 0\n\
+             [performance]\nworker_threads = 0\nbatch_size = 0\nchannel_capacity = 0\n\
+             [shm]\nring_bytes = 0\nmax_subscribers = 0\nmax_publishers_per_topic = 0\n"
+                .into(),
+        ),
+        (
+            "huge-numbers",
+            "[server]\nmax_connections = 18446744073709551615\nsocket_mode = 0o7777\n\
+             [[topics]]\nname = \"t\"\nrouting = \"fanout\"\nmax_message_size = 16777217\n\
+             [performance]\nworker_threads = 1025\n\
+             [shm]\nring_bytes = 3000\nmax_subscribers = 1025\nmax_publishers_per_topic = 64\n"
+                .into(),
+        ),
+        ("negative", "[performance]\nflush_interval_ms = -1\n".into()),
+        (
+            "non-ascii-name",
+            "[[topics]]\nname = \"quéue\"\nrouting = \"quéue\"\n".into(),
+        ),
+        (
+            "bad-names",
+            format!(
+                "[[topics]]\nname = \"\"\nrouting = \"fanout\"\n\
+                 [[topics]]\nname = \"{}\"\nrouting = \"fanout\"\n\
+                 [[topics]]\nname = \"a b\"\nrouting = \"fanout\"\n",
+                "n".repeat(256)
+            ),
+        ),
+        (
+            "bad-socket-paths",
+            format!(
+                "[server]\nsocket_path = \"/tmp/dir/\"\n\0[server]\nsocket_path = \"/{}\"\n",
+                "s".repeat(120)
+            ),
+        ),
+        (
+            "bad-enum",
+            "[topic_defaults]\nbackpressure = \"drop_all\"\n".into(),
+        ),
+        (
+            "inline-tables",
+            "server = { max_connections = 5 }\ntopics = [{ name = \"x\", routing = \"queue\" }]\n"
+                .into(),
+        ),
+        ("crlf", "[server]\r\nmax_connections = 5\r\n".into()),
+    ];
+    let reloads: Vec<(&str, String)> = vec![
+        (
+            "reload-routing-refused",
+            "[[topics]]\nname = \"jobs\"\nrouting = \"queue\"\n\0\
+             [[topics]]\nname = \"jobs\"\nrouting = \"fanout\"\nbuffer_size = 5\n"
+                .into(),
+        ),
+        (
+            "reload-restart-and-live",
+            "[server]\nsocket_path = \"/tmp/a.sock\"\nmax_connections = 5\n\
+             [performance]\nworker_threads = 2\n[shm]\nmax_subscribers = 8\n\0\
+             [server]\nsocket_path = \"/tmp/b.sock\"\nmax_connections = 6\n\
+             [performance]\nworker_threads = 3\nbatch_size = 9\n[shm]\nmax_subscribers = 9\nring_bytes = 8192\n"
+                .into(),
+        ),
+        (
+            "reload-add-remove",
+            "[[topics]]\nname = \"old\"\nrouting = \"fanout\"\n\0\
+             [[topics]]\nname = \"new\"\nrouting = \"queue\"\nprefetch = 3\n\
+             [topic_defaults]\nauto_create = true\n"
+                .into(),
+        ),
+        (
+            "reload-example-to-empty",
+            format!("{example}\0"),
+        ),
+        (
+            "reload-example-to-buffer-cap",
+            format!("{example}\0[performance]\nchannel_capacity = 10\n[[topics]]\nname = \"market_data\"\nrouting = \"queue\"\nbuffer_size = 1\n"),
+        ),
+    ];
+    configs
+        .into_iter()
+        .chain(reloads)
+        .map(|(name, text)| (name.to_owned(), text.into_bytes()))
+        .collect()
 }
