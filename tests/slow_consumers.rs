@@ -151,3 +151,56 @@ fn under_block_a_full_queue_backlog_drops_the_rest_of_a_batch_after_the_deadline
         "the rest is counted"
     );
 }
+
+/// What a broker queues toward two stalled subscribers of a `drop_newest` topic whose own
+/// buffers never fill (`buffer_size` is huge): `delivered` counts what was queued for them.
+fn queued_for_stalled_subscribers(server_extra: &str) -> u64 {
+    const MESSAGES: u64 = 600_000;
+    let broker = TestBroker::start_with(
+        server_extra,
+        "[[topics]]\nname = \"big\"\nrouting = \"fanout\"\nbuffer_size = 10000000\nbackpressure = \"drop_newest\"\n",
+    );
+    let stalled: Vec<_> = (0..2)
+        .map(|_| {
+            let sub = common::spawn_sub(&broker, "big", &[]);
+            let pid = nix::unistd::Pid::from_raw(sub.child.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+            sub
+        })
+        .collect();
+    block_on(async {
+        let publisher = Client::connect(&broker.socket).await.expect("connect");
+        let p = publisher.publisher("big").await.expect("publisher");
+        let payload = [7u8; 64];
+        for _ in 0..MESSAGES {
+            p.publish(&payload).await.expect("publish");
+        }
+        publisher.flush().await.expect("accepted");
+    });
+    wait_until("every message routed or dropped", || {
+        topic_counter(&broker, "big", "delivered") + topic_counter(&broker, "big", "dropped")
+            == 2 * MESSAGES
+    });
+    let delivered = topic_counter(&broker, "big", "delivered");
+    for sub in &stalled {
+        let pid = nix::unistd::Pid::from_raw(sub.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+    }
+    delivered
+}
+
+#[test]
+fn the_broker_wide_inflight_budget_bounds_what_stalled_subscribers_hold() {
+    // Each stalled connection may hold 8 MiB queued on its own; with a 64 KiB budget the
+    // two together hold 64 KiB (plus what their sockets took) before drops begin.
+    let unbounded = queued_for_stalled_subscribers("");
+    let bounded = queued_for_stalled_subscribers("max_inflight_bytes = 65536");
+    eprintln!(
+        "queued toward the stalled subscribers: {bounded} with the budget, {unbounded} without"
+    );
+    // 2 x 8 MiB of 74-byte frames is ~226 000 messages.
+    assert!(
+        bounded + 150_000 < unbounded,
+        "with the budget {bounded} were queued, without {unbounded}"
+    );
+}

@@ -24,8 +24,8 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes, BytesMut};
 use mycelium_transport::frame::MESSAGE_OVERHEAD;
@@ -213,11 +213,57 @@ struct State {
     takes: u64,
 }
 
-/// The room rule, over a topic's queued messages and the outbox's bytes: see
-/// [`State::has_room`]. Appends evaluate it with running totals instead of re-reading the state
-/// per message.
-fn fits(queued_for_topic: usize, bytes: usize, max_messages: usize) -> bool {
-    bytes == 0 || (queued_for_topic < max_messages && bytes < OUTBOX_MAX_BYTES)
+/// The room rule, over a topic's queued messages and the outbox's bytes, and whether the
+/// broker-wide [`ByteBudget`] is spent: see [`State::has_room`]. Appends evaluate it with
+/// running totals instead of re-reading the state per message. An empty outbox always takes
+/// one message, whatever the budget says, so every subscriber keeps moving.
+fn fits(queued_for_topic: usize, bytes: usize, max_messages: usize, spent: bool) -> bool {
+    bytes == 0 || (queued_for_topic < max_messages && bytes < OUTBOX_MAX_BYTES && !spent)
+}
+
+/// Bytes queued in every outbox of a broker and not yet taken by their writers, against a
+/// limit (`server.max_inflight_bytes`): past it, outboxes that hold anything take no more
+/// messages, so the topics' backpressure applies as if each subscriber were full.
+#[derive(Debug)]
+pub struct ByteBudget {
+    used: AtomicUsize,
+    limit: AtomicUsize,
+}
+
+impl ByteBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> ByteBudget {
+        ByteBudget {
+            used: AtomicUsize::new(0),
+            limit: AtomicUsize::new(limit),
+        }
+    }
+
+    /// Changes the limit (a reload); outboxes follow at their next append.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Bytes queued now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Whether the queued bytes have reached the limit.
+    pub fn is_spent(&self) -> bool {
+        self.used() >= self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Moves the count from `before` to `after` bytes for one outbox.
+    fn settle(&self, before: usize, after: usize) {
+        // Relaxed: a count, ordering nothing; each outbox's changes are made under its lock,
+        // so its own contributions never go below zero.
+        if after > before {
+            self.used.fetch_add(after - before, Ordering::Relaxed);
+        } else if before > after {
+            self.used.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
 }
 
 impl State {
@@ -229,8 +275,8 @@ impl State {
     /// one's room on the same connection; the byte limit covers the whole outbox. The byte
     /// limit is checked before the message, so an outbox may exceed it by one message; an
     /// empty outbox always takes one, so a message larger than the limit moves.
-    fn has_room(&self, topic_id: u32, max_messages: usize) -> bool {
-        fits(self.queued_for(topic_id), self.bytes, max_messages)
+    fn has_room(&self, topic_id: u32, max_messages: usize, spent: bool) -> bool {
+        fits(self.queued_for(topic_id), self.bytes, max_messages, spent)
     }
 
     fn queued_for(&self, topic_id: u32) -> usize {
@@ -365,6 +411,8 @@ pub struct Outbox {
     closed_notify: Notify,
     /// The frame kind messages are queued as: `Deliver` toward clients, `Publish` toward the broker.
     message_kind: u8,
+    /// The broker-wide budget this outbox's queued bytes count against, if any.
+    budget: Option<Arc<ByteBudget>>,
 }
 
 /// Keeps an outbox's drainer waiting; see [`Outbox::append_control_held`].
@@ -385,6 +433,14 @@ impl Drop for HoldGuard<'_> {
     }
 }
 
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // Whatever is still queued leaves the broker-wide count with the outbox.
+        let bytes = self.lock().bytes;
+        self.settle(bytes, 0);
+    }
+}
+
 impl Default for Outbox {
     fn default() -> Outbox {
         Outbox::new()
@@ -402,6 +458,13 @@ impl Outbox {
         Outbox::with_message_kind(kind::PUBLISH)
     }
 
+    /// A new outbox toward a client whose queued bytes count against `budget`.
+    pub fn with_budget(budget: Arc<ByteBudget>) -> Outbox {
+        let mut outbox = Outbox::with_message_kind(kind::DELIVER);
+        outbox.budget = Some(budget);
+        outbox
+    }
+
     fn with_message_kind(message_kind: u8) -> Outbox {
         Outbox {
             state: Mutex::default(),
@@ -410,6 +473,19 @@ impl Outbox {
             closed_flag: AtomicBool::new(false),
             closed_notify: Notify::new(),
             message_kind,
+            budget: None,
+        }
+    }
+
+    /// Whether the broker-wide budget is spent (never, without one).
+    fn spent(&self) -> bool {
+        self.budget.as_ref().is_some_and(|b| b.is_spent())
+    }
+
+    /// Tells the budget that this outbox went from `before` to `after` queued bytes.
+    fn settle(&self, before: usize, after: usize) {
+        if let Some(budget) = &self.budget {
+            budget.settle(before, after);
         }
     }
 
@@ -441,9 +517,10 @@ impl Outbox {
         }
         let was_empty = state.is_empty();
         let already = state.queued_for(topic_id);
+        let (before, spent) = (state.bytes, self.spent());
         let mut queued = 0;
         for payload in payloads {
-            if max_messages.is_some_and(|max| !fits(already + queued, state.bytes, max)) {
+            if max_messages.is_some_and(|max| !fits(already + queued, state.bytes, max, spent)) {
                 break;
             }
             codec::encode_message(&mut state.tail, self.message_kind, topic_id, payload);
@@ -451,6 +528,7 @@ impl Outbox {
             queued += 1;
         }
         state.count(topic_id, queued);
+        self.settle(before, state.bytes);
         drop(state);
         if was_empty && queued > 0 {
             self.readable.notify_one();
@@ -473,13 +551,14 @@ impl Outbox {
             return Appended::Closed;
         }
         let was_empty = state.is_empty();
+        let (before, spent) = (state.bytes, self.spent());
         let end = match max_messages {
             None => range.end,
             Some(max) => {
                 let already = state.queued_for(topic_id);
                 let mut bytes = state.bytes;
                 let mut end = range.start;
-                while end < range.end && fits(already + (end - range.start), bytes, max) {
+                while end < range.end && fits(already + (end - range.start), bytes, max, spent) {
                     bytes += run.ends[end] - run.start_of(end);
                     end += 1;
                 }
@@ -499,6 +578,7 @@ impl Outbox {
                 state.bytes += len;
             }
         }
+        self.settle(before, state.bytes);
         drop(state);
         if was_empty && queued > 0 {
             self.readable.notify_one();
@@ -521,7 +601,10 @@ impl Outbox {
         if state.closed {
             return 0;
         }
-        state.evict_oldest(topic_id, self.message_kind, max)
+        let before = state.bytes;
+        let evicted = state.evict_oldest(topic_id, self.message_kind, max);
+        self.settle(before, state.bytes);
+        evicted
     }
 
     /// Queues one control frame regardless of the limits. Returns false if the outbox is closed.
@@ -537,7 +620,9 @@ impl Outbox {
             tracing::error!(%error, ?frame, "could not encode a control frame");
             return true;
         }
+        let queued_before = state.bytes;
         state.bytes += state.tail.len() - before;
+        self.settle(queued_before, state.bytes);
         drop(state);
         if was_empty {
             self.readable.notify_one();
@@ -557,10 +642,12 @@ impl Outbox {
         HoldGuard { outbox: self }
     }
 
-    /// True if `max_messages` more would not be refused right now (for waiting producers).
+    /// True if `max_messages` more would not be refused right now (for waiting producers);
+    /// with a budget that is spent, only when this outbox is empty.
     pub fn has_room(&self, topic_id: u32, max_messages: usize) -> bool {
+        let spent = self.spent();
         let state = self.lock();
-        state.closed || state.has_room(topic_id, max_messages)
+        state.closed || state.has_room(topic_id, max_messages, spent)
     }
 
     /// Waits until the outbox has room for a message under `max_messages`, or is closed.
@@ -572,7 +659,7 @@ impl Outbox {
             notified.as_mut().enable();
             {
                 let mut state = self.lock();
-                if state.closed || state.has_room(topic_id, max_messages) {
+                if state.closed || state.has_room(topic_id, max_messages, self.spent()) {
                     return;
                 }
                 state.space_wanted = true;
@@ -621,6 +708,7 @@ impl Outbox {
         std::mem::swap(&mut state.segments, &mut into.segments);
         std::mem::swap(&mut state.tail, &mut into.tail);
         state.takes = state.takes.wrapping_add(1);
+        self.settle(state.bytes, 0);
         state.bytes = 0;
         state.messages = 0;
         state.per_topic.clear();
@@ -720,6 +808,7 @@ impl Outbox {
             let mut state = self.lock();
             state.closed = true;
             if discard {
+                self.settle(state.bytes, 0);
                 state.segments = VecDeque::new();
                 state.tail = BytesMut::new();
                 state.bytes = 0;
@@ -744,6 +833,46 @@ impl Outbox {
 mod tests {
     use super::*;
     use mycelium_transport::peek_frame;
+
+    #[test]
+    fn a_spent_budget_stops_outboxes_that_hold_something_until_one_is_taken() {
+        let budget = Arc::new(ByteBudget::new(100));
+        let (a, b) = (
+            Outbox::with_budget(budget.clone()),
+            Outbox::with_budget(budget.clone()),
+        );
+        let big = [0u8; 80];
+        let one = |o: &Outbox, n: usize| match o.append_messages(1, &vec![&big[..]; n], 10) {
+            Appended::Queued(q) => q,
+            Appended::Closed => panic!("open"),
+        };
+        assert_eq!(one(&a, 1), 1);
+        assert_eq!(budget.used(), 90);
+        // The budget is looked at once per append: not spent yet, so b takes the whole batch.
+        assert_eq!(one(&b, 2), 2);
+        assert!(budget.is_spent());
+        assert_eq!(
+            one(&a, 1),
+            0,
+            "spent: an outbox holding something takes no more"
+        );
+        assert!(!a.has_room(1, 10));
+        // Control frames are not messages: they still go out, and are counted.
+        assert!(a.append_control(&Frame::Ping { token: 1 }));
+        assert_eq!(budget.used(), 270 + 14);
+        // Taking gives the bytes back; an empty outbox always takes one, so nobody starves.
+        let mut drained = Drained::default();
+        assert!(a.take(&mut drained));
+        assert_eq!(budget.used(), 180);
+        assert_eq!(one(&a, 2), 1);
+        assert_eq!(one(&b, 1), 0);
+        // An outbox dropped (its peer gone) gives back what it held.
+        drop(b);
+        assert_eq!(budget.used(), 90);
+        // A reload may raise the limit.
+        budget.set_limit(1000);
+        assert_eq!(one(&a, 5), 5);
+    }
 
     fn flat(taken: &mut Drained) -> Vec<u8> {
         taken.flatten()

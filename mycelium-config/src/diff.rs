@@ -18,7 +18,7 @@
 //! | `server.connection_timeout_ms` | Live | new connections |
 //! | `server.socket_mode` | Live | applied to the socket file |
 //! | `server.max_subscriptions_per_connection`, `server.max_subscriptions` | Live | checked at each subscribe; subscriptions held beyond it keep going |
-//! | `server.shutdown_deadline_ms`, `server.heartbeat_interval_ms`, `server.heartbeat_misses` | Live | |
+//! | `server.max_inflight_bytes`, `server.shutdown_deadline_ms`, `server.heartbeat_interval_ms`, `server.heartbeat_misses` | Live | |
 //! | `<topic>.routing` | Refused | a live topic cannot change routing: remove the topic, reload, then declare it again |
 //! | `<topic>.buffer_size` | Live | |
 //! | `<topic>.max_message_size` | Live | publishers see a raised limit when they resolve the topic again |
@@ -406,6 +406,14 @@ impl Changes {
                 &old.max_subscriptions,
                 &new.max_subscriptions,
                 NEW_SUBSCRIPTIONS,
+                plain,
+            ),
+            max_inflight_bytes: self.setting(
+                S,
+                "max_inflight_bytes",
+                &old.max_inflight_bytes,
+                &new.max_inflight_bytes,
+                LIVE,
                 plain,
             ),
             shutdown_deadline_ms: self.setting(
@@ -855,6 +863,7 @@ mod tests {
                 socket_mode: 0o600,
                 max_subscriptions_per_connection: 5,
                 max_subscriptions: 6,
+                max_inflight_bytes: 2,
                 shutdown_deadline_ms: 1,
                 heartbeat_interval_ms: 7,
                 heartbeat_misses: 4,
@@ -915,6 +924,7 @@ mod tests {
                 ("server.socket_mode", "0660", "0600", Live),
                 ("server.max_subscriptions_per_connection", "1024", "5", Live),
                 ("server.max_subscriptions", "65536", "6", Live),
+                ("server.max_inflight_bytes", "1073741824", "2", Live),
                 ("server.shutdown_deadline_ms", "10000", "1", Live),
                 ("server.heartbeat_interval_ms", "10000", "7", Live),
                 ("server.heartbeat_misses", "3", "4", Live),

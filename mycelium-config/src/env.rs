@@ -202,6 +202,11 @@ fn set_server(server: &mut ServerConfig, field: &str, value: &str) -> Result<&'s
             parse_number(value)?,
             "max_subscriptions",
         ),
+        "MAX_INFLIGHT_BYTES" => set(
+            &mut server.max_inflight_bytes,
+            parse_number(value)?,
+            "max_inflight_bytes",
+        ),
         "SHUTDOWN_DEADLINE_MS" => set(
             &mut server.shutdown_deadline_ms,
             parse_number(value)?,
@@ -221,7 +226,8 @@ fn set_server(server: &mut ServerConfig, field: &str, value: &str) -> Result<&'s
             other,
             "server",
             "SOCKET_PATH, MAX_CONNECTIONS, CONNECTION_TIMEOUT_MS, SOCKET_MODE, \
-             MAX_SUBSCRIPTIONS_PER_CONNECTION, MAX_SUBSCRIPTIONS, SHUTDOWN_DEADLINE_MS, \
+             MAX_SUBSCRIPTIONS_PER_CONNECTION, MAX_SUBSCRIPTIONS, MAX_INFLIGHT_BYTES, \
+             SHUTDOWN_DEADLINE_MS, \
              HEARTBEAT_INTERVAL_MS, \
              HEARTBEAT_MISSES",
         )),

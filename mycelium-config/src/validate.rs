@@ -70,6 +70,7 @@ fn check_server(server: &ServerConfig, problems: &mut Problems) {
         server.max_subscriptions_per_connection == 0,
     );
     problems.require_positive("server.max_subscriptions", server.max_subscriptions == 0);
+    problems.require_positive("server.max_inflight_bytes", server.max_inflight_bytes == 0);
     problems.require_positive("server.heartbeat_misses", server.heartbeat_misses == 0);
     problems.require_positive(
         "server.connection_timeout_ms",

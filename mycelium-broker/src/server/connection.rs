@@ -252,7 +252,7 @@ async fn serve_messages(
         tracing::debug!(%error, "could not enlarge the socket buffers");
     }
     let (mut reader, writer) = stream.into_split();
-    let outbox = Arc::new(Outbox::new());
+    let outbox = Arc::new(Outbox::with_budget(state.inflight.clone()));
     writers.spawn(write_loop(writer, outbox.clone()));
     let mut conn = Connection {
         id,

@@ -326,6 +326,9 @@ fn apply(
         );
     }
     state.shm.set_config(effective.shm.clone());
+    state
+        .inflight
+        .set_limit(effective.server.max_inflight_bytes);
     state.shm.topics_reconfigured(&done.changed);
     let mut failures = Vec::new();
     if running.server.socket_mode != effective.server.socket_mode {

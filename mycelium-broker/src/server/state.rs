@@ -16,7 +16,7 @@ use mycelium_transport::{ConfigStatus, Frame, RoutingKind, TopicStats, HANDSHAKE
 use uuid::Uuid;
 
 use crate::core::registry::TopicRegistry;
-use crate::outbox::Outbox;
+use crate::outbox::{ByteBudget, Outbox};
 use crate::server::error::ServeError;
 use crate::server::reload::{ReloadHandle, ReloadQueue};
 use crate::server::shm_rings::ShmRings;
@@ -45,6 +45,9 @@ pub struct BrokerState {
     open_sockets: AtomicUsize,
     /// Subscriptions all message connections hold: what `server.max_subscriptions` counts.
     subscriptions: AtomicUsize,
+    /// Bytes queued toward all clients: what `server.max_inflight_bytes` bounds. Shared by
+    /// every connection's outbox.
+    pub(crate) inflight: Arc<ByteBudget>,
     /// Every topic's shared-memory rings and who holds them.
     pub shm: Arc<ShmRings>,
 }
@@ -58,6 +61,7 @@ impl BrokerState {
         }
         let registry = Arc::new(TopicRegistry::from_config(&config)?);
         let (reload, reload_queue) = crate::server::reload::channel();
+        let inflight = Arc::new(ByteBudget::new(config.server.max_inflight_bytes));
         Ok(BrokerState {
             registry,
             shm: Arc::new(ShmRings::new(config.shm.clone())),
@@ -74,6 +78,7 @@ impl BrokerState {
             connections: Mutex::default(),
             open_sockets: AtomicUsize::new(0),
             subscriptions: AtomicUsize::new(0),
+            inflight,
         })
     }
 

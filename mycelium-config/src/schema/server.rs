@@ -42,6 +42,10 @@ pub struct ServerConfig {
     /// Milliseconds of silence from a message connection after which the broker pings it;
     /// 0 turns heartbeats off. Default 10000.
     pub heartbeat_interval_ms: u64,
+    /// Most bytes queued toward all clients together (not yet written to their sockets); past
+    /// it an outbox that holds anything takes no more messages, and the topics' backpressure
+    /// applies. Default 1 GiB, > 0.
+    pub max_inflight_bytes: usize,
     /// Milliseconds a graceful shutdown (SIGTERM, SIGINT) gives connected subscribers to take
     /// every message already accepted before the broker exits anyway. Default 10000.
     pub shutdown_deadline_ms: u64,
@@ -59,6 +63,7 @@ impl Default for ServerConfig {
             socket_mode: 0o660,
             max_subscriptions_per_connection: 1024,
             max_subscriptions: 65_536,
+            max_inflight_bytes: 1 << 30,
             shutdown_deadline_ms: 10_000,
             heartbeat_interval_ms: 10_000,
             heartbeat_misses: 3,
