@@ -1,5 +1,5 @@
 //! Chaos: publishers and subscribers on fanout and queue topics keep going while a driver
-//! SIGKILLs random client processes, sends garbage on fresh connections and connects past
+//! SIGKILLs client processes (over the socket and over shared memory, in turn), sends garbage on fresh connections and connects past
 //! the connection limit. At the end every surviving subscriber has exactly its expected
 //! messages (none missing, none twice, per-publisher order kept, and of every killed
 //! publisher a gap-free prefix), and the broker's memory stayed bounded.
@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::pubsub_support::{spawn_pub, PubProcess};
+use common::pubsub_support::{spawn_pub, spawn_pub_with, PubProcess};
 use common::{block_on, spawn_sub, wait_until, SubProcess, TestBroker, DEADLINE};
 use mycelium::Client;
 use nix::sys::signal::{kill, Signal};
@@ -120,12 +120,20 @@ fn survivors_get_exactly_their_messages_while_clients_are_killed_and_garbage_arr
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut victim_publishers = 0usize;
         for round in 0..ROUNDS {
-            let victim_sub: SubProcess = spawn_sub(&broker, "chaos.fan", &[]);
+            // Every other round the victims use shared memory: a publisher killed while
+            // writing its ring, a subscriber killed while holding slots.
+            let transport: &[&str] = if round % 2 == 1 {
+                &["--transport", "shm"]
+            } else {
+                &[]
+            };
+            let victim_sub: SubProcess = spawn_sub(&broker, "chaos.fan", transport);
             let name = format!("v{round}");
             victim_publishers += 1;
-            let victim_pub = spawn_pub(
+            let victim_pub = spawn_pub_with(
                 &broker,
                 "chaos.fan",
+                transport,
                 (0..N).map(move |i| format!("{name}-{i}")),
             );
             // Wait until the victim publisher's messages flow (its own subscriber has one),
