@@ -692,6 +692,55 @@ fn a_broker_with_shm_disabled_refuses_sessions_and_the_cli_says_why() {
 }
 
 #[test]
+fn on_a_block_topic_a_stalled_shm_subscriber_holds_its_publisher_back_only_for_the_deadline() {
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\npublish_deadline_ms = 300\n\n[shm]\nring_bytes = 4096\n",
+        fanout("held")
+    ));
+    let mut frozen = spawn_sub(&broker, "held", &["--transport", "shm"]);
+    let frozen_pid = Pid::from_raw(frozen.child.id() as i32);
+    let client = shm_client(&broker);
+    let healthy = client.subscribe("held").expect("subscribe");
+    let mut publisher = shm_client(&broker).publisher("held").expect("publisher");
+    kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || take_all(healthy, &done))
+    };
+    // A blocking publish: it waits on the frozen subscriber until the watchdog detaches it
+    // (after publish_deadline_ms); without that, this thread would wait for ever.
+    let (finished, published) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for seq in 0..2000 {
+            publisher
+                .publish(checked_message(seq).as_bytes())
+                .expect("publish");
+        }
+        let _ = finished.send(());
+    });
+    published
+        .recv_timeout(DEADLINE)
+        .expect("the publisher was held back past its deadline");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let got = reader.join().expect("reader");
+    assert_eq!(
+        got,
+        (0..2000).collect::<Vec<u64>>(),
+        "the healthy one got all"
+    );
+    assert!(
+        topic_counter(&broker, "held", "dropped") >= 1,
+        "the detach is counted"
+    );
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+    assert!(
+        !frozen.wait().success(),
+        "the detached subscriber fails with the reason"
+    );
+}
+
+#[test]
 fn on_a_disconnect_topic_a_stalled_shm_subscriber_is_dropped_and_the_publisher_goes_on() {
     let broker = TestBroker::start(&format!(
         "{}max_message_size = 1000\nbackpressure = \"disconnect\"\n\n[shm]\nring_bytes = 4096\n",

@@ -49,7 +49,8 @@ use arc_swap::ArcSwap;
 use mycelium_config::{Backpressure, Routing, ShmConfig};
 use mycelium_transport::ErrorCode;
 
-/// How often the watchdog of `disconnect` topics looks at the rings.
+/// How often the watchdog of `disconnect` topics (and of `block` topics with a
+/// `publish_deadline_ms`) looks at the rings.
 const WATCHDOG_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Watchdog rounds in a row a subscriber must hold a waiting publisher back before it is
@@ -235,7 +236,7 @@ struct Subscriber {
     slots: HashMap<u32, u32>,
     /// Consecutive watchdog rounds that found this subscriber holding a waiting publisher back
     /// (`disconnect` topics).
-    strikes: u8,
+    strikes: u32,
 }
 
 struct Publisher {
@@ -730,7 +731,7 @@ impl ShmRings {
     /// otherwise started by the first such subscriber's attach).
     pub fn topics_reconfigured(self: &Arc<Self>, topics: &[Arc<Topic>]) {
         let needs_watchdog = topics.iter().any(|topic| {
-            topic.config().backpressure == Backpressure::Disconnect
+            watched(&topic.config())
                 && self
                     .lock()
                     .get(&topic.id())
@@ -939,7 +940,7 @@ impl ShmRings {
         events: mpsc::UnboundedSender<SessionEvent>,
     ) -> Result<Grant, ShmRefusal> {
         Self::check_policy(topic)?;
-        if topic.config().backpressure == Backpressure::Disconnect {
+        if watched(&topic.config()) {
             self.start_watchdog();
         }
         let mut topics = self.lock();
@@ -1089,16 +1090,39 @@ impl ShmRings {
     /// (three quarters of a ring behind, or half a ring while the publisher waits for room) in
     /// [`STRIKES`] rounds in a row is detached (its slots freed, the publisher released) and
     /// told why. The relay ring counts as a publisher ring whose publisher is the broker,
-    /// waiting while a socket publisher is held back by it.
+    /// waiting while a socket publisher is held back by it. Under `block` with a
+    /// `publish_deadline_ms`, a subscriber half a ring behind a publisher that waits on it
+    /// for that long is detached the same way, so one slow reader never stalls the others
+    /// of its rings for longer than the deadline.
     fn disconnect_slow_subscribers(&self) {
         let mut topics = self.lock();
         for rings in topics.values_mut() {
             let Some(topic) = rings.topic.clone() else {
                 continue;
             };
-            if topic.config().backpressure != Backpressure::Disconnect {
-                continue;
-            }
+            let settings = topic.config();
+            // Rounds a subscriber must hold a publisher back, and what the client is told.
+            let (needed, policy, block) = match settings.backpressure {
+                Backpressure::Disconnect => (
+                    u32::from(STRIKES),
+                    "backpressure = disconnect".to_owned(),
+                    false,
+                ),
+                Backpressure::Block if settings.publish_deadline_ms > 0 => {
+                    let period = WATCHDOG_PERIOD.as_millis().max(1) as u64;
+                    let rounds = settings.publish_deadline_ms.div_ceil(period).max(1);
+                    (
+                        u32::try_from(rounds).unwrap_or(u32::MAX),
+                        format!(
+                            "backpressure = block, held a publisher back longer than \
+                             publish_deadline_ms = {}",
+                            settings.publish_deadline_ms
+                        ),
+                        true,
+                    )
+                }
+                _ => continue,
+            };
             // A subscriber is behind when it holds its publisher back: more than half a ring
             // behind while the publisher waits for room, or three quarters of a ring behind
             // whatever the publisher does (one that only tries to publish never waits).
@@ -1116,15 +1140,17 @@ impl ShmRings {
                 .map_or(0, |sink| sink.short_calls.load(Ordering::Relaxed));
             let relay_waiting = short_calls != rings.relay_short_calls_seen;
             rings.relay_short_calls_seen = short_calls;
+            // Under block the relay ring is bounded by the socket publisher's own deadline
+            // (`Topic::give_up`); here only publishers that really wait count.
             let relay = rings
                 .relay
                 .clone()
-                .filter(|_| fanout)
+                .filter(|_| fanout && !block)
                 .map(|ring| (ring, relay_waiting));
             let holds_back = |ring: &Ring, waiting: bool, slot: u32| {
                 let capacity = ring.capacity;
                 slot_backlog(&ring.region, slot as usize).is_some_and(|backlog| {
-                    backlog > capacity / 4 * 3 || (waiting && backlog > capacity / 2)
+                    (!block && backlog > capacity / 4 * 3) || (waiting && backlog > capacity / 2)
                 })
             };
             let mut slow = Vec::new();
@@ -1137,8 +1163,12 @@ impl ShmRings {
                 }) || relay.as_ref().is_some_and(|(ring, waiting)| {
                     holds_back(ring, *waiting, subscriber.relay_slot)
                 });
-                subscriber.strikes = if behind { subscriber.strikes + 1 } else { 0 };
-                if subscriber.strikes >= STRIKES {
+                subscriber.strikes = if behind {
+                    subscriber.strikes.saturating_add(1)
+                } else {
+                    0
+                };
+                if subscriber.strikes >= needed {
                     slow.push((
                         subscriber.session,
                         subscriber.attachment,
@@ -1150,7 +1180,7 @@ impl ShmRings {
                 detach_from(rings, |s, a| s == session && a == attachment);
                 topic.counters().dropped.fetch_add(1, Ordering::Relaxed);
                 let message = format!(
-                    "shared-memory subscriber fell a ring behind on topic '{}' (backpressure = disconnect)",
+                    "shared-memory subscriber fell a ring behind on topic '{}' ({policy})",
                     topic.name()
                 );
                 tracing::warn!(
@@ -1279,6 +1309,16 @@ impl ShmRings {
         self.lock()
             .get(&topic)
             .map_or((0, 0), |r| (r.publishers.len(), r.subscribers.len()))
+    }
+}
+
+/// Whether the watchdog looks after a topic with these settings: `disconnect`, and `block`
+/// with a `publish_deadline_ms`.
+fn watched(settings: &mycelium_config::TopicConfig) -> bool {
+    match settings.backpressure {
+        Backpressure::Disconnect => true,
+        Backpressure::Block => settings.publish_deadline_ms > 0,
+        Backpressure::DropNewest | Backpressure::DropOldest => false,
     }
 }
 
