@@ -13,7 +13,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::pubsub_support::{spawn_pub, spawn_pub_with, PubProcess};
-use common::{block_on, spawn_sub, wait_until, SubProcess, TestBroker, DEADLINE};
+use common::{block_on, rss_kib, spawn_sub, wait_until, SubProcess, TestBroker, DEADLINE};
 use mycelium::Client;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -38,16 +38,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("broker status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
 }
 
 /// Splits `p<publisher>-<seq>`.

@@ -5,18 +5,8 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{wait_until, TestBroker};
+use common::{rss_kib, wait_until, TestBroker};
 use mycelium::transport::{encode_frame, Frame};
-
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("broker status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
-}
 
 #[test]
 fn replies_to_a_peer_that_never_reads_stay_bounded() {

@@ -601,17 +601,7 @@ fn soak_mixed_load_reports_throughput_p99_and_rss_over_time() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
     let broker = TestBroker::start_with_env("", BENCH_TOPICS, &[("MYCELIUM_LOG", "info")]);
-    let rss = |pid: i32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next())
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(0)
-    };
+    let rss = common::rss_kib;
     // Each sized for a few seconds on this machine.
     let workloads: [(&str, &[&str]); 4] = [
         (

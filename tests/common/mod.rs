@@ -12,6 +12,17 @@ use std::time::{Duration, Instant};
 /// How long any single wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// The resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
 /// A `[[topics]]` entry declaring fanout topic `name` with default settings.
 pub fn fanout(name: &str) -> String {
     format!("[[topics]]\nname = \"{name}\"\nrouting = \"fanout\"\n")
