@@ -51,6 +51,22 @@ fn parse(line: &str) -> (String, usize) {
     (publisher.to_owned(), seq)
 }
 
+/// `n` clients of `broker`, each subscribed to `topic` (the clients must outlive the
+/// subscriptions).
+async fn subscribers(
+    broker: &TestBroker,
+    topic: &str,
+    n: usize,
+) -> (Vec<Client>, Vec<mycelium::Subscription>) {
+    let (mut clients, mut subs) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let client = Client::connect(&broker.socket).await.expect("connect");
+        subs.push(client.subscribe(topic).await.expect("subscribe"));
+        clients.push(client);
+    }
+    (clients, subs)
+}
+
 #[test]
 fn survivors_get_exactly_their_messages_while_clients_are_killed_and_garbage_arrives() {
     let broker = TestBroker::start_with(
@@ -61,22 +77,8 @@ fn survivors_get_exactly_their_messages_while_clients_are_killed_and_garbage_arr
     let rss_before = rss_kib(broker.pid());
     block_on(async {
         // Survivors: two fanout subscribers and two queue consumers in this process.
-        let fan_clients = [
-            Client::connect(&broker.socket).await.expect("connect"),
-            Client::connect(&broker.socket).await.expect("connect"),
-        ];
-        let mut fan_subs = Vec::new();
-        for c in &fan_clients {
-            fan_subs.push(c.subscribe("chaos.fan").await.expect("subscribe"));
-        }
-        let q_clients = [
-            Client::connect(&broker.socket).await.expect("connect"),
-            Client::connect(&broker.socket).await.expect("connect"),
-        ];
-        let mut q_subs = Vec::new();
-        for c in &q_clients {
-            q_subs.push(c.subscribe("chaos.q").await.expect("consume"));
-        }
+        let (_fan_clients, mut fan_subs) = subscribers(&broker, "chaos.fan", 2).await;
+        let (_q_clients, mut q_subs) = subscribers(&broker, "chaos.q", 2).await;
 
         // Surviving publishers: two on the fanout topic, one on the queue, separate processes.
         // They connect at once but publish only once all are connected (their stdin waits on
