@@ -51,6 +51,18 @@ fn parse(line: &str) -> (String, usize) {
     (publisher.to_owned(), seq)
 }
 
+/// Checks that `message` is the next of its publisher for subscriber `n`, and counts it.
+fn take_in_order(next: &mut BTreeMap<String, usize>, n: usize, message: &mycelium::Message) {
+    let line = std::str::from_utf8(message.payload()).expect("utf-8");
+    let (publisher, seq) = parse(line);
+    let expected = next.entry(publisher.clone()).or_insert(0);
+    assert_eq!(
+        seq, *expected,
+        "subscriber {n}: {publisher} out of order or repeated"
+    );
+    *expected += 1;
+}
+
 /// `n` clients of `broker`, each subscribed to `topic` (the clients must outlive the
 /// subscriptions).
 async fn subscribers(
@@ -186,25 +198,11 @@ fn survivors_get_exactly_their_messages_while_clients_are_killed_and_garbage_arr
                     .expect("a message in time")
                     .expect("the subscription goes on")
                     .expect("not an error");
-                let line = std::str::from_utf8(message.payload()).expect("utf-8");
-                let (publisher, seq) = parse(line);
-                let expected = next.entry(publisher.clone()).or_insert(0);
-                assert_eq!(
-                    seq, *expected,
-                    "subscriber {n}: {publisher} out of order or repeated"
-                );
-                *expected += 1;
+                take_in_order(&mut next, n, &message);
             }
             // What else arrived (the killed publishers' last messages): still in order.
             while let Some(message) = sub.try_recv() {
-                let line = std::str::from_utf8(message.payload()).expect("utf-8");
-                let (publisher, seq) = parse(line);
-                let expected = next.entry(publisher.clone()).or_insert(0);
-                assert_eq!(
-                    seq, *expected,
-                    "subscriber {n}: {publisher} out of order or repeated"
-                );
-                *expected += 1;
+                take_in_order(&mut next, n, &message);
             }
             let victims = next.keys().filter(|k| k.starts_with('v')).count();
             assert!(victims <= victim_publishers);

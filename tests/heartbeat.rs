@@ -222,3 +222,21 @@ fn a_graceful_shutdown_gives_a_stopped_subscriber_only_the_configured_deadline()
         "{log}"
     );
 }
+
+#[test]
+fn the_largest_intervals_a_config_can_name_mean_never_not_a_crash() {
+    let broker = TestBroker::start_with(
+        "heartbeat_interval_ms = 18446744073709551615\nshutdown_deadline_ms = 18446744073709551615",
+        "[[topics]]\nname = \"t\"\nrouting = \"fanout\"\npublish_deadline_ms = 18446744073709551615\n",
+    );
+    block_on(async {
+        let client = Client::connect(&broker.socket).await.expect("connect");
+        let mut sub = client.subscribe("t").await.expect("subscribe");
+        client.publish("t", b"still here").await.expect("publish");
+        let got = sub.recv().await.expect("a message").expect("not an error");
+        assert_eq!(&got.payload()[..], b"still here");
+        client.close().await.expect("close");
+    });
+    let mut broker = broker;
+    assert!(broker.is_running(), "the broker must not have panicked");
+}

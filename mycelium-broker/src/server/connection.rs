@@ -350,7 +350,7 @@ impl Connection {
             0 => HEARTBEAT_OFF_RECHECK,
             ms => Duration::from_millis(ms),
         };
-        self.heartbeat_due = tokio::time::Instant::now() + wait;
+        self.heartbeat_due = after(wait);
     }
 
     /// A heartbeat tick: pings a silent peer, or returns the stop of one silent too long.
@@ -572,7 +572,7 @@ impl Connection {
             // `block` waits on one slow reader at most this long (0: for ever).
             let deadline = match topic.config().publish_deadline_ms {
                 0 => None,
-                ms => Some(tokio::time::Instant::now() + Duration::from_millis(ms)),
+                ms => Some(after(Duration::from_millis(ms))),
             };
             let past_deadline = async {
                 match deadline {
@@ -852,6 +852,14 @@ fn removed_step(topic: &Topic) -> Step {
         topic_id: topic.id(),
         message: removed_message(topic),
     }
+}
+
+/// `wait` from now; a wait past what an `Instant` can hold (a config may ask for
+/// u64::MAX ms) is a year, which is as good as never here, instead of a panic.
+fn after(wait: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
 /// Reads until one whole frame (at most `HANDSHAKE_MAX_FRAME_LEN`) is in `buf`, and decodes it.
