@@ -311,6 +311,18 @@ fn on_a_drop_newest_topic_a_shm_subscriber_that_stops_reading_loses_relayed_mess
         next += 1;
     }
     assert!(next > 0 && next < N, "got {next} of {N}");
+    // With the next message it is told exactly how many the relay ring dropped for it.
+    let (status, stderr) =
+        spawn_pub(&broker, "slow", std::iter::once("marker".to_owned())).finish();
+    assert!(status.success(), "{stderr}");
+    match idle.recv_timeout(DEADLINE) {
+        Err(ClientError::Lagged { skipped }) => assert_eq!(skipped, (N - next) as u64),
+        other => panic!("expected the gap first, got {other:?}"),
+    }
+    assert_eq!(
+        idle.recv_timeout(DEADLINE).expect("recv").as_deref(),
+        Some(&b"marker"[..])
+    );
 }
 
 #[test]
@@ -2451,4 +2463,208 @@ fn a_large_message_dropped_for_the_brokers_reader_is_counted_once() {
     );
     drop((publisher, client));
     assert_no_payload_memfds(&broker.pid().to_string());
+}
+
+/// A `mycelium sub --transport shm` on `topic`, attached, then stopped (SIGSTOP): a reader
+/// that holds every ring of the topic where it was.
+fn stopped_shm_sub(broker: &TestBroker, topic: &str) -> (common::SubProcess, Pid) {
+    let sub = spawn_sub(broker, topic, &["--transport", "shm"]);
+    let pid = Pid::from_raw(sub.child.id() as i32);
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+    (sub, pid)
+}
+
+/// What a subscriber of a `drop_newest` topic saw: the messages (sequence numbers) and each
+/// gap it was told of, checked as it goes: every message is the one after the previous plus
+/// the gap reported just before it.
+#[derive(Debug, Default)]
+struct Told {
+    next: u64,
+    received: u64,
+    missed: u64,
+    gap: u64,
+}
+
+impl Told {
+    fn lagged(&mut self, skipped: u64) {
+        self.gap += skipped;
+        self.missed += skipped;
+    }
+
+    fn message(&mut self, seq: u64) {
+        assert_eq!(
+            seq,
+            self.next + self.gap,
+            "message {seq} after {} with a gap of {} reported",
+            self.next,
+            self.gap
+        );
+        self.gap = 0;
+        self.next = seq + 1;
+        self.received += 1;
+    }
+}
+
+/// Reads `sub` until message `last` arrives, counting what it is told.
+fn take_until_counting(mut sub: mycelium::broker::ShmSubscription, last: u64) -> Told {
+    let mut told = Told::default();
+    let deadline = Instant::now() + DEADLINE;
+    while told.next <= last {
+        assert!(Instant::now() < deadline, "stuck at {told:?}");
+        match sub.recv_timeout(Duration::from_millis(200)) {
+            Ok(Some(message)) => told.message(check_message(&message).expect("intact")),
+            Ok(None) => {}
+            Err(ClientError::Lagged { skipped }) => told.lagged(skipped),
+            Err(error) => panic!("{error}"),
+        }
+    }
+    told
+}
+
+#[test]
+fn on_a_drop_newest_topic_every_subscriber_is_told_exactly_what_a_shm_publisher_dropped() {
+    const TOTAL: u64 = 3000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\nbackpressure = \"drop_newest\"\npublish_deadline_ms = 0\n\n[shm]\nring_bytes = 4096\n",
+        fanout("newest")
+    ));
+    // A socket subscriber, reached through the broker's reader of the publisher's ring.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let socket = broker.socket.clone();
+    let over_socket = std::thread::spawn(move || {
+        common::block_on(async {
+            let client = mycelium::Client::connect(&socket).await.expect("connect");
+            let mut sub = client.subscribe("newest").await.expect("subscribe");
+            ready_tx.send(()).expect("ready");
+            let mut told = Told::default();
+            while told.next < TOTAL {
+                let message = sub.recv().await.expect("a message").expect("not an error");
+                let missed = sub.missed();
+                told.lagged(missed - told.missed);
+                told.message(check_message(message.payload()).expect("intact"));
+            }
+            client.close().await.expect("close");
+            told
+        })
+    });
+    ready_rx.recv_timeout(DEADLINE).expect("socket subscriber");
+    let healthy = shm_client(&broker).subscribe("newest").expect("subscribe");
+    let stopped = shm_client(&broker).subscribe("newest").expect("subscribe");
+    let mut publisher = shm_client(&broker).publisher("newest").expect("publisher");
+    let readers = [healthy, stopped].map(|sub| {
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            go_rx.recv().expect("go");
+            take_until_counting(sub, TOTAL - 1)
+        });
+        (go_tx, reader)
+    });
+    // The healthy one reads from the start; the other only once the first 2000 were offered:
+    // the 4 KiB ring holds a few dozen, so it drops most of them, for every reader alike.
+    readers[0].0.send(()).expect("go");
+    for seq in 0..2000 {
+        publisher
+            .publish(checked_message(seq).as_bytes())
+            .expect("publish");
+    }
+    let dropped_while_stopped = publisher.dropped();
+    assert!(dropped_while_stopped > 1000, "{dropped_while_stopped}");
+    readers[1].0.send(()).expect("go");
+    // Then paced, so that the readers keep up and the last messages arrive: each gap is
+    // told with the message after it.
+    for seq in 2000..TOTAL {
+        while !publisher
+            .try_publish(checked_message(seq).as_bytes())
+            .expect("try_publish")
+        {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    let dropped = publisher.dropped();
+    let [(_, healthy), (_, stopped)] = readers;
+    let socket_told = over_socket.join().expect("socket subscriber");
+    for (who, told) in [
+        ("healthy shm", healthy.join().expect("reader")),
+        ("stopped shm", stopped.join().expect("reader")),
+        ("socket", socket_told),
+    ] {
+        assert_eq!(told.received + told.missed, TOTAL, "{who}: {told:?}");
+        assert!(
+            told.missed >= dropped,
+            "{who}: told of every drop: {told:?}"
+        );
+        if who != "socket" {
+            assert_eq!(told.missed, dropped, "{who}: exactly the ring's drops");
+        }
+    }
+    assert_eq!(topic_counter(&broker, "newest", "dropped"), dropped);
+}
+
+#[test]
+fn on_a_drop_newest_topic_a_stopped_shm_subscriber_costs_the_others_messages_only_until_the_deadline(
+) {
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\nbackpressure = \"drop_newest\"\npublish_deadline_ms = 300\n\n[shm]\nring_bytes = 4096\n",
+        fanout("newest")
+    ));
+    let (mut frozen, frozen_pid) = stopped_shm_sub(&broker, "newest");
+    let healthy = shm_client(&broker).subscribe("newest").expect("subscribe");
+    let mut publisher = shm_client(&broker).publisher("newest").expect("publisher");
+    const TOTAL: u64 = 6000;
+    let reader = std::thread::spawn(move || take_until_counting(healthy, TOTAL - 1));
+    // One message every 200 us: 1.2 s in all. The stopped subscriber fills the ring at
+    // once, and every later message would be dropped for the healthy one too, were the
+    // stopped one not detached after 300 ms.
+    for seq in 0..TOTAL {
+        publisher
+            .publish(checked_message(seq).as_bytes())
+            .expect("publish");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let told = reader.join().expect("reader");
+    assert_eq!(told.received + told.missed, TOTAL);
+    assert_eq!(told.missed, publisher.dropped());
+    assert!(
+        told.received > TOTAL / 2,
+        "the healthy subscriber lost messages past the deadline: {told:?}"
+    );
+    assert!(
+        topic_counter(&broker, "newest", "dropped") > publisher.dropped(),
+        "the detach is counted"
+    );
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+    assert!(
+        !frozen.wait().success(),
+        "the detached subscriber fails with the reason"
+    );
+}
+
+#[test]
+fn on_a_drop_newest_topic_a_large_message_is_dropped_not_waited_for_when_the_ring_is_full() {
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 100000\nbackpressure = \"drop_newest\"\npublish_deadline_ms = 0\n\n[shm]\nring_bytes = 4096\n",
+        fanout("big")
+    ));
+    let (mut frozen, frozen_pid) = stopped_shm_sub(&broker, "big");
+    let mut publisher = shm_client(&broker).publisher("big").expect("publisher");
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The small ones fill the ring; the large ones (payload segments, whose reference
+        // frame needs room too) must then be dropped, not waited for.
+        for seq in 0..100 {
+            publisher.publish(&[b's'; 100]).expect("small");
+            if seq % 10 == 0 {
+                publisher.publish(&[b'L'; 20_000]).expect("large");
+            }
+        }
+        let _ = done_tx.send(publisher.dropped());
+    });
+    let dropped = done_rx
+        .recv_timeout(DEADLINE)
+        .expect("a large message waited on a stopped subscriber");
+    // 110 messages, a frame of at least 64 bytes each in a 4 KiB ring.
+    assert!(dropped >= 110 - 4096 / 64, "{dropped}");
+    assert_eq!(topic_counter(&broker, "big", "dropped"), dropped);
+    kill(frozen_pid, Signal::SIGKILL).expect("SIGKILL");
+    frozen.wait();
 }

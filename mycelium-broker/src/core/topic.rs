@@ -298,6 +298,11 @@ pub trait Relay: std::fmt::Debug + Send + Sync {
     /// does not fit now (its readers must make room first). The topic hands over each
     /// message once: after a short return it offers only the messages after `passed`.
     fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> Relayed;
+
+    /// The topic dropped the next `count` messages for the relay's readers after a short
+    /// [`relay`](Self::relay) (`drop_newest`): the relay tells its readers how many they
+    /// missed, with the next message they get.
+    fn dropped(&self, count: u64);
 }
 
 /// How far a [`Relay`] got with the messages it was offered.
@@ -548,6 +553,26 @@ impl Topic {
                 .iter()
                 .filter(|c| matches!(c.sink, Sink::Outbox(..)))
                 .count(),
+        }
+    }
+
+    /// `count` messages that reached the broker over shared memory were lost before it could
+    /// route them (their publisher dropped them under `drop_newest`, or lapped the broker's
+    /// reader under `drop_oldest`): every fanout subscriber is told with the next message it
+    /// gets (a `Lagged` notice), as for the messages its own outbox dropped. Counting them is
+    /// the caller's business. Nothing happens on a queue topic: a message lost before it was
+    /// dealt was no consumer's in particular.
+    pub fn report_missed(&self, count: u64) {
+        if self.routing != Routing::Fanout || count == 0 {
+            return;
+        }
+        for sub in self.fanout_snapshot().iter() {
+            // A count from shared memory: saturate.
+            let _ = sub
+                .unreported
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_add(count))
+                });
         }
     }
 
@@ -839,6 +864,7 @@ impl Topic {
                 Backpressure::DropNewest | Backpressure::DropOldest => {
                     lost += rest as u64 * readers;
                     cursor.relayed = payloads.len();
+                    relay.dropped(rest as u64);
                     None
                 }
             }
@@ -1471,6 +1497,8 @@ mod tests {
     struct RecordingRelay {
         got: Mutex<Vec<Vec<u8>>>,
         room: Mutex<usize>,
+        /// Messages the topic said it dropped for the relay's readers.
+        told_dropped: Mutex<u64>,
     }
 
     impl RecordingRelay {
@@ -1504,6 +1532,10 @@ mod tests {
                 dropped: 0,
                 readers: 1,
             }
+        }
+
+        fn dropped(&self, count: u64) {
+            *self.told_dropped.lock().unwrap() += count;
         }
     }
 
@@ -1613,6 +1645,37 @@ mod tests {
         assert_eq!(*relay.got.lock().unwrap(), m[..5].to_vec());
         assert_eq!(drain(&a), m, "the outbox subscriber is not held back");
         assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(
+            *relay.told_dropped.lock().unwrap(),
+            3,
+            "its readers are told"
+        );
+    }
+
+    #[test]
+    fn messages_lost_over_shared_memory_are_reported_to_each_fanout_subscriber_not_counted() {
+        let t = topic(Routing::Fanout, 100, Backpressure::DropNewest, 1);
+        let (a, b) = (Arc::new(Outbox::new()), Arc::new(Outbox::new()));
+        t.subscribe(1, a.clone(), 1000, 0);
+        t.subscribe(2, b.clone(), 1000, 0);
+        t.report_missed(4);
+        t.report_missed(2);
+        let m = msgs(1);
+        assert!(matches!(publish_all(&t, &m), Progress::Done));
+        for outbox in [&a, &b] {
+            let frames = drain_frames(outbox);
+            assert_eq!(frames.len(), 2, "{frames:?}");
+            assert_eq!(frames[0], Err(ErrorCode::Other(6)), "a Lagged notice first");
+            assert_eq!(frames[1], Ok(m[0].clone()));
+        }
+        assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 0);
+        // A queue consumer is told nothing.
+        let q = topic(Routing::Queue, 100, Backpressure::DropNewest, 1);
+        let c = Arc::new(Outbox::new());
+        q.subscribe(1, c.clone(), 1000, 0);
+        q.report_missed(4);
+        assert!(matches!(publish_all(&q, &m), Progress::Done));
+        assert_eq!(drain_frames(&c), vec![Ok(m[0].clone())]);
     }
 
     #[tokio::test]

@@ -317,20 +317,25 @@ fn run(
                     }
                 }
                 Err(ReadError::Lagged { skipped }) => {
-                    // A lossy ring (`drop_oldest`) lapped the broker: the socket subscribers
-                    // miss those messages, each of them. `skipped` comes from shared memory:
-                    // saturate.
-                    let copies = skipped.saturating_mul(r.topic.subscriber_count() as u64);
-                    let _ = r.topic.counters().dropped.fetch_update(
-                        std::sync::atomic::Ordering::Relaxed,
-                        std::sync::atomic::Ordering::Relaxed,
-                        |n| Some(n.saturating_add(copies)),
-                    );
+                    // Messages of this ring the socket subscribers will never get, each of
+                    // them: told with their next message. Either the publisher dropped them
+                    // (`drop_newest`; counted once, in the ring, as the topic's `dropped`),
+                    // or a lossy ring (`drop_oldest`) lapped the broker, which counts each
+                    // subscriber's loss here. `skipped` comes from shared memory: saturate.
+                    r.topic.report_missed(skipped);
+                    if !r.consumer.reports_drops() {
+                        let copies = skipped.saturating_mul(r.topic.subscriber_count() as u64);
+                        let _ = r.topic.counters().dropped.fetch_update(
+                            std::sync::atomic::Ordering::Relaxed,
+                            std::sync::atomic::Ordering::Relaxed,
+                            |n| Some(n.saturating_add(copies)),
+                        );
+                    }
                     tracing::debug!(
                         topic = r.topic.name(),
                         ring = r.ring.id,
                         skipped,
-                        "the broker fell behind a lossy ring"
+                        "messages of a shared-memory ring lost before the broker read them"
                     );
                 }
                 Err(error) => {
@@ -368,13 +373,19 @@ fn apply(reading: &mut Vec<Reading>, command: ReaderCommand) {
     match command {
         ReaderCommand::Read { topic, ring, slot } => {
             match RingConsumer::adopt(ring.region(), slot as usize) {
-                Ok(consumer) => reading.push(Reading {
-                    topic,
-                    ring,
-                    slot,
-                    consumer,
-                    draining: false,
-                }),
+                Ok(mut consumer) => {
+                    if topic.routing() == Routing::Queue {
+                        // A message a queue publisher dropped was nobody's in particular.
+                        consumer.set_reports_drops(false);
+                    }
+                    reading.push(Reading {
+                        topic,
+                        ring,
+                        slot,
+                        consumer,
+                        draining: false,
+                    });
+                }
                 Err(error) => {
                     tracing::warn!(topic = topic.name(), ring = ring.id, %error, "cannot read a shared-memory ring for socket subscribers");
                     let _ = release_slot(ring.region(), slot as usize);

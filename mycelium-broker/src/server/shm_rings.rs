@@ -237,6 +237,12 @@ struct Subscriber {
     /// Consecutive watchdog rounds that found this subscriber holding a waiting publisher back
     /// (`disconnect` topics).
     strikes: u32,
+    /// `drop_newest` topics: whether a ring this subscriber held full dropped a message during
+    /// the current run of strikes (a reader that stops while nobody publishes harms no one).
+    held_a_drop: bool,
+    /// `drop_newest` topics: this subscriber's `read_pos` in each ring (by ring id, the relay
+    /// ring's included) at the last watchdog round, to tell a stopped reader from a slow one.
+    last_read: HashMap<u32, u64>,
 }
 
 struct Publisher {
@@ -247,6 +253,8 @@ struct Publisher {
     ring: Ring,
     /// The id of the last payload segment it sent: ids must increase.
     last_segment: Option<u64>,
+    /// `drop_newest` topics: the ring's `dropped` counter at the last watchdog round.
+    dropped_seen: u64,
 }
 
 /// Payload segments handed to one reader of one ring whose reference frames it may not have
@@ -635,8 +643,10 @@ impl Relay for RelayRing {
                 Err(LargeRelayError::Failed(error)) => {
                     // No payload segment could be made for it (logged there), or the ring
                     // refused the frame for good: waiting would not help this message, so it
-                    // alone is dropped, counted.
+                    // alone is dropped, counted (and, on a drop_newest ring, reported to the
+                    // subscribers by the gap it leaves in the numbering).
                     tracing::warn!(%error, "a message cannot be relayed to shared-memory subscribers: dropped for them");
+                    producer.skip_dropped(1);
                     passed += 1;
                     dropped += 1;
                 }
@@ -653,6 +663,13 @@ impl Relay for RelayRing {
             dropped,
             readers: self.readers.load(Ordering::Relaxed),
         }
+    }
+
+    fn dropped(&self, count: u64) {
+        let mut guard = self.producer.lock().unwrap_or_else(|p| p.into_inner());
+        // The numbers the dropped messages would have had are skipped: the subscribers of a
+        // drop_newest relay ring find the gap before the next message and report it.
+        guard.0.skip_dropped(count);
     }
 }
 
@@ -891,7 +908,8 @@ impl ShmRings {
         }
         let (ring, _) = self.create_ring(topic, "pub")?;
         if topic.config().backpressure == Backpressure::DropNewest {
-            // Before the fd leaves: the publisher reads the policy when it adopts the ring.
+            // Before the fd leaves: the publisher reads the policy when it adopts the ring,
+            // and its subscribers, who then report the gaps its drops leave.
             set_drop_when_full(&ring.region);
         }
         for subscriber in &mut rings.subscribers {
@@ -924,6 +942,7 @@ impl ShmRings {
             events,
             ring: ring.clone(),
             last_segment: None,
+            dropped_seen: 0,
         });
         Ok(Grant {
             attachment,
@@ -960,6 +979,14 @@ impl ShmRings {
             Some(relay) => relay.clone(),
             None => {
                 let (ring, producer) = self.create_ring(topic, "relay")?;
+                if topic.routing() == Routing::Fanout
+                    && topic.config().backpressure == Backpressure::DropNewest
+                {
+                    // The broker drops what does not fit (`Relay::dropped`), leaving gaps in
+                    // the numbering: marked before any slot is handed out, so that every
+                    // subscriber reports them. (A queue relay ring deals, and never drops.)
+                    set_drop_when_full(&ring.region);
+                }
                 rings.relay_sink = Some(Arc::new(RelayRing::new(
                     producer,
                     Arc::downgrade(self),
@@ -1009,6 +1036,8 @@ impl ShmRings {
             relay_slot: granted[0].1,
             in_flight: HashMap::new(),
             strikes: 0,
+            held_a_drop: false,
+            last_read: HashMap::new(),
             slots: granted[1..]
                 .iter()
                 .map(|(ring, slot)| (ring.id, *slot))
@@ -1093,7 +1122,11 @@ impl ShmRings {
     /// waiting while a socket publisher is held back by it. Under `block` with a
     /// `publish_deadline_ms`, a subscriber half a ring behind a publisher that waits on it
     /// for that long is detached the same way, so one slow reader never stalls the others
-    /// of its rings for longer than the deadline.
+    /// of its rings for longer than the deadline. Under `drop_newest` with a
+    /// `publish_deadline_ms`, a subscriber that keeps a ring more than half full for that long,
+    /// either stopped or while the ring drops, and that made it drop at least once meanwhile,
+    /// is detached too: every reader of a shared ring loses what the ring drops, so one
+    /// reader that stopped would otherwise cost the others every message from then on.
     fn disconnect_slow_subscribers(&self) {
         let mut topics = self.lock();
         for rings in topics.values_mut() {
@@ -1101,6 +1134,10 @@ impl ShmRings {
                 continue;
             };
             let settings = topic.config();
+            let period = WATCHDOG_PERIOD.as_millis().max(1) as u64;
+            let deadline_rounds =
+                u32::try_from(settings.publish_deadline_ms.div_ceil(period).max(1))
+                    .unwrap_or(u32::MAX);
             // Rounds a subscriber must hold a publisher back, and what the client is told.
             let (needed, policy, block) = match settings.backpressure {
                 Backpressure::Disconnect => (
@@ -1108,18 +1145,23 @@ impl ShmRings {
                     "backpressure = disconnect".to_owned(),
                     false,
                 ),
-                Backpressure::Block if settings.publish_deadline_ms > 0 => {
-                    let period = WATCHDOG_PERIOD.as_millis().max(1) as u64;
-                    let rounds = settings.publish_deadline_ms.div_ceil(period).max(1);
-                    (
-                        u32::try_from(rounds).unwrap_or(u32::MAX),
-                        format!(
-                            "backpressure = block, held a publisher back longer than \
-                             publish_deadline_ms = {}",
-                            settings.publish_deadline_ms
-                        ),
-                        true,
-                    )
+                Backpressure::Block if settings.publish_deadline_ms > 0 => (
+                    deadline_rounds,
+                    format!(
+                        "backpressure = block, held a publisher back longer than \
+                         publish_deadline_ms = {}",
+                        settings.publish_deadline_ms
+                    ),
+                    true,
+                ),
+                Backpressure::DropNewest if settings.publish_deadline_ms > 0 => {
+                    let policy = format!(
+                        "backpressure = drop_newest, kept a ring full (making it drop for \
+                         every subscriber) longer than publish_deadline_ms = {}",
+                        settings.publish_deadline_ms
+                    );
+                    Self::detach_ring_hogs(rings, &topic, deadline_rounds, &policy);
+                    continue;
                 }
                 _ => continue,
             };
@@ -1176,25 +1218,77 @@ impl ShmRings {
                     ));
                 }
             }
-            for (session, attachment, events) in slow {
-                detach_from(rings, |s, a| s == session && a == attachment);
-                topic.counters().dropped.fetch_add(1, Ordering::Relaxed);
-                let message = format!(
-                    "shared-memory subscriber fell a ring behind on topic '{}' ({policy})",
-                    topic.name()
-                );
-                tracing::warn!(
-                    topic = topic.name(),
-                    attachment,
-                    "disconnecting a slow shared-memory subscriber"
-                );
-                let _ = events.send(SessionEvent::Detached {
-                    attachment,
-                    code: ErrorCode::SlowConsumer,
-                    message,
-                });
+            detach_slow(rings, &topic, slow, &policy);
+        }
+    }
+
+    /// The `drop_newest` round of [`disconnect_slow_subscribers`](Self::disconnect_slow_subscribers)
+    /// for one topic: a strike for each subscriber more than half a ring behind in a ring that
+    /// dropped since the last round, or in which it did not move; detached after `needed`
+    /// strikes in a row if one of those rings dropped meanwhile.
+    fn detach_ring_hogs(rings: &mut TopicRings, topic: &Arc<Topic>, needed: u32, policy: &str) {
+        // Each ring, with whether it dropped since the last round: a publisher's ring by its
+        // `dropped` counter, the relay ring (fanout) by the calls that found it full, after
+        // which the topic drops the rest.
+        let mut watched: Vec<(Ring, bool)> = rings
+            .publishers
+            .iter_mut()
+            .map(|p| {
+                let dropped = producer_dropped(&p.ring.region);
+                let dropping = dropped != p.dropped_seen;
+                p.dropped_seen = dropped;
+                (p.ring.clone(), dropping)
+            })
+            .collect();
+        let short_calls = rings
+            .relay_sink
+            .as_ref()
+            .map_or(0, |sink| sink.short_calls.load(Ordering::Relaxed));
+        let relay_dropping = short_calls != rings.relay_short_calls_seen;
+        rings.relay_short_calls_seen = short_calls;
+        let relay_id = rings.relay.as_ref().map(|relay| relay.id);
+        if topic.routing() == Routing::Fanout {
+            if let Some(relay) = rings.relay.clone() {
+                watched.push((relay, relay_dropping));
             }
         }
+        let mut slow = Vec::new();
+        for subscriber in &mut rings.subscribers {
+            let (mut behind, mut dropped) = (false, false);
+            for (ring, dropping) in &watched {
+                let slot = if Some(ring.id) == relay_id {
+                    Some(subscriber.relay_slot)
+                } else {
+                    subscriber.slots.get(&ring.id).copied()
+                };
+                let Some((write_pos, read_pos)) =
+                    slot.and_then(|slot| slot_positions(&ring.region, slot as usize))
+                else {
+                    continue;
+                };
+                let moved = subscriber.last_read.insert(ring.id, read_pos) != Some(read_pos);
+                let half_full = write_pos.saturating_sub(read_pos) > ring.capacity / 2;
+                if half_full && (*dropping || !moved) {
+                    behind = true;
+                    dropped |= *dropping;
+                }
+            }
+            if behind {
+                subscriber.strikes = subscriber.strikes.saturating_add(1);
+                subscriber.held_a_drop |= dropped;
+            } else {
+                subscriber.strikes = 0;
+                subscriber.held_a_drop = false;
+            }
+            if subscriber.strikes >= needed && subscriber.held_a_drop {
+                slow.push((
+                    subscriber.session,
+                    subscriber.attachment,
+                    subscriber.events.clone(),
+                ));
+            }
+        }
+        detach_slow(rings, topic, slow, policy);
     }
 
     /// Hands the payload segment `fd` that publisher attachment `attachment` of `session`
@@ -1312,13 +1406,41 @@ impl ShmRings {
     }
 }
 
+/// Detaches the slow subscribers the watchdog found (`slow`: session, attachment, events),
+/// counting each in the topic's `dropped` and telling it why (`SlowConsumer`, `policy`).
+fn detach_slow(
+    rings: &mut TopicRings,
+    topic: &Topic,
+    slow: Vec<(SessionId, u32, mpsc::UnboundedSender<SessionEvent>)>,
+    policy: &str,
+) {
+    for (session, attachment, events) in slow {
+        detach_from(rings, |s, a| s == session && a == attachment);
+        topic.counters().dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            topic = topic.name(),
+            attachment,
+            policy,
+            "disconnecting a slow shared-memory subscriber"
+        );
+        let _ = events.send(SessionEvent::Detached {
+            attachment,
+            code: ErrorCode::SlowConsumer,
+            message: format!(
+                "shared-memory subscriber fell a ring behind on topic '{}' ({policy})",
+                topic.name()
+            ),
+        });
+    }
+}
+
 /// Whether the watchdog looks after a topic with these settings: `disconnect`, and `block`
-/// with a `publish_deadline_ms`.
+/// or `drop_newest` with a `publish_deadline_ms`.
 fn watched(settings: &mycelium_config::TopicConfig) -> bool {
     match settings.backpressure {
         Backpressure::Disconnect => true,
-        Backpressure::Block => settings.publish_deadline_ms > 0,
-        Backpressure::DropNewest | Backpressure::DropOldest => false,
+        Backpressure::Block | Backpressure::DropNewest => settings.publish_deadline_ms > 0,
+        Backpressure::DropOldest => false,
     }
 }
 
@@ -1400,8 +1522,10 @@ fn take_back(topic: &Arc<Topic>, relay: &Ring, sink: &RelayRing, slot: u32) {
     let unread = sink.unread(slot).unwrap_or(0);
     let mut messages = Vec::new();
     let read = match RingConsumer::adopt(&relay.region, slot as usize) {
-        // Dropping an adopted consumer leaves the slot held: the caller frees it.
+        // Dropping an adopted consumer leaves the slot held: the caller frees it. Taking
+        // messages back, a gap in the numbering is nobody's to report.
         Ok(mut consumer) => loop {
+            consumer.set_reports_drops(false);
             let count = consumer.try_recv_batch(4096, |frame| {
                 if let Some(message) = queue::addressed_to(frame, slot as usize) {
                     messages.push(Bytes::copy_from_slice(message));

@@ -6,8 +6,8 @@ use super::barrier;
 use super::error::{ReadError, RecvError, RingError};
 use super::layout::{
     frame_size, max_payload, ConsumerSlot, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PADDING,
-    FRAME_REFERENCE, FRAME_SEQ_MODULUS, FRAME_SEQ_SHIFT, NOTICE_NONE, NOTICE_PENDING, PARKED,
-    PARKED_RUNNING, SLOT_ACTIVE, SLOT_FREE,
+    FRAME_REFERENCE, FRAME_SEQ_MODULUS, FRAME_SEQ_SHIFT, FULL_WAIT, NOTICE_NONE, NOTICE_PENDING,
+    PARKED, PARKED_RUNNING, SLOT_ACTIVE, SLOT_FREE,
 };
 use super::region::RingRegion;
 use super::ring::{attach, RingGeometry};
@@ -24,7 +24,10 @@ const LAP_RETRIES: usize = 4;
 ///
 /// Holds a consumer slot from [`join`](Self::join) until drop. In a lossless ring the producer
 /// never overwrites a frame this consumer has not read; in a lossy ring it may, and the
-/// consumer then reports [`ReadError::Lagged`] once and carries on with intact frames.
+/// consumer then reports [`ReadError::Lagged`] once and carries on with intact frames. A
+/// lossless ring whose producer drops what does not fit (`FULL_DROP`, `drop_newest`) has
+/// gaps in its sequence numbers where it dropped: the consumer reports each gap as a
+/// [`ReadError::Lagged`] before the frame after it ([`reports_drops`](Self::reports_drops)).
 pub struct RingConsumer {
     /// Keeps the memory alive; shared with the producer and other consumers.
     region: Arc<RingRegion>,
@@ -37,9 +40,15 @@ pub struct RingConsumer {
     pos: u64,
     /// Payload copies for [`try_recv_batch`](Self::try_recv_batch).
     scratch: Vec<u8>,
-    /// Lossy mode: sequence number (mod 2^31) of the next data frame, once known (it is
-    /// learnt from the first frame read).
+    /// Lossy mode, and lossless rings whose producer drops (`drops`): sequence number
+    /// (mod 2^31) of the next data frame, once known (learnt from the first frame read,
+    /// except at position 0, where it is 0).
     expected: Option<u64>,
+    /// The ring is lossless and its producer drops a frame that does not fit (`full_policy`
+    /// FULL_DROP): a gap in the sequence numbers is a count of dropped messages, reported as
+    /// `Lagged`. Read from shared memory at join: a scribbled policy only turns the reports
+    /// on or off.
+    drops: bool,
     /// Lossy mode: lapped before the first frame read, so the count of lost messages is
     /// unknown; reported as a lag of 1 with the next frame.
     lost_unknown: bool,
@@ -143,13 +152,21 @@ impl RingConsumer {
         start: u64,
         frees_slot: bool,
     ) -> Self {
+        // SYNC POINT: Relaxed; stored by the ring's creator before it handed the segment (or
+        // the slot) over, which a syscall or a thread hand-over ordered.
+        let policy = region.header().full_policy.load(Ordering::Relaxed);
+        let drops = !geometry.lossy && policy != FULL_WAIT;
         Self {
             region: Arc::clone(region),
             geometry,
             slot,
             pos: start,
             scratch: Vec::new(),
-            expected: None,
+            // The first frame ever written has sequence number 0: a consumer that starts
+            // there misses no drop; one that starts later learns the number from its first
+            // frame (drops between its start and that frame go unreported).
+            expected: (drops && start == 0).then_some(0),
+            drops,
             lost_unknown: false,
             pending_lag: None,
             frees_slot,
@@ -174,6 +191,25 @@ impl RingConsumer {
         // SYNC POINT: Relaxed; a hint, like `has_data`. After `park_begin`'s SeqCst fence it
         // pairs with the fence in `wake_consumer` (Dekker, as for `write_pos`).
         self.slot().notice.load(Ordering::Relaxed) != NOTICE_NONE
+    }
+
+    /// Whether this consumer reports the messages its producer dropped (a lossless ring with
+    /// `FULL_DROP`, `drop_newest`): each gap in the frames' sequence numbers is returned as a
+    /// [`ReadError::Lagged`] with the gap's size, once, and the next read returns the frame
+    /// after the gap. Gaps are counted modulo 2^31 (the sequence number's width): more than
+    /// 2^31 - 1 drops in a row between two frames are under-reported by a multiple of 2^31.
+    pub fn reports_drops(&self) -> bool {
+        self.drops
+    }
+
+    /// Stops (or resumes) reporting drops: a queue consumer, for which a message dropped
+    /// before it was dealt is nobody's loss in particular, turns it off. Only a ring that
+    /// [`reports_drops`](Self::reports_drops) can report them; turning it on elsewhere does
+    /// nothing.
+    pub fn set_reports_drops(&mut self, on: bool) {
+        // SYNC POINT: Relaxed; as in `new`.
+        let policy = self.region.header().full_policy.load(Ordering::Relaxed);
+        self.drops = on && !self.geometry.lossy && policy != FULL_WAIT;
     }
 
     /// Position of the next frame to read (bytes since the ring was created).
@@ -219,6 +255,9 @@ impl RingConsumer {
         let Some(frame) = self.locate(write_pos, self.pos)? else {
             return Ok(None);
         };
+        if self.drops {
+            self.check_gap(frame.seq)?;
+        }
         out.clear();
         out.resize(frame.len, 0);
         self.read_bytes(self.geometry.data_start(), frame.offset, out);
@@ -280,6 +319,9 @@ impl RingConsumer {
             self.publish_position();
             return result.map(|()| count);
         }
+        if self.drops {
+            return self.try_recv_batch_counting_drops(max, each);
+        }
         let write_pos = self.load_write_pos()?;
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut pos = self.pos;
@@ -307,6 +349,70 @@ impl RingConsumer {
             self.advance(pos);
         }
         result.map(|()| count)
+    }
+
+    /// The lossless batch of a ring whose producer drops ([`reports_drops`](Self::reports_drops)),
+    /// kept apart from the plain one so that the common `block` path stays as it was (W1 is
+    /// sensitive to the read loop's code). A gap ends the batch before the frame after it:
+    /// reported by this call if it delivered nothing, else found again by the next one.
+    fn try_recv_batch_counting_drops(
+        &mut self,
+        max: usize,
+        mut each: impl FnMut(&[u8], bool),
+    ) -> Result<usize, ReadError> {
+        let write_pos = self.load_write_pos()?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut pos = self.pos;
+        let mut count = 0;
+        let mut result = Ok(());
+        while count < max {
+            match self.locate(write_pos, pos) {
+                Ok(Some(frame)) => {
+                    if count > 0 && self.gap(frame.seq).is_some() {
+                        break;
+                    }
+                    if let Err(lag) = self.check_gap(frame.seq) {
+                        result = Err(lag);
+                        break;
+                    }
+                    scratch.clear();
+                    scratch.resize(frame.len, 0);
+                    self.read_bytes(self.geometry.data_start(), frame.offset, &mut scratch);
+                    each(&scratch, frame.reference);
+                    pos = frame.next;
+                    count += 1;
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    result = Err(error);
+                    break;
+                }
+            }
+        }
+        self.scratch = scratch;
+        if count > 0 {
+            self.advance(pos);
+        }
+        result.map(|()| count)
+    }
+
+    /// The messages dropped before the frame numbered `seq`, if it is not the one expected.
+    fn gap(&self, seq: u64) -> Option<u64> {
+        let expected = self.expected?;
+        // Both below 2^31, and 2^64 is a multiple of 2^31: the difference mod 2^31 is exact.
+        (seq != expected).then(|| seq.wrapping_sub(expected) % FRAME_SEQ_MODULUS)
+    }
+
+    /// Checks the frame numbered `seq`, about to be read: `Lagged` with the gap if messages
+    /// were dropped before it (expecting it next, so that the next call reads it); otherwise
+    /// expects the number after it.
+    fn check_gap(&mut self, seq: u64) -> Result<(), ReadError> {
+        if let Some(skipped) = self.gap(seq) {
+            self.expected = Some(seq);
+            return Err(ReadError::Lagged { skipped });
+        }
+        self.expected = Some((seq + 1) % FRAME_SEQ_MODULUS);
+        Ok(())
     }
 
     /// Receives the next frame into `out`, waiting for one if none is published: first

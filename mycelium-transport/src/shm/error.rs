@@ -72,13 +72,18 @@ pub enum ReadError {
     /// culprit).
     #[error("corrupt ring: {0}")]
     Corrupt(&'static str),
-    /// Lossy ring: the producer lapped this consumer and `skipped` messages were lost (as
-    /// tokio's `broadcast::error::RecvError::Lagged`). The consumer has moved on; the next
-    /// read returns the oldest frame still intact.
+    /// `skipped` messages were lost before the next frame (as tokio's
+    /// `broadcast::error::RecvError::Lagged`). In a lossy ring the producer lapped this
+    /// consumer; the consumer has moved on, and the next read returns the oldest frame still
+    /// intact. In a lossless ring whose producer drops what does not fit (`drop_newest`,
+    /// [`RingConsumer::reports_drops`](super::RingConsumer::reports_drops)) the producer
+    /// dropped them, never writing them; the next read returns the frame after the gap.
     ///
     /// `skipped` counts messages (data frames) exactly, modulo 2^31, the range of a frame's
     /// sequence number. One case is a lower bound: a consumer lapped before it read its first
-    /// frame does not know where its count started and reports 1.
+    /// frame does not know where its count started and reports 1 (and in a dropping ring,
+    /// drops between a consumer's start after position 0 and its first frame are not
+    /// reported).
     #[error("lagged behind the producer: {skipped} messages skipped")]
     Lagged {
         /// Messages overwritten before this consumer read them.

@@ -140,9 +140,27 @@ impl RingProducer {
         }
     }
 
-    /// Counts one dropped frame and stores the count for observers.
+    /// Counts `count` messages dropped without being written (the broker's relay ring drops
+    /// what a socket publisher sent when it is full, under `drop_newest`), as
+    /// [`try_push_or_drop`](Self::try_push_or_drop) counts one it refuses: each takes a
+    /// sequence number, so consumers that [`report drops`](super::RingConsumer::reports_drops)
+    /// are told of them with the next frame.
+    pub fn skip_dropped(&mut self, count: u64) {
+        self.seq = self.seq.wrapping_add(count);
+        self.dropped = self.dropped.saturating_add(count);
+        self.store_dropped();
+    }
+
+    /// Counts one dropped frame and stores the count for observers. The frame takes its
+    /// sequence number all the same, so the gap tells consumers that it was dropped.
     pub(crate) fn count_dropped(&mut self) {
+        self.seq = self.seq.wrapping_add(1);
         self.dropped = self.dropped.saturating_add(1);
+        self.store_dropped();
+    }
+
+    /// Stores the drop count for observers.
+    fn store_dropped(&self) {
         // SYNC POINT: Relaxed; a counter for observers, ordering nothing. The producer's own
         // line, so the store costs no cache-line transfer on the publishing path.
         self.region
@@ -626,6 +644,26 @@ impl RingProducer {
         let tail = self.geometry.capacity_usize() - self.geometry.offset_of(self.local);
         let needed = if size <= tail { size } else { tail + size };
         self.local + needed as u64
+    }
+
+    /// Whether a frame of `len` payload bytes would fit now, as [`try_push`](Self::try_push)
+    /// would find (publishing the pending frames and rescanning the consumers if the room
+    /// known so far is too small). Room only grows until the next push, so a push of that
+    /// size right after a `true` succeeds. Always `true` in a lossy ring; `false` for a
+    /// payload above [`max_payload`](Self::max_payload).
+    pub fn has_room(&mut self, len: usize) -> bool {
+        if len > self.max_payload() {
+            return false;
+        }
+        if self.geometry.lossy {
+            return true;
+        }
+        let end = self.frame_end(len);
+        if end > self.limit {
+            self.publish();
+            self.limit = self.scan_limit();
+        }
+        end <= self.limit
     }
 
     /// [`try_push`](Self::try_push) then [`publish`](Self::publish).

@@ -2427,7 +2427,8 @@ mod drop_when_full {
 
     use crate::shm::layout::DROPPED_OFFSET;
     use crate::shm::{
-        producer_dropped, set_drop_when_full, PushError, RingConsumer, RingProducer, RingRegion,
+        producer_dropped, set_drop_when_full, PushError, ReadError, RingConsumer, RingProducer,
+        RingRegion,
     };
 
     #[test]
@@ -2483,6 +2484,187 @@ mod drop_when_full {
         assert_eq!(producer_dropped(&region), u64::MAX);
         assert_eq!(producer.dropped(), 0, "the producer counts on its own");
         producer.push_and_publish(b"x").unwrap();
+    }
+
+    /// What a consumer saw, checked against the messages pushed (numbered 0..): every
+    /// message it received is the one after the previous plus the gap reported between them.
+    #[derive(Default)]
+    struct Seen {
+        next: u64,
+        received: u64,
+        reported: u64,
+        pending_gap: u64,
+    }
+
+    impl Seen {
+        fn lagged(&mut self, skipped: u64) {
+            assert_eq!(
+                self.pending_gap, 0,
+                "two gaps reported with no message between"
+            );
+            assert!(skipped > 0);
+            self.pending_gap = skipped;
+            self.reported += skipped;
+        }
+
+        fn message(&mut self, payload: &[u8]) {
+            let number = u64::from_ne_bytes(payload[..8].try_into().unwrap());
+            assert_eq!(
+                number,
+                self.next + self.pending_gap,
+                "message {number} after {} with a gap of {} reported",
+                self.next,
+                self.pending_gap
+            );
+            self.pending_gap = 0;
+            self.next = number + 1;
+            self.received += 1;
+        }
+    }
+
+    fn drain_one_by_one(consumer: &mut RingConsumer, seen: &mut Seen) {
+        let mut out = Vec::new();
+        loop {
+            match consumer.try_recv_into(&mut out) {
+                Ok(true) => seen.message(&out),
+                Ok(false) => return,
+                Err(ReadError::Lagged { skipped }) => seen.lagged(skipped),
+                Err(error) => panic!("{error}"),
+            }
+        }
+    }
+
+    fn drain_in_batches(consumer: &mut RingConsumer, seen: &mut Seen, max: usize) {
+        loop {
+            match consumer.try_recv_batch(max, |payload| seen.message(payload)) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(ReadError::Lagged { skipped }) => seen.lagged(skipped),
+                Err(error) => panic!("{error}"),
+            }
+        }
+    }
+
+    /// Pushes `total` numbered messages of 100 bytes (two lines a frame, 32 in the ring);
+    /// `slow` reads only every `slow_every` pushes, `fast` after each, so the ring fills on
+    /// the slow one's account and drops; both drain at the end, and a last message is kept.
+    fn run(batch: Option<usize>, slow_every: u64, total: u64) -> (Seen, Seen, u64) {
+        let (region, creator) = RingRegion::new_in_memory(4096, 2).unwrap();
+        drop(creator);
+        set_drop_when_full(&region);
+        let mut slow = RingConsumer::join(&region).unwrap();
+        let mut fast = RingConsumer::join(&region).unwrap();
+        assert!(slow.reports_drops() && fast.reports_drops());
+        let mut producer = RingProducer::adopt(&region).unwrap();
+        let (mut slow_seen, mut fast_seen) = (Seen::default(), Seen::default());
+        let drain = |consumer: &mut RingConsumer, seen: &mut Seen| match batch {
+            Some(max) => drain_in_batches(consumer, seen, max),
+            None => drain_one_by_one(consumer, seen),
+        };
+        for number in 0..total {
+            let mut payload = [0u8; 100];
+            payload[..8].copy_from_slice(&number.to_ne_bytes());
+            if number == total - 1 {
+                drain(&mut slow, &mut slow_seen);
+                drain(&mut fast, &mut fast_seen);
+                assert!(
+                    producer.try_push_or_drop(&payload).unwrap(),
+                    "room at the end"
+                );
+            } else {
+                producer.try_push_or_drop(&payload).unwrap();
+            }
+            producer.publish_and_wake().unwrap();
+            drain(&mut fast, &mut fast_seen);
+            if number % slow_every == slow_every - 1 {
+                drain(&mut slow, &mut slow_seen);
+            }
+        }
+        drain(&mut slow, &mut slow_seen);
+        drain(&mut fast, &mut fast_seen);
+        (slow_seen, fast_seen, producer.dropped())
+    }
+
+    #[test]
+    fn every_consumer_is_told_of_each_drop_just_before_the_message_after_it() {
+        for batch in [None, Some(1), Some(5), Some(64)] {
+            let (slow, fast, dropped) = run(batch, 100, 2000);
+            assert!(
+                dropped > 1000,
+                "{batch:?}: the slow consumer makes the ring drop"
+            );
+            for seen in [&slow, &fast] {
+                assert_eq!(seen.received + seen.reported, 2000, "{batch:?}");
+                assert_eq!(
+                    seen.reported, dropped,
+                    "{batch:?}: one ring, the same drops"
+                );
+                assert_eq!(seen.next, 2000, "{batch:?}: the last message arrived");
+            }
+        }
+    }
+
+    #[test]
+    fn a_consumer_that_joins_late_learns_the_numbering_from_its_first_frame() {
+        let (region, creator) = RingRegion::new_in_memory(4096, 2).unwrap();
+        drop(creator);
+        set_drop_when_full(&region);
+        let mut producer = RingProducer::adopt(&region).unwrap();
+        let mut holder = RingConsumer::join(&region).unwrap();
+        for _ in 0..40 {
+            producer.try_push_or_drop(&[1u8; 100]).unwrap();
+        }
+        producer.publish_and_wake().unwrap();
+        assert_eq!(producer.dropped(), 8);
+        // Joins at the write position, after 40 numbers were taken.
+        let mut late = RingConsumer::join(&region).unwrap();
+        let mut out = Vec::new();
+        while holder.try_recv_into(&mut out).unwrap() {}
+        producer.try_push_or_drop(&[2u8; 100]).unwrap();
+        producer.skip_dropped(3);
+        producer.try_push_or_drop(&[3u8; 100]).unwrap();
+        producer.publish_and_wake().unwrap();
+        assert!(late.try_recv_into(&mut out).unwrap());
+        assert_eq!(out, [2u8; 100], "no gap before the first frame it sees");
+        assert!(matches!(
+            late.try_recv_into(&mut out),
+            Err(ReadError::Lagged { skipped: 3 })
+        ));
+        assert!(late.try_recv_into(&mut out).unwrap());
+        assert_eq!(out, [3u8; 100]);
+        assert_eq!(producer.dropped(), 11, "skip_dropped counts");
+        assert_eq!(producer_dropped(&region), 11);
+    }
+
+    #[test]
+    fn drops_are_not_reported_where_they_mean_nothing() {
+        // A queue consumer turns the reports off.
+        let (region, creator) = RingRegion::new_in_memory(4096, 1).unwrap();
+        drop(creator);
+        set_drop_when_full(&region);
+        let mut producer = RingProducer::adopt(&region).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        consumer.set_reports_drops(false);
+        assert!(!consumer.reports_drops());
+        producer.skip_dropped(5);
+        producer.push_and_publish(b"a").unwrap();
+        let mut out = Vec::new();
+        assert!(consumer.try_recv_into(&mut out).unwrap());
+        assert_eq!(consumer.try_recv_batch(8, |_| ()).unwrap(), 0);
+        // A ring whose producer waits never drops, so its consumers do not look: a gap in
+        // the numbering (here made by hand) is not theirs to report.
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        assert!(!consumer.reports_drops());
+        consumer.set_reports_drops(true);
+        assert!(!consumer.reports_drops(), "only a dropping ring can report");
+        producer.skip_dropped(5);
+        producer.push_and_publish(b"b").unwrap();
+        assert!(consumer.try_recv_into(&mut out).unwrap());
+        // Nor does a lossy ring: there the numbering counts laps.
+        let (region, _producer) = RingRegion::new_in_memory_lossy(4096, 1).unwrap();
+        set_drop_when_full(&region);
+        assert!(!RingConsumer::join(&region).unwrap().reports_drops());
     }
 
     #[test]

@@ -113,6 +113,12 @@ fn publish_shm(args: PubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a shared-memory subscriber's `Lagged` means: a lossy ring (`drop_oldest`) overwrote
+/// the messages, or a publisher (or the broker's relay) dropped them for lack of room
+/// (`drop_newest`).
+const SHM_LOST: &str =
+    "were lost before they were read (overwritten under drop_oldest, dropped under drop_newest)";
+
 fn subscribe_shm(args: SubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let client = ShmClient::connect(path)?;
     let mut subscription = client.subscribe(&args.topic)?;
@@ -124,8 +130,8 @@ fn subscribe_shm(args: SubArgs, path: &std::path::Path) -> anyhow::Result<ExitCo
     loop {
         let ready = match subscription.try_recv_into(&mut message) {
             Err(ClientError::Lagged { skipped }) => {
-                // drop_oldest: news, not a failure; the next message is intact.
-                eprintln!("lagged: {skipped} message(s) were overwritten before they were read");
+                // drop_oldest / drop_newest: news, not a failure; the next message is intact.
+                eprintln!("lagged: {skipped} message(s) {SHM_LOST}");
                 continue;
             }
             other => other?,
@@ -139,9 +145,7 @@ fn subscribe_shm(args: SubArgs, path: &std::path::Path) -> anyhow::Result<ExitCo
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(ClientError::Lagged { skipped }) => {
-                    eprintln!(
-                        "lagged: {skipped} message(s) were overwritten before they were read"
-                    );
+                    eprintln!("lagged: {skipped} message(s) {SHM_LOST}");
                     continue;
                 }
                 Err(error) => {

@@ -183,15 +183,31 @@ impl ShmPublisher {
         PayloadWriter::create(&name, len).map_err(|e| ClientError::Shm(e.to_string()))
     }
 
+    /// Bytes of the reference frame's payload for a message to `slot` (a queue consumer).
+    fn reference_frame_len(slot: Option<usize>) -> usize {
+        REFERENCE_LEN + if slot.is_some() { QUEUE_PREFIX } else { 0 }
+    }
+
     /// Seals `writer`, whose first `len` bytes are the message, hands it to the broker (which
     /// passes it to the readers of the ring and answers once they have it), then writes the
     /// reference frame (addressed to `slot` on a queue topic) and publishes it.
+    ///
+    /// On a `drop_newest` topic nothing waits: when the ring has no room for the reference
+    /// frame now, the message is dropped (counted, as for a message in the ring) before its
+    /// segment leaves, so no reader is handed a segment that no frame will ever name.
     fn publish_segment(
         &mut self,
         writer: PayloadWriter,
         len: usize,
         slot: Option<usize>,
     ) -> Result<(), ClientError> {
+        if self.producer.drops_when_full()
+            && !self.producer.has_room(Self::reference_frame_len(slot))
+        {
+            self.producer.skip_dropped(1);
+            self.wake();
+            return Ok(());
+        }
         let len32 = u32::try_from(len).map_err(|_| ClientError::MessageTooLarge {
             topic: self.topic.clone(),
             size: len,
@@ -310,8 +326,6 @@ impl ShmPublisher {
     pub fn try_publish(&mut self, payload: &[u8]) -> Result<bool, ClientError> {
         self.check_size(payload)?;
         if self.needs_segment(payload.len()) {
-            // A payload segment never waits for ring room before its round trip to the
-            // broker; only the reference frame may (briefly) wait.
             let slot = match &mut self.queue {
                 None => None,
                 Some((dealer, _)) => match dealer.next(&self.producer) {
@@ -319,6 +333,12 @@ impl ShmPublisher {
                     None => return Ok(false),
                 },
             };
+            // Room for the reference frame is there before the segment's round trip to the
+            // broker, and stays (only this publisher takes it): nothing waits.
+            if !self.producer.has_room(Self::reference_frame_len(slot)) {
+                self.wake();
+                return Ok(false);
+            }
             let mut writer = self.new_segment(payload.len())?;
             writer.as_mut_slice().copy_from_slice(payload);
             self.publish_segment(writer, payload.len(), slot)?;

@@ -193,13 +193,19 @@ impl std::fmt::Debug for ShmSubscription {
     }
 }
 
-fn adopt(granted: GrantedRing) -> Result<SubRing, ClientError> {
+/// Takes over the slot the broker reserved in a granted ring. A queue consumer does not
+/// report a dropped message (it was no consumer's in particular); a fanout subscriber of a
+/// `drop_newest` ring reports each gap as [`ClientError::Lagged`].
+fn adopt(granted: GrantedRing, queue: bool) -> Result<SubRing, ClientError> {
     let region = granted
         .segment
         .ring_region()
         .map_err(|e| ClientError::Shm(e.to_string()))?;
-    let consumer = RingConsumer::adopt(&region, granted.ring.slot as usize)
+    let mut consumer = RingConsumer::adopt(&region, granted.ring.slot as usize)
         .map_err(|e| ClientError::Shm(e.to_string()))?;
+    if queue {
+        consumer.set_reports_drops(false);
+    }
     Ok(SubRing {
         id: granted.ring.ring_id,
         consumer,
@@ -220,7 +226,7 @@ impl ShmSubscription {
     ) -> Result<ShmSubscription, ClientError> {
         let rings = granted
             .into_iter()
-            .map(adopt)
+            .map(|granted| adopt(granted, queue))
             .collect::<Result<Vec<_>, _>>();
         let rings = match rings {
             Ok(rings) => rings,
@@ -308,7 +314,7 @@ impl ShmSubscription {
                         .or_default()
                         .insert(reference.segment, (reference, fd));
                 }
-                RingNews::Added(granted) => match adopt(granted) {
+                RingNews::Added(granted) => match adopt(granted, self.queue) {
                     Ok(ring) => self.rings.push(ring),
                     Err(error) => {
                         tracing::warn!(%error, topic = %self.topic, "could not read a new publisher's ring");
