@@ -2668,3 +2668,37 @@ fn on_a_drop_newest_topic_a_large_message_is_dropped_not_waited_for_when_the_rin
     kill(frozen_pid, Signal::SIGKILL).expect("SIGKILL");
     frozen.wait();
 }
+
+#[test]
+fn bench_on_a_lossy_or_dropping_topic_counts_what_it_lost_and_finishes() {
+    for policy in ["drop_newest", "drop_oldest"] {
+        let broker = TestBroker::start(&format!(
+            "{}backpressure = \"{policy}\"\n\n[shm]\nring_bytes = 4096\n",
+            fanout("bench.fanout")
+        ));
+        let out = broker
+            .cmd()
+            .args(["bench", "--transport", "shm", "--count", "300000"])
+            .args(["--idle-timeout", "1", "--json"])
+            .output()
+            .expect("bench ran");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // A subscriber told of a gap goes on (its tally sees the gap) instead of failing.
+        let json: serde_json::Value = stdout
+            .lines()
+            .last()
+            .and_then(|line| serde_json::from_str(line).ok())
+            .unwrap_or_else(|| panic!("{policy}: no result\n{stdout}\n{stderr}"));
+        let (received, lost) = (json["received"].as_u64(), json["lost"].as_u64());
+        assert_eq!(json["reordered"], 0, "{policy}");
+        assert!(
+            received
+                .zip(lost)
+                .is_some_and(|(r, l)| r + l == 300_000 && r > 0),
+            "{policy}: {json}"
+        );
+        // A lossy run is reported as such: exit status 1 when anything was lost.
+        assert_eq!(out.status.success(), lost == Some(0), "{policy}: {stderr}");
+    }
+}

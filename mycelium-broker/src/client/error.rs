@@ -48,9 +48,12 @@ pub enum ClientError {
     /// The broker did not answer in time.
     #[error("timed out waiting for the broker: {0}")]
     Timeout(&'static str),
-    /// A lossy subscription fell behind: `skipped` messages were overwritten before it read
-    /// them. The next receive returns the oldest message still intact.
-    #[error("fell behind: {skipped} messages were overwritten before they were read")]
+    /// A shared-memory subscription missed `skipped` messages: on a `drop_oldest` topic they
+    /// were overwritten before it read them (the next receive returns the oldest message still
+    /// intact); on a `drop_newest` topic a publisher (or the broker's relay) dropped them for
+    /// lack of room (the next receive returns the message after them). News, not a failure:
+    /// the subscription goes on.
+    #[error("fell behind: {skipped} messages were lost before they were read (overwritten or dropped for lack of room)")]
     Lagged {
         /// Messages lost.
         skipped: u64,

@@ -18,6 +18,11 @@
 //!   overwritten while being read are never returned. Other rings (other publishers) are not
 //!   affected. `skipped` counts one ring's losses: with several lapped rings, one `Lagged` per
 //!   ring.
+//! - On a `drop_newest` topic the rings are lossless but their publishers (and the broker, for
+//!   the relay ring) drop what does not fit, for every reader of the ring: the receive that
+//!   reaches the message after such a gap first returns [`ClientError::Lagged`] with the
+//!   number dropped, once, and the call after that returns the message. A queue consumer is
+//!   not told (a message dropped before it was dealt was no consumer's).
 //! - A reference frame names a payload segment (a message too large for its ring): its fd
 //!   came on the control socket before the frame was written (the broker answers the
 //!   publisher only once it is sent), so the subscription takes it from there, checks it
@@ -364,7 +369,7 @@ impl ShmSubscription {
     ///
     /// # Errors
     ///
-    /// [`ClientError::Lagged`] (lossy topics) when messages were overwritten before this
+    /// [`ClientError::Lagged`] (`drop_oldest`, `drop_newest`) when messages were lost before this
     /// subscription read them; [`ClientError::Shm`] once for a ring found corrupt (it is
     /// dropped); [`ClientError::BrokerGone`] when the session is over and every ring is read
     /// to its end.
