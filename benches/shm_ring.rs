@@ -8,6 +8,9 @@
 //!   check per message, as `ShmPublisher::publish` does); `publish_batch` makes the batch
 //!   visible with one store (`ShmPublisher::publish_batch`). The consumer takes the batch with
 //!   one `try_recv_batch` (one Acquire load, one Release store, a copy per frame).
+//! - `drop_newest/publish_batch` is `publish_batch` on a ring marked `FULL_DROP`, whose
+//!   consumer checks every frame's sequence number for the gaps drops leave (nothing is
+//!   dropped here: the cost of looking).
 //! - Figures are messages per second (`Throughput::Elements`) and bytes per second.
 //!
 //! Run with `cargo bench --bench shm_ring`.
@@ -15,7 +18,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
-use mycelium::transport::shm::{RingConsumer, RingProducer, RingRegion};
+use mycelium::transport::shm::{set_drop_when_full, RingConsumer, RingProducer, RingRegion};
 
 /// Frames per measured iteration.
 const BATCH: usize = 1024;
@@ -23,9 +26,14 @@ const BATCH: usize = 1024;
 /// Data bytes of the ring: the `[shm] ring_bytes` default.
 const RING_BYTES: u64 = 4 << 20;
 
-fn ring() -> (RingProducer, RingConsumer) {
+/// A ring and its consumer; `dropping`: marked `FULL_DROP`, so the consumer reports drops.
+fn ring(dropping: bool) -> (RingProducer, RingConsumer) {
     let (region, producer) = RingRegion::new_in_memory(RING_BYTES, 4).expect("ring");
+    if dropping {
+        set_drop_when_full(&region);
+    }
     let consumer = RingConsumer::join(&region).expect("consumer");
+    assert_eq!(consumer.reports_drops(), dropping);
     (producer, consumer)
 }
 
@@ -59,8 +67,12 @@ fn bench_size(c: &mut Criterion, size: usize) {
     let payload = vec![0x5A; size];
     let mut group = c.benchmark_group(format!("shm_ring/{size}B"));
     group.throughput(Throughput::Elements(BATCH as u64));
-    for (name, each) in [("publish_each", true), ("publish_batch", false)] {
-        let (mut producer, mut consumer) = ring();
+    for (name, each, dropping) in [
+        ("publish_each", true, false),
+        ("publish_batch", false, false),
+        ("drop_newest/publish_batch", false, true),
+    ] {
+        let (mut producer, mut consumer) = ring(dropping);
         group.bench_function(name, |b| {
             b.iter(|| round(&mut producer, &mut consumer, &payload, each))
         });
@@ -68,7 +80,7 @@ fn bench_size(c: &mut Criterion, size: usize) {
     group.finish();
     let mut group = c.benchmark_group(format!("shm_ring/{size}B/bytes"));
     group.throughput(Throughput::Bytes((BATCH * size) as u64));
-    let (mut producer, mut consumer) = ring();
+    let (mut producer, mut consumer) = ring(false);
     group.bench_function("publish_batch", |b| {
         b.iter(|| round(&mut producer, &mut consumer, &payload, false))
     });
