@@ -597,3 +597,38 @@ fn a_socket_mode_change_applies_to_the_socket_file_at_once() {
     assert_eq!(lines(&status, "not_applied"), Vec::<String>::new());
     assert_eq!(mode(), 0o600);
 }
+
+#[test]
+fn a_topic_turned_to_drop_newest_by_a_reload_detaches_a_stopped_shm_subscriber_that_holds_a_waiting_publisher(
+) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    const N: usize = 50_000;
+    // Created under block with no deadline: the publisher's ring waits, and keeps waiting
+    // after the reload (a ring keeps its mode); the drop_newest watchdog must still free it.
+    let block = "[shm]\nring_bytes = 4096\n\n[[topics]]\nname = \"held\"\nrouting = \"fanout\"\npublish_deadline_ms = 0\n";
+    let broker = TestBroker::start(block);
+    let mut frozen = spawn_sub(&broker, "held", &["--transport", "shm"]);
+    let frozen_pid = Pid::from_raw(frozen.child.id() as i32);
+    kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let publisher = common::pubsub_support::spawn_pub_with(
+        &broker,
+        "held",
+        &["--transport", "shm"],
+        (0..N).map(|i| format!("line-{i}")),
+    );
+    let before = generation(&broker);
+    std::fs::write(
+        &broker.config,
+        broker.config_text(&block.replace(
+            "publish_deadline_ms = 0",
+            "publish_deadline_ms = 300\nbackpressure = \"drop_newest\"",
+        )),
+    )
+    .expect("write");
+    wait_for_generation_after(&broker, before);
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+    assert!(!frozen.wait().success(), "detached, with the reason");
+}

@@ -237,8 +237,9 @@ struct Subscriber {
     /// Consecutive watchdog rounds that found this subscriber holding a waiting publisher back
     /// (`disconnect` topics).
     strikes: u32,
-    /// `drop_newest` topics: whether a ring this subscriber held full dropped a message during
-    /// the current run of strikes (a reader that stops while nobody publishes harms no one).
+    /// `drop_newest` topics: whether a ring this subscriber held full dropped a message (or
+    /// held its publisher waiting) during the current run of strikes (a reader that stops
+    /// while nobody publishes harms no one).
     held_a_drop: bool,
     /// `drop_newest` topics: this subscriber's `read_pos` in each ring (by ring id, the relay
     /// ring's included) at the last watchdog round, to tell a stopped reader from a slow one.
@@ -1229,13 +1230,15 @@ impl ShmRings {
     fn detach_ring_hogs(rings: &mut TopicRings, topic: &Arc<Topic>, needed: u32, policy: &str) {
         // Each ring, with whether it dropped since the last round: a publisher's ring by its
         // `dropped` counter, the relay ring (fanout) by the calls that found it full, after
-        // which the topic drops the rest.
+        // which the topic drops the rest. A publisher that waits for room counts too: its ring
+        // was made under `block` before a reload turned the topic to `drop_newest` (a ring
+        // keeps the mode it was created with), and it must not wait for ever.
         let mut watched: Vec<(Ring, bool)> = rings
             .publishers
             .iter_mut()
             .map(|p| {
                 let dropped = producer_dropped(&p.ring.region);
-                let dropping = dropped != p.dropped_seen;
+                let dropping = dropped != p.dropped_seen || producer_waiting(&p.ring.region);
                 p.dropped_seen = dropped;
                 (p.ring.clone(), dropping)
             })
