@@ -10,8 +10,9 @@
 //! - A **payload segment**: the input's bytes sealed in a payload memfd and opened with
 //!   [`PayloadView::open`] under the claimed length and limit the input chooses.
 //! - Checks: nothing panics (and nothing reads outside the mapping, which AddressSanitizer and the
-//!   mapping's end would catch); a lossless consumer never reports `Lagged`, and on an error or
-//!   with nothing to read its position stays put; every delivered frame is a whole frame of the
+//!   mapping's end would catch); a lossless consumer reports `Lagged` only if the ring claims to
+//!   drop when full (`FULL_DROP`: a gap in the numbering), and then before any frame of its
+//!   batch; on an error or with nothing to read its position stays put; every delivered frame is a whole frame of the
 //!   ring as it is at that moment: its header (length word and tag) and payload lie inside the
 //!   data region, at the consumer's position (or after a padding frame, or, lossy, at the
 //!   producer's `oldest_pos`), and its bytes are the segment's bytes there; a batch hands over at
