@@ -537,25 +537,37 @@ fn a_removed_topic_ends_its_shared_memory_subscriber() {
     assert!(kept.wait().success());
 }
 
+/// A `mycelium sub --transport shm` of `topic`, stopped (SIGSTOP), and a `mycelium pub
+/// --transport shm` of 50 000 lines: with `ring_bytes = 4096` (about 60 of these lines) the
+/// publisher waits on the stopped subscriber almost at once.
+fn held_shm_publisher(
+    broker: &TestBroker,
+    topic: &str,
+) -> (
+    common::SubProcess,
+    nix::unistd::Pid,
+    common::pubsub_support::PubProcess,
+) {
+    use nix::sys::signal::{kill, Signal};
+    let frozen = spawn_sub(broker, topic, &["--transport", "shm"]);
+    let frozen_pid = nix::unistd::Pid::from_raw(frozen.child.id() as i32);
+    kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let publisher = common::pubsub_support::spawn_pub_with(
+        broker,
+        topic,
+        &["--transport", "shm"],
+        (0..50_000).map(|i| format!("line-{i}")),
+    );
+    (frozen, frozen_pid, publisher)
+}
+
 #[test]
 fn a_shared_memory_publisher_held_back_by_a_stopped_subscriber_is_released_when_its_topic_is_removed(
 ) {
     use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-    const N: usize = 50_000;
-    // A 4 KiB ring holds ~60 of these lines: the publisher waits on the stopped subscriber
-    // almost at once.
     let topics = format!("{}{}", fanout("held"), fanout("other"));
     let broker = TestBroker::start(&format!("[shm]\nring_bytes = 4096\n\n{topics}"));
-    let frozen = spawn_sub(&broker, "held", &["--transport", "shm"]);
-    let frozen_pid = Pid::from_raw(frozen.child.id() as i32);
-    kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
-    let publisher = common::pubsub_support::spawn_pub_with(
-        &broker,
-        "held",
-        &["--transport", "shm"],
-        (0..N).map(|i| format!("line-{i}")),
-    );
+    let (_frozen, frozen_pid, publisher) = held_shm_publisher(&broker, "held");
     let before = generation(&broker);
     std::fs::write(
         &broker.config,
@@ -602,21 +614,11 @@ fn a_socket_mode_change_applies_to_the_socket_file_at_once() {
 fn a_topic_turned_to_drop_newest_by_a_reload_detaches_a_stopped_shm_subscriber_that_holds_a_waiting_publisher(
 ) {
     use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-    const N: usize = 50_000;
     // Created under block with no deadline: the publisher's ring waits, and keeps waiting
     // after the reload (a ring keeps its mode); the drop_newest watchdog must still free it.
     let block = "[shm]\nring_bytes = 4096\n\n[[topics]]\nname = \"held\"\nrouting = \"fanout\"\npublish_deadline_ms = 0\n";
     let broker = TestBroker::start(block);
-    let mut frozen = spawn_sub(&broker, "held", &["--transport", "shm"]);
-    let frozen_pid = Pid::from_raw(frozen.child.id() as i32);
-    kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
-    let publisher = common::pubsub_support::spawn_pub_with(
-        &broker,
-        "held",
-        &["--transport", "shm"],
-        (0..N).map(|i| format!("line-{i}")),
-    );
+    let (mut frozen, frozen_pid, publisher) = held_shm_publisher(&broker, "held");
     let before = generation(&broker);
     std::fs::write(
         &broker.config,
