@@ -376,7 +376,7 @@ fn apply(reading: &mut Vec<Reading>, command: ReaderCommand) {
                 Ok(mut consumer) => {
                     if topic.routing() == Routing::Queue {
                         // A message a queue publisher dropped was nobody's in particular.
-                        consumer.set_reports_drops(false);
+                        consumer.ignore_drops();
                     }
                     reading.push(Reading {
                         topic,

@@ -1528,7 +1528,7 @@ fn take_back(topic: &Arc<Topic>, relay: &Ring, sink: &RelayRing, slot: u32) {
         // Dropping an adopted consumer leaves the slot held: the caller frees it. Taking
         // messages back, a gap in the numbering is nobody's to report.
         Ok(mut consumer) => loop {
-            consumer.set_reports_drops(false);
+            consumer.ignore_drops();
             let count = consumer.try_recv_batch(4096, |frame| {
                 if let Some(message) = queue::addressed_to(frame, slot as usize) {
                     messages.push(Bytes::copy_from_slice(message));

@@ -202,14 +202,11 @@ impl RingConsumer {
         self.drops
     }
 
-    /// Stops (or resumes) reporting drops: a queue consumer, for which a message dropped
-    /// before it was dealt is nobody's loss in particular, turns it off. Only a ring that
-    /// [`reports_drops`](Self::reports_drops) can report them; turning it on elsewhere does
-    /// nothing.
-    pub fn set_reports_drops(&mut self, on: bool) {
-        // SYNC POINT: Relaxed; as in `new`.
-        let policy = self.region.header().full_policy.load(Ordering::Relaxed);
-        self.drops = on && !self.geometry.lossy && policy != FULL_WAIT;
+    /// Stops reporting drops, for good: a queue consumer, for which a message dropped before
+    /// it was dealt is nobody's loss in particular. (Never turned back on: the numbering is
+    /// not followed meanwhile, so the first frame after would look like a gap.)
+    pub fn ignore_drops(&mut self) {
+        self.drops = false;
     }
 
     /// Position of the next frame to read (bytes since the ring was created).
@@ -320,42 +317,18 @@ impl RingConsumer {
             return result.map(|()| count);
         }
         if self.drops {
-            return self.try_recv_batch_counting_drops(max, each);
+            self.recv_batch_lossless::<true>(max, each)
+        } else {
+            self.recv_batch_lossless::<false>(max, each)
         }
-        let write_pos = self.load_write_pos()?;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let mut pos = self.pos;
-        let mut count = 0;
-        let mut result = Ok(());
-        while count < max {
-            match self.locate(write_pos, pos) {
-                Ok(Some(frame)) => {
-                    scratch.clear();
-                    scratch.resize(frame.len, 0);
-                    self.read_bytes(self.geometry.data_start(), frame.offset, &mut scratch);
-                    each(&scratch, frame.reference);
-                    pos = frame.next;
-                    count += 1;
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    result = Err(error);
-                    break;
-                }
-            }
-        }
-        self.scratch = scratch;
-        if count > 0 {
-            self.advance(pos);
-        }
-        result.map(|()| count)
     }
 
-    /// The lossless batch of a ring whose producer drops ([`reports_drops`](Self::reports_drops)),
-    /// kept apart from the plain one so that the common `block` path stays as it was (W1 is
-    /// sensitive to the read loop's code). A gap ends the batch before the frame after it:
-    /// reported by this call if it delivered nothing, else found again by the next one.
-    fn try_recv_batch_counting_drops(
+    /// The lossless batch. `DROPS` ([`reports_drops`](Self::reports_drops)) checks each
+    /// frame's number for a gap, which ends the batch before the frame after it: reported by
+    /// this call if it delivered nothing, else found again by the next one. A constant, so
+    /// that the common `block` instance compiles to the loop without the check (W1 is
+    /// sensitive to the read loop's code).
+    fn recv_batch_lossless<const DROPS: bool>(
         &mut self,
         max: usize,
         mut each: impl FnMut(&[u8], bool),
@@ -368,12 +341,14 @@ impl RingConsumer {
         while count < max {
             match self.locate(write_pos, pos) {
                 Ok(Some(frame)) => {
-                    if count > 0 && self.gap(frame.seq).is_some() {
-                        break;
-                    }
-                    if let Err(lag) = self.check_gap(frame.seq) {
-                        result = Err(lag);
-                        break;
+                    if DROPS {
+                        if count > 0 && self.gap(frame.seq).is_some() {
+                            break;
+                        }
+                        if let Err(lag) = self.check_gap(frame.seq) {
+                            result = Err(lag);
+                            break;
+                        }
                     }
                     scratch.clear();
                     scratch.resize(frame.len, 0);
@@ -404,7 +379,7 @@ impl RingConsumer {
     }
 
     /// Checks the frame numbered `seq`, about to be read: `Lagged` with the gap if messages
-    /// were dropped before it (expecting it next, so that the next call reads it); otherwise
+    /// were lost (dropped, or overwritten in a lossy ring) before it (expecting it next, so that the next call reads it); otherwise
     /// expects the number after it.
     fn check_gap(&mut self, seq: u64) -> Result<(), ReadError> {
         if let Some(skipped) = self.gap(seq) {
@@ -643,16 +618,9 @@ impl RingConsumer {
                 self.expected = Some(frame.seq);
                 return Err(ReadError::Lagged { skipped: 1 });
             }
-            if let Some(expected) = self.expected {
-                if frame.seq != expected {
-                    // Frames were overwritten before we read them. Report the gap now; the next
-                    // call reads this frame again (checking it again).
-                    self.expected = Some(frame.seq);
-                    let skipped = frame.seq.wrapping_sub(expected) % FRAME_SEQ_MODULUS;
-                    return Err(ReadError::Lagged { skipped });
-                }
-            }
-            self.expected = Some((frame.seq + 1) % FRAME_SEQ_MODULUS);
+            // Frames overwritten before we read them leave a gap: reported now, and the next
+            // call reads this frame again (checking it again).
+            self.check_gap(frame.seq)?;
             self.pos = frame.next;
             return Ok(Some(frame.reference));
         }

@@ -133,34 +133,21 @@ impl RingProducer {
         match self.try_push(payload) {
             Ok(()) => Ok(true),
             Err(PushError::Full) => {
-                self.count_dropped();
+                self.skip_dropped(1);
                 Ok(false)
             }
             Err(error) => Err(error),
         }
     }
 
-    /// Counts `count` messages dropped without being written (the broker's relay ring drops
-    /// what a socket publisher sent when it is full, under `drop_newest`), as
-    /// [`try_push_or_drop`](Self::try_push_or_drop) counts one it refuses: each takes a
+    /// Counts `count` messages dropped without being written ([`try_push_or_drop`](Self::try_push_or_drop)
+    /// counts the one it refuses; the broker's relay ring, what a socket publisher sent while
+    /// it was full under `drop_newest`) and stores the count for observers. Each takes a
     /// sequence number, so consumers that [`report drops`](super::RingConsumer::reports_drops)
     /// are told of them with the next frame.
     pub fn skip_dropped(&mut self, count: u64) {
         self.seq = self.seq.wrapping_add(count);
         self.dropped = self.dropped.saturating_add(count);
-        self.store_dropped();
-    }
-
-    /// Counts one dropped frame and stores the count for observers. The frame takes its
-    /// sequence number all the same, so the gap tells consumers that it was dropped.
-    pub(crate) fn count_dropped(&mut self) {
-        self.seq = self.seq.wrapping_add(1);
-        self.dropped = self.dropped.saturating_add(1);
-        self.store_dropped();
-    }
-
-    /// Stores the drop count for observers.
-    fn store_dropped(&self) {
         // SYNC POINT: Relaxed; a counter for observers, ordering nothing. The producer's own
         // line, so the store costs no cache-line transfer on the publishing path.
         self.region
@@ -344,12 +331,8 @@ impl RingProducer {
                 // pass the check. (The Release store above orders only what precedes it.)
                 fence(Ordering::Release);
             }
-        } else if end > self.limit {
-            self.publish();
-            self.limit = self.scan_limit();
-            if end > self.limit {
-                return Err(PushError::Full);
-            }
+        } else if !self.room_until(end) {
+            return Err(PushError::Full);
         }
         if size > tail {
             let padding = u32::try_from(tail - FRAME_HEADER_LEN).unwrap_or(u32::MAX);
@@ -658,7 +641,14 @@ impl RingProducer {
         if self.geometry.lossy {
             return true;
         }
-        let end = self.frame_end(len);
+        self.room_until(self.frame_end(len))
+    }
+
+    /// Lossless: whether a frame may end at `end`, within the room known to be free or,
+    /// failing that, after publishing the pending frames (so consumers can read them and
+    /// make room) and rescanning the consumers.
+    #[inline]
+    fn room_until(&mut self, end: u64) -> bool {
         if end > self.limit {
             self.publish();
             self.limit = self.scan_limit();

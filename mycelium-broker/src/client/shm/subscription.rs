@@ -209,7 +209,7 @@ fn adopt(granted: GrantedRing, queue: bool) -> Result<SubRing, ClientError> {
     let mut consumer = RingConsumer::adopt(&region, granted.ring.slot as usize)
         .map_err(|e| ClientError::Shm(e.to_string()))?;
     if queue {
-        consumer.set_reports_drops(false);
+        consumer.ignore_drops();
     }
     Ok(SubRing {
         id: granted.ring.ring_id,
