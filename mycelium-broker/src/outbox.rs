@@ -35,7 +35,7 @@ use tokio::sync::Notify;
 
 /// Bytes an outbox may hold before message appends count as full, whatever the message limit.
 /// Bounds the memory one slow peer can pin, and keeps every drained buffer small enough to be
-/// reused (see [`REUSE_CAPACITY`]): at 2 GB/s, 8 MiB is 4 ms of smoothing, on top of the
+/// reused (see `REUSE_CAPACITY`): at 2 GB/s, 8 MiB is 4 ms of smoothing, on top of the
 /// socket's own 4 MiB. An outbox may exceed it by one message, and an empty outbox always
 /// accepts one, so a message larger than this still moves.
 pub const OUTBOX_MAX_BYTES: usize = 8 * 1024 * 1024;

@@ -11,7 +11,7 @@
 //!   has news for it. On a queue topic the relay ring carries queue frames instead: the topic
 //!   deals each socket publisher's message to one consumer, and a shared-memory consumer's
 //!   share is written into the relay ring addressed to its slot (the topic's [`QueueRelay`]);
-//!   see [`RelayRing`] for who gets what and what survives a consumer's death. Slots are
+//!   see `RelayRing` for who gets what and what survives a consumer's death. Slots are
 //!   reserved by the broker *before* a
 //!   ring's fd leaves it, so a subscriber never misses a frame published after it attached,
 //!   even one published before it has mapped the ring.

@@ -39,7 +39,7 @@
 //! - A message larger than a ring's frames travels in a payload segment of its own
 //!   ([`PayloadWriter`], sealed against writes, [`PayloadView`] on the receiving side), and
 //!   the ring carries a reference frame naming it ([`RingProducer::try_push_marked`],
-//!   [`reference`]).
+//!   [`reference`](mod@reference)).
 //!
 //! ```
 //! use mycelium_transport::shm::{RingConsumer, RingRegion};
@@ -66,7 +66,7 @@
 //! - `producer`, `consumer`: [`RingProducer`], [`RingConsumer`].
 //! - `error`: [`RingError`], [`PushError`], [`ReadError`].
 //! - `segment`: [`Segment`], memfd segments, and payload segments (the mappings' `unsafe`).
-//! - [`reference`]: the body of a reference frame.
+//! - [`reference`](mod@reference): the body of a reference frame.
 //! - `fd_passing`: [`send_fds`], [`recv_fds`] (taking ownership of received fds is `unsafe`).
 //! - `wake`: the futex wait and wake calls (the only `unsafe` of the wake protocol).
 //! - `sync`: std or loom atomics.

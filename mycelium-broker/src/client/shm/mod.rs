@@ -18,7 +18,7 @@
 //!   [`AsyncShmPublisher`] (writes at once when the ring has room, waits on the blocking pool
 //!   when it has not).
 //! - Everything read from a ring is checked: a corrupt ring is dropped with
-//!   [`ClientError::Shm`], never read out of bounds.
+//!   [`ClientError::Shm`](crate::client::ClientError::Shm), never read out of bounds.
 //! - Socket publishers are heard too: the broker copies their messages into the topic's relay
 //!   ring (when a subscription falls a whole relay ring behind, those are dropped and counted,
 //!   never waited for). And socket subscribers hear shared-memory publishers: the broker
