@@ -20,6 +20,7 @@ use crate::outbox::{ByteBudget, Outbox};
 use crate::server::error::ServeError;
 use crate::server::reload::{ReloadHandle, ReloadQueue};
 use crate::server::shm_rings::ShmRings;
+use crate::server::supervisor::Supervisor;
 
 /// Shared by the listener and every connection of one broker run.
 #[derive(Debug)]
@@ -50,6 +51,8 @@ pub struct BrokerState {
     pub(crate) inflight: Arc<ByteBudget>,
     /// Every topic's shared-memory rings and who holds them.
     pub shm: Arc<ShmRings>,
+    /// Watches the broker's long-lived tasks; one that fails ends the broker.
+    pub supervisor: Arc<Supervisor>,
 }
 
 impl BrokerState {
@@ -79,6 +82,7 @@ impl BrokerState {
             open_sockets: AtomicUsize::new(0),
             subscriptions: AtomicUsize::new(0),
             inflight,
+            supervisor: Arc::default(),
         })
     }
 

@@ -11,7 +11,7 @@
 //!   JSON object on the last line of stdout.
 //! - `--pingpong N`: an echo process answers a pinger, one message in flight; one-way = RTT / 2.
 
-use crate::output::outln;
+use crate::output::{errln, errprint, outln};
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
@@ -584,7 +584,7 @@ fn choose_transport(
         None => {
             for topic in topics {
                 if let Err(error) = bench_shm::preflight(socket, topic, args.size) {
-                    eprintln!("shared memory unavailable ({error:#}); measuring uds");
+                    errln!("shared memory unavailable ({error:#}); measuring uds");
                     return Ok(Transport::Uds);
                 }
             }
@@ -692,7 +692,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             last_change = Instant::now();
         }
         if show_progress {
-            eprint!(
+            errprint!(
                 "\rreceived {total}/{expected_total} ({:.0}%)   ",
                 100.0 * total as f64 / expected_total.max(1) as f64
             );
@@ -704,7 +704,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             break;
         }
         if publishers_done && last_change.elapsed() > Duration::from_secs(args.idle_timeout) {
-            eprintln!(
+            errln!(
                 "\nno message for {} s after the publishers finished; stopping",
                 args.idle_timeout
             );
@@ -712,7 +712,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if show_progress {
-        eprintln!();
+        errln!();
     }
     let pub_results = publishers
         .into_iter()

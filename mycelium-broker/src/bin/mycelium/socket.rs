@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::output::errln;
 use anyhow::Context;
 use mycelium_config::BrokerConfig;
 
@@ -50,7 +51,7 @@ impl SocketArgs {
             .ok()
             .and_then(|text| mycelium_config::socket_path_leniently(&text, env))
         {
-            eprintln!(
+            errln!(
                 "warning: {} is invalid ({}); using its socket_path {}",
                 file.display(),
                 error.to_string().lines().next().unwrap_or_default(),
