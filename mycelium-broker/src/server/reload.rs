@@ -232,7 +232,8 @@ fn reload(
         // writing it: applying it would remove every topic. Refused; a file of comments
         // only still means "the defaults".
         let message = format!(
-            "{}: the file is empty; the broker keeps its running config (to run on the              built-in defaults, leave a comment in the file)",
+            "{}: the file is empty; the broker keeps its running config (to run on the \
+             built-in defaults, leave a comment in the file)",
             path.display()
         );
         tracing::error!("config reload refused: {message}");

@@ -1,0 +1,163 @@
+//! What the `mycelium` commands print is true and machine-readable where it says so: counts
+//! that match what happened, `--json` output that is JSON alone, every problem of a config
+//! file reported, messages without stray runs of spaces, and config files of absurd size
+//! refused with a clear error.
+
+mod common;
+
+use std::path::Path;
+
+use common::pubsub_support::run_to_end;
+use common::TestBroker;
+
+/// The text of every string literal in `source` (Rust), as the compiler sees it: a `\` at the
+/// end of a line continues the literal without the next line's indentation. Comments, raw
+/// strings and char literals are skipped. Approximate, but exact for this tree's code.
+fn string_literals(source: &str) -> Vec<(usize, String)> {
+    let s = source.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        if s[i..].starts_with(b"//") {
+            i = s[i..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(s.len(), |p| i + p);
+        } else if s[i..].starts_with(b"/*") {
+            i = source[i..].find("*/").map_or(s.len(), |p| i + p + 2);
+        } else if s[i] == b'r'
+            && (i == 0 || !(s[i - 1].is_ascii_alphanumeric() || s[i - 1] == b'_'))
+            && matches!(s.get(i + 1), Some(b'"' | b'#'))
+        {
+            let hashes = s[i + 1..].iter().take_while(|&&b| b == b'#').count();
+            let close = format!("\"{}", "#".repeat(hashes));
+            let start = i + 1 + hashes + 1;
+            i = source[start.min(s.len())..]
+                .find(&close)
+                .map_or(s.len(), |p| start + p + close.len());
+        } else if s[i] == b'\'' {
+            // A char literal ('"' among them) or a lifetime.
+            if s.get(i + 1) == Some(&b'\\') {
+                i += s[i + 2..]
+                    .iter()
+                    .position(|&b| b == b'\'')
+                    .map_or(1, |p| p + 3);
+            } else if s.get(i + 2) == Some(&b'\'') {
+                i += 3;
+            } else {
+                i += 1;
+            }
+        } else if s[i] == b'"' {
+            let line = source[..i].matches('\n').count() + 1;
+            let mut text = String::new();
+            let mut j = i + 1;
+            while j < s.len() && s[j] != b'"' {
+                if s[j] == b'\\' {
+                    if s.get(j + 1) == Some(&b'\n') {
+                        j += 2;
+                        while j < s.len() && s[j].is_ascii_whitespace() {
+                            j += 1;
+                        }
+                        continue;
+                    }
+                    text.push_str(&source[j..(j + 2).min(s.len())]);
+                    j += 2;
+                    continue;
+                }
+                let ch = source[j..].chars().next().unwrap_or(' ');
+                text.push(ch);
+                j += ch.len_utf8();
+            }
+            found.push((line, text));
+            i = j + 1;
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+/// Every `.rs` file under `dir`, `target` excluded.
+fn rust_files(dir: &Path, into: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() {
+            if name != "target" && name != ".git" {
+                rust_files(&path, into);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            into.push(path);
+        }
+    }
+}
+
+/// A message literal broken over lines without a `\` (or reflowed) carries the next line's
+/// indentation: "run on the              built-in defaults". None in the tree.
+#[test]
+fn no_string_literal_carries_a_run_of_spaces_or_a_line_break_with_indentation() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in [
+        "src",
+        "tests",
+        "benches",
+        "mycelium-broker",
+        "mycelium-config",
+        "mycelium-transport",
+        "fuzz",
+        "peers",
+    ] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    assert!(files.len() > 20, "found only {} source files", files.len());
+    let flawed = |text: &str| text.trim().contains("   ") || text.contains("\n  ");
+    // The scanner itself: a literal broken without `\`, and one reflowed, are caught; a
+    // continued one is not.
+    let gap = " ".repeat(8);
+    let samples = format!(
+        "let a = \"broken\n{gap}here\"; let b = \"reflowed{gap}here\"; \
+         let c = \"continued \\\n{gap}here\";"
+    );
+    let caught: Vec<bool> = string_literals(&samples)
+        .iter()
+        .map(|(_, text)| flawed(text))
+        .collect();
+    assert_eq!(caught, [true, true, false], "the scanner is wrong");
+    let mut bad = Vec::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file).expect("reading a source file");
+        for (line, text) in string_literals(&source) {
+            if flawed(&text) {
+                bad.push(format!("{}:{line}: {text:?}", file.display()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "string literals with a run of spaces:\n{}",
+        bad.join("\n")
+    );
+}
+
+/// The reload refused for an empty file says so in one clean sentence.
+#[test]
+fn the_empty_file_reload_message_has_no_run_of_spaces() {
+    let broker = TestBroker::start(&common::fanout("kept"));
+    std::fs::write(&broker.config, "").expect("emptying the config");
+    let reload = run_to_end(broker.cmd().arg("reload"));
+    assert_eq!(reload.status.code(), Some(1), "{}", reload.stdout);
+    assert!(
+        reload.stdout.contains("the file is empty"),
+        "{}",
+        reload.stdout
+    );
+    assert!(
+        !reload.stdout.contains("   "),
+        "a run of spaces in: {}",
+        reload.stdout
+    );
+}
