@@ -161,3 +161,53 @@ fn the_empty_file_reload_message_has_no_run_of_spaces() {
         reload.stdout
     );
 }
+
+/// A topic removed mid-stream: `mycelium pub` counts as published only what the broker
+/// accepted, says how many it refused, and exits 1.
+#[test]
+fn pub_to_a_topic_removed_mid_stream_prints_what_was_accepted() {
+    use common::pubsub_support::topic_counter;
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let broker = TestBroker::start(&format!(
+        "{}{}",
+        common::fanout("doomed"),
+        common::fanout("kept")
+    ));
+    let mut publisher = broker
+        .cmd()
+        .args(["pub", "doomed"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning mycelium pub");
+    let mut stdin = publisher.stdin.take().expect("stdin");
+    let mut stderr = publisher.stderr.take().expect("stderr");
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    for n in 0..100 {
+        writeln!(stdin, "before {n}").expect("feeding");
+    }
+    stdin.flush().expect("feeding");
+    common::wait_until("the broker to take the first 100", || {
+        topic_counter(&broker, "doomed", "published") == 100
+    });
+    broker.rewrite_config(&common::fanout("kept"));
+    let reload = run_to_end(broker.cmd().arg("reload"));
+    assert!(reload.status.success(), "{}", reload.stdout);
+    for n in 0..50 {
+        writeln!(stdin, "after {n}").expect("feeding");
+    }
+    drop(stdin);
+    let status = common::wait_child(&mut publisher, "mycelium pub to exit");
+    let stderr = log.join().unwrap_or_default();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("published 100 message(s) to doomed; the broker refused 50"),
+        "{stderr}"
+    );
+}

@@ -10,6 +10,7 @@ use mycelium_broker::{Client, ClientError, ShmClient};
 use tokio::io::AsyncBufReadExt;
 
 use crate::bench::Transport;
+use crate::output::errln;
 use crate::socket::client_runtime;
 use crate::SocketArgs;
 
@@ -213,9 +214,22 @@ pub fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        // The flush proves the broker processed every message, and reports any it refused.
+        // The flush proves the broker processed every message, and reports any it refused:
+        // what was accepted is what was sent less what it refused (a topic removed
+        // mid-stream refuses every publish from then on).
+        let flushed = client.flush().await;
+        let refused_by_broker = client.refused_publishes();
         let closed = client.close().await;
-        eprintln!("published {sent} message(s) to {}", args.topic);
+        let accepted = sent.saturating_sub(refused_by_broker);
+        if refused_by_broker == 0 {
+            errln!("published {accepted} message(s) to {}", args.topic);
+        } else {
+            errln!(
+                "published {accepted} message(s) to {}; the broker refused {refused_by_broker}",
+                args.topic
+            );
+        }
+        flushed?;
         closed?;
         if refused > 0 {
             anyhow::bail!(
