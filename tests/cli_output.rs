@@ -211,3 +211,32 @@ fn pub_to_a_topic_removed_mid_stream_prints_what_was_accepted() {
         "{stderr}"
     );
 }
+
+/// With `--json`, stdout is one JSON document and nothing else, for every command that has
+/// the flag (`| jq` works); the human summary of `bench` goes to stderr.
+#[test]
+fn every_json_flag_prints_json_alone_on_stdout() {
+    let broker = TestBroker::start(&format!(
+        "{}{}{}",
+        common::fanout("bench.fanout"),
+        common::fanout("bench.ping"),
+        common::fanout("bench.pong")
+    ));
+    let commands: [&[&str]; 5] = [
+        &["stats", "--json"],
+        &["reload", "--json"],
+        &["bench", "--json", "--transport", "uds", "--count", "1000"],
+        &["bench", "--json", "--transport", "uds", "--pingpong", "100"],
+        &["bench", "--json", "--count", "1000"],
+    ];
+    for args in commands {
+        let out = run_to_end(broker.cmd().args(args));
+        assert!(out.status.success(), "{args:?}: {}", out.stderr);
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(&out.stdout);
+        assert!(
+            parsed.as_ref().is_ok_and(serde_json::Value::is_object),
+            "{args:?}: stdout is not one JSON object: {:?}",
+            out.stdout
+        );
+    }
+}

@@ -47,6 +47,19 @@ macro_rules! outln {
 }
 pub(crate) use outln;
 
+/// A line for people: on stdout, or on stderr when stdout carries JSON (`--json`), so that
+/// stdout holds nothing but the JSON document.
+macro_rules! humanln {
+    ($json:expr, $($arg:tt)*) => {
+        if $json {
+            $crate::output::error_line(format_args!($($arg)*))
+        } else {
+            $crate::output::line(format_args!($($arg)*))
+        }
+    };
+}
+pub(crate) use humanln;
+
 /// `eprintln!` through [`error_line`]: never panics.
 macro_rules! errln {
     () => {
