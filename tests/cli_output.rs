@@ -240,3 +240,35 @@ fn every_json_flag_prints_json_alone_on_stdout() {
         );
     }
 }
+
+/// `mycelium check` reports every problem, as the README says: a typo in three places is
+/// three lines, each with its line number, together with an invalid value elsewhere.
+#[test]
+fn check_reports_every_unknown_field_and_every_invalid_value() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        "[server]\nmax_conections = 5\n\n\
+         [[topics]]\nname = \"a\"\nrouting = \"fanout\"\nbufer_size = 5\n\n\
+         [[topics]]\nname = \"b\"\nrouting = \"fanout\"\nbufer_size = 5\nbuffer_size = 0\n",
+    )
+    .expect("writing config");
+    let out = run_to_end(
+        std::process::Command::new(common::mycelium_bin())
+            .args(["check", "--config"])
+            .arg(&config),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let expected = [
+        ":2:1: server.max_conections: unknown field",
+        ":7:1: topics[0].bufer_size: unknown field",
+        ":12:1: topics[1].bufer_size: unknown field",
+        ":13:1: topics[1].buffer_size: must be greater than 0",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{}", out.stdout);
+    for (line, expected) in lines.iter().zip(expected) {
+        assert!(line.contains(expected), "{line:?} lacks {expected:?}");
+    }
+}

@@ -32,8 +32,9 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid TOML or does not match the schema (unknown field, wrong type, missing
-    /// required field): one diagnostic with line and column.
+    /// The file is not valid TOML or does not match the schema (a value of the wrong type, a
+    /// missing required field): one diagnostic with line and column. Unknown fields are
+    /// [`ConfigError::Invalid`], every one of them.
     #[error("{0}")]
     Parse(Diagnostic),
     /// An environment override could not be applied (unknown section, field or topic, or a value of
@@ -45,7 +46,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         message: String,
     },
-    /// The configuration parsed but is invalid: every problem found, in field order.
+    /// The configuration is invalid: every problem found. First every unknown field in the
+    /// file, then every invalid value in field order (or, instead, the schema error that
+    /// stopped loading the rest).
     #[error("{}", summarize(.0))]
     Invalid(Vec<Diagnostic>),
 }

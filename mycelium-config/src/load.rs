@@ -3,9 +3,11 @@
 //! - One pure function does the work: `(text, origin, env) -> Result<BrokerConfig, ConfigError>`.
 //!   [`BrokerConfig::from_file`] and [`BrokerConfig::from_toml_str`] only add the file read and the
 //!   process environment around it, so a hot reload can call the same code.
-//! - Parse problems stop loading at the first one ([`ConfigError::Parse`]); an override that cannot
-//!   be applied stops it too ([`ConfigError::Env`]); validation reports every problem at once
-//!   ([`ConfigError::Invalid`]).
+//! - A syntax error, or a value of the wrong type, stops loading at the first one
+//!   ([`ConfigError::Parse`]); an override that cannot be applied stops it too
+//!   ([`ConfigError::Env`]). Every unknown field (a typo) is reported, each with its line, and
+//!   the rest of the file is still loaded and validated: [`ConfigError::Invalid`] lists every
+//!   unknown field, then every invalid value (or the schema error that stopped loading).
 //! - Every diagnostic names `origin`; a value from the file gets the line and column of its key, a
 //!   value from the environment says which variable set it instead.
 //!
@@ -28,7 +30,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
 use crate::env::{self, Overrides};
 use crate::locate::{line_col, SourceMap};
@@ -108,20 +110,81 @@ fn load(
     let document = DeTable::parse(text)
         .map_err(|err| ConfigError::Parse(parse_diagnostic(text, origin, None, &err)))?;
     let map = SourceMap::new(text, document.get_ref());
-    // The document is kept for span lookups, so the deserializer gets its own copy.
-    let mut config = BrokerConfig::deserialize(toml::de::Deserializer::from(document.clone()))
-        .map_err(|err| ConfigError::Parse(parse_diagnostic(text, origin, Some(&map), &err)))?;
+    // The document is kept for span lookups, so the deserializer gets its own copy; unknown
+    // fields are taken out of that copy one by one (serde stops at the first), so that every
+    // one of them is reported, with what the rest of the file gets wrong.
+    let mut unknown = Vec::new();
+    let mut pruned = document.clone();
+    let mut config = loop {
+        let err = match BrokerConfig::deserialize(toml::de::Deserializer::from(pruned.clone())) {
+            Ok(config) => break config,
+            Err(err) => err,
+        };
+        let diagnostic = parse_diagnostic(text, origin, Some(&map), &err);
+        let removed = err.message().starts_with("unknown field")
+            && unknown.len() < MAX_UNKNOWN_FIELDS
+            && err
+                .span()
+                .is_some_and(|span| remove_key_at(pruned.get_mut(), span.start));
+        if !removed {
+            if unknown.is_empty() {
+                return Err(ConfigError::Parse(diagnostic));
+            }
+            // Another schema error (a wrong type) stops loading: it comes after the unknown
+            // fields, as the last problem found.
+            in_file_order(&mut unknown);
+            unknown.push(diagnostic);
+            return Err(ConfigError::Invalid(unknown));
+        }
+        unknown.push(diagnostic);
+    };
+    in_file_order(&mut unknown);
     let overrides = env::apply(&mut config, env)?;
     let problems = config.validate();
-    if problems.is_empty() {
+    if problems.is_empty() && unknown.is_empty() {
         return Ok(config);
     }
-    Err(ConfigError::Invalid(
+    unknown.extend(
         problems
             .into_iter()
-            .map(|problem| locate(problem, origin, &map, &overrides))
-            .collect(),
-    ))
+            .map(|problem| locate(problem, origin, &map, &overrides)),
+    );
+    Err(ConfigError::Invalid(unknown))
+}
+
+/// The deserializer finds unknown fields in its own order (tables by key): sort them as a
+/// reader of the file meets them.
+fn in_file_order(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by_key(|d| (d.line, d.column));
+}
+
+/// Unknown fields reported at most, each costing one more pass over the document: a file of
+/// thousands of them is not a config with typos, and its first hundred say so.
+const MAX_UNKNOWN_FIELDS: usize = 100;
+
+/// Takes out of `table` (at any depth) the entry whose key starts at byte `offset`, where the
+/// deserializer reported an unknown field; false if there is none.
+fn remove_key_at(table: &mut DeTable<'_>, offset: usize) -> bool {
+    let key = table
+        .keys()
+        .find(|key| key.span().start == offset)
+        .map(|key| key.get_ref().to_string());
+    if let Some(key) = key {
+        return table.remove(key.as_str()).is_some();
+    }
+    table
+        .iter_mut()
+        .any(|(_, value)| remove_key_in(value.get_mut(), offset))
+}
+
+fn remove_key_in(value: &mut DeValue<'_>, offset: usize) -> bool {
+    match value {
+        DeValue::Table(table) => remove_key_at(table, offset),
+        DeValue::Array(array) => array
+            .iter_mut()
+            .any(|element| remove_key_in(element.get_mut(), offset)),
+        _ => false,
+    }
 }
 
 /// A parse or schema error as a diagnostic; `map` is `None` when the text is not TOML at all.
@@ -363,23 +426,85 @@ flush_interval_ms = 1
     }
 
     #[test]
-    fn an_unknown_field_is_a_parse_error_naming_the_field_and_line() {
+    fn an_unknown_field_is_reported_naming_the_field_and_line() {
         let text = "[[topics]]\nname = \"a\"\nrouting = \"fanout\"\nbufer_size = 5\n";
-        let diagnostic = parse_error(text);
-        assert_eq!(diagnostic.line, Some(4));
-        assert_eq!(diagnostic.field, "topics[0].bufer_size");
+        let problems = invalid(text, &[]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].line, Some(4));
+        assert_eq!(problems[0].field, "topics[0].bufer_size");
         assert!(
-            diagnostic.message.starts_with("unknown field `bufer_size`"),
+            problems[0]
+                .message
+                .starts_with("unknown field `bufer_size`"),
             "{}",
-            diagnostic.message
+            problems[0].message
         );
     }
 
     #[test]
-    fn an_unknown_section_is_a_parse_error() {
-        let diagnostic = parse_error("[perfomance]\nworker_threads = 2\n");
-        assert_eq!(diagnostic.line, Some(1));
-        assert_eq!(diagnostic.field, "perfomance");
+    fn every_unknown_field_is_reported_with_its_line() {
+        let text = "[server]\nmax_conections = 5\n\n\
+                    [[topics]]\nname = \"a\"\nrouting = \"fanout\"\nbufer_size = 5\n\n\
+                    [[topics]]\nname = \"b\"\nrouting = \"queue\"\nprefech = 5\n\n\
+                    [perfomance]\nworker_threads = 2\n";
+        let problems = invalid(text, &[]);
+        let found: Vec<(Option<usize>, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.field.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (Some(2), "server.max_conections"),
+                (Some(7), "topics[0].bufer_size"),
+                (Some(12), "topics[1].prefech"),
+                (Some(14), "perfomance"),
+            ],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_come_with_every_invalid_value_of_the_rest() {
+        let text = "[server]\nmax_conections = 5\n\n[performance]\nworker_threads = 0\n\
+                    batch_size = 0\n";
+        let problems = invalid(text, &[]);
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "server.max_conections",
+                "performance.worker_threads",
+                "performance.batch_size"
+            ],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_come_with_the_type_error_that_stops_loading() {
+        let text = "[server]\nmax_conections = 5\nmax_connections = \"many\"\n";
+        let problems = invalid(text, &[]);
+        let found: Vec<(Option<usize>, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.field.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (Some(2), "server.max_conections"),
+                (Some(3), "server.max_connections")
+            ],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_section_is_reported_at_its_header() {
+        let problems = invalid("[perfomance]\nworker_threads = 2\n", &[]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].line, Some(1));
+        assert_eq!(problems[0].field, "perfomance");
     }
 
     #[test]
