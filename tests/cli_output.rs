@@ -272,3 +272,50 @@ fn check_reports_every_unknown_field_and_every_invalid_value() {
         assert!(line.contains(expected), "{line:?} lacks {expected:?}");
     }
 }
+
+/// A config file over 16 MiB is refused with a clear error, without being read whole: by
+/// `mycelium check`, by `mycelium run` at start, and by a reload (the broker keeps running
+/// its config).
+#[test]
+fn a_config_file_over_16_mib_is_refused_at_check_start_and_reload() {
+    const LIMIT: u64 = 16 * 1024 * 1024;
+    let too_large = |text: &str| text.contains("too large") && text.contains(&LIMIT.to_string());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let huge = dir.path().join("huge.toml");
+    // Sparse: the size is there, the disk blocks are not.
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(LIMIT + 1))
+        .expect("a sparse file");
+    let check = run_to_end(
+        std::process::Command::new(common::mycelium_bin())
+            .args(["check", "--config"])
+            .arg(&huge),
+    );
+    assert_eq!(check.status.code(), Some(1), "{}", check.stdout);
+    assert!(too_large(&check.stdout), "check: {}", check.stdout);
+    let run = run_to_end(
+        std::process::Command::new(common::mycelium_bin())
+            .args(["run", "--config"])
+            .arg(&huge),
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    assert!(too_large(&run.stderr), "run: {}", run.stderr);
+
+    let broker = TestBroker::start(&common::fanout("kept"));
+    // Grown in place past the limit (the socket_path line stays at its start).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&broker.config)
+        .and_then(|f| f.set_len(LIMIT + 1))
+        .expect("growing the config");
+    let reload = run_to_end(broker.cmd().arg("reload"));
+    assert_eq!(reload.status.code(), Some(1), "{}", reload.stdout);
+    assert!(too_large(&reload.stdout), "reload: {}", reload.stdout);
+    let stats = common::pubsub_support::stats_json(&broker);
+    assert!(
+        stats["topics"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["name"] == "kept")),
+        "the broker lost its running config: {stats}"
+    );
+}

@@ -27,6 +27,7 @@
 //! );
 //! ```
 
+use std::io::Read;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -34,16 +35,14 @@ use toml::de::{DeTable, DeValue};
 
 use crate::env::{self, Overrides};
 use crate::locate::{line_col, SourceMap};
-use crate::{BrokerConfig, ConfigError, Diagnostic};
+use crate::{BrokerConfig, ConfigError, Diagnostic, MAX_CONFIG_FILE_BYTES};
 
 impl BrokerConfig {
     /// Reads `path`, parses it, applies the process's `MYCELIUM_*__*` overrides and validates.
+    /// A file over [`MAX_CONFIG_FILE_BYTES`] is refused unread ([`ConfigError::TooLarge`]).
     pub fn from_file(path: impl AsRef<Path>) -> Result<BrokerConfig, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_config_file(path)?;
         load(&text, path, env::process_env()?)
     }
 
@@ -62,6 +61,35 @@ impl BrokerConfig {
     ) -> Result<BrokerConfig, ConfigError> {
         load(text, origin, env)
     }
+}
+
+/// The text of config file `path`, refused ([`ConfigError::TooLarge`]) if it is larger than
+/// [`MAX_CONFIG_FILE_BYTES`]: by its size before it is read, and by what is read (at most one
+/// byte more than the limit) in case it grows meanwhile. Every reader of a config file goes
+/// through this: start-up, `mycelium check`, a reload, a client looking for the socket.
+pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    let read_error = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let too_large = |size| ConfigError::TooLarge {
+        path: path.to_path_buf(),
+        size,
+        limit: MAX_CONFIG_FILE_BYTES,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let size = file.metadata().map_err(read_error)?.len();
+    if size > MAX_CONFIG_FILE_BYTES {
+        return Err(too_large(size));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(read_error)?;
+    if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(too_large(text.len() as u64));
+    }
+    Ok(text)
 }
 
 /// The socket path a config names, read leniently from `text`: the environment's
@@ -701,5 +729,66 @@ flush_interval_ms = 1
             }
             other => panic!("expected a Read error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.toml");
+        // Sparse: the size is there, the disk blocks are not.
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_CONFIG_FILE_BYTES + 1).unwrap();
+        match BrokerConfig::from_file(&path) {
+            Err(ConfigError::TooLarge {
+                path: got,
+                size,
+                limit,
+            }) => {
+                assert_eq!(got, path);
+                assert_eq!(size, MAX_CONFIG_FILE_BYTES + 1);
+                assert_eq!(limit, MAX_CONFIG_FILE_BYTES);
+            }
+            other => panic!("expected a TooLarge error, got {other:?}"),
+        }
+        // At the limit it is read (and then fails to parse: it is all NUL bytes).
+        file.set_len(MAX_CONFIG_FILE_BYTES).unwrap();
+        assert!(matches!(
+            BrokerConfig::from_file(&path),
+            Err(ConfigError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn a_file_that_grows_while_read_is_cut_at_the_limit() {
+        // A FIFO has no size to check: only the capped read stops it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo.toml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let writer_path = path.clone();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut fifo = std::fs::OpenOptions::new()
+                .write(true)
+                .open(writer_path)
+                .unwrap();
+            let chunk = vec![b'#'; 1 << 20];
+            // Stops at EPIPE once the reader has had enough.
+            for _ in 0..64 {
+                if fifo.write_all(&chunk).is_err() {
+                    return false;
+                }
+            }
+            true
+        });
+        match read_config_file(&path) {
+            Err(ConfigError::TooLarge { size, .. }) => assert_eq!(size, MAX_CONFIG_FILE_BYTES + 1),
+            other => panic!("expected a TooLarge error, got {other:?}"),
+        }
+        drop(std::fs::remove_file(&path));
+        assert!(!writer.join().unwrap(), "the whole 64 MiB was read");
     }
 }

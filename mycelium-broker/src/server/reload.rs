@@ -213,15 +213,10 @@ fn reload(
         tracing::warn!("{message}");
         return (Some(failure(state, message)), None);
     };
-    let text = match std::fs::read_to_string(path) {
+    // Capped: a file grown absurdly large is refused, not read whole.
+    let text = match mycelium_config::read_config_file(path) {
         Ok(text) => text,
-        Err(source) => {
-            let error = ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            };
-            return (Some(invalid(state, path, &error)), None);
-        }
+        Err(error) => return (Some(invalid(state, path, &error)), None),
     };
     if !forced && seen.as_deref() == Some(text.as_str()) {
         return (None, Some(text));

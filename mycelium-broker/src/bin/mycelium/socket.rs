@@ -47,7 +47,7 @@ impl SocketArgs {
         // config, on the same socket: still find it, and say what is wrong.
         let env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-        if let Some(socket) = std::fs::read_to_string(file)
+        if let Some(socket) = mycelium_config::read_config_file(file)
             .ok()
             .and_then(|text| mycelium_config::socket_path_leniently(&text, env))
         {
