@@ -319,3 +319,61 @@ fn a_config_file_over_16_mib_is_refused_at_check_start_and_reload() {
         "the broker lost its running config: {stats}"
     );
 }
+
+/// `mycelium stats` counts shared-memory subscribers too, split by transport, in the table and
+/// in `--json`.
+#[test]
+fn stats_counts_subscribers_of_both_transports() {
+    let broker = TestBroker::start(&common::fanout("mixed"));
+    let _shm = common::spawn_sub(&broker, "mixed", &["--transport", "shm"]);
+    let json = common::pubsub_support::stats_json(&broker);
+    let topic = json["topics"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "mixed"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no topic mixed in {json}"));
+    assert_eq!(topic["shm_subscribers"], 1, "{topic}");
+    assert_eq!(topic["socket_subscribers"], 0, "{topic}");
+    assert_eq!(topic["subscribers"], 1, "{topic}");
+
+    let _socket = common::spawn_sub(&broker, "mixed", &[]);
+    let json = common::pubsub_support::stats_json(&broker);
+    let topic = json["topics"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "mixed"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no topic mixed in {json}"));
+    assert_eq!(
+        (
+            &topic["subscribers"],
+            &topic["socket_subscribers"],
+            &topic["shm_subscribers"]
+        ),
+        (&2.into(), &1.into(), &1.into()),
+        "{topic}"
+    );
+
+    let table = run_to_end(broker.cmd().arg("stats"));
+    assert!(table.status.success(), "{}", table.stderr);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    let header = lines
+        .iter()
+        .find(|l| l.starts_with("TOPIC"))
+        .unwrap_or_else(|| panic!("no header in {}", table.stdout));
+    let row = lines
+        .iter()
+        .find(|l| l.starts_with("mixed"))
+        .unwrap_or_else(|| panic!("no row in {}", table.stdout));
+    let columns: Vec<&str> = header.split_whitespace().collect();
+    let values: Vec<&str> = row.split_whitespace().collect();
+    let value = |name: &str| {
+        columns
+            .iter()
+            .position(|c| *c == name)
+            .and_then(|i| values.get(i).copied())
+            .unwrap_or_else(|| panic!("no column {name} in {header}"))
+    };
+    assert_eq!(value("SUBSCRIBERS"), "2", "{}", table.stdout);
+    assert_eq!(value("SOCKET"), "1", "{}", table.stdout);
+    assert_eq!(value("SHM"), "1", "{}", table.stdout);
+}

@@ -218,6 +218,8 @@ impl BrokerState {
                         .load(Ordering::Relaxed)
                         .saturating_add(self.shm.dropped_in_rings(topic.id())),
                     queued: topic.backlog_len() as u64,
+                    shm_subscribers: u32::try_from(self.shm.attachment_counts(topic.id()).1)
+                        .unwrap_or(u32::MAX),
                 }
             })
             .collect();
