@@ -65,9 +65,10 @@ impl BrokerState {
         let registry = Arc::new(TopicRegistry::from_config(&config)?);
         let (reload, reload_queue) = crate::server::reload::channel();
         let inflight = Arc::new(ByteBudget::new(config.server.max_inflight_bytes));
+        let supervisor = Arc::new(Supervisor::default());
         Ok(BrokerState {
             registry,
-            shm: Arc::new(ShmRings::new(config.shm.clone())),
+            shm: Arc::new(ShmRings::new(config.shm.clone()).supervised_by(supervisor.clone())),
             config: ArcSwap::from_pointee(config),
             config_status: Mutex::new(ConfigStatus {
                 generation: 1,
@@ -82,7 +83,7 @@ impl BrokerState {
             open_sockets: AtomicUsize::new(0),
             subscriptions: AtomicUsize::new(0),
             inflight,
-            supervisor: Arc::default(),
+            supervisor,
         })
     }
 

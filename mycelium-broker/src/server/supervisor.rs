@@ -1,12 +1,15 @@
 //! Supervision of the broker's long-lived tasks and threads: a broker is never left
 //! half-alive.
 //!
-//! - A task started with [`Supervisor::spawn`] (or a thread whose body is wrapped with
-//!   [`Supervisor::guard_thread`]) that panics, or a task that ends while the broker serves, is
-//!   a failure of the whole broker: it is logged, and [`Supervisor::failed`] resolves, which
-//!   makes [`Server::run`](crate::Server::run) shut down gracefully (socket file removed,
-//!   accepted messages flushed) and return [`ServeError::TaskFailed`](super::ServeError), so
-//!   the `mycelium` binary exits non-zero. Restarting instead would hide a bug that is likely
+//! - Supervised: the reload task ([`Supervisor::spawn`]: it must run until the broker stops),
+//!   the shared-memory watchdog and the per-topic shared-memory reader threads
+//!   ([`Supervisor::guard_thread`]) and relay drain tasks ([`Supervisor::spawn_on`]), which may
+//!   end on their own when their topic goes.
+//! - A supervised task or thread that panics, or a task that must run and ends while the
+//!   broker serves, is a failure of the whole broker: it is logged, and
+//!   [`Supervisor::failed`] resolves, which makes [`Server::run`](crate::Server::run) shut
+//!   down gracefully (socket file removed, accepted messages flushed) and return
+//!   [`ServeError::TaskFailed`](super::ServeError), so the `mycelium` binary exits non-zero. Restarting instead would hide a bug that is likely
 //!   to strike again, and the task's state (a reload's queue, a ring's readers) dies with it.
 //! - Only the first failure is kept; later ones are logged.
 //! - Once shutdown has begun ([`Supervisor::stopping`]) tasks end on purpose: nothing is
@@ -50,7 +53,24 @@ impl Supervisor {
     {
         let handle = tokio::spawn(task);
         let abort = handle.abort_handle();
-        tokio::spawn(watch(self.clone(), name, handle));
+        tokio::spawn(watch(self.clone(), name, handle, true));
+        abort
+    }
+
+    /// Spawns `task` on `runtime`, supervised for panics only: it may end on its own (a task
+    /// per topic, say, that ends with its topic).
+    pub fn spawn_on<F>(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        name: &'static str,
+        task: F,
+    ) -> AbortHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let handle = runtime.spawn(task);
+        let abort = handle.abort_handle();
+        runtime.spawn(watch(self.clone(), name, handle, false));
         abort
     }
 
@@ -82,14 +102,18 @@ impl Supervisor {
     /// Resolves with the first failure, once there is one.
     pub async fn failed(&self) -> TaskFailure {
         self.failed.cancelled().await;
+        self.failure().unwrap_or_else(|| TaskFailure {
+            task: "unknown",
+            reason: "failed".to_owned(),
+        })
+    }
+
+    /// The first failure, if there was one.
+    pub fn failure(&self) -> Option<TaskFailure> {
         self.failure
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .unwrap_or_else(|| TaskFailure {
-                task: "unknown",
-                reason: "failed".to_owned(),
-            })
     }
 
     /// Shutdown has begun: tasks that end from now on end on purpose.
@@ -98,9 +122,16 @@ impl Supervisor {
     }
 }
 
-/// Waits for a supervised task's end and reports it unless it was aborted.
-async fn watch(supervisor: Arc<Supervisor>, name: &'static str, task: JoinHandle<()>) {
+/// Waits for a supervised task's end and reports it unless it was aborted, or it ended
+/// normally and `must_run` is false.
+async fn watch(
+    supervisor: Arc<Supervisor>,
+    name: &'static str,
+    task: JoinHandle<()>,
+    must_run: bool,
+) {
     let reason = match task.await {
+        Ok(()) if !must_run => return,
         Ok(()) => "ended while the broker was serving".to_owned(),
         Err(error) if error.is_panic() => {
             format!("panicked: {}", panic_message(&*error.into_panic()))
@@ -163,6 +194,50 @@ mod tests {
             other => panic!("the server ended with {other:?}"),
         }
         assert!(!socket.exists(), "the socket file was left behind");
+    }
+
+    /// A thread's panic (the watchdog's, a reader's) and a drain task's panic are failures;
+    /// a thread that returns is not.
+    #[test]
+    fn a_panicking_thread_or_task_fails_the_broker_and_a_finished_thread_does_not() {
+        use super::Supervisor;
+        use std::sync::Arc;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let supervisor = Arc::new(Supervisor::default());
+            let thread = {
+                let supervisor = Arc::clone(&supervisor);
+                std::thread::spawn(move || supervisor.guard_thread("reader", || {}))
+            };
+            thread.join().expect("a thread that returns");
+            // The guard reports before the thread ends: nothing was.
+            assert_eq!(supervisor.failure(), None);
+
+            let thread = {
+                let supervisor = Arc::clone(&supervisor);
+                std::thread::spawn(move || {
+                    supervisor.guard_thread("reader", || panic!("a reader bug"));
+                })
+            };
+            thread.join().expect("the guard catches the panic");
+            let failure = tokio::time::timeout(Duration::from_secs(30), supervisor.failed())
+                .await
+                .expect("the failure is reported");
+            assert_eq!(failure.task, "reader");
+            assert!(failure.reason.contains("a reader bug"), "{failure:?}");
+
+            let other = Arc::new(Supervisor::default());
+            other.spawn_on(&tokio::runtime::Handle::current(), "drain", async {
+                panic!("a drain bug")
+            });
+            let failure = tokio::time::timeout(Duration::from_secs(30), other.failed())
+                .await
+                .expect("the failure is reported");
+            assert_eq!(failure.task, "drain");
+        });
     }
 
     /// A reload task aborted at shutdown is no failure.
