@@ -1,7 +1,8 @@
 //! A broker whose log reader has gone (`mycelium run 2>&1 | head`, a supervisor's closed log
 //! pipe) goes on serving: logging into a closed pipe fails quietly, reloads by SIGHUP, by a
 //! file edit and by `mycelium reload` still happen, and SIGTERM still ends it gracefully (exit
-//! 0, socket file removed).
+//! 0, socket file removed). The client commands likewise lose their stderr lines, never their
+//! work, and the binary writes through no panicking print macro.
 
 mod common;
 
@@ -130,5 +131,77 @@ fn a_broker_whose_stderr_reader_is_gone_still_reloads_and_stops_cleanly() {
     assert!(
         !socket.exists(),
         "the broker left its socket file behind after SIGTERM"
+    );
+}
+
+/// The client commands too: `mycelium pub` whose stderr reader is gone still publishes and
+/// exits 0 (its closing "published" line is lost, not a panic with status 101).
+#[test]
+fn pub_with_a_closed_stderr_publishes_and_exits_0() {
+    let broker = common::TestBroker::start(&fanout("quiet"));
+    let sub = common::spawn_sub(&broker, "quiet", &["--count", "1"]);
+    let mut publisher = broker
+        .cmd()
+        .args(["pub", "quiet", "hello"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning mycelium pub");
+    // Closed before the publisher writes anything to it.
+    drop(publisher.stderr.take());
+    let status = wait_child(&mut publisher, "mycelium pub to exit");
+    assert_eq!(status.code(), Some(0), "mycelium pub exited with {status}");
+    assert_eq!(sub.take_lines(1), ["hello"]);
+}
+
+/// The class: `print!`-family macros panic when their stream fails. The `mycelium` binary
+/// writes through `output.rs` (`outln!`, `errln!`, `humanln!`) and the log, never through them.
+#[test]
+fn the_binary_uses_no_panicking_print_macro() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mycelium-broker/src/bin");
+    let mut found = Vec::new();
+    let mut pending = vec![dir];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("reading the binary's sources") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            if path.file_name().is_some_and(|n| n == "output.rs")
+                || path.extension().is_none_or(|e| e != "rs")
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("reading a source file");
+            for (number, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                let uses = |name: &str| {
+                    code.match_indices(name).any(|(at, _)| {
+                        !code[..at]
+                            .chars()
+                            .next_back()
+                            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+                    })
+                };
+                if ["println!(", "eprintln!(", "print!(", "eprint!("]
+                    .iter()
+                    .any(|m| uses(m))
+                {
+                    found.push(format!(
+                        "{}:{}: {}",
+                        path.display(),
+                        number + 1,
+                        line.trim()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "panicking print macros:\n{}",
+        found.join("\n")
     );
 }
