@@ -1086,8 +1086,10 @@ fn bench_measures_the_shm_path_and_reports_it() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains("transport shm"),
+    // With --json stdout is the JSON document alone.
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(
+        json["transport"], "shm",
         "shm is the default when available: {stdout}"
     );
 }

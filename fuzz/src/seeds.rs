@@ -19,6 +19,7 @@ fn topic_stats(name: &str, routing: RoutingKind) -> TopicStats {
         delivered: 1 << 40,
         dropped: 7,
         queued: 0,
+        shm_subscribers: 2,
     }
 }
 
@@ -455,6 +456,21 @@ pub fn decode_frames_inputs() -> Vec<(String, Vec<u8>)> {
                 kind::STATS,
                 // No topics, then a config block without its last byte.
                 &[&[0; 20][..], &config_block(b"", b"", b"p")[..22]].concat(),
+            ),
+        ),
+        (
+            "bad-stats-entry-without-shm-subscribers",
+            raw(
+                PROTOCOL_VERSION,
+                kind::STATS,
+                // One topic entry of the revision before `shm_subscribers` (38 + n bytes).
+                &[
+                    &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0][..],
+                    &[1, b'a', 0][..],
+                    &[0; 36][..],
+                    &config_block(b"", b"", b"")[..],
+                ]
+                .concat(),
             ),
         ),
         (

@@ -32,8 +32,24 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid TOML or does not match the schema (unknown field, wrong type, missing
-    /// required field): one diagnostic with line and column.
+    /// The file is larger than [`MAX_CONFIG_FILE_BYTES`](crate::MAX_CONFIG_FILE_BYTES): it is
+    /// refused unread.
+    #[error(
+        "config file {} is too large: {size} bytes or more, the limit is {limit} bytes",
+        path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size as found (at least this much: a file that grew while it was read counts
+        /// what was read).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The file is not valid TOML or does not match the schema (a value of the wrong type, a
+    /// missing required field): one diagnostic with line and column. Unknown fields are
+    /// [`ConfigError::Invalid`], every one of them.
     #[error("{0}")]
     Parse(Diagnostic),
     /// An environment override could not be applied (unknown section, field or topic, or a value of
@@ -45,7 +61,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         message: String,
     },
-    /// The configuration parsed but is invalid: every problem found, in field order.
+    /// The configuration is invalid: every problem found. First every unknown field in the
+    /// file, then every invalid value in field order (or, instead, the schema error that
+    /// stopped loading the rest).
     #[error("{}", summarize(.0))]
     Invalid(Vec<Diagnostic>),
 }
@@ -57,6 +75,11 @@ impl ConfigError {
             ConfigError::Read { path, source } => {
                 vec![format!("{}: cannot read: {source}", path.display())]
             }
+            ConfigError::TooLarge { path, size, limit } => vec![format!(
+                "{}: too large: {size} bytes or more, the limit is {limit} bytes \
+                 (MAX_CONFIG_FILE_BYTES)",
+                path.display()
+            )],
             ConfigError::Parse(diagnostic) => vec![diagnostic.to_string()],
             ConfigError::Env { .. } => vec![self.to_string()],
             ConfigError::Invalid(diagnostics) => {

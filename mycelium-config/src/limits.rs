@@ -36,3 +36,10 @@ pub const SOCKET_PATH_MAX: usize = 108;
 ///
 /// Higher bits (setuid, setgid, sticky) mean nothing on a socket file, so setting them is a mistake.
 pub const MAX_SOCKET_MODE: u32 = 0o777;
+
+/// Largest config file loaded: 16 MiB.
+///
+/// A file is read whole into memory (and parsed into a document several times its size), so a
+/// file of absurd size, or one that something keeps appending to, must be refused before it is
+/// read: a real config is a few KiB.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 16 * 1024 * 1024;

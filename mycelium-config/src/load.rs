@@ -3,9 +3,11 @@
 //! - One pure function does the work: `(text, origin, env) -> Result<BrokerConfig, ConfigError>`.
 //!   [`BrokerConfig::from_file`] and [`BrokerConfig::from_toml_str`] only add the file read and the
 //!   process environment around it, so a hot reload can call the same code.
-//! - Parse problems stop loading at the first one ([`ConfigError::Parse`]); an override that cannot
-//!   be applied stops it too ([`ConfigError::Env`]); validation reports every problem at once
-//!   ([`ConfigError::Invalid`]).
+//! - A syntax error, or a value of the wrong type, stops loading at the first one
+//!   ([`ConfigError::Parse`]); an override that cannot be applied stops it too
+//!   ([`ConfigError::Env`]). Every unknown field (a typo) is reported, each with its line, and
+//!   the rest of the file is still loaded and validated: [`ConfigError::Invalid`] lists every
+//!   unknown field, then every invalid value (or the schema error that stopped loading).
 //! - Every diagnostic names `origin`; a value from the file gets the line and column of its key, a
 //!   value from the environment says which variable set it instead.
 //!
@@ -25,23 +27,22 @@
 //! );
 //! ```
 
+use std::io::Read;
 use std::path::Path;
 
 use serde::Deserialize;
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
 use crate::env::{self, Overrides};
 use crate::locate::{line_col, SourceMap};
-use crate::{BrokerConfig, ConfigError, Diagnostic};
+use crate::{BrokerConfig, ConfigError, Diagnostic, MAX_CONFIG_FILE_BYTES};
 
 impl BrokerConfig {
     /// Reads `path`, parses it, applies the process's `MYCELIUM_*__*` overrides and validates.
+    /// A file over [`MAX_CONFIG_FILE_BYTES`] is refused unread ([`ConfigError::TooLarge`]).
     pub fn from_file(path: impl AsRef<Path>) -> Result<BrokerConfig, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_config_file(path)?;
         load(&text, path, env::process_env()?)
     }
 
@@ -60,6 +61,35 @@ impl BrokerConfig {
     ) -> Result<BrokerConfig, ConfigError> {
         load(text, origin, env)
     }
+}
+
+/// The text of config file `path`, refused ([`ConfigError::TooLarge`]) if it is larger than
+/// [`MAX_CONFIG_FILE_BYTES`]: by its size before it is read, and by what is read (at most one
+/// byte more than the limit) in case it grows meanwhile. Every reader of a config file goes
+/// through this: start-up, `mycelium check`, a reload, a client looking for the socket.
+pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    let read_error = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let too_large = |size| ConfigError::TooLarge {
+        path: path.to_path_buf(),
+        size,
+        limit: MAX_CONFIG_FILE_BYTES,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let size = file.metadata().map_err(read_error)?.len();
+    if size > MAX_CONFIG_FILE_BYTES {
+        return Err(too_large(size));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(read_error)?;
+    if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(too_large(text.len() as u64));
+    }
+    Ok(text)
 }
 
 /// The socket path a config names, read leniently from `text`: the environment's
@@ -108,20 +138,81 @@ fn load(
     let document = DeTable::parse(text)
         .map_err(|err| ConfigError::Parse(parse_diagnostic(text, origin, None, &err)))?;
     let map = SourceMap::new(text, document.get_ref());
-    // The document is kept for span lookups, so the deserializer gets its own copy.
-    let mut config = BrokerConfig::deserialize(toml::de::Deserializer::from(document.clone()))
-        .map_err(|err| ConfigError::Parse(parse_diagnostic(text, origin, Some(&map), &err)))?;
+    // The document is kept for span lookups, so the deserializer gets its own copy; unknown
+    // fields are taken out of that copy one by one (serde stops at the first), so that every
+    // one of them is reported, with what the rest of the file gets wrong.
+    let mut unknown = Vec::new();
+    let mut pruned = document.clone();
+    let mut config = loop {
+        let err = match BrokerConfig::deserialize(toml::de::Deserializer::from(pruned.clone())) {
+            Ok(config) => break config,
+            Err(err) => err,
+        };
+        let diagnostic = parse_diagnostic(text, origin, Some(&map), &err);
+        let removed = err.message().starts_with("unknown field")
+            && unknown.len() < MAX_UNKNOWN_FIELDS
+            && err
+                .span()
+                .is_some_and(|span| remove_key_at(pruned.get_mut(), span.start));
+        if !removed {
+            if unknown.is_empty() {
+                return Err(ConfigError::Parse(diagnostic));
+            }
+            // Another schema error (a wrong type) stops loading: it comes after the unknown
+            // fields, as the last problem found.
+            in_file_order(&mut unknown);
+            unknown.push(diagnostic);
+            return Err(ConfigError::Invalid(unknown));
+        }
+        unknown.push(diagnostic);
+    };
+    in_file_order(&mut unknown);
     let overrides = env::apply(&mut config, env)?;
     let problems = config.validate();
-    if problems.is_empty() {
+    if problems.is_empty() && unknown.is_empty() {
         return Ok(config);
     }
-    Err(ConfigError::Invalid(
+    unknown.extend(
         problems
             .into_iter()
-            .map(|problem| locate(problem, origin, &map, &overrides))
-            .collect(),
-    ))
+            .map(|problem| locate(problem, origin, &map, &overrides)),
+    );
+    Err(ConfigError::Invalid(unknown))
+}
+
+/// The deserializer finds unknown fields in its own order (tables by key): sort them as a
+/// reader of the file meets them.
+fn in_file_order(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by_key(|d| (d.line, d.column));
+}
+
+/// Unknown fields reported at most, each costing one more pass over the document: a file of
+/// thousands of them is not a config with typos, and its first hundred say so.
+const MAX_UNKNOWN_FIELDS: usize = 100;
+
+/// Takes out of `table` (at any depth) the entry whose key starts at byte `offset`, where the
+/// deserializer reported an unknown field; false if there is none.
+fn remove_key_at(table: &mut DeTable<'_>, offset: usize) -> bool {
+    let key = table
+        .keys()
+        .find(|key| key.span().start == offset)
+        .map(|key| key.get_ref().to_string());
+    if let Some(key) = key {
+        return table.remove(key.as_str()).is_some();
+    }
+    table
+        .iter_mut()
+        .any(|(_, value)| remove_key_in(value.get_mut(), offset))
+}
+
+fn remove_key_in(value: &mut DeValue<'_>, offset: usize) -> bool {
+    match value {
+        DeValue::Table(table) => remove_key_at(table, offset),
+        DeValue::Array(array) => array
+            .iter_mut()
+            .any(|element| remove_key_in(element.get_mut(), offset)),
+        _ => false,
+    }
 }
 
 /// A parse or schema error as a diagnostic; `map` is `None` when the text is not TOML at all.
@@ -363,23 +454,85 @@ flush_interval_ms = 1
     }
 
     #[test]
-    fn an_unknown_field_is_a_parse_error_naming_the_field_and_line() {
+    fn an_unknown_field_is_reported_naming_the_field_and_line() {
         let text = "[[topics]]\nname = \"a\"\nrouting = \"fanout\"\nbufer_size = 5\n";
-        let diagnostic = parse_error(text);
-        assert_eq!(diagnostic.line, Some(4));
-        assert_eq!(diagnostic.field, "topics[0].bufer_size");
+        let problems = invalid(text, &[]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].line, Some(4));
+        assert_eq!(problems[0].field, "topics[0].bufer_size");
         assert!(
-            diagnostic.message.starts_with("unknown field `bufer_size`"),
+            problems[0]
+                .message
+                .starts_with("unknown field `bufer_size`"),
             "{}",
-            diagnostic.message
+            problems[0].message
         );
     }
 
     #[test]
-    fn an_unknown_section_is_a_parse_error() {
-        let diagnostic = parse_error("[perfomance]\nworker_threads = 2\n");
-        assert_eq!(diagnostic.line, Some(1));
-        assert_eq!(diagnostic.field, "perfomance");
+    fn every_unknown_field_is_reported_with_its_line() {
+        let text = "[server]\nmax_conections = 5\n\n\
+                    [[topics]]\nname = \"a\"\nrouting = \"fanout\"\nbufer_size = 5\n\n\
+                    [[topics]]\nname = \"b\"\nrouting = \"queue\"\nprefech = 5\n\n\
+                    [perfomance]\nworker_threads = 2\n";
+        let problems = invalid(text, &[]);
+        let found: Vec<(Option<usize>, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.field.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (Some(2), "server.max_conections"),
+                (Some(7), "topics[0].bufer_size"),
+                (Some(12), "topics[1].prefech"),
+                (Some(14), "perfomance"),
+            ],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_come_with_every_invalid_value_of_the_rest() {
+        let text = "[server]\nmax_conections = 5\n\n[performance]\nworker_threads = 0\n\
+                    batch_size = 0\n";
+        let problems = invalid(text, &[]);
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "server.max_conections",
+                "performance.worker_threads",
+                "performance.batch_size"
+            ],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_come_with_the_type_error_that_stops_loading() {
+        let text = "[server]\nmax_conections = 5\nmax_connections = \"many\"\n";
+        let problems = invalid(text, &[]);
+        let found: Vec<(Option<usize>, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.field.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (Some(2), "server.max_conections"),
+                (Some(3), "server.max_connections")
+            ],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_section_is_reported_at_its_header() {
+        let problems = invalid("[perfomance]\nworker_threads = 2\n", &[]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].line, Some(1));
+        assert_eq!(problems[0].field, "perfomance");
     }
 
     #[test]
@@ -576,5 +729,66 @@ flush_interval_ms = 1
             }
             other => panic!("expected a Read error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.toml");
+        // Sparse: the size is there, the disk blocks are not.
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_CONFIG_FILE_BYTES + 1).unwrap();
+        match BrokerConfig::from_file(&path) {
+            Err(ConfigError::TooLarge {
+                path: got,
+                size,
+                limit,
+            }) => {
+                assert_eq!(got, path);
+                assert_eq!(size, MAX_CONFIG_FILE_BYTES + 1);
+                assert_eq!(limit, MAX_CONFIG_FILE_BYTES);
+            }
+            other => panic!("expected a TooLarge error, got {other:?}"),
+        }
+        // At the limit it is read (and then fails to parse: it is all NUL bytes).
+        file.set_len(MAX_CONFIG_FILE_BYTES).unwrap();
+        assert!(matches!(
+            BrokerConfig::from_file(&path),
+            Err(ConfigError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn a_file_that_grows_while_read_is_cut_at_the_limit() {
+        // A FIFO has no size to check: only the capped read stops it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo.toml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let writer_path = path.clone();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut fifo = std::fs::OpenOptions::new()
+                .write(true)
+                .open(writer_path)
+                .unwrap();
+            let chunk = vec![b'#'; 1 << 20];
+            // Stops at EPIPE once the reader has had enough.
+            for _ in 0..64 {
+                if fifo.write_all(&chunk).is_err() {
+                    return false;
+                }
+            }
+            true
+        });
+        match read_config_file(&path) {
+            Err(ConfigError::TooLarge { size, .. }) => assert_eq!(size, MAX_CONFIG_FILE_BYTES + 1),
+            other => panic!("expected a TooLarge error, got {other:?}"),
+        }
+        drop(std::fs::remove_file(&path));
+        assert!(!writer.join().unwrap(), "the whole 64 MiB was read");
     }
 }

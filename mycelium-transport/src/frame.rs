@@ -319,7 +319,8 @@ pub struct TopicStats {
     pub name: String,
     /// Fanout or queue.
     pub routing: RoutingKind,
-    /// Current subscribers.
+    /// Current subscribers on message connections (the socket path), in-process ones
+    /// included.
     pub subscribers: u32,
     /// Messages accepted from publishers since the broker started.
     pub published: u64,
@@ -329,6 +330,10 @@ pub struct TopicStats {
     pub dropped: u64,
     /// Messages waiting in the topic's buffer (queue topics with no ready consumer).
     pub queued: u64,
+    /// Current subscribers over shared memory (each reads the rings itself; the broker
+    /// counts their attachments). Last in the entry, so the fields before it keep their
+    /// offsets.
+    pub shm_subscribers: u32,
 }
 
 /// What the last reload attempt did, as carried in `ReloadResult` (one byte).
@@ -667,7 +672,7 @@ pub enum Frame {
         request_id: u32,
     },
     /// Broker → client. Body: `request_id u32 | connections u32 | uptime_ms u64 | topic_count u32 |`
-    /// then per topic `name_len u8 | name | routing u8 | subscribers u32 | published u64 | delivered u64 | dropped u64 | queued u64`,
+    /// then per topic `name_len u8 | name | routing u8 | subscribers u32 | published u64 | delivered u64 | dropped u64 | queued u64 | shm_subscribers u32`,
     /// then the config status block (see [`ConfigStatus`]).
     Stats {
         /// The request this answers.

@@ -39,6 +39,7 @@ fn topic_stats(name: &str, routing: RoutingKind) -> TopicStats {
         delivered: 1 << 40,
         dropped: 7,
         queued: 0,
+        shm_subscribers: 2,
     }
 }
 
@@ -862,7 +863,7 @@ mod decode_errors {
     fn a_stats_count_larger_than_the_body_is_malformed() {
         let one_entry = {
             let mut e = vec![1, b'a', 0];
-            e.extend_from_slice(&[0; 36]);
+            e.extend_from_slice(&[0; 40]);
             e
         };
         for count in [2, 1_000_000, u32::MAX] {
@@ -884,13 +885,13 @@ mod decode_errors {
 
     #[test]
     fn the_config_block_is_not_counted_as_room_for_topic_entries() {
-        // One 39-byte entry, then a block of 22 + 17 bytes: 78 bytes after the count, room for
+        // One 43-byte entry, then a block of 22 + 21 bytes: 86 bytes after the count, room for
         // two entries if the block were not set aside.
         let mut body = vec![1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0];
         body.extend_from_slice(&[1, b'a', 0]);
-        body.extend_from_slice(&[0; 36]);
-        body.extend_from_slice(&config_block(b"0123456789abcdefg", b"", b""));
-        assert_eq!(body.len() - 20, 2 * 39);
+        body.extend_from_slice(&[0; 40]);
+        body.extend_from_slice(&config_block(b"0123456789abcdefghijk", b"", b""));
+        assert_eq!(body.len() - 20, 2 * 43);
         assert_malformed_then_resync(
             raw(kind::STATS, &body),
             "Stats",
@@ -899,9 +900,35 @@ mod decode_errors {
     }
 
     #[test]
+    fn entries_of_the_revision_without_shm_subscribers_are_malformed_not_misread() {
+        // 38 + n bytes per entry, as before `shm_subscribers`: short by 4 bytes each, whatever
+        // the texts of the config block that follows.
+        let old_entry = {
+            let mut e = vec![1, b'a', 0];
+            e.extend_from_slice(&[7; 36]);
+            e
+        };
+        for count in [1u32, 3] {
+            let entries = old_entry.repeat(count as usize);
+            for block in [
+                config_block(b"", b"", b""),
+                config_block(b"error", b"+topic a", b""),
+            ] {
+                let mut body = stats_body(count, &entries);
+                body.truncate(body.len() - 22);
+                body.extend_from_slice(&block);
+                // Whichever check trips first (the count, a cut, a misaligned routing byte),
+                // the frame is refused as malformed.
+                let (kind, reason) = malformed_reason(codec().decode(&mut raw(kind::STATS, &body)));
+                assert_eq!(kind, "Stats", "{count} old entries: {reason}");
+            }
+        }
+    }
+
+    #[test]
     fn a_stats_count_smaller_than_the_entries_leaves_trailing_bytes() {
         let mut two = vec![1, b'a', 0];
-        two.extend_from_slice(&[0; 36]);
+        two.extend_from_slice(&[0; 40]);
         two.extend_from_within(..);
         assert_eq!(
             malformed_reason(codec().decode(&mut raw(kind::STATS, &stats_body(1, &two)))).1,
@@ -1214,6 +1241,35 @@ mod hot_path {
                  | 08 00 | 2b 74 6f 70 69 63 20 74 | 00 00",
             ),
             (
+                Frame::Stats {
+                    request_id: 9,
+                    connections: 1,
+                    uptime_ms: 1000,
+                    topics: vec![TopicStats {
+                        name: "t".into(),
+                        routing: RoutingKind::Fanout,
+                        subscribers: 1,
+                        published: 5,
+                        delivered: 5,
+                        dropped: 0,
+                        queued: 0,
+                        shm_subscribers: 2,
+                    }],
+                    config: ConfigStatus {
+                        generation: 1,
+                        reloads: 0,
+                        last_error: String::new(),
+                        last_change: String::new(),
+                        pending: String::new(),
+                    },
+                },
+                "57 00 00 00 | 01 | 41 | 09 00 00 00 | 01 00 00 00 | e8 03 00 00 00 00 00 00 \
+                 | 01 00 00 00 | 01 74 | 00 | 01 00 00 00 | 05 00 00 00 00 00 00 00 \
+                 | 05 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 \
+                 | 02 00 00 00 | 01 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 | 00 00 \
+                 | 00 00 | 00 00",
+            ),
+            (
                 Frame::ReloadRequest { request_id: 5 },
                 "06 00 00 00 | 01 | 42 | 05 00 00 00",
             ),
@@ -1387,8 +1443,13 @@ mod properties {
     }
 
     fn topic_stats() -> impl Strategy<Value = TopicStats> {
-        (topic(), routing(), any::<u32>(), any::<[u64; 4]>()).prop_map(
-            |(name, routing, subscribers, [published, delivered, dropped, queued])| TopicStats {
+        (topic(), routing(), any::<[u32; 2]>(), any::<[u64; 4]>()).prop_map(
+            |(
+                name,
+                routing,
+                [subscribers, shm_subscribers],
+                [published, delivered, dropped, queued],
+            )| TopicStats {
                 name,
                 routing,
                 subscribers,
@@ -1396,6 +1457,7 @@ mod properties {
                 delivered,
                 dropped,
                 queued,
+                shm_subscribers,
             },
         )
     }

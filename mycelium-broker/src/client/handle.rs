@@ -130,6 +130,8 @@ struct Registry {
     publish_topics: HashMap<String, TopicInfo>,
     /// The first refusal of a publish (request id 0) since the last flush, and how many came.
     publish_errors: Option<(ClientError, u64)>,
+    /// Every refusal of a publish since the connection began, for [`Client::refused_publishes`].
+    refused_publishes: u64,
     /// Subscribe requests that timed out: if their ack still comes, the broker holds a
     /// subscription nobody reads, and it must be told to drop it.
     abandoned_subscribes: std::collections::HashSet<u32>,
@@ -301,6 +303,15 @@ impl Client {
             }),
             Some((first, _)) => Err(first),
         }
+    }
+
+    /// How many refusals of publishes the broker has sent this client since it connected, as
+    /// received so far: after [`Client::flush`], every publish sent before it is answered.
+    /// The broker refuses each message it does not route with one notice, except a batch
+    /// held back by a slow subscriber when its topic is removed, or given up after
+    /// `publish_deadline_ms`, which is one notice however many messages it held.
+    pub fn refused_publishes(&self) -> u64 {
+        self.shared.lock().refused_publishes
     }
 
     /// The broker's counters.
@@ -657,6 +668,7 @@ impl Shared {
                         }
                     }
                     tracing::debug!(?code, %message, "the broker refused a publish");
+                    registry.refused_publishes += 1;
                     match &mut registry.publish_errors {
                         Some((_, count)) => *count += 1,
                         None => registry.publish_errors = Some((error, 1)),

@@ -370,7 +370,7 @@ impl Connection {
             Beat::Dead(pings) => Some(fatal(
                 ErrorCode::HeartbeatTimeout,
                 format!(
-                    "no sign of life through {pings} pings, {interval} ms apart                      (server.heartbeat_interval_ms, heartbeat_misses = {misses})"
+                    "no sign of life through {pings} pings, {interval} ms apart (server.heartbeat_interval_ms, heartbeat_misses = {misses})"
                 ),
             )),
         }

@@ -23,6 +23,15 @@ pub enum ServeError {
     /// An access list names a user or group this machine does not have.
     #[error("invalid access list in config: {}", .0.join("; "))]
     AccessLists(Vec<String>),
+    /// A long-lived task or thread of the broker panicked or ended (a bug): the broker shut
+    /// down rather than run without it.
+    #[error("the broker's {task} task failed ({reason}); the broker shut down")]
+    TaskFailed {
+        /// Which task.
+        task: &'static str,
+        /// Its panic message, or how it ended.
+        reason: String,
+    },
     /// The config's topics could not be declared.
     #[error("invalid topic in config: {0}")]
     Topics(#[from] crate::error::CreateTopicError),

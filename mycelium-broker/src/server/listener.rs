@@ -6,6 +6,9 @@
 //!   `max_connections` with a fatal `TooManyConnections` error frame.
 //! - While it runs, a task reloads the config file named by [`Server::with_config_file`] on
 //!   every change, SIGHUP ([`Server::reload_handle`]) or `ReloadRequest` (`reload.rs`).
+//! - A long-lived task or thread of the broker that fails (`supervisor.rs`) shuts the broker
+//!   down as `shutdown` would, and [`Server::run`] returns [`ServeError::TaskFailed`]. The
+//!   socket file is removed on every way out of [`Server::run`], a panic included.
 //! - Shutdown: stop accepting and remove the socket file; stop every reader after the batch it
 //!   holds; then close every outbox so the writers flush everything already routed; wait for the
 //!   writers up to `server.shutdown_deadline_ms`.
@@ -143,13 +146,18 @@ impl Server {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        // Removes the socket file however this function ends, a panic included: a file left
+        // behind makes clients time out on connect instead of failing at once.
+        let socket_file = SocketFile(socket_path.clone());
+        let supervisor = self.state.supervisor.clone();
         let reloads = queue.map(|queue| {
             let source = ReloadSource {
                 config_file: self.config_file.clone(),
                 socket_path: socket_path.clone(),
             };
-            tokio::spawn(reload::run(self.state.clone(), source, queue))
+            supervisor.spawn("reload", reload::run(self.state.clone(), source, queue))
         });
+        let mut failure = None;
         tracing::info!(
             topics = self.state.registry.all().len(),
             "broker accepting connections"
@@ -157,6 +165,10 @@ impl Server {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                failed = supervisor.failed() => {
+                    failure = Some(failed);
+                    break;
+                }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         if self.state.try_open_socket() {
@@ -184,14 +196,13 @@ impl Server {
             }
         }
         tracing::info!("shutting down: no new connections; flushing what was accepted");
+        supervisor.stopping();
         if let Some(reloads) = reloads {
             // A reload in progress finishes on the blocking pool; none starts after this.
             reloads.abort();
         }
         drop(listener);
-        if let Some(path) = &socket_path {
-            let _ = std::fs::remove_file(path);
-        }
+        drop(socket_file);
         stop_reading.cancel();
         readers.close();
         readers.wait().await;
@@ -214,8 +225,30 @@ impl Server {
         {
             tracing::warn!(?deadline, "some clients did not take their messages before the deadline (server.shutdown_deadline_ms)");
         }
-        tracing::info!("broker stopped");
-        Ok(())
+        match failure {
+            None => {
+                tracing::info!("broker stopped");
+                Ok(())
+            }
+            Some(failure) => {
+                tracing::error!(task = failure.task, reason = %failure.reason, "broker stopped: one of its tasks failed");
+                Err(ServeError::TaskFailed {
+                    task: failure.task,
+                    reason: failure.reason,
+                })
+            }
+        }
+    }
+}
+
+/// The listening socket's path, removed when this is dropped.
+struct SocketFile(Option<PathBuf>);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -9,8 +9,10 @@ mod shm_reader;
 pub mod shm_rings;
 mod shm_session;
 pub mod state;
+pub mod supervisor;
 
 pub use error::ServeError;
 pub use listener::{bind_socket, Server};
 pub use reload::{ReloadAnswer, ReloadHandle};
 pub use state::BrokerState;
+pub use supervisor::{Supervisor, TaskFailure};

@@ -42,6 +42,9 @@ enum Trigger {
     Signal,
     /// A client's `ReloadRequest`, answered once the reload is done.
     Request(oneshot::Sender<ReloadAnswer>),
+    /// Tests: the task panics, as a bug in it would, so that the supervision is exercised.
+    #[cfg(test)]
+    Crash,
 }
 
 /// The result of one reload, as a `ReloadResult` carries it.
@@ -74,6 +77,8 @@ impl std::fmt::Debug for Trigger {
             Trigger::FileChanged => "FileChanged",
             Trigger::Signal => "Signal",
             Trigger::Request(_) => "Request",
+            #[cfg(test)]
+            Trigger::Crash => "Crash",
         })
     }
 }
@@ -88,6 +93,12 @@ impl ReloadHandle {
     /// Reloads soon (SIGHUP); the outcome goes to the log and to `Stats`.
     pub fn signal(&self) {
         let _ = self.triggers.send(Trigger::Signal);
+    }
+
+    /// Tests: makes the reload task panic.
+    #[cfg(test)]
+    pub(crate) fn crash(&self) {
+        let _ = self.triggers.send(Trigger::Crash);
     }
 
     fn file_changed(&self) {
@@ -136,6 +147,10 @@ pub(crate) async fn run(state: Arc<BrokerState>, source: ReloadSource, mut queue
         let mut triggers = vec![first];
         while let Ok(more) = queue.triggers.try_recv() {
             triggers.push(more);
+        }
+        #[cfg(test)]
+        if triggers.iter().any(|t| matches!(t, Trigger::Crash)) {
+            panic!("the reload task was told to crash");
         }
         let forced = triggers.iter().any(|t| !matches!(t, Trigger::FileChanged));
         let (state_for_reload, source_for_reload) = (Arc::clone(&state), source.clone());
@@ -198,15 +213,10 @@ fn reload(
         tracing::warn!("{message}");
         return (Some(failure(state, message)), None);
     };
-    let text = match std::fs::read_to_string(path) {
+    // Capped: a file grown absurdly large is refused, not read whole.
+    let text = match mycelium_config::read_config_file(path) {
         Ok(text) => text,
-        Err(source) => {
-            let error = ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            };
-            return (Some(invalid(state, path, &error)), None);
-        }
+        Err(error) => return (Some(invalid(state, path, &error)), None),
     };
     if !forced && seen.as_deref() == Some(text.as_str()) {
         return (None, Some(text));
@@ -217,7 +227,8 @@ fn reload(
         // writing it: applying it would remove every topic. Refused; a file of comments
         // only still means "the defaults".
         let message = format!(
-            "{}: the file is empty; the broker keeps its running config (to run on the              built-in defaults, leave a comment in the file)",
+            "{}: the file is empty; the broker keeps its running config (to run on the \
+             built-in defaults, leave a comment in the file)",
             path.display()
         );
         tracing::error!("config reload refused: {message}");

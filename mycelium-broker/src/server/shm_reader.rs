@@ -31,6 +31,7 @@ use mycelium_transport::shm::{release_slot, wait_any, PayloadView, ReadError, Ri
 
 use crate::core::topic::{Progress, PublishCursor, Topic};
 use crate::server::shm_rings::Ring;
+use crate::server::supervisor::Supervisor;
 use mycelium_config::Routing;
 use mycelium_transport::shm::queue;
 
@@ -196,23 +197,29 @@ pub(crate) struct ShmRingReader {
 }
 
 impl ShmRingReader {
-    /// Starts the thread; `runtime` drives the waits of a blocked publish.
+    /// Starts the thread; `runtime` drives the waits of a blocked publish. A panic of the
+    /// thread is reported to `supervisor` (the broker stops rather than leave the topic's
+    /// shared-memory publishers unread, held back for ever under `block`).
     pub(crate) fn start(
         runtime: tokio::runtime::Handle,
         topic: &str,
+        supervisor: &Arc<Supervisor>,
     ) -> std::io::Result<ShmRingReader> {
         let (commands, receiver) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let supervisor = Arc::clone(supervisor);
         std::thread::Builder::new()
             .name(format!("shm-reader:{topic}"))
-            .spawn(move || run(receiver, runtime, flag))?;
+            .spawn(move || {
+                supervisor.guard_thread("shared-memory reader", || run(receiver, runtime, flag))
+            })?;
         Ok(ShmRingReader { commands, stop })
     }
 
     pub(crate) fn send(&self, command: ReaderCommand) {
         // The thread lives as long as this handle; a send can only fail after a panic there,
-        // which the thread has logged.
+        // which the supervisor has reported (the broker is stopping).
         let _ = self.commands.send(command);
     }
 }

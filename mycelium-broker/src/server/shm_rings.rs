@@ -84,6 +84,7 @@ pub const MAX_SEGMENTS_IN_FLIGHT: usize = 16;
 
 use crate::core::topic::{QueueRelay, Relay, Relayed, Topic, TopicId};
 use crate::server::shm_reader::{ReaderCommand, ShmRingReader};
+use crate::server::supervisor::Supervisor;
 use mycelium_transport::shm::queue::{self, QUEUE_PREFIX};
 use mycelium_transport::shm::RingConsumer;
 
@@ -710,6 +711,8 @@ pub struct ShmRings {
     topics: Mutex<HashMap<TopicId, TopicRings>>,
     next_ring: AtomicU32,
     next_attachment: AtomicU32,
+    /// Told when the watchdog, a reader thread or a drain task panics: the broker stops.
+    supervisor: Arc<Supervisor>,
 }
 
 impl std::fmt::Debug for ShmRings {
@@ -729,7 +732,14 @@ impl ShmRings {
             topics: Mutex::default(),
             next_ring: AtomicU32::new(1),
             next_attachment: AtomicU32::new(1),
+            supervisor: Arc::default(),
         }
+    }
+
+    /// Reports the failures of this directory's threads and tasks to `supervisor`.
+    pub fn supervised_by(mut self, supervisor: Arc<Supervisor>) -> ShmRings {
+        self.supervisor = supervisor;
+        self
     }
 
     /// Whether clients may ask for shared memory at all.
@@ -934,7 +944,7 @@ impl ShmRings {
         rings.topic.get_or_insert_with(|| Arc::clone(topic));
         if !rings.reader_slots.is_empty() || topic.subscriber_count() > 0 {
             // Socket subscribers are there: the broker reads this ring for them too.
-            start_reading(topic, &ring, rings);
+            start_reading(topic, &ring, rings, &self.supervisor);
         }
         let attachment = self.next_attachment.fetch_add(1, Ordering::Relaxed);
         rings.publishers.push(Publisher {
@@ -1024,7 +1034,7 @@ impl ShmRings {
                 topic.set_queue_relay(Some(Arc::clone(sink) as Arc<dyn QueueRelay>));
             }
             if topic.routing() == Routing::Queue {
-                start_draining(topic, sink);
+                start_draining(topic, sink, &self.supervisor);
                 topic.subscribe_relayed(granted[0].1);
             }
         }
@@ -1064,7 +1074,7 @@ impl ShmRings {
             let publisher_rings: Vec<Ring> =
                 rings.publishers.iter().map(|p| p.ring.clone()).collect();
             for ring in &publisher_rings {
-                start_reading(topic, ring, rings);
+                start_reading(topic, ring, rings, &self.supervisor);
             }
         } else if !wanted && !rings.reader_slots.is_empty() {
             if let Some(reader) = &rings.reader {
@@ -1101,14 +1111,17 @@ impl ShmRings {
     fn start_watchdog(self: &Arc<Self>) {
         self.watchdog.get_or_init(|| {
             let rings = Arc::downgrade(self);
+            let supervisor = Arc::clone(&self.supervisor);
             let started = std::thread::Builder::new()
                 .name("shm-watchdog".into())
                 .spawn(move || {
-                    while let Some(rings) = rings.upgrade() {
-                        rings.disconnect_slow_subscribers();
-                        drop(rings);
-                        std::thread::sleep(WATCHDOG_PERIOD);
-                    }
+                    supervisor.guard_thread("shared-memory watchdog", || {
+                        while let Some(rings) = rings.upgrade() {
+                            rings.disconnect_slow_subscribers();
+                            drop(rings);
+                            std::thread::sleep(WATCHDOG_PERIOD);
+                        }
+                    })
                 });
             if let Err(error) = started {
                 tracing::error!(%error, "cannot start the shared-memory watchdog: slow subscribers of disconnect topics will hold publishers back");
@@ -1449,11 +1462,16 @@ fn watched(settings: &mycelium_config::TopicConfig) -> bool {
 
 /// Reserves a slot for the topic's reader in `ring` (starting the reader thread, inside the
 /// broker's runtime, if the topic has none yet) and tells the reader to read it.
-fn start_reading(topic: &Arc<Topic>, ring: &Ring, rings: &mut TopicRings) {
+fn start_reading(
+    topic: &Arc<Topic>,
+    ring: &Ring,
+    rings: &mut TopicRings,
+    supervisor: &Arc<Supervisor>,
+) {
     if rings.reader.is_none() {
         let started = tokio::runtime::Handle::try_current()
             .map_err(std::io::Error::other)
-            .and_then(|runtime| ShmRingReader::start(runtime, topic.name()));
+            .and_then(|runtime| ShmRingReader::start(runtime, topic.name(), supervisor));
         match started {
             Ok(reader) => rings.reader = Some(reader),
             Err(error) => {
@@ -1485,7 +1503,7 @@ fn start_reading(topic: &Arc<Topic>, ring: &Ring, rings: &mut TopicRings) {
 /// topic's backlog to its shared-memory consumers: they read without telling the broker, so
 /// while messages wait the task looks every [`RELAY_DRAIN_POLL`]. It ends with the topic or
 /// the relay ring.
-fn start_draining(topic: &Arc<Topic>, sink: &Arc<RelayRing>) {
+fn start_draining(topic: &Arc<Topic>, sink: &Arc<RelayRing>, supervisor: &Arc<Supervisor>) {
     if sink.drainer.swap(true, Ordering::Relaxed) {
         return;
     }
@@ -1498,7 +1516,7 @@ fn start_draining(topic: &Arc<Topic>, sink: &Arc<RelayRing>) {
         }
     };
     let (topic, sink) = (Arc::downgrade(topic), Arc::downgrade(sink));
-    runtime.spawn(drain_into_relay(topic, sink));
+    supervisor.spawn_on(&runtime, "relay drain", drain_into_relay(topic, sink));
 }
 
 async fn drain_into_relay(topic: Weak<Topic>, sink: Weak<RelayRing>) {

@@ -20,6 +20,7 @@ use crate::outbox::{ByteBudget, Outbox};
 use crate::server::error::ServeError;
 use crate::server::reload::{ReloadHandle, ReloadQueue};
 use crate::server::shm_rings::ShmRings;
+use crate::server::supervisor::Supervisor;
 
 /// Shared by the listener and every connection of one broker run.
 #[derive(Debug)]
@@ -50,6 +51,8 @@ pub struct BrokerState {
     pub(crate) inflight: Arc<ByteBudget>,
     /// Every topic's shared-memory rings and who holds them.
     pub shm: Arc<ShmRings>,
+    /// Watches the broker's long-lived tasks; one that fails ends the broker.
+    pub supervisor: Arc<Supervisor>,
 }
 
 impl BrokerState {
@@ -62,9 +65,10 @@ impl BrokerState {
         let registry = Arc::new(TopicRegistry::from_config(&config)?);
         let (reload, reload_queue) = crate::server::reload::channel();
         let inflight = Arc::new(ByteBudget::new(config.server.max_inflight_bytes));
+        let supervisor = Arc::new(Supervisor::default());
         Ok(BrokerState {
             registry,
-            shm: Arc::new(ShmRings::new(config.shm.clone())),
+            shm: Arc::new(ShmRings::new(config.shm.clone()).supervised_by(supervisor.clone())),
             config: ArcSwap::from_pointee(config),
             config_status: Mutex::new(ConfigStatus {
                 generation: 1,
@@ -79,6 +83,7 @@ impl BrokerState {
             open_sockets: AtomicUsize::new(0),
             subscriptions: AtomicUsize::new(0),
             inflight,
+            supervisor,
         })
     }
 
@@ -214,6 +219,8 @@ impl BrokerState {
                         .load(Ordering::Relaxed)
                         .saturating_add(self.shm.dropped_in_rings(topic.id())),
                     queued: topic.backlog_len() as u64,
+                    shm_subscribers: u32::try_from(self.shm.attachment_counts(topic.id()).1)
+                        .unwrap_or(u32::MAX),
                 }
             })
             .collect();

@@ -8,10 +8,11 @@
 //!   every [`LATENCY_SAMPLE_EVERY`]th message is timestamped (the others carry 0): reading the
 //!   clock for every message on both sides would cost more than the broker's routing.
 //! - Throughput per subscriber = messages / (last receipt − first receipt). `--json` prints one
-//!   JSON object on the last line of stdout.
+//!   JSON object on stdout and nothing else there (the human summary goes to stderr), so the
+//!   output pipes into `jq`.
 //! - `--pingpong N`: an echo process answers a pinger, one message in flight; one-way = RTT / 2.
 
-use crate::output::outln;
+use crate::output::{errln, errprint, humanln, outln};
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
@@ -110,7 +111,8 @@ pub struct BenchArgs {
     /// Give up when no message arrives for this many seconds after the publishers finish
     #[arg(long, default_value_t = 5)]
     idle_timeout: u64,
-    /// Print one JSON object with the results on the last line of stdout
+    /// Print one JSON object with the results on stdout, and nothing else there (the human
+    /// summary goes to stderr)
     #[arg(long)]
     json: bool,
 }
@@ -584,7 +586,7 @@ fn choose_transport(
         None => {
             for topic in topics {
                 if let Err(error) = bench_shm::preflight(socket, topic, args.size) {
-                    eprintln!("shared memory unavailable ({error:#}); measuring uds");
+                    errln!("shared memory unavailable ({error:#}); measuring uds");
                     return Ok(Transport::Uds);
                 }
             }
@@ -692,7 +694,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             last_change = Instant::now();
         }
         if show_progress {
-            eprint!(
+            errprint!(
                 "\rreceived {total}/{expected_total} ({:.0}%)   ",
                 100.0 * total as f64 / expected_total.max(1) as f64
             );
@@ -704,7 +706,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             break;
         }
         if publishers_done && last_change.elapsed() > Duration::from_secs(args.idle_timeout) {
-            eprintln!(
+            errln!(
                 "\nno message for {} s after the publishers finished; stopping",
                 args.idle_timeout
             );
@@ -712,7 +714,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if show_progress {
-        eprintln!();
+        errln!();
     }
     let pub_results = publishers
         .into_iter()
@@ -749,7 +751,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (p50, p99, p999) = quantiles_us(&latency);
     let mb = median * f64::from(args.size) / 1e6;
 
-    outln!(
+    humanln!(
+        args.json,
         "mycelium bench: {} publisher(s) -> {} {} subscriber(s), {} B x {} per publisher, transport {}{}",
         args.publishers,
         args.subscribers,
@@ -762,12 +765,16 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         transport.name(),
         if args.busy_poll { " (busy-poll)" } else { "" },
     );
-    outln!("  delivered: {median:.0} msg/s per subscriber (median), {mb:.1} MB/s; {total_rate:.0} msg/s in total");
-    outln!(
+    humanln!(args.json, "  delivered: {median:.0} msg/s per subscriber (median), {mb:.1} MB/s; {total_rate:.0} msg/s in total");
+    humanln!(
+        args.json,
         "  latency under load (one-way, {} samples: 1 message in {LATENCY_SAMPLE_EVERY}): p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us",
         latency.total()
     );
-    outln!("  sent {sent}, received {received}, lost {lost}, reordered {reordered}");
+    humanln!(
+        args.json,
+        "  sent {sent}, received {received}, lost {lost}, reordered {reordered}"
+    );
     if args.json {
         let doc = serde_json::json!({
             "mode": "throughput", "transport": transport.name(), "busy_poll": args.busy_poll, "routing": args.routing, "publishers": args.publishers,
@@ -820,7 +827,8 @@ fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<E
     echo.finish()?;
     let latency = Histogram::from_sparse(&result.latency);
     let (p50, p99, p999) = quantiles_us(&latency);
-    outln!(
+    humanln!(
+        args.json,
         "mycelium bench --pingpong: {rounds} round trips, {} B, transport {}{}{}, one-way = RTT/2",
         args.size,
         transport.name(),
@@ -831,7 +839,10 @@ fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<E
             String::new()
         },
     );
-    outln!("  one-way latency: p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us");
+    humanln!(
+        args.json,
+        "  one-way latency: p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us"
+    );
     if args.json {
         let doc = serde_json::json!({
             "mode": "pingpong", "transport": transport.name(), "busy_poll": args.busy_poll, "interval_us": args.interval_us, "size": args.size, "count": rounds,

@@ -87,7 +87,10 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| output::LogWriter)
+        // Its report of a failed write is an `eprintln!`, which panics when stderr is the
+        // very thing that failed: the log is best effort, and never reports on itself.
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
@@ -104,7 +107,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            output::errln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }

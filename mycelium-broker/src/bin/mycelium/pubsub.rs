@@ -10,6 +10,7 @@ use mycelium_broker::{Client, ClientError, ShmClient};
 use tokio::io::AsyncBufReadExt;
 
 use crate::bench::Transport;
+use crate::output::errln;
 use crate::socket::client_runtime;
 use crate::SocketArgs;
 
@@ -88,7 +89,7 @@ fn publish_shm(args: PubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode
             match publisher.publish(line) {
                 Ok(()) => sent += 1,
                 Err(error @ ClientError::MessageTooLarge { .. }) => {
-                    eprintln!("line {number}: {error}; skipped");
+                    errln!("line {number}: {error}; skipped");
                     refused += 1;
                 }
                 Err(error) => return Err(error.into()),
@@ -96,10 +97,10 @@ fn publish_shm(args: PubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode
             Ok(())
         })?,
     }
-    eprintln!("published {sent} message(s) to {}", args.topic);
+    errln!("published {sent} message(s) to {}", args.topic);
     if publisher.dropped() > 0 {
         // drop_newest: "published" counts what was handed over, as over the socket.
-        eprintln!(
+        errln!(
             "{} of them dropped: the ring was full (backpressure = drop_newest)",
             publisher.dropped()
         );
@@ -122,7 +123,7 @@ const SHM_LOST: &str =
 fn subscribe_shm(args: SubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let client = ShmClient::connect(path)?;
     let mut subscription = client.subscribe(&args.topic)?;
-    eprintln!("subscribed to {}", args.topic);
+    errln!("subscribed to {}", args.topic);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut received = 0u64;
@@ -131,7 +132,7 @@ fn subscribe_shm(args: SubArgs, path: &std::path::Path) -> anyhow::Result<ExitCo
         let ready = match subscription.try_recv_into(&mut message) {
             Err(ClientError::Lagged { skipped }) => {
                 // drop_oldest / drop_newest: news, not a failure; the next message is intact.
-                eprintln!("lagged: {skipped} message(s) {SHM_LOST}");
+                errln!("lagged: {skipped} message(s) {SHM_LOST}");
                 continue;
             }
             other => other?,
@@ -145,7 +146,7 @@ fn subscribe_shm(args: SubArgs, path: &std::path::Path) -> anyhow::Result<ExitCo
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(ClientError::Lagged { skipped }) => {
-                    eprintln!("lagged: {skipped} message(s) {SHM_LOST}");
+                    errln!("lagged: {skipped} message(s) {SHM_LOST}");
                     continue;
                 }
                 Err(error) => {
@@ -205,7 +206,7 @@ pub fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
                     match publisher.publish(&line).await {
                         Ok(()) => sent += 1,
                         Err(error @ ClientError::MessageTooLarge { .. }) => {
-                            eprintln!("line {number}: {error}; skipped");
+                            errln!("line {number}: {error}; skipped");
                             refused += 1;
                         }
                         Err(error) => return Err(error.into()),
@@ -213,9 +214,22 @@ pub fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        // The flush proves the broker processed every message, and reports any it refused.
+        // The flush proves the broker processed every message, and reports any it refused:
+        // what was accepted is what was sent less what it refused (a topic removed
+        // mid-stream refuses every publish from then on).
+        let flushed = client.flush().await;
+        let refused_by_broker = client.refused_publishes();
         let closed = client.close().await;
-        eprintln!("published {sent} message(s) to {}", args.topic);
+        let accepted = sent.saturating_sub(refused_by_broker);
+        if refused_by_broker == 0 {
+            errln!("published {accepted} message(s) to {}", args.topic);
+        } else {
+            errln!(
+                "published {accepted} message(s) to {}; the broker refused {refused_by_broker}",
+                args.topic
+            );
+        }
+        flushed?;
         closed?;
         if refused > 0 {
             anyhow::bail!(
@@ -235,7 +249,7 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
     client_runtime()?.block_on(async move {
         let client = Client::connect(&path).await?;
         let mut subscription = client.subscribe(&args.topic).await?;
-        eprintln!("subscribed to {}", args.topic);
+        errln!("subscribed to {}", args.topic);
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut received = 0u64;
@@ -248,7 +262,7 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
                     if subscription.missed() > missed {
                         let skipped = subscription.missed() - missed;
                         missed = subscription.missed();
-                        eprintln!("lagged: {skipped} message(s) were dropped by the broker (the topic's backpressure)");
+                        errln!("lagged: {skipped} message(s) were dropped by the broker (the topic's backpressure)");
                     }
                     // Nothing more is ready: show what we have before waiting.
                     if flush_or_gone(&mut out)? {

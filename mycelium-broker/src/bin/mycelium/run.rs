@@ -64,16 +64,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let reload = server.reload_handle();
     tracing::info!(socket = %socket_path.display(), topics = %topics.join(", "), "mycelium {} listening", env!("CARGO_PKG_VERSION"));
     runtime.block_on(async move {
-        tokio::spawn(async move {
-            while sighup.recv().await.is_some() {
-                tracing::info!("SIGHUP received: reloading the config");
-                reload.signal();
-            }
-        });
+        // SIGHUP is served inside the future the server polls, not by a task of its own: a
+        // task that died would leave the broker deaf to SIGHUP while it serves on.
         let shutdown = async move {
-            tokio::select! {
-                _ = sigterm.recv() => tracing::info!("SIGTERM received"),
-                _ = sigint.recv() => tracing::info!("SIGINT received"),
+            loop {
+                tokio::select! {
+                    _ = sigterm.recv() => break tracing::info!("SIGTERM received"),
+                    _ = sigint.recv() => break tracing::info!("SIGINT received"),
+                    Some(()) = sighup.recv() => {
+                        tracing::info!("SIGHUP received: reloading the config");
+                        reload.signal();
+                    }
+                }
             }
         };
         server.run(listener, Some(socket_path), shutdown).await?;

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::output::errln;
 use anyhow::Context;
 use mycelium_config::BrokerConfig;
 
@@ -46,11 +47,11 @@ impl SocketArgs {
         // config, on the same socket: still find it, and say what is wrong.
         let env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-        if let Some(socket) = std::fs::read_to_string(file)
+        if let Some(socket) = mycelium_config::read_config_file(file)
             .ok()
             .and_then(|text| mycelium_config::socket_path_leniently(&text, env))
         {
-            eprintln!(
+            errln!(
                 "warning: {} is invalid ({}); using its socket_path {}",
                 file.display(),
                 error.to_string().lines().next().unwrap_or_default(),

@@ -37,7 +37,9 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|t| {
                 serde_json::json!({
-                    "name": t.name, "routing": routing(t.routing), "subscribers": t.subscribers,
+                    "name": t.name, "routing": routing(t.routing),
+                    "subscribers": u64::from(t.subscribers) + u64::from(t.shm_subscribers),
+                    "socket_subscribers": t.subscribers, "shm_subscribers": t.shm_subscribers,
                     "published": t.published, "delivered": t.delivered, "dropped": t.dropped, "queued": t.queued,
                 })
             })
@@ -83,11 +85,14 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         .max()
         .unwrap_or(5)
         .max(5);
+    // SUBSCRIBERS is the whole count; SOCKET and SHM split it by transport.
     outln!(
-        "{:<width$}  {:<7}  {:>11}  {:>12}  {:>12}  {:>10}  {:>8}",
+        "{:<width$}  {:<7}  {:>11}  {:>6}  {:>6}  {:>12}  {:>12}  {:>10}  {:>8}",
         "TOPIC",
         "ROUTING",
         "SUBSCRIBERS",
+        "SOCKET",
+        "SHM",
         "PUBLISHED",
         "DELIVERED",
         "DROPPED",
@@ -95,10 +100,12 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     );
     for t in &stats.topics {
         outln!(
-            "{:<width$}  {:<7}  {:>11}  {:>12}  {:>12}  {:>10}  {:>8}",
+            "{:<width$}  {:<7}  {:>11}  {:>6}  {:>6}  {:>12}  {:>12}  {:>10}  {:>8}",
             t.name,
             routing(t.routing),
+            u64::from(t.subscribers) + u64::from(t.shm_subscribers),
             t.subscribers,
+            t.shm_subscribers,
             t.published,
             t.delivered,
             t.dropped,
