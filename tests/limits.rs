@@ -1,12 +1,14 @@
-//! Memory a peer can make the broker hold is bounded, even when the peer never reads.
+//! Memory a peer can make the broker hold is bounded, even when the peer never reads; and
+//! sockets that never finish their handshake cannot lock clients out.
 
 mod common;
 
 use std::io::Write;
 use std::time::Duration;
 
-use common::{rss_kib, wait_until, TestBroker};
-use mycelium::transport::{encode_frame, Frame};
+use common::{block_on, fanout, rss_kib, wait_until, TestBroker};
+use mycelium::transport::{encode_frame, ErrorCode, Frame};
+use mycelium::Client;
 
 #[test]
 fn replies_to_a_peer_that_never_reads_stay_bounded() {
@@ -63,4 +65,55 @@ fn replies_to_a_peer_that_never_reads_stay_bounded() {
         .expect("stats");
     assert!(stats.status.success());
     drop(raw);
+}
+
+/// Issue 12: 1 000 local sockets that connect and send nothing once filled `max_connections`,
+/// and every client was refused until they timed out (30 s, renewable). Now they count
+/// against a handshake budget of their own, the oldest given up for a newer socket, and a
+/// client that sends its `Hello` at once gets in while they sit there.
+#[test]
+fn sockets_that_never_finish_their_handshake_do_not_lock_clients_out() {
+    const SILENT: usize = 1000;
+    // A handshake timeout far beyond the test: only the budget may let the client in.
+    let broker = TestBroker::start_with(
+        "max_connections = 100\nconnection_timeout_ms = 600000",
+        &fanout("t"),
+    );
+    let mut silent: Vec<std::os::unix::net::UnixStream> = (0..SILENT)
+        .map(|_| std::os::unix::net::UnixStream::connect(&broker.socket).expect("connect"))
+        .collect();
+    // The broker accepts in connection order: every silent socket is accepted before the
+    // client below.
+    block_on(async {
+        let client = match Client::connect(&broker.socket).await {
+            Ok(client) => client,
+            Err(error) => panic!(
+                "a client that handshakes at once was shut out by {SILENT} silent sockets: {error}"
+            ),
+        };
+        let mut sub = client.subscribe("t").await.expect("subscribe");
+        client.publish("t", b"in").await.expect("publish");
+        let message = sub.recv().await.expect("a message").expect("not an error");
+        assert_eq!(&message[..], b"in");
+        client.close().await.expect("close");
+    });
+    // The oldest silent socket was given up, and told why.
+    let oldest = &mut silent[0];
+    oldest
+        .set_read_timeout(Some(common::DEADLINE))
+        .expect("read timeout");
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(oldest, &mut answer);
+    let frame = mycelium::transport::peek_frame(&answer, usize::MAX)
+        .ok()
+        .flatten()
+        .and_then(|(view, _)| view.to_frame().ok());
+    match frame {
+        Some(Frame::Error { code, message, .. }) => {
+            assert_eq!(code, ErrorCode::HandshakeTimeout, "{message}");
+            assert!(message.contains("max_pending_handshakes"), "{message}");
+        }
+        other => panic!("the oldest silent socket got {other:?}, not HandshakeTimeout"),
+    }
+    drop(silent);
 }

@@ -40,7 +40,7 @@ use crate::outbox::{FrameRun, Outbox};
 use crate::server::heartbeat::{Beat, Heartbeat};
 use crate::server::listener::{shutdown_deadline, REFUSAL_WRITE_TIMEOUT};
 use crate::server::shm_session;
-use crate::server::state::BrokerState;
+use crate::server::state::{BrokerState, Handshake};
 
 /// Bytes the reader asks the kernel for per `read`: large enough that a flat-out publisher's
 /// frames arrive thousands per syscall.
@@ -146,6 +146,11 @@ const HEARTBEAT_OFF_RECHECK: Duration = Duration::from_secs(1);
 /// The first frame decides what the connection is: `Hello` opens a message connection,
 /// `ShmHello` a shared-memory control session (`shm_session`). The writer task of a message
 /// connection is spawned on `writers` so that shutdown can wait for it to flush.
+///
+/// Until that frame the socket counts against the handshake budget
+/// (`server.max_pending_handshakes`, which gives up the oldest for a newer socket), not
+/// against `max_connections`: a client is refused at `max_connections` in answer to its
+/// `Hello`, so sockets that never say anything cannot keep clients out.
 pub(crate) async fn serve(
     mut stream: UnixStream,
     state: Arc<BrokerState>,
@@ -155,7 +160,24 @@ pub(crate) async fn serve(
     let id = state.next_connection_id();
     let peer = peer_identity(&stream);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    match first_frame(&mut stream, &mut buf, &state, &stop).await {
+    let handshake = state.begin_handshake(id);
+    let first = first_frame(&mut stream, &mut buf, &state, &stop, &handshake).await;
+    drop(handshake);
+    let opened = matches!(first, Ok(Frame::Hello { .. } | Frame::ShmHello { .. }))
+        && state.try_open_socket();
+    match first {
+        Ok(Frame::Hello { .. } | Frame::ShmHello { .. }) if !opened => {
+            let max = state.config().server.max_connections;
+            tracing::warn!(max, "refusing a client: at max_connections");
+            refuse(
+                stream,
+                fatal(
+                    ErrorCode::TooManyConnections,
+                    format!("the broker is at max_connections = {max}"),
+                ),
+            )
+            .await;
+        }
         Ok(Frame::Hello { client_id, name }) => {
             tracing::debug!(connection = id, %client_id, name = %name, peer = %peer.describe(), "client connected");
             serve_messages(stream, buf, Arc::clone(&state), stop, writers, id, peer).await;
@@ -184,7 +206,9 @@ pub(crate) async fn serve(
         Err(stop @ Stop::Fatal(_)) => refuse(stream, stop).await,
         Err(Stop::Gone | Stop::Shutdown) => {}
     }
-    state.close_socket();
+    if opened {
+        state.close_socket();
+    }
 }
 
 /// Who the peer is, from `SO_PEERCRED`. Should the kernel not say (it always does for a
@@ -200,16 +224,31 @@ fn peer_identity(stream: &UnixStream) -> PeerIdentity {
     }
 }
 
-/// Reads the first frame (within the connection timeout).
+/// Reads the first frame (within the connection timeout, and while newer sockets leave this
+/// one its place in the handshake budget).
 async fn first_frame(
     stream: &mut UnixStream,
     buf: &mut BytesMut,
     state: &BrokerState,
     stop: &CancellationToken,
+    handshake: &Handshake,
 ) -> Result<Frame, Stop> {
     let timeout = Duration::from_millis(state.config().server.connection_timeout_ms);
     tokio::select! {
         _ = stop.cancelled() => Err(fatal(ErrorCode::ShuttingDown, "the broker is shutting down")),
+        // `read_buf` is cancel-safe: what it read is in `buf`.
+        _ = handshake.given_up() => match frame_already_sent(stream, buf) {
+            // A client whose Hello was on its way when newer sockets arrived is served: only
+            // a socket that has said nothing is given up.
+            Some(result) => result,
+            None => {
+                let max = state.config().server.max_pending_handshakes;
+                Err(fatal(
+                    ErrorCode::HandshakeTimeout,
+                    format!("no Hello yet, and newer connections need the room (server.max_pending_handshakes = {max})"),
+                ))
+            }
+        },
         read = tokio::time::timeout(timeout, read_one_frame(stream, buf)) => match read {
             Err(_) => Err(fatal(
                 ErrorCode::HandshakeTimeout,
@@ -217,6 +256,27 @@ async fn first_frame(
             )),
             Ok(result) => result,
         },
+    }
+}
+
+/// The first frame if the peer has sent all of it already (read without waiting), or `None`.
+fn frame_already_sent(stream: &UnixStream, buf: &mut BytesMut) -> Option<Result<Frame, Stop>> {
+    loop {
+        match peek_frame(buf, HANDSHAKE_MAX_FRAME_LEN) {
+            Ok(Some((view, used))) => {
+                let frame = view.to_frame().map_err(decode_stop);
+                buf.advance(used);
+                return Some(frame);
+            }
+            Ok(None) => {}
+            Err(error) => return Some(Err(decode_stop(error))),
+        }
+        buf.reserve(HANDSHAKE_MAX_FRAME_LEN);
+        match stream.try_read_buf(buf) {
+            Ok(0) => return Some(Err(Stop::Gone)),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
     }
 }
 
