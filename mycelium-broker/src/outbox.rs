@@ -23,6 +23,10 @@
 //!   publishers nothing.
 //! - The drainer is woken only on the empty → non-empty transition, and blocked producers only
 //!   when they have asked for space: no wake-up per message.
+//! - Buffers keep their capacity while busy (refilling fresh memory costs more than the
+//!   copying), and give it back when the connection is idle: [`Outbox::release_idle`] frees
+//!   the queue's empty buffer and asks the drainer of [`Outbox::flush_until_closed`] to free
+//!   its own, so an idle peer holds a few hundred bytes here, not the largest burst it saw.
 //! - A publisher's batch read off its socket ([`FrameRun`]) is queued by reference, not copied,
 //!   when it is large: every subscriber's outbox holds a slice of the same buffer, and the
 //!   writer hands the slices to one vectored `write`. Small runs are copied (cheaper than a
@@ -219,6 +223,8 @@ struct State {
     /// Takes that found something: whether the peer is taking what is sent to it
     /// ([`Outbox::progress`]).
     takes: u64,
+    /// Set by [`Outbox::release_idle`] for the drainer: give back the buffer you hold.
+    release_wanted: bool,
     /// Messages per topic id lost after everything of that topic queued here and not told
     /// yet ([`Outbox::report_lost`]); few entries, usually none. Each becomes a `Lagged`
     /// notice just before the topic's next message, or at the end of the next take.
@@ -837,6 +843,8 @@ impl Outbox {
         std::mem::swap(&mut state.segments, &mut into.segments);
         std::mem::swap(&mut state.tail, &mut into.tail);
         state.takes = state.takes.wrapping_add(1);
+        // Busy again: the drainer keeps its buffer.
+        state.release_wanted = false;
         self.settle(counted, 0);
         state.bytes = 0;
         state.messages = 0;
@@ -862,11 +870,39 @@ impl Outbox {
                 drained.write_all(writer).await?;
             } else if self.is_finished() {
                 return Ok(());
+            } else if self.take_release_wanted() {
+                // Idle (see `release_idle`): keep nothing the next burst cannot grow again.
+                drained = Drained::default();
             }
         }
     }
 
-    /// Waits until something is queued or the outbox is closed.
+    /// The peer's connection has been idle for a while: frees the queue's buffer if nothing is
+    /// queued, and wakes the drainer of [`Self::flush_until_closed`] to free the one it holds.
+    /// Costs the next burst one allocation; called at most once per heartbeat period.
+    pub fn release_idle(&self) {
+        let mut state = self.lock();
+        if state.closed || state.has_news() || state.holds > 0 {
+            return;
+        }
+        if state.tail.capacity() > 0 {
+            state.tail = BytesMut::new();
+        }
+        if state.segments.capacity() > 0 {
+            state.segments = VecDeque::new();
+        }
+        state.release_wanted = true;
+        drop(state);
+        self.readable.notify_one();
+    }
+
+    /// Whether [`Self::release_idle`] asked the drainer to free its buffer (and clears it).
+    fn take_release_wanted(&self) -> bool {
+        std::mem::take(&mut self.lock().release_wanted)
+    }
+
+    /// Waits until something is queued or the outbox is closed (or, for the drainer of
+    /// [`Self::flush_until_closed`], until it is asked to free its buffer).
     pub async fn readable(&self) {
         loop {
             let notified = self.readable.notified();
@@ -874,7 +910,7 @@ impl Outbox {
             notified.as_mut().enable();
             {
                 let state = self.lock();
-                if (state.has_news() && state.holds == 0) || state.closed {
+                if (state.has_news() && state.holds == 0) || state.closed || state.release_wanted {
                     return;
                 }
             }
@@ -1273,6 +1309,37 @@ mod tests {
             rest = &rest[used..];
         }
         out
+    }
+
+    #[tokio::test]
+    async fn an_idle_outbox_gives_its_buffers_back_and_the_drainer_is_asked_to() {
+        let outbox = Arc::new(Outbox::new());
+        outbox.append_messages(1, &[&[0u8; 100_000][..]], 10);
+        let mut taken = Drained::default();
+        assert!(outbox.take(&mut taken));
+        outbox.append_messages(1, &[b"x"], 10);
+        // Something queued: not idle, nothing is freed.
+        outbox.release_idle();
+        assert!(!outbox.take_release_wanted());
+        assert!(outbox.take(&mut taken));
+        outbox.release_idle();
+        assert_eq!(
+            outbox.lock().tail.capacity(),
+            0,
+            "the queue's buffer is freed"
+        );
+        // The drainer is woken, takes nothing, and frees its own.
+        tokio::time::timeout(std::time::Duration::from_secs(5), outbox.readable())
+            .await
+            .expect("woken to free its buffer");
+        assert!(!outbox.take(&mut taken));
+        assert!(outbox.take_release_wanted());
+        assert!(!outbox.take_release_wanted(), "asked once");
+        // A take clears a request that came before it: a busy drainer keeps its buffer.
+        outbox.release_idle();
+        outbox.append_messages(1, &[b"y"], 10);
+        assert!(outbox.take(&mut taken));
+        assert!(!outbox.take_release_wanted());
     }
 
     #[test]
