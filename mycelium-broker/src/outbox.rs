@@ -225,6 +225,8 @@ struct State {
     takes: u64,
     /// Set by [`Outbox::release_idle`] for the drainer: give back the buffer you hold.
     release_wanted: bool,
+    /// The drainer took something since it last gave its buffer back: it may hold capacity.
+    drainer_holds: bool,
     /// Messages per topic id lost after everything of that topic queued here and not told
     /// yet ([`Outbox::report_lost`]); few entries, usually none. Each becomes a `Lagged`
     /// notice just before the topic's next message, or at the end of the next take.
@@ -845,6 +847,7 @@ impl Outbox {
         state.takes = state.takes.wrapping_add(1);
         // Busy again: the drainer keeps its buffer.
         state.release_wanted = false;
+        state.drainer_holds = true;
         self.settle(counted, 0);
         state.bytes = 0;
         state.messages = 0;
@@ -891,9 +894,12 @@ impl Outbox {
         if state.segments.capacity() > 0 {
             state.segments = VecDeque::new();
         }
-        state.release_wanted = true;
-        drop(state);
-        self.readable.notify_one();
+        // Wake the drainer once per burst, not at every idle tick.
+        if std::mem::take(&mut state.drainer_holds) {
+            state.release_wanted = true;
+            drop(state);
+            self.readable.notify_one();
+        }
     }
 
     /// Whether [`Self::release_idle`] asked the drainer to free its buffer (and clears it).
@@ -1335,6 +1341,11 @@ mod tests {
         assert!(!outbox.take(&mut taken));
         assert!(outbox.take_release_wanted());
         assert!(!outbox.take_release_wanted(), "asked once");
+        outbox.release_idle();
+        assert!(
+            !outbox.take_release_wanted(),
+            "not asked again before it took anything"
+        );
         // A take clears a request that came before it: a busy drainer keeps its buffer.
         outbox.release_idle();
         outbox.append_messages(1, &[b"y"], 10);
