@@ -3,7 +3,7 @@
 //!
 //! - The running config is swapped whole by a reload ([`BrokerState::config`] returns the one
 //!   in force now); readers take it once per decision.
-//! - Two budgets of sockets: those still in their handshake ([`BrokerState::begin_handshake`],
+//! - Two budgets of sockets: those still in their handshake (`BrokerState::begin_handshake`,
 //!   at most `server.max_pending_handshakes`, the oldest given up for a newer one) and
 //!   connections that completed it ([`BrokerState::try_open_socket`], `server.max_connections`).
 //!   Sockets that never say anything therefore cost the budget only its own size, and a client
