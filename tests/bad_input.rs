@@ -852,14 +852,15 @@ mod handshake {
     fn a_connection_over_max_connections_is_refused() {
         let broker = TestBroker::start_with("max_connections = 4", TOPICS);
         let mut healthy = Healthy::connect(&broker);
-        // The fourth socket counts from accept on, handshake or not.
-        let idle = Raw::connect(&broker, "idle");
+        // The fourth connection counts from its handshake on (a socket that says nothing
+        // counts against `max_pending_handshakes` instead: tests/limits.rs).
+        let (idle, _) = Raw::handshake(&broker, "idle");
         let mut over = Raw::connect(&broker, "over-the-limit");
         over.send_frame(&hello("over-the-limit"));
         over.expect_fatal(ErrorCode::TooManyConnections);
         healthy.check();
         drop(idle);
-        // The broker frees the slot once it sees the idle socket close.
+        // The broker frees the slot once it sees the idle connection close.
         wait_until("a slot to free up", || {
             let mut raw = Raw::connect(&broker, "after");
             raw.send_frame(&hello("after"));

@@ -164,7 +164,8 @@ fn survivors_get_exactly_their_messages_while_clients_are_killed_and_garbage_arr
                     let _ = raw.write_all(&garbage);
                 }
             }
-            // Past the limit: hold more sockets than max_connections allows, then let go.
+            // A crowd: hold more silent sockets than max_connections (they count against
+            // max_pending_handshakes, not against the clients), then let go.
             let crowd: Vec<UnixStream> = (0..45)
                 .filter_map(|_| UnixStream::connect(&broker.socket).ok())
                 .collect();

@@ -1,12 +1,15 @@
-//! Memory a peer can make the broker hold is bounded, even when the peer never reads.
+//! Memory a peer can make the broker hold is bounded, even when the peer never reads; idle
+//! connections hold little; and sockets that never finish their handshake cannot lock
+//! clients out.
 
 mod common;
 
 use std::io::Write;
 use std::time::Duration;
 
-use common::{rss_kib, wait_until, TestBroker};
-use mycelium::transport::{encode_frame, Frame};
+use common::{block_on, fanout, rss_kib, wait_until, TestBroker};
+use mycelium::transport::{encode_frame, ErrorCode, Frame};
+use mycelium::Client;
 
 #[test]
 fn replies_to_a_peer_that_never_reads_stay_bounded() {
@@ -63,4 +66,131 @@ fn replies_to_a_peer_that_never_reads_stay_bounded() {
         .expect("stats");
     assert!(stats.status.success());
     drop(raw);
+}
+
+/// Issue 12: 1 000 local sockets that connect and send nothing once filled `max_connections`,
+/// and every client was refused until they timed out (30 s, renewable). Now they count
+/// against a handshake budget of their own, the oldest given up for a newer socket, and a
+/// client that sends its `Hello` at once gets in while they sit there.
+#[test]
+fn sockets_that_never_finish_their_handshake_do_not_lock_clients_out() {
+    const SILENT: usize = 1000;
+    // A handshake timeout far beyond the test: only the budget may let the client in.
+    let broker = TestBroker::start_with(
+        "max_connections = 100\nconnection_timeout_ms = 600000",
+        &fanout("t"),
+    );
+    let mut silent: Vec<std::os::unix::net::UnixStream> = (0..SILENT)
+        .map(|_| std::os::unix::net::UnixStream::connect(&broker.socket).expect("connect"))
+        .collect();
+    // The broker accepts in connection order: every silent socket is accepted before the
+    // client below.
+    block_on(async {
+        let client = match Client::connect(&broker.socket).await {
+            Ok(client) => client,
+            Err(error) => panic!(
+                "a client that handshakes at once was shut out by {SILENT} silent sockets: {error}"
+            ),
+        };
+        let mut sub = client.subscribe("t").await.expect("subscribe");
+        client.publish("t", b"in").await.expect("publish");
+        let message = sub.recv().await.expect("a message").expect("not an error");
+        assert_eq!(&message[..], b"in");
+        client.close().await.expect("close");
+    });
+    // The oldest silent socket was given up, and told why.
+    let oldest = &mut silent[0];
+    oldest
+        .set_read_timeout(Some(common::DEADLINE))
+        .expect("read timeout");
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(oldest, &mut answer);
+    let frame = mycelium::transport::peek_frame(&answer, usize::MAX)
+        .ok()
+        .flatten()
+        .and_then(|(view, _)| view.to_frame().ok());
+    match frame {
+        Some(Frame::Error { code, message, .. }) => {
+            assert_eq!(code, ErrorCode::HandshakeTimeout, "{message}");
+            assert!(message.contains("max_pending_handshakes"), "{message}");
+        }
+        other => panic!("the oldest silent socket got {other:?}, not HandshakeTimeout"),
+    }
+    drop(silent);
+}
+
+/// Lets this process (and the broker it starts next, which inherits the limit) hold `fds`
+/// file descriptors, as far as the hard limit allows.
+fn allow_fds(fds: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("RLIMIT_NOFILE");
+    if soft < fds {
+        setrlimit(Resource::RLIMIT_NOFILE, fds.min(hard), hard).expect("raising RLIMIT_NOFILE");
+    }
+}
+
+/// A connection past its handshake (subscribed to `topic` if given) whose reader has
+/// processed a frame: its `Welcome`, `TopicAck` and the `Pong` of a `Ping` were read.
+fn handshaken(socket: &std::path::Path, topic: Option<&str>) -> std::os::unix::net::UnixStream {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    stream
+        .set_read_timeout(Some(common::DEADLINE))
+        .expect("read timeout");
+    let mut out = bytes::BytesMut::new();
+    let hello = Frame::Hello {
+        client_id: uuid::Uuid::new_v4(),
+        name: "idle".into(),
+    };
+    encode_frame(&hello, &mut out).expect("hello");
+    if let Some(topic) = topic {
+        let subscribe = Frame::Subscribe {
+            request_id: 1,
+            prefetch: 0,
+            topic: topic.into(),
+        };
+        encode_frame(&subscribe, &mut out).expect("subscribe");
+    }
+    encode_frame(&Frame::Ping { token: 7 }, &mut out).expect("ping");
+    stream.write_all(&out).expect("write");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let mut rest = &buf[..];
+        while let Some((view, used)) =
+            mycelium::transport::peek_frame(rest, usize::MAX).expect("valid frames")
+        {
+            match view.to_frame().expect("a frame") {
+                Frame::Pong { .. } => return stream,
+                Frame::Error { message, .. } => panic!("refused: {message}"),
+                _ => {}
+            }
+            rest = &rest[used..];
+        }
+        let n = std::io::Read::read(&mut stream, &mut chunk).expect("an answer in time");
+        assert!(n > 0, "the broker closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Issue 12: 1 000 idle connections cost 278 MB of broker RSS, a 256 KiB read buffer each.
+/// The target is 32 KiB each; this allows twice that, so it is not a measurement (that is
+/// `idle_connection_and_subscriber_memory` in tests/perf.rs) but fails on a buffer of that
+/// size per connection.
+#[test]
+fn a_thousand_idle_connections_hold_little_broker_memory() {
+    const CONNECTIONS: usize = 1000;
+    allow_fds(4 * CONNECTIONS as u64);
+    let broker = TestBroker::start_with("max_connections = 2000", &fanout("t"));
+    let before = rss_kib(broker.pid());
+    let idle: Vec<_> = (0..CONNECTIONS)
+        .map(|_| handshaken(&broker.socket, None))
+        .collect();
+    let grown = rss_kib(broker.pid()).saturating_sub(before);
+    let per_connection = grown / CONNECTIONS as u64;
+    eprintln!("broker RSS grew by {grown} KiB for {CONNECTIONS} idle connections ({per_connection} KiB each)");
+    assert!(
+        per_connection <= 64,
+        "{CONNECTIONS} idle connections cost the broker {grown} KiB, {per_connection} KiB each"
+    );
+    drop(idle);
 }

@@ -67,6 +67,107 @@ fn drop_oldest_tells_a_stalled_subscriber_exactly_how_many_it_missed() {
     a_stalled_subscriber_is_told_exactly_how_many_it_missed("drop_oldest");
 }
 
+/// Issue 12, defect 6: a subscriber that loses the end of a burst is told at once, not when
+/// (if ever) another message comes. As in the issue: `mycelium sub` is stopped (SIGSTOP)
+/// during a burst and continued after it; with nothing published after the burst, it must
+/// print every kept message and `lagged: N` lines that add up to the burst. (A subscriber in
+/// this process would go on reading into its client's queue, and its losses would not fall
+/// at the end of the burst.)
+fn a_stopped_cli_subscriber_prints_the_loss_at_the_end_of_a_burst(policy: &str) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let broker = TestBroker::start(&lossy(policy));
+    let mut child = broker
+        .cmd()
+        .args(["sub", "lossy"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning mycelium sub");
+    let (lines, lagged) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let counting = lines.clone();
+    std::thread::spawn(move || {
+        for _ in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            counting.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let told = lagged.clone();
+    let subscribed = Arc::new(AtomicU64::new(0));
+    let ready = subscribed.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("subscribed to") {
+                ready.store(1, Ordering::Relaxed);
+            }
+            // "lagged: N message(s) were dropped ..."
+            let count = line
+                .strip_prefix("lagged: ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(n) = count {
+                told.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    });
+    wait_until("mycelium sub to subscribe", || {
+        subscribed.load(Ordering::Relaxed) == 1
+    });
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+    block_on(async {
+        let publisher = Client::connect(&broker.socket).await.expect("connect");
+        let p = publisher.publisher("lossy").await.expect("publisher");
+        for i in 0..N {
+            p.publish(format!("{i}").as_bytes()).await.expect("publish");
+        }
+        publisher.flush().await.expect("every publish accepted");
+        publisher.close().await.expect("close");
+    });
+    let dropped = topic_counter(&broker, "lossy", "dropped");
+    assert!(dropped > 0, "the stopped subscriber must have lost some");
+    kill(pid, Signal::SIGCONT).expect("SIGCONT");
+    let start = std::time::Instant::now();
+    loop {
+        let (got, missed) = (
+            lines.load(Ordering::Relaxed),
+            lagged.load(Ordering::Relaxed),
+        );
+        if got + missed == N {
+            assert_eq!(missed, dropped, "told exactly what was dropped");
+            break;
+        }
+        assert!(
+            got + missed < N && start.elapsed() < common::DEADLINE,
+            "mycelium sub printed {got} message(s) and lagged: {missed} (of {dropped} dropped), \
+             {N} published and nothing after: the loss was not reported"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn drop_newest_a_stopped_cli_subscriber_prints_the_loss_at_the_end_of_a_burst() {
+    a_stopped_cli_subscriber_prints_the_loss_at_the_end_of_a_burst("drop_newest");
+}
+
+#[test]
+fn drop_oldest_a_stopped_cli_subscriber_prints_the_loss_at_the_end_of_a_burst() {
+    a_stopped_cli_subscriber_prints_the_loss_at_the_end_of_a_burst("drop_oldest");
+}
+
 #[test]
 fn under_block_a_stopped_subscriber_holds_the_others_back_only_for_the_publish_deadline() {
     use nix::sys::signal::{kill, Signal};

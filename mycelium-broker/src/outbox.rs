@@ -9,12 +9,24 @@
 //!   not, so a reply can always be queued.
 //! - Under `backpressure = "drop_oldest"` the topic makes room with [`Outbox::evict_oldest`]:
 //!   the oldest message frames of one topic that the drainer has not taken yet are cut out
-//!   (control frames and other topics' frames stay, in order).
+//!   (control frames and other topics' frames stay, in order), and a `Lagged` notice of how
+//!   many takes their place, just before the first message of the topic still queued.
+//! - Messages lost for the peer after everything queued of their topic (`drop_newest`, the
+//!   tail of a `drop_oldest` batch, losses before the broker could route them) are noted with
+//!   [`Outbox::report_lost`] and told at once: a `Lagged` notice goes out just before the
+//!   topic's next message, or at the end of the drainer's next take, whichever comes first, so
+//!   a loss at the end of a burst is reported without waiting for a message that may never
+//!   come. Notices of one gap are merged, so a stopped peer costs one notice per gap, not one
+//!   per drop.
 //! - Closing is one-way. [`Outbox::close`] lets the drainer flush what is queued and then stop;
 //!   [`Outbox::abort`] discards it. Appends after either are refused, so a dead peer costs
 //!   publishers nothing.
 //! - The drainer is woken only on the empty → non-empty transition, and blocked producers only
 //!   when they have asked for space: no wake-up per message.
+//! - Buffers keep their capacity while busy (refilling fresh memory costs more than the
+//!   copying), and give it back when the connection is idle: [`Outbox::release_idle`] frees
+//!   the queue's empty buffer and asks the drainer of [`Outbox::flush_until_closed`] to free
+//!   its own, so an idle peer holds a few hundred bytes here, not the largest burst it saw.
 //! - A publisher's batch read off its socket ([`FrameRun`]) is queued by reference, not copied,
 //!   when it is large: every subscriber's outbox holds a slice of the same buffer, and the
 //!   writer hands the slices to one vectored `write`. Small runs are copied (cheaper than a
@@ -211,6 +223,14 @@ struct State {
     /// Takes that found something: whether the peer is taking what is sent to it
     /// ([`Outbox::progress`]).
     takes: u64,
+    /// Set by [`Outbox::release_idle`] for the drainer: give back the buffer you hold.
+    release_wanted: bool,
+    /// The drainer took something since it last gave its buffer back: it may hold capacity.
+    drainer_holds: bool,
+    /// Messages per topic id lost after everything of that topic queued here and not told
+    /// yet ([`Outbox::report_lost`]); few entries, usually none. Each becomes a `Lagged`
+    /// notice just before the topic's next message, or at the end of the next take.
+    lost: Vec<(u32, u64)>,
 }
 
 /// The room rule, over a topic's queued messages and the outbox's bytes, and whether the
@@ -298,6 +318,28 @@ impl State {
         self.bytes == 0
     }
 
+    /// Whether the drainer has something to take: frames, or losses to tell of.
+    fn has_news(&self) -> bool {
+        !self.is_empty() || !self.lost.is_empty()
+    }
+
+    /// Queues the notice of `topic_id`'s pending loss, if any: called just before a message
+    /// of the topic is queued, which is where the gap is.
+    fn tell_lost(&mut self, topic_id: u32) {
+        if let Some(i) = self.lost.iter().position(|(t, _)| *t == topic_id) {
+            let (_, skipped) = self.lost.swap_remove(i);
+            self.bytes += encode_lagged(&mut self.tail, topic_id, skipped);
+        }
+    }
+
+    /// Queues the notice of every pending loss, at the end: called when the drainer takes, so
+    /// that a loss nothing follows is told now.
+    fn tell_all_lost(&mut self) {
+        for (topic_id, skipped) in std::mem::take(&mut self.lost) {
+            self.bytes += encode_lagged(&mut self.tail, topic_id, skipped);
+        }
+    }
+
     /// Queues `frames` (whole frames) by reference, after whatever is in the tail.
     fn push_shared(&mut self, frames: Bytes) {
         if !self.tail.is_empty() {
@@ -317,6 +359,11 @@ impl State {
     /// around the cut); the tail is advanced past the cut frames, and the frames of other
     /// topics (or control frames) that sat among them are moved into a small copied segment
     /// ahead of it, so queue order never changes.
+    ///
+    /// The peer is told where the gap is: a `Lagged` notice of the topic goes just after the
+    /// last frame cut (before the first message of the topic left). Every earlier notice of
+    /// the topic lies among the cut messages, so it is cut too and its count added: a peer
+    /// that keeps losing its oldest messages gets one notice, not one per eviction.
     fn evict_oldest(&mut self, topic_id: u32, kind: u8, max: usize) -> usize {
         let wanted = max.min(self.queued_for(topic_id));
         let mut left = wanted;
@@ -324,13 +371,16 @@ impl State {
             return 0;
         }
         let mut cut_bytes = 0;
-        let mut segments = VecDeque::with_capacity(self.segments.len() + 1);
+        let mut told = 0u64;
+        // Where in `segments` the notice goes when the last cut is in a segment.
+        let mut notice_at = None;
+        let mut segments = VecDeque::with_capacity(self.segments.len() + 2);
         for segment in std::mem::take(&mut self.segments) {
             if left == 0 {
                 segments.push_back(segment);
                 continue;
             }
-            let cuts = frames_to_cut(&segment, topic_id, kind, &mut left);
+            let cuts = frames_to_cut(&segment, topic_id, kind, &mut left, &mut told);
             let mut at = 0;
             for cut in cuts {
                 if cut.start > at {
@@ -338,31 +388,39 @@ impl State {
                 }
                 cut_bytes += cut.len();
                 at = cut.end;
+                notice_at = Some(segments.len());
             }
             if at < segment.len() {
                 segments.push_back(segment.slice(at..));
             }
         }
-        if left > 0 {
-            let cuts = frames_to_cut(&self.tail, topic_id, kind, &mut left);
-            if let Some(last) = cuts.last() {
-                let end = last.end;
-                let mut kept = BytesMut::new();
-                let mut at = 0;
-                for cut in &cuts {
-                    kept.extend_from_slice(&self.tail[at..cut.start]);
-                    cut_bytes += cut.len();
-                    at = cut.end;
-                }
-                if !kept.is_empty() {
-                    segments.push_back(kept.freeze());
-                }
-                self.tail.advance(end);
+        let cuts = if left > 0 {
+            frames_to_cut(&self.tail, topic_id, kind, &mut left, &mut told)
+        } else {
+            Vec::new()
+        };
+        let cut = wanted - left;
+        let skipped = (cut as u64).saturating_add(told);
+        let mut notice_bytes = 0;
+        if let Some(last) = cuts.last() {
+            let end = last.end;
+            let mut kept = BytesMut::new();
+            let mut at = 0;
+            for cut in &cuts {
+                kept.extend_from_slice(&self.tail[at..cut.start]);
+                cut_bytes += cut.len();
+                at = cut.end;
             }
+            notice_bytes = encode_lagged(&mut kept, topic_id, skipped);
+            segments.push_back(kept.freeze());
+            self.tail.advance(end);
+        } else if let Some(i) = notice_at {
+            let mut notice = BytesMut::new();
+            notice_bytes = encode_lagged(&mut notice, topic_id, skipped);
+            segments.insert(i, notice.freeze());
         }
         self.segments = segments;
-        let cut = wanted - left;
-        self.bytes -= cut_bytes;
+        self.bytes = self.bytes - cut_bytes + notice_bytes;
         self.messages -= cut;
         if let Some((_, n)) = self.per_topic.iter_mut().find(|(t, _)| *t == topic_id) {
             *n -= cut;
@@ -371,11 +429,31 @@ impl State {
     }
 }
 
+/// Writes a `Lagged` notice into `dst`; returns its length.
+fn encode_lagged(dst: &mut BytesMut, topic_id: u32, skipped: u64) -> usize {
+    let before = dst.len();
+    let frame = Frame::Lagged { topic_id, skipped };
+    if let Err(error) = codec::encode_frame(&frame, dst) {
+        // A fixed-size frame: failing here is a bug, and the count is lost with it.
+        tracing::error!(%error, "could not encode a Lagged notice");
+    }
+    dst.len() - before
+}
+
 /// The byte ranges of the first message frames (`kind`, on `topic_id`) in `frames`, at most
-/// `*left` of them (lowered by as many); adjacent frames make one range. `frames` holds whole
+/// `*left` of them (lowered by as many), and of the topic's `Lagged` notices among and before
+/// them (their counts added to `*told`); adjacent frames make one range. `frames` holds whole
 /// frames that this outbox encoded or that the broker's reader validated, so a length that
 /// runs past the end only ends the walk.
-fn frames_to_cut(frames: &[u8], topic_id: u32, kind: u8, left: &mut usize) -> Vec<Range<usize>> {
+fn frames_to_cut(
+    frames: &[u8],
+    topic_id: u32,
+    kind: u8,
+    left: &mut usize,
+    told: &mut u64,
+) -> Vec<Range<usize>> {
+    /// A `Lagged` frame: header, topic id, count.
+    const LAGGED_LEN: usize = MESSAGE_OVERHEAD + 8;
     let mut cuts: Vec<Range<usize>> = Vec::new();
     let mut at = 0;
     while *left > 0 && frames.len() - at >= MESSAGE_OVERHEAD {
@@ -385,8 +463,20 @@ fn frames_to_cut(frames: &[u8], topic_id: u32, kind: u8, left: &mut usize) -> Ve
             break;
         };
         let topic = u32::from_le_bytes([header[6], header[7], header[8], header[9]]);
-        if header[5] == kind && topic == topic_id {
+        let cut = if topic != topic_id {
+            false
+        } else if header[5] == kind {
             *left -= 1;
+            true
+        } else if header[5] == kind::LAGGED && end - at == LAGGED_LEN {
+            let mut count = [0u8; 8];
+            count.copy_from_slice(&frames[at + MESSAGE_OVERHEAD..end]);
+            *told = told.saturating_add(u64::from_le_bytes(count));
+            true
+        } else {
+            false
+        };
+        if cut {
             match cuts.last_mut() {
                 Some(last) if last.end == at => last.end = end,
                 _ => cuts.push(at..end),
@@ -425,7 +515,7 @@ impl Drop for HoldGuard<'_> {
     fn drop(&mut self) {
         let mut state = self.outbox.lock();
         state.holds -= 1;
-        let wake = state.holds == 0 && !state.is_empty();
+        let wake = state.holds == 0 && state.has_news();
         drop(state);
         if wake {
             self.outbox.readable.notify_one();
@@ -518,14 +608,25 @@ impl Outbox {
         let was_empty = state.is_empty();
         let already = state.queued_for(topic_id);
         let (before, spent) = (state.bytes, self.spent());
-        let mut queued = 0;
-        for payload in payloads {
-            if max_messages.is_some_and(|max| !fits(already + queued, state.bytes, max, spent)) {
-                break;
+        // How many fit, judged before a loss notice is queued ahead of them (a notice is a
+        // control frame: it takes no message's room).
+        let queued = match max_messages {
+            None => payloads.len(),
+            Some(max) => {
+                let (mut bytes, mut n) = (state.bytes, 0);
+                while n < payloads.len() && fits(already + n, bytes, max, spent) {
+                    bytes += payloads[n].len() + MESSAGE_OVERHEAD;
+                    n += 1;
+                }
+                n
             }
+        };
+        if queued > 0 && !state.lost.is_empty() {
+            state.tell_lost(topic_id);
+        }
+        for payload in &payloads[..queued] {
             codec::encode_message(&mut state.tail, self.message_kind, topic_id, payload);
             state.bytes += payload.len() + MESSAGE_OVERHEAD;
-            queued += 1;
         }
         state.count(topic_id, queued);
         self.settle(before, state.bytes);
@@ -567,6 +668,9 @@ impl Outbox {
         };
         let queued = end - range.start;
         if queued > 0 {
+            if !state.lost.is_empty() {
+                state.tell_lost(topic_id);
+            }
             let bytes = run.bytes(range.start..end);
             let len = bytes.len();
             state.count(topic_id, queued);
@@ -607,6 +711,31 @@ impl Outbox {
         evicted
     }
 
+    /// Notes that `count` messages of `topic_id` were lost for the peer after everything of
+    /// the topic queued here (dropped because the outbox was full, or lost before the broker
+    /// could route them). The peer is told (`Lagged`) just before the topic's next message,
+    /// or at the end of the drainer's next take if that comes first; losses noted before
+    /// either are told in one notice. Nothing happens on a closed outbox.
+    pub fn report_lost(&self, topic_id: u32, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        let had_news = state.has_news();
+        match state.lost.iter_mut().find(|(t, _)| *t == topic_id) {
+            // A count that may come from shared memory: saturate.
+            Some((_, n)) => *n = n.saturating_add(count),
+            None => state.lost.push((topic_id, count)),
+        }
+        drop(state);
+        if !had_news {
+            self.readable.notify_one();
+        }
+    }
+
     /// Queues one control frame regardless of the limits. Returns false if the outbox is closed.
     pub fn append_control(&self, frame: &Frame) -> bool {
         let mut state = self.lock();
@@ -614,13 +743,18 @@ impl Outbox {
             return false;
         }
         let was_empty = state.is_empty();
+        let queued_before = state.bytes;
+        // Pending losses lie after everything queued of their topics: told before this frame
+        // (an error that ends a subscription must not overtake the notice of its last gap).
+        if !state.lost.is_empty() {
+            state.tell_all_lost();
+        }
         let before = state.tail.len();
         if let Err(error) = codec::encode_frame(frame, &mut state.tail) {
             // Control frames are built by the broker from bounded data; failing here is a bug.
+            // (`encode_frame` left the tail as it was.)
             tracing::error!(%error, ?frame, "could not encode a control frame");
-            return true;
         }
-        let queued_before = state.bytes;
         state.bytes += state.tail.len() - before;
         self.settle(queued_before, state.bytes);
         drop(state);
@@ -702,13 +836,19 @@ impl Outbox {
             into.tail = BytesMut::new();
         }
         let mut state = self.lock();
-        if state.is_empty() || state.holds > 0 {
+        if !state.has_news() || state.holds > 0 {
             return false;
         }
+        // The budget never counted the notices queued here: they leave at once.
+        let counted = state.bytes;
+        state.tell_all_lost();
         std::mem::swap(&mut state.segments, &mut into.segments);
         std::mem::swap(&mut state.tail, &mut into.tail);
         state.takes = state.takes.wrapping_add(1);
-        self.settle(state.bytes, 0);
+        // Busy again: the drainer keeps its buffer.
+        state.release_wanted = false;
+        state.drainer_holds = true;
+        self.settle(counted, 0);
         state.bytes = 0;
         state.messages = 0;
         state.per_topic.clear();
@@ -733,11 +873,42 @@ impl Outbox {
                 drained.write_all(writer).await?;
             } else if self.is_finished() {
                 return Ok(());
+            } else if self.take_release_wanted() {
+                // Idle (see `release_idle`): keep nothing the next burst cannot grow again.
+                drained = Drained::default();
             }
         }
     }
 
-    /// Waits until something is queued or the outbox is closed.
+    /// The peer's connection has been idle for a while: frees the queue's buffer if nothing is
+    /// queued, and wakes the drainer of [`Self::flush_until_closed`] to free the one it holds.
+    /// Costs the next burst one allocation; called at most once per heartbeat period.
+    pub fn release_idle(&self) {
+        let mut state = self.lock();
+        if state.closed || state.has_news() || state.holds > 0 {
+            return;
+        }
+        if state.tail.capacity() > 0 {
+            state.tail = BytesMut::new();
+        }
+        if state.segments.capacity() > 0 {
+            state.segments = VecDeque::new();
+        }
+        // Wake the drainer once per burst, not at every idle tick.
+        if std::mem::take(&mut state.drainer_holds) {
+            state.release_wanted = true;
+            drop(state);
+            self.readable.notify_one();
+        }
+    }
+
+    /// Whether [`Self::release_idle`] asked the drainer to free its buffer (and clears it).
+    fn take_release_wanted(&self) -> bool {
+        std::mem::take(&mut self.lock().release_wanted)
+    }
+
+    /// Waits until something is queued or the outbox is closed (or, for the drainer of
+    /// [`Self::flush_until_closed`], until it is asked to free its buffer).
     pub async fn readable(&self) {
         loop {
             let notified = self.readable.notified();
@@ -745,7 +916,7 @@ impl Outbox {
             notified.as_mut().enable();
             {
                 let state = self.lock();
-                if (!state.is_empty() && state.holds == 0) || state.closed {
+                if (state.has_news() && state.holds == 0) || state.closed || state.release_wanted {
                     return;
                 }
             }
@@ -758,13 +929,13 @@ impl Outbox {
     /// nothing (the connection's heartbeat reads it).
     pub fn progress(&self) -> (u64, bool) {
         let state = self.lock();
-        (state.takes, !state.is_empty())
+        (state.takes, state.has_news())
     }
 
     /// True when nothing is queued and the outbox is closed: the drainer may stop.
     pub fn is_finished(&self) -> bool {
         let state = self.lock();
-        state.closed && state.is_empty()
+        state.closed && !state.has_news()
     }
 
     /// True once `close` or `abort` was called.
@@ -814,6 +985,7 @@ impl Outbox {
                 state.bytes = 0;
                 state.messages = 0;
                 state.per_topic.clear();
+                state.lost.clear();
             }
         }
         // SYNC POINT: pairs with the Acquire load in `is_closed`.
@@ -1114,10 +1286,146 @@ mod tests {
         assert_eq!(outbox.evict_oldest(3, 5), 0, "no message of that topic");
         let mut taken = Drained::default();
         assert!(outbox.take(&mut taken));
+        // The notice of the three (`None`) sits where they were: before a4, after b1.
         assert_eq!(
             frames_in(&flat(&mut taken)),
-            vec![None, Some((2, b"b1".to_vec())), Some((1, b"a4".to_vec()))]
+            vec![
+                None,
+                Some((2, b"b1".to_vec())),
+                None,
+                Some((1, b"a4".to_vec()))
+            ]
         );
+    }
+
+    /// Every `Lagged` notice in `buf`, as (topic id, skipped), with the messages around them:
+    /// `Ok(payload)` for a message, `Err((topic, skipped))` for a notice.
+    fn notices_in(buf: &[u8]) -> Vec<Result<Vec<u8>, (u32, u64)>> {
+        let mut out = Vec::new();
+        let mut rest = buf;
+        while let Some((view, used)) = peek_frame(rest, usize::MAX).expect("valid frames") {
+            match view.message() {
+                Some((_, payload)) => out.push(Ok(payload.to_vec())),
+                None => {
+                    if let Frame::Lagged { topic_id, skipped } = view.to_frame().expect("a frame") {
+                        out.push(Err((topic_id, skipped)));
+                    }
+                }
+            }
+            rest = &rest[used..];
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn an_idle_outbox_gives_its_buffers_back_and_the_drainer_is_asked_to() {
+        let outbox = Arc::new(Outbox::new());
+        outbox.append_messages(1, &[&[0u8; 100_000][..]], 10);
+        let mut taken = Drained::default();
+        assert!(outbox.take(&mut taken));
+        outbox.append_messages(1, &[b"x"], 10);
+        // Something queued: not idle, nothing is freed.
+        outbox.release_idle();
+        assert!(!outbox.take_release_wanted());
+        assert!(outbox.take(&mut taken));
+        outbox.release_idle();
+        assert_eq!(
+            outbox.lock().tail.capacity(),
+            0,
+            "the queue's buffer is freed"
+        );
+        // The drainer is woken, takes nothing, and frees its own.
+        tokio::time::timeout(std::time::Duration::from_secs(5), outbox.readable())
+            .await
+            .expect("woken to free its buffer");
+        assert!(!outbox.take(&mut taken));
+        assert!(outbox.take_release_wanted());
+        assert!(!outbox.take_release_wanted(), "asked once");
+        outbox.release_idle();
+        assert!(
+            !outbox.take_release_wanted(),
+            "not asked again before it took anything"
+        );
+        // A take clears a request that came before it: a busy drainer keeps its buffer.
+        outbox.release_idle();
+        outbox.append_messages(1, &[b"y"], 10);
+        assert!(outbox.take(&mut taken));
+        assert!(!outbox.take_release_wanted());
+    }
+
+    #[test]
+    fn a_loss_nothing_follows_is_told_at_the_next_take_and_one_followed_before_the_message() {
+        let outbox = Outbox::new();
+        outbox.append_messages(1, &[b"a"], 1);
+        // Full: the next two are lost for the peer, after `a`.
+        assert_eq!(
+            outbox.append_messages(1, &[b"b", b"c"], 1),
+            Appended::Queued(0)
+        );
+        outbox.report_lost(1, 2);
+        outbox.report_lost(1, 1);
+        outbox.report_lost(2, 5);
+        let mut taken = Drained::default();
+        assert!(outbox.take(&mut taken));
+        assert_eq!(
+            notices_in(&flat(&mut taken)),
+            vec![Ok(b"a".to_vec()), Err((1, 3)), Err((2, 5))],
+            "merged per topic, after what was queued, without waiting for another message"
+        );
+        // Lost with nothing queued: the drainer is woken for the notice alone.
+        outbox.report_lost(1, 4);
+        assert!(!outbox.is_finished());
+        let mut taken = Drained::default();
+        assert!(outbox.take(&mut taken));
+        assert_eq!(notices_in(&flat(&mut taken)), vec![Err((1, 4))]);
+        // Followed by a message of its topic: the notice goes just before it, not before
+        // another topic's.
+        outbox.report_lost(1, 7);
+        outbox.append_messages(2, &[b"other"], 10);
+        outbox.append_messages(1, &[b"next"], 10);
+        let mut taken = Drained::default();
+        assert!(outbox.take(&mut taken));
+        assert_eq!(
+            notices_in(&flat(&mut taken)),
+            vec![Ok(b"other".to_vec()), Err((1, 7)), Ok(b"next".to_vec())]
+        );
+        // An aborted outbox tells nothing.
+        outbox.report_lost(1, 1);
+        outbox.abort();
+        assert!(!outbox.take(&mut Drained::default()));
+    }
+
+    #[test]
+    fn repeated_evictions_leave_one_notice_just_before_the_oldest_message_kept() {
+        let outbox = Outbox::new();
+        let (frames, ends) = run_of(40, 400);
+        let run = FrameRun::new(&frames, &ends);
+        // A shared run, copied messages of another topic, a copied message: notices end up
+        // in segments and in the tail.
+        assert_eq!(
+            outbox.append_run(1, &run, 0..20, None),
+            Appended::Queued(20)
+        );
+        outbox.append_messages(2, &[b"b"], 10);
+        outbox.append_messages(1, &[b"t"], 100);
+        let mut evicted = 0;
+        for n in [3, 5, 1, 11] {
+            evicted += outbox.evict_oldest(1, n);
+        }
+        assert_eq!(evicted, 20);
+        let mut taken = Drained::default();
+        assert!(outbox.take(&mut taken));
+        let mut expected = vec![Err((1, 20))];
+        expected.push(Ok(b"b".to_vec()));
+        expected.push(Ok(b"t".to_vec()));
+        assert_eq!(notices_in(&flat(&mut taken)), expected);
+        // Evicting everything tells everything, once.
+        outbox.append_messages(1, &[b"x", b"y"], 100);
+        outbox.evict_oldest(1, 1);
+        outbox.evict_oldest(1, 1);
+        let mut taken = Drained::default();
+        assert!(outbox.take(&mut taken));
+        assert_eq!(notices_in(&flat(&mut taken)), vec![Err((1, 2))]);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! | `server.socket_path` | Restart | |
 //! | `server.max_connections` | Live | |
 //! | `server.connection_timeout_ms` | Live | new connections |
+//! | `server.max_pending_handshakes` | Live | |
 //! | `server.socket_mode` | Live | applied to the socket file |
 //! | `server.max_subscriptions_per_connection`, `server.max_subscriptions` | Live | checked at each subscribe; subscriptions held beyond it keep going |
 //! | `server.max_inflight_bytes`, `server.shutdown_deadline_ms`, `server.heartbeat_interval_ms`, `server.heartbeat_misses` | Live | |
@@ -382,6 +383,14 @@ impl Changes {
                 &old.connection_timeout_ms,
                 &new.connection_timeout_ms,
                 NEW_CONNECTIONS,
+                plain,
+            ),
+            max_pending_handshakes: self.setting(
+                S,
+                "max_pending_handshakes",
+                &old.max_pending_handshakes,
+                &new.max_pending_handshakes,
+                LIVE,
                 plain,
             ),
             socket_mode: self.setting(
@@ -860,6 +869,7 @@ mod tests {
                 socket_path: PathBuf::from("/run/m.sock"),
                 max_connections: 9,
                 connection_timeout_ms: 8,
+                max_pending_handshakes: 10,
                 socket_mode: 0o600,
                 max_subscriptions_per_connection: 5,
                 max_subscriptions: 6,
@@ -920,7 +930,8 @@ mod tests {
                     Restart
                 ),
                 ("server.max_connections", "1000", "9", Live),
-                ("server.connection_timeout_ms", "30000", "8", Live),
+                ("server.connection_timeout_ms", "5000", "8", Live),
+                ("server.max_pending_handshakes", "128", "10", Live),
                 ("server.socket_mode", "0660", "0600", Live),
                 ("server.max_subscriptions_per_connection", "1024", "5", Live),
                 ("server.max_subscriptions", "65536", "6", Live),

@@ -397,6 +397,9 @@ flush_interval_ms = 1
         // ... and runs the broker on one worker thread, as measured best on 2 cores.
         assert_eq!(config.performance.worker_threads, 1);
         config.performance.worker_threads = 2;
+        // ... and gives the handshake the default deadline, not the seed's 30 s.
+        assert_eq!(config.server.connection_timeout_ms, 5_000);
+        config.server.connection_timeout_ms = 30_000;
         assert_eq!(config, expected_example());
     }
 

@@ -66,6 +66,10 @@ fn check_server(server: &ServerConfig, problems: &mut Problems) {
     }
     problems.require_positive("server.max_connections", server.max_connections == 0);
     problems.require_positive(
+        "server.max_pending_handshakes",
+        server.max_pending_handshakes == 0,
+    );
+    problems.require_positive(
         "server.max_subscriptions_per_connection",
         server.max_subscriptions_per_connection == 0,
     );
@@ -286,6 +290,7 @@ mod tests {
     fn every_zero_that_must_be_positive_is_reported() {
         let mut config = with_topics(&["t"]);
         config.server.max_connections = 0;
+        config.server.max_pending_handshakes = 0;
         config.server.connection_timeout_ms = 0;
         config.topics[0].buffer_size = 0;
         config.topics[0].max_message_size = 0;
@@ -300,6 +305,7 @@ mod tests {
             fields(&config),
             [
                 "server.max_connections",
+                "server.max_pending_handshakes",
                 "server.connection_timeout_ms",
                 "topics[0].buffer_size",
                 "topics[0].max_message_size",

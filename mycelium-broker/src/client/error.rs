@@ -51,8 +51,9 @@ pub enum ClientError {
     /// A shared-memory subscription missed `skipped` messages: on a `drop_oldest` topic they
     /// were overwritten before it read them (the next receive returns the oldest message still
     /// intact); on a `drop_newest` topic a publisher (or the broker's relay) dropped them for
-    /// lack of room (the next receive returns the message after them). News, not a failure:
-    /// the subscription goes on.
+    /// lack of room (the next receive returns the message after them). A socket subscription
+    /// returns it from [`Subscription::recv_or_lagged`](crate::client::Subscription::recv_or_lagged)
+    /// for the messages the broker dropped for it. News, not a failure: the subscription goes on.
     #[error("fell behind: {skipped} messages were lost before they were read (overwritten or dropped for lack of room)")]
     Lagged {
         /// Messages lost.

@@ -9,6 +9,10 @@
 //!   prefetch at a time, so a consumer that stops taking stops receiving.
 //! - The stream yields `Err` once if the subscription ends abnormally (broker gone, slow consumer
 //!   disconnected), then ends. Dropping a subscription unsubscribes it.
+//! - Messages the broker dropped for the subscription (its `Lagged` notices) are counted in
+//!   [`Subscription::missed`]; [`Subscription::recv_or_lagged`] also returns each new count as
+//!   [`ClientError::Lagged`] once the messages received before the notice are handed out, so
+//!   an application waiting for messages hears of a loss that no message follows.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -90,10 +94,17 @@ impl SubscriptionQueue {
         }
     }
 
-    /// Counts messages the broker says it dropped for this subscription.
+    /// Counts messages the broker says it dropped for this subscription, and wakes a task
+    /// waiting in [`Subscription::recv_or_lagged`].
     pub(crate) fn lagged(&self, skipped: u64) {
+        // Counted before the waker is taken under the lock: a poll that registered its waker
+        // (under the lock) before this either sees the count or is woken.
         self.missed
             .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
+        let waker = self.lock().waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Waits until the application has room for more; called by the reader task.
@@ -143,6 +154,8 @@ pub struct Subscription {
     /// Queue topics: return credit once this many are taken.
     credit_batch: u32,
     finished: bool,
+    /// Of [`Self::missed`], what [`Self::recv_or_lagged`] has returned.
+    told_missed: u64,
 }
 
 impl Subscription {
@@ -164,6 +177,7 @@ impl Subscription {
             unreturned: 0,
             credit_batch: (prefetch / 2).max(1),
             finished: false,
+            told_missed: 0,
         }
     }
 
@@ -192,6 +206,44 @@ impl Subscription {
     /// The next message; `None` once the subscription has ended (after any error was returned).
     pub async fn recv(&mut self) -> Option<Result<Message, ClientError>> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
+    /// [`recv`](Self::recv), which also returns `Some(Err(ClientError::Lagged { skipped }))`
+    /// when the broker has reported messages dropped for this subscription that this method
+    /// has not returned yet (`skipped` of them) and every message received before the report
+    /// has been handed out. It returns as soon as the report arrives, so a loss at the end
+    /// of a burst, which no message follows, is heard of without waiting for one. (Messages
+    /// received after the report may be handed out before it, when they arrived together.)
+    pub async fn recv_or_lagged(&mut self) -> Option<Result<Message, ClientError>> {
+        std::future::poll_fn(|cx| {
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            if self.local.is_empty() {
+                let end = self.refill(Some(cx.waker()));
+                if self.local.is_empty() {
+                    // The count is read after the waker was registered: see `lagged`.
+                    let missed = self.missed();
+                    if missed > self.told_missed {
+                        let skipped = missed - self.told_missed;
+                        self.told_missed = missed;
+                        return Poll::Ready(Some(Err(ClientError::Lagged { skipped })));
+                    }
+                }
+                if let Some(end) = end {
+                    self.finished = true;
+                    return Poll::Ready(end.map(Err));
+                }
+            }
+            match self.local.pop_front() {
+                Some(payload) => {
+                    self.taken();
+                    Poll::Ready(Some(Ok(Message { payload })))
+                }
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// The next message if one has arrived, without waiting.

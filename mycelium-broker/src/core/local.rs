@@ -5,6 +5,8 @@
 //! - [`LocalSubscription`] drains its outbox in whole batches and hands out payloads as
 //!   zero-copy slices of the drained buffer; a queue subscription returns credit as messages
 //!   are taken, and unsubscribes itself when dropped.
+//! - On a `drop_newest` / `drop_oldest` topic the messages the subscription lost are counted
+//!   ([`LocalSubscription::missed`], from the topic's `Lagged` notices); it goes on.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,7 +26,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use mycelium_config::{Routing, TopicConfig, TopicDefaults};
-use mycelium_transport::peek_frame;
+use mycelium_transport::{peek_frame, Frame};
 
 use crate::core::registry::TopicRegistry;
 use crate::core::topic::{Progress, PublishCursor, SubscriberId, Topic, TopicId};
@@ -145,6 +147,7 @@ impl Broker for LocalBroker {
             drained: Drained::default(),
             unreturned: 0,
             credit_batch: (credit / 2).max(1),
+            missed: 0,
         })
     }
 
@@ -168,6 +171,8 @@ pub struct LocalSubscription {
     /// Queue: return credit once this many are taken (half the prefetch), so the broker can
     /// refill while the consumer works through the other half.
     credit_batch: u32,
+    /// Messages the topic dropped for this subscription (its `Lagged` notices), in all.
+    missed: u64,
 }
 
 impl LocalSubscription {
@@ -184,27 +189,44 @@ impl LocalSubscription {
         }
     }
 
+    /// Messages the topic dropped for this subscription so far (`drop_newest`,
+    /// `drop_oldest`), as far as the frames taken so far tell.
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+
     /// The next message if one is ready.
     pub fn try_recv(&mut self) -> Option<Bytes> {
-        if self.pending.is_empty() {
-            self.refill();
-        }
-        let chunk = self.pending.front_mut()?;
-        // Frames in the outbox were encoded by this crate, so a decode failure is a bug; the
-        // subscription then ends rather than handing out garbage.
-        let (frame_len, payload_range) = match peek_frame(chunk, usize::MAX) {
-            Ok(Some((view, used))) => match view.message() {
-                Some((_, payload)) => (used, (used - payload.len())..used),
-                None => {
-                    // Not a message: the topic's notice that it was removed (`Topic::remove`).
-                    // The subscription is over.
-                    self.pending.clear();
-                    self.outbox.abort();
-                    return None;
+        let (frame_len, payload_range) = loop {
+            if self.pending.is_empty() {
+                self.refill();
+            }
+            let chunk = self.pending.front_mut()?;
+            // Frames in the outbox were encoded by this crate, so a decode failure is a bug;
+            // the subscription then ends rather than handing out garbage.
+            let (view, used) = match peek_frame(chunk, usize::MAX) {
+                Ok(Some(found)) => found,
+                _ => return None,
+            };
+            if let Some((_, payload)) = view.message() {
+                break (used, (used - payload.len())..used);
+            }
+            if let Ok(Frame::Lagged { skipped, .. }) = view.to_frame() {
+                // Messages lost here; the subscription goes on.
+                self.missed = self.missed.saturating_add(skipped);
+                bytes::Buf::advance(chunk, used);
+                if chunk.is_empty() {
+                    self.pending.pop_front();
                 }
-            },
-            _ => return None,
+                continue;
+            }
+            // Any other frame is the topic's notice that it was removed (`Topic::remove`):
+            // the subscription is over.
+            self.pending.clear();
+            self.outbox.abort();
+            return None;
         };
+        let chunk = self.pending.front_mut()?;
         let message = chunk.slice(payload_range);
         // `advance` moves the view without touching the refcount (`split_to` would clone and
         // drop a handle: two atomics per message).
@@ -272,6 +294,29 @@ mod tests {
                 assert_eq!(sub.recv().await.expect("message")[..], i.to_le_bytes());
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_local_subscription_that_lost_messages_is_told_and_goes_on() {
+        let broker = LocalBroker::new(TopicDefaults::default());
+        let mut config = TopicDefaults::default().topic("lossy");
+        config.buffer_size = 4;
+        config.backpressure = mycelium_config::Backpressure::DropNewest;
+        broker.create_topic(config).expect("created");
+        let mut sub = broker.subscribe("lossy").expect("sub");
+        for i in 0..10u32 {
+            broker
+                .publish("lossy", &i.to_le_bytes())
+                .await
+                .expect("published");
+        }
+        for i in 0..4u32 {
+            assert_eq!(sub.recv().await.expect("kept")[..], i.to_le_bytes());
+        }
+        assert_eq!(sub.try_recv(), None);
+        assert_eq!(sub.missed(), 6, "told at once, exactly");
+        broker.publish("lossy", b"after").await.expect("published");
+        assert_eq!(&sub.recv().await.expect("still subscribed")[..], b"after");
     }
 
     #[tokio::test]

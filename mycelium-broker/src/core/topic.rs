@@ -207,11 +207,8 @@ impl Blocker {
 #[derive(Debug, Clone)]
 struct FanoutSubscriber {
     id: SubscriberId,
+    /// Also tells the subscriber what it lost (`Outbox::report_lost`, `Outbox::evict_oldest`).
     outbox: Arc<Outbox>,
-    /// Messages dropped for this subscriber (`drop_newest`, `drop_oldest`) that it has not
-    /// been told of yet; a `Lagged` notice goes with the next message it gets. Shared by the
-    /// copies of the subscriber list.
-    unreported: Arc<AtomicU64>,
     /// The connection's `channel_capacity` when it subscribed: caps the topic's `buffer_size`
     /// (read at each publish, so a reload's new size applies to the next message).
     capacity: usize,
@@ -558,21 +555,17 @@ impl Topic {
 
     /// `count` messages that reached the broker over shared memory were lost before it could
     /// route them (their publisher dropped them under `drop_newest`, or lapped the broker's
-    /// reader under `drop_oldest`): every fanout subscriber is told with the next message it
-    /// gets (a `Lagged` notice), as for the messages its own outbox dropped. Counting them is
-    /// the caller's business. Nothing happens on a queue topic: a message lost before it was
-    /// dealt was no consumer's in particular.
+    /// reader under `drop_oldest`): every fanout subscriber is told at once (a `Lagged`
+    /// notice before its next message, or as soon as its writer takes what is queued), as
+    /// for the messages its own outbox dropped. Counting them is the caller's business.
+    /// Nothing happens on a queue topic: a message lost before it was dealt was no
+    /// consumer's in particular.
     pub fn report_missed(&self, count: u64) {
         if self.routing != Routing::Fanout || count == 0 {
             return;
         }
         for sub in self.fanout_snapshot().iter() {
-            // A count from shared memory: saturate.
-            let _ = sub
-                .unreported
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                    Some(n.saturating_add(count))
-                });
+            sub.outbox.report_lost(self.id, count);
         }
     }
 
@@ -614,7 +607,6 @@ impl Topic {
                 list.push(FanoutSubscriber {
                     id,
                     outbox,
-                    unreported: Arc::default(),
                     capacity: channel_capacity,
                 });
                 list.sort_by_key(|s| s.id);
@@ -894,14 +886,6 @@ impl Topic {
             };
             let rest = payloads.len() - start;
             let limit = sub.limit(settings);
-            // A subscriber that lost messages is told how many, with the next ones it gets.
-            if sub.unreported.load(Ordering::Relaxed) > 0 && sub.outbox.has_room(self.id, limit) {
-                let skipped = sub.unreported.swap(0, Ordering::Relaxed);
-                sub.outbox.append_control(&Frame::Lagged {
-                    topic_id: self.id,
-                    skipped,
-                });
-            }
             let queued =
                 match payloads.append(&sub.outbox, self.id, start..payloads.len(), Some(limit)) {
                     Appended::Closed => continue,
@@ -925,18 +909,20 @@ impl Topic {
                 }
                 Backpressure::DropNewest => {
                     let lost = (rest - queued) as u64;
-                    sub.unreported.fetch_add(lost, Ordering::Relaxed);
+                    sub.outbox.report_lost(self.id, lost);
                     dropped += lost;
                 }
                 Backpressure::DropOldest => {
                     let from = start + queued;
                     let missing = payloads.len() - from;
                     // Room for the rest of the batch, taken from the oldest messages of this
-                    // topic in the outbox (which may include the head of this very batch).
+                    // topic in the outbox (which may include the head of this very batch);
+                    // the outbox tells the subscriber of them where they were.
                     let cut = sub.outbox.evict_oldest(self.id, missing);
                     // Only the newest `cut` of the rest can use the room; older ones of the
-                    // batch would only be evicted again.
+                    // batch would only be evicted again: lost after everything queued.
                     let first = payloads.len() - cut.min(missing);
+                    sub.outbox.report_lost(self.id, (first - from) as u64);
                     let more = match payloads.append(
                         &sub.outbox,
                         self.id,
@@ -948,10 +934,11 @@ impl Topic {
                     };
                     delivered += more as u64;
                     evicted += cut as u64;
-                    // Evicted, skipped, and (the byte limit held by other topics) not queued.
-                    let lost = (cut + (first - from) + (payloads.len() - first - more)) as u64;
-                    sub.unreported.fetch_add(lost, Ordering::Relaxed);
-                    dropped += lost;
+                    // And (the byte limit held by other topics) the newest not queued.
+                    let unqueued = payloads.len() - first - more;
+                    sub.outbox.report_lost(self.id, unqueued as u64);
+                    // Evicted, skipped, not queued.
+                    dropped += (cut + (first - from) + unqueued) as u64;
                 }
                 Backpressure::Disconnect => {
                     dropped += (rest - queued) as u64;
@@ -1426,16 +1413,15 @@ mod tests {
             publish_all(&t, &[b"new".to_vec()]),
             Progress::Done
         ));
-        assert_eq!(drain(&a), msgs(4));
+        let mut expected: Vec<_> = msgs(4).into_iter().map(Ok).collect();
+        expected.push(Err(ErrorCode::Other(1)));
+        assert_eq!(drain_frames(&a), expected, "the loss told after the four");
         assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 1);
         let mut larger = (*t.config()).clone();
         larger.buffer_size = 10;
         t.set_config(larger).expect("same name and routing");
         assert!(matches!(publish_all(&t, &msgs(8)), Progress::Done));
-        // The subscriber hears of the one it lost first, then gets the eight.
-        let mut expected = vec![Err(ErrorCode::Other(1))];
-        expected.extend(msgs(8).into_iter().map(Ok));
-        assert_eq!(drain_frames(&a), expected);
+        assert_eq!(drain(&a), msgs(8));
     }
 
     #[test]
@@ -1669,6 +1655,9 @@ mod tests {
             assert_eq!(frames[1], Ok(m[0].clone()));
         }
         assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 0);
+        // A loss that nothing follows is told as soon as the writer takes.
+        t.report_missed(3);
+        assert_eq!(drain_frames(&a), vec![Err(ErrorCode::Other(3))]);
         // A queue consumer is told nothing.
         let q = topic(Routing::Queue, 100, Backpressure::DropNewest, 1);
         let c = Arc::new(Outbox::new());
@@ -1725,10 +1714,12 @@ mod tests {
         t.subscribe(2, fast.clone(), 1000, 0);
         let m = msgs(5);
         assert!(matches!(publish_all(&t, &m), Progress::Done));
-        assert_eq!(drain(&slow), m[..2].to_vec());
+        // The loss is told at once, where the gap is: nothing has to follow it.
+        let kept_then_told = vec![Ok(m[0].clone()), Ok(m[1].clone()), Err(ErrorCode::Other(3))];
+        assert_eq!(drain_frames(&slow), kept_then_told);
         assert_eq!(
-            drain(&fast),
-            m[..2].to_vec(),
+            drain_frames(&fast),
+            kept_then_told,
             "the fast one also has limit 2 within one batch"
         );
         assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 6);
@@ -1754,7 +1745,11 @@ mod tests {
             got_fast.extend(drain(&fast));
         }
         assert_eq!(got_fast, m, "the subscriber that keeps up loses nothing");
-        assert_eq!(drain(&slow), m[17..].to_vec(), "the newest three");
+        // The newest three, after one notice of everything evicted before them, however many
+        // evictions it took.
+        let mut expected = vec![Err(ErrorCode::Other(17))];
+        expected.extend(m[17..].iter().cloned().map(Ok));
+        assert_eq!(drain_frames(&slow), expected);
         let c = t.counters();
         let (delivered, dropped) = (
             c.delivered.load(Ordering::Relaxed),
@@ -1773,7 +1768,10 @@ mod tests {
         t.subscribe(1, one.clone(), 1000, 0);
         assert!(matches!(publish_all(&t, &m[..2]), Progress::Done));
         assert!(matches!(publish_all(&t, &m[2..12]), Progress::Done));
-        assert_eq!(drain(&one), m[9..12].to_vec());
+        // Three evicted (told where they were), six of the batch skipped, both before m9.
+        let mut expected = vec![Err(ErrorCode::Other(3)), Err(ErrorCode::Other(6))];
+        expected.extend(m[9..12].iter().cloned().map(Ok));
+        assert_eq!(drain_frames(&one), expected);
         assert_eq!(t.counters().dropped.load(Ordering::Relaxed), 9);
         assert_eq!(t.counters().delivered.load(Ordering::Relaxed), 3);
     }

@@ -7,6 +7,11 @@
 //!   [`Outbox`], so a reply is ordered with the deliveries around it: a `TopicAck` precedes the
 //!   subscription's first `Deliver`, and a `Pong` follows the effects of every earlier frame.
 //! - The writer swaps out the whole outbox per wake-up and writes it in one call.
+//! - An idle connection holds little memory: the read buffer starts small and doubles while
+//!   reads fill it (up to [`READ_CHUNK`], so a busy publisher's frames still arrive thousands
+//!   per syscall), and a heartbeat tick that finds nothing read since the last one gives the
+//!   read buffer back, and asks the writer to give back its own ([`Outbox::release_idle`]).
+//!   A thousand idle connections cost a few MiB, not a read chunk each.
 //! - A protocol violation gets a fatal `Error` frame and closes only this connection. A peer
 //!   that vanishes (SIGKILL) is seen as EOF or a write error; its subscriptions are removed and its
 //!   outbox closed (aborted on a write error), so publishers skip it from then on.
@@ -40,11 +45,19 @@ use crate::outbox::{FrameRun, Outbox};
 use crate::server::heartbeat::{Beat, Heartbeat};
 use crate::server::listener::{shutdown_deadline, REFUSAL_WRITE_TIMEOUT};
 use crate::server::shm_session;
-use crate::server::state::BrokerState;
+use crate::server::state::{BrokerState, Handshake};
 
-/// Bytes the reader asks the kernel for per `read`: large enough that a flat-out publisher's
-/// frames arrive thousands per syscall.
+/// Most bytes the reader asks the kernel for per `read`: large enough that a flat-out
+/// publisher's frames arrive thousands per syscall.
 const READ_CHUNK: usize = 256 * 1024;
+
+/// Bytes a connection's first reads ask for, and what it goes back to when idle: most
+/// connections (subscribers, request-reply clients) never send more per read, and a thousand
+/// of them must not hold a [`READ_CHUNK`] each. Reads that fill it double it.
+const FIRST_READ: usize = 4 * 1024;
+
+/// Frame-end slots the scan keeps across reads while busy; an idle connection gives back more.
+const IDLE_ENDS: usize = 256;
 
 /// Why the reader stopped.
 enum Stop {
@@ -133,6 +146,11 @@ struct Connection {
     max_frame_len: usize,
     /// Frame ends of the runs of the current scan; reused across reads.
     ends: Vec<usize>,
+    /// Bytes the next read asks for: doubles while reads fill it, up to [`READ_CHUNK`]; back
+    /// to [`FIRST_READ`] when the connection is idle.
+    read_size: usize,
+    /// Something was read since the last heartbeat tick: the connection is not idle.
+    read_since_tick: bool,
     /// Whether the peer is still there ([`Heartbeat`]), and when to look next.
     heartbeat: Heartbeat,
     heartbeat_due: tokio::time::Instant,
@@ -146,6 +164,11 @@ const HEARTBEAT_OFF_RECHECK: Duration = Duration::from_secs(1);
 /// The first frame decides what the connection is: `Hello` opens a message connection,
 /// `ShmHello` a shared-memory control session (`shm_session`). The writer task of a message
 /// connection is spawned on `writers` so that shutdown can wait for it to flush.
+///
+/// Until that frame the socket counts against the handshake budget
+/// (`server.max_pending_handshakes`, which gives up the oldest for a newer socket), not
+/// against `max_connections`: a client is refused at `max_connections` in answer to its
+/// `Hello`, so sockets that never say anything cannot keep clients out.
 pub(crate) async fn serve(
     mut stream: UnixStream,
     state: Arc<BrokerState>,
@@ -154,8 +177,26 @@ pub(crate) async fn serve(
 ) {
     let id = state.next_connection_id();
     let peer = peer_identity(&stream);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    match first_frame(&mut stream, &mut buf, &state, &stop).await {
+    // The handshake's reads reserve what a first frame may need; nothing is held before.
+    let mut buf = BytesMut::new();
+    let handshake = state.begin_handshake(id);
+    let first = first_frame(&mut stream, &mut buf, &state, &stop, &handshake).await;
+    drop(handshake);
+    let opened = matches!(first, Ok(Frame::Hello { .. } | Frame::ShmHello { .. }))
+        && state.try_open_socket();
+    match first {
+        Ok(Frame::Hello { .. } | Frame::ShmHello { .. }) if !opened => {
+            let max = state.config().server.max_connections;
+            tracing::warn!(max, "refusing a client: at max_connections");
+            refuse(
+                stream,
+                fatal(
+                    ErrorCode::TooManyConnections,
+                    format!("the broker is at max_connections = {max}"),
+                ),
+            )
+            .await;
+        }
         Ok(Frame::Hello { client_id, name }) => {
             tracing::debug!(connection = id, %client_id, name = %name, peer = %peer.describe(), "client connected");
             serve_messages(stream, buf, Arc::clone(&state), stop, writers, id, peer).await;
@@ -184,7 +225,9 @@ pub(crate) async fn serve(
         Err(stop @ Stop::Fatal(_)) => refuse(stream, stop).await,
         Err(Stop::Gone | Stop::Shutdown) => {}
     }
-    state.close_socket();
+    if opened {
+        state.close_socket();
+    }
 }
 
 /// Who the peer is, from `SO_PEERCRED`. Should the kernel not say (it always does for a
@@ -200,16 +243,31 @@ fn peer_identity(stream: &UnixStream) -> PeerIdentity {
     }
 }
 
-/// Reads the first frame (within the connection timeout).
+/// Reads the first frame (within the connection timeout, and while newer sockets leave this
+/// one its place in the handshake budget).
 async fn first_frame(
     stream: &mut UnixStream,
     buf: &mut BytesMut,
     state: &BrokerState,
     stop: &CancellationToken,
+    handshake: &Handshake,
 ) -> Result<Frame, Stop> {
     let timeout = Duration::from_millis(state.config().server.connection_timeout_ms);
     tokio::select! {
         _ = stop.cancelled() => Err(fatal(ErrorCode::ShuttingDown, "the broker is shutting down")),
+        // `read_buf` is cancel-safe: what it read is in `buf`.
+        _ = handshake.given_up() => match frame_already_sent(stream, buf) {
+            // A client whose Hello was on its way when newer sockets arrived is served: only
+            // a socket that has said nothing is given up.
+            Some(result) => result,
+            None => {
+                let max = state.config().server.max_pending_handshakes;
+                Err(fatal(
+                    ErrorCode::HandshakeTimeout,
+                    format!("no Hello yet, and newer connections need the room (server.max_pending_handshakes = {max})"),
+                ))
+            }
+        },
         read = tokio::time::timeout(timeout, read_one_frame(stream, buf)) => match read {
             Err(_) => Err(fatal(
                 ErrorCode::HandshakeTimeout,
@@ -217,6 +275,27 @@ async fn first_frame(
             )),
             Ok(result) => result,
         },
+    }
+}
+
+/// The first frame if the peer has sent all of it already (read without waiting), or `None`.
+fn frame_already_sent(stream: &UnixStream, buf: &mut BytesMut) -> Option<Result<Frame, Stop>> {
+    loop {
+        match peek_frame(buf, HANDSHAKE_MAX_FRAME_LEN) {
+            Ok(Some((view, used))) => {
+                let frame = view.to_frame().map_err(decode_stop);
+                buf.advance(used);
+                return Some(frame);
+            }
+            Ok(None) => {}
+            Err(error) => return Some(Err(decode_stop(error))),
+        }
+        buf.reserve(HANDSHAKE_MAX_FRAME_LEN);
+        match stream.try_read_buf(buf) {
+            Ok(0) => return Some(Err(Stop::Gone)),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
     }
 }
 
@@ -263,6 +342,8 @@ async fn serve_messages(
         topics: Vec::new(),
         max_frame_len: HANDSHAKE_MAX_FRAME_LEN,
         ends: Vec::new(),
+        read_size: FIRST_READ,
+        read_since_tick: false,
         heartbeat: Heartbeat::default(),
         heartbeat_due: tokio::time::Instant::now(),
     };
@@ -320,7 +401,8 @@ impl Connection {
             // on. A lowered one never shrinks what the peer was told in `Welcome`; the topic's
             // own check refuses a too-large message without closing the connection.
             self.max_frame_len = self.max_frame_len.max(self.state.max_frame_len());
-            codec::reserve_for_read(buf, READ_CHUNK, self.max_frame_len);
+            codec::reserve_for_read(buf, self.read_size, self.max_frame_len);
+            let room = buf.capacity() - buf.len();
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Stop::Shutdown,
@@ -331,16 +413,41 @@ impl Connection {
                         tracing::debug!(connection = self.id, bytes = buf.len(), "client closed mid-frame");
                         return Stop::Gone;
                     }
-                    Ok(_) => self.heartbeat.heard(),
+                    Ok(n) => {
+                        self.heartbeat.heard();
+                        self.read_since_tick = true;
+                        if n >= room && self.read_size < READ_CHUNK {
+                            // The read filled what it was given: there is load, read more.
+                            self.read_size *= 2;
+                        }
+                    }
                     Err(_) => return Stop::Gone,
                 },
                 _ = tokio::time::sleep_until(self.heartbeat_due) => {
+                    if !std::mem::take(&mut self.read_since_tick) {
+                        self.release_idle(buf);
+                    }
                     if let Some(stop) = self.beat() {
                         return stop;
                     }
                 }
             }
         }
+    }
+
+    /// Gives back the memory a busy connection grew, once a whole heartbeat period passed
+    /// without a read: the read buffer (unless it holds the start of a frame), the scan's
+    /// frame ends, and (through the outbox) the writer's buffers. Everything grows again
+    /// under load.
+    fn release_idle(&mut self, buf: &mut BytesMut) {
+        if buf.is_empty() && buf.capacity() > FIRST_READ {
+            *buf = BytesMut::new();
+        }
+        self.read_size = FIRST_READ;
+        if self.ends.capacity() > IDLE_ENDS {
+            self.ends = Vec::new();
+        }
+        self.outbox.release_idle();
     }
 
     /// When the next heartbeat tick is due, from the interval in force now.

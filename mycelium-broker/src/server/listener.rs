@@ -2,8 +2,13 @@
 //!
 //! - [`bind_socket`] claims the socket path: a stale socket file left by a dead broker is
 //!   replaced, a live broker's is never stolen, and a path that is not a socket is never deleted.
-//! - [`Server::run`] accepts until `shutdown` resolves, refusing sockets beyond
-//!   `max_connections` with a fatal `TooManyConnections` error frame.
+//! - [`Server::run`] accepts until `shutdown` resolves. Every accepted socket gets a task:
+//!   limits are applied there (`connection.rs`): a socket in its handshake counts against
+//!   `max_pending_handshakes` (the oldest given up for a newer one) and is closed after
+//!   `connection_timeout_ms`; a client past its handshake counts against `max_connections`
+//!   and is refused with a fatal `TooManyConnections` error frame, in answer to its `Hello`,
+//!   beyond it. So the sockets the broker holds stay bounded, and sockets that say nothing
+//!   cannot keep clients out.
 //! - While it runs, a task reloads the config file named by [`Server::with_config_file`] on
 //!   every change, SIGHUP ([`Server::reload_handle`]) or `ReloadRequest` (`reload.rs`).
 //! - A long-lived task or thread of the broker that fails (`supervisor.rs`) shuts the broker
@@ -16,16 +21,13 @@
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use mycelium_config::BrokerConfig;
 use mycelium_transport::frame::NO_TOPIC;
-use mycelium_transport::{codec, ErrorCode, Frame, HANDSHAKE_MAX_FRAME_LEN};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use mycelium_transport::{ErrorCode, Frame};
+use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -40,11 +42,7 @@ pub(crate) fn shutdown_deadline(state: &BrokerState) -> Duration {
     Duration::from_millis(state.config().server.shutdown_deadline_ms)
 }
 
-/// Refusals (each holding a socket for up to two [`REFUSAL_WRITE_TIMEOUT`]s) in progress at
-/// once; sockets refused beyond this are closed without an answer.
-const MAX_PENDING_REFUSALS: usize = 64;
-
-/// How long a refused socket gets to receive its `TooManyConnections` frame.
+/// How long a refused socket gets to receive its fatal error frame.
 pub(crate) const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// After an accept error (out of file descriptors, typically) wait this long before retrying,
@@ -139,7 +137,6 @@ impl Server {
         let readers = TaskTracker::new();
         let writers = TaskTracker::new();
         tokio::pin!(shutdown);
-        let refusing = Arc::new(AtomicUsize::new(0));
         let queue = self
             .state
             .reload_queue
@@ -171,22 +168,7 @@ impl Server {
                 }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        if self.state.try_open_socket() {
-                            readers.spawn(connection::serve(stream, self.state.clone(), stop_reading.clone(), writers.clone()));
-                        } else {
-                            let max = self.state.config().server.max_connections;
-                            tracing::warn!(max, "refusing a connection: at max_connections");
-                            if refusing.load(Ordering::Relaxed) < MAX_PENDING_REFUSALS {
-                                refusing.fetch_add(1, Ordering::Relaxed);
-                                let refusing = refusing.clone();
-                                readers.spawn(async move {
-                                    refuse_connection(stream, max).await;
-                                    refusing.fetch_sub(1, Ordering::Relaxed);
-                                });
-                            }
-                            // Past the cap the socket is simply closed (dropped): a flood of
-                            // connections must not hold file descriptors for the refusals.
-                        }
+                        readers.spawn(connection::serve(stream, self.state.clone(), stop_reading.clone(), writers.clone()));
                     }
                     Err(error) => {
                         tracing::warn!(%error, "accept failed; retrying shortly");
@@ -250,25 +232,4 @@ impl Drop for SocketFile {
             let _ = std::fs::remove_file(path);
         }
     }
-}
-
-/// Tells a socket beyond `max_connections` why it is refused, then closes it.
-///
-/// The client's `Hello` is read first (briefly), so that the refusal answers it and the client
-/// does not meet a closed socket while still writing.
-async fn refuse_connection(mut stream: UnixStream, max: usize) {
-    let mut hello = [0u8; HANDSHAKE_MAX_FRAME_LEN];
-    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, stream.read(&mut hello)).await;
-    let mut buf = BytesMut::new();
-    let frame = Frame::Error {
-        request_id: 0,
-        code: ErrorCode::TooManyConnections,
-        fatal: true,
-        topic_id: NO_TOPIC,
-        message: format!("the broker is at max_connections = {max}"),
-    };
-    if codec::encode_frame(&frame, &mut buf).is_ok() {
-        let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, stream.write_all(&buf)).await;
-    }
-    let _ = stream.shutdown().await;
 }

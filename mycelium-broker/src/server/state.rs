@@ -3,8 +3,13 @@
 //!
 //! - The running config is swapped whole by a reload ([`BrokerState::config`] returns the one
 //!   in force now); readers take it once per decision.
+//! - Two budgets of sockets: those still in their handshake (`BrokerState::begin_handshake`,
+//!   at most `server.max_pending_handshakes`, the oldest given up for a newer one) and
+//!   connections that completed it ([`BrokerState::try_open_socket`], `server.max_connections`).
+//!   Sockets that never say anything therefore cost the budget only its own size, and a client
+//!   that sends its `Hello` at once is never shut out by them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -13,6 +18,7 @@ use arc_swap::ArcSwap;
 use mycelium_config::BrokerConfig;
 use mycelium_transport::frame::MESSAGE_OVERHEAD;
 use mycelium_transport::{ConfigStatus, Frame, RoutingKind, TopicStats, HANDSHAKE_MAX_FRAME_LEN};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::core::registry::TopicRegistry;
@@ -21,6 +27,32 @@ use crate::server::error::ServeError;
 use crate::server::reload::{ReloadHandle, ReloadQueue};
 use crate::server::shm_rings::ShmRings;
 use crate::server::supervisor::Supervisor;
+
+/// A socket's place in the handshake budget ([`BrokerState::begin_handshake`]); leaves it
+/// when dropped.
+#[derive(Debug)]
+pub(crate) struct Handshake {
+    state: Arc<BrokerState>,
+    id: u64,
+    given_up: CancellationToken,
+}
+
+impl Handshake {
+    /// Resolves when newer sockets pushed this one out of the budget.
+    pub(crate) async fn given_up(&self) {
+        self.given_up.cancelled().await
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        self.state
+            .handshakes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
 
 /// Shared by the listener and every connection of one broker run.
 #[derive(Debug)]
@@ -42,8 +74,12 @@ pub struct BrokerState {
     /// Connections that completed their handshake, by id; graceful shutdown closes these outboxes
     /// after every reader has stopped, so everything already routed is flushed.
     connections: Mutex<HashMap<u64, Arc<Outbox>>>,
-    /// Accepted sockets, handshake or not: what `max_connections` counts.
+    /// Connections past their handshake (message connections and shared-memory sessions):
+    /// what `max_connections` counts.
     open_sockets: AtomicUsize,
+    /// Sockets in their handshake, by connection id (ids grow with accept order, so the first
+    /// entry is the oldest), each with the token that tells it it was given up.
+    handshakes: Mutex<BTreeMap<u64, CancellationToken>>,
     /// Subscriptions all message connections hold: what `server.max_subscriptions` counts.
     subscriptions: AtomicUsize,
     /// Bytes queued toward all clients: what `server.max_inflight_bytes` bounds. Shared by
@@ -81,6 +117,7 @@ impl BrokerState {
             next_connection: AtomicU64::new(1),
             connections: Mutex::default(),
             open_sockets: AtomicUsize::new(0),
+            handshakes: Mutex::default(),
             subscriptions: AtomicUsize::new(0),
             inflight,
             supervisor,
@@ -136,7 +173,43 @@ impl BrokerState {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Counts an accepted socket; returns false (and counts nothing) when at `max_connections`.
+    /// Enters socket `id` (just accepted) in the handshake budget. Past
+    /// `server.max_pending_handshakes` the oldest sockets in their handshake are given up:
+    /// their [`Handshake::given_up`] resolves. The entry leaves when the guard drops.
+    pub(crate) fn begin_handshake(self: &Arc<Self>, id: u64) -> Handshake {
+        let max = self.config.load().server.max_pending_handshakes.max(1);
+        let token = CancellationToken::new();
+        let mut handshakes = self.handshakes.lock().unwrap_or_else(|p| p.into_inner());
+        handshakes.insert(id, token.clone());
+        while handshakes.len() > max {
+            let Some((oldest, given_up)) = handshakes.pop_first() else {
+                break;
+            };
+            tracing::debug!(
+                connection = oldest,
+                max,
+                "giving up the oldest handshake for a newer socket"
+            );
+            given_up.cancel();
+        }
+        drop(handshakes);
+        Handshake {
+            state: Arc::clone(self),
+            id,
+            given_up: token,
+        }
+    }
+
+    /// Sockets in their handshake now.
+    pub fn pending_handshakes(&self) -> usize {
+        self.handshakes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Counts a connection that completed its handshake; returns false (and counts nothing)
+    /// when at `max_connections`.
     pub fn try_open_socket(&self) -> bool {
         let max = self.config.load().server.max_connections;
         self.open_sockets

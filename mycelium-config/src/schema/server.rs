@@ -25,11 +25,18 @@ pub struct ServerConfig {
     /// Path of the Unix socket the broker listens on. Default `/tmp/mycelium.sock`; must be shorter
     /// than [`SOCKET_PATH_MAX`](crate::SOCKET_PATH_MAX) bytes.
     pub socket_path: PathBuf,
-    /// Most client connections open at once; further connections are refused. Default 1000, > 0.
+    /// Most client connections that completed their handshake open at once; a further client
+    /// is refused (`TooManyConnections`) in answer to its `Hello`. Default 1000, > 0.
     pub max_connections: usize,
-    /// Milliseconds a new connection has to complete its handshake before it is closed.
-    /// Default 30000, > 0.
+    /// Milliseconds a new connection has to complete its handshake (send its `Hello`) before
+    /// it is closed. Default 5000, > 0: a client sends its `Hello` as soon as it connects, so
+    /// this only bounds how long a socket that says nothing holds a file descriptor.
     pub connection_timeout_ms: u64,
+    /// Most accepted sockets still in their handshake at once, a budget apart from
+    /// `max_connections`: when one more arrives, the oldest of them is given up (closed with
+    /// `HandshakeTimeout`), so sockets that connect and say nothing can never lock out a
+    /// client that completes its handshake promptly. Default 128, > 0.
+    pub max_pending_handshakes: usize,
     /// Permission bits of the socket file, which decide who may connect. Default `0o660`, at most
     /// [`MAX_SOCKET_MODE`](crate::MAX_SOCKET_MODE).
     #[serde(deserialize_with = "deserialize_mode")]
@@ -59,7 +66,8 @@ impl Default for ServerConfig {
         ServerConfig {
             socket_path: PathBuf::from("/tmp/mycelium.sock"),
             max_connections: 1000,
-            connection_timeout_ms: 30_000,
+            connection_timeout_ms: 5_000,
+            max_pending_handshakes: 128,
             socket_mode: 0o660,
             max_subscriptions_per_connection: 1024,
             max_subscriptions: 65_536,

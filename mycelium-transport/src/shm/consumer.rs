@@ -198,6 +198,8 @@ impl RingConsumer {
     /// [`ReadError::Lagged`] with the gap's size, once, and the next read returns the frame
     /// after the gap. Gaps are counted modulo 2^31 (the sequence number's width): more than
     /// 2^31 - 1 drops in a row between two frames are under-reported by a multiple of 2^31.
+    /// A gap is seen only in the frame after it: drops that no frame follows are never
+    /// reported (the header does not say what number the next frame will carry).
     pub fn reports_drops(&self) -> bool {
         self.drops
     }

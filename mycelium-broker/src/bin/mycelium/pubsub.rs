@@ -268,8 +268,11 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
                     if flush_or_gone(&mut out)? {
                         return Ok(ExitCode::SUCCESS);
                     }
-                    match subscription.recv().await {
+                    // Returns on a loss report too, so that a loss nothing follows is
+                    // printed (at the top of the loop) rather than waiting for a message.
+                    match subscription.recv_or_lagged().await {
                         Some(Ok(message)) => message,
+                        Some(Err(ClientError::Lagged { .. })) => continue,
                         Some(Err(error)) => {
                             return Err(error)
                                 .context(format!("subscription to {} ended", args.topic))
