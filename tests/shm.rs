@@ -328,8 +328,10 @@ fn on_a_drop_newest_topic_a_shm_subscriber_that_stops_reading_loses_relayed_mess
 #[test]
 fn on_a_block_topic_a_stopped_shm_subscriber_holds_socket_publishers_back_and_loses_nothing() {
     const N: usize = 20_000;
+    // `publish_deadline_ms = 0`: the publisher waits for as long as the subscriber is stopped,
+    // however loaded the machine (the deadline has a test of its own, below).
     let broker = TestBroker::start(&format!(
-        "{}max_message_size = 1000\n\n{}max_message_size = 1000\n\n[shm]\nring_bytes = 4096\n",
+        "{}max_message_size = 1000\npublish_deadline_ms = 0\n\n{}max_message_size = 1000\n\n[shm]\nring_bytes = 4096\n",
         fanout("held"),
         fanout("other")
     ));
@@ -375,6 +377,57 @@ fn on_a_block_topic_a_stopped_shm_subscriber_holds_socket_publishers_back_and_lo
     assert!(uds_sub.wait().success());
     assert_eq!(topic_counter(&broker, "held", "dropped"), 0);
     assert_eq!(topic_counter(&broker, "other", "dropped"), 0);
+}
+
+#[test]
+fn on_a_block_topic_a_stopped_shm_subscriber_holds_socket_publishers_back_only_for_the_deadline() {
+    const N: u64 = 3_000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\npublish_deadline_ms = 300\n\n[shm]\nring_bytes = 4096\n",
+        fanout("relayed")
+    ));
+    let (mut frozen, frozen_pid) = stopped_shm_sub(&broker, "relayed");
+    let client = shm_client(&broker);
+    let healthy = client.subscribe("relayed").expect("subscribe");
+    let uds_sub = spawn_sub(&broker, "relayed", &["--count", &N.to_string()]);
+    // Not a scoped thread: should the publisher hang, the test fails at `finish`'s deadline
+    // instead of waiting for ever to join a reader that is never told to stop.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || take_all(healthy, &done))
+    };
+    // Up to 300-byte messages through a 4 KiB relay ring: a dozen fit, then the socket
+    // publisher is held back by the stopped subscriber; for ever, were the deadline not kept
+    // across the relay's 1 ms polls (`finish` fails after a deadline of its own).
+    let publisher = spawn_pub(&broker, "relayed", (0..N).map(checked_message));
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let got = reader.join().expect("reader");
+    let expected: Vec<u64> = (0..N).collect();
+    assert!(
+        got == expected,
+        "the healthy shm subscriber got {} messages, not everything once in order (first difference at {:?})",
+        got.len(),
+        got.iter().zip(&expected).position(|(a, b)| a != b)
+    );
+    let lines = uds_sub.take_lines(N as usize);
+    assert!(
+        lines == (0..N).map(checked_message).collect::<Vec<_>>(),
+        "the socket subscriber got every message once in order"
+    );
+    assert_eq!(
+        topic_counter(&broker, "relayed", "dropped"),
+        1,
+        "the detach is counted, and nothing else was lost"
+    );
+    // Woken up, the stopped subscriber learns it was detached, and exits with the reason.
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+    assert!(
+        !frozen.wait().success(),
+        "the detached subscriber fails with the reason"
+    );
 }
 
 #[test]

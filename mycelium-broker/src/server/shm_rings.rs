@@ -672,6 +672,64 @@ impl Relay for RelayRing {
         // drop_newest relay ring find the gap before the next message and report it.
         guard.0.skip_dropped(count);
     }
+
+    /// Detaches every subscriber more than half the relay ring behind (the watchdog's
+    /// measure of one that holds a waiting publisher back), or, when none is, the one
+    /// furthest behind: a frame may need up to half the ring, so a reader less than half a
+    /// ring behind can still hold a large one back. Called with no lock held (the topic's
+    /// `give_up`); takes the directory's, as a detach does.
+    fn detach_laggards(&self, why: &str) -> usize {
+        let Some(directory) = self.directory.upgrade() else {
+            return 0;
+        };
+        let mut topics = directory.lock();
+        let Some(rings) = topics.get_mut(&self.topic) else {
+            return 0;
+        };
+        // A relay ring freed since the publish blocked on it has nobody left to detach.
+        if rings
+            .relay
+            .as_ref()
+            .is_none_or(|relay| relay.id != self.ring.id)
+        {
+            return 0;
+        }
+        let Some(topic) = rings.topic.clone() else {
+            return 0;
+        };
+        let behind: Vec<(usize, u64)> = rings
+            .subscribers
+            .iter()
+            .enumerate()
+            .filter_map(|(at, s)| {
+                slot_backlog(&self.ring.region, s.relay_slot as usize).map(|b| (at, b))
+            })
+            .collect();
+        let furthest = behind
+            .iter()
+            .map(|&(_, backlog)| backlog)
+            .max()
+            .unwrap_or(0);
+        if furthest == 0 {
+            return 0;
+        }
+        let half = self.ring.capacity / 2;
+        let slow: Vec<_> = behind
+            .iter()
+            .filter(|&&(_, backlog)| backlog > half || backlog == furthest)
+            .map(|&(at, _)| {
+                let subscriber = &rings.subscribers[at];
+                (
+                    subscriber.session,
+                    subscriber.attachment,
+                    subscriber.events.clone(),
+                )
+            })
+            .collect();
+        let detached = slow.len();
+        detach_slow(rings, &topic, slow, why);
+        detached
+    }
 }
 
 #[derive(Default)]
