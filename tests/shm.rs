@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use common::pubsub_support::{spawn_pub, spawn_pub_with, stats_json, topic_counter};
-use common::{fanout, spawn_sub, TestBroker, DEADLINE};
+use common::{fanout, spawn_sub, wait_until, TestBroker, DEADLINE};
 use mycelium::broker::{ClientError, ShmClient, ShmOptions};
 use mycelium::transport::shm::recv_fds;
 use mycelium::transport::{
@@ -1858,6 +1858,77 @@ fn memfds(pid: &str) -> Vec<String> {
                 && (target.contains(":msg:") || target.starts_with("/memfd:mycelium:relay:"))
         })
         .collect()
+}
+
+/// The broker's relay rings now (memfds named `mycelium:<topic>:relay:<ring id>`): how many
+/// of its fds and how many of its mappings (`/proc/<pid>/maps`) are one.
+fn relay_rings(pid: i32) -> (usize, usize) {
+    // Not `mycelium:relay:`, which names the relay's payload segments.
+    let is_relay_ring = |name: &str| {
+        name.contains("/memfd:mycelium:")
+            && !name.contains("/memfd:mycelium:relay:")
+            && name.contains(":relay:")
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                .filter(|target| is_relay_ring(&target.to_string_lossy()))
+                .count()
+        })
+        .unwrap_or(0);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map(|maps| maps.lines().filter(|line| is_relay_ring(line)).count())
+        .unwrap_or(0);
+    (fds, maps)
+}
+
+#[test]
+fn a_topics_relay_ring_is_freed_when_its_last_shm_subscriber_leaves_and_made_afresh_for_the_next() {
+    const TOPICS: usize = 8;
+    let names: Vec<String> = (0..TOPICS).map(|i| format!("freed{i}")).collect();
+    let topics: String = names.iter().map(|name| fanout(name)).collect();
+    let broker = TestBroker::start(&format!("{topics}\n[shm]\nring_bytes = 65536\n"));
+    let pid = broker.pid();
+    assert_eq!(
+        relay_rings(pid),
+        (0, 0),
+        "no relay ring before any subscriber"
+    );
+    // One shm subscriber per topic (two on the first), in this process: each topic gets a
+    // relay ring when its first one attaches (before the grant is answered).
+    let client = shm_client(&broker);
+    let mut subs: Vec<_> = names
+        .iter()
+        .map(|name| client.subscribe(name).expect("subscribe"))
+        .collect();
+    subs.push(client.subscribe(&names[0]).expect("subscribe"));
+    let (fds, maps) = relay_rings(pid);
+    assert_eq!(fds, TOPICS, "one relay ring per topic");
+    assert!(maps >= TOPICS, "each mapped: {maps}");
+    // The second subscriber of the first topic leaves: its ring stays for the other. (The
+    // session handles its frames in order: the publisher's grant follows the detach.)
+    drop(subs.pop());
+    let publisher = client.publisher(&names[1]).expect("publisher");
+    assert_eq!(relay_rings(pid).0, TOPICS, "rings with a subscriber stay");
+    drop(publisher);
+    // Every subscriber leaves: every ring is freed, memfd and mapping.
+    drop(subs);
+    wait_until("the relay rings to be freed", || relay_rings(pid) == (0, 0));
+    // A subscriber that dies frees its topic's ring too.
+    let mut killed = spawn_sub(&broker, &names[2], &["--transport", "shm"]);
+    assert_eq!(relay_rings(pid).0, 1);
+    killed.child.kill().expect("SIGKILL");
+    let _ = killed.child.wait();
+    wait_until("the dead subscriber's relay ring to be freed", || {
+        relay_rings(pid) == (0, 0)
+    });
+    // The next subscriber gets a fresh ring, and socket publishers' messages reach it.
+    let mut again = client.subscribe(&names[0]).expect("subscribe again");
+    assert_eq!(relay_rings(pid).0, 1);
+    let out = common::pubsub_support::run_to_end(broker.cmd().args(["pub", &names[0], "back"]));
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(recv(&mut again), b"back");
 }
 
 /// Waits until no payload-segment memfd is held by `pid`.

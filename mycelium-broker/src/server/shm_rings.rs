@@ -29,10 +29,15 @@
 //!   back, in a publisher ring or in the relay ring alike. A queue topic
 //!   with `drop_oldest` is refused shared memory: an overwritten frame would be a message no
 //!   consumer gets, with no one to count it.
+//! - A relay ring lives exactly while its topic has shared-memory subscribers: the first
+//!   one's attach creates it, and the last one's leaving (a detach, a session that ends or
+//!   dies, a watchdog or deadline detach) frees it, memfd and mapping. A publisher's ring
+//!   lives as long as its attachment.
 //! - A hot reload changes the `[shm]` settings for what is created from then on
 //!   ([`ShmRings::set_config`]): a ring keeps the size, slot count and mode it was created
-//!   with, and `max_publishers_per_topic` and `enabled` are checked at each attach or
-//!   session. A topic the reload removed has every attachment ended
+//!   with (a publisher's until it attaches again, the relay ring until its topic's
+//!   shared-memory subscribers have all left), and `max_publishers_per_topic` and `enabled`
+//!   are checked at each attach or session. A topic the reload removed has every attachment ended
 //!   ([`ShmRings::remove_topic`]): its sessions are told (`ShmDetached`, `TopicRemoved`) and
 //!   its rings freed.
 //! - One lock over the whole directory: attach and detach are rare control operations, and a
@@ -734,10 +739,10 @@ impl Relay for RelayRing {
 
 #[derive(Default)]
 struct TopicRings {
-    /// Written by the broker; created with the topic's first shared-memory subscriber.
+    /// Written by the broker; exists exactly while the topic has shared-memory subscribers:
+    /// created (under the topic's policy then) with the first, freed when the last leaves.
     relay: Option<Ring>,
-    /// The broker's producer of `relay`, installed as the topic's relay while there are
-    /// shared-memory subscribers.
+    /// The broker's producer of `relay`, installed as the topic's relay while it exists.
     relay_sink: Option<Arc<RelayRing>>,
     /// The topic, to remove its relay when the last shared-memory subscriber leaves.
     topic: Option<Arc<Topic>>,
@@ -1643,6 +1648,7 @@ fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool)
         rings.reader_in_flight.remove(&ring_id);
         for subscriber in &mut rings.subscribers {
             subscriber.in_flight.remove(&ring_id);
+            subscriber.last_read.remove(&ring_id);
             if subscriber.slots.remove(&ring_id).is_some() {
                 // The subscriber drains and drops the ring; its slot dies with the segment.
                 let _ = subscriber.events.send(SessionEvent::RingRemoved {
@@ -1673,12 +1679,22 @@ fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool)
         if let Some(relay) = &rings.relay {
             let _ = release_slot(&relay.region, subscriber.relay_slot as usize);
         }
-        if let (Some(sink), Some(topic)) = (&rings.relay_sink, &rings.topic) {
-            if sink.readers.fetch_sub(1, Ordering::Relaxed) == 1 {
-                // Nobody reads the relay ring now: stop copying socket messages into it.
+        if let Some(sink) = &rings.relay_sink {
+            sink.readers.fetch_sub(1, Ordering::Relaxed);
+        }
+        if rings.subscribers.is_empty() {
+            // Nobody reads the relay ring now: stop copying socket messages into it, and free
+            // it (its memfd and mapping) rather than keep a ring per topic that ever had a
+            // shared-memory subscriber. The next one gets a fresh ring, made under the
+            // topic's policy of that moment. A relay call under way holds the ring until it
+            // returns; a queue topic's drain task ends when it finds the ring gone.
+            if let Some(topic) = &rings.topic {
                 topic.set_relay(None);
                 topic.set_queue_relay(None);
             }
+            rings.relay = None;
+            rings.relay_sink = None;
+            rings.relay_short_calls_seen = 0;
         }
         for publisher in &rings.publishers {
             if let Some(&slot) = subscriber.slots.get(&publisher.ring.id) {
