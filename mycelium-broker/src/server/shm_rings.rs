@@ -239,15 +239,16 @@ struct Subscriber {
     relay_slot: u32,
     /// Slot held in each publisher ring, by ring id.
     slots: HashMap<u32, u32>,
-    /// Consecutive watchdog rounds that found this subscriber holding a waiting publisher back
-    /// (`disconnect` topics).
+    /// Watchdog rounds that found this subscriber holding a waiting publisher back, since it
+    /// last read or caught up (rounds in which it stayed stopped but its publisher happened
+    /// not to be asleep neither count nor start the count again).
     strikes: u32,
     /// `drop_newest` topics: whether a ring this subscriber held full dropped a message (or
     /// held its publisher waiting) during the current run of strikes (a reader that stops
     /// while nobody publishes harms no one).
     held_a_drop: bool,
-    /// `drop_newest` topics: this subscriber's `read_pos` in each ring (by ring id, the relay
-    /// ring's included) at the last watchdog round, to tell a stopped reader from a slow one.
+    /// This subscriber's `read_pos` in each watched ring (by ring id, the relay ring's
+    /// included) at the last watchdog round, to tell a stopped reader from a slow one.
     last_read: HashMap<u32, u64>,
 }
 
@@ -1181,8 +1182,8 @@ impl ShmRings {
 
     /// One watchdog round: a subscriber of a `disconnect` topic that holds a publisher back
     /// (three quarters of a ring behind, or half a ring while the publisher waits for room) in
-    /// [`STRIKES`] rounds in a row is detached (its slots freed, the publisher released) and
-    /// told why. The relay ring counts as a publisher ring whose publisher is the broker,
+    /// [`STRIKES`] rounds without reading or catching up in between is detached (its slots
+    /// freed, the publisher released) and told why. The relay ring counts as a publisher ring whose publisher is the broker,
     /// waiting while a socket publisher is held back by it. Under `block` with a
     /// `publish_deadline_ms`, a subscriber half a ring behind a publisher that waits on it
     /// for that long is detached the same way, so one slow reader never stalls the others
@@ -1253,24 +1254,42 @@ impl ShmRings {
                 .clone()
                 .filter(|_| fanout && !block)
                 .map(|ring| (ring, relay_waiting));
-            let holds_back = |ring: &Ring, waiting: bool, slot: u32| {
-                let capacity = ring.capacity;
-                slot_backlog(&ring.region, slot as usize).is_some_and(|backlog| {
-                    (!block && backlog > capacity / 4 * 3) || (waiting && backlog > capacity / 2)
-                })
-            };
             let mut slow = Vec::new();
             for subscriber in &mut rings.subscribers {
-                let behind = publishers.iter().any(|(ring, waiting)| {
-                    subscriber
-                        .slots
-                        .get(&ring.id)
-                        .is_some_and(|&slot| holds_back(ring, *waiting, slot))
-                }) || relay.as_ref().is_some_and(|(ring, waiting)| {
-                    holds_back(ring, *waiting, subscriber.relay_slot)
-                });
+                // `behind`: holds a publisher back this round. `stuck`: more than half a ring
+                // behind and has read nothing since the last round, whether or not its
+                // publisher is asleep on it right now: a publisher between two sleeps (it
+                // rescans and spins after every wake-up, and naps without `membarrier`) must
+                // not give a stopped reader a fresh deadline. Only a reader that reads, or
+                // that is no longer behind, starts again from zero.
+                let (mut behind, mut stuck) = (false, false);
+                let watched = publishers
+                    .iter()
+                    .filter_map(|(ring, waiting)| {
+                        let slot = subscriber.slots.get(&ring.id)?;
+                        Some((ring, *waiting, *slot))
+                    })
+                    .chain(
+                        relay
+                            .as_ref()
+                            .map(|(ring, waiting)| (ring, *waiting, subscriber.relay_slot)),
+                    );
+                for (ring, waiting, slot) in watched {
+                    let Some((write_pos, read_pos)) = slot_positions(&ring.region, slot as usize)
+                    else {
+                        continue;
+                    };
+                    let backlog = write_pos.saturating_sub(read_pos);
+                    let half = ring.capacity / 2;
+                    behind |=
+                        (!block && backlog > ring.capacity / 4 * 3) || (waiting && backlog > half);
+                    let moved = subscriber.last_read.insert(ring.id, read_pos) != Some(read_pos);
+                    stuck |= !moved && backlog > half;
+                }
                 subscriber.strikes = if behind {
                     subscriber.strikes.saturating_add(1)
+                } else if stuck {
+                    subscriber.strikes
                 } else {
                     0
                 };
