@@ -431,6 +431,41 @@ fn on_a_block_topic_a_stopped_shm_subscriber_holds_socket_publishers_back_only_f
 }
 
 #[test]
+fn on_a_block_topic_a_stopped_socket_subscriber_holds_a_shm_publisher_back_only_for_the_deadline() {
+    // 18 MB in all: more than the stopped subscriber's socket buffers (up to 8 MiB with the
+    // broker's tuning) and its 100 queued messages hold.
+    const N: usize = 20_000;
+    let line = |seq: usize| format!("{seq}:{}", "y".repeat(900));
+    let broker = TestBroker::start(&format!(
+        "{}buffer_size = 100\nmax_message_size = 1000\npublish_deadline_ms = 300\n\n[shm]\nring_bytes = 65536\n",
+        fanout("read")
+    ));
+    let mut frozen = spawn_sub(&broker, "read", &[]);
+    let frozen_pid = Pid::from_raw(frozen.child.id() as i32);
+    kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let healthy = spawn_sub(&broker, "read", &["--count", &N.to_string()]);
+    // The broker's reader of the publisher's ring routes to the socket subscribers: once the
+    // stopped one is full, the reader, and with it the shm publisher, is held back; for
+    // ever, were the deadline not kept there too (`finish` fails after a deadline of its own).
+    let publisher = spawn_pub_with(&broker, "read", &["--transport", "shm"], (0..N).map(line));
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        healthy.take_lines(N) == (0..N).map(line).collect::<Vec<_>>(),
+        "the healthy socket subscriber got every message once in order"
+    );
+    assert!(
+        topic_counter(&broker, "read", "dropped") >= 1,
+        "the disconnect is counted"
+    );
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+    assert!(
+        !frozen.wait().success(),
+        "the disconnected subscriber fails with the reason"
+    );
+}
+
+#[test]
 fn on_a_disconnect_topic_a_shm_subscriber_holding_the_relay_ring_full_is_dropped_and_the_socket_publisher_goes_on(
 ) {
     const N: u64 = 2_000;
@@ -443,18 +478,20 @@ fn on_a_disconnect_topic_a_shm_subscriber_holding_the_relay_ring_full_is_dropped
     let client = shm_client(&broker);
     let healthy = client.subscribe("strict_relay").expect("subscribe");
     kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let got = std::thread::scope(|scope| {
-        let reader = scope.spawn(|| take_all(healthy, &done));
-        // Up to 300-byte messages through a 4 KiB relay ring: without the disconnect the
-        // publisher would wait on the frozen subscriber for ever (`finish` has a deadline).
-        let publisher = spawn_pub(&broker, "strict_relay", (0..N).map(checked_message));
-        let (status, stderr) = publisher.finish();
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        let got = reader.join().expect("reader");
-        assert!(status.success(), "{stderr}");
-        got
-    });
+    // Not a scoped thread: should the publisher hang, the test fails at `finish`'s deadline
+    // instead of waiting for ever to join a reader that is never told to stop.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || take_all(healthy, &done))
+    };
+    // Up to 300-byte messages through a 4 KiB relay ring: without the disconnect the
+    // publisher would wait on the frozen subscriber for ever (`finish` has a deadline).
+    let publisher = spawn_pub(&broker, "strict_relay", (0..N).map(checked_message));
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let got = reader.join().expect("reader");
     let expected: Vec<u64> = (0..N).collect();
     assert!(
         got == expected,
