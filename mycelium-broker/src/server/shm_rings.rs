@@ -26,7 +26,9 @@
 //!   relay ring the topic applies the policy ([`Relay`]): a full relay ring holds the socket
 //!   publisher back under `block` and `disconnect`, and drops the rest under `drop_newest`.
 //!   Under `disconnect` the watchdog detaches a subscriber that holds a waiting publisher
-//!   back, in a publisher ring or in the relay ring alike. A queue topic
+//!   back, in a publisher ring or in the relay ring alike; under `block` it does so after
+//!   `publish_deadline_ms` in a publisher ring, and the held socket publish does it for the
+//!   relay ring (the topic's `give_up`, through [`Relay::detach_laggards`]). A queue topic
 //!   with `drop_oldest` is refused shared memory: an overwritten frame would be a message no
 //!   consumer gets, with no one to count it.
 //! - A relay ring lives exactly while its topic has shared-memory subscribers: the first
