@@ -538,11 +538,15 @@ impl Topic {
             }
             Blocker::Relay => {
                 let relay = self.relay.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let Some(relay) = relay else {
+                    // Its readers have all left since: the publish goes on, dropping nothing.
+                    return GaveUp::Disconnected;
+                };
                 let why = format!(
                     "backpressure = {}, held a publisher back longer than publish_deadline_ms = {waited}",
                     self.settings.load().backpressure
                 );
-                if relay.is_some_and(|relay| relay.detach_laggards(&why) > 0) {
+                if relay.detach_laggards(&why) > 0 {
                     tracing::warn!(topic = %self.name, waited_ms = waited, "detached the shared-memory subscribers that held the relay ring full past publish_deadline_ms");
                     return GaveUp::Disconnected;
                 }
