@@ -1389,6 +1389,54 @@ fn shm_and_socket_publishers_on_a_queue_feed_shm_and_socket_consumers_each_messa
 }
 
 #[test]
+fn on_a_block_queue_a_stopped_shm_consumer_holding_the_relay_ring_full_is_detached_after_the_deadline(
+) {
+    const N: u64 = 2_000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\nbuffer_size = 100\npublish_deadline_ms = 300\n\n[shm]\nring_bytes = 4096\n",
+        queue("jobs")
+    ));
+    // Every consumer reads every frame of the relay ring (keeping those addressed to it): a
+    // stopped one holds the ring full for the others once a ring's worth was dealt, the
+    // backlog fills, and the socket publisher is held back.
+    let (mut frozen, frozen_pid) = stopped_shm_sub(&broker, "jobs");
+    let client = shm_client(&broker);
+    let mut healthy = client.subscribe("jobs").expect("subscribe");
+    // Past the deadline the stopped consumer is detached and what was dealt to it, unread,
+    // is dealt again: the healthy one gets every message, each once. (Without the detach the
+    // rest of each held batch was dropped.) It reads on a thread of its own, with a deadline.
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + DEADLINE;
+        while (got.len() as u64) < N && Instant::now() < deadline {
+            if let Some(message) = healthy
+                .recv_timeout(Duration::from_millis(200))
+                .expect("recv")
+            {
+                got.push(check_message(&message).expect("intact"));
+            }
+        }
+        got
+    });
+    let publisher = spawn_pub(&broker, "jobs", (0..N).map(checked_message));
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    let mut got = reader.join().expect("reader");
+    got.sort_unstable();
+    assert_eq!(got, (0..N).collect::<Vec<_>>(), "each message once");
+    assert_eq!(
+        topic_counter(&broker, "jobs", "dropped"),
+        1,
+        "the detach is counted, and nothing was lost"
+    );
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+    assert!(
+        !frozen.wait().success(),
+        "the detached consumer fails with the reason"
+    );
+}
+
+#[test]
 fn what_a_killed_shm_consumer_left_unread_is_dealt_again_to_the_others() {
     const N: u64 = 2_000;
     let broker = TestBroker::start(&format!(

@@ -406,6 +406,11 @@ pub trait QueueRelay: std::fmt::Debug + Send + Sync {
     /// stops at the first that does not fit. Returns how many were written: exactly those
     /// are the consumer's now.
     fn deal(&self, slot: u32, payloads: &mut dyn Iterator<Item = &[u8]>) -> usize;
+    /// A publish waited on the backlog for longer than the topic's `publish_deadline_ms`:
+    /// detach the consumers that hold the relay ring full, if any do (`SlowConsumer`, with
+    /// `why` in the reason). Returns how many were detached (0: the ring is not what holds
+    /// the backlog up).
+    fn detach_laggards(&self, why: &str) -> usize;
 }
 
 /// One topic; see the module docs.
@@ -504,8 +509,9 @@ impl Topic {
     /// others any longer. A full subscriber is disconnected with a fatal `SlowConsumer`; the
     /// shared-memory readers that hold a full relay ring are detached (`SlowConsumer`), or,
     /// if none can be, the rest of the batch is dropped for the relay; a full queue backlog
-    /// makes the rest of the batch be dropped (counted). Call `publish` again with the same
-    /// cursor afterwards.
+    /// gets the shared-memory consumers that hold its relay ring full detached, or if none
+    /// do, the rest of the batch dropped (counted). Call `publish` again with the same cursor
+    /// afterwards.
     pub fn give_up<B: Batch + ?Sized>(
         &self,
         blocker: &Blocker,
@@ -531,6 +537,21 @@ impl Topic {
                 GaveUp::Disconnected
             }
             Blocker::Backlog(_) => {
+                // A shared-memory consumer that stopped reading holds the relay ring full for
+                // every other one (they all read every frame): then it, not the backlog, is the
+                // slow reader, and detaching it (what it left unread is dealt again) lets the
+                // backlog drain into the ring again.
+                let relay = self.queue.lock().relay.clone();
+                if let Some(relay) = relay {
+                    let why = format!(
+                        "backpressure = {}, held a publisher back longer than publish_deadline_ms = {waited}",
+                        self.settings.load().backpressure
+                    );
+                    if relay.detach_laggards(&why) > 0 {
+                        tracing::warn!(topic = %self.name, waited_ms = waited, "detached the shared-memory consumers that held the relay ring full past publish_deadline_ms");
+                        return GaveUp::Disconnected;
+                    }
+                }
                 let rest = payloads.len().saturating_sub(cursor.offset);
                 cursor.offset = payloads.len();
                 self.counters.add(0, rest as u64);
@@ -2141,6 +2162,10 @@ mod tests {
     }
 
     impl QueueRelay for FakeQueueRelay {
+        fn detach_laggards(&self, _why: &str) -> usize {
+            0
+        }
+
         fn unread(&self, slot: u32) -> Option<usize> {
             Some(
                 self.got

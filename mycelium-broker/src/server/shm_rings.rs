@@ -28,7 +28,8 @@
 //!   Under `disconnect` the watchdog detaches a subscriber that holds a waiting publisher
 //!   back, in a publisher ring or in the relay ring alike; under `block` it does so after
 //!   `publish_deadline_ms` in a publisher ring, and the held socket publish does it for the
-//!   relay ring (the topic's `give_up`, through [`Relay::detach_laggards`]). A queue topic
+//!   relay ring (the topic's `give_up`, through [`Relay::detach_laggards`], and on a queue
+//!   topic whose backlog stays full, [`QueueRelay::detach_laggards`]). A queue topic
 //!   with `drop_oldest` is refused shared memory: an overwritten frame would be a message no
 //!   consumer gets, with no one to count it.
 //! - A relay ring lives exactly while its topic has shared-memory subscribers: the first
@@ -450,6 +451,61 @@ impl RelayRing {
         self.addressed().remove(&slot);
     }
 
+    /// Detaches every subscriber more than half the ring behind (the watchdog's measure of
+    /// one that holds a waiting publisher back), or, with `furthest` and none that far, the
+    /// one furthest behind (a frame may need up to half the ring, so a reader less than half
+    /// a ring behind can still hold a large one back). Returns how many. Called with no lock
+    /// held (a topic's `give_up`); takes the directory's, as any detach does.
+    fn detach_behind(&self, why: &str, furthest: bool) -> usize {
+        let Some(directory) = self.directory.upgrade() else {
+            return 0;
+        };
+        let mut topics = directory.lock();
+        let Some(rings) = topics.get_mut(&self.topic) else {
+            return 0;
+        };
+        // A relay ring freed since the publish blocked on it has nobody left to detach.
+        if rings
+            .relay
+            .as_ref()
+            .is_none_or(|relay| relay.id != self.ring.id)
+        {
+            return 0;
+        }
+        let Some(topic) = rings.topic.clone() else {
+            return 0;
+        };
+        let behind: Vec<(usize, u64)> = rings
+            .subscribers
+            .iter()
+            .enumerate()
+            .filter_map(|(at, s)| {
+                slot_backlog(&self.ring.region, s.relay_slot as usize).map(|b| (at, b))
+            })
+            .collect();
+        let most = behind
+            .iter()
+            .map(|&(_, backlog)| backlog)
+            .max()
+            .unwrap_or(0);
+        let half = self.ring.capacity / 2;
+        let slow: Vec<_> = behind
+            .iter()
+            .filter(|&&(_, backlog)| backlog > half || (furthest && most > 0 && backlog == most))
+            .map(|&(at, _)| {
+                let subscriber = &rings.subscribers[at];
+                (
+                    subscriber.session,
+                    subscriber.attachment,
+                    subscriber.events.clone(),
+                )
+            })
+            .collect();
+        let detached = slow.len();
+        detach_slow(rings, &topic, slow, why);
+        detached
+    }
+
     /// Relays a message too large for the ring: copies it into a payload segment of its own,
     /// hands that to the subscribers (on a queue topic, to the consumer of `recipient` only),
     /// then pushes the reference frame (addressed to `recipient`).
@@ -617,6 +673,12 @@ impl QueueRelay for RelayRing {
         }
         taken
     }
+
+    fn detach_laggards(&self, why: &str) -> usize {
+        // The backlog may be full for want of socket consumers' credit with the ring far
+        // from full: only a consumer half a ring behind is holding the ring up.
+        self.detach_behind(why, false)
+    }
 }
 
 impl std::fmt::Debug for RelayRing {
@@ -681,62 +743,10 @@ impl Relay for RelayRing {
         guard.0.skip_dropped(count);
     }
 
-    /// Detaches every subscriber more than half the relay ring behind (the watchdog's
-    /// measure of one that holds a waiting publisher back), or, when none is, the one
-    /// furthest behind: a frame may need up to half the ring, so a reader less than half a
-    /// ring behind can still hold a large one back. Called with no lock held (the topic's
-    /// `give_up`); takes the directory's, as a detach does.
     fn detach_laggards(&self, why: &str) -> usize {
-        let Some(directory) = self.directory.upgrade() else {
-            return 0;
-        };
-        let mut topics = directory.lock();
-        let Some(rings) = topics.get_mut(&self.topic) else {
-            return 0;
-        };
-        // A relay ring freed since the publish blocked on it has nobody left to detach.
-        if rings
-            .relay
-            .as_ref()
-            .is_none_or(|relay| relay.id != self.ring.id)
-        {
-            return 0;
-        }
-        let Some(topic) = rings.topic.clone() else {
-            return 0;
-        };
-        let behind: Vec<(usize, u64)> = rings
-            .subscribers
-            .iter()
-            .enumerate()
-            .filter_map(|(at, s)| {
-                slot_backlog(&self.ring.region, s.relay_slot as usize).map(|b| (at, b))
-            })
-            .collect();
-        let furthest = behind
-            .iter()
-            .map(|&(_, backlog)| backlog)
-            .max()
-            .unwrap_or(0);
-        if furthest == 0 {
-            return 0;
-        }
-        let half = self.ring.capacity / 2;
-        let slow: Vec<_> = behind
-            .iter()
-            .filter(|&&(_, backlog)| backlog > half || backlog == furthest)
-            .map(|&(at, _)| {
-                let subscriber = &rings.subscribers[at];
-                (
-                    subscriber.session,
-                    subscriber.attachment,
-                    subscriber.events.clone(),
-                )
-            })
-            .collect();
-        let detached = slow.len();
-        detach_slow(rings, &topic, slow, why);
-        detached
+        // The relay stopped short: some reader holds the ring full, the furthest behind if
+        // no one is half a ring behind.
+        self.detach_behind(why, true)
     }
 }
 
