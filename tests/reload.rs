@@ -634,3 +634,73 @@ fn a_topic_turned_to_drop_newest_by_a_reload_detaches_a_stopped_shm_subscriber_t
     kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
     assert!(!frozen.wait().success(), "detached, with the reason");
 }
+
+#[test]
+fn a_topic_turned_to_drop_oldest_by_a_reload_gives_its_next_shm_subscriber_a_lossy_relay_ring() {
+    use mycelium::broker::ShmClient;
+    const N: u64 = 2_000;
+    let config = |backpressure: &str| {
+        format!(
+            "[shm]\nring_bytes = 4096\n\n[[topics]]\nname = \"relayed\"\nrouting = \"fanout\"\nmax_message_size = 1000\nbackpressure = \"{backpressure}\"\n"
+        )
+    };
+    let broker = TestBroker::start(&config("block"));
+    let client = ShmClient::connect(&broker.socket).expect("shm session");
+    // A subscriber under block, gone at once: its relay ring was lossless.
+    drop(client.subscribe("relayed").expect("subscribe"));
+    let before = generation(&broker);
+    std::fs::write(&broker.config, broker.config_text(&config("drop_oldest"))).expect("write");
+    wait_for_generation_after(&broker, before);
+    // The session handles its frames in order: the detach above is done before this attach.
+    let mut sub = client.subscribe("relayed").expect("subscribe");
+    let message = |seq: u64| format!("{seq}:{}", "x".repeat(100));
+    // Message 0 read first: a reader lapped before its first frame cannot count its loss
+    // exactly (docs/shm-layout.md, the unit of `Lagged`).
+    let out = run_to_end(broker.cmd().args(["pub", "relayed", &message(0)]));
+    assert!(out.status.success(), "{}", out.stderr);
+    let first = sub.recv_timeout(common::DEADLINE).expect("recv");
+    assert_eq!(first.as_deref(), Some(message(0).as_bytes()));
+    // Socket subscribers get a batch only once the relay ring has it: when this one has
+    // every message, so has the ring, which the shm subscriber has not read meanwhile.
+    let socket_sub = spawn_sub(&broker, "relayed", &["--count", &(N - 1).to_string()]);
+    let (status, stderr) = spawn_pub(&broker, "relayed", (1..N).map(message)).finish();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(socket_sub.take_lines(N as usize - 1).len(), N as usize - 1);
+    // A lossy ring (drop_oldest, as the topic is now): lapped many times over, the
+    // subscriber is told how many it lost, then reads the newest messages in order. A ring
+    // kept from before the reload would be lossless: it takes what fits, the topic drops
+    // the rest for it, and the subscriber is never told.
+    let (mut received, mut skipped, mut next) = (1u64, 0u64, 1u64);
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    while next < N {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never got the last message: {received} received, told of {skipped} lost, next {next}"
+        );
+        match sub.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(Some(payload)) => {
+                let text = String::from_utf8(payload).expect("UTF-8");
+                let seq: u64 = text
+                    .split_once(':')
+                    .and_then(|(seq, _)| seq.parse().ok())
+                    .expect("a numbered message");
+                assert_eq!(text, message(seq), "intact");
+                assert_eq!(seq, next, "in order, every gap told before it");
+                next = seq + 1;
+                received += 1;
+            }
+            Ok(None) => {}
+            Err(ClientError::Lagged { skipped: n }) => {
+                skipped += n;
+                next += n;
+            }
+            Err(error) => panic!("{error}"),
+        }
+    }
+    assert!(skipped > 0, "the lapped subscriber was told of its loss");
+    assert_eq!(
+        received + skipped,
+        N,
+        "every message received or reported lost"
+    );
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use common::pubsub_support::{spawn_pub, spawn_pub_with, stats_json, topic_counter};
-use common::{fanout, spawn_sub, TestBroker, DEADLINE};
+use common::{fanout, spawn_sub, wait_until, TestBroker, DEADLINE};
 use mycelium::broker::{ClientError, ShmClient, ShmOptions};
 use mycelium::transport::shm::recv_fds;
 use mycelium::transport::{
@@ -328,8 +328,10 @@ fn on_a_drop_newest_topic_a_shm_subscriber_that_stops_reading_loses_relayed_mess
 #[test]
 fn on_a_block_topic_a_stopped_shm_subscriber_holds_socket_publishers_back_and_loses_nothing() {
     const N: usize = 20_000;
+    // `publish_deadline_ms = 0`: the publisher waits for as long as the subscriber is stopped,
+    // however loaded the machine (the deadline has a test of its own, below).
     let broker = TestBroker::start(&format!(
-        "{}max_message_size = 1000\n\n{}max_message_size = 1000\n\n[shm]\nring_bytes = 4096\n",
+        "{}max_message_size = 1000\npublish_deadline_ms = 0\n\n{}max_message_size = 1000\n\n[shm]\nring_bytes = 4096\n",
         fanout("held"),
         fanout("other")
     ));
@@ -378,6 +380,92 @@ fn on_a_block_topic_a_stopped_shm_subscriber_holds_socket_publishers_back_and_lo
 }
 
 #[test]
+fn on_a_block_topic_a_stopped_shm_subscriber_holds_socket_publishers_back_only_for_the_deadline() {
+    const N: u64 = 3_000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\npublish_deadline_ms = 300\n\n[shm]\nring_bytes = 4096\n",
+        fanout("relayed")
+    ));
+    let (mut frozen, frozen_pid) = stopped_shm_sub(&broker, "relayed");
+    let client = shm_client(&broker);
+    let healthy = client.subscribe("relayed").expect("subscribe");
+    let uds_sub = spawn_sub(&broker, "relayed", &["--count", &N.to_string()]);
+    // Not a scoped thread: should the publisher hang, the test fails at `finish`'s deadline
+    // instead of waiting for ever to join a reader that is never told to stop.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || take_all(healthy, &done))
+    };
+    // Up to 300-byte messages through a 4 KiB relay ring: a dozen fit, then the socket
+    // publisher is held back by the stopped subscriber; for ever, were the deadline not kept
+    // across the relay's 1 ms polls (`finish` fails after a deadline of its own).
+    let publisher = spawn_pub(&broker, "relayed", (0..N).map(checked_message));
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let got = reader.join().expect("reader");
+    let expected: Vec<u64> = (0..N).collect();
+    assert!(
+        got == expected,
+        "the healthy shm subscriber got {} messages, not everything once in order (first difference at {:?})",
+        got.len(),
+        got.iter().zip(&expected).position(|(a, b)| a != b)
+    );
+    let lines = uds_sub.take_lines(N as usize);
+    assert!(
+        lines == (0..N).map(checked_message).collect::<Vec<_>>(),
+        "the socket subscriber got every message once in order"
+    );
+    assert_eq!(
+        topic_counter(&broker, "relayed", "dropped"),
+        1,
+        "the detach is counted, and nothing else was lost"
+    );
+    // Woken up, the stopped subscriber learns it was detached, and exits with the reason.
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+    assert!(
+        !frozen.wait().success(),
+        "the detached subscriber fails with the reason"
+    );
+}
+
+#[test]
+fn on_a_block_topic_a_stopped_socket_subscriber_holds_a_shm_publisher_back_only_for_the_deadline() {
+    // 18 MB in all: more than the stopped subscriber's socket buffers (up to 8 MiB with the
+    // broker's tuning) and its 100 queued messages hold.
+    const N: usize = 20_000;
+    let line = |seq: usize| format!("{seq}:{}", "y".repeat(900));
+    let broker = TestBroker::start(&format!(
+        "{}buffer_size = 100\nmax_message_size = 1000\npublish_deadline_ms = 300\n\n[shm]\nring_bytes = 65536\n",
+        fanout("read")
+    ));
+    let mut frozen = spawn_sub(&broker, "read", &[]);
+    let frozen_pid = Pid::from_raw(frozen.child.id() as i32);
+    kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let healthy = spawn_sub(&broker, "read", &["--count", &N.to_string()]);
+    // The broker's reader of the publisher's ring routes to the socket subscribers: once the
+    // stopped one is full, the reader, and with it the shm publisher, is held back; for
+    // ever, were the deadline not kept there too (`finish` fails after a deadline of its own).
+    let publisher = spawn_pub_with(&broker, "read", &["--transport", "shm"], (0..N).map(line));
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        healthy.take_lines(N) == (0..N).map(line).collect::<Vec<_>>(),
+        "the healthy socket subscriber got every message once in order"
+    );
+    assert!(
+        topic_counter(&broker, "read", "dropped") >= 1,
+        "the disconnect is counted"
+    );
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+    assert!(
+        !frozen.wait().success(),
+        "the disconnected subscriber fails with the reason"
+    );
+}
+
+#[test]
 fn on_a_disconnect_topic_a_shm_subscriber_holding_the_relay_ring_full_is_dropped_and_the_socket_publisher_goes_on(
 ) {
     const N: u64 = 2_000;
@@ -390,18 +478,20 @@ fn on_a_disconnect_topic_a_shm_subscriber_holding_the_relay_ring_full_is_dropped
     let client = shm_client(&broker);
     let healthy = client.subscribe("strict_relay").expect("subscribe");
     kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let got = std::thread::scope(|scope| {
-        let reader = scope.spawn(|| take_all(healthy, &done));
-        // Up to 300-byte messages through a 4 KiB relay ring: without the disconnect the
-        // publisher would wait on the frozen subscriber for ever (`finish` has a deadline).
-        let publisher = spawn_pub(&broker, "strict_relay", (0..N).map(checked_message));
-        let (status, stderr) = publisher.finish();
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        let got = reader.join().expect("reader");
-        assert!(status.success(), "{stderr}");
-        got
-    });
+    // Not a scoped thread: should the publisher hang, the test fails at `finish`'s deadline
+    // instead of waiting for ever to join a reader that is never told to stop.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || take_all(healthy, &done))
+    };
+    // Up to 300-byte messages through a 4 KiB relay ring: without the disconnect the
+    // publisher would wait on the frozen subscriber for ever (`finish` has a deadline).
+    let publisher = spawn_pub(&broker, "strict_relay", (0..N).map(checked_message));
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let got = reader.join().expect("reader");
     let expected: Vec<u64> = (0..N).collect();
     assert!(
         got == expected,
@@ -1301,6 +1391,54 @@ fn shm_and_socket_publishers_on_a_queue_feed_shm_and_socket_consumers_each_messa
 }
 
 #[test]
+fn on_a_block_queue_a_stopped_shm_consumer_holding_the_relay_ring_full_is_detached_after_the_deadline(
+) {
+    const N: u64 = 2_000;
+    let broker = TestBroker::start(&format!(
+        "{}max_message_size = 1000\nbuffer_size = 100\npublish_deadline_ms = 300\n\n[shm]\nring_bytes = 4096\n",
+        queue("jobs")
+    ));
+    // Every consumer reads every frame of the relay ring (keeping those addressed to it): a
+    // stopped one holds the ring full for the others once a ring's worth was dealt, the
+    // backlog fills, and the socket publisher is held back.
+    let (mut frozen, frozen_pid) = stopped_shm_sub(&broker, "jobs");
+    let client = shm_client(&broker);
+    let mut healthy = client.subscribe("jobs").expect("subscribe");
+    // Past the deadline the stopped consumer is detached and what was dealt to it, unread,
+    // is dealt again: the healthy one gets every message, each once. (Without the detach the
+    // rest of each held batch was dropped.) It reads on a thread of its own, with a deadline.
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + DEADLINE;
+        while (got.len() as u64) < N && Instant::now() < deadline {
+            if let Some(message) = healthy
+                .recv_timeout(Duration::from_millis(200))
+                .expect("recv")
+            {
+                got.push(check_message(&message).expect("intact"));
+            }
+        }
+        got
+    });
+    let publisher = spawn_pub(&broker, "jobs", (0..N).map(checked_message));
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    let mut got = reader.join().expect("reader");
+    got.sort_unstable();
+    assert_eq!(got, (0..N).collect::<Vec<_>>(), "each message once");
+    assert_eq!(
+        topic_counter(&broker, "jobs", "dropped"),
+        1,
+        "the detach is counted, and nothing was lost"
+    );
+    kill(frozen_pid, Signal::SIGCONT).expect("SIGCONT");
+    assert!(
+        !frozen.wait().success(),
+        "the detached consumer fails with the reason"
+    );
+}
+
+#[test]
 fn what_a_killed_shm_consumer_left_unread_is_dealt_again_to_the_others() {
     const N: u64 = 2_000;
     let broker = TestBroker::start(&format!(
@@ -1807,6 +1945,77 @@ fn memfds(pid: &str) -> Vec<String> {
                 && (target.contains(":msg:") || target.starts_with("/memfd:mycelium:relay:"))
         })
         .collect()
+}
+
+/// The broker's relay rings now (memfds named `mycelium:<topic>:relay:<ring id>`): how many
+/// of its fds and how many of its mappings (`/proc/<pid>/maps`) are one.
+fn relay_rings(pid: i32) -> (usize, usize) {
+    // Not `mycelium:relay:`, which names the relay's payload segments.
+    let is_relay_ring = |name: &str| {
+        name.contains("/memfd:mycelium:")
+            && !name.contains("/memfd:mycelium:relay:")
+            && name.contains(":relay:")
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                .filter(|target| is_relay_ring(&target.to_string_lossy()))
+                .count()
+        })
+        .unwrap_or(0);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map(|maps| maps.lines().filter(|line| is_relay_ring(line)).count())
+        .unwrap_or(0);
+    (fds, maps)
+}
+
+#[test]
+fn a_topics_relay_ring_is_freed_when_its_last_shm_subscriber_leaves_and_made_afresh_for_the_next() {
+    const TOPICS: usize = 8;
+    let names: Vec<String> = (0..TOPICS).map(|i| format!("freed{i}")).collect();
+    let topics: String = names.iter().map(|name| fanout(name)).collect();
+    let broker = TestBroker::start(&format!("{topics}\n[shm]\nring_bytes = 65536\n"));
+    let pid = broker.pid();
+    assert_eq!(
+        relay_rings(pid),
+        (0, 0),
+        "no relay ring before any subscriber"
+    );
+    // One shm subscriber per topic (two on the first), in this process: each topic gets a
+    // relay ring when its first one attaches (before the grant is answered).
+    let client = shm_client(&broker);
+    let mut subs: Vec<_> = names
+        .iter()
+        .map(|name| client.subscribe(name).expect("subscribe"))
+        .collect();
+    subs.push(client.subscribe(&names[0]).expect("subscribe"));
+    let (fds, maps) = relay_rings(pid);
+    assert_eq!(fds, TOPICS, "one relay ring per topic");
+    assert!(maps >= TOPICS, "each mapped: {maps}");
+    // The second subscriber of the first topic leaves: its ring stays for the other. (The
+    // session handles its frames in order: the publisher's grant follows the detach.)
+    drop(subs.pop());
+    let publisher = client.publisher(&names[1]).expect("publisher");
+    assert_eq!(relay_rings(pid).0, TOPICS, "rings with a subscriber stay");
+    drop(publisher);
+    // Every subscriber leaves: every ring is freed, memfd and mapping.
+    drop(subs);
+    wait_until("the relay rings to be freed", || relay_rings(pid) == (0, 0));
+    // A subscriber that dies frees its topic's ring too.
+    let mut killed = spawn_sub(&broker, &names[2], &["--transport", "shm"]);
+    assert_eq!(relay_rings(pid).0, 1);
+    killed.child.kill().expect("SIGKILL");
+    let _ = killed.child.wait();
+    wait_until("the dead subscriber's relay ring to be freed", || {
+        relay_rings(pid) == (0, 0)
+    });
+    // The next subscriber gets a fresh ring, and socket publishers' messages reach it.
+    let mut again = client.subscribe(&names[0]).expect("subscribe again");
+    assert_eq!(relay_rings(pid).0, 1);
+    let out = common::pubsub_support::run_to_end(broker.cmd().args(["pub", &names[0], "back"]));
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(recv(&mut again), b"back");
 }
 
 /// Waits until no payload-segment memfd is held by `pid`.

@@ -39,7 +39,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::core::acl::{Action, PeerIdentity};
-use crate::core::topic::{Batch, GaveUp, Progress, PublishCursor, SubscriberId, Topic, TopicId};
+use crate::core::topic::{
+    Batch, GaveUp, HeldBack, Progress, PublishCursor, SubscriberId, Topic, TopicId,
+};
 use crate::error::LookupError;
 use crate::outbox::{FrameRun, Outbox};
 use crate::server::heartbeat::{Beat, Heartbeat};
@@ -675,22 +677,13 @@ impl Connection {
             tokio::time::sleep(shutdown_deadline(&self.state)).await;
         };
         tokio::pin!(give_up);
+        // `block` waits on one slow reader at most `publish_deadline_ms` (0: for ever),
+        // counted over every wake-up of this batch's wait on it, not afresh at each.
+        let mut held = HeldBack::default();
         while let Progress::Blocked(blocker) = topic.publish(payloads, &mut cursor) {
-            // `block` waits on one slow reader at most this long (0: for ever).
-            let deadline = match topic.config().publish_deadline_ms {
-                0 => None,
-                ms => Some(after(Duration::from_millis(ms))),
-            };
-            let past_deadline = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
-                _ = blocker.wait() => {}
-                _ = past_deadline => {
-                    if let GaveUp::Dropped(n) = topic.give_up(&blocker, payloads, &mut cursor) {
+                gave_up = topic.wait_or_give_up(&blocker, payloads, &mut cursor, &mut held) => {
+                    if let Some(GaveUp::Dropped(n)) = gave_up {
                         let waited = topic.config().publish_deadline_ms;
                         self.refuse(0, ErrorCode::SlowConsumer, topic.id(), format!(
                             "{n} message(s) dropped: topic '{}' could take no more for {waited} ms \

@@ -10,7 +10,9 @@
 //! - Each batch read from a ring is routed with [`Topic::publish`], marked as coming from the
 //!   relay's own path so it is not copied back into the relay ring. Under `backpressure =
 //!   "block"` a slow socket subscriber stops this thread, which stops reading the ring, which
-//!   makes the shared-memory publisher wait: the policy holds end to end.
+//!   makes the shared-memory publisher wait: the policy holds end to end, `publish_deadline_ms`
+//!   included (a socket subscriber that holds a batch back that long is disconnected, as
+//!   one that holds back a socket publisher is).
 //! - Everything read from a ring is checked by the ring code; a corrupt ring is logged and
 //!   dropped (its publisher's messages no longer reach socket subscribers), never a panic.
 //! - When idle the thread sleeps on its slots (`futex_waitv`) for at most [`IDLE_SLEEP`], and
@@ -29,7 +31,7 @@ use std::time::Instant;
 use mycelium_transport::shm::reference::SegmentRef;
 use mycelium_transport::shm::{release_slot, wait_any, PayloadView, ReadError, RingConsumer};
 
-use crate::core::topic::{Progress, PublishCursor, Topic};
+use crate::core::topic::{GaveUp, HeldBack, Progress, PublishCursor, Topic};
 use crate::server::shm_rings::Ring;
 use crate::server::supervisor::Supervisor;
 use mycelium_config::Routing;
@@ -455,7 +457,24 @@ fn route(topic: &Arc<Topic>, bytes: &[u8], ends: &[usize], runtime: &tokio::runt
             .fetch_add(oversized, Ordering::Relaxed);
     }
     let mut cursor = PublishCursor::from_relay_path();
+    // The deadline holds here as on the socket path: without it a stopped socket subscriber
+    // would stop this thread, and with it every shared-memory publisher of the topic, for ever.
+    let mut held = HeldBack::default();
     while let Progress::Blocked(blocker) = topic.publish(&payloads[..], &mut cursor) {
-        runtime.block_on(blocker.wait());
+        let gave_up = runtime.block_on(topic.wait_or_give_up(
+            &blocker,
+            &payloads[..],
+            &mut cursor,
+            &mut held,
+        ));
+        if let Some(GaveUp::Dropped(n)) = gave_up {
+            // A queue topic's full backlog: nobody to tell (the shared-memory publisher does
+            // not hear from the broker's reader), so the log says it; `give_up` counted them.
+            tracing::warn!(
+                topic = topic.name(),
+                dropped = n,
+                "a shared-memory publisher's messages were dropped: the topic's backlog stayed full past publish_deadline_ms"
+            );
+        }
     }
 }

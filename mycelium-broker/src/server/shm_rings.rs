@@ -26,13 +26,21 @@
 //!   relay ring the topic applies the policy ([`Relay`]): a full relay ring holds the socket
 //!   publisher back under `block` and `disconnect`, and drops the rest under `drop_newest`.
 //!   Under `disconnect` the watchdog detaches a subscriber that holds a waiting publisher
-//!   back, in a publisher ring or in the relay ring alike. A queue topic
+//!   back, in a publisher ring or in the relay ring alike; under `block` it does so after
+//!   `publish_deadline_ms` in a publisher ring, and the held socket publish does it for the
+//!   relay ring (the topic's `give_up`, through [`Relay::detach_laggards`], and on a queue
+//!   topic whose backlog stays full, [`QueueRelay::detach_laggards`]). A queue topic
 //!   with `drop_oldest` is refused shared memory: an overwritten frame would be a message no
 //!   consumer gets, with no one to count it.
+//! - A relay ring lives exactly while its topic has shared-memory subscribers: the first
+//!   one's attach creates it, and the last one's leaving (a detach, a session that ends or
+//!   dies, a watchdog or deadline detach) frees it, memfd and mapping. A publisher's ring
+//!   lives as long as its attachment.
 //! - A hot reload changes the `[shm]` settings for what is created from then on
 //!   ([`ShmRings::set_config`]): a ring keeps the size, slot count and mode it was created
-//!   with, and `max_publishers_per_topic` and `enabled` are checked at each attach or
-//!   session. A topic the reload removed has every attachment ended
+//!   with (a publisher's until it attaches again, the relay ring until its topic's
+//!   shared-memory subscribers have all left), and `max_publishers_per_topic` and `enabled`
+//!   are checked at each attach or session. A topic the reload removed has every attachment ended
 //!   ([`ShmRings::remove_topic`]): its sessions are told (`ShmDetached`, `TopicRemoved`) and
 //!   its rings freed.
 //! - One lock over the whole directory: attach and detach are rare control operations, and a
@@ -235,15 +243,16 @@ struct Subscriber {
     relay_slot: u32,
     /// Slot held in each publisher ring, by ring id.
     slots: HashMap<u32, u32>,
-    /// Consecutive watchdog rounds that found this subscriber holding a waiting publisher back
-    /// (`disconnect` topics).
+    /// Watchdog rounds that found this subscriber holding a waiting publisher back, since it
+    /// last read or caught up (rounds in which it stayed stopped but its publisher happened
+    /// not to be asleep neither count nor start the count again).
     strikes: u32,
     /// `drop_newest` topics: whether a ring this subscriber held full dropped a message (or
     /// held its publisher waiting) during the current run of strikes (a reader that stops
     /// while nobody publishes harms no one).
     held_a_drop: bool,
-    /// `drop_newest` topics: this subscriber's `read_pos` in each ring (by ring id, the relay
-    /// ring's included) at the last watchdog round, to tell a stopped reader from a slow one.
+    /// This subscriber's `read_pos` in each watched ring (by ring id, the relay ring's
+    /// included) at the last watchdog round, to tell a stopped reader from a slow one.
     last_read: HashMap<u32, u64>,
 }
 
@@ -443,6 +452,61 @@ impl RelayRing {
         self.addressed().remove(&slot);
     }
 
+    /// Detaches every subscriber more than half the ring behind (the watchdog's measure of
+    /// one that holds a waiting publisher back), or, with `furthest` and none that far, the
+    /// one furthest behind (a frame may need up to half the ring, so a reader less than half
+    /// a ring behind can still hold a large one back). Returns how many. Called with no lock
+    /// held (a topic's `give_up`); takes the directory's, as any detach does.
+    fn detach_behind(&self, why: &str, furthest: bool) -> usize {
+        let Some(directory) = self.directory.upgrade() else {
+            return 0;
+        };
+        let mut topics = directory.lock();
+        let Some(rings) = topics.get_mut(&self.topic) else {
+            return 0;
+        };
+        // A relay ring freed since the publish blocked on it has nobody left to detach.
+        if rings
+            .relay
+            .as_ref()
+            .is_none_or(|relay| relay.id != self.ring.id)
+        {
+            return 0;
+        }
+        let Some(topic) = rings.topic.clone() else {
+            return 0;
+        };
+        let behind: Vec<(usize, u64)> = rings
+            .subscribers
+            .iter()
+            .enumerate()
+            .filter_map(|(at, s)| {
+                slot_backlog(&self.ring.region, s.relay_slot as usize).map(|b| (at, b))
+            })
+            .collect();
+        let most = behind
+            .iter()
+            .map(|&(_, backlog)| backlog)
+            .max()
+            .unwrap_or(0);
+        let half = self.ring.capacity / 2;
+        let slow: Vec<_> = behind
+            .iter()
+            .filter(|&&(_, backlog)| backlog > half || (furthest && most > 0 && backlog == most))
+            .map(|&(at, _)| {
+                let subscriber = &rings.subscribers[at];
+                (
+                    subscriber.session,
+                    subscriber.attachment,
+                    subscriber.events.clone(),
+                )
+            })
+            .collect();
+        let detached = slow.len();
+        detach_slow(rings, &topic, slow, why);
+        detached
+    }
+
     /// Relays a message too large for the ring: copies it into a payload segment of its own,
     /// hands that to the subscribers (on a queue topic, to the consumer of `recipient` only),
     /// then pushes the reference frame (addressed to `recipient`).
@@ -610,6 +674,12 @@ impl QueueRelay for RelayRing {
         }
         taken
     }
+
+    fn detach_laggards(&self, why: &str) -> usize {
+        // The backlog may be full for want of socket consumers' credit with the ring far
+        // from full: only a consumer half a ring behind is holding the ring up.
+        self.detach_behind(why, false)
+    }
 }
 
 impl std::fmt::Debug for RelayRing {
@@ -673,14 +743,20 @@ impl Relay for RelayRing {
         // drop_newest relay ring find the gap before the next message and report it.
         guard.0.skip_dropped(count);
     }
+
+    fn detach_laggards(&self, why: &str) -> usize {
+        // The relay stopped short: some reader holds the ring full, the furthest behind if
+        // no one is half a ring behind.
+        self.detach_behind(why, true)
+    }
 }
 
 #[derive(Default)]
 struct TopicRings {
-    /// Written by the broker; created with the topic's first shared-memory subscriber.
+    /// Written by the broker; exists exactly while the topic has shared-memory subscribers:
+    /// created (under the topic's policy then) with the first, freed when the last leaves.
     relay: Option<Ring>,
-    /// The broker's producer of `relay`, installed as the topic's relay while there are
-    /// shared-memory subscribers.
+    /// The broker's producer of `relay`, installed as the topic's relay while it exists.
     relay_sink: Option<Arc<RelayRing>>,
     /// The topic, to remove its relay when the last shared-memory subscriber leaves.
     topic: Option<Arc<Topic>>,
@@ -1131,8 +1207,8 @@ impl ShmRings {
 
     /// One watchdog round: a subscriber of a `disconnect` topic that holds a publisher back
     /// (three quarters of a ring behind, or half a ring while the publisher waits for room) in
-    /// [`STRIKES`] rounds in a row is detached (its slots freed, the publisher released) and
-    /// told why. The relay ring counts as a publisher ring whose publisher is the broker,
+    /// [`STRIKES`] rounds without reading or catching up in between is detached (its slots
+    /// freed, the publisher released) and told why. The relay ring counts as a publisher ring whose publisher is the broker,
     /// waiting while a socket publisher is held back by it. Under `block` with a
     /// `publish_deadline_ms`, a subscriber half a ring behind a publisher that waits on it
     /// for that long is detached the same way, so one slow reader never stalls the others
@@ -1203,24 +1279,42 @@ impl ShmRings {
                 .clone()
                 .filter(|_| fanout && !block)
                 .map(|ring| (ring, relay_waiting));
-            let holds_back = |ring: &Ring, waiting: bool, slot: u32| {
-                let capacity = ring.capacity;
-                slot_backlog(&ring.region, slot as usize).is_some_and(|backlog| {
-                    (!block && backlog > capacity / 4 * 3) || (waiting && backlog > capacity / 2)
-                })
-            };
             let mut slow = Vec::new();
             for subscriber in &mut rings.subscribers {
-                let behind = publishers.iter().any(|(ring, waiting)| {
-                    subscriber
-                        .slots
-                        .get(&ring.id)
-                        .is_some_and(|&slot| holds_back(ring, *waiting, slot))
-                }) || relay.as_ref().is_some_and(|(ring, waiting)| {
-                    holds_back(ring, *waiting, subscriber.relay_slot)
-                });
+                // `behind`: holds a publisher back this round. `stuck`: more than half a ring
+                // behind and has read nothing since the last round, whether or not its
+                // publisher is asleep on it right now: a publisher between two sleeps (it
+                // rescans and spins after every wake-up, and naps without `membarrier`) must
+                // not give a stopped reader a fresh deadline. Only a reader that reads, or
+                // that is no longer behind, starts again from zero.
+                let (mut behind, mut stuck) = (false, false);
+                let watched = publishers
+                    .iter()
+                    .filter_map(|(ring, waiting)| {
+                        let slot = subscriber.slots.get(&ring.id)?;
+                        Some((ring, *waiting, *slot))
+                    })
+                    .chain(
+                        relay
+                            .as_ref()
+                            .map(|(ring, waiting)| (ring, *waiting, subscriber.relay_slot)),
+                    );
+                for (ring, waiting, slot) in watched {
+                    let Some((write_pos, read_pos)) = slot_positions(&ring.region, slot as usize)
+                    else {
+                        continue;
+                    };
+                    let backlog = write_pos.saturating_sub(read_pos);
+                    let half = ring.capacity / 2;
+                    behind |=
+                        (!block && backlog > ring.capacity / 4 * 3) || (waiting && backlog > half);
+                    let moved = subscriber.last_read.insert(ring.id, read_pos) != Some(read_pos);
+                    stuck |= !moved && backlog > half;
+                }
                 subscriber.strikes = if behind {
                     subscriber.strikes.saturating_add(1)
+                } else if stuck {
+                    subscriber.strikes
                 } else {
                     0
                 };
@@ -1603,6 +1697,7 @@ fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool)
         rings.reader_in_flight.remove(&ring_id);
         for subscriber in &mut rings.subscribers {
             subscriber.in_flight.remove(&ring_id);
+            subscriber.last_read.remove(&ring_id);
             if subscriber.slots.remove(&ring_id).is_some() {
                 // The subscriber drains and drops the ring; its slot dies with the segment.
                 let _ = subscriber.events.send(SessionEvent::RingRemoved {
@@ -1633,12 +1728,22 @@ fn detach_from(rings: &mut TopicRings, matches: impl Fn(SessionId, u32) -> bool)
         if let Some(relay) = &rings.relay {
             let _ = release_slot(&relay.region, subscriber.relay_slot as usize);
         }
-        if let (Some(sink), Some(topic)) = (&rings.relay_sink, &rings.topic) {
-            if sink.readers.fetch_sub(1, Ordering::Relaxed) == 1 {
-                // Nobody reads the relay ring now: stop copying socket messages into it.
+        if let Some(sink) = &rings.relay_sink {
+            sink.readers.fetch_sub(1, Ordering::Relaxed);
+        }
+        if rings.subscribers.is_empty() {
+            // Nobody reads the relay ring now: stop copying socket messages into it, and free
+            // it (its memfd and mapping) rather than keep a ring per topic that ever had a
+            // shared-memory subscriber. The next one gets a fresh ring, made under the
+            // topic's policy of that moment. A relay call under way holds the ring until it
+            // returns; a queue topic's drain task ends when it finds the ring gone.
+            if let Some(topic) = &rings.topic {
                 topic.set_relay(None);
                 topic.set_queue_relay(None);
             }
+            rings.relay = None;
+            rings.relay_sink = None;
+            rings.relay_short_calls_seen = 0;
         }
         for publisher in &rings.publishers {
             if let Some(&slot) = subscriber.slots.get(&publisher.ring.id) {
