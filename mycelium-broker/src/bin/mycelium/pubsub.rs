@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use std::os::unix::ffi::OsStrExt;
 
-use mycelium_broker::{Client, ClientError, ShmClient};
+use mycelium_broker::{Client, ClientError, ShmClient, ShmPublisher};
 use tokio::io::AsyncBufReadExt;
 
 use crate::bench::Transport;
@@ -47,54 +47,178 @@ pub struct SubArgs {
     transport: Transport,
 }
 
-/// Each line of `input` as one message (the '\n', and a '\r' before it, removed), with its
-/// 1-based line number.
-fn for_each_line(
-    mut input: impl std::io::BufRead,
-    mut each: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let mut line = Vec::new();
-    let mut number = 0u64;
-    loop {
-        line.clear();
-        if input
-            .read_until(b'\n', &mut line)
-            .context("reading stdin")?
-            == 0
-        {
-            return Ok(());
-        }
-        number += 1;
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+/// Lines of a byte stream that arrives in pieces, each handed out as one message: lines end
+/// at '\n' (a '\r' before it is dropped), the last one may lack it, and may hold any other
+/// bytes. Numbered from 1.
+#[derive(Default)]
+struct Lines {
+    /// The start of a line whose end has not arrived yet.
+    pending: Vec<u8>,
+    number: u64,
+}
+
+impl Lines {
+    /// Hands every line that `bytes` completes to `each`.
+    fn feed(
+        &mut self,
+        bytes: &[u8],
+        mut each: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut rest = bytes;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            let (line, after) = rest.split_at(end);
+            rest = &after[1..];
+            if self.pending.is_empty() {
+                self.emit(line, &mut each)?;
+            } else {
+                let mut whole = std::mem::take(&mut self.pending);
+                whole.extend_from_slice(line);
+                self.emit(&whole, &mut each)?;
+                whole.clear();
+                self.pending = whole;
             }
         }
-        each(number, &line)?;
+        self.pending.extend_from_slice(rest);
+        Ok(())
     }
+
+    /// At the end of the stream: the last line, if it had no '\n'.
+    fn finish(&mut self, each: impl FnMut(u64, &[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let last = std::mem::take(&mut self.pending);
+        self.emit(&last, each)
+    }
+
+    fn emit(
+        &mut self,
+        line: &[u8],
+        mut each: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.number += 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        each(self.number, line)
+    }
+}
+
+/// Waits until stdin has input (or has ended), watching the broker meanwhile: when the
+/// session's socket turns readable (news, or the end of the session) the publisher looks at
+/// it, so that a publisher whose broker died or ended its attachment stops at once, even
+/// while no input comes.
+fn wait_for_input(
+    input: &std::fs::File,
+    client: &ShmClient,
+    publisher: &mut ShmPublisher,
+) -> Result<(), ClientError> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    loop {
+        let mut fds = [
+            PollFd::new(input.as_fd(), PollFlags::POLLIN),
+            PollFd::new(client.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            // The read that follows reports what is wrong with stdin.
+            Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|events| !events.is_empty());
+        let (input_ready, session_ready) = (ready(&fds[0]), ready(&fds[1]));
+        if session_ready {
+            publisher.check()?;
+        }
+        if input_ready {
+            return Ok(());
+        }
+    }
+}
+
+/// Publishes each line of stdin (see [`Lines`]); a line too large for the topic is reported
+/// and skipped, and counted in `refused`.
+fn publish_stdin(
+    client: &ShmClient,
+    publisher: &mut ShmPublisher,
+    sent: &mut u64,
+    refused: &mut u64,
+) -> anyhow::Result<()> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    // Unbuffered reads of our own, so that a poll of fd 0 says whether a read would wait
+    // (std's stdin buffers behind the poll's back).
+    let input = std::fs::File::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("reading stdin")?,
+    );
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut lines = Lines::default();
+    loop {
+        // Once per read of stdin (a slow stdin: once per line), never per message.
+        wait_for_input(&input, client, publisher)?;
+        let n = match (&input).read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("reading stdin"),
+        };
+        let each = |number: u64, line: &[u8]| publish_line(publisher, sent, refused, number, line);
+        if n == 0 {
+            return lines.finish(each);
+        }
+        lines.feed(&chunk[..n], each)?;
+    }
+}
+
+/// Publishes line `number` of stdin; one too large for the topic is reported and skipped.
+fn publish_line(
+    publisher: &mut ShmPublisher,
+    sent: &mut u64,
+    refused: &mut u64,
+    number: u64,
+    line: &[u8],
+) -> anyhow::Result<()> {
+    match publisher.publish(line) {
+        Ok(()) => *sent += 1,
+        Err(error @ ClientError::MessageTooLarge { .. }) => {
+            eprintln!("line {number}: {error}; skipped");
+            *refused += 1;
+        }
+        Err(error) => return Err(error.into()),
+    }
+    Ok(())
 }
 
 fn publish_shm(args: PubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let client = ShmClient::connect(path)?;
     let mut publisher = client.publisher(&args.topic)?;
     let (mut sent, mut refused) = (0u64, 0u64);
-    match &args.message {
-        Some(message) => {
-            publisher.publish(message.as_bytes())?;
-            sent += 1;
+    let published = match &args.message {
+        Some(message) => publisher
+            .publish(message.as_bytes())
+            .map_err(anyhow::Error::from),
+        None => publish_stdin(&client, &mut publisher, &mut sent, &mut refused),
+    };
+    if args.message.is_some() && published.is_ok() {
+        sent += 1;
+    }
+    // What was written since the publisher last looked went into a ring that nobody may read
+    // any more: look once more before calling it published.
+    let published = published.and_then(|()| publisher.check().map_err(anyhow::Error::from));
+    if let Err(error) = published {
+        let ended = matches!(
+            error.downcast_ref::<ClientError>(),
+            Some(ClientError::BrokerGone { .. } | ClientError::Refused { .. })
+        );
+        if ended {
+            return Err(error.context(format!(
+                "publishing to {} over shared memory stopped after {sent} message(s) (any \
+                 written after the broker's end went unread)",
+                args.topic
+            )));
         }
-        None => for_each_line(std::io::stdin().lock(), |number, line| {
-            match publisher.publish(line) {
-                Ok(()) => sent += 1,
-                Err(error @ ClientError::MessageTooLarge { .. }) => {
-                    eprintln!("line {number}: {error}; skipped");
-                    refused += 1;
-                }
-                Err(error) => return Err(error.into()),
-            }
-            Ok(())
-        })?,
+        return Err(error);
     }
     eprintln!("published {sent} message(s) to {}", args.topic);
     if publisher.dropped() > 0 {
