@@ -159,7 +159,8 @@ impl Watch {
 
 /// Runs `wait` (a blocking push, given a spin and a timeout) in slices of at most
 /// [`WAIT_SLICE`], looking at the session between them: the wait ends with the session or the
-/// attachment, not only when a reader makes room.
+/// attachment, not only when a reader makes room. Each slice reads the clock: for a ring found
+/// full, not on the way to a push that has room.
 fn wait_in_slices(
     spin: Duration,
     watch: &mut Watch,
@@ -276,13 +277,18 @@ impl ShmPublisher {
             producer.try_push_or_drop(frame).map(|_| ())
         } else {
             // A lossy ring never reports Full, so this waits only on a lossless one (block).
-            wait_in_slices(
-                spin,
-                &mut self.watch,
-                &self.session,
-                self.attachment,
-                |spin, slice| producer.push_blocking(frame, spin, slice),
-            )?
+            // The first try is outside the sliced wait, which reads the clock on entry: the
+            // data path with room reads none (as `push_blocking` without a timeout).
+            match producer.try_push(frame) {
+                Err(PushError::Full) => wait_in_slices(
+                    spin,
+                    &mut self.watch,
+                    &self.session,
+                    self.attachment,
+                    |spin, slice| producer.push_blocking(frame, spin, slice),
+                )?,
+                other => other,
+            }
         };
         pushed.map_err(|error| match error {
             PushError::TooLarge { len, max } => ClientError::MessageTooLarge {
