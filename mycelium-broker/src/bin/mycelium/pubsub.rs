@@ -1,4 +1,10 @@
 //! `mycelium pub` and `mycelium sub`: one-shot publishing and line-per-message subscribing.
+//!
+//! - Either exits 1 with the broker's reason when its session or subscription ends under it.
+//! - `pub --transport shm` writes into a ring no broker reads for it, so it learns the end
+//!   from the control socket: it polls that socket together with stdin (so it stops at once
+//!   even while stdin is idle), and looks once more before it reports what it published; it
+//!   never reports as published what went into a ring after the broker's end was readable.
 
 use std::io::Write;
 use std::process::ExitCode;

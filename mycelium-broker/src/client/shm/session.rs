@@ -668,7 +668,8 @@ impl Control {
     }
 
     /// Waits up to `timeout` for bytes, reads what is there and files every complete frame;
-    /// `true` if it read bytes (more may be waiting).
+    /// `true` if more may be waiting: the read filled its buffer, or stopped at a frame that
+    /// carried fds (the kernel ends a read there), or was interrupted.
     fn read_some(&mut self, timeout: Option<Duration>) -> Result<bool, ClientError> {
         if self.gone.is_some() || !wait_for(&self.stream, PollFlags::POLLIN, timeout) {
             return Ok(false);
@@ -679,10 +680,11 @@ impl Control {
                 self.fail(ClientError::gone("the broker closed the session"));
             }
             Ok((n, fds)) => {
+                let more = n == chunk.len() || !fds.is_empty();
                 self.buf.extend_from_slice(&chunk[..n]);
                 self.fds.extend(fds);
                 self.file_frames()?;
-                return Ok(true);
+                return Ok(more);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(true),
@@ -695,7 +697,8 @@ impl Control {
 
     /// Waits up to `timeout` for bytes, then reads everything there is now (up to
     /// [`MAX_READS_PER_LOOK`] reads). One read stops at a frame that carries fds, so a single
-    /// one could leave a `ShmDetached` behind the `ShmRingAdded` before it.
+    /// one could leave a `ShmDetached` behind the `ShmRingAdded` before it. A read that took
+    /// all there was costs no second look.
     fn read_available(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
         if !self.read_some(timeout)? {
             return Ok(());
