@@ -34,7 +34,10 @@
 //!   more messages (or the messages of one `publish_batch` call, if more) are written into the
 //!   ring before a publishing call fails; they are lost, silently, as is what was written
 //!   after the end and before it was readable (a ring nobody reads any more: the broker freed
-//!   its slots, or is dead). A publisher that must not lose a message unawares calls `check`
+//!   its slots, or is dead). One exception stretches the bound: a look due while another
+//!   thread of the same [`ShmClient`](crate::client::shm::ShmClient) holds the control
+//!   session is put off by [`LOOK_RETRY`] messages (that thread files what it reads, and the
+//!   next look finds it). A publisher that must not lose a message unawares calls `check`
 //!   after it (a syscall), as `mycelium pub --transport shm` does when it reads its input.
 
 use std::sync::Arc;
@@ -61,7 +64,7 @@ pub const LOOK_EVERY: u32 = 4096;
 
 /// Messages before the next look when a look was skipped because another thread of the same
 /// client was at the control socket (it files what it reads; the next look finds it).
-const LOOK_RETRY: u32 = 64;
+pub const LOOK_RETRY: u32 = 64;
 
 /// Longest a publisher waits for room (or for a queue consumer) between two looks at its
 /// control session: a broker that died cannot free the slots of readers that stopped, so a
