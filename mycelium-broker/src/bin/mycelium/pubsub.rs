@@ -54,8 +54,8 @@ pub struct SubArgs {
 }
 
 /// Lines of a byte stream that arrives in pieces, each handed out as one message: lines end
-/// at '\n' (a '\r' before it is dropped), the last one may lack it, and may hold any other
-/// bytes. Numbered from 1.
+/// at '\n' (a '\r' before it is dropped), the last one may lack it (and then keeps a final
+/// '\r'), and may hold any other bytes. Numbered from 1.
 #[derive(Default)]
 struct Lines {
     /// The start of a line whose end has not arrived yet.
@@ -75,11 +75,11 @@ impl Lines {
             let (line, after) = rest.split_at(end);
             rest = &after[1..];
             if self.pending.is_empty() {
-                self.emit(line, &mut each)?;
+                self.emit(line, true, &mut each)?;
             } else {
                 let mut whole = std::mem::take(&mut self.pending);
                 whole.extend_from_slice(line);
-                self.emit(&whole, &mut each)?;
+                self.emit(&whole, true, &mut each)?;
                 whole.clear();
                 self.pending = whole;
             }
@@ -94,16 +94,21 @@ impl Lines {
             return Ok(());
         }
         let last = std::mem::take(&mut self.pending);
-        self.emit(&last, each)
+        self.emit(&last, false, each)
     }
 
+    /// Hands out `line` (without its '\n'; `ended`: it had one, and a '\r' before it goes).
     fn emit(
         &mut self,
         line: &[u8],
+        ended: bool,
         mut each: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         self.number += 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = match line.strip_suffix(b"\r") {
+            Some(stripped) if ended => stripped,
+            _ => line,
+        };
         each(self.number, line)
     }
 }
@@ -421,5 +426,60 @@ fn flush_or_gone(out: &mut impl Write) -> anyhow::Result<bool> {
         Ok(()) => Ok(false),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(true),
         Err(e) => Err(e).context("writing to stdout"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lines;
+
+    /// The lines `Lines` hands out when the stream arrives in `pieces`.
+    fn split(pieces: &[&[u8]]) -> Vec<(u64, Vec<u8>)> {
+        let mut lines = Lines::default();
+        let mut out = Vec::new();
+        for piece in pieces {
+            lines
+                .feed(piece, |n, line| {
+                    out.push((n, line.to_vec()));
+                    Ok(())
+                })
+                .expect("feed");
+        }
+        lines
+            .finish(|n, line| {
+                out.push((n, line.to_vec()));
+                Ok(())
+            })
+            .expect("finish");
+        out
+    }
+
+    #[test]
+    fn lines_split_across_reads_as_read_until_would() {
+        let whole: &[u8] = b"a\r\n\nb\xffc\rd\nlast\r";
+        let expected: Vec<(u64, Vec<u8>)> = vec![
+            (1, b"a".to_vec()),
+            (2, b"".to_vec()),
+            (3, b"b\xffc\rd".to_vec()),
+            // Unterminated: kept whole, as `read_until` and the socket path keep it.
+            (4, b"last\r".to_vec()),
+        ];
+        assert_eq!(split(&[whole]), expected);
+        // Every cut of the stream into two reads, including one between '\r' and '\n'.
+        for cut in 0..=whole.len() {
+            assert_eq!(
+                split(&[&whole[..cut], &whole[cut..]]),
+                expected,
+                "cut {cut}"
+            );
+        }
+        let bytewise: Vec<&[u8]> = whole.chunks(1).collect();
+        assert_eq!(split(&bytewise), expected);
+    }
+
+    #[test]
+    fn no_input_and_a_final_newline_make_no_empty_last_line() {
+        assert!(split(&[]).is_empty());
+        assert_eq!(split(&[b"x\n"]), vec![(1, b"x".to_vec())]);
     }
 }
