@@ -575,10 +575,12 @@ fn a_shared_memory_publisher_held_back_by_a_stopped_subscriber_is_released_when_
     )
     .expect("write");
     wait_for_generation_after(&broker, before);
-    // Every slot of its ring was freed with the topic: the publisher no longer waits (its
-    // messages go nowhere; see docs/configuration.md, Hot reload).
+    // Every slot of its ring was freed with the topic: the publisher no longer waits, and
+    // learns from the broker's ShmDetached that its messages go nowhere (docs/configuration.md,
+    // Hot reload): it stops with the reason.
     let (status, stderr) = publisher.finish();
-    assert!(status.success(), "{stderr}");
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("TopicRemoved"), "{stderr}");
     let _ = kill(frozen_pid, Signal::SIGCONT);
 }
 

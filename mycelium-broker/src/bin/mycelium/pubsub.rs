@@ -1,4 +1,10 @@
 //! `mycelium pub` and `mycelium sub`: one-shot publishing and line-per-message subscribing.
+//!
+//! - Either exits 1 with the broker's reason when its session or subscription ends under it.
+//! - `pub --transport shm` writes into a ring no broker reads for it, so it learns the end
+//!   from the control socket: it polls that socket together with stdin (so it stops at once
+//!   even while stdin is idle), and looks once more before it reports what it published; it
+//!   never reports as published what went into a ring after the broker's end was readable.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -6,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use std::os::unix::ffi::OsStrExt;
 
-use mycelium_broker::{Client, ClientError, ShmClient};
+use mycelium_broker::{Client, ClientError, ShmClient, ShmPublisher};
 use tokio::io::AsyncBufReadExt;
 
 use crate::bench::Transport;
@@ -48,54 +54,183 @@ pub struct SubArgs {
     transport: Transport,
 }
 
-/// Each line of `input` as one message (the '\n', and a '\r' before it, removed), with its
-/// 1-based line number.
-fn for_each_line(
-    mut input: impl std::io::BufRead,
-    mut each: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let mut line = Vec::new();
-    let mut number = 0u64;
-    loop {
-        line.clear();
-        if input
-            .read_until(b'\n', &mut line)
-            .context("reading stdin")?
-            == 0
-        {
-            return Ok(());
-        }
-        number += 1;
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+/// Lines of a byte stream that arrives in pieces, each handed out as one message: lines end
+/// at '\n' (a '\r' before it is dropped), the last one may lack it (and then keeps a final
+/// '\r'), and may hold any other bytes. Numbered from 1.
+#[derive(Default)]
+struct Lines {
+    /// The start of a line whose end has not arrived yet.
+    pending: Vec<u8>,
+    number: u64,
+}
+
+impl Lines {
+    /// Hands every line that `bytes` completes to `each`.
+    fn feed(
+        &mut self,
+        bytes: &[u8],
+        mut each: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut rest = bytes;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            let (line, after) = rest.split_at(end);
+            rest = &after[1..];
+            if self.pending.is_empty() {
+                self.emit(line, true, &mut each)?;
+            } else {
+                let mut whole = std::mem::take(&mut self.pending);
+                whole.extend_from_slice(line);
+                self.emit(&whole, true, &mut each)?;
+                whole.clear();
+                self.pending = whole;
             }
         }
-        each(number, &line)?;
+        self.pending.extend_from_slice(rest);
+        Ok(())
     }
+
+    /// At the end of the stream: the last line, if it had no '\n'.
+    fn finish(&mut self, each: impl FnMut(u64, &[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let last = std::mem::take(&mut self.pending);
+        self.emit(&last, false, each)
+    }
+
+    /// Hands out `line` (without its '\n'; `ended`: it had one, and a '\r' before it goes).
+    fn emit(
+        &mut self,
+        line: &[u8],
+        ended: bool,
+        mut each: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.number += 1;
+        let line = match line.strip_suffix(b"\r") {
+            Some(stripped) if ended => stripped,
+            _ => line,
+        };
+        each(self.number, line)
+    }
+}
+
+/// Waits until stdin has input (or has ended), watching the broker meanwhile: when the
+/// session's socket turns readable (news, or the end of the session) the publisher looks at
+/// it, so that a publisher whose broker died or ended its attachment stops at once, even
+/// while no input comes.
+fn wait_for_input(
+    input: &std::fs::File,
+    client: &ShmClient,
+    publisher: &mut ShmPublisher,
+) -> Result<(), ClientError> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    loop {
+        let mut fds = [
+            PollFd::new(input.as_fd(), PollFlags::POLLIN),
+            PollFd::new(client.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            // The read that follows reports what is wrong with stdin.
+            Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|events| !events.is_empty());
+        let (input_ready, session_ready) = (ready(&fds[0]), ready(&fds[1]));
+        if session_ready {
+            publisher.check()?;
+        }
+        if input_ready {
+            return Ok(());
+        }
+    }
+}
+
+/// Publishes each line of stdin (see [`Lines`]); a line too large for the topic is reported
+/// and skipped, and counted in `refused`.
+fn publish_stdin(
+    client: &ShmClient,
+    publisher: &mut ShmPublisher,
+    sent: &mut u64,
+    refused: &mut u64,
+) -> anyhow::Result<()> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    // Unbuffered reads of our own, so that a poll of fd 0 says whether a read would wait
+    // (std's stdin buffers behind the poll's back).
+    let input = std::fs::File::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("reading stdin")?,
+    );
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut lines = Lines::default();
+    loop {
+        // Once per read of stdin (a slow stdin: once per line), never per message.
+        wait_for_input(&input, client, publisher)?;
+        let n = match (&input).read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("reading stdin"),
+        };
+        let each = |number: u64, line: &[u8]| publish_line(publisher, sent, refused, number, line);
+        if n == 0 {
+            return lines.finish(each);
+        }
+        lines.feed(&chunk[..n], each)?;
+    }
+}
+
+/// Publishes line `number` of stdin; one too large for the topic is reported and skipped.
+fn publish_line(
+    publisher: &mut ShmPublisher,
+    sent: &mut u64,
+    refused: &mut u64,
+    number: u64,
+    line: &[u8],
+) -> anyhow::Result<()> {
+    match publisher.publish(line) {
+        Ok(()) => *sent += 1,
+        Err(error @ ClientError::MessageTooLarge { .. }) => {
+            errln!("line {number}: {error}; skipped");
+            *refused += 1;
+        }
+        Err(error) => return Err(error.into()),
+    }
+    Ok(())
 }
 
 fn publish_shm(args: PubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let client = ShmClient::connect(path)?;
     let mut publisher = client.publisher(&args.topic)?;
     let (mut sent, mut refused) = (0u64, 0u64);
-    match &args.message {
-        Some(message) => {
-            publisher.publish(message.as_bytes())?;
-            sent += 1;
+    let published = match &args.message {
+        Some(message) => publisher
+            .publish(message.as_bytes())
+            .map_err(anyhow::Error::from),
+        None => publish_stdin(&client, &mut publisher, &mut sent, &mut refused),
+    };
+    if args.message.is_some() && published.is_ok() {
+        sent += 1;
+    }
+    // What was written since the publisher last looked went into a ring that nobody may read
+    // any more: look once more before calling it published.
+    let published = published.and_then(|()| publisher.check().map_err(anyhow::Error::from));
+    if let Err(error) = published {
+        let ended = matches!(
+            error.downcast_ref::<ClientError>(),
+            Some(ClientError::BrokerGone { .. } | ClientError::Refused { .. })
+        );
+        if ended {
+            return Err(error.context(format!(
+                "publishing to {} over shared memory stopped after {sent} message(s) (any \
+                 written after the broker's end went unread)",
+                args.topic
+            )));
         }
-        None => for_each_line(std::io::stdin().lock(), |number, line| {
-            match publisher.publish(line) {
-                Ok(()) => sent += 1,
-                Err(error @ ClientError::MessageTooLarge { .. }) => {
-                    errln!("line {number}: {error}; skipped");
-                    refused += 1;
-                }
-                Err(error) => return Err(error.into()),
-            }
-            Ok(())
-        })?,
+        return Err(error);
     }
     errln!("published {sent} message(s) to {}", args.topic);
     if publisher.dropped() > 0 {
@@ -308,5 +443,60 @@ fn flush_or_gone(out: &mut impl Write) -> anyhow::Result<bool> {
         Ok(()) => Ok(false),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(true),
         Err(e) => Err(e).context("writing to stdout"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lines;
+
+    /// The lines `Lines` hands out when the stream arrives in `pieces`.
+    fn split(pieces: &[&[u8]]) -> Vec<(u64, Vec<u8>)> {
+        let mut lines = Lines::default();
+        let mut out = Vec::new();
+        for piece in pieces {
+            lines
+                .feed(piece, |n, line| {
+                    out.push((n, line.to_vec()));
+                    Ok(())
+                })
+                .expect("feed");
+        }
+        lines
+            .finish(|n, line| {
+                out.push((n, line.to_vec()));
+                Ok(())
+            })
+            .expect("finish");
+        out
+    }
+
+    #[test]
+    fn lines_split_across_reads_as_read_until_would() {
+        let whole: &[u8] = b"a\r\n\nb\xffc\rd\nlast\r";
+        let expected: Vec<(u64, Vec<u8>)> = vec![
+            (1, b"a".to_vec()),
+            (2, b"".to_vec()),
+            (3, b"b\xffc\rd".to_vec()),
+            // Unterminated: kept whole, as `read_until` and the socket path keep it.
+            (4, b"last\r".to_vec()),
+        ];
+        assert_eq!(split(&[whole]), expected);
+        // Every cut of the stream into two reads, including one between '\r' and '\n'.
+        for cut in 0..=whole.len() {
+            assert_eq!(
+                split(&[&whole[..cut], &whole[cut..]]),
+                expected,
+                "cut {cut}"
+            );
+        }
+        let bytewise: Vec<&[u8]> = whole.chunks(1).collect();
+        assert_eq!(split(&bytewise), expected);
+    }
+
+    #[test]
+    fn no_input_and_a_final_newline_make_no_empty_last_line() {
+        assert!(split(&[]).is_empty());
+        assert_eq!(split(&[b"x\n"]), vec![(1, b"x".to_vec())]);
     }
 }

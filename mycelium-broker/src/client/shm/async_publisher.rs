@@ -12,6 +12,10 @@
 //!   poll publishes nothing.
 //! - Dropping the publisher (and any publish still waiting) ends its attachment, as
 //!   [`ShmPublisher`] does.
+//! - The end of the session or of the attachment is learnt as [`ShmPublisher`] learns it
+//!   (every [`LOOK_EVERY`](crate::client::shm::LOOK_EVERY) messages, in every wait, and at
+//!   [`check`](AsyncShmPublisher::check)), with the same guarantee on what may go into a ring
+//!   nobody reads.
 
 use std::sync::Arc;
 
@@ -58,8 +62,9 @@ impl AsyncShmPublisher {
     /// # Errors
     ///
     /// As [`ShmPublisher::publish`]: [`ClientError::MessageTooLarge`],
-    /// [`ClientError::NoConsumer`]; [`ClientError::Shm`] if the blocking pool refused the
-    /// wait (the runtime is shutting down).
+    /// [`ClientError::NoConsumer`], the end of the session ([`ClientError::BrokerGone`]) or
+    /// of the attachment ([`ClientError::Refused`]); [`ClientError::Shm`] if the blocking
+    /// pool refused the wait (the runtime is shutting down).
     pub async fn publish(&self, payload: &[u8]) -> Result<(), ClientError> {
         let mut publisher = Arc::clone(&self.inner).lock_owned().await;
         if publisher.try_publish(payload)? {
@@ -71,12 +76,27 @@ impl AsyncShmPublisher {
             .map_err(|e| ClientError::Shm(format!("the publish wait failed: {e}")))?
     }
 
+    /// Looks at the control session now, as [`ShmPublisher::check`] (after any publish of this
+    /// publisher under way; on the blocking pool, since another thread of the client may hold
+    /// the session).
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmPublisher::check`]; [`ClientError::Shm`] if the blocking pool refused the call.
+    pub async fn check(&self) -> Result<(), ClientError> {
+        let mut publisher = Arc::clone(&self.inner).lock_owned().await;
+        tokio::task::spawn_blocking(move || publisher.check())
+            .await
+            .map_err(|e| ClientError::Shm(format!("the session check failed: {e}")))?
+    }
+
     /// Publishes one message if the ring has room now; `Ok(false)` (nothing written) when it
     /// has not, or when another publish of this publisher is under way.
     ///
     /// # Errors
     ///
-    /// [`ClientError::MessageTooLarge`].
+    /// [`ClientError::MessageTooLarge`]; the end of the session or attachment as for
+    /// [`publish`](Self::publish).
     pub fn try_publish(&self, payload: &[u8]) -> Result<bool, ClientError> {
         match self.inner.try_lock() {
             Ok(mut publisher) => publisher.try_publish(payload),

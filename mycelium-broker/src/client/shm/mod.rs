@@ -19,6 +19,13 @@
 //!   when it has not).
 //! - Everything read from a ring is checked: a corrupt ring is dropped with
 //!   [`ClientError::Shm`](crate::client::ClientError::Shm), never read out of bounds.
+//! - The broker's death, or its end of an attachment (`ShmDetached`), reaches a client only
+//!   through the control socket, which the data path reads only now and then: a subscription
+//!   when it waits, a publisher every [`LOOK_EVERY`] messages and when it waits (up to that
+//!   many messages may go unread into a ring after the end; [`ShmPublisher::check`] looks at
+//!   once). Either then fails with [`BrokerGone`](crate::ClientError::BrokerGone), or with
+//!   [`Refused`](crate::ClientError::Refused) carrying the broker's reason. A [`ShmClient`] lends its control
+//!   socket out (`AsFd`) to an event loop that wants to hear of it at once.
 //! - Socket publishers are heard too: the broker copies their messages into the topic's relay
 //!   ring (when a subscription falls a whole relay ring behind, those are dropped and counted,
 //!   never waited for). And socket subscribers hear shared-memory publishers: the broker
@@ -51,6 +58,6 @@ mod subscription;
 
 pub use async_publisher::AsyncShmPublisher;
 pub use async_subscription::{AsyncShmSubscription, FORWARD_CAPACITY};
-pub use publisher::{ShmLoan, ShmPublisher};
+pub use publisher::{ShmLoan, ShmPublisher, LOOK_EVERY, LOOK_RETRY, WAIT_SLICE};
 pub use session::{ShmClient, ShmOptions};
 pub use subscription::ShmSubscription;

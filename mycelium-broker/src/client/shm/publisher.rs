@@ -22,21 +22,54 @@
 //!   still written in place. Each costs a round trip to the broker.
 //! - Dropping the publisher ends its attachment: subscribers read what it published, then drop
 //!   its ring.
+//! - The end of its session (the broker stopped or died) or of its attachment (the broker
+//!   detached it: its topic was removed by a reload) is learnt from the control socket, which
+//!   the data path does not touch on every message: a publishing call looks at it before
+//!   writing once [`LOOK_EVERY`] messages were written since the last look, a wait for room
+//!   (or for a queue consumer) looks at least every [`WAIT_SLICE`], and
+//!   [`check`](ShmPublisher::check) looks at once. From then on every publishing call returns
+//!   the end: [`ClientError::BrokerGone`], or [`ClientError::Refused`] with the reason the
+//!   broker gave (`TopicRemoved`). **The guarantee**: once the end is readable on the control
+//!   socket (the broker's `ShmDetached` sent, or its process gone), at most `LOOK_EVERY - 1`
+//!   more messages (or the messages of one `publish_batch` call, if more) are written into the
+//!   ring before a publishing call fails; they are lost, silently, as is what was written
+//!   after the end and before it was readable (a ring nobody reads any more: the broker freed
+//!   its slots, or is dead). One exception stretches the bound: a look due while another
+//!   thread of the same [`ShmClient`](crate::client::shm::ShmClient) holds the control
+//!   session is put off by [`LOOK_RETRY`] messages (that thread files what it reads, and the
+//!   next look finds it). A publisher that must not lose a message unawares calls `check`
+//!   after it (a syscall), as `mycelium pub --transport shm` does when it reads its input.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mycelium_transport::shm::reference::{SegmentRef, REFERENCE_LEN};
 use mycelium_transport::shm::{PayloadWriter, PushError, RingProducer, Segment};
-use mycelium_transport::NO_SLOT;
+use mycelium_transport::{ErrorCode, NO_SLOT};
 
 use crate::client::error::ClientError;
-use crate::client::shm::session::Session;
+use crate::client::shm::session::{Look, Session};
 use mycelium_transport::shm::queue::{address, address_in_place, Dealer, QUEUE_PREFIX};
 use mycelium_transport::shm::FrameLoan;
 
 /// How often a queue publisher with no consumer looks for one.
 const NO_CONSUMER_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Messages a publisher writes between two looks at its control session: the most that go
+/// silently into a ring after the end of the session or of the attachment is readable there
+/// (see the module docs). A look is a `poll` of the socket (and a read if something came): at
+/// one per 4096 messages it costs the data path well under a nanosecond per message; the
+/// count costs a compare and a decrement.
+pub const LOOK_EVERY: u32 = 4096;
+
+/// Messages before the next look when a look was skipped because another thread of the same
+/// client was at the control socket (it files what it reads; the next look finds it).
+pub const LOOK_RETRY: u32 = 64;
+
+/// Longest a publisher waits for room (or for a queue consumer) between two looks at its
+/// control session: a broker that died cannot free the slots of readers that stopped, so a
+/// wait that looked only at the ring could last for ever.
+pub const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 /// How long "spin, never sleep" spins before it re-checks: long enough to never sleep in
 /// practice, short enough that deadline arithmetic cannot overflow.
@@ -54,8 +87,98 @@ pub struct ShmPublisher {
     queue: Option<(Dealer, Vec<u8>)>,
     /// The id of the next payload segment (increasing, as the broker requires).
     next_segment: u64,
+    /// When to look at the control session next, and the end it found.
+    watch: Watch,
     /// Keeps the memfd open for as long as the producer writes to its mapping.
     _segment: Segment,
+}
+
+/// A publisher's looks at its control session (see the module docs).
+struct Watch {
+    /// Messages that may still be written before the next look; at least 1 between calls
+    /// (0 or 1 once the session or attachment ended, so that every call looks and fails).
+    until_look: u32,
+    /// The end found: every later publishing call returns it.
+    ended: Option<ClientError>,
+}
+
+impl Watch {
+    fn new() -> Watch {
+        Watch {
+            until_look: LOOK_EVERY,
+            ended: None,
+        }
+    }
+
+    /// Counts `n` messages about to be written, looking at the session first (without
+    /// waiting) when they would make [`LOOK_EVERY`] since the last look.
+    #[inline(always)]
+    fn count(&mut self, session: &Session, attachment: u32, n: u32) -> Result<(), ClientError> {
+        if n < self.until_look {
+            self.until_look -= n;
+            return Ok(());
+        }
+        self.look_before(session, attachment, n)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn look_before(
+        &mut self,
+        session: &Session,
+        attachment: u32,
+        n: u32,
+    ) -> Result<(), ClientError> {
+        let looked = self.look(session, attachment, Look::IfFree)?;
+        let every = if looked { LOOK_EVERY } else { LOOK_RETRY };
+        self.until_look = every.saturating_sub(n).max(1);
+        Ok(())
+    }
+
+    /// Looks at the session now (`how`); `Ok(false)` if the look was skipped (`IfFree` and
+    /// another thread holds the session). Records an end and returns it, then and on every
+    /// later call.
+    fn look(&mut self, session: &Session, attachment: u32, how: Look) -> Result<bool, ClientError> {
+        if let Some(ended) = &self.ended {
+            self.until_look = 0;
+            return Err(ended.clone());
+        }
+        match session.publisher_end(attachment, how) {
+            Ok(looked) => {
+                if looked {
+                    self.until_look = LOOK_EVERY;
+                }
+                Ok(looked)
+            }
+            Err(ended) => {
+                tracing::debug!(attachment, error = %ended, "shared-memory publisher ended");
+                self.until_look = 0;
+                self.ended = Some(ended.clone());
+                Err(ended)
+            }
+        }
+    }
+}
+
+/// Runs `wait` (a blocking push, given a spin and a timeout) in slices of at most
+/// [`WAIT_SLICE`], looking at the session between them: the wait ends with the session or the
+/// attachment, not only when a reader makes room. Each slice reads the clock: for a ring found
+/// full, not on the way to a push that has room.
+fn wait_in_slices(
+    spin: Duration,
+    watch: &mut Watch,
+    session: &Session,
+    attachment: u32,
+    mut wait: impl FnMut(Duration, Option<Duration>) -> Result<(), PushError>,
+) -> Result<Result<(), PushError>, ClientError> {
+    loop {
+        match wait(spin.min(WAIT_SLICE), Some(WAIT_SLICE)) {
+            Err(PushError::Full) => {
+                watch.look(session, attachment, Look::Now)?;
+            }
+            other => return Ok(other),
+        }
+    }
 }
 
 impl std::fmt::Debug for ShmPublisher {
@@ -98,6 +221,7 @@ impl ShmPublisher {
             producer,
             queue: queue.then(|| (Dealer::default(), Vec::new())),
             next_segment: 0,
+            watch: Watch::new(),
             _segment: segment,
         })
     }
@@ -150,12 +274,24 @@ impl ShmPublisher {
             }
             _ => payload,
         };
-        let pushed = if self.producer.drops_when_full() {
+        let producer = &mut self.producer;
+        let pushed = if producer.drops_when_full() {
             // drop_newest: never wait; a message that does not fit is counted by the ring.
-            self.producer.try_push_or_drop(frame).map(|_| ())
+            producer.try_push_or_drop(frame).map(|_| ())
         } else {
             // A lossy ring never reports Full, so this waits only on a lossless one (block).
-            self.producer.push_blocking(frame, spin, None)
+            // The first try is outside the sliced wait, which reads the clock on entry: the
+            // data path with room reads none (as `push_blocking` without a timeout).
+            match producer.try_push(frame) {
+                Err(PushError::Full) => wait_in_slices(
+                    spin,
+                    &mut self.watch,
+                    &self.session,
+                    self.attachment,
+                    |spin, slice| producer.push_blocking(frame, spin, slice),
+                )?,
+                other => other,
+            }
         };
         pushed.map_err(|error| match error {
             PushError::TooLarge { len, max } => ClientError::MessageTooLarge {
@@ -223,8 +359,13 @@ impl ShmPublisher {
         // reference frame must be published before the next segment is handed over.
         self.wake();
         let recipient = slot.map_or(NO_SLOT, |slot| slot as u32);
-        self.session
-            .send_segment(self.attachment, reference, recipient, sealed.fd())?;
+        let sent = self
+            .session
+            .send_segment(self.attachment, reference, recipient, sealed.fd());
+        if let Err(refused @ ClientError::Refused { .. }) = sent {
+            return Err(self.broker_reason(refused));
+        }
+        sent?;
         // Our fd is closed here; the readers hold theirs.
         drop(sealed);
         let mut frame = Vec::with_capacity(QUEUE_PREFIX + REFERENCE_LEN);
@@ -234,11 +375,31 @@ impl ShmPublisher {
         }
         frame.extend_from_slice(&reference.encode());
         let spin = self.spin();
-        self.producer
-            .push_marked_blocking(&frame, true, spin, None)
-            .map_err(|error| ClientError::Shm(error.to_string()))?;
+        let producer = &mut self.producer;
+        wait_in_slices(
+            spin,
+            &mut self.watch,
+            &self.session,
+            self.attachment,
+            |spin, slice| producer.push_marked_blocking(&frame, true, spin, slice),
+        )?
+        .map_err(|error| ClientError::Shm(error.to_string()))?;
         self.wake();
         Ok(())
+    }
+
+    /// The error to report for a request the broker refused: a refusal of our own attachment
+    /// (`NotSubscribed`: it has no such attachment) means the broker ended it, and the reason
+    /// it gave (`ShmDetached`, sent around the same time) is the one to report, not the echo.
+    fn broker_reason(&mut self, refused: ClientError) -> ClientError {
+        if refused.code() != Some(ErrorCode::NotSubscribed) {
+            return refused;
+        }
+        let wait = Look::Wait(self.session.options().request_timeout);
+        match self.watch.look(&self.session, self.attachment, wait) {
+            Err(reason) => reason,
+            Ok(_) => refused,
+        }
     }
 
     fn spin(&self) -> std::time::Duration {
@@ -273,6 +434,9 @@ impl ShmPublisher {
                     waited: self.session.options().request_timeout,
                 });
             }
+            // No consumer may be coming because there is no broker any more.
+            self.watch
+                .look(&self.session, self.attachment, Look::IfFree)?;
             self.producer.publish_and_wake().ok();
             std::thread::sleep(NO_CONSUMER_POLL);
         }
@@ -290,13 +454,31 @@ impl ShmPublisher {
     ///
     /// # Errors
     ///
-    /// [`ClientError::MessageTooLarge`]; nothing else fails on the data path (a full ring
-    /// makes this wait, on a `block` topic).
+    /// [`ClientError::MessageTooLarge`]; the end of the session ([`ClientError::BrokerGone`])
+    /// or of the attachment ([`ClientError::Refused`] with the broker's reason), once a look
+    /// at the control session found it (see the module docs: not on the very next message);
+    /// nothing is written then. A full ring makes this wait, on a `block` topic.
     pub fn publish(&mut self, payload: &[u8]) -> Result<(), ClientError> {
         self.check_size(payload)?;
+        self.watch.count(&self.session, self.attachment, 1)?;
         self.push(payload)?;
         self.wake();
         Ok(())
+    }
+
+    /// Looks at the control session now (a `poll` of its socket, and a read if the broker sent
+    /// something): `Ok` while the broker still serves this publisher. Everything published so
+    /// far is in the ring already; this tells whether anyone can still be reading it.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::BrokerGone`] when the session is over (the broker stopped or died);
+    /// [`ClientError::Refused`] with the broker's reason when it ended this attachment (its
+    /// topic was removed). Every later publishing call returns the same.
+    pub fn check(&mut self) -> Result<(), ClientError> {
+        self.watch
+            .look(&self.session, self.attachment, Look::Now)
+            .map(|_| ())
     }
 
     /// Publishes several messages, made visible together (one store for the batch, unless
@@ -305,11 +487,13 @@ impl ShmPublisher {
     /// # Errors
     ///
     /// [`ClientError::MessageTooLarge`] before anything is written, if any payload is too
-    /// large.
+    /// large; the end of the session or attachment as for [`publish`](Self::publish).
     pub fn publish_batch(&mut self, payloads: &[&[u8]]) -> Result<(), ClientError> {
         for payload in payloads {
             self.check_size(payload)?;
         }
+        let count = u32::try_from(payloads.len()).unwrap_or(u32::MAX);
+        self.watch.count(&self.session, self.attachment, count)?;
         for payload in payloads {
             self.push(payload)?;
         }
@@ -322,9 +506,11 @@ impl ShmPublisher {
     ///
     /// # Errors
     ///
-    /// [`ClientError::MessageTooLarge`].
+    /// [`ClientError::MessageTooLarge`]; the end of the session or attachment as for
+    /// [`publish`](Self::publish).
     pub fn try_publish(&mut self, payload: &[u8]) -> Result<bool, ClientError> {
         self.check_size(payload)?;
+        self.watch.count(&self.session, self.attachment, 1)?;
         if self.needs_segment(payload.len()) {
             let slot = match &mut self.queue {
                 None => None,
@@ -383,7 +569,8 @@ impl ShmPublisher {
     ///
     /// # Errors
     ///
-    /// [`ClientError::MessageTooLarge`] for a `len` above the topic's limit.
+    /// [`ClientError::MessageTooLarge`] for a `len` above the topic's limit; the end of the
+    /// session or attachment as for [`publish`](Self::publish).
     pub fn loan(&mut self, len: usize) -> Result<ShmLoan<'_>, ClientError> {
         if len > self.max_message_size {
             return Err(ClientError::MessageTooLarge {
@@ -392,6 +579,7 @@ impl ShmPublisher {
                 max: self.max_message_size,
             });
         }
+        self.watch.count(&self.session, self.attachment, 1)?;
         let spin = self.spin();
         let recipient = self.next_consumer()?;
         if self.needs_segment(len) {
@@ -420,8 +608,20 @@ impl ShmPublisher {
                 },
             });
         }
-        let mut loan = self
-            .producer
+        // Wait for room in slices (a loan cannot be taken out of a closure that is retried),
+        // then take it: room only grows until the next push, so the loan does not wait.
+        let producer = &mut self.producer;
+        while !producer.has_room(prefix + len) {
+            wait_in_slices(
+                spin,
+                &mut self.watch,
+                &self.session,
+                self.attachment,
+                |spin, slice| producer.loan_blocking(prefix + len, spin, slice).map(drop),
+            )?
+            .map_err(|error| ClientError::Shm(error.to_string()))?;
+        }
+        let mut loan = producer
             .loan_blocking(prefix + len, spin, None)
             .map_err(|error| ClientError::Shm(error.to_string()))?;
         if let Some(slot) = recipient {

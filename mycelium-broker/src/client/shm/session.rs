@@ -8,6 +8,12 @@
 //!   of the queue (the kernel delivers a message's fds with its first byte, so order matches).
 //! - Answers are matched to requests by `request_id`; `ShmRingAdded`/`ShmRingRemoved` are queued
 //!   per attachment until its subscription picks them up.
+//! - Whoever looks at the socket reads everything there is (one `recvmsg` stops at each frame
+//!   that carries an fd), so a batch of news is whole as of the look: a `ShmDetached` sent after
+//!   a `ShmRingAdded` is seen with it, and its reason wins over what the freed slot would say.
+//! - The end of an attachment (`ShmDetached`) or of the session (EOF, a fatal error) is learnt
+//!   only by reading the socket: subscriptions read it when they wait and on the broker's
+//!   notice, publishers every so often and whenever they wait (`publisher.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -63,6 +69,10 @@ impl Default for ShmOptions {
     }
 }
 
+/// Most reads of the control socket per look at it (4 KiB each): a broker that floods the
+/// session cannot keep a look from returning.
+const MAX_READS_PER_LOOK: usize = 256;
+
 /// The largest frame accepted from the broker after the handshake: a `Stats` answer for many
 /// topics, or with long reload diagnostics, is far larger than the handshake's limit (as in
 /// the socket client).
@@ -96,7 +106,8 @@ enum Reply {
 }
 
 struct Control {
-    stream: UnixStream,
+    /// Shared with [`Session::stream`], which lends its fd out for polling only.
+    stream: Arc<UnixStream>,
     buf: BytesMut,
     fds: VecDeque<OwnedFd>,
     replies: HashMap<u32, Reply>,
@@ -115,6 +126,9 @@ struct Control {
 
 pub(crate) struct Session {
     control: Mutex<Control>,
+    /// The control socket, outside the lock: only for [`ShmClient`]'s `AsFd` (polling);
+    /// every read and write goes through `control`.
+    stream: Arc<UnixStream>,
     info: BrokerInfo,
     options: ShmOptions,
     next_request: AtomicU32,
@@ -132,6 +146,17 @@ impl std::fmt::Debug for ShmClient {
         f.debug_struct("ShmClient")
             .field("info", &self.session.info)
             .finish_non_exhaustive()
+    }
+}
+
+/// The control socket, for an event loop that waits on the broker alongside its own fds: it
+/// becomes readable when the broker sends something (news for a subscription, the end of an
+/// attachment) and when the session ends (the broker stopped or died). It is then up to a
+/// call of this client to read it: [`ShmPublisher::check`], or any receive of a subscription.
+/// Only poll it: a read or write of your own would break the session.
+impl AsFd for ShmClient {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.session.stream.as_fd()
     }
 }
 
@@ -164,8 +189,9 @@ impl ShmClient {
         stream
             .set_nonblocking(true)
             .map_err(|e| ClientError::gone(e.to_string()))?;
+        let stream = Arc::new(stream);
         let mut control = Control {
-            stream,
+            stream: Arc::clone(&stream),
             buf: BytesMut::with_capacity(HANDSHAKE_MAX_FRAME_LEN),
             fds: VecDeque::new(),
             replies: HashMap::new(),
@@ -226,6 +252,7 @@ impl ShmClient {
         Ok(ShmClient {
             session: Arc::new(Session {
                 control: Mutex::new(control),
+                stream,
                 info,
                 options,
                 next_request: AtomicU32::new(1),
@@ -289,6 +316,19 @@ impl ShmClient {
             rings,
         )
     }
+}
+
+/// How [`Session::publisher_end`] looks at the control socket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Look {
+    /// Without waiting, and only if no other thread holds the session: for the publish path,
+    /// which must not wait on another thread's request.
+    IfFree,
+    /// Without waiting.
+    Now,
+    /// Waiting up to this long for the end: for a caller that knows the broker ended the
+    /// attachment (it refused a request for it) and wants the reason, which is on its way.
+    Wait(Duration),
 }
 
 /// The scalar part of a `ShmGrant`.
@@ -419,6 +459,49 @@ impl Session {
         }
     }
 
+    /// For publisher attachment `attachment`: reads what the broker sent (see [`Look`]) and
+    /// tells whether the attachment goes on (`Ok`), was ended by the broker
+    /// ([`ClientError::Refused`] with the reason its `ShmDetached` gave), or the session is
+    /// over ([`ClientError::BrokerGone`], or the fatal error that ended it). A `ShmDetached`
+    /// wins over the session's end: it is the broker's reason, the end only its echo.
+    /// `Ok(false)`: the look was skipped (`IfFree`).
+    pub(crate) fn publisher_end(&self, attachment: u32, look: Look) -> Result<bool, ClientError> {
+        let deadline = match look {
+            Look::Wait(wait) => Instant::now().checked_add(wait),
+            Look::IfFree | Look::Now => None,
+        };
+        loop {
+            let mut control = match look {
+                Look::IfFree => match self.control.try_lock() {
+                    Ok(control) => control,
+                    Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                    // Another thread is at the socket: it files whatever it reads, and the
+                    // next look finds it.
+                    Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
+                },
+                Look::Now | Look::Wait(_) => self.lock(),
+            };
+            let left = deadline.map_or(Duration::ZERO, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            // Short slices: the control lock is held while waiting, and other threads share it.
+            control.read_available(Some(left.min(Duration::from_millis(1))))?;
+            if let Some(news) = control.news.remove(&attachment) {
+                for news in news {
+                    if let RingNews::Detached(code, message) = news {
+                        return Err(ClientError::Refused { code, message });
+                    }
+                }
+            }
+            if let Some(gone) = &control.gone {
+                return Err(gone.clone());
+            }
+            if left.is_zero() {
+                return Ok(true);
+            }
+        }
+    }
+
     /// Sends a sealed payload segment of publisher attachment `attachment` to the broker
     /// (`ShmSegment`, the fd attached) and waits for its answer: once it is `Ok`, the fd is
     /// with every reader of the ring, and the reference frame may be written.
@@ -495,7 +578,7 @@ impl Session {
     ) -> Result<Vec<RingNews>, ClientError> {
         let mut control = self.lock();
         if control.gone.is_none() && (always || !control.news.contains_key(&attachment)) {
-            control.read_some(Some(timeout))?;
+            control.read_available(Some(timeout))?;
         }
         let news = control
             .news
@@ -519,7 +602,7 @@ impl Control {
         let deadline = Instant::now() + timeout;
         let mut rest = &bytes[..];
         while !rest.is_empty() {
-            match self.stream.write(rest) {
+            match (&*self.stream).write(rest) {
                 Ok(0) => return Err(self.fail(ClientError::gone("the broker closed the session"))),
                 Ok(n) => rest = &rest[n..],
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -562,7 +645,7 @@ impl Control {
         };
         let mut rest = &bytes[sent..];
         while !rest.is_empty() {
-            match self.stream.write(rest) {
+            match (&*self.stream).write(rest) {
                 Ok(0) => return Err(self.fail(ClientError::gone("the broker closed the session"))),
                 Ok(n) => rest = &rest[n..],
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -584,10 +667,12 @@ impl Control {
         self.gone.get_or_insert(error).clone()
     }
 
-    /// Waits up to `timeout` for bytes, reads what is there and files every complete frame.
-    fn read_some(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
-        if !wait_for(&self.stream, PollFlags::POLLIN, timeout) {
-            return Ok(());
+    /// Waits up to `timeout` for bytes, reads what is there and files every complete frame;
+    /// `true` if more may be waiting: the read filled its buffer, or stopped at a frame that
+    /// carried fds (the kernel ends a read there), or was interrupted.
+    fn read_some(&mut self, timeout: Option<Duration>) -> Result<bool, ClientError> {
+        if self.gone.is_some() || !wait_for(&self.stream, PollFlags::POLLIN, timeout) {
+            return Ok(false);
         }
         let mut chunk = [0u8; 4096];
         match recv_fds(&self.stream.as_fd(), &mut chunk, MAX_RINGS_PER_GRANT) {
@@ -595,14 +680,32 @@ impl Control {
                 self.fail(ClientError::gone("the broker closed the session"));
             }
             Ok((n, fds)) => {
+                let more = n == chunk.len() || !fds.is_empty();
                 self.buf.extend_from_slice(&chunk[..n]);
                 self.fds.extend(fds);
                 self.file_frames()?;
+                return Ok(more);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(true),
             Err(e) => {
                 self.fail(ClientError::gone(e.to_string()));
+            }
+        }
+        Ok(false)
+    }
+
+    /// Waits up to `timeout` for bytes, then reads everything there is now (up to
+    /// [`MAX_READS_PER_LOOK`] reads). One read stops at a frame that carries fds, so a single
+    /// one could leave a `ShmDetached` behind the `ShmRingAdded` before it. A read that took
+    /// all there was costs no second look.
+    fn read_available(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        if !self.read_some(timeout)? {
+            return Ok(());
+        }
+        for _ in 1..MAX_READS_PER_LOOK {
+            if !self.read_some(Some(Duration::ZERO))? {
+                break;
             }
         }
         Ok(())

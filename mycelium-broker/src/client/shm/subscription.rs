@@ -33,6 +33,17 @@
 //!   [`segments_dropped`](ShmSubscription::segments_dropped).
 //! - A ring whose memory turns out corrupt is dropped (its publisher's messages are lost from
 //!   then on) and reported once as [`ClientError::Shm`]; the other rings carry on.
+//! - When the broker ends the subscription (`ShmDetached`: a slow subscriber detached by the
+//!   watchdog, its topic removed by a reload) it frees the subscription's slots first, then
+//!   says why on the control socket. A subscription that meets a freed slot before the reason
+//!   (a new ring whose slot is no longer active, a read that finds garbage where the
+//!   publisher wrote on) reports the broker's reason, waiting for it up to the request
+//!   timeout, never the symptom: [`ClientError::Refused`] with the broker's code
+//!   (`SlowConsumer`, `TopicRemoved`), or [`ClientError::BrokerGone`] if the session ended.
+//! - The broker's death is seen at the next look at the control socket: before every sleep,
+//!   after each sleep of at most [`MAX_SLEEP`], and every [`NEWS_EVERY`] receive calls while
+//!   messages keep coming (a publisher that outlives the broker); the subscription then ends
+//!   with [`ClientError::BrokerGone`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
@@ -40,7 +51,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mycelium_transport::shm::reference::SegmentRef;
-use mycelium_transport::shm::{wait_any, PayloadView, ReadError, RingConsumer, Segment};
+use mycelium_transport::shm::{
+    slot_backlog, wait_any, PayloadView, ReadError, RingConsumer, Segment,
+};
 
 use crate::client::error::ClientError;
 use crate::client::shm::publisher::BUSY_POLL_SPIN;
@@ -82,7 +95,15 @@ struct SubRing {
     /// Its publisher left: read to the end, then drop.
     removed: bool,
     /// Keeps the memfd open while the consumer reads its mapping.
-    _segment: Segment,
+    segment: Segment,
+}
+
+/// Whether our slot `slot` in the ring of `segment` is no longer active. Only the broker frees
+/// a slot it reserved for us, and only when it ends the attachment: its reason is on the way.
+fn slot_freed(segment: &Segment, slot: usize) -> bool {
+    segment
+        .ring_region()
+        .is_ok_and(|region| slot_backlog(&region, slot).is_none())
 }
 
 /// A shared-memory subscription; see the module docs.
@@ -152,6 +173,17 @@ fn resolve(
         for news in session.wait_news(attachment, left.min(Duration::from_millis(1)))? {
             file_news(segments, deferred, news);
         }
+        if deferred
+            .iter()
+            .any(|news| matches!(news, RingNews::Detached(..)))
+        {
+            // The segment is not coming: the broker ended the subscription. The caller finds
+            // the reason in `deferred`.
+            return Err(ClientError::Shm(format!(
+                "the payload segment {} of ring {ring_id} will not come: the subscription ended",
+                reference.segment
+            )));
+        }
     };
     if let Some(ring) = segments.get_mut(&ring_id) {
         // Segments sent before this one and never referenced are not coming: close them.
@@ -198,16 +230,28 @@ impl std::fmt::Debug for ShmSubscription {
     }
 }
 
+/// Why a granted ring could not be adopted: the error, and whether our slot in it was freed
+/// (then the broker ended the subscription, and its reason is the one to report).
+struct AdoptError {
+    error: ClientError,
+    slot_freed: bool,
+}
+
 /// Takes over the slot the broker reserved in a granted ring. A queue consumer does not
 /// report a dropped message (it was no consumer's in particular); a fanout subscriber of a
 /// `drop_newest` ring reports each gap as [`ClientError::Lagged`].
-fn adopt(granted: GrantedRing, queue: bool) -> Result<SubRing, ClientError> {
+fn adopt(granted: GrantedRing, queue: bool) -> Result<SubRing, AdoptError> {
+    let slot = granted.ring.slot as usize;
+    let failed = |error: String, segment: &Segment| AdoptError {
+        error: ClientError::Shm(error),
+        slot_freed: slot_freed(segment, slot),
+    };
     let region = granted
         .segment
         .ring_region()
-        .map_err(|e| ClientError::Shm(e.to_string()))?;
-    let mut consumer = RingConsumer::adopt(&region, granted.ring.slot as usize)
-        .map_err(|e| ClientError::Shm(e.to_string()))?;
+        .map_err(|e| failed(e.to_string(), &granted.segment))?;
+    let mut consumer =
+        RingConsumer::adopt(&region, slot).map_err(|e| failed(e.to_string(), &granted.segment))?;
     if queue {
         consumer.ignore_drops();
     }
@@ -215,7 +259,7 @@ fn adopt(granted: GrantedRing, queue: bool) -> Result<SubRing, ClientError> {
         id: granted.ring.ring_id,
         consumer,
         removed: false,
-        _segment: granted.segment,
+        segment: granted.segment,
     })
 }
 
@@ -235,9 +279,9 @@ impl ShmSubscription {
             .collect::<Result<Vec<_>, _>>();
         let rings = match rings {
             Ok(rings) => rings,
-            Err(error) => {
+            Err(failed) => {
                 session.detach(attachment);
-                return Err(error);
+                return Err(failed.error);
             }
         };
         Ok(ShmSubscription {
@@ -305,6 +349,7 @@ impl ShmSubscription {
             return Err(ended.clone());
         }
         let mut first_error = None;
+        let mut slot_lost = false;
         let mut all = std::mem::take(&mut self.deferred);
         all.extend(self.session.poll_news(self.attachment)?);
         for news in all {
@@ -321,7 +366,15 @@ impl ShmSubscription {
                 }
                 RingNews::Added(granted) => match adopt(granted, self.queue) {
                     Ok(ring) => self.rings.push(ring),
-                    Err(error) => {
+                    Err(AdoptError {
+                        slot_freed: true,
+                        error,
+                    }) => {
+                        // The broker ended us after it sent the ring: its reason follows.
+                        slot_lost = true;
+                        first_error.get_or_insert(error);
+                    }
+                    Err(AdoptError { error, .. }) => {
                         tracing::warn!(%error, topic = %self.topic, "could not read a new publisher's ring");
                         first_error.get_or_insert(error);
                     }
@@ -332,22 +385,79 @@ impl ShmSubscription {
                     }
                 }
                 RingNews::Detached(code, message) => {
-                    // The broker freed our slots: what the rings hold now may be overwritten.
-                    self.rings.clear();
-                    self.current = 0;
-                    let ended = ClientError::Refused { code, message };
-                    self.ended = Some(ended.clone());
-                    return Err(ended);
+                    return Err(self.end(ClientError::Refused { code, message }));
                 }
+            }
+        }
+        if slot_lost {
+            if let Some(end) = self.await_end(self.session.options().request_timeout) {
+                return Err(end);
             }
         }
         first_error.map_or(Ok(()), Err)
     }
 
-    /// The error to report for ring `index`'s read error; a corrupt ring is dropped.
+    /// Ends the subscription with `error`, which every later call returns.
+    fn end(&mut self, error: ClientError) -> ClientError {
+        // The broker freed our slots: what the rings hold now may be overwritten.
+        self.rings.clear();
+        self.current = 0;
+        self.taken = 0;
+        self.ended = Some(error.clone());
+        error
+    }
+
+    /// The broker's word on the end of this subscription, waiting for it up to `wait` (zero:
+    /// only what is there now): the reason of its `ShmDetached`, or the end of the session.
+    /// The subscription is then ended with it. `None` if no such word came; news of other
+    /// kinds read meanwhile is kept for the next look.
+    fn await_end(&mut self, wait: Duration) -> Option<ClientError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Short waits: the control lock is held while waiting, and other threads share it.
+            let read = self
+                .session
+                .wait_news(self.attachment, left.min(Duration::from_millis(1)));
+            let mut gone = None;
+            match read {
+                Ok(news) => self.deferred.extend(news),
+                Err(error) => gone = Some(error),
+            }
+            let detached = self
+                .deferred
+                .iter()
+                .position(|news| matches!(news, RingNews::Detached(..)));
+            if let Some(at) = detached {
+                if let RingNews::Detached(code, message) = self.deferred.remove(at) {
+                    return Some(self.end(ClientError::Refused { code, message }));
+                }
+            }
+            if let Some(gone) = gone {
+                return Some(self.end(gone));
+            }
+            if left.is_zero() {
+                return None;
+            }
+        }
+    }
+
+    /// The error to report for ring `index`'s read error; a corrupt ring is dropped. A ring
+    /// whose slot the broker freed under us reads as corrupt (the publisher wrote on over
+    /// what we had not read): then the broker's reason is reported instead, as it is for any
+    /// read error when the broker has already said why it ended the subscription.
     fn ring_failed(&mut self, index: usize, error: ReadError) -> ClientError {
         if let ReadError::Lagged { skipped } = error {
             return ClientError::Lagged { skipped };
+        }
+        let ring = &self.rings[index];
+        let wait = if slot_freed(&ring.segment, ring.consumer.slot_index()) {
+            self.session.options().request_timeout
+        } else {
+            Duration::ZERO
+        };
+        if let Some(end) = self.await_end(wait) {
+            return end;
         }
         let id = self.rings[index].id;
         self.drop_ring(index);
@@ -428,7 +538,11 @@ impl ShmSubscription {
             &mut self.deferred,
             ring_id,
             out,
-        )?;
+        );
+        let view = match view {
+            Ok(view) => view,
+            Err(error) => return Err(self.await_end(Duration::ZERO).unwrap_or(error)),
+        };
         match view {
             Some(view) => {
                 out.clear();
@@ -512,6 +626,9 @@ impl ShmSubscription {
             match read {
                 Ok(count) => {
                     if let Some(error) = failed {
+                        // A segment that will not come because the broker ended us: its
+                        // reason, not the symptom.
+                        let error = self.await_end(Duration::ZERO).unwrap_or(error);
                         if mine == 0 {
                             return Err(error);
                         }
