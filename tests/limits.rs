@@ -119,59 +119,6 @@ fn sockets_that_never_finish_their_handshake_do_not_lock_clients_out() {
     drop(silent);
 }
 
-/// Lets this process (and the broker it starts next, which inherits the limit) hold `fds`
-/// file descriptors, as far as the hard limit allows.
-fn allow_fds(fds: u64) {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("RLIMIT_NOFILE");
-    if soft < fds {
-        setrlimit(Resource::RLIMIT_NOFILE, fds.min(hard), hard).expect("raising RLIMIT_NOFILE");
-    }
-}
-
-/// A connection past its handshake (subscribed to `topic` if given) whose reader has
-/// processed a frame: its `Welcome`, `TopicAck` and the `Pong` of a `Ping` were read.
-fn handshaken(socket: &std::path::Path, topic: Option<&str>) -> std::os::unix::net::UnixStream {
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
-    stream
-        .set_read_timeout(Some(common::DEADLINE))
-        .expect("read timeout");
-    let mut out = bytes::BytesMut::new();
-    let hello = Frame::Hello {
-        client_id: uuid::Uuid::new_v4(),
-        name: "idle".into(),
-    };
-    encode_frame(&hello, &mut out).expect("hello");
-    if let Some(topic) = topic {
-        let subscribe = Frame::Subscribe {
-            request_id: 1,
-            prefetch: 0,
-            topic: topic.into(),
-        };
-        encode_frame(&subscribe, &mut out).expect("subscribe");
-    }
-    encode_frame(&Frame::Ping { token: 7 }, &mut out).expect("ping");
-    stream.write_all(&out).expect("write");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let mut rest = &buf[..];
-        while let Some((view, used)) =
-            mycelium::transport::peek_frame(rest, usize::MAX).expect("valid frames")
-        {
-            match view.to_frame().expect("a frame") {
-                Frame::Pong { .. } => return stream,
-                Frame::Error { message, .. } => panic!("refused: {message}"),
-                _ => {}
-            }
-            rest = &rest[used..];
-        }
-        let n = std::io::Read::read(&mut stream, &mut chunk).expect("an answer in time");
-        assert!(n > 0, "the broker closed the connection");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 /// Issue 12: 1 000 idle connections cost 278 MB of broker RSS, a 256 KiB read buffer each.
 /// The target is 32 KiB each; this allows twice that, so it is not a measurement (that is
 /// `idle_connection_and_subscriber_memory` in tests/perf.rs) but fails on a buffer of that
@@ -179,11 +126,11 @@ fn handshaken(socket: &std::path::Path, topic: Option<&str>) -> std::os::unix::n
 #[test]
 fn a_thousand_idle_connections_hold_little_broker_memory() {
     const CONNECTIONS: usize = 1000;
-    allow_fds(4 * CONNECTIONS as u64);
+    common::allow_fds(4 * CONNECTIONS as u64);
     let broker = TestBroker::start_with("max_connections = 2000", &fanout("t"));
     let before = rss_kib(broker.pid());
     let idle: Vec<_> = (0..CONNECTIONS)
-        .map(|_| handshaken(&broker.socket, None))
+        .map(|_| common::handshaken(&broker.socket, None))
         .collect();
     let grown = rss_kib(broker.pid()).saturating_sub(before);
     let per_connection = grown / CONNECTIONS as u64;

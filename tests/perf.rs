@@ -491,59 +491,6 @@ fn soak_mixed_load_reports_throughput_p99_and_rss_over_time() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Lets this process (and the brokers it starts next, which inherit the limit) hold `fds`
-/// file descriptors, as far as the hard limit allows.
-fn allow_fds(fds: u64) {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("RLIMIT_NOFILE");
-    if soft < fds {
-        setrlimit(Resource::RLIMIT_NOFILE, fds.min(hard), hard).expect("raising RLIMIT_NOFILE");
-    }
-}
-
-/// A raw connection past its handshake (subscribed to `topic` if given) whose broker-side
-/// reader has handled a frame: the `Pong` of a `Ping` sent after the rest was read.
-fn handshaken(socket: &std::path::Path, topic: Option<&str>) -> std::os::unix::net::UnixStream {
-    use mycelium::transport::{encode_frame, peek_frame, Frame};
-    use std::io::Write;
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
-    stream
-        .set_read_timeout(Some(common::DEADLINE))
-        .expect("read timeout");
-    let mut out = bytes::BytesMut::new();
-    let hello = Frame::Hello {
-        client_id: uuid::Uuid::new_v4(),
-        name: "rss".into(),
-    };
-    encode_frame(&hello, &mut out).expect("hello");
-    if let Some(topic) = topic {
-        let subscribe = Frame::Subscribe {
-            request_id: 1,
-            prefetch: 0,
-            topic: topic.into(),
-        };
-        encode_frame(&subscribe, &mut out).expect("subscribe");
-    }
-    encode_frame(&Frame::Ping { token: 7 }, &mut out).expect("ping");
-    stream.write_all(&out).expect("write");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let mut rest = &buf[..];
-        while let Some((view, used)) = peek_frame(rest, usize::MAX).expect("valid frames") {
-            match view.to_frame().expect("a frame") {
-                Frame::Pong { .. } => return stream,
-                Frame::Error { message, .. } => panic!("refused: {message}"),
-                _ => {}
-            }
-            rest = &rest[used..];
-        }
-        let n = stream.read(&mut chunk).expect("an answer in time");
-        assert!(n > 0, "the broker closed the connection");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 /// Issue 12: broker RSS for 1 000 idle connections and for 1 000 subscribers of one topic
 /// (before and after a burst of 100 x 1 KiB to each, and once they have been idle for two
 /// heartbeat ticks). Memory, not speed: CPU load does not change it.
@@ -552,7 +499,7 @@ fn handshaken(socket: &std::path::Path, topic: Option<&str>) -> std::os::unix::n
 fn idle_connection_and_subscriber_memory() {
     const N: usize = 1000;
     let _serial = one_at_a_time();
-    allow_fds(4 * N as u64);
+    common::allow_fds(4 * N as u64);
     let rss = common::rss_kib;
     // Heartbeats off: raw peers do not answer pings; an idle connection is then looked at
     // every second (the recheck), which is when it gives its buffers back.
@@ -560,7 +507,9 @@ fn idle_connection_and_subscriber_memory() {
 
     let broker = TestBroker::start_with(server, &common::fanout("t"));
     let base = rss(broker.pid());
-    let idle: Vec<_> = (0..N).map(|_| handshaken(&broker.socket, None)).collect();
+    let idle: Vec<_> = (0..N)
+        .map(|_| common::handshaken(&broker.socket, None))
+        .collect();
     let with_idle = rss(broker.pid());
     println!(
         "{N} idle connections: broker RSS {base} KiB -> {with_idle} KiB, {} KiB per connection",
@@ -584,7 +533,7 @@ fn subscriber_memory(server: &str, env: &[(&str, &str)]) {
     println!("broker environment: {env:?}");
     let base = rss(broker.pid());
     let subscribers: Vec<_> = (0..N)
-        .map(|_| handshaken(&broker.socket, Some("t")))
+        .map(|_| common::handshaken(&broker.socket, Some("t")))
         .collect();
     let with_subscribers = rss(broker.pid());
     println!(

@@ -160,10 +160,15 @@ mod tests {
 
     use crate::server::{bind_socket, ServeError, Server};
 
-    /// The real path: the broker's reload task panics (as a bug in it would) while the server
-    /// serves; the server shuts down, says which task failed, and removes its socket file.
-    #[test]
-    fn a_reload_task_that_panics_shuts_the_broker_down_with_an_error() {
+    /// A server on a socket in a fresh directory (kept alive by the caller), and a runtime
+    /// with one worker to run it on.
+    fn bound_server() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        tokio::runtime::Runtime,
+        std::os::unix::net::UnixListener,
+        Server,
+    ) {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("broker.sock");
         let mut config = BrokerConfig::default();
@@ -175,6 +180,14 @@ mod tests {
             .expect("runtime");
         let listener = bind_socket(&socket, 0o600).expect("bind");
         let server = Server::new(config).expect("server");
+        (dir, socket, runtime, listener, server)
+    }
+
+    /// The real path: the broker's reload task panics (as a bug in it would) while the server
+    /// serves; the server shuts down, says which task failed, and removes its socket file.
+    #[test]
+    fn a_reload_task_that_panics_shuts_the_broker_down_with_an_error() {
+        let (_dir, socket, runtime, listener, server) = bound_server();
         let reload = server.reload_handle();
         let ended = runtime.block_on(async {
             let serving =
@@ -243,17 +256,7 @@ mod tests {
     /// A reload task aborted at shutdown is no failure.
     #[test]
     fn an_orderly_shutdown_is_no_failure() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let socket = dir.path().join("broker.sock");
-        let mut config = BrokerConfig::default();
-        config.server.socket_path = socket.clone();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = bind_socket(&socket, 0o600).expect("bind");
-        let server = Server::new(config).expect("server");
+        let (_dir, socket, runtime, listener, server) = bound_server();
         let ended = runtime.block_on(async {
             tokio::time::timeout(
                 Duration::from_secs(30),
