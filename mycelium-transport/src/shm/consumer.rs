@@ -27,7 +27,9 @@ const LAP_RETRIES: usize = 4;
 /// consumer then reports [`ReadError::Lagged`] once and carries on with intact frames. A
 /// lossless ring whose producer drops what does not fit (`FULL_DROP`, `drop_newest`) has
 /// gaps in its sequence numbers where it dropped: the consumer reports each gap as a
-/// [`ReadError::Lagged`] before the frame after it ([`reports_drops`](Self::reports_drops)).
+/// [`ReadError::Lagged`] before the frame after it, or, when no frame follows yet, as soon as
+/// it finds the ring empty after the frames before it (the producer's drop announcement;
+/// [`reports_drops`](Self::reports_drops)).
 pub struct RingConsumer {
     /// Keeps the memory alive; shared with the producer and other consumers.
     region: Arc<RingRegion>,
@@ -234,8 +236,10 @@ impl RingConsumer {
     ///
     /// [`ReadError::Corrupt`] if the ring's shared memory is inconsistent; the position stays
     /// where it was. [`ReadError::Lagged`] (lossy rings) once after the producer overwrote
-    /// frames this consumer had not read; the next call returns the oldest intact frame. After
-    /// an error the contents of `out` are unspecified.
+    /// frames this consumer had not read; the next call returns the oldest intact frame. On a
+    /// ring that drops when full ([`reports_drops`](Self::reports_drops)), before the frame
+    /// after a gap, or instead of "nothing" when drops were announced after the last frame
+    /// read. After an error the contents of `out` are unspecified.
     pub fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, ReadError> {
         Ok(self.try_recv_marked(out)?.is_some())
     }
