@@ -729,6 +729,39 @@ pub fn shm_segment_inputs() -> Vec<(String, Vec<u8>)> {
         shm_op(1, 8, 0, 0),
     ];
     rings.push(("ring-fresh-push-read".into(), shm_input(0, &pushes, &fresh)));
+
+    // Fresh and dropping when full (`drop_newest`): a producer adopts it, pushes, drops
+    // (announcing the drop in `next_seq`/`next_seq_at`), and the consumer that joined at 0
+    // is told at once on its empty ring; then the announcement is scribbled (its number's
+    // low word, and its position moved) under the consumer's reads.
+    let (dropping, creator) = Segment::create_ring("mycelium-seed", 4096, 2).expect("ring");
+    drop(creator);
+    mycelium_transport::shm::set_drop_when_full(&dropping.ring_region().expect("region"));
+    let dropping = segment_bytes(&dropping);
+    let drops = [
+        shm_op(6, 1, 0, 100),
+        shm_op(0, 0, 0, 0),
+        shm_op(6, 2, 6, 0),
+        shm_op(0, 0, 0, 0),
+        shm_op(1, 8, 0, 0),
+        shm_op(6, 3, 2, 1000),
+        shm_op(6, 3, 2, 1000),
+        shm_op(6, 3, 2, 1000),
+        shm_op(6, 3, 2, 1000),
+        shm_op(6, 3, 2, 1000),
+        shm_op(1, 8, 0, 0),
+        shm_op(0, 0, 0, 0),
+        shm_op(2, 0, 24, 0xFFFF_FFFF),
+        shm_op(0, 0, 0, 0),
+        shm_op(3, 0, 13, 64),
+        shm_op(1, 8, 0, 0),
+        shm_op(3, 0, 13, 0xFFFF_FFC0),
+        shm_op(0, 0, 0, 0),
+    ];
+    rings.push((
+        "ring-drop-announced".into(),
+        shm_input(0, &drops, &dropping),
+    ));
     rings.push(("ring-zeroes".into(), shm_input(0, &reads, &[0; 4352])));
 
     for (name, claimed, max, contents) in [

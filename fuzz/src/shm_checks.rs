@@ -11,8 +11,11 @@
 //!   [`PayloadView::open`] under the claimed length and limit the input chooses.
 //! - Checks: nothing panics (and nothing reads outside the mapping, which AddressSanitizer and the
 //!   mapping's end would catch); a lossless consumer reports `Lagged` only if the ring claims to
-//!   drop when full (`FULL_DROP`: a gap in the numbering), and then before any frame of its
-//!   batch; on an error or with nothing to read its position stays put; every delivered frame is a whole frame of the
+//!   drop when full (`FULL_DROP`: a gap in the numbering, or the producer's drop announcement
+//!   `next_seq`/`next_seq_at`, which the ops scribble and a producer writes when it drops),
+//!   and then before any frame of its batch, with a count below 2^31 (the numbering's
+//!   modulus, whatever the announcement says); on an error or with nothing to read its
+//!   position stays put; every delivered frame is a whole frame of the
 //!   ring as it is at that moment: its header (length word and tag) and payload lie inside the
 //!   data region, at the consumer's position (or after a padding frame, or, lossy, at the
 //!   producer's `oldest_pos`), and its bytes are the segment's bytes there; a batch hands over at
@@ -264,8 +267,10 @@ impl HostileRing {
         }
     }
 
-    /// A producer adopts the ring (if it is fresh) and pushes a frame: it reads the slots'
-    /// positions from shared memory and must stay inside the ring whatever they say.
+    /// A producer adopts the ring (if it is fresh) and pushes a frame (or, on a ring it drops
+    /// on, offers it with `try_push_or_drop` or skips numbers, announcing the drop in the
+    /// header): it reads the slots' positions from shared memory and must stay inside the
+    /// ring whatever they say.
     fn push(&mut self, op: Op) {
         if self.producer.is_none() {
             self.producer = RingProducer::adopt(&self.region).ok();
@@ -274,7 +279,15 @@ impl HostileRing {
             return;
         };
         let payload = vec![op.arg; (op.value % 1024) as usize];
-        let _ = producer.try_push_marked(&payload, op.offset & 1 == 1);
+        if producer.drops_when_full() && op.offset & 2 != 0 {
+            if op.offset & 4 != 0 {
+                producer.skip_dropped(u64::from(op.arg) + 1);
+            } else {
+                let _ = producer.try_push_or_drop(&payload);
+            }
+        } else {
+            let _ = producer.try_push_marked(&payload, op.offset & 1 == 1);
+        }
         let _ = producer.publish_and_wake();
     }
 
@@ -309,12 +322,17 @@ impl HostileRing {
                     assert_eq!(before, after, "a lossless read without a frame moved on");
                 }
             }
-            Err(ReadError::Lagged { .. }) => {
+            Err(ReadError::Lagged { skipped }) => {
                 // A dropping ring (`FULL_DROP`, which a hostile segment may claim) reports the
-                // gaps in its numbering, before the frame after the gap: it does not move.
+                // gaps in its numbering, before the frame after the gap or from the drop
+                // announcement on an empty ring: it does not move.
                 assert!(
                     geometry.lossy || consumer.reports_drops(),
                     "a lossless consumer that does not report drops reported a lag"
+                );
+                assert!(
+                    skipped > 0 && skipped < 1 << 31,
+                    "a lag of {skipped}: counts are below the numbering's modulus"
                 );
                 if !geometry.lossy {
                     assert_eq!(before, after, "a lossless lag moved on");
@@ -342,8 +360,9 @@ impl HostileRing {
         );
         match &result {
             Ok(count) => assert_eq!(*count, frames.len(), "the count is not what was handed"),
-            Err(ReadError::Lagged { .. }) => {
+            Err(ReadError::Lagged { skipped }) => {
                 assert!(geometry.lossy || consumer.reports_drops(), "a lossless lag");
+                assert!(*skipped > 0 && *skipped < 1 << 31, "a lag of {skipped}");
                 if !geometry.lossy {
                     assert!(frames.is_empty() && before == after, "a lag after frames");
                 }

@@ -233,6 +233,8 @@ pub struct SubProcess {
     /// The process.
     pub child: Child,
     lines: std::sync::mpsc::Receiver<String>,
+    /// Its stderr lines after `subscribed to TOPIC` (notices such as `lagged: N ...`).
+    notices: std::sync::mpsc::Receiver<String>,
 }
 
 /// Starts `mycelium sub TOPIC [args]` and returns once it printed `subscribed to TOPIC`.
@@ -257,26 +259,30 @@ pub fn spawn_sub(broker: &TestBroker, topic: &str, args: &[&str]) -> SubProcess 
             }
         }
     });
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (notice_tx, notices) = std::sync::mpsc::channel();
     let expected = format!("subscribed to {topic}");
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if line.trim() == expected {
-                let _ = ready_tx.send(Ok(()));
-            } else {
-                let _ = ready_tx.send(Err(line));
+            if notice_tx.send(line).is_err() {
+                break;
             }
         }
     });
+    let start = Instant::now();
     loop {
-        match ready_rx.recv_timeout(DEADLINE) {
-            Ok(Ok(())) => break,
-            Ok(Err(_other_line)) => continue,
+        let left = DEADLINE.saturating_sub(start.elapsed());
+        match notices.recv_timeout(left) {
+            Ok(line) if line.trim() == expected => break,
+            Ok(_other_line) => continue,
             Err(_) => panic!("mycelium sub {topic} never said it was subscribed"),
         }
     }
-    SubProcess { child, lines }
+    SubProcess {
+        child,
+        lines,
+        notices,
+    }
 }
 
 impl SubProcess {
@@ -297,6 +303,37 @@ impl SubProcess {
     /// Lines printed so far, without waiting.
     pub fn lines_so_far(&self) -> Vec<String> {
         self.lines.try_iter().collect()
+    }
+
+    /// Collects stdout lines and the counts of its `lagged: N message(s) ...` notices on
+    /// stderr until lines + lagged reach `total`; fails after [`DEADLINE`] saying how far it
+    /// got. Returns the lines and the lagged count.
+    pub fn take_lines_and_lagged(&self, total: u64) -> (Vec<String>, u64) {
+        let start = Instant::now();
+        let mut lines = Vec::new();
+        let mut lagged = 0u64;
+        loop {
+            for notice in self.notices.try_iter() {
+                if let Some(rest) = notice.trim().strip_prefix("lagged: ") {
+                    let count = rest.split_whitespace().next().unwrap_or_default();
+                    lagged += count
+                        .parse::<u64>()
+                        .unwrap_or_else(|_| panic!("a lagged notice without a count: {notice}"));
+                }
+            }
+            if lines.len() as u64 + lagged >= total {
+                return (lines, lagged);
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "got {} line(s) and {lagged} lagged of {total} before the deadline",
+                lines.len()
+            );
+            // A bounded wait on the next line; notices are looked at between waits.
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(20)) {
+                lines.push(line);
+            }
+        }
     }
 
     /// Waits for exit.

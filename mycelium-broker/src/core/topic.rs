@@ -371,7 +371,8 @@ pub trait Relay: std::fmt::Debug + Send + Sync {
 
     /// The topic dropped the next `count` messages for the relay's readers after a short
     /// [`relay`](Self::relay) (`drop_newest`): the relay tells its readers how many they
-    /// missed, with the next message they get.
+    /// missed, with the next message they get or, if none comes, as soon as they have read
+    /// the messages before the gap.
     fn dropped(&self, count: u64);
 
     /// A publish waited on the relay for longer than the topic's `publish_deadline_ms`:

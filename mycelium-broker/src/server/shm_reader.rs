@@ -327,7 +327,10 @@ fn run(
                 }
                 Err(ReadError::Lagged { skipped }) => {
                     // Messages of this ring the socket subscribers will never get, each of
-                    // them: told with their next message. Either the publisher dropped them
+                    // them: told at once (`report_missed`: before their next message, or at
+                    // their writer's next take). Found before the frame after the gap, or, when
+                    // none follows (the end of a burst), from the ring's drop announcement once
+                    // this reader has read the ring empty. Either the publisher dropped them
                     // (`drop_newest`; counted once, in the ring, as the topic's `dropped`),
                     // or a lossy ring (`drop_oldest`) lapped the broker, which counts each
                     // subscriber's loss here. `skipped` comes from shared memory: saturate.

@@ -740,8 +740,14 @@ impl Relay for RelayRing {
     fn dropped(&self, count: u64) {
         let mut guard = self.producer.lock().unwrap_or_else(|p| p.into_inner());
         // The numbers the dropped messages would have had are skipped: the subscribers of a
-        // drop_newest relay ring find the gap before the next message and report it.
+        // drop_newest relay ring find the gap before the next message, or, once they have
+        // read every message before it, in the ring's drop announcement, and report it.
         guard.0.skip_dropped(count);
+        // The relay call that stopped short woke the subscribers already; this wakes those
+        // asleep on the empty ring so that they hear of the drop (it publishes nothing).
+        if let Err(error) = guard.0.publish_and_wake() {
+            tracing::warn!(%error, "waking shared-memory subscribers of the relay ring failed");
+        }
     }
 
     fn detach_laggards(&self, why: &str) -> usize {

@@ -27,7 +27,9 @@ const LAP_RETRIES: usize = 4;
 /// consumer then reports [`ReadError::Lagged`] once and carries on with intact frames. A
 /// lossless ring whose producer drops what does not fit (`FULL_DROP`, `drop_newest`) has
 /// gaps in its sequence numbers where it dropped: the consumer reports each gap as a
-/// [`ReadError::Lagged`] before the frame after it ([`reports_drops`](Self::reports_drops)).
+/// [`ReadError::Lagged`] before the frame after it, or, when no frame follows yet, as soon as
+/// it finds the ring empty after the frames before it (the producer's drop announcement;
+/// [`reports_drops`](Self::reports_drops)).
 pub struct RingConsumer {
     /// Keeps the memory alive; shared with the producer and other consumers.
     region: Arc<RingRegion>,
@@ -198,8 +200,13 @@ impl RingConsumer {
     /// [`ReadError::Lagged`] with the gap's size, once, and the next read returns the frame
     /// after the gap. Gaps are counted modulo 2^31 (the sequence number's width): more than
     /// 2^31 - 1 drops in a row between two frames are under-reported by a multiple of 2^31.
-    /// A gap is seen only in the frame after it: drops that no frame follows are never
-    /// reported (the header does not say what number the next frame will carry).
+    /// A gap is reported as soon as this consumer has read every frame before it: by the
+    /// frame after it, or, when no frame follows yet, by the first read that finds the ring
+    /// empty, from the drop announcement in the ring's header (`next_seq`, `next_seq_at`).
+    /// Drops that go on after that announcement are reported in turn, by the next empty read
+    /// or the next frame, so one gap may come as several `Lagged`s in a row; each dropped
+    /// message is counted once. A consumer that started after position 0 learns the
+    /// numbering from its first frame: drops before that are not reported to it.
     pub fn reports_drops(&self) -> bool {
         self.drops
     }
@@ -229,8 +236,10 @@ impl RingConsumer {
     ///
     /// [`ReadError::Corrupt`] if the ring's shared memory is inconsistent; the position stays
     /// where it was. [`ReadError::Lagged`] (lossy rings) once after the producer overwrote
-    /// frames this consumer had not read; the next call returns the oldest intact frame. After
-    /// an error the contents of `out` are unspecified.
+    /// frames this consumer had not read; the next call returns the oldest intact frame. On a
+    /// ring that drops when full ([`reports_drops`](Self::reports_drops)), before the frame
+    /// after a gap, or instead of "nothing" when drops were announced after the last frame
+    /// read. After an error the contents of `out` are unspecified.
     pub fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, ReadError> {
         Ok(self.try_recv_marked(out)?.is_some())
     }
@@ -252,6 +261,10 @@ impl RingConsumer {
         }
         let write_pos = self.load_write_pos()?;
         let Some(frame) = self.locate(write_pos, self.pos)? else {
+            if self.drops {
+                // Nothing to read: the drops announced since the last frame, if any.
+                self.announced_gap()?;
+            }
             return Ok(None);
         };
         if self.drops {
@@ -329,7 +342,9 @@ impl RingConsumer {
     /// frame's number for a gap, which ends the batch before the frame after it: reported by
     /// this call if it delivered nothing, else found again by the next one. A constant, so
     /// that the common `block` instance compiles to the loop without the check (W1 is
-    /// sensitive to the read loop's code).
+    /// sensitive to the read loop's code). A `DROPS` batch that finds nothing to read at all
+    /// reports the drops announced since the last frame ([`announced_gap`](Self::announced_gap));
+    /// one that delivered frames never does (the next call does).
     fn recv_batch_lossless<const DROPS: bool>(
         &mut self,
         max: usize,
@@ -340,6 +355,7 @@ impl RingConsumer {
         let mut pos = self.pos;
         let mut count = 0;
         let mut result = Ok(());
+        let mut empty = false;
         while count < max {
             match self.locate(write_pos, pos) {
                 Ok(Some(frame)) => {
@@ -359,7 +375,10 @@ impl RingConsumer {
                     pos = frame.next;
                     count += 1;
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    empty = true;
+                    break;
+                }
                 Err(error) => {
                     result = Err(error);
                     break;
@@ -369,6 +388,10 @@ impl RingConsumer {
         self.scratch = scratch;
         if count > 0 {
             self.advance(pos);
+        } else if DROPS && empty {
+            // Nothing to read (the empty path, about to spin or sleep anyway): the drops
+            // announced since the last frame, if any.
+            result = self.announced_gap();
         }
         result.map(|()| count)
     }
@@ -390,6 +413,84 @@ impl RingConsumer {
         }
         self.expected = Some((seq + 1) % FRAME_SEQ_MODULUS);
         Ok(())
+    }
+
+    /// On the empty path of a consumer that reports drops (nothing published beyond
+    /// `self.pos`): `Lagged` with the messages dropped since the last frame it read, if the
+    /// producer has announced them, and expects the number the next frame will carry; so
+    /// that frame reports only drops after the announcement, and the same announcement found
+    /// again reports nothing. Loss at the end of a burst, with no frame after it, is told as
+    /// soon as the consumer has read every frame before it.
+    ///
+    /// The announcement is the pair (`next_seq_at`, `next_seq`) the producer stores on each
+    /// drop (`RingProducer::skip_dropped`): "the frame at position `next_seq_at` will carry
+    /// number `next_seq`" (or a later one, if it drops again first). It concerns this
+    /// consumer only if `next_seq_at` is its own position and nothing is published there yet;
+    /// an announcement made before frames this consumer has read since has a position below
+    /// it, and is ignored (so is one of a producer that never dropped: 0, 0). A consumer
+    /// that does not know the numbering yet (it started after position 0 and has read no
+    /// frame) cannot count and looks at nothing.
+    ///
+    /// Untrusted: a hostile producer can store anything. The position is only compared for
+    /// equality with ours, and the number only yields `skipped` below 2^31 (and then the
+    /// number expected), never an index or a length.
+    fn announced_gap(&mut self) -> Result<(), ReadError> {
+        let Some(expected) = self.expected else {
+            return Ok(());
+        };
+        let line = &self.region.header().producer;
+        // SYNC POINT: Acquire pairs with the producer's Release store of `next_seq_at` in
+        // `skip_dropped`, which follows its store of the matching `next_seq`: the load of
+        // `next_seq` below returns that number or a later one, never the number of an older
+        // drop. Loaded FIRST: a position taken after the number could come from a later
+        // announcement than the number, and that number would not be about this position.
+        let at = line.next_seq_at.load(Ordering::Acquire);
+        if at != self.pos {
+            return Ok(());
+        }
+        // SYNC POINT: Acquire pairs with the producer's Release store of `next_seq`, which
+        // follows its Release store of `write_pos` (the publish at the start of
+        // `skip_dropped`): the `write_pos` loaded below is at least the position announced
+        // with this number. If the number is from a later drop than `at` (the producer
+        // pushed frames after the drop `at` came from, then dropped again), that position is
+        // beyond ours, and so is `write_pos`: nothing is reported, and the frames in between,
+        // still in the ring, are read as frames. So `write_pos` must be loaded AFTER
+        // `next_seq` (and the `write_pos` our caller loaded before does not do).
+        let next = line.next_seq.load(Ordering::Acquire) % FRAME_SEQ_MODULUS;
+        if next == expected {
+            return Ok(());
+        }
+        // SYNC POINT: Acquire, as in `published_write_pos`; ordered after the load of
+        // `next_seq` (see there).
+        let write_pos = line.write_pos.load(Ordering::Acquire);
+        if write_pos != self.pos {
+            // A frame came meanwhile: it tells of the gap before it itself.
+            return Ok(());
+        }
+        // Every frame below `at` carries a number below `next` (the producer's numbers only
+        // grow, and it published them all before announcing), and we read them all; every
+        // frame to come carries `next` or more. So every number from `expected` to `next`
+        // was dropped: exact, while fewer than 2^31 (as for a gap between two frames).
+        self.expected = Some(next);
+        Err(ReadError::Lagged {
+            skipped: next.wrapping_sub(expected) % FRAME_SEQ_MODULUS,
+        })
+    }
+
+    /// Whether [`announced_gap`](Self::announced_gap) would report something now: for the
+    /// park re-check (`has_data`). Relaxed loads, a hint only: the report itself loads
+    /// again, with Acquire.
+    fn drop_announced(&self) -> bool {
+        let Some(expected) = self.expected else {
+            return false;
+        };
+        let line = &self.region.header().producer;
+        // SYNC POINT: Relaxed; a hint, as `has_data`'s load of `write_pos`. After
+        // `park_begin`'s SeqCst fence it is the consumer half of the Dekker check with the
+        // fence in `publish_and_wake` that follows a drop announcement.
+        line.next_seq_at.load(Ordering::Relaxed) == self.pos
+            // SYNC POINT: Relaxed; as above.
+            && line.next_seq.load(Ordering::Relaxed) % FRAME_SEQ_MODULUS != expected
     }
 
     /// Receives the next frame into `out`, waiting for one if none is published: first
@@ -443,10 +544,18 @@ impl RingConsumer {
         }
     }
 
-    /// Whether a frame (or, in a lossy ring, a lap) may be waiting: the published `write_pos`
-    /// differs from this consumer's position. One Relaxed load: cheap enough for a spin loop
-    /// over several rings; [`try_recv_into`](Self::try_recv_into) then reads with its own
-    /// Acquire load and checks.
+    /// Whether a frame (or, in a lossy ring, a lap; or, for a consumer that
+    /// [`reports drops`](Self::reports_drops), a drop announced since its last frame) may be
+    /// waiting: the published `write_pos` differs from this consumer's position. One Relaxed
+    /// load (two more for a consumer that reports drops, when the ring is empty): cheap
+    /// enough for a spin loop over several rings; [`try_recv_into`](Self::try_recv_into) then
+    /// reads with its own Acquire loads and checks.
+    ///
+    /// Why a sleeping consumer must hear of drops: a producer drops when the *slowest*
+    /// consumer is a ring behind, and a consumer that keeps up may then be asleep on an
+    /// empty ring. (A ring's only consumer, or its slowest, cannot be: a drop means it had a
+    /// ring's worth unread, so it drains and then finds the announcement without sleeping.)
+    /// The producer's wake scan after a drop and this check close the Dekker pair.
     pub fn has_data(&self) -> bool {
         // SYNC POINT: Relaxed; only a hint (see above). After `park_begin`'s SeqCst fence it is
         // the consumer half of the Dekker check (see there).
@@ -456,6 +565,7 @@ impl RingConsumer {
             .write_pos
             .load(Ordering::Relaxed)
             != self.pos
+            || (self.drops && self.drop_announced())
     }
 
     /// Announces that this consumer is about to sleep: raises the header's `parked_consumers`

@@ -31,7 +31,14 @@
 //!   88             8  oldest_pos       AtomicU64  producer     lossy: start of the oldest frame
 //!                                                              not yet overwritten (stored with
 //!                                                              reserve_pos, BEFORE the overwrite)
-//!   96            32  (padding)
+//!   96             8  next_seq         AtomicU64  producer     FULL_DROP: the sequence number the
+//!                                                              next frame will carry, stored on a
+//!                                                              drop (never on a push)
+//!  104             8  next_seq_at      AtomicU64  producer     FULL_DROP: the position that frame
+//!                                                              will be written at (`write_pos`
+//!                                                              when `next_seq` was stored); stored
+//!                                                              AFTER `next_seq`
+//!  112            16  (padding)
 //! consumer slot i, i in 0..max_consumers, one line each, at 128 + 64 * i
 //!   +0             8  read_pos         AtomicU64  consumer i   bytes consumer i has consumed
 //!   +8             4  state            AtomicU32  consumer i   SLOT_FREE / SLOT_ACTIVE (also a
@@ -175,6 +182,10 @@ pub const RESERVE_POS_OFFSET: usize = 72;
 pub const DROPPED_OFFSET: usize = 80;
 /// Offset of the producer's `oldest_pos` (lossy mode), beside `dropped`.
 pub const OLDEST_POS_OFFSET: usize = 88;
+/// Offset of the producer's `next_seq` (drop announcements), beside `oldest_pos`.
+pub const NEXT_SEQ_OFFSET: usize = 96;
+/// Offset of the producer's `next_seq_at` (drop announcements), beside `next_seq`.
+pub const NEXT_SEQ_AT_OFFSET: usize = 104;
 /// Offset of consumer slot 0; slot `i` is at `SLOTS_OFFSET + i * SLOT_SIZE`.
 pub const SLOTS_OFFSET: usize = 128;
 /// Size of one consumer slot (one cache line).
@@ -238,6 +249,17 @@ pub(crate) struct ProducerLine {
     /// has not begun to overwrite; a lapped consumer resumes there. Stored before the
     /// `reserve_pos` that announces the overwrite (`docs/shm-layout.md`, lossy rule).
     pub(crate) oldest_pos: AtomicU64,
+    /// Drop announcements (`FULL_DROP` rings): the sequence number (the producer's full
+    /// count; frames carry it mod 2^31) the next frame will carry, stored by the producer each
+    /// time it drops, never when it pushes. 0 (with `next_seq_at` 0) in a ring that never
+    /// dropped: "at position 0 the next frame is number 0", which is true and announces
+    /// nothing (`docs/shm-layout.md`, Dropping when full).
+    pub(crate) next_seq: AtomicU64,
+    /// The position the frame numbered `next_seq` will be written at: `write_pos` when that
+    /// `next_seq` was stored (the producer publishes before it announces). Stored after
+    /// `next_seq`, with Release; a consumer loads it first. Only compared with a consumer's
+    /// own position, never used as an offset.
+    pub(crate) next_seq_at: AtomicU64,
 }
 
 /// One consumer's cache line.
@@ -273,6 +295,8 @@ impl RingHeader {
                 reserve_pos: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 oldest_pos: AtomicU64::new(0),
+                next_seq: AtomicU64::new(0),
+                next_seq_at: AtomicU64::new(0),
             },
         }
     }
@@ -338,7 +362,9 @@ const _: () = {
     assert!(WRITE_POS_OFFSET + offset_of!(ProducerLine, reserve_pos) == RESERVE_POS_OFFSET);
     assert!(WRITE_POS_OFFSET + offset_of!(ProducerLine, dropped) == DROPPED_OFFSET);
     assert!(WRITE_POS_OFFSET + offset_of!(ProducerLine, oldest_pos) == OLDEST_POS_OFFSET);
-    assert!(OLDEST_POS_OFFSET + 8 <= SLOTS_OFFSET);
+    assert!(WRITE_POS_OFFSET + offset_of!(ProducerLine, next_seq) == NEXT_SEQ_OFFSET);
+    assert!(WRITE_POS_OFFSET + offset_of!(ProducerLine, next_seq_at) == NEXT_SEQ_AT_OFFSET);
+    assert!(NEXT_SEQ_AT_OFFSET + 8 <= SLOTS_OFFSET);
     assert!(size_of::<ConsumerSlot>() == SLOT_SIZE);
     assert!(align_of::<ConsumerSlot>() == CACHE_LINE);
     assert!(offset_of!(ConsumerSlot, read_pos) == SLOT_READ_POS_OFFSET);

@@ -37,6 +37,8 @@ pub struct RingProducer {
     /// Frames pushed since the last publish.
     pending: usize,
     /// `published` as of the last wake scan: positions up to here were covered by one.
+    /// `u64::MAX` (never a position) after a drop announcement that no scan has covered yet
+    /// ([`skip_dropped`](Self::skip_dropped)).
     woken: u64,
     /// Data frames pushed so far: the sequence number of the next one.
     seq: u64,
@@ -87,7 +89,7 @@ impl RingProducer {
     /// # Errors
     ///
     /// Those of [`attach`]; [`RingError::BadGeometry`] if the ring was written to already
-    /// (`write_pos`, `reserve_pos` or `oldest_pos` not 0).
+    /// (`write_pos`, `reserve_pos`, `oldest_pos`, `next_seq` or `next_seq_at` not 0).
     pub fn adopt(region: &Arc<RingRegion>) -> Result<Self, RingError> {
         let geometry = attach(region)?;
         let producer = &region.header().producer;
@@ -95,7 +97,9 @@ impl RingProducer {
         // it handed the segment over (a syscall later), and a non-zero value only refuses.
         let written = producer.write_pos.load(Ordering::Relaxed) != 0
             || producer.reserve_pos.load(Ordering::Relaxed) != 0
-            || producer.oldest_pos.load(Ordering::Relaxed) != 0;
+            || producer.oldest_pos.load(Ordering::Relaxed) != 0
+            || producer.next_seq.load(Ordering::Relaxed) != 0
+            || producer.next_seq_at.load(Ordering::Relaxed) != 0;
         if written {
             return Err(RingError::BadGeometry(
                 "the ring was written to already; a producer adopts only a fresh ring",
@@ -144,17 +148,42 @@ impl RingProducer {
     /// counts the one it refuses; the broker's relay ring, what a socket publisher sent while
     /// it was full under `drop_newest`) and stores the count for observers. Each takes a
     /// sequence number, so consumers that [`report drops`](super::RingConsumer::reports_drops)
-    /// are told of them with the next frame.
+    /// are told of them: by the gap before the next frame, or, once they have read every
+    /// frame before the drops, at once, from the header's drop announcement (`next_seq`,
+    /// `next_seq_at`), which this stores. Publishes the pending frames first (the
+    /// announcement speaks of the published position). As after a `Full`, call
+    /// [`publish_and_wake`](Self::publish_and_wake) afterwards: it wakes the consumers that
+    /// sleep, so that they hear of the drop.
+    ///
+    /// The drop path only: nothing here runs when a frame is pushed.
     pub fn skip_dropped(&mut self, count: u64) {
+        // Every frame numbered below the announced number must be below the announced
+        // position: publish what was pushed before it (`try_push` published already when it
+        // found the ring full; a caller that skips numbers on its own may have frames pending).
+        self.publish();
         self.seq = self.seq.wrapping_add(count);
         self.dropped = self.dropped.saturating_add(count);
+        let line = &self.region.header().producer;
         // SYNC POINT: Relaxed; a counter for observers, ordering nothing. The producer's own
         // line, so the store costs no cache-line transfer on the publishing path.
-        self.region
-            .header()
-            .producer
-            .dropped
-            .store(self.dropped, Ordering::Relaxed);
+        line.dropped.store(self.dropped, Ordering::Relaxed);
+        // SYNC POINT: Release pairs with a consumer's Acquire load of `next_seq` in
+        // `RingConsumer::announced_gap`: whoever sees this number then loads a `write_pos` at
+        // least the one published above (`self.published`), the position announced with it.
+        // So a consumer that took a later number with an earlier position (the next_seq_at of
+        // an older drop, then this next_seq) finds `write_pos` beyond that position, and
+        // reports nothing: the frames between were written and are still there to read.
+        line.next_seq.store(self.seq, Ordering::Release);
+        // SYNC POINT: Release pairs with the consumer's Acquire load of `next_seq_at`, which
+        // it makes first: a consumer that sees this position then loads this `next_seq` or a
+        // later one, never the number of an older drop (which would count frames it has read
+        // as lost).
+        line.next_seq_at.store(self.published, Ordering::Release);
+        // Nothing was published, so `publish_and_wake` would skip its wake scan: a consumer
+        // asleep on an empty ring (another consumer is the one that keeps it full) would
+        // hear of the drop only with the next publish, which may never come. No position
+        // equals u64::MAX (they are multiples of 8), so the next call scans, once.
+        self.woken = u64::MAX;
     }
 
     /// The region, for [`RingConsumer::join`](super::RingConsumer::join).
@@ -429,7 +458,10 @@ impl RingProducer {
     /// header's `parked_consumers`, and only when that is non-zero a scan of the active slots
     /// and a `FUTEX_WAKE` per parked one. Call it (rather than `publish`) whenever consumers
     /// may park, and also after [`try_push`](Self::try_push) returns [`PushError::Full`]:
-    /// `try_push` may have published pending frames on its own, without waking anyone.
+    /// `try_push` may have published pending frames on its own, without waking anyone; and
+    /// after a drop ([`try_push_or_drop`](Self::try_push_or_drop) returning `false`,
+    /// [`skip_dropped`](Self::skip_dropped)), which publishes nothing new but announces the
+    /// drop to consumers that sleep on an empty ring: the call after a drop always scans.
     ///
     /// # Errors
     ///
@@ -448,7 +480,10 @@ impl RingProducer {
         // first the consumer's re-check sees our `write_pos` and does not sleep; if its comes
         // first our loads below see its counter and its flag. Without the fences both sides
         // could read the old values (store-load reordering): it sleeps, we skip it, and the
-        // wake-up is lost.
+        // wake-up is lost. After a drop the store is that of the drop announcement
+        // (`next_seq`, `next_seq_at` in `skip_dropped`), and the consumer's re-check
+        // (`has_data`) loads those too: either it sees the announcement and does not sleep,
+        // or we see its flag and wake it, and it reads the announcement.
         //
         // With the light barrier (this process registered, `barrier.rs`) our half is a
         // compiler fence only: a parking consumer's `heavy_barrier` makes this CPU run the

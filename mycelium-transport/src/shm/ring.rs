@@ -171,6 +171,10 @@ pub unsafe fn init_with_mode(
     header.producer.dropped.store(0, Ordering::Relaxed);
     // SYNC POINT: Relaxed, published by the Release store of `magic` below.
     header.producer.oldest_pos.store(0, Ordering::Relaxed);
+    // SYNC POINT: Relaxed, published by the Release store of `magic` below.
+    header.producer.next_seq.store(0, Ordering::Relaxed);
+    // SYNC POINT: Relaxed, published by the Release store of `magic` below.
+    header.producer.next_seq_at.store(0, Ordering::Relaxed);
     // SYNC POINT: Relaxed, published by the Release store of `magic` below. A creator that
     // wants drops calls `set_drop_when_full` afterwards, before handing the ring over.
     header.full_policy.store(FULL_WAIT, Ordering::Relaxed);

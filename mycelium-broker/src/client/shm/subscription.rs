@@ -21,8 +21,12 @@
 //! - On a `drop_newest` topic the rings are lossless but their publishers (and the broker, for
 //!   the relay ring) drop what does not fit, for every reader of the ring: the receive that
 //!   reaches the message after such a gap first returns [`ClientError::Lagged`] with the
-//!   number dropped, once, and the call after that returns the message. A queue consumer is
-//!   not told (a message dropped before it was dealt was no consumer's).
+//!   number dropped, once, and the call after that returns the message. When no message
+//!   follows the gap (the end of a burst), the first receive that finds the ring empty after
+//!   the messages before it returns the `Lagged` (the ring's drop announcement), and a
+//!   subscription asleep in a wait is woken for it; drops that go on after that are told in
+//!   turn, so a gap may come as several `Lagged`s in a row, each message counted once. A
+//!   queue consumer is not told (a message dropped before it was dealt was no consumer's).
 //! - A reference frame names a payload segment (a message too large for its ring): its fd
 //!   came on the control socket before the frame was written (the broker answers the
 //!   publisher only once it is sent), so the subscription takes it from there, checks it
