@@ -529,6 +529,7 @@ impl Topic {
                          (backpressure = block, publish_deadline_ms = {waited})",
                         self.name
                     ),
+                    refused: 0,
                 });
                 self.counters.add(0, 1);
                 GaveUp::Disconnected
@@ -637,6 +638,7 @@ impl Topic {
                 "topic '{}' was removed from the broker's config; this subscription has ended",
                 self.name
             ),
+            refused: 0,
         };
         let mut dropped = 0;
         match self.routing {
@@ -1096,6 +1098,7 @@ impl Topic {
                             "subscriber fell {} messages behind on topic '{}' (backpressure = disconnect)",
                             limit, self.name
                         ),
+                        refused: 0,
                     });
                 }
             }

@@ -78,6 +78,7 @@ fn fatal(code: ErrorCode, message: impl Into<String>) -> Stop {
         fatal: true,
         topic_id: NO_TOPIC,
         message: message.into(),
+        refused: 0,
     }))
 }
 
@@ -639,7 +640,7 @@ impl Connection {
                 message,
             } => {
                 self.wait_for_outbox(stop).await?;
-                self.refuse(0, code, topic_id, message);
+                self.refuse_publishes(code, topic_id, 1, message);
                 Ok(())
             }
         }
@@ -685,7 +686,7 @@ impl Connection {
                 gave_up = topic.wait_or_give_up(&blocker, payloads, &mut cursor, &mut held) => {
                     if let Some(GaveUp::Dropped(n)) = gave_up {
                         let waited = topic.config().publish_deadline_ms;
-                        self.refuse(0, ErrorCode::SlowConsumer, topic.id(), format!(
+                        self.refuse_publishes(ErrorCode::SlowConsumer, topic.id(), n, format!(
                             "{n} message(s) dropped: topic '{}' could take no more for {waited} ms \
                              (backpressure = block, publish_deadline_ms = {waited})",
                             topic.name()
@@ -702,7 +703,12 @@ impl Connection {
         if topic.is_removed() {
             // Removed while the batch was in hand (perhaps held back by a slow subscriber):
             // what was not routed before is lost; say so once.
-            self.refuse_removed(topic);
+            self.refuse_publishes(
+                ErrorCode::TopicRemoved,
+                topic.id(),
+                payloads.len(),
+                removed_message(topic),
+            );
         }
         Ok(())
     }
@@ -748,16 +754,6 @@ impl Connection {
         }
     }
 
-    /// Tells the client that a reload removed `topic` (a publish or subscribe named it).
-    fn refuse_removed(&self, topic: &Topic) {
-        self.refuse(
-            0,
-            ErrorCode::TopicRemoved,
-            topic.id(),
-            removed_message(topic),
-        );
-    }
-
     /// The topic a publish names by id, from the connection's cache; a refusal when no topic
     /// has the id, or a reload removed it.
     fn topic(&mut self, id: TopicId) -> Result<Arc<Topic>, Step> {
@@ -785,6 +781,8 @@ impl Connection {
         Ok(topic)
     }
 
+    /// Refuses request `request_id` (0: a frame that is not a request, such as `Credit`, or
+    /// a notice about a subscription) with a non-fatal error that refuses no publish.
     fn refuse(&self, request_id: u32, code: ErrorCode, topic_id: u32, message: String) {
         tracing::debug!(connection = self.id, ?code, %message, "refused a request");
         self.outbox.append_control(&Frame::Error {
@@ -793,6 +791,23 @@ impl Connection {
             fatal: false,
             topic_id,
             message,
+            refused: 0,
+        });
+    }
+
+    /// Tells the client that `refused` of the messages it published on `topic_id` were not
+    /// routed: a non-fatal error with request id 0 that carries the count, so a client that
+    /// adds them up knows exactly what was accepted.
+    fn refuse_publishes(&self, code: ErrorCode, topic_id: u32, refused: usize, message: String) {
+        tracing::debug!(connection = self.id, ?code, refused, %message, "refused publishes");
+        self.outbox.append_control(&Frame::Error {
+            request_id: 0,
+            code,
+            fatal: false,
+            topic_id,
+            message,
+            // A batch is bounded by the read buffer, far below u32::MAX messages.
+            refused: u32::try_from(refused).unwrap_or(u32::MAX),
         });
     }
 
@@ -850,7 +865,15 @@ impl Connection {
                     // A reload removed the topic since the lookup: the ack is followed at
                     // once by the removal notice, as for any subscriber of a removed topic.
                     self.state.remove_subscriptions(1);
-                    self.refuse_removed(&topic);
+                    self.refuse(
+                        0,
+                        ErrorCode::TopicRemoved,
+                        topic.id(),
+                        format!(
+                            "topic '{}' was removed from the broker's config; this subscription has ended",
+                            topic.name()
+                        ),
+                    );
                     drop(hold);
                     return Ok(());
                 }
