@@ -681,15 +681,23 @@ impl Connection {
         // `block` waits on one slow reader at most `publish_deadline_ms` (0: for ever),
         // counted over every wake-up of this batch's wait on it, not afresh at each.
         let mut held = HeldBack::default();
+        // Messages of the batch already refused to the publisher (given up on), and whether a
+        // slow reader held the batch back.
+        let (mut told, mut was_held) = (0, false);
         while let Progress::Blocked(blocker) = topic.publish(payloads, &mut cursor) {
+            was_held = true;
             tokio::select! {
                 gave_up = topic.wait_or_give_up(&blocker, payloads, &mut cursor, &mut held) => {
                     if let Some(GaveUp::Dropped(n)) = gave_up {
+                        told += n;
                         let waited = topic.config().publish_deadline_ms;
+                        let batch = payloads.len();
                         self.refuse_publishes(ErrorCode::SlowConsumer, topic.id(), n, format!(
-                            "{n} message(s) dropped: topic '{}' could take no more for {waited} ms \
-                             (backpressure = block, publish_deadline_ms = {waited})",
-                            topic.name()
+                            "topic '{}' could take no more for {waited} ms (backpressure = block, \
+                             publish_deadline_ms = {waited}): of a batch of {batch} message(s), \
+                             {} were routed and {n} dropped",
+                            topic.name(),
+                            batch - n,
                         ));
                     }
                 }
@@ -700,14 +708,31 @@ impl Connection {
                 _ = self.outbox.closed() => return Err(Stop::Gone),
             }
         }
-        if topic.is_removed() {
-            // Removed while the batch was in hand (perhaps held back by a slow subscriber):
-            // what was not routed before is lost; say so once.
+        // Removed while the batch was in hand (perhaps held back by a slow subscriber): what
+        // had not been routed is lost (and what was given up on was told already); say so
+        // once, with how many.
+        let batch = payloads.len();
+        let lost = batch.saturating_sub(cursor.routed() + told);
+        if lost > 0 && topic.is_removed() {
+            let how = if was_held {
+                "was held back by a slow subscriber"
+            } else {
+                "was being routed"
+            };
+            let routed = batch - lost - told;
+            let before = match told {
+                0 => String::new(),
+                told => format!(" ({told} more had been dropped before)"),
+            };
             self.refuse_publishes(
                 ErrorCode::TopicRemoved,
                 topic.id(),
-                payloads.len(),
-                removed_message(topic),
+                lost,
+                format!(
+                    "topic '{}' was removed from the broker's config while a batch of {batch} \
+                     message(s) to it {how}: {routed} were routed, {lost} were not{before}",
+                    topic.name(),
+                ),
             );
         }
         Ok(())
@@ -960,10 +985,10 @@ fn topic_ack(request_id: u32, topic: &Topic, prefetch: u32) -> Frame {
     }
 }
 
-/// Why a publish (or subscribe) to a topic a reload removed was refused.
+/// Why a publish to a topic a reload removed was refused.
 fn removed_message(topic: &Topic) -> String {
     format!(
-        "topic '{}' was removed from the broker's config; nothing was routed",
+        "topic '{}' was removed from the broker's config; the message was not routed",
         topic.name()
     )
 }
