@@ -256,6 +256,7 @@ impl Raw {
                 fatal,
                 topic_id,
                 message,
+                refused,
             } => {
                 assert_eq!(
                     got, code,
@@ -263,6 +264,11 @@ impl Raw {
                     self.name
                 );
                 assert!(fatal, "{}: {code:?} must be fatal", self.name);
+                assert_eq!(
+                    refused, 0,
+                    "{}: a fatal error refuses no publish",
+                    self.name
+                );
                 assert_eq!(
                     request_id, 0,
                     "{}: a fatal error answers no request",
@@ -292,6 +298,7 @@ impl Raw {
                 fatal,
                 topic_id,
                 message,
+                refused,
             } => {
                 assert_eq!(
                     got, code,
@@ -301,6 +308,11 @@ impl Raw {
                 assert!(
                     !fatal,
                     "{}: refusing a publish must not close the connection",
+                    self.name
+                );
+                assert_eq!(
+                    refused, 1,
+                    "{}: the refusal of one publish says it refuses one message",
                     self.name
                 );
                 assert_eq!(
@@ -327,6 +339,7 @@ impl Raw {
                 fatal: false,
                 topic_id,
                 message,
+                refused: 0,
             } if request_id == request => {
                 assert_eq!(
                     got, code,
@@ -822,6 +835,7 @@ mod handshake {
                 fatal: true,
                 topic_id: NO_TOPIC,
                 message: "forged".into(),
+                refused: 0,
             },
             Frame::Stats {
                 request_id: 1,

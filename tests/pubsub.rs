@@ -406,6 +406,7 @@ fn the_broker_itself_refuses_an_oversized_publish_from_a_raw_client_and_keeps_th
                 fatal: false,
                 topic_id: t,
                 message,
+                refused: 1,
             } if *t == topic_id => {
                 assert!(
                     message.contains("17 bytes") && message.contains("16"),

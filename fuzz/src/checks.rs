@@ -589,6 +589,7 @@ fn check_classification(first: Result<Frame, DecodeError>, shm_enabled: bool) {
                 fatal: true,
                 topic_id: mycelium_transport::NO_TOPIC,
                 message: format!("the first frame must be Hello, not kind {}", frame.kind()),
+                refused: 0,
             };
             let mut wire = BytesMut::new();
             encode_frame(&refusal, &mut wire).expect("an Error frame encodes");

@@ -154,6 +154,7 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                 fatal: false,
                 topic_id: 3,
                 message: "too large".into(),
+                refused: 1,
             },
         ),
         (
@@ -164,6 +165,7 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                 fatal: true,
                 topic_id: NO_TOPIC,
                 message: "é — ünïcode".into(),
+                refused: 0,
             },
         ),
         ("stats-request", Frame::StatsRequest { request_id: 9 }),
@@ -231,6 +233,18 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                 fatal: false,
                 topic_id: 3,
                 message: "topic t removed".into(),
+                refused: 0,
+            },
+        ),
+        (
+            "error-batch-refused",
+            Frame::Error {
+                request_id: 0,
+                code: ErrorCode::SlowConsumer,
+                fatal: false,
+                topic_id: 3,
+                message: "50 dropped".into(),
+                refused: 50,
             },
         ),
         (

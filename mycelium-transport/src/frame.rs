@@ -651,7 +651,7 @@ pub enum Frame {
         /// The `Ping`'s token.
         token: u64,
     },
-    /// Broker → client. Body: `request_id u32 | code u16 | flags u8 | topic_id u32 | msg_len u16 | message [msg_len]`.
+    /// Broker → client. Body: `request_id u32 | code u16 | flags u8 | topic_id u32 | msg_len u16 | message [msg_len] | refused u32`.
     /// `flags` bit 0 = fatal: the broker closes the connection after this frame. The other bits are
     /// reserved: sent as 0 and ignored on receipt, so a later version can use them.
     Error {
@@ -665,6 +665,11 @@ pub enum Frame {
         topic_id: u32,
         /// Human-readable, names the topic or limit concerned.
         message: String,
+        /// How many published messages this error refuses: the `Publish` frames it answers
+        /// that the broker did not route (one, or a whole batch held back by a slow reader and
+        /// given up or cut short by the topic's removal). 0 for every error that refuses no
+        /// publish, so a client that adds these up knows exactly how many were refused.
+        refused: u32,
     },
     /// Client → broker. Body: `request_id u32`.
     StatsRequest {

@@ -115,6 +115,15 @@ fn every_variant() -> Vec<Frame> {
             fatal: false,
             topic_id: NO_TOPIC,
             message: "no topic named \"jobs\"".into(),
+            refused: 0,
+        },
+        Frame::Error {
+            request_id: 0,
+            code: ErrorCode::SlowConsumer,
+            fatal: false,
+            topic_id: 5,
+            message: "12 of a batch of 64 routed".into(),
+            refused: 52,
         },
         Frame::StatsRequest { request_id: 9 },
         Frame::Stats {
@@ -312,6 +321,7 @@ mod round_trip {
                 fatal,
                 topic_id: 12,
                 message: "x".repeat(usize::from(u16::MAX)),
+                refused: 0,
             });
         }
     }
@@ -324,6 +334,7 @@ mod round_trip {
             fatal: false,
             topic_id: NO_TOPIC,
             message: String::new(),
+            refused: 0,
         });
         // flags is at offset 6 (header) + 4 (request_id) + 2 (code).
         buf[12] = 0b1111_1110;
@@ -331,6 +342,27 @@ mod round_trip {
             panic!("expected an Error frame");
         };
         assert!(!fatal);
+    }
+
+    #[test]
+    fn an_error_carries_the_number_of_messages_it_refuses_after_its_message() {
+        for refused in [0, 1, 64, u32::MAX] {
+            let frame = Frame::Error {
+                request_id: 0,
+                code: ErrorCode::TopicRemoved,
+                fatal: false,
+                topic_id: 7,
+                message: "ab".into(),
+                refused,
+            };
+            let buf = encoded(&frame);
+            // header 6 | request_id 4 | code 2 | flags 1 | topic_id 4 | str16 2+2 | refused 4
+            assert_eq!(buf.len(), 6 + 17 + 2, "body length 17 + n");
+            assert_eq!(&buf[..4], &(2u32 + 17 + 2).to_le_bytes());
+            assert_eq!(&buf[17..21], &[2, 0, b'a', b'b']);
+            assert_eq!(&buf[21..], &refused.to_le_bytes());
+            assert_round_trips(frame);
+        }
     }
 
     #[test]
@@ -574,6 +606,43 @@ mod decode_errors {
                 "kind 0x{k:02x}"
             );
         }
+    }
+
+    #[test]
+    fn an_error_without_its_refused_count_is_malformed_and_one_with_more_too() {
+        // request_id 0 | code 22 | flags 0 | topic_id 3 | message "t" : the earlier revision's
+        // body, which ends at the message.
+        let earlier: &[u8] = &[0, 0, 0, 0, 22, 0, 0, 3, 0, 0, 0, 1, 0, b't'];
+        assert_eq!(
+            malformed_reason(codec().decode(&mut raw(kind::ERROR, earlier))),
+            ("Error", "truncated body")
+        );
+        for cut in 1..4 {
+            let mut body = earlier.to_vec();
+            body.extend_from_slice(&[5, 0, 0, 0][..cut]);
+            assert_eq!(
+                malformed_reason(codec().decode(&mut raw(kind::ERROR, &body))).1,
+                "truncated body"
+            );
+        }
+        let mut whole = earlier.to_vec();
+        whole.extend_from_slice(&[5, 0, 0, 0]);
+        assert_eq!(
+            codec().decode(&mut raw(kind::ERROR, &whole)).unwrap(),
+            Some(Frame::Error {
+                request_id: 0,
+                code: ErrorCode::TopicRemoved,
+                fatal: false,
+                topic_id: 3,
+                message: "t".into(),
+                refused: 5,
+            })
+        );
+        whole.push(0);
+        assert_eq!(
+            malformed_reason(codec().decode(&mut raw(kind::ERROR, &whole))),
+            ("Error", "trailing bytes")
+        );
     }
 
     #[test]
@@ -992,6 +1061,7 @@ mod encode_errors {
             fatal: true,
             topic_id: NO_TOPIC,
             message: "m".repeat(usize::from(u16::MAX) + 1),
+            refused: 0,
         };
         assert!(matches!(
             encode_frame(&frame, &mut BytesMut::new()),
@@ -1218,9 +1288,22 @@ mod hot_path {
                     fatal: false,
                     topic_id: 3,
                     message: "too large".into(),
+                    refused: 1,
                 },
-                "18 00 00 00 | 01 | 30 | 00 00 00 00 | 11 00 | 00 | 03 00 00 00 | 09 00 \
-                 | 74 6f 6f 20 6c 61 72 67 65",
+                "1c 00 00 00 | 01 | 30 | 00 00 00 00 | 11 00 | 00 | 03 00 00 00 | 09 00 \
+                 | 74 6f 6f 20 6c 61 72 67 65 | 01 00 00 00",
+            ),
+            (
+                Frame::Error {
+                    request_id: 0,
+                    code: ErrorCode::SlowConsumer,
+                    fatal: false,
+                    topic_id: 3,
+                    message: "50 dropped".into(),
+                    refused: 50,
+                },
+                "1d 00 00 00 | 01 | 30 | 00 00 00 00 | 21 00 | 00 | 03 00 00 00 | 0a 00 \
+                 | 35 30 20 64 72 6f 70 70 65 64 | 32 00 00 00",
             ),
             (
                 Frame::Stats {
@@ -1297,9 +1380,10 @@ mod hot_path {
                     fatal: false,
                     topic_id: 3,
                     message: "topic t removed".into(),
+                    refused: 0,
                 },
-                "1e 00 00 00 | 01 | 30 | 00 00 00 00 | 16 00 | 00 | 03 00 00 00 | 0f 00 \
-                 | 74 6f 70 69 63 20 74 20 72 65 6d 6f 76 65 64",
+                "22 00 00 00 | 01 | 30 | 00 00 00 00 | 16 00 | 00 | 03 00 00 00 | 0f 00 \
+                 | 74 6f 70 69 63 20 74 20 72 65 6d 6f 76 65 64 | 00 00 00 00",
             ),
             (
                 Frame::Lagged {
@@ -1546,15 +1630,17 @@ mod properties {
                 any::<u16>(),
                 any::<bool>(),
                 any::<u32>(),
-                "[^\n]{0,300}"
+                "[^\n]{0,300}",
+                any::<u32>()
             )
-                .prop_map(|(request_id, code, fatal, topic_id, message)| {
+                .prop_map(|(request_id, code, fatal, topic_id, message, refused)| {
                     Frame::Error {
                         request_id,
                         code: ErrorCode::from_u16(code),
                         fatal,
                         topic_id,
                         message,
+                        refused,
                     }
                 }),
             any::<u32>().prop_map(|request_id| Frame::StatsRequest { request_id }),

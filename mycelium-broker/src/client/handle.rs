@@ -120,6 +120,15 @@ struct TopicInfo {
     max_message_size: usize,
 }
 
+/// The refusals of publishes since the last flush: the first, and how many messages.
+#[derive(Debug)]
+struct PublishErrors {
+    /// The first refusal.
+    first: ClientError,
+    /// The messages the later refusals refused (one may refuse a whole batch).
+    more: u64,
+}
+
 #[derive(Debug, Default)]
 struct Registry {
     /// Callers waiting for the answer to a request, by request id (ping tokens too).
@@ -128,8 +137,8 @@ struct Registry {
     subscriptions: HashMap<u32, Arc<SubscriptionQueue>>,
     /// Topic ids resolved for publishing, by name.
     publish_topics: HashMap<String, TopicInfo>,
-    /// The first refusal of a publish (request id 0) since the last flush, and how many came.
-    publish_errors: Option<(ClientError, u64)>,
+    /// The refusals of publishes (request id 0) since the last flush.
+    publish_errors: Option<PublishErrors>,
     /// Every refusal of a publish since the connection began, for [`Client::refused_publishes`].
     refused_publishes: u64,
     /// Subscribe requests that timed out: if their ack still comes, the broker holds a
@@ -293,23 +302,25 @@ impl Client {
         let refused = self.shared.lock().publish_errors.take();
         match refused {
             None => Ok(()),
-            Some((first, 1)) => Err(first),
-            Some((ClientError::Refused { code, message }, count)) => Err(ClientError::Refused {
+            Some(PublishErrors {
+                first: ClientError::Refused { code, message },
+                more,
+                ..
+            }) if more > 0 => Err(ClientError::Refused {
                 code,
                 message: format!(
-                    "{message} (and {} more refused publishes since the last flush)",
-                    count - 1
+                    "{message} (and {more} more refused publishes since the last flush)"
                 ),
             }),
-            Some((first, _)) => Err(first),
+            Some(PublishErrors { first, .. }) => Err(first),
         }
     }
 
-    /// How many refusals of publishes the broker has sent this client since it connected, as
+    /// How many published messages the broker has refused this client since it connected, as
     /// received so far: after [`Client::flush`], every publish sent before it is answered.
-    /// The broker refuses each message it does not route with one notice, except a batch
-    /// held back by a slow subscriber when its topic is removed, or given up after
-    /// `publish_deadline_ms`, which is one notice however many messages it held.
+    /// Exact: each refusal says how many messages it refuses (one, or a whole batch held back
+    /// by a slow reader and given up after `publish_deadline_ms`, or cut short by the
+    /// removal of its topic), and this adds them up. What was sent less this was accepted.
     pub fn refused_publishes(&self) -> u64 {
         self.shared.lock().refused_publishes
     }
@@ -638,6 +649,7 @@ impl Shared {
                 message,
                 topic_id,
                 fatal,
+                refused,
             } => {
                 let error = ClientError::Refused {
                     code: *code,
@@ -652,26 +664,35 @@ impl Shared {
                     return;
                 }
                 if *request_id == 0 {
-                    // A refused publish, or an event about a subscription.
-                    if matches!(code, ErrorCode::TopicRemoved) {
-                        // The subscription is over: the broker forgot it, and so do we (no
-                        // Unsubscribe or Credit will follow for it).
-                        if let Some(queue) = registry.subscriptions.remove(topic_id) {
-                            queue.end(Some(error.clone()));
-                            tracing::debug!(%message, "a subscription's topic was removed");
-                            return;
+                    // A refusal of publishes (it says how many), or an event about a
+                    // subscription (which refuses none), or a refused `Credit`.
+                    let refused = u64::from(*refused);
+                    if refused == 0 {
+                        if matches!(code, ErrorCode::TopicRemoved) {
+                            // The subscription is over: the broker forgot it, and so do we (no
+                            // Unsubscribe or Credit will follow for it).
+                            if let Some(queue) = registry.subscriptions.remove(topic_id) {
+                                queue.end(Some(error.clone()));
+                                tracing::debug!(%message, "a subscription's topic was removed");
+                                return;
+                            }
+                        }
+                        if let Some(queue) = registry.subscriptions.get(topic_id) {
+                            if matches!(code, ErrorCode::SlowConsumer) {
+                                queue.end(Some(error.clone()));
+                            }
                         }
                     }
-                    if let Some(queue) = registry.subscriptions.get(topic_id) {
-                        if matches!(code, ErrorCode::SlowConsumer) {
-                            queue.end(Some(error.clone()));
-                        }
-                    }
-                    tracing::debug!(?code, %message, "the broker refused a publish");
-                    registry.refused_publishes += 1;
+                    tracing::debug!(?code, %message, refused, "the broker refused a publish");
+                    registry.refused_publishes += refused;
                     match &mut registry.publish_errors {
-                        Some((_, count)) => *count += 1,
-                        None => registry.publish_errors = Some((error, 1)),
+                        Some(errors) => errors.more += refused,
+                        None => {
+                            registry.publish_errors = Some(PublishErrors {
+                                first: error,
+                                more: 0,
+                            })
+                        }
                     }
                     return;
                 }

@@ -115,9 +115,23 @@ pub struct PublishCursor {
     /// The batch came from the topic's relay's own path (shared-memory publishers): it is not
     /// handed back to the relay.
     skip_relay: bool,
+    /// How many messages of the batch, from its start, the topic has routed to every reader
+    /// it has: see [`PublishCursor::routed`].
+    routed: usize,
 }
 
 impl PublishCursor {
+    /// How many messages of the batch, from its start, were routed: on a fanout topic, handed
+    /// to every subscriber (the relay and every outbox; a subscriber's backpressure may drop
+    /// its copy, as for any message), on a queue topic dealt to a consumer or put in the
+    /// backlog. Less than the batch only while it is held back, or if the topic was removed
+    /// (then the rest never will be) or [`Topic::give_up`] dropped the rest. A message that
+    /// some fanout subscribers got and others not (held back by a later one) is not routed:
+    /// the topic's removal ends those subscriptions without it.
+    pub fn routed(&self) -> usize {
+        self.routed
+    }
+
     /// A cursor for a batch that came from the relay's own path: routed to the topic's
     /// subscribers, but not handed to the relay again.
     pub fn from_relay_path() -> PublishCursor {
@@ -530,6 +544,7 @@ impl Topic {
                          (backpressure = block, publish_deadline_ms = {waited})",
                         self.name
                     ),
+                    refused: 0,
                 });
                 self.counters.add(0, 1);
                 GaveUp::Disconnected
@@ -638,6 +653,7 @@ impl Topic {
                 "topic '{}' was removed from the broker's config; this subscription has ended",
                 self.name
             ),
+            refused: 0,
         };
         let mut dropped = 0;
         match self.routing {
@@ -994,7 +1010,16 @@ impl Topic {
             match settings.backpressure {
                 // `disconnect`: the shared-memory watchdog detaches the reader that holds the
                 // relay full (`ShmRings`), and the wait ends.
-                Backpressure::Block | Backpressure::Disconnect => Some(Blocker::Relay),
+                Backpressure::Block | Backpressure::Disconnect => {
+                    // The outbox subscribers get the batch only once the relay has all of it.
+                    let outboxes = !self
+                        .fanout
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_empty();
+                    cursor.routed = if outboxes { 0 } else { cursor.relayed };
+                    Some(Blocker::Relay)
+                }
                 // A lossy relay (`drop_oldest`) never stops short; should one, drop as
                 // `drop_newest` does rather than wait under a policy that promises not to.
                 Backpressure::DropNewest | Backpressure::DropOldest => {
@@ -1018,6 +1043,11 @@ impl Topic {
         // The read guard is held while appending (no await happens here): cheaper than cloning
         // the snapshot's Arc, and it only delays a concurrent subscribe by one batch.
         let subscribers = self.fanout.read().unwrap_or_else(|p| p.into_inner());
+        if self.is_removed() {
+            // Removed since `publish` looked (its subscribers are gone or about to be, after
+            // their notice): nothing more of the batch is routed.
+            return Progress::Done;
+        }
         let (mut delivered, mut dropped) = (0u64, 0u64);
         // drop_oldest: messages taken back out of outboxes after they were counted delivered.
         let mut evicted = 0u64;
@@ -1043,6 +1073,9 @@ impl Topic {
                 Backpressure::Block => {
                     cursor.subscriber = sub.id;
                     cursor.offset = start + queued;
+                    // The subscribers after this one have none of the batch yet.
+                    let last = subscribers.last().map(|s| s.id) == Some(sub.id);
+                    cursor.routed = if last { cursor.offset } else { 0 };
                     progress = Progress::Blocked(Blocker::Outbox {
                         subscriber: sub.id,
                         outbox: sub.outbox.clone(),
@@ -1097,9 +1130,13 @@ impl Topic {
                             "subscriber fell {} messages behind on topic '{}' (backpressure = disconnect)",
                             limit, self.name
                         ),
+                        refused: 0,
                     });
                 }
             }
+        }
+        if let Progress::Done = progress {
+            cursor.routed = payloads.len();
         }
         self.counters.add(delivered, dropped);
         if evicted > 0 {
@@ -1131,7 +1168,8 @@ impl Topic {
         // to the broker for its socket consumers: they go to those, not back to shared memory.
         refresh_relayed(&mut state, cursor.skip_relay);
         let (mut delivered, mut dropped) = (0u64, 0u64);
-        let mut i = cursor.offset.min(payloads.len());
+        let from = cursor.offset.min(payloads.len());
+        let mut i = from;
         let mut progress = Progress::Done;
         while i < payloads.len() {
             if state.backlog.is_empty() {
@@ -1172,6 +1210,8 @@ impl Topic {
                 }
             }
         }
+        // Dealt, backlogged, or dropped by the policy, as any message of the topic may be.
+        cursor.routed += i - from;
         drop(state);
         self.counters.add(delivered, dropped);
         progress
@@ -1495,6 +1535,79 @@ mod tests {
         );
         assert_eq!(t.subscribe(2, Arc::new(Outbox::new()), 1000, 0), None);
         assert_eq!(t.remove(), 0, "removing twice is harmless");
+    }
+
+    #[test]
+    fn a_batch_held_back_counts_as_routed_only_what_every_subscriber_has() {
+        // The slow subscriber first: the one after it has none of the held batch.
+        let t = topic(Routing::Fanout, 3, Backpressure::Block, 1);
+        let (slow, other) = (Arc::new(Outbox::new()), Arc::new(Outbox::new()));
+        t.subscribe(1, slow.clone(), 1000, 0);
+        t.subscribe(2, other.clone(), 1000, 0);
+        let m = msgs(8);
+        let refs: Vec<&[u8]> = m.iter().map(|p| p.as_slice()).collect();
+        let mut cursor = PublishCursor::default();
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Blocked(_)
+        ));
+        assert_eq!(cursor.routed(), 0);
+        assert_eq!(drain(&slow).len(), 3);
+        assert!(drain(&other).is_empty());
+        t.remove();
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Done
+        ));
+        assert_eq!(cursor.routed(), 0, "nothing more once removed");
+
+        // The slow subscriber last (it alone holds 3 at most): what it has, every subscriber
+        // has.
+        let t = topic(Routing::Fanout, 100, Backpressure::Block, 1);
+        let (other, slow) = (Arc::new(Outbox::new()), Arc::new(Outbox::new()));
+        t.subscribe(1, other.clone(), 1000, 0);
+        t.subscribe(2, slow.clone(), 3, 0);
+        let mut cursor = PublishCursor::default();
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Blocked(_)
+        ));
+        assert_eq!(cursor.routed(), 3);
+        assert_eq!(drain(&slow).len(), 3);
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Blocked(_)
+        ));
+        assert_eq!(cursor.routed(), 6);
+        drain(&slow);
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Done
+        ));
+        assert_eq!(cursor.routed(), 8);
+    }
+
+    #[test]
+    fn a_queue_batch_counts_as_routed_what_was_dealt_or_backlogged_not_what_was_given_up() {
+        let t = topic(Routing::Queue, 3, Backpressure::Block, 2);
+        let c = Arc::new(Outbox::new());
+        assert_eq!(t.subscribe(1, c.clone(), 1000, 2), Some(2));
+        let m = msgs(10);
+        let refs: Vec<&[u8]> = m.iter().map(|p| p.as_slice()).collect();
+        let mut cursor = PublishCursor::default();
+        let Progress::Blocked(blocker) = t.publish(refs.as_slice(), &mut cursor) else {
+            panic!("a full backlog holds the batch back");
+        };
+        assert_eq!(cursor.routed(), 5, "two dealt, three backlogged");
+        assert_eq!(
+            t.give_up(&blocker, refs.as_slice(), &mut cursor),
+            GaveUp::Dropped(5)
+        );
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut cursor),
+            Progress::Done
+        ));
+        assert_eq!(cursor.routed(), 5, "the rest was dropped, not routed");
     }
 
     #[test]

@@ -78,6 +78,7 @@ fn fatal(code: ErrorCode, message: impl Into<String>) -> Stop {
         fatal: true,
         topic_id: NO_TOPIC,
         message: message.into(),
+        refused: 0,
     }))
 }
 
@@ -639,7 +640,7 @@ impl Connection {
                 message,
             } => {
                 self.wait_for_outbox(stop).await?;
-                self.refuse(0, code, topic_id, message);
+                self.refuse_publishes(code, topic_id, 1, message);
                 Ok(())
             }
         }
@@ -680,15 +681,23 @@ impl Connection {
         // `block` waits on one slow reader at most `publish_deadline_ms` (0: for ever),
         // counted over every wake-up of this batch's wait on it, not afresh at each.
         let mut held = HeldBack::default();
+        // Messages of the batch already refused to the publisher (given up on), and whether a
+        // slow reader held the batch back.
+        let (mut told, mut was_held) = (0, false);
         while let Progress::Blocked(blocker) = topic.publish(payloads, &mut cursor) {
+            was_held = true;
             tokio::select! {
                 gave_up = topic.wait_or_give_up(&blocker, payloads, &mut cursor, &mut held) => {
                     if let Some(GaveUp::Dropped(n)) = gave_up {
+                        told += n;
                         let waited = topic.config().publish_deadline_ms;
-                        self.refuse(0, ErrorCode::SlowConsumer, topic.id(), format!(
-                            "{n} message(s) dropped: topic '{}' could take no more for {waited} ms \
-                             (backpressure = block, publish_deadline_ms = {waited})",
-                            topic.name()
+                        let batch = payloads.len();
+                        self.refuse_publishes(ErrorCode::SlowConsumer, topic.id(), n, format!(
+                            "topic '{}' could take no more for {waited} ms (backpressure = block, \
+                             publish_deadline_ms = {waited}): of a batch of {batch} message(s), \
+                             {} were routed and {n} dropped",
+                            topic.name(),
+                            batch - n,
                         ));
                     }
                 }
@@ -699,10 +708,32 @@ impl Connection {
                 _ = self.outbox.closed() => return Err(Stop::Gone),
             }
         }
-        if topic.is_removed() {
-            // Removed while the batch was in hand (perhaps held back by a slow subscriber):
-            // what was not routed before is lost; say so once.
-            self.refuse_removed(topic);
+        // Removed while the batch was in hand (perhaps held back by a slow subscriber): what
+        // had not been routed is lost (and what was given up on was told already); say so
+        // once, with how many.
+        let batch = payloads.len();
+        let lost = batch.saturating_sub(cursor.routed() + told);
+        if lost > 0 && topic.is_removed() {
+            let how = if was_held {
+                "was held back by a slow subscriber"
+            } else {
+                "was being routed"
+            };
+            let routed = batch - lost - told;
+            let before = match told {
+                0 => String::new(),
+                told => format!(" ({told} more had been dropped before)"),
+            };
+            self.refuse_publishes(
+                ErrorCode::TopicRemoved,
+                topic.id(),
+                lost,
+                format!(
+                    "topic '{}' was removed from the broker's config while a batch of {batch} \
+                     message(s) to it {how}: {routed} were routed, {lost} were not{before}",
+                    topic.name(),
+                ),
+            );
         }
         Ok(())
     }
@@ -748,16 +779,6 @@ impl Connection {
         }
     }
 
-    /// Tells the client that a reload removed `topic` (a publish or subscribe named it).
-    fn refuse_removed(&self, topic: &Topic) {
-        self.refuse(
-            0,
-            ErrorCode::TopicRemoved,
-            topic.id(),
-            removed_message(topic),
-        );
-    }
-
     /// The topic a publish names by id, from the connection's cache; a refusal when no topic
     /// has the id, or a reload removed it.
     fn topic(&mut self, id: TopicId) -> Result<Arc<Topic>, Step> {
@@ -785,6 +806,8 @@ impl Connection {
         Ok(topic)
     }
 
+    /// Refuses request `request_id` (0: a frame that is not a request, such as `Credit`, or
+    /// a notice about a subscription) with a non-fatal error that refuses no publish.
     fn refuse(&self, request_id: u32, code: ErrorCode, topic_id: u32, message: String) {
         tracing::debug!(connection = self.id, ?code, %message, "refused a request");
         self.outbox.append_control(&Frame::Error {
@@ -793,6 +816,23 @@ impl Connection {
             fatal: false,
             topic_id,
             message,
+            refused: 0,
+        });
+    }
+
+    /// Tells the client that `refused` of the messages it published on `topic_id` were not
+    /// routed: a non-fatal error with request id 0 that carries the count, so a client that
+    /// adds them up knows exactly what was accepted.
+    fn refuse_publishes(&self, code: ErrorCode, topic_id: u32, refused: usize, message: String) {
+        tracing::debug!(connection = self.id, ?code, refused, %message, "refused publishes");
+        self.outbox.append_control(&Frame::Error {
+            request_id: 0,
+            code,
+            fatal: false,
+            topic_id,
+            message,
+            // A batch is bounded by the read buffer, far below u32::MAX messages.
+            refused: u32::try_from(refused).unwrap_or(u32::MAX),
         });
     }
 
@@ -850,7 +890,15 @@ impl Connection {
                     // A reload removed the topic since the lookup: the ack is followed at
                     // once by the removal notice, as for any subscriber of a removed topic.
                     self.state.remove_subscriptions(1);
-                    self.refuse_removed(&topic);
+                    self.refuse(
+                        0,
+                        ErrorCode::TopicRemoved,
+                        topic.id(),
+                        format!(
+                            "topic '{}' was removed from the broker's config; this subscription has ended",
+                            topic.name()
+                        ),
+                    );
                     drop(hold);
                     return Ok(());
                 }
@@ -937,10 +985,10 @@ fn topic_ack(request_id: u32, topic: &Topic, prefetch: u32) -> Frame {
     }
 }
 
-/// Why a publish (or subscribe) to a topic a reload removed was refused.
+/// Why a publish to a topic a reload removed was refused.
 fn removed_message(topic: &Topic) -> String {
     format!(
-        "topic '{}' was removed from the broker's config; nothing was routed",
+        "topic '{}' was removed from the broker's config; the message was not routed",
         topic.name()
     )
 }

@@ -194,6 +194,7 @@ impl Server {
             fatal: true,
             topic_id: NO_TOPIC,
             message: "the broker is shutting down".to_owned(),
+            refused: 0,
         };
         for outbox in self.state.outboxes() {
             // After everything already routed to it, so the client learns why the stream ends.

@@ -102,6 +102,7 @@ fn error_frame(request_id: u32, code: ErrorCode, fatal: bool, message: String) -
         fatal,
         topic_id: NO_TOPIC,
         message,
+        refused: 0,
     }
 }
 

@@ -99,7 +99,7 @@ pub(crate) fn frame_len(frame: &Frame) -> Result<u32, EncodeError> {
             if matches!(frame, Frame::ShmDetached { .. }) {
                 4 + 2 + 2 + len
             } else {
-                4 + 2 + 1 + 4 + 2 + len
+                4 + 2 + 1 + 4 + 2 + len + 4
             }
         }
         Frame::StatsRequest { .. } | Frame::ReloadRequest { .. } => 4,
@@ -287,12 +287,14 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
             fatal,
             topic_id,
             message,
+            refused,
         } => {
             dst.put_u32_le(*request_id);
             dst.put_u16_le(code.to_u16());
             dst.put_u8(u8::from(*fatal));
             dst.put_u32_le(*topic_id);
             put_str16(dst, message);
+            dst.put_u32_le(*refused);
         }
         Frame::Stats {
             request_id,

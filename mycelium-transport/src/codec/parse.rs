@@ -105,6 +105,7 @@ fn parse(
             fatal: r.u8()? & 1 == 1,
             topic_id: r.u32()?,
             message: r.str16()?,
+            refused: r.u32()?,
         },
         kind::STATS_REQUEST => Frame::StatsRequest {
             request_id: r.u32()?,
