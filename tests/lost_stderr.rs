@@ -136,6 +136,87 @@ fn a_broker_whose_stderr_reader_is_gone_still_reloads_and_stops_cleanly() {
 
 /// The client commands too: `mycelium pub` whose stderr reader is gone still publishes and
 /// exits 0 (its closing "published" line is lost, not a panic with status 101).
+/// A log reader that is alive but stopped (a paused `| less`, a stuck log shipper): the pipe
+/// fills, and a broker that wrote its log from the tasks that log stopped serving once it was
+/// full. The log is written off the serving threads and dropped when it cannot keep up.
+#[test]
+fn a_broker_whose_stderr_reader_stopped_reading_goes_on_serving() {
+    const CONNECTIONS: usize = 2000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("broker.sock");
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nsocket_path = \"{}\"\nmax_connections = {}\n\n{}",
+            socket.display(),
+            CONNECTIONS + 10,
+            fanout("t")
+        ),
+    )
+    .expect("writing config");
+    let mut broker = Command::new(mycelium_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        // Two lines a connection (connected, disconnected): far more than a pipe holds.
+        .env("MYCELIUM_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning the broker");
+    // Read the log until the broker serves, then keep the pipe open and read no more.
+    let mut log = BufReader::new(broker.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = log.read_line(&mut line).expect("reading the broker's log");
+        assert!(
+            n > 0,
+            "the broker's log ended before it accepted connections"
+        );
+        if line.contains("broker accepting connections") {
+            break;
+        }
+    }
+    // On a thread, so that a broker that stops serving fails the test instead of hanging it.
+    let (done, finished) = std::sync::mpsc::channel();
+    let client_socket = socket.clone();
+    std::thread::spawn(move || {
+        for _ in 0..CONNECTIONS {
+            drop(common::handshaken(&client_socket, None));
+        }
+        let served = common::block_on(async {
+            let client = mycelium::Client::connect(&client_socket).await?;
+            let mut sub = client.subscribe("t").await?;
+            client.publish("t", b"still here").await?;
+            let message = sub.recv().await;
+            client.close().await?;
+            Ok::<_, mycelium::broker::ClientError>(message)
+        });
+        let _ = done.send(served);
+    });
+    let served = finished.recv_timeout(common::DEADLINE);
+    kill(Pid::from_raw(broker.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    match served {
+        Ok(Ok(Some(Ok(message)))) => assert_eq!(&message[..], b"still here"),
+        Ok(other) => panic!("the broker answered wrongly: {other:?}"),
+        Err(_) => {
+            let _ = broker.kill();
+            panic!(
+                "the broker stopped serving {CONNECTIONS} connections and a round trip while \
+                 its stderr reader was not reading"
+            )
+        }
+    }
+    // The rest of the log, then the exit: a graceful one.
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut log, &mut rest);
+    let status = wait_child(&mut broker, "the broker to exit");
+    assert!(status.success(), "the broker exited with {status}");
+    assert!(!socket.exists(), "the socket file was left behind");
+}
+
 #[test]
 fn pub_with_a_closed_stderr_publishes_and_exits_0() {
     let broker = common::TestBroker::start(&fanout("quiet"));

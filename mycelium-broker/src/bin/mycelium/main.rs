@@ -77,6 +77,10 @@ pub struct SocketArgs {
     config: Option<PathBuf>,
 }
 
+/// Log lines the broker queues for its log thread before it drops new ones: a burst of a few
+/// seconds of warnings fits; a reader stopped for longer loses lines, never the broker's time.
+const LOG_QUEUE_LINES: usize = 16 * 1024;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
@@ -85,14 +89,31 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MYCELIUM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| output::LogWriter)
         // Its report of a failed write is an `eprintln!`, which panics when stderr is the
         // very thing that failed: the log is best effort, and never reports on itself.
         .log_internal_errors(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // The broker logs from its serving threads: a stderr whose reader stopped reading (a
+    // paused `| less`, a stuck log shipper) would block them in `write` once the pipe is
+    // full. Its log goes through a bounded queue to a thread of its own, and lines that do
+    // not fit are dropped. Flushed (for at most a second) when `_log_flush` drops.
+    let _log_flush = match cli.command {
+        Command::Run(_) => {
+            let (writer, flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(true)
+                .buffered_lines_limit(LOG_QUEUE_LINES)
+                .thread_name("mycelium-log")
+                .finish(output::LogWriter);
+            log.with_writer(writer).init();
+            Some(flush)
+        }
+        _ => {
+            log.with_writer(|| output::LogWriter).init();
+            None
+        }
+    };
 
     let result = match cli.command {
         Command::Run(args) => run::run(args),
