@@ -261,6 +261,7 @@ impl RingConsumer {
         }
         let write_pos = self.load_write_pos()?;
         let Some(frame) = self.locate(write_pos, self.pos)? else {
+            self.step_over_trailing_padding(write_pos);
             if self.drops {
                 // Nothing to read: the drops announced since the last frame, if any.
                 self.announced_gap()?;
@@ -388,12 +389,31 @@ impl RingConsumer {
         self.scratch = scratch;
         if count > 0 {
             self.advance(pos);
-        } else if DROPS && empty {
-            // Nothing to read (the empty path, about to spin or sleep anyway): the drops
-            // announced since the last frame, if any.
-            result = self.announced_gap();
+        } else if empty {
+            self.step_over_trailing_padding(write_pos);
+            if DROPS {
+                // Nothing to read (the empty path, about to spin or sleep anyway): the drops
+                // announced since the last frame, if any.
+                result = self.announced_gap();
+            }
         }
         result.map(|()| count)
+    }
+
+    /// On the empty path of a lossless read (`locate` found no frame below `write_pos`, the
+    /// value it was given): if `write_pos` is not our position, `locate` stepped over a valid
+    /// padding frame ending exactly at `write_pos` with no frame after it yet, and we consume
+    /// it now. A loan taken across the ring's end and dropped without a commit leaves such a
+    /// frame, which the producer's next publish (or drop announcement) makes visible; so can
+    /// a hostile producer. Left in place, it kept `has_data` (and the spin) saying "a frame"
+    /// while every read found none: `recv_blocking`, `wait_any` and the loops over them spun
+    /// at full speed until the next frame came, and a drop announced at `write_pos`, past the
+    /// padding frame, was not about our position and was told only with the next frame.
+    /// Stored to `read_pos` like any read (the producer may reuse the padding frame's bytes).
+    fn step_over_trailing_padding(&mut self, write_pos: u64) {
+        if write_pos != self.pos {
+            self.advance(write_pos);
+        }
     }
 
     /// The messages dropped before the frame numbered `seq`, if it is not the one expected.
@@ -520,6 +540,7 @@ impl RingConsumer {
                 return Ok(true);
             }
             if !spin.is_zero() && self.spin_for_publish(spin) {
+                count_unslept_round();
                 continue;
             }
             let remaining = match deadline {
@@ -535,6 +556,7 @@ impl RingConsumer {
             self.park_begin();
             let remaining = nap_unless_fenced(barrier::heavy_barrier(), remaining);
             let waited = if self.has_data() {
+                count_unslept_round();
                 Ok(())
             } else {
                 wake::wait(&self.region, &self.slot().parked, PARKED, remaining)
@@ -702,7 +724,14 @@ impl RingConsumer {
             }
             let frame = match self.locate(write_pos, self.pos) {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return Ok(None),
+                Ok(None) => {
+                    // A padding frame with nothing after it (only a hostile producer
+                    // publishes one in a lossy ring): step over it, as a lossless consumer
+                    // does (`step_over_trailing_padding`). `write_pos` is the producer's own
+                    // frame boundary; a lap since is found by the next read.
+                    self.pos = write_pos;
+                    return Ok(None);
+                }
                 Err(error) => {
                     // A header torn by an overwrite looks corrupt; a lap explains it.
                     if self.lapped(self.pos)? {
@@ -1136,6 +1165,21 @@ pub fn wait_any(consumers: &[&RingConsumer], timeout: Option<Duration>) -> Resul
         consumer.park_end();
     }
     waited.map_err(RecvError::Park)
+}
+
+#[cfg(all(test, not(loom)))]
+thread_local! {
+    /// Test-only: rounds of [`RingConsumer::recv_blocking`] on this thread that went back to
+    /// reading without sleeping, because the spin or the park re-check (`has_data`) saw
+    /// something. On a ring nobody writes to meanwhile it stays 0 unless those checks and the
+    /// read disagree (a busy loop).
+    pub(crate) static UNSLEPT_ROUNDS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a round of `recv_blocking` that did not sleep (tests only; nothing otherwise).
+fn count_unslept_round() {
+    #[cfg(all(test, not(loom)))]
+    UNSLEPT_ROUNDS.with(|rounds| rounds.set(rounds.get() + 1));
 }
 
 /// The sleep a parking consumer may take: `timeout`, or at most [`barrier::UNFENCED_NAP`] when

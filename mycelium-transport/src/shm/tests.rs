@@ -3064,3 +3064,266 @@ mod drop_when_full {
         assert!(RingProducer::adopt(&fresh).is_err());
     }
 }
+
+#[cfg(not(loom))]
+mod trailing_padding {
+    //! A padding frame published with no frame after it yet: a loan taken across the ring's
+    //! end and dropped without a commit leaves one, and any later publish (a drop included)
+    //! makes it visible; a hostile producer can write one too. Consumers step over it at once,
+    //! so that the park re-check (`has_data`) and the read agree and nobody busy-loops, and a
+    //! drop announced there is about the position the consumer stops at.
+
+    use crate::shm::consumer::UNSLEPT_ROUNDS;
+    use crate::shm::layout::{data_offset, FRAME_PADDING, WRITE_POS_OFFSET};
+    use crate::shm::sync::Arc;
+    use crate::shm::{
+        set_drop_when_full, ReadError, RecvError, RingConsumer, RingProducer, RingRegion,
+    };
+    use std::time::Duration;
+
+    /// Four frames, published: three of 1 024 bytes (payload 1 016) and one of 512, which
+    /// leave 512 bytes before the end of a 4 096-byte ring.
+    fn four_frames(producer: &mut RingProducer) {
+        for i in 0..3u8 {
+            producer.try_push(&[i; 1016]).unwrap();
+        }
+        producer.try_push(&[3; 504]).unwrap();
+        producer.publish_and_wake().unwrap();
+    }
+
+    /// Lends 1 000 bytes (a 1 024-byte frame: it does not fit in the 512 left, so a padding
+    /// frame goes at 3 584 and the frame at 0), writes them and drops the loan uncommitted.
+    fn drop_a_wrapped_loan(producer: &mut RingProducer) {
+        assert_eq!(producer.position(), 3584);
+        {
+            // Written, then abandoned without a commit.
+            let mut loan = producer.try_loan(1000).unwrap();
+            loan.as_mut_slice().fill(0xEE);
+        }
+        assert_eq!(producer.position(), 4096, "the padding frame was written");
+    }
+
+    /// Reads everything there is, then checks that the park re-check agrees that there is
+    /// nothing (a consumer that reads, finds nothing, and is told "data" by `has_data` spins).
+    fn drain(consumer: &mut RingConsumer) -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        let mut out = Vec::new();
+        while consumer.try_recv_into(&mut out).unwrap() {
+            frames.push(out.clone());
+        }
+        assert!(
+            !consumer.has_data(),
+            "has_data says there is something at {} that try_recv_into does not find",
+            consumer.position()
+        );
+        frames
+    }
+
+    /// `recv_blocking` with a timeout on a ring nobody writes to meanwhile: returns nothing,
+    /// and every round of it slept (a round that went back to reading without sleeping is a
+    /// disagreement between the re-check and the read: a busy loop until the timeout).
+    fn recv_blocking_sleeps(consumer: &mut RingConsumer, spin: Duration) -> Result<(), RecvError> {
+        UNSLEPT_ROUNDS.with(|rounds| rounds.set(0));
+        let mut out = Vec::new();
+        let received = consumer.recv_blocking(&mut out, spin, Some(Duration::from_millis(20)));
+        let unslept = UNSLEPT_ROUNDS.with(std::cell::Cell::get);
+        assert_eq!(
+            unslept, 0,
+            "recv_blocking went back to reading {unslept} times without sleeping"
+        );
+        assert!(!received?, "nothing was published");
+        Ok(())
+    }
+
+    #[test]
+    fn a_consumer_steps_over_the_padding_of_a_dropped_wrapped_loan_and_sleeps() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 3).unwrap();
+        let mut blocking = RingConsumer::join(&region).unwrap();
+        let mut single = RingConsumer::join(&region).unwrap();
+        let mut batch = RingConsumer::join(&region).unwrap();
+        four_frames(&mut producer);
+        assert_eq!(drain(&mut blocking).len(), 4);
+        assert_eq!(drain(&mut single).len(), 4);
+        assert_eq!(batch.try_recv_batch(64, |_| ()).unwrap(), 4);
+        drop_a_wrapped_loan(&mut producer);
+        // Nothing pushed since: this publishes the padding frame alone.
+        producer.publish_and_wake().unwrap();
+
+        // The symptom: woken by the padding frame, finding no frame, waking again...
+        recv_blocking_sleeps(&mut blocking, Duration::ZERO).unwrap();
+        assert_eq!(blocking.position(), 4096, "stopped after the padding frame");
+        assert!(!blocking.has_data());
+        // ... with a spin first, too.
+        recv_blocking_sleeps(&mut blocking, Duration::from_micros(200)).unwrap();
+
+        assert!(drain(&mut single).is_empty());
+        assert_eq!(single.position(), 4096);
+        assert_eq!(batch.try_recv_batch(64, |_| ()).unwrap(), 0);
+        assert_eq!(batch.position(), 4096);
+        assert!(!batch.has_data());
+        // Stepping over it told the producer: the padding frame holds no room.
+        for (_, read_pos) in producer.active_consumers() {
+            assert_eq!(read_pos, 4096);
+        }
+
+        // The next frame, at offset 0, reaches everyone, exactly once.
+        producer.push_and_publish(b"after").unwrap();
+        producer.publish_and_wake().unwrap();
+        assert_eq!(drain(&mut blocking), [b"after".to_vec()]);
+        assert_eq!(drain(&mut single), [b"after".to_vec()]);
+        let mut got = Vec::new();
+        assert_eq!(
+            batch.try_recv_batch(64, |f| got.push(f.to_vec())).unwrap(),
+            1
+        );
+        assert_eq!(got, [b"after".to_vec()]);
+    }
+
+    #[test]
+    fn a_batch_that_ends_at_a_trailing_padding_frame_steps_over_it_on_the_next_call() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        four_frames(&mut producer);
+        // At 1 024 the consumer lets the producer write up to 5 120: the loan's padding frame
+        // and frame fit.
+        assert_eq!(consumer.try_recv_batch(1, |_| ()).unwrap(), 1);
+        drop_a_wrapped_loan(&mut producer);
+        producer.publish_and_wake().unwrap();
+        // Three frames, then the padding frame with nothing after it.
+        assert_eq!(consumer.try_recv_batch(64, |_| ()).unwrap(), 3);
+        assert_eq!(consumer.try_recv_batch(64, |_| ()).unwrap(), 0);
+        assert_eq!(consumer.position(), 4096);
+        assert!(!consumer.has_data());
+        recv_blocking_sleeps(&mut consumer, Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn a_drop_after_a_dropped_wrapped_loan_is_told_at_once_and_once() {
+        let (region, creator) = RingRegion::new_in_memory(4096, 3).unwrap();
+        drop(creator);
+        set_drop_when_full(&region);
+        let mut slow = RingConsumer::join(&region).unwrap();
+        let mut fast = RingConsumer::join(&region).unwrap();
+        let mut batch = RingConsumer::join(&region).unwrap();
+        let mut producer = RingProducer::adopt(&region).unwrap();
+        four_frames(&mut producer); // numbers 0 to 3
+        let mut out = Vec::new();
+        assert!(slow.try_recv_into(&mut out).unwrap());
+        assert_eq!(drain(&mut fast).len(), 4);
+        assert_eq!(batch.try_recv_batch(64, |_| ()).unwrap(), 4);
+        // `slow` at 1 024 allows frames up to 5 120: the loan's padding and 1 024-byte frame
+        // fit, a 2 048-byte frame after the padding does not.
+        drop_a_wrapped_loan(&mut producer);
+        assert!(
+            !producer.try_push_or_drop(&[4; 2000]).unwrap(),
+            "number 4 dropped"
+        );
+        producer.publish_and_wake().unwrap();
+
+        // Announced at 4 096, past the padding frame: that is where the readers stop.
+        assert_eq!(
+            fast.try_recv_into(&mut out),
+            Err(ReadError::Lagged { skipped: 1 })
+        );
+        assert_eq!(fast.position(), 4096);
+        assert!(drain(&mut fast).is_empty());
+        assert_eq!(
+            batch.try_recv_batch(64, |_| ()),
+            Err(ReadError::Lagged { skipped: 1 })
+        );
+        assert_eq!(batch.position(), 4096);
+        assert_eq!(batch.try_recv_batch(64, |_| ()), Ok(0));
+        assert!(!batch.has_data());
+        recv_blocking_sleeps(&mut fast, Duration::ZERO).unwrap();
+
+        // Room again: number 5 is not reported as a gap by those that were told.
+        assert!(slow.try_recv_into(&mut out).unwrap());
+        assert!(producer.try_push_or_drop(b"five").unwrap());
+        producer.publish_and_wake().unwrap();
+        assert_eq!(drain(&mut fast), [b"five".to_vec()]);
+        let mut got = Vec::new();
+        assert_eq!(batch.try_recv_batch(64, |f| got.push(f.to_vec())), Ok(1));
+        assert_eq!(got, [b"five".to_vec()]);
+        // The slow one hears of it from the gap before number 5, once.
+        assert!(slow.try_recv_into(&mut out).unwrap());
+        assert!(slow.try_recv_into(&mut out).unwrap());
+        assert_eq!(
+            slow.try_recv_into(&mut out),
+            Err(ReadError::Lagged { skipped: 1 })
+        );
+        assert_eq!(drain(&mut slow), [b"five".to_vec()]);
+    }
+
+    /// A hostile producer publishes a padding frame with nothing after it (its header at the
+    /// old `write_pos`, `write_pos` moved to the ring's end).
+    fn hostile_trailing_padding(region: &Arc<RingRegion>) {
+        let mut header = [0u8; 8];
+        header[..4].copy_from_slice(&(512u32 - 8).to_ne_bytes());
+        header[4..].copy_from_slice(&FRAME_PADDING.to_ne_bytes());
+        region.scribble(data_offset(1) + 3584, &header);
+        region.scribble(WRITE_POS_OFFSET, &4096u64.to_ne_bytes());
+    }
+
+    #[test]
+    fn a_hostile_trailing_padding_frame_costs_no_busy_loop_lossless_or_lossy() {
+        for lossy in [false, true] {
+            let (region, mut producer) = if lossy {
+                RingRegion::new_in_memory_lossy(4096, 1).unwrap()
+            } else {
+                RingRegion::new_in_memory(4096, 1).unwrap()
+            };
+            let mut consumer = RingConsumer::join(&region).unwrap();
+            four_frames(&mut producer);
+            assert_eq!(drain(&mut consumer).len(), 4, "lossy: {lossy}");
+            hostile_trailing_padding(&region);
+            recv_blocking_sleeps(&mut consumer, Duration::ZERO).unwrap();
+            assert_eq!(consumer.position(), 4096, "lossy: {lossy}");
+            assert!(drain(&mut consumer).is_empty());
+        }
+    }
+
+    #[test]
+    fn the_read_and_the_park_re_check_agree_in_every_other_quiet_state() {
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        // Empty.
+        assert!(drain(&mut consumer).is_empty());
+        recv_blocking_sleeps(&mut consumer, Duration::ZERO).unwrap();
+        // A frame written but not published: invisible to both.
+        producer.try_push(b"later").unwrap();
+        assert!(drain(&mut consumer).is_empty());
+        recv_blocking_sleeps(&mut consumer, Duration::ZERO).unwrap();
+        // Published; then a zero-length frame and a reference frame.
+        producer.publish_and_wake().unwrap();
+        producer.try_push(b"").unwrap();
+        producer.try_push_marked(&[0; 16], true).unwrap();
+        producer.publish_and_wake().unwrap();
+        assert_eq!(
+            drain(&mut consumer),
+            [b"later".to_vec(), vec![], vec![0; 16]]
+        );
+        recv_blocking_sleeps(&mut consumer, Duration::ZERO).unwrap();
+        // A hostile padding header at `write_pos`, not published: invisible to both.
+        let at = consumer.position() as usize % 4096;
+        let mut header = [0u8; 8];
+        header[..4].copy_from_slice(&((4096 - at - 8) as u32).to_ne_bytes());
+        header[4..].copy_from_slice(&FRAME_PADDING.to_ne_bytes());
+        region.scribble(data_offset(1) + at, &header);
+        assert!(drain(&mut consumer).is_empty());
+        recv_blocking_sleeps(&mut consumer, Duration::ZERO).unwrap();
+        // A `write_pos` scribbled behind the consumer or inside a frame: an error, returned
+        // by `recv_blocking` at once, not a loop.
+        let position = consumer.position();
+        region.scribble(WRITE_POS_OFFSET, &(position - 64).to_ne_bytes());
+        let mut out = Vec::new();
+        assert!(matches!(
+            consumer.recv_blocking(&mut out, Duration::ZERO, None),
+            Err(RecvError::Read(ReadError::Corrupt(_)))
+        ));
+        region.scribble(WRITE_POS_OFFSET, &(position + 8).to_ne_bytes());
+        assert!(matches!(
+            consumer.recv_blocking(&mut out, Duration::ZERO, None),
+            Err(RecvError::Read(ReadError::Corrupt(_)))
+        ));
+    }
+}
