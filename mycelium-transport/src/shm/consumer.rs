@@ -273,6 +273,9 @@ impl RingConsumer {
         out.clear();
         out.resize(frame.len, 0);
         self.read_bytes(self.geometry.data_start(), frame.offset, out);
+        if !slot_still_active(&self.slot().state) {
+            return Err(ReadError::Detached);
+        }
         self.advance(frame.next);
         Ok(Some(frame.reference))
     }
@@ -351,6 +354,12 @@ impl RingConsumer {
         mut each: impl FnMut(&[u8], bool),
     ) -> Result<usize, ReadError> {
         let write_pos = self.load_write_pos()?;
+        // Our slot's `state`, looked up once per batch (checked after each copy).
+        let state = &self
+            .region
+            .slot(self.slot)
+            .expect("slot checked at join")
+            .state;
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut pos = self.pos;
         let mut count = 0;
@@ -363,7 +372,7 @@ impl RingConsumer {
                         if count > 0 && self.gap(frame.seq).is_some() {
                             break;
                         }
-                        if let Err(lag) = self.check_gap(frame.seq) {
+                        if let Err(lag) = check_gap_in(&mut self.expected, frame.seq) {
                             result = Err(lag);
                             break;
                         }
@@ -371,6 +380,12 @@ impl RingConsumer {
                     scratch.clear();
                     scratch.resize(frame.len, 0);
                     self.read_bytes(self.geometry.data_start(), frame.offset, &mut scratch);
+                    if !slot_still_active(state) {
+                        // Freed under us: the copy may hold overwritten bytes. Frames handed
+                        // out before it were checked the same way and stay consumed.
+                        result = Err(ReadError::Detached);
+                        break;
+                    }
                     each(&scratch, frame.reference);
                     pos = frame.next;
                     count += 1;
@@ -387,7 +402,13 @@ impl RingConsumer {
         }
         self.scratch = scratch;
         if count > 0 {
-            self.advance(pos);
+            if result == Err(ReadError::Detached) {
+                // The frames handed out stay consumed, but the slot is not ours any more:
+                // its `read_pos` may already be a new holder's.
+                self.pos = pos;
+            } else {
+                self.advance(pos);
+            }
         } else if DROPS && empty {
             // Nothing to read (the empty path, about to spin or sleep anyway): the drops
             // announced since the last frame, if any.
@@ -407,12 +428,7 @@ impl RingConsumer {
     /// were lost (dropped, or overwritten in a lossy ring) before it (expecting it next, so that the next call reads it); otherwise
     /// expects the number after it.
     fn check_gap(&mut self, seq: u64) -> Result<(), ReadError> {
-        if let Some(skipped) = self.gap(seq) {
-            self.expected = Some(seq);
-            return Err(ReadError::Lagged { skipped });
-        }
-        self.expected = Some((seq + 1) % FRAME_SEQ_MODULUS);
-        Ok(())
+        check_gap_in(&mut self.expected, seq)
     }
 
     /// On the empty path of a consumer that reports drops (nothing published beyond
@@ -916,6 +932,47 @@ impl Drop for RingConsumer {
         // Our slot no longer holds the producer back: wake it if it waits for room.
         wake_parked_producer(&self.region, false);
     }
+}
+
+/// [`RingConsumer::check_gap`] on the consumer's `expected` alone (so that the batch loop can
+/// hold its slot's `state` meanwhile).
+fn check_gap_in(expected: &mut Option<u64>, seq: u64) -> Result<(), ReadError> {
+    if let Some(skipped) =
+        expected.and_then(|e| (seq != e).then(|| seq.wrapping_sub(e) % FRAME_SEQ_MODULUS))
+    {
+        *expected = Some(seq);
+        return Err(ReadError::Lagged { skipped });
+    }
+    *expected = Some((seq + 1) % FRAME_SEQ_MODULUS);
+    Ok(())
+}
+
+/// Lossless rings, after copying a frame out and before handing the copy over: whether
+/// our slot is still active, so that the producer still kept the copied bytes for us.
+/// A third party ([`release_slot`], the broker's watchdog) may free the slot of a
+/// consumer that is slow but still running; from then on the producer ignores our
+/// `read_pos` and may write over the frame we are copying (the ring was full).
+#[inline]
+fn slot_still_active(state: &AtomicU32) -> bool {
+    // SYNC POINT: Acquire fence, then a Relaxed load of our own slot's `state` (our own
+    // cache line, so the load is cheap while nobody writes it). Pairs, through the
+    // producer, with the Release store of SLOT_FREE in `release_slot`: that store is
+    // seen by the producer's Acquire load of `state` in its scan (`scan_limit`), which
+    // comes before its writes over our unread frames (an Acquire load orders every later
+    // access). If our copy read any byte of such a write, the fence orders the copy
+    // before the load below, so the load sees SLOT_FREE (or a later value): on x86-TSO
+    // (loads in order, stores after earlier loads, one global store order) and on ARMv8
+    // (the load-to-load order of the fence, DMB ISHLD, and the producer's LDAR-ordered
+    // writes: write-to-read causality holds on an other-multi-copy-atomic machine). In
+    // the Rust/C++ model the copy racing with the overwrite is a data race (the lossless
+    // data region is read with plain copies), so the model itself promises nothing for
+    // that execution; the check rests on the hardware argument above and on the copy not
+    // being moved below the fence by the compiler (LLVM treats a fence as touching all
+    // memory). The fence costs no instruction on x86.
+    // Not covered: the slot claimed again by a new holder between the free and this load
+    // (it reads active again); see docs/shm-layout.md, "Detached consumers".
+    fence(Ordering::Acquire);
+    state.load(Ordering::Relaxed) == SLOT_ACTIVE
 }
 
 /// Consumer slot `index` of a ring with `geometry`, or `None` if it is out of range.
