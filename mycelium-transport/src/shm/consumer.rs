@@ -1050,9 +1050,10 @@ pub fn reserve_slot(region: &RingRegion) -> Result<usize, RingError> {
 /// its `parked` flag (and its count in `parked_consumers`, if it died parked), marks it free,
 /// and wakes the producer if it waits for room, since the slot may have been the slowest.
 ///
-/// Only for a slot whose holder is gone: releasing a live consumer's slot lets the producer
-/// overwrite frames it is reading (it then reads garbage and reports
-/// [`ReadError::Corrupt`], never more). Releasing a free slot changes nothing.
+/// Only for a slot whose holder is gone or is being detached: releasing a live consumer's
+/// slot lets the producer overwrite frames it has not read. A lossless consumer finds out
+/// after its next copy and hands that copy out no more ([`ReadError::Detached`]; a lossy
+/// ring's producer ignores slots anyway). Releasing a free slot changes nothing.
 ///
 /// # Errors
 ///
