@@ -955,22 +955,20 @@ fn check_gap_in(expected: &mut Option<u64>, seq: u64) -> Result<(), ReadError> {
 #[inline]
 fn slot_still_active(state: &AtomicU32) -> bool {
     // SYNC POINT: Acquire fence, then a Relaxed load of our own slot's `state` (our own
-    // cache line, so the load is cheap while nobody writes it). Pairs, through the
-    // producer, with the Release store of SLOT_FREE in `release_slot`: that store is
-    // seen by the producer's Acquire load of `state` in its scan (`scan_limit`), which
-    // comes before its writes over our unread frames (an Acquire load orders every later
-    // access). If our copy read any byte of such a write, the fence orders the copy
-    // before the load below, so the load sees SLOT_FREE (or a later value): on x86-TSO
-    // (loads in order, stores after earlier loads, one global store order) and on ARMv8
-    // (the load-to-load order of the fence, DMB ISHLD, and the producer's LDAR-ordered
-    // writes: write-to-read causality holds on an other-multi-copy-atomic machine). In
-    // the Rust/C++ model the copy racing with the overwrite is a data race (the lossless
-    // data region is read with plain copies), so the model itself promises nothing for
-    // that execution; the check rests on the hardware argument above and on the copy not
-    // being moved below the fence by the compiler (LLVM treats a fence as touching all
-    // memory). The fence costs no instruction on x86.
-    // Not covered: the slot claimed again by a new holder between the free and this load
-    // (it reads active again); see docs/shm-layout.md, "Detached consumers".
+    // cache line, so the load is cheap while nobody writes it). Pairs with the producer's
+    // Release fence at the end of its scan (`scan_limit`), which follows its Acquire load of
+    // `state` that saw the SLOT_FREE a third party stored with Release (`release_slot`) and
+    // precedes its writes over our unread frames. If our copy read any byte of such a write,
+    // the two fences synchronise, the free happens-before the load below, and the load sees
+    // SLOT_FREE (or a later value). That holds for the data words as relaxed atomics (the loom
+    // model `a_consumer_whose_slot_is_freed_while_it_reads_hands_out_no_overwritten_frame`
+    // fails without either fence or without this check). The real lossless copy is plain, so
+    // a copy racing with the overwrite is formally a data race; on the hardware the order is
+    // the same: x86-TSO (loads in order, stores after earlier loads, one store order; both
+    // fences compile to no instruction) and ARMv8 (DMB ISHLD here, the producer's LDAR before
+    // its writes; write-to-read causality holds, the machine being other-multi-copy-atomic).
+    // Not covered: the slot claimed again by a new holder between the free and this load (it
+    // reads active again); see docs/shm-layout.md, "Detached consumers".
     fence(Ordering::Acquire);
     state.load(Ordering::Relaxed) == SLOT_ACTIVE
 }
