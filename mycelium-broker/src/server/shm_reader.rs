@@ -350,14 +350,6 @@ fn run(
                         "messages of a shared-memory ring lost before the broker read them"
                     );
                 }
-                Err(ReadError::Detached) => {
-                    // Our slot was freed under us (a peer scribbled on the ring's slot
-                    // lines). Nothing unchecked was handed out; the slot is not ours any
-                    // more, so it is not released again (it may already be someone else's).
-                    tracing::warn!(topic = r.topic.name(), ring = r.ring.id, "the broker's slot in a shared-memory ring was freed under it: no longer relayed to socket subscribers");
-                    reading.swap_remove(index);
-                    continue;
-                }
                 Err(error) => {
                     tracing::warn!(topic = r.topic.name(), ring = r.ring.id, %error, "corrupt shared-memory ring: no longer relayed to socket subscribers");
                     let gone = reading.swap_remove(index);

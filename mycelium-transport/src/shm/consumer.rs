@@ -274,9 +274,6 @@ impl RingConsumer {
         out.clear();
         out.resize(frame.len, 0);
         self.read_bytes(self.geometry.data_start(), frame.offset, out);
-        if !slot_still_active(&self.slot().state) {
-            return Err(ReadError::Detached);
-        }
         self.advance(frame.next);
         Ok(Some(frame.reference))
     }
@@ -355,12 +352,6 @@ impl RingConsumer {
         mut each: impl FnMut(&[u8], bool),
     ) -> Result<usize, ReadError> {
         let write_pos = self.load_write_pos()?;
-        // Our slot's `state`, looked up once per batch (checked after each copy).
-        let state = &self
-            .region
-            .slot(self.slot)
-            .expect("slot checked at join")
-            .state;
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut pos = self.pos;
         let mut count = 0;
@@ -373,7 +364,7 @@ impl RingConsumer {
                         if count > 0 && self.gap(frame.seq).is_some() {
                             break;
                         }
-                        if let Err(lag) = check_gap_in(&mut self.expected, frame.seq) {
+                        if let Err(lag) = self.check_gap(frame.seq) {
                             result = Err(lag);
                             break;
                         }
@@ -381,12 +372,6 @@ impl RingConsumer {
                     scratch.clear();
                     scratch.resize(frame.len, 0);
                     self.read_bytes(self.geometry.data_start(), frame.offset, &mut scratch);
-                    if !slot_still_active(state) {
-                        // Freed under us: the copy may hold overwritten bytes. Frames handed
-                        // out before it were checked the same way and stay consumed.
-                        result = Err(ReadError::Detached);
-                        break;
-                    }
                     each(&scratch, frame.reference);
                     pos = frame.next;
                     count += 1;
@@ -403,13 +388,7 @@ impl RingConsumer {
         }
         self.scratch = scratch;
         if count > 0 {
-            if result == Err(ReadError::Detached) {
-                // The frames handed out stay consumed, but the slot is not ours any more:
-                // its `read_pos` may already be a new holder's.
-                self.pos = pos;
-            } else {
-                self.advance(pos);
-            }
+            self.advance(pos);
         } else if empty {
             self.step_over_trailing_padding(write_pos);
             if DROPS {
@@ -448,7 +427,12 @@ impl RingConsumer {
     /// were lost (dropped, or overwritten in a lossy ring) before it (expecting it next, so that the next call reads it); otherwise
     /// expects the number after it.
     fn check_gap(&mut self, seq: u64) -> Result<(), ReadError> {
-        check_gap_in(&mut self.expected, seq)
+        if let Some(skipped) = self.gap(seq) {
+            self.expected = Some(seq);
+            return Err(ReadError::Lagged { skipped });
+        }
+        self.expected = Some((seq + 1) % FRAME_SEQ_MODULUS);
+        Ok(())
     }
 
     /// On the empty path of a consumer that reports drops (nothing published beyond
@@ -963,45 +947,6 @@ impl Drop for RingConsumer {
     }
 }
 
-/// [`RingConsumer::check_gap`] on the consumer's `expected` alone (so that the batch loop can
-/// hold its slot's `state` meanwhile).
-fn check_gap_in(expected: &mut Option<u64>, seq: u64) -> Result<(), ReadError> {
-    if let Some(skipped) =
-        expected.and_then(|e| (seq != e).then(|| seq.wrapping_sub(e) % FRAME_SEQ_MODULUS))
-    {
-        *expected = Some(seq);
-        return Err(ReadError::Lagged { skipped });
-    }
-    *expected = Some((seq + 1) % FRAME_SEQ_MODULUS);
-    Ok(())
-}
-
-/// Lossless rings, after copying a frame out and before handing the copy over: whether
-/// our slot is still active, so that the producer still kept the copied bytes for us.
-/// A third party ([`release_slot`], the broker's watchdog) may free the slot of a
-/// consumer that is slow but still running; from then on the producer ignores our
-/// `read_pos` and may write over the frame we are copying (the ring was full).
-#[inline]
-fn slot_still_active(state: &AtomicU32) -> bool {
-    // SYNC POINT: Acquire fence, then a Relaxed load of our own slot's `state` (our own
-    // cache line, so the load is cheap while nobody writes it). Pairs with the producer's
-    // Release fence at the end of its scan (`scan_limit`), which follows its Acquire load of
-    // `state` that saw the SLOT_FREE a third party stored with Release (`release_slot`) and
-    // precedes its writes over our unread frames. If our copy read any byte of such a write,
-    // the two fences synchronise, the free happens-before the load below, and the load sees
-    // SLOT_FREE (or a later value). That holds for the data words as relaxed atomics (the loom
-    // model `a_consumer_whose_slot_is_freed_while_it_reads_hands_out_no_overwritten_frame`
-    // fails without either fence or without this check). The real lossless copy is plain, so
-    // a copy racing with the overwrite is formally a data race; on the hardware the order is
-    // the same: x86-TSO (loads in order, stores after earlier loads, one store order; both
-    // fences compile to no instruction) and ARMv8 (DMB ISHLD here, the producer's LDAR before
-    // its writes; write-to-read causality holds, the machine being other-multi-copy-atomic).
-    // Not covered: the slot claimed again by a new holder between the free and this load (it
-    // reads active again); see docs/shm-layout.md, "Detached consumers".
-    fence(Ordering::Acquire);
-    state.load(Ordering::Relaxed) == SLOT_ACTIVE
-}
-
 /// Consumer slot `index` of a ring with `geometry`, or `None` if it is out of range.
 fn slot_in<'a>(
     region: &'a RingRegion,
@@ -1077,10 +1022,9 @@ pub fn reserve_slot(region: &RingRegion) -> Result<usize, RingError> {
 /// its `parked` flag (and its count in `parked_consumers`, if it died parked), marks it free,
 /// and wakes the producer if it waits for room, since the slot may have been the slowest.
 ///
-/// Only for a slot whose holder is gone or is being detached: releasing a live consumer's
-/// slot lets the producer overwrite frames it has not read. A lossless consumer finds out
-/// after its next copy and hands that copy out no more ([`ReadError::Detached`]; a lossy
-/// ring's producer ignores slots anyway). Releasing a free slot changes nothing.
+/// Only for a slot whose holder is gone: releasing a live consumer's slot lets the producer
+/// overwrite frames it is reading (it then reads garbage and reports
+/// [`ReadError::Corrupt`], never more). Releasing a free slot changes nothing.
 ///
 /// # Errors
 ///

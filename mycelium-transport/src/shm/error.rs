@@ -89,14 +89,6 @@ pub enum ReadError {
         /// Messages overwritten before this consumer read them.
         skipped: u64,
     },
-    /// Lossless rings: this consumer's slot is no longer active. A third party (the broker's
-    /// watchdog, with [`release_slot`](super::release_slot)) freed it while the consumer was
-    /// still reading, so the producer no longer keeps the frames it has not read and may
-    /// already be writing over them. The frame being read was discarded, not handed out, and
-    /// the position stays where it was: every later read returns this error again. The one
-    /// who freed the slot knows why (the broker sends its reason on the control socket).
-    #[error("consumer slot freed by a third party while reading")]
-    Detached,
 }
 
 /// Why [`RingConsumer::recv_blocking`](super::RingConsumer::recv_blocking) returned without a

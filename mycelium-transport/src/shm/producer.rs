@@ -765,14 +765,6 @@ impl RingProducer {
                 slowest = slowest.min(read_pos);
             }
         }
-        // SYNC POINT: Release fence after the `state` loads, before any write the new limit
-        // allows. Pairs with the Acquire fence of a lossless consumer's slot check
-        // (`slot_still_active`): a consumer whose copy saw a byte we write over its frames
-        // after we saw its slot freed then sees the slot freed too, in the Rust/C++ model as
-        // well (our Acquire load already orders the writes on x86 and ARMv8; this fence makes
-        // the release a third party stored happen-before the consumer's check). No
-        // instruction on x86; once per scan, not per frame.
-        fence(Ordering::Release);
         slowest.saturating_add(self.geometry.capacity)
     }
 }

@@ -240,22 +240,6 @@ impl RingRegion {
         Self::new_in_memory_with_mode(capacity, max_consumers, true)
     }
 
-    /// Loom models only: a lossless ring whose data words are atomics (as a lossy ring's),
-    /// so that a model may let the producer write over bytes a consumer copies (a consumer
-    /// whose slot a third party freed) and check what the consumer hands out, instead of
-    /// loom reporting the race itself.
-    #[cfg(loom)]
-    pub(crate) fn new_in_memory_atomic_data(
-        capacity: u64,
-        max_consumers: u32,
-    ) -> Result<(Arc<RingRegion>, RingProducer), RingError> {
-        RingGeometry::validate(capacity, max_consumers, false, usize::MAX)?;
-        let region = Arc::new(RingRegion::allocate_loom(capacity, max_consumers, true));
-        // SAFETY: as in `new_in_memory_with_mode`.
-        let producer = unsafe { init_with_mode(&region, capacity, max_consumers, false)? };
-        Ok((region, producer))
-    }
-
     fn new_in_memory_with_mode(
         capacity: u64,
         max_consumers: u32,

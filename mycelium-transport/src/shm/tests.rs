@@ -731,8 +731,7 @@ mod hostile {
             let reader = consumer.as_mut().expect("always rejoined");
             match reader.try_recv_into(&mut out) {
                 Ok(_) | Err(ReadError::Lagged { .. }) => ok += 1,
-                // A scribbled slot `state` reads as a freed slot.
-                Err(ReadError::Corrupt(_) | ReadError::Detached) => {
+                Err(ReadError::Corrupt(_)) => {
                     errors += 1;
                     // Start over on a fresh ring in the same memory, as an owner would.
                     drop(consumer.take());
@@ -2118,42 +2117,6 @@ mod loom_tests {
     }
 
     #[test]
-    fn a_consumer_whose_slot_is_freed_while_it_reads_hands_out_no_overwritten_frame() {
-        // The broker's watchdog frees the slot of a slow consumer that is still reading a full
-        // ring; the producer, held back until then, writes over the first frame. Data words
-        // are atomics here (as in a lossy ring), so the overwrite is not itself reported: the
-        // model checks that whatever the consumer hands out is whole.
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(|| {
-            let (region, mut producer) = RingRegion::new_in_memory_atomic_data(64, 1).unwrap();
-            let mut consumer = RingConsumer::join(&region).unwrap();
-            for i in 0..2u8 {
-                producer.push_and_publish(&frame(i, 24)).unwrap();
-            }
-            let slot = consumer.slot_index();
-            let freer = {
-                let region = region.clone();
-                thread::spawn(move || release_slot(&region, slot).unwrap())
-            };
-            let writer = thread::spawn(move || {
-                // Full unless the scan saw the slot freed; then it overwrites frame 0.
-                let _ = producer.try_push(&frame(9, 24));
-            });
-            let mut seen = Vec::new();
-            let result = consumer.try_recv_batch(2, |bytes| seen.push(bytes.to_vec()));
-            let sent = [frame(0, 24), frame(1, 24)];
-            assert_eq!(seen[..], sent[..seen.len()], "only whole frames, in order");
-            match result {
-                Ok(2) | Err(ReadError::Detached) => {}
-                other => panic!("{other:?} after {} frames", seen.len()),
-            }
-            freer.join().unwrap();
-            writer.join().unwrap();
-        });
-    }
-
-    #[test]
     fn published_frames_arrive_whole_and_in_order() {
         loom::model(|| {
             let (region, mut producer) = RingRegion::new_in_memory(64, 1).unwrap();
@@ -3362,102 +3325,5 @@ mod trailing_padding {
             consumer.recv_blocking(&mut out, Duration::ZERO, None),
             Err(RecvError::Read(ReadError::Corrupt(_)))
         ));
-    }
-}
-
-/// A slow but running consumer whose slot a third party (the broker's watchdog) frees while it
-/// reads: the producer then writes over the frames it has not read, and the consumer must hand
-/// none of those bytes out.
-#[cfg(not(loom))]
-mod detached {
-    use crate::shm::{release_slot, ReadError, RingConsumer, RingProducer, RingRegion};
-
-    const CAPACITY: u64 = 4096;
-    /// 56-byte payloads make 64-byte frames: the ring holds exactly `CAPACITY / 64` of them.
-    const LEN: usize = 56;
-
-    /// Frame `i`: its number in the first four bytes, then a pattern derived from it.
-    fn frame(i: u32) -> Vec<u8> {
-        let mut bytes = i.to_le_bytes().to_vec();
-        bytes.extend((0..LEN - 4).map(|j| (i as usize * 13 + j) as u8));
-        bytes
-    }
-
-    /// A ring filled to the brim (published) with frames 0, 1, ... for one consumer.
-    fn full_ring() -> (std::sync::Arc<RingRegion>, RingProducer, RingConsumer, u32) {
-        let (region, mut producer) = RingRegion::new_in_memory(CAPACITY, 2).unwrap();
-        let consumer = RingConsumer::join(&region).unwrap();
-        let mut sent = 0;
-        while producer.try_push(&frame(sent)).is_ok() {
-            sent += 1;
-        }
-        producer.publish();
-        assert_eq!(u64::from(sent), CAPACITY / 64, "the ring is full");
-        (region, producer, consumer, sent)
-    }
-
-    /// Writes `count` frames (numbered from 1000) over the oldest ones; not published, as a
-    /// producer still filling its batch.
-    fn overwrite(producer: &mut RingProducer, count: u32) {
-        for i in 0..count {
-            producer
-                .try_push(&frame(1000 + i))
-                .expect("the freed slot no longer holds the producer back");
-        }
-    }
-
-    #[test]
-    fn a_batch_stops_at_the_first_frame_copied_after_its_slot_was_freed() {
-        let (region, mut producer, mut consumer, sent) = full_ring();
-        let slot = consumer.slot_index();
-        let mut delivered = Vec::new();
-        let result = consumer.try_recv_batch(usize::MAX, |bytes| {
-            if delivered.is_empty() {
-                // The watchdog frees the slot while the consumer is inside its batch, and the
-                // held-back producer goes on over what the consumer has not read.
-                release_slot(&region, slot).unwrap();
-                overwrite(&mut producer, sent / 2);
-            }
-            delivered.push(bytes.to_vec());
-        });
-        assert_eq!(result, Err(ReadError::Detached));
-        assert_eq!(
-            delivered,
-            vec![frame(0)],
-            "only the frame copied before the free"
-        );
-        // The position stays after what was handed out, and every later read says the same.
-        let at = consumer.position();
-        assert_eq!(at, 64);
-        let mut out = Vec::new();
-        assert_eq!(consumer.try_recv_into(&mut out), Err(ReadError::Detached));
-        assert_eq!(
-            consumer.try_recv_batch(usize::MAX, |_| panic!("handed out after the free")),
-            Err(ReadError::Detached)
-        );
-        assert_eq!(consumer.position(), at);
-    }
-
-    #[test]
-    fn a_single_read_after_its_slot_was_freed_hands_nothing_out() {
-        let (region, mut producer, mut consumer, sent) = full_ring();
-        let mut out = Vec::new();
-        assert!(consumer.try_recv_into(&mut out).unwrap());
-        assert_eq!(out, frame(0));
-        release_slot(&region, consumer.slot_index()).unwrap();
-        overwrite(&mut producer, sent / 2);
-        assert_eq!(consumer.try_recv_into(&mut out), Err(ReadError::Detached));
-        assert_eq!(consumer.position(), 64);
-    }
-
-    #[test]
-    fn a_consumer_whose_slot_stays_active_reads_the_full_ring() {
-        let (_region, _producer, mut consumer, sent) = full_ring();
-        let mut delivered = Vec::new();
-        let count = consumer
-            .try_recv_batch(usize::MAX, |bytes| delivered.push(bytes.to_vec()))
-            .unwrap();
-        assert_eq!(count, sent as usize);
-        assert_eq!(delivered, (0..sent).map(frame).collect::<Vec<_>>());
     }
 }

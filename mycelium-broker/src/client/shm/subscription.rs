@@ -447,18 +447,15 @@ impl ShmSubscription {
     }
 
     /// The error to report for ring `index`'s read error; a corrupt ring is dropped. A ring
-    /// whose slot the broker freed under us reads as `Detached` (the consumer found its slot
-    /// free after copying a frame, and handed nothing unchecked out) or, on a lossy ring or
-    /// before that check, as corrupt: then the broker's reason is reported instead, as it is
-    /// for any read error when the broker has already said why it ended the subscription.
+    /// whose slot the broker freed under us reads as corrupt (the publisher wrote on over
+    /// what we had not read): then the broker's reason is reported instead, as it is for any
+    /// read error when the broker has already said why it ended the subscription.
     fn ring_failed(&mut self, index: usize, error: ReadError) -> ClientError {
         if let ReadError::Lagged { skipped } = error {
             return ClientError::Lagged { skipped };
         }
         let ring = &self.rings[index];
-        let wait = if error == ReadError::Detached
-            || slot_freed(&ring.segment, ring.consumer.slot_index())
-        {
+        let wait = if slot_freed(&ring.segment, ring.consumer.slot_index()) {
             self.session.options().request_timeout
         } else {
             Duration::ZERO
