@@ -38,6 +38,22 @@ fn topics_and_reloads(socket: &std::path::Path, dir: &std::path::Path) -> (Vec<S
     (names, reloads)
 }
 
+/// Reads the broker's log up to the line that says it accepts connections.
+fn read_log_until_serving(log: &mut impl BufRead) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = log.read_line(&mut line).expect("reading the broker's log");
+        assert!(
+            n > 0,
+            "the broker's log ended before it accepted connections"
+        );
+        if line.contains("broker accepting connections") {
+            return;
+        }
+    }
+}
+
 #[test]
 fn a_broker_whose_stderr_reader_is_gone_still_reloads_and_stops_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -58,19 +74,7 @@ fn a_broker_whose_stderr_reader_is_gone_still_reloads_and_stops_cleanly() {
     {
         // Read the log until the broker serves, then close the pipe's read end, as `head`
         // does once it has its lines: every later log line meets EPIPE.
-        let mut log = BufReader::new(broker.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = log.read_line(&mut line).expect("reading the broker's log");
-            assert!(
-                n > 0,
-                "the broker's log ended before it accepted connections"
-            );
-            if line.contains("broker accepting connections") {
-                break;
-            }
-        }
+        read_log_until_serving(&mut BufReader::new(broker.stderr.take().expect("stderr")));
     }
     wait_until("the broker to accept connections", || {
         std::os::unix::net::UnixStream::connect(&socket).is_ok()
@@ -167,18 +171,7 @@ fn a_broker_whose_stderr_reader_stopped_reading_goes_on_serving() {
         .expect("spawning the broker");
     // Read the log until the broker serves, then keep the pipe open and read no more.
     let mut log = BufReader::new(broker.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = log.read_line(&mut line).expect("reading the broker's log");
-        assert!(
-            n > 0,
-            "the broker's log ended before it accepted connections"
-        );
-        if line.contains("broker accepting connections") {
-            break;
-        }
-    }
+    read_log_until_serving(&mut log);
     // On a thread, so that a broker that stops serving fails the test instead of hanging it.
     let (done, finished) = std::sync::mpsc::channel();
     let client_socket = socket.clone();

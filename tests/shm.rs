@@ -395,28 +395,10 @@ fn on_a_block_topic_a_stopped_shm_subscriber_holds_socket_publishers_back_only_f
     let client = shm_client(&broker);
     let healthy = client.subscribe("relayed").expect("subscribe");
     let uds_sub = spawn_sub(&broker, "relayed", &["--count", &N.to_string()]);
-    // Not a scoped thread: should the publisher hang, the test fails at `finish`'s deadline
-    // instead of waiting for ever to join a reader that is never told to stop.
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let done = done.clone();
-        std::thread::spawn(move || take_all(healthy, &done))
-    };
     // Up to 300-byte messages through a 4 KiB relay ring: a dozen fit, then the socket
     // publisher is held back by the stopped subscriber; for ever, were the deadline not kept
-    // across the relay's 1 ms polls (`finish` fails after a deadline of its own).
-    let publisher = spawn_pub(&broker, "relayed", (0..N).map(checked_message));
-    let (status, stderr) = publisher.finish();
-    assert!(status.success(), "{stderr}");
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    let got = reader.join().expect("reader");
-    let expected: Vec<u64> = (0..N).collect();
-    assert!(
-        got == expected,
-        "the healthy shm subscriber got {} messages, not everything once in order (first difference at {:?})",
-        got.len(),
-        got.iter().zip(&expected).position(|(a, b)| a != b)
-    );
+    // across the relay's 1 ms polls.
+    socket_publish_reaches_the_healthy_subscriber(&broker, healthy, "relayed", N);
     let lines = uds_sub.take_lines(N as usize);
     assert!(
         lines == (0..N).map(checked_message).collect::<Vec<_>>(),
@@ -483,27 +465,9 @@ fn on_a_disconnect_topic_a_shm_subscriber_holding_the_relay_ring_full_is_dropped
     let client = shm_client(&broker);
     let healthy = client.subscribe("strict_relay").expect("subscribe");
     kill(frozen_pid, Signal::SIGSTOP).expect("SIGSTOP");
-    // Not a scoped thread: should the publisher hang, the test fails at `finish`'s deadline
-    // instead of waiting for ever to join a reader that is never told to stop.
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let done = done.clone();
-        std::thread::spawn(move || take_all(healthy, &done))
-    };
     // Up to 300-byte messages through a 4 KiB relay ring: without the disconnect the
-    // publisher would wait on the frozen subscriber for ever (`finish` has a deadline).
-    let publisher = spawn_pub(&broker, "strict_relay", (0..N).map(checked_message));
-    let (status, stderr) = publisher.finish();
-    assert!(status.success(), "{stderr}");
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    let got = reader.join().expect("reader");
-    let expected: Vec<u64> = (0..N).collect();
-    assert!(
-        got == expected,
-        "the healthy subscriber got {} messages, not everything once in order (first difference at {:?})",
-        got.len(),
-        got.iter().zip(&expected).position(|(a, b)| a != b)
-    );
+    // publisher would wait on the frozen subscriber for ever.
+    socket_publish_reaches_the_healthy_subscriber(&broker, healthy, "strict_relay", N);
     assert!(
         topic_counter(&broker, "strict_relay", "dropped") >= 1,
         "the disconnect is counted"
@@ -516,6 +480,35 @@ fn on_a_disconnect_topic_a_shm_subscriber_holding_the_relay_ring_full_is_dropped
 
 fn queue(name: &str) -> String {
     format!("[[topics]]\nname = \"{name}\"\nrouting = \"queue\"\n")
+}
+
+/// `mycelium pub` publishes `n` checked messages to `topic` (relayed to the shared-memory
+/// subscribers) while `healthy` takes them: the publisher exits 0 and `healthy` gets every
+/// one once, in order. A publisher that hangs fails at `finish`'s deadline; the reader is not a
+/// scoped thread, so the test never waits for ever to join one that is never told to stop.
+fn socket_publish_reaches_the_healthy_subscriber(
+    broker: &TestBroker,
+    healthy: mycelium::broker::ShmSubscription,
+    topic: &str,
+    n: u64,
+) {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || take_all(healthy, &done))
+    };
+    let publisher = spawn_pub(broker, topic, (0..n).map(checked_message));
+    let (status, stderr) = publisher.finish();
+    assert!(status.success(), "{stderr}");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let got = reader.join().expect("reader");
+    let expected: Vec<u64> = (0..n).collect();
+    assert!(
+        got == expected,
+        "the healthy shm subscriber got {} messages, not everything once in order (first difference at {:?})",
+        got.len(),
+        got.iter().zip(&expected).position(|(a, b)| a != b)
+    );
 }
 
 /// Receives until `stop` is set and nothing more comes for a while; returns the sequence
