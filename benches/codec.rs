@@ -13,7 +13,7 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{BatchSize, Criterion, Throughput};
-use mycelium::transport::{
+use mycelium_transport::{
     encode_frame, encode_message, kind, peek_frame, Frame, FrameCodec, MESSAGE_OVERHEAD,
 };
 use tokio_util::codec::Decoder;

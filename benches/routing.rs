@@ -14,9 +14,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
-use mycelium::broker::{LocalPublisher, LocalSubscription};
-use mycelium::config::{Backpressure, Routing, TopicDefaults};
-use mycelium::{Broker, LocalBroker};
+use mycelium_broker::{Broker, LocalBroker};
+use mycelium_broker::{LocalPublisher, LocalSubscription};
+use mycelium_config::{Backpressure, Routing, TopicDefaults};
 use tokio::runtime::Runtime;
 
 /// Messages published per measured iteration.

@@ -18,7 +18,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
-use mycelium::transport::shm::{set_drop_when_full, RingConsumer, RingProducer, RingRegion};
+use mycelium_transport::shm::{set_drop_when_full, RingConsumer, RingProducer, RingRegion};
 
 /// Frames per measured iteration.
 const BATCH: usize = 1024;

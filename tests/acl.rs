@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 
 use common::pubsub_support::{run_to_end, stats_json};
 use common::{block_on, fanout, mycelium_bin, wait_until, TestBroker};
-use mycelium::transport::ErrorCode;
-use mycelium::Client;
+use mycelium_client::Client;
+use mycelium_transport::ErrorCode;
 
 fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()

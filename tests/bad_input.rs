@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::{wait_until, TestBroker};
-use mycelium::broker::{Client, Subscription};
-use mycelium::transport::{
+use mycelium_client::{Client, Subscription};
+use mycelium_transport::{
     encode_frame, kind, peek_frame, ConfigStatus, ErrorCode, Frame, ReloadOutcome, RoutingKind,
     TopicStats, HANDSHAKE_MAX_FRAME_LEN, NO_TOPIC, PROTOCOL_VERSION,
 };

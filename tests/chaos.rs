@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::pubsub_support::{spawn_pub, spawn_pub_with, PubProcess};
 use common::{block_on, rss_kib, spawn_sub, wait_until, SubProcess, TestBroker, DEADLINE};
-use mycelium::Client;
+use mycelium_client::Client;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -52,7 +52,7 @@ fn parse(line: &str) -> (String, usize) {
 }
 
 /// Checks that `message` is the next of its publisher for subscriber `n`, and counts it.
-fn take_in_order(next: &mut BTreeMap<String, usize>, n: usize, message: &mycelium::Message) {
+fn take_in_order(next: &mut BTreeMap<String, usize>, n: usize, message: &mycelium_client::Message) {
     let line = std::str::from_utf8(message.payload()).expect("utf-8");
     let (publisher, seq) = parse(line);
     let expected = next.entry(publisher.clone()).or_insert(0);
@@ -69,7 +69,7 @@ async fn subscribers(
     broker: &TestBroker,
     topic: &str,
     n: usize,
-) -> (Vec<Client>, Vec<mycelium::Subscription>) {
+) -> (Vec<Client>, Vec<mycelium_client::Subscription>) {
     let (mut clients, mut subs) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let client = Client::connect(&broker.socket).await.expect("connect");

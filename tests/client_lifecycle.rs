@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{wait_until, TestBroker};
-use mycelium::broker::client::subscription::SUBSCRIPTION_BUFFER;
-use mycelium::broker::{Client, ClientOptions};
+use mycelium_client::subscription::SUBSCRIPTION_BUFFER;
+use mycelium_client::{Client, ClientOptions};
 
 const TOPICS: &str = "[[topics]]\nname = \"t\"\nrouting = \"fanout\"\nbuffer_size = 200000\n\
                       [performance]\nchannel_capacity = 200000\n";
@@ -21,7 +21,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Fills `t`'s subscription in `sub_client` until the client's reader waits for room in it.
-async fn fill(broker: &TestBroker, sub: &mycelium::broker::Subscription) {
+async fn fill(broker: &TestBroker, sub: &mycelium_client::Subscription) {
     let publisher_client = Client::connect(&broker.socket)
         .await
         .expect("publisher connects");

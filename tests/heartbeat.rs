@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use common::pubsub_support::topic_counter;
 use common::{block_on, fanout, spawn_sub, wait_until, TestBroker, DEADLINE};
-use mycelium::transport::{encode_frame, peek_frame, ErrorCode, Frame};
-use mycelium::Client;
+use mycelium_client::Client;
+use mycelium_transport::{encode_frame, peek_frame, ErrorCode, Frame};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

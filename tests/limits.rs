@@ -8,8 +8,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::{block_on, fanout, rss_kib, wait_until, TestBroker};
-use mycelium::transport::{encode_frame, ErrorCode, Frame};
-use mycelium::Client;
+use mycelium_client::Client;
+use mycelium_transport::{encode_frame, ErrorCode, Frame};
 
 #[test]
 fn replies_to_a_peer_that_never_reads_stay_bounded() {
@@ -107,7 +107,7 @@ fn sockets_that_never_finish_their_handshake_do_not_lock_clients_out() {
         .expect("read timeout");
     let mut answer = Vec::new();
     let _ = std::io::Read::read_to_end(oldest, &mut answer);
-    let frame = mycelium::transport::peek_frame(&answer, usize::MAX)
+    let frame = mycelium_transport::peek_frame(&answer, usize::MAX)
         .ok()
         .flatten()
         .and_then(|(view, _)| view.to_frame().ok());

@@ -180,12 +180,12 @@ fn a_broker_whose_stderr_reader_stopped_reading_goes_on_serving() {
             drop(common::handshaken(&client_socket, None));
         }
         let served = common::block_on(async {
-            let client = mycelium::Client::connect(&client_socket).await?;
+            let client = mycelium_client::Client::connect(&client_socket).await?;
             let mut sub = client.subscribe("t").await?;
             client.publish("t", b"still here").await?;
             let message = sub.recv().await;
             client.close().await?;
-            Ok::<_, mycelium::broker::ClientError>(message)
+            Ok::<_, mycelium_client::ClientError>(message)
         });
         let _ = done.send(served);
     });
@@ -233,7 +233,7 @@ fn pub_with_a_closed_stderr_publishes_and_exits_0() {
 /// writes through `output.rs` (`outln!`, `errln!`, `humanln!`) and the log, never through them.
 #[test]
 fn the_binary_uses_no_panicking_print_macro() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mycelium-broker/src/bin");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
     let mut pending = vec![dir];
     while let Some(dir) = pending.pop() {

@@ -545,7 +545,7 @@ fn subscriber_memory(server: &str, env: &[(&str, &str)]) {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let client = mycelium::Client::connect(&broker.socket)
+        let client = mycelium_client::Client::connect(&broker.socket)
             .await
             .expect("connect");
         let payload = vec![7u8; 1024];

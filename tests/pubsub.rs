@@ -14,9 +14,9 @@ use common::pubsub_support::{run_to_end, spawn_pub, stats_json, topic_counter};
 use common::{
     block_on, fanout, mycelium_bin, spawn_sub, wait_until, SubProcess, TestBroker, DEADLINE,
 };
-use mycelium::broker::ClientError;
-use mycelium::transport::{encode_frame, peek_frame, ErrorCode, Frame};
-use mycelium::Client;
+use mycelium_client::Client;
+use mycelium_client::ClientError;
+use mycelium_transport::{encode_frame, peek_frame, ErrorCode, Frame};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

@@ -8,10 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{block_on, fanout, mycelium_bin, wait_until, TestBroker};
-use mycelium::broker::{
+use mycelium_client::Client;
+use mycelium_client::{
     Backoff, ClientError, ReconnectingPublisher, ReconnectingSubscription, SubscriptionEvent,
 };
-use mycelium::Client;
 use nix::sys::signal::Signal;
 
 /// A second broker process on `broker`'s config (and so its socket path); killed on drop.

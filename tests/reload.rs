@@ -12,9 +12,9 @@ use std::collections::BTreeSet;
 
 use common::pubsub_support::{run_to_end, spawn_pub, stats_json, topic_counter};
 use common::{block_on, fanout, spawn_sub, wait_until, TestBroker};
-use mycelium::broker::ClientError;
-use mycelium::transport::{ErrorCode, ReloadOutcome};
-use mycelium::Client;
+use mycelium_client::Client;
+use mycelium_client::ClientError;
+use mycelium_transport::{ErrorCode, ReloadOutcome};
 
 fn queue(name: &str) -> String {
     format!("[[topics]]\nname = \"{name}\"\nrouting = \"queue\"\n")
@@ -639,7 +639,7 @@ fn a_topic_turned_to_drop_newest_by_a_reload_detaches_a_stopped_shm_subscriber_t
 
 #[test]
 fn a_topic_turned_to_drop_oldest_by_a_reload_gives_its_next_shm_subscriber_a_lossy_relay_ring() {
-    use mycelium::broker::ShmClient;
+    use mycelium_client::ShmClient;
     const N: u64 = 2_000;
     let config = |backpressure: &str| {
         format!(

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use common::pubsub_support::{spawn_pub, spawn_pub_with, stats_json, topic_counter};
 use common::{fanout, spawn_sub, wait_until, TestBroker, DEADLINE};
-use mycelium::broker::{ClientError, ShmClient, ShmOptions};
-use mycelium::transport::shm::recv_fds;
-use mycelium::transport::{
+use mycelium_client::{ClientError, ShmClient, ShmOptions};
+use mycelium_transport::shm::recv_fds;
+use mycelium_transport::{
     encode_frame, peek_frame, ErrorCode, Frame, ShmRole, HANDSHAKE_MAX_FRAME_LEN,
 };
 use nix::sys::signal::{kill, Signal};
@@ -47,7 +47,7 @@ fn check_message(message: &[u8]) -> Result<u64, String> {
     Ok(seq)
 }
 
-fn recv(sub: &mut mycelium::broker::ShmSubscription) -> Vec<u8> {
+fn recv(sub: &mut mycelium_client::ShmSubscription) -> Vec<u8> {
     match sub.recv_timeout(DEADLINE) {
         Ok(Some(message)) => message,
         Ok(None) => panic!("no message within {DEADLINE:?}"),
@@ -488,7 +488,7 @@ fn queue(name: &str) -> String {
 /// scoped thread, so the test never waits for ever to join one that is never told to stop.
 fn socket_publish_reaches_the_healthy_subscriber(
     broker: &TestBroker,
-    healthy: mycelium::broker::ShmSubscription,
+    healthy: mycelium_client::ShmSubscription,
     topic: &str,
     n: u64,
 ) {
@@ -514,7 +514,7 @@ fn socket_publish_reaches_the_healthy_subscriber(
 /// Receives until `stop` is set and nothing more comes for a while; returns the sequence
 /// numbers taken.
 fn take_all(
-    mut sub: mycelium::broker::ShmSubscription,
+    mut sub: mycelium_client::ShmSubscription,
     done: &std::sync::atomic::AtomicBool,
 ) -> Vec<u64> {
     let mut got = Vec::new();
@@ -1237,7 +1237,7 @@ impl Tally {
 
 /// A thread that takes every message of `sub` into a shared list until `done` is set.
 fn spawn_taker(
-    mut sub: mycelium::broker::ShmSubscription,
+    mut sub: mycelium_client::ShmSubscription,
     done: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> (
     std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
@@ -2061,7 +2061,7 @@ fn timed_socket_subscriber(
             .build()
             .expect("runtime");
         runtime.block_on(async move {
-            let client = mycelium::broker::Client::connect(&socket)
+            let client = mycelium_client::Client::connect(&socket)
                 .await
                 .expect("connect");
             let mut sub = client.subscribe(&topic).await.expect("subscribe");
@@ -2191,7 +2191,7 @@ fn a_socket_publishers_large_message_reaches_shm_subscribers_through_a_segment()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let client = mycelium::broker::Client::connect(&broker.socket)
+        let client = mycelium_client::Client::connect(&broker.socket)
             .await
             .expect("connect");
         for (seq, &len) in lengths.iter().enumerate() {
@@ -2267,7 +2267,7 @@ fn a_socket_publishers_large_queue_messages_reach_shm_consumers_exactly_once() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let client = mycelium::broker::Client::connect(&broker.socket)
+        let client = mycelium_client::Client::connect(&broker.socket)
             .await
             .expect("connect");
         for seq in 0..N {
@@ -2336,10 +2336,10 @@ fn hostile_segments_and_reference_frames_are_refused_without_harm() {
             attachment,
             segment,
             len,
-            recipient: mycelium::transport::NO_SLOT,
+            recipient: mycelium_transport::NO_SLOT,
         };
         encode_frame(&frame, &mut bytes).expect("encode");
-        mycelium::transport::shm::send_fds(stream, &bytes, &[fd]).expect("send");
+        mycelium_transport::shm::send_fds(stream, &bytes, &[fd]).expect("send");
         read_frame(stream).0
     };
     let refused = |answer: Frame| {
@@ -2359,7 +2359,7 @@ fn hostile_segments_and_reference_frames_are_refused_without_harm() {
     let answer = send_segment(&hostile, 1, 1 << 20, unsealed.as_fd());
     assert!(refused(answer.clone()), "unsealed: {answer:?}");
     // A sealed segment smaller than it claims: refused.
-    let mut tiny = mycelium::transport::shm::PayloadWriter::create("tiny", 4096).expect("seg");
+    let mut tiny = mycelium_transport::shm::PayloadWriter::create("tiny", 4096).expect("seg");
     tiny.as_mut_slice().fill(1);
     let tiny = tiny.seal().expect("seal");
     let answer = send_segment(&hostile, 2, 1 << 20, tiny.fd());
@@ -2370,11 +2370,11 @@ fn hostile_segments_and_reference_frames_are_refused_without_harm() {
     // Bogus reference frames in the ring: junk bytes, a reference to a segment never sent,
     // and a length the segment does not have. The subscriber reports errors, never reads out
     // of bounds or hangs beyond its request timeout, and the session goes on.
-    let segment = mycelium::transport::shm::Segment::from_fd(ring_fd, 1 << 30).expect("map");
+    let segment = mycelium_transport::shm::Segment::from_fd(ring_fd, 1 << 30).expect("map");
     let region = segment.ring_region().expect("region");
-    let mut producer = mycelium::transport::shm::RingProducer::adopt(&region).expect("adopt");
+    let mut producer = mycelium_transport::shm::RingProducer::adopt(&region).expect("adopt");
     producer.try_push_marked(b"junk", true).expect("push");
-    let missing = mycelium::transport::shm::reference::SegmentRef {
+    let missing = mycelium_transport::shm::reference::SegmentRef {
         segment: 77,
         len: 1 << 20,
     };
@@ -2415,7 +2415,7 @@ fn above_ring(seq: u64) -> usize {
 
 #[test]
 fn a_subscriber_that_stops_reading_pins_at_most_the_in_flight_bound_of_segments_and_reads_on() {
-    use mycelium::broker::server::shm_rings::MAX_SEGMENTS_IN_FLIGHT;
+    use mycelium_broker::server::shm_rings::MAX_SEGMENTS_IN_FLIGHT;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
     const SENT: u64 = 40;
@@ -2522,10 +2522,10 @@ fn the_brokers_reader_skips_bogus_reference_frames_and_keeps_serving_socket_subs
         panic!("{grant:?}")
     };
     let ring_fd = fds.into_iter().next().expect("ring fd");
-    let segment = mycelium::transport::shm::Segment::from_fd(ring_fd, 1 << 30).expect("map");
+    let segment = mycelium_transport::shm::Segment::from_fd(ring_fd, 1 << 30).expect("map");
     let region = segment.ring_region().expect("region");
-    let mut producer = mycelium::transport::shm::RingProducer::adopt(&region).expect("adopt");
-    use mycelium::transport::shm::reference::SegmentRef;
+    let mut producer = mycelium_transport::shm::RingProducer::adopt(&region).expect("adopt");
+    use mycelium_transport::shm::reference::SegmentRef;
     // A malformed reference body (not 16 bytes), one with a non-zero reserved word, and a
     // well-formed reference to a segment never handed over; then a good message.
     producer.try_push_marked(b"junk", true).expect("push");
@@ -2552,7 +2552,7 @@ fn the_brokers_reader_skips_bogus_reference_frames_and_keeps_serving_socket_subs
     // A good large message through a real segment, then a small one: both reach "big"'s
     // socket subscriber after "after", and nothing of the bogus frames does.
     let len = 3 * SMALL_RING;
-    let mut writer = mycelium::transport::shm::PayloadWriter::create("good", len).expect("seg");
+    let mut writer = mycelium_transport::shm::PayloadWriter::create("good", len).expect("seg");
     writer
         .as_mut_slice()
         .copy_from_slice(&large_message(1, len));
@@ -2567,10 +2567,10 @@ fn the_brokers_reader_skips_bogus_reference_frames_and_keeps_serving_socket_subs
         attachment,
         segment: good.segment,
         len: good.len,
-        recipient: mycelium::transport::NO_SLOT,
+        recipient: mycelium_transport::NO_SLOT,
     };
     encode_frame(&frame, &mut bytes).expect("encode");
-    mycelium::transport::shm::send_fds(&hostile, &bytes, &[sealed.fd()]).expect("send");
+    mycelium_transport::shm::send_fds(&hostile, &bytes, &[sealed.fd()]).expect("send");
     let (answer, _) = read_frame(&hostile);
     assert!(matches!(answer, Frame::Ack { .. }), "{answer:?}");
     drop(sealed);
@@ -2715,7 +2715,7 @@ impl Told {
 }
 
 /// Reads `sub` until message `last` arrives, counting what it is told.
-fn take_until_counting(mut sub: mycelium::broker::ShmSubscription, last: u64) -> Told {
+fn take_until_counting(mut sub: mycelium_client::ShmSubscription, last: u64) -> Told {
     let mut told = Told::default();
     let deadline = Instant::now() + DEADLINE;
     while told.next <= last {
@@ -2742,7 +2742,9 @@ fn on_a_drop_newest_topic_every_subscriber_is_told_exactly_what_a_shm_publisher_
     let socket = broker.socket.clone();
     let over_socket = std::thread::spawn(move || {
         common::block_on(async {
-            let client = mycelium::Client::connect(&socket).await.expect("connect");
+            let client = mycelium_client::Client::connect(&socket)
+                .await
+                .expect("connect");
             let mut sub = client.subscribe("newest").await.expect("subscribe");
             ready_tx.send(()).expect("ready");
             // Counts, and the order of the messages: a `Lagged` notice comes as soon as the
@@ -3019,7 +3021,9 @@ fn on_a_drop_newest_topic_socket_subscribers_are_told_of_drops_at_the_end_of_a_s
     let socket = broker.socket.clone();
     let over_socket = std::thread::spawn(move || {
         common::block_on(async {
-            let client = mycelium::Client::connect(&socket).await.expect("connect");
+            let client = mycelium_client::Client::connect(&socket)
+                .await
+                .expect("connect");
             let mut sub = client.subscribe("burst").await.expect("subscribe");
             ready_tx.send(()).expect("ready");
             // Counts only: over the socket a message that came with a notice may be handed

@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use common::pubsub_support::stats_json;
 use common::{fanout, spawn_sub, wait_child, wait_until, TestBroker, DEADLINE};
-use mycelium::broker::client::shm::LOOK_EVERY;
-use mycelium::broker::{ClientError, ShmClient};
-use mycelium::transport::ErrorCode;
+use mycelium_client::shm::LOOK_EVERY;
+use mycelium_client::{ClientError, ShmClient};
+use mycelium_transport::ErrorCode;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

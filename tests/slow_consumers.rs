@@ -6,7 +6,7 @@ mod common;
 
 use common::pubsub_support::topic_counter;
 use common::{block_on, wait_until, TestBroker};
-use mycelium::Client;
+use mycelium_client::Client;
 
 const N: u64 = 300_000;
 
@@ -230,7 +230,7 @@ fn under_block_a_full_queue_backlog_drops_the_rest_of_a_batch_after_the_deadline
             Err(error) => {
                 assert_eq!(
                     error.code(),
-                    Some(mycelium::transport::ErrorCode::SlowConsumer)
+                    Some(mycelium_transport::ErrorCode::SlowConsumer)
                 );
                 assert!(
                     error.to_string().contains("publish_deadline_ms = 200"),

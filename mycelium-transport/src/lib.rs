@@ -30,6 +30,7 @@
 //! - [`codec`]: [`FrameCodec`] (the `tokio_util` codec), [`peek_frame`]/[`FrameView`] for reading
 //!   without allocating, [`encode_frame`] and [`encode_message`] for writing.
 //! - [`error`]: [`DecodeError`] and [`EncodeError`].
+//! - [`outbox`]: the bounded, coalescing queue of frames toward one peer, drained by one writer.
 //! - [`uds`]: socket settings shared by both ends of a Unix-socket connection.
 //! - [`shm`]: the shared-memory broadcast ring, memfd segments and fd passing (its `region`,
 //!   `ring`, `segment`, `fd_passing`, `wake`, `loan` and `barrier` modules hold the crate's only
@@ -41,6 +42,7 @@
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod outbox;
 pub mod shm;
 pub mod uds;
 

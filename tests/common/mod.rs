@@ -6,7 +6,6 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How long any single wait in a test may take before the test fails.
@@ -41,41 +40,9 @@ pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
         })
 }
 
-/// The `mycelium` binary, built once per test process with the same profile and target dir as
-/// the tests. The binary belongs to `mycelium-broker`, whose build `cargo test` of this package
-/// does not otherwise guarantee.
+/// The `mycelium` binary, which cargo builds (same profile and target dir) before the tests.
 pub fn mycelium_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // <target>/<profile>/deps/<test>-<hash>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>");
-        let target_dir = profile_dir.parent().expect("target dir");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "mycelium-broker",
-            "--bin",
-            "mycelium",
-            "--target-dir",
-        ]);
-        cmd.arg(target_dir);
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .status()
-            .expect("running cargo build for the mycelium binary");
-        assert!(status.success(), "building the mycelium binary failed");
-        let bin = profile_dir.join("mycelium");
-        assert!(bin.exists(), "no binary at {}", bin.display());
-        bin
-    })
+    Path::new(env!("CARGO_BIN_EXE_mycelium"))
 }
 
 /// Waits until `condition` holds, polling; panics with `what` after [`DEADLINE`].
@@ -543,7 +510,7 @@ pub fn allow_fds(fds: u64) {
 /// A raw connection past its handshake (subscribed to `topic` if given) whose broker-side
 /// reader has handled a frame: the `Pong` of a `Ping` sent after the rest was read.
 pub fn handshaken(socket: &Path, topic: Option<&str>) -> std::os::unix::net::UnixStream {
-    use mycelium::transport::{encode_frame, peek_frame, Frame};
+    use mycelium_transport::{encode_frame, peek_frame, Frame};
     use std::io::Write;
     let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
     stream

@@ -31,7 +31,7 @@ use mycelium_transport::{peek_frame, Frame};
 use crate::core::registry::TopicRegistry;
 use crate::core::topic::{Progress, PublishCursor, SubscriberId, Topic, TopicId};
 use crate::error::{CreateTopicError, LookupError, PublishError, SubscribeError};
-use crate::outbox::{Drained, Outbox};
+use mycelium_transport::outbox::{Drained, Outbox};
 
 /// What any Mycelium broker offers, whatever carries the messages.
 pub trait Broker {

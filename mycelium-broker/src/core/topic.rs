@@ -55,7 +55,7 @@ use mycelium_transport::{ErrorCode, Frame};
 use tokio::sync::Notify;
 
 use crate::core::acl::{Action, PeerIdentity, TopicAcl};
-use crate::outbox::{Appended, FrameRun, Outbox};
+use mycelium_transport::outbox::{Appended, FrameRun, Outbox};
 
 /// A topic's id: assigned by the broker, carried on the wire, never reused within a broker run.
 pub type TopicId = u32;
@@ -1494,7 +1494,7 @@ mod tests {
     /// `Err(Other(skipped))` for a `Lagged` notice.
     fn drain_frames(outbox: &Outbox) -> Vec<Result<Vec<u8>, ErrorCode>> {
         let mut out = Vec::new();
-        let mut drained = crate::outbox::Drained::default();
+        let mut drained = mycelium_transport::outbox::Drained::default();
         if outbox.take(&mut drained) {
             let buf = drained.flatten();
             let mut rest: &[u8] = &buf;
@@ -2176,7 +2176,7 @@ mod tests {
         t.subscribe(1, slow.clone(), 1000, 0);
         publish_all(&t, &msgs(3));
         assert!(slow.is_closed());
-        let mut drained = crate::outbox::Drained::default();
+        let mut drained = mycelium_transport::outbox::Drained::default();
         assert!(slow.take(&mut drained), "message and error queued");
         let buf = drained.flatten();
         let (first, used) = peek_frame(&buf, usize::MAX).expect("valid").expect("whole");
@@ -2228,7 +2228,7 @@ mod tests {
         // forever placing zero messages while holding the topic's lock.
         let t = topic(Routing::Queue, 100, Backpressure::Block, 4);
         let c = Arc::new(Outbox::new());
-        let other_topic = vec![0u8; crate::outbox::OUTBOX_MAX_BYTES];
+        let other_topic = vec![0u8; mycelium_transport::outbox::OUTBOX_MAX_BYTES];
         c.append_messages(99, &[&other_topic], 10);
         t.subscribe(1, c.clone(), 1000, 0);
         assert!(matches!(publish_all(&t, &msgs(3)), Progress::Done));

@@ -43,11 +43,11 @@ use crate::core::topic::{
     Batch, GaveUp, HeldBack, Progress, PublishCursor, SubscriberId, Topic, TopicId,
 };
 use crate::error::LookupError;
-use crate::outbox::{FrameRun, Outbox};
 use crate::server::heartbeat::{Beat, Heartbeat};
 use crate::server::listener::{shutdown_deadline, REFUSAL_WRITE_TIMEOUT};
 use crate::server::shm_session;
 use crate::server::state::{BrokerState, Handshake};
+use mycelium_transport::outbox::{FrameRun, Outbox};
 
 /// Most bytes the reader asks the kernel for per `read`: large enough that a flat-out
 /// publisher's frames arrive thousands per syscall.

@@ -22,11 +22,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::core::registry::TopicRegistry;
-use crate::outbox::{ByteBudget, Outbox};
 use crate::server::error::ServeError;
 use crate::server::reload::{ReloadHandle, ReloadQueue};
 use crate::server::shm_rings::ShmRings;
 use crate::server::supervisor::Supervisor;
+use mycelium_transport::outbox::{ByteBudget, Outbox};
 
 /// A socket's place in the handshake budget ([`BrokerState::begin_handshake`]); leaves it
 /// when dropped.

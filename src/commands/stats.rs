@@ -3,7 +3,7 @@
 use crate::output::outln;
 use std::process::ExitCode;
 
-use mycelium_broker::Client;
+use mycelium_client::Client;
 use mycelium_transport::RoutingKind;
 
 use crate::socket::client_runtime;

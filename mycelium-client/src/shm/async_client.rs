@@ -9,10 +9,10 @@
 
 use std::path::Path;
 
-use crate::client::error::ClientError;
-use crate::client::shm::async_publisher::AsyncShmPublisher;
-use crate::client::shm::async_subscription::AsyncShmSubscription;
-use crate::client::shm::session::{ShmClient, ShmOptions};
+use crate::error::ClientError;
+use crate::shm::async_publisher::AsyncShmPublisher;
+use crate::shm::async_subscription::AsyncShmSubscription;
+use crate::shm::session::{ShmClient, ShmOptions};
 
 /// Runs a blocking control operation on tokio's blocking pool.
 async fn off_runtime<T: Send + 'static>(

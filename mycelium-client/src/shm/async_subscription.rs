@@ -21,9 +21,9 @@
 //!   topic.
 //!
 //! ```no_run
-//! use mycelium_broker::client::shm::ShmClient;
+//! use mycelium_client::shm::ShmClient;
 //!
-//! # async fn run() -> Result<(), mycelium_broker::ClientError> {
+//! # async fn run() -> Result<(), mycelium_client::ClientError> {
 //! let client = ShmClient::connect_async("/tmp/mycelium.sock").await?;
 //! let mut subscription = client.subscribe_async("market_data").await?;
 //! let publisher = client.publisher_async("market_data").await?;
@@ -38,8 +38,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::client::error::ClientError;
-use crate::client::shm::subscription::ShmSubscription;
+use crate::error::ClientError;
+use crate::shm::subscription::ShmSubscription;
 
 /// Messages (or errors) the forwarding thread may have handed over and the task not yet
 /// received: enough to carry a burst across one wake-up of the task, small enough that a task

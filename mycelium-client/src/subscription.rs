@@ -24,8 +24,8 @@ use futures_core::Stream;
 use mycelium_transport::{Frame, RoutingKind};
 use tokio::sync::Notify;
 
-use crate::client::error::ClientError;
-use crate::client::handle::Shared;
+use crate::error::ClientError;
+use crate::handle::Shared;
 
 /// Messages a subscription may hold un-taken before the connection stops reading the socket.
 pub const SUBSCRIPTION_BUFFER: usize = 64 * 1024;

@@ -52,7 +52,7 @@ pub enum ClientError {
     /// were overwritten before it read them (the next receive returns the oldest message still
     /// intact); on a `drop_newest` topic a publisher (or the broker's relay) dropped them for
     /// lack of room (the next receive returns the message after them). A socket subscription
-    /// returns it from [`Subscription::recv_or_lagged`](crate::client::Subscription::recv_or_lagged)
+    /// returns it from [`Subscription::recv_or_lagged`](crate::Subscription::recv_or_lagged)
     /// for the messages the broker dropped for it. News, not a failure: the subscription goes on.
     #[error("fell behind: {skipped} messages were lost before they were read (overwritten or dropped for lack of room)")]
     Lagged {

@@ -20,14 +20,17 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use mycelium_broker::Client;
+use mycelium_client::Client;
 use mycelium_transport::RoutingKind;
 use serde::{Deserialize, Serialize};
 
-use crate::bench_shm;
-use crate::histogram::Histogram;
-use crate::socket::client_runtime;
+mod histogram;
+mod shm;
+
+use crate::socket::{client_runtime, Transport};
 use crate::SocketArgs;
+use histogram::Histogram;
+use shm as bench_shm;
 
 /// Throughput runs timestamp one message in this many.
 pub(crate) const LATENCY_SAMPLE_EVERY: u64 = 16;
@@ -37,23 +40,6 @@ const STAMP_LEN: usize = 16;
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Round trips before the measured ones in ping-pong.
 pub(crate) const PINGPONG_WARMUP: u64 = 1000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Transport {
-    /// Shared-memory rings, one hop from publisher to subscriber (fanout and queue topics)
-    Shm,
-    /// Through the broker over Unix domain sockets
-    Uds,
-}
-
-impl Transport {
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Shm => "shm",
-            Transport::Uds => "uds",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -12,12 +12,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use std::os::unix::ffi::OsStrExt;
 
-use mycelium_broker::{Client, ClientError, ShmClient, ShmPublisher};
+use mycelium_client::{Client, ClientError, ShmClient, ShmPublisher};
 use tokio::io::AsyncBufReadExt;
 
-use crate::bench::Transport;
 use crate::output::errln;
-use crate::socket::client_runtime;
+use crate::socket::{client_runtime, Transport};
 use crate::SocketArgs;
 
 /// Arguments of `mycelium pub`.

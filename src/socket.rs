@@ -73,3 +73,20 @@ pub fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()
         .context("starting the async runtime")
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// Shared-memory rings, one hop from publisher to subscriber (fanout and queue topics)
+    Shm,
+    /// Through the broker over Unix domain sockets
+    Uds,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Shm => "shm",
+            Transport::Uds => "uds",
+        }
+    }
+}

@@ -11,8 +11,8 @@
 //!   [`ClientError::BrokerGone`] (or the broker's fatal error): nothing hangs.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), mycelium_broker::ClientError> {
-//! use mycelium_broker::Client;
+//! # async fn demo() -> Result<(), mycelium_client::ClientError> {
+//! use mycelium_client::Client;
 //! let client = Client::connect("/tmp/mycelium.sock").await?;
 //! let mut sub = client.subscribe("market_data").await?;
 //! client.publish("market_data", b"tick").await?;
@@ -39,9 +39,9 @@ use tokio::net::UnixStream;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::client::error::ClientError;
-use crate::client::subscription::{Subscription, SubscriptionQueue};
-use crate::outbox::{Appended, Outbox};
+use crate::error::ClientError;
+use crate::subscription::{Subscription, SubscriptionQueue};
+use mycelium_transport::outbox::{Appended, Outbox};
 
 /// Messages the outgoing queue holds before `publish` waits for the writer.
 pub const PUBLISH_QUEUE_MESSAGES: usize = 64 * 1024;

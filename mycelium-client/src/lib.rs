@@ -2,6 +2,8 @@
 //! ([`ShmClient`]: synchronous, with [`AsyncShmSubscription`] and [`AsyncShmPublisher`] for
 //! tokio).
 
+#![forbid(unsafe_code)]
+
 pub mod error;
 pub mod handle;
 pub mod reconnect;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use mycelium_broker::{ClientError, ShmClient, ShmOptions};
+use mycelium_client::{ClientError, ShmClient, ShmOptions};
 
 use crate::bench::{
     now_ns, stamp, Role, Tally, WorkerArgs, WorkerResult, LATENCY_SAMPLE_EVERY, PINGPONG_WARMUP,
@@ -171,7 +171,7 @@ fn run_pinger(client: &ShmClient, args: &WorkerArgs) -> anyhow::Result<WorkerRes
     let mut replies = client.subscribe(&args.reply_topic)?;
     let mut ping = client.publisher(&args.topic)?;
     let mut payload = vec![0u8; args.size];
-    let mut latency = crate::histogram::Histogram::default();
+    let mut latency = super::histogram::Histogram::default();
     let mut buf = Vec::new();
     let start = Instant::now();
     for round in 0..PINGPONG_WARMUP + args.count {

@@ -34,10 +34,10 @@ use mycelium_transport::{
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use uuid::Uuid;
 
-use crate::client::error::ClientError;
-use crate::client::handle::BrokerInfo;
-use crate::client::shm::publisher::ShmPublisher;
-use crate::client::shm::subscription::ShmSubscription;
+use crate::error::ClientError;
+use crate::handle::BrokerInfo;
+use crate::shm::publisher::ShmPublisher;
+use crate::shm::subscription::ShmSubscription;
 
 /// Largest ring segment accepted from the broker: a 1 GiB ring (`shm.ring_bytes` at most)
 /// plus its header and slots stays far below.

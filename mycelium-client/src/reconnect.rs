@@ -15,8 +15,8 @@
 //!   removed topic) are returned as they are: retrying would not help.
 //!
 //! ```no_run
-//! # async fn example() -> Result<(), mycelium_broker::ClientError> {
-//! use mycelium_broker::client::reconnect::{Backoff, ReconnectingSubscription, SubscriptionEvent};
+//! # async fn example() -> Result<(), mycelium_client::ClientError> {
+//! use mycelium_client::reconnect::{Backoff, ReconnectingSubscription, SubscriptionEvent};
 //! let mut sub = ReconnectingSubscription::new("/tmp/mycelium.sock", "market_data", Backoff::default()).await?;
 //! while let Some(event) = sub.recv().await {
 //!     match event? {
@@ -31,9 +31,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::error::ClientError;
-use crate::client::handle::{Client, ClientOptions, Publisher};
-use crate::client::subscription::{Message, Subscription};
+use crate::error::ClientError;
+use crate::handle::{Client, ClientOptions, Publisher};
+use crate::subscription::{Message, Subscription};
 
 /// How long to wait before reconnection attempt `n` (1-based), or `None` to give up.
 type DelayPolicy = Arc<dyn Fn(u32) -> Option<Duration> + Send + Sync>;

@@ -4,20 +4,16 @@
 //! over the library's public API.
 
 mod bench;
-mod bench_shm;
-mod check;
-mod histogram;
+mod commands;
 mod output;
-mod pubsub;
-mod reload;
-mod run;
 mod socket;
-mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use commands::{check, pubsub, reload, run, stats};
 
 /// Readers hand out payloads as slices of each read buffer, so every `read` allocates a fresh
 /// buffer of a few hundred KiB while the last one is still in use. glibc's malloc returns such

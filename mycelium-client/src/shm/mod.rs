@@ -18,7 +18,7 @@
 //!   [`AsyncShmPublisher`] (writes at once when the ring has room, waits on the blocking pool
 //!   when it has not).
 //! - Everything read from a ring is checked: a corrupt ring is dropped with
-//!   [`ClientError::Shm`](crate::client::ClientError::Shm), never read out of bounds.
+//!   [`ClientError::Shm`](crate::ClientError::Shm), never read out of bounds.
 //! - The broker's death, or its end of an attachment (`ShmDetached`), reaches a client only
 //!   through the control socket, which the data path reads only now and then: a subscription
 //!   when it waits, a publisher every [`LOOK_EVERY`] messages and when it waits (up to that
@@ -38,7 +38,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use mycelium_broker::client::shm::ShmClient;
+//! use mycelium_client::shm::ShmClient;
 //!
 //! let client = ShmClient::connect("/tmp/mycelium.sock")?;
 //! let mut subscription = client.subscribe("market_data")?;
@@ -46,7 +46,7 @@
 //! publisher.publish(b"tick")?;
 //! let message = subscription.recv_timeout(Duration::from_secs(1))?;
 //! assert_eq!(message.as_deref(), Some(&b"tick"[..]));
-//! # Ok::<(), mycelium_broker::ClientError>(())
+//! # Ok::<(), mycelium_client::ClientError>(())
 //! ```
 
 mod async_client;

@@ -39,9 +39,9 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::frame::MESSAGE_OVERHEAD;
+use crate::{codec, frame::kind, Frame};
 use bytes::{Buf, Bytes, BytesMut};
-use mycelium_transport::frame::MESSAGE_OVERHEAD;
-use mycelium_transport::{codec, frame::kind, Frame};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
@@ -172,9 +172,9 @@ impl Drained {
         Ok(())
     }
 
-    /// Everything drained, as one byte string (tests).
-    #[cfg(test)]
-    pub(crate) fn flatten(&mut self) -> Vec<u8> {
+    /// Everything drained, copied into one byte string (for tests and diagnostics: the
+    /// writer hands the chunks to a vectored write instead).
+    pub fn flatten(&mut self) -> Vec<u8> {
         let mut chunks = VecDeque::new();
         self.drain_chunks(&mut chunks);
         chunks.iter().flat_map(|c| c.iter().copied()).collect()
@@ -1004,7 +1004,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mycelium_transport::peek_frame;
+    use crate::peek_frame;
 
     #[test]
     fn a_spent_budget_stops_outboxes_that_hold_something_until_one_is_taken() {

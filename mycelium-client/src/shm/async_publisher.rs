@@ -13,7 +13,7 @@
 //! - Dropping the publisher (and any publish still waiting) ends its attachment, as
 //!   [`ShmPublisher`] does.
 //! - The end of the session or of the attachment is learnt as [`ShmPublisher`] learns it
-//!   (every [`LOOK_EVERY`](crate::client::shm::LOOK_EVERY) messages, in every wait, and at
+//!   (every [`LOOK_EVERY`](crate::shm::LOOK_EVERY) messages, in every wait, and at
 //!   [`check`](AsyncShmPublisher::check)), with the same guarantee on what may go into a ring
 //!   nobody reads.
 
@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::client::error::ClientError;
-use crate::client::shm::publisher::ShmPublisher;
+use crate::error::ClientError;
+use crate::shm::publisher::ShmPublisher;
 
 /// A shared-memory publisher for async code; cheap to clone (the clones share one ring and
 /// publish in turn). See the module docs.

@@ -59,9 +59,9 @@ use mycelium_transport::shm::{
     slot_backlog, wait_any, PayloadView, ReadError, RingConsumer, Segment,
 };
 
-use crate::client::error::ClientError;
-use crate::client::shm::publisher::BUSY_POLL_SPIN;
-use crate::client::shm::session::{GrantedRing, RingNews, Session};
+use crate::error::ClientError;
+use crate::shm::publisher::BUSY_POLL_SPIN;
+use crate::shm::session::{GrantedRing, RingNews, Session};
 use mycelium_transport::shm::queue;
 
 /// Most messages taken from one ring before the next ring gets its turn.
@@ -318,7 +318,7 @@ impl ShmSubscription {
     }
 
     /// Messages lost because the broker dropped their payload segment for this subscription:
-    /// it held [`MAX_SEGMENTS_IN_FLIGHT`](crate::server::shm_rings::MAX_SEGMENTS_IN_FLIGHT) large
+    /// it held the broker's `MAX_SEGMENTS_IN_FLIGHT` large
     /// messages of one ring it had not read yet.
     pub fn segments_dropped(&self) -> u64 {
         self.segments_dropped

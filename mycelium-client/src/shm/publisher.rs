@@ -35,7 +35,7 @@
 //!   ring before a publishing call fails; they are lost, silently, as is what was written
 //!   after the end and before it was readable (a ring nobody reads any more: the broker freed
 //!   its slots, or is dead). One exception stretches the bound: a look due while another
-//!   thread of the same [`ShmClient`](crate::client::shm::ShmClient) holds the control
+//!   thread of the same [`ShmClient`](crate::shm::ShmClient) holds the control
 //!   session is put off by [`LOOK_RETRY`] messages (that thread files what it reads, and the
 //!   next look finds it). A publisher that must not lose a message unawares calls `check`
 //!   after it (a syscall), as `mycelium pub --transport shm` does when it reads its input.
@@ -47,8 +47,8 @@ use mycelium_transport::shm::reference::{SegmentRef, REFERENCE_LEN};
 use mycelium_transport::shm::{PayloadWriter, PushError, RingProducer, Segment};
 use mycelium_transport::{ErrorCode, NO_SLOT};
 
-use crate::client::error::ClientError;
-use crate::client::shm::session::{Look, Session};
+use crate::error::ClientError;
+use crate::shm::session::{Look, Session};
 use mycelium_transport::shm::queue::{address, address_in_place, Dealer, QUEUE_PREFIX};
 use mycelium_transport::shm::FrameLoan;
 
