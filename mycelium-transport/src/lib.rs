@@ -25,6 +25,9 @@
 //!
 //! # Layout
 //!
+//! - [`message`]: [`Message`], what every subscription hands out; [`receive`]: the receive
+//!   contract every subscription keeps ([`Receive`], [`RecvError`], [`SubscriptionEnd`]);
+//!   [`broker`]: the [`Broker`] trait, implemented by the in-process broker and the client.
 //! - [`frame`]: the frames as Rust values, the kind bytes, error codes, the broker's
 //!   [`ConfigStatus`] and protocol limits.
 //! - [`codec`]: [`FrameCodec`] (the `tokio_util` codec), [`peek_frame`]/[`FrameView`] for reading
@@ -39,13 +42,17 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod broker;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod message;
 pub mod outbox;
+pub mod receive;
 pub mod shm;
 pub mod uds;
 
+pub use broker::Broker;
 pub use codec::{encode_frame, encode_message, peek_frame, FrameCodec, FrameView};
 pub use error::{DecodeError, EncodeError};
 pub use frame::{
@@ -53,3 +60,5 @@ pub use frame::{
     ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT,
     MESSAGE_OVERHEAD, NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
 };
+pub use message::Message;
+pub use receive::{Receive, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError};
