@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use mycelium_client::{ClientError, ShmClient, ShmOptions};
 
-use crate::bench::{
-    now_ns, stamp, Role, Tally, WorkerArgs, WorkerResult, LATENCY_SAMPLE_EVERY, PINGPONG_WARMUP,
-};
+use super::args::{Role, WorkerArgs};
+use super::stamp::{now_ns, stamp, LATENCY_SAMPLE_EVERY, PINGPONG_WARMUP};
+use super::tally::{Tally, WorkerResult};
 use crate::output::outln;
 
 /// How long a ping waits for its pong.

@@ -1,0 +1,110 @@
+//! The arguments of `mycelium bench` and of the hidden `mycelium bench-worker`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::socket::Transport;
+use crate::SocketArgs;
+
+use super::stamp::STAMP_LEN;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingArg {
+    /// Every subscriber gets every message
+    Fanout,
+    /// Each message goes to one subscriber
+    Queue,
+}
+
+/// Arguments of `mycelium bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub(crate) socket: SocketArgs,
+    /// The data path to measure [default: shm when the broker offers it for the topic, else uds]
+    #[arg(long, value_enum)]
+    pub(crate) transport: Option<Transport>,
+    /// Shared memory: spin instead of sleeping while waiting (for cores of one's own)
+    #[arg(long)]
+    pub(crate) busy_poll: bool,
+    /// Shared memory: microseconds a waiting subscriber spins before it sleeps (0: sleep at
+    /// once, to measure the wake-up path itself)
+    #[arg(long, value_name = "US", default_value_t = 20)]
+    pub(crate) spin_us: u64,
+    /// Publisher processes (1-64)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) publishers: u32,
+    /// Subscriber processes (1-64)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) subscribers: u32,
+    /// The kind of topic to measure
+    #[arg(long, value_enum, default_value = "fanout")]
+    pub(crate) routing: RoutingArg,
+    /// Payload size in bytes (at least 16: sequence number and timestamp)
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(STAMP_LEN as i64..))]
+    pub(crate) size: u32,
+    /// Messages per publisher
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: u64,
+    /// Measure latency instead: N round trips between two processes, one message in flight.
+    /// With --json, msgs_per_sec is round trips per second and mb_per_sec is 0
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) pingpong: Option<u64>,
+    /// The topic to use [default: bench.fanout or bench.queue; bench.ping for --pingpong]
+    #[arg(long)]
+    pub(crate) topic: Option<String>,
+    /// The topic ping-pong answers on
+    #[arg(long, default_value = "bench.pong")]
+    pub(crate) reply_topic: String,
+    /// Ping-pong: pause this many microseconds between round trips, so that both sides go
+    /// to sleep between messages (measures the wake-up path, as a quiet service sees it)
+    #[arg(long, value_name = "US", default_value_t = 0)]
+    pub(crate) interval_us: u64,
+    /// Give up when no message arrives for this many seconds after the publishers finish
+    #[arg(long, default_value_t = 5)]
+    pub(crate) idle_timeout: u64,
+    /// Print one JSON object with the results on stdout, and nothing else there (the human
+    /// summary goes to stderr)
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Publisher,
+    Subscriber,
+    Echo,
+    Pinger,
+}
+
+/// Arguments of the hidden `mycelium bench-worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    #[arg(long, value_enum)]
+    pub(crate) role: Role,
+    #[arg(long)]
+    pub(crate) socket: PathBuf,
+    #[arg(long)]
+    pub(crate) topic: String,
+    #[arg(long, default_value = "")]
+    pub(crate) reply_topic: String,
+    #[arg(long, default_value_t = 0)]
+    pub(crate) index: u64,
+    #[arg(long, default_value_t = 0)]
+    pub(crate) count: u64,
+    #[arg(long, default_value_t = 64)]
+    pub(crate) size: usize,
+    /// Subscriber: stop by itself after this many messages (0 = only when told)
+    #[arg(long, default_value_t = 0)]
+    pub(crate) expected: u64,
+    #[arg(long, value_enum, default_value = "uds")]
+    pub(crate) transport: Transport,
+    #[arg(long)]
+    pub(crate) busy_poll: bool,
+    #[arg(long, default_value_t = 20)]
+    pub(crate) spin_us: u64,
+    #[arg(long, default_value_t = 0)]
+    pub(crate) interval_us: u64,
+}

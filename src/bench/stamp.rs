@@ -1,0 +1,29 @@
+//! The bench header every payload starts with: sequence number and send time.
+
+/// Throughput runs timestamp one message in this many.
+pub(crate) const LATENCY_SAMPLE_EVERY: u64 = 16;
+/// Bytes of bench header at the start of every payload.
+pub(crate) const STAMP_LEN: usize = 16;
+/// Round trips before the measured ones in ping-pong.
+pub(crate) const PINGPONG_WARMUP: u64 = 1000;
+
+pub(crate) fn now_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(ts) => (ts.tv_sec() as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec() as u64),
+        Err(_) => 0,
+    }
+}
+
+pub(crate) fn stamp(buf: &mut [u8], seq: u64, timestamped: bool) {
+    buf[..8].copy_from_slice(&seq.to_le_bytes());
+    let ts = if timestamped { now_ns() } else { 0 };
+    buf[8..16].copy_from_slice(&ts.to_le_bytes());
+}
+
+pub(crate) fn read_stamp(payload: &[u8]) -> Option<(u64, u64)> {
+    let seq = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
+    let ts = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);
+    Some((seq, ts))
+}

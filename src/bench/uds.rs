@@ -1,0 +1,161 @@
+//! A worker's role over the broker's Unix socket.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use mycelium_client::Client;
+
+use crate::output::outln;
+
+use super::args::WorkerArgs;
+use super::histogram::Histogram;
+use super::stamp::{now_ns, stamp, LATENCY_SAMPLE_EVERY, PINGPONG_WARMUP};
+use super::tally::{Tally, WorkerResult};
+
+pub(crate) async fn run_publisher(
+    client: &Client,
+    args: &WorkerArgs,
+) -> anyhow::Result<WorkerResult> {
+    let publisher = client.publisher(&args.topic).await?;
+    let mut payload = vec![0u8; args.size];
+    let base = args.index << 48;
+    let start = Instant::now();
+    let start_ns = now_ns();
+    for seq in 0..args.count {
+        stamp(&mut payload, base | seq, seq % LATENCY_SAMPLE_EVERY == 0);
+        publisher.publish(&payload).await?;
+    }
+    client.flush().await?;
+    Ok(WorkerResult {
+        sent: args.count,
+        seconds: start.elapsed().as_secs_f64(),
+        clock_ns: start_ns,
+        ..WorkerResult::default()
+    })
+}
+
+pub(crate) async fn run_subscriber(
+    client: &Client,
+    args: &WorkerArgs,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<WorkerResult> {
+    let mut subscription = client.subscribe(&args.topic).await?;
+    outln!("ready");
+    let mut tally = Tally::default();
+    let mut received = 0u64;
+    let (mut first, mut last) = (None::<Instant>, Instant::now());
+    let mut last_ns = 0u64;
+    let mut last_report = Instant::now();
+    let mut check = |payload: &[u8], received: &mut u64| {
+        tally.check(payload);
+        *received += 1;
+    };
+    loop {
+        if args.expected > 0 && received >= args.expected {
+            break;
+        }
+        // Take everything that is ready without awaiting, then report progress, then wait.
+        let mut took = false;
+        while let Some(message) = subscription.try_recv() {
+            check(&message, &mut received);
+            took = true;
+            if args.expected > 0 && received >= args.expected {
+                break;
+            }
+        }
+        if took {
+            last = Instant::now();
+            last_ns = now_ns();
+            first.get_or_insert(last);
+        }
+        if last_report.elapsed() >= Duration::from_millis(100) {
+            outln!("progress {received}");
+            last_report = Instant::now();
+        }
+        if took {
+            continue;
+        }
+        tokio::select! {
+            message = subscription.recv() => match message {
+                Some(Ok(message)) => {
+                    check(&message, &mut received);
+                    last = Instant::now();
+                    last_ns = now_ns();
+                    first.get_or_insert(last);
+                }
+                Some(Err(error)) => return Err(error.into()),
+                None => break,
+            },
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    let seconds = first
+        .map(|f| last.duration_since(f).as_secs_f64())
+        .unwrap_or(0.0);
+    Ok(tally.result(received, seconds, last_ns))
+}
+
+pub(crate) async fn run_echo(
+    client: &Client,
+    args: &WorkerArgs,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<WorkerResult> {
+    let mut subscription = client.subscribe(&args.topic).await?;
+    let reply = client.publisher(&args.reply_topic).await?;
+    outln!("ready");
+    let mut echoed = 0;
+    loop {
+        tokio::select! {
+            message = subscription.recv() => match message {
+                Some(Ok(message)) => {
+                    reply.publish(&message).await?;
+                    echoed += 1;
+                }
+                Some(Err(error)) => return Err(error.into()),
+                None => break,
+            },
+            _ = &mut stop => break,
+        }
+    }
+    Ok(WorkerResult {
+        sent: echoed,
+        received: echoed,
+        ..WorkerResult::default()
+    })
+}
+
+pub(crate) async fn run_pinger(client: &Client, args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
+    let mut replies = client.subscribe(&args.reply_topic).await?;
+    let ping = client.publisher(&args.topic).await?;
+    let mut payload = vec![0u8; args.size];
+    let mut latency = Histogram::default();
+    let start = Instant::now();
+    for round in 0..PINGPONG_WARMUP + args.count {
+        stamp(&mut payload, round, true);
+        let sent_at = now_ns();
+        ping.publish(&payload).await?;
+        match tokio::time::timeout(Duration::from_secs(10), replies.recv()).await {
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(error))) => return Err(error.into()),
+            Ok(None) => bail!("the reply subscription ended"),
+            Err(_) => bail!(
+                "no reply within 10 s (round {round}); is an echo process subscribed to {}?",
+                args.topic
+            ),
+        }
+        if round >= PINGPONG_WARMUP {
+            latency.record(now_ns().saturating_sub(sent_at) / 2);
+        }
+        if args.interval_us > 0 {
+            tokio::time::sleep(Duration::from_micros(args.interval_us)).await;
+        }
+    }
+    Ok(WorkerResult {
+        sent: args.count,
+        received: args.count,
+        seconds: start.elapsed().as_secs_f64(),
+        latency: latency.to_sparse(),
+        ..WorkerResult::default()
+    })
+}

@@ -1,0 +1,45 @@
+//! One worker process of a benchmark: publisher, subscriber, echo or pinger.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use mycelium_client::Client;
+
+use crate::output::outln;
+use crate::socket::{client_runtime, Transport};
+
+use super::args::{Role, WorkerArgs};
+use super::{shm, uds};
+
+pub(crate) fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    if args.transport == Transport::Shm {
+        let result = shm::worker(&args)?;
+        outln!("result {}", serde_json::to_string(&result)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = stop_signal_from_stdin();
+    let result = client_runtime()?.block_on(async {
+        let client = Client::connect(&args.socket).await?;
+        let result = match args.role {
+            Role::Publisher => uds::run_publisher(&client, &args).await?,
+            Role::Subscriber => uds::run_subscriber(&client, &args, stop).await?,
+            Role::Echo => uds::run_echo(&client, &args, stop).await?,
+            Role::Pinger => uds::run_pinger(&client, &args).await?,
+        };
+        client.close().await?;
+        anyhow::Ok(result)
+    })?;
+    outln!("result {}", serde_json::to_string(&result)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves when stdin reaches EOF or a line arrives: how the orchestrator says "stop".
+fn stop_signal_from_stdin() -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        let _ = tx.send(());
+    });
+    rx
+}
