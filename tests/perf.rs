@@ -283,12 +283,14 @@ name = "bench.pong"
 routing = "fanout"
 "#;
 
-/// Issue 4: a reload must not stall routing. The one-way latency of a ping-pong on topics the
-/// reloads never touch, quiet and then while the config file is rewritten 10 times a second
-/// (each edit resizes one topic's buffer and adds or removes another topic, so every reload
-/// applies a diff), over the socket, where the broker routes every message. Target: p99 under
-/// reloads at most 2x the quiet p99. Also the latency sampled under flat-out load (W1), where
-/// a stall would queue thousands of messages behind it.
+/// A reload must not stall routing. The one-way latency of a ping-pong on topics the reloads
+/// never touch, quiet and then while the config file is rewritten 10 times a second (each edit
+/// resizes one topic's buffer and adds or removes another topic, so every reload applies a
+/// diff), over the socket, where the broker routes every message. Checked: every reloading
+/// phase applied reloads, and the ping-pong's p99 while reloading is at most 2x its p99 when
+/// quiet (the worse of two runs of each, interleaved). Also printed: the latency sampled under
+/// flat-out load (W1), where a stall would queue thousands of messages behind it; its p99 moves
+/// with the machine's load more than with reloads, so it is reported, not checked.
 #[test]
 #[ignore = "performance: run with --release -- --ignored --nocapture"]
 fn latency_on_an_untouched_topic_while_the_config_reloads_ten_times_a_second() {
@@ -321,6 +323,8 @@ fn latency_on_an_untouched_topic_while_the_config_reloads_ten_times_a_second() {
         "{:<24} | {:<8} | {:>8} | {:>8} | {:>9} | {:>8}",
         "workload", "phase", "p50 us", "p99 us", "p99.9 us", "reloads"
     );
+    // The ping-pong's worst p99 per phase, for the check after the runs.
+    let (mut quiet_p99, mut reloading_p99) = (0.0f64, 0.0f64);
     for (name, args) in workloads {
         let mut uds = vec!["--transport", "uds"];
         uds.extend_from_slice(args);
@@ -356,18 +360,39 @@ fn latency_on_an_untouched_topic_while_the_config_reloads_ten_times_a_second() {
             let after = common::pubsub_support::stats_json(&broker)["config"]["generation"]
                 .as_u64()
                 .unwrap_or(0);
-            match result {
-                Ok(doc) => println!(
-                    "{name:<24} | {phase:<8} | {:>8.1} | {:>8.1} | {:>9.1} | {:>8}",
-                    doc["p50_us"].as_f64().unwrap_or(f64::NAN),
-                    doc["p99_us"].as_f64().unwrap_or(f64::NAN),
-                    doc["p999_us"].as_f64().unwrap_or(f64::NAN),
-                    after - before
-                ),
-                Err(why) => panic!("{name} ({phase}) failed: {why}"),
+            let doc = result.unwrap_or_else(|why| panic!("{name} ({phase}) failed: {why}"));
+            let p99 = doc["p99_us"].as_f64().unwrap_or(f64::NAN);
+            let reloads = after - before;
+            println!(
+                "{name:<24} | {phase:<8} | {:>8.1} | {p99:>8.1} | {:>9.1} | {reloads:>8}",
+                doc["p50_us"].as_f64().unwrap_or(f64::NAN),
+                doc["p999_us"].as_f64().unwrap_or(f64::NAN),
+            );
+            if phase == "reloading" {
+                assert!(
+                    reloads >= 3,
+                    "{name}: only {reloads} reloads were applied while it ran; the phase did not measure reloads"
+                );
+            }
+            if name.starts_with("W4") {
+                assert!(p99.is_finite(), "{name} ({phase}) reported no p99: {doc}");
+                let worst = if phase == "quiet" {
+                    &mut quiet_p99
+                } else {
+                    &mut reloading_p99
+                };
+                *worst = worst.max(p99);
             }
         }
     }
+    println!(
+        "W4 p99: {reloading_p99:.1} us while reloading, {quiet_p99:.1} us quiet ({:.2}x)",
+        reloading_p99 / quiet_p99
+    );
+    assert!(
+        reloading_p99 <= 2.0 * quiet_p99,
+        "reloads stall routing: W4 p99 {reloading_p99:.1} us while reloading against {quiet_p99:.1} us quiet"
+    );
 }
 
 /// Issue 5's soak: mixed load for `MYCELIUM_SOAK_SECS` seconds (default 600), every party a
