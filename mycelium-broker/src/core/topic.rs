@@ -51,17 +51,12 @@ use tokio::time::Instant;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use mycelium_config::{Backpressure, Routing, TopicConfig};
-use mycelium_transport::{ErrorCode, Frame};
 use tokio::sync::Notify;
 
 use crate::core::acl::{Action, PeerIdentity, TopicAcl};
-use mycelium_transport::outbox::{Appended, FrameRun, Outbox};
-
-/// A topic's id: assigned by the broker, carried on the wire, never reused within a broker run.
-pub type TopicId = u32;
-
-/// Identifies one subscription (one subscriber on one topic); increasing within a broker run.
-pub type SubscriberId = u64;
+pub use crate::core::batch::Batch;
+use crate::core::delivery::{Delivered, Delivery, Ending};
+pub use crate::core::ids::{SubscriberId, TopicId};
 
 /// How long a publisher held back by a full [`Relay`] waits before it offers the rest of its
 /// batch again ([`Blocker::Relay`]).
@@ -155,12 +150,12 @@ pub enum Progress {
 /// What a blocked publisher waits for.
 #[derive(Debug)]
 pub enum Blocker {
-    /// A fanout subscriber's outbox to drain below `limit` messages.
-    Outbox {
-        /// The subscriber whose outbox it is.
+    /// A fanout subscriber to take messages, until fewer than `limit` are queued for it.
+    Subscriber {
+        /// The full subscriber.
         subscriber: SubscriberId,
-        /// The full outbox.
-        outbox: Arc<Outbox>,
+        /// The way to it.
+        sink: Arc<dyn Delivery>,
         /// The topic whose messages fill it; the wait also ends when its subscribers change.
         topic: Arc<Topic>,
         /// The topic's membership generation when the publish blocked.
@@ -179,7 +174,7 @@ pub enum Blocker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Holder {
     /// A fanout subscriber.
-    Outbox(SubscriberId),
+    Subscriber(SubscriberId),
     Backlog,
     Relay,
 }
@@ -187,7 +182,7 @@ enum Holder {
 /// The `publish_deadline_ms` clock of one batch's routing.
 ///
 /// A held-back batch wakes up often without having been let through: [`Blocker::Relay`]
-/// every [`RELAY_ROOM_POLL`], [`Blocker::Outbox`] whenever any subscriber of the topic
+/// every [`RELAY_ROOM_POLL`], [`Blocker::Subscriber`] whenever any subscriber of the topic
 /// leaves, [`Blocker::Backlog`] whenever a reload touches the topic. Were the deadline taken
 /// afresh at each wake-up, a reader that never reads would hold the batch for ever. So the
 /// clock starts when the batch is first held back by a reader and keeps running while that
@@ -245,7 +240,7 @@ pub enum GaveUp {
 impl Blocker {
     fn holder(&self) -> Holder {
         match self {
-            Blocker::Outbox { subscriber, .. } => Holder::Outbox(*subscriber),
+            Blocker::Subscriber { subscriber, .. } => Holder::Subscriber(*subscriber),
             Blocker::Backlog(_) => Holder::Backlog,
             Blocker::Relay => Holder::Relay,
         }
@@ -254,8 +249,8 @@ impl Blocker {
     /// Resolves when publishing may make progress again (or the subscriber went away).
     pub async fn wait(&self) {
         match self {
-            Blocker::Outbox {
-                outbox,
+            Blocker::Subscriber {
+                sink,
                 topic,
                 generation,
                 limit,
@@ -276,7 +271,7 @@ impl Blocker {
                     }
                 };
                 tokio::select! {
-                    _ = outbox.wait_for_room(topic.id, *limit) => {}
+                    _ = sink.wait_for_room(topic.id, *limit) => {}
                     _ = left => {}
                 }
             }
@@ -294,15 +289,15 @@ impl Blocker {
 #[derive(Debug, Clone)]
 struct FanoutSubscriber {
     id: SubscriberId,
-    /// Also tells the subscriber what it lost (`Outbox::report_lost`, `Outbox::evict_oldest`).
-    outbox: Arc<Outbox>,
+    /// The way to the subscriber; also tells it what it lost.
+    sink: Arc<dyn Delivery>,
     /// The connection's `channel_capacity` when it subscribed: caps the topic's `buffer_size`
     /// (read at each publish, so a reload's new size applies to the next message).
     capacity: usize,
 }
 
 impl FanoutSubscriber {
-    /// Messages this subscriber's outbox may hold of the topic under `settings`.
+    /// Messages this subscriber may hold queued of the topic under `settings`.
     fn limit(&self, settings: &TopicConfig) -> usize {
         settings.buffer_size.min(self.capacity).max(1)
     }
@@ -311,8 +306,9 @@ impl FanoutSubscriber {
 /// Where a queue consumer's messages go.
 #[derive(Debug)]
 enum Sink {
-    /// A socket (or in-process) consumer: its subscription and its outbox.
-    Outbox(SubscriberId, Arc<Outbox>),
+    /// A consumer with a [`Delivery`] of its own (socket, in-process): its subscription and
+    /// the way to it.
+    Direct(SubscriberId, Arc<dyn Delivery>),
     /// A shared-memory consumer reached through the topic's [`QueueRelay`]: its slot there.
     Relayed(u32),
 }
@@ -532,20 +528,14 @@ impl Topic {
     ) -> GaveUp {
         let waited = self.settings.load().publish_deadline_ms;
         match blocker {
-            Blocker::Outbox { outbox, .. } => {
+            Blocker::Subscriber { sink, .. } => {
                 tracing::warn!(topic = %self.name, waited_ms = waited, "disconnecting a subscriber that held a publisher back past publish_deadline_ms");
-                outbox.close_with(&Frame::Error {
-                    request_id: 0,
-                    code: ErrorCode::SlowConsumer,
-                    fatal: true,
-                    topic_id: self.id,
-                    message: format!(
-                        "subscriber held publishers of topic '{}' back for more than {waited} ms \
-                         (backpressure = block, publish_deadline_ms = {waited})",
-                        self.name
-                    ),
-                    refused: 0,
-                });
+                let message = format!(
+                    "subscriber held publishers of topic '{}' back for more than {waited} ms \
+                     (backpressure = block, publish_deadline_ms = {waited})",
+                    self.name
+                );
+                sink.end(self.id, Ending::SlowConsumer { message: &message });
                 self.counters.add(0, 1);
                 GaveUp::Disconnected
             }
@@ -644,31 +634,25 @@ impl Topic {
         if self.removed.swap(true, Ordering::AcqRel) {
             return 0;
         }
-        let notice = Frame::Error {
-            request_id: 0,
-            code: ErrorCode::TopicRemoved,
-            fatal: false,
-            topic_id: self.id,
-            message: format!(
-                "topic '{}' was removed from the broker's config; this subscription has ended",
-                self.name
-            ),
-            refused: 0,
-        };
+        let message = format!(
+            "topic '{}' was removed from the broker's config; this subscription has ended",
+            self.name
+        );
+        let notice = Ending::TopicRemoved { message: &message };
         let mut dropped = 0;
         match self.routing {
             Routing::Fanout => {
                 let mut guard = self.fanout.write().unwrap_or_else(|p| p.into_inner());
                 for sub in guard.iter() {
-                    sub.outbox.append_control(&notice);
+                    sub.sink.end(self.id, notice);
                 }
                 *guard = Arc::from(Vec::new());
             }
             Routing::Queue => {
                 let mut state = self.queue.lock();
                 for consumer in &state.consumers {
-                    if let Sink::Outbox(_, outbox) = &consumer.sink {
-                        outbox.append_control(&notice);
+                    if let Sink::Direct(_, sink) = &consumer.sink {
+                        sink.end(self.id, notice);
                     }
                 }
                 state.consumers.clear();
@@ -708,7 +692,7 @@ impl Topic {
                 .lock()
                 .consumers
                 .iter()
-                .filter(|c| matches!(c.sink, Sink::Outbox(..)))
+                .filter(|c| matches!(c.sink, Sink::Direct(..)))
                 .count(),
         }
     }
@@ -725,7 +709,7 @@ impl Topic {
             return;
         }
         for sub in self.fanout_snapshot().iter() {
-            sub.outbox.report_lost(self.id, count);
+            sub.sink.report_lost(self.id, count);
         }
     }
 
@@ -744,8 +728,9 @@ impl Topic {
             .clone()
     }
 
-    /// Adds a subscriber whose frames go to `outbox`. `channel_capacity` caps how many messages
-    /// its outbox may hold; `prefetch` is the credit a queue consumer asks for (0 = the topic's).
+    /// Adds a subscriber reached through `sink`. `channel_capacity` caps how many messages of
+    /// the topic it may hold queued; `prefetch` is the credit a queue consumer asks for (0 =
+    /// the topic's).
     ///
     /// Returns the credit granted (0 for fanout), or `None` when the topic was removed (the
     /// check is made under the lock [`Topic::remove`] takes, so a subscriber is either refused
@@ -753,7 +738,7 @@ impl Topic {
     pub fn subscribe(
         &self,
         id: SubscriberId,
-        outbox: Arc<Outbox>,
+        sink: Arc<dyn Delivery>,
         channel_capacity: usize,
         prefetch: u32,
     ) -> Option<u32> {
@@ -766,7 +751,7 @@ impl Topic {
                 let mut list: Vec<FanoutSubscriber> = guard.iter().cloned().collect();
                 list.push(FanoutSubscriber {
                     id,
-                    outbox,
+                    sink,
                     capacity: channel_capacity,
                 });
                 list.sort_by_key(|s| s.id);
@@ -780,7 +765,7 @@ impl Topic {
                     return None;
                 }
                 state.consumers.push(Consumer {
-                    sink: Sink::Outbox(id, outbox),
+                    sink: Sink::Direct(id, sink),
                     credit: granted,
                     prefetch: granted,
                 });
@@ -912,7 +897,7 @@ impl Topic {
                 let before = state.consumers.len();
                 state
                     .consumers
-                    .retain(|c| !matches!(c.sink, Sink::Outbox(own, _) if own == id));
+                    .retain(|c| !matches!(c.sink, Sink::Direct(own, _) if own == id));
                 if state.next >= state.consumers.len() {
                     state.next = 0;
                 }
@@ -932,7 +917,7 @@ impl Topic {
         let Some(consumer) = state
             .consumers
             .iter_mut()
-            .find(|c| matches!(c.sink, Sink::Outbox(own, _) if own == id))
+            .find(|c| matches!(c.sink, Sink::Direct(own, _) if own == id))
         else {
             return false;
         };
@@ -1040,6 +1025,7 @@ impl Topic {
         cursor: &mut PublishCursor,
         settings: &TopicConfig,
     ) -> Progress {
+        let batch = payloads.view();
         // The read guard is held while appending (no await happens here): cheaper than cloning
         // the snapshot's Arc, and it only delays a concurrent subscribe by one batch.
         let subscribers = self.fanout.read().unwrap_or_else(|p| p.into_inner());
@@ -1060,11 +1046,13 @@ impl Topic {
             };
             let rest = payloads.len() - start;
             let limit = sub.limit(settings);
-            let queued =
-                match payloads.append(&sub.outbox, self.id, start..payloads.len(), Some(limit)) {
-                    Appended::Closed => continue,
-                    Appended::Queued(n) => n,
-                };
+            let queued = match sub
+                .sink
+                .deliver(self.id, batch, start..payloads.len(), Some(limit))
+            {
+                Delivered::Closed => continue,
+                Delivered::Queued(n) => n,
+            };
             delivered += queued as u64;
             if queued == rest {
                 continue;
@@ -1076,9 +1064,9 @@ impl Topic {
                     // The subscribers after this one have none of the batch yet.
                     let last = subscribers.last().map(|s| s.id) == Some(sub.id);
                     cursor.routed = if last { cursor.offset } else { 0 };
-                    progress = Progress::Blocked(Blocker::Outbox {
+                    progress = Progress::Blocked(Blocker::Subscriber {
                         subscriber: sub.id,
-                        outbox: sub.outbox.clone(),
+                        sink: sub.sink.clone(),
                         topic: self.clone(),
                         generation: self.membership.load(Ordering::Acquire),
                         limit,
@@ -1087,7 +1075,7 @@ impl Topic {
                 }
                 Backpressure::DropNewest => {
                     let lost = (rest - queued) as u64;
-                    sub.outbox.report_lost(self.id, lost);
+                    sub.sink.report_lost(self.id, lost);
                     dropped += lost;
                 }
                 Backpressure::DropOldest => {
@@ -1096,42 +1084,36 @@ impl Topic {
                     // Room for the rest of the batch, taken from the oldest messages of this
                     // topic in the outbox (which may include the head of this very batch);
                     // the outbox tells the subscriber of them where they were.
-                    let cut = sub.outbox.evict_oldest(self.id, missing);
+                    let cut = sub.sink.evict_oldest(self.id, missing);
                     // Only the newest `cut` of the rest can use the room; older ones of the
                     // batch would only be evicted again: lost after everything queued.
                     let first = payloads.len() - cut.min(missing);
-                    sub.outbox.report_lost(self.id, (first - from) as u64);
-                    let more = match payloads.append(
-                        &sub.outbox,
-                        self.id,
-                        first..payloads.len(),
-                        Some(limit),
-                    ) {
-                        Appended::Closed => 0,
-                        Appended::Queued(n) => n,
-                    };
+                    sub.sink.report_lost(self.id, (first - from) as u64);
+                    let more =
+                        match sub
+                            .sink
+                            .deliver(self.id, batch, first..payloads.len(), Some(limit))
+                        {
+                            Delivered::Closed => 0,
+                            Delivered::Queued(n) => n,
+                        };
                     delivered += more as u64;
                     evicted += cut as u64;
                     // And (the byte limit held by other topics) the newest not queued.
                     let unqueued = payloads.len() - first - more;
-                    sub.outbox.report_lost(self.id, unqueued as u64);
+                    sub.sink.report_lost(self.id, unqueued as u64);
                     // Evicted, skipped, not queued.
                     dropped += (cut + (first - from) + unqueued) as u64;
                 }
                 Backpressure::Disconnect => {
                     dropped += (rest - queued) as u64;
                     tracing::warn!(topic = %self.name, subscriber = sub.id, "disconnecting a slow subscriber");
-                    sub.outbox.close_with(&Frame::Error {
-                        request_id: 0,
-                        code: ErrorCode::SlowConsumer,
-                        fatal: true,
-                        topic_id: self.id,
-                        message: format!(
-                            "subscriber fell {} messages behind on topic '{}' (backpressure = disconnect)",
-                            limit, self.name
-                        ),
-                        refused: 0,
-                    });
+                    let message = format!(
+                        "subscriber fell {} messages behind on topic '{}' (backpressure = disconnect)",
+                        limit, self.name
+                    );
+                    sub.sink
+                        .end(self.id, Ending::SlowConsumer { message: &message });
                 }
             }
         }
@@ -1261,8 +1243,8 @@ impl Topic {
             *next = (index + 1) % n;
             let consumer = &mut consumers[index];
             let take = share.min(consumer.credit as usize).min(left);
-            let outbox = match &consumer.sink {
-                Sink::Outbox(_, outbox) => outbox,
+            let sink = match &consumer.sink {
+                Sink::Direct(_, sink) => sink,
                 Sink::Relayed(slot) => {
                     let placed = relay.map_or(0, |relay| {
                         let mut each = (from..from + take).map(|i| payloads.payload(i));
@@ -1284,13 +1266,13 @@ impl Topic {
             };
             // Credit, not the outbox limit, bounds what a consumer may hold: it was granted
             // for exactly this, and refusing here would strand the backlog.
-            match payloads.append(outbox, topic_id, from..from + take, None) {
-                Appended::Queued(placed) => {
+            match sink.deliver(topic_id, payloads.view(), from..from + take, None) {
+                Delivered::Queued(placed) => {
                     // `placed` == `take` ≤ credit, so this cannot underflow.
                     consumer.credit -= placed as u32;
                     return Some(placed);
                 }
-                Appended::Closed => {
+                Delivered::Closed => {
                     // The consumer's connection is gone; its cleanup will unsubscribe it, but it
                     // must not take messages meanwhile.
                     consumer.credit = 0;
@@ -1389,76 +1371,11 @@ fn push_copies<B: Batch + ?Sized>(
     }
 }
 
-/// A batch of messages a topic can route: payload slices (in-process publishers) or a
-/// [`FrameRun`] read off a publisher's socket (queued toward subscribers without copying).
-pub trait Batch {
-    /// Messages in the batch.
-    fn len(&self) -> usize;
-    /// True when the batch is empty.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// The payload of message `i`.
-    fn payload(&self, i: usize) -> &[u8];
-    /// Queues messages `range` as `Deliver` frames on `topic_id`, as many as `max_messages`
-    /// allows (all when `None`).
-    fn append(
-        &self,
-        outbox: &Outbox,
-        topic_id: TopicId,
-        range: Range<usize>,
-        max_messages: Option<usize>,
-    ) -> Appended;
-}
-
-impl Batch for [&[u8]] {
-    fn len(&self) -> usize {
-        <[&[u8]]>::len(self)
-    }
-
-    fn payload(&self, i: usize) -> &[u8] {
-        self[i]
-    }
-
-    fn append(
-        &self,
-        outbox: &Outbox,
-        topic_id: TopicId,
-        range: Range<usize>,
-        max_messages: Option<usize>,
-    ) -> Appended {
-        match max_messages {
-            Some(max) => outbox.append_messages(topic_id, &self[range], max),
-            None => outbox.append_credited(topic_id, &self[range]),
-        }
-    }
-}
-
-impl Batch for FrameRun<'_> {
-    fn len(&self) -> usize {
-        FrameRun::len(self)
-    }
-
-    fn payload(&self, i: usize) -> &[u8] {
-        FrameRun::payload(self, i)
-    }
-
-    fn append(
-        &self,
-        outbox: &Outbox,
-        topic_id: TopicId,
-        range: Range<usize>,
-        max_messages: Option<usize>,
-    ) -> Appended {
-        // The frames already carry this topic's id: the broker routes a run to its own topic.
-        outbox.append_run(topic_id, self, range, max_messages)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mycelium_transport::peek_frame;
+    use mycelium_transport::outbox::Outbox;
+    use mycelium_transport::{peek_frame, ErrorCode, Frame};
 
     fn topic(
         routing: Routing,
