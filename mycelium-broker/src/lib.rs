@@ -21,6 +21,7 @@ pub mod core;
 pub mod error;
 pub mod server;
 
-pub use core::local::{Broker, LocalBroker, LocalPublisher, LocalSubscription};
+pub use core::local::{LocalBroker, LocalPublisher, LocalSubscription};
 pub use core::topic::{Topic, TopicId};
+pub use mycelium_transport::Broker;
 pub use server::{bind_socket, Server};
