@@ -1,4 +1,8 @@
-//! The routing core: topics, the registry, and the in-process [`Broker`](local::Broker).
+//! The routing core: topics and the registry, the ways to subscribers (a [`Delivery`] per
+//! subscriber, a [`Relay`] per topic for shared memory), and the in-process broker.
+//!
+//! [`Delivery`]: delivery::Delivery
+//! [`Relay`]: relay::Relay
 
 pub mod acl;
 pub mod batch;
@@ -6,4 +10,5 @@ pub mod delivery;
 pub mod ids;
 pub mod local;
 pub mod registry;
+pub mod relay;
 pub mod topic;
