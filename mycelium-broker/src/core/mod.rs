@@ -1,8 +1,8 @@
-//! The routing core: topics and the registry, the ways to subscribers (a [`Delivery`] per
-//! subscriber, a [`Relay`] per topic for shared memory), and the in-process broker.
+//! The routing core: topics and the registry, the way to each subscriber (a [`Delivery`]),
+//! the shared-memory relay's shape ([`relay`], installed by the server), and the in-process
+//! broker.
 //!
 //! [`Delivery`]: delivery::Delivery
-//! [`Relay`]: relay::Relay
 
 pub mod acl;
 pub mod batch;

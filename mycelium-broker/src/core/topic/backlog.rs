@@ -11,7 +11,7 @@ use crate::core::topic::{Batch, Topic};
 
 impl Topic {
     /// Messages waiting in the backlog for a consumer (always 0 for fanout).
-    pub fn backlog_len(&self) -> usize {
+    pub(crate) fn backlog_len(&self) -> usize {
         match self.routing {
             Routing::Fanout => 0,
             Routing::Queue => self.queue.lock().backlog.len(),
@@ -22,7 +22,7 @@ impl Topic {
     /// at the head of the backlog, ahead of everything queued (which is younger: messages are
     /// dealt only while the backlog is empty, or from its head), and deals them again. They
     /// may take the backlog beyond `buffer_size` for a moment: they were accepted already.
-    pub fn requeue_front(&self, messages: Vec<Bytes>) {
+    pub(crate) fn requeue_front(&self, messages: Vec<Bytes>) {
         if self.routing != Routing::Queue || messages.is_empty() {
             return;
         }
@@ -41,7 +41,7 @@ impl Topic {
 
     /// Deals what the backlog holds to consumers with credit now: for shared-memory
     /// consumers, whose reads the topic does not hear about.
-    pub fn drain_backlog_now(&self) {
+    pub(crate) fn drain_backlog_now(&self) {
         if self.routing == Routing::Queue {
             let mut state = self.queue.lock();
             if !state.backlog.is_empty() {
@@ -52,7 +52,7 @@ impl Topic {
 
     /// Resolves once messages have entered the backlog since the last call (or right away if
     /// some are waiting there). For the single task that drains it into the relay.
-    pub async fn wait_backlogged(&self) {
+    pub(crate) async fn wait_backlogged(&self) {
         let notified = self.queue.backlogged.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();

@@ -10,7 +10,7 @@ use crate::core::delivery::Delivery;
 use crate::core::topic::deadline::Holder;
 use crate::core::topic::{SubscriberId, Topic};
 
-/// How long a publisher held back by a full [`Relay`](crate::core::relay::Relay) waits before it offers the rest of its
+/// How long a publisher held back by a full `Relay` waits before it offers the rest of its
 /// batch again ([`Blocker::Relay`]).
 ///
 /// A poll rather than a wake-up: the relay's readers (shared-memory subscribers) read without
@@ -41,7 +41,7 @@ pub enum Blocker {
     },
     /// A queue topic's backlog to shrink.
     Backlog(Arc<Topic>),
-    /// The topic's [`Relay`](crate::core::relay::Relay) to have room (a shared-memory subscriber to read); waits
+    /// The topic's `Relay` to have room (a shared-memory subscriber to read); waits
     /// [`RELAY_ROOM_POLL`], then the publish offers the rest of the batch again.
     Relay,
 }

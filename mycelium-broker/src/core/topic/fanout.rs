@@ -33,7 +33,7 @@ impl Topic {
     /// for the messages its own outbox dropped. Counting them is the caller's business.
     /// Nothing happens on a queue topic: a message lost before it was dealt was no
     /// consumer's in particular.
-    pub fn report_missed(&self, count: u64) {
+    pub(crate) fn report_missed(&self, count: u64) {
         if self.routing != Routing::Fanout || count == 0 {
             return;
         }

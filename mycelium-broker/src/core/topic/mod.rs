@@ -16,10 +16,10 @@
 //! - Per publisher order holds because one publisher's batches are routed one after another and
 //!   each subscriber's frames are appended in order.
 //! - A hot reload may replace every setting but the name and the routing
-//!   ([`Topic::set_config`]); each routing call reads the settings once, so a batch is routed
+//!   (`Topic::set_config`); each routing call reads the settings once, so a batch is routed
 //!   wholly on the old or wholly on the new ones, and messages already queued are never
 //!   dropped for a smaller `buffer_size` (it applies to the next message). A reload may also
-//!   end the topic ([`Topic::remove`]): its subscribers are told (`TopicRemoved`), then
+//!   end the topic (`Topic::remove`): its subscribers are told (`TopicRemoved`), then
 //!   dropped, and publishes route nothing from then on.
 //! - A fanout topic may also have a [`Relay`]: it receives every batch once, before the
 //!   topic's outbox subscribers, for subscribers on another path (the shared-memory relay
@@ -33,12 +33,12 @@
 //!   readers that hold the relay full ([`Relay::detach_laggards`]), or drops the rest of a
 //!   queue batch.
 //! - A queue topic may also have a [`QueueRelay`]: its shared-memory consumers
-//!   ([`Topic::subscribe_relayed`]) take part in the deal beside the socket consumers, each
+//!   (`Topic::subscribe_relayed`) take part in the deal beside the socket consumers, each
 //!   with credit = `prefetch` minus what was dealt to it and not yet read. A message the relay
 //!   cannot take (its ring is full) goes to another consumer or to the backlog, under the
 //!   topic's policy; it is never dropped for that alone. Nothing tells the topic when a
 //!   shared-memory consumer reads, so whoever installs the relay drains the backlog into it
-//!   ([`Topic::drain_backlog_now`], [`Topic::wait_backlogged`]).
+//!   (`Topic::drain_backlog_now`, `Topic::wait_backlogged`).
 //!
 //! # Layout
 //! - `topic.rs`: [`Topic`] itself, its settings, subscribe and unsubscribe, removal, and

@@ -84,7 +84,7 @@ impl QueueRouting {
 impl Topic {
     /// Sets (or, with `None`, removes) the [`QueueRelay`] that reaches this queue topic's
     /// shared-memory consumers. Ignored on fanout topics.
-    pub fn set_queue_relay(&self, relay: Option<Arc<dyn QueueRelay>>) {
+    pub(crate) fn set_queue_relay(&self, relay: Option<Arc<dyn QueueRelay>>) {
         if self.routing == Routing::Queue {
             self.queue.lock().relay = relay;
         }
@@ -92,7 +92,7 @@ impl Topic {
 
     /// Adds the shared-memory consumer holding `slot` of the [`QueueRelay`] to this queue
     /// topic (ignored on fanout topics); the backlog drains into it at once if it can.
-    pub fn subscribe_relayed(&self, slot: u32) {
+    pub(crate) fn subscribe_relayed(&self, slot: u32) {
         if self.routing != Routing::Queue {
             return;
         }
@@ -111,7 +111,7 @@ impl Topic {
 
     /// Removes the shared-memory consumer holding `slot`; returns whether it was there. Once
     /// this returns, nothing more is dealt to it.
-    pub fn unsubscribe_relayed(&self, slot: u32) -> bool {
+    pub(crate) fn unsubscribe_relayed(&self, slot: u32) -> bool {
         if self.routing != Routing::Queue {
             return false;
         }
@@ -128,7 +128,7 @@ impl Topic {
 
     /// The credit a queue consumer asking for `requested` gets: the topic's `prefetch` when it
     /// asks for 0 or more, never less than 1.
-    pub fn granted_prefetch(&self, requested: u32) -> u32 {
+    pub(crate) fn granted_prefetch(&self, requested: u32) -> u32 {
         let prefetch = self.settings.load().prefetch;
         let granted = if requested == 0 {
             prefetch

@@ -9,7 +9,7 @@ use crate::core::topic::{Batch, Blocker, PublishCursor, Topic};
 
 impl Topic {
     /// Sets (or, with `None`, removes) the topic's [`Relay`]. Ignored on queue topics.
-    pub fn set_relay(&self, relay: Option<Arc<dyn Relay>>) {
+    pub(crate) fn set_relay(&self, relay: Option<Arc<dyn Relay>>) {
         if self.routing == Routing::Fanout {
             *self.relay.write().unwrap_or_else(|p| p.into_inner()) = relay;
         }

@@ -45,7 +45,7 @@ pub struct Topic {
 
 impl Topic {
     /// A topic with no subscribers.
-    pub fn new(id: TopicId, config: TopicConfig) -> Topic {
+    pub(crate) fn new(id: TopicId, config: TopicConfig) -> Topic {
         Topic {
             id,
             name: config.name.clone(),
@@ -86,7 +86,7 @@ impl Topic {
     /// Replaces the topic's settings, for every message routed from now on (a hot reload).
     /// Messages already queued stay queued, whatever the new `buffer_size`. `name` and
     /// `routing` cannot change: a config naming another routing is refused.
-    pub fn set_config(&self, config: TopicConfig) -> Result<(), TopicConfig> {
+    pub(crate) fn set_config(&self, config: TopicConfig) -> Result<(), TopicConfig> {
         if config.name != self.name || config.routing != self.routing {
             return Err(config);
         }
@@ -109,7 +109,7 @@ impl Topic {
         }
     }
 
-    /// Whether [`Topic::remove`] was called.
+    /// Whether `Topic::remove` was called.
     pub fn is_removed(&self) -> bool {
         self.removed.load(Ordering::Acquire)
     }
@@ -119,7 +119,7 @@ impl Topic {
     /// and is dropped; the backlog of a queue topic is dropped (counted); publishers blocked
     /// on it resume and route nothing. Returns the messages dropped. Shared-memory
     /// attachments are ended by their owner (`ShmRings::remove_topic`). Idempotent.
-    pub fn remove(&self) -> u64 {
+    pub(crate) fn remove(&self) -> u64 {
         if self.removed.swap(true, Ordering::AcqRel) {
             return 0;
         }
@@ -166,7 +166,7 @@ impl Topic {
     }
 
     /// Current subscribers (fanout) or consumers (queue) reached through outboxes: the
-    /// socket path (shared-memory consumers of a queue, [`Self::subscribe_relayed`], are not
+    /// socket path (shared-memory consumers of a queue, `Self::subscribe_relayed`, are not
     /// counted here).
     pub fn subscriber_count(&self) -> usize {
         match self.routing {
@@ -186,7 +186,7 @@ impl Topic {
     /// the topic's).
     ///
     /// Returns the credit granted (0 for fanout), or `None` when the topic was removed (the
-    /// check is made under the lock [`Topic::remove`] takes, so a subscriber is either refused
+    /// check is made under the lock `Topic::remove` takes, so a subscriber is either refused
     /// or told of the removal, never left waiting on a dead topic).
     pub fn subscribe(
         &self,
