@@ -8,7 +8,8 @@
 //! - Neither waits: a full ring takes what fits, and the topic's policy decides the rest.
 
 /// Takes a copy of every message routed on a topic, for subscribers that are not reached
-/// through outboxes (the shared-memory relay ring).
+/// one by one through a [`Delivery`](crate::core::delivery::Delivery) (the shared-memory
+/// relay ring).
 pub trait Relay: std::fmt::Debug + Send + Sync {
     /// Takes messages of a batch, in order, without waiting, and stops at the first that
     /// does not fit now (its readers must make room first). The topic hands over each

@@ -66,7 +66,7 @@ impl Blocker {
                 ..
             } => {
                 // The blocking subscriber may leave rather than drain: then the publish must
-                // resume (and skip it) instead of waiting on an outbox nobody reads for it.
+                // resume (and skip it) instead of waiting on a sink nobody reads for it.
                 let left = async {
                     loop {
                         let changed = topic.membership_changed.notified();

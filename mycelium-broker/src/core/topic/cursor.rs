@@ -12,7 +12,7 @@ pub struct PublishCursor {
     /// Whether the batch was counted as published yet.
     pub(super) counted: bool,
     /// Fanout: messages of the batch the relay has dealt with (taken, or dropped by policy);
-    /// the outbox subscribers get the batch once this reaches its length.
+    /// the direct subscribers get the batch once this reaches its length.
     pub(super) relayed: usize,
     /// The batch came from the topic's relay's own path (shared-memory publishers): it is not
     /// handed back to the relay.
@@ -24,7 +24,7 @@ pub struct PublishCursor {
 
 impl PublishCursor {
     /// How many messages of the batch, from its start, were routed: on a fanout topic, handed
-    /// to every subscriber (the relay and every outbox; a subscriber's backpressure may drop
+    /// to every subscriber (the relay and every direct subscriber; a subscriber's backpressure may drop
     /// its copy, as for any message), on a queue topic dealt to a consumer or put in the
     /// backlog. Less than the batch only while it is held back, or if the topic was removed
     /// (then the rest never will be) or [`Topic::give_up`](crate::core::topic::Topic::give_up) dropped the rest. A message that

@@ -30,7 +30,7 @@ impl Topic {
     /// route them (their publisher dropped them under `drop_newest`, or lapped the broker's
     /// reader under `drop_oldest`): every fanout subscriber is told at once (a `Lagged`
     /// notice before its next message, or as soon as its writer takes what is queued), as
-    /// for the messages its own outbox dropped. Counting them is the caller's business.
+    /// for the messages its own sink dropped. Counting them is the caller's business.
     /// Nothing happens on a queue topic: a message lost before it was dealt was no
     /// consumer's in particular.
     pub(crate) fn report_missed(&self, count: u64) {
@@ -65,7 +65,7 @@ impl Topic {
             return Progress::Done;
         }
         let (mut delivered, mut dropped) = (0u64, 0u64);
-        // drop_oldest: messages taken back out of outboxes after they were counted delivered.
+        // drop_oldest: messages taken back out of sinks after they were counted delivered.
         let mut evicted = 0u64;
         let mut progress = Progress::Done;
         for sub in subscribers.iter().filter(|s| s.id >= cursor.subscriber) {
@@ -112,8 +112,8 @@ impl Topic {
                     let from = start + queued;
                     let missing = payloads.len() - from;
                     // Room for the rest of the batch, taken from the oldest messages of this
-                    // topic in the outbox (which may include the head of this very batch);
-                    // the outbox tells the subscriber of them where they were.
+                    // topic queued for the subscriber (which may include the head of this very
+                    // batch); the sink tells the subscriber of them where they were.
                     let cut = sub.sink.evict_oldest(self.id, missing);
                     // Only the newest `cut` of the rest can use the room; older ones of the
                     // batch would only be evicted again: lost after everything queued.

@@ -5,7 +5,7 @@
 //! - Fanout: every subscriber gets every message, in publish order. Queue: each message goes to
 //!   exactly one consumer with credit, dealt round-robin; while no consumer has credit, messages
 //!   wait in the topic's backlog (at most `buffer_size`).
-//! - When a subscriber's outbox (fanout) or the backlog (queue) is full, the topic's
+//! - When a subscriber's sink (fanout) or the backlog (queue) is full, the topic's
 //!   [`Backpressure`](mycelium_config::Backpressure) policy decides: `block` returns [`Progress::Blocked`] with a
 //!   [`PublishCursor`] to resume from once [`Blocker::wait`] resolves, so nothing is delivered
 //!   twice or skipped; `drop_newest` drops the new messages and counts them; `drop_oldest`
@@ -22,9 +22,9 @@
 //!   end the topic (`Topic::remove`): its subscribers are told (`TopicRemoved`), then
 //!   dropped, and publishes route nothing from then on.
 //! - A fanout topic may also have a [`Relay`]: it receives every batch once, before the
-//!   topic's outbox subscribers, for subscribers on another path (the shared-memory relay
+//!   topic's direct subscribers, for subscribers on another path (the shared-memory relay
 //!   ring). When it cannot take all of a batch (its ring is full), the policy decides as for
-//!   an outbox: `block` and `disconnect` return [`Progress::Blocked`] ([`Blocker::Relay`]) and
+//!   a full subscriber: `block` and `disconnect` return [`Progress::Blocked`] ([`Blocker::Relay`]) and
 //!   the relay is handed only the rest on resume; `drop_newest` and `drop_oldest` drop the
 //!   rest for the relay's readers and count it.
 //! - `publish_deadline_ms` bounds how long one batch waits on one reader ([`HeldBack`] keeps

@@ -26,7 +26,7 @@ pub(super) enum Sink {
 #[derive(Debug)]
 pub(super) struct Consumer {
     pub(super) sink: Sink,
-    /// Outbox consumers: granted minus taken, returned by the consumer. Relayed consumers:
+    /// Direct consumers: granted minus taken, returned by the consumer. Relayed consumers:
     /// recomputed from the relay before each routing call (`refresh_relayed`).
     pub(super) credit: u32,
     /// The most credit this consumer may hold: what it was granted at subscribe.
@@ -290,7 +290,7 @@ impl Topic {
                     continue;
                 }
             };
-            // Credit, not the outbox limit, bounds what a consumer may hold: it was granted
+            // Credit, not the sink's message limit, bounds what a consumer may hold: it was granted
             // for exactly this, and refusing here would strand the backlog.
             match sink.deliver(topic_id, payloads.view(), from..from + take, None) {
                 Delivered::Queued(placed) => {

@@ -47,13 +47,13 @@ impl Topic {
                 // `disconnect`: the shared-memory watchdog detaches the reader that holds the
                 // relay full (`ShmRings`), and the wait ends.
                 Backpressure::Block | Backpressure::Disconnect => {
-                    // The outbox subscribers get the batch only once the relay has all of it.
-                    let outboxes = !self
+                    // The direct subscribers get the batch only once the relay has all of it.
+                    let direct = !self
                         .fanout
                         .read()
                         .unwrap_or_else(|p| p.into_inner())
                         .is_empty();
-                    cursor.routed = if outboxes { 0 } else { cursor.relayed };
+                    cursor.routed = if direct { 0 } else { cursor.relayed };
                     Some(Blocker::Relay)
                 }
                 // A lossy relay (`drop_oldest`) never stops short; should one, drop as

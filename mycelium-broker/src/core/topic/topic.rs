@@ -115,7 +115,7 @@ impl Topic {
     }
 
     /// Ends the topic (a reload removed it from the config): every subscriber reached through
-    /// an outbox gets a non-fatal `TopicRemoved` error after what was already routed to it,
+    /// a [`Delivery`] is told (`TopicRemoved`, non-fatal) after what was already routed to it,
     /// and is dropped; the backlog of a queue topic is dropped (counted); publishers blocked
     /// on it resume and route nothing. Returns the messages dropped. Shared-memory
     /// attachments are ended by their owner (`ShmRings::remove_topic`). Idempotent.
@@ -165,8 +165,8 @@ impl Topic {
         dropped
     }
 
-    /// Current subscribers (fanout) or consumers (queue) reached through outboxes: the
-    /// socket path (shared-memory consumers of a queue, `Self::subscribe_relayed`, are not
+    /// Current subscribers (fanout) or consumers (queue) reached one by one through a
+    /// [`Delivery`] (socket, in-process) (shared-memory consumers of a queue, `Self::subscribe_relayed`, are not
     /// counted here).
     pub fn subscriber_count(&self) -> usize {
         match self.routing {
@@ -282,7 +282,7 @@ impl Topic {
             }
         }
         // The relay first, as if it were the first subscriber: while it holds the batch back
-        // no outbox subscriber has any of it, so on resume each gets it once, from the start.
+        // no direct subscriber has any of it, so on resume each gets it once, from the start.
         if cursor.relayed < payloads.len() {
             if let Some(blocker) = self.relay_rest(payloads, cursor, &settings) {
                 return Progress::Blocked(blocker);
