@@ -7,6 +7,8 @@
 pub mod acl;
 pub mod batch;
 pub mod delivery;
+#[cfg(test)]
+pub(crate) mod delivery_conformance;
 pub mod ids;
 pub mod local;
 pub mod registry;

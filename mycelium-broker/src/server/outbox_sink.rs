@@ -76,3 +76,45 @@ impl Delivery for Outbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mycelium_transport::outbox::Drained;
+    use mycelium_transport::peek_frame;
+
+    use super::*;
+    use crate::core::delivery_conformance::{self, Reader, Seen};
+
+    impl Reader for Outbox {
+        fn open(_topic: u32) -> Outbox {
+            Outbox::new()
+        }
+
+        fn read_all(&self) -> Vec<Seen> {
+            let mut seen = Vec::new();
+            let mut drained = Drained::default();
+            if !self.take(&mut drained) {
+                return seen;
+            }
+            let buf = drained.flatten();
+            let mut rest: &[u8] = &buf;
+            while let Some((view, used)) = peek_frame(rest, usize::MAX).expect("valid frames") {
+                seen.push(match view.message() {
+                    Some((_, payload)) => Seen::Message(payload.to_vec()),
+                    None => match view.to_frame().expect("a frame") {
+                        Frame::Lagged { skipped, .. } => Seen::Lagged(skipped),
+                        Frame::Error { .. } => Seen::End,
+                        other => panic!("unexpected frame {other:?}"),
+                    },
+                });
+                rest = &rest[used..];
+            }
+            seen
+        }
+    }
+
+    #[tokio::test]
+    async fn the_socket_outbox_keeps_the_delivery_contract() {
+        delivery_conformance::run::<Outbox>().await;
+    }
+}

@@ -51,7 +51,7 @@ impl LocalBroker {
     /// for this broker): every message published after this returns.
     pub fn subscribe(&self, topic: &str) -> Result<LocalSubscription, SubscribeError> {
         let topic = self.registry.resolve(topic)?;
-        let sink = Arc::new(LocalSink::default());
+        let sink = Arc::new(LocalSink::new(topic.id()));
         let id = self.registry.next_subscriber_id();
         // Removed by a reload between the lookup and now.
         let credit = topic

@@ -97,14 +97,26 @@ impl Queue {
 }
 
 /// The queue between a topic and one [`LocalSubscription`](crate::LocalSubscription).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct LocalSink {
+    /// The one topic whose messages come here: losses and evictions of any other are not
+    /// this subscriber's.
+    topic: TopicId,
     queue: Mutex<Queue>,
     /// Wakes publishers blocked on a full queue, when the subscription takes or leaves.
     writable: Notify,
 }
 
 impl LocalSink {
+    /// An empty, open queue for a subscriber of `topic`.
+    pub(crate) fn new(topic: TopicId) -> LocalSink {
+        LocalSink {
+            topic,
+            queue: Mutex::default(),
+            writable: Notify::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // Every change below leaves the queue consistent between statements that can panic.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
@@ -232,9 +244,9 @@ impl Delivery for LocalSink {
         })
     }
 
-    fn evict_oldest(&self, _topic: TopicId, max: usize) -> usize {
+    fn evict_oldest(&self, topic: TopicId, max: usize) -> usize {
         let mut queue = self.lock();
-        if queue.closed {
+        if queue.closed || topic != self.topic {
             return 0;
         }
         let wanted = max.min(queue.messages);
@@ -263,8 +275,8 @@ impl Delivery for LocalSink {
         cut
     }
 
-    fn report_lost(&self, _topic: TopicId, count: u64) {
-        if count == 0 {
+    fn report_lost(&self, topic: TopicId, count: u64) {
+        if count == 0 || topic != self.topic {
             return;
         }
         let mut queue = self.lock();
@@ -302,6 +314,43 @@ impl Delivery for LocalSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::delivery_conformance::{self, Reader, Seen};
+
+    impl Reader for LocalSink {
+        fn open(topic: u32) -> LocalSink {
+            LocalSink::new(topic)
+        }
+
+        fn read_all(&self) -> Vec<Seen> {
+            let mut seen = Vec::new();
+            let mut taken = Taken::default();
+            loop {
+                match self.take(&mut taken) {
+                    Take::Some => {
+                        for entry in taken.entries.drain(..) {
+                            seen.push(match entry {
+                                Entry::Message(len) => {
+                                    let payload = taken.bytes.split_to(len);
+                                    Seen::Message(payload.to_vec())
+                                }
+                                Entry::Lagged(n) => Seen::Lagged(n),
+                            });
+                        }
+                    }
+                    Take::Nothing => return seen,
+                    Take::Ended(_) => {
+                        seen.push(Seen::End);
+                        return seen;
+                    }
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_in_process_sink_keeps_the_delivery_contract() {
+        delivery_conformance::run::<LocalSink>().await;
+    }
 
     fn deliver(sink: &LocalSink, payloads: &[&[u8]], limit: usize) -> Delivered {
         sink.deliver(
@@ -314,7 +363,7 @@ mod tests {
 
     #[test]
     fn evicting_replaces_the_oldest_messages_and_their_notices_with_one_notice() {
-        let sink = LocalSink::default();
+        let sink = LocalSink::new(1);
         assert_eq!(deliver(&sink, &[b"a", b"b"], 10), Delivered::Queued(2));
         sink.report_lost(1, 2);
         assert_eq!(deliver(&sink, &[b"c", b"d"], 10), Delivered::Queued(2));
@@ -330,7 +379,7 @@ mod tests {
 
     #[test]
     fn the_end_comes_after_what_was_queued_and_refuses_appends() {
-        let sink = LocalSink::default();
+        let sink = LocalSink::new(1);
         deliver(&sink, &[b"a"], 10);
         sink.end(1, Ending::TopicRemoved { message: "gone" });
         assert_eq!(deliver(&sink, &[b"b"], 10), Delivered::Closed);
