@@ -256,6 +256,25 @@ mod tests {
         assert_eq!(topic.subscriber_count(), 0);
     }
 
+    /// Application code written once against the trait, as it would run against a client.
+    async fn publish_and_receive<B: Broker>(
+        broker: &B,
+    ) -> Result<mycelium_transport::Message, Box<dyn std::error::Error + Send + Sync>> {
+        use mycelium_transport::Receive;
+        let mut sub = broker.subscribe("t").await?;
+        broker.publish("t", b"generic").await?;
+        let message = sub.recv().await?;
+        broker.unsubscribe(sub).await?;
+        Ok(message)
+    }
+
+    #[tokio::test]
+    async fn code_written_against_the_broker_trait_runs_in_process() {
+        let broker = broker_with(Routing::Fanout);
+        let message = publish_and_receive(&broker).await.expect("round trip");
+        assert_eq!((message.topic(), &message[..]), ("t", &b"generic"[..]));
+    }
+
     #[tokio::test]
     async fn a_removed_topic_ends_its_subscriptions_after_what_was_routed() {
         let broker = broker_with(Routing::Fanout);
