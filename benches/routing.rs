@@ -14,8 +14,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
-use mycelium_broker::{Broker, LocalBroker};
-use mycelium_broker::{LocalPublisher, LocalSubscription};
+use mycelium_broker::{LocalBroker, LocalPublisher, LocalSubscription};
 use mycelium_config::{Backpressure, Routing, TopicDefaults};
 use tokio::runtime::Runtime;
 
@@ -57,7 +56,7 @@ fn setup(
 fn drain(subs: &mut [LocalSubscription]) -> usize {
     let mut n = 0;
     for sub in subs {
-        while let Some(message) = sub.try_recv() {
+        while let Ok(message) = sub.try_recv() {
             black_box(message);
             n += 1;
         }

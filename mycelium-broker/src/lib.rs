@@ -1,19 +1,49 @@
 //! The Mycelium broker: topic routing and the server (Unix sockets and shared memory).
 //!
-//! - The routing core ([`core`]) is usable in-process through the [`Broker`] trait
-//!   ([`LocalBroker`]); the socket server ([`server`]) runs the very same topics over UDS.
-//! - Fanout topics give every subscriber every message; queue topics give each message to exactly
-//!   one consumer, spread by credit so that no consumer hoards. Order is kept per publisher per topic.
-//! - Every path toward a peer goes through an
-//!   [`Outbox`](mycelium_transport::outbox::Outbox): bounded, and coalescing so that one
-//!   `write` carries everything queued since the last.
-//! - Applications talk to a broker process through the `mycelium-client` crate.
+//! - The routing core ([`core`]) knows no wire format: a [`Topic`] decides who gets each
+//!   message under its backpressure policy and hands it to each subscriber's [`Delivery`];
+//!   each front end (the socket server, the in-process broker, later HTTP, WebSocket or NATS)
+//!   owns its encoding, and reads the core's figures as plain [`TopicStatistics`].
+//! - Fanout topics give every subscriber every message; queue topics give each message to
+//!   exactly one consumer, spread by credit so that no consumer hoards. Order is kept per
+//!   publisher per topic.
+//! - The in-process broker ([`LocalBroker`]) implements the transport's [`Broker`] trait, as
+//!   the `mycelium-client` crate does for a broker process: application code written once runs
+//!   embedded or against `mycelium run`.
+//!
+//! # Public API
+//!
+//! Embedding the broker:
+//! - [`LocalBroker`] (`create_topic`, `publisher`, `subscribe`, and [`Broker`]),
+//!   [`LocalPublisher`], [`LocalSubscription`] (the receive contract of
+//!   `mycelium_transport::receive`: [`Message`](mycelium_transport::Message), `Lagged`, the
+//!   end, `Stream`).
+//!
+//! Running the server:
+//! - [`Server`], [`bind_socket`], [`ServeError`], [`ReloadHandle`] and [`ReloadAnswer`]
+//!   (the [`server`] module).
+//!
+//! Writing a front end (what the socket server itself uses):
+//! - [`TopicRegistry`]: topics by name and id (`resolve`, `create_topic`, `get`,
+//!   `next_subscriber_id`).
+//! - [`Topic`]: [`Topic::subscribe`] with a [`Delivery`] of your own, [`Topic::publish`] of a
+//!   [`Batch`] from a [`PublishCursor`] (resuming after [`Progress::Blocked`] by waiting on
+//!   the [`Blocker`], or [`Topic::wait_or_give_up`] under `publish_deadline_ms`), credit for
+//!   queue consumers ([`Topic::add_credit`]), access checks ([`Topic::check_access`] with an
+//!   [`Action`] and a [`PeerIdentity`]), [`Topic::statistics`].
+//! - [`Delivery`], with [`Delivered`], [`Ending`] and [`BatchRef`]: how a topic reaches one
+//!   subscriber.
+//! - The errors of each operation: [`CreateTopicError`], [`LookupError`], [`PublishError`],
+//!   [`SubscribeError`].
 //!
 //! # Layout
-//! - [`core`]: topics ([`core::topic`]), the registry ([`core::registry`]), the in-process broker
-//!   ([`core::local`]).
-//! - [`server`]: socket binding, the accept loop, connections, graceful shutdown, and hot
-//!   reload of the config file ([`server::reload`]).
+//! - [`core`]: topics ([`core::topic`]: one concept per file), the registry
+//!   ([`core::registry`]), the way to a subscriber ([`core::delivery`], [`core::batch`]), the
+//!   shared-memory relay's shape ([`core::relay`]), access lists ([`core::acl`]), the
+//!   in-process broker ([`core::local`]).
+//! - [`server`]: socket binding, the accept loop, connections (whose outbox is their
+//!   [`Delivery`]), the shared-memory sessions, graceful shutdown, and hot reload of the config
+//!   file ([`server::reload`]).
 //! - [`error`]: the routing core's errors.
 #![forbid(unsafe_code)]
 
@@ -21,6 +51,15 @@ pub mod core;
 pub mod error;
 pub mod server;
 
-pub use core::local::{Broker, LocalBroker, LocalPublisher, LocalSubscription};
-pub use core::topic::{Topic, TopicId};
-pub use server::{bind_socket, Server};
+pub use core::acl::{Action, PeerIdentity};
+pub use core::batch::{Batch, BatchRef};
+pub use core::delivery::{Delivered, Delivery, Ending, RoomWait};
+pub use core::local::{LocalBroker, LocalPublisher, LocalSubscription};
+pub use core::registry::TopicRegistry;
+pub use core::topic::{
+    Blocker, GaveUp, HeldBack, Progress, PublishCursor, SubscriberId, Topic, TopicId,
+    TopicStatistics,
+};
+pub use error::{CreateTopicError, LookupError, PublishError, SubscribeError};
+pub use mycelium_transport::Broker;
+pub use server::{bind_socket, ReloadAnswer, ReloadHandle, ServeError, Server};

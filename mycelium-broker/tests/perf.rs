@@ -9,7 +9,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use mycelium_broker::{Broker, LocalBroker, LocalPublisher, LocalSubscription};
+use mycelium_broker::{LocalBroker, LocalPublisher, LocalSubscription};
 use mycelium_config::{Backpressure, Routing, TopicDefaults};
 
 /// How long the drainer may take to report a phase before the test fails (far above the

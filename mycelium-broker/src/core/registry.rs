@@ -6,7 +6,7 @@
 //!   reach another topic.
 //! - Lookups take a read lock; connections cache the `Arc<Topic>` they use, so the hot path
 //!   touches the registry once per topic, not once per message.
-//! - A hot reload ([`TopicRegistry::reconfigure`]) makes all its changes under one write
+//! - A hot reload (`TopicRegistry::reconfigure`) makes all its changes under one write
 //!   lock: new topics, new settings, removed topics and the new `[topic_defaults]` appear to
 //!   lookups together. A removed topic's name resolves to nothing from then on (it may be
 //!   declared again, and gets a new id); its id still names it, marked removed, so that a
@@ -67,7 +67,7 @@ impl Topics {
 
 /// What [`TopicRegistry::reconfigure`] did.
 #[derive(Debug, Default)]
-pub struct Reconfigured {
+pub(crate) struct Reconfigured {
     /// Topics created, in declaration order.
     pub added: Vec<Arc<Topic>>,
     /// Topics whose settings changed.
@@ -117,7 +117,7 @@ impl TopicRegistry {
     /// A registry with the config's topics, ids in declaration order.
     ///
     /// The config is assumed validated; a duplicate name is refused here anyway.
-    pub fn from_config(config: &BrokerConfig) -> Result<TopicRegistry, CreateTopicError> {
+    pub(crate) fn from_config(config: &BrokerConfig) -> Result<TopicRegistry, CreateTopicError> {
         let registry = TopicRegistry::new(config.topic_defaults.clone());
         for topic in &config.topics {
             registry.create_topic(topic.clone())?;
@@ -167,7 +167,7 @@ impl TopicRegistry {
     /// auto-created topic declared with another routing is replaced); the topics named in
     /// `removed` are ended and forgotten. Topics created by `auto_create` and not named
     /// stay as they are.
-    pub fn reconfigure(&self, config: &BrokerConfig, removed: &[String]) -> Reconfigured {
+    pub(crate) fn reconfigure(&self, config: &BrokerConfig, removed: &[String]) -> Reconfigured {
         let mut done = Reconfigured::default();
         let mut topics = self.write();
         for name in removed {

@@ -4,6 +4,7 @@ mod connection;
 pub mod error;
 mod heartbeat;
 pub mod listener;
+mod outbox_sink;
 pub mod reload;
 mod shm_reader;
 pub mod shm_rings;

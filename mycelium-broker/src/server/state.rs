@@ -275,23 +275,22 @@ impl BrokerState {
             .all()
             .iter()
             .map(|topic| {
-                let c = topic.counters();
+                let s = topic.statistics();
                 TopicStats {
-                    name: topic.name().to_owned(),
-                    routing: match topic.routing() {
+                    name: s.name,
+                    routing: match s.routing {
                         mycelium_config::Routing::Fanout => RoutingKind::Fanout,
                         mycelium_config::Routing::Queue => RoutingKind::Queue,
                     },
-                    subscribers: u32::try_from(topic.subscriber_count()).unwrap_or(u32::MAX),
-                    published: c.published.load(Ordering::Relaxed),
-                    delivered: c.delivered.load(Ordering::Relaxed),
+                    subscribers: u32::try_from(s.subscribers).unwrap_or(u32::MAX),
+                    published: s.published,
+                    delivered: s.delivered,
                     // Plus what shared-memory publishers dropped (`drop_newest`), counted in
                     // their rings: the broker is not on that path.
-                    dropped: c
+                    dropped: s
                         .dropped
-                        .load(Ordering::Relaxed)
                         .saturating_add(self.shm.dropped_in_rings(topic.id())),
-                    queued: topic.backlog_len() as u64,
+                    queued: s.queued as u64,
                     shm_subscribers: u32::try_from(self.shm.attachment_counts(topic.id()).1)
                         .unwrap_or(u32::MAX),
                 }
