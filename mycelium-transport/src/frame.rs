@@ -23,13 +23,7 @@ pub const HEADER_LEN: usize = 6;
 /// Bytes of a `Publish` or `Deliver` frame that are not payload: header plus `topic_id`.
 pub const MESSAGE_OVERHEAD: usize = HEADER_LEN + 4;
 
-/// The largest `len` field a peer may send before the handshake has told it the broker's limits.
-/// A `Hello` is at most 16 + 1 + 255 body bytes, so this leaves ample room while keeping an
-/// unauthenticated peer from making the broker reserve memory.
-pub const HANDSHAKE_MAX_FRAME_LEN: usize = 4096;
-
-/// The longest topic or client name, in bytes (it is length-prefixed by one byte).
-pub const MAX_NAME_LEN: usize = 255;
+pub use crate::limits::{HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT};
 
 /// The one-byte frame kinds. Values are part of the protocol and never reused.
 pub mod kind {
@@ -308,9 +302,6 @@ pub struct ShmRing {
 
 /// `slot` of a ring granted to a publisher, which holds no consumer slot.
 pub const NO_SLOT: u32 = u32::MAX;
-
-/// Most rings one `ShmGrant` carries (their fds travel in one control message).
-pub const MAX_RINGS_PER_GRANT: usize = 64;
 
 /// Per-topic counters as reported in a `Stats` frame.
 #[derive(Debug, Clone, PartialEq, Eq)]

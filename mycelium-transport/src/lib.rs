@@ -46,6 +46,8 @@ pub mod broker;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod handshake;
+pub mod limits;
 pub mod message;
 pub mod outbox;
 pub mod receive;

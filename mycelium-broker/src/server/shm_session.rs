@@ -10,18 +10,18 @@
 //!   violation, broker shutdown), every attachment it held is ended: the broker frees its
 //!   subscriber slots and tells subscribers of its publisher rings.
 
-use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use mycelium_config::Routing;
 use mycelium_transport::frame::NO_TOPIC;
+use mycelium_transport::limits::{MAX_ATTACHMENTS_PER_SESSION, MAX_PENDING_FDS};
 use mycelium_transport::shm::reference::SegmentRef;
-use mycelium_transport::shm::{recv_fds, send_fds_partial};
+use mycelium_transport::shm::{send_fds_partial, ControlReader, Received};
 use mycelium_transport::{
-    codec, peek_frame, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, HANDSHAKE_MAX_FRAME_LEN,
+    codec, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, HANDSHAKE_MAX_FRAME_LEN,
 };
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
@@ -32,16 +32,6 @@ use crate::core::acl::{Action, PeerIdentity};
 use crate::error::LookupError;
 use crate::server::shm_rings::{Grant, SegmentRefusal, SessionEvent, ShmRefusal};
 use crate::server::state::BrokerState;
-
-/// Most attachments one session may hold at once: each publisher attachment is a ring of
-/// `shm.ring_bytes` the broker creates, so a session must not be able to ask for unbounded
-/// memory.
-pub const MAX_ATTACHMENTS_PER_SESSION: usize = 64;
-
-/// Most fds a client may have sent that no frame has taken yet: only `ShmSegment` carries
-/// one, so more than this is a protocol violation (fatal), and a client cannot make the
-/// broker hold fds for nothing.
-pub const MAX_PENDING_FDS: usize = 4;
 
 /// Longest wait, before answering a `ShmSegment`, for the subscribers' sessions to have
 /// written the segment's fd to their sockets. A subscriber whose socket is full delays its
@@ -59,15 +49,17 @@ pub(crate) async fn serve(
     peer: PeerIdentity,
 ) {
     let (events_tx, events) = mpsc::unbounded_channel();
+    let mut reader = ControlReader::new();
+    // What followed the `ShmHello` in its read is the session's first bytes.
+    reader.buffer_mut().unsplit(buf);
     let mut session = Session {
         stream,
-        buf,
+        reader,
         state,
         id,
         peer,
         events_tx,
         events,
-        fds: VecDeque::new(),
     };
     let outcome = session.run(&stop).await;
     if let Err(End::Fatal(frame)) = outcome {
@@ -82,7 +74,9 @@ pub(crate) async fn serve(
 
 struct Session {
     stream: UnixStream,
-    buf: BytesMut,
+    /// The client's bytes not yet handled, and the fds that came with them: at most
+    /// [`MAX_PENDING_FDS`] not yet taken by a `ShmSegment`; closed when the session ends.
+    reader: ControlReader,
     state: Arc<BrokerState>,
     id: u64,
     /// Who the kernel says the peer is: what the topics' access lists are checked against.
@@ -90,9 +84,6 @@ struct Session {
     /// Cloned into every subscriber attachment, so other sessions can reach this client.
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     events: mpsc::UnboundedReceiver<SessionEvent>,
-    /// Fds received and not yet taken by a `ShmSegment` (at most [`MAX_PENDING_FDS`]); closed
-    /// when the session ends.
-    fds: VecDeque<OwnedFd>,
 }
 
 fn error_frame(request_id: u32, code: ErrorCode, fatal: bool, message: String) -> Frame {
@@ -115,11 +106,6 @@ impl Session {
             while let Some(frame) = self.next_frame()? {
                 self.handle(frame).await?;
             }
-            codec::reserve_for_read(
-                &mut self.buf,
-                HANDSHAKE_MAX_FRAME_LEN,
-                HANDSHAKE_MAX_FRAME_LEN,
-            );
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => {
@@ -138,17 +124,14 @@ impl Session {
     /// One `recvmsg` (fds included: a plain read would drop them); `false` at end of stream
     /// or on a read error.
     fn read_some(&mut self) -> Result<bool, End> {
-        let mut chunk = [0u8; HANDSHAKE_MAX_FRAME_LEN];
-        let stream = &self.stream;
+        let (stream, reader) = (&self.stream, &mut self.reader);
         let received = stream.try_io(Interest::READABLE, || {
-            recv_fds(&stream.as_fd(), &mut chunk, MAX_PENDING_FDS)
+            reader.recv(stream.as_fd(), MAX_PENDING_FDS)
         });
         match received {
-            Ok((0, _)) => Ok(false),
-            Ok((n, fds)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                self.fds.extend(fds);
-                if self.fds.len() > MAX_PENDING_FDS {
+            Ok(Received::Closed) => Ok(false),
+            Ok(Received::Data { .. }) => {
+                if self.reader.pending_fds() > MAX_PENDING_FDS {
                     return Err(End::Fatal(Box::new(error_frame(
                         0,
                         ErrorCode::Malformed,
@@ -181,15 +164,9 @@ impl Session {
                 e.to_string(),
             )))
         };
-        match peek_frame(&self.buf, HANDSHAKE_MAX_FRAME_LEN) {
-            Ok(Some((view, used))) => {
-                let frame = view.to_frame().map_err(malformed)?;
-                self.buf.advance(used);
-                Ok(Some(frame))
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(malformed(e)),
-        }
+        self.reader
+            .next_frame(HANDSHAKE_MAX_FRAME_LEN)
+            .map_err(malformed)
     }
 
     async fn handle(&mut self, frame: Frame) -> Result<(), End> {
@@ -228,7 +205,11 @@ impl Session {
                 len,
                 recipient,
             } => {
-                let Some(fd) = self.fds.pop_front() else {
+                let Some(fd) = self
+                    .reader
+                    .take_fds(1)
+                    .and_then(|fds| fds.into_iter().next())
+                else {
                     return Err(End::Fatal(Box::new(error_frame(
                         0,
                         ErrorCode::Malformed,

@@ -74,6 +74,8 @@
 #[allow(unsafe_code)]
 mod barrier;
 mod consumer;
+#[cfg(not(loom))]
+mod control;
 mod error;
 #[cfg(not(loom))]
 #[allow(unsafe_code)]
@@ -93,6 +95,7 @@ mod ring;
 #[cfg(not(loom))]
 #[allow(unsafe_code)]
 mod segment;
+mod segment_table;
 mod sync;
 #[allow(unsafe_code)]
 mod wake;
@@ -104,6 +107,8 @@ mod tests;
 #[cfg(not(loom))]
 pub use consumer::wait_any;
 pub use consumer::{release_slot, reserve_slot, wake_consumer, RingConsumer};
+#[cfg(not(loom))]
+pub use control::{ControlReader, Received, CONTROL_READ_CHUNK};
 pub use error::{PushError, ReadError, RecvError, RingError};
 #[cfg(not(loom))]
 pub use fd_passing::{recv_fds, send_fds, send_fds_partial, MAX_FDS_PER_MESSAGE};
@@ -119,3 +124,4 @@ pub use segment::{
     check_payload_fd, PayloadView, PayloadWriter, SealedPayload, Segment, SegmentError,
     PAYLOAD_SEALS, REQUIRED_SEALS,
 };
+pub use segment_table::{Claimed, SegmentTable};
