@@ -11,6 +11,10 @@ use crate::shm::sync::{fence, Ordering};
 use crate::shm::wake;
 
 use super::park::{decrement_parked_consumers, wake_parked_producer};
+#[cfg(doc)]
+use super::RingConsumer;
+#[cfg(doc)]
+use crate::shm::error::ReadError;
 
 /// Consumer slot `index` of a ring with `geometry`, or `None` if it is out of range.
 pub(super) fn slot_in<'a>(
