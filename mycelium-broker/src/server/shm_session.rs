@@ -16,8 +16,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use mycelium_config::Routing;
+use mycelium_config::{MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC};
 use mycelium_transport::frame::NO_TOPIC;
-use mycelium_transport::limits::{MAX_ATTACHMENTS_PER_SESSION, MAX_PENDING_FDS};
+use mycelium_transport::limits::{
+    MAX_ATTACHMENTS_PER_SESSION, MAX_PENDING_FDS, MAX_RINGS_PER_GRANT, MAX_RING_SEGMENT_LEN,
+};
+use mycelium_transport::shm::layout::{data_offset, MAX_CONSUMERS};
 use mycelium_transport::shm::reference::SegmentRef;
 use mycelium_transport::shm::{send_fds_partial, ControlReader, Received};
 use mycelium_transport::{
@@ -32,6 +36,14 @@ use crate::core::acl::{Action, PeerIdentity};
 use crate::error::LookupError;
 use crate::server::shm_rings::{Grant, SegmentRefusal, SessionEvent, ShmRefusal};
 use crate::server::state::BrokerState;
+
+// The config's shared-memory bounds must fit the protocol's limits, which the client holds
+// the broker to: a subscriber's grant carries one ring per publisher plus the relay ring, and
+// a client maps no ring segment above `MAX_RING_SEGMENT_LEN`.
+const _: () = {
+    assert!((MAX_SHM_PUBLISHERS_PER_TOPIC as usize) < MAX_RINGS_PER_GRANT);
+    assert!(MAX_RING_BYTES as usize + data_offset(MAX_CONSUMERS) <= MAX_RING_SEGMENT_LEN);
+};
 
 /// Longest wait, before answering a `ShmSegment`, for the subscribers' sessions to have
 /// written the segment's fd to their sockets. A subscriber whose socket is full delays its
