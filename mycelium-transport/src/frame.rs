@@ -409,7 +409,7 @@ impl ConfigStatus {
 ///
 /// Used by [`ConfigStatus::truncated`]; also for any other text the caller must fit a length
 /// prefix (an `Error` message, for one, is limited to `u16::MAX` bytes).
-pub fn truncate_utf8(s: &str, max: usize) -> &str {
+pub(crate) fn truncate_utf8(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

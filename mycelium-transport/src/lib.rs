@@ -67,9 +67,9 @@ pub use broker::Broker;
 pub use codec::{encode_frame, encode_message, peek_frame, FrameCodec, FrameView};
 pub use error::{DecodeError, EncodeError};
 pub use frame::{
-    kind, truncate_utf8, ConfigStatus, ErrorCode, Frame, ReloadOutcome, RoutingKind, ShmRing,
-    ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT,
-    MESSAGE_OVERHEAD, NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
+    kind, ConfigStatus, ErrorCode, Frame, ReloadOutcome, RoutingKind, ShmRing, ShmRole, TopicStats,
+    HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, MESSAGE_OVERHEAD,
+    NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
 };
 pub use handshake::{ClientHandshake, ServerHandshake};
 pub use message::Message;
