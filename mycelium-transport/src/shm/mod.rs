@@ -63,11 +63,16 @@
 //! - [`layout`]: the byte layout, as `#[repr(C)]` structs and offset constants.
 //! - `region`: [`RingRegion`], the memory and the only byte-level `unsafe`.
 //! - `ring`: creating a ring's header, [`attach`], [`RingGeometry`].
-//! - `producer`, `consumer`: [`RingProducer`], [`RingConsumer`].
+//! - `producer`: [`RingProducer`]; `consumer/`: [`RingConsumer`], one file per concept (reads,
+//!   frame location, gap counting, lossy reads, parking, third-party slots).
 //! - `error`: [`RingError`], [`PushError`], [`ReadError`].
 //! - `segment`: [`Segment`], memfd segments, and payload segments (the mappings' `unsafe`).
 //! - [`reference`](mod@reference): the body of a reference frame.
 //! - `fd_passing`: [`send_fds`], [`recv_fds`] (taking ownership of received fds is `unsafe`).
+//! - `control`: [`ControlReader`], the frames and fds of a shared-memory control socket, read
+//!   the same way by the client and the broker.
+//! - `segment_table`: [`SegmentTable`], the payload segments a ring reader was handed and has
+//!   not read yet, claimed by reference frames.
 //! - `wake`: the futex wait and wake calls (the only `unsafe` of the wake protocol).
 //! - `sync`: std or loom atomics.
 
