@@ -31,6 +31,7 @@ use bytes::{Bytes, BytesMut};
 use mycelium_transport::frame::kind;
 use mycelium_transport::handshake::{ClientHandshake, Opening, Welcome, WelcomeError};
 use mycelium_transport::limits::MAX_BROKER_CONTROL_FRAME_LEN;
+use mycelium_transport::NO_REQUEST;
 use mycelium_transport::{
     codec, peek_frame, ConfigStatus, ErrorCode, Frame, ReloadOutcome, TopicStats,
     HANDSHAKE_MAX_FRAME_LEN,
@@ -416,10 +417,10 @@ impl Shared {
     }
 
     fn next_request_id(&self) -> u32 {
-        // Request id 0 means "no request" on the wire; skip it when the counter wraps.
+        // NO_REQUEST means "no request" on the wire; skip it when the counter wraps.
         loop {
             let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-            if id != 0 {
+            if id != NO_REQUEST {
                 return id;
             }
         }
@@ -661,7 +662,7 @@ impl Shared {
                     });
                     return;
                 }
-                if *request_id == 0 {
+                if *request_id == NO_REQUEST {
                     // A refusal of publishes (it says how many), or an event about a
                     // subscription (which refuses none), or a refused `Credit`.
                     let refused = u64::from(*refused);

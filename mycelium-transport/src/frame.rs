@@ -704,6 +704,10 @@ pub enum Frame {
 /// `topic_id` in an `Error` frame that concerns no topic.
 pub const NO_TOPIC: u32 = u32::MAX;
 
+/// `request_id` in an `Error` frame that answers no request (a refused publish, a fatal error,
+/// news of a subscription). Clients never use it for a request of their own.
+pub const NO_REQUEST: u32 = 0;
+
 impl Frame {
     /// The frame's kind byte (one of the [`kind`] constants).
     pub fn kind(&self) -> u8 {

@@ -43,7 +43,7 @@ use uuid::Uuid;
 
 use crate::codec::{encode_frame, peek_frame};
 use crate::error::{DecodeError, EncodeError};
-use crate::frame::{ErrorCode, Frame, HANDSHAKE_MAX_FRAME_LEN, NO_TOPIC};
+use crate::frame::{ErrorCode, Frame, HANDSHAKE_MAX_FRAME_LEN, NO_REQUEST, NO_TOPIC};
 
 /// What a connection is for, as its first frame says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,10 +195,10 @@ impl Refusal {
         Refusal::new(error.error_code(), error.to_string())
     }
 
-    /// The fatal `Error` frame to send (request id 0, no topic).
+    /// The fatal `Error` frame to send ([`NO_REQUEST`], [`NO_TOPIC`]).
     pub fn to_frame(&self) -> Frame {
         Frame::Error {
-            request_id: 0,
+            request_id: NO_REQUEST,
             code: self.code,
             fatal: true,
             topic_id: NO_TOPIC,

@@ -69,7 +69,7 @@ pub use error::{DecodeError, EncodeError};
 pub use frame::{
     kind, ConfigStatus, ErrorCode, Frame, ReloadOutcome, RoutingKind, ShmRing, ShmRole, TopicStats,
     HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, MESSAGE_OVERHEAD,
-    NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
+    NO_REQUEST, NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
 };
 pub use handshake::{ClientHandshake, ServerHandshake};
 pub use message::Message;

@@ -28,7 +28,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use mycelium_config::Routing;
 use mycelium_transport::codec;
-use mycelium_transport::frame::{kind, NO_TOPIC};
+use mycelium_transport::frame::{kind, NO_REQUEST, NO_TOPIC};
 use mycelium_transport::handshake::{Greeting, Opening, Refusal, ServerHandshake};
 use mycelium_transport::{
     peek_frame, DecodeError, ErrorCode, Frame, RoutingKind, HANDSHAKE_MAX_FRAME_LEN,
@@ -74,7 +74,7 @@ enum Stop {
 
 fn fatal(code: ErrorCode, message: impl Into<String>) -> Stop {
     Stop::Fatal(Box::new(Frame::Error {
-        request_id: 0,
+        request_id: NO_REQUEST,
         code,
         fatal: true,
         topic_id: NO_TOPIC,
@@ -828,7 +828,7 @@ impl Connection {
     fn refuse_publishes(&self, code: ErrorCode, topic_id: u32, refused: usize, message: String) {
         tracing::debug!(connection = self.id, ?code, refused, %message, "refused publishes");
         self.outbox.append_control(&Frame::Error {
-            request_id: 0,
+            request_id: NO_REQUEST,
             code,
             fatal: false,
             topic_id,

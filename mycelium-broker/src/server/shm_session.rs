@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use mycelium_config::Routing;
 use mycelium_config::{MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC};
-use mycelium_transport::frame::NO_TOPIC;
+use mycelium_transport::frame::{NO_REQUEST, NO_TOPIC};
 use mycelium_transport::limits::{
     MAX_ATTACHMENTS_PER_SESSION, MAX_PENDING_FDS, MAX_RINGS_PER_GRANT, MAX_RING_SEGMENT_LEN,
 };
@@ -121,7 +121,7 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => {
-                    return Err(End::Fatal(Box::new(error_frame(0, ErrorCode::ShuttingDown, true, "the broker is shutting down".into()))));
+                    return Err(End::Fatal(Box::new(error_frame(NO_REQUEST, ErrorCode::ShuttingDown, true, "the broker is shutting down".into()))));
                 }
                 Some(event) = self.events.recv() => self.forward(event).await?,
                 ready = self.stream.readable() => {
@@ -145,7 +145,7 @@ impl Session {
             Ok(Received::Data { .. }) => {
                 if self.reader.pending_fds() > MAX_PENDING_FDS {
                     return Err(End::Fatal(Box::new(error_frame(
-                        0,
+                        NO_REQUEST,
                         ErrorCode::Malformed,
                         true,
                         format!("more than {MAX_PENDING_FDS} fds sent that no ShmSegment took"),
@@ -156,7 +156,7 @@ impl Session {
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
             Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
                 Err(End::Fatal(Box::new(error_frame(
-                    0,
+                    NO_REQUEST,
                     ErrorCode::Malformed,
                     true,
                     error.to_string(),
@@ -170,7 +170,7 @@ impl Session {
     fn next_frame(&mut self) -> Result<Option<Frame>, End> {
         let malformed = |e: mycelium_transport::DecodeError| {
             End::Fatal(Box::new(error_frame(
-                0,
+                NO_REQUEST,
                 e.error_code(),
                 true,
                 e.to_string(),
@@ -223,7 +223,7 @@ impl Session {
                     .and_then(|fds| fds.into_iter().next())
                 else {
                     return Err(End::Fatal(Box::new(error_frame(
-                        0,
+                        NO_REQUEST,
                         ErrorCode::Malformed,
                         true,
                         "ShmSegment without an fd".into(),
@@ -248,7 +248,7 @@ impl Session {
                 self.send(&stats, &[]).await.map_err(|_| End::Gone)
             }
             other => Err(End::Fatal(Box::new(error_frame(
-                0,
+                NO_REQUEST,
                 ErrorCode::HandshakeRequired,
                 true,
                 format!(

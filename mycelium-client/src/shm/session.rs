@@ -29,6 +29,7 @@ use mycelium_transport::handshake::{ClientHandshake, Opening, Welcome};
 use mycelium_transport::limits::{MAX_BROKER_CONTROL_FRAME_LEN, MAX_RING_SEGMENT_LEN};
 use mycelium_transport::shm::reference::SegmentRef;
 use mycelium_transport::shm::{send_fds_partial, ControlReader, Received, Segment};
+use mycelium_transport::NO_REQUEST;
 use mycelium_transport::{
     codec, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, MAX_RINGS_PER_GRANT,
 };
@@ -315,10 +316,10 @@ impl Session {
     }
 
     fn next_request_id(&self) -> u32 {
-        // Request id 0 is reserved for errors that answer no request.
+        // NO_REQUEST is reserved for errors that answer no request.
         loop {
             let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-            if id != 0 {
+            if id != NO_REQUEST {
                 return id;
             }
         }
@@ -802,7 +803,7 @@ impl Control {
                         refused
                     });
                 }
-                if request_id != 0 && !self.answered_detach(request_id) {
+                if request_id != NO_REQUEST && !self.answered_detach(request_id) {
                     self.replies.insert(request_id, Reply::Frame(frame));
                 }
             }
