@@ -191,7 +191,7 @@ impl Refusal {
     }
 
     /// The refusal of a first frame that does not decode: the code the decode error maps to.
-    pub fn from_decode(error: &DecodeError) -> Refusal {
+    pub(crate) fn from_decode(error: &DecodeError) -> Refusal {
         Refusal::new(error.error_code(), error.to_string())
     }
 
