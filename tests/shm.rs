@@ -2415,7 +2415,7 @@ fn above_ring(seq: u64) -> usize {
 
 #[test]
 fn a_subscriber_that_stops_reading_pins_at_most_the_in_flight_bound_of_segments_and_reads_on() {
-    use mycelium_broker::server::shm_rings::MAX_SEGMENTS_IN_FLIGHT;
+    use mycelium_transport::limits::MAX_SEGMENTS_IN_FLIGHT;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
     const SENT: u64 = 40;

@@ -8,18 +8,23 @@
 //!   limit yields a prefix of what the post-handshake limit yields.
 //! - [`check_decode_split`]: the same bytes fed in two chunks (split point from the first two input
 //!   bytes), and byte by byte, decode to the same frames and errors as in one piece.
-//! - [`check_handshake`]: the first frame of a fresh connection, read as the broker reads it
-//!   (`peek_frame` under [`HANDSHAKE_MAX_FRAME_LEN`] + `FrameView::to_frame`, fed in chunks as a
-//!   socket delivers them) and as a client reads the broker's answer: a partial frame consumes
-//!   nothing, a header error (an oversized `len` above all) is found from the header alone, so
-//!   neither side ever buffers more than the limit, and the frame is classified exactly as the
-//!   broker ([`classify_first_frame`]) and the client ([`classify_welcome`]) do.
+//! - [`check_handshake`]: the first frame of a fresh connection, read by the handshake both sides
+//!   drive (`mycelium_transport::handshake`: [`ServerHandshake`] as the broker reads a `Hello`,
+//!   [`ClientHandshake`] as a client reads the broker's answer), fed in chunks as a socket
+//!   delivers them: a partial frame consumes nothing, a header error (an oversized `len` above
+//!   all) is found from the header alone, so neither side ever buffers more than the limit; the
+//!   machines agree with `peek_frame` under [`HANDSHAKE_MAX_FRAME_LEN`] + `FrameView::to_frame`
+//!   and with the codec; and their decisions are classified as the broker
+//!   ([`classify_first_frame`]) and the client ([`classify_welcome`]) act on them.
 //!
 //! This file is compiled twice: by the fuzz crate (`fuzz/src/lib.rs`) and, through `#[path]`, by
 //! `mycelium-transport/tests/fuzz_corpus.rs`, which replays the committed corpus on stable so that
 //! CI re-checks every past finding with exactly these checks.
 
 use bytes::BytesMut;
+use mycelium_transport::handshake::{
+    ClientHandshake, Greeting, Opening, Refusal, ServerHandshake, Welcome, WelcomeError,
+};
 use mycelium_transport::{
     encode_frame, encode_message, kind, peek_frame, DecodeError, ErrorCode, Frame, FrameCodec,
     HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN,
@@ -365,7 +370,7 @@ fn check_round_trip(frame: &Frame, wire: &[u8], limit: usize) {
 }
 
 /// What the broker makes of a connection's first frame (`mycelium-broker`'s
-/// `server/connection.rs`, `serve`): the arms of its `match`, in its order.
+/// `server/connection.rs`, `serve`): the handshake's decision, then the broker's policy on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FirstFrame {
     /// `Hello`: a message connection, for the client it names.
@@ -379,17 +384,25 @@ pub enum FirstFrame {
     Refused(ErrorCode),
 }
 
-/// The broker's classification of the first frame, `first` being what `read_one_frame` returns
-/// (`peek_frame` + `to_frame` under the handshake limit); `shm_enabled` is `shm.enabled`.
-pub fn classify_first_frame(first: Result<Frame, DecodeError>, shm_enabled: bool) -> FirstFrame {
-    match first {
-        Ok(Frame::Hello { client_id, name }) => FirstFrame::Messages { client_id, name },
-        Ok(Frame::ShmHello { client_id, name }) if shm_enabled => {
-            FirstFrame::ShmSession { client_id, name }
-        }
-        Ok(Frame::ShmHello { .. }) => FirstFrame::Refused(ErrorCode::ShmRefused),
-        Ok(_) => FirstFrame::Refused(ErrorCode::HandshakeRequired),
-        Err(error) => FirstFrame::Refused(error.error_code()),
+/// The broker's classification of the first frame, `decided` being what its
+/// [`ServerHandshake`] said; `shm_enabled` is `shm.enabled`.
+pub fn classify_first_frame(decided: Result<Greeting, Refusal>, shm_enabled: bool) -> FirstFrame {
+    match decided {
+        Ok(Greeting {
+            opening: Opening::Messages,
+            client_id,
+            name,
+        }) => FirstFrame::Messages { client_id, name },
+        Ok(Greeting {
+            opening: Opening::SharedMemory,
+            client_id,
+            name,
+        }) if shm_enabled => FirstFrame::ShmSession { client_id, name },
+        Ok(Greeting {
+            opening: Opening::SharedMemory,
+            ..
+        }) => FirstFrame::Refused(ErrorCode::ShmRefused),
+        Err(refusal) => FirstFrame::Refused(refusal.code),
     }
 }
 
@@ -408,20 +421,61 @@ pub enum WelcomeAnswer {
     Protocol,
 }
 
-/// The client's classification of the broker's first frame.
-pub fn classify_welcome(first: Result<Frame, DecodeError>) -> WelcomeAnswer {
-    match first {
-        Ok(Frame::Welcome {
-            max_message_size,
-            max_frame_len,
-            ..
-        }) => WelcomeAnswer::Welcome {
-            max_message_size,
-            max_frame_len,
+/// The client's classification of the broker's first frame, `decided` being what its
+/// [`ClientHandshake`] said.
+pub fn classify_welcome(decided: Result<Welcome, WelcomeError>) -> WelcomeAnswer {
+    match decided {
+        Ok(welcome) => WelcomeAnswer::Welcome {
+            max_message_size: welcome.max_message_size,
+            max_frame_len: welcome.max_frame_len,
         },
-        Ok(Frame::Error { code, .. }) => WelcomeAnswer::Refused(code),
-        Ok(_) | Err(_) => WelcomeAnswer::Protocol,
+        Err(WelcomeError::Refused { code, .. }) => WelcomeAnswer::Refused(code),
+        Err(_) => WelcomeAnswer::Protocol,
     }
+}
+
+/// Feeds `stream` to a handshake `chunk` bytes at a time, as a socket delivers them, until it
+/// decides (`receive` gives `Ok(Some)` or `Err`); `None` if the stream ends first. Checks that
+/// while it waits nothing is consumed and never more than the handshake limit is buffered.
+fn drive<T, E>(
+    stream: &[u8],
+    chunk: usize,
+    mut receive: impl FnMut(&mut BytesMut) -> Result<Option<T>, E>,
+) -> Option<Result<T, E>> {
+    let mut buf = BytesMut::new();
+    let mut fed = 0;
+    loop {
+        let before = buf.len();
+        match receive(&mut buf) {
+            Ok(None) => {
+                assert_eq!(buf.len(), before, "a partial first frame consumed bytes");
+                assert!(
+                    buf.len() < 4 + HANDSHAKE_MAX_FRAME_LEN,
+                    "{} bytes buffered and still no decision under the handshake limit",
+                    buf.len()
+                );
+            }
+            decided => return decided.transpose(),
+        }
+        if fed == stream.len() {
+            return None;
+        }
+        let next = (fed + chunk).min(stream.len());
+        buf.extend_from_slice(&stream[fed..next]);
+        fed = next;
+    }
+}
+
+/// The broker's handshake on `stream`, read `chunk` bytes at a time.
+fn server_decision(stream: &[u8], chunk: usize) -> Option<Result<Greeting, Refusal>> {
+    let handshake = ServerHandshake::new();
+    drive(stream, chunk, |buf| handshake.receive(buf))
+}
+
+/// A client's handshake on `stream`, read `chunk` bytes at a time.
+fn client_decision(stream: &[u8], chunk: usize) -> Option<Result<Welcome, WelcomeError>> {
+    let handshake = ClientHandshake::new(Opening::Messages, Uuid::nil(), "fuzz");
+    drive(stream, chunk, |buf| handshake.receive(buf))
 }
 
 /// How reading the first frame ended.
@@ -542,21 +596,56 @@ pub fn check_handshake(data: &[u8]) {
         (a, b) => panic!("peek gives {a:?}, the codec {b:?}"),
     }
 
+    // The handshake machines decide as the reads above found, in one piece or in chunks.
+    let server = server_decision(stream, stream.len().max(1));
+    let client = client_decision(stream, stream.len().max(1));
+    assert_eq!(
+        format!("{server:?}"),
+        format!("{:?}", server_decision(stream, chunk)),
+        "reading {chunk} bytes at a time changes the broker's decision on {stream:02x?}"
+    );
+    assert_eq!(
+        format!("{client:?}"),
+        format!("{:?}", client_decision(stream, chunk)),
+        "reading {chunk} bytes at a time changes the client's decision on {stream:02x?}"
+    );
     let first = match whole {
         FirstRead::Frame(frame, _) => frame,
         FirstRead::HeaderError(error) => Err(error),
-        FirstRead::Incomplete => return,
+        FirstRead::Incomplete => {
+            assert!(
+                server.is_none() && client.is_none(),
+                "a decision on a partial frame"
+            );
+            return;
+        }
     };
-    check_classification(first, shm_enabled);
+    let (Some(server), Some(client)) = (server, client) else {
+        panic!("no decision on a whole first frame: {first:?}");
+    };
+    check_classification(first, server, client, shm_enabled);
 }
 
-/// The classifications agree with the frame: only `Hello` and (enabled) `ShmHello` open a
-/// connection, a refusal carries the code the broker sends, and the client adopts a `Welcome`'s
-/// limits only from a `Welcome`.
-fn check_classification(first: Result<Frame, DecodeError>, shm_enabled: bool) {
+/// The classifications of the machines' decisions agree with the frame (`first`, from
+/// `peek_frame` + `to_frame`): only `Hello` and (enabled) `ShmHello` open a connection, a refusal
+/// carries the code the broker sends, and the client adopts a `Welcome`'s limits only from a
+/// `Welcome`.
+fn check_classification(
+    first: Result<Frame, DecodeError>,
+    server: Result<Greeting, Refusal>,
+    client: Result<Welcome, WelcomeError>,
+    shm_enabled: bool,
+) {
     let kind = first.as_ref().ok().map(Frame::kind);
     let code = first.as_ref().err().map(DecodeError::error_code);
-    let broker = classify_first_frame(clone_result(&first), shm_enabled);
+    if let (
+        Ok(Frame::Hello { client_id, name } | Frame::ShmHello { client_id, name }),
+        Ok(greeting),
+    ) = (&first, &server)
+    {
+        assert_eq!((&greeting.client_id, &greeting.name), (client_id, name));
+    }
+    let broker = classify_first_frame(server, shm_enabled);
     match (&broker, kind) {
         (FirstFrame::Messages { .. }, Some(kind::HELLO)) => {}
         (FirstFrame::ShmSession { .. }, Some(kind::SHM_HELLO)) => assert!(shm_enabled),
@@ -569,7 +658,7 @@ fn check_classification(first: Result<Frame, DecodeError>, shm_enabled: bool) {
         (FirstFrame::Refused(refused), None) => assert_eq!(Some(*refused), code),
         (other, kind) => panic!("the broker classifies kind {kind:?} as {other:?}"),
     }
-    let client = classify_welcome(clone_result(&first));
+    let client = classify_welcome(client);
     match (&client, &first) {
         (WelcomeAnswer::Welcome { .. }, Ok(Frame::Welcome { .. }))
         | (WelcomeAnswer::Refused(_), Ok(Frame::Error { .. })) => {}
@@ -583,40 +672,18 @@ fn check_classification(first: Result<Frame, DecodeError>, shm_enabled: bool) {
     if let Ok(frame) = &first {
         // What the broker answers a refusal with fits the handshake limit and decodes.
         if let FirstFrame::Refused(code) = broker {
-            let refusal = Frame::Error {
-                request_id: 0,
+            let refusal = Refusal::new(
                 code,
-                fatal: true,
-                topic_id: mycelium_transport::NO_TOPIC,
-                message: format!("the first frame must be Hello, not kind {}", frame.kind()),
-                refused: 0,
-            };
+                format!("the first frame must be Hello, not kind {}", frame.kind()),
+            );
             let mut wire = BytesMut::new();
-            encode_frame(&refusal, &mut wire).expect("an Error frame encodes");
-            match peek_frame(&wire, HANDSHAKE_MAX_FRAME_LEN) {
-                Ok(Some((view, _))) => assert_eq!(
-                    classify_welcome(view.to_frame()),
-                    WelcomeAnswer::Refused(code)
-                ),
-                other => panic!("the refusal does not decode: {other:?}"),
+            encode_frame(&refusal.to_frame(), &mut wire).expect("an Error frame encodes");
+            match client_decision(&wire, wire.len()) {
+                Some(decided) => {
+                    assert_eq!(classify_welcome(decided), WelcomeAnswer::Refused(code))
+                }
+                None => panic!("the refusal does not decode"),
             }
         }
-    }
-}
-
-/// `DecodeError` is not `Clone` (it may hold an `io::Error`); the handshake never yields `Io`.
-fn clone_result(result: &Result<Frame, DecodeError>) -> Result<Frame, DecodeError> {
-    match result {
-        Ok(frame) => Ok(frame.clone()),
-        Err(DecodeError::FrameTooLarge { len, max }) => Err(DecodeError::FrameTooLarge {
-            len: *len,
-            max: *max,
-        }),
-        Err(DecodeError::UnsupportedVersion(v)) => Err(DecodeError::UnsupportedVersion(*v)),
-        Err(DecodeError::UnknownKind(k)) => Err(DecodeError::UnknownKind(*k)),
-        Err(DecodeError::Malformed { kind_name, reason }) => {
-            Err(DecodeError::Malformed { kind_name, reason })
-        }
-        Err(other) => panic!("the handshake read failed with {other:?}"),
     }
 }

@@ -29,6 +29,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mycelium_transport::frame::kind;
+use mycelium_transport::handshake::{ClientHandshake, Opening, Welcome, WelcomeError};
+use mycelium_transport::limits::MAX_BROKER_CONTROL_FRAME_LEN;
+use mycelium_transport::NO_REQUEST;
 use mycelium_transport::{
     codec, peek_frame, ConfigStatus, ErrorCode, Frame, ReloadOutcome, TopicStats,
     HANDSHAKE_MAX_FRAME_LEN,
@@ -48,10 +51,6 @@ pub const PUBLISH_QUEUE_MESSAGES: usize = 64 * 1024;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 256 * 1024;
-
-/// The largest frame accepted from the broker, whatever its Welcome says: a `Stats` answer for
-/// many topics can exceed the message limit (~300 bytes a topic: 64 MiB is 200 000 topics).
-const MIN_INBOUND_FRAME_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Options for [`Client::connect_with`].
 #[derive(Debug, Clone)]
@@ -418,10 +417,10 @@ impl Shared {
     }
 
     fn next_request_id(&self) -> u32 {
-        // Request id 0 means "no request" on the wire; skip it when the counter wraps.
+        // NO_REQUEST means "no request" on the wire; skip it when the counter wraps.
         loop {
             let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-            if id != 0 {
+            if id != NO_REQUEST {
                 return id;
             }
         }
@@ -663,7 +662,7 @@ impl Shared {
                     });
                     return;
                 }
-                if *request_id == 0 {
+                if *request_id == NO_REQUEST {
                     // A refusal of publishes (it says how many), or an event about a
                     // subscription (which refuses none), or a refused `Credit`.
                     let refused = u64::from(*refused);
@@ -738,44 +737,19 @@ async fn handshake(
     if let Err(error) = mycelium_transport::uds::tune_stream(&stream) {
         tracing::debug!(%error, "could not enlarge the socket buffers");
     }
+    let handshake = ClientHandshake::new(Opening::Messages, options.client_id, &*options.name);
     let mut out = BytesMut::new();
-    let hello = Frame::Hello {
-        client_id: options.client_id,
-        name: options.name.clone(),
-    };
-    codec::encode_frame(&hello, &mut out).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    handshake
+        .encode_hello(&mut out)
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
     // A broker that refuses the connection (max_connections) may have written its error and
     // closed before our Hello arrives, making the write fail: the refusal is still there to
     // read, and it is the better error to report.
     let write_error = stream.write_all(&out).await.err();
     let mut buf = BytesMut::with_capacity(HANDSHAKE_MAX_FRAME_LEN);
     loop {
-        if let Some((view, used)) = peek_frame(&buf, HANDSHAKE_MAX_FRAME_LEN)? {
-            let frame = view.to_frame()?;
-            let _ = buf.split_to(used);
-            return match frame {
-                Frame::Welcome {
-                    broker_id,
-                    connection_id,
-                    max_message_size,
-                    max_frame_len,
-                    server,
-                } => Ok((
-                    stream,
-                    BrokerInfo {
-                        broker_id,
-                        connection_id,
-                        max_message_size,
-                        max_frame_len,
-                        server,
-                    },
-                    buf,
-                )),
-                Frame::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
-                other => Err(ClientError::Protocol(format!(
-                    "expected Welcome, got {other:?}"
-                ))),
-            };
+        if let Some(welcome) = handshake.receive(&mut buf).map_err(welcome_error)? {
+            return Ok((stream, BrokerInfo::from(welcome), buf));
         }
         buf.reserve(HANDSHAKE_MAX_FRAME_LEN);
         match stream.read_buf(&mut buf).await {
@@ -791,6 +765,27 @@ async fn handshake(
     }
 }
 
+/// The client's error for a broker answer that does not open the connection.
+pub(crate) fn welcome_error(error: WelcomeError) -> ClientError {
+    match error {
+        WelcomeError::Refused { code, message } => ClientError::Refused { code, message },
+        WelcomeError::Decode(error) => ClientError::from(error),
+        other => ClientError::Protocol(other.to_string()),
+    }
+}
+
+impl From<Welcome> for BrokerInfo {
+    fn from(welcome: Welcome) -> BrokerInfo {
+        BrokerInfo {
+            broker_id: welcome.broker_id,
+            connection_id: welcome.connection_id,
+            max_message_size: welcome.max_message_size,
+            max_frame_len: welcome.max_frame_len,
+            server: welcome.server,
+        }
+    }
+}
+
 async fn write_loop(mut writer: OwnedWriteHalf, shared: Arc<Shared>) {
     if let Err(error) = shared.outbox.flush_until_closed(&mut writer).await {
         shared.fail_all(ClientError::gone(error.to_string()));
@@ -800,7 +795,7 @@ async fn write_loop(mut writer: OwnedWriteHalf, shared: Arc<Shared>) {
 }
 
 async fn read_loop(mut reader: OwnedReadHalf, mut buf: BytesMut, shared: Arc<Shared>) {
-    let limit = (shared.info.max_frame_len as usize).max(MIN_INBOUND_FRAME_LIMIT);
+    let limit = (shared.info.max_frame_len as usize).max(MAX_BROKER_CONTROL_FRAME_LEN);
     let end = loop {
         // Find the end of the complete frames, then freeze them so payloads are zero-copy slices.
         let mut complete = 0;

@@ -23,13 +23,7 @@ pub const HEADER_LEN: usize = 6;
 /// Bytes of a `Publish` or `Deliver` frame that are not payload: header plus `topic_id`.
 pub const MESSAGE_OVERHEAD: usize = HEADER_LEN + 4;
 
-/// The largest `len` field a peer may send before the handshake has told it the broker's limits.
-/// A `Hello` is at most 16 + 1 + 255 body bytes, so this leaves ample room while keeping an
-/// unauthenticated peer from making the broker reserve memory.
-pub const HANDSHAKE_MAX_FRAME_LEN: usize = 4096;
-
-/// The longest topic or client name, in bytes (it is length-prefixed by one byte).
-pub const MAX_NAME_LEN: usize = 255;
+pub use crate::limits::{HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT};
 
 /// The one-byte frame kinds. Values are part of the protocol and never reused.
 pub mod kind {
@@ -309,9 +303,6 @@ pub struct ShmRing {
 /// `slot` of a ring granted to a publisher, which holds no consumer slot.
 pub const NO_SLOT: u32 = u32::MAX;
 
-/// Most rings one `ShmGrant` carries (their fds travel in one control message).
-pub const MAX_RINGS_PER_GRANT: usize = 64;
-
 /// Per-topic counters as reported in a `Stats` frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicStats {
@@ -418,7 +409,7 @@ impl ConfigStatus {
 ///
 /// Used by [`ConfigStatus::truncated`]; also for any other text the caller must fit a length
 /// prefix (an `Error` message, for one, is limited to `u16::MAX` bytes).
-pub fn truncate_utf8(s: &str, max: usize) -> &str {
+pub(crate) fn truncate_utf8(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -712,6 +703,10 @@ pub enum Frame {
 
 /// `topic_id` in an `Error` frame that concerns no topic.
 pub const NO_TOPIC: u32 = u32::MAX;
+
+/// `request_id` in an `Error` frame that answers no request (a refused publish, a fatal error,
+/// news of a subscription). Clients never use it for a request of their own.
+pub const NO_REQUEST: u32 = 0;
 
 impl Frame {
     /// The frame's kind byte (one of the [`kind`] constants).

@@ -28,16 +28,25 @@
 //! - [`message`]: [`Message`], what every subscription hands out; [`receive`]: the receive
 //!   contract every subscription keeps ([`Receive`], [`RecvError`], [`SubscriptionEnd`]);
 //!   [`broker`]: the [`Broker`] trait, implemented by the in-process broker and the client.
-//! - [`frame`]: the frames as Rust values, the kind bytes, error codes, the broker's
-//!   [`ConfigStatus`] and protocol limits.
+//! - [`frame`]: the frames as Rust values, the kind bytes, error codes and the broker's
+//!   [`ConfigStatus`].
+//! - [`limits`]: every limit both ends must agree on ([`HANDSHAKE_MAX_FRAME_LEN`],
+//!   [`MAX_NAME_LEN`], [`MAX_RINGS_PER_GRANT`], [`limits::MAX_SEGMENTS_IN_FLIGHT`], ...), once.
+//! - [`handshake`]: the opening of a connection, sans-IO: [`ClientHandshake`] and
+//!   [`ServerHandshake`] take bytes and hand out a [`Welcome`](handshake::Welcome), a
+//!   [`Greeting`](handshake::Greeting) or a refusal; each side drives them with its own I/O.
 //! - [`codec`]: [`FrameCodec`] (the `tokio_util` codec), [`peek_frame`]/[`FrameView`] for reading
 //!   without allocating, [`encode_frame`] and [`encode_message`] for writing.
 //! - [`error`]: [`DecodeError`] and [`EncodeError`].
 //! - [`outbox`]: the bounded, coalescing queue of frames toward one peer, drained by one writer.
 //! - [`uds`]: socket settings shared by both ends of a Unix-socket connection.
-//! - [`shm`]: the shared-memory broadcast ring, memfd segments and fd passing (its `region`,
-//!   `ring`, `segment`, `fd_passing`, `wake`, `loan` and `barrier` modules hold the crate's only
-//!   `unsafe`).
+//! - [`shm`]: the shared-memory broadcast ring ([`RingProducer`](shm::RingProducer),
+//!   [`RingConsumer`](shm::RingConsumer)), memfd and payload segments, fd passing, the
+//!   control-socket reader ([`ControlReader`](shm::ControlReader)) and the table of payload
+//!   segments in flight ([`SegmentTable`](shm::SegmentTable)), both used by the client and the
+//!   broker alike. Its `region`, `ring`, `segment`, `fd_passing`, `wake`, `loan` and `barrier`
+//!   modules hold the crate's only `unsafe`, and none of it is exported: every public function
+//!   is safe.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -46,6 +55,8 @@ pub mod broker;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod handshake;
+pub mod limits;
 pub mod message;
 pub mod outbox;
 pub mod receive;
@@ -56,9 +67,10 @@ pub use broker::Broker;
 pub use codec::{encode_frame, encode_message, peek_frame, FrameCodec, FrameView};
 pub use error::{DecodeError, EncodeError};
 pub use frame::{
-    kind, truncate_utf8, ConfigStatus, ErrorCode, Frame, ReloadOutcome, RoutingKind, ShmRing,
-    ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT,
-    MESSAGE_OVERHEAD, NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
+    kind, ConfigStatus, ErrorCode, Frame, ReloadOutcome, RoutingKind, ShmRing, ShmRole, TopicStats,
+    HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, MESSAGE_OVERHEAD,
+    NO_REQUEST, NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
 };
+pub use handshake::{ClientHandshake, ServerHandshake};
 pub use message::Message;
 pub use receive::{Receive, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError};

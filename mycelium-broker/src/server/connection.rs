@@ -25,10 +25,11 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use mycelium_config::Routing;
 use mycelium_transport::codec;
-use mycelium_transport::frame::{kind, NO_TOPIC};
+use mycelium_transport::frame::{kind, NO_REQUEST, NO_TOPIC};
+use mycelium_transport::handshake::{Greeting, Opening, Refusal, ServerHandshake};
 use mycelium_transport::{
     peek_frame, DecodeError, ErrorCode, Frame, RoutingKind, HANDSHAKE_MAX_FRAME_LEN,
 };
@@ -73,13 +74,18 @@ enum Stop {
 
 fn fatal(code: ErrorCode, message: impl Into<String>) -> Stop {
     Stop::Fatal(Box::new(Frame::Error {
-        request_id: 0,
+        request_id: NO_REQUEST,
         code,
         fatal: true,
         topic_id: NO_TOPIC,
         message: message.into(),
         refused: 0,
     }))
+}
+
+/// The stop of a connection its handshake refused.
+fn refused(refusal: &Refusal) -> Stop {
+    fatal(refusal.code, refusal.message.clone())
 }
 
 fn decode_stop(error: DecodeError) -> Stop {
@@ -185,10 +191,9 @@ pub(crate) async fn serve(
     let handshake = state.begin_handshake(id);
     let first = first_frame(&mut stream, &mut buf, &state, &stop, &handshake).await;
     drop(handshake);
-    let opened = matches!(first, Ok(Frame::Hello { .. } | Frame::ShmHello { .. }))
-        && state.try_open_socket();
+    let opened = first.is_ok() && state.try_open_socket();
     match first {
-        Ok(Frame::Hello { .. } | Frame::ShmHello { .. }) if !opened => {
+        Ok(_) if !opened => {
             let max = state.config().server.max_connections;
             tracing::warn!(max, "refusing a client: at max_connections");
             refuse(
@@ -200,30 +205,31 @@ pub(crate) async fn serve(
             )
             .await;
         }
-        Ok(Frame::Hello { client_id, name }) => {
+        Ok(Greeting {
+            opening: Opening::Messages,
+            client_id,
+            name,
+        }) => {
             tracing::debug!(connection = id, %client_id, name = %name, peer = %peer.describe(), "client connected");
             serve_messages(stream, buf, Arc::clone(&state), stop, writers, id, peer).await;
         }
-        Ok(Frame::ShmHello { client_id, name }) if state.shm.enabled() => {
+        Ok(Greeting {
+            opening: Opening::SharedMemory,
+            client_id,
+            name,
+        }) if state.shm.enabled() => {
             tracing::debug!(session = id, %client_id, name = %name, peer = %peer.describe(), "shared-memory client connected");
             shm_session::serve(stream, buf, Arc::clone(&state), stop, id, peer).await;
         }
-        Ok(Frame::ShmHello { .. }) => {
+        Ok(Greeting {
+            opening: Opening::SharedMemory,
+            ..
+        }) => {
             let refusal = fatal(
                 ErrorCode::ShmRefused,
                 "shared memory is disabled on this broker (shm.enabled = false); use the socket transport",
             );
             refuse(stream, refusal).await;
-        }
-        Ok(_) => {
-            refuse(
-                stream,
-                fatal(
-                    ErrorCode::HandshakeRequired,
-                    "the first frame must be Hello",
-                ),
-            )
-            .await;
         }
         Err(stop @ Stop::Fatal(_)) => refuse(stream, stop).await,
         Err(Stop::Gone | Stop::Shutdown) => {}
@@ -247,14 +253,14 @@ fn peer_identity(stream: &UnixStream) -> PeerIdentity {
 }
 
 /// Reads the first frame (within the connection timeout, and while newer sockets leave this
-/// one its place in the handshake budget).
+/// one its place in the handshake budget): a greeting, or why the connection ends.
 async fn first_frame(
     stream: &mut UnixStream,
     buf: &mut BytesMut,
     state: &BrokerState,
     stop: &CancellationToken,
     handshake: &Handshake,
-) -> Result<Frame, Stop> {
+) -> Result<Greeting, Stop> {
     let timeout = Duration::from_millis(state.config().server.connection_timeout_ms);
     tokio::select! {
         _ = stop.cancelled() => Err(fatal(ErrorCode::ShuttingDown, "the broker is shutting down")),
@@ -282,16 +288,12 @@ async fn first_frame(
 }
 
 /// The first frame if the peer has sent all of it already (read without waiting), or `None`.
-fn frame_already_sent(stream: &UnixStream, buf: &mut BytesMut) -> Option<Result<Frame, Stop>> {
+fn frame_already_sent(stream: &UnixStream, buf: &mut BytesMut) -> Option<Result<Greeting, Stop>> {
     loop {
-        match peek_frame(buf, HANDSHAKE_MAX_FRAME_LEN) {
-            Ok(Some((view, used))) => {
-                let frame = view.to_frame().map_err(decode_stop);
-                buf.advance(used);
-                return Some(frame);
-            }
+        match ServerHandshake::new().receive(buf) {
+            Ok(Some(greeting)) => return Some(Ok(greeting)),
             Ok(None) => {}
-            Err(error) => return Some(Err(decode_stop(error))),
+            Err(refusal) => return Some(Err(refused(&refusal))),
         }
         buf.reserve(HANDSHAKE_MAX_FRAME_LEN);
         match stream.try_read_buf(buf) {
@@ -826,7 +828,7 @@ impl Connection {
     fn refuse_publishes(&self, code: ErrorCode, topic_id: u32, refused: usize, message: String) {
         tracing::debug!(connection = self.id, ?code, refused, %message, "refused publishes");
         self.outbox.append_control(&Frame::Error {
-            request_id: 0,
+            request_id: NO_REQUEST,
             code,
             fatal: false,
             topic_id,
@@ -1010,17 +1012,14 @@ fn after(wait: Duration) -> tokio::time::Instant {
         .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
-/// Reads until one whole frame (at most `HANDSHAKE_MAX_FRAME_LEN`) is in `buf`, and decodes it.
-async fn read_one_frame(reader: &mut UnixStream, buf: &mut BytesMut) -> Result<Frame, Stop> {
+/// Reads until one whole frame (at most `HANDSHAKE_MAX_FRAME_LEN`) is in `buf`, and lets the
+/// handshake decide it.
+async fn read_one_frame(reader: &mut UnixStream, buf: &mut BytesMut) -> Result<Greeting, Stop> {
     loop {
-        match peek_frame(buf, HANDSHAKE_MAX_FRAME_LEN) {
-            Ok(Some((view, used))) => {
-                let frame = view.to_frame().map_err(decode_stop)?;
-                buf.advance(used);
-                return Ok(frame);
-            }
+        match ServerHandshake::new().receive(buf) {
+            Ok(Some(greeting)) => return Ok(greeting),
             Ok(None) => {}
-            Err(error) => return Err(decode_stop(error)),
+            Err(refusal) => return Err(refused(&refusal)),
         }
         buf.reserve(HANDSHAKE_MAX_FRAME_LEN);
         match reader.read_buf(buf).await {

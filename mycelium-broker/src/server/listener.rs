@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mycelium_config::BrokerConfig;
-use mycelium_transport::frame::NO_TOPIC;
+use mycelium_transport::frame::{NO_REQUEST, NO_TOPIC};
 use mycelium_transport::{ErrorCode, Frame};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
@@ -189,7 +189,7 @@ impl Server {
         readers.close();
         readers.wait().await;
         let goodbye = Frame::Error {
-            request_id: 0,
+            request_id: NO_REQUEST,
             code: ErrorCode::ShuttingDown,
             fatal: true,
             topic_id: NO_TOPIC,

@@ -24,12 +24,13 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use mycelium_transport::shm::reference::SegmentRef;
-use mycelium_transport::shm::{release_slot, wait_any, PayloadView, ReadError, RingConsumer};
+use mycelium_transport::shm::{
+    release_slot, wait_any, Claimed, PayloadView, ReadError, RingConsumer, SegmentTable,
+};
 
 use crate::core::topic::{GaveUp, HeldBack, Progress, PublishCursor, Topic};
 use crate::server::shm_rings::Ring;
@@ -74,8 +75,8 @@ pub(crate) enum ReaderCommand {
     },
 }
 
-/// Payload segments received and not yet used, per ring, by segment id.
-type Segments = HashMap<u32, BTreeMap<u64, (SegmentRef, Option<Arc<OwnedFd>>)>>;
+/// Payload segments received and not yet used (no fd: dropped for the reader).
+type Segments = SegmentTable<Arc<OwnedFd>>;
 
 /// Applies a command: segments are filed in `segments`, the rest changes `reading`.
 fn apply_any(reading: &mut Vec<Reading>, segments: &mut Segments, command: ReaderCommand) {
@@ -85,17 +86,14 @@ fn apply_any(reading: &mut Vec<Reading>, segments: &mut Segments, command: Reade
             reference,
             fd,
         } => {
-            segments
-                .entry(ring_id)
-                .or_default()
-                .insert(reference.segment, (reference, fd));
+            segments.file(ring_id, reference, fd);
         }
         ReaderCommand::Stop {
             ring_id,
             drain: false,
             ..
         } => {
-            segments.remove(&ring_id);
+            segments.forget_ring(ring_id);
             apply(reading, command);
         }
         other => apply(reading, other),
@@ -133,12 +131,9 @@ fn resolve(
         return Resolved::Failed;
     };
     let deadline = Instant::now() + SEGMENT_WAIT;
-    let entry = loop {
-        if let Some(entry) = segments
-            .get_mut(&ring_id)
-            .and_then(|ring| ring.remove(&reference.segment))
-        {
-            break entry;
+    let claimed = loop {
+        if let Some(claimed) = segments.claim(ring_id, &reference) {
+            break claimed;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         match commands.recv_timeout(left) {
@@ -146,12 +141,7 @@ fn resolve(
                 ring_id: r,
                 reference,
                 fd,
-            }) => {
-                segments
-                    .entry(r)
-                    .or_default()
-                    .insert(reference.segment, (reference, fd));
-            }
+            }) => segments.file(r, reference, fd),
             Ok(other) => deferred.push(other),
             Err(_) => {
                 tracing::warn!(
@@ -163,22 +153,18 @@ fn resolve(
             }
         }
     };
-    if let Some(ring) = segments.get_mut(&ring_id) {
-        // Segments sent before this one and never referenced are not coming: close them.
-        ring.retain(|&id, _| id > reference.segment);
-    }
-    let (announced, fd) = entry;
-    let Some(fd) = fd else {
-        // Counting it here too made each such message count twice in the topic's `dropped`.
-        return Resolved::DroppedForUs;
+    let fd = match claimed {
+        Claimed::Segment(fd) => fd,
+        // Already counted in the topic's `dropped` when it was handed over.
+        Claimed::Dropped => return Resolved::DroppedForUs,
+        Claimed::LengthMismatch { .. } => {
+            tracing::warn!(
+                ring = ring_id,
+                "reference frame and segment disagree on the length: skipped"
+            );
+            return Resolved::Failed;
+        }
     };
-    if announced.len != reference.len {
-        tracing::warn!(
-            ring = ring_id,
-            "reference frame and segment disagree on the length: skipped"
-        );
-        return Resolved::Failed;
-    }
     match PayloadView::open(fd.as_fd(), reference.len as usize, max_message_size) {
         Ok(view) => {
             bytes.extend_from_slice(view.as_slice());
@@ -314,7 +300,7 @@ fn run(
             }
             match read {
                 Ok(0) if r.draining => {
-                    segments.remove(&ring_id);
+                    segments.forget_ring(ring_id);
                     reading.swap_remove(index);
                     continue;
                 }

@@ -83,12 +83,7 @@ use mycelium_transport::{ShmRing, NO_SLOT};
 use std::os::fd::{AsFd, OwnedFd};
 use tokio::sync::{mpsc, oneshot};
 
-/// Most payload segments one reader (a subscriber, or the broker's own reader) may hold per
-/// ring before it has read their reference frames. Beyond it, the broker drops the message
-/// for that reader (counted in the topic's `dropped`) and sends no fd: a reader that falls
-/// behind can pin at most this many segments per ring, and the broker never runs out of fds
-/// on its account.
-pub const MAX_SEGMENTS_IN_FLIGHT: usize = 16;
+use mycelium_transport::limits::MAX_SEGMENTS_IN_FLIGHT;
 
 use crate::core::topic::{QueueRelay, Relay, Relayed, Topic, TopicId};
 use crate::server::shm_reader::{ReaderCommand, ShmRingReader};

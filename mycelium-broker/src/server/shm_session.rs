@@ -10,18 +10,22 @@
 //!   violation, broker shutdown), every attachment it held is ended: the broker frees its
 //!   subscriber slots and tells subscribers of its publisher rings.
 
-use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use mycelium_config::Routing;
-use mycelium_transport::frame::NO_TOPIC;
+use mycelium_config::{MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC};
+use mycelium_transport::frame::{NO_REQUEST, NO_TOPIC};
+use mycelium_transport::limits::{
+    MAX_ATTACHMENTS_PER_SESSION, MAX_PENDING_FDS, MAX_RINGS_PER_GRANT, MAX_RING_SEGMENT_LEN,
+};
+use mycelium_transport::shm::layout::{data_offset, MAX_CONSUMERS};
 use mycelium_transport::shm::reference::SegmentRef;
-use mycelium_transport::shm::{recv_fds, send_fds_partial};
+use mycelium_transport::shm::{send_fds_partial, ControlReader, Received};
 use mycelium_transport::{
-    codec, peek_frame, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, HANDSHAKE_MAX_FRAME_LEN,
+    codec, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, HANDSHAKE_MAX_FRAME_LEN,
 };
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
@@ -33,15 +37,13 @@ use crate::error::LookupError;
 use crate::server::shm_rings::{Grant, SegmentRefusal, SessionEvent, ShmRefusal};
 use crate::server::state::BrokerState;
 
-/// Most attachments one session may hold at once: each publisher attachment is a ring of
-/// `shm.ring_bytes` the broker creates, so a session must not be able to ask for unbounded
-/// memory.
-pub const MAX_ATTACHMENTS_PER_SESSION: usize = 64;
-
-/// Most fds a client may have sent that no frame has taken yet: only `ShmSegment` carries
-/// one, so more than this is a protocol violation (fatal), and a client cannot make the
-/// broker hold fds for nothing.
-pub const MAX_PENDING_FDS: usize = 4;
+// The config's shared-memory bounds must fit the protocol's limits, which the client holds
+// the broker to: a subscriber's grant carries one ring per publisher plus the relay ring, and
+// a client maps no ring segment above `MAX_RING_SEGMENT_LEN`.
+const _: () = {
+    assert!((MAX_SHM_PUBLISHERS_PER_TOPIC as usize) < MAX_RINGS_PER_GRANT);
+    assert!(MAX_RING_BYTES as usize + data_offset(MAX_CONSUMERS) <= MAX_RING_SEGMENT_LEN);
+};
 
 /// Longest wait, before answering a `ShmSegment`, for the subscribers' sessions to have
 /// written the segment's fd to their sockets. A subscriber whose socket is full delays its
@@ -59,15 +61,17 @@ pub(crate) async fn serve(
     peer: PeerIdentity,
 ) {
     let (events_tx, events) = mpsc::unbounded_channel();
+    let mut reader = ControlReader::new();
+    // What followed the `ShmHello` in its read is the session's first bytes.
+    reader.buffer_mut().unsplit(buf);
     let mut session = Session {
         stream,
-        buf,
+        reader,
         state,
         id,
         peer,
         events_tx,
         events,
-        fds: VecDeque::new(),
     };
     let outcome = session.run(&stop).await;
     if let Err(End::Fatal(frame)) = outcome {
@@ -82,7 +86,9 @@ pub(crate) async fn serve(
 
 struct Session {
     stream: UnixStream,
-    buf: BytesMut,
+    /// The client's bytes not yet handled, and the fds that came with them: at most
+    /// [`MAX_PENDING_FDS`] not yet taken by a `ShmSegment`; closed when the session ends.
+    reader: ControlReader,
     state: Arc<BrokerState>,
     id: u64,
     /// Who the kernel says the peer is: what the topics' access lists are checked against.
@@ -90,9 +96,6 @@ struct Session {
     /// Cloned into every subscriber attachment, so other sessions can reach this client.
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     events: mpsc::UnboundedReceiver<SessionEvent>,
-    /// Fds received and not yet taken by a `ShmSegment` (at most [`MAX_PENDING_FDS`]); closed
-    /// when the session ends.
-    fds: VecDeque<OwnedFd>,
 }
 
 fn error_frame(request_id: u32, code: ErrorCode, fatal: bool, message: String) -> Frame {
@@ -115,15 +118,10 @@ impl Session {
             while let Some(frame) = self.next_frame()? {
                 self.handle(frame).await?;
             }
-            codec::reserve_for_read(
-                &mut self.buf,
-                HANDSHAKE_MAX_FRAME_LEN,
-                HANDSHAKE_MAX_FRAME_LEN,
-            );
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => {
-                    return Err(End::Fatal(Box::new(error_frame(0, ErrorCode::ShuttingDown, true, "the broker is shutting down".into()))));
+                    return Err(End::Fatal(Box::new(error_frame(NO_REQUEST, ErrorCode::ShuttingDown, true, "the broker is shutting down".into()))));
                 }
                 Some(event) = self.events.recv() => self.forward(event).await?,
                 ready = self.stream.readable() => {
@@ -138,19 +136,16 @@ impl Session {
     /// One `recvmsg` (fds included: a plain read would drop them); `false` at end of stream
     /// or on a read error.
     fn read_some(&mut self) -> Result<bool, End> {
-        let mut chunk = [0u8; HANDSHAKE_MAX_FRAME_LEN];
-        let stream = &self.stream;
+        let (stream, reader) = (&self.stream, &mut self.reader);
         let received = stream.try_io(Interest::READABLE, || {
-            recv_fds(&stream.as_fd(), &mut chunk, MAX_PENDING_FDS)
+            reader.recv(stream.as_fd(), MAX_PENDING_FDS)
         });
         match received {
-            Ok((0, _)) => Ok(false),
-            Ok((n, fds)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                self.fds.extend(fds);
-                if self.fds.len() > MAX_PENDING_FDS {
+            Ok(Received::Closed) => Ok(false),
+            Ok(Received::Data { .. }) => {
+                if self.reader.pending_fds() > MAX_PENDING_FDS {
                     return Err(End::Fatal(Box::new(error_frame(
-                        0,
+                        NO_REQUEST,
                         ErrorCode::Malformed,
                         true,
                         format!("more than {MAX_PENDING_FDS} fds sent that no ShmSegment took"),
@@ -161,7 +156,7 @@ impl Session {
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
             Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
                 Err(End::Fatal(Box::new(error_frame(
-                    0,
+                    NO_REQUEST,
                     ErrorCode::Malformed,
                     true,
                     error.to_string(),
@@ -175,21 +170,15 @@ impl Session {
     fn next_frame(&mut self) -> Result<Option<Frame>, End> {
         let malformed = |e: mycelium_transport::DecodeError| {
             End::Fatal(Box::new(error_frame(
-                0,
+                NO_REQUEST,
                 e.error_code(),
                 true,
                 e.to_string(),
             )))
         };
-        match peek_frame(&self.buf, HANDSHAKE_MAX_FRAME_LEN) {
-            Ok(Some((view, used))) => {
-                let frame = view.to_frame().map_err(malformed)?;
-                self.buf.advance(used);
-                Ok(Some(frame))
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(malformed(e)),
-        }
+        self.reader
+            .next_frame(HANDSHAKE_MAX_FRAME_LEN)
+            .map_err(malformed)
     }
 
     async fn handle(&mut self, frame: Frame) -> Result<(), End> {
@@ -228,9 +217,13 @@ impl Session {
                 len,
                 recipient,
             } => {
-                let Some(fd) = self.fds.pop_front() else {
+                let Some(fd) = self
+                    .reader
+                    .take_fds(1)
+                    .and_then(|fds| fds.into_iter().next())
+                else {
                     return Err(End::Fatal(Box::new(error_frame(
-                        0,
+                        NO_REQUEST,
                         ErrorCode::Malformed,
                         true,
                         "ShmSegment without an fd".into(),
@@ -255,7 +248,7 @@ impl Session {
                 self.send(&stats, &[]).await.map_err(|_| End::Gone)
             }
             other => Err(End::Fatal(Box::new(error_frame(
-                0,
+                NO_REQUEST,
                 ErrorCode::HandshakeRequired,
                 true,
                 format!(

@@ -24,24 +24,22 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
+use mycelium_transport::handshake::{ClientHandshake, Opening, Welcome};
+use mycelium_transport::limits::{MAX_BROKER_CONTROL_FRAME_LEN, MAX_RING_SEGMENT_LEN};
 use mycelium_transport::shm::reference::SegmentRef;
-use mycelium_transport::shm::{recv_fds, send_fds_partial, Segment};
+use mycelium_transport::shm::{send_fds_partial, ControlReader, Received, Segment};
+use mycelium_transport::NO_REQUEST;
 use mycelium_transport::{
-    codec, peek_frame, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, HANDSHAKE_MAX_FRAME_LEN,
-    MAX_RINGS_PER_GRANT,
+    codec, ErrorCode, Frame, RoutingKind, ShmRing, ShmRole, MAX_RINGS_PER_GRANT,
 };
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use uuid::Uuid;
 
 use crate::error::ClientError;
-use crate::handle::BrokerInfo;
+use crate::handle::{welcome_error, BrokerInfo};
 use crate::shm::publisher::ShmPublisher;
 use crate::shm::subscription::ShmSubscription;
-
-/// Largest ring segment accepted from the broker: a 1 GiB ring (`shm.ring_bytes` at most)
-/// plus its header and slots stays far below.
-const MAX_SEGMENT_LEN: usize = 4 << 30;
 
 /// Options for [`ShmClient::connect_with`].
 #[derive(Debug, Clone)]
@@ -73,11 +71,6 @@ impl Default for ShmOptions {
 /// session cannot keep a look from returning.
 const MAX_READS_PER_LOOK: usize = 256;
 
-/// The largest frame accepted from the broker after the handshake: a `Stats` answer for many
-/// topics, or with long reload diagnostics, is far larger than the handshake's limit (as in
-/// the socket client).
-const MAX_INBOUND_FRAME_LEN: usize = 64 * 1024 * 1024;
-
 /// A ring handed over by the broker: its id, the slot reserved in it (subscribers), its fd.
 pub(crate) struct GrantedRing {
     pub(crate) ring: ShmRing,
@@ -108,8 +101,8 @@ enum Reply {
 struct Control {
     /// Shared with [`Session::stream`], which lends its fd out for polling only.
     stream: Arc<UnixStream>,
-    buf: BytesMut,
-    fds: VecDeque<OwnedFd>,
+    /// The broker's bytes not yet filed, and the fds that came with them.
+    reader: ControlReader,
     replies: HashMap<u32, Reply>,
     news: HashMap<u32, VecDeque<RingNews>>,
     /// Detaches sent from `Drop`, whose answer nobody waits for: request id to attachment.
@@ -192,8 +185,7 @@ impl ShmClient {
         let stream = Arc::new(stream);
         let mut control = Control {
             stream: Arc::clone(&stream),
-            buf: BytesMut::with_capacity(HANDSHAKE_MAX_FRAME_LEN),
-            fds: VecDeque::new(),
+            reader: ControlReader::new(),
             replies: HashMap::new(),
             news: HashMap::new(),
             unanswered: HashMap::new(),
@@ -201,41 +193,16 @@ impl ShmClient {
             gone: None,
             welcomed: false,
         };
-        let hello = Frame::ShmHello {
-            client_id: Uuid::new_v4(),
-            name: options.name.clone(),
-        };
+        let handshake = ClientHandshake::new(Opening::SharedMemory, Uuid::new_v4(), &*options.name);
         // A refusing broker may close before our hello is written: its error is still there
         // to read, and it is the better report.
-        let write_error = control.write(&hello, options.request_timeout).err();
+        let write_error = control
+            .write(&handshake.hello(), options.request_timeout)
+            .err();
         let deadline = Instant::now() + options.request_timeout;
         let info = loop {
-            if let Some(frame) = control.take_handshake_answer()? {
-                match frame {
-                    Frame::Welcome {
-                        broker_id,
-                        connection_id,
-                        max_message_size,
-                        max_frame_len,
-                        server,
-                    } => {
-                        break BrokerInfo {
-                            broker_id,
-                            connection_id,
-                            max_message_size,
-                            max_frame_len,
-                            server,
-                        }
-                    }
-                    Frame::Error { code, message, .. } => {
-                        return Err(ClientError::Refused { code, message })
-                    }
-                    other => {
-                        return Err(ClientError::Protocol(format!(
-                            "expected Welcome, got {other:?}"
-                        )))
-                    }
-                }
+            if let Some(welcome) = control.take_handshake_answer(&handshake)? {
+                break BrokerInfo::from(welcome);
             }
             if let Some(gone) = &control.gone {
                 return Err(match write_error {
@@ -349,10 +316,10 @@ impl Session {
     }
 
     fn next_request_id(&self) -> u32 {
-        // Request id 0 is reserved for errors that answer no request.
+        // NO_REQUEST is reserved for errors that answer no request.
         loop {
             let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-            if id != 0 {
+            if id != NO_REQUEST {
                 return id;
             }
         }
@@ -385,7 +352,7 @@ impl Session {
                     .into_iter()
                     .zip(fds)
                     .map(|(ring, fd)| {
-                        let segment = Segment::from_fd(fd, MAX_SEGMENT_LEN)
+                        let segment = Segment::from_fd(fd, MAX_RING_SEGMENT_LEN)
                             .map_err(|e| ClientError::Shm(e.to_string()))?;
                         Ok(GrantedRing { ring, segment })
                     })
@@ -674,17 +641,13 @@ impl Control {
         if self.gone.is_some() || !wait_for(&self.stream, PollFlags::POLLIN, timeout) {
             return Ok(false);
         }
-        let mut chunk = [0u8; 4096];
-        match recv_fds(&self.stream.as_fd(), &mut chunk, MAX_RINGS_PER_GRANT) {
-            Ok((0, _)) => {
+        match self.reader.recv(self.stream.as_fd(), MAX_RINGS_PER_GRANT) {
+            Ok(Received::Closed) => {
                 self.fail(ClientError::gone("the broker closed the session"));
             }
-            Ok((n, fds)) => {
-                let more = n == chunk.len() || !fds.is_empty();
-                self.buf.extend_from_slice(&chunk[..n]);
-                self.fds.extend(fds);
+            Ok(received) => {
                 self.file_frames()?;
-                return Ok(more);
+                return Ok(received.may_have_more());
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(true),
@@ -711,34 +674,28 @@ impl Control {
         Ok(())
     }
 
-    /// During the handshake: the first frame, if one has arrived.
-    fn take_handshake_answer(&mut self) -> Result<Option<Frame>, ClientError> {
-        match peek_frame(&self.buf, HANDSHAKE_MAX_FRAME_LEN)? {
-            Some((view, used)) => {
-                let frame = view.to_frame()?;
-                self.buf.advance(used);
+    /// During the handshake: the broker's `Welcome`, if it has arrived.
+    fn take_handshake_answer(
+        &mut self,
+        handshake: &ClientHandshake,
+    ) -> Result<Option<Welcome>, ClientError> {
+        match handshake.receive(self.reader.buffer_mut()) {
+            Ok(Some(welcome)) => {
                 self.welcomed = true;
                 self.file_frames()?;
-                Ok(Some(frame))
+                Ok(Some(welcome))
             }
-            None => Ok(None),
+            Ok(None) => Ok(None),
+            Err(error) => Err(welcome_error(error)),
         }
     }
 
     /// Files every complete frame in the buffer as a reply or as news.
     fn file_frames(&mut self) -> Result<(), ClientError> {
         while self.welcomed {
-            let frame = match peek_frame(&self.buf, MAX_INBOUND_FRAME_LEN) {
-                Ok(Some((view, used))) => {
-                    let frame = view.to_frame();
-                    self.buf.advance(used);
-                    frame
-                }
+            let frame = match self.reader.next_frame(MAX_BROKER_CONTROL_FRAME_LEN) {
+                Ok(Some(frame)) => frame,
                 Ok(None) => return Ok(()),
-                Err(e) => Err(e),
-            };
-            let frame = match frame {
-                Ok(frame) => frame,
                 Err(e) => return Err(self.fail(ClientError::Protocol(e.to_string()))),
             };
             self.file(frame)?;
@@ -758,13 +715,15 @@ impl Control {
     }
 
     fn take_fds(&mut self, count: usize) -> Result<Vec<OwnedFd>, ClientError> {
-        if self.fds.len() < count {
-            return Err(self.fail(ClientError::Protocol(format!(
-                "a frame announced {count} rings but {} fds arrived",
-                self.fds.len()
-            ))));
+        match self.reader.take_fds(count) {
+            Some(fds) => Ok(fds),
+            None => {
+                let arrived = self.reader.pending_fds();
+                Err(self.fail(ClientError::Protocol(format!(
+                    "a frame announced {count} rings but {arrived} fds arrived"
+                ))))
+            }
         }
-        Ok(self.fds.drain(..count).collect())
     }
 
     fn file(&mut self, frame: Frame) -> Result<(), ClientError> {
@@ -782,7 +741,7 @@ impl Control {
                 if self.detached.contains(&attachment) {
                     return Ok(());
                 }
-                let segment = fd.map(|fd| Segment::from_fd(fd, MAX_SEGMENT_LEN));
+                let segment = fd.map(|fd| Segment::from_fd(fd, MAX_RING_SEGMENT_LEN));
                 match segment {
                     Some(Ok(segment)) => self
                         .news
@@ -844,7 +803,7 @@ impl Control {
                         refused
                     });
                 }
-                if request_id != 0 && !self.answered_detach(request_id) {
+                if request_id != NO_REQUEST && !self.answered_detach(request_id) {
                     self.replies.insert(request_id, Reply::Frame(frame));
                 }
             }

@@ -49,14 +49,13 @@
 //!   messages keep coming (a publisher that outlives the broker); the subscription then ends
 //!   with [`ClientError::BrokerGone`].
 
-use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mycelium_transport::shm::reference::SegmentRef;
 use mycelium_transport::shm::{
-    slot_backlog, wait_any, PayloadView, ReadError, RingConsumer, Segment,
+    slot_backlog, wait_any, Claimed, PayloadView, ReadError, RingConsumer, Segment, SegmentTable,
 };
 
 use crate::error::ClientError;
@@ -139,8 +138,8 @@ pub struct ShmSubscription {
     pending_error: Option<ClientError>,
 }
 
-/// Payload segments by ring id, then by segment id (no fd: dropped by the broker).
-type Segments = HashMap<u32, BTreeMap<u64, (SegmentRef, Option<OwnedFd>)>>;
+/// Payload segments announced and not yet read (no fd: dropped by the broker).
+type Segments = SegmentTable<OwnedFd>;
 
 /// The message a reference frame (`body`) of ring `ring_id` names, mapped read-only; `None`
 /// when the broker dropped it for us. Waits for the segment's fd on the control socket up to
@@ -158,12 +157,9 @@ fn resolve(
     let reference = SegmentRef::decode(body)
         .ok_or_else(|| ClientError::Shm(format!("malformed reference frame in ring {ring_id}")))?;
     let deadline = Instant::now() + session.options().request_timeout;
-    let (announced, fd) = loop {
-        if let Some(found) = segments
-            .get_mut(&ring_id)
-            .and_then(|ring| ring.remove(&reference.segment))
-        {
-            break found;
+    let claimed = loop {
+        if let Some(claimed) = segments.claim(ring_id, &reference) {
+            break claimed;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -189,19 +185,16 @@ fn resolve(
             )));
         }
     };
-    if let Some(ring) = segments.get_mut(&ring_id) {
-        // Segments sent before this one and never referenced are not coming: close them.
-        ring.retain(|&id, _| id > reference.segment);
-    }
-    let Some(fd) = fd else {
-        return Ok(None);
+    let fd = match claimed {
+        Claimed::Segment(fd) => fd,
+        Claimed::Dropped => return Ok(None),
+        Claimed::LengthMismatch { announced } => {
+            return Err(ClientError::Shm(format!(
+                "ring {ring_id}: reference frame says {} bytes, its segment {announced}",
+                reference.len
+            )))
+        }
     };
-    if announced.len != reference.len {
-        return Err(ClientError::Shm(format!(
-            "ring {ring_id}: reference frame says {} bytes, its segment {}",
-            reference.len, announced.len
-        )));
-    }
     PayloadView::open(fd.as_fd(), reference.len as usize, max_message_size)
         .map(Some)
         .map_err(|e| ClientError::Shm(format!("payload segment of ring {ring_id}: {e}")))
@@ -215,10 +208,7 @@ fn file_news(segments: &mut Segments, deferred: &mut Vec<RingNews>, news: RingNe
             reference,
             fd,
         } => {
-            segments
-                .entry(ring_id)
-                .or_default()
-                .insert(reference.segment, (reference, fd));
+            segments.file(ring_id, reference, fd);
         }
         other => deferred.push(other),
     }
@@ -318,8 +308,8 @@ impl ShmSubscription {
     }
 
     /// Messages lost because the broker dropped their payload segment for this subscription:
-    /// it held the broker's `MAX_SEGMENTS_IN_FLIGHT` large
-    /// messages of one ring it had not read yet.
+    /// it held [`MAX_SEGMENTS_IN_FLIGHT`](mycelium_transport::limits::MAX_SEGMENTS_IN_FLIGHT)
+    /// large messages of one ring it had not read yet.
     pub fn segments_dropped(&self) -> u64 {
         self.segments_dropped
     }
@@ -363,10 +353,7 @@ impl ShmSubscription {
                     reference,
                     fd,
                 } => {
-                    self.segments
-                        .entry(ring_id)
-                        .or_default()
-                        .insert(reference.segment, (reference, fd));
+                    self.segments.file(ring_id, reference, fd);
                 }
                 RingNews::Added(granted) => match adopt(granted, self.queue) {
                     Ok(ring) => self.rings.push(ring),
@@ -472,7 +459,7 @@ impl ShmSubscription {
     /// (whose slot carries the broker's notices) stays first.
     fn drop_ring(&mut self, index: usize) {
         let ring = self.rings.remove(index);
-        self.segments.remove(&ring.id);
+        self.segments.forget_ring(ring.id);
         if self.current >= self.rings.len() {
             self.current = 0;
         }

@@ -6,7 +6,7 @@ pub enum RingError {
     /// The magic word is still zero: the creator has not finished initialising the ring.
     #[error("ring not initialised yet")]
     NotInitialised,
-    /// The region does not start with [`RING_MAGIC`](super::RING_MAGIC): not a ring.
+    /// The region does not start with [`RING_MAGIC`](super::layout::RING_MAGIC): not a ring.
     #[error("bad ring magic {found:#018x}")]
     BadMagic {
         /// The first eight bytes of the region, as read.
@@ -17,7 +17,7 @@ pub enum RingError {
     VersionMismatch {
         /// The version in the header.
         found: u32,
-        /// [`RING_VERSION`](super::RING_VERSION).
+        /// [`RING_VERSION`](super::layout::RING_VERSION).
         expected: u32,
     },
     /// Capacity or consumer count out of range, or larger than the region.

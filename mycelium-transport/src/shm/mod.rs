@@ -2,8 +2,8 @@
 //!
 //! - The ring lives in a [`RingRegion`]: a header, one cache line per consumer slot, and a
 //!   power-of-two data region of frames (`docs/shm-layout.md`, [`layout`] for the bytes).
-//! - Exactly one [`RingProducer`] per ring, by construction: only [`init`] (or
-//!   [`RingRegion::new_in_memory`]) makes one. It writes frames with
+//! - Exactly one [`RingProducer`] per ring, by construction: only creating the ring
+//!   ([`Segment::create_ring`], [`RingRegion::new_in_memory`]) makes one. It writes frames with
 //!   [`try_push`](RingProducer::try_push) and makes them visible with one Release store in
 //!   [`publish`](RingProducer::publish).
 //! - Each [`RingConsumer`] holds a slot, starts at the position published when it joined,
@@ -26,7 +26,7 @@
 //! - A third party (the broker) can [`reserve_slot`] a consumer slot for a subscriber process,
 //!   which takes it over with [`RingConsumer::adopt`]; [`release_slot`] frees the slot of a
 //!   holder that died.
-//! - A lossy ring ([`RingRegion::new_in_memory_lossy`], [`init_with_mode`]) never refuses a
+//! - A lossy ring ([`RingRegion::new_in_memory_lossy`], [`Segment::create_ring_with_mode`]) never refuses a
 //!   frame: it overwrites the oldest. A consumer it laps returns [`ReadError::Lagged`] with the
 //!   number of messages lost, then the oldest frame still whole (the producer's `oldest_pos`)
 //!   and every later one, never a torn one (a seqlock-style check after each copy, against the
@@ -62,18 +62,25 @@
 //!
 //! - [`layout`]: the byte layout, as `#[repr(C)]` structs and offset constants.
 //! - `region`: [`RingRegion`], the memory and the only byte-level `unsafe`.
-//! - `ring`: [`init`], [`attach`], [`RingGeometry`].
-//! - `producer`, `consumer`: [`RingProducer`], [`RingConsumer`].
+//! - `ring`: creating a ring's header, [`attach`], [`RingGeometry`].
+//! - `producer`: [`RingProducer`]; `consumer/`: [`RingConsumer`], one file per concept (reads,
+//!   frame location, gap counting, lossy reads, parking, third-party slots).
 //! - `error`: [`RingError`], [`PushError`], [`ReadError`].
 //! - `segment`: [`Segment`], memfd segments, and payload segments (the mappings' `unsafe`).
 //! - [`reference`](mod@reference): the body of a reference frame.
 //! - `fd_passing`: [`send_fds`], [`recv_fds`] (taking ownership of received fds is `unsafe`).
+//! - `control`: [`ControlReader`], the frames and fds of a shared-memory control socket, read
+//!   the same way by the client and the broker.
+//! - `segment_table`: [`SegmentTable`], the payload segments a ring reader was handed and has
+//!   not read yet, claimed by reference frames.
 //! - `wake`: the futex wait and wake calls (the only `unsafe` of the wake protocol).
 //! - `sync`: std or loom atomics.
 
 #[allow(unsafe_code)]
 mod barrier;
 mod consumer;
+#[cfg(not(loom))]
+mod control;
 mod error;
 #[cfg(not(loom))]
 #[allow(unsafe_code)]
@@ -93,6 +100,7 @@ mod ring;
 #[cfg(not(loom))]
 #[allow(unsafe_code)]
 mod segment;
+mod segment_table;
 mod sync;
 #[allow(unsafe_code)]
 mod wake;
@@ -104,18 +112,23 @@ mod tests;
 #[cfg(not(loom))]
 pub use consumer::wait_any;
 pub use consumer::{release_slot, reserve_slot, wake_consumer, RingConsumer};
+#[cfg(not(loom))]
+pub use control::{ControlReader, Received, CONTROL_READ_CHUNK};
 pub use error::{PushError, ReadError, RecvError, RingError};
 #[cfg(not(loom))]
 pub use fd_passing::{recv_fds, send_fds, send_fds_partial, MAX_FDS_PER_MESSAGE};
-pub use layout::{max_payload, required_size, RING_MAGIC, RING_VERSION};
+pub use layout::max_payload;
 #[cfg(not(loom))]
 pub use loan::FrameLoan;
 pub use observe::{producer_dropped, producer_waiting, slot_backlog, slot_positions};
 pub use producer::RingProducer;
 pub use region::RingRegion;
-pub use ring::{attach, init, init_with_mode, set_drop_when_full, RingGeometry};
+pub use ring::{attach, set_drop_when_full, RingGeometry};
+#[cfg(test)]
+pub(crate) use ring::{init, init_with_mode};
 #[cfg(not(loom))]
 pub use segment::{
     check_payload_fd, PayloadView, PayloadWriter, SealedPayload, Segment, SegmentError,
     PAYLOAD_SEALS, REQUIRED_SEALS,
 };
+pub use segment_table::{Claimed, SegmentTable};

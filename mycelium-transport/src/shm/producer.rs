@@ -18,8 +18,9 @@ use super::ring::RingGeometry;
 use super::sync::{fence, Arc, Ordering};
 use super::wake;
 
-/// The one writer of a ring, obtained only from [`init`](super::init) or
-/// [`RingRegion::new_in_memory`].
+/// The one writer of a ring, obtained only by creating the ring
+/// ([`Segment::create_ring`](super::Segment::create_ring), [`RingRegion::new_in_memory`]) or by
+/// [`adopt`](Self::adopt)ing one its creator handed over.
 ///
 /// Frames are written by [`try_push`](Self::try_push) and become visible to consumers only
 /// at [`publish`](Self::publish), so a burst costs one Release store.

@@ -1,7 +1,8 @@
 //! [`RingRegion`]: the bytes a ring lives in, and the only code that touches them.
 //!
 //! - In the real build a region is a 64-byte-aligned span of memory: a heap allocation it owns
-//!   ([`RingRegion::new_in_memory`]) or memory someone else maps ([`RingRegion::from_raw`]).
+//!   ([`RingRegion::new_in_memory`]) or memory someone else maps (a [`Segment`](crate::shm::Segment)'s mapping, through
+//!   `from_raw_owned`).
 //!   The header and slots are read through `&`-references to `#[repr(C)]` structs of atomics;
 //!   the data region is only ever touched through [`RingRegion::write_data`] and
 //!   [`RingRegion::read_data`], which copy bytes at offsets the caller has bounds-checked (and
@@ -124,7 +125,11 @@ impl RingRegion {
     ///
     /// [`RingError::BadGeometry`] if `ptr` is not 64-byte aligned or `len` is smaller than the
     /// ring header.
-    pub unsafe fn from_raw(ptr: std::ptr::NonNull<u8>, len: usize) -> Result<Self, RingError> {
+    #[cfg(test)]
+    pub(crate) unsafe fn from_raw(
+        ptr: std::ptr::NonNull<u8>,
+        len: usize,
+    ) -> Result<Self, RingError> {
         // SAFETY: the caller upholds this function's contract, which is `from_raw_owned`'s.
         unsafe { Self::from_raw_owned(ptr, len, None) }
     }

@@ -1,5 +1,5 @@
-//! Creating a ring in a region ([`init`], [`RingRegion::new_in_memory`]) and validating an
-//! existing one ([`attach`]).
+//! Creating a ring in a region ([`init_with_mode`], behind [`RingRegion::new_in_memory`] and
+//! `Segment::create_ring`) and validating an existing one ([`attach`]).
 
 use super::error::RingError;
 use super::layout::{
@@ -122,7 +122,8 @@ pub fn attach(region: &RingRegion) -> Result<RingGeometry, RingError> {
 ///
 /// [`RingError::BadGeometry`] if `capacity` or `max_consumers` is out of range or the ring does
 /// not fit in the region.
-pub unsafe fn init(
+#[cfg(test)]
+pub(crate) unsafe fn init(
     region: &Arc<RingRegion>,
     capacity: u64,
     max_consumers: u32,
@@ -140,7 +141,7 @@ pub unsafe fn init(
 /// # Errors
 ///
 /// As for [`init`].
-pub unsafe fn init_with_mode(
+pub(crate) unsafe fn init_with_mode(
     region: &Arc<RingRegion>,
     capacity: u64,
     max_consumers: u32,

@@ -3,13 +3,10 @@
 #[cfg(not(loom))]
 mod unit {
     use crate::shm::layout::{
-        data_offset, frame_size, CAPACITY_OFFSET, MAGIC_OFFSET, MAX_CONSUMERS_OFFSET, SLOTS_OFFSET,
-        SLOT_STATE_OFFSET, VERSION_OFFSET,
+        data_offset, frame_size, required_size, CAPACITY_OFFSET, MAGIC_OFFSET,
+        MAX_CONSUMERS_OFFSET, RING_VERSION, SLOTS_OFFSET, SLOT_STATE_OFFSET, VERSION_OFFSET,
     };
-    use crate::shm::{
-        attach, max_payload, required_size, PushError, RingConsumer, RingError, RingRegion,
-        RING_VERSION,
-    };
+    use crate::shm::{attach, max_payload, PushError, RingConsumer, RingError, RingRegion};
 
     /// Payload `i` of a test stream: `len` bytes derived from `i`, so order and contents show.
     fn payload(i: usize, len: usize) -> Vec<u8> {
