@@ -16,7 +16,7 @@ use mycelium_config::{Backpressure, Routing, TopicDefaults};
 /// phase itself, so only a hang trips it).
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Payload of the in-process measurement: the 1 KiB the issue names.
+/// Payload of the in-process measurement: 1 KiB, the size of the W2 workload.
 const IN_PROCESS_SIZE: usize = 1024;
 
 /// How long each in-process phase publishes.

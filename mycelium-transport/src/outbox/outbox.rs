@@ -581,8 +581,8 @@ mod tests {
 
     #[test]
     fn a_producer_told_there_is_room_can_always_queue_one_message() {
-        // Regression: the append and the wait once disagreed near the byte limit, and a
-        // publisher spun between "room" and "no room" without yielding to the drainer.
+        // Near the byte limit, the append and the room check must agree: otherwise a
+        // publisher spins between "room" and "no room" without yielding to the drainer.
         let outbox = Outbox::new();
         let nearly_full = vec![0u8; OUTBOX_MAX_BYTES - 100];
         assert_eq!(

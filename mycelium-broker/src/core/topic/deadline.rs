@@ -215,8 +215,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_relay_that_stays_full_is_given_up_on_after_the_deadline_despite_its_polls() {
-        // Regression: the relay's blocker resolves every poll, and the deadline was taken
-        // afresh at each, so it never passed.
+        // The relay's blocker resolves at every poll: the deadline must run across polls,
+        // or it never passes.
         let t = topic(Routing::Fanout, 100, Backpressure::Block, 1);
         with_deadline(&t, 50);
         let a = Arc::new(Outbox::new());
@@ -250,9 +250,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_deadline_runs_across_wake_ups_while_the_same_subscriber_holds_the_batch() {
-        // Regression: a subscriber leaving wakes every publisher blocked on the topic, and
-        // the deadline was taken afresh at each wake-up, so churn kept a stopped reader's
-        // publisher waiting for ever.
+        // A subscriber leaving wakes every publisher blocked on the topic: the deadline must
+        // run across wake-ups, or churn keeps a stopped reader's publisher waiting for ever.
         let t = topic(Routing::Fanout, 2, Backpressure::Block, 1);
         with_deadline(&t, 200);
         let stuck = Arc::new(Outbox::new());

@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_busy_topic_does_not_use_up_a_quiet_topics_room_on_the_same_connection() {
-        // Regression: the limit once counted every message in the connection's outbox.
+        // The limit counts this topic's messages in the outbox, not the connection's.
         let connection = Arc::new(Outbox::new());
         let busy = topic(Routing::Fanout, 1000, Backpressure::Block, 1);
         let quiet = Arc::new(Topic::new(8, {

@@ -385,8 +385,9 @@ mod tests {
 
     #[test]
     fn a_queue_consumer_whose_outbox_is_byte_full_still_gets_what_its_credit_allows() {
-        // Regression: the byte limit once refused credited deliveries, and the publish looped
-        // forever placing zero messages while holding the topic's lock.
+        // Credit, not the byte limit, bounds a queue consumer: a byte-full outbox that refused
+        // credited deliveries would leave the publish looping, placing nothing, under the
+        // topic's lock.
         let t = topic(Routing::Queue, 100, Backpressure::Block, 4);
         let c = Arc::new(Outbox::new());
         let other_topic = vec![0u8; mycelium_transport::outbox::OUTBOX_MAX_BYTES];
