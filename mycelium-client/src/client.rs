@@ -22,12 +22,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
-use mycelium_transport::{Broker, ErrorCode, Message, Receive, RecvError, RoutingKind, TryRecvError};
+use mycelium_transport::{
+    Broker, ErrorCode, Message, Receive, RecvError, RoutingKind, TryRecvError,
+};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::error::{ClientError, ConnectError, PublishError, RequestError, SubscribeError};
-use crate::handle::{BrokerInfo, BrokerStats, ReloadReport, SocketClient, SocketOptions, SocketPublisher};
+use crate::handle::{
+    BrokerInfo, BrokerStats, ReloadReport, SocketClient, SocketOptions, SocketPublisher,
+};
 use crate::shm::{AsyncShmPublisher, AsyncShmSubscription, ShmClient, ShmOptions};
 use crate::subscription::SocketSubscription;
 
@@ -160,20 +164,23 @@ impl Client {
                 let _ = shm.set(client);
                 info
             }
-            Transport::Auto => match ShmClient::connect_with_async(&path, options.shm_options()).await {
-                Ok(client) => {
-                    let info = client.broker_info().clone();
-                    let _ = shm.set(client);
-                    info
+            Transport::Auto => {
+                match ShmClient::connect_with_async(&path, options.shm_options()).await {
+                    Ok(client) => {
+                        let info = client.broker_info().clone();
+                        let _ = shm.set(client);
+                        info
+                    }
+                    Err(error) if shm_refused(&error) => {
+                        let client =
+                            SocketClient::connect_with(&path, options.socket_options()).await?;
+                        let info = client.broker_info().clone();
+                        let _ = socket.set(client);
+                        info
+                    }
+                    Err(error) => return Err(error.into()),
                 }
-                Err(error) if shm_refused(&error) => {
-                    let client = SocketClient::connect_with(&path, options.socket_options()).await?;
-                    let info = client.broker_info().clone();
-                    let _ = socket.set(client);
-                    info
-                }
-                Err(error) => return Err(error.into()),
-            },
+            }
         };
         Ok(Client {
             inner: Arc::new(Inner {
@@ -200,14 +207,18 @@ impl Client {
     async fn socket(&self) -> Result<&SocketClient, ClientError> {
         self.inner
             .socket
-            .get_or_try_init(|| SocketClient::connect_with(&self.inner.path, self.inner.options.socket_options()))
+            .get_or_try_init(|| {
+                SocketClient::connect_with(&self.inner.path, self.inner.options.socket_options())
+            })
             .await
     }
 
     async fn shm(&self) -> Result<&ShmClient, ClientError> {
         self.inner
             .shm
-            .get_or_try_init(|| ShmClient::connect_with_async(&self.inner.path, self.inner.options.shm_options()))
+            .get_or_try_init(|| {
+                ShmClient::connect_with_async(&self.inner.path, self.inner.options.shm_options())
+            })
             .await
     }
 
@@ -282,7 +293,9 @@ impl Client {
         transport: Transport,
     ) -> Result<Publisher, PublishError> {
         let inner = match transport {
-            Transport::Socket => PublisherInside::Socket(self.socket().await?.publisher(topic).await?),
+            Transport::Socket => {
+                PublisherInside::Socket(self.socket().await?.publisher(topic).await?)
+            }
             Transport::SharedMemory => {
                 PublisherInside::Shm(self.shm().await?.publisher_async(topic).await?)
             }
@@ -548,6 +561,16 @@ impl Publisher {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Publishes one message if there is room now, without waiting: `Ok(false)` (nothing
+    /// written) when the ring is full (or another publish of this publisher is under way),
+    /// or over the socket when the outgoing queue is.
+    pub fn try_publish(&self, payload: &[u8]) -> Result<bool, PublishError> {
+        match &self.inner {
+            PublisherInside::Socket(publisher) => Ok(publisher.try_publish(payload)?),
+            PublisherInside::Shm(publisher) => Ok(publisher.try_publish(payload)?),
         }
     }
 

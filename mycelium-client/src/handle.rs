@@ -180,7 +180,9 @@ impl SocketClient {
         match tokio::time::timeout(timeout, handshake(&path, &options)).await {
             Err(_) => Err(ClientError::Timeout("connecting to the broker")),
             Ok(Err(error)) => Err(error),
-            Ok(Ok((stream, info, leftover))) => Ok(SocketClient::start(stream, info, leftover, options)),
+            Ok(Ok((stream, info, leftover))) => {
+                Ok(SocketClient::start(stream, info, leftover, options))
+            }
         }
     }
 
@@ -383,6 +385,26 @@ impl SocketPublisher {
     }
 
     /// Publishes several messages in order with one lock.
+    /// Queues one message if the outgoing queue has room now; `false` (nothing queued) when
+    /// it has not.
+    pub(crate) fn try_publish(&self, payload: &[u8]) -> Result<bool, ClientError> {
+        if payload.len() > self.info.max_message_size {
+            return Err(ClientError::MessageTooLarge {
+                topic: self.topic.to_string(),
+                size: payload.len(),
+                max: self.info.max_message_size,
+            });
+        }
+        match self
+            .shared
+            .outbox
+            .append_messages(self.info.id, &[payload], PUBLISH_QUEUE_MESSAGES)
+        {
+            Appended::Closed => Err(self.shared.gone_error()),
+            Appended::Queued(n) => Ok(n > 0),
+        }
+    }
+
     pub(crate) async fn publish_batch(&self, payloads: &[&[u8]]) -> Result<(), ClientError> {
         self.shared.publish(&self.topic, self.info, payloads).await
     }

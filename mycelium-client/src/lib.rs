@@ -62,6 +62,8 @@ mod reconnect;
 mod shm;
 mod subscription;
 
+pub use subscription::SUBSCRIPTION_BUFFER;
+
 pub use client::{Client, ClientOptions, Publisher, Subscription, Transport};
 pub use error::{Cause, ConnectError, PublishError, RequestError, SubscribeError};
 pub use handle::{BrokerInfo, BrokerStats, ReloadReport};

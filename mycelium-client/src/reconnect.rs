@@ -253,9 +253,13 @@ impl ReconnectingSubscription {
         backoff: Backoff,
     ) -> Result<ReconnectingSubscription, SubscribeError> {
         let path = path.as_ref().to_owned();
-        let (client, subscription, _) =
-            connect_and_subscribe(path.clone(), topic.to_owned(), options.clone(), backoff.clone())
-                .await?;
+        let (client, subscription, _) = connect_and_subscribe(
+            path.clone(),
+            topic.to_owned(),
+            options.clone(),
+            backoff.clone(),
+        )
+        .await?;
         Ok(ReconnectingSubscription {
             path,
             topic: topic.to_owned(),

@@ -30,7 +30,7 @@ use crate::error::{ClientError, RequestError};
 use crate::handle::Shared;
 
 /// Messages a subscription may hold un-taken before the connection stops reading the socket.
-pub(crate) const SUBSCRIPTION_BUFFER: usize = 64 * 1024;
+pub const SUBSCRIPTION_BUFFER: usize = 64 * 1024;
 
 #[derive(Debug, Default)]
 struct QueueState {

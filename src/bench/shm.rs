@@ -30,8 +30,11 @@ const RECV_BATCH: usize = 4096;
 
 /// Checks that the broker gives out shared memory for `topic` and that `size` fits it.
 pub(crate) fn preflight(socket: &PathBuf, topic: &str, size: u32) -> anyhow::Result<()> {
-    let client = Client::connect_with(socket, ClientOptions::with_transport(Transport::SharedMemory))
-        .map_err(connect_failed)?;
+    let client = Client::connect_with(
+        socket,
+        ClientOptions::with_transport(Transport::SharedMemory),
+    )
+    .map_err(connect_failed)?;
     let publisher = client
         .publisher(topic)
         .with_context(|| format!("no shared memory for topic '{topic}'"))?;
@@ -152,11 +155,7 @@ fn run_subscriber(
     Ok(tally.result(received, seconds, last_ns))
 }
 
-fn run_echo(
-    client: &Client,
-    args: &WorkerArgs,
-    stop: &AtomicBool,
-) -> anyhow::Result<WorkerResult> {
+fn run_echo(client: &Client, args: &WorkerArgs, stop: &AtomicBool) -> anyhow::Result<WorkerResult> {
     let mut subscription = client.subscribe(&args.topic)?;
     let mut reply = client.publisher(&args.reply_topic)?;
     outln!("ready");

@@ -43,7 +43,10 @@ impl ShmClient {
     ///
     /// As for [`subscribe`](Self::subscribe); [`ClientError::Shm`] if the forwarding thread
     /// cannot be started.
-    pub(crate) async fn subscribe_async(&self, topic: &str) -> Result<AsyncShmSubscription, ClientError> {
+    pub(crate) async fn subscribe_async(
+        &self,
+        topic: &str,
+    ) -> Result<AsyncShmSubscription, ClientError> {
         let (client, topic) = (self.clone(), topic.to_owned());
         let subscription = off_runtime(move || client.subscribe(&topic)).await?;
         AsyncShmSubscription::new(subscription)
@@ -54,7 +57,10 @@ impl ShmClient {
     /// # Errors
     ///
     /// As for [`publisher`](Self::publisher).
-    pub(crate) async fn publisher_async(&self, topic: &str) -> Result<AsyncShmPublisher, ClientError> {
+    pub(crate) async fn publisher_async(
+        &self,
+        topic: &str,
+    ) -> Result<AsyncShmPublisher, ClientError> {
         let (client, topic) = (self.clone(), topic.to_owned());
         let publisher = off_runtime(move || client.publisher(&topic)).await?;
         Ok(AsyncShmPublisher::new(publisher))

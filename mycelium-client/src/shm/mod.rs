@@ -47,8 +47,8 @@ mod subscription;
 
 pub(crate) use async_publisher::AsyncShmPublisher;
 pub(crate) use async_subscription::AsyncShmSubscription;
-pub use publisher::ShmLoan;
 pub(crate) use publisher::ShmPublisher;
-pub use session::ShmOptions;
+pub use publisher::{ShmLoan, LOOK_EVERY};
 pub(crate) use session::ShmClient;
+pub use session::ShmOptions;
 pub(crate) use subscription::ShmSubscription;

@@ -60,7 +60,7 @@ const NO_CONSUMER_POLL: std::time::Duration = std::time::Duration::from_millis(1
 /// (see the module docs). A look is a `poll` of the socket (and a read if something came): at
 /// one per 4096 messages it costs the data path well under a nanosecond per message; the
 /// count costs a compare and a decrement.
-pub(crate) const LOOK_EVERY: u32 = 4096;
+pub const LOOK_EVERY: u32 = 4096;
 
 /// Messages before the next look when a look was skipped because another thread of the same
 /// client was at the control socket (it files what it reads; the next look finds it).

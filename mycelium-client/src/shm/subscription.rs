@@ -56,12 +56,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mycelium_transport::shm::reference::SegmentRef;
-use mycelium_transport::{
-    Message, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError,
-};
 use mycelium_transport::shm::{
     slot_backlog, wait_any, PayloadView, ReadError, RingConsumer, Segment,
 };
+use mycelium_transport::{Message, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError};
 
 use crate::error::ClientError;
 use crate::shm::publisher::BUSY_POLL_SPIN;
