@@ -28,6 +28,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -64,6 +65,9 @@ struct Inner {
     info: BrokerInfo,
     shm: OnceLock<ShmClient>,
     socket: OnceLock<SocketSide>,
+    /// Set when the broker refused a shared-memory session: [`Transport::Auto`] then goes
+    /// straight to the socket.
+    shm_unavailable: AtomicBool,
 }
 
 impl Client {
@@ -115,6 +119,7 @@ impl Client {
                 info,
                 shm,
                 socket,
+                shm_unavailable: AtomicBool::new(false),
             }),
         })
     }
@@ -154,9 +159,15 @@ impl Client {
 
     /// A shared-memory client, or `None` if the broker offers no shared memory.
     fn shm_or_refused(&self) -> Result<Option<&ShmClient>, ClientError> {
+        if self.inner.shm_unavailable.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
         match self.shm() {
             Ok(client) => Ok(Some(client)),
-            Err(error) if shm_refused(&error) => Ok(None),
+            Err(error) if shm_refused(&error) => {
+                self.inner.shm_unavailable.store(true, Ordering::Relaxed);
+                Ok(None)
+            }
             Err(error) => Err(error),
         }
     }

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -132,9 +133,12 @@ struct Inner {
     info: BrokerInfo,
     socket: OnceCell<SocketClient>,
     shm: OnceCell<ShmClient>,
-    /// Shared-memory publishers made by [`Client::publish`], one per topic, so that a
-    /// publish does not attach a ring each time.
-    shm_publishers: Mutex<HashMap<String, AsyncShmPublisher>>,
+    /// Publishers made by [`Client::publish`] off the socket, one per topic, so that a
+    /// publish does not attach a ring (or ask again whether it may) each time.
+    publishers: Mutex<HashMap<String, Publisher>>,
+    /// Set when the broker refused a shared-memory session: [`Transport::Auto`] then goes
+    /// straight to the socket.
+    shm_unavailable: AtomicBool,
 }
 
 impl Client {
@@ -189,7 +193,8 @@ impl Client {
                 info,
                 socket,
                 shm,
-                shm_publishers: Mutex::default(),
+                publishers: Mutex::default(),
+                shm_unavailable: AtomicBool::new(false),
             }),
         })
     }
@@ -214,12 +219,25 @@ impl Client {
     }
 
     async fn shm(&self) -> Result<&ShmClient, ClientError> {
-        self.inner
+        if self.inner.shm_unavailable.load(Ordering::Relaxed) {
+            return Err(ClientError::Refused {
+                code: ErrorCode::ShmRefused,
+                message: "the broker offers no shared memory".to_owned(),
+            });
+        }
+        let connected = self
+            .inner
             .shm
             .get_or_try_init(|| {
                 ShmClient::connect_with_async(&self.inner.path, self.inner.options.shm_options())
             })
-            .await
+            .await;
+        if let Err(error) = &connected {
+            if shm_refused(error) {
+                self.inner.shm_unavailable.store(true, Ordering::Relaxed);
+            }
+        }
+        connected
     }
 
     /// Subscribes to `topic` over the default transport. On a queue topic over the socket
@@ -334,24 +352,20 @@ impl Client {
         }
         let cached = self
             .inner
-            .shm_publishers
+            .publishers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(topic)
             .cloned();
         let publisher = match cached {
-            Some(publisher) => Publisher {
-                inner: PublisherInside::Shm(publisher),
-            },
+            Some(publisher) => publisher,
             None => {
                 let publisher = self.publisher(topic).await?;
-                if let PublisherInside::Shm(shm) = &publisher.inner {
-                    self.inner
-                        .shm_publishers
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(topic.to_owned(), shm.clone());
-                }
+                self.inner
+                    .publishers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(topic.to_owned(), publisher.clone());
                 publisher
             }
         };

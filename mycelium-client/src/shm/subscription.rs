@@ -787,7 +787,6 @@ impl ShmSubscription {
     pub(crate) fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, RecvError> {
         self.ended()?;
         loop {
-            out.clear();
             match self.next_into(out) {
                 Ok(ready) => return Ok(ready),
                 Err(error) => {
