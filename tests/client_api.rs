@@ -6,11 +6,13 @@ mod common;
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::time::Duration;
 
-use common::{block_on, fanout, TestBroker};
+use common::{block_on, fanout, TestBroker, DEADLINE};
 use futures_core::Stream;
 use mycelium_client::{
-    Broker, Client, ClientOptions, Receive, RecvError, SubscriptionEnd, Transport, TryRecvError,
+    blocking, Broker, Client, ClientOptions, PublishError, Receive, RecvError, RecvTimeoutError,
+    SubscriptionEnd, Transport, TryRecvError,
 };
 
 /// Application code that knows only the trait: subscribes, publishes, receives, unsubscribes.
@@ -103,4 +105,72 @@ fn a_subscription_stream_yields_the_messages_then_the_end_once_then_none() {
             Err(TryRecvError::Ended(SubscriptionEnd::Closed))
         ));
     });
+}
+
+#[test]
+fn the_blocking_client_over_the_socket_keeps_the_same_contract() {
+    let broker = TestBroker::start(&fanout("t"));
+    let client = blocking::Client::connect(&broker.socket).expect("connect");
+    let mut sub = client.subscribe("t").expect("subscribe");
+    assert_eq!(sub.transport(), Transport::Socket);
+    let mut publisher = client.publisher("t").expect("publisher");
+    assert!(matches!(sub.try_recv(), Err(TryRecvError::Empty)));
+    assert!(matches!(
+        sub.recv_timeout(Duration::from_millis(50)),
+        Err(RecvTimeoutError::Timeout)
+    ));
+    publisher.publish(b"one").expect("publish");
+    publisher
+        .publish_batch(&[b"two", b"three"])
+        .expect("publish a batch");
+    client.flush().expect("flush");
+    let message = sub.recv().expect("one");
+    assert_eq!((&message[..], message.topic()), (&b"one"[..], "t"));
+    let mut buf = Vec::new();
+    assert!(sub
+        .recv_timeout_into(&mut buf, Some(DEADLINE))
+        .expect("two"));
+    assert_eq!(buf, b"two");
+    let mut batch = Vec::new();
+    let taken = sub
+        .try_recv_batch(16, |payload| batch.push(payload.to_vec()))
+        .expect("the rest");
+    assert_eq!((taken, batch), (1, vec![b"three".to_vec()]));
+    assert!(matches!(
+        publisher.loan(4),
+        Err(PublishError::LoanUnsupported)
+    ));
+    let stats = client.stats().expect("stats");
+    let t = stats
+        .topics
+        .iter()
+        .find(|t| t.name == "t")
+        .expect("topic t");
+    assert_eq!(t.published, 3);
+}
+
+#[test]
+fn the_blocking_client_on_auto_takes_shared_memory_where_the_broker_offers_it() {
+    let broker = TestBroker::start(&fanout("t"));
+    let options = ClientOptions::with_transport(Transport::Auto);
+    let client = blocking::Client::connect_with(&broker.socket, options).expect("connect");
+    let mut sub = client.subscribe("t").expect("subscribe");
+    let mut publisher = client.publisher("t").expect("publisher");
+    assert_eq!(sub.transport(), Transport::SharedMemory);
+    assert_eq!(publisher.transport(), Transport::SharedMemory);
+    let mut loan = publisher.loan(4).expect("a loan over shared memory");
+    loan.as_mut_slice().copy_from_slice(b"tock");
+    loan.commit().expect("commit");
+    let message = sub.recv_timeout(DEADLINE).expect("the loaned message");
+    assert_eq!((&message[..], message.topic()), (&b"tock"[..], "t"));
+    // A socket subscription of the same client hears the shared-memory publisher too.
+    let mut over_socket = client
+        .subscribe_over("t", Transport::Socket)
+        .expect("subscribe over the socket");
+    publisher.publish(b"both").expect("publish");
+    assert_eq!(&sub.recv_timeout(DEADLINE).expect("shm")[..], b"both");
+    assert_eq!(
+        &over_socket.recv_timeout(DEADLINE).expect("socket")[..],
+        b"both"
+    );
 }

@@ -342,7 +342,10 @@ impl Subscription {
             Inside::Socket {
                 subscription,
                 runtime,
-            } => match runtime.block_on(tokio::time::timeout(timeout, subscription.recv())) {
+                // The timer is made inside the runtime: it needs the runtime's clock.
+            } => match runtime
+                .block_on(async { tokio::time::timeout(timeout, subscription.recv()).await })
+            {
                 Err(_) => Err(RecvTimeoutError::Timeout),
                 Ok(next) => next.map_err(RecvTimeoutError::from),
             },
@@ -385,7 +388,9 @@ impl Subscription {
             } => match timeout {
                 None => runtime.block_on(subscription.recv())?,
                 Some(timeout) => {
-                    match runtime.block_on(tokio::time::timeout(timeout, subscription.recv())) {
+                    match runtime.block_on(async {
+                        tokio::time::timeout(timeout, subscription.recv()).await
+                    }) {
                         Err(_) => return Ok(false),
                         Ok(next) => next?,
                     }
