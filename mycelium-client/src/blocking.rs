@@ -39,7 +39,7 @@ use crate::error::{ClientError, ConnectError, PublishError, RequestError, Subscr
 use crate::handle::{BrokerInfo, BrokerStats, ReloadReport};
 use crate::shm::{ShmClient, ShmPublisher, ShmSubscription};
 
-pub use crate::shm::{ShmLoan as Loan, LOOK_EVERY};
+pub use crate::shm::{Loan, LOOK_EVERY};
 
 /// The socket side of a blocking client: the async client and the runtime that drives it.
 #[derive(Debug)]

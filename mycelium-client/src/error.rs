@@ -251,6 +251,9 @@ pub(crate) enum ClientError {
     /// ring was dropped.
     #[error("shared memory: {0}")]
     Shm(String),
+    /// Sleeping on the rings' futexes failed: the subscription cannot wait any more.
+    #[error("waiting on shared memory failed: {0}")]
+    Wait(String),
 }
 
 impl ClientError {
@@ -323,8 +326,9 @@ impl From<ClientError> for PublishError {
             ClientError::NoConsumer { topic, waited } => PublishError::NoConsumer { topic, waited },
             ClientError::Timeout(what) => PublishError::Timeout(what),
             ClientError::Protocol(text) => PublishError::Protocol(cause(text)),
-            ClientError::Shm(text) => PublishError::Shm(cause(text)),
+            ClientError::Shm(text) | ClientError::Wait(text) => PublishError::Shm(cause(text)),
             connect @ ClientError::Connect { .. } => PublishError::Connect(connect.into()),
+            // A publisher never meets a lag notice; keep the text if it ever does.
             other @ ClientError::Lagged { .. } => PublishError::Protocol(cause(other.to_string())),
         }
     }

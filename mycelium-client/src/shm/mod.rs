@@ -48,7 +48,7 @@ mod subscription;
 pub(crate) use async_publisher::AsyncShmPublisher;
 pub(crate) use async_subscription::AsyncShmSubscription;
 pub(crate) use publisher::ShmPublisher;
-pub use publisher::{ShmLoan, LOOK_EVERY};
+pub use publisher::{Loan, LOOK_EVERY};
 pub(crate) use session::ShmClient;
 pub use session::ShmOptions;
 pub(crate) use subscription::ShmSubscription;

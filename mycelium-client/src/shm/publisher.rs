@@ -556,7 +556,7 @@ impl ShmPublisher {
 
     /// Lends `len` bytes of the ring to write the next message in place (zero copy), waiting
     /// while the ring is full (and, on a queue topic, for a consumer). The message is published
-    /// by [`ShmLoan::commit`]; dropping the loan publishes nothing.
+    /// by [`Loan::commit`]; dropping the loan publishes nothing.
     ///
     /// On a `drop_oldest` topic (a lossy ring, whose bytes readers may be copying while they
     /// are overwritten, so the transport lends none: `PushError::LossyLoan`) and on a
@@ -567,7 +567,7 @@ impl ShmPublisher {
     ///
     /// [`ClientError::MessageTooLarge`] for a `len` above the topic's limit; the end of the
     /// session or attachment as for [`publish`](Self::publish).
-    pub(crate) fn loan(&mut self, len: usize) -> Result<ShmLoan<'_>, ClientError> {
+    pub(crate) fn loan(&mut self, len: usize) -> Result<Loan<'_>, ClientError> {
         if len > self.max_message_size {
             return Err(ClientError::MessageTooLarge {
                 topic: self.topic.clone(),
@@ -580,7 +580,7 @@ impl ShmPublisher {
         let recipient = self.next_consumer()?;
         if self.needs_segment(len) {
             let writer = self.new_segment(len)?;
-            return Ok(ShmLoan {
+            return Ok(Loan {
                 inner: LoanInner::Segment {
                     publisher: self,
                     writer,
@@ -595,7 +595,7 @@ impl ShmPublisher {
             if let Some(slot) = recipient {
                 address_in_place(&mut buf[..QUEUE_PREFIX], slot);
             }
-            return Ok(ShmLoan {
+            return Ok(Loan {
                 inner: LoanInner::Copy {
                     producer: &mut self.producer,
                     buf,
@@ -623,7 +623,7 @@ impl ShmPublisher {
         if let Some(slot) = recipient {
             address_in_place(&mut loan.as_mut_slice()[..QUEUE_PREFIX], slot);
         }
-        Ok(ShmLoan {
+        Ok(Loan {
             inner: LoanInner::Ring {
                 loan,
                 prefix,
@@ -645,7 +645,7 @@ impl ShmPublisher {
 /// [`as_mut_slice`](Self::as_mut_slice), then [`commit`](Self::commit). For a message that fits
 /// the ring they are the ring's own bytes; for a larger one, a payload segment made for it.
 /// Either way the message is written once, in place.
-pub struct ShmLoan<'a> {
+pub struct Loan<'a> {
     inner: LoanInner<'a>,
 }
 
@@ -676,7 +676,7 @@ enum LoanInner<'a> {
     },
 }
 
-impl std::fmt::Debug for ShmLoan<'_> {
+impl std::fmt::Debug for Loan<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (topic, len, segment) = match &self.inner {
             LoanInner::Ring {
@@ -691,7 +691,7 @@ impl std::fmt::Debug for ShmLoan<'_> {
                 publisher, writer, ..
             } => (publisher.topic.as_str(), writer.len(), true),
         };
-        f.debug_struct("ShmLoan")
+        f.debug_struct("Loan")
             .field("topic", &topic)
             .field("len", &len)
             .field("segment", &segment)
@@ -699,7 +699,7 @@ impl std::fmt::Debug for ShmLoan<'_> {
     }
 }
 
-impl ShmLoan<'_> {
+impl Loan<'_> {
     /// The lent bytes. Their contents before writing are unspecified.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         match &mut self.inner {

@@ -1,5 +1,10 @@
 //! [`ShmSubscription`]: reads every ring of its topic, one hop from each publisher.
 //!
+//! - It keeps the receive contract ([`mycelium_transport::receive`]) through `recv`,
+//!   `try_recv`, `recv_timeout` and their buffer-reusing twins. Inside, the reading methods
+//!   say what went wrong as a `ClientError`; the contract's methods turn a lost ring or
+//!   message into a counted fault ([`faults`](ShmSubscription::faults)), a lag into
+//!   `Lagged`, and anything else into the end. The bullets below tell the inner story.
 //! - Rings: the topic's relay ring (written by the broker) and one per shared-memory
 //!   publisher; the broker reserved a slot in each before handing it over. Messages of one
 //!   publisher come in its order; rings are taken in turns (up to [`TURN`] messages each), so
@@ -739,7 +744,7 @@ impl ShmSubscription {
             .map_or(MAX_SLEEP, |d| d.saturating_duration_since(now))
             .min(MAX_SLEEP);
         let consumers: Vec<&RingConsumer> = self.rings.iter().map(|r| &r.consumer).collect();
-        wait_any(&consumers, Some(left)).map_err(|e| ClientError::Shm(e.to_string()))?;
+        wait_any(&consumers, Some(left)).map_err(|e| ClientError::Wait(e.to_string()))?;
         Ok(true)
     }
 }
@@ -753,8 +758,9 @@ impl ShmSubscription {
     fn settle(&mut self, error: ClientError) -> Option<RecvError> {
         match error {
             ClientError::Lagged { skipped } => Some(RecvError::Lagged(skipped)),
+            // One ring or one message lost; the others carry on. (A timeout is not among
+            // them: the session keeps failing with it, so it ends the subscription.)
             ClientError::Shm(_)
-            | ClientError::Timeout(_)
             | ClientError::NoConsumer { .. }
             | ClientError::MessageTooLarge { .. } => {
                 self.faults += 1;
