@@ -60,10 +60,16 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
+    /// The broker's socket, for the transport connected later.
     path: PathBuf,
     options: ClientOptions,
+    /// From the handshake of the first connection.
     info: BrokerInfo,
+    /// The shared-memory session, made at connect or by the first call that needs it; it
+    /// ends when the last handle sharing it is dropped.
     shm: OnceLock<ShmClient>,
+    /// The socket side, made at connect or by the first call that needs it; its runtime
+    /// stops when the last subscription or publisher made over it is dropped too.
     socket: OnceLock<SocketSide>,
     /// Set when the broker refused a shared-memory session: [`Transport::Auto`] then goes
     /// straight to the socket.

@@ -128,10 +128,16 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
+    /// The broker's socket, for the transport connected later.
     path: PathBuf,
     options: ClientOptions,
+    /// From the handshake of the first connection.
     info: BrokerInfo,
+    /// The socket connection, made at connect (socket transport) or by the first call that
+    /// needs it; [`Client::close`] closes it.
     socket: OnceCell<SocketClient>,
+    /// The shared-memory session, made at connect (shared memory, auto) or by the first
+    /// call that needs it; it ends when the last handle sharing it is dropped.
     shm: OnceCell<ShmClient>,
     /// Publishers made by [`Client::publish`] off the socket, one per topic, so that a
     /// publish does not attach a ring (or ask again whether it may) each time.
