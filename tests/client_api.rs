@@ -174,3 +174,28 @@ fn the_blocking_client_on_auto_takes_shared_memory_where_the_broker_offers_it() 
         b"both"
     );
 }
+
+#[test]
+fn auto_takes_the_socket_for_a_topic_the_broker_refuses_shared_memory() {
+    // A queue topic under drop_oldest gets no shared memory (an overwritten frame would be
+    // lost uncounted by its only consumer); the fanout topic next to it does.
+    let broker = TestBroker::start(&format!(
+        "[[topics]]\nname = \"jobs\"\nrouting = \"queue\"\nbackpressure = \"drop_oldest\"\n{}",
+        fanout("ticks")
+    ));
+    block_on(async {
+        let client = Client::connect_with(
+            &broker.socket,
+            ClientOptions::with_transport(Transport::Auto),
+        )
+        .await
+        .expect("connect");
+        let jobs = client.subscribe("jobs").await.expect("subscribe");
+        assert_eq!(jobs.transport(), Transport::Socket);
+        let ticks = client.subscribe("ticks").await.expect("subscribe");
+        assert_eq!(ticks.transport(), Transport::SharedMemory);
+        drop(jobs);
+        assert_eq!(round_trip(&client, "jobs", b"job").await, b"job");
+        client.close().await.expect("close");
+    });
+}
