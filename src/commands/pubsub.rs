@@ -14,8 +14,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use mycelium_client::blocking;
 use mycelium_client::{
-    Client, ClientOptions, PublishError, RecvError, SubscriptionEnd, Transport as ClientTransport,
-    TryRecvError,
+    Client, ClientOptions, PublishError, RecvError, RequestError, SubscriptionEnd,
+    Transport as ClientTransport, TryRecvError,
 };
 use tokio::io::AsyncBufReadExt;
 
@@ -415,7 +415,9 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
                 Err(TryRecvError::Ended(SubscriptionEnd::Closed)) => {
                     return Ok(ExitCode::SUCCESS)
                 }
-                Err(TryRecvError::Ended(end)) => return Err(subscription_ended(&args.topic, end)),
+                Err(TryRecvError::Ended(end)) => {
+                    return Err(socket_subscription_ended(&client, &args.topic, end).await)
+                }
                 Err(_) => {
                     // Nothing more is ready: show what we have before waiting.
                     if flush_or_gone(&mut out)? {
@@ -433,7 +435,7 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
                             return Ok(ExitCode::SUCCESS)
                         }
                         Err(RecvError::Ended(end)) => {
-                            return Err(subscription_ended(&args.topic, end))
+                            return Err(socket_subscription_ended(&client, &args.topic, end).await)
                         }
                         Err(error) => {
                             return Err(error)
@@ -452,6 +454,21 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// Why a socket subscription ended: the subscription says the broker is gone, and the
+/// connection (asked with a flush, which answers at once once it is gone) says why.
+async fn socket_subscription_ended(
+    client: &Client,
+    topic: &str,
+    end: SubscriptionEnd,
+) -> anyhow::Error {
+    if let SubscriptionEnd::BrokerGone = end {
+        if let Err(error @ RequestError::BrokerGone(Some(_))) = client.flush().await {
+            return anyhow::Error::new(error).context(format!("subscription to {topic} ended"));
+        }
+    }
+    subscription_ended(topic, end)
 }
 
 /// Writes one payload and a newline. Returns true if stdout is gone (a closed pipe): the
