@@ -1,8 +1,8 @@
 //! The socket connection of the async client: a cheap `Clone` handle over one broker
 //! connection.
 //!
-//! - [`SocketClient::connect_with`] performs the handshake (Hello → Welcome) before returning, so a client
-//!   in hand is a client the broker accepted.
+//! - [`SocketClient::connect_with`] performs the handshake (Hello → Welcome) before returning,
+//!   so a client in hand is a client the broker accepted.
 //! - Publishing appends the frame to a shared outgoing queue under a short lock; one writer
 //!   task flushes everything queued per wake-up, so a burst of publishes leaves in a few large
 //!   writes. A full queue makes `publish` wait: backpressure, not unbounded memory.
@@ -44,7 +44,7 @@ const READ_CHUNK: usize = 256 * 1024;
 /// many topics can exceed the message limit (~300 bytes a topic: 64 MiB is 200 000 topics).
 const MIN_INBOUND_FRAME_LIMIT: usize = 64 * 1024 * 1024;
 
-/// The socket connection's options, taken from [`SocketOptions`](crate::SocketOptions).
+/// The socket connection's options, taken from [`ClientOptions`](crate::ClientOptions).
 #[derive(Debug, Clone)]
 pub(crate) struct SocketOptions {
     /// Shown in the broker's logs.
@@ -96,7 +96,8 @@ pub struct BrokerStats {
     pub config: ConfigStatus,
 }
 
-/// What [`Client::reload`](crate::Client::reload) got back: the reload's outcome and the config's status after it.
+/// What [`Client::reload`](crate::Client::reload) got back: the reload's outcome and the
+/// config's status after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadReport {
     /// Applied, unchanged, or failed (then `status.last_error` says why).
@@ -130,7 +131,8 @@ struct Registry {
     publish_topics: HashMap<String, TopicInfo>,
     /// The refusals of publishes (request id 0) since the last flush.
     publish_errors: Option<PublishErrors>,
-    /// Every refusal of a publish since the connection began, for [`SocketClient::refused_publishes`].
+    /// Every refusal of a publish since the connection began, for
+    /// [`SocketClient::refused_publishes`].
     refused_publishes: u64,
     /// Subscribe requests that timed out: if their ack still comes, the broker holds a
     /// subscription nobody reads, and it must be told to drop it.
@@ -161,7 +163,8 @@ pub(crate) struct SocketClient {
     shared: Arc<Shared>,
 }
 
-/// Publishes on one topic without looking the topic up again; see [`SocketClient::publisher`].
+/// Publishes on one topic without looking the topic up again; see
+/// [`SocketClient::publisher`].
 #[derive(Debug, Clone)]
 pub(crate) struct SocketPublisher {
     shared: Arc<Shared>,
@@ -305,7 +308,8 @@ impl SocketClient {
     }
 
     /// How many published messages the broker has refused this client since it connected, as
-    /// received so far: after [`SocketClient::flush`], every publish sent before it is answered.
+    /// received so far: after [`SocketClient::flush`], every publish sent before it is
+    /// answered.
     /// Exact: each refusal says how many messages it refuses (one, or a whole batch held back
     /// by a slow reader and given up after `publish_deadline_ms`, or cut short by the
     /// removal of its topic), and this adds them up. What was sent less this was accepted.
@@ -384,7 +388,6 @@ impl SocketPublisher {
             .await
     }
 
-    /// Publishes several messages in order with one lock.
     /// Queues one message if the outgoing queue has room now; `false` (nothing queued) when
     /// it has not.
     pub(crate) fn try_publish(&self, payload: &[u8]) -> Result<bool, ClientError> {
@@ -405,6 +408,7 @@ impl SocketPublisher {
         }
     }
 
+    /// Publishes several messages in order with one lock.
     pub(crate) async fn publish_batch(&self, payloads: &[&[u8]]) -> Result<(), ClientError> {
         self.shared.publish(&self.topic, self.info, payloads).await
     }

@@ -76,15 +76,6 @@ impl AsyncShmPublisher {
             .map_err(|e| ClientError::Shm(format!("the publish wait failed: {e}")))?
     }
 
-    /// Publishes one message if the ring has room now; `Ok(false)` (nothing written) when it
-    /// has not, or when another publish of this publisher is under way.
-    pub(crate) fn try_publish(&self, payload: &[u8]) -> Result<bool, ClientError> {
-        match self.inner.try_lock() {
-            Ok(mut publisher) => publisher.try_publish(payload),
-            Err(_) => Ok(false),
-        }
-    }
-
     /// Looks at the control session now, as [`ShmPublisher::check`] (after any publish of this
     /// publisher under way; on the blocking pool, since another thread of the client may hold
     /// the session).
@@ -97,5 +88,19 @@ impl AsyncShmPublisher {
         tokio::task::spawn_blocking(move || publisher.check())
             .await
             .map_err(|e| ClientError::Shm(format!("the session check failed: {e}")))?
+    }
+
+    /// Publishes one message if the ring has room now; `Ok(false)` (nothing written) when it
+    /// has not, or when another publish of this publisher is under way.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::MessageTooLarge`]; the end of the session or attachment as for
+    /// [`publish`](Self::publish).
+    pub(crate) fn try_publish(&self, payload: &[u8]) -> Result<bool, ClientError> {
+        match self.inner.try_lock() {
+            Ok(mut publisher) => publisher.try_publish(payload),
+            Err(_) => Ok(false),
+        }
     }
 }

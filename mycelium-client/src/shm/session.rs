@@ -43,7 +43,8 @@ use crate::shm::subscription::ShmSubscription;
 /// plus its header and slots stays far below.
 const MAX_SEGMENT_LEN: usize = 4 << 30;
 
-/// The shared-memory session's options: the `shm` field of [`ClientOptions`](crate::ClientOptions).
+/// The shared-memory session's options: the `shm` field of
+/// [`ClientOptions`](crate::ClientOptions).
 #[derive(Debug, Clone)]
 pub struct ShmOptions {
     /// Shown in the broker's logs.
