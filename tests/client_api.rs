@@ -199,3 +199,14 @@ fn auto_takes_the_socket_for_a_topic_the_broker_refuses_shared_memory() {
         client.close().await.expect("close");
     });
 }
+
+#[test]
+fn a_blocking_socket_client_may_be_dropped_inside_an_async_runtime() {
+    let broker = TestBroker::start(&fanout("t"));
+    let client = blocking::Client::connect(&broker.socket).expect("connect");
+    let subscription = client.subscribe("t").expect("subscribe");
+    block_on(async move {
+        drop(subscription);
+        drop(client);
+    });
+}

@@ -6,7 +6,8 @@
 //!   its bytes: [`Publisher::loan`]). No runtime, no extra thread.
 //! - Over the socket the blocking client drives the async [`crate::Client`] on a runtime of
 //!   its own (one worker thread, started when the socket is first needed), as `reqwest`'s
-//!   blocking client does. Do not drop one inside an async runtime.
+//!   blocking client does. Its calls must not be made from inside an async runtime (they
+//!   would block it); dropping one there is fine.
 //! - Subscriptions keep the receive contract ([`mycelium_transport::receive`]): `recv`,
 //!   `try_recv`, `recv_timeout`; plus the copy-free `try_recv_into`, `recv_timeout_into` and
 //!   `try_recv_batch`, which reuse the caller's buffer.
@@ -41,6 +42,30 @@ use crate::shm::{ShmClient, ShmPublisher, ShmSubscription};
 
 pub use crate::shm::{Loan, LOOK_EVERY};
 
+/// The runtime that drives a blocking client's socket connection. Dropped, it shuts down
+/// without waiting for its tasks, so that dropping a blocking handle is safe anywhere, an
+/// async context included (where waiting would panic).
+#[derive(Debug)]
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Runtime {
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        match &self.0 {
+            Some(runtime) => runtime.block_on(future),
+            // Taken only in `drop`.
+            None => unreachable!("the runtime is taken only when it is dropped"),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// The socket side of a blocking client: the async client and the runtime that drives it.
 #[derive(Debug)]
 struct SocketSide {
@@ -48,7 +73,7 @@ struct SocketSide {
     client: crate::Client,
     /// Runs the connection's reader and writer tasks; shared with the subscriptions and
     /// publishers made over the socket, and shut down when the last of them is dropped.
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<Runtime>,
 }
 
 /// A blocking client of a broker process; clones share its connections. See the module
@@ -298,7 +323,7 @@ fn connect_socket(path: &Path, options: &ClientOptions) -> Result<SocketSide, Co
     let client = runtime.block_on(crate::Client::connect_with(path, options))?;
     Ok(SocketSide {
         client,
-        runtime: Arc::new(runtime),
+        runtime: Arc::new(Runtime(Some(runtime))),
     })
 }
 
@@ -317,7 +342,7 @@ enum Inside {
     Socket {
         /// Declared before the runtime, so it is dropped while the runtime still runs.
         subscription: crate::Subscription,
-        runtime: Arc<tokio::runtime::Runtime>,
+        runtime: Arc<Runtime>,
     },
 }
 
@@ -502,7 +527,7 @@ enum PublisherInside {
     Socket {
         /// Declared before the runtime, so it is dropped while the runtime still runs.
         publisher: crate::Publisher,
-        runtime: Arc<tokio::runtime::Runtime>,
+        runtime: Arc<Runtime>,
     },
 }
 
