@@ -6,6 +6,7 @@
 mod bench;
 mod commands;
 mod output;
+mod report;
 mod socket;
 
 use std::path::PathBuf;

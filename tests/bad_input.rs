@@ -517,7 +517,7 @@ impl Healthy {
             .runtime
             .block_on(async { tokio::time::timeout(DEADLINE, subscription.recv()).await });
         match received {
-            Ok(Some(Ok(message))) => assert!(
+            Ok(Ok(message)) => assert!(
                 message[..] == payload[..],
                 "library subscriber: expected {} bytes, got {} bytes",
                 payload.len(),

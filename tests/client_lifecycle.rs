@@ -6,8 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{wait_until, TestBroker};
-use mycelium_client::subscription::SUBSCRIPTION_BUFFER;
-use mycelium_client::{Client, ClientOptions};
+use mycelium_client::{Client, ClientOptions, SUBSCRIPTION_BUFFER};
 
 const TOPICS: &str = "[[topics]]\nname = \"t\"\nrouting = \"fanout\"\nbuffer_size = 200000\n\
                       [performance]\nchannel_capacity = 200000\n";
@@ -86,8 +85,8 @@ fn unsubscribing_a_full_subscription_is_confirmed_promptly() {
         let got = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 match fresh.recv().await {
-                    Some(Ok(m)) if &m[..] == b"after" => return true,
-                    Some(Ok(_)) => continue,
+                    Ok(m) if &m[..] == b"after" => return true,
+                    Ok(_) => continue,
                     _ => return false,
                 }
             }

@@ -15,7 +15,7 @@ use common::{
     block_on, fanout, mycelium_bin, spawn_sub, wait_until, SubProcess, TestBroker, DEADLINE,
 };
 use mycelium_client::Client;
-use mycelium_client::ClientError;
+use mycelium_client::{ConnectError, PublishError, RecvError, SubscriptionEnd, TryRecvError};
 use mycelium_transport::{encode_frame, peek_frame, ErrorCode, Frame};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -296,7 +296,7 @@ fn an_oversized_message_is_refused_naming_the_limit_and_later_messages_still_flo
         let publisher = client.publisher("small").await.expect("publisher");
         assert_eq!(publisher.max_message_size(), 16);
         match publisher.publish(&[b'x'; 17]).await {
-            Err(ClientError::MessageTooLarge { topic, size, max }) => {
+            Err(PublishError::MessageTooLarge { topic, size, max }) => {
                 assert_eq!((topic.as_str(), size, max), ("small", 17, 16));
             }
             other => panic!("expected MessageTooLarge, got {other:?}"),
@@ -537,9 +537,9 @@ fn graceful_shutdown_delivers_every_accepted_message_then_removes_the_socket() {
     sub.wait();
     assert_eq!(sub.lines_until_exit(), Vec::<String>::new());
     match block_on(Client::connect(&socket)) {
-        Err(ClientError::Connect { path, kind, .. }) => {
+        Err(ConnectError::Unreachable { path, source }) => {
             assert_eq!(path, socket);
-            assert_eq!(kind, std::io::ErrorKind::NotFound);
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
         }
         other => panic!("expected a connect error after shutdown, got {other:?}"),
     }
@@ -564,10 +564,10 @@ fn the_client_library_subscribes_receives_unsubscribes_and_closes() {
         }
         client.flush().await.expect("flush");
         for i in 0..100 {
-            let message = t.recv().await.expect("a message").expect("not an error");
+            let message = t.recv().await.expect("a message");
             assert_eq!(&message[..], format!("t-{i}").as_bytes());
         }
-        assert_eq!(t.try_recv(), None);
+        assert!(matches!(t.try_recv(), Err(TryRecvError::Empty)));
 
         t.unsubscribe().await.expect("unsubscribe");
         client
@@ -578,10 +578,10 @@ fn the_client_library_subscribes_receives_unsubscribes_and_closes() {
         // The Pong comes after every delivery the broker made for earlier frames.
         client.flush().await.expect("flush");
         assert_eq!(
-            u.try_recv().map(|m| m.into_payload()),
+            u.try_recv().map(|m| m.into_payload()).ok(),
             Some("marker".into())
         );
-        assert_eq!(u.try_recv(), None);
+        assert!(matches!(u.try_recv(), Err(TryRecvError::Empty)));
         let stats = client.stats().await.expect("stats");
         let t_stats = stats
             .topics
@@ -595,24 +595,23 @@ fn the_client_library_subscribes_receives_unsubscribes_and_closes() {
         // A new subscription starts from the next message, not from the missed one.
         let mut again = client.subscribe("t").await.expect("subscribe t again");
         client.flush().await.expect("flush");
-        assert_eq!(again.try_recv(), None);
+        assert!(matches!(again.try_recv(), Err(TryRecvError::Empty)));
         client.publish("t", b"resubscribed").await.expect("publish");
-        let message = again
-            .recv()
-            .await
-            .expect("a message")
-            .expect("not an error");
+        let message = again.recv().await.expect("a message");
         assert_eq!(&message[..], b"resubscribed");
 
         let handle = client.clone();
         client.close().await.expect("close");
         assert!(
-            u.recv().await.is_none(),
-            "a subscription ends cleanly (no error) when its own client closes"
+            matches!(
+                u.recv().await,
+                Err(RecvError::Ended(SubscriptionEnd::Closed))
+            ),
+            "a subscription ends cleanly (closed, not failed) when its own client closes"
         );
         assert!(matches!(
             handle.publish("u", b"too late").await,
-            Err(ClientError::BrokerGone { .. })
+            Err(PublishError::BrokerGone(_))
         ));
     });
     wait_until("the broker to count the closed connection", || {
@@ -621,11 +620,11 @@ fn the_client_library_subscribes_receives_unsubscribes_and_closes() {
 
     let missing = broker.dir.path().join("no-broker-here.sock");
     match block_on(Client::connect(&missing)) {
-        Err(ClientError::Connect { path, kind, .. }) => {
+        Err(ConnectError::Unreachable { path, source }) => {
             assert_eq!(path, missing);
-            assert_eq!(kind, std::io::ErrorKind::NotFound);
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
         }
-        other => panic!("expected ClientError::Connect, got {other:?}"),
+        other => panic!("expected ConnectError::Unreachable, got {other:?}"),
     }
 }
 
@@ -717,8 +716,8 @@ fn check_reports_file_line_diagnostics_and_help_lists_every_subcommand() {
 /// or reset, which is what the client currently reports when the broker's refusal (sent and
 /// closed without reading the Hello) wins the race against the client's Hello; see
 /// `every_connection_beyond_max_connections_is_refused_with_too_many_connections`.
-fn refused_for_max_connections(error: &ClientError) -> bool {
-    matches!(error, ClientError::Refused { code, .. } if *code == ErrorCode::TooManyConnections)
+fn refused_for_max_connections(error: &ConnectError) -> bool {
+    matches!(error, ConnectError::Refused { code, .. } if *code == ErrorCode::TooManyConnections)
 }
 
 /// Connects clients until `n` are in, retrying while the broker is at its limit.
@@ -747,7 +746,7 @@ fn every_connection_beyond_max_connections_is_refused_with_too_many_connections(
         let mut wrong = Vec::new();
         for _ in 0..ATTEMPTS {
             match Client::connect(&broker.socket).await {
-                Err(ClientError::Refused {
+                Err(ConnectError::Refused {
                     code: ErrorCode::TooManyConnections,
                     message,
                 }) => {
@@ -777,7 +776,7 @@ fn a_slot_freed_by_a_closing_client_is_taken_by_the_next_connection() {
         // The two accepted clients still work.
         let mut sub = clients[0].subscribe("t").await.expect("subscribe");
         clients[1].publish("t", b"hello").await.expect("publish");
-        let message = sub.recv().await.expect("a message").expect("not an error");
+        let message = sub.recv().await.expect("a message");
         assert_eq!(&message[..], b"hello");
 
         clients
@@ -792,7 +791,7 @@ fn a_slot_freed_by_a_closing_client_is_taken_by_the_next_connection() {
             .await
             .expect("publish");
         replacement.flush().await.expect("flush");
-        let message = sub.recv().await.expect("a message").expect("not an error");
+        let message = sub.recv().await.expect("a message");
         assert_eq!(&message[..], b"from the replacement");
     });
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::{block_on, fanout, mycelium_bin, wait_until, TestBroker};
 use mycelium_client::Client;
 use mycelium_client::{
-    Backoff, ClientError, ReconnectingPublisher, ReconnectingSubscription, SubscriptionEvent,
+    Backoff, ConnectError, ConnectionEvent, ReconnectingPublisher, ReconnectingSubscription,
+    RecvError, RequestError, SubscriptionEnd,
 };
 use nix::sys::signal::Signal;
 
@@ -54,13 +55,16 @@ fn a_killed_broker_ends_a_plain_subscription_with_broker_gone() {
         let mut sub = client.subscribe("t").await.expect("subscribe");
         broker.signal(Signal::SIGKILL);
         match sub.recv().await {
-            Some(Err(ClientError::BrokerGone { .. })) => {}
+            Err(RecvError::Ended(SubscriptionEnd::BrokerGone)) => {}
             other => panic!("expected BrokerGone, got {other:?}"),
         }
-        assert!(sub.recv().await.is_none());
+        match sub.recv().await {
+            Err(RecvError::Ended(SubscriptionEnd::BrokerGone)) => {}
+            other => panic!("nothing after the end but the end again, got {other:?}"),
+        }
         assert!(matches!(
             client.flush().await,
-            Err(ClientError::BrokerGone { .. })
+            Err(RequestError::BrokerGone(_))
         ));
     });
     wait_until("the broker to be gone", || !broker.is_running());
@@ -83,16 +87,19 @@ fn a_reconnecting_subscription_and_publisher_come_back_after_a_broker_restart() 
             .await
             .expect("publish");
         match sub.recv().await {
-            Some(Ok(SubscriptionEvent::Message(m))) => assert_eq!(&m.payload()[..], b"before"),
+            Ok(m) => assert_eq!(&m.payload()[..], b"before"),
             other => panic!("expected the message, got {other:?}"),
         }
+        let mut events = sub.events();
         broker.signal(Signal::SIGKILL);
         wait_until("the broker to be gone", || !broker.is_running());
         assert!(socket.exists(), "SIGKILL leaves the socket file behind");
         // The new broker replaces the dead one's socket file itself.
         let _restarted = Restarted::start(&broker);
-        match sub.recv().await {
-            Some(Ok(SubscriptionEvent::Reconnected { attempts })) => assert!(attempts >= 1),
+        // `recv` reconnects on the way to the next message; the event says when it is back.
+        let receiving = tokio::spawn(async move { sub.recv().await });
+        match events.recv().await {
+            Ok(ConnectionEvent::Reconnected { attempts }) => assert!(attempts >= 1),
             other => panic!("expected Reconnected, got {other:?}"),
         }
         // The publisher's old connection is dead: it reconnects and sends again.
@@ -100,8 +107,8 @@ fn a_reconnecting_subscription_and_publisher_come_back_after_a_broker_restart() 
             .publish_confirmed(b"after")
             .await
             .expect("publish");
-        match sub.recv().await {
-            Some(Ok(SubscriptionEvent::Message(m))) => assert_eq!(&m.payload()[..], b"after"),
+        match receiving.await.expect("the receiving task") {
+            Ok(m) => assert_eq!(&m.payload()[..], b"after"),
             other => panic!("expected the message after the restart, got {other:?}"),
         }
     });
@@ -118,7 +125,11 @@ fn a_reconnecting_subscription_gives_up_when_its_backoff_does() {
         broker.signal(Signal::SIGKILL);
         wait_until("the broker to be gone", || !broker.is_running());
         match sub.recv().await {
-            Some(Err(ClientError::Connect { .. })) => {}
+            Err(RecvError::Ended(SubscriptionEnd::Failed(error)))
+                if matches!(
+                    error.downcast_ref::<ConnectError>(),
+                    Some(ConnectError::Unreachable { .. })
+                ) => {}
             other => panic!("expected the last connect error, got {other:?}"),
         }
     });

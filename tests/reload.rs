@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use common::pubsub_support::{run_to_end, spawn_pub, stats_json, topic_counter};
 use common::{block_on, fanout, spawn_sub, wait_until, TestBroker};
 use mycelium_client::Client;
-use mycelium_client::ClientError;
+use mycelium_client::{RecvError, RecvTimeoutError, SubscriptionEnd};
 use mycelium_transport::{ErrorCode, ReloadOutcome};
 
 fn queue(name: &str) -> String {
@@ -154,7 +154,7 @@ fn the_client_library_sees_a_removed_topic_as_the_end_of_its_subscription_and_a_
         let mut sub = client.subscribe("doomed").await.expect("subscribe");
         let publisher = client.publisher("doomed").await.expect("publisher");
         publisher.publish(b"first").await.expect("publish");
-        let first = sub.recv().await.expect("a message").expect("not an error");
+        let first = sub.recv().await.expect("a message");
         assert_eq!(&first.payload()[..], b"first");
 
         let report = {
@@ -172,13 +172,22 @@ fn the_client_library_sees_a_removed_topic_as_the_end_of_its_subscription_and_a_
         assert!(report.status.last_error.is_empty(), "{report:?}");
         // The subscription ends with TopicRemoved, after what was routed before.
         match sub.recv().await {
-            Some(Err(ClientError::Refused { code, message })) => {
+            Err(RecvError::Ended(SubscriptionEnd::Refused { code, message })) => {
                 assert_eq!(code, ErrorCode::TopicRemoved);
                 assert!(message.contains("'doomed' was removed"), "{message}");
             }
             other => panic!("expected the subscription to end with TopicRemoved, got {other:?}"),
         }
-        assert!(sub.recv().await.is_none(), "nothing after the end");
+        match sub.recv().await {
+            Err(RecvError::Ended(SubscriptionEnd::Refused { code, .. })) => {
+                assert_eq!(
+                    code,
+                    ErrorCode::TopicRemoved,
+                    "nothing after the end but the end"
+                )
+            }
+            other => panic!("nothing after the end but the end again, got {other:?}"),
+        }
         // A publish to the old topic id is refused by the broker, not routed.
         publisher.publish(b"late").await.expect("queued");
         match client.flush().await {
@@ -639,7 +648,6 @@ fn a_topic_turned_to_drop_newest_by_a_reload_detaches_a_stopped_shm_subscriber_t
 
 #[test]
 fn a_topic_turned_to_drop_oldest_by_a_reload_gives_its_next_shm_subscriber_a_lossy_relay_ring() {
-    use mycelium_client::ShmClient;
     const N: u64 = 2_000;
     let config = |backpressure: &str| {
         format!(
@@ -647,7 +655,7 @@ fn a_topic_turned_to_drop_oldest_by_a_reload_gives_its_next_shm_subscriber_a_los
         )
     };
     let broker = TestBroker::start(&config("block"));
-    let client = ShmClient::connect(&broker.socket).expect("shm session");
+    let client = common::shm_connect(&broker.socket).expect("shm session");
     // A subscriber under block, gone at once: its relay ring was lossless.
     drop(client.subscribe("relayed").expect("subscribe"));
     let before = generation(&broker);
@@ -661,7 +669,7 @@ fn a_topic_turned_to_drop_oldest_by_a_reload_gives_its_next_shm_subscriber_a_los
     let out = run_to_end(broker.cmd().args(["pub", "relayed", &message(0)]));
     assert!(out.status.success(), "{}", out.stderr);
     let first = sub.recv_timeout(common::DEADLINE).expect("recv");
-    assert_eq!(first.as_deref(), Some(message(0).as_bytes()));
+    assert_eq!(&first[..], message(0).as_bytes());
     // Socket subscribers get a batch only once the relay ring has it: when this one has
     // every message, so has the ring, which the shm subscriber has not read meanwhile.
     let socket_sub = spawn_sub(&broker, "relayed", &["--count", &(N - 1).to_string()]);
@@ -680,8 +688,8 @@ fn a_topic_turned_to_drop_oldest_by_a_reload_gives_its_next_shm_subscriber_a_los
             "never got the last message: {received} received, told of {skipped} lost, next {next}"
         );
         match sub.recv_timeout(std::time::Duration::from_millis(200)) {
-            Ok(Some(payload)) => {
-                let text = String::from_utf8(payload).expect("UTF-8");
+            Ok(payload) => {
+                let text = String::from_utf8(payload.into_payload().to_vec()).expect("UTF-8");
                 let seq: u64 = text
                     .split_once(':')
                     .and_then(|(seq, _)| seq.parse().ok())
@@ -691,8 +699,8 @@ fn a_topic_turned_to_drop_oldest_by_a_reload_gives_its_next_shm_subscriber_a_los
                 next = seq + 1;
                 received += 1;
             }
-            Ok(None) => {}
-            Err(ClientError::Lagged { skipped: n }) => {
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Lagged(n)) => {
                 skipped += n;
                 next += n;
             }

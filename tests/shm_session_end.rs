@@ -17,8 +17,10 @@ use std::sync::Arc;
 
 use common::pubsub_support::stats_json;
 use common::{fanout, spawn_sub, wait_child, wait_until, TestBroker, DEADLINE};
-use mycelium_client::shm::LOOK_EVERY;
-use mycelium_client::{ClientError, ShmClient};
+use mycelium_client::blocking::LOOK_EVERY;
+use mycelium_client::{
+    Client, ClientOptions, PublishError, RecvError, RecvTimeoutError, SubscriptionEnd, Transport,
+};
 use mycelium_transport::ErrorCode;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -220,9 +222,9 @@ fn the_shm_cli_publisher_waiting_on_an_idle_stdin_exits_when_the_broker_dies() {
 #[test]
 fn a_shm_publisher_learns_that_the_broker_died_within_look_every_messages() {
     let mut broker = TestBroker::start(&fanout("lib"));
-    let client = ShmClient::connect(&broker.socket).expect("session");
+    let client = common::shm_connect(&broker.socket).expect("session");
     let mut publisher = client.publisher("lib").expect("publisher");
-    let mut checked = ShmClient::connect(&broker.socket)
+    let mut checked = common::shm_connect(&broker.socket)
         .expect("session")
         .publisher("lib")
         .expect("publisher");
@@ -240,18 +242,18 @@ fn a_shm_publisher_learns_that_the_broker_died_within_look_every_messages() {
             "{written} publishes after the broker's death all succeeded"
         );
     };
-    assert!(matches!(error, ClientError::BrokerGone { .. }), "{error:?}");
+    assert!(matches!(error, PublishError::BrokerGone(_)), "{error:?}");
     assert!(written < LOOK_EVERY, "{written} written unawares");
     // Every later call says the same.
     let again = publisher.try_publish(b"again");
     assert!(
-        matches!(again, Err(ClientError::BrokerGone { .. })),
+        matches!(again, Err(PublishError::BrokerGone(_))),
         "{again:?}"
     );
     // `check` looks at once.
     let checked = checked.check();
     assert!(
-        matches!(checked, Err(ClientError::BrokerGone { .. })),
+        matches!(checked, Err(PublishError::BrokerGone(_))),
         "{checked:?}"
     );
 }
@@ -264,9 +266,9 @@ fn a_shm_publisher_waiting_for_room_learns_that_the_broker_died() {
         "{}max_message_size = 1000\npublish_deadline_ms = 0\n\n[shm]\nring_bytes = 4096\n",
         fanout("full")
     ));
-    let client = ShmClient::connect(&broker.socket).expect("session");
+    let client = common::shm_connect(&broker.socket).expect("session");
     let _stalled = client.subscribe("full").expect("subscribe");
-    let mut publisher = ShmClient::connect(&broker.socket)
+    let mut publisher = common::shm_connect(&broker.socket)
         .expect("session")
         .publisher("full")
         .expect("publisher");
@@ -293,7 +295,7 @@ fn a_shm_publisher_waiting_for_room_learns_that_the_broker_died() {
     let error = result
         .recv_timeout(DEADLINE)
         .expect("the publisher still waits on a ring whose broker is dead");
-    assert!(matches!(error, ClientError::BrokerGone { .. }), "{error:?}");
+    assert!(matches!(error, PublishError::BrokerGone(_)), "{error:?}");
 }
 
 #[test]
@@ -320,13 +322,16 @@ fn an_async_shm_publisher_learns_that_the_broker_died_writing_or_waiting() {
 
 async fn async_publisher_learns_of_the_death(broker: &mut TestBroker) {
     {
-        let client = ShmClient::connect_async(&broker.socket)
+        let options = ClientOptions::with_transport(Transport::SharedMemory);
+        let client = Client::connect_with(&broker.socket, options)
             .await
             .expect("session");
-        // A subscription that never reads: `full`'s ring fills and stays full.
-        let _stalled = client.subscribe("full").expect("subscribe");
-        let free = client.publisher_async("free").await.expect("publisher");
-        let full = client.publisher_async("full").await.expect("publisher");
+        // A subscription that never reads (a blocking one: the async flavour's forwarding
+        // thread would read): `full`'s ring fills and stays full.
+        let stalled_client = common::shm_connect(&broker.socket).expect("session");
+        let _stalled = stalled_client.subscribe("full").expect("subscribe");
+        let free = client.publisher("free").await.expect("publisher");
+        let full = client.publisher("full").await.expect("publisher");
         while full.try_publish(&[7u8; 248]).expect("try_publish") {}
         kill_broker(broker);
         // A publish that must wait for room (on the blocking pool).
@@ -334,7 +339,7 @@ async fn async_publisher_learns_of_the_death(broker: &mut TestBroker) {
             .await
             .expect("the publisher still waits on a ring whose broker is dead");
         assert!(
-            matches!(waited, Err(ClientError::BrokerGone { .. })),
+            matches!(waited, Err(PublishError::BrokerGone(_))),
             "{waited:?}"
         );
         // Publishes that find room at once.
@@ -349,11 +354,11 @@ async fn async_publisher_learns_of_the_death(broker: &mut TestBroker) {
                 "{written} publishes after the death succeeded"
             );
         };
-        assert!(matches!(error, ClientError::BrokerGone { .. }), "{error:?}");
+        assert!(matches!(error, PublishError::BrokerGone(_)), "{error:?}");
         assert!(written < LOOK_EVERY, "{written} written unawares");
         let checked = full.check().await;
         assert!(
-            matches!(checked, Err(ClientError::BrokerGone { .. })),
+            matches!(checked, Err(PublishError::BrokerGone(_))),
             "{checked:?}"
         );
     }
@@ -362,7 +367,7 @@ async fn async_publisher_learns_of_the_death(broker: &mut TestBroker) {
 #[test]
 fn shm_subscriptions_end_with_broker_gone_when_the_broker_dies() {
     let mut broker = TestBroker::start(&fanout("subs"));
-    let client = ShmClient::connect(&broker.socket).expect("session");
+    let client = common::shm_connect(&broker.socket).expect("session");
     let mut sync = client.subscribe("subs").expect("subscribe");
     let (mut asynchronous, runtime) = {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -370,14 +375,24 @@ fn shm_subscriptions_end_with_broker_gone_when_the_broker_dies() {
             .build()
             .expect("runtime");
         let subscription = runtime
-            .block_on(client.subscribe_async("subs"))
+            .block_on(async {
+                let options = ClientOptions::with_transport(Transport::SharedMemory);
+                let client = Client::connect_with(&broker.socket, options).await?;
+                client
+                    .subscribe("subs")
+                    .await
+                    .map_err(Box::<dyn std::error::Error>::from)
+            })
             .expect("subscribe");
         (subscription, runtime)
     };
     kill_broker(&mut broker);
     let ended = sync.recv_timeout(DEADLINE);
     assert!(
-        matches!(ended, Err(ClientError::BrokerGone { .. })),
+        matches!(
+            ended,
+            Err(RecvTimeoutError::Ended(SubscriptionEnd::BrokerGone))
+        ),
         "{ended:?}"
     );
     let ended = runtime.block_on(async {
@@ -386,7 +401,7 @@ fn shm_subscriptions_end_with_broker_gone_when_the_broker_dies() {
             .expect("the async subscription still waits on a dead broker")
     });
     assert!(
-        matches!(ended, Err(ClientError::BrokerGone { .. })),
+        matches!(ended, Err(RecvError::Ended(SubscriptionEnd::BrokerGone))),
         "{ended:?}"
     );
 }
@@ -402,15 +417,15 @@ fn a_shm_publisher_of_a_removed_topic_is_told_why_not_a_symptom() {
         fanout("doomed"),
         fanout("kept")
     ));
-    let client = ShmClient::connect(&broker.socket).expect("session");
+    let client = common::shm_connect(&broker.socket).expect("session");
     let mut small = client.publisher("doomed").expect("publisher");
     let mut large = client.publisher("doomed").expect("publisher");
     broker.rewrite_config(&format!("[shm]\nring_bytes = 4096\n\n{}", fanout("kept")));
     wait_topic_gone(&broker, "doomed");
-    let removed = |result: &Result<(), ClientError>| {
+    let removed = |result: &Result<(), PublishError>| {
         matches!(
             result,
-            Err(ClientError::Refused {
+            Err(PublishError::Refused {
                 code: ErrorCode::TopicRemoved,
                 ..
             })
@@ -465,7 +480,7 @@ fn a_stopped_shm_subscriber_detached_by_the_watchdog_reports_slow_consumer_on_si
     kill(frozen.pid(), Signal::SIGSTOP).expect("SIGSTOP");
     // Attached after the stop: the frozen subscriber has this ring's ShmRingAdded (and its
     // reserved slot) waiting, and the watchdog frees that slot before it says why.
-    let mut publisher = ShmClient::connect(&broker.socket)
+    let mut publisher = common::shm_connect(&broker.socket)
         .expect("session")
         .publisher("held")
         .expect("publisher");
@@ -499,7 +514,7 @@ fn a_stopped_shm_subscriber_of_a_removed_topic_reports_topic_removed_on_sigcont(
     let broker = TestBroker::start(&format!("{}{}", fanout("doomed"), fanout("kept")));
     let mut frozen = LoggedSubscriber::spawn(&broker, "doomed");
     kill(frozen.pid(), Signal::SIGSTOP).expect("SIGSTOP");
-    let publisher = ShmClient::connect(&broker.socket)
+    let publisher = common::shm_connect(&broker.socket)
         .expect("session")
         .publisher("doomed")
         .expect("publisher");

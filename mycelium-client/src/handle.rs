@@ -1,25 +1,16 @@
-//! The async client: a cheap `Clone` handle over one broker connection.
+//! The socket connection of the async client: a cheap `Clone` handle over one broker
+//! connection.
 //!
-//! - [`Client::connect`] performs the handshake (Hello → Welcome) before returning, so a client
-//!   in hand is a client the broker accepted.
+//! - [`SocketClient::connect_with`] performs the handshake (Hello → Welcome) before returning,
+//!   so a client in hand is a client the broker accepted.
 //! - Publishing appends the frame to a shared outgoing queue under a short lock; one writer
 //!   task flushes everything queued per wake-up, so a burst of publishes leaves in a few large
 //!   writes. A full queue makes `publish` wait: backpressure, not unbounded memory.
 //! - Requests (advertise, subscribe, unsubscribe, stats, flush) carry a request id; one reader
 //!   task matches answers to the waiting callers and dispatches deliveries to subscriptions.
-//! - When the connection ends, every waiting call and every subscription gets
-//!   [`ClientError::BrokerGone`] (or the broker's fatal error): nothing hangs.
+//! - When the connection ends, every waiting call and every subscription learns that the
+//!   broker is gone (or the broker's fatal error): nothing hangs.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), mycelium_client::ClientError> {
-//! use mycelium_client::Client;
-//! let client = Client::connect("/tmp/mycelium.sock").await?;
-//! let mut sub = client.subscribe("market_data").await?;
-//! client.publish("market_data", b"tick").await?;
-//! let message = sub.recv().await;
-//! client.close().await?;
-//! # Ok(()) }
-//! ```
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,18 +34,18 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::error::ClientError;
-use crate::subscription::{Subscription, SubscriptionQueue};
+use crate::subscription::{SocketSubscription, SubscriptionQueue};
 use mycelium_transport::outbox::{Appended, Outbox};
 
 /// Messages the outgoing queue holds before `publish` waits for the writer.
-pub const PUBLISH_QUEUE_MESSAGES: usize = 64 * 1024;
+pub(crate) const PUBLISH_QUEUE_MESSAGES: usize = 64 * 1024;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 256 * 1024;
 
-/// Options for [`Client::connect_with`].
+/// The socket connection's options, taken from [`ClientOptions`](crate::ClientOptions).
 #[derive(Debug, Clone)]
-pub struct ClientOptions {
+pub(crate) struct SocketOptions {
     /// Shown in the broker's logs.
     pub name: String,
     /// Identifies this client to the broker; random by default.
@@ -65,9 +56,9 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
 }
 
-impl Default for ClientOptions {
-    fn default() -> ClientOptions {
-        ClientOptions {
+impl Default for SocketOptions {
+    fn default() -> SocketOptions {
+        SocketOptions {
             name: String::new(),
             client_id: Uuid::new_v4(),
             connect_timeout: Duration::from_secs(5),
@@ -91,7 +82,7 @@ pub struct BrokerInfo {
     pub server: String,
 }
 
-/// A snapshot of the broker's counters, from [`Client::stats`].
+/// A snapshot of the broker's counters, from [`Client::stats`](crate::Client::stats).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerStats {
     /// Open client connections.
@@ -104,7 +95,8 @@ pub struct BrokerStats {
     pub config: ConfigStatus,
 }
 
-/// What [`Client::reload`] got back: the reload's outcome and the config's status after it.
+/// What [`Client::reload`](crate::Client::reload) got back: the reload's outcome and the
+/// config's status after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadReport {
     /// Applied, unchanged, or failed (then `status.last_error` says why).
@@ -138,7 +130,8 @@ struct Registry {
     publish_topics: HashMap<String, TopicInfo>,
     /// The refusals of publishes (request id 0) since the last flush.
     publish_errors: Option<PublishErrors>,
-    /// Every refusal of a publish since the connection began, for [`Client::refused_publishes`].
+    /// Every refusal of a publish since the connection began, for
+    /// [`SocketClient::refused_publishes`].
     refused_publishes: u64,
     /// Subscribe requests that timed out: if their ack still comes, the broker holds a
     /// subscription nobody reads, and it must be told to drop it.
@@ -155,7 +148,7 @@ pub(crate) struct Shared {
     registry: Mutex<Registry>,
     next_request: AtomicU32,
     info: BrokerInfo,
-    options: ClientOptions,
+    options: SocketOptions,
     /// The reader task; `close` waits for it so that the socket is released on return.
     reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Set by `close`: the end of the connection is then expected, and subscriptions end
@@ -165,35 +158,33 @@ pub(crate) struct Shared {
 
 /// A handle on one broker connection; clones share it. See the module docs.
 #[derive(Debug, Clone)]
-pub struct Client {
+pub(crate) struct SocketClient {
     shared: Arc<Shared>,
 }
 
-/// Publishes on one topic without looking the topic up again; see [`Client::publisher`].
+/// Publishes on one topic without looking the topic up again; see
+/// [`SocketClient::publisher`].
 #[derive(Debug, Clone)]
-pub struct Publisher {
+pub(crate) struct SocketPublisher {
     shared: Arc<Shared>,
     topic: Arc<str>,
     info: TopicInfo,
 }
 
-impl Client {
-    /// Connects to the broker's socket at `path` and completes the handshake.
-    pub async fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
-        Client::connect_with(path, ClientOptions::default()).await
-    }
-
+impl SocketClient {
     /// Connects with explicit options.
-    pub async fn connect_with(
+    pub(crate) async fn connect_with(
         path: impl AsRef<Path>,
-        options: ClientOptions,
-    ) -> Result<Client, ClientError> {
+        options: SocketOptions,
+    ) -> Result<SocketClient, ClientError> {
         let path = path.as_ref().to_owned();
         let timeout = options.connect_timeout;
         match tokio::time::timeout(timeout, handshake(&path, &options)).await {
             Err(_) => Err(ClientError::Timeout("connecting to the broker")),
             Ok(Err(error)) => Err(error),
-            Ok(Ok((stream, info, leftover))) => Ok(Client::start(stream, info, leftover, options)),
+            Ok(Ok((stream, info, leftover))) => {
+                Ok(SocketClient::start(stream, info, leftover, options))
+            }
         }
     }
 
@@ -201,8 +192,8 @@ impl Client {
         stream: UnixStream,
         info: BrokerInfo,
         leftover: BytesMut,
-        options: ClientOptions,
-    ) -> Client {
+        options: SocketOptions,
+    ) -> SocketClient {
         let (reader, writer) = stream.into_split();
         let shared = Arc::new(Shared {
             outbox: Outbox::for_publishing(),
@@ -216,19 +207,19 @@ impl Client {
         tokio::spawn(write_loop(writer, shared.clone()));
         let handle = tokio::spawn(read_loop(reader, leftover, shared.clone()));
         *shared.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
-        Client { shared }
+        SocketClient { shared }
     }
 
     /// What the broker announced at the handshake.
-    pub fn broker_info(&self) -> &BrokerInfo {
+    pub(crate) fn broker_info(&self) -> &BrokerInfo {
         &self.shared.info
     }
 
     /// A publisher for `topic`: asks the broker for the topic once (an unknown topic is refused
     /// here, with the broker's message naming it).
-    pub async fn publisher(&self, topic: &str) -> Result<Publisher, ClientError> {
+    pub(crate) async fn publisher(&self, topic: &str) -> Result<SocketPublisher, ClientError> {
         let info = self.shared.resolve(topic).await?;
-        Ok(Publisher {
+        Ok(SocketPublisher {
             shared: self.shared.clone(),
             topic: Arc::from(topic),
             info,
@@ -236,23 +227,23 @@ impl Client {
     }
 
     /// Publishes one message on `topic`. Returns once the message is queued for sending;
-    /// [`Client::flush`] confirms the broker processed it.
-    pub async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), ClientError> {
+    /// [`SocketClient::flush`] confirms the broker processed it.
+    pub(crate) async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), ClientError> {
         let info = self.shared.resolve(topic).await?;
         self.shared.publish(topic, info, &[payload]).await
     }
 
     /// Subscribes to `topic`. For a queue topic the broker grants the topic's prefetch.
-    pub async fn subscribe(&self, topic: &str) -> Result<Subscription, ClientError> {
+    pub(crate) async fn subscribe(&self, topic: &str) -> Result<SocketSubscription, ClientError> {
         self.subscribe_with_prefetch(topic, 0).await
     }
 
     /// Subscribes, asking for `prefetch` credit on a queue topic (0 = the topic's default).
-    pub async fn subscribe_with_prefetch(
+    pub(crate) async fn subscribe_with_prefetch(
         &self,
         topic: &str,
         prefetch: u32,
-    ) -> Result<Subscription, ClientError> {
+    ) -> Result<SocketSubscription, ClientError> {
         let queue = Arc::new(SubscriptionQueue::default());
         let request_id = self.shared.next_request_id();
         let frame = Frame::Subscribe {
@@ -272,10 +263,10 @@ impl Client {
                 routing,
                 prefetch,
                 ..
-            } => Ok(Subscription::new(
+            } => Ok(SocketSubscription::new(
                 self.shared.clone(),
                 queue,
-                topic.to_owned(),
+                topic,
                 topic_id,
                 routing,
                 prefetch,
@@ -288,7 +279,7 @@ impl Client {
 
     /// Waits until the broker has processed everything this client sent before the call.
     /// Returns the first publish the broker refused since the last flush, if any.
-    pub async fn flush(&self) -> Result<(), ClientError> {
+    pub(crate) async fn flush(&self) -> Result<(), ClientError> {
         let token = self.shared.next_request_id();
         self.shared
             .request(
@@ -316,16 +307,17 @@ impl Client {
     }
 
     /// How many published messages the broker has refused this client since it connected, as
-    /// received so far: after [`Client::flush`], every publish sent before it is answered.
+    /// received so far: after [`SocketClient::flush`], every publish sent before it is
+    /// answered.
     /// Exact: each refusal says how many messages it refuses (one, or a whole batch held back
     /// by a slow reader and given up after `publish_deadline_ms`, or cut short by the
     /// removal of its topic), and this adds them up. What was sent less this was accepted.
-    pub fn refused_publishes(&self) -> u64 {
+    pub(crate) fn refused_publishes(&self) -> u64 {
         self.shared.lock().refused_publishes
     }
 
     /// The broker's counters.
-    pub async fn stats(&self) -> Result<BrokerStats, ClientError> {
+    pub(crate) async fn stats(&self) -> Result<BrokerStats, ClientError> {
         let request_id = self.shared.next_request_id();
         match self
             .shared
@@ -353,7 +345,7 @@ impl Client {
     /// Asks the broker to re-read its config file now, and waits for the outcome. A failed
     /// reload is an `Ok` report with [`ReloadOutcome::Failed`]: the broker answered, and kept
     /// its running config.
-    pub async fn reload(&self) -> Result<ReloadReport, ClientError> {
+    pub(crate) async fn reload(&self) -> Result<ReloadReport, ClientError> {
         let request_id = self.shared.next_request_id();
         match self
             .shared
@@ -370,7 +362,7 @@ impl Client {
     }
 
     /// Flushes, then closes the connection and waits until it is released. Subscriptions end.
-    pub async fn close(self) -> Result<(), ClientError> {
+    pub(crate) async fn close(self) -> Result<(), ClientError> {
         let flushed = self.flush().await;
         self.shared.closing.store(true, Ordering::Relaxed);
         self.shared.outbox.close();
@@ -387,26 +379,46 @@ impl Client {
     }
 }
 
-impl Publisher {
-    /// Publishes one message; see [`Client::publish`].
-    pub async fn publish(&self, payload: &[u8]) -> Result<(), ClientError> {
+impl SocketPublisher {
+    /// Publishes one message; see [`SocketClient::publish`].
+    pub(crate) async fn publish(&self, payload: &[u8]) -> Result<(), ClientError> {
         self.shared
             .publish(&self.topic, self.info, &[payload])
             .await
     }
 
+    /// Queues one message if the outgoing queue has room now; `false` (nothing queued) when
+    /// it has not.
+    pub(crate) fn try_publish(&self, payload: &[u8]) -> Result<bool, ClientError> {
+        if payload.len() > self.info.max_message_size {
+            return Err(ClientError::MessageTooLarge {
+                topic: self.topic.to_string(),
+                size: payload.len(),
+                max: self.info.max_message_size,
+            });
+        }
+        match self
+            .shared
+            .outbox
+            .append_messages(self.info.id, &[payload], PUBLISH_QUEUE_MESSAGES)
+        {
+            Appended::Closed => Err(self.shared.gone_error()),
+            Appended::Queued(n) => Ok(n > 0),
+        }
+    }
+
     /// Publishes several messages in order with one lock.
-    pub async fn publish_batch(&self, payloads: &[&[u8]]) -> Result<(), ClientError> {
+    pub(crate) async fn publish_batch(&self, payloads: &[&[u8]]) -> Result<(), ClientError> {
         self.shared.publish(&self.topic, self.info, payloads).await
     }
 
     /// The topic's payload limit.
-    pub fn max_message_size(&self) -> usize {
+    pub(crate) fn max_message_size(&self) -> usize {
         self.info.max_message_size
     }
 
     /// The topic's name.
-    pub fn topic(&self) -> &str {
+    pub(crate) fn topic(&self) -> &str {
         &self.topic
     }
 }
@@ -725,7 +737,7 @@ fn pending_key(request_id: u32) -> u32 {
 
 async fn handshake(
     path: &PathBuf,
-    options: &ClientOptions,
+    options: &SocketOptions,
 ) -> Result<(UnixStream, BrokerInfo, BytesMut), ClientError> {
     let mut stream = UnixStream::connect(path)
         .await

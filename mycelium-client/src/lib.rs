@@ -1,20 +1,77 @@
-//! The client libraries: the async socket client ([`Client`]) and the shared-memory client
-//! ([`ShmClient`]: synchronous, with [`AsyncShmSubscription`] and [`AsyncShmPublisher`] for
-//! tokio).
+//! The client of a Mycelium broker: what an application links to publish and subscribe.
+//!
+//! - [`Client`] (async, tokio) and [`blocking::Client`] (for threads without a runtime) talk
+//!   to a broker process over its Unix socket. [`ClientOptions::transport`] chooses how the
+//!   messages travel: through the broker over the socket ([`Transport::Socket`], the
+//!   default), through shared-memory rings one hop from publisher to subscriber
+//!   ([`Transport::SharedMemory`]), or shared memory where the broker offers it
+//!   ([`Transport::Auto`]). The types do not change with the transport.
+//! - `subscribe` returns a [`Subscription`] ([`blocking::Subscription`]); `publisher` a
+//!   [`Publisher`] ([`blocking::Publisher`], which also lends ring bytes to write a message
+//!   in place: [`blocking::Publisher::loan`]).
+//! - Every subscription hands out the one [`Message`] type and keeps one receive contract
+//!   ([`mycelium_transport::receive`]): `recv`, `try_recv` (and `recv_timeout` when
+//!   blocking) return a message, or [`RecvError::Lagged`] (messages lost; it goes on), or
+//!   [`RecvError::Ended`] with the [`SubscriptionEnd`]. Async subscriptions implement
+//!   [`Receive`] and `Stream`.
+//! - [`Client`] implements [`Broker`], so code written once against the trait runs against
+//!   an in-process broker or a broker process.
+//! - Each operation has its own error: [`ConnectError`], [`PublishError`],
+//!   [`SubscribeError`], [`RequestError`] (stats, reload, flush, close, unsubscribe).
+//! - [`ReconnectingSubscription`] and [`ReconnectingPublisher`] survive a broker restart,
+//!   retrying with a [`Backoff`]; reconnections are announced as [`ConnectionEvent`]s.
+//!
+//! # Layout
+//!
+//! - `client`: [`Client`], [`Subscription`], [`Publisher`], [`ClientOptions`], [`Transport`].
+//! - [`blocking`]: the blocking flavour.
+//! - `reconnect`: the reconnecting handles and [`Backoff`].
+//! - `error`: the errors per operation.
+//! - `handle` and `subscription` (the socket connection), `shm` (the shared-memory session,
+//!   rings and loans): internals.
+//!
+//! # Example
+//!
+//! Application code written against [`Broker`] runs against a broker process through
+//! [`Client`] (and embedded, against `mycelium_broker::LocalBroker`):
+//!
+//! ```no_run
+//! use mycelium_client::{Broker, Client, Receive};
+//!
+//! async fn echo_once<B: Broker>(broker: &B) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+//!     let mut subscription = broker.subscribe("prices").await?;
+//!     broker.publish("prices", b"42").await?;
+//!     let message = subscription.recv().await?;
+//!     Ok(message.payload().to_vec())
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::connect("/tmp/mycelium.sock").await?;
+//! assert_eq!(echo_once(&client).await?, b"42");
+//! client.close().await?;
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
 
-pub mod error;
-pub mod handle;
-pub mod reconnect;
-pub mod shm;
-pub mod subscription;
+pub mod blocking;
+mod client;
+mod error;
+mod handle;
+mod reconnect;
+mod shm;
+mod subscription;
 
-pub use error::ClientError;
-pub use handle::{BrokerInfo, BrokerStats, Client, ClientOptions, Publisher, ReloadReport};
-pub use reconnect::{Backoff, ReconnectingPublisher, ReconnectingSubscription, SubscriptionEvent};
-pub use shm::{
-    AsyncShmPublisher, AsyncShmSubscription, ShmClient, ShmLoan, ShmOptions, ShmPublisher,
-    ShmSubscription,
+pub use subscription::SUBSCRIPTION_BUFFER;
+
+pub use client::{Client, ClientOptions, Publisher, Subscription, Transport};
+pub use error::{Cause, ConnectError, PublishError, RequestError, SubscribeError};
+pub use handle::{BrokerInfo, BrokerStats, ReloadReport};
+pub use mycelium_transport::{
+    Broker, Message, Receive, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError,
 };
-pub use subscription::{Message, Subscription};
+pub use reconnect::{
+    Backoff, ConnectionEvent, ReconnectingPublisher, ReconnectingSubscription,
+    DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY,
+};
+pub use shm::ShmOptions;

@@ -4,10 +4,14 @@
 //!   and an optional cap on attempts; [`Backoff::with_delays`] replaces it with any function
 //!   of the attempt number.
 //! - [`Client::connect_retrying`] connects, retrying while no broker answers.
-//! - [`ReconnectingSubscription`] re-subscribes after the connection is lost: `recv` yields
-//!   [`SubscriptionEvent::Reconnected`] once per outage, then the topic's messages again.
+//! - [`ReconnectingSubscription`] re-subscribes after the connection is lost, inside `recv`,
+//!   and goes on with the topic's messages; each outage is announced as a
+//!   [`ConnectionEvent::Reconnected`] to every receiver of [`ReconnectingSubscription::events`].
 //!   Delivery stays at most once: what was published while no broker (or no subscription)
-//!   existed is not replayed.
+//!   existed is not replayed. It keeps the receive contract
+//!   ([`mycelium_transport::receive`]); it ends when the backoff gives up
+//!   ([`SubscriptionEnd::Failed`] with the last [`ConnectError`]) or the broker refuses the
+//!   subscription.
 //! - [`ReconnectingPublisher`] re-advertises its topic after the connection is lost and
 //!   sends the message again; a message whose fate is unknown (written, but the broker went
 //!   away before confirming it) may then arrive twice.
@@ -15,25 +19,32 @@
 //!   removed topic) are returned as they are: retrying would not help.
 //!
 //! ```no_run
-//! # async fn example() -> Result<(), mycelium_client::ClientError> {
-//! use mycelium_client::reconnect::{Backoff, ReconnectingSubscription, SubscriptionEvent};
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use mycelium_client::{Backoff, ReconnectingSubscription, RecvError};
 //! let mut sub = ReconnectingSubscription::new("/tmp/mycelium.sock", "market_data", Backoff::default()).await?;
-//! while let Some(event) = sub.recv().await {
-//!     match event? {
-//!         SubscriptionEvent::Message(message) => println!("{} bytes", message.payload().len()),
-//!         SubscriptionEvent::Reconnected { attempts } => eprintln!("back after {attempts} attempts"),
+//! loop {
+//!     match sub.recv().await {
+//!         Ok(message) => println!("{} bytes", message.len()),
+//!         Err(RecvError::Lagged(n)) => eprintln!("{n} messages lost"),
+//!         Err(error) => break Err(error.into()),
 //!     }
 //! }
-//! # Ok(()) }
+//! # }
 //! ```
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::error::ClientError;
-use crate::handle::{Client, ClientOptions, Publisher};
-use crate::subscription::{Message, Subscription};
+use futures_core::Stream;
+use mycelium_transport::{Message, Receive, RecvError, SubscriptionEnd, TryRecvError};
+use tokio::sync::broadcast;
+
+use crate::client::{Client, ClientOptions, Publisher, Subscription};
+use crate::error::{ConnectError, PublishError, SubscribeError};
 
 /// How long to wait before reconnection attempt `n` (1-based), or `None` to give up.
 type DelayPolicy = Arc<dyn Fn(u32) -> Option<Duration> + Send + Sync>;
@@ -91,12 +102,28 @@ impl Backoff {
     }
 }
 
-/// Whether `error` means the connection is gone (worth reconnecting), rather than a refusal.
-fn is_connection_loss(error: &ClientError) -> bool {
+/// Whether a failed connect means no broker answers (worth retrying), rather than a refusal.
+fn connect_lost(error: &ConnectError) -> bool {
     matches!(
         error,
-        ClientError::BrokerGone { .. } | ClientError::Connect { .. } | ClientError::Timeout(_)
+        ConnectError::Unreachable { .. } | ConnectError::BrokerGone(_) | ConnectError::Timeout(_)
     )
+}
+
+fn subscribe_lost(error: &SubscribeError) -> bool {
+    match error {
+        SubscribeError::BrokerGone(_) | SubscribeError::Timeout(_) => true,
+        SubscribeError::Connect(error) => connect_lost(error),
+        _ => false,
+    }
+}
+
+fn publish_lost(error: &PublishError) -> bool {
+    match error {
+        PublishError::BrokerGone(_) | PublishError::Timeout(_) => true,
+        PublishError::Connect(error) => connect_lost(error),
+        _ => false,
+    }
 }
 
 impl Client {
@@ -106,14 +133,14 @@ impl Client {
         path: impl AsRef<Path>,
         options: ClientOptions,
         backoff: &Backoff,
-    ) -> Result<(Client, u32), ClientError> {
+    ) -> Result<(Client, u32), ConnectError> {
         let path = path.as_ref();
         let mut attempt = 0u32;
         loop {
             attempt = attempt.saturating_add(1);
             match Client::connect_with(path, options.clone()).await {
                 Ok(client) => return Ok((client, attempt)),
-                Err(error) if is_connection_loss(&error) => match backoff.delay(attempt) {
+                Err(error) if connect_lost(&error) => match backoff.delay(attempt) {
                     Some(wait) => tokio::time::sleep(wait).await,
                     None => return Err(error),
                 },
@@ -123,11 +150,10 @@ impl Client {
     }
 }
 
-/// What a [`ReconnectingSubscription`] yields.
-#[derive(Debug)]
-pub enum SubscriptionEvent {
-    /// A message of the topic.
-    Message(Message),
+/// What happened to the connection of a reconnecting handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
     /// The connection was lost and is back, subscribed again; messages published meanwhile
     /// are not replayed.
     Reconnected {
@@ -136,15 +162,77 @@ pub enum SubscriptionEvent {
     },
 }
 
+/// Events a [`ReconnectingSubscription`] keeps for a receiver that lags behind.
+const EVENT_CAPACITY: usize = 16;
+
+/// Where a reconnecting subscription stands.
+enum State {
+    Live {
+        /// Kept alive with the subscription: it owns the connection.
+        _client: Client,
+        subscription: Subscription,
+    },
+    Reconnecting(Pin<Box<dyn Future<Output = Result<Live, SubscribeError>> + Send>>),
+    Ended(SubscriptionEnd),
+}
+
+/// A live connection and subscription, and the connection attempts it took.
+type Live = (Client, Subscription, u32);
+
+/// Connects (retrying) and subscribes, retrying connection losses between the two.
+async fn connect_and_subscribe(
+    path: PathBuf,
+    topic: String,
+    options: ClientOptions,
+    backoff: Backoff,
+) -> Result<Live, SubscribeError> {
+    let mut attempts = 0u32;
+    loop {
+        let (client, tries) = Client::connect_retrying(&path, options.clone(), &backoff).await?;
+        attempts = attempts.saturating_add(tries);
+        match client.subscribe(&topic).await {
+            Ok(subscription) => return Ok((client, subscription, attempts)),
+            // Lost again between connecting and subscribing: go round.
+            Err(error) if subscribe_lost(&error) => match backoff.delay(attempts) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Err(error),
+            },
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// How a subscription whose re-subscription failed with `error` ends.
+fn end_of(error: SubscribeError) -> SubscriptionEnd {
+    match error {
+        SubscribeError::Refused { code, message } => {
+            crate::error::ClientError::Refused { code, message }.into_end()
+        }
+        SubscribeError::Connect(error) => SubscriptionEnd::failed(error),
+        other => SubscriptionEnd::failed(other),
+    }
+}
+
 /// A subscription that reconnects and re-subscribes; see the module docs.
-#[derive(Debug)]
 pub struct ReconnectingSubscription {
     path: PathBuf,
     topic: String,
     options: ClientOptions,
     backoff: Backoff,
-    /// The live connection and subscription, `None` between a loss and the next success.
-    live: Option<(Client, Subscription)>,
+    state: State,
+    /// Announces reconnections to the receivers of [`Self::events`].
+    events: broadcast::Sender<ConnectionEvent>,
+    /// The stream has yielded the end and now yields `None`.
+    stream_done: bool,
+}
+
+impl std::fmt::Debug for ReconnectingSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReconnectingSubscription")
+            .field("path", &self.path)
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ReconnectingSubscription {
@@ -153,7 +241,7 @@ impl ReconnectingSubscription {
         path: impl AsRef<Path>,
         topic: &str,
         backoff: Backoff,
-    ) -> Result<ReconnectingSubscription, ClientError> {
+    ) -> Result<ReconnectingSubscription, SubscribeError> {
         ReconnectingSubscription::with_options(path, topic, ClientOptions::default(), backoff).await
     }
 
@@ -163,66 +251,128 @@ impl ReconnectingSubscription {
         topic: &str,
         options: ClientOptions,
         backoff: Backoff,
-    ) -> Result<ReconnectingSubscription, ClientError> {
-        let mut sub = ReconnectingSubscription {
-            path: path.as_ref().to_owned(),
+    ) -> Result<ReconnectingSubscription, SubscribeError> {
+        let path = path.as_ref().to_owned();
+        let (client, subscription, _) = connect_and_subscribe(
+            path.clone(),
+            topic.to_owned(),
+            options.clone(),
+            backoff.clone(),
+        )
+        .await?;
+        Ok(ReconnectingSubscription {
+            path,
             topic: topic.to_owned(),
             options,
             backoff,
-            live: None,
-        };
-        sub.reconnect().await?;
-        Ok(sub)
+            state: State::Live {
+                _client: client,
+                subscription,
+            },
+            events: broadcast::channel(EVENT_CAPACITY).0,
+            stream_done: false,
+        })
     }
 
-    /// Connects and subscribes, retrying connection losses; returns the attempts made.
-    async fn reconnect(&mut self) -> Result<u32, ClientError> {
-        let mut attempts = 0u32;
+    /// A receiver of this subscription's connection events, from now on.
+    pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.events.subscribe()
+    }
+
+    /// The next message, a lag notice, or the end; reconnects on the way when the
+    /// connection is lost.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, RecvError>> {
         loop {
-            let (client, tries) =
-                Client::connect_retrying(&self.path, self.options.clone(), &self.backoff).await?;
-            attempts = attempts.saturating_add(tries);
-            match client.subscribe(&self.topic).await {
-                Ok(subscription) => {
-                    self.live = Some((client, subscription));
-                    return Ok(attempts);
-                }
-                // Lost again between connecting and subscribing: go round.
-                Err(error) if is_connection_loss(&error) => match self.backoff.delay(attempts) {
-                    Some(wait) => tokio::time::sleep(wait).await,
-                    None => return Err(error),
+            match &mut self.state {
+                State::Live { subscription, .. } => match subscription.poll_recv(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(RecvError::Ended(SubscriptionEnd::BrokerGone))) => {
+                        tracing::debug!(topic = %self.topic, "subscription lost its connection; reconnecting");
+                        self.state = State::Reconnecting(Box::pin(connect_and_subscribe(
+                            self.path.clone(),
+                            self.topic.clone(),
+                            self.options.clone(),
+                            self.backoff.clone(),
+                        )));
+                    }
+                    Poll::Ready(Err(RecvError::Ended(end))) => {
+                        self.state = State::Ended(end.clone());
+                        return Poll::Ready(Err(RecvError::Ended(end)));
+                    }
+                    Poll::Ready(other) => return Poll::Ready(other),
                 },
-                Err(error) => return Err(error),
+                State::Reconnecting(reconnecting) => match reconnecting.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok((client, subscription, attempts))) => {
+                        self.state = State::Live {
+                            _client: client,
+                            subscription,
+                        };
+                        // No receiver is no error: nobody asked to hear of it.
+                        let _ = self.events.send(ConnectionEvent::Reconnected { attempts });
+                    }
+                    Poll::Ready(Err(error)) => {
+                        let end = end_of(error);
+                        self.state = State::Ended(end.clone());
+                        return Poll::Ready(Err(RecvError::Ended(end)));
+                    }
+                },
+                State::Ended(end) => return Poll::Ready(Err(RecvError::Ended(end.clone()))),
             }
         }
     }
 
-    /// The next event; `None` once the subscription ended for good (unsubscribed). An error
-    /// is returned when the broker refuses the subscription (the topic was removed, say) or
-    /// the backoff gave up.
-    pub async fn recv(&mut self) -> Option<Result<SubscriptionEvent, ClientError>> {
-        let lost = match self.live.as_mut() {
-            Some((_, subscription)) => match subscription.recv().await {
-                Some(Ok(message)) => return Some(Ok(SubscriptionEvent::Message(message))),
-                Some(Err(error)) if is_connection_loss(&error) => error,
-                Some(Err(error)) => return Some(Err(error)),
-                None => return None,
-            },
-            None => ClientError::gone("not connected"),
-        };
-        tracing::debug!(topic = %self.topic, error = %lost, "subscription lost its connection; reconnecting");
-        self.live = None;
-        Some(
-            self.reconnect()
-                .await
-                .map(|attempts| SubscriptionEvent::Reconnected { attempts }),
-        )
+    /// Waits for the next message, reconnecting on the way. Cancel-safe: a reconnection
+    /// under way goes on at the next call.
+    pub async fn recv(&mut self) -> Result<Message, RecvError> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// The topic's messages the broker dropped for the current connection's subscription
-    /// (its `Lagged` notices; see [`Subscription::missed`]).
-    pub fn missed(&self) -> u64 {
-        self.live.as_ref().map_or(0, |(_, s)| s.missed())
+    /// The next message if one is ready now; a lost connection is taken up by the next
+    /// `recv`.
+    pub fn try_recv(&mut self) -> Result<Message, TryRecvError> {
+        match &mut self.state {
+            State::Live { subscription, .. } => match subscription.try_recv() {
+                Err(TryRecvError::Ended(SubscriptionEnd::BrokerGone)) => Err(TryRecvError::Empty),
+                other => other,
+            },
+            State::Reconnecting(_) => Err(TryRecvError::Empty),
+            State::Ended(end) => Err(TryRecvError::Ended(end.clone())),
+        }
+    }
+
+    /// The topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+impl Stream for ReconnectingSubscription {
+    type Item = Result<Message, RecvError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.stream_done {
+            return Poll::Ready(None);
+        }
+        let next = std::task::ready!(self.poll_recv(cx));
+        if matches!(next, Err(RecvError::Ended(_))) {
+            self.stream_done = true;
+        }
+        Poll::Ready(Some(next))
+    }
+}
+
+impl Receive for ReconnectingSubscription {
+    async fn recv(&mut self) -> Result<Message, RecvError> {
+        ReconnectingSubscription::recv(self).await
+    }
+
+    fn try_recv(&mut self) -> Result<Message, TryRecvError> {
+        ReconnectingSubscription::try_recv(self)
+    }
+
+    fn topic(&self) -> &str {
+        &self.topic
     }
 }
 
@@ -242,7 +392,7 @@ impl ReconnectingPublisher {
         path: impl AsRef<Path>,
         topic: &str,
         backoff: Backoff,
-    ) -> Result<ReconnectingPublisher, ClientError> {
+    ) -> Result<ReconnectingPublisher, PublishError> {
         let mut publisher = ReconnectingPublisher {
             path: path.as_ref().to_owned(),
             topic: topic.to_owned(),
@@ -254,7 +404,7 @@ impl ReconnectingPublisher {
         Ok(publisher)
     }
 
-    async fn reconnect(&mut self) -> Result<(), ClientError> {
+    async fn reconnect(&mut self) -> Result<(), PublishError> {
         let mut attempts = 0u32;
         loop {
             let (client, tries) =
@@ -265,7 +415,7 @@ impl ReconnectingPublisher {
                     self.live = Some((client, publisher));
                     return Ok(());
                 }
-                Err(error) if is_connection_loss(&error) => match self.backoff.delay(attempts) {
+                Err(error) if publish_lost(&error) => match self.backoff.delay(attempts) {
                     Some(wait) => tokio::time::sleep(wait).await,
                     None => return Err(error),
                 },
@@ -276,7 +426,7 @@ impl ReconnectingPublisher {
 
     /// Publishes `payload` and waits until the broker has processed it (a flush), reconnecting
     /// and sending it again after a connection loss. See the module docs on duplicates.
-    pub async fn publish_confirmed(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+    pub async fn publish_confirmed(&mut self, payload: &[u8]) -> Result<(), PublishError> {
         loop {
             if self.live.is_none() {
                 self.reconnect().await?;
@@ -285,18 +435,31 @@ impl ReconnectingPublisher {
                 continue;
             };
             let sent = match publisher.publish(payload).await {
-                Ok(()) => client.flush().await,
+                Ok(()) => client.flush().await.map_err(flush_failed),
                 Err(error) => Err(error),
             };
             match sent {
                 Ok(()) => return Ok(()),
-                Err(error) if is_connection_loss(&error) => {
+                Err(error) if publish_lost(&error) => {
                     tracing::debug!(topic = %self.topic, %error, "publisher lost its connection; reconnecting");
                     self.live = None;
                 }
                 Err(error) => return Err(error),
             }
         }
+    }
+}
+
+/// A failed flush, as the publish it confirms: the broker refused it, or the connection
+/// went.
+fn flush_failed(error: crate::error::RequestError) -> PublishError {
+    use crate::error::RequestError;
+    match error {
+        RequestError::Refused { code, message } => PublishError::Refused { code, message },
+        RequestError::BrokerGone(cause) => PublishError::BrokerGone(cause),
+        RequestError::Timeout(what) => PublishError::Timeout(what),
+        RequestError::Protocol(cause) => PublishError::Protocol(cause),
+        RequestError::Connect(error) => PublishError::Connect(error),
     }
 }
 

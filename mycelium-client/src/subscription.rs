@@ -7,12 +7,12 @@
 //!   the socket, which pushes back to the broker and on to publishers per the topic's policy.
 //! - Queue topics: credit is returned to the broker as the application takes messages, half the
 //!   prefetch at a time, so a consumer that stops taking stops receiving.
-//! - The stream yields `Err` once if the subscription ends abnormally (broker gone, slow consumer
-//!   disconnected), then ends. Dropping a subscription unsubscribes it.
-//! - Messages the broker dropped for the subscription (its `Lagged` notices) are counted in
-//!   [`Subscription::missed`]; [`Subscription::recv_or_lagged`] also returns each new count as
-//!   [`ClientError::Lagged`] once the messages received before the notice are handed out, so
-//!   an application waiting for messages hears of a loss that no message follows.
+//! - It keeps the transport's receive contract ([`mycelium_transport::receive`]): `recv` and
+//!   `try_recv` return a [`Message`] or say why not; the stream yields the same, then `None`
+//!   after the end. Dropping a subscription unsubscribes it.
+//! - Messages the broker dropped for the subscription (its `Lagged` notices) are returned as
+//!   `Lagged(n)` once the messages received before the notice are handed out, so an
+//!   application waiting for messages hears of a loss that no message follows.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -21,39 +21,16 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use futures_core::Stream;
-use mycelium_transport::{Frame, RoutingKind};
+use mycelium_transport::{
+    Frame, Message, Receive, RecvError, RoutingKind, SubscriptionEnd, TryRecvError,
+};
 use tokio::sync::Notify;
 
-use crate::error::ClientError;
+use crate::error::{ClientError, RequestError};
 use crate::handle::Shared;
 
 /// Messages a subscription may hold un-taken before the connection stops reading the socket.
 pub const SUBSCRIPTION_BUFFER: usize = 64 * 1024;
-
-/// One received message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    payload: Bytes,
-}
-
-impl Message {
-    /// The payload, as published.
-    pub fn payload(&self) -> &Bytes {
-        &self.payload
-    }
-
-    /// Takes the payload.
-    pub fn into_payload(self) -> Bytes {
-        self.payload
-    }
-}
-
-impl std::ops::Deref for Message {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.payload
-    }
-}
 
 #[derive(Debug, Default)]
 struct QueueState {
@@ -95,7 +72,7 @@ impl SubscriptionQueue {
     }
 
     /// Counts messages the broker says it dropped for this subscription, and wakes a task
-    /// waiting in [`Subscription::recv_or_lagged`].
+    /// waiting in [`SocketSubscription::recv`].
     pub(crate) fn lagged(&self, skipped: u64) {
         // Counted before the waker is taken under the lock: a poll that registered its waker
         // (under the lock) before this either sees the count or is woken.
@@ -139,12 +116,13 @@ impl SubscriptionQueue {
     }
 }
 
-/// A live subscription; see the module docs.
+/// A live subscription over the socket; see the module docs.
 #[derive(Debug)]
-pub struct Subscription {
+pub(crate) struct SocketSubscription {
     shared: Arc<Shared>,
     queue: Arc<SubscriptionQueue>,
-    topic: String,
+    /// Shared by every message handed out.
+    topic: Arc<str>,
     topic_id: u32,
     routing: RoutingKind,
     /// Swapped out of the shared queue; handed out without locking.
@@ -153,116 +131,119 @@ pub struct Subscription {
     unreturned: u32,
     /// Queue topics: return credit once this many are taken.
     credit_batch: u32,
-    finished: bool,
-    /// Of [`Self::missed`], what [`Self::recv_or_lagged`] has returned.
+    /// Unsubscribed, or ended: nothing to tell the broker on drop.
+    detached: bool,
+    /// How the subscription ended, once it has; every later receive returns it.
+    end: Option<SubscriptionEnd>,
+    /// The stream has yielded the end and now yields `None`.
+    stream_done: bool,
+    /// Of the messages the broker reported dropped, how many `recv` has reported.
     told_missed: u64,
 }
 
-impl Subscription {
+impl SocketSubscription {
     pub(crate) fn new(
         shared: Arc<Shared>,
         queue: Arc<SubscriptionQueue>,
-        topic: String,
+        topic: &str,
         topic_id: u32,
         routing: RoutingKind,
         prefetch: u32,
-    ) -> Subscription {
-        Subscription {
+    ) -> SocketSubscription {
+        SocketSubscription {
             shared,
             queue,
-            topic,
+            topic: Arc::from(topic),
             topic_id,
             routing,
             local: VecDeque::new(),
             unreturned: 0,
             credit_batch: (prefetch / 2).max(1),
-            finished: false,
+            detached: false,
+            end: None,
+            stream_done: false,
             told_missed: 0,
         }
     }
 
-    /// Messages the broker dropped for this subscription so far, because its buffer was full
-    /// on a `drop_newest` or `drop_oldest` topic (told by `Lagged` notices, which arrive with
-    /// the messages that follow a gap). Always 0 on other topics.
-    pub fn missed(&self) -> u64 {
-        self.queue.missed.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// Messages received from the broker and not yet taken by the application.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.local.len() + self.queue.lock().items.len()
     }
 
     /// The topic's name.
-    pub fn topic(&self) -> &str {
+    pub(crate) fn topic(&self) -> &str {
         &self.topic
     }
 
     /// Fanout or queue.
-    pub fn routing(&self) -> RoutingKind {
+    pub(crate) fn routing(&self) -> RoutingKind {
         self.routing
     }
 
-    /// The next message; `None` once the subscription has ended (after any error was returned).
-    pub async fn recv(&mut self) -> Option<Result<Message, ClientError>> {
-        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    /// The next message, a lag notice, or the end. Lag notices are returned as soon as the
+    /// broker's report arrives and every message received before it has been handed out, so
+    /// a loss at the end of a burst, which no message follows, is heard of without waiting
+    /// for one. (Messages received after the report may be handed out before it, when they
+    /// arrived together.)
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, RecvError>> {
+        match self.next(Some(cx.waker())) {
+            Err(TryRecvError::Empty) => Poll::Pending,
+            Err(TryRecvError::Lagged(n)) => Poll::Ready(Err(RecvError::Lagged(n))),
+            Err(TryRecvError::Ended(end)) => Poll::Ready(Err(RecvError::Ended(end))),
+            Ok(message) => Poll::Ready(Ok(message)),
+            Err(other) => Poll::Ready(Err(RecvError::Ended(SubscriptionEnd::failed(other)))),
+        }
     }
 
-    /// [`recv`](Self::recv), which also returns `Some(Err(ClientError::Lagged { skipped }))`
-    /// when the broker has reported messages dropped for this subscription that this method
-    /// has not returned yet (`skipped` of them) and every message received before the report
-    /// has been handed out. It returns as soon as the report arrives, so a loss at the end
-    /// of a burst, which no message follows, is heard of without waiting for one. (Messages
-    /// received after the report may be handed out before it, when they arrived together.)
-    pub async fn recv_or_lagged(&mut self) -> Option<Result<Message, ClientError>> {
-        std::future::poll_fn(|cx| {
-            if self.finished {
-                return Poll::Ready(None);
-            }
-            if self.local.is_empty() {
-                let end = self.refill(Some(cx.waker()));
-                if self.local.is_empty() {
-                    // The count is read after the waker was registered: see `lagged`.
-                    let missed = self.missed();
-                    if missed > self.told_missed {
-                        let skipped = missed - self.told_missed;
-                        self.told_missed = missed;
-                        return Poll::Ready(Some(Err(ClientError::Lagged { skipped })));
-                    }
-                }
-                if let Some(end) = end {
-                    self.finished = true;
-                    return Poll::Ready(end.map(Err));
-                }
-            }
-            match self.local.pop_front() {
-                Some(payload) => {
-                    self.taken();
-                    Poll::Ready(Some(Ok(Message { payload })))
-                }
-                None => Poll::Pending,
-            }
-        })
-        .await
+    /// Waits for the next message; see [`Self::poll_recv`].
+    pub(crate) async fn recv(&mut self) -> Result<Message, RecvError> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// The next message if one has arrived, without waiting.
-    pub fn try_recv(&mut self) -> Option<Message> {
-        if self.local.is_empty() {
-            self.refill(None);
+    pub(crate) fn try_recv(&mut self) -> Result<Message, TryRecvError> {
+        self.next(None)
+    }
+
+    fn next(&mut self, waker: Option<&Waker>) -> Result<Message, TryRecvError> {
+        if let Some(end) = &self.end {
+            return Err(TryRecvError::Ended(end.clone()));
         }
-        let payload = self.local.pop_front()?;
-        self.taken();
-        Some(Message { payload })
+        if self.local.is_empty() {
+            let end = self.refill(waker);
+            if self.local.is_empty() {
+                // The count is read after the waker was registered: see `lagged`.
+                let missed = self.queue.missed.load(std::sync::atomic::Ordering::Relaxed);
+                if missed > self.told_missed {
+                    let skipped = missed - self.told_missed;
+                    self.told_missed = missed;
+                    return Err(TryRecvError::Lagged(skipped));
+                }
+            }
+            if let Some(end) = end {
+                let end = end.map_or(SubscriptionEnd::Closed, ClientError::into_end);
+                self.detached = true;
+                self.end = Some(end.clone());
+                return Err(TryRecvError::Ended(end));
+            }
+        }
+        match self.local.pop_front() {
+            Some(payload) => {
+                self.taken();
+                Ok(Message::new(self.topic.clone(), payload))
+            }
+            None => Err(TryRecvError::Empty),
+        }
     }
 
     /// Stops the subscription and waits for the broker to confirm it.
-    pub async fn unsubscribe(mut self) -> Result<(), ClientError> {
-        self.finished = true;
+    pub(crate) async fn unsubscribe(mut self) -> Result<(), RequestError> {
+        self.detached = true;
         // End the queue first: the connection's reader may be waiting for room in it, and it
         // must be free to read the broker's answer.
         self.queue.end(None);
-        self.shared.unsubscribe(self.topic_id).await
+        Ok(self.shared.unsubscribe(self.topic_id).await?)
     }
 
     /// Moves the shared queue into `local`; registers `waker` if there is nothing.
@@ -299,34 +280,48 @@ impl Subscription {
             }
         }
     }
-}
 
-impl Stream for Subscription {
-    type Item = Result<Message, ClientError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.finished {
+    /// The stream's view: the end once, then `None`.
+    pub(crate) fn poll_stream(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Message, RecvError>>> {
+        if self.stream_done {
             return Poll::Ready(None);
         }
-        if self.local.is_empty() {
-            if let Some(end) = self.refill(Some(cx.waker())) {
-                self.finished = true;
-                return Poll::Ready(end.map(Err));
-            }
+        let next = std::task::ready!(self.poll_recv(cx));
+        if matches!(next, Err(RecvError::Ended(_))) {
+            self.stream_done = true;
         }
-        match self.local.pop_front() {
-            Some(payload) => {
-                self.taken();
-                Poll::Ready(Some(Ok(Message { payload })))
-            }
-            None => Poll::Pending,
-        }
+        Poll::Ready(Some(next))
     }
 }
 
-impl Drop for Subscription {
+impl Stream for SocketSubscription {
+    type Item = Result<Message, RecvError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_stream(cx)
+    }
+}
+
+impl Receive for SocketSubscription {
+    async fn recv(&mut self) -> Result<Message, RecvError> {
+        SocketSubscription::recv(self).await
+    }
+
+    fn try_recv(&mut self) -> Result<Message, TryRecvError> {
+        SocketSubscription::try_recv(self)
+    }
+
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+impl Drop for SocketSubscription {
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.detached {
             // Ending the queue wakes a reader waiting for room in it (see `unsubscribe`).
             self.queue.end(None);
             self.shared.forget_subscription(self.topic_id);

@@ -134,7 +134,9 @@ fn preflight(
     size: u32,
 ) -> anyhow::Result<()> {
     client_runtime()?.block_on(async {
-        let client = Client::connect(socket).await?;
+        let client = Client::connect(socket)
+            .await
+            .map_err(crate::report::connect_failed)?;
         let publisher = client
             .publisher(topic)
             .await

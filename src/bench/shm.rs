@@ -1,4 +1,5 @@
-//! The shared-memory side of `mycelium bench`: workers on the synchronous [`ShmClient`].
+//! The shared-memory side of `mycelium bench`: workers on the blocking client over shared
+//! memory.
 //!
 //! Same roles, stamps and results as the socket workers in `bench.rs`, so the orchestrator
 //! and its figures are shared: a publisher writes into its own ring, subscribers read it
@@ -11,7 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use mycelium_client::{ClientError, ShmClient, ShmOptions};
+use mycelium_client::blocking::Client;
+use mycelium_client::{ClientOptions, RecvError, ShmOptions, Transport};
+
+use crate::report::connect_failed;
 
 use super::args::{Role, WorkerArgs};
 use super::stamp::{now_ns, stamp, LATENCY_SAMPLE_EVERY, PINGPONG_WARMUP};
@@ -26,7 +30,11 @@ const RECV_BATCH: usize = 4096;
 
 /// Checks that the broker gives out shared memory for `topic` and that `size` fits it.
 pub(crate) fn preflight(socket: &PathBuf, topic: &str, size: u32) -> anyhow::Result<()> {
-    let client = ShmClient::connect(socket)?;
+    let client = Client::connect_with(
+        socket,
+        ClientOptions::with_transport(Transport::SharedMemory),
+    )
+    .map_err(connect_failed)?;
     let publisher = client
         .publisher(topic)
         .with_context(|| format!("no shared memory for topic '{topic}'"))?;
@@ -53,13 +61,16 @@ fn stop_flag_from_stdin() -> Arc<AtomicBool> {
 
 pub(crate) fn worker(args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
     let stop = stop_flag_from_stdin();
-    let options = ShmOptions {
-        name: format!("bench-{:?}", args.role).to_lowercase(),
-        busy_poll: args.busy_poll,
-        spin: Duration::from_micros(args.spin_us),
-        ..ShmOptions::default()
+    let options = ClientOptions {
+        shm: ShmOptions {
+            name: format!("bench-{:?}", args.role).to_lowercase(),
+            busy_poll: args.busy_poll,
+            spin: Duration::from_micros(args.spin_us),
+            ..ShmOptions::default()
+        },
+        ..ClientOptions::with_transport(Transport::SharedMemory)
     };
-    let client = ShmClient::connect_with(&args.socket, options)?;
+    let client = Client::connect_with(&args.socket, options).map_err(connect_failed)?;
     match args.role {
         Role::Publisher => run_publisher(&client, args),
         Role::Subscriber => run_subscriber(&client, args, &stop),
@@ -68,7 +79,7 @@ pub(crate) fn worker(args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
     }
 }
 
-fn run_publisher(client: &ShmClient, args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
+fn run_publisher(client: &Client, args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
     let mut publisher = client.publisher(&args.topic)?;
     let mut payload = vec![0u8; args.size];
     let base = args.index << 48;
@@ -87,7 +98,7 @@ fn run_publisher(client: &ShmClient, args: &WorkerArgs) -> anyhow::Result<Worker
 }
 
 fn run_subscriber(
-    client: &ShmClient,
+    client: &Client,
     args: &WorkerArgs,
     stop: &AtomicBool,
 ) -> anyhow::Result<WorkerResult> {
@@ -108,7 +119,7 @@ fn run_subscriber(
             received += 1;
         }) {
             // drop_oldest / drop_newest: the tally sees the gap in the sequence numbers.
-            Err(ClientError::Lagged { .. }) => continue,
+            Err(RecvError::Lagged(_)) => continue,
             other => other?,
         };
         if took > 0 {
@@ -127,7 +138,7 @@ fn run_subscriber(
             break;
         }
         let got = match subscription.recv_timeout_into(&mut buf, Some(Duration::from_millis(100))) {
-            Err(ClientError::Lagged { .. }) => continue,
+            Err(RecvError::Lagged(_)) => continue,
             other => other?,
         };
         if got {
@@ -144,11 +155,7 @@ fn run_subscriber(
     Ok(tally.result(received, seconds, last_ns))
 }
 
-fn run_echo(
-    client: &ShmClient,
-    args: &WorkerArgs,
-    stop: &AtomicBool,
-) -> anyhow::Result<WorkerResult> {
+fn run_echo(client: &Client, args: &WorkerArgs, stop: &AtomicBool) -> anyhow::Result<WorkerResult> {
     let mut subscription = client.subscribe(&args.topic)?;
     let mut reply = client.publisher(&args.reply_topic)?;
     outln!("ready");
@@ -167,7 +174,7 @@ fn run_echo(
     })
 }
 
-fn run_pinger(client: &ShmClient, args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
+fn run_pinger(client: &Client, args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
     let mut replies = client.subscribe(&args.reply_topic)?;
     let mut ping = client.publisher(&args.topic)?;
     let mut payload = vec![0u8; args.size];

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use mycelium_client::Client;
+use mycelium_client::{Client, RecvError, SubscriptionEnd};
 
 use crate::output::outln;
 
@@ -56,7 +56,7 @@ pub(crate) async fn run_subscriber(
         }
         // Take everything that is ready without awaiting, then report progress, then wait.
         let mut took = false;
-        while let Some(message) = subscription.try_recv() {
+        while let Ok(message) = subscription.try_recv() {
             check(&message, &mut received);
             took = true;
             if args.expected > 0 && received >= args.expected {
@@ -77,14 +77,16 @@ pub(crate) async fn run_subscriber(
         }
         tokio::select! {
             message = subscription.recv() => match message {
-                Some(Ok(message)) => {
+                Ok(message) => {
                     check(&message, &mut received);
                     last = Instant::now();
                     last_ns = now_ns();
                     first.get_or_insert(last);
                 }
-                Some(Err(error)) => return Err(error.into()),
-                None => break,
+                // drop_oldest / drop_newest: the tally sees the gap in the sequence numbers.
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Ended(SubscriptionEnd::Closed)) => break,
+                Err(error) => return Err(error.into()),
             },
             _ = &mut stop => break,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -108,12 +110,13 @@ pub(crate) async fn run_echo(
     loop {
         tokio::select! {
             message = subscription.recv() => match message {
-                Some(Ok(message)) => {
+                Ok(message) => {
                     reply.publish(&message).await?;
                     echoed += 1;
                 }
-                Some(Err(error)) => return Err(error.into()),
-                None => break,
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Ended(SubscriptionEnd::Closed)) => break,
+                Err(error) => return Err(error.into()),
             },
             _ = &mut stop => break,
         }
@@ -136,9 +139,11 @@ pub(crate) async fn run_pinger(client: &Client, args: &WorkerArgs) -> anyhow::Re
         let sent_at = now_ns();
         ping.publish(&payload).await?;
         match tokio::time::timeout(Duration::from_secs(10), replies.recv()).await {
-            Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(error))) => return Err(error.into()),
-            Ok(None) => bail!("the reply subscription ended"),
+            Ok(Ok(_)) => {}
+            Ok(Err(RecvError::Ended(SubscriptionEnd::Closed))) => {
+                bail!("the reply subscription ended")
+            }
+            Ok(Err(error)) => return Err(error.into()),
             Err(_) => bail!(
                 "no reply within 10 s (round {round}); is an echo process subscribed to {}?",
                 args.topic

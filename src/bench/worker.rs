@@ -19,7 +19,9 @@ pub(crate) fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     }
     let stop = stop_signal_from_stdin();
     let result = client_runtime()?.block_on(async {
-        let client = Client::connect(&args.socket).await?;
+        let client = Client::connect(&args.socket)
+            .await
+            .map_err(crate::report::connect_failed)?;
         let result = match args.role {
             Role::Publisher => uds::run_publisher(&client, &args).await?,
             Role::Subscriber => uds::run_subscriber(&client, &args, stop).await?,

@@ -12,10 +12,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use std::os::unix::ffi::OsStrExt;
 
-use mycelium_client::{Client, ClientError, ShmClient, ShmPublisher};
+use mycelium_client::blocking;
+use mycelium_client::{
+    Client, ClientOptions, PublishError, RecvError, RequestError, SubscriptionEnd,
+    Transport as ClientTransport, TryRecvError,
+};
 use tokio::io::AsyncBufReadExt;
 
 use crate::output::errln;
+use crate::report::{connect_failed, ended, subscription_ended};
 use crate::socket::{client_runtime, Transport};
 use crate::SocketArgs;
 
@@ -119,15 +124,18 @@ impl Lines {
 /// while no input comes.
 fn wait_for_input(
     input: &std::fs::File,
-    client: &ShmClient,
-    publisher: &mut ShmPublisher,
-) -> Result<(), ClientError> {
+    client: &blocking::Client,
+    publisher: &mut blocking::Publisher,
+) -> Result<(), PublishError> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     loop {
+        let Some(session) = client.session_fd() else {
+            return Ok(());
+        };
         let mut fds = [
             PollFd::new(input.as_fd(), PollFlags::POLLIN),
-            PollFd::new(client.as_fd(), PollFlags::POLLIN),
+            PollFd::new(session, PollFlags::POLLIN),
         ];
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
@@ -149,8 +157,8 @@ fn wait_for_input(
 /// Publishes each line of stdin (see [`Lines`]); a line too large for the topic is reported
 /// and skipped, and counted in `refused`.
 fn publish_stdin(
-    client: &ShmClient,
-    publisher: &mut ShmPublisher,
+    client: &blocking::Client,
+    publisher: &mut blocking::Publisher,
     sent: &mut u64,
     refused: &mut u64,
 ) -> anyhow::Result<()> {
@@ -184,7 +192,7 @@ fn publish_stdin(
 
 /// Publishes line `number` of stdin; one too large for the topic is reported and skipped.
 fn publish_line(
-    publisher: &mut ShmPublisher,
+    publisher: &mut blocking::Publisher,
     sent: &mut u64,
     refused: &mut u64,
     number: u64,
@@ -192,7 +200,7 @@ fn publish_line(
 ) -> anyhow::Result<()> {
     match publisher.publish(line) {
         Ok(()) => *sent += 1,
-        Err(error @ ClientError::MessageTooLarge { .. }) => {
+        Err(error @ PublishError::MessageTooLarge { .. }) => {
             errln!("line {number}: {error}; skipped");
             *refused += 1;
         }
@@ -202,7 +210,7 @@ fn publish_line(
 }
 
 fn publish_shm(args: PubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let client = ShmClient::connect(path)?;
+    let client = shm_client(path)?;
     let mut publisher = client.publisher(&args.topic)?;
     let (mut sent, mut refused) = (0u64, 0u64);
     let published = match &args.message {
@@ -219,8 +227,8 @@ fn publish_shm(args: PubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode
     let published = published.and_then(|()| publisher.check().map_err(anyhow::Error::from));
     if let Err(error) = published {
         let ended = matches!(
-            error.downcast_ref::<ClientError>(),
-            Some(ClientError::BrokerGone { .. } | ClientError::Refused { .. })
+            error.downcast_ref::<PublishError>(),
+            Some(PublishError::BrokerGone(_) | PublishError::Refused { .. })
         );
         if ended {
             return Err(error.context(format!(
@@ -248,6 +256,12 @@ fn publish_shm(args: PubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// A blocking client whose publishers and subscriptions use shared memory.
+fn shm_client(path: &std::path::Path) -> anyhow::Result<blocking::Client> {
+    let options = ClientOptions::with_transport(ClientTransport::SharedMemory);
+    blocking::Client::connect_with(path, options).map_err(connect_failed)
+}
+
 /// What a shared-memory subscriber's `Lagged` means: a lossy ring (`drop_oldest`) overwrote
 /// the messages, or a publisher (or the broker's relay) dropped them for lack of room
 /// (`drop_newest`).
@@ -255,7 +269,7 @@ const SHM_LOST: &str =
     "were lost before they were read (overwritten under drop_oldest, dropped under drop_newest)";
 
 fn subscribe_shm(args: SubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let client = ShmClient::connect(path)?;
+    let client = shm_client(path)?;
     let mut subscription = client.subscribe(&args.topic)?;
     errln!("subscribed to {}", args.topic);
     let stdout = std::io::stdout();
@@ -264,12 +278,14 @@ fn subscribe_shm(args: SubArgs, path: &std::path::Path) -> anyhow::Result<ExitCo
     let mut message = Vec::new();
     loop {
         let ready = match subscription.try_recv_into(&mut message) {
-            Err(ClientError::Lagged { skipped }) => {
+            Err(RecvError::Lagged(skipped)) => {
                 // drop_oldest / drop_newest: news, not a failure; the next message is intact.
                 errln!("lagged: {skipped} message(s) {SHM_LOST}");
                 continue;
             }
-            other => other?,
+            Err(RecvError::Ended(end)) => return Err(ended(end)),
+            Err(other) => return Err(other.into()),
+            Ok(ready) => ready,
         };
         if !ready {
             // Nothing more is ready: show what we have before waiting.
@@ -279,10 +295,11 @@ fn subscribe_shm(args: SubArgs, path: &std::path::Path) -> anyhow::Result<ExitCo
             match subscription.recv_timeout_into(&mut message, None) {
                 Ok(true) => {}
                 Ok(false) => continue,
-                Err(ClientError::Lagged { skipped }) => {
+                Err(RecvError::Lagged(skipped)) => {
                     errln!("lagged: {skipped} message(s) {SHM_LOST}");
                     continue;
                 }
+                Err(RecvError::Ended(end)) => return Err(subscription_ended(&args.topic, end)),
                 Err(error) => {
                     return Err(anyhow::Error::new(error)
                         .context(format!("subscription to {} ended", args.topic)))
@@ -306,7 +323,7 @@ pub fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
         return publish_shm(args, &path);
     }
     client_runtime()?.block_on(async move {
-        let client = Client::connect(&path).await?;
+        let client = Client::connect(&path).await.map_err(connect_failed)?;
         let publisher = client.publisher(&args.topic).await?;
         let (mut sent, mut refused) = (0u64, 0u64);
         match &args.message {
@@ -339,7 +356,7 @@ pub fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
                     }
                     match publisher.publish(&line).await {
                         Ok(()) => sent += 1,
-                        Err(error @ ClientError::MessageTooLarge { .. }) => {
+                        Err(error @ PublishError::MessageTooLarge { .. }) => {
                             errln!("line {number}: {error}; skipped");
                             refused += 1;
                         }
@@ -381,37 +398,49 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
         return subscribe_shm(args, &path);
     }
     client_runtime()?.block_on(async move {
-        let client = Client::connect(&path).await?;
+        let client = Client::connect(&path).await.map_err(connect_failed)?;
         let mut subscription = client.subscribe(&args.topic).await?;
         errln!("subscribed to {}", args.topic);
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut received = 0u64;
-        let mut missed = 0u64;
         loop {
             let message = match subscription.try_recv() {
-                Some(message) => message,
-                None => {
+                Ok(message) => message,
+                Err(TryRecvError::Lagged(skipped)) => {
                     // A drop_newest / drop_oldest topic dropped messages for us: say how many.
-                    if subscription.missed() > missed {
-                        let skipped = subscription.missed() - missed;
-                        missed = subscription.missed();
-                        errln!("lagged: {skipped} message(s) were dropped by the broker (the topic's backpressure)");
-                    }
+                    errln!("lagged: {skipped} message(s) were dropped by the broker (the topic's backpressure)");
+                    continue;
+                }
+                Err(TryRecvError::Ended(SubscriptionEnd::Closed)) => {
+                    return Ok(ExitCode::SUCCESS)
+                }
+                Err(TryRecvError::Ended(end)) => {
+                    return Err(socket_subscription_ended(&client, &args.topic, end).await)
+                }
+                Err(_) => {
                     // Nothing more is ready: show what we have before waiting.
                     if flush_or_gone(&mut out)? {
                         return Ok(ExitCode::SUCCESS);
                     }
                     // Returns on a loss report too, so that a loss nothing follows is
                     // printed (at the top of the loop) rather than waiting for a message.
-                    match subscription.recv_or_lagged().await {
-                        Some(Ok(message)) => message,
-                        Some(Err(ClientError::Lagged { .. })) => continue,
-                        Some(Err(error)) => {
+                    match subscription.recv().await {
+                        Ok(message) => message,
+                        Err(RecvError::Lagged(skipped)) => {
+                            errln!("lagged: {skipped} message(s) were dropped by the broker (the topic's backpressure)");
+                            continue;
+                        }
+                        Err(RecvError::Ended(SubscriptionEnd::Closed)) => {
+                            return Ok(ExitCode::SUCCESS)
+                        }
+                        Err(RecvError::Ended(end)) => {
+                            return Err(socket_subscription_ended(&client, &args.topic, end).await)
+                        }
+                        Err(error) => {
                             return Err(error)
                                 .context(format!("subscription to {} ended", args.topic))
                         }
-                        None => return Ok(ExitCode::SUCCESS),
                     }
                 }
             };
@@ -425,6 +454,21 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// Why a socket subscription ended: the subscription says the broker is gone, and the
+/// connection (asked with a flush, which answers at once once it is gone) says why.
+async fn socket_subscription_ended(
+    client: &Client,
+    topic: &str,
+    end: SubscriptionEnd,
+) -> anyhow::Error {
+    if let SubscriptionEnd::BrokerGone = end {
+        if let Err(error @ RequestError::BrokerGone(Some(_))) = client.flush().await {
+            return anyhow::Error::new(error).context(format!("subscription to {topic} ended"));
+        }
+    }
+    subscription_ended(topic, end)
 }
 
 /// Writes one payload and a newline. Returns true if stdout is gone (a closed pipe): the

@@ -22,7 +22,9 @@ pub struct ReloadArgs {
 pub fn reload(args: ReloadArgs) -> anyhow::Result<ExitCode> {
     let path = args.socket.resolve()?;
     let report = client_runtime()?.block_on(async {
-        let client = Client::connect(&path).await?;
+        let client = Client::connect(&path)
+            .await
+            .map_err(crate::report::connect_failed)?;
         let report = client.reload().await?;
         client.close().await?;
         anyhow::Ok(report)

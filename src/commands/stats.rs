@@ -22,7 +22,9 @@ pub struct StatsArgs {
 pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let path = args.socket.resolve()?;
     let stats = client_runtime()?.block_on(async {
-        let client = Client::connect(&path).await?;
+        let client = Client::connect(&path)
+            .await
+            .map_err(crate::report::connect_failed)?;
         let stats = client.stats().await?;
         client.close().await?;
         anyhow::Ok(stats)

@@ -549,3 +549,22 @@ pub fn handshaken(socket: &Path, topic: Option<&str>) -> std::os::unix::net::Uni
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// A blocking client whose subscriptions and publishers use shared memory.
+pub fn shm_connect(
+    socket: &Path,
+) -> Result<mycelium_client::blocking::Client, mycelium_client::ConnectError> {
+    shm_connect_with(socket, mycelium_client::ShmOptions::default())
+}
+
+/// [`shm_connect`] with the shared-memory session's options.
+pub fn shm_connect_with(
+    socket: &Path,
+    shm: mycelium_client::ShmOptions,
+) -> Result<mycelium_client::blocking::Client, mycelium_client::ConnectError> {
+    let options = mycelium_client::ClientOptions {
+        shm,
+        ..mycelium_client::ClientOptions::with_transport(mycelium_client::Transport::SharedMemory)
+    };
+    mycelium_client::blocking::Client::connect_with(socket, options)
+}

@@ -24,21 +24,12 @@ async fn off_runtime<T: Send + 'static>(
 }
 
 impl ShmClient {
-    /// [`connect`](Self::connect) without blocking a runtime worker.
-    ///
-    /// # Errors
-    ///
-    /// As for [`connect`](Self::connect).
-    pub async fn connect_async(path: impl AsRef<Path>) -> Result<ShmClient, ClientError> {
-        ShmClient::connect_with_async(path, ShmOptions::default()).await
-    }
-
     /// [`connect_with`](Self::connect_with) without blocking a runtime worker.
     ///
     /// # Errors
     ///
-    /// As for [`connect`](Self::connect).
-    pub async fn connect_with_async(
+    /// As for [`connect_with`](Self::connect_with).
+    pub(crate) async fn connect_with_async(
         path: impl AsRef<Path>,
         options: ShmOptions,
     ) -> Result<ShmClient, ClientError> {
@@ -52,7 +43,10 @@ impl ShmClient {
     ///
     /// As for [`subscribe`](Self::subscribe); [`ClientError::Shm`] if the forwarding thread
     /// cannot be started.
-    pub async fn subscribe_async(&self, topic: &str) -> Result<AsyncShmSubscription, ClientError> {
+    pub(crate) async fn subscribe_async(
+        &self,
+        topic: &str,
+    ) -> Result<AsyncShmSubscription, ClientError> {
         let (client, topic) = (self.clone(), topic.to_owned());
         let subscription = off_runtime(move || client.subscribe(&topic)).await?;
         AsyncShmSubscription::new(subscription)
@@ -63,7 +57,10 @@ impl ShmClient {
     /// # Errors
     ///
     /// As for [`publisher`](Self::publisher).
-    pub async fn publisher_async(&self, topic: &str) -> Result<AsyncShmPublisher, ClientError> {
+    pub(crate) async fn publisher_async(
+        &self,
+        topic: &str,
+    ) -> Result<AsyncShmPublisher, ClientError> {
         let (client, topic) = (self.clone(), topic.to_owned());
         let publisher = off_runtime(move || client.publisher(&topic)).await?;
         Ok(AsyncShmPublisher::new(publisher))

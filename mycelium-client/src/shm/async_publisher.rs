@@ -27,7 +27,7 @@ use crate::shm::publisher::ShmPublisher;
 /// A shared-memory publisher for async code; cheap to clone (the clones share one ring and
 /// publish in turn). See the module docs.
 #[derive(Debug, Clone)]
-pub struct AsyncShmPublisher {
+pub(crate) struct AsyncShmPublisher {
     /// Held across a publish, into the blocking task when it must wait, so the order of
     /// messages is the order of the `publish` calls that took it.
     inner: Arc<Mutex<ShmPublisher>>,
@@ -37,7 +37,7 @@ pub struct AsyncShmPublisher {
 
 impl AsyncShmPublisher {
     /// Wraps `publisher` for async use.
-    pub fn new(publisher: ShmPublisher) -> AsyncShmPublisher {
+    pub(crate) fn new(publisher: ShmPublisher) -> AsyncShmPublisher {
         AsyncShmPublisher {
             topic: Arc::from(publisher.topic()),
             max_message_size: publisher.max_message_size(),
@@ -46,12 +46,12 @@ impl AsyncShmPublisher {
     }
 
     /// The topic's name.
-    pub fn topic(&self) -> &str {
+    pub(crate) fn topic(&self) -> &str {
         &self.topic
     }
 
     /// The largest payload this publisher accepts.
-    pub fn max_message_size(&self) -> usize {
+    pub(crate) fn max_message_size(&self) -> usize {
         self.max_message_size
     }
 
@@ -65,7 +65,7 @@ impl AsyncShmPublisher {
     /// [`ClientError::NoConsumer`], the end of the session ([`ClientError::BrokerGone`]) or
     /// of the attachment ([`ClientError::Refused`]); [`ClientError::Shm`] if the blocking
     /// pool refused the wait (the runtime is shutting down).
-    pub async fn publish(&self, payload: &[u8]) -> Result<(), ClientError> {
+    pub(crate) async fn publish(&self, payload: &[u8]) -> Result<(), ClientError> {
         let mut publisher = Arc::clone(&self.inner).lock_owned().await;
         if publisher.try_publish(payload)? {
             return Ok(());
@@ -83,7 +83,7 @@ impl AsyncShmPublisher {
     /// # Errors
     ///
     /// As [`ShmPublisher::check`]; [`ClientError::Shm`] if the blocking pool refused the call.
-    pub async fn check(&self) -> Result<(), ClientError> {
+    pub(crate) async fn check(&self) -> Result<(), ClientError> {
         let mut publisher = Arc::clone(&self.inner).lock_owned().await;
         tokio::task::spawn_blocking(move || publisher.check())
             .await
@@ -97,7 +97,7 @@ impl AsyncShmPublisher {
     ///
     /// [`ClientError::MessageTooLarge`]; the end of the session or attachment as for
     /// [`publish`](Self::publish).
-    pub fn try_publish(&self, payload: &[u8]) -> Result<bool, ClientError> {
+    pub(crate) fn try_publish(&self, payload: &[u8]) -> Result<bool, ClientError> {
         match self.inner.try_lock() {
             Ok(mut publisher) => publisher.try_publish(payload),
             Err(_) => Ok(false),

@@ -20,22 +20,16 @@
 //! - Dropping the subscription ends the thread within [`STOP_POLL`] and detaches from the
 //!   topic.
 //!
-//! ```no_run
-//! use mycelium_client::shm::ShmClient;
-//!
-//! # async fn run() -> Result<(), mycelium_client::ClientError> {
-//! let client = ShmClient::connect_async("/tmp/mycelium.sock").await?;
-//! let mut subscription = client.subscribe_async("market_data").await?;
-//! let publisher = client.publisher_async("market_data").await?;
-//! publisher.publish(b"tick").await?;
-//! let message = subscription.recv().await?;
-//! assert_eq!(message, b"tick");
-//! # Ok(())
-//! # }
-//! ```
+//! - It keeps the transport's receive contract ([`mycelium_transport::receive`]), as a
+//!   `Stream` too.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_core::Stream;
+use mycelium_transport::{Message, Receive, RecvError, SubscriptionEnd, TryRecvError};
 use tokio::sync::mpsc;
 
 use crate::error::ClientError;
@@ -44,23 +38,23 @@ use crate::shm::subscription::ShmSubscription;
 /// Messages (or errors) the forwarding thread may have handed over and the task not yet
 /// received: enough to carry a burst across one wake-up of the task, small enough that a task
 /// that stops receiving holds its publishers back soon.
-pub const FORWARD_CAPACITY: usize = 1024;
+pub(crate) const FORWARD_CAPACITY: usize = 1024;
 
 /// Longest sleep of the forwarding thread before it checks that the subscription is still
 /// wanted: how long a dropped subscription's thread (and attachment) may outlive it.
-pub const STOP_POLL: Duration = Duration::from_millis(100);
+pub(crate) const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// A shared-memory subscription for async code; see the module docs.
 #[derive(Debug)]
-pub struct AsyncShmSubscription {
-    topic: String,
-    topic_id: u32,
+pub(crate) struct AsyncShmSubscription {
+    topic: Arc<str>,
     /// Fed by the forwarding thread. Dropping it ends the thread: its next send fails, or
     /// its next check of `is_closed` after a sleep sees it.
-    messages: mpsc::Receiver<Result<Vec<u8>, ClientError>>,
-    /// Set once the thread reported an error that ends the subscription; every later call
-    /// returns it.
-    ended: Option<ClientError>,
+    messages: mpsc::Receiver<Result<Message, RecvError>>,
+    /// Set once the thread reported the end; every later call returns it.
+    end: Option<SubscriptionEnd>,
+    /// The stream has yielded the end and now yields `None`.
+    stream_done: bool,
 }
 
 impl AsyncShmSubscription {
@@ -70,9 +64,8 @@ impl AsyncShmSubscription {
     ///
     /// [`ClientError::Shm`] if the thread cannot be started (the subscription is dropped,
     /// which detaches it).
-    pub fn new(subscription: ShmSubscription) -> Result<AsyncShmSubscription, ClientError> {
-        let topic = subscription.topic().to_owned();
-        let topic_id = subscription.topic_id();
+    pub(crate) fn new(subscription: ShmSubscription) -> Result<AsyncShmSubscription, ClientError> {
+        let topic: Arc<str> = Arc::from(subscription.topic());
         let (sender, messages) = mpsc::channel(FORWARD_CAPACITY);
         std::thread::Builder::new()
             .name(format!("shm-sub:{topic}"))
@@ -80,97 +73,119 @@ impl AsyncShmSubscription {
             .map_err(|e| ClientError::Shm(format!("cannot start the forwarding thread: {e}")))?;
         Ok(AsyncShmSubscription {
             topic,
-            topic_id,
             messages,
-            ended: None,
+            end: None,
+            stream_done: false,
         })
     }
 
     /// The topic's name.
-    pub fn topic(&self) -> &str {
+    pub(crate) fn topic(&self) -> &str {
         &self.topic
     }
 
-    /// The topic's id in this broker run.
-    pub fn topic_id(&self) -> u32 {
-        self.topic_id
-    }
-
-    /// The next message. Cancel-safe: a future dropped before it completes takes nothing.
-    ///
-    /// # Errors
-    ///
-    /// As [`ShmSubscription::try_recv_into`]: [`ClientError::Lagged`] and a one-time
-    /// [`ClientError::Shm`] for a dropped ring are reported and the subscription goes on;
-    /// [`ClientError::BrokerGone`] (every ring read to its end) and [`ClientError::Refused`]
-    /// (the broker ended the subscription) end it, and every later call returns them.
-    pub async fn recv(&mut self) -> Result<Vec<u8>, ClientError> {
-        if let Some(ended) = &self.ended {
-            return Err(ended.clone());
+    /// The next message, a lag notice or the end.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, RecvError>> {
+        if let Some(end) = &self.end {
+            return Poll::Ready(Err(RecvError::Ended(end.clone())));
         }
-        let next = self.messages.recv().await;
-        self.take(next)
+        let next = std::task::ready!(self.messages.poll_recv(cx));
+        Poll::Ready(self.take(next))
     }
 
-    /// The next message if one is there now, without waiting: `Ok(None)` when none is.
-    ///
-    /// # Errors
-    ///
-    /// As for [`recv`](Self::recv).
-    pub fn try_recv(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
-        if let Some(ended) = &self.ended {
-            return Err(ended.clone());
+    /// Waits for the next message. Cancel-safe: a future dropped before it completes takes
+    /// nothing.
+    pub(crate) async fn recv(&mut self) -> Result<Message, RecvError> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next message if one is there now, without waiting.
+    pub(crate) fn try_recv(&mut self) -> Result<Message, TryRecvError> {
+        if let Some(end) = &self.end {
+            return Err(TryRecvError::Ended(end.clone()));
         }
         match self.messages.try_recv() {
-            Ok(next) => self.take(Some(next)).map(Some),
-            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
-            Err(mpsc::error::TryRecvError::Disconnected) => self.take(None).map(Some),
+            Ok(next) => self.take(Some(next)).map_err(TryRecvError::from),
+            Err(mpsc::error::TryRecvError::Empty) => Err(TryRecvError::Empty),
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                self.take(None).map_err(TryRecvError::from)
+            }
         }
     }
 
-    fn take(&mut self, next: Option<Result<Vec<u8>, ClientError>>) -> Result<Vec<u8>, ClientError> {
+    fn take(&mut self, next: Option<Result<Message, RecvError>>) -> Result<Message, RecvError> {
         match next {
-            Some(Ok(message)) => Ok(message),
-            Some(Err(error)) => {
-                if ends(&error) {
-                    self.ended = Some(error.clone());
-                }
-                Err(error)
+            Some(Err(RecvError::Ended(end))) => {
+                self.end = Some(end.clone());
+                Err(RecvError::Ended(end))
             }
+            Some(other) => other,
             None => {
-                // The thread only stops on its own after sending an error that ends the
-                // subscription, which was recorded above; this is a thread that panicked.
-                let error = ClientError::Shm("the forwarding thread stopped".into());
-                self.ended = Some(error.clone());
-                Err(error)
+                // The thread only stops on its own after sending the end, which was recorded
+                // above; this is a thread that panicked.
+                let end = SubscriptionEnd::failed(ClientError::Shm(
+                    "the forwarding thread stopped".into(),
+                ));
+                self.end = Some(end.clone());
+                Err(RecvError::Ended(end))
             }
         }
+    }
+
+    /// The stream's view: the end once, then `None`.
+    pub(crate) fn poll_stream(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Message, RecvError>>> {
+        if self.stream_done {
+            return Poll::Ready(None);
+        }
+        let next = std::task::ready!(self.poll_recv(cx));
+        if matches!(next, Err(RecvError::Ended(_))) {
+            self.stream_done = true;
+        }
+        Poll::Ready(Some(next))
     }
 }
 
-/// Whether `error` ends a subscription (later calls can only return it again).
-fn ends(error: &ClientError) -> bool {
-    matches!(
-        error,
-        ClientError::BrokerGone { .. } | ClientError::Refused { .. }
-    )
+impl Stream for AsyncShmSubscription {
+    type Item = Result<Message, RecvError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_stream(cx)
+    }
+}
+
+impl Receive for AsyncShmSubscription {
+    async fn recv(&mut self) -> Result<Message, RecvError> {
+        AsyncShmSubscription::recv(self).await
+    }
+
+    fn try_recv(&mut self) -> Result<Message, TryRecvError> {
+        AsyncShmSubscription::try_recv(self)
+    }
+
+    fn topic(&self) -> &str {
+        &self.topic
+    }
 }
 
 /// The forwarding thread: receives as a synchronous subscriber does and hands each message to
 /// the channel, waiting for room there (which is the flow control), until the receiver is
 /// dropped or the subscription ends.
-fn forward(mut subscription: ShmSubscription, sender: mpsc::Sender<Result<Vec<u8>, ClientError>>) {
+fn forward(mut subscription: ShmSubscription, sender: mpsc::Sender<Result<Message, RecvError>>) {
     loop {
         if sender.is_closed() {
             return;
         }
-        let mut message = Vec::new();
-        let next = match subscription.recv_timeout_into(&mut message, Some(STOP_POLL)) {
-            Ok(true) => Ok(message),
-            Ok(false) => continue,
-            Err(error) => Err(error),
+        let next = match subscription.recv_timeout(STOP_POLL) {
+            Ok(message) => Ok(message),
+            Err(mycelium_transport::RecvTimeoutError::Timeout) => continue,
+            Err(mycelium_transport::RecvTimeoutError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(mycelium_transport::RecvTimeoutError::Ended(end)) => Err(RecvError::Ended(end)),
+            Err(other) => Err(RecvError::Ended(SubscriptionEnd::failed(other))),
         };
-        let last = next.as_ref().is_err_and(ends);
+        let last = matches!(next, Err(RecvError::Ended(_)));
         if let Err(error) = &next {
             tracing::debug!(topic = subscription.topic(), %error, "shared-memory subscription reports an error");
         }

@@ -1,7 +1,9 @@
-//! The shared-memory client: synchronous, for latency-critical threads that do not run tokio,
-//! with an async layer for tokio tasks.
+//! The shared-memory transport of the client: synchronous, for latency-critical threads that
+//! do not run tokio, with an async layer for tokio tasks. Applications reach it through
+//! [`Client`](crate::Client) and [`blocking::Client`](crate::blocking::Client) with
+//! [`Transport::SharedMemory`](crate::Transport::SharedMemory).
 //!
-//! - [`ShmClient::connect`] opens a control session with the broker (`ShmHello` over its Unix
+//! - [`ShmClient::connect_with`] opens a control session with the broker (`ShmHello` over its Unix
 //!   socket). Messages never travel over that socket: each [`ShmPublisher`] writes into a ring
 //!   of its own, and each [`ShmSubscription`] reads the rings of its topic's publishers
 //!   directly, one hop from publisher to subscriber (`docs/shm-layout.md`).
@@ -17,15 +19,15 @@
 //!   runtime worker and is cancel-safe) and [`ShmClient::publisher_async`] an
 //!   [`AsyncShmPublisher`] (writes at once when the ring has room, waits on the blocking pool
 //!   when it has not).
-//! - Everything read from a ring is checked: a corrupt ring is dropped with
-//!   [`ClientError::Shm`](crate::ClientError::Shm), never read out of bounds.
+//! - Everything read from a ring is checked: a corrupt ring is dropped (its lost messages
+//!   are counted as faults), never read out of bounds.
 //! - The broker's death, or its end of an attachment (`ShmDetached`), reaches a client only
 //!   through the control socket, which the data path reads only now and then: a subscription
 //!   when it waits, a publisher every [`LOOK_EVERY`] messages and when it waits (up to that
 //!   many messages may go unread into a ring after the end; [`ShmPublisher::check`] looks at
-//!   once). Either then fails with [`BrokerGone`](crate::ClientError::BrokerGone), or with
-//!   [`Refused`](crate::ClientError::Refused) carrying the broker's reason. A [`ShmClient`] lends its control
-//!   socket out (`AsFd`) to an event loop that wants to hear of it at once.
+//!   once). Either then fails with the broker gone, or refused with the broker's reason. A
+//!   [`ShmClient`] lends its control socket out (`AsFd`) to an event loop that wants to hear
+//!   of it at once.
 //! - Socket publishers are heard too: the broker copies their messages into the topic's relay
 //!   ring (when a subscription falls a whole relay ring behind, those are dropped and counted,
 //!   never waited for). And socket subscribers hear shared-memory publishers: the broker
@@ -35,19 +37,6 @@
 //!   (`mycelium_transport::shm::queue`). Socket publishers' messages on a queue topic are
 //!   dealt by the broker to socket and shared-memory consumers alike: a shared-memory
 //!   consumer's share arrives in the relay ring, addressed to it.
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use mycelium_client::shm::ShmClient;
-//!
-//! let client = ShmClient::connect("/tmp/mycelium.sock")?;
-//! let mut subscription = client.subscribe("market_data")?;
-//! let mut publisher = client.publisher("market_data")?;
-//! publisher.publish(b"tick")?;
-//! let message = subscription.recv_timeout(Duration::from_secs(1))?;
-//! assert_eq!(message.as_deref(), Some(&b"tick"[..]));
-//! # Ok::<(), mycelium_client::ClientError>(())
-//! ```
 
 mod async_client;
 mod async_publisher;
@@ -56,8 +45,10 @@ mod publisher;
 mod session;
 mod subscription;
 
-pub use async_publisher::AsyncShmPublisher;
-pub use async_subscription::{AsyncShmSubscription, FORWARD_CAPACITY};
-pub use publisher::{ShmLoan, ShmPublisher, LOOK_EVERY, LOOK_RETRY, WAIT_SLICE};
-pub use session::{ShmClient, ShmOptions};
-pub use subscription::ShmSubscription;
+pub(crate) use async_publisher::AsyncShmPublisher;
+pub(crate) use async_subscription::AsyncShmSubscription;
+pub(crate) use publisher::ShmPublisher;
+pub use publisher::{Loan, LOOK_EVERY};
+pub(crate) use session::ShmClient;
+pub use session::ShmOptions;
+pub(crate) use subscription::ShmSubscription;

@@ -47,7 +47,7 @@ use mycelium_transport::shm::reference::{SegmentRef, REFERENCE_LEN};
 use mycelium_transport::shm::{PayloadWriter, PushError, RingProducer, Segment};
 use mycelium_transport::{ErrorCode, NO_SLOT};
 
-use crate::error::ClientError;
+use crate::error::{ClientError, PublishError};
 use crate::shm::session::{Look, Session};
 use mycelium_transport::shm::queue::{address, address_in_place, Dealer, QUEUE_PREFIX};
 use mycelium_transport::shm::FrameLoan;
@@ -64,19 +64,19 @@ pub const LOOK_EVERY: u32 = 4096;
 
 /// Messages before the next look when a look was skipped because another thread of the same
 /// client was at the control socket (it files what it reads; the next look finds it).
-pub const LOOK_RETRY: u32 = 64;
+pub(crate) const LOOK_RETRY: u32 = 64;
 
 /// Longest a publisher waits for room (or for a queue consumer) between two looks at its
 /// control session: a broker that died cannot free the slots of readers that stopped, so a
 /// wait that looked only at the ring could last for ever.
-pub const WAIT_SLICE: Duration = Duration::from_millis(100);
+pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 /// How long "spin, never sleep" spins before it re-checks: long enough to never sleep in
 /// practice, short enough that deadline arithmetic cannot overflow.
 pub(crate) const BUSY_POLL_SPIN: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// A shared-memory publisher on one topic; see the module docs.
-pub struct ShmPublisher {
+pub(crate) struct ShmPublisher {
     session: Arc<Session>,
     topic: String,
     topic_id: u32,
@@ -185,6 +185,7 @@ impl std::fmt::Debug for ShmPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShmPublisher")
             .field("topic", &self.topic)
+            .field("topic_id", &self.topic_id)
             .field("attachment", &self.attachment)
             .finish_non_exhaustive()
     }
@@ -227,17 +228,12 @@ impl ShmPublisher {
     }
 
     /// The topic's name.
-    pub fn topic(&self) -> &str {
+    pub(crate) fn topic(&self) -> &str {
         &self.topic
     }
 
-    /// The topic's id in this broker run.
-    pub fn topic_id(&self) -> u32 {
-        self.topic_id
-    }
-
     /// The largest payload this publisher accepts.
-    pub fn max_message_size(&self) -> usize {
+    pub(crate) fn max_message_size(&self) -> usize {
         self.max_message_size
     }
 
@@ -444,7 +440,7 @@ impl ShmPublisher {
 
     /// Messages this publisher dropped because its ring was full (`drop_newest` topics; always
     /// 0 on others). The same count is in the ring, where the broker's `dropped` stat reads it.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.producer.dropped()
     }
 
@@ -458,7 +454,7 @@ impl ShmPublisher {
     /// or of the attachment ([`ClientError::Refused`] with the broker's reason), once a look
     /// at the control session found it (see the module docs: not on the very next message);
     /// nothing is written then. A full ring makes this wait, on a `block` topic.
-    pub fn publish(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+    pub(crate) fn publish(&mut self, payload: &[u8]) -> Result<(), ClientError> {
         self.check_size(payload)?;
         self.watch.count(&self.session, self.attachment, 1)?;
         self.push(payload)?;
@@ -475,7 +471,7 @@ impl ShmPublisher {
     /// [`ClientError::BrokerGone`] when the session is over (the broker stopped or died);
     /// [`ClientError::Refused`] with the broker's reason when it ended this attachment (its
     /// topic was removed). Every later publishing call returns the same.
-    pub fn check(&mut self) -> Result<(), ClientError> {
+    pub(crate) fn check(&mut self) -> Result<(), ClientError> {
         self.watch
             .look(&self.session, self.attachment, Look::Now)
             .map(|_| ())
@@ -488,7 +484,7 @@ impl ShmPublisher {
     ///
     /// [`ClientError::MessageTooLarge`] before anything is written, if any payload is too
     /// large; the end of the session or attachment as for [`publish`](Self::publish).
-    pub fn publish_batch(&mut self, payloads: &[&[u8]]) -> Result<(), ClientError> {
+    pub(crate) fn publish_batch(&mut self, payloads: &[&[u8]]) -> Result<(), ClientError> {
         for payload in payloads {
             self.check_size(payload)?;
         }
@@ -508,7 +504,7 @@ impl ShmPublisher {
     ///
     /// [`ClientError::MessageTooLarge`]; the end of the session or attachment as for
     /// [`publish`](Self::publish).
-    pub fn try_publish(&mut self, payload: &[u8]) -> Result<bool, ClientError> {
+    pub(crate) fn try_publish(&mut self, payload: &[u8]) -> Result<bool, ClientError> {
         self.check_size(payload)?;
         self.watch.count(&self.session, self.attachment, 1)?;
         if self.needs_segment(payload.len()) {
@@ -560,7 +556,7 @@ impl ShmPublisher {
 
     /// Lends `len` bytes of the ring to write the next message in place (zero copy), waiting
     /// while the ring is full (and, on a queue topic, for a consumer). The message is published
-    /// by [`ShmLoan::commit`]; dropping the loan publishes nothing.
+    /// by [`Loan::commit`]; dropping the loan publishes nothing.
     ///
     /// On a `drop_oldest` topic (a lossy ring, whose bytes readers may be copying while they
     /// are overwritten, so the transport lends none: `PushError::LossyLoan`) and on a
@@ -571,7 +567,7 @@ impl ShmPublisher {
     ///
     /// [`ClientError::MessageTooLarge`] for a `len` above the topic's limit; the end of the
     /// session or attachment as for [`publish`](Self::publish).
-    pub fn loan(&mut self, len: usize) -> Result<ShmLoan<'_>, ClientError> {
+    pub(crate) fn loan(&mut self, len: usize) -> Result<Loan<'_>, ClientError> {
         if len > self.max_message_size {
             return Err(ClientError::MessageTooLarge {
                 topic: self.topic.clone(),
@@ -584,7 +580,7 @@ impl ShmPublisher {
         let recipient = self.next_consumer()?;
         if self.needs_segment(len) {
             let writer = self.new_segment(len)?;
-            return Ok(ShmLoan {
+            return Ok(Loan {
                 inner: LoanInner::Segment {
                     publisher: self,
                     writer,
@@ -599,7 +595,7 @@ impl ShmPublisher {
             if let Some(slot) = recipient {
                 address_in_place(&mut buf[..QUEUE_PREFIX], slot);
             }
-            return Ok(ShmLoan {
+            return Ok(Loan {
                 inner: LoanInner::Copy {
                     producer: &mut self.producer,
                     buf,
@@ -627,7 +623,7 @@ impl ShmPublisher {
         if let Some(slot) = recipient {
             address_in_place(&mut loan.as_mut_slice()[..QUEUE_PREFIX], slot);
         }
-        Ok(ShmLoan {
+        Ok(Loan {
             inner: LoanInner::Ring {
                 loan,
                 prefix,
@@ -645,11 +641,11 @@ impl ShmPublisher {
     }
 }
 
-/// Bytes lent by [`ShmPublisher::loan`]: write the message into
+/// Bytes lent by [`Publisher::loan`](crate::blocking::Publisher::loan): write the message into
 /// [`as_mut_slice`](Self::as_mut_slice), then [`commit`](Self::commit). For a message that fits
 /// the ring they are the ring's own bytes; for a larger one, a payload segment made for it.
 /// Either way the message is written once, in place.
-pub struct ShmLoan<'a> {
+pub struct Loan<'a> {
     inner: LoanInner<'a>,
 }
 
@@ -680,7 +676,7 @@ enum LoanInner<'a> {
     },
 }
 
-impl std::fmt::Debug for ShmLoan<'_> {
+impl std::fmt::Debug for Loan<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (topic, len, segment) = match &self.inner {
             LoanInner::Ring {
@@ -695,7 +691,7 @@ impl std::fmt::Debug for ShmLoan<'_> {
                 publisher, writer, ..
             } => (publisher.topic.as_str(), writer.len(), true),
         };
-        f.debug_struct("ShmLoan")
+        f.debug_struct("Loan")
             .field("topic", &topic)
             .field("len", &len)
             .field("segment", &segment)
@@ -703,7 +699,7 @@ impl std::fmt::Debug for ShmLoan<'_> {
     }
 }
 
-impl ShmLoan<'_> {
+impl Loan<'_> {
     /// The lent bytes. Their contents before writing are unspecified.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         match &mut self.inner {
@@ -731,9 +727,9 @@ impl ShmLoan<'_> {
     ///
     /// # Errors
     ///
-    /// For a payload segment only: the broker refused it ([`ClientError::Refused`]), or the
+    /// For a payload segment only: the broker refused it ([`PublishError::Refused`]), or the
     /// session is gone; the message is then not published.
-    pub fn commit(self) -> Result<(), ClientError> {
+    pub fn commit(self) -> Result<(), PublishError> {
         let len = self.len();
         self.commit_len(len)
     }
@@ -744,7 +740,11 @@ impl ShmLoan<'_> {
     /// # Errors
     ///
     /// As for [`commit`](Self::commit).
-    pub fn commit_len(self, len: usize) -> Result<(), ClientError> {
+    pub fn commit_len(self, len: usize) -> Result<(), PublishError> {
+        Ok(self.commit_inner(len)?)
+    }
+
+    fn commit_inner(self, len: usize) -> Result<(), ClientError> {
         match self.inner {
             LoanInner::Ring {
                 loan,

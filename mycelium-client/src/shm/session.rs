@@ -41,7 +41,8 @@ use crate::handle::{welcome_error, BrokerInfo};
 use crate::shm::publisher::ShmPublisher;
 use crate::shm::subscription::ShmSubscription;
 
-/// Options for [`ShmClient::connect_with`].
+/// The shared-memory session's options: the `shm` field of
+/// [`ClientOptions`](crate::ClientOptions).
 #[derive(Debug, Clone)]
 pub struct ShmOptions {
     /// Shown in the broker's logs.
@@ -130,7 +131,7 @@ pub(crate) struct Session {
 /// A shared-memory client: a cheap `Clone` handle over one control session. See the module
 /// docs.
 #[derive(Clone)]
-pub struct ShmClient {
+pub(crate) struct ShmClient {
     session: Arc<Session>,
 }
 
@@ -160,16 +161,7 @@ impl ShmClient {
     ///
     /// [`ClientError::Connect`] when no broker answers; [`ClientError::Refused`] when the
     /// broker refuses (shared memory disabled, too many connections); [`ClientError::Timeout`].
-    pub fn connect(path: impl AsRef<Path>) -> Result<ShmClient, ClientError> {
-        ShmClient::connect_with(path, ShmOptions::default())
-    }
-
-    /// [`connect`](Self::connect) with options.
-    ///
-    /// # Errors
-    ///
-    /// As for [`connect`](Self::connect).
-    pub fn connect_with(
+    pub(crate) fn connect_with(
         path: impl AsRef<Path>,
         options: ShmOptions,
     ) -> Result<ShmClient, ClientError> {
@@ -228,7 +220,7 @@ impl ShmClient {
     }
 
     /// What the broker said in its `Welcome`.
-    pub fn broker_info(&self) -> &BrokerInfo {
+    pub(crate) fn broker_info(&self) -> &BrokerInfo {
         &self.session.info
     }
 
@@ -238,7 +230,7 @@ impl ShmClient {
     ///
     /// [`ClientError::Refused`] for an unknown topic, or a limit reached;
     /// [`ClientError::Shm`] if the ring handed over cannot be mapped.
-    pub fn publisher(&self, topic: &str) -> Result<ShmPublisher, ClientError> {
+    pub(crate) fn publisher(&self, topic: &str) -> Result<ShmPublisher, ClientError> {
         let (grant, mut rings) = self.session.attach(topic, ShmRole::Publish)?;
         let GrantedAttachment {
             attachment,
@@ -271,7 +263,7 @@ impl ShmClient {
     /// # Errors
     ///
     /// As for [`publisher`](Self::publisher).
-    pub fn subscribe(&self, topic: &str) -> Result<ShmSubscription, ClientError> {
+    pub(crate) fn subscribe(&self, topic: &str) -> Result<ShmSubscription, ClientError> {
         let (grant, rings) = self.session.attach(topic, ShmRole::Subscribe)?;
         ShmSubscription::new(
             Arc::clone(&self.session),

@@ -1,5 +1,10 @@
 //! [`ShmSubscription`]: reads every ring of its topic, one hop from each publisher.
 //!
+//! - It keeps the receive contract ([`mycelium_transport::receive`]) through `recv`,
+//!   `try_recv`, `recv_timeout` and their buffer-reusing twins. Inside, the reading methods
+//!   say what went wrong as a `ClientError`; the contract's methods turn a lost ring or
+//!   message into a counted fault ([`faults`](ShmSubscription::faults)), a lag into
+//!   `Lagged`, and anything else into the end. The bullets below tell the inner story.
 //! - Rings: the topic's relay ring (written by the broker) and one per shared-memory
 //!   publisher; the broker reserved a slot in each before handing it over. Messages of one
 //!   publisher come in its order; rings are taken in turns (up to [`TURN`] messages each), so
@@ -53,10 +58,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use mycelium_transport::shm::reference::SegmentRef;
 use mycelium_transport::shm::{
     slot_backlog, wait_any, Claimed, PayloadView, ReadError, RingConsumer, Segment, SegmentTable,
 };
+use mycelium_transport::{Message, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError};
 
 use crate::error::ClientError;
 use crate::shm::publisher::BUSY_POLL_SPIN;
@@ -64,11 +71,11 @@ use crate::shm::session::{GrantedRing, RingNews, Session};
 use mycelium_transport::shm::queue;
 
 /// Most messages taken from one ring before the next ring gets its turn.
-pub const TURN: usize = 64;
+pub(crate) const TURN: usize = 64;
 
 /// Receive calls between two looks at the control socket, notice or not, while messages keep
 /// coming.
-pub const NEWS_EVERY: u32 = 64 * 1024;
+pub(crate) const NEWS_EVERY: u32 = 64 * 1024;
 
 /// Pause instructions (one per poll when busy polling) between two reads of the clock while
 /// waiting.
@@ -110,9 +117,10 @@ fn slot_freed(segment: &Segment, slot: usize) -> bool {
 }
 
 /// A shared-memory subscription; see the module docs.
-pub struct ShmSubscription {
+pub(crate) struct ShmSubscription {
     session: Arc<Session>,
-    topic: String,
+    /// Shared by every message handed out.
+    topic: Arc<str>,
     topic_id: u32,
     attachment: u32,
     /// A queue topic: keep only the frames addressed to this subscription's slots.
@@ -136,6 +144,12 @@ pub struct ShmSubscription {
     segments_dropped: u64,
     /// An error found in the middle of a batch, returned by the next call.
     pending_error: Option<ClientError>,
+    /// How the subscription ended, as the receive contract says it; every later call
+    /// returns it.
+    end: Option<SubscriptionEnd>,
+    /// Rings dropped as corrupt and reference frames that named no usable segment: each lost
+    /// messages that no `Lagged` counts.
+    faults: u64,
 }
 
 /// Payload segments announced and not yet read (no fd: dropped by the broker).
@@ -218,6 +232,7 @@ impl std::fmt::Debug for ShmSubscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShmSubscription")
             .field("topic", &self.topic)
+            .field("topic_id", &self.topic_id)
             .field("attachment", &self.attachment)
             .field("rings", &self.rings.len())
             .finish_non_exhaustive()
@@ -280,7 +295,7 @@ impl ShmSubscription {
         };
         Ok(ShmSubscription {
             session,
-            topic: topic.to_owned(),
+            topic: Arc::from(topic),
             topic_id,
             attachment,
             queue,
@@ -294,28 +309,25 @@ impl ShmSubscription {
             deferred: Vec::new(),
             segments_dropped: 0,
             pending_error: None,
+            end: None,
+            faults: 0,
         })
     }
 
     /// The topic's name.
-    pub fn topic(&self) -> &str {
+    pub(crate) fn topic(&self) -> &str {
         &self.topic
-    }
-
-    /// The topic's id in this broker run.
-    pub fn topic_id(&self) -> u32 {
-        self.topic_id
     }
 
     /// Messages lost because the broker dropped their payload segment for this subscription:
     /// it held [`MAX_SEGMENTS_IN_FLIGHT`](mycelium_transport::limits::MAX_SEGMENTS_IN_FLIGHT)
     /// large messages of one ring it had not read yet.
-    pub fn segments_dropped(&self) -> u64 {
+    pub(crate) fn segments_dropped(&self) -> u64 {
         self.segments_dropped
     }
 
     /// Rings read now: the relay ring plus one per shared-memory publisher.
-    pub fn ring_count(&self) -> usize {
+    pub(crate) fn ring_count(&self) -> usize {
         self.rings.len()
     }
 
@@ -474,7 +486,7 @@ impl ShmSubscription {
     /// subscription read them; [`ClientError::Shm`] once for a ring found corrupt (it is
     /// dropped); [`ClientError::BrokerGone`] when the session is over and every ring is read
     /// to its end.
-    pub fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, ClientError> {
+    fn next_into(&mut self, out: &mut Vec<u8>) -> Result<bool, ClientError> {
         if let Some(error) = self.pending_error.take() {
             return Err(error);
         }
@@ -560,7 +572,7 @@ impl ShmSubscription {
     /// As for [`try_recv_into`](Self::try_recv_into). A batch that meets a lap after it has
     /// handed out messages returns their count; the next call returns the
     /// [`ClientError::Lagged`], and the one after continues with the intact messages.
-    pub fn try_recv_batch(
+    fn next_batch(
         &mut self,
         max: usize,
         mut each: impl FnMut(&[u8]),
@@ -647,44 +659,9 @@ impl ShmSubscription {
         Ok(0)
     }
 
-    /// Waits up to `timeout` for a message and returns it; `Ok(None)` on timeout.
-    ///
-    /// # Errors
-    ///
-    /// As for [`try_recv_into`](Self::try_recv_into): a [`ClientError::Lagged`] ends the wait
-    /// at once (it is news, not a failure); call again for the messages after the gap.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, ClientError> {
-        let mut out = Vec::new();
-        Ok(self
-            .recv_timeout_into(&mut out, Some(timeout))?
-            .then_some(out))
-    }
-
-    /// Waits for a message (up to `timeout`; `None`: for ever) and copies it into `out`;
-    /// `Ok(false)` on timeout.
-    ///
-    /// # Errors
-    ///
-    /// As for [`try_recv_into`](Self::try_recv_into).
-    pub fn recv_timeout_into(
-        &mut self,
-        out: &mut Vec<u8>,
-        timeout: Option<Duration>,
-    ) -> Result<bool, ClientError> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        loop {
-            if self.try_recv_into(out)? {
-                return Ok(true);
-            }
-            if !self.wait(deadline)? {
-                return Ok(false);
-            }
-        }
-    }
-
     /// Waits until some ring may have a message, or `deadline`; `false` once it has passed.
     /// Picks up news first, so a message on a ring added meanwhile is not slept through.
-    pub(crate) fn wait(&mut self, deadline: Option<Instant>) -> Result<bool, ClientError> {
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<bool, ClientError> {
         let busy_poll = self.session.options().busy_poll;
         let spin = if busy_poll {
             BUSY_POLL_SPIN
@@ -754,8 +731,146 @@ impl ShmSubscription {
             .map_or(MAX_SLEEP, |d| d.saturating_duration_since(now))
             .min(MAX_SLEEP);
         let consumers: Vec<&RingConsumer> = self.rings.iter().map(|r| &r.consumer).collect();
-        wait_any(&consumers, Some(left)).map_err(|e| ClientError::Shm(e.to_string()))?;
+        wait_any(&consumers, Some(left)).map_err(|e| ClientError::Wait(e.to_string()))?;
         Ok(true)
+    }
+}
+
+/// The receive contract: what the rest of the crate calls.
+impl ShmSubscription {
+    /// What an error of the inner calls means under the receive contract: a lag notice, the
+    /// end (kept for every later call), or `None` for a fault that ends nothing (a ring
+    /// dropped as corrupt, a reference frame naming no usable segment), which is counted in
+    /// [`faults`](Self::faults) and logged, after which receiving goes on.
+    fn settle(&mut self, error: ClientError) -> Option<RecvError> {
+        match error {
+            ClientError::Lagged { skipped } => Some(RecvError::Lagged(skipped)),
+            // One ring or one message lost; the others carry on. (A timeout is not among
+            // them: the session keeps failing with it, so it ends the subscription.)
+            ClientError::Shm(_)
+            | ClientError::NoConsumer { .. }
+            | ClientError::MessageTooLarge { .. } => {
+                self.faults += 1;
+                tracing::warn!(topic = %self.topic, %error, "shared-memory subscription lost messages");
+                None
+            }
+            other => {
+                let end = other.into_end();
+                self.end = Some(end.clone());
+                Some(RecvError::Ended(end))
+            }
+        }
+    }
+
+    fn ended(&self) -> Result<(), RecvError> {
+        match &self.end {
+            Some(end) => Err(RecvError::Ended(end.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Rings dropped as corrupt and reference frames that named no usable payload segment
+    /// so far: each lost messages that no lag notice counts.
+    pub(crate) fn faults(&self) -> u64 {
+        self.faults
+    }
+
+    /// Takes one message into `out` (replacing its contents); `Ok(false)` when none is
+    /// there now.
+    pub(crate) fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, RecvError> {
+        self.ended()?;
+        loop {
+            match self.next_into(out) {
+                Ok(ready) => return Ok(ready),
+                Err(error) => {
+                    if let Some(error) = self.settle(error) {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes up to `max` messages of one ring, handing each to `each`; returns how many
+    /// (zero when none is there now). A batch that meets a lap after it has handed out
+    /// messages returns their count, and the next call the lag notice.
+    pub(crate) fn try_recv_batch(
+        &mut self,
+        max: usize,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<usize, RecvError> {
+        self.ended()?;
+        loop {
+            match self.next_batch(max, &mut each) {
+                Ok(count) => return Ok(count),
+                Err(error) => {
+                    if let Some(error) = self.settle(error) {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for a message (up to `timeout`; `None`: for ever) and puts it in `out`;
+    /// `Ok(false)` on timeout. A lag notice ends the wait at once.
+    pub(crate) fn recv_timeout_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<bool, RecvError> {
+        self.ended()?;
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            let waited = self.try_recv_into(out).and_then(|ready| {
+                if ready {
+                    return Ok(Some(true));
+                }
+                match self.wait(deadline) {
+                    Ok(true) => Ok(None),
+                    Ok(false) => Ok(Some(false)),
+                    Err(error) => match self.settle(error) {
+                        Some(error) => Err(error),
+                        None => Ok(None),
+                    },
+                }
+            })?;
+            if let Some(done) = waited {
+                return Ok(done);
+            }
+        }
+    }
+
+    fn message(&self, payload: Vec<u8>) -> Message {
+        Message::new(self.topic.clone(), Bytes::from(payload))
+    }
+
+    /// Waits for the next message.
+    pub(crate) fn recv(&mut self) -> Result<Message, RecvError> {
+        let mut out = Vec::new();
+        match self.recv_timeout_into(&mut out, None)? {
+            true => Ok(self.message(out)),
+            // Without a deadline the wait returns only with a message or an error.
+            false => Err(RecvError::Ended(SubscriptionEnd::Closed)),
+        }
+    }
+
+    /// The next message if one is there now.
+    pub(crate) fn try_recv(&mut self) -> Result<Message, TryRecvError> {
+        let mut out = Vec::new();
+        match self.try_recv_into(&mut out)? {
+            true => Ok(self.message(out)),
+            false => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// Waits up to `timeout` for the next message.
+    pub(crate) fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
+        let mut out = Vec::new();
+        match self.recv_timeout_into(&mut out, Some(timeout))? {
+            true => Ok(self.message(out)),
+            false => Err(RecvTimeoutError::Timeout),
+        }
     }
 }
 

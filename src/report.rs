@@ -1,0 +1,51 @@
+//! How the CLI words the client's failures: the texts users and scripts know, whatever the
+//! client library's error types.
+
+use mycelium_client::{ConnectError, SubscriptionEnd};
+
+/// What a user most likely needs to know after a failed connect.
+fn connect_hint(kind: std::io::ErrorKind) -> &'static str {
+    match kind {
+        std::io::ErrorKind::NotFound => " (is the broker running? start one with `mycelium run`)",
+        std::io::ErrorKind::ConnectionRefused => {
+            " (nothing listens on this socket: a broker that is gone left it; start one with `mycelium run`)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (the socket's permissions do not admit this user: see server.socket_mode)",
+        _ => "",
+    }
+}
+
+/// A failed connect, with a hint on what to do about it.
+pub fn connect_failed(error: ConnectError) -> anyhow::Error {
+    match error {
+        ConnectError::Unreachable { path, source } => anyhow::anyhow!(
+            "cannot connect to the broker at {}: {source}{}",
+            path.display(),
+            connect_hint(source.kind())
+        ),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Why the subscription to `topic` ended, as the broker said it.
+pub fn subscription_ended(topic: &str, end: SubscriptionEnd) -> anyhow::Error {
+    ended(end).context(format!("subscription to {topic} ended"))
+}
+
+/// Why a subscription ended, as the broker said it.
+pub fn ended(end: SubscriptionEnd) -> anyhow::Error {
+    match end {
+        SubscriptionEnd::BrokerGone => anyhow::anyhow!("the broker connection is gone"),
+        SubscriptionEnd::Refused { code, message } => {
+            anyhow::anyhow!("broker refused: {message} ({code:?})")
+        }
+        SubscriptionEnd::TopicRemoved => {
+            anyhow::anyhow!("broker refused: the topic was removed (TopicRemoved)")
+        }
+        SubscriptionEnd::SlowConsumer => {
+            anyhow::anyhow!("broker refused: dropped as a slow consumer (SlowConsumer)")
+        }
+        SubscriptionEnd::Failed(cause) => anyhow::anyhow!("{cause}"),
+        other => anyhow::Error::new(other),
+    }
+}
