@@ -35,15 +35,20 @@ pub fn subscription_ended(topic: &str, end: SubscriptionEnd) -> anyhow::Error {
 /// Why a subscription ended, as the broker said it.
 pub fn ended(end: SubscriptionEnd) -> anyhow::Error {
     match end {
-        SubscriptionEnd::BrokerGone => anyhow::anyhow!("the broker connection is gone"),
+        SubscriptionEnd::BrokerGone { detail: None } => {
+            anyhow::anyhow!("the broker connection is gone")
+        }
+        SubscriptionEnd::BrokerGone {
+            detail: Some(detail),
+        } => anyhow::anyhow!("the broker connection is gone: {detail}"),
         SubscriptionEnd::Refused { code, message } => {
             anyhow::anyhow!("broker refused: {message} ({code:?})")
         }
-        SubscriptionEnd::TopicRemoved => {
-            anyhow::anyhow!("broker refused: the topic was removed (TopicRemoved)")
+        SubscriptionEnd::TopicRemoved { message } => {
+            anyhow::anyhow!("broker refused: {message} (TopicRemoved)")
         }
-        SubscriptionEnd::SlowConsumer => {
-            anyhow::anyhow!("broker refused: dropped as a slow consumer (SlowConsumer)")
+        SubscriptionEnd::SlowConsumer { message } => {
+            anyhow::anyhow!("broker refused: {message} (SlowConsumer)")
         }
         SubscriptionEnd::Failed(cause) => anyhow::anyhow!("{cause}"),
         other => anyhow::Error::new(other),

@@ -55,11 +55,11 @@ fn a_killed_broker_ends_a_plain_subscription_with_broker_gone() {
         let mut sub = client.subscribe("t").await.expect("subscribe");
         broker.signal(Signal::SIGKILL);
         match sub.recv().await {
-            Err(RecvError::Ended(SubscriptionEnd::BrokerGone)) => {}
+            Err(RecvError::Ended(SubscriptionEnd::BrokerGone { .. })) => {}
             other => panic!("expected BrokerGone, got {other:?}"),
         }
         match sub.recv().await {
-            Err(RecvError::Ended(SubscriptionEnd::BrokerGone)) => {}
+            Err(RecvError::Ended(SubscriptionEnd::BrokerGone { .. })) => {}
             other => panic!("nothing after the end but the end again, got {other:?}"),
         }
         assert!(matches!(

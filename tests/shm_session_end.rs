@@ -391,7 +391,7 @@ fn shm_subscriptions_end_with_broker_gone_when_the_broker_dies() {
     assert!(
         matches!(
             ended,
-            Err(RecvTimeoutError::Ended(SubscriptionEnd::BrokerGone))
+            Err(RecvTimeoutError::Ended(SubscriptionEnd::BrokerGone { .. }))
         ),
         "{ended:?}"
     );
@@ -401,7 +401,10 @@ fn shm_subscriptions_end_with_broker_gone_when_the_broker_dies() {
             .expect("the async subscription still waits on a dead broker")
     });
     assert!(
-        matches!(ended, Err(RecvError::Ended(SubscriptionEnd::BrokerGone))),
+        matches!(
+            ended,
+            Err(RecvError::Ended(SubscriptionEnd::BrokerGone { .. }))
+        ),
         "{ended:?}"
     );
 }

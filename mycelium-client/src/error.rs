@@ -274,14 +274,22 @@ impl ClientError {
     /// How a subscription that met this error ends.
     pub(crate) fn into_end(self) -> SubscriptionEnd {
         match self {
-            ClientError::BrokerGone { .. } => SubscriptionEnd::BrokerGone,
-            // A removed topic and a slow consumer stay `Refused` with their code: the
-            // broker's message names the topic or the limit, which the dedicated variants
-            // have no room for.
+            ClientError::BrokerGone { detail } => SubscriptionEnd::BrokerGone { detail },
+            // The socket connection words a shutdown the same way.
             ClientError::Refused {
                 code: ErrorCode::ShuttingDown,
                 ..
-            } => SubscriptionEnd::BrokerGone,
+            } => SubscriptionEnd::BrokerGone {
+                detail: Some("the broker shut down".to_owned()),
+            },
+            ClientError::Refused {
+                code: ErrorCode::TopicRemoved,
+                message,
+            } => SubscriptionEnd::TopicRemoved { message },
+            ClientError::Refused {
+                code: ErrorCode::SlowConsumer,
+                message,
+            } => SubscriptionEnd::SlowConsumer { message },
             ClientError::Refused { code, message } => SubscriptionEnd::Refused { code, message },
             other => SubscriptionEnd::failed(other),
         }

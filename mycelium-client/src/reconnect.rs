@@ -286,7 +286,7 @@ impl ReconnectingSubscription {
             match &mut self.state {
                 State::Live { subscription, .. } => match subscription.poll_recv(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Err(RecvError::Ended(SubscriptionEnd::BrokerGone))) => {
+                    Poll::Ready(Err(RecvError::Ended(SubscriptionEnd::BrokerGone { .. }))) => {
                         tracing::debug!(topic = %self.topic, "subscription lost its connection; reconnecting");
                         self.state = State::Reconnecting(Box::pin(connect_and_subscribe(
                             self.path.clone(),
@@ -333,7 +333,9 @@ impl ReconnectingSubscription {
     pub fn try_recv(&mut self) -> Result<Message, TryRecvError> {
         match &mut self.state {
             State::Live { subscription, .. } => match subscription.try_recv() {
-                Err(TryRecvError::Ended(SubscriptionEnd::BrokerGone)) => Err(TryRecvError::Empty),
+                Err(TryRecvError::Ended(SubscriptionEnd::BrokerGone { .. })) => {
+                    Err(TryRecvError::Empty)
+                }
                 other => other,
             },
             State::Reconnecting(_) => Err(TryRecvError::Empty),

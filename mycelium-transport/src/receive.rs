@@ -24,15 +24,24 @@ use crate::message::Message;
 #[non_exhaustive]
 pub enum SubscriptionEnd {
     /// The broker is gone: it stopped or crashed, or its connection broke.
-    #[error("the broker is gone")]
-    BrokerGone,
+    #[error("the broker is gone{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    BrokerGone {
+        /// What is known about why (the broker's last word, or the connection's error).
+        detail: Option<String>,
+    },
     /// The broker removed the topic (it left the config on a reload).
-    #[error("the topic was removed")]
-    TopicRemoved,
+    #[error("the topic was removed: {message}")]
+    TopicRemoved {
+        /// The broker's explanation, naming the topic.
+        message: String,
+    },
     /// The broker ended this subscriber for falling too far behind (a `disconnect` topic, or
     /// a publish deadline that ran out while it did not read).
-    #[error("dropped by the broker as a slow consumer")]
-    SlowConsumer,
+    #[error("dropped by the broker as a slow consumer: {message}")]
+    SlowConsumer {
+        /// The broker's explanation, naming the topic and the limit.
+        message: String,
+    },
     /// The broker ended it for another reason, and said why.
     #[error("ended by the broker: {message} ({code:?})")]
     Refused {

@@ -463,7 +463,7 @@ async fn socket_subscription_ended(
     topic: &str,
     end: SubscriptionEnd,
 ) -> anyhow::Error {
-    if let SubscriptionEnd::BrokerGone = end {
+    if let SubscriptionEnd::BrokerGone { .. } = end {
         if let Err(error @ RequestError::BrokerGone(Some(_))) = client.flush().await {
             return anyhow::Error::new(error).context(format!("subscription to {topic} ended"));
         }

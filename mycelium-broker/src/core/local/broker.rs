@@ -285,7 +285,7 @@ mod tests {
         for _ in 0..2 {
             assert!(matches!(
                 sub.recv().await,
-                Err(RecvError::Ended(SubscriptionEnd::TopicRemoved))
+                Err(RecvError::Ended(SubscriptionEnd::TopicRemoved { .. }))
             ));
         }
     }
@@ -311,7 +311,7 @@ mod tests {
         assert!(matches!(items[1], Err(RecvError::Lagged(1))));
         assert!(matches!(
             items[2],
-            Err(RecvError::Ended(SubscriptionEnd::TopicRemoved))
+            Err(RecvError::Ended(SubscriptionEnd::TopicRemoved { .. }))
         ));
     }
 }

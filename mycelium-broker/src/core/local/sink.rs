@@ -299,8 +299,12 @@ impl Delivery for LocalSink {
         }
         queue.closed = true;
         queue.end = Some(match why {
-            Ending::TopicRemoved { .. } => SubscriptionEnd::TopicRemoved,
-            Ending::SlowConsumer { .. } => SubscriptionEnd::SlowConsumer,
+            Ending::TopicRemoved { message } => SubscriptionEnd::TopicRemoved {
+                message: message.to_owned(),
+            },
+            Ending::SlowConsumer { message } => SubscriptionEnd::SlowConsumer {
+                message: message.to_owned(),
+            },
         });
         let waker = queue.reader.take();
         drop(queue);
@@ -387,7 +391,7 @@ mod tests {
         assert!(matches!(sink.take(&mut taken), Take::Some));
         assert!(matches!(
             sink.take(&mut taken),
-            Take::Ended(SubscriptionEnd::TopicRemoved)
+            Take::Ended(SubscriptionEnd::TopicRemoved { .. })
         ));
     }
 }
