@@ -9,8 +9,9 @@
 //!   broker serves, is a failure of the whole broker: it is logged, and
 //!   [`Supervisor::failed`] resolves, which makes [`Server::run`](crate::Server::run) shut
 //!   down gracefully (socket file removed, accepted messages flushed) and return
-//!   [`ServeError::TaskFailed`](super::ServeError), so the `mycelium` binary exits non-zero. Restarting instead would hide a bug that is likely
-//!   to strike again, and the task's state (a reload's queue, a ring's readers) dies with it.
+//!   [`ServeError::TaskFailed`](super::ServeError), so the `mycelium` binary exits non-zero.
+//!   Restarting instead would hide a bug that is likely to strike again, and the task's state
+//!   (a reload's queue, a ring's readers) dies with it.
 //! - Only the first failure is kept; later ones are logged.
 //! - Once shutdown has begun ([`Supervisor::stopping`]) tasks end on purpose: nothing is
 //!   reported.

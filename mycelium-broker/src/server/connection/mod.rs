@@ -8,7 +8,7 @@
 //!   subscription's first `Deliver`, and a `Pong` follows the effects of every earlier frame.
 //! - The writer swaps out the whole outbox per wake-up and writes it in one call.
 //! - An idle connection holds little memory: the read buffer starts small and doubles while
-//!   reads fill it (up to [`READ_CHUNK`], so a busy publisher's frames still arrive thousands
+//!   reads fill it (up to `READ_CHUNK`, so a busy publisher's frames still arrive thousands
 //!   per syscall), and a heartbeat tick that finds nothing read since the last one gives the
 //!   read buffer back, and asks the writer to give back its own ([`Outbox::release_idle`]).
 //!   A thousand idle connections cost a few MiB, not a read chunk each.
@@ -36,3 +36,6 @@ mod stop;
 mod writer;
 
 pub(crate) use admission::serve;
+
+#[cfg(doc)]
+use mycelium_transport::outbox::Outbox;

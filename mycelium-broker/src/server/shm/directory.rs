@@ -18,7 +18,6 @@ use super::events::SessionEvent;
 use super::reader::ReaderCommand;
 use super::ring::SessionId;
 use super::topic_rings::{detach_from, TopicRings};
-use super::watchdog::watched;
 
 /// Every topic's rings and attachments.
 pub(crate) struct ShmRings {
@@ -70,22 +69,6 @@ impl ShmRings {
     /// and sessions from now on the new limits. Existing rings keep what they were made with.
     pub(crate) fn set_config(&self, config: ShmConfig) {
         self.config.store(Arc::new(config));
-    }
-
-    /// After a reload changed the settings of `topics`: starts the watchdog if one of them
-    /// now disconnects slow subscribers and has shared-memory subscribers already (it is
-    /// otherwise started by the first such subscriber's attach).
-    pub(crate) fn topics_reconfigured(self: &Arc<Self>, topics: &[Arc<Topic>]) {
-        let needs_watchdog = topics.iter().any(|topic| {
-            watched(&topic.config())
-                && self
-                    .lock()
-                    .get(&topic.id())
-                    .is_some_and(|rings| !rings.subscribers.is_empty())
-        });
-        if needs_watchdog {
-            self.start_watchdog();
-        }
     }
 
     /// Ends every shared-memory attachment of `topic`, which a reload removed: subscribers'

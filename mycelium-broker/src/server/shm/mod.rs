@@ -1,4 +1,5 @@
-//! [`ShmRings`]: which shared-memory rings each topic has, and who holds which slot in them.
+//! The broker's side of shared memory: [`ShmRings`], which rings each topic has and who holds
+//! which slot in them, and the threads and tasks that keep them moving.
 //!
 //! - The broker creates every ring (a sealed memfd, `docs/shm-layout.md`) and stays on the
 //!   control path only: it never reads or writes a frame of a publisher's ring.
@@ -11,10 +12,9 @@
 //!   has news for it. On a queue topic the relay ring carries queue frames instead: the topic
 //!   deals each socket publisher's message to one consumer, and a shared-memory consumer's
 //!   share is written into the relay ring addressed to its slot (the topic's [`QueueRelay`]);
-//!   see `RelayRing` for who gets what and what survives a consumer's death. Slots are
-//!   reserved by the broker *before* a
-//!   ring's fd leaves it, so a subscriber never misses a frame published after it attached,
-//!   even one published before it has mapped the ring.
+//!   see `relay.rs` for who gets what and what survives a consumer's death. Slots are
+//!   reserved by the broker *before* a ring's fd leaves it, so a subscriber never misses a
+//!   frame published after it attached, even one published before it has mapped the ring.
 //! - When a publisher leaves, its subscribers are told to drain its ring and drop it; when a
 //!   subscriber leaves (or its process dies), the broker frees its slots, so a lossless ring
 //!   never waits on a dead reader.
@@ -48,22 +48,24 @@
 //!   against a subscriber attaching at the same moment.
 //!
 //! # Files
-//! - `ring.rs`: [`Ring`](ring::Ring), one ring the broker created. `events.rs`: what a session is told
-//!   ([`SessionEvent`]) and what an attach grants ([`Grant`]). `error.rs`: the refusals.
-//! - `reader.rs`: the broker's reader thread of publisher rings, one per topic, for socket
-//!   subscribers; `reading.rs`: when the directory starts and stops it reading a ring.
-//! - `directory.rs`: [`ShmRings`], its lock and settings, ending attachments, the figures for
-//!   `Stats`; `topic_rings.rs`: one topic's rings and attachments, and how one leaves.
-//! - `attach.rs`: attaching a publisher or subscriber. `segments.rs` and `in_flight.rs`:
-//!   payload segments handed to each reader, at most `MAX_SEGMENTS_IN_FLIGHT` per reader.
-//! - `relay.rs`: the relay ring's producer (the topic's relays). `backlog.rs`: a queue
-//!   topic's backlog offered to its shared-memory consumers, and what a departed consumer
-//!   left unread, dealt again. `watchdog.rs`: detaching subscribers that hold publishers back.
-//!
-//! Dependencies go downward through that list, except one pair: a topic's rings own its
-//! relay ring (`topic_rings.rs` uses `relay.rs`), and the relay ring reaches back into the
-//! directory to hand over a large message's segment or to detach laggards (`relay.rs` uses
-//! `directory.rs`, `segments.rs` and `topic_rings.rs`).
+//! In three layers, each using only the layers before it:
+//! - What the directory hands around: `ring.rs` ([`Ring`](ring::Ring), one ring the broker
+//!   created), `events.rs` (what a session is told, [`SessionEvent`], and what an attach
+//!   grants, [`Grant`]), `error.rs` (the refusals), `in_flight.rs` (the payload segments a
+//!   reader may not have read yet), `reader.rs` (the broker's reader thread of publisher
+//!   rings, one per topic, for socket subscribers).
+//! - The directory: `directory.rs` ([`ShmRings`], its lock and settings, ending attachments,
+//!   the figures for `Stats`), `topic_rings.rs` (one topic's rings and attachments, and how
+//!   one leaves), `relay.rs` (the relay ring's producer: the topic's relays), `segments.rs`
+//!   (payload segments handed to each reader of a ring), `backlog.rs` (a queue topic's
+//!   backlog offered to its shared-memory consumers, and what a departed consumer left unread
+//!   dealt again). These five use one another: a topic's rings own its relay ring, and the
+//!   relay ring reaches back into the directory to hand over a large message's segment or to
+//!   detach the subscribers that hold it full.
+//! - What the directory does on request or on its own: `reading.rs` (start and stop the
+//!   broker's reader on a topic's rings as socket subscribers come and go), `watchdog.rs`
+//!   (detach subscribers that hold publishers back), `attach.rs` (attach a publisher or a
+//!   subscriber).
 
 mod attach;
 mod backlog;

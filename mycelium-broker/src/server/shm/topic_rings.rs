@@ -21,7 +21,7 @@ pub(super) struct Subscriber {
     pub(super) session: SessionId,
     pub(super) attachment: u32,
     /// To this subscriber's session task; an event may hold a payload segment's fd, bounded
-    /// by [`MAX_SEGMENTS_IN_FLIGHT`] per ring.
+    /// by [`MAX_SEGMENTS_IN_FLIGHT`](mycelium_transport::limits::MAX_SEGMENTS_IN_FLIGHT) per ring.
     pub(super) events: mpsc::UnboundedSender<SessionEvent>,
     /// Per ring id: payload segments sent and not yet known read ([`InFlight`]).
     pub(super) in_flight: HashMap<u32, InFlight>,

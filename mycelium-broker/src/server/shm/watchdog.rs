@@ -22,6 +22,22 @@ const WATCHDOG_PERIOD: std::time::Duration = std::time::Duration::from_millis(10
 const STRIKES: u8 = 5;
 
 impl ShmRings {
+    /// After a reload changed the settings of `topics`: starts the watchdog if one of them
+    /// now disconnects slow subscribers and has shared-memory subscribers already (it is
+    /// otherwise started by the first such subscriber's attach).
+    pub(crate) fn topics_reconfigured(self: &Arc<Self>, topics: &[Arc<Topic>]) {
+        let needs_watchdog = topics.iter().any(|topic| {
+            watched(&topic.config())
+                && self
+                    .lock()
+                    .get(&topic.id())
+                    .is_some_and(|rings| !rings.subscribers.is_empty())
+        });
+        if needs_watchdog {
+            self.start_watchdog();
+        }
+    }
+
     /// Starts (once) the thread that disconnects shared-memory subscribers of `disconnect`
     /// topics that hold a waiting publisher back; it ends with the last `Arc` of `self`.
     pub(super) fn start_watchdog(self: &Arc<Self>) {
@@ -48,8 +64,9 @@ impl ShmRings {
     /// One watchdog round: a subscriber of a `disconnect` topic that holds a publisher back
     /// (three quarters of a ring behind, or half a ring while the publisher waits for room) in
     /// [`STRIKES`] rounds without reading or catching up in between is detached (its slots
-    /// freed, the publisher released) and told why. The relay ring counts as a publisher ring whose publisher is the broker,
-    /// waiting while a socket publisher is held back by it. Under `block` with a
+    /// freed, the publisher released) and told why. The relay ring counts as a publisher
+    /// ring whose publisher is the broker, waiting while a socket publisher is held back by
+    /// it. Under `block` with a
     /// `publish_deadline_ms`, a subscriber half a ring behind a publisher that waits on it
     /// for that long is detached the same way, so one slow reader never stalls the others
     /// of its rings for longer than the deadline. Under `drop_newest` with a
