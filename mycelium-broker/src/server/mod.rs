@@ -4,7 +4,8 @@
 //! - Public: [`Server`] (built from a config, run until a shutdown future resolves),
 //!   [`bind_socket`], [`ServeError`], and [`ReloadHandle`] with its [`ReloadAnswer`]. Everything
 //!   else here is the crate's own.
-//! - One concept per module. Dependencies go one way, each module using only those above it:
+//! - One concept per module. Dependencies go one way, each module using only those above it
+//!   (unit tests excepted: the supervisor's run a whole [`Server`]):
 //!   1. `error`: [`ServeError`].
 //!   2. `supervisor`: the broker's long-lived tasks and threads, and what their failure does.
 //!   3. `heartbeat`, `outbox_sink`: a connection's liveness, and its outbox as the core's

@@ -98,7 +98,7 @@ pub(crate) async fn serve(
 /// Who the peer is, from `SO_PEERCRED`. Should the kernel not say (it always does for a
 /// connected Unix socket), the peer is nobody: uid and gid `u32::MAX`, which no access list
 /// names, so only topics without lists admit it.
-pub(super) fn peer_identity(stream: &UnixStream) -> PeerIdentity {
+fn peer_identity(stream: &UnixStream) -> PeerIdentity {
     match stream.peer_cred() {
         Ok(cred) => PeerIdentity::new(cred.uid(), cred.gid(), cred.pid().unwrap_or(0)),
         Err(error) => {
@@ -110,7 +110,7 @@ pub(super) fn peer_identity(stream: &UnixStream) -> PeerIdentity {
 
 /// Reads the first frame (within the connection timeout, and while newer sockets leave this
 /// one its place in the handshake budget): a greeting, or why the connection ends.
-pub(super) async fn first_frame(
+async fn first_frame(
     stream: &mut UnixStream,
     buf: &mut BytesMut,
     state: &BrokerState,
@@ -144,10 +144,7 @@ pub(super) async fn first_frame(
 }
 
 /// The first frame if the peer has sent all of it already (read without waiting), or `None`.
-pub(super) fn frame_already_sent(
-    stream: &UnixStream,
-    buf: &mut BytesMut,
-) -> Option<Result<Greeting, Stop>> {
+fn frame_already_sent(stream: &UnixStream, buf: &mut BytesMut) -> Option<Result<Greeting, Stop>> {
     loop {
         match ServerHandshake::new().receive(buf) {
             Ok(Some(greeting)) => return Some(Ok(greeting)),
@@ -164,7 +161,7 @@ pub(super) fn frame_already_sent(
 }
 
 /// Sends the fatal error of `stop` to a peer that never completed its handshake, then closes.
-pub(super) async fn refuse(mut stream: UnixStream, stop: Stop) {
+async fn refuse(mut stream: UnixStream, stop: Stop) {
     let Stop::Fatal(frame) = stop else {
         return;
     };
@@ -183,10 +180,7 @@ pub(super) async fn refuse(mut stream: UnixStream, stop: Stop) {
 
 /// Reads until one whole frame (at most `HANDSHAKE_MAX_FRAME_LEN`) is in `buf`, and lets the
 /// handshake decide it.
-pub(super) async fn read_one_frame(
-    reader: &mut UnixStream,
-    buf: &mut BytesMut,
-) -> Result<Greeting, Stop> {
+async fn read_one_frame(reader: &mut UnixStream, buf: &mut BytesMut) -> Result<Greeting, Stop> {
     loop {
         match ServerHandshake::new().receive(buf) {
             Ok(Some(greeting)) => return Ok(greeting),

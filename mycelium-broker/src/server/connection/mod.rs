@@ -21,13 +21,16 @@
 //!   subscriber takes nothing for that long.
 //!
 //! # Files
-//! - `admission.rs`: the first frame and what it opens ([`serve`]), or the refusal.
-//! - `reader.rs`: a message connection's state and read loop; `writer.rs`: its writer task.
-//! - `scan.rs`: frames to steps, publishes relabelled in place and gathered into runs.
-//! - `publish.rs`: a run routed to its topic; `requests.rs`: every other request.
+//! Each uses only those listed before it:
 //! - `stop.rs`: why the reader stops, and the fatal error frame of a protocol violation.
+//! - `context.rs`: a message connection's state ([`Connection`](context::Connection)).
+//! - `scan.rs`: frames to steps, publishes relabelled in place and gathered into runs;
+//!   `publish.rs`: a run routed to its topic; `requests.rs`: every other request.
+//! - `writer.rs`: the writer task; `reader.rs`: the read loop, which drives the three above.
+//! - `admission.rs`: the first frame and what it opens ([`serve`]), or the refusal.
 
 mod admission;
+mod context;
 mod publish;
 mod reader;
 mod requests;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::topic::{Batch, GaveUp, HeldBack, Progress, PublishCursor, Topic};
 
-use super::reader::Connection;
+use super::context::Connection;
 use super::stop::Stop;
 
 impl Connection {

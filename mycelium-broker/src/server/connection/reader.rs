@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::core::acl::PeerIdentity;
-use crate::core::topic::{SubscriberId, Topic, TopicId};
 use crate::server::heartbeat::{Beat, Heartbeat};
 use crate::server::state::BrokerState;
 
+use super::context::Connection;
 use super::scan::{ScanEnd, Step};
 use super::stop::{fatal, Stop};
 use super::writer::write_loop;
@@ -39,36 +39,6 @@ const IDLE_ENDS: usize = 256;
 
 /// How often a connection looks again whether heartbeats were turned on, while they are off.
 const HEARTBEAT_OFF_RECHECK: Duration = Duration::from_secs(1);
-
-pub(super) struct Subscription {
-    pub(super) id: SubscriberId,
-    pub(super) topic: Arc<Topic>,
-}
-
-/// The reader side's state for one connection.
-pub(super) struct Connection {
-    pub(super) state: Arc<BrokerState>,
-    /// Who the kernel says the peer is: what the topics' access lists are checked against.
-    pub(super) peer: PeerIdentity,
-    pub(super) outbox: Arc<Outbox>,
-    pub(super) id: u64,
-    /// Subscriptions by topic id; a connection subscribes at most once per topic.
-    pub(super) subscriptions: HashMap<TopicId, Subscription>,
-    /// Topics this connection published to, by id, so a publish needs no registry lookup.
-    /// Grows only to ids the registry knows, so a peer cannot make it allocate.
-    pub(super) topics: Vec<Option<Arc<Topic>>>,
-    pub(super) max_frame_len: usize,
-    /// Frame ends of the runs of the current scan; reused across reads.
-    pub(super) ends: Vec<usize>,
-    /// Bytes the next read asks for: doubles while reads fill it, up to [`READ_CHUNK`]; back
-    /// to [`FIRST_READ`] when the connection is idle.
-    pub(super) read_size: usize,
-    /// Something was read since the last heartbeat tick: the connection is not idle.
-    pub(super) read_since_tick: bool,
-    /// Whether the peer is still there ([`Heartbeat`]), and when to look next.
-    pub(super) heartbeat: Heartbeat,
-    pub(super) heartbeat_due: tokio::time::Instant,
-}
 
 /// Serves a message connection whose `Hello` was read.
 pub(super) async fn serve_messages(
@@ -121,13 +91,13 @@ pub(super) async fn serve_messages(
 
 impl Connection {
     /// Answers the `Hello` with `Welcome` and registers the connection.
-    pub(super) fn welcome(&mut self) {
+    fn welcome(&mut self) {
         self.max_frame_len = self.state.max_frame_len();
         self.outbox.append_control(&self.state.welcome(self.id));
         self.state.register(self.id, self.outbox.clone());
     }
 
-    pub(super) async fn read_loop(
+    async fn read_loop(
         &mut self,
         reader: &mut OwnedReadHalf,
         buf: &mut BytesMut,
@@ -182,7 +152,7 @@ impl Connection {
     /// without a read: the read buffer (unless it holds the start of a frame), the scan's
     /// frame ends, and (through the outbox) the writer's buffers. Everything grows again
     /// under load.
-    pub(super) fn release_idle(&mut self, buf: &mut BytesMut) {
+    fn release_idle(&mut self, buf: &mut BytesMut) {
         if buf.is_empty() && buf.capacity() > FIRST_READ {
             *buf = BytesMut::new();
         }
@@ -194,7 +164,7 @@ impl Connection {
     }
 
     /// When the next heartbeat tick is due, from the interval in force now.
-    pub(super) fn schedule_heartbeat(&mut self) {
+    fn schedule_heartbeat(&mut self) {
         let interval = self.state.config().server.heartbeat_interval_ms;
         let wait = match interval {
             0 => HEARTBEAT_OFF_RECHECK,
@@ -204,7 +174,7 @@ impl Connection {
     }
 
     /// A heartbeat tick: pings a silent peer, or returns the stop of one silent too long.
-    pub(super) fn beat(&mut self) -> Option<Stop> {
+    fn beat(&mut self) -> Option<Stop> {
         let server = &self.state.config().server;
         let (interval, misses) = (server.heartbeat_interval_ms, server.heartbeat_misses);
         self.schedule_heartbeat();
@@ -232,11 +202,7 @@ impl Connection {
     /// accepted publishes as `Deliver` in place; the scanned bytes are frozen, so each run of
     /// publishes to one topic is handed to subscribers as a slice of the read buffer; then the
     /// steps run in frame order.
-    pub(super) async fn process(
-        &mut self,
-        buf: &mut BytesMut,
-        stop: &CancellationToken,
-    ) -> Result<(), Stop> {
+    async fn process(&mut self, buf: &mut BytesMut, stop: &CancellationToken) -> Result<(), Stop> {
         let batch_size = self.state.config().performance.batch_size.max(1);
         loop {
             let mut steps = Vec::new();
@@ -256,7 +222,7 @@ impl Connection {
         }
     }
 
-    pub(super) async fn execute(
+    async fn execute(
         &mut self,
         step: Step,
         chunk: &Bytes,
@@ -290,7 +256,7 @@ impl Connection {
     /// Waits while this connection's own outbox is over its byte limit: replies (`Pong`,
     /// `Stats`, errors) bypass the message limits, so a peer that sends requests and never
     /// reads must be made to wait here, or their answers would pile up without bound.
-    pub(super) async fn wait_for_outbox(&self, stop: &CancellationToken) -> Result<(), Stop> {
+    async fn wait_for_outbox(&self, stop: &CancellationToken) -> Result<(), Stop> {
         if !self.outbox.is_over_byte_limit() {
             return Ok(());
         }
@@ -301,7 +267,7 @@ impl Connection {
     }
 
     /// Removes this connection's subscriptions and closes its outbox (flushing what is queued).
-    pub(super) fn leave(&mut self) {
+    fn leave(&mut self) {
         self.state.remove_subscriptions(self.subscriptions.len());
         for (_, sub) in self.subscriptions.drain() {
             // (A removed topic's `unsubscribe` finds nobody, harmlessly.)

@@ -10,7 +10,7 @@ use crate::core::acl::Action;
 use crate::core::topic::Topic;
 use crate::error::LookupError;
 
-use super::reader::{Connection, Subscription};
+use super::context::{Connection, Subscription};
 use super::stop::{fatal, Stop};
 
 impl Connection {
@@ -36,7 +36,7 @@ impl Connection {
 
     /// Refuses request `request_id` if this peer may not do `action` on `topic`; true if
     /// it was refused.
-    pub(super) fn refuse_access(&self, request_id: u32, action: Action, topic: &Topic) -> bool {
+    fn refuse_access(&self, request_id: u32, action: Action, topic: &Topic) -> bool {
         match topic.check_access(action, &self.peer) {
             Ok(()) => false,
             Err(message) => {
@@ -49,7 +49,7 @@ impl Connection {
 
     /// Refuses request `request_id` (0: a frame that is not a request, such as `Credit`, or
     /// a notice about a subscription) with a non-fatal error that refuses no publish.
-    pub(super) fn refuse(&self, request_id: u32, code: ErrorCode, topic_id: u32, message: String) {
+    fn refuse(&self, request_id: u32, code: ErrorCode, topic_id: u32, message: String) {
         tracing::debug!(connection = self.id, ?code, %message, "refused a request");
         self.outbox.append_control(&Frame::Error {
             request_id,
@@ -61,7 +61,7 @@ impl Connection {
         });
     }
 
-    pub(super) fn refuse_lookup(&self, request_id: u32, error: LookupError) {
+    fn refuse_lookup(&self, request_id: u32, error: LookupError) {
         let code = match error {
             LookupError::UnknownTopic { .. } | LookupError::TooManyTopics { .. } => {
                 ErrorCode::UnknownTopic
@@ -181,11 +181,11 @@ impl Connection {
 }
 
 /// Publishes are handled on the hot path before `control` is reached.
-pub(super) fn unreachable_publish() {
+fn unreachable_publish() {
     tracing::error!("a Publish frame reached the control path");
 }
 
-pub(super) fn topic_ack(request_id: u32, topic: &Topic, prefetch: u32) -> Frame {
+fn topic_ack(request_id: u32, topic: &Topic, prefetch: u32) -> Frame {
     Frame::TopicAck {
         request_id,
         topic_id: topic.id(),

@@ -12,7 +12,7 @@ use mycelium_transport::{peek_frame, ErrorCode, Frame};
 use crate::core::acl::Action;
 use crate::core::topic::{Topic, TopicId};
 
-use super::reader::Connection;
+use super::context::Connection;
 use super::stop::{decode_stop, fatal, Stop};
 
 /// Why a scan stopped.
@@ -45,7 +45,7 @@ pub(super) enum Step {
 }
 
 /// A run being gathered by a scan.
-pub(super) struct OpenRun {
+struct OpenRun {
     topic: Arc<Topic>,
     /// The topic's `max_message_size`, read once for the run.
     max: usize,
@@ -147,12 +147,7 @@ impl Connection {
     }
 
     /// Turns the open run, if any, into a step; `offset` is where the run's frames end.
-    pub(super) fn close_run(
-        &self,
-        open: &mut Option<OpenRun>,
-        offset: usize,
-        steps: &mut Vec<Step>,
-    ) {
+    fn close_run(&self, open: &mut Option<OpenRun>, offset: usize, steps: &mut Vec<Step>) {
         if let Some(run) = open.take() {
             if self.ends.len() > run.first_end {
                 steps.push(Step::Run {
@@ -165,7 +160,7 @@ impl Connection {
     }
 
     /// `topic` if this peer may publish to it (checked at each run: a reload may revoke it).
-    pub(super) fn may_publish(&self, topic: Arc<Topic>) -> Result<Arc<Topic>, Step> {
+    fn may_publish(&self, topic: Arc<Topic>) -> Result<Arc<Topic>, Step> {
         match topic.check_access(Action::Publish, &self.peer) {
             Ok(()) => Ok(topic),
             Err(message) => Err(Step::Refuse {
@@ -205,7 +200,7 @@ impl Connection {
 }
 
 /// Why a publish to a topic a reload removed was refused.
-pub(super) fn removed_message(topic: &Topic) -> String {
+fn removed_message(topic: &Topic) -> String {
     format!(
         "topic '{}' was removed from the broker's config; the message was not routed",
         topic.name()
@@ -213,7 +208,7 @@ pub(super) fn removed_message(topic: &Topic) -> String {
 }
 
 /// The refusal, in a scan, of a publish to a topic a reload removed.
-pub(super) fn removed_step(topic: &Topic) -> Step {
+fn removed_step(topic: &Topic) -> Step {
     Step::Refuse {
         code: ErrorCode::TopicRemoved,
         topic_id: topic.id(),
