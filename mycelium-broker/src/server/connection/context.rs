@@ -21,16 +21,21 @@ pub(super) struct Subscription {
 
 /// The reader side's state for one connection.
 pub(super) struct Connection {
+    /// What every connection of the broker run shares.
     pub(super) state: Arc<BrokerState>,
     /// Who the kernel says the peer is: what the topics' access lists are checked against.
     pub(super) peer: PeerIdentity,
+    /// Everything toward the client, in order; drained by the writer task, closed when the
+    /// connection leaves (or by the listener once every reader has stopped, at shutdown).
     pub(super) outbox: Arc<Outbox>,
+    /// The connection id, sent in `Welcome`.
     pub(super) id: u64,
     /// Subscriptions by topic id; a connection subscribes at most once per topic.
     pub(super) subscriptions: HashMap<TopicId, Subscription>,
     /// Topics this connection published to, by id, so a publish needs no registry lookup.
     /// Grows only to ids the registry knows, so a peer cannot make it allocate.
     pub(super) topics: Vec<Option<Arc<Topic>>>,
+    /// The largest frame accepted: what `Welcome` said, raised when a reload raises a limit.
     pub(super) max_frame_len: usize,
     /// Frame ends of the runs of the current scan; reused across reads.
     pub(super) ends: Vec<usize>,

@@ -15,6 +15,7 @@ pub(super) enum Stop {
     Fatal(Box<Frame>),
 }
 
+/// The stop of a protocol violation: a fatal `Error` frame with `code` and `message`.
 pub(super) fn fatal(code: ErrorCode, message: impl Into<String>) -> Stop {
     Stop::Fatal(Box::new(Frame::Error {
         request_id: NO_REQUEST,
@@ -31,6 +32,8 @@ pub(super) fn refused(refusal: &Refusal) -> Stop {
     fatal(refusal.code, refusal.message.clone())
 }
 
+/// The stop of a frame that did not decode: the peer is gone (an I/O error), or broke the
+/// protocol.
 pub(super) fn decode_stop(error: DecodeError) -> Stop {
     match error {
         DecodeError::Io(_) => Stop::Gone,

@@ -218,6 +218,7 @@ impl Drop for ShmRingReader {
     }
 }
 
+/// One ring the reader thread reads, from the slot reserved for it.
 struct Reading {
     topic: Arc<Topic>,
     ring: Ring,

@@ -17,11 +17,13 @@ use super::reader::{ReaderCommand, ShmRingReader};
 use super::relay::RelayRing;
 use super::ring::{Ring, SessionId};
 
+/// A shared-memory subscriber's attachment: its slots in the topic's rings, and what the
+/// watchdog and the segment hand-over count for it.
 pub(super) struct Subscriber {
     pub(super) session: SessionId,
     pub(super) attachment: u32,
     /// To this subscriber's session task; an event may hold a payload segment's fd, bounded
-    /// by [`MAX_SEGMENTS_IN_FLIGHT`](mycelium_transport::limits::MAX_SEGMENTS_IN_FLIGHT) per ring.
+    /// per ring by [`MAX_SEGMENTS_IN_FLIGHT`](mycelium_transport::limits::MAX_SEGMENTS_IN_FLIGHT).
     pub(super) events: mpsc::UnboundedSender<SessionEvent>,
     /// Per ring id: payload segments sent and not yet known read ([`InFlight`]).
     pub(super) in_flight: HashMap<u32, InFlight>,
@@ -42,6 +44,7 @@ pub(super) struct Subscriber {
     pub(super) last_read: HashMap<u32, u64>,
 }
 
+/// A shared-memory publisher's attachment: the ring of its own it writes.
 pub(super) struct Publisher {
     pub(super) session: SessionId,
     pub(super) attachment: u32,
@@ -54,6 +57,7 @@ pub(super) struct Publisher {
     pub(super) dropped_seen: u64,
 }
 
+/// One topic's rings and attachments, under the directory's lock.
 #[derive(Default)]
 pub(super) struct TopicRings {
     /// Written by the broker; exists exactly while the topic has shared-memory subscribers:
