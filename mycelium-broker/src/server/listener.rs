@@ -3,8 +3,8 @@
 //! - [`bind_socket`] claims the socket path: a stale socket file left by a dead broker is
 //!   replaced, a live broker's is never stolen, and a path that is not a socket is never deleted.
 //! - [`Server::run`] accepts until `shutdown` resolves. Every accepted socket gets a task:
-//!   limits are applied there (`connection.rs`): a socket in its handshake counts against
-//!   `max_pending_handshakes` (the oldest given up for a newer one) and is closed after
+//!   limits are applied there (`connection/admission.rs`): a socket in its handshake counts
+//!   against `max_pending_handshakes` (the oldest given up for a newer one) and is closed after
 //!   `connection_timeout_ms`; a client past its handshake counts against `max_connections`
 //!   and is refused with a fatal `TooManyConnections` error frame, in answer to its `Hello`,
 //!   beyond it. So the sockets the broker holds stay bounded, and sockets that say nothing
