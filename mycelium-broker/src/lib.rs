@@ -42,8 +42,9 @@
 //!   shared-memory relay's shape ([`core::relay`]), access lists ([`core::acl`]), the
 //!   in-process broker ([`core::local`]).
 //! - [`server`]: socket binding, the accept loop, connections (whose outbox is their
-//!   [`Delivery`]), the shared-memory sessions, graceful shutdown, and hot reload of the config
-//!   file ([`server::reload`]).
+//!   [`Delivery`]), the shared-memory ring directory and sessions, graceful shutdown, and hot
+//!   reload of the config file. Its modules are the crate's own; it exports only what running
+//!   a server takes.
 //! - [`error`]: the routing core's errors.
 #![forbid(unsafe_code)]
 

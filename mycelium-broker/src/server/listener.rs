@@ -3,8 +3,8 @@
 //! - [`bind_socket`] claims the socket path: a stale socket file left by a dead broker is
 //!   replaced, a live broker's is never stolen, and a path that is not a socket is never deleted.
 //! - [`Server::run`] accepts until `shutdown` resolves. Every accepted socket gets a task:
-//!   limits are applied there (`connection.rs`): a socket in its handshake counts against
-//!   `max_pending_handshakes` (the oldest given up for a newer one) and is closed after
+//!   limits are applied there (`connection/admission.rs`): a socket in its handshake counts
+//!   against `max_pending_handshakes` (the oldest given up for a newer one) and is closed after
 //!   `connection_timeout_ms`; a client past its handshake counts against `max_connections`
 //!   and is refused with a fatal `TooManyConnections` error frame, in answer to its `Hello`,
 //!   beyond it. So the sockets the broker holds stay bounded, and sockets that say nothing
@@ -33,17 +33,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::server::connection;
 use crate::server::error::ServeError;
-use crate::server::reload::{self, ReloadHandle, ReloadSource};
+use crate::server::reload::{self, ReloadSource};
+use crate::server::reload_handle::ReloadHandle;
 use crate::server::state::BrokerState;
-
-/// How long shutdown waits for writers to flush to slow clients before giving up on them:
-/// `server.shutdown_deadline_ms` as the config in force says.
-pub(crate) fn shutdown_deadline(state: &BrokerState) -> Duration {
-    Duration::from_millis(state.config().server.shutdown_deadline_ms)
-}
-
-/// How long a refused socket gets to receive its fatal error frame.
-pub(crate) const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// After an accept error (out of file descriptors, typically) wait this long before retrying,
 /// so the loop does not spin while the condition lasts.
@@ -113,11 +105,6 @@ impl Server {
     /// Triggers reloads of the config file (for a SIGHUP handler).
     pub fn reload_handle(&self) -> ReloadHandle {
         self.state.reload.clone()
-    }
-
-    /// The state shared with connections (topics, counters).
-    pub fn state(&self) -> &Arc<BrokerState> {
-        &self.state
     }
 
     /// Serves `listener` until `shutdown` resolves, then shuts down gracefully.
@@ -201,7 +188,7 @@ impl Server {
             outbox.close_with(&goodbye);
         }
         writers.close();
-        let deadline = shutdown_deadline(&self.state);
+        let deadline = self.state.shutdown_deadline();
         if tokio::time::timeout(deadline, writers.wait())
             .await
             .is_err()

@@ -1,19 +1,37 @@
-//! The tokio socket server: accepts clients on a Unix socket and routes their frames.
+//! The socket server: binds a Unix socket, accepts clients, routes their frames through the
+//! routing core, serves shared-memory sessions, and reloads its config file while it runs.
+//!
+//! - Public: [`Server`] (built from a config, run until a shutdown future resolves),
+//!   [`bind_socket`], [`ServeError`], and [`ReloadHandle`] with its [`ReloadAnswer`]. Everything
+//!   else here is the crate's own.
+//! - One concept per module. Dependencies go one way, each module using only those above it
+//!   (unit tests excepted: the supervisor's run a whole [`Server`]):
+//!   1. `error`: [`ServeError`].
+//!   2. `supervisor`: the broker's long-lived tasks and threads, and what their failure does.
+//!   3. `heartbeat`, `outbox_sink`: a connection's liveness, and its outbox as the core's
+//!      delivery.
+//!   4. `reload_handle`: how a reload is asked for ([`ReloadHandle`], [`ReloadAnswer`]).
+//!   5. `shm`: the shared-memory ring directory, relay rings, watchdog, and the broker's
+//!      readers of publisher rings.
+//!   6. `state`: what every connection of one broker run shares (topics, config, limits,
+//!      rings, the reload handle), and the shutdown deadline.
+//!   7. `reload`: the reload task, which applies a config file to the state.
+//!   8. `shm_session`: one shared-memory control session.
+//!   9. `connection`: one client socket, from its first frame (admission) to its end.
+//!   10. `listener`: [`bind_socket`] and [`Server`]: the accept loop and graceful shutdown.
 
 mod connection;
-pub mod error;
+mod error;
 mod heartbeat;
-pub mod listener;
+mod listener;
 mod outbox_sink;
-pub mod reload;
-mod shm_reader;
-pub mod shm_rings;
+mod reload;
+mod reload_handle;
+mod shm;
 mod shm_session;
-pub mod state;
-pub mod supervisor;
+mod state;
+mod supervisor;
 
 pub use error::ServeError;
 pub use listener::{bind_socket, Server};
-pub use reload::{ReloadAnswer, ReloadHandle};
-pub use state::BrokerState;
-pub use supervisor::{Supervisor, TaskFailure};
+pub use reload_handle::{ReloadAnswer, ReloadHandle};

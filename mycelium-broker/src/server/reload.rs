@@ -28,111 +28,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mycelium_config::{BrokerConfig, ConfigDiff, ConfigError, ConfigWatcher, Takes};
-use mycelium_transport::{ConfigStatus, ReloadOutcome};
-use tokio::sync::{mpsc, oneshot};
+use mycelium_transport::ReloadOutcome;
 
 use crate::core::acl::TopicAcl;
+use crate::server::reload_handle::{ReloadAnswer, ReloadHandle, ReloadQueue, Trigger};
 use crate::server::state::BrokerState;
-
-/// Why a reload runs.
-enum Trigger {
-    /// The watcher saw the file (or its directory entry) change.
-    FileChanged,
-    /// SIGHUP.
-    Signal,
-    /// A client's `ReloadRequest`, answered once the reload is done.
-    Request(oneshot::Sender<ReloadAnswer>),
-    /// Tests: the task panics, as a bug in it would, so that the supervision is exercised.
-    #[cfg(test)]
-    Crash,
-}
-
-/// The result of one reload, as a `ReloadResult` carries it.
-#[derive(Debug, Clone)]
-pub struct ReloadAnswer {
-    /// Applied, unchanged or failed.
-    pub outcome: ReloadOutcome,
-    /// The config's status after the reload.
-    pub status: ConfigStatus,
-}
-
-/// Asks the broker's reload task for a reload; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct ReloadHandle {
-    /// Unbounded: every trigger is tiny, a burst is drained in one go by the task, and a
-    /// client can have at most one request waiting (its connection reads nothing more until
-    /// the answer), so the queue is bounded by the connections.
-    triggers: mpsc::UnboundedSender<Trigger>,
-}
-
-/// The reload task's end of a [`ReloadHandle`].
-#[derive(Debug)]
-pub(crate) struct ReloadQueue {
-    triggers: mpsc::UnboundedReceiver<Trigger>,
-}
-
-impl std::fmt::Debug for Trigger {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Trigger::FileChanged => "FileChanged",
-            Trigger::Signal => "Signal",
-            Trigger::Request(_) => "Request",
-            #[cfg(test)]
-            Trigger::Crash => "Crash",
-        })
-    }
-}
-
-/// A handle and the queue its triggers go to.
-pub(crate) fn channel() -> (ReloadHandle, ReloadQueue) {
-    let (triggers, queue) = mpsc::unbounded_channel();
-    (ReloadHandle { triggers }, ReloadQueue { triggers: queue })
-}
-
-impl ReloadHandle {
-    /// Reloads soon (SIGHUP); the outcome goes to the log and to `Stats`.
-    pub fn signal(&self) {
-        let _ = self.triggers.send(Trigger::Signal);
-    }
-
-    /// Tests: makes the reload task panic.
-    #[cfg(test)]
-    pub(crate) fn crash(&self) {
-        let _ = self.triggers.send(Trigger::Crash);
-    }
-
-    fn file_changed(&self) {
-        let _ = self.triggers.send(Trigger::FileChanged);
-    }
-
-    /// Reloads, and resolves with the outcome of a reload that started after this call.
-    /// Without a running reload task (a broker whose server is not running) the answer is a
-    /// failure saying so.
-    pub async fn request(&self) -> ReloadAnswer {
-        let (answer, answered) = oneshot::channel();
-        if self.triggers.send(Trigger::Request(answer)).is_ok() {
-            if let Ok(answer) = answered.await {
-                return answer;
-            }
-        }
-        ReloadAnswer {
-            outcome: ReloadOutcome::Failed,
-            status: ConfigStatus {
-                last_error: "the broker is not serving: no reload happened".to_owned(),
-                ..ConfigStatus::default()
-            },
-        }
-    }
-}
-
 /// Where a reload reads its config, and where the socket it chmods lives.
 #[derive(Debug, Clone, Default)]
-pub struct ReloadSource {
+pub(crate) struct ReloadSource {
     /// The config file the broker was started from; `None`: it runs on the built-in
     /// defaults, and a reload has nothing to read.
-    pub config_file: Option<PathBuf>,
+    pub(crate) config_file: Option<PathBuf>,
     /// The listening socket's path, whose mode follows `server.socket_mode`.
-    pub socket_path: Option<PathBuf>,
+    pub(crate) socket_path: Option<PathBuf>,
 }
 
 /// Runs reloads until the queue's handles are gone (or the task is aborted at shutdown).

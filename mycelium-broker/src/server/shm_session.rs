@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::acl::{Action, PeerIdentity};
 use crate::error::LookupError;
-use crate::server::shm_rings::{Grant, SegmentRefusal, SessionEvent, ShmRefusal};
+use crate::server::shm::{Grant, SegmentRefusal, SessionEvent, ShmRefusal};
 use crate::server::state::BrokerState;
 
 // The config's shared-memory bounds must fit the protocol's limits, which the client holds

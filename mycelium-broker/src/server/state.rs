@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use mycelium_config::BrokerConfig;
@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use crate::core::registry::TopicRegistry;
 use crate::server::error::ServeError;
-use crate::server::reload::{ReloadHandle, ReloadQueue};
-use crate::server::shm_rings::ShmRings;
+use crate::server::reload_handle::{ReloadHandle, ReloadQueue};
+use crate::server::shm::ShmRings;
 use crate::server::supervisor::Supervisor;
 use mycelium_transport::outbox::{ByteBudget, Outbox};
 
@@ -56,9 +56,9 @@ impl Drop for Handshake {
 
 /// Shared by the listener and every connection of one broker run.
 #[derive(Debug)]
-pub struct BrokerState {
+pub(crate) struct BrokerState {
     /// The topics.
-    pub registry: Arc<TopicRegistry>,
+    pub(crate) registry: Arc<TopicRegistry>,
     /// The config in force: the one the broker started with, then each reload's.
     config: ArcSwap<BrokerConfig>,
     /// The config's generation, reload count and last outcomes, for `Stats`.
@@ -68,7 +68,7 @@ pub struct BrokerState {
     /// The reload task's end of `reload`, until [`Server::run`](crate::Server::run) takes it.
     pub(crate) reload_queue: Mutex<Option<ReloadQueue>>,
     /// Random per run, sent in `Welcome` so clients can tell a restart.
-    pub broker_id: Uuid,
+    pub(crate) broker_id: Uuid,
     started: Instant,
     next_connection: AtomicU64,
     /// Connections that completed their handshake, by id; graceful shutdown closes these outboxes
@@ -86,20 +86,20 @@ pub struct BrokerState {
     /// every connection's outbox.
     pub(crate) inflight: Arc<ByteBudget>,
     /// Every topic's shared-memory rings and who holds them.
-    pub shm: Arc<ShmRings>,
+    pub(crate) shm: Arc<ShmRings>,
     /// Watches the broker's long-lived tasks; one that fails ends the broker.
-    pub supervisor: Arc<Supervisor>,
+    pub(crate) supervisor: Arc<Supervisor>,
 }
 
 impl BrokerState {
     /// State for a broker run with `config` (assumed validated).
-    pub fn new(config: BrokerConfig) -> Result<BrokerState, ServeError> {
+    pub(crate) fn new(config: BrokerConfig) -> Result<BrokerState, ServeError> {
         let problems = crate::core::acl::TopicAcl::check_all(&config);
         if !problems.is_empty() {
             return Err(ServeError::AccessLists(problems));
         }
         let registry = Arc::new(TopicRegistry::from_config(&config)?);
-        let (reload, reload_queue) = crate::server::reload::channel();
+        let (reload, reload_queue) = crate::server::reload_handle::channel();
         let inflight = Arc::new(ByteBudget::new(config.server.max_inflight_bytes));
         let supervisor = Arc::new(Supervisor::default());
         Ok(BrokerState {
@@ -125,8 +125,15 @@ impl BrokerState {
     }
 
     /// The config in force now.
-    pub fn config(&self) -> Arc<BrokerConfig> {
+    pub(crate) fn config(&self) -> Arc<BrokerConfig> {
         self.config.load_full()
+    }
+
+    /// How long shutdown waits for writers to flush to slow clients (and for a batch already
+    /// read to be routed behind a slow subscriber) before giving up on them:
+    /// `server.shutdown_deadline_ms` as the config in force says.
+    pub(crate) fn shutdown_deadline(&self) -> Duration {
+        Duration::from_millis(self.config().server.shutdown_deadline_ms)
     }
 
     /// Puts a reload's config in force (the registry and the rings were told already).
@@ -135,7 +142,7 @@ impl BrokerState {
     }
 
     /// The config's status as `Stats` reports it.
-    pub fn config_status(&self) -> ConfigStatus {
+    pub(crate) fn config_status(&self) -> ConfigStatus {
         self.config_status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -148,17 +155,17 @@ impl BrokerState {
     }
 
     /// The largest payload any topic accepts.
-    pub fn max_message_size(&self) -> usize {
+    pub(crate) fn max_message_size(&self) -> usize {
         self.registry.max_message_size()
     }
 
     /// The largest frame `len` accepted after the handshake: a publish of the largest payload.
-    pub fn max_frame_len(&self) -> usize {
+    pub(crate) fn max_frame_len(&self) -> usize {
         (self.max_message_size() + MESSAGE_OVERHEAD - 4).max(HANDSHAKE_MAX_FRAME_LEN)
     }
 
     /// The `Welcome` that answers the `Hello` (or `ShmHello`) of connection `id`.
-    pub fn welcome(&self, id: u64) -> Frame {
+    pub(crate) fn welcome(&self, id: u64) -> Frame {
         Frame::Welcome {
             broker_id: self.broker_id,
             connection_id: id,
@@ -169,7 +176,7 @@ impl BrokerState {
     }
 
     /// A new connection id.
-    pub fn next_connection_id(&self) -> u64 {
+    pub(crate) fn next_connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -200,17 +207,9 @@ impl BrokerState {
         }
     }
 
-    /// Sockets in their handshake now.
-    pub fn pending_handshakes(&self) -> usize {
-        self.handshakes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
-    }
-
     /// Counts a connection that completed its handshake; returns false (and counts nothing)
     /// when at `max_connections`.
-    pub fn try_open_socket(&self) -> bool {
+    pub(crate) fn try_open_socket(&self) -> bool {
         let max = self.config.load().server.max_connections;
         self.open_sockets
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -221,7 +220,7 @@ impl BrokerState {
 
     /// Counts one more subscription; false (and counts nothing) when all connections hold
     /// `server.max_subscriptions` already.
-    pub fn try_add_subscription(&self) -> bool {
+    pub(crate) fn try_add_subscription(&self) -> bool {
         let max = self.config.load().server.max_subscriptions;
         self.subscriptions
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -231,19 +230,19 @@ impl BrokerState {
     }
 
     /// Uncounts `n` subscriptions counted by `try_add_subscription`.
-    pub fn remove_subscriptions(&self, n: usize) {
+    pub(crate) fn remove_subscriptions(&self, n: usize) {
         if n > 0 {
             self.subscriptions.fetch_sub(n, Ordering::AcqRel);
         }
     }
 
     /// Uncounts a socket counted by `try_open_socket`.
-    pub fn close_socket(&self) {
+    pub(crate) fn close_socket(&self) {
         self.open_sockets.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Registers a connection's outbox for shutdown and stats.
-    pub fn register(&self, id: u64, outbox: Arc<Outbox>) {
+    pub(crate) fn register(&self, id: u64, outbox: Arc<Outbox>) {
         self.connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -251,7 +250,7 @@ impl BrokerState {
     }
 
     /// Forgets a connection.
-    pub fn unregister(&self, id: u64) {
+    pub(crate) fn unregister(&self, id: u64) {
         self.connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -259,7 +258,7 @@ impl BrokerState {
     }
 
     /// Every registered connection's outbox.
-    pub fn outboxes(&self) -> Vec<Arc<Outbox>> {
+    pub(crate) fn outboxes(&self) -> Vec<Arc<Outbox>> {
         self.connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -269,7 +268,7 @@ impl BrokerState {
     }
 
     /// The answer to a `StatsRequest`.
-    pub fn stats_frame(&self, request_id: u32) -> Frame {
+    pub(crate) fn stats_frame(&self, request_id: u32) -> Frame {
         let topics = self
             .registry
             .all()

@@ -9,8 +9,9 @@
 //!   broker serves, is a failure of the whole broker: it is logged, and
 //!   [`Supervisor::failed`] resolves, which makes [`Server::run`](crate::Server::run) shut
 //!   down gracefully (socket file removed, accepted messages flushed) and return
-//!   [`ServeError::TaskFailed`](super::ServeError), so the `mycelium` binary exits non-zero. Restarting instead would hide a bug that is likely
-//!   to strike again, and the task's state (a reload's queue, a ring's readers) dies with it.
+//!   [`ServeError::TaskFailed`](super::ServeError), so the `mycelium` binary exits non-zero.
+//!   Restarting instead would hide a bug that is likely to strike again, and the task's state
+//!   (a reload's queue, a ring's readers) dies with it.
 //! - Only the first failure is kept; later ones are logged.
 //! - Once shutdown has begun ([`Supervisor::stopping`]) tasks end on purpose: nothing is
 //!   reported.
@@ -26,16 +27,16 @@ use tokio_util::sync::CancellationToken;
 
 /// A task that failed, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskFailure {
+pub(crate) struct TaskFailure {
     /// The task's name, as given to [`Supervisor::spawn`].
-    pub task: &'static str,
+    pub(crate) task: &'static str,
     /// What happened: the panic's message, or that it ended.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// Watches the broker's long-lived tasks; one per broker run, in its state.
 #[derive(Debug, Default)]
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     failed: CancellationToken,
     failure: Mutex<Option<TaskFailure>>,
     stopping: AtomicBool,
@@ -47,7 +48,7 @@ impl Supervisor {
     ///
     /// # Panics
     /// Outside a tokio runtime, as `tokio::spawn` does.
-    pub fn spawn<F>(self: &Arc<Self>, name: &'static str, task: F) -> AbortHandle
+    pub(crate) fn spawn<F>(self: &Arc<Self>, name: &'static str, task: F) -> AbortHandle
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -59,7 +60,7 @@ impl Supervisor {
 
     /// Spawns `task` on `runtime`, supervised for panics only: it may end on its own (a task
     /// per topic, say, that ends with its topic).
-    pub fn spawn_on<F>(
+    pub(crate) fn spawn_on<F>(
         self: &Arc<Self>,
         runtime: &tokio::runtime::Handle,
         name: &'static str,
@@ -76,14 +77,14 @@ impl Supervisor {
 
     /// Runs a thread's `body`, catching its panic and reporting it as the failure of task
     /// `name`; a body that returns is the thread's normal end.
-    pub fn guard_thread(&self, name: &'static str, body: impl FnOnce()) {
+    pub(crate) fn guard_thread(&self, name: &'static str, body: impl FnOnce()) {
         if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
             self.fail(name, format!("panicked: {}", panic_message(&*panic)));
         }
     }
 
     /// Records that `task` failed; the first failure ends the broker.
-    pub fn fail(&self, task: &'static str, reason: String) {
+    pub(crate) fn fail(&self, task: &'static str, reason: String) {
         if self.stopping.load(Ordering::Acquire) {
             return;
         }
@@ -100,7 +101,7 @@ impl Supervisor {
     }
 
     /// Resolves with the first failure, once there is one.
-    pub async fn failed(&self) -> TaskFailure {
+    pub(crate) async fn failed(&self) -> TaskFailure {
         self.failed.cancelled().await;
         self.failure().unwrap_or_else(|| TaskFailure {
             task: "unknown",
@@ -109,7 +110,7 @@ impl Supervisor {
     }
 
     /// The first failure, if there was one.
-    pub fn failure(&self) -> Option<TaskFailure> {
+    pub(crate) fn failure(&self) -> Option<TaskFailure> {
         self.failure
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -117,7 +118,7 @@ impl Supervisor {
     }
 
     /// Shutdown has begun: tasks that end from now on end on purpose.
-    pub fn stopping(&self) {
+    pub(crate) fn stopping(&self) {
         self.stopping.store(true, Ordering::Release);
     }
 }

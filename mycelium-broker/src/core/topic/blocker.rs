@@ -20,7 +20,7 @@ use crate::core::topic::{SubscriberId, Topic};
 /// it sleeps. The poll costs nothing while the relay has room (it runs only while a batch is
 /// held back, and only for that publisher), adds at most about a millisecond to a wait that a
 /// reader a whole ring behind has already made long, and mirrors how a queue topic's backlog
-/// is offered to the same ring (`server/shm_rings.rs`).
+/// is offered to the same ring (`server/shm/backlog.rs`).
 pub const RELAY_ROOM_POLL: Duration = Duration::from_millis(1);
 
 /// What a blocked publisher waits for.

@@ -4,7 +4,7 @@
 //! - One OS thread per topic (not a tokio task: it sleeps on futexes in the rings), so a
 //!   topic whose socket subscriber is slow under `block` never holds up another. It reads a
 //!   publisher's ring only while the ring's topic has socket subscribers, from a consumer slot
-//!   that [`ShmRings`](super::shm_rings::ShmRings) reserved for it at the moment the first
+//!   that [`ShmRings`](super::ShmRings) reserved for it at the moment the first
 //!   socket subscriber arrived (or the ring was created), so nothing published after that is
 //!   missed.
 //! - Each batch read from a ring is routed with [`Topic::publish`], marked as coming from the
@@ -32,14 +32,14 @@ use mycelium_transport::shm::{
     release_slot, wait_any, Claimed, PayloadView, ReadError, RingConsumer, SegmentTable,
 };
 
+use super::ring::Ring;
 use crate::core::topic::{GaveUp, HeldBack, Progress, PublishCursor, Topic};
-use crate::server::shm_rings::Ring;
 use crate::server::supervisor::Supervisor;
 use mycelium_config::Routing;
 use mycelium_transport::shm::queue;
 
 /// Longest sleep before the thread looks at its commands again.
-pub const IDLE_SLEEP: Duration = Duration::from_millis(50);
+pub(crate) const IDLE_SLEEP: Duration = Duration::from_millis(50);
 
 /// Most messages read from one ring per batch.
 const READ_BATCH: usize = 4096;
@@ -218,6 +218,7 @@ impl Drop for ShmRingReader {
     }
 }
 
+/// One ring the reader thread reads, from the slot reserved for it.
 struct Reading {
     topic: Arc<Topic>,
     ring: Ring,

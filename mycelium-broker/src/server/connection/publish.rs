@@ -1,0 +1,117 @@
+//! Routing a run of publishes to its topic: waiting while a `block` policy holds it back (up
+//! to `publish_deadline_ms`, and on shutdown up to the flush deadline), and telling the
+//! publisher what was not routed.
+
+use std::sync::Arc;
+
+use mycelium_transport::frame::NO_REQUEST;
+use mycelium_transport::{ErrorCode, Frame};
+use tokio_util::sync::CancellationToken;
+
+use crate::core::topic::{Batch, GaveUp, HeldBack, Progress, PublishCursor, Topic};
+
+use super::context::Connection;
+use super::stop::Stop;
+
+impl Connection {
+    /// Routes a batch, waiting while a `block` policy holds it back.
+    pub(super) async fn route<B: Batch + ?Sized>(
+        &self,
+        topic: &Arc<Topic>,
+        payloads: &B,
+        stop: &CancellationToken,
+    ) -> Result<(), Stop> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let mut cursor = PublishCursor::default();
+        // A batch already read was accepted: on shutdown it is still routed, while the
+        // writers drain, for up to the flush deadline; only a subscriber that takes nothing
+        // for that long loses the rest of it.
+        let give_up = async {
+            stop.cancelled().await;
+            tokio::time::sleep(self.state.shutdown_deadline()).await;
+        };
+        tokio::pin!(give_up);
+        // `block` waits on one slow reader at most `publish_deadline_ms` (0: for ever),
+        // counted over every wake-up of this batch's wait on it, not afresh at each.
+        let mut held = HeldBack::default();
+        // Messages of the batch already refused to the publisher (given up on), and whether a
+        // slow reader held the batch back.
+        let (mut told, mut was_held) = (0, false);
+        while let Progress::Blocked(blocker) = topic.publish(payloads, &mut cursor) {
+            was_held = true;
+            tokio::select! {
+                gave_up = topic.wait_or_give_up(&blocker, payloads, &mut cursor, &mut held) => {
+                    if let Some(GaveUp::Dropped(n)) = gave_up {
+                        told += n;
+                        let waited = topic.config().publish_deadline_ms;
+                        let batch = payloads.len();
+                        self.refuse_publishes(ErrorCode::SlowConsumer, topic.id(), n, format!(
+                            "topic '{}' could take no more for {waited} ms (backpressure = block, \
+                             publish_deadline_ms = {waited}): of a batch of {batch} message(s), \
+                             {} were routed and {n} dropped",
+                            topic.name(),
+                            batch - n,
+                        ));
+                    }
+                }
+                _ = &mut give_up => {
+                    tracing::warn!(topic = topic.name(), "shutdown deadline passed with a batch still blocked on a slow subscriber");
+                    return Err(Stop::Shutdown);
+                }
+                _ = self.outbox.closed() => return Err(Stop::Gone),
+            }
+        }
+        // Removed while the batch was in hand (perhaps held back by a slow subscriber): what
+        // had not been routed is lost (and what was given up on was told already); say so
+        // once, with how many.
+        let batch = payloads.len();
+        let lost = batch.saturating_sub(cursor.routed() + told);
+        if lost > 0 && topic.is_removed() {
+            let how = if was_held {
+                "was held back by a slow subscriber"
+            } else {
+                "was being routed"
+            };
+            let routed = batch - lost - told;
+            let before = match told {
+                0 => String::new(),
+                told => format!(" ({told} more had been dropped before)"),
+            };
+            self.refuse_publishes(
+                ErrorCode::TopicRemoved,
+                topic.id(),
+                lost,
+                format!(
+                    "topic '{}' was removed from the broker's config while a batch of {batch} \
+                     message(s) to it {how}: {routed} were routed, {lost} were not{before}",
+                    topic.name(),
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Tells the client that `refused` of the messages it published on `topic_id` were not
+    /// routed: a non-fatal error with request id 0 that carries the count, so a client that
+    /// adds them up knows exactly what was accepted.
+    pub(super) fn refuse_publishes(
+        &self,
+        code: ErrorCode,
+        topic_id: u32,
+        refused: usize,
+        message: String,
+    ) {
+        tracing::debug!(connection = self.id, ?code, refused, %message, "refused publishes");
+        self.outbox.append_control(&Frame::Error {
+            request_id: NO_REQUEST,
+            code,
+            fatal: false,
+            topic_id,
+            message,
+            // A batch is bounded by the read buffer, far below u32::MAX messages.
+            refused: u32::try_from(refused).unwrap_or(u32::MAX),
+        });
+    }
+}

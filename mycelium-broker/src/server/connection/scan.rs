@@ -1,0 +1,217 @@
+//! The scan: walks the complete frames of a read without awaiting, relabels accepted
+//! publishes as `Deliver` in place, and gathers consecutive publishes to one topic into runs,
+//! so that a run reaches each subscriber as one slice of the read buffer.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use mycelium_transport::frame::kind;
+use mycelium_transport::{peek_frame, ErrorCode, Frame};
+
+use crate::core::acl::Action;
+use crate::core::topic::{Topic, TopicId};
+
+use super::context::Connection;
+use super::stop::{decode_stop, fatal, Stop};
+
+/// Why a scan stopped.
+pub(super) enum ScanEnd {
+    /// `batch_size` frames were walked; more may be in the buffer.
+    BatchFull,
+    /// The buffer holds no further complete frame.
+    NeedData,
+    /// The peer broke the protocol at the frame where the scan stopped.
+    Stop(Stop),
+}
+
+/// One thing to do for the frames of a scan, in frame order.
+pub(super) enum Step {
+    /// Consecutive accepted publishes to one topic, relabelled as `Deliver`: `bytes` in the
+    /// scanned chunk, with frame ends (relative to the run's start) in `Connection::ends[ends]`.
+    Run {
+        topic: Arc<Topic>,
+        bytes: Range<usize>,
+        ends: Range<usize>,
+    },
+    /// A control frame to handle.
+    Control(Box<Frame>),
+    /// A publish to refuse with a non-fatal error.
+    Refuse {
+        code: ErrorCode,
+        topic_id: u32,
+        message: String,
+    },
+}
+
+/// A run being gathered by a scan.
+struct OpenRun {
+    topic: Arc<Topic>,
+    /// The topic's `max_message_size`, read once for the run.
+    max: usize,
+    /// Where its first frame starts in the scanned bytes.
+    start: usize,
+    /// Its first entry in `Connection::ends`.
+    first_end: usize,
+}
+
+impl Connection {
+    /// Walks up to `batch_size` complete frames at the front of `buf` without awaiting, turning
+    /// them into `steps`. Returns the bytes walked and why the walk ended.
+    pub(super) fn scan(
+        &mut self,
+        buf: &mut BytesMut,
+        batch_size: usize,
+        steps: &mut Vec<Step>,
+    ) -> (usize, ScanEnd) {
+        self.ends.clear();
+        let mut offset = 0;
+        let mut frames = 0;
+        let mut open: Option<OpenRun> = None;
+        let end = loop {
+            if frames == batch_size {
+                break ScanEnd::BatchFull;
+            }
+            let (view, used) = match peek_frame(&buf[offset..], self.max_frame_len) {
+                Ok(Some(found)) => found,
+                Ok(None) => break ScanEnd::NeedData,
+                Err(error) => break ScanEnd::Stop(decode_stop(error)),
+            };
+            frames += 1;
+            if view.kind != kind::PUBLISH {
+                self.close_run(&mut open, offset, steps);
+                match view.to_frame() {
+                    Ok(frame) => steps.push(Step::Control(Box::new(frame))),
+                    Err(error) => break ScanEnd::Stop(decode_stop(error)),
+                }
+                offset += used;
+                continue;
+            }
+            let Some((topic_id, payload)) = view.message() else {
+                break ScanEnd::Stop(fatal(
+                    ErrorCode::Malformed,
+                    "malformed Publish frame: body shorter than 4 bytes",
+                ));
+            };
+            let payload_len = payload.len();
+            if open.as_ref().map(|run| run.topic.id()) != Some(topic_id) {
+                self.close_run(&mut open, offset, steps);
+            }
+            let run = match open {
+                Some(ref run) => run,
+                None => {
+                    let topic = match self
+                        .topic(topic_id)
+                        .and_then(|topic| self.may_publish(topic))
+                    {
+                        Ok(topic) => topic,
+                        Err(refusal) => {
+                            steps.push(refusal);
+                            offset += used;
+                            continue;
+                        }
+                    };
+                    open.insert(OpenRun {
+                        max: topic.config().max_message_size,
+                        topic,
+                        start: offset,
+                        first_end: self.ends.len(),
+                    })
+                }
+            };
+            let max = run.max;
+            if payload_len > max {
+                let message = format!(
+                    "message of {payload_len} bytes exceeds the limit of {max} bytes on topic '{}'",
+                    run.topic.name()
+                );
+                // Earlier publishes of the run go first, so the refusal reaches the client in
+                // the order of the frames it answers.
+                self.close_run(&mut open, offset, steps);
+                steps.push(Step::Refuse {
+                    code: ErrorCode::MessageTooLarge,
+                    topic_id,
+                    message,
+                });
+                offset += used;
+                continue;
+            }
+            let run_start = run.start;
+            // Relabel in place: the frame goes out to subscribers byte for byte as it came in.
+            buf[offset + 5] = kind::DELIVER;
+            self.ends.push(offset + used - run_start);
+            offset += used;
+        };
+        self.close_run(&mut open, offset, steps);
+        (offset, end)
+    }
+
+    /// Turns the open run, if any, into a step; `offset` is where the run's frames end.
+    fn close_run(&self, open: &mut Option<OpenRun>, offset: usize, steps: &mut Vec<Step>) {
+        if let Some(run) = open.take() {
+            if self.ends.len() > run.first_end {
+                steps.push(Step::Run {
+                    topic: run.topic,
+                    bytes: run.start..offset,
+                    ends: run.first_end..self.ends.len(),
+                });
+            }
+        }
+    }
+
+    /// `topic` if this peer may publish to it (checked at each run: a reload may revoke it).
+    fn may_publish(&self, topic: Arc<Topic>) -> Result<Arc<Topic>, Step> {
+        match topic.check_access(Action::Publish, &self.peer) {
+            Ok(()) => Ok(topic),
+            Err(message) => Err(Step::Refuse {
+                code: ErrorCode::PermissionDenied,
+                topic_id: topic.id(),
+                message,
+            }),
+        }
+    }
+
+    /// The topic a publish names by id, from the connection's cache; a refusal when no topic
+    /// has the id, or a reload removed it.
+    pub(super) fn topic(&mut self, id: TopicId) -> Result<Arc<Topic>, Step> {
+        let index = id as usize;
+        if let Some(Some(topic)) = self.topics.get(index) {
+            if topic.is_removed() {
+                return Err(removed_step(topic));
+            }
+            return Ok(topic.clone());
+        }
+        let Some(topic) = self.state.registry.get(id) else {
+            return Err(Step::Refuse {
+                code: ErrorCode::UnknownTopic,
+                topic_id: id,
+                message: format!("no topic with id {id}"),
+            });
+        };
+        if topic.is_removed() {
+            return Err(removed_step(&topic));
+        }
+        if self.topics.len() <= index {
+            self.topics.resize(index + 1, None);
+        }
+        self.topics[index] = Some(topic.clone());
+        Ok(topic)
+    }
+}
+
+/// Why a publish to a topic a reload removed was refused.
+fn removed_message(topic: &Topic) -> String {
+    format!(
+        "topic '{}' was removed from the broker's config; the message was not routed",
+        topic.name()
+    )
+}
+
+/// The refusal, in a scan, of a publish to a topic a reload removed.
+fn removed_step(topic: &Topic) -> Step {
+    Step::Refuse {
+        code: ErrorCode::TopicRemoved,
+        topic_id: topic.id(),
+        message: removed_message(topic),
+    }
+}
