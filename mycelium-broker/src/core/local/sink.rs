@@ -9,7 +9,7 @@
 //! - A loss is an entry of its own ([`Entry::Lagged`]) at the place of the gap; notices next
 //!   to each other are merged, so a subscriber that keeps losing messages gets one notice per
 //!   gap, not one per drop.
-//! - The end ([`SinkEnd`]) is handed out after everything queued; from then on appends are
+//! - The end (`SinkEnd`) is handed out after everything queued; from then on appends are
 //!   refused.
 //! - The subscription is woken only on the empty → non-empty transition (and at the end), and
 //!   blocked publishers only when they asked for room.
