@@ -1,0 +1,96 @@
+//! The small values frames carry: routing kind, shared-memory role and ring, topic counters.
+
+/// How a topic hands out messages, as carried in `TopicAck` and `Stats` (one byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoutingKind {
+    /// `0`: every subscriber receives every message.
+    Fanout,
+    /// `1`: each message goes to exactly one subscriber.
+    Queue,
+}
+
+impl RoutingKind {
+    /// The routing's wire value.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            RoutingKind::Fanout => 0,
+            RoutingKind::Queue => 1,
+        }
+    }
+
+    /// The routing for a wire value, or `None` for a value the protocol does not define (unlike
+    /// error codes, an unknown routing cannot be acted on, so it is not kept).
+    pub fn from_u8(v: u8) -> Option<RoutingKind> {
+        match v {
+            0 => Some(RoutingKind::Fanout),
+            1 => Some(RoutingKind::Queue),
+            _ => None,
+        }
+    }
+}
+
+/// What a shared-memory attachment does with its topic, as carried in `ShmAttach` and
+/// `ShmGrant` (one byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ShmRole {
+    /// `0`: writes messages into a ring of its own.
+    Publish,
+    /// `1`: reads the rings of the topic's publishers (and the broker's relay ring).
+    Subscribe,
+}
+
+impl ShmRole {
+    /// The role's wire value.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            ShmRole::Publish => 0,
+            ShmRole::Subscribe => 1,
+        }
+    }
+
+    /// The role for a wire value, or `None` for a value the protocol does not define.
+    pub fn from_u8(v: u8) -> Option<ShmRole> {
+        match v {
+            0 => Some(ShmRole::Publish),
+            1 => Some(ShmRole::Subscribe),
+            _ => None,
+        }
+    }
+}
+
+/// One ring handed over by a `ShmGrant`: its fd travels in the same `sendmsg`, in ring order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShmRing {
+    /// Names the ring in later `ShmRingRemoved` frames; unique within a broker run.
+    pub ring_id: u32,
+    /// For a subscriber: the consumer slot the broker reserved for it in this ring. For a
+    /// publisher: [`NO_SLOT`].
+    pub slot: u32,
+}
+
+/// `slot` of a ring granted to a publisher, which holds no consumer slot.
+pub const NO_SLOT: u32 = u32::MAX;
+
+/// Per-topic counters as reported in a `Stats` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicStats {
+    /// The topic's name.
+    pub name: String,
+    /// Fanout or queue.
+    pub routing: RoutingKind,
+    /// Current subscribers on message connections (the socket path), in-process ones
+    /// included.
+    pub subscribers: u32,
+    /// Messages accepted from publishers since the broker started.
+    pub published: u64,
+    /// Message copies handed to subscribers (a fanout message to 3 subscribers counts 3).
+    pub delivered: u64,
+    /// Messages or copies discarded by the topic's backpressure policy.
+    pub dropped: u64,
+    /// Messages waiting in the topic's buffer (queue topics with no ready consumer).
+    pub queued: u64,
+    /// Current subscribers over shared memory (each reads the rings itself; the broker
+    /// counts their attachments). Last in the entry, so the fields before it keep their
+    /// offsets.
+    pub shm_subscribers: u32,
+}

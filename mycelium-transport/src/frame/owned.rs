@@ -1,0 +1,322 @@
+//! [`Frame`]: one protocol frame as an owned value, the body of each variant drawn in short.
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::{
+    kind, ConfigStatus, ErrorCode, ReloadOutcome, RoutingKind, ShmRing, ShmRole, TopicStats,
+};
+
+/// One protocol frame, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Client → broker, first frame. Body: `client_id [16] | name_len u8 | name [name_len] (UTF-8)`.
+    Hello {
+        /// Chosen by the client, random per connection unless it wants a stable identity.
+        client_id: Uuid,
+        /// Free-form label shown in logs; may be empty.
+        name: String,
+    },
+    /// Broker → client, answer to `Hello`, before any other frame. Body:
+    /// `broker_id [16] | connection_id u64 | max_message_size u32 | max_frame_len u32 | server_len u8 | server [server_len]`.
+    Welcome {
+        /// Random per broker run: a client that sees it change knows the broker restarted.
+        broker_id: Uuid,
+        /// Unique within this broker run; names the connection in the broker's logs.
+        connection_id: u64,
+        /// The largest payload any topic accepts.
+        max_message_size: u32,
+        /// The largest `len` field the broker accepts from now on.
+        max_frame_len: u32,
+        /// The broker's name and version, e.g. `mycelium 0.1.0`.
+        server: String,
+    },
+    /// Client → broker, first frame of a shared-memory control session (instead of `Hello`).
+    /// Body as `Hello`: `client_id [16] | name_len u8 | name [name_len]`. Answered by `Welcome`;
+    /// the session then carries only `ShmAttach`, `ShmDetach`, `Ping` and `StatsRequest` from
+    /// the client, and its broker frames may carry file descriptors (`SCM_RIGHTS`).
+    ShmHello {
+        /// As in `Hello`.
+        client_id: Uuid,
+        /// As in `Hello`.
+        name: String,
+    },
+    /// Client → broker (shm sessions). Body: `request_id u32 | role u8 | topic_len u8 | topic`.
+    /// Answered by `ShmGrant` or `Error`.
+    ShmAttach {
+        /// Echoed in the answer.
+        request_id: u32,
+        /// Publish or subscribe.
+        role: ShmRole,
+        /// The topic name.
+        topic: String,
+    },
+    /// Broker → client, answer to `ShmAttach`, sent with one fd per ring (a sealed memfd
+    /// holding the ring, `docs/shm-layout.md`). Body: `request_id u32 | attachment u32 |
+    /// topic_id u32 | role u8 | routing u8 | max_message_size u32 | ring_count u8 |`
+    /// then per ring `ring_id u32 | slot u32`.
+    ShmGrant {
+        /// The request this answers.
+        request_id: u32,
+        /// Names this attachment in `ShmRingAdded`, `ShmRingRemoved` and `ShmDetach`.
+        attachment: u32,
+        /// The topic's id.
+        topic_id: u32,
+        /// As requested.
+        role: ShmRole,
+        /// Fanout or queue.
+        routing: RoutingKind,
+        /// The topic's payload limit.
+        max_message_size: u32,
+        /// The rings, in the order of the fds (at most [`MAX_RINGS_PER_GRANT`](crate::limits::MAX_RINGS_PER_GRANT)).
+        rings: Vec<ShmRing>,
+    },
+    /// Broker → subscriber: a publisher joined; read this ring too, from the reserved slot.
+    /// Sent with the ring's fd. Body: `attachment u32 | ring_id u32 | slot u32`.
+    ShmRingAdded {
+        /// The subscriber's attachment.
+        attachment: u32,
+        /// The new ring.
+        ring: ShmRing,
+    },
+    /// Broker → subscriber: the ring's publisher left. Read what it published, then drop the
+    /// ring. Body: `attachment u32 | ring_id u32`.
+    ShmRingRemoved {
+        /// The subscriber's attachment.
+        attachment: u32,
+        /// The ring to drop.
+        ring_id: u32,
+    },
+    /// Client → broker: the attachment is done (its rings are dropped). Body:
+    /// `request_id u32 | attachment u32`. Answered by `Ack` or `Error`.
+    ShmDetach {
+        /// Echoed in the answer.
+        request_id: u32,
+        /// From the `ShmGrant`.
+        attachment: u32,
+    },
+    /// Broker → client: the broker ended this attachment (a subscriber that fell a whole ring
+    /// behind on a `backpressure = "disconnect"` topic, or any attachment of a topic a reload
+    /// removed). Its slots are freed; the client drops its rings. Body:
+    /// `attachment u32 | code u16 | msg_len u16 | message [msg_len]`.
+    ShmDetached {
+        /// The attachment ended.
+        attachment: u32,
+        /// Why (`SlowConsumer`, `TopicRemoved`).
+        code: ErrorCode,
+        /// Human-readable, names the topic and the policy.
+        message: String,
+    },
+    /// Client (a shared-memory publisher) → broker, with one fd: a sealed payload segment
+    /// holding a message too large for the publisher's ring. The broker hands the fd to the
+    /// ring's readers, then answers `Ack` (or `Error`); only then does the publisher write the
+    /// reference frame. Body: `request_id u32 | attachment u32 | segment u64 | len u32 |
+    /// recipient u32`.
+    ShmSegment {
+        /// Echoed in the answer.
+        request_id: u32,
+        /// The publisher's attachment, from its `ShmGrant`.
+        attachment: u32,
+        /// The segment's id: increasing within the attachment.
+        segment: u64,
+        /// The message's length in bytes.
+        len: u32,
+        /// Queue topics: the consumer slot the message is addressed to; fanout: [`NO_SLOT`](super::NO_SLOT).
+        recipient: u32,
+    },
+    /// Broker → subscriber: a payload segment of one of the subscription's rings, carrying
+    /// its fd unless `dropped` (the broker dropped the message for this subscriber). Body:
+    /// `attachment u32 | ring_id u32 | segment u64 | len u32 | dropped u8`.
+    ShmSegmentAdded {
+        /// The subscriber's attachment.
+        attachment: u32,
+        /// The ring whose reference frame names the segment.
+        ring_id: u32,
+        /// The segment's id, as in the reference frame.
+        segment: u64,
+        /// The message's length in bytes.
+        len: u32,
+        /// `true`: no fd; the subscriber holds too many segments not yet read, and the
+        /// message is lost for it (counted).
+        dropped: bool,
+    },
+    /// Client → broker. Body: `request_id u32 | prefetch u32 | topic_len u8 | topic [topic_len]`.
+    /// `prefetch` is the credit a queue consumer asks for (0 = the topic's default); fanout ignores it.
+    Subscribe {
+        /// Echoed in the `TopicAck` or `Error` that answers it.
+        request_id: u32,
+        /// Requested credit for queue topics; 0 asks for the topic's configured prefetch.
+        prefetch: u32,
+        /// The topic name.
+        topic: String,
+    },
+    /// Client → broker. Body: `request_id u32 | topic_id u32`. Answered by `Ack` or `Error`.
+    Unsubscribe {
+        /// Echoed in the answer.
+        request_id: u32,
+        /// The id from the `TopicAck` of the subscription.
+        topic_id: u32,
+    },
+    /// Client → broker: "I will publish on this topic; what is its id?" Body:
+    /// `request_id u32 | topic_len u8 | topic [topic_len]`. Answered by `TopicAck` or `Error`.
+    Advertise {
+        /// Echoed in the answer.
+        request_id: u32,
+        /// The topic name.
+        topic: String,
+    },
+    /// Broker → client, answer to `Subscribe` or `Advertise`. Body:
+    /// `request_id u32 | topic_id u32 | routing u8 | max_message_size u32 | prefetch u32`.
+    TopicAck {
+        /// The request this answers.
+        request_id: u32,
+        /// The id to use in `Publish`, `Unsubscribe` and `Credit`, and seen in `Deliver`.
+        topic_id: u32,
+        /// Fanout or queue.
+        routing: RoutingKind,
+        /// The topic's payload limit.
+        max_message_size: u32,
+        /// Credit granted to this consumer (queue subscriptions), else 0.
+        prefetch: u32,
+    },
+    /// Broker → client: the request succeeded and has nothing else to say. Body: `request_id u32`.
+    Ack {
+        /// The request this answers.
+        request_id: u32,
+    },
+    /// Client → broker. Body: `topic_id u32 | payload [len - 6]`. Not answered unless refused.
+    Publish {
+        /// From the topic's `TopicAck`.
+        topic_id: u32,
+        /// The message; may be empty.
+        payload: Bytes,
+    },
+    /// Broker → client. Body: `topic_id u32 | payload [len - 6]`.
+    Deliver {
+        /// The subscription's topic id.
+        topic_id: u32,
+        /// The message as published.
+        payload: Bytes,
+    },
+    /// Client → broker: a queue consumer has processed `credit` more messages. Body: `topic_id u32 | credit u32`.
+    Credit {
+        /// The queue subscription.
+        topic_id: u32,
+        /// Messages processed since the last credit.
+        credit: u32,
+    },
+    /// Broker → client: the topic's `drop_newest` / `drop_oldest` policy dropped `skipped`
+    /// messages of this subscription since the last `Lagged` (its buffer was full). Sent with
+    /// the next message the subscription gets; the subscription goes on. Body:
+    /// `topic_id u32 | skipped u64`.
+    Lagged {
+        /// The subscription's topic id.
+        topic_id: u32,
+        /// Messages dropped for this subscriber, exactly.
+        skipped: u64,
+    },
+    /// Either way: answer with `Pong` carrying the same token. Body: `token u64`.
+    /// The broker handles frames of a connection in order, so a `Pong` also tells the client that
+    /// every frame it sent before the `Ping` has been processed (a flush barrier).
+    Ping {
+        /// Opaque to the receiver.
+        token: u64,
+    },
+    /// Either way: the answer to `Ping`. Body: `token u64`.
+    Pong {
+        /// The `Ping`'s token.
+        token: u64,
+    },
+    /// Broker → client. Body: `request_id u32 | code u16 | flags u8 | topic_id u32 | msg_len u16 | message [msg_len] | refused u32`.
+    /// `flags` bit 0 = fatal: the broker closes the connection after this frame. The other bits are
+    /// reserved: sent as 0 and ignored on receipt, so a later version can use them.
+    Error {
+        /// The request this answers, or 0 when it answers a `Publish` or no request at all.
+        request_id: u32,
+        /// What went wrong.
+        code: ErrorCode,
+        /// True when the broker closes the connection after sending it.
+        fatal: bool,
+        /// The topic concerned, or [`NO_TOPIC`](super::NO_TOPIC) when none.
+        topic_id: u32,
+        /// Human-readable, names the topic or limit concerned.
+        message: String,
+        /// How many published messages this error refuses: the `Publish` frames it answers
+        /// that the broker did not route (one, or a whole batch held back by a slow reader and
+        /// given up or cut short by the topic's removal). 0 for every error that refuses no
+        /// publish, so a client that adds these up knows exactly how many were refused.
+        refused: u32,
+    },
+    /// Client → broker. Body: `request_id u32`.
+    StatsRequest {
+        /// Echoed in the `Stats` answer.
+        request_id: u32,
+    },
+    /// Broker → client. Body: `request_id u32 | connections u32 | uptime_ms u64 | topic_count u32 |`
+    /// then per topic `name_len u8 | name | routing u8 | subscribers u32 | published u64 | delivered u64 | dropped u64 | queued u64 | shm_subscribers u32`,
+    /// then the config status block (see [`ConfigStatus`]).
+    Stats {
+        /// The request this answers.
+        request_id: u32,
+        /// Open client connections.
+        connections: u32,
+        /// Milliseconds since the broker started.
+        uptime_ms: u64,
+        /// One entry per topic, in declaration order.
+        topics: Vec<TopicStats>,
+        /// The configuration's generation and the last reload's outcome.
+        config: ConfigStatus,
+    },
+    /// Client → broker (message connections only): re-read the config file now. Body:
+    /// `request_id u32`. Answered by `ReloadResult` once a reload that started after the
+    /// request arrived is done.
+    ReloadRequest {
+        /// Echoed in the `ReloadResult`.
+        request_id: u32,
+    },
+    /// Broker → client, answer to `ReloadRequest`. Body: `request_id u32 | outcome u8 |` then
+    /// the config status block (see [`ConfigStatus`]).
+    ReloadResult {
+        /// The request this answers.
+        request_id: u32,
+        /// What the reload did.
+        outcome: ReloadOutcome,
+        /// The configuration's state after the reload.
+        status: ConfigStatus,
+    },
+}
+
+impl Frame {
+    /// The frame's kind byte (one of the [`kind`] constants).
+    pub fn kind(&self) -> u8 {
+        match self {
+            Frame::Hello { .. } => kind::HELLO,
+            Frame::Welcome { .. } => kind::WELCOME,
+            Frame::Subscribe { .. } => kind::SUBSCRIBE,
+            Frame::Unsubscribe { .. } => kind::UNSUBSCRIBE,
+            Frame::Advertise { .. } => kind::ADVERTISE,
+            Frame::TopicAck { .. } => kind::TOPIC_ACK,
+            Frame::Ack { .. } => kind::ACK,
+            Frame::Publish { .. } => kind::PUBLISH,
+            Frame::Deliver { .. } => kind::DELIVER,
+            Frame::Credit { .. } => kind::CREDIT,
+            Frame::Lagged { .. } => kind::LAGGED,
+            Frame::Ping { .. } => kind::PING,
+            Frame::Pong { .. } => kind::PONG,
+            Frame::Error { .. } => kind::ERROR,
+            Frame::StatsRequest { .. } => kind::STATS_REQUEST,
+            Frame::Stats { .. } => kind::STATS,
+            Frame::ReloadRequest { .. } => kind::RELOAD_REQUEST,
+            Frame::ReloadResult { .. } => kind::RELOAD_RESULT,
+            Frame::ShmHello { .. } => kind::SHM_HELLO,
+            Frame::ShmAttach { .. } => kind::SHM_ATTACH,
+            Frame::ShmGrant { .. } => kind::SHM_GRANT,
+            Frame::ShmRingAdded { .. } => kind::SHM_RING_ADDED,
+            Frame::ShmRingRemoved { .. } => kind::SHM_RING_REMOVED,
+            Frame::ShmDetach { .. } => kind::SHM_DETACH,
+            Frame::ShmDetached { .. } => kind::SHM_DETACHED,
+            Frame::ShmSegment { .. } => kind::SHM_SEGMENT,
+            Frame::ShmSegmentAdded { .. } => kind::SHM_SEGMENT_ADDED,
+        }
+    }
+}
