@@ -37,9 +37,9 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use uuid::Uuid;
 
 use crate::error::ClientError;
-use crate::handle::{welcome_error, BrokerInfo};
 use crate::shm::publisher::ShmPublisher;
 use crate::shm::subscription::ShmSubscription;
+use crate::socket::{welcome_error, BrokerInfo};
 
 /// The shared-memory session's options: the `shm` field of
 /// [`ClientOptions`](crate::ClientOptions).
