@@ -57,7 +57,7 @@ pub(super) struct Registry {
     /// The refusals of publishes (request id 0) since the last flush.
     pub(super) publish_errors: Option<PublishErrors>,
     /// Every refusal of a publish since the connection began, for
-    /// [`SocketClient::refused_publishes`].
+    /// `SocketClient::refused_publishes`.
     pub(super) refused_publishes: u64,
     /// Subscribe requests that timed out: if their ack still comes, the broker holds a
     /// subscription nobody reads, and it must be told to drop it.

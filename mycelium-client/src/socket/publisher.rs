@@ -16,7 +16,7 @@ use crate::socket::connection::{Shared, TopicInfo};
 pub(crate) const PUBLISH_QUEUE_MESSAGES: usize = 64 * 1024;
 
 /// Publishes on one topic without looking the topic up again; see
-/// [`SocketClient::publisher`].
+/// `SocketClient::publisher`.
 #[derive(Debug, Clone)]
 pub(crate) struct SocketPublisher {
     shared: Arc<Shared>,
@@ -34,7 +34,7 @@ impl SocketPublisher {
         }
     }
 
-    /// Publishes one message; see [`SocketClient::publish`].
+    /// Publishes one message; see `SocketClient::publish`.
     pub(crate) async fn publish(&self, payload: &[u8]) -> Result<(), ClientError> {
         self.shared
             .publish(&self.topic, self.info, &[payload])
