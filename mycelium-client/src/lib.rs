@@ -23,12 +23,15 @@
 //!
 //! # Layout
 //!
+//! Each module uses only those listed before it:
+//!
+//! - `error`: the errors per operation.
+//! - `socket`: the socket connection (handshake, reader and writer tasks, requests, socket
+//!   publishers and subscriptions): internal.
+//! - `shm`: the shared-memory session, rings and loans: internal.
 //! - `client`: [`Client`], [`Subscription`], [`Publisher`], [`ClientOptions`], [`Transport`].
 //! - [`blocking`]: the blocking flavour.
 //! - `reconnect`: the reconnecting handles and [`Backoff`].
-//! - `error`: the errors per operation.
-//! - `socket` (the socket connection), `shm` (the shared-memory session, rings and loans):
-//!   internals.
 //!
 //! # Example
 //!
