@@ -41,6 +41,9 @@ pub(crate) struct SubscriptionQueue {
 }
 
 impl SubscriptionQueue {
+    /// Taken by the subscription on every refill (`subscription.rs`): `#[inline]` lets it be
+    /// inlined across the module boundary.
+    #[inline]
     pub(super) fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
