@@ -37,8 +37,8 @@ use mycelium_transport::{Message, RecvError, RecvTimeoutError, TryRecvError};
 
 use crate::client::{shm_refused, ClientOptions, Transport};
 use crate::error::{ClientError, ConnectError, PublishError, RequestError, SubscribeError};
-use crate::handle::{BrokerInfo, BrokerStats, ReloadReport};
 use crate::shm::{ShmClient, ShmPublisher, ShmSubscription};
+use crate::socket::{BrokerInfo, BrokerStats, ReloadReport};
 
 pub use crate::shm::{Loan, LOOK_EVERY};
 

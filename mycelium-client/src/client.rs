@@ -30,11 +30,11 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::error::{ClientError, ConnectError, PublishError, RequestError, SubscribeError};
-use crate::handle::{
-    BrokerInfo, BrokerStats, ReloadReport, SocketClient, SocketOptions, SocketPublisher,
-};
 use crate::shm::{AsyncShmPublisher, AsyncShmSubscription, ShmClient, ShmOptions};
-use crate::subscription::SocketSubscription;
+use crate::socket::{
+    BrokerInfo, BrokerStats, ReloadReport, SocketClient, SocketOptions, SocketPublisher,
+    SocketSubscription,
+};
 
 /// How messages travel between this client and the broker's other clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -23,12 +23,15 @@
 //!
 //! # Layout
 //!
+//! Each module uses only those listed before it:
+//!
+//! - `error`: the errors per operation.
+//! - `socket`: the socket connection (handshake, reader and writer tasks, requests, socket
+//!   publishers and subscriptions): internal.
+//! - `shm`: the shared-memory session, rings and loans: internal.
 //! - `client`: [`Client`], [`Subscription`], [`Publisher`], [`ClientOptions`], [`Transport`].
 //! - [`blocking`]: the blocking flavour.
 //! - `reconnect`: the reconnecting handles and [`Backoff`].
-//! - `error`: the errors per operation.
-//! - `handle` and `subscription` (the socket connection), `shm` (the shared-memory session,
-//!   rings and loans): internals.
 //!
 //! # Example
 //!
@@ -57,16 +60,12 @@
 pub mod blocking;
 mod client;
 mod error;
-mod handle;
 mod reconnect;
 mod shm;
-mod subscription;
-
-pub use subscription::SUBSCRIPTION_BUFFER;
+mod socket;
 
 pub use client::{Client, ClientOptions, Publisher, Subscription, Transport};
 pub use error::{Cause, ConnectError, PublishError, RequestError, SubscribeError};
-pub use handle::{BrokerInfo, BrokerStats, ReloadReport};
 pub use mycelium_transport::{
     Broker, Message, Receive, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError,
 };
@@ -75,3 +74,4 @@ pub use reconnect::{
     DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY,
 };
 pub use shm::ShmOptions;
+pub use socket::{BrokerInfo, BrokerStats, ReloadReport, SUBSCRIPTION_BUFFER};

@@ -12,7 +12,8 @@ use std::path::Path;
 use crate::error::ClientError;
 use crate::shm::async_publisher::AsyncShmPublisher;
 use crate::shm::async_subscription::AsyncShmSubscription;
-use crate::shm::session::{ShmClient, ShmOptions};
+use crate::shm::client::ShmClient;
+use crate::shm::options::ShmOptions;
 
 /// Runs a blocking control operation on tokio's blocking pool.
 async fn off_runtime<T: Send + 'static>(

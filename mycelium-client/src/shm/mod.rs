@@ -37,18 +37,41 @@
 //!   (`mycelium_transport::shm::queue`). Socket publishers' messages on a queue topic are
 //!   dealt by the broker to socket and shared-memory consumers alike: a shared-memory
 //!   consumer's share arrives in the relay ring, addressed to it.
+//!
+//! # Layout
+//!
+//! Each module uses only those listed before it:
+//!
+//! 1. `options`: [`ShmOptions`].
+//! 2. `control`: the control socket, read and written, its frames filed as answers and news.
+//! 3. `session`: the control session (connect, attach, detach, segments, news); it knows no
+//!    publisher or subscription.
+//! 4. `watch`: when a publisher looks at its session.
+//! 5. `publisher`, then `loan`: a publisher, and the bytes it lends.
+//! 6. `sub_ring`, `segments`, then `subscription`: one ring as read, payload segments, and a
+//!    subscription over its rings.
+//! 7. `client`: [`ShmClient`], which makes the above.
+//! 8. `async_publisher`, `async_subscription`, then `async_client`: the async layer.
 
 mod async_client;
 mod async_publisher;
 mod async_subscription;
+mod client;
+mod control;
+mod loan;
+mod options;
 mod publisher;
+mod segments;
 mod session;
+mod sub_ring;
 mod subscription;
+mod watch;
 
 pub(crate) use async_publisher::AsyncShmPublisher;
 pub(crate) use async_subscription::AsyncShmSubscription;
+pub(crate) use client::ShmClient;
+pub use loan::Loan;
+pub use options::ShmOptions;
 pub(crate) use publisher::ShmPublisher;
-pub use publisher::{Loan, LOOK_EVERY};
-pub(crate) use session::ShmClient;
-pub use session::ShmOptions;
 pub(crate) use subscription::ShmSubscription;
+pub use watch::LOOK_EVERY;

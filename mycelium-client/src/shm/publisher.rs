@@ -25,8 +25,8 @@
 //! - The end of its session (the broker stopped or died) or of its attachment (the broker
 //!   detached it: its topic was removed by a reload) is learnt from the control socket, which
 //!   the data path does not touch on every message: a publishing call looks at it before
-//!   writing once [`LOOK_EVERY`] messages were written since the last look, a wait for room
-//!   (or for a queue consumer) looks at least every [`WAIT_SLICE`], and
+//!   writing once [`LOOK_EVERY`](crate::shm::watch::LOOK_EVERY) messages were written since the last look, a wait for room
+//!   (or for a queue consumer) looks at least every [`WAIT_SLICE`](crate::shm::watch::WAIT_SLICE), and
 //!   [`check`](ShmPublisher::check) looks at once. From then on every publishing call returns
 //!   the end: [`ClientError::BrokerGone`], or [`ClientError::Refused`] with the reason the
 //!   broker gave (`TopicRemoved`). **The guarantee**: once the end is readable on the control
@@ -36,149 +36,42 @@
 //!   after the end and before it was readable (a ring nobody reads any more: the broker freed
 //!   its slots, or is dead). One exception stretches the bound: a look due while another
 //!   thread of the same [`ShmClient`](crate::shm::ShmClient) holds the control
-//!   session is put off by [`LOOK_RETRY`] messages (that thread files what it reads, and the
+//!   session is put off by [`LOOK_RETRY`](crate::shm::watch::LOOK_RETRY) messages (that thread files what it reads, and the
 //!   next look finds it). A publisher that must not lose a message unawares calls `check`
 //!   after it (a syscall), as `mycelium pub --transport shm` does when it reads its input.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mycelium_transport::shm::reference::{SegmentRef, REFERENCE_LEN};
 use mycelium_transport::shm::{PayloadWriter, PushError, RingProducer, Segment};
 use mycelium_transport::{ErrorCode, NO_SLOT};
 
-use crate::error::{ClientError, PublishError};
+use crate::error::ClientError;
+use crate::shm::options::BUSY_POLL_SPIN;
 use crate::shm::session::{Look, Session};
+use crate::shm::watch::{wait_in_slices, Watch};
 use mycelium_transport::shm::queue::{address, address_in_place, Dealer, QUEUE_PREFIX};
-use mycelium_transport::shm::FrameLoan;
 
 /// How often a queue publisher with no consumer looks for one.
 const NO_CONSUMER_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// Messages a publisher writes between two looks at its control session: the most that go
-/// silently into a ring after the end of the session or of the attachment is readable there
-/// (see the module docs). A look is a `poll` of the socket (and a read if something came): at
-/// one per 4096 messages it costs the data path well under a nanosecond per message; the
-/// count costs a compare and a decrement.
-pub const LOOK_EVERY: u32 = 4096;
-
-/// Messages before the next look when a look was skipped because another thread of the same
-/// client was at the control socket (it files what it reads; the next look finds it).
-pub(crate) const LOOK_RETRY: u32 = 64;
-
-/// Longest a publisher waits for room (or for a queue consumer) between two looks at its
-/// control session: a broker that died cannot free the slots of readers that stopped, so a
-/// wait that looked only at the ring could last for ever.
-pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(100);
-
-/// How long "spin, never sleep" spins before it re-checks: long enough to never sleep in
-/// practice, short enough that deadline arithmetic cannot overflow.
-pub(crate) const BUSY_POLL_SPIN: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
 /// A shared-memory publisher on one topic; see the module docs.
 pub(crate) struct ShmPublisher {
-    session: Arc<Session>,
-    topic: String,
-    topic_id: u32,
-    attachment: u32,
-    max_message_size: usize,
-    producer: RingProducer,
+    pub(super) session: Arc<Session>,
+    pub(super) topic: String,
+    pub(super) topic_id: u32,
+    pub(super) attachment: u32,
+    pub(super) max_message_size: usize,
+    pub(super) producer: RingProducer,
     /// Queue topics: who gets the next message, and the addressed frame being built.
-    queue: Option<(Dealer, Vec<u8>)>,
+    pub(super) queue: Option<(Dealer, Vec<u8>)>,
     /// The id of the next payload segment (increasing, as the broker requires).
-    next_segment: u64,
+    pub(super) next_segment: u64,
     /// When to look at the control session next, and the end it found.
-    watch: Watch,
+    pub(super) watch: Watch,
     /// Keeps the memfd open for as long as the producer writes to its mapping.
-    _segment: Segment,
-}
-
-/// A publisher's looks at its control session (see the module docs).
-struct Watch {
-    /// Messages that may still be written before the next look; at least 1 between calls
-    /// (0 or 1 once the session or attachment ended, so that every call looks and fails).
-    until_look: u32,
-    /// The end found: every later publishing call returns it.
-    ended: Option<ClientError>,
-}
-
-impl Watch {
-    fn new() -> Watch {
-        Watch {
-            until_look: LOOK_EVERY,
-            ended: None,
-        }
-    }
-
-    /// Counts `n` messages about to be written, looking at the session first (without
-    /// waiting) when they would make [`LOOK_EVERY`] since the last look.
-    #[inline(always)]
-    fn count(&mut self, session: &Session, attachment: u32, n: u32) -> Result<(), ClientError> {
-        if n < self.until_look {
-            self.until_look -= n;
-            return Ok(());
-        }
-        self.look_before(session, attachment, n)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn look_before(
-        &mut self,
-        session: &Session,
-        attachment: u32,
-        n: u32,
-    ) -> Result<(), ClientError> {
-        let looked = self.look(session, attachment, Look::IfFree)?;
-        let every = if looked { LOOK_EVERY } else { LOOK_RETRY };
-        self.until_look = every.saturating_sub(n).max(1);
-        Ok(())
-    }
-
-    /// Looks at the session now (`how`); `Ok(false)` if the look was skipped (`IfFree` and
-    /// another thread holds the session). Records an end and returns it, then and on every
-    /// later call.
-    fn look(&mut self, session: &Session, attachment: u32, how: Look) -> Result<bool, ClientError> {
-        if let Some(ended) = &self.ended {
-            self.until_look = 0;
-            return Err(ended.clone());
-        }
-        match session.publisher_end(attachment, how) {
-            Ok(looked) => {
-                if looked {
-                    self.until_look = LOOK_EVERY;
-                }
-                Ok(looked)
-            }
-            Err(ended) => {
-                tracing::debug!(attachment, error = %ended, "shared-memory publisher ended");
-                self.until_look = 0;
-                self.ended = Some(ended.clone());
-                Err(ended)
-            }
-        }
-    }
-}
-
-/// Runs `wait` (a blocking push, given a spin and a timeout) in slices of at most
-/// [`WAIT_SLICE`], looking at the session between them: the wait ends with the session or the
-/// attachment, not only when a reader makes room. Each slice reads the clock: for a ring found
-/// full, not on the way to a push that has room.
-fn wait_in_slices(
-    spin: Duration,
-    watch: &mut Watch,
-    session: &Session,
-    attachment: u32,
-    mut wait: impl FnMut(Duration, Option<Duration>) -> Result<(), PushError>,
-) -> Result<Result<(), PushError>, ClientError> {
-    loop {
-        match wait(spin.min(WAIT_SLICE), Some(WAIT_SLICE)) {
-            Err(PushError::Full) => {
-                watch.look(session, attachment, Look::Now)?;
-            }
-            other => return Ok(other),
-        }
-    }
+    pub(super) _segment: Segment,
 }
 
 impl std::fmt::Debug for ShmPublisher {
@@ -300,7 +193,7 @@ impl ShmPublisher {
     }
 
     /// Whether a message of `len` bytes is too large for a frame of the ring.
-    fn needs_segment(&self, len: usize) -> bool {
+    pub(super) fn needs_segment(&self, len: usize) -> bool {
         let prefix = if self.queue.is_some() {
             QUEUE_PREFIX
         } else {
@@ -310,7 +203,7 @@ impl ShmPublisher {
     }
 
     /// A payload segment of `len` bytes to write a message into.
-    fn new_segment(&mut self, len: usize) -> Result<PayloadWriter, ClientError> {
+    pub(super) fn new_segment(&mut self, len: usize) -> Result<PayloadWriter, ClientError> {
         let name = format!("mycelium:{}:msg:{}", self.topic, self.next_segment);
         PayloadWriter::create(&name, len).map_err(|e| ClientError::Shm(e.to_string()))
     }
@@ -327,7 +220,7 @@ impl ShmPublisher {
     /// On a `drop_newest` topic nothing waits: when the ring has no room for the reference
     /// frame now, the message is dropped (counted, as for a message in the ring) before its
     /// segment leaves, so no reader is handed a segment that no frame will ever name.
-    fn publish_segment(
+    pub(super) fn publish_segment(
         &mut self,
         writer: PayloadWriter,
         len: usize,
@@ -398,7 +291,7 @@ impl ShmPublisher {
         }
     }
 
-    fn spin(&self) -> std::time::Duration {
+    pub(super) fn spin(&self) -> std::time::Duration {
         let options = self.session.options();
         if options.busy_poll {
             BUSY_POLL_SPIN
@@ -410,7 +303,7 @@ impl ShmPublisher {
     /// Queue topics: the consumer slot the next message goes to, waiting up to the request
     /// timeout for a consumer to appear (the message waits with the publisher: no broker
     /// holds a backlog on this path). `None` on a fanout topic.
-    fn next_consumer(&mut self) -> Result<Option<usize>, ClientError> {
+    pub(super) fn next_consumer(&mut self) -> Result<Option<usize>, ClientError> {
         let Some((dealer, _)) = &mut self.queue else {
             return Ok(None);
         };
@@ -554,245 +447,11 @@ impl ShmPublisher {
         }
     }
 
-    /// Lends `len` bytes of the ring to write the next message in place (zero copy), waiting
-    /// while the ring is full (and, on a queue topic, for a consumer). The message is published
-    /// by [`Loan::commit`]; dropping the loan publishes nothing.
-    ///
-    /// On a `drop_oldest` topic (a lossy ring, whose bytes readers may be copying while they
-    /// are overwritten, so the transport lends none: `PushError::LossyLoan`) and on a
-    /// `drop_newest` topic (which must not wait for room to lend) the loan is a buffer of the
-    /// publisher's instead, copied into the ring at commit: it works the same, with one copy.
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::MessageTooLarge`] for a `len` above the topic's limit; the end of the
-    /// session or attachment as for [`publish`](Self::publish).
-    pub(crate) fn loan(&mut self, len: usize) -> Result<Loan<'_>, ClientError> {
-        if len > self.max_message_size {
-            return Err(ClientError::MessageTooLarge {
-                topic: self.topic.clone(),
-                size: len,
-                max: self.max_message_size,
-            });
-        }
-        self.watch.count(&self.session, self.attachment, 1)?;
-        let spin = self.spin();
-        let recipient = self.next_consumer()?;
-        if self.needs_segment(len) {
-            let writer = self.new_segment(len)?;
-            return Ok(Loan {
-                inner: LoanInner::Segment {
-                    publisher: self,
-                    writer,
-                    recipient,
-                },
-            });
-        }
-        let prefix = if recipient.is_some() { QUEUE_PREFIX } else { 0 };
-        if self.producer.geometry().lossy || self.producer.drops_when_full() {
-            // The copying fallback (see above), kept apart from the zero-copy path.
-            let mut buf = vec![0; prefix + len];
-            if let Some(slot) = recipient {
-                address_in_place(&mut buf[..QUEUE_PREFIX], slot);
-            }
-            return Ok(Loan {
-                inner: LoanInner::Copy {
-                    producer: &mut self.producer,
-                    buf,
-                    prefix,
-                    topic: &self.topic,
-                },
-            });
-        }
-        // Wait for room in slices (a loan cannot be taken out of a closure that is retried),
-        // then take it: room only grows until the next push, so the loan does not wait.
-        let producer = &mut self.producer;
-        while !producer.has_room(prefix + len) {
-            wait_in_slices(
-                spin,
-                &mut self.watch,
-                &self.session,
-                self.attachment,
-                |spin, slice| producer.loan_blocking(prefix + len, spin, slice).map(drop),
-            )?
-            .map_err(|error| ClientError::Shm(error.to_string()))?;
-        }
-        let mut loan = producer
-            .loan_blocking(prefix + len, spin, None)
-            .map_err(|error| ClientError::Shm(error.to_string()))?;
-        if let Some(slot) = recipient {
-            address_in_place(&mut loan.as_mut_slice()[..QUEUE_PREFIX], slot);
-        }
-        Ok(Loan {
-            inner: LoanInner::Ring {
-                loan,
-                prefix,
-                topic: &self.topic,
-            },
-        })
-    }
-
     /// Publishes what is pushed and wakes sleeping subscribers; a failed wake syscall only
     /// delays them until their own timeout, so it is logged, not returned.
     fn wake(&mut self) {
         if let Err(error) = self.producer.publish_and_wake() {
             tracing::warn!(%error, topic = %self.topic, "waking shared-memory subscribers failed");
-        }
-    }
-}
-
-/// Bytes lent by [`Publisher::loan`](crate::blocking::Publisher::loan): write the message into
-/// [`as_mut_slice`](Self::as_mut_slice), then [`commit`](Self::commit). For a message that fits
-/// the ring they are the ring's own bytes; for a larger one, a payload segment made for it.
-/// Either way the message is written once, in place.
-pub struct Loan<'a> {
-    inner: LoanInner<'a>,
-}
-
-/// Where a loan's bytes are.
-enum LoanInner<'a> {
-    /// The next frame's bytes in the ring (zero copy).
-    Ring {
-        loan: FrameLoan<'a>,
-        /// Bytes of queue address before the message.
-        prefix: usize,
-        topic: &'a str,
-    },
-    /// A buffer copied into the ring at commit: a lossy ring lends no bytes, and a
-    /// `drop_newest` ring must not wait for room to lend (see [`ShmPublisher::loan`]).
-    Copy {
-        producer: &'a mut RingProducer,
-        buf: Vec<u8>,
-        /// Bytes of queue address before the message.
-        prefix: usize,
-        topic: &'a str,
-    },
-    /// A payload segment, handed over on commit.
-    Segment {
-        publisher: &'a mut ShmPublisher,
-        writer: PayloadWriter,
-        /// Queue topics: the consumer slot dealt to.
-        recipient: Option<usize>,
-    },
-}
-
-impl std::fmt::Debug for Loan<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (topic, len, segment) = match &self.inner {
-            LoanInner::Ring {
-                loan,
-                prefix,
-                topic,
-            } => (*topic, loan.len() - prefix, false),
-            LoanInner::Copy {
-                buf, prefix, topic, ..
-            } => (*topic, buf.len() - prefix, false),
-            LoanInner::Segment {
-                publisher, writer, ..
-            } => (publisher.topic.as_str(), writer.len(), true),
-        };
-        f.debug_struct("Loan")
-            .field("topic", &topic)
-            .field("len", &len)
-            .field("segment", &segment)
-            .finish()
-    }
-}
-
-impl Loan<'_> {
-    /// The lent bytes. Their contents before writing are unspecified.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        match &mut self.inner {
-            LoanInner::Ring { loan, prefix, .. } => &mut loan.as_mut_slice()[*prefix..],
-            LoanInner::Copy { buf, prefix, .. } => &mut buf[*prefix..],
-            LoanInner::Segment { writer, .. } => writer.as_mut_slice(),
-        }
-    }
-
-    /// Bytes lent.
-    pub fn len(&self) -> usize {
-        match &self.inner {
-            LoanInner::Ring { loan, prefix, .. } => loan.len() - prefix,
-            LoanInner::Copy { buf, prefix, .. } => buf.len() - prefix,
-            LoanInner::Segment { writer, .. } => writer.len(),
-        }
-    }
-
-    /// Whether zero bytes were lent.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Publishes the message (all the lent bytes): visible to subscribers when this returns.
-    ///
-    /// # Errors
-    ///
-    /// For a payload segment only: the broker refused it ([`PublishError::Refused`]), or the
-    /// session is gone; the message is then not published.
-    pub fn commit(self) -> Result<(), PublishError> {
-        let len = self.len();
-        self.commit_len(len)
-    }
-
-    /// Publishes the first `len` lent bytes as the message (for a message serialised in place
-    /// whose size was known only afterwards); a `len` above the loan is clamped to it.
-    ///
-    /// # Errors
-    ///
-    /// As for [`commit`](Self::commit).
-    pub fn commit_len(self, len: usize) -> Result<(), PublishError> {
-        Ok(self.commit_inner(len)?)
-    }
-
-    fn commit_inner(self, len: usize) -> Result<(), ClientError> {
-        match self.inner {
-            LoanInner::Ring {
-                loan,
-                prefix,
-                topic,
-            } => {
-                let producer = loan.commit_len(prefix + len);
-                if let Err(error) = producer.publish_and_wake() {
-                    tracing::warn!(%error, topic = %topic, "waking shared-memory subscribers failed");
-                }
-                Ok(())
-            }
-            LoanInner::Copy {
-                producer,
-                buf,
-                prefix,
-                topic,
-            } => {
-                let end = buf.len().min(prefix + len);
-                // The loan's length was checked against the ring's limit, so only a full
-                // `drop_newest` ring refuses it: dropped and counted there.
-                let pushed = if producer.drops_when_full() {
-                    producer.try_push_or_drop(&buf[..end]).map(|_| ())
-                } else {
-                    producer.try_push(&buf[..end])
-                };
-                if let Err(error) = pushed {
-                    tracing::warn!(%error, topic = %topic, "a loaned message could not be copied into the ring");
-                }
-                if let Err(error) = producer.publish_and_wake() {
-                    tracing::warn!(%error, topic = %topic, "waking shared-memory subscribers failed");
-                }
-                Ok(())
-            }
-            LoanInner::Segment {
-                publisher,
-                mut writer,
-                recipient,
-            } => {
-                let len = len.min(writer.len());
-                if !publisher.needs_segment(len) {
-                    // Shorter than it was lent for: it fits a frame of the ring after all.
-                    let message = writer.as_mut_slice()[..len].to_vec();
-                    publisher.publish(&message)?;
-                    return Ok(());
-                }
-                publisher.publish_segment(writer, len, recipient)
-            }
         }
     }
 }

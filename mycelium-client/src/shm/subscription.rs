@@ -54,20 +54,19 @@
 //!   messages keep coming (a publisher that outlives the broker); the subscription then ends
 //!   with [`ClientError::BrokerGone`].
 
-use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mycelium_transport::shm::reference::SegmentRef;
-use mycelium_transport::shm::{
-    slot_backlog, wait_any, Claimed, PayloadView, ReadError, RingConsumer, Segment, SegmentTable,
-};
+use mycelium_transport::shm::{wait_any, ReadError, RingConsumer};
 use mycelium_transport::{Message, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError};
 
 use crate::error::ClientError;
-use crate::shm::publisher::BUSY_POLL_SPIN;
-use crate::shm::session::{GrantedRing, RingNews, Session};
+use crate::shm::control::{GrantedRing, RingNews};
+use crate::shm::options::BUSY_POLL_SPIN;
+use crate::shm::segments::{resolve, Segments};
+use crate::shm::session::Session;
+use crate::shm::sub_ring::{adopt, slot_freed, AdoptError, SubRing};
 use mycelium_transport::shm::queue;
 
 /// Most messages taken from one ring before the next ring gets its turn.
@@ -89,32 +88,16 @@ const YIELD_EVERY: u32 = 128;
 ///
 /// A subscriber that keeps up finds the ring empty after nearly every message; polling
 /// `write_pos` back to back then pulls its cache line away from the publisher before each of
-/// its stores, and both settle into a convoy at half speed (W1 fell from 40 to 21 M msg/s
-/// with no change to the data path, only to code layout). Doubling the pause between polls
-/// up to this bound lets the publisher run ahead and the subscriber take whole batches: W1
-/// 33-37 M in the same runs. It costs at most this many pauses (well under a microsecond)
-/// of reaction time; busy polling keeps polling back to back for latency.
+/// its stores, and both can settle into a convoy at half speed (1→1 small messages: about
+/// 21 M msg/s against 40 M, a state that code layout alone can tip the pair into). Doubling
+/// the pause between polls up to this bound lets the publisher run ahead and the subscriber
+/// take whole batches (33-37 M msg/s on the same machine). It costs at most this many pauses
+/// (well under a microsecond) of reaction time; busy polling keeps polling back to back for
+/// latency.
 const MAX_BACKOFF_PAUSES: u32 = 32;
 
 /// Longest single sleep: how soon a sleeping subscription notices that the broker is gone.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
-
-struct SubRing {
-    id: u32,
-    consumer: RingConsumer,
-    /// Its publisher left: read to the end, then drop.
-    removed: bool,
-    /// Keeps the memfd open while the consumer reads its mapping.
-    segment: Segment,
-}
-
-/// Whether our slot `slot` in the ring of `segment` is no longer active. Only the broker frees
-/// a slot it reserved for us, and only when it ends the attachment: its reason is on the way.
-fn slot_freed(segment: &Segment, slot: usize) -> bool {
-    segment
-        .ring_region()
-        .is_ok_and(|region| slot_backlog(&region, slot).is_none())
-}
 
 /// A shared-memory subscription; see the module docs.
 pub(crate) struct ShmSubscription {
@@ -152,82 +135,6 @@ pub(crate) struct ShmSubscription {
     faults: u64,
 }
 
-/// Payload segments announced and not yet read (no fd: dropped by the broker).
-type Segments = SegmentTable<OwnedFd>;
-
-/// The message a reference frame (`body`) of ring `ring_id` names, mapped read-only; `None`
-/// when the broker dropped it for us. Waits for the segment's fd on the control socket up to
-/// the request timeout (it is normally there already); news of other kinds that comes
-/// meanwhile is kept in `deferred`.
-fn resolve(
-    session: &Session,
-    attachment: u32,
-    max_message_size: usize,
-    segments: &mut Segments,
-    deferred: &mut Vec<RingNews>,
-    ring_id: u32,
-    body: &[u8],
-) -> Result<Option<PayloadView>, ClientError> {
-    let reference = SegmentRef::decode(body)
-        .ok_or_else(|| ClientError::Shm(format!("malformed reference frame in ring {ring_id}")))?;
-    let deadline = Instant::now() + session.options().request_timeout;
-    let claimed = loop {
-        if let Some(claimed) = segments.claim(ring_id, &reference) {
-            break claimed;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ClientError::Shm(format!(
-                "the payload segment {} of ring {ring_id} never came (waited {:?})",
-                reference.segment,
-                session.options().request_timeout
-            )));
-        }
-        // Short waits: the control lock is held while waiting, and other threads share it.
-        for news in session.wait_news(attachment, left.min(Duration::from_millis(1)))? {
-            file_news(segments, deferred, news);
-        }
-        if deferred
-            .iter()
-            .any(|news| matches!(news, RingNews::Detached(..)))
-        {
-            // The segment is not coming: the broker ended the subscription. The caller finds
-            // the reason in `deferred`.
-            return Err(ClientError::Shm(format!(
-                "the payload segment {} of ring {ring_id} will not come: the subscription ended",
-                reference.segment
-            )));
-        }
-    };
-    let fd = match claimed {
-        Claimed::Segment(fd) => fd,
-        Claimed::Dropped => return Ok(None),
-        Claimed::LengthMismatch { announced } => {
-            return Err(ClientError::Shm(format!(
-                "ring {ring_id}: reference frame says {} bytes, its segment {announced}",
-                reference.len
-            )))
-        }
-    };
-    PayloadView::open(fd.as_fd(), reference.len as usize, max_message_size)
-        .map(Some)
-        .map_err(|e| ClientError::Shm(format!("payload segment of ring {ring_id}: {e}")))
-}
-
-/// Files a payload segment in `segments`, and any other news in `deferred`.
-fn file_news(segments: &mut Segments, deferred: &mut Vec<RingNews>, news: RingNews) {
-    match news {
-        RingNews::Segment {
-            ring_id,
-            reference,
-            fd,
-        } => {
-            segments.file(ring_id, reference, fd);
-        }
-        other => deferred.push(other),
-    }
-}
-
 impl std::fmt::Debug for ShmSubscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShmSubscription")
@@ -237,39 +144,6 @@ impl std::fmt::Debug for ShmSubscription {
             .field("rings", &self.rings.len())
             .finish_non_exhaustive()
     }
-}
-
-/// Why a granted ring could not be adopted: the error, and whether our slot in it was freed
-/// (then the broker ended the subscription, and its reason is the one to report).
-struct AdoptError {
-    error: ClientError,
-    slot_freed: bool,
-}
-
-/// Takes over the slot the broker reserved in a granted ring. A queue consumer does not
-/// report a dropped message (it was no consumer's in particular); a fanout subscriber of a
-/// `drop_newest` ring reports each gap as [`ClientError::Lagged`].
-fn adopt(granted: GrantedRing, queue: bool) -> Result<SubRing, AdoptError> {
-    let slot = granted.ring.slot as usize;
-    let failed = |error: String, segment: &Segment| AdoptError {
-        error: ClientError::Shm(error),
-        slot_freed: slot_freed(segment, slot),
-    };
-    let region = granted
-        .segment
-        .ring_region()
-        .map_err(|e| failed(e.to_string(), &granted.segment))?;
-    let mut consumer =
-        RingConsumer::adopt(&region, slot).map_err(|e| failed(e.to_string(), &granted.segment))?;
-    if queue {
-        consumer.ignore_drops();
-    }
-    Ok(SubRing {
-        id: granted.ring.ring_id,
-        consumer,
-        removed: false,
-        segment: granted.segment,
-    })
 }
 
 impl ShmSubscription {

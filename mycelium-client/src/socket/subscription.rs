@@ -3,7 +3,7 @@
 //! - The connection's reader task pushes whole batches of payloads into a shared queue under one
 //!   lock; the subscription swaps the whole queue out when its local batch is empty, so each
 //!   message costs no lock and no allocation (payloads are slices of the read buffer).
-//! - The shared queue is bounded by [`SUBSCRIPTION_BUFFER`]: past it the reader stops reading
+//! - The shared queue is bounded by [`SUBSCRIPTION_BUFFER`](crate::SUBSCRIPTION_BUFFER): past it the reader stops reading
 //!   the socket, which pushes back to the broker and on to publishers per the topic's policy.
 //! - Queue topics: credit is returned to the broker as the application takes messages, half the
 //!   prefetch at a time, so a consumer that stops taking stops receiving.
@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -24,97 +24,10 @@ use futures_core::Stream;
 use mycelium_transport::{
     Frame, Message, Receive, RecvError, RoutingKind, SubscriptionEnd, TryRecvError,
 };
-use tokio::sync::Notify;
 
 use crate::error::{ClientError, RequestError};
-use crate::handle::Shared;
-
-/// Messages a subscription may hold un-taken before the connection stops reading the socket.
-pub const SUBSCRIPTION_BUFFER: usize = 64 * 1024;
-
-#[derive(Debug, Default)]
-struct QueueState {
-    items: VecDeque<Bytes>,
-    /// Set when the subscription ends; `None` inside means a clean end (unsubscribed).
-    ended: Option<Option<ClientError>>,
-    waker: Option<Waker>,
-    /// The reader is waiting for the application to take messages.
-    space_wanted: bool,
-}
-
-/// The half of a subscription shared with the connection's reader task.
-#[derive(Debug, Default)]
-pub(crate) struct SubscriptionQueue {
-    state: Mutex<QueueState>,
-    /// Messages the broker dropped for this subscription (its `Lagged` notices), in all.
-    missed: std::sync::atomic::AtomicU64,
-    /// Wakes the reader task when the application has taken messages.
-    space: Notify,
-}
-
-impl SubscriptionQueue {
-    fn lock(&self) -> MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Appends a batch; called by the reader task.
-    pub(crate) fn push(&self, batch: impl IntoIterator<Item = Bytes>) {
-        let mut state = self.lock();
-        if state.ended.is_some() {
-            return;
-        }
-        state.items.extend(batch);
-        let waker = state.waker.take();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-
-    /// Counts messages the broker says it dropped for this subscription, and wakes a task
-    /// waiting in [`SocketSubscription::recv`].
-    pub(crate) fn lagged(&self, skipped: u64) {
-        // Counted before the waker is taken under the lock: a poll that registered its waker
-        // (under the lock) before this either sees the count or is woken.
-        self.missed
-            .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
-        let waker = self.lock().waker.take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-
-    /// Waits until the application has room for more; called by the reader task.
-    pub(crate) async fn wait_for_room(&self) {
-        loop {
-            let notified = self.space.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut state = self.lock();
-                if state.items.len() < SUBSCRIPTION_BUFFER || state.ended.is_some() {
-                    return;
-                }
-                state.space_wanted = true;
-            }
-            notified.await;
-        }
-    }
-
-    /// Ends the subscription; queued messages are still handed out first.
-    pub(crate) fn end(&self, error: Option<ClientError>) {
-        let mut state = self.lock();
-        if state.ended.is_none() {
-            state.ended = Some(error);
-        }
-        let waker = state.waker.take();
-        drop(state);
-        self.space.notify_waiters();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-}
+use crate::socket::connection::Shared;
+use crate::socket::queue::SubscriptionQueue;
 
 /// A live subscription over the socket; see the module docs.
 #[derive(Debug)]
