@@ -406,7 +406,7 @@ pub fn classify_first_frame(decided: Result<Greeting, Refusal>, shm_enabled: boo
     }
 }
 
-/// What a client makes of the broker's first frame (`client/handle.rs`, `handshake`, and the
+/// What a client makes of the broker's first frame (`mycelium-client/src/socket/handshake.rs`, and the
 /// shared-memory client's `take_handshake_answer`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WelcomeAnswer {
