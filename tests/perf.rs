@@ -533,7 +533,7 @@ fn idle_connection_and_subscriber_memory() {
     let broker = TestBroker::start_with(server, &common::fanout("t"));
     let base = rss(broker.pid());
     let idle: Vec<_> = (0..N)
-        .map(|_| common::handshaken(&broker.socket, None))
+        .map(|_| common::raw::handshaken(&broker.socket, None))
         .collect();
     let with_idle = rss(broker.pid());
     println!(
@@ -558,7 +558,7 @@ fn subscriber_memory(server: &str, env: &[(&str, &str)]) {
     println!("broker environment: {env:?}");
     let base = rss(broker.pid());
     let subscribers: Vec<_> = (0..N)
-        .map(|_| common::handshaken(&broker.socket, Some("t")))
+        .map(|_| common::raw::handshaken(&broker.socket, Some("t")))
         .collect();
     let with_subscribers = rss(broker.pid());
     println!(

@@ -33,7 +33,6 @@ fn header_error(bytes: &[u8], limit: usize) -> ErrorCode {
     }
 }
 
-
 /// Sends `bytes` as the first thing on a new connection and expects the fatal error the header
 /// rules give for them.
 fn assert_refused_before_handshake(broker: &TestBroker, name: &str, bytes: &[u8]) {

@@ -14,7 +14,6 @@ fn header_only(len: u32, version: u8, frame_kind: u8) -> Vec<u8> {
     buf
 }
 
-
 #[test]
 fn a_length_over_the_handshake_limit_is_refused_without_waiting_for_the_body() {
     let broker = start_broker();

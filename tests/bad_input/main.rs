@@ -22,14 +22,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod garbage;
-mod header;
-mod handshake;
 mod body;
-mod vanishing_peers;
+mod garbage;
+mod handshake;
+mod header;
 mod limits;
-
-
+mod vanishing_peers;
 
 use std::io::Write;
 use std::process::Stdio;
@@ -41,8 +39,8 @@ use common::{wait_until, TestBroker};
 use mycelium_client::{Client, Subscription};
 use mycelium_transport::handshake::Opening;
 use mycelium_transport::{
-    kind, ConfigStatus, ErrorCode, Frame, ReloadOutcome, RoutingKind,
-    TopicStats, HANDSHAKE_MAX_FRAME_LEN, NO_TOPIC, PROTOCOL_VERSION,
+    kind, ConfigStatus, ErrorCode, Frame, ReloadOutcome, RoutingKind, TopicStats,
+    HANDSHAKE_MAX_FRAME_LEN, NO_TOPIC, PROTOCOL_VERSION,
 };
 use uuid::Uuid;
 

@@ -27,19 +27,17 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod fanout;
-mod queue;
-mod backpressure;
-mod lossy_topics;
-mod large_messages;
-mod crashes;
-mod hostile_peers;
 mod async_client;
-mod limits;
+mod backpressure;
 mod bench;
+mod crashes;
+mod fanout;
+mod hostile_peers;
+mod large_messages;
+mod limits;
+mod lossy_topics;
+mod queue;
 mod session_end;
-
-
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -49,9 +47,7 @@ use common::raw::RawConnection;
 use common::{fanout, spawn_sub, wait_until, TestBroker, DEADLINE};
 use mycelium_client::blocking;
 use mycelium_client::{PublishError, RecvError, RecvTimeoutError, ShmOptions};
-use mycelium_transport::{
-    ErrorCode, Frame, ShmRole,
-};
+use mycelium_transport::{ErrorCode, Frame, ShmRole};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
