@@ -1,6 +1,11 @@
 //! Shared helpers for the integration tests: build and locate the `mycelium` binary, start a
 //! real broker process on a private socket, run client processes, wait on conditions with
-//! deadlines (never sleep-as-synchronisation).
+//! deadlines (never sleep-as-synchronisation). Which test binary holds which feature:
+//! `tests/README.md`.
+//!
+//! - [`raw`]: the raw-protocol client, for tests that speak bytes to the broker.
+//! - [`pubsub_support`]: short-lived CLI commands with a deadline, `mycelium pub` fed from a
+//!   thread, `mycelium stats --json`, a subscriber's output read to its end.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -318,13 +323,8 @@ impl Drop for SubProcess {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Helpers added for tests/pubsub.rs: running short-lived CLI commands with a deadline, feeding
-// `mycelium pub` from a thread, reading `mycelium stats --json`, and reading a subscriber's
-// output to its end. Kept in their own module so that names cannot clash with other additions.
-// ---------------------------------------------------------------------------------------------
-
-/// Helpers for tests/pubsub.rs.
+/// Running short-lived CLI commands with a deadline, feeding `mycelium pub` from a thread,
+/// reading `mycelium stats --json`, and reading a subscriber's output to its end.
 pub mod pubsub_support {
     use std::io::{Read, Write};
     use std::process::{Child, Command, ExitStatus, Stdio};

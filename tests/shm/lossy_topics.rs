@@ -511,10 +511,9 @@ fn check_burst_lines(lines: &[String], first: u64) {
 
 #[test]
 fn on_a_drop_newest_topic_a_stopped_shm_subscriber_is_told_of_drops_at_the_end_of_a_burst() {
-    // Issue 12, defect 6, over shared memory: a burst into a ring that a stopped subscriber
-    // holds full ends in drops with nothing published after them. Resumed, the subscriber
-    // reads what the ring held and must then be told of the rest at once (it used to be told
-    // only with a later message, which never came). The deadline is "for ever", so the
+    // A burst into a ring that a stopped subscriber holds full ends in drops with nothing
+    // published after them. Resumed, the subscriber reads what the ring held and must then be
+    // told of the rest at once, not only with a later message, which may never come. The deadline is "for ever", so the
     // watchdog does not detach the stopped subscriber.
     const TOTAL: u64 = 2000;
     let broker = TestBroker::start(&format!(
