@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::pubsub_support::topic_counter;
