@@ -4,77 +4,26 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
 use common::pubsub_support::topic_counter;
-use common::{block_on, fanout, spawn_sub, wait_until, TestBroker, DEADLINE};
+use common::raw::RawConnection;
+use common::{block_on, fanout, spawn_sub, wait_until, TestBroker};
 use mycelium_client::Client;
-use mycelium_transport::{encode_frame, peek_frame, ErrorCode, Frame};
+use mycelium_transport::{ErrorCode, Frame};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// Heartbeats every 100 ms, two misses allowed: a dead peer goes within ~300 ms.
 const FAST_HEARTBEAT: &str = "heartbeat_interval_ms = 100\nheartbeat_misses = 2";
 
-/// A raw connection that completes the handshake and then answers nothing.
-struct Silent {
-    stream: UnixStream,
-    buf: BytesMut,
-}
-
-impl Silent {
-    fn connect(socket: &std::path::Path) -> Silent {
-        let mut stream = UnixStream::connect(socket).expect("connect");
-        let mut out = BytesMut::new();
-        encode_frame(
-            &Frame::Hello {
-                client_id: uuid::Uuid::new_v4(),
-                name: "silent".into(),
-            },
-            &mut out,
-        )
-        .expect("encode");
-        stream.write_all(&out).expect("hello");
-        let mut silent = Silent {
-            stream,
-            buf: BytesMut::new(),
-        };
-        assert!(matches!(silent.next(), Some(Frame::Welcome { .. })));
-        silent
-    }
-
-    /// The next frame, or `None` at the end of the stream; fails after [`DEADLINE`].
-    fn next(&mut self) -> Option<Frame> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some((view, used)) = peek_frame(&self.buf, usize::MAX).expect("valid header") {
-                let frame = view.to_frame().expect("valid frame");
-                self.buf.advance(used);
-                return Some(frame);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no frame from the broker in time");
-            self.stream.set_read_timeout(Some(left)).expect("timeout");
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(error) => panic!("reading from the broker: {error}"),
-            }
-        }
-    }
-}
-
 /// Connects, answers nothing, and checks that the broker pings exactly `heartbeat_misses`
 /// (2) times, then drops the connection with `HeartbeatTimeout`.
 fn watch_silent_connection(socket: &std::path::Path) {
-    let mut silent = Silent::connect(socket);
+    let mut silent = RawConnection::open(socket, "silent");
     let mut pings = 0;
     let end = loop {
-        match silent.next() {
+        match silent.next_frame() {
             Some(Frame::Ping { .. }) => pings += 1,
             Some(other) => break other,
             None => panic!("closed without saying why"),
@@ -94,7 +43,10 @@ fn watch_silent_connection(socket: &std::path::Path) {
         other => panic!("expected HeartbeatTimeout, got {other:?}"),
     }
     assert_eq!(pings, 2, "pinged exactly heartbeat_misses times");
-    assert!(silent.next().is_none(), "then the connection is closed");
+    assert!(
+        silent.next_frame().is_none(),
+        "then the connection is closed"
+    );
 }
 
 #[test]

@@ -177,7 +177,7 @@ fn a_broker_whose_stderr_reader_stopped_reading_goes_on_serving() {
     let client_socket = socket.clone();
     std::thread::spawn(move || {
         for _ in 0..CONNECTIONS {
-            drop(common::handshaken(&client_socket, None));
+            drop(common::raw::handshaken(&client_socket, None));
         }
         let served = common::block_on(async {
             let client = mycelium_client::Client::connect(&client_socket).await?;

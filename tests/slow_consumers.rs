@@ -90,8 +90,8 @@ fn drop_oldest_tells_a_stalled_subscriber_exactly_how_many_it_missed() {
     a_stalled_subscriber_is_told_exactly_how_many_it_missed("drop_oldest");
 }
 
-/// Issue 12, defect 6: a subscriber that loses the end of a burst is told at once, not when
-/// (if ever) another message comes. As in the issue: `mycelium sub` is stopped (SIGSTOP)
+/// A subscriber that loses the end of a burst is told at once, not when (if ever) another
+/// message comes: otherwise it never learns of the loss. `mycelium sub` is stopped (SIGSTOP)
 /// during a burst and continued after it; with nothing published after the burst, it must
 /// print every kept message and `lagged: N` lines that add up to the burst. (A subscriber in
 /// this process would go on reading into its client's queue, and its losses would not fall

@@ -1,12 +1,19 @@
 //! Shared helpers for the integration tests: build and locate the `mycelium` binary, start a
 //! real broker process on a private socket, run client processes, wait on conditions with
-//! deadlines (never sleep-as-synchronisation).
+//! deadlines (never sleep-as-synchronisation). Which test binary holds which feature:
+//! `tests/README.md`.
+//!
+//! - [`raw`]: the raw-protocol client, for tests that speak bytes to the broker.
+//! - [`pubsub_support`]: short-lived CLI commands with a deadline, `mycelium pub` fed from a
+//!   thread, `mycelium stats --json`, a subscriber's output read to its end.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+pub mod raw;
 
 /// How long any single wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -316,13 +323,8 @@ impl Drop for SubProcess {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Helpers added for tests/pubsub.rs: running short-lived CLI commands with a deadline, feeding
-// `mycelium pub` from a thread, reading `mycelium stats --json`, and reading a subscriber's
-// output to its end. Kept in their own module so that names cannot clash with other additions.
-// ---------------------------------------------------------------------------------------------
-
-/// Helpers for tests/pubsub.rs.
+/// Running short-lived CLI commands with a deadline, feeding `mycelium pub` from a thread,
+/// reading `mycelium stats --json`, and reading a subscriber's output to its end.
 pub mod pubsub_support {
     use std::io::{Read, Write};
     use std::process::{Child, Command, ExitStatus, Stdio};
@@ -504,49 +506,6 @@ pub fn allow_fds(fds: u64) {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("RLIMIT_NOFILE");
     if soft < fds {
         setrlimit(Resource::RLIMIT_NOFILE, fds.min(hard), hard).expect("raising RLIMIT_NOFILE");
-    }
-}
-
-/// A raw connection past its handshake (subscribed to `topic` if given) whose broker-side
-/// reader has handled a frame: the `Pong` of a `Ping` sent after the rest was read.
-pub fn handshaken(socket: &Path, topic: Option<&str>) -> std::os::unix::net::UnixStream {
-    use mycelium_transport::{encode_frame, peek_frame, Frame};
-    use std::io::Write;
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
-    stream
-        .set_read_timeout(Some(DEADLINE))
-        .expect("read timeout");
-    let mut out = bytes::BytesMut::new();
-    let hello = Frame::Hello {
-        client_id: uuid::Uuid::new_v4(),
-        name: "raw".into(),
-    };
-    encode_frame(&hello, &mut out).expect("hello");
-    if let Some(topic) = topic {
-        let subscribe = Frame::Subscribe {
-            request_id: 1,
-            prefetch: 0,
-            topic: topic.into(),
-        };
-        encode_frame(&subscribe, &mut out).expect("subscribe");
-    }
-    encode_frame(&Frame::Ping { token: 7 }, &mut out).expect("ping");
-    stream.write_all(&out).expect("write");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let mut rest = &buf[..];
-        while let Some((view, used)) = peek_frame(rest, usize::MAX).expect("valid frames") {
-            match view.to_frame().expect("a frame") {
-                Frame::Pong { .. } => return stream,
-                Frame::Error { message, .. } => panic!("refused: {message}"),
-                _ => {}
-            }
-            rest = &rest[used..];
-        }
-        let n = stream.read(&mut chunk).expect("an answer in time");
-        assert!(n > 0, "the broker closed the connection");
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 

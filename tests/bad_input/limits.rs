@@ -2,14 +2,16 @@
 //! connections hold little; and sockets that never finish their handshake cannot lock
 //! clients out.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::time::Duration;
 
-use common::{block_on, fanout, rss_kib, wait_until, TestBroker};
+use crate::common::raw::{encoded, handshaken, hello, RawConnection};
+use crate::common::{block_on, fanout, rss_kib, wait_until, TestBroker};
 use mycelium_client::Client;
-use mycelium_transport::{encode_frame, ErrorCode, Frame};
+use mycelium_transport::handshake::Opening;
+use mycelium_transport::{ErrorCode, Frame};
 
 #[test]
 fn replies_to_a_peer_that_never_reads_stay_bounded() {
@@ -24,21 +26,13 @@ fn replies_to_a_peer_that_never_reads_stay_bounded() {
     let broker = TestBroker::start(&topics);
     let before = rss_kib(broker.pid());
 
-    let mut raw = std::os::unix::net::UnixStream::connect(&broker.socket).expect("connect");
-    let mut out = bytes::BytesMut::new();
-    encode_frame(
-        &Frame::Hello {
-            client_id: uuid::Uuid::new_v4(),
-            name: "silent".into(),
-        },
-        &mut out,
-    )
-    .expect("hello");
+    let mut raw = RawConnection::connect(&broker.socket, "silent")
+        .within(Duration::from_secs(2))
+        .into_stream();
+    let mut out = encoded(&hello(Opening::Messages, "silent"));
     for request_id in 1..=60_000u32 {
-        encode_frame(&Frame::StatsRequest { request_id }, &mut out).expect("stats request");
+        out.extend(encoded(&Frame::StatsRequest { request_id }));
     }
-    raw.set_write_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
     // The broker stops reading once its answers back up, so this write may only partly
     // succeed: that is the point.
     let _ = raw.write_all(&out);
@@ -68,10 +62,10 @@ fn replies_to_a_peer_that_never_reads_stay_bounded() {
     drop(raw);
 }
 
-/// Issue 12: 1 000 local sockets that connect and send nothing once filled `max_connections`,
-/// and every client was refused until they timed out (30 s, renewable). Now they count
-/// against a handshake budget of their own, the oldest given up for a newer socket, and a
-/// client that sends its `Hello` at once gets in while they sit there.
+/// 1 000 local sockets that connect and send nothing must not fill `max_connections`: they
+/// count against a handshake budget of their own, the oldest given up (with
+/// `HandshakeTimeout`) for a newer socket, and a client that sends its `Hello` at once gets in
+/// while they sit there. Otherwise any local process could lock every client out.
 #[test]
 fn sockets_that_never_finish_their_handshake_do_not_lock_clients_out() {
     const SILENT: usize = 1000;
@@ -82,8 +76,8 @@ fn sockets_that_never_finish_their_handshake_do_not_lock_clients_out() {
         "max_connections = 100\nconnection_timeout_ms = 600000",
         &fanout("t"),
     );
-    let mut silent: Vec<std::os::unix::net::UnixStream> = (0..SILENT)
-        .map(|_| std::os::unix::net::UnixStream::connect(&broker.socket).expect("connect"))
+    let mut silent: Vec<RawConnection> = (0..SILENT)
+        .map(|i| RawConnection::connect(&broker.socket, &format!("silent-{i}")))
         .collect();
     // The broker accepts in connection order: every silent socket is accepted before the
     // client below.
@@ -101,16 +95,7 @@ fn sockets_that_never_finish_their_handshake_do_not_lock_clients_out() {
         client.close().await.expect("close");
     });
     // The oldest silent socket was given up, and told why.
-    let oldest = &mut silent[0];
-    oldest
-        .set_read_timeout(Some(common::DEADLINE))
-        .expect("read timeout");
-    let mut answer = Vec::new();
-    let _ = std::io::Read::read_to_end(oldest, &mut answer);
-    let frame = mycelium_transport::peek_frame(&answer, usize::MAX)
-        .ok()
-        .flatten()
-        .and_then(|(view, _)| view.to_frame().ok());
+    let frame = silent[0].next_frame();
     match frame {
         Some(Frame::Error { code, message, .. }) => {
             assert_eq!(code, ErrorCode::HandshakeTimeout, "{message}");
@@ -121,10 +106,9 @@ fn sockets_that_never_finish_their_handshake_do_not_lock_clients_out() {
     drop(silent);
 }
 
-/// Issue 12: 1 000 idle connections cost 278 MB of broker RSS, a 256 KiB read buffer each.
-/// The target is 32 KiB each; this allows twice that, so it is not a measurement (that is
-/// `idle_connection_and_subscriber_memory` in tests/perf.rs) but fails on a buffer of that
-/// size per connection.
+/// 1 000 idle connections hold little broker memory. The target is 32 KiB each; this allows
+/// twice that, so it is not a measurement (that is `idle_connection_and_subscriber_memory` in
+/// tests/perf.rs) but fails on a per-connection read buffer of hundreds of KiB.
 #[test]
 fn a_thousand_idle_connections_hold_little_broker_memory() {
     const CONNECTIONS: usize = 1000;
@@ -132,7 +116,7 @@ fn a_thousand_idle_connections_hold_little_broker_memory() {
     let broker = TestBroker::start_with("max_connections = 2000", &fanout("t"));
     let before = rss_kib(broker.pid());
     let idle: Vec<_> = (0..CONNECTIONS)
-        .map(|_| common::handshaken(&broker.socket, None))
+        .map(|_| handshaken(&broker.socket, None))
         .collect();
     let grown = rss_kib(broker.pid()).saturating_sub(before);
     let per_connection = grown / CONNECTIONS as u64;

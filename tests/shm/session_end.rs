@@ -8,15 +8,15 @@
 //!
 //! Every wait is on a condition with a deadline; nothing here sleeps to synchronise.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::pubsub_support::stats_json;
-use common::{fanout, spawn_sub, wait_child, wait_until, TestBroker, DEADLINE};
+use crate::common::pubsub_support::stats_json;
+use crate::common::{fanout, spawn_sub, wait_child, wait_until, TestBroker, DEADLINE};
 use mycelium_client::blocking::LOOK_EVERY;
 use mycelium_client::{
     Client, ClientOptions, PublishError, RecvError, RecvTimeoutError, SubscriptionEnd, Transport,
@@ -175,7 +175,7 @@ impl Drop for LoggedSubscriber {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Issue 12, defect 3: a shared-memory publisher must learn that the broker died.
+// The broker dies under a shared-memory publisher: the publisher says so, soon.
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -410,7 +410,7 @@ fn shm_subscriptions_end_with_broker_gone_when_the_broker_dies() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The same class: an attachment the broker ended (a reload removed its topic).
+// An attachment the broker ended (a reload removed its topic): the client is told why.
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -469,8 +469,8 @@ fn the_shm_cli_publisher_of_a_removed_topic_exits_1_with_the_reason() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Issue 12, defect 5: a subscriber the broker detached while it was stopped reports the
-// broker's reason on SIGCONT, not the freed slot it meets first.
+// A subscriber the broker detached while it was stopped reports the broker's reason on
+// SIGCONT, not the freed slot it meets first.
 // ---------------------------------------------------------------------------------------------
 
 #[test]

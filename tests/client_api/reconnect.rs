@@ -2,12 +2,10 @@
 //! hang; the reconnecting subscription and publisher come back on their own; the restarted
 //! broker replaces the dead one's socket file without manual cleanup.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{block_on, fanout, mycelium_bin, wait_until, TestBroker};
+use crate::common::{block_on, fanout, mycelium_bin, wait_until, TestBroker};
 use mycelium_client::Client;
 use mycelium_client::{
     Backoff, ConnectError, ConnectionEvent, ReconnectingPublisher, ReconnectingSubscription,

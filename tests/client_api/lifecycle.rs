@@ -1,11 +1,9 @@
 //! The client library's lifecycle under pressure: subscriptions dropped or unsubscribed while
 //! full must not wedge the connection they share.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{wait_until, TestBroker};
+use crate::common::{wait_until, TestBroker};
 use mycelium_client::{Client, ClientOptions, SUBSCRIPTION_BUFFER};
 
 const TOPICS: &str = "[[topics]]\nname = \"t\"\nrouting = \"fanout\"\nbuffer_size = 200000\n\

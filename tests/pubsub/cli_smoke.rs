@@ -1,8 +1,8 @@
 //! The README's first steps, as a new user runs them: pub/sub through the CLI.
 
-mod common;
+use crate::common;
 
-use common::{spawn_sub, TestBroker};
+use crate::common::{spawn_sub, TestBroker};
 
 #[test]
 fn a_line_published_with_the_cli_reaches_a_cli_subscriber() {

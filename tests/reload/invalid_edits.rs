@@ -1,0 +1,122 @@
+//! An invalid edit changes nothing, and the broker reports it by file, line and field.
+
+use super::*;
+
+#[test]
+fn an_invalid_edit_changes_nothing_and_the_broker_reports_file_line_and_field() {
+    let good = format!(
+        "{}{}",
+        fanout("a"),
+        topic_with("b", "queue", "prefetch = 8")
+    );
+    let broker = TestBroker::start(&good);
+    let mut sub = spawn_sub(&broker, "a", &[]);
+    let cases = [
+        // A TOML syntax error.
+        (
+            format!("{good}[[topics]\nname = \"c\"\n"),
+            "broker.toml:",
+            "",
+        ),
+        // An unknown field.
+        (
+            format!("{good}[[topics]]\nname = \"c\"\nrouting = \"fanout\"\nbufer_size = 5\n"),
+            "topics[2].bufer_size: unknown field `bufer_size`",
+            "broker.toml:14:",
+        ),
+        // A duplicate topic.
+        (
+            format!("{good}{}", fanout("a")),
+            "topics[2].name: duplicate topic name `a`",
+            "broker.toml:12:",
+        ),
+        // Zero where more is needed.
+        (
+            format!(
+                "{}{}",
+                fanout("a"),
+                topic_with("b", "queue", "buffer_size = 0")
+            ),
+            "topics[1].buffer_size: must be greater than 0",
+            "broker.toml:",
+        ),
+    ];
+    let start_generation = generation(&broker);
+    for (n, (text, expected, located)) in cases.iter().enumerate() {
+        let attempts = reloads(&broker);
+        std::fs::write(&broker.config, broker.config_text(text)).expect("write");
+        let status = wait_for_attempt_after(&broker, attempts);
+        assert_eq!(status["last_reload_failed"], true, "case {n}: {status}");
+        let errors = lines(&status, "last_error").join("\n");
+        assert!(errors.contains(expected), "case {n}: {errors}");
+        assert!(errors.contains(located), "case {n}: {errors}");
+        assert!(
+            errors.contains(&broker.config.display().to_string()),
+            "case {n}: the error names the file: {errors}"
+        );
+        assert_eq!(
+            status["generation"].as_u64(),
+            Some(start_generation),
+            "case {n}: an invalid file must change nothing"
+        );
+        // `mycelium check` prints the same diagnostics without the broker.
+        let check = run_to_end(
+            broker
+                .cmd()
+                .arg("check")
+                .arg("--config")
+                .arg(&broker.config),
+        );
+        assert!(!check.status.success(), "case {n}: check must fail");
+        assert_eq!(check.stdout.trim_end(), errors, "case {n}");
+        // `mycelium reload` says so too, and exits 1.
+        let reload = run_to_end(broker.cmd().arg("reload"));
+        assert_eq!(reload.status.code(), Some(1), "case {n}: {}", reload.stdout);
+        assert!(
+            reload.stdout.contains(expected),
+            "case {n}: {}",
+            reload.stdout
+        );
+        // The broker keeps serving on the last good config.
+        let out = run_to_end(broker.cmd().args(["pub", "a", &format!("still-{n}")]));
+        assert!(out.status.success(), "{}", out.stderr);
+        assert_eq!(sub.take_lines(1), [format!("still-{n}")]);
+    }
+    let status = stats_json(&broker);
+    let names: BTreeSet<&str> = status["topics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["a", "b"]));
+    // A client that finds the broker through the (now invalid) file still reaches it.
+    let found = run_to_end(
+        broker
+            .cmd()
+            .env_remove("MYCELIUM_SOCKET")
+            .args(["stats", "--config"])
+            .arg(&broker.config),
+    );
+    assert!(found.status.success(), "{}", found.stderr);
+    assert!(found.stderr.contains("is invalid"), "{}", found.stderr);
+    assert!(
+        found.stdout.contains("last reload FAILED"),
+        "{}",
+        found.stdout
+    );
+    // Fixing the file applies it, and clears the failure.
+    let before = generation(&broker);
+    broker.rewrite_config(&format!("{good}{}", fanout("c")));
+    let status = wait_for_generation_after(&broker, before);
+    assert_eq!(status["last_reload_failed"], false, "{status}");
+    assert_eq!(status["last_change"], "+topic c");
+    let text = run_to_end(broker.cmd().arg("stats"));
+    assert!(
+        text.stdout.contains("last change: +topic c"),
+        "{}",
+        text.stdout
+    );
+    assert!(!text.stdout.contains("FAILED"), "{}", text.stdout);
+    assert!(sub.child.try_wait().expect("try_wait").is_none());
+}
