@@ -455,6 +455,7 @@ enum Inside {
 }
 
 impl Subscription {
+    #[inline]
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, RecvError>> {
         match &mut self.inner {
             Inside::Socket(subscription) => subscription.poll_recv(cx),
@@ -471,6 +472,7 @@ impl Subscription {
     }
 
     /// The next message if one is ready, without waiting.
+    #[inline]
     pub fn try_recv(&mut self) -> Result<Message, TryRecvError> {
         match &mut self.inner {
             Inside::Socket(subscription) => subscription.try_recv(),
@@ -566,7 +568,14 @@ impl Publisher {
     /// workers) while the ring is full.
     pub async fn publish(&self, payload: &[u8]) -> Result<(), PublishError> {
         match &self.inner {
-            PublisherInside::Socket(publisher) => Ok(publisher.publish(payload).await?),
+            PublisherInside::Socket(publisher) => {
+                // Queued at once when the outgoing queue has room, the common case: no
+                // future below this one is made, polled or dropped for it.
+                if publisher.try_publish(payload)? {
+                    return Ok(());
+                }
+                Ok(publisher.publish(payload).await?)
+            }
             PublisherInside::Shm(publisher) => Ok(publisher.publish(payload).await?),
         }
     }

@@ -72,5 +72,5 @@ pub use frame::{
     NO_REQUEST, NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
 };
 pub use handshake::{ClientHandshake, ServerHandshake};
-pub use message::Message;
+pub use message::{Message, TopicName};
 pub use receive::{Receive, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError};

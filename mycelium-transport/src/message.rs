@@ -3,8 +3,10 @@
 //! - The same [`Message`] comes out of a socket subscription, a shared-memory subscription
 //!   (blocking or async) and an in-process subscription: the topic it was published on and
 //!   its payload, exactly as published.
-//! - Cloning is cheap: the payload is reference-counted [`Bytes`] and the topic name an
-//!   `Arc<str>` shared by every message of one subscription.
+//! - Cloning is cheap: the payload is reference-counted [`Bytes`], and the topic a
+//!   [`TopicName`]: a name of up to [`TopicName::INLINE_LEN`] bytes is copied inline (no
+//!   reference count to touch per message: a subscription hands out millions a second), a
+//!   longer one is an `Arc<str>` shared by every message of one subscription.
 //! - The fields are private so that headers and ids can join without breaking callers.
 //!
 //! ```
@@ -23,13 +25,13 @@ use bytes::Bytes;
 /// One received message: its topic and its payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    topic: Arc<str>,
+    topic: TopicName,
     payload: Bytes,
 }
 
 impl Message {
-    /// A message on `topic` (an `Arc<str>` is shared, not copied) carrying `payload`.
-    pub fn new(topic: impl Into<Arc<str>>, payload: impl Into<Bytes>) -> Message {
+    /// A message on `topic` carrying `payload`.
+    pub fn new(topic: impl Into<TopicName>, payload: impl Into<Bytes>) -> Message {
         Message {
             topic: topic.into(),
             payload: payload.into(),
@@ -38,6 +40,11 @@ impl Message {
 
     /// The topic the message was published on.
     pub fn topic(&self) -> &str {
+        self.topic.as_str()
+    }
+
+    /// The topic's name as the message holds it (cheap to clone).
+    pub fn topic_name(&self) -> &TopicName {
         &self.topic
     }
 
@@ -62,5 +69,145 @@ impl std::ops::Deref for Message {
 impl AsRef<[u8]> for Message {
     fn as_ref(&self) -> &[u8] {
         &self.payload
+    }
+}
+
+/// A topic's name, cheap to clone: short names inline, long ones shared.
+///
+/// Topic names are at most 255 bytes; most are short (`market_data`, `orders.eu`). A clone of
+/// an inline name copies a few bytes and touches no shared counter, so handing one out with
+/// every message costs no atomic operation; a longer name costs one reference count.
+#[derive(Clone)]
+pub struct TopicName(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline(InlineName),
+    Shared(Arc<str>),
+}
+
+/// A short name's bytes and length, aligned so that a copy is three word moves.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct InlineName {
+    bytes: [u8; TopicName::INLINE_LEN],
+    len: u8,
+}
+
+impl TopicName {
+    /// The longest name kept inline.
+    pub const INLINE_LEN: usize = 23;
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Only whole `str`s are copied in (see `From<&str>`), so this never fails; an
+            // empty name would be the answer if it did.
+            Repr::Inline(name) => {
+                std::str::from_utf8(&name.bytes[..usize::from(name.len)]).unwrap_or_default()
+            }
+            Repr::Shared(name) => name,
+        }
+    }
+}
+
+impl From<&str> for TopicName {
+    fn from(name: &str) -> TopicName {
+        match u8::try_from(name.len()) {
+            Ok(len) if name.len() <= TopicName::INLINE_LEN => {
+                let mut bytes = [0u8; TopicName::INLINE_LEN];
+                bytes[..name.len()].copy_from_slice(name.as_bytes());
+                TopicName(Repr::Inline(InlineName { bytes, len }))
+            }
+            _ => TopicName(Repr::Shared(Arc::from(name))),
+        }
+    }
+}
+
+impl From<String> for TopicName {
+    fn from(name: String) -> TopicName {
+        TopicName::from(name.as_str())
+    }
+}
+
+impl From<Arc<str>> for TopicName {
+    fn from(name: Arc<str>) -> TopicName {
+        if name.len() <= TopicName::INLINE_LEN {
+            TopicName::from(&*name)
+        } else {
+            TopicName(Repr::Shared(name))
+        }
+    }
+}
+
+impl std::ops::Deref for TopicName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for TopicName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for TopicName {
+    fn eq(&self, other: &TopicName) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for TopicName {}
+
+impl std::hash::Hash for TopicName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::fmt::Debug for TopicName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for TopicName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_names_read_back_whole() {
+        for name in [
+            "",
+            "t",
+            "market_data",
+            "exactly.twenty-two.by",
+            "é漢字",
+            &"x".repeat(255),
+        ] {
+            let topic = TopicName::from(name);
+            assert_eq!(topic.as_str(), name);
+            assert_eq!(topic.clone().as_str(), name);
+            assert_eq!(TopicName::from(Arc::<str>::from(name)).as_str(), name);
+            assert_eq!(Message::new(name, &b"p"[..]).topic(), name);
+        }
+    }
+
+    #[test]
+    fn names_compare_by_their_text_whatever_their_form() {
+        let long = "y".repeat(40);
+        assert_eq!(
+            TopicName::from(long.as_str()),
+            TopicName::from(Arc::<str>::from(long.as_str()))
+        );
+        assert_ne!(TopicName::from("a"), TopicName::from("b"));
     }
 }

@@ -59,7 +59,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mycelium_transport::shm::{wait_any, ReadError, RingConsumer};
-use mycelium_transport::{Message, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError};
+use mycelium_transport::{
+    Message, RecvError, RecvTimeoutError, SubscriptionEnd, TopicName, TryRecvError,
+};
 
 use crate::error::ClientError;
 use crate::shm::control::{GrantedRing, RingNews};
@@ -103,7 +105,7 @@ const MAX_SLEEP: Duration = Duration::from_millis(100);
 pub(crate) struct ShmSubscription {
     session: Arc<Session>,
     /// Shared by every message handed out.
-    topic: Arc<str>,
+    topic: TopicName,
     topic_id: u32,
     attachment: u32,
     /// A queue topic: keep only the frames addressed to this subscription's slots.
@@ -169,7 +171,7 @@ impl ShmSubscription {
         };
         Ok(ShmSubscription {
             session,
-            topic: Arc::from(topic),
+            topic: TopicName::from(topic),
             topic_id,
             attachment,
             queue,

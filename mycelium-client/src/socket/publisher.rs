@@ -43,6 +43,7 @@ impl SocketPublisher {
 
     /// Queues one message if the outgoing queue has room now; `false` (nothing queued) when
     /// it has not.
+    #[inline]
     pub(crate) fn try_publish(&self, payload: &[u8]) -> Result<bool, ClientError> {
         if payload.len() > self.info.max_message_size {
             return Err(ClientError::MessageTooLarge {

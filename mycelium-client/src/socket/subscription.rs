@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use futures_core::Stream;
 use mycelium_transport::{
-    Frame, Message, Receive, RecvError, RoutingKind, SubscriptionEnd, TryRecvError,
+    Frame, Message, Receive, RecvError, RoutingKind, SubscriptionEnd, TopicName, TryRecvError,
 };
 
 use crate::error::{ClientError, RequestError};
@@ -35,7 +35,7 @@ pub(crate) struct SocketSubscription {
     shared: Arc<Shared>,
     queue: Arc<SubscriptionQueue>,
     /// Shared by every message handed out.
-    topic: Arc<str>,
+    topic: TopicName,
     topic_id: u32,
     routing: RoutingKind,
     /// Swapped out of the shared queue; handed out without locking.
@@ -66,7 +66,7 @@ impl SocketSubscription {
         SocketSubscription {
             shared,
             queue,
-            topic: Arc::from(topic),
+            topic: TopicName::from(topic),
             topic_id,
             routing,
             local: VecDeque::new(),
@@ -99,6 +99,7 @@ impl SocketSubscription {
     /// a loss at the end of a burst, which no message follows, is heard of without waiting
     /// for one. (Messages received after the report may be handed out before it, when they
     /// arrived together.)
+    #[inline]
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, RecvError>> {
         match self.next(Some(cx.waker())) {
             Err(TryRecvError::Empty) => Poll::Pending,
@@ -115,31 +116,48 @@ impl SocketSubscription {
     }
 
     /// The next message if one has arrived, without waiting.
+    #[inline]
     pub(crate) fn try_recv(&mut self) -> Result<Message, TryRecvError> {
         self.next(None)
     }
 
+    /// The next message, lag notice or end. The common case, a message already taken from
+    /// the shared queue, is a pop and nothing else; everything else is `next_slow`'s, kept out
+    /// of line so that this stays small enough to inline into every receive call.
+    #[inline]
     fn next(&mut self, waker: Option<&Waker>) -> Result<Message, TryRecvError> {
+        match self.local.pop_front() {
+            Some(payload) => {
+                self.taken();
+                Ok(Message::new(self.topic.clone(), payload))
+            }
+            None => self.next_slow(waker),
+        }
+    }
+
+    /// `next` with nothing taken yet: refills from the shared queue, or reports a lag, the
+    /// end, or nothing. (`local` is empty whenever `end` is set: the end is reported only
+    /// once the queue has been drained.)
+    #[inline(never)]
+    fn next_slow(&mut self, waker: Option<&Waker>) -> Result<Message, TryRecvError> {
         if let Some(end) = &self.end {
             return Err(TryRecvError::Ended(end.clone()));
         }
+        let end = self.refill(waker);
         if self.local.is_empty() {
-            let end = self.refill(waker);
-            if self.local.is_empty() {
-                // The count is read after the waker was registered: see `lagged`.
-                let missed = self.queue.missed.load(std::sync::atomic::Ordering::Relaxed);
-                if missed > self.told_missed {
-                    let skipped = missed - self.told_missed;
-                    self.told_missed = missed;
-                    return Err(TryRecvError::Lagged(skipped));
-                }
+            // The count is read after the waker was registered: see `lagged`.
+            let missed = self.queue.missed.load(std::sync::atomic::Ordering::Relaxed);
+            if missed > self.told_missed {
+                let skipped = missed - self.told_missed;
+                self.told_missed = missed;
+                return Err(TryRecvError::Lagged(skipped));
             }
-            if let Some(end) = end {
-                let end = end.map_or(SubscriptionEnd::Closed, ClientError::into_end);
-                self.detached = true;
-                self.end = Some(end.clone());
-                return Err(TryRecvError::Ended(end));
-            }
+        }
+        if let Some(end) = end {
+            let end = end.map_or(SubscriptionEnd::Closed, ClientError::into_end);
+            self.detached = true;
+            self.end = Some(end.clone());
+            return Err(TryRecvError::Ended(end));
         }
         match self.local.pop_front() {
             Some(payload) => {
@@ -181,17 +199,23 @@ impl SocketSubscription {
         None
     }
 
+    #[inline]
     fn taken(&mut self) {
         if self.routing == RoutingKind::Queue {
             self.unreturned += 1;
             if self.unreturned >= self.credit_batch {
-                let credit = std::mem::take(&mut self.unreturned);
-                self.shared.send_control(&Frame::Credit {
-                    topic_id: self.topic_id,
-                    credit,
-                });
+                self.return_credit();
             }
         }
+    }
+
+    #[inline(never)]
+    fn return_credit(&mut self) {
+        let credit = std::mem::take(&mut self.unreturned);
+        self.shared.send_control(&Frame::Credit {
+            topic_id: self.topic_id,
+            credit,
+        });
     }
 
     /// The stream's view: the end once, then `None`.

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Buf;
 use futures_core::Stream;
 use mycelium_config::Routing;
-use mycelium_transport::{Message, Receive, RecvError, SubscriptionEnd, TryRecvError};
+use mycelium_transport::{Message, Receive, RecvError, SubscriptionEnd, TopicName, TryRecvError};
 
 use crate::core::local::sink::{Entry, LocalSink, Take, Taken};
 use crate::core::topic::{SubscriberId, Topic};
@@ -18,7 +18,7 @@ use crate::core::topic::{SubscriberId, Topic};
 pub struct LocalSubscription {
     topic: Arc<Topic>,
     /// The topic's name, shared by every message handed out.
-    name: Arc<str>,
+    name: TopicName,
     id: SubscriberId,
     /// The queue the topic delivers into; closed when this subscription drops.
     sink: Arc<LocalSink>,
@@ -45,7 +45,7 @@ impl LocalSubscription {
         credit: u32,
     ) -> LocalSubscription {
         LocalSubscription {
-            name: Arc::from(topic.name()),
+            name: TopicName::from(topic.name()),
             topic,
             id,
             sink,
