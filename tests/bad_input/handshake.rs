@@ -114,7 +114,7 @@ fn a_connection_over_max_connections_is_refused() {
     let broker = TestBroker::start_with("max_connections = 4", TOPICS);
     let mut healthy = Healthy::connect(&broker);
     // The fourth connection counts from its handshake on (a socket that says nothing
-    // counts against `max_pending_handshakes` instead: tests/limits.rs).
+    // counts against `max_pending_handshakes` instead: tests/bad_input/limits.rs).
     let (idle, _) = handshake(&broker, "idle");
     let mut over = connect(&broker, "over-the-limit");
     over.send_frame(&hello("over-the-limit"));

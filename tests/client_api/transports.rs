@@ -39,6 +39,21 @@ fn one_generic_function_runs_against_a_broker_process_over_every_transport() {
 }
 
 #[test]
+fn the_same_generic_function_runs_embedded_against_the_in_process_broker() {
+    let defaults = mycelium_config::TopicDefaults::default();
+    let broker = mycelium_broker::LocalBroker::new(defaults.clone());
+    broker
+        .create_topic(defaults.topic("embedded"))
+        .expect("create the topic");
+    block_on(async {
+        assert_eq!(
+            round_trip(&broker, "embedded", b"in process").await,
+            b"in process"
+        );
+    });
+}
+
+#[test]
 fn auto_falls_back_to_the_socket_where_the_broker_offers_no_shared_memory() {
     let broker = TestBroker::start(&format!("[shm]\nenabled = false\n\n{}", fanout("t")));
     block_on(async {
