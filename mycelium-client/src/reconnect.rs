@@ -40,7 +40,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
-use mycelium_transport::{Message, Receive, RecvError, SubscriptionEnd, TryRecvError};
+use mycelium_transport::{Message, Receive, RecvError, StreamState, SubscriptionEnd, TryRecvError};
 use tokio::sync::broadcast;
 
 use crate::client::{Client, ClientOptions, Publisher, Subscription};
@@ -223,7 +223,7 @@ pub struct ReconnectingSubscription {
     /// Announces reconnections to the receivers of [`Self::events`].
     events: broadcast::Sender<ConnectionEvent>,
     /// The stream has yielded the end and now yields `None`.
-    stream_done: bool,
+    stream: StreamState,
 }
 
 impl std::fmt::Debug for ReconnectingSubscription {
@@ -270,7 +270,7 @@ impl ReconnectingSubscription {
                 subscription,
             },
             events: broadcast::channel(EVENT_CAPACITY).0,
-            stream_done: false,
+            stream: StreamState::default(),
         })
     }
 
@@ -353,14 +353,11 @@ impl Stream for ReconnectingSubscription {
     type Item = Result<Message, RecvError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.stream_done {
+        if self.stream.is_over() {
             return Poll::Ready(None);
         }
         let next = std::task::ready!(self.poll_recv(cx));
-        if matches!(next, Err(RecvError::Ended(_))) {
-            self.stream_done = true;
-        }
-        Poll::Ready(Some(next))
+        self.stream.yielded(next)
     }
 }
 

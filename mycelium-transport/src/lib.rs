@@ -73,4 +73,6 @@ pub use frame::{
 };
 pub use handshake::{ClientHandshake, ServerHandshake};
 pub use message::{Message, TopicName};
-pub use receive::{Receive, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError};
+pub use receive::{
+    Receive, RecvError, RecvTimeoutError, StreamState, SubscriptionEnd, TryRecvError,
+};

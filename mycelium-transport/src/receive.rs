@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 
 use crate::frame::ErrorCode;
 use crate::message::Message;
@@ -136,4 +137,29 @@ pub trait Receive {
 
     /// The topic this subscription receives.
     fn topic(&self) -> &str;
+}
+
+/// Where a subscription's `Stream` stands: it yields messages and lag notices, then the end
+/// once, then `None`. Every subscription keeps one, so that the rule lives here alone.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StreamState {
+    ended: bool,
+}
+
+impl StreamState {
+    /// Whether the end has been yielded: the stream answers `None` from now on.
+    pub fn is_over(&self) -> bool {
+        self.ended
+    }
+
+    /// The stream's item for what a receive returned, noting the end.
+    pub fn yielded(
+        &mut self,
+        item: Result<Message, RecvError>,
+    ) -> Poll<Option<Result<Message, RecvError>>> {
+        if matches!(item, Err(RecvError::Ended(_))) {
+            self.ended = true;
+        }
+        Poll::Ready(Some(item))
+    }
 }

@@ -29,7 +29,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
-use mycelium_transport::{Message, Receive, RecvError, SubscriptionEnd, TryRecvError};
+use mycelium_transport::{Message, Receive, RecvError, StreamState, SubscriptionEnd, TryRecvError};
 use tokio::sync::mpsc;
 
 use crate::error::ClientError;
@@ -54,7 +54,7 @@ pub(crate) struct AsyncShmSubscription {
     /// Set once the thread reported the end; every later call returns it.
     end: Option<SubscriptionEnd>,
     /// The stream has yielded the end and now yields `None`.
-    stream_done: bool,
+    stream: StreamState,
 }
 
 impl AsyncShmSubscription {
@@ -75,7 +75,7 @@ impl AsyncShmSubscription {
             topic,
             messages,
             end: None,
-            stream_done: false,
+            stream: StreamState::default(),
         })
     }
 
@@ -137,14 +137,11 @@ impl AsyncShmSubscription {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Message, RecvError>>> {
-        if self.stream_done {
+        if self.stream.is_over() {
             return Poll::Ready(None);
         }
         let next = std::task::ready!(self.poll_recv(cx));
-        if matches!(next, Err(RecvError::Ended(_))) {
-            self.stream_done = true;
-        }
-        Poll::Ready(Some(next))
+        self.stream.yielded(next)
     }
 }
 

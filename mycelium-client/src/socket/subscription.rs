@@ -22,7 +22,8 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use futures_core::Stream;
 use mycelium_transport::{
-    Frame, Message, Receive, RecvError, RoutingKind, SubscriptionEnd, TopicName, TryRecvError,
+    Frame, Message, Receive, RecvError, RoutingKind, StreamState, SubscriptionEnd, TopicName,
+    TryRecvError,
 };
 
 use crate::error::{ClientError, RequestError};
@@ -49,7 +50,7 @@ pub(crate) struct SocketSubscription {
     /// How the subscription ended, once it has; every later receive returns it.
     end: Option<SubscriptionEnd>,
     /// The stream has yielded the end and now yields `None`.
-    stream_done: bool,
+    stream: StreamState,
     /// Of the messages the broker reported dropped, how many `recv` has reported.
     told_missed: u64,
 }
@@ -74,7 +75,7 @@ impl SocketSubscription {
             credit_batch: (prefetch / 2).max(1),
             detached: false,
             end: None,
-            stream_done: false,
+            stream: StreamState::default(),
             told_missed: 0,
         }
     }
@@ -223,14 +224,11 @@ impl SocketSubscription {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Message, RecvError>>> {
-        if self.stream_done {
+        if self.stream.is_over() {
             return Poll::Ready(None);
         }
         let next = std::task::ready!(self.poll_recv(cx));
-        if matches!(next, Err(RecvError::Ended(_))) {
-            self.stream_done = true;
-        }
-        Poll::Ready(Some(next))
+        self.stream.yielded(next)
     }
 }
 

@@ -8,7 +8,9 @@ use std::task::{Context, Poll};
 use bytes::Buf;
 use futures_core::Stream;
 use mycelium_config::Routing;
-use mycelium_transport::{Message, Receive, RecvError, SubscriptionEnd, TopicName, TryRecvError};
+use mycelium_transport::{
+    Message, Receive, RecvError, StreamState, SubscriptionEnd, TopicName, TryRecvError,
+};
 
 use crate::core::local::sink::{Entry, LocalSink, Take, Taken};
 use crate::core::topic::{SubscriberId, Topic};
@@ -34,7 +36,7 @@ pub struct LocalSubscription {
     /// Why the subscription ended, once it did: every later call returns it again.
     end: Option<SubscriptionEnd>,
     /// The stream yielded the end: it yields nothing more.
-    stream_done: bool,
+    stream: StreamState,
 }
 
 impl LocalSubscription {
@@ -54,7 +56,7 @@ impl LocalSubscription {
             credit_batch: (credit / 2).max(1),
             missed: 0,
             end: None,
-            stream_done: false,
+            stream: StreamState::default(),
         }
     }
 
@@ -152,15 +154,11 @@ impl Stream for LocalSubscription {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.stream_done {
+        if this.stream.is_over() {
             return Poll::Ready(None);
         }
-        this.poll_recv(cx).map(|item| {
-            if let Err(RecvError::Ended(_)) = item {
-                this.stream_done = true;
-            }
-            Some(item)
-        })
+        let next = std::task::ready!(this.poll_recv(cx));
+        this.stream.yielded(next)
     }
 }
 
