@@ -603,11 +603,12 @@ impl Publisher {
         }
     }
 
-    /// Over shared memory: looks at the session now, and fails if the broker is gone or
-    /// ended this publisher. Over the socket such news ends the next call by itself.
+    /// Fails if the broker is gone or ended this publisher: over shared memory it looks at
+    /// the session now; over the socket it reports what the connection already knows (its
+    /// reader sees the broker's end as soon as it arrives).
     pub async fn check(&self) -> Result<(), PublishError> {
         match &self.inner {
-            PublisherInside::Socket(_) => Ok(()),
+            PublisherInside::Socket(publisher) => Ok(publisher.check()?),
             PublisherInside::Shm(publisher) => Ok(publisher.check().await?),
         }
     }

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::common::{wait_until, TestBroker};
-use mycelium_client::{Client, ClientOptions, SUBSCRIPTION_BUFFER};
+use crate::common::{block_on, fanout, wait_until, TestBroker, DEADLINE};
+use mycelium_client::{Client, ClientOptions, PublishError, SUBSCRIPTION_BUFFER};
 
 const TOPICS: &str = "[[topics]]\nname = \"t\"\nrouting = \"fanout\"\nbuffer_size = 200000\n\
                       [performance]\nchannel_capacity = 200000\n";
@@ -91,5 +91,28 @@ fn unsubscribing_a_full_subscription_is_confirmed_promptly() {
         })
         .await;
         assert_eq!(got, Ok(true));
+    });
+}
+
+#[test]
+fn a_socket_publishers_check_reports_a_broker_that_died() {
+    let broker = TestBroker::start(&fanout("t"));
+    let socket = broker.socket.clone();
+    block_on(async move {
+        let client = Client::connect(&socket).await.expect("connect");
+        let publisher = client.publisher("t").await.expect("publisher");
+        publisher.check().await.expect("the broker serves");
+        drop(broker); // SIGKILL
+        let start = std::time::Instant::now();
+        loop {
+            match publisher.check().await {
+                Ok(()) => {
+                    assert!(start.elapsed() < DEADLINE, "check never saw the broker die");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(PublishError::BrokerGone(_)) => break,
+                Err(other) => panic!("expected BrokerGone, got {other:?}"),
+            }
+        }
     });
 }

@@ -62,6 +62,15 @@ impl SocketPublisher {
         }
     }
 
+    /// `Ok` while the connection serves; the broker's reason once it has gone (what every
+    /// later publish would return).
+    pub(crate) fn check(&self) -> Result<(), ClientError> {
+        match self.shared.lock().gone.clone() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
     /// Publishes several messages in order with one lock.
     pub(crate) async fn publish_batch(&self, payloads: &[&[u8]]) -> Result<(), ClientError> {
         self.shared.publish(&self.topic, self.info, payloads).await
