@@ -349,7 +349,7 @@ impl From<ClientError> for SubscribeError {
             ClientError::BrokerGone { detail } => SubscribeError::BrokerGone(gone_cause(detail)),
             ClientError::Timeout(what) => SubscribeError::Timeout(what),
             ClientError::Protocol(text) => SubscribeError::Protocol(cause(text)),
-            ClientError::Shm(text) => SubscribeError::Shm(cause(text)),
+            ClientError::Shm(text) | ClientError::Wait(text) => SubscribeError::Shm(cause(text)),
             connect @ ClientError::Connect { .. } => SubscribeError::Connect(connect.into()),
             other => SubscribeError::Protocol(cause(other.to_string())),
         }

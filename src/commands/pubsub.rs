@@ -405,19 +405,10 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut received = 0u64;
         loop {
-            let message = match subscription.try_recv() {
-                Ok(message) => message,
-                Err(TryRecvError::Lagged(skipped)) => {
-                    // A drop_newest / drop_oldest topic dropped messages for us: say how many.
-                    errln!("lagged: {skipped} message(s) were dropped by the broker (the topic's backpressure)");
-                    continue;
-                }
-                Err(TryRecvError::Ended(SubscriptionEnd::Closed)) => {
-                    return Ok(ExitCode::SUCCESS)
-                }
-                Err(TryRecvError::Ended(end)) => {
-                    return Err(socket_subscription_ended(&client, &args.topic, end).await)
-                }
+            let next = match subscription.try_recv() {
+                Ok(message) => Ok(message),
+                Err(TryRecvError::Lagged(skipped)) => Err(RecvError::Lagged(skipped)),
+                Err(TryRecvError::Ended(end)) => Err(RecvError::Ended(end)),
                 Err(_) => {
                     // Nothing more is ready: show what we have before waiting.
                     if flush_or_gone(&mut out)? {
@@ -425,23 +416,22 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
                     }
                     // Returns on a loss report too, so that a loss nothing follows is
                     // printed (at the top of the loop) rather than waiting for a message.
-                    match subscription.recv().await {
-                        Ok(message) => message,
-                        Err(RecvError::Lagged(skipped)) => {
-                            errln!("lagged: {skipped} message(s) were dropped by the broker (the topic's backpressure)");
-                            continue;
-                        }
-                        Err(RecvError::Ended(SubscriptionEnd::Closed)) => {
-                            return Ok(ExitCode::SUCCESS)
-                        }
-                        Err(RecvError::Ended(end)) => {
-                            return Err(socket_subscription_ended(&client, &args.topic, end).await)
-                        }
-                        Err(error) => {
-                            return Err(error)
-                                .context(format!("subscription to {} ended", args.topic))
-                        }
-                    }
+                    subscription.recv().await
+                }
+            };
+            let message = match next {
+                Ok(message) => message,
+                Err(RecvError::Lagged(skipped)) => {
+                    // A drop_newest / drop_oldest topic dropped messages for us: say how many.
+                    errln!("lagged: {skipped} message(s) were dropped by the broker (the topic's backpressure)");
+                    continue;
+                }
+                Err(RecvError::Ended(SubscriptionEnd::Closed)) => return Ok(ExitCode::SUCCESS),
+                Err(RecvError::Ended(end)) => {
+                    return Err(socket_subscription_ended(&client, &args.topic, end).await)
+                }
+                Err(error) => {
+                    return Err(error).context(format!("subscription to {} ended", args.topic))
                 }
             };
             if write_line(&mut out, &message)? {
