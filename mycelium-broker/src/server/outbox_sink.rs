@@ -12,6 +12,7 @@
 use std::ops::Range;
 
 use mycelium_transport::outbox::{Appended, Outbox};
+use mycelium_transport::frame::NO_REQUEST;
 use mycelium_transport::{ErrorCode, Frame};
 
 use crate::core::batch::BatchRef;
@@ -62,7 +63,7 @@ impl Delivery for Outbox {
             Ending::SlowConsumer { message } => (ErrorCode::SlowConsumer, true, message),
         };
         let frame = Frame::Error {
-            request_id: 0,
+            request_id: NO_REQUEST,
             code,
             fatal,
             topic_id: topic,
