@@ -11,8 +11,8 @@
 
 use std::ops::Range;
 
-use mycelium_transport::outbox::{Appended, Outbox};
 use mycelium_transport::frame::NO_REQUEST;
+use mycelium_transport::outbox::{Appended, Outbox};
 use mycelium_transport::{ErrorCode, Frame};
 
 use crate::core::batch::BatchRef;
