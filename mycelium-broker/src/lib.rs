@@ -35,12 +35,16 @@
 //!   subscriber.
 //! - The errors of each operation: [`CreateTopicError`], [`LookupError`], [`PublishError`],
 //!   [`SubscribeError`].
+//! - Wildcard subscriptions: [`Pattern`] (`orders.*`, `orders.>`; parsing fails with a
+//!   [`PatternParseError`]) and [`SubjectTrie`], every value whose pattern matches a topic
+//!   name ([`SubjectTrie::for_each_match`]) at the cost of one walk down the name's tokens.
 //!
 //! # Layout
 //! - [`core`]: topics ([`core::topic`]: one concept per file), the registry
 //!   ([`core::registry`]), the way to a subscriber ([`core::delivery`], [`core::batch`]), the
 //!   shared-memory relay's shape ([`core::relay`]), access lists ([`core::acl`]), the
-//!   in-process broker ([`core::local`]).
+//!   in-process broker ([`core::local`]), subject patterns and their trie
+//!   ([`core::subject`]).
 //! - [`server`]: socket binding, the accept loop, connections (whose outbox is their
 //!   [`Delivery`]), the shared-memory ring directory and sessions, graceful shutdown, and hot
 //!   reload of the config file. Its modules are the crate's own; it exports only what running
@@ -57,6 +61,7 @@ pub use core::batch::{Batch, BatchRef};
 pub use core::delivery::{Delivered, Delivery, Ending, RoomWait};
 pub use core::local::{LocalBroker, LocalPublisher, LocalSubscription};
 pub use core::registry::TopicRegistry;
+pub use core::subject::{Pattern, PatternParseError, SubjectTrie, MAX_PATTERN_LEN};
 pub use core::topic::{
     Blocker, GaveUp, HeldBack, Progress, PublishCursor, SubscriberId, Topic, TopicId,
     TopicStatistics,

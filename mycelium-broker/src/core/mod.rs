@@ -1,6 +1,6 @@
 //! The routing core: topics and the registry, the way to each subscriber (a [`Delivery`]),
-//! the shared-memory relay's shape ([`relay`], installed by the server), and the in-process
-//! broker.
+//! the shared-memory relay's shape ([`relay`], installed by the server), the in-process
+//! broker, and wildcard subject patterns ([`subject`]).
 //!
 //! [`Delivery`]: delivery::Delivery
 
@@ -13,4 +13,5 @@ pub mod ids;
 pub mod local;
 pub mod registry;
 pub mod relay;
+pub mod subject;
 pub mod topic;
