@@ -85,7 +85,7 @@ impl<'a> Token<'a> {
 /// A validated subject pattern (`orders.*`, `orders.>`, or a plain topic name).
 ///
 /// Built by [`Pattern::parse`] (or `str::parse`), so every `Pattern` keeps the rules of the
-/// [module](self); its text is kept as given.
+/// [module](crate::core::subject); its text is kept as given.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Pattern {
     text: Box<str>,
@@ -146,7 +146,7 @@ impl Pattern {
 
     /// Whether the concrete topic name `name` matches this pattern.
     ///
-    /// A name with an empty token matches no pattern (see the [module](self) contract).
+    /// A name with an empty token matches no pattern (see the [module](crate::core::subject) contract).
     pub fn matches(&self, name: &str) -> bool {
         if has_empty_token(name) {
             return false;

@@ -135,7 +135,7 @@ impl<V> Node<V> {
 
 /// Removes the first value matching `pred` from `values`.
 fn take<V>(values: &mut Vec<V>, pred: &mut impl FnMut(&V) -> bool) -> Option<V> {
-    let at = values.iter().position(|v| pred(v))?;
+    let at = values.iter().position(pred)?;
     let value = values.swap_remove(at);
     if sparse(values.len(), values.capacity()) {
         values.shrink_to(values.len() * 2);
