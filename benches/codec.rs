@@ -41,6 +41,7 @@ fn subscribe_frame() -> Frame {
     Frame::Subscribe {
         request_id: 42,
         prefetch: 256,
+        no_echo: false,
         topic: "market_data.eu".to_owned(),
     }
 }

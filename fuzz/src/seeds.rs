@@ -67,6 +67,7 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
             Frame::Subscribe {
                 request_id: 1,
                 prefetch: 64,
+                no_echo: false,
                 topic: "metrics.cpu".into(),
             },
         ),
@@ -99,6 +100,8 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                 routing: RoutingKind::Queue,
                 max_message_size: 65_536,
                 prefetch: 32,
+                pattern: false,
+                rules: mycelium_transport::MessageRules::default(),
             },
         ),
         ("ack", Frame::Ack { request_id: 6 }),
@@ -571,6 +574,7 @@ pub fn handshake_inputs() -> Vec<(String, Vec<u8>)> {
             Frame::Subscribe {
                 request_id: 1,
                 prefetch: 64,
+                no_echo: false,
                 topic: "metrics".into(),
             },
         ]),

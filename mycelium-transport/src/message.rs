@@ -7,7 +7,10 @@
 //!   [`TopicName`]: a name of up to [`TopicName::INLINE_LEN`] bytes is copied inline (no
 //!   reference count to touch per message: a subscription hands out millions a second), a
 //!   longer one is an `Arc<str>` shared by every message of one subscription.
-//! - The fields are private so that headers and ids can join without breaking callers.
+//! - What the publisher put around the payload (an id and publish time, headers, where replies
+//!   go, which request it answers: the [`envelope`](crate::envelope)) is kept as the bytes it
+//!   arrived in, checked once on arrival and read on demand; a plain message carries none, and
+//!   costs nothing for it.
 //!
 //! ```
 //! use mycelium_transport::Message;
@@ -21,12 +24,17 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use uuid::Uuid;
 
-/// One received message: its topic and its payload.
+use crate::envelope::{EnvelopeError, EnvelopeView, HeaderIter, Reply, Stamp};
+
+/// One received message: its topic, its envelope if it has one, and its payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     topic: TopicName,
     payload: Bytes,
+    /// The envelope's bytes (flags and blocks, checked), empty for a plain message.
+    envelope: Bytes,
 }
 
 impl Message {
@@ -35,7 +43,85 @@ impl Message {
         Message {
             topic: topic.into(),
             payload: payload.into(),
+            envelope: Bytes::new(),
         }
+    }
+
+    /// A message from the bytes of an enveloped message (envelope, then payload), checked
+    /// whole. A concrete topic in the envelope (a delivery to a pattern subscription) replaces
+    /// `topic`.
+    pub fn from_enveloped(
+        topic: impl Into<TopicName>,
+        bytes: Bytes,
+    ) -> Result<Message, EnvelopeError> {
+        let view = EnvelopeView::parse(&bytes)?;
+        let topic = match view.topic {
+            Some(concrete) => TopicName::from(concrete),
+            None => topic.into(),
+        };
+        let len = view.len;
+        Ok(Message {
+            topic,
+            payload: bytes.slice(len..),
+            envelope: bytes.slice(..len),
+        })
+    }
+
+    /// The envelope, read from the bytes checked on arrival; `None` for a plain message.
+    fn view(&self) -> Option<EnvelopeView<'_>> {
+        if self.envelope.is_empty() {
+            return None;
+        }
+        EnvelopeView::parse(&self.envelope).ok()
+    }
+
+    /// Whether the message came with an envelope (a stamp, headers, a reply address ...).
+    pub fn has_envelope(&self) -> bool {
+        !self.envelope.is_empty()
+    }
+
+    /// The envelope's bytes (flags and blocks, without the payload), empty for a plain
+    /// message: what a relay passes on unchanged.
+    pub fn envelope_bytes(&self) -> &Bytes {
+        &self.envelope
+    }
+
+    /// The id and publish time, when the topic stamps its messages (or the publisher did).
+    pub fn stamp(&self) -> Option<Stamp> {
+        self.view().and_then(|view| view.stamp)
+    }
+
+    /// The message's unique id (UUIDv7: sorts by publish time), if stamped.
+    pub fn id(&self) -> Option<Uuid> {
+        self.stamp().map(|stamp| stamp.id)
+    }
+
+    /// Nanoseconds since the Unix epoch when it was published, if stamped.
+    pub fn timestamp_ns(&self) -> Option<u64> {
+        self.stamp().map(|stamp| stamp.timestamp_ns)
+    }
+
+    /// The headers, in the order the publisher gave them (none for a plain message).
+    pub fn headers(&self) -> HeaderIter<'_> {
+        match self.view() {
+            Some(view) => view.headers(),
+            None => EnvelopeView::PLAIN.headers(),
+        }
+    }
+
+    /// The first value of header `key`.
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.headers().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// Where replies go, if the message is a request.
+    pub fn reply_to(&self) -> Option<&str> {
+        self.view().and_then(|view| view.reply_to)
+    }
+
+    /// Which request the message answers and how, if it is a reply.
+    pub fn reply(&self) -> Option<Reply> {
+        self.view().and_then(|view| view.reply)
     }
 
     /// The topic the message was published on.

@@ -4,8 +4,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use mycelium_transport::{
     encode_frame, encode_message, kind, peek_frame, ConfigStatus, DecodeError, EncodeError,
-    ErrorCode, Frame, FrameCodec, ReloadOutcome, RoutingKind, ShmRing, ShmRole, TopicStats,
-    HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, NO_TOPIC, PROTOCOL_VERSION,
+    ErrorCode, Frame, FrameCodec, MessageRules, ReloadOutcome, RoutingKind, ShmRing, ShmRole,
+    TopicStats, HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, NO_TOPIC,
+    PROTOCOL_VERSION,
 };
 use tokio_util::codec::{Decoder, Encoder};
 use uuid::Uuid;
@@ -73,6 +74,7 @@ fn every_variant() -> Vec<Frame> {
         Frame::Subscribe {
             request_id: 1,
             prefetch: 64,
+            no_echo: false,
             topic: "metrics.cpu".into(),
         },
         Frame::Unsubscribe {
@@ -89,6 +91,8 @@ fn every_variant() -> Vec<Frame> {
             routing: RoutingKind::Queue,
             max_message_size: 65_536,
             prefetch: 32,
+            pattern: false,
+            rules: MessageRules::default(),
         },
         Frame::Ack { request_id: 6 },
         Frame::Publish {
@@ -218,6 +222,7 @@ mod round_trip {
             assert_round_trips(Frame::Subscribe {
                 request_id: 0,
                 prefetch: 0,
+                no_echo: false,
                 topic: name.clone(),
             });
             assert_round_trips(Frame::Advertise {
@@ -579,7 +584,7 @@ mod decode_errors {
 
     #[test]
     fn an_unknown_kind_fails_as_soon_as_its_byte_arrives() {
-        for unknown in [0x00, 0x09, 0x14, 0x58, 0x31, 0xff] {
+        for unknown in [0x00, 0x09, 0x16, 0x58, 0x31, 0xff] {
             let mut buf = BytesMut::new();
             buf.put_u32_le(1000);
             buf.put_u8(PROTOCOL_VERSION);
@@ -700,7 +705,7 @@ mod decode_errors {
             malformed_reason(codec().decode(&mut raw(kind::HELLO, &body))),
             ("Hello", "string is not valid UTF-8")
         );
-        let mut body = vec![9, 0, 0, 0, 0, 0, 0, 0];
+        let mut body = vec![9, 0, 0, 0, 0, 0, 0, 0, 0];
         body.extend_from_slice(&[1, 0xff]);
         assert_eq!(
             malformed_reason(codec().decode(&mut raw(kind::SUBSCRIBE, &body))).1,
@@ -726,7 +731,7 @@ mod decode_errors {
         );
         assert_eq!(
             malformed_reason(
-                codec().decode(&mut raw(kind::SUBSCRIBE, &[1, 0, 0, 0, 0, 0, 0, 0, 0]))
+                codec().decode(&mut raw(kind::SUBSCRIBE, &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0]))
             ),
             ("Subscribe", "empty topic name")
         );
@@ -1149,6 +1154,7 @@ mod encode_errors {
         let frame = Frame::Subscribe {
             request_id: 1,
             prefetch: 0,
+            no_echo: false,
             topic: String::new(),
         };
         assert!(matches!(
@@ -1233,7 +1239,7 @@ mod hot_path {
                     client_id: Uuid::from_u128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff),
                     name: "cli".into(),
                 },
-                "16 00 00 00 | 01 | 01 | 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff | 03 | 63 6c 69",
+                "16 00 00 00 | 02 | 01 | 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff | 03 | 63 6c 69",
             ),
             (
                 Frame::Welcome {
@@ -1243,7 +1249,7 @@ mod hot_path {
                     max_frame_len: (1 << 20) + 6,
                     server: "m".into(),
                 },
-                "24 00 00 00 | 01 | 02 | ff ee dd cc bb aa 99 88 77 66 55 44 33 22 11 00 \
+                "24 00 00 00 | 02 | 02 | ff ee dd cc bb aa 99 88 77 66 55 44 33 22 11 00 \
                  | 01 00 00 00 00 00 00 00 | 00 00 10 00 | 06 00 10 00 | 01 6d",
             ),
             (
@@ -1251,7 +1257,7 @@ mod hot_path {
                     request_id: 1,
                     topic: "t".into(),
                 },
-                "08 00 00 00 | 01 | 05 | 01 00 00 00 | 01 74",
+                "08 00 00 00 | 02 | 05 | 01 00 00 00 | 01 74",
             ),
             (
                 Frame::TopicAck {
@@ -1260,26 +1266,28 @@ mod hot_path {
                     routing: RoutingKind::Fanout,
                     max_message_size: 1 << 20,
                     prefetch: 0,
+                    pattern: false,
+                    rules: MessageRules::default(),
                 },
-                "13 00 00 00 | 01 | 06 | 01 00 00 00 | 03 00 00 00 | 00 | 00 00 10 00 | 00 00 00 00",
+                "1a 00 00 00 | 02 | 06 | 01 00 00 00 | 03 00 00 00 | 00 | 00 00 10 00 | 00 00 00 00 | 00 | 20 00 | 00 10 00 00",
             ),
             (
                 Frame::Publish {
                     topic_id: 3,
                     payload: Bytes::from_static(b"hi"),
                 },
-                "08 00 00 00 | 01 | 10 | 03 00 00 00 | 68 69",
+                "08 00 00 00 | 02 | 10 | 03 00 00 00 | 68 69",
             ),
             (
                 Frame::Deliver {
                     topic_id: 3,
                     payload: Bytes::from_static(b"hi"),
                 },
-                "08 00 00 00 | 01 | 11 | 03 00 00 00 | 68 69",
+                "08 00 00 00 | 02 | 11 | 03 00 00 00 | 68 69",
             ),
             (
                 Frame::Ping { token: 7 },
-                "0a 00 00 00 | 01 | 20 | 07 00 00 00 00 00 00 00",
+                "0a 00 00 00 | 02 | 20 | 07 00 00 00 00 00 00 00",
             ),
             (
                 Frame::Error {
@@ -1290,7 +1298,7 @@ mod hot_path {
                     message: "too large".into(),
                     refused: 1,
                 },
-                "1c 00 00 00 | 01 | 30 | 00 00 00 00 | 11 00 | 00 | 03 00 00 00 | 09 00 \
+                "1c 00 00 00 | 02 | 30 | 00 00 00 00 | 11 00 | 00 | 03 00 00 00 | 09 00 \
                  | 74 6f 6f 20 6c 61 72 67 65 | 01 00 00 00",
             ),
             (
@@ -1302,7 +1310,7 @@ mod hot_path {
                     message: "50 dropped".into(),
                     refused: 50,
                 },
-                "1d 00 00 00 | 01 | 30 | 00 00 00 00 | 21 00 | 00 | 03 00 00 00 | 0a 00 \
+                "1d 00 00 00 | 02 | 30 | 00 00 00 00 | 21 00 | 00 | 03 00 00 00 | 0a 00 \
                  | 35 30 20 64 72 6f 70 70 65 64 | 32 00 00 00",
             ),
             (
@@ -1319,7 +1327,7 @@ mod hot_path {
                         pending: String::new(),
                     },
                 },
-                "34 00 00 00 | 01 | 41 | 09 00 00 00 | 01 00 00 00 | e8 03 00 00 00 00 00 00 \
+                "34 00 00 00 | 02 | 41 | 09 00 00 00 | 01 00 00 00 | e8 03 00 00 00 00 00 00 \
                  | 00 00 00 00 | 02 00 00 00 00 00 00 00 | 02 00 00 00 00 00 00 00 | 00 00 \
                  | 08 00 | 2b 74 6f 70 69 63 20 74 | 00 00",
             ),
@@ -1346,7 +1354,7 @@ mod hot_path {
                         pending: String::new(),
                     },
                 },
-                "57 00 00 00 | 01 | 41 | 09 00 00 00 | 01 00 00 00 | e8 03 00 00 00 00 00 00 \
+                "57 00 00 00 | 02 | 41 | 09 00 00 00 | 01 00 00 00 | e8 03 00 00 00 00 00 00 \
                  | 01 00 00 00 | 01 74 | 00 | 01 00 00 00 | 05 00 00 00 00 00 00 00 \
                  | 05 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 \
                  | 02 00 00 00 | 01 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 | 00 00 \
@@ -1354,7 +1362,7 @@ mod hot_path {
             ),
             (
                 Frame::ReloadRequest { request_id: 5 },
-                "06 00 00 00 | 01 | 42 | 05 00 00 00",
+                "06 00 00 00 | 02 | 42 | 05 00 00 00",
             ),
             (
                 Frame::ReloadResult {
@@ -1368,7 +1376,7 @@ mod hot_path {
                         pending: String::new(),
                     },
                 },
-                "3c 00 00 00 | 01 | 43 | 05 00 00 00 | 02 | 02 00 00 00 00 00 00 00 \
+                "3c 00 00 00 | 02 | 43 | 05 00 00 00 | 02 | 02 00 00 00 00 00 00 00 \
                  | 03 00 00 00 00 00 00 00 | 17 00 \
                  | 62 72 6f 6b 65 72 2e 74 6f 6d 6c 3a 32 3a 39 3a 20 74 3a 20 62 61 64 \
                  | 08 00 | 2b 74 6f 70 69 63 20 74 | 00 00",
@@ -1382,7 +1390,7 @@ mod hot_path {
                     message: "topic t removed".into(),
                     refused: 0,
                 },
-                "22 00 00 00 | 01 | 30 | 00 00 00 00 | 16 00 | 00 | 03 00 00 00 | 0f 00 \
+                "22 00 00 00 | 02 | 30 | 00 00 00 00 | 16 00 | 00 | 03 00 00 00 | 0f 00 \
                  | 74 6f 70 69 63 20 74 20 72 65 6d 6f 76 65 64 | 00 00 00 00",
             ),
             (
@@ -1390,7 +1398,7 @@ mod hot_path {
                     topic_id: 3,
                     skipped: 1000,
                 },
-                "0e 00 00 00 | 01 | 13 | 03 00 00 00 | e8 03 00 00 00 00 00 00",
+                "0e 00 00 00 | 02 | 13 | 03 00 00 00 | e8 03 00 00 00 00 00 00",
             ),
         ];
         let document = protocol_document_lines();
@@ -1410,7 +1418,7 @@ mod hot_path {
         encode_message(&mut publish, kind::PUBLISH, 3, b"hi");
         assert_eq!(
             &publish[..],
-            &hex("08 00 00 00 01 10 03 00 00 00 68 69")[..]
+            &hex("08 00 00 00 02 10 03 00 00 00 68 69")[..]
         );
     }
 
@@ -1476,7 +1484,7 @@ mod hot_path {
             Err(DecodeError::UnsupportedVersion(9))
         ));
         assert!(matches!(
-            peek_frame(&[10, 0, 0, 0, 1, 0x99], 100),
+            peek_frame(&[10, 0, 0, 0, PROTOCOL_VERSION, 0x99], 100),
             Err(DecodeError::UnknownKind(0x99))
         ));
     }
@@ -1596,6 +1604,7 @@ mod properties {
                 Frame::Subscribe {
                     request_id,
                     prefetch,
+                    no_echo: false,
                     topic,
                 }
             }),
@@ -1612,6 +1621,8 @@ mod properties {
                     routing,
                     max_message_size,
                     prefetch,
+                    pattern: false,
+                    rules: MessageRules::default(),
                 }
             ),
             any::<u32>().prop_map(|request_id| Frame::Ack { request_id }),

@@ -97,6 +97,7 @@ fn requests_the_broker_cannot_grant_are_refused_without_closing() {
             Frame::Subscribe {
                 request_id: 101,
                 prefetch: 0,
+                no_echo: false,
                 topic: "no spaces!".into(),
             },
             ErrorCode::InvalidTopicName,
@@ -114,6 +115,7 @@ fn requests_the_broker_cannot_grant_are_refused_without_closing() {
             Frame::Subscribe {
                 request_id: 103,
                 prefetch: 0,
+                no_echo: false,
                 topic: "news".into(),
             },
             ErrorCode::AlreadySubscribed,

@@ -12,6 +12,7 @@ fn a_frame_before_hello_is_refused() {
         Frame::Subscribe {
             request_id: 1,
             prefetch: 0,
+            no_echo: false,
             topic: "news".into(),
         },
         Frame::Advertise {
@@ -70,6 +71,8 @@ fn broker_only_frames_sent_by_a_client_are_refused() {
             routing: RoutingKind::Fanout,
             max_message_size: 1,
             prefetch: 0,
+            pattern: false,
+            rules: mycelium_transport::MessageRules::default(),
         },
         Frame::Ack { request_id: 1 },
         Frame::Deliver {

@@ -95,10 +95,14 @@ fn a_publish_of_exactly_max_frame_len_is_delivered() {
 fn a_wrong_protocol_version_is_refused() {
     let broker = start_broker();
     let mut healthy = Healthy::connect(&broker);
-    let mut hello_v2 = encoded(&hello("v2"));
-    hello_v2[4] = 2;
+    // A version-1 peer (before envelopes) is an old client: refused at its Hello.
+    let mut hello_v1 = encoded(&hello("v1"));
+    hello_v1[4] = 1;
+    let mut hello_v3 = encoded(&hello("v3"));
+    hello_v3[4] = 3;
     let before = [
-        ("hello-v2", hello_v2),
+        ("hello-v1", hello_v1),
+        ("hello-v3", hello_v3),
         ("hello-v0-header", header_only(20, 0, kind::HELLO)),
         // The version byte alone is enough to refuse.
         ("version-byte-only", {
@@ -113,8 +117,8 @@ fn a_wrong_protocol_version_is_refused() {
         raw.expect_fatal(ErrorCode::UnsupportedVersion);
         healthy.check();
     }
-    let (mut raw, _) = handshake(&broker, "ping-v2");
-    raw.send(&raw_frame(2, kind::PING, &7u64.to_le_bytes()));
+    let (mut raw, _) = handshake(&broker, "ping-v1");
+    raw.send(&raw_frame(1, kind::PING, &7u64.to_le_bytes()));
     raw.expect_fatal(ErrorCode::UnsupportedVersion);
     healthy.check();
 }
@@ -123,7 +127,7 @@ fn a_wrong_protocol_version_is_refused() {
 fn an_unknown_frame_kind_is_refused() {
     let broker = start_broker();
     let mut healthy = Healthy::connect(&broker);
-    for unknown in [0x00, 0x09, 0x14, 0x58, 0x99, 0xff] {
+    for unknown in [0x00, 0x09, 0x16, 0x58, 0x99, 0xff] {
         // Before the handshake, with a body the broker must not wait for.
         let mut raw = connect(&broker, &format!("before-0x{unknown:02x}"));
         raw.send(&header_only(100, PROTOCOL_VERSION, unknown));

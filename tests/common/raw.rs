@@ -389,6 +389,7 @@ impl RawConnection {
             Frame::Subscribe {
                 request_id,
                 prefetch: 0,
+                no_echo: false,
                 topic,
             }
         } else {
@@ -401,6 +402,7 @@ impl RawConnection {
                 routing: RoutingKind::Fanout,
                 max_message_size,
                 prefetch: 0,
+                ..
             } if answered == request_id => (topic_id, max_message_size),
             other => panic!(
                 "{}: expected a TopicAck for request {request_id}, got {other:?}",
@@ -471,6 +473,7 @@ pub fn handshaken(socket: &Path, topic: Option<&str>) -> UnixStream {
         out.extend(encoded(&Frame::Subscribe {
             request_id: 1,
             prefetch: 0,
+            no_echo: false,
             topic: topic.into(),
         }));
     }

@@ -1,20 +1,47 @@
 //! A batch of messages as a topic routes it and a [`Delivery`](crate::core::delivery::Delivery)
 //! receives it.
 //!
-//! - A batch is either payload slices (in-process publishers, a queue's backlog, shared-memory
-//!   publishers) or a [`FrameRun`]: a socket publisher's frames, already relabelled as
-//!   `Deliver`, which the socket sink queues without copying. The core never reads inside a
-//!   run; every sink may read any batch as payloads ([`BatchRef::payload`]).
+//! - A batch is payload slices of plain messages (in-process publishers), [`Item`]s that say
+//!   whether each message begins with an envelope (a queue's backlog, shared-memory
+//!   publishers, enveloped in-process publishes), or a [`FrameRun`]: a socket publisher's
+//!   frames, already relabelled as `Deliver`/`DeliverEnvelope`, which the socket sink queues
+//!   without copying. The core never reads inside a message; every sink may read any batch
+//!   as items ([`BatchRef::item`]).
 //! - [`Batch`] is what [`Topic::publish`](crate::core::topic::Topic::publish) takes; it is
 //!   generic there, so reading a payload costs a slice index, never a virtual call.
 
+use mycelium_transport::frame::kind;
 use mycelium_transport::outbox::FrameRun;
+
+/// One message of a batch, as it travels: its bytes, and whether they begin with an
+/// envelope (`mycelium_transport::envelope`: flags, blocks, then the payload) or are the
+/// payload alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Item<'a> {
+    /// The envelope then the payload, or the payload alone.
+    pub bytes: &'a [u8],
+    /// Whether `bytes` begins with an envelope.
+    pub enveloped: bool,
+}
+
+impl<'a> Item<'a> {
+    /// A plain message.
+    #[inline]
+    pub fn plain(payload: &'a [u8]) -> Item<'a> {
+        Item {
+            bytes: payload,
+            enveloped: false,
+        }
+    }
+}
 
 /// One batch of messages, borrowed: what a sink is handed.
 #[derive(Debug, Clone, Copy)]
 pub enum BatchRef<'a> {
-    /// The payloads, one slice each.
+    /// Plain messages: the payloads, one slice each.
     Payloads(&'a [&'a [u8]]),
+    /// Messages that may carry envelopes.
+    Items(&'a [Item<'a>]),
     /// `Deliver` frames as a socket publisher's batch was read and relabelled: the socket sink
     /// shares them as they are; other sinks read their payloads.
     Frames(FrameRun<'a>),
@@ -26,6 +53,7 @@ impl<'a> BatchRef<'a> {
     pub fn len(&self) -> usize {
         match self {
             BatchRef::Payloads(payloads) => payloads.len(),
+            BatchRef::Items(items) => items.len(),
             BatchRef::Frames(run) => run.len(),
         }
     }
@@ -36,12 +64,16 @@ impl<'a> BatchRef<'a> {
         self.len() == 0
     }
 
-    /// The payload of message `i`, as published.
+    /// Message `i`, as published.
     #[inline]
-    pub fn payload(&self, i: usize) -> &'a [u8] {
+    pub fn item(&self, i: usize) -> Item<'a> {
         match self {
-            BatchRef::Payloads(payloads) => payloads[i],
-            BatchRef::Frames(run) => run.payload(i),
+            BatchRef::Payloads(payloads) => Item::plain(payloads[i]),
+            BatchRef::Items(items) => items[i],
+            BatchRef::Frames(run) => Item {
+                bytes: run.payload(i),
+                enveloped: run.kind(i) == kind::DELIVER_ENVELOPE,
+            },
         }
     }
 }
@@ -63,10 +95,10 @@ pub trait Batch {
         self.len() == 0
     }
 
-    /// The payload of message `i`.
+    /// Message `i`.
     #[inline]
-    fn payload(&self, i: usize) -> &[u8] {
-        self.view().payload(i)
+    fn item(&self, i: usize) -> Item<'_> {
+        self.view().item(i)
     }
 }
 
@@ -74,6 +106,13 @@ impl Batch for [&[u8]] {
     #[inline]
     fn view(&self) -> BatchRef<'_> {
         BatchRef::Payloads(self)
+    }
+}
+
+impl Batch for [Item<'_>] {
+    #[inline]
+    fn view(&self) -> BatchRef<'_> {
+        BatchRef::Items(self)
     }
 }
 

@@ -7,6 +7,8 @@
 //!   each message addressed to one consumer, beside the consumers it reaches one by one.
 //! - Neither waits: a full ring takes what fits, and the topic's policy decides the rest.
 
+use crate::core::batch::Item;
+
 /// Takes a copy of every message routed on a topic, for subscribers that are not reached
 /// one by one through a [`Delivery`](crate::core::delivery::Delivery) (the shared-memory
 /// relay ring).
@@ -14,7 +16,7 @@ pub trait Relay: std::fmt::Debug + Send + Sync {
     /// Takes messages of a batch, in order, without waiting, and stops at the first that
     /// does not fit now (its readers must make room first). The topic hands over each
     /// message once: after a short return it offers only the messages after `passed`.
-    fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> Relayed;
+    fn relay(&self, messages: &mut dyn Iterator<Item = Item<'_>>) -> Relayed;
 
     /// The topic dropped the next `count` messages for the relay's readers after a short
     /// [`relay`](Self::relay) (`drop_newest`): the relay tells its readers how many they
@@ -47,10 +49,10 @@ pub trait QueueRelay: std::fmt::Debug + Send + Sync {
     /// Messages dealt to the consumer in `slot` that it has not read yet, or `None` when no
     /// consumer holds the slot.
     fn unread(&self, slot: u32) -> Option<usize>;
-    /// Writes `payloads` addressed to the consumer in `slot`, in order, without waiting;
+    /// Writes `messages` addressed to the consumer in `slot`, in order, without waiting;
     /// stops at the first that does not fit. Returns how many were written: exactly those
     /// are the consumer's now.
-    fn deal(&self, slot: u32, payloads: &mut dyn Iterator<Item = &[u8]>) -> usize;
+    fn deal(&self, slot: u32, messages: &mut dyn Iterator<Item = Item<'_>>) -> usize;
     /// A publish waited on the backlog for longer than the topic's `publish_deadline_ms`:
     /// detach the consumers that hold the relay ring full, if any do (`SlowConsumer`, with
     /// `why` in the reason). Returns how many were detached (0: the ring is not what holds

@@ -32,6 +32,13 @@ impl Delivery for Outbox {
                 self.append_messages(topic, &payloads[range], max)
             }
             (BatchRef::Payloads(payloads), None) => self.append_credited(topic, &payloads[range]),
+            (BatchRef::Items(items), limit) => {
+                let payloads: Vec<&[u8]> = items[range].iter().map(|item| item.bytes).collect();
+                match limit {
+                    Some(max) => self.append_messages(topic, &payloads, max),
+                    None => self.append_credited(topic, &payloads),
+                }
+            }
             // The frames already carry this topic's id: the broker routes a run to its own topic.
             (BatchRef::Frames(run), limit) => self.append_run(topic, &run, range, limit),
         };

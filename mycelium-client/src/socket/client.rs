@@ -77,6 +77,7 @@ impl SocketClient {
         let frame = Frame::Subscribe {
             request_id,
             prefetch,
+            no_echo: false,
             topic: topic.to_owned(),
         };
         // The queue must be registered before the ack is processed, since Deliver frames follow

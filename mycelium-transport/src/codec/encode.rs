@@ -11,7 +11,8 @@ use bytes::{BufMut, BytesMut};
 use super::parse::{CONFIG_STATUS_FIXED_LEN, STATS_ENTRY_FIXED_LEN};
 use crate::error::EncodeError;
 use crate::frame::{
-    kind, ConfigStatus, Frame, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, PROTOCOL_VERSION,
+    kind, ConfigStatus, Frame, ACK_PATTERN, ACK_STAMP, MAX_NAME_LEN, MAX_RINGS_PER_GRANT,
+    PROTOCOL_VERSION, SUBSCRIBE_NO_ECHO,
 };
 
 /// Bytes of the frame after the `len` field and before the body: `version` and `kind`.
@@ -41,7 +42,10 @@ pub fn encode_frame(frame: &Frame, dst: &mut BytesMut) -> Result<(), EncodeError
 /// Debug builds also assert that `kind` is a message kind.
 pub fn encode_message(dst: &mut BytesMut, kind: u8, topic_id: u32, payload: &[u8]) {
     debug_assert!(
-        kind == kind::PUBLISH || kind == kind::DELIVER,
+        matches!(
+            kind,
+            kind::PUBLISH | kind::DELIVER | kind::PUBLISH_ENVELOPE | kind::DELIVER_ENVELOPE
+        ),
         "encode_message writes only Publish and Deliver frames, not kind 0x{kind:02x}"
     );
     let len = payload
@@ -83,13 +87,16 @@ pub(crate) fn frame_len(frame: &Frame) -> Result<u32, EncodeError> {
         Frame::ShmSegmentAdded { .. } => 4 + 4 + 8 + 4 + 1,
         Frame::ShmRingRemoved { .. } | Frame::ShmDetach { .. } => 4 + 4,
         Frame::Welcome { server, .. } => 16 + 8 + 4 + 4 + 1 + name8("server", server)?,
-        Frame::Subscribe { topic, .. } => 4 + 4 + 1 + topic_len(topic)?,
+        Frame::Subscribe { topic, .. } => 4 + 4 + 1 + 1 + topic_len(topic)?,
         Frame::Unsubscribe { .. } => 4 + 4,
         Frame::Advertise { topic, .. } => 4 + 1 + topic_len(topic)?,
-        Frame::TopicAck { .. } => 4 + 4 + 1 + 4 + 4,
+        Frame::TopicAck { .. } => 4 + 4 + 1 + 4 + 4 + 1 + 2 + 4,
         Frame::Ack { .. } => 4,
         Frame::Publish { payload, .. } | Frame::Deliver { payload, .. } => {
             payload.len().saturating_add(4)
+        }
+        Frame::PublishEnvelope { message, .. } | Frame::DeliverEnvelope { message, .. } => {
+            message.len().saturating_add(4)
         }
         Frame::Credit { .. } => 4 + 4,
         Frame::Lagged { .. } => 4 + 8,
@@ -233,10 +240,12 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
         Frame::Subscribe {
             request_id,
             prefetch,
+            no_echo,
             topic,
         } => {
             dst.put_u32_le(*request_id);
             dst.put_u32_le(*prefetch);
+            dst.put_u8(if *no_echo { SUBSCRIBE_NO_ECHO } else { 0 });
             put_str8(dst, topic);
         }
         Frame::Unsubscribe {
@@ -256,12 +265,24 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
             routing,
             max_message_size,
             prefetch,
+            pattern,
+            rules,
         } => {
             dst.put_u32_le(*request_id);
             dst.put_u32_le(*topic_id);
             dst.put_u8(routing.to_u8());
             dst.put_u32_le(*max_message_size);
             dst.put_u32_le(*prefetch);
+            let mut flags = 0;
+            if rules.stamp {
+                flags |= ACK_STAMP;
+            }
+            if *pattern {
+                flags |= ACK_PATTERN;
+            }
+            dst.put_u8(flags);
+            dst.put_u16_le(rules.max_headers);
+            dst.put_u32_le(rules.max_header_bytes);
         }
         Frame::Ack { request_id }
         | Frame::StatsRequest { request_id }
@@ -271,6 +292,11 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
         Frame::Publish { topic_id, payload } | Frame::Deliver { topic_id, payload } => {
             dst.put_u32_le(*topic_id);
             dst.put_slice(payload);
+        }
+        Frame::PublishEnvelope { topic_id, message }
+        | Frame::DeliverEnvelope { topic_id, message } => {
+            dst.put_u32_le(*topic_id);
+            dst.put_slice(message);
         }
         Frame::Credit { topic_id, credit } => {
             dst.put_u32_le(*topic_id);

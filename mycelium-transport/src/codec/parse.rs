@@ -10,9 +10,11 @@
 use bytes::Bytes;
 
 use super::reader::{Reader, Reason};
+use crate::envelope::EnvelopeView;
 use crate::error::DecodeError;
 use crate::frame::{
-    kind, ConfigStatus, ErrorCode, Frame, ShmRing, TopicStats, MAX_RINGS_PER_GRANT,
+    kind, ConfigStatus, ErrorCode, Frame, MessageRules, ShmRing, TopicStats, ACK_PATTERN,
+    ACK_STAMP, MAX_RINGS_PER_GRANT, SUBSCRIBE_NO_ECHO,
 };
 
 /// Bytes of one `Stats` topic entry besides the name itself: `name_len` (1), `routing` (1),
@@ -60,6 +62,11 @@ fn parse(
         kind::SUBSCRIBE => Frame::Subscribe {
             request_id: r.u32()?,
             prefetch: r.u32()?,
+            no_echo: match r.u8()? {
+                0 => false,
+                SUBSCRIBE_NO_ECHO => true,
+                _ => return Err("reserved Subscribe flag bits set"),
+            },
             topic: r.topic()?,
         },
         kind::UNSUBSCRIBE => Frame::Unsubscribe {
@@ -70,13 +77,26 @@ fn parse(
             request_id: r.u32()?,
             topic: r.topic()?,
         },
-        kind::TOPIC_ACK => Frame::TopicAck {
-            request_id: r.u32()?,
-            topic_id: r.u32()?,
-            routing: r.routing()?,
-            max_message_size: r.u32()?,
-            prefetch: r.u32()?,
-        },
+        kind::TOPIC_ACK => {
+            let (request_id, topic_id, routing) = (r.u32()?, r.u32()?, r.routing()?);
+            let (max_message_size, prefetch, flags) = (r.u32()?, r.u32()?, r.u8()?);
+            if flags & !(ACK_STAMP | ACK_PATTERN) != 0 {
+                return Err("reserved TopicAck flag bits set");
+            }
+            Frame::TopicAck {
+                request_id,
+                topic_id,
+                routing,
+                max_message_size,
+                prefetch,
+                pattern: flags & ACK_PATTERN != 0,
+                rules: MessageRules {
+                    stamp: flags & ACK_STAMP != 0,
+                    max_headers: r.u16()?,
+                    max_header_bytes: r.u32()?,
+                },
+            }
+        }
         kind::ACK => Frame::Ack {
             request_id: r.u32()?,
         },
@@ -87,6 +107,14 @@ fn parse(
         kind::DELIVER => Frame::Deliver {
             topic_id: r.u32()?,
             payload: payload(r.rest()),
+        },
+        kind::PUBLISH_ENVELOPE => Frame::PublishEnvelope {
+            topic_id: r.u32()?,
+            message: enveloped(r.rest(), payload)?,
+        },
+        kind::DELIVER_ENVELOPE => Frame::DeliverEnvelope {
+            topic_id: r.u32()?,
+            message: enveloped(r.rest(), payload)?,
         },
         kind::CREDIT => Frame::Credit {
             topic_id: r.u32()?,
@@ -240,4 +268,11 @@ fn config_status(r: &mut Reader<'_>) -> Result<ConfigStatus, Reason> {
         last_change: r.str16()?,
         pending: r.str16()?,
     })
+}
+
+/// An enveloped message's bytes, checked whole (a message whose envelope does not parse makes
+/// the frame malformed), turned into `Bytes` by `payload`.
+fn enveloped(bytes: &[u8], payload: impl FnOnce(&[u8]) -> Bytes) -> Result<Bytes, Reason> {
+    EnvelopeView::parse(bytes).map_err(|error| error.0)?;
+    Ok(payload(bytes))
 }

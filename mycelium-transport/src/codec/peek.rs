@@ -26,10 +26,14 @@ pub struct FrameView<'a> {
 }
 
 impl<'a> FrameView<'a> {
-    /// `Some((topic_id, payload))` for a `Publish` or `Deliver` whose body holds a `topic_id`,
-    /// else `None`.
+    /// `Some((topic_id, rest))` for a message frame whose body holds a `topic_id`, else
+    /// `None`. `rest` is the payload of a `Publish` or `Deliver`, and the envelope then the
+    /// payload (not checked here) of a `PublishEnvelope` or `DeliverEnvelope`.
     pub fn message(&self) -> Option<(u32, &'a [u8])> {
-        if self.kind != kind::PUBLISH && self.kind != kind::DELIVER {
+        if !matches!(
+            self.kind,
+            kind::PUBLISH | kind::DELIVER | kind::PUBLISH_ENVELOPE | kind::DELIVER_ENVELOPE
+        ) {
             return None;
         }
         let (topic_id, payload) = self.body.split_first_chunk::<4>()?;

@@ -45,6 +45,9 @@ pub enum ErrorCode {
     /// `24`: a configured limit is reached (subscriptions per connection or in all); the
     /// message names the limit and its setting. Nothing was done.
     LimitExceeded,
+    /// `25`: a message carries more headers, or more bytes of them, than its topic allows
+    /// (`max_headers`, `max_header_bytes`); the message was not routed.
+    HeadersTooLarge,
     /// `32`: the broker is shutting down; no new work is accepted.
     ShuttingDown,
     /// `33`: this subscriber fell too far behind and its topic's policy is to disconnect it.
@@ -76,6 +79,7 @@ impl ErrorCode {
             ErrorCode::TopicRemoved => 22,
             ErrorCode::PermissionDenied => 23,
             ErrorCode::LimitExceeded => 24,
+            ErrorCode::HeadersTooLarge => 25,
             ErrorCode::ShuttingDown => 32,
             ErrorCode::SlowConsumer => 33,
             ErrorCode::Internal => 255,
@@ -103,6 +107,7 @@ impl ErrorCode {
             22 => ErrorCode::TopicRemoved,
             23 => ErrorCode::PermissionDenied,
             24 => ErrorCode::LimitExceeded,
+            25 => ErrorCode::HeadersTooLarge,
             32 => ErrorCode::ShuttingDown,
             33 => ErrorCode::SlowConsumer,
             255 => ErrorCode::Internal,

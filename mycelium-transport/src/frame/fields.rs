@@ -71,6 +71,35 @@ pub struct ShmRing {
 /// `slot` of a ring granted to a publisher, which holds no consumer slot.
 pub const NO_SLOT: u32 = u32::MAX;
 
+/// What a topic asks of the messages published to it, told in its `TopicAck`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageRules {
+    /// Publishers stamp every message with an id and a timestamp (the topic's `stamp`).
+    pub stamp: bool,
+    /// Most headers on one message.
+    pub max_headers: u16,
+    /// Most bytes of header keys and values on one message.
+    pub max_header_bytes: u32,
+}
+
+impl Default for MessageRules {
+    /// The broker's defaults: no stamps, 32 headers, 4096 bytes of them.
+    fn default() -> Self {
+        MessageRules {
+            stamp: false,
+            max_headers: 32,
+            max_header_bytes: 4096,
+        }
+    }
+}
+
+/// `TopicAck` flag: publishers stamp every message ([`MessageRules::stamp`]).
+pub const ACK_STAMP: u8 = 1 << 0;
+/// `TopicAck` flag: the answer to a pattern subscription (its id has bit 31 set).
+pub const ACK_PATTERN: u8 = 1 << 1;
+/// `Subscribe` flag: leave out what this connection publishes itself.
+pub const SUBSCRIBE_NO_ECHO: u8 = 1 << 0;
+
 /// Per-topic counters as reported in a `Stats` frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicStats {

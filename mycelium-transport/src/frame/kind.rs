@@ -25,6 +25,10 @@ pub const DELIVER: u8 = 0x11;
 pub const CREDIT: u8 = 0x12;
 /// [`Frame::Lagged`](super::Frame::Lagged), broker → client.
 pub const LAGGED: u8 = 0x13;
+/// [`Frame::PublishEnvelope`](super::Frame::PublishEnvelope), client → broker.
+pub const PUBLISH_ENVELOPE: u8 = 0x14;
+/// [`Frame::DeliverEnvelope`](super::Frame::DeliverEnvelope), broker → client.
+pub const DELIVER_ENVELOPE: u8 = 0x15;
 /// [`Frame::Ping`](super::Frame::Ping), either way.
 pub const PING: u8 = 0x20;
 /// [`Frame::Pong`](super::Frame::Pong), either way.
@@ -74,6 +78,8 @@ pub fn name(kind: u8) -> Option<&'static str> {
         DELIVER => "Deliver",
         CREDIT => "Credit",
         LAGGED => "Lagged",
+        PUBLISH_ENVELOPE => "PublishEnvelope",
+        DELIVER_ENVELOPE => "DeliverEnvelope",
         PING => "Ping",
         PONG => "Pong",
         ERROR => "Error",

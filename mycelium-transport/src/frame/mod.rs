@@ -27,11 +27,19 @@ mod owned;
 
 pub use config_status::{ConfigStatus, ReloadOutcome};
 pub use error_code::ErrorCode;
-pub use fields::{RoutingKind, ShmRing, ShmRole, TopicStats, NO_SLOT};
+pub use fields::{
+    MessageRules, RoutingKind, ShmRing, ShmRole, TopicStats, ACK_PATTERN, ACK_STAMP, NO_SLOT,
+    SUBSCRIBE_NO_ECHO,
+};
 pub use owned::Frame;
 
-/// The protocol version this crate speaks; carried in byte 4 of every frame.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The protocol version this crate speaks; carried in byte 4 of every frame. Version 2 added
+/// envelopes (`PublishEnvelope`, `DeliverEnvelope`), pattern and no-echo subscriptions and the
+/// `TopicAck` fields they need; a version-1 peer is refused at its first frame.
+pub const PROTOCOL_VERSION: u8 = 2;
+
+/// Bit 31 of a subscription id marks a pattern subscription (ids of topics never have it).
+pub const PATTERN_ID_BIT: u32 = 1 << 31;
 
 /// Bytes before the body: `len` (4), `version` (1), `kind` (1).
 pub const HEADER_LEN: usize = 6;

@@ -4,7 +4,8 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::{
-    kind, ConfigStatus, ErrorCode, ReloadOutcome, RoutingKind, ShmRing, ShmRole, TopicStats,
+    kind, ConfigStatus, ErrorCode, MessageRules, ReloadOutcome, RoutingKind, ShmRing, ShmRole,
+    TopicStats,
 };
 
 /// One protocol frame, owned.
@@ -140,13 +141,17 @@ pub enum Frame {
         /// message is lost for it (counted).
         dropped: bool,
     },
-    /// Client → broker. Body: `request_id u32 | prefetch u32 | topic_len u8 | topic [topic_len]`.
-    /// `prefetch` is the credit a queue consumer asks for (0 = the topic's default); fanout ignores it.
+    /// Client → broker. Body: `request_id u32 | prefetch u32 | flags u8 | topic_len u8 | topic
+    /// [topic_len]`. `prefetch` is the credit a queue consumer asks for (0 = the topic's
+    /// default); fanout ignores it. `flags` bit 0: no echo. `topic` may be a pattern
+    /// (`orders.*`, `orders.>`).
     Subscribe {
         /// Echoed in the `TopicAck` or `Error` that answers it.
         request_id: u32,
         /// Requested credit for queue topics; 0 asks for the topic's configured prefetch.
         prefetch: u32,
+        /// Leave out what this connection publishes itself.
+        no_echo: bool,
         /// The topic name.
         topic: String,
     },
@@ -166,7 +171,8 @@ pub enum Frame {
         topic: String,
     },
     /// Broker → client, answer to `Subscribe` or `Advertise`. Body:
-    /// `request_id u32 | topic_id u32 | routing u8 | max_message_size u32 | prefetch u32`.
+    /// `request_id u32 | topic_id u32 | routing u8 | max_message_size u32 | prefetch u32 |
+    /// flags u8 | max_headers u16 | max_header_bytes u32`.
     TopicAck {
         /// The request this answers.
         request_id: u32,
@@ -178,6 +184,11 @@ pub enum Frame {
         max_message_size: u32,
         /// Credit granted to this consumer (queue subscriptions), else 0.
         prefetch: u32,
+        /// This answers a pattern subscription: `topic_id` is the subscription's id (bit 31
+        /// set) and deliveries name their topic.
+        pattern: bool,
+        /// What the topic asks of messages (for a pattern: the broker's defaults).
+        rules: MessageRules,
     },
     /// Broker → client: the request succeeded and has nothing else to say. Body: `request_id u32`.
     Ack {
@@ -197,6 +208,21 @@ pub enum Frame {
         topic_id: u32,
         /// The message as published.
         payload: Bytes,
+    },
+    /// Client → broker. Body: `topic_id u32 | envelope and payload [len - 6]`: a message with an
+    /// envelope (`crate::envelope`). Not answered unless refused.
+    PublishEnvelope {
+        /// From the topic's `TopicAck`.
+        topic_id: u32,
+        /// The envelope, then the payload (checked when decoded).
+        message: Bytes,
+    },
+    /// Broker → client. Body: `topic_id u32 | envelope and payload [len - 6]`.
+    DeliverEnvelope {
+        /// The subscription's id.
+        topic_id: u32,
+        /// The envelope, then the payload (checked when decoded).
+        message: Bytes,
     },
     /// Client → broker: a queue consumer has processed `credit` more messages. Body: `topic_id u32 | credit u32`.
     Credit {
@@ -299,6 +325,8 @@ impl Frame {
             Frame::Ack { .. } => kind::ACK,
             Frame::Publish { .. } => kind::PUBLISH,
             Frame::Deliver { .. } => kind::DELIVER,
+            Frame::PublishEnvelope { .. } => kind::PUBLISH_ENVELOPE,
+            Frame::DeliverEnvelope { .. } => kind::DELIVER_ENVELOPE,
             Frame::Credit { .. } => kind::CREDIT,
             Frame::Lagged { .. } => kind::LAGGED,
             Frame::Ping { .. } => kind::PING,

@@ -48,7 +48,13 @@ impl<'a> FrameRun<'a> {
         }
     }
 
-    /// The payload of frame `i`.
+    /// The kind byte of frame `i` (`Deliver` or `DeliverEnvelope`).
+    pub fn kind(&self, i: usize) -> u8 {
+        self.frames[self.start_of(i) + 5]
+    }
+
+    /// The body of frame `i` after its topic id: the payload of a `Deliver`, the envelope
+    /// then the payload of a `DeliverEnvelope`.
     pub fn payload(&self, i: usize) -> &'a [u8] {
         let frames: &'a [u8] = self.frames;
         &frames[self.start_of(i) + MESSAGE_OVERHEAD..self.ends[i]]

@@ -197,7 +197,7 @@ impl Delivery for LocalSink {
         let had_news = queue.has_news();
         let mut queued = 0;
         for i in range {
-            let payload = batch.payload(i);
+            let payload = batch.item(i).bytes;
             if let Some(limit) = limit {
                 if !Queue::fits(queue.messages, queue.bytes.len(), limit) {
                     break;

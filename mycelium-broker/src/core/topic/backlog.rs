@@ -108,15 +108,15 @@ pub(super) fn push_copies<B: Batch + ?Sized>(
     payloads: &B,
     range: Range<usize>,
 ) {
-    let total = range.clone().map(|i| payloads.payload(i).len()).sum();
+    let total = range.clone().map(|i| payloads.item(i).bytes.len()).sum();
     let mut block = bytes::BytesMut::with_capacity(total);
     for i in range.clone() {
-        block.extend_from_slice(payloads.payload(i));
+        block.extend_from_slice(payloads.item(i).bytes);
     }
     let block = block.freeze();
     let mut at = 0;
     for i in range {
-        let len = payloads.payload(i).len();
+        let len = payloads.item(i).bytes.len();
         backlog.push_back(block.slice(at..at + len));
         at += len;
     }

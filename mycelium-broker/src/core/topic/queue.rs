@@ -273,7 +273,7 @@ impl Topic {
                 Sink::Direct(_, sink) => sink,
                 Sink::Relayed(slot) => {
                     let placed = relay.map_or(0, |relay| {
-                        let mut each = (from..from + take).map(|i| payloads.payload(i));
+                        let mut each = (from..from + take).map(|i| payloads.item(i));
                         relay.deal(*slot, &mut each)
                     });
                     // Fewer than asked: its ring is full (a slower shared-memory consumer
@@ -421,10 +421,14 @@ mod tests {
             )
         }
 
-        fn deal(&self, slot: u32, payloads: &mut dyn Iterator<Item = &[u8]>) -> usize {
+        fn deal(
+            &self,
+            slot: u32,
+            messages: &mut dyn Iterator<Item = crate::core::batch::Item<'_>>,
+        ) -> usize {
             let mut got = self.got.lock().unwrap();
             let mut taken = 0;
-            for payload in payloads {
+            for payload in messages.map(|item| item.bytes) {
                 if got.len() >= self.room {
                     break;
                 }

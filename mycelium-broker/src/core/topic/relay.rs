@@ -30,7 +30,7 @@ impl Topic {
             return None;
         };
         let from = cursor.relayed;
-        let mut each = (from..payloads.len()).map(|i| payloads.payload(i));
+        let mut each = (from..payloads.len()).map(|i| payloads.item(i));
         let relayed = relay.relay(&mut each);
         // A relay that claims more than it was offered is taken at its word for what exists.
         let passed = relayed.passed.min(payloads.len() - from);

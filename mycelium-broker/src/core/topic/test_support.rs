@@ -89,11 +89,11 @@ impl RecordingRelay {
 }
 
 impl Relay for RecordingRelay {
-    fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> Relayed {
+    fn relay(&self, messages: &mut dyn Iterator<Item = crate::core::batch::Item<'_>>) -> Relayed {
         let mut got = self.got.lock().unwrap();
         let mut room = self.room.lock().unwrap();
         let mut passed = 0;
-        for payload in payloads {
+        for payload in messages.map(|item| item.bytes) {
             if *room == 0 {
                 break;
             }

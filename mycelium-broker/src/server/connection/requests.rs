@@ -3,7 +3,7 @@
 
 use mycelium_config::Routing;
 use mycelium_transport::frame::NO_TOPIC;
-use mycelium_transport::{ErrorCode, Frame, RoutingKind};
+use mycelium_transport::{ErrorCode, Frame, MessageRules, RoutingKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::acl::Action;
@@ -74,7 +74,7 @@ impl Connection {
     /// Handles one control frame.
     pub(super) fn control(&mut self, frame: Frame) -> Result<(), Stop> {
         match frame {
-            Frame::Subscribe { request_id, prefetch, topic } => {
+            Frame::Subscribe { request_id, prefetch, no_echo: _, topic } => {
                 let topic = match self.state.registry.resolve(&topic) {
                     Ok(topic) => topic,
                     Err(error) => {
@@ -171,8 +171,8 @@ impl Connection {
             Frame::ShmAttach { .. } | Frame::ShmDetach { .. } | Frame::ShmSegment { .. } => {
                 return Err(fatal(ErrorCode::ShmRefused, "shared-memory requests need a session of their own: open a connection that starts with ShmHello"));
             }
-            Frame::Publish { .. } => unreachable_publish(),
-            Frame::Welcome { .. } | Frame::TopicAck { .. } | Frame::Ack { .. } | Frame::Deliver { .. } | Frame::Error { .. } | Frame::Stats { .. } | Frame::ShmGrant { .. } | Frame::ShmRingAdded { .. } | Frame::ShmRingRemoved { .. } | Frame::ShmDetached { .. } | Frame::ShmSegmentAdded { .. } | Frame::ReloadResult { .. } | Frame::Lagged { .. } => {
+            Frame::Publish { .. } | Frame::PublishEnvelope { .. } => unreachable_publish(),
+            Frame::Welcome { .. } | Frame::TopicAck { .. } | Frame::Ack { .. } | Frame::Deliver { .. } | Frame::DeliverEnvelope { .. } | Frame::Error { .. } | Frame::Stats { .. } | Frame::ShmGrant { .. } | Frame::ShmRingAdded { .. } | Frame::ShmRingRemoved { .. } | Frame::ShmDetached { .. } | Frame::ShmSegmentAdded { .. } | Frame::ReloadResult { .. } | Frame::Lagged { .. } => {
                 return Err(fatal(ErrorCode::HandshakeRequired, "a client sent a frame only the broker may send"));
             }
         }
@@ -195,5 +195,7 @@ fn topic_ack(request_id: u32, topic: &Topic, prefetch: u32) -> Frame {
         },
         max_message_size: u32::try_from(topic.config().max_message_size).unwrap_or(u32::MAX),
         prefetch,
+        pattern: false,
+        rules: MessageRules::default(),
     }
 }

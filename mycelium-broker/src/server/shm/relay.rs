@@ -9,6 +9,7 @@ use mycelium_transport::shm::queue::{self, QUEUE_PREFIX};
 use mycelium_transport::shm::reference::SegmentRef;
 use mycelium_transport::shm::{slot_backlog, PayloadWriter, PushError, RingProducer};
 
+use crate::core::batch::Item;
 use crate::core::topic::{QueueRelay, Relay, Relayed, TopicId};
 
 use super::directory::ShmRings;
@@ -275,13 +276,14 @@ impl QueueRelay for RelayRing {
         Some(ends.len())
     }
 
-    fn deal(&self, slot: u32, payloads: &mut dyn Iterator<Item = &[u8]>) -> usize {
+    fn deal(&self, slot: u32, messages: &mut dyn Iterator<Item = Item<'_>>) -> usize {
         let mut guard = self.producer.lock().unwrap_or_else(|p| p.into_inner());
         let (producer, next) = &mut *guard;
         let max = producer.max_payload().saturating_sub(QUEUE_PREFIX);
         let mut frame = Vec::new();
         let mut taken = 0;
-        for payload in payloads {
+        for message in messages {
+            let payload = message.bytes;
             // Full: a consumer (maybe another one: all read every frame) is a ring behind;
             // the message is left to the socket consumers or the backlog.
             let pushed = if payload.len() > max {
@@ -324,13 +326,14 @@ impl std::fmt::Debug for RelayRing {
 }
 
 impl Relay for RelayRing {
-    fn relay(&self, payloads: &mut dyn Iterator<Item = &[u8]>) -> Relayed {
+    fn relay(&self, messages: &mut dyn Iterator<Item = Item<'_>>) -> Relayed {
         let mut guard = self.producer.lock().unwrap_or_else(|p| p.into_inner());
         let (producer, next) = &mut *guard;
         let (mut passed, mut dropped) = (0, 0);
         let mut full = false;
         let max = producer.max_payload();
-        for payload in payloads {
+        for message in messages {
+            let payload = message.bytes;
             let pushed = if payload.len() > max {
                 self.relay_large(producer, next, payload, None)
             } else {

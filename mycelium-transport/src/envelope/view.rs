@@ -1,0 +1,186 @@
+//! [`EnvelopeView`]: an enveloped message read in place, after checking every byte of it.
+
+use uuid::Uuid;
+
+use super::headers::{is_key_byte, HeaderIter};
+use super::{Reply, ReplyStatus, Stamp, HEADERS, KNOWN_FLAGS, REPLY, REPLY_TO, STAMP, TOPIC};
+
+/// Why bytes are not an envelope this version reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed envelope: {0}")]
+pub struct EnvelopeError(pub &'static str);
+
+/// An enveloped message, borrowed from the bytes it arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeView<'a> {
+    /// The flags byte.
+    pub flags: u8,
+    /// Id and publish time, if stamped.
+    pub stamp: Option<Stamp>,
+    /// The concrete topic (deliveries to pattern subscriptions).
+    pub topic: Option<&'a str>,
+    /// Where replies go (requests).
+    pub reply_to: Option<&'a str>,
+    /// Which request this answers (replies).
+    pub reply: Option<Reply>,
+    /// The header entries after the count (checked).
+    headers: &'a [u8],
+    header_count: u16,
+    /// Bytes of the header keys and values.
+    pub header_bytes: usize,
+    /// Bytes of the envelope: everything before the payload.
+    pub len: usize,
+    /// The blocks after TOPIC (REPLY_TO, REPLY, HEADERS) and the payload, as they came.
+    after_topic: &'a [u8],
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+impl<'a> EnvelopeView<'a> {
+    /// The view of a plain message with no payload: no blocks at all.
+    pub const PLAIN: EnvelopeView<'static> = EnvelopeView {
+        flags: 0,
+        stamp: None,
+        topic: None,
+        reply_to: None,
+        reply: None,
+        headers: &[],
+        header_count: 0,
+        header_bytes: 0,
+        len: 0,
+        after_topic: &[],
+        payload: &[],
+    };
+
+    /// Reads `bytes` (flags, blocks, payload), checking every length, string and flag.
+    pub fn parse(bytes: &'a [u8]) -> Result<EnvelopeView<'a>, EnvelopeError> {
+        let mut r = Cursor { buf: bytes };
+        let flags = r.u8("truncated flags")?;
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(EnvelopeError("reserved flag bits set"));
+        }
+        let stamp = if flags & STAMP != 0 {
+            let id = Uuid::from_bytes(r.array::<16>("truncated id")?);
+            let timestamp_ns = u64::from_le_bytes(r.array::<8>("truncated timestamp")?);
+            Some(Stamp { id, timestamp_ns })
+        } else {
+            None
+        };
+        let topic = (flags & TOPIC != 0)
+            .then(|| r.name("truncated topic"))
+            .transpose()?;
+        let after_topic = r.buf;
+        let reply_to = (flags & REPLY_TO != 0)
+            .then(|| r.name("truncated reply_to"))
+            .transpose()?;
+        let reply = if flags & REPLY != 0 {
+            let status = ReplyStatus::from_u8(r.u8("truncated reply status")?)
+                .ok_or(EnvelopeError("unknown reply status"))?;
+            let code = u16::from_le_bytes(r.array::<2>("truncated reply code")?);
+            let correlation = Uuid::from_bytes(r.array::<16>("truncated correlation id")?);
+            Some(Reply {
+                status,
+                code,
+                correlation,
+            })
+        } else {
+            None
+        };
+        let (mut headers, mut header_count, mut header_bytes): (&[u8], u16, usize) = (&[], 0, 0);
+        if flags & HEADERS != 0 {
+            header_count = u16::from_le_bytes(r.array::<2>("truncated header count")?);
+            let start = r.buf;
+            for _ in 0..header_count {
+                let key = r.take_prefixed(1, "truncated header key")?;
+                if key.is_empty() {
+                    return Err(EnvelopeError("empty header key"));
+                }
+                if !key.iter().all(|&b| is_key_byte(b)) {
+                    return Err(EnvelopeError(
+                        "header key with a character outside the token set",
+                    ));
+                }
+                let value = r.take_prefixed(2, "truncated header value")?;
+                if std::str::from_utf8(value).is_err() {
+                    return Err(EnvelopeError("header value is not UTF-8"));
+                }
+                header_bytes += key.len() + value.len();
+            }
+            headers = &start[..start.len() - r.buf.len()];
+        }
+        let len = bytes.len() - r.buf.len();
+        Ok(EnvelopeView {
+            flags,
+            stamp,
+            topic,
+            reply_to,
+            reply,
+            headers,
+            header_count,
+            header_bytes,
+            len,
+            after_topic,
+            payload: r.buf,
+        })
+    }
+
+    /// The headers, in the order they were given.
+    pub fn headers(&self) -> HeaderIter<'a> {
+        HeaderIter::new(self.headers, self.header_count)
+    }
+
+    /// The bytes after the TOPIC block: the later blocks and the payload.
+    pub(crate) fn after_topic(&self) -> &'a [u8] {
+        self.after_topic
+    }
+
+    /// How many headers.
+    pub fn header_count(&self) -> usize {
+        usize::from(self.header_count)
+    }
+}
+
+/// Reads fields front to back; `field` says what was cut short ("truncated id").
+struct Cursor<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], EnvelopeError> {
+        let (head, tail) = self.buf.split_at_checked(n).ok_or(EnvelopeError(field))?;
+        self.buf = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], EnvelopeError> {
+        let bytes = self.take(N, field)?;
+        let mut out = [0; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, EnvelopeError> {
+        Ok(self.array::<1>(field)?[0])
+    }
+
+    fn take_prefixed(
+        &mut self,
+        prefix: usize,
+        field: &'static str,
+    ) -> Result<&'a [u8], EnvelopeError> {
+        let len = match prefix {
+            1 => usize::from(self.u8(field)?),
+            _ => usize::from(u16::from_le_bytes(self.array::<2>(field)?)),
+        };
+        self.take(len, field)
+    }
+
+    /// A `str8` topic name: 1-255 bytes of UTF-8.
+    fn name(&mut self, field: &'static str) -> Result<&'a str, EnvelopeError> {
+        let bytes = self.take_prefixed(1, field)?;
+        if bytes.is_empty() {
+            return Err(EnvelopeError("empty topic name"));
+        }
+        std::str::from_utf8(bytes).map_err(|_| EnvelopeError("topic name is not UTF-8"))
+    }
+}

@@ -1,0 +1,134 @@
+//! [`Envelope`]: the blocks a publisher (or the broker) puts before a payload, and writing them.
+
+use bytes::{BufMut, BytesMut};
+
+use super::view::EnvelopeView;
+use super::{Headers, Reply, Stamp, HEADERS, REPLY, REPLY_LEN, REPLY_TO, STAMP, STAMP_LEN, TOPIC};
+
+/// What to put before a payload. Every field is optional; all `None` (and no headers) is the
+/// plain message, which needs no envelope at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    /// Id and publish time.
+    pub stamp: Option<Stamp>,
+    /// The concrete topic: set by the broker only.
+    pub topic: Option<&'a str>,
+    /// Where replies go: makes the message a request.
+    pub reply_to: Option<&'a str>,
+    /// Which request this answers: makes the message a reply.
+    pub reply: Option<Reply>,
+    /// Headers (none if empty).
+    pub headers: Option<&'a Headers>,
+}
+
+impl Envelope<'_> {
+    /// The flags byte these fields make.
+    pub fn flags(&self) -> u8 {
+        let mut flags = 0;
+        if self.stamp.is_some() {
+            flags |= STAMP;
+        }
+        if self.topic.is_some() {
+            flags |= TOPIC;
+        }
+        if self.reply_to.is_some() {
+            flags |= REPLY_TO;
+        }
+        if self.reply.is_some() {
+            flags |= REPLY;
+        }
+        if self.headers.is_some_and(|h| !h.is_empty()) {
+            flags |= HEADERS;
+        }
+        flags
+    }
+
+    /// Whether these fields need an envelope at all.
+    pub fn is_plain(&self) -> bool {
+        self.flags() == 0
+    }
+
+    /// Bytes [`encode`](Self::encode) writes before the payload. Names longer than 255 bytes
+    /// are cut to 255 by `encode` and counted so here.
+    pub fn len(&self) -> usize {
+        1 + self.stamp.map_or(0, |_| STAMP_LEN)
+            + self.topic.map_or(0, |t| 1 + t.len().min(255))
+            + self.reply_to.map_or(0, |t| 1 + t.len().min(255))
+            + self.reply.map_or(0, |_| REPLY_LEN)
+            + self
+                .headers
+                .filter(|h| !h.is_empty())
+                .map_or(0, Headers::encoded_len)
+    }
+
+    /// Always false: an envelope has at least its flags byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Writes the flags and blocks (not the payload) at the end of `dst`.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        dst.reserve(self.len());
+        dst.put_u8(self.flags());
+        if let Some(stamp) = self.stamp {
+            dst.put_slice(stamp.id.as_bytes());
+            dst.put_u64_le(stamp.timestamp_ns);
+        }
+        if let Some(topic) = self.topic {
+            put_name(dst, topic);
+        }
+        if let Some(reply_to) = self.reply_to {
+            put_name(dst, reply_to);
+        }
+        if let Some(reply) = self.reply {
+            dst.put_u8(reply.status.to_u8());
+            dst.put_u16_le(reply.code);
+            dst.put_slice(reply.correlation.as_bytes());
+        }
+        if let Some(headers) = self.headers.filter(|h| !h.is_empty()) {
+            headers.encode(dst);
+        }
+    }
+}
+
+fn put_name(dst: &mut BytesMut, name: &str) {
+    // Topic names are at most 255 bytes; a longer one is cut (on a character boundary), and
+    // the broker refuses what it then names.
+    let mut end = name.len().min(255);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    dst.put_u8(end as u8);
+    dst.put_slice(&name.as_bytes()[..end]);
+}
+
+/// Writes a message again with the concrete `topic` added, at the end of `dst`: what the
+/// broker sends a pattern subscription. `enveloped` is the message's envelope (checked), or
+/// `None` for a plain `payload`.
+pub fn write_with_topic(
+    enveloped: Option<&EnvelopeView<'_>>,
+    payload: &[u8],
+    topic: &str,
+    dst: &mut BytesMut,
+) {
+    let Some(view) = enveloped else {
+        let envelope = Envelope {
+            topic: Some(topic),
+            ..Envelope::default()
+        };
+        dst.reserve(envelope.len() + payload.len());
+        envelope.encode(dst);
+        dst.put_slice(payload);
+        return;
+    };
+    let rest = view.after_topic();
+    dst.reserve(1 + STAMP_LEN + 256 + rest.len());
+    dst.put_u8(view.flags | TOPIC);
+    if let Some(stamp) = view.stamp {
+        dst.put_slice(stamp.id.as_bytes());
+        dst.put_u64_le(stamp.timestamp_ns);
+    }
+    put_name(dst, topic);
+    // The blocks after TOPIC, and the payload, as they came.
+    dst.put_slice(rest);
+}
