@@ -12,7 +12,7 @@
 //!   declared again, and gets a new id); its id still names it, marked removed, so that a
 //!   publisher using it is told why.
 //! - A topic created by `auto_create` is *dynamic* ([`Topic::is_dynamic`]) until a reload
-//!   declares it. [`TopicRegistry::reclaim_idle`] removes the dynamic topics that have had no
+//!   declares it. `TopicRegistry::reclaim_idle` removes the dynamic topics that have had no
 //!   subscriber and no publisher for `idle_timeout_ms`, and forgets them entirely (name and
 //!   id): the next use of the name creates a new topic with a new id. Declared topics are
 //!   never reclaimed. At most [`MAX_AUTO_CREATED_TOPICS`] dynamic topics exist at once.
@@ -244,7 +244,7 @@ impl TopicRegistry {
 
     /// The topic with this name, created from the defaults if it is unknown and they allow it.
     ///
-    /// Every lookup by name counts as a use of the topic ([`Topic::touch`]): whoever looks a
+    /// Every lookup by name counts as a use of the topic (`Topic::touch`): whoever looks a
     /// topic up is about to subscribe, publish or attach.
     pub fn resolve(&self, name: &str) -> Result<Arc<Topic>, LookupError> {
         if let Some(topic) = self.get_by_name(name) {
