@@ -20,6 +20,7 @@ fn topic_stats(name: &str, routing: RoutingKind) -> TopicStats {
         dropped: 7,
         queued: 0,
         shm_subscribers: 2,
+        flags: TopicStats::DYNAMIC,
     }
 }
 
@@ -485,6 +486,21 @@ pub fn decode_frames_inputs() -> Vec<(String, Vec<u8>)> {
                     &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0][..],
                     &[1, b'a', 0][..],
                     &[0; 36][..],
+                    &config_block(b"", b"", b"")[..],
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            "bad-stats-entry-without-flags",
+            raw(
+                PROTOCOL_VERSION,
+                kind::STATS,
+                // One topic entry of the layout before `flags` (42 + n bytes).
+                &[
+                    &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0][..],
+                    &[1, b'a', 0][..],
+                    &[0; 40][..],
                     &config_block(b"", b"", b"")[..],
                 ]
                 .concat(),

@@ -26,9 +26,12 @@
 //! | `<topic>.backpressure` | Live | shared-memory rings keep theirs until re-attached |
 //! | `<topic>.prefetch` | Later | consumers that subscribe from now on |
 //! | `<topic>.publish_deadline_ms` | Live | |
+//! | `<topic>.stamp` | Live | publishers follow it when they resolve the topic again |
+//! | `<topic>.max_headers`, `<topic>.max_header_bytes` | Live | publishers see a raised limit when they resolve the topic again |
 //! | `<topic>.publish` | Live | checked at every publish from now on |
 //! | `<topic>.subscribe` | Live | checked at each subscribe; subscriptions made before keep going |
 //! | `topic_defaults.auto_create` | Live | |
+//! | `topic_defaults.idle_timeout_ms` | Live | every auto-created topic, already idle ones included |
 //! | `topic_defaults.*` (the others) | Live | topics auto-created from now on |
 //! | `performance.worker_threads` | Restart | |
 //! | `performance.channel_capacity` | Later | subscriptions made from now on |
@@ -301,6 +304,10 @@ const TOPIC_MAX_MESSAGE_SIZE: Rule = Rule::new(
     Takes::Live,
     "publishers see a raised limit when they resolve the topic again",
 );
+const TOPIC_STAMP: Rule = Rule::new(
+    Takes::Live,
+    "publishers follow it when they resolve the topic again",
+);
 const TOPIC_BACKPRESSURE: Rule = Rule::new(
     Takes::Live,
     "shared-memory rings keep theirs until re-attached",
@@ -311,6 +318,10 @@ const SUBSCRIBE_ACL: Rule = Rule::new(
     "checked at each subscribe; subscriptions made before keep going",
 );
 const TOPIC_PREFETCH: Rule = Rule::new(Takes::Later, "consumers that subscribe from now on");
+const IDLE_TIMEOUT: Rule = Rule::new(
+    Takes::Live,
+    "every auto-created topic, already idle ones included",
+);
 const AUTO_CREATED: Rule = Rule::new(Takes::Live, "topics auto-created from now on");
 const CHANNEL_CAPACITY: Rule = Rule::new(Takes::Later, "subscriptions made from now on");
 const SHM_ENABLED: Rule = Rule::new(
@@ -505,6 +516,23 @@ impl Changes {
                 LIVE,
                 plain,
             ),
+            stamp: self.setting(s, "stamp", &old.stamp, &new.stamp, TOPIC_STAMP, plain),
+            max_headers: self.setting(
+                s,
+                "max_headers",
+                &old.max_headers,
+                &new.max_headers,
+                TOPIC_MAX_MESSAGE_SIZE,
+                plain,
+            ),
+            max_header_bytes: self.setting(
+                s,
+                "max_header_bytes",
+                &old.max_header_bytes,
+                &new.max_header_bytes,
+                TOPIC_MAX_MESSAGE_SIZE,
+                plain,
+            ),
             publish: self.setting(
                 s,
                 "publish",
@@ -533,6 +561,14 @@ impl Changes {
                 &old.auto_create,
                 &new.auto_create,
                 LIVE,
+                plain,
+            ),
+            idle_timeout_ms: self.setting(
+                S,
+                "idle_timeout_ms",
+                &old.idle_timeout_ms,
+                &new.idle_timeout_ms,
+                IDLE_TIMEOUT,
                 plain,
             ),
             routing: self.setting(
@@ -580,6 +616,23 @@ impl Changes {
                 "publish_deadline_ms",
                 &old.publish_deadline_ms,
                 &new.publish_deadline_ms,
+                AUTO_CREATED,
+                plain,
+            ),
+            stamp: self.setting(S, "stamp", &old.stamp, &new.stamp, AUTO_CREATED, plain),
+            max_headers: self.setting(
+                S,
+                "max_headers",
+                &old.max_headers,
+                &new.max_headers,
+                AUTO_CREATED,
+                plain,
+            ),
+            max_header_bytes: self.setting(
+                S,
+                "max_header_bytes",
+                &old.max_header_bytes,
+                &new.max_header_bytes,
                 AUTO_CREATED,
                 plain,
             ),
@@ -861,6 +914,9 @@ mod tests {
             backpressure: Backpressure::Block,
             prefetch: 3,
             publish_deadline_ms: 4,
+            stamp: false,
+            max_headers: 5,
+            max_header_bytes: 6,
             publish: None,
             subscribe: Some(vec![]),
         }]);
@@ -886,17 +942,24 @@ mod tests {
                 backpressure: Backpressure::DropNewest,
                 prefetch: 13,
                 publish_deadline_ms: 14,
+                stamp: true,
+                max_headers: 15,
+                max_header_bytes: 16,
                 publish: Some(vec!["uid:1".parse().expect("principal")]),
                 subscribe: None,
             }],
             topic_defaults: TopicDefaults {
                 auto_create: true,
+                idle_timeout_ms: 20,
                 routing: Routing::Queue,
                 buffer_size: 21,
                 max_message_size: 22,
                 backpressure: Backpressure::DropOldest,
                 prefetch: 23,
                 publish_deadline_ms: 24,
+                stamp: true,
+                max_headers: 25,
+                max_header_bytes: 26,
                 publish: Some(vec![]),
                 subscribe: Some(vec!["gid:ops".parse().expect("principal")]),
             },
@@ -945,15 +1008,22 @@ mod tests {
                 ("t.backpressure", "block", "drop_newest", Live),
                 ("t.prefetch", "3", "13", Later),
                 ("t.publish_deadline_ms", "4", "14", Live),
+                ("t.stamp", "false", "true", Live),
+                ("t.max_headers", "5", "15", Live),
+                ("t.max_header_bytes", "6", "16", Live),
                 ("t.publish", "everyone", "[\"uid:1\"]", Live),
                 ("t.subscribe", "[]", "everyone", Live),
                 ("topic_defaults.auto_create", "false", "true", Live),
+                ("topic_defaults.idle_timeout_ms", "60000", "20", Live),
                 ("topic_defaults.routing", "fanout", "queue", Live),
                 ("topic_defaults.buffer_size", "10000", "21", Live),
                 ("topic_defaults.max_message_size", "65536", "22", Live),
                 ("topic_defaults.backpressure", "block", "drop_oldest", Live),
                 ("topic_defaults.prefetch", "256", "23", Live),
                 ("topic_defaults.publish_deadline_ms", "10000", "24", Live),
+                ("topic_defaults.stamp", "false", "true", Live),
+                ("topic_defaults.max_headers", "32", "25", Live),
+                ("topic_defaults.max_header_bytes", "4096", "26", Live),
                 ("topic_defaults.publish", "everyone", "[]", Live),
                 (
                     "topic_defaults.subscribe",
@@ -1004,10 +1074,26 @@ mod tests {
                     "shared-memory rings keep theirs until re-attached"
                 ),
                 ("t.prefetch", "consumers that subscribe from now on"),
+                (
+                    "t.stamp",
+                    "publishers follow it when they resolve the topic again"
+                ),
+                (
+                    "t.max_headers",
+                    "publishers see a raised limit when they resolve the topic again"
+                ),
+                (
+                    "t.max_header_bytes",
+                    "publishers see a raised limit when they resolve the topic again"
+                ),
                 ("t.publish", "checked at every publish from now on"),
                 (
                     "t.subscribe",
                     "checked at each subscribe; subscriptions made before keep going"
+                ),
+                (
+                    "topic_defaults.idle_timeout_ms",
+                    "every auto-created topic, already idle ones included"
                 ),
                 ("topic_defaults.routing", auto),
                 ("topic_defaults.buffer_size", auto),
@@ -1015,6 +1101,9 @@ mod tests {
                 ("topic_defaults.backpressure", auto),
                 ("topic_defaults.prefetch", auto),
                 ("topic_defaults.publish_deadline_ms", auto),
+                ("topic_defaults.stamp", auto),
+                ("topic_defaults.max_headers", auto),
+                ("topic_defaults.max_header_bytes", auto),
                 ("topic_defaults.publish", auto),
                 ("topic_defaults.subscribe", auto),
                 (

@@ -295,8 +295,16 @@ fn set_topic_defaults(
     field: &str,
     value: &str,
 ) -> Result<&'static str, String> {
-    if field == "AUTO_CREATE" {
-        return set(&mut defaults.auto_create, parse_bool(value)?, "auto_create");
+    match field {
+        "AUTO_CREATE" => return set(&mut defaults.auto_create, parse_bool(value)?, "auto_create"),
+        "IDLE_TIMEOUT_MS" => {
+            return set(
+                &mut defaults.idle_timeout_ms,
+                parse_number(value)?,
+                "idle_timeout_ms",
+            )
+        }
+        _ => {}
     }
     TopicFields::of_defaults(defaults).set(field, value)
 }
@@ -310,6 +318,9 @@ struct TopicFields<'a> {
     backpressure: &'a mut Backpressure,
     prefetch: &'a mut u32,
     publish_deadline_ms: &'a mut u64,
+    stamp: &'a mut bool,
+    max_headers: &'a mut u16,
+    max_header_bytes: &'a mut u32,
 }
 
 impl<'a> TopicFields<'a> {
@@ -321,6 +332,9 @@ impl<'a> TopicFields<'a> {
             backpressure: &mut topic.backpressure,
             prefetch: &mut topic.prefetch,
             publish_deadline_ms: &mut topic.publish_deadline_ms,
+            stamp: &mut topic.stamp,
+            max_headers: &mut topic.max_headers,
+            max_header_bytes: &mut topic.max_header_bytes,
         }
     }
 
@@ -332,6 +346,9 @@ impl<'a> TopicFields<'a> {
             backpressure: &mut defaults.backpressure,
             prefetch: &mut defaults.prefetch,
             publish_deadline_ms: &mut defaults.publish_deadline_ms,
+            stamp: &mut defaults.stamp,
+            max_headers: &mut defaults.max_headers,
+            max_header_bytes: &mut defaults.max_header_bytes,
         }
     }
 
@@ -351,6 +368,13 @@ impl<'a> TopicFields<'a> {
                 parse_number(value)?,
                 "publish_deadline_ms",
             ),
+            "STAMP" => set(self.stamp, parse_bool(value)?, "stamp"),
+            "MAX_HEADERS" => set(self.max_headers, parse_number(value)?, "max_headers"),
+            "MAX_HEADER_BYTES" => set(
+                self.max_header_bytes,
+                parse_number(value)?,
+                "max_header_bytes",
+            ),
             "PUBLISH" | "SUBSCRIBE" => Err(
                 "access lists cannot be set from the environment (they are lists, not scalars): \
                  set them in the file"
@@ -360,7 +384,7 @@ impl<'a> TopicFields<'a> {
                 other,
                 "topic",
                 "ROUTING, BUFFER_SIZE, MAX_MESSAGE_SIZE, BACKPRESSURE, PREFETCH, \
-                 PUBLISH_DEADLINE_MS",
+                 PUBLISH_DEADLINE_MS, STAMP, MAX_HEADERS, MAX_HEADER_BYTES",
             )),
         }
     }
@@ -442,6 +466,10 @@ mod tests {
                 ("MYCELIUM_TOPIC_DEFAULTS__MAX_MESSAGE_SIZE", "12"),
                 ("MYCELIUM_TOPIC_DEFAULTS__BACKPRESSURE", "drop_newest"),
                 ("MYCELIUM_TOPIC_DEFAULTS__PREFETCH", "13"),
+                ("MYCELIUM_TOPIC_DEFAULTS__IDLE_TIMEOUT_MS", "0"),
+                ("MYCELIUM_TOPIC_DEFAULTS__STAMP", "true"),
+                ("MYCELIUM_TOPIC_DEFAULTS__MAX_HEADERS", "16"),
+                ("MYCELIUM_TOPIC_DEFAULTS__MAX_HEADER_BYTES", "17"),
                 ("MYCELIUM_PERFORMANCE__WORKER_THREADS", "4"),
                 ("MYCELIUM_PERFORMANCE__CHANNEL_CAPACITY", "14"),
                 ("MYCELIUM_PERFORMANCE__BATCH_SIZE", "15"),
@@ -463,12 +491,16 @@ mod tests {
             config.topic_defaults,
             TopicDefaults {
                 auto_create: true,
+                idle_timeout_ms: 0,
                 routing: Routing::Queue,
                 buffer_size: 11,
                 max_message_size: 12,
                 backpressure: Backpressure::DropNewest,
                 prefetch: 13,
                 publish_deadline_ms: 10_000,
+                stamp: true,
+                max_headers: 16,
+                max_header_bytes: 17,
                 publish: None,
                 subscribe: None,
             }
@@ -497,12 +529,23 @@ mod tests {
                 ("MYCELIUM_TOPICS__MARKET_DATA_EU__BUFFER_SIZE", "5000"),
                 ("MYCELIUM_TOPICS__ORDERS__ROUTING", "queue"),
                 ("MYCELIUM_TOPICS__ORDERS__PREFETCH", "8"),
+                ("MYCELIUM_TOPICS__ORDERS__STAMP", "1"),
+                ("MYCELIUM_TOPICS__ORDERS__MAX_HEADERS", "3"),
+                ("MYCELIUM_TOPICS__ORDERS__MAX_HEADER_BYTES", "99"),
             ]),
         )
         .unwrap();
         assert_eq!(config.topics[0].buffer_size, 5000);
         assert_eq!(config.topics[1].routing, Routing::Queue);
         assert_eq!(config.topics[1].prefetch, 8);
+        assert!(config.topics[1].stamp);
+        assert_eq!(
+            (
+                config.topics[1].max_headers,
+                config.topics[1].max_header_bytes
+            ),
+            (3, 99)
+        );
         assert_eq!(
             overrides.var_for("topics[0].buffer_size"),
             Some("MYCELIUM_TOPICS__MARKET_DATA_EU__BUFFER_SIZE")

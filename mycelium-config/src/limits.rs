@@ -16,6 +16,18 @@
 /// message, so the bound caps the memory one misbehaving publisher can pin.
 pub const MAX_MESSAGE_SIZE_LIMIT: usize = 16 * 1024 * 1024;
 
+/// Largest `max_headers` a topic may declare: 1024.
+///
+/// The broker walks every header of a message it checks, so the bound caps that work per
+/// publish; a message needing more headers than this is better served by a structured payload.
+pub const MAX_HEADERS_LIMIT: u16 = 1024;
+
+/// Largest `max_header_bytes` a topic may declare: 65535.
+///
+/// Headers are metadata beside the payload, not a second payload: the bound keeps the envelope
+/// small next to any message.
+pub const MAX_HEADER_BYTES_LIMIT: u32 = 65_535;
+
 /// Largest `performance.worker_threads`: 1024.
 ///
 /// More runtime threads than this only adds scheduling overhead on any machine the broker targets;

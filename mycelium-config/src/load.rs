@@ -350,6 +350,9 @@ flush_interval_ms = 1
                     backpressure: Backpressure::Block,
                     prefetch: 256,
                     publish_deadline_ms: 10_000,
+                    stamp: false,
+                    max_headers: 32,
+                    max_header_bytes: 4096,
                     publish: None,
                     subscribe: None,
                 },
@@ -361,6 +364,9 @@ flush_interval_ms = 1
                     backpressure: Backpressure::Block,
                     prefetch: 256,
                     publish_deadline_ms: 10_000,
+                    stamp: false,
+                    max_headers: 32,
+                    max_header_bytes: 4096,
                     publish: None,
                     subscribe: None,
                 },
@@ -563,6 +569,40 @@ flush_interval_ms = 1
             problems[0].to_string(),
             "broker.toml:8:1: topics[1].buffer_size: must be greater than 0"
         );
+    }
+
+    #[test]
+    fn header_limits_out_of_range_are_reported_at_their_lines() {
+        let text = "[[topics]]\nname = \"a\"\nrouting = \"fanout\"\nmax_headers = 2000\n\n\
+                    [topic_defaults]\nstamp = true\nmax_header_bytes = 70000\n";
+        let problems: Vec<String> = invalid(text, &[]).iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            problems,
+            [
+                "broker.toml:4:1: topics[0].max_headers: must be at most 1024, got 2000",
+                "broker.toml:8:1: topic_defaults.max_header_bytes: must be at most 65535, got 70000",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_envelope_settings_and_idle_timeout_load_from_topics_and_defaults() {
+        let text = "[[topics]]\nname = \"a\"\nrouting = \"fanout\"\nstamp = true\n\
+                    max_headers = 4\nmax_header_bytes = 100\n\n\
+                    [topic_defaults]\nidle_timeout_ms = 0\nmax_headers = 0\n";
+        let config = load_with(text, &[]).unwrap();
+        let a = &config.topics[0];
+        assert_eq!((a.stamp, a.max_headers, a.max_header_bytes), (true, 4, 100));
+        let defaults = &config.topic_defaults;
+        assert_eq!(
+            (
+                defaults.idle_timeout_ms,
+                defaults.stamp,
+                defaults.max_headers
+            ),
+            (0, false, 0)
+        );
+        assert_eq!(defaults.max_header_bytes, 4096);
     }
 
     #[test]

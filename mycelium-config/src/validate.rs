@@ -21,8 +21,9 @@ use std::collections::HashMap;
 
 use crate::{
     BrokerConfig, Diagnostic, PerformanceConfig, ServerConfig, ShmConfig, TopicConfig,
-    MAX_MESSAGE_SIZE_LIMIT, MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS,
-    MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS, MIN_RING_BYTES, SOCKET_PATH_MAX,
+    MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT, MAX_MESSAGE_SIZE_LIMIT, MAX_RING_BYTES,
+    MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS, MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN,
+    MAX_WORKER_THREADS, MIN_RING_BYTES, SOCKET_PATH_MAX,
 };
 
 impl BrokerConfig {
@@ -34,9 +35,13 @@ impl BrokerConfig {
         let defaults = &self.topic_defaults;
         check_topic_limits(
             "topic_defaults",
-            defaults.buffer_size,
-            defaults.max_message_size,
-            defaults.prefetch,
+            TopicLimits {
+                buffer_size: defaults.buffer_size,
+                max_message_size: defaults.max_message_size,
+                prefetch: defaults.prefetch,
+                max_headers: defaults.max_headers,
+                max_header_bytes: defaults.max_header_bytes,
+            },
             &mut problems,
         );
         check_performance(&self.performance, &mut problems);
@@ -143,9 +148,13 @@ fn check_topics(topics: &[TopicConfig], problems: &mut Problems) {
         }
         check_topic_limits(
             &prefix,
-            topic.buffer_size,
-            topic.max_message_size,
-            topic.prefetch,
+            TopicLimits {
+                buffer_size: topic.buffer_size,
+                max_message_size: topic.max_message_size,
+                prefetch: topic.prefetch,
+                max_headers: topic.max_headers,
+                max_header_bytes: topic.max_header_bytes,
+            },
             problems,
         );
     }
@@ -170,13 +179,23 @@ fn topic_name_problem(name: &str) -> Option<String> {
     })
 }
 
-fn check_topic_limits(
-    prefix: &str,
+/// The numeric settings `[[topics]]` entries and `[topic_defaults]` share, checked alike.
+struct TopicLimits {
     buffer_size: usize,
     max_message_size: usize,
     prefetch: u32,
-    problems: &mut Problems,
-) {
+    max_headers: u16,
+    max_header_bytes: u32,
+}
+
+fn check_topic_limits(prefix: &str, limits: TopicLimits, problems: &mut Problems) {
+    let TopicLimits {
+        buffer_size,
+        max_message_size,
+        prefetch,
+        max_headers,
+        max_header_bytes,
+    } = limits;
     problems.require_positive(format!("{prefix}.buffer_size"), buffer_size == 0);
     if !(1..=MAX_MESSAGE_SIZE_LIMIT).contains(&max_message_size) {
         problems.report(
@@ -187,6 +206,18 @@ fn check_topic_limits(
         );
     }
     problems.require_positive(format!("{prefix}.prefetch"), prefetch == 0);
+    if max_headers > MAX_HEADERS_LIMIT {
+        problems.report(
+            format!("{prefix}.max_headers"),
+            format!("must be at most {MAX_HEADERS_LIMIT}, got {max_headers}"),
+        );
+    }
+    if max_header_bytes > MAX_HEADER_BYTES_LIMIT {
+        problems.report(
+            format!("{prefix}.max_header_bytes"),
+            format!("must be at most {MAX_HEADER_BYTES_LIMIT}, got {max_header_bytes}"),
+        );
+    }
 }
 
 fn check_performance(performance: &PerformanceConfig, problems: &mut Problems) {
@@ -343,6 +374,33 @@ mod tests {
                 "server.socket_mode",
                 "topics[0].max_message_size",
                 "performance.worker_threads"
+            ]
+        );
+    }
+
+    #[test]
+    fn header_limits_are_bounded_in_topics_and_defaults() {
+        let mut config = with_topics(&["t"]);
+        config.topics[0].max_headers = 0;
+        config.topics[0].max_header_bytes = 0;
+        config.topic_defaults.max_headers = MAX_HEADERS_LIMIT;
+        config.topic_defaults.max_header_bytes = MAX_HEADER_BYTES_LIMIT;
+        assert_eq!(config.validate(), []);
+        config.topics[0].max_headers = MAX_HEADERS_LIMIT + 1;
+        config.topic_defaults.max_header_bytes = MAX_HEADER_BYTES_LIMIT + 1;
+        let problems = config.validate();
+        let got: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|d| (d.field.as_str(), d.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("topics[0].max_headers", "must be at most 1024, got 1025"),
+                (
+                    "topic_defaults.max_header_bytes",
+                    "must be at most 65535, got 65536"
+                ),
             ]
         );
     }

@@ -41,6 +41,7 @@ fn topic_stats(name: &str, routing: RoutingKind) -> TopicStats {
         dropped: 7,
         queued: 0,
         shm_subscribers: 2,
+        flags: TopicStats::DYNAMIC,
     }
 }
 
@@ -937,7 +938,7 @@ mod decode_errors {
     fn a_stats_count_larger_than_the_body_is_malformed() {
         let one_entry = {
             let mut e = vec![1, b'a', 0];
-            e.extend_from_slice(&[0; 40]);
+            e.extend_from_slice(&[0; 41]);
             e
         };
         for count in [2, 1_000_000, u32::MAX] {
@@ -959,13 +960,13 @@ mod decode_errors {
 
     #[test]
     fn the_config_block_is_not_counted_as_room_for_topic_entries() {
-        // One 43-byte entry, then a block of 22 + 21 bytes: 86 bytes after the count, room for
+        // One 44-byte entry, then a block of 22 + 22 bytes: 88 bytes after the count, room for
         // two entries if the block were not set aside.
         let mut body = vec![1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0];
         body.extend_from_slice(&[1, b'a', 0]);
-        body.extend_from_slice(&[0; 40]);
-        body.extend_from_slice(&config_block(b"0123456789abcdefghijk", b"", b""));
-        assert_eq!(body.len() - 20, 2 * 43);
+        body.extend_from_slice(&[0; 41]);
+        body.extend_from_slice(&config_block(b"0123456789abcdefghijkl", b"", b""));
+        assert_eq!(body.len() - 20, 2 * 44);
         assert_malformed_then_resync(
             raw(kind::STATS, &body),
             "Stats",
@@ -974,15 +975,12 @@ mod decode_errors {
     }
 
     #[test]
-    fn entries_of_the_revision_without_shm_subscribers_are_malformed_not_misread() {
-        // 38 + n bytes per entry, as before `shm_subscribers`: short by 4 bytes each, whatever
-        // the texts of the config block that follows.
-        let old_entry = {
-            let mut e = vec![1, b'a', 0];
-            e.extend_from_slice(&[7; 36]);
-            e
-        };
-        for count in [1u32, 3] {
+    fn entries_of_earlier_layouts_are_malformed_not_misread() {
+        // 38 + n bytes per entry, as before `shm_subscribers`, or 42 + n, as before `flags`:
+        // short by 5 or 1 bytes each, whatever the texts of the config block that follows.
+        for (old_len, count) in [(36, 1u32), (36, 3), (40, 1), (40, 3)] {
+            let mut old_entry = vec![1, b'a', 0];
+            old_entry.extend_from_slice(&vec![7; old_len]);
             let entries = old_entry.repeat(count as usize);
             for block in [
                 config_block(b"", b"", b""),
@@ -1002,7 +1000,7 @@ mod decode_errors {
     #[test]
     fn a_stats_count_smaller_than_the_entries_leaves_trailing_bytes() {
         let mut two = vec![1, b'a', 0];
-        two.extend_from_slice(&[0; 40]);
+        two.extend_from_slice(&[0; 41]);
         two.extend_from_within(..);
         assert_eq!(
             malformed_reason(codec().decode(&mut raw(kind::STATS, &stats_body(1, &two)))).1,
@@ -1345,6 +1343,7 @@ mod hot_path {
                         dropped: 0,
                         queued: 0,
                         shm_subscribers: 2,
+                        flags: TopicStats::DYNAMIC,
                     }],
                     config: ConfigStatus {
                         generation: 1,
@@ -1354,10 +1353,10 @@ mod hot_path {
                         pending: String::new(),
                     },
                 },
-                "57 00 00 00 | 02 | 41 | 09 00 00 00 | 01 00 00 00 | e8 03 00 00 00 00 00 00 \
+                "58 00 00 00 | 02 | 41 | 09 00 00 00 | 01 00 00 00 | e8 03 00 00 00 00 00 00 \
                  | 01 00 00 00 | 01 74 | 00 | 01 00 00 00 | 05 00 00 00 00 00 00 00 \
                  | 05 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 \
-                 | 02 00 00 00 | 01 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 | 00 00 \
+                 | 02 00 00 00 | 01 | 01 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 | 00 00 \
                  | 00 00 | 00 00",
             ),
             (
@@ -1535,23 +1534,32 @@ mod properties {
     }
 
     fn topic_stats() -> impl Strategy<Value = TopicStats> {
-        (topic(), routing(), any::<[u32; 2]>(), any::<[u64; 4]>()).prop_map(
-            |(
-                name,
-                routing,
-                [subscribers, shm_subscribers],
-                [published, delivered, dropped, queued],
-            )| TopicStats {
-                name,
-                routing,
-                subscribers,
-                published,
-                delivered,
-                dropped,
-                queued,
-                shm_subscribers,
-            },
+        (
+            topic(),
+            routing(),
+            any::<[u32; 2]>(),
+            any::<[u64; 4]>(),
+            any::<u8>(),
         )
+            .prop_map(
+                |(
+                    name,
+                    routing,
+                    [subscribers, shm_subscribers],
+                    [published, delivered, dropped, queued],
+                    flags,
+                )| TopicStats {
+                    name,
+                    routing,
+                    subscribers,
+                    published,
+                    delivered,
+                    dropped,
+                    queued,
+                    shm_subscribers,
+                    flags,
+                },
+            )
     }
 
     /// Texts of up to 300 characters (so up to 1200 bytes), non-ASCII and newlines included.

@@ -43,6 +43,7 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
                     "subscribers": u64::from(t.subscribers) + u64::from(t.shm_subscribers),
                     "socket_subscribers": t.subscribers, "shm_subscribers": t.shm_subscribers,
                     "published": t.published, "delivered": t.delivered, "dropped": t.dropped, "queued": t.queued,
+                    "dynamic": t.is_dynamic(),
                 })
             })
             .collect();
@@ -87,9 +88,10 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         .max()
         .unwrap_or(5)
         .max(5);
-    // SUBSCRIBERS is the whole count; SOCKET and SHM split it by transport.
+    // SUBSCRIBERS is the whole count; SOCKET and SHM split it by transport. KIND: `declared`
+    // in the config, or `dynamic` (auto-created, removed once idle).
     outln!(
-        "{:<width$}  {:<7}  {:>11}  {:>6}  {:>6}  {:>12}  {:>12}  {:>10}  {:>8}",
+        "{:<width$}  {:<7}  {:>11}  {:>6}  {:>6}  {:>12}  {:>12}  {:>10}  {:>8}  {}",
         "TOPIC",
         "ROUTING",
         "SUBSCRIBERS",
@@ -98,11 +100,12 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         "PUBLISHED",
         "DELIVERED",
         "DROPPED",
-        "QUEUED"
+        "QUEUED",
+        "KIND"
     );
     for t in &stats.topics {
         outln!(
-            "{:<width$}  {:<7}  {:>11}  {:>6}  {:>6}  {:>12}  {:>12}  {:>10}  {:>8}",
+            "{:<width$}  {:<7}  {:>11}  {:>6}  {:>6}  {:>12}  {:>12}  {:>10}  {:>8}  {}",
             t.name,
             routing(t.routing),
             u64::from(t.subscribers) + u64::from(t.shm_subscribers),
@@ -111,7 +114,12 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
             t.published,
             t.delivered,
             t.dropped,
-            t.queued
+            t.queued,
+            if t.is_dynamic() {
+                "dynamic"
+            } else {
+                "declared"
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

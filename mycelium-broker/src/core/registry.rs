@@ -11,49 +11,69 @@
 //!   lookups together. A removed topic's name resolves to nothing from then on (it may be
 //!   declared again, and gets a new id); its id still names it, marked removed, so that a
 //!   publisher using it is told why.
+//! - A topic created by `auto_create` is *dynamic* ([`Topic::is_dynamic`]) until a reload
+//!   declares it. `TopicRegistry::reclaim_idle` removes the dynamic topics that have had no
+//!   subscriber and no publisher for `idle_timeout_ms`, and forgets them entirely (name and
+//!   id): the next use of the name creates a new topic with a new id. Declared topics are
+//!   never reclaimed. At most [`MAX_AUTO_CREATED_TOPICS`] dynamic topics exist at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use mycelium_config::{BrokerConfig, TopicConfig, TopicDefaults};
 
 use crate::core::topic::{SubscriberId, Topic, TopicId};
 use crate::error::{CreateTopicError, LookupError};
 
+/// Topic ids stay below this: the top bit of a wire topic id is not a topic's (and
+/// `NO_TOPIC` is `u32::MAX`).
+const TOPIC_ID_LIMIT: u64 = 1 << 31;
+
 #[derive(Debug, Default)]
 struct Topics {
-    /// Indexed by id (ids are never reused). A topic a reload removed stays here, marked
-    /// removed, so a publish to its id is told so rather than "no such topic"; it holds no
-    /// subscriber or message any more.
-    by_id: Vec<Arc<Topic>>,
+    /// By id (ids are never reused). A topic a reload removed stays here, marked removed, so
+    /// a publish to its id is told so rather than "no such topic"; it holds no subscriber or
+    /// message any more. A reclaimed dynamic topic leaves no trace.
+    by_id: BTreeMap<TopicId, Arc<Topic>>,
     by_name: HashMap<String, TopicId>,
+    /// The id the next topic gets.
+    next_id: u64,
     /// Settings of auto-created topics.
     defaults: TopicDefaults,
 }
 
 impl Topics {
     fn live(&self) -> impl Iterator<Item = &Arc<Topic>> {
-        self.by_id.iter().filter(|t| !t.is_removed())
+        self.by_id.values().filter(|t| !t.is_removed())
     }
 
     fn insert(&mut self, config: TopicConfig) -> Result<Arc<Topic>, CreateTopicError> {
         if self.by_name.contains_key(&config.name) {
             return Err(CreateTopicError::AlreadyExists { name: config.name });
         }
-        let id =
-            TopicId::try_from(self.by_id.len()).map_err(|_| CreateTopicError::TooManyTopics)?;
+        if self.next_id >= TOPIC_ID_LIMIT {
+            return Err(CreateTopicError::TooManyTopics);
+        }
+        let id = TopicId::try_from(self.next_id).map_err(|_| CreateTopicError::TooManyTopics)?;
+        self.next_id += 1;
         let name = config.name.clone();
         let topic = Arc::new(Topic::new(id, config));
-        self.by_id.push(topic.clone());
+        self.by_id.insert(id, topic.clone());
         self.by_name.insert(name, id);
         Ok(topic)
+    }
+
+    /// The live topic named `name`.
+    fn named(&self, name: &str) -> Option<&Arc<Topic>> {
+        self.by_id.get(self.by_name.get(name)?)
     }
 
     /// Takes the topic out of the lookups and ends it.
     fn remove(&mut self, name: &str) -> Option<(Arc<Topic>, u64)> {
         let id = self.by_name.remove(name)?;
-        let topic = self.by_id.get(id as usize)?.clone();
+        let topic = self.by_id.get(&id)?.clone();
         let dropped = topic.remove();
         Some((topic, dropped))
     }
@@ -80,9 +100,9 @@ pub(crate) struct Reconfigured {
     pub replaced: Vec<String>,
 }
 
-/// Topics `[topic_defaults] auto_create` may create in one broker run. Past it, unknown names
-/// are refused like undeclared ones: otherwise any peer could grow the topic table (and every
-/// `Stats` answer) without bound.
+/// Dynamic topics (made by `[topic_defaults] auto_create`) that may exist at once. Past it,
+/// unknown names are refused like undeclared ones until idle ones are reclaimed: otherwise
+/// any peer could grow the topic table (and every `Stats` answer) without bound.
 pub const MAX_AUTO_CREATED_TOPICS: usize = 10_000;
 
 /// All topics of one broker; see the module docs.
@@ -93,8 +113,11 @@ pub struct TopicRegistry {
     /// every change, so connections read it without the lock.
     max_message_size: AtomicUsize,
     next_subscriber: AtomicU64,
-    /// Topics created by `auto_create` so far; capped at [`MAX_AUTO_CREATED_TOPICS`].
-    auto_created: std::sync::atomic::AtomicUsize,
+    /// Dynamic topics now; capped at [`MAX_AUTO_CREATED_TOPICS`]. Changed under the write
+    /// lock.
+    auto_created: AtomicUsize,
+    /// Zero of the clock topics record their last use on ([`TopicRegistry::now_ms`]).
+    epoch: Instant,
 }
 
 /// Why a name is not a valid topic name, if it is not: 1 to 255 bytes of `[A-Za-z0-9._-]`.
@@ -134,8 +157,14 @@ impl TopicRegistry {
                 ..Topics::default()
             }),
             next_subscriber: AtomicU64::new(1),
-            auto_created: std::sync::atomic::AtomicUsize::new(0),
+            auto_created: AtomicUsize::new(0),
+            epoch: Instant::now(),
         }
+    }
+
+    /// Milliseconds since the registry was made: the clock of [`Topic::last_active`].
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
@@ -176,10 +205,14 @@ impl TopicRegistry {
             }
         }
         for declared in &config.topics {
-            let existing = topics
-                .by_name
-                .get(&declared.name)
-                .and_then(|&id| topics.by_id.get(id as usize).cloned());
+            let existing = topics.named(&declared.name).cloned();
+            if let Some(topic) = &existing {
+                if topic.is_dynamic() {
+                    // Declared from now on: never reclaimed, and no longer counted.
+                    topic.set_dynamic(false);
+                    self.auto_created.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
             match existing {
                 Some(topic) if topic.routing() == declared.routing => {
                     if *topic.config() != *declared && topic.set_config(declared.clone()).is_ok() {
@@ -210,6 +243,9 @@ impl TopicRegistry {
     }
 
     /// The topic with this name, created from the defaults if it is unknown and they allow it.
+    ///
+    /// Every lookup by name counts as a use of the topic (`Topic::touch`): whoever looks a
+    /// topic up is about to subscribe, publish or attach.
     pub fn resolve(&self, name: &str) -> Result<Arc<Topic>, LookupError> {
         if let Some(topic) = self.get_by_name(name) {
             return Ok(topic);
@@ -232,9 +268,8 @@ impl TopicRegistry {
                 max: MAX_AUTO_CREATED_TOPICS,
             });
         }
-        match self.create_topic(defaults.topic(name)) {
+        match self.create_dynamic(defaults.topic(name)) {
             Ok(topic) => {
-                self.auto_created.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(topic = name, "auto-created topic from [topic_defaults]");
                 Ok(topic)
             }
@@ -256,17 +291,91 @@ impl TopicRegistry {
         }
     }
 
-    /// The topic with this name, if declared.
+    /// A dynamic topic (see [`TopicRegistry::resolve`]), created under the write lock with
+    /// its mark and its count, so the sweep never sees it half made.
+    fn create_dynamic(&self, config: TopicConfig) -> Result<Arc<Topic>, CreateTopicError> {
+        let mut topics = self.write();
+        let topic = topics.insert(config)?;
+        topic.set_dynamic(true);
+        topic.touch(self.now_ms());
+        self.auto_created.fetch_add(1, Ordering::Relaxed);
+        self.max_message_size
+            .fetch_max(topic.config().max_message_size, Ordering::Relaxed);
+        Ok(topic)
+    }
+
+    /// The topic with this name, if it exists; a use of it ([`TopicRegistry::resolve`]).
     pub fn get_by_name(&self, name: &str) -> Option<Arc<Topic>> {
         let topics = self.read();
-        let id = *topics.by_name.get(name)?;
-        topics.by_id.get(id as usize).cloned()
+        let topic = topics.named(name)?.clone();
+        // Under the read lock: the sweep, under the write lock, sees this use.
+        topic.touch(self.now_ms());
+        Some(topic)
     }
 
     /// The topic with this id, if any: a topic a reload removed too (see
-    /// [`Topic::is_removed`]), so that its publishers can be told why it is gone.
+    /// [`Topic::is_removed`]), so that its publishers can be told why it is gone; not a
+    /// reclaimed dynamic topic, which leaves no trace.
     pub fn get(&self, id: TopicId) -> Option<Arc<Topic>> {
-        self.read().by_id.get(id as usize).cloned()
+        self.read().by_id.get(&id).cloned()
+    }
+
+    /// Removes the dynamic topics nobody has used for `idle_ms` (0: none) and returns them,
+    /// ended ([`Topic::remove`]) and forgotten: their names resolve afresh from now on. Their
+    /// shared-memory rings are the caller's to free.
+    ///
+    /// A topic is in use while it has a subscriber reached through a delivery (socket,
+    /// in-process), a [`PublisherHold`](crate::core::topic::PublisherHold), or
+    /// `in_use_elsewhere` says so (shared-memory attachments); the sweep marks such a topic
+    /// used now. The others are reclaimed once `idle_ms` has passed since their last use,
+    /// checked again under the write lock, so a lookup made meanwhile keeps the topic.
+    /// `in_use_elsewhere` is called without the registry's lock held.
+    pub(crate) fn reclaim_idle(
+        &self,
+        idle_ms: u64,
+        in_use_elsewhere: impl Fn(&Topic) -> bool,
+    ) -> Vec<Arc<Topic>> {
+        if idle_ms == 0 {
+            return Vec::new();
+        }
+        let dynamic: Vec<Arc<Topic>> = self
+            .read()
+            .live()
+            .filter(|t| t.is_dynamic())
+            .cloned()
+            .collect();
+        let now = self.now_ms();
+        let mut idle = Vec::new();
+        for topic in dynamic {
+            if is_used_here(&topic) || in_use_elsewhere(&topic) {
+                topic.touch(now);
+            } else if now.saturating_sub(topic.last_active()) >= idle_ms {
+                let last_active = topic.last_active();
+                idle.push((topic, last_active));
+            }
+        }
+        if idle.is_empty() {
+            return Vec::new();
+        }
+        let mut topics = self.write();
+        let mut reclaimed = Vec::new();
+        for (topic, last_active) in idle {
+            let still_idle = topic.is_dynamic()
+                && topic.last_active() == last_active
+                && !is_used_here(&topic)
+                && topics.by_name.get(topic.name()) == Some(&topic.id());
+            if !still_idle {
+                continue;
+            }
+            topics.by_name.remove(topic.name());
+            topics.by_id.remove(&topic.id());
+            topic.remove();
+            self.auto_created.fetch_sub(1, Ordering::Relaxed);
+            reclaimed.push(topic);
+        }
+        self.max_message_size
+            .store(topics.max_message_size(), Ordering::Relaxed);
+        reclaimed
     }
 
     /// Every live topic, in id order.
@@ -279,10 +388,21 @@ impl TopicRegistry {
         self.max_message_size.load(Ordering::Relaxed)
     }
 
+    /// Dynamic topics now.
+    pub fn dynamic_count(&self) -> usize {
+        self.auto_created.load(Ordering::Relaxed)
+    }
+
     /// A fresh subscription id.
     pub fn next_subscriber_id(&self) -> SubscriberId {
         self.next_subscriber.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// Whether the routing core itself knows a user of `topic`: a subscriber reached through a
+/// delivery, or a publisher's hold.
+fn is_used_here(topic: &Topic) -> bool {
+    topic.subscriber_count() > 0 || topic.publisher_count() > 0
 }
 
 #[cfg(test)]
@@ -415,6 +535,118 @@ mod tests {
         config.topic_defaults.auto_create = true;
         registry.reconfigure(&config, &[]);
         assert!(registry.resolve("fresh").is_ok());
+    }
+
+    fn auto_creating() -> Arc<TopicRegistry> {
+        Arc::new(TopicRegistry::new(TopicDefaults {
+            auto_create: true,
+            ..TopicDefaults::default()
+        }))
+    }
+
+    /// Past an idle timeout of 1 ms.
+    fn idle_a_while() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+
+    fn nothing_else(_: &Topic) -> bool {
+        false
+    }
+
+    #[test]
+    fn an_unused_dynamic_topic_is_reclaimed_and_its_name_made_anew() {
+        let registry = auto_creating();
+        let old = registry.resolve("session.1").expect("auto-created");
+        assert!(old.is_dynamic());
+        assert_eq!(registry.dynamic_count(), 1);
+        assert!(
+            registry.reclaim_idle(60_000, nothing_else).is_empty(),
+            "just used"
+        );
+        idle_a_while();
+        assert!(
+            registry.reclaim_idle(0, nothing_else).is_empty(),
+            "0: never"
+        );
+        let reclaimed = registry.reclaim_idle(1, nothing_else);
+        assert_eq!(reclaimed.len(), 1);
+        assert!(old.is_removed());
+        assert!(registry.get(old.id()).is_none(), "no trace left by id");
+        assert!(registry.all().is_empty());
+        assert_eq!(registry.dynamic_count(), 0);
+        let again = registry.resolve("session.1").expect("created again");
+        assert!(again.id() > old.id(), "ids are never reused");
+        assert!(again.is_dynamic());
+    }
+
+    #[test]
+    fn subscribers_publishers_and_other_paths_keep_a_dynamic_topic() {
+        let registry = auto_creating();
+        let broker = crate::LocalBroker::with_registry(registry.clone());
+        let subscription = broker.subscribe("subbed").expect("subscribe");
+        let publisher = broker.publisher("pubbed").expect("publisher");
+        let elsewhere = registry.resolve("elsewhere").expect("auto-created");
+        let other_path = |t: &Topic| t.name() == "elsewhere";
+        idle_a_while();
+        assert!(registry.reclaim_idle(1, other_path).is_empty());
+        let clone = publisher.clone();
+        drop(publisher);
+        drop(subscription);
+        idle_a_while();
+        let reclaimed = registry.reclaim_idle(1, other_path);
+        let names: Vec<&str> = reclaimed.iter().map(|t| t.name()).collect();
+        assert_eq!(names, ["subbed"], "a clone of the publisher still holds it");
+        drop(clone);
+        idle_a_while();
+        let reclaimed = registry.reclaim_idle(1, nothing_else);
+        let mut names: Vec<&str> = reclaimed.iter().map(|t| t.name()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["elsewhere", "pubbed"]);
+        assert!(elsewhere.is_removed());
+    }
+
+    #[test]
+    fn a_lookup_by_name_counts_as_a_use() {
+        let registry = auto_creating();
+        registry.resolve("t").expect("auto-created");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        registry.get_by_name("t").expect("still there");
+        assert!(registry.reclaim_idle(40, nothing_else).is_empty());
+    }
+
+    #[test]
+    fn declared_topics_are_never_reclaimed_and_a_declaration_ends_being_dynamic() {
+        let registry = auto_creating();
+        registry
+            .create_topic(TopicDefaults::default().topic("declared"))
+            .expect("declared");
+        let auto = registry.resolve("auto").expect("auto-created");
+        let mut config = config_with(&[("auto", mycelium_config::Routing::Fanout, 65536)]);
+        config.topic_defaults.auto_create = true;
+        registry.reconfigure(&config, &[]);
+        assert!(!auto.is_dynamic(), "declared by the reload");
+        assert_eq!(registry.dynamic_count(), 0);
+        idle_a_while();
+        assert!(registry.reclaim_idle(1, nothing_else).is_empty());
+        assert_eq!(registry.all().len(), 2);
+    }
+
+    #[test]
+    fn the_limit_counts_the_dynamic_topics_that_exist_not_those_ever_made() {
+        let registry = auto_creating();
+        for i in 0..MAX_AUTO_CREATED_TOPICS {
+            registry.resolve(&format!("t{i}")).expect("under the limit");
+        }
+        assert!(matches!(
+            registry.resolve("one-too-many"),
+            Err(LookupError::TooManyTopics { .. })
+        ));
+        idle_a_while();
+        assert_eq!(
+            registry.reclaim_idle(1, nothing_else).len(),
+            MAX_AUTO_CREATED_TOPICS
+        );
+        registry.resolve("one-too-many").expect("room again");
     }
 
     #[test]

@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::server::connection;
 use crate::server::error::ServeError;
+use crate::server::reclaim;
 use crate::server::reload::{self, ReloadSource};
 use crate::server::reload_handle::ReloadHandle;
 use crate::server::state::BrokerState;
@@ -141,6 +142,7 @@ impl Server {
             };
             supervisor.spawn("reload", reload::run(self.state.clone(), source, queue))
         });
+        let reclaims = supervisor.spawn("reclaim", reclaim::run(self.state.clone()));
         let mut failure = None;
         tracing::info!(
             topics = self.state.registry.all().len(),
@@ -170,6 +172,7 @@ impl Server {
             // A reload in progress finishes on the blocking pool; none starts after this.
             reloads.abort();
         }
+        reclaims.abort();
         drop(listener);
         drop(socket_file);
         stop_reading.cancel();

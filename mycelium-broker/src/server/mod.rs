@@ -15,7 +15,8 @@
 //!      readers of publisher rings.
 //!   6. `state`: what every connection of one broker run shares (topics, config, limits,
 //!      rings, the reload handle), and the shutdown deadline.
-//!   7. `reload`: the reload task, which applies a config file to the state.
+//!   7. `reload`: the reload task, which applies a config file to the state; `reclaim`: the
+//!      sweep that removes idle auto-created topics.
 //!   8. `shm_session`: one shared-memory control session.
 //!   9. `connection`: one client socket, from its first frame (admission) to its end.
 //!   10. `listener`: [`bind_socket`] and [`Server`]: the accept loop and graceful shutdown.
@@ -25,6 +26,7 @@ mod error;
 mod heartbeat;
 mod listener;
 mod outbox_sink;
+mod reclaim;
 mod reload;
 mod reload_handle;
 mod shm;

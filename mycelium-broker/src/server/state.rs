@@ -292,6 +292,7 @@ impl BrokerState {
                     queued: s.queued as u64,
                     shm_subscribers: u32::try_from(self.shm.attachment_counts(topic.id()).1)
                         .unwrap_or(u32::MAX),
+                    flags: if s.dynamic { TopicStats::DYNAMIC } else { 0 },
                 }
             })
             .collect();

@@ -1,7 +1,8 @@
 //! Supervision of the broker's long-lived tasks and threads: a broker is never left
 //! half-alive.
 //!
-//! - Supervised: the reload task ([`Supervisor::spawn`]: it must run until the broker stops),
+//! - Supervised: the reload task and the sweep of idle topics ([`Supervisor::spawn`]: they must
+//!   run until the broker stops),
 //!   the shared-memory watchdog and the per-topic shared-memory reader threads
 //!   ([`Supervisor::guard_thread`]) and relay drain tasks ([`Supervisor::spawn_on`]), which may
 //!   end on their own when their topic goes.

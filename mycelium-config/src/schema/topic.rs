@@ -21,6 +21,18 @@ const DEFAULT_BUFFER_SIZE: usize = 10_000;
 const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
 const DEFAULT_PREFETCH: u32 = 256;
 const DEFAULT_PUBLISH_DEADLINE_MS: u64 = 10_000;
+const DEFAULT_STAMP: bool = false;
+const DEFAULT_MAX_HEADERS: u16 = 32;
+const DEFAULT_MAX_HEADER_BYTES: u32 = 4096;
+const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+
+fn default_max_headers() -> u16 {
+    DEFAULT_MAX_HEADERS
+}
+
+fn default_max_header_bytes() -> u32 {
+    DEFAULT_MAX_HEADER_BYTES
+}
 
 fn default_publish_deadline_ms() -> u64 {
     DEFAULT_PUBLISH_DEADLINE_MS
@@ -68,6 +80,18 @@ pub struct TopicConfig {
     /// ever. Default 10000.
     #[serde(default = "default_publish_deadline_ms")]
     pub publish_deadline_ms: u64,
+    /// Whether publishers stamp every message with a unique id and a publish timestamp (the
+    /// broker tells them when they resolve the topic). Default `false`.
+    #[serde(default)]
+    pub stamp: bool,
+    /// Most headers one message may carry; a publish with more is refused. Default 32, in
+    /// 0..=[`MAX_HEADERS_LIMIT`](crate::MAX_HEADERS_LIMIT) (0 refuses every header).
+    #[serde(default = "default_max_headers")]
+    pub max_headers: u16,
+    /// Most bytes of header keys and values together one message may carry; a publish with more
+    /// is refused. Default 4096, in 0..=[`MAX_HEADER_BYTES_LIMIT`](crate::MAX_HEADER_BYTES_LIMIT).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: u32,
     /// Who may publish (`uid:…`, `gid:…`, see [`Principal`]); absent: every local user who
     /// can open the socket; empty: nobody.
     #[serde(default)]
@@ -84,6 +108,10 @@ pub struct TopicDefaults {
     /// Whether publishing or subscribing to an undeclared topic creates it. Default `false`: such
     /// requests are refused, so a misspelt topic name fails loudly.
     pub auto_create: bool,
+    /// How long an auto-created topic may go without any subscriber and any publisher before the
+    /// broker removes it, with its memory and shared memory; its next use creates it again.
+    /// Declared topics are never removed this way. Default 60000; 0 keeps them for ever.
+    pub idle_timeout_ms: u64,
     /// Routing of auto-created topics. Default `fanout`.
     pub routing: Routing,
     /// As [`TopicConfig::buffer_size`].
@@ -96,6 +124,12 @@ pub struct TopicDefaults {
     pub prefetch: u32,
     /// As [`TopicConfig::publish_deadline_ms`].
     pub publish_deadline_ms: u64,
+    /// As [`TopicConfig::stamp`].
+    pub stamp: bool,
+    /// As [`TopicConfig::max_headers`].
+    pub max_headers: u16,
+    /// As [`TopicConfig::max_header_bytes`].
+    pub max_header_bytes: u32,
     /// As [`TopicConfig::publish`].
     pub publish: Option<Vec<Principal>>,
     /// As [`TopicConfig::subscribe`].
@@ -106,12 +140,16 @@ impl Default for TopicDefaults {
     fn default() -> Self {
         TopicDefaults {
             auto_create: false,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             routing: Routing::Fanout,
             buffer_size: DEFAULT_BUFFER_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             backpressure: Backpressure::default(),
             prefetch: DEFAULT_PREFETCH,
             publish_deadline_ms: DEFAULT_PUBLISH_DEADLINE_MS,
+            stamp: DEFAULT_STAMP,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             publish: None,
             subscribe: None,
         }
@@ -131,6 +169,9 @@ impl TopicDefaults {
             backpressure: self.backpressure,
             prefetch: self.prefetch,
             publish_deadline_ms: self.publish_deadline_ms,
+            stamp: self.stamp,
+            max_headers: self.max_headers,
+            max_header_bytes: self.max_header_bytes,
             publish: self.publish.clone(),
             subscribe: self.subscribe.clone(),
         }
@@ -151,12 +192,16 @@ mod tests {
     fn topic_defaults_topic_copies_every_setting() {
         let defaults = TopicDefaults {
             auto_create: true,
+            idle_timeout_ms: 5,
             routing: Routing::Queue,
             buffer_size: 7,
             max_message_size: 9,
             backpressure: Backpressure::Disconnect,
             prefetch: 3,
             publish_deadline_ms: 4,
+            stamp: true,
+            max_headers: 6,
+            max_header_bytes: 8,
             publish: Some(vec!["uid:1".parse().unwrap()]),
             subscribe: Some(vec![]),
         };
@@ -170,6 +215,9 @@ mod tests {
                 backpressure: Backpressure::Disconnect,
                 prefetch: 3,
                 publish_deadline_ms: 4,
+                stamp: true,
+                max_headers: 6,
+                max_header_bytes: 8,
                 publish: Some(vec!["uid:1".parse().unwrap()]),
                 subscribe: Some(vec![]),
             }

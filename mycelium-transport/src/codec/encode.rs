@@ -332,7 +332,7 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
             dst.put_u32_le(*request_id);
             dst.put_u32_le(*connections);
             dst.put_u64_le(*uptime_ms);
-            // Each entry takes at least 43 bytes and `len` fits a u32, so the count does too.
+            // Each entry takes at least 44 bytes and `len` fits a u32, so the count does too.
             dst.put_u32_le(topics.len() as u32);
             for t in topics {
                 put_str8(dst, &t.name);
@@ -343,6 +343,7 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
                 dst.put_u64_le(t.dropped);
                 dst.put_u64_le(t.queued);
                 dst.put_u32_le(t.shm_subscribers);
+                dst.put_u8(t.flags);
             }
             put_config_status(dst, config);
         }

@@ -18,8 +18,8 @@ use crate::frame::{
 };
 
 /// Bytes of one `Stats` topic entry besides the name itself: `name_len` (1), `routing` (1),
-/// `subscribers` (4), four `u64` counters and `shm_subscribers` (4).
-pub(crate) const STATS_ENTRY_FIXED_LEN: usize = 1 + 1 + 4 + 4 * 8 + 4;
+/// `subscribers` (4), four `u64` counters, `shm_subscribers` (4) and `flags` (1).
+pub(crate) const STATS_ENTRY_FIXED_LEN: usize = 1 + 1 + 4 + 4 * 8 + 4 + 1;
 
 /// The smallest `Stats` topic entry: topic names have at least one byte.
 const STATS_ENTRY_MIN_LEN: usize = STATS_ENTRY_FIXED_LEN + 1;
@@ -255,6 +255,7 @@ fn topic_stats(r: &mut Reader<'_>) -> Result<Vec<TopicStats>, Reason> {
             dropped: r.u64()?,
             queued: r.u64()?,
             shm_subscribers: r.u32()?,
+            flags: r.u8()?,
         });
     }
     Ok(topics)

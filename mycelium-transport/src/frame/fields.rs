@@ -119,7 +119,21 @@ pub struct TopicStats {
     /// Messages waiting in the topic's buffer (queue topics with no ready consumer).
     pub queued: u64,
     /// Current subscribers over shared memory (each reads the rings itself; the broker
-    /// counts their attachments). Last in the entry, so the fields before it keep their
-    /// offsets.
+    /// counts their attachments).
     pub shm_subscribers: u32,
+    /// What kind of topic this is: [`TopicStats::DYNAMIC`]; other bits are 0 (a receiver
+    /// ignores those it does not know). Last in the entry.
+    pub flags: u8,
+}
+
+impl TopicStats {
+    /// Bit of [`TopicStats::flags`]: the topic was created on first use (`auto_create`) and
+    /// is removed after it has had no subscriber and no publisher for the broker's
+    /// `idle_timeout_ms`.
+    pub const DYNAMIC: u8 = 0x01;
+
+    /// Whether [`TopicStats::DYNAMIC`] is set.
+    pub fn is_dynamic(&self) -> bool {
+        self.flags & Self::DYNAMIC != 0
+    }
 }

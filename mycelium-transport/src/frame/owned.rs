@@ -279,7 +279,7 @@ pub enum Frame {
         request_id: u32,
     },
     /// Broker → client. Body: `request_id u32 | connections u32 | uptime_ms u64 | topic_count u32 |`
-    /// then per topic `name_len u8 | name | routing u8 | subscribers u32 | published u64 | delivered u64 | dropped u64 | queued u64 | shm_subscribers u32`,
+    /// then per topic `name_len u8 | name | routing u8 | subscribers u32 | published u64 | delivered u64 | dropped u64 | queued u64 | shm_subscribers u32 | flags u8`,
     /// then the config status block (see [`ConfigStatus`]).
     Stats {
         /// The request this answers.

@@ -8,7 +8,7 @@ use mycelium_transport::Broker;
 use crate::core::local::sink::LocalSink;
 use crate::core::local::subscription::LocalSubscription;
 use crate::core::registry::TopicRegistry;
-use crate::core::topic::{Progress, PublishCursor, Topic, TopicId};
+use crate::core::topic::{Progress, PublishCursor, PublisherHold, TopicId};
 use crate::error::{CreateTopicError, LookupError, PublishError, SubscribeError};
 
 /// The in-process broker; cheap to clone. See the [module docs](crate::core::local).
@@ -43,7 +43,7 @@ impl LocalBroker {
     /// A publisher bound to one topic: resolves the name once, then publishes without lookups.
     pub fn publisher(&self, topic: &str) -> Result<LocalPublisher, PublishError> {
         Ok(LocalPublisher {
-            topic: self.registry.resolve(topic)?,
+            hold: PublisherHold::new(self.registry.resolve(topic)?),
         })
     }
 
@@ -66,7 +66,9 @@ impl LocalBroker {
 /// Publishes on one topic; see [`LocalBroker::publisher`].
 #[derive(Debug, Clone)]
 pub struct LocalPublisher {
-    topic: Arc<Topic>,
+    /// The topic, claimed as published to while this publisher (or a clone) lives, so an
+    /// auto-created topic is not reclaimed under it.
+    hold: PublisherHold,
 }
 
 impl LocalPublisher {
@@ -78,16 +80,17 @@ impl LocalPublisher {
     /// Routes several messages in order, handing each subscriber the batch at once.
     /// If any payload is too large, nothing is routed.
     pub async fn publish_batch(&self, payloads: &[&[u8]]) -> Result<(), PublishError> {
-        let max = self.topic.config().max_message_size;
+        let topic = self.hold.topic();
+        let max = topic.config().max_message_size;
         if let Some(big) = payloads.iter().find(|p| p.len() > max) {
             return Err(PublishError::MessageTooLarge {
-                topic: self.topic.name().to_owned(),
+                topic: topic.name().to_owned(),
                 size: big.len(),
                 max,
             });
         }
         let mut cursor = PublishCursor::default();
-        while let Progress::Blocked(blocker) = self.topic.publish(payloads, &mut cursor) {
+        while let Progress::Blocked(blocker) = topic.publish(payloads, &mut cursor) {
             blocker.wait().await;
         }
         Ok(())

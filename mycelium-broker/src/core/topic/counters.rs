@@ -52,6 +52,8 @@ pub struct TopicStatistics {
     pub dropped: u64,
     /// Messages waiting in a queue topic's backlog (always 0 for fanout).
     pub queued: usize,
+    /// Auto-created, and removed once idle ([`Topic::is_dynamic`]).
+    pub dynamic: bool,
 }
 
 impl Topic {
@@ -70,6 +72,7 @@ impl Topic {
             delivered: self.counters.delivered.load(Ordering::Relaxed),
             dropped: self.counters.dropped.load(Ordering::Relaxed),
             queued: self.backlog_len(),
+            dynamic: self.is_dynamic(),
         }
     }
 }

@@ -50,6 +50,8 @@
 //!   held-back publish waits for; `deadline.rs`: [`HeldBack`] and [`GaveUp`],
 //!   `publish_deadline_ms`.
 //! - `counters.rs`: the counters and [`TopicStatistics`].
+//! - `usage.rs`: whether the topic is dynamic (auto-created), its publishers' claims
+//!   (`PublisherHold`), and when it was last used: what reclaiming idle topics needs.
 
 mod backlog;
 mod blocker;
@@ -63,6 +65,7 @@ mod relay;
 mod test_support;
 #[allow(clippy::module_inception)]
 mod topic;
+mod usage;
 
 pub use crate::core::batch::Batch;
 pub use crate::core::ids::{SubscriberId, TopicId};
@@ -72,3 +75,4 @@ pub use counters::TopicStatistics;
 pub use cursor::{Progress, PublishCursor};
 pub use deadline::{GaveUp, HeldBack};
 pub use topic::Topic;
+pub(crate) use usage::PublisherHold;

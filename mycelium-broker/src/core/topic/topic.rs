@@ -13,6 +13,7 @@ use crate::core::relay::Relay;
 use crate::core::topic::counters::TopicCounters;
 use crate::core::topic::fanout::FanoutSubscriber;
 use crate::core::topic::queue::{Consumer, QueueRouting, Sink};
+use crate::core::topic::usage::TopicUsage;
 use crate::core::topic::{Batch, Progress, PublishCursor, SubscriberId, TopicId};
 
 /// One topic; see the module docs.
@@ -41,6 +42,8 @@ pub struct Topic {
     pub(super) membership_changed: Notify,
     /// Fanout only: subscribers on another path, if any.
     pub(super) relay: RwLock<Option<Arc<dyn Relay>>>,
+    /// Whether it was auto-created, its publishers, when it was last used.
+    pub(super) usage: TopicUsage,
 }
 
 impl Topic {
@@ -59,6 +62,7 @@ impl Topic {
             membership: AtomicU64::new(0),
             membership_changed: Notify::new(),
             relay: RwLock::new(None),
+            usage: TopicUsage::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use mycelium_transport::outbox::Outbox;
 
 use crate::core::acl::PeerIdentity;
-use crate::core::topic::{SubscriberId, Topic, TopicId};
+use crate::core::topic::{PublisherHold, SubscriberId, Topic, TopicId};
 use crate::server::heartbeat::Heartbeat;
 use crate::server::state::BrokerState;
 
@@ -32,6 +32,10 @@ pub(super) struct Connection {
     pub(super) id: u64,
     /// Subscriptions by topic id; a connection subscribes at most once per topic.
     pub(super) subscriptions: HashMap<TopicId, Subscription>,
+    /// The topics this connection advertised, each claimed as published to until the
+    /// connection ends, so an auto-created topic is not reclaimed under its publisher. At
+    /// most one per topic the registry knows.
+    pub(super) advertised: HashMap<TopicId, PublisherHold>,
     /// Topics this connection published to, by id, so a publish needs no registry lookup.
     /// Grows only to ids the registry knows, so a peer cannot make it allocate.
     pub(super) topics: Vec<Option<Arc<Topic>>>,

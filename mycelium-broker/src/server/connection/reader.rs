@@ -62,6 +62,7 @@ pub(super) async fn serve_messages(
         peer,
         outbox,
         subscriptions: HashMap::new(),
+        advertised: HashMap::new(),
         topics: Vec::new(),
         max_frame_len: HANDSHAKE_MAX_FRAME_LEN,
         ends: Vec::new(),
@@ -266,7 +267,7 @@ impl Connection {
         }
     }
 
-    /// Removes this connection's subscriptions and closes its outbox (flushing what is queued).
+    /// Removes this connection's subscriptions and publisher claims, and closes its outbox (flushing what is queued).
     fn leave(&mut self) {
         self.state.remove_subscriptions(self.subscriptions.len());
         for (_, sub) in self.subscriptions.drain() {
@@ -274,6 +275,7 @@ impl Connection {
             sub.topic.unsubscribe(sub.id);
             self.state.shm.socket_subscribers_changed(&sub.topic);
         }
+        self.advertised.clear();
         self.outbox.close();
         self.state.unregister(self.id);
     }

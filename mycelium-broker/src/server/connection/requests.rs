@@ -7,7 +7,7 @@ use mycelium_transport::{ErrorCode, Frame, MessageRules, RoutingKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::acl::Action;
-use crate::core::topic::Topic;
+use crate::core::topic::{PublisherHold, Topic};
 use crate::error::LookupError;
 
 use super::context::{Connection, Subscription};
@@ -148,6 +148,7 @@ impl Connection {
                 Ok(topic) => {
                     if !self.refuse_access(request_id, Action::Publish, &topic) {
                         self.outbox.append_control(&topic_ack(request_id, &topic, 0));
+                        self.advertised.entry(topic.id()).or_insert_with(|| PublisherHold::new(topic));
                     }
                 }
                 Err(error) => self.refuse_lookup(request_id, error),
