@@ -88,4 +88,11 @@ pub trait Delivery: fmt::Debug + Send + Sync {
 
     /// Ends the subscription to `topic` for `why`, after what is queued.
     fn end(&self, topic: TopicId, why: Ending<'_>);
+
+    /// Whether this subscriber keeps a dynamic topic in use (and so from being reclaimed
+    /// idle). A pattern subscription's attachment does not: it follows topics, it does not
+    /// make them.
+    fn counts_as_use(&self) -> bool {
+        true
+    }
 }

@@ -11,6 +11,7 @@ pub mod delivery;
 pub(crate) mod delivery_conformance;
 pub mod ids;
 pub mod local;
+pub mod patterns;
 pub mod registry;
 pub mod relay;
 pub mod subject;

@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use mycelium_config::{BrokerConfig, TopicConfig, TopicDefaults};
 
+use crate::core::patterns::{PatternIndex, PatternSubscription};
 use crate::core::topic::{SubscriberId, Topic, TopicId};
 use crate::error::{CreateTopicError, LookupError};
 
@@ -118,6 +119,8 @@ pub struct TopicRegistry {
     auto_created: AtomicUsize,
     /// Zero of the clock topics record their last use on ([`TopicRegistry::now_ms`]).
     epoch: Instant,
+    /// Every pattern subscription, looked up when a topic is created.
+    patterns: PatternIndex,
 }
 
 /// Why a name is not a valid topic name, if it is not: 1 to 255 bytes of `[A-Za-z0-9._-]`.
@@ -159,6 +162,7 @@ impl TopicRegistry {
             next_subscriber: AtomicU64::new(1),
             auto_created: AtomicUsize::new(0),
             epoch: Instant::now(),
+            patterns: PatternIndex::default(),
         }
     }
 
@@ -183,10 +187,10 @@ impl TopicRegistry {
                 problem,
             });
         }
-        let mut topics = self.write();
-        let topic = topics.insert(config)?;
+        let topic = self.write().insert(config)?;
         self.max_message_size
             .fetch_max(topic.config().max_message_size, Ordering::Relaxed);
+        self.attach_patterns(&topic);
         Ok(topic)
     }
 
@@ -239,6 +243,10 @@ impl TopicRegistry {
         topics.defaults = config.topic_defaults.clone();
         self.max_message_size
             .store(topics.max_message_size(), Ordering::Relaxed);
+        drop(topics);
+        for topic in &done.added {
+            self.attach_patterns(topic);
+        }
         done
     }
 
@@ -294,14 +302,47 @@ impl TopicRegistry {
     /// A dynamic topic (see [`TopicRegistry::resolve`]), created under the write lock with
     /// its mark and its count, so the sweep never sees it half made.
     fn create_dynamic(&self, config: TopicConfig) -> Result<Arc<Topic>, CreateTopicError> {
-        let mut topics = self.write();
-        let topic = topics.insert(config)?;
-        topic.set_dynamic(true);
-        topic.touch(self.now_ms());
-        self.auto_created.fetch_add(1, Ordering::Relaxed);
+        let topic = {
+            let mut topics = self.write();
+            let topic = topics.insert(config)?;
+            topic.set_dynamic(true);
+            topic.touch(self.now_ms());
+            self.auto_created.fetch_add(1, Ordering::Relaxed);
+            topic
+        };
         self.max_message_size
             .fetch_max(topic.config().max_message_size, Ordering::Relaxed);
+        self.attach_patterns(&topic);
         Ok(topic)
+    }
+
+    /// Attaches every pattern subscription matching a topic just created. Called after the
+    /// topic is in the registry and outside its lock: a pattern subscribed meanwhile either
+    /// found the topic in its scan or is in the trie now (attaching twice attaches once).
+    fn attach_patterns(&self, topic: &Arc<Topic>) {
+        for subscription in self.patterns.matching(topic.name()) {
+            subscription.attach(topic, || self.next_subscriber_id());
+        }
+    }
+
+    /// Adds a pattern subscription: attached to every matching fanout topic now, and to each
+    /// one created from now on (see [`crate::core::patterns`]).
+    pub fn subscribe_pattern(&self, subscription: &Arc<PatternSubscription>) {
+        self.patterns.insert(subscription);
+        for topic in self.all() {
+            subscription.attach(&topic, || self.next_subscriber_id());
+        }
+    }
+
+    /// Ends a pattern subscription: detached from every topic. Returns the topics it left.
+    pub fn unsubscribe_pattern(&self, subscription: &Arc<PatternSubscription>) -> Vec<Arc<Topic>> {
+        self.patterns.remove(subscription);
+        subscription.end()
+    }
+
+    /// Pattern subscriptions in place.
+    pub fn pattern_count(&self) -> usize {
+        self.patterns.len()
     }
 
     /// The topic with this name, if it exists; a use of it ([`TopicRegistry::resolve`]).
@@ -402,7 +443,11 @@ impl TopicRegistry {
 /// Whether the routing core itself knows a user of `topic`: a subscriber reached through a
 /// delivery, or a publisher's hold.
 fn is_used_here(topic: &Topic) -> bool {
-    topic.subscriber_count() > 0 || topic.publisher_count() > 0
+    let subscribed = match topic.routing() {
+        mycelium_config::Routing::Fanout => topic.has_direct_subscriber(),
+        mycelium_config::Routing::Queue => topic.subscriber_count() > 0,
+    };
+    subscribed || topic.publisher_count() > 0
 }
 
 #[cfg(test)]

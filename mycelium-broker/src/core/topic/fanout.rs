@@ -49,6 +49,13 @@ impl Topic {
             .clone()
     }
 
+    /// Whether a subscriber that keeps the topic in use is attached (not only patterns).
+    pub(crate) fn has_direct_subscriber(&self) -> bool {
+        self.fanout_snapshot()
+            .iter()
+            .any(|s| s.sink.counts_as_use())
+    }
+
     pub(super) fn publish_fanout<B: Batch + ?Sized>(
         self: &Arc<Self>,
         payloads: &B,

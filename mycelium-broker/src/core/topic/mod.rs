@@ -62,7 +62,7 @@ mod fanout;
 mod queue;
 mod relay;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[allow(clippy::module_inception)]
 mod topic;
 mod usage;
