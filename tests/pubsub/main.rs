@@ -14,6 +14,8 @@
 //!   and the broker go on.
 //! - `lifecycle`: subscribers killed or stopped mid-stream, a graceful shutdown, and a library
 //!   client's whole life (subscribe, receive, unsubscribe, close).
+//! - `patterns`: wildcard subscriptions (`*`, `>`) with raw frames: which topics they reach,
+//!   the concrete topic on each delivery, reloads, unsubscribing, refused patterns.
 //! - `connections`: the `max_connections` limit.
 //! - `check`: `mycelium check` diagnostics and `mycelium help`.
 
@@ -25,6 +27,7 @@ mod cli_smoke;
 mod connections;
 mod fanout;
 mod lifecycle;
+mod patterns;
 mod queue;
 mod refusals;
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use mycelium_transport::outbox::Outbox;
 
 use crate::core::acl::PeerIdentity;
+use crate::core::patterns::PatternSubscription;
 use crate::core::topic::{PublisherHold, SubscriberId, Topic, TopicId};
 use crate::server::heartbeat::Heartbeat;
 use crate::server::state::BrokerState;
@@ -24,7 +25,7 @@ pub(super) struct Connection {
     /// What every connection of the broker run shares.
     pub(super) state: Arc<BrokerState>,
     /// Who the kernel says the peer is: what the topics' access lists are checked against.
-    pub(super) peer: PeerIdentity,
+    pub(super) peer: Arc<PeerIdentity>,
     /// Everything toward the client, in order; drained by the writer task, closed when the
     /// connection leaves (or by the listener once every reader has stopped, at shutdown).
     pub(super) outbox: Arc<Outbox>,
@@ -32,6 +33,10 @@ pub(super) struct Connection {
     pub(super) id: u64,
     /// Subscriptions by topic id; a connection subscribes at most once per topic.
     pub(super) subscriptions: HashMap<TopicId, Subscription>,
+    /// Pattern subscriptions by key (bit 31 set).
+    pub(super) patterns: HashMap<u32, Arc<PatternSubscription>>,
+    /// The last pattern key handed out, without bit 31.
+    pub(super) next_pattern: u32,
     /// The topics this connection advertised, each claimed as published to until the
     /// connection ends, so an auto-created topic is not reclaimed under its publisher. At
     /// most one per topic the registry knows.

@@ -31,6 +31,7 @@
 
 mod admission;
 mod context;
+mod patterns;
 mod publish;
 mod reader;
 mod requests;

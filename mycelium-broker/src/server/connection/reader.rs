@@ -59,9 +59,11 @@ pub(super) async fn serve_messages(
     let mut conn = Connection {
         id,
         state,
-        peer,
+        peer: Arc::new(peer),
         outbox,
         subscriptions: HashMap::new(),
+        patterns: HashMap::new(),
+        next_pattern: 0,
         advertised: HashMap::new(),
         topics: Vec::new(),
         max_frame_len: HANDSHAKE_MAX_FRAME_LEN,
@@ -275,6 +277,7 @@ impl Connection {
             sub.topic.unsubscribe(sub.id);
             self.state.shm.socket_subscribers_changed(&sub.topic);
         }
+        self.end_patterns();
         self.advertised.clear();
         self.outbox.close();
         self.state.unregister(self.id);

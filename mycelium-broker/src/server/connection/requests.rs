@@ -2,7 +2,7 @@
 //! stats and reload, each answered in frame order through the outbox.
 
 use mycelium_config::Routing;
-use mycelium_transport::frame::NO_TOPIC;
+use mycelium_transport::frame::{NO_TOPIC, PATTERN_ID_BIT};
 use mycelium_transport::{ErrorCode, Frame, MessageRules, RoutingKind};
 use tokio_util::sync::CancellationToken;
 
@@ -11,6 +11,7 @@ use crate::core::topic::{PublisherHold, Topic};
 use crate::error::LookupError;
 
 use super::context::{Connection, Subscription};
+use super::patterns::is_pattern;
 use super::stop::{fatal, Stop};
 
 impl Connection {
@@ -49,7 +50,7 @@ impl Connection {
 
     /// Refuses request `request_id` (0: a frame that is not a request, such as `Credit`, or
     /// a notice about a subscription) with a non-fatal error that refuses no publish.
-    fn refuse(&self, request_id: u32, code: ErrorCode, topic_id: u32, message: String) {
+    pub(super) fn refuse(&self, request_id: u32, code: ErrorCode, topic_id: u32, message: String) {
         tracing::debug!(connection = self.id, ?code, %message, "refused a request");
         self.outbox.append_control(&Frame::Error {
             request_id,
@@ -74,6 +75,12 @@ impl Connection {
     /// Handles one control frame.
     pub(super) fn control(&mut self, frame: Frame) -> Result<(), Stop> {
         match frame {
+            Frame::Subscribe { request_id, topic, .. } if is_pattern(&topic) => {
+                self.subscribe_pattern(request_id, &topic);
+            }
+            Frame::Unsubscribe { request_id, topic_id } if topic_id & PATTERN_ID_BIT != 0 => {
+                self.unsubscribe_pattern(request_id, topic_id);
+            }
             Frame::Subscribe { request_id, prefetch, no_echo: _, topic } => {
                 let topic = match self.state.registry.resolve(&topic) {
                     Ok(topic) => topic,
