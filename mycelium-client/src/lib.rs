@@ -66,6 +66,7 @@ mod socket;
 
 pub use client::{Client, ClientOptions, Publisher, Subscription, Transport};
 pub use error::{Cause, ConnectError, PublishError, RequestError, SubscribeError};
+pub use mycelium_transport::envelope;
 pub use mycelium_transport::{
     Broker, Message, Receive, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError,
 };

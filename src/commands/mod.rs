@@ -1,6 +1,7 @@
 //! The product's subcommands, one file each: `run`, `pub`/`sub`, `check`, `stats`, `reload`.
 
 pub(crate) mod check;
+pub(crate) mod message_json;
 pub(crate) mod pubsub;
 pub(crate) mod reload;
 pub(crate) mod run;

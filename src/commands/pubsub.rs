@@ -14,11 +14,12 @@ use std::os::unix::ffi::OsStrExt;
 
 use mycelium_client::blocking;
 use mycelium_client::{
-    Client, ClientOptions, PublishError, RecvError, RequestError, SubscriptionEnd,
+    Client, ClientOptions, Message, PublishError, RecvError, RequestError, SubscriptionEnd,
     Transport as ClientTransport, TryRecvError,
 };
 use tokio::io::AsyncBufReadExt;
 
+use crate::commands::message_json::JsonLines;
 use crate::output::errln;
 use crate::report::{connect_failed, ended, subscription_ended};
 use crate::socket::{client_runtime, Transport};
@@ -51,6 +52,11 @@ pub struct SubArgs {
     /// Exit after this many messages (at least 1)
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
+    /// Print each message as one JSON object per line: id, topic, timestamp (RFC 3339 with
+    /// nanoseconds), headers, and data (UTF-8) or data_base64; id and timestamp are null
+    /// when the topic does not stamp its messages
+    #[arg(long)]
+    json: bool,
     /// The data path: through the broker's socket, or reading the publishers' shared-memory
     /// rings directly (fanout topics; socket publishers' messages come through the broker's
     /// relay ring)
@@ -275,38 +281,36 @@ fn subscribe_shm(args: SubArgs, path: &std::path::Path) -> anyhow::Result<ExitCo
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut received = 0u64;
-    let mut message = Vec::new();
+    let mut lines = Printer::new(args.json);
     loop {
-        let ready = match subscription.try_recv_into(&mut message) {
-            Err(RecvError::Lagged(skipped)) => {
+        let message = match subscription.try_recv() {
+            Err(TryRecvError::Lagged(skipped)) => {
                 // drop_oldest / drop_newest: news, not a failure; the next message is intact.
                 errln!("lagged: {skipped} message(s) {SHM_LOST}");
                 continue;
             }
-            Err(RecvError::Ended(end)) => return Err(ended(end)),
-            Err(other) => return Err(other.into()),
-            Ok(ready) => ready,
+            Err(TryRecvError::Ended(end)) => return Err(ended(end)),
+            Ok(message) => message,
+            Err(_) => {
+                // Nothing more is ready: show what we have before waiting.
+                if flush_or_gone(&mut out)? {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                match subscription.recv() {
+                    Ok(message) => message,
+                    Err(RecvError::Lagged(skipped)) => {
+                        errln!("lagged: {skipped} message(s) {SHM_LOST}");
+                        continue;
+                    }
+                    Err(RecvError::Ended(end)) => return Err(subscription_ended(&args.topic, end)),
+                    Err(error) => {
+                        return Err(anyhow::Error::new(error)
+                            .context(format!("subscription to {} ended", args.topic)))
+                    }
+                }
+            }
         };
-        if !ready {
-            // Nothing more is ready: show what we have before waiting.
-            if flush_or_gone(&mut out)? {
-                return Ok(ExitCode::SUCCESS);
-            }
-            match subscription.recv_timeout_into(&mut message, None) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(RecvError::Lagged(skipped)) => {
-                    errln!("lagged: {skipped} message(s) {SHM_LOST}");
-                    continue;
-                }
-                Err(RecvError::Ended(end)) => return Err(subscription_ended(&args.topic, end)),
-                Err(error) => {
-                    return Err(anyhow::Error::new(error)
-                        .context(format!("subscription to {} ended", args.topic)))
-                }
-            }
-        }
-        if write_line(&mut out, &message)? {
+        if lines.write(&mut out, &message)? {
             return Ok(ExitCode::SUCCESS);
         }
         received += 1;
@@ -404,6 +408,7 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut received = 0u64;
+        let mut lines = Printer::new(args.json);
         loop {
             let next = match subscription.try_recv() {
                 Ok(message) => Ok(message),
@@ -434,7 +439,7 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
                     return Err(error).context(format!("subscription to {} ended", args.topic))
                 }
             };
-            if write_line(&mut out, &message)? {
+            if lines.write(&mut out, &message)? {
                 return Ok(ExitCode::SUCCESS);
             }
             received += 1;
@@ -461,10 +466,40 @@ async fn socket_subscription_ended(
     subscription_ended(topic, end)
 }
 
-/// Writes one payload and a newline. Returns true if stdout is gone (a closed pipe): the
-/// reader has what it wanted, which is not an error.
-fn write_line(out: &mut impl Write, payload: &[u8]) -> anyhow::Result<bool> {
-    match out.write_all(payload).and_then(|()| out.write_all(b"\n")) {
+/// How `sub` prints messages: the payload and a newline, or one JSON object per line.
+enum Printer {
+    Payloads,
+    Json(JsonLines),
+}
+
+impl Printer {
+    fn new(json: bool) -> Printer {
+        if json {
+            Printer::Json(JsonLines::default())
+        } else {
+            Printer::Payloads
+        }
+    }
+
+    /// Writes one message. Returns true if stdout is gone (a closed pipe): the reader has
+    /// what it wanted, which is not an error.
+    fn write(&mut self, out: &mut impl Write, message: &Message) -> anyhow::Result<bool> {
+        match self {
+            Printer::Payloads => write_bytes(out, message.payload()).and_then(|gone| {
+                if gone {
+                    Ok(true)
+                } else {
+                    write_bytes(out, b"\n")
+                }
+            }),
+            Printer::Json(json) => json.write(out, message),
+        }
+    }
+}
+
+/// Writes `bytes`. Returns true if stdout is gone (a closed pipe).
+pub(super) fn write_bytes(out: &mut impl Write, bytes: &[u8]) -> anyhow::Result<bool> {
+    match out.write_all(bytes) {
         Ok(()) => Ok(false),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(true),
         Err(e) => Err(e).context("writing to stdout"),
