@@ -57,10 +57,11 @@ pub mod error;
 pub mod server;
 
 pub use core::acl::{Action, PeerIdentity};
-pub use core::batch::{Batch, BatchRef};
+pub use core::batch::{Batch, BatchRef, Item};
 pub use core::delivery::{Delivered, Delivery, Ending, RoomWait};
 pub use core::local::{LocalBroker, LocalPublisher, LocalSubscription};
-pub use core::registry::TopicRegistry;
+pub use core::patterns::{OnAttach, PatternSubscription};
+pub use core::registry::{is_inbox, TopicRegistry, INBOX_PREFIX};
 pub use core::subject::{Pattern, PatternParseError, SubjectTrie, MAX_PATTERN_LEN};
 pub use core::topic::{
     Blocker, GaveUp, HeldBack, Progress, PublishCursor, SubscriberId, Topic, TopicId,

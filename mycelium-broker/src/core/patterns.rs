@@ -10,7 +10,8 @@
 //!   trie up. Attaching is idempotent, so seeing a pair twice attaches once.
 //! - A pattern reaches fanout topics only (a pattern must not silently take a share of a work
 //!   queue's messages), and only those its subscriber may read ([`Action::Subscribe`]) when it
-//!   attaches: a topic the access list hides never reaches it.
+//!   attaches: a topic the access list hides never reaches it. Reply inboxes (`_INBOX.…`)
+//!   are never reached by a pattern: their replies are for one requester alone.
 //! - Each message reaches a pattern subscriber enveloped with the topic it was published on
 //!   ([`write_with_topic`]), under the subscription's own id (bit 31 set on the wire), so a
 //!   subscriber of several topics through one pattern knows where each message came from.
@@ -30,6 +31,7 @@ use crate::core::acl::{Action, PeerIdentity};
 use crate::core::batch::{BatchRef, Item};
 use crate::core::delivery::{Delivered, Delivery, Ending, RoomWait};
 use crate::core::ids::{SubscriberId, TopicId};
+use crate::core::registry::is_inbox;
 use crate::core::subject::{Pattern, SubjectTrie};
 use crate::core::topic::Topic;
 
@@ -118,6 +120,7 @@ impl PatternSubscription {
     ) {
         if topic.routing() != Routing::Fanout
             || topic.is_removed()
+            || is_inbox(topic.name())
             || !self.pattern.matches(topic.name())
             || topic.check_access(Action::Subscribe, &self.peer).is_err()
         {
@@ -464,6 +467,30 @@ mod tests {
         assert_eq!(
             received(&outbox),
             [("orders.eu".to_owned(), b"back".to_vec())]
+        );
+    }
+
+    #[test]
+    fn no_pattern_reaches_a_reply_inbox() {
+        let registry = TopicRegistry::new(TopicDefaults::default());
+        let outbox = Arc::new(Outbox::new());
+        let everything = subscription(">", &outbox);
+        registry.subscribe_pattern(&everything);
+        let inbox = registry.resolve("_INBOX.0123456789abcdef").unwrap();
+        assert!(
+            inbox.is_dynamic(),
+            "an inbox is made on first use even without auto_create"
+        );
+        assert_eq!(inbox.routing(), Routing::Fanout);
+        publish_all(&inbox, &[b"reply".to_vec()]);
+        assert!(received(&outbox).is_empty());
+        assert!(
+            registry.resolve("_INBOX.").is_err(),
+            "an inbox names its owner"
+        );
+        assert!(
+            registry.resolve("orders").is_err(),
+            "other names still need auto_create"
         );
     }
 

@@ -11,6 +11,9 @@
 //!   lookups together. A removed topic's name resolves to nothing from then on (it may be
 //!   declared again, and gets a new id); its id still names it, marked removed, so that a
 //!   publisher using it is told why.
+//! - Reply inboxes (`_INBOX.<client id>`, [`INBOX_PREFIX`]) are created on first use even
+//!   when `auto_create` is off: request/reply works on every broker. They are dynamic topics
+//!   like the others.
 //! - A topic created by `auto_create` is *dynamic* ([`Topic::is_dynamic`]) until a reload
 //!   declares it. `TopicRegistry::reclaim_idle` removes the dynamic topics that have had no
 //!   subscriber and no publisher for `idle_timeout_ms`, and forgets them entirely (name and
@@ -121,6 +124,15 @@ pub struct TopicRegistry {
     epoch: Instant,
     /// Every pattern subscription, looked up when a topic is created.
     patterns: PatternIndex,
+}
+
+/// The prefix of reply inboxes (`_INBOX.<client id>`): topics created on first use whatever
+/// `auto_create` says, dynamic (reclaimed when idle), fanout, and reached by no pattern.
+pub const INBOX_PREFIX: &str = "_INBOX.";
+
+/// Whether `name` is a reply inbox's (see [`INBOX_PREFIX`]).
+pub fn is_inbox(name: &str) -> bool {
+    name.len() > INBOX_PREFIX.len() && name.starts_with(INBOX_PREFIX)
 }
 
 /// Why a name is not a valid topic name, if it is not: 1 to 255 bytes of `[A-Za-z0-9._-]`.
@@ -265,7 +277,8 @@ impl TopicRegistry {
             });
         }
         let defaults = self.read().defaults.clone();
-        if !defaults.auto_create {
+        let inbox = is_inbox(name);
+        if !defaults.auto_create && !inbox {
             return Err(LookupError::UnknownTopic {
                 name: name.to_owned(),
             });
@@ -276,7 +289,12 @@ impl TopicRegistry {
                 max: MAX_AUTO_CREATED_TOPICS,
             });
         }
-        match self.create_dynamic(defaults.topic(name)) {
+        let mut config = defaults.topic(name);
+        if inbox {
+            // A reply inbox: one requester subscribes, responders publish; always fanout.
+            config.routing = mycelium_config::Routing::Fanout;
+        }
+        match self.create_dynamic(config) {
             Ok(topic) => {
                 tracing::info!(topic = name, "auto-created topic from [topic_defaults]");
                 Ok(topic)
