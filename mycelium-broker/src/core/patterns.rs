@@ -3,7 +3,7 @@
 //!
 //! - Matching happens when a topic or a pattern appears, never per publish: a pattern
 //!   subscription is an ordinary subscriber of each topic it matched (through a
-//!   [`PatternSink`]), so publishing costs the same with 10 000 patterns in place as with none.
+//!   a `PatternSink`), so publishing costs the same with 10 000 patterns in place as with none.
 //!   A new topic is looked up once in the [`SubjectTrie`] of every pattern.
 //! - Every (pattern, topic) pair is seen by one side or both: a new pattern goes into the trie
 //!   before it scans the existing topics, a new topic into the registry before it looks the
