@@ -11,12 +11,26 @@
 //!   (`existing_prefix`: only the value list changes) or a new one (`new_prefix`: three nodes
 //!   are made and pruned).
 //!
+//! - `route/*`: what a publish costs once patterns are in place (matching happens at topic
+//!   creation, so this is the routing itself): a batch of [`ROUTED`] 64-byte messages published
+//!   on a topic with one plain subscriber (`plain_subscriber`), with that subscriber's place
+//!   taken by a pattern subscription matching among 10 000 that do not
+//!   (`pattern_among_10000`: each message is enveloped with its topic for the pattern), and
+//!   with no subscriber but 10 000 patterns that do not match (`no_match_among_10000`, against
+//!   `no_subscriber`). Per message: divide by [`ROUTED`].
+//!
 //! Run with `cargo bench --bench subject`.
 
 use std::hint::black_box;
 
-use criterion::Criterion;
-use mycelium_broker::{Pattern, SubjectTrie};
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput};
+use mycelium_broker::{
+    Pattern, PatternSubscription, PeerIdentity, PublishCursor, SubjectTrie, Topic, TopicRegistry,
+};
+use mycelium_config::TopicDefaults;
+use mycelium_transport::outbox::{Drained, Outbox};
 
 /// Patterns in the trie.
 const PATTERNS: usize = 10_000;
@@ -114,10 +128,79 @@ fn churn(c: &mut Criterion) {
     assert_eq!(trie.len(), PATTERNS);
 }
 
+/// Messages per routed batch.
+const ROUTED: usize = 1000;
+
+/// A registry with topic [`NAME`] and, if `patterns`, [`PATTERNS`] pattern subscriptions that
+/// do not match it; `subscriber` adds one plain subscriber or one matching pattern.
+fn routing_setup(patterns: bool, subscriber: Option<bool>) -> (Arc<Topic>, Arc<Outbox>) {
+    let registry = TopicRegistry::new(TopicDefaults {
+        auto_create: true,
+        buffer_size: 1_000_000,
+        ..TopicDefaults::default()
+    });
+    let outbox = Arc::new(Outbox::new());
+    let subscription = |pattern: Pattern, key: u32| {
+        PatternSubscription::new(
+            pattern,
+            key,
+            Arc::new(PeerIdentity::new(0, 0, 0)),
+            outbox.clone(),
+            1_000_000,
+            None,
+        )
+    };
+    if patterns {
+        for (i, p) in non_matching().into_iter().enumerate() {
+            registry.subscribe_pattern(&subscription(p, (1 << 31) | i as u32));
+        }
+    }
+    let topic = registry.resolve(NAME).expect("auto-created");
+    match subscriber {
+        Some(true) => registry.subscribe_pattern(&subscription(pattern(MATCHING), u32::MAX - 1)),
+        Some(false) => {
+            topic.subscribe(registry.next_subscriber_id(), outbox.clone(), 1_000_000, 0);
+        }
+        None => {}
+    }
+    (topic, outbox)
+}
+
+fn route(c: &mut Criterion) {
+    let payload = [7u8; 64];
+    let batch: Vec<&[u8]> = vec![&payload[..]; ROUTED];
+    let mut group = c.benchmark_group("route");
+    group.throughput(Throughput::Elements(ROUTED as u64));
+    for (name, patterns, subscriber) in [
+        ("no_subscriber", false, None),
+        ("no_match_among_10000", true, None),
+        ("plain_subscriber", false, Some(false)),
+        ("pattern_among_10000", true, Some(true)),
+    ] {
+        let (topic, outbox) = routing_setup(patterns, subscriber);
+        let mut drained = Drained::default();
+        let mut chunks = std::collections::VecDeque::new();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let progress =
+                    topic.publish(black_box(batch.as_slice()), &mut PublishCursor::default());
+                black_box(progress);
+                // What a connection's writer does: take everything queued, hand it on.
+                outbox.take(&mut drained);
+                drained.drain_chunks(&mut chunks);
+                chunks.clear();
+            })
+        });
+        let expected = if subscriber.is_some() { 1 } else { 0 };
+        assert_eq!(topic.subscriber_count(), expected, "{name}");
+    }
+    group.finish();
+}
+
 // `criterion_group!` would generate an undocumented `pub fn`, which the workspace lints flag.
 fn main() {
     let mut c = Criterion::default().configure_from_args();
-    for bench in [lookups, churn] {
+    for bench in [lookups, churn, route] {
         bench(&mut c);
     }
     c.final_summary();
