@@ -62,6 +62,10 @@ pub struct BenchArgs {
     /// to sleep between messages (measures the wake-up path, as a quiet service sees it)
     #[arg(long, value_name = "US", default_value_t = 0)]
     pub(crate) interval_us: u64,
+    /// Hold this many wildcard subscriptions that match no benchmark topic during the run
+    /// (over the socket, 1000 per connection), to measure what they cost a publish
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) patterns: u64,
     /// Give up when no message arrives for this many seconds after the publishers finish
     #[arg(long, default_value_t = 5)]
     pub(crate) idle_timeout: u64,

@@ -15,12 +15,14 @@
 //! # Layout
 //! - `args`: the command-line arguments of `bench` and of the hidden `bench-worker`.
 //! - `orchestrate`: spawns the workers, collects their lines, prints the summary.
+//! - `patterns`: `--patterns N`, wildcard subscriptions held idle during a run.
 //! - `worker`: one worker process; `uds` runs its role over the socket, `shm` over shared memory.
 //! - `stamp`, `tally`, `histogram`: what a payload carries and what a subscriber measures.
 
 mod args;
 mod histogram;
 mod orchestrate;
+mod patterns;
 mod shm;
 mod stamp;
 mod tally;

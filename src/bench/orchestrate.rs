@@ -15,6 +15,7 @@ use crate::socket::{client_runtime, Transport};
 
 use super::args::{BenchArgs, RoutingArg};
 use super::histogram::Histogram;
+use super::patterns::IdlePatterns;
 use super::stamp::LATENCY_SAMPLE_EVERY;
 use super::tally::WorkerResult;
 
@@ -230,6 +231,7 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     preflight(&socket, &topic, Some(routing), args.size)?;
     let transport = choose_transport(&args, &socket, &[&topic])?;
+    let _patterns = IdlePatterns::hold(&socket, args.patterns)?;
     let common = |role: &str| {
         let mut common = vec![
             "--role".to_owned(),
@@ -381,7 +383,7 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         let doc = serde_json::json!({
             "mode": "throughput", "transport": transport.name(), "busy_poll": args.busy_poll, "routing": args.routing, "publishers": args.publishers,
-            "subscribers": args.subscribers, "size": args.size, "count": args.count,
+            "subscribers": args.subscribers, "size": args.size, "count": args.count, "idle_patterns": args.patterns,
             "msgs_per_sec": median, "total_msgs_per_sec": total_rate, "mb_per_sec": mb,
             "p50_us": p50, "p99_us": p99, "p999_us": p999, "latency_samples": latency.total(),
             "sent": sent, "received": received, "lost": lost, "reordered": reordered,
