@@ -10,6 +10,7 @@
 //! - [`Batch`] is what [`Topic::publish`](crate::core::topic::Topic::publish) takes; it is
 //!   generic there, so reading a payload costs a slice index, never a virtual call.
 
+use bytes::Bytes;
 use mycelium_transport::frame::kind;
 use mycelium_transport::outbox::FrameRun;
 
@@ -31,6 +32,32 @@ impl<'a> Item<'a> {
         Item {
             bytes: payload,
             enveloped: false,
+        }
+    }
+}
+
+/// One message held by the broker beyond the batch it came in (a queue topic's backlog): its
+/// bytes, owned, and whether they begin with an envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedItem {
+    /// The envelope then the payload, or the payload alone.
+    pub bytes: Bytes,
+    /// Whether `bytes` begins with an envelope.
+    pub enveloped: bool,
+}
+
+impl OwnedItem {
+    /// A message of `bytes`, enveloped or not.
+    pub fn new(bytes: Bytes, enveloped: bool) -> OwnedItem {
+        OwnedItem { bytes, enveloped }
+    }
+
+    /// The message borrowed, as a batch carries it.
+    #[inline]
+    pub fn item(&self) -> Item<'_> {
+        Item {
+            bytes: &self.bytes,
+            enveloped: self.enveloped,
         }
     }
 }

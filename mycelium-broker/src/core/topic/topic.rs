@@ -319,6 +319,7 @@ mod tests {
     use mycelium_transport::outbox::Outbox;
     use mycelium_transport::ErrorCode;
 
+    use crate::core::batch::OwnedItem;
     use crate::core::topic::test_support::*;
     use crate::core::topic::*;
 
@@ -358,7 +359,7 @@ mod tests {
         assert_eq!(frames.len(), 3);
         assert_eq!(frames[2], Err(ErrorCode::TopicRemoved));
         assert!(!t.add_credit(1, 2), "the consumer is gone");
-        t.requeue_front(vec![Bytes::from_static(b"late")]);
+        t.requeue_front(vec![OwnedItem::new(Bytes::from_static(b"late"), false)]);
         assert_eq!(
             t.backlog_len(),
             0,
