@@ -16,6 +16,9 @@ pub(super) struct FanoutSubscriber {
     /// The connection's `channel_capacity` when it subscribed: caps the topic's `buffer_size`
     /// (read at each publish, so a reload's new size applies to the next message).
     pub(super) capacity: usize,
+    /// No echo: batches published with this origin are not for this subscriber (0: it takes
+    /// every batch). A skipped batch is neither delivered nor dropped for it.
+    pub(super) skip_origin: u64,
 }
 
 impl FanoutSubscriber {
@@ -69,6 +72,9 @@ impl Topic {
         let mut evicted = 0u64;
         let mut progress = Progress::Done;
         for sub in subscribers.iter().filter(|s| s.id >= cursor.subscriber) {
+            if sub.skip_origin == cursor.origin && sub.skip_origin != 0 {
+                continue;
+            }
             let start = if sub.id == cursor.subscriber {
                 cursor.offset.min(payloads.len())
             } else {
