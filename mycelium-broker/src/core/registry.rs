@@ -556,6 +556,15 @@ mod tests {
             "same Arc, new settings"
         );
         assert_eq!(registry.max_message_size(), 100_000);
+        // Room for the largest envelope the defaults' header limits (32, 4096) allow.
+        assert_eq!(
+            max_envelope_len(32, 4096),
+            1 + 24 + 256 + 19 + 2 + 96 + 4096
+        );
+        assert_eq!(
+            registry.max_message_len(),
+            100_000 + max_envelope_len(32, 4096)
+        );
         let names: Vec<String> = registry.all().iter().map(|t| t.name().to_owned()).collect();
         assert_eq!(names, ["a", "c"]);
         // Declared again: a new topic with a new id.

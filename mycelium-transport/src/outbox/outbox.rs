@@ -580,9 +580,7 @@ impl Outbox {
 
 /// `payloads` as plain items.
 #[inline]
-fn plain<'a>(
-    payloads: &'a [&'a [u8]],
-) -> impl ExactSizeIterator<Item = (&'a [u8], bool)> + Clone {
+fn plain<'a>(payloads: &'a [&'a [u8]]) -> impl ExactSizeIterator<Item = (&'a [u8], bool)> + Clone {
     payloads.iter().map(|payload| (*payload, false))
 }
 

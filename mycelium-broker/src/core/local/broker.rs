@@ -128,7 +128,11 @@ impl LocalPublisher {
 
     /// Routes one message with `headers` (and, on a topic that stamps, an id and a publish
     /// time). Refused whole when the payload or the headers exceed the topic's limits.
-    pub async fn publish_with(&self, headers: &Headers, payload: &[u8]) -> Result<(), PublishError> {
+    pub async fn publish_with(
+        &self,
+        headers: &Headers,
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
         let topic = self.hold.topic();
         let config = topic.config();
         if headers.len() > usize::from(config.max_headers)
@@ -244,6 +248,7 @@ impl Broker for LocalBroker {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use futures_core::Stream;
     use mycelium_config::Routing;
     use mycelium_transport::{RecvError, SubscriptionEnd, TryRecvError};
@@ -437,6 +442,83 @@ mod tests {
         assert!(matches!(
             items[2],
             Err(RecvError::Ended(SubscriptionEnd::TopicRemoved { .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn headers_and_stamps_reach_in_process_and_socket_subscribers() {
+        use mycelium_transport::frame::kind;
+        use mycelium_transport::outbox::{Drained, Outbox};
+        let broker = LocalBroker::new(TopicDefaults::default());
+        let mut config = TopicDefaults::default().topic("stamped");
+        config.stamp = true;
+        broker.create_topic(config).expect("created");
+        let mut sub = LocalBroker::subscribe(&broker, "stamped").expect("sub");
+        let topic = broker.registry().get_by_name("stamped").expect("topic");
+        let socket = Arc::new(Outbox::new());
+        topic.subscribe(999, socket.clone(), 1000, 0);
+        let publisher = broker.publisher("stamped").expect("publisher");
+        let mut headers = Headers::new();
+        headers.insert("trace", "abc").expect("a valid header");
+        publisher
+            .publish_with(&headers, b"one")
+            .await
+            .expect("published");
+        publisher.publish(b"two").await.expect("published");
+        let one = sub.recv().await.expect("one");
+        assert_eq!((&one[..], one.header("trace")), (&b"one"[..], Some("abc")));
+        let two = sub.recv().await.expect("two");
+        assert_eq!(&two[..], b"two");
+        let (a, b) = (one.id().expect("stamped"), two.id().expect("stamped"));
+        assert!(a < b, "ids sort by publish time");
+        let mut drained = Drained::default();
+        assert!(socket.take(&mut drained));
+        let buf = drained.flatten();
+        let (view, _) = mycelium_transport::peek_frame(&buf, usize::MAX)
+            .expect("valid")
+            .expect("whole");
+        assert_eq!(view.kind, kind::DELIVER_ENVELOPE);
+        let (_, body) = view.message().expect("a message");
+        let message =
+            mycelium_transport::Message::from_enveloped("stamped", Bytes::copy_from_slice(body))
+                .expect("a valid envelope");
+        assert_eq!(message, one, "the same bytes on both paths");
+    }
+
+    #[tokio::test]
+    async fn headers_over_the_topics_limits_are_refused() {
+        let broker = LocalBroker::new(TopicDefaults::default());
+        let mut config = TopicDefaults::default().topic("few");
+        config.max_headers = 1;
+        config.max_header_bytes = 8;
+        broker.create_topic(config).expect("created");
+        let publisher = broker.publisher("few").expect("publisher");
+        let mut two = Headers::new();
+        two.insert("a", "1").expect("valid");
+        two.insert("b", "2").expect("valid");
+        let mut long = Headers::new();
+        long.insert("key", "a long value").expect("valid");
+        for headers in [two, long] {
+            assert!(matches!(
+                publisher.publish_with(&headers, b"x").await,
+                Err(PublishError::HeadersTooLarge { .. })
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_no_echo_subscription_skips_its_own_handles_messages() {
+        let broker = broker_with(Routing::Fanout);
+        let other = LocalBroker::with_registry(broker.registry().clone());
+        let mut sub = broker.subscribe_no_echo("t").expect("sub");
+        broker.publish("t", b"mine").await.expect("published");
+        other.publish("t", b"theirs").await.expect("published");
+        assert_eq!(&sub.recv().await.expect("theirs")[..], b"theirs");
+        assert!(matches!(sub.try_recv(), Err(TryRecvError::Empty)));
+        let queue = broker_with(Routing::Queue);
+        assert!(matches!(
+            queue.subscribe_no_echo("t"),
+            Err(SubscribeError::NoEchoOnQueue { .. })
         ));
     }
 }

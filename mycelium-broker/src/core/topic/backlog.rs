@@ -185,4 +185,37 @@ mod tests {
         ));
         assert_eq!(drain(&c), m, "backlog first, in publish order");
     }
+
+    #[test]
+    fn the_backlog_keeps_each_message_enveloped_or_plain_also_when_requeued() {
+        use crate::core::batch::{Item, OwnedItem};
+        use mycelium_transport::frame::kind;
+        let t = topic(Routing::Queue, 100, Backpressure::Block, 10);
+        let items = [
+            Item::plain(b"p"),
+            Item {
+                bytes: b"\x00e",
+                enveloped: true,
+            },
+        ];
+        assert!(matches!(
+            t.publish(&items[..], &mut PublishCursor::default()),
+            Progress::Done
+        ));
+        assert_eq!(t.backlog_len(), 2);
+        t.requeue_front(vec![OwnedItem::new(
+            bytes::Bytes::from_static(b"\x00back"),
+            true,
+        )]);
+        let c = Arc::new(Outbox::new());
+        t.subscribe(1, c.clone(), 1000, 0);
+        assert_eq!(
+            drain_kinds(&c),
+            vec![
+                (kind::DELIVER_ENVELOPE, b"\x00back".to_vec()),
+                (kind::DELIVER, b"p".to_vec()),
+                (kind::DELIVER_ENVELOPE, b"\x00e".to_vec()),
+            ]
+        );
+    }
 }

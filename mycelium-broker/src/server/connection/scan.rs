@@ -165,8 +165,7 @@ impl Connection {
                 offset += used;
                 continue;
             }
-            if enveloped
-                && (header_count > run.max_headers || header_bytes > run.max_header_bytes)
+            if enveloped && (header_count > run.max_headers || header_bytes > run.max_header_bytes)
             {
                 let message = format!(
                     "message with {header_count} header(s) of {header_bytes} bytes exceeds the \
