@@ -37,8 +37,8 @@ pub(super) enum ScanEnd {
 /// One thing to do for the frames of a scan, in frame order.
 pub(super) enum Step {
     /// Consecutive accepted publishes to one topic, relabelled as `Deliver` or
-    /// `DeliverEnvelope`: `bytes` in the
-    /// scanned chunk, with frame ends (relative to the run's start) in `Connection::ends[ends]`.
+    /// `DeliverEnvelope`: `bytes` in the scanned chunk, with frame ends (relative to the
+    /// run's start) in `Connection::ends[ends]`.
     Run {
         topic: Arc<Topic>,
         bytes: Range<usize>,
