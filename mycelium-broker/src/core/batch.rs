@@ -69,8 +69,8 @@ pub enum BatchRef<'a> {
     Payloads(&'a [&'a [u8]]),
     /// Messages that may carry envelopes.
     Items(&'a [Item<'a>]),
-    /// `Deliver` frames as a socket publisher's batch was read and relabelled: the socket sink
-    /// shares them as they are; other sinks read their payloads.
+    /// `Deliver`/`DeliverEnvelope` frames as a socket publisher's batch was read and
+    /// relabelled: the socket sink shares them as they are; other sinks read them as items.
     Frames(FrameRun<'a>),
 }
 

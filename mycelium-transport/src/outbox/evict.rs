@@ -86,9 +86,10 @@ impl State {
     }
 }
 
-/// The byte ranges of the first message frames (either of `kinds`, on `topic_id`) in `frames`, at most
-/// `*left` of them (lowered by as many), and of the topic's `Lagged` notices among and before
-/// them (their counts added to `*told`); adjacent frames make one range. `frames` holds whole
+/// The byte ranges of the first message frames (either of `kinds`, on `topic_id`) in
+/// `frames`, at most `*left` of them (lowered by as many), and of the topic's `Lagged`
+/// notices among and before them (their counts added to `*told`); adjacent frames make one
+/// range. `frames` holds whole
 /// frames that this outbox encoded or that the broker's reader validated, so a length that
 /// runs past the end only ends the walk.
 fn frames_to_cut(

@@ -83,7 +83,8 @@ impl Default for Outbox {
 }
 
 impl Outbox {
-    /// A new, empty, open outbox whose messages are `Deliver` frames (broker → client).
+    /// A new, empty, open outbox whose messages are `Deliver` frames, or `DeliverEnvelope`
+    /// with an envelope (broker → client).
     pub fn new() -> Outbox {
         Outbox::with_message_kind(kind::DELIVER)
     }
@@ -214,7 +215,7 @@ impl Outbox {
 
     /// Queues as many frames of `run[range]` as fit under `max_messages` (no limit when `None`):
     /// by reference when they are many, else by copy. The frames are queued as they are, so
-    /// they must already be `Deliver` frames of this outbox's topic.
+    /// they must already be `Deliver` or `DeliverEnvelope` frames of this outbox's topic.
     pub fn append_run(
         &self,
         topic_id: u32,
