@@ -147,6 +147,7 @@ fn routing_setup(patterns: bool, subscriber: Option<bool>) -> (Arc<Topic>, Arc<O
             Arc::new(PeerIdentity::new(0, 0, 0)),
             outbox.clone(),
             1_000_000,
+            0,
             None,
         )
     };

@@ -65,6 +65,20 @@ pub enum PublishError {
         /// The topic's limit.
         max: usize,
     },
+    /// The headers exceed the topic's `max_headers` or `max_header_bytes`; nothing was routed.
+    #[error("{count} header(s) of {bytes} bytes exceed the limits of topic '{topic}' (max_headers = {max_headers}, max_header_bytes = {max_header_bytes})")]
+    HeadersTooLarge {
+        /// The topic.
+        topic: String,
+        /// Headers on the message.
+        count: usize,
+        /// Bytes of their keys and values.
+        bytes: usize,
+        /// The topic's `max_headers`.
+        max_headers: u16,
+        /// The topic's `max_header_bytes`.
+        max_header_bytes: u32,
+    },
 }
 
 /// Why an in-process subscribe was refused.
@@ -73,4 +87,11 @@ pub enum SubscribeError {
     /// The topic could not be resolved.
     #[error(transparent)]
     Lookup(#[from] LookupError),
+    /// No echo was asked on a queue topic: it applies to fanout topics only (a queue
+    /// message goes to one consumer, whoever published it).
+    #[error("no_echo applies to fanout topics; topic '{topic}' is a queue")]
+    NoEchoOnQueue {
+        /// The topic.
+        topic: String,
+    },
 }

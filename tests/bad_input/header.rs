@@ -1,11 +1,21 @@
 //! Frame headers: a `len` over the handshake limit or over `max_frame_len` is refused from the
-//! header alone, a publish of exactly `max_frame_len` is delivered, and wrong versions and unknown
-//! frame kinds are refused.
+//! header alone, a publish of exactly `max_frame_len` (the largest payload behind the largest
+//! envelope) is delivered, and wrong versions and unknown frame kinds are refused.
+
+use mycelium_transport::envelope::{Envelope, Headers, Reply, ReplyStatus, Stamper};
 
 use super::*;
 
-/// The `max_frame_len` a broker on [`TOPICS`] announces: its largest payload plus 6.
-const MAX_FRAME_LEN: usize = 65_536 + 6;
+/// The largest envelope the default header limits (32 headers, 4096 bytes) allow: flags,
+/// stamp, reply_to, reply, header count, three length bytes per header, their bytes.
+const ENVELOPE_ROOM: usize = 1 + 24 + 256 + 19 + 2 + 3 * 32 + 4096;
+
+/// The topic block the broker adds to deliveries to pattern subscribers (a `str8`).
+const TOPIC_BLOCK: usize = 1 + 255;
+
+/// The `max_frame_len` a broker on [`TOPICS`] announces: its largest payload behind the
+/// largest envelope and topic block, plus 6.
+const MAX_FRAME_LEN: usize = 65_536 + ENVELOPE_ROOM + TOPIC_BLOCK + 6;
 
 /// Only the 6 header bytes of a frame announcing a `len`-byte body, which is never sent.
 fn header_only(len: u32, version: u8, frame_kind: u8) -> Vec<u8> {
@@ -77,17 +87,54 @@ fn a_length_over_max_frame_len_after_the_handshake_is_refused_without_waiting_fo
 fn a_publish_of_exactly_max_frame_len_is_delivered() {
     let broker = start_broker();
     let mut healthy = Healthy::connect(&broker);
-    let payload = vec![0x5a; MAX_FRAME_LEN - 6];
+    // The largest plain publish.
+    let payload = vec![0x5a; 65_536];
     let frame = Frame::Publish {
         topic_id: healthy.topic_id,
         payload: Bytes::from(payload.clone()),
     };
-    assert_eq!(encoded(&frame).len(), 4 + MAX_FRAME_LEN);
     healthy.publisher.send_frame(&frame);
     healthy.publisher.ping();
     let topic = healthy.subscriber_topic_id;
     healthy.subscriber.expect_deliver(topic, &payload);
     healthy.expect_library_message(&payload);
+    // The largest enveloped one: every block at its largest, on a topic of the defaults.
+    let (mut publisher, _) = handshake(&broker, "largest-publisher");
+    let (flood, _) = publisher.advertise("flood");
+    let (mut subscriber, _) = handshake(&broker, "largest-subscriber");
+    let flood_sub = subscriber.subscribe("flood");
+    let mut headers = Headers::new();
+    for i in 0..32 {
+        // 128 bytes a header: 32 of them make 4096.
+        headers
+            .insert(format!("key-{i:02}"), "v".repeat(128 - 6))
+            .expect("a valid header");
+    }
+    let inbox = "i".repeat(255);
+    let envelope = Envelope {
+        stamp: Some(Stamper::new().stamp()),
+        reply_to: Some(&inbox),
+        reply: Some(Reply {
+            status: ReplyStatus::Ok,
+            code: 0,
+            correlation: uuid::Uuid::new_v4(),
+        }),
+        headers: Some(&headers),
+        ..Envelope::default()
+    };
+    assert_eq!(envelope.len(), ENVELOPE_ROOM);
+    let mut message = BytesMut::new();
+    envelope.encode(&mut message);
+    message.extend_from_slice(&payload);
+    let frame = Frame::PublishEnvelope {
+        topic_id: flood,
+        message: message.clone().freeze(),
+    };
+    // The largest a publisher can send: the topic block is the broker's to add.
+    assert_eq!(encoded(&frame).len(), 4 + MAX_FRAME_LEN - TOPIC_BLOCK);
+    publisher.send_frame(&frame);
+    publisher.ping();
+    subscriber.expect_deliver_envelope(flood_sub, &message);
     healthy.check();
 }
 

@@ -48,8 +48,8 @@ use uuid::Uuid;
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// `news`: the healthy clients' topic, whose payload limit is also the broker's (so its
-/// `max_frame_len` is 65536 + 6). `small`: a topic with a 16-byte payload limit. `flood`: what a
-/// killed publisher floods.
+/// `max_frame_len` is 65536 behind the largest envelope, + 6). `small`: a topic with a
+/// 16-byte payload limit. `flood`: what a killed publisher floods.
 const TOPICS: &str = r#"
 [[topics]]
 name = "news"

@@ -447,6 +447,44 @@ impl RawConnection {
         }
     }
 
+    /// Sends a `PublishEnvelope` of `message` (envelope then payload, sent as given, checked
+    /// or not) on `topic_id`.
+    pub fn publish_envelope(&mut self, topic_id: u32, message: &[u8]) {
+        self.send_frame(&Frame::PublishEnvelope {
+            topic_id,
+            message: bytes::Bytes::copy_from_slice(message),
+        });
+    }
+
+    /// Asserts that the next frame is the `DeliverEnvelope` of `message` (envelope then
+    /// payload, byte for byte) on `topic`.
+    pub fn expect_deliver_envelope(&mut self, topic: u32, message: &[u8]) {
+        match self.recv() {
+            Frame::DeliverEnvelope {
+                topic_id,
+                message: got,
+            } if topic_id == topic && got == message => {}
+            other => panic!(
+                "{}: expected DeliverEnvelope of {} bytes on topic {topic}, got {other:?}",
+                self.name,
+                message.len()
+            ),
+        }
+    }
+
+    /// Sends `Subscribe` for `topic` with the no-echo flag and returns the answer (a
+    /// `TopicAck`, or the refusal), whatever it is.
+    pub fn subscribe_no_echo(&mut self, topic: &str) -> Frame {
+        let request_id = self.request_id();
+        self.send_frame(&Frame::Subscribe {
+            request_id,
+            prefetch: 0,
+            no_echo: true,
+            topic: topic.to_owned(),
+        });
+        self.recv()
+    }
+
     /// The broker's open connections and topic counters, asked on this connection.
     pub fn stats(&mut self) -> (u32, Vec<TopicStats>) {
         let request_id = self.request_id();

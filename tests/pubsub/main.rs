@@ -18,6 +18,8 @@
 //!   the concrete topic on each delivery, reloads, unsubscribing, refused patterns.
 //! - `connections`: the `max_connections` limit.
 //! - `check`: `mycelium check` diagnostics and `mycelium help`.
+//! - `envelopes`: headers and stamps travelling byte for byte (raw frames), their limits, a
+//!   malformed envelope, no echo, envelopes in a queue's backlog and under `drop_oldest`.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -25,6 +27,7 @@ mod common;
 mod check;
 mod cli_smoke;
 mod connections;
+mod envelopes;
 mod fanout;
 mod lifecycle;
 mod patterns;

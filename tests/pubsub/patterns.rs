@@ -76,7 +76,6 @@ auto_create = true
 ";
 
 #[test]
-#[ignore = "until the socket sink writes enveloped items as DeliverEnvelope (lands with the broker envelope work)"]
 fn star_and_gt_reach_exactly_the_matching_fanout_topics_a_subscriber_may_read() {
     let broker = TestBroker::start_with("", TOPICS);
     let mut subscribers: Vec<(&str, RawConnection, u32)> = ["orders.*", "orders.>", "*.eu", ">"]
@@ -150,7 +149,6 @@ fn star_and_gt_reach_exactly_the_matching_fanout_topics_a_subscriber_may_read() 
 }
 
 #[test]
-#[ignore = "until the socket sink writes enveloped items as DeliverEnvelope (lands with the broker envelope work)"]
 fn a_topic_added_by_a_reload_reaches_a_matching_pattern_subscriber() {
     let declared = "[[topics]]\nname = \"orders.eu\"\nrouting = \"fanout\"\n";
     let broker = TestBroker::start_with("", declared);
@@ -183,7 +181,6 @@ fn a_topic_added_by_a_reload_reaches_a_matching_pattern_subscriber() {
 }
 
 #[test]
-#[ignore = "until the socket sink writes enveloped items as DeliverEnvelope (lands with the broker envelope work)"]
 fn unsubscribing_a_pattern_stops_it_and_bad_patterns_are_refused_by_name() {
     let broker = TestBroker::start_with("", TOPICS);
     let mut subscriber = RawConnection::open(&broker.socket, "subscriber");

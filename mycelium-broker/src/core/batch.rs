@@ -10,6 +10,7 @@
 //! - [`Batch`] is what [`Topic::publish`](crate::core::topic::Topic::publish) takes; it is
 //!   generic there, so reading a payload costs a slice index, never a virtual call.
 
+use bytes::Bytes;
 use mycelium_transport::frame::kind;
 use mycelium_transport::outbox::FrameRun;
 
@@ -35,6 +36,32 @@ impl<'a> Item<'a> {
     }
 }
 
+/// One message held by the broker beyond the batch it came in (a queue topic's backlog): its
+/// bytes, owned, and whether they begin with an envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedItem {
+    /// The envelope then the payload, or the payload alone.
+    pub bytes: Bytes,
+    /// Whether `bytes` begins with an envelope.
+    pub enveloped: bool,
+}
+
+impl OwnedItem {
+    /// A message of `bytes`, enveloped or not.
+    pub fn new(bytes: Bytes, enveloped: bool) -> OwnedItem {
+        OwnedItem { bytes, enveloped }
+    }
+
+    /// The message borrowed, as a batch carries it.
+    #[inline]
+    pub fn item(&self) -> Item<'_> {
+        Item {
+            bytes: &self.bytes,
+            enveloped: self.enveloped,
+        }
+    }
+}
+
 /// One batch of messages, borrowed: what a sink is handed.
 #[derive(Debug, Clone, Copy)]
 pub enum BatchRef<'a> {
@@ -42,8 +69,8 @@ pub enum BatchRef<'a> {
     Payloads(&'a [&'a [u8]]),
     /// Messages that may carry envelopes.
     Items(&'a [Item<'a>]),
-    /// `Deliver` frames as a socket publisher's batch was read and relabelled: the socket sink
-    /// shares them as they are; other sinks read their payloads.
+    /// `Deliver`/`DeliverEnvelope` frames as a socket publisher's batch was read and
+    /// relabelled: the socket sink shares them as they are; other sinks read them as items.
     Frames(FrameRun<'a>),
 }
 

@@ -1,8 +1,8 @@
 //! How a topic hands messages to one subscriber, whatever carries them to it.
 //!
 //! - Every subscriber a topic reaches one by one has a [`Delivery`]: the socket server's
-//!   outbox (it encodes `Deliver` frames, and shares a socket publisher's frames without
-//!   copying), the in-process subscription's queue ([`LocalSink`](crate::core::local)), and
+//!   outbox (it encodes `Deliver` and `DeliverEnvelope` frames, and shares a socket
+//!   publisher's frames without copying), the in-process subscription's queue ([`LocalSink`](crate::core::local)), and
 //!   whatever front end comes next (HTTP, WebSocket, NATS). The topic decides who gets what
 //!   and under which backpressure policy; the sink only queues, counts what it holds, and
 //!   tells its peer in its own format.

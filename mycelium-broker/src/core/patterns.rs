@@ -48,6 +48,8 @@ pub struct PatternSubscription {
     peer: Arc<PeerIdentity>,
     sink: Arc<dyn Delivery>,
     channel_capacity: usize,
+    /// Messages published with this origin are left out (no echo); 0: none are.
+    skip_origin: u64,
     on_attach: Option<OnAttach>,
     state: Mutex<Attachments>,
 }
@@ -69,13 +71,16 @@ impl std::fmt::Debug for PatternSubscription {
 }
 
 impl PatternSubscription {
-    /// A subscription of `pattern` for `peer`, whose messages go to `sink` under `key`.
+    /// A subscription of `pattern` for `peer`, whose messages go to `sink` under `key`,
+    /// leaving out those published with origin `skip_origin` (0: none; see
+    /// [`PublishCursor::from_origin`](crate::core::topic::PublishCursor::from_origin)).
     pub fn new(
         pattern: Pattern,
         key: TopicId,
         peer: Arc<PeerIdentity>,
         sink: Arc<dyn Delivery>,
         channel_capacity: usize,
+        skip_origin: u64,
         on_attach: Option<OnAttach>,
     ) -> Arc<PatternSubscription> {
         Arc::new(PatternSubscription {
@@ -84,6 +89,7 @@ impl PatternSubscription {
             peer,
             sink,
             channel_capacity,
+            skip_origin,
             on_attach,
             state: Mutex::new(Attachments::default()),
         })
@@ -140,10 +146,9 @@ impl PatternSubscription {
                 name: topic.name().into(),
             });
             // Under the lock: a detach racing with this attach finds it recorded.
-            if topic
-                .subscribe(id, sink, self.channel_capacity, 0)
-                .is_none()
-            {
+            let subscribed =
+                topic.subscribe_skipping(id, sink, self.channel_capacity, 0, self.skip_origin);
+            if subscribed.is_none() {
                 return;
             }
             state.topics.insert(topic.id(), (topic.clone(), id));
@@ -346,6 +351,7 @@ mod tests {
             Arc::new(PeerIdentity::new(1000, 1000, 1)),
             outbox.clone(),
             1000,
+            0,
             None,
         )
     }

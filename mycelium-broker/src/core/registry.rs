@@ -87,6 +87,42 @@ impl Topics {
             .map(|t| t.config().max_message_size)
             .fold(self.defaults.max_message_size, usize::max)
     }
+
+    fn max_message_len(&self) -> usize {
+        let d = &self.defaults;
+        let defaults = message_len(d.max_message_size, d.max_headers, d.max_header_bytes);
+        self.live()
+            .map(|t| topic_message_len(&t.config()))
+            .fold(defaults, usize::max)
+    }
+}
+
+/// The most bytes an envelope may take before a payload on a topic that allows
+/// `max_headers` headers of `max_header_bytes` bytes: flags, stamp, the topic (a `str8` the
+/// broker adds for pattern subscribers), reply_to (a `str8` of up to 255 bytes), reply, and
+/// the headers with their count and length prefixes. Counting the topic block keeps every
+/// frame the broker sends a pattern subscriber within the `max_frame_len` it announced.
+pub fn max_envelope_len(max_headers: u16, max_header_bytes: u32) -> usize {
+    1 + mycelium_transport::envelope::STAMP_LEN
+        + 256
+        + 256
+        + mycelium_transport::envelope::REPLY_LEN
+        + 2
+        + 3 * usize::from(max_headers)
+        + max_header_bytes as usize
+}
+
+/// The largest message (envelope and payload) a topic with these limits accepts.
+fn message_len(max_message_size: usize, max_headers: u16, max_header_bytes: u32) -> usize {
+    max_message_size.saturating_add(max_envelope_len(max_headers, max_header_bytes))
+}
+
+fn topic_message_len(config: &TopicConfig) -> usize {
+    message_len(
+        config.max_message_size,
+        config.max_headers,
+        config.max_header_bytes,
+    )
 }
 
 /// What [`TopicRegistry::reconfigure`] did.
@@ -116,6 +152,9 @@ pub struct TopicRegistry {
     /// The largest `max_message_size` of any live topic or of the defaults, kept up to date by
     /// every change, so connections read it without the lock.
     max_message_size: AtomicUsize,
+    /// The largest message, envelope and payload, of any live topic or of the defaults
+    /// (see [`max_envelope_len`]), kept up to date with `max_message_size`.
+    max_message_len: AtomicUsize,
     next_subscriber: AtomicU64,
     /// Dynamic topics now; capped at [`MAX_AUTO_CREATED_TOPICS`]. Changed under the write
     /// lock.
@@ -167,6 +206,11 @@ impl TopicRegistry {
     pub fn new(defaults: TopicDefaults) -> TopicRegistry {
         TopicRegistry {
             max_message_size: AtomicUsize::new(defaults.max_message_size),
+            max_message_len: AtomicUsize::new(message_len(
+                defaults.max_message_size,
+                defaults.max_headers,
+                defaults.max_header_bytes,
+            )),
             topics: RwLock::new(Topics {
                 defaults,
                 ..Topics::default()
@@ -202,6 +246,8 @@ impl TopicRegistry {
         let topic = self.write().insert(config)?;
         self.max_message_size
             .fetch_max(topic.config().max_message_size, Ordering::Relaxed);
+        self.max_message_len
+            .fetch_max(topic_message_len(&topic.config()), Ordering::Relaxed);
         self.attach_patterns(&topic);
         Ok(topic)
     }
@@ -255,6 +301,8 @@ impl TopicRegistry {
         topics.defaults = config.topic_defaults.clone();
         self.max_message_size
             .store(topics.max_message_size(), Ordering::Relaxed);
+        self.max_message_len
+            .store(topics.max_message_len(), Ordering::Relaxed);
         drop(topics);
         for topic in &done.added {
             self.attach_patterns(topic);
@@ -330,6 +378,8 @@ impl TopicRegistry {
         };
         self.max_message_size
             .fetch_max(topic.config().max_message_size, Ordering::Relaxed);
+        self.max_message_len
+            .fetch_max(topic_message_len(&topic.config()), Ordering::Relaxed);
         self.attach_patterns(&topic);
         Ok(topic)
     }
@@ -434,6 +484,8 @@ impl TopicRegistry {
         }
         self.max_message_size
             .store(topics.max_message_size(), Ordering::Relaxed);
+        self.max_message_len
+            .store(topics.max_message_len(), Ordering::Relaxed);
         reclaimed
     }
 
@@ -445,6 +497,12 @@ impl TopicRegistry {
     /// The largest `max_message_size` of any topic or of the defaults.
     pub fn max_message_size(&self) -> usize {
         self.max_message_size.load(Ordering::Relaxed)
+    }
+
+    /// The largest message, its envelope included, that any topic (or the defaults) accepts:
+    /// a payload of `max_message_size` behind the largest envelope its header limits allow.
+    pub fn max_message_len(&self) -> usize {
+        self.max_message_len.load(Ordering::Relaxed)
     }
 
     /// Dynamic topics now.
@@ -563,6 +621,15 @@ mod tests {
             "same Arc, new settings"
         );
         assert_eq!(registry.max_message_size(), 100_000);
+        // Room for the largest envelope the defaults' header limits (32, 4096) allow.
+        assert_eq!(
+            max_envelope_len(32, 4096),
+            1 + 24 + 256 + 19 + 2 + 96 + 4096
+        );
+        assert_eq!(
+            registry.max_message_len(),
+            100_000 + max_envelope_len(32, 4096)
+        );
         let names: Vec<String> = registry.all().iter().map(|t| t.name().to_owned()).collect();
         assert_eq!(names, ["a", "c"]);
         // Declared again: a new topic with a new id.

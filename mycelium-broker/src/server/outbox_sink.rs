@@ -1,9 +1,10 @@
 //! The socket path's [`Delivery`]: a connection's [`Outbox`], which encodes what the topic
 //! hands it as frames toward the client.
 //!
-//! - Payload slices become `Deliver` frames; a socket publisher's [`FrameRun`] (its `Publish`
-//!   frames relabelled as `Deliver` in place) is queued as it is, by reference when large:
-//!   the zero-copy path from one socket to many.
+//! - Payload slices become `Deliver` frames, enveloped items `DeliverEnvelope` frames (the
+//!   envelope and payload as they are); a socket publisher's [`FrameRun`] (its `Publish` and
+//!   `PublishEnvelope` frames relabelled as `Deliver` and `DeliverEnvelope` in place) is
+//!   queued as it is, by reference when large: the zero-copy path from one socket to many.
 //! - Losses become `Lagged` notices; the end of a subscription becomes an `Error` frame
 //!   (`TopicRemoved`, non-fatal; `SlowConsumer`, fatal, after which the outbox closes).
 //!
@@ -32,13 +33,12 @@ impl Delivery for Outbox {
                 self.append_messages(topic, &payloads[range], max)
             }
             (BatchRef::Payloads(payloads), None) => self.append_credited(topic, &payloads[range]),
-            (BatchRef::Items(items), limit) => {
-                let payloads: Vec<&[u8]> = items[range].iter().map(|item| item.bytes).collect();
-                match limit {
-                    Some(max) => self.append_messages(topic, &payloads, max),
-                    None => self.append_credited(topic, &payloads),
-                }
-            }
+            // Enveloped items become `DeliverEnvelope` frames, plain ones `Deliver` frames.
+            (BatchRef::Items(items), limit) => self.append_items(
+                topic,
+                items[range].iter().map(|item| (item.bytes, item.enveloped)),
+                limit,
+            ),
             // The frames already carry this topic's id: the broker routes a run to its own topic.
             (BatchRef::Frames(run), limit) => self.append_run(topic, &run, range, limit),
         };

@@ -159,9 +159,10 @@ impl BrokerState {
         self.registry.max_message_size()
     }
 
-    /// The largest frame `len` accepted after the handshake: a publish of the largest payload.
+    /// The largest frame `len` accepted after the handshake: a publish of the largest payload
+    /// behind the largest envelope its topic allows.
     pub(crate) fn max_frame_len(&self) -> usize {
-        (self.max_message_size() + MESSAGE_OVERHEAD - 4).max(HANDSHAKE_MAX_FRAME_LEN)
+        (self.registry.max_message_len() + MESSAGE_OVERHEAD - 4).max(HANDSHAKE_MAX_FRAME_LEN)
     }
 
     /// The `Welcome` that answers the `Hello` (or `ShmHello`) of connection `id`.

@@ -48,6 +48,10 @@ pub enum ErrorCode {
     /// `25`: a message carries more headers, or more bytes of them, than its topic allows
     /// (`max_headers`, `max_header_bytes`); the message was not routed.
     HeadersTooLarge,
+    /// `26`: the request asks for something this broker does not do in that case (for
+    /// instance no echo on a queue topic, where each message goes to one consumer); the
+    /// message says what. Nothing was done.
+    Unsupported,
     /// `32`: the broker is shutting down; no new work is accepted.
     ShuttingDown,
     /// `33`: this subscriber fell too far behind and its topic's policy is to disconnect it.
@@ -80,6 +84,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => 23,
             ErrorCode::LimitExceeded => 24,
             ErrorCode::HeadersTooLarge => 25,
+            ErrorCode::Unsupported => 26,
             ErrorCode::ShuttingDown => 32,
             ErrorCode::SlowConsumer => 33,
             ErrorCode::Internal => 255,
@@ -108,6 +113,7 @@ impl ErrorCode {
             23 => ErrorCode::PermissionDenied,
             24 => ErrorCode::LimitExceeded,
             25 => ErrorCode::HeadersTooLarge,
+            26 => ErrorCode::Unsupported,
             32 => ErrorCode::ShuttingDown,
             33 => ErrorCode::SlowConsumer,
             255 => ErrorCode::Internal,

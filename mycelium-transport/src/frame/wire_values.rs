@@ -48,6 +48,7 @@ fn the_named_error_codes_have_their_documented_wire_values() {
         (ErrorCode::PermissionDenied, 23),
         (ErrorCode::LimitExceeded, 24),
         (ErrorCode::HeadersTooLarge, 25),
+        (ErrorCode::Unsupported, 26),
         (ErrorCode::ShuttingDown, 32),
         (ErrorCode::SlowConsumer, 33),
         (ErrorCode::Internal, 255),

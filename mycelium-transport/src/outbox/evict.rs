@@ -10,7 +10,8 @@ use crate::frame::{kind, MESSAGE_OVERHEAD};
 use crate::outbox::state::{encode_lagged, State};
 
 impl State {
-    /// Cuts up to `max` of the oldest message frames (`kind`) of `topic_id` out of the queue;
+    /// Cuts up to `max` of the oldest message frames (either of `kinds`: plain and enveloped)
+    /// of `topic_id` out of the queue;
     /// returns how many it cut. Segments stay zero-copy (a cut segment becomes the slices
     /// around the cut); the tail is advanced past the cut frames, and the frames of other
     /// topics (or control frames) that sat among them are moved into a small copied segment
@@ -20,7 +21,7 @@ impl State {
     /// last frame cut (before the first message of the topic left). Every earlier notice of
     /// the topic lies among the cut messages, so it is cut too and its count added: a peer
     /// that keeps losing its oldest messages gets one notice, not one per eviction.
-    pub(super) fn evict_oldest(&mut self, topic_id: u32, kind: u8, max: usize) -> usize {
+    pub(super) fn evict_oldest(&mut self, topic_id: u32, kinds: [u8; 2], max: usize) -> usize {
         let wanted = max.min(self.queued_for(topic_id));
         let mut left = wanted;
         if left == 0 {
@@ -36,7 +37,7 @@ impl State {
                 segments.push_back(segment);
                 continue;
             }
-            let cuts = frames_to_cut(&segment, topic_id, kind, &mut left, &mut told);
+            let cuts = frames_to_cut(&segment, topic_id, kinds, &mut left, &mut told);
             let mut at = 0;
             for cut in cuts {
                 if cut.start > at {
@@ -51,7 +52,7 @@ impl State {
             }
         }
         let cuts = if left > 0 {
-            frames_to_cut(&self.tail, topic_id, kind, &mut left, &mut told)
+            frames_to_cut(&self.tail, topic_id, kinds, &mut left, &mut told)
         } else {
             Vec::new()
         };
@@ -85,15 +86,16 @@ impl State {
     }
 }
 
-/// The byte ranges of the first message frames (`kind`, on `topic_id`) in `frames`, at most
-/// `*left` of them (lowered by as many), and of the topic's `Lagged` notices among and before
-/// them (their counts added to `*told`); adjacent frames make one range. `frames` holds whole
+/// The byte ranges of the first message frames (either of `kinds`, on `topic_id`) in
+/// `frames`, at most `*left` of them (lowered by as many), and of the topic's `Lagged`
+/// notices among and before them (their counts added to `*told`); adjacent frames make one
+/// range. `frames` holds whole
 /// frames that this outbox encoded or that the broker's reader validated, so a length that
 /// runs past the end only ends the walk.
 fn frames_to_cut(
     frames: &[u8],
     topic_id: u32,
-    kind: u8,
+    kinds: [u8; 2],
     left: &mut usize,
     told: &mut u64,
 ) -> Vec<Range<usize>> {
@@ -110,7 +112,7 @@ fn frames_to_cut(
         let topic = u32::from_le_bytes([header[6], header[7], header[8], header[9]]);
         let cut = if topic != topic_id {
             false
-        } else if header[5] == kind {
+        } else if header[5] == kinds[0] || header[5] == kinds[1] {
             *left -= 1;
             true
         } else if header[5] == kind::LAGGED && end - at == LAGGED_LEN {
@@ -232,5 +234,59 @@ mod tests {
         outbox.append_messages(1, &[b"y"], 10);
         outbox.close();
         assert_eq!(outbox.evict_oldest(1, 10), 0);
+    }
+
+    #[test]
+    fn enveloped_and_plain_messages_count_alike_and_are_evicted_alike() {
+        use crate::frame::kind;
+        let outbox = Outbox::new();
+        let items: Vec<(&[u8], bool)> = vec![
+            (b"p1", false),
+            (b"\x00e2", true),
+            (b"p3", false),
+            (b"\x00e4", true),
+        ];
+        assert_eq!(
+            outbox.append_items(1, items.iter().copied(), Some(3)),
+            Appended::Queued(3),
+            "the limit counts both kinds"
+        );
+        assert!(!outbox.has_room(1, 3));
+        assert_eq!(outbox.evict_oldest(1, 2), 2, "a plain and an enveloped one");
+        assert_eq!(
+            outbox.append_items(1, items[3..].iter().copied(), None),
+            Appended::Queued(1)
+        );
+        let mut taken = Drained::default();
+        assert!(outbox.take(&mut taken));
+        let buf = flat(&mut taken);
+        let mut rest: &[u8] = &buf;
+        let mut seen = Vec::new();
+        while let Some((view, used)) = peek_frame(rest, usize::MAX).expect("valid frames") {
+            seen.push(match view.message() {
+                Some((_, body)) => (view.kind, body.to_vec()),
+                None => match view.to_frame().expect("a frame") {
+                    Frame::Lagged { skipped, .. } => (kind::LAGGED, vec![skipped as u8]),
+                    other => panic!("unexpected {other:?}"),
+                },
+            });
+            rest = &rest[used..];
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (kind::LAGGED, vec![2]),
+                (kind::DELIVER, b"p3".to_vec()),
+                (kind::DELIVER_ENVELOPE, b"\x00e4".to_vec()),
+            ]
+        );
+        // Toward the broker, enveloped messages are `PublishEnvelope` frames.
+        let publishing = Outbox::for_publishing();
+        publishing.append_items(1, items[1..2].iter().copied(), None);
+        let mut taken = Drained::default();
+        assert!(publishing.take(&mut taken));
+        let buf = flat(&mut taken);
+        let (view, _) = peek_frame(&buf, usize::MAX).expect("valid").expect("whole");
+        assert_eq!(view.kind, kind::PUBLISH_ENVELOPE);
     }
 }

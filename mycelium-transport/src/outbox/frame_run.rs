@@ -1,5 +1,5 @@
-//! A publisher's batch of `Deliver` frames as read off its socket, queued toward every
-//! subscriber by reference when it is large.
+//! A publisher's batch of `Deliver`/`DeliverEnvelope` frames as read off its socket, queued
+//! toward every subscriber by reference when it is large.
 
 use std::ops::Range;
 
@@ -14,8 +14,9 @@ pub const SHARE_MIN_BYTES: usize = 16 * 1024;
 /// read buffer (a few hundred KiB) alive, so this bounds what a slow subscriber pins.
 pub const MAX_SHARED_SEGMENTS: usize = 64;
 
-/// Whole `Deliver` frames back to back, and where each ends: a publisher's batch as read off its
-/// socket, relabelled from `Publish`, ready to be queued toward subscribers without copying.
+/// Whole `Deliver`/`DeliverEnvelope` frames back to back, and where each ends: a publisher's
+/// batch as read off its socket, relabelled from `Publish`/`PublishEnvelope`, ready to be
+/// queued toward subscribers without copying.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameRun<'a> {
     pub(super) frames: &'a Bytes,

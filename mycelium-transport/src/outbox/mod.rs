@@ -4,6 +4,9 @@
 //!   frames under one short lock; the single drainer (a connection's writer task, or an in-process
 //!   subscription) takes *everything* queued in one swap, so one `write` carries every frame
 //!   that arrived since the last one: writes are coalesced per wake-up, never per message.
+//! - Messages are plain (`Deliver` toward clients, `Publish` toward the broker) or carry an
+//!   envelope (`DeliverEnvelope`, `PublishEnvelope`: [`Outbox::append_items`]); both kinds
+//!   count alike, per topic, toward the limits and for `drop_oldest`.
 //! - Message frames count against a limit chosen by the caller (the topic's `buffer_size`, capped
 //!   by the connection's `channel_capacity`) and against [`OUTBOX_MAX_BYTES`]; control frames do
 //!   not, so a reply can always be queued.

@@ -83,7 +83,8 @@ impl Default for Outbox {
 }
 
 impl Outbox {
-    /// A new, empty, open outbox whose messages are `Deliver` frames (broker → client).
+    /// A new, empty, open outbox whose messages are `Deliver` frames, or `DeliverEnvelope`
+    /// with an envelope (broker → client).
     pub fn new() -> Outbox {
         Outbox::with_message_kind(kind::DELIVER)
     }
@@ -141,11 +142,32 @@ impl Outbox {
         payloads: &[&[u8]],
         max_messages: usize,
     ) -> Appended {
-        self.append(topic_id, payloads, Some(max_messages))
+        self.append(topic_id, plain(payloads), Some(max_messages))
+    }
+
+    /// Queues as many of `items` as fit, in order, within `max_messages` (no limit when
+    /// `None`) and the byte limit: each `(bytes, enveloped)` becomes a message frame on
+    /// `topic_id`, of this outbox's message kind for plain bytes and of its envelope kind
+    /// (`DeliverEnvelope`, `PublishEnvelope`) for bytes that begin with an envelope. Both
+    /// kinds count alike: per topic, toward the limits, and for `drop_oldest`.
+    pub fn append_items<'a, I>(
+        &self,
+        topic_id: u32,
+        items: I,
+        max_messages: Option<usize>,
+    ) -> Appended
+    where
+        I: ExactSizeIterator<Item = (&'a [u8], bool)> + Clone,
+    {
+        self.append(topic_id, items, max_messages)
     }
 
     /// Appends messages, within `max_messages` and the byte limit when a limit is given.
-    fn append(&self, topic_id: u32, payloads: &[&[u8]], max_messages: Option<usize>) -> Appended {
+    #[inline]
+    fn append<'a, I>(&self, topic_id: u32, items: I, max_messages: Option<usize>) -> Appended
+    where
+        I: ExactSizeIterator<Item = (&'a [u8], bool)> + Clone,
+    {
         let mut state = self.lock();
         if state.closed {
             return Appended::Closed;
@@ -156,11 +178,14 @@ impl Outbox {
         // How many fit, judged before a loss notice is queued ahead of them (a notice is a
         // control frame: it takes no message's room).
         let queued = match max_messages {
-            None => payloads.len(),
+            None => items.len(),
             Some(max) => {
                 let (mut bytes, mut n) = (state.bytes, 0);
-                while n < payloads.len() && fits(already + n, bytes, max, spent) {
-                    bytes += payloads[n].len() + MESSAGE_OVERHEAD;
+                for (payload, _) in items.clone() {
+                    if !fits(already + n, bytes, max, spent) {
+                        break;
+                    }
+                    bytes += payload.len() + MESSAGE_OVERHEAD;
                     n += 1;
                 }
                 n
@@ -169,8 +194,14 @@ impl Outbox {
         if queued > 0 && !state.lost.is_empty() {
             state.tell_lost(topic_id);
         }
-        for payload in &payloads[..queued] {
-            codec::encode_message(&mut state.tail, self.message_kind, topic_id, payload);
+        let envelope_kind = envelope_kind(self.message_kind);
+        for (payload, enveloped) in items.take(queued) {
+            let kind = if enveloped {
+                envelope_kind
+            } else {
+                self.message_kind
+            };
+            codec::encode_message(&mut state.tail, kind, topic_id, payload);
             state.bytes += payload.len() + MESSAGE_OVERHEAD;
         }
         state.count(topic_id, queued);
@@ -184,7 +215,7 @@ impl Outbox {
 
     /// Queues as many frames of `run[range]` as fit under `max_messages` (no limit when `None`):
     /// by reference when they are many, else by copy. The frames are queued as they are, so
-    /// they must already be `Deliver` frames of this outbox's topic.
+    /// they must already be `Deliver` or `DeliverEnvelope` frames of this outbox's topic.
     pub fn append_run(
         &self,
         topic_id: u32,
@@ -236,9 +267,10 @@ impl Outbox {
     }
 
     /// Queues all of `payloads` regardless of the limits: for queue deliveries, which the
-    /// consumer's credit already bounds.
+    /// consumer's credit already bounds (with envelopes: [`Self::append_items`] without a
+    /// limit).
     pub fn append_credited(&self, topic_id: u32, payloads: &[&[u8]]) -> Appended {
-        self.append(topic_id, payloads, None)
+        self.append(topic_id, plain(payloads), None)
     }
 
     /// Drops up to `max` of the oldest messages of `topic_id` still queued (not yet taken by
@@ -251,7 +283,8 @@ impl Outbox {
             return 0;
         }
         let before = state.bytes;
-        let evicted = state.evict_oldest(topic_id, self.message_kind, max);
+        let kinds = [self.message_kind, envelope_kind(self.message_kind)];
+        let evicted = state.evict_oldest(topic_id, kinds, max);
         self.settle(before, state.bytes);
         evicted
     }
@@ -543,6 +576,21 @@ impl Outbox {
     /// Message frames queued right now (for stats and tests).
     pub fn queued_messages(&self) -> usize {
         self.lock().messages
+    }
+}
+
+/// `payloads` as plain items.
+#[inline]
+fn plain<'a>(payloads: &'a [&'a [u8]]) -> impl ExactSizeIterator<Item = (&'a [u8], bool)> + Clone {
+    payloads.iter().map(|payload| (*payload, false))
+}
+
+/// The kind of an enveloped message frame of the outbox whose plain messages are `message_kind`.
+fn envelope_kind(message_kind: u8) -> u8 {
+    if message_kind == kind::PUBLISH {
+        kind::PUBLISH_ENVELOPE
+    } else {
+        kind::DELIVER_ENVELOPE
     }
 }
 

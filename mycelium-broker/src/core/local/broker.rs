@@ -1,33 +1,53 @@
 //! The in-process broker: the routing core behind the [`Broker`] trait, without sockets.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use mycelium_config::{TopicConfig, TopicDefaults};
+use bytes::BytesMut;
+use mycelium_config::{Routing, TopicConfig, TopicDefaults};
+use mycelium_transport::envelope::{Envelope, Headers, Stamper};
 use mycelium_transport::Broker;
 
+use crate::core::batch::Item;
 use crate::core::local::sink::LocalSink;
 use crate::core::local::subscription::LocalSubscription;
 use crate::core::registry::TopicRegistry;
 use crate::core::topic::{Progress, PublishCursor, PublisherHold, TopicId};
 use crate::error::{CreateTopicError, LookupError, PublishError, SubscribeError};
 
+/// Origins of in-process handles have this bit set, so they never meet a connection's id
+/// (which counts up from 1).
+const LOCAL_ORIGIN: u64 = 1 << 63;
+
 /// The in-process broker; cheap to clone. See the [module docs](crate::core::local).
+///
+/// Each handle made by [`LocalBroker::new`] or [`LocalBroker::with_registry`] is one
+/// publisher as far as no echo goes ([`LocalBroker::subscribe_no_echo`]); its clones are the
+/// same one.
 #[derive(Debug, Clone)]
 pub struct LocalBroker {
     registry: Arc<TopicRegistry>,
+    /// This handle's origin: what its publishes are marked with, for no echo.
+    origin: u64,
+    /// Stamps the messages of this handle's publishers on topics that stamp: one seed, one
+    /// count for all of them.
+    stamper: Arc<Mutex<Stamper>>,
 }
 
 impl LocalBroker {
     /// A broker with no topics; unknown topics are created from `defaults` if they allow it.
     pub fn new(defaults: TopicDefaults) -> LocalBroker {
-        LocalBroker {
-            registry: Arc::new(TopicRegistry::new(defaults)),
-        }
+        LocalBroker::with_registry(Arc::new(TopicRegistry::new(defaults)))
     }
 
-    /// A broker over an existing registry (shared with a socket server, for instance).
+    /// A broker over an existing registry (shared with a socket server, for instance): a
+    /// handle of its own, with its own origin.
     pub fn with_registry(registry: Arc<TopicRegistry>) -> LocalBroker {
-        LocalBroker { registry }
+        let origin = LOCAL_ORIGIN | registry.next_subscriber_id();
+        LocalBroker {
+            registry,
+            origin,
+            stamper: Arc::new(Mutex::new(Stamper::new())),
+        }
     }
 
     /// The registry behind this broker.
@@ -44,18 +64,40 @@ impl LocalBroker {
     pub fn publisher(&self, topic: &str) -> Result<LocalPublisher, PublishError> {
         Ok(LocalPublisher {
             hold: PublisherHold::new(self.registry.resolve(topic)?),
+            origin: self.origin,
+            stamper: self.stamper.clone(),
         })
     }
 
     /// Starts receiving `topic`'s messages, without waiting (what [`Broker::subscribe`] does
     /// for this broker): every message published after this returns.
     pub fn subscribe(&self, topic: &str) -> Result<LocalSubscription, SubscribeError> {
+        self.subscribe_skipping(topic, 0)
+    }
+
+    /// As [`LocalBroker::subscribe`], without the messages this handle (or a clone of it, or
+    /// a publisher it made) publishes: no echo. Fanout topics only; a queue topic refuses it
+    /// ([`SubscribeError::NoEchoOnQueue`]).
+    pub fn subscribe_no_echo(&self, topic: &str) -> Result<LocalSubscription, SubscribeError> {
+        self.subscribe_skipping(topic, self.origin)
+    }
+
+    fn subscribe_skipping(
+        &self,
+        topic: &str,
+        skip_origin: u64,
+    ) -> Result<LocalSubscription, SubscribeError> {
         let topic = self.registry.resolve(topic)?;
+        if skip_origin != 0 && topic.routing() == Routing::Queue {
+            return Err(SubscribeError::NoEchoOnQueue {
+                topic: topic.name().to_owned(),
+            });
+        }
         let sink = Arc::new(LocalSink::new(topic.id()));
         let id = self.registry.next_subscriber_id();
         // Removed by a reload between the lookup and now.
         let credit = topic
-            .subscribe(id, sink.clone(), usize::MAX, 0)
+            .subscribe_skipping(id, sink.clone(), usize::MAX, 0, skip_origin)
             .ok_or_else(|| LookupError::UnknownTopic {
                 name: topic.name().to_owned(),
             })?;
@@ -64,11 +106,18 @@ impl LocalBroker {
 }
 
 /// Publishes on one topic; see [`LocalBroker::publisher`].
+///
+/// On a topic with `stamp = true` every message is stamped (id and publish time) here, as a
+/// socket publisher would: it reaches subscribers enveloped, on every path.
 #[derive(Debug, Clone)]
 pub struct LocalPublisher {
     /// The topic, claimed as published to while this publisher (or a clone) lives, so an
     /// auto-created topic is not reclaimed under it.
     hold: PublisherHold,
+    /// The handle's origin, for no echo.
+    origin: u64,
+    /// The handle's stamper.
+    stamper: Arc<Mutex<Stamper>>,
 }
 
 impl LocalPublisher {
@@ -77,23 +126,100 @@ impl LocalPublisher {
         self.publish_batch(&[payload]).await
     }
 
+    /// Routes one message with `headers` (and, on a topic that stamps, an id and a publish
+    /// time). Refused whole when the payload or the headers exceed the topic's limits.
+    pub async fn publish_with(
+        &self,
+        headers: &Headers,
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
+        let topic = self.hold.topic();
+        let config = topic.config();
+        if headers.len() > usize::from(config.max_headers)
+            || headers.byte_len() > config.max_header_bytes as usize
+        {
+            return Err(PublishError::HeadersTooLarge {
+                topic: topic.name().to_owned(),
+                count: headers.len(),
+                bytes: headers.byte_len(),
+                max_headers: config.max_headers,
+                max_header_bytes: config.max_header_bytes,
+            });
+        }
+        self.publish_enveloped(&config, Some(headers), &[payload])
+            .await
+    }
+
     /// Routes several messages in order, handing each subscriber the batch at once.
     /// If any payload is too large, nothing is routed.
     pub async fn publish_batch(&self, payloads: &[&[u8]]) -> Result<(), PublishError> {
         let topic = self.hold.topic();
-        let max = topic.config().max_message_size;
-        if let Some(big) = payloads.iter().find(|p| p.len() > max) {
-            return Err(PublishError::MessageTooLarge {
-                topic: topic.name().to_owned(),
-                size: big.len(),
-                max,
-            });
+        let config = topic.config();
+        if config.stamp {
+            return self.publish_enveloped(&config, None, payloads).await;
         }
-        let mut cursor = PublishCursor::default();
+        check_sizes(topic.name(), config.max_message_size, payloads)?;
+        let mut cursor = PublishCursor::from_origin(self.origin);
         while let Progress::Blocked(blocker) = topic.publish(payloads, &mut cursor) {
             blocker.wait().await;
         }
         Ok(())
+    }
+
+    /// Routes `payloads` each behind an envelope of `headers` and, if the topic stamps, a
+    /// stamp of its own.
+    async fn publish_enveloped(
+        &self,
+        config: &TopicConfig,
+        headers: Option<&Headers>,
+        payloads: &[&[u8]],
+    ) -> Result<(), PublishError> {
+        let topic = self.hold.topic();
+        check_sizes(topic.name(), config.max_message_size, payloads)?;
+        let mut bytes = BytesMut::new();
+        let mut ends = Vec::with_capacity(payloads.len());
+        {
+            let mut stamper = self.stamper.lock().unwrap_or_else(|p| p.into_inner());
+            for payload in payloads {
+                let envelope = Envelope {
+                    stamp: config.stamp.then(|| stamper.stamp()),
+                    headers,
+                    ..Envelope::default()
+                };
+                envelope.encode(&mut bytes);
+                bytes.extend_from_slice(payload);
+                ends.push(bytes.len());
+            }
+        }
+        let mut start = 0;
+        let items: Vec<Item<'_>> = ends
+            .iter()
+            .map(|&end| {
+                let item = Item {
+                    bytes: &bytes[start..end],
+                    enveloped: true,
+                };
+                start = end;
+                item
+            })
+            .collect();
+        let mut cursor = PublishCursor::from_origin(self.origin);
+        while let Progress::Blocked(blocker) = topic.publish(items.as_slice(), &mut cursor) {
+            blocker.wait().await;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a batch with a payload over `max` bytes.
+fn check_sizes(topic: &str, max: usize, payloads: &[&[u8]]) -> Result<(), PublishError> {
+    match payloads.iter().find(|p| p.len() > max) {
+        Some(big) => Err(PublishError::MessageTooLarge {
+            topic: topic.to_owned(),
+            size: big.len(),
+            max,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -122,6 +248,7 @@ impl Broker for LocalBroker {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use futures_core::Stream;
     use mycelium_config::Routing;
     use mycelium_transport::{RecvError, SubscriptionEnd, TryRecvError};
@@ -315,6 +442,83 @@ mod tests {
         assert!(matches!(
             items[2],
             Err(RecvError::Ended(SubscriptionEnd::TopicRemoved { .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn headers_and_stamps_reach_in_process_and_socket_subscribers() {
+        use mycelium_transport::frame::kind;
+        use mycelium_transport::outbox::{Drained, Outbox};
+        let broker = LocalBroker::new(TopicDefaults::default());
+        let mut config = TopicDefaults::default().topic("stamped");
+        config.stamp = true;
+        broker.create_topic(config).expect("created");
+        let mut sub = LocalBroker::subscribe(&broker, "stamped").expect("sub");
+        let topic = broker.registry().get_by_name("stamped").expect("topic");
+        let socket = Arc::new(Outbox::new());
+        topic.subscribe(999, socket.clone(), 1000, 0);
+        let publisher = broker.publisher("stamped").expect("publisher");
+        let mut headers = Headers::new();
+        headers.insert("trace", "abc").expect("a valid header");
+        publisher
+            .publish_with(&headers, b"one")
+            .await
+            .expect("published");
+        publisher.publish(b"two").await.expect("published");
+        let one = sub.recv().await.expect("one");
+        assert_eq!((&one[..], one.header("trace")), (&b"one"[..], Some("abc")));
+        let two = sub.recv().await.expect("two");
+        assert_eq!(&two[..], b"two");
+        let (a, b) = (one.id().expect("stamped"), two.id().expect("stamped"));
+        assert!(a < b, "ids sort by publish time");
+        let mut drained = Drained::default();
+        assert!(socket.take(&mut drained));
+        let buf = drained.flatten();
+        let (view, _) = mycelium_transport::peek_frame(&buf, usize::MAX)
+            .expect("valid")
+            .expect("whole");
+        assert_eq!(view.kind, kind::DELIVER_ENVELOPE);
+        let (_, body) = view.message().expect("a message");
+        let message =
+            mycelium_transport::Message::from_enveloped("stamped", Bytes::copy_from_slice(body))
+                .expect("a valid envelope");
+        assert_eq!(message, one, "the same bytes on both paths");
+    }
+
+    #[tokio::test]
+    async fn headers_over_the_topics_limits_are_refused() {
+        let broker = LocalBroker::new(TopicDefaults::default());
+        let mut config = TopicDefaults::default().topic("few");
+        config.max_headers = 1;
+        config.max_header_bytes = 8;
+        broker.create_topic(config).expect("created");
+        let publisher = broker.publisher("few").expect("publisher");
+        let mut two = Headers::new();
+        two.insert("a", "1").expect("valid");
+        two.insert("b", "2").expect("valid");
+        let mut long = Headers::new();
+        long.insert("key", "a long value").expect("valid");
+        for headers in [two, long] {
+            assert!(matches!(
+                publisher.publish_with(&headers, b"x").await,
+                Err(PublishError::HeadersTooLarge { .. })
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_no_echo_subscription_skips_its_own_handles_messages() {
+        let broker = broker_with(Routing::Fanout);
+        let other = LocalBroker::with_registry(broker.registry().clone());
+        let mut sub = broker.subscribe_no_echo("t").expect("sub");
+        broker.publish("t", b"mine").await.expect("published");
+        other.publish("t", b"theirs").await.expect("published");
+        assert_eq!(&sub.recv().await.expect("theirs")[..], b"theirs");
+        assert!(matches!(sub.try_recv(), Err(TryRecvError::Empty)));
+        let queue = broker_with(Routing::Queue);
+        assert!(matches!(
+            queue.subscribe_no_echo("t"),
+            Err(SubscribeError::NoEchoOnQueue { .. })
         ));
     }
 }

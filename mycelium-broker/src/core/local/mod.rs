@@ -12,6 +12,12 @@
 //!   removed it ends (`Ended(TopicRemoved)`) after what was routed to it. It is also a
 //!   `Stream`. A queue subscription returns credit as messages are taken, and every
 //!   subscription unsubscribes itself when dropped.
+//! - Envelopes: [`LocalPublisher::publish_with`] publishes with headers, and on a topic with
+//!   `stamp = true` every message of a [`LocalPublisher`] is stamped (id and publish time);
+//!   enveloped messages reach socket subscribers as `DeliverEnvelope` frames and in-process
+//!   ones as [`Message`](mycelium_transport::Message)s with their envelope.
+//! - No echo: [`LocalBroker::subscribe_no_echo`] skips what the same handle (its clones, the
+//!   publishers it made) publishes on a fanout topic.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,6 +1,7 @@
 //! The in-process subscription's [`Delivery`]: a queue of payloads, no frames.
 //!
-//! - Payloads are copied into one growing buffer, back to back, with an entry per message;
+//! - Messages (payloads, or envelopes then payloads) are copied into one growing buffer,
+//!   back to back, with an entry per message that says whether it is enveloped;
 //!   the subscription takes everything queued in one swap and hands each payload out as a
 //!   zero-copy slice of that buffer, so routing one message to it costs a copy and no
 //!   allocation, and taking one costs a reference count.
@@ -31,8 +32,11 @@ use crate::core::ids::TopicId;
 /// One thing queued for the subscription, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Entry {
-    /// A message: the next `len` bytes of the buffer.
+    /// A plain message: the next `len` bytes of the buffer are its payload.
     Message(usize),
+    /// An enveloped message: the next `len` bytes of the buffer are its envelope, then its
+    /// payload.
+    Enveloped(usize),
     /// This many messages were lost here.
     Lagged(u64),
 }
@@ -197,14 +201,18 @@ impl Delivery for LocalSink {
         let had_news = queue.has_news();
         let mut queued = 0;
         for i in range {
-            let payload = batch.item(i).bytes;
+            let item = batch.item(i);
             if let Some(limit) = limit {
                 if !Queue::fits(queue.messages, queue.bytes.len(), limit) {
                     break;
                 }
             }
-            queue.bytes.extend_from_slice(payload);
-            queue.entries.push_back(Entry::Message(payload.len()));
+            queue.bytes.extend_from_slice(item.bytes);
+            queue.entries.push_back(if item.enveloped {
+                Entry::Enveloped(item.bytes.len())
+            } else {
+                Entry::Message(item.bytes.len())
+            });
             queue.messages += 1;
             queued += 1;
         }
@@ -254,7 +262,7 @@ impl Delivery for LocalSink {
         // The oldest messages, and the notices among and before them: one notice replaces all.
         while cut < wanted {
             match queue.entries.pop_front() {
-                Some(Entry::Message(len)) => {
+                Some(Entry::Message(len) | Entry::Enveloped(len)) => {
                     cut += 1;
                     cut_bytes += len;
                 }
@@ -317,6 +325,8 @@ impl Delivery for LocalSink {
 
 #[cfg(test)]
 mod tests {
+    use mycelium_transport::Message;
+
     use super::*;
     use crate::core::delivery_conformance::{self, Reader, Seen};
 
@@ -336,6 +346,12 @@ mod tests {
                                 Entry::Message(len) => {
                                     let payload = taken.bytes.split_to(len);
                                     Seen::Message(payload.to_vec())
+                                }
+                                Entry::Enveloped(len) => {
+                                    let bytes = taken.bytes.split_to(len);
+                                    let message = Message::from_enveloped("t", bytes)
+                                        .expect("a valid envelope");
+                                    Seen::Message(message.payload().to_vec())
                                 }
                                 Entry::Lagged(n) => Seen::Lagged(n),
                             });

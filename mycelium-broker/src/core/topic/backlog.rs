@@ -3,9 +3,9 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use bytes::Bytes;
 use mycelium_config::Routing;
 
+use crate::core::batch::{Item, OwnedItem};
 use crate::core::topic::queue::{refresh_relayed, QueueState};
 use crate::core::topic::{Batch, Topic};
 
@@ -22,7 +22,8 @@ impl Topic {
     /// at the head of the backlog, ahead of everything queued (which is younger: messages are
     /// dealt only while the backlog is empty, or from its head), and deals them again. They
     /// may take the backlog beyond `buffer_size` for a moment: they were accepted already.
-    pub(crate) fn requeue_front(&self, messages: Vec<Bytes>) {
+    /// Each keeps its envelope, if it has one.
+    pub(crate) fn requeue_front(&self, messages: Vec<OwnedItem>) {
         if self.routing != Routing::Queue || messages.is_empty() {
             return;
         }
@@ -77,7 +78,7 @@ impl Topic {
         loop {
             let credit: usize = consumers.iter().map(|c| c.credit as usize).sum();
             let placed = {
-                let run: Vec<&[u8]> = backlog.iter().take(credit).map(|b| b.as_ref()).collect();
+                let run: Vec<Item<'_>> = backlog.iter().take(credit).map(OwnedItem::item).collect();
                 Self::deal_to(
                     consumers,
                     next,
@@ -101,10 +102,11 @@ impl Topic {
 }
 
 /// Copies `payloads[range]` into one allocation and queues a zero-copy slice of it per
-/// message, so a burst that lands in the backlog costs one allocation, not one per message.
-/// (The backlog copies even a shared run: it may wait long, and must not pin read buffers.)
+/// message (with whether it is enveloped), so a burst that lands in the backlog costs one
+/// allocation, not one per message. (The backlog copies even a shared run: it may wait long,
+/// and must not pin read buffers.)
 pub(super) fn push_copies<B: Batch + ?Sized>(
-    backlog: &mut VecDeque<Bytes>,
+    backlog: &mut VecDeque<OwnedItem>,
     payloads: &B,
     range: Range<usize>,
 ) {
@@ -116,8 +118,9 @@ pub(super) fn push_copies<B: Batch + ?Sized>(
     let block = block.freeze();
     let mut at = 0;
     for i in range {
-        let len = payloads.item(i).bytes.len();
-        backlog.push_back(block.slice(at..at + len));
+        let item = payloads.item(i);
+        let len = item.bytes.len();
+        backlog.push_back(OwnedItem::new(block.slice(at..at + len), item.enveloped));
         at += len;
     }
 }
@@ -181,5 +184,38 @@ mod tests {
             Progress::Done
         ));
         assert_eq!(drain(&c), m, "backlog first, in publish order");
+    }
+
+    #[test]
+    fn the_backlog_keeps_each_message_enveloped_or_plain_also_when_requeued() {
+        use crate::core::batch::{Item, OwnedItem};
+        use mycelium_transport::frame::kind;
+        let t = topic(Routing::Queue, 100, Backpressure::Block, 10);
+        let items = [
+            Item::plain(b"p"),
+            Item {
+                bytes: b"\x00e",
+                enveloped: true,
+            },
+        ];
+        assert!(matches!(
+            t.publish(&items[..], &mut PublishCursor::default()),
+            Progress::Done
+        ));
+        assert_eq!(t.backlog_len(), 2);
+        t.requeue_front(vec![OwnedItem::new(
+            bytes::Bytes::from_static(b"\x00back"),
+            true,
+        )]);
+        let c = Arc::new(Outbox::new());
+        t.subscribe(1, c.clone(), 1000, 0);
+        assert_eq!(
+            drain_kinds(&c),
+            vec![
+                (kind::DELIVER_ENVELOPE, b"\x00back".to_vec()),
+                (kind::DELIVER, b"p".to_vec()),
+                (kind::DELIVER_ENVELOPE, b"\x00e".to_vec()),
+            ]
+        );
     }
 }

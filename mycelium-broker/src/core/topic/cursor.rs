@@ -20,6 +20,9 @@ pub struct PublishCursor {
     /// How many messages of the batch, from its start, the topic has routed to every reader
     /// it has: see [`PublishCursor::routed`].
     pub(super) routed: usize,
+    /// Who published the batch (a connection's id, an in-process broker handle's), for
+    /// subscriptions that do not take their own publisher's messages; 0: no one in particular.
+    pub(super) origin: u64,
 }
 
 impl PublishCursor {
@@ -32,6 +35,15 @@ impl PublishCursor {
     /// the topic's removal ends those subscriptions without it.
     pub fn routed(&self) -> usize {
         self.routed
+    }
+
+    /// A cursor for a batch published by `origin` (nonzero): a fanout subscription made with
+    /// the same origin to skip (no echo) does not get it.
+    pub fn from_origin(origin: u64) -> PublishCursor {
+        PublishCursor {
+            origin,
+            ..PublishCursor::default()
+        }
     }
 
     /// A cursor for a batch that came from the relay's own path: routed to the topic's

@@ -16,6 +16,9 @@ pub(super) struct FanoutSubscriber {
     /// The connection's `channel_capacity` when it subscribed: caps the topic's `buffer_size`
     /// (read at each publish, so a reload's new size applies to the next message).
     pub(super) capacity: usize,
+    /// No echo: batches published with this origin are not for this subscriber (0: it takes
+    /// every batch). A skipped batch is neither delivered nor dropped for it.
+    pub(super) skip_origin: u64,
 }
 
 impl FanoutSubscriber {
@@ -76,6 +79,9 @@ impl Topic {
         let mut evicted = 0u64;
         let mut progress = Progress::Done;
         for sub in subscribers.iter().filter(|s| s.id >= cursor.subscriber) {
+            if sub.skip_origin == cursor.origin && sub.skip_origin != 0 {
+                continue;
+            }
             let start = if sub.id == cursor.subscriber {
                 cursor.offset.min(payloads.len())
             } else {
@@ -374,5 +380,63 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_no_echo_subscriber_skips_its_own_origin_without_counting_a_drop() {
+        let t = topic(Routing::Fanout, 100, Backpressure::DropNewest, 1);
+        let (mine, other) = (Arc::new(Outbox::new()), Arc::new(Outbox::new()));
+        t.subscribe_skipping(1, mine.clone(), 1000, 0, 42);
+        t.subscribe(2, other.clone(), 1000, 0);
+        let m = msgs(3);
+        let refs: Vec<&[u8]> = m.iter().map(|p| p.as_slice()).collect();
+        let own = PublishCursor::from_origin(42);
+        assert!(matches!(
+            t.publish(refs.as_slice(), &mut own.clone()),
+            Progress::Done
+        ));
+        assert!(drain(&mine).is_empty(), "its own messages skip it");
+        assert_eq!(drain(&other), m);
+        for mut cursor in [PublishCursor::from_origin(7), PublishCursor::default()] {
+            assert!(matches!(
+                t.publish(refs.as_slice(), &mut cursor),
+                Progress::Done
+            ));
+            assert_eq!(drain(&mine), m, "others' messages reach it");
+        }
+        let c = t.counters();
+        assert_eq!(
+            c.dropped.load(Ordering::Relaxed),
+            0,
+            "a skipped copy is no drop"
+        );
+        assert_eq!(c.delivered.load(Ordering::Relaxed), 3 + 2 * 6);
+    }
+
+    #[test]
+    fn enveloped_items_reach_a_socket_subscriber_as_deliver_envelope_frames() {
+        use crate::core::batch::Item;
+        use mycelium_transport::frame::kind;
+        let t = topic(Routing::Fanout, 100, Backpressure::Block, 1);
+        let a = Arc::new(Outbox::new());
+        t.subscribe(1, a.clone(), 1000, 0);
+        let items = [
+            Item::plain(b"plain"),
+            Item {
+                bytes: b"\x00enveloped",
+                enveloped: true,
+            },
+        ];
+        assert!(matches!(
+            t.publish(&items[..], &mut PublishCursor::default()),
+            Progress::Done
+        ));
+        assert_eq!(
+            drain_kinds(&a),
+            vec![
+                (kind::DELIVER, b"plain".to_vec()),
+                (kind::DELIVER_ENVELOPE, b"\x00enveloped".to_vec())
+            ]
+        );
     }
 }

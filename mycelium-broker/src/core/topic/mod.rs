@@ -13,6 +13,12 @@
 //!   oldest of the backlog (queue), and counts them, so what is kept is always the newest;
 //!   `disconnect` closes the slow subscriber with a `SlowConsumer` error (fanout; on a queue
 //!   topic it drops like `drop_newest`, since no single consumer is at fault).
+//! - No echo: a fanout subscriber made with [`Topic::subscribe_skipping`] does not get the
+//!   batches published with its origin ([`PublishCursor::from_origin`]: a connection's id, an
+//!   in-process broker handle's); a skipped batch is neither delivered nor dropped for it.
+//!   The check is one comparison per subscriber per batch.
+//! - Messages may carry envelopes (`crate::core::batch::Item`); the topic never reads them,
+//!   and keeps the mark with each message it holds (a queue's backlog).
 //! - Per publisher order holds because one publisher's batches are routed one after another and
 //!   each subscriber's frames are appended in order.
 //! - A hot reload may replace every setting but the name and the routing

@@ -4,10 +4,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use mycelium_config::{Backpressure, Routing, TopicConfig};
 use tokio::sync::Notify;
 
+use crate::core::batch::OwnedItem;
 use crate::core::delivery::{Delivered, Delivery};
 use crate::core::relay::QueueRelay;
 use crate::core::topic::backlog::push_copies;
@@ -40,8 +40,9 @@ pub(super) struct QueueState {
     pub(super) relay: Option<Arc<dyn QueueRelay>>,
     /// Index into `consumers` where the next deal starts (round-robin).
     pub(super) next: usize,
-    /// Messages published while no consumer had credit, oldest first.
-    pub(super) backlog: VecDeque<Bytes>,
+    /// Messages published while no consumer had credit, oldest first, each with whether it
+    /// carries an envelope.
+    pub(super) backlog: VecDeque<OwnedItem>,
     /// A publisher waits for the backlog to shrink.
     pub(super) space_wanted: bool,
 }
@@ -339,6 +340,7 @@ mod tests {
     use mycelium_config::{Backpressure, Routing};
     use mycelium_transport::outbox::Outbox;
 
+    use crate::core::batch::OwnedItem;
     use crate::core::relay::QueueRelay;
     use crate::core::topic::test_support::*;
     use crate::core::topic::*;
@@ -470,13 +472,13 @@ mod tests {
         let from_socket = drain(&socket);
         assert_eq!(from_socket.len(), 4, "the socket consumer's credit");
         assert_eq!(t.backlog_len(), 10, "the rest waits");
-        let requeued: Vec<Bytes> = relay
+        let requeued: Vec<OwnedItem> = relay
             .got
             .lock()
             .unwrap()
             .drain(..)
             .filter(|(slot, _)| *slot == 1)
-            .map(|(_, p)| Bytes::from(p))
+            .map(|(_, p)| OwnedItem::new(Bytes::from(p), false))
             .collect();
         // Consumer 1 leaves with what it had: dealt again, first, to whoever has credit.
         assert!(t.unsubscribe_relayed(1));
@@ -493,7 +495,7 @@ mod tests {
             again[..requeued.len().min(again.len())],
             requeued[..requeued.len().min(again.len())]
                 .iter()
-                .map(|b| b.to_vec())
+                .map(|b| b.bytes.to_vec())
                 .collect::<Vec<_>>(),
             "requeued messages go first"
         );

@@ -118,3 +118,20 @@ impl Relay for RecordingRelay {
         detached
     }
 }
+
+/// Every message frame in the outbox: its kind and its body after the topic id.
+pub(crate) fn drain_kinds(outbox: &Outbox) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut drained = mycelium_transport::outbox::Drained::default();
+    if outbox.take(&mut drained) {
+        let buf = drained.flatten();
+        let mut rest: &[u8] = &buf;
+        while let Some((view, used)) = peek_frame(rest, usize::MAX).expect("valid frames") {
+            if let Some((_, body)) = view.message() {
+                out.push((view.kind, body.to_vec()));
+            }
+            rest = &rest[used..];
+        }
+    }
+    out
+}

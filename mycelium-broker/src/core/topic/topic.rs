@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
 use mycelium_config::{Routing, TopicConfig};
+use mycelium_transport::MessageRules;
 use tokio::sync::Notify;
 
 use crate::core::acl::{Action, PeerIdentity, TopicAcl};
@@ -85,6 +86,17 @@ impl Topic {
     /// decision).
     pub fn config(&self) -> Arc<TopicConfig> {
         self.settings.load_full()
+    }
+
+    /// What the topic asks of messages now (`stamp`, `max_headers`, `max_header_bytes`), as a
+    /// `TopicAck` tells publishers and subscribers.
+    pub fn message_rules(&self) -> MessageRules {
+        let config = self.settings.load();
+        MessageRules {
+            stamp: config.stamp,
+            max_headers: config.max_headers,
+            max_header_bytes: config.max_header_bytes,
+        }
     }
 
     /// Replaces the topic's settings, for every message routed from now on (a hot reload).
@@ -199,6 +211,21 @@ impl Topic {
         channel_capacity: usize,
         prefetch: u32,
     ) -> Option<u32> {
+        self.subscribe_skipping(id, sink, channel_capacity, prefetch, 0)
+    }
+
+    /// [`Topic::subscribe`], for a fanout subscriber that does not take the batches
+    /// published with origin `skip_origin` (see [`PublishCursor::from_origin`]): no echo of
+    /// its own publishes. 0 skips nothing; queue topics ignore it (their callers refuse no
+    /// echo, which cannot mean anything when each message goes to one consumer).
+    pub fn subscribe_skipping(
+        &self,
+        id: SubscriberId,
+        sink: Arc<dyn Delivery>,
+        channel_capacity: usize,
+        prefetch: u32,
+        skip_origin: u64,
+    ) -> Option<u32> {
         match self.routing {
             Routing::Fanout => {
                 let mut guard = self.fanout.write().unwrap_or_else(|p| p.into_inner());
@@ -210,6 +237,7 @@ impl Topic {
                     id,
                     sink,
                     capacity: channel_capacity,
+                    skip_origin,
                 });
                 list.sort_by_key(|s| s.id);
                 *guard = Arc::from(list);
@@ -319,6 +347,7 @@ mod tests {
     use mycelium_transport::outbox::Outbox;
     use mycelium_transport::ErrorCode;
 
+    use crate::core::batch::OwnedItem;
     use crate::core::topic::test_support::*;
     use crate::core::topic::*;
 
@@ -358,7 +387,7 @@ mod tests {
         assert_eq!(frames.len(), 3);
         assert_eq!(frames[2], Err(ErrorCode::TopicRemoved));
         assert!(!t.add_credit(1, 2), "the consumer is gone");
-        t.requeue_front(vec![Bytes::from_static(b"late")]);
+        t.requeue_front(vec![OwnedItem::new(Bytes::from_static(b"late"), false)]);
         assert_eq!(
             t.backlog_len(),
             0,

@@ -19,7 +19,7 @@ pub(super) fn is_pattern(name: &str) -> bool {
 
 impl Connection {
     /// Answers a `Subscribe` of a pattern.
-    pub(super) fn subscribe_pattern(&mut self, request_id: u32, text: &str) {
+    pub(super) fn subscribe_pattern(&mut self, request_id: u32, text: &str, no_echo: bool) {
         let pattern = match Pattern::parse(text) {
             Ok(pattern) => pattern,
             Err(error) => {
@@ -93,6 +93,7 @@ impl Connection {
             self.peer.clone(),
             self.outbox.clone(),
             config.performance.channel_capacity,
+            if no_echo { self.id } else { 0 },
             Some(on_attach),
         );
         // The ack is held until the pattern is attached to the topics that exist, so it

@@ -24,7 +24,8 @@ impl Connection {
         if payloads.is_empty() {
             return Ok(());
         }
-        let mut cursor = PublishCursor::default();
+        // Marked with the connection: its own no-echo subscriptions skip the batch.
+        let mut cursor = PublishCursor::from_origin(self.id);
         // A batch already read was accepted: on shutdown it is still routed, while the
         // writers drain, for up to the flush deadline; only a subscriber that takes nothing
         // for that long loses the rest of it.

@@ -202,9 +202,9 @@ impl Connection {
     /// Handles every complete frame in `buf` and consumes them.
     ///
     /// In rounds of at most `batch_size` frames: [`Self::scan`] walks the frames and relabels
-    /// accepted publishes as `Deliver` in place; the scanned bytes are frozen, so each run of
-    /// publishes to one topic is handed to subscribers as a slice of the read buffer; then the
-    /// steps run in frame order.
+    /// accepted publishes as `Deliver`/`DeliverEnvelope` in place; the scanned bytes are
+    /// frozen, so each run of publishes to one topic is handed to subscribers as a slice of
+    /// the read buffer; then the steps run in frame order.
     async fn process(&mut self, buf: &mut BytesMut, stop: &CancellationToken) -> Result<(), Stop> {
         let batch_size = self.state.config().performance.batch_size.max(1);
         loop {

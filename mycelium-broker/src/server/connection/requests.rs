@@ -3,7 +3,7 @@
 
 use mycelium_config::Routing;
 use mycelium_transport::frame::{NO_TOPIC, PATTERN_ID_BIT};
-use mycelium_transport::{ErrorCode, Frame, MessageRules, RoutingKind};
+use mycelium_transport::{ErrorCode, Frame, RoutingKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::acl::Action;
@@ -75,13 +75,13 @@ impl Connection {
     /// Handles one control frame.
     pub(super) fn control(&mut self, frame: Frame) -> Result<(), Stop> {
         match frame {
-            Frame::Subscribe { request_id, topic, .. } if is_pattern(&topic) => {
-                self.subscribe_pattern(request_id, &topic);
+            Frame::Subscribe { request_id, topic, no_echo, .. } if is_pattern(&topic) => {
+                self.subscribe_pattern(request_id, &topic, no_echo);
             }
             Frame::Unsubscribe { request_id, topic_id } if topic_id & PATTERN_ID_BIT != 0 => {
                 self.unsubscribe_pattern(request_id, topic_id);
             }
-            Frame::Subscribe { request_id, prefetch, no_echo: _, topic } => {
+            Frame::Subscribe { request_id, prefetch, no_echo, topic } => {
                 let topic = match self.state.registry.resolve(&topic) {
                     Ok(topic) => topic,
                     Err(error) => {
@@ -90,6 +90,11 @@ impl Connection {
                     }
                 };
                 if self.refuse_access(request_id, Action::Subscribe, &topic) {
+                    return Ok(());
+                }
+                if no_echo && topic.routing() == Routing::Queue {
+                    let message = format!("no_echo applies to fanout topics; topic '{}' is a queue (each message goes to one consumer)", topic.name());
+                    self.refuse(request_id, ErrorCode::Unsupported, topic.id(), message);
                     return Ok(());
                 }
                 if self.subscriptions.contains_key(&topic.id()) {
@@ -118,7 +123,9 @@ impl Connection {
                 // held until the subscription exists, so a client that saw the ack (and told
                 // a publisher to go) cannot miss a message routed in between.
                 let hold = self.outbox.append_control_held(&topic_ack(request_id, &topic, granted));
-                if topic.subscribe(id, self.outbox.clone(), capacity, granted).is_none() {
+                // No echo: what this connection publishes (its batches carry its id) skips it.
+                let skip_origin = if no_echo { self.id } else { 0 };
+                if topic.subscribe_skipping(id, self.outbox.clone(), capacity, granted, skip_origin).is_none() {
                     // A reload removed the topic since the lookup: the ack is followed at
                     // once by the removal notice, as for any subscriber of a removed topic.
                     self.state.remove_subscriptions(1);
@@ -204,6 +211,6 @@ fn topic_ack(request_id: u32, topic: &Topic, prefetch: u32) -> Frame {
         max_message_size: u32::try_from(topic.config().max_message_size).unwrap_or(u32::MAX),
         prefetch,
         pattern: false,
-        rules: MessageRules::default(),
+        rules: topic.message_rules(),
     }
 }

@@ -1,11 +1,20 @@
 //! The scan: walks the complete frames of a read without awaiting, relabels accepted
-//! publishes as `Deliver` in place, and gathers consecutive publishes to one topic into runs,
-//! so that a run reaches each subscriber as one slice of the read buffer.
+//! publishes in place (`Publish` as `Deliver`, `PublishEnvelope` as `DeliverEnvelope`), and
+//! gathers consecutive publishes to one topic, of either kind, into runs, so that a run
+//! reaches each subscriber as one slice of the read buffer.
+//!
+//! - A `PublishEnvelope`'s envelope is checked whole ([`EnvelopeView::parse`]) before it is
+//!   routed: a malformed one, or one carrying the TOPIC block (only the broker sets it), is
+//!   a fatal `Malformed` error. Its payload (not the envelope) counts against
+//!   `max_message_size`; its headers against `max_headers` and `max_header_bytes`
+//!   (`HeadersTooLarge`, non-fatal, the message not routed). The limits are read once per
+//!   run.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use mycelium_transport::envelope::{self, EnvelopeView};
 use mycelium_transport::frame::kind;
 use mycelium_transport::{peek_frame, ErrorCode, Frame};
 
@@ -27,8 +36,9 @@ pub(super) enum ScanEnd {
 
 /// One thing to do for the frames of a scan, in frame order.
 pub(super) enum Step {
-    /// Consecutive accepted publishes to one topic, relabelled as `Deliver`: `bytes` in the
-    /// scanned chunk, with frame ends (relative to the run's start) in `Connection::ends[ends]`.
+    /// Consecutive accepted publishes to one topic, relabelled as `Deliver` or
+    /// `DeliverEnvelope`: `bytes` in the scanned chunk, with frame ends (relative to the
+    /// run's start) in `Connection::ends[ends]`.
     Run {
         topic: Arc<Topic>,
         bytes: Range<usize>,
@@ -49,6 +59,9 @@ struct OpenRun {
     topic: Arc<Topic>,
     /// The topic's `max_message_size`, read once for the run.
     max: usize,
+    /// The topic's `max_headers` and `max_header_bytes`, read with `max`.
+    max_headers: usize,
+    max_header_bytes: usize,
     /// Where its first frame starts in the scanned bytes.
     start: usize,
     /// Its first entry in `Connection::ends`.
@@ -78,7 +91,8 @@ impl Connection {
                 Err(error) => break ScanEnd::Stop(decode_stop(error)),
             };
             frames += 1;
-            if view.kind != kind::PUBLISH {
+            let enveloped = view.kind == kind::PUBLISH_ENVELOPE;
+            if view.kind != kind::PUBLISH && !enveloped {
                 self.close_run(&mut open, offset, steps);
                 match view.to_frame() {
                     Ok(frame) => steps.push(Step::Control(Box::new(frame))),
@@ -87,13 +101,25 @@ impl Connection {
                 offset += used;
                 continue;
             }
-            let Some((topic_id, payload)) = view.message() else {
+            let Some((topic_id, body)) = view.message() else {
                 break ScanEnd::Stop(fatal(
                     ErrorCode::Malformed,
-                    "malformed Publish frame: body shorter than 4 bytes",
+                    if enveloped {
+                        "malformed PublishEnvelope frame: body shorter than 4 bytes"
+                    } else {
+                        "malformed Publish frame: body shorter than 4 bytes"
+                    },
                 ));
             };
-            let payload_len = payload.len();
+            // The payload's length, and the headers' count and bytes (0 for a plain publish).
+            let (payload_len, header_count, header_bytes) = if enveloped {
+                match read_envelope(body) {
+                    Ok(sizes) => sizes,
+                    Err(stop) => break ScanEnd::Stop(stop),
+                }
+            } else {
+                (body.len(), 0, 0)
+            };
             if open.as_ref().map(|run| run.topic.id()) != Some(topic_id) {
                 self.close_run(&mut open, offset, steps);
             }
@@ -111,8 +137,11 @@ impl Connection {
                             continue;
                         }
                     };
+                    let config = topic.config();
                     open.insert(OpenRun {
-                        max: topic.config().max_message_size,
+                        max: config.max_message_size,
+                        max_headers: usize::from(config.max_headers),
+                        max_header_bytes: config.max_header_bytes as usize,
                         topic,
                         start: offset,
                         first_end: self.ends.len(),
@@ -136,9 +165,31 @@ impl Connection {
                 offset += used;
                 continue;
             }
+            if enveloped && (header_count > run.max_headers || header_bytes > run.max_header_bytes)
+            {
+                let message = format!(
+                    "message with {header_count} header(s) of {header_bytes} bytes exceeds the \
+                     limits of topic '{}' (max_headers = {}, max_header_bytes = {})",
+                    run.topic.name(),
+                    run.max_headers,
+                    run.max_header_bytes,
+                );
+                self.close_run(&mut open, offset, steps);
+                steps.push(Step::Refuse {
+                    code: ErrorCode::HeadersTooLarge,
+                    topic_id,
+                    message,
+                });
+                offset += used;
+                continue;
+            }
             let run_start = run.start;
             // Relabel in place: the frame goes out to subscribers byte for byte as it came in.
-            buf[offset + 5] = kind::DELIVER;
+            buf[offset + 5] = if enveloped {
+                kind::DELIVER_ENVELOPE
+            } else {
+                kind::DELIVER
+            };
             self.ends.push(offset + used - run_start);
             offset += used;
         };
@@ -196,6 +247,24 @@ impl Connection {
         }
         self.topics[index] = Some(topic.clone());
         Ok(topic)
+    }
+}
+
+/// Checks the envelope at the front of a `PublishEnvelope`'s `body` (after the topic id):
+/// the payload's length, the headers' count and their keys' and values' bytes, or the fatal
+/// stop of a malformed envelope.
+fn read_envelope(body: &[u8]) -> Result<(usize, usize, usize), Stop> {
+    match EnvelopeView::parse(body) {
+        Ok(view) if view.flags & envelope::TOPIC != 0 => Err(fatal(
+            ErrorCode::Malformed,
+            "malformed PublishEnvelope frame: the envelope carries a TOPIC block, which only \
+             the broker sets",
+        )),
+        Ok(view) => Ok((view.payload.len(), view.header_count(), view.header_bytes)),
+        Err(error) => Err(fatal(
+            ErrorCode::Malformed,
+            format!("malformed PublishEnvelope frame: {error}"),
+        )),
     }
 }
 

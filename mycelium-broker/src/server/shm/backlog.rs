@@ -8,6 +8,7 @@ use bytes::Bytes;
 use mycelium_transport::shm::queue;
 use mycelium_transport::shm::RingConsumer;
 
+use crate::core::batch::OwnedItem;
 use crate::core::topic::{QueueRelay, Topic};
 use crate::server::supervisor::Supervisor;
 
@@ -77,7 +78,7 @@ pub(super) fn take_back(topic: &Arc<Topic>, relay: &Ring, sink: &RelayRing, slot
             consumer.ignore_drops();
             let count = consumer.try_recv_batch(4096, |frame| {
                 if let Some(message) = queue::addressed_to(frame, slot as usize) {
-                    messages.push(Bytes::copy_from_slice(message));
+                    messages.push(OwnedItem::new(Bytes::copy_from_slice(message), false));
                 }
             });
             match count {
