@@ -76,6 +76,16 @@ pub enum PublishError {
         /// The topic's limit.
         max: usize,
     },
+    /// The headers exceed one of the topic's limits (`max_headers`, `max_header_bytes`):
+    /// found by the publisher before sending (nothing was sent), or by the broker, which
+    /// refused the message (its `HeadersTooLarge`).
+    #[error("headers on topic '{topic}': {limit}")]
+    HeadersTooLarge {
+        /// The topic.
+        topic: String,
+        /// Which limit, and by how much.
+        limit: HeaderLimit,
+    },
     /// The broker refused (an unknown topic, a denied permission, an ended attachment) and
     /// said why.
     #[error("broker refused: {message} ({code:?})")]
@@ -113,6 +123,34 @@ pub enum PublishError {
     /// Connecting the transport this publisher needs failed.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+}
+
+/// Which of a topic's header limits a message broke: [`PublishError::HeadersTooLarge`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderLimit {
+    /// More headers than the topic's `max_headers`.
+    #[error("{count} headers exceed the limit of {max} (max_headers)")]
+    Count {
+        /// Headers on the message.
+        count: usize,
+        /// The topic's `max_headers`.
+        max: usize,
+    },
+    /// More bytes of header keys and values than the topic's `max_header_bytes`.
+    #[error("{bytes} bytes of keys and values exceed the limit of {max} (max_header_bytes)")]
+    Bytes {
+        /// Bytes of keys and values on the message.
+        bytes: usize,
+        /// The topic's `max_header_bytes`.
+        max: usize,
+    },
+    /// The broker refused the message with `HeadersTooLarge`; its message says which limit.
+    #[error("refused by the broker: {message}")]
+    Refused {
+        /// The broker's explanation.
+        message: String,
+    },
 }
 
 /// Why a subscribe (or the creation of a publisher) failed.
@@ -187,6 +225,29 @@ macro_rules! code_accessor {
 
 code_accessor!(ConnectError, PublishError, SubscribeError, RequestError);
 
+impl PublishError {
+    /// The error a publish on `topic` gets from `error`: the broker's `HeadersTooLarge`
+    /// refusal becomes [`PublishError::HeadersTooLarge`] naming the topic.
+    pub(crate) fn on_topic(error: ClientError, topic: &str) -> PublishError {
+        PublishError::from(error).named(topic)
+    }
+
+    /// The same error, with the broker's `HeadersTooLarge` refusal of a message on `topic`
+    /// made [`PublishError::HeadersTooLarge`].
+    pub(crate) fn named(self, topic: &str) -> PublishError {
+        match self {
+            PublishError::Refused {
+                code: ErrorCode::HeadersTooLarge,
+                message,
+            } => PublishError::HeadersTooLarge {
+                topic: topic.to_owned(),
+                limit: HeaderLimit::Refused { message },
+            },
+            other => other,
+        }
+    }
+}
+
 /// What went wrong, as it travels between the layers of the crate; each public operation
 /// converts it to its own error at its boundary.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -224,6 +285,14 @@ pub(crate) enum ClientError {
         size: usize,
         /// The topic's limit.
         max: usize,
+    },
+    /// The headers exceed one of the topic's limits; nothing was sent.
+    #[error("headers on topic '{topic}': {limit}")]
+    HeadersTooLarge {
+        /// The topic.
+        topic: String,
+        /// Which limit, and by how much.
+        limit: HeaderLimit,
     },
     /// The broker sent bytes that are not valid protocol; the connection was closed.
     #[error("protocol error from the broker: {0}")]
@@ -328,6 +397,9 @@ impl From<ClientError> for PublishError {
         match error {
             ClientError::MessageTooLarge { topic, size, max } => {
                 PublishError::MessageTooLarge { topic, size, max }
+            }
+            ClientError::HeadersTooLarge { topic, limit } => {
+                PublishError::HeadersTooLarge { topic, limit }
             }
             ClientError::Refused { code, message } => PublishError::Refused { code, message },
             ClientError::BrokerGone { detail } => PublishError::BrokerGone(gone_cause(detail)),

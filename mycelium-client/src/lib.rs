@@ -26,6 +26,7 @@
 //! Each module uses only those listed before it:
 //!
 //! - `error`: the errors per operation.
+//! - `subscribe_options`: [`SubscribeOptions`].
 //! - `socket`: the socket connection (handshake, reader and writer tasks, requests, socket
 //!   publishers and subscriptions): internal.
 //! - `shm`: the shared-memory session, rings and loans: internal.
@@ -63,9 +64,11 @@ mod error;
 mod reconnect;
 mod shm;
 mod socket;
+mod subscribe_options;
 
 pub use client::{Client, ClientOptions, Publisher, Subscription, Transport};
-pub use error::{Cause, ConnectError, PublishError, RequestError, SubscribeError};
+pub use error::{Cause, ConnectError, HeaderLimit, PublishError, RequestError, SubscribeError};
+pub use mycelium_transport::envelope::{HeaderError, Headers, Stamp};
 pub use mycelium_transport::{
     Broker, Message, Receive, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError,
 };
@@ -75,3 +78,4 @@ pub use reconnect::{
 };
 pub use shm::ShmOptions;
 pub use socket::{BrokerInfo, BrokerStats, ReloadReport, SUBSCRIPTION_BUFFER};
+pub use subscribe_options::SubscribeOptions;
