@@ -14,6 +14,13 @@
 //!   blocking) return a message, or [`RecvError::Lagged`] (messages lost; it goes on), or
 //!   [`RecvError::Ended`] with the [`SubscriptionEnd`]. Async subscriptions implement
 //!   [`Receive`] and `Stream`.
+//! - A message may carry an envelope: headers ([`Publisher::publish_with`] and its blocking
+//!   and reconnecting twins, bounded per topic: [`PublishError::HeadersTooLarge`]), and on a
+//!   topic declared with `stamp = true` an id and publish time taken by the publisher
+//!   ([`Message::id`], [`Message::timestamp_ns`]). A message without either travels as
+//!   before, with nothing added.
+//! - [`SubscribeOptions`] (`subscribe_with`): leave out what this client publishes itself
+//!   (`no_echo`), a queue topic's prefetch.
 //! - [`Client`] implements [`Broker`], so code written once against the trait runs against
 //!   an in-process broker or a broker process.
 //! - Each operation has its own error: [`ConnectError`], [`PublishError`],
