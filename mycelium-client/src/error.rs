@@ -13,7 +13,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mycelium_transport::{DecodeError, ErrorCode, SubscriptionEnd};
+use mycelium_transport::envelope::Headers;
+use mycelium_transport::{DecodeError, ErrorCode, MessageRules, SubscriptionEnd};
 
 /// An explanation with no structure a caller could match on: why a connection broke, what
 /// the broker sent that is not protocol, what was wrong with a shared-memory ring.
@@ -151,6 +152,28 @@ pub enum HeaderLimit {
         /// The broker's explanation.
         message: String,
     },
+}
+
+impl HeaderLimit {
+    /// The limit of `rules` that `headers` break, if any: what every publisher checks before
+    /// sending a message with headers.
+    pub(crate) fn broken_by(rules: &MessageRules, headers: &Headers) -> Option<HeaderLimit> {
+        let max = usize::from(rules.max_headers);
+        let max_bytes = rules.max_header_bytes as usize;
+        if headers.len() > max {
+            Some(HeaderLimit::Count {
+                count: headers.len(),
+                max,
+            })
+        } else if headers.byte_len() > max_bytes {
+            Some(HeaderLimit::Bytes {
+                bytes: headers.byte_len(),
+                max: max_bytes,
+            })
+        } else {
+            None
+        }
+    }
 }
 
 /// Why a subscribe (or the creation of a publisher) failed.
@@ -447,5 +470,76 @@ impl From<DecodeError> for ClientError {
             DecodeError::Io(io) => ClientError::gone(io.to_string()),
             other => ClientError::Protocol(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod header_limit {
+    use super::*;
+
+    #[test]
+    fn the_count_is_checked_before_the_bytes_and_a_message_at_the_limits_passes() {
+        let rules = MessageRules {
+            stamp: false,
+            max_headers: 2,
+            max_header_bytes: 8,
+        };
+        let mut headers = Headers::new();
+        assert_eq!(HeaderLimit::broken_by(&rules, &headers), None);
+        headers.insert("ab", "cd").expect("valid");
+        headers.insert("ef", "gh").expect("valid");
+        assert_eq!(
+            HeaderLimit::broken_by(&rules, &headers),
+            None,
+            "exactly at both"
+        );
+        headers.insert("i", "j").expect("valid");
+        assert_eq!(
+            HeaderLimit::broken_by(&rules, &headers),
+            Some(HeaderLimit::Count { count: 3, max: 2 })
+        );
+        let mut long = Headers::new();
+        long.insert("key", "value!").expect("valid");
+        assert_eq!(
+            HeaderLimit::broken_by(&rules, &long),
+            Some(HeaderLimit::Bytes { bytes: 9, max: 8 })
+        );
+        let error = PublishError::HeadersTooLarge {
+            topic: "t".into(),
+            limit: HeaderLimit::Bytes { bytes: 9, max: 8 },
+        };
+        assert_eq!(
+            error.to_string(),
+            "headers on topic 't': 9 bytes of keys and values exceed the limit of 8 (max_header_bytes)"
+        );
+    }
+
+    #[test]
+    fn the_brokers_refusal_becomes_the_typed_error_naming_the_topic() {
+        let refused = ClientError::Refused {
+            code: ErrorCode::HeadersTooLarge,
+            message: "too many headers".into(),
+        };
+        match PublishError::on_topic(refused, "audit") {
+            PublishError::HeadersTooLarge {
+                topic,
+                limit: HeaderLimit::Refused { message },
+            } => assert_eq!(
+                (topic.as_str(), message.as_str()),
+                ("audit", "too many headers")
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+        let other = ClientError::Refused {
+            code: ErrorCode::UnknownTopic,
+            message: "no".into(),
+        };
+        assert!(matches!(
+            PublishError::on_topic(other, "audit"),
+            PublishError::Refused {
+                code: ErrorCode::UnknownTopic,
+                ..
+            }
+        ));
     }
 }

@@ -162,29 +162,14 @@ fn check_payloads(topic: &str, info: TopicInfo, payloads: &[&[u8]]) -> Result<()
 }
 
 /// Fails if `headers` break one of the topic's header limits.
-pub(crate) fn check_headers(
-    topic: &str,
-    rules: MessageRules,
-    headers: &Headers,
-) -> Result<(), ClientError> {
-    let max = usize::from(rules.max_headers);
-    let limit = if headers.len() > max {
-        HeaderLimit::Count {
-            count: headers.len(),
-            max,
-        }
-    } else if headers.byte_len() > rules.max_header_bytes as usize {
-        HeaderLimit::Bytes {
-            bytes: headers.byte_len(),
-            max: rules.max_header_bytes as usize,
-        }
-    } else {
-        return Ok(());
-    };
-    Err(ClientError::HeadersTooLarge {
-        topic: topic.to_owned(),
-        limit,
-    })
+fn check_headers(topic: &str, rules: &MessageRules, headers: &Headers) -> Result<(), ClientError> {
+    match HeaderLimit::broken_by(rules, headers) {
+        None => Ok(()),
+        Some(limit) => Err(ClientError::HeadersTooLarge {
+            topic: topic.to_owned(),
+            limit,
+        }),
+    }
 }
 
 impl Shared {
@@ -226,7 +211,7 @@ impl Shared {
     ) -> Result<(), ClientError> {
         check_payloads(topic, info, &[payload])?;
         if let Some(headers) = headers {
-            check_headers(topic, info.rules, headers)?;
+            check_headers(topic, &info.rules, headers)?;
         }
         while !self.try_append_enveloped(topic, info, stamper, headers, payload)? {
             self.outbox
