@@ -614,7 +614,8 @@ enum PublisherInside {
 impl Publisher {
     /// Publishes one message. Over the socket it returns once the message is queued for
     /// sending; over shared memory once subscribers can read it, waiting (off the runtime's
-    /// workers) while the ring is full.
+    /// workers) while the ring is full. On a topic that stamps (`stamp = true`), the message
+    /// gets an id and a publish time; on any other it goes as it is.
     pub async fn publish(&self, payload: &[u8]) -> Result<(), PublishError> {
         match &self.inner {
             PublisherInside::Socket(publisher) => {
