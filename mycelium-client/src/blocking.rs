@@ -33,12 +33,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use mycelium_transport::envelope::Headers;
 use mycelium_transport::{Message, RecvError, RecvTimeoutError, TryRecvError};
 
-use crate::client::{shm_refused, ClientOptions, Transport};
+use crate::client::{shm_refused, shm_unavailable, ClientOptions, Transport};
 use crate::error::{ClientError, ConnectError, PublishError, RequestError, SubscribeError};
 use crate::shm::{ShmClient, ShmPublisher, ShmSubscription};
 use crate::socket::{BrokerInfo, BrokerStats, ReloadReport};
+use crate::subscribe_options::SubscribeOptions;
 
 pub use crate::shm::{Loan, LOOK_EVERY};
 
@@ -214,13 +216,33 @@ impl Client {
         topic: &str,
         transport: Transport,
     ) -> Result<Subscription, SubscribeError> {
+        self.subscribe_over_with(topic, transport, SubscribeOptions::default())
+    }
+
+    /// Subscribes to `topic` over the default transport with `options`; see
+    /// [`crate::Client::subscribe_with`].
+    pub fn subscribe_with(
+        &self,
+        topic: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription, SubscribeError> {
+        self.subscribe_over_with(topic, self.transport(), options)
+    }
+
+    /// Subscribes to `topic` over `transport` with `options`.
+    pub fn subscribe_over_with(
+        &self,
+        topic: &str,
+        transport: Transport,
+        options: SubscribeOptions,
+    ) -> Result<Subscription, SubscribeError> {
         if transport != Transport::Socket {
             let shm = match transport {
                 Transport::Auto => self.shm_or_refused()?,
                 _ => Some(self.shm()?),
             };
             if let Some(shm) = shm {
-                match shm.subscribe(topic) {
+                match shm_subscribe(shm, topic, &options) {
                     Ok(subscription) => {
                         return Ok(Subscription {
                             inner: Inside::Shm(subscription),
@@ -232,9 +254,11 @@ impl Client {
             }
         }
         let side = self.socket()?;
-        let subscription = side
-            .runtime
-            .block_on(side.client.subscribe_over(topic, Transport::Socket))?;
+        let subscription = side.runtime.block_on(side.client.subscribe_over_with(
+            topic,
+            Transport::Socket,
+            options,
+        ))?;
         Ok(Subscription {
             inner: Inside::Socket {
                 subscription,
@@ -304,6 +328,19 @@ impl Client {
             None => Ok(()),
         }
     }
+}
+
+/// Subscribes over shared memory with `options` (a shared-memory consumer has no prefetch:
+/// it reads the rings directly).
+fn shm_subscribe(
+    client: &ShmClient,
+    topic: &str,
+    options: &SubscribeOptions,
+) -> Result<ShmSubscription, ClientError> {
+    if options.no_echo {
+        return Err(shm_unavailable("no-echo subscriptions"));
+    }
+    client.subscribe(topic)
 }
 
 fn connect_socket(path: &Path, options: &ClientOptions) -> Result<SocketSide, ConnectError> {
@@ -540,6 +577,19 @@ impl Publisher {
             PublisherInside::Shm(publisher) => Ok(publisher.publish(payload)?),
             PublisherInside::Socket { publisher, runtime } => {
                 runtime.block_on(publisher.publish(payload))
+            }
+        }
+    }
+
+    /// Publishes one message with `headers`; see [`crate::Publisher::publish_with`].
+    pub fn publish_with(&mut self, headers: &Headers, payload: &[u8]) -> Result<(), PublishError> {
+        match &mut self.inner {
+            PublisherInside::Shm(publisher) => Err(PublishError::on_topic(
+                shm_unavailable("headers"),
+                publisher.topic(),
+            )),
+            PublisherInside::Socket { publisher, runtime } => {
+                runtime.block_on(publisher.publish_with(headers, payload))
             }
         }
     }

@@ -23,6 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
+use mycelium_transport::envelope::Headers;
 use mycelium_transport::{
     Broker, ErrorCode, Message, Receive, RecvError, RoutingKind, TryRecvError,
 };
@@ -35,6 +36,7 @@ use crate::socket::{
     BrokerInfo, BrokerStats, ReloadReport, SocketClient, SocketOptions, SocketPublisher,
     SocketSubscription,
 };
+use crate::subscribe_options::SubscribeOptions;
 
 /// How messages travel between this client and the broker's other clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -258,12 +260,38 @@ impl Client {
         topic: &str,
         transport: Transport,
     ) -> Result<Subscription, SubscribeError> {
+        self.subscribe_over_with(topic, transport, SubscribeOptions::default())
+            .await
+    }
+
+    /// Subscribes to `topic` over the default transport with `options`: leave out what this
+    /// client publishes itself (`no_echo`), ask for a queue topic's prefetch over the socket.
+    pub async fn subscribe_with(
+        &self,
+        topic: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription, SubscribeError> {
+        self.subscribe_over_with(topic, self.transport(), options)
+            .await
+    }
+
+    /// Subscribes to `topic` over `transport` with `options`.
+    pub async fn subscribe_over_with(
+        &self,
+        topic: &str,
+        transport: Transport,
+        options: SubscribeOptions,
+    ) -> Result<Subscription, SubscribeError> {
         let inner = match transport {
-            Transport::Socket => Inside::Socket(self.socket().await?.subscribe(topic).await?),
-            Transport::SharedMemory => Inside::Shm(self.shm().await?.subscribe_async(topic).await?),
-            Transport::Auto => match self.shm_subscribe_or_refused(topic).await? {
+            Transport::Socket => {
+                Inside::Socket(self.socket().await?.subscribe_with(topic, &options).await?)
+            }
+            Transport::SharedMemory => {
+                Inside::Shm(shm_subscribe_async(self.shm().await?, topic, &options).await?)
+            }
+            Transport::Auto => match self.shm_subscribe_or_refused(topic, &options).await? {
                 Some(subscription) => Inside::Shm(subscription),
-                None => Inside::Socket(self.socket().await?.subscribe(topic).await?),
+                None => Inside::Socket(self.socket().await?.subscribe_with(topic, &options).await?),
             },
         };
         Ok(Subscription { inner })
@@ -273,13 +301,14 @@ impl Client {
     async fn shm_subscribe_or_refused(
         &self,
         topic: &str,
+        options: &SubscribeOptions,
     ) -> Result<Option<AsyncShmSubscription>, ClientError> {
         let client = match self.shm().await {
             Ok(client) => client,
             Err(error) if shm_refused(&error) => return Ok(None),
             Err(error) => return Err(error),
         };
-        match client.subscribe_async(topic).await {
+        match shm_subscribe_async(client, topic, options).await {
             Ok(subscription) => Ok(Some(subscription)),
             Err(error) if shm_refused(&error) => Ok(None),
             Err(error) => Err(error),
@@ -297,7 +326,7 @@ impl Client {
         let subscription = self
             .socket()
             .await?
-            .subscribe_with_prefetch(topic, prefetch)
+            .subscribe_with(topic, &SubscribeOptions::new().prefetch(prefetch))
             .await?;
         Ok(Subscription {
             inner: Inside::Socket(subscription),
@@ -420,6 +449,26 @@ impl Client {
             None => Ok(()),
         }
     }
+}
+
+/// Subscribes over shared memory with `options` (a shared-memory consumer has no prefetch:
+/// it reads the rings directly).
+async fn shm_subscribe_async(
+    client: &ShmClient,
+    topic: &str,
+    options: &SubscribeOptions,
+) -> Result<AsyncShmSubscription, ClientError> {
+    if options.no_echo {
+        return Err(shm_unavailable("no-echo subscriptions"));
+    }
+    client.subscribe_async(topic).await
+}
+
+/// What a shared-memory call this client cannot make yet fails with.
+pub(crate) fn shm_unavailable(what: &str) -> ClientError {
+    ClientError::Shm(format!(
+        "{what} over shared memory are not available yet: use the socket transport"
+    ))
 }
 
 impl Broker for Client {
@@ -565,7 +614,8 @@ enum PublisherInside {
 impl Publisher {
     /// Publishes one message. Over the socket it returns once the message is queued for
     /// sending; over shared memory once subscribers can read it, waiting (off the runtime's
-    /// workers) while the ring is full.
+    /// workers) while the ring is full. On a topic that stamps (`stamp = true`), the message
+    /// gets an id and a publish time; on any other it goes as it is.
     pub async fn publish(&self, payload: &[u8]) -> Result<(), PublishError> {
         match &self.inner {
             PublisherInside::Socket(publisher) => {
@@ -577,6 +627,27 @@ impl Publisher {
                 Ok(publisher.publish(payload).await?)
             }
             PublisherInside::Shm(publisher) => Ok(publisher.publish(payload).await?),
+        }
+    }
+
+    /// Publishes one message with `headers`, as [`publish`](Self::publish) does (stamped too
+    /// when the topic stamps). Headers past the topic's limits (`max_headers`,
+    /// `max_header_bytes`) fail with [`PublishError::HeadersTooLarge`] before anything is
+    /// sent.
+    pub async fn publish_with(
+        &self,
+        headers: &Headers,
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
+        match &self.inner {
+            PublisherInside::Socket(publisher) => publisher
+                .publish_with(headers, payload)
+                .await
+                .map_err(|error| PublishError::on_topic(error, publisher.topic())),
+            PublisherInside::Shm(publisher) => Err(PublishError::on_topic(
+                shm_unavailable("headers"),
+                publisher.topic(),
+            )),
         }
     }
 

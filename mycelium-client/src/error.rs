@@ -13,7 +13,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mycelium_transport::{DecodeError, ErrorCode, SubscriptionEnd};
+use mycelium_transport::envelope::Headers;
+use mycelium_transport::{DecodeError, ErrorCode, MessageRules, SubscriptionEnd};
 
 /// An explanation with no structure a caller could match on: why a connection broke, what
 /// the broker sent that is not protocol, what was wrong with a shared-memory ring.
@@ -76,6 +77,16 @@ pub enum PublishError {
         /// The topic's limit.
         max: usize,
     },
+    /// The headers exceed one of the topic's limits (`max_headers`, `max_header_bytes`):
+    /// found by the publisher before sending (nothing was sent), or by the broker, which
+    /// refused the message (its `HeadersTooLarge`).
+    #[error("headers on topic '{topic}': {limit}")]
+    HeadersTooLarge {
+        /// The topic.
+        topic: String,
+        /// Which limit, and by how much.
+        limit: HeaderLimit,
+    },
     /// The broker refused (an unknown topic, a denied permission, an ended attachment) and
     /// said why.
     #[error("broker refused: {message} ({code:?})")]
@@ -113,6 +124,56 @@ pub enum PublishError {
     /// Connecting the transport this publisher needs failed.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+}
+
+/// Which of a topic's header limits a message broke: [`PublishError::HeadersTooLarge`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderLimit {
+    /// More headers than the topic's `max_headers`.
+    #[error("{count} headers exceed the limit of {max} (max_headers)")]
+    Count {
+        /// Headers on the message.
+        count: usize,
+        /// The topic's `max_headers`.
+        max: usize,
+    },
+    /// More bytes of header keys and values than the topic's `max_header_bytes`.
+    #[error("{bytes} bytes of keys and values exceed the limit of {max} (max_header_bytes)")]
+    Bytes {
+        /// Bytes of keys and values on the message.
+        bytes: usize,
+        /// The topic's `max_header_bytes`.
+        max: usize,
+    },
+    /// The broker refused the message with `HeadersTooLarge`; its message says which limit.
+    #[error("refused by the broker: {message}")]
+    Refused {
+        /// The broker's explanation.
+        message: String,
+    },
+}
+
+impl HeaderLimit {
+    /// The limit of `rules` that `headers` break, if any: what every publisher checks before
+    /// sending a message with headers.
+    pub(crate) fn broken_by(rules: &MessageRules, headers: &Headers) -> Option<HeaderLimit> {
+        let max = usize::from(rules.max_headers);
+        let max_bytes = rules.max_header_bytes as usize;
+        if headers.len() > max {
+            Some(HeaderLimit::Count {
+                count: headers.len(),
+                max,
+            })
+        } else if headers.byte_len() > max_bytes {
+            Some(HeaderLimit::Bytes {
+                bytes: headers.byte_len(),
+                max: max_bytes,
+            })
+        } else {
+            None
+        }
+    }
 }
 
 /// Why a subscribe (or the creation of a publisher) failed.
@@ -187,6 +248,29 @@ macro_rules! code_accessor {
 
 code_accessor!(ConnectError, PublishError, SubscribeError, RequestError);
 
+impl PublishError {
+    /// The error a publish on `topic` gets from `error`: the broker's `HeadersTooLarge`
+    /// refusal becomes [`PublishError::HeadersTooLarge`] naming the topic.
+    pub(crate) fn on_topic(error: ClientError, topic: &str) -> PublishError {
+        PublishError::from(error).named(topic)
+    }
+
+    /// The same error, with the broker's `HeadersTooLarge` refusal of a message on `topic`
+    /// made [`PublishError::HeadersTooLarge`].
+    pub(crate) fn named(self, topic: &str) -> PublishError {
+        match self {
+            PublishError::Refused {
+                code: ErrorCode::HeadersTooLarge,
+                message,
+            } => PublishError::HeadersTooLarge {
+                topic: topic.to_owned(),
+                limit: HeaderLimit::Refused { message },
+            },
+            other => other,
+        }
+    }
+}
+
 /// What went wrong, as it travels between the layers of the crate; each public operation
 /// converts it to its own error at its boundary.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -224,6 +308,14 @@ pub(crate) enum ClientError {
         size: usize,
         /// The topic's limit.
         max: usize,
+    },
+    /// The headers exceed one of the topic's limits; nothing was sent.
+    #[error("headers on topic '{topic}': {limit}")]
+    HeadersTooLarge {
+        /// The topic.
+        topic: String,
+        /// Which limit, and by how much.
+        limit: HeaderLimit,
     },
     /// The broker sent bytes that are not valid protocol; the connection was closed.
     #[error("protocol error from the broker: {0}")]
@@ -329,6 +421,9 @@ impl From<ClientError> for PublishError {
             ClientError::MessageTooLarge { topic, size, max } => {
                 PublishError::MessageTooLarge { topic, size, max }
             }
+            ClientError::HeadersTooLarge { topic, limit } => {
+                PublishError::HeadersTooLarge { topic, limit }
+            }
             ClientError::Refused { code, message } => PublishError::Refused { code, message },
             ClientError::BrokerGone { detail } => PublishError::BrokerGone(gone_cause(detail)),
             ClientError::NoConsumer { topic, waited } => PublishError::NoConsumer { topic, waited },
@@ -375,5 +470,76 @@ impl From<DecodeError> for ClientError {
             DecodeError::Io(io) => ClientError::gone(io.to_string()),
             other => ClientError::Protocol(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod header_limit {
+    use super::*;
+
+    #[test]
+    fn the_count_is_checked_before_the_bytes_and_a_message_at_the_limits_passes() {
+        let rules = MessageRules {
+            stamp: false,
+            max_headers: 2,
+            max_header_bytes: 8,
+        };
+        let mut headers = Headers::new();
+        assert_eq!(HeaderLimit::broken_by(&rules, &headers), None);
+        headers.insert("ab", "cd").expect("valid");
+        headers.insert("ef", "gh").expect("valid");
+        assert_eq!(
+            HeaderLimit::broken_by(&rules, &headers),
+            None,
+            "exactly at both"
+        );
+        headers.insert("i", "j").expect("valid");
+        assert_eq!(
+            HeaderLimit::broken_by(&rules, &headers),
+            Some(HeaderLimit::Count { count: 3, max: 2 })
+        );
+        let mut long = Headers::new();
+        long.insert("key", "value!").expect("valid");
+        assert_eq!(
+            HeaderLimit::broken_by(&rules, &long),
+            Some(HeaderLimit::Bytes { bytes: 9, max: 8 })
+        );
+        let error = PublishError::HeadersTooLarge {
+            topic: "t".into(),
+            limit: HeaderLimit::Bytes { bytes: 9, max: 8 },
+        };
+        assert_eq!(
+            error.to_string(),
+            "headers on topic 't': 9 bytes of keys and values exceed the limit of 8 (max_header_bytes)"
+        );
+    }
+
+    #[test]
+    fn the_brokers_refusal_becomes_the_typed_error_naming_the_topic() {
+        let refused = ClientError::Refused {
+            code: ErrorCode::HeadersTooLarge,
+            message: "too many headers".into(),
+        };
+        match PublishError::on_topic(refused, "audit") {
+            PublishError::HeadersTooLarge {
+                topic,
+                limit: HeaderLimit::Refused { message },
+            } => assert_eq!(
+                (topic.as_str(), message.as_str()),
+                ("audit", "too many headers")
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+        let other = ClientError::Refused {
+            code: ErrorCode::UnknownTopic,
+            message: "no".into(),
+        };
+        assert!(matches!(
+            PublishError::on_topic(other, "audit"),
+            PublishError::Refused {
+                code: ErrorCode::UnknownTopic,
+                ..
+            }
+        ));
     }
 }

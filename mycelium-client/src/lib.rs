@@ -14,6 +14,13 @@
 //!   blocking) return a message, or [`RecvError::Lagged`] (messages lost; it goes on), or
 //!   [`RecvError::Ended`] with the [`SubscriptionEnd`]. Async subscriptions implement
 //!   [`Receive`] and `Stream`.
+//! - A message may carry an envelope: headers ([`Publisher::publish_with`] and its blocking
+//!   and reconnecting twins, bounded per topic: [`PublishError::HeadersTooLarge`]), and on a
+//!   topic declared with `stamp = true` an id and publish time taken by the publisher
+//!   ([`Message::id`], [`Message::timestamp_ns`]). A message without either travels as
+//!   before, with nothing added.
+//! - [`SubscribeOptions`] (`subscribe_with`): leave out what this client publishes itself
+//!   (`no_echo`), a queue topic's prefetch.
 //! - [`Client`] implements [`Broker`], so code written once against the trait runs against
 //!   an in-process broker or a broker process.
 //! - Each operation has its own error: [`ConnectError`], [`PublishError`],
@@ -26,6 +33,7 @@
 //! Each module uses only those listed before it:
 //!
 //! - `error`: the errors per operation.
+//! - `subscribe_options`: [`SubscribeOptions`].
 //! - `socket`: the socket connection (handshake, reader and writer tasks, requests, socket
 //!   publishers and subscriptions): internal.
 //! - `shm`: the shared-memory session, rings and loans: internal.
@@ -63,10 +71,12 @@ mod error;
 mod reconnect;
 mod shm;
 mod socket;
+mod subscribe_options;
 
 pub use client::{Client, ClientOptions, Publisher, Subscription, Transport};
-pub use error::{Cause, ConnectError, PublishError, RequestError, SubscribeError};
+pub use error::{Cause, ConnectError, HeaderLimit, PublishError, RequestError, SubscribeError};
 pub use mycelium_transport::envelope;
+pub use mycelium_transport::envelope::{HeaderError, Headers, Stamp};
 pub use mycelium_transport::{
     Broker, Message, Receive, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError,
 };
@@ -76,3 +86,4 @@ pub use reconnect::{
 };
 pub use shm::ShmOptions;
 pub use socket::{BrokerInfo, BrokerStats, ReloadReport, SUBSCRIPTION_BUFFER};
+pub use subscribe_options::SubscribeOptions;

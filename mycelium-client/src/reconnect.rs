@@ -45,6 +45,8 @@ use tokio::sync::broadcast;
 
 use crate::client::{Client, ClientOptions, Publisher, Subscription};
 use crate::error::{ConnectError, PublishError, SubscribeError};
+use crate::subscribe_options::SubscribeOptions;
+use mycelium_transport::envelope::Headers;
 
 /// How long to wait before reconnection attempt `n` (1-based), or `None` to give up.
 type DelayPolicy = Arc<dyn Fn(u32) -> Option<Duration> + Send + Sync>;
@@ -184,13 +186,14 @@ async fn connect_and_subscribe(
     path: PathBuf,
     topic: String,
     options: ClientOptions,
+    subscribe: SubscribeOptions,
     backoff: Backoff,
 ) -> Result<Live, SubscribeError> {
     let mut attempts = 0u32;
     loop {
         let (client, tries) = Client::connect_retrying(&path, options.clone(), &backoff).await?;
         attempts = attempts.saturating_add(tries);
-        match client.subscribe(&topic).await {
+        match client.subscribe_with(&topic, subscribe).await {
             Ok(subscription) => return Ok((client, subscription, attempts)),
             // Lost again between connecting and subscribing: go round.
             Err(error) if subscribe_lost(&error) => match backoff.delay(attempts) {
@@ -218,6 +221,8 @@ pub struct ReconnectingSubscription {
     path: PathBuf,
     topic: String,
     options: ClientOptions,
+    /// Asked again at every re-subscription.
+    subscribe: SubscribeOptions,
     backoff: Backoff,
     state: State,
     /// Announces reconnections to the receivers of [`Self::events`].
@@ -252,11 +257,31 @@ impl ReconnectingSubscription {
         options: ClientOptions,
         backoff: Backoff,
     ) -> Result<ReconnectingSubscription, SubscribeError> {
+        ReconnectingSubscription::subscribe_with(
+            path,
+            topic,
+            options,
+            SubscribeOptions::default(),
+            backoff,
+        )
+        .await
+    }
+
+    /// As [`ReconnectingSubscription::with_options`], subscribing (and re-subscribing after
+    /// each reconnection) with `subscribe`: see [`Client::subscribe_with`].
+    pub async fn subscribe_with(
+        path: impl AsRef<Path>,
+        topic: &str,
+        options: ClientOptions,
+        subscribe: SubscribeOptions,
+        backoff: Backoff,
+    ) -> Result<ReconnectingSubscription, SubscribeError> {
         let path = path.as_ref().to_owned();
         let (client, subscription, _) = connect_and_subscribe(
             path.clone(),
             topic.to_owned(),
             options.clone(),
+            subscribe,
             backoff.clone(),
         )
         .await?;
@@ -264,6 +289,7 @@ impl ReconnectingSubscription {
             path,
             topic: topic.to_owned(),
             options,
+            subscribe,
             backoff,
             state: State::Live {
                 _client: client,
@@ -292,6 +318,7 @@ impl ReconnectingSubscription {
                             self.path.clone(),
                             self.topic.clone(),
                             self.options.clone(),
+                            self.subscribe,
                             self.backoff.clone(),
                         )));
                     }
@@ -426,6 +453,26 @@ impl ReconnectingPublisher {
     /// Publishes `payload` and waits until the broker has processed it (a flush), reconnecting
     /// and sending it again after a connection loss. See the module docs on duplicates.
     pub async fn publish_confirmed(&mut self, payload: &[u8]) -> Result<(), PublishError> {
+        self.send_confirmed(None, payload).await
+    }
+
+    /// Publishes `payload` with `headers`, confirmed as by
+    /// [`publish_confirmed`](Self::publish_confirmed). Headers past the topic's limits fail
+    /// with [`PublishError::HeadersTooLarge`]: before sending when the publisher sees it, or
+    /// when the broker refuses the message.
+    pub async fn publish_with(
+        &mut self,
+        headers: &Headers,
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
+        self.send_confirmed(Some(headers), payload).await
+    }
+
+    async fn send_confirmed(
+        &mut self,
+        headers: Option<&Headers>,
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
         loop {
             if self.live.is_none() {
                 self.reconnect().await?;
@@ -433,8 +480,15 @@ impl ReconnectingPublisher {
             let Some((client, publisher)) = self.live.as_ref() else {
                 continue;
             };
-            let sent = match publisher.publish(payload).await {
-                Ok(()) => client.flush().await.map_err(flush_failed),
+            let published = match headers {
+                None => publisher.publish(payload).await,
+                Some(headers) => publisher.publish_with(headers, payload).await,
+            };
+            let sent = match published {
+                Ok(()) => client
+                    .flush()
+                    .await
+                    .map_err(|error| flush_failed(error).named(&self.topic)),
                 Err(error) => Err(error),
             };
             match sent {

@@ -36,7 +36,8 @@
 //!   [`ServerHandshake`] take bytes and hand out a [`Welcome`](handshake::Welcome), a
 //!   [`Greeting`](handshake::Greeting) or a refusal; each side drives them with its own I/O.
 //! - [`codec`]: [`FrameCodec`] (the `tokio_util` codec), [`peek_frame`]/[`FrameView`] for reading
-//!   without allocating, [`encode_frame`] and [`encode_message`] for writing.
+//!   without allocating, [`encode_frame`], [`encode_message`] and [`encode_enveloped`] for
+//!   writing.
 //! - [`error`]: [`DecodeError`] and [`EncodeError`].
 //! - [`outbox`]: the bounded, coalescing queue of frames toward one peer, drained by one writer.
 //! - [`uds`]: socket settings shared by both ends of a Unix-socket connection.
@@ -65,7 +66,9 @@ pub mod shm;
 pub mod uds;
 
 pub use broker::Broker;
-pub use codec::{encode_frame, encode_message, peek_frame, FrameCodec, FrameView};
+pub use codec::{
+    encode_enveloped, encode_frame, encode_message, peek_frame, FrameCodec, FrameView,
+};
 pub use error::{DecodeError, EncodeError};
 pub use frame::{
     kind, ConfigStatus, ErrorCode, Frame, MessageRules, ReloadOutcome, RoutingKind, ShmRing,

@@ -7,6 +7,8 @@
 //!   once, then `None` as a stream), async or blocking.
 //! - `lifecycle`: subscriptions dropped or unsubscribed while full do not wedge the connection
 //!   they share.
+//! - `envelopes`: headers and stamps (id + timestamp) through the client, against a stand-in
+//!   broker (the frames sent and read) and a real one (round trips, ids, limits, no-echo).
 //! - `reconnect`: a broker SIGKILLed and restarted: clients get a clear `BrokerGone` and never
 //!   hang, the reconnecting handles come back on their own, and the restarted broker replaces the
 //!   dead one's socket file.
@@ -14,6 +16,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod envelopes;
 mod lifecycle;
 mod receive_contract;
 mod reconnect;

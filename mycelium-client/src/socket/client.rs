@@ -18,6 +18,7 @@ use crate::socket::publisher::SocketPublisher;
 use crate::socket::queue::SubscriptionQueue;
 use crate::socket::requests::{BrokerStats, ReloadReport};
 use crate::socket::subscription::SocketSubscription;
+use crate::subscribe_options::SubscribeOptions;
 
 /// A handle on one broker connection; clones share it. See the module docs.
 #[derive(Debug, Clone)]
@@ -58,26 +59,28 @@ impl SocketClient {
     /// [`SocketClient::flush`] confirms the broker processed it.
     pub(crate) async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), ClientError> {
         let info = self.shared.resolve(topic).await?;
+        if info.rules.stamp {
+            return self
+                .shared
+                .publish_enveloped(topic, info, Some(&self.shared.stamper), None, payload)
+                .await;
+        }
         self.shared.publish(topic, info, &[payload]).await
     }
 
-    /// Subscribes to `topic`. For a queue topic the broker grants the topic's prefetch.
-    pub(crate) async fn subscribe(&self, topic: &str) -> Result<SocketSubscription, ClientError> {
-        self.subscribe_with_prefetch(topic, 0).await
-    }
-
-    /// Subscribes, asking for `prefetch` credit on a queue topic (0 = the topic's default).
-    pub(crate) async fn subscribe_with_prefetch(
+    /// Subscribes with `options`: `prefetch` credit on a queue topic (`None` = the topic's
+    /// default), and whether to leave out what this connection publishes (`no_echo`).
+    pub(crate) async fn subscribe_with(
         &self,
         topic: &str,
-        prefetch: u32,
+        options: &SubscribeOptions,
     ) -> Result<SocketSubscription, ClientError> {
         let queue = Arc::new(SubscriptionQueue::default());
         let request_id = self.shared.next_request_id();
         let frame = Frame::Subscribe {
             request_id,
-            prefetch,
-            no_echo: false,
+            prefetch: options.wire_prefetch(),
+            no_echo: options.no_echo,
             topic: topic.to_owned(),
         };
         // The queue must be registered before the ack is processed, since Deliver frames follow

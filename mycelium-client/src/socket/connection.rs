@@ -4,7 +4,9 @@
 //!   short lock; one writer task flushes everything queued per wake-up, so a burst of
 //!   publishes leaves in a few large writes.
 //! - One reader task reads the socket, hands each run of deliveries to its subscription's
-//!   queue as one batch of zero-copy slices of the read buffer, and answers the callers waiting
+//!   queue as one batch of zero-copy slices of the read buffer (an enveloped delivery's
+//!   envelope is checked first: a malformed one ends the connection as a malformed frame
+//!   does), and answers the callers waiting
 //!   in the registry (`requests.rs` registers them).
 //! - When the connection ends, every waiting call and every subscription learns that the
 //!   broker is gone (or the broker's fatal error): nothing hangs.
@@ -14,11 +16,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
+use mycelium_transport::envelope::{EnvelopeView, Stamper};
 use mycelium_transport::frame::kind;
 use mycelium_transport::limits::MAX_BROKER_CONTROL_FRAME_LEN;
 use mycelium_transport::outbox::Outbox;
 use mycelium_transport::NO_REQUEST;
-use mycelium_transport::{codec, peek_frame, ErrorCode, Frame};
+use mycelium_transport::{codec, peek_frame, ErrorCode, Frame, MessageRules};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
@@ -26,15 +29,18 @@ use tokio::sync::oneshot;
 
 use crate::error::ClientError;
 use crate::socket::handshake::{BrokerInfo, SocketOptions};
-use crate::socket::queue::SubscriptionQueue;
+use crate::socket::queue::{Delivery, SubscriptionQueue};
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// A topic resolved for publishing: what its `TopicAck` said.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct TopicInfo {
     pub(super) id: u32,
     pub(super) max_message_size: usize,
+    /// Whether to stamp, and the header limits.
+    pub(super) rules: MessageRules,
 }
 
 /// The refusals of publishes since the last flush: the first, and how many messages.
@@ -50,8 +56,11 @@ pub(super) struct PublishErrors {
 pub(super) struct Registry {
     /// Callers waiting for the answer to a request, by request id (ping tokens too).
     pub(super) pending: HashMap<u32, oneshot::Sender<Result<Frame, ClientError>>>,
-    /// Live subscriptions by topic id.
+    /// Live subscriptions by topic id (a pattern subscription's id has bit 31 set).
     pub(super) subscriptions: HashMap<u32, Arc<SubscriptionQueue>>,
+    /// Subscriptions waiting for their ack, by request id: moved to `subscriptions` when the
+    /// reader sees the ack, before any delivery that follows it.
+    pub(super) parked: HashMap<u32, Arc<SubscriptionQueue>>,
     /// Topic ids resolved for publishing, by name.
     pub(super) publish_topics: HashMap<String, TopicInfo>,
     /// The refusals of publishes (request id 0) since the last flush.
@@ -80,6 +89,9 @@ pub(crate) struct Shared {
     /// Set by `close`: the end of the connection is then expected, and subscriptions end
     /// cleanly instead of with `BrokerGone`.
     pub(super) closing: std::sync::atomic::AtomicBool,
+    /// Stamps what is published by topic name (`SocketClient::publish`) on topics that stamp;
+    /// publishers have their own.
+    pub(super) stamper: Mutex<Stamper>,
 }
 
 impl Shared {
@@ -100,6 +112,7 @@ impl Shared {
             options,
             reader: Mutex::new(None),
             closing: std::sync::atomic::AtomicBool::new(false),
+            stamper: Mutex::new(Stamper::new()),
         });
         tokio::spawn(write_loop(writer, shared.clone()));
         let handle = tokio::spawn(read_loop(reader, leftover, shared.clone()));
@@ -138,7 +151,7 @@ impl Shared {
 
     /// The connection ended: fail every waiter and end every subscription with `error`.
     fn fail_all(&self, error: ClientError) {
-        let (pending, subscriptions) = {
+        let (pending, subscriptions, parked) = {
             let mut registry = self.lock();
             if registry.gone.is_none() {
                 registry.gone = Some(error.clone());
@@ -146,13 +159,14 @@ impl Shared {
             (
                 std::mem::take(&mut registry.pending),
                 std::mem::take(&mut registry.subscriptions),
+                std::mem::take(&mut registry.parked),
             )
         };
         for (_, waiter) in pending {
             let _ = waiter.send(Err(error.clone()));
         }
         let clean = self.closing.load(Ordering::Relaxed);
-        for (_, queue) in subscriptions {
+        for (_, queue) in subscriptions.into_iter().chain(parked) {
             queue.end((!clean).then(|| error.clone()));
         }
         self.outbox.abort();
@@ -167,7 +181,7 @@ impl Shared {
                 topic_id,
                 ..
             } => {
-                if let Some(queue) = registry.subscriptions.remove(&pending_key(*request_id)) {
+                if let Some(queue) = registry.parked.remove(request_id) {
                     registry.subscriptions.insert(*topic_id, queue);
                 } else if registry.abandoned_subscribes.remove(request_id) {
                     // The caller gave up waiting; the broker subscribed anyway.
@@ -250,7 +264,7 @@ impl Shared {
                     }
                     return;
                 }
-                registry.subscriptions.remove(&pending_key(*request_id));
+                registry.parked.remove(request_id);
                 registry.abandoned_subscribes.remove(request_id);
                 if let Some(waiter) = registry.pending.remove(request_id) {
                     let _ = waiter.send(Err(error));
@@ -269,13 +283,6 @@ impl Shared {
             let _ = waiter.send(Ok(frame));
         }
     }
-}
-
-/// Subscription queues waiting for their ack are parked in the same map as live ones, under a
-/// key no topic id uses in practice: the high bit set on the request id. Topic ids are dense
-/// from 0, so a broker would need 2^31 topics to collide.
-pub(super) fn pending_key(request_id: u32) -> u32 {
-    request_id | 0x8000_0000
 }
 
 async fn write_loop(mut writer: OwnedWriteHalf, shared: Arc<Shared>) {
@@ -322,7 +329,7 @@ async fn read_loop(mut reader: OwnedReadHalf, mut buf: BytesMut, shared: Arc<Sha
 /// Dispatches every frame of `chunk` (whole frames only), batching deliveries per subscription.
 async fn dispatch_chunk(shared: &Shared, chunk: Bytes) {
     let mut offset = 0;
-    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch: Vec<Delivery> = Vec::new();
     let mut batch_topic = u32::MAX;
     while let Ok(Some((view, used))) = peek_frame(&chunk[offset..], usize::MAX) {
         if view.kind == kind::DELIVER {
@@ -332,7 +339,23 @@ async fn dispatch_chunk(shared: &Shared, chunk: Bytes) {
                     batch_topic = topic_id;
                 }
                 let start = offset + used - payload.len();
-                batch.push(chunk.slice(start..offset + used));
+                batch.push(Delivery::Plain(chunk.slice(start..offset + used)));
+            }
+        } else if view.kind == kind::DELIVER_ENVELOPE {
+            if let Some((topic_id, message)) = view.message() {
+                if let Err(error) = EnvelopeView::parse(message) {
+                    deliver(shared, batch_topic, &mut batch).await;
+                    shared.fail_all(ClientError::Protocol(format!(
+                        "DeliverEnvelope on subscription {topic_id}: {error}"
+                    )));
+                    return;
+                }
+                if topic_id != batch_topic {
+                    deliver(shared, batch_topic, &mut batch).await;
+                    batch_topic = topic_id;
+                }
+                let start = offset + used - message.len();
+                batch.push(Delivery::Enveloped(chunk.slice(start..offset + used)));
             }
         } else {
             deliver(shared, batch_topic, &mut batch).await;
@@ -349,7 +372,7 @@ async fn dispatch_chunk(shared: &Shared, chunk: Bytes) {
     deliver(shared, batch_topic, &mut batch).await;
 }
 
-async fn deliver(shared: &Shared, topic_id: u32, batch: &mut Vec<Bytes>) {
+async fn deliver(shared: &Shared, topic_id: u32, batch: &mut Vec<Delivery>) {
     if batch.is_empty() {
         return;
     }

@@ -3,13 +3,21 @@
 //! - Publishing appends the message to the connection's outgoing queue under a short lock
 //!   and returns; the writer task sends it. A full queue ([`PUBLISH_QUEUE_MESSAGES`]) makes
 //!   `publish` wait: backpressure, not unbounded memory.
-//! - A publisher resolves its topic once; the payload limit is checked before queueing.
+//! - A publisher resolves its topic once, and learns from the broker's answer what the topic
+//!   asks of its messages ([`MessageRules`]). The payload limit, and the header limits of a
+//!   message with headers, are checked before queueing: a message past them is never sent.
+//! - On a topic that does not stamp, a message without headers is a plain `Publish` frame,
+//!   exactly as before envelopes existed. On a topic that stamps, every message gets an id and
+//!   a timestamp from the publisher's [`Stamper`] (one clock read), and goes as a
+//!   `PublishEnvelope`, as does any message with headers.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use mycelium_transport::envelope::{Envelope, Headers, Stamper};
 use mycelium_transport::outbox::Appended;
+use mycelium_transport::MessageRules;
 
-use crate::error::ClientError;
+use crate::error::{ClientError, HeaderLimit};
 use crate::socket::connection::{Shared, TopicInfo};
 
 /// Messages the outgoing queue holds before `publish` waits for the writer.
@@ -22,6 +30,10 @@ pub(crate) struct SocketPublisher {
     shared: Arc<Shared>,
     topic: Arc<str>,
     info: TopicInfo,
+    /// Set when the topic stamps its messages. Shared by the publisher's clones, and held
+    /// from the stamp to the queueing of its message, so that ids are distinct and follow
+    /// the order of the messages.
+    stamper: Option<Arc<Mutex<Stamper>>>,
 }
 
 impl SocketPublisher {
@@ -31,13 +43,44 @@ impl SocketPublisher {
             shared,
             topic: Arc::from(topic),
             info,
+            stamper: info
+                .rules
+                .stamp
+                .then(|| Arc::new(Mutex::new(Stamper::new()))),
         }
     }
 
     /// Publishes one message; see `SocketClient::publish`.
     pub(crate) async fn publish(&self, payload: &[u8]) -> Result<(), ClientError> {
+        match &self.stamper {
+            None => {
+                self.shared
+                    .publish(&self.topic, self.info, &[payload])
+                    .await
+            }
+            Some(stamper) => {
+                self.shared
+                    .publish_enveloped(&self.topic, self.info, Some(stamper), None, payload)
+                    .await
+            }
+        }
+    }
+
+    /// Publishes one message with `headers` (stamped too when the topic stamps). Fails with
+    /// [`ClientError::HeadersTooLarge`], sending nothing, past the topic's header limits.
+    pub(crate) async fn publish_with(
+        &self,
+        headers: &Headers,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
         self.shared
-            .publish(&self.topic, self.info, &[payload])
+            .publish_enveloped(
+                &self.topic,
+                self.info,
+                self.stamper.as_deref(),
+                Some(headers),
+                payload,
+            )
             .await
     }
 
@@ -51,6 +94,15 @@ impl SocketPublisher {
                 size: payload.len(),
                 max: self.info.max_message_size,
             });
+        }
+        if let Some(stamper) = &self.stamper {
+            return self.shared.try_append_enveloped(
+                &self.topic,
+                self.info,
+                Some(stamper),
+                None,
+                payload,
+            );
         }
         match self
             .shared
@@ -71,9 +123,19 @@ impl SocketPublisher {
         }
     }
 
-    /// Publishes several messages in order with one lock.
+    /// Publishes several messages in order with one lock (one lock each when the topic
+    /// stamps).
     pub(crate) async fn publish_batch(&self, payloads: &[&[u8]]) -> Result<(), ClientError> {
-        self.shared.publish(&self.topic, self.info, payloads).await
+        let Some(stamper) = &self.stamper else {
+            return self.shared.publish(&self.topic, self.info, payloads).await;
+        };
+        check_payloads(&self.topic, self.info, payloads)?;
+        for payload in payloads {
+            self.shared
+                .publish_enveloped(&self.topic, self.info, Some(stamper), None, payload)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The topic's payload limit.
@@ -87,6 +149,29 @@ impl SocketPublisher {
     }
 }
 
+/// Fails if any payload exceeds the topic's limit.
+fn check_payloads(topic: &str, info: TopicInfo, payloads: &[&[u8]]) -> Result<(), ClientError> {
+    match payloads.iter().find(|p| p.len() > info.max_message_size) {
+        Some(big) => Err(ClientError::MessageTooLarge {
+            topic: topic.to_owned(),
+            size: big.len(),
+            max: info.max_message_size,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Fails if `headers` break one of the topic's header limits.
+fn check_headers(topic: &str, rules: &MessageRules, headers: &Headers) -> Result<(), ClientError> {
+    match HeaderLimit::broken_by(rules, headers) {
+        None => Ok(()),
+        Some(limit) => Err(ClientError::HeadersTooLarge {
+            topic: topic.to_owned(),
+            limit,
+        }),
+    }
+}
+
 impl Shared {
     pub(super) async fn publish(
         &self,
@@ -94,13 +179,7 @@ impl Shared {
         info: TopicInfo,
         payloads: &[&[u8]],
     ) -> Result<(), ClientError> {
-        if let Some(big) = payloads.iter().find(|p| p.len() > info.max_message_size) {
-            return Err(ClientError::MessageTooLarge {
-                topic: topic.to_owned(),
-                size: big.len(),
-                max: info.max_message_size,
-            });
-        }
+        check_payloads(topic, info, payloads)?;
         let mut rest = payloads;
         while !rest.is_empty() {
             match self
@@ -117,5 +196,70 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Publishes one message stamped by `stamper` (if any) and carrying `headers` (if any),
+    /// waiting while the outgoing queue is full. Limits are checked first: past one, nothing
+    /// is sent.
+    pub(super) async fn publish_enveloped(
+        &self,
+        topic: &str,
+        info: TopicInfo,
+        stamper: Option<&Mutex<Stamper>>,
+        headers: Option<&Headers>,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        check_payloads(topic, info, &[payload])?;
+        if let Some(headers) = headers {
+            check_headers(topic, &info.rules, headers)?;
+        }
+        while !self.try_append_enveloped(topic, info, stamper, headers, payload)? {
+            self.outbox
+                .wait_for_room(info.id, PUBLISH_QUEUE_MESSAGES)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Queues one message as `publish_enveloped` does if the queue has room now; `false`
+    /// (nothing queued) when it has not. The limits must have been checked. A stamp taken for
+    /// a message not queued is not used again: ids stay distinct and increasing, with gaps.
+    pub(super) fn try_append_enveloped(
+        &self,
+        topic: &str,
+        info: TopicInfo,
+        stamper: Option<&Mutex<Stamper>>,
+        headers: Option<&Headers>,
+        payload: &[u8],
+    ) -> Result<bool, ClientError> {
+        let headers = headers.filter(|h| !h.is_empty());
+        // Held until the message is queued: ids follow the queue's order.
+        let mut stamper = stamper.map(|s| s.lock().unwrap_or_else(|p| p.into_inner()));
+        if stamper.is_none() && headers.is_none() {
+            return match self
+                .outbox
+                .append_messages(info.id, &[payload], PUBLISH_QUEUE_MESSAGES)
+            {
+                Appended::Closed => Err(self.gone_error()),
+                Appended::Queued(n) => Ok(n > 0),
+            };
+        }
+        let envelope = Envelope {
+            stamp: stamper.as_mut().map(|s| s.stamp()),
+            headers,
+            ..Envelope::default()
+        };
+        match self
+            .outbox
+            .append_enveloped(info.id, &envelope, payload, PUBLISH_QUEUE_MESSAGES)
+        {
+            Ok(Appended::Closed) => Err(self.gone_error()),
+            Ok(Appended::Queued(n)) => Ok(n > 0),
+            Err(_) => Err(ClientError::MessageTooLarge {
+                topic: topic.to_owned(),
+                size: envelope.len().saturating_add(payload.len()),
+                max: info.max_message_size,
+            }),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! [`SubscriptionQueue`]: the half of a socket subscription that the connection's reader
 //! task fills and the subscription empties.
 //!
-//! - The reader pushes whole batches of payloads under one lock; the subscription swaps the
+//! - The reader pushes whole batches of messages ([`Delivery`]) under one lock; the subscription swaps the
 //!   whole queue out at once (`subscription.rs`), so a message costs no lock of its own.
 //! - Bounded by [`SUBSCRIPTION_BUFFER`]: past it the reader waits for room
 //!   ([`SubscriptionQueue::wait_for_room`]) instead of reading the socket.
@@ -20,9 +20,18 @@ use crate::error::ClientError;
 /// Messages a subscription may hold un-taken before the connection stops reading the socket.
 pub const SUBSCRIPTION_BUFFER: usize = 64 * 1024;
 
+/// One message as the reader hands it over: a slice of the read buffer.
+#[derive(Debug, Clone)]
+pub(crate) enum Delivery {
+    /// A `Deliver`: the payload.
+    Plain(Bytes),
+    /// A `DeliverEnvelope`: the envelope (checked by the reader), then the payload.
+    Enveloped(Bytes),
+}
+
 #[derive(Debug, Default)]
 pub(super) struct QueueState {
-    pub(super) items: VecDeque<Bytes>,
+    pub(super) items: VecDeque<Delivery>,
     /// Set when the subscription ends; `None` inside means a clean end (unsubscribed).
     pub(super) ended: Option<Option<ClientError>>,
     pub(super) waker: Option<Waker>,
@@ -49,7 +58,7 @@ impl SubscriptionQueue {
     }
 
     /// Appends a batch; called by the reader task.
-    pub(crate) fn push(&self, batch: impl IntoIterator<Item = Bytes>) {
+    pub(crate) fn push(&self, batch: impl IntoIterator<Item = Delivery>) {
         let mut state = self.lock();
         if state.ended.is_some() {
             return;

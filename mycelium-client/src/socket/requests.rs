@@ -13,7 +13,7 @@ use mycelium_transport::{ConfigStatus, Frame, ReloadOutcome, TopicStats};
 use tokio::sync::oneshot;
 
 use crate::error::ClientError;
-use crate::socket::connection::{pending_key, PublishErrors, Shared, TopicInfo};
+use crate::socket::connection::{PublishErrors, Shared, TopicInfo};
 use crate::socket::queue::SubscriptionQueue;
 
 /// A snapshot of the broker's counters, from [`Client::stats`](crate::Client::stats).
@@ -60,10 +60,8 @@ impl Shared {
             }
             registry.pending.insert(request_id, tx);
             if let Some(queue) = queue {
-                // Parked under the request id; moved to `subscriptions` on the ack.
-                registry
-                    .subscriptions
-                    .insert(pending_key(request_id), queue);
+                // Moved to `subscriptions` on the ack.
+                registry.parked.insert(request_id, queue);
             }
         }
         if !self.send_control(frame) {
@@ -74,11 +72,7 @@ impl Shared {
             Err(_) => {
                 let mut registry = self.lock();
                 registry.pending.remove(&request_id);
-                if registry
-                    .subscriptions
-                    .remove(&pending_key(request_id))
-                    .is_some()
-                {
+                if registry.parked.remove(&request_id).is_some() {
                     registry.abandoned_subscribes.insert(request_id);
                 }
                 Err(ClientError::Timeout("waiting for an answer"))
@@ -106,11 +100,13 @@ impl Shared {
             Frame::TopicAck {
                 topic_id,
                 max_message_size,
+                rules,
                 ..
             } => {
                 let info = TopicInfo {
                     id: topic_id,
                     max_message_size: max_message_size as usize,
+                    rules,
                 };
                 self.lock().publish_topics.insert(topic.to_owned(), info);
                 Ok(info)

@@ -28,7 +28,7 @@ use mycelium_transport::{
 
 use crate::error::{ClientError, RequestError};
 use crate::socket::connection::Shared;
-use crate::socket::queue::SubscriptionQueue;
+use crate::socket::queue::{Delivery, SubscriptionQueue};
 
 /// A live subscription over the socket; see the module docs.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ pub(crate) struct SocketSubscription {
     topic_id: u32,
     routing: RoutingKind,
     /// Swapped out of the shared queue; handed out without locking.
-    local: VecDeque<Bytes>,
+    local: VecDeque<Delivery>,
     /// Queue topics: messages taken since credit was last returned.
     unreturned: u32,
     /// Queue topics: return credit once this many are taken.
@@ -128,10 +128,11 @@ impl SocketSubscription {
     #[inline]
     fn next(&mut self, waker: Option<&Waker>) -> Result<Message, TryRecvError> {
         match self.local.pop_front() {
-            Some(payload) => {
+            Some(Delivery::Plain(payload)) => {
                 self.taken();
                 Ok(Message::new(self.topic.clone(), payload))
             }
+            Some(Delivery::Enveloped(bytes)) => Ok(self.enveloped(bytes)),
             None => self.next_slow(waker),
         }
     }
@@ -161,11 +162,25 @@ impl SocketSubscription {
             return Err(TryRecvError::Ended(end));
         }
         match self.local.pop_front() {
-            Some(payload) => {
+            Some(Delivery::Plain(payload)) => {
                 self.taken();
                 Ok(Message::new(self.topic.clone(), payload))
             }
+            Some(Delivery::Enveloped(bytes)) => Ok(self.enveloped(bytes)),
             None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// The message of an enveloped delivery (its envelope names the concrete topic of a
+    /// pattern subscription's message).
+    #[inline(never)]
+    fn enveloped(&mut self, bytes: Bytes) -> Message {
+        self.taken();
+        // The reader checked the envelope before queueing it, so this cannot fail; were it
+        // to, the bytes are handed out whole rather than lost.
+        match Message::from_enveloped(self.topic.clone(), bytes.clone()) {
+            Ok(message) => message,
+            Err(_) => Message::new(self.topic.clone(), bytes),
         }
     }
 

@@ -10,6 +10,8 @@ use bytes::BytesMut;
 use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 
+use crate::envelope::Envelope;
+use crate::error::EncodeError;
 use crate::frame::MESSAGE_OVERHEAD;
 use crate::outbox::drained::REUSE_CAPACITY;
 use crate::outbox::state::{fits, State};
@@ -271,6 +273,57 @@ impl Outbox {
     /// limit).
     pub fn append_credited(&self, topic_id: u32, payloads: &[&[u8]]) -> Appended {
         self.append(topic_id, plain(payloads), None)
+    }
+
+    /// Queues one message with an envelope on `topic_id` if it fits under `max_messages` and
+    /// the byte limit, as [`append_messages`](Self::append_messages) does for plain ones:
+    /// `Queued(1)`, or `Queued(0)` when there is no room now. The frame is this outbox's
+    /// enveloped message kind (`PublishEnvelope` toward the broker, `DeliverEnvelope` toward a
+    /// client), written in place ([`codec::encode_enveloped`]).
+    ///
+    /// Fails, queueing nothing, only when the frame would exceed `u32::MAX` bytes.
+    pub fn append_enveloped(
+        &self,
+        topic_id: u32,
+        envelope: &Envelope<'_>,
+        payload: &[u8],
+        max_messages: usize,
+    ) -> Result<Appended, EncodeError> {
+        let kind = match self.message_kind {
+            kind::PUBLISH => kind::PUBLISH_ENVELOPE,
+            _ => kind::DELIVER_ENVELOPE,
+        };
+        let mut state = self.lock();
+        if state.closed {
+            return Ok(Appended::Closed);
+        }
+        let was_empty = state.is_empty();
+        let (before, spent) = (state.bytes, self.spent());
+        if !fits(state.queued_for(topic_id), state.bytes, max_messages, spent) {
+            return Ok(Appended::Queued(0));
+        }
+        let frame_len = MESSAGE_OVERHEAD
+            .saturating_add(envelope.len())
+            .saturating_add(payload.len());
+        if u32::try_from(frame_len - 4).is_err() {
+            return Err(EncodeError::FrameTooLarge {
+                len: frame_len - 4,
+                max: u32::MAX as usize,
+            });
+        }
+        if !state.lost.is_empty() {
+            state.tell_lost(topic_id);
+        }
+        // Cannot fail: the length was checked above.
+        codec::encode_enveloped(&mut state.tail, kind, topic_id, envelope, payload)?;
+        state.bytes += frame_len;
+        state.count(topic_id, 1);
+        self.settle(before, state.bytes);
+        drop(state);
+        if was_empty {
+            self.readable.notify_one();
+        }
+        Ok(Appended::Queued(1))
     }
 
     /// Drops up to `max` of the oldest messages of `topic_id` still queued (not yet taken by
@@ -782,5 +835,54 @@ mod tests {
         outbox.report_lost(1, 1);
         outbox.abort();
         assert!(!outbox.take(&mut Drained::default()));
+    }
+}
+
+#[cfg(test)]
+mod enveloped_tests {
+    use super::*;
+    use crate::envelope::{EnvelopeView, Headers};
+    use crate::peek_frame;
+
+    #[test]
+    fn enveloped_messages_count_against_the_message_limit_and_read_back() {
+        let outbox = Outbox::for_publishing();
+        let mut headers = Headers::new();
+        headers.insert("k", "v").expect("valid header");
+        let envelope = Envelope {
+            headers: Some(&headers),
+            ..Envelope::default()
+        };
+        let append = |payload: &[u8]| {
+            outbox
+                .append_enveloped(4, &envelope, payload, 2)
+                .expect("small frame")
+        };
+        assert_eq!(append(b"one"), Appended::Queued(1));
+        assert_eq!(outbox.append_messages(4, &[b"two"], 2), Appended::Queued(1));
+        assert_eq!(
+            append(b"three"),
+            Appended::Queued(0),
+            "the limit is reached"
+        );
+        assert_eq!(outbox.queued_messages(), 2);
+        let mut drained = Drained::default();
+        assert!(outbox.take(&mut drained));
+        let bytes = drained.flatten();
+        let (view, used) = peek_frame(&bytes, 1 << 20)
+            .expect("decodes")
+            .expect("whole");
+        assert_eq!(view.kind, kind::PUBLISH_ENVELOPE);
+        let (topic_id, message) = view.message().expect("a message");
+        assert_eq!(topic_id, 4);
+        let read = EnvelopeView::parse(message).expect("valid envelope");
+        assert_eq!(read.payload, b"one");
+        assert_eq!(read.headers().collect::<Vec<_>>(), vec![("k", "v")]);
+        let (view, _) = peek_frame(&bytes[used..], 1 << 20)
+            .expect("decodes")
+            .expect("whole");
+        assert_eq!(view.kind, kind::PUBLISH);
+        outbox.close();
+        assert_eq!(append(b"late"), Appended::Closed);
     }
 }
