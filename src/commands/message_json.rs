@@ -2,7 +2,7 @@
 //!
 //! Keys, always in this order: `id` (the UUIDv7, or `null` when the message carries none),
 //! `topic` (the topic it was published on: the concrete one under a pattern), `timestamp` (RFC
-//! 3339 in UTC with nanoseconds, or `null`), `headers` (an object; a key that repeats has an
+//! 3339 in UTC with nanoseconds, or `null`), `headers` (an object, keys sorted; a key that repeats has an
 //! array of its values, in order), then `data` (the payload as a string when it is UTF-8) or
 //! `data_base64` (standard base64 when it is not). A request adds `reply_to`, a reply `reply`
 //! (`status`, `code`, `correlation`).

@@ -13,6 +13,7 @@ use anyhow::Context;
 use std::os::unix::ffi::OsStrExt;
 
 use mycelium_client::blocking;
+use mycelium_client::envelope::Headers;
 use mycelium_client::{
     Client, ClientOptions, Message, PublishError, RecvError, RequestError, SubscriptionEnd,
     Transport as ClientTransport, TryRecvError,
@@ -35,6 +36,12 @@ pub struct PubArgs {
     /// The message (any bytes); without it, each line of stdin is published as one message:
     /// lines end at '\n' (a '\r' before it is dropped), and may hold any other bytes
     message: Option<std::ffi::OsString>,
+    /// A header to send with every message, KEY=VALUE (repeat for more; a key may repeat).
+    /// Keys are 1-255 characters from A-Z a-z 0-9 ! # $ % & ' * + - . ^ _ ` | ~; values any
+    /// UTF-8 up to 65535 bytes. The topic bounds how many and how large (max_headers,
+    /// max_header_bytes)
+    #[arg(short = 'H', long = "header", value_name = "KEY=VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
     /// The data path: through the broker's socket, or a shared-memory ring of its own that
     /// subscribers read directly (fanout topics; socket subscribers get the messages through
     /// the broker)
@@ -62,6 +69,26 @@ pub struct SubArgs {
     /// relay ring)
     #[arg(long, value_enum, default_value = "uds")]
     transport: Transport,
+}
+
+/// `KEY=VALUE` of `-H`, split at the first '=' and checked as a header.
+pub(crate) fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not KEY=VALUE"))?;
+    Headers::new()
+        .insert(key, value)
+        .map_err(|error| error.to_string())?;
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// The headers of `-H`, in order.
+pub(crate) fn headers_of(pairs: &[(String, String)]) -> anyhow::Result<Headers> {
+    let mut headers = Headers::new();
+    for (key, value) in pairs {
+        headers.insert(key.as_str(), value.as_str())?;
+    }
+    Ok(headers)
 }
 
 /// Lines of a byte stream that arrives in pieces, each handed out as one message: lines end
@@ -165,6 +192,7 @@ fn wait_for_input(
 fn publish_stdin(
     client: &blocking::Client,
     publisher: &mut blocking::Publisher,
+    headers: &Headers,
     sent: &mut u64,
     refused: &mut u64,
 ) -> anyhow::Result<()> {
@@ -188,7 +216,9 @@ fn publish_stdin(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e).context("reading stdin"),
         };
-        let each = |number: u64, line: &[u8]| publish_line(publisher, sent, refused, number, line);
+        let each = |number: u64, line: &[u8]| {
+            publish_line(publisher, headers, sent, refused, number, line)
+        };
         if n == 0 {
             return lines.finish(each);
         }
@@ -199,12 +229,18 @@ fn publish_stdin(
 /// Publishes line `number` of stdin; one too large for the topic is reported and skipped.
 fn publish_line(
     publisher: &mut blocking::Publisher,
+    headers: &Headers,
     sent: &mut u64,
     refused: &mut u64,
     number: u64,
     line: &[u8],
 ) -> anyhow::Result<()> {
-    match publisher.publish(line) {
+    let published = if headers.is_empty() {
+        publisher.publish(line)
+    } else {
+        publisher.publish_with(headers, line)
+    };
+    match published {
         Ok(()) => *sent += 1,
         Err(error @ PublishError::MessageTooLarge { .. }) => {
             errln!("line {number}: {error}; skipped");
@@ -216,14 +252,18 @@ fn publish_line(
 }
 
 fn publish_shm(args: PubArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let headers = headers_of(&args.headers)?;
     let client = shm_client(path)?;
     let mut publisher = client.publisher(&args.topic)?;
     let (mut sent, mut refused) = (0u64, 0u64);
     let published = match &args.message {
-        Some(message) => publisher
+        Some(message) if headers.is_empty() => publisher
             .publish(message.as_bytes())
             .map_err(anyhow::Error::from),
-        None => publish_stdin(&client, &mut publisher, &mut sent, &mut refused),
+        Some(message) => publisher
+            .publish_with(&headers, message.as_bytes())
+            .map_err(anyhow::Error::from),
+        None => publish_stdin(&client, &mut publisher, &headers, &mut sent, &mut refused),
     };
     if args.message.is_some() && published.is_ok() {
         sent += 1;
@@ -326,13 +366,14 @@ pub fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
     if args.transport == Transport::Shm {
         return publish_shm(args, &path);
     }
+    let headers = headers_of(&args.headers)?;
     client_runtime()?.block_on(async move {
         let client = Client::connect(&path).await.map_err(connect_failed)?;
         let publisher = client.publisher(&args.topic).await?;
         let (mut sent, mut refused) = (0u64, 0u64);
         match &args.message {
             Some(message) => {
-                publisher.publish(message.as_bytes()).await?;
+                send(&publisher, &headers, message.as_bytes()).await?;
                 sent += 1;
             }
             None => {
@@ -358,7 +399,7 @@ pub fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
                             line.pop();
                         }
                     }
-                    match publisher.publish(&line).await {
+                    match send(&publisher, &headers, &line).await {
                         Ok(()) => sent += 1,
                         Err(error @ PublishError::MessageTooLarge { .. }) => {
                             errln!("line {number}: {error}; skipped");
@@ -394,6 +435,19 @@ pub fn publish(args: PubArgs) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Publishes one message, with the `-H` headers if there are any.
+async fn send(
+    publisher: &mycelium_client::Publisher,
+    headers: &Headers,
+    payload: &[u8],
+) -> Result<(), PublishError> {
+    if headers.is_empty() {
+        publisher.publish(payload).await
+    } else {
+        publisher.publish_with(headers, payload).await
+    }
 }
 
 pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
