@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{check, pubsub, reload, run, stats};
+use commands::{check, pubsub, reload, request, run, stats};
 
 /// Readers hand out payloads as slices of each read buffer, so every `read` allocates a fresh
 /// buffer of a few hundred KiB while the last one is still in use. glibc's malloc returns such
@@ -47,6 +47,11 @@ enum Command {
     /// Print each message received on TOPIC as one line on stdout (a message that contains
     /// newlines spans several lines).
     Sub(pubsub::SubArgs),
+    /// Send one request on TOPIC and print the reply; exit 1 with the reason when there is
+    /// none (no responders, the responder's error, or the timeout).
+    Request(request::RequestArgs),
+    /// Answer every request on TOPIC with RESPONSE (or with --error MESSAGE) until stopped.
+    Reply(request::ReplyArgs),
     /// Validate a config file: print every problem, exit 1 on any.
     Check(check::CheckArgs),
     /// Show per-topic counters of a running broker, and the state of its config reloads.
@@ -117,6 +122,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::Pub(args) => pubsub::publish(args),
         Command::Sub(args) => pubsub::subscribe(args),
+        Command::Request(args) => request::request(args),
+        Command::Reply(args) => request::reply(args),
         Command::Stats(args) => stats::stats(args),
         Command::Reload(args) => reload::reload(args),
         Command::Bench(args) => bench::bench(args),

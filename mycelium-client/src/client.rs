@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
-use mycelium_transport::envelope::Headers;
+use mycelium_transport::envelope::{Envelope, Headers};
 use mycelium_transport::{
     Broker, ErrorCode, Message, Receive, RecvError, RoutingKind, TryRecvError,
 };
@@ -31,6 +31,7 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::error::{ClientError, ConnectError, PublishError, RequestError, SubscribeError};
+use crate::request::Requests;
 use crate::shm::{AsyncShmPublisher, AsyncShmSubscription, ShmClient, ShmOptions};
 use crate::socket::{
     BrokerInfo, BrokerStats, ReloadReport, SocketClient, SocketOptions, SocketPublisher,
@@ -147,6 +148,8 @@ struct Inner {
     /// Set when the broker refused a shared-memory session: [`Transport::Auto`] then goes
     /// straight to the socket.
     shm_unavailable: AtomicBool,
+    /// Request/reply: the inbox and the requests waiting for replies.
+    requests: Requests,
 }
 
 impl Client {
@@ -197,12 +200,13 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 path,
-                options,
                 info,
                 socket,
                 shm,
                 publishers: Mutex::default(),
                 shm_unavailable: AtomicBool::new(false),
+                requests: Requests::new(options.client_id),
+                options,
             }),
         })
     }
@@ -385,6 +389,11 @@ impl Client {
             let socket = self.socket().await?;
             return Ok(socket.publish(topic, payload).await?);
         }
+        self.cached_publisher(topic).await?.publish(payload).await
+    }
+
+    /// This client's publisher of `topic`, made on first use and kept.
+    pub(crate) async fn cached_publisher(&self, topic: &str) -> Result<Publisher, PublishError> {
         let cached = self
             .inner
             .publishers
@@ -392,19 +401,21 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
             .get(topic)
             .cloned();
-        let publisher = match cached {
-            Some(publisher) => publisher,
-            None => {
-                let publisher = self.publisher(topic).await?;
-                self.inner
-                    .publishers
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(topic.to_owned(), publisher.clone());
-                publisher
-            }
-        };
-        publisher.publish(payload).await
+        if let Some(publisher) = cached {
+            return Ok(publisher);
+        }
+        let publisher = self.publisher(topic).await?;
+        self.inner
+            .publishers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_owned(), publisher.clone());
+        Ok(publisher)
+    }
+
+    /// The request/reply state.
+    pub(crate) fn requests(&self) -> &Requests {
+        &self.inner.requests
     }
 
     /// Waits until the broker has processed everything this client sent over the socket
@@ -646,6 +657,24 @@ impl Publisher {
                 .map_err(|error| PublishError::on_topic(error, publisher.topic())),
             PublisherInside::Shm(publisher) => Err(PublishError::on_topic(
                 shm_unavailable("headers"),
+                publisher.topic(),
+            )),
+        }
+    }
+
+    /// Publishes one message with exactly `envelope` (requests and replies).
+    pub(crate) async fn publish_envelope(
+        &self,
+        envelope: &Envelope<'_>,
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
+        match &self.inner {
+            PublisherInside::Socket(publisher) => publisher
+                .publish_envelope(envelope, payload)
+                .await
+                .map_err(|error| PublishError::on_topic(error, publisher.topic())),
+            PublisherInside::Shm(publisher) => Err(PublishError::on_topic(
+                shm_unavailable("requests and replies"),
                 publisher.topic(),
             )),
         }

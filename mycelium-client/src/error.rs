@@ -121,6 +121,9 @@ pub enum PublishError {
     /// A loan was asked of a publisher over the socket, which lends no ring bytes.
     #[error("loans need the shared-memory transport")]
     LoanUnsupported,
+    /// A reply to a message that is not a request (it has no reply address or no id).
+    #[error("the message is not a request: it has no reply address and id to answer")]
+    NotARequest,
     /// Connecting the transport this publisher needs failed.
     #[error(transparent)]
     Connect(#[from] ConnectError),
@@ -230,6 +233,45 @@ pub enum RequestError {
     /// Connecting the socket this request needs failed.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+}
+
+/// Why [`Client::request`](crate::Client::request) got no answer it could return.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplyError {
+    /// No reply came within the timeout.
+    #[error("no reply on topic '{topic}' within {waited:?}")]
+    Timeout {
+        /// The request's topic.
+        topic: String,
+        /// The timeout.
+        waited: Duration,
+    },
+    /// Nobody subscribes to the topic: the broker said so at once.
+    #[error("no responders on topic '{topic}'")]
+    NoResponders {
+        /// The request's topic.
+        topic: String,
+    },
+    /// The responder answered with an error.
+    #[error("the responder on topic '{topic}' failed: {message} (code {code})")]
+    Responder {
+        /// The request's topic.
+        topic: String,
+        /// The responder's error code.
+        code: u16,
+        /// The responder's error message.
+        message: String,
+    },
+    /// The request could not be sent.
+    #[error("sending the request failed")]
+    Publish(#[from] PublishError),
+    /// The client's reply inbox could not be subscribed to.
+    #[error("subscribing to the reply inbox failed")]
+    Inbox(#[from] SubscribeError),
+    /// The reply inbox ended (the broker is gone) before the reply came.
+    #[error("the reply inbox ended before a reply came")]
+    InboxEnded,
 }
 
 macro_rules! code_accessor {

@@ -69,12 +69,15 @@ pub mod blocking;
 mod client;
 mod error;
 mod reconnect;
+mod request;
 mod shm;
 mod socket;
 mod subscribe_options;
 
 pub use client::{Client, ClientOptions, Publisher, Subscription, Transport};
-pub use error::{Cause, ConnectError, HeaderLimit, PublishError, RequestError, SubscribeError};
+pub use error::{
+    Cause, ConnectError, HeaderLimit, PublishError, ReplyError, RequestError, SubscribeError,
+};
 pub use mycelium_transport::envelope;
 pub use mycelium_transport::envelope::{HeaderError, Headers, Stamp};
 pub use mycelium_transport::{
@@ -84,6 +87,7 @@ pub use reconnect::{
     Backoff, ConnectionEvent, ReconnectingPublisher, ReconnectingSubscription,
     DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY,
 };
+pub use request::inbox_of;
 pub use shm::ShmOptions;
 pub use socket::{BrokerInfo, BrokerStats, ReloadReport, SUBSCRIPTION_BUFFER};
 pub use subscribe_options::SubscribeOptions;

@@ -4,5 +4,6 @@ pub(crate) mod check;
 pub(crate) mod message_json;
 pub(crate) mod pubsub;
 pub(crate) mod reload;
+pub(crate) mod request;
 pub(crate) mod run;
 pub(crate) mod stats;

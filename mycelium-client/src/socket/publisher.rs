@@ -66,6 +66,43 @@ impl SocketPublisher {
         }
     }
 
+    /// Publishes one message with exactly `envelope` (a request or a reply: the caller
+    /// stamps it), waiting while the outgoing queue is full.
+    pub(crate) async fn publish_envelope(
+        &self,
+        envelope: &Envelope<'_>,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        check_payloads(&self.topic, self.info, &[payload])?;
+        if let Some(headers) = envelope.headers {
+            check_headers(&self.topic, &self.info.rules, headers)?;
+        }
+        loop {
+            match self.shared.outbox.append_enveloped(
+                self.info.id,
+                envelope,
+                payload,
+                PUBLISH_QUEUE_MESSAGES,
+            ) {
+                Ok(Appended::Queued(n)) if n > 0 => return Ok(()),
+                Ok(Appended::Queued(_)) => {
+                    self.shared
+                        .outbox
+                        .wait_for_room(self.info.id, PUBLISH_QUEUE_MESSAGES)
+                        .await
+                }
+                Ok(Appended::Closed) => return Err(self.shared.gone_error()),
+                Err(_) => {
+                    return Err(ClientError::MessageTooLarge {
+                        topic: self.topic.to_string(),
+                        size: envelope.len().saturating_add(payload.len()),
+                        max: self.info.max_message_size,
+                    })
+                }
+            }
+        }
+    }
+
     /// Publishes one message with `headers` (stamped too when the topic stamps). Fails with
     /// [`ClientError::HeadersTooLarge`], sending nothing, past the topic's header limits.
     pub(crate) async fn publish_with(

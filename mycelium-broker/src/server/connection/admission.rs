@@ -24,6 +24,14 @@ use super::stop::{fatal, refused, Stop};
 /// How long a refused socket gets to receive its fatal error frame.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Who a message connection is, once admitted: its id in this broker run, the client id its
+/// `Hello` gave, and what the kernel says of the peer.
+pub(super) struct Admitted {
+    pub(super) id: u64,
+    pub(super) client_id: uuid::Uuid,
+    pub(super) peer: PeerIdentity,
+}
+
 /// Serves one accepted socket until the peer leaves, breaks the protocol, or `stop` fires.
 ///
 /// The first frame decides what the connection is: `Hello` opens a message connection,
@@ -67,7 +75,12 @@ pub(crate) async fn serve(
             name,
         }) => {
             tracing::debug!(connection = id, %client_id, name = %name, peer = %peer.describe(), "client connected");
-            serve_messages(stream, buf, Arc::clone(&state), stop, writers, id, peer).await;
+            let who = Admitted {
+                id,
+                client_id,
+                peer,
+            };
+            serve_messages(stream, buf, Arc::clone(&state), stop, writers, who).await;
         }
         Ok(Greeting {
             opening: Opening::SharedMemory,

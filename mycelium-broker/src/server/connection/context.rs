@@ -31,6 +31,8 @@ pub(super) struct Connection {
     pub(super) outbox: Arc<Outbox>,
     /// The connection id, sent in `Welcome`.
     pub(super) id: u64,
+    /// The client id of its `Hello`: the only reply inbox (`_INBOX.<id>`) it may subscribe to.
+    pub(super) client_id: uuid::Uuid,
     /// Subscriptions by topic id; a connection subscribes at most once per topic.
     pub(super) subscriptions: HashMap<TopicId, Subscription>,
     /// Pattern subscriptions by key (bit 31 set).

@@ -31,6 +31,7 @@
 
 mod admission;
 mod context;
+mod no_responders;
 mod patterns;
 mod publish;
 mod reader;

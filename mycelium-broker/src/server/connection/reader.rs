@@ -16,7 +16,7 @@ use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::core::acl::PeerIdentity;
+use super::admission::Admitted;
 use crate::server::heartbeat::{Beat, Heartbeat};
 use crate::server::state::BrokerState;
 
@@ -47,9 +47,13 @@ pub(super) async fn serve_messages(
     state: Arc<BrokerState>,
     stop: CancellationToken,
     writers: TaskTracker,
-    id: u64,
-    peer: PeerIdentity,
+    who: Admitted,
 ) {
+    let Admitted {
+        id,
+        client_id,
+        peer,
+    } = who;
     if let Err(error) = mycelium_transport::uds::tune_stream(&stream) {
         tracing::debug!(%error, "could not enlarge the socket buffers");
     }
@@ -60,6 +64,7 @@ pub(super) async fn serve_messages(
         id,
         state,
         peer: Arc::new(peer),
+        client_id,
         outbox,
         subscriptions: HashMap::new(),
         patterns: HashMap::new(),
@@ -252,6 +257,14 @@ impl Connection {
                 self.wait_for_outbox(stop).await?;
                 self.refuse_publishes(code, topic_id, 1, message);
                 Ok(())
+            }
+            Step::NoResponders {
+                topic,
+                reply_to,
+                correlation,
+            } => {
+                self.answer_no_responders(&topic, &reply_to, correlation, stop)
+                    .await
             }
         }
     }

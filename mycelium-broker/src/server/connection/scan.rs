@@ -46,6 +46,13 @@ pub(super) enum Step {
     },
     /// A control frame to handle.
     Control(Box<Frame>),
+    /// A request (a stamped publish with a reply address) reached a topic with no
+    /// subscriber at all: answer it at once with a no-responders reply.
+    NoResponders {
+        topic: Arc<Topic>,
+        reply_to: String,
+        correlation: uuid::Uuid,
+    },
     /// A publish to refuse with a non-fatal error.
     Refuse {
         code: ErrorCode,
@@ -111,14 +118,15 @@ impl Connection {
                     },
                 ));
             };
-            // The payload's length, and the headers' count and bytes (0 for a plain publish).
-            let (payload_len, header_count, header_bytes) = if enveloped {
+            // The payload's length, the headers' count and bytes (0 for a plain publish), and
+            // the request it is, if any.
+            let (payload_len, header_count, header_bytes, request) = if enveloped {
                 match read_envelope(body) {
-                    Ok(sizes) => sizes,
+                    Ok(read) => read,
                     Err(stop) => break ScanEnd::Stop(stop),
                 }
             } else {
-                (body.len(), 0, 0)
+                (body.len(), 0, 0, None)
             };
             if open.as_ref().map(|run| run.topic.id()) != Some(topic_id) {
                 self.close_run(&mut open, offset, steps);
@@ -192,6 +200,18 @@ impl Connection {
             };
             self.ends.push(offset + used - run_start);
             offset += used;
+            if let Some((correlation, reply_to)) = request {
+                let topic = run.topic.clone();
+                if !self.has_responders(&topic) {
+                    // The request is routed (to nobody) with its run; the answer follows.
+                    self.close_run(&mut open, offset, steps);
+                    steps.push(Step::NoResponders {
+                        topic,
+                        reply_to,
+                        correlation,
+                    });
+                }
+            }
         };
         self.close_run(&mut open, offset, steps);
         (offset, end)
@@ -250,17 +270,31 @@ impl Connection {
     }
 }
 
-/// Checks the envelope at the front of a `PublishEnvelope`'s `body` (after the topic id):
-/// the payload's length, the headers' count and their keys' and values' bytes, or the fatal
-/// stop of a malformed envelope.
-fn read_envelope(body: &[u8]) -> Result<(usize, usize, usize), Stop> {
+/// What the scan needs of an envelope: the payload's length, the headers' count and bytes,
+/// and, for a request (stamped, with a reply address), its id and reply address.
+type EnvelopeRead = (usize, usize, usize, Option<(uuid::Uuid, String)>);
+
+/// Checks the envelope at the front of a `PublishEnvelope`'s `body` (after the topic id), or
+/// the fatal stop of a malformed envelope.
+fn read_envelope(body: &[u8]) -> Result<EnvelopeRead, Stop> {
     match EnvelopeView::parse(body) {
         Ok(view) if view.flags & envelope::TOPIC != 0 => Err(fatal(
             ErrorCode::Malformed,
             "malformed PublishEnvelope frame: the envelope carries a TOPIC block, which only \
              the broker sets",
         )),
-        Ok(view) => Ok((view.payload.len(), view.header_count(), view.header_bytes)),
+        Ok(view) => {
+            let request = match (view.stamp, view.reply_to) {
+                (Some(stamp), Some(reply_to)) => Some((stamp.id, reply_to.to_owned())),
+                _ => None,
+            };
+            Ok((
+                view.payload.len(),
+                view.header_count(),
+                view.header_bytes,
+                request,
+            ))
+        }
         Err(error) => Err(fatal(
             ErrorCode::Malformed,
             format!("malformed PublishEnvelope frame: {error}"),
