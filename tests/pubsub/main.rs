@@ -16,6 +16,8 @@
 //!   client's whole life (subscribe, receive, unsubscribe, close).
 //! - `patterns`: wildcard subscriptions (`*`, `>`) with raw frames: which topics they reach,
 //!   the concrete topic on each delivery, reloads, unsubscribing, refused patterns.
+//! - `request_reply`: `mycelium request` / `mycelium reply` and the library's request/reply:
+//!   answers, error replies, timeouts, no responders, a queue of two responders, inboxes.
 //! - `connections`: the `max_connections` limit.
 //! - `check`: `mycelium check` diagnostics and `mycelium help`.
 //! - `envelopes`: headers and stamps travelling byte for byte (raw frames), their limits, a
@@ -33,6 +35,7 @@ mod lifecycle;
 mod patterns;
 mod queue;
 mod refusals;
+mod request_reply;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
