@@ -674,7 +674,9 @@ fn shm_input(flags: u8, ops: &[[u8; 8]], segment: &[u8]) -> Vec<u8> {
 /// frame; a lossy ring that lapped its slot; a fresh ring for a producer to adopt. Each is read
 /// with a mix of ops; and payload segments under fitting and refused lengths.
 pub fn shm_segment_inputs() -> Vec<(String, Vec<u8>)> {
-    use mycelium_transport::shm::{reference::SegmentRef, reserve_slot, RingConsumer, Segment};
+    use mycelium_transport::shm::{
+        reference::SegmentRef, reserve_slot, FrameFlags, RingConsumer, Segment,
+    };
 
     let reads = [shm_op(0, 0, 0, 0), shm_op(1, 8, 0, 0), shm_op(0, 0, 0, 0)];
     let hostile = [
@@ -704,7 +706,7 @@ pub fn shm_segment_inputs() -> Vec<(String, Vec<u8>)> {
                 len: 1 << 20,
             }
             .encode(),
-            true,
+            FrameFlags::REFERENCE,
         )
         .expect("push");
     let mut queued = Vec::new();

@@ -120,13 +120,18 @@ fn hostile_segments_and_reference_frames_are_refused_without_harm() {
     let segment = mycelium_transport::shm::Segment::from_fd(ring_fd, 1 << 30).expect("map");
     let region = segment.ring_region().expect("region");
     let mut producer = mycelium_transport::shm::RingProducer::adopt(&region).expect("adopt");
-    producer.try_push_marked(b"junk", true).expect("push");
+    producer
+        .try_push_marked(b"junk", mycelium_transport::shm::FrameFlags::REFERENCE)
+        .expect("push");
     let missing = mycelium_transport::shm::reference::SegmentRef {
         segment: 77,
         len: 1 << 20,
     };
     producer
-        .try_push_marked(&missing.encode(), true)
+        .try_push_marked(
+            &missing.encode(),
+            mycelium_transport::shm::FrameFlags::REFERENCE,
+        )
         .expect("push");
     producer.try_push(b"after").expect("push");
     producer.publish_and_wake().expect("publish");
@@ -169,20 +174,27 @@ fn the_brokers_reader_skips_bogus_reference_frames_and_keeps_serving_socket_subs
     use mycelium_transport::shm::reference::SegmentRef;
     // A malformed reference body (not 16 bytes), one with a non-zero reserved word, and a
     // well-formed reference to a segment never handed over; then a good message.
-    producer.try_push_marked(b"junk", true).expect("push");
+    producer
+        .try_push_marked(b"junk", mycelium_transport::shm::FrameFlags::REFERENCE)
+        .expect("push");
     let mut reserved = SegmentRef {
         segment: 5,
         len: 100,
     }
     .encode();
     reserved[12] = 1;
-    producer.try_push_marked(&reserved, true).expect("push");
+    producer
+        .try_push_marked(&reserved, mycelium_transport::shm::FrameFlags::REFERENCE)
+        .expect("push");
     let missing = SegmentRef {
         segment: 77,
         len: 1 << 20,
     };
     producer
-        .try_push_marked(&missing.encode(), true)
+        .try_push_marked(
+            &missing.encode(),
+            mycelium_transport::shm::FrameFlags::REFERENCE,
+        )
         .expect("push");
     producer.try_push(b"after").expect("push");
     producer.publish_and_wake().expect("publish");
@@ -214,7 +226,10 @@ fn the_brokers_reader_skips_bogus_reference_frames_and_keeps_serving_socket_subs
     assert!(matches!(answer, Frame::Ack { .. }), "{answer:?}");
     drop(sealed);
     producer
-        .try_push_marked(&good.encode(), true)
+        .try_push_marked(
+            &good.encode(),
+            mycelium_transport::shm::FrameFlags::REFERENCE,
+        )
         .expect("push");
     producer.try_push(b"last").expect("push");
     producer.publish_and_wake().expect("publish");

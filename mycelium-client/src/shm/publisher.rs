@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mycelium_transport::shm::reference::{SegmentRef, REFERENCE_LEN};
-use mycelium_transport::shm::{PayloadWriter, PushError, RingProducer, Segment};
+use mycelium_transport::shm::{FrameFlags, PayloadWriter, PushError, RingProducer, Segment};
 use mycelium_transport::{ErrorCode, NO_SLOT};
 
 use crate::error::ClientError;
@@ -270,7 +270,7 @@ impl ShmPublisher {
             &mut self.watch,
             &self.session,
             self.attachment,
-            |spin, slice| producer.push_marked_blocking(&frame, true, spin, slice),
+            |spin, slice| producer.push_marked_blocking(&frame, FrameFlags::REFERENCE, spin, slice),
         )?
         .map_err(|error| ClientError::Shm(error.to_string()))?;
         self.wake();

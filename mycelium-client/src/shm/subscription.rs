@@ -372,7 +372,8 @@ impl ShmSubscription {
             let index = self.current;
             let result = self.rings[index].consumer.try_recv_marked(out);
             match result {
-                Ok(Some(reference)) => {
+                Ok(Some(flags)) => {
+                    let reference = flags.is_reference();
                     if self.queue {
                         let slot = self.rings[index].consumer.slot_index();
                         if queue::addressed_to(out, slot).is_none() {
@@ -469,38 +470,37 @@ impl ShmSubscription {
             let (segments, deferred) = (&mut self.segments, &mut self.deferred);
             let (mut mine, mut dropped) = (0, 0u64);
             let mut failed: Option<ClientError> = None;
-            let read = ring
-                .consumer
-                .try_recv_batch_marked(max, |frame, reference| {
-                    let message = if queue {
-                        match queue::addressed_to(frame, slot) {
-                            Some(message) => message,
-                            None => return,
-                        }
-                    } else {
-                        frame
-                    };
-                    if !reference {
+            let read = ring.consumer.try_recv_batch_marked(max, |frame, flags| {
+                let reference = flags.is_reference();
+                let message = if queue {
+                    match queue::addressed_to(frame, slot) {
+                        Some(message) => message,
+                        None => return,
+                    }
+                } else {
+                    frame
+                };
+                if !reference {
+                    mine += 1;
+                    each(message);
+                    return;
+                }
+                if failed.is_some() {
+                    // Reported once; later references of the batch are skipped unread.
+                    dropped += 1;
+                    return;
+                }
+                match resolve(
+                    session, attachment, max_size, segments, deferred, ring_id, message,
+                ) {
+                    Ok(Some(view)) => {
                         mine += 1;
-                        each(message);
-                        return;
+                        each(view.as_slice());
                     }
-                    if failed.is_some() {
-                        // Reported once; later references of the batch are skipped unread.
-                        dropped += 1;
-                        return;
-                    }
-                    match resolve(
-                        session, attachment, max_size, segments, deferred, ring_id, message,
-                    ) {
-                        Ok(Some(view)) => {
-                            mine += 1;
-                            each(view.as_slice());
-                        }
-                        Ok(None) => dropped += 1,
-                        Err(error) => failed = Some(error),
-                    }
-                });
+                    Ok(None) => dropped += 1,
+                    Err(error) => failed = Some(error),
+                }
+            });
             self.segments_dropped += dropped;
             match read {
                 Ok(count) => {

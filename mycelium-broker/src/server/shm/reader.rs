@@ -262,7 +262,8 @@ fn run(
             let mut lost = 0u64;
             let read = r
                 .consumer
-                .try_recv_batch_marked(READ_BATCH, |frame, reference| {
+                .try_recv_batch_marked(READ_BATCH, |frame, flags| {
+                    let reference = flags.is_reference();
                     // On a queue topic only the messages dealt to the broker's slot are its to
                     // hand on; the rest belong to the shared-memory consumers.
                     let message = if queue {

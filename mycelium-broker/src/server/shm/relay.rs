@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mycelium_transport::shm::queue::{self, QUEUE_PREFIX};
 use mycelium_transport::shm::reference::SegmentRef;
-use mycelium_transport::shm::{slot_backlog, PayloadWriter, PushError, RingProducer};
+use mycelium_transport::shm::{slot_backlog, FrameFlags, PayloadWriter, PushError, RingProducer};
 
 use crate::core::batch::Item;
 use crate::core::topic::{QueueRelay, Relay, Relayed, TopicId};
@@ -218,11 +218,11 @@ impl RelayRing {
             }
         }
         let pushed = match recipient {
-            None => producer.try_push_marked(&reference.encode(), true),
+            None => producer.try_push_marked(&reference.encode(), FrameFlags::REFERENCE),
             Some(slot) => {
                 let mut frame = Vec::new();
                 queue::address(&mut frame, slot as usize, &reference.encode());
-                producer.try_push_marked(&frame, true)
+                producer.try_push_marked(&frame, FrameFlags::REFERENCE)
             }
         };
         pushed.map_err(LargeRelayError::from)
