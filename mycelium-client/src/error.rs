@@ -85,6 +85,14 @@ pub enum PublishError {
         /// The broker's explanation, naming the topic or limit concerned.
         message: String,
     },
+    /// The headers exceed the topic's `max_headers` or `max_header_bytes`; nothing was sent.
+    #[error("headers refused on topic '{topic}': {detail}")]
+    HeadersTooLarge {
+        /// The topic.
+        topic: String,
+        /// Which limit, and by how much.
+        detail: String,
+    },
     /// The connection to the broker is gone (it stopped, crashed, or closed this connection).
     #[error("the broker connection is gone")]
     BrokerGone(#[source] Option<Cause>),
@@ -225,6 +233,14 @@ pub(crate) enum ClientError {
         /// The topic's limit.
         max: usize,
     },
+    /// The headers exceed the topic's `max_headers` or `max_header_bytes`; nothing was sent.
+    #[error("headers refused on topic '{topic}': {detail}")]
+    HeadersTooLarge {
+        /// The topic.
+        topic: String,
+        /// Which limit, and by how much.
+        detail: String,
+    },
     /// The broker sent bytes that are not valid protocol; the connection was closed.
     #[error("protocol error from the broker: {0}")]
     Protocol(String),
@@ -328,6 +344,9 @@ impl From<ClientError> for PublishError {
         match error {
             ClientError::MessageTooLarge { topic, size, max } => {
                 PublishError::MessageTooLarge { topic, size, max }
+            }
+            ClientError::HeadersTooLarge { topic, detail } => {
+                PublishError::HeadersTooLarge { topic, detail }
             }
             ClientError::Refused { code, message } => PublishError::Refused { code, message },
             ClientError::BrokerGone { detail } => PublishError::BrokerGone(gone_cause(detail)),

@@ -186,8 +186,9 @@ impl Session {
             Frame::ShmAttach {
                 request_id,
                 role,
+                no_echo,
                 topic,
-            } => self.attach(request_id, role, &topic).await,
+            } => self.attach(request_id, role, no_echo, &topic).await,
             Frame::ShmDetach {
                 request_id,
                 attachment,
@@ -260,7 +261,13 @@ impl Session {
         }
     }
 
-    async fn attach(&mut self, request_id: u32, role: ShmRole, name: &str) -> Result<(), End> {
+    async fn attach(
+        &mut self,
+        request_id: u32,
+        role: ShmRole,
+        no_echo: bool,
+        name: &str,
+    ) -> Result<(), End> {
         let topic = match self.state.registry.resolve(name) {
             Ok(topic) => topic,
             Err(error) => {
@@ -297,7 +304,11 @@ impl Session {
         let for_attach = Arc::clone(&topic);
         let granted = tokio::task::spawn_blocking(move || match role {
             ShmRole::Publish => state.shm.attach_publisher(&for_attach, session, events),
-            ShmRole::Subscribe => state.shm.attach_subscriber(&for_attach, session, events),
+            ShmRole::Subscribe => {
+                state
+                    .shm
+                    .attach_subscriber(&for_attach, session, events, no_echo)
+            }
         })
         .await
         .unwrap_or_else(|error| {
@@ -336,6 +347,7 @@ impl Session {
             },
             max_message_size: u32::try_from(topic.config().max_message_size).unwrap_or(u32::MAX),
             rings: grant.wire_rings(),
+            rules: super::shm::message_rules(&topic.config()),
         };
         let fds: Vec<BorrowedFd<'_>> = grant
             .rings

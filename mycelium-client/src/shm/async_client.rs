@@ -48,8 +48,22 @@ impl ShmClient {
         &self,
         topic: &str,
     ) -> Result<AsyncShmSubscription, ClientError> {
+        self.subscribe_async_with(topic, false).await
+    }
+
+    /// [`subscribe_with`](Self::subscribe_with), as an [`AsyncShmSubscription`]: `no_echo`
+    /// leaves out what this client's own publishers publish.
+    ///
+    /// # Errors
+    ///
+    /// As for [`subscribe_async`](Self::subscribe_async).
+    pub(crate) async fn subscribe_async_with(
+        &self,
+        topic: &str,
+        no_echo: bool,
+    ) -> Result<AsyncShmSubscription, ClientError> {
         let (client, topic) = (self.clone(), topic.to_owned());
-        let subscription = off_runtime(move || client.subscribe(&topic)).await?;
+        let subscription = off_runtime(move || client.subscribe_with(&topic, no_echo)).await?;
         AsyncShmSubscription::new(subscription)
     }
 
