@@ -17,6 +17,7 @@ fn a_client_scribbling_over_its_ring_hurts_only_its_own_messages() {
     hostile.send_frame(&Frame::ShmAttach {
         request_id: 1,
         role: ShmRole::Publish,
+        no_echo: false,
         topic: "victim".into(),
     });
     let (grant, fds) = hostile.recv_with_fds();
@@ -71,6 +72,7 @@ fn hostile_segments_and_reference_frames_are_refused_without_harm() {
     hostile.send_frame(&Frame::ShmAttach {
         request_id: 1,
         role: ShmRole::Publish,
+        no_echo: false,
         topic: "big".into(),
     });
     let (grant, fds) = hostile.recv_with_fds();
@@ -161,6 +163,7 @@ fn the_brokers_reader_skips_bogus_reference_frames_and_keeps_serving_socket_subs
     hostile.send_frame(&Frame::ShmAttach {
         request_id: 1,
         role: ShmRole::Publish,
+        no_echo: false,
         topic: "big".into(),
     });
     let (grant, fds) = hostile.recv_with_fds();
