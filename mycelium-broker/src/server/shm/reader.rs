@@ -34,7 +34,7 @@ use mycelium_transport::shm::{
 };
 
 use super::ring::Ring;
-use super::rules::within_limits;
+use super::rules::{max_segment_len, within_limits};
 use crate::core::batch::{Batch, Item};
 use crate::core::topic::{GaveUp, HeldBack, Progress, PublishCursor, Topic};
 use crate::server::supervisor::Supervisor;
@@ -263,7 +263,9 @@ fn run(
             let slot = r.consumer.slot_index();
             let ring_id = r.ring.id;
             let config = r.topic.config();
-            let max = config.max_message_size;
+            // A segment may hold an envelope beyond the payload limit; `route` holds the
+            // payload itself to `max_message_size`.
+            let max_segment = max_segment_len(&config);
             let mut lost = 0u64;
             let (mut malformed, mut over_limits) = (0u64, 0u64);
             let read = r
@@ -285,7 +287,7 @@ fn run(
                         match resolve(
                             message,
                             ring_id,
-                            max,
+                            max_segment,
                             &mut segments,
                             &commands,
                             &mut deferred,

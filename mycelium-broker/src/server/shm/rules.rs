@@ -10,7 +10,7 @@
 //!   ([`within_limits`]), logging and counting it, as it drops a malformed envelope.
 
 use mycelium_config::TopicConfig;
-use mycelium_transport::envelope::EnvelopeView;
+use mycelium_transport::envelope::{EnvelopeView, REPLY_LEN, STAMP_LEN};
 use mycelium_transport::MessageRules;
 
 /// The rules of a topic configured as `config`.
@@ -26,4 +26,18 @@ pub(crate) fn message_rules(config: &TopicConfig) -> MessageRules {
 pub(super) fn within_limits(view: &EnvelopeView<'_>, config: &TopicConfig) -> bool {
     view.header_count() <= usize::from(config.max_headers)
         && view.header_bytes <= config.max_header_bytes as usize
+}
+
+/// The largest message (envelope and payload) a payload segment of a topic configured as
+/// `config` may hold: `max_message_size` bounds the payload, and the envelope may add a stamp,
+/// two names, a reply block and the headers the topic allows.
+pub(super) fn max_segment_len(config: &TopicConfig) -> usize {
+    let envelope = 1
+        + STAMP_LEN
+        + 2 * (1 + 255)
+        + REPLY_LEN
+        + 2
+        + 3 * usize::from(config.max_headers)
+        + config.max_header_bytes as usize;
+    config.max_message_size.saturating_add(envelope)
 }
