@@ -43,7 +43,7 @@ pub enum Frame {
         name: String,
     },
     /// Client → broker (shm sessions). Body: `request_id u32 | role u8 | flags u8 | topic_len u8
-    /// | topic`. `flags` bit 0 ([`SUBSCRIBE_NO_ECHO`](crate::SUBSCRIBE_NO_ECHO)): a subscriber
+    /// | topic`. `flags` bit 0 ([`SUBSCRIBE_NO_ECHO`](crate::frame::SUBSCRIBE_NO_ECHO)): a subscriber
     /// that does not read the rings of its own session's publishers (0 for a publisher); the
     /// other bits are reserved (malformed if set). Answered by `ShmGrant` or `Error`.
     ShmAttach {
@@ -61,7 +61,7 @@ pub enum Frame {
     /// topic_id u32 | role u8 | routing u8 | max_message_size u32 | ring_count u8 |`
     /// then per ring `ring_id u32 | slot u32`, then `flags u8 | max_headers u16 |
     /// max_header_bytes u32`: the topic's [`MessageRules`] as in `TopicAck` (`flags` bit 0
-    /// [`ACK_STAMP`](crate::ACK_STAMP); the other bits are reserved, malformed if set), which a
+    /// [`ACK_STAMP`](crate::frame::ACK_STAMP); the other bits are reserved, malformed if set), which a
     /// shared-memory publisher enforces itself.
     ShmGrant {
         /// The request this answers.
