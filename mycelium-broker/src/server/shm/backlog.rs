@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
+use mycelium_transport::envelope::EnvelopeView;
 use mycelium_transport::shm::queue;
 use mycelium_transport::shm::RingConsumer;
 
@@ -75,8 +76,18 @@ pub(super) fn take_back(topic: &Arc<Topic>, relay: &Ring, sink: &RelayRing, slot
         // messages back, a gap in the numbering is nobody's to report.
         Ok(mut consumer) => loop {
             consumer.ignore_drops();
-            let count = consumer.try_recv_batch(4096, |frame| {
+            let count = consumer.try_recv_batch_marked(4096, |frame, flags| {
                 if let Some(message) = queue::addressed_to(frame, slot as usize) {
+                    // The backlog holds bytes, not envelope flags: an enveloped message goes
+                    // back as its payload rather than with its envelope read as payload.
+                    let message = if flags.is_envelope() {
+                        match EnvelopeView::parse(message) {
+                            Ok(view) => view.payload,
+                            Err(_) => return,
+                        }
+                    } else {
+                        message
+                    };
                     messages.push(Bytes::copy_from_slice(message));
                 }
             });
