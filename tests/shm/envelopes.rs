@@ -168,7 +168,7 @@ fn a_large_stamped_message_travels_in_a_segment_with_its_envelope() {
 }
 
 #[test]
-fn headers_written_into_a_ring_reach_shm_subscribers_and_an_enveloped_segment_too() {
+fn headers_written_into_a_ring_reach_shm_subscribers_with_their_stamp() {
     let broker = TestBroker::start(&format!(
         "{}max_message_size = 1048576\n\n[shm]\nring_bytes = {SMALL_RING}\n",
         fanout("headers")
