@@ -4,7 +4,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mycelium_transport::{
-    encode_frame, kind, ConfigStatus, ErrorCode, Frame, ReloadOutcome, RoutingKind, ShmRing,
+    encode_frame, kind, ConfigStatus, ErrorCode, Frame, MessageRules, ReloadOutcome, RoutingKind, ShmRing,
     ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, NO_SLOT, NO_TOPIC,
     PROTOCOL_VERSION,
 };
@@ -263,6 +263,7 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
             Frame::ShmAttach {
                 request_id: 11,
                 role: ShmRole::Subscribe,
+                no_echo: true,
                 topic: "market_data".into(),
             },
         ),
@@ -285,6 +286,7 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                         slot: 3,
                     },
                 ],
+                rules: MessageRules::default(),
             },
         ),
         (
@@ -300,6 +302,11 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                     ring_id: 10,
                     slot: NO_SLOT,
                 }],
+                rules: MessageRules {
+                    stamp: true,
+                    max_headers: 8,
+                    max_header_bytes: 512,
+                },
             },
         ),
         (
@@ -536,7 +543,15 @@ pub fn decode_frames_inputs() -> Vec<(String, Vec<u8>)> {
             raw(
                 PROTOCOL_VERSION,
                 kind::SHM_ATTACH,
-                &[1, 0, 0, 0, 9, 1, b't'],
+                &[1, 0, 0, 0, 9, 0, 1, b't'],
+            ),
+        ),
+        (
+            "bad-shm-attach-flags",
+            raw(
+                PROTOCOL_VERSION,
+                kind::SHM_ATTACH,
+                &[1, 0, 0, 0, 1, 2, 1, b't'],
             ),
         ),
         ("http-get", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
@@ -602,6 +617,7 @@ pub fn handshake_inputs() -> Vec<(String, Vec<u8>)> {
             Frame::ShmAttach {
                 request_id: 1,
                 role: ShmRole::Subscribe,
+                no_echo: false,
                 topic: "t".into(),
             },
         ]),
@@ -674,7 +690,9 @@ fn shm_input(flags: u8, ops: &[[u8; 8]], segment: &[u8]) -> Vec<u8> {
 /// frame; a lossy ring that lapped its slot; a fresh ring for a producer to adopt. Each is read
 /// with a mix of ops; and payload segments under fitting and refused lengths.
 pub fn shm_segment_inputs() -> Vec<(String, Vec<u8>)> {
-    use mycelium_transport::shm::{reference::SegmentRef, reserve_slot, RingConsumer, Segment};
+    use mycelium_transport::shm::{
+        reference::SegmentRef, reserve_slot, FrameFlags, RingConsumer, Segment,
+    };
 
     let reads = [shm_op(0, 0, 0, 0), shm_op(1, 8, 0, 0), shm_op(0, 0, 0, 0)];
     let hostile = [
@@ -704,7 +722,7 @@ pub fn shm_segment_inputs() -> Vec<(String, Vec<u8>)> {
                 len: 1 << 20,
             }
             .encode(),
-            true,
+            FrameFlags::REFERENCE,
         )
         .expect("push");
     let mut queued = Vec::new();

@@ -30,13 +30,13 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use mycelium_transport::shm::layout::{
-    data_offset, CAPACITY_OFFSET, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PADDING, FRAME_REFERENCE,
-    MAX_CONSUMERS_OFFSET, MODE_LOSSY, MODE_OFFSET, OLDEST_POS_OFFSET,
+    data_offset, CAPACITY_OFFSET, FRAME_ALIGN, FRAME_ENVELOPE, FRAME_HEADER_LEN, FRAME_PADDING,
+    FRAME_REFERENCE, MAX_CONSUMERS_OFFSET, MODE_LOSSY, MODE_OFFSET, OLDEST_POS_OFFSET,
 };
 use mycelium_transport::shm::reference::SegmentRef;
 use mycelium_transport::shm::{
     attach, producer_dropped, producer_waiting, queue, release_slot, reserve_slot, slot_backlog,
-    slot_positions, wake_consumer, PayloadView, PayloadWriter, ReadError, RingConsumer,
+    slot_positions, wake_consumer, FrameFlags, PayloadView, PayloadWriter, ReadError, RingConsumer,
     RingGeometry, RingProducer, RingRegion, Segment, SegmentError,
 };
 
@@ -286,7 +286,10 @@ impl HostileRing {
                 let _ = producer.try_push_or_drop(&payload);
             }
         } else {
-            let _ = producer.try_push_marked(&payload, op.offset & 1 == 1);
+            let _ = producer.try_push_marked(
+                &payload,
+                FrameFlags::new(op.offset & 1 == 1, op.offset & 8 != 0),
+            );
         }
         let _ = producer.publish_and_wake();
     }
@@ -302,7 +305,7 @@ impl HostileRing {
         let result = consumer.try_recv_marked(&mut out);
         let after = consumer.position();
         match result {
-            Ok(Some(reference)) => {
+            Ok(Some(flags)) => {
                 let size = frame_size(out.len());
                 let start = after.wrapping_sub(size as u64);
                 check_frame_at(
@@ -310,12 +313,12 @@ impl HostileRing {
                     &geometry,
                     start,
                     &out,
-                    reference,
+                    flags,
                 );
                 if !geometry.lossy {
                     check_lossless_start(&geometry, before, start);
                 }
-                check_delivered(&out, reference, consumer.slot_index());
+                check_delivered(&out, flags.is_reference(), consumer.slot_index());
             }
             Ok(None) | Err(ReadError::Corrupt(_)) => {
                 if !geometry.lossy {
@@ -348,9 +351,9 @@ impl HostileRing {
         };
         let geometry = *geometry;
         let before = consumer.position();
-        let mut frames: Vec<(Vec<u8>, bool)> = Vec::new();
-        let result = consumer.try_recv_batch_marked(max, |frame, reference| {
-            frames.push((frame.to_vec(), reference));
+        let mut frames: Vec<(Vec<u8>, FrameFlags)> = Vec::new();
+        let result = consumer.try_recv_batch_marked(max, |frame, flags| {
+            frames.push((frame.to_vec(), flags));
         });
         let after = consumer.position();
         assert!(
@@ -398,7 +401,7 @@ impl HostileRing {
                 start
             };
             check_frame_at(&snapshot, &geometry, start, frame, *reference);
-            check_delivered(frame, *reference, consumer.slot_index());
+            check_delivered(frame, reference.is_reference(), consumer.slot_index());
             pos = start.wrapping_add(frame_size(frame.len()) as u64);
         }
         if !geometry.lossy {
@@ -440,7 +443,7 @@ fn frame_matches(
     geometry: &RingGeometry,
     start: u64,
     payload: &[u8],
-    reference: bool,
+    flags: FrameFlags,
 ) -> bool {
     let offset = (start & (geometry.capacity - 1)) as usize;
     let size = frame_size(payload.len());
@@ -453,11 +456,13 @@ fn frame_matches(
     };
     let len_word = u32::from_ne_bytes(header[..4].try_into().expect("4 bytes"));
     let tag = u32::from_ne_bytes(header[4..].try_into().expect("4 bytes"));
-    let expected = if reference {
-        payload.len() as u32 | FRAME_REFERENCE
-    } else {
-        payload.len() as u32
-    };
+    let mut expected = payload.len() as u32;
+    if flags.is_reference() {
+        expected |= FRAME_REFERENCE;
+    }
+    if flags.is_envelope() {
+        expected |= FRAME_ENVELOPE;
+    }
     let body = snapshot.get(at + FRAME_HEADER_LEN..at + FRAME_HEADER_LEN + payload.len());
     tag & FRAME_PADDING == 0 && len_word == expected && body == Some(payload)
 }
@@ -469,7 +474,7 @@ fn check_frame_at(
     geometry: &RingGeometry,
     start: u64,
     payload: &[u8],
-    reference: bool,
+    flags: FrameFlags,
 ) {
     assert_eq!(
         start % FRAME_ALIGN as u64,
@@ -483,7 +488,7 @@ fn check_frame_at(
         geometry.capacity
     );
     assert!(
-        frame_matches(snapshot, geometry, start, payload, reference),
+        frame_matches(snapshot, geometry, start, payload, flags),
         "the {}-byte frame delivered is not the ring's frame at {start}",
         payload.len()
     );

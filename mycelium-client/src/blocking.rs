@@ -36,7 +36,7 @@ use std::time::Duration;
 use mycelium_transport::envelope::Headers;
 use mycelium_transport::{Message, RecvError, RecvTimeoutError, TryRecvError};
 
-use crate::client::{shm_refused, shm_unavailable, ClientOptions, Transport};
+use crate::client::{shm_refused, ClientOptions, Transport};
 use crate::error::{ClientError, ConnectError, PublishError, RequestError, SubscribeError};
 use crate::shm::{ShmClient, ShmPublisher, ShmSubscription};
 use crate::socket::{BrokerInfo, BrokerStats, ReloadReport};
@@ -337,10 +337,7 @@ fn shm_subscribe(
     topic: &str,
     options: &SubscribeOptions,
 ) -> Result<ShmSubscription, ClientError> {
-    if options.no_echo {
-        return Err(shm_unavailable("no-echo subscriptions"));
-    }
-    client.subscribe(topic)
+    client.subscribe_with(topic, options.no_echo)
 }
 
 fn connect_socket(path: &Path, options: &ClientOptions) -> Result<SocketSide, ConnectError> {
@@ -584,10 +581,12 @@ impl Publisher {
     /// Publishes one message with `headers`; see [`crate::Publisher::publish_with`].
     pub fn publish_with(&mut self, headers: &Headers, payload: &[u8]) -> Result<(), PublishError> {
         match &mut self.inner {
-            PublisherInside::Shm(publisher) => Err(PublishError::on_topic(
-                shm_unavailable("headers"),
-                publisher.topic(),
-            )),
+            PublisherInside::Shm(publisher) => {
+                let topic = publisher.topic().to_owned();
+                publisher
+                    .publish_with(headers, payload)
+                    .map_err(|error| PublishError::on_topic(error, &topic))
+            }
             PublisherInside::Socket { publisher, runtime } => {
                 runtime.block_on(publisher.publish_with(headers, payload))
             }

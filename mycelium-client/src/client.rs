@@ -104,6 +104,7 @@ impl ClientOptions {
 
     pub(crate) fn shm_options(&self) -> ShmOptions {
         let mut shm = self.shm.clone();
+        shm.client_id = self.client_id;
         if shm.name.is_empty() {
             shm.name.clone_from(&self.name);
         }
@@ -469,17 +470,7 @@ async fn shm_subscribe_async(
     topic: &str,
     options: &SubscribeOptions,
 ) -> Result<AsyncShmSubscription, ClientError> {
-    if options.no_echo {
-        return Err(shm_unavailable("no-echo subscriptions"));
-    }
-    client.subscribe_async(topic).await
-}
-
-/// What a shared-memory call this client cannot make yet fails with.
-pub(crate) fn shm_unavailable(what: &str) -> ClientError {
-    ClientError::Shm(format!(
-        "{what} over shared memory are not available yet: use the socket transport"
-    ))
+    client.subscribe_async_with(topic, options.no_echo).await
 }
 
 impl Broker for Client {
@@ -655,10 +646,10 @@ impl Publisher {
                 .publish_with(headers, payload)
                 .await
                 .map_err(|error| PublishError::on_topic(error, publisher.topic())),
-            PublisherInside::Shm(publisher) => Err(PublishError::on_topic(
-                shm_unavailable("headers"),
-                publisher.topic(),
-            )),
+            PublisherInside::Shm(publisher) => publisher
+                .publish_with(headers, payload)
+                .await
+                .map_err(|error| PublishError::on_topic(error, publisher.topic())),
         }
     }
 
@@ -673,10 +664,20 @@ impl Publisher {
                 .publish_envelope(envelope, payload)
                 .await
                 .map_err(|error| PublishError::on_topic(error, publisher.topic())),
-            PublisherInside::Shm(publisher) => Err(PublishError::on_topic(
-                shm_unavailable("requests and replies"),
-                publisher.topic(),
-            )),
+            PublisherInside::Shm(publisher) => publisher
+                .publish_envelope(envelope, payload)
+                .await
+                .map_err(|error| PublishError::on_topic(error, publisher.topic())),
+        }
+    }
+
+    /// Whether anyone would get a message published now, when this publisher can tell: over
+    /// shared memory, whether any consumer slot of its ring is active; over the socket, where
+    /// the broker answers a request nobody can take, always true.
+    pub(crate) async fn may_have_readers(&self) -> bool {
+        match &self.inner {
+            PublisherInside::Socket(_) => true,
+            PublisherInside::Shm(publisher) => publisher.has_readers().await,
         }
     }
 

@@ -108,6 +108,13 @@ impl Client {
         let requests = self.requests();
         self.open_inbox().await?;
         let publisher = self.cached_publisher(topic).await?;
+        // Over shared memory the broker does not see the request: a ring nobody reads is
+        // the publisher's own sign that nobody can answer.
+        if !publisher.may_have_readers().await {
+            return Err(ReplyError::NoResponders {
+                topic: topic.to_owned(),
+            });
+        }
         let stamp = requests
             .stamper
             .lock()

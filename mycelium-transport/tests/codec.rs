@@ -1688,18 +1688,20 @@ mod properties {
                 }
             ),
             (uuid(), name()).prop_map(|(client_id, name)| Frame::ShmHello { client_id, name }),
-            (any::<u32>(), shm_role(), topic()).prop_map(|(request_id, role, topic)| {
-                Frame::ShmAttach {
+            (any::<u32>(), shm_role(), any::<bool>(), topic()).prop_map(
+                |(request_id, role, no_echo, topic)| Frame::ShmAttach {
                     request_id,
                     role,
+                    no_echo,
                     topic,
                 }
-            }),
+            ),
             (
                 any::<[u32; 4]>(),
                 shm_role(),
                 routing(),
-                vec(shm_ring(), 0..=MAX_RINGS_PER_GRANT)
+                vec(shm_ring(), 0..=MAX_RINGS_PER_GRANT),
+                (any::<bool>(), any::<u16>(), any::<u32>()),
             )
                 .prop_map(
                     |(
@@ -1707,6 +1709,7 @@ mod properties {
                         role,
                         routing,
                         rings,
+                        (stamp, max_headers, max_header_bytes),
                     )| {
                         Frame::ShmGrant {
                             request_id,
@@ -1716,6 +1719,11 @@ mod properties {
                             routing,
                             max_message_size,
                             rings,
+                            rules: MessageRules {
+                                stamp,
+                                max_headers,
+                                max_header_bytes,
+                            },
                         }
                     }
                 ),

@@ -17,6 +17,7 @@ fn a_client_scribbling_over_its_ring_hurts_only_its_own_messages() {
     hostile.send_frame(&Frame::ShmAttach {
         request_id: 1,
         role: ShmRole::Publish,
+        no_echo: false,
         topic: "victim".into(),
     });
     let (grant, fds) = hostile.recv_with_fds();
@@ -71,6 +72,7 @@ fn hostile_segments_and_reference_frames_are_refused_without_harm() {
     hostile.send_frame(&Frame::ShmAttach {
         request_id: 1,
         role: ShmRole::Publish,
+        no_echo: false,
         topic: "big".into(),
     });
     let (grant, fds) = hostile.recv_with_fds();
@@ -120,13 +122,18 @@ fn hostile_segments_and_reference_frames_are_refused_without_harm() {
     let segment = mycelium_transport::shm::Segment::from_fd(ring_fd, 1 << 30).expect("map");
     let region = segment.ring_region().expect("region");
     let mut producer = mycelium_transport::shm::RingProducer::adopt(&region).expect("adopt");
-    producer.try_push_marked(b"junk", true).expect("push");
+    producer
+        .try_push_marked(b"junk", mycelium_transport::shm::FrameFlags::REFERENCE)
+        .expect("push");
     let missing = mycelium_transport::shm::reference::SegmentRef {
         segment: 77,
         len: 1 << 20,
     };
     producer
-        .try_push_marked(&missing.encode(), true)
+        .try_push_marked(
+            &missing.encode(),
+            mycelium_transport::shm::FrameFlags::REFERENCE,
+        )
         .expect("push");
     producer.try_push(b"after").expect("push");
     producer.publish_and_wake().expect("publish");
@@ -156,6 +163,7 @@ fn the_brokers_reader_skips_bogus_reference_frames_and_keeps_serving_socket_subs
     hostile.send_frame(&Frame::ShmAttach {
         request_id: 1,
         role: ShmRole::Publish,
+        no_echo: false,
         topic: "big".into(),
     });
     let (grant, fds) = hostile.recv_with_fds();
@@ -169,20 +177,27 @@ fn the_brokers_reader_skips_bogus_reference_frames_and_keeps_serving_socket_subs
     use mycelium_transport::shm::reference::SegmentRef;
     // A malformed reference body (not 16 bytes), one with a non-zero reserved word, and a
     // well-formed reference to a segment never handed over; then a good message.
-    producer.try_push_marked(b"junk", true).expect("push");
+    producer
+        .try_push_marked(b"junk", mycelium_transport::shm::FrameFlags::REFERENCE)
+        .expect("push");
     let mut reserved = SegmentRef {
         segment: 5,
         len: 100,
     }
     .encode();
     reserved[12] = 1;
-    producer.try_push_marked(&reserved, true).expect("push");
+    producer
+        .try_push_marked(&reserved, mycelium_transport::shm::FrameFlags::REFERENCE)
+        .expect("push");
     let missing = SegmentRef {
         segment: 77,
         len: 1 << 20,
     };
     producer
-        .try_push_marked(&missing.encode(), true)
+        .try_push_marked(
+            &missing.encode(),
+            mycelium_transport::shm::FrameFlags::REFERENCE,
+        )
         .expect("push");
     producer.try_push(b"after").expect("push");
     producer.publish_and_wake().expect("publish");
@@ -214,7 +229,10 @@ fn the_brokers_reader_skips_bogus_reference_frames_and_keeps_serving_socket_subs
     assert!(matches!(answer, Frame::Ack { .. }), "{answer:?}");
     drop(sealed);
     producer
-        .try_push_marked(&good.encode(), true)
+        .try_push_marked(
+            &good.encode(),
+            mycelium_transport::shm::FrameFlags::REFERENCE,
+        )
         .expect("push");
     producer.try_push(b"last").expect("push");
     producer.publish_and_wake().expect("publish");

@@ -15,6 +15,8 @@
 //! - `lossy_topics`: `drop_newest` and `drop_oldest` topics: what is dropped, and that every
 //!   subscriber is told exactly how much.
 //! - `large_messages`: messages larger than a ring travel as payload segments.
+//! - `envelopes`: stamps and headers across the rings (shm and socket ends, the relay ring,
+//!   payload segments), no echo, and ring frames that claim an envelope they do not have.
 //! - `crashes`: SIGKILLed publishers and subscribers, and what their sessions leave behind.
 //! - `session_end`: how each kind of client learns that the broker ended its session or
 //!   attachment (broker killed, topic removed, detached while stopped).
@@ -31,6 +33,7 @@ mod async_client;
 mod backpressure;
 mod bench;
 mod crashes;
+mod envelopes;
 mod fanout;
 mod hostile_peers;
 mod large_messages;

@@ -174,6 +174,20 @@ pub fn is_inbox(name: &str) -> bool {
     name.len() > INBOX_PREFIX.len() && name.starts_with(INBOX_PREFIX)
 }
 
+/// Why a client whose handshake said `client_id` may not subscribe to `name`, if `name` is
+/// another client's reply inbox: a client reads only `_INBOX.<its own client id>`, so a
+/// reply reaches nobody else.
+pub fn foreign_inbox(name: &str, client_id: uuid::Uuid) -> Option<String> {
+    let owner = name.strip_prefix(INBOX_PREFIX)?;
+    let own = client_id.simple().to_string();
+    (owner != own).then(|| {
+        format!(
+            "topic '{name}' is a reply inbox of another client: a client may subscribe only to \
+             its own, {INBOX_PREFIX}{own} (the client id of its handshake)"
+        )
+    })
+}
+
 /// Why a name is not a valid topic name, if it is not: 1 to 255 bytes of `[A-Za-z0-9._-]`.
 pub fn topic_name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {

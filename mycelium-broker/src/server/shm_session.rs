@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::acl::{Action, PeerIdentity};
+use crate::core::registry::foreign_inbox;
 use crate::error::LookupError;
 use crate::server::shm::{Grant, SegmentRefusal, SessionEvent, ShmRefusal};
 use crate::server::state::BrokerState;
@@ -59,6 +60,7 @@ pub(crate) async fn serve(
     stop: CancellationToken,
     id: u64,
     peer: PeerIdentity,
+    client_id: uuid::Uuid,
 ) {
     let (events_tx, events) = mpsc::unbounded_channel();
     let mut reader = ControlReader::new();
@@ -70,6 +72,7 @@ pub(crate) async fn serve(
         state,
         id,
         peer,
+        client_id,
         events_tx,
         events,
     };
@@ -93,6 +96,8 @@ struct Session {
     id: u64,
     /// Who the kernel says the peer is: what the topics' access lists are checked against.
     peer: PeerIdentity,
+    /// The client id of its `ShmHello`: the only reply inbox it may subscribe to.
+    client_id: uuid::Uuid,
     /// Cloned into every subscriber attachment, so other sessions can reach this client.
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     events: mpsc::UnboundedReceiver<SessionEvent>,
@@ -186,8 +191,9 @@ impl Session {
             Frame::ShmAttach {
                 request_id,
                 role,
+                no_echo,
                 topic,
-            } => self.attach(request_id, role, &topic).await,
+            } => self.attach(request_id, role, no_echo, &topic).await,
             Frame::ShmDetach {
                 request_id,
                 attachment,
@@ -260,7 +266,19 @@ impl Session {
         }
     }
 
-    async fn attach(&mut self, request_id: u32, role: ShmRole, name: &str) -> Result<(), End> {
+    async fn attach(
+        &mut self,
+        request_id: u32,
+        role: ShmRole,
+        no_echo: bool,
+        name: &str,
+    ) -> Result<(), End> {
+        if role == ShmRole::Subscribe {
+            if let Some(message) = foreign_inbox(name, self.client_id) {
+                let refusal = error_frame(request_id, ErrorCode::PermissionDenied, false, message);
+                return self.send(&refusal, &[]).await.map_err(|_| End::Gone);
+            }
+        }
         let topic = match self.state.registry.resolve(name) {
             Ok(topic) => topic,
             Err(error) => {
@@ -297,7 +315,11 @@ impl Session {
         let for_attach = Arc::clone(&topic);
         let granted = tokio::task::spawn_blocking(move || match role {
             ShmRole::Publish => state.shm.attach_publisher(&for_attach, session, events),
-            ShmRole::Subscribe => state.shm.attach_subscriber(&for_attach, session, events),
+            ShmRole::Subscribe => {
+                state
+                    .shm
+                    .attach_subscriber(&for_attach, session, events, no_echo)
+            }
         })
         .await
         .unwrap_or_else(|error| {
@@ -336,6 +358,7 @@ impl Session {
             },
             max_message_size: u32::try_from(topic.config().max_message_size).unwrap_or(u32::MAX),
             rings: grant.wire_rings(),
+            rules: super::shm::message_rules(&topic.config()),
         };
         let fds: Vec<BorrowedFd<'_>> = grant
             .rings

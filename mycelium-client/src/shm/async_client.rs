@@ -38,18 +38,20 @@ impl ShmClient {
         off_runtime(move || ShmClient::connect_with(path, options)).await
     }
 
-    /// [`subscribe`](Self::subscribe), as an [`AsyncShmSubscription`].
+    /// [`subscribe_with`](Self::subscribe_with), as an [`AsyncShmSubscription`]: `no_echo`
+    /// leaves out what this client's own publishers publish.
     ///
     /// # Errors
     ///
-    /// As for [`subscribe`](Self::subscribe); [`ClientError::Shm`] if the forwarding thread
-    /// cannot be started.
-    pub(crate) async fn subscribe_async(
+    /// As for [`subscribe_with`](Self::subscribe_with); [`ClientError::Shm`] if the
+    /// forwarding thread cannot be started.
+    pub(crate) async fn subscribe_async_with(
         &self,
         topic: &str,
+        no_echo: bool,
     ) -> Result<AsyncShmSubscription, ClientError> {
         let (client, topic) = (self.clone(), topic.to_owned());
-        let subscription = off_runtime(move || client.subscribe(&topic)).await?;
+        let subscription = off_runtime(move || client.subscribe_with(&topic, no_echo)).await?;
         AsyncShmSubscription::new(subscription)
     }
 

@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 
+use mycelium_transport::envelope::{Envelope, Headers};
 use tokio::sync::Mutex;
 
 use crate::error::ClientError;
@@ -74,6 +75,53 @@ impl AsyncShmPublisher {
         tokio::task::spawn_blocking(move || publisher.publish(&payload))
             .await
             .map_err(|e| ClientError::Shm(format!("the publish wait failed: {e}")))?
+    }
+
+    /// [`publish`](Self::publish) with `headers` ([`ShmPublisher::publish_with`]).
+    pub(crate) async fn publish_with(
+        &self,
+        headers: &Headers,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        let mut publisher = Arc::clone(&self.inner).lock_owned().await;
+        let (headers, payload) = (headers.clone(), payload.to_vec());
+        tokio::task::spawn_blocking(move || publisher.publish_with(&headers, &payload))
+            .await
+            .map_err(|e| ClientError::Shm(format!("the publish wait failed: {e}")))?
+    }
+
+    /// [`publish`](Self::publish) with exactly `envelope` ([`ShmPublisher::publish_envelope`]).
+    pub(crate) async fn publish_envelope(
+        &self,
+        envelope: &Envelope<'_>,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        let mut publisher = Arc::clone(&self.inner).lock_owned().await;
+        // The envelope borrows: encode it here, hand the bytes to the blocking pool.
+        let mut message = bytes::BytesMut::new();
+        envelope.encode(&mut message);
+        let envelope_len = message.len();
+        message.extend_from_slice(payload);
+        let headers = envelope.headers.cloned();
+        tokio::task::spawn_blocking(move || {
+            let view = mycelium_transport::envelope::EnvelopeView::parse(&message)
+                .map_err(|e| ClientError::Shm(format!("an envelope of our own: {e}")))?;
+            let owned = Envelope {
+                stamp: view.stamp,
+                topic: None,
+                reply_to: view.reply_to,
+                reply: view.reply,
+                headers: headers.as_ref(),
+            };
+            publisher.publish_envelope(&owned, &message[envelope_len..])
+        })
+        .await
+        .map_err(|e| ClientError::Shm(format!("the publish wait failed: {e}")))?
+    }
+
+    /// Whether any subscriber reads this publisher's ring now ([`ShmPublisher::has_readers`]).
+    pub(crate) async fn has_readers(&self) -> bool {
+        self.inner.lock().await.has_readers()
     }
 
     /// Looks at the control session now, as [`ShmPublisher::check`] (after any publish of this

@@ -10,7 +10,7 @@ use mycelium_transport::ShmRole;
 use crate::error::ClientError;
 use crate::shm::options::ShmOptions;
 use crate::shm::publisher::ShmPublisher;
-use crate::shm::session::{GrantedAttachment, Session};
+use crate::shm::session::Session;
 use crate::shm::subscription::ShmSubscription;
 use crate::socket::BrokerInfo;
 
@@ -68,13 +68,7 @@ impl ShmClient {
     /// [`ClientError::Refused`] for an unknown topic, or a limit reached;
     /// [`ClientError::Shm`] if the ring handed over cannot be mapped.
     pub(crate) fn publisher(&self, topic: &str) -> Result<ShmPublisher, ClientError> {
-        let (grant, mut rings) = self.session.attach(topic, ShmRole::Publish)?;
-        let GrantedAttachment {
-            attachment,
-            topic_id,
-            max_message_size,
-            queue,
-        } = grant;
+        let (grant, mut rings) = self.session.attach(topic, ShmRole::Publish, false)?;
         if rings.len() != 1 {
             return Err(ClientError::Protocol(format!(
                 "a publisher grant must carry one ring, got {}",
@@ -82,34 +76,26 @@ impl ShmClient {
             )));
         }
         let ring = rings.remove(0);
-        ShmPublisher::new(
-            Arc::clone(&self.session),
-            topic,
-            topic_id,
-            attachment,
-            max_message_size,
-            queue,
-            ring.segment,
-        )
+        ShmPublisher::new(Arc::clone(&self.session), topic, grant, ring.segment)
     }
 
     /// Subscribes to `topic`: on a fanout topic the subscription sees every message
     /// published from now on, by every publisher of the topic; on a queue topic it is one of
-    /// the topic's consumers, and takes the messages dealt to it (`client::shm::queue`).
+    /// the topic's consumers, and takes the messages dealt to it (`client::shm::queue`). With
+    /// `no_echo` the subscription does not read the
+    /// rings of this client's own publishers (of this session), so it never sees what they
+    /// publish. The broker reserves no slot for it in those rings (told in `ShmAttach`), so
+    /// none is left unread to hold a ring full, and it never hands them over.
     ///
     /// # Errors
     ///
     /// As for [`publisher`](Self::publisher).
-    pub(crate) fn subscribe(&self, topic: &str) -> Result<ShmSubscription, ClientError> {
-        let (grant, rings) = self.session.attach(topic, ShmRole::Subscribe)?;
-        ShmSubscription::new(
-            Arc::clone(&self.session),
-            topic,
-            grant.topic_id,
-            grant.attachment,
-            grant.queue,
-            grant.max_message_size,
-            rings,
-        )
+    pub(crate) fn subscribe_with(
+        &self,
+        topic: &str,
+        no_echo: bool,
+    ) -> Result<ShmSubscription, ClientError> {
+        let (grant, rings) = self.session.attach(topic, ShmRole::Subscribe, no_echo)?;
+        ShmSubscription::new(Arc::clone(&self.session), topic, grant, rings)
     }
 }

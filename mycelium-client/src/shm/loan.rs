@@ -5,9 +5,12 @@
 //!   `drop_oldest` or `drop_newest` topic into a buffer copied in at commit.
 //! - A larger message is written into a payload segment made for it, handed to the broker at
 //!   commit, as [`ShmPublisher::publish`] does.
+//! - On a topic that stamps, the envelope (the stamp, taken when the loan is made) is written
+//!   before the lent bytes, and the frame is marked [`FrameFlags::ENVELOPE`] at commit.
 
+use bytes::BytesMut;
 use mycelium_transport::shm::queue::{address_in_place, QUEUE_PREFIX};
-use mycelium_transport::shm::{FrameLoan, PayloadWriter, RingProducer};
+use mycelium_transport::shm::{FrameFlags, FrameLoan, PayloadWriter, PushError, RingProducer};
 
 use crate::error::{ClientError, PublishError};
 use crate::shm::publisher::ShmPublisher;
@@ -38,28 +41,36 @@ impl ShmPublisher {
         self.watch.count(&self.session, self.attachment, 1)?;
         let spin = self.spin();
         let recipient = self.next_consumer()?;
-        if self.needs_segment(len) {
-            let writer = self.new_segment(len)?;
+        let mut envelope = BytesMut::new();
+        let flags = FrameFlags::new(false, self.envelope_into(None, &mut envelope));
+        if self.needs_segment(envelope.len() + len) {
+            let mut writer = self.new_segment(envelope.len() + len)?;
+            writer.as_mut_slice()[..envelope.len()].copy_from_slice(&envelope);
             return Ok(Loan {
                 inner: LoanInner::Segment {
                     publisher: self,
                     writer,
                     recipient,
+                    prefix: envelope.len(),
+                    flags,
                 },
             });
         }
-        let prefix = if recipient.is_some() { QUEUE_PREFIX } else { 0 };
+        let address = if recipient.is_some() { QUEUE_PREFIX } else { 0 };
+        let prefix = address + envelope.len();
         if self.producer.geometry().lossy || self.producer.drops_when_full() {
             // The copying fallback (see above), kept apart from the zero-copy path.
             let mut buf = vec![0; prefix + len];
             if let Some(slot) = recipient {
                 address_in_place(&mut buf[..QUEUE_PREFIX], slot);
             }
+            buf[address..prefix].copy_from_slice(&envelope);
             return Ok(Loan {
                 inner: LoanInner::Copy {
                     producer: &mut self.producer,
                     buf,
                     prefix,
+                    flags,
                     topic: &self.topic,
                 },
             });
@@ -83,10 +94,12 @@ impl ShmPublisher {
         if let Some(slot) = recipient {
             address_in_place(&mut loan.as_mut_slice()[..QUEUE_PREFIX], slot);
         }
+        loan.as_mut_slice()[address..prefix].copy_from_slice(&envelope);
         Ok(Loan {
             inner: LoanInner::Ring {
                 loan,
                 prefix,
+                flags,
                 topic: &self.topic,
             },
         })
@@ -106,8 +119,10 @@ enum LoanInner<'a> {
     /// The next frame's bytes in the ring (zero copy).
     Ring {
         loan: FrameLoan<'a>,
-        /// Bytes of queue address before the message.
+        /// Bytes of queue address and envelope before the lent bytes.
         prefix: usize,
+        /// The frame's flags: [`FrameFlags::ENVELOPE`] when an envelope is written.
+        flags: FrameFlags,
         topic: &'a str,
     },
     /// A buffer copied into the ring at commit: a lossy ring lends no bytes, and a
@@ -115,8 +130,10 @@ enum LoanInner<'a> {
     Copy {
         producer: &'a mut RingProducer,
         buf: Vec<u8>,
-        /// Bytes of queue address before the message.
+        /// Bytes of queue address and envelope before the lent bytes.
         prefix: usize,
+        /// As for `Ring`.
+        flags: FrameFlags,
         topic: &'a str,
     },
     /// A payload segment, handed over on commit.
@@ -125,6 +142,10 @@ enum LoanInner<'a> {
         writer: PayloadWriter,
         /// Queue topics: the consumer slot dealt to.
         recipient: Option<usize>,
+        /// Bytes of envelope before the lent bytes.
+        prefix: usize,
+        /// As for `Ring`.
+        flags: FrameFlags,
     },
 }
 
@@ -135,13 +156,17 @@ impl std::fmt::Debug for Loan<'_> {
                 loan,
                 prefix,
                 topic,
+                ..
             } => (*topic, loan.len() - prefix, false),
             LoanInner::Copy {
                 buf, prefix, topic, ..
             } => (*topic, buf.len() - prefix, false),
             LoanInner::Segment {
-                publisher, writer, ..
-            } => (publisher.topic.as_str(), writer.len(), true),
+                publisher,
+                writer,
+                prefix,
+                ..
+            } => (publisher.topic.as_str(), writer.len() - prefix, true),
         };
         f.debug_struct("Loan")
             .field("topic", &topic)
@@ -157,7 +182,7 @@ impl Loan<'_> {
         match &mut self.inner {
             LoanInner::Ring { loan, prefix, .. } => &mut loan.as_mut_slice()[*prefix..],
             LoanInner::Copy { buf, prefix, .. } => &mut buf[*prefix..],
-            LoanInner::Segment { writer, .. } => writer.as_mut_slice(),
+            LoanInner::Segment { writer, prefix, .. } => &mut writer.as_mut_slice()[*prefix..],
         }
     }
 
@@ -166,7 +191,7 @@ impl Loan<'_> {
         match &self.inner {
             LoanInner::Ring { loan, prefix, .. } => loan.len() - prefix,
             LoanInner::Copy { buf, prefix, .. } => buf.len() - prefix,
-            LoanInner::Segment { writer, .. } => writer.len(),
+            LoanInner::Segment { writer, prefix, .. } => writer.len() - prefix,
         }
     }
 
@@ -201,9 +226,10 @@ impl Loan<'_> {
             LoanInner::Ring {
                 loan,
                 prefix,
+                flags,
                 topic,
             } => {
-                let producer = loan.commit_len(prefix + len);
+                let producer = loan.commit_flagged(prefix + len, flags);
                 if let Err(error) = producer.publish_and_wake() {
                     tracing::warn!(%error, topic = %topic, "waking shared-memory subscribers failed");
                 }
@@ -213,15 +239,18 @@ impl Loan<'_> {
                 producer,
                 buf,
                 prefix,
+                flags,
                 topic,
             } => {
                 let end = buf.len().min(prefix + len);
                 // The loan's length was checked against the ring's limit, so only a full
                 // `drop_newest` ring refuses it: dropped and counted there.
-                let pushed = if producer.drops_when_full() {
-                    producer.try_push_or_drop(&buf[..end]).map(|_| ())
-                } else {
-                    producer.try_push(&buf[..end])
+                let pushed = match producer.try_push_marked(&buf[..end], flags) {
+                    Err(PushError::Full) if producer.drops_when_full() => {
+                        producer.skip_dropped(1);
+                        Ok(())
+                    }
+                    other => other,
                 };
                 if let Err(error) = pushed {
                     tracing::warn!(%error, topic = %topic, "a loaned message could not be copied into the ring");
@@ -235,15 +264,19 @@ impl Loan<'_> {
                 publisher,
                 mut writer,
                 recipient,
+                prefix,
+                flags,
             } => {
-                let len = len.min(writer.len());
+                let len = (prefix + len).min(writer.len());
                 if !publisher.needs_segment(len) {
-                    // Shorter than it was lent for: it fits a frame of the ring after all.
+                    // Shorter than it was lent for: it fits a frame of the ring after all
+                    // (envelope included, as made for the loan).
                     let message = writer.as_mut_slice()[..len].to_vec();
-                    publisher.publish(&message)?;
+                    publisher.push_flagged(&message, flags)?;
+                    publisher.wake();
                     return Ok(());
                 }
-                publisher.publish_segment(writer, len, recipient)
+                publisher.publish_segment(writer, len, recipient, flags.is_envelope())
             }
         }
     }

@@ -8,6 +8,10 @@ use std::time::Duration;
 pub struct ShmOptions {
     /// Shown in the broker's logs.
     pub name: String,
+    /// Identifies this client in the session's handshake (its reply inbox is
+    /// `_INBOX.<client_id>`); random by default, and the socket connection's when the session
+    /// belongs to a [`Client`](crate::Client).
+    pub client_id: uuid::Uuid,
     /// How long connecting, the handshake and each request may take.
     pub request_timeout: Duration,
     /// How long a waiting subscription (or a publisher facing a full ring) spins before it
@@ -22,6 +26,7 @@ impl Default for ShmOptions {
     fn default() -> ShmOptions {
         ShmOptions {
             name: String::new(),
+            client_id: uuid::Uuid::new_v4(),
             request_timeout: Duration::from_secs(10),
             spin: Duration::from_micros(20),
             busy_poll: false,

@@ -20,6 +20,13 @@
 //!   small reference frame in the ring names it (`docs/shm-layout.md`, Payload segments).
 //!   [`loan`](ShmPublisher::loan) of such a size lends the segment's bytes, so the message is
 //!   still written in place. Each costs a round trip to the broker.
+//! - Envelopes: on a topic that stamps (the grant's [`MessageRules`]) every message gets an
+//!   envelope with a stamp (a UUIDv7 id and the publish time, one clock read), and
+//!   [`publish_with`](ShmPublisher::publish_with) adds headers, checked here against the
+//!   topic's `max_headers` and `max_header_bytes` ([`ClientError::HeadersTooLarge`]): the
+//!   broker cannot refuse what is written into a ring. Envelope and payload go into one frame
+//!   (or loan, or payload segment) marked [`FrameFlags::ENVELOPE`]. A message with neither
+//!   is written as before, plain, byte for byte.
 //! - Dropping the publisher ends its attachment: subscribers read what it published, then drop
 //!   its ring.
 //! - The end of its session (the broker stopped or died) or of its attachment (the broker
@@ -43,13 +50,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::BytesMut;
+use mycelium_transport::envelope::{Envelope, Headers, Stamper};
 use mycelium_transport::shm::reference::{SegmentRef, REFERENCE_LEN};
-use mycelium_transport::shm::{PayloadWriter, PushError, RingProducer, Segment};
-use mycelium_transport::{ErrorCode, NO_SLOT};
+use mycelium_transport::shm::{FrameFlags, PayloadWriter, PushError, RingProducer, Segment};
+use mycelium_transport::{ErrorCode, MessageRules, NO_SLOT};
 
-use crate::error::ClientError;
+use crate::error::{ClientError, HeaderLimit};
 use crate::shm::options::BUSY_POLL_SPIN;
-use crate::shm::session::{Look, Session};
+use crate::shm::session::{GrantedAttachment, Look, Session};
 use crate::shm::watch::{wait_in_slices, Watch};
 use mycelium_transport::shm::queue::{address, address_in_place, Dealer, QUEUE_PREFIX};
 
@@ -70,6 +79,12 @@ pub(crate) struct ShmPublisher {
     pub(super) next_segment: u64,
     /// When to look at the control session next, and the end it found.
     pub(super) watch: Watch,
+    /// What the topic asks of each message: header limits, and whether to stamp.
+    pub(super) rules: MessageRules,
+    /// Stamps every message, when the topic asks for stamps.
+    pub(super) stamper: Option<Stamper>,
+    /// An enveloped message being built (envelope, then payload), kept for its capacity.
+    pub(super) scratch: BytesMut,
     /// Keeps the memfd open for as long as the producer writes to its mapping.
     pub(super) _segment: Segment,
 }
@@ -88,12 +103,16 @@ impl ShmPublisher {
     pub(crate) fn new(
         session: Arc<Session>,
         topic: &str,
-        topic_id: u32,
-        attachment: u32,
-        max_message_size: usize,
-        queue: bool,
+        grant: GrantedAttachment,
         segment: Segment,
     ) -> Result<ShmPublisher, ClientError> {
+        let GrantedAttachment {
+            attachment,
+            topic_id,
+            max_message_size,
+            queue,
+            rules,
+        } = grant;
         let fail = |error: String| {
             session.detach(attachment);
             ClientError::Shm(error)
@@ -116,6 +135,9 @@ impl ShmPublisher {
             queue: queue.then(|| (Dealer::default(), Vec::new())),
             next_segment: 0,
             watch: Watch::new(),
+            rules,
+            stamper: rules.stamp.then(Stamper::new),
+            scratch: BytesMut::new(),
             _segment: segment,
         })
     }
@@ -141,9 +163,62 @@ impl ShmPublisher {
         Ok(())
     }
 
+    /// Refuses `headers` beyond the topic's `max_headers` or `max_header_bytes`.
+    pub(super) fn check_headers(&self, headers: &Headers) -> Result<(), ClientError> {
+        match HeaderLimit::broken_by(&self.rules, headers) {
+            None => Ok(()),
+            Some(limit) => Err(ClientError::HeadersTooLarge {
+                topic: self.topic.clone(),
+                limit,
+            }),
+        }
+    }
+
+    /// Writes the envelope of the next message (a stamp if the topic stamps, `headers` if
+    /// any) into `dst`; `false` (nothing written) when the message needs none.
+    pub(super) fn envelope_into(&mut self, headers: Option<&Headers>, dst: &mut BytesMut) -> bool {
+        let envelope = Envelope {
+            stamp: self.stamper.as_mut().map(Stamper::stamp),
+            headers: headers.filter(|h| !h.is_empty()),
+            ..Envelope::default()
+        };
+        if envelope.is_plain() {
+            return false;
+        }
+        envelope.encode(dst);
+        true
+    }
+
+    /// Writes one message with its envelope (see [`envelope_into`](Self::envelope_into)) as
+    /// [`push`](Self::push) does.
+    fn push_enveloped(
+        &mut self,
+        headers: Option<&Headers>,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        let mut message = std::mem::take(&mut self.scratch);
+        message.clear();
+        let flags = FrameFlags::new(false, self.envelope_into(headers, &mut message));
+        message.extend_from_slice(payload);
+        let pushed = self.push_flagged(&message, flags);
+        self.scratch = message;
+        pushed
+    }
+
     /// Writes one message into the ring, waiting while the ring is full (and, on a queue
     /// topic, while no consumer is there to take it).
+    #[inline]
     fn push(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        self.push_flagged(payload, FrameFlags::PLAIN)
+    }
+
+    /// [`push`](Self::push) of `message` (with its envelope, if `flags` says so).
+    pub(super) fn push_flagged(
+        &mut self,
+        message: &[u8],
+        flags: FrameFlags,
+    ) -> Result<(), ClientError> {
+        let payload = message;
         let options = self.session.options();
         let spin = if options.busy_poll {
             BUSY_POLL_SPIN
@@ -154,7 +229,7 @@ impl ShmPublisher {
         if self.needs_segment(payload.len()) {
             let mut writer = self.new_segment(payload.len())?;
             writer.as_mut_slice().copy_from_slice(payload);
-            return self.publish_segment(writer, payload.len(), slot);
+            return self.publish_segment(writer, payload.len(), slot, flags.is_envelope());
         }
         let frame = match (&mut self.queue, slot) {
             (Some((_, frame)), Some(slot)) => {
@@ -166,18 +241,24 @@ impl ShmPublisher {
         let producer = &mut self.producer;
         let pushed = if producer.drops_when_full() {
             // drop_newest: never wait; a message that does not fit is counted by the ring.
-            producer.try_push_or_drop(frame).map(|_| ())
+            match producer.try_push_marked(frame, flags) {
+                Err(PushError::Full) => {
+                    producer.skip_dropped(1);
+                    Ok(())
+                }
+                other => other,
+            }
         } else {
             // A lossy ring never reports Full, so this waits only on a lossless one (block).
             // The first try is outside the sliced wait, which reads the clock on entry: the
             // data path with room reads none (as `push_blocking` without a timeout).
-            match producer.try_push(frame) {
+            match producer.try_push_marked(frame, flags) {
                 Err(PushError::Full) => wait_in_slices(
                     spin,
                     &mut self.watch,
                     &self.session,
                     self.attachment,
-                    |spin, slice| producer.push_blocking(frame, spin, slice),
+                    |spin, slice| producer.push_marked_blocking(frame, flags, spin, slice),
                 )?,
                 other => other,
             }
@@ -215,7 +296,8 @@ impl ShmPublisher {
 
     /// Seals `writer`, whose first `len` bytes are the message, hands it to the broker (which
     /// passes it to the readers of the ring and answers once they have it), then writes the
-    /// reference frame (addressed to `slot` on a queue topic) and publishes it.
+    /// reference frame (addressed to `slot` on a queue topic, marked
+    /// [`FrameFlags::ENVELOPE`] when the message begins with an envelope) and publishes it.
     ///
     /// On a `drop_newest` topic nothing waits: when the ring has no room for the reference
     /// frame now, the message is dropped (counted, as for a message in the ring) before its
@@ -225,6 +307,7 @@ impl ShmPublisher {
         writer: PayloadWriter,
         len: usize,
         slot: Option<usize>,
+        enveloped: bool,
     ) -> Result<(), ClientError> {
         if self.producer.drops_when_full()
             && !self.producer.has_room(Self::reference_frame_len(slot))
@@ -270,7 +353,10 @@ impl ShmPublisher {
             &mut self.watch,
             &self.session,
             self.attachment,
-            |spin, slice| producer.push_marked_blocking(&frame, true, spin, slice),
+            |spin, slice| {
+                let flags = FrameFlags::new(true, enveloped);
+                producer.push_marked_blocking(&frame, flags, spin, slice)
+            },
         )?
         .map_err(|error| ClientError::Shm(error.to_string()))?;
         self.wake();
@@ -350,9 +436,64 @@ impl ShmPublisher {
     pub(crate) fn publish(&mut self, payload: &[u8]) -> Result<(), ClientError> {
         self.check_size(payload)?;
         self.watch.count(&self.session, self.attachment, 1)?;
-        self.push(payload)?;
+        if self.stamper.is_some() {
+            self.push_enveloped(None, payload)?;
+        } else {
+            self.push(payload)?;
+        }
         self.wake();
         Ok(())
+    }
+
+    /// [`publish`](Self::publish) with `headers` (and a stamp, if the topic stamps) in the
+    /// message's envelope. No headers and no stamp: a plain message, as `publish` writes.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::HeadersTooLarge`] beyond the topic's `max_headers` or
+    /// `max_header_bytes`, before anything is written; otherwise as for
+    /// [`publish`](Self::publish).
+    pub(crate) fn publish_with(
+        &mut self,
+        headers: &Headers,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        self.check_size(payload)?;
+        self.check_headers(headers)?;
+        self.watch.count(&self.session, self.attachment, 1)?;
+        self.push_enveloped(Some(headers), payload)?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Publishes one message with exactly `envelope` (requests and replies: the caller
+    /// stamps), as [`publish`](Self::publish) does.
+    pub(crate) fn publish_envelope(
+        &mut self,
+        envelope: &Envelope<'_>,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        self.check_size(payload)?;
+        if let Some(headers) = envelope.headers {
+            self.check_headers(headers)?;
+        }
+        self.watch.count(&self.session, self.attachment, 1)?;
+        let mut message = std::mem::take(&mut self.scratch);
+        message.clear();
+        envelope.encode(&mut message);
+        message.extend_from_slice(payload);
+        let pushed = self.push_flagged(&message, FrameFlags::new(false, true));
+        self.scratch = message;
+        pushed?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Whether any subscriber reads this publisher's ring now (an active consumer slot: a
+    /// shared-memory subscriber, or the broker reading it for socket subscribers). A request
+    /// published to a ring nobody reads has no responder.
+    pub(crate) fn has_readers(&self) -> bool {
+        self.producer.active_consumers().next().is_some()
     }
 
     /// Looks at the control session now (a `poll` of its socket, and a read if the broker sent
@@ -384,7 +525,11 @@ impl ShmPublisher {
         let count = u32::try_from(payloads.len()).unwrap_or(u32::MAX);
         self.watch.count(&self.session, self.attachment, count)?;
         for payload in payloads {
-            self.push(payload)?;
+            if self.stamper.is_some() {
+                self.push_enveloped(None, payload)?;
+            } else {
+                self.push(payload)?;
+            }
         }
         self.wake();
         Ok(())
@@ -400,6 +545,22 @@ impl ShmPublisher {
     pub(crate) fn try_publish(&mut self, payload: &[u8]) -> Result<bool, ClientError> {
         self.check_size(payload)?;
         self.watch.count(&self.session, self.attachment, 1)?;
+        if self.stamper.is_none() {
+            return self.try_push(payload, FrameFlags::PLAIN);
+        }
+        let mut message = std::mem::take(&mut self.scratch);
+        message.clear();
+        let flags = FrameFlags::new(false, self.envelope_into(None, &mut message));
+        message.extend_from_slice(payload);
+        let pushed = self.try_push(&message, flags);
+        self.scratch = message;
+        pushed
+    }
+
+    /// The writing half of [`try_publish`](Self::try_publish): `message` (with its envelope,
+    /// if `flags` says so) if the ring has room now.
+    fn try_push(&mut self, message: &[u8], flags: FrameFlags) -> Result<bool, ClientError> {
+        let payload = message;
         if self.needs_segment(payload.len()) {
             let slot = match &mut self.queue {
                 None => None,
@@ -416,7 +577,7 @@ impl ShmPublisher {
             }
             let mut writer = self.new_segment(payload.len())?;
             writer.as_mut_slice().copy_from_slice(payload);
-            self.publish_segment(writer, payload.len(), slot)?;
+            self.publish_segment(writer, payload.len(), slot, flags.is_envelope())?;
             return Ok(true);
         }
         let frame = match &mut self.queue {
@@ -429,7 +590,7 @@ impl ShmPublisher {
                 frame.as_slice()
             }
         };
-        match self.producer.try_push(frame) {
+        match self.producer.try_push_marked(frame, flags) {
             Ok(()) => {
                 self.wake();
                 Ok(true)
@@ -449,7 +610,7 @@ impl ShmPublisher {
 
     /// Publishes what is pushed and wakes sleeping subscribers; a failed wake syscall only
     /// delays them until their own timeout, so it is logged, not returned.
-    fn wake(&mut self) {
+    pub(super) fn wake(&mut self) {
         if let Err(error) = self.producer.publish_and_wake() {
             tracing::warn!(%error, topic = %self.topic, "waking shared-memory subscribers failed");
         }

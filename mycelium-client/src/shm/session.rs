@@ -23,8 +23,7 @@ use mycelium_transport::limits::MAX_RING_SEGMENT_LEN;
 use mycelium_transport::shm::reference::SegmentRef;
 use mycelium_transport::shm::Segment;
 use mycelium_transport::NO_REQUEST;
-use mycelium_transport::{Frame, RoutingKind, ShmRole};
-use uuid::Uuid;
+use mycelium_transport::{Frame, MessageRules, RoutingKind, ShmRole};
 
 use crate::error::ClientError;
 use crate::shm::control::{Control, GrantedRing, Reply, RingNews};
@@ -60,6 +59,8 @@ pub(crate) struct GrantedAttachment {
     pub(crate) topic_id: u32,
     pub(crate) max_message_size: usize,
     pub(crate) queue: bool,
+    /// What the topic asks of each message (stamps, header limits).
+    pub(crate) rules: MessageRules,
 }
 
 impl Session {
@@ -84,7 +85,8 @@ impl Session {
             .map_err(|e| ClientError::gone(e.to_string()))?;
         let stream = Arc::new(stream);
         let mut control = Control::new(Arc::clone(&stream));
-        let handshake = ClientHandshake::new(Opening::SharedMemory, Uuid::new_v4(), &*options.name);
+        let handshake =
+            ClientHandshake::new(Opening::SharedMemory, options.client_id, &*options.name);
         // A refusing broker may close before our hello is written: its error is still there
         // to read, and it is the better report.
         let write_error = control
@@ -148,11 +150,13 @@ impl Session {
         &self,
         topic: &str,
         role: ShmRole,
+        no_echo: bool,
     ) -> Result<(GrantedAttachment, Vec<GrantedRing>), ClientError> {
         let request_id = self.next_request_id();
         let frame = Frame::ShmAttach {
             request_id,
             role,
+            no_echo,
             topic: topic.to_owned(),
         };
         match self.request(request_id, &frame)? {
@@ -163,6 +167,7 @@ impl Session {
                     max_message_size,
                     rings,
                     routing,
+                    rules,
                     ..
                 },
                 fds,
@@ -189,6 +194,7 @@ impl Session {
                         topic_id,
                         max_message_size: max_message_size as usize,
                         queue: routing == RoutingKind::Queue,
+                        rules,
                     },
                     granted,
                 ))

@@ -40,6 +40,13 @@
 //!   [`try_recv_batch`](ShmSubscription::try_recv_batch), then unmaps it and closes the fd. A
 //!   segment the broker dropped for this subscriber (it held too many unread) is counted in
 //!   [`segments_dropped`](ShmSubscription::segments_dropped).
+//! - A frame marked [`FrameFlags::ENVELOPE`](mycelium_transport::shm::FrameFlags) (or a
+//!   payload segment its reference frame names so) begins with an envelope: the
+//!   subscription checks it whole before handing the message out, as a [`Message`] that
+//!   carries it ([`Message::from_enveloped`]); the buffer-reusing calls hand out the payload
+//!   alone. An envelope that does not parse is the writer's protocol error: that message is
+//!   lost, counted as a fault and reported once as [`ClientError::Shm`] naming the ring, and
+//!   the ring is read on (never a panic).
 //! - A ring whose memory turns out corrupt is dropped (its publisher's messages are lost from
 //!   then on) and reported once as [`ClientError::Shm`]; the other rings carry on.
 //! - When the broker ends the subscription (`ShmDetached`: a slow subscriber detached by the
@@ -58,16 +65,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mycelium_transport::shm::{wait_any, ReadError, RingConsumer};
+use mycelium_transport::envelope::{EnvelopeError, EnvelopeView};
+use mycelium_transport::shm::{wait_any, FrameFlags, ReadError, RingConsumer};
 use mycelium_transport::{
-    Message, RecvError, RecvTimeoutError, SubscriptionEnd, TopicName, TryRecvError,
+    Message, MessageRules, RecvError, RecvTimeoutError, SubscriptionEnd, TopicName, TryRecvError,
 };
 
 use crate::error::ClientError;
 use crate::shm::control::{GrantedRing, RingNews};
 use crate::shm::options::BUSY_POLL_SPIN;
 use crate::shm::segments::{resolve, Segments};
-use crate::shm::session::Session;
+use crate::shm::session::{GrantedAttachment, Session};
 use crate::shm::sub_ring::{adopt, slot_freed, AdoptError, SubRing};
 use mycelium_transport::shm::queue;
 
@@ -119,7 +127,8 @@ pub(crate) struct ShmSubscription {
     calls: u32,
     /// Set when the broker ended the subscription; every later call returns it.
     ended: Option<ClientError>,
-    /// The topic's payload limit: the largest payload segment accepted.
+    /// The largest payload segment accepted: the topic's payload limit, plus the largest
+    /// envelope its rules allow.
     max_message_size: usize,
     /// Payload segments received and not yet read, per ring.
     segments: Segments,
@@ -152,12 +161,16 @@ impl ShmSubscription {
     pub(crate) fn new(
         session: Arc<Session>,
         topic: &str,
-        topic_id: u32,
-        attachment: u32,
-        queue: bool,
-        max_message_size: usize,
+        grant: GrantedAttachment,
         granted: Vec<GrantedRing>,
     ) -> Result<ShmSubscription, ClientError> {
+        let GrantedAttachment {
+            attachment,
+            topic_id,
+            max_message_size,
+            queue,
+            rules,
+        } = grant;
         let rings = granted
             .into_iter()
             .map(|granted| adopt(granted, queue))
@@ -180,7 +193,7 @@ impl ShmSubscription {
             taken: 0,
             calls: 0,
             ended: None,
-            max_message_size,
+            max_message_size: max_message_size.saturating_add(max_envelope_len(&rules)),
             segments: Segments::new(),
             deferred: Vec::new(),
             segments_dropped: 0,
@@ -362,7 +375,10 @@ impl ShmSubscription {
     /// subscription read them; [`ClientError::Shm`] once for a ring found corrupt (it is
     /// dropped); [`ClientError::BrokerGone`] when the session is over and every ring is read
     /// to its end.
-    fn next_into(&mut self, out: &mut Vec<u8>) -> Result<bool, ClientError> {
+    ///
+    /// `Some(n)` when a message was taken: its first `n` bytes are its envelope (checked), 0
+    /// for a plain message.
+    fn next_into(&mut self, out: &mut Vec<u8>) -> Result<Option<usize>, ClientError> {
         if let Some(error) = self.pending_error.take() {
             return Err(error);
         }
@@ -372,7 +388,8 @@ impl ShmSubscription {
             let index = self.current;
             let result = self.rings[index].consumer.try_recv_marked(out);
             match result {
-                Ok(Some(reference)) => {
+                Ok(Some(flags)) => {
+                    let reference = flags.is_reference();
                     if self.queue {
                         let slot = self.rings[index].consumer.slot_index();
                         if queue::addressed_to(out, slot).is_none() {
@@ -389,7 +406,13 @@ impl ShmSubscription {
                     if reference && !self.resolve_into(index, out)? {
                         continue;
                     }
-                    return Ok(true);
+                    if !flags.is_envelope() {
+                        return Ok(Some(0));
+                    }
+                    return match EnvelopeView::parse(out) {
+                        Ok(view) => Ok(Some(view.len)),
+                        Err(error) => Err(bad_envelope(self.rings[index].id, error)),
+                    };
                 }
                 Ok(None) => {
                     if self.rings[index].removed {
@@ -402,7 +425,7 @@ impl ShmSubscription {
                 Err(error) => return Err(self.ring_failed(index, error)),
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// Replaces the reference in `out` (read from ring `index`) by the message it names;
@@ -467,41 +490,61 @@ impl ShmSubscription {
             let (session, attachment, max_size) =
                 (&self.session, self.attachment, self.max_message_size);
             let (segments, deferred) = (&mut self.segments, &mut self.deferred);
-            let (mut mine, mut dropped) = (0, 0u64);
+            let (mut mine, mut dropped, mut malformed) = (0, 0u64, None);
             let mut failed: Option<ClientError> = None;
-            let read = ring
-                .consumer
-                .try_recv_batch_marked(max, |frame, reference| {
-                    let message = if queue {
-                        match queue::addressed_to(frame, slot) {
-                            Some(message) => message,
-                            None => return,
-                        }
-                    } else {
-                        frame
-                    };
-                    if !reference {
-                        mine += 1;
-                        each(message);
-                        return;
+            let read = ring.consumer.try_recv_batch_marked(max, |frame, flags| {
+                let reference = flags.is_reference();
+                let message = if queue {
+                    match queue::addressed_to(frame, slot) {
+                        Some(message) => message,
+                        None => return,
                     }
-                    if failed.is_some() {
-                        // Reported once; later references of the batch are skipped unread.
-                        dropped += 1;
-                        return;
-                    }
-                    match resolve(
-                        session, attachment, max_size, segments, deferred, ring_id, message,
-                    ) {
-                        Ok(Some(view)) => {
+                } else {
+                    frame
+                };
+                if !reference {
+                    match payload_of(message, flags) {
+                        Ok(payload) => {
                             mine += 1;
-                            each(view.as_slice());
+                            each(payload);
                         }
-                        Ok(None) => dropped += 1,
-                        Err(error) => failed = Some(error),
+                        Err(error) => {
+                            malformed.get_or_insert(error);
+                        }
                     }
-                });
+                    return;
+                }
+                if failed.is_some() {
+                    // Reported once; later references of the batch are skipped unread.
+                    dropped += 1;
+                    return;
+                }
+                match resolve(
+                    session, attachment, max_size, segments, deferred, ring_id, message,
+                ) {
+                    Ok(Some(view)) => match payload_of(view.as_slice(), flags) {
+                        Ok(payload) => {
+                            mine += 1;
+                            each(payload);
+                        }
+                        Err(error) => {
+                            malformed.get_or_insert(error);
+                        }
+                    },
+                    Ok(None) => dropped += 1,
+                    Err(error) => failed = Some(error),
+                }
+            });
             self.segments_dropped += dropped;
+            if let Some(error) = malformed {
+                let error = bad_envelope(ring_id, error);
+                if failed.is_none() {
+                    failed = Some(error);
+                } else {
+                    // Counted, if not reported on its own: the other error comes first.
+                    self.faults += 1;
+                }
+            }
             match read {
                 Ok(count) => {
                     if let Some(error) = failed {
@@ -653,11 +696,22 @@ impl ShmSubscription {
 
     /// Takes one message into `out` (replacing its contents); `Ok(false)` when none is
     /// there now.
+    /// The payload alone: an envelope the message came with is left out.
     pub(crate) fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, RecvError> {
+        let taken = self.try_recv_raw(out)?;
+        if let Some(envelope_len) = taken {
+            out.drain(..envelope_len);
+        }
+        Ok(taken.is_some())
+    }
+
+    /// Takes one message into `out`, envelope included: `Some(n)`, its envelope's length (0
+    /// for a plain message), or `None` when none is there now.
+    fn try_recv_raw(&mut self, out: &mut Vec<u8>) -> Result<Option<usize>, RecvError> {
         self.ended()?;
         loop {
             match self.next_into(out) {
-                Ok(ready) => return Ok(ready),
+                Ok(taken) => return Ok(taken),
                 Err(error) => {
                     if let Some(error) = self.settle(error) {
                         return Err(error);
@@ -688,23 +742,38 @@ impl ShmSubscription {
         }
     }
 
-    /// Waits for a message (up to `timeout`; `None`: for ever) and puts it in `out`;
-    /// `Ok(false)` on timeout. A lag notice ends the wait at once.
+    /// Waits for a message (up to `timeout`; `None`: for ever) and puts its payload in `out`
+    /// (an envelope it came with left out); `Ok(false)` on timeout. A lag notice ends the
+    /// wait at once.
     pub(crate) fn recv_timeout_into(
         &mut self,
         out: &mut Vec<u8>,
         timeout: Option<Duration>,
     ) -> Result<bool, RecvError> {
+        let taken = self.recv_timeout_raw(out, timeout)?;
+        if let Some(envelope_len) = taken {
+            out.drain(..envelope_len);
+        }
+        Ok(taken.is_some())
+    }
+
+    /// [`recv_timeout_into`](Self::recv_timeout_into), envelope included: as
+    /// [`try_recv_raw`](Self::try_recv_raw), `None` on timeout.
+    fn recv_timeout_raw(
+        &mut self,
+        out: &mut Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<Option<usize>, RecvError> {
         self.ended()?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
-            let waited = self.try_recv_into(out).and_then(|ready| {
-                if ready {
-                    return Ok(Some(true));
+            let waited = self.try_recv_raw(out).and_then(|taken| {
+                if taken.is_some() {
+                    return Ok(Some(taken));
                 }
                 match self.wait(deadline) {
                     Ok(true) => Ok(None),
-                    Ok(false) => Ok(Some(false)),
+                    Ok(false) => Ok(Some(None)),
                     Err(error) => match self.settle(error) {
                         Some(error) => Err(error),
                         None => Ok(None),
@@ -717,35 +786,45 @@ impl ShmSubscription {
         }
     }
 
-    fn message(&self, payload: Vec<u8>) -> Message {
-        Message::new(self.topic.clone(), Bytes::from(payload))
+    /// The message in `bytes`, whose first `envelope_len` bytes are its envelope (checked
+    /// when it was taken; 0: a plain message).
+    fn message(&self, bytes: Vec<u8>, envelope_len: usize) -> Message {
+        let bytes = Bytes::from(bytes);
+        if envelope_len == 0 {
+            return Message::new(self.topic.clone(), bytes);
+        }
+        match Message::from_enveloped(self.topic.clone(), bytes.clone()) {
+            Ok(message) => message,
+            // Checked already when taken; the payload alone if it ever were not.
+            Err(_) => Message::new(self.topic.clone(), bytes.slice(envelope_len..)),
+        }
     }
 
     /// Waits for the next message.
     pub(crate) fn recv(&mut self) -> Result<Message, RecvError> {
         let mut out = Vec::new();
-        match self.recv_timeout_into(&mut out, None)? {
-            true => Ok(self.message(out)),
+        match self.recv_timeout_raw(&mut out, None)? {
+            Some(envelope_len) => Ok(self.message(out, envelope_len)),
             // Without a deadline the wait returns only with a message or an error.
-            false => Err(RecvError::Ended(SubscriptionEnd::Closed)),
+            None => Err(RecvError::Ended(SubscriptionEnd::Closed)),
         }
     }
 
     /// The next message if one is there now.
     pub(crate) fn try_recv(&mut self) -> Result<Message, TryRecvError> {
         let mut out = Vec::new();
-        match self.try_recv_into(&mut out)? {
-            true => Ok(self.message(out)),
-            false => Err(TryRecvError::Empty),
+        match self.try_recv_raw(&mut out)? {
+            Some(envelope_len) => Ok(self.message(out, envelope_len)),
+            None => Err(TryRecvError::Empty),
         }
     }
 
     /// Waits up to `timeout` for the next message.
     pub(crate) fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
         let mut out = Vec::new();
-        match self.recv_timeout_into(&mut out, Some(timeout))? {
-            true => Ok(self.message(out)),
-            false => Err(RecvTimeoutError::Timeout),
+        match self.recv_timeout_raw(&mut out, Some(timeout))? {
+            Some(envelope_len) => Ok(self.message(out, envelope_len)),
+            None => Err(RecvTimeoutError::Timeout),
         }
     }
 }
@@ -763,4 +842,33 @@ impl Drop for ShmSubscription {
     fn drop(&mut self) {
         self.session.detach(self.attachment);
     }
+}
+
+/// The payload of a message read from a ring: after its envelope (checked) when `flags` says
+/// it has one.
+fn payload_of(message: &[u8], flags: FrameFlags) -> Result<&[u8], EnvelopeError> {
+    if !flags.is_envelope() {
+        return Ok(message);
+    }
+    EnvelopeView::parse(message).map(|view| view.payload)
+}
+
+/// The fault a frame marked envelope whose envelope does not parse makes: its writer broke
+/// the protocol; the message is lost, the ring read on.
+fn bad_envelope(ring_id: u32, error: EnvelopeError) -> ClientError {
+    ClientError::Shm(format!(
+        "ring {ring_id}: a message marked as enveloped was dropped: {error}"
+    ))
+}
+
+/// The most bytes an envelope may take under `rules`: a stamp, a topic and a reply-to name
+/// (255 bytes each), a reply block, and the headers the rules allow.
+pub(crate) fn max_envelope_len(rules: &MessageRules) -> usize {
+    use mycelium_transport::envelope::{REPLY_LEN, STAMP_LEN};
+    1 + STAMP_LEN
+        + 2 * (1 + 255)
+        + REPLY_LEN
+        + 2
+        + 3 * usize::from(rules.max_headers)
+        + rules.max_header_bytes as usize
 }

@@ -114,7 +114,7 @@ pub(crate) fn frame_len(frame: &Frame) -> Result<u32, EncodeError> {
     // Saturating sums: a saturated length fails the u32 check below, which is the right answer.
     let body = match frame {
         Frame::Hello { name, .. } | Frame::ShmHello { name, .. } => 16 + 1 + name8("name", name)?,
-        Frame::ShmAttach { topic, .. } => 4 + 1 + 1 + topic_len(topic)?,
+        Frame::ShmAttach { topic, .. } => 4 + 1 + 1 + 1 + topic_len(topic)?,
         Frame::ShmGrant { rings, .. } => {
             if rings.len() > MAX_RINGS_PER_GRANT {
                 return Err(EncodeError::TooManyRings {
@@ -122,7 +122,7 @@ pub(crate) fn frame_len(frame: &Frame) -> Result<u32, EncodeError> {
                     max: MAX_RINGS_PER_GRANT,
                 });
             }
-            4 + 4 + 4 + 1 + 1 + 4 + 1 + 8 * rings.len()
+            4 + 4 + 4 + 1 + 1 + 4 + 1 + 8 * rings.len() + 1 + 2 + 4
         }
         Frame::ShmRingAdded { .. } => 4 + 4 + 4,
         Frame::ShmSegment { .. } => 4 + 4 + 8 + 4 + 4,
@@ -184,10 +184,12 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
         Frame::ShmAttach {
             request_id,
             role,
+            no_echo,
             topic,
         } => {
             dst.put_u32_le(*request_id);
             dst.put_u8(role.to_u8());
+            dst.put_u8(if *no_echo { SUBSCRIBE_NO_ECHO } else { 0 });
             put_str8(dst, topic);
         }
         Frame::ShmGrant {
@@ -198,6 +200,7 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
             routing,
             max_message_size,
             rings,
+            rules,
         } => {
             dst.put_u32_le(*request_id);
             dst.put_u32_le(*attachment);
@@ -211,6 +214,9 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
                 dst.put_u32_le(ring.ring_id);
                 dst.put_u32_le(ring.slot);
             }
+            dst.put_u8(if rules.stamp { ACK_STAMP } else { 0 });
+            dst.put_u16_le(rules.max_headers);
+            dst.put_u32_le(rules.max_header_bytes);
         }
         Frame::ShmRingAdded { attachment, ring } => {
             dst.put_u32_le(*attachment);

@@ -145,6 +145,11 @@ fn parse(
         kind::SHM_ATTACH => Frame::ShmAttach {
             request_id: r.u32()?,
             role: r.shm_role()?,
+            no_echo: match r.u8()? {
+                0 => false,
+                SUBSCRIBE_NO_ECHO => true,
+                _ => return Err("reserved ShmAttach flag bits set"),
+            },
             topic: r.topic()?,
         },
         kind::SHM_GRANT => Frame::ShmGrant {
@@ -155,6 +160,15 @@ fn parse(
             routing: r.routing()?,
             max_message_size: r.u32()?,
             rings: shm_rings(&mut r)?,
+            rules: MessageRules {
+                stamp: match r.u8()? {
+                    0 => false,
+                    ACK_STAMP => true,
+                    _ => return Err("reserved ShmGrant flag bits set"),
+                },
+                max_headers: r.u16()?,
+                max_header_bytes: r.u32()?,
+            },
         },
         kind::SHM_RING_ADDED => Frame::ShmRingAdded {
             attachment: r.u32()?,

@@ -42,20 +42,27 @@ pub enum Frame {
         /// As in `Hello`.
         name: String,
     },
-    /// Client → broker (shm sessions). Body: `request_id u32 | role u8 | topic_len u8 | topic`.
-    /// Answered by `ShmGrant` or `Error`.
+    /// Client → broker (shm sessions). Body: `request_id u32 | role u8 | flags u8 | topic_len u8
+    /// | topic`. `flags` bit 0 ([`SUBSCRIBE_NO_ECHO`](crate::frame::SUBSCRIBE_NO_ECHO)): a subscriber
+    /// that does not read the rings of its own session's publishers (0 for a publisher); the
+    /// other bits are reserved (malformed if set). Answered by `ShmGrant` or `Error`.
     ShmAttach {
         /// Echoed in the answer.
         request_id: u32,
         /// Publish or subscribe.
         role: ShmRole,
+        /// Subscribers: leave out the rings of this session's own publishers.
+        no_echo: bool,
         /// The topic name.
         topic: String,
     },
     /// Broker → client, answer to `ShmAttach`, sent with one fd per ring (a sealed memfd
     /// holding the ring, `docs/shm-layout.md`). Body: `request_id u32 | attachment u32 |
     /// topic_id u32 | role u8 | routing u8 | max_message_size u32 | ring_count u8 |`
-    /// then per ring `ring_id u32 | slot u32`.
+    /// then per ring `ring_id u32 | slot u32`, then `flags u8 | max_headers u16 |
+    /// max_header_bytes u32`: the topic's [`MessageRules`] as in `TopicAck` (`flags` bit 0
+    /// [`ACK_STAMP`](crate::frame::ACK_STAMP); the other bits are reserved, malformed if set), which a
+    /// shared-memory publisher enforces itself.
     ShmGrant {
         /// The request this answers.
         request_id: u32,
@@ -71,6 +78,8 @@ pub enum Frame {
         max_message_size: u32,
         /// The rings, in the order of the fds (at most [`MAX_RINGS_PER_GRANT`](crate::limits::MAX_RINGS_PER_GRANT)).
         rings: Vec<ShmRing>,
+        /// What the topic asks of each message: stamps, header limits.
+        rules: MessageRules,
     },
     /// Broker → subscriber: a publisher joined; read this ring too, from the reserved slot.
     /// Sent with the ring's fd. Body: `attachment u32 | ring_id u32 | slot u32`.

@@ -59,8 +59,10 @@
 //! and never straddles the end:
 //!
 //! ```text
-//! +0  len    u32  bits 0..31: payload bytes (for a padding frame: capacity - offset - 8);
+//! +0  len    u32  data frame: bits 0..30 = payload bytes (below 2^30: MAX_CAPACITY);
+//!                 bit 30 = FRAME_ENVELOPE: the message begins with an envelope;
 //!                 bit 31 = FRAME_REFERENCE: the payload is a reference to a payload segment
+//!                 padding frame: all 32 bits = capacity - offset - 8 (no flags)
 //! +4  tag    u32  bit 0 = FRAME_PADDING; bits 1..32 = the frame's sequence number mod 2^31
 //!                 (data frames since the ring was created; a padding frame carries the next one)
 //! +8  payload, then unspecified bytes up to the next multiple of 64
@@ -75,7 +77,7 @@ use super::sync::{AtomicU32, AtomicU64};
 pub const RING_MAGIC: u64 = u64::from_ne_bytes(*b"MYCRING1");
 
 /// The layout version this code reads and writes; bumped on any layout change.
-pub const RING_VERSION: u32 = 10;
+pub const RING_VERSION: u32 = 11;
 
 /// Cache-line size the layout pads to, so producer- and consumer-owned words never share a line.
 pub const CACHE_LINE: usize = 64;
@@ -101,11 +103,20 @@ pub const FRAME_HEADER_LEN: usize = 8;
 /// `tag` bit marking a padding frame, which fills the end of the ring before a wrap.
 pub const FRAME_PADDING: u32 = 1;
 
-/// Bit of a frame's `len` word marking a **reference frame**: its payload (bits 0..31 of `len`
-/// bytes) names a payload segment that holds the message (`docs/shm-layout.md`, Payload
+/// Bit of a data frame's `len` word marking a **reference frame**: its payload (bits 0..30 of
+/// `len` bytes) names a payload segment that holds the message (`docs/shm-layout.md`, Payload
 /// segments). A bit of `len` rather than of `tag`, so the sequence number keeps its 31 bits;
-/// data frames never reach it, since [`MAX_CAPACITY`] keeps `max_payload` below 2^31.
+/// payload lengths never reach it, since [`MAX_CAPACITY`] keeps `max_payload` below 2^30.
 pub const FRAME_REFERENCE: u32 = 1 << 31;
+
+/// Bit of a data frame's `len` word marking a message that **begins with an envelope**
+/// ([`crate::envelope`]): the frame's payload, or for a reference frame the referenced
+/// segment's bytes. A frame without it carries plain payload, exactly as before the bit
+/// existed. Payload lengths never reach it: [`MAX_CAPACITY`] keeps `max_payload` below 2^30.
+pub const FRAME_ENVELOPE: u32 = 1 << 30;
+
+/// Every flag bit of a data frame's `len` word; the rest is the payload length.
+pub const FRAME_FLAGS_MASK: u32 = FRAME_REFERENCE | FRAME_ENVELOPE;
 
 /// Shift of the sequence number in a frame's `tag` (above the padding bit).
 pub const FRAME_SEQ_SHIFT: u32 = 1;
@@ -135,10 +146,12 @@ pub const MIN_CAPACITY: u64 = 4096;
 #[cfg(loom)]
 pub const MIN_CAPACITY: u64 = 64;
 
-/// Largest data capacity a ring may have (4 GiB): keeps every offset computation far from
+/// Largest data capacity a ring may have (2 GiB): keeps every offset computation far from
 /// overflow, rejects absurd capacities read from a corrupt header, and keeps every payload
-/// length (at most half a ring) below bit 31 of the `len` word, which is [`FRAME_REFERENCE`].
-pub const MAX_CAPACITY: u64 = 1 << 32;
+/// length (at most half a ring less a header, so below 2^30) clear of the flag bits of the
+/// `len` word, [`FRAME_ENVELOPE`] (bit 30) and [`FRAME_REFERENCE`] (bit 31). The broker's
+/// configuration caps `ring_bytes` at 1 GiB, below this.
+pub const MAX_CAPACITY: u64 = 1 << 31;
 
 /// Most consumer slots a ring may have; bounds the producer's scan and the header size.
 pub const MAX_CONSUMERS: u32 = 1024;
@@ -375,4 +388,7 @@ const _: () = {
     assert!(FRAME_ALIGN % FRAME_HEADER_LEN == 0);
     assert!(MIN_CAPACITY.is_power_of_two() && MIN_CAPACITY % CACHE_LINE as u64 == 0);
     assert!(data_offset(MAX_CONSUMERS) % CACHE_LINE == 0);
+    // Every payload length stays below the flag bits of the `len` word.
+    assert!(max_payload(MAX_CAPACITY) < FRAME_ENVELOPE as usize);
+    assert!(FRAME_FLAGS_MASK == 3 << 30);
 };

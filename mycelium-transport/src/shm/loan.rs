@@ -8,6 +8,7 @@
 //! protocol forbids it): as for any shared memory, what they write can only change the
 //! message's bytes, and this crate never reads the span back.
 
+use super::frame_flags::FrameFlags;
 use super::layout::FRAME_HEADER_LEN;
 use super::producer::RingProducer;
 
@@ -69,8 +70,14 @@ impl<'a> FrameLoan<'a> {
     /// message serialised in place whose size was known only afterwards). A `len` above what
     /// was lent is clamped to it.
     pub fn commit_len(self, len: usize) -> &'a mut RingProducer {
+        self.commit_flagged(len, FrameFlags::PLAIN)
+    }
+
+    /// As [`commit_len`](Self::commit_len), the frame carrying `flags` in its `len` word
+    /// ([`FrameFlags::ENVELOPE`]: the bytes written begin with an envelope).
+    pub fn commit_flagged(self, len: usize, flags: FrameFlags) -> &'a mut RingProducer {
         let len = len.min(self.len);
-        self.producer.finish_frame(self.offset, len);
+        self.producer.finish_frame(self.offset, len, flags);
         self.producer
     }
 }

@@ -40,6 +40,9 @@
 //!   ([`PayloadWriter`], sealed against writes, [`PayloadView`] on the receiving side), and
 //!   the ring carries a reference frame naming it ([`RingProducer::try_push_marked`],
 //!   [`reference`](mod@reference)).
+//! - A frame's `len` word carries [`FrameFlags`]: a reference frame, and a message that
+//!   begins with an envelope ([`crate::envelope`]); the marked reads report them, and plain
+//!   frames are byte for byte what they were before the envelope bit.
 //!
 //! ```
 //! use mycelium_transport::shm::{RingConsumer, RingRegion};
@@ -68,6 +71,7 @@
 //! - `error`: [`RingError`], [`PushError`], [`ReadError`].
 //! - `segment`: [`Segment`], memfd segments, and payload segments (the mappings' `unsafe`).
 //! - [`reference`](mod@reference): the body of a reference frame.
+//! - `frame_flags`: [`FrameFlags`], the flag bits of a frame's `len` word.
 //! - `fd_passing`: [`send_fds`], [`recv_fds`] (taking ownership of received fds is `unsafe`).
 //! - `control`: [`ControlReader`], the frames and fds of a shared-memory control socket, read
 //!   the same way by the client and the broker.
@@ -85,6 +89,7 @@ mod error;
 #[cfg(not(loom))]
 #[allow(unsafe_code)]
 mod fd_passing;
+mod frame_flags;
 pub mod layout;
 #[cfg(not(loom))]
 #[allow(unsafe_code)]
@@ -117,6 +122,7 @@ pub use control::{ControlReader, Received, CONTROL_READ_CHUNK};
 pub use error::{PushError, ReadError, RecvError, RingError};
 #[cfg(not(loom))]
 pub use fd_passing::{recv_fds, send_fds, send_fds_partial, MAX_FDS_PER_MESSAGE};
+pub use frame_flags::FrameFlags;
 pub use layout::max_payload;
 #[cfg(not(loom))]
 pub use loan::FrameLoan;

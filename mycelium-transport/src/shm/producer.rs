@@ -6,8 +6,9 @@ use super::barrier;
 use super::consumer::decrement_parked_consumers;
 use super::error::PushError;
 use super::error::RingError;
+use super::frame_flags::FrameFlags;
 use super::layout::{
-    frame_size, max_payload, FRAME_HEADER_LEN, FRAME_PADDING, FRAME_REFERENCE, FRAME_SEQ_MODULUS,
+    frame_size, max_payload, FRAME_FLAGS_MASK, FRAME_HEADER_LEN, FRAME_PADDING, FRAME_SEQ_MODULUS,
     FRAME_SEQ_SHIFT, FULL_WAIT, PARKED, PARKED_RUNNING, SLOT_ACTIVE,
 };
 #[cfg(not(loom))]
@@ -235,26 +236,26 @@ impl RingProducer {
     /// [`PushError::Full`] if writing would overrun the slowest active consumer (never in a
     /// lossy ring: there the frame overwrites the oldest bytes, whoever has not read them).
     pub fn try_push(&mut self, payload: &[u8]) -> Result<(), PushError> {
-        self.try_push_marked(payload, false)
+        self.try_push_marked(payload, FrameFlags::PLAIN)
     }
 
-    /// [`try_push`](Self::try_push) of a **reference frame** (`reference = true`): `payload`
+    /// [`try_push`](Self::try_push) of a frame carrying `flags` in its `len` word
+    /// ([`FrameFlags`]): [`FrameFlags::REFERENCE`] for a **reference frame**, whose `payload`
     /// is the reference (a few bytes naming a payload segment that holds the message, see
-    /// `docs/shm-layout.md`), and the frame's `len` word carries
-    /// [`FRAME_REFERENCE`](super::layout::FRAME_REFERENCE). Consumers tell it from a data
-    /// frame with [`RingConsumer::try_recv_marked`](super::RingConsumer::try_recv_marked) and
-    /// [`try_recv_batch_marked`](super::RingConsumer::try_recv_batch_marked). It takes a
-    /// sequence number like any data frame.
+    /// `docs/shm-layout.md`); [`FrameFlags::ENVELOPE`] for a message that begins with an
+    /// envelope; both for a reference to a segment whose message begins with one. Consumers
+    /// read the flags with [`RingConsumer::try_recv_marked`](super::RingConsumer::try_recv_marked)
+    /// and [`try_recv_batch_marked`](super::RingConsumer::try_recv_batch_marked). The frame
+    /// takes a sequence number like any data frame; `FrameFlags::PLAIN` is `try_push`.
     ///
     /// # Errors
     ///
     /// As for [`try_push`](Self::try_push).
-    pub fn try_push_marked(&mut self, payload: &[u8], reference: bool) -> Result<(), PushError> {
+    pub fn try_push_marked(&mut self, payload: &[u8], flags: FrameFlags) -> Result<(), PushError> {
         let offset = self.reserve(payload.len())?;
         let data_start = self.geometry.data_start();
         self.write_bytes(data_start, offset + FRAME_HEADER_LEN, payload);
-        let flags = if reference { FRAME_REFERENCE } else { 0 };
-        self.finish_frame_flagged(offset, payload.len(), flags);
+        self.finish_frame(offset, payload.len(), flags);
         Ok(())
     }
 
@@ -267,13 +268,13 @@ impl RingProducer {
     pub fn push_marked_blocking(
         &mut self,
         payload: &[u8],
-        reference: bool,
+        flags: FrameFlags,
         spin: Duration,
         timeout: Option<Duration>,
     ) -> Result<(), PushError> {
         let deadline = timeout.map(|timeout| Instant::now().checked_add(timeout));
         loop {
-            match self.try_push_marked(payload, reference) {
+            match self.try_push_marked(payload, flags) {
                 Err(PushError::Full) => self.wait_for_room(payload.len(), spin, deadline)?,
                 result => return result,
             }
@@ -399,9 +400,15 @@ impl RingProducer {
             let mut header = [0u8; FRAME_HEADER_LEN];
             self.region.read_data_racy(data_start, offset, &mut header);
             let [l0, l1, l2, l3, t0, t1, t2, t3] = header;
-            // A reference frame's `len` carries FRAME_REFERENCE; its size is that of its body.
-            let len = (u32::from_ne_bytes([l0, l1, l2, l3]) & !FRAME_REFERENCE) as usize;
+            let len_word = u32::from_ne_bytes([l0, l1, l2, l3]);
             let tag = u32::from_ne_bytes([t0, t1, t2, t3]);
+            // A data frame's `len` may carry flags; its size is that of its payload. A padding
+            // frame's `len` is a length only.
+            let len = if tag & FRAME_PADDING != 0 {
+                len_word as usize
+            } else {
+                (len_word & !FRAME_FLAGS_MASK) as usize
+            };
             let size = if tag & FRAME_PADDING != 0 {
                 (offset != 0 && len == tail - FRAME_HEADER_LEN).then_some(tail)
             } else {
@@ -419,19 +426,13 @@ impl RingProducer {
         true
     }
 
-    /// Writes the header of the frame at data offset `offset` whose `len` payload bytes are in
-    /// place, and counts it as pushed.
-    pub(crate) fn finish_frame(&mut self, offset: usize, len: usize) {
-        self.finish_frame_flagged(offset, len, 0);
-    }
-
-    /// [`finish_frame`](Self::finish_frame) with `flags` (0 or `FRAME_REFERENCE`) in the
-    /// `len` word.
-    fn finish_frame_flagged(&mut self, offset: usize, len: usize, flags: u32) {
-        // `len` <= max_payload < capacity / 2 <= 2^31, checked by `reserve`: fits below the
-        // flag bit.
-        let len32 = u32::try_from(len).unwrap_or(u32::MAX) & !FRAME_REFERENCE;
-        self.write_header(offset, len32 | flags, self.tag());
+    /// Writes the header of the frame at data offset `offset` with `flags` in its `len` word,
+    /// and counts it as pushed.
+    pub(crate) fn finish_frame(&mut self, offset: usize, len: usize, flags: FrameFlags) {
+        // `len` <= max_payload < capacity / 2 <= 2^30, checked by `reserve`: fits below the
+        // flag bits.
+        let len32 = u32::try_from(len).unwrap_or(u32::MAX) & !FRAME_FLAGS_MASK;
+        self.write_header(offset, len32 | flags.bits(), self.tag());
         self.local += frame_size(len) as u64;
         self.pending += 1;
         self.seq += 1;

@@ -57,7 +57,7 @@ impl RingGeometry {
 
     /// Data-region offset of byte position `pos`.
     pub(crate) fn offset_of(&self, pos: u64) -> usize {
-        // `capacity` <= MAX_CAPACITY (2^32), so the masked value fits any 64-bit usize.
+        // `capacity` <= MAX_CAPACITY (2^31), so the masked value fits any 64-bit usize.
         (pos & (self.capacity - 1)) as usize
     }
 

@@ -6,7 +6,10 @@ mod unit {
         data_offset, frame_size, required_size, CAPACITY_OFFSET, MAGIC_OFFSET,
         MAX_CONSUMERS_OFFSET, RING_VERSION, SLOTS_OFFSET, SLOT_STATE_OFFSET, VERSION_OFFSET,
     };
-    use crate::shm::{attach, max_payload, PushError, RingConsumer, RingError, RingRegion};
+    use crate::shm::layout::{FRAME_ENVELOPE, FRAME_REFERENCE};
+    use crate::shm::{
+        attach, max_payload, FrameFlags, PushError, RingConsumer, RingError, RingRegion,
+    };
 
     /// Payload `i` of a test stream: `len` bytes derived from `i`, so order and contents show.
     fn payload(i: usize, len: usize) -> Vec<u8> {
@@ -48,12 +51,14 @@ mod unit {
         // producer pushes in bursts until the ring is full, so frames wrap at every offset
         // and padding frames come before data frames. One consumer reads frame by frame
         // (`try_recv_marked`), the other in batches (`try_recv_batch_marked`); each gets every
-        // frame, in order, with its own mark.
+        // frame, in order, with its own flags: reference or not, envelope or not, in every
+        // combination (the envelope bit rides on data and reference frames alike).
         const CAPACITY: u64 = 4096;
         let (region, mut producer) = RingRegion::new_in_memory(CAPACITY, 2).unwrap();
         let mut single = RingConsumer::join(&region).unwrap();
         let mut batched = RingConsumer::join(&region).unwrap();
         let marked = |i: usize| i % 3 == 1 || i % 7 == 0;
+        let flags = |i: usize| FrameFlags::new(marked(i), i % 2 == 0);
         let body = |i: usize| {
             if marked(i) {
                 payload(i, crate::shm::reference::REFERENCE_LEN)
@@ -72,7 +77,7 @@ mod unit {
                 let frame = body(sent);
                 let offset = producer.position() % CAPACITY;
                 let wraps = offset + frame_size(frame.len()) as u64 > CAPACITY;
-                match producer.try_push_marked(&frame, marked(sent)) {
+                match producer.try_push_marked(&frame, flags(sent)) {
                     Ok(()) => {
                         if wraps {
                             wrapped_before[usize::from(marked(sent))] += 1;
@@ -85,18 +90,14 @@ mod unit {
             }
             producer.publish();
             // Drain both consumers: one frame at a time, and in batches of up to 5.
-            while let Some(reference) = single.try_recv_marked(&mut out).unwrap() {
-                assert_eq!(reference, marked(next_single), "frame {next_single}: mark");
+            while let Some(got) = single.try_recv_marked(&mut out).unwrap() {
+                assert_eq!(got, flags(next_single), "frame {next_single}: flags");
                 assert_eq!(out, body(next_single), "frame {next_single}: bytes");
                 next_single += 1;
             }
             while batched
-                .try_recv_batch_marked(5, |frame, reference| {
-                    assert_eq!(
-                        reference,
-                        marked(next_batched),
-                        "batch {next_batched}: mark"
-                    );
+                .try_recv_batch_marked(5, |frame, got| {
+                    assert_eq!(got, flags(next_batched), "batch {next_batched}: flags");
                     assert_eq!(frame, body(next_batched), "batch {next_batched}: bytes");
                     next_batched += 1;
                 })
@@ -116,6 +117,64 @@ mod unit {
             wrapped_before[0] > 10 && wrapped_before[1] == 0,
             "padding came before data frames, never before a one-line reference frame: {wrapped_before:?}"
         );
+    }
+
+    #[test]
+    fn the_envelope_bit_is_bit_30_of_the_len_word_and_plain_frames_carry_no_flag() {
+        // The bytes of the frame header, as a peer in another process sees them.
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        producer.try_push(b"plain").unwrap();
+        producer
+            .try_push_marked(b"enveloped", FrameFlags::ENVELOPE)
+            .unwrap();
+        let both = FrameFlags::REFERENCE | FrameFlags::ENVELOPE;
+        producer.try_push_marked(&[7; 16], both).unwrap();
+        producer.publish();
+        let len_word = |at: usize| {
+            let mut bytes = [0u8; 4];
+            region.read_data(data_offset(1), at, &mut bytes);
+            u32::from_ne_bytes(bytes)
+        };
+        assert_eq!(
+            len_word(0),
+            5,
+            "a plain frame's len word is its length alone"
+        );
+        assert_eq!(len_word(64), 9 | FRAME_ENVELOPE);
+        assert_eq!(len_word(128), 16 | FRAME_ENVELOPE | FRAME_REFERENCE);
+        let mut out = Vec::new();
+        assert_eq!(
+            consumer.try_recv_marked(&mut out),
+            Ok(Some(FrameFlags::PLAIN))
+        );
+        assert_eq!(out, b"plain");
+        assert_eq!(
+            consumer.try_recv_marked(&mut out),
+            Ok(Some(FrameFlags::ENVELOPE))
+        );
+        assert_eq!(out, b"enveloped");
+        let got = consumer.try_recv_marked(&mut out).unwrap().unwrap();
+        assert!(got.is_reference() && got.is_envelope());
+        assert_eq!(out, [7; 16]);
+    }
+
+    #[test]
+    fn flag_bits_scribbled_into_a_len_word_are_reported_never_read_as_length() {
+        // A hostile writer sets both flag bits on a short frame: the consumer reads the
+        // frame's real length and reports the flags as the claims they are.
+        let (region, mut producer) = RingRegion::new_in_memory(4096, 1).unwrap();
+        let mut consumer = RingConsumer::join(&region).unwrap();
+        producer.try_push(b"hello").unwrap();
+        producer.publish();
+        region.scribble(
+            data_offset(1),
+            &(5 | FRAME_ENVELOPE | FRAME_REFERENCE).to_ne_bytes(),
+        );
+        let mut out = Vec::new();
+        let got = consumer.try_recv_marked(&mut out).unwrap().unwrap();
+        assert!(got.is_envelope() && got.is_reference());
+        assert_eq!(out, b"hello");
     }
 
     #[test]
@@ -974,7 +1033,8 @@ mod lossy {
             for seq in 0..=last {
                 let payload = frame(seq, varied(seq));
                 lens.push(payload.len());
-                producer.try_push_marked(&payload, seq % 3 == 1).unwrap();
+                let flags = crate::shm::FrameFlags::new(seq % 3 == 1, seq % 2 == 0);
+                producer.try_push_marked(&payload, flags).unwrap();
                 producer.publish();
                 if seq == 0 {
                     assert_eq!(consumer.try_recv_into(&mut out), Ok(true));
@@ -992,8 +1052,11 @@ mod lossy {
             for seq in whole {
                 assert_eq!(
                     consumer.try_recv_marked(&mut out),
-                    Ok(Some(seq % 3 == 1)),
-                    "frame {seq} and its mark"
+                    Ok(Some(crate::shm::FrameFlags::new(
+                        seq % 3 == 1,
+                        seq % 2 == 0
+                    ))),
+                    "frame {seq} and its flags"
                 );
                 assert_eq!(check(&out), seq);
             }
@@ -3293,7 +3356,9 @@ mod trailing_padding {
         // Published; then a zero-length frame and a reference frame.
         producer.publish_and_wake().unwrap();
         producer.try_push(b"").unwrap();
-        producer.try_push_marked(&[0; 16], true).unwrap();
+        producer
+            .try_push_marked(&[0; 16], crate::shm::FrameFlags::REFERENCE)
+            .unwrap();
         producer.publish_and_wake().unwrap();
         assert_eq!(
             drain(&mut consumer),

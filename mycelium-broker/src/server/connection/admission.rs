@@ -88,7 +88,7 @@ pub(crate) async fn serve(
             name,
         }) if state.shm.enabled() => {
             tracing::debug!(session = id, %client_id, name = %name, peer = %peer.describe(), "shared-memory client connected");
-            shm_session::serve(stream, buf, Arc::clone(&state), stop, id, peer).await;
+            shm_session::serve(stream, buf, Arc::clone(&state), stop, id, peer, client_id).await;
         }
         Ok(Greeting {
             opening: Opening::SharedMemory,

@@ -7,7 +7,7 @@ use mycelium_transport::{ErrorCode, Frame, RoutingKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::acl::Action;
-use crate::core::registry::INBOX_PREFIX;
+use crate::core::registry::foreign_inbox;
 use crate::core::topic::{PublisherHold, Topic};
 use crate::error::LookupError;
 
@@ -73,19 +73,6 @@ impl Connection {
         self.refuse(request_id, code, NO_TOPIC, error.to_string());
     }
 
-    /// Why this connection may not subscribe to `name`, if it is another client's reply
-    /// inbox: a connection reads only `_INBOX.<its own client id>`.
-    fn foreign_inbox(&self, name: &str) -> Option<String> {
-        let owner = name.strip_prefix(INBOX_PREFIX)?;
-        let own = self.client_id.simple().to_string();
-        (owner != own).then(|| {
-            format!(
-                "topic '{name}' is a reply inbox of another client: a connection may subscribe \
-                 only to its own, {INBOX_PREFIX}{own} (its Hello's client id)"
-            )
-        })
-    }
-
     /// Handles one control frame.
     pub(super) fn control(&mut self, frame: Frame) -> Result<(), Stop> {
         match frame {
@@ -96,7 +83,7 @@ impl Connection {
                 self.unsubscribe_pattern(request_id, topic_id);
             }
             Frame::Subscribe { request_id, prefetch, no_echo, topic } => {
-                if let Some(refusal) = self.foreign_inbox(&topic) {
+                if let Some(refusal) = foreign_inbox(&topic, self.client_id) {
                     self.refuse(request_id, ErrorCode::PermissionDenied, NO_TOPIC, refusal);
                     return Ok(());
                 }

@@ -105,6 +105,11 @@ impl ShmRings {
             set_drop_when_full(&ring.region);
         }
         for subscriber in &mut rings.subscribers {
+            if subscriber.no_echo && subscriber.session == session {
+                // No echo: the subscriber never reads its own session's rings, so it holds no
+                // slot there (a slot nobody reads would hold a lossless ring full).
+                continue;
+            }
             // A fresh ring has a free slot for every subscriber: there are at most
             // `max_subscribers` of them, and that is the ring's slot count.
             let slot = reserve_slot(&ring.region)?;
@@ -143,12 +148,15 @@ impl ShmRings {
     }
 
     /// Subscribes session `session` to `topic` over shared memory: a slot in the relay ring
-    /// and in every publisher ring, each starting at what is published now.
+    /// and in every publisher ring, each starting at what is published now. With `no_echo`,
+    /// none in the rings of the session's own publishers, now or later: it does not read
+    /// them, and a slot it never read would hold a lossless ring full.
     pub(crate) fn attach_subscriber(
         self: &Arc<Self>,
         topic: &Arc<Topic>,
         session: SessionId,
         events: mpsc::UnboundedSender<SessionEvent>,
+        no_echo: bool,
     ) -> Result<Grant, ShmRefusal> {
         Self::check_policy(topic)?;
         if watched(&topic.config()) {
@@ -189,7 +197,13 @@ impl ShmRings {
             }
         };
         let all: Vec<Ring> = std::iter::once(relay)
-            .chain(rings.publishers.iter().map(|p| p.ring.clone()))
+            .chain(
+                rings
+                    .publishers
+                    .iter()
+                    .filter(|p| !(no_echo && p.session == session))
+                    .map(|p| p.ring.clone()),
+            )
             .collect();
         let mut granted = Vec::with_capacity(all.len());
         for ring in all {
@@ -226,6 +240,7 @@ impl ShmRings {
             attachment,
             events,
             relay_slot: granted[0].1,
+            no_echo,
             in_flight: HashMap::new(),
             strikes: 0,
             held_a_drop: false,

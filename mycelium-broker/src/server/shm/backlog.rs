@@ -76,9 +76,13 @@ pub(super) fn take_back(topic: &Arc<Topic>, relay: &Ring, sink: &RelayRing, slot
         // messages back, a gap in the numbering is nobody's to report.
         Ok(mut consumer) => loop {
             consumer.ignore_drops();
-            let count = consumer.try_recv_batch(4096, |frame| {
+            let count = consumer.try_recv_batch_marked(4096, |frame, flags| {
                 if let Some(message) = queue::addressed_to(frame, slot as usize) {
-                    messages.push(OwnedItem::new(Bytes::copy_from_slice(message), false));
+                    // The backlog keeps each message's envelope flag.
+                    messages.push(OwnedItem::new(
+                        Bytes::copy_from_slice(message),
+                        flags.is_envelope(),
+                    ));
                 }
             });
             match count {

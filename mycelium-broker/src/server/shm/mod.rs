@@ -65,7 +65,8 @@
 //! - What the directory does on request or on its own: `reading.rs` (start and stop the
 //!   broker's reader on a topic's rings as socket subscribers come and go), `watchdog.rs`
 //!   (detach subscribers that hold publishers back), `attach.rs` (attach a publisher or a
-//!   subscriber).
+//!   subscriber), `rules.rs` (the topic's message rules for grants, and the header limits
+//!   the reader holds shared-memory publishers to).
 
 mod attach;
 mod backlog;
@@ -77,6 +78,7 @@ mod reader;
 mod reading;
 mod relay;
 mod ring;
+mod rules;
 mod segments;
 mod topic_rings;
 mod watchdog;
@@ -84,6 +86,7 @@ mod watchdog;
 pub(crate) use directory::ShmRings;
 pub(crate) use error::{SegmentRefusal, ShmRefusal};
 pub(crate) use events::{Grant, SessionEvent};
+pub(crate) use rules::message_rules;
 
 #[cfg(doc)]
 use crate::core::topic::{QueueRelay, Relay};

@@ -27,12 +27,15 @@ use std::time::Duration;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
+use mycelium_transport::envelope::EnvelopeView;
 use mycelium_transport::shm::reference::SegmentRef;
 use mycelium_transport::shm::{
     release_slot, wait_any, Claimed, PayloadView, ReadError, RingConsumer, SegmentTable,
 };
 
 use super::ring::Ring;
+use super::rules::{max_segment_len, within_limits};
+use crate::core::batch::{Batch, Item};
 use crate::core::topic::{GaveUp, HeldBack, Progress, PublishCursor, Topic};
 use crate::server::supervisor::Supervisor;
 use mycelium_config::Routing;
@@ -237,7 +240,8 @@ fn run(
     let mut segments = Segments::new();
     let mut deferred: Vec<ReaderCommand> = Vec::new();
     let mut bytes: Vec<u8> = Vec::new();
-    let mut ends: Vec<usize> = Vec::new();
+    // Per message: where it ends in `bytes`, and its envelope's length (0: plain).
+    let mut ends: Vec<(usize, usize)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         for command in std::mem::take(&mut deferred) {
             apply_any(&mut reading, &mut segments, command);
@@ -258,11 +262,16 @@ fn run(
             let queue = r.topic.routing() == Routing::Queue;
             let slot = r.consumer.slot_index();
             let ring_id = r.ring.id;
-            let max = r.topic.config().max_message_size;
+            let config = r.topic.config();
+            // A segment may hold an envelope beyond the payload limit; `route` holds the
+            // payload itself to `max_message_size`.
+            let max_segment = max_segment_len(&config);
             let mut lost = 0u64;
+            let (mut malformed, mut over_limits) = (0u64, 0u64);
             let read = r
                 .consumer
-                .try_recv_batch_marked(READ_BATCH, |frame, reference| {
+                .try_recv_batch_marked(READ_BATCH, |frame, flags| {
+                    let reference = flags.is_reference();
                     // On a queue topic only the messages dealt to the broker's slot are its to
                     // hand on; the rest belong to the shared-memory consumers.
                     let message = if queue {
@@ -271,13 +280,14 @@ fn run(
                         Some(frame)
                     };
                     let Some(message) = message else { return };
+                    let start = bytes.len();
                     if !reference {
                         bytes.extend_from_slice(message);
                     } else {
                         match resolve(
                             message,
                             ring_id,
-                            max,
+                            max_segment,
                             &mut segments,
                             &commands,
                             &mut deferred,
@@ -291,8 +301,40 @@ fn run(
                             }
                         }
                     }
-                    ends.push(bytes.len());
+                    // The envelope bit is the publisher's claim: checked before anything is
+                    // relayed, and held to the topic's header limits, which the broker can
+                    // enforce for shared-memory publishers only here.
+                    let mut envelope_len = 0;
+                    if flags.is_envelope() {
+                        match EnvelopeView::parse(&bytes[start..]) {
+                            Ok(view) if within_limits(&view, &config) => envelope_len = view.len,
+                            Ok(_) => {
+                                over_limits += 1;
+                                bytes.truncate(start);
+                                return;
+                            }
+                            Err(_) => {
+                                malformed += 1;
+                                bytes.truncate(start);
+                                return;
+                            }
+                        }
+                    }
+                    ends.push((bytes.len(), envelope_len));
                 });
+            if malformed > 0 || over_limits > 0 {
+                tracing::warn!(
+                    topic = r.topic.name(),
+                    ring = ring_id,
+                    malformed,
+                    over_limits,
+                    "dropped shared-memory messages whose envelope is malformed or beyond the topic's header limits"
+                );
+                r.topic
+                    .counters()
+                    .dropped
+                    .fetch_add(malformed + over_limits, Ordering::Relaxed);
+            }
             if lost > 0 {
                 r.topic
                     .counters()
@@ -417,24 +459,41 @@ fn apply(reading: &mut Vec<Reading>, command: ReaderCommand) {
 
 /// Routes one batch (`ends` are the message ends in `bytes`) to the topic's subscribers,
 /// waiting while a `block` policy holds it.
-fn route(topic: &Arc<Topic>, bytes: &[u8], ends: &[usize], runtime: &tokio::runtime::Handle) {
+/// Routes one batch read from a ring: `ends` holds each message's end in `bytes` and its
+/// envelope's length (0 for a plain message). A batch of plain messages goes as payloads, as
+/// it always did; one with an enveloped message as items.
+fn route(
+    topic: &Arc<Topic>,
+    bytes: &[u8],
+    ends: &[(usize, usize)],
+    runtime: &tokio::runtime::Handle,
+) {
     let max = topic.config().max_message_size;
     let mut start = 0;
     let mut oversized = 0u64;
-    let payloads: Vec<&[u8]> = ends
-        .iter()
-        .filter_map(|&end| {
-            let payload = &bytes[start..end];
-            start = end;
-            // Only a publisher that bypassed its client writes more than the topic allows;
-            // socket subscribers were promised frames within the limit.
-            if payload.len() > max {
-                oversized += 1;
-                return None;
-            }
-            Some(payload)
+    let mut messages = ends.iter().filter_map(|&(end, envelope_len)| {
+        let message = &bytes[start..end];
+        start = end;
+        // Only a publisher that bypassed its client writes more than the topic allows;
+        // socket subscribers were promised frames within the limit.
+        if message.len() - envelope_len > max {
+            oversized += 1;
+            return None;
+        }
+        Some(Item {
+            bytes: message,
+            enveloped: envelope_len > 0,
         })
-        .collect();
+    });
+    if ends.iter().any(|&(_, envelope_len)| envelope_len > 0) {
+        let items: Vec<Item<'_>> = messages.by_ref().collect();
+        drop(messages);
+        publish_all(topic, &items[..], runtime);
+    } else {
+        let payloads: Vec<&[u8]> = messages.by_ref().map(|item| item.bytes).collect();
+        drop(messages);
+        publish_all(topic, &payloads[..], runtime);
+    }
     if oversized > 0 {
         tracing::warn!(
             topic = topic.name(),
@@ -446,17 +505,21 @@ fn route(topic: &Arc<Topic>, bytes: &[u8], ends: &[usize], runtime: &tokio::runt
             .dropped
             .fetch_add(oversized, Ordering::Relaxed);
     }
+}
+
+/// Publishes `batch` on `topic` from the relay path, waiting while it is held back.
+fn publish_all<B: Batch + ?Sized>(
+    topic: &Arc<Topic>,
+    payloads: &B,
+    runtime: &tokio::runtime::Handle,
+) {
     let mut cursor = PublishCursor::from_relay_path();
     // The deadline holds here as on the socket path: without it a stopped socket subscriber
     // would stop this thread, and with it every shared-memory publisher of the topic, for ever.
     let mut held = HeldBack::default();
-    while let Progress::Blocked(blocker) = topic.publish(&payloads[..], &mut cursor) {
-        let gave_up = runtime.block_on(topic.wait_or_give_up(
-            &blocker,
-            &payloads[..],
-            &mut cursor,
-            &mut held,
-        ));
+    while let Progress::Blocked(blocker) = topic.publish(payloads, &mut cursor) {
+        let gave_up =
+            runtime.block_on(topic.wait_or_give_up(&blocker, payloads, &mut cursor, &mut held));
         if let Some(GaveUp::Dropped(n)) = gave_up {
             // A queue topic's full backlog: nobody to tell (the shared-memory publisher does
             // not hear from the broker's reader), so the log says it; `give_up` counted them.

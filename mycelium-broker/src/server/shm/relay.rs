@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mycelium_transport::shm::queue::{self, QUEUE_PREFIX};
 use mycelium_transport::shm::reference::SegmentRef;
-use mycelium_transport::shm::{slot_backlog, PayloadWriter, PushError, RingProducer};
+use mycelium_transport::shm::{slot_backlog, FrameFlags, PayloadWriter, PushError, RingProducer};
 
 use crate::core::batch::Item;
 use crate::core::topic::{QueueRelay, Relay, Relayed, TopicId};
@@ -143,7 +143,8 @@ impl RelayRing {
 
     /// Relays a message too large for the ring: copies it into a payload segment of its own,
     /// hands that to the subscribers (on a queue topic, to the consumer of `recipient` only),
-    /// then pushes the reference frame (addressed to `recipient`).
+    /// then pushes the reference frame (addressed to `recipient`), marked
+    /// [`FrameFlags::ENVELOPE`] too when the message begins with an envelope.
     /// [`LargeRelayError::Full`] when the ring has no room for the reference frame now (the
     /// segment handed over is then an orphan its readers close when they meet a later one).
     fn relay_large(
@@ -152,6 +153,7 @@ impl RelayRing {
         next: &mut u64,
         payload: &[u8],
         recipient: Option<u32>,
+        enveloped: bool,
     ) -> Result<(), LargeRelayError> {
         let Some(directory) = self.directory.upgrade() else {
             return Err(LargeRelayError::Failed(
@@ -217,12 +219,13 @@ impl RelayRing {
                 }
             }
         }
+        let flags = FrameFlags::new(true, enveloped);
         let pushed = match recipient {
-            None => producer.try_push_marked(&reference.encode(), true),
+            None => producer.try_push_marked(&reference.encode(), flags),
             Some(slot) => {
                 let mut frame = Vec::new();
                 queue::address(&mut frame, slot as usize, &reference.encode());
-                producer.try_push_marked(&frame, true)
+                producer.try_push_marked(&frame, flags)
             }
         };
         pushed.map_err(LargeRelayError::from)
@@ -289,11 +292,14 @@ impl QueueRelay for RelayRing {
             let pushed = if payload.len() > max {
                 // Too large for the ring: a payload segment for this consumer. It takes the
                 // directory's lock, so not while `addressed` is held.
-                self.relay_large(producer, next, payload, Some(slot))
+                self.relay_large(producer, next, payload, Some(slot), message.enveloped)
                     .is_ok()
             } else {
+                // The envelope bit is the frame's: the message after the address begins with
+                // an envelope (`docs/shm-layout.md`, Queue topics).
                 queue::address(&mut frame, slot as usize, payload);
-                producer.try_push(&frame).is_ok()
+                let flags = FrameFlags::new(false, message.enveloped);
+                producer.try_push_marked(&frame, flags).is_ok()
             };
             if !pushed {
                 break;
@@ -335,9 +341,12 @@ impl Relay for RelayRing {
         for message in messages {
             let payload = message.bytes;
             let pushed = if payload.len() > max {
-                self.relay_large(producer, next, payload, None)
+                self.relay_large(producer, next, payload, None, message.enveloped)
             } else {
-                producer.try_push(payload).map_err(LargeRelayError::from)
+                let flags = FrameFlags::new(false, message.enveloped);
+                producer
+                    .try_push_marked(payload, flags)
+                    .map_err(LargeRelayError::from)
             };
             match pushed {
                 Ok(()) => passed += 1,

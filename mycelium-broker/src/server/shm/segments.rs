@@ -130,7 +130,9 @@ impl ShmRings {
         let Some(topic) = rings.topic.clone() else {
             return Err(SegmentRefusal::NoAttachment(attachment));
         };
-        let max = topic.config().max_message_size;
+        // The envelope comes on top of the payload limit (the reference frame, written
+        // later, says whether there is one; the reader checks it then).
+        let max = super::rules::max_segment_len(&topic.config());
         check_payload_fd(
             fd.as_fd(),
             reference.len as usize,
@@ -139,7 +141,7 @@ impl ShmRings {
         .map_err(|e| SegmentRefusal::Bad(e.to_string()))?;
         if reference.len as usize > max {
             return Err(SegmentRefusal::Bad(format!(
-                "a message of {} bytes is above the topic's max_message_size ({max})",
+                "a message of {} bytes is above the topic's max_message_size with its envelope ({max})",
                 reference.len
             )));
         }

@@ -29,6 +29,8 @@ pub(super) struct Subscriber {
     pub(super) in_flight: HashMap<u32, InFlight>,
     /// Slot held in the topic's relay ring.
     pub(super) relay_slot: u32,
+    /// Holds no slot in the rings of its own session's publishers (and is told of none).
+    pub(super) no_echo: bool,
     /// Slot held in each publisher ring, by ring id.
     pub(super) slots: HashMap<u32, u32>,
     /// Watchdog rounds that found this subscriber holding a waiting publisher back, since it

@@ -4,10 +4,11 @@
 
 use crate::shm::error::ReadError;
 use crate::shm::layout::{
-    frame_size, max_payload, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PADDING, FRAME_REFERENCE,
+    frame_size, max_payload, FRAME_ALIGN, FRAME_FLAGS_MASK, FRAME_HEADER_LEN, FRAME_PADDING,
     FRAME_SEQ_SHIFT,
 };
 use crate::shm::sync::Ordering;
+use crate::shm::FrameFlags;
 
 use super::park::wake_parked_producer;
 use super::{Located, RingConsumer};
@@ -63,12 +64,16 @@ impl RingConsumer {
             let [l0, l1, l2, l3, f0, f1, f2, f3] = header;
             let len_word = u32::from_ne_bytes([l0, l1, l2, l3]);
             let tag = u32::from_ne_bytes([f0, f1, f2, f3]);
-            let reference = tag & FRAME_PADDING == 0 && len_word & FRAME_REFERENCE != 0;
-            let len = if reference {
-                (len_word & !FRAME_REFERENCE) as usize
+            // A data frame's `len` word carries its flags above the length; a padding frame's
+            // is a length only. The flags are claims of the writer's, checked by whoever
+            // acts on them (a reference is looked up, an envelope parsed).
+            let flag_bits = if tag & FRAME_PADDING == 0 {
+                FRAME_FLAGS_MASK
             } else {
-                len_word as usize
+                0
             };
+            let flags = FrameFlags::from_len_word(len_word & flag_bits);
+            let len = (len_word & !flag_bits) as usize;
             if tag & FRAME_PADDING != 0 {
                 if offset == 0 {
                     return Err(ReadError::Corrupt("padding frame at the start of the ring"));
@@ -101,7 +106,7 @@ impl RingConsumer {
                 len,
                 next: pos.wrapping_add(size as u64),
                 seq: u64::from(tag >> FRAME_SEQ_SHIFT),
-                reference,
+                flags,
             }));
         }
         Err(ReadError::Corrupt("padding frame after padding frame"))

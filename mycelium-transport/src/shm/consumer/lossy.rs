@@ -5,6 +5,7 @@
 use crate::shm::error::ReadError;
 use crate::shm::layout::FRAME_ALIGN;
 use crate::shm::sync::{fence, Ordering};
+use crate::shm::FrameFlags;
 
 use super::RingConsumer;
 
@@ -23,7 +24,10 @@ impl RingConsumer {
     /// lost), and the next call returns the frame. Lapped again while it copies, it resumes
     /// again, up to [`LAP_RETRIES`] times; then it returns `Ok(None)` (its position has moved
     /// on, and the next call goes on from there).
-    pub(super) fn recv_lossy(&mut self, out: &mut Vec<u8>) -> Result<Option<bool>, ReadError> {
+    pub(super) fn recv_lossy(
+        &mut self,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<FrameFlags>, ReadError> {
         if let Some(skipped) = self.pending_lag.take() {
             return Err(ReadError::Lagged { skipped });
         }
@@ -80,7 +84,7 @@ impl RingConsumer {
             // call reads this frame again (checking it again).
             self.check_gap(frame.seq)?;
             self.pos = frame.next;
-            return Ok(Some(frame.reference));
+            return Ok(Some(frame.flags));
         }
         Ok(None)
     }

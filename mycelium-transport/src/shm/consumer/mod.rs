@@ -101,8 +101,8 @@ struct Located {
     /// The frame's sequence number modulo 2^31, from its `tag` (trusted only in lossy mode,
     /// and only for counting lost messages).
     seq: u64,
-    /// A reference frame (`FRAME_REFERENCE` in its `len` word).
-    reference: bool,
+    /// The flags of its `len` word (reference, envelope), unchecked.
+    flags: crate::shm::FrameFlags,
 }
 
 impl RingConsumer {

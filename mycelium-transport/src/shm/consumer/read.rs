@@ -2,6 +2,7 @@
 //! apart; the lossless paths here, the lossy ones in `lossy.rs`.
 
 use crate::shm::error::ReadError;
+use crate::shm::FrameFlags;
 
 use super::RingConsumer;
 
@@ -22,16 +23,19 @@ impl RingConsumer {
         Ok(self.try_recv_marked(out)?.is_some())
     }
 
-    /// [`try_recv_into`](Self::try_recv_into) that also tells a reference frame (written by
-    /// [`RingProducer::try_push_marked`](crate::shm::RingProducer::try_push_marked)) from a data
-    /// frame: `Some(true)` for a reference (`out` holds the reference bytes), `Some(false)` for
-    /// a message, `None` when nothing is published. (The unmarked calls deliver a reference
-    /// frame's bytes as if they were a message: use these on rings that may carry references.)
+    /// [`try_recv_into`](Self::try_recv_into) that also returns the frame's [`FrameFlags`]
+    /// (written by [`RingProducer::try_push_marked`](crate::shm::RingProducer::try_push_marked)):
+    /// `Some(flags)` with [`is_reference`](FrameFlags::is_reference) for a reference (`out`
+    /// holds the reference bytes) and [`is_envelope`](FrameFlags::is_envelope) for a message
+    /// that begins with an envelope; `None` when nothing is published. The flags are the
+    /// writer's claims, unchecked: parse what they announce before trusting it. (The unmarked
+    /// calls deliver every frame's bytes as if they were a plain message: use these on rings
+    /// that may carry references or envelopes.)
     ///
     /// # Errors
     ///
     /// As for [`try_recv_into`](Self::try_recv_into).
-    pub fn try_recv_marked(&mut self, out: &mut Vec<u8>) -> Result<Option<bool>, ReadError> {
+    pub fn try_recv_marked(&mut self, out: &mut Vec<u8>) -> Result<Option<FrameFlags>, ReadError> {
         if self.geometry.lossy {
             let received = self.recv_lossy(out);
             self.publish_position();
@@ -53,7 +57,7 @@ impl RingConsumer {
         out.resize(frame.len, 0);
         self.read_bytes(self.geometry.data_start(), frame.offset, out);
         self.advance(frame.next);
-        Ok(Some(frame.reference))
+        Ok(Some(frame.flags))
     }
 
     /// Hands up to `max` published frames to `each`, in order, and tells the producer once.
@@ -74,8 +78,8 @@ impl RingConsumer {
         self.try_recv_batch_marked(max, |frame, _| each(frame))
     }
 
-    /// [`try_recv_batch`](Self::try_recv_batch) that tells `each` whether a frame is a
-    /// reference frame (`true`, see [`try_recv_marked`](Self::try_recv_marked)).
+    /// [`try_recv_batch`](Self::try_recv_batch) that hands `each` every frame's
+    /// [`FrameFlags`] (see [`try_recv_marked`](Self::try_recv_marked)).
     ///
     /// # Errors
     ///
@@ -83,7 +87,7 @@ impl RingConsumer {
     pub fn try_recv_batch_marked(
         &mut self,
         max: usize,
-        mut each: impl FnMut(&[u8], bool),
+        mut each: impl FnMut(&[u8], FrameFlags),
     ) -> Result<usize, ReadError> {
         if self.geometry.lossy {
             let mut scratch = std::mem::take(&mut self.scratch);
@@ -91,8 +95,8 @@ impl RingConsumer {
             let mut result = Ok(());
             while count < max {
                 match self.recv_lossy(&mut scratch) {
-                    Ok(Some(reference)) => {
-                        each(&scratch, reference);
+                    Ok(Some(flags)) => {
+                        each(&scratch, flags);
                         count += 1;
                     }
                     Ok(None) => break,
@@ -127,7 +131,7 @@ impl RingConsumer {
     pub(super) fn recv_batch_lossless<const DROPS: bool>(
         &mut self,
         max: usize,
-        mut each: impl FnMut(&[u8], bool),
+        mut each: impl FnMut(&[u8], FrameFlags),
     ) -> Result<usize, ReadError> {
         let write_pos = self.load_write_pos()?;
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -150,7 +154,7 @@ impl RingConsumer {
                     scratch.clear();
                     scratch.resize(frame.len, 0);
                     self.read_bytes(self.geometry.data_start(), frame.offset, &mut scratch);
-                    each(&scratch, frame.reference);
+                    each(&scratch, frame.flags);
                     pos = frame.next;
                     count += 1;
                 }
