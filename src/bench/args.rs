@@ -52,7 +52,13 @@ pub struct BenchArgs {
     /// With --json, msgs_per_sec is round trips per second and mb_per_sec is 0
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) pingpong: Option<u64>,
-    /// The topic to use [default: bench.fanout or bench.queue; bench.ping for --pingpong]
+    /// Measure request/reply instead: N round trips of `request` answered by a responder
+    /// process with `reply`, one request in flight. With --json, msgs_per_sec is round trips
+    /// per second, and the latency figures are whole round trips
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "pingpong")]
+    pub(crate) request: Option<u64>,
+    /// The topic to use [default: bench.fanout or bench.queue; bench.ping for --pingpong;
+    /// bench.request for --request]
     #[arg(long)]
     pub(crate) topic: Option<String>,
     /// The topic ping-pong answers on
@@ -81,6 +87,8 @@ pub enum Role {
     Subscriber,
     Echo,
     Pinger,
+    Requester,
+    Responder,
 }
 
 /// Arguments of the hidden `mycelium bench-worker`.

@@ -11,10 +11,13 @@
 //!   JSON object on stdout and nothing else there (the human summary goes to stderr), so the
 //!   output pipes into `jq`.
 //! - `--pingpong N`: an echo process answers a pinger, one message in flight; one-way = RTT / 2.
+//! - `--request N`: a responder answers a requester through `request`/`reply`; whole round
+//!   trips.
 //!
 //! # Layout
 //! - `args`: the command-line arguments of `bench` and of the hidden `bench-worker`.
 //! - `orchestrate`: spawns the workers, collects their lines, prints the summary.
+//! - `request`: `--request N`, request/reply round trips (requester and responder roles).
 //! - `patterns`: `--patterns N`, wildcard subscriptions held idle during a run.
 //! - `worker`: one worker process; `uds` runs its role over the socket, `shm` over shared memory.
 //! - `stamp`, `tally`, `histogram`: what a payload carries and what a subscriber measures.
@@ -23,6 +26,7 @@ mod args;
 mod histogram;
 mod orchestrate;
 mod patterns;
+mod request;
 mod shm;
 mod stamp;
 mod tally;

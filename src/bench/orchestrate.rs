@@ -219,7 +219,10 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         bail!("--busy-poll applies to --transport shm only");
     }
     if let Some(rounds) = args.pingpong {
-        return pingpong(&args, &socket, rounds);
+        return round_trips(&args, &socket, rounds, RoundTrip::PingPong);
+    }
+    if let Some(rounds) = args.request {
+        return round_trips(&args, &socket, rounds, RoundTrip::Request);
     }
     let topic = args.topic.clone().unwrap_or_else(|| match args.routing {
         RoutingArg::Fanout => "bench.fanout".to_owned(),
@@ -397,14 +400,36 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<ExitCode> {
+/// What a latency run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoundTrip {
+    /// A pinger and an echo process over two topics; one-way = RTT / 2.
+    PingPong,
+    /// `request` answered by `reply`; whole round trips.
+    Request,
+}
+
+fn round_trips(
+    args: &BenchArgs,
+    socket: &PathBuf,
+    rounds: u64,
+    mode: RoundTrip,
+) -> anyhow::Result<ExitCode> {
+    let default_topic = match mode {
+        RoundTrip::PingPong => "bench.ping",
+        RoundTrip::Request => "bench.request",
+    };
     let topic = args
         .topic
         .clone()
-        .unwrap_or_else(|| "bench.ping".to_owned());
+        .unwrap_or_else(|| default_topic.to_owned());
     preflight(socket, &topic, None, args.size)?;
-    preflight(socket, &args.reply_topic, None, args.size)?;
-    let transport = choose_transport(args, socket, &[&topic, &args.reply_topic])?;
+    let mut topics = vec![topic.as_str()];
+    if mode == RoundTrip::PingPong {
+        preflight(socket, &args.reply_topic, None, args.size)?;
+        topics.push(&args.reply_topic);
+    }
+    let transport = choose_transport(args, socket, &topics)?;
     let common = |role: &str| {
         let mut common = vec![
             "--role".to_owned(),
@@ -425,16 +450,24 @@ fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<E
         common.extend(transport_args(transport, args));
         common
     };
-    let mut echo = Worker::spawn(&common("echo"))?;
-    echo.wait_ready()?;
-    let pinger = Worker::spawn(&common("pinger"))?;
-    let result = pinger.finish()?;
-    echo.finish()?;
+    let (answering, asking) = match mode {
+        RoundTrip::PingPong => ("echo", "pinger"),
+        RoundTrip::Request => ("responder", "requester"),
+    };
+    let mut answerer = Worker::spawn(&common(answering))?;
+    answerer.wait_ready()?;
+    let asker = Worker::spawn(&common(asking))?;
+    let result = asker.finish()?;
+    answerer.finish()?;
     let latency = Histogram::from_sparse(&result.latency);
     let (p50, p99, p999) = quantiles_us(&latency);
+    let (name, measured) = match mode {
+        RoundTrip::PingPong => ("pingpong", "one-way latency"),
+        RoundTrip::Request => ("request", "request/reply round trip"),
+    };
     humanln!(
         args.json,
-        "mycelium bench --pingpong: {rounds} round trips, {} B, transport {}{}{}, one-way = RTT/2",
+        "mycelium bench --{name}: {rounds} round trips, {} B, transport {}{}{}{}",
         args.size,
         transport.name(),
         if args.busy_poll { " (busy-poll)" } else { "" },
@@ -443,14 +476,19 @@ fn pingpong(args: &BenchArgs, socket: &PathBuf, rounds: u64) -> anyhow::Result<E
         } else {
             String::new()
         },
+        if mode == RoundTrip::PingPong {
+            ", one-way = RTT/2"
+        } else {
+            ""
+        },
     );
     humanln!(
         args.json,
-        "  one-way latency: p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us"
+        "  {measured}: p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us"
     );
     if args.json {
         let doc = serde_json::json!({
-            "mode": "pingpong", "transport": transport.name(), "busy_poll": args.busy_poll, "interval_us": args.interval_us, "size": args.size, "count": rounds,
+            "mode": name, "transport": transport.name(), "busy_poll": args.busy_poll, "interval_us": args.interval_us, "size": args.size, "count": rounds,
             "msgs_per_sec": rounds as f64 / result.seconds.max(f64::MIN_POSITIVE), "mb_per_sec": 0.0,
             "p50_us": p50, "p99_us": p99, "p999_us": p999,
             "sent": result.sent, "received": result.received, "lost": result.sent.saturating_sub(result.received),

@@ -76,6 +76,8 @@ pub(crate) fn worker(args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
         Role::Subscriber => run_subscriber(&client, args, &stop),
         Role::Echo => run_echo(&client, args, &stop),
         Role::Pinger => run_pinger(&client, args),
+        Role::Requester => super::request::run_requester_blocking(&client, args),
+        Role::Responder => super::request::run_responder_blocking(&client, args, &stop),
     }
 }
 

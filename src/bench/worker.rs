@@ -9,7 +9,7 @@ use crate::output::outln;
 use crate::socket::{client_runtime, Transport};
 
 use super::args::{Role, WorkerArgs};
-use super::{shm, uds};
+use super::{request, shm, uds};
 
 pub(crate) fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     if args.transport == Transport::Shm {
@@ -27,6 +27,8 @@ pub(crate) fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             Role::Subscriber => uds::run_subscriber(&client, &args, stop).await?,
             Role::Echo => uds::run_echo(&client, &args, stop).await?,
             Role::Pinger => uds::run_pinger(&client, &args).await?,
+            Role::Requester => request::run_requester(&client, &args).await?,
+            Role::Responder => request::run_responder(&client, &args, stop).await?,
         };
         client.close().await?;
         anyhow::Ok(result)

@@ -635,10 +635,11 @@ mod tests {
             "same Arc, new settings"
         );
         assert_eq!(registry.max_message_size(), 100_000);
-        // Room for the largest envelope the defaults' header limits (32, 4096) allow.
+        // Room for the largest envelope the defaults' header limits (32, 4096) allow, with
+        // the topic block of a pattern delivery.
         assert_eq!(
             max_envelope_len(32, 4096),
-            1 + 24 + 256 + 19 + 2 + 96 + 4096
+            1 + 24 + 256 + 256 + 19 + 2 + 96 + 4096
         );
         assert_eq!(
             registry.max_message_len(),

@@ -30,7 +30,7 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use mycelium_transport::envelope::Headers;
@@ -43,6 +43,9 @@ use crate::socket::{BrokerInfo, BrokerStats, ReloadReport};
 use crate::subscribe_options::SubscribeOptions;
 
 pub use crate::shm::{Loan, LOOK_EVERY};
+
+mod request;
+use request::BlockingRequests;
 
 /// The runtime that drives a blocking client's socket connection. Dropped, it shuts down
 /// without waiting for its tasks, so that dropping a blocking handle is safe anywhere, an
@@ -101,6 +104,8 @@ struct Inner {
     /// Set when the broker refused a shared-memory session: [`Transport::Auto`] then goes
     /// straight to the socket.
     shm_unavailable: AtomicBool,
+    /// Request/reply: the inbox, and a publisher per topic requested or answered.
+    requests: Mutex<BlockingRequests>,
 }
 
 impl Client {
@@ -153,6 +158,7 @@ impl Client {
                 shm,
                 socket,
                 shm_unavailable: AtomicBool::new(false),
+                requests: Mutex::default(),
             }),
         })
     }

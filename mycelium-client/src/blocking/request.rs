@@ -1,0 +1,222 @@
+//! Request/reply for the blocking client: the same protocol as the async client's
+//! (`crate::request`), with the requester reading its inbox itself.
+//!
+//! - One inbox subscription per client, made by the first request. Requests of one client are
+//!   served one at a time (the inbox is read under a lock); a reply that answers no request
+//!   waiting (one that came after its request gave up) is dropped.
+//! - Over shared memory nothing but the two rings is on the path: the request goes into the
+//!   topic's ring and the reply comes back in the inbox's, read with the client's spin or
+//!   busy-poll settings, so a round trip is two one-hop deliveries. A ring that no subscriber
+//!   reads is "no responders" at once (the broker does not see shared-memory requests).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use mycelium_transport::envelope::{Envelope, Headers, Reply, ReplyStatus, Stamper};
+use mycelium_transport::{Message, RecvTimeoutError};
+
+use super::{Client, Publisher, PublisherInside, Subscription};
+use crate::error::{PublishError, ReplyError};
+use crate::request::inbox_of;
+
+/// A blocking client's request/reply state, behind its lock.
+#[derive(Default)]
+pub(super) struct BlockingRequests {
+    inbox: Option<Subscription>,
+    publishers: HashMap<String, Publisher>,
+    stamper: Option<Stamper>,
+}
+
+impl std::fmt::Debug for BlockingRequests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingRequests")
+            .field("inbox", &self.inbox.is_some())
+            .field("publishers", &self.publishers.len())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Sends `payload` as a request on `topic` and waits up to `timeout` for the first reply;
+    /// see [`crate::Client::request`].
+    pub fn request(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Message, ReplyError> {
+        self.request_with(topic, &Headers::new(), payload, timeout)
+    }
+
+    /// [`request`](Self::request) with `headers` on the request.
+    pub fn request_with(
+        &self,
+        topic: &str,
+        headers: &Headers,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Message, ReplyError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let state = &mut *state;
+        if state.inbox.is_none() {
+            let inbox = inbox_of(self.inner.options.client_id);
+            state.inbox = Some(self.subscribe(&inbox)?);
+        }
+        let publisher = self.cached_publisher(&mut state.publishers, topic)?;
+        if !publisher.has_readers() {
+            return Err(ReplyError::NoResponders {
+                topic: topic.to_owned(),
+            });
+        }
+        let stamp = state.stamper.get_or_insert_with(Stamper::new).stamp();
+        let inbox_name = inbox_of(self.inner.options.client_id);
+        let envelope = Envelope {
+            stamp: Some(stamp),
+            reply_to: Some(&inbox_name),
+            headers: Some(headers),
+            ..Envelope::default()
+        };
+        publisher.publish_envelope(&envelope, payload)?;
+        let Some(inbox) = state.inbox.as_mut() else {
+            return Err(ReplyError::InboxEnded);
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let reply = match inbox.recv_timeout(left) {
+                Ok(reply) => reply,
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(ReplyError::Timeout {
+                        topic: topic.to_owned(),
+                        waited: timeout,
+                    })
+                }
+                // A reply lost to a full inbox: this request times out if it was its.
+                Err(RecvTimeoutError::Lagged(_)) => continue,
+                Err(_) => {
+                    state.inbox = None;
+                    return Err(ReplyError::InboxEnded);
+                }
+            };
+            match reply.reply() {
+                Some(Reply { correlation, .. }) if correlation == stamp.id => {
+                    return outcome(topic, reply)
+                }
+                // Late for a request that gave up, or not a reply at all.
+                _ => continue,
+            }
+        }
+    }
+
+    /// Answers `request` with `payload`; see [`crate::Client::reply`].
+    pub fn reply(&self, request: &Message, payload: &[u8]) -> Result<(), PublishError> {
+        self.send_reply(request, ReplyStatus::Ok, 0, payload)
+    }
+
+    /// Answers `request` with an error; see [`crate::Client::reply_error`].
+    pub fn reply_error(
+        &self,
+        request: &Message,
+        code: u16,
+        message: &str,
+    ) -> Result<(), PublishError> {
+        self.send_reply(request, ReplyStatus::Error, code, message.as_bytes())
+    }
+
+    fn send_reply(
+        &self,
+        request: &Message,
+        status: ReplyStatus,
+        code: u16,
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
+        let (Some(reply_to), Some(correlation)) = (request.reply_to(), request.id()) else {
+            return Err(PublishError::NotARequest);
+        };
+        let mut state = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let publisher = self.cached_publisher(&mut state.publishers, reply_to)?;
+        let envelope = Envelope {
+            reply: Some(Reply {
+                status,
+                code,
+                correlation,
+            }),
+            ..Envelope::default()
+        };
+        publisher.publish_envelope(&envelope, payload)
+    }
+
+    fn cached_publisher<'a>(
+        &self,
+        publishers: &'a mut HashMap<String, Publisher>,
+        topic: &str,
+    ) -> Result<&'a mut Publisher, PublishError> {
+        if !publishers.contains_key(topic) {
+            let publisher = self.publisher(topic)?;
+            publishers.insert(topic.to_owned(), publisher);
+        }
+        publishers
+            .get_mut(topic)
+            .ok_or(PublishError::Timeout("the request publisher"))
+    }
+}
+
+/// What a reply to a request on `topic` means for its requester.
+fn outcome(topic: &str, reply: Message) -> Result<Message, ReplyError> {
+    match reply.reply() {
+        Some(Reply {
+            status: ReplyStatus::NoResponders,
+            ..
+        }) => Err(ReplyError::NoResponders {
+            topic: topic.to_owned(),
+        }),
+        Some(Reply {
+            status: ReplyStatus::Error,
+            code,
+            ..
+        }) => Err(ReplyError::Responder {
+            topic: topic.to_owned(),
+            code,
+            message: String::from_utf8_lossy(reply.payload()).into_owned(),
+        }),
+        _ => Ok(reply),
+    }
+}
+
+impl Publisher {
+    /// Publishes one message with exactly `envelope` (requests and replies).
+    pub(super) fn publish_envelope(
+        &mut self,
+        envelope: &Envelope<'_>,
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
+        match &mut self.inner {
+            PublisherInside::Shm(publisher) => {
+                let topic = publisher.topic().to_owned();
+                publisher
+                    .publish_envelope(envelope, payload)
+                    .map_err(|error| PublishError::on_topic(error, &topic))
+            }
+            PublisherInside::Socket { publisher, runtime } => {
+                runtime.block_on(publisher.publish_envelope(envelope, payload))
+            }
+        }
+    }
+
+    /// Whether anyone reads what this publisher writes (over the socket the broker answers
+    /// for nobody, so: yes).
+    fn has_readers(&self) -> bool {
+        match &self.inner {
+            PublisherInside::Shm(publisher) => publisher.has_readers(),
+            PublisherInside::Socket { .. } => true,
+        }
+    }
+}
