@@ -1,5 +1,6 @@
 //! Writes the seed corpus: `cargo run --example seed_corpus -- DIR` creates `DIR/<target>/` for
-//! every target (`decode_frames`, `decode_split`, `handshake`, `shm_segment`, `config`) with one
+//! every target (`decode_frames`, `decode_split`, `envelope`, `handshake`, `shm_segment`,
+//! `config`) with one
 //! file per seed input.
 
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ fn main() -> std::io::Result<()> {
             mycelium_fuzz::seeds::decode_frames_inputs(),
         ),
         ("decode_split", mycelium_fuzz::seeds::decode_split_inputs()),
+        ("envelope", mycelium_fuzz::seeds::envelope_inputs()),
         ("handshake", mycelium_fuzz::seeds::handshake_inputs()),
         ("shm_segment", mycelium_fuzz::seeds::shm_segment_inputs()),
         ("config", mycelium_fuzz::seeds::config_inputs()),

@@ -3,12 +3,43 @@
 //! frames for the handshake; real ring and payload segments; and configs, valid and broken.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use mycelium_transport::envelope::{Envelope, Headers, Reply, ReplyStatus, Stamper};
 use mycelium_transport::{
-    encode_frame, kind, ConfigStatus, ErrorCode, Frame, MessageRules, ReloadOutcome, RoutingKind, ShmRing,
-    ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, NO_SLOT, NO_TOPIC,
+    encode_frame, kind, ConfigStatus, ErrorCode, Frame, MessageRules, ReloadOutcome, RoutingKind,
+    ShmRing, ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, NO_SLOT, NO_TOPIC,
     PROTOCOL_VERSION,
 };
 use uuid::Uuid;
+
+/// An enveloped message with every block (the concrete topic only if `topic`: a delivery to a
+/// pattern subscription) before `payload`.
+pub fn enveloped(topic: bool, payload: &[u8]) -> Bytes {
+    let mut headers = Headers::new();
+    for (key, value) in [
+        ("trace-id", "4bf92f35"),
+        ("content-type", "text/plain"),
+        ("k", ""),
+    ] {
+        if headers.insert(key, value).is_err() {
+            unreachable!("the seed's headers are valid");
+        }
+    }
+    let envelope = Envelope {
+        stamp: Some(Stamper::new().stamp_at(1_765_015_200_123_456_789)),
+        topic: topic.then_some("orders.eu"),
+        reply_to: Some("_INBOX.00112233445566778899aabbccddeeff"),
+        reply: Some(Reply {
+            status: ReplyStatus::Error,
+            code: 503,
+            correlation: Uuid::from_u128(7),
+        }),
+        headers: Some(&headers),
+    };
+    let mut bytes = BytesMut::new();
+    envelope.encode(&mut bytes);
+    bytes.extend_from_slice(payload);
+    bytes.freeze()
+}
 
 fn topic_stats(name: &str, routing: RoutingKind) -> TopicStats {
     TopicStats {
@@ -125,6 +156,20 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
             Frame::Publish {
                 topic_id: 1,
                 payload: Bytes::from(vec![0xab; 5000]),
+            },
+        ),
+        (
+            "publish-envelope",
+            Frame::PublishEnvelope {
+                topic_id: 3,
+                message: enveloped(false, b"hi"),
+            },
+        ),
+        (
+            "deliver-envelope-pattern",
+            Frame::DeliverEnvelope {
+                topic_id: 0x8000_0001,
+                message: enveloped(true, b"\x00\xffbinary"),
             },
         ),
         (
@@ -436,7 +481,39 @@ pub fn decode_frames_inputs() -> Vec<(String, Vec<u8>)> {
     cut.truncate(cut.len() - 3);
     inputs.push(("stream-session-cut".into(), cut));
     let mut invalid = vec![
-        ("bad-version", raw(2, kind::PING, &[0; 8])),
+        ("bad-version", raw(1, kind::PING, &[0; 8])),
+        (
+            "bad-envelope-flags",
+            raw(
+                PROTOCOL_VERSION,
+                kind::PUBLISH_ENVELOPE,
+                &[3, 0, 0, 0, 0x20, b'x'],
+            ),
+        ),
+        (
+            "bad-envelope-header-key",
+            raw(
+                PROTOCOL_VERSION,
+                kind::DELIVER_ENVELOPE,
+                &[3, 0, 0, 0, 0x10, 1, 0, 2, b'a', b' ', 0, 0],
+            ),
+        ),
+        (
+            "bad-envelope-cut",
+            raw(
+                PROTOCOL_VERSION,
+                kind::PUBLISH_ENVELOPE,
+                &[3, 0, 0, 0, 0x01, 1, 2, 3],
+            ),
+        ),
+        (
+            "bad-subscribe-flags",
+            raw(
+                PROTOCOL_VERSION,
+                kind::SUBSCRIBE,
+                &[1, 0, 0, 0, 0, 0, 0, 0, 0x02, 1, b't'],
+            ),
+        ),
         ("bad-kind", raw(PROTOCOL_VERSION, 0x99, &[])),
         ("bad-len-below-2", vec![1, 0, 0, 0, PROTOCOL_VERSION]),
         ("bad-too-large", vec![0xff, 0xff, 0xff, 0xff, 1, 1]),
@@ -570,6 +647,33 @@ pub fn decode_frames_inputs() -> Vec<(String, Vec<u8>)> {
 
 /// Every seed input for the `decode_split` target: the `decode_frames` seeds behind two split
 /// bytes, split inside the length, right after the header, and in the middle.
+/// Enveloped messages: every block, each block alone, and broken ones.
+pub fn envelope_inputs() -> Vec<(String, Vec<u8>)> {
+    let full = enveloped(true, b"payload").to_vec();
+    let mut inputs = vec![
+        ("full".to_owned(), full.clone()),
+        ("publish".to_owned(), enveloped(false, b"").to_vec()),
+        ("plain".to_owned(), vec![0, b'x']),
+        ("empty-headers".to_owned(), vec![0x10, 0, 0, b'p']),
+        ("reply-no-responders".to_owned(), {
+            let mut v = vec![0x08, 2, 0, 0];
+            v.extend_from_slice(&[0x11; 16]);
+            v
+        }),
+        ("reserved-flags".to_owned(), vec![0xe0]),
+        ("bad-status".to_owned(), vec![0x08, 9, 0, 0]),
+        ("key-space".to_owned(), vec![0x10, 1, 0, 1, b' ', 0, 0]),
+        (
+            "value-not-utf8".to_owned(),
+            vec![0x10, 1, 0, 1, b'k', 1, 0, 0xc3],
+        ),
+    ];
+    for cut in [1, 10, 30, full.len() / 2] {
+        inputs.push((format!("full-cut-{cut}"), full[..cut].to_vec()));
+    }
+    inputs
+}
+
 pub fn decode_split_inputs() -> Vec<(String, Vec<u8>)> {
     let mut inputs = Vec::new();
     for (name, bytes) in decode_frames_inputs() {

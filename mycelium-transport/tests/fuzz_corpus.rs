@@ -2,7 +2,8 @@
 //! so that every input the fuzzer found interesting (and every crash it ever found) is re-checked
 //! by `cargo test`.
 //!
-//! - `fuzz-corpus/decode_frames/`, `decode_split/`, `handshake/` and `shm_segment/` are the
+//! - `fuzz-corpus/decode_frames/`, `decode_split/`, `envelope/`, `handshake/` and
+//!   `shm_segment/` are the
 //!   minimised corpora of those targets in `fuzz/` (see `fuzz/README.md` for how to grow and
 //!   minimise them).
 //! - `fuzz-corpus/crashes/<target>/` holds reproducers of past failures, kept after the fix.
@@ -65,6 +66,21 @@ fn every_decode_frames_corpus_input_passes_the_checks() {
     let inputs = corpus("decode_frames");
     assert!(inputs.len() >= 20, "the decode_frames corpus is missing");
     replay(&inputs, &WIRE_CHECKS);
+}
+
+#[test]
+fn every_envelope_corpus_input_passes_the_check() {
+    let inputs = corpus("envelope");
+    assert!(inputs.len() >= 10, "the envelope corpus is missing");
+    replay(&inputs, &[("envelope", checks::check_envelope)]);
+    // The wire inputs hold enveloped frames too: their bodies after the topic id.
+    let wire = corpus("decode_frames");
+    let bodies: Vec<(PathBuf, Vec<u8>)> = wire
+        .iter()
+        .filter(|(_, bytes)| bytes.len() > 10)
+        .map(|(path, bytes)| (path.clone(), bytes[10..].to_vec()))
+        .collect();
+    replay(&bodies, &[("envelope", checks::check_envelope)]);
 }
 
 #[test]
