@@ -68,6 +68,10 @@ pub struct BenchArgs {
     /// to sleep between messages (measures the wake-up path, as a quiet service sees it)
     #[arg(long, value_name = "US", default_value_t = 0)]
     pub(crate) interval_us: u64,
+    /// Publish every message with this many small headers (`h<i>` = `v<i>`), to measure what
+    /// headers cost
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub(crate) headers: u16,
     /// Hold this many wildcard subscriptions that match no benchmark topic during the run
     /// (over the socket, 1000 per connection), to measure what they cost a publish
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -108,6 +112,9 @@ pub struct WorkerArgs {
     pub(crate) count: u64,
     #[arg(long, default_value_t = 64)]
     pub(crate) size: usize,
+    /// Publisher: small headers on every message
+    #[arg(long, default_value_t = 0)]
+    pub(crate) headers: u16,
     /// Subscriber: stop by itself after this many messages (0 = only when told)
     #[arg(long, default_value_t = 0)]
     pub(crate) expected: u64,

@@ -243,6 +243,8 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             socket.display().to_string(),
             "--topic".to_owned(),
             topic.clone(),
+            "--headers".to_owned(),
+            args.headers.to_string(),
             "--size".to_owned(),
             args.size.to_string(),
         ];
@@ -386,7 +388,7 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         let doc = serde_json::json!({
             "mode": "throughput", "transport": transport.name(), "busy_poll": args.busy_poll, "routing": args.routing, "publishers": args.publishers,
-            "subscribers": args.subscribers, "size": args.size, "count": args.count, "idle_patterns": args.patterns,
+            "subscribers": args.subscribers, "size": args.size, "count": args.count, "idle_patterns": args.patterns, "headers": args.headers,
             "msgs_per_sec": median, "total_msgs_per_sec": total_rate, "mb_per_sec": mb,
             "p50_us": p50, "p99_us": p99, "p999_us": p999, "latency_samples": latency.total(),
             "sent": sent, "received": received, "lost": lost, "reordered": reordered,

@@ -84,12 +84,17 @@ pub(crate) fn worker(args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
 fn run_publisher(client: &Client, args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
     let mut publisher = client.publisher(&args.topic)?;
     let mut payload = vec![0u8; args.size];
+    let headers = super::stamp::bench_headers(args.headers);
     let base = args.index << 48;
     let start = Instant::now();
     let start_ns = now_ns();
     for seq in 0..args.count {
         stamp(&mut payload, base | seq, seq % LATENCY_SAMPLE_EVERY == 0);
-        publisher.publish(&payload)?;
+        if headers.is_empty() {
+            publisher.publish(&payload)?;
+        } else {
+            publisher.publish_with(&headers, &payload)?;
+        }
     }
     Ok(WorkerResult {
         sent: args.count,

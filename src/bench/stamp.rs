@@ -27,3 +27,13 @@ pub(crate) fn read_stamp(payload: &[u8]) -> Option<(u64, u64)> {
     let ts = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);
     Some((seq, ts))
 }
+
+/// The small headers a publisher of `--headers N` sends with every message.
+pub(crate) fn bench_headers(count: u16) -> mycelium_client::envelope::Headers {
+    let mut headers = mycelium_client::envelope::Headers::new();
+    for i in 0..count {
+        // `h<i>` and `v<i>` are valid keys and values for every i.
+        let _ = headers.insert(format!("h{i}"), format!("v{i}"));
+    }
+    headers
+}

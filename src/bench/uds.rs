@@ -18,12 +18,17 @@ pub(crate) async fn run_publisher(
 ) -> anyhow::Result<WorkerResult> {
     let publisher = client.publisher(&args.topic).await?;
     let mut payload = vec![0u8; args.size];
+    let headers = super::stamp::bench_headers(args.headers);
     let base = args.index << 48;
     let start = Instant::now();
     let start_ns = now_ns();
     for seq in 0..args.count {
         stamp(&mut payload, base | seq, seq % LATENCY_SAMPLE_EVERY == 0);
-        publisher.publish(&payload).await?;
+        if headers.is_empty() {
+            publisher.publish(&payload).await?;
+        } else {
+            publisher.publish_with(&headers, &payload).await?;
+        }
     }
     client.flush().await?;
     Ok(WorkerResult {

@@ -23,6 +23,8 @@ use crate::request::inbox_of;
 #[derive(Default)]
 pub(super) struct BlockingRequests {
     inbox: Option<Subscription>,
+    /// The inbox's name, made once.
+    inbox_name: String,
     publishers: HashMap<String, Publisher>,
     stamper: Option<Stamper>,
 }
@@ -64,8 +66,8 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner());
         let state = &mut *state;
         if state.inbox.is_none() {
-            let inbox = inbox_of(self.inner.options.client_id);
-            state.inbox = Some(self.subscribe(&inbox)?);
+            state.inbox_name = inbox_of(self.inner.options.client_id);
+            state.inbox = Some(self.subscribe(&state.inbox_name)?);
         }
         let publisher = self.cached_publisher(&mut state.publishers, topic)?;
         if !publisher.has_readers() {
@@ -74,10 +76,9 @@ impl Client {
             });
         }
         let stamp = state.stamper.get_or_insert_with(Stamper::new).stamp();
-        let inbox_name = inbox_of(self.inner.options.client_id);
         let envelope = Envelope {
             stamp: Some(stamp),
-            reply_to: Some(&inbox_name),
+            reply_to: Some(&state.inbox_name),
             headers: Some(headers),
             ..Envelope::default()
         };
