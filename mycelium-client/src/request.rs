@@ -147,17 +147,7 @@ impl Client {
             Ok(Err(_)) => return Err(ReplyError::InboxEnded),
             Ok(Ok(reply)) => reply,
         };
-        match reply.reply().map(|r| r.status) {
-            Some(ReplyStatus::NoResponders) => Err(ReplyError::NoResponders {
-                topic: topic.to_owned(),
-            }),
-            Some(ReplyStatus::Error) => Err(ReplyError::Responder {
-                topic: topic.to_owned(),
-                code: reply.reply().map_or(0, |r| r.code),
-                message: String::from_utf8_lossy(reply.payload()).into_owned(),
-            }),
-            _ => Ok(reply),
-        }
+        outcome(topic, reply)
     }
 
     /// Answers `request` (a message with a reply address and an id) with `payload`.
@@ -184,18 +174,8 @@ impl Client {
         code: u16,
         payload: &[u8],
     ) -> Result<(), PublishError> {
-        let (Some(reply_to), Some(correlation)) = (request.reply_to(), request.id()) else {
-            return Err(PublishError::NotARequest);
-        };
+        let (reply_to, envelope) = reply_envelope(request, status, code)?;
         let publisher = self.cached_publisher(reply_to).await?;
-        let envelope = Envelope {
-            reply: Some(Reply {
-                status,
-                code,
-                correlation,
-            }),
-            ..Envelope::default()
-        };
         publisher.publish_envelope(&envelope, payload).await
     }
 
@@ -223,6 +203,49 @@ impl Client {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// Where the answer to `request` goes and its envelope, or `NotARequest` when `request` has no
+/// reply address or no id.
+pub(crate) fn reply_envelope(
+    request: &Message,
+    status: ReplyStatus,
+    code: u16,
+) -> Result<(&str, Envelope<'static>), PublishError> {
+    let (Some(reply_to), Some(correlation)) = (request.reply_to(), request.id()) else {
+        return Err(PublishError::NotARequest);
+    };
+    let envelope = Envelope {
+        reply: Some(Reply {
+            status,
+            code,
+            correlation,
+        }),
+        ..Envelope::default()
+    };
+    Ok((reply_to, envelope))
+}
+
+/// What a reply to a request on `topic` means for its requester.
+pub(crate) fn outcome(topic: &str, reply: Message) -> Result<Message, ReplyError> {
+    match reply.reply() {
+        Some(Reply {
+            status: ReplyStatus::NoResponders,
+            ..
+        }) => Err(ReplyError::NoResponders {
+            topic: topic.to_owned(),
+        }),
+        Some(Reply {
+            status: ReplyStatus::Error,
+            code,
+            ..
+        }) => Err(ReplyError::Responder {
+            topic: topic.to_owned(),
+            code,
+            message: String::from_utf8_lossy(reply.payload()).into_owned(),
+        }),
+        _ => Ok(reply),
     }
 }
 

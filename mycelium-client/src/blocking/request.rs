@@ -17,7 +17,7 @@ use mycelium_transport::{Message, RecvTimeoutError};
 
 use super::{Client, Publisher, PublisherInside, Subscription};
 use crate::error::{PublishError, ReplyError};
-use crate::request::inbox_of;
+use crate::request::{inbox_of, outcome, reply_envelope};
 
 /// A blocking client's request/reply state, behind its lock.
 #[derive(Default)]
@@ -135,23 +135,13 @@ impl Client {
         code: u16,
         payload: &[u8],
     ) -> Result<(), PublishError> {
-        let (Some(reply_to), Some(correlation)) = (request.reply_to(), request.id()) else {
-            return Err(PublishError::NotARequest);
-        };
+        let (reply_to, envelope) = reply_envelope(request, status, code)?;
         let mut state = self
             .inner
             .requests
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let publisher = self.cached_publisher(&mut state.publishers, reply_to)?;
-        let envelope = Envelope {
-            reply: Some(Reply {
-                status,
-                code,
-                correlation,
-            }),
-            ..Envelope::default()
-        };
         publisher.publish_envelope(&envelope, payload)
     }
 
@@ -167,28 +157,6 @@ impl Client {
         publishers
             .get_mut(topic)
             .ok_or(PublishError::Timeout("the request publisher"))
-    }
-}
-
-/// What a reply to a request on `topic` means for its requester.
-fn outcome(topic: &str, reply: Message) -> Result<Message, ReplyError> {
-    match reply.reply() {
-        Some(Reply {
-            status: ReplyStatus::NoResponders,
-            ..
-        }) => Err(ReplyError::NoResponders {
-            topic: topic.to_owned(),
-        }),
-        Some(Reply {
-            status: ReplyStatus::Error,
-            code,
-            ..
-        }) => Err(ReplyError::Responder {
-            topic: topic.to_owned(),
-            code,
-            message: String::from_utf8_lossy(reply.payload()).into_owned(),
-        }),
-        _ => Ok(reply),
     }
 }
 
