@@ -287,6 +287,7 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                     },
                 ],
                 rules: MessageRules::default(),
+                pattern: false,
             },
         ),
         (
@@ -307,6 +308,7 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                     max_headers: 8,
                     max_header_bytes: 512,
                 },
+                pattern: false,
             },
         ),
         (
