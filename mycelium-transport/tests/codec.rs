@@ -1920,7 +1920,12 @@ mod shm_patterns {
 
     #[test]
     fn a_pattern_grant_sets_bit_1_of_the_flags_and_a_plain_one_is_unchanged() {
-        for (pattern, stamp, flags) in [(false, false, 0u8), (false, true, 1), (true, false, 2), (true, true, 3)] {
+        for (pattern, stamp, flags) in [
+            (false, false, 0u8),
+            (false, true, 1),
+            (true, false, 2),
+            (true, true, 3),
+        ] {
             let frame = grant(pattern, stamp);
             let bytes = encoded(&frame);
             // header 6, then 4+4+4+1+1+4 scalars, ring_count 1, flags.

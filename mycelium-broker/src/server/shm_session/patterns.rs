@@ -1,0 +1,245 @@
+//! Pattern attachments of a shared-memory session: a `ShmAttach(Subscribe)` of `orders.*` or
+//! `orders.>` is one attachment over every matching topic, those that exist and those created
+//! later.
+//!
+//! - The registry matches topics to the pattern under the socket's rules (fanout topics only,
+//!   those the peer may read, never a reply inbox: [`crate::core::patterns`]), through a
+//!   watching [`PatternSubscription`] that tells this session each topic it matched.
+//! - For each, the session attaches the topic as a plain shared-memory subscriber would (a
+//!   slot in the topic's relay ring and in every publisher ring, `no_echo` as asked), under
+//!   the pattern's attachment id, and hands each ring over as a `ShmTopicRingAdded` naming
+//!   the topic: rings do not carry it, the subscriber maps ring to topic.
+//! - The `ShmGrant` (flag `ACK_PATTERN`, no ring, `topic_id` `NO_TOPIC`) comes after the rings
+//!   of the topics matching then were attached and before their `ShmTopicRingAdded` frames:
+//!   nothing published on them after the grant is missed.
+//! - Limits: the pattern counts as one attachment toward
+//!   [`MAX_ATTACHMENTS_PER_SESSION`], and so does each topic it holds. A topic that cannot be
+//!   attached (that limit reached, its rings full at `shm.max_subscribers`) is skipped for
+//!   this pattern with a warning in the broker's log; the attachment goes on with the others.
+//! - A topic removed (reload) or reclaimed (idle) takes its rings from the attachment
+//!   (`ShmRingRemoved` for each) and the attachment goes on. A slow consumer detached by the
+//!   watchdog on one topic ends the whole pattern attachment, as on the socket.
+
+use std::sync::Arc;
+
+use mycelium_config::Routing;
+use mycelium_transport::frame::{MessageRules, NO_TOPIC};
+use mycelium_transport::limits::MAX_ATTACHMENTS_PER_SESSION;
+use mycelium_transport::{ErrorCode, Frame, RoutingKind, ShmRing, ShmRole};
+use std::os::fd::BorrowedFd;
+
+use crate::core::patterns::{OnMatch, PatternSubscription};
+use crate::core::subject::Pattern;
+use crate::core::topic::Topic;
+use crate::server::shm::{Grant, Ring};
+
+use super::{error_frame, End, Session};
+
+/// Whether a subscribed name is a pattern rather than a topic name.
+pub(super) fn is_pattern(name: &str) -> bool {
+    name.contains(['*', '>'])
+}
+
+/// A pattern attachment the session holds.
+pub(super) struct SessionPattern {
+    /// In the registry's pattern index while the attachment lasts; removed from it before
+    /// the attachment's rings are let go.
+    subscription: Arc<PatternSubscription>,
+    no_echo: bool,
+    /// A ring and slot of the attachment to wake when a topic joins it, so that a subscriber
+    /// asleep on its rings looks at its control socket.
+    wake: Option<(Ring, u32)>,
+}
+
+impl Session {
+    /// Attachments the session holds toward [`MAX_ATTACHMENTS_PER_SESSION`]: each topic
+    /// attachment (a pattern's included), and each pattern itself.
+    pub(super) fn attachments_held(&self) -> usize {
+        self.state.shm.attachments_of(self.id) + self.patterns.len()
+    }
+
+    /// Answers a `ShmAttach(Subscribe)` of a pattern.
+    pub(super) async fn attach_pattern(
+        &mut self,
+        request_id: u32,
+        no_echo: bool,
+        text: &str,
+    ) -> Result<(), End> {
+        let pattern: Pattern = match text.parse() {
+            Ok(pattern) => pattern,
+            Err(error) => {
+                let message = format!("invalid pattern '{text}': {error}");
+                let refusal = error_frame(request_id, ErrorCode::InvalidTopicName, false, message);
+                return self.send(&refusal, &[]).await.map_err(|_| End::Gone);
+            }
+        };
+        let held = self.attachments_held();
+        if held >= MAX_ATTACHMENTS_PER_SESSION {
+            let message = format!(
+                "this session already holds {held} shared-memory attachments (at most \
+                 {MAX_ATTACHMENTS_PER_SESSION}); detach some or open another session"
+            );
+            let refusal = error_frame(request_id, ErrorCode::ShmRefused, false, message);
+            return self.send(&refusal, &[]).await.map_err(|_| End::Gone);
+        }
+        let attachment = self.state.shm.next_attachment_id();
+        let matches = self.matches_tx.clone();
+        let on_match: OnMatch = Arc::new(move |topic: &Arc<Topic>| {
+            // A session that is gone has its patterns ended by its own task.
+            let _ = matches.send((attachment, Arc::clone(topic)));
+        });
+        let subscription =
+            PatternSubscription::watching(pattern, attachment, Arc::clone(&self.peer), on_match);
+        self.patterns.insert(
+            attachment,
+            SessionPattern {
+                subscription: Arc::clone(&subscription),
+                no_echo,
+                wake: None,
+            },
+        );
+        // The topics matching now are told at once (into `matches`): their rings are
+        // attached before the grant goes out, and handed over right after it.
+        self.state.registry.subscribe_pattern(&subscription);
+        let mut now = Vec::new();
+        while let Ok((matched, topic)) = self.matches.try_recv() {
+            if let Some(grant) = self.attach_topic(matched, &topic).await {
+                now.push((matched, topic, grant));
+            }
+        }
+        tracing::debug!(
+            session = self.id,
+            pattern = text,
+            attachment,
+            topics = now.len(),
+            "shared-memory pattern attach"
+        );
+        let config = self.state.config();
+        let defaults = &config.topic_defaults;
+        let grant = Frame::ShmGrant {
+            request_id,
+            attachment,
+            topic_id: NO_TOPIC,
+            role: ShmRole::Subscribe,
+            routing: RoutingKind::Fanout,
+            max_message_size: u32::try_from(self.state.registry.max_message_size())
+                .unwrap_or(u32::MAX),
+            rings: Vec::new(),
+            rules: MessageRules {
+                stamp: defaults.stamp,
+                max_headers: defaults.max_headers,
+                max_header_bytes: defaults.max_header_bytes,
+            },
+            pattern: true,
+        };
+        self.send(&grant, &[]).await.map_err(|_| End::Gone)?;
+        for (matched, topic, grant) in now {
+            self.hand_over(matched, &topic, &grant).await?;
+        }
+        Ok(())
+    }
+
+    /// The registry matched `topic` to pattern attachment `attachment` (after its grant):
+    /// attach the topic and hand its rings over.
+    pub(super) async fn pattern_matched(
+        &mut self,
+        attachment: u32,
+        topic: Arc<Topic>,
+    ) -> Result<(), End> {
+        match self.attach_topic(attachment, &topic).await {
+            Some(grant) => self.hand_over(attachment, &topic, &grant).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Attaches `topic` to pattern attachment `attachment`, if the session still holds it;
+    /// `None` when it does not, or the topic is skipped (logged).
+    async fn attach_topic(&mut self, attachment: u32, topic: &Arc<Topic>) -> Option<Grant> {
+        let no_echo = self.patterns.get(&attachment)?.no_echo;
+        if topic.routing() != Routing::Fanout {
+            return None;
+        }
+        let held = self.attachments_held();
+        if held >= MAX_ATTACHMENTS_PER_SESSION {
+            tracing::warn!(
+                session = self.id,
+                attachment,
+                topic = topic.name(),
+                "shared-memory pattern skips a matching topic: the session holds \
+                 {MAX_ATTACHMENTS_PER_SESSION} attachments"
+            );
+            return None;
+        }
+        // Creating a relay ring maps and pre-faults its memory: off the event loop.
+        let (state, session, events) = (Arc::clone(&self.state), self.id, self.events_tx.clone());
+        let for_attach = Arc::clone(topic);
+        let attached = tokio::task::spawn_blocking(move || {
+            state
+                .shm
+                .attach_pattern_topic(&for_attach, session, events, no_echo, attachment)
+        })
+        .await;
+        match attached {
+            Ok(Ok(grant)) => Some(grant),
+            Ok(Err(refusal)) => {
+                tracing::warn!(session = self.id, attachment, topic = topic.name(), %refusal, "shared-memory pattern skips a matching topic");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(session = self.id, attachment, topic = topic.name(), %error, "shared-memory pattern skips a matching topic");
+                None
+            }
+        }
+    }
+
+    /// Sends one `ShmTopicRingAdded` per ring of `grant` (the relay ring first), then wakes
+    /// the subscriber on a ring it already reads.
+    async fn hand_over(
+        &mut self,
+        attachment: u32,
+        topic: &Topic,
+        grant: &Grant,
+    ) -> Result<(), End> {
+        for (ring, slot) in &grant.rings {
+            let frame = Frame::ShmTopicRingAdded {
+                attachment,
+                ring: ShmRing {
+                    ring_id: ring.id,
+                    slot: *slot,
+                },
+                topic_id: topic.id(),
+                topic: topic.name().to_owned(),
+            };
+            let fds: [BorrowedFd<'_>; 1] = [ring.segment.fd()];
+            self.send(&frame, &fds).await.map_err(|_| End::Gone)?;
+        }
+        if let Some(pattern) = self.patterns.get_mut(&attachment) {
+            if let Some((ring, slot)) = &pattern.wake {
+                ring.wake_consumer(*slot);
+            }
+            if let Some((relay, slot)) = grant.rings.first() {
+                pattern.wake = Some((relay.clone(), *slot));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends pattern attachment `attachment`: no topic is matched to it from now on, and every
+    /// topic's part of it is detached.
+    pub(super) fn end_pattern(&mut self, attachment: u32) {
+        if let Some(pattern) = self.patterns.remove(&attachment) {
+            self.state
+                .registry
+                .unsubscribe_pattern(&pattern.subscription);
+            self.state.shm.detach_pattern(self.id, attachment);
+        }
+    }
+
+    /// Ends every pattern attachment (the session is ending).
+    pub(super) fn end_patterns(&mut self) {
+        let attachments: Vec<u32> = self.patterns.keys().copied().collect();
+        for attachment in attachments {
+            self.end_pattern(attachment);
+        }
+    }
+}
