@@ -42,7 +42,7 @@ use crate::server::state::BrokerState;
 
 mod patterns;
 
-use patterns::{is_pattern, SessionPattern};
+use patterns::{is_pattern, Matched, SessionPattern};
 
 // The config's shared-memory bounds must fit the protocol's limits, which the client holds
 // the broker to: a subscriber's grant carries one ring per publisher plus the relay ring, and
@@ -84,6 +84,7 @@ pub(crate) async fn serve(
         events,
         matches_tx,
         matches,
+        pattern_count: Arc::default(),
         patterns: std::collections::HashMap::new(),
     };
     let outcome = session.run(&stop).await;
@@ -112,10 +113,13 @@ struct Session {
     /// Cloned into every subscriber attachment, so other sessions can reach this client.
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     events: mpsc::UnboundedReceiver<SessionEvent>,
-    /// Cloned into every pattern subscription of the session: the registry says through it
-    /// which topic a pattern (by attachment) matched; the session attaches the topic's rings.
-    matches_tx: mpsc::UnboundedSender<(u32, Arc<crate::core::topic::Topic>)>,
-    matches: mpsc::UnboundedReceiver<(u32, Arc<crate::core::topic::Topic>)>,
+    /// Cloned into every pattern subscription of the session: each topic attached to a
+    /// pattern (by attachment), whose rings the session hands over.
+    matches_tx: mpsc::UnboundedSender<Matched>,
+    matches: mpsc::UnboundedReceiver<Matched>,
+    /// How many pattern attachments the session holds, for the threads that attach their
+    /// topics (they count toward the session's limit).
+    pattern_count: Arc<std::sync::atomic::AtomicUsize>,
     /// The pattern attachments held, by attachment id. Ended (and unsubscribed from the
     /// registry) before the session's attachments are.
     patterns: std::collections::HashMap<u32, SessionPattern>,
@@ -147,9 +151,7 @@ impl Session {
                     return Err(End::Fatal(Box::new(error_frame(NO_REQUEST, ErrorCode::ShuttingDown, true, "the broker is shutting down".into()))));
                 }
                 Some(event) = self.events.recv() => self.forward(event).await?,
-                Some((attachment, topic)) = self.matches.recv() => {
-                    self.pattern_matched(attachment, topic).await?;
-                }
+                Some(matched) = self.matches.recv() => self.pattern_matched(matched).await?,
                 ready = self.stream.readable() => {
                     if ready.is_err() || !self.read_some()? {
                         return Ok(());

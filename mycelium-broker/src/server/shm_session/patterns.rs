@@ -5,10 +5,12 @@
 //! - The registry matches topics to the pattern under the socket's rules (fanout topics only,
 //!   those the peer may read, never a reply inbox: [`crate::core::patterns`]), through a
 //!   watching [`PatternSubscription`] that tells this session each topic it matched.
-//! - For each, the session attaches the topic as a plain shared-memory subscriber would (a
-//!   slot in the topic's relay ring and in every publisher ring, `no_echo` as asked), under
-//!   the pattern's attachment id, and hands each ring over as a `ShmTopicRingAdded` naming
-//!   the topic: rings do not carry it, the subscriber maps ring to topic.
+//! - Each is attached as a plain shared-memory subscriber would be (a slot in the topic's
+//!   relay ring and in every publisher ring, `no_echo` as asked), under the pattern's
+//!   attachment id, at once: on the thread that made the topic, before whoever made it can
+//!   publish, so nothing published on a new topic is missed. The session then hands each
+//!   ring over as a `ShmTopicRingAdded` naming the topic: rings do not carry it, the
+//!   subscriber maps ring to topic.
 //! - The `ShmGrant` (flag `ACK_PATTERN`, no ring, `topic_id` `NO_TOPIC`) comes after the rings
 //!   of the topics matching then were attached and before their `ShmTopicRingAdded` frames:
 //!   nothing published on them after the grant is missed.
@@ -20,20 +22,25 @@
 //!   (`ShmRingRemoved` for each) and the attachment goes on. A slow consumer detached by the
 //!   watchdog on one topic ends the whole pattern attachment, as on the socket.
 
-use std::sync::Arc;
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use mycelium_config::Routing;
 use mycelium_transport::frame::{MessageRules, NO_TOPIC};
 use mycelium_transport::limits::MAX_ATTACHMENTS_PER_SESSION;
 use mycelium_transport::{ErrorCode, Frame, RoutingKind, ShmRing, ShmRole};
-use std::os::fd::BorrowedFd;
+use tokio::sync::mpsc;
 
 use crate::core::patterns::{OnMatch, PatternSubscription};
 use crate::core::subject::Pattern;
 use crate::core::topic::Topic;
-use crate::server::shm::{Grant, Ring};
+use crate::server::shm::{Grant, Ring, SessionEvent, SessionId, ShmRings};
 
 use super::{error_frame, End, Session};
+
+/// A topic attached to a pattern attachment, for its session to hand the rings over.
+pub(super) type Matched = (u32, Arc<Topic>, Grant);
 
 /// Whether a subscribed name is a pattern rather than a topic name.
 pub(super) fn is_pattern(name: &str) -> bool {
@@ -45,10 +52,66 @@ pub(super) struct SessionPattern {
     /// In the registry's pattern index while the attachment lasts; removed from it before
     /// the attachment's rings are let go.
     subscription: Arc<PatternSubscription>,
-    no_echo: bool,
+    /// False once the session ended the attachment: held while a topic is attached, so a
+    /// topic is either attached before the end (and detached by it) or not at all.
+    live: Arc<Mutex<bool>>,
     /// A ring and slot of the attachment to wake when a topic joins it, so that a subscriber
     /// asleep on its rings looks at its control socket.
     wake: Option<(Ring, u32)>,
+}
+
+/// What attaches the topics a pattern matches, on the thread that made each topic.
+struct Attacher {
+    shm: Arc<ShmRings>,
+    session: SessionId,
+    attachment: u32,
+    no_echo: bool,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    matched: mpsc::UnboundedSender<Matched>,
+    live: Arc<Mutex<bool>>,
+    /// The session's pattern attachments, which count toward its limit.
+    patterns: Arc<AtomicUsize>,
+}
+
+impl Attacher {
+    fn attach(&self, topic: &Arc<Topic>) {
+        if topic.routing() != Routing::Fanout {
+            return;
+        }
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if !*live {
+            return;
+        }
+        let held = self.shm.attachments_of(self.session) + self.patterns.load(Ordering::Relaxed);
+        if held >= MAX_ATTACHMENTS_PER_SESSION {
+            tracing::warn!(
+                session = self.session,
+                attachment = self.attachment,
+                topic = topic.name(),
+                "shared-memory pattern skips a matching topic: the session holds \
+                 {MAX_ATTACHMENTS_PER_SESSION} attachments"
+            );
+            return;
+        }
+        match self.shm.attach_pattern_topic(
+            topic,
+            self.session,
+            self.events.clone(),
+            self.no_echo,
+            self.attachment,
+        ) {
+            Ok(grant) => {
+                // A session that is gone has its patterns ended by its own task.
+                let _ = self
+                    .matched
+                    .send((self.attachment, Arc::clone(topic), grant));
+            }
+            Err(refusal) => {
+                tracing::warn!(session = self.session, attachment = self.attachment, topic = topic.name(), %refusal, "shared-memory pattern skips a matching topic");
+            }
+        }
+        drop(live);
+    }
 }
 
 impl Session {
@@ -83,29 +146,43 @@ impl Session {
             return self.send(&refusal, &[]).await.map_err(|_| End::Gone);
         }
         let attachment = self.state.shm.next_attachment_id();
-        let matches = self.matches_tx.clone();
-        let on_match: OnMatch = Arc::new(move |topic: &Arc<Topic>| {
-            // A session that is gone has its patterns ended by its own task.
-            let _ = matches.send((attachment, Arc::clone(topic)));
-        });
+        let live = Arc::new(Mutex::new(true));
+        let attacher = Attacher {
+            shm: Arc::clone(&self.state.shm),
+            session: self.id,
+            attachment,
+            no_echo,
+            events: self.events_tx.clone(),
+            matched: self.matches_tx.clone(),
+            live: Arc::clone(&live),
+            patterns: Arc::clone(&self.pattern_count),
+        };
+        let on_match: OnMatch = Arc::new(move |topic: &Arc<Topic>| attacher.attach(topic));
         let subscription =
             PatternSubscription::watching(pattern, attachment, Arc::clone(&self.peer), on_match);
         self.patterns.insert(
             attachment,
             SessionPattern {
                 subscription: Arc::clone(&subscription),
-                no_echo,
+                live,
                 wake: None,
             },
         );
-        // The topics matching now are told at once (into `matches`): their rings are
-        // attached before the grant goes out, and handed over right after it.
-        self.state.registry.subscribe_pattern(&subscription);
+        self.pattern_count
+            .store(self.patterns.len(), Ordering::Relaxed);
+        // The topics matching now are attached before the grant goes out, and handed over
+        // right after it. Creating their relay rings maps and pre-faults memory: off the
+        // event loop.
+        let state = Arc::clone(&self.state);
+        let for_scan = Arc::clone(&subscription);
+        let scanned =
+            tokio::task::spawn_blocking(move || state.registry.subscribe_pattern(&for_scan)).await;
+        if let Err(error) = scanned {
+            tracing::warn!(session = self.id, %error, "matching a shared-memory pattern failed");
+        }
         let mut now = Vec::new();
-        while let Ok((matched, topic)) = self.matches.try_recv() {
-            if let Some(grant) = self.attach_topic(matched, &topic).await {
-                now.push((matched, topic, grant));
-            }
+        while let Ok(matched) = self.matches.try_recv() {
+            now.push(matched);
         }
         tracing::debug!(
             session = self.id,
@@ -133,73 +210,20 @@ impl Session {
             pattern: true,
         };
         self.send(&grant, &[]).await.map_err(|_| End::Gone)?;
-        for (matched, topic, grant) in now {
-            self.hand_over(matched, &topic, &grant).await?;
+        for matched in now {
+            self.pattern_matched(matched).await?;
         }
         Ok(())
     }
 
-    /// The registry matched `topic` to pattern attachment `attachment` (after its grant):
-    /// attach the topic and hand its rings over.
-    pub(super) async fn pattern_matched(
-        &mut self,
-        attachment: u32,
-        topic: Arc<Topic>,
-    ) -> Result<(), End> {
-        match self.attach_topic(attachment, &topic).await {
-            Some(grant) => self.hand_over(attachment, &topic, &grant).await,
-            None => Ok(()),
+    /// A topic was attached to a pattern attachment: hands its rings over (the relay ring
+    /// first), then wakes the subscriber on a ring it already reads. Nothing to do for an
+    /// attachment the session has ended since (the end detached the topic too).
+    pub(super) async fn pattern_matched(&mut self, matched: Matched) -> Result<(), End> {
+        let (attachment, topic, grant) = matched;
+        if !self.patterns.contains_key(&attachment) {
+            return Ok(());
         }
-    }
-
-    /// Attaches `topic` to pattern attachment `attachment`, if the session still holds it;
-    /// `None` when it does not, or the topic is skipped (logged).
-    async fn attach_topic(&mut self, attachment: u32, topic: &Arc<Topic>) -> Option<Grant> {
-        let no_echo = self.patterns.get(&attachment)?.no_echo;
-        if topic.routing() != Routing::Fanout {
-            return None;
-        }
-        let held = self.attachments_held();
-        if held >= MAX_ATTACHMENTS_PER_SESSION {
-            tracing::warn!(
-                session = self.id,
-                attachment,
-                topic = topic.name(),
-                "shared-memory pattern skips a matching topic: the session holds \
-                 {MAX_ATTACHMENTS_PER_SESSION} attachments"
-            );
-            return None;
-        }
-        // Creating a relay ring maps and pre-faults its memory: off the event loop.
-        let (state, session, events) = (Arc::clone(&self.state), self.id, self.events_tx.clone());
-        let for_attach = Arc::clone(topic);
-        let attached = tokio::task::spawn_blocking(move || {
-            state
-                .shm
-                .attach_pattern_topic(&for_attach, session, events, no_echo, attachment)
-        })
-        .await;
-        match attached {
-            Ok(Ok(grant)) => Some(grant),
-            Ok(Err(refusal)) => {
-                tracing::warn!(session = self.id, attachment, topic = topic.name(), %refusal, "shared-memory pattern skips a matching topic");
-                None
-            }
-            Err(error) => {
-                tracing::warn!(session = self.id, attachment, topic = topic.name(), %error, "shared-memory pattern skips a matching topic");
-                None
-            }
-        }
-    }
-
-    /// Sends one `ShmTopicRingAdded` per ring of `grant` (the relay ring first), then wakes
-    /// the subscriber on a ring it already reads.
-    async fn hand_over(
-        &mut self,
-        attachment: u32,
-        topic: &Topic,
-        grant: &Grant,
-    ) -> Result<(), End> {
         for (ring, slot) in &grant.rings {
             let frame = Frame::ShmTopicRingAdded {
                 attachment,
@@ -228,6 +252,9 @@ impl Session {
     /// topic's part of it is detached.
     pub(super) fn end_pattern(&mut self, attachment: u32) {
         if let Some(pattern) = self.patterns.remove(&attachment) {
+            self.pattern_count
+                .store(self.patterns.len(), Ordering::Relaxed);
+            *pattern.live.lock().unwrap_or_else(|p| p.into_inner()) = false;
             self.state
                 .registry
                 .unsubscribe_pattern(&pattern.subscription);
