@@ -24,18 +24,19 @@
 
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use mycelium_config::Routing;
 use mycelium_transport::frame::{MessageRules, NO_TOPIC};
 use mycelium_transport::limits::MAX_ATTACHMENTS_PER_SESSION;
+use mycelium_transport::shm::{wake_consumer, RingRegion};
 use mycelium_transport::{ErrorCode, Frame, RoutingKind, ShmRing, ShmRole};
 use tokio::sync::mpsc;
 
 use crate::core::patterns::{OnMatch, PatternSubscription};
 use crate::core::subject::Pattern;
 use crate::core::topic::Topic;
-use crate::server::shm::{Grant, Ring, SessionEvent, SessionId, ShmRings};
+use crate::server::shm::{Grant, SessionEvent, SessionId, ShmRings};
 
 use super::{error_frame, End, Session};
 
@@ -55,9 +56,10 @@ pub(super) struct SessionPattern {
     /// False once the session ended the attachment: held while a topic is attached, so a
     /// topic is either attached before the end (and detached by it) or not at all.
     live: Arc<Mutex<bool>>,
-    /// A ring and slot of the attachment to wake when a topic joins it, so that a subscriber
-    /// asleep on its rings looks at its control socket.
-    wake: Option<(Ring, u32)>,
+    /// A relay ring (weakly: a topic removed since must not keep its ring mapped) and the
+    /// attachment's slot in it, to wake when a topic joins, so that a subscriber asleep on its
+    /// rings looks at its control socket.
+    wake: Option<(Weak<RingRegion>, u32)>,
 }
 
 /// What attaches the topics a pattern matches, on the thread that made each topic.
@@ -239,10 +241,12 @@ impl Session {
         }
         if let Some(pattern) = self.patterns.get_mut(&attachment) {
             if let Some((ring, slot)) = &pattern.wake {
-                ring.wake_consumer(*slot);
+                if let Some(region) = ring.upgrade() {
+                    wake_consumer(&region, *slot as usize);
+                }
             }
             if let Some((relay, slot)) = grant.rings.first() {
-                pattern.wake = Some((relay.clone(), *slot));
+                pattern.wake = Some((Arc::downgrade(relay.region()), *slot));
             }
         }
         Ok(())
