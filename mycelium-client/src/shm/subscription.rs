@@ -59,7 +59,8 @@
 //! - A pattern subscription (`orders.*`, granted with no ring) is handed each ring of each
 //!   matching topic as news naming the topic (`ShmTopicRingAdded`), now and whenever a
 //!   matching topic appears; a topic that goes away takes its rings back (`ShmRingRemoved`,
-//!   read to their end first) and the subscription goes on. Each message is handed out with
+//!   read to their end first, dropped quietly if what is left no longer reads: the broker
+//!   freed the slot) and the subscription goes on. Each message is handed out with
 //!   the topic of the ring it came from. The broker raises the notice in any of the
 //!   subscription's relay slots, so each receive call looks at all of them (and at the
 //!   control socket while it has no ring at all); a subscription asleep when a new topic
@@ -388,6 +389,14 @@ impl ShmSubscription {
         ClientError::Shm(format!("ring {id} dropped: {error}"))
     }
 
+    /// Whether `error` on ring `index` of a pattern subscription is only the end of a topic
+    /// that left the pattern: the broker took the ring back (and freed our slot, so what is
+    /// left may be overwritten). The ring is then dropped quietly, the subscription goes on;
+    /// a lag is still reported.
+    fn left_with_its_topic(&self, index: usize, error: &ReadError) -> bool {
+        self.pattern && self.rings[index].removed && !matches!(error, ReadError::Lagged { .. })
+    }
+
     /// Drops ring `index` and keeps the turn order sane. Order is kept, so the relay ring
     /// (whose slot carries the broker's notices) stays first.
     fn drop_ring(&mut self, index: usize) {
@@ -456,6 +465,9 @@ impl ShmSubscription {
                     }
                     self.next_turn();
                     checked += 1;
+                }
+                Err(error) if self.left_with_its_topic(index, &error) => {
+                    self.drop_ring(index);
                 }
                 Err(error) => return Err(self.ring_failed(index, error)),
             }
@@ -606,6 +618,9 @@ impl ShmSubscription {
                     }
                     self.next_turn();
                     checked += 1;
+                }
+                Err(error) if self.left_with_its_topic(index, &error) => {
+                    self.drop_ring(index);
                 }
                 Err(error) => return Err(self.ring_failed(index, error)),
             }
