@@ -332,6 +332,7 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                     },
                 ],
                 rules: MessageRules::default(),
+                pattern: false,
             },
         ),
         (
@@ -352,6 +353,7 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                     max_headers: 8,
                     max_header_bytes: 512,
                 },
+                pattern: false,
             },
         ),
         (

@@ -585,7 +585,7 @@ mod decode_errors {
 
     #[test]
     fn an_unknown_kind_fails_as_soon_as_its_byte_arrives() {
-        for unknown in [0x00, 0x09, 0x16, 0x58, 0x31, 0xff] {
+        for unknown in [0x00, 0x09, 0x16, 0x59, 0x31, 0xff] {
             let mut buf = BytesMut::new();
             buf.put_u32_le(1000);
             buf.put_u8(PROTOCOL_VERSION);
@@ -1701,7 +1701,7 @@ mod properties {
                 shm_role(),
                 routing(),
                 vec(shm_ring(), 0..=MAX_RINGS_PER_GRANT),
-                (any::<bool>(), any::<u16>(), any::<u32>()),
+                (any::<bool>(), any::<u16>(), any::<u32>(), any::<bool>()),
             )
                 .prop_map(
                     |(
@@ -1709,7 +1709,7 @@ mod properties {
                         role,
                         routing,
                         rings,
-                        (stamp, max_headers, max_header_bytes),
+                        (stamp, max_headers, max_header_bytes, pattern),
                     )| {
                         Frame::ShmGrant {
                             request_id,
@@ -1724,11 +1724,20 @@ mod properties {
                                 max_headers,
                                 max_header_bytes,
                             },
+                            pattern,
                         }
                     }
                 ),
             (any::<u32>(), shm_ring())
                 .prop_map(|(attachment, ring)| Frame::ShmRingAdded { attachment, ring }),
+            (any::<[u32; 2]>(), shm_ring(), topic()).prop_map(
+                |([attachment, topic_id], ring, topic)| Frame::ShmTopicRingAdded {
+                    attachment,
+                    ring,
+                    topic_id,
+                    topic,
+                }
+            ),
             (any::<u32>(), any::<u32>()).prop_map(|(attachment, ring_id)| {
                 Frame::ShmRingRemoved {
                     attachment,
@@ -1885,5 +1894,80 @@ mod properties {
             bytes.extend_from_slice(&tail);
             check_arbitrary_input(&bytes, 1 << 20)?;
         }
+    }
+}
+
+mod shm_patterns {
+    use super::*;
+
+    fn grant(pattern: bool, stamp: bool) -> Frame {
+        Frame::ShmGrant {
+            request_id: 7,
+            attachment: 3,
+            topic_id: NO_TOPIC,
+            role: ShmRole::Subscribe,
+            routing: RoutingKind::Fanout,
+            max_message_size: 1024,
+            rings: Vec::new(),
+            rules: MessageRules {
+                stamp,
+                max_headers: 32,
+                max_header_bytes: 4096,
+            },
+            pattern,
+        }
+    }
+
+    #[test]
+    fn a_pattern_grant_sets_bit_1_of_the_flags_and_a_plain_one_is_unchanged() {
+        for (pattern, stamp, flags) in [
+            (false, false, 0u8),
+            (false, true, 1),
+            (true, false, 2),
+            (true, true, 3),
+        ] {
+            let frame = grant(pattern, stamp);
+            let bytes = encoded(&frame);
+            // header 6, then 4+4+4+1+1+4 scalars, ring_count 1, flags.
+            assert_eq!(bytes[6 + 18 + 1], flags);
+            assert_eq!(codec().decode(&mut bytes.clone()).unwrap(), Some(frame));
+        }
+    }
+
+    #[test]
+    fn a_grant_with_flag_bits_above_1_is_malformed() {
+        let mut bytes = encoded(&grant(true, true));
+        bytes[6 + 18 + 1] = 0b100;
+        assert!(codec().decode(&mut bytes).is_err());
+    }
+
+    #[test]
+    fn a_topic_ring_added_is_the_ring_added_body_then_the_topic_id_and_name() {
+        let frame = Frame::ShmTopicRingAdded {
+            attachment: 1,
+            ring: ShmRing {
+                ring_id: 2,
+                slot: 3,
+            },
+            topic_id: 4,
+            topic: "orders.eu".into(),
+        };
+        let mut body = Vec::new();
+        for v in [1u32, 2, 3, 4] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        body.push(9);
+        body.extend_from_slice(b"orders.eu");
+        assert_eq!(encoded(&frame), raw(kind::SHM_TOPIC_RING_ADDED, &body));
+        assert_eq!(codec().decode(&mut encoded(&frame)).unwrap(), Some(frame));
+    }
+
+    #[test]
+    fn a_topic_ring_added_with_an_empty_topic_is_malformed() {
+        let mut body = vec![0u8; 16];
+        body.push(0);
+        assert!(codec()
+            .decode(&mut raw(kind::SHM_TOPIC_RING_ADDED, &body))
+            .is_err());
     }
 }

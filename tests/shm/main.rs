@@ -17,6 +17,9 @@
 //! - `large_messages`: messages larger than a ring travel as payload segments.
 //! - `envelopes`: stamps and headers across the rings (shm and socket ends, the relay ring,
 //!   payload segments), no echo, and ring frames that claim an envelope they do not have.
+//! - `patterns`: wildcard subscriptions over shared memory: which topics' rings a pattern
+//!   reads (now, later, after a reload, after a reclaim), the concrete topic of each message,
+//!   no echo, the async and `Auto` clients, the raw grant, `mycelium sub --transport shm`.
 //! - `crashes`: SIGKILLed publishers and subscribers, and what their sessions leave behind.
 //! - `session_end`: how each kind of client learns that the broker ended its session or
 //!   attachment (broker killed, topic removed, detached while stopped).
@@ -39,6 +42,7 @@ mod hostile_peers;
 mod large_messages;
 mod limits;
 mod lossy_topics;
+mod patterns;
 mod queue;
 mod session_end;
 

@@ -18,6 +18,10 @@
 //! - A topic that goes away (a reload removed it, or it was reclaimed idle) just leaves the
 //!   pattern's set; the pattern goes on and attaches again if the name comes back. Pattern
 //!   attachments do not keep a dynamic topic alive.
+//! - A *watching* subscription ([`PatternSubscription::watching`]) subscribes to nothing
+//!   itself: under the same rules, it tells its owner of each topic it matches ([`OnMatch`]),
+//!   once per topic, and the owner reads the topic its own way (the shared-memory sessions
+//!   attach the topic's rings).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -39,6 +43,9 @@ use crate::core::topic::Topic;
 /// have shared-memory publishers' rings read for the new subscriber).
 pub type OnAttach = Arc<dyn Fn(&Arc<Topic>) + Send + Sync>;
 
+/// Told, outside every lock, each time a watching pattern subscription matches a topic.
+pub type OnMatch = Arc<dyn Fn(&Arc<Topic>) + Send + Sync>;
+
 /// One pattern subscription: who asked, where its messages go, and the topics it holds.
 pub struct PatternSubscription {
     pattern: Pattern,
@@ -46,7 +53,10 @@ pub struct PatternSubscription {
     /// under in `sink`, and the `topic_id` of its deliveries.
     key: TopicId,
     peer: Arc<PeerIdentity>,
-    sink: Arc<dyn Delivery>,
+    /// Where its messages go; `None` for a watching subscription, which reads nothing itself.
+    sink: Option<Arc<dyn Delivery>>,
+    /// A watching subscription's owner, told of each topic matched.
+    on_match: Option<OnMatch>,
     channel_capacity: usize,
     /// Messages published with this origin are left out (no echo); 0: none are.
     skip_origin: u64,
@@ -56,8 +66,9 @@ pub struct PatternSubscription {
 
 #[derive(Default)]
 struct Attachments {
-    /// Topic id → (topic, the id this subscription has among its subscribers).
-    topics: HashMap<TopicId, (Arc<Topic>, SubscriberId)>,
+    /// Topic id → (topic, the id this subscription has among its subscribers; `None` for a
+    /// watching subscription, which is none of them).
+    topics: HashMap<TopicId, (Arc<Topic>, Option<SubscriberId>)>,
     ended: bool,
 }
 
@@ -87,10 +98,34 @@ impl PatternSubscription {
             pattern,
             key,
             peer,
-            sink,
+            sink: Some(sink),
+            on_match: None,
             channel_capacity,
             skip_origin,
             on_attach,
+            state: Mutex::new(Attachments::default()),
+        })
+    }
+
+    /// A watching subscription of `pattern` for `peer`: it subscribes to nothing, and tells
+    /// `on_match` of every topic it matches under the rules of [`new`](Self::new) (a live
+    /// fanout topic the peer may read, no reply inbox), once per topic (a topic removed and
+    /// created again under its name is a new topic).
+    pub fn watching(
+        pattern: Pattern,
+        key: TopicId,
+        peer: Arc<PeerIdentity>,
+        on_match: OnMatch,
+    ) -> Arc<PatternSubscription> {
+        Arc::new(PatternSubscription {
+            pattern,
+            key,
+            peer,
+            sink: None,
+            on_match: Some(on_match),
+            channel_capacity: 0,
+            skip_origin: 0,
+            on_attach: None,
             state: Mutex::new(Attachments::default()),
         })
     }
@@ -132,6 +167,21 @@ impl PatternSubscription {
         {
             return;
         }
+        let Some(sink) = &self.sink else {
+            {
+                let mut state = self.lock();
+                if state.ended || state.topics.contains_key(&topic.id()) {
+                    return;
+                }
+                // Nothing tells a watcher that a topic went away: forget the removed ones here.
+                state.topics.retain(|_, (t, _)| !t.is_removed());
+                state.topics.insert(topic.id(), (topic.clone(), None));
+            }
+            if let Some(on_match) = &self.on_match {
+                on_match(topic);
+            }
+            return;
+        };
         {
             let mut state = self.lock();
             if state.ended || state.topics.contains_key(&topic.id()) {
@@ -140,7 +190,7 @@ impl PatternSubscription {
             let id = next_id();
             let sink = Arc::new(PatternSink {
                 subscription: Arc::downgrade(self),
-                inner: self.sink.clone(),
+                inner: sink.clone(),
                 key: self.key,
                 topic: topic.id(),
                 name: topic.name().into(),
@@ -151,7 +201,7 @@ impl PatternSubscription {
             if subscribed.is_none() {
                 return;
             }
-            state.topics.insert(topic.id(), (topic.clone(), id));
+            state.topics.insert(topic.id(), (topic.clone(), Some(id)));
         }
         tracing::debug!(
             pattern = self.pattern.as_str(),
@@ -173,7 +223,9 @@ impl PatternSubscription {
         topics
             .into_values()
             .map(|(topic, id)| {
-                topic.unsubscribe(id);
+                if let Some(id) = id {
+                    topic.unsubscribe(id);
+                }
                 topic
             })
             .collect()

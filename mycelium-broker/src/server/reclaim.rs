@@ -2,7 +2,7 @@
 //!
 //! - One task per broker run looks every `min(idle_timeout_ms / 4, 1 s)` (at least 1 ms) at
 //!   the dynamic topics ([`TopicRegistry::reclaim_idle`](crate::TopicRegistry)): those with
-//!   no subscriber (socket, in-process, shared memory) and no publisher (a connection that
+//!   no subscriber (socket, in-process, shared memory; a pattern's attachment is none) and no publisher (a connection that
 //!   advertised them, an in-process publisher, a shared-memory attachment) for
 //!   `[topic_defaults] idle_timeout_ms` are removed from the registry, and their rings freed
 //!   as a reload frees a removed topic's ([`ShmRings::remove_topic`]). A topic is therefore
@@ -43,9 +43,9 @@ pub(crate) async fn run(state: Arc<BrokerState>) {
 /// One round: reclaims what has idled for the timeout the config says now.
 pub(crate) fn sweep(state: &BrokerState) -> usize {
     let idle_ms = state.config().topic_defaults.idle_timeout_ms;
-    let reclaimed = state.registry.reclaim_idle(idle_ms, |topic| {
-        state.shm.attachment_counts(topic.id()) != (0, 0)
-    });
+    let reclaimed = state
+        .registry
+        .reclaim_idle(idle_ms, |topic| state.shm.in_use(topic.id()));
     for topic in &reclaimed {
         // No attachment is left (the registry saw none), but the topic's rings, reader
         // thread and directory entry may be.

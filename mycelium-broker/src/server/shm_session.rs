@@ -6,6 +6,8 @@
 //!   here: they travel through the rings.
 //! - Every frame is written whole with one `sendmsg`, its fds attached, so the client can
 //!   match fds to frames in order.
+//! - A subscribe of a pattern (`orders.*`) is one attachment over every matching topic, now
+//!   and later ([`patterns`]).
 //! - When the session ends, for whatever reason (detach, EOF, SIGKILL of the client, a protocol
 //!   violation, broker shutdown), every attachment it held is ended: the broker frees its
 //!   subscriber slots and tells subscribers of its publisher rings.
@@ -38,6 +40,10 @@ use crate::error::LookupError;
 use crate::server::shm::{Grant, SegmentRefusal, SessionEvent, ShmRefusal};
 use crate::server::state::BrokerState;
 
+mod patterns;
+
+use patterns::{is_pattern, Matched, SessionPattern};
+
 // The config's shared-memory bounds must fit the protocol's limits, which the client holds
 // the broker to: a subscriber's grant carries one ring per publisher plus the relay ring, and
 // a client maps no ring segment above `MAX_RING_SEGMENT_LEN`.
@@ -63,6 +69,7 @@ pub(crate) async fn serve(
     client_id: uuid::Uuid,
 ) {
     let (events_tx, events) = mpsc::unbounded_channel();
+    let (matches_tx, matches) = mpsc::unbounded_channel();
     let mut reader = ControlReader::new();
     // What followed the `ShmHello` in its read is the session's first bytes.
     reader.buffer_mut().unsplit(buf);
@@ -71,10 +78,14 @@ pub(crate) async fn serve(
         reader,
         state,
         id,
-        peer,
+        peer: Arc::new(peer),
         client_id,
         events_tx,
         events,
+        matches_tx,
+        matches,
+        pattern_count: Arc::default(),
+        patterns: std::collections::HashMap::new(),
     };
     let outcome = session.run(&stop).await;
     if let Err(End::Fatal(frame)) = outcome {
@@ -83,6 +94,7 @@ pub(crate) async fn serve(
         }
         let _ = session.send(&frame, &[]).await;
     }
+    session.end_patterns();
     session.state.shm.detach_session(id);
     tracing::debug!(session = id, "shared-memory session ended");
 }
@@ -95,12 +107,22 @@ struct Session {
     state: Arc<BrokerState>,
     id: u64,
     /// Who the kernel says the peer is: what the topics' access lists are checked against.
-    peer: PeerIdentity,
+    peer: Arc<PeerIdentity>,
     /// The client id of its `ShmHello`: the only reply inbox it may subscribe to.
     client_id: uuid::Uuid,
     /// Cloned into every subscriber attachment, so other sessions can reach this client.
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     events: mpsc::UnboundedReceiver<SessionEvent>,
+    /// Cloned into every pattern subscription of the session: each topic attached to a
+    /// pattern (by attachment), whose rings the session hands over.
+    matches_tx: mpsc::UnboundedSender<Matched>,
+    matches: mpsc::UnboundedReceiver<Matched>,
+    /// How many pattern attachments the session holds, for the threads that attach their
+    /// topics (they count toward the session's limit).
+    pattern_count: Arc<std::sync::atomic::AtomicUsize>,
+    /// The pattern attachments held, by attachment id. Ended (and unsubscribed from the
+    /// registry) before the session's attachments are.
+    patterns: std::collections::HashMap<u32, SessionPattern>,
 }
 
 fn error_frame(request_id: u32, code: ErrorCode, fatal: bool, message: String) -> Frame {
@@ -129,6 +151,7 @@ impl Session {
                     return Err(End::Fatal(Box::new(error_frame(NO_REQUEST, ErrorCode::ShuttingDown, true, "the broker is shutting down".into()))));
                 }
                 Some(event) = self.events.recv() => self.forward(event).await?,
+                Some(matched) = self.matches.recv() => self.pattern_matched(matched).await?,
                 ready = self.stream.readable() => {
                     if ready.is_err() || !self.read_some()? {
                         return Ok(());
@@ -198,7 +221,12 @@ impl Session {
                 request_id,
                 attachment,
             } => {
-                let detached = self.state.shm.detach(self.id, attachment);
+                let detached = if self.patterns.contains_key(&attachment) {
+                    self.end_pattern(attachment);
+                    true
+                } else {
+                    self.state.shm.detach(self.id, attachment)
+                };
                 // News for the attachment queued before the detach goes out before its answer,
                 // and none is made after it: the client may forget the attachment on the answer.
                 while let Ok(event) = self.events.try_recv() {
@@ -273,6 +301,9 @@ impl Session {
         no_echo: bool,
         name: &str,
     ) -> Result<(), End> {
+        if role == ShmRole::Subscribe && is_pattern(name) {
+            return self.attach_pattern(request_id, no_echo, name).await;
+        }
         if role == ShmRole::Subscribe {
             if let Some(message) = foreign_inbox(name, self.client_id) {
                 let refusal = error_frame(request_id, ErrorCode::PermissionDenied, false, message);
@@ -300,7 +331,7 @@ impl Session {
             return self.send(&refusal, &[]).await.map_err(|_| End::Gone);
         }
         let routing = topic.routing();
-        let held = self.state.shm.attachments_of(self.id);
+        let held = self.attachments_held();
         if held >= MAX_ATTACHMENTS_PER_SESSION {
             let message = format!(
                 "this session already holds {held} shared-memory attachments (at most \
@@ -359,6 +390,7 @@ impl Session {
             max_message_size: u32::try_from(topic.config().max_message_size).unwrap_or(u32::MAX),
             rings: grant.wire_rings(),
             rules: super::shm::message_rules(&topic.config()),
+            pattern: false,
         };
         let fds: Vec<BorrowedFd<'_>> = grant
             .rings
@@ -437,12 +469,22 @@ impl Session {
                 ring,
                 slot,
                 wake,
+                topic,
             } => {
-                let frame = Frame::ShmRingAdded {
-                    attachment,
-                    ring: ShmRing {
-                        ring_id: ring.id,
-                        slot,
+                let shm_ring = ShmRing {
+                    ring_id: ring.id,
+                    slot,
+                };
+                let frame = match topic {
+                    Some((topic_id, name)) => Frame::ShmTopicRingAdded {
+                        attachment,
+                        ring: shm_ring,
+                        topic_id,
+                        topic: name.to_string(),
+                    },
+                    None => Frame::ShmRingAdded {
+                        attachment,
+                        ring: shm_ring,
                     },
                 };
                 let sent = self.send(&frame, &[ring.segment.fd()]).await;
@@ -456,6 +498,10 @@ impl Session {
                 code,
                 message,
             } => {
+                if self.patterns.contains_key(&attachment) {
+                    // One topic's watchdog ended it: the whole pattern ends, as on the socket.
+                    self.end_pattern(attachment);
+                }
                 self.send(
                     &Frame::ShmDetached {
                         attachment,

@@ -25,7 +25,7 @@ use mycelium_transport::limits::{MAX_BROKER_CONTROL_FRAME_LEN, MAX_RING_SEGMENT_
 use mycelium_transport::shm::reference::SegmentRef;
 use mycelium_transport::shm::{send_fds_partial, ControlReader, Received, Segment};
 use mycelium_transport::NO_REQUEST;
-use mycelium_transport::{codec, ErrorCode, Frame, ShmRing, MAX_RINGS_PER_GRANT};
+use mycelium_transport::{codec, ErrorCode, Frame, ShmRing, TopicName, MAX_RINGS_PER_GRANT};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::error::ClientError;
@@ -39,6 +39,8 @@ const MAX_READS_PER_LOOK: usize = 256;
 pub(crate) struct GrantedRing {
     pub(crate) ring: ShmRing,
     pub(crate) segment: Segment,
+    /// For a pattern subscription: the topic whose messages the ring carries.
+    pub(crate) topic: Option<TopicName>,
 }
 
 /// What the broker said about a subscription's rings since it last looked.
@@ -260,6 +262,37 @@ impl Control {
         }
     }
 
+    /// Files a ring handed over for `attachment` (its fd is next in the queue).
+    fn ring_added(
+        &mut self,
+        attachment: u32,
+        ring: ShmRing,
+        topic: Option<TopicName>,
+    ) -> Result<(), ClientError> {
+        let fd = self.take_fds(1)?.into_iter().next();
+        if self.detached.contains(&attachment) {
+            return Ok(());
+        }
+        let segment = fd.map(|fd| Segment::from_fd(fd, MAX_RING_SEGMENT_LEN));
+        match segment {
+            Some(Ok(segment)) => {
+                self.news
+                    .entry(attachment)
+                    .or_default()
+                    .push_back(RingNews::Added(GrantedRing {
+                        ring,
+                        segment,
+                        topic,
+                    }))
+            }
+            Some(Err(error)) => {
+                tracing::warn!(%error, ring = ring.ring_id, "unusable ring from the broker; skipped");
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
     fn file(&mut self, frame: Frame) -> Result<(), ClientError> {
         match frame {
             Frame::ShmGrant {
@@ -270,24 +303,13 @@ impl Control {
                 let fds = self.take_fds(rings.len())?;
                 self.replies.insert(request_id, Reply::Grant(frame, fds));
             }
-            Frame::ShmRingAdded { attachment, ring } => {
-                let fd = self.take_fds(1)?.into_iter().next();
-                if self.detached.contains(&attachment) {
-                    return Ok(());
-                }
-                let segment = fd.map(|fd| Segment::from_fd(fd, MAX_RING_SEGMENT_LEN));
-                match segment {
-                    Some(Ok(segment)) => self
-                        .news
-                        .entry(attachment)
-                        .or_default()
-                        .push_back(RingNews::Added(GrantedRing { ring, segment })),
-                    Some(Err(error)) => {
-                        tracing::warn!(%error, ring = ring.ring_id, "unusable ring from the broker; skipped");
-                    }
-                    None => {}
-                }
-            }
+            Frame::ShmRingAdded { attachment, ring } => self.ring_added(attachment, ring, None)?,
+            Frame::ShmTopicRingAdded {
+                attachment,
+                ring,
+                topic,
+                ..
+            } => self.ring_added(attachment, ring, Some(TopicName::from(topic.as_str())))?,
             Frame::ShmSegmentAdded {
                 attachment,
                 ring_id,

@@ -112,6 +112,7 @@ impl ShmPublisher {
             max_message_size,
             queue,
             rules,
+            ..
         } = grant;
         let fail = |error: String| {
             session.detach(attachment);

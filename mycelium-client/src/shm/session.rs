@@ -61,6 +61,8 @@ pub(crate) struct GrantedAttachment {
     pub(crate) queue: bool,
     /// What the topic asks of each message (stamps, header limits).
     pub(crate) rules: MessageRules,
+    /// A pattern subscription: its rings come later, each naming its topic.
+    pub(crate) pattern: bool,
 }
 
 impl Session {
@@ -168,6 +170,7 @@ impl Session {
                     rings,
                     routing,
                     rules,
+                    pattern,
                     ..
                 },
                 fds,
@@ -178,7 +181,11 @@ impl Session {
                     .map(|(ring, fd)| {
                         let segment = Segment::from_fd(fd, MAX_RING_SEGMENT_LEN)
                             .map_err(|e| ClientError::Shm(e.to_string()))?;
-                        Ok(GrantedRing { ring, segment })
+                        Ok(GrantedRing {
+                            ring,
+                            segment,
+                            topic: None,
+                        })
                     })
                     .collect::<Result<Vec<_>, ClientError>>();
                 let granted = match granted {
@@ -195,6 +202,7 @@ impl Session {
                         max_message_size: max_message_size as usize,
                         queue: routing == RoutingKind::Queue,
                         rules,
+                        pattern,
                     },
                     granted,
                 ))

@@ -1,6 +1,7 @@
 //! [`SubRing`]: one ring as a subscription reads it, adopted from the broker's grant.
 
 use mycelium_transport::shm::{slot_backlog, RingConsumer, Segment};
+use mycelium_transport::TopicName;
 
 use crate::error::ClientError;
 use crate::shm::control::GrantedRing;
@@ -12,6 +13,8 @@ pub(super) struct SubRing {
     pub(super) removed: bool,
     /// Keeps the memfd open while the consumer reads its mapping.
     pub(super) segment: Segment,
+    /// A pattern subscription's ring: the topic its messages were published on.
+    pub(super) topic: Option<TopicName>,
 }
 
 /// Whether our slot `slot` in the ring of `segment` is no longer active. Only the broker frees
@@ -52,5 +55,6 @@ pub(super) fn adopt(granted: GrantedRing, queue: bool) -> Result<SubRing, AdoptE
         consumer,
         removed: false,
         segment: granted.segment,
+        topic: granted.topic,
     })
 }

@@ -56,6 +56,16 @@
 //!   publisher wrote on) reports the broker's reason, waiting for it up to the request
 //!   timeout, never the symptom: [`ClientError::Refused`] with the broker's code
 //!   (`SlowConsumer`, `TopicRemoved`), or [`ClientError::BrokerGone`] if the session ended.
+//! - A pattern subscription (`orders.*`, granted with no ring) is handed each ring of each
+//!   matching topic as news naming the topic (`ShmTopicRingAdded`), now and whenever a
+//!   matching topic appears; a topic that goes away takes its rings back (`ShmRingRemoved`,
+//!   read to their end first, dropped quietly if what is left no longer reads: the broker
+//!   freed the slot) and the subscription goes on. Each message is handed out with
+//!   the topic of the ring it came from. The broker raises the notice in any of the
+//!   subscription's relay slots, so each receive call looks at all of them (and at the
+//!   control socket while it has no ring at all); a subscription asleep when a new topic
+//!   joins is woken through a ring it reads, or finds it at its next look (within
+//!   [`MAX_SLEEP`]).
 //! - The broker's death is seen at the next look at the control socket: before every sleep,
 //!   after each sleep of at most [`MAX_SLEEP`], and every [`NEWS_EVERY`] receive calls while
 //!   messages keep coming (a publisher that outlives the broker); the subscription then ends
@@ -118,6 +128,11 @@ pub(crate) struct ShmSubscription {
     attachment: u32,
     /// A queue topic: keep only the frames addressed to this subscription's slots.
     queue: bool,
+    /// A pattern subscription: its rings name their topics, and any relay slot may carry
+    /// the broker's notice.
+    pattern: bool,
+    /// A pattern subscription: the topic of the ring the last message came from.
+    last_topic: Option<TopicName>,
     rings: Vec<SubRing>,
     /// The ring whose turn it is.
     current: usize,
@@ -170,6 +185,7 @@ impl ShmSubscription {
             max_message_size,
             queue,
             rules,
+            pattern,
         } = grant;
         let rings = granted
             .into_iter()
@@ -188,6 +204,8 @@ impl ShmSubscription {
             topic_id,
             attachment,
             queue,
+            pattern,
+            last_topic: None,
             rings,
             current: 0,
             taken: 0,
@@ -227,10 +245,17 @@ impl ShmSubscription {
             return Err(ended.clone());
         }
         self.calls += 1;
-        let noticed = self
-            .rings
-            .first()
-            .is_some_and(|relay| relay.consumer.take_notice());
+        let noticed = if self.pattern {
+            // Every ring's notice is taken (not only the first raised), and with no ring yet
+            // the control socket is the only place news can be.
+            self.rings.iter().fold(self.rings.is_empty(), |any, r| {
+                r.consumer.take_notice() | any
+            })
+        } else {
+            self.rings
+                .first()
+                .is_some_and(|relay| relay.consumer.take_notice())
+        };
         if noticed || self.calls >= NEWS_EVERY {
             self.apply_news()?;
         }
@@ -258,6 +283,14 @@ impl ShmSubscription {
                 }
                 RingNews::Added(granted) => match adopt(granted, self.queue) {
                     Ok(ring) => self.rings.push(ring),
+                    Err(AdoptError {
+                        slot_freed: true,
+                        error,
+                    }) if self.pattern => {
+                        // Its topic went away before we took the ring (its removal follows);
+                        // the pattern goes on.
+                        tracing::debug!(%error, topic = %self.topic, "a pattern's ring was gone before it was read");
+                    }
                     Err(AdoptError {
                         slot_freed: true,
                         error,
@@ -356,6 +389,14 @@ impl ShmSubscription {
         ClientError::Shm(format!("ring {id} dropped: {error}"))
     }
 
+    /// Whether `error` on ring `index` of a pattern subscription is only the end of a topic
+    /// that left the pattern: the broker took the ring back (and freed our slot, so what is
+    /// left may be overwritten). The ring is then dropped quietly, the subscription goes on;
+    /// a lag is still reported.
+    fn left_with_its_topic(&self, index: usize, error: &ReadError) -> bool {
+        self.pattern && self.rings[index].removed && !matches!(error, ReadError::Lagged { .. })
+    }
+
     /// Drops ring `index` and keeps the turn order sane. Order is kept, so the relay ring
     /// (whose slot carries the broker's notices) stays first.
     fn drop_ring(&mut self, index: usize) {
@@ -390,6 +431,9 @@ impl ShmSubscription {
             match result {
                 Ok(Some(flags)) => {
                     let reference = flags.is_reference();
+                    if self.pattern {
+                        self.last_topic.clone_from(&self.rings[index].topic);
+                    }
                     if self.queue {
                         let slot = self.rings[index].consumer.slot_index();
                         if queue::addressed_to(out, slot).is_none() {
@@ -421,6 +465,9 @@ impl ShmSubscription {
                     }
                     self.next_turn();
                     checked += 1;
+                }
+                Err(error) if self.left_with_its_topic(index, &error) => {
+                    self.drop_ring(index);
                 }
                 Err(error) => return Err(self.ring_failed(index, error)),
             }
@@ -571,6 +618,9 @@ impl ShmSubscription {
                     }
                     self.next_turn();
                     checked += 1;
+                }
+                Err(error) if self.left_with_its_topic(index, &error) => {
+                    self.drop_ring(index);
                 }
                 Err(error) => return Err(self.ring_failed(index, error)),
             }
@@ -790,13 +840,18 @@ impl ShmSubscription {
     /// when it was taken; 0: a plain message).
     fn message(&self, bytes: Vec<u8>, envelope_len: usize) -> Message {
         let bytes = Bytes::from(bytes);
+        // A pattern's message carries the topic of its ring; a plain one the subscribed name.
+        let topic = match &self.last_topic {
+            Some(topic) if self.pattern => topic.clone(),
+            _ => self.topic.clone(),
+        };
         if envelope_len == 0 {
-            return Message::new(self.topic.clone(), bytes);
+            return Message::new(topic, bytes);
         }
-        match Message::from_enveloped(self.topic.clone(), bytes.clone()) {
+        match Message::from_enveloped(topic.clone(), bytes.clone()) {
             Ok(message) => message,
             // Checked already when taken; the payload alone if it ever were not.
-            Err(_) => Message::new(self.topic.clone(), bytes.slice(envelope_len..)),
+            Err(_) => Message::new(topic, bytes.slice(envelope_len..)),
         }
     }
 

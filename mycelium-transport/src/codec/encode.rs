@@ -125,6 +125,7 @@ pub(crate) fn frame_len(frame: &Frame) -> Result<u32, EncodeError> {
             4 + 4 + 4 + 1 + 1 + 4 + 1 + 8 * rings.len() + 1 + 2 + 4
         }
         Frame::ShmRingAdded { .. } => 4 + 4 + 4,
+        Frame::ShmTopicRingAdded { topic, .. } => 4 + 4 + 4 + 4 + 1 + topic_len(topic)?,
         Frame::ShmSegment { .. } => 4 + 4 + 8 + 4 + 4,
         Frame::ShmSegmentAdded { .. } => 4 + 4 + 8 + 4 + 1,
         Frame::ShmRingRemoved { .. } | Frame::ShmDetach { .. } => 4 + 4,
@@ -201,6 +202,7 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
             max_message_size,
             rings,
             rules,
+            pattern,
         } => {
             dst.put_u32_le(*request_id);
             dst.put_u32_le(*attachment);
@@ -214,7 +216,8 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
                 dst.put_u32_le(ring.ring_id);
                 dst.put_u32_le(ring.slot);
             }
-            dst.put_u8(if rules.stamp { ACK_STAMP } else { 0 });
+            let stamp = if rules.stamp { ACK_STAMP } else { 0 };
+            dst.put_u8(stamp | if *pattern { ACK_PATTERN } else { 0 });
             dst.put_u16_le(rules.max_headers);
             dst.put_u32_le(rules.max_header_bytes);
         }
@@ -222,6 +225,18 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
             dst.put_u32_le(*attachment);
             dst.put_u32_le(ring.ring_id);
             dst.put_u32_le(ring.slot);
+        }
+        Frame::ShmTopicRingAdded {
+            attachment,
+            ring,
+            topic_id,
+            topic,
+        } => {
+            dst.put_u32_le(*attachment);
+            dst.put_u32_le(ring.ring_id);
+            dst.put_u32_le(ring.slot);
+            dst.put_u32_le(*topic_id);
+            put_str8(dst, topic);
         }
         Frame::ShmRingRemoved {
             attachment,

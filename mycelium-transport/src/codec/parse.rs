@@ -152,23 +152,38 @@ fn parse(
             },
             topic: r.topic()?,
         },
-        kind::SHM_GRANT => Frame::ShmGrant {
-            request_id: r.u32()?,
-            attachment: r.u32()?,
-            topic_id: r.u32()?,
-            role: r.shm_role()?,
-            routing: r.routing()?,
-            max_message_size: r.u32()?,
-            rings: shm_rings(&mut r)?,
-            rules: MessageRules {
-                stamp: match r.u8()? {
-                    0 => false,
-                    ACK_STAMP => true,
-                    _ => return Err("reserved ShmGrant flag bits set"),
+        kind::SHM_GRANT => {
+            let (request_id, attachment, topic_id) = (r.u32()?, r.u32()?, r.u32()?);
+            let (role, routing, max_message_size) = (r.shm_role()?, r.routing()?, r.u32()?);
+            let rings = shm_rings(&mut r)?;
+            let flags = r.u8()?;
+            if flags & !(ACK_STAMP | ACK_PATTERN) != 0 {
+                return Err("reserved ShmGrant flag bits set");
+            }
+            Frame::ShmGrant {
+                request_id,
+                attachment,
+                topic_id,
+                role,
+                routing,
+                max_message_size,
+                rings,
+                rules: MessageRules {
+                    stamp: flags & ACK_STAMP != 0,
+                    max_headers: r.u16()?,
+                    max_header_bytes: r.u32()?,
                 },
-                max_headers: r.u16()?,
-                max_header_bytes: r.u32()?,
+                pattern: flags & ACK_PATTERN != 0,
+            }
+        }
+        kind::SHM_TOPIC_RING_ADDED => Frame::ShmTopicRingAdded {
+            attachment: r.u32()?,
+            ring: ShmRing {
+                ring_id: r.u32()?,
+                slot: r.u32()?,
             },
+            topic_id: r.u32()?,
+            topic: r.topic()?,
         },
         kind::SHM_RING_ADDED => Frame::ShmRingAdded {
             attachment: r.u32()?,

@@ -61,6 +61,9 @@ pub const SHM_SEGMENT: u8 = 0x56;
 /// [`Frame::ShmSegmentAdded`](super::Frame::ShmSegmentAdded), broker → client, with one fd
 /// unless `dropped`.
 pub const SHM_SEGMENT_ADDED: u8 = 0x57;
+/// [`Frame::ShmTopicRingAdded`](super::Frame::ShmTopicRingAdded), broker → client, with one
+/// fd.
+pub const SHM_TOPIC_RING_ADDED: u8 = 0x58;
 
 /// The name of a known kind (as in logs and `Malformed` errors), or `None` for a byte this
 /// version of the protocol does not define. This is the one list of valid kinds.
@@ -95,6 +98,7 @@ pub fn name(kind: u8) -> Option<&'static str> {
         SHM_DETACHED => "ShmDetached",
         SHM_SEGMENT => "ShmSegment",
         SHM_SEGMENT_ADDED => "ShmSegmentAdded",
+        SHM_TOPIC_RING_ADDED => "ShmTopicRingAdded",
         _ => return None,
     })
 }

@@ -61,8 +61,13 @@ pub enum Frame {
     /// topic_id u32 | role u8 | routing u8 | max_message_size u32 | ring_count u8 |`
     /// then per ring `ring_id u32 | slot u32`, then `flags u8 | max_headers u16 |
     /// max_header_bytes u32`: the topic's [`MessageRules`] as in `TopicAck` (`flags` bit 0
-    /// [`ACK_STAMP`](crate::frame::ACK_STAMP); the other bits are reserved, malformed if set), which a
-    /// shared-memory publisher enforces itself.
+    /// [`ACK_STAMP`](crate::frame::ACK_STAMP), bit 1 [`ACK_PATTERN`](crate::frame::ACK_PATTERN);
+    /// the other bits are reserved, malformed if set), which a shared-memory publisher
+    /// enforces itself.
+    ///
+    /// The grant of a pattern subscription (`ACK_PATTERN` set) carries no ring and
+    /// `topic_id` [`NO_TOPIC`](crate::frame::NO_TOPIC): each ring of each matching topic
+    /// follows as a `ShmTopicRingAdded`, the ones matching at the grant right after it.
     ShmGrant {
         /// The request this answers.
         request_id: u32,
@@ -80,6 +85,21 @@ pub enum Frame {
         rings: Vec<ShmRing>,
         /// What the topic asks of each message: stamps, header limits.
         rules: MessageRules,
+        /// A pattern subscription: its rings come as `ShmTopicRingAdded`, each naming its topic.
+        pattern: bool,
+    },
+    /// Broker → subscriber of a pattern: read this ring too, from the reserved slot; its
+    /// messages were published on `topic`. Sent with the ring's fd. Body: `attachment u32 |
+    /// ring_id u32 | slot u32 | topic_id u32 | topic_len u8 | topic`.
+    ShmTopicRingAdded {
+        /// The subscriber's (pattern) attachment.
+        attachment: u32,
+        /// The new ring.
+        ring: ShmRing,
+        /// The id of the topic the ring carries.
+        topic_id: u32,
+        /// The name of the topic the ring carries.
+        topic: String,
     },
     /// Broker → subscriber: a publisher joined; read this ring too, from the reserved slot.
     /// Sent with the ring's fd. Body: `attachment u32 | ring_id u32 | slot u32`.
@@ -349,6 +369,7 @@ impl Frame {
             Frame::ShmAttach { .. } => kind::SHM_ATTACH,
             Frame::ShmGrant { .. } => kind::SHM_GRANT,
             Frame::ShmRingAdded { .. } => kind::SHM_RING_ADDED,
+            Frame::ShmTopicRingAdded { .. } => kind::SHM_TOPIC_RING_ADDED,
             Frame::ShmRingRemoved { .. } => kind::SHM_RING_REMOVED,
             Frame::ShmDetach { .. } => kind::SHM_DETACH,
             Frame::ShmDetached { .. } => kind::SHM_DETACHED,

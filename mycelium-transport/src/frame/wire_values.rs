@@ -114,6 +114,7 @@ fn exactly_the_kind_constants_have_names() {
             kind::SHM_DETACHED,
             kind::SHM_SEGMENT,
             kind::SHM_SEGMENT_ADDED,
+            kind::SHM_TOPIC_RING_ADDED,
         ]
     );
 }

@@ -119,6 +119,10 @@ impl ShmRings {
                 attachment: subscriber.attachment,
                 ring: ring.clone(),
                 slot,
+                // A pattern subscriber learns which topic the ring carries.
+                topic: subscriber
+                    .pattern
+                    .then(|| (topic.id(), Arc::from(topic.name()))),
                 wake: rings
                     .relay
                     .clone()
@@ -157,6 +161,37 @@ impl ShmRings {
         session: SessionId,
         events: mpsc::UnboundedSender<SessionEvent>,
         no_echo: bool,
+    ) -> Result<Grant, ShmRefusal> {
+        self.attach_subscriber_as(topic, session, events, no_echo, None)
+    }
+
+    /// [`attach_subscriber`](Self::attach_subscriber) for a pattern attachment: the topic's
+    /// rings join attachment `pattern` (one id over all the topics it matched), and the
+    /// rings the topic gains later are told with the topic's name. The topic removed, its
+    /// rings are taken from the attachment (`RingRemoved`), which goes on.
+    pub(crate) fn attach_pattern_topic(
+        self: &Arc<Self>,
+        topic: &Arc<Topic>,
+        session: SessionId,
+        events: mpsc::UnboundedSender<SessionEvent>,
+        no_echo: bool,
+        pattern: u32,
+    ) -> Result<Grant, ShmRefusal> {
+        self.attach_subscriber_as(topic, session, events, no_echo, Some(pattern))
+    }
+
+    /// A new attachment number, for a pattern attachment (whose topics' attachments share it).
+    pub(crate) fn next_attachment_id(&self) -> u32 {
+        self.next_attachment.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn attach_subscriber_as(
+        self: &Arc<Self>,
+        topic: &Arc<Topic>,
+        session: SessionId,
+        events: mpsc::UnboundedSender<SessionEvent>,
+        no_echo: bool,
+        pattern: Option<u32>,
     ) -> Result<Grant, ShmRefusal> {
         Self::check_policy(topic)?;
         if watched(&topic.config()) {
@@ -233,7 +268,8 @@ impl ShmRings {
                 topic.subscribe_relayed(granted[0].1);
             }
         }
-        let attachment = self.next_attachment.fetch_add(1, Ordering::Relaxed);
+        let attachment =
+            pattern.unwrap_or_else(|| self.next_attachment.fetch_add(1, Ordering::Relaxed));
         // `granted[0]` is the relay ring.
         rings.subscribers.push(Subscriber {
             session,
@@ -241,6 +277,7 @@ impl ShmRings {
             events,
             relay_slot: granted[0].1,
             no_echo,
+            pattern: pattern.is_some(),
             in_flight: HashMap::new(),
             strikes: 0,
             held_a_drop: false,

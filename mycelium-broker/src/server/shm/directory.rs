@@ -82,8 +82,21 @@ impl ShmRings {
         let mut told: Vec<(mpsc::UnboundedSender<SessionEvent>, u32)> = rings
             .subscribers
             .iter()
+            .filter(|s| !s.pattern)
             .map(|s| (s.events.clone(), s.attachment))
             .collect();
+        // A pattern attachment goes on without this topic: it is told the topic's rings are
+        // gone, each by its id (its slots there are freed below, like everyone's).
+        let relay_id = rings.relay.as_ref().map(|r| r.id);
+        for subscriber in rings.subscribers.iter().filter(|s| s.pattern) {
+            for ring_id in relay_id.iter().chain(subscriber.slots.keys()) {
+                let _ = subscriber.events.send(SessionEvent::RingRemoved {
+                    attachment: subscriber.attachment,
+                    ring_id: *ring_id,
+                });
+            }
+        }
+
         told.extend(
             rings
                 .publishers
@@ -143,6 +156,27 @@ impl ShmRings {
     /// own).
     pub(crate) fn ring_capacity(&self) -> u64 {
         self.config.load().ring_bytes
+    }
+
+    /// Ends every topic's part of pattern attachment `attachment` of `session`; returns how
+    /// many topics it held.
+    pub(crate) fn detach_pattern(&self, session: SessionId, attachment: u32) -> usize {
+        let mut topics = self.lock();
+        let mut ended = 0;
+        for rings in topics.values_mut() {
+            while detach_from(rings, |s, a| s == session && a == attachment) {
+                ended += 1;
+            }
+        }
+        ended
+    }
+
+    /// Whether shared memory keeps `topic` in use: a publisher, or a subscriber of the topic
+    /// itself (a pattern attachment does not keep a dynamic topic alive).
+    pub(crate) fn in_use(&self, topic: TopicId) -> bool {
+        self.lock().get(&topic).is_some_and(|rings| {
+            !rings.publishers.is_empty() || rings.subscribers.iter().any(|s| !s.pattern)
+        })
     }
 
     /// Ends attachment `attachment` of `session`; returns whether it existed.

@@ -23,6 +23,9 @@ pub(crate) enum SessionEvent {
         ring: Ring,
         /// The reserved slot.
         slot: u32,
+        /// For a pattern attachment: the id and name of the topic the ring carries
+        /// (`ShmTopicRingAdded`); `None`: a plain one (`ShmRingAdded`).
+        topic: Option<(u32, Arc<str>)>,
         /// The subscriber's relay ring and slot: woken once the frame is sent, so that a
         /// subscriber asleep on its rings looks at its control socket and finds the frame.
         wake: Option<(Ring, u32)>,

@@ -86,6 +86,7 @@ mod watchdog;
 pub(crate) use directory::ShmRings;
 pub(crate) use error::{SegmentRefusal, ShmRefusal};
 pub(crate) use events::{Grant, SessionEvent};
+pub(crate) use ring::SessionId;
 pub(crate) use rules::message_rules;
 
 #[cfg(doc)]

@@ -31,6 +31,10 @@ pub(super) struct Subscriber {
     pub(super) relay_slot: u32,
     /// Holds no slot in the rings of its own session's publishers (and is told of none).
     pub(super) no_echo: bool,
+    /// One topic of a pattern attachment (whose id it shares with the pattern's other
+    /// topics): told each new ring with the topic's name, and of the topic's removal by the
+    /// removal of its rings rather than the end of the attachment.
+    pub(super) pattern: bool,
     /// Slot held in each publisher ring, by ring id.
     pub(super) slots: HashMap<u32, u32>,
     /// Watchdog rounds that found this subscriber holding a waiting publisher back, since it
