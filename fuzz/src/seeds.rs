@@ -367,6 +367,18 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
             },
         ),
         (
+            "shm-topic-ring-added",
+            Frame::ShmTopicRingAdded {
+                attachment: 4,
+                ring: ShmRing {
+                    ring_id: 12,
+                    slot: 1,
+                },
+                topic_id: 7,
+                topic: "orders.eu".into(),
+            },
+        ),
+        (
             "shm-ring-removed",
             Frame::ShmRingRemoved {
                 attachment: 4,
