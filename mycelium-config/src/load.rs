@@ -397,7 +397,13 @@ flush_interval_ms = 1
         let names: Vec<&str> = bench.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(
             names,
-            ["bench.fanout", "bench.queue", "bench.ping", "bench.pong"]
+            [
+                "bench.fanout",
+                "bench.queue",
+                "bench.ping",
+                "bench.pong",
+                "bench.request"
+            ]
         );
         assert_eq!(bench[1].routing, Routing::Queue);
         // ... and runs the broker on one worker thread, as measured best on 2 cores.

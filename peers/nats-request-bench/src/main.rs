@@ -19,9 +19,11 @@ use futures_util::StreamExt;
 /// Untimed round trips before the measured ones (connection, allocator and caches settle).
 const WARMUP: u64 = 1000;
 
-const USAGE: &str = "usage:
-  nats-request-bench responder --url nats://127.0.0.1:PORT [--subject bench.request]
-  nats-request-bench requester --url nats://127.0.0.1:PORT [--subject bench.request] [--count N] [--size BYTES]";
+const USAGE: &str = concat!(
+    "usage: nats-request-bench responder --url nats://127.0.0.1:PORT [--subject bench.request]\n",
+    "       nats-request-bench requester --url nats://127.0.0.1:PORT [--subject bench.request]",
+    " [--count N] [--size BYTES]"
+);
 
 /// What the command line asked for.
 struct Args {
