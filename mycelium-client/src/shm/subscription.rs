@@ -901,6 +901,7 @@ impl Drop for ShmSubscription {
 
 /// The payload of a message read from a ring: after its envelope (checked) when `flags` says
 /// it has one.
+#[inline]
 fn payload_of(message: &[u8], flags: FrameFlags) -> Result<&[u8], EnvelopeError> {
     if !flags.is_envelope() {
         return Ok(message);

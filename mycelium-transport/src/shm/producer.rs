@@ -251,6 +251,7 @@ impl RingProducer {
     /// # Errors
     ///
     /// As for [`try_push`](Self::try_push).
+    #[inline]
     pub fn try_push_marked(&mut self, payload: &[u8], flags: FrameFlags) -> Result<(), PushError> {
         let offset = self.reserve(payload.len())?;
         let data_start = self.geometry.data_start();
@@ -428,6 +429,7 @@ impl RingProducer {
 
     /// Writes the header of the frame at data offset `offset` with `flags` in its `len` word,
     /// and counts it as pushed.
+    #[inline]
     pub(crate) fn finish_frame(&mut self, offset: usize, len: usize, flags: FrameFlags) {
         // `len` <= max_payload < capacity / 2 <= 2^30, checked by `reserve`: fits below the
         // flag bits.
@@ -706,12 +708,14 @@ impl RingProducer {
 
     /// The `tag` of the next data frame (and of a padding frame before it), without the
     /// padding bit: its sequence number modulo 2^31.
+    #[inline]
     fn tag(&self) -> u32 {
         // The modulus is 2^31, so the shifted value fits a u32.
         ((self.seq % FRAME_SEQ_MODULUS) as u32) << FRAME_SEQ_SHIFT
     }
 
     /// Writes a frame header (`len`, `tag`) at data offset `offset`.
+    #[inline]
     fn write_header(&self, offset: usize, len: u32, tag: u32) {
         let mut header = [0u8; FRAME_HEADER_LEN];
         header[..4].copy_from_slice(&len.to_ne_bytes());
@@ -721,6 +725,7 @@ impl RingProducer {
 
     /// Writes frame bytes: with atomic words in a lossy ring, where consumers may be copying
     /// the bytes being overwritten; with a plain copy in a lossless one, where they cannot be.
+    #[inline]
     fn write_bytes(&self, data_start: usize, offset: usize, bytes: &[u8]) {
         if self.geometry.lossy {
             self.region.write_data_racy(data_start, offset, bytes);

@@ -192,6 +192,7 @@ impl RingRegion {
     ///
     /// If the span leaves the region: offsets come from validated geometry, so that is a bug
     /// in this crate, never a consequence of corrupt shared memory.
+    #[inline]
     pub(crate) fn write_data(&self, data_start: usize, offset: usize, src: &[u8]) {
         assert!(
             self.data_span_ok(data_start, offset, src.len()),
@@ -235,6 +236,7 @@ impl RingRegion {
     /// # Panics
     ///
     /// If the span leaves the region (a bug in this crate, as for [`Self::write_data`]).
+    #[inline]
     pub(crate) fn read_data(&self, data_start: usize, offset: usize, dst: &mut [u8]) {
         assert!(
             self.data_span_ok(data_start, offset, dst.len()),

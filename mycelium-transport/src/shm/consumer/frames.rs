@@ -114,6 +114,7 @@ impl RingConsumer {
 
     /// Reads frame bytes: with atomic words in a lossy ring (the producer may be overwriting
     /// them; the copy is validated afterwards), with a plain copy in a lossless one.
+    #[inline]
     pub(super) fn read_bytes(&self, data_start: usize, offset: usize, dst: &mut [u8]) {
         if self.geometry.lossy {
             self.region.read_data_racy(data_start, offset, dst);
