@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mycelium_transport::envelope::{Envelope, Headers, Reply, ReplyStatus, Stamper};
+use mycelium_transport::envelope::{Envelope, EnvelopeView, Headers, Reply, ReplyStatus, Stamper};
 use mycelium_transport::{Message, RecvError};
 use tokio::sync::{oneshot, OnceCell};
 use uuid::Uuid;
@@ -147,7 +147,10 @@ impl Client {
             Ok(Err(_)) => return Err(ReplyError::InboxEnded),
             Ok(Ok(reply)) => reply,
         };
-        outcome(topic, reply)
+        match reply.reply() {
+            Some(answer) => outcome(topic, reply, answer),
+            None => Ok(reply),
+        }
     }
 
     /// Answers `request` (a message with a reply address and an id) with `payload`.
@@ -213,9 +216,13 @@ pub(crate) fn reply_envelope(
     status: ReplyStatus,
     code: u16,
 ) -> Result<(&str, Envelope<'static>), PublishError> {
-    let (Some(reply_to), Some(correlation)) = (request.reply_to(), request.id()) else {
+    // One read of the request's envelope for both fields.
+    let view =
+        EnvelopeView::parse(request.envelope_bytes()).map_err(|_| PublishError::NotARequest)?;
+    let (Some(reply_to), Some(stamp)) = (view.reply_to, view.stamp) else {
         return Err(PublishError::NotARequest);
     };
+    let correlation = stamp.id;
     let envelope = Envelope {
         reply: Some(Reply {
             status,
@@ -227,25 +234,19 @@ pub(crate) fn reply_envelope(
     Ok((reply_to, envelope))
 }
 
-/// What a reply to a request on `topic` means for its requester.
-pub(crate) fn outcome(topic: &str, reply: Message) -> Result<Message, ReplyError> {
-    match reply.reply() {
-        Some(Reply {
-            status: ReplyStatus::NoResponders,
-            ..
-        }) => Err(ReplyError::NoResponders {
+/// What `reply` (whose REPLY block is `answer`) to a request on `topic` means for its
+/// requester.
+pub(crate) fn outcome(topic: &str, reply: Message, answer: Reply) -> Result<Message, ReplyError> {
+    match answer.status {
+        ReplyStatus::NoResponders => Err(ReplyError::NoResponders {
             topic: topic.to_owned(),
         }),
-        Some(Reply {
-            status: ReplyStatus::Error,
-            code,
-            ..
-        }) => Err(ReplyError::Responder {
+        ReplyStatus::Error => Err(ReplyError::Responder {
             topic: topic.to_owned(),
-            code,
+            code: answer.code,
             message: String::from_utf8_lossy(reply.payload()).into_owned(),
         }),
-        _ => Ok(reply),
+        ReplyStatus::Ok => Ok(reply),
     }
 }
 

@@ -10,6 +10,8 @@
 //! - `fanout`: every subscriber of a fanout topic gets every message, in order, whichever
 //!   transport each side uses (the socket side through the broker's relay ring).
 //! - `queue`: a queue topic gives each message to exactly one consumer, over either transport.
+//! - `request_reply`: request/reply over shared memory (replies, error replies, no responders at
+//!   once, timeouts, a socket responder answering a shared-memory requester).
 //! - `backpressure`: `block` and `disconnect` topics: how long a stopped reader may hold a
 //!   publisher back, and that nothing is lost meanwhile.
 //! - `lossy_topics`: `drop_newest` and `drop_oldest` topics: what is dropped, and that every
@@ -44,6 +46,7 @@ mod limits;
 mod lossy_topics;
 mod patterns;
 mod queue;
+mod request_reply;
 mod session_end;
 
 use std::os::fd::AsFd;

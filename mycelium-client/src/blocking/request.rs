@@ -9,10 +9,9 @@
 //!   busy-poll settings, so a round trip is two one-hop deliveries. A ring that no subscriber
 //!   reads is "no responders" at once (the broker does not see shared-memory requests).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use mycelium_transport::envelope::{Envelope, Headers, Reply, ReplyStatus, Stamper};
+use mycelium_transport::envelope::{Envelope, Headers, ReplyStatus, Stamper};
 use mycelium_transport::{Message, RecvTimeoutError};
 
 use super::{Client, Publisher, PublisherInside, Subscription};
@@ -25,7 +24,9 @@ pub(super) struct BlockingRequests {
     inbox: Option<Subscription>,
     /// The inbox's name, made once.
     inbox_name: String,
-    publishers: HashMap<String, Publisher>,
+    /// One per topic requested or answered: few, so found by a scan (cheaper than hashing
+    /// a name per call).
+    publishers: Vec<(String, Publisher)>,
     stamper: Option<Stamper>,
 }
 
@@ -104,8 +105,8 @@ impl Client {
                 }
             };
             match reply.reply() {
-                Some(Reply { correlation, .. }) if correlation == stamp.id => {
-                    return outcome(topic, reply)
+                Some(answer) if answer.correlation == stamp.id => {
+                    return outcome(topic, reply, answer)
                 }
                 // Late for a request that gave up, or not a reply at all.
                 _ => continue,
@@ -147,16 +148,17 @@ impl Client {
 
     fn cached_publisher<'a>(
         &self,
-        publishers: &'a mut HashMap<String, Publisher>,
+        publishers: &'a mut Vec<(String, Publisher)>,
         topic: &str,
     ) -> Result<&'a mut Publisher, PublishError> {
-        if !publishers.contains_key(topic) {
-            let publisher = self.publisher(topic)?;
-            publishers.insert(topic.to_owned(), publisher);
-        }
-        publishers
-            .get_mut(topic)
-            .ok_or(PublishError::Timeout("the request publisher"))
+        let index = match publishers.iter().position(|(name, _)| name == topic) {
+            Some(index) => index,
+            None => {
+                publishers.push((topic.to_owned(), self.publisher(topic)?));
+                publishers.len() - 1
+            }
+        };
+        Ok(&mut publishers[index].1)
     }
 }
 
