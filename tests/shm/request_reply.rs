@@ -127,3 +127,42 @@ fn a_socket_responder_answers_a_shared_memory_requester() {
     assert_eq!(&reply[..], b"from the socket");
     serving.join().expect("the responder");
 }
+
+#[test]
+fn the_async_client_requests_and_replies_over_shared_memory() {
+    let broker = TestBroker::start(TOPICS);
+    common::block_on(async {
+        let options = || {
+            mycelium_client::ClientOptions::with_transport(mycelium_client::Transport::SharedMemory)
+        };
+        let responder = mycelium_client::Client::connect_with(&broker.socket, options())
+            .await
+            .expect("connect");
+        let mut requests = responder.subscribe("svc.echo").await.expect("subscribe");
+        let serving = tokio::spawn(async move {
+            for _ in 0..3 {
+                let request = requests.recv().await.expect("a request");
+                responder.reply(&request, &request).await.expect("reply");
+            }
+        });
+        let requester = mycelium_client::Client::connect_with(&broker.socket, options())
+            .await
+            .expect("connect");
+        for i in 0..3 {
+            let payload = format!("async {i}");
+            let reply = requester
+                .request("svc.echo", payload.as_bytes(), DEADLINE)
+                .await
+                .expect("a reply");
+            assert_eq!(&reply[..], payload.as_bytes());
+        }
+        match requester
+            .request("svc.quiet", b"x", Duration::from_secs(60))
+            .await
+        {
+            Err(ReplyError::NoResponders { .. }) => {}
+            other => panic!("expected no responders, got {other:?}"),
+        }
+        serving.await.expect("the responder");
+    });
+}
