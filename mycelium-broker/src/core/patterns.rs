@@ -52,7 +52,9 @@ pub struct PatternSubscription {
     /// The subscription's id toward its peer: the key its messages are queued and counted
     /// under in `sink`, and the `topic_id` of its deliveries.
     key: TopicId,
-    peer: Arc<PeerIdentity>,
+    /// Whose access the topics' lists are checked against; `None` for an in-process
+    /// subscriber, which (as for its plain subscriptions) is not checked.
+    peer: Option<Arc<PeerIdentity>>,
     /// Where its messages go; `None` for a watching subscription, which reads nothing itself.
     sink: Option<Arc<dyn Delivery>>,
     /// A watching subscription's owner, told of each topic matched.
@@ -97,12 +99,33 @@ impl PatternSubscription {
         Arc::new(PatternSubscription {
             pattern,
             key,
-            peer,
+            peer: Some(peer),
             sink: Some(sink),
             on_match: None,
             channel_capacity,
             skip_origin,
             on_attach,
+            state: Mutex::new(Attachments::default()),
+        })
+    }
+
+    /// A subscription of `pattern` for an in-process subscriber (`LocalBroker`): as
+    /// [`new`](Self::new), with no access list checked, as for its plain subscriptions.
+    pub fn in_process(
+        pattern: Pattern,
+        key: TopicId,
+        sink: Arc<dyn Delivery>,
+        skip_origin: u64,
+    ) -> Arc<PatternSubscription> {
+        Arc::new(PatternSubscription {
+            pattern,
+            key,
+            peer: None,
+            sink: Some(sink),
+            on_match: None,
+            channel_capacity: usize::MAX,
+            skip_origin,
+            on_attach: None,
             state: Mutex::new(Attachments::default()),
         })
     }
@@ -120,7 +143,7 @@ impl PatternSubscription {
         Arc::new(PatternSubscription {
             pattern,
             key,
-            peer,
+            peer: Some(peer),
             sink: None,
             on_match: Some(on_match),
             channel_capacity: 0,
@@ -163,7 +186,10 @@ impl PatternSubscription {
             || topic.is_removed()
             || is_inbox(topic.name())
             || !self.pattern.matches(topic.name())
-            || topic.check_access(Action::Subscribe, &self.peer).is_err()
+            || self
+                .peer
+                .as_ref()
+                .is_some_and(|peer| topic.check_access(Action::Subscribe, peer).is_err())
         {
             return;
         }

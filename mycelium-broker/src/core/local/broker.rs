@@ -10,7 +10,9 @@ use mycelium_transport::Broker;
 use crate::core::batch::Item;
 use crate::core::local::sink::LocalSink;
 use crate::core::local::subscription::LocalSubscription;
+use crate::core::patterns::PatternSubscription;
 use crate::core::registry::TopicRegistry;
+use crate::core::subject::{Pattern, PatternParseError};
 use crate::core::topic::{Progress, PublishCursor, PublisherHold, TopicId};
 use crate::error::{CreateTopicError, LookupError, PublishError, SubscribeError};
 
@@ -87,6 +89,9 @@ impl LocalBroker {
         topic: &str,
         skip_origin: u64,
     ) -> Result<LocalSubscription, SubscribeError> {
+        if topic.contains(['*', '>']) {
+            return self.subscribe_pattern(topic, skip_origin);
+        }
         let topic = self.registry.resolve(topic)?;
         if skip_origin != 0 && topic.routing() == Routing::Queue {
             return Err(SubscribeError::NoEchoOnQueue {
@@ -102,6 +107,45 @@ impl LocalBroker {
                 name: topic.name().to_owned(),
             })?;
         Ok(LocalSubscription::new(topic, id, sink, credit))
+    }
+}
+
+impl LocalBroker {
+    /// A subscription of a pattern (`orders.*`, `orders.>`): every fanout topic that matches,
+    /// now or later, each message named by the topic it was published on.
+    fn subscribe_pattern(
+        &self,
+        text: &str,
+        skip_origin: u64,
+    ) -> Result<LocalSubscription, SubscribeError> {
+        let pattern = Pattern::parse(text).map_err(|error| LookupError::InvalidName {
+            name: text.to_owned(),
+            problem: pattern_problem(&error),
+        })?;
+        // A key of its own in the sink, beyond every topic id (they stay below 2^31).
+        let key = mycelium_transport::frame::PATTERN_ID_BIT;
+        let sink = Arc::new(LocalSink::new(key));
+        let subscription = PatternSubscription::in_process(pattern, key, sink.clone(), skip_origin);
+        self.registry.subscribe_pattern(&subscription);
+        Ok(LocalSubscription::of_pattern(
+            self.registry.clone(),
+            subscription,
+            sink,
+        ))
+    }
+}
+
+/// Why a pattern is refused, in the words `LookupError::InvalidName` carries.
+fn pattern_problem(error: &PatternParseError) -> &'static str {
+    match error {
+        PatternParseError::Empty => "a pattern must not be empty",
+        PatternParseError::TooLong { .. } => "a pattern must be at most 255 bytes",
+        PatternParseError::InvalidCharacter { .. } => {
+            "a pattern may hold only A-Z a-z 0-9 . _ - * >"
+        }
+        PatternParseError::EmptyToken { .. } => "a pattern's tokens must not be empty",
+        PatternParseError::WildcardInToken { .. } => "* and > must stand alone between dots",
+        PatternParseError::GtNotLast => "> may only be the last token",
     }
 }
 
@@ -520,5 +564,48 @@ mod tests {
             queue.subscribe_no_echo("t"),
             Err(SubscribeError::NoEchoOnQueue { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_pattern_subscription_takes_every_matching_topic_with_its_name() {
+        let broker = LocalBroker::new(TopicDefaults {
+            auto_create: true,
+            ..TopicDefaults::default()
+        });
+        let before = broker.publisher("orders.eu").unwrap();
+        let mut all = LocalBroker::subscribe(&broker, "orders.*").unwrap();
+        assert_eq!(all.topic(), "orders.*");
+        let mut others = broker.subscribe_no_echo("orders.>").unwrap();
+        let after = broker.publisher("orders.us").unwrap();
+        let other_broker = LocalBroker::with_registry(broker.registry().clone());
+        let foreign = other_broker.publisher("orders.us").unwrap();
+        let deep = broker.publisher("orders.us.east").unwrap();
+        before.publish(b"1").await.unwrap();
+        after.publish(b"2").await.unwrap();
+        deep.publish(b"3").await.unwrap();
+        foreign.publish(b"4").await.unwrap();
+        let got: Vec<(String, Vec<u8>)> = std::iter::from_fn(|| all.try_recv().ok())
+            .map(|m| (m.topic().to_owned(), m.payload().to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("orders.eu".to_owned(), b"1".to_vec()),
+                ("orders.us".to_owned(), b"2".to_vec()),
+                ("orders.us".to_owned(), b"4".to_vec()),
+            ]
+        );
+        // No echo: only what another handle published.
+        let got: Vec<Vec<u8>> = std::iter::from_fn(|| others.try_recv().ok())
+            .map(|m| m.payload().to_vec())
+            .collect();
+        assert_eq!(got, [b"4".to_vec()]);
+        assert!(
+            LocalBroker::subscribe(&broker, "orders.a*").is_err(),
+            "a bad pattern is refused"
+        );
+        drop(all);
+        drop(others);
+        assert_eq!(broker.registry().pattern_count(), 0);
     }
 }

@@ -13,15 +13,29 @@ use mycelium_transport::{
 };
 
 use crate::core::local::sink::{Entry, LocalSink, Take, Taken};
+use crate::core::patterns::PatternSubscription;
+use crate::core::registry::TopicRegistry;
 use crate::core::topic::{SubscriberId, Topic};
+
+/// What an in-process subscription subscribes to.
+#[derive(Debug)]
+enum Source {
+    /// One topic, which knows the subscriber by `id`.
+    Topic { topic: Arc<Topic>, id: SubscriberId },
+    /// A pattern (fanout topics only), attached by `registry` to every topic it matches.
+    Pattern {
+        registry: Arc<TopicRegistry>,
+        subscription: Arc<PatternSubscription>,
+    },
+}
 
 /// An in-process subscription; see the [module docs](crate::core::local).
 #[derive(Debug)]
 pub struct LocalSubscription {
-    topic: Arc<Topic>,
-    /// The topic's name, shared by every message handed out.
+    source: Source,
+    /// The topic's name (a pattern's messages name their own), shared by every message
+    /// handed out.
     name: TopicName,
-    id: SubscriberId,
     /// The queue the topic delivers into; closed when this subscription drops.
     sink: Arc<LocalSink>,
     /// The last take from the sink, not yet handed out.
@@ -46,10 +60,28 @@ impl LocalSubscription {
         sink: Arc<LocalSink>,
         credit: u32,
     ) -> LocalSubscription {
+        let name = TopicName::from(topic.name());
+        LocalSubscription::of(Source::Topic { topic, id }, name, sink, credit)
+    }
+
+    /// A subscription of a pattern, attached by `registry`; it ends the pattern when dropped.
+    pub(crate) fn of_pattern(
+        registry: Arc<TopicRegistry>,
+        subscription: Arc<PatternSubscription>,
+        sink: Arc<LocalSink>,
+    ) -> LocalSubscription {
+        let name = TopicName::from(subscription.pattern().as_str());
+        let source = Source::Pattern {
+            registry,
+            subscription,
+        };
+        LocalSubscription::of(source, name, sink, 0)
+    }
+
+    fn of(source: Source, name: TopicName, sink: Arc<LocalSink>, credit: u32) -> LocalSubscription {
         LocalSubscription {
-            name: TopicName::from(topic.name()),
-            topic,
-            id,
+            source,
+            name,
             sink,
             taken: Taken::default(),
             unreturned: 0,
@@ -140,11 +172,12 @@ impl LocalSubscription {
 
     /// A queue consumer returns credit as it takes messages, half its prefetch at a time.
     fn took_one(&mut self) {
-        if self.topic.routing() == Routing::Queue {
-            self.unreturned += 1;
-            if self.unreturned >= self.credit_batch {
-                self.topic
-                    .add_credit(self.id, std::mem::take(&mut self.unreturned));
+        if let Source::Topic { topic, id } = &self.source {
+            if topic.routing() == Routing::Queue {
+                self.unreturned += 1;
+                if self.unreturned >= self.credit_batch {
+                    topic.add_credit(*id, std::mem::take(&mut self.unreturned));
+                }
             }
         }
     }
@@ -179,7 +212,17 @@ impl Stream for LocalSubscription {
 
 impl Drop for LocalSubscription {
     fn drop(&mut self) {
-        self.topic.unsubscribe(self.id);
+        match &self.source {
+            Source::Topic { topic, id } => {
+                topic.unsubscribe(*id);
+            }
+            Source::Pattern {
+                registry,
+                subscription,
+            } => {
+                registry.unsubscribe_pattern(subscription);
+            }
+        }
         self.sink.close();
     }
 }
