@@ -6,7 +6,8 @@
 #
 # Each binary runs its broker on the example broker.toml beside it (BEFORE_BIN's directory, else
 # this checkout's), with socket_path moved to a private directory. WORKLOAD names: w1_uds w2_uds
-# w3_uds w5_uds w4_uds w1_shm w2_shm w3_shm w5_shm w4_shm_busy w4_shm_parked (default: all).
+# w3_uds w5_uds w4_uds w1_shm w2_shm w3_shm w5_shm w4_shm_busy w4_shm_parked (default: all);
+# req_uds req_shm_busy (request/reply, binaries that have `bench --request`).
 set -u
 if [ $# -lt 4 ]; then sed -n 2,10p "$0"; exit 2; fi
 BEFORE=$1; AFTER=$2; ROUNDS=$3; OUT=$4; shift 4
@@ -29,6 +30,8 @@ declare -A W=(
  [w5_shm]="--transport shm --count 20000000 --subscribers 2 --routing queue"
  [w4_shm_busy]="--transport shm --busy-poll --pingpong 100000"
  [w4_shm_parked]="--transport shm --pingpong 10000 --interval-us 1000"
+ [req_uds]="--transport uds --request 20000"
+ [req_shm_busy]="--transport shm --busy-poll --request 100000"
 )
 WORKLOADS=${*:-w1_uds w2_uds w3_uds w5_uds w4_uds w1_shm w2_shm w3_shm w5_shm w4_shm_busy w4_shm_parked}
 for r in $(seq 1 "$ROUNDS"); do

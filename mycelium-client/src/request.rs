@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mycelium_transport::envelope::{Envelope, EnvelopeView, Headers, Reply, ReplyStatus, Stamper};
+use mycelium_transport::envelope::{Envelope, Headers, Reply, ReplyStatus, Stamper};
 use mycelium_transport::{Message, RecvError};
 use tokio::sync::{oneshot, OnceCell};
 use uuid::Uuid;
@@ -216,13 +216,11 @@ pub(crate) fn reply_envelope(
     status: ReplyStatus,
     code: u16,
 ) -> Result<(&str, Envelope<'static>), PublishError> {
-    // One read of the request's envelope for both fields.
-    let view =
-        EnvelopeView::parse(request.envelope_bytes()).map_err(|_| PublishError::NotARequest)?;
-    let (Some(reply_to), Some(stamp)) = (view.reply_to, view.stamp) else {
+    // Each accessor reads its block by the lengths before it (the envelope was checked on
+    // arrival).
+    let (Some(reply_to), Some(correlation)) = (request.reply_to(), request.id()) else {
         return Err(PublishError::NotARequest);
     };
-    let correlation = stamp.id;
     let envelope = Envelope {
         reply: Some(Reply {
             status,

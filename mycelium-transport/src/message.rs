@@ -26,7 +26,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::envelope::{EnvelopeError, EnvelopeView, HeaderIter, Reply, Stamp};
+use crate::envelope::{BlockOffsets, EnvelopeError, EnvelopeView, HeaderIter, Reply, Stamp};
 
 /// One received message: its topic, its envelope if it has one, and its payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,9 +86,18 @@ impl Message {
         &self.envelope
     }
 
+    /// Where the envelope's fixed blocks sit: the envelope was checked whole on arrival, so
+    /// one field is read by the lengths before it, not by checking it all again.
+    fn blocks(&self) -> Option<BlockOffsets> {
+        if self.envelope.is_empty() {
+            return None;
+        }
+        BlockOffsets::find(&self.envelope)
+    }
+
     /// The id and publish time, when the topic stamps its messages (or the publisher did).
     pub fn stamp(&self) -> Option<Stamp> {
-        self.view().and_then(|view| view.stamp)
+        self.blocks()?.stamp(&self.envelope)
     }
 
     /// The message's unique id (UUIDv7: sorts by publish time), if stamped.
@@ -116,12 +125,12 @@ impl Message {
 
     /// Where replies go, if the message is a request.
     pub fn reply_to(&self) -> Option<&str> {
-        self.view().and_then(|view| view.reply_to)
+        self.blocks()?.reply_to(&self.envelope)
     }
 
     /// Which request the message answers and how, if it is a reply.
     pub fn reply(&self) -> Option<Reply> {
-        self.view().and_then(|view| view.reply)
+        self.blocks()?.reply(&self.envelope)
     }
 
     /// The topic the message was published on.

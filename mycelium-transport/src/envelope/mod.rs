@@ -28,6 +28,7 @@ mod write;
 
 pub use headers::{HeaderError, HeaderIter, Headers};
 pub use stamp::{Stamp, Stamper};
+pub(crate) use view::BlockOffsets;
 pub use view::{EnvelopeError, EnvelopeView};
 pub use write::{write_with_topic, Envelope};
 

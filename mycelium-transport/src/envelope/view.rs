@@ -184,3 +184,69 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(bytes).map_err(|_| EnvelopeError("topic name is not UTF-8"))
     }
 }
+
+/// Where the fixed blocks of an envelope already checked by [`EnvelopeView::parse`] sit:
+/// found by their lengths alone, for the accessors of a received message, which need one
+/// field each and must not check the whole envelope again for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BlockOffsets {
+    /// The STAMP block's start.
+    pub(crate) stamp: Option<usize>,
+    /// The REPLY_TO name's bytes.
+    pub(crate) reply_to: Option<(usize, usize)>,
+    /// The REPLY block's start.
+    pub(crate) reply: Option<usize>,
+}
+
+impl BlockOffsets {
+    /// The offsets in `bytes` (flags first), or `None` if a length runs past the end (never,
+    /// for bytes that parsed).
+    pub(crate) fn find(bytes: &[u8]) -> Option<BlockOffsets> {
+        let flags = *bytes.first()?;
+        let mut at = 1;
+        let mut found = BlockOffsets::default();
+        if flags & STAMP != 0 {
+            found.stamp = Some(at);
+            at += super::STAMP_LEN;
+        }
+        if flags & TOPIC != 0 {
+            at += 1 + usize::from(*bytes.get(at)?);
+        }
+        if flags & REPLY_TO != 0 {
+            let len = usize::from(*bytes.get(at)?);
+            found.reply_to = Some((at + 1, len));
+            at += 1 + len;
+        }
+        if flags & REPLY != 0 {
+            found.reply = Some(at);
+            at += super::REPLY_LEN;
+        }
+        (at <= bytes.len()).then_some(found)
+    }
+
+    pub(crate) fn stamp(&self, bytes: &[u8]) -> Option<Stamp> {
+        let at = self.stamp?;
+        let id: [u8; 16] = bytes.get(at..at + 16)?.try_into().ok()?;
+        let time: [u8; 8] = bytes.get(at + 16..at + 24)?.try_into().ok()?;
+        Some(Stamp {
+            id: Uuid::from_bytes(id),
+            timestamp_ns: u64::from_le_bytes(time),
+        })
+    }
+
+    pub(crate) fn reply_to<'a>(&self, bytes: &'a [u8]) -> Option<&'a str> {
+        let (at, len) = self.reply_to?;
+        std::str::from_utf8(bytes.get(at..at + len)?).ok()
+    }
+
+    pub(crate) fn reply(&self, bytes: &[u8]) -> Option<Reply> {
+        let at = self.reply?;
+        let block = bytes.get(at..at + super::REPLY_LEN)?;
+        let correlation: [u8; 16] = block.get(3..19)?.try_into().ok()?;
+        Some(Reply {
+            status: ReplyStatus::from_u8(block[0])?,
+            code: u16::from_le_bytes([block[1], block[2]]),
+            correlation: Uuid::from_bytes(correlation),
+        })
+    }
+}
