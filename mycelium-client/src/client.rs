@@ -124,6 +124,9 @@ pub(crate) fn shm_refused(error: &ClientError) -> bool {
     )
 }
 
+/// Publishers [`Client::publish`] and request/reply keep per topic at most.
+pub(crate) const MAX_CACHED_PUBLISHERS: usize = 64;
+
 /// A client of a broker process; clones share its connections. See the module docs.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -406,11 +409,19 @@ impl Client {
             return Ok(publisher);
         }
         let publisher = self.publisher(topic).await?;
-        self.inner
+        let mut publishers = self
+            .inner
             .publishers
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_owned(), publisher.clone());
+            .unwrap_or_else(|p| p.into_inner());
+        // A responder answers a new inbox per requester: keep a bounded few (each may hold a
+        // ring), made again when needed.
+        if publishers.len() >= MAX_CACHED_PUBLISHERS {
+            if let Some(evicted) = publishers.keys().next().cloned() {
+                publishers.remove(&evicted);
+            }
+        }
+        publishers.insert(topic.to_owned(), publisher.clone());
         Ok(publisher)
     }
 

@@ -225,3 +225,38 @@ fn a_connection_may_subscribe_only_to_its_own_inbox() {
     assert_eq!(topic_counter(&broker, &client_inbox, "published"), 1);
     raw.ping();
 }
+
+#[test]
+fn an_inbox_is_reclaimed_once_its_requester_leaves_though_its_responder_stays() {
+    let broker = TestBroker::start_with(
+        "",
+        "[topic_defaults]\nauto_create = true\nidle_timeout_ms = 200\n",
+    );
+    let _echo = responder(&broker, &["svc.echo", "pong"]);
+    let options = ClientOptions::default();
+    let inbox = inbox_of(options.client_id);
+    block_on(async {
+        let client = Client::connect_with(&broker.socket, options)
+            .await
+            .expect("connect");
+        let reply = client
+            .request("svc.echo", b"ping", Duration::from_secs(10))
+            .await
+            .expect("a reply");
+        assert_eq!(&reply[..], b"pong");
+        client.close().await.expect("close");
+    });
+    let listed = |name: &str| {
+        super::stats_json(&broker)["topics"]
+            .as_array()
+            .expect("topics")
+            .iter()
+            .any(|t| t["name"] == name)
+    };
+    // The responder answered the inbox and is still connected: its answer claims nothing.
+    super::common::wait_until("the inbox to be reclaimed", || !listed(&inbox));
+    assert!(
+        listed("svc.echo"),
+        "the topic its responder subscribes to stays"
+    );
+}

@@ -154,6 +154,11 @@ impl Client {
         let index = match publishers.iter().position(|(name, _)| name == topic) {
             Some(index) => index,
             None => {
+                // A responder answers a new inbox per requester: keep a bounded few (each may
+                // hold a ring), the oldest going first.
+                if publishers.len() >= crate::client::MAX_CACHED_PUBLISHERS {
+                    publishers.remove(0);
+                }
                 publishers.push((topic.to_owned(), self.publisher(topic)?));
                 publishers.len() - 1
             }

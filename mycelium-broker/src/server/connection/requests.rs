@@ -7,7 +7,7 @@ use mycelium_transport::{ErrorCode, Frame, RoutingKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::acl::Action;
-use crate::core::registry::foreign_inbox;
+use crate::core::registry::{foreign_inbox, is_inbox};
 use crate::core::topic::{PublisherHold, Topic};
 use crate::error::LookupError;
 
@@ -167,7 +167,12 @@ impl Connection {
                 Ok(topic) => {
                     if !self.refuse_access(request_id, Action::Publish, &topic) {
                         self.outbox.append_control(&topic_ack(request_id, &topic, 0));
-                        self.advertised.entry(topic.id()).or_insert_with(|| PublisherHold::new(topic));
+                        // A responder publishes to each requester's inbox once or twice: its
+                        // claim would keep every inbox it ever answered from being reclaimed
+                        // after its requester left. An inbox lives by its subscriber alone.
+                        if !is_inbox(topic.name()) {
+                            self.advertised.entry(topic.id()).or_insert_with(|| PublisherHold::new(topic));
+                        }
                     }
                 }
                 Err(error) => self.refuse_lookup(request_id, error),
