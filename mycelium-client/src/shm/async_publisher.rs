@@ -97,23 +97,20 @@ impl AsyncShmPublisher {
         payload: &[u8],
     ) -> Result<(), ClientError> {
         let mut publisher = Arc::clone(&self.inner).lock_owned().await;
-        // The envelope borrows: encode it here, hand the bytes to the blocking pool.
-        let mut message = bytes::BytesMut::new();
-        envelope.encode(&mut message);
-        let envelope_len = message.len();
-        message.extend_from_slice(payload);
+        // The envelope borrows: its parts go to the blocking pool owned.
+        let (stamp, reply) = (envelope.stamp, envelope.reply);
+        let reply_to = envelope.reply_to.map(str::to_owned);
         let headers = envelope.headers.cloned();
+        let payload = payload.to_vec();
         tokio::task::spawn_blocking(move || {
-            let view = mycelium_transport::envelope::EnvelopeView::parse(&message)
-                .map_err(|e| ClientError::Shm(format!("an envelope of our own: {e}")))?;
             let owned = Envelope {
-                stamp: view.stamp,
-                topic: None,
-                reply_to: view.reply_to,
-                reply: view.reply,
+                stamp,
+                reply_to: reply_to.as_deref(),
+                reply,
                 headers: headers.as_ref(),
+                ..Envelope::default()
             };
-            publisher.publish_envelope(&owned, &message[envelope_len..])
+            publisher.publish_envelope(&owned, &payload)
         })
         .await
         .map_err(|e| ClientError::Shm(format!("the publish wait failed: {e}")))?

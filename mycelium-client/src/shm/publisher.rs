@@ -197,13 +197,28 @@ impl ShmPublisher {
         headers: Option<&Headers>,
         payload: &[u8],
     ) -> Result<(), ClientError> {
+        self.with_message(
+            |publisher, dst| publisher.envelope_into(headers, dst),
+            payload,
+            Self::push_flagged,
+        )
+    }
+
+    /// Builds a message in the scratch buffer (whatever `envelope` writes, true if it wrote an
+    /// envelope, then `payload`) and hands it to `push` with its frame flags.
+    fn with_message<R>(
+        &mut self,
+        envelope: impl FnOnce(&mut Self, &mut BytesMut) -> bool,
+        payload: &[u8],
+        push: impl FnOnce(&mut Self, &[u8], FrameFlags) -> R,
+    ) -> R {
         let mut message = std::mem::take(&mut self.scratch);
         message.clear();
-        let flags = FrameFlags::new(false, self.envelope_into(headers, &mut message));
+        let flags = FrameFlags::new(false, envelope(self, &mut message));
         message.extend_from_slice(payload);
-        let pushed = self.push_flagged(&message, flags);
+        let result = push(self, &message, flags);
         self.scratch = message;
-        pushed
+        result
     }
 
     /// Writes one message into the ring, waiting while the ring is full (and, on a queue
@@ -479,13 +494,14 @@ impl ShmPublisher {
             self.check_headers(headers)?;
         }
         self.watch.count(&self.session, self.attachment, 1)?;
-        let mut message = std::mem::take(&mut self.scratch);
-        message.clear();
-        envelope.encode(&mut message);
-        message.extend_from_slice(payload);
-        let pushed = self.push_flagged(&message, FrameFlags::new(false, true));
-        self.scratch = message;
-        pushed?;
+        self.with_message(
+            |_, dst| {
+                envelope.encode(dst);
+                true
+            },
+            payload,
+            Self::push_flagged,
+        )?;
         self.wake();
         Ok(())
     }
@@ -549,13 +565,11 @@ impl ShmPublisher {
         if self.stamper.is_none() {
             return self.try_push(payload, FrameFlags::PLAIN);
         }
-        let mut message = std::mem::take(&mut self.scratch);
-        message.clear();
-        let flags = FrameFlags::new(false, self.envelope_into(None, &mut message));
-        message.extend_from_slice(payload);
-        let pushed = self.try_push(&message, flags);
-        self.scratch = message;
-        pushed
+        self.with_message(
+            |publisher, dst| publisher.envelope_into(None, dst),
+            payload,
+            Self::try_push,
+        )
     }
 
     /// The writing half of [`try_publish`](Self::try_publish): `message` (with its envelope,

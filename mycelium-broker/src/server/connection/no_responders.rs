@@ -28,7 +28,7 @@ impl Connection {
 
     /// Publishes the no-responders reply to request `correlation` of `topic` on `reply_to`,
     /// as this connection would publish it (its access to `reply_to` is checked). A reply
-    /// address that names no topic, or one it may not publish to, gets nothing.
+    /// address that names no existing topic, or one it may not publish to, gets nothing.
     pub(super) async fn answer_no_responders(
         &self,
         topic: &Arc<Topic>,
@@ -36,12 +36,15 @@ impl Connection {
         correlation: uuid::Uuid,
         stop: &CancellationToken,
     ) -> Result<(), Stop> {
-        let inbox = match self.state.registry.resolve(reply_to) {
-            Ok(inbox) => inbox,
-            Err(error) => {
-                tracing::debug!(connection = self.id, reply_to, %error, "no-responders reply not sent");
-                return Ok(());
-            }
+        // Looked up, never created: a reply address nobody subscribes to needs no answer, and
+        // a peer's reply address must not make topics.
+        let Some(inbox) = self.state.registry.get_by_name(reply_to) else {
+            tracing::debug!(
+                connection = self.id,
+                reply_to,
+                "no-responders reply not sent: no such topic"
+            );
+            return Ok(());
         };
         if let Err(reason) = inbox.check_access(Action::Publish, &self.peer) {
             tracing::debug!(
