@@ -37,6 +37,7 @@
 //! | `performance.channel_capacity` | Later | subscriptions made from now on |
 //! | `performance.batch_size` | Live | |
 //! | `performance.flush_interval_ms` | Live | |
+//! | `performance.busy_poll_us` | Live | |
 //! | `shm.enabled` | Later | new shared-memory sessions; open ones keep their rings |
 //! | `shm.ring_bytes` | Later | rings created from now on |
 //! | `shm.max_subscribers` | Restart | a ring's slot count is fixed when the ring is created |
@@ -694,6 +695,14 @@ impl Changes {
                 LIVE,
                 plain,
             ),
+            busy_poll_us: self.setting(
+                S,
+                "busy_poll_us",
+                &old.busy_poll_us,
+                &new.busy_poll_us,
+                LIVE,
+                plain,
+            ),
         }
     }
 
@@ -968,6 +977,7 @@ mod tests {
                 channel_capacity: 32,
                 batch_size: 33,
                 flush_interval_ms: 34,
+                busy_poll_us: 35,
             },
             shm: ShmConfig {
                 enabled: false,
@@ -1035,6 +1045,7 @@ mod tests {
                 ("performance.channel_capacity", "100000", "32", Later),
                 ("performance.batch_size", "1000", "33", Live),
                 ("performance.flush_interval_ms", "1", "34", Live),
+                ("performance.busy_poll_us", "50", "35", Live),
                 ("shm.enabled", "true", "false", Later),
                 ("shm.ring_bytes", "4194304", "8192", Later),
                 ("shm.max_subscribers", "64", "41", Restart),

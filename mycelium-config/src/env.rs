@@ -260,10 +260,15 @@ fn set_performance(
             parse_number(value)?,
             "flush_interval_ms",
         ),
+        "BUSY_POLL_US" => set(
+            &mut performance.busy_poll_us,
+            parse_number(value)?,
+            "busy_poll_us",
+        ),
         other => Err(unknown_field(
             other,
             "performance",
-            "WORKER_THREADS, CHANNEL_CAPACITY, BATCH_SIZE, FLUSH_INTERVAL_MS",
+            "WORKER_THREADS, CHANNEL_CAPACITY, BATCH_SIZE, FLUSH_INTERVAL_MS, BUSY_POLL_US",
         )),
     }
 }
@@ -474,6 +479,7 @@ mod tests {
                 ("MYCELIUM_PERFORMANCE__CHANNEL_CAPACITY", "14"),
                 ("MYCELIUM_PERFORMANCE__BATCH_SIZE", "15"),
                 ("MYCELIUM_PERFORMANCE__FLUSH_INTERVAL_MS", "0"),
+                ("MYCELIUM_PERFORMANCE__BUSY_POLL_US", "16"),
             ]),
         )
         .unwrap();
@@ -512,6 +518,7 @@ mod tests {
                 channel_capacity: 14,
                 batch_size: 15,
                 flush_interval_ms: 0,
+                busy_poll_us: 16,
             }
         );
         assert_eq!(

@@ -59,8 +59,9 @@ pub use diagnostic::Diagnostic;
 pub use diff::{ConfigDiff, SettingChange, Takes};
 pub use error::{ConfigError, WatchError};
 pub use limits::{
-    MAX_CONFIG_FILE_BYTES, MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT, MAX_MESSAGE_SIZE_LIMIT,
-    MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS, SOCKET_PATH_MAX,
+    MAX_BUSY_POLL_US, MAX_CONFIG_FILE_BYTES, MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT,
+    MAX_MESSAGE_SIZE_LIMIT, MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS,
+    SOCKET_PATH_MAX,
 };
 pub use load::{read_config_file, socket_path_leniently};
 pub use schema::{

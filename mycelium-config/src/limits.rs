@@ -34,6 +34,10 @@ pub const MAX_HEADER_BYTES_LIMIT: u32 = 65_535;
 /// a larger value is far more likely a typo than a plan.
 pub const MAX_WORKER_THREADS: usize = 1024;
 
+/// Upper bound of `performance.busy_poll_us`: a connection polls its socket at most this long
+/// (1 ms) before it sleeps, which also bounds how late it notices a shutdown or a heartbeat tick.
+pub const MAX_BUSY_POLL_US: u64 = 1000;
+
 /// Longest topic name in bytes: 255.
 ///
 /// Names travel in every subscribe and publish frame; the bound keeps them to one length byte.

@@ -377,6 +377,7 @@ flush_interval_ms = 1
                 channel_capacity: 100_000,
                 batch_size: 1000,
                 flush_interval_ms: 1,
+                busy_poll_us: 50,
             },
             shm: ShmConfig::default(),
         }

@@ -21,9 +21,9 @@ use std::collections::HashMap;
 
 use crate::{
     BrokerConfig, Diagnostic, PerformanceConfig, ServerConfig, ShmConfig, TopicConfig,
-    MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT, MAX_MESSAGE_SIZE_LIMIT, MAX_RING_BYTES,
-    MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS, MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN,
-    MAX_WORKER_THREADS, MIN_RING_BYTES, SOCKET_PATH_MAX,
+    MAX_BUSY_POLL_US, MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT, MAX_MESSAGE_SIZE_LIMIT,
+    MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS, MAX_SOCKET_MODE,
+    MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS, MIN_RING_BYTES, SOCKET_PATH_MAX,
 };
 
 impl BrokerConfig {
@@ -235,6 +235,15 @@ fn check_performance(performance: &PerformanceConfig, problems: &mut Problems) {
         performance.channel_capacity == 0,
     );
     problems.require_positive("performance.batch_size", performance.batch_size == 0);
+    if performance.busy_poll_us > MAX_BUSY_POLL_US {
+        problems.report(
+            "performance.busy_poll_us",
+            format!(
+                "must be at most {MAX_BUSY_POLL_US} (µs), got {}",
+                performance.busy_poll_us
+            ),
+        );
+    }
 }
 
 fn check_shm(shm: &ShmConfig, problems: &mut Problems) {
@@ -362,10 +371,12 @@ mod tests {
     fn upper_limits_are_inclusive() {
         let mut config = with_topics(&["t"]);
         config.performance.worker_threads = MAX_WORKER_THREADS;
+        config.performance.busy_poll_us = MAX_BUSY_POLL_US;
         config.topics[0].max_message_size = MAX_MESSAGE_SIZE_LIMIT;
         config.server.socket_mode = MAX_SOCKET_MODE;
         assert_eq!(config.validate(), []);
         config.performance.worker_threads += 1;
+        config.performance.busy_poll_us += 1;
         config.topics[0].max_message_size += 1;
         config.server.socket_mode += 1;
         assert_eq!(
@@ -373,7 +384,8 @@ mod tests {
             [
                 "server.socket_mode",
                 "topics[0].max_message_size",
-                "performance.worker_threads"
+                "performance.worker_threads",
+                "performance.busy_poll_us"
             ]
         );
     }

@@ -55,6 +55,8 @@ pub(super) struct Connection {
     pub(super) read_size: usize,
     /// Something was read since the last heartbeat tick: the connection is not idle.
     pub(super) read_since_tick: bool,
+    /// When the last read brought bytes: the busy-poll window runs from it.
+    pub(super) last_read: std::time::Instant,
     /// Whether the peer is still there ([`Heartbeat`]), and when to look next.
     pub(super) heartbeat: Heartbeat,
     pub(super) heartbeat_due: tokio::time::Instant,

@@ -7,6 +7,9 @@
 //!   [`Outbox`], so a reply is ordered with the deliveries around it: a `TopicAck` precedes the
 //!   subscription's first `Deliver`, and a `Pong` follows the effects of every earlier frame.
 //! - The writer swaps out the whole outbox per wake-up and writes it in one call.
+//! - For `performance.busy_poll_us` after each read the reader polls its socket (yielding
+//!   between looks) before it sleeps on readiness: a chatty peer's next frame is read without
+//!   a thread wake-up, an idle one costs nothing.
 //! - An idle connection holds little memory: the read buffer starts small and doubles while
 //!   reads fill it (up to `READ_CHUNK`, so a busy publisher's frames still arrive thousands
 //!   per syscall), and a heartbeat tick that finds nothing read since the last one gives the
@@ -26,10 +29,12 @@
 //! - `context.rs`: a message connection's state ([`Connection`](context::Connection)).
 //! - `scan.rs`: frames to steps, publishes relabelled in place and gathered into runs;
 //!   `publish.rs`: a run routed to its topic; `requests.rs`: every other request.
-//! - `writer.rs`: the writer task; `reader.rs`: the read loop, which drives the three above.
+//! - `busy_poll.rs`: reading by polling for a short window before sleeping on readiness.
+//! - `writer.rs`: the writer task; `reader.rs`: the read loop, which drives the four above.
 //! - `admission.rs`: the first frame and what it opens ([`serve`]), or the refusal.
 
 mod admission;
+mod busy_poll;
 mod context;
 mod no_responders;
 mod patterns;

@@ -3,8 +3,9 @@
 //! the heartbeat, and ends the connection.
 
 use std::collections::HashMap;
+use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mycelium_transport::codec;
@@ -20,6 +21,7 @@ use super::admission::Admitted;
 use crate::server::heartbeat::{Beat, Heartbeat};
 use crate::server::state::BrokerState;
 
+use super::busy_poll::busy_poll;
 use super::context::Connection;
 use super::scan::{ScanEnd, Step};
 use super::stop::{fatal, Stop};
@@ -75,6 +77,7 @@ pub(super) async fn serve_messages(
         ends: Vec::new(),
         read_size: FIRST_READ,
         read_since_tick: false,
+        last_read: Instant::now(),
         heartbeat: Heartbeat::default(),
         heartbeat_due: tokio::time::Instant::now(),
     };
@@ -124,25 +127,18 @@ impl Connection {
             self.max_frame_len = self.max_frame_len.max(self.state.max_frame_len());
             codec::reserve_for_read(buf, self.read_size, self.max_frame_len);
             let room = buf.capacity() - buf.len();
+            if let Some(read) = self.poll_read(reader, buf, stop).await {
+                if let Err(stop) = self.took(read, buf, room) {
+                    return stop;
+                }
+                continue;
+            }
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Stop::Shutdown,
                 _ = self.outbox.closed() => return Stop::Gone,
-                read = reader.read_buf(buf) => match read {
-                    Ok(0) if buf.is_empty() => return Stop::Gone,
-                    Ok(0) => {
-                        tracing::debug!(connection = self.id, bytes = buf.len(), "client closed mid-frame");
-                        return Stop::Gone;
-                    }
-                    Ok(n) => {
-                        self.heartbeat.heard();
-                        self.read_since_tick = true;
-                        if n >= room && self.read_size < READ_CHUNK {
-                            // The read filled what it was given: there is load, read more.
-                            self.read_size *= 2;
-                        }
-                    }
-                    Err(_) => return Stop::Gone,
+                read = reader.read_buf(buf) => if let Err(stop) = self.took(read, buf, room) {
+                    return stop;
                 },
                 _ = tokio::time::sleep_until(self.heartbeat_due) => {
                     if !std::mem::take(&mut self.read_since_tick) {
@@ -154,6 +150,51 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// What a read of `room` bytes into `buf` returned: the end of the connection, or bytes.
+    fn took(&mut self, read: io::Result<usize>, buf: &BytesMut, room: usize) -> Result<(), Stop> {
+        match read {
+            Ok(0) if buf.is_empty() => Err(Stop::Gone),
+            Ok(0) => {
+                tracing::debug!(
+                    connection = self.id,
+                    bytes = buf.len(),
+                    "client closed mid-frame"
+                );
+                Err(Stop::Gone)
+            }
+            Ok(n) => {
+                self.heartbeat.heard();
+                self.read_since_tick = true;
+                self.last_read = Instant::now();
+                if n >= room && self.read_size < READ_CHUNK {
+                    // The read filled what it was given: there is load, read more.
+                    self.read_size *= 2;
+                }
+                Ok(())
+            }
+            Err(_) => Err(Stop::Gone),
+        }
+    }
+
+    /// [`busy_poll`] for `performance.busy_poll_us` from the last read; `None` at once when
+    /// polling is off.
+    async fn poll_read(
+        &self,
+        reader: &OwnedReadHalf,
+        buf: &mut BytesMut,
+        stop: &CancellationToken,
+    ) -> Option<io::Result<usize>> {
+        let window = self.state.config().performance.busy_poll_us;
+        if window == 0 {
+            return None;
+        }
+        let until = self.last_read + Duration::from_micros(window);
+        busy_poll(reader, buf, until, || {
+            stop.is_cancelled() || self.outbox.is_closed()
+        })
+        .await
     }
 
     /// Gives back the memory a busy connection grew, once a whole heartbeat period passed
