@@ -69,4 +69,6 @@ pub use core::topic::{
 };
 pub use error::{CreateTopicError, LookupError, PublishError, SubscribeError};
 pub use mycelium_transport::Broker;
-pub use server::{bind_socket, ReloadAnswer, ReloadHandle, ServeError, Server};
+pub use server::{
+    bind_socket, BrokerHandle, BrokerStatistics, ReloadAnswer, ReloadHandle, ServeError, Server,
+};

@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::server::connection;
 use crate::server::error::ServeError;
+use crate::server::handle::BrokerHandle;
 use crate::server::reclaim;
 use crate::server::reload::{self, ReloadSource};
 use crate::server::reload_handle::ReloadHandle;
@@ -103,6 +104,11 @@ impl Server {
         self
     }
 
+    /// The handle a front end in this process (the HTTP gateway) uses to reach the broker.
+    pub fn handle(&self) -> BrokerHandle {
+        BrokerHandle::new(self.state.clone())
+    }
+
     /// Triggers reloads of the config file (for a SIGHUP handler).
     pub fn reload_handle(&self) -> ReloadHandle {
         self.state.reload.clone()
@@ -167,6 +173,7 @@ impl Server {
             }
         }
         tracing::info!("shutting down: no new connections; flushing what was accepted");
+        self.state.stopping.cancel();
         supervisor.stopping();
         if let Some(reloads) = reloads {
             // A reload in progress finishes on the blocking pool; none starts after this.

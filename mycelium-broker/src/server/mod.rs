@@ -2,7 +2,8 @@
 //! routing core, serves shared-memory sessions, and reloads its config file while it runs.
 //!
 //! - Public: [`Server`] (built from a config, run until a shutdown future resolves),
-//!   [`bind_socket`], [`ServeError`], and [`ReloadHandle`] with its [`ReloadAnswer`]. Everything
+//!   [`bind_socket`], [`ServeError`], [`ReloadHandle`] with its [`ReloadAnswer`], and
+//!   [`BrokerHandle`] for front ends running in the broker's process. Everything
 //!   else here is the crate's own.
 //! - One concept per module. Dependencies go one way, each module using only those above it
 //!   (unit tests excepted: the supervisor's run a whole [`Server`]):
@@ -14,7 +15,8 @@
 //!   5. `shm`: the shared-memory ring directory, relay rings, watchdog, and the broker's
 //!      readers of publisher rings.
 //!   6. `state`: what every connection of one broker run shares (topics, config, limits,
-//!      rings, the reload handle), and the shutdown deadline.
+//!      rings, the reload handle, [`BrokerStatistics`]), and the shutdown deadline; `handle`:
+//!      [`BrokerHandle`], the state as a front end in the broker's process uses it.
 //!   7. `reload`: the reload task, which applies a config file to the state; `reclaim`: the
 //!      sweep that removes idle auto-created topics.
 //!   8. `shm_session`: one shared-memory control session.
@@ -23,6 +25,7 @@
 
 mod connection;
 mod error;
+mod handle;
 mod heartbeat;
 mod listener;
 mod outbox_sink;
@@ -35,5 +38,7 @@ mod state;
 mod supervisor;
 
 pub use error::ServeError;
+pub use handle::BrokerHandle;
 pub use listener::{bind_socket, Server};
 pub use reload_handle::{ReloadAnswer, ReloadHandle};
+pub use state::BrokerStatistics;

@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 use mycelium_config::BrokerConfig;
 use mycelium_transport::frame::MESSAGE_OVERHEAD;
 use mycelium_transport::{ConfigStatus, Frame, RoutingKind, TopicStats, HANDSHAKE_MAX_FRAME_LEN};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -52,6 +53,20 @@ impl Drop for Handshake {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.id);
     }
+}
+
+/// The broker's figures at one moment: what `mycelium stats` shows.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BrokerStatistics {
+    /// Connections past their handshake (message connections and shared-memory sessions).
+    pub connections: usize,
+    /// Time since the broker started.
+    pub uptime: Duration,
+    /// Every topic, as the `Stats` frame reports it.
+    pub topics: Vec<TopicStats>,
+    /// The config's generation and the outcome of the last reloads.
+    pub config: ConfigStatus,
 }
 
 /// Shared by the listener and every connection of one broker run.
@@ -89,6 +104,11 @@ pub(crate) struct BrokerState {
     pub(crate) shm: Arc<ShmRings>,
     /// Watches the broker's long-lived tasks; one that fails ends the broker.
     pub(crate) supervisor: Arc<Supervisor>,
+    /// Tells front ends ([`BrokerHandle::config_changes`](crate::BrokerHandle::config_changes))
+    /// each config put in force.
+    config_changes: watch::Sender<Arc<BrokerConfig>>,
+    /// Cancelled when the graceful shutdown begins.
+    pub(crate) stopping: CancellationToken,
 }
 
 impl BrokerState {
@@ -102,10 +122,12 @@ impl BrokerState {
         let (reload, reload_queue) = crate::server::reload_handle::channel();
         let inflight = Arc::new(ByteBudget::new(config.server.max_inflight_bytes));
         let supervisor = Arc::new(Supervisor::default());
+        let config = Arc::new(config);
+        let (config_changes, _) = watch::channel(config.clone());
         Ok(BrokerState {
             registry,
             shm: Arc::new(ShmRings::new(config.shm.clone()).supervised_by(supervisor.clone())),
-            config: ArcSwap::from_pointee(config),
+            config: ArcSwap::new(config),
             config_status: Mutex::new(ConfigStatus {
                 generation: 1,
                 ..ConfigStatus::default()
@@ -121,6 +143,8 @@ impl BrokerState {
             subscriptions: AtomicUsize::new(0),
             inflight,
             supervisor,
+            config_changes,
+            stopping: CancellationToken::new(),
         })
     }
 
@@ -138,7 +162,15 @@ impl BrokerState {
 
     /// Puts a reload's config in force (the registry and the rings were told already).
     pub(crate) fn set_config(&self, config: BrokerConfig) {
-        self.config.store(Arc::new(config));
+        let config = Arc::new(config);
+        self.config.store(config.clone());
+        // No receiver is no error: front ends are optional.
+        self.config_changes.send_replace(config);
+    }
+
+    /// Sees each config put in force, the one in force now first.
+    pub(crate) fn config_changes(&self) -> watch::Receiver<Arc<BrokerConfig>> {
+        self.config_changes.subscribe()
     }
 
     /// The config's status as `Stats` reports it.
@@ -268,8 +300,8 @@ impl BrokerState {
             .collect()
     }
 
-    /// The answer to a `StatsRequest`.
-    pub(crate) fn stats_frame(&self, request_id: u32) -> Frame {
+    /// The broker's figures now.
+    pub(crate) fn statistics(&self) -> BrokerStatistics {
         let topics = self
             .registry
             .all()
@@ -302,12 +334,23 @@ impl BrokerState {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .len();
+        BrokerStatistics {
+            connections,
+            uptime: self.started.elapsed(),
+            topics,
+            config: self.config_status(),
+        }
+    }
+
+    /// The answer to a `StatsRequest`.
+    pub(crate) fn stats_frame(&self, request_id: u32) -> Frame {
+        let statistics = self.statistics();
         Frame::Stats {
             request_id,
-            connections: u32::try_from(connections).unwrap_or(u32::MAX),
-            uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            topics,
-            config: self.config_status().truncated(),
+            connections: u32::try_from(statistics.connections).unwrap_or(u32::MAX),
+            uptime_ms: u64::try_from(statistics.uptime.as_millis()).unwrap_or(u64::MAX),
+            topics: statistics.topics,
+            config: statistics.config.truncated(),
         }
     }
 }
