@@ -42,6 +42,9 @@
 //! | `shm.ring_bytes` | Later | rings created from now on |
 //! | `shm.max_subscribers` | Restart | a ring's slot count is fixed when the ring is created |
 //! | `shm.max_publishers_per_topic` | Live | |
+//! | `http.listen` | Live | the gateway starts, moves or stops |
+//! | `http.*` (the others) | Live | requests and connections from now on |
+//! | `metrics.enabled` | Live | |
 //!
 //! A declared topic added to the file is [`ConfigDiff::added`], one taken out of it
 //! [`ConfigDiff::removed`]; both take effect at once.
@@ -68,8 +71,8 @@ use std::fmt::{self, Display};
 use std::path::Path;
 
 use crate::{
-    display_access, BrokerConfig, PerformanceConfig, Principal, ServerConfig, ShmConfig,
-    TopicConfig, TopicDefaults,
+    display_access, BrokerConfig, HttpConfig, MetricsConfig, PerformanceConfig, Principal,
+    ServerConfig, ShmConfig, TopicConfig, TopicDefaults,
 };
 
 /// How a changed setting takes effect in a running broker.
@@ -152,6 +155,8 @@ impl ConfigDiff {
             topic_defaults,
             performance,
             shm,
+            http,
+            metrics,
         } = wanted;
         // Sections in file order: the changes are listed in the order they are found.
         let server = changes.server(&running.server, server);
@@ -168,6 +173,17 @@ impl ConfigDiff {
         let topic_defaults = changes.topic_defaults(&running.topic_defaults, topic_defaults);
         let performance = changes.performance(&running.performance, performance);
         let shm = changes.shm(&running.shm, shm);
+        let http = changes.http(&running.http, http);
+        let metrics = MetricsConfig {
+            enabled: changes.setting(
+                "metrics",
+                "enabled",
+                &running.metrics.enabled,
+                &metrics.enabled,
+                LIVE,
+                plain,
+            ),
+        };
         let removed = running
             .topics
             .iter()
@@ -184,6 +200,8 @@ impl ConfigDiff {
                 topic_defaults,
                 performance,
                 shm,
+                http,
+                metrics,
             },
         }
     }
@@ -738,6 +756,51 @@ impl Changes {
     }
 }
 
+impl Changes {
+    fn http(&mut self, old: &HttpConfig, new: &HttpConfig) -> HttpConfig {
+        const S: &str = "http";
+        HttpConfig {
+            listen: self.setting(S, "listen", &old.listen, &new.listen, LIVE, listen),
+            max_body_bytes: self.setting(
+                S,
+                "max_body_bytes",
+                &old.max_body_bytes,
+                &new.max_body_bytes,
+                LIVE,
+                plain,
+            ),
+            max_websockets: self.setting(
+                S,
+                "max_websockets",
+                &old.max_websockets,
+                &new.max_websockets,
+                LIVE,
+                plain,
+            ),
+            subscription_idle_timeout_ms: self.setting(
+                S,
+                "subscription_idle_timeout_ms",
+                &old.subscription_idle_timeout_ms,
+                &new.subscription_idle_timeout_ms,
+                LIVE,
+                plain,
+            ),
+            max_wait_ms: self.setting(
+                S,
+                "max_wait_ms",
+                &old.max_wait_ms,
+                &new.max_wait_ms,
+                LIVE,
+                plain,
+            ),
+        }
+    }
+}
+
+fn listen(value: &Option<String>) -> String {
+    value.clone().unwrap_or_else(|| "off".to_owned())
+}
+
 fn plain<T: Display>(value: &T) -> String {
     value.to_string()
 }
@@ -985,6 +1048,14 @@ mod tests {
                 max_subscribers: 41,
                 max_publishers_per_topic: 42,
             },
+            http: HttpConfig {
+                listen: Some("127.0.0.1:8080".to_owned()),
+                max_body_bytes: 51,
+                max_websockets: 52,
+                subscription_idle_timeout_ms: 53,
+                max_wait_ms: 54,
+            },
+            metrics: MetricsConfig { enabled: false },
         };
         let diff = ConfigDiff::between(&running, &wanted);
         let got: Vec<(&str, &str, &str, Takes)> = diff
@@ -1050,6 +1121,12 @@ mod tests {
                 ("shm.ring_bytes", "4194304", "8192", Later),
                 ("shm.max_subscribers", "64", "41", Restart),
                 ("shm.max_publishers_per_topic", "16", "42", Live),
+                ("http.listen", "off", "127.0.0.1:8080", Live),
+                ("http.max_body_bytes", "1048576", "51", Live),
+                ("http.max_websockets", "16384", "52", Live),
+                ("http.subscription_idle_timeout_ms", "60000", "53", Live),
+                ("http.max_wait_ms", "30000", "54", Live),
+                ("metrics.enabled", "true", "false", Live),
             ]
         );
         let noted: Vec<(&str, &str)> = diff

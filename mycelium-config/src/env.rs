@@ -29,8 +29,8 @@ use std::str::FromStr;
 
 use crate::schema::parse_octal_mode;
 use crate::{
-    Backpressure, BrokerConfig, ConfigError, PerformanceConfig, Routing, ServerConfig, ShmConfig,
-    TopicConfig, TopicDefaults,
+    Backpressure, BrokerConfig, ConfigError, HttpConfig, MetricsConfig, PerformanceConfig, Routing,
+    ServerConfig, ShmConfig, TopicConfig, TopicDefaults,
 };
 
 const PREFIX: &str = "MYCELIUM_";
@@ -112,6 +112,8 @@ fn apply_one(config: &mut BrokerConfig, var: &str, value: &str) -> Result<String
         "PERFORMANCE" => set_performance(&mut config.performance, rest, value)
             .map(|f| format!("performance.{f}")),
         "SHM" => set_shm(&mut config.shm, rest, value).map(|f| format!("shm.{f}")),
+        "HTTP" => set_http(&mut config.http, rest, value).map(|f| format!("http.{f}")),
+        "METRICS" => set_metrics(&mut config.metrics, rest, value).map(|f| format!("metrics.{f}")),
         "TOPIC_DEFAULTS" => set_topic_defaults(&mut config.topic_defaults, rest, value)
             .map(|f| format!("topic_defaults.{f}")),
         "TOPICS" => {
@@ -270,6 +272,49 @@ fn set_performance(
             "performance",
             "WORKER_THREADS, CHANNEL_CAPACITY, BATCH_SIZE, FLUSH_INTERVAL_MS, BUSY_POLL_US",
         )),
+    }
+}
+
+fn set_http(http: &mut HttpConfig, field: &str, value: &str) -> Result<&'static str, String> {
+    match field {
+        // An empty value turns the gateway off, as leaving `listen` out of the file does.
+        "LISTEN" => set(
+            &mut http.listen,
+            Some(value.to_owned()).filter(|v| !v.is_empty()),
+            "listen",
+        ),
+        "MAX_BODY_BYTES" => set(
+            &mut http.max_body_bytes,
+            parse_number(value)?,
+            "max_body_bytes",
+        ),
+        "MAX_WEBSOCKETS" => set(
+            &mut http.max_websockets,
+            parse_number(value)?,
+            "max_websockets",
+        ),
+        "SUBSCRIPTION_IDLE_TIMEOUT_MS" => set(
+            &mut http.subscription_idle_timeout_ms,
+            parse_number(value)?,
+            "subscription_idle_timeout_ms",
+        ),
+        "MAX_WAIT_MS" => set(&mut http.max_wait_ms, parse_number(value)?, "max_wait_ms"),
+        other => Err(unknown_field(
+            other,
+            "http",
+            "LISTEN, MAX_BODY_BYTES, MAX_WEBSOCKETS, SUBSCRIPTION_IDLE_TIMEOUT_MS, MAX_WAIT_MS",
+        )),
+    }
+}
+
+fn set_metrics(
+    metrics: &mut MetricsConfig,
+    field: &str,
+    value: &str,
+) -> Result<&'static str, String> {
+    match field {
+        "ENABLED" => set(&mut metrics.enabled, parse_bool(value)?, "enabled"),
+        other => Err(unknown_field(other, "metrics", "ENABLED")),
     }
 }
 
@@ -739,6 +784,39 @@ mod tests {
             message.contains("matches both topic `a.b` and topic `a-b`"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn the_gateway_and_metrics_sections_take_overrides_and_an_empty_listen_turns_it_off() {
+        let mut config = BrokerConfig::default();
+        apply(
+            &mut config,
+            env(&[
+                ("MYCELIUM_HTTP__LISTEN", "127.0.0.1:9000"),
+                ("MYCELIUM_HTTP__MAX_BODY_BYTES", "10"),
+                ("MYCELIUM_HTTP__MAX_WEBSOCKETS", "11"),
+                ("MYCELIUM_HTTP__SUBSCRIPTION_IDLE_TIMEOUT_MS", "12"),
+                ("MYCELIUM_HTTP__MAX_WAIT_MS", "13"),
+                ("MYCELIUM_METRICS__ENABLED", "false"),
+            ]),
+        )
+        .expect("overrides");
+        assert_eq!(
+            config.http,
+            HttpConfig {
+                listen: Some("127.0.0.1:9000".to_owned()),
+                max_body_bytes: 10,
+                max_websockets: 11,
+                subscription_idle_timeout_ms: 12,
+                max_wait_ms: 13,
+            }
+        );
+        assert!(!config.metrics.enabled);
+        apply(&mut config, env(&[("MYCELIUM_HTTP__LISTEN", "")])).expect("override");
+        assert_eq!(config.http.listen, None);
+        let (var, message) = apply_err(&mut config, &[("MYCELIUM_HTTP__PORT", "1")]);
+        assert_eq!(var, "MYCELIUM_HTTP__PORT");
+        assert!(message.contains("unknown http field"), "{message}");
     }
 
     #[test]

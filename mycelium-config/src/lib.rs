@@ -65,9 +65,9 @@ pub use limits::{
 };
 pub use load::{read_config_file, socket_path_leniently};
 pub use schema::{
-    display_access, Backpressure, BrokerConfig, ParseBackpressureError, ParsePrincipalError,
-    ParseRoutingError, PerformanceConfig, Principal, PrincipalId, Routing, ServerConfig, ShmConfig,
-    TopicConfig, TopicDefaults, MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS,
-    MIN_RING_BYTES,
+    display_access, Backpressure, BrokerConfig, HttpConfig, MetricsConfig, ParseBackpressureError,
+    ParsePrincipalError, ParseRoutingError, PerformanceConfig, Principal, PrincipalId, Routing,
+    ServerConfig, ShmConfig, TopicConfig, TopicDefaults, MAX_HTTP_BODY_BYTES, MAX_RING_BYTES,
+    MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS, MIN_RING_BYTES,
 };
 pub use watch::{ConfigWatcher, RELOAD_DEBOUNCE, RELOAD_MAX_DELAY};

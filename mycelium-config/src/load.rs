@@ -274,8 +274,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        Backpressure, PerformanceConfig, Routing, ServerConfig, ShmConfig, TopicConfig,
-        TopicDefaults,
+        Backpressure, HttpConfig, MetricsConfig, PerformanceConfig, Routing, ServerConfig,
+        ShmConfig, TopicConfig, TopicDefaults,
     };
 
     const ORIGIN: &str = "broker.toml";
@@ -380,6 +380,8 @@ flush_interval_ms = 1
                 busy_poll_us: 50,
             },
             shm: ShmConfig::default(),
+            http: HttpConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 

@@ -20,10 +20,10 @@
 use std::collections::HashMap;
 
 use crate::{
-    BrokerConfig, Diagnostic, PerformanceConfig, ServerConfig, ShmConfig, TopicConfig,
-    MAX_BUSY_POLL_US, MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT, MAX_MESSAGE_SIZE_LIMIT,
-    MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS, MAX_SOCKET_MODE,
-    MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS, MIN_RING_BYTES, SOCKET_PATH_MAX,
+    BrokerConfig, Diagnostic, HttpConfig, PerformanceConfig, ServerConfig, ShmConfig, TopicConfig,
+    MAX_BUSY_POLL_US, MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT, MAX_HTTP_BODY_BYTES,
+    MAX_MESSAGE_SIZE_LIMIT, MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS,
+    MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS, MIN_RING_BYTES, SOCKET_PATH_MAX,
 };
 
 impl BrokerConfig {
@@ -46,6 +46,7 @@ impl BrokerConfig {
         );
         check_performance(&self.performance, &mut problems);
         check_shm(&self.shm, &mut problems);
+        check_http(&self.http, &mut problems);
         problems.0
     }
 }
@@ -246,6 +247,34 @@ fn check_performance(performance: &PerformanceConfig, problems: &mut Problems) {
     }
 }
 
+fn check_http(http: &HttpConfig, problems: &mut Problems) {
+    if let Some(listen) = &http.listen {
+        if listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.report(
+                "http.listen",
+                format!(
+                    "must be an IP address and port such as \"127.0.0.1:8080\" or \"[::1]:8080\" \
+                     (host names are not resolved), got {listen:?}"
+                ),
+            );
+        }
+    }
+    if !(1..=MAX_HTTP_BODY_BYTES).contains(&http.max_body_bytes) {
+        problems.report(
+            "http.max_body_bytes",
+            format!(
+                "must be between 1 and {MAX_HTTP_BODY_BYTES}, got {}",
+                http.max_body_bytes
+            ),
+        );
+    }
+    problems.require_positive("http.max_websockets", http.max_websockets == 0);
+    problems.require_positive(
+        "http.subscription_idle_timeout_ms",
+        http.subscription_idle_timeout_ms == 0,
+    );
+}
+
 fn check_shm(shm: &ShmConfig, problems: &mut Problems) {
     if !shm.ring_bytes.is_power_of_two()
         || !(MIN_RING_BYTES..=MAX_RING_BYTES).contains(&shm.ring_bytes)
@@ -358,6 +387,47 @@ mod tests {
                 "performance.batch_size",
             ]
         );
+    }
+
+    #[test]
+    fn the_gateway_listens_on_an_ip_and_port_only() {
+        let mut config = BrokerConfig::default();
+        for good in ["127.0.0.1:8080", "[::1]:0", "0.0.0.0:80"] {
+            config.http.listen = Some(good.to_owned());
+            assert_eq!(config.validate(), [], "{good}");
+        }
+        for bad in [
+            "localhost:8080",
+            "127.0.0.1",
+            ":8080",
+            "127.0.0.1:65536",
+            "",
+        ] {
+            config.http.listen = Some(bad.to_owned());
+            let problems = config.validate();
+            assert_eq!(fields(&config), ["http.listen"], "{bad}");
+            assert!(problems[0].message.contains("IP address and port"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn gateway_limits_are_bounded() {
+        let mut config = BrokerConfig::default();
+        config.http.max_body_bytes = MAX_HTTP_BODY_BYTES;
+        assert_eq!(config.validate(), []);
+        config.http.max_body_bytes += 1;
+        config.http.max_websockets = 0;
+        config.http.subscription_idle_timeout_ms = 0;
+        assert_eq!(
+            fields(&config),
+            [
+                "http.max_body_bytes",
+                "http.max_websockets",
+                "http.subscription_idle_timeout_ms"
+            ]
+        );
+        config.http.max_body_bytes = 0;
+        assert_eq!(fields(&config)[0], "http.max_body_bytes");
     }
 
     #[test]

@@ -14,7 +14,10 @@
 
 use serde::Deserialize;
 
-use super::{PerformanceConfig, ServerConfig, ShmConfig, TopicConfig, TopicDefaults};
+use super::{
+    HttpConfig, MetricsConfig, PerformanceConfig, ServerConfig, ShmConfig, TopicConfig,
+    TopicDefaults,
+};
 
 /// A broker's configuration: the contents of `broker.toml` after environment overrides.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -30,6 +33,10 @@ pub struct BrokerConfig {
     pub performance: PerformanceConfig,
     /// Section `[shm]`.
     pub shm: ShmConfig,
+    /// Section `[http]`.
+    pub http: HttpConfig,
+    /// Section `[metrics]`.
+    pub metrics: MetricsConfig,
 }
 
 impl BrokerConfig {

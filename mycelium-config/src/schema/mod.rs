@@ -3,6 +3,8 @@
 mod acl;
 mod backpressure;
 mod broker;
+mod http;
+mod metrics;
 mod performance;
 mod routing;
 mod server;
@@ -12,6 +14,8 @@ mod topic;
 pub use acl::{display_access, ParsePrincipalError, Principal, PrincipalId};
 pub use backpressure::{Backpressure, ParseBackpressureError};
 pub use broker::BrokerConfig;
+pub use http::{HttpConfig, MAX_HTTP_BODY_BYTES};
+pub use metrics::MetricsConfig;
 pub use performance::PerformanceConfig;
 pub use routing::{ParseRoutingError, Routing};
 pub(crate) use server::parse_octal_mode;
