@@ -59,7 +59,6 @@ impl Client {
         payload: &[u8],
         timeout: Duration,
     ) -> Result<Message, ReplyError> {
-        let deadline = Instant::now() + timeout;
         let mut state = self
             .inner
             .requests
@@ -84,6 +83,9 @@ impl Client {
             ..Envelope::default()
         };
         publisher.publish_envelope(&envelope, payload)?;
+        // Read after the request left: the time waited is the reply's, and the clock read is
+        // not on the way out.
+        let deadline = Instant::now() + timeout;
         let Some(inbox) = state.inbox.as_mut() else {
             return Err(ReplyError::InboxEnded);
         };
@@ -175,12 +177,9 @@ impl Publisher {
         payload: &[u8],
     ) -> Result<(), PublishError> {
         match &mut self.inner {
-            PublisherInside::Shm(publisher) => {
-                let topic = publisher.topic().to_owned();
-                publisher
-                    .publish_envelope(envelope, payload)
-                    .map_err(|error| PublishError::on_topic(error, &topic))
-            }
+            PublisherInside::Shm(publisher) => publisher
+                .publish_envelope(envelope, payload)
+                .map_err(|error| PublishError::on_topic(error, publisher.topic())),
             PublisherInside::Socket { publisher, runtime } => {
                 runtime.block_on(publisher.publish_envelope(envelope, payload))
             }
