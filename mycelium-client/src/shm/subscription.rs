@@ -763,7 +763,11 @@ impl ShmSubscription {
     /// bytes and whether they begin with an envelope); `None` when none is there now. A
     /// message whose envelope `finish` finds malformed is lost, counted as a fault, and the
     /// next one is taken.
-    fn try_recv_raw<T>(&mut self, out: &mut Vec<u8>, finish: &Finish<T>) -> Result<Option<T>, RecvError> {
+    fn try_recv_raw<T>(
+        &mut self,
+        out: &mut Vec<u8>,
+        finish: &Finish<T>,
+    ) -> Result<Option<T>, RecvError> {
         self.ended()?;
         loop {
             let error = match self.next_into(out) {
