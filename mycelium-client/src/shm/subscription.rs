@@ -43,7 +43,7 @@
 //! - A frame marked [`FrameFlags::ENVELOPE`](mycelium_transport::shm::FrameFlags) (or a
 //!   payload segment its reference frame names so) begins with an envelope: the
 //!   subscription checks it whole before handing the message out, as a [`Message`] that
-//!   carries it ([`Message::from_enveloped`]); the buffer-reusing calls hand out the payload
+//!   carries it ([`Message::from_view`]); the buffer-reusing calls hand out the payload
 //!   alone. An envelope that does not parse is the writer's protocol error: that message is
 //!   lost, counted as a fault and reported once as [`ClientError::Shm`] naming the ring, and
 //!   the ring is read on (never a panic).
