@@ -67,6 +67,22 @@ impl Message {
         })
     }
 
+    /// A message copied out of `view`, an enveloped message that parsed (so it is not checked
+    /// again): its envelope and its payload each in a buffer of exactly its size, so that the
+    /// message owns them without a shared count to set up or touch. A concrete topic in the
+    /// envelope replaces `topic`, as in [`from_enveloped`](Self::from_enveloped).
+    pub fn from_view(topic: impl Into<TopicName>, view: &EnvelopeView<'_>) -> Message {
+        let topic = match view.topic {
+            Some(concrete) => TopicName::from(concrete),
+            None => topic.into(),
+        };
+        Message {
+            topic,
+            payload: Bytes::copy_from_slice(view.payload),
+            envelope: Bytes::copy_from_slice(view.envelope_bytes()),
+        }
+    }
+
     /// The envelope, read from the bytes checked on arrival; `None` for a plain message.
     fn view(&self) -> Option<EnvelopeView<'_>> {
         if self.envelope.is_empty() {

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use mycelium_transport::envelope::{Envelope, Headers, ReplyStatus, Stamper};
+use mycelium_transport::envelope::{Envelope, Headers, ReplyStatus, RequestEnvelope, Stamper};
 use mycelium_transport::{Message, RecvTimeoutError};
 
 use super::{Client, Publisher, PublisherInside, Subscription};
@@ -24,6 +24,9 @@ pub(super) struct BlockingRequests {
     inbox: Option<Subscription>,
     /// The inbox's name, made once.
     inbox_name: String,
+    /// The envelope of a request without headers (the inbox as its reply address), encoded
+    /// once with the inbox.
+    request_envelope: RequestEnvelope,
     /// One per topic requested or answered: few, so found by a scan (cheaper than hashing
     /// a name per call).
     publishers: Vec<(String, Publisher)>,
@@ -59,7 +62,6 @@ impl Client {
         payload: &[u8],
         timeout: Duration,
     ) -> Result<Message, ReplyError> {
-        let deadline = Instant::now() + timeout;
         let mut state = self
             .inner
             .requests
@@ -68,6 +70,7 @@ impl Client {
         let state = &mut *state;
         if state.inbox.is_none() {
             state.inbox_name = inbox_of(self.inner.options.client_id);
+            state.request_envelope = RequestEnvelope::new(&state.inbox_name);
             state.inbox = Some(self.subscribe(&state.inbox_name)?);
         }
         let publisher = self.cached_publisher(&mut state.publishers, topic)?;
@@ -83,12 +86,20 @@ impl Client {
             headers: Some(headers),
             ..Envelope::default()
         };
-        publisher.publish_envelope(&envelope, payload)?;
+        if headers.is_empty() {
+            let encoded = state.request_envelope.stamped(stamp);
+            publisher.publish_request(encoded, &envelope, payload)?;
+        } else {
+            publisher.publish_envelope(&envelope, payload)?;
+        }
+        // Read after the request left: the time waited is the reply's, and the clock read is
+        // not on the way out.
+        let deadline = Instant::now() + timeout;
         let Some(inbox) = state.inbox.as_mut() else {
             return Err(ReplyError::InboxEnded);
         };
+        let mut left = timeout;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
             let reply = match inbox.recv_timeout(left) {
                 Ok(reply) => reply,
                 Err(RecvTimeoutError::Timeout) => {
@@ -98,7 +109,10 @@ impl Client {
                     })
                 }
                 // A reply lost to a full inbox: this request times out if it was its.
-                Err(RecvTimeoutError::Lagged(_)) => continue,
+                Err(RecvTimeoutError::Lagged(_)) => {
+                    left = deadline.saturating_duration_since(Instant::now());
+                    continue;
+                }
                 Err(_) => {
                     state.inbox = None;
                     return Err(ReplyError::InboxEnded);
@@ -109,7 +123,7 @@ impl Client {
                     return outcome(topic, reply, answer)
                 }
                 // Late for a request that gave up, or not a reply at all.
-                _ => continue,
+                _ => left = deadline.saturating_duration_since(Instant::now()),
             }
         }
     }
@@ -175,15 +189,28 @@ impl Publisher {
         payload: &[u8],
     ) -> Result<(), PublishError> {
         match &mut self.inner {
-            PublisherInside::Shm(publisher) => {
-                let topic = publisher.topic().to_owned();
-                publisher
-                    .publish_envelope(envelope, payload)
-                    .map_err(|error| PublishError::on_topic(error, &topic))
-            }
+            PublisherInside::Shm(publisher) => publisher
+                .publish_envelope(envelope, payload)
+                .map_err(|error| PublishError::on_topic(error, publisher.topic())),
             PublisherInside::Socket { publisher, runtime } => {
                 runtime.block_on(publisher.publish_envelope(envelope, payload))
             }
+        }
+    }
+
+    /// Publishes a request without headers: `envelope`, whose encoding is `encoded`. Over
+    /// shared memory the encoded bytes are written as they are.
+    fn publish_request(
+        &mut self,
+        encoded: &[u8],
+        envelope: &Envelope<'_>,
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
+        match &mut self.inner {
+            PublisherInside::Shm(publisher) => publisher
+                .publish_encoded(encoded, payload)
+                .map_err(|error| PublishError::on_topic(error, publisher.topic())),
+            PublisherInside::Socket { .. } => self.publish_envelope(envelope, payload),
         }
     }
 

@@ -494,16 +494,81 @@ impl ShmPublisher {
             self.check_headers(headers)?;
         }
         self.watch.count(&self.session, self.attachment, 1)?;
-        self.with_message(
-            |_, dst| {
-                envelope.encode(dst);
-                true
-            },
-            payload,
-            Self::push_flagged,
-        )?;
+        let written = self.write_in_place(envelope.len(), payload, |frame| {
+            envelope.encode_to_slice(frame).is_some()
+        });
+        if !written {
+            self.with_message(
+                |_, dst| {
+                    envelope.encode(dst);
+                    true
+                },
+                payload,
+                Self::push_flagged,
+            )?;
+        }
         self.wake();
         Ok(())
+    }
+
+    /// [`publish_envelope`](Self::publish_envelope) of an envelope already encoded (an
+    /// [`Envelope`] without headers, as [`Envelope::encode`] writes it: a requester's
+    /// [`RequestEnvelope`](mycelium_transport::envelope::RequestEnvelope)).
+    pub(crate) fn publish_encoded(
+        &mut self,
+        envelope: &[u8],
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        self.check_size(payload)?;
+        self.watch.count(&self.session, self.attachment, 1)?;
+        let written = self.write_in_place(envelope.len(), payload, |frame| {
+            frame.copy_from_slice(envelope);
+            true
+        });
+        if !written {
+            self.with_message(
+                |_, dst| {
+                    dst.extend_from_slice(envelope);
+                    true
+                },
+                payload,
+                Self::push_flagged,
+            )?;
+        }
+        self.wake();
+        Ok(())
+    }
+
+    /// Writes an envelope of `envelope_len` bytes (by `write_envelope`, given exactly those
+    /// bytes; `false` if it could not) and `payload` straight into the ring's next frame (no
+    /// scratch buffer to encode into and copy out of) when the message fits a frame and there
+    /// is room now, on a ring that lends its bytes (lossless, not `drop_newest`, not a
+    /// queue's). `false`, and nothing written, otherwise: the caller takes the general path,
+    /// which waits for room.
+    fn write_in_place(
+        &mut self,
+        envelope_len: usize,
+        payload: &[u8],
+        write_envelope: impl FnOnce(&mut [u8]) -> bool,
+    ) -> bool {
+        let len = envelope_len + payload.len();
+        if self.queue.is_some()
+            || self.producer.geometry().lossy
+            || self.producer.drops_when_full()
+            || self.needs_segment(len)
+        {
+            return false;
+        }
+        let Ok(mut loan) = self.producer.try_loan(len) else {
+            return false;
+        };
+        let (envelope, rest) = loan.as_mut_slice().split_at_mut(envelope_len);
+        if !write_envelope(envelope) {
+            return false;
+        }
+        rest.copy_from_slice(payload);
+        loan.commit_flagged(len, FrameFlags::ENVELOPE);
+        true
     }
 
     /// Whether any subscriber reads this publisher's ring now (an active consumer slot: a

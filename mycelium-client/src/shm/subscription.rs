@@ -43,7 +43,7 @@
 //! - A frame marked [`FrameFlags::ENVELOPE`](mycelium_transport::shm::FrameFlags) (or a
 //!   payload segment its reference frame names so) begins with an envelope: the
 //!   subscription checks it whole before handing the message out, as a [`Message`] that
-//!   carries it ([`Message::from_enveloped`]); the buffer-reusing calls hand out the payload
+//!   carries it ([`Message::from_view`]); the buffer-reusing calls hand out the payload
 //!   alone. An envelope that does not parse is the writer's protocol error: that message is
 //!   lost, counted as a fault and reported once as [`ClientError::Shm`] naming the ring, and
 //!   the ring is read on (never a panic).
@@ -116,6 +116,10 @@ const YIELD_EVERY: u32 = 128;
 /// latency.
 const MAX_BACKOFF_PAUSES: u32 = 32;
 
+/// Largest buffer a subscription keeps between messages (one grown by a larger message is
+/// let go).
+const KEPT_BUFFER: usize = 64 * 1024;
+
 /// Longest single sleep: how soon a sleeping subscription notices that the broker is gone.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 
@@ -159,6 +163,8 @@ pub(crate) struct ShmSubscription {
     /// Rings dropped as corrupt and reference frames that named no usable segment: each lost
     /// messages that no `Lagged` counts.
     faults: u64,
+    /// The message being read by `recv`, `try_recv` and `recv_timeout`, kept for its capacity.
+    buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for ShmSubscription {
@@ -218,6 +224,7 @@ impl ShmSubscription {
             pending_error: None,
             end: None,
             faults: 0,
+            buf: Vec::new(),
         })
     }
 
@@ -417,9 +424,9 @@ impl ShmSubscription {
     /// dropped); [`ClientError::BrokerGone`] when the session is over and every ring is read
     /// to its end.
     ///
-    /// `Some(n)` when a message was taken: its first `n` bytes are its envelope (checked), 0
-    /// for a plain message.
-    fn next_into(&mut self, out: &mut Vec<u8>) -> Result<Option<usize>, ClientError> {
+    /// `Some(taken)` when a message was taken; its envelope, if it has one, is not checked yet
+    /// (the caller reads it once, as it needs it).
+    fn next_into(&mut self, out: &mut Vec<u8>) -> Result<Option<Taken>, ClientError> {
         if let Some(error) = self.pending_error.take() {
             return Err(error);
         }
@@ -450,13 +457,10 @@ impl ShmSubscription {
                     if reference && !self.resolve_into(index, out)? {
                         continue;
                     }
-                    if !flags.is_envelope() {
-                        return Ok(Some(0));
-                    }
-                    return match EnvelopeView::parse(out) {
-                        Ok(view) => Ok(Some(view.len)),
-                        Err(error) => Err(bad_envelope(self.rings[index].id, error)),
-                    };
+                    return Ok(Some(Taken {
+                        enveloped: flags.is_envelope(),
+                        ring_id: self.rings[index].id,
+                    }));
                 }
                 Ok(None) => {
                     if self.rings[index].removed {
@@ -748,25 +752,34 @@ impl ShmSubscription {
     /// there now.
     /// The payload alone: an envelope the message came with is left out.
     pub(crate) fn try_recv_into(&mut self, out: &mut Vec<u8>) -> Result<bool, RecvError> {
-        let taken = self.try_recv_raw(out)?;
+        let taken = self.try_recv_raw(out, &envelope_len)?;
         if let Some(envelope_len) = taken {
             out.drain(..envelope_len);
         }
         Ok(taken.is_some())
     }
 
-    /// Takes one message into `out`, envelope included: `Some(n)`, its envelope's length (0
-    /// for a plain message), or `None` when none is there now.
-    fn try_recv_raw(&mut self, out: &mut Vec<u8>) -> Result<Option<usize>, RecvError> {
+    /// Takes one message into `out`, envelope included, and reads it with `finish` (given its
+    /// bytes and whether they begin with an envelope); `None` when none is there now. A
+    /// message whose envelope `finish` finds malformed is lost, counted as a fault, and the
+    /// next one is taken.
+    fn try_recv_raw<T>(
+        &mut self,
+        out: &mut Vec<u8>,
+        finish: &Finish<T>,
+    ) -> Result<Option<T>, RecvError> {
         self.ended()?;
         loop {
-            match self.next_into(out) {
-                Ok(taken) => return Ok(taken),
-                Err(error) => {
-                    if let Some(error) = self.settle(error) {
-                        return Err(error);
-                    }
-                }
+            let error = match self.next_into(out) {
+                Ok(None) => return Ok(None),
+                Ok(Some(taken)) => match finish(self, out, taken.enveloped) {
+                    Ok(done) => return Ok(Some(done)),
+                    Err(error) => bad_envelope(taken.ring_id, error),
+                },
+                Err(error) => error,
+            };
+            if let Some(error) = self.settle(error) {
+                return Err(error);
             }
         }
     }
@@ -800,24 +813,25 @@ impl ShmSubscription {
         out: &mut Vec<u8>,
         timeout: Option<Duration>,
     ) -> Result<bool, RecvError> {
-        let taken = self.recv_timeout_raw(out, timeout)?;
+        let taken = self.recv_timeout_raw(out, timeout, &envelope_len)?;
         if let Some(envelope_len) = taken {
             out.drain(..envelope_len);
         }
         Ok(taken.is_some())
     }
 
-    /// [`recv_timeout_into`](Self::recv_timeout_into), envelope included: as
-    /// [`try_recv_raw`](Self::try_recv_raw), `None` on timeout.
-    fn recv_timeout_raw(
+    /// [`recv_timeout_into`](Self::recv_timeout_into), envelope included, read with `finish`
+    /// as [`try_recv_raw`](Self::try_recv_raw) does; `None` on timeout.
+    fn recv_timeout_raw<T>(
         &mut self,
         out: &mut Vec<u8>,
         timeout: Option<Duration>,
-    ) -> Result<Option<usize>, RecvError> {
+        finish: &Finish<T>,
+    ) -> Result<Option<T>, RecvError> {
         self.ended()?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
-            let waited = self.try_recv_raw(out).and_then(|taken| {
+            let waited = self.try_recv_raw(out, finish).and_then(|taken| {
                 if taken.is_some() {
                     return Ok(Some(taken));
                 }
@@ -836,30 +850,41 @@ impl ShmSubscription {
         }
     }
 
-    /// The message in `bytes`, whose first `envelope_len` bytes are its envelope (checked
-    /// when it was taken; 0: a plain message).
-    fn message(&self, bytes: Vec<u8>, envelope_len: usize) -> Message {
-        let bytes = Bytes::from(bytes);
+    /// The message in `bytes` (beginning with an envelope if `enveloped`), copied out: its
+    /// payload, and its envelope, each in a buffer of exactly its size.
+    fn message(&self, bytes: &[u8], enveloped: bool) -> Result<Message, EnvelopeError> {
         // A pattern's message carries the topic of its ring; a plain one the subscribed name.
         let topic = match &self.last_topic {
             Some(topic) if self.pattern => topic.clone(),
             _ => self.topic.clone(),
         };
-        if envelope_len == 0 {
-            return Message::new(topic, bytes);
+        if !enveloped {
+            return Ok(Message::new(topic, Bytes::copy_from_slice(bytes)));
         }
-        match Message::from_enveloped(topic.clone(), bytes.clone()) {
-            Ok(message) => message,
-            // Checked already when taken; the payload alone if it ever were not.
-            Err(_) => Message::new(topic, bytes.slice(envelope_len..)),
+        EnvelopeView::parse(bytes).map(|view| Message::from_view(topic, &view))
+    }
+
+    /// The next message, waiting up to `timeout` (`None`: for ever); `None` on timeout. It is
+    /// read through the subscription's own buffer, so only the message's own bytes are
+    /// allocated.
+    fn recv_message(&mut self, timeout: Option<Duration>) -> Result<Option<Message>, RecvError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let message = self.recv_timeout_raw(&mut buf, timeout, &Self::message);
+        self.keep_buffer(buf);
+        message
+    }
+
+    /// Keeps `buf` for the next message, unless a large one grew it.
+    fn keep_buffer(&mut self, buf: Vec<u8>) {
+        if buf.capacity() <= KEPT_BUFFER {
+            self.buf = buf;
         }
     }
 
     /// Waits for the next message.
     pub(crate) fn recv(&mut self) -> Result<Message, RecvError> {
-        let mut out = Vec::new();
-        match self.recv_timeout_raw(&mut out, None)? {
-            Some(envelope_len) => Ok(self.message(out, envelope_len)),
+        match self.recv_message(None)? {
+            Some(message) => Ok(message),
             // Without a deadline the wait returns only with a message or an error.
             None => Err(RecvError::Ended(SubscriptionEnd::Closed)),
         }
@@ -867,18 +892,19 @@ impl ShmSubscription {
 
     /// The next message if one is there now.
     pub(crate) fn try_recv(&mut self) -> Result<Message, TryRecvError> {
-        let mut out = Vec::new();
-        match self.try_recv_raw(&mut out)? {
-            Some(envelope_len) => Ok(self.message(out, envelope_len)),
+        let mut buf = std::mem::take(&mut self.buf);
+        let message = self.try_recv_raw(&mut buf, &Self::message);
+        self.keep_buffer(buf);
+        match message? {
+            Some(message) => Ok(message),
             None => Err(TryRecvError::Empty),
         }
     }
 
     /// Waits up to `timeout` for the next message.
     pub(crate) fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
-        let mut out = Vec::new();
-        match self.recv_timeout_raw(&mut out, Some(timeout))? {
-            Some(envelope_len) => Ok(self.message(out, envelope_len)),
+        match self.recv_message(Some(timeout))? {
+            Some(message) => Ok(message),
             None => Err(RecvTimeoutError::Timeout),
         }
     }
@@ -907,6 +933,30 @@ fn payload_of(message: &[u8], flags: FrameFlags) -> Result<&[u8], EnvelopeError>
         return Ok(message);
     }
     EnvelopeView::parse(message).map(|view| view.payload)
+}
+
+/// A message [`next_into`](ShmSubscription::next_into) took.
+struct Taken {
+    /// It begins with an envelope (not checked yet).
+    enveloped: bool,
+    /// The ring it came from.
+    ring_id: u32,
+}
+
+/// How a receive reads the message it took: given its bytes and whether they begin with an
+/// envelope, what it hands out, or why the envelope is malformed.
+type Finish<T> = dyn Fn(&ShmSubscription, &[u8], bool) -> Result<T, EnvelopeError>;
+
+/// The length of the envelope `bytes` begin with (checked) if `enveloped`, else 0.
+fn envelope_len(
+    _: &ShmSubscription,
+    bytes: &[u8],
+    enveloped: bool,
+) -> Result<usize, EnvelopeError> {
+    if !enveloped {
+        return Ok(0);
+    }
+    EnvelopeView::parse(bytes).map(|view| view.len)
 }
 
 /// The fault a frame marked envelope whose envelope does not parse makes: its writer broke

@@ -8,7 +8,7 @@
 //!   the count and total size are bounded per topic by the broker (`max_headers`,
 //!   `max_header_bytes`), which the client checks before sending.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 
 /// Why a header cannot be carried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,7 +150,7 @@ impl Headers {
         2 + self.entries.len() * 3 + self.bytes
     }
 
-    pub(crate) fn encode(&self, dst: &mut BytesMut) {
+    pub(crate) fn put(&self, dst: &mut impl BufMut) {
         // Counts and lengths were bounded by `insert`.
         dst.put_u16_le(self.entries.len() as u16);
         for (key, value) in &self.entries {

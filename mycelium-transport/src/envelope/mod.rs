@@ -19,7 +19,7 @@
 //! - `view`: [`EnvelopeView`] and [`EnvelopeError`], reading.
 //! - `headers`: [`Headers`] (owned, for publishing) and [`HeaderIter`] (borrowed, reading).
 //! - `stamp`: [`Stamp`] and [`Stamper`], ids that sort by time.
-//! - `write`: [`Envelope`], writing.
+//! - `write`: [`Envelope`] and [`RequestEnvelope`], writing.
 
 mod headers;
 mod stamp;
@@ -30,7 +30,7 @@ pub use headers::{HeaderError, HeaderIter, Headers};
 pub use stamp::{Stamp, Stamper};
 pub(crate) use view::BlockOffsets;
 pub use view::{EnvelopeError, EnvelopeView};
-pub use write::{write_with_topic, Envelope};
+pub use write::{write_with_topic, Envelope, RequestEnvelope};
 
 /// Flag: a 16-byte id and an 8-byte timestamp follow.
 pub const STAMP: u8 = 1 << 0;

@@ -191,3 +191,20 @@ proptest! {
         prop_assert_eq!(view.payload, &payload[..]);
     }
 }
+
+#[test]
+fn a_request_envelope_is_the_envelope_encoded_with_each_stamp() {
+    let mut stamper = Stamper::new();
+    let mut prefix = RequestEnvelope::new("_INBOX.0123456789abcdef0123456789abcdef");
+    for _ in 0..3 {
+        let stamp = stamper.stamp();
+        let mut expected = BytesMut::new();
+        Envelope {
+            stamp: Some(stamp),
+            reply_to: Some("_INBOX.0123456789abcdef0123456789abcdef"),
+            ..Envelope::default()
+        }
+        .encode(&mut expected);
+        assert_eq!(prefix.stamped(stamp), &expected[..]);
+    }
+}

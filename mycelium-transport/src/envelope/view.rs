@@ -34,6 +34,8 @@ pub struct EnvelopeView<'a> {
     after_topic: &'a [u8],
     /// The payload.
     pub payload: &'a [u8],
+    /// The envelope's bytes: flags and blocks, without the payload.
+    envelope: &'a [u8],
 }
 
 impl<'a> EnvelopeView<'a> {
@@ -50,6 +52,7 @@ impl<'a> EnvelopeView<'a> {
         len: 0,
         after_topic: &[],
         payload: &[],
+        envelope: &[],
     };
 
     /// Reads `bytes` (flags, blocks, payload), checking every length, string and flag.
@@ -121,12 +124,18 @@ impl<'a> EnvelopeView<'a> {
             len,
             after_topic,
             payload: r.buf,
+            envelope: &bytes[..len],
         })
     }
 
     /// The headers, in the order they were given.
     pub fn headers(&self) -> HeaderIter<'a> {
         HeaderIter::new(self.headers, self.header_count)
+    }
+
+    /// The envelope's bytes (flags and blocks, without the payload), as they came.
+    pub fn envelope_bytes(&self) -> &'a [u8] {
+        self.envelope
     }
 
     /// The bytes after the TOPIC block: the later blocks and the payload.

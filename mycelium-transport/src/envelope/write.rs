@@ -69,6 +69,20 @@ impl Envelope<'_> {
     /// Writes the flags and blocks (not the payload) at the end of `dst`.
     pub fn encode(&self, dst: &mut BytesMut) {
         dst.reserve(self.len());
+        self.put(dst);
+    }
+
+    /// Writes the flags and blocks (not the payload) at the start of `dst`, in place (a ring
+    /// frame lent to the writer); returns how many bytes, [`len`](Self::len), or `None` (and
+    /// nothing written) when `dst` is shorter.
+    pub fn encode_to_slice(&self, dst: &mut [u8]) -> Option<usize> {
+        let len = self.len();
+        let mut at = dst.get_mut(..len)?;
+        self.put(&mut at);
+        Some(len)
+    }
+
+    fn put(&self, dst: &mut impl BufMut) {
         dst.put_u8(self.flags());
         if let Some(stamp) = self.stamp {
             dst.put_slice(stamp.id.as_bytes());
@@ -86,12 +100,48 @@ impl Envelope<'_> {
             dst.put_slice(reply.correlation.as_bytes());
         }
         if let Some(headers) = self.headers.filter(|h| !h.is_empty()) {
-            headers.encode(dst);
+            headers.put(dst);
         }
     }
 }
 
-fn put_name(dst: &mut BytesMut, name: &str) {
+/// The envelope of a request without headers from a requester whose reply address is fixed
+/// (its inbox): encoded once, after which each request only writes its own stamp into it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestEnvelope {
+    /// Flags, the STAMP block (rewritten per request), the REPLY_TO block.
+    bytes: Vec<u8>,
+}
+
+impl RequestEnvelope {
+    /// The envelope of requests whose replies go to `reply_to`.
+    pub fn new(reply_to: &str) -> RequestEnvelope {
+        let envelope = Envelope {
+            stamp: Some(Stamp {
+                id: uuid::Uuid::nil(),
+                timestamp_ns: 0,
+            }),
+            reply_to: Some(reply_to),
+            ..Envelope::default()
+        };
+        let mut bytes = vec![0; envelope.len()];
+        envelope.encode_to_slice(&mut bytes);
+        RequestEnvelope { bytes }
+    }
+
+    /// The envelope's bytes with `stamp` in it, as [`Envelope::encode`] writes them.
+    pub fn stamped(&mut self, stamp: Stamp) -> &[u8] {
+        // The STAMP block is the first after the flags byte.
+        if let Some(block) = self.bytes.get_mut(1..1 + STAMP_LEN) {
+            let (id, time) = block.split_at_mut(16);
+            id.copy_from_slice(stamp.id.as_bytes());
+            time.copy_from_slice(&stamp.timestamp_ns.to_le_bytes());
+        }
+        &self.bytes
+    }
+}
+
+fn put_name(dst: &mut impl BufMut, name: &str) {
     // Topic names are at most 255 bytes; a longer one is cut (on a character boundary), and
     // the broker refuses what it then names.
     let mut end = name.len().min(255);
