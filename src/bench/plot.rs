@@ -5,7 +5,8 @@
 //!   up to what the sample count supports; y is microseconds on a log axis, so a tail ten
 //!   thousand times the median still reads.
 //! - Throughput over time: deliveries per second summed over subscribers, one point per
-//!   100 ms bucket from the publishers' first send.
+//!   100 ms bucket from the publishers' first send (the first and last buckets are partial,
+//!   so they read low).
 //! - Text is written as SVG `<text>` and laid out with an estimate of its width: no font
 //!   files are read, so the plot is the same on every machine.
 
@@ -96,6 +97,8 @@ fn draw(
     let mut chart = ChartBuilder::on(&upper)
         .caption(LATENCY_TITLE, ("sans-serif", 16))
         .margin(12)
+        // Room for the last percentile's label, centred on the right edge.
+        .margin_right(40)
         .x_label_area_size(36)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..max_nines, (lo..hi).log_scale())?;
@@ -119,6 +122,7 @@ fn draw(
     let mut chart = ChartBuilder::on(&lower)
         .caption(THROUGHPUT_TITLE, ("sans-serif", 16))
         .margin(12)
+        .margin_right(40)
         .x_label_area_size(36)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..end, 0.0..top)?;
