@@ -48,6 +48,20 @@ pub struct BenchArgs {
     /// Messages per publisher
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) count: u64,
+    /// Publish for this many seconds instead of --count messages (publish/subscribe runs
+    /// only). With --rate, each publisher sends RATE x SECS messages
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, conflicts_with_all = ["count", "pingpong", "request"])]
+    pub(crate) duration: Option<f64>,
+    /// Offer a fixed load: each publisher sends MSG_PER_S messages per second on a schedule
+    /// (message i at start + i/rate), and every message's latency runs from its scheduled
+    /// time, so a stall counts against every message it held back (no coordinated
+    /// omission). Publish/subscribe runs only; reports achieved against offered rate
+    #[arg(long, value_name = "MSG_PER_S", value_parser = clap::value_parser!(u64).range(1..=100_000_000), conflicts_with_all = ["pingpong", "request"])]
+    pub(crate) rate: Option<u64>,
+    /// Write an SVG with the latency distribution (by percentile) and the delivered
+    /// throughput over time, in 100 ms steps (publish/subscribe runs only)
+    #[arg(long, value_name = "FILE.svg", conflicts_with_all = ["pingpong", "request"])]
+    pub(crate) plot: Option<PathBuf>,
     /// Measure latency instead: N round trips between two processes, one message in flight.
     /// With --json, msgs_per_sec is round trips per second and mb_per_sec is 0
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -126,4 +140,26 @@ pub struct WorkerArgs {
     pub(crate) spin_us: u64,
     #[arg(long, default_value_t = 0)]
     pub(crate) interval_us: u64,
+    /// Publisher: publish for this long instead of `count` messages (0: count)
+    #[arg(long, default_value_t = 0)]
+    pub(crate) duration_ms: u64,
+    /// Publisher: messages per second on a schedule (0: as fast as it can)
+    #[arg(long, default_value_t = 0)]
+    pub(crate) rate: u64,
+}
+
+/// The longest `--duration`: a day.
+const MAX_DURATION_SECS: f64 = 86_400.0;
+
+fn parse_duration(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if (0.001..=MAX_DURATION_SECS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(format!(
+            "the duration must be between 0.001 and {MAX_DURATION_SECS} seconds"
+        ))
+    }
 }

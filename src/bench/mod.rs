@@ -10,6 +10,10 @@
 //! - Throughput per subscriber = messages / (last receipt − first receipt). `--json` prints one
 //!   JSON object on stdout and nothing else there (the human summary goes to stderr), so the
 //!   output pipes into `jq`.
+//! - `--duration SECS`, `--rate MSG_PER_S` and `--plot FILE.svg` apply to publish/subscribe
+//!   runs; `--pingpong` and `--request` refuse them (one message in flight has no offered
+//!   load, and their figures are whole round trips). With `--rate` every message is
+//!   timestamped with its scheduled send time (see `schedule`).
 //! - `--pingpong N`: an echo process answers a pinger, one message in flight; one-way = RTT / 2.
 //! - `--request N`: a responder answers a requester through `request`/`reply`; whole round
 //!   trips.
@@ -20,16 +24,22 @@
 //! - `request`: `--request N`, request/reply round trips (requester and responder roles).
 //! - `patterns`: `--patterns N`, wildcard subscriptions held idle during a run.
 //! - `worker`: one worker process; `uds` runs its role over the socket, `shm` over shared memory.
-//! - `stamp`, `tally`, `histogram`: what a payload carries and what a subscriber measures.
+//! - `schedule`: when a publisher sends (`--count`, `--duration`, paced by `--rate`).
+//! - `stamp`, `tally`, `histogram`, `timeline`: what a payload carries and what a subscriber
+//!   measures.
+//! - `plot`: `--plot FILE.svg`, latency by percentile and throughput over time.
 
 mod args;
 mod histogram;
 mod orchestrate;
 mod patterns;
+mod plot;
 mod request;
+mod schedule;
 mod shm;
 mod stamp;
 mod tally;
+mod timeline;
 mod uds;
 mod worker;
 

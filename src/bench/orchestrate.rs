@@ -251,14 +251,22 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         common.extend(transport_args(transport, &args));
         common
     };
-    let sent_total = u64::from(args.publishers) * args.count;
-    let per_subscriber = match args.routing {
-        RoutingArg::Fanout => sent_total,
-        RoutingArg::Queue => 0,
+    let duration_ms = args
+        .duration
+        .map_or(0, |secs| (secs * 1000.0).round() as u64);
+    let expected_for = |sent: u64| match args.routing {
+        RoutingArg::Fanout => sent * u64::from(args.subscribers),
+        RoutingArg::Queue => sent,
     };
-    let expected_total = match args.routing {
-        RoutingArg::Fanout => sent_total * u64::from(args.subscribers),
-        RoutingArg::Queue => sent_total,
+    // A run for a duration learns what was sent from the publishers' results; until then the
+    // subscribers run until told to stop.
+    let mut expected_total = args
+        .duration
+        .is_none()
+        .then(|| expected_for(u64::from(args.publishers) * args.count));
+    let per_subscriber = match (args.routing, args.duration) {
+        (RoutingArg::Fanout, None) => u64::from(args.publishers) * args.count,
+        _ => 0,
     };
 
     let mut subscribers = Vec::new();
@@ -278,6 +286,10 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             index.to_string(),
             "--count".to_owned(),
             args.count.to_string(),
+            "--duration-ms".to_owned(),
+            duration_ms.to_string(),
+            "--rate".to_owned(),
+            args.rate.unwrap_or(0).to_string(),
         ]);
         publishers.push(Worker::spawn(&a)?);
     }
@@ -303,16 +315,27 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             last_total = total;
             last_change = Instant::now();
         }
-        if show_progress {
-            errprint!(
-                "\rreceived {total}/{expected_total} ({:.0}%)   ",
-                100.0 * total as f64 / expected_total.max(1) as f64
-            );
-        }
         if publishers_done && publishers_done_at.is_none() {
             publishers_done_at = Some(Instant::now());
+            if expected_total.is_none() {
+                let sent = publishers
+                    .iter()
+                    .filter_map(|p| p.result.as_ref())
+                    .map(|r| r.sent)
+                    .sum();
+                expected_total = Some(expected_for(sent));
+            }
         }
-        if total >= expected_total {
+        if show_progress {
+            match expected_total {
+                Some(expected) => errprint!(
+                    "\rreceived {total}/{expected} ({:.0}%)   ",
+                    100.0 * total as f64 / expected.max(1) as f64
+                ),
+                None => errprint!("\rreceived {total}   "),
+            }
+        }
+        if expected_total.is_some_and(|expected| total >= expected) {
             break;
         }
         if publishers_done && last_change.elapsed() > Duration::from_secs(args.idle_timeout) {
@@ -360,35 +383,74 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let (p50, p99, p999) = quantiles_us(&latency);
     let mb = median * f64::from(args.size) / 1e6;
+    let offered = args
+        .rate
+        .map(|rate| rate as f64 * f64::from(args.publishers));
+    let achieved: f64 = pub_results
+        .iter()
+        .filter(|r| r.seconds > 0.0)
+        .map(|r| r.sent as f64 / r.seconds)
+        .sum();
 
-    humanln!(
-        args.json,
-        "mycelium bench: {} publisher(s) -> {} {} subscriber(s), {} B x {} per publisher, transport {}{}",
+    let routing_name = match args.routing {
+        RoutingArg::Fanout => "fanout",
+        RoutingArg::Queue => "queue",
+    };
+    let how_many = match (args.duration, args.rate) {
+        (Some(secs), Some(rate)) => format!("{rate} msg/s for {secs} s per publisher"),
+        (Some(secs), None) => format!("for {secs} s"),
+        (None, Some(rate)) => format!("x {} per publisher at {rate} msg/s", args.count),
+        (None, None) => format!("x {} per publisher", args.count),
+    };
+    let caption = format!(
+        "{} publisher(s) -> {} {routing_name} subscriber(s), {} B {how_many}, transport {}{}",
         args.publishers,
         args.subscribers,
-        match args.routing {
-            RoutingArg::Fanout => "fanout",
-            RoutingArg::Queue => "queue",
-        },
         args.size,
-        args.count,
         transport.name(),
         if args.busy_poll { " (busy-poll)" } else { "" },
     );
+    humanln!(args.json, "mycelium bench: {caption}");
     humanln!(args.json, "  delivered: {median:.0} msg/s per subscriber (median), {mb:.1} MB/s; {total_rate:.0} msg/s in total");
-    humanln!(
-        args.json,
-        "  latency under load (one-way, {} samples: 1 message in {LATENCY_SAMPLE_EVERY}): p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us",
-        latency.total()
-    );
+    if let Some(offered) = offered {
+        humanln!(
+            args.json,
+            "  offered {offered:.0} msg/s, achieved {achieved:.0} msg/s (publishers)"
+        );
+        humanln!(
+            args.json,
+            "  latency from each message's scheduled send time (one-way, {} samples): p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us",
+            latency.total()
+        );
+    } else {
+        humanln!(
+            args.json,
+            "  latency under load (one-way, {} samples: 1 message in {LATENCY_SAMPLE_EVERY}): p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us",
+            latency.total()
+        );
+    }
     humanln!(
         args.json,
         "  sent {sent}, received {received}, lost {lost}, reordered {reordered}"
     );
+    if let Some(path) = &args.plot {
+        let timelines: Vec<_> = sub_results.iter().map(|r| r.timeline.clone()).collect();
+        super::plot::write(
+            path,
+            &caption,
+            &latency,
+            &super::timeline::throughput(&timelines, first_send),
+        )?;
+        humanln!(args.json, "  plot written to {}", path.display());
+    }
     if args.json {
         let doc = serde_json::json!({
             "mode": "throughput", "transport": transport.name(), "busy_poll": args.busy_poll, "routing": args.routing, "publishers": args.publishers,
-            "subscribers": args.subscribers, "size": args.size, "count": args.count, "idle_patterns": args.patterns, "headers": args.headers,
+            "subscribers": args.subscribers, "size": args.size,
+            "count": if args.duration.is_some() { None } else { Some(args.count) },
+            "duration_s": args.duration, "rate": args.rate,
+            "offered_msgs_per_sec": offered, "achieved_msgs_per_sec": achieved,
+            "idle_patterns": args.patterns, "headers": args.headers,
             "msgs_per_sec": median, "total_msgs_per_sec": total_rate, "mb_per_sec": mb,
             "p50_us": p50, "p99_us": p99, "p999_us": p999, "latency_samples": latency.total(),
             "sent": sent, "received": received, "lost": lost, "reordered": reordered,

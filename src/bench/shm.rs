@@ -18,7 +18,8 @@ use mycelium_client::{ClientOptions, RecvError, ShmOptions, Transport};
 use crate::report::connect_failed;
 
 use super::args::{Role, WorkerArgs};
-use super::stamp::{now_ns, stamp, LATENCY_SAMPLE_EVERY, PINGPONG_WARMUP};
+use super::schedule::{Next, Schedule};
+use super::stamp::{now_ns, stamp, stamp_with, PINGPONG_WARMUP};
 use super::tally::{Tally, WorkerResult};
 use crate::output::outln;
 
@@ -87,17 +88,27 @@ fn run_publisher(client: &Client, args: &WorkerArgs) -> anyhow::Result<WorkerRes
     let headers = super::stamp::bench_headers(args.headers);
     let base = args.index << 48;
     let start = Instant::now();
+    let schedule = Schedule::start(args);
     let start_ns = now_ns();
-    for seq in 0..args.count {
-        stamp(&mut payload, base | seq, seq % LATENCY_SAMPLE_EVERY == 0);
-        if headers.is_empty() {
-            publisher.publish(&payload)?;
-        } else {
-            publisher.publish_with(&headers, &payload)?;
+    let mut seq = 0;
+    loop {
+        match schedule.next(seq) {
+            Next::Done => break,
+            Next::Wait(d) if d.is_zero() => std::hint::spin_loop(),
+            Next::Wait(d) => std::thread::sleep(d),
+            Next::Send { stamp_ns } => {
+                stamp_with(&mut payload, base | seq, stamp_ns);
+                if headers.is_empty() {
+                    publisher.publish(&payload)?;
+                } else {
+                    publisher.publish_with(&headers, &payload)?;
+                }
+                seq += 1;
+            }
         }
     }
     Ok(WorkerResult {
-        sent: args.count,
+        sent: seq,
         seconds: start.elapsed().as_secs_f64(),
         clock_ns: start_ns,
         ..WorkerResult::default()
@@ -133,6 +144,7 @@ fn run_subscriber(
             last = Instant::now();
             last_ns = now_ns();
             first.get_or_insert(last);
+            tally.received_at(took as u64, last_ns);
         }
         if last_report.elapsed() >= Duration::from_millis(100) {
             outln!("progress {received}");
@@ -154,6 +166,7 @@ fn run_subscriber(
             last = Instant::now();
             last_ns = now_ns();
             first.get_or_insert(last);
+            tally.received_at(1, last_ns);
         }
     }
     let seconds = first

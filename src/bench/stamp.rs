@@ -22,6 +22,12 @@ pub(crate) fn stamp(buf: &mut [u8], seq: u64, timestamped: bool) {
     buf[8..16].copy_from_slice(&ts.to_le_bytes());
 }
 
+/// Writes `seq` and a given timestamp (a paced message's intended send time; 0: none).
+pub(crate) fn stamp_with(buf: &mut [u8], seq: u64, ts_ns: u64) {
+    buf[..8].copy_from_slice(&seq.to_le_bytes());
+    buf[8..16].copy_from_slice(&ts_ns.to_le_bytes());
+}
+
 pub(crate) fn read_stamp(payload: &[u8]) -> Option<(u64, u64)> {
     let seq = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
     let ts = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);

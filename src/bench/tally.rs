@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::histogram::Histogram;
 use super::stamp::{now_ns, read_stamp};
+use super::timeline::Timeline;
 
 /// What a worker reports on its last stdout line, after `result `.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -20,12 +21,16 @@ pub(crate) struct WorkerResult {
     /// Sequence numbers skipped (fanout: lost messages).
     pub(crate) gaps: u64,
     pub(crate) latency: Vec<[u64; 2]>,
+    /// A subscriber's deliveries per 100 ms.
+    #[serde(default)]
+    pub(crate) timeline: Timeline,
 }
 
 /// What a subscriber learns from the stamps of the messages it receives.
 #[derive(Default)]
 pub(crate) struct Tally {
     latency: Histogram,
+    timeline: Timeline,
     next_seq: Vec<u64>,
     pub(crate) reordered: u64,
     pub(crate) gaps: u64,
@@ -52,6 +57,11 @@ impl Tally {
         }
     }
 
+    /// Counts `n` messages received in one batch at `now_ns` on the timeline.
+    pub(crate) fn received_at(&mut self, n: u64, now_ns: u64) {
+        self.timeline.add(n, now_ns);
+    }
+
     pub(crate) fn result(self, received: u64, seconds: f64, last_ns: u64) -> WorkerResult {
         WorkerResult {
             received,
@@ -60,6 +70,7 @@ impl Tally {
             reordered: self.reordered,
             gaps: self.gaps,
             latency: self.latency.to_sparse(),
+            timeline: self.timeline,
             ..WorkerResult::default()
         }
     }

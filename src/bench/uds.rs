@@ -9,7 +9,8 @@ use crate::output::outln;
 
 use super::args::WorkerArgs;
 use super::histogram::Histogram;
-use super::stamp::{now_ns, stamp, LATENCY_SAMPLE_EVERY, PINGPONG_WARMUP};
+use super::schedule::{Next, Schedule};
+use super::stamp::{now_ns, stamp, stamp_with, PINGPONG_WARMUP};
 use super::tally::{Tally, WorkerResult};
 
 pub(crate) async fn run_publisher(
@@ -21,18 +22,36 @@ pub(crate) async fn run_publisher(
     let headers = super::stamp::bench_headers(args.headers);
     let base = args.index << 48;
     let start = Instant::now();
+    let schedule = Schedule::start(args);
     let start_ns = now_ns();
-    for seq in 0..args.count {
-        stamp(&mut payload, base | seq, seq % LATENCY_SAMPLE_EVERY == 0);
-        if headers.is_empty() {
-            publisher.publish(&payload).await?;
-        } else {
-            publisher.publish_with(&headers, &payload).await?;
+    let mut seq = 0;
+    loop {
+        match schedule.next(seq) {
+            Next::Done => break,
+            // On this one-thread runtime the client's writer sends what is queued only when
+            // the publisher yields, so every wait yields first. The sleep itself is the
+            // thread's: the runtime's timer ticks in milliseconds, and would send paced
+            // messages up to a millisecond late.
+            Next::Wait(d) => {
+                tokio::task::yield_now().await;
+                if !d.is_zero() {
+                    std::thread::sleep(d);
+                }
+            }
+            Next::Send { stamp_ns } => {
+                stamp_with(&mut payload, base | seq, stamp_ns);
+                if headers.is_empty() {
+                    publisher.publish(&payload).await?;
+                } else {
+                    publisher.publish_with(&headers, &payload).await?;
+                }
+                seq += 1;
+            }
         }
     }
     client.flush().await?;
     Ok(WorkerResult {
-        sent: args.count,
+        sent: seq,
         seconds: start.elapsed().as_secs_f64(),
         clock_ns: start_ns,
         ..WorkerResult::default()
@@ -51,27 +70,25 @@ pub(crate) async fn run_subscriber(
     let (mut first, mut last) = (None::<Instant>, Instant::now());
     let mut last_ns = 0u64;
     let mut last_report = Instant::now();
-    let mut check = |payload: &[u8], received: &mut u64| {
-        tally.check(payload);
-        *received += 1;
-    };
     loop {
         if args.expected > 0 && received >= args.expected {
             break;
         }
         // Take everything that is ready without awaiting, then report progress, then wait.
-        let mut took = false;
+        let before = received;
         while let Ok(message) = subscription.try_recv() {
-            check(&message, &mut received);
-            took = true;
+            tally.check(&message);
+            received += 1;
             if args.expected > 0 && received >= args.expected {
                 break;
             }
         }
+        let took = received > before;
         if took {
             last = Instant::now();
             last_ns = now_ns();
             first.get_or_insert(last);
+            tally.received_at(received - before, last_ns);
         }
         if last_report.elapsed() >= Duration::from_millis(100) {
             outln!("progress {received}");
@@ -83,10 +100,12 @@ pub(crate) async fn run_subscriber(
         tokio::select! {
             message = subscription.recv() => match message {
                 Ok(message) => {
-                    check(&message, &mut received);
+                    tally.check(&message);
+                    received += 1;
                     last = Instant::now();
                     last_ns = now_ns();
                     first.get_or_insert(last);
+                    tally.received_at(1, last_ns);
                 }
                 // drop_oldest / drop_newest: the tally sees the gap in the sequence numbers.
                 Err(RecvError::Lagged(_)) => {}

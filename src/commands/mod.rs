@@ -7,3 +7,5 @@ pub(crate) mod reload;
 pub(crate) mod request;
 pub(crate) mod run;
 pub(crate) mod stats;
+mod stats_rates;
+mod stats_watch;

@@ -1,4 +1,5 @@
-//! `mycelium stats`: per-topic counters of a running broker.
+//! `mycelium stats`: per-topic counters of a running broker (`--watch`: live, in
+//! `stats_watch`).
 
 use crate::output::outln;
 use std::process::ExitCode;
@@ -17,10 +18,23 @@ pub struct StatsArgs {
     /// Print one JSON object instead of a table
     #[arg(long)]
     json: bool,
+    /// Show a live table, redrawn every --interval-ms, with per-topic publish, delivery and
+    /// drop rates; q, Esc or Ctrl-C quits. Needs a terminal (scripts: --json)
+    #[arg(long, conflicts_with = "json")]
+    watch: bool,
+    /// How often --watch asks the broker and redraws, in milliseconds (100-60000)
+    #[arg(long, value_name = "N", default_value_t = 1000, requires = "watch", value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    interval_ms: u64,
 }
 
 pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let path = args.socket.resolve()?;
+    if args.watch {
+        return super::stats_watch::watch(
+            &path,
+            std::time::Duration::from_millis(args.interval_ms),
+        );
+    }
     let stats = client_runtime()?.block_on(async {
         let client = Client::connect(&path)
             .await
