@@ -9,7 +9,9 @@
 //! - Two requests on the same subscription take turns; on a queue topic, separate
 //!   subscriptions compete for messages as any consumers do.
 //! - A subscription whose topic was removed answers 410 once, and is forgotten.
-//! - Topics with `subscribe` access lists are refused (403): an HTTP peer has no uid.
+//! - Topics with `subscribe` access lists are refused (403): an HTTP peer has no uid. A
+//!   pattern never reaches them (they are left out of its topics, as for a socket peer the
+//!   lists do not name).
 
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mycelium_broker::PeerIdentity;
 use mycelium_transport::{RecvError, TryRecvError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -45,7 +48,14 @@ pub(crate) async fn subscribe(
             return Err(ApiError::access_lists(&topic, "subscribe"));
         }
     }
-    let subscription = state.local.subscribe(&topic)?;
+    let subscription = if topic.contains(['*', '>']) {
+        // Only the topics without `subscribe` lists: no list names this identity.
+        state
+            .local
+            .subscribe_pattern_for(&topic, unidentified_peer())?
+    } else {
+        state.local.subscribe(&topic)?
+    };
     let Some(id) = state.subscriptions.insert(&topic, subscription) else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -56,6 +66,12 @@ pub(crate) async fn subscribe(
     tracing::debug!(%topic, subscription = %id, "HTTP subscription made");
     let body = json!({ "subscription": id.to_string(), "topic": topic });
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Who an HTTP client is to the topics' access lists: nobody. Uid and gid `u32::MAX` are
+/// `(uid_t)-1` and `(gid_t)-1`, which Linux never gives a user or group.
+fn unidentified_peer() -> std::sync::Arc<PeerIdentity> {
+    std::sync::Arc::new(PeerIdentity::new(u32::MAX, u32::MAX, 0))
 }
 
 /// The query of the consume and unsubscribe requests.

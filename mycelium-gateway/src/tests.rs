@@ -61,7 +61,7 @@ buffer_size = 2
 backpressure = "drop_newest"
 
 [[topics]]
-name = "guarded"
+name = "secure.guarded"
 routing = "fanout"
 publish = ["uid:0"]
 subscribe = ["uid:0"]
@@ -298,11 +298,33 @@ async fn bad_input_gets_its_status_and_code() {
         "bad_header",
     );
     // Access lists: an HTTP peer has no uid.
-    let denied = f.post("/publish/guarded", "x").await;
+    let denied = f.post("/publish/secure.guarded", "x").await;
     expect(&denied, StatusCode::FORBIDDEN, "access_lists");
     assert!(denied.text.contains("uid"), "{}", denied.text);
+    // A pattern leaves such topics out.
+    let id = f.subscribe("secure.*").await;
+    let publisher = f
+        .handle
+        .local()
+        .publisher("secure.guarded")
+        .expect("in-process, unchecked");
+    publisher.publish(b"secret").await.expect("published");
+    f.call(Method::POST, "/publish/secure.open", &[], "open").await;
+    let got = f
+        .get(&format!(
+            "/consume/secure.*/batch?subscription={id}&wait_ms=500"
+        ))
+        .await;
+    let topics: Vec<&Value> = got
+        .json
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|m| &m["topic"])
+        .collect();
+    assert_eq!(topics, [&json!("secure.open")], "{}", got.text);
     expect(
-        &f.post("/subscribe/guarded", "").await,
+        &f.post("/subscribe/secure.guarded", "").await,
         StatusCode::FORBIDDEN,
         "access_lists",
     );

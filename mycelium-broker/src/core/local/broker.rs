@@ -7,6 +7,7 @@ use mycelium_config::{Routing, TopicConfig, TopicDefaults};
 use mycelium_transport::envelope::{Envelope, Headers, Stamper};
 use mycelium_transport::Broker;
 
+use crate::core::acl::PeerIdentity;
 use crate::core::batch::Item;
 use crate::core::local::sink::LocalSink;
 use crate::core::local::subscription::LocalSubscription;
@@ -126,6 +127,33 @@ impl LocalBroker {
         let key = mycelium_transport::frame::PATTERN_ID_BIT;
         let sink = Arc::new(LocalSink::new(key));
         let subscription = PatternSubscription::in_process(pattern, key, sink.clone(), skip_origin);
+        self.registry.subscribe_pattern(&subscription);
+        Ok(LocalSubscription::of_pattern(
+            self.registry.clone(),
+            subscription,
+            sink,
+        ))
+    }
+}
+
+impl LocalBroker {
+    /// A subscription of a pattern on behalf of `peer`: as a pattern of
+    /// [`LocalBroker::subscribe`], reaching only the topics whose `subscribe` access lists
+    /// let `peer` read them (as a socket peer's pattern does). For a front end that speaks
+    /// for a client of its own, such as the HTTP gateway.
+    pub fn subscribe_pattern_for(
+        &self,
+        text: &str,
+        peer: Arc<PeerIdentity>,
+    ) -> Result<LocalSubscription, SubscribeError> {
+        let pattern = Pattern::parse(text).map_err(|error| LookupError::InvalidName {
+            name: text.to_owned(),
+            problem: pattern_problem(&error),
+        })?;
+        let key = mycelium_transport::frame::PATTERN_ID_BIT;
+        let sink = Arc::new(LocalSink::new(key));
+        let subscription =
+            PatternSubscription::new(pattern, key, peer, sink.clone(), usize::MAX, 0, None);
         self.registry.subscribe_pattern(&subscription);
         Ok(LocalSubscription::of_pattern(
             self.registry.clone(),
