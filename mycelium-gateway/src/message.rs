@@ -12,6 +12,11 @@ use base64::Engine;
 use mycelium_transport::Message;
 use serde_json::{json, Map, Value};
 
+/// A publish time (nanoseconds since the Unix epoch) in RFC 3339, UTC, with nanoseconds.
+pub(crate) fn rfc3339(ns: u64) -> String {
+    humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
+}
+
 /// `message` as the consume endpoints answer it, with the lag told before it.
 pub(crate) fn to_json(message: &Message, lagged: u64) -> Value {
     let mut headers = Map::new();
@@ -20,9 +25,7 @@ pub(crate) fn to_json(message: &Message, lagged: u64) -> Value {
             .entry(key.to_owned())
             .or_insert_with(|| Value::String(value.to_owned()));
     }
-    let timestamp = message.timestamp_ns().map(|ns| {
-        humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
-    });
+    let timestamp = message.timestamp_ns().map(rfc3339);
     let mut object = json!({
         "id": message.id().map(|id| id.to_string()),
         "topic": message.topic(),

@@ -1,6 +1,8 @@
 //! `POST /publish/{topic}` (the body is the payload) and `POST /publish/batch/{topic}` (a
 //! JSON array of messages).
 //!
+//! - A single publish on a topic that stamps answers with the message's `id` and
+//!   `timestamp`, as a consumer will see them.
 //! - Headers of a single publish come from the request's `X-Mycelium-Header-<Key>: value`
 //!   headers; HTTP header names are case-insensitive, so `<Key>` arrives in lower case.
 //! - A batch is checked whole (JSON shape, base64, header keys, every size limit) before
@@ -44,19 +46,28 @@ pub(crate) async fn publish(
     state.refuse_if_stopping()?;
     let payload = read_limited(&request_headers, body, state.http().max_body_bytes).await?;
     let headers = message_headers(&request_headers)?;
-    let (publisher, _) = publisher_for(&state, &topic)?;
+    let (publisher, config) = publisher_for(&state, &topic)?;
     let published = async {
-        if headers.is_empty() {
-            publisher.publish(&payload).await
+        if headers.is_empty() && !config.stamp {
+            // Plain, as the socket's plain publish: no envelope.
+            publisher.publish(&payload).await.map(|()| None)
         } else {
-            publisher.publish_with(&headers, &payload).await
+            publisher.publish_stamped(&headers, &payload).await
         }
     };
-    match tokio::time::timeout(PUBLISH_WAIT, published).await {
+    let stamp = match tokio::time::timeout(PUBLISH_WAIT, published).await {
         Ok(result) => result?,
         Err(_) => return Err(backpressure(&topic, 0, 1)),
+    };
+    let mut answer = json!({ "topic": topic, "published": 1 });
+    if let (Some(stamp), Value::Object(fields)) = (stamp, &mut answer) {
+        fields.insert("id".to_owned(), Value::from(stamp.id.to_string()));
+        fields.insert(
+            "timestamp".to_owned(),
+            Value::from(crate::message::rfc3339(stamp.timestamp_ns)),
+        );
     }
-    Ok(Json(json!({ "topic": topic, "published": 1 })))
+    Ok(Json(answer))
 }
 
 /// One item of a batch: a string (the payload, as UTF-8), or an object.

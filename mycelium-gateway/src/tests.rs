@@ -209,8 +209,16 @@ async fn a_publish_with_headers_reaches_a_consumer_stamped() {
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-    assert_eq!(answer.json, json!({"topic": "stamped", "published": 1}));
+    assert_eq!(
+        (&answer.json["topic"], &answer.json["published"]),
+        (&json!("stamped"), &json!(1))
+    );
     let got = f.get(&format!("/consume/stamped?subscription={id}")).await;
+    assert_eq!(
+        (&answer.json["id"], &answer.json["timestamp"]),
+        (&got.json["id"], &got.json["timestamp"]),
+        "the publish answers the stamp the consumer sees"
+    );
     assert_eq!(got.status, StatusCode::OK, "{}", got.text);
     assert_eq!(got.json["data"], "hello");
     assert_eq!(got.json["topic"], "stamped");
@@ -225,8 +233,14 @@ async fn a_publish_with_headers_reaches_a_consumer_stamped() {
     assert_eq!(none.status, StatusCode::NO_CONTENT);
     // A binary payload comes back as base64; an unstamped topic has no id.
     let id = f.subscribe("orders").await;
-    f.call(Method::POST, "/publish/orders", &[], vec![0u8, 1, 255])
+    let plain = f
+        .call(Method::POST, "/publish/orders", &[], vec![0u8, 1, 255])
         .await;
+    assert_eq!(
+        plain.json,
+        json!({"topic": "orders", "published": 1}),
+        "no stamp, no id"
+    );
     let got = f.get(&format!("/consume/orders?subscription={id}")).await;
     assert_eq!(got.json["data_base64"], "AAH/");
     assert!(got.json.get("data").is_none());
@@ -309,7 +323,8 @@ async fn bad_input_gets_its_status_and_code() {
         .publisher("secure.guarded")
         .expect("in-process, unchecked");
     publisher.publish(b"secret").await.expect("published");
-    f.call(Method::POST, "/publish/secure.open", &[], "open").await;
+    f.call(Method::POST, "/publish/secure.open", &[], "open")
+        .await;
     let got = f
         .get(&format!(
             "/consume/secure.*/batch?subscription={id}&wait_ms=500"

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use mycelium_config::{Routing, TopicConfig, TopicDefaults};
-use mycelium_transport::envelope::{Envelope, Headers, Stamper};
+use mycelium_transport::envelope::{Envelope, Headers, Stamp, Stamper};
 use mycelium_transport::Broker;
 
 use crate::core::acl::PeerIdentity;
@@ -205,6 +205,16 @@ impl LocalPublisher {
         headers: &Headers,
         payload: &[u8],
     ) -> Result<(), PublishError> {
+        self.publish_stamped(headers, payload).await.map(drop)
+    }
+
+    /// As [`LocalPublisher::publish_with`], returning the stamp the message got (`None`
+    /// unless the topic stamps): a front end that answers its client with the message's id.
+    pub async fn publish_stamped(
+        &self,
+        headers: &Headers,
+        payload: &[u8],
+    ) -> Result<Option<Stamp>, PublishError> {
         let topic = self.hold.topic();
         let config = topic.config();
         if headers.len() > usize::from(config.max_headers)
@@ -228,7 +238,10 @@ impl LocalPublisher {
         let topic = self.hold.topic();
         let config = topic.config();
         if config.stamp {
-            return self.publish_enveloped(&config, None, payloads).await;
+            return self
+                .publish_enveloped(&config, None, payloads)
+                .await
+                .map(drop);
         }
         check_sizes(topic.name(), config.max_message_size, payloads)?;
         let mut cursor = PublishCursor::from_origin(self.origin);
@@ -239,22 +252,24 @@ impl LocalPublisher {
     }
 
     /// Routes `payloads` each behind an envelope of `headers` and, if the topic stamps, a
-    /// stamp of its own.
+    /// stamp of its own; returns the last one's stamp.
     async fn publish_enveloped(
         &self,
         config: &TopicConfig,
         headers: Option<&Headers>,
         payloads: &[&[u8]],
-    ) -> Result<(), PublishError> {
+    ) -> Result<Option<Stamp>, PublishError> {
         let topic = self.hold.topic();
         check_sizes(topic.name(), config.max_message_size, payloads)?;
         let mut bytes = BytesMut::new();
         let mut ends = Vec::with_capacity(payloads.len());
+        let mut last = None;
         {
             let mut stamper = self.stamper.lock().unwrap_or_else(|p| p.into_inner());
             for payload in payloads {
+                last = config.stamp.then(|| stamper.stamp());
                 let envelope = Envelope {
-                    stamp: config.stamp.then(|| stamper.stamp()),
+                    stamp: last,
                     headers,
                     ..Envelope::default()
                 };
@@ -279,7 +294,7 @@ impl LocalPublisher {
         while let Progress::Blocked(blocker) = topic.publish(items.as_slice(), &mut cursor) {
             blocker.wait().await;
         }
-        Ok(())
+        Ok(last)
     }
 }
 
@@ -541,6 +556,12 @@ mod tests {
         assert_eq!((&one[..], one.header("trace")), (&b"one"[..], Some("abc")));
         let two = sub.recv().await.expect("two");
         assert_eq!(&two[..], b"two");
+        let three = publisher
+            .publish_stamped(&Headers::new(), b"three")
+            .await
+            .expect("published")
+            .expect("a stamp");
+        assert_eq!(Some(three), sub.recv().await.expect("three").stamp());
         let (a, b) = (one.id().expect("stamped"), two.id().expect("stamped"));
         assert!(a < b, "ids sort by publish time");
         let mut drained = Drained::default();
