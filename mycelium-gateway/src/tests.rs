@@ -72,13 +72,15 @@ max_wait_ms = 2000
 "#;
 
 impl Fixture {
-    async fn new(extra: &str) -> Fixture {
+    async fn new() -> Fixture {
+        Fixture::with_topics(TOPICS).await
+    }
+
+    /// A broker on `topics` (the config after `[server]`).
+    async fn with_topics(topics: &str) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("broker.sock");
-        let text = format!(
-            "[server]\nsocket_path = \"{}\"\n{TOPICS}{extra}",
-            socket.display()
-        );
+        let text = format!("[server]\nsocket_path = \"{}\"\n{topics}", socket.display());
         let config =
             BrokerConfig::from_toml_str(&text, &dir.path().join("broker.toml")).expect("config");
         let listener = bind_socket(&socket, 0o600).expect("bind");
@@ -195,7 +197,7 @@ fn expect(answer: &Answer, status: StatusCode, code: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_with_headers_reaches_a_consumer_stamped() {
-    let f = Fixture::new("").await;
+    let f = Fixture::new().await;
     let id = f.subscribe("stamped").await;
     let answer = f
         .call(
@@ -253,7 +255,7 @@ async fn a_publish_with_headers_reaches_a_consumer_stamped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_its_status_and_code() {
-    let f = Fixture::new("").await;
+    let f = Fixture::new().await;
     // auto_create is on in the fixture: an invalid name is still 400.
     expect(
         &f.post("/publish/bad%20name", "x").await,
@@ -423,9 +425,8 @@ fn futures_stream(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_topics_are_404_without_auto_create() {
-    let f = Fixture::new("").await;
-    f.stop().await;
-    let f = Fixture::new_without_auto_create().await;
+    let f =
+        Fixture::with_topics(&TOPICS.replace("auto_create = true", "auto_create = false")).await;
     expect(
         &f.post("/publish/missing", "x").await,
         StatusCode::NOT_FOUND,
@@ -455,45 +456,9 @@ async fn unknown_topics_are_404_without_auto_create() {
     f.stop().await;
 }
 
-impl Fixture {
-    async fn new_without_auto_create() -> Fixture {
-        // Later keys of a table may not repeat in TOML: the fixture's own text says
-        // auto_create = true, so this one is built from a copy without it.
-        let dir = tempfile::tempdir().expect("temp dir");
-        let socket = dir.path().join("broker.sock");
-        let text = format!(
-            "[server]\nsocket_path = \"{}\"\n{}",
-            socket.display(),
-            TOPICS.replace("auto_create = true", "auto_create = false")
-        );
-        let config =
-            BrokerConfig::from_toml_str(&text, &dir.path().join("broker.toml")).expect("config");
-        let listener = bind_socket(&socket, 0o600).expect("bind");
-        let server = Server::new(config).expect("server");
-        let handle = server.handle();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(async move {
-            let _ = server
-                .run(listener, Some(socket), async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        let state = AppState::new(handle.clone());
-        Fixture {
-            router: crate::router::router(state.clone()),
-            handle,
-            state,
-            stop: Some(stop),
-            serving,
-            _dir: dir,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_is_published_in_order_or_not_at_all() {
-    let f = Fixture::new("").await;
+    let f = Fixture::new().await;
     let id = f.subscribe("orders").await;
     let batch = json!(["one", {"data": "two", "headers": {"k": "v"}}, {"data_base64": "/w=="}]);
     let answer = f.post("/publish/batch/orders", &batch.to_string()).await;
@@ -567,7 +532,7 @@ async fn a_batch_is_published_in_order_or_not_at_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_waits_and_wakes_up() {
-    let f = Fixture::new("").await;
+    let f = Fixture::new().await;
     let id = f.subscribe("orders").await;
     let started = Instant::now();
     let none = f
@@ -625,7 +590,7 @@ async fn a_long_poll_waits_and_wakes_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_subscriptions_compete_and_fanout_ones_each_get_all() {
-    let f = Fixture::new("").await;
+    let f = Fixture::new().await;
     let (a, b) = (f.subscribe("jobs").await, f.subscribe("jobs").await);
     let batch: Vec<String> = (0..40).map(|i| i.to_string()).collect();
     f.post("/publish/batch/jobs", &json!(batch).to_string())
@@ -687,7 +652,7 @@ async fn queue_subscriptions_compete_and_fanout_ones_each_get_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_block_topic_answers_429_and_a_lossy_one_tells_the_lag() {
-    let f = Fixture::new("").await;
+    let f = Fixture::new().await;
     let _stalled = f.subscribe("full").await;
     let mut answers = Vec::new();
     for _ in 0..4 {
@@ -737,7 +702,7 @@ async fn a_full_block_topic_answers_429_and_a_lossy_one_tells_the_lag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_subscriptions_are_removed_and_busy_ones_kept() {
-    let f = Fixture::new("").await;
+    let f = Fixture::new().await;
     let idle = f.subscribe("orders").await;
     let busy = f.subscribe("orders").await;
     tokio::time::sleep(Duration::from_millis(60)).await;
@@ -787,7 +752,7 @@ async fn idle_subscriptions_are_removed_and_busy_ones_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_auto_created_topics_are_deleted() {
-    let f = Fixture::new("").await;
+    let f = Fixture::new().await;
     f.post("/publish/made.here", "x").await;
     let id = f.subscribe("made.here").await;
     let listed = f.get("/topics").await;
@@ -834,7 +799,7 @@ async fn only_auto_created_topics_are_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_every_request_answer_503_once_the_broker_stops() {
-    let mut f = Fixture::new("").await;
+    let mut f = Fixture::new().await;
     let ok = f.get("/health").await;
     assert_eq!(
         (ok.status, ok.json.clone()),
@@ -880,7 +845,7 @@ async fn health_and_every_request_answer_503_once_the_broker_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_prometheus_text_with_the_topics_figures() {
-    let f = Fixture::new("").await;
+    let f = Fixture::new().await;
     let _id = f.subscribe("orders").await;
     f.post("/publish/orders", "x").await;
     let answer = f.get("/metrics").await;
@@ -917,7 +882,7 @@ async fn metrics_are_prometheus_text_with_the_topics_figures() {
 /// succeeds with a status the document lists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_matches_the_router_and_its_examples_work() {
-    let f = Fixture::new("").await;
+    let f = Fixture::new().await;
     let served = f.get("/openapi.json").await;
     assert_eq!(served.status, StatusCode::OK);
     let doc: Value = serde_json::from_str(crate::openapi::DOCUMENT).expect("valid JSON");
