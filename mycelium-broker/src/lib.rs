@@ -70,5 +70,6 @@ pub use core::topic::{
 pub use error::{CreateTopicError, LookupError, PublishError, SubscribeError};
 pub use mycelium_transport::Broker;
 pub use server::{
-    bind_socket, BrokerHandle, BrokerStatistics, ReloadAnswer, ReloadHandle, ServeError, Server,
+    bind_socket, BrokerHandle, BrokerStatistics, ReloadAnswer, ReloadHandle, RemoveTopicError,
+    ServeError, Server,
 };

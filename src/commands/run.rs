@@ -9,6 +9,9 @@ use anyhow::Context;
 use mycelium_broker::{bind_socket, Server};
 use tokio::signal::unix::{signal, SignalKind};
 
+/// Longest the broker waits, after it stopped, for the HTTP gateway to finish its requests.
+const GATEWAY_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Arguments of `mycelium run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -62,6 +65,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         server = server.with_config_file(file);
     }
     let reload = server.reload_handle();
+    // Bound before the broker serves: an address the operator asked for and cannot have
+    // stops the broker here, with the reason.
+    let gateway = runtime
+        .block_on(mycelium_gateway::Gateway::bind(server.handle()))
+        .context("the broker did not start")?;
     tracing::info!(socket = %socket_path.display(), topics = %topics.join(", "), "mycelium {} listening", env!("CARGO_PKG_VERSION"));
     runtime.block_on(async move {
         // SIGHUP is served inside the future the server polls, not by a task of its own: a
@@ -78,7 +86,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         };
-        server.run(listener, Some(socket_path), shutdown).await?;
+        let gateway = tokio::spawn(gateway.run());
+        let served = server.run(listener, Some(socket_path), shutdown).await;
+        // The gateway answers 503 for a moment, then closes; its long polls end at once.
+        let _ = tokio::time::timeout(GATEWAY_STOP_WAIT, gateway).await;
+        served?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -503,6 +503,24 @@ impl TopicRegistry {
         reclaimed
     }
 
+    /// Removes the topic `name` if `auto_create` made it and no reload declared it since,
+    /// in use or not: its subscribers are told it was removed. `None` when it is not there or
+    /// is declared (checked again under the write lock); the caller frees its rings.
+    pub(crate) fn remove_dynamic(&self, name: &str) -> Option<Arc<Topic>> {
+        let mut topics = self.write();
+        if !topics.named(name)?.is_dynamic() {
+            return None;
+        }
+        let (topic, _) = topics.remove(name)?;
+        topics.by_id.remove(&topic.id());
+        self.auto_created.fetch_sub(1, Ordering::Relaxed);
+        self.max_message_size
+            .store(topics.max_message_size(), Ordering::Relaxed);
+        self.max_message_len
+            .store(topics.max_message_len(), Ordering::Relaxed);
+        Some(topic)
+    }
+
     /// Every live topic, in id order.
     pub fn all(&self) -> Vec<Arc<Topic>> {
         self.read().live().cloned().collect()

@@ -68,6 +68,47 @@ impl BrokerHandle {
     pub async fn stopping(&self) {
         self.state.stopping.cancelled().await
     }
+
+    /// Removes a topic that `auto_create` made, in use or not, with its shared-memory rings,
+    /// as the idle sweep does: its subscribers on every path are told it was removed. A
+    /// declared topic is refused (only a reload of the config removes it).
+    pub fn remove_dynamic_topic(&self, name: &str) -> Result<(), RemoveTopicError> {
+        let Some(topic) = self.state.registry.remove_dynamic(name) else {
+            return Err(match self.state.registry.get_by_name(name) {
+                Some(_) => RemoveTopicError::Declared {
+                    name: name.to_owned(),
+                },
+                None => RemoveTopicError::Unknown {
+                    name: name.to_owned(),
+                },
+            });
+        };
+        let attachments = self.state.shm.remove_topic(&topic);
+        tracing::info!(
+            topic = topic.name(),
+            id = topic.id(),
+            shm_attachments = attachments,
+            "removed an auto-created topic on request"
+        );
+        Ok(())
+    }
+}
+
+/// Why [`BrokerHandle::remove_dynamic_topic`] removed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoveTopicError {
+    /// No such topic.
+    #[error("unknown topic '{name}'")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+    },
+    /// The topic is declared in the config: a reload that no longer declares it removes it.
+    #[error("topic '{name}' is declared in the broker's config; only a reload without it removes it (only auto-created topics can be deleted)")]
+    Declared {
+        /// The name asked for.
+        name: String,
+    },
 }
 
 #[cfg(test)]
@@ -156,6 +197,54 @@ mod tests {
                 .expect("stopped in time")
                 .expect("the server's task")
                 .expect("an orderly stop");
+        });
+    }
+
+    /// An auto-created topic is removed on request, ending its subscriptions; a declared
+    /// one and an unknown one are refused, each with its reason.
+    #[test]
+    fn only_auto_created_topics_are_removed_on_request() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("broker.sock");
+        let text = format!(
+            "{}\n[topic_defaults]\nauto_create = true\n",
+            config_text(&socket, &["declared"])
+        );
+        let config =
+            BrokerConfig::from_toml_str(&text, &dir.path().join("broker.toml")).expect("config");
+        let server = Server::new(config).expect("server");
+        let handle = server.handle();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let mut sub = handle
+                .local()
+                .subscribe("made.on.use")
+                .expect("auto-created");
+            assert!(handle
+                .registry()
+                .get_by_name("made.on.use")
+                .expect("there")
+                .is_dynamic());
+            assert_eq!(handle.remove_dynamic_topic("made.on.use"), Ok(()));
+            assert!(handle.registry().get_by_name("made.on.use").is_none());
+            assert!(matches!(
+                sub.recv().await,
+                Err(mycelium_transport::RecvError::Ended(
+                    mycelium_transport::SubscriptionEnd::TopicRemoved { .. }
+                ))
+            ));
+            assert!(matches!(
+                handle.remove_dynamic_topic("declared"),
+                Err(super::RemoveTopicError::Declared { .. })
+            ));
+            assert!(handle.registry().get_by_name("declared").is_some());
+            assert!(matches!(
+                handle.remove_dynamic_topic("made.on.use"),
+                Err(super::RemoveTopicError::Unknown { .. })
+            ));
         });
     }
 }

@@ -38,7 +38,7 @@ mod state;
 mod supervisor;
 
 pub use error::ServeError;
-pub use handle::BrokerHandle;
+pub use handle::{BrokerHandle, RemoveTopicError};
 pub use listener::{bind_socket, Server};
 pub use reload_handle::{ReloadAnswer, ReloadHandle};
 pub use state::BrokerStatistics;

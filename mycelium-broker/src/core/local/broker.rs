@@ -4,9 +4,10 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use mycelium_config::{Routing, TopicConfig, TopicDefaults};
-use mycelium_transport::envelope::{Envelope, Headers, Stamper};
+use mycelium_transport::envelope::{Envelope, Headers, Stamp, Stamper};
 use mycelium_transport::Broker;
 
+use crate::core::acl::PeerIdentity;
 use crate::core::batch::Item;
 use crate::core::local::sink::LocalSink;
 use crate::core::local::subscription::LocalSubscription;
@@ -135,6 +136,33 @@ impl LocalBroker {
     }
 }
 
+impl LocalBroker {
+    /// A subscription of a pattern on behalf of `peer`: as a pattern of
+    /// [`LocalBroker::subscribe`], reaching only the topics whose `subscribe` access lists
+    /// let `peer` read them (as a socket peer's pattern does). For a front end that speaks
+    /// for a client of its own, such as the HTTP gateway.
+    pub fn subscribe_pattern_for(
+        &self,
+        text: &str,
+        peer: Arc<PeerIdentity>,
+    ) -> Result<LocalSubscription, SubscribeError> {
+        let pattern = Pattern::parse(text).map_err(|error| LookupError::InvalidName {
+            name: text.to_owned(),
+            problem: pattern_problem(&error),
+        })?;
+        let key = mycelium_transport::frame::PATTERN_ID_BIT;
+        let sink = Arc::new(LocalSink::new(key));
+        let subscription =
+            PatternSubscription::new(pattern, key, peer, sink.clone(), usize::MAX, 0, None);
+        self.registry.subscribe_pattern(&subscription);
+        Ok(LocalSubscription::of_pattern(
+            self.registry.clone(),
+            subscription,
+            sink,
+        ))
+    }
+}
+
 /// Why a pattern is refused, in the words `LookupError::InvalidName` carries.
 fn pattern_problem(error: &PatternParseError) -> &'static str {
     match error {
@@ -177,6 +205,16 @@ impl LocalPublisher {
         headers: &Headers,
         payload: &[u8],
     ) -> Result<(), PublishError> {
+        self.publish_stamped(headers, payload).await.map(drop)
+    }
+
+    /// As [`LocalPublisher::publish_with`], returning the stamp the message got (`None`
+    /// unless the topic stamps): a front end that answers its client with the message's id.
+    pub async fn publish_stamped(
+        &self,
+        headers: &Headers,
+        payload: &[u8],
+    ) -> Result<Option<Stamp>, PublishError> {
         let topic = self.hold.topic();
         let config = topic.config();
         if headers.len() > usize::from(config.max_headers)
@@ -200,7 +238,10 @@ impl LocalPublisher {
         let topic = self.hold.topic();
         let config = topic.config();
         if config.stamp {
-            return self.publish_enveloped(&config, None, payloads).await;
+            return self
+                .publish_enveloped(&config, None, payloads)
+                .await
+                .map(drop);
         }
         check_sizes(topic.name(), config.max_message_size, payloads)?;
         let mut cursor = PublishCursor::from_origin(self.origin);
@@ -211,22 +252,24 @@ impl LocalPublisher {
     }
 
     /// Routes `payloads` each behind an envelope of `headers` and, if the topic stamps, a
-    /// stamp of its own.
+    /// stamp of its own; returns the last one's stamp.
     async fn publish_enveloped(
         &self,
         config: &TopicConfig,
         headers: Option<&Headers>,
         payloads: &[&[u8]],
-    ) -> Result<(), PublishError> {
+    ) -> Result<Option<Stamp>, PublishError> {
         let topic = self.hold.topic();
         check_sizes(topic.name(), config.max_message_size, payloads)?;
         let mut bytes = BytesMut::new();
         let mut ends = Vec::with_capacity(payloads.len());
+        let mut last = None;
         {
             let mut stamper = self.stamper.lock().unwrap_or_else(|p| p.into_inner());
             for payload in payloads {
+                last = config.stamp.then(|| stamper.stamp());
                 let envelope = Envelope {
-                    stamp: config.stamp.then(|| stamper.stamp()),
+                    stamp: last,
                     headers,
                     ..Envelope::default()
                 };
@@ -251,7 +294,7 @@ impl LocalPublisher {
         while let Progress::Blocked(blocker) = topic.publish(items.as_slice(), &mut cursor) {
             blocker.wait().await;
         }
-        Ok(())
+        Ok(last)
     }
 }
 
@@ -513,6 +556,12 @@ mod tests {
         assert_eq!((&one[..], one.header("trace")), (&b"one"[..], Some("abc")));
         let two = sub.recv().await.expect("two");
         assert_eq!(&two[..], b"two");
+        let three = publisher
+            .publish_stamped(&Headers::new(), b"three")
+            .await
+            .expect("published")
+            .expect("a stamp");
+        assert_eq!(Some(three), sub.recv().await.expect("three").stamp());
         let (a, b) = (one.id().expect("stamped"), two.id().expect("stamped"));
         assert!(a < b, "ids sort by publish time");
         let mut drained = Drained::default();
