@@ -10,6 +10,7 @@ pub mod delivery;
 #[cfg(test)]
 pub(crate) mod delivery_conformance;
 pub mod ids;
+pub mod latency;
 pub mod local;
 pub mod patterns;
 pub mod registry;

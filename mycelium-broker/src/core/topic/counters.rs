@@ -1,9 +1,15 @@
 //! What a topic counts, and the plain report of it ([`TopicStatistics`]).
+//!
+//! - Counted per routing call (a batch, or what of it one call routed), never per message:
+//!   relaxed adds, and zeros skipped, since an atomic add costs even when it adds nothing.
+//! - Bytes are the messages' bytes as routed: the payload, with its envelope when it has one
+//!   (frame headers not included).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mycelium_config::Routing;
 
+use crate::core::topic::drops::{DropReason, DroppedBy};
 use crate::core::topic::Topic;
 
 /// What a topic counts as it routes; relaxed atomics, since they order nothing. Read through
@@ -14,20 +20,58 @@ pub(crate) struct TopicCounters {
     pub(crate) published: AtomicU64,
     /// Copies handed to subscribers.
     pub(crate) delivered: AtomicU64,
-    /// Copies discarded by the backpressure policy.
+    /// Bytes of the messages accepted from publishers.
+    pub(crate) bytes_in: AtomicU64,
+    /// Bytes of the copies handed to subscribers.
+    pub(crate) bytes_out: AtomicU64,
+    /// Copies lost, whatever the reason: the sum of `dropped_by`.
     pub(crate) dropped: AtomicU64,
+    /// Copies lost, by [`DropReason::index`].
+    dropped_by: [AtomicU64; DropReason::ALL.len()],
 }
 
 impl TopicCounters {
-    /// Adds a routing call's results, skipping zeros: an atomic add costs even when it adds
-    /// nothing, and most calls drop nothing.
-    pub(super) fn add(&self, delivered: u64, dropped: u64) {
+    /// Counts `count` messages of `bytes` accepted from a publisher.
+    #[inline]
+    pub(super) fn published(&self, count: u64, bytes: u64) {
+        if count > 0 {
+            self.published.fetch_add(count, Ordering::Relaxed);
+        }
+        if bytes > 0 {
+            self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `delivered` copies of `bytes` handed to subscribers by one routing call.
+    #[inline]
+    pub(super) fn add(&self, delivered: u64, bytes: u64) {
         if delivered > 0 {
             self.delivered.fetch_add(delivered, Ordering::Relaxed);
         }
-        if dropped > 0 {
-            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        if bytes > 0 {
+            self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
         }
+    }
+
+    /// Counts `count` copies lost for `reason`; most calls lose nothing, and add nothing.
+    #[inline]
+    pub(crate) fn lost(&self, reason: DropReason, count: u64) {
+        if count > 0 {
+            self.dropped.fetch_add(count, Ordering::Relaxed);
+            self.dropped_by[reason.index()].fetch_add(count, Ordering::Relaxed);
+        }
+    }
+
+    /// The losses per reason now.
+    pub(crate) fn dropped_by(&self) -> DroppedBy {
+        let mut by = DroppedBy::default();
+        for reason in DropReason::ALL {
+            by.add(
+                reason,
+                self.dropped_by[reason.index()].load(Ordering::Relaxed),
+            );
+        }
+        by
     }
 }
 
@@ -50,6 +94,14 @@ pub struct TopicStatistics {
     pub delivered: u64,
     /// Copies discarded by the backpressure policy (or lost before they could be routed).
     pub dropped: u64,
+    /// `dropped`, by reason (shared-memory publishers' own ring drops not included: the
+    /// broker's metrics add them, as `drop_newest`).
+    pub dropped_by: DroppedBy,
+    /// Bytes of the messages accepted from publishers (payloads with their envelopes).
+    pub bytes_in: u64,
+    /// Bytes of the copies handed to subscribers (each copy counted; a copy evicted later
+    /// under `drop_oldest` stays counted).
+    pub bytes_out: u64,
     /// Messages waiting in a queue topic's backlog (always 0 for fanout).
     pub queued: usize,
     /// Auto-created, and removed once idle ([`Topic::is_dynamic`]).
@@ -71,6 +123,9 @@ impl Topic {
             published: self.counters.published.load(Ordering::Relaxed),
             delivered: self.counters.delivered.load(Ordering::Relaxed),
             dropped: self.counters.dropped.load(Ordering::Relaxed),
+            dropped_by: self.counters.dropped_by(),
+            bytes_in: self.counters.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.counters.bytes_out.load(Ordering::Relaxed),
             queued: self.backlog_len(),
             dynamic: self.is_dynamic(),
         }

@@ -55,7 +55,8 @@
 //! - `cursor.rs`: [`PublishCursor`] and [`Progress`]; `blocker.rs`: [`Blocker`], what a
 //!   held-back publish waits for; `deadline.rs`: [`HeldBack`] and [`GaveUp`],
 //!   `publish_deadline_ms`.
-//! - `counters.rs`: the counters and [`TopicStatistics`].
+//! - `counters.rs`: the counters and [`TopicStatistics`]; `drops.rs`: why messages were
+//!   lost ([`DropReason`]).
 //! - `usage.rs`: whether the topic is dynamic (auto-created), its publishers' claims
 //!   (`PublisherHold`), and when it was last used: what reclaiming idle topics needs.
 
@@ -64,6 +65,7 @@ mod blocker;
 mod counters;
 mod cursor;
 mod deadline;
+mod drops;
 mod fanout;
 mod queue;
 mod relay;
@@ -80,5 +82,6 @@ pub use blocker::{Blocker, RELAY_ROOM_POLL};
 pub use counters::TopicStatistics;
 pub use cursor::{Progress, PublishCursor};
 pub use deadline::{GaveUp, HeldBack};
+pub use drops::{DropReason, DroppedBy};
 pub use topic::Topic;
 pub(crate) use usage::PublisherHold;

@@ -12,6 +12,7 @@ use crate::core::acl::{Action, PeerIdentity, TopicAcl};
 use crate::core::delivery::{Delivery, Ending};
 use crate::core::relay::Relay;
 use crate::core::topic::counters::TopicCounters;
+use crate::core::topic::drops::DropReason;
 use crate::core::topic::fanout::FanoutSubscriber;
 use crate::core::topic::queue::{Consumer, QueueRouting, Sink};
 use crate::core::topic::usage::TopicUsage;
@@ -173,7 +174,7 @@ impl Topic {
             }
         }
         *self.relay.write().unwrap_or_else(|p| p.into_inner()) = None;
-        self.counters.add(0, dropped);
+        self.counters.lost(DropReason::TopicRemoved, dropped);
         // SYNC POINT: pairs with the Acquire load in `Blocker::wait`: a publisher blocked on
         // one of the subscribers dropped above resumes, and finds the topic removed.
         self.membership.fetch_add(1, Ordering::Release);
@@ -306,9 +307,9 @@ impl Topic {
         let settings = self.settings.load();
         if !cursor.counted {
             cursor.counted = true;
+            let batch = payloads.view();
             self.counters
-                .published
-                .fetch_add(payloads.len() as u64, Ordering::Relaxed);
+                .published(batch.len() as u64, batch.bytes(0..batch.len()));
             if cursor.skip_relay {
                 cursor.relayed = payloads.len();
             }
