@@ -29,8 +29,8 @@ pub const SUB_BUCKETS: u64 = 1 << SUB_BITS;
 const POWERS: u32 = 34;
 /// The smallest latency the last bucket holds: anything this slow or slower lands there.
 pub const MAX_TRACKED: Duration = Duration::from_nanos(1 << POWERS);
-/// Buckets in a histogram.
-pub const BUCKETS: usize = ((POWERS - SUB_BITS + 1) as usize) << SUB_BITS;
+/// Buckets in a histogram: those of the powers tracked, then the one past them.
+pub const BUCKETS: usize = (((POWERS - SUB_BITS + 1) as usize) << SUB_BITS) + 1;
 /// Shards of the broker-wide histogram: at least the routing threads a 2-8 core host runs.
 const SHARDS: usize = 8;
 
@@ -113,6 +113,7 @@ pub struct LatencyRecorder {
     shards: Box<[Shard]>,
 }
 
+/// Off: the registry turns it on when the config says so.
 impl Default for LatencyRecorder {
     fn default() -> LatencyRecorder {
         LatencyRecorder {
@@ -130,13 +131,6 @@ thread_local! {
 }
 
 impl LatencyRecorder {
-    /// A recorder that records when `enabled`.
-    pub(crate) fn new(enabled: bool) -> LatencyRecorder {
-        let recorder = LatencyRecorder::default();
-        recorder.set_enabled(enabled);
-        recorder
-    }
-
     /// Whether samples are recorded now: callers read the clock only when it says so.
     #[inline]
     pub fn enabled(&self) -> bool {
@@ -289,6 +283,7 @@ mod tests {
         assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
         assert_eq!(bucket_of(1 << POWERS), BUCKETS - 1);
         assert_eq!(bucket_end(BUCKETS - 2), 1 << POWERS);
+        assert_eq!(bucket_of((1 << POWERS) - 1), BUCKETS - 2);
     }
 
     #[test]
@@ -336,7 +331,8 @@ mod tests {
 
     #[test]
     fn the_recorder_merges_its_threads_shards_and_records_only_what_it_is_given() {
-        let r = Arc::new(LatencyRecorder::new(true));
+        let r = Arc::new(LatencyRecorder::default());
+        r.set_enabled(true);
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let r = Arc::clone(&r);

@@ -1,6 +1,7 @@
 //! The routing core: topics and the registry, the way to each subscriber (a [`Delivery`]),
 //! the shared-memory relay's shape ([`relay`], installed by the server), the in-process
-//! broker, and wildcard subject patterns ([`subject`]).
+//! broker, wildcard subject patterns ([`subject`]), and the latency histograms
+//! ([`latency`]).
 //!
 //! [`Delivery`]: delivery::Delivery
 

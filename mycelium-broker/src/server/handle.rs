@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::core::local::LocalBroker;
 use crate::core::registry::TopicRegistry;
+use crate::server::metrics::BrokerMetrics;
 use crate::server::state::{BrokerState, BrokerStatistics};
 
 /// A front end's handle on a running broker; see the module's contract.
@@ -56,6 +57,14 @@ impl BrokerHandle {
     /// The broker's figures now.
     pub fn statistics(&self) -> BrokerStatistics {
         self.state.statistics()
+    }
+
+    /// Everything the broker measures now: connections, reloads, per-topic counters,
+    /// subscribers, depth and lag, and the publish-to-deliver latency (see
+    /// [`BrokerMetrics`]). Reads every topic and its subscribers' queues: for a scrape, not
+    /// for a loop.
+    pub fn metrics(&self) -> BrokerMetrics {
+        self.state.metrics()
     }
 
     /// Whether the broker has begun its graceful shutdown.

@@ -348,7 +348,12 @@ fn run(
                 Ok(_) => {
                     moved = true;
                     if !ends.is_empty() {
+                        // Taken out of the ring just now; the clock only while recording.
+                        let read_at = r.topic.latency_on().then(std::time::Instant::now);
                         route(&r.topic, &bytes, &ends, &runtime);
+                        if let Some(read_at) = read_at {
+                            r.topic.record_latency(read_at);
+                        }
                     }
                 }
                 Err(ReadError::Lagged { skipped }) => {
