@@ -131,3 +131,119 @@ impl Topic {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mycelium_config::{Backpressure, Routing, TopicDefaults};
+    use mycelium_transport::outbox::Outbox;
+
+    use crate::core::local::LocalBroker;
+    use crate::core::topic::test_support::{msgs, publish_all, topic};
+    use crate::core::topic::{DropReason, Topic};
+    use mycelium_transport::Broker;
+
+    fn broker_with(
+        routing: Routing,
+        buffer_size: usize,
+        backpressure: Backpressure,
+    ) -> LocalBroker {
+        let broker = LocalBroker::new(TopicDefaults::default());
+        let mut config = TopicDefaults::default().topic("t");
+        config.routing = routing;
+        config.buffer_size = buffer_size;
+        config.backpressure = backpressure;
+        broker.create_topic(config).expect("created");
+        broker
+    }
+
+    fn the_topic(broker: &LocalBroker) -> Arc<Topic> {
+        broker.registry().get_by_name("t").expect("the topic")
+    }
+
+    /// Only `reason` counted, `count` of it, and the total agrees.
+    fn assert_dropped(topic: &Topic, reason: DropReason, count: u64) {
+        let s = topic.statistics();
+        for (r, n) in s.dropped_by.iter() {
+            assert_eq!(n, if r == reason { count } else { 0 }, "{r:?}: {s:?}");
+        }
+        assert_eq!(s.dropped, count);
+        assert_eq!(s.dropped_by.total(), count);
+    }
+
+    #[tokio::test]
+    async fn bytes_in_count_each_message_once_and_bytes_out_each_copy() {
+        let broker = broker_with(Routing::Fanout, 64, Backpressure::Block);
+        let _a = broker.subscribe("t").expect("a");
+        let _b = broker.subscribe("t").expect("b");
+        let publisher = broker.publisher("t").expect("publisher");
+        publisher
+            .publish_batch(&[b"12345", b"1234567", b"12345678901"])
+            .await
+            .expect("published");
+        publisher.publish(b"").await.expect("published");
+        let s = the_topic(&broker).statistics();
+        assert_eq!((s.published, s.bytes_in), (4, 23));
+        assert_eq!((s.delivered, s.bytes_out), (8, 46));
+        assert_eq!(s.dropped, 0);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_does_not_read_loses_messages_by_the_topics_policy() {
+        let cases = [
+            (Backpressure::DropNewest, DropReason::DropNewest),
+            (Backpressure::DropOldest, DropReason::DropOldest),
+        ];
+        for (policy, reason) in cases {
+            let broker = broker_with(Routing::Fanout, 4, policy);
+            let _sub = broker.subscribe("t").expect("sub");
+            for i in 0..10u32 {
+                broker
+                    .publish("t", &i.to_le_bytes())
+                    .await
+                    .expect("published");
+            }
+            let topic = the_topic(&broker);
+            assert_dropped(&topic, reason, 6);
+            let s = topic.statistics();
+            assert_eq!((s.published, s.bytes_in), (10, 40), "{policy:?}");
+            // drop_oldest counted ten copies handed over, then took six back.
+            assert_eq!(s.delivered, 4, "{policy:?}");
+            let handed = if policy == Backpressure::DropOldest {
+                10
+            } else {
+                4
+            };
+            assert_eq!(s.bytes_out, handed * 4, "{policy:?}");
+        }
+    }
+
+    #[test]
+    fn a_slow_subscriber_detached_loses_the_rest_of_the_batch_as_slow_consumer() {
+        let t = topic(Routing::Fanout, 4, Backpressure::Disconnect, 1);
+        t.subscribe(1, Arc::new(Outbox::new()), 1000, 0);
+        assert!(matches!(
+            publish_all(&t, &msgs(10)),
+            crate::core::topic::Progress::Done
+        ));
+        assert_dropped(&t, DropReason::SlowConsumer, 6);
+    }
+
+    #[test]
+    fn a_full_backlog_drops_by_policy_and_a_removal_drops_what_it_held() {
+        let t = topic(Routing::Queue, 4, Backpressure::DropNewest, 1);
+        publish_all(&t, &msgs(10));
+        assert_dropped(&t, DropReason::DropNewest, 6);
+        assert_eq!(t.remove(), 4);
+        let by = t.statistics().dropped_by;
+        assert_eq!(by.get(DropReason::TopicRemoved), 4);
+        assert_eq!(by.get(DropReason::DropNewest), 6);
+        assert_eq!(by.total(), 10);
+
+        let t = topic(Routing::Queue, 4, Backpressure::DropOldest, 1);
+        publish_all(&t, &msgs(10));
+        assert_dropped(&t, DropReason::DropOldest, 6);
+        assert_eq!(t.backlog_len(), 4);
+    }
+}

@@ -56,3 +56,35 @@ impl Topic {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mycelium_config::TopicDefaults;
+
+    use crate::core::registry::TopicRegistry;
+
+    #[test]
+    fn samples_go_to_the_topic_and_the_broker_and_the_switch_is_the_registrys() {
+        let registry = TopicRegistry::new(TopicDefaults::default());
+        let t = registry
+            .create_topic(TopicDefaults::default().topic("t"))
+            .expect("t");
+        let u = registry
+            .create_topic(TopicDefaults::default().topic("u"))
+            .expect("u");
+        assert!(!t.latency_on(), "off unless the config turns it on");
+        registry.latency().set_enabled(true);
+        assert!(t.latency_on() && u.latency_on());
+        let read = std::time::Instant::now();
+        t.record_latency(read);
+        t.record_latency(read);
+        u.record_latency(read);
+        assert_eq!(t.latency().count, 2);
+        assert_eq!(u.latency().count, 1);
+        assert_eq!(registry.latency().snapshot().count, 3);
+        let topic_never_sampled = registry
+            .create_topic(TopicDefaults::default().topic("v"))
+            .expect("v");
+        assert_eq!(topic_never_sampled.latency().count, 0);
+    }
+}

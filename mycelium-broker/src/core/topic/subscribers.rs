@@ -67,3 +67,53 @@ impl Topic {
         figures
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mycelium_config::{Backpressure, Routing, TopicDefaults};
+    use mycelium_transport::outbox::Outbox;
+
+    use crate::core::local::LocalBroker;
+    use mycelium_transport::Broker;
+
+    #[tokio::test]
+    async fn subscribers_are_counted_by_transport_with_what_is_queued_toward_them() {
+        for routing in [Routing::Fanout, Routing::Queue] {
+            let broker = LocalBroker::new(TopicDefaults::default());
+            let mut config = TopicDefaults::default().topic("t");
+            config.routing = routing;
+            config.backpressure = Backpressure::Block;
+            config.prefetch = 100;
+            broker.create_topic(config).expect("created");
+            let topic = broker.registry().get_by_name("t").expect("topic");
+            let _local = broker.subscribe("t").expect("in-process");
+            let socket = Arc::new(Outbox::new());
+            let id = broker.registry().next_subscriber_id();
+            topic.subscribe(id, socket.clone(), 1000, 100);
+            let figures = topic.subscriber_figures();
+            assert_eq!((figures.socket, figures.in_process), (1, 1), "{routing:?}");
+            assert_eq!((figures.queued, figures.slowest), (0, 0));
+            for i in 0..6u32 {
+                broker
+                    .publish("t", &i.to_le_bytes())
+                    .await
+                    .expect("published");
+            }
+            let figures = topic.subscriber_figures();
+            // Fanout: a copy each; queue: each message to one, dealt in turn.
+            let (queued, most) = match routing {
+                Routing::Fanout => (12, 6),
+                Routing::Queue => (6, 3),
+            };
+            assert_eq!(
+                (figures.queued, figures.slowest),
+                (queued, most),
+                "{routing:?}"
+            );
+            assert!(topic.unsubscribe(id));
+            assert_eq!(topic.subscriber_figures().socket, 0);
+        }
+    }
+}
