@@ -95,7 +95,8 @@ impl<'a> BatchRef<'a> {
 
     /// The bytes of messages `range` (each message's payload, with its envelope when it has
     /// one), for the byte counters. A frame run's are found from where its frames start and
-    /// end, without visiting each; slices are summed.
+    /// end, without visiting each; slices are summed (once per batch: routing reuses the
+    /// whole batch's sum for every subscriber that takes all of it).
     pub fn bytes(&self, range: Range<usize>) -> u64 {
         if range.is_empty() {
             return 0;

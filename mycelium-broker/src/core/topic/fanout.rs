@@ -99,7 +99,11 @@ impl Topic {
                 Delivered::Queued(n) => n,
             };
             delivered += queued as u64;
-            bytes += batch.bytes(start..start + queued);
+            bytes += if queued == payloads.len() {
+                cursor.bytes
+            } else {
+                batch.bytes(start..start + queued)
+            };
             if queued == rest {
                 continue;
             }

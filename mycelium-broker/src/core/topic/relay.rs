@@ -39,7 +39,12 @@ impl Topic {
         let readers = relayed.readers;
         let delivered = (passed - dropped) as u64 * readers;
         // A message the relay could never take is rare; its bytes count as if it had been.
-        let bytes = payloads.view().bytes(from..from + passed) * readers;
+        let bytes = readers
+            * if passed == payloads.len() {
+                cursor.bytes
+            } else {
+                payloads.view().bytes(from..from + passed)
+            };
         let never = dropped as u64 * readers;
         let mut lost = 0;
         let rest = payloads.len() - cursor.relayed;

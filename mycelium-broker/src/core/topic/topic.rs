@@ -325,8 +325,8 @@ impl Topic {
         if !cursor.counted {
             cursor.counted = true;
             let batch = payloads.view();
-            self.counters
-                .published(batch.len() as u64, batch.bytes(0..batch.len()));
+            cursor.bytes = batch.bytes(0..batch.len());
+            self.counters.published(batch.len() as u64, cursor.bytes);
             if cursor.skip_relay {
                 cursor.relayed = payloads.len();
             }
