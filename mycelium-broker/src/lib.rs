@@ -22,6 +22,10 @@
 //! Running the server:
 //! - [`Server`], [`bind_socket`], [`ServeError`], [`ReloadHandle`] and [`ReloadAnswer`]
 //!   (the [`server`] module).
+//! - [`BrokerHandle`] for a front end in the broker's process, and its figures:
+//!   [`BrokerStatistics`] (what `Stats` reports) and [`BrokerMetrics`] (connections by
+//!   kind, reloads, per topic [`TopicMetrics`]: bytes, [`DroppedBy`] reason, subscribers by
+//!   transport, depth and lag; latency as a [`LatencySnapshot`] and [`LatencySummary`]).
 //!
 //! Writing a front end (what the socket server itself uses):
 //! - [`TopicRegistry`]: topics by name and id (`resolve`, `create_topic`, `get`,
@@ -30,7 +34,8 @@
 //!   [`Batch`] from a [`PublishCursor`] (resuming after [`Progress::Blocked`] by waiting on
 //!   the [`Blocker`], or [`Topic::wait_or_give_up`] under `publish_deadline_ms`), credit for
 //!   queue consumers ([`Topic::add_credit`]), access checks ([`Topic::check_access`] with an
-//!   [`Action`] and a [`PeerIdentity`]), [`Topic::statistics`].
+//!   [`Action`] and a [`PeerIdentity`]), [`Topic::statistics`],
+//!   [`Topic::subscriber_figures`], [`Topic::latency`].
 //! - [`Delivery`], with [`Delivered`], [`Ending`] and [`BatchRef`]: how a topic reaches one
 //!   subscriber.
 //! - The errors of each operation: [`CreateTopicError`], [`LookupError`], [`PublishError`],
@@ -58,18 +63,20 @@ pub mod server;
 
 pub use core::acl::{Action, PeerIdentity};
 pub use core::batch::{Batch, BatchRef, Item};
-pub use core::delivery::{Delivered, Delivery, Ending, RoomWait};
+pub use core::delivery::{Delivered, Delivery, Ending, RoomWait, SubscriberTransport};
+pub use core::latency::{LatencyBucket, LatencyRecorder, LatencySnapshot, LatencySummary};
 pub use core::local::{LocalBroker, LocalPublisher, LocalSubscription};
 pub use core::patterns::{OnAttach, PatternSubscription};
 pub use core::registry::{is_inbox, TopicRegistry, INBOX_PREFIX};
 pub use core::subject::{Pattern, PatternParseError, SubjectTrie, MAX_PATTERN_LEN};
 pub use core::topic::{
-    Blocker, GaveUp, HeldBack, Progress, PublishCursor, SubscriberId, Topic, TopicId,
-    TopicStatistics,
+    Blocker, DropReason, DroppedBy, GaveUp, HeldBack, Progress, PublishCursor, SubscriberFigures,
+    SubscriberId, Topic, TopicId, TopicStatistics,
 };
 pub use error::{CreateTopicError, LookupError, PublishError, SubscribeError};
 pub use mycelium_transport::Broker;
 pub use server::{
-    bind_socket, BrokerHandle, BrokerStatistics, ReloadAnswer, ReloadHandle, RemoveTopicError,
-    ServeError, Server,
+    bind_socket, BrokerHandle, BrokerMetrics, BrokerStatistics, ConnectionCounts, LastReload,
+    ReloadAnswer, ReloadHandle, ReloadMetrics, RemoveTopicError, ServeError, Server,
+    SubscriberCounts, SubscriberLag, TopicMetrics,
 };

@@ -10,8 +10,10 @@
 //! - [`Batch`] is what [`Topic::publish`](crate::core::topic::Topic::publish) takes; it is
 //!   generic there, so reading a payload costs a slice index, never a virtual call.
 
+use std::ops::Range;
+
 use bytes::Bytes;
-use mycelium_transport::frame::kind;
+use mycelium_transport::frame::{kind, MESSAGE_OVERHEAD};
 use mycelium_transport::outbox::FrameRun;
 
 /// One message of a batch, as it travels: its bytes, and whether they begin with an
@@ -89,6 +91,32 @@ impl<'a> BatchRef<'a> {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The bytes of messages `range` (each message's payload, with its envelope when it has
+    /// one), for the byte counters. A frame run's are found from where its frames start and
+    /// end, without visiting each; slices are summed (once per batch: routing reuses the
+    /// whole batch's sum for every subscriber that takes all of it).
+    pub fn bytes(&self, range: Range<usize>) -> u64 {
+        if range.is_empty() {
+            return 0;
+        }
+        match self {
+            BatchRef::Payloads(payloads) => {
+                payloads[range].iter().fold(0u64, |n, p| n + p.len() as u64)
+            }
+            BatchRef::Items(items) => items[range]
+                .iter()
+                .fold(0u64, |n, i| n + i.bytes.len() as u64),
+            BatchRef::Frames(run) => {
+                // The bodies lie back to back, each behind a frame header of the same
+                // length: from the first body's start to the last one's end, less the
+                // headers between.
+                let (first, last) = (run.payload(range.start), run.payload(range.end - 1));
+                let span = (last.as_ptr() as usize + last.len()) - first.as_ptr() as usize;
+                (span - (range.len() - 1) * (MESSAGE_OVERHEAD)) as u64
+            }
+        }
     }
 
     /// Message `i`, as published.

@@ -55,6 +55,30 @@ pub enum Ending<'a> {
     },
 }
 
+/// What carries a subscriber's messages, as the metrics count subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SubscriberTransport {
+    /// A message connection's outbox, toward its socket.
+    Socket,
+    /// The topic's shared-memory rings (never a [`Delivery`]: counted by their owner).
+    SharedMemory,
+    /// A queue in the broker's process: a `LocalSubscription`, and whatever front end reads
+    /// through one (the HTTP and WebSocket gateway).
+    InProcess,
+}
+
+impl SubscriberTransport {
+    /// A stable lowercase name, for labels (`socket`, `shm`, `in_process`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriberTransport::Socket => "socket",
+            SubscriberTransport::SharedMemory => "shm",
+            SubscriberTransport::InProcess => "in_process",
+        }
+    }
+}
+
 /// A future that resolves when a sink has room again (see [`Delivery::wait_for_room`]).
 pub type RoomWait<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
@@ -94,5 +118,18 @@ pub trait Delivery: fmt::Debug + Send + Sync {
     /// make them.
     fn counts_as_use(&self) -> bool {
         true
+    }
+
+    /// What carries this subscriber's messages, for the metrics.
+    fn transport(&self) -> SubscriberTransport {
+        SubscriberTransport::InProcess
+    }
+
+    /// Messages queued toward the subscriber now, for the metrics: of `topic` when the sink
+    /// can tell them apart, else all it holds; `None` when it cannot say. Called when the
+    /// metrics are read, never while routing.
+    fn queued(&self, topic: TopicId) -> Option<usize> {
+        let _ = topic;
+        None
     }
 }

@@ -1,6 +1,7 @@
 //! The routing core: topics and the registry, the way to each subscriber (a [`Delivery`]),
 //! the shared-memory relay's shape ([`relay`], installed by the server), the in-process
-//! broker, and wildcard subject patterns ([`subject`]).
+//! broker, wildcard subject patterns ([`subject`]), and the latency histograms
+//! ([`latency`]).
 //!
 //! [`Delivery`]: delivery::Delivery
 
@@ -10,6 +11,7 @@ pub mod delivery;
 #[cfg(test)]
 pub(crate) mod delivery_conformance;
 pub mod ids;
+pub mod latency;
 pub mod local;
 pub mod patterns;
 pub mod registry;

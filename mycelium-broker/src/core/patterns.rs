@@ -33,7 +33,7 @@ use mycelium_transport::envelope::{write_with_topic, EnvelopeView};
 
 use crate::core::acl::{Action, PeerIdentity};
 use crate::core::batch::{BatchRef, Item};
-use crate::core::delivery::{Delivered, Delivery, Ending, RoomWait};
+use crate::core::delivery::{Delivered, Delivery, Ending, RoomWait, SubscriberTransport};
 use crate::core::ids::{SubscriberId, TopicId};
 use crate::core::registry::is_inbox;
 use crate::core::subject::{Pattern, SubjectTrie};
@@ -400,6 +400,14 @@ impl Delivery for PatternSink {
 
     fn counts_as_use(&self) -> bool {
         false
+    }
+
+    fn transport(&self) -> SubscriberTransport {
+        self.inner.transport()
+    }
+
+    fn queued(&self, _topic: TopicId) -> Option<usize> {
+        self.inner.queued(self.key)
     }
 }
 

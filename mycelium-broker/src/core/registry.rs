@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use mycelium_config::{BrokerConfig, TopicConfig, TopicDefaults};
 
+use crate::core::latency::LatencyRecorder;
 use crate::core::patterns::{PatternIndex, PatternSubscription};
 use crate::core::topic::{SubscriberId, Topic, TopicId};
 use crate::error::{CreateTopicError, LookupError};
@@ -46,6 +47,8 @@ struct Topics {
     next_id: u64,
     /// Settings of auto-created topics.
     defaults: TopicDefaults,
+    /// The broker-wide latency histogram, handed to every topic made.
+    latency: Arc<LatencyRecorder>,
 }
 
 impl Topics {
@@ -63,7 +66,7 @@ impl Topics {
         let id = TopicId::try_from(self.next_id).map_err(|_| CreateTopicError::TooManyTopics)?;
         self.next_id += 1;
         let name = config.name.clone();
-        let topic = Arc::new(Topic::new(id, config));
+        let topic = Arc::new(Topic::with_recorder(id, config, self.latency.clone()));
         self.by_id.insert(id, topic.clone());
         self.by_name.insert(name, id);
         Ok(topic)
@@ -163,6 +166,8 @@ pub struct TopicRegistry {
     epoch: Instant,
     /// Every pattern subscription, looked up when a topic is created.
     patterns: PatternIndex,
+    /// The broker-wide latency histogram (every topic holds it too).
+    latency: Arc<LatencyRecorder>,
 }
 
 /// The prefix of reply inboxes (`_INBOX.<client id>`): topics created on first use whatever
@@ -210,6 +215,7 @@ impl TopicRegistry {
     /// The config is assumed validated; a duplicate name is refused here anyway.
     pub(crate) fn from_config(config: &BrokerConfig) -> Result<TopicRegistry, CreateTopicError> {
         let registry = TopicRegistry::new(config.topic_defaults.clone());
+        registry.latency.set_enabled(config.metrics.enabled);
         for topic in &config.topics {
             registry.create_topic(topic.clone())?;
         }
@@ -218,7 +224,9 @@ impl TopicRegistry {
 
     /// An empty registry that creates unknown topics from `defaults` when they allow it.
     pub fn new(defaults: TopicDefaults) -> TopicRegistry {
+        let latency = Arc::new(LatencyRecorder::default());
         TopicRegistry {
+            latency: latency.clone(),
             max_message_size: AtomicUsize::new(defaults.max_message_size),
             max_message_len: AtomicUsize::new(message_len(
                 defaults.max_message_size,
@@ -227,6 +235,7 @@ impl TopicRegistry {
             )),
             topics: RwLock::new(Topics {
                 defaults,
+                latency,
                 ..Topics::default()
             }),
             next_subscriber: AtomicU64::new(1),
@@ -234,6 +243,12 @@ impl TopicRegistry {
             epoch: Instant::now(),
             patterns: PatternIndex::default(),
         }
+    }
+
+    /// The broker-wide publish-to-deliver latency histogram, and whether it records (off
+    /// unless the broker's `metrics.enabled` says otherwise).
+    pub fn latency(&self) -> &Arc<LatencyRecorder> {
+        &self.latency
     }
 
     /// Milliseconds since the registry was made: the clock of [`Topic::last_active`].

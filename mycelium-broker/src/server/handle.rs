@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::core::local::LocalBroker;
 use crate::core::registry::TopicRegistry;
+use crate::server::metrics::BrokerMetrics;
 use crate::server::state::{BrokerState, BrokerStatistics};
 
 /// A front end's handle on a running broker; see the module's contract.
@@ -56,6 +57,14 @@ impl BrokerHandle {
     /// The broker's figures now.
     pub fn statistics(&self) -> BrokerStatistics {
         self.state.statistics()
+    }
+
+    /// Everything the broker measures now: connections, reloads, per-topic counters,
+    /// subscribers, depth and lag, and the publish-to-deliver latency (see
+    /// [`BrokerMetrics`]). Reads every topic and its subscribers' queues: for a scrape, not
+    /// for a loop.
+    pub fn metrics(&self) -> BrokerMetrics {
+        self.state.metrics()
     }
 
     /// Whether the broker has begun its graceful shutdown.
@@ -115,15 +124,26 @@ pub enum RemoveTopicError {
 mod tests {
     use std::time::Duration;
 
+    use bytes::{Bytes, BytesMut};
     use mycelium_config::BrokerConfig;
-    use mycelium_transport::Broker;
+    use mycelium_transport::codec::{encode_frame, FrameCodec};
+    use mycelium_transport::{Broker, Frame};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::codec::Decoder;
 
     use crate::server::{bind_socket, Server};
 
     const WAIT: Duration = Duration::from_secs(30);
 
     fn config_text(socket: &std::path::Path, topics: &[&str]) -> String {
-        let mut text = format!("[server]\nsocket_path = \"{}\"\n", socket.display());
+        config_with_metrics(socket, topics, true)
+    }
+
+    fn config_with_metrics(socket: &std::path::Path, topics: &[&str], metrics: bool) -> String {
+        let mut text = format!(
+            "[server]\nsocket_path = \"{}\"\n\n[metrics]\nenabled = {metrics}\n",
+            socket.display()
+        );
         for topic in topics {
             text.push_str(&format!(
                 "\n[[topics]]\nname = \"{topic}\"\nrouting = \"fanout\"\n"
@@ -185,6 +205,33 @@ mod tests {
                 .expect("the sender lives");
             assert_eq!(changes.borrow().topics.len(), 2);
             assert_eq!(handle.config().topics.len(), 2);
+            let reloads = handle.metrics().config;
+            assert_eq!(
+                (
+                    reloads.generation,
+                    reloads.reloads_ok,
+                    reloads.reloads_failed
+                ),
+                (2, 1, 0)
+            );
+            assert!(reloads
+                .last
+                .as_ref()
+                .is_some_and(|last| last.success && last.error.is_empty()));
+            std::fs::write(&file, "[server\n").expect("break the file");
+            let answer = reload.request().await;
+            assert_eq!(answer.status.generation, 2, "{answer:?}");
+            let reloads = handle.metrics().config;
+            assert_eq!(
+                (
+                    reloads.generation,
+                    reloads.reloads_ok,
+                    reloads.reloads_failed
+                ),
+                (2, 1, 1)
+            );
+            let last = reloads.last.expect("the failed reload");
+            assert!(!last.success && !last.error.is_empty(), "{last:?}");
 
             assert!(!handle.is_stopping());
             let _ = stop.send(());
@@ -245,6 +292,136 @@ mod tests {
                 handle.remove_dynamic_topic("made.on.use"),
                 Err(super::RemoveTopicError::Unknown { .. })
             ));
+        });
+    }
+
+    /// Over a running server, with metrics on and off: a socket client's one write of ten
+    /// publishes (one read, one batch) shows as a message connection, ten messages and their
+    /// bytes in, ten copies and their bytes out to an in-process subscriber, and, only with
+    /// metrics on, one latency sample for the topic and the broker.
+    #[test]
+    fn metrics_count_a_socket_publishers_batch_and_sample_its_latency_once_when_on() {
+        for enabled in [true, false] {
+            metrics_of_one_batch(enabled);
+        }
+    }
+
+    /// The next frame the broker sends.
+    async fn next_frame(
+        stream: &mut tokio::net::UnixStream,
+        codec: &mut FrameCodec,
+        inbox: &mut BytesMut,
+    ) -> Frame {
+        loop {
+            if let Some(frame) = codec.decode(inbox).expect("a frame") {
+                return frame;
+            }
+            let n = stream.read_buf(inbox).await.expect("read");
+            assert!(n > 0, "the broker closed the connection");
+        }
+    }
+
+    fn metrics_of_one_batch(enabled: bool) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("broker.sock");
+        let file = dir.path().join("broker.toml");
+        std::fs::write(&file, config_with_metrics(&socket, &["t"], enabled)).expect("write");
+        let config = BrokerConfig::from_file(&file).expect("config");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = bind_socket(&socket, 0o600).expect("bind");
+        let server = Server::new(config).expect("server");
+        let handle = server.handle();
+        runtime.block_on(async {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let serving = tokio::spawn(server.run(listener, Some(socket.clone()), async move {
+                let _ = stopped.await;
+            }));
+            let _sub = handle.local().subscribe("t").expect("subscribe");
+            let topic_id = handle.registry().get_by_name("t").expect("topic").id();
+
+            let mut stream = tokio::net::UnixStream::connect(&socket)
+                .await
+                .expect("connect");
+            let mut out = BytesMut::new();
+            let hello = Frame::Hello {
+                client_id: uuid::Uuid::new_v4(),
+                name: "metrics test".into(),
+            };
+            encode_frame(&hello, &mut out).expect("encode");
+            stream.write_all(&out).await.expect("hello");
+            let mut codec = FrameCodec::new(1 << 20);
+            let mut inbox = BytesMut::new();
+            let welcome =
+                tokio::time::timeout(WAIT, next_frame(&mut stream, &mut codec, &mut inbox))
+                    .await
+                    .expect("welcome");
+            assert!(matches!(welcome, Frame::Welcome { .. }), "{welcome:?}");
+
+            // Ten publishes and a ping in one write: the ping's pong comes once the batch
+            // before it was routed and its latency recorded.
+            out.clear();
+            for i in 0..10u8 {
+                let publish = Frame::Publish {
+                    topic_id,
+                    payload: Bytes::from(vec![i; 16]),
+                };
+                encode_frame(&publish, &mut out).expect("encode");
+            }
+            encode_frame(&Frame::Ping { token: 7 }, &mut out).expect("encode");
+            stream.write_all(&out).await.expect("publish");
+            let pong = tokio::time::timeout(WAIT, next_frame(&mut stream, &mut codec, &mut inbox))
+                .await
+                .expect("pong");
+            assert!(matches!(pong, Frame::Pong { token: 7 }), "{pong:?}");
+
+            let m = handle.metrics();
+            assert_eq!(m.connections.messages, 1, "{m:?}");
+            assert_eq!(m.connections.shm_sessions, 0);
+            assert_eq!(m.latency_enabled, enabled);
+            assert_eq!(m.config.generation, 1);
+            assert_eq!((m.config.reloads_ok, m.config.reloads_failed), (0, 0));
+            assert!(m.config.last.is_none());
+            let t = &m.topics[0];
+            assert_eq!(t.name, "t");
+            assert_eq!((t.published, t.delivered, t.dropped), (10, 10, 0));
+            assert_eq!((t.bytes_in, t.bytes_out), (160, 160));
+            assert_eq!((m.bytes_in, m.bytes_out), (160, 160));
+            assert_eq!(
+                (
+                    t.subscribers.socket,
+                    t.subscribers.shm,
+                    t.subscribers.in_process
+                ),
+                (0, 0, 1)
+            );
+            assert_eq!(t.depth, 10, "the in-process subscriber has read nothing");
+            assert_eq!(t.lag.queued_messages, Some(10));
+            assert_eq!(t.lag.shm_bytes, None);
+            if enabled {
+                assert_eq!(m.latency.count, 1, "one sample for the one batch");
+                assert_eq!(t.latency.count, 1);
+                let p50 = t.latency.p50.expect("a median");
+                assert!(p50 > std::time::Duration::ZERO && p50 < WAIT, "{p50:?}");
+                assert_eq!(
+                    t.latency.p99, t.latency.p50,
+                    "one sample: every quantile is it"
+                );
+            } else {
+                assert_eq!(m.latency.count, 0, "metrics off: no sample");
+                assert_eq!(t.latency.count, 0);
+                assert_eq!(t.latency.p50, None);
+            }
+
+            let _ = stop.send(());
+            tokio::time::timeout(WAIT, serving)
+                .await
+                .expect("stopped in time")
+                .expect("the server's task")
+                .expect("an orderly stop");
         });
     }
 }

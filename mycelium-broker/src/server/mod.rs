@@ -14,8 +14,9 @@
 //!   4. `reload_handle`: how a reload is asked for ([`ReloadHandle`], [`ReloadAnswer`]).
 //!   5. `shm`: the shared-memory ring directory, relay rings, watchdog, and the broker's
 //!      readers of publisher rings.
-//!   6. `state`: what every connection of one broker run shares (topics, config, limits,
-//!      rings, the reload handle, [`BrokerStatistics`]), and the shutdown deadline; `handle`:
+//!   6. `metrics`: [`BrokerMetrics`] and its parts, plain figures; `state`: what every
+//!      connection of one broker run shares (topics, config, limits, rings, the reload
+//!      handle, [`BrokerStatistics`], the metrics), and the shutdown deadline; `handle`:
 //!      [`BrokerHandle`], the state as a front end in the broker's process uses it.
 //!   7. `reload`: the reload task, which applies a config file to the state; `reclaim`: the
 //!      sweep that removes idle auto-created topics.
@@ -28,6 +29,7 @@ mod error;
 mod handle;
 mod heartbeat;
 mod listener;
+mod metrics;
 mod outbox_sink;
 mod reclaim;
 mod reload;
@@ -40,5 +42,9 @@ mod supervisor;
 pub use error::ServeError;
 pub use handle::{BrokerHandle, RemoveTopicError};
 pub use listener::{bind_socket, Server};
+pub use metrics::{
+    BrokerMetrics, ConnectionCounts, LastReload, ReloadMetrics, SubscriberCounts, SubscriberLag,
+    TopicMetrics,
+};
 pub use reload_handle::{ReloadAnswer, ReloadHandle};
 pub use state::BrokerStatistics;

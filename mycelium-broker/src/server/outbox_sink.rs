@@ -17,7 +17,7 @@ use mycelium_transport::outbox::{Appended, Outbox};
 use mycelium_transport::{ErrorCode, Frame};
 
 use crate::core::batch::BatchRef;
-use crate::core::delivery::{Delivered, Delivery, Ending, RoomWait};
+use crate::core::delivery::{Delivered, Delivery, Ending, RoomWait, SubscriberTransport};
 use crate::core::ids::TopicId;
 
 impl Delivery for Outbox {
@@ -62,6 +62,16 @@ impl Delivery for Outbox {
 
     fn report_lost(&self, topic: TopicId, count: u64) {
         Outbox::report_lost(self, topic, count);
+    }
+
+    fn transport(&self) -> SubscriberTransport {
+        SubscriberTransport::Socket
+    }
+
+    /// All the connection's message frames, whatever their topic: the outbox counts per
+    /// topic, but says only its total.
+    fn queued(&self, _topic: TopicId) -> Option<usize> {
+        Some(self.queued_messages())
     }
 
     fn end(&self, topic: TopicId, why: Ending<'_>) {

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use mycelium_config::BrokerConfig;
@@ -23,7 +23,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::core::registry::TopicRegistry;
+use crate::core::topic::DropReason;
 use crate::server::error::ServeError;
+use crate::server::metrics::{
+    BrokerMetrics, ConnectionCounts, LastReload, ReloadMetrics, SubscriberCounts, SubscriberLag,
+    TopicMetrics,
+};
 use crate::server::reload_handle::{ReloadHandle, ReloadQueue};
 use crate::server::shm::ShmRings;
 use crate::server::supervisor::Supervisor;
@@ -109,6 +114,28 @@ pub(crate) struct BrokerState {
     config_changes: watch::Sender<Arc<BrokerConfig>>,
     /// Cancelled when the graceful shutdown begins.
     pub(crate) stopping: CancellationToken,
+    /// Shared-memory sessions past their handshake (of `open_sockets`), for the metrics.
+    shm_sessions: AtomicUsize,
+    /// Reloads by outcome and the last one's, for the metrics.
+    reloads: Mutex<ReloadRecord>,
+}
+
+/// How reloads went, beside [`ConfigStatus`] (which has no time and no failure count).
+#[derive(Debug, Default)]
+struct ReloadRecord {
+    ok: u64,
+    failed: u64,
+    last: Option<LastReload>,
+}
+
+/// Counts a shared-memory session while it lives ([`BrokerState::shm_session`]).
+#[derive(Debug)]
+pub(crate) struct ShmSessionCount<'a>(&'a BrokerState);
+
+impl Drop for ShmSessionCount<'_> {
+    fn drop(&mut self) {
+        self.0.shm_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl BrokerState {
@@ -145,6 +172,8 @@ impl BrokerState {
             supervisor,
             config_changes,
             stopping: CancellationToken::new(),
+            shm_sessions: AtomicUsize::new(0),
+            reloads: Mutex::default(),
         })
     }
 
@@ -162,6 +191,7 @@ impl BrokerState {
 
     /// Puts a reload's config in force (the registry and the rings were told already).
     pub(crate) fn set_config(&self, config: BrokerConfig) {
+        self.registry.latency().set_enabled(config.metrics.enabled);
         let config = Arc::new(config);
         self.config.store(config.clone());
         // No receiver is no error: front ends are optional.
@@ -181,9 +211,34 @@ impl BrokerState {
             .clone()
     }
 
-    /// Records a finished reload attempt.
+    /// Records a finished reload attempt (one that bumps `reloads`; a failed one sets
+    /// `last_error`, a good one clears it).
     pub(crate) fn update_config_status(&self, update: impl FnOnce(&mut ConfigStatus)) {
-        update(&mut self.config_status.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut status = self.config_status.lock().unwrap_or_else(|p| p.into_inner());
+        let before = status.reloads;
+        update(&mut status);
+        if status.reloads == before {
+            return;
+        }
+        let error = status.last_error.clone();
+        drop(status);
+        let mut reloads = self.reloads.lock().unwrap_or_else(|p| p.into_inner());
+        if error.is_empty() {
+            reloads.ok += 1;
+        } else {
+            reloads.failed += 1;
+        }
+        reloads.last = Some(LastReload {
+            success: error.is_empty(),
+            at: SystemTime::now(),
+            error,
+        });
+    }
+
+    /// Counts a shared-memory session until the guard drops.
+    pub(crate) fn shm_session(&self) -> ShmSessionCount<'_> {
+        self.shm_sessions.fetch_add(1, Ordering::Relaxed);
+        ShmSessionCount(self)
     }
 
     /// The largest payload any topic accepts.
@@ -308,6 +363,7 @@ impl BrokerState {
             .iter()
             .map(|topic| {
                 let s = topic.statistics();
+                let shm = self.shm.figures(topic.id());
                 TopicStats {
                     name: s.name,
                     routing: match s.routing {
@@ -319,12 +375,9 @@ impl BrokerState {
                     delivered: s.delivered,
                     // Plus what shared-memory publishers dropped (`drop_newest`), counted in
                     // their rings: the broker is not on that path.
-                    dropped: s
-                        .dropped
-                        .saturating_add(self.shm.dropped_in_rings(topic.id())),
+                    dropped: s.dropped.saturating_add(shm.dropped_in_rings),
                     queued: s.queued as u64,
-                    shm_subscribers: u32::try_from(self.shm.attachment_counts(topic.id()).1)
-                        .unwrap_or(u32::MAX),
+                    shm_subscribers: u32::try_from(shm.subscribers).unwrap_or(u32::MAX),
                     flags: if s.dynamic { TopicStats::DYNAMIC } else { 0 },
                 }
             })
@@ -339,6 +392,77 @@ impl BrokerState {
             uptime: self.started.elapsed(),
             topics,
             config: self.config_status(),
+        }
+    }
+
+    /// Everything the broker measures now.
+    pub(crate) fn metrics(&self) -> BrokerMetrics {
+        let topics: Vec<TopicMetrics> = self
+            .registry
+            .all()
+            .iter()
+            .map(|topic| {
+                let s = topic.statistics();
+                let direct = topic.subscriber_figures();
+                let shm = self.shm.figures(topic.id());
+                let mut dropped_by = s.dropped_by;
+                dropped_by.add(DropReason::DropNewest, shm.dropped_in_rings);
+                let mut metrics = TopicMetrics {
+                    name: s.name,
+                    routing: s.routing,
+                    dynamic: s.dynamic,
+                    published: s.published,
+                    delivered: s.delivered,
+                    dropped: s.dropped.saturating_add(shm.dropped_in_rings),
+                    dropped_by,
+                    bytes_in: s.bytes_in,
+                    bytes_out: s.bytes_out,
+                    subscribers: SubscriberCounts::default(),
+                    depth: s.queued.saturating_add(direct.queued),
+                    backlog: s.queued,
+                    lag: SubscriberLag::default(),
+                    latency: topic.latency().summary(),
+                };
+                metrics.subscribers.socket = direct.socket;
+                metrics.subscribers.shm = shm.subscribers;
+                metrics.subscribers.in_process = direct.in_process;
+                metrics.lag.queued_messages =
+                    (direct.socket + direct.in_process > 0).then_some(direct.slowest);
+                metrics.lag.shm_bytes = shm.slowest_lag_bytes;
+                metrics
+            })
+            .collect();
+        let messages = self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        let status = self.config_status();
+        let reloads = self.reloads.lock().unwrap_or_else(|p| p.into_inner());
+        let config = ReloadMetrics {
+            generation: status.generation,
+            reloads_ok: reloads.ok,
+            reloads_failed: reloads.failed,
+            last: reloads.last.clone(),
+        };
+        drop(reloads);
+        let latency = self.registry.latency();
+        BrokerMetrics {
+            uptime: self.started.elapsed(),
+            connections: ConnectionCounts {
+                messages,
+                shm_sessions: self.shm_sessions.load(Ordering::Relaxed),
+            },
+            config,
+            bytes_in: topics
+                .iter()
+                .fold(0u64, |n, t| n.saturating_add(t.bytes_in)),
+            bytes_out: topics
+                .iter()
+                .fold(0u64, |n, t| n.saturating_add(t.bytes_out)),
+            latency_enabled: latency.enabled(),
+            latency: latency.snapshot(),
+            topics,
         }
     }
 

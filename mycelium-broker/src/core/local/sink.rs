@@ -321,6 +321,10 @@ impl Delivery for LocalSink {
         }
         self.writable.notify_waiters();
     }
+
+    fn queued(&self, _topic: TopicId) -> Option<usize> {
+        Some(self.lock().messages)
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::ops::Range;
 use mycelium_config::Routing;
 
 use crate::core::batch::{Item, OwnedItem};
+use crate::core::topic::drops::DropReason;
 use crate::core::topic::queue::{refresh_relayed, QueueState};
 use crate::core::topic::{Batch, Topic};
 
@@ -30,7 +31,8 @@ impl Topic {
         let mut state = self.queue.lock();
         if self.is_removed() {
             // Nobody is left to deal them to (the removal counted the backlog it dropped).
-            self.counters.add(0, messages.len() as u64);
+            self.counters
+                .lost(DropReason::TopicRemoved, messages.len() as u64);
             return;
         }
         for message in messages.into_iter().rev() {
@@ -67,7 +69,7 @@ impl Topic {
     pub(super) fn drain_backlog(&self, state: &mut QueueState) {
         refresh_relayed(state, false);
         let before = state.backlog.len();
-        let mut delivered = 0u64;
+        let (mut delivered, mut bytes) = (0u64, 0u64);
         let QueueState {
             consumers,
             next,
@@ -91,10 +93,12 @@ impl Topic {
             let Some(placed) = placed else {
                 break;
             };
-            backlog.drain(..placed);
+            bytes += backlog
+                .drain(..placed)
+                .fold(0u64, |n, m| n + m.bytes.len() as u64);
             delivered += placed as u64;
         }
-        self.counters.add(delivered, 0);
+        self.counters.add(delivered, bytes);
         if state.backlog.len() < before && std::mem::take(&mut state.space_wanted) {
             self.queue.space.notify_waiters();
         }

@@ -11,6 +11,9 @@ pub struct PublishCursor {
     pub(super) offset: usize,
     /// Whether the batch was counted as published yet.
     pub(super) counted: bool,
+    /// The batch's bytes, summed once when it was counted: what a copy of all of it adds
+    /// to the bytes out.
+    pub(super) bytes: u64,
     /// Fanout: messages of the batch the relay has dealt with (taken, or dropped by policy);
     /// the direct subscribers get the batch once this reaches its length.
     pub(super) relayed: usize,

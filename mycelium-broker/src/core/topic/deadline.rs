@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::core::delivery::Ending;
+use crate::core::topic::drops::DropReason;
 use crate::core::topic::{Batch, Blocker, PublishCursor, SubscriberId, Topic};
 
 /// Who holds a batch back, for [`HeldBack`]: the same reader across wake-ups keeps one clock.
@@ -100,7 +101,7 @@ impl Topic {
                     self.name
                 );
                 sink.end(self.id, Ending::SlowConsumer { message: &message });
-                self.counters.add(0, 1);
+                self.counters.lost(DropReason::PublishDeadline, 1);
                 GaveUp::Disconnected
             }
             Blocker::Backlog(_) => {
@@ -121,7 +122,7 @@ impl Topic {
                 }
                 let rest = payloads.len().saturating_sub(cursor.offset);
                 cursor.offset = payloads.len();
-                self.counters.add(0, rest as u64);
+                self.counters.lost(DropReason::PublishDeadline, rest as u64);
                 GaveUp::Dropped(rest)
             }
             Blocker::Relay => {
@@ -140,7 +141,7 @@ impl Topic {
                 }
                 let rest = payloads.len().saturating_sub(cursor.relayed);
                 cursor.relayed = payloads.len();
-                self.counters.add(0, rest as u64);
+                self.counters.lost(DropReason::PublishDeadline, rest as u64);
                 GaveUp::Dropped(rest)
             }
         }

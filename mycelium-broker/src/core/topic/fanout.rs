@@ -6,7 +6,9 @@ use std::sync::Arc;
 use mycelium_config::{Backpressure, Routing, TopicConfig};
 
 use crate::core::delivery::{Delivered, Delivery, Ending};
-use crate::core::topic::{Batch, Blocker, Progress, PublishCursor, SubscriberId, Topic};
+use crate::core::topic::{
+    Batch, Blocker, DropReason, Progress, PublishCursor, SubscriberId, Topic,
+};
 
 #[derive(Debug, Clone)]
 pub(super) struct FanoutSubscriber {
@@ -74,7 +76,7 @@ impl Topic {
             // their notice): nothing more of the batch is routed.
             return Progress::Done;
         }
-        let (mut delivered, mut dropped) = (0u64, 0u64);
+        let (mut delivered, mut dropped, mut bytes) = (0u64, 0u64, 0u64);
         // drop_oldest: messages taken back out of sinks after they were counted delivered.
         let mut evicted = 0u64;
         let mut progress = Progress::Done;
@@ -97,6 +99,11 @@ impl Topic {
                 Delivered::Queued(n) => n,
             };
             delivered += queued as u64;
+            bytes += if queued == payloads.len() {
+                cursor.bytes
+            } else {
+                batch.bytes(start..start + queued)
+            };
             if queued == rest {
                 continue;
             }
@@ -141,6 +148,7 @@ impl Topic {
                             Delivered::Queued(n) => n,
                         };
                     delivered += more as u64;
+                    bytes += batch.bytes(first..first + more);
                     evicted += cut as u64;
                     // And (the byte limit held by other topics) the newest not queued.
                     let unqueued = payloads.len() - first - more;
@@ -163,7 +171,16 @@ impl Topic {
         if let Progress::Done = progress {
             cursor.routed = payloads.len();
         }
-        self.counters.add(delivered, dropped);
+        self.counters.add(delivered, bytes);
+        // One policy per call: every copy this call lost, it lost for the same reason.
+        self.counters.lost(
+            match settings.backpressure {
+                Backpressure::DropOldest => DropReason::DropOldest,
+                Backpressure::Disconnect => DropReason::SlowConsumer,
+                Backpressure::Block | Backpressure::DropNewest => DropReason::DropNewest,
+            },
+            dropped,
+        );
         if evicted > 0 {
             // Counted as delivered when queued (by this call, above, or an earlier one), so
             // the counter does not go below 0; saturating in case a concurrent publisher's

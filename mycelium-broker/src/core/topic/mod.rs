@@ -55,7 +55,9 @@
 //! - `cursor.rs`: [`PublishCursor`] and [`Progress`]; `blocker.rs`: [`Blocker`], what a
 //!   held-back publish waits for; `deadline.rs`: [`HeldBack`] and [`GaveUp`],
 //!   `publish_deadline_ms`.
-//! - `counters.rs`: the counters and [`TopicStatistics`].
+//! - `counters.rs`: the counters and [`TopicStatistics`]; `drops.rs`: why messages were
+//!   lost ([`DropReason`]); `subscribers.rs`: the subscribers by transport and what is queued
+//!   toward them ([`SubscriberFigures`]); `latency.rs`: the topic's latency histogram.
 //! - `usage.rs`: whether the topic is dynamic (auto-created), its publishers' claims
 //!   (`PublisherHold`), and when it was last used: what reclaiming idle topics needs.
 
@@ -64,9 +66,12 @@ mod blocker;
 mod counters;
 mod cursor;
 mod deadline;
+mod drops;
 mod fanout;
+mod latency;
 mod queue;
 mod relay;
+mod subscribers;
 #[cfg(test)]
 pub(crate) mod test_support;
 #[allow(clippy::module_inception)]
@@ -80,5 +85,7 @@ pub use blocker::{Blocker, RELAY_ROOM_POLL};
 pub use counters::TopicStatistics;
 pub use cursor::{Progress, PublishCursor};
 pub use deadline::{GaveUp, HeldBack};
+pub use drops::{DropReason, DroppedBy};
+pub use subscribers::SubscriberFigures;
 pub use topic::Topic;
 pub(crate) use usage::PublisherHold;

@@ -11,7 +11,9 @@ use crate::core::batch::OwnedItem;
 use crate::core::delivery::{Delivered, Delivery};
 use crate::core::relay::QueueRelay;
 use crate::core::topic::backlog::push_copies;
-use crate::core::topic::{Batch, Blocker, Progress, PublishCursor, SubscriberId, Topic, TopicId};
+use crate::core::topic::{
+    Batch, Blocker, DropReason, Progress, PublishCursor, SubscriberId, Topic, TopicId,
+};
 
 /// Where a queue consumer's messages go.
 #[derive(Debug)]
@@ -176,7 +178,8 @@ impl Topic {
         // Messages the broker's reader took from a shared-memory publisher's ring were dealt
         // to the broker for its socket consumers: they go to those, not back to shared memory.
         refresh_relayed(&mut state, cursor.skip_relay);
-        let (mut delivered, mut dropped) = (0u64, 0u64);
+        let (mut delivered, mut bytes) = (0u64, 0u64);
+        let (mut dropped_oldest, mut dropped_newest) = (0u64, 0u64);
         let from = cursor.offset.min(payloads.len());
         let mut i = from;
         let mut progress = Progress::Done;
@@ -184,6 +187,7 @@ impl Topic {
             if state.backlog.is_empty() {
                 if let Some(dealt) = Self::deal(&mut state, self.id, payloads, i) {
                     delivered += dealt as u64;
+                    bytes += payloads.view().bytes(i..i + dealt);
                     i += dealt;
                     continue;
                 }
@@ -207,14 +211,14 @@ impl Topic {
                     // the newest `buffer_size`. Each message still goes to at most one
                     // consumer; a dropped one goes to none, and is counted.
                     if state.backlog.pop_front().is_some() {
-                        dropped += 1;
+                        dropped_oldest += 1;
                     }
                     let end = i + 1;
                     push_copies(&mut state.backlog, payloads, i..end);
                     i = end;
                 }
                 Backpressure::DropNewest | Backpressure::Disconnect => {
-                    dropped += 1;
+                    dropped_newest += 1;
                     i += 1;
                 }
             }
@@ -222,7 +226,9 @@ impl Topic {
         // Dealt, backlogged, or dropped by the policy, as any message of the topic may be.
         cursor.routed += i - from;
         drop(state);
-        self.counters.add(delivered, dropped);
+        self.counters.add(delivered, bytes);
+        self.counters.lost(DropReason::DropOldest, dropped_oldest);
+        self.counters.lost(DropReason::DropNewest, dropped_newest);
         progress
     }
 

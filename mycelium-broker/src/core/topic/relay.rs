@@ -5,7 +5,7 @@ use std::sync::Arc;
 use mycelium_config::{Backpressure, Routing, TopicConfig};
 
 use crate::core::relay::Relay;
-use crate::core::topic::{Batch, Blocker, PublishCursor, Topic};
+use crate::core::topic::{Batch, Blocker, DropReason, PublishCursor, Topic};
 
 impl Topic {
     /// Sets (or, with `None`, removes) the topic's [`Relay`]. Ignored on queue topics.
@@ -38,7 +38,15 @@ impl Topic {
         cursor.relayed = from + passed;
         let readers = relayed.readers;
         let delivered = (passed - dropped) as u64 * readers;
-        let mut lost = dropped as u64 * readers;
+        // A message the relay could never take is rare; its bytes count as if it had been.
+        let bytes = readers
+            * if passed == payloads.len() {
+                cursor.bytes
+            } else {
+                payloads.view().bytes(from..from + passed)
+            };
+        let never = dropped as u64 * readers;
+        let mut lost = 0;
         let rest = payloads.len() - cursor.relayed;
         let blocker = if rest == 0 {
             None
@@ -66,7 +74,13 @@ impl Topic {
                 }
             }
         };
-        self.counters.add(delivered, lost);
+        self.counters.add(delivered, bytes);
+        self.counters.lost(DropReason::SharedMemory, never);
+        let reason = match settings.backpressure {
+            Backpressure::DropOldest => DropReason::DropOldest,
+            _ => DropReason::DropNewest,
+        };
+        self.counters.lost(reason, lost);
         blocker
     }
 }

@@ -10,9 +10,12 @@ use tokio::sync::Notify;
 
 use crate::core::acl::{Action, PeerIdentity, TopicAcl};
 use crate::core::delivery::{Delivery, Ending};
+use crate::core::latency::LatencyRecorder;
 use crate::core::relay::Relay;
 use crate::core::topic::counters::TopicCounters;
+use crate::core::topic::drops::DropReason;
 use crate::core::topic::fanout::FanoutSubscriber;
+use crate::core::topic::latency::TopicLatency;
 use crate::core::topic::queue::{Consumer, QueueRouting, Sink};
 use crate::core::topic::usage::TopicUsage;
 use crate::core::topic::{Batch, Progress, PublishCursor, SubscriberId, TopicId};
@@ -45,11 +48,25 @@ pub struct Topic {
     pub(super) relay: RwLock<Option<Arc<dyn Relay>>>,
     /// Whether it was auto-created, its publishers, when it was last used.
     pub(super) usage: TopicUsage,
+    /// Its publish-to-deliver latency, and the broker-wide recorder.
+    pub(super) latency: TopicLatency,
 }
 
 impl Topic {
-    /// A topic with no subscribers.
+    /// A topic with no subscribers, recording latency nowhere else (and not at all until
+    /// told to).
+    #[cfg(test)]
     pub(crate) fn new(id: TopicId, config: TopicConfig) -> Topic {
+        Topic::with_recorder(id, config, Arc::default())
+    }
+
+    /// A topic with no subscribers, whose latency samples also go to `recorder` (the
+    /// registry's, which says whether to record).
+    pub(crate) fn with_recorder(
+        id: TopicId,
+        config: TopicConfig,
+        recorder: Arc<LatencyRecorder>,
+    ) -> Topic {
         Topic {
             id,
             name: config.name.clone(),
@@ -64,6 +81,7 @@ impl Topic {
             membership_changed: Notify::new(),
             relay: RwLock::new(None),
             usage: TopicUsage::default(),
+            latency: TopicLatency::new(recorder),
         }
     }
 
@@ -173,7 +191,7 @@ impl Topic {
             }
         }
         *self.relay.write().unwrap_or_else(|p| p.into_inner()) = None;
-        self.counters.add(0, dropped);
+        self.counters.lost(DropReason::TopicRemoved, dropped);
         // SYNC POINT: pairs with the Acquire load in `Blocker::wait`: a publisher blocked on
         // one of the subscribers dropped above resumes, and finds the topic removed.
         self.membership.fetch_add(1, Ordering::Release);
@@ -306,9 +324,9 @@ impl Topic {
         let settings = self.settings.load();
         if !cursor.counted {
             cursor.counted = true;
-            self.counters
-                .published
-                .fetch_add(payloads.len() as u64, Ordering::Relaxed);
+            let batch = payloads.view();
+            cursor.bytes = batch.bytes(0..batch.len());
+            self.counters.published(batch.len() as u64, cursor.bytes);
             if cursor.skip_relay {
                 cursor.relayed = payloads.len();
             }

@@ -88,6 +88,7 @@ pub(crate) async fn serve(
             name,
         }) if state.shm.enabled() => {
             tracing::debug!(session = id, %client_id, name = %name, peer = %peer.describe(), "shared-memory client connected");
+            let _counted = state.shm_session();
             shm_session::serve(stream, buf, Arc::clone(&state), stop, id, peer, client_id).await;
         }
         Ok(Greeting {

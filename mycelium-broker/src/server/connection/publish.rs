@@ -24,6 +24,9 @@ impl Connection {
         if payloads.is_empty() {
             return Ok(());
         }
+        // When the batch was read off the socket, if its latency is recorded: the clock is
+        // read again only then, once the batch is routed.
+        let read = topic.latency_on().then_some(self.last_read);
         // Marked with the connection: its own no-echo subscriptions skip the batch.
         let mut cursor = PublishCursor::from_origin(self.id);
         // A batch already read was accepted: on shutdown it is still routed, while the
@@ -90,6 +93,9 @@ impl Connection {
                     topic.name(),
                 ),
             );
+        }
+        if let Some(read) = read {
+            topic.record_latency(read);
         }
         Ok(())
     }

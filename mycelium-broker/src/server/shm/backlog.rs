@@ -9,6 +9,7 @@ use mycelium_transport::shm::queue;
 use mycelium_transport::shm::RingConsumer;
 
 use crate::core::batch::OwnedItem;
+use crate::core::topic::DropReason;
 use crate::core::topic::{QueueRelay, Topic};
 use crate::server::supervisor::Supervisor;
 
@@ -97,7 +98,7 @@ pub(super) fn take_back(topic: &Arc<Topic>, relay: &Ring, sink: &RelayRing, slot
     if let Err(error) = read {
         let lost = unread.saturating_sub(messages.len()) as u64;
         tracing::warn!(topic = topic.name(), slot, lost, %error, "cannot take back what a departed shared-memory consumer left unread");
-        topic.counters().dropped.fetch_add(lost, Ordering::Relaxed);
+        topic.counters().lost(DropReason::SharedMemory, lost);
     }
     if !messages.is_empty() {
         tracing::debug!(

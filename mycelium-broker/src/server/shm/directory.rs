@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use mycelium_config::ShmConfig;
-use mycelium_transport::shm::producer_dropped;
 use mycelium_transport::ErrorCode;
 use tokio::sync::mpsc;
 
@@ -212,20 +211,6 @@ impl ShmRings {
                         .count()
             })
             .sum()
-    }
-
-    /// Messages the shared-memory publishers of `topic` dropped for lack of room
-    /// (`drop_newest`): those that left, plus what the live ones' rings say now. Read from
-    /// shared memory, so a scribbled counter may mislead the sum (it saturates), never more.
-    pub(crate) fn dropped_in_rings(&self, topic: TopicId) -> u64 {
-        self.lock().get(&topic).map_or(0, |rings| {
-            rings
-                .publishers
-                .iter()
-                .fold(rings.retired_dropped, |sum, p| {
-                    sum.saturating_add(producer_dropped(&p.ring.region))
-                })
-        })
     }
 
     /// Shared-memory publishers and subscribers of `topic`.

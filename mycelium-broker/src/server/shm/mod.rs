@@ -55,7 +55,8 @@
 //!   reader may not have read yet), `reader.rs` (the broker's reader thread of publisher
 //!   rings, one per topic, for socket subscribers).
 //! - The directory: `directory.rs` ([`ShmRings`], its lock and settings, ending attachments,
-//!   the figures for `Stats`), `topic_rings.rs` (one topic's rings and attachments, and how
+//!   the figures for `Stats`), `figures.rs` (one topic's figures for `Stats` and the
+//!   metrics: attachments, ring drops, the slowest reader's lag), `topic_rings.rs` (one topic's rings and attachments, and how
 //!   one leaves), `relay.rs` (the relay ring's producer: the topic's relays), `segments.rs`
 //!   (payload segments handed to each reader of a ring), `backlog.rs` (a queue topic's
 //!   backlog offered to its shared-memory consumers, and what a departed consumer left unread
@@ -73,6 +74,7 @@ mod backlog;
 mod directory;
 mod error;
 mod events;
+mod figures;
 mod in_flight;
 mod reader;
 mod reading;

@@ -36,6 +36,7 @@ use mycelium_transport::shm::{
 use super::ring::Ring;
 use super::rules::{max_segment_len, within_limits};
 use crate::core::batch::{Batch, Item};
+use crate::core::topic::DropReason;
 use crate::core::topic::{GaveUp, HeldBack, Progress, PublishCursor, Topic};
 use crate::server::supervisor::Supervisor;
 use mycelium_config::Routing;
@@ -332,14 +333,10 @@ fn run(
                 );
                 r.topic
                     .counters()
-                    .dropped
-                    .fetch_add(malformed + over_limits, Ordering::Relaxed);
+                    .lost(DropReason::Invalid, malformed + over_limits);
             }
             if lost > 0 {
-                r.topic
-                    .counters()
-                    .dropped
-                    .fetch_add(lost, Ordering::Relaxed);
+                r.topic.counters().lost(DropReason::SharedMemory, lost);
             }
             match read {
                 Ok(0) if r.draining => {
@@ -351,7 +348,12 @@ fn run(
                 Ok(_) => {
                     moved = true;
                     if !ends.is_empty() {
+                        // Taken out of the ring just now; the clock only while recording.
+                        let read_at = r.topic.latency_on().then(std::time::Instant::now);
                         route(&r.topic, &bytes, &ends, &runtime);
+                        if let Some(read_at) = read_at {
+                            r.topic.record_latency(read_at);
+                        }
                     }
                 }
                 Err(ReadError::Lagged { skipped }) => {
@@ -366,11 +368,7 @@ fn run(
                     r.topic.report_missed(skipped);
                     if !r.consumer.reports_drops() {
                         let copies = skipped.saturating_mul(r.topic.subscriber_count() as u64);
-                        let _ = r.topic.counters().dropped.fetch_update(
-                            std::sync::atomic::Ordering::Relaxed,
-                            std::sync::atomic::Ordering::Relaxed,
-                            |n| Some(n.saturating_add(copies)),
-                        );
+                        r.topic.counters().lost(DropReason::DropOldest, copies);
                     }
                     tracing::debug!(
                         topic = r.topic.name(),
@@ -500,10 +498,7 @@ fn route(
             oversized,
             "dropped shared-memory messages above max_message_size"
         );
-        topic
-            .counters()
-            .dropped
-            .fetch_add(oversized, Ordering::Relaxed);
+        topic.counters().lost(DropReason::Invalid, oversized);
     }
 }
 

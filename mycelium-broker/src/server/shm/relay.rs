@@ -10,6 +10,7 @@ use mycelium_transport::shm::reference::SegmentRef;
 use mycelium_transport::shm::{slot_backlog, FrameFlags, PayloadWriter, PushError, RingProducer};
 
 use crate::core::batch::Item;
+use crate::core::topic::DropReason;
 use crate::core::topic::{QueueRelay, Relay, Relayed, TopicId};
 
 use super::directory::ShmRings;
@@ -212,10 +213,7 @@ impl RelayRing {
             let (_, dropped) = hand_over(rings, &handover, false);
             if dropped > 0 {
                 if let Some(topic) = &rings.topic {
-                    topic
-                        .counters()
-                        .dropped
-                        .fetch_add(dropped, Ordering::Relaxed);
+                    topic.counters().lost(DropReason::SharedMemory, dropped);
                 }
             }
         }

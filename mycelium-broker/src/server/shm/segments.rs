@@ -1,8 +1,8 @@
 //! Payload segments: a message too large for its ring travels in a sealed memfd of its own,
 //! handed to each reader of the ring before its reference frame is written.
 
+use crate::core::topic::DropReason;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use mycelium_config::Routing;
@@ -173,10 +173,7 @@ impl ShmRings {
         };
         let (waits, dropped) = hand_over(rings, &handover, true);
         if dropped > 0 {
-            topic
-                .counters()
-                .dropped
-                .fetch_add(dropped, Ordering::Relaxed);
+            topic.counters().lost(DropReason::SharedMemory, dropped);
         }
         Ok(waits)
     }

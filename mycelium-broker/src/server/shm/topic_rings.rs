@@ -8,6 +8,7 @@ use mycelium_transport::shm::{producer_dropped, release_slot};
 use mycelium_transport::ErrorCode;
 use tokio::sync::mpsc;
 
+use crate::core::topic::DropReason;
 use crate::core::topic::Topic;
 
 use super::backlog::take_back;
@@ -101,7 +102,7 @@ pub(super) fn detach_slow(
 ) {
     for (session, attachment, events) in slow {
         detach_from(rings, |s, a| s == session && a == attachment);
-        topic.counters().dropped.fetch_add(1, Ordering::Relaxed);
+        topic.counters().lost(DropReason::SlowConsumer, 1);
         tracing::warn!(
             topic = topic.name(),
             attachment,
