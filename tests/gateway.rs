@@ -247,6 +247,9 @@ fn metrics_parse_with_pythons_prometheus_client() {
         "x",
         &format!("{base}/publish/t"),
     ]);
+    // A socket publish: the broker times its way through (one latency sample per batch).
+    let published = run_to_end(broker.cmd().args(["pub", "t", "over the socket"]));
+    assert!(published.status.success(), "{published:?}");
     let (status, text) = curl(&[&format!("{base}/metrics")]);
     assert_eq!(status, 200);
     let script = r#"
@@ -277,9 +280,14 @@ for family in text_string_to_metric_families(sys.stdin.read()):
         String::from_utf8_lossy(&output.stderr)
     );
     for line in [
-        "counter mycelium_messages_published_total topic=t 1.0",
+        "counter mycelium_messages_published_total topic=t 2.0",
+        "counter mycelium_messages_dropped_total reason=drop_oldest,topic=t 0.0",
+        "counter mycelium_received_bytes_total topic=t 16.0",
         "gauge mycelium_subscribers topic=t,transport=socket 0.0",
+        "gauge mycelium_connections kind=messages 0.0",
         "gauge mycelium_config_generation  1.0",
+        "histogram mycelium_delivery_latency_seconds_count  1.0",
+        "histogram mycelium_delivery_latency_seconds_bucket le=+Inf 1.0",
     ] {
         assert!(
             parsed.lines().any(|l| l == line),
