@@ -48,6 +48,16 @@ const LATENCY_BOUNDS: [f64; 22] = [
     0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Families with no sample at all until their condition holds (subscribers of a kind, latency
+/// samples, a reload), and so absent from the text until then.
+#[cfg(test)]
+pub(crate) const CONDITIONAL_FAMILIES: [&str; 4] = [
+    "mycelium_subscriber_lag_messages",
+    "mycelium_subscriber_lag_bytes",
+    "mycelium_topic_delivery_latency_seconds",
+    "mycelium_config_last_reload_timestamp_seconds",
+];
+
 type Labels = Vec<(&'static str, String)>;
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 

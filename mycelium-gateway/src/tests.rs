@@ -1000,3 +1000,55 @@ async fn the_openapi_document_matches_the_router_and_its_examples_work() {
     }
     f.stop().await;
 }
+
+/// The Grafana dashboard in docs/ queries only metric families `/metrics` serves (now, or
+/// once their condition holds), and docs/http.md documents every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grafana_dashboard_queries_only_served_metrics() {
+    let dashboard: Value =
+        serde_json::from_str(include_str!("../../docs/grafana-dashboard.json")).expect("JSON");
+    let f = Fixture::new().await;
+    let text = f.get("/metrics").await.text;
+    let served: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let mut rest = expr;
+            while let Some(at) = rest.find("mycelium_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                queried.push(name);
+            }
+        }
+    }
+    assert!(queried.len() > 10, "{queried:?}");
+    for name in &queried {
+        let family = ["_total", "_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        assert!(
+            served.contains(&family) || crate::prometheus::CONDITIONAL_FAMILIES.contains(&family),
+            "the dashboard queries {name}, which /metrics does not serve ({served:?})"
+        );
+    }
+    let documented = include_str!("../../docs/http.md");
+    for family in served
+        .iter()
+        .chain(crate::prometheus::CONDITIONAL_FAMILIES.iter())
+    {
+        assert!(
+            documented.contains(&format!("`{family}")),
+            "docs/http.md does not document {family}"
+        );
+    }
+    f.stop().await;
+}
