@@ -32,6 +32,7 @@ mod serve;
 mod state;
 mod subscriptions;
 mod topics;
+mod websocket;
 
 pub use serve::{BindError, Gateway, SHUTDOWN_GRACE};
 
