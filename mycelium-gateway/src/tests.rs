@@ -14,6 +14,7 @@ use tower::ServiceExt;
 
 use crate::state::AppState;
 
+mod dashboard;
 mod websocket;
 
 /// A running broker with the gateway's router over it.
