@@ -42,20 +42,7 @@ pub(crate) async fn subscribe(
     Path(topic): Path<String>,
 ) -> Result<Response, ApiError> {
     state.refuse_if_stopping()?;
-    if !topic.contains(['*', '>']) {
-        let resolved = state.handle.registry().resolve(&topic)?;
-        if resolved.config().subscribe.is_some() {
-            return Err(ApiError::access_lists(&topic, "subscribe"));
-        }
-    }
-    let subscription = if topic.contains(['*', '>']) {
-        // Only the topics without `subscribe` lists: no list names this identity.
-        state
-            .local
-            .subscribe_pattern_for(&topic, unidentified_peer())?
-    } else {
-        state.local.subscribe(&topic)?
-    };
+    let subscription = open_subscription(&state, &topic)?;
     let Some(id) = state.subscriptions.insert(&topic, subscription) else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -66,6 +53,26 @@ pub(crate) async fn subscribe(
     tracing::debug!(%topic, subscription = %id, "HTTP subscription made");
     let body = json!({ "subscription": id.to_string(), "topic": topic });
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// An in-process subscription of `topic`, or of a pattern, for a client of the gateway
+/// (these endpoints, a WebSocket): 403 for a topic with `subscribe` access lists, and a
+/// pattern leaves such topics out.
+pub(crate) fn open_subscription(
+    state: &AppState,
+    topic: &str,
+) -> Result<mycelium_broker::LocalSubscription, ApiError> {
+    if topic.contains(['*', '>']) {
+        // Only the topics without `subscribe` lists: no list names this identity.
+        return Ok(state
+            .local
+            .subscribe_pattern_for(topic, unidentified_peer())?);
+    }
+    let resolved = state.handle.registry().resolve(topic)?;
+    if resolved.config().subscribe.is_some() {
+        return Err(ApiError::access_lists(topic, "subscribe"));
+    }
+    Ok(state.local.subscribe(topic)?)
 }
 
 /// Who an HTTP client is to the topics' access lists: nobody. Uid and gid `u32::MAX` are

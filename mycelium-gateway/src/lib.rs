@@ -1,8 +1,8 @@
 //! Mycelium's front end for processes that cannot link the Rust client, and for operators:
-//! an HTTP API (publish, server-side subscriptions to consume from, topics, health), the
-//! broker's metrics in the Prometheus text format, and its OpenAPI document. The
-//! WebSocket endpoint and the dashboard page are to come, as more routes of the same
-//! router.
+//! an HTTP API (publish, server-side subscriptions to consume from, topics, health), a
+//! WebSocket endpoint (`/ws`: subscribe, publish, unsubscribe over one connection), a live
+//! dashboard page (`/`), the broker's metrics in the Prometheus text format, and its
+//! OpenAPI document.
 //!
 //! - It runs inside the broker's process, beside the socket server, and reaches the broker
 //!   only through [`mycelium_broker::BrokerHandle`]: the same topics, backpressure and
@@ -21,6 +21,7 @@
 
 mod body;
 mod consume;
+mod dashboard;
 mod error;
 mod health;
 mod message;
@@ -32,6 +33,7 @@ mod serve;
 mod state;
 mod subscriptions;
 mod topics;
+mod websocket;
 
 pub use serve::{BindError, Gateway, SHUTDOWN_GRACE};
 

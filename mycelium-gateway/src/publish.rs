@@ -213,7 +213,7 @@ fn message_headers(request: &HeaderMap) -> Result<Headers, ApiError> {
 
 /// A publisher of `topic` (auto-created if the broker allows), refused when the topic has
 /// `publish` access lists.
-fn publisher_for(
+pub(crate) fn publisher_for(
     state: &AppState,
     topic: &str,
 ) -> Result<(LocalPublisher, std::sync::Arc<TopicConfig>), ApiError> {
@@ -225,7 +225,7 @@ fn publisher_for(
     Ok((state.local.publisher(topic)?, config))
 }
 
-fn backpressure(topic: &str, done: usize, count: usize) -> ApiError {
+pub(crate) fn backpressure(topic: &str, done: usize, count: usize) -> ApiError {
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "backpressure",

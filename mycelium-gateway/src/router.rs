@@ -14,7 +14,7 @@ use axum::Router;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{consume, health, openapi, prometheus, publish, topics};
+use crate::{consume, dashboard, health, openapi, prometheus, publish, topics, websocket};
 
 /// Every path the gateway serves, with its methods.
 pub(crate) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
@@ -33,6 +33,10 @@ pub(crate) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/health", get(health::health)),
         ("/metrics", get(prometheus::metrics)),
         ("/openapi.json", get(openapi::document)),
+        ("/ws", get(websocket::endpoint)),
+        ("/", get(dashboard::page)),
+        ("/dashboard.js", get(dashboard::script)),
+        ("/dashboard.css", get(dashboard::style)),
     ]
 }
 

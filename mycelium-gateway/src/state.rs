@@ -1,5 +1,5 @@
 //! What every request handler shares: the broker's handle, the in-process broker over its
-//! topics, and the table of server-side subscriptions.
+//! topics, the table of server-side subscriptions, and the WebSocket connections' count.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use mycelium_config::HttpConfig;
 
 use crate::error::ApiError;
 use crate::subscriptions::Subscriptions;
+use crate::websocket::WebSockets;
 
 /// Cheap to clone (axum clones it per request).
 #[derive(Debug, Clone)]
@@ -16,6 +17,8 @@ pub(crate) struct AppState {
     /// One origin for all of the gateway's publishes.
     pub(crate) local: LocalBroker,
     pub(crate) subscriptions: Arc<Subscriptions>,
+    /// The WebSocket connections' count and keepalive.
+    pub(crate) websockets: Arc<WebSockets>,
 }
 
 impl AppState {
@@ -24,6 +27,7 @@ impl AppState {
             local: handle.local(),
             handle,
             subscriptions: Arc::new(Subscriptions::default()),
+            websockets: Arc::new(WebSockets::default()),
         }
     }
 
