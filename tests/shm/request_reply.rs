@@ -1,6 +1,6 @@
 //! Request/reply over shared memory with the blocking client: the request goes into the
 //! topic's ring and the reply comes back in the requester's inbox ring, with no broker on the
-//! path; nobody reading the topic's ring is "no responders" at once; error replies and
+//! path; nobody reading the topic's ring is "no responders" within 100 µs; error replies and
 //! timeouts are typed; a responder over the socket answers a shared-memory requester too.
 
 use std::thread;

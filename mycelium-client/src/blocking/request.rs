@@ -7,8 +7,12 @@
 //! - Over shared memory nothing but the two rings is on the path: the request goes into the
 //!   topic's ring and the reply comes back in the inbox's, read with the client's spin or
 //!   busy-poll settings, so a round trip is two one-hop deliveries. A ring that no subscriber
-//!   reads is "no responders" at once (the broker does not see shared-memory requests).
+//!   reads is "no responders" once no reply came within `NO_RESPONDERS_LOOK` (100 µs; the
+//!   broker does not see shared-memory requests): the ring's readers are looked at only then,
+//!   off a quick reply's path. A reply already in the inbox is taken even if its responder has
+//!   left since.
 
+use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
 use mycelium_transport::envelope::{Envelope, Headers, ReplyStatus, RequestEnvelope, Stamper};
@@ -17,6 +21,12 @@ use mycelium_transport::{Message, RecvTimeoutError};
 use super::{Client, Publisher, PublisherInside, Subscription};
 use crate::error::{PublishError, ReplyError};
 use crate::request::{inbox_of, outcome, reply_envelope};
+
+/// How long a request waits for its reply before it looks whether anyone reads the topic's
+/// ring at all. Looking costs a cache miss on a line the responder writes with every read,
+/// so a quick reply is taken without it; a ring nobody reads is still "no responders" within
+/// this (as the broker's answer over the socket comes within a round trip).
+const NO_RESPONDERS_LOOK: Duration = Duration::from_micros(100);
 
 /// A blocking client's request/reply state, behind its lock.
 #[derive(Default)]
@@ -74,11 +84,6 @@ impl Client {
             state.inbox = Some(self.subscribe(&state.inbox_name)?);
         }
         let publisher = self.cached_publisher(&mut state.publishers, topic)?;
-        if !publisher.has_readers() {
-            return Err(ReplyError::NoResponders {
-                topic: topic.to_owned(),
-            });
-        }
         let stamp = state.stamper.get_or_insert_with(Stamper::new).stamp();
         let envelope = Envelope {
             stamp: Some(stamp),
@@ -99,9 +104,33 @@ impl Client {
             return Err(ReplyError::InboxEnded);
         };
         let mut left = timeout;
+        let mut readers_looked_at = false;
         loop {
-            let reply = match inbox.recv_timeout(left) {
+            let wait = if readers_looked_at {
+                left
+            } else {
+                left.min(NO_RESPONDERS_LOOK)
+            };
+            let reply = match inbox.recv_timeout(wait) {
                 Ok(reply) => reply,
+                Err(RecvTimeoutError::Timeout) if !readers_looked_at => {
+                    readers_looked_at = true;
+                    if publisher.has_readers() {
+                        left = deadline.saturating_duration_since(Instant::now());
+                        continue;
+                    }
+                    // SYNC POINT: pairs with the Release store of a leaving subscriber's slot
+                    // state: a reply its responder wrote before leaving is visible now.
+                    fence(Ordering::Acquire);
+                    match inbox.try_recv() {
+                        Ok(reply) => reply,
+                        Err(_) => {
+                            return Err(ReplyError::NoResponders {
+                                topic: topic.to_owned(),
+                            })
+                        }
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(ReplyError::Timeout {
                         topic: topic.to_owned(),
