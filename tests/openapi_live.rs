@@ -1,9 +1,10 @@
 //! The gateway's OpenAPI document checked against the live server by a tool no one here
 //! wrote: schemathesis reads `/openapi.json` from `mycelium run` and sends every operation
-//! generated requests (valid and invalid ones, its examples, boundary values, and chains it
-//! infers), failing on any 5xx, any response whose status, content type or body the document
-//! does not describe, a request the document calls invalid that is answered 2xx, or one it
-//! calls valid that is refused.
+//! generated requests (valid and invalid ones, its examples, boundary values, and chains
+//! along the document's links, such as subscribe then consume), failing on any 5xx, any
+//! response whose status, content type or body the document does not describe, a request
+//! the document calls invalid that is answered 2xx, or one it calls valid that is refused;
+//! and on the broker dying under it.
 //!
 //! `GET /ws` is left out: it is a WebSocket handshake (`"x-websocket": true`), whose 101
 //! answer no HTTP request generator can make or follow; `tests/websocket_python.rs` covers
@@ -58,7 +59,7 @@ fn schemathesis_finds_the_live_gateway_as_its_openapi_document_says() {
     let port = free_port();
     // Every kind of topic a request can meet; long polls capped short so generated
     // `wait_ms` values cost little.
-    let broker = TestBroker::start(&format!(
+    let mut broker = TestBroker::start(&format!(
         "[topic_defaults]\nauto_create = true\n\n\
          [[topics]]\nname = \"orders\"\nrouting = \"fanout\"\n\n\
          [[topics]]\nname = \"jobs\"\nrouting = \"queue\"\n\n\
@@ -127,6 +128,9 @@ fn schemathesis_finds_the_live_gateway_as_its_openapi_document_says() {
         "schemathesis ran for {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if !broker.is_running() {
+        panic!("the broker died under schemathesis:\n{}", broker.wait().1);
+    }
     match status {
         None => panic!("schemathesis did not finish within {RUN_DEADLINE:?}:\n{output}"),
         Some(status) => assert!(
