@@ -891,6 +891,39 @@ async fn metrics_are_prometheus_text_with_the_topics_figures() {
     f.stop().await;
 }
 
+/// `GET /topics/{topic}/stats` carries the topic's metrics beside its counters: subscribers by
+/// transport, drops by reason, bytes, depth and the slowest subscriber's lag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_stats_carry_transport_lag_bytes_and_latency() {
+    let f = Fixture::new().await;
+    let _id = f.subscribe("orders").await;
+    f.post("/publish/orders", "abc").await;
+    f.post("/publish/orders", "de").await;
+    let stats = f.get("/topics/orders/stats").await;
+    assert_eq!(stats.status, StatusCode::OK, "{}", stats.text);
+    let t = &stats.json;
+    assert_eq!(
+        t["subscribers_by_transport"],
+        json!({"socket": 0, "shm": 0, "in_process": 1})
+    );
+    assert_eq!(
+        (&t["subscribers"], &t["shm_subscribers"]),
+        (&json!(1), &json!(0))
+    );
+    assert_eq!((&t["published"], &t["delivered"]), (&json!(2), &json!(2)));
+    assert_eq!((&t["bytes_in"], &t["bytes_out"]), (&json!(5), &json!(5)));
+    assert_eq!(t["dropped_by"]["drop_newest"], json!(0));
+    // Nobody consumed yet: both wait toward the HTTP subscription.
+    assert_eq!(t["lag"], json!({"messages": 2, "shm_bytes": null}));
+    assert_eq!(t["depth"], json!(2));
+    // Publishes through the gateway are not timed: no latency sample.
+    assert_eq!(
+        t["latency"],
+        json!({"count": 0, "p50_us": null, "p99_us": null, "p999_us": null})
+    );
+    f.stop().await;
+}
+
 /// The OpenAPI document names exactly the router's paths, each path answers exactly the
 /// methods the document lists (405 for the others), and every operation's example request
 /// succeeds with a status the document lists.

@@ -1,35 +1,68 @@
 //! `GET /topics`, `GET /topics/{topic}/stats` and `DELETE /topics/{topic}`.
 //!
-//! - The figures are the ones `mycelium stats` shows (the broker's `Stats`), per topic.
+//! - The figures are the broker's metrics per topic ([`TopicMetrics`]): the counters
+//!   `mycelium stats` shows (same keys as before: `subscribers` counts socket and in-process
+//!   subscribers, `queued` a queue's backlog), and beside them subscribers by transport, drops
+//!   by reason, bytes, depth, the slowest subscribers' lag and the publish-to-deliver latency.
 //! - Only topics `auto_create` made can be deleted (409 for a declared one, with the reason:
 //!   a reload of a config without it removes it); their subscribers on every path are told
 //!   the topic was removed.
 
+use std::time::Duration;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use mycelium_broker::RemoveTopicError;
-use mycelium_transport::frame::{RoutingKind, TopicStats};
-use serde_json::{json, Value};
+use mycelium_broker::{RemoveTopicError, TopicMetrics};
+use mycelium_config::Routing;
+use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
+fn micros(d: Option<Duration>) -> Value {
+    d.map_or(Value::Null, |d| json!(d.as_secs_f64() * 1e6))
+}
+
 /// One topic's figures as JSON.
-fn topic_json(t: &TopicStats) -> Value {
+fn topic_json(t: &TopicMetrics) -> Value {
+    let dropped_by: Map<String, Value> = t
+        .dropped_by
+        .iter()
+        .map(|(reason, n)| (reason.as_str().to_owned(), json!(n)))
+        .collect();
     json!({
         "name": t.name,
         "routing": match t.routing {
-            RoutingKind::Fanout => "fanout",
-            RoutingKind::Queue => "queue",
+            Routing::Fanout => "fanout",
+            Routing::Queue => "queue",
         },
-        "dynamic": t.is_dynamic(),
-        "subscribers": t.subscribers,
-        "shm_subscribers": t.shm_subscribers,
+        "dynamic": t.dynamic,
+        "subscribers": t.subscribers.socket + t.subscribers.in_process,
+        "shm_subscribers": t.subscribers.shm,
+        "subscribers_by_transport": {
+            "socket": t.subscribers.socket,
+            "shm": t.subscribers.shm,
+            "in_process": t.subscribers.in_process,
+        },
         "published": t.published,
         "delivered": t.delivered,
         "dropped": t.dropped,
-        "queued": t.queued,
+        "dropped_by": dropped_by,
+        "queued": t.backlog,
+        "depth": t.depth,
+        "bytes_in": t.bytes_in,
+        "bytes_out": t.bytes_out,
+        "lag": {
+            "messages": t.lag.queued_messages,
+            "shm_bytes": t.lag.shm_bytes,
+        },
+        "latency": {
+            "count": t.latency.count,
+            "p50_us": micros(t.latency.p50),
+            "p99_us": micros(t.latency.p99),
+            "p999_us": micros(t.latency.p999),
+        },
     })
 }
 
@@ -37,7 +70,7 @@ fn topic_json(t: &TopicStats) -> Value {
 pub(crate) async fn list(State(state): State<AppState>) -> Json<Value> {
     let topics: Vec<Value> = state
         .handle
-        .statistics()
+        .metrics()
         .topics
         .iter()
         .map(topic_json)
@@ -52,7 +85,7 @@ pub(crate) async fn stats(
 ) -> Result<Json<Value>, ApiError> {
     state
         .handle
-        .statistics()
+        .metrics()
         .topics
         .iter()
         .find(|t| t.name == topic)

@@ -11,7 +11,7 @@ const PALETTE = ["#2f7d4f", "#1f5fa8", "#c2571a", "#8e3fa8", "#b3261e", "#1b8a8a
 const state = {
   // name -> the last /topics object of that topic
   topics: new Map(),
-  // name -> {published, delivered, dropped, queued}: arrays of [seconds, value]
+  // name -> {published, delivered, dropped, lag, latency}: arrays of [seconds, value]
   history: new Map(),
   // name -> {published, delivered, dropped}: the last rates, messages per second
   rates: new Map(),
@@ -41,7 +41,7 @@ function record(topics, now) {
     names.add(topic.name);
     state.topics.set(topic.name, topic);
     if (!state.history.has(topic.name)) {
-      state.history.set(topic.name, { published: [], delivered: [], dropped: [], queued: [] });
+      state.history.set(topic.name, { published: [], delivered: [], dropped: [], lag: [], latency: [] });
     }
     const history = state.history.get(topic.name);
     const before = state.previous && state.previous.topics.get(topic.name);
@@ -55,8 +55,10 @@ function record(topics, now) {
     push(history.published, t, rates.published);
     push(history.delivered, t, rates.delivered);
     push(history.dropped, t, rates.dropped);
-    // `lag` (the slowest subscriber's) when the broker reports it, the backlog otherwise.
-    push(history.queued, t, Math.max(topic.queued || 0, topic.lag || 0));
+    // The slowest socket or in-process subscriber's queue, or a queue topic's backlog.
+    push(history.lag, t, Math.max(topic.queued || 0, lagOf(topic) || 0));
+    const p99 = topic.latency && topic.latency.p99_us;
+    if (p99 !== null && p99 !== undefined) push(history.latency, t, p99);
   }
   for (const name of [...state.topics.keys()]) {
     if (!names.has(name)) {
@@ -66,6 +68,11 @@ function record(topics, now) {
     }
   }
   state.previous = { at: now, topics: new Map(topics.map((topic) => [topic.name, topic])) };
+}
+
+// Messages queued toward the topic's slowest socket or in-process subscriber, if any.
+function lagOf(topic) {
+  return topic.lag && topic.lag.messages !== null ? topic.lag.messages : null;
 }
 
 function formatRate(value) {
@@ -103,6 +110,12 @@ function renderTable() {
     cell(row, topic.delivered.toLocaleString("en"), "delivered");
     cell(row, topic.dropped.toLocaleString("en"), "dropped");
     cell(row, topic.queued.toLocaleString("en"), "queued");
+    const lag = lagOf(topic);
+    cell(row, lag === null ? "-" : lag.toLocaleString("en"), "lag");
+    const shmLag = topic.lag ? topic.lag.shm_bytes : null;
+    cell(row, shmLag === null || shmLag === undefined ? "-" : shmLag.toLocaleString("en"), "shm-lag");
+    const p99 = topic.latency ? topic.latency.p99_us : null;
+    cell(row, p99 === null || p99 === undefined ? "-" : formatRate(p99), "latency");
     rows.push(row);
   }
   body.replaceChildren(...rows);
@@ -177,7 +190,7 @@ function drawChart(canvas, field, now) {
 
 function render(now) {
   renderTable();
-  for (const field of ["published", "delivered", "dropped", "queued"]) {
+  for (const field of ["published", "delivered", "dropped", "lag", "latency"]) {
     const canvas = document.getElementById(`chart-${field}`);
     if (canvas) drawChart(canvas, field, now);
   }
