@@ -13,7 +13,7 @@
 //!   (the slowest shared-memory reader), the latter two only for topics with such subscribers,
 //!   and `mycelium_topic_delivery_latency_seconds{topic,quantile}` (0.5, 0.99, 0.999) for topics
 //!   with samples. Broker-wide: `mycelium_delivery_latency_seconds` (a histogram),
-//!   `mycelium_connections{kind}` (`messages`, `shm`), `mycelium_config_generation`,
+//!   `mycelium_connections{kind}` (`messages`, `shm`, `websocket`), `mycelium_config_generation`,
 //!   `mycelium_config_reloads_total{result}` (`ok`, `failed`),
 //!   `mycelium_config_last_reload_success` (0/1, 1 before any reload),
 //!   `mycelium_config_last_reload_timestamp_seconds` (after the first reload),
@@ -96,11 +96,14 @@ impl EncodeMetric for LatencyHistogram {
     }
 }
 
-/// `metrics` in the OpenMetrics text format.
-pub(crate) fn render(metrics: &BrokerMetrics) -> Result<String, std::fmt::Error> {
+/// `metrics` in the OpenMetrics text format, with the gateway's `websockets` open now.
+pub(crate) fn render(
+    metrics: &BrokerMetrics,
+    websockets: usize,
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("mycelium");
     register_topics(&mut registry, metrics);
-    register_broker(&mut registry, metrics);
+    register_broker(&mut registry, metrics, websockets);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)?;
     Ok(text)
@@ -220,7 +223,7 @@ fn register_topics(registry: &mut Registry, metrics: &BrokerMetrics) {
     );
 }
 
-fn register_broker(registry: &mut Registry, metrics: &BrokerMetrics) {
+fn register_broker(registry: &mut Registry, metrics: &BrokerMetrics, websockets: usize) {
     registry.register(
         "delivery_latency_seconds",
         "Publish-to-deliver latency through the broker, all topics (one sample per routed batch)",
@@ -230,6 +233,7 @@ fn register_broker(registry: &mut Registry, metrics: &BrokerMetrics) {
     for (kind, count) in [
         ("messages", metrics.connections.messages),
         ("shm", metrics.connections.shm_sessions),
+        ("websocket", websockets),
     ] {
         connections
             .get_or_create(&vec![("kind", kind.to_owned())])
@@ -237,7 +241,8 @@ fn register_broker(registry: &mut Registry, metrics: &BrokerMetrics) {
     }
     registry.register(
         "connections",
-        "Connections past their handshake: message connections and shared-memory sessions",
+        "Connections past their handshake: message connections, shared-memory sessions and the \
+         gateway's WebSockets",
         connections,
     );
     let config = &metrics.config;
@@ -291,7 +296,7 @@ fn register_broker(registry: &mut Registry, metrics: &BrokerMetrics) {
 
 /// `GET /metrics`.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    match render(&state.handle.metrics()) {
+    match render(&state.handle.metrics(), state.websockets.open()) {
         Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
         Err(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -875,6 +875,7 @@ async fn metrics_are_prometheus_text_with_the_topics_figures() {
         "mycelium_delivery_latency_seconds_bucket{le=\"+Inf\"} 0",
         "mycelium_connections{kind=\"messages\"} 0",
         "mycelium_connections{kind=\"shm\"} 0",
+        "mycelium_connections{kind=\"websocket\"} 0",
         "mycelium_config_generation 1",
         "mycelium_config_reloads_total{result=\"ok\"} 0",
         "mycelium_config_reloads_total{result=\"failed\"} 0",

@@ -377,6 +377,13 @@ async fn connections_past_max_websockets_are_refused_with_503() {
     let address = serve(f.state.clone()).await;
     let a = Client::connect(address).await;
     let _b = Client::connect(address).await;
+    let metrics = f.get("/metrics").await.text;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "mycelium_connections{kind=\"websocket\"} 2"),
+        "{metrics}"
+    );
     match Client::try_connect(address).await {
         Err(WsError::Http(response)) => {
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);

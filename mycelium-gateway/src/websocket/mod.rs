@@ -65,7 +65,6 @@ impl WebSockets {
     }
 
     /// Connections open now.
-    #[cfg(test)]
     pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
