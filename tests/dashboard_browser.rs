@@ -8,29 +8,13 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::pubsub_support::spawn_pub;
-use common::{wait_until, TestBroker};
+use common::{free_port, http_serving, wait_until, TestBroker};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn serving(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &format!("127.0.0.1:{port}").parse().expect("address"),
-        Duration::from_millis(200),
-    )
-    .is_ok()
-}
 
 /// Reads Chromium's DevTools port from `argv[1]` (its `DevToolsActivePort` file), opens
 /// `argv[2]` in its page, and prints, every half second, what the dashboard's row for
@@ -131,7 +115,7 @@ fn the_dashboard_lists_a_topic_and_its_rate_rises_in_chromium() {
         "[[topics]]\nname = \"dash.orders\"\nrouting = \"fanout\"\n\n\
          [http]\nlisten = \"127.0.0.1:{port}\"\n"
     ));
-    wait_until("the gateway to listen", || serving(port));
+    wait_until("the gateway to listen", || http_serving(port));
     // A steady stream, about 50 messages a second, until the publisher is dropped. The
     // feeder's 8 KiB buffer reaches `mycelium pub` every 4 of these 2 KiB lines.
     let padding = "x".repeat(2048);

@@ -15,16 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::pubsub_support::run_to_end;
-use common::{mycelium_bin, spawn_sub, wait_until, TestBroker};
+use common::{free_port, mycelium_bin, spawn_sub, wait_until, TestBroker};
 use serde_json::Value;
-
-/// A port nobody listens on now: bound by the system's choice, then let go.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn http(port: u16) -> String {
     format!("[http]\nlisten = \"127.0.0.1:{port}\"\nmax_wait_ms = 10000\n")

@@ -17,27 +17,10 @@
 mod common;
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{wait_until, TestBroker};
-
-/// A port nobody listens on now: bound by the system's choice, then let go.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn serving(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &format!("127.0.0.1:{port}").parse().expect("address"),
-        Duration::from_millis(200),
-    )
-    .is_ok()
-}
+use common::{free_port, http_serving, wait_until, TestBroker};
 
 /// Longest the whole schemathesis run may take before the test gives up on it.
 const RUN_DEADLINE: Duration = Duration::from_secs(120);
@@ -66,7 +49,7 @@ fn schemathesis_finds_the_live_gateway_as_its_openapi_document_says() {
          [[topics]]\nname = \"stamped\"\nrouting = \"fanout\"\nstamp = true\n\n\
          [http]\nlisten = \"127.0.0.1:{port}\"\nmax_wait_ms = 100\n"
     ));
-    wait_until("the gateway to serve", || serving(port));
+    wait_until("the gateway to serve", || http_serving(port));
 
     let report = tempfile::tempdir().expect("a directory for schemathesis' files");
     let started = Instant::now();

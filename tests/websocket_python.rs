@@ -9,29 +9,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::pubsub_support::spawn_pub_with;
-use common::{spawn_sub, wait_until, TestBroker};
+use common::{free_port, http_serving, spawn_sub, wait_until, TestBroker};
 use serde_json::Value;
-
-/// A port nobody listens on now: bound by the system's choice, then let go.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn serving(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &format!("127.0.0.1:{port}").parse().expect("address"),
-        Duration::from_millis(200),
-    )
-    .is_ok()
-}
 
 /// Subscribes to `argv[2]` on the WebSocket at `argv[1]`, prints the ack, then every
 /// frame it receives (one JSON per line) until `argv[3]` messages came; then publishes
@@ -79,7 +61,7 @@ fn pythons_websockets_receives_what_mycelium_pub_publishes_and_back() {
          [[topics]]\nname = \"ws.stamped\"\nrouting = \"fanout\"\nstamp = true\n\n\
          [http]\nlisten = \"127.0.0.1:{port}\"\n"
     ));
-    wait_until("the gateway to listen", || serving(port));
+    wait_until("the gateway to listen", || http_serving(port));
     let reply = spawn_sub(&broker, "ws.reply", &[]);
 
     const N: usize = 200;

@@ -6,6 +6,8 @@
 //! - [`raw`]: the raw-protocol client, for tests that speak bytes to the broker.
 //! - [`pubsub_support`]: short-lived CLI commands with a deadline, `mycelium pub` fed from a
 //!   thread, `mycelium stats --json`, a subscriber's output read to its end.
+//! - [`free_port`] and [`http_serving`]: a loopback port for the HTTP gateway, and whether
+//!   something listens on it.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -14,6 +16,24 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod raw;
+
+/// A loopback TCP port nobody listens on now: bound by the system's choice, then let go (for
+/// the gateway's `[http] listen`, which must name its port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Whether something accepts TCP connections on loopback `port`.
+pub fn http_serving(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
 
 /// How long any single wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
