@@ -12,8 +12,8 @@
 use std::fs::File;
 use std::io;
 use std::ops::Range;
-use std::sync::Arc;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use crate::record::{self, Decoded, RecordRef, RECORD_FIXED, RECORD_PREFIX};
 
@@ -93,7 +93,10 @@ impl Cursor {
             self.buf.resize(len, 0);
             let mut filled = 0;
             while filled < len {
-                match self.file.read_at(&mut self.buf[filled..], at + filled as u64) {
+                match self
+                    .file
+                    .read_at(&mut self.buf[filled..], at + filled as u64)
+                {
                     Ok(0) => break,
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -182,6 +185,9 @@ impl Cursor {
             p += 1;
         }
         self.pos = p;
-        Ok(Step::Skipped { pos: at, len: p - at })
+        Ok(Step::Skipped {
+            pos: at,
+            len: p - at,
+        })
     }
 }

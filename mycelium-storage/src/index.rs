@@ -45,7 +45,9 @@ impl Indexes {
             self.since_offset = 0;
         }
         self.since_offset += size;
-        let max = self.max_timestamp.map_or(timestamp_ns, |m| m.max(timestamp_ns));
+        let max = self
+            .max_timestamp
+            .map_or(timestamp_ns, |m| m.max(timestamp_ns));
         self.max_timestamp = Some(max);
         self.last_rel = Some(rel);
         self.since_time += size;

@@ -149,19 +149,15 @@ impl Segment {
             first_timestamp: None,
             indexes: Indexes::default(),
         };
+        let unreadable = matches!(head, HeaderCheck::Version(_));
         findings.header = Some(head);
-        if let HeaderCheck::Version(_) = findings.header.as_ref().unwrap_or(&HeaderCheck::Good) {
+        if unreadable {
             return Ok((seg, findings));
         }
         let file = Arc::clone(&seg.file);
         let mut cursor = Cursor::new(file, HEADER_LEN, file_len, true, base, u64::MAX);
-        loop {
-            match cursor.next_step()? {
-                Step::Record { record, pos, size } => {
-                    seg.note_record(record.offset, record.timestamp_ns, pos, size);
-                }
-                Step::Torn | Step::End | Step::Skipped { .. } => break,
-            }
+        while let Step::Record { record, pos, size } = cursor.next_step()? {
+            seg.note_record(record.offset, record.timestamp_ns, pos, size);
         }
         let valid = seg.size.max(HEADER_LEN);
         if file_len > valid {
@@ -179,7 +175,11 @@ impl Segment {
     }
 
     /// Opens a sealed segment whose offsets lie below `upper` (the next segment's base).
-    pub(crate) fn open_sealed(dir: &Path, base: u64, upper: u64) -> io::Result<(Self, OpenFindings)> {
+    pub(crate) fn open_sealed(
+        dir: &Path,
+        base: u64,
+        upper: u64,
+    ) -> io::Result<(Self, OpenFindings)> {
         let path = dir.join(file_name(base, "log"));
         let file = OpenOptions::new().read(true).open(&path)?;
         let file_len = file.metadata()?.len();
