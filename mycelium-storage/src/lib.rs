@@ -41,3 +41,5 @@ pub use record::{MAX_RECORD_DATA, MAX_RECORD_LEN};
 pub use report::{Corruption, RecoveryReport, RetentionReport, TornTail};
 pub use segment::FORMAT_VERSION;
 
+#[cfg(test)]
+mod log_tests;
