@@ -13,17 +13,19 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// What the syncer syncs next.
+/// What the syncer syncs next; changed only at a roll and at the stop.
 struct Pending {
     file: Arc<File>,
-    /// The next offset once `file` is synced.
-    target: u64,
     stop: bool,
 }
 
 /// Shared by the log and its syncer thread.
 pub(crate) struct Durability {
     durable: AtomicU64,
+    /// The next offset once the pending file is synced: stored by every append without a lock.
+    /// Appends reach a new file only after the roll swapped it in under the lock, so a syncer
+    /// reading this while holding the lock never pairs a target with an older file.
+    target: AtomicU64,
     pending: Mutex<Pending>,
     /// Wakes the syncer to stop.
     wake: Condvar,
@@ -35,11 +37,8 @@ impl Durability {
     pub(crate) fn new(file: Arc<File>, next_offset: u64) -> Self {
         Self {
             durable: AtomicU64::new(next_offset),
-            pending: Mutex::new(Pending {
-                file,
-                target: next_offset,
-                stop: false,
-            }),
+            target: AtomicU64::new(next_offset),
+            pending: Mutex::new(Pending { file, stop: false }),
             wake: Condvar::new(),
             moved: Condvar::new(),
         }
@@ -61,13 +60,14 @@ impl Durability {
         self.moved.notify_all();
     }
 
-    /// Records that appends reached `target` in `file` (the active segment's).
-    pub(crate) fn appended(&self, file: &Arc<File>, target: u64) {
-        let mut p = self.lock();
-        if !Arc::ptr_eq(&p.file, file) {
-            p.file = Arc::clone(file);
-        }
-        p.target = target;
+    /// Records that appends reached `target` in the active segment.
+    pub(crate) fn appended(&self, target: u64) {
+        self.target.store(target, Ordering::Release);
+    }
+
+    /// Makes `file` (a new active segment, the previous one synced) the one the syncer syncs.
+    pub(crate) fn switch_file(&self, file: &Arc<File>) {
+        self.lock().file = Arc::clone(file);
     }
 
     /// Waits until every record below `offset` is durable or `timeout` passes; answers
@@ -85,10 +85,11 @@ impl Durability {
     fn sync_pending(&self) -> io::Result<()> {
         let (file, target) = {
             let p = self.lock();
-            if p.target <= self.durable() {
+            let target = self.target.load(Ordering::Acquire);
+            if target <= self.durable() {
                 return Ok(());
             }
-            (Arc::clone(&p.file), p.target)
+            (Arc::clone(&p.file), target)
         };
         file.sync_data()?;
         self.mark_durable(target);

@@ -267,7 +267,7 @@ impl Log {
         }
         match policy {
             FsyncPolicy::Always => self.durability.mark_durable(next),
-            FsyncPolicy::Interval(_) => self.durability.appended(&active.file, next),
+            FsyncPolicy::Interval(_) => self.durability.appended(next),
             FsyncPolicy::Never => {}
         }
         Ok(start..next)
@@ -307,7 +307,7 @@ impl Log {
         if syncs {
             sync_dir(&self.dir).map_err(roll_err)?;
         }
-        self.durability.appended(&seg.file, next);
+        self.durability.switch_file(&seg.file);
         self.segments.push(seg);
         Ok(())
     }
