@@ -325,7 +325,8 @@ impl Log {
     }
 
     /// Every record below this offset is on disk (synced). Under [`FsyncPolicy::Never`] it
-    /// moves only with [`Log::sync`] and rolls.
+    /// moves only with [`Log::sync`]. At open it is the next offset: what recovery kept counts
+    /// as durable (synced first unless the policy is `Never`).
     pub fn durable_offset(&self) -> u64 {
         self.durability.durable()
     }
