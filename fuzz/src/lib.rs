@@ -7,6 +7,8 @@
 //! - [`check_shm_segment`] reads arbitrary bytes as a shared-memory segment (`shm_checks.rs`).
 //! - [`check_config`] loads arbitrary text as `broker.toml` and diffs what loads
 //!   (`config_checks.rs`).
+//! - [`check_storage_log`] opens arbitrary bytes as a log directory's segments and reads them
+//!   (`storage_checks.rs`).
 //! - The targets in `fuzz_targets/` only call them; [`seeds`] builds the seed corpus for
 //!   `examples/seed_corpus.rs`.
 
@@ -14,6 +16,7 @@ mod checks;
 mod config_checks;
 pub mod seeds;
 mod shm_checks;
+mod storage_checks;
 
 pub use checks::{
     check_decode_frames, check_decode_split, check_envelope, check_handshake, classify_first_frame,
@@ -21,3 +24,4 @@ pub use checks::{
 };
 pub use config_checks::check_config;
 pub use shm_checks::{check_shm_segment, SHM_MAX_SEGMENT};
+pub use storage_checks::check_storage_log;
