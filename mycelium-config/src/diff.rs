@@ -30,6 +30,8 @@
 //! | `<topic>.max_headers`, `<topic>.max_header_bytes` | Live | publishers see a raised limit when they resolve the topic again |
 //! | `<topic>.publish` | Live | checked at every publish from now on |
 //! | `<topic>.subscribe` | Live | checked at each subscribe; subscriptions made before keep going |
+//! | `<topic>.durable` | Restart | a running topic keeps its storage; the broker opens or stops its log at the next start |
+//! | `<topic>.retention`, `<topic>.retention_bytes`, `<topic>.retention_messages`, `<topic>.fsync`, `<topic>.ack_timeout_ms`, `<topic>.max_deliveries`, `<topic>.dead_letter` | Live | Restart when `durable` changes in the same reload (changed together with `durable`, so it waits for the restart that one needs) |
 //! | `topic_defaults.auto_create` | Live | |
 //! | `topic_defaults.idle_timeout_ms` | Live | every auto-created topic, already idle ones included |
 //! | `topic_defaults.*` (the others) | Live | topics auto-created from now on |
@@ -45,6 +47,8 @@
 //! | `http.listen` | Live | the gateway starts, moves or stops |
 //! | `http.*` (the others) | Live | requests and connections from now on |
 //! | `metrics.enabled` | Live | |
+//! | `storage.data_dir` | Restart | |
+//! | `storage.segment_bytes` | Later | segments rolled from now on |
 //!
 //! A declared topic added to the file is [`ConfigDiff::added`], one taken out of it
 //! [`ConfigDiff::removed`]; both take effect at once.
@@ -72,7 +76,7 @@ use std::path::Path;
 
 use crate::{
     display_access, BrokerConfig, HttpConfig, MetricsConfig, PerformanceConfig, Principal,
-    ServerConfig, ShmConfig, TopicConfig, TopicDefaults,
+    ServerConfig, ShmConfig, StorageConfig, TopicConfig, TopicDefaults,
 };
 
 /// How a changed setting takes effect in a running broker.
@@ -157,6 +161,7 @@ impl ConfigDiff {
             shm,
             http,
             metrics,
+            storage,
         } = wanted;
         // Sections in file order: the changes are listed in the order they are found.
         let server = changes.server(&running.server, server);
@@ -184,6 +189,7 @@ impl ConfigDiff {
                 plain,
             ),
         };
+        let storage = changes.storage(&running.storage, storage);
         let removed = running
             .topics
             .iter()
@@ -202,6 +208,7 @@ impl ConfigDiff {
                 shm,
                 http,
                 metrics,
+                storage,
             },
         }
     }
@@ -336,6 +343,15 @@ const SUBSCRIBE_ACL: Rule = Rule::new(
     Takes::Live,
     "checked at each subscribe; subscriptions made before keep going",
 );
+const TOPIC_DURABLE: Rule = Rule::new(
+    Takes::Restart,
+    "a running topic keeps its storage; the broker opens or stops its log at the next start",
+);
+const DURABLE_FOLLOWS: Rule = Rule::new(
+    Takes::Restart,
+    "changed together with `durable`, so it waits for the restart that one needs",
+);
+const SEGMENT_BYTES: Rule = Rule::new(Takes::Later, "segments rolled from now on");
 const TOPIC_PREFETCH: Rule = Rule::new(Takes::Later, "consumers that subscribe from now on");
 const IDLE_TIMEOUT: Rule = Rule::new(
     Takes::Live,
@@ -485,6 +501,13 @@ impl Changes {
     /// A topic declared in both configs (`old.name == new.name`).
     fn topic(&mut self, old: &TopicConfig, new: &TopicConfig) -> TopicConfig {
         let s = new.name.as_str();
+        // The durability settings are live on a topic that stays durable (or stays not), but
+        // follow `durable` when it changes: the running topic must never hold half of each.
+        let durable_rule = if old.durable == new.durable {
+            LIVE
+        } else {
+            DURABLE_FOLLOWS
+        };
         TopicConfig {
             name: new.name.clone(),
             routing: self.setting(
@@ -567,6 +590,70 @@ impl Changes {
                 &new.subscribe,
                 SUBSCRIBE_ACL,
                 access,
+            ),
+            durable: self.setting(
+                s,
+                "durable",
+                &old.durable,
+                &new.durable,
+                TOPIC_DURABLE,
+                plain,
+            ),
+            retention: self.setting(
+                s,
+                "retention",
+                &old.retention,
+                &new.retention,
+                durable_rule,
+                or_none,
+            ),
+            retention_bytes: self.setting(
+                s,
+                "retention_bytes",
+                &old.retention_bytes,
+                &new.retention_bytes,
+                durable_rule,
+                or_none,
+            ),
+            retention_messages: self.setting(
+                s,
+                "retention_messages",
+                &old.retention_messages,
+                &new.retention_messages,
+                durable_rule,
+                or_none,
+            ),
+            fsync: self.setting(
+                s,
+                "fsync",
+                &old.fsync,
+                &new.fsync,
+                durable_rule,
+                or_default,
+            ),
+            ack_timeout_ms: self.setting(
+                s,
+                "ack_timeout_ms",
+                &old.ack_timeout_ms,
+                &new.ack_timeout_ms,
+                durable_rule,
+                or_default,
+            ),
+            max_deliveries: self.setting(
+                s,
+                "max_deliveries",
+                &old.max_deliveries,
+                &new.max_deliveries,
+                durable_rule,
+                or_default,
+            ),
+            dead_letter: self.setting(
+                s,
+                "dead_letter",
+                &old.dead_letter,
+                &new.dead_letter,
+                durable_rule,
+                or_default,
             ),
         }
     }
@@ -670,6 +757,70 @@ impl Changes {
                 &new.subscribe,
                 AUTO_CREATED,
                 access,
+            ),
+            durable: self.setting(
+                S,
+                "durable",
+                &old.durable,
+                &new.durable,
+                AUTO_CREATED,
+                plain,
+            ),
+            retention: self.setting(
+                S,
+                "retention",
+                &old.retention,
+                &new.retention,
+                AUTO_CREATED,
+                or_none,
+            ),
+            retention_bytes: self.setting(
+                S,
+                "retention_bytes",
+                &old.retention_bytes,
+                &new.retention_bytes,
+                AUTO_CREATED,
+                or_none,
+            ),
+            retention_messages: self.setting(
+                S,
+                "retention_messages",
+                &old.retention_messages,
+                &new.retention_messages,
+                AUTO_CREATED,
+                or_none,
+            ),
+            fsync: self.setting(
+                S,
+                "fsync",
+                &old.fsync,
+                &new.fsync,
+                AUTO_CREATED,
+                or_default,
+            ),
+            ack_timeout_ms: self.setting(
+                S,
+                "ack_timeout_ms",
+                &old.ack_timeout_ms,
+                &new.ack_timeout_ms,
+                AUTO_CREATED,
+                or_default,
+            ),
+            max_deliveries: self.setting(
+                S,
+                "max_deliveries",
+                &old.max_deliveries,
+                &new.max_deliveries,
+                AUTO_CREATED,
+                or_default,
+            ),
+            dead_letter: self.setting(
+                S,
+                "dead_letter",
+                &old.dead_letter,
+                &new.dead_letter,
+                AUTO_CREATED,
+                or_default,
             ),
         }
     }
@@ -795,6 +946,44 @@ impl Changes {
             ),
         }
     }
+}
+
+impl Changes {
+    fn storage(&mut self, old: &StorageConfig, new: &StorageConfig) -> StorageConfig {
+        const S: &str = "storage";
+        StorageConfig {
+            data_dir: self.setting(
+                S,
+                "data_dir",
+                &old.data_dir,
+                &new.data_dir,
+                RESTART,
+                data_dir,
+            ),
+            segment_bytes: self.setting(
+                S,
+                "segment_bytes",
+                &old.segment_bytes,
+                &new.segment_bytes,
+                SEGMENT_BYTES,
+                plain,
+            ),
+        }
+    }
+}
+
+fn data_dir(value: &Option<std::path::PathBuf>) -> String {
+    value.as_ref().map_or_else(|| "none".to_owned(), path)
+}
+
+/// An optional limit: absent is no limit.
+fn or_none<T: Display>(value: &Option<T>) -> String {
+    value.as_ref().map_or_else(|| "none".to_owned(), plain)
+}
+
+/// An optional setting whose absence means its documented default.
+fn or_default<T: Display>(value: &Option<T>) -> String {
+    value.as_ref().map_or_else(|| "default".to_owned(), plain)
 }
 
 fn listen(value: &Option<String>) -> String {

@@ -2,14 +2,18 @@
 //!
 //! - Only variables that start with `MYCELIUM_` and contain `__` are overrides; others (such as
 //!   `MYCELIUM_SOCKET` or `MYCELIUM_LOG`, read by the CLI) are ignored.
-//! - Sections are `SERVER`, `TOPIC_DEFAULTS`, `PERFORMANCE`, `SHM`, and `TOPICS__<TOPIC>` where `<TOPIC>`
+//! - Sections are `SERVER`, `TOPIC_DEFAULTS`, `PERFORMANCE`, `SHM`, `HTTP`, `METRICS`, `STORAGE`,
+//!   and `TOPICS__<TOPIC>` where `<TOPIC>`
 //!   is a declared topic's name upper-cased with `.` and `-` turned into `_`. Section, field and
 //!   topic are matched case-insensitively.
 //! - An override that names no section, field or topic, or whose value does not parse as the field's
 //!   type, is an error naming the variable: a typo must never be ignored silently. Overrides cannot
 //!   declare or rename topics.
 //! - Values: integers in decimal; booleans `true`/`false`/`1`/`0`; `routing` and `backpressure` as in
-//!   TOML; `socket_mode` in octal (`0660`); `socket_path` taken verbatim.
+//!   TOML; `socket_mode` in octal (`0660`); `socket_path` and `data_dir` taken verbatim;
+//!   `retention` and `fsync` as in TOML (`24h`, `interval:10ms`). An empty value unsets a
+//!   setting the file may leave out (`http.listen`, `storage.data_dir`, and a topic's
+//!   `retention*`, `fsync`, `ack_timeout_ms`, `max_deliveries`, `dead_letter`).
 //! - Overrides are applied in variable-name order, so the outcome never depends on the order the
 //!   environment lists them.
 //!
@@ -29,8 +33,9 @@ use std::str::FromStr;
 
 use crate::schema::parse_octal_mode;
 use crate::{
-    Backpressure, BrokerConfig, ConfigError, HttpConfig, MetricsConfig, PerformanceConfig, Routing,
-    ServerConfig, ShmConfig, TopicConfig, TopicDefaults,
+    Backpressure, BrokerConfig, ConfigDuration, ConfigError, Fsync, HttpConfig, MetricsConfig,
+    PerformanceConfig, Routing, ServerConfig, ShmConfig, StorageConfig, TopicConfig,
+    TopicDefaults,
 };
 
 const PREFIX: &str = "MYCELIUM_";
@@ -114,6 +119,7 @@ fn apply_one(config: &mut BrokerConfig, var: &str, value: &str) -> Result<String
         "SHM" => set_shm(&mut config.shm, rest, value).map(|f| format!("shm.{f}")),
         "HTTP" => set_http(&mut config.http, rest, value).map(|f| format!("http.{f}")),
         "METRICS" => set_metrics(&mut config.metrics, rest, value).map(|f| format!("metrics.{f}")),
+        "STORAGE" => set_storage(&mut config.storage, rest, value).map(|f| format!("storage.{f}")),
         "TOPIC_DEFAULTS" => set_topic_defaults(&mut config.topic_defaults, rest, value)
             .map(|f| format!("topic_defaults.{f}")),
         "TOPICS" => {
@@ -136,7 +142,8 @@ fn apply_one(config: &mut BrokerConfig, var: &str, value: &str) -> Result<String
                 .map(|f| format!("topics[{index}].{f}"))
         }
         other => Err(format!(
-            "unknown section `{other}`, expected SERVER, TOPICS, TOPIC_DEFAULTS, PERFORMANCE or SHM"
+            "unknown section `{other}`, expected SERVER, TOPICS, TOPIC_DEFAULTS, PERFORMANCE, SHM, \
+             HTTP, METRICS or STORAGE"
         )),
     }
 }
@@ -318,6 +325,27 @@ fn set_metrics(
     }
 }
 
+fn set_storage(
+    storage: &mut StorageConfig,
+    field: &str,
+    value: &str,
+) -> Result<&'static str, String> {
+    match field {
+        // An empty value keeps no durable topics, as leaving `data_dir` out of the file does.
+        "DATA_DIR" => set(
+            &mut storage.data_dir,
+            Some(PathBuf::from(value)).filter(|_| !value.is_empty()),
+            "data_dir",
+        ),
+        "SEGMENT_BYTES" => set(
+            &mut storage.segment_bytes,
+            parse_number(value)?,
+            "segment_bytes",
+        ),
+        other => Err(unknown_field(other, "storage", "DATA_DIR, SEGMENT_BYTES")),
+    }
+}
+
 fn set_shm(shm: &mut ShmConfig, field: &str, value: &str) -> Result<&'static str, String> {
     match field {
         "ENABLED" => set(&mut shm.enabled, parse_bool(value)?, "enabled"),
@@ -371,6 +399,14 @@ struct TopicFields<'a> {
     stamp: &'a mut bool,
     max_headers: &'a mut u16,
     max_header_bytes: &'a mut u32,
+    durable: &'a mut bool,
+    retention: &'a mut Option<ConfigDuration>,
+    retention_bytes: &'a mut Option<u64>,
+    retention_messages: &'a mut Option<u64>,
+    fsync: &'a mut Option<Fsync>,
+    ack_timeout_ms: &'a mut Option<u64>,
+    max_deliveries: &'a mut Option<u32>,
+    dead_letter: &'a mut Option<String>,
 }
 
 impl<'a> TopicFields<'a> {
@@ -385,6 +421,14 @@ impl<'a> TopicFields<'a> {
             stamp: &mut topic.stamp,
             max_headers: &mut topic.max_headers,
             max_header_bytes: &mut topic.max_header_bytes,
+            durable: &mut topic.durable,
+            retention: &mut topic.retention,
+            retention_bytes: &mut topic.retention_bytes,
+            retention_messages: &mut topic.retention_messages,
+            fsync: &mut topic.fsync,
+            ack_timeout_ms: &mut topic.ack_timeout_ms,
+            max_deliveries: &mut topic.max_deliveries,
+            dead_letter: &mut topic.dead_letter,
         }
     }
 
@@ -399,6 +443,14 @@ impl<'a> TopicFields<'a> {
             stamp: &mut defaults.stamp,
             max_headers: &mut defaults.max_headers,
             max_header_bytes: &mut defaults.max_header_bytes,
+            durable: &mut defaults.durable,
+            retention: &mut defaults.retention,
+            retention_bytes: &mut defaults.retention_bytes,
+            retention_messages: &mut defaults.retention_messages,
+            fsync: &mut defaults.fsync,
+            ack_timeout_ms: &mut defaults.ack_timeout_ms,
+            max_deliveries: &mut defaults.max_deliveries,
+            dead_letter: &mut defaults.dead_letter,
         }
     }
 
@@ -425,6 +477,38 @@ impl<'a> TopicFields<'a> {
                 parse_number(value)?,
                 "max_header_bytes",
             ),
+            "DURABLE" => set(self.durable, parse_bool(value)?, "durable"),
+            "RETENTION" => set(
+                self.retention,
+                parse_optional(value, parse_display)?,
+                "retention",
+            ),
+            "RETENTION_BYTES" => set(
+                self.retention_bytes,
+                parse_optional(value, parse_number)?,
+                "retention_bytes",
+            ),
+            "RETENTION_MESSAGES" => set(
+                self.retention_messages,
+                parse_optional(value, parse_number)?,
+                "retention_messages",
+            ),
+            "FSYNC" => set(self.fsync, parse_optional(value, parse_display)?, "fsync"),
+            "ACK_TIMEOUT_MS" => set(
+                self.ack_timeout_ms,
+                parse_optional(value, parse_number)?,
+                "ack_timeout_ms",
+            ),
+            "MAX_DELIVERIES" => set(
+                self.max_deliveries,
+                parse_optional(value, parse_number)?,
+                "max_deliveries",
+            ),
+            "DEAD_LETTER" => set(
+                self.dead_letter,
+                parse_optional(value, |v| Ok(v.to_owned()))?,
+                "dead_letter",
+            ),
             "PUBLISH" | "SUBSCRIBE" => Err(
                 "access lists cannot be set from the environment (they are lists, not scalars): \
                  set them in the file"
@@ -434,7 +518,9 @@ impl<'a> TopicFields<'a> {
                 other,
                 "topic",
                 "ROUTING, BUFFER_SIZE, MAX_MESSAGE_SIZE, BACKPRESSURE, PREFETCH, \
-                 PUBLISH_DEADLINE_MS, STAMP, MAX_HEADERS, MAX_HEADER_BYTES",
+                 PUBLISH_DEADLINE_MS, STAMP, MAX_HEADERS, MAX_HEADER_BYTES, DURABLE, RETENTION, \
+                 RETENTION_BYTES, RETENTION_MESSAGES, FSYNC, ACK_TIMEOUT_MS, MAX_DELIVERIES, \
+                 DEAD_LETTER",
             )),
         }
     }
@@ -464,6 +550,18 @@ fn parse_bool(value: &str) -> Result<bool, String> {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
         _ => Err(format!("expected true, false, 1 or 0, got `{value}`")),
+    }
+}
+
+/// A setting the file may leave out: an empty value leaves it out, anything else is parsed.
+fn parse_optional<T>(
+    value: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    if value.trim().is_empty() {
+        Ok(None)
+    } else {
+        parse(value).map(Some)
     }
 }
 

@@ -19,9 +19,11 @@
 
 use std::collections::HashMap;
 
+use crate::schema::DEAD_LETTER_SUFFIX;
 use crate::{
-    BrokerConfig, Diagnostic, HttpConfig, PerformanceConfig, ServerConfig, ShmConfig, TopicConfig,
-    MAX_BUSY_POLL_US, MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT, MAX_HTTP_BODY_BYTES,
+    BrokerConfig, ConfigDuration, Diagnostic, Fsync, HttpConfig, PerformanceConfig, ServerConfig,
+    ShmConfig, StorageConfig, TopicConfig, TopicDefaults, MAX_BUSY_POLL_US, MAX_FSYNC_INTERVAL,
+    MAX_SEGMENT_BYTES, MIN_FSYNC_INTERVAL, MIN_SEGMENT_BYTES, MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT, MAX_HTTP_BODY_BYTES,
     MAX_MESSAGE_SIZE_LIMIT, MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS,
     MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS, MIN_RING_BYTES, SOCKET_PATH_MAX,
 };
@@ -31,7 +33,8 @@ impl BrokerConfig {
     pub fn validate(&self) -> Vec<Diagnostic> {
         let mut problems = Problems::default();
         check_server(&self.server, &mut problems);
-        check_topics(&self.topics, &mut problems);
+        let has_data_dir = self.storage.data_dir.is_some();
+        check_topics(&self.topics, has_data_dir, &mut problems);
         let defaults = &self.topic_defaults;
         check_topic_limits(
             "topic_defaults",
@@ -44,9 +47,17 @@ impl BrokerConfig {
             },
             &mut problems,
         );
+        check_durability(
+            "topic_defaults",
+            None,
+            DurableFields::of_defaults(defaults),
+            has_data_dir,
+            &mut problems,
+        );
         check_performance(&self.performance, &mut problems);
         check_shm(&self.shm, &mut problems);
         check_http(&self.http, &mut problems);
+        check_storage(&self.storage, &mut problems);
         problems.0
     }
 }
@@ -129,7 +140,7 @@ fn socket_path_problem(server: &ServerConfig) -> Option<String> {
     None
 }
 
-fn check_topics(topics: &[TopicConfig], problems: &mut Problems) {
+fn check_topics(topics: &[TopicConfig], has_data_dir: bool, problems: &mut Problems) {
     let mut first_index: HashMap<&str, usize> = HashMap::new();
     for (index, topic) in topics.iter().enumerate() {
         let prefix = format!("topics[{index}]");
@@ -156,6 +167,13 @@ fn check_topics(topics: &[TopicConfig], problems: &mut Problems) {
                 max_headers: topic.max_headers,
                 max_header_bytes: topic.max_header_bytes,
             },
+            problems,
+        );
+        check_durability(
+            &prefix,
+            Some(&topic.name),
+            DurableFields::of_topic(topic),
+            has_data_dir,
             problems,
         );
     }
@@ -217,6 +235,175 @@ fn check_topic_limits(prefix: &str, limits: TopicLimits, problems: &mut Problems
         problems.report(
             format!("{prefix}.max_header_bytes"),
             format!("must be at most {MAX_HEADER_BYTES_LIMIT}, got {max_header_bytes}"),
+        );
+    }
+}
+
+/// The durability settings `[[topics]]` entries and `[topic_defaults]` share, checked alike.
+struct DurableFields<'a> {
+    durable: bool,
+    retention: Option<ConfigDuration>,
+    retention_bytes: Option<u64>,
+    retention_messages: Option<u64>,
+    fsync: Option<Fsync>,
+    ack_timeout_ms: Option<u64>,
+    max_deliveries: Option<u32>,
+    dead_letter: Option<&'a str>,
+}
+
+impl<'a> DurableFields<'a> {
+    fn of_topic(topic: &'a TopicConfig) -> Self {
+        DurableFields {
+            durable: topic.durable,
+            retention: topic.retention,
+            retention_bytes: topic.retention_bytes,
+            retention_messages: topic.retention_messages,
+            fsync: topic.fsync,
+            ack_timeout_ms: topic.ack_timeout_ms,
+            max_deliveries: topic.max_deliveries,
+            dead_letter: topic.dead_letter.as_deref(),
+        }
+    }
+
+    fn of_defaults(defaults: &'a TopicDefaults) -> Self {
+        DurableFields {
+            durable: defaults.durable,
+            retention: defaults.retention,
+            retention_bytes: defaults.retention_bytes,
+            retention_messages: defaults.retention_messages,
+            fsync: defaults.fsync,
+            ack_timeout_ms: defaults.ack_timeout_ms,
+            max_deliveries: defaults.max_deliveries,
+            dead_letter: defaults.dead_letter.as_deref(),
+        }
+    }
+
+    /// The names of the settings that are set, in struct order.
+    fn set_names(&self) -> impl Iterator<Item = &'static str> {
+        [
+            ("retention", self.retention.is_some()),
+            ("retention_bytes", self.retention_bytes.is_some()),
+            ("retention_messages", self.retention_messages.is_some()),
+            ("fsync", self.fsync.is_some()),
+            ("ack_timeout_ms", self.ack_timeout_ms.is_some()),
+            ("max_deliveries", self.max_deliveries.is_some()),
+            ("dead_letter", self.dead_letter.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+    }
+}
+
+/// `name` is the declared topic's name, `None` for `[topic_defaults]`.
+fn check_durability(
+    prefix: &str,
+    name: Option<&str>,
+    fields: DurableFields<'_>,
+    has_data_dir: bool,
+    problems: &mut Problems,
+) {
+    if !fields.durable {
+        // A setting that would be ignored is a mistake the operator should hear about.
+        for field in fields.set_names() {
+            problems.report(
+                format!("{prefix}.{field}"),
+                "only applies to a durable topic; set `durable = true` or remove it",
+            );
+        }
+        return;
+    }
+    if !has_data_dir {
+        problems.report(
+            format!("{prefix}.durable"),
+            "a durable topic needs `[storage] data_dir`, the directory its log is kept in, \
+             which is not set",
+        );
+    }
+    if let Some(name) = name {
+        if matches!(name, "." | "..") {
+            problems.report(
+                format!("{prefix}.name"),
+                format!(
+                    "a durable topic's name is a directory under `[storage] data_dir`; \
+                     `{name}` cannot be one"
+                ),
+            );
+        } else if fields.dead_letter.is_none()
+            && name.len() + DEAD_LETTER_SUFFIX.len() > MAX_TOPIC_NAME_LEN
+        {
+            problems.report(
+                format!("{prefix}.name"),
+                format!(
+                    "the default dead-letter topic `<name>{DEAD_LETTER_SUFFIX}` would be longer \
+                     than {MAX_TOPIC_NAME_LEN} bytes; shorten the name or set `dead_letter`"
+                ),
+            );
+        }
+    }
+    problems.require_positive(
+        format!("{prefix}.retention_bytes"),
+        fields.retention_bytes == Some(0),
+    );
+    problems.require_positive(
+        format!("{prefix}.retention_messages"),
+        fields.retention_messages == Some(0),
+    );
+    if let Some(Fsync::Interval(interval)) = fields.fsync {
+        if !(MIN_FSYNC_INTERVAL..=MAX_FSYNC_INTERVAL).contains(&interval.get()) {
+            problems.report(
+                format!("{prefix}.fsync"),
+                format!(
+                    "the interval must be between {} and {}, got {interval}",
+                    show_duration(MIN_FSYNC_INTERVAL),
+                    show_duration(MAX_FSYNC_INTERVAL)
+                ),
+            );
+        }
+    }
+    problems.require_positive(
+        format!("{prefix}.ack_timeout_ms"),
+        fields.ack_timeout_ms == Some(0),
+    );
+    if fields.max_deliveries == Some(0) {
+        problems.report(format!("{prefix}.max_deliveries"), "must be at least 1");
+    }
+    if let Some(dead_letter) = fields.dead_letter {
+        if let Some(message) = topic_name_problem(dead_letter) {
+            problems.report(format!("{prefix}.dead_letter"), message);
+        } else if name == Some(dead_letter) {
+            problems.report(
+                format!("{prefix}.dead_letter"),
+                "must name another topic, not the topic itself",
+            );
+        }
+    }
+}
+
+/// A bound written as the config would write it (`1ms`, `10s`).
+fn show_duration(duration: std::time::Duration) -> String {
+    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    ConfigDuration::from_millis(ms).map_or_else(|| "0ms".to_owned(), |d| d.to_string())
+}
+
+fn check_storage(storage: &StorageConfig, problems: &mut Problems) {
+    if let Some(data_dir) = &storage.data_dir {
+        let bytes = data_dir.as_os_str().as_encoded_bytes();
+        if bytes.is_empty() {
+            problems.report(
+                "storage.data_dir",
+                "must not be empty; leave it out to keep no durable topics",
+            );
+        } else if bytes.contains(&0) {
+            problems.report("storage.data_dir", "must not contain a NUL byte");
+        }
+    }
+    if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&storage.segment_bytes) {
+        problems.report(
+            "storage.segment_bytes",
+            format!(
+                "must be between {MIN_SEGMENT_BYTES} and {MAX_SEGMENT_BYTES} (1 GiB), got {}",
+                storage.segment_bytes
+            ),
         );
     }
 }
