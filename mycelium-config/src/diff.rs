@@ -1011,7 +1011,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::{Backpressure, Routing};
+    use crate::{Backpressure, Fsync, Routing};
 
     fn load(text: &str) -> BrokerConfig {
         BrokerConfig::from_toml_str_with_env(text, Path::new("broker.toml"), []).unwrap()
@@ -1167,20 +1167,32 @@ mod tests {
 
     #[test]
     fn every_field_of_every_section_is_classified_as_documented() {
-        let running = with_topics(vec![TopicConfig {
-            name: "t".to_owned(),
-            routing: Routing::Queue,
-            buffer_size: 1,
-            max_message_size: 2,
-            backpressure: Backpressure::Block,
-            prefetch: 3,
-            publish_deadline_ms: 4,
-            stamp: false,
-            max_headers: 5,
-            max_header_bytes: 6,
-            publish: None,
-            subscribe: Some(vec![]),
-        }]);
+        let mut running = with_topics(vec![
+            TopicConfig {
+                name: "t".to_owned(),
+                routing: Routing::Queue,
+                buffer_size: 1,
+                max_message_size: 2,
+                backpressure: Backpressure::Block,
+                prefetch: 3,
+                publish_deadline_ms: 4,
+                stamp: false,
+                max_headers: 5,
+                max_header_bytes: 6,
+                publish: None,
+                subscribe: Some(vec![]),
+                durable: true,
+                retention: "1h".parse().ok(),
+                retention_bytes: Some(7),
+                retention_messages: Some(8),
+                fsync: None,
+                ack_timeout_ms: None,
+                max_deliveries: None,
+                dead_letter: None,
+            },
+            TopicDefaults::default().topic("u"),
+        ]);
+        running.storage.data_dir = Some(PathBuf::from("/var/lib/a"));
         let wanted = BrokerConfig {
             server: ServerConfig {
                 socket_path: PathBuf::from("/run/m.sock"),
@@ -1208,6 +1220,18 @@ mod tests {
                 max_header_bytes: 16,
                 publish: Some(vec!["uid:1".parse().expect("principal")]),
                 subscribe: None,
+                durable: true,
+                retention: "2h".parse().ok(),
+                retention_bytes: Some(17),
+                retention_messages: None,
+                fsync: Some(Fsync::Never),
+                ack_timeout_ms: Some(18),
+                max_deliveries: Some(19),
+                dead_letter: Some("t.dead".to_owned()),
+            }, TopicConfig {
+                durable: true,
+                fsync: Some(Fsync::Always),
+                ..TopicDefaults::default().topic("u")
             }],
             topic_defaults: TopicDefaults {
                 auto_create: true,
@@ -1223,6 +1247,14 @@ mod tests {
                 max_header_bytes: 26,
                 publish: Some(vec![]),
                 subscribe: Some(vec!["gid:ops".parse().expect("principal")]),
+                durable: true,
+                retention: "7d".parse().ok(),
+                retention_bytes: Some(27),
+                retention_messages: Some(28),
+                fsync: "interval:10ms".parse().ok(),
+                ack_timeout_ms: Some(29),
+                max_deliveries: Some(30),
+                dead_letter: Some("dlq".to_owned()),
             },
             performance: PerformanceConfig {
                 worker_threads: 31,
@@ -1245,6 +1277,10 @@ mod tests {
                 max_wait_ms: 54,
             },
             metrics: MetricsConfig { enabled: false },
+            storage: StorageConfig {
+                data_dir: Some(PathBuf::from("/var/lib/b")),
+                segment_bytes: 4096,
+            },
         };
         let diff = ConfigDiff::between(&running, &wanted);
         let got: Vec<(&str, &str, &str, Takes)> = diff
@@ -1283,6 +1319,15 @@ mod tests {
                 ("t.max_header_bytes", "6", "16", Live),
                 ("t.publish", "everyone", "[\"uid:1\"]", Live),
                 ("t.subscribe", "[]", "everyone", Live),
+                ("t.retention", "1h", "2h", Live),
+                ("t.retention_bytes", "7", "17", Live),
+                ("t.retention_messages", "8", "none", Live),
+                ("t.fsync", "default", "never", Live),
+                ("t.ack_timeout_ms", "default", "18", Live),
+                ("t.max_deliveries", "default", "19", Live),
+                ("t.dead_letter", "default", "t.dead", Live),
+                ("u.durable", "false", "true", Restart),
+                ("u.fsync", "default", "always", Restart),
                 ("topic_defaults.auto_create", "false", "true", Live),
                 ("topic_defaults.idle_timeout_ms", "60000", "20", Live),
                 ("topic_defaults.routing", "fanout", "queue", Live),
@@ -1301,6 +1346,14 @@ mod tests {
                     "[\"gid:ops\"]",
                     Live
                 ),
+                ("topic_defaults.durable", "false", "true", Live),
+                ("topic_defaults.retention", "none", "7d", Live),
+                ("topic_defaults.retention_bytes", "none", "27", Live),
+                ("topic_defaults.retention_messages", "none", "28", Live),
+                ("topic_defaults.fsync", "default", "interval:10ms", Live),
+                ("topic_defaults.ack_timeout_ms", "default", "29", Live),
+                ("topic_defaults.max_deliveries", "default", "30", Live),
+                ("topic_defaults.dead_letter", "default", "dlq", Live),
                 ("performance.worker_threads", "2", "31", Restart),
                 ("performance.channel_capacity", "100000", "32", Later),
                 ("performance.batch_size", "1000", "33", Live),
@@ -1316,6 +1369,8 @@ mod tests {
                 ("http.subscription_idle_timeout_ms", "60000", "53", Live),
                 ("http.max_wait_ms", "30000", "54", Live),
                 ("metrics.enabled", "true", "false", Live),
+                ("storage.data_dir", "/var/lib/a", "/var/lib/b", Restart),
+                ("storage.segment_bytes", "67108864", "4096", Later),
             ]
         );
         let noted: Vec<(&str, &str)> = diff
@@ -1369,6 +1424,15 @@ mod tests {
                     "checked at each subscribe; subscriptions made before keep going"
                 ),
                 (
+                    "u.durable",
+                    "a running topic keeps its storage; the broker opens or stops its log at the \
+                     next start"
+                ),
+                (
+                    "u.fsync",
+                    "changed together with `durable`, so it waits for the restart that one needs"
+                ),
+                (
                     "topic_defaults.idle_timeout_ms",
                     "every auto-created topic, already idle ones included"
                 ),
@@ -1383,6 +1447,14 @@ mod tests {
                 ("topic_defaults.max_header_bytes", auto),
                 ("topic_defaults.publish", auto),
                 ("topic_defaults.subscribe", auto),
+                ("topic_defaults.durable", auto),
+                ("topic_defaults.retention", auto),
+                ("topic_defaults.retention_bytes", auto),
+                ("topic_defaults.retention_messages", auto),
+                ("topic_defaults.fsync", auto),
+                ("topic_defaults.ack_timeout_ms", auto),
+                ("topic_defaults.max_deliveries", auto),
+                ("topic_defaults.dead_letter", auto),
                 (
                     "performance.channel_capacity",
                     "subscriptions made from now on"
@@ -1396,6 +1468,7 @@ mod tests {
                     "shm.max_subscribers",
                     "a ring's slot count is fixed when the ring is created"
                 ),
+                ("storage.segment_bytes", "segments rolled from now on"),
             ]
         );
         // The effective config is `wanted` with the Restart and Refused settings kept.
@@ -1404,8 +1477,13 @@ mod tests {
         expected.topics[0].routing = Routing::Queue;
         expected.performance.worker_threads = running.performance.worker_threads;
         expected.shm.max_subscribers = running.shm.max_subscribers;
+        expected.topics[1].durable = false;
+        expected.topics[1].fsync = None;
+        expected.storage.data_dir = running.storage.data_dir.clone();
         assert_eq!(diff.effective(), &expected);
+        assert!(running.validate().is_empty());
+        assert!(wanted.validate().is_empty());
         assert!(diff.effective().validate().is_empty());
-        assert_eq!(diff.pending().len(), 4);
+        assert_eq!(diff.pending().len(), 7);
     }
 }

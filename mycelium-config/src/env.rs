@@ -618,6 +618,16 @@ mod tests {
                 ("MYCELIUM_TOPIC_DEFAULTS__STAMP", "true"),
                 ("MYCELIUM_TOPIC_DEFAULTS__MAX_HEADERS", "16"),
                 ("MYCELIUM_TOPIC_DEFAULTS__MAX_HEADER_BYTES", "17"),
+                ("MYCELIUM_TOPIC_DEFAULTS__DURABLE", "true"),
+                ("MYCELIUM_TOPIC_DEFAULTS__RETENTION", "24h"),
+                ("MYCELIUM_TOPIC_DEFAULTS__RETENTION_BYTES", "1000"),
+                ("MYCELIUM_TOPIC_DEFAULTS__RETENTION_MESSAGES", "2000"),
+                ("MYCELIUM_TOPIC_DEFAULTS__FSYNC", "interval:10ms"),
+                ("MYCELIUM_TOPIC_DEFAULTS__ACK_TIMEOUT_MS", "18"),
+                ("MYCELIUM_TOPIC_DEFAULTS__MAX_DELIVERIES", "19"),
+                ("MYCELIUM_TOPIC_DEFAULTS__DEAD_LETTER", "dead"),
+                ("MYCELIUM_STORAGE__DATA_DIR", "/var/lib/mycelium"),
+                ("MYCELIUM_STORAGE__SEGMENT_BYTES", "8192"),
                 ("MYCELIUM_PERFORMANCE__WORKER_THREADS", "4"),
                 ("MYCELIUM_PERFORMANCE__CHANNEL_CAPACITY", "14"),
                 ("MYCELIUM_PERFORMANCE__BATCH_SIZE", "15"),
@@ -652,6 +662,21 @@ mod tests {
                 max_header_bytes: 17,
                 publish: None,
                 subscribe: None,
+                durable: true,
+                retention: ConfigDuration::from_millis(86_400_000),
+                retention_bytes: Some(1000),
+                retention_messages: Some(2000),
+                fsync: Some(Fsync::Interval(ConfigDuration::from_millis(10).unwrap())),
+                ack_timeout_ms: Some(18),
+                max_deliveries: Some(19),
+                dead_letter: Some("dead".to_owned()),
+            }
+        );
+        assert_eq!(
+            config.storage,
+            StorageConfig {
+                data_dir: Some(PathBuf::from("/var/lib/mycelium")),
+                segment_bytes: 8192,
             }
         );
         assert_eq!(
@@ -915,6 +940,59 @@ mod tests {
         let (var, message) = apply_err(&mut config, &[("MYCELIUM_HTTP__PORT", "1")]);
         assert_eq!(var, "MYCELIUM_HTTP__PORT");
         assert!(message.contains("unknown http field"), "{message}");
+    }
+
+    #[test]
+    fn a_topic_can_be_made_durable_and_its_optional_settings_unset_from_the_environment() {
+        let mut config = with_topics(&["orders"]);
+        config.topics[0].retention_bytes = Some(5);
+        config.topics[0].dead_letter = Some("x".to_owned());
+        config.storage.data_dir = Some(PathBuf::from("/data"));
+        let overrides = apply(
+            &mut config,
+            env(&[
+                ("MYCELIUM_TOPICS__ORDERS__DURABLE", "1"),
+                ("MYCELIUM_TOPICS__ORDERS__RETENTION", "1h30m"),
+                ("MYCELIUM_TOPICS__ORDERS__RETENTION_BYTES", ""),
+                ("MYCELIUM_TOPICS__ORDERS__FSYNC", "never"),
+                ("MYCELIUM_TOPICS__ORDERS__DEAD_LETTER", ""),
+                ("MYCELIUM_STORAGE__DATA_DIR", ""),
+            ]),
+        )
+        .expect("overrides");
+        let topic = &config.topics[0];
+        assert!(topic.durable);
+        assert_eq!(topic.retention, ConfigDuration::from_millis(5_400_000));
+        assert_eq!(topic.retention_bytes, None);
+        assert_eq!(topic.fsync, Some(Fsync::Never));
+        assert_eq!(topic.dead_letter, None);
+        assert_eq!(config.storage.data_dir, None);
+        assert_eq!(
+            overrides.var_for("topics[0].fsync"),
+            Some("MYCELIUM_TOPICS__ORDERS__FSYNC")
+        );
+        assert_eq!(
+            overrides.var_for("storage.data_dir"),
+            Some("MYCELIUM_STORAGE__DATA_DIR")
+        );
+    }
+
+    #[test]
+    fn a_bad_duration_fsync_or_storage_field_is_an_error_naming_the_variable() {
+        let cases = [
+            ("MYCELIUM_TOPICS__T__RETENTION", "3w", "unknown unit `w`"),
+            ("MYCELIUM_TOPICS__T__RETENTION", "0s", "is zero"),
+            ("MYCELIUM_TOPICS__T__FSYNC", "sometimes", "unknown fsync policy"),
+            ("MYCELIUM_TOPICS__T__MAX_DELIVERIES", "-1", "non-negative integer"),
+            ("MYCELIUM_TOPICS__T__DURABLE", "yes", "true, false, 1 or 0"),
+            ("MYCELIUM_STORAGE__SEGMENT_BYTES", "big", "non-negative integer"),
+            ("MYCELIUM_STORAGE__DIR", "/x", "unknown storage field `DIR`"),
+        ];
+        for (var, value, expected) in cases {
+            let (got_var, message) = apply_err(&mut with_topics(&["t"]), &[(var, value)]);
+            assert_eq!(got_var, var);
+            assert!(message.contains(expected), "{var}={value}: {message}");
+        }
     }
 
     #[test]

@@ -275,7 +275,7 @@ mod tests {
     use super::*;
     use crate::{
         Backpressure, HttpConfig, MetricsConfig, PerformanceConfig, Routing, ServerConfig,
-        ShmConfig, TopicConfig, TopicDefaults,
+        ShmConfig, StorageConfig, TopicConfig, TopicDefaults,
     };
 
     const ORIGIN: &str = "broker.toml";
@@ -355,6 +355,14 @@ flush_interval_ms = 1
                     max_header_bytes: 4096,
                     publish: None,
                     subscribe: None,
+                    durable: false,
+                    retention: None,
+                    retention_bytes: None,
+                    retention_messages: None,
+                    fsync: None,
+                    ack_timeout_ms: None,
+                    max_deliveries: None,
+                    dead_letter: None,
                 },
                 TopicConfig {
                     name: "execution".to_owned(),
@@ -369,6 +377,14 @@ flush_interval_ms = 1
                     max_header_bytes: 4096,
                     publish: None,
                     subscribe: None,
+                    durable: false,
+                    retention: None,
+                    retention_bytes: None,
+                    retention_messages: None,
+                    fsync: None,
+                    ack_timeout_ms: None,
+                    max_deliveries: None,
+                    dead_letter: None,
                 },
             ],
             topic_defaults: TopicDefaults::default(),
@@ -382,6 +398,7 @@ flush_interval_ms = 1
             shm: ShmConfig::default(),
             http: HttpConfig::default(),
             metrics: MetricsConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 

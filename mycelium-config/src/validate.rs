@@ -748,6 +748,166 @@ mod tests {
         assert_eq!(with_topics(&["jobs", "Jobs"]).validate(), []);
     }
 
+    fn durable_topic(name: &str) -> TopicConfig {
+        TopicConfig {
+            durable: true,
+            ..TopicDefaults::default().topic(name)
+        }
+    }
+
+    fn with_storage(topics: Vec<TopicConfig>) -> BrokerConfig {
+        let mut config = BrokerConfig::default();
+        config.topics = topics;
+        config.storage.data_dir = Some(PathBuf::from("/var/lib/mycelium"));
+        config
+    }
+
+    fn problems(config: &BrokerConfig) -> Vec<(String, String)> {
+        config
+            .validate()
+            .into_iter()
+            .map(|d| (d.field, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_durable_topic_without_a_data_dir_names_the_missing_setting() {
+        let mut config = with_storage(vec![durable_topic("orders")]);
+        assert_eq!(config.validate(), []);
+        config.storage.data_dir = None;
+        config.topic_defaults.durable = true;
+        assert_eq!(
+            problems(&config),
+            [
+                (
+                    "topics[0].durable".to_owned(),
+                    "a durable topic needs `[storage] data_dir`, the directory its log is kept \
+                     in, which is not set"
+                        .to_owned()
+                ),
+                (
+                    "topic_defaults.durable".to_owned(),
+                    "a durable topic needs `[storage] data_dir`, the directory its log is kept \
+                     in, which is not set"
+                        .to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_durability_setting_on_a_topic_that_is_not_durable_is_reported_not_ignored() {
+        let mut config = with_storage(vec![TopicDefaults::default().topic("t")]);
+        let topic = &mut config.topics[0];
+        topic.retention = ConfigDuration::from_millis(1000);
+        topic.retention_bytes = Some(1);
+        topic.retention_messages = Some(1);
+        topic.fsync = Some(Fsync::Always);
+        topic.ack_timeout_ms = Some(30_000);
+        topic.max_deliveries = Some(5);
+        topic.dead_letter = Some("t.dlq".to_owned());
+        config.topic_defaults.fsync = Some(Fsync::Never);
+        let got = problems(&config);
+        let fields: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "topics[0].retention",
+                "topics[0].retention_bytes",
+                "topics[0].retention_messages",
+                "topics[0].fsync",
+                "topics[0].ack_timeout_ms",
+                "topics[0].max_deliveries",
+                "topics[0].dead_letter",
+                "topic_defaults.fsync",
+            ]
+        );
+        assert!(got.iter().all(|(_, m)| m
+            == "only applies to a durable topic; set `durable = true` or remove it"));
+    }
+
+    #[test]
+    fn durability_settings_are_bounded() {
+        let mut config = with_storage(vec![durable_topic("t")]);
+        let topic = &mut config.topics[0];
+        topic.retention_bytes = Some(0);
+        topic.retention_messages = Some(0);
+        topic.fsync = Some(Fsync::Interval(
+            ConfigDuration::from_millis(10_001).expect("non-zero"),
+        ));
+        topic.ack_timeout_ms = Some(0);
+        topic.max_deliveries = Some(0);
+        topic.dead_letter = Some("t".to_owned());
+        assert_eq!(
+            problems(&config),
+            [
+                ("topics[0].retention_bytes", "must be greater than 0"),
+                ("topics[0].retention_messages", "must be greater than 0"),
+                (
+                    "topics[0].fsync",
+                    "the interval must be between 1ms and 10s, got 10s1ms"
+                ),
+                ("topics[0].ack_timeout_ms", "must be greater than 0"),
+                ("topics[0].max_deliveries", "must be at least 1"),
+                (
+                    "topics[0].dead_letter",
+                    "must name another topic, not the topic itself"
+                ),
+            ]
+            .map(|(f, m)| (f.to_owned(), m.to_owned()))
+        );
+        let topic = &mut config.topics[0];
+        topic.retention_bytes = Some(1);
+        topic.retention_messages = Some(1);
+        topic.fsync = "interval:10s".parse().ok();
+        topic.ack_timeout_ms = Some(1);
+        topic.max_deliveries = Some(1);
+        topic.dead_letter = Some("a b".to_owned());
+        assert_eq!(fields(&config), ["topics[0].dead_letter"]);
+        config.topics[0].dead_letter = Some("t.failed".to_owned());
+        config.topics[0].fsync = "interval:1ms".parse().ok();
+        assert_eq!(config.validate(), []);
+    }
+
+    #[test]
+    fn a_durable_topic_name_must_make_a_directory_and_leave_room_for_its_dead_letter_topic() {
+        let config = with_storage(vec![durable_topic("."), durable_topic("..")]);
+        assert_eq!(fields(&config), ["topics[0].name", "topics[1].name"]);
+        // Not durable, the same names stay allowed as before.
+        assert_eq!(with_topics(&[".", ".."]).validate(), []);
+        let long = "n".repeat(MAX_TOPIC_NAME_LEN - 3);
+        let mut config = with_storage(vec![durable_topic(&long)]);
+        let got = problems(&config);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "topics[0].name");
+        assert!(got[0].1.contains("set `dead_letter`"), "{}", got[0].1);
+        config.topics[0].dead_letter = Some("short.dlq".to_owned());
+        assert_eq!(config.validate(), []);
+        let fits = "n".repeat(MAX_TOPIC_NAME_LEN - 4);
+        assert_eq!(with_storage(vec![durable_topic(&fits)]).validate(), []);
+    }
+
+    #[test]
+    fn storage_segment_bytes_and_data_dir_are_checked() {
+        let mut config = BrokerConfig::default();
+        for (segment_bytes, ok) in [
+            (MIN_SEGMENT_BYTES, true),
+            (MAX_SEGMENT_BYTES, true),
+            (5000, true),
+            (MIN_SEGMENT_BYTES - 1, false),
+            (MAX_SEGMENT_BYTES + 1, false),
+        ] {
+            config.storage.segment_bytes = segment_bytes;
+            let expected: &[&str] = if ok { &[] } else { &["storage.segment_bytes"] };
+            assert_eq!(fields(&config), expected, "{segment_bytes}");
+        }
+        config.storage.segment_bytes = MIN_SEGMENT_BYTES;
+        for bad in ["", "/var/a\0b"] {
+            config.storage.data_dir = Some(PathBuf::from(bad));
+            assert_eq!(fields(&config), ["storage.data_dir"], "{bad:?}");
+        }
+    }
+
     #[test]
     fn prefetch_is_checked_on_fanout_topics_too() {
         let mut config = with_topics(&["t"]);

@@ -288,6 +288,14 @@ mod tests {
             max_header_bytes: 8,
             publish: Some(vec!["uid:1".parse().unwrap()]),
             subscribe: Some(vec![]),
+            durable: true,
+            retention: "7d".parse().ok(),
+            retention_bytes: Some(10),
+            retention_messages: Some(11),
+            fsync: Some(Fsync::Never),
+            ack_timeout_ms: Some(12),
+            max_deliveries: Some(13),
+            dead_letter: Some("dead".to_owned()),
         };
         assert_eq!(
             defaults.topic("orders.eu"),
@@ -304,8 +312,53 @@ mod tests {
                 max_header_bytes: 8,
                 publish: Some(vec!["uid:1".parse().unwrap()]),
                 subscribe: Some(vec![]),
+                durable: true,
+                retention: "7d".parse().ok(),
+                retention_bytes: Some(10),
+                retention_messages: Some(11),
+                fsync: Some(Fsync::Never),
+                ack_timeout_ms: Some(12),
+                max_deliveries: Some(13),
+                dead_letter: Some("dead".to_owned()),
             }
         );
+    }
+
+    #[test]
+    fn durability_fills_in_the_defaults_and_keeps_what_the_file_says() {
+        let topic: TopicConfig = toml::from_str(
+            "name = \"orders\"\nrouting = \"queue\"\ndurable = true\nretention = \"1h30m\"\n\
+             fsync = \"interval:10ms\"\nmax_deliveries = 3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            topic.durability(),
+            Some(Durability {
+                retention: ConfigDuration::from_millis(5_400_000),
+                retention_bytes: None,
+                retention_messages: None,
+                fsync: Fsync::Interval(ConfigDuration::from_millis(10).unwrap()),
+                ack_timeout_ms: 30_000,
+                max_deliveries: 3,
+                dead_letter: "orders.dlq".to_owned(),
+            })
+        );
+        let plain: TopicConfig = toml::from_str("name = \"t\"\nrouting = \"fanout\"").unwrap();
+        assert_eq!(plain.durability(), None);
+    }
+
+    #[test]
+    fn a_malformed_retention_or_fsync_does_not_parse() {
+        for (line, expected) in [
+            ("retention = \"1y\"", "unknown unit `y`"),
+            ("retention = \"\"", "empty duration"),
+            ("fsync = \"sometimes\"", "unknown fsync policy"),
+            ("fsync = \"interval:5\"", "expected a number followed by a unit"),
+        ] {
+            let text = format!("name = \"t\"\nrouting = \"fanout\"\ndurable = true\n{line}\n");
+            let err = toml::from_str::<TopicConfig>(&text).unwrap_err();
+            assert!(err.message().contains(expected), "{line}: {}", err.message());
+        }
     }
 
     #[test]
