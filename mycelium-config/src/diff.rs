@@ -47,7 +47,7 @@
 //! | `http.listen` | Live | the gateway starts, moves or stops |
 //! | `http.*` (the others) | Live | requests and connections from now on |
 //! | `metrics.enabled` | Live | |
-//! | `storage.data_dir` | Restart | |
+//! | `storage.data_dir` | Restart | Live when it was unset (no log was open yet; durable topics created from now on keep theirs there) |
 //! | `storage.segment_bytes` | Later | segments rolled from now on |
 //!
 //! A declared topic added to the file is [`ConfigDiff::added`], one taken out of it
@@ -351,6 +351,10 @@ const DURABLE_FOLLOWS: Rule = Rule::new(
     Takes::Restart,
     "changed together with `durable`, so it waits for the restart that one needs",
 );
+const FIRST_DATA_DIR: Rule = Rule::new(
+    Takes::Live,
+    "no log was open yet; durable topics created from now on keep theirs there",
+);
 const SEGMENT_BYTES: Rule = Rule::new(Takes::Later, "segments rolled from now on");
 const TOPIC_PREFETCH: Rule = Rule::new(Takes::Later, "consumers that subscribe from now on");
 const IDLE_TIMEOUT: Rule = Rule::new(
@@ -623,14 +627,7 @@ impl Changes {
                 durable_rule,
                 or_none,
             ),
-            fsync: self.setting(
-                s,
-                "fsync",
-                &old.fsync,
-                &new.fsync,
-                durable_rule,
-                or_default,
-            ),
+            fsync: self.setting(s, "fsync", &old.fsync, &new.fsync, durable_rule, or_default),
             ack_timeout_ms: self.setting(
                 s,
                 "ack_timeout_ms",
@@ -790,14 +787,7 @@ impl Changes {
                 AUTO_CREATED,
                 or_none,
             ),
-            fsync: self.setting(
-                S,
-                "fsync",
-                &old.fsync,
-                &new.fsync,
-                AUTO_CREATED,
-                or_default,
-            ),
+            fsync: self.setting(S, "fsync", &old.fsync, &new.fsync, AUTO_CREATED, or_default),
             ack_timeout_ms: self.setting(
                 S,
                 "ack_timeout_ms",
@@ -957,7 +947,13 @@ impl Changes {
                 "data_dir",
                 &old.data_dir,
                 &new.data_dir,
-                RESTART,
+                // Nothing is stored yet, so nothing moves: the new directory serves the durable
+                // topics a reload adds, which would otherwise run without one.
+                if old.data_dir.is_none() {
+                    FIRST_DATA_DIR
+                } else {
+                    RESTART
+                },
                 data_dir,
             ),
             segment_bytes: self.setting(
@@ -1166,6 +1162,46 @@ mod tests {
     }
 
     #[test]
+    fn a_first_data_dir_is_live_so_a_durable_topic_added_with_it_has_one() {
+        let running = load("[[topics]]\nname = \"a\"\nrouting = \"fanout\"\n");
+        let wanted = load(
+            "[storage]\ndata_dir = \"/var/lib/m\"\n\
+             [[topics]]\nname = \"a\"\nrouting = \"fanout\"\n\
+             [[topics]]\nname = \"b\"\nrouting = \"fanout\"\ndurable = true\n",
+        );
+        let diff = ConfigDiff::between(&running, &wanted);
+        assert_eq!(
+            diff.summary(),
+            "+topic b, ~storage.data_dir none→/var/lib/m (no log was open yet; durable topics \
+             created from now on keep theirs there)"
+        );
+        assert_eq!(diff.effective(), &wanted);
+        assert!(diff.effective().validate().is_empty());
+        // Once set, moving it needs a restart, and so does turning a running topic durable.
+        let moved = load(
+            "[storage]\ndata_dir = \"/srv/m\"\n\
+             [[topics]]\nname = \"a\"\nrouting = \"fanout\"\ndurable = true\n\
+             retention = \"1d\"\n\
+             [[topics]]\nname = \"b\"\nrouting = \"fanout\"\ndurable = true\n\
+             retention = \"1d\"\n",
+        );
+        let diff = ConfigDiff::between(&wanted, &moved);
+        assert_eq!(
+            diff.pending(),
+            [
+                "a.durable: false→true needs a restart",
+                "a.retention: none→1d needs a restart",
+                "storage.data_dir: /var/lib/m→/srv/m needs a restart",
+            ]
+        );
+        assert_eq!(
+            diff.effective().topic("b").and_then(|t| t.retention),
+            "1d".parse().ok()
+        );
+        assert!(diff.effective().validate().is_empty());
+    }
+
+    #[test]
     fn every_field_of_every_section_is_classified_as_documented() {
         let mut running = with_topics(vec![
             TopicConfig {
@@ -1207,32 +1243,35 @@ mod tests {
                 heartbeat_interval_ms: 7,
                 heartbeat_misses: 4,
             },
-            topics: vec![TopicConfig {
-                name: "t".to_owned(),
-                routing: Routing::Fanout,
-                buffer_size: 11,
-                max_message_size: 12,
-                backpressure: Backpressure::DropNewest,
-                prefetch: 13,
-                publish_deadline_ms: 14,
-                stamp: true,
-                max_headers: 15,
-                max_header_bytes: 16,
-                publish: Some(vec!["uid:1".parse().expect("principal")]),
-                subscribe: None,
-                durable: true,
-                retention: "2h".parse().ok(),
-                retention_bytes: Some(17),
-                retention_messages: None,
-                fsync: Some(Fsync::Never),
-                ack_timeout_ms: Some(18),
-                max_deliveries: Some(19),
-                dead_letter: Some("t.dead".to_owned()),
-            }, TopicConfig {
-                durable: true,
-                fsync: Some(Fsync::Always),
-                ..TopicDefaults::default().topic("u")
-            }],
+            topics: vec![
+                TopicConfig {
+                    name: "t".to_owned(),
+                    routing: Routing::Fanout,
+                    buffer_size: 11,
+                    max_message_size: 12,
+                    backpressure: Backpressure::DropNewest,
+                    prefetch: 13,
+                    publish_deadline_ms: 14,
+                    stamp: true,
+                    max_headers: 15,
+                    max_header_bytes: 16,
+                    publish: Some(vec!["uid:1".parse().expect("principal")]),
+                    subscribe: None,
+                    durable: true,
+                    retention: "2h".parse().ok(),
+                    retention_bytes: Some(17),
+                    retention_messages: None,
+                    fsync: Some(Fsync::Never),
+                    ack_timeout_ms: Some(18),
+                    max_deliveries: Some(19),
+                    dead_letter: Some("t.dead".to_owned()),
+                },
+                TopicConfig {
+                    durable: true,
+                    fsync: Some(Fsync::Always),
+                    ..TopicDefaults::default().topic("u")
+                },
+            ],
             topic_defaults: TopicDefaults {
                 auto_create: true,
                 idle_timeout_ms: 20,

@@ -34,8 +34,7 @@ use std::str::FromStr;
 use crate::schema::parse_octal_mode;
 use crate::{
     Backpressure, BrokerConfig, ConfigDuration, ConfigError, Fsync, HttpConfig, MetricsConfig,
-    PerformanceConfig, Routing, ServerConfig, ShmConfig, StorageConfig, TopicConfig,
-    TopicDefaults,
+    PerformanceConfig, Routing, ServerConfig, ShmConfig, StorageConfig, TopicConfig, TopicDefaults,
 };
 
 const PREFIX: &str = "MYCELIUM_";
@@ -982,10 +981,22 @@ mod tests {
         let cases = [
             ("MYCELIUM_TOPICS__T__RETENTION", "3w", "unknown unit `w`"),
             ("MYCELIUM_TOPICS__T__RETENTION", "0s", "is zero"),
-            ("MYCELIUM_TOPICS__T__FSYNC", "sometimes", "unknown fsync policy"),
-            ("MYCELIUM_TOPICS__T__MAX_DELIVERIES", "-1", "non-negative integer"),
+            (
+                "MYCELIUM_TOPICS__T__FSYNC",
+                "sometimes",
+                "unknown fsync policy",
+            ),
+            (
+                "MYCELIUM_TOPICS__T__MAX_DELIVERIES",
+                "-1",
+                "non-negative integer",
+            ),
             ("MYCELIUM_TOPICS__T__DURABLE", "yes", "true, false, 1 or 0"),
-            ("MYCELIUM_STORAGE__SEGMENT_BYTES", "big", "non-negative integer"),
+            (
+                "MYCELIUM_STORAGE__SEGMENT_BYTES",
+                "big",
+                "non-negative integer",
+            ),
             ("MYCELIUM_STORAGE__DIR", "/x", "unknown storage field `DIR`"),
         ];
         for (var, value, expected) in cases {

@@ -505,6 +505,39 @@ flush_interval_ms = 1
     }
 
     #[test]
+    fn a_durable_topic_loads_with_storage_and_is_located_without_it() {
+        let topic = "[[topics]]\nname = \"orders\"\nrouting = \"queue\"\ndurable = true\n\
+                     retention = \"7d\"\nfsync = \"interval:10ms\"\n";
+        let config = load_with(
+            &format!(
+                "[storage]\ndata_dir = \"/var/lib/mycelium\"\nsegment_bytes = 4096\n\n{topic}"
+            ),
+            &[],
+        )
+        .expect("loads");
+        assert_eq!(
+            config.storage.data_dir.as_deref(),
+            Some(Path::new("/var/lib/mycelium"))
+        );
+        let durability = config.topics[0].durability().expect("durable");
+        assert_eq!(durability.fsync.to_string(), "interval:10ms");
+        let problems = invalid(topic, &[]);
+        let found: Vec<(Option<usize>, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.field.as_str()))
+            .collect();
+        assert_eq!(found, [(Some(4), "topics[0].durable")], "{problems:?}");
+        let problems = invalid(
+            "[[topics]]\nname = \"t\"\nrouting = \"fanout\"\nfsync = \"never\"\n",
+            &[],
+        );
+        assert_eq!(
+            (problems[0].line, problems[0].field.as_str()),
+            (Some(4), "topics[0].fsync")
+        );
+    }
+
+    #[test]
     fn every_unknown_field_is_reported_with_its_line() {
         let text = "[server]\nmax_conections = 5\n\n\
                     [[topics]]\nname = \"a\"\nrouting = \"fanout\"\nbufer_size = 5\n\n\

@@ -23,9 +23,10 @@ use crate::schema::DEAD_LETTER_SUFFIX;
 use crate::{
     BrokerConfig, ConfigDuration, Diagnostic, Fsync, HttpConfig, PerformanceConfig, ServerConfig,
     ShmConfig, StorageConfig, TopicConfig, TopicDefaults, MAX_BUSY_POLL_US, MAX_FSYNC_INTERVAL,
-    MAX_SEGMENT_BYTES, MIN_FSYNC_INTERVAL, MIN_SEGMENT_BYTES, MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT, MAX_HTTP_BODY_BYTES,
-    MAX_MESSAGE_SIZE_LIMIT, MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS,
-    MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS, MIN_RING_BYTES, SOCKET_PATH_MAX,
+    MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT, MAX_HTTP_BODY_BYTES, MAX_MESSAGE_SIZE_LIMIT,
+    MAX_RING_BYTES, MAX_SEGMENT_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS,
+    MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS, MIN_FSYNC_INTERVAL, MIN_RING_BYTES,
+    MIN_SEGMENT_BYTES, SOCKET_PATH_MAX,
 };
 
 impl BrokerConfig {
@@ -756,8 +757,10 @@ mod tests {
     }
 
     fn with_storage(topics: Vec<TopicConfig>) -> BrokerConfig {
-        let mut config = BrokerConfig::default();
-        config.topics = topics;
+        let mut config = BrokerConfig {
+            topics,
+            ..BrokerConfig::default()
+        };
         config.storage.data_dir = Some(PathBuf::from("/var/lib/mycelium"));
         config
     }
@@ -822,8 +825,9 @@ mod tests {
                 "topic_defaults.fsync",
             ]
         );
-        assert!(got.iter().all(|(_, m)| m
-            == "only applies to a durable topic; set `durable = true` or remove it"));
+        assert!(got.iter().all(
+            |(_, m)| m == "only applies to a durable topic; set `durable = true` or remove it"
+        ));
     }
 
     #[test]

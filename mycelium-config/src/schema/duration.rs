@@ -70,7 +70,9 @@ pub enum ParseDurationError {
     #[error("duration `{0}` is zero; it must be longer than that")]
     Zero(String),
     /// A part has digits but no unit, or the text has no digits where a part starts.
-    #[error("duration `{0}`: expected a number followed by a unit (ms, s, m, h, d), as in \"90s\"")]
+    #[error(
+        "duration `{0}`: expected a number followed by a unit (ms, s, m, h, d), as in \"90s\""
+    )]
     Malformed(String),
     /// A part's unit is not one of `ms`, `s`, `m`, `h`, `d`.
     #[error("duration `{text}`: unknown unit `{unit}`, expected ms, s, m, h or d")]
@@ -169,8 +171,7 @@ mod tests {
     }
 
     fn err(text: &str) -> ParseDurationError {
-        text.parse::<ConfigDuration>()
-            .expect_err(text)
+        text.parse::<ConfigDuration>().expect_err(text)
     }
 
     #[test]
@@ -206,7 +207,11 @@ mod tests {
         assert_eq!(err("0s"), ParseDurationError::Zero("0s".to_owned()));
         assert_eq!(err("0h0m"), ParseDurationError::Zero("0h0m".to_owned()));
         for bad in ["10", "s", "1h 30m", " 1s", "-1s", "1.5h", "1h30"] {
-            assert_eq!(err(bad), ParseDurationError::Malformed(bad.to_owned()), "{bad}");
+            assert_eq!(
+                err(bad),
+                ParseDurationError::Malformed(bad.to_owned()),
+                "{bad}"
+            );
         }
     }
 
@@ -216,7 +221,9 @@ mod tests {
             err("3w").to_string(),
             "duration `3w`: unknown unit `w`, expected ms, s, m, h or d"
         );
-        assert!(matches!(err("1sec"), ParseDurationError::UnknownUnit { unit, .. } if unit == "sec"));
+        assert!(
+            matches!(err("1sec"), ParseDurationError::UnknownUnit { unit, .. } if unit == "sec")
+        );
         assert!(matches!(err("30m1h"), ParseDurationError::UnitOrder { unit, .. } if unit == "h"));
         assert!(matches!(err("1m1m"), ParseDurationError::UnitOrder { unit, .. } if unit == "m"));
     }
@@ -227,7 +234,10 @@ mod tests {
             err("99999999999999999999ms"),
             ParseDurationError::Overflow("99999999999999999999ms".to_owned())
         );
-        assert!(matches!(err("999999999999999d"), ParseDurationError::Overflow(_)));
+        assert!(matches!(
+            err("999999999999999d"),
+            ParseDurationError::Overflow(_)
+        ));
         assert!(matches!(
             err(&format!("{}d{}ms", u64::MAX / 86_400_000, u64::MAX)),
             ParseDurationError::Overflow(_)
@@ -243,7 +253,9 @@ mod tests {
         }
         let t: T = toml::from_str("d = \"15m\"").expect("parse");
         assert_eq!(t.d.as_millis(), 900_000);
-        let e = toml::from_str::<T>("d = \"15x\"").err().map(|e| e.message().to_owned());
+        let e = toml::from_str::<T>("d = \"15x\"")
+            .err()
+            .map(|e| e.message().to_owned());
         assert_eq!(
             e.as_deref(),
             Some("duration `15x`: unknown unit `x`, expected ms, s, m, h or d")

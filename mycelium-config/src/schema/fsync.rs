@@ -99,13 +99,21 @@ mod tests {
 
     #[test]
     fn the_three_policies_parse_and_display_as_written() {
-        for text in ["always", "never", "interval:10ms", "interval:1s", "interval:1m30s"] {
+        for text in [
+            "always",
+            "never",
+            "interval:10ms",
+            "interval:1s",
+            "interval:1m30s",
+        ] {
             let fsync: Fsync = text.parse().expect(text);
             assert_eq!(fsync.to_string(), text);
         }
         assert_eq!(
             "interval:10ms".parse(),
-            Ok(Fsync::Interval(ConfigDuration::from_millis(10).expect("non-zero")))
+            Ok(Fsync::Interval(
+                ConfigDuration::from_millis(10).expect("non-zero")
+            ))
         );
     }
 

@@ -353,11 +353,18 @@ mod tests {
             ("retention = \"1y\"", "unknown unit `y`"),
             ("retention = \"\"", "empty duration"),
             ("fsync = \"sometimes\"", "unknown fsync policy"),
-            ("fsync = \"interval:5\"", "expected a number followed by a unit"),
+            (
+                "fsync = \"interval:5\"",
+                "expected a number followed by a unit",
+            ),
         ] {
             let text = format!("name = \"t\"\nrouting = \"fanout\"\ndurable = true\n{line}\n");
             let err = toml::from_str::<TopicConfig>(&text).unwrap_err();
-            assert!(err.message().contains(expected), "{line}: {}", err.message());
+            assert!(
+                err.message().contains(expected),
+                "{line}: {}",
+                err.message()
+            );
         }
     }
 
