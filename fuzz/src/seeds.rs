@@ -1048,6 +1048,35 @@ pub fn config_inputs() -> Vec<(String, Vec<u8>)> {
                 .into(),
         ),
         ("crlf", "[server]\r\nmax_connections = 5\r\n".into()),
+        (
+            "durable-topics",
+            "[storage]\ndata_dir = \"/var/lib/mycelium\"\nsegment_bytes = 4096\n\n\
+             [[topics]]\nname = \"orders\"\nrouting = \"queue\"\ndurable = true\n\
+             retention = \"1d2h3m4s5ms\"\nretention_bytes = 1073741824\n\
+             retention_messages = 1000\nfsync = \"interval:10ms\"\nack_timeout_ms = 1\n\
+             max_deliveries = 1\ndead_letter = \"orders.failed\"\n\n\
+             [[topics]]\nname = \"audit\"\nrouting = \"fanout\"\ndurable = true\n\
+             fsync = \"never\"\n\n\
+             [topic_defaults]\ndurable = true\nretention = \"7d\"\nfsync = \"always\"\n"
+                .into(),
+        ),
+        (
+            "durable-broken",
+            "[storage]\nsegment_bytes = 4095\n\
+             [[topics]]\nname = \"..\"\nrouting = \"queue\"\ndurable = true\n\
+             retention_bytes = 0\nfsync = \"interval:11s\"\nmax_deliveries = 0\n\
+             dead_letter = \"..\"\n\
+             [[topics]]\nname = \"plain\"\nrouting = \"fanout\"\nretention = \"24h\"\n\
+             ack_timeout_ms = 0\n"
+                .into(),
+        ),
+        (
+            "bad-durations",
+            "[[topics]]\nname = \"t\"\nrouting = \"fanout\"\ndurable = true\n\
+             retention = \"30m1h\"\n\0\
+             [topic_defaults]\nfsync = \"interval:99999999999999999999ms\"\n"
+                .into(),
+        ),
     ];
     let reloads: Vec<(&str, String)> = vec![
         (
@@ -1069,6 +1098,27 @@ pub fn config_inputs() -> Vec<(String, Vec<u8>)> {
             "[[topics]]\nname = \"old\"\nrouting = \"fanout\"\n\0\
              [[topics]]\nname = \"new\"\nrouting = \"queue\"\nprefetch = 3\n\
              [topic_defaults]\nauto_create = true\n"
+                .into(),
+        ),
+        (
+            "reload-durable-first-data-dir",
+            "[[topics]]\nname = \"a\"\nrouting = \"fanout\"\n\0\
+             [storage]\ndata_dir = \"/var/lib/m\"\n\
+             [[topics]]\nname = \"a\"\nrouting = \"fanout\"\ndurable = true\n\
+             retention = \"1h\"\n\
+             [[topics]]\nname = \"b\"\nrouting = \"queue\"\ndurable = true\n\
+             [topic_defaults]\ndurable = true\n"
+                .into(),
+        ),
+        (
+            "reload-durable-live-and-restart",
+            "[storage]\ndata_dir = \"/a\"\n\
+             [[topics]]\nname = \"t\"\nrouting = \"fanout\"\ndurable = true\n\
+             retention = \"1h\"\nfsync = \"always\"\n\0\
+             [storage]\ndata_dir = \"/b\"\nsegment_bytes = 8192\n\
+             [[topics]]\nname = \"t\"\nrouting = \"fanout\"\ndurable = true\n\
+             retention = \"2h\"\nfsync = \"interval:5ms\"\nmax_deliveries = 2\n\
+             dead_letter = \"t.dead\"\n"
                 .into(),
         ),
         (

@@ -30,6 +30,8 @@
 //! | `<topic>.max_headers`, `<topic>.max_header_bytes` | Live | publishers see a raised limit when they resolve the topic again |
 //! | `<topic>.publish` | Live | checked at every publish from now on |
 //! | `<topic>.subscribe` | Live | checked at each subscribe; subscriptions made before keep going |
+//! | `<topic>.durable` | Restart | a running topic keeps its storage; the broker opens or stops its log at the next start |
+//! | `<topic>.retention`, `<topic>.retention_bytes`, `<topic>.retention_messages`, `<topic>.fsync`, `<topic>.ack_timeout_ms`, `<topic>.max_deliveries`, `<topic>.dead_letter` | Live | Restart when `durable` changes in the same reload (changed together with `durable`, so it waits for the restart that one needs) |
 //! | `topic_defaults.auto_create` | Live | |
 //! | `topic_defaults.idle_timeout_ms` | Live | every auto-created topic, already idle ones included |
 //! | `topic_defaults.*` (the others) | Live | topics auto-created from now on |
@@ -45,6 +47,8 @@
 //! | `http.listen` | Live | the gateway starts, moves or stops |
 //! | `http.*` (the others) | Live | requests and connections from now on |
 //! | `metrics.enabled` | Live | |
+//! | `storage.data_dir` | Restart | Live when it was unset (no log was open yet; durable topics created from now on keep theirs there) |
+//! | `storage.segment_bytes` | Later | segments rolled from now on |
 //!
 //! A declared topic added to the file is [`ConfigDiff::added`], one taken out of it
 //! [`ConfigDiff::removed`]; both take effect at once.
@@ -72,7 +76,7 @@ use std::path::Path;
 
 use crate::{
     display_access, BrokerConfig, HttpConfig, MetricsConfig, PerformanceConfig, Principal,
-    ServerConfig, ShmConfig, TopicConfig, TopicDefaults,
+    ServerConfig, ShmConfig, StorageConfig, TopicConfig, TopicDefaults,
 };
 
 /// How a changed setting takes effect in a running broker.
@@ -157,6 +161,7 @@ impl ConfigDiff {
             shm,
             http,
             metrics,
+            storage,
         } = wanted;
         // Sections in file order: the changes are listed in the order they are found.
         let server = changes.server(&running.server, server);
@@ -184,6 +189,7 @@ impl ConfigDiff {
                 plain,
             ),
         };
+        let storage = changes.storage(&running.storage, storage);
         let removed = running
             .topics
             .iter()
@@ -202,6 +208,7 @@ impl ConfigDiff {
                 shm,
                 http,
                 metrics,
+                storage,
             },
         }
     }
@@ -336,6 +343,19 @@ const SUBSCRIBE_ACL: Rule = Rule::new(
     Takes::Live,
     "checked at each subscribe; subscriptions made before keep going",
 );
+const TOPIC_DURABLE: Rule = Rule::new(
+    Takes::Restart,
+    "a running topic keeps its storage; the broker opens or stops its log at the next start",
+);
+const DURABLE_FOLLOWS: Rule = Rule::new(
+    Takes::Restart,
+    "changed together with `durable`, so it waits for the restart that one needs",
+);
+const FIRST_DATA_DIR: Rule = Rule::new(
+    Takes::Live,
+    "no log was open yet; durable topics created from now on keep theirs there",
+);
+const SEGMENT_BYTES: Rule = Rule::new(Takes::Later, "segments rolled from now on");
 const TOPIC_PREFETCH: Rule = Rule::new(Takes::Later, "consumers that subscribe from now on");
 const IDLE_TIMEOUT: Rule = Rule::new(
     Takes::Live,
@@ -485,6 +505,13 @@ impl Changes {
     /// A topic declared in both configs (`old.name == new.name`).
     fn topic(&mut self, old: &TopicConfig, new: &TopicConfig) -> TopicConfig {
         let s = new.name.as_str();
+        // The durability settings are live on a topic that stays durable (or stays not), but
+        // follow `durable` when it changes: the running topic must never hold half of each.
+        let durable_rule = if old.durable == new.durable {
+            LIVE
+        } else {
+            DURABLE_FOLLOWS
+        };
         TopicConfig {
             name: new.name.clone(),
             routing: self.setting(
@@ -567,6 +594,63 @@ impl Changes {
                 &new.subscribe,
                 SUBSCRIBE_ACL,
                 access,
+            ),
+            durable: self.setting(
+                s,
+                "durable",
+                &old.durable,
+                &new.durable,
+                TOPIC_DURABLE,
+                plain,
+            ),
+            retention: self.setting(
+                s,
+                "retention",
+                &old.retention,
+                &new.retention,
+                durable_rule,
+                or_none,
+            ),
+            retention_bytes: self.setting(
+                s,
+                "retention_bytes",
+                &old.retention_bytes,
+                &new.retention_bytes,
+                durable_rule,
+                or_none,
+            ),
+            retention_messages: self.setting(
+                s,
+                "retention_messages",
+                &old.retention_messages,
+                &new.retention_messages,
+                durable_rule,
+                or_none,
+            ),
+            fsync: self.setting(s, "fsync", &old.fsync, &new.fsync, durable_rule, or_default),
+            ack_timeout_ms: self.setting(
+                s,
+                "ack_timeout_ms",
+                &old.ack_timeout_ms,
+                &new.ack_timeout_ms,
+                durable_rule,
+                or_default,
+            ),
+            max_deliveries: self.setting(
+                s,
+                "max_deliveries",
+                &old.max_deliveries,
+                &new.max_deliveries,
+                durable_rule,
+                or_default,
+            ),
+            dead_letter: self.setting(
+                s,
+                "dead_letter",
+                &old.dead_letter,
+                &new.dead_letter,
+                durable_rule,
+                or_default,
             ),
         }
     }
@@ -670,6 +754,63 @@ impl Changes {
                 &new.subscribe,
                 AUTO_CREATED,
                 access,
+            ),
+            durable: self.setting(
+                S,
+                "durable",
+                &old.durable,
+                &new.durable,
+                AUTO_CREATED,
+                plain,
+            ),
+            retention: self.setting(
+                S,
+                "retention",
+                &old.retention,
+                &new.retention,
+                AUTO_CREATED,
+                or_none,
+            ),
+            retention_bytes: self.setting(
+                S,
+                "retention_bytes",
+                &old.retention_bytes,
+                &new.retention_bytes,
+                AUTO_CREATED,
+                or_none,
+            ),
+            retention_messages: self.setting(
+                S,
+                "retention_messages",
+                &old.retention_messages,
+                &new.retention_messages,
+                AUTO_CREATED,
+                or_none,
+            ),
+            fsync: self.setting(S, "fsync", &old.fsync, &new.fsync, AUTO_CREATED, or_default),
+            ack_timeout_ms: self.setting(
+                S,
+                "ack_timeout_ms",
+                &old.ack_timeout_ms,
+                &new.ack_timeout_ms,
+                AUTO_CREATED,
+                or_default,
+            ),
+            max_deliveries: self.setting(
+                S,
+                "max_deliveries",
+                &old.max_deliveries,
+                &new.max_deliveries,
+                AUTO_CREATED,
+                or_default,
+            ),
+            dead_letter: self.setting(
+                S,
+                "dead_letter",
+                &old.dead_letter,
+                &new.dead_letter,
+                AUTO_CREATED,
+                or_default,
             ),
         }
     }
@@ -797,6 +938,50 @@ impl Changes {
     }
 }
 
+impl Changes {
+    fn storage(&mut self, old: &StorageConfig, new: &StorageConfig) -> StorageConfig {
+        const S: &str = "storage";
+        StorageConfig {
+            data_dir: self.setting(
+                S,
+                "data_dir",
+                &old.data_dir,
+                &new.data_dir,
+                // Nothing is stored yet, so nothing moves: the new directory serves the durable
+                // topics a reload adds, which would otherwise run without one.
+                if old.data_dir.is_none() {
+                    FIRST_DATA_DIR
+                } else {
+                    RESTART
+                },
+                data_dir,
+            ),
+            segment_bytes: self.setting(
+                S,
+                "segment_bytes",
+                &old.segment_bytes,
+                &new.segment_bytes,
+                SEGMENT_BYTES,
+                plain,
+            ),
+        }
+    }
+}
+
+fn data_dir(value: &Option<std::path::PathBuf>) -> String {
+    value.as_ref().map_or_else(|| "none".to_owned(), path)
+}
+
+/// An optional limit: absent is no limit.
+fn or_none<T: Display>(value: &Option<T>) -> String {
+    value.as_ref().map_or_else(|| "none".to_owned(), plain)
+}
+
+/// An optional setting whose absence means its documented default.
+fn or_default<T: Display>(value: &Option<T>) -> String {
+    value.as_ref().map_or_else(|| "default".to_owned(), plain)
+}
+
 fn listen(value: &Option<String>) -> String {
     value.clone().unwrap_or_else(|| "off".to_owned())
 }
@@ -822,7 +1007,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::{Backpressure, Routing};
+    use crate::{Backpressure, Fsync, Routing};
 
     fn load(text: &str) -> BrokerConfig {
         BrokerConfig::from_toml_str_with_env(text, Path::new("broker.toml"), []).unwrap()
@@ -977,21 +1162,73 @@ mod tests {
     }
 
     #[test]
+    fn a_first_data_dir_is_live_so_a_durable_topic_added_with_it_has_one() {
+        let running = load("[[topics]]\nname = \"a\"\nrouting = \"fanout\"\n");
+        let wanted = load(
+            "[storage]\ndata_dir = \"/var/lib/m\"\n\
+             [[topics]]\nname = \"a\"\nrouting = \"fanout\"\n\
+             [[topics]]\nname = \"b\"\nrouting = \"fanout\"\ndurable = true\n",
+        );
+        let diff = ConfigDiff::between(&running, &wanted);
+        assert_eq!(
+            diff.summary(),
+            "+topic b, ~storage.data_dir none→/var/lib/m (no log was open yet; durable topics \
+             created from now on keep theirs there)"
+        );
+        assert_eq!(diff.effective(), &wanted);
+        assert!(diff.effective().validate().is_empty());
+        // Once set, moving it needs a restart, and so does turning a running topic durable.
+        let moved = load(
+            "[storage]\ndata_dir = \"/srv/m\"\n\
+             [[topics]]\nname = \"a\"\nrouting = \"fanout\"\ndurable = true\n\
+             retention = \"1d\"\n\
+             [[topics]]\nname = \"b\"\nrouting = \"fanout\"\ndurable = true\n\
+             retention = \"1d\"\n",
+        );
+        let diff = ConfigDiff::between(&wanted, &moved);
+        assert_eq!(
+            diff.pending(),
+            [
+                "a.durable: false→true needs a restart",
+                "a.retention: none→1d needs a restart",
+                "storage.data_dir: /var/lib/m→/srv/m needs a restart",
+            ]
+        );
+        assert_eq!(
+            diff.effective().topic("b").and_then(|t| t.retention),
+            "1d".parse().ok()
+        );
+        assert!(diff.effective().validate().is_empty());
+    }
+
+    #[test]
     fn every_field_of_every_section_is_classified_as_documented() {
-        let running = with_topics(vec![TopicConfig {
-            name: "t".to_owned(),
-            routing: Routing::Queue,
-            buffer_size: 1,
-            max_message_size: 2,
-            backpressure: Backpressure::Block,
-            prefetch: 3,
-            publish_deadline_ms: 4,
-            stamp: false,
-            max_headers: 5,
-            max_header_bytes: 6,
-            publish: None,
-            subscribe: Some(vec![]),
-        }]);
+        let mut running = with_topics(vec![
+            TopicConfig {
+                name: "t".to_owned(),
+                routing: Routing::Queue,
+                buffer_size: 1,
+                max_message_size: 2,
+                backpressure: Backpressure::Block,
+                prefetch: 3,
+                publish_deadline_ms: 4,
+                stamp: false,
+                max_headers: 5,
+                max_header_bytes: 6,
+                publish: None,
+                subscribe: Some(vec![]),
+                durable: true,
+                retention: "1h".parse().ok(),
+                retention_bytes: Some(7),
+                retention_messages: Some(8),
+                fsync: None,
+                ack_timeout_ms: None,
+                max_deliveries: None,
+                dead_letter: None,
+            },
+            TopicDefaults::default().topic("u"),
+        ]);
+        running.storage.data_dir = Some(PathBuf::from("/var/lib/a"));
         let wanted = BrokerConfig {
             server: ServerConfig {
                 socket_path: PathBuf::from("/run/m.sock"),
@@ -1006,20 +1243,35 @@ mod tests {
                 heartbeat_interval_ms: 7,
                 heartbeat_misses: 4,
             },
-            topics: vec![TopicConfig {
-                name: "t".to_owned(),
-                routing: Routing::Fanout,
-                buffer_size: 11,
-                max_message_size: 12,
-                backpressure: Backpressure::DropNewest,
-                prefetch: 13,
-                publish_deadline_ms: 14,
-                stamp: true,
-                max_headers: 15,
-                max_header_bytes: 16,
-                publish: Some(vec!["uid:1".parse().expect("principal")]),
-                subscribe: None,
-            }],
+            topics: vec![
+                TopicConfig {
+                    name: "t".to_owned(),
+                    routing: Routing::Fanout,
+                    buffer_size: 11,
+                    max_message_size: 12,
+                    backpressure: Backpressure::DropNewest,
+                    prefetch: 13,
+                    publish_deadline_ms: 14,
+                    stamp: true,
+                    max_headers: 15,
+                    max_header_bytes: 16,
+                    publish: Some(vec!["uid:1".parse().expect("principal")]),
+                    subscribe: None,
+                    durable: true,
+                    retention: "2h".parse().ok(),
+                    retention_bytes: Some(17),
+                    retention_messages: None,
+                    fsync: Some(Fsync::Never),
+                    ack_timeout_ms: Some(18),
+                    max_deliveries: Some(19),
+                    dead_letter: Some("t.dead".to_owned()),
+                },
+                TopicConfig {
+                    durable: true,
+                    fsync: Some(Fsync::Always),
+                    ..TopicDefaults::default().topic("u")
+                },
+            ],
             topic_defaults: TopicDefaults {
                 auto_create: true,
                 idle_timeout_ms: 20,
@@ -1034,6 +1286,14 @@ mod tests {
                 max_header_bytes: 26,
                 publish: Some(vec![]),
                 subscribe: Some(vec!["gid:ops".parse().expect("principal")]),
+                durable: true,
+                retention: "7d".parse().ok(),
+                retention_bytes: Some(27),
+                retention_messages: Some(28),
+                fsync: "interval:10ms".parse().ok(),
+                ack_timeout_ms: Some(29),
+                max_deliveries: Some(30),
+                dead_letter: Some("dlq".to_owned()),
             },
             performance: PerformanceConfig {
                 worker_threads: 31,
@@ -1056,6 +1316,10 @@ mod tests {
                 max_wait_ms: 54,
             },
             metrics: MetricsConfig { enabled: false },
+            storage: StorageConfig {
+                data_dir: Some(PathBuf::from("/var/lib/b")),
+                segment_bytes: 4096,
+            },
         };
         let diff = ConfigDiff::between(&running, &wanted);
         let got: Vec<(&str, &str, &str, Takes)> = diff
@@ -1094,6 +1358,15 @@ mod tests {
                 ("t.max_header_bytes", "6", "16", Live),
                 ("t.publish", "everyone", "[\"uid:1\"]", Live),
                 ("t.subscribe", "[]", "everyone", Live),
+                ("t.retention", "1h", "2h", Live),
+                ("t.retention_bytes", "7", "17", Live),
+                ("t.retention_messages", "8", "none", Live),
+                ("t.fsync", "default", "never", Live),
+                ("t.ack_timeout_ms", "default", "18", Live),
+                ("t.max_deliveries", "default", "19", Live),
+                ("t.dead_letter", "default", "t.dead", Live),
+                ("u.durable", "false", "true", Restart),
+                ("u.fsync", "default", "always", Restart),
                 ("topic_defaults.auto_create", "false", "true", Live),
                 ("topic_defaults.idle_timeout_ms", "60000", "20", Live),
                 ("topic_defaults.routing", "fanout", "queue", Live),
@@ -1112,6 +1385,14 @@ mod tests {
                     "[\"gid:ops\"]",
                     Live
                 ),
+                ("topic_defaults.durable", "false", "true", Live),
+                ("topic_defaults.retention", "none", "7d", Live),
+                ("topic_defaults.retention_bytes", "none", "27", Live),
+                ("topic_defaults.retention_messages", "none", "28", Live),
+                ("topic_defaults.fsync", "default", "interval:10ms", Live),
+                ("topic_defaults.ack_timeout_ms", "default", "29", Live),
+                ("topic_defaults.max_deliveries", "default", "30", Live),
+                ("topic_defaults.dead_letter", "default", "dlq", Live),
                 ("performance.worker_threads", "2", "31", Restart),
                 ("performance.channel_capacity", "100000", "32", Later),
                 ("performance.batch_size", "1000", "33", Live),
@@ -1127,6 +1408,8 @@ mod tests {
                 ("http.subscription_idle_timeout_ms", "60000", "53", Live),
                 ("http.max_wait_ms", "30000", "54", Live),
                 ("metrics.enabled", "true", "false", Live),
+                ("storage.data_dir", "/var/lib/a", "/var/lib/b", Restart),
+                ("storage.segment_bytes", "67108864", "4096", Later),
             ]
         );
         let noted: Vec<(&str, &str)> = diff
@@ -1180,6 +1463,15 @@ mod tests {
                     "checked at each subscribe; subscriptions made before keep going"
                 ),
                 (
+                    "u.durable",
+                    "a running topic keeps its storage; the broker opens or stops its log at the \
+                     next start"
+                ),
+                (
+                    "u.fsync",
+                    "changed together with `durable`, so it waits for the restart that one needs"
+                ),
+                (
                     "topic_defaults.idle_timeout_ms",
                     "every auto-created topic, already idle ones included"
                 ),
@@ -1194,6 +1486,14 @@ mod tests {
                 ("topic_defaults.max_header_bytes", auto),
                 ("topic_defaults.publish", auto),
                 ("topic_defaults.subscribe", auto),
+                ("topic_defaults.durable", auto),
+                ("topic_defaults.retention", auto),
+                ("topic_defaults.retention_bytes", auto),
+                ("topic_defaults.retention_messages", auto),
+                ("topic_defaults.fsync", auto),
+                ("topic_defaults.ack_timeout_ms", auto),
+                ("topic_defaults.max_deliveries", auto),
+                ("topic_defaults.dead_letter", auto),
                 (
                     "performance.channel_capacity",
                     "subscriptions made from now on"
@@ -1207,6 +1507,7 @@ mod tests {
                     "shm.max_subscribers",
                     "a ring's slot count is fixed when the ring is created"
                 ),
+                ("storage.segment_bytes", "segments rolled from now on"),
             ]
         );
         // The effective config is `wanted` with the Restart and Refused settings kept.
@@ -1215,8 +1516,13 @@ mod tests {
         expected.topics[0].routing = Routing::Queue;
         expected.performance.worker_threads = running.performance.worker_threads;
         expected.shm.max_subscribers = running.shm.max_subscribers;
+        expected.topics[1].durable = false;
+        expected.topics[1].fsync = None;
+        expected.storage.data_dir = running.storage.data_dir.clone();
         assert_eq!(diff.effective(), &expected);
+        assert!(running.validate().is_empty());
+        assert!(wanted.validate().is_empty());
         assert!(diff.effective().validate().is_empty());
-        assert_eq!(diff.pending().len(), 4);
+        assert_eq!(diff.pending().len(), 7);
     }
 }

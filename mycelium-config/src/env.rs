@@ -2,14 +2,18 @@
 //!
 //! - Only variables that start with `MYCELIUM_` and contain `__` are overrides; others (such as
 //!   `MYCELIUM_SOCKET` or `MYCELIUM_LOG`, read by the CLI) are ignored.
-//! - Sections are `SERVER`, `TOPIC_DEFAULTS`, `PERFORMANCE`, `SHM`, and `TOPICS__<TOPIC>` where `<TOPIC>`
+//! - Sections are `SERVER`, `TOPIC_DEFAULTS`, `PERFORMANCE`, `SHM`, `HTTP`, `METRICS`, `STORAGE`,
+//!   and `TOPICS__<TOPIC>` where `<TOPIC>`
 //!   is a declared topic's name upper-cased with `.` and `-` turned into `_`. Section, field and
 //!   topic are matched case-insensitively.
 //! - An override that names no section, field or topic, or whose value does not parse as the field's
 //!   type, is an error naming the variable: a typo must never be ignored silently. Overrides cannot
 //!   declare or rename topics.
 //! - Values: integers in decimal; booleans `true`/`false`/`1`/`0`; `routing` and `backpressure` as in
-//!   TOML; `socket_mode` in octal (`0660`); `socket_path` taken verbatim.
+//!   TOML; `socket_mode` in octal (`0660`); `socket_path` and `data_dir` taken verbatim;
+//!   `retention` and `fsync` as in TOML (`24h`, `interval:10ms`). An empty value unsets a
+//!   setting the file may leave out (`http.listen`, `storage.data_dir`, and a topic's
+//!   `retention*`, `fsync`, `ack_timeout_ms`, `max_deliveries`, `dead_letter`).
 //! - Overrides are applied in variable-name order, so the outcome never depends on the order the
 //!   environment lists them.
 //!
@@ -29,8 +33,8 @@ use std::str::FromStr;
 
 use crate::schema::parse_octal_mode;
 use crate::{
-    Backpressure, BrokerConfig, ConfigError, HttpConfig, MetricsConfig, PerformanceConfig, Routing,
-    ServerConfig, ShmConfig, TopicConfig, TopicDefaults,
+    Backpressure, BrokerConfig, ConfigDuration, ConfigError, Fsync, HttpConfig, MetricsConfig,
+    PerformanceConfig, Routing, ServerConfig, ShmConfig, StorageConfig, TopicConfig, TopicDefaults,
 };
 
 const PREFIX: &str = "MYCELIUM_";
@@ -114,6 +118,7 @@ fn apply_one(config: &mut BrokerConfig, var: &str, value: &str) -> Result<String
         "SHM" => set_shm(&mut config.shm, rest, value).map(|f| format!("shm.{f}")),
         "HTTP" => set_http(&mut config.http, rest, value).map(|f| format!("http.{f}")),
         "METRICS" => set_metrics(&mut config.metrics, rest, value).map(|f| format!("metrics.{f}")),
+        "STORAGE" => set_storage(&mut config.storage, rest, value).map(|f| format!("storage.{f}")),
         "TOPIC_DEFAULTS" => set_topic_defaults(&mut config.topic_defaults, rest, value)
             .map(|f| format!("topic_defaults.{f}")),
         "TOPICS" => {
@@ -136,7 +141,8 @@ fn apply_one(config: &mut BrokerConfig, var: &str, value: &str) -> Result<String
                 .map(|f| format!("topics[{index}].{f}"))
         }
         other => Err(format!(
-            "unknown section `{other}`, expected SERVER, TOPICS, TOPIC_DEFAULTS, PERFORMANCE or SHM"
+            "unknown section `{other}`, expected SERVER, TOPICS, TOPIC_DEFAULTS, PERFORMANCE, SHM, \
+             HTTP, METRICS or STORAGE"
         )),
     }
 }
@@ -318,6 +324,27 @@ fn set_metrics(
     }
 }
 
+fn set_storage(
+    storage: &mut StorageConfig,
+    field: &str,
+    value: &str,
+) -> Result<&'static str, String> {
+    match field {
+        // An empty value keeps no durable topics, as leaving `data_dir` out of the file does.
+        "DATA_DIR" => set(
+            &mut storage.data_dir,
+            Some(PathBuf::from(value)).filter(|_| !value.is_empty()),
+            "data_dir",
+        ),
+        "SEGMENT_BYTES" => set(
+            &mut storage.segment_bytes,
+            parse_number(value)?,
+            "segment_bytes",
+        ),
+        other => Err(unknown_field(other, "storage", "DATA_DIR, SEGMENT_BYTES")),
+    }
+}
+
 fn set_shm(shm: &mut ShmConfig, field: &str, value: &str) -> Result<&'static str, String> {
     match field {
         "ENABLED" => set(&mut shm.enabled, parse_bool(value)?, "enabled"),
@@ -371,6 +398,14 @@ struct TopicFields<'a> {
     stamp: &'a mut bool,
     max_headers: &'a mut u16,
     max_header_bytes: &'a mut u32,
+    durable: &'a mut bool,
+    retention: &'a mut Option<ConfigDuration>,
+    retention_bytes: &'a mut Option<u64>,
+    retention_messages: &'a mut Option<u64>,
+    fsync: &'a mut Option<Fsync>,
+    ack_timeout_ms: &'a mut Option<u64>,
+    max_deliveries: &'a mut Option<u32>,
+    dead_letter: &'a mut Option<String>,
 }
 
 impl<'a> TopicFields<'a> {
@@ -385,6 +420,14 @@ impl<'a> TopicFields<'a> {
             stamp: &mut topic.stamp,
             max_headers: &mut topic.max_headers,
             max_header_bytes: &mut topic.max_header_bytes,
+            durable: &mut topic.durable,
+            retention: &mut topic.retention,
+            retention_bytes: &mut topic.retention_bytes,
+            retention_messages: &mut topic.retention_messages,
+            fsync: &mut topic.fsync,
+            ack_timeout_ms: &mut topic.ack_timeout_ms,
+            max_deliveries: &mut topic.max_deliveries,
+            dead_letter: &mut topic.dead_letter,
         }
     }
 
@@ -399,6 +442,14 @@ impl<'a> TopicFields<'a> {
             stamp: &mut defaults.stamp,
             max_headers: &mut defaults.max_headers,
             max_header_bytes: &mut defaults.max_header_bytes,
+            durable: &mut defaults.durable,
+            retention: &mut defaults.retention,
+            retention_bytes: &mut defaults.retention_bytes,
+            retention_messages: &mut defaults.retention_messages,
+            fsync: &mut defaults.fsync,
+            ack_timeout_ms: &mut defaults.ack_timeout_ms,
+            max_deliveries: &mut defaults.max_deliveries,
+            dead_letter: &mut defaults.dead_letter,
         }
     }
 
@@ -425,6 +476,38 @@ impl<'a> TopicFields<'a> {
                 parse_number(value)?,
                 "max_header_bytes",
             ),
+            "DURABLE" => set(self.durable, parse_bool(value)?, "durable"),
+            "RETENTION" => set(
+                self.retention,
+                parse_optional(value, parse_display)?,
+                "retention",
+            ),
+            "RETENTION_BYTES" => set(
+                self.retention_bytes,
+                parse_optional(value, parse_number)?,
+                "retention_bytes",
+            ),
+            "RETENTION_MESSAGES" => set(
+                self.retention_messages,
+                parse_optional(value, parse_number)?,
+                "retention_messages",
+            ),
+            "FSYNC" => set(self.fsync, parse_optional(value, parse_display)?, "fsync"),
+            "ACK_TIMEOUT_MS" => set(
+                self.ack_timeout_ms,
+                parse_optional(value, parse_number)?,
+                "ack_timeout_ms",
+            ),
+            "MAX_DELIVERIES" => set(
+                self.max_deliveries,
+                parse_optional(value, parse_number)?,
+                "max_deliveries",
+            ),
+            "DEAD_LETTER" => set(
+                self.dead_letter,
+                parse_optional(value, |v| Ok(v.to_owned()))?,
+                "dead_letter",
+            ),
             "PUBLISH" | "SUBSCRIBE" => Err(
                 "access lists cannot be set from the environment (they are lists, not scalars): \
                  set them in the file"
@@ -434,7 +517,9 @@ impl<'a> TopicFields<'a> {
                 other,
                 "topic",
                 "ROUTING, BUFFER_SIZE, MAX_MESSAGE_SIZE, BACKPRESSURE, PREFETCH, \
-                 PUBLISH_DEADLINE_MS, STAMP, MAX_HEADERS, MAX_HEADER_BYTES",
+                 PUBLISH_DEADLINE_MS, STAMP, MAX_HEADERS, MAX_HEADER_BYTES, DURABLE, RETENTION, \
+                 RETENTION_BYTES, RETENTION_MESSAGES, FSYNC, ACK_TIMEOUT_MS, MAX_DELIVERIES, \
+                 DEAD_LETTER",
             )),
         }
     }
@@ -464,6 +549,18 @@ fn parse_bool(value: &str) -> Result<bool, String> {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
         _ => Err(format!("expected true, false, 1 or 0, got `{value}`")),
+    }
+}
+
+/// A setting the file may leave out: an empty value leaves it out, anything else is parsed.
+fn parse_optional<T>(
+    value: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    if value.trim().is_empty() {
+        Ok(None)
+    } else {
+        parse(value).map(Some)
     }
 }
 
@@ -520,6 +617,16 @@ mod tests {
                 ("MYCELIUM_TOPIC_DEFAULTS__STAMP", "true"),
                 ("MYCELIUM_TOPIC_DEFAULTS__MAX_HEADERS", "16"),
                 ("MYCELIUM_TOPIC_DEFAULTS__MAX_HEADER_BYTES", "17"),
+                ("MYCELIUM_TOPIC_DEFAULTS__DURABLE", "true"),
+                ("MYCELIUM_TOPIC_DEFAULTS__RETENTION", "24h"),
+                ("MYCELIUM_TOPIC_DEFAULTS__RETENTION_BYTES", "1000"),
+                ("MYCELIUM_TOPIC_DEFAULTS__RETENTION_MESSAGES", "2000"),
+                ("MYCELIUM_TOPIC_DEFAULTS__FSYNC", "interval:10ms"),
+                ("MYCELIUM_TOPIC_DEFAULTS__ACK_TIMEOUT_MS", "18"),
+                ("MYCELIUM_TOPIC_DEFAULTS__MAX_DELIVERIES", "19"),
+                ("MYCELIUM_TOPIC_DEFAULTS__DEAD_LETTER", "dead"),
+                ("MYCELIUM_STORAGE__DATA_DIR", "/var/lib/mycelium"),
+                ("MYCELIUM_STORAGE__SEGMENT_BYTES", "8192"),
                 ("MYCELIUM_PERFORMANCE__WORKER_THREADS", "4"),
                 ("MYCELIUM_PERFORMANCE__CHANNEL_CAPACITY", "14"),
                 ("MYCELIUM_PERFORMANCE__BATCH_SIZE", "15"),
@@ -554,6 +661,21 @@ mod tests {
                 max_header_bytes: 17,
                 publish: None,
                 subscribe: None,
+                durable: true,
+                retention: ConfigDuration::from_millis(86_400_000),
+                retention_bytes: Some(1000),
+                retention_messages: Some(2000),
+                fsync: Some(Fsync::Interval(ConfigDuration::from_millis(10).unwrap())),
+                ack_timeout_ms: Some(18),
+                max_deliveries: Some(19),
+                dead_letter: Some("dead".to_owned()),
+            }
+        );
+        assert_eq!(
+            config.storage,
+            StorageConfig {
+                data_dir: Some(PathBuf::from("/var/lib/mycelium")),
+                segment_bytes: 8192,
             }
         );
         assert_eq!(
@@ -817,6 +939,71 @@ mod tests {
         let (var, message) = apply_err(&mut config, &[("MYCELIUM_HTTP__PORT", "1")]);
         assert_eq!(var, "MYCELIUM_HTTP__PORT");
         assert!(message.contains("unknown http field"), "{message}");
+    }
+
+    #[test]
+    fn a_topic_can_be_made_durable_and_its_optional_settings_unset_from_the_environment() {
+        let mut config = with_topics(&["orders"]);
+        config.topics[0].retention_bytes = Some(5);
+        config.topics[0].dead_letter = Some("x".to_owned());
+        config.storage.data_dir = Some(PathBuf::from("/data"));
+        let overrides = apply(
+            &mut config,
+            env(&[
+                ("MYCELIUM_TOPICS__ORDERS__DURABLE", "1"),
+                ("MYCELIUM_TOPICS__ORDERS__RETENTION", "1h30m"),
+                ("MYCELIUM_TOPICS__ORDERS__RETENTION_BYTES", ""),
+                ("MYCELIUM_TOPICS__ORDERS__FSYNC", "never"),
+                ("MYCELIUM_TOPICS__ORDERS__DEAD_LETTER", ""),
+                ("MYCELIUM_STORAGE__DATA_DIR", ""),
+            ]),
+        )
+        .expect("overrides");
+        let topic = &config.topics[0];
+        assert!(topic.durable);
+        assert_eq!(topic.retention, ConfigDuration::from_millis(5_400_000));
+        assert_eq!(topic.retention_bytes, None);
+        assert_eq!(topic.fsync, Some(Fsync::Never));
+        assert_eq!(topic.dead_letter, None);
+        assert_eq!(config.storage.data_dir, None);
+        assert_eq!(
+            overrides.var_for("topics[0].fsync"),
+            Some("MYCELIUM_TOPICS__ORDERS__FSYNC")
+        );
+        assert_eq!(
+            overrides.var_for("storage.data_dir"),
+            Some("MYCELIUM_STORAGE__DATA_DIR")
+        );
+    }
+
+    #[test]
+    fn a_bad_duration_fsync_or_storage_field_is_an_error_naming_the_variable() {
+        let cases = [
+            ("MYCELIUM_TOPICS__T__RETENTION", "3w", "unknown unit `w`"),
+            ("MYCELIUM_TOPICS__T__RETENTION", "0s", "is zero"),
+            (
+                "MYCELIUM_TOPICS__T__FSYNC",
+                "sometimes",
+                "unknown fsync policy",
+            ),
+            (
+                "MYCELIUM_TOPICS__T__MAX_DELIVERIES",
+                "-1",
+                "non-negative integer",
+            ),
+            ("MYCELIUM_TOPICS__T__DURABLE", "yes", "true, false, 1 or 0"),
+            (
+                "MYCELIUM_STORAGE__SEGMENT_BYTES",
+                "big",
+                "non-negative integer",
+            ),
+            ("MYCELIUM_STORAGE__DIR", "/x", "unknown storage field `DIR`"),
+        ];
+        for (var, value, expected) in cases {
+            let (got_var, message) = apply_err(&mut with_topics(&["t"]), &[(var, value)]);
+            assert_eq!(got_var, var);
+            assert!(message.contains(expected), "{var}={value}: {message}");
+        }
     }
 
     #[test]

@@ -29,8 +29,9 @@
 //!
 //! # Layout
 //!
-//! - `schema/`: the types, one file per section (`server`, `topic`, `performance`, `broker`) and
-//!   per enum (`routing`, `backpressure`), with their defaults.
+//! - `schema/`: the types, one file per section (`server`, `topic`, `performance`, `storage`,
+//!   `broker`...) and per value type (`routing`, `backpressure`, `duration`, `fsync`), with their
+//!   defaults; `durability` is a durable topic's settings resolved.
 //! - `limits`: the hard bounds validation enforces.
 //! - `load`: `from_file` / `from_toml_str*`, the pipeline from text to a validated config.
 //! - `env`: environment overrides.
@@ -65,9 +66,11 @@ pub use limits::{
 };
 pub use load::{read_config_file, socket_path_leniently};
 pub use schema::{
-    display_access, Backpressure, BrokerConfig, HttpConfig, MetricsConfig, ParseBackpressureError,
+    display_access, Backpressure, BrokerConfig, ConfigDuration, Durability, Fsync, HttpConfig,
+    MetricsConfig, ParseBackpressureError, ParseDurationError, ParseFsyncError,
     ParsePrincipalError, ParseRoutingError, PerformanceConfig, Principal, PrincipalId, Routing,
-    ServerConfig, ShmConfig, TopicConfig, TopicDefaults, MAX_HTTP_BODY_BYTES, MAX_RING_BYTES,
-    MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS, MIN_RING_BYTES,
+    ServerConfig, ShmConfig, StorageConfig, TopicConfig, TopicDefaults, MAX_FSYNC_INTERVAL,
+    MAX_HTTP_BODY_BYTES, MAX_RING_BYTES, MAX_SEGMENT_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC,
+    MAX_SHM_SUBSCRIBERS, MIN_FSYNC_INTERVAL, MIN_RING_BYTES, MIN_SEGMENT_BYTES,
 };
 pub use watch::{ConfigWatcher, RELOAD_DEBOUNCE, RELOAD_MAX_DELAY};

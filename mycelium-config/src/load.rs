@@ -275,7 +275,7 @@ mod tests {
     use super::*;
     use crate::{
         Backpressure, HttpConfig, MetricsConfig, PerformanceConfig, Routing, ServerConfig,
-        ShmConfig, TopicConfig, TopicDefaults,
+        ShmConfig, StorageConfig, TopicConfig, TopicDefaults,
     };
 
     const ORIGIN: &str = "broker.toml";
@@ -355,6 +355,14 @@ flush_interval_ms = 1
                     max_header_bytes: 4096,
                     publish: None,
                     subscribe: None,
+                    durable: false,
+                    retention: None,
+                    retention_bytes: None,
+                    retention_messages: None,
+                    fsync: None,
+                    ack_timeout_ms: None,
+                    max_deliveries: None,
+                    dead_letter: None,
                 },
                 TopicConfig {
                     name: "execution".to_owned(),
@@ -369,6 +377,14 @@ flush_interval_ms = 1
                     max_header_bytes: 4096,
                     publish: None,
                     subscribe: None,
+                    durable: false,
+                    retention: None,
+                    retention_bytes: None,
+                    retention_messages: None,
+                    fsync: None,
+                    ack_timeout_ms: None,
+                    max_deliveries: None,
+                    dead_letter: None,
                 },
             ],
             topic_defaults: TopicDefaults::default(),
@@ -382,6 +398,7 @@ flush_interval_ms = 1
             shm: ShmConfig::default(),
             http: HttpConfig::default(),
             metrics: MetricsConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 
@@ -484,6 +501,39 @@ flush_interval_ms = 1
                 .starts_with("unknown field `bufer_size`"),
             "{}",
             problems[0].message
+        );
+    }
+
+    #[test]
+    fn a_durable_topic_loads_with_storage_and_is_located_without_it() {
+        let topic = "[[topics]]\nname = \"orders\"\nrouting = \"queue\"\ndurable = true\n\
+                     retention = \"7d\"\nfsync = \"interval:10ms\"\n";
+        let config = load_with(
+            &format!(
+                "[storage]\ndata_dir = \"/var/lib/mycelium\"\nsegment_bytes = 4096\n\n{topic}"
+            ),
+            &[],
+        )
+        .expect("loads");
+        assert_eq!(
+            config.storage.data_dir.as_deref(),
+            Some(Path::new("/var/lib/mycelium"))
+        );
+        let durability = config.topics[0].durability().expect("durable");
+        assert_eq!(durability.fsync.to_string(), "interval:10ms");
+        let problems = invalid(topic, &[]);
+        let found: Vec<(Option<usize>, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.field.as_str()))
+            .collect();
+        assert_eq!(found, [(Some(4), "topics[0].durable")], "{problems:?}");
+        let problems = invalid(
+            "[[topics]]\nname = \"t\"\nrouting = \"fanout\"\nfsync = \"never\"\n",
+            &[],
+        );
+        assert_eq!(
+            (problems[0].line, problems[0].field.as_str()),
+            (Some(4), "topics[0].fsync")
         );
     }
 

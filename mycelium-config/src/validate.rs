@@ -19,11 +19,14 @@
 
 use std::collections::HashMap;
 
+use crate::schema::DEAD_LETTER_SUFFIX;
 use crate::{
-    BrokerConfig, Diagnostic, HttpConfig, PerformanceConfig, ServerConfig, ShmConfig, TopicConfig,
-    MAX_BUSY_POLL_US, MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT, MAX_HTTP_BODY_BYTES,
-    MAX_MESSAGE_SIZE_LIMIT, MAX_RING_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS,
-    MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS, MIN_RING_BYTES, SOCKET_PATH_MAX,
+    BrokerConfig, ConfigDuration, Diagnostic, Fsync, HttpConfig, PerformanceConfig, ServerConfig,
+    ShmConfig, StorageConfig, TopicConfig, TopicDefaults, MAX_BUSY_POLL_US, MAX_FSYNC_INTERVAL,
+    MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT, MAX_HTTP_BODY_BYTES, MAX_MESSAGE_SIZE_LIMIT,
+    MAX_RING_BYTES, MAX_SEGMENT_BYTES, MAX_SHM_PUBLISHERS_PER_TOPIC, MAX_SHM_SUBSCRIBERS,
+    MAX_SOCKET_MODE, MAX_TOPIC_NAME_LEN, MAX_WORKER_THREADS, MIN_FSYNC_INTERVAL, MIN_RING_BYTES,
+    MIN_SEGMENT_BYTES, SOCKET_PATH_MAX,
 };
 
 impl BrokerConfig {
@@ -31,7 +34,8 @@ impl BrokerConfig {
     pub fn validate(&self) -> Vec<Diagnostic> {
         let mut problems = Problems::default();
         check_server(&self.server, &mut problems);
-        check_topics(&self.topics, &mut problems);
+        let has_data_dir = self.storage.data_dir.is_some();
+        check_topics(&self.topics, has_data_dir, &mut problems);
         let defaults = &self.topic_defaults;
         check_topic_limits(
             "topic_defaults",
@@ -44,9 +48,17 @@ impl BrokerConfig {
             },
             &mut problems,
         );
+        check_durability(
+            "topic_defaults",
+            None,
+            DurableFields::of_defaults(defaults),
+            has_data_dir,
+            &mut problems,
+        );
         check_performance(&self.performance, &mut problems);
         check_shm(&self.shm, &mut problems);
         check_http(&self.http, &mut problems);
+        check_storage(&self.storage, &mut problems);
         problems.0
     }
 }
@@ -129,7 +141,7 @@ fn socket_path_problem(server: &ServerConfig) -> Option<String> {
     None
 }
 
-fn check_topics(topics: &[TopicConfig], problems: &mut Problems) {
+fn check_topics(topics: &[TopicConfig], has_data_dir: bool, problems: &mut Problems) {
     let mut first_index: HashMap<&str, usize> = HashMap::new();
     for (index, topic) in topics.iter().enumerate() {
         let prefix = format!("topics[{index}]");
@@ -156,6 +168,13 @@ fn check_topics(topics: &[TopicConfig], problems: &mut Problems) {
                 max_headers: topic.max_headers,
                 max_header_bytes: topic.max_header_bytes,
             },
+            problems,
+        );
+        check_durability(
+            &prefix,
+            Some(&topic.name),
+            DurableFields::of_topic(topic),
+            has_data_dir,
             problems,
         );
     }
@@ -217,6 +236,175 @@ fn check_topic_limits(prefix: &str, limits: TopicLimits, problems: &mut Problems
         problems.report(
             format!("{prefix}.max_header_bytes"),
             format!("must be at most {MAX_HEADER_BYTES_LIMIT}, got {max_header_bytes}"),
+        );
+    }
+}
+
+/// The durability settings `[[topics]]` entries and `[topic_defaults]` share, checked alike.
+struct DurableFields<'a> {
+    durable: bool,
+    retention: Option<ConfigDuration>,
+    retention_bytes: Option<u64>,
+    retention_messages: Option<u64>,
+    fsync: Option<Fsync>,
+    ack_timeout_ms: Option<u64>,
+    max_deliveries: Option<u32>,
+    dead_letter: Option<&'a str>,
+}
+
+impl<'a> DurableFields<'a> {
+    fn of_topic(topic: &'a TopicConfig) -> Self {
+        DurableFields {
+            durable: topic.durable,
+            retention: topic.retention,
+            retention_bytes: topic.retention_bytes,
+            retention_messages: topic.retention_messages,
+            fsync: topic.fsync,
+            ack_timeout_ms: topic.ack_timeout_ms,
+            max_deliveries: topic.max_deliveries,
+            dead_letter: topic.dead_letter.as_deref(),
+        }
+    }
+
+    fn of_defaults(defaults: &'a TopicDefaults) -> Self {
+        DurableFields {
+            durable: defaults.durable,
+            retention: defaults.retention,
+            retention_bytes: defaults.retention_bytes,
+            retention_messages: defaults.retention_messages,
+            fsync: defaults.fsync,
+            ack_timeout_ms: defaults.ack_timeout_ms,
+            max_deliveries: defaults.max_deliveries,
+            dead_letter: defaults.dead_letter.as_deref(),
+        }
+    }
+
+    /// The names of the settings that are set, in struct order.
+    fn set_names(&self) -> impl Iterator<Item = &'static str> {
+        [
+            ("retention", self.retention.is_some()),
+            ("retention_bytes", self.retention_bytes.is_some()),
+            ("retention_messages", self.retention_messages.is_some()),
+            ("fsync", self.fsync.is_some()),
+            ("ack_timeout_ms", self.ack_timeout_ms.is_some()),
+            ("max_deliveries", self.max_deliveries.is_some()),
+            ("dead_letter", self.dead_letter.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+    }
+}
+
+/// `name` is the declared topic's name, `None` for `[topic_defaults]`.
+fn check_durability(
+    prefix: &str,
+    name: Option<&str>,
+    fields: DurableFields<'_>,
+    has_data_dir: bool,
+    problems: &mut Problems,
+) {
+    if !fields.durable {
+        // A setting that would be ignored is a mistake the operator should hear about.
+        for field in fields.set_names() {
+            problems.report(
+                format!("{prefix}.{field}"),
+                "only applies to a durable topic; set `durable = true` or remove it",
+            );
+        }
+        return;
+    }
+    if !has_data_dir {
+        problems.report(
+            format!("{prefix}.durable"),
+            "a durable topic needs `[storage] data_dir`, the directory its log is kept in, \
+             which is not set",
+        );
+    }
+    if let Some(name) = name {
+        if matches!(name, "." | "..") {
+            problems.report(
+                format!("{prefix}.name"),
+                format!(
+                    "a durable topic's name is a directory under `[storage] data_dir`; \
+                     `{name}` cannot be one"
+                ),
+            );
+        } else if fields.dead_letter.is_none()
+            && name.len() + DEAD_LETTER_SUFFIX.len() > MAX_TOPIC_NAME_LEN
+        {
+            problems.report(
+                format!("{prefix}.name"),
+                format!(
+                    "the default dead-letter topic `<name>{DEAD_LETTER_SUFFIX}` would be longer \
+                     than {MAX_TOPIC_NAME_LEN} bytes; shorten the name or set `dead_letter`"
+                ),
+            );
+        }
+    }
+    problems.require_positive(
+        format!("{prefix}.retention_bytes"),
+        fields.retention_bytes == Some(0),
+    );
+    problems.require_positive(
+        format!("{prefix}.retention_messages"),
+        fields.retention_messages == Some(0),
+    );
+    if let Some(Fsync::Interval(interval)) = fields.fsync {
+        if !(MIN_FSYNC_INTERVAL..=MAX_FSYNC_INTERVAL).contains(&interval.get()) {
+            problems.report(
+                format!("{prefix}.fsync"),
+                format!(
+                    "the interval must be between {} and {}, got {interval}",
+                    show_duration(MIN_FSYNC_INTERVAL),
+                    show_duration(MAX_FSYNC_INTERVAL)
+                ),
+            );
+        }
+    }
+    problems.require_positive(
+        format!("{prefix}.ack_timeout_ms"),
+        fields.ack_timeout_ms == Some(0),
+    );
+    if fields.max_deliveries == Some(0) {
+        problems.report(format!("{prefix}.max_deliveries"), "must be at least 1");
+    }
+    if let Some(dead_letter) = fields.dead_letter {
+        if let Some(message) = topic_name_problem(dead_letter) {
+            problems.report(format!("{prefix}.dead_letter"), message);
+        } else if name == Some(dead_letter) {
+            problems.report(
+                format!("{prefix}.dead_letter"),
+                "must name another topic, not the topic itself",
+            );
+        }
+    }
+}
+
+/// A bound written as the config would write it (`1ms`, `10s`).
+fn show_duration(duration: std::time::Duration) -> String {
+    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    ConfigDuration::from_millis(ms).map_or_else(|| "0ms".to_owned(), |d| d.to_string())
+}
+
+fn check_storage(storage: &StorageConfig, problems: &mut Problems) {
+    if let Some(data_dir) = &storage.data_dir {
+        let bytes = data_dir.as_os_str().as_encoded_bytes();
+        if bytes.is_empty() {
+            problems.report(
+                "storage.data_dir",
+                "must not be empty; leave it out to keep no durable topics",
+            );
+        } else if bytes.contains(&0) {
+            problems.report("storage.data_dir", "must not contain a NUL byte");
+        }
+    }
+    if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&storage.segment_bytes) {
+        problems.report(
+            "storage.segment_bytes",
+            format!(
+                "must be between {MIN_SEGMENT_BYTES} and {MAX_SEGMENT_BYTES} (1 GiB), got {}",
+                storage.segment_bytes
+            ),
         );
     }
 }
@@ -559,6 +747,169 @@ mod tests {
     #[test]
     fn names_differing_only_in_case_are_distinct_topics() {
         assert_eq!(with_topics(&["jobs", "Jobs"]).validate(), []);
+    }
+
+    fn durable_topic(name: &str) -> TopicConfig {
+        TopicConfig {
+            durable: true,
+            ..TopicDefaults::default().topic(name)
+        }
+    }
+
+    fn with_storage(topics: Vec<TopicConfig>) -> BrokerConfig {
+        let mut config = BrokerConfig {
+            topics,
+            ..BrokerConfig::default()
+        };
+        config.storage.data_dir = Some(PathBuf::from("/var/lib/mycelium"));
+        config
+    }
+
+    fn problems(config: &BrokerConfig) -> Vec<(String, String)> {
+        config
+            .validate()
+            .into_iter()
+            .map(|d| (d.field, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_durable_topic_without_a_data_dir_names_the_missing_setting() {
+        let mut config = with_storage(vec![durable_topic("orders")]);
+        assert_eq!(config.validate(), []);
+        config.storage.data_dir = None;
+        config.topic_defaults.durable = true;
+        assert_eq!(
+            problems(&config),
+            [
+                (
+                    "topics[0].durable".to_owned(),
+                    "a durable topic needs `[storage] data_dir`, the directory its log is kept \
+                     in, which is not set"
+                        .to_owned()
+                ),
+                (
+                    "topic_defaults.durable".to_owned(),
+                    "a durable topic needs `[storage] data_dir`, the directory its log is kept \
+                     in, which is not set"
+                        .to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_durability_setting_on_a_topic_that_is_not_durable_is_reported_not_ignored() {
+        let mut config = with_storage(vec![TopicDefaults::default().topic("t")]);
+        let topic = &mut config.topics[0];
+        topic.retention = ConfigDuration::from_millis(1000);
+        topic.retention_bytes = Some(1);
+        topic.retention_messages = Some(1);
+        topic.fsync = Some(Fsync::Always);
+        topic.ack_timeout_ms = Some(30_000);
+        topic.max_deliveries = Some(5);
+        topic.dead_letter = Some("t.dlq".to_owned());
+        config.topic_defaults.fsync = Some(Fsync::Never);
+        let got = problems(&config);
+        let fields: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "topics[0].retention",
+                "topics[0].retention_bytes",
+                "topics[0].retention_messages",
+                "topics[0].fsync",
+                "topics[0].ack_timeout_ms",
+                "topics[0].max_deliveries",
+                "topics[0].dead_letter",
+                "topic_defaults.fsync",
+            ]
+        );
+        assert!(got.iter().all(
+            |(_, m)| m == "only applies to a durable topic; set `durable = true` or remove it"
+        ));
+    }
+
+    #[test]
+    fn durability_settings_are_bounded() {
+        let mut config = with_storage(vec![durable_topic("t")]);
+        let topic = &mut config.topics[0];
+        topic.retention_bytes = Some(0);
+        topic.retention_messages = Some(0);
+        topic.fsync = Some(Fsync::Interval(
+            ConfigDuration::from_millis(10_001).expect("non-zero"),
+        ));
+        topic.ack_timeout_ms = Some(0);
+        topic.max_deliveries = Some(0);
+        topic.dead_letter = Some("t".to_owned());
+        assert_eq!(
+            problems(&config),
+            [
+                ("topics[0].retention_bytes", "must be greater than 0"),
+                ("topics[0].retention_messages", "must be greater than 0"),
+                (
+                    "topics[0].fsync",
+                    "the interval must be between 1ms and 10s, got 10s1ms"
+                ),
+                ("topics[0].ack_timeout_ms", "must be greater than 0"),
+                ("topics[0].max_deliveries", "must be at least 1"),
+                (
+                    "topics[0].dead_letter",
+                    "must name another topic, not the topic itself"
+                ),
+            ]
+            .map(|(f, m)| (f.to_owned(), m.to_owned()))
+        );
+        let topic = &mut config.topics[0];
+        topic.retention_bytes = Some(1);
+        topic.retention_messages = Some(1);
+        topic.fsync = "interval:10s".parse().ok();
+        topic.ack_timeout_ms = Some(1);
+        topic.max_deliveries = Some(1);
+        topic.dead_letter = Some("a b".to_owned());
+        assert_eq!(fields(&config), ["topics[0].dead_letter"]);
+        config.topics[0].dead_letter = Some("t.failed".to_owned());
+        config.topics[0].fsync = "interval:1ms".parse().ok();
+        assert_eq!(config.validate(), []);
+    }
+
+    #[test]
+    fn a_durable_topic_name_must_make_a_directory_and_leave_room_for_its_dead_letter_topic() {
+        let config = with_storage(vec![durable_topic("."), durable_topic("..")]);
+        assert_eq!(fields(&config), ["topics[0].name", "topics[1].name"]);
+        // Not durable, the same names stay allowed as before.
+        assert_eq!(with_topics(&[".", ".."]).validate(), []);
+        let long = "n".repeat(MAX_TOPIC_NAME_LEN - 3);
+        let mut config = with_storage(vec![durable_topic(&long)]);
+        let got = problems(&config);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "topics[0].name");
+        assert!(got[0].1.contains("set `dead_letter`"), "{}", got[0].1);
+        config.topics[0].dead_letter = Some("short.dlq".to_owned());
+        assert_eq!(config.validate(), []);
+        let fits = "n".repeat(MAX_TOPIC_NAME_LEN - 4);
+        assert_eq!(with_storage(vec![durable_topic(&fits)]).validate(), []);
+    }
+
+    #[test]
+    fn storage_segment_bytes_and_data_dir_are_checked() {
+        let mut config = BrokerConfig::default();
+        for (segment_bytes, ok) in [
+            (MIN_SEGMENT_BYTES, true),
+            (MAX_SEGMENT_BYTES, true),
+            (5000, true),
+            (MIN_SEGMENT_BYTES - 1, false),
+            (MAX_SEGMENT_BYTES + 1, false),
+        ] {
+            config.storage.segment_bytes = segment_bytes;
+            let expected: &[&str] = if ok { &[] } else { &["storage.segment_bytes"] };
+            assert_eq!(fields(&config), expected, "{segment_bytes}");
+        }
+        config.storage.segment_bytes = MIN_SEGMENT_BYTES;
+        for bad in ["", "/var/a\0b"] {
+            config.storage.data_dir = Some(PathBuf::from(bad));
+            assert_eq!(fields(&config), ["storage.data_dir"], "{bad:?}");
+        }
     }
 
     #[test]

@@ -15,8 +15,8 @@
 use serde::Deserialize;
 
 use super::{
-    HttpConfig, MetricsConfig, PerformanceConfig, ServerConfig, ShmConfig, TopicConfig,
-    TopicDefaults,
+    HttpConfig, MetricsConfig, PerformanceConfig, ServerConfig, ShmConfig, StorageConfig,
+    TopicConfig, TopicDefaults,
 };
 
 /// A broker's configuration: the contents of `broker.toml` after environment overrides.
@@ -37,6 +37,8 @@ pub struct BrokerConfig {
     pub http: HttpConfig,
     /// Section `[metrics]`.
     pub metrics: MetricsConfig,
+    /// Section `[storage]`.
+    pub storage: StorageConfig,
 }
 
 impl BrokerConfig {

@@ -15,7 +15,8 @@
 
 use serde::Deserialize;
 
-use super::{Backpressure, Principal, Routing};
+use super::durability::{default_dead_letter, DEFAULT_ACK_TIMEOUT_MS, DEFAULT_MAX_DELIVERIES};
+use super::{Backpressure, ConfigDuration, Durability, Fsync, Principal, Routing};
 
 const DEFAULT_BUFFER_SIZE: usize = 10_000;
 const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -99,6 +100,37 @@ pub struct TopicConfig {
     /// Who may subscribe (or consume, on a queue topic), as `publish`.
     #[serde(default)]
     pub subscribe: Option<Vec<Principal>>,
+    /// Whether the topic keeps its messages in a log under `[storage] data_dir`, which must be
+    /// set. Default `false`. The settings below mean something only when this is `true`: setting
+    /// one on a topic that is not durable is a validation error; [`TopicConfig::durability`]
+    /// gives them with their defaults filled in.
+    #[serde(default)]
+    pub durable: bool,
+    /// Age past which whole log segments are deleted (`"24h"`, `"7d"`, `"1h30m"`, see
+    /// [`ConfigDuration`]); absent: no age limit.
+    #[serde(default)]
+    pub retention: Option<ConfigDuration>,
+    /// Total log bytes past which the oldest segments are deleted; absent: no limit. > 0.
+    #[serde(default)]
+    pub retention_bytes: Option<u64>,
+    /// Messages retained past which the oldest segments are deleted; absent: no limit. > 0.
+    #[serde(default)]
+    pub retention_messages: Option<u64>,
+    /// When the log is synced to disk ([`Fsync`]); absent: `always`.
+    #[serde(default)]
+    pub fsync: Option<Fsync>,
+    /// How long a consumer group member has to ack a message before it is redelivered;
+    /// absent: 30000. > 0.
+    #[serde(default)]
+    pub ack_timeout_ms: Option<u64>,
+    /// Deliveries of one message to a group before it goes to the dead-letter topic; absent: 5.
+    /// >= 1.
+    #[serde(default)]
+    pub max_deliveries: Option<u32>,
+    /// Topic that receives messages delivered `max_deliveries` times without an ack; absent:
+    /// `<topic>.dlq`. A valid topic name other than the topic's own.
+    #[serde(default)]
+    pub dead_letter: Option<String>,
 }
 
 /// Section `[topic_defaults]`: settings for topics that are not declared in `[[topics]]`.
@@ -134,6 +166,23 @@ pub struct TopicDefaults {
     pub publish: Option<Vec<Principal>>,
     /// As [`TopicConfig::subscribe`].
     pub subscribe: Option<Vec<Principal>>,
+    /// As [`TopicConfig::durable`].
+    pub durable: bool,
+    /// As [`TopicConfig::retention`].
+    pub retention: Option<ConfigDuration>,
+    /// As [`TopicConfig::retention_bytes`].
+    pub retention_bytes: Option<u64>,
+    /// As [`TopicConfig::retention_messages`].
+    pub retention_messages: Option<u64>,
+    /// As [`TopicConfig::fsync`].
+    pub fsync: Option<Fsync>,
+    /// As [`TopicConfig::ack_timeout_ms`].
+    pub ack_timeout_ms: Option<u64>,
+    /// As [`TopicConfig::max_deliveries`].
+    pub max_deliveries: Option<u32>,
+    /// As [`TopicConfig::dead_letter`]; absent: each auto-created topic gets its own
+    /// `<topic>.dlq`.
+    pub dead_letter: Option<String>,
 }
 
 impl Default for TopicDefaults {
@@ -152,6 +201,14 @@ impl Default for TopicDefaults {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             publish: None,
             subscribe: None,
+            durable: false,
+            retention: None,
+            retention_bytes: None,
+            retention_messages: None,
+            fsync: None,
+            ack_timeout_ms: None,
+            max_deliveries: None,
+            dead_letter: None,
         }
     }
 }
@@ -174,7 +231,34 @@ impl TopicDefaults {
             max_header_bytes: self.max_header_bytes,
             publish: self.publish.clone(),
             subscribe: self.subscribe.clone(),
+            durable: self.durable,
+            retention: self.retention,
+            retention_bytes: self.retention_bytes,
+            retention_messages: self.retention_messages,
+            fsync: self.fsync,
+            ack_timeout_ms: self.ack_timeout_ms,
+            max_deliveries: self.max_deliveries,
+            dead_letter: self.dead_letter.clone(),
         }
+    }
+}
+
+impl TopicConfig {
+    /// The topic's durability settings with their defaults filled in, or `None` when it is not
+    /// durable.
+    pub fn durability(&self) -> Option<Durability> {
+        self.durable.then(|| Durability {
+            retention: self.retention,
+            retention_bytes: self.retention_bytes,
+            retention_messages: self.retention_messages,
+            fsync: self.fsync.unwrap_or_default(),
+            ack_timeout_ms: self.ack_timeout_ms.unwrap_or(DEFAULT_ACK_TIMEOUT_MS),
+            max_deliveries: self.max_deliveries.unwrap_or(DEFAULT_MAX_DELIVERIES),
+            dead_letter: self
+                .dead_letter
+                .clone()
+                .unwrap_or_else(|| default_dead_letter(&self.name)),
+        })
     }
 }
 
@@ -204,6 +288,14 @@ mod tests {
             max_header_bytes: 8,
             publish: Some(vec!["uid:1".parse().unwrap()]),
             subscribe: Some(vec![]),
+            durable: true,
+            retention: "7d".parse().ok(),
+            retention_bytes: Some(10),
+            retention_messages: Some(11),
+            fsync: Some(Fsync::Never),
+            ack_timeout_ms: Some(12),
+            max_deliveries: Some(13),
+            dead_letter: Some("dead".to_owned()),
         };
         assert_eq!(
             defaults.topic("orders.eu"),
@@ -220,8 +312,60 @@ mod tests {
                 max_header_bytes: 8,
                 publish: Some(vec!["uid:1".parse().unwrap()]),
                 subscribe: Some(vec![]),
+                durable: true,
+                retention: "7d".parse().ok(),
+                retention_bytes: Some(10),
+                retention_messages: Some(11),
+                fsync: Some(Fsync::Never),
+                ack_timeout_ms: Some(12),
+                max_deliveries: Some(13),
+                dead_letter: Some("dead".to_owned()),
             }
         );
+    }
+
+    #[test]
+    fn durability_fills_in_the_defaults_and_keeps_what_the_file_says() {
+        let topic: TopicConfig = toml::from_str(
+            "name = \"orders\"\nrouting = \"queue\"\ndurable = true\nretention = \"1h30m\"\n\
+             fsync = \"interval:10ms\"\nmax_deliveries = 3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            topic.durability(),
+            Some(Durability {
+                retention: ConfigDuration::from_millis(5_400_000),
+                retention_bytes: None,
+                retention_messages: None,
+                fsync: Fsync::Interval(ConfigDuration::from_millis(10).unwrap()),
+                ack_timeout_ms: 30_000,
+                max_deliveries: 3,
+                dead_letter: "orders.dlq".to_owned(),
+            })
+        );
+        let plain: TopicConfig = toml::from_str("name = \"t\"\nrouting = \"fanout\"").unwrap();
+        assert_eq!(plain.durability(), None);
+    }
+
+    #[test]
+    fn a_malformed_retention_or_fsync_does_not_parse() {
+        for (line, expected) in [
+            ("retention = \"1y\"", "unknown unit `y`"),
+            ("retention = \"\"", "empty duration"),
+            ("fsync = \"sometimes\"", "unknown fsync policy"),
+            (
+                "fsync = \"interval:5\"",
+                "expected a number followed by a unit",
+            ),
+        ] {
+            let text = format!("name = \"t\"\nrouting = \"fanout\"\ndurable = true\n{line}\n");
+            let err = toml::from_str::<TopicConfig>(&text).unwrap_err();
+            assert!(
+                err.message().contains(expected),
+                "{line}: {}",
+                err.message()
+            );
+        }
     }
 
     #[test]

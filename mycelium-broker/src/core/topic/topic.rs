@@ -120,9 +120,9 @@ impl Topic {
     /// Replaces the topic's settings, for every message routed from now on (a hot reload).
     /// Messages already queued stay queued, whatever the new `buffer_size`. `name` and
     /// `routing` cannot change: a config naming another routing is refused.
-    pub(crate) fn set_config(&self, config: TopicConfig) -> Result<(), TopicConfig> {
+    pub(crate) fn set_config(&self, config: TopicConfig) -> Result<(), Box<TopicConfig>> {
         if config.name != self.name || config.routing != self.routing {
-            return Err(config);
+            return Err(Box::new(config));
         }
         self.acl.store(Arc::new(resolve_acl(&config)));
         self.settings.store(Arc::new(config));
