@@ -120,3 +120,53 @@ fn an_invalid_edit_changes_nothing_and_the_broker_reports_file_line_and_field() 
     assert!(!text.stdout.contains("FAILED"), "{}", text.stdout);
     assert!(sub.child.try_wait().expect("try_wait").is_none());
 }
+
+/// Durable topics are not served by this broker yet: a config asking for one stops the broker
+/// at start with the reason, and a reload asking for one fails and changes nothing, rather
+/// than running the topic in memory while its operator believes it is kept on disk.
+#[test]
+fn a_durable_topic_is_refused_at_start_and_on_reload() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let durable = format!(
+        "[storage]\ndata_dir = \"{}\"\n\n{}",
+        dir.path().join("data").display(),
+        topic_with("kept", "fanout", "durable = true")
+    );
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nsocket_path = \"{}\"\n\n{durable}",
+            dir.path().join("b.sock").display()
+        ),
+    )
+    .expect("write");
+    let out = run_to_end(
+        std::process::Command::new(common::mycelium_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("MYCELIUM_LOG"),
+    );
+    assert!(!out.status.success(), "the broker must not start");
+    assert!(
+        out.stderr
+            .contains("topic 'kept': durable = true is not served"),
+        "{}",
+        out.stderr
+    );
+
+    let broker = TestBroker::start(&fanout("a"));
+    let start_generation = generation(&broker);
+    let attempts = reloads(&broker);
+    std::fs::write(
+        &broker.config,
+        broker.config_text(&format!("{}{durable}", fanout("a"))),
+    )
+    .expect("write");
+    let status = wait_for_attempt_after(&broker, attempts);
+    assert_eq!(status["last_reload_failed"], true, "{status}");
+    let errors = lines(&status, "last_error").join("\n");
+    assert!(errors.contains("durable = true is not served"), "{errors}");
+    assert_eq!(status["generation"].as_u64(), Some(start_generation));
+    assert!(!topic_names(&broker).contains("kept"));
+}

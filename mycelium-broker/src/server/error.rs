@@ -20,6 +20,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// The config asks for something this broker does not serve yet (durable topics).
+    #[error("unsupported in config: {}", .0.join("; "))]
+    Unsupported(Vec<String>),
     /// An access list names a user or group this machine does not have.
     #[error("invalid access list in config: {}", .0.join("; "))]
     AccessLists(Vec<String>),

@@ -8,7 +8,8 @@
 //! - One concept per module. Dependencies go one way, each module using only those above it
 //!   (unit tests excepted: the supervisor's run a whole [`Server`]):
 //!   1. `error`: [`ServeError`].
-//!   2. `supervisor`: the broker's long-lived tasks and threads, and what their failure does.
+//!   2. `supervisor`: the broker's long-lived tasks and threads, and what their failure does;
+//!      `durability`: durable topics refused until the broker serves them.
 //!   3. `heartbeat`, `outbox_sink`: a connection's liveness, and its outbox as the core's
 //!      delivery.
 //!   4. `reload_handle`: how a reload is asked for ([`ReloadHandle`], [`ReloadAnswer`]).
@@ -25,6 +26,7 @@
 //!   10. `listener`: [`bind_socket`] and [`Server`]: the accept loop and graceful shutdown.
 
 mod connection;
+mod durability;
 mod error;
 mod handle;
 mod heartbeat;

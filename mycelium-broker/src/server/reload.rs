@@ -146,7 +146,8 @@ fn reload(
         Ok(config) => config,
         Err(error) => return (Some(invalid(state, path, &error)), Some(text)),
     };
-    let unresolved = TopicAcl::check_all(&wanted);
+    let mut unresolved = crate::server::durability::unserved_durable_topics(&wanted);
+    unresolved.extend(TopicAcl::check_all(&wanted));
     if !unresolved.is_empty() {
         let message = unresolved
             .iter()

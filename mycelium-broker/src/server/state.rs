@@ -141,6 +141,10 @@ impl Drop for ShmSessionCount<'_> {
 impl BrokerState {
     /// State for a broker run with `config` (assumed validated).
     pub(crate) fn new(config: BrokerConfig) -> Result<BrokerState, ServeError> {
+        let unserved = crate::server::durability::unserved_durable_topics(&config);
+        if !unserved.is_empty() {
+            return Err(ServeError::Unsupported(unserved));
+        }
         let problems = crate::core::acl::TopicAcl::check_all(&config);
         if !problems.is_empty() {
             return Err(ServeError::AccessLists(problems));
