@@ -76,7 +76,7 @@ pub use core::topic::{
 pub use error::{CreateTopicError, LookupError, PublishError, SubscribeError};
 pub use mycelium_transport::Broker;
 pub use server::{
-    bind_socket, BrokerHandle, BrokerMetrics, BrokerStatistics, ConnectionCounts, LastReload,
-    ReloadAnswer, ReloadHandle, ReloadMetrics, RemoveTopicError, ServeError, Server,
+    bind_socket, preflight, BrokerHandle, BrokerMetrics, BrokerStatistics, ConnectionCounts,
+    LastReload, ReloadAnswer, ReloadHandle, ReloadMetrics, RemoveTopicError, ServeError, Server,
     SubscriberCounts, SubscriberLag, TopicMetrics,
 };

@@ -1,4 +1,5 @@
-//! `mycelium check`: validate a config file without a running broker.
+//! `mycelium check`: validate a config file without a running broker, and say what the broker
+//! would still refuse in it (`mycelium_broker::preflight`).
 
 use crate::output::outln;
 use std::path::PathBuf;
@@ -17,6 +18,13 @@ pub struct CheckArgs {
 pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     match BrokerConfig::from_file(&args.config) {
         Ok(config) => {
+            let refused = mycelium_broker::preflight(&config);
+            if !refused.is_empty() {
+                for problem in refused {
+                    outln!("{}: {problem}", args.config.display());
+                }
+                return Ok(ExitCode::FAILURE);
+            }
             let topics: Vec<String> = config
                 .topics
                 .iter()

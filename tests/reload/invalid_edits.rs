@@ -154,6 +154,20 @@ fn a_durable_topic_is_refused_at_start_and_on_reload() {
         "{}",
         out.stderr
     );
+    // `mycelium check` says the same of the file, and fails.
+    let check = run_to_end(
+        std::process::Command::new(common::mycelium_bin())
+            .args(["check", "--config"])
+            .arg(&config),
+    );
+    assert!(!check.status.success(), "{}", check.stdout);
+    assert!(
+        check
+            .stdout
+            .contains("topic 'kept': durable = true is not served"),
+        "{}",
+        check.stdout
+    );
 
     let broker = TestBroker::start(&fanout("a"));
     let start_generation = generation(&broker);

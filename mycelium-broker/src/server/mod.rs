@@ -9,7 +9,8 @@
 //!   (unit tests excepted: the supervisor's run a whole [`Server`]):
 //!   1. `error`: [`ServeError`].
 //!   2. `supervisor`: the broker's long-lived tasks and threads, and what their failure does;
-//!      `durability`: durable topics refused until the broker serves them.
+//!      `durability`: durable topics refused until the broker serves them; `preflight`:
+//!      every refusal of a valid config, for the broker and `mycelium check` alike.
 //!   3. `heartbeat`, `outbox_sink`: a connection's liveness, and its outbox as the core's
 //!      delivery.
 //!   4. `reload_handle`: how a reload is asked for ([`ReloadHandle`], [`ReloadAnswer`]).
@@ -33,6 +34,7 @@ mod heartbeat;
 mod listener;
 mod metrics;
 mod outbox_sink;
+mod preflight;
 mod reclaim;
 mod reload;
 mod reload_handle;
@@ -48,5 +50,6 @@ pub use metrics::{
     BrokerMetrics, ConnectionCounts, LastReload, ReloadMetrics, SubscriberCounts, SubscriberLag,
     TopicMetrics,
 };
+pub use preflight::preflight;
 pub use reload_handle::{ReloadAnswer, ReloadHandle};
 pub use state::BrokerStatistics;

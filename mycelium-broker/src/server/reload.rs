@@ -30,7 +30,6 @@ use std::sync::Arc;
 use mycelium_config::{BrokerConfig, ConfigDiff, ConfigError, ConfigWatcher, Takes};
 use mycelium_transport::ReloadOutcome;
 
-use crate::core::acl::TopicAcl;
 use crate::server::reload_handle::{ReloadAnswer, ReloadHandle, ReloadQueue, Trigger};
 use crate::server::state::BrokerState;
 /// Where a reload reads its config, and where the socket it chmods lives.
@@ -146,8 +145,7 @@ fn reload(
         Ok(config) => config,
         Err(error) => return (Some(invalid(state, path, &error)), Some(text)),
     };
-    let mut unresolved = crate::server::durability::unserved_durable_topics(&wanted);
-    unresolved.extend(TopicAcl::check_all(&wanted));
+    let unresolved = crate::server::preflight::preflight(&wanted);
     if !unresolved.is_empty() {
         let message = unresolved
             .iter()
