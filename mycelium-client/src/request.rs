@@ -60,9 +60,10 @@ impl Drop for Requests {
     }
 }
 
-/// The reply inbox of the client whose handshakes carry `client_id`.
+/// The reply inbox of the client whose handshakes carry `client_id`: `_INBOX.` and the id in
+/// base64url (`mycelium_transport::envelope::inbox_name`).
 pub fn inbox_of(client_id: Uuid) -> String {
-    format!("_INBOX.{}", client_id.simple())
+    mycelium_transport::envelope::inbox_name(client_id)
 }
 
 /// Removes a request from the pending map when its caller stops waiting, whatever the reason.

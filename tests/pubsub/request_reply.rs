@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use mycelium_client::envelope::Headers;
 use mycelium_client::{inbox_of, Client, ClientOptions, ReplyError};
-use mycelium_transport::{ErrorCode, Frame, NO_TOPIC};
+use mycelium_transport::handshake::Opening;
+use mycelium_transport::{ClientHandshake, ErrorCode, Frame, NO_TOPIC};
 
 use super::common::raw::RawConnection;
 use super::common::{block_on, spawn_sub, TestBroker};
@@ -224,6 +225,27 @@ fn a_connection_may_subscribe_only_to_its_own_inbox() {
     });
     assert_eq!(topic_counter(&broker, &client_inbox, "published"), 1);
     raw.ping();
+
+    // A client may name its own inbox in either form the protocol gives: the id in base64url
+    // (what inbox_of writes) or in 32 hex digits; another client's is refused in both.
+    let id = uuid::Uuid::new_v4();
+    let mut own = RawConnection::connect(&broker.socket, "own inbox");
+    own.send_frame(&ClientHandshake::new(Opening::Messages, id, "own inbox").hello());
+    assert!(matches!(own.recv(), Frame::Welcome { .. }));
+    own.subscribe(&inbox_of(id));
+    own.subscribe(&format!("_INBOX.{}", id.simple()));
+    let other = uuid::Uuid::new_v4();
+    for foreign in [inbox_of(other), format!("_INBOX.{}", other.simple())] {
+        let request = own.request_id();
+        own.send_frame(&Frame::Subscribe {
+            request_id: request,
+            prefetch: 0,
+            no_echo: false,
+            topic: foreign,
+        });
+        own.expect_request_refused(ErrorCode::PermissionDenied, request, NO_TOPIC);
+    }
+    own.ping();
 }
 
 #[test]

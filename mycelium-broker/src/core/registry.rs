@@ -26,6 +26,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use mycelium_config::{BrokerConfig, TopicConfig, TopicDefaults};
+use mycelium_transport::envelope::{inbox_name, inbox_owner};
 
 use crate::core::latency::LatencyRecorder;
 use crate::core::patterns::{PatternIndex, PatternSubscription};
@@ -172,23 +173,19 @@ pub struct TopicRegistry {
 
 /// The prefix of reply inboxes (`_INBOX.<client id>`): topics created on first use whatever
 /// `auto_create` says, dynamic (reclaimed when idle), fanout, and reached by no pattern.
-pub const INBOX_PREFIX: &str = "_INBOX.";
-
-/// Whether `name` is a reply inbox's (see [`INBOX_PREFIX`]).
-pub fn is_inbox(name: &str) -> bool {
-    name.len() > INBOX_PREFIX.len() && name.starts_with(INBOX_PREFIX)
-}
+pub use mycelium_transport::envelope::{is_inbox, INBOX_PREFIX};
 
 /// Why a client whose handshake said `client_id` may not subscribe to `name`, if `name` is
-/// another client's reply inbox: a client reads only `_INBOX.<its own client id>`, so a
-/// reply reaches nobody else.
+/// another client's reply inbox: a client reads only `_INBOX.<its own client id>` (the id in
+/// base64url or hex, `mycelium_transport::envelope::inbox_owner`), so a reply reaches nobody
+/// else.
 pub fn foreign_inbox(name: &str, client_id: uuid::Uuid) -> Option<String> {
-    let owner = name.strip_prefix(INBOX_PREFIX)?;
-    let own = client_id.simple().to_string();
-    (owner != own).then(|| {
+    name.strip_prefix(INBOX_PREFIX)?;
+    (inbox_owner(name) != Some(client_id)).then(|| {
         format!(
             "topic '{name}' is a reply inbox of another client: a client may subscribe only to \
-             its own, {INBOX_PREFIX}{own} (the client id of its handshake)"
+             its own, {} (the client id of its handshake)",
+            inbox_name(client_id)
         )
     })
 }

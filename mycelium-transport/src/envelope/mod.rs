@@ -18,15 +18,18 @@
 //! # Layout
 //! - `view`: [`EnvelopeView`] and [`EnvelopeError`], reading.
 //! - `headers`: [`Headers`] (owned, for publishing) and [`HeaderIter`] (borrowed, reading).
+//! - `inbox`: reply inbox names ([`inbox_name`], [`inbox_owner`]).
 //! - `stamp`: [`Stamp`] and [`Stamper`], ids that sort by time.
 //! - `write`: [`Envelope`] and [`RequestEnvelope`], writing.
 
 mod headers;
+mod inbox;
 mod stamp;
 mod view;
 mod write;
 
 pub use headers::{HeaderError, HeaderIter, Headers};
+pub use inbox::{inbox_name, inbox_owner, is_inbox, INBOX_PREFIX};
 pub use stamp::{Stamp, Stamper};
 pub(crate) use view::BlockOffsets;
 pub use view::{EnvelopeError, EnvelopeView};
