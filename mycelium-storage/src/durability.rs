@@ -2,9 +2,14 @@
 //!
 //! - [`Durability`] holds the durable offset (every record below it is synced) and what the
 //!   syncer should sync next: the active segment's file and the offset it reaches.
-//! - [`Syncer`] owns the thread of [`FsyncPolicy::Interval`](crate::FsyncPolicy::Interval):
-//!   every interval it syncs the active file if appends passed the durable offset. Dropping the
-//!   handle stops and joins the thread.
+//! - [`Syncer`] owns the thread of [`FsyncPolicy::Interval`](crate::FsyncPolicy::Interval)
+//!   (every interval it syncs the active file if appends passed the durable offset) and of
+//!   [`FsyncPolicy::GroupCommit`](crate::FsyncPolicy::GroupCommit) (it sleeps until an append
+//!   passes the durable offset, then syncs at once). Dropping the handle stops and joins the
+//!   thread.
+//! - A listener ([`Durability::set_listener`]) hears every move of the durable offset, from
+//!   whichever thread made it: how an async owner learns of durability without a thread
+//!   blocked in [`Durability::wait`].
 
 use std::fs::File;
 use std::io;
@@ -19,6 +24,9 @@ struct Pending {
     stop: bool,
 }
 
+/// Told the new durable offset each time it moves.
+pub(crate) type DurableListener = Box<dyn Fn(u64) + Send + Sync>;
+
 /// Shared by the log and its syncer thread.
 pub(crate) struct Durability {
     durable: AtomicU64,
@@ -31,17 +39,29 @@ pub(crate) struct Durability {
     wake: Condvar,
     /// Wakes callers of `wait_durable` when the durable offset moves.
     moved: Condvar,
+    /// Wake the syncer at every append (group commit), not only to stop.
+    wake_on_append: bool,
+    listener: Mutex<Option<DurableListener>>,
 }
 
 impl Durability {
-    pub(crate) fn new(file: Arc<File>, next_offset: u64) -> Self {
+    pub(crate) fn new(file: Arc<File>, next_offset: u64, wake_on_append: bool) -> Self {
         Self {
             durable: AtomicU64::new(next_offset),
             target: AtomicU64::new(next_offset),
             pending: Mutex::new(Pending { file, stop: false }),
             wake: Condvar::new(),
             moved: Condvar::new(),
+            wake_on_append,
+            listener: Mutex::new(None),
         }
+    }
+
+    /// Calls `listener` with the durable offset each time it moves from now on (replacing any
+    /// listener set before). It runs on the thread that moved it (the syncer's or an
+    /// appender's), so it must be quick and must not call into the log.
+    pub(crate) fn set_listener(&self, listener: DurableListener) {
+        *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
@@ -55,14 +75,29 @@ impl Durability {
 
     /// Records that everything below `offset` is synced.
     pub(crate) fn mark_durable(&self, offset: u64) {
-        let _g = self.lock();
-        self.durable.fetch_max(offset, Ordering::AcqRel);
-        self.moved.notify_all();
+        let moved = {
+            let _g = self.lock();
+            let before = self.durable.fetch_max(offset, Ordering::AcqRel);
+            self.moved.notify_all();
+            before < offset
+        };
+        if moved {
+            if let Some(listener) = &*self.listener.lock().unwrap_or_else(|e| e.into_inner()) {
+                listener(self.durable());
+            }
+        }
     }
 
-    /// Records that appends reached `target` in the active segment.
+    /// Records that appends reached `target` in the active segment (and, under group commit,
+    /// wakes the syncer: under the lock, so a syncer about to sleep cannot miss it).
     pub(crate) fn appended(&self, target: u64) {
-        self.target.store(target, Ordering::Release);
+        if self.wake_on_append {
+            let _g = self.lock();
+            self.target.store(target, Ordering::Release);
+            self.wake.notify_all();
+        } else {
+            self.target.store(target, Ordering::Release);
+        }
     }
 
     /// Makes `file` (a new active segment, the previous one synced) the one the syncer syncs.
@@ -105,23 +140,39 @@ pub(crate) struct Syncer {
 }
 
 impl Syncer {
-    pub(crate) fn start(shared: Arc<Durability>, interval: Duration) -> io::Result<Self> {
+    /// A syncer that syncs every `interval`, or (`None`: group commit) whenever an append is
+    /// waiting.
+    pub(crate) fn start(shared: Arc<Durability>, interval: Option<Duration>) -> io::Result<Self> {
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("mycelium-log-sync".into())
             .spawn(move || loop {
                 {
                     let g = s.lock();
-                    let (g, _) = s
-                        .wake
-                        .wait_timeout_while(g, interval, |p| !p.stop)
-                        .unwrap_or_else(|e| e.into_inner());
+                    let g = match interval {
+                        Some(interval) => {
+                            s.wake
+                                .wait_timeout_while(g, interval, |p| !p.stop)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0
+                        }
+                        None => s
+                            .wake
+                            .wait_while(g, |p| {
+                                !p.stop && s.target.load(Ordering::Acquire) <= s.durable()
+                            })
+                            .unwrap_or_else(|e| e.into_inner()),
+                    };
                     if g.stop {
                         return;
                     }
                 }
                 if let Err(e) = s.sync_pending() {
-                    tracing::warn!(error = %e, "interval fsync of the log failed");
+                    tracing::warn!(error = %e, "background fsync of the log failed");
+                    // Do not spin on a failing disk: the next append or interval tries again.
+                    if interval.is_none() {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                 }
             })?;
         Ok(Self {

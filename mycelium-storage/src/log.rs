@@ -51,7 +51,7 @@ pub struct Log {
     batch: Vec<(u64, u64)>,
     /// How far the log is synced; shared with the syncer thread.
     durability: Arc<Durability>,
-    /// The interval syncer (`FsyncPolicy::Interval` only); stopped and joined when the log is
+    /// The syncer (`FsyncPolicy::Interval` and `GroupCommit` only); stopped and joined when the log is
     /// dropped, before the log's own final sync.
     syncer: Option<Syncer>,
     recovery: RecoveryReport,
@@ -158,10 +158,14 @@ impl Log {
         let durability = Arc::new(Durability::new(
             Arc::clone(&active.file),
             active.next_offset,
+            options.fsync == FsyncPolicy::GroupCommit,
         ));
         let syncer = match options.fsync {
             FsyncPolicy::Interval(d) => {
-                Some(Syncer::start(Arc::clone(&durability), d).map_err(OpenError::Syncer)?)
+                Some(Syncer::start(Arc::clone(&durability), Some(d)).map_err(OpenError::Syncer)?)
+            }
+            FsyncPolicy::GroupCommit => {
+                Some(Syncer::start(Arc::clone(&durability), None).map_err(OpenError::Syncer)?)
             }
             _ => None,
         };
@@ -267,7 +271,7 @@ impl Log {
         }
         match policy {
             FsyncPolicy::Always => self.durability.mark_durable(next),
-            FsyncPolicy::Interval(_) => self.durability.appended(next),
+            FsyncPolicy::Interval(_) | FsyncPolicy::GroupCommit => self.durability.appended(next),
             FsyncPolicy::Never => {}
         }
         Ok(start..next)
@@ -329,6 +333,14 @@ impl Log {
     /// as durable (synced first unless the policy is `Never`).
     pub fn durable_offset(&self) -> u64 {
         self.durability.durable()
+    }
+
+    /// Calls `listener` with the new durable offset each time it moves, from whichever thread
+    /// moved it (the syncer's, or the appender's under [`FsyncPolicy::Always`] and at a
+    /// segment roll); replaces any listener set before. It must be quick and must not call
+    /// into the log (it may run while the log is borrowed for an append).
+    pub fn set_durable_listener(&self, listener: impl Fn(u64) + Send + Sync + 'static) {
+        self.durability.set_listener(Box::new(listener));
     }
 
     /// Waits until every record below `offset` is durable, or `timeout` passes; answers

@@ -383,6 +383,34 @@ fn fsync_policies_move_the_durable_offset() {
 }
 
 #[test]
+fn group_commit_syncs_in_the_background_and_tells_the_listener() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        fsync: FsyncPolicy::GroupCommit,
+        ..never(1024)
+    };
+    let mut log = Log::open(dir.path(), options).unwrap();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&heard);
+    log.set_durable_listener(move |offset| sink.lock().unwrap().push(offset));
+    for round in 1..=20u64 {
+        fill(&mut log, 3);
+        // Nobody calls sync: the syncer, woken by the append, makes it durable.
+        assert!(log.wait_durable(round * 3, Duration::from_secs(10)));
+    }
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard.last(), Some(&60));
+    assert!(
+        heard.windows(2).all(|w| w[0] < w[1]),
+        "each call says how far it moved: {heard:?}"
+    );
+    drop(log);
+    let log = Log::open(dir.path(), options).unwrap();
+    assert_eq!(log.next_offset(), 60);
+}
+
+#[test]
 fn a_reader_catches_up_with_appends_and_rolls() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), never(512)).unwrap();

@@ -7,6 +7,12 @@ use std::time::Duration;
 pub enum FsyncPolicy {
     /// `append` returns once its records are synced (a batch shares one sync).
     Always,
+    /// `append` returns once its records are written; a background thread syncs whenever
+    /// records are waiting, back to back, so the appends made during one sync share the next
+    /// (group commit). A record is durable one or two syncs after its append returned; an
+    /// owner that must not block on the disk appends this way and confirms each record when
+    /// [`Log::durable_offset`](crate::Log::durable_offset) passes it.
+    GroupCommit,
     /// A background thread syncs the active segment every interval: a record is durable at
     /// most one interval (plus the sync itself) after its append returned.
     /// [`Log::durable_offset`](crate::Log::durable_offset) says how far it got.
