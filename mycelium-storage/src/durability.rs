@@ -13,7 +13,7 @@
 
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -40,7 +40,7 @@ pub(crate) struct Durability {
     /// Wakes callers of `wait_durable` when the durable offset moves.
     moved: Condvar,
     /// Wake the syncer at every append (group commit), not only to stop.
-    wake_on_append: bool,
+    wake_on_append: AtomicBool,
     listener: Mutex<Option<DurableListener>>,
 }
 
@@ -52,7 +52,7 @@ impl Durability {
             pending: Mutex::new(Pending { file, stop: false }),
             wake: Condvar::new(),
             moved: Condvar::new(),
-            wake_on_append,
+            wake_on_append: AtomicBool::new(wake_on_append),
             listener: Mutex::new(None),
         }
     }
@@ -88,10 +88,15 @@ impl Durability {
         }
     }
 
+    /// Whether appends wake the syncer (set while no syncer runs: at a policy change).
+    pub(crate) fn set_wake_on_append(&self, wake: bool) {
+        self.wake_on_append.store(wake, Ordering::Relaxed);
+    }
+
     /// Records that appends reached `target` in the active segment (and, under group commit,
     /// wakes the syncer: under the lock, so a syncer about to sleep cannot miss it).
     pub(crate) fn appended(&self, target: u64) {
-        if self.wake_on_append {
+        if self.wake_on_append.load(Ordering::Relaxed) {
             let _g = self.lock();
             self.target.store(target, Ordering::Release);
             self.wake.notify_all();
@@ -143,6 +148,8 @@ impl Syncer {
     /// A syncer that syncs every `interval`, or (`None`: group commit) whenever an append is
     /// waiting.
     pub(crate) fn start(shared: Arc<Durability>, interval: Option<Duration>) -> io::Result<Self> {
+        // A syncer stopped before (a policy change) has been joined: the flag is this one's.
+        shared.lock().stop = false;
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("mycelium-log-sync".into())

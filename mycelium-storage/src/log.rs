@@ -337,7 +337,8 @@ impl Log {
 
     /// Calls `listener` with the new durable offset each time it moves, from whichever thread
     /// moved it (the syncer's, or the appender's under [`FsyncPolicy::Always`] and at a
-    /// segment roll); replaces any listener set before. It must be quick and must not call
+    /// segment roll), after [`Log::wait_durable`] callers are woken; the offsets it is told
+    /// never decrease (one may repeat). Replaces any listener set before. It must be quick and must not call
     /// into the log (it may run while the log is borrowed for an append).
     pub fn set_durable_listener(&self, listener: impl Fn(u64) + Send + Sync + 'static) {
         self.durability.set_listener(Box::new(listener));
@@ -391,6 +392,47 @@ impl Log {
                 LogReader::new(&self.segments, i, pos, seg.base + rel, Some(t))
             }
         }
+    }
+
+    /// Keeps what `retention` says from the next [`Log::enforce_retention`] on.
+    pub fn set_retention(&mut self, retention: crate::Retention) {
+        self.options.retention = retention;
+    }
+
+    /// Starts a segment when the active one's records span `age` (checked at each append);
+    /// `None`: by size alone.
+    pub fn set_segment_age(&mut self, age: Option<Duration>) {
+        self.options.segment_age = age;
+    }
+
+    /// Syncs under `fsync` from the next append on: the syncer thread of the old policy is
+    /// stopped and one for the new policy started. Records appended before stay as durable as
+    /// they were; under the new policy the next sync covers them.
+    pub fn set_fsync(&mut self, fsync: FsyncPolicy) -> Result<(), OpenError> {
+        if fsync == self.options.fsync {
+            return Ok(());
+        }
+        let candidate = LogOptions {
+            fsync,
+            ..self.options
+        };
+        if let Some(problem) = candidate.problem() {
+            return Err(OpenError::Options(problem));
+        }
+        drop(self.syncer.take());
+        self.durability
+            .set_wake_on_append(fsync == FsyncPolicy::GroupCommit);
+        self.syncer = match fsync {
+            FsyncPolicy::Interval(d) => Some(
+                Syncer::start(Arc::clone(&self.durability), Some(d)).map_err(OpenError::Syncer)?,
+            ),
+            FsyncPolicy::GroupCommit => {
+                Some(Syncer::start(Arc::clone(&self.durability), None).map_err(OpenError::Syncer)?)
+            }
+            FsyncPolicy::Always | FsyncPolicy::Never => None,
+        };
+        self.options.fsync = fsync;
+        Ok(())
     }
 
     /// Deletes the sealed segments that [`LogOptions::retention`] no longer keeps, oldest
