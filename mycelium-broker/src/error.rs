@@ -20,6 +20,14 @@ pub enum CreateTopicError {
     /// All 2^32 topic ids of this broker run are used.
     #[error("too many topics")]
     TooManyTopics,
+    /// A durable topic's log could not be opened (or `[storage] data_dir` is not set).
+    #[error("durable topic '{name}': {reason}")]
+    Storage {
+        /// The topic.
+        name: String,
+        /// Why, with the causes (the log's directory, the I/O error).
+        reason: String,
+    },
 }
 
 /// Why a topic name could not be resolved.
@@ -46,6 +54,14 @@ pub enum LookupError {
         name: String,
         /// Which rule.
         problem: &'static str,
+    },
+    /// Auto-creating a durable topic ([topic_defaults] durable = true) failed to open its log.
+    #[error("cannot auto-create durable topic '{name}': {reason}")]
+    Storage {
+        /// The name asked for.
+        name: String,
+        /// Why.
+        reason: String,
     },
 }
 
@@ -79,6 +95,15 @@ pub enum PublishError {
         /// The topic's `max_header_bytes`.
         max_header_bytes: u32,
     },
+    /// A durable topic's log could not store the message(s) (a full disk, an I/O error);
+    /// nothing was routed.
+    #[error("{message}")]
+    Storage {
+        /// The topic.
+        topic: String,
+        /// What failed, with the operating system's words.
+        message: String,
+    },
 }
 
 /// Why an in-process subscribe was refused.
@@ -94,4 +119,16 @@ pub enum SubscribeError {
         /// The topic.
         topic: String,
     },
+}
+
+/// `error` and its causes, joined: what an operator needs to see of an I/O failure.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

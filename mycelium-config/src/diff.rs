@@ -1206,7 +1206,7 @@ mod tests {
         let mut running = with_topics(vec![
             TopicConfig {
                 name: "t".to_owned(),
-                routing: Routing::Queue,
+                routing: Routing::Fanout,
                 buffer_size: 1,
                 max_message_size: 2,
                 backpressure: Backpressure::Block,
@@ -1226,9 +1226,13 @@ mod tests {
                 max_deliveries: None,
                 dead_letter: None,
             },
-            TopicDefaults::default().topic("u"),
+            TopicConfig {
+                routing: Routing::Queue,
+                ..TopicDefaults::default().topic("u")
+            },
         ]);
         running.storage.data_dir = Some(PathBuf::from("/var/lib/a"));
+        running.topic_defaults.routing = Routing::Queue;
         let wanted = BrokerConfig {
             server: ServerConfig {
                 socket_path: PathBuf::from("/run/m.sock"),
@@ -1275,7 +1279,7 @@ mod tests {
             topic_defaults: TopicDefaults {
                 auto_create: true,
                 idle_timeout_ms: 20,
-                routing: Routing::Queue,
+                routing: Routing::Fanout,
                 buffer_size: 21,
                 max_message_size: 22,
                 backpressure: Backpressure::DropOldest,
@@ -1347,7 +1351,6 @@ mod tests {
                 ("server.shutdown_deadline_ms", "10000", "1", Live),
                 ("server.heartbeat_interval_ms", "10000", "7", Live),
                 ("server.heartbeat_misses", "3", "4", Live),
-                ("t.routing", "queue", "fanout", Refused),
                 ("t.buffer_size", "1", "11", Live),
                 ("t.max_message_size", "2", "12", Live),
                 ("t.backpressure", "block", "drop_newest", Live),
@@ -1365,11 +1368,12 @@ mod tests {
                 ("t.ack_timeout_ms", "default", "18", Live),
                 ("t.max_deliveries", "default", "19", Live),
                 ("t.dead_letter", "default", "t.dead", Live),
+                ("u.routing", "queue", "fanout", Refused),
                 ("u.durable", "false", "true", Restart),
                 ("u.fsync", "default", "always", Restart),
                 ("topic_defaults.auto_create", "false", "true", Live),
                 ("topic_defaults.idle_timeout_ms", "60000", "20", Live),
-                ("topic_defaults.routing", "fanout", "queue", Live),
+                ("topic_defaults.routing", "queue", "fanout", Live),
                 ("topic_defaults.buffer_size", "10000", "21", Live),
                 ("topic_defaults.max_message_size", "65536", "22", Live),
                 ("topic_defaults.backpressure", "block", "drop_oldest", Live),
@@ -1432,11 +1436,6 @@ mod tests {
                     "checked at each subscribe; subscriptions held beyond it keep going"
                 ),
                 (
-                    "t.routing",
-                    "a live topic cannot change routing: remove the topic, reload, then declare \
-                     it again"
-                ),
-                (
                     "t.max_message_size",
                     "publishers see a raised limit when they resolve the topic again"
                 ),
@@ -1461,6 +1460,11 @@ mod tests {
                 (
                     "t.subscribe",
                     "checked at each subscribe; subscriptions made before keep going"
+                ),
+                (
+                    "u.routing",
+                    "a live topic cannot change routing: remove the topic, reload, then declare \
+                     it again"
                 ),
                 (
                     "u.durable",
@@ -1513,7 +1517,7 @@ mod tests {
         // The effective config is `wanted` with the Restart and Refused settings kept.
         let mut expected = wanted.clone();
         expected.server.socket_path = running.server.socket_path.clone();
-        expected.topics[0].routing = Routing::Queue;
+        expected.topics[1].routing = Routing::Queue;
         expected.performance.worker_threads = running.performance.worker_threads;
         expected.shm.max_subscribers = running.shm.max_subscribers;
         expected.topics[1].durable = false;

@@ -506,7 +506,7 @@ flush_interval_ms = 1
 
     #[test]
     fn a_durable_topic_loads_with_storage_and_is_located_without_it() {
-        let topic = "[[topics]]\nname = \"orders\"\nrouting = \"queue\"\ndurable = true\n\
+        let topic = "[[topics]]\nname = \"orders\"\nrouting = \"fanout\"\ndurable = true\n\
                      retention = \"7d\"\nfsync = \"interval:10ms\"\n";
         let config = load_with(
             &format!(

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 
 use crate::schema::DEAD_LETTER_SUFFIX;
+use crate::Routing;
 use crate::{
     BrokerConfig, ConfigDuration, Diagnostic, Fsync, HttpConfig, PerformanceConfig, ServerConfig,
     ShmConfig, StorageConfig, TopicConfig, TopicDefaults, MAX_BUSY_POLL_US, MAX_FSYNC_INTERVAL,
@@ -243,6 +244,7 @@ fn check_topic_limits(prefix: &str, limits: TopicLimits, problems: &mut Problems
 /// The durability settings `[[topics]]` entries and `[topic_defaults]` share, checked alike.
 struct DurableFields<'a> {
     durable: bool,
+    routing: Routing,
     retention: Option<ConfigDuration>,
     retention_bytes: Option<u64>,
     retention_messages: Option<u64>,
@@ -256,6 +258,7 @@ impl<'a> DurableFields<'a> {
     fn of_topic(topic: &'a TopicConfig) -> Self {
         DurableFields {
             durable: topic.durable,
+            routing: topic.routing,
             retention: topic.retention,
             retention_bytes: topic.retention_bytes,
             retention_messages: topic.retention_messages,
@@ -269,6 +272,7 @@ impl<'a> DurableFields<'a> {
     fn of_defaults(defaults: &'a TopicDefaults) -> Self {
         DurableFields {
             durable: defaults.durable,
+            routing: defaults.routing,
             retention: defaults.retention,
             retention_bytes: defaults.retention_bytes,
             retention_messages: defaults.retention_messages,
@@ -312,6 +316,14 @@ fn check_durability(
             );
         }
         return;
+    }
+    if fields.routing == Routing::Queue {
+        problems.report(
+            format!("{prefix}.durable"),
+            "a durable topic is fanout (its log keeps every message for every reader); for \
+             work-queue delivery, where each message goes to one consumer, read it with a \
+             consumer group",
+        );
     }
     if !has_data_dir {
         problems.report(
@@ -796,6 +808,19 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn a_durable_queue_topic_is_refused_with_the_way_to_share_work() {
+        let mut queue = durable_topic("jobs");
+        queue.routing = Routing::Queue;
+        let mut config = with_storage(vec![queue, durable_topic("events")]);
+        config.topic_defaults.durable = true;
+        config.topic_defaults.routing = Routing::Queue;
+        let got = problems(&config);
+        let fields: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["topics[0].durable", "topic_defaults.durable"]);
+        assert!(got[0].1.contains("consumer group"), "{}", got[0].1);
     }
 
     #[test]

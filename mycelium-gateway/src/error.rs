@@ -91,8 +91,14 @@ impl From<LookupError> for ApiError {
             LookupError::TooManyTopics { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_topics", message)
             }
+            LookupError::Storage { .. } => storage_failed(message),
         }
     }
+}
+
+/// A durable topic's log could not store (or open): 507, as the disk is what failed.
+fn storage_failed(message: String) -> ApiError {
+    ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "storage_failed", message)
 }
 
 impl From<PublishError> for ApiError {
@@ -106,6 +112,7 @@ impl From<PublishError> for ApiError {
             PublishError::HeadersTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "headers_too_large", message)
             }
+            PublishError::Storage { .. } => storage_failed(message),
         }
     }
 }

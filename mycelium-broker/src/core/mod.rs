@@ -10,6 +10,7 @@ pub mod batch;
 pub mod delivery;
 #[cfg(test)]
 pub(crate) mod delivery_conformance;
+pub mod durable;
 pub mod ids;
 pub mod latency;
 pub mod local;

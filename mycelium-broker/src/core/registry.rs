@@ -25,12 +25,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use mycelium_config::{BrokerConfig, TopicConfig, TopicDefaults};
+use mycelium_config::{BrokerConfig, StorageConfig, TopicConfig, TopicDefaults};
 use mycelium_transport::envelope::{inbox_name, inbox_owner};
 
+use crate::core::durable::TopicLog;
 use crate::core::latency::LatencyRecorder;
 use crate::core::patterns::{PatternIndex, PatternSubscription};
 use crate::core::topic::{SubscriberId, Topic, TopicId};
+use crate::error::error_chain;
 use crate::error::{CreateTopicError, LookupError};
 
 /// Topic ids stay below this: the top bit of a wire topic id is not a topic's (and
@@ -50,6 +52,8 @@ struct Topics {
     defaults: TopicDefaults,
     /// The broker-wide latency histogram, handed to every topic made.
     latency: Arc<LatencyRecorder>,
+    /// Where durable topics keep their logs (`[storage]`).
+    storage: StorageConfig,
 }
 
 impl Topics {
@@ -65,12 +69,42 @@ impl Topics {
             return Err(CreateTopicError::TooManyTopics);
         }
         let id = TopicId::try_from(self.next_id).map_err(|_| CreateTopicError::TooManyTopics)?;
+        let log = self.open_log(&config)?;
         self.next_id += 1;
         let name = config.name.clone();
-        let topic = Arc::new(Topic::with_recorder(id, config, self.latency.clone()));
+        let mut topic = Topic::with_recorder(id, config, self.latency.clone());
+        if let Some(log) = log {
+            topic = topic.with_log(Arc::new(log));
+        }
+        let topic = Arc::new(topic);
         self.by_id.insert(id, topic.clone());
         self.by_name.insert(name, id);
         Ok(topic)
+    }
+
+    /// A durable topic's log, opened (and recovered) in `<data_dir>/<name>/`; `None` for a
+    /// topic kept in memory.
+    fn open_log(&self, config: &TopicConfig) -> Result<Option<TopicLog>, CreateTopicError> {
+        let Some(durability) = config.durability() else {
+            return Ok(None);
+        };
+        let Some(data_dir) = &self.storage.data_dir else {
+            return Err(CreateTopicError::Storage {
+                name: config.name.clone(),
+                reason: "durable = true needs [storage] data_dir in the broker's config".into(),
+            });
+        };
+        TopicLog::open(
+            data_dir,
+            &config.name,
+            &durability,
+            self.storage.segment_bytes,
+        )
+        .map(Some)
+        .map_err(|error| CreateTopicError::Storage {
+            name: config.name.clone(),
+            reason: error_chain(&error),
+        })
     }
 
     /// The live topic named `name`.
@@ -142,6 +176,9 @@ pub(crate) struct Reconfigured {
     /// Auto-created topics now declared with another routing: ended (as `removed`) and
     /// declared anew (as `added`), by name.
     pub replaced: Vec<String>,
+    /// Declared topics that could not be made (a durable topic's log that would not open),
+    /// each with why.
+    pub failed: Vec<String>,
 }
 
 /// Dynamic topics (made by `[topic_defaults] auto_create`) that may exist at once. Past it,
@@ -213,6 +250,7 @@ impl TopicRegistry {
     pub(crate) fn from_config(config: &BrokerConfig) -> Result<TopicRegistry, CreateTopicError> {
         let registry = TopicRegistry::new(config.topic_defaults.clone());
         registry.latency.set_enabled(config.metrics.enabled);
+        registry.write().storage = config.storage.clone();
         for topic in &config.topics {
             registry.create_topic(topic.clone())?;
         }
@@ -287,6 +325,12 @@ impl TopicRegistry {
     pub(crate) fn reconfigure(&self, config: &BrokerConfig, removed: &[String]) -> Reconfigured {
         let mut done = Reconfigured::default();
         let mut topics = self.write();
+        // A new data_dir takes a restart (logs open stay where they are); a new segment size
+        // applies to logs opened from now on.
+        topics.storage.segment_bytes = config.storage.segment_bytes;
+        if topics.storage.data_dir.is_none() {
+            topics.storage.data_dir.clone_from(&config.storage.data_dir);
+        }
         for name in removed {
             if let Some(gone) = topics.remove(name) {
                 done.removed.push(gone);
@@ -312,15 +356,14 @@ impl TopicRegistry {
                         done.removed.push(gone);
                     }
                     done.replaced.push(declared.name.clone());
-                    if let Ok(topic) = topics.insert(declared.clone()) {
-                        done.added.push(topic);
+                    match topics.insert(declared.clone()) {
+                        Ok(topic) => done.added.push(topic),
+                        Err(error) => done.failed.push(error.to_string()),
                     }
                 }
                 None => match topics.insert(declared.clone()) {
                     Ok(topic) => done.added.push(topic),
-                    Err(error) => {
-                        tracing::error!(topic = %declared.name, %error, "cannot declare a topic")
-                    }
+                    Err(error) => done.failed.push(error.to_string()),
                 },
             }
         }
@@ -387,6 +430,10 @@ impl TopicRegistry {
             Err(CreateTopicError::TooManyTopics) => Err(LookupError::TooManyTopics {
                 name: name.to_owned(),
                 max: u32::MAX as usize,
+            }),
+            Err(CreateTopicError::Storage { reason, .. }) => Err(LookupError::Storage {
+                name: name.to_owned(),
+                reason,
             }),
         }
     }

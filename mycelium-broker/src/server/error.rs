@@ -20,12 +20,10 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    /// The config asks for something this broker does not serve yet (durable topics).
-    #[error("unsupported in config: {}", .0.join("; "))]
-    Unsupported(Vec<String>),
-    /// An access list names a user or group this machine does not have.
-    #[error("invalid access list in config: {}", .0.join("; "))]
-    AccessLists(Vec<String>),
+    /// The config asks for what this machine cannot give ([`crate::preflight`]): an access
+    /// list names a user or group it does not have, durable topics' `data_dir` is not usable.
+    #[error("config cannot be served here: {}", .0.join("; "))]
+    Preflight(Vec<String>),
     /// A long-lived task or thread of the broker panicked or ended (a bug): the broker shut
     /// down rather than run without it.
     #[error("the broker's {task} task failed ({reason}); the broker shut down")]

@@ -9,8 +9,8 @@
 //!   (unit tests excepted: the supervisor's run a whole [`Server`]):
 //!   1. `error`: [`ServeError`].
 //!   2. `supervisor`: the broker's long-lived tasks and threads, and what their failure does;
-//!      `durability`: durable topics refused until the broker serves them; `preflight`:
-//!      every refusal of a valid config, for the broker and `mycelium check` alike.
+//!      `preflight`: every refusal of a valid config (access lists, the storage directory),
+//!      for the broker and `mycelium check` alike.
 //!   3. `heartbeat`, `outbox_sink`: a connection's liveness, and its outbox as the core's
 //!      delivery.
 //!   4. `reload_handle`: how a reload is asked for ([`ReloadHandle`], [`ReloadAnswer`]).
@@ -27,7 +27,6 @@
 //!   10. `listener`: [`bind_socket`] and [`Server`]: the accept loop and graceful shutdown.
 
 mod connection;
-mod durability;
 mod error;
 mod handle;
 mod heartbeat;

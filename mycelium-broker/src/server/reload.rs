@@ -248,7 +248,9 @@ fn apply(
         .inflight
         .set_limit(effective.server.max_inflight_bytes);
     state.shm.topics_reconfigured(&done.changed);
-    let mut failures = Vec::new();
+    // A topic the registry could not make (a durable topic's log that would not open) is
+    // reported as not applied, with why; the rest of the reload stands.
+    let mut failures = done.failed;
     if running.server.socket_mode != effective.server.socket_mode {
         if let Some(socket) = &source.socket_path {
             let mode = std::fs::Permissions::from_mode(effective.server.socket_mode);

@@ -141,13 +141,9 @@ impl Drop for ShmSessionCount<'_> {
 impl BrokerState {
     /// State for a broker run with `config` (assumed validated).
     pub(crate) fn new(config: BrokerConfig) -> Result<BrokerState, ServeError> {
-        let unserved = crate::server::durability::unserved_durable_topics(&config);
-        if !unserved.is_empty() {
-            return Err(ServeError::Unsupported(unserved));
-        }
-        let problems = crate::core::acl::TopicAcl::check_all(&config);
+        let problems = crate::server::preflight::preflight(&config);
         if !problems.is_empty() {
-            return Err(ServeError::AccessLists(problems));
+            return Err(ServeError::Preflight(problems));
         }
         let registry = Arc::new(TopicRegistry::from_config(&config)?);
         let (reload, reload_queue) = crate::server::reload_handle::channel();

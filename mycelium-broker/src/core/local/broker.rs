@@ -8,13 +8,13 @@ use mycelium_transport::envelope::{Envelope, Headers, Stamp, Stamper};
 use mycelium_transport::Broker;
 
 use crate::core::acl::PeerIdentity;
-use crate::core::batch::Item;
+use crate::core::batch::{Batch, Item};
 use crate::core::local::sink::LocalSink;
 use crate::core::local::subscription::LocalSubscription;
 use crate::core::patterns::PatternSubscription;
 use crate::core::registry::TopicRegistry;
 use crate::core::subject::{Pattern, PatternParseError};
-use crate::core::topic::{Progress, PublishCursor, PublisherHold, TopicId};
+use crate::core::topic::{Progress, PublishCursor, PublisherHold, Topic, TopicId};
 use crate::error::{CreateTopicError, LookupError, PublishError, SubscribeError};
 
 /// Origins of in-process handles have this bit set, so they never meet a connection's id
@@ -244,11 +244,7 @@ impl LocalPublisher {
                 .map(drop);
         }
         check_sizes(topic.name(), config.max_message_size, payloads)?;
-        let mut cursor = PublishCursor::from_origin(self.origin);
-        while let Progress::Blocked(blocker) = topic.publish(payloads, &mut cursor) {
-            blocker.wait().await;
-        }
-        Ok(())
+        route(topic, payloads, self.origin).await
     }
 
     /// Routes `payloads` each behind an envelope of `headers` and, if the topic stamps, a
@@ -290,11 +286,30 @@ impl LocalPublisher {
                 item
             })
             .collect();
-        let mut cursor = PublishCursor::from_origin(self.origin);
-        while let Progress::Blocked(blocker) = topic.publish(items.as_slice(), &mut cursor) {
-            blocker.wait().await;
-        }
+        route(topic, items.as_slice(), self.origin).await?;
         Ok(last)
+    }
+}
+
+/// Routes `batch` on `topic` as published by `origin`, waiting while it is held back; a
+/// durable topic whose log cannot store it refuses it whole.
+async fn route<B: Batch + ?Sized>(
+    topic: &Arc<Topic>,
+    batch: &B,
+    origin: u64,
+) -> Result<(), PublishError> {
+    let mut cursor = PublishCursor::from_origin(origin);
+    loop {
+        match topic.publish(batch, &mut cursor) {
+            Progress::Done => return Ok(()),
+            Progress::Blocked(blocker) => blocker.wait().await,
+            Progress::Refused(refusal) => {
+                return Err(PublishError::Storage {
+                    topic: topic.name().to_owned(),
+                    message: refusal.message,
+                })
+            }
+        }
     }
 }
 

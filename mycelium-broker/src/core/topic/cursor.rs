@@ -1,9 +1,11 @@
 //! Where a publish stands: how far a batch got, and whether it must wait.
 
+use std::ops::Range;
+
 use crate::core::topic::{Blocker, SubscriberId};
 
 /// Where a blocked publish resumes. Start each new batch from `PublishCursor::default()`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PublishCursor {
     /// Fanout: subscribers with a smaller id have the whole batch. Queue: unused.
     pub(super) subscriber: SubscriberId,
@@ -26,6 +28,8 @@ pub struct PublishCursor {
     /// Who published the batch (a connection's id, an in-process broker handle's), for
     /// subscriptions that do not take their own publisher's messages; 0: no one in particular.
     pub(super) origin: u64,
+    /// A durable topic's offsets of the batch, once its log stored it.
+    pub(super) logged: Option<Range<u64>>,
 }
 
 impl PublishCursor {
@@ -38,6 +42,12 @@ impl PublishCursor {
     /// the topic's removal ends those subscriptions without it.
     pub fn routed(&self) -> usize {
         self.routed
+    }
+
+    /// On a durable topic, the offsets its log gave the batch (once stored): the last one's
+    /// durability is what a confirmed publish waits for. `None` on other topics, and before.
+    pub fn logged(&self) -> Option<Range<u64>> {
+        self.logged.clone()
     }
 
     /// A cursor for a batch published by `origin` (nonzero): a fanout subscription made with
@@ -67,6 +77,28 @@ pub enum Progress {
     /// A `block` policy stopped the batch; wait on the blocker, then call `publish` again with
     /// the same cursor.
     Blocked(Blocker),
+    /// A durable topic's log could not store the batch (a full disk, an I/O error): none of
+    /// it was routed; tell the publisher.
+    Refused(StorageRefusal),
+}
+
+/// Why a durable topic refused a batch: its log could not store it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageRefusal {
+    /// What to tell the publisher: the topic, the log's file and the operating system's
+    /// words ("No space left on device").
+    pub message: String,
+}
+
+impl StorageRefusal {
+    pub(crate) fn new(topic: &str, error: &mycelium_storage::AppendError) -> StorageRefusal {
+        let message = format!(
+            "durable topic '{topic}' could not store the message(s): {}",
+            crate::error::error_chain(error)
+        );
+        tracing::error!(topic, %message, "a durable topic refused a batch");
+        StorageRefusal { message }
+    }
 }
 
 #[cfg(test)]

@@ -33,11 +33,15 @@ pub enum DropReason {
     /// refused to a reader with too many in flight, a message the relay ring could never
     /// take, what a departed consumer left unread that could not be taken back.
     SharedMemory,
+    /// A durable topic's log could not store a shared-memory publisher's messages (a full
+    /// disk): nobody can be told, so they are counted (socket and in-process publishers are
+    /// refused instead, with the reason).
+    Storage,
 }
 
 impl DropReason {
     /// Every reason, in the order [`DroppedBy::iter`] gives them.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::DropNewest,
         DropReason::DropOldest,
         DropReason::SlowConsumer,
@@ -45,10 +49,11 @@ impl DropReason {
         DropReason::TopicRemoved,
         DropReason::Invalid,
         DropReason::SharedMemory,
+        DropReason::Storage,
     ];
 
     /// A stable lowercase name, for labels (`drop_newest`, `drop_oldest`, `slow_consumer`,
-    /// `publish_deadline`, `topic_removed`, `invalid`, `shared_memory`).
+    /// `publish_deadline`, `topic_removed`, `invalid`, `shared_memory`, `storage`).
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::DropNewest => "drop_newest",
@@ -58,6 +63,7 @@ impl DropReason {
             DropReason::TopicRemoved => "topic_removed",
             DropReason::Invalid => "invalid",
             DropReason::SharedMemory => "shared_memory",
+            DropReason::Storage => "storage",
         }
     }
 

@@ -83,7 +83,7 @@ pub use crate::core::ids::{SubscriberId, TopicId};
 pub use crate::core::relay::{QueueRelay, Relay, Relayed};
 pub use blocker::{Blocker, RELAY_ROOM_POLL};
 pub use counters::TopicStatistics;
-pub use cursor::{Progress, PublishCursor};
+pub use cursor::{Progress, PublishCursor, StorageRefusal};
 pub use deadline::{GaveUp, HeldBack};
 pub use drops::{DropReason, DroppedBy};
 pub use subscribers::SubscriberFigures;

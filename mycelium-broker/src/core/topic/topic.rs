@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use crate::core::acl::{Action, PeerIdentity, TopicAcl};
 use crate::core::delivery::{Delivery, Ending};
+use crate::core::durable::TopicLog;
 use crate::core::latency::LatencyRecorder;
 use crate::core::relay::Relay;
 use crate::core::topic::counters::TopicCounters;
@@ -18,7 +19,7 @@ use crate::core::topic::fanout::FanoutSubscriber;
 use crate::core::topic::latency::TopicLatency;
 use crate::core::topic::queue::{Consumer, QueueRouting, Sink};
 use crate::core::topic::usage::TopicUsage;
-use crate::core::topic::{Batch, Progress, PublishCursor, SubscriberId, TopicId};
+use crate::core::topic::{Batch, Progress, PublishCursor, StorageRefusal, SubscriberId, TopicId};
 
 /// One topic; see the module docs.
 #[derive(Debug)]
@@ -50,6 +51,9 @@ pub struct Topic {
     pub(super) usage: TopicUsage,
     /// Its publish-to-deliver latency, and the broker-wide recorder.
     pub(super) latency: TopicLatency,
+    /// A durable topic's log: every batch is appended before it is routed. Fixed for the
+    /// topic's life (making a topic durable or not takes a restart).
+    pub(super) log: Option<Arc<TopicLog>>,
 }
 
 impl Topic {
@@ -82,7 +86,21 @@ impl Topic {
             relay: RwLock::new(None),
             usage: TopicUsage::default(),
             latency: TopicLatency::new(recorder),
+            log: None,
         }
+    }
+
+    /// The topic, keeping its messages in `log` (a durable topic).
+    pub(crate) fn with_log(self, log: Arc<TopicLog>) -> Topic {
+        Topic {
+            log: Some(log),
+            ..self
+        }
+    }
+
+    /// A durable topic's log; `None` for a topic kept in memory only.
+    pub fn log(&self) -> Option<&Arc<TopicLog>> {
+        self.log.as_ref()
     }
 
     /// The topic's id.
@@ -123,6 +141,9 @@ impl Topic {
     pub(crate) fn set_config(&self, config: TopicConfig) -> Result<(), Box<TopicConfig>> {
         if config.name != self.name || config.routing != self.routing {
             return Err(Box::new(config));
+        }
+        if let (Some(log), Some(durability)) = (&self.log, config.durability()) {
+            log.reconfigure(&durability);
         }
         self.acl.store(Arc::new(resolve_acl(&config)));
         self.settings.store(Arc::new(config));
@@ -318,6 +339,18 @@ impl Topic {
         if self.is_removed() {
             // Nobody is left to route to; the caller tells its publisher (`TopicRemoved`).
             return Progress::Done;
+        }
+        // A durable topic stores the batch before any of it is routed: what a subscriber got
+        // is in the log, and a batch the log refuses reaches nobody.
+        if let Some(log) = &self.log {
+            if cursor.logged.is_none() {
+                match log.append(payloads) {
+                    Ok(offsets) => cursor.logged = Some(offsets),
+                    Err(error) => {
+                        return Progress::Refused(StorageRefusal::new(self.name(), &error));
+                    }
+                }
+            }
         }
         // Read once: the whole call routes on one version of the settings (a guard, which
         // costs no reference count on the routing path).

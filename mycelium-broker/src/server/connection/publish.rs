@@ -43,7 +43,21 @@ impl Connection {
         // Messages of the batch already refused to the publisher (given up on), and whether a
         // slow reader held the batch back.
         let (mut told, mut was_held) = (0, false);
-        while let Progress::Blocked(blocker) = topic.publish(payloads, &mut cursor) {
+        loop {
+            let blocker = match topic.publish(payloads, &mut cursor) {
+                Progress::Done => break,
+                Progress::Blocked(blocker) => blocker,
+                Progress::Refused(refusal) => {
+                    let refused = payloads.len().saturating_sub(cursor.routed() + told);
+                    self.refuse_publishes(
+                        ErrorCode::Internal,
+                        topic.id(),
+                        refused,
+                        refusal.message,
+                    );
+                    return Ok(());
+                }
+            };
             was_held = true;
             tokio::select! {
                 gave_up = topic.wait_or_give_up(&blocker, payloads, &mut cursor, &mut held) => {

@@ -69,6 +69,7 @@ impl Connection {
                 ErrorCode::UnknownTopic
             }
             LookupError::InvalidName { .. } => ErrorCode::InvalidTopicName,
+            LookupError::Storage { .. } => ErrorCode::Internal,
         };
         self.refuse(request_id, code, NO_TOPIC, error.to_string());
     }

@@ -132,8 +132,9 @@ impl ShmRings {
             let _ = subscriber.events.send(added);
         }
         rings.topic.get_or_insert_with(|| Arc::clone(topic));
-        if !rings.reader_slots.is_empty() || topic.subscriber_count() > 0 {
-            // Socket subscribers are there: the broker reads this ring for them too.
+        if !rings.reader_slots.is_empty() || super::reading::broker_reads(topic) {
+            // Socket subscribers are there, or the topic is durable: the broker reads this
+            // ring for them too.
             start_reading(topic, &ring, rings, &self.supervisor);
         }
         let attachment = self.next_attachment.fetch_add(1, Ordering::Relaxed);

@@ -512,7 +512,20 @@ fn publish_all<B: Batch + ?Sized>(
     // The deadline holds here as on the socket path: without it a stopped socket subscriber
     // would stop this thread, and with it every shared-memory publisher of the topic, for ever.
     let mut held = HeldBack::default();
-    while let Progress::Blocked(blocker) = topic.publish(payloads, &mut cursor) {
+    loop {
+        let blocker = match topic.publish(payloads, &mut cursor) {
+            Progress::Done => return,
+            Progress::Blocked(blocker) => blocker,
+            Progress::Refused(refusal) => {
+                // A shared-memory publisher does not hear from the broker's reader: the log
+                // says it, and the messages are counted.
+                tracing::error!(topic = topic.name(), message = %refusal.message, "a shared-memory publisher's messages could not be stored");
+                topic
+                    .counters()
+                    .lost(DropReason::Storage, payloads.len() as u64);
+                return;
+            }
+        };
         let gave_up =
             runtime.block_on(topic.wait_or_give_up(&blocker, payloads, &mut cursor, &mut held));
         if let Some(GaveUp::Dropped(n)) = gave_up {

@@ -1,5 +1,7 @@
-//! The broker's own reading of a topic's publisher rings, for its socket subscribers: exactly
-//! while the topic has some, from slots reserved before the first of them is acknowledged.
+//! The broker's own reading of a topic's publisher rings, for its socket subscribers and a
+//! durable topic's log: exactly while the topic has socket subscribers, from slots reserved
+//! before the first of them is acknowledged, and always for a durable topic, from each ring's
+//! creation (so every message a shared-memory publisher writes is stored).
 
 use std::sync::Arc;
 
@@ -24,7 +26,7 @@ impl ShmRings {
         let Some(rings) = topics.get_mut(&topic.id()) else {
             return;
         };
-        let wanted = topic.subscriber_count() > 0;
+        let wanted = broker_reads(topic);
         if wanted && rings.reader_slots.is_empty() {
             let publisher_rings: Vec<Ring> =
                 rings.publishers.iter().map(|p| p.ring.clone()).collect();
@@ -44,6 +46,12 @@ impl ShmRings {
             }
         }
     }
+}
+
+/// Whether the broker reads `topic`'s publisher rings: for its socket (and in-process)
+/// subscribers, and always for a durable topic, whose log stores every message.
+pub(super) fn broker_reads(topic: &Topic) -> bool {
+    topic.log().is_some() || topic.subscriber_count() > 0
 }
 
 /// Reserves a slot for the topic's reader in `ring` (starting the reader thread, inside the
