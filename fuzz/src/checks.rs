@@ -230,6 +230,38 @@ fn decode_with_peek(data: &[u8], limit: usize) -> Decoded {
                         panic!("FrameView::message read a message out of {frame:?}")
                     }
                 }
+                match (&decoded, view.durable_publish()) {
+                    (
+                        Ok(Frame::PublishDurable {
+                            request_id,
+                            topic_id,
+                            enveloped,
+                            message,
+                        }),
+                        Some(fields),
+                    ) => assert_eq!(
+                        (*request_id, *topic_id, *enveloped, &message[..]),
+                        (
+                            fields.request_id,
+                            fields.topic_id,
+                            fields.enveloped,
+                            fields.message
+                        )
+                    ),
+                    (Ok(frame @ Frame::PublishDurable { .. }), None) => {
+                        panic!("FrameView::durable_publish missed {frame:?}")
+                    }
+                    (Ok(frame), Some(_)) => {
+                        panic!("FrameView::durable_publish read fields out of {frame:?}")
+                    }
+                    // The view leaves the envelope to whoever reads the message: only it can
+                    // make the frame malformed behind fields the view read.
+                    (Err(_), Some(fields)) => assert!(
+                        fields.enveloped,
+                        "FrameView::durable_publish read a frame that to_frame refused"
+                    ),
+                    (_, None) => {}
+                }
                 steps.push(match decoded {
                     Ok(frame) => Step::Frame(frame),
                     Err(error) => {
@@ -716,7 +748,8 @@ fn check_classification(
 /// Checks the envelope reader on arbitrary bytes (an enveloped message: flags, blocks,
 /// payload): no panic; what parses writes back to the same bytes through [`Envelope`] (but for
 /// an empty header block, which a writer leaves out) and reads back the same; a [`Message`]
-/// made of it answers every accessor, with the view's payload.
+/// made of it answers every accessor (the OFFSET block's offset included), with the view's
+/// payload.
 pub fn check_envelope(data: &[u8]) {
     use mycelium_transport::envelope::{Envelope, EnvelopeView, Headers, HEADERS};
     use mycelium_transport::Message;
@@ -739,6 +772,7 @@ pub fn check_envelope(data: &[u8]) {
         reply_to: view.reply_to,
         reply: view.reply,
         headers: Some(&headers),
+        offset: view.offset,
     };
     let mut written = BytesMut::new();
     envelope.encode(&mut written);
@@ -758,6 +792,7 @@ pub fn check_envelope(data: &[u8]) {
             again.topic,
             again.reply_to,
             again.reply,
+            again.offset,
             again.payload
         ),
         (
@@ -765,6 +800,7 @@ pub fn check_envelope(data: &[u8]) {
             view.topic,
             view.reply_to,
             view.reply,
+            view.offset,
             view.payload
         )
     );
@@ -775,5 +811,6 @@ pub fn check_envelope(data: &[u8]) {
     assert_eq!(message.id(), view.stamp.map(|s| s.id));
     assert_eq!(message.reply_to(), view.reply_to);
     assert_eq!(message.reply(), view.reply);
+    assert_eq!(message.offset(), view.offset);
     assert_eq!(message.headers().count(), view.header_count());
 }

@@ -5,8 +5,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use mycelium_transport::envelope::{Envelope, Headers, Reply, ReplyStatus, Stamper};
 use mycelium_transport::{
-    encode_frame, kind, ConfigStatus, ErrorCode, Frame, MessageRules, ReloadOutcome, RoutingKind,
-    ShmRing, ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, NO_SLOT, NO_TOPIC,
+    encode_frame, kind, ConfigStatus, ErrorCode, Frame, GroupStats, LogStats, MessageRules,
+    NackAction, ReloadOutcome, RoutingKind, ShmRing, ShmRole, StartPosition, TopicStats,
+    DURABLE_SUBSCRIPTION_BIT, HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, NO_SLOT, NO_TOPIC,
     PROTOCOL_VERSION,
 };
 use uuid::Uuid;
@@ -14,6 +15,11 @@ use uuid::Uuid;
 /// An enveloped message with every block (the concrete topic only if `topic`: a delivery to a
 /// pattern subscription) before `payload`.
 pub fn enveloped(topic: bool, payload: &[u8]) -> Bytes {
+    enveloped_at(topic, None, payload)
+}
+
+/// As [`enveloped`], with the OFFSET block if `offset` (a delivery read from a durable log).
+pub fn enveloped_at(topic: bool, offset: Option<u64>, payload: &[u8]) -> Bytes {
     let mut headers = Headers::new();
     for (key, value) in [
         ("trace-id", "4bf92f35"),
@@ -34,6 +40,7 @@ pub fn enveloped(topic: bool, payload: &[u8]) -> Bytes {
             correlation: Uuid::from_u128(7),
         }),
         headers: Some(&headers),
+        offset,
     };
     let mut bytes = BytesMut::new();
     envelope.encode(&mut bytes);
@@ -52,6 +59,33 @@ fn topic_stats(name: &str, routing: RoutingKind) -> TopicStats {
         queued: 0,
         shm_subscribers: 2,
         flags: TopicStats::DYNAMIC,
+        log: None,
+    }
+}
+
+/// A durable topic's entry, its log holding offsets 1000 up to 2^33.
+fn durable_topic_stats(name: &str) -> TopicStats {
+    TopicStats {
+        flags: TopicStats::DURABLE,
+        log: Some(LogStats {
+            first_offset: 1000,
+            next_offset: 1 << 33,
+            retained_messages: (1 << 33) - 1000,
+            retained_bytes: 1 << 40,
+        }),
+        ..topic_stats(name, RoutingKind::Fanout)
+    }
+}
+
+fn group_stats(name: &str) -> GroupStats {
+    GroupStats {
+        name: name.to_owned(),
+        committed: 40,
+        next_offset: 42,
+        pending: 2,
+        members: 1,
+        redelivered: 3,
+        dead_lettered: 1,
     }
 }
 
@@ -239,6 +273,160 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
                     topic_stats("jobs", RoutingKind::Queue),
                 ],
                 config: config_status(),
+            },
+        ),
+        (
+            "stats-durable",
+            Frame::Stats {
+                request_id: 11,
+                connections: 1,
+                uptime_ms: 5,
+                topics: vec![
+                    durable_topic_stats("orders"),
+                    topic_stats("a", RoutingKind::Fanout),
+                ],
+                config: ConfigStatus::default(),
+            },
+        ),
+        (
+            "subscribe-durable-group",
+            Frame::SubscribeDurable {
+                request_id: 20,
+                prefetch: 1000,
+                start: StartPosition::Earliest,
+                group: Some("billing".into()),
+                topic: "orders".into(),
+            },
+        ),
+        (
+            "subscribe-durable-replay-offset",
+            Frame::SubscribeDurable {
+                request_id: 21,
+                prefetch: 0,
+                start: StartPosition::Offset(1 << 33),
+                group: None,
+                topic: "orders".into(),
+            },
+        ),
+        (
+            "subscribe-durable-timestamp",
+            Frame::SubscribeDurable {
+                request_id: 22,
+                prefetch: 64,
+                start: StartPosition::Timestamp(1_765_015_200_123_456_789),
+                group: Some("g".repeat(MAX_NAME_LEN)),
+                topic: "t".into(),
+            },
+        ),
+        (
+            "subscribe-durable-new",
+            Frame::SubscribeDurable {
+                request_id: 23,
+                prefetch: 1,
+                start: StartPosition::New,
+                group: Some("g".into()),
+                topic: "t".into(),
+            },
+        ),
+        (
+            "ack-messages",
+            Frame::AckMessages {
+                subscription_id: DURABLE_SUBSCRIPTION_BIT | 1,
+                offsets: vec![5, 6, 1 << 40, u64::MAX],
+            },
+        ),
+        (
+            "ack-messages-one",
+            Frame::AckMessages {
+                subscription_id: DURABLE_SUBSCRIPTION_BIT | 2,
+                offsets: vec![0],
+            },
+        ),
+        (
+            "nack-requeue",
+            Frame::Nack {
+                subscription_id: DURABLE_SUBSCRIPTION_BIT | 1,
+                offset: 7,
+                action: NackAction::Requeue,
+            },
+        ),
+        (
+            "nack-requeue-after",
+            Frame::Nack {
+                subscription_id: DURABLE_SUBSCRIPTION_BIT | 1,
+                offset: 8,
+                action: NackAction::RequeueAfter(std::time::Duration::from_millis(1500)),
+            },
+        ),
+        (
+            "nack-dead-letter",
+            Frame::Nack {
+                subscription_id: DURABLE_SUBSCRIPTION_BIT | 1,
+                offset: 9,
+                action: NackAction::DeadLetter,
+            },
+        ),
+        (
+            "publish-durable",
+            Frame::PublishDurable {
+                request_id: 24,
+                topic_id: 3,
+                enveloped: false,
+                message: Bytes::from_static(b"hi"),
+            },
+        ),
+        (
+            "publish-durable-enveloped",
+            Frame::PublishDurable {
+                request_id: 25,
+                topic_id: 3,
+                enveloped: true,
+                message: enveloped(false, b"durable"),
+            },
+        ),
+        (
+            "published",
+            Frame::Published {
+                request_id: 25,
+                offset: 41,
+            },
+        ),
+        (
+            "groups-request",
+            Frame::GroupsRequest {
+                request_id: 26,
+                topic: "orders".into(),
+            },
+        ),
+        (
+            "groups",
+            Frame::Groups {
+                request_id: 26,
+                groups: vec![
+                    group_stats("billing"),
+                    group_stats(&"g".repeat(MAX_NAME_LEN)),
+                ],
+            },
+        ),
+        (
+            "groups-none",
+            Frame::Groups {
+                request_id: 27,
+                groups: vec![],
+            },
+        ),
+        (
+            "deliver-envelope-durable",
+            Frame::DeliverEnvelope {
+                topic_id: DURABLE_SUBSCRIPTION_BIT | 1,
+                message: enveloped_at(false, Some(41), b"replayed"),
+            },
+        ),
+        (
+            "deliver-envelope-offset-only",
+            Frame::DeliverEnvelope {
+                topic_id: DURABLE_SUBSCRIPTION_BIT | 1,
+                message: Bytes::from_static(b"\x20\x29\0\0\0\0\0\0\0hi"),
             },
         ),
         ("reload-request", Frame::ReloadRequest { request_id: 15 }),
@@ -501,7 +689,129 @@ pub fn decode_frames_inputs() -> Vec<(String, Vec<u8>)> {
             raw(
                 PROTOCOL_VERSION,
                 kind::PUBLISH_ENVELOPE,
-                &[3, 0, 0, 0, 0x20, b'x'],
+                &[3, 0, 0, 0, 0x40, b'x'],
+            ),
+        ),
+        (
+            "bad-envelope-offset-cut",
+            raw(
+                PROTOCOL_VERSION,
+                kind::DELIVER_ENVELOPE,
+                &[1, 0, 0, 0x40, 0x20, 1, 2, 3],
+            ),
+        ),
+        (
+            "bad-subscribe-durable-start",
+            raw(
+                PROTOCOL_VERSION,
+                kind::SUBSCRIBE_DURABLE,
+                &[
+                    1, 0, 0, 0, 64, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, b't',
+                ],
+            ),
+        ),
+        (
+            "bad-subscribe-durable-start-value",
+            raw(
+                PROTOCOL_VERSION,
+                kind::SUBSCRIBE_DURABLE,
+                &[
+                    1, 0, 0, 0, 64, 0, 0, 0, 0, 1, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1, b't',
+                ],
+            ),
+        ),
+        (
+            "bad-subscribe-durable-flags",
+            raw(
+                PROTOCOL_VERSION,
+                kind::SUBSCRIBE_DURABLE,
+                &[
+                    1, 0, 0, 0, 64, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, b'g', 1, b't',
+                ],
+            ),
+        ),
+        (
+            "bad-ack-messages-none",
+            raw(PROTOCOL_VERSION, kind::ACK_MESSAGES, &[1, 0, 0, 0x40, 0, 0]),
+        ),
+        (
+            "bad-ack-messages-count",
+            raw(
+                PROTOCOL_VERSION,
+                kind::ACK_MESSAGES,
+                &[1, 0, 0, 0x40, 0xff, 0xff, 5, 0, 0, 0, 0, 0, 0, 0],
+            ),
+        ),
+        (
+            "bad-nack-action",
+            raw(
+                PROTOCOL_VERSION,
+                kind::NACK,
+                &[1, 0, 0, 0x40, 7, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0],
+            ),
+        ),
+        (
+            "bad-nack-requeue-delay",
+            raw(
+                PROTOCOL_VERSION,
+                kind::NACK,
+                &[1, 0, 0, 0x40, 7, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],
+            ),
+        ),
+        (
+            "bad-publish-durable-flags",
+            raw(
+                PROTOCOL_VERSION,
+                kind::PUBLISH_DURABLE,
+                &[1, 0, 0, 0, 3, 0, 0, 0, 2, b'x'],
+            ),
+        ),
+        (
+            "bad-publish-durable-envelope",
+            raw(
+                PROTOCOL_VERSION,
+                kind::PUBLISH_DURABLE,
+                &[1, 0, 0, 0, 3, 0, 0, 0, 1, 0x80, b'x'],
+            ),
+        ),
+        (
+            "bad-groups-count",
+            raw(
+                PROTOCOL_VERSION,
+                kind::GROUPS,
+                &[1, 0, 0, 0, 0xff, 0xff, 1, b'g'],
+            ),
+        ),
+        (
+            "bad-stats-log-not-durable",
+            raw(
+                PROTOCOL_VERSION,
+                kind::STATS,
+                // One entry without DURABLE whose first_offset is 1, then an empty block.
+                &[
+                    &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0][..],
+                    &[1, b'a', 0][..],
+                    &[0; 41][..],
+                    &[1][..],
+                    &[0; 31][..],
+                    &config_block(b"", b"", b"")[..],
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            "bad-stats-entry-of-version-2",
+            raw(
+                PROTOCOL_VERSION,
+                kind::STATS,
+                // One topic entry of the version-2 layout, without the log counters.
+                &[
+                    &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0][..],
+                    &[1, b'a', 0][..],
+                    &[0; 41][..],
+                    &config_block(b"", b"", b"")[..],
+                ]
+                .concat(),
             ),
         ),
         (
@@ -675,6 +985,27 @@ pub fn envelope_inputs() -> Vec<(String, Vec<u8>)> {
             v
         }),
         ("reserved-flags".to_owned(), vec![0xe0]),
+        (
+            "reserved-flag-6".to_owned(),
+            vec![0x40, 0, 0, 0, 0, 0, 0, 0, 0],
+        ),
+        ("offset-only".to_owned(), {
+            let mut v = vec![0x20];
+            v.extend_from_slice(&41u64.to_le_bytes());
+            v.extend_from_slice(b"payload");
+            v
+        }),
+        ("offset-cut".to_owned(), vec![0x20, 1, 2, 3]),
+        (
+            "offset-after-every-block".to_owned(),
+            enveloped_at(true, Some(u64::MAX), b"p").to_vec(),
+        ),
+        (
+            "offset-after-headers".to_owned(),
+            vec![
+                0x30, 1, 0, 1, b'k', 1, 0, b'v', 7, 0, 0, 0, 0, 0, 0, 0, b'p',
+            ],
+        ),
         ("bad-status".to_owned(), vec![0x08, 9, 0, 0]),
         ("key-space".to_owned(), vec![0x10, 1, 0, 1, b' ', 0, 0]),
         (

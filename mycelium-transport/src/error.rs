@@ -100,6 +100,19 @@ pub enum EncodeError {
         /// [`MAX_RINGS_PER_GRANT`](crate::frame::MAX_RINGS_PER_GRANT).
         max: usize,
     },
+    /// A list is longer than its `u16` count can say (`AckMessages` offsets, `Groups`
+    /// entries), or an `AckMessages` is empty, which the decoder would refuse.
+    #[error("{field}: {count} entries, outside {min}..={max}")]
+    BadCount {
+        /// Which list: `"offsets"` or `"groups"`.
+        field: &'static str,
+        /// Entries given.
+        count: usize,
+        /// The fewest one frame carries.
+        min: usize,
+        /// The most one frame carries.
+        max: usize,
+    },
     /// Writing to the transport failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

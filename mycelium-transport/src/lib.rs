@@ -17,7 +17,7 @@
 //! let mut buf = BytesMut::new();
 //! let ping = Frame::Ping { token: 42 };
 //! codec.encode(&ping, &mut buf)?;
-//! assert_eq!(&buf[..], &[10, 0, 0, 0, 2, 0x20, 42, 0, 0, 0, 0, 0, 0, 0]);
+//! assert_eq!(&buf[..], &[10, 0, 0, 0, 3, 0x20, 42, 0, 0, 0, 0, 0, 0, 0]);
 //! assert_eq!(codec.decode(&mut buf)?, Some(ping));
 //! assert!(buf.is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -71,9 +71,10 @@ pub use codec::{
 };
 pub use error::{DecodeError, EncodeError};
 pub use frame::{
-    kind, ConfigStatus, ErrorCode, Frame, MessageRules, ReloadOutcome, RoutingKind, ShmRing,
-    ShmRole, TopicStats, HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT,
-    MESSAGE_OVERHEAD, NO_REQUEST, NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
+    kind, ConfigStatus, ErrorCode, Frame, GroupStats, LogStats, MessageRules, NackAction,
+    ReloadOutcome, RoutingKind, ShmRing, ShmRole, StartPosition, TopicStats,
+    DURABLE_SUBSCRIPTION_BIT, HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN, MAX_NAME_LEN,
+    MAX_RINGS_PER_GRANT, MESSAGE_OVERHEAD, NO_REQUEST, NO_SLOT, NO_TOPIC, PROTOCOL_VERSION,
 };
 pub use handshake::{ClientHandshake, ServerHandshake};
 pub use message::{Message, TopicName};

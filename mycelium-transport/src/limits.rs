@@ -15,6 +15,13 @@ pub const HANDSHAKE_MAX_FRAME_LEN: usize = 4096;
 /// The longest topic, client or server name, in bytes (it is length-prefixed by one byte).
 pub const MAX_NAME_LEN: usize = 255;
 
+/// Most offsets one `AckMessages` frame carries (its `count` is a `u16`); a client with more
+/// to acknowledge sends several frames.
+pub const MAX_ACKS_PER_FRAME: usize = u16::MAX as usize;
+
+/// Most groups one `Groups` frame lists (its `count` is a `u16`).
+pub const MAX_GROUPS_PER_FRAME: usize = u16::MAX as usize;
+
 /// Most rings one `ShmGrant` carries (their fds travel in one control message). A client
 /// reads its control socket with room for this many fds per read.
 pub const MAX_RINGS_PER_GRANT: usize = 64;

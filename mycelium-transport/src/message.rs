@@ -8,7 +8,8 @@
 //!   reference count to touch per message: a subscription hands out millions a second), a
 //!   longer one is an `Arc<str>` shared by every message of one subscription.
 //! - What the publisher put around the payload (an id and publish time, headers, where replies
-//!   go, which request it answers: the [`envelope`](crate::envelope)) is kept as the bytes it
+//!   go, which request it answers: the [`envelope`](crate::envelope); and the offset in its
+//!   log, on a delivery to a durable subscription) is kept as the bytes it
 //!   arrived in, checked once on arrival and read on demand; a plain message carries none, and
 //!   costs nothing for it.
 //!
@@ -147,6 +148,12 @@ impl Message {
     /// Which request the message answers and how, if it is a reply.
     pub fn reply(&self) -> Option<Reply> {
         self.blocks()?.reply(&self.envelope)
+    }
+
+    /// The message's offset in its durable topic's log: set by the broker on deliveries read
+    /// from a log (durable subscriptions), `None` on every other message.
+    pub fn offset(&self) -> Option<u64> {
+        self.blocks()?.offset(&self.envelope)
     }
 
     /// The topic the message was published on.

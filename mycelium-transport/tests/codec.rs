@@ -4,9 +4,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use mycelium_transport::{
     encode_frame, encode_message, kind, peek_frame, ConfigStatus, DecodeError, EncodeError,
-    ErrorCode, Frame, FrameCodec, MessageRules, ReloadOutcome, RoutingKind, ShmRing, ShmRole,
-    TopicStats, HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, NO_TOPIC,
-    PROTOCOL_VERSION,
+    ErrorCode, Frame, FrameCodec, GroupStats, LogStats, MessageRules, NackAction, ReloadOutcome,
+    RoutingKind, ShmRing, ShmRole, StartPosition, TopicStats, DURABLE_SUBSCRIPTION_BIT,
+    HANDSHAKE_MAX_FRAME_LEN, MAX_NAME_LEN, MAX_RINGS_PER_GRANT, NO_TOPIC, PROTOCOL_VERSION,
 };
 use tokio_util::codec::{Decoder, Encoder};
 use uuid::Uuid;
@@ -42,6 +42,21 @@ fn topic_stats(name: &str, routing: RoutingKind) -> TopicStats {
         queued: 0,
         shm_subscribers: 2,
         flags: TopicStats::DYNAMIC,
+        log: None,
+    }
+}
+
+/// A durable topic's entry, with distinct values in its log counters.
+fn durable_topic_stats(name: &str) -> TopicStats {
+    TopicStats {
+        flags: TopicStats::DURABLE,
+        log: Some(LogStats {
+            first_offset: 1000,
+            next_offset: 1 << 33,
+            retained_messages: (1 << 33) - 1000,
+            retained_bytes: u64::MAX,
+        }),
+        ..topic_stats(name, RoutingKind::Fanout)
     }
 }
 
@@ -138,6 +153,7 @@ fn every_variant() -> Vec<Frame> {
             topics: vec![
                 topic_stats("a", RoutingKind::Fanout),
                 topic_stats("jobs", RoutingKind::Queue),
+                durable_topic_stats("orders"),
             ],
             config: config_status(),
         },
@@ -146,6 +162,55 @@ fn every_variant() -> Vec<Frame> {
             request_id: 12,
             outcome: ReloadOutcome::Failed,
             status: config_status(),
+        },
+        Frame::SubscribeDurable {
+            request_id: 13,
+            prefetch: 500,
+            start: StartPosition::Timestamp(1_765_015_200_123_456_789),
+            group: Some("billing".into()),
+            topic: "orders".into(),
+        },
+        Frame::SubscribeDurable {
+            request_id: 14,
+            prefetch: 0,
+            start: StartPosition::Offset(1 << 40),
+            group: None,
+            topic: "orders".into(),
+        },
+        Frame::AckMessages {
+            subscription_id: DURABLE_SUBSCRIPTION_BIT | 3,
+            offsets: vec![7, 8, 1 << 40, u64::MAX],
+        },
+        Frame::Nack {
+            subscription_id: DURABLE_SUBSCRIPTION_BIT | 3,
+            offset: 9,
+            action: NackAction::RequeueAfter(std::time::Duration::from_millis(1500)),
+        },
+        Frame::PublishDurable {
+            request_id: 15,
+            topic_id: 4,
+            enveloped: false,
+            message: Bytes::from_static(b"\x00\xffdurable"),
+        },
+        Frame::Published {
+            request_id: 15,
+            offset: 0x0102_0304_0506_0708,
+        },
+        Frame::GroupsRequest {
+            request_id: 16,
+            topic: "orders".into(),
+        },
+        Frame::Groups {
+            request_id: 16,
+            groups: vec![GroupStats {
+                name: "billing".into(),
+                committed: 100,
+                next_offset: 250,
+                pending: 17,
+                members: 3,
+                redelivered: 5,
+                dead_lettered: 1,
+            }],
         },
     ]
 }
@@ -177,7 +242,7 @@ mod round_trip {
         let kinds: std::collections::HashSet<u8> = frames.iter().map(Frame::kind).collect();
         assert_eq!(
             kinds.len(),
-            18,
+            25,
             "every_variant covers every message-connection kind"
         );
         for frame in frames {
@@ -585,7 +650,7 @@ mod decode_errors {
 
     #[test]
     fn an_unknown_kind_fails_as_soon_as_its_byte_arrives() {
-        for unknown in [0x00, 0x09, 0x16, 0x59, 0x31, 0xff] {
+        for unknown in [0x00, 0x0a, 0x1a, 0x46, 0x59, 0x31, 0xff] {
             let mut buf = BytesMut::new();
             buf.put_u32_le(1000);
             buf.put_u8(PROTOCOL_VERSION);
@@ -938,7 +1003,7 @@ mod decode_errors {
     fn a_stats_count_larger_than_the_body_is_malformed() {
         let one_entry = {
             let mut e = vec![1, b'a', 0];
-            e.extend_from_slice(&[0; 41]);
+            e.extend_from_slice(&[0; 73]);
             e
         };
         for count in [2, 1_000_000, u32::MAX] {
@@ -960,13 +1025,17 @@ mod decode_errors {
 
     #[test]
     fn the_config_block_is_not_counted_as_room_for_topic_entries() {
-        // One 44-byte entry, then a block of 22 + 22 bytes: 88 bytes after the count, room for
+        // One 76-byte entry, then a block of 22 + 54 bytes: 152 bytes after the count, room for
         // two entries if the block were not set aside.
         let mut body = vec![1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0];
         body.extend_from_slice(&[1, b'a', 0]);
-        body.extend_from_slice(&[0; 41]);
-        body.extend_from_slice(&config_block(b"0123456789abcdefghijkl", b"", b""));
-        assert_eq!(body.len() - 20, 2 * 44);
+        body.extend_from_slice(&[0; 73]);
+        body.extend_from_slice(&config_block(
+            b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefgh",
+            b"",
+            b"",
+        ));
+        assert_eq!(body.len() - 20, 2 * 76);
         assert_malformed_then_resync(
             raw(kind::STATS, &body),
             "Stats",
@@ -976,9 +1045,10 @@ mod decode_errors {
 
     #[test]
     fn entries_of_earlier_layouts_are_malformed_not_misread() {
-        // 38 + n bytes per entry, as before `shm_subscribers`, or 42 + n, as before `flags`:
-        // short by 5 or 1 bytes each, whatever the texts of the config block that follows.
-        for (old_len, count) in [(36, 1u32), (36, 3), (40, 1), (40, 3)] {
+        // 38 + n bytes per entry, as before `shm_subscribers`, 42 + n, as before `flags`, or
+        // 43 + n, as in version 2 (before the log counters): short by 37, 33 or 32 bytes each,
+        // whatever the texts of the config block that follows.
+        for (old_len, count) in [(36, 1u32), (36, 3), (40, 1), (40, 3), (41, 1), (41, 3)] {
             let mut old_entry = vec![1, b'a', 0];
             old_entry.extend_from_slice(&vec![7; old_len]);
             let entries = old_entry.repeat(count as usize);
@@ -1000,7 +1070,7 @@ mod decode_errors {
     #[test]
     fn a_stats_count_smaller_than_the_entries_leaves_trailing_bytes() {
         let mut two = vec![1, b'a', 0];
-        two.extend_from_slice(&[0; 41]);
+        two.extend_from_slice(&[0; 73]);
         two.extend_from_within(..);
         assert_eq!(
             malformed_reason(codec().decode(&mut raw(kind::STATS, &stats_body(1, &two)))).1,
@@ -1237,7 +1307,7 @@ mod hot_path {
                     client_id: Uuid::from_u128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff),
                     name: "cli".into(),
                 },
-                "16 00 00 00 | 02 | 01 | 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff | 03 | 63 6c 69",
+                "16 00 00 00 | 03 | 01 | 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff | 03 | 63 6c 69",
             ),
             (
                 Frame::Welcome {
@@ -1247,7 +1317,7 @@ mod hot_path {
                     max_frame_len: (1 << 20) + 6,
                     server: "m".into(),
                 },
-                "24 00 00 00 | 02 | 02 | ff ee dd cc bb aa 99 88 77 66 55 44 33 22 11 00 \
+                "24 00 00 00 | 03 | 02 | ff ee dd cc bb aa 99 88 77 66 55 44 33 22 11 00 \
                  | 01 00 00 00 00 00 00 00 | 00 00 10 00 | 06 00 10 00 | 01 6d",
             ),
             (
@@ -1255,7 +1325,7 @@ mod hot_path {
                     request_id: 1,
                     topic: "t".into(),
                 },
-                "08 00 00 00 | 02 | 05 | 01 00 00 00 | 01 74",
+                "08 00 00 00 | 03 | 05 | 01 00 00 00 | 01 74",
             ),
             (
                 Frame::TopicAck {
@@ -1267,25 +1337,25 @@ mod hot_path {
                     pattern: false,
                     rules: MessageRules::default(),
                 },
-                "1a 00 00 00 | 02 | 06 | 01 00 00 00 | 03 00 00 00 | 00 | 00 00 10 00 | 00 00 00 00 | 00 | 20 00 | 00 10 00 00",
+                "1a 00 00 00 | 03 | 06 | 01 00 00 00 | 03 00 00 00 | 00 | 00 00 10 00 | 00 00 00 00 | 00 | 20 00 | 00 10 00 00",
             ),
             (
                 Frame::Publish {
                     topic_id: 3,
                     payload: Bytes::from_static(b"hi"),
                 },
-                "08 00 00 00 | 02 | 10 | 03 00 00 00 | 68 69",
+                "08 00 00 00 | 03 | 10 | 03 00 00 00 | 68 69",
             ),
             (
                 Frame::Deliver {
                     topic_id: 3,
                     payload: Bytes::from_static(b"hi"),
                 },
-                "08 00 00 00 | 02 | 11 | 03 00 00 00 | 68 69",
+                "08 00 00 00 | 03 | 11 | 03 00 00 00 | 68 69",
             ),
             (
                 Frame::Ping { token: 7 },
-                "0a 00 00 00 | 02 | 20 | 07 00 00 00 00 00 00 00",
+                "0a 00 00 00 | 03 | 20 | 07 00 00 00 00 00 00 00",
             ),
             (
                 Frame::Error {
@@ -1296,7 +1366,7 @@ mod hot_path {
                     message: "too large".into(),
                     refused: 1,
                 },
-                "1c 00 00 00 | 02 | 30 | 00 00 00 00 | 11 00 | 00 | 03 00 00 00 | 09 00 \
+                "1c 00 00 00 | 03 | 30 | 00 00 00 00 | 11 00 | 00 | 03 00 00 00 | 09 00 \
                  | 74 6f 6f 20 6c 61 72 67 65 | 01 00 00 00",
             ),
             (
@@ -1308,7 +1378,7 @@ mod hot_path {
                     message: "50 dropped".into(),
                     refused: 50,
                 },
-                "1d 00 00 00 | 02 | 30 | 00 00 00 00 | 21 00 | 00 | 03 00 00 00 | 0a 00 \
+                "1d 00 00 00 | 03 | 30 | 00 00 00 00 | 21 00 | 00 | 03 00 00 00 | 0a 00 \
                  | 35 30 20 64 72 6f 70 70 65 64 | 32 00 00 00",
             ),
             (
@@ -1325,7 +1395,7 @@ mod hot_path {
                         pending: String::new(),
                     },
                 },
-                "34 00 00 00 | 02 | 41 | 09 00 00 00 | 01 00 00 00 | e8 03 00 00 00 00 00 00 \
+                "34 00 00 00 | 03 | 41 | 09 00 00 00 | 01 00 00 00 | e8 03 00 00 00 00 00 00 \
                  | 00 00 00 00 | 02 00 00 00 00 00 00 00 | 02 00 00 00 00 00 00 00 | 00 00 \
                  | 08 00 | 2b 74 6f 70 69 63 20 74 | 00 00",
             ),
@@ -1344,6 +1414,7 @@ mod hot_path {
                         queued: 0,
                         shm_subscribers: 2,
                         flags: TopicStats::DYNAMIC,
+                        log: None,
                     }],
                     config: ConfigStatus {
                         generation: 1,
@@ -1353,15 +1424,17 @@ mod hot_path {
                         pending: String::new(),
                     },
                 },
-                "58 00 00 00 | 02 | 41 | 09 00 00 00 | 01 00 00 00 | e8 03 00 00 00 00 00 00 \
+                "78 00 00 00 | 03 | 41 | 09 00 00 00 | 01 00 00 00 | e8 03 00 00 00 00 00 00 \
                  | 01 00 00 00 | 01 74 | 00 | 01 00 00 00 | 05 00 00 00 00 00 00 00 \
                  | 05 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 \
-                 | 02 00 00 00 | 01 | 01 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 | 00 00 \
+                 | 02 00 00 00 | 01 | 00 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 \
+                 | 00 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 \
+                 | 01 00 00 00 00 00 00 00 | 00 00 00 00 00 00 00 00 | 00 00 \
                  | 00 00 | 00 00",
             ),
             (
                 Frame::ReloadRequest { request_id: 5 },
-                "06 00 00 00 | 02 | 42 | 05 00 00 00",
+                "06 00 00 00 | 03 | 42 | 05 00 00 00",
             ),
             (
                 Frame::ReloadResult {
@@ -1375,7 +1448,7 @@ mod hot_path {
                         pending: String::new(),
                     },
                 },
-                "3c 00 00 00 | 02 | 43 | 05 00 00 00 | 02 | 02 00 00 00 00 00 00 00 \
+                "3c 00 00 00 | 03 | 43 | 05 00 00 00 | 02 | 02 00 00 00 00 00 00 00 \
                  | 03 00 00 00 00 00 00 00 | 17 00 \
                  | 62 72 6f 6b 65 72 2e 74 6f 6d 6c 3a 32 3a 39 3a 20 74 3a 20 62 61 64 \
                  | 08 00 | 2b 74 6f 70 69 63 20 74 | 00 00",
@@ -1389,7 +1462,7 @@ mod hot_path {
                     message: "topic t removed".into(),
                     refused: 0,
                 },
-                "22 00 00 00 | 02 | 30 | 00 00 00 00 | 16 00 | 00 | 03 00 00 00 | 0f 00 \
+                "22 00 00 00 | 03 | 30 | 00 00 00 00 | 16 00 | 00 | 03 00 00 00 | 0f 00 \
                  | 74 6f 70 69 63 20 74 20 72 65 6d 6f 76 65 64 | 00 00 00 00",
             ),
             (
@@ -1397,7 +1470,79 @@ mod hot_path {
                     topic_id: 3,
                     skipped: 1000,
                 },
-                "0e 00 00 00 | 02 | 13 | 03 00 00 00 | e8 03 00 00 00 00 00 00",
+                "0e 00 00 00 | 03 | 13 | 03 00 00 00 | e8 03 00 00 00 00 00 00",
+            ),
+            (
+                Frame::SubscribeDurable {
+                    request_id: 1,
+                    prefetch: 100,
+                    start: StartPosition::Earliest,
+                    group: Some("g".into()),
+                    topic: "t".into(),
+                },
+                "18 00 00 00 | 03 | 09 | 01 00 00 00 | 64 00 00 00 | 00 | 01 | 00 00 00 00 00 00 00 00 | 01 67 | 01 74",
+            ),
+            (
+                Frame::DeliverEnvelope {
+                    topic_id: DURABLE_SUBSCRIPTION_BIT | 1,
+                    message: Bytes::from_static(b"\x20\x29\0\0\0\0\0\0\0hi"),
+                },
+                "11 00 00 00 | 03 | 15 | 01 00 00 40 | 20 | 29 00 00 00 00 00 00 00 | 68 69",
+            ),
+            (
+                Frame::AckMessages {
+                    subscription_id: DURABLE_SUBSCRIPTION_BIT | 1,
+                    offsets: vec![5, 6],
+                },
+                "18 00 00 00 | 03 | 16 | 01 00 00 40 | 02 00 | 05 00 00 00 00 00 00 00 | 06 00 00 00 00 00 00 00",
+            ),
+            (
+                Frame::Nack {
+                    subscription_id: DURABLE_SUBSCRIPTION_BIT | 1,
+                    offset: 7,
+                    action: NackAction::RequeueAfter(std::time::Duration::from_secs(1)),
+                },
+                "13 00 00 00 | 03 | 17 | 01 00 00 40 | 07 00 00 00 00 00 00 00 | 01 | e8 03 00 00",
+            ),
+            (
+                Frame::PublishDurable {
+                    request_id: 2,
+                    topic_id: 3,
+                    enveloped: false,
+                    message: Bytes::from_static(b"hi"),
+                },
+                "0d 00 00 00 | 03 | 18 | 02 00 00 00 | 03 00 00 00 | 00 | 68 69",
+            ),
+            (
+                Frame::Published {
+                    request_id: 2,
+                    offset: 41,
+                },
+                "0e 00 00 00 | 03 | 19 | 02 00 00 00 | 29 00 00 00 00 00 00 00",
+            ),
+            (
+                Frame::GroupsRequest {
+                    request_id: 4,
+                    topic: "t".into(),
+                },
+                "08 00 00 00 | 03 | 44 | 04 00 00 00 | 01 74",
+            ),
+            (
+                Frame::Groups {
+                    request_id: 4,
+                    groups: vec![GroupStats {
+                        name: "g".into(),
+                        committed: 40,
+                        next_offset: 42,
+                        pending: 2,
+                        members: 1,
+                        redelivered: 0,
+                        dead_lettered: 0,
+                    }],
+                },
+                "32 00 00 00 | 03 | 45 | 04 00 00 00 | 01 00 | 01 67 | 28 00 00 00 00 00 00 00 \
+                 | 2a 00 00 00 00 00 00 00 | 02 00 00 00 | 01 00 00 00 | 00 00 00 00 00 00 00 00 \
+                 | 00 00 00 00 00 00 00 00",
             ),
         ];
         let document = protocol_document_lines();
@@ -1417,7 +1562,7 @@ mod hot_path {
         encode_message(&mut publish, kind::PUBLISH, 3, b"hi");
         assert_eq!(
             &publish[..],
-            &hex("08 00 00 00 02 10 03 00 00 00 68 69")[..]
+            &hex("08 00 00 00 03 10 03 00 00 00 68 69")[..]
         );
     }
 
@@ -1540,6 +1685,7 @@ mod properties {
             any::<[u32; 2]>(),
             any::<[u64; 4]>(),
             any::<u8>(),
+            proptest::option::of(any::<[u64; 4]>()),
         )
             .prop_map(
                 |(
@@ -1548,18 +1694,130 @@ mod properties {
                     [subscribers, shm_subscribers],
                     [published, delivered, dropped, queued],
                     flags,
-                )| TopicStats {
-                    name,
-                    routing,
-                    subscribers,
-                    published,
-                    delivered,
-                    dropped,
-                    queued,
-                    shm_subscribers,
-                    flags,
+                    log,
+                )| {
+                    let log = log.map(
+                        |[first_offset, next_offset, retained_messages, retained_bytes]| LogStats {
+                            first_offset,
+                            next_offset,
+                            retained_messages,
+                            retained_bytes,
+                        },
+                    );
+                    // The DURABLE bit is the wire's record of `log`.
+                    let flags = match log {
+                        Some(_) => flags | TopicStats::DURABLE,
+                        None => flags & !TopicStats::DURABLE,
+                    };
+                    TopicStats {
+                        name,
+                        routing,
+                        subscribers,
+                        published,
+                        delivered,
+                        dropped,
+                        queued,
+                        shm_subscribers,
+                        flags,
+                        log,
+                    }
                 },
             )
+    }
+
+    fn start_position() -> impl Strategy<Value = StartPosition> {
+        prop_oneof![
+            Just(StartPosition::New),
+            Just(StartPosition::Earliest),
+            any::<u64>().prop_map(StartPosition::Offset),
+            any::<u64>().prop_map(StartPosition::Timestamp),
+        ]
+    }
+
+    fn nack_action() -> impl Strategy<Value = NackAction> {
+        prop_oneof![
+            Just(NackAction::Requeue),
+            Just(NackAction::DeadLetter),
+            any::<u32>().prop_map(
+                |ms| NackAction::RequeueAfter(std::time::Duration::from_millis(u64::from(ms)))
+            ),
+        ]
+    }
+
+    fn group_stats() -> impl Strategy<Value = GroupStats> {
+        ("[a-z0-9._-]{1,255}", any::<[u64; 4]>(), any::<[u32; 2]>()).prop_map(
+            |(name, [committed, next_offset, redelivered, dead_lettered], [pending, members])| {
+                GroupStats {
+                    name,
+                    committed,
+                    next_offset,
+                    pending,
+                    members,
+                    redelivered,
+                    dead_lettered,
+                }
+            },
+        )
+    }
+
+    /// The frames of durable topics (a separate union: `frame` would exceed what one
+    /// `prop_oneof!` takes comfortably).
+    fn durable_frame() -> impl Strategy<Value = Frame> {
+        prop_oneof![
+            (
+                any::<[u32; 2]>(),
+                start_position(),
+                proptest::option::of("[A-Za-z0-9._-]{1,255}"),
+                topic()
+            )
+                .prop_map(|([request_id, prefetch], start, group, topic)| {
+                    Frame::SubscribeDurable {
+                        request_id,
+                        prefetch,
+                        start,
+                        group,
+                        topic,
+                    }
+                }),
+            (any::<u32>(), vec(any::<u64>(), 1..200)).prop_map(|(subscription_id, offsets)| {
+                Frame::AckMessages {
+                    subscription_id,
+                    offsets,
+                }
+            }),
+            (any::<u32>(), any::<u64>(), nack_action()).prop_map(
+                |(subscription_id, offset, action)| Frame::Nack {
+                    subscription_id,
+                    offset,
+                    action,
+                }
+            ),
+            (any::<[u32; 2]>(), payload()).prop_map(|([request_id, topic_id], message)| {
+                Frame::PublishDurable {
+                    request_id,
+                    topic_id,
+                    enveloped: false,
+                    message,
+                }
+            }),
+            (any::<[u32; 2]>(), payload()).prop_map(|([request_id, topic_id], payload)| {
+                let mut message = BytesMut::from(&[0x20][..]);
+                message.extend_from_slice(&7u64.to_le_bytes());
+                message.extend_from_slice(&payload);
+                Frame::PublishDurable {
+                    request_id,
+                    topic_id,
+                    enveloped: true,
+                    message: message.freeze(),
+                }
+            }),
+            (any::<u32>(), any::<u64>())
+                .prop_map(|(request_id, offset)| Frame::Published { request_id, offset }),
+            (any::<u32>(), topic())
+                .prop_map(|(request_id, topic)| Frame::GroupsRequest { request_id, topic }),
+            (any::<u32>(), vec(group_stats(), 0..6))
+                .prop_map(|(request_id, groups)| Frame::Groups { request_id, groups }),
+        ]
     }
 
     /// Texts of up to 300 characters (so up to 1200 bytes), non-ASCII and newlines included.
@@ -1773,6 +2031,7 @@ mod properties {
                     message,
                 }
             }),
+            durable_frame(),
         ]
     }
 
@@ -1833,7 +2092,8 @@ mod properties {
                 kind::HELLO, kind::WELCOME, kind::SUBSCRIBE, kind::UNSUBSCRIBE, kind::ADVERTISE,
                 kind::TOPIC_ACK, kind::ACK, kind::PUBLISH, kind::DELIVER, kind::CREDIT, kind::PING,
                 kind::PONG, kind::ERROR, kind::STATS_REQUEST, kind::STATS, kind::RELOAD_REQUEST,
-                kind::RELOAD_RESULT,
+                kind::RELOAD_RESULT, kind::SUBSCRIBE_DURABLE, kind::ACK_MESSAGES, kind::NACK,
+                kind::PUBLISH_DURABLE, kind::PUBLISHED, kind::GROUPS_REQUEST, kind::GROUPS,
             ]),
             1 => any::<u8>(),
         ]

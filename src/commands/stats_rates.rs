@@ -93,6 +93,7 @@ mod tests {
             queued: 7,
             shm_subscribers: 1,
             flags: 0,
+            log: None,
         }
     }
 

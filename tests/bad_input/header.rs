@@ -142,14 +142,18 @@ fn a_publish_of_exactly_max_frame_len_is_delivered() {
 fn a_wrong_protocol_version_is_refused() {
     let broker = start_broker();
     let mut healthy = Healthy::connect(&broker);
-    // A version-1 peer (before envelopes) is an old client: refused at its Hello.
+    // A version-1 peer (before envelopes) or a version-2 one (before durable topics) is an
+    // old client: refused at its Hello.
     let mut hello_v1 = encoded(&hello("v1"));
     hello_v1[4] = 1;
-    let mut hello_v3 = encoded(&hello("v3"));
-    hello_v3[4] = 3;
+    let mut hello_v2 = encoded(&hello("v2"));
+    hello_v2[4] = 2;
+    let mut hello_v4 = encoded(&hello("v4"));
+    hello_v4[4] = 4;
     let before = [
         ("hello-v1", hello_v1),
-        ("hello-v3", hello_v3),
+        ("hello-v2", hello_v2),
+        ("hello-v4", hello_v4),
         ("hello-v0-header", header_only(20, 0, kind::HELLO)),
         // The version byte alone is enough to refuse.
         ("version-byte-only", {
@@ -174,7 +178,7 @@ fn a_wrong_protocol_version_is_refused() {
 fn an_unknown_frame_kind_is_refused() {
     let broker = start_broker();
     let mut healthy = Healthy::connect(&broker);
-    for unknown in [0x00, 0x09, 0x16, 0x59, 0x99, 0xff] {
+    for unknown in [0x00, 0x0a, 0x1a, 0x46, 0x59, 0x99, 0xff] {
         // Before the handshake, with a body the broker must not wait for.
         let mut raw = connect(&broker, &format!("before-0x{unknown:02x}"));
         raw.send(&header_only(100, PROTOCOL_VERSION, unknown));

@@ -379,6 +379,7 @@ impl BrokerState {
                     queued: s.queued as u64,
                     shm_subscribers: u32::try_from(shm.subscribers).unwrap_or(u32::MAX),
                     flags: if s.dynamic { TopicStats::DYNAMIC } else { 0 },
+                    log: None,
                 }
             })
             .collect();

@@ -11,13 +11,14 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::parse::{CONFIG_STATUS_FIXED_LEN, STATS_ENTRY_FIXED_LEN};
+use super::parse::{CONFIG_STATUS_FIXED_LEN, GROUP_ENTRY_FIXED_LEN, STATS_ENTRY_FIXED_LEN};
 use crate::envelope::Envelope;
 use crate::error::EncodeError;
 use crate::frame::{
-    kind, ConfigStatus, Frame, ACK_PATTERN, ACK_STAMP, MAX_NAME_LEN, MAX_RINGS_PER_GRANT,
-    PROTOCOL_VERSION, SUBSCRIBE_NO_ECHO,
+    kind, ConfigStatus, Frame, LogStats, TopicStats, ACK_PATTERN, ACK_STAMP, MAX_NAME_LEN,
+    MAX_RINGS_PER_GRANT, PROTOCOL_VERSION, PUBLISH_DURABLE_ENVELOPE, SUBSCRIBE_NO_ECHO,
 };
+use crate::limits::{MAX_ACKS_PER_FRAME, MAX_GROUPS_PER_FRAME};
 
 /// Bytes of the frame after the `len` field and before the body: `version` and `kind`.
 const VERSION_AND_KIND_LEN: usize = 2;
@@ -131,6 +132,51 @@ pub(crate) fn frame_len(frame: &Frame) -> Result<u32, EncodeError> {
         Frame::ShmRingRemoved { .. } | Frame::ShmDetach { .. } => 4 + 4,
         Frame::Welcome { server, .. } => 16 + 8 + 4 + 4 + 1 + name8("server", server)?,
         Frame::Subscribe { topic, .. } => 4 + 4 + 1 + 1 + topic_len(topic)?,
+        Frame::SubscribeDurable { group, topic, .. } => {
+            let group = match group {
+                // An empty name on the wire means "no group": refuse it rather than change
+                // what the caller asked for.
+                Some(group) if group.is_empty() => {
+                    return Err(EncodeError::EmptyName { field: "group" })
+                }
+                Some(group) => name8("group", group)?,
+                None => 0,
+            };
+            4 + 4 + 1 + 1 + 8 + 1 + group + 1 + topic_len(topic)?
+        }
+        Frame::AckMessages { offsets, .. } => {
+            if offsets.is_empty() || offsets.len() > MAX_ACKS_PER_FRAME {
+                return Err(EncodeError::BadCount {
+                    field: "offsets",
+                    count: offsets.len(),
+                    min: 1,
+                    max: MAX_ACKS_PER_FRAME,
+                });
+            }
+            4 + 2 + 8 * offsets.len()
+        }
+        Frame::Nack { .. } => 4 + 8 + 1 + 4,
+        Frame::PublishDurable { message, .. } => message.len().saturating_add(4 + 4 + 1),
+        Frame::Published { .. } => 4 + 8,
+        Frame::GroupsRequest { topic, .. } => 4 + 1 + topic_len(topic)?,
+        Frame::Groups { groups, .. } => {
+            if groups.len() > MAX_GROUPS_PER_FRAME {
+                return Err(EncodeError::BadCount {
+                    field: "groups",
+                    count: groups.len(),
+                    min: 0,
+                    max: MAX_GROUPS_PER_FRAME,
+                });
+            }
+            let mut body: usize = 4 + 2;
+            for group in groups {
+                if group.name.is_empty() {
+                    return Err(EncodeError::EmptyName { field: "group" });
+                }
+                body = body.saturating_add(GROUP_ENTRY_FIXED_LEN + name8("group", &group.name)?);
+            }
+            body
+        }
         Frame::Unsubscribe { .. } => 4 + 4,
         Frame::Advertise { topic, .. } => 4 + 1 + topic_len(topic)?,
         Frame::TopicAck { .. } => 4 + 4 + 1 + 4 + 4 + 1 + 2 + 4,
@@ -311,6 +357,81 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
             dst.put_u8(if *no_echo { SUBSCRIBE_NO_ECHO } else { 0 });
             put_str8(dst, topic);
         }
+        Frame::SubscribeDurable {
+            request_id,
+            prefetch,
+            start,
+            group,
+            topic,
+        } => {
+            dst.put_u32_le(*request_id);
+            dst.put_u32_le(*prefetch);
+            dst.put_u8(0);
+            let (start, start_value) = start.to_wire();
+            dst.put_u8(start);
+            dst.put_u64_le(start_value);
+            put_str8(dst, group.as_deref().unwrap_or(""));
+            put_str8(dst, topic);
+        }
+        Frame::AckMessages {
+            subscription_id,
+            offsets,
+        } => {
+            dst.put_u32_le(*subscription_id);
+            // `frame_len` checked the count against MAX_ACKS_PER_FRAME (u16::MAX).
+            dst.put_u16_le(offsets.len() as u16);
+            for offset in offsets {
+                dst.put_u64_le(*offset);
+            }
+        }
+        Frame::Nack {
+            subscription_id,
+            offset,
+            action,
+        } => {
+            dst.put_u32_le(*subscription_id);
+            dst.put_u64_le(*offset);
+            let (action, delay_ms) = action.to_wire();
+            dst.put_u8(action);
+            dst.put_u32_le(delay_ms);
+        }
+        Frame::PublishDurable {
+            request_id,
+            topic_id,
+            enveloped,
+            message,
+        } => {
+            dst.put_u32_le(*request_id);
+            dst.put_u32_le(*topic_id);
+            dst.put_u8(if *enveloped {
+                PUBLISH_DURABLE_ENVELOPE
+            } else {
+                0
+            });
+            dst.put_slice(message);
+        }
+        Frame::Published { request_id, offset } => {
+            dst.put_u32_le(*request_id);
+            dst.put_u64_le(*offset);
+        }
+        Frame::GroupsRequest { request_id, topic } => {
+            dst.put_u32_le(*request_id);
+            put_str8(dst, topic);
+        }
+        Frame::Groups { request_id, groups } => {
+            dst.put_u32_le(*request_id);
+            // `frame_len` checked the count against MAX_GROUPS_PER_FRAME (u16::MAX).
+            dst.put_u16_le(groups.len() as u16);
+            for group in groups {
+                put_str8(dst, &group.name);
+                dst.put_u64_le(group.committed);
+                dst.put_u64_le(group.next_offset);
+                dst.put_u32_le(group.pending);
+                dst.put_u32_le(group.members);
+                dst.put_u64_le(group.redelivered);
+                dst.put_u64_le(group.dead_lettered);
+            }
+        }
         Frame::Unsubscribe {
             request_id,
             topic_id,
@@ -395,7 +516,7 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
             dst.put_u32_le(*request_id);
             dst.put_u32_le(*connections);
             dst.put_u64_le(*uptime_ms);
-            // Each entry takes at least 44 bytes and `len` fits a u32, so the count does too.
+            // Each entry takes at least 76 bytes and `len` fits a u32, so the count does too.
             dst.put_u32_le(topics.len() as u32);
             for t in topics {
                 put_str8(dst, &t.name);
@@ -406,7 +527,18 @@ pub(crate) fn write_frame(frame: &Frame, len: u32, dst: &mut BytesMut) {
                 dst.put_u64_le(t.dropped);
                 dst.put_u64_le(t.queued);
                 dst.put_u32_le(t.shm_subscribers);
-                dst.put_u8(t.flags);
+                // The DURABLE bit says whether the log counters mean anything: `log` decides it.
+                let durable = if t.log.is_some() {
+                    TopicStats::DURABLE
+                } else {
+                    0
+                };
+                dst.put_u8((t.flags & !TopicStats::DURABLE) | durable);
+                let log = t.log.unwrap_or(LogStats::default());
+                dst.put_u64_le(log.first_offset);
+                dst.put_u64_le(log.next_offset);
+                dst.put_u64_le(log.retained_messages);
+                dst.put_u64_le(log.retained_bytes);
             }
             put_config_status(dst, config);
         }
@@ -523,13 +655,14 @@ mod enveloped_tests {
             correlation: Uuid::from_u128(42),
         };
         let mut out = Vec::new();
-        for mask in 0u8..32 {
+        for mask in 0u8..64 {
             out.push(Envelope {
                 stamp: (mask & 1 != 0).then_some(stamp),
                 topic: (mask & 2 != 0).then_some("orders.eu"),
                 reply_to: (mask & 4 != 0).then_some("_INBOX.0123456789abcdef0123456789abcdef"),
                 reply: (mask & 8 != 0).then_some(reply),
                 headers: (mask & 16 != 0).then_some(headers),
+                offset: (mask & 32 != 0).then_some(u64::MAX - 1),
             });
         }
         out
@@ -556,6 +689,7 @@ mod enveloped_tests {
                     assert_eq!(read.topic, envelope.topic);
                     assert_eq!(read.reply_to, envelope.reply_to);
                     assert_eq!(read.reply, envelope.reply);
+                    assert_eq!(read.offset, envelope.offset);
                     assert_eq!(read.len, envelope.len());
                     let expected: Vec<(&str, &str)> = envelope
                         .headers

@@ -3,7 +3,8 @@
 //! - [`FrameCodec`] decodes a stream into owned [`Frame`](crate::frame::Frame)s and encodes them;
 //!   a partial frame is `Ok(None)`, never an error.
 //! - [`peek_frame`] and [`FrameView`] give the broker's hot path a borrowed view of the next
-//!   frame; [`encode_message`] writes a `Publish`/`Deliver` without allocating, and
+//!   frame (and [`FrameView::durable_publish`] the fields of a `PublishDurable`);
+//!   [`encode_message`] writes a `Publish`/`Deliver` without allocating, and
 //!   [`encode_enveloped`] a `PublishEnvelope`/`DeliverEnvelope`;
 //!   [`reserve_for_read`] sizes a read buffer for the next frames.
 //! - Both decoding paths share one header check and one body parser, so they accept exactly the
@@ -18,5 +19,5 @@ mod reserve;
 
 pub use encode::{encode_enveloped, encode_frame, encode_message};
 pub use frame_codec::FrameCodec;
-pub use peek::{peek_frame, FrameView};
+pub use peek::{peek_frame, DurablePublishView, FrameView};
 pub use reserve::reserve_for_read;

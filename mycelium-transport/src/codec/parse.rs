@@ -4,7 +4,8 @@
 //!   [`FrameView::to_frame`](super::FrameView::to_frame); they differ only in how a message payload
 //!   becomes [`Bytes`] (a zero-copy slice of the read buffer, or a copy).
 //! - Fixed layouts must be read exactly: bytes left over are `Malformed("trailing bytes")`. Only
-//!   `Publish` and `Deliver` end in a payload that takes "the rest".
+//!   the message frames (`Publish`, `Deliver`, their enveloped twins and `PublishDurable`) end
+//!   in a payload that takes "the rest".
 //! - Counts from the wire are bounded by the bytes present before anything is reserved for them.
 
 use bytes::Bytes;
@@ -13,13 +14,23 @@ use super::reader::{Reader, Reason};
 use crate::envelope::EnvelopeView;
 use crate::error::DecodeError;
 use crate::frame::{
-    kind, ConfigStatus, ErrorCode, Frame, MessageRules, ShmRing, TopicStats, ACK_PATTERN,
-    ACK_STAMP, MAX_RINGS_PER_GRANT, SUBSCRIBE_NO_ECHO,
+    kind, ConfigStatus, ErrorCode, Frame, GroupStats, LogStats, MessageRules, NackAction, ShmRing,
+    StartPosition, TopicStats, ACK_PATTERN, ACK_STAMP, MAX_RINGS_PER_GRANT,
+    PUBLISH_DURABLE_ENVELOPE, SUBSCRIBE_NO_ECHO,
 };
 
 /// Bytes of one `Stats` topic entry besides the name itself: `name_len` (1), `routing` (1),
-/// `subscribers` (4), four `u64` counters, `shm_subscribers` (4) and `flags` (1).
-pub(crate) const STATS_ENTRY_FIXED_LEN: usize = 1 + 1 + 4 + 4 * 8 + 4 + 1;
+/// `subscribers` (4), four `u64` counters, `shm_subscribers` (4), `flags` (1) and the four
+/// `u64` counters of the log.
+pub(crate) const STATS_ENTRY_FIXED_LEN: usize = 1 + 1 + 4 + 4 * 8 + 4 + 1 + 4 * 8;
+
+/// Bytes of one `Groups` entry besides the name itself: `name_len` (1), `committed` and
+/// `next_offset` (8 each), `pending` and `members` (4 each), `redelivered` and
+/// `dead_lettered` (8 each).
+pub(crate) const GROUP_ENTRY_FIXED_LEN: usize = 1 + 8 + 8 + 4 + 4 + 8 + 8;
+
+/// The smallest `Groups` entry: group names have at least one byte.
+const GROUP_ENTRY_MIN_LEN: usize = GROUP_ENTRY_FIXED_LEN + 1;
 
 /// The smallest `Stats` topic entry: topic names have at least one byte.
 const STATS_ENTRY_MIN_LEN: usize = STATS_ENTRY_FIXED_LEN + 1;
@@ -69,6 +80,22 @@ fn parse(
             },
             topic: r.topic()?,
         },
+        kind::SUBSCRIBE_DURABLE => {
+            let (request_id, prefetch, flags) = (r.u32()?, r.u32()?, r.u8()?);
+            if flags != 0 {
+                return Err("reserved SubscribeDurable flag bits set");
+            }
+            let (start, start_value) = (r.u8()?, r.u64()?);
+            let start = StartPosition::from_wire(start, start_value)?;
+            let group = r.str8()?;
+            Frame::SubscribeDurable {
+                request_id,
+                prefetch,
+                start,
+                group: (!group.is_empty()).then_some(group),
+                topic: r.topic()?,
+            }
+        }
         kind::UNSUBSCRIBE => Frame::Unsubscribe {
             request_id: r.u32()?,
             topic_id: r.u32()?,
@@ -115,6 +142,50 @@ fn parse(
         kind::DELIVER_ENVELOPE => Frame::DeliverEnvelope {
             topic_id: r.u32()?,
             message: enveloped(r.rest(), payload)?,
+        },
+        kind::ACK_MESSAGES => Frame::AckMessages {
+            subscription_id: r.u32()?,
+            offsets: ack_offsets(&mut r)?,
+        },
+        kind::NACK => {
+            let (subscription_id, offset) = (r.u32()?, r.u64()?);
+            let (action, delay_ms) = (r.u8()?, r.u32()?);
+            Frame::Nack {
+                subscription_id,
+                offset,
+                action: NackAction::from_wire(action, delay_ms)?,
+            }
+        }
+        kind::PUBLISH_DURABLE => {
+            let (request_id, topic_id) = (r.u32()?, r.u32()?);
+            let enveloped = match r.u8()? {
+                0 => false,
+                PUBLISH_DURABLE_ENVELOPE => true,
+                _ => return Err("reserved PublishDurable flag bits set"),
+            };
+            let message = if enveloped {
+                self::enveloped(r.rest(), payload)?
+            } else {
+                payload(r.rest())
+            };
+            Frame::PublishDurable {
+                request_id,
+                topic_id,
+                enveloped,
+                message,
+            }
+        }
+        kind::PUBLISHED => Frame::Published {
+            request_id: r.u32()?,
+            offset: r.u64()?,
+        },
+        kind::GROUPS_REQUEST => Frame::GroupsRequest {
+            request_id: r.u32()?,
+            topic: r.topic()?,
+        },
+        kind::GROUPS => Frame::Groups {
+            request_id: r.u32()?,
+            groups: group_stats(&mut r)?,
         },
         kind::CREDIT => Frame::Credit {
             topic_id: r.u32()?,
@@ -275,7 +346,7 @@ fn topic_stats(r: &mut Reader<'_>) -> Result<Vec<TopicStats>, Reason> {
         .ok_or("topic_count larger than the body")?;
     let mut topics = Vec::with_capacity(count);
     for _ in 0..count {
-        topics.push(TopicStats {
+        let mut topic = TopicStats {
             name: r.topic()?,
             routing: r.routing()?,
             subscribers: r.u32()?,
@@ -285,9 +356,63 @@ fn topic_stats(r: &mut Reader<'_>) -> Result<Vec<TopicStats>, Reason> {
             queued: r.u64()?,
             shm_subscribers: r.u32()?,
             flags: r.u8()?,
-        });
+            log: None,
+        };
+        let log = LogStats {
+            first_offset: r.u64()?,
+            next_offset: r.u64()?,
+            retained_messages: r.u64()?,
+            retained_bytes: r.u64()?,
+        };
+        if topic.flags & TopicStats::DURABLE != 0 {
+            topic.log = Some(log);
+        } else if log != LogStats::default() {
+            return Err("log counters of a topic that is not durable");
+        }
+        topics.push(topic);
     }
     Ok(topics)
+}
+
+fn ack_offsets(r: &mut Reader<'_>) -> Result<Vec<u64>, Reason> {
+    let count = usize::from(r.u16()?);
+    if count == 0 {
+        return Err("AckMessages with no offset");
+    }
+    // The count must account for the body exactly, checked before anything is reserved.
+    if count.checked_mul(8) != Some(r.remaining()) {
+        return Err("count does not match the body length");
+    }
+    let mut offsets = Vec::with_capacity(count);
+    for _ in 0..count {
+        offsets.push(r.u64()?);
+    }
+    Ok(offsets)
+}
+
+fn group_stats(r: &mut Reader<'_>) -> Result<Vec<GroupStats>, Reason> {
+    let count = usize::from(r.u16()?);
+    // A forged count must not reserve memory: accept only what the remaining bytes can hold.
+    if count > r.remaining() / GROUP_ENTRY_MIN_LEN {
+        return Err("group count larger than the body");
+    }
+    let mut groups = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = r.str8()?;
+        if name.is_empty() {
+            return Err("empty group name");
+        }
+        groups.push(GroupStats {
+            name,
+            committed: r.u64()?,
+            next_offset: r.u64()?,
+            pending: r.u32()?,
+            members: r.u32()?,
+            redelivered: r.u64()?,
+            dead_lettered: r.u64()?,
+        });
+    }
+    Ok(groups)
 }
 
 fn config_status(r: &mut Reader<'_>) -> Result<ConfigStatus, Reason> {

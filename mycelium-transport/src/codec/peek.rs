@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::parse::parse_body;
 use crate::error::DecodeError;
-use crate::frame::{kind, Frame, HEADER_LEN, PROTOCOL_VERSION};
+use crate::frame::{kind, Frame, HEADER_LEN, PROTOCOL_VERSION, PUBLISH_DURABLE_ENVELOPE};
 
 /// A borrowed view of one complete frame at the front of a buffer, for the broker's hot path (no
 /// allocation).
@@ -40,10 +40,47 @@ impl<'a> FrameView<'a> {
         Some((u32::from_le_bytes(*topic_id), payload))
     }
 
+    /// The fields of a `PublishDurable` read in place, or `None` for another kind, a body
+    /// shorter than its fixed fields, or reserved flag bits set. The envelope (when
+    /// [`DurablePublishView::enveloped`]) is not checked here: [`to_frame`](Self::to_frame)
+    /// checks it.
+    pub fn durable_publish(&self) -> Option<DurablePublishView<'a>> {
+        if self.kind != kind::PUBLISH_DURABLE {
+            return None;
+        }
+        let (request_id, rest) = self.body.split_first_chunk::<4>()?;
+        let (topic_id, rest) = rest.split_first_chunk::<4>()?;
+        let (&flags, message) = rest.split_first()?;
+        let enveloped = match flags {
+            0 => false,
+            PUBLISH_DURABLE_ENVELOPE => true,
+            _ => return None,
+        };
+        Some(DurablePublishView {
+            request_id: u32::from_le_bytes(*request_id),
+            topic_id: u32::from_le_bytes(*topic_id),
+            enveloped,
+            message,
+        })
+    }
+
     /// Decodes the whole body, copying a message payload into new [`Bytes`].
     pub fn to_frame(&self) -> Result<Frame, DecodeError> {
         parse_body(self.kind, self.body, Bytes::copy_from_slice)
     }
+}
+
+/// A `PublishDurable` read in place by [`FrameView::durable_publish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurablePublishView<'a> {
+    /// Echoed in the `Published` or `Error` answer.
+    pub request_id: u32,
+    /// From the topic's `TopicAck`.
+    pub topic_id: u32,
+    /// `message` begins with an envelope (not checked yet).
+    pub enveloped: bool,
+    /// The payload, or the envelope then the payload.
+    pub message: &'a [u8],
 }
 
 /// What the front of a buffer holds, once the header bytes present have been checked.

@@ -8,8 +8,9 @@
 //!   taken once by the publisher's side), [`TOPIC`] (str8: the concrete topic, set by the broker
 //!   on deliveries to pattern subscriptions), [`REPLY_TO`] (str8: where a request's replies go),
 //!   [`REPLY`] (status u8, code u16, correlation: the request's id), [`HEADERS`] (count u16,
-//!   then per header key str8 of 1-255 bytes and value str16). Integers are little-endian;
-//!   strings UTF-8. Bits 5-7 are reserved and must be 0.
+//!   then per header key str8 of 1-255 bytes and value str16), [`OFFSET`] (u64: the message's
+//!   offset in its durable topic's log, set by the broker on deliveries read from a log).
+//!   Integers are little-endian; strings UTF-8. Bits 6-7 are reserved and must be 0.
 //! - [`EnvelopeView::parse`] checks everything before anything is trusted (a peer's bytes); a
 //!   view that parsed answers every accessor without failing. [`Envelope`] is the owned form a
 //!   publisher fills in and [`Envelope::encode`] writes.
@@ -33,7 +34,7 @@ pub use inbox::{inbox_name, inbox_owner, is_inbox, INBOX_PREFIX};
 pub use stamp::{Stamp, Stamper};
 pub(crate) use view::BlockOffsets;
 pub use view::{EnvelopeError, EnvelopeView};
-pub use write::{write_with_topic, Envelope, RequestEnvelope};
+pub use write::{write_with_offset, write_with_topic, Envelope, RequestEnvelope};
 
 /// Flag: a 16-byte id and an 8-byte timestamp follow.
 pub const STAMP: u8 = 1 << 0;
@@ -46,13 +47,18 @@ pub const REPLY_TO: u8 = 1 << 2;
 pub const REPLY: u8 = 1 << 3;
 /// Flag: headers follow: count `u16`, then each key `str8` and value `str16`.
 pub const HEADERS: u8 = 1 << 4;
+/// Flag: the message's offset in its durable topic's log follows (`u64`); only the broker sets
+/// it, on deliveries read from a log. The last block, so it ends the envelope.
+pub const OFFSET: u8 = 1 << 5;
 /// Every flag this version defines; any other bit makes an envelope malformed.
-pub const KNOWN_FLAGS: u8 = STAMP | TOPIC | REPLY_TO | REPLY | HEADERS;
+pub const KNOWN_FLAGS: u8 = STAMP | TOPIC | REPLY_TO | REPLY | HEADERS | OFFSET;
 
 /// Bytes of the [`STAMP`] block.
 pub const STAMP_LEN: usize = 16 + 8;
 /// Bytes of the [`REPLY`] block.
 pub const REPLY_LEN: usize = 1 + 2 + 16;
+/// Bytes of the [`OFFSET`] block.
+pub const OFFSET_LEN: usize = 8;
 
 /// What a reply says about its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

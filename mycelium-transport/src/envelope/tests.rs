@@ -32,10 +32,12 @@ fn every_block_round_trips() {
         reply_to: Some("_INBOX.abc"),
         reply: Some(reply),
         headers: Some(&headers),
+        offset: Some(1 << 40),
     };
     let bytes = encode(&envelope, b"payload");
     let view = EnvelopeView::parse(&bytes).unwrap();
     assert_eq!(view.flags, KNOWN_FLAGS);
+    assert_eq!(view.offset, Some(1 << 40));
     assert_eq!(view.stamp, Some(stamp));
     assert_eq!(view.topic, Some("orders.eu"));
     assert_eq!(view.reply_to, Some("_INBOX.abc"));
@@ -67,8 +69,12 @@ fn flags_alone_is_a_valid_envelope_and_the_rest_is_payload() {
 fn hostile_envelopes_are_refused_with_a_reason() {
     let cases: &[(&[u8], &str)] = &[
         (&[], "truncated flags"),
-        (&[0x20], "reserved flag bits set"),
+        (&[0x40], "reserved flag bits set"),
         (&[0x80], "reserved flag bits set"),
+        (&[0x60, 0, 0, 0, 0, 0, 0, 0, 0], "reserved flag bits set"),
+        (&[OFFSET], "truncated offset"),
+        (&[OFFSET, 1, 2, 3, 4, 5, 6, 7], "truncated offset"),
+        (&[HEADERS | OFFSET, 0, 0, 1, 2, 3], "truncated offset"),
         (&[STAMP, 1, 2, 3], "truncated id"),
         (&[TOPIC, 0], "empty topic name"),
         (&[TOPIC, 5, b'a'], "truncated topic"),
@@ -169,6 +175,7 @@ proptest! {
         reply_to in proptest::option::of("[a-z._]{1,30}"),
         payload in proptest::collection::vec(any::<u8>(), 0..100),
         stamped in any::<bool>(),
+        offset in proptest::option::of(any::<u64>()),
     ) {
         let mut headers = Headers::new();
         for key in &keys {
@@ -178,12 +185,18 @@ proptest! {
             stamp: stamped.then(|| Stamper::new().stamp()),
             reply_to: reply_to.as_deref(),
             headers: Some(&headers),
+            offset,
             ..Envelope::default()
         };
         let bytes = encode(&envelope, &payload);
         let view = EnvelopeView::parse(&bytes).unwrap();
         prop_assert_eq!(view.flags, envelope.flags());
         prop_assert_eq!(view.stamp, envelope.stamp);
+        prop_assert_eq!(view.offset, offset);
+        let message = crate::Message::from_enveloped("t", bytes.clone().freeze()).unwrap();
+        prop_assert_eq!(message.offset(), offset);
+        prop_assert_eq!(message.stamp(), envelope.stamp);
+        prop_assert_eq!(message.reply_to(), reply_to.as_deref());
         prop_assert_eq!(view.reply_to, reply_to.as_deref());
         let read: Vec<(&str, &str)> = view.headers().collect();
         let written: Vec<(&str, &str)> = headers.iter().collect();
@@ -207,4 +220,119 @@ fn a_request_envelope_is_the_envelope_encoded_with_each_stamp() {
         .encode(&mut expected);
         assert_eq!(prefix.stamped(stamp), &expected[..]);
     }
+}
+
+#[test]
+fn the_offset_block_round_trips_alone_and_after_every_other_block() {
+    let mut headers = Headers::new();
+    headers.insert("Mycelium-Delivery-Count", "3").unwrap();
+    headers.insert("k", "v").unwrap();
+    let stamp = Stamper::new().stamp();
+    let reply = Reply {
+        status: ReplyStatus::Ok,
+        code: 0,
+        correlation: Uuid::from_u128(9),
+    };
+    for mask in 0u8..32 {
+        for offset in [0, 1, 4096, u64::MAX] {
+            let envelope = Envelope {
+                stamp: (mask & 1 != 0).then_some(stamp),
+                topic: (mask & 2 != 0).then_some("orders.eu"),
+                reply_to: (mask & 4 != 0).then_some("_INBOX.x"),
+                reply: (mask & 8 != 0).then_some(reply),
+                headers: (mask & 16 != 0).then_some(&headers),
+                offset: Some(offset),
+            };
+            let bytes = encode(&envelope, b"payload");
+            let view = EnvelopeView::parse(&bytes).unwrap();
+            assert_eq!(view.flags, mask | OFFSET);
+            assert_eq!(view.offset, Some(offset));
+            assert_eq!(view.stamp, envelope.stamp);
+            assert_eq!(view.reply, envelope.reply);
+            assert_eq!(view.len, envelope.len());
+            assert_eq!(view.payload, b"payload");
+            // The block is the last 8 bytes of the envelope, little-endian.
+            assert_eq!(&bytes[view.len - 8..view.len], &offset.to_le_bytes());
+            let message = crate::Message::from_enveloped("t", bytes.freeze()).unwrap();
+            assert_eq!(message.offset(), Some(offset));
+            assert_eq!(message.stamp(), envelope.stamp);
+            assert_eq!(message.reply_to(), envelope.reply_to);
+            assert_eq!(message.reply(), envelope.reply);
+            let header_count = if mask & 16 != 0 { 2 } else { 0 };
+            assert_eq!(message.headers().count(), header_count);
+            assert_eq!(message.payload().as_ref(), b"payload");
+        }
+    }
+}
+
+#[test]
+fn a_message_without_the_offset_block_has_no_offset() {
+    let stamped = Envelope {
+        stamp: Some(Stamper::new().stamp()),
+        ..Envelope::default()
+    };
+    let message = crate::Message::from_enveloped("t", encode(&stamped, b"p").freeze()).unwrap();
+    assert_eq!(message.offset(), None);
+    assert_eq!(crate::Message::new("t", &b"p"[..]).offset(), None);
+}
+
+#[test]
+fn writing_with_an_offset_keeps_every_block_and_replaces_an_old_offset() {
+    let mut headers = Headers::new();
+    headers.insert("k", "v").unwrap();
+    let stamp = Stamper::new().stamp();
+    let original = Envelope {
+        stamp: Some(stamp),
+        reply_to: Some("_INBOX.x"),
+        headers: Some(&headers),
+        ..Envelope::default()
+    };
+    let mut stored = BytesMut::new();
+    original.encode(&mut stored);
+    let mut out = BytesMut::new();
+    write_with_offset(&stored, b"data", 77, &mut out);
+    let view = EnvelopeView::parse(&out).unwrap();
+    assert_eq!(view.offset, Some(77));
+    assert_eq!(view.stamp, Some(stamp));
+    assert_eq!(view.reply_to, Some("_INBOX.x"));
+    assert_eq!(view.headers().collect::<Vec<_>>(), vec![("k", "v")]);
+    assert_eq!(view.payload, b"data");
+    let expected = encode(
+        &Envelope {
+            offset: Some(77),
+            ..original
+        },
+        b"data",
+    );
+    assert_eq!(out, expected);
+
+    let mut again = BytesMut::new();
+    write_with_offset(view.envelope_bytes(), view.payload, 78, &mut again);
+    assert_eq!(EnvelopeView::parse(&again).unwrap().offset, Some(78));
+    assert_eq!(again.len(), out.len());
+
+    let mut plain = BytesMut::new();
+    write_with_offset(&[], b"raw", 5, &mut plain);
+    let view = EnvelopeView::parse(&plain).unwrap();
+    assert_eq!(
+        (view.flags, view.offset, view.payload),
+        (OFFSET, Some(5), &b"raw"[..])
+    );
+}
+
+#[test]
+fn a_pattern_delivery_keeps_the_offset_block() {
+    let envelope = Envelope {
+        offset: Some(12),
+        ..Envelope::default()
+    };
+    let bytes = encode(&envelope, b"data");
+    let view = EnvelopeView::parse(&bytes).unwrap();
+    let mut out = BytesMut::new();
+    write_with_topic(Some(&view), view.payload, "orders.eu", &mut out);
+    let again = EnvelopeView::parse(&out).unwrap();
+    assert_eq!(
+        (again.topic, again.offset, again.payload),
+        (Some("orders.eu"), Some(12), &b"data"[..])
+    );
 }

@@ -3,7 +3,10 @@
 use uuid::Uuid;
 
 use super::headers::{is_key_byte, HeaderIter};
-use super::{Reply, ReplyStatus, Stamp, HEADERS, KNOWN_FLAGS, REPLY, REPLY_TO, STAMP, TOPIC};
+use super::{
+    Reply, ReplyStatus, Stamp, HEADERS, KNOWN_FLAGS, OFFSET, OFFSET_LEN, REPLY, REPLY_TO, STAMP,
+    TOPIC,
+};
 
 /// Why bytes are not an envelope this version reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -28,9 +31,11 @@ pub struct EnvelopeView<'a> {
     header_count: u16,
     /// Bytes of the header keys and values.
     pub header_bytes: usize,
+    /// The message's offset in its durable topic's log (deliveries read from a log).
+    pub offset: Option<u64>,
     /// Bytes of the envelope: everything before the payload.
     pub len: usize,
-    /// The blocks after TOPIC (REPLY_TO, REPLY, HEADERS) and the payload, as they came.
+    /// The blocks after TOPIC (REPLY_TO, REPLY, HEADERS, OFFSET) and the payload, as they came.
     after_topic: &'a [u8],
     /// The payload.
     pub payload: &'a [u8],
@@ -49,6 +54,7 @@ impl<'a> EnvelopeView<'a> {
         headers: &[],
         header_count: 0,
         header_bytes: 0,
+        offset: None,
         len: 0,
         after_topic: &[],
         payload: &[],
@@ -111,6 +117,13 @@ impl<'a> EnvelopeView<'a> {
             }
             headers = &start[..start.len() - r.buf.len()];
         }
+        let offset = if flags & OFFSET != 0 {
+            Some(u64::from_le_bytes(
+                r.array::<OFFSET_LEN>("truncated offset")?,
+            ))
+        } else {
+            None
+        };
         let len = bytes.len() - r.buf.len();
         Ok(EnvelopeView {
             flags,
@@ -121,6 +134,7 @@ impl<'a> EnvelopeView<'a> {
             headers,
             header_count,
             header_bytes,
+            offset,
             len,
             after_topic,
             payload: r.buf,
@@ -205,11 +219,13 @@ pub(crate) struct BlockOffsets {
     pub(crate) reply_to: Option<(usize, usize)>,
     /// The REPLY block's start.
     pub(crate) reply: Option<usize>,
+    /// The OFFSET block's start.
+    pub(crate) offset: Option<usize>,
 }
 
 impl BlockOffsets {
-    /// The offsets in `bytes` (flags first), or `None` if a length runs past the end (never,
-    /// for bytes that parsed).
+    /// The offsets in `bytes` (the envelope's bytes alone: flags first, no payload), or `None`
+    /// if a length runs past the end (never, for bytes that parsed).
     pub(crate) fn find(bytes: &[u8]) -> Option<BlockOffsets> {
         let flags = *bytes.first()?;
         let mut at = 1;
@@ -230,7 +246,22 @@ impl BlockOffsets {
             found.reply = Some(at);
             at += super::REPLY_LEN;
         }
+        if flags & OFFSET != 0 {
+            // The last block: it ends the envelope, whatever HEADERS before it holds, so it
+            // is found without walking the headers.
+            let start = bytes.len().checked_sub(OFFSET_LEN)?;
+            if start < at {
+                return None;
+            }
+            found.offset = Some(start);
+        }
         (at <= bytes.len()).then_some(found)
+    }
+
+    pub(crate) fn offset(&self, bytes: &[u8]) -> Option<u64> {
+        let at = self.offset?;
+        let block: [u8; OFFSET_LEN] = bytes.get(at..at + OFFSET_LEN)?.try_into().ok()?;
+        Some(u64::from_le_bytes(block))
     }
 
     pub(crate) fn stamp(&self, bytes: &[u8]) -> Option<Stamp> {

@@ -3,7 +3,10 @@
 use bytes::{BufMut, BytesMut};
 
 use super::view::EnvelopeView;
-use super::{Headers, Reply, Stamp, HEADERS, REPLY, REPLY_LEN, REPLY_TO, STAMP, STAMP_LEN, TOPIC};
+use super::{
+    Headers, Reply, Stamp, HEADERS, OFFSET, OFFSET_LEN, REPLY, REPLY_LEN, REPLY_TO, STAMP,
+    STAMP_LEN, TOPIC,
+};
 
 /// What to put before a payload. Every field is optional; all `None` (and no headers) is the
 /// plain message, which needs no envelope at all.
@@ -19,6 +22,8 @@ pub struct Envelope<'a> {
     pub reply: Option<Reply>,
     /// Headers (none if empty).
     pub headers: Option<&'a Headers>,
+    /// The message's offset in its durable topic's log: set by the broker only.
+    pub offset: Option<u64>,
 }
 
 impl Envelope<'_> {
@@ -40,6 +45,9 @@ impl Envelope<'_> {
         if self.headers.is_some_and(|h| !h.is_empty()) {
             flags |= HEADERS;
         }
+        if self.offset.is_some() {
+            flags |= OFFSET;
+        }
         flags
     }
 
@@ -59,6 +67,7 @@ impl Envelope<'_> {
                 .headers
                 .filter(|h| !h.is_empty())
                 .map_or(0, Headers::encoded_len)
+            + self.offset.map_or(0, |_| OFFSET_LEN)
     }
 
     /// Always false: an envelope has at least its flags byte.
@@ -101,6 +110,9 @@ impl Envelope<'_> {
         }
         if let Some(headers) = self.headers.filter(|h| !h.is_empty()) {
             headers.put(dst);
+        }
+        if let Some(offset) = self.offset {
+            dst.put_u64_le(offset);
         }
     }
 }
@@ -181,4 +193,24 @@ pub fn write_with_topic(
     put_name(dst, topic);
     // The blocks after TOPIC, and the payload, as they came.
     dst.put_slice(rest);
+}
+
+/// Writes a message again with its log `offset` in the OFFSET block, at the end of `dst`: what
+/// the broker sends a durable subscription. `envelope` is the message's envelope bytes as
+/// stored (flags and blocks, checked when the message was published; empty for a plain
+/// message); an OFFSET block already in it is replaced.
+pub fn write_with_offset(envelope: &[u8], payload: &[u8], offset: u64, dst: &mut BytesMut) {
+    let (flags, blocks) = match envelope.split_first() {
+        Some((&flags, blocks)) if flags & OFFSET != 0 => {
+            // OFFSET is the last block: drop it, the new one takes its place.
+            (flags, &blocks[..blocks.len().saturating_sub(OFFSET_LEN)])
+        }
+        Some((&flags, blocks)) => (flags, blocks),
+        None => (0, &[][..]),
+    };
+    dst.reserve(1 + blocks.len() + OFFSET_LEN + payload.len());
+    dst.put_u8(flags | OFFSET);
+    dst.put_slice(blocks);
+    dst.put_u64_le(offset);
+    dst.put_slice(payload);
 }

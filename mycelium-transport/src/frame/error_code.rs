@@ -49,9 +49,13 @@ pub enum ErrorCode {
     /// (`max_headers`, `max_header_bytes`); the message was not routed.
     HeadersTooLarge,
     /// `26`: the request asks for something this broker does not do in that case (for
-    /// instance no echo on a queue topic, where each message goes to one consumer); the
-    /// message says what. Nothing was done.
+    /// instance no echo on a queue topic, where each message goes to one consumer, or a
+    /// durable subscription, durable publish or groups request on a topic that is not
+    /// durable); the message says what. Nothing was done.
     Unsupported,
+    /// `27`: a durable topic's log could not store a message (disk full, an I/O error): the
+    /// message was refused (not routed); nothing the log already held is lost.
+    StorageFailed,
     /// `32`: the broker is shutting down; no new work is accepted.
     ShuttingDown,
     /// `33`: this subscriber fell too far behind and its topic's policy is to disconnect it.
@@ -85,6 +89,7 @@ impl ErrorCode {
             ErrorCode::LimitExceeded => 24,
             ErrorCode::HeadersTooLarge => 25,
             ErrorCode::Unsupported => 26,
+            ErrorCode::StorageFailed => 27,
             ErrorCode::ShuttingDown => 32,
             ErrorCode::SlowConsumer => 33,
             ErrorCode::Internal => 255,
@@ -114,6 +119,7 @@ impl ErrorCode {
             24 => ErrorCode::LimitExceeded,
             25 => ErrorCode::HeadersTooLarge,
             26 => ErrorCode::Unsupported,
+            27 => ErrorCode::StorageFailed,
             32 => ErrorCode::ShuttingDown,
             33 => ErrorCode::SlowConsumer,
             255 => ErrorCode::Internal,

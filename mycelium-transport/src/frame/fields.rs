@@ -1,5 +1,7 @@
 //! The small values frames carry: routing kind, shared-memory role and ring, topic counters.
 
+use super::LogStats;
+
 /// How a topic hands out messages, as carried in `TopicAck` and `Stats` (one byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RoutingKind {
@@ -121,9 +123,14 @@ pub struct TopicStats {
     /// Current subscribers over shared memory (each reads the rings itself; the broker
     /// counts their attachments).
     pub shm_subscribers: u32,
-    /// What kind of topic this is: [`TopicStats::DYNAMIC`]; other bits are 0 (a receiver
-    /// ignores those it does not know). Last in the entry.
+    /// What kind of topic this is: [`TopicStats::DYNAMIC`], [`TopicStats::DURABLE`]; other
+    /// bits are 0 (a receiver ignores those it does not know). On the wire [`TopicStats::log`]
+    /// decides the `DURABLE` bit: an encoder sets it exactly when `log` is `Some`.
     pub flags: u8,
+    /// What the topic's log holds: `Some` exactly when the topic is durable (the `DURABLE`
+    /// flag). The wire carries its four counters in every entry, zeros for a topic that is
+    /// not durable.
+    pub log: Option<LogStats>,
 }
 
 impl TopicStats {
@@ -132,8 +139,17 @@ impl TopicStats {
     /// `idle_timeout_ms`.
     pub const DYNAMIC: u8 = 0x01;
 
+    /// Bit of [`TopicStats::flags`]: the topic is durable: its messages are written to a log
+    /// on disk, which [`TopicStats::log`] describes.
+    pub const DURABLE: u8 = 0x02;
+
     /// Whether [`TopicStats::DYNAMIC`] is set.
     pub fn is_dynamic(&self) -> bool {
         self.flags & Self::DYNAMIC != 0
+    }
+
+    /// Whether the topic is durable (it has a log).
+    pub fn is_durable(&self) -> bool {
+        self.log.is_some()
     }
 }

@@ -17,6 +17,8 @@ pub const ACK: u8 = 0x07;
 /// [`Frame::ShmHello`](super::Frame::ShmHello), client → broker: opens a shared-memory
 /// control session instead of a message connection.
 pub const SHM_HELLO: u8 = 0x08;
+/// [`Frame::SubscribeDurable`](super::Frame::SubscribeDurable), client → broker.
+pub const SUBSCRIBE_DURABLE: u8 = 0x09;
 /// [`Frame::Publish`](super::Frame::Publish), client → broker.
 pub const PUBLISH: u8 = 0x10;
 /// [`Frame::Deliver`](super::Frame::Deliver), broker → client.
@@ -29,6 +31,14 @@ pub const LAGGED: u8 = 0x13;
 pub const PUBLISH_ENVELOPE: u8 = 0x14;
 /// [`Frame::DeliverEnvelope`](super::Frame::DeliverEnvelope), broker → client.
 pub const DELIVER_ENVELOPE: u8 = 0x15;
+/// [`Frame::AckMessages`](super::Frame::AckMessages), client → broker.
+pub const ACK_MESSAGES: u8 = 0x16;
+/// [`Frame::Nack`](super::Frame::Nack), client → broker.
+pub const NACK: u8 = 0x17;
+/// [`Frame::PublishDurable`](super::Frame::PublishDurable), client → broker.
+pub const PUBLISH_DURABLE: u8 = 0x18;
+/// [`Frame::Published`](super::Frame::Published), broker → client.
+pub const PUBLISHED: u8 = 0x19;
 /// [`Frame::Ping`](super::Frame::Ping), either way.
 pub const PING: u8 = 0x20;
 /// [`Frame::Pong`](super::Frame::Pong), either way.
@@ -44,6 +54,10 @@ pub const STATS: u8 = 0x41;
 pub const RELOAD_REQUEST: u8 = 0x42;
 /// [`Frame::ReloadResult`](super::Frame::ReloadResult), broker → client.
 pub const RELOAD_RESULT: u8 = 0x43;
+/// [`Frame::GroupsRequest`](super::Frame::GroupsRequest), client → broker.
+pub const GROUPS_REQUEST: u8 = 0x44;
+/// [`Frame::Groups`](super::Frame::Groups), broker → client.
+pub const GROUPS: u8 = 0x45;
 /// [`Frame::ShmAttach`](super::Frame::ShmAttach), client → broker (shm sessions only).
 pub const SHM_ATTACH: u8 = 0x50;
 /// [`Frame::ShmGrant`](super::Frame::ShmGrant), broker → client, with one fd per ring.
@@ -77,12 +91,17 @@ pub fn name(kind: u8) -> Option<&'static str> {
         TOPIC_ACK => "TopicAck",
         ACK => "Ack",
         SHM_HELLO => "ShmHello",
+        SUBSCRIBE_DURABLE => "SubscribeDurable",
         PUBLISH => "Publish",
         DELIVER => "Deliver",
         CREDIT => "Credit",
         LAGGED => "Lagged",
         PUBLISH_ENVELOPE => "PublishEnvelope",
         DELIVER_ENVELOPE => "DeliverEnvelope",
+        ACK_MESSAGES => "AckMessages",
+        NACK => "Nack",
+        PUBLISH_DURABLE => "PublishDurable",
+        PUBLISHED => "Published",
         PING => "Ping",
         PONG => "Pong",
         ERROR => "Error",
@@ -90,6 +109,8 @@ pub fn name(kind: u8) -> Option<&'static str> {
         STATS => "Stats",
         RELOAD_REQUEST => "ReloadRequest",
         RELOAD_RESULT => "ReloadResult",
+        GROUPS_REQUEST => "GroupsRequest",
+        GROUPS => "Groups",
         SHM_ATTACH => "ShmAttach",
         SHM_GRANT => "ShmGrant",
         SHM_RING_ADDED => "ShmRingAdded",

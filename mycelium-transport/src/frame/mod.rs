@@ -18,14 +18,21 @@
 //! - `fields`: the small enums and records frames carry ([`RoutingKind`], [`ShmRole`],
 //!   [`ShmRing`], [`TopicStats`]).
 //! - `config_status`: [`ConfigStatus`] and [`ReloadOutcome`], the broker's config state.
+//! - `durable`: what the frames of durable topics carry ([`StartPosition`], [`NackAction`],
+//!   [`LogStats`], [`GroupStats`]).
 
 mod config_status;
+mod durable;
 mod error_code;
 mod fields;
 pub mod kind;
 mod owned;
 
 pub use config_status::{ConfigStatus, ReloadOutcome};
+pub use durable::{
+    GroupStats, LogStats, NackAction, StartPosition, DURABLE_SUBSCRIPTION_BIT,
+    PUBLISH_DURABLE_ENVELOPE,
+};
 pub use error_code::ErrorCode;
 pub use fields::{
     MessageRules, RoutingKind, ShmRing, ShmRole, TopicStats, ACK_PATTERN, ACK_STAMP, NO_SLOT,
@@ -35,8 +42,11 @@ pub use owned::Frame;
 
 /// The protocol version this crate speaks; carried in byte 4 of every frame. Version 2 added
 /// envelopes (`PublishEnvelope`, `DeliverEnvelope`), pattern and no-echo subscriptions and the
-/// `TopicAck` fields they need; a version-1 peer is refused at its first frame.
-pub const PROTOCOL_VERSION: u8 = 2;
+/// `TopicAck` fields they need; version 3 added durable topics (`SubscribeDurable`,
+/// `AckMessages`, `Nack`, `PublishDurable`, `Published`, `GroupsRequest`, `Groups`, the
+/// envelope's OFFSET block and the log counters of `Stats`). A peer of another version is
+/// refused at its first frame.
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Bit 31 of a subscription id marks a pattern subscription (ids of topics never have it).
 pub const PATTERN_ID_BIT: u32 = 1 << 31;

@@ -4,8 +4,8 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::{
-    kind, ConfigStatus, ErrorCode, MessageRules, ReloadOutcome, RoutingKind, ShmRing, ShmRole,
-    TopicStats,
+    kind, ConfigStatus, ErrorCode, GroupStats, MessageRules, NackAction, ReloadOutcome,
+    RoutingKind, ShmRing, ShmRole, StartPosition, TopicStats,
 };
 
 /// One protocol frame, owned.
@@ -184,6 +184,28 @@ pub enum Frame {
         /// The topic name.
         topic: String,
     },
+    /// Client → broker: read a durable topic's log, alone (a replay subscription) or as a
+    /// member of a consumer group. Body: `request_id u32 | prefetch u32 | flags u8 | start u8 |
+    /// start_value u64 | group_len u8 | group [group_len] | topic_len u8 | topic [topic_len]`.
+    /// `flags` is reserved (0; malformed if a bit is set); `start` is a [`StartPosition`]
+    /// (malformed if unknown, or if `start_value` is not 0 for `New` and `Earliest`). Answered
+    /// by `TopicAck` (its `topic_id` the subscription's id, with
+    /// [`DURABLE_SUBSCRIPTION_BIT`](super::DURABLE_SUBSCRIPTION_BIT) set) or `Error`;
+    /// deliveries are `DeliverEnvelope` frames with that id, each carrying the OFFSET block.
+    SubscribeDurable {
+        /// Echoed in the answer.
+        request_id: u32,
+        /// Most messages in flight: unacknowledged (a group) or not yet credited (a replay
+        /// subscription); 0 asks for the broker's default.
+        prefetch: u32,
+        /// Where to start; for a group, only if the group does not exist yet.
+        start: StartPosition,
+        /// The consumer group to join (1 to 255 bytes), or `None` (an empty `group` on the
+        /// wire) for a replay subscription of this connection alone.
+        group: Option<String>,
+        /// The topic name.
+        topic: String,
+    },
     /// Client → broker. Body: `request_id u32 | topic_id u32`. Answered by `Ack` or `Error`.
     Unsubscribe {
         /// Echoed in the answer.
@@ -253,6 +275,51 @@ pub enum Frame {
         /// The envelope, then the payload (checked when decoded).
         message: Bytes,
     },
+    /// Client → broker: these messages of a durable subscription are done. Body:
+    /// `subscription_id u32 | count u16 | offsets u64 × count`; `count` is at least 1 and the
+    /// body exactly `6 + 8 × count` bytes. Not answered unless refused. A group commits them
+    /// (once every earlier one is); a replay subscription takes one credit back per offset.
+    AckMessages {
+        /// The durable subscription's id, from its `TopicAck`.
+        subscription_id: u32,
+        /// The offsets acknowledged, 1 to `u16::MAX` of them.
+        offsets: Vec<u64>,
+    },
+    /// Client → broker: give one message of a durable subscription back. Body:
+    /// `subscription_id u32 | offset u64 | action u8 | delay_ms u32` (a [`NackAction`];
+    /// malformed for an unknown action or a delay on one that takes none). Not answered unless
+    /// refused.
+    Nack {
+        /// The durable subscription's id.
+        subscription_id: u32,
+        /// The message's offset.
+        offset: u64,
+        /// What the broker does with it.
+        action: NackAction,
+    },
+    /// Client → broker: publish to a durable topic and be told when the message is stored.
+    /// Body: `request_id u32 | topic_id u32 | flags u8 | message [rest]`. `flags` bit 0
+    /// ([`PUBLISH_DURABLE_ENVELOPE`](super::PUBLISH_DURABLE_ENVELOPE)): the message begins
+    /// with an envelope (checked when decoded); the other bits are reserved (malformed if
+    /// set). Answered by `Published` once the message is durable, or `Error` with the
+    /// request id.
+    PublishDurable {
+        /// Echoed in the answer.
+        request_id: u32,
+        /// From the topic's `TopicAck`.
+        topic_id: u32,
+        /// `message` begins with an envelope.
+        enveloped: bool,
+        /// The payload, or the envelope then the payload.
+        message: Bytes,
+    },
+    /// Broker → client: a `PublishDurable` is stored. Body: `request_id u32 | offset u64`.
+    Published {
+        /// The request this answers.
+        request_id: u32,
+        /// The message's offset in the topic's log.
+        offset: u64,
+    },
     /// Client → broker: a queue consumer has processed `credit` more messages. Body: `topic_id u32 | credit u32`.
     Credit {
         /// The queue subscription.
@@ -308,7 +375,8 @@ pub enum Frame {
         request_id: u32,
     },
     /// Broker → client. Body: `request_id u32 | connections u32 | uptime_ms u64 | topic_count u32 |`
-    /// then per topic `name_len u8 | name | routing u8 | subscribers u32 | published u64 | delivered u64 | dropped u64 | queued u64 | shm_subscribers u32 | flags u8`,
+    /// then per topic `name_len u8 | name | routing u8 | subscribers u32 | published u64 | delivered u64 | dropped u64 | queued u64 | shm_subscribers u32 | flags u8 |
+    /// first_offset u64 | next_offset u64 | retained_messages u64 | retained_bytes u64`,
     /// then the config status block (see [`ConfigStatus`]).
     Stats {
         /// The request this answers.
@@ -321,6 +389,23 @@ pub enum Frame {
         topics: Vec<TopicStats>,
         /// The configuration's generation and the last reload's outcome.
         config: ConfigStatus,
+    },
+    /// Client → broker: the consumer groups of a durable topic. Body: `request_id u32 |
+    /// topic_len u8 | topic`. Answered by `Groups` or `Error`.
+    GroupsRequest {
+        /// Echoed in the answer.
+        request_id: u32,
+        /// The topic name.
+        topic: String,
+    },
+    /// Broker → client, answer to `GroupsRequest`. Body: `request_id u32 | count u16 |` then
+    /// per group `name_len u8 | name | committed u64 | next_offset u64 | pending u32 |
+    /// members u32 | redelivered u64 | dead_lettered u64`.
+    Groups {
+        /// The request this answers.
+        request_id: u32,
+        /// One entry per group (at most `u16::MAX`).
+        groups: Vec<GroupStats>,
     },
     /// Client → broker (message connections only): re-read the config file now. Body:
     /// `request_id u32`. Answered by `ReloadResult` once a reload that started after the
@@ -375,6 +460,13 @@ impl Frame {
             Frame::ShmDetached { .. } => kind::SHM_DETACHED,
             Frame::ShmSegment { .. } => kind::SHM_SEGMENT,
             Frame::ShmSegmentAdded { .. } => kind::SHM_SEGMENT_ADDED,
+            Frame::SubscribeDurable { .. } => kind::SUBSCRIBE_DURABLE,
+            Frame::AckMessages { .. } => kind::ACK_MESSAGES,
+            Frame::Nack { .. } => kind::NACK,
+            Frame::PublishDurable { .. } => kind::PUBLISH_DURABLE,
+            Frame::Published { .. } => kind::PUBLISHED,
+            Frame::GroupsRequest { .. } => kind::GROUPS_REQUEST,
+            Frame::Groups { .. } => kind::GROUPS,
         }
     }
 }

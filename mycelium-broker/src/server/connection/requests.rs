@@ -198,13 +198,25 @@ impl Connection {
                 return Err(fatal(ErrorCode::ShmRefused, "shared-memory requests need a session of their own: open a connection that starts with ShmHello"));
             }
             Frame::Publish { .. } | Frame::PublishEnvelope { .. } => unreachable_publish(),
-            Frame::Welcome { .. } | Frame::TopicAck { .. } | Frame::Ack { .. } | Frame::Deliver { .. } | Frame::DeliverEnvelope { .. } | Frame::Error { .. } | Frame::Stats { .. } | Frame::ShmGrant { .. } | Frame::ShmRingAdded { .. } | Frame::ShmTopicRingAdded { .. } | Frame::ShmRingRemoved { .. } | Frame::ShmDetached { .. } | Frame::ShmSegmentAdded { .. } | Frame::ReloadResult { .. } | Frame::Lagged { .. } => {
+            Frame::SubscribeDurable { request_id, .. } | Frame::GroupsRequest { request_id, .. } => {
+                self.refuse(request_id, ErrorCode::Unsupported, NO_TOPIC, NOT_SERVED.into());
+            }
+            Frame::PublishDurable { request_id, topic_id, .. } => {
+                self.refuse(request_id, ErrorCode::Unsupported, topic_id, NOT_SERVED.into());
+            }
+            Frame::AckMessages { subscription_id, .. } | Frame::Nack { subscription_id, .. } => {
+                self.refuse(0, ErrorCode::Unsupported, subscription_id, NOT_SERVED.into());
+            }
+            Frame::Published { .. } | Frame::Groups { .. } | Frame::Welcome { .. } | Frame::TopicAck { .. } | Frame::Ack { .. } | Frame::Deliver { .. } | Frame::DeliverEnvelope { .. } | Frame::Error { .. } | Frame::Stats { .. } | Frame::ShmGrant { .. } | Frame::ShmRingAdded { .. } | Frame::ShmTopicRingAdded { .. } | Frame::ShmRingRemoved { .. } | Frame::ShmDetached { .. } | Frame::ShmSegmentAdded { .. } | Frame::ReloadResult { .. } | Frame::Lagged { .. } => {
                 return Err(fatal(ErrorCode::HandshakeRequired, "a client sent a frame only the broker may send"));
             }
         }
         Ok(())
     }
 }
+
+/// The answer to every frame of durable topics until the broker serves them.
+const NOT_SERVED: &str = "durable subscriptions are not served yet";
 
 /// Publishes are handled on the hot path before `control` is reached.
 fn unreachable_publish() {
