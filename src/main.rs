@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{check, pubsub, reload, request, run, stats};
+use commands::{check, pubsub, reload, request, run, stats, topics};
 
 /// Readers hand out payloads as slices of each read buffer, so every `read` allocates a fresh
 /// buffer of a few hundred KiB while the last one is still in use. glibc's malloc returns such
@@ -56,6 +56,9 @@ enum Command {
     Check(check::CheckArgs),
     /// Show per-topic counters of a running broker, and the state of its config reloads.
     Stats(stats::StatsArgs),
+    /// List a running broker's topics with what each durable topic's log holds: retained
+    /// messages and bytes, the first and last offsets.
+    Topics(topics::TopicsArgs),
     /// Make a running broker re-read its config file now; exit 1 if the file is invalid
     /// (the broker then keeps its running config).
     Reload(reload::ReloadArgs),
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
         Command::Request(args) => request::request(args),
         Command::Reply(args) => request::reply(args),
         Command::Stats(args) => stats::stats(args),
+        Command::Topics(args) => topics::topics(args),
         Command::Reload(args) => reload::reload(args),
         Command::Bench(args) => bench::bench(args),
         Command::BenchWorker(args) => bench::worker(args),

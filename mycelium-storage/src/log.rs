@@ -446,10 +446,14 @@ impl Log {
                 let newest = oldest.indexes.max_timestamp().unwrap_or(0);
                 u128::from(now_ns.saturating_sub(newest)) > age.as_nanos()
             });
-            let too_big = limits.max_bytes.is_some_and(|max| self.size_bytes() > max);
+            // Size and count limits keep at least the limit: the oldest segment goes only if
+            // what is left still holds it.
+            let too_big = limits
+                .max_bytes
+                .is_some_and(|max| self.size_bytes() - oldest.size >= max);
             let too_many = limits
                 .max_records
-                .is_some_and(|max| self.record_count() > max);
+                .is_some_and(|max| self.record_count() - (oldest.next_offset - oldest.base) >= max);
             if !(too_old || too_big || too_many) {
                 break;
             }

@@ -22,14 +22,17 @@ pub enum FsyncPolicy {
 }
 
 /// Which sealed segments retention deletes, oldest first. Each limit is off when `None`; the
-/// active segment is never deleted, so a log may stay above a limit by one segment.
+/// active segment is never deleted. The size and count limits keep at least what they name
+/// (the newest `max_records` records, the newest `max_bytes` bytes): a segment is deleted only
+/// if the rest still holds that much, so a log stays above such a limit by less than its
+/// oldest segment (or by the active segment alone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Retention {
     /// A sealed segment whose newest record is older than this is deleted.
     pub max_age: Option<Duration>,
-    /// Oldest sealed segments are deleted while the log holds more bytes than this.
+    /// The oldest sealed segment is deleted while the others hold at least this many bytes.
     pub max_bytes: Option<u64>,
-    /// Oldest sealed segments are deleted while the log holds more records than this.
+    /// The oldest sealed segment is deleted while the others hold at least this many records.
     pub max_records: Option<u64>,
 }
 

@@ -1,4 +1,5 @@
-//! The product's subcommands, one file each: `run`, `pub`/`sub`, `check`, `stats`, `reload`.
+//! The product's subcommands, one file each: `run`, `pub`/`sub`, `request`/`reply`, `check`,
+//! `stats`, `topics`, `reload`.
 
 pub(crate) mod check;
 pub(crate) mod message_json;
@@ -9,3 +10,4 @@ pub(crate) mod run;
 pub(crate) mod stats;
 mod stats_rates;
 mod stats_watch;
+pub(crate) mod topics;

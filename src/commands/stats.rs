@@ -57,7 +57,11 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
                     "subscribers": u64::from(t.subscribers) + u64::from(t.shm_subscribers),
                     "socket_subscribers": t.subscribers, "shm_subscribers": t.shm_subscribers,
                     "published": t.published, "delivered": t.delivered, "dropped": t.dropped, "queued": t.queued,
-                    "dynamic": t.is_dynamic(),
+                    "dynamic": t.is_dynamic(), "durable": t.log.is_some(),
+                    "log": t.log.as_ref().map(|log| serde_json::json!({
+                        "first_offset": log.first_offset, "next_offset": log.next_offset,
+                        "retained_messages": log.retained_messages, "retained_bytes": log.retained_bytes,
+                    })),
                 })
             })
             .collect();

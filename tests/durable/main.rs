@@ -9,4 +9,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod confirmed;
+mod retention;
 mod store;

@@ -34,10 +34,10 @@ use tokio_util::task::TaskTracker;
 use crate::server::connection;
 use crate::server::error::ServeError;
 use crate::server::handle::BrokerHandle;
-use crate::server::reclaim;
 use crate::server::reload::{self, ReloadSource};
 use crate::server::reload_handle::ReloadHandle;
 use crate::server::state::BrokerState;
+use crate::server::{reclaim, retention};
 
 /// After an accept error (out of file descriptors, typically) wait this long before retrying,
 /// so the loop does not spin while the condition lasts.
@@ -149,6 +149,7 @@ impl Server {
             supervisor.spawn("reload", reload::run(self.state.clone(), source, queue))
         });
         let reclaims = supervisor.spawn("reclaim", reclaim::run(self.state.clone()));
+        let retention = supervisor.spawn("retention", retention::run(self.state.clone()));
         let mut failure = None;
         tracing::info!(
             topics = self.state.registry.all().len(),
@@ -180,6 +181,7 @@ impl Server {
             reloads.abort();
         }
         reclaims.abort();
+        retention.abort();
         drop(listener);
         drop(socket_file);
         stop_reading.cancel();

@@ -21,7 +21,8 @@
 //!      handle, [`BrokerStatistics`], the metrics), and the shutdown deadline; `handle`:
 //!      [`BrokerHandle`], the state as a front end in the broker's process uses it.
 //!   7. `reload`: the reload task, which applies a config file to the state; `reclaim`: the
-//!      sweep that removes idle auto-created topics.
+//!      sweep that removes idle auto-created topics; `retention`: durable topics' logs
+//!      trimmed to their retention limits.
 //!   8. `shm_session`: one shared-memory control session.
 //!   9. `connection`: one client socket, from its first frame (admission) to its end.
 //!   10. `listener`: [`bind_socket`] and [`Server`]: the accept loop and graceful shutdown.
@@ -37,6 +38,7 @@ mod preflight;
 mod reclaim;
 mod reload;
 mod reload_handle;
+mod retention;
 mod shm;
 mod shm_session;
 mod state;

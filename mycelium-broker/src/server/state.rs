@@ -17,7 +17,9 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use mycelium_config::BrokerConfig;
 use mycelium_transport::frame::MESSAGE_OVERHEAD;
-use mycelium_transport::{ConfigStatus, Frame, RoutingKind, TopicStats, HANDSHAKE_MAX_FRAME_LEN};
+use mycelium_transport::{
+    ConfigStatus, Frame, LogStats, RoutingKind, TopicStats, HANDSHAKE_MAX_FRAME_LEN,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -378,8 +380,21 @@ impl BrokerState {
                     dropped: s.dropped.saturating_add(shm.dropped_in_rings),
                     queued: s.queued as u64,
                     shm_subscribers: u32::try_from(shm.subscribers).unwrap_or(u32::MAX),
-                    flags: if s.dynamic { TopicStats::DYNAMIC } else { 0 },
-                    log: None,
+                    flags: if s.dynamic { TopicStats::DYNAMIC } else { 0 }
+                        | if topic.log().is_some() {
+                            TopicStats::DURABLE
+                        } else {
+                            0
+                        },
+                    log: topic.log().map(|log| {
+                        let f = log.figures();
+                        LogStats {
+                            first_offset: f.first_offset,
+                            next_offset: f.next_offset,
+                            retained_messages: f.retained_messages,
+                            retained_bytes: f.retained_bytes,
+                        }
+                    }),
                 }
             })
             .collect();

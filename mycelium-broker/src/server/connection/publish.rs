@@ -2,6 +2,7 @@
 //! to `publish_deadline_ms`, and on shutdown up to the flush deadline), and telling the
 //! publisher what was not routed.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use mycelium_transport::frame::NO_REQUEST;
@@ -21,8 +22,22 @@ impl Connection {
         payloads: &B,
         stop: &CancellationToken,
     ) -> Result<(), Stop> {
+        self.route_answering(NO_REQUEST, topic, payloads, stop)
+            .await
+            .map(drop)
+    }
+
+    /// [`Self::route`], refusals answering `request_id` (a `PublishDurable`'s; `NO_REQUEST`
+    /// for plain publishes); returns a durable topic's offsets of the batch once stored.
+    pub(super) async fn route_answering<B: Batch + ?Sized>(
+        &self,
+        request_id: u32,
+        topic: &Arc<Topic>,
+        payloads: &B,
+        stop: &CancellationToken,
+    ) -> Result<Option<Range<u64>>, Stop> {
         if payloads.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         // When the batch was read off the socket, if its latency is recorded: the clock is
         // read again only then, once the batch is routed.
@@ -49,13 +64,14 @@ impl Connection {
                 Progress::Blocked(blocker) => blocker,
                 Progress::Refused(refusal) => {
                     let refused = payloads.len().saturating_sub(cursor.routed() + told);
-                    self.refuse_publishes(
-                        ErrorCode::Internal,
+                    self.refuse_publishes_answering(
+                        request_id,
+                        ErrorCode::StorageFailed,
                         topic.id(),
                         refused,
                         refusal.message,
                     );
-                    return Ok(());
+                    return Ok(None);
                 }
             };
             was_held = true;
@@ -65,7 +81,7 @@ impl Connection {
                         told += n;
                         let waited = topic.config().publish_deadline_ms;
                         let batch = payloads.len();
-                        self.refuse_publishes(ErrorCode::SlowConsumer, topic.id(), n, format!(
+                        self.refuse_publishes_answering(request_id, ErrorCode::SlowConsumer, topic.id(), n, format!(
                             "topic '{}' could take no more for {waited} ms (backpressure = block, \
                              publish_deadline_ms = {waited}): of a batch of {batch} message(s), \
                              {} were routed and {n} dropped",
@@ -97,7 +113,8 @@ impl Connection {
                 0 => String::new(),
                 told => format!(" ({told} more had been dropped before)"),
             };
-            self.refuse_publishes(
+            self.refuse_publishes_answering(
+                request_id,
                 ErrorCode::TopicRemoved,
                 topic.id(),
                 lost,
@@ -111,7 +128,7 @@ impl Connection {
         if let Some(read) = read {
             topic.record_latency(read);
         }
-        Ok(())
+        Ok(cursor.logged())
     }
 
     /// Tells the client that `refused` of the messages it published on `topic_id` were not
@@ -124,9 +141,21 @@ impl Connection {
         refused: usize,
         message: String,
     ) {
+        self.refuse_publishes_answering(NO_REQUEST, code, topic_id, refused, message);
+    }
+
+    /// [`Self::refuse_publishes`], answering `request_id`.
+    pub(super) fn refuse_publishes_answering(
+        &self,
+        request_id: u32,
+        code: ErrorCode,
+        topic_id: u32,
+        refused: usize,
+        message: String,
+    ) {
         tracing::debug!(connection = self.id, ?code, refused, %message, "refused publishes");
         self.outbox.append_control(&Frame::Error {
-            request_id: NO_REQUEST,
+            request_id,
             code,
             fatal: false,
             topic_id,

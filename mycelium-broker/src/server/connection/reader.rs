@@ -80,6 +80,7 @@ pub(super) async fn serve_messages(
         last_read: Instant::now(),
         heartbeat: Heartbeat::default(),
         heartbeat_due: tokio::time::Instant::now(),
+        confirmer: None,
     };
     conn.schedule_heartbeat();
     conn.welcome();
@@ -287,6 +288,15 @@ impl Connection {
                 self.wait_for_outbox(stop).await?;
                 match *frame {
                     Frame::ReloadRequest { request_id } => self.reload(request_id, stop).await,
+                    Frame::PublishDurable {
+                        request_id,
+                        topic_id,
+                        enveloped,
+                        message,
+                    } => {
+                        self.publish_durable(request_id, topic_id, enveloped, message, stop)
+                            .await
+                    }
                     frame => self.control(frame),
                 }
             }

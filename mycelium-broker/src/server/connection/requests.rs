@@ -69,7 +69,7 @@ impl Connection {
                 ErrorCode::UnknownTopic
             }
             LookupError::InvalidName { .. } => ErrorCode::InvalidTopicName,
-            LookupError::Storage { .. } => ErrorCode::Internal,
+            LookupError::Storage { .. } => ErrorCode::StorageFailed,
         };
         self.refuse(request_id, code, NO_TOPIC, error.to_string());
     }
@@ -201,9 +201,8 @@ impl Connection {
             Frame::SubscribeDurable { request_id, .. } | Frame::GroupsRequest { request_id, .. } => {
                 self.refuse(request_id, ErrorCode::Unsupported, NO_TOPIC, NOT_SERVED.into());
             }
-            Frame::PublishDurable { request_id, topic_id, .. } => {
-                self.refuse(request_id, ErrorCode::Unsupported, topic_id, NOT_SERVED.into());
-            }
+            // Routed by the reader (`durable_publish.rs`), which awaits.
+            Frame::PublishDurable { .. } => unreachable_publish(),
             Frame::AckMessages { subscription_id, .. } | Frame::Nack { subscription_id, .. } => {
                 self.refuse(0, ErrorCode::Unsupported, subscription_id, NOT_SERVED.into());
             }

@@ -4,7 +4,7 @@
 //! reaches each subscriber as one slice of the read buffer.
 //!
 //! - A `PublishEnvelope`'s envelope is checked whole ([`EnvelopeView::parse`]) before it is
-//!   routed: a malformed one, or one carrying the TOPIC block (only the broker sets it), is
+//!   routed: a malformed one, or one carrying the TOPIC or OFFSET block (only the broker sets them), is
 //!   a fatal `Malformed` error. Its payload (not the envelope) counts against
 //!   `max_message_size`; its headers against `max_headers` and `max_header_bytes`
 //!   (`HeadersTooLarge`, non-fatal, the message not routed). The limits are read once per
@@ -278,10 +278,10 @@ type EnvelopeRead = (usize, usize, usize, Option<(uuid::Uuid, String)>);
 /// the fatal stop of a malformed envelope.
 fn read_envelope(body: &[u8]) -> Result<EnvelopeRead, Stop> {
     match EnvelopeView::parse(body) {
-        Ok(view) if view.flags & envelope::TOPIC != 0 => Err(fatal(
+        Ok(view) if view.flags & (envelope::TOPIC | envelope::OFFSET) != 0 => Err(fatal(
             ErrorCode::Malformed,
-            "malformed PublishEnvelope frame: the envelope carries a TOPIC block, which only \
-             the broker sets",
+            "malformed PublishEnvelope frame: the envelope carries a TOPIC or OFFSET block, \
+             which only the broker sets",
         )),
         Ok(view) => {
             let request = match (view.stamp, view.reply_to) {

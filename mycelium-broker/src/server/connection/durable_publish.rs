@@ -1,0 +1,201 @@
+//! `PublishDurable`: one message routed like any publish, then answered with `Published`
+//! (its offset) once the topic's log holds it as durably as the topic's `fsync` promises:
+//! synced under `always` and `interval:<d>`, written under `never`.
+//!
+//! - The reader routes the message and goes on at once; a per-connection confirmer task waits
+//!   for durability and answers, in order, so many durable publishes can be in flight and one
+//!   sync answers all those it covers (group commit).
+//! - Refusals answer the request: `Unsupported` on a topic that is not durable,
+//!   `MessageTooLarge`/`HeadersTooLarge` past the topic's limits, `StorageFailed` when the log
+//!   could not write it, as for any publish otherwise (`PermissionDenied`, `UnknownTopic`,
+//!   `TopicRemoved`, `SlowConsumer` past `publish_deadline_ms`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mycelium_transport::envelope::{self, EnvelopeView};
+use mycelium_transport::outbox::Outbox;
+use mycelium_transport::{ErrorCode, Frame};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::core::acl::Action;
+use crate::core::batch::Item;
+
+use super::context::Connection;
+use super::scan::Step;
+use super::stop::{fatal, Stop};
+
+/// One stored message waiting to be answered.
+pub(super) struct Confirm {
+    request_id: u32,
+    offset: u64,
+    /// The log's durable offset; `None`: answer once written (`fsync = "never"`).
+    durable: Option<watch::Receiver<u64>>,
+}
+
+impl Connection {
+    /// Routes a `PublishDurable` and queues its answer.
+    pub(super) async fn publish_durable(
+        &mut self,
+        request_id: u32,
+        topic_id: u32,
+        enveloped: bool,
+        message: Bytes,
+        stop: &CancellationToken,
+    ) -> Result<(), Stop> {
+        let topic = match self.topic(topic_id) {
+            Ok(topic) => topic,
+            Err(Step::Refuse {
+                code,
+                topic_id,
+                message,
+            }) => {
+                self.refuse_publishes_answering(request_id, code, topic_id, 1, message);
+                return Ok(());
+            }
+            Err(_) => return Ok(()),
+        };
+        if let Err(message) = topic.check_access(Action::Publish, &self.peer) {
+            self.refuse_publishes_answering(
+                request_id,
+                ErrorCode::PermissionDenied,
+                topic_id,
+                1,
+                message,
+            );
+            return Ok(());
+        }
+        let Some(log) = topic.log().cloned() else {
+            let message = format!(
+                "topic '{}' is not durable: a PublishDurable needs a topic with durable = true",
+                topic.name()
+            );
+            self.refuse_publishes_answering(
+                request_id,
+                ErrorCode::Unsupported,
+                topic_id,
+                1,
+                message,
+            );
+            return Ok(());
+        };
+        let config = topic.config();
+        let (payload_len, headers) =
+            if enveloped {
+                match EnvelopeView::parse(&message) {
+                Ok(view) if view.flags & (envelope::TOPIC | envelope::OFFSET) != 0 => {
+                    return Err(fatal(
+                        ErrorCode::Malformed,
+                        "malformed PublishDurable frame: the envelope carries a TOPIC or OFFSET \
+                         block, which only the broker sets",
+                    ))
+                }
+                Ok(view) => (view.payload.len(), Some((view.header_count(), view.header_bytes))),
+                Err(error) => {
+                    return Err(fatal(
+                        ErrorCode::Malformed,
+                        format!("malformed PublishDurable frame: {error}"),
+                    ))
+                }
+            }
+            } else {
+                (message.len(), None)
+            };
+        if payload_len > config.max_message_size {
+            let text = format!(
+                "message of {payload_len} bytes exceeds the limit of {} bytes on topic '{}'",
+                config.max_message_size,
+                topic.name()
+            );
+            self.refuse_publishes_answering(
+                request_id,
+                ErrorCode::MessageTooLarge,
+                topic_id,
+                1,
+                text,
+            );
+            return Ok(());
+        }
+        if let Some((count, bytes)) = headers {
+            if count > usize::from(config.max_headers) || bytes > config.max_header_bytes as usize {
+                let text = format!(
+                    "{count} header(s) of {bytes} bytes exceed the limits of topic '{}' \
+                     (max_headers = {}, max_header_bytes = {})",
+                    topic.name(),
+                    config.max_headers,
+                    config.max_header_bytes
+                );
+                self.refuse_publishes_answering(
+                    request_id,
+                    ErrorCode::HeadersTooLarge,
+                    topic_id,
+                    1,
+                    text,
+                );
+                return Ok(());
+            }
+        }
+        let item = [Item {
+            bytes: &message,
+            enveloped,
+        }];
+        let Some(offsets) = self
+            .route_answering(request_id, &topic, &item[..], stop)
+            .await?
+        else {
+            // Refused (and answered) on the way.
+            return Ok(());
+        };
+        let durable = match config.durability().map(|d| d.fsync) {
+            Some(mycelium_config::Fsync::Never) | None => None,
+            Some(_) => Some(log.durable()),
+        };
+        self.confirm(Confirm {
+            request_id,
+            offset: offsets.start,
+            durable,
+        });
+        Ok(())
+    }
+
+    /// Hands `confirm` to the connection's confirmer task (started at the first).
+    fn confirm(&mut self, confirm: Confirm) {
+        let sender = self.confirmer.get_or_insert_with(|| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            tokio::spawn(confirm_in_order(Arc::clone(&self.outbox), receiver));
+            sender
+        });
+        // The task lives while the sender does: it cannot have gone.
+        let _ = sender.send(confirm);
+    }
+}
+
+/// Answers each stored message once it is durable, in the order they were stored; ends when
+/// the connection drops its sender (after answering what is queued) or its outbox closes.
+async fn confirm_in_order(outbox: Arc<Outbox>, mut queue: mpsc::UnboundedReceiver<Confirm>) {
+    while let Some(confirm) = queue.recv().await {
+        if let Some(mut durable) = confirm.durable {
+            let covered = tokio::select! {
+                covered = durable.wait_for(|synced| *synced > confirm.offset) => covered.is_ok(),
+                () = outbox.closed() => return,
+            };
+            if !covered {
+                // The log is gone (its topic removed and dropped): nothing more will be synced.
+                outbox.append_control(&Frame::Error {
+                    request_id: confirm.request_id,
+                    code: ErrorCode::TopicRemoved,
+                    fatal: false,
+                    topic_id: mycelium_transport::NO_TOPIC,
+                    message: "the topic's log closed before the message was synced".into(),
+                    refused: 0,
+                });
+                continue;
+            }
+        }
+        outbox.append_control(&Frame::Published {
+            request_id: confirm.request_id,
+            offset: confirm.offset,
+        });
+    }
+}
