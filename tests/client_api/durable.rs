@@ -423,3 +423,47 @@ fn a_delivery_without_its_offset_ends_the_subscription() {
     });
     server.join().expect("the stand-in");
 }
+
+#[test]
+fn the_blocking_client_publishes_durably_and_lists_groups() {
+    let stand_in = StandIn::bind();
+    let path = stand_in.path.clone();
+    let server = std::thread::spawn(move || {
+        let mut peer = stand_in.accept();
+        match peer.recv_answering_pings() {
+            Frame::Advertise { request_id, .. } => peer.send(&super::envelopes::ack(
+                request_id,
+                5,
+                mycelium_transport::MessageRules::default(),
+            )),
+            other => panic!("expected Advertise, got {other:?}"),
+        }
+        match peer.recv_answering_pings() {
+            Frame::PublishDurable {
+                request_id,
+                message,
+                ..
+            } => {
+                assert_eq!(&message[..], b"x");
+                peer.send(&Frame::Published {
+                    request_id,
+                    offset: 7,
+                });
+            }
+            other => panic!("expected PublishDurable, got {other:?}"),
+        }
+        match peer.recv_answering_pings() {
+            Frame::GroupsRequest { request_id, .. } => peer.send(&Frame::Groups {
+                request_id,
+                groups: Vec::new(),
+            }),
+            other => panic!("expected GroupsRequest, got {other:?}"),
+        }
+        peer.until_closed();
+    });
+    let client = blocking::Client::connect(&path).expect("connect");
+    assert_eq!(client.publish_durable("orders", b"x").expect("stored"), 7);
+    assert_eq!(client.groups("orders").expect("groups"), Vec::new());
+    drop(client);
+    server.join().expect("the stand-in");
+}
