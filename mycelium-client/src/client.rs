@@ -225,7 +225,8 @@ impl Client {
         self.inner.options.transport
     }
 
-    async fn socket(&self) -> Result<&SocketClient, ClientError> {
+    /// The socket connection, made on first use.
+    pub(crate) async fn socket(&self) -> Result<&SocketClient, ClientError> {
         self.inner
             .socket
             .get_or_try_init(|| {

@@ -21,6 +21,12 @@
 //!   before, with nothing added.
 //! - [`SubscribeOptions`] (`subscribe_with`): leave out what this client publishes itself
 //!   (`no_echo`), a queue topic's prefetch.
+//! - Durable topics (over the socket, whatever the transport): [`Client::subscribe_durable`]
+//!   reads a topic's log from a [`StartPosition`], alone or in a consumer group
+//!   ([`DurableOptions`]), handing out [`DurableMessage`]s to acknowledge (in batches) or give
+//!   back ([`NackAction`]); [`Client::publish_durable`] waits until the broker stored the
+//!   message and returns its offset; [`Client::groups`] lists a topic's [`GroupStats`], and
+//!   [`Client::stats`] tells what each durable topic's log holds ([`LogStats`]).
 //! - [`Client`] implements [`Broker`], so code written once against the trait runs against
 //!   an in-process broker or a broker process.
 //! - Each operation has its own error: [`ConnectError`], [`PublishError`],
@@ -38,6 +44,8 @@
 //!   publishers and subscriptions): internal.
 //! - `shm`: the shared-memory session, rings and loans: internal.
 //! - `client`: [`Client`], [`Subscription`], [`Publisher`], [`ClientOptions`], [`Transport`].
+//! - [`durable`]: durable subscriptions, their messages and acknowledgements, and the
+//!   [`Client`] methods of durable topics.
 //! - [`blocking`]: the blocking flavour.
 //! - `reconnect`: the reconnecting handles and [`Backoff`].
 //!
@@ -67,6 +75,7 @@
 
 pub mod blocking;
 mod client;
+pub mod durable;
 mod error;
 mod reconnect;
 mod request;
@@ -75,6 +84,7 @@ mod socket;
 mod subscribe_options;
 
 pub use client::{Client, ClientOptions, Publisher, Subscription, Transport};
+pub use durable::{DurableMessage, DurableOptions, DurableSubscription};
 pub use error::{
     Cause, ConnectError, HeaderLimit, PublishError, ReplyError, RequestError, SubscribeError,
 };
@@ -83,6 +93,7 @@ pub use mycelium_transport::envelope::{HeaderError, Headers, Stamp};
 pub use mycelium_transport::{
     Broker, Message, Receive, RecvError, RecvTimeoutError, SubscriptionEnd, TryRecvError,
 };
+pub use mycelium_transport::{GroupStats, LogStats, NackAction, StartPosition};
 pub use reconnect::{
     Backoff, ConnectionEvent, ReconnectingPublisher, ReconnectingSubscription,
     DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY,

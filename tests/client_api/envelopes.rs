@@ -63,14 +63,14 @@ fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 // ---------------------------------------------------------------------------------------------
 
 /// A listening socket that plays the broker's side of the protocol by hand.
-struct StandIn {
+pub(super) struct StandIn {
     listener: UnixListener,
-    path: PathBuf,
+    pub(super) path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl StandIn {
-    fn bind() -> StandIn {
+    pub(super) fn bind() -> StandIn {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("stand-in.sock");
         let listener = UnixListener::bind(&path).expect("binding the stand-in's socket");
@@ -82,7 +82,7 @@ impl StandIn {
     }
 
     /// Accepts one client and answers its `Hello` with a `Welcome`.
-    fn accept(&self) -> Peer {
+    pub(super) fn accept(&self) -> Peer {
         let (stream, _) = self.listener.accept().expect("a client connects");
         stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
         let mut peer = Peer {
@@ -106,25 +106,25 @@ impl StandIn {
 }
 
 /// The stand-in's end of one client connection.
-struct Peer {
+pub(super) struct Peer {
     stream: UnixStream,
     buf: BytesMut,
     codec: FrameCodec,
 }
 
 impl Peer {
-    fn send(&mut self, frame: &Frame) {
+    pub(super) fn send(&mut self, frame: &Frame) {
         let mut out = BytesMut::new();
         encode_frame(frame, &mut out).expect("encodable");
         self.send_bytes(&out);
     }
 
-    fn send_bytes(&mut self, bytes: &[u8]) {
+    pub(super) fn send_bytes(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("writing to the client");
     }
 
     /// The next frame from the client (panics after [`DEADLINE`] or at its end).
-    fn recv(&mut self) -> Frame {
+    pub(super) fn recv(&mut self) -> Frame {
         loop {
             if let Some(frame) = self.codec.decode(&mut self.buf).expect("a valid frame") {
                 return frame;
@@ -140,7 +140,7 @@ impl Peer {
     }
 
     /// Reads (and drops) what the client sends until it closes the connection.
-    fn until_closed(mut self) {
+    pub(super) fn until_closed(mut self) {
         let mut chunk = [0u8; 4096];
         loop {
             match self.stream.read(&mut chunk) {
@@ -153,7 +153,7 @@ impl Peer {
     }
 
     /// The next frame that is not a `Ping`, answering the pings on the way.
-    fn recv_answering_pings(&mut self) -> Frame {
+    pub(super) fn recv_answering_pings(&mut self) -> Frame {
         loop {
             match self.recv() {
                 Frame::Ping { token } => self.send(&Frame::Pong { token }),
@@ -202,7 +202,7 @@ impl Peer {
     }
 }
 
-fn ack(request_id: u32, topic_id: u32, rules: MessageRules) -> Frame {
+pub(super) fn ack(request_id: u32, topic_id: u32, rules: MessageRules) -> Frame {
     Frame::TopicAck {
         request_id,
         topic_id,

@@ -9,6 +9,8 @@
 //!   they share.
 //! - `envelopes`: headers and stamps (id + timestamp) through the client, against a stand-in
 //!   broker (the frames sent and read) and a real one (round trips, ids, limits, no-echo).
+//! - `durable`: durable subscriptions, confirmed publishes and consumer groups, against the
+//!   stand-in broker of `envelopes` (the broker does not serve them yet).
 //! - `reconnect`: a broker SIGKILLed and restarted: clients get a clear `BrokerGone` and never
 //!   hang, the reconnecting handles come back on their own, and the restarted broker replaces the
 //!   dead one's socket file.
@@ -16,6 +18,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod durable;
 mod envelopes;
 mod lifecycle;
 mod receive_contract;

@@ -319,6 +319,34 @@ impl Client {
         side.runtime.block_on(side.client.stats())
     }
 
+    /// Publishes one message on durable `topic` and waits until the broker stored it: its
+    /// offset (over the socket); see [`crate::Client::publish_durable`]. Durable
+    /// subscriptions are the async client's ([`crate::Client::subscribe_durable`]).
+    pub fn publish_durable(&self, topic: &str, payload: &[u8]) -> Result<u64, PublishError> {
+        let side = self.socket()?;
+        side.runtime
+            .block_on(side.client.publish_durable(topic, payload))
+    }
+
+    /// As [`publish_durable`](Self::publish_durable), with `headers`.
+    pub fn publish_durable_with(
+        &self,
+        topic: &str,
+        headers: &Headers,
+        payload: &[u8],
+    ) -> Result<u64, PublishError> {
+        let side = self.socket()?;
+        side.runtime
+            .block_on(side.client.publish_durable_with(topic, headers, payload))
+    }
+
+    /// The consumer groups of durable `topic` (over the socket); see
+    /// [`crate::Client::groups`].
+    pub fn groups(&self, topic: &str) -> Result<Vec<mycelium_transport::GroupStats>, RequestError> {
+        let side = self.socket()?;
+        side.runtime.block_on(side.client.groups(topic))
+    }
+
     /// Asks the broker to re-read its config file now (over the socket); see
     /// [`crate::Client::reload`].
     pub fn reload(&self) -> Result<ReloadReport, RequestError> {

@@ -23,7 +23,7 @@ use crate::subscribe_options::SubscribeOptions;
 /// A handle on one broker connection; clones share it. See the module docs.
 #[derive(Debug, Clone)]
 pub(crate) struct SocketClient {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl SocketClient {

@@ -198,7 +198,9 @@ impl Shared {
             }
             Frame::Ack { request_id }
             | Frame::Stats { request_id, .. }
-            | Frame::ReloadResult { request_id, .. } => *request_id,
+            | Frame::ReloadResult { request_id, .. }
+            | Frame::Published { request_id, .. }
+            | Frame::Groups { request_id, .. } => *request_id,
             Frame::Pong { token } => u32::try_from(*token).unwrap_or(0),
             Frame::Lagged { topic_id, skipped } => {
                 if let Some(queue) = registry.subscriptions.get(topic_id) {

@@ -11,9 +11,12 @@
 //! 4. `requests`: requests and their answers ([`BrokerStats`], [`ReloadReport`]).
 //! 5. `publisher`, `subscription`: publishing, and a subscription's receive side.
 //! 6. `client`: the handle that opens the connection and makes the above.
+//! 7. `durable`: the requests of durable topics (durable subscriptions, confirmed publishes,
+//!    consumer groups) on that handle.
 
 mod client;
 mod connection;
+mod durable;
 mod handshake;
 mod publisher;
 mod queue;

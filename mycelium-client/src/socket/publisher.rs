@@ -187,7 +187,11 @@ impl SocketPublisher {
 }
 
 /// Fails if any payload exceeds the topic's limit.
-fn check_payloads(topic: &str, info: TopicInfo, payloads: &[&[u8]]) -> Result<(), ClientError> {
+pub(super) fn check_payloads(
+    topic: &str,
+    info: TopicInfo,
+    payloads: &[&[u8]],
+) -> Result<(), ClientError> {
     match payloads.iter().find(|p| p.len() > info.max_message_size) {
         Some(big) => Err(ClientError::MessageTooLarge {
             topic: topic.to_owned(),
@@ -199,7 +203,11 @@ fn check_payloads(topic: &str, info: TopicInfo, payloads: &[&[u8]]) -> Result<()
 }
 
 /// Fails if `headers` break one of the topic's header limits.
-fn check_headers(topic: &str, rules: &MessageRules, headers: &Headers) -> Result<(), ClientError> {
+pub(super) fn check_headers(
+    topic: &str,
+    rules: &MessageRules,
+    headers: &Headers,
+) -> Result<(), ClientError> {
     match HeaderLimit::broken_by(rules, headers) {
         None => Ok(()),
         Some(limit) => Err(ClientError::HeadersTooLarge {

@@ -5,8 +5,9 @@
 //!   message costs no lock and no allocation (payloads are slices of the read buffer).
 //! - The shared queue is bounded by [`SUBSCRIPTION_BUFFER`](crate::SUBSCRIPTION_BUFFER): past it the reader stops reading
 //!   the socket, which pushes back to the broker and on to publishers per the topic's policy.
-//! - Queue topics: credit is returned to the broker as the application takes messages, half the
-//!   prefetch at a time, so a consumer that stops taking stops receiving.
+//! - Queue topics (and durable replay subscriptions): credit is returned to the broker as the
+//!   application takes messages, half the prefetch at a time, so a consumer that stops taking
+//!   stops receiving.
 //! - It keeps the transport's receive contract ([`mycelium_transport::receive`]): `recv` and
 //!   `try_recv` return a [`Message`] or say why not; the stream yields the same, then `None`
 //!   after the end. Dropping a subscription unsubscribes it.
@@ -41,7 +42,10 @@ pub(crate) struct SocketSubscription {
     routing: RoutingKind,
     /// Swapped out of the shared queue; handed out without locking.
     local: VecDeque<Delivery>,
-    /// Queue topics: messages taken since credit was last returned.
+    /// Whether taking a message returns credit: queue topics, and durable replay
+    /// subscriptions.
+    returns_credit: bool,
+    /// Messages taken since credit was last returned.
     unreturned: u32,
     /// Queue topics: return credit once this many are taken.
     credit_batch: u32,
@@ -70,6 +74,7 @@ impl SocketSubscription {
             topic: TopicName::from(topic),
             topic_id,
             routing,
+            returns_credit: routing == RoutingKind::Queue,
             local: VecDeque::new(),
             unreturned: 0,
             credit_batch: (prefetch / 2).max(1),
@@ -78,6 +83,34 @@ impl SocketSubscription {
             stream: StreamState::default(),
             told_missed: 0,
         }
+    }
+
+    /// A durable subscription's receive side: it returns credit as messages are taken exactly
+    /// when `returns_credit` (a replay subscription; a group's acknowledgements free its
+    /// window instead).
+    pub(crate) fn durable(
+        shared: Arc<Shared>,
+        queue: Arc<SubscriptionQueue>,
+        topic: &str,
+        subscription_id: u32,
+        prefetch: u32,
+        returns_credit: bool,
+    ) -> SocketSubscription {
+        let mut subscription = SocketSubscription::new(
+            shared,
+            queue,
+            topic,
+            subscription_id,
+            RoutingKind::Fanout,
+            prefetch,
+        );
+        subscription.returns_credit = returns_credit;
+        subscription
+    }
+
+    /// The subscription's id, from its `TopicAck`.
+    pub(crate) fn topic_id(&self) -> u32 {
+        self.topic_id
     }
 
     /// Messages received from the broker and not yet taken by the application.
@@ -217,7 +250,7 @@ impl SocketSubscription {
 
     #[inline]
     fn taken(&mut self) {
-        if self.routing == RoutingKind::Queue {
+        if self.returns_credit {
             self.unreturned += 1;
             if self.unreturned >= self.credit_batch {
                 self.return_credit();
