@@ -10,5 +10,6 @@
 mod common;
 
 mod confirmed;
+mod replay;
 mod retention;
 mod store;

@@ -53,6 +53,12 @@ pub enum Ending<'a> {
         /// The explanation for the peer.
         message: &'a str,
     },
+    /// A durable topic's log could not be read for this subscriber (an I/O error): what was
+    /// queued is still delivered, then the subscription ends; the connection goes on.
+    StorageFailed {
+        /// The explanation for the peer.
+        message: &'a str,
+    },
 }
 
 /// What carries a subscriber's messages, as the metrics count subscribers.

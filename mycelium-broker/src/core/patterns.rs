@@ -394,7 +394,9 @@ impl Delivery for PatternSink {
                     subscription.forget(self.topic);
                 }
             }
-            Ending::SlowConsumer { .. } => self.inner.end(self.key, why),
+            Ending::SlowConsumer { .. } | Ending::StorageFailed { .. } => {
+                self.inner.end(self.key, why)
+            }
         }
     }
 

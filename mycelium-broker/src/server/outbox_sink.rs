@@ -78,6 +78,7 @@ impl Delivery for Outbox {
         let (code, fatal, message) = match why {
             Ending::TopicRemoved { message } => (ErrorCode::TopicRemoved, false, message),
             Ending::SlowConsumer { message } => (ErrorCode::SlowConsumer, true, message),
+            Ending::StorageFailed { message } => (ErrorCode::StorageFailed, false, message),
         };
         let frame = Frame::Error {
             request_id: NO_REQUEST,

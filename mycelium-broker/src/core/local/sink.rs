@@ -313,6 +313,10 @@ impl Delivery for LocalSink {
             Ending::SlowConsumer { message } => SubscriptionEnd::SlowConsumer {
                 message: message.to_owned(),
             },
+            Ending::StorageFailed { message } => SubscriptionEnd::Refused {
+                code: mycelium_transport::ErrorCode::StorageFailed,
+                message: message.to_owned(),
+            },
         });
         let waker = queue.reader.take();
         drop(queue);

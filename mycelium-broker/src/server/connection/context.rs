@@ -39,6 +39,10 @@ pub(super) struct Connection {
     pub(super) patterns: HashMap<u32, Arc<PatternSubscription>>,
     /// The last pattern key handed out, without bit 31.
     pub(super) next_pattern: u32,
+    /// Durable subscriptions (replays, group memberships) by id (bit 30 set).
+    pub(super) durable: super::durable_subscribe::DurableSubscriptions,
+    /// The last durable subscription id handed out, without bit 30.
+    pub(super) next_durable: u32,
     /// The topics this connection advertised, each claimed as published to until the
     /// connection ends, so an auto-created topic is not reclaimed under its publisher. At
     /// most one per topic the registry knows.

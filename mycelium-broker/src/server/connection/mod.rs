@@ -29,7 +29,8 @@
 //! - `context.rs`: a message connection's state ([`Connection`](context::Connection)).
 //! - `scan.rs`: frames to steps, publishes relabelled in place and gathered into runs;
 //!   `publish.rs`: a run routed to its topic; `durable_publish.rs`: a `PublishDurable`
-//!   routed and answered once durable; `requests.rs`: every other request.
+//!   routed and answered once durable; `durable_subscribe.rs`: replay subscriptions and
+//!   consumer group memberships (ids with bit 30); `requests.rs`: every other request.
 //! - `busy_poll.rs`: reading by polling for a short window before sleeping on readiness.
 //! - `writer.rs`: the writer task; `reader.rs`: the read loop, which drives the four above.
 //! - `admission.rs`: the first frame and what it opens ([`serve`]), or the refusal.
@@ -38,6 +39,7 @@ mod admission;
 mod busy_poll;
 mod context;
 mod durable_publish;
+mod durable_subscribe;
 mod no_responders;
 mod patterns;
 mod publish;

@@ -81,6 +81,8 @@ pub(super) async fn serve_messages(
         heartbeat: Heartbeat::default(),
         heartbeat_due: tokio::time::Instant::now(),
         confirmer: None,
+        durable: Default::default(),
+        next_durable: 0,
     };
     conn.schedule_heartbeat();
     conn.welcome();
@@ -342,6 +344,7 @@ impl Connection {
             self.state.shm.socket_subscribers_changed(&sub.topic);
         }
         self.end_patterns();
+        self.end_durable();
         self.advertised.clear();
         self.outbox.close();
         self.state.unregister(self.id);

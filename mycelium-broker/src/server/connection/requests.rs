@@ -12,6 +12,7 @@ use crate::core::topic::{PublisherHold, Topic};
 use crate::error::LookupError;
 
 use super::context::{Connection, Subscription};
+use super::durable_subscribe::is_durable_id;
 use super::patterns::is_pattern;
 use super::stop::{fatal, Stop};
 
@@ -38,7 +39,7 @@ impl Connection {
 
     /// Refuses request `request_id` if this peer may not do `action` on `topic`; true if
     /// it was refused.
-    fn refuse_access(&self, request_id: u32, action: Action, topic: &Topic) -> bool {
+    pub(super) fn refuse_access(&self, request_id: u32, action: Action, topic: &Topic) -> bool {
         match topic.check_access(action, &self.peer) {
             Ok(()) => false,
             Err(message) => {
@@ -63,7 +64,7 @@ impl Connection {
         });
     }
 
-    fn refuse_lookup(&self, request_id: u32, error: LookupError) {
+    pub(super) fn refuse_lookup(&self, request_id: u32, error: LookupError) {
         let code = match error {
             LookupError::UnknownTopic { .. } | LookupError::TooManyTopics { .. } => {
                 ErrorCode::UnknownTopic
@@ -82,6 +83,18 @@ impl Connection {
             }
             Frame::Unsubscribe { request_id, topic_id } if topic_id & PATTERN_ID_BIT != 0 => {
                 self.unsubscribe_pattern(request_id, topic_id);
+            }
+            Frame::Unsubscribe { request_id, topic_id } if is_durable_id(topic_id) => {
+                self.unsubscribe_durable(request_id, topic_id);
+            }
+            Frame::Credit { topic_id, .. } if is_durable_id(topic_id) => {
+                self.durable_credit(topic_id);
+            }
+            Frame::SubscribeDurable { request_id, prefetch, start, group, topic } => {
+                self.subscribe_durable(request_id, prefetch, start, group, &topic);
+            }
+            Frame::AckMessages { subscription_id, .. } => {
+                self.durable_credit(subscription_id);
             }
             Frame::Subscribe { request_id, prefetch, no_echo, topic } => {
                 if let Some(refusal) = foreign_inbox(&topic, self.client_id) {
@@ -198,12 +211,12 @@ impl Connection {
                 return Err(fatal(ErrorCode::ShmRefused, "shared-memory requests need a session of their own: open a connection that starts with ShmHello"));
             }
             Frame::Publish { .. } | Frame::PublishEnvelope { .. } => unreachable_publish(),
-            Frame::SubscribeDurable { request_id, .. } | Frame::GroupsRequest { request_id, .. } => {
+            Frame::GroupsRequest { request_id, .. } => {
                 self.refuse(request_id, ErrorCode::Unsupported, NO_TOPIC, NOT_SERVED.into());
             }
             // Routed by the reader (`durable_publish.rs`), which awaits.
             Frame::PublishDurable { .. } => unreachable_publish(),
-            Frame::AckMessages { subscription_id, .. } | Frame::Nack { subscription_id, .. } => {
+            Frame::Nack { subscription_id, .. } => {
                 self.refuse(0, ErrorCode::Unsupported, subscription_id, NOT_SERVED.into());
             }
             Frame::Published { .. } | Frame::Groups { .. } | Frame::Welcome { .. } | Frame::TopicAck { .. } | Frame::Ack { .. } | Frame::Deliver { .. } | Frame::DeliverEnvelope { .. } | Frame::Error { .. } | Frame::Stats { .. } | Frame::ShmGrant { .. } | Frame::ShmRingAdded { .. } | Frame::ShmTopicRingAdded { .. } | Frame::ShmRingRemoved { .. } | Frame::ShmDetached { .. } | Frame::ShmSegmentAdded { .. } | Frame::ReloadResult { .. } | Frame::Lagged { .. } => {
@@ -215,7 +228,7 @@ impl Connection {
 }
 
 /// The answer to every frame of durable topics until the broker serves them.
-const NOT_SERVED: &str = "durable subscriptions are not served yet";
+const NOT_SERVED: &str = "consumer groups are not served yet";
 
 /// Publishes are handled on the hot path before `control` is reached.
 fn unreachable_publish() {

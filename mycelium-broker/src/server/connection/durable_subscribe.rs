@@ -1,0 +1,180 @@
+//! Durable subscriptions of a message connection (`SubscribeDurable`): ids with bit 30 set
+//! ([`DURABLE_SUBSCRIPTION_BIT`]), each a replay of the topic's log into this connection's
+//! outbox ([`Follower`]) or a membership of a consumer group.
+//!
+//! - A replay subscription starts where `SubscribeDurable` says (new messages only, the
+//!   earliest retained, an offset, a time) and then follows the log; the outbox's window of
+//!   `prefetch` messages (the topic's `prefetch` when 0) paces it. `Credit` and acks on it are
+//!   accepted and change nothing: the socket's own backpressure paces the replay.
+//! - Refusals: `UnknownTopic`/`InvalidTopicName` as for `Subscribe`, `PermissionDenied` by the
+//!   topic's `subscribe` list, `Unsupported` on a topic that is not durable, `LimitExceeded`
+//!   past the connection's or the broker's subscription limits.
+//! - `Unsubscribe` of the id ends it; so does the connection's end.
+
+use std::collections::HashMap;
+
+use mycelium_storage::StartAt;
+use mycelium_transport::{ErrorCode, Frame, StartPosition, DURABLE_SUBSCRIPTION_BIT, NO_TOPIC};
+
+use crate::core::acl::Action;
+use crate::core::durable::Follower;
+
+use super::context::Connection;
+
+/// One durable subscription of the connection.
+pub(super) enum DurableSubscription {
+    /// A replay of the log, this connection's alone: held for its task, which stops when it
+    /// is dropped.
+    Replay { _running: Follower },
+}
+
+/// The durable subscriptions of a connection, by id.
+pub(super) type DurableSubscriptions = HashMap<u32, DurableSubscription>;
+
+/// Where the storage's reader starts for a `SubscribeDurable`'s start position.
+pub(super) fn start_at(start: StartPosition) -> StartAt {
+    match start {
+        StartPosition::New => StartAt::Latest,
+        StartPosition::Earliest => StartAt::Earliest,
+        StartPosition::Offset(offset) => StartAt::Offset(offset),
+        StartPosition::Timestamp(ns) => StartAt::Timestamp(ns),
+    }
+}
+
+impl Connection {
+    /// Answers a `SubscribeDurable`.
+    pub(super) fn subscribe_durable(
+        &mut self,
+        request_id: u32,
+        prefetch: u32,
+        start: StartPosition,
+        group: Option<String>,
+        name: &str,
+    ) {
+        let topic = match self.state.registry.resolve(name) {
+            Ok(topic) => topic,
+            Err(error) => {
+                self.refuse_lookup(request_id, error);
+                return;
+            }
+        };
+        if self.refuse_access(request_id, Action::Subscribe, &topic) {
+            return;
+        }
+        let Some(log) = topic.log().cloned() else {
+            let message = format!(
+                "topic '{}' is not durable: replay and consumer groups need durable = true",
+                topic.name()
+            );
+            self.refuse(request_id, ErrorCode::Unsupported, topic.id(), message);
+            return;
+        };
+        if let Some(group) = group {
+            // Served once consumer groups land; the group name is checked there.
+            let message = format!("consumer group '{group}': consumer groups are not served yet");
+            self.refuse(request_id, ErrorCode::Unsupported, topic.id(), message);
+            return;
+        }
+        let per_connection = self.state.config().server.max_subscriptions_per_connection;
+        let held = self.subscriptions.len() + self.patterns.len() + self.durable.len();
+        if held >= per_connection {
+            let message = format!("this connection already holds {held} subscriptions (server.max_subscriptions_per_connection = {per_connection})");
+            self.refuse(request_id, ErrorCode::LimitExceeded, topic.id(), message);
+            return;
+        }
+        if !self.state.try_add_subscription() {
+            let message = format!(
+                "the broker holds its most subscriptions (server.max_subscriptions = {})",
+                self.state.config().server.max_subscriptions
+            );
+            self.refuse(request_id, ErrorCode::LimitExceeded, topic.id(), message);
+            return;
+        }
+        let id = self.next_durable_id();
+        let window = match prefetch {
+            0 => topic.config().prefetch,
+            asked => asked,
+        };
+        let config = topic.config();
+        self.outbox.append_control(&Frame::TopicAck {
+            request_id,
+            topic_id: id,
+            routing: mycelium_transport::RoutingKind::Fanout,
+            max_message_size: u32::try_from(config.max_message_size).unwrap_or(u32::MAX),
+            prefetch: window,
+            pattern: false,
+            rules: topic.message_rules(),
+        });
+        // Started after the ack is queued: every delivery follows it.
+        let follower = Follower::start(
+            log,
+            start_at(start),
+            self.outbox.clone(),
+            id,
+            window as usize,
+        );
+        tracing::debug!(
+            connection = self.id,
+            topic = topic.name(),
+            id,
+            ?start,
+            "replay subscription"
+        );
+        self.durable
+            .insert(id, DurableSubscription::Replay { _running: follower });
+    }
+
+    /// A fresh id for a durable subscription: bit 30 set, unique on the connection.
+    fn next_durable_id(&mut self) -> u32 {
+        loop {
+            self.next_durable = self.next_durable.wrapping_add(1) & (DURABLE_SUBSCRIPTION_BIT - 1);
+            let id = DURABLE_SUBSCRIPTION_BIT | self.next_durable;
+            if !self.durable.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Answers an `Unsubscribe` of a durable subscription's id.
+    pub(super) fn unsubscribe_durable(&mut self, request_id: u32, id: u32) {
+        match self.durable.remove(&id) {
+            Some(subscription) => {
+                drop(subscription);
+                self.state.remove_subscriptions(1);
+                self.outbox.append_control(&Frame::Ack { request_id });
+            }
+            None => self.refuse(
+                request_id,
+                ErrorCode::NotSubscribed,
+                id,
+                format!("no durable subscription with id {id}"),
+            ),
+        }
+    }
+
+    /// `AckMessages` or `Credit` on a durable subscription: a replay subscription takes them
+    /// and changes nothing; an unknown id is refused (request id 0).
+    pub(super) fn durable_credit(&mut self, id: u32) {
+        if !self.durable.contains_key(&id) {
+            self.refuse(
+                0,
+                ErrorCode::NotSubscribed,
+                id,
+                format!("acks or credit for durable subscription {id}, which this connection does not hold"),
+            );
+        }
+    }
+
+    /// Ends every durable subscription (the connection is leaving).
+    pub(super) fn end_durable(&mut self) {
+        self.state.remove_subscriptions(self.durable.len());
+        self.durable.clear();
+    }
+}
+
+/// Whether `id` names a durable subscription.
+pub(super) fn is_durable_id(id: u32) -> bool {
+    id & DURABLE_SUBSCRIPTION_BIT != 0
+        && id != NO_TOPIC
+        && id & mycelium_transport::frame::PATTERN_ID_BIT == 0
+}
