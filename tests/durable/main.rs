@@ -10,6 +10,7 @@
 mod common;
 
 mod confirmed;
+mod full_disk;
 mod replay;
 mod retention;
 mod store;
