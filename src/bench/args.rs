@@ -71,6 +71,12 @@ pub struct BenchArgs {
     /// per second, and the latency figures are whole round trips
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "pingpong")]
     pub(crate) request: Option<u64>,
+    /// Measure a durable topic instead (--topic, default bench.durable, must be durable in
+    /// the broker's config): publish (plain publishes, the last confirmed), confirm (every
+    /// publish confirmed), replay (reading stored messages back) or group (--subscribers
+    /// processes sharing stored messages in a consumer group, acking each). Socket only
+    #[arg(long, value_enum, value_name = "MODE", conflicts_with_all = ["pingpong", "request", "duration", "rate", "plot", "transport"])]
+    pub(crate) durable: Option<DurableMode>,
     /// The topic to use [default: bench.fanout or bench.queue; bench.ping for --pingpong;
     /// bench.request for --request]
     #[arg(long)]
@@ -99,6 +105,32 @@ pub struct BenchArgs {
     pub(crate) json: bool,
 }
 
+/// What `--durable` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DurableMode {
+    /// Plain publishes into a durable topic, the last one confirmed: stored (and synced as the
+    /// topic's fsync says) messages per second
+    Publish,
+    /// Every publish confirmed (1024 unanswered at once at most)
+    Confirm,
+    /// Store --count messages, then replay them from the log: read messages per second
+    Replay,
+    /// Store --count messages, then --subscribers processes share them in one consumer group,
+    /// acking each: messages acked per second, as the broker counts them
+    Group,
+}
+
+impl DurableMode {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            DurableMode::Publish => "publish",
+            DurableMode::Confirm => "confirm",
+            DurableMode::Replay => "replay",
+            DurableMode::Group => "group",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
     Publisher,
@@ -107,6 +139,10 @@ pub enum Role {
     Pinger,
     Requester,
     Responder,
+    DurablePublisher,
+    DurableConfirmer,
+    Replayer,
+    GroupMember,
 }
 
 /// Arguments of the hidden `mycelium bench-worker`.
@@ -146,6 +182,12 @@ pub struct WorkerArgs {
     /// Publisher: messages per second on a schedule (0: as fast as it can)
     #[arg(long, default_value_t = 0)]
     pub(crate) rate: u64,
+    /// Replayer and group member: the offset to start at
+    #[arg(long, default_value_t = 0)]
+    pub(crate) from_offset: u64,
+    /// Group member: the consumer group
+    #[arg(long, default_value = "")]
+    pub(crate) group: String,
 }
 
 /// The longest `--duration`: a day.

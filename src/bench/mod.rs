@@ -23,6 +23,8 @@
 //! - `orchestrate`: spawns the workers, collects their lines, prints the summary.
 //! - `request`: `--request N`, request/reply round trips (requester and responder roles).
 //! - `patterns`: `--patterns N`, wildcard subscriptions held idle during a run.
+//! - `durable`: `--durable MODE`, a durable topic's publish, confirm, replay and consumer
+//!   group figures.
 //! - `worker`: one worker process; `uds` runs its role over the socket, `shm` over shared memory.
 //! - `schedule`: when a publisher sends (`--count`, `--duration`, paced by `--rate`).
 //! - `stamp`, `tally`, `histogram`, `timeline`: what a payload carries and what a subscriber
@@ -30,6 +32,7 @@
 //! - `plot`: `--plot FILE.svg`, latency by percentile and throughput over time.
 
 mod args;
+mod durable;
 mod histogram;
 mod orchestrate;
 mod patterns;

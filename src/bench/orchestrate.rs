@@ -23,7 +23,7 @@ use super::tally::WorkerResult;
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// One spawned worker and the lines it prints.
-struct Worker {
+pub(crate) struct Worker {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
@@ -32,7 +32,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(args: &[String]) -> anyhow::Result<Worker> {
+    pub(crate) fn spawn(args: &[String]) -> anyhow::Result<Worker> {
         let exe = std::env::current_exe().context("finding the mycelium executable")?;
         let mut child = Command::new(exe)
             .arg("bench-worker")
@@ -85,7 +85,7 @@ impl Worker {
         Ok(())
     }
 
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -105,7 +105,7 @@ impl Worker {
     }
 
     /// Waits for the worker to exit and returns its result.
-    fn finish(mut self) -> anyhow::Result<WorkerResult> {
+    pub(crate) fn finish(mut self) -> anyhow::Result<WorkerResult> {
         self.stop();
         let status = self.child.wait().context("waiting for a bench worker")?;
         while let Ok(line) = self.lines.recv() {
@@ -223,6 +223,9 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(rounds) = args.request {
         return round_trips(&args, &socket, rounds, RoundTrip::Request);
+    }
+    if let Some(mode) = args.durable {
+        return super::durable::bench(&args, &socket, mode);
     }
     let topic = args.topic.clone().unwrap_or_else(|| match args.routing {
         RoutingArg::Fanout => "bench.fanout".to_owned(),

@@ -79,6 +79,9 @@ pub(crate) fn worker(args: &WorkerArgs) -> anyhow::Result<WorkerResult> {
         Role::Pinger => run_pinger(&client, args),
         Role::Requester => super::request::run_requester_blocking(&client, args),
         Role::Responder => super::request::run_responder_blocking(&client, args, &stop),
+        Role::DurablePublisher | Role::DurableConfirmer | Role::Replayer | Role::GroupMember => {
+            anyhow::bail!("durable topics are measured over the socket (the orchestrator never asks shared memory for them)")
+        }
     }
 }
 

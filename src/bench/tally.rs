@@ -24,6 +24,9 @@ pub(crate) struct WorkerResult {
     /// A subscriber's deliveries per 100 ms.
     #[serde(default)]
     pub(crate) timeline: Timeline,
+    /// A durable publisher's first message's offset in the log.
+    #[serde(default)]
+    pub(crate) first_offset: Option<u64>,
 }
 
 /// What a subscriber learns from the stamps of the messages it receives.

@@ -9,7 +9,7 @@ use crate::output::outln;
 use crate::socket::{client_runtime, Transport};
 
 use super::args::{Role, WorkerArgs};
-use super::{request, shm, uds};
+use super::{durable, request, shm, uds};
 
 pub(crate) fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     if args.transport == Transport::Shm {
@@ -29,6 +29,10 @@ pub(crate) fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             Role::Pinger => uds::run_pinger(&client, &args).await?,
             Role::Requester => request::run_requester(&client, &args).await?,
             Role::Responder => request::run_responder(&client, &args, stop).await?,
+            Role::DurablePublisher => durable::run_publisher(&client, &args, false).await?,
+            Role::DurableConfirmer => durable::run_publisher(&client, &args, true).await?,
+            Role::Replayer => durable::run_replayer(&client, &args).await?,
+            Role::GroupMember => durable::run_group_member(&client, &args, stop).await?,
         };
         client.close().await?;
         anyhow::Ok(result)
