@@ -77,6 +77,11 @@ pub struct BenchArgs {
     /// processes sharing stored messages in a consumer group, acking each). Socket only
     #[arg(long, value_enum, value_name = "MODE", conflicts_with_all = ["pingpong", "request", "duration", "rate", "plot", "transport"])]
     pub(crate) durable: Option<DurableMode>,
+    /// --durable confirm: confirmed publishes unanswered at once per publisher. Under an
+    /// fsync interval the answers come once per interval, so this over the interval bounds
+    /// the rate
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) window: u64,
     /// The topic to use [default: bench.fanout or bench.queue; bench.ping for --pingpong;
     /// bench.request for --request]
     #[arg(long)]
@@ -188,6 +193,9 @@ pub struct WorkerArgs {
     /// Group member: the consumer group
     #[arg(long, default_value = "")]
     pub(crate) group: String,
+    /// Confirmer: confirmed publishes unanswered at once
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) window: usize,
 }
 
 /// The longest `--duration`: a day.

@@ -5,8 +5,9 @@
 //!   connection's messages in order and syncs a prefix, so that answer means every message
 //!   before it is stored as the topic's `fsync` promises. Throughput = messages / that time.
 //! - `confirm`: each publisher sends every message as a confirmed publish, with up to
-//!   [`WINDOW`] unanswered at once (as JetStream's and Redis's benchmarks keep a window of
-//!   acks), the clock stopping at the last answer.
+//!   `--window` (default 1024) unanswered at once (as JetStream's and Redis's benchmarks keep
+//!   a window of acks), the clock stopping at the last answer. Answers come when the topic's
+//!   `fsync` makes the message durable, so under `interval:<d>` the rate is at most window / d.
 //! - `replay`: one publisher stores `--count` messages first; then one reader replays them
 //!   from the first one's offset, the clock running from its first message to its last.
 //! - `group`: one publisher stores `--count` messages first; then `--subscribers` processes
@@ -32,9 +33,6 @@ use super::orchestrate::Worker;
 use super::stamp::stamp;
 use super::tally::WorkerResult;
 
-/// Confirmed publishes in flight at once per publisher (`confirm`).
-const WINDOW: usize = 1024;
-
 /// How long a group run may go without its committed position moving before it gives up.
 const STALL: Duration = Duration::from_secs(30);
 
@@ -49,11 +47,12 @@ pub(crate) async fn run_publisher(
     let start = Instant::now();
     let first_offset;
     if confirm_each {
-        let mut in_flight: VecDeque<tokio::task::JoinHandle<_>> = VecDeque::with_capacity(WINDOW);
+        let window = args.window.max(1);
+        let mut in_flight: VecDeque<tokio::task::JoinHandle<_>> = VecDeque::with_capacity(window);
         let mut first = None;
         for seq in 0..args.count {
             stamp(&mut payload, seq, false);
-            if in_flight.len() == WINDOW {
+            if in_flight.len() == window {
                 let offset = in_flight.pop_front().context("window")?.await??;
                 first.get_or_insert(offset);
             }
@@ -178,6 +177,8 @@ pub(crate) fn bench(
                 index.to_string(),
                 "--count".to_owned(),
                 args.count.to_string(),
+                "--window".to_owned(),
+                args.window.to_string(),
             ]);
             workers.push(Worker::spawn(&a)?);
         }
@@ -192,9 +193,9 @@ pub(crate) fn bench(
             let seconds = results.iter().map(|r| r.seconds).fold(0.0, f64::max);
             let rate = sent as f64 / seconds.max(f64::MIN_POSITIVE);
             let how = if confirm {
-                "every message confirmed, window 1024"
+                format!("every message confirmed, window {}", args.window)
             } else {
-                "plain publishes, the last one confirmed"
+                "plain publishes, the last one confirmed".to_owned()
             };
             (
                 format!(
@@ -202,7 +203,7 @@ pub(crate) fn bench(
                     args.publishers, args.count, args.size
                 ),
                 rate,
-                serde_json::json!({ "publishers": args.publishers, "sent": sent }),
+                serde_json::json!({ "publishers": args.publishers, "sent": sent, "window": confirm.then_some(args.window) }),
             )
         }
         DurableMode::Replay => {

@@ -22,16 +22,19 @@ impl Connection {
         payloads: &B,
         stop: &CancellationToken,
     ) -> Result<(), Stop> {
-        self.route_answering(NO_REQUEST, topic, payloads, stop)
+        self.route_answering(&[], topic, payloads, stop)
             .await
             .map(drop)
     }
 
-    /// [`Self::route`], refusals answering `request_id` (a `PublishDurable`'s; `NO_REQUEST`
-    /// for plain publishes); returns a durable topic's offsets of the batch once stored.
+    /// [`Self::route`] for a batch of `PublishDurable` messages when `requests` (their request
+    /// ids, one per message) is not empty; returns a durable topic's offsets of the batch once
+    /// stored. A batch the log refused is refused to each request; what happens to live
+    /// delivery afterwards (a slow subscriber given up on, the topic removed) does not undo
+    /// the storing, so it refuses no durable publish.
     pub(super) async fn route_answering<B: Batch + ?Sized>(
         &self,
-        request_id: u32,
+        requests: &[u32],
         topic: &Arc<Topic>,
         payloads: &B,
         stop: &CancellationToken,
@@ -63,25 +66,35 @@ impl Connection {
                 Progress::Done => break,
                 Progress::Blocked(blocker) => blocker,
                 Progress::Refused(refusal) => {
-                    let refused = payloads.len().saturating_sub(cursor.routed() + told);
-                    self.refuse_publishes_answering(
-                        request_id,
-                        ErrorCode::StorageFailed,
-                        topic.id(),
-                        refused,
-                        refusal.message,
-                    );
+                    if requests.is_empty() {
+                        let refused = payloads.len().saturating_sub(cursor.routed() + told);
+                        self.refuse_publishes(
+                            ErrorCode::StorageFailed,
+                            topic.id(),
+                            refused,
+                            refusal.message.clone(),
+                        );
+                    }
+                    for &request_id in requests {
+                        self.refuse_publishes_answering(
+                            request_id,
+                            ErrorCode::StorageFailed,
+                            topic.id(),
+                            1,
+                            refusal.message.clone(),
+                        );
+                    }
                     return Ok(None);
                 }
             };
             was_held = true;
             tokio::select! {
                 gave_up = topic.wait_or_give_up(&blocker, payloads, &mut cursor, &mut held) => {
-                    if let Some(GaveUp::Dropped(n)) = gave_up {
+                    if let Some(GaveUp::Dropped(n)) = gave_up.filter(|_| requests.is_empty()) {
                         told += n;
                         let waited = topic.config().publish_deadline_ms;
                         let batch = payloads.len();
-                        self.refuse_publishes_answering(request_id, ErrorCode::SlowConsumer, topic.id(), n, format!(
+                        self.refuse_publishes(ErrorCode::SlowConsumer, topic.id(), n, format!(
                             "topic '{}' could take no more for {waited} ms (backpressure = block, \
                              publish_deadline_ms = {waited}): of a batch of {batch} message(s), \
                              {} were routed and {n} dropped",
@@ -102,7 +115,7 @@ impl Connection {
         // once, with how many.
         let batch = payloads.len();
         let lost = batch.saturating_sub(cursor.routed() + told);
-        if lost > 0 && topic.is_removed() {
+        if lost > 0 && topic.is_removed() && requests.is_empty() {
             let how = if was_held {
                 "was held back by a slow subscriber"
             } else {
@@ -113,8 +126,7 @@ impl Connection {
                 0 => String::new(),
                 told => format!(" ({told} more had been dropped before)"),
             };
-            self.refuse_publishes_answering(
-                request_id,
+            self.refuse_publishes(
                 ErrorCode::TopicRemoved,
                 topic.id(),
                 lost,

@@ -23,6 +23,7 @@ use crate::server::state::BrokerState;
 
 use super::busy_poll::busy_poll;
 use super::context::Connection;
+use super::durable_publish::DurablePublish;
 use super::scan::{ScanEnd, Step};
 use super::stop::{fatal, Stop};
 use super::writer::write_loop;
@@ -260,8 +261,25 @@ impl Connection {
             let mut steps = Vec::new();
             let (consumed, end) = self.scan(buf, batch_size, &mut steps);
             let chunk = buf.split_to(consumed).freeze();
-            for step in steps {
-                self.execute(step, &chunk, stop).await?;
+            let mut steps = steps.into_iter().peekable();
+            while let Some(step) = steps.next() {
+                let Some(topic_id) = durable_publish_topic(&step) else {
+                    self.execute(step, &chunk, stop).await?;
+                    continue;
+                };
+                // Consecutive durable publishes to one topic: one batch, one append.
+                let mut frames = vec![into_durable_publish(step)];
+                while steps
+                    .peek()
+                    .is_some_and(|next| durable_publish_topic(next) == Some(topic_id))
+                {
+                    if let Some(next) = steps.next() {
+                        frames.push(into_durable_publish(next));
+                    }
+                }
+                self.wait_for_outbox(stop).await?;
+                self.publish_durable(topic_id, frames.into_iter().flatten().collect(), stop)
+                    .await?;
             }
             match end {
                 ScanEnd::BatchFull => {
@@ -290,15 +308,6 @@ impl Connection {
                 self.wait_for_outbox(stop).await?;
                 match *frame {
                     Frame::ReloadRequest { request_id } => self.reload(request_id, stop).await,
-                    Frame::PublishDurable {
-                        request_id,
-                        topic_id,
-                        enveloped,
-                        message,
-                    } => {
-                        self.publish_durable(request_id, topic_id, enveloped, message, stop)
-                            .await
-                    }
                     frame => self.control(frame),
                 }
             }
@@ -348,6 +357,37 @@ impl Connection {
         self.advertised.clear();
         self.outbox.close();
         self.state.unregister(self.id);
+    }
+}
+
+/// The topic of a step that is a `PublishDurable`.
+fn durable_publish_topic(step: &Step) -> Option<u32> {
+    match step {
+        Step::Control(frame) => match **frame {
+            Frame::PublishDurable { topic_id, .. } => Some(topic_id),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The `PublishDurable` a step holds (see [`durable_publish_topic`]).
+fn into_durable_publish(step: Step) -> Option<DurablePublish> {
+    match step {
+        Step::Control(frame) => match *frame {
+            Frame::PublishDurable {
+                request_id,
+                enveloped,
+                message,
+                ..
+            } => Some(DurablePublish {
+                request_id,
+                enveloped,
+                message,
+            }),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
