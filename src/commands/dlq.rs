@@ -24,13 +24,13 @@ use std::time::Duration;
 use anyhow::Context;
 use mycelium_client::durable::DELIVERY_COUNT_HEADER;
 use mycelium_client::{
-    Client, DurableMessage, DurableOptions, DurableSubscription, Headers, RecvError,
-    StartPosition, SubscribeError, SubscriptionEnd,
+    Client, DurableMessage, DurableOptions, DurableSubscription, Headers, RecvError, StartPosition,
+    SubscribeError, SubscriptionEnd,
 };
 use mycelium_transport::ErrorCode;
 
 use crate::output::{errln, outln};
-use crate::report::{connect_failed, subscription_ended};
+use crate::report::{connect_failed, durable_refused, subscription_ended};
 use crate::socket::client_runtime;
 use crate::SocketArgs;
 
@@ -145,7 +145,7 @@ fn redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
         // Sends the last acknowledgements and waits for the broker to take them.
         let left = subscription.unsubscribe().await;
         let closed = client.close().await;
-        report(&args.dlq, &moved);
+        report(&args.dlq, &moved, run.is_ok());
         run?;
         left.context("ending the subscription to the dead-letter topic")?;
         closed.context("closing the connection")?;
@@ -230,26 +230,25 @@ async fn move_one(
     Ok(target)
 }
 
-/// Why the dead-letter topic could not be read, with what to do about the usual causes.
+/// Why the dead-letter topic could not be read.
 fn refused(dlq: &str, error: SubscribeError) -> anyhow::Error {
-    let hint = match &error {
+    let unsupported = matches!(
+        error,
         SubscribeError::Refused {
             code: ErrorCode::Unsupported,
             ..
-        } => format!(
-            " (only a durable topic keeps messages to redrive: `mycelium topics --durable` lists \
-             them; `durable = true` in the broker's config makes {dlq} one)"
-        ),
-        _ => String::new(),
-    };
-    anyhow::Error::new(error).context(format!(
-        "reading dead-letter topic {dlq} as consumer group {REDRIVE_GROUP}{hint}"
-    ))
+        }
+    );
+    durable_refused(
+        format!("reading dead-letter topic {dlq} as consumer group {REDRIVE_GROUP}"),
+        error,
+        unsupported,
+    )
 }
 
-/// Says how many messages went where.
-fn report(dlq: &str, moved: &Moved) {
-    if moved.is_empty() {
+/// Says how many messages went where (`finished`: the run was not cut short by an error).
+fn report(dlq: &str, moved: &Moved, finished: bool) {
+    if moved.is_empty() && finished {
         outln!("moved no message: {dlq} holds none that group {REDRIVE_GROUP} has not taken");
     }
     for (target, count) in moved {

@@ -17,15 +17,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use mycelium_client::{
-    Client, DurableMessage, DurableOptions, NackAction, RecvError, StartPosition,
-    SubscribeError, SubscriptionEnd, TryRecvError,
+    Client, DurableMessage, DurableOptions, NackAction, RecvError, StartPosition, SubscribeError,
+    SubscriptionEnd, TryRecvError,
 };
 use mycelium_transport::ErrorCode;
 
 use super::pubsub::{flush_or_gone, socket_subscription_ended, Printer};
 use super::start_position::describe;
 use crate::output::errln;
-use crate::report::connect_failed;
+use crate::report::{connect_failed, durable_refused};
 use crate::socket::client_runtime;
 
 /// The longest consumer group name the broker accepts.
@@ -48,41 +48,33 @@ pub(crate) struct DurableSub {
 /// Checks a `--group` name: 1 to 255 characters of `A-Z a-z 0-9 . _ -`, as the broker does,
 /// so that a typo is a usage error before anything connects.
 pub(crate) fn parse_group(name: &str) -> Result<String, String> {
+    let rule = format!("a group name is 1 to {MAX_GROUP_NAME} characters of A-Z a-z 0-9 . _ -");
     if name.is_empty() || name.len() > MAX_GROUP_NAME {
-        return Err(format!(
-            "a group name is 1 to {MAX_GROUP_NAME} characters long, not {}",
-            name.len()
-        ));
+        return Err(format!("{rule}; this one is {} long", name.len()));
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!(
-            "'{name}' holds {bad:?}: a group name may hold only A-Z a-z 0-9 . _ -"
-        ));
+        return Err(format!("'{name}' holds {bad:?}: {rule}"));
     }
     Ok(name.to_owned())
 }
 
-/// Why a durable subscription was refused, with what to do about the usual causes.
+/// Why a durable subscription was refused.
 fn refused(sub: &DurableSub, error: SubscribeError) -> anyhow::Error {
-    let hint = match &error {
+    let unsupported = matches!(
+        error,
         SubscribeError::Refused {
             code: ErrorCode::Unsupported,
             ..
-        } => format!(
-            " (only a durable topic has a log to read: `mycelium topics --durable` lists them; \
-             `durable = true` in the broker's config makes {} one)",
-            sub.topic
-        ),
-        _ => String::new(),
-    };
+        }
+    );
     let what = match &sub.group {
         Some(group) => format!("joining consumer group {group} on {}", sub.topic),
         None => format!("subscribing to {}'s log", sub.topic),
     };
-    anyhow::Error::new(error).context(format!("{what}{hint}"))
+    durable_refused(what, error, unsupported)
 }
 
 /// Runs the subscription until `--count`, the end of the subscription, or stdout going away.

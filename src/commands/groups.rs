@@ -15,6 +15,7 @@ use mycelium_client::{Client, GroupStats, RequestError};
 use mycelium_transport::ErrorCode;
 
 use crate::output::{errln, outln};
+use crate::report::durable_refused;
 use crate::socket::client_runtime;
 use crate::SocketArgs;
 
@@ -31,19 +32,20 @@ pub struct GroupsArgs {
     json: bool,
 }
 
-/// Why the broker would not list `topic`'s groups, with what to do about the usual causes.
+/// Why the broker would not list `topic`'s groups.
 fn refused(topic: &str, error: RequestError) -> anyhow::Error {
-    let hint = match &error {
+    let unsupported = matches!(
+        error,
         RequestError::Refused {
             code: ErrorCode::Unsupported,
             ..
-        } => format!(
-            " (only a durable topic has consumer groups: `mycelium topics --durable` lists them; \
-             `durable = true` in the broker's config makes {topic} one)"
-        ),
-        _ => String::new(),
-    };
-    anyhow::Error::new(error).context(format!("listing the consumer groups of {topic}{hint}"))
+        }
+    );
+    durable_refused(
+        format!("listing the consumer groups of {topic}"),
+        error,
+        unsupported,
+    )
 }
 
 pub fn groups(args: GroupsArgs) -> anyhow::Result<ExitCode> {

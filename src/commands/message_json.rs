@@ -181,7 +181,9 @@ mod tests {
             r#"{"id":null,"topic":"kept","offset":41,"timestamp":null,"headers":{},"data":"hi"}"#
         );
         // A message of a plain subscription has no offset key at all.
-        assert!(to_json(&Message::new("t", &b"x"[..])).get("offset").is_none());
+        assert!(to_json(&Message::new("t", &b"x"[..]))
+            .get("offset")
+            .is_none());
     }
 
     #[test]

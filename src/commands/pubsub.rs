@@ -15,8 +15,8 @@ use std::os::unix::ffi::OsStrExt;
 use mycelium_client::blocking;
 use mycelium_client::envelope::Headers;
 use mycelium_client::{
-    Client, ClientOptions, Message, PublishError, RecvError, RequestError, SubscriptionEnd,
-    StartPosition, Transport as ClientTransport, TryRecvError,
+    Client, ClientOptions, Message, PublishError, RecvError, RequestError, StartPosition,
+    SubscriptionEnd, Transport as ClientTransport, TryRecvError,
 };
 use tokio::io::AsyncBufReadExt;
 
@@ -586,7 +586,11 @@ impl Printer {
 
     /// Writes one message. Returns true if stdout is gone (a closed pipe): the reader has
     /// what it wanted, which is not an error.
-    pub(super) fn write(&mut self, out: &mut impl Write, message: &Message) -> anyhow::Result<bool> {
+    pub(super) fn write(
+        &mut self,
+        out: &mut impl Write,
+        message: &Message,
+    ) -> anyhow::Result<bool> {
         match self {
             Printer::Payloads => write_bytes(out, message.payload()).and_then(|gone| {
                 if gone {

@@ -9,6 +9,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod cli;
 mod confirmed;
 mod retention;
+mod stand_in;
 mod store;
