@@ -12,7 +12,7 @@ use mycelium_transport::{ErrorCode, Frame, GroupStats, NackAction, StartPosition
 
 use super::common::pubsub_support::{run_to_end, Finished};
 use super::common::{mycelium_bin, TestBroker};
-use super::stand_in::{topic_ack, Peer, StandIn, SUBSCRIPTION};
+use super::stand_in::{topic_ack, Asked, Peer, StandIn, SUBSCRIPTION};
 
 fn config(data: &Path) -> String {
     format!(
@@ -418,10 +418,16 @@ fn groups_are_listed_as_a_table_and_as_json_lines() {
     }
 }
 
+/// Headers as (key, value) pairs, in order.
+type Pairs = Vec<(String, String)>;
+
+/// A message in the dead-letter topic: offset, headers, payload.
+type DeadLettered = (u64, Vec<(&'static str, &'static str)>, &'static str);
+
 /// What a redrive published: (topic, headers, payload), and the frames it sent in order.
 #[derive(Debug, Default)]
 struct Redriven {
-    published: Vec<(String, Vec<(String, String)>, String)>,
+    published: Vec<(String, Pairs, String)>,
     /// "published N" and "acked OFFSET" in the order the frames came.
     order: Vec<String>,
     settled: Settled,
@@ -432,9 +438,9 @@ struct Redriven {
 /// (`refuse`: with StorageFailed for that target topic).
 fn redrive_stand_in(
     stand_in: StandIn,
-    messages: Vec<(u64, Vec<(&'static str, &'static str)>, &'static str)>,
+    messages: Vec<DeadLettered>,
     refuse: Option<&'static str>,
-) -> std::thread::JoinHandle<((StartPosition, Option<String>, String), Redriven)> {
+) -> std::thread::JoinHandle<(Asked, Redriven)> {
     std::thread::spawn(move || {
         let mut peer = stand_in.accept();
         match peer.recv() {

@@ -20,6 +20,9 @@ use super::common::DEADLINE;
 /// The id the stand-in gives every durable subscription.
 pub const SUBSCRIPTION: u32 = DURABLE_SUBSCRIPTION_BIT | 1;
 
+/// What a `SubscribeDurable` asked for: its start, group and topic.
+pub type Asked = (StartPosition, Option<String>, String);
+
 /// A listening socket that plays the broker's side of the protocol.
 pub struct StandIn {
     listener: UnixListener,
@@ -117,7 +120,7 @@ impl Peer {
 
     /// Answers the client's next `SubscribeDurable` with a `TopicAck` granting `prefetch`;
     /// returns its start, group and topic.
-    pub fn ack_durable(&mut self, prefetch: u32) -> (StartPosition, Option<String>, String) {
+    pub fn ack_durable(&mut self, prefetch: u32) -> Asked {
         match self.recv() {
             Frame::SubscribeDurable {
                 request_id,
