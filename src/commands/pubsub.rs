@@ -1,6 +1,7 @@
 //! `mycelium pub` and `mycelium sub`: one-shot publishing and line-per-message subscribing.
 //!
 //! - Either exits 1 with the broker's reason when its session or subscription ends under it.
+//! - `sub --from`/`--group` read a durable topic's log instead: see `durable_sub`.
 //! - `pub --transport shm` writes into a ring no broker reads for it, so it learns the end
 //!   from the control socket: it polls that socket together with stdin (so it stops at once
 //!   even while stdin is idle), and looks once more before it reports what it published; it
