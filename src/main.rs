@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{check, pubsub, reload, request, run, stats, topics};
+use commands::{check, dlq, groups, pubsub, reload, request, run, stats, topics};
 
 /// Readers hand out payloads as slices of each read buffer, so every `read` allocates a fresh
 /// buffer of a few hundred KiB while the last one is still in use. glibc's malloc returns such
@@ -45,7 +45,9 @@ enum Command {
     /// Publish MESSAGE on TOPIC, or each line of stdin as one message.
     Pub(pubsub::PubArgs),
     /// Print each message received on TOPIC as one line on stdout (a message that contains
-    /// newlines spans several lines).
+    /// newlines spans several lines); with --from, read a durable topic's log from a point in
+    /// its past; with --group, share a durable topic's messages with a consumer group and
+    /// acknowledge each one once printed.
     Sub(pubsub::SubArgs),
     /// Send one request on TOPIC and print the reply; exit 1 with the reason when there is
     /// none (no responders, the responder's error, or the timeout).
@@ -59,6 +61,13 @@ enum Command {
     /// List a running broker's topics with what each durable topic's log holds: retained
     /// messages and bytes, the first and last offsets.
     Topics(topics::TopicsArgs),
+    /// List the consumer groups of a running broker's durable TOPIC: each one's committed
+    /// position, the log's next offset, lag, pending messages, members, and its redelivered
+    /// and dead-lettered counts.
+    Groups(groups::GroupsArgs),
+    /// Work with dead-letter topics: `mycelium dlq redrive DLQ_TOPIC` moves their messages
+    /// back to the topics they came from.
+    Dlq(dlq::DlqArgs),
     /// Make a running broker re-read its config file now; exit 1 if the file is invalid
     /// (the broker then keeps its running config).
     Reload(reload::ReloadArgs),
@@ -129,6 +138,8 @@ fn main() -> ExitCode {
         Command::Reply(args) => request::reply(args),
         Command::Stats(args) => stats::stats(args),
         Command::Topics(args) => topics::topics(args),
+        Command::Groups(args) => groups::groups(args),
+        Command::Dlq(args) => dlq::dlq(args),
         Command::Reload(args) => reload::reload(args),
         Command::Bench(args) => bench::bench(args),
         Command::BenchWorker(args) => bench::worker(args),

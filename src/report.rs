@@ -54,3 +54,19 @@ pub fn ended(end: SubscriptionEnd) -> anyhow::Error {
         other => anyhow::Error::new(other),
     }
 }
+
+/// The broker's refusal of `what` on a durable topic's log. `unsupported` (the topic is not
+/// durable, or the broker serves no durable topics) adds which topics have a log.
+pub fn durable_refused<E>(what: String, error: E, unsupported: bool) -> anyhow::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    if unsupported {
+        anyhow::anyhow!(
+            "{what}: {error}; only a durable topic (`durable = true` in the broker's config) has \
+             a log and consumer groups: `mycelium topics --durable` lists them"
+        )
+    } else {
+        anyhow::Error::new(error).context(what)
+    }
+}

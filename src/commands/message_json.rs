@@ -1,8 +1,9 @@
 //! `mycelium sub --json`: each message as one JSON object on one line.
 //!
 //! Keys, always in this order: `id` (the UUIDv7, or `null` when the message carries none),
-//! `topic` (the topic it was published on: the concrete one under a pattern), `timestamp` (RFC
-//! 3339 in UTC with nanoseconds, or `null`), `headers` (an object, keys sorted; a key that repeats has an
+//! `topic` (the topic it was published on: the concrete one under a pattern), `offset` (only on
+//! a message read from a durable topic's log: its offset there), `timestamp` (RFC 3339 in UTC
+//! with nanoseconds, or `null`), `headers` (an object, keys sorted; a key that repeats has an
 //! array of its values, in order), then `data` (the payload as a string when it is UTF-8) or
 //! `data_base64` (standard base64 when it is not). A request adds `reply_to`, a reply `reply`
 //! (`status`, `code`, `correlation`).
@@ -52,6 +53,7 @@ pub fn to_json_line(message: &Message) -> String {
     let order = [
         "id",
         "topic",
+        "offset",
         "timestamp",
         "headers",
         "reply_to",
@@ -79,6 +81,9 @@ pub fn to_json(message: &Message) -> Value {
         stamp.map_or(Value::Null, |s| json!(s.id.to_string())),
     );
     object.insert("topic".into(), json!(message.topic()));
+    if let Some(offset) = message.offset() {
+        object.insert("offset".into(), json!(offset));
+    }
     object.insert(
         "timestamp".into(),
         stamp.map_or(Value::Null, |s| {
@@ -164,6 +169,21 @@ mod tests {
                 stamp.id
             )
         );
+    }
+
+    #[test]
+    fn a_message_read_from_a_log_has_its_offset_after_the_topic() {
+        let mut bytes = BytesMut::new();
+        mycelium_transport::envelope::write_with_offset(&[], b"hi", 41, &mut bytes);
+        let message = Message::from_enveloped("kept", bytes.freeze()).expect("a valid envelope");
+        assert_eq!(
+            to_json_line(&message),
+            r#"{"id":null,"topic":"kept","offset":41,"timestamp":null,"headers":{},"data":"hi"}"#
+        );
+        // A message of a plain subscription has no offset key at all.
+        assert!(to_json(&Message::new("t", &b"x"[..]))
+            .get("offset")
+            .is_none());
     }
 
     #[test]

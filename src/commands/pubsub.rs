@@ -1,6 +1,7 @@
 //! `mycelium pub` and `mycelium sub`: one-shot publishing and line-per-message subscribing.
 //!
 //! - Either exits 1 with the broker's reason when its session or subscription ends under it.
+//! - `sub --from`/`--group` read a durable topic's log instead: see `durable_sub`.
 //! - `pub --transport shm` writes into a ring no broker reads for it, so it learns the end
 //!   from the control socket: it polls that socket together with stdin (so it stops at once
 //!   even while stdin is idle), and looks once more before it reports what it published; it
@@ -15,11 +16,12 @@ use std::os::unix::ffi::OsStrExt;
 use mycelium_client::blocking;
 use mycelium_client::envelope::Headers;
 use mycelium_client::{
-    Client, ClientOptions, Message, PublishError, RecvError, RequestError, SubscriptionEnd,
-    Transport as ClientTransport, TryRecvError,
+    Client, ClientOptions, Message, PublishError, RecvError, RequestError, StartPosition,
+    SubscriptionEnd, Transport as ClientTransport, TryRecvError,
 };
 use tokio::io::AsyncBufReadExt;
 
+use crate::commands::durable_sub::DurableSub;
 use crate::commands::message_json::JsonLines;
 use crate::output::errln;
 use crate::report::{connect_failed, ended, subscription_ended};
@@ -51,25 +53,57 @@ pub struct PubArgs {
 
 /// Arguments of `mycelium sub`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("durable").args(["from", "group"]).multiple(true)))]
 pub struct SubArgs {
     #[command(flatten)]
     socket: SocketArgs,
     /// The topic to subscribe to
     topic: String,
-    /// Exit after this many messages (at least 1)
+    /// Exit after this many messages (at least 1; with --group, once they are acknowledged
+    /// or rejected, and a message delivered again counts again)
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
-    /// Print each message as one JSON object per line: id, topic, timestamp (RFC 3339 with
+    /// Print each message as one JSON object per line: id, topic, offset (only with --from
+    /// or --group: the message's offset in the topic's log), timestamp (RFC 3339 with
     /// nanoseconds), headers, and data (UTF-8) or data_base64; id and timestamp are null
     /// when the topic does not stamp its messages
     #[arg(long)]
     json: bool,
+    /// Read durable TOPIC's log from this point, then follow new messages as they are stored
+    /// (no gap, no duplicate): `earliest` (the oldest message the log still holds), OFFSET (a
+    /// whole number: the message at that offset), or a time in UTC as RFC 3339, e.g.
+    /// 2026-12-06T10:00:00Z (the first message published at or after it). With --group it
+    /// applies only to a group that does not exist yet (an existing group resumes where it
+    /// stopped). Without --from and --group, sub receives only what is published from now
+    /// on, from any topic
+    #[arg(long, value_name = "earliest|OFFSET|TIME", value_parser = super::start_position::parse_start)]
+    from: Option<StartPosition>,
+    /// Join consumer group NAME on durable TOPIC: the group's members share its messages
+    /// (each goes to one member), and each message is acknowledged once it has been written
+    /// to stdout and flushed; one never acknowledged (this process was killed first) is
+    /// delivered again to a member. A new group starts with messages published from now on
+    /// unless --from says otherwise. NAME: 1-255 characters of A-Z a-z 0-9 . _ -
+    #[arg(long, value_name = "NAME", value_parser = super::durable_sub::parse_group)]
+    group: Option<String>,
+    /// With --group: reject every message instead of acknowledging it, to test dead-letter
+    /// policies: each is printed as usual, then handed back to be delivered again (a nack
+    /// with requeue), so after the topic's max_deliveries deliveries the broker moves it to
+    /// the topic's dead-letter topic
+    #[arg(long, requires = "group")]
+    reject: bool,
+    /// With --from or --group: at most N messages in flight to this subscriber
+    /// (unacknowledged in a group, not yet printed on a replay) [default: the broker's]
+    #[arg(long, value_name = "N", requires = "durable", value_parser = clap::value_parser!(u32).range(1..))]
+    prefetch: Option<u32>,
     /// The data path: through the broker's socket, or reading the publishers' shared-memory
     /// rings directly (fanout topics; socket publishers' messages come through the broker's
     /// relay ring)
     #[arg(long, value_enum, default_value = "uds")]
     transport: Transport,
 }
+
+/// What `sub` exits with when its arguments contradict each other (a usage error, as clap's).
+const USAGE: u8 = 2;
 
 /// `KEY=VALUE` of `-H`, split at the first '=' and checked as a header.
 pub(crate) fn parse_header(text: &str) -> Result<(String, String), String> {
@@ -452,6 +486,22 @@ async fn send(
 
 pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
     let path = args.socket.resolve()?;
+    if args.from.is_some() || args.group.is_some() {
+        if args.transport == Transport::Shm {
+            errln!("error: --from and --group read the topic's log through the broker's socket: --transport shm does not apply to them");
+            return Ok(ExitCode::from(USAGE));
+        }
+        let sub = DurableSub {
+            topic: args.topic,
+            start: args.from,
+            group: args.group,
+            reject: args.reject,
+            prefetch: args.prefetch.unwrap_or(0),
+            count: args.count,
+            json: args.json,
+        };
+        return super::durable_sub::subscribe(&path, sub);
+    }
     if args.transport == Transport::Shm {
         return subscribe_shm(args, &path);
     }
@@ -507,7 +557,7 @@ pub fn subscribe(args: SubArgs) -> anyhow::Result<ExitCode> {
 
 /// Why a socket subscription ended: the subscription says the broker is gone, and the
 /// connection (asked with a flush, which answers at once once it is gone) says why.
-async fn socket_subscription_ended(
+pub(super) async fn socket_subscription_ended(
     client: &Client,
     topic: &str,
     end: SubscriptionEnd,
@@ -521,13 +571,13 @@ async fn socket_subscription_ended(
 }
 
 /// How `sub` prints messages: the payload and a newline, or one JSON object per line.
-enum Printer {
+pub(super) enum Printer {
     Payloads,
     Json(JsonLines),
 }
 
 impl Printer {
-    fn new(json: bool) -> Printer {
+    pub(super) fn new(json: bool) -> Printer {
         if json {
             Printer::Json(JsonLines::default())
         } else {
@@ -537,7 +587,11 @@ impl Printer {
 
     /// Writes one message. Returns true if stdout is gone (a closed pipe): the reader has
     /// what it wanted, which is not an error.
-    fn write(&mut self, out: &mut impl Write, message: &Message) -> anyhow::Result<bool> {
+    pub(super) fn write(
+        &mut self,
+        out: &mut impl Write,
+        message: &Message,
+    ) -> anyhow::Result<bool> {
         match self {
             Printer::Payloads => write_bytes(out, message.payload()).and_then(|gone| {
                 if gone {
@@ -560,7 +614,7 @@ pub(super) fn write_bytes(out: &mut impl Write, bytes: &[u8]) -> anyhow::Result<
     }
 }
 
-fn flush_or_gone(out: &mut impl Write) -> anyhow::Result<bool> {
+pub(super) fn flush_or_gone(out: &mut impl Write) -> anyhow::Result<bool> {
     match out.flush() {
         Ok(()) => Ok(false),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(true),

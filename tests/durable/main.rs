@@ -9,8 +9,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod cli;
 mod confirmed;
 mod full_disk;
 mod replay;
 mod retention;
+mod stand_in;
 mod store;
