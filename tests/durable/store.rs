@@ -173,3 +173,38 @@ fn a_broker_killed_mid_write_leaves_an_exact_prefix_of_what_was_published() {
         );
     }
 }
+
+/// Two brokers on one data directory would interleave their appends: the second is refused
+/// at start, saying which directory is taken.
+#[test]
+fn a_second_broker_on_the_same_data_dir_does_not_start() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let first = TestBroker::start(&durable(data.path(), "kept", ""));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nsocket_path = \"{}\"\n\n{}",
+            dir.path().join("b.sock").display(),
+            durable(data.path(), "kept", "")
+        ),
+    )
+    .expect("write");
+    let second = run_to_end(
+        std::process::Command::new(super::common::mycelium_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("MYCELIUM_LOG"),
+    );
+    assert!(!second.status.success(), "the second broker must not start");
+    assert!(
+        second.stderr.contains("is in use by another broker"),
+        "{}",
+        second.stderr
+    );
+    // The first goes on, and once it has stopped the directory is free again.
+    stop(first);
+    let again = TestBroker::start(&durable(data.path(), "kept", ""));
+    stop(again);
+}

@@ -79,7 +79,10 @@ fn check_reports_file_line_diagnostics_and_help_lists_every_subcommand() {
         .collect();
     assert_eq!(
         commands,
-        ["run", "pub", "sub", "request", "reply", "check", "stats", "reload", "bench", "help"],
+        [
+            "run", "pub", "sub", "request", "reply", "check", "stats", "topics", "groups", "dlq",
+            "reload", "bench", "help"
+        ],
         "{}",
         out.stdout
     );

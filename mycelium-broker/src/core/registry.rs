@@ -54,6 +54,10 @@ struct Topics {
     latency: Arc<LatencyRecorder>,
     /// Where durable topics keep their logs (`[storage]`).
     storage: StorageConfig,
+    /// The lock on `data_dir` (its `LOCK` file), taken when the first log is opened and held
+    /// for the registry's life: a second broker on the same directory would interleave its
+    /// appends with this one's.
+    storage_lock: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
 impl Topics {
@@ -84,7 +88,7 @@ impl Topics {
 
     /// A durable topic's log, opened (and recovered) in `<data_dir>/<name>/`; `None` for a
     /// topic kept in memory.
-    fn open_log(&self, config: &TopicConfig) -> Result<Option<TopicLog>, CreateTopicError> {
+    fn open_log(&mut self, config: &TopicConfig) -> Result<Option<TopicLog>, CreateTopicError> {
         let Some(durability) = config.durability() else {
             return Ok(None);
         };
@@ -94,6 +98,13 @@ impl Topics {
                 reason: "durable = true needs [storage] data_dir in the broker's config".into(),
             });
         };
+        if self.storage_lock.is_none() {
+            let lock = lock_data_dir(data_dir).map_err(|reason| CreateTopicError::Storage {
+                name: config.name.clone(),
+                reason,
+            })?;
+            self.storage_lock = Some(lock);
+        }
         TopicLog::open(
             data_dir,
             &config.name,
@@ -225,6 +236,35 @@ pub fn foreign_inbox(name: &str, client_id: uuid::Uuid) -> Option<String> {
             inbox_name(client_id)
         )
     })
+}
+
+/// Takes the exclusive lock of `data_dir` (creating it and its `LOCK` file if needed), held
+/// while the returned value lives, or says why not: another broker holds it, or the
+/// directory cannot be used.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        format!(
+            "cannot create [storage] data_dir {}: {e}",
+            data_dir.display()
+        )
+    })?;
+    let path = data_dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| match errno {
+            nix::errno::Errno::EWOULDBLOCK => format!(
+                "[storage] data_dir {} is in use by another broker (it holds the lock on {})",
+                data_dir.display(),
+                path.display()
+            ),
+            errno => format!("cannot lock {}: {}", path.display(), errno.desc()),
+        },
+    )
 }
 
 /// Why a name is not a valid topic name, if it is not: 1 to 255 bytes of `[A-Za-z0-9._-]`.
