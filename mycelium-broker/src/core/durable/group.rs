@@ -7,6 +7,9 @@
 //!   await.
 //! - The task reads the topic's settings once per pass (`ack_timeout_ms` when it delivers,
 //!   `max_deliveries` when it deals), so a reload applies from the next pass.
+//! - A message is dead-lettered with `max-deliveries` when it is dealt for the
+//!   `max_deliveries + 1`-th time: when a member has room for it, so a group whose members are
+//!   all full keeps it until one has.
 //! - A member gets messages while fewer than its `prefetch` are pending on it and its sink has
 //!   room for its subscription; when the sink has none, a small task waits for room and wakes
 //!   the group. Messages to deliver again go before fresh ones; members are dealt round-robin,
@@ -157,25 +160,22 @@ impl GroupEntry {
         context: Context,
     ) -> UnboundedSender<Command> {
         let mut run = self.lock();
-        let (member, parked) = match &*run {
+        let current = std::mem::replace(&mut *run, Run::Parked(Parked::At(0)));
+        let (member, parked) = match current {
             Run::Running(commands) => match commands.send(Command::Join(member)) {
-                Ok(()) => return commands.clone(),
-                Err(mpsc::error::SendError(command)) => {
-                    let Command::Join(member) = command else {
-                        unreachable!("the command sent is handed back")
-                    };
+                Ok(()) => {
+                    *run = Run::Running(commands.clone());
+                    return commands;
+                }
+                Err(mpsc::error::SendError(Command::Join(member))) => {
                     let committed = self.figures.committed.load(Ordering::Relaxed);
                     tracing::error!(group = %self.name, committed, "a consumer group's task ended unexpectedly; the group restarts from its committed position");
                     (member, Parked::At(committed))
                 }
+                // A failed send hands back what was sent, and that was a Join.
+                Err(mpsc::error::SendError(_)) => unreachable!("a failed send returns its Join"),
             },
-            Run::Parked(_) => {
-                let Run::Parked(parked) = std::mem::replace(&mut *run, Run::Parked(Parked::At(0)))
-                else {
-                    unreachable!("matched as parked just above")
-                };
-                (member, parked)
-            }
+            Run::Parked(parked) => (member, parked),
         };
         let (commands, receiver) = mpsc::unbounded_channel();
         let task = GroupTask::start(
@@ -304,7 +304,9 @@ impl GroupTask {
                             self.handle(command);
                         }
                     }
-                    // Every membership is gone, so every member left: park.
+                    // The entry keeps a sender while the task runs, so this does not happen;
+                    // were it to, no member could reach the group any more: they leave, and
+                    // the group parks.
                     None => {
                         let ids: Vec<MemberId> = self.state.members().iter().map(|m| m.id).collect();
                         for id in ids {
@@ -381,18 +383,11 @@ impl GroupTask {
         tracing::debug!(group = %self.entry.name, member, offset, "ignored an answer for a message not pending on that member");
     }
 
-    /// Everything due now: deadlines and delays, dead letters, dealing, the figures.
+    /// Everything due now: deadlines and delays, dealing (and the dead letters it finds), the
+    /// figures.
     fn pass(&mut self, now: Instant) {
         let settings = self.settings();
         self.state.release(now);
-        for (offset, deliveries) in self.state.take_exhausted(settings.max_deliveries) {
-            self.dead_letter(
-                offset,
-                deliveries,
-                DeadLetterReason::MaxDeliveries,
-                now + settings.ack_timeout,
-            );
-        }
         self.deal(now, settings);
         self.publish_figures(now);
     }

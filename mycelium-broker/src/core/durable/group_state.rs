@@ -258,21 +258,6 @@ impl GroupState {
         }
     }
 
-    /// Takes in hand the ready messages delivered `max_deliveries` times or more (to be
-    /// dead-lettered), with their delivery counts.
-    pub(crate) fn take_exhausted(&mut self, max_deliveries: u32) -> Vec<(u64, u32)> {
-        let exhausted: Vec<(u64, u32)> = self
-            .ready
-            .iter()
-            .map(|&offset| (offset, self.deliveries(offset)))
-            .filter(|&(_, deliveries)| deliveries >= max_deliveries)
-            .collect();
-        for &(offset, _) in &exhausted {
-            self.place(offset, Place::InHand);
-        }
-        exhausted
-    }
-
     /// Takes in hand the lowest ready message, with its delivery count.
     pub(crate) fn take_ready(&mut self) -> Option<(u64, u32)> {
         let offset = *self.ready.first()?;
@@ -535,21 +520,6 @@ mod tests {
         assert_eq!(state.take_ready(), Some((1, 1)));
         state.done(2);
         assert_eq!(state.committed(), 0, "0 and 1 are in hand");
-    }
-
-    #[test]
-    fn exhausted_messages_are_taken_for_dead_lettering() {
-        let now = Instant::now();
-        let mut state = GroupState::starting_at(0);
-        state.add_member(member(1, 10));
-        deliver_fresh(&mut state, 0, 0, now);
-        deliver_fresh(&mut state, 1, 0, now);
-        state.release(now);
-        assert_eq!(state.take_ready(), Some((0, 1)));
-        state.delivered(0, 0, now);
-        state.release(now);
-        assert_eq!(state.take_exhausted(2), vec![(0, 2)]);
-        assert_eq!(state.take_ready(), Some((1, 1)));
     }
 
     #[test]
