@@ -13,6 +13,8 @@
 //! - A record's timestamp is the broker's clock when it stored the batch (one read per batch),
 //!   so timestamps follow offsets and a time lookup is a search.
 //! - Readers ([`TopicLog::reader`]) follow appends through [`TopicLog::appended`].
+//! - The topic's consumer groups ([`TopicLog::groups`]) live with its log: their positions are
+//!   kept in `<log dir>/groups/` and loaded when the log opens.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use mycelium_transport::envelope::EnvelopeView;
 use tokio::sync::watch;
 
 use crate::core::batch::{Batch, Item};
+use crate::core::durable::ConsumerGroups;
 
 /// What `mycelium topics` shows of a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,6 +63,7 @@ pub struct TopicLog {
     appended: watch::Sender<u64>,
     /// Every record below this is durable (synced).
     durable: watch::Sender<u64>,
+    groups: ConsumerGroups,
 }
 
 impl std::fmt::Debug for TopicLog {
@@ -131,11 +135,13 @@ impl TopicLog {
                 moved
             });
         });
+        let groups = ConsumerGroups::open(&dir.join("groups"));
         Ok(TopicLog {
             log: Mutex::new(log),
             dir,
             appended,
             durable,
+            groups,
         })
     }
 
@@ -170,6 +176,11 @@ impl TopicLog {
     /// Every record below the value is durable: how a confirmed publish waits.
     pub fn durable(&self) -> watch::Receiver<u64> {
         self.durable.subscribe()
+    }
+
+    /// The topic's consumer groups.
+    pub fn groups(&self) -> &ConsumerGroups {
+        &self.groups
     }
 
     /// A reader from `start`.
