@@ -55,7 +55,7 @@ pub enum LookupError {
         /// Which rule.
         problem: &'static str,
     },
-    /// Auto-creating a durable topic ([topic_defaults] durable = true) failed to open its log.
+    /// Auto-creating a durable topic (`[topic_defaults] durable = true`) failed to open its log.
     #[error("cannot auto-create durable topic '{name}': {reason}")]
     Storage {
         /// The name asked for.

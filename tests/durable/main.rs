@@ -12,6 +12,7 @@ mod common;
 mod cli;
 mod confirmed;
 mod full_disk;
+mod groups;
 mod replay;
 mod retention;
 mod stand_in;

@@ -182,6 +182,12 @@ impl Server {
         }
         reclaims.abort();
         retention.abort();
+        // Consumer groups' committed positions, written now rather than at their next turn.
+        for topic in self.state.registry.all() {
+            if let Some(log) = topic.log() {
+                log.groups().flush();
+            }
+        }
         drop(listener);
         drop(socket_file);
         stop_reading.cancel();

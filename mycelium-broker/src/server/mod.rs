@@ -28,6 +28,7 @@
 //!   10. `listener`: [`bind_socket`] and [`Server`]: the accept loop and graceful shutdown.
 
 mod connection;
+mod dead_letters;
 mod error;
 mod handle;
 mod heartbeat;

@@ -81,6 +81,8 @@ pub struct BrokerStatistics {
 pub(crate) struct BrokerState {
     /// The topics.
     pub(crate) registry: Arc<TopicRegistry>,
+    /// Where consumer groups put what they give up on (each topic's dead-letter topic).
+    pub(crate) dead_letters: Arc<crate::server::dead_letters::RegistryDeadLetters>,
     /// The config in force: the one the broker started with, then each reload's.
     config: ArcSwap<BrokerConfig>,
     /// The config's generation, reload count and last outcomes, for `Stats`.
@@ -154,6 +156,9 @@ impl BrokerState {
         let config = Arc::new(config);
         let (config_changes, _) = watch::channel(config.clone());
         Ok(BrokerState {
+            dead_letters: Arc::new(crate::server::dead_letters::RegistryDeadLetters {
+                registry: registry.clone(),
+            }),
             registry,
             shm: Arc::new(ShmRings::new(config.shm.clone()).supervised_by(supervisor.clone())),
             config: ArcSwap::new(config),

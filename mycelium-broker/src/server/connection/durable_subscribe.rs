@@ -14,10 +14,14 @@
 use std::collections::HashMap;
 
 use mycelium_storage::StartAt;
-use mycelium_transport::{ErrorCode, Frame, StartPosition, DURABLE_SUBSCRIPTION_BIT, NO_TOPIC};
+use mycelium_transport::{
+    ErrorCode, Frame, NackAction, StartPosition, DURABLE_SUBSCRIPTION_BIT, NO_TOPIC,
+};
 
 use crate::core::acl::Action;
-use crate::core::durable::Follower;
+use crate::core::durable::{
+    is_group_name, Follower, GroupMembership, JoinError, MAX_GROUP_NAME_LEN,
+};
 
 use super::context::Connection;
 
@@ -26,6 +30,9 @@ pub(super) enum DurableSubscription {
     /// A replay of the log, this connection's alone: held for its task, which stops when it
     /// is dropped.
     Replay { _running: Follower },
+    /// A member of a consumer group: dropping it leaves the group, and what it had not acked
+    /// is delivered again at once to the other members.
+    Group(GroupMembership),
 }
 
 /// The durable subscriptions of a connection, by id.
@@ -69,12 +76,6 @@ impl Connection {
             self.refuse(request_id, ErrorCode::Unsupported, topic.id(), message);
             return;
         };
-        if let Some(group) = group {
-            // Served once consumer groups land; the group name is checked there.
-            let message = format!("consumer group '{group}': consumer groups are not served yet");
-            self.refuse(request_id, ErrorCode::Unsupported, topic.id(), message);
-            return;
-        }
         let per_connection = self.state.config().server.max_subscriptions_per_connection;
         let held = self.subscriptions.len() + self.patterns.len() + self.durable.len();
         if held >= per_connection {
@@ -95,6 +96,66 @@ impl Connection {
             0 => topic.config().prefetch,
             asked => asked,
         };
+        if let Some(group) = group {
+            if !is_group_name(&group) {
+                self.state.remove_subscriptions(1);
+                let message = format!(
+                    "invalid consumer group name '{group}': 1 to {MAX_GROUP_NAME_LEN} characters from A-Z a-z 0-9 . _ -"
+                );
+                self.refuse(request_id, ErrorCode::InvalidTopicName, topic.id(), message);
+                return;
+            }
+            // The ack is queued first, held until the member is in the group, so it precedes
+            // every delivery.
+            let config = topic.config();
+            let hold = self.outbox.append_control_held(&Frame::TopicAck {
+                request_id,
+                topic_id: id,
+                routing: mycelium_transport::RoutingKind::Fanout,
+                max_message_size: u32::try_from(config.max_message_size).unwrap_or(u32::MAX),
+                prefetch: window,
+                pattern: false,
+                rules: topic.message_rules(),
+            });
+            let joined = log.groups().join(
+                &topic,
+                &log,
+                &group,
+                start_at(start),
+                self.outbox.clone(),
+                id,
+                window,
+                self.state.dead_letters.clone(),
+            );
+            match joined {
+                Ok(membership) => {
+                    drop(hold);
+                    tracing::debug!(
+                        connection = self.id,
+                        topic = topic.name(),
+                        group,
+                        id,
+                        "joined a consumer group"
+                    );
+                    self.durable
+                        .insert(id, DurableSubscription::Group(membership));
+                }
+                Err(error) => {
+                    // Acknowledged already: the subscription ends at once, saying why.
+                    drop(hold);
+                    self.state.remove_subscriptions(1);
+                    let code = match error {
+                        JoinError::BadName { .. } => ErrorCode::InvalidTopicName,
+                        JoinError::TooManyGroups | JoinError::TooManyMembers { .. } => {
+                            ErrorCode::LimitExceeded
+                        }
+                        _ => ErrorCode::Internal,
+                    };
+                    self.refuse(0, code, id, error.to_string());
+                }
+            }
+            return;
+        }
         let config = topic.config();
         self.outbox.append_control(&Frame::TopicAck {
             request_id,
@@ -152,8 +213,57 @@ impl Connection {
         }
     }
 
-    /// `AckMessages` or `Credit` on a durable subscription: a replay subscription takes them
-    /// and changes nothing; an unknown id is refused (request id 0).
+    /// `AckMessages` on a durable subscription: a group member's messages are done; a replay
+    /// subscription takes them and changes nothing; an unknown id is refused (request id 0).
+    pub(super) fn durable_acks(&mut self, id: u32, offsets: &[u64]) {
+        match self.durable.get(&id) {
+            Some(DurableSubscription::Group(membership)) => membership.ack(offsets),
+            Some(DurableSubscription::Replay { .. }) => {}
+            None => self.durable_credit(id),
+        }
+    }
+
+    /// `Nack` on a group member's message; refused (request id 0) on anything else.
+    pub(super) fn durable_nack(&mut self, id: u32, offset: u64, action: NackAction) {
+        match self.durable.get(&id) {
+            Some(DurableSubscription::Group(membership)) => membership.nack(offset, action),
+            Some(DurableSubscription::Replay { .. }) => self.refuse(
+                0,
+                ErrorCode::Unsupported,
+                id,
+                format!("nack on replay subscription {id}: only a consumer group member's messages can be nacked"),
+            ),
+            None => self.durable_credit(id),
+        }
+    }
+
+    /// Answers a `GroupsRequest`.
+    pub(super) fn groups(&mut self, request_id: u32, name: &str) {
+        let topic = match self.state.registry.resolve(name) {
+            Ok(topic) => topic,
+            Err(error) => {
+                self.refuse_lookup(request_id, error);
+                return;
+            }
+        };
+        if self.refuse_access(request_id, Action::Subscribe, &topic) {
+            return;
+        }
+        let Some(log) = topic.log() else {
+            let message = format!(
+                "topic '{}' is not durable: only a durable topic has consumer groups",
+                topic.name()
+            );
+            self.refuse(request_id, ErrorCode::Unsupported, topic.id(), message);
+            return;
+        };
+        let groups = log.groups().stats(log.figures().next_offset);
+        self.outbox
+            .append_control(&Frame::Groups { request_id, groups });
+    }
+
+    /// `Credit` on a durable subscription: a replay subscription takes it and changes nothing;
+    /// an unknown id is refused (request id 0).
     pub(super) fn durable_credit(&mut self, id: u32) {
         if !self.durable.contains_key(&id) {
             self.refuse(

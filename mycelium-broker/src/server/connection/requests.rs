@@ -93,8 +93,14 @@ impl Connection {
             Frame::SubscribeDurable { request_id, prefetch, start, group, topic } => {
                 self.subscribe_durable(request_id, prefetch, start, group, &topic);
             }
-            Frame::AckMessages { subscription_id, .. } => {
-                self.durable_credit(subscription_id);
+            Frame::AckMessages { subscription_id, offsets } => {
+                self.durable_acks(subscription_id, &offsets);
+            }
+            Frame::Nack { subscription_id, offset, action } => {
+                self.durable_nack(subscription_id, offset, action);
+            }
+            Frame::GroupsRequest { request_id, topic } => {
+                self.groups(request_id, &topic);
             }
             Frame::Subscribe { request_id, prefetch, no_echo, topic } => {
                 if let Some(refusal) = foreign_inbox(&topic, self.client_id) {
@@ -211,14 +217,8 @@ impl Connection {
                 return Err(fatal(ErrorCode::ShmRefused, "shared-memory requests need a session of their own: open a connection that starts with ShmHello"));
             }
             Frame::Publish { .. } | Frame::PublishEnvelope { .. } => unreachable_publish(),
-            Frame::GroupsRequest { request_id, .. } => {
-                self.refuse(request_id, ErrorCode::Unsupported, NO_TOPIC, NOT_SERVED.into());
-            }
             // Routed by the reader (`durable_publish.rs`), which awaits.
             Frame::PublishDurable { .. } => unreachable_publish(),
-            Frame::Nack { subscription_id, .. } => {
-                self.refuse(0, ErrorCode::Unsupported, subscription_id, NOT_SERVED.into());
-            }
             Frame::Published { .. } | Frame::Groups { .. } | Frame::Welcome { .. } | Frame::TopicAck { .. } | Frame::Ack { .. } | Frame::Deliver { .. } | Frame::DeliverEnvelope { .. } | Frame::Error { .. } | Frame::Stats { .. } | Frame::ShmGrant { .. } | Frame::ShmRingAdded { .. } | Frame::ShmTopicRingAdded { .. } | Frame::ShmRingRemoved { .. } | Frame::ShmDetached { .. } | Frame::ShmSegmentAdded { .. } | Frame::ReloadResult { .. } | Frame::Lagged { .. } => {
                 return Err(fatal(ErrorCode::HandshakeRequired, "a client sent a frame only the broker may send"));
             }
@@ -226,9 +226,6 @@ impl Connection {
         Ok(())
     }
 }
-
-/// The answer to every frame of durable topics until the broker serves them.
-const NOT_SERVED: &str = "consumer groups are not served yet";
 
 /// Publishes are handled on the hot path before `control` is reached.
 fn unreachable_publish() {
