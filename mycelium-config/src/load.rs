@@ -412,20 +412,35 @@ flush_interval_ms = 1
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../broker.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let mut config = BrokerConfig::from_toml_str_with_env(&text, &path, []).unwrap();
-        // The shipped file adds the topics `mycelium bench` uses to the seed example.
-        let bench: Vec<TopicConfig> = config.topics.split_off(2);
-        let names: Vec<&str> = bench.iter().map(|t| t.name.as_str()).collect();
+        // The shipped file adds a durable topic and the topics `mycelium bench` uses to the
+        // seed example.
+        let added: Vec<TopicConfig> = config.topics.split_off(2);
+        let names: Vec<&str> = added.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(
             names,
             [
+                "orders",
                 "bench.fanout",
                 "bench.queue",
                 "bench.ping",
                 "bench.pong",
+                "bench.durable",
                 "bench.request"
             ]
         );
-        assert_eq!(bench[1].routing, Routing::Queue);
+        assert_eq!(added[2].routing, Routing::Queue);
+        let durable: Vec<&str> = added
+            .iter()
+            .filter(|t| t.durability().is_some())
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(durable, ["orders", "bench.durable"]);
+        // ... keeps their logs in a directory a fresh machine can write ...
+        assert_eq!(
+            config.storage.data_dir.as_deref(),
+            Some(Path::new("/tmp/mycelium-data"))
+        );
+        config.storage.data_dir = None;
         // ... and runs the broker on one worker thread, as measured best on 2 cores.
         assert_eq!(config.performance.worker_threads, 1);
         config.performance.worker_threads = 2;

@@ -11,6 +11,7 @@ mod common;
 
 mod cli;
 mod confirmed;
+mod crash;
 mod full_disk;
 mod groups;
 mod replay;
