@@ -689,3 +689,88 @@ fn assert_failed_after_moving(out: &Finished, words: &[&str]) {
         assert!(error.contains(word), "no {word:?} in {error}");
     }
 }
+
+/// The command line against a real broker end to end: `sub --from earliest` replays, `sub
+/// --group` prints and acks (the broker's committed position moves), and `sub --group
+/// --reject` on a topic with `max_deliveries = 2` sends a message to `<topic>.dlq` after two
+/// deliveries, from where `dlq redrive` moves it back.
+#[test]
+fn the_durable_commands_against_a_real_broker() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let broker = TestBroker::start(&format!(
+        "[storage]\ndata_dir = \"{}\"\n\n[[topics]]\nname = \"work\"\nrouting = \"fanout\"\n\
+         durable = true\nfsync = \"never\"\nmax_deliveries = 2\n",
+        data.path().display()
+    ));
+    for n in 0..5 {
+        let out = run_to_end(broker.cmd().args(["pub", "work", &format!("item {n}")]));
+        assert!(out.status.success(), "{}", out.stderr);
+    }
+    let replay = run_to_end(
+        broker
+            .cmd()
+            .args(["sub", "--from", "earliest", "--count", "5", "work"]),
+    );
+    assert!(replay.status.success(), "{}", replay.stderr);
+    assert_eq!(
+        replay.stdout.lines().collect::<Vec<_>>(),
+        ["item 0", "item 1", "item 2", "item 3", "item 4"]
+    );
+    let group = run_to_end(broker.cmd().args([
+        "sub", "--group", "billing", "--from", "earliest", "--count", "3", "work",
+    ]));
+    assert!(group.status.success(), "{}", group.stderr);
+    assert_eq!(group.stdout.lines().count(), 3);
+    let committed = || {
+        let out = run_to_end(broker.cmd().args(["groups", "--json", "work"]));
+        assert!(out.status.success(), "{}", out.stderr);
+        json_lines(&out.stdout)
+            .iter()
+            .find(|g| g["name"] == "billing")
+            .and_then(|g| g["committed"].as_u64())
+    };
+    assert_eq!(
+        committed(),
+        Some(3),
+        "the three printed were acked before exit"
+    );
+
+    // Offset 0 again for a new group that rejects: delivered twice, then dead-lettered.
+    let picky = run_to_end(broker.cmd().args([
+        "sub", "--group", "picky", "--from", "4", "--reject", "--count", "2", "work",
+    ]));
+    assert!(picky.status.success(), "{}", picky.stderr);
+    assert_eq!(
+        picky.stdout.lines().collect::<Vec<_>>(),
+        ["item 4", "item 4"]
+    );
+    // The third delivery would pass max_deliveries: it goes to work.dlq once a member of the
+    // group is there to take it.
+    let mut member = broker
+        .cmd()
+        .args(["sub", "--group", "picky", "work"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("a member");
+    super::common::wait_until("the message to be dead-lettered", || {
+        let out = run_to_end(broker.cmd().args(["topics", "--json"]));
+        json_lines(&out.stdout)
+            .iter()
+            .any(|t| t["name"] == "work.dlq" && t["retained_messages"] == 1)
+    });
+    let _ = member.kill();
+    let _ = member.wait();
+    let redrive = run_to_end(broker.cmd().args(["dlq", "redrive", "work.dlq"]));
+    assert!(
+        redrive.status.success(),
+        "{}{}",
+        redrive.stdout,
+        redrive.stderr
+    );
+    let back = run_to_end(
+        broker
+            .cmd()
+            .args(["sub", "--from", "5", "--count", "1", "work"]),
+    );
+    assert_eq!(back.stdout.trim(), "item 4", "moved home as offset 5");
+}
