@@ -12,6 +12,7 @@
 //! - `Unsubscribe` of the id ends it; so does the connection's end.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use mycelium_storage::StartAt;
 use mycelium_transport::{
@@ -20,8 +21,9 @@ use mycelium_transport::{
 
 use crate::core::acl::Action;
 use crate::core::durable::{
-    is_group_name, Follower, GroupMembership, JoinError, MAX_GROUP_NAME_LEN,
+    is_group_name, Follower, GroupMembership, JoinError, TopicLog, MAX_GROUP_NAME_LEN,
 };
+use crate::core::topic::Topic;
 
 use super::context::Connection;
 
@@ -58,22 +60,11 @@ impl Connection {
         group: Option<String>,
         name: &str,
     ) {
-        let topic = match self.state.registry.resolve(name) {
-            Ok(topic) => topic,
-            Err(error) => {
-                self.refuse_lookup(request_id, error);
-                return;
-            }
-        };
-        if self.refuse_access(request_id, Action::Subscribe, &topic) {
-            return;
-        }
-        let Some(log) = topic.log().cloned() else {
-            let message = format!(
-                "topic '{}' is not durable: replay and consumer groups need durable = true",
-                topic.name()
-            );
-            self.refuse(request_id, ErrorCode::Unsupported, topic.id(), message);
+        let Some((topic, log)) = self.durable_topic(
+            request_id,
+            name,
+            "replay and consumer groups need durable = true",
+        ) else {
             return;
         };
         let per_connection = self.state.config().server.max_subscriptions_per_connection;
@@ -185,6 +176,32 @@ impl Connection {
             .insert(id, DurableSubscription::Replay { _running: follower });
     }
 
+    /// The durable topic `name` and its log, as a subscriber may read it; `None` once the
+    /// request is refused (unknown, hidden by the access lists, or not durable: `why`).
+    fn durable_topic(
+        &self,
+        request_id: u32,
+        name: &str,
+        why: &str,
+    ) -> Option<(Arc<Topic>, Arc<TopicLog>)> {
+        let topic = match self.state.registry.resolve(name) {
+            Ok(topic) => topic,
+            Err(error) => {
+                self.refuse_lookup(request_id, error);
+                return None;
+            }
+        };
+        if self.refuse_access(request_id, Action::Subscribe, &topic) {
+            return None;
+        }
+        let Some(log) = topic.log().cloned() else {
+            let message = format!("topic '{}' is not durable: {why}", topic.name());
+            self.refuse(request_id, ErrorCode::Unsupported, topic.id(), message);
+            return None;
+        };
+        Some((topic, log))
+    }
+
     /// A fresh id for a durable subscription: bit 30 set, unique on the connection.
     fn next_durable_id(&mut self) -> u32 {
         loop {
@@ -239,22 +256,9 @@ impl Connection {
 
     /// Answers a `GroupsRequest`.
     pub(super) fn groups(&mut self, request_id: u32, name: &str) {
-        let topic = match self.state.registry.resolve(name) {
-            Ok(topic) => topic,
-            Err(error) => {
-                self.refuse_lookup(request_id, error);
-                return;
-            }
-        };
-        if self.refuse_access(request_id, Action::Subscribe, &topic) {
-            return;
-        }
-        let Some(log) = topic.log() else {
-            let message = format!(
-                "topic '{}' is not durable: only a durable topic has consumer groups",
-                topic.name()
-            );
-            self.refuse(request_id, ErrorCode::Unsupported, topic.id(), message);
+        let Some((_, log)) =
+            self.durable_topic(request_id, name, "only a durable topic has consumer groups")
+        else {
             return;
         };
         let groups = log.groups().stats(log.figures().next_offset);
