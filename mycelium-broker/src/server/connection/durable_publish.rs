@@ -111,7 +111,23 @@ impl Connection {
             .route_answering(&requests, &topic, &items[..], stop)
             .await?
         else {
-            // Refused (and answered) on the way, or nothing left to route.
+            // Refused by the log (and answered on the way), or, before anything was stored,
+            // the topic was removed: say so to each.
+            if topic.is_removed() && !requests.is_empty() {
+                let message = format!(
+                    "topic '{}' was removed from the broker's config; the message was not stored",
+                    topic.name()
+                );
+                for &request_id in &requests {
+                    self.refuse_publishes_answering(
+                        request_id,
+                        ErrorCode::TopicRemoved,
+                        topic_id,
+                        1,
+                        message.clone(),
+                    );
+                }
+            }
             return Ok(());
         };
         let durable = match config.durability().map(|d| d.fsync) {
