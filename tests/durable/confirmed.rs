@@ -98,3 +98,33 @@ fn a_durable_publish_that_cannot_be_stored_is_refused_with_its_request_id() {
         }
     );
 }
+
+/// A durable subscription asking for an enormous window gets at most the topic's
+/// buffer_size: what the broker queues toward one reader stays bounded.
+#[test]
+fn a_durable_subscriptions_window_is_at_most_the_topics_buffer_size() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let broker = TestBroker::start(&format!(
+        "[storage]\ndata_dir = \"{}\"\n\n[[topics]]\nname = \"kept\"\nrouting = \"fanout\"\n\
+         durable = true\nbuffer_size = 500\n",
+        data.path().display()
+    ));
+    let mut raw = RawConnection::open(&broker.socket, "greedy reader");
+    for (group, request_id) in [(None, 1), (Some("g".to_owned()), 2)] {
+        raw.send_frame(&Frame::SubscribeDurable {
+            request_id,
+            prefetch: u32::MAX,
+            start: mycelium_transport::StartPosition::Earliest,
+            group,
+            topic: "kept".into(),
+        });
+        match raw.recv() {
+            Frame::TopicAck {
+                request_id: answered,
+                prefetch,
+                ..
+            } => assert_eq!((answered, prefetch), (request_id, 500)),
+            other => panic!("expected a TopicAck, got {other:?}"),
+        }
+    }
+}

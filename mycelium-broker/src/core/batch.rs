@@ -38,6 +38,21 @@ impl<'a> Item<'a> {
     }
 }
 
+/// The enveloped messages laid back to back in `bytes`, each ending at the next of `ends`.
+pub(crate) fn enveloped_items<'a>(bytes: &'a [u8], ends: &[usize]) -> Vec<Item<'a>> {
+    let mut start = 0;
+    ends.iter()
+        .map(|&end| {
+            let item = Item {
+                bytes: bytes.get(start..end).unwrap_or_default(),
+                enveloped: true,
+            };
+            start = end;
+            item
+        })
+        .collect()
+}
+
 /// One message held by the broker beyond the batch it came in (a queue topic's backlog): its
 /// bytes, owned, and whether they begin with an envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]

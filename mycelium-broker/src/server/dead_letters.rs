@@ -2,8 +2,8 @@
 //! (`dead_letter`, by default `<topic>.dlq`).
 //!
 //! - The dead-letter topic is the one the config declares under that name, or else it is made
-//!   on first use as a durable fanout topic with the source topic's durability settings
-//!   (retention, fsync), so that what lands there can be read back and moved home
+//!   on first use as a durable fanout topic with the source topic's settings (retention,
+//!   fsync, limits, access lists), so that what lands there can be read back and moved home
 //!   (`mycelium dlq redrive`); it is never reclaimed as idle.
 //! - The message keeps its envelope (stamp, headers) and gains the `Mycelium-Dead-Letter-*`
 //!   headers and its delivery count ([`DeadLetterHeaders::write_message`]). It is stored (the
@@ -38,22 +38,21 @@ impl RegistryDeadLetters {
         if let Some(topic) = self.registry.get_by_name(&name) {
             return Ok(topic);
         }
+        // The source's settings and access lists; its own dead letters go to the default,
+        // `<name>.dlq`.
         let mut dead = (*config).clone();
         dead.name.clone_from(&name);
-        // Its own messages have nowhere further to go by default but `<name>.dlq`, which the
-        // name length rules allow only if there is room: leave it to the default when so.
         dead.dead_letter = None;
-        dead.publish = None;
         match self.registry.create_topic(dead) {
             Ok(topic) => {
                 tracing::info!(topic = %name, source = source.name(), "made the dead-letter topic");
                 Ok(topic)
             }
-            // Made meanwhile by another group.
-            Err(_) if self.registry.get_by_name(&name).is_some() => {
-                self.registry.get_by_name(&name).ok_or_else(|| name.clone())
-            }
-            Err(error) => Err(format!("cannot make dead-letter topic '{name}': {error}")),
+            // Made meanwhile by another group, or it cannot be made.
+            Err(error) => self
+                .registry
+                .get_by_name(&name)
+                .ok_or_else(|| format!("cannot make dead-letter topic '{name}': {error}")),
         }
     }
 }

@@ -21,7 +21,7 @@ use bytes::BytesMut;
 use mycelium_storage::StartAt;
 use mycelium_transport::envelope::write_with_offset;
 
-use crate::core::batch::{BatchRef, Item};
+use crate::core::batch::{enveloped_items, BatchRef};
 use crate::core::delivery::{Delivered, Delivery, Ending};
 use crate::core::durable::TopicLog;
 use crate::core::topic::TopicId;
@@ -118,18 +118,7 @@ async fn follow(
             continue;
         }
         caught_up_once = false;
-        let mut start = 0;
-        let items: Vec<Item<'_>> = ends
-            .iter()
-            .map(|&end| {
-                let item = Item {
-                    bytes: &bytes[start..end],
-                    enveloped: true,
-                };
-                start = end;
-                item
-            })
-            .collect();
+        let items = enveloped_items(&bytes, &ends);
         match sink.deliver(subscription, BatchRef::Items(&items), 0..items.len(), None) {
             Delivered::Closed => return,
             Delivered::Queued(_) => {}

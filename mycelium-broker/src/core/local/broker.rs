@@ -8,7 +8,7 @@ use mycelium_transport::envelope::{Envelope, Headers, Stamp, Stamper};
 use mycelium_transport::Broker;
 
 use crate::core::acl::PeerIdentity;
-use crate::core::batch::{Batch, Item};
+use crate::core::batch::{enveloped_items, Batch};
 use crate::core::local::sink::LocalSink;
 use crate::core::local::subscription::LocalSubscription;
 use crate::core::patterns::PatternSubscription;
@@ -274,18 +274,7 @@ impl LocalPublisher {
                 ends.push(bytes.len());
             }
         }
-        let mut start = 0;
-        let items: Vec<Item<'_>> = ends
-            .iter()
-            .map(|&end| {
-                let item = Item {
-                    bytes: &bytes[start..end],
-                    enveloped: true,
-                };
-                start = end;
-                item
-            })
-            .collect();
+        let items = enveloped_items(&bytes, &ends);
         route(topic, items.as_slice(), self.origin).await?;
         Ok(last)
     }

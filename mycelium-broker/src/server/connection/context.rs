@@ -63,8 +63,7 @@ pub(super) struct Connection {
     pub(super) last_read: std::time::Instant,
     /// Where stored `PublishDurable` messages wait for their answer (`durable_publish.rs`);
     /// made at the first.
-    pub(super) confirmer:
-        Option<tokio::sync::mpsc::UnboundedSender<super::durable_publish::Confirm>>,
+    pub(super) confirmer: Option<tokio::sync::mpsc::Sender<super::durable_publish::Confirm>>,
     /// Whether the peer is still there ([`Heartbeat`]), and when to look next.
     pub(super) heartbeat: Heartbeat,
     pub(super) heartbeat_due: tokio::time::Instant,

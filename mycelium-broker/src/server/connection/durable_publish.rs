@@ -5,30 +5,32 @@
 //! - Consecutive `PublishDurable` frames to one topic in one read are routed as one batch (one
 //!   append); the reader goes on at once, and a per-connection confirmer task waits for
 //!   durability and answers, in order, so many durable publishes can be in flight and one sync
-//!   answers all those it covers (group commit).
+//!   answers all those it covers (group commit). At most [`MAX_UNANSWERED`] wait per
+//!   connection; past it the reader stops reading that connection until answers go out.
 //! - Refusals answer the request: `Unsupported` on a topic that is not durable,
 //!   `MessageTooLarge`/`HeadersTooLarge` past the topic's limits, `StorageFailed` when the log
-//!   could not write it, as for any publish otherwise (`PermissionDenied`, `UnknownTopic`,
-//!   `TopicRemoved`, `SlowConsumer` past `publish_deadline_ms`).
+//!   could not write it, `PermissionDenied`, `UnknownTopic`, `TopicRemoved` before it was
+//!   stored. Once stored it is answered `Published` whatever live delivery then meets (a slow
+//!   subscriber given up on, the topic removed).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use mycelium_transport::envelope::{self, EnvelopeView};
 use mycelium_transport::outbox::Outbox;
 use mycelium_transport::{ErrorCode, Frame};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-
-use mycelium_config::TopicConfig;
 
 use crate::core::acl::Action;
 use crate::core::batch::Item;
 use crate::core::topic::Topic;
 
 use super::context::Connection;
-use super::scan::Step;
-use super::stop::{fatal, Stop};
+use super::scan::{read_envelope, Limits, Step};
+use super::stop::Stop;
+
+/// Stored durable publishes of one connection waiting for their sync at most (about 2 MiB).
+const MAX_UNANSWERED: usize = 65_536;
 
 /// One stored message waiting to be answered.
 pub(super) struct Confirm {
@@ -90,10 +92,11 @@ impl Connection {
             return Ok(());
         };
         let config = topic.config();
+        let limits = Limits::of(&config);
         let mut items = Vec::with_capacity(frames.len());
         let mut requests = Vec::with_capacity(frames.len());
         for frame in &frames {
-            match check(&topic, &config, frame) {
+            match check(&topic, &limits, frame) {
                 Ok(()) => {
                     items.push(Item {
                         bytes: &frame.message,
@@ -101,7 +104,7 @@ impl Connection {
                     });
                     requests.push(frame.request_id);
                 }
-                Err(Refusal::Fatal(text)) => return Err(fatal(ErrorCode::Malformed, text)),
+                Err(Refusal::Fatal(stop)) => return Err(stop),
                 Err(Refusal::Answer(code, text)) => {
                     self.refuse_publishes_answering(frame.request_id, code, topic_id, 1, text);
                 }
@@ -139,86 +142,52 @@ impl Connection {
                 request_id,
                 offset,
                 durable: durable.clone(),
-            });
+            })
+            .await;
         }
         Ok(())
     }
 
-    /// Hands `confirm` to the connection's confirmer task (started at the first).
-    fn confirm(&mut self, confirm: Confirm) {
+    /// Hands `confirm` to the connection's confirmer task (started at the first), waiting
+    /// while [`MAX_UNANSWERED`] wait for their sync: a client that pipelines more is read no
+    /// further until answers go out, so its unanswered publishes hold bounded memory.
+    async fn confirm(&mut self, confirm: Confirm) {
         let sender = self.confirmer.get_or_insert_with(|| {
-            let (sender, receiver) = mpsc::unbounded_channel();
+            let (sender, receiver) = mpsc::channel(MAX_UNANSWERED);
             tokio::spawn(confirm_in_order(Arc::clone(&self.outbox), receiver));
             sender
         });
-        // The task lives while the sender does: it cannot have gone.
-        let _ = sender.send(confirm);
+        // Fails only once the task ended, its outbox closed: nobody is left to answer.
+        let _ = sender.send(confirm).await;
     }
 }
 
 /// Why one durable publish of a batch is not routed.
 enum Refusal {
     /// The peer broke the protocol: the connection ends.
-    Fatal(String),
+    Fatal(Stop),
     /// Refused with this code and text; the connection goes on.
     Answer(ErrorCode, String),
 }
 
-/// Checks one durable publish against the topic's limits (its envelope was checked when the
-/// frame was decoded; here: no broker-set block, payload size, headers).
-fn check(topic: &Topic, config: &TopicConfig, frame: &DurablePublish) -> Result<(), Refusal> {
+/// Checks one durable publish as the scan checks a `PublishEnvelope`: its envelope (no
+/// broker-set block), its payload's size and its headers against the topic's limits.
+fn check(topic: &Topic, limits: &Limits, frame: &DurablePublish) -> Result<(), Refusal> {
     let (payload_len, headers) = if frame.enveloped {
-        match EnvelopeView::parse(&frame.message) {
-            Ok(view) if view.flags & (envelope::TOPIC | envelope::OFFSET) != 0 => {
-                return Err(Refusal::Fatal(
-                    "malformed PublishDurable frame: the envelope carries a TOPIC or OFFSET \
-                     block, which only the broker sets"
-                        .into(),
-                ))
-            }
-            Ok(view) => (
-                view.payload.len(),
-                Some((view.header_count(), view.header_bytes)),
-            ),
-            Err(error) => {
-                return Err(Refusal::Fatal(format!(
-                    "malformed PublishDurable frame: {error}"
-                )))
-            }
-        }
+        let (payload_len, count, bytes, _) =
+            read_envelope(&frame.message, "PublishDurable").map_err(Refusal::Fatal)?;
+        (payload_len, Some((count, bytes)))
     } else {
         (frame.message.len(), None)
     };
-    if payload_len > config.max_message_size {
-        return Err(Refusal::Answer(
-            ErrorCode::MessageTooLarge,
-            format!(
-                "message of {payload_len} bytes exceeds the limit of {} bytes on topic '{}'",
-                config.max_message_size,
-                topic.name()
-            ),
-        ));
-    }
-    if let Some((count, bytes)) = headers {
-        if count > usize::from(config.max_headers) || bytes > config.max_header_bytes as usize {
-            return Err(Refusal::Answer(
-                ErrorCode::HeadersTooLarge,
-                format!(
-                    "{count} header(s) of {bytes} bytes exceed the limits of topic '{}' \
-                     (max_headers = {}, max_header_bytes = {})",
-                    topic.name(),
-                    config.max_headers,
-                    config.max_header_bytes
-                ),
-            ));
-        }
-    }
-    Ok(())
+    limits
+        .check(topic.name(), payload_len, headers)
+        .map_err(|(code, text)| Refusal::Answer(code, text))
 }
 
 /// Answers each stored message once it is durable, in the order they were stored; ends when
 /// the connection drops its sender (after answering what is queued) or its outbox closes.
-async fn confirm_in_order(outbox: Arc<Outbox>, mut queue: mpsc::UnboundedReceiver<Confirm>) {
+async fn confirm_in_order(outbox: Arc<Outbox>, mut queue: mpsc::Receiver<Confirm>) {
     while let Some(confirm) = queue.recv().await {
         if let Some(mut durable) = confirm.durable {
             let covered = tokio::select! {

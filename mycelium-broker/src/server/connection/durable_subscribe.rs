@@ -83,10 +83,15 @@ impl Connection {
             return;
         }
         let id = self.next_durable_id();
+        // What the subscriber asks for (0: the topic's prefetch), at most the topic's
+        // buffer_size: the messages queued toward it are bounded as for a live subscriber.
+        let config = topic.config();
+        let most = u32::try_from(config.buffer_size).unwrap_or(u32::MAX).max(1);
         let window = match prefetch {
-            0 => topic.config().prefetch,
+            0 => config.prefetch,
             asked => asked,
-        };
+        }
+        .clamp(1, most);
         if let Some(group) = group {
             if !is_group_name(&group) {
                 self.state.remove_subscriptions(1);
@@ -98,16 +103,9 @@ impl Connection {
             }
             // The ack is queued first, held until the member is in the group, so it precedes
             // every delivery.
-            let config = topic.config();
-            let hold = self.outbox.append_control_held(&Frame::TopicAck {
-                request_id,
-                topic_id: id,
-                routing: mycelium_transport::RoutingKind::Fanout,
-                max_message_size: u32::try_from(config.max_message_size).unwrap_or(u32::MAX),
-                prefetch: window,
-                pattern: false,
-                rules: topic.message_rules(),
-            });
+            let hold = self
+                .outbox
+                .append_control_held(&durable_ack(request_id, id, window, &topic));
             let joined = log.groups().join(
                 &topic,
                 &log,
@@ -147,16 +145,8 @@ impl Connection {
             }
             return;
         }
-        let config = topic.config();
-        self.outbox.append_control(&Frame::TopicAck {
-            request_id,
-            topic_id: id,
-            routing: mycelium_transport::RoutingKind::Fanout,
-            max_message_size: u32::try_from(config.max_message_size).unwrap_or(u32::MAX),
-            prefetch: window,
-            pattern: false,
-            rules: topic.message_rules(),
-        });
+        self.outbox
+            .append_control(&durable_ack(request_id, id, window, &topic));
         // Started after the ack is queued: every delivery follows it.
         let follower = Follower::start(
             log,
@@ -283,6 +273,19 @@ impl Connection {
     pub(super) fn end_durable(&mut self) {
         self.state.remove_subscriptions(self.durable.len());
         self.durable.clear();
+    }
+}
+
+/// The `TopicAck` of durable subscription `id` on `topic` with `window` in flight.
+fn durable_ack(request_id: u32, id: u32, window: u32, topic: &Topic) -> Frame {
+    Frame::TopicAck {
+        request_id,
+        topic_id: id,
+        routing: mycelium_transport::RoutingKind::Fanout,
+        max_message_size: u32::try_from(topic.config().max_message_size).unwrap_or(u32::MAX),
+        prefetch: window,
+        pattern: false,
+        rules: topic.message_rules(),
     }
 }
 

@@ -64,11 +64,8 @@ pub(super) enum Step {
 /// A run being gathered by a scan.
 struct OpenRun {
     topic: Arc<Topic>,
-    /// The topic's `max_message_size`, read once for the run.
-    max: usize,
-    /// The topic's `max_headers` and `max_header_bytes`, read with `max`.
-    max_headers: usize,
-    max_header_bytes: usize,
+    /// The topic's limits on a message, read once for the run.
+    limits: Limits,
     /// Where its first frame starts in the scanned bytes.
     start: usize,
     /// Its first entry in `Connection::ends`.
@@ -121,7 +118,7 @@ impl Connection {
             // The payload's length, the headers' count and bytes (0 for a plain publish), and
             // the request it is, if any.
             let (payload_len, header_count, header_bytes, request) = if enveloped {
-                match read_envelope(body) {
+                match read_envelope(body, "PublishEnvelope") {
                     Ok(read) => read,
                     Err(stop) => break ScanEnd::Stop(stop),
                 }
@@ -145,46 +142,21 @@ impl Connection {
                             continue;
                         }
                     };
-                    let config = topic.config();
                     open.insert(OpenRun {
-                        max: config.max_message_size,
-                        max_headers: usize::from(config.max_headers),
-                        max_header_bytes: config.max_header_bytes as usize,
+                        limits: Limits::of(&topic.config()),
                         topic,
                         start: offset,
                         first_end: self.ends.len(),
                     })
                 }
             };
-            let max = run.max;
-            if payload_len > max {
-                let message = format!(
-                    "message of {payload_len} bytes exceeds the limit of {max} bytes on topic '{}'",
-                    run.topic.name()
-                );
+            let headers = enveloped.then_some((header_count, header_bytes));
+            if let Err((code, message)) = run.limits.check(run.topic.name(), payload_len, headers) {
                 // Earlier publishes of the run go first, so the refusal reaches the client in
                 // the order of the frames it answers.
                 self.close_run(&mut open, offset, steps);
                 steps.push(Step::Refuse {
-                    code: ErrorCode::MessageTooLarge,
-                    topic_id,
-                    message,
-                });
-                offset += used;
-                continue;
-            }
-            if enveloped && (header_count > run.max_headers || header_bytes > run.max_header_bytes)
-            {
-                let message = format!(
-                    "message with {header_count} header(s) of {header_bytes} bytes exceeds the \
-                     limits of topic '{}' (max_headers = {}, max_header_bytes = {})",
-                    run.topic.name(),
-                    run.max_headers,
-                    run.max_header_bytes,
-                );
-                self.close_run(&mut open, offset, steps);
-                steps.push(Step::Refuse {
-                    code: ErrorCode::HeadersTooLarge,
+                    code,
                     topic_id,
                     message,
                 });
@@ -272,16 +244,69 @@ impl Connection {
 
 /// What the scan needs of an envelope: the payload's length, the headers' count and bytes,
 /// and, for a request (stamped, with a reply address), its id and reply address.
-type EnvelopeRead = (usize, usize, usize, Option<(uuid::Uuid, String)>);
+pub(super) type EnvelopeRead = (usize, usize, usize, Option<(uuid::Uuid, String)>);
 
-/// Checks the envelope at the front of a `PublishEnvelope`'s `body` (after the topic id), or
-/// the fatal stop of a malformed envelope.
-fn read_envelope(body: &[u8]) -> Result<EnvelopeRead, Stop> {
+/// A topic's limits on one message, read once per run.
+pub(super) struct Limits {
+    /// `max_message_size`: payload bytes (the envelope not counted).
+    pub(super) max: usize,
+    pub(super) max_headers: usize,
+    pub(super) max_header_bytes: usize,
+}
+
+impl Limits {
+    /// The topic's limits now.
+    pub(super) fn of(config: &mycelium_config::TopicConfig) -> Limits {
+        Limits {
+            max: config.max_message_size,
+            max_headers: usize::from(config.max_headers),
+            max_header_bytes: config.max_header_bytes as usize,
+        }
+    }
+
+    /// Whether a message of `payload_len` bytes with `headers` (count, bytes; `None`: no
+    /// envelope) is within them on topic `name`; else the refusal's code and text.
+    pub(super) fn check(
+        &self,
+        name: &str,
+        payload_len: usize,
+        headers: Option<(usize, usize)>,
+    ) -> Result<(), (ErrorCode, String)> {
+        if payload_len > self.max {
+            return Err((
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "message of {payload_len} bytes exceeds the limit of {} bytes on topic '{name}'",
+                    self.max
+                ),
+            ));
+        }
+        match headers {
+            Some((count, bytes)) if count > self.max_headers || bytes > self.max_header_bytes => {
+                Err((
+                    ErrorCode::HeadersTooLarge,
+                    format!(
+                        "message with {count} header(s) of {bytes} bytes exceeds the limits of \
+                         topic '{name}' (max_headers = {}, max_header_bytes = {})",
+                        self.max_headers, self.max_header_bytes,
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Checks the envelope at the front of a publish's `body` (after the topic id; `frame` names
+/// the frame for the error), or the fatal stop of a malformed envelope.
+pub(super) fn read_envelope(body: &[u8], frame: &str) -> Result<EnvelopeRead, Stop> {
     match EnvelopeView::parse(body) {
         Ok(view) if view.flags & (envelope::TOPIC | envelope::OFFSET) != 0 => Err(fatal(
             ErrorCode::Malformed,
-            "malformed PublishEnvelope frame: the envelope carries a TOPIC or OFFSET block, \
-             which only the broker sets",
+            format!(
+                "malformed {frame} frame: the envelope carries a TOPIC or OFFSET block, which \
+                 only the broker sets"
+            ),
         )),
         Ok(view) => {
             let request = match (view.stamp, view.reply_to) {
@@ -297,7 +322,7 @@ fn read_envelope(body: &[u8]) -> Result<EnvelopeRead, Stop> {
         }
         Err(error) => Err(fatal(
             ErrorCode::Malformed,
-            format!("malformed PublishEnvelope frame: {error}"),
+            format!("malformed {frame} frame: {error}"),
         )),
     }
 }
